@@ -1,0 +1,51 @@
+# The two commands of the quick start: `make run` and `make test`.
+# Both install what is missing from Debian first (as root; otherwise they print the apt-get line).
+
+PACKAGES := build-essential cmake pkg-config libzmq3-dev libprotobuf-c-dev protobuf-c-compiler \
+            libuv1-dev libsqlite3-dev libcriterion-dev libsystemd-dev libjansson-dev \
+            libconfig-dev
+CONFIG   ?= examples/funneld.conf
+JOBS     ?= $(shell nproc 2>/dev/null || echo 2)
+
+.PHONY: all deps build run test bench format clean
+
+all: build
+
+# dpkg-query answers "install ok installed" only for packages that really are there.
+deps:
+	@missing=""; for p in $(PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing:$$missing"; \
+	    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing || exit 1; \
+	  else \
+	    echo "missing Debian packages; run as root:"; \
+	    echo "  apt-get update && apt-get install -y$$missing"; exit 1; \
+	  fi; \
+	fi
+
+build: deps
+	cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo
+	cmake --build build -j $(JOBS)
+
+run: build
+	mkdir -p var
+	./build/funneld --config $(CONFIG)
+
+# The test build is separate so that `make run` stays fast and `make test` always has
+# -Werror plus AddressSanitizer and UndefinedBehaviorSanitizer.
+test: deps
+	cmake -S . -B build-test -DCMAKE_BUILD_TYPE=Debug -DFUNNEL_SANITIZE=ON
+	cmake --build build-test -j $(JOBS)
+	cd build-test && ctest --output-on-failure -j $(JOBS)
+
+bench: build
+	./build/bench_ingest
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf build build-test

@@ -1,0 +1,262 @@
+/* client.c — acknowledged submit and gap-free follow over funneld's sockets. */
+#include "funnel/client.h"
+#include "funnel/error.h"
+
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <zmq.h>
+
+struct funnel_client {
+    void *zctx;
+};
+
+int funnel_client_new(funnel_client_t **out)
+{
+    funnel_client_t *c = calloc(1, sizeof *c);
+    if (!c)
+        return FUNNEL_ENOMEM;
+    if (!(c->zctx = zmq_ctx_new())) {
+        free(c);
+        return FUNNEL_EBUS;
+    }
+    *out = c;
+    return 0;
+}
+
+void funnel_client_destroy(funnel_client_t **client)
+{
+    if (!client || !*client)
+        return;
+    zmq_ctx_term((*client)->zctx);
+    free(*client);
+    *client = NULL;
+}
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void *open_socket(funnel_client_t *c, int type, const char *endpoint)
+{
+    void *s = zmq_socket(c->zctx, type);
+    int linger = 0;
+    if (!s)
+        return NULL;
+    zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
+    if (zmq_connect(s, endpoint)) {
+        zmq_close(s);
+        return NULL;
+    }
+    return s;
+}
+
+/* Receives one multipart message into frames (at most max; extra frames dropped). Returns the
+ * frame count, 0 on timeout, negative on error. Caller closes the frames. */
+static int recv_frames(void *sock, zmq_msg_t *frames, int max, int timeout_ms)
+{
+    zmq_pollitem_t item = {sock, 0, ZMQ_POLLIN, 0};
+    int rc = zmq_poll(&item, 1, timeout_ms);
+    if (rc <= 0)
+        return rc < 0 ? FUNNEL_EBUS : 0;
+    int n = 0, more = 1;
+    while (more) {
+        zmq_msg_t scratch, *m = n < max ? &frames[n] : &scratch;
+        zmq_msg_init(m);
+        if (zmq_msg_recv(m, sock, 0) < 0) {
+            zmq_msg_close(m);
+            break;
+        }
+        more = zmq_msg_more(m);
+        if (m == &scratch)
+            zmq_msg_close(m);
+        else
+            n++;
+    }
+    return n;
+}
+
+static void close_frames(zmq_msg_t *frames, int n)
+{
+    for (int i = 0; i < n; i++)
+        zmq_msg_close(&frames[i]);
+}
+
+static bool frame_is(zmq_msg_t *m, const char *s)
+{
+    size_t len = strlen(s);
+    return zmq_msg_size(m) == len && memcmp(zmq_msg_data(m), s, len) == 0;
+}
+
+/* Waits for the ack of event_id until deadline; acks of earlier attempts of other ids are
+ * skipped. Returns 0 with *res, or FUNNEL_ETIMEDOUT. */
+static int await_ack(void *sock, const char *event_id, int64_t deadline,
+                     funnel_submit_result_t *res)
+{
+    int64_t left;
+    while ((left = deadline - mono_ms()) > 0) {
+        zmq_msg_t f[2];
+        int n = recv_frames(sock, f, 2, (int)left);
+        if (n < 0)
+            return n;
+        if (n == 0)
+            break;
+        bool mine = n == 2 && frame_is(&f[0], event_id);
+        if (mine) {
+            const char *st = zmq_msg_data(&f[1]);
+            size_t len = zmq_msg_size(&f[1]);
+            memset(res, 0, sizeof *res);
+            if (len == 2 && memcmp(st, "ok", 2) == 0) {
+                res->status = FUNNEL_SUBMIT_OK;
+            } else if (len == 9 && memcmp(st, "duplicate", 9) == 0) {
+                res->status = FUNNEL_SUBMIT_DUPLICATE;
+            } else {
+                size_t skip = len > 10 && memcmp(st, "rejected: ", 10) == 0 ? 10 : 0;
+                res->status = FUNNEL_SUBMIT_REJECTED;
+                snprintf(res->reason, sizeof res->reason, "%.*s", (int)(len - skip), st + skip);
+            }
+        }
+        close_frames(f, n);
+        if (mine)
+            return 0;
+    }
+    return FUNNEL_ETIMEDOUT;
+}
+
+int funnel_client_submit(funnel_client_t *c, const char *endpoint, const char *topic,
+                         const funnel_envelope_t *env, const funnel_submit_options_t *opts,
+                         funnel_submit_result_t *res)
+{
+    funnel_submit_options_t o = {2000, 3, 100};
+    if (opts) {
+        o.timeout_ms = opts->timeout_ms > 0 ? opts->timeout_ms : o.timeout_ms;
+        o.attempts = opts->attempts > 0 ? opts->attempts : o.attempts;
+        o.backoff_ms = opts->backoff_ms >= 0 ? opts->backoff_ms : o.backoff_ms;
+    }
+    size_t len = funnel__v1__envelope__get_packed_size(env);
+    uint8_t *buf = malloc(len ? len : 1);
+    if (!buf)
+        return FUNNEL_ENOMEM;
+    funnel__v1__envelope__pack(env, buf);
+    void *sock = open_socket(c, ZMQ_DEALER, endpoint);
+    int rc = sock ? FUNNEL_ETIMEDOUT : FUNNEL_EBUS;
+    int backoff = o.backoff_ms;
+    for (int attempt = 0; sock && attempt < o.attempts; attempt++) {
+        if (attempt) {
+            struct timespec ts = {backoff / 1000, (long)(backoff % 1000) * 1000000L};
+            nanosleep(&ts, NULL);
+            backoff *= 2;
+        }
+        if (zmq_send(sock, topic, strlen(topic), ZMQ_SNDMORE) < 0 ||
+            zmq_send(sock, buf, len, 0) < 0) {
+            rc = FUNNEL_EBUS;
+            break;
+        }
+        rc = await_ack(sock, env->event_id, mono_ms() + o.timeout_ms, res);
+        if (rc != FUNNEL_ETIMEDOUT)
+            break;
+    }
+    if (sock)
+        zmq_close(sock);
+    free(buf);
+    return rc;
+}
+
+/* ---- follow -------------------------------------------------------------------------- */
+
+typedef struct follow {
+    const funnel_follow_options_t *o;
+    funnel_client_msg_cb cb;
+    void *arg;
+    uint64_t next; /* next sequence to deliver */
+    size_t prefix_len;
+} follow_t;
+
+/* Delivers one [topic][seq][envelope] message if it is the next one; >0 stops. */
+static int deliver(follow_t *f, zmq_msg_t *frames)
+{
+    if (zmq_msg_size(&frames[1]) != 8)
+        return 0;
+    uint64_t seq = funnel_seq_decode(zmq_msg_data(&frames[1]));
+    if (seq < f->next)
+        return 0; /* already delivered */
+    f->next = seq + 1;
+    size_t tlen = zmq_msg_size(&frames[0]);
+    char topic[FUNNEL_TOPIC_MAX + 1];
+    snprintf(topic, sizeof topic, "%.*s", (int)tlen, (const char *)zmq_msg_data(&frames[0]));
+    if (f->prefix_len && strncmp(topic, f->o->prefix, f->prefix_len) != 0)
+        return 0;
+    return f->cb(seq, topic, zmq_msg_data(&frames[2]), zmq_msg_size(&frames[2]), f->arg);
+}
+
+/* Replays [next, end] through a fresh request and delivers it. */
+static int replay(funnel_client_t *c, const char *replay_ep, follow_t *f)
+{
+    void *sock = open_socket(c, ZMQ_DEALER, replay_ep);
+    if (!sock)
+        return FUNNEL_EBUS;
+    uint8_t seq[8];
+    funnel_seq_encode(f->next, seq);
+    int rc = 0;
+    if (zmq_send(sock, "replay", 6, ZMQ_SNDMORE) < 0 || zmq_send(sock, seq, 8, 0) < 0)
+        rc = FUNNEL_EBUS;
+    int timeout = f->o->request_timeout_ms > 0 ? f->o->request_timeout_ms : 5000;
+    while (!rc) {
+        zmq_msg_t fr[3];
+        int n = recv_frames(sock, fr, 3, timeout);
+        if (n <= 0) {
+            rc = n ? n : FUNNEL_ETIMEDOUT;
+            break;
+        }
+        if (n == 3)
+            rc = deliver(f, fr);
+        else if (n == 2 && frame_is(&fr[0], "end")) {
+            uint64_t last = zmq_msg_size(&fr[1]) == 8 ? funnel_seq_decode(zmq_msg_data(&fr[1])) : 0;
+            if (last >= f->next)
+                f->next = last + 1;
+            close_frames(fr, n);
+            break;
+        } else if (n == 2 && frame_is(&fr[0], "error")) {
+            rc = FUNNEL_EINVAL;
+        }
+        /* "truncated" needs no action: the next row says where history starts. */
+        close_frames(fr, n);
+    }
+    zmq_close(sock);
+    return rc;
+}
+
+int funnel_client_follow(funnel_client_t *c, const char *publish_ep, const char *replay_ep,
+                         const funnel_follow_options_t *opts, funnel_client_msg_cb cb, void *arg)
+{
+    follow_t f = {opts, cb, arg, opts->from_seq ? opts->from_seq : 1,
+                  opts->prefix ? strlen(opts->prefix) : 0};
+    /* Subscribe to everything before replaying: sequence gaps can only be seen on the whole
+     * stream, and live messages that arrive during the replay wait in the socket. */
+    void *sub = open_socket(c, ZMQ_SUB, publish_ep);
+    if (!sub)
+        return FUNNEL_EBUS;
+    zmq_setsockopt(sub, ZMQ_SUBSCRIBE, "", 0);
+    int rc = replay(c, replay_ep, &f);
+    while (!rc) {
+        zmq_msg_t fr[3];
+        int n = recv_frames(sub, fr, 3, opts->idle_timeout_ms > 0 ? opts->idle_timeout_ms : -1);
+        if (n <= 0) {
+            rc = n;
+            break;
+        }
+        if (n == 3 && zmq_msg_size(&fr[1]) == 8 &&
+            funnel_seq_decode(zmq_msg_data(&fr[1])) > f.next) {
+            rc = replay(c, replay_ep, &f); /* a gap: fetch what we missed first */
+        }
+        if (!rc && n == 3)
+            rc = deliver(&f, fr);
+        close_frames(fr, n);
+    }
+    zmq_close(sub);
+    return rc;
+}

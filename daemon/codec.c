@@ -1,0 +1,423 @@
+/* codec.c — ingest topics, decoding and validation.
+ *
+ * Validation is driven by the protobuf-c descriptors plus one small table per topic naming the
+ * required fields and which strings are ids, so adding a topic is one table row, not new code. */
+#include "funnel/codec.h"
+#include "funnel/error.h"
+#include "funnel/money.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#define TEXT_MAX     1024           /* bytes, for free-text fields (reason, campaign, ...) */
+#define EPOCH_MIN_MS 946684800000LL /* 2000-01-01: anything earlier is a unit mistake */
+
+/* One ingest topic: its name, its body, the fields that must be set and the ids. */
+typedef struct topic_rule {
+    const char *name;
+    funnel_body_t body;
+    const char *required[4]; /* fields that must be non-empty / non-zero / present */
+    const char *ids[6];      /* string fields held to FUNNEL_ID_MAX */
+} topic_rule_t;
+
+static const topic_rule_t topic_rules[] = {
+    {"lead.created",
+     FUNNEL__V1__ENVELOPE__BODY_LEAD_CREATED,
+     {"lead_id"},
+     {"lead_id", "owner", "segment"}},
+    {"lead.touched", FUNNEL__V1__ENVELOPE__BODY_LEAD_TOUCHED, {"lead_id", "touch"}, {"lead_id"}},
+    {"lead.qualified",
+     FUNNEL__V1__ENVELOPE__BODY_LEAD_QUALIFIED,
+     {"lead_id", "stage"},
+     {"lead_id", "owner"}},
+    {"lead.contacted",
+     FUNNEL__V1__ENVELOPE__BODY_LEAD_CONTACTED,
+     {"lead_id", "rep"},
+     {"lead_id", "rep"}},
+    {"lead.closed", FUNNEL__V1__ENVELOPE__BODY_LEAD_CLOSED, {"lead_id", "outcome"}, {"lead_id"}},
+    {"client.handed_off",
+     FUNNEL__V1__ENVELOPE__BODY_CLIENT_HANDED_OFF,
+     {"client_id", "lead_id", "from_rep"},
+     {"client_id", "lead_id", "from_rep", "account_manager"}},
+    {"payment.received",
+     FUNNEL__V1__ENVELOPE__BODY_PAYMENT_RECEIVED,
+     {"payment_id", "client_id", "amount"},
+     {"payment_id", "client_id"}},
+    {"payment.refunded",
+     FUNNEL__V1__ENVELOPE__BODY_PAYMENT_REFUNDED,
+     {"refund_id", "payment_id", "client_id", "amount"},
+     {"refund_id", "payment_id", "client_id"}},
+};
+#define TOPIC_RULES (sizeof topic_rules / sizeof topic_rules[0])
+
+static const char *const refusal_names[FUNNEL_REFUSE_COUNT_] = {
+    [FUNNEL_REFUSE_NONE] = "none",
+    [FUNNEL_REFUSE_OVERSIZE] = "oversize",
+    [FUNNEL_REFUSE_FRAMES] = "frames",
+    [FUNNEL_REFUSE_UNKNOWN_TOPIC] = "unknown_topic",
+    [FUNNEL_REFUSE_DECODE] = "decode",
+    [FUNNEL_REFUSE_TOPIC_MISMATCH] = "topic_mismatch",
+    [FUNNEL_REFUSE_MISSING_FIELD] = "missing_field",
+    [FUNNEL_REFUSE_BAD_ID] = "bad_id",
+    [FUNNEL_REFUSE_BAD_TIME] = "bad_time",
+    [FUNNEL_REFUSE_BAD_MONEY] = "bad_money",
+    [FUNNEL_REFUSE_BAD_CURRENCY] = "bad_currency",
+    [FUNNEL_REFUSE_BAD_ENUM] = "bad_enum",
+};
+
+const char *funnel_refusal_name(funnel_refusal_code_t code)
+{
+    if ((unsigned)code >= FUNNEL_REFUSE_COUNT_)
+        return "unknown";
+    return refusal_names[code];
+}
+
+static const topic_rule_t *rule_by_body(funnel_body_t body)
+{
+    for (size_t i = 0; i < TOPIC_RULES; i++)
+        if (topic_rules[i].body == body)
+            return &topic_rules[i];
+    return NULL;
+}
+
+const char *funnel_topic_name(funnel_body_t body)
+{
+    const topic_rule_t *rule = rule_by_body(body);
+    return rule ? rule->name : NULL;
+}
+
+int funnel_topic_lookup(const char *name, size_t len, funnel_body_t *out)
+{
+    for (size_t i = 0; i < TOPIC_RULES; i++) {
+        if (strlen(topic_rules[i].name) == len && memcmp(topic_rules[i].name, name, len) == 0) {
+            *out = topic_rules[i].body;
+            return 0;
+        }
+    }
+    return FUNNEL_ENOTFOUND;
+}
+
+static int refuse(funnel_refusal_t *why, funnel_refusal_code_t code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int refuse(funnel_refusal_t *why, funnel_refusal_code_t code, const char *fmt, ...)
+{
+    if (why) {
+        va_list ap;
+        why->code = code;
+        va_start(ap, fmt);
+        vsnprintf(why->text, sizeof why->text, fmt, ap);
+        va_end(ap);
+    }
+    return FUNNEL_EINVAL;
+}
+
+static bool name_in(const char *name, const char *const *list, size_t n)
+{
+    for (size_t i = 0; i < n && list[i]; i++)
+        if (strcmp(list[i], name) == 0)
+            return true;
+    return false;
+}
+
+/* Context of one validation walk: limits, clock and where we are, for messages. */
+typedef struct walk {
+    const funnel_codec_limits_t *limits;
+    int64_t now_ms;
+    const topic_rule_t *rule; /* NULL below the body's top level */
+    funnel_refusal_t *why;
+} walk_t;
+
+static int check_time(const walk_t *w, const char *path, int64_t ms)
+{
+    /* An absent time is a time problem, not a generic missing field: codec.h files "absent,
+     * negative or too far ahead" under BAD_TIME, and counters must agree with the header. */
+    if (ms == 0)
+        return refuse(w->why, FUNNEL_REFUSE_BAD_TIME, "missing field: %s", path);
+    if (ms < EPOCH_MIN_MS || ms > w->now_ms + w->limits->max_future_ms)
+        return refuse(w->why, FUNNEL_REFUSE_BAD_TIME,
+                      "%s: %lld ms is not a plausible time (milliseconds since 1970, not in the "
+                      "future)",
+                      path, (long long)ms);
+    return 0;
+}
+
+static int check_string(const walk_t *w, const char *path, const char *s, bool is_id)
+{
+    size_t len = strlen(s);
+    size_t max = is_id ? FUNNEL_ID_MAX : TEXT_MAX;
+    if (len > max)
+        return refuse(w->why, FUNNEL_REFUSE_BAD_ID, "%s: %zu bytes, at most %zu allowed", path, len,
+                      max);
+    for (size_t i = 0; is_id && i < len; i++)
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+            return refuse(w->why, FUNNEL_REFUSE_BAD_ID, "%s: control character in an id", path);
+    return 0;
+}
+
+static int check_money(const walk_t *w, const char *path, const Funnel__V1__Money *m)
+{
+    if (m->minor <= 0)
+        return refuse(w->why, FUNNEL_REFUSE_BAD_MONEY,
+                      "%s.minor: %lld is not a positive amount of minor units", path,
+                      (long long)m->minor);
+    if (!funnel_currency_valid(m->currency))
+        return refuse(w->why, FUNNEL_REFUSE_BAD_CURRENCY,
+                      "%s.currency: '%.8s' is not an ISO 4217 code", path, m->currency);
+    return 0;
+}
+
+static int check_message(const walk_t *w, const char *path, const ProtobufCMessage *msg);
+
+/* Checks one singular field; `set` tells whether it holds a non-default value. */
+static int check_field(const walk_t *w, const char *path, const ProtobufCFieldDescriptor *f,
+                       const void *member, bool *set)
+{
+    switch (f->type) {
+    case PROTOBUF_C_TYPE_STRING: {
+        const char *s = *(char *const *)member;
+        *set = s && *s;
+        bool is_id = w->rule && name_in(f->name, w->rule->ids, 6);
+        return *set ? check_string(w, path, s, is_id) : 0;
+    }
+    case PROTOBUF_C_TYPE_ENUM: {
+        int v = *(const int *)member;
+        *set = v != 0;
+        if (*set && !protobuf_c_enum_descriptor_get_value(f->descriptor, v))
+            return refuse(w->why, FUNNEL_REFUSE_BAD_ENUM, "%s: unknown value %d", path, v);
+        return 0;
+    }
+    case PROTOBUF_C_TYPE_INT64: {
+        int64_t v = *(const int64_t *)member;
+        *set = v != 0;
+        return strcmp(f->name, "at_ms") == 0 ? check_time(w, path, v) : 0;
+    }
+    case PROTOBUF_C_TYPE_MESSAGE: {
+        const ProtobufCMessage *sub = *(ProtobufCMessage *const *)member;
+        *set = sub != NULL;
+        if (!sub)
+            return 0;
+        if (sub->descriptor == &funnel__v1__money__descriptor)
+            return check_money(w, path, (const Funnel__V1__Money *)sub);
+        walk_t inner = *w;
+        inner.rule = NULL;
+        return check_message(&inner, path, sub);
+    }
+    default:
+        *set = true;
+        return 0;
+    }
+}
+
+/* Walks every field of msg; at the body's top level also enforces the topic's required list. */
+static int check_message(const walk_t *w, const char *path, const ProtobufCMessage *msg)
+{
+    const ProtobufCMessageDescriptor *d = msg->descriptor;
+    for (unsigned i = 0; i < d->n_fields; i++) {
+        const ProtobufCFieldDescriptor *f = &d->fields[i];
+        const char *base = (const char *)msg + f->offset;
+        char sub[128];
+        bool set = false;
+        int rc;
+        if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+            size_t n = *(const size_t *)((const char *)msg + f->quantifier_offset);
+            for (size_t k = 0; k < n; k++) {
+                size_t width = f->type == PROTOBUF_C_TYPE_MESSAGE  ? sizeof(void *)
+                               : f->type == PROTOBUF_C_TYPE_STRING ? sizeof(char *)
+                                                                   : sizeof(int64_t);
+                const void *elem = *(char *const *)base + k * width;
+                snprintf(sub, sizeof sub, "%s.%s[%zu]", path, f->name, k);
+                if ((rc = check_field(w, sub, f, elem, &set)))
+                    return rc;
+            }
+            continue;
+        }
+        snprintf(sub, sizeof sub, "%s.%s", path, f->name);
+        if ((rc = check_field(w, sub, f, base, &set)))
+            return rc;
+        if (!set && w->rule && name_in(f->name, w->rule->required, 4))
+            return refuse(w->why,
+                          f->type == PROTOBUF_C_TYPE_ENUM ? FUNNEL_REFUSE_BAD_ENUM
+                                                          : FUNNEL_REFUSE_MISSING_FIELD,
+                          "missing field: %s", sub);
+    }
+    return 0;
+}
+
+/* Reads one base-128 varint at *pos; false if it runs past len or past 64 bits. */
+static bool wire_varint(const uint8_t *p, size_t len, size_t *pos, uint64_t *out)
+{
+    uint64_t v = 0;
+    for (unsigned shift = 0; shift < 64 && *pos < len; shift += 7) {
+        uint8_t b = p[(*pos)++];
+        v |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80)) {
+            *out = v;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Refuses a NUL byte inside any string field of the wire bytes p[0..len) of a message d.
+ *
+ * protobuf-c copies a string's bytes verbatim and appends a NUL, so "evt-1\0a" decodes to a C
+ * string every reader sees as "evt-1": distinct ids collapse into one (the second event is
+ * dropped as a duplicate) and "\0evt" reads as a missing id. The decoded message cannot show
+ * this because the length is gone, so the bytes are scanned, every string at every depth,
+ * using the descriptors to know which fields are strings and which are sub-messages. Runs
+ * only on bytes protobuf-c already accepted: anything malformed just ends the scan. Recursion
+ * depth is bounded by the schema, which has no recursive messages. */
+static int check_wire_strings(funnel_refusal_t *why, const char *path,
+                              const ProtobufCMessageDescriptor *d, const uint8_t *p, size_t len)
+{
+    size_t seen[32] = {0}; /* elements met so far per repeated field, for "touches[1]" */
+    size_t pos = 0;
+    while (pos < len) {
+        uint64_t key, n;
+        if (!wire_varint(p, len, &pos, &key))
+            return 0;
+        switch (key & 7) {
+        case 0:
+            if (!wire_varint(p, len, &pos, &n))
+                return 0;
+            continue;
+        case 1:
+            if (len - pos < 8)
+                return 0;
+            pos += 8;
+            continue;
+        case 5:
+            if (len - pos < 4)
+                return 0;
+            pos += 4;
+            continue;
+        case 2:
+            break;
+        default:
+            return 0;
+        }
+        if (!wire_varint(p, len, &pos, &n) || n > len - pos)
+            return 0;
+        const uint8_t *value = p + pos;
+        pos += (size_t)n;
+        const ProtobufCFieldDescriptor *f =
+            (key >> 3) <= 0x1fffffff
+                ? protobuf_c_message_descriptor_get_field(d, (unsigned)(key >> 3))
+                : NULL;
+        if (!f || (f->type != PROTOBUF_C_TYPE_STRING && f->type != PROTOBUF_C_TYPE_MESSAGE))
+            continue; /* unknown fields and bytes are never read as C strings */
+        char sub[128];
+        size_t idx = (size_t)(f - d->fields);
+        if (f->label == PROTOBUF_C_LABEL_REPEATED && idx < sizeof seen / sizeof seen[0])
+            snprintf(sub, sizeof sub, "%s%s%s[%zu]", path, *path ? "." : "", f->name, seen[idx]++);
+        else
+            snprintf(sub, sizeof sub, "%s%s%s", path, *path ? "." : "", f->name);
+        if (f->type == PROTOBUF_C_TYPE_STRING) {
+            if (memchr(value, 0, (size_t)n))
+                return refuse(why, FUNNEL_REFUSE_BAD_ID, "%s: NUL byte inside the string", sub);
+            continue;
+        }
+        int rc = check_wire_strings(why, sub, f->descriptor, value, (size_t)n);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+/* The body message of an envelope, or NULL if none is set. */
+static const ProtobufCMessage *envelope_body(const funnel_envelope_t *env)
+{
+    const ProtobufCMessageDescriptor *d = env->base.descriptor;
+    const ProtobufCFieldDescriptor *f =
+        protobuf_c_message_descriptor_get_field(d, (unsigned)env->body_case);
+    if (!f)
+        return NULL;
+    return *(ProtobufCMessage *const *)((const char *)env + f->offset);
+}
+
+int funnel_codec_validate(const funnel_codec_limits_t *limits, funnel_body_t topic,
+                          const funnel_envelope_t *env, int64_t now_ms, funnel_refusal_t *why)
+{
+    const topic_rule_t *rule = rule_by_body(topic);
+    if (!rule)
+        return refuse(why, FUNNEL_REFUSE_UNKNOWN_TOPIC, "not an ingest topic");
+    if (env->body_case != topic) {
+        const char *got = funnel_topic_name(env->body_case);
+        return refuse(why, FUNNEL_REFUSE_TOPIC_MISMATCH, "topic %s carries a %s body", rule->name,
+                      got ? got : "missing");
+    }
+    /* Only a hand-built envelope can name a body case yet hold no body; unpack never does. */
+    const ProtobufCMessage *body = envelope_body(env);
+    if (!body)
+        return refuse(why, FUNNEL_REFUSE_TOPIC_MISMATCH, "topic %s carries no body", rule->name);
+    walk_t w = {.limits = limits, .now_ms = now_ms, .rule = NULL, .why = why};
+    size_t id_len = strlen(env->event_id);
+    if (id_len == 0)
+        return refuse(why, FUNNEL_REFUSE_MISSING_FIELD, "missing field: event_id");
+    if (id_len > FUNNEL_ID_MAX)
+        return refuse(why, FUNNEL_REFUSE_BAD_ID, "event_id: %zu bytes, at most %d allowed", id_len,
+                      FUNNEL_ID_MAX);
+    int rc;
+    if ((rc = check_string(&w, "event_id", env->event_id, true)) ||
+        (rc = check_string(&w, "source", env->source, true)) ||
+        (rc = check_time(&w, "occurred_at_ms", env->occurred_at_ms)))
+        return rc;
+    const ProtobufCFieldDescriptor *bf =
+        protobuf_c_message_descriptor_get_field(env->base.descriptor, (unsigned)env->body_case);
+    w.rule = rule;
+    return check_message(&w, bf->name, body);
+}
+
+int funnel_codec_decode(const funnel_codec_limits_t *limits, const char *topic, size_t topic_len,
+                        const uint8_t *data, size_t len, int64_t now_ms, funnel_envelope_t **out,
+                        funnel_refusal_t *why)
+{
+    funnel_body_t body;
+    *out = NULL;
+    if (limits->max_message_bytes && len > limits->max_message_bytes)
+        return refuse(why, FUNNEL_REFUSE_OVERSIZE,
+                      "message of %zu bytes exceeds the %zu byte limit", len,
+                      limits->max_message_bytes);
+    if (funnel_topic_lookup(topic, topic_len, &body))
+        return refuse(why, FUNNEL_REFUSE_UNKNOWN_TOPIC, "unknown topic '%.*s'",
+                      (int)(topic_len > FUNNEL_TOPIC_MAX ? FUNNEL_TOPIC_MAX : topic_len), topic);
+    funnel_envelope_t *env = funnel__v1__envelope__unpack(NULL, len, data);
+    if (!env)
+        return refuse(why, FUNNEL_REFUSE_DECODE,
+                      "not a funnel.v1.Envelope (protobuf decode failed)");
+    int rc = check_wire_strings(why, "", env->base.descriptor, data, len);
+    if (!rc)
+        rc = funnel_codec_validate(limits, body, env, now_ms, why);
+    if (rc) {
+        funnel_envelope_free(&env);
+        return rc;
+    }
+    *out = env;
+    return 0;
+}
+
+void funnel_envelope_free(funnel_envelope_t **env)
+{
+    if (env && *env) {
+        funnel__v1__envelope__free_unpacked(*env, NULL);
+        *env = NULL;
+    }
+}
+
+void funnel_seq_encode(uint64_t seq, uint8_t out[8])
+{
+    for (int i = 7; i >= 0; i--) {
+        out[i] = (uint8_t)(seq & 0xff);
+        seq >>= 8;
+    }
+}
+
+uint64_t funnel_seq_decode(const uint8_t in[8])
+{
+    uint64_t seq = 0;
+    for (int i = 0; i < 8; i++)
+        seq = (seq << 8) | in[i];
+    return seq;
+}

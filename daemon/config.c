@@ -1,0 +1,365 @@
+/* config.c — the option table and the libconfig reader.
+ *
+ * Every option lives in one table row: adding an option is a struct field plus a row, and
+ * defaults, bounds checks, --help text, --check-config output and reload rules follow. */
+#include "funnel/config.h"
+#include "funnel/error.h"
+
+#include <errno.h>
+#include <libconfig.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef enum opt_type { OPT_STRING, OPT_INT, OPT_LOG_LEVEL, OPT_SYNC, OPT_STRLIST } opt_type_t;
+
+typedef struct opt {
+    const char *name;
+    opt_type_t type;
+    size_t offset;    /* of the field in funnel_config_t */
+    const char *def;  /* default, as text */
+    int64_t min, max; /* bounds for OPT_INT */
+    bool reloadable;  /* SIGHUP may change it */
+    const char *help;
+} opt_t;
+
+#define F(field) offsetof(funnel_config_t, field)
+
+static const opt_t options[] = {
+    {"database", OPT_STRING, F(database), "./var/funneld.db", 0, 0, false,
+     "SQLite database file (created if missing)"},
+    {"ingest", OPT_STRING, F(ingest), "tcp://127.0.0.1:7600", 0, 0, false,
+     "SUB endpoint funneld binds; publishers' PUB sockets connect to it"},
+    {"submit", OPT_STRING, F(submit), "tcp://127.0.0.1:7601", 0, 0, false,
+     "ROUTER endpoint for acknowledged ingest"},
+    {"publish", OPT_STRING, F(publish), "tcp://127.0.0.1:7602", 0, 0, false,
+     "PUB endpoint of the output stream"},
+    {"replay", OPT_STRING, F(replay), "tcp://127.0.0.1:7603", 0, 0, false,
+     "ROUTER endpoint answering replay requests"},
+    {"connect", OPT_STRLIST, F(connect), "", 0, 0, false,
+     "publisher endpoints the SUB socket also connects out to"},
+    {"max_message_bytes", OPT_INT, F(max_message_bytes), "65536", 64, 16 << 20, true,
+     "larger ingest messages are refused"},
+    {"batch_max", OPT_INT, F(batch_max), "1000", 1, 100000, true,
+     "events committed in one transaction at most"},
+    {"batch_delay_ms", OPT_INT, F(batch_delay_ms), "0", 0, 1000, true,
+     "wait for more events before a commit; 0 commits what one loop pass read"},
+    {"retention_days", OPT_INT, F(retention_days), "30", 1, 3650, true,
+     "days output messages stay available for replay"},
+    {"max_future_ms", OPT_INT, F(max_future_ms), "86400000", 0, 31LL * 86400000, true,
+     "how far ahead of the clock occurred_at_ms may be"},
+    {"publish_hwm", OPT_INT, F(publish_hwm), "100000", 100, 10000000, false,
+     "messages queued per slow subscriber before it starts losing them"},
+    {"log_level", OPT_LOG_LEVEL, F(log_level), "info", 0, 0, true, "error, warn, info or debug"},
+    {"sync", OPT_SYNC, F(sync), "normal", 0, 0, false,
+     "normal (survives crashes) or full (also survives power loss, slower)"},
+};
+#define N_OPTIONS (sizeof options / sizeof options[0])
+
+static const opt_t *opt_find(const char *name)
+{
+    for (size_t i = 0; i < N_OPTIONS; i++)
+        if (strcmp(options[i].name, name) == 0)
+            return &options[i];
+    return NULL;
+}
+
+static void *field(funnel_config_t *cfg, const opt_t *o)
+{
+    return (char *)cfg + o->offset;
+}
+
+static const void *cfield(const funnel_config_t *cfg, const opt_t *o)
+{
+    return (const char *)cfg + o->offset;
+}
+
+static void strlist_clear(funnel_config_t *cfg)
+{
+    for (size_t i = 0; i < cfg->n_connect; i++) {
+        free(cfg->connect[i]);
+        cfg->connect[i] = NULL;
+    }
+    cfg->n_connect = 0;
+}
+
+/* Appends one element to a string-list option; comma-separated text adds several. */
+static int strlist_add(funnel_config_t *cfg, const char *value, char *err, size_t err_len)
+{
+    const char *p = value;
+    while (*p) {
+        size_t n = strcspn(p, ",");
+        if (n) {
+            if (cfg->n_connect == FUNNEL_CONFIG_MAX_CONNECT) {
+                snprintf(err, err_len, "connect: at most %d endpoints", FUNNEL_CONFIG_MAX_CONNECT);
+                return FUNNEL_ECONFIG;
+            }
+            if (!(cfg->connect[cfg->n_connect] = strndup(p, n)))
+                return FUNNEL_ENOMEM;
+            cfg->n_connect++;
+        }
+        p += n + (p[n] == ',');
+    }
+    return 0;
+}
+
+static int set_int(funnel_config_t *cfg, const opt_t *o, const char *value, char *err,
+                   size_t err_len)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(value, &end, 10);
+    if (errno || end == value || *end) {
+        snprintf(err, err_len, "%s: '%s' is not an integer", o->name, value);
+        return FUNNEL_ECONFIG;
+    }
+    if (v < o->min || v > o->max) {
+        snprintf(err, err_len, "%s: %lld is outside %lld..%lld", o->name, v, (long long)o->min,
+                 (long long)o->max);
+        return FUNNEL_ECONFIG;
+    }
+    *(int64_t *)field(cfg, o) = v;
+    return 0;
+}
+
+/* Sets one option from text: the single path for defaults, files and the command line. */
+static int opt_set(funnel_config_t *cfg, const opt_t *o, const char *value, char *err,
+                   size_t err_len)
+{
+    switch (o->type) {
+    case OPT_STRING: {
+        if (!*value) {
+            snprintf(err, err_len, "%s: must not be empty", o->name);
+            return FUNNEL_ECONFIG;
+        }
+        char *copy = strdup(value);
+        if (!copy)
+            return FUNNEL_ENOMEM;
+        char **slot = field(cfg, o);
+        free(*slot);
+        *slot = copy;
+        return 0;
+    }
+    case OPT_INT:
+        return set_int(cfg, o, value, err, err_len);
+    case OPT_LOG_LEVEL:
+        if (funnel_log_level_parse(value, field(cfg, o))) {
+            snprintf(err, err_len, "%s: '%s' is not error, warn, info or debug", o->name, value);
+            return FUNNEL_ECONFIG;
+        }
+        return 0;
+    case OPT_SYNC:
+        if (strcmp(value, "normal") && strcmp(value, "full")) {
+            snprintf(err, err_len, "%s: '%s' is not normal or full", o->name, value);
+            return FUNNEL_ECONFIG;
+        }
+        *(funnel_store_sync_t *)field(cfg, o) =
+            value[0] == 'f' ? FUNNEL_STORE_SYNC_FULL : FUNNEL_STORE_SYNC_NORMAL;
+        return 0;
+    case OPT_STRLIST:
+        strlist_clear(cfg);
+        return strlist_add(cfg, value, err, err_len);
+    }
+    return FUNNEL_ECONFIG;
+}
+
+int funnel_config_defaults(funnel_config_t *cfg)
+{
+    char err[128];
+    memset(cfg, 0, sizeof *cfg);
+    for (size_t i = 0; i < N_OPTIONS; i++) {
+        if (options[i].type == OPT_STRLIST)
+            continue;
+        int rc = opt_set(cfg, &options[i], options[i].def, err, sizeof err);
+        if (rc) {
+            funnel_config_clear(cfg);
+            return rc == FUNNEL_ENOMEM ? rc : FUNNEL_ECONFIG;
+        }
+    }
+    return 0;
+}
+
+void funnel_config_clear(funnel_config_t *cfg)
+{
+    for (size_t i = 0; i < N_OPTIONS; i++)
+        if (options[i].type == OPT_STRING)
+            free(*(char **)field(cfg, &options[i]));
+    strlist_clear(cfg);
+    memset(cfg, 0, sizeof *cfg);
+}
+
+int funnel_config_set(funnel_config_t *cfg, const char *name, const char *value, char *err,
+                      size_t err_len)
+{
+    const opt_t *o = opt_find(name);
+    if (!o) {
+        snprintf(err, err_len, "unknown option '%s'", name);
+        return FUNNEL_ECONFIG;
+    }
+    return opt_set(cfg, o, value, err, err_len);
+}
+
+/* Converts one libconfig setting to the option's text form and sets it. */
+static int setting_apply(funnel_config_t *cfg, const opt_t *o, config_setting_t *s, char *err,
+                         size_t err_len)
+{
+    int type = config_setting_type(s);
+    char num[32];
+    if (o->type == OPT_INT) {
+        if (type != CONFIG_TYPE_INT && type != CONFIG_TYPE_INT64)
+            goto wrong;
+        snprintf(num, sizeof num, "%lld", config_setting_get_int64(s));
+        return opt_set(cfg, o, num, err, err_len);
+    }
+    if (o->type == OPT_STRLIST) {
+        if (type != CONFIG_TYPE_LIST && type != CONFIG_TYPE_ARRAY)
+            goto wrong;
+        strlist_clear(cfg);
+        for (int i = 0; i < config_setting_length(s); i++) {
+            const char *v = config_setting_get_string_elem(s, i);
+            if (!v)
+                goto wrong;
+            int rc = strlist_add(cfg, v, err, err_len);
+            if (rc)
+                return rc;
+        }
+        return 0;
+    }
+    if (type != CONFIG_TYPE_STRING)
+        goto wrong;
+    return opt_set(cfg, o, config_setting_get_string(s), err, err_len);
+wrong:
+    snprintf(err, err_len, "line %d: %s: expected %s", config_setting_source_line(s), o->name,
+             o->type == OPT_INT       ? "an integer"
+             : o->type == OPT_STRLIST ? "a list of strings"
+                                      : "a string");
+    return FUNNEL_ECONFIG;
+}
+
+int funnel_config_load(const char *path, funnel_config_t *cfg, char *err, size_t err_len)
+{
+    config_t lc;
+    funnel_config_t tmp;
+    int rc = funnel_config_defaults(&tmp);
+    if (rc)
+        return rc;
+    config_init(&lc);
+    if (config_read_file(&lc, path) != CONFIG_TRUE) {
+        if (config_error_type(&lc) == CONFIG_ERR_FILE_IO)
+            snprintf(err, err_len, "%s: cannot read: %s", path, strerror(errno));
+        else
+            snprintf(err, err_len, "%s:%d: %s", path, config_error_line(&lc),
+                     config_error_text(&lc));
+        rc = FUNNEL_ECONFIG;
+        goto out;
+    }
+    config_setting_t *root = config_root_setting(&lc);
+    for (int i = 0; i < config_setting_length(root); i++) {
+        config_setting_t *s = config_setting_get_elem(root, (unsigned)i);
+        const opt_t *o = opt_find(config_setting_name(s));
+        char why[256];
+        if (!o) {
+            snprintf(err, err_len, "%s:%d: unknown option '%s'", path,
+                     config_setting_source_line(s), config_setting_name(s));
+            rc = FUNNEL_ECONFIG;
+            goto out;
+        }
+        if ((rc = setting_apply(&tmp, o, s, why, sizeof why))) {
+            snprintf(err, err_len, "%s:%d: %s", path, config_setting_source_line(s), why);
+            goto out;
+        }
+    }
+    funnel_config_clear(cfg);
+    *cfg = tmp;
+    memset(&tmp, 0, sizeof tmp);
+out:
+    funnel_config_clear(&tmp);
+    config_destroy(&lc);
+    return rc;
+}
+
+static bool opt_equal(const funnel_config_t *a, const funnel_config_t *b, const opt_t *o)
+{
+    switch (o->type) {
+    case OPT_STRING:
+        return strcmp(*(char *const *)cfield(a, o), *(char *const *)cfield(b, o)) == 0;
+    case OPT_INT:
+        return *(const int64_t *)cfield(a, o) == *(const int64_t *)cfield(b, o);
+    case OPT_LOG_LEVEL:
+        return a->log_level == b->log_level;
+    case OPT_SYNC:
+        return a->sync == b->sync;
+    case OPT_STRLIST:
+        if (a->n_connect != b->n_connect)
+            return false;
+        for (size_t i = 0; i < a->n_connect; i++)
+            if (strcmp(a->connect[i], b->connect[i]))
+                return false;
+        return true;
+    }
+    return false;
+}
+
+int funnel_config_reload(funnel_config_t *cur, const funnel_config_t *fresh,
+                         const funnel_log_t *log)
+{
+    int changed = 0;
+    for (size_t i = 0; i < N_OPTIONS; i++) {
+        const opt_t *o = &options[i];
+        if (opt_equal(cur, fresh, o))
+            continue;
+        if (!o->reloadable) {
+            funnel_log_warn(log,
+                            "config reload: %s changed but needs a restart; keeping the "
+                            "running value",
+                            o->name);
+            continue;
+        }
+        /* Only scalar options are reloadable, so a plain copy suffices. */
+        memcpy(field(cur, o), cfield(fresh, o), o->type == OPT_INT ? sizeof(int64_t) : sizeof(int));
+        funnel_log_info(log, "config reload: %s changed", o->name);
+        changed++;
+    }
+    return changed;
+}
+
+static void opt_print(const funnel_config_t *cfg, const opt_t *o, FILE *out)
+{
+    switch (o->type) {
+    case OPT_STRING:
+        fprintf(out, "%s = \"%s\";\n", o->name, *(char *const *)cfield(cfg, o));
+        break;
+    case OPT_INT:
+        fprintf(out, "%s = %lld;\n", o->name, (long long)*(const int64_t *)cfield(cfg, o));
+        break;
+    case OPT_LOG_LEVEL:
+        fprintf(out, "%s = \"%s\";\n", o->name, funnel_log_level_name(cfg->log_level));
+        break;
+    case OPT_SYNC:
+        fprintf(out, "%s = \"%s\";\n", o->name,
+                cfg->sync == FUNNEL_STORE_SYNC_FULL ? "full" : "normal");
+        break;
+    case OPT_STRLIST:
+        fprintf(out, "%s = (", o->name);
+        for (size_t i = 0; i < cfg->n_connect; i++)
+            fprintf(out, "%s\"%s\"", i ? ", " : "", cfg->connect[i]);
+        fprintf(out, ");\n");
+        break;
+    }
+}
+
+void funnel_config_print(const funnel_config_t *cfg, FILE *out)
+{
+    for (size_t i = 0; i < N_OPTIONS; i++)
+        opt_print(cfg, &options[i], out);
+}
+
+void funnel_config_help(FILE *out)
+{
+    for (size_t i = 0; i < N_OPTIONS; i++) {
+        const opt_t *o = &options[i];
+        fprintf(out, "  %-18s %s (default \"%s\"", o->name, o->help, o->def);
+        if (o->type == OPT_INT)
+            fprintf(out, ", %lld..%lld", (long long)o->min, (long long)o->max);
+        fprintf(out, "%s)\n", o->reloadable ? ", reloadable" : "");
+    }
+}

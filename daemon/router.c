@@ -1,0 +1,81 @@
+/* router.c — record, then fan out to the engines, all inside the caller's transaction. */
+#include "funnel/router.h"
+#include "funnel/error.h"
+
+#include <stdlib.h>
+
+struct funnel_router {
+    funnel_store_t *store; /* borrowed */
+    funnel_engine_t engines[FUNNEL_ROUTER_MAX_ENGINES];
+    size_t n_engines;
+};
+
+int funnel_router_new(funnel_store_t *store, funnel_router_t **out)
+{
+    funnel_router_t *r = calloc(1, sizeof *r);
+    if (!r)
+        return FUNNEL_ENOMEM;
+    r->store = store;
+    *out = r;
+    return 0;
+}
+
+void funnel_router_destroy(funnel_router_t **router)
+{
+    if (router && *router) {
+        free(*router);
+        *router = NULL;
+    }
+}
+
+int funnel_router_add_engine(funnel_router_t *r, const funnel_engine_t *engine)
+{
+    if (r->n_engines == FUNNEL_ROUTER_MAX_ENGINES || !engine->on_event)
+        return FUNNEL_EINVAL;
+    r->engines[r->n_engines++] = *engine;
+    return 0;
+}
+
+funnel_store_t *funnel_router_store(funnel_router_t *r)
+{
+    return r->store;
+}
+
+int funnel_router_apply(funnel_router_t *r, const funnel_envelope_t *env, const char *topic,
+                        const uint8_t *envelope, size_t len, int64_t now_ms)
+{
+    funnel_event_row_t row = {
+        .event_id = env->event_id,
+        .topic = topic,
+        .occurred_at_ms = env->occurred_at_ms,
+        .received_at_ms = now_ms,
+        .source = env->source,
+        .envelope = envelope,
+        .envelope_len = len,
+    };
+    int rc = funnel_store_event_record(r->store, &row);
+    if (rc)
+        return rc;
+    /* The input is republished as received: subscribers get the publisher's exact bytes. */
+    if ((rc = funnel_store_outbox_append(r->store, topic, envelope, len, now_ms, NULL)))
+        return rc;
+    for (size_t i = 0; i < r->n_engines; i++)
+        if ((rc = r->engines[i].on_event(r->engines[i].self, r, env, now_ms)))
+            return rc;
+    return 0;
+}
+
+int funnel_router_emit(funnel_router_t *r, const char *topic, const funnel_envelope_t *env,
+                       int64_t now_ms)
+{
+    size_t len = funnel__v1__envelope__get_packed_size(env);
+    uint8_t stack[1024];
+    uint8_t *buf = len <= sizeof stack ? stack : malloc(len);
+    if (!buf)
+        return FUNNEL_ENOMEM;
+    funnel__v1__envelope__pack(env, buf);
+    int rc = funnel_store_outbox_append(r->store, topic, buf, len, now_ms, NULL);
+    if (buf != stack)
+        free(buf);
+    return rc;
+}

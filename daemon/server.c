@@ -1,0 +1,826 @@
+/* server.c — funneld's loop: ingest → batch → one transaction → COMMIT → ack + publish.
+ *
+ * Everything runs on one thread. Messages read from the SUB and submit sockets are decoded and
+ * validated at once (refusals are answered after the batch commits, like everything else) and
+ * queued in the batch. The batch is committed when it is full, when the loop has drained what
+ * arrived together (batch_delay_ms = 0) or when the delay expires. Only after COMMIT are acks
+ * sent and outbox rows published, so nothing unacknowledged is ever claimed and nothing
+ * uncommitted is ever published. */
+#include "funnel/server.h"
+#include "funnel/bus.h"
+#include "funnel/error.h"
+#include "funnel/router.h"
+#include "funnel/store.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <systemd/sd-daemon.h>
+#include <time.h>
+#include <unistd.h>
+
+#define IDENT_MAX        256  /* ZeroMQ routing ids are at most 255 bytes */
+#define DRAIN_BUDGET     1000 /* messages per socket per loop pass */
+#define REPLAY_CHUNK     256  /* outbox rows read per replay pass */
+#define PRUNE_CHUNK      10000
+#define PRUNE_PERIOD_MS  (3600 * 1000)
+#define REPLY_HWM        100000     /* queued replies per ROUTER peer */
+#define HARD_MAX_MESSAGE (64 << 20) /* ZMQ_MAXMSGSIZE: peers sending more are disconnected */
+
+typedef enum item_status { ITEM_OK, ITEM_DUPLICATE, ITEM_REFUSED, ITEM_FAILED } item_status_t;
+
+/* Where a reply goes: a ROUTER peer, with or without a REQ-style empty delimiter. */
+typedef struct peer {
+    uint8_t ident[IDENT_MAX];
+    size_t ident_len; /* 0: no reply (SUB input) */
+    bool delimiter;   /* the peer is a REQ socket: replies carry an empty frame */
+} peer_t;
+
+/* One ingest message waiting for the batch to commit. */
+typedef struct item {
+    funnel_envelope_t *env; /* NULL when refused */
+    char topic[FUNNEL_TOPIC_MAX + 1];
+    char event_id[FUNNEL_ID_MAX + 1]; /* for replies and logs; may be empty if undecodable */
+    uint8_t *raw;                     /* envelope bytes (NULL for an oversize refusal) */
+    size_t raw_len, raw_size;         /* kept / received */
+    funnel_refusal_t why;
+    item_status_t status;
+    peer_t peer;
+} item_t;
+
+/* A replay in progress: sends outbox rows from next_seq on, a chunk per loop pass. */
+typedef struct replay {
+    peer_t peer;
+    uint64_t next_seq;
+    uint64_t last_sent;
+    struct replay *next;
+} replay_t;
+
+struct funnel_server {
+    uv_loop_t loop;
+    funnel_config_t cfg;
+    funnel_server_options_t opts;
+    funnel_log_t *log;
+    void *zctx;
+    funnel_zsock_t *sub, *submit, *pub, *replay_sock;
+    char bound[4][256]; /* resolved ingest, submit, publish, replay endpoints */
+    funnel_store_t *store;
+    funnel_router_t *router;
+    item_t *batch;
+    size_t n_batch, cap_batch;
+    uv_timer_t flush_timer; /* commits after batch_delay_ms; at 0, on the next loop pass */
+    uv_signal_t sig_term, sig_int, sig_hup;
+    uv_timer_t watchdog, prune_timer;
+    uv_idle_t replay_idle;
+    replay_t *replays, *replays_tail;
+    bool replay_blocked;    /* waiting for the replay socket to drain */
+    uint64_t published_seq; /* last sequence handed to the PUB socket */
+    funnel_server_stats_t stats;
+    bool stopping;
+};
+
+static int64_t real_clock(void *arg)
+{
+    (void)arg;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t now_ms(funnel_server_t *srv)
+{
+    return srv->opts.clock(srv->opts.clock_arg);
+}
+
+static funnel_codec_limits_t limits_of(const funnel_server_t *srv)
+{
+    return (funnel_codec_limits_t){
+        .max_message_bytes = (size_t)srv->cfg.max_message_bytes,
+        .max_future_ms = srv->cfg.max_future_ms,
+    };
+}
+
+/* ---- replies ------------------------------------------------------------------------- */
+
+/* Sends [ident][delimiter?][parts...] on a ROUTER socket. */
+static int peer_send(funnel_zsock_t *zs, const peer_t *peer, const void *const *parts,
+                     const size_t *lens, size_t n)
+{
+    const void *p[8];
+    size_t l[8];
+    size_t k = 0;
+    p[k] = peer->ident;
+    l[k++] = peer->ident_len;
+    if (peer->delimiter) {
+        p[k] = "";
+        l[k++] = 0;
+    }
+    for (size_t i = 0; i < n && k < 8; i++, k++) {
+        p[k] = parts[i];
+        l[k] = lens[i];
+    }
+    return funnel_zsock_sendv(zs, p, l, k);
+}
+
+static void item_reply(funnel_server_t *srv, const item_t *it)
+{
+    char status[sizeof it->why.text + 16];
+    if (!it->peer.ident_len || it->status == ITEM_FAILED)
+        return;
+    if (it->status == ITEM_OK)
+        snprintf(status, sizeof status, "ok");
+    else if (it->status == ITEM_DUPLICATE)
+        snprintf(status, sizeof status, "duplicate");
+    else
+        snprintf(status, sizeof status, "rejected: %s", it->why.text);
+    const void *parts[] = {it->event_id, status};
+    size_t lens[] = {strlen(it->event_id), strlen(status)};
+    peer_send(srv->submit, &it->peer, parts, lens, 2);
+}
+
+/* ---- batch ---------------------------------------------------------------------------- */
+
+static void item_clear(item_t *it)
+{
+    funnel_envelope_free(&it->env);
+    free(it->raw);
+    it->raw = NULL;
+}
+
+static void publish_row(funnel_server_t *srv, const funnel_outbox_row_t *row)
+{
+    uint8_t seq[8];
+    funnel_seq_encode(row->seq, seq);
+    const void *parts[] = {row->topic, seq, row->envelope};
+    size_t lens[] = {strlen(row->topic), 8, row->len};
+    /* PUB never blocks: a subscriber over its high-water mark loses messages and replays. */
+    funnel_zsock_sendv(srv->pub, parts, lens, 3);
+    srv->published_seq = row->seq;
+    srv->stats.published++;
+}
+
+static void route_item(funnel_server_t *srv, item_t *it, int64_t now)
+{
+    funnel_store_t *st = srv->store;
+    if (!it->env) {
+        funnel_dead_letter_t dl = {
+            .received_at_ms = now,
+            .topic = it->topic,
+            .event_id = it->event_id,
+            .reason = funnel_refusal_name(it->why.code),
+            .detail = it->why.text,
+            .payload = it->raw,
+            .payload_len = it->raw_len,
+            .payload_size = it->raw_size,
+        };
+        if (funnel_store_dead_letter_add(st, &dl))
+            funnel_log_error(srv->log, "dead letter not recorded: %s", funnel_store_errmsg(st));
+        return;
+    }
+    int rc = funnel_store_savepoint(st);
+    if (!rc)
+        rc = funnel_router_apply(srv->router, it->env, it->topic, it->raw, it->raw_len, now);
+    if (rc == 0 || rc == FUNNEL_EDUP) {
+        funnel_store_savepoint_release(st);
+        it->status = rc ? ITEM_DUPLICATE : ITEM_OK;
+        return;
+    }
+    funnel_store_savepoint_rollback(st);
+    it->status = ITEM_FAILED;
+    funnel_log_error(srv->log, "event %s (%s) not recorded: %s: %s", it->event_id, it->topic,
+                     funnel_strerror(rc), funnel_store_errmsg(st));
+}
+
+/* Commits the batch in one transaction, then acks and publishes. */
+static void batch_flush(funnel_server_t *srv)
+{
+    uv_timer_stop(&srv->flush_timer);
+    if (srv->n_batch == 0)
+        return;
+    int64_t now = now_ms(srv);
+    funnel_store_t *st = srv->store;
+    int rc = funnel_store_begin(st);
+    if (!rc) {
+        for (size_t i = 0; i < srv->n_batch; i++)
+            route_item(srv, &srv->batch[i], now);
+        rc = funnel_store_published_set(st, srv->published_seq);
+        rc = rc ? rc : funnel_store_commit(st);
+        if (rc)
+            funnel_store_rollback(st);
+    }
+    if (rc) {
+        /* Publishers that asked for an ack get none and retry with the same event_id. */
+        srv->stats.commit_failures++;
+        funnel_log_error(srv->log, "commit of %zu events failed: %s; none acknowledged",
+                         srv->n_batch, funnel_store_errmsg(st));
+        for (size_t i = 0; i < srv->n_batch; i++)
+            srv->batch[i].status = ITEM_FAILED;
+    } else {
+        const funnel_outbox_row_t *rows;
+        size_t n = funnel_store_outbox_pending(st, &rows);
+        for (size_t i = 0; i < n; i++)
+            publish_row(srv, &rows[i]);
+        funnel_store_outbox_pending_clear(st);
+        srv->stats.batches++;
+        funnel_log_debug(srv->log, "committed a batch of %zu messages, published %zu", srv->n_batch,
+                         n);
+    }
+    for (size_t i = 0; i < srv->n_batch; i++) {
+        item_t *it = &srv->batch[i];
+        srv->stats.accepted += it->status == ITEM_OK;
+        srv->stats.duplicates += it->status == ITEM_DUPLICATE;
+        item_reply(srv, it);
+        item_clear(it);
+    }
+    srv->n_batch = 0;
+}
+
+static void on_flush_timer(uv_timer_t *h)
+{
+    batch_flush(h->data);
+}
+
+static item_t *batch_slot(funnel_server_t *srv)
+{
+    if (srv->n_batch == srv->cap_batch) {
+        size_t cap = srv->cap_batch ? srv->cap_batch * 2 : 64;
+        item_t *b = realloc(srv->batch, cap * sizeof *b);
+        if (!b)
+            return NULL;
+        srv->batch = b;
+        srv->cap_batch = cap;
+    }
+    item_t *it = &srv->batch[srv->n_batch];
+    memset(it, 0, sizeof *it);
+    return it;
+}
+
+/* The event_id of bytes that decode but failed validation, for the reply and the log. */
+static void event_id_of(const uint8_t *data, size_t len, char *out, size_t out_len)
+{
+    funnel_envelope_t *env = funnel__v1__envelope__unpack(NULL, len, data);
+    if (env) {
+        snprintf(out, out_len, "%s", env->event_id);
+        funnel_envelope_free(&env);
+    }
+}
+
+static void copy_printable(char *dst, size_t dst_len, const void *src, size_t len)
+{
+    size_t n = len < dst_len - 1 ? len : dst_len - 1;
+    const unsigned char *s = src;
+    for (size_t i = 0; i < n; i++)
+        dst[i] = s[i] >= 0x20 && s[i] < 0x7f ? (char)s[i] : '?';
+    dst[n] = '\0';
+}
+
+/* Decodes one ingest message into the batch and schedules the commit. */
+static void batch_add(funnel_server_t *srv, const zmq_msg_t *topic, const zmq_msg_t *body,
+                      const peer_t *peer, const funnel_refusal_t *framing)
+{
+    item_t *it = batch_slot(srv);
+    if (!it) {
+        funnel_log_error(srv->log, "out of memory: ingest message dropped");
+        return;
+    }
+    if (peer)
+        it->peer = *peer;
+    funnel_codec_limits_t lim = limits_of(srv);
+    const uint8_t *data = body ? zmq_msg_data((zmq_msg_t *)body) : NULL;
+    size_t len = body ? zmq_msg_size((zmq_msg_t *)body) : 0;
+    if (topic)
+        copy_printable(it->topic, sizeof it->topic, zmq_msg_data((zmq_msg_t *)topic),
+                       zmq_msg_size((zmq_msg_t *)topic));
+    it->raw_size = len;
+    if (framing) {
+        it->why = *framing;
+    } else {
+        funnel_codec_decode(&lim, zmq_msg_data((zmq_msg_t *)topic),
+                            zmq_msg_size((zmq_msg_t *)topic), data, len, now_ms(srv), &it->env,
+                            &it->why);
+        if (it->env)
+            snprintf(it->event_id, sizeof it->event_id, "%s", it->env->event_id);
+        else if (it->why.code > FUNNEL_REFUSE_DECODE)
+            event_id_of(data, len, it->event_id, sizeof it->event_id);
+    }
+    /* Keep the bytes for the event row or the dead letter, except absurdly large ones. */
+    if (len && len <= lim.max_message_bytes) {
+        if (!(it->raw = malloc(len))) {
+            funnel_envelope_free(&it->env);
+            funnel_log_error(srv->log, "out of memory: ingest message dropped");
+            return;
+        }
+        memcpy(it->raw, data, len);
+        it->raw_len = len;
+    }
+    if (!it->env) {
+        it->status = ITEM_REFUSED;
+        srv->stats.refused[it->why.code]++;
+        funnel_log_warn(srv->log, "refused %s event_id=%s: %s", it->topic[0] ? it->topic : "-",
+                        it->event_id[0] ? it->event_id : "-", it->why.text);
+    }
+    srv->n_batch++;
+    /* A timer, not a check handle: a pending timer keeps the loop from blocking in poll, so a
+     * zero delay commits right after the current drain pass, whatever woke the loop. */
+    if ((int64_t)srv->n_batch >= srv->cfg.batch_max)
+        batch_flush(srv);
+    else if (!uv_is_active((uv_handle_t *)&srv->flush_timer))
+        uv_timer_start(&srv->flush_timer, on_flush_timer, (uint64_t)srv->cfg.batch_delay_ms, 0);
+}
+
+static funnel_refusal_t framing_refusal(size_t n_frames, size_t expected)
+{
+    funnel_refusal_t why = {.code = FUNNEL_REFUSE_FRAMES};
+    snprintf(why.text, sizeof why.text, "expected %zu frames [topic][Envelope], got %zu", expected,
+             n_frames);
+    return why;
+}
+
+static void on_ingest(funnel_zsock_t *zs, zmq_msg_t *frames, size_t n, bool overflow, void *arg)
+{
+    (void)zs;
+    funnel_server_t *srv = arg;
+    if (n == 2 && !overflow) {
+        batch_add(srv, &frames[0], &frames[1], NULL, NULL);
+    } else {
+        funnel_refusal_t why = framing_refusal(overflow ? n + 1 : n, 2);
+        batch_add(srv, &frames[0], NULL, NULL, &why);
+    }
+}
+
+/* Splits [ident][""?][args...] into the peer and its arguments. */
+static size_t peer_parse(zmq_msg_t *frames, size_t n, peer_t *peer)
+{
+    size_t id_len = zmq_msg_size(&frames[0]);
+    peer->ident_len = id_len < IDENT_MAX ? id_len : IDENT_MAX - 1;
+    memcpy(peer->ident, zmq_msg_data(&frames[0]), peer->ident_len);
+    peer->delimiter = n > 1 && zmq_msg_size(&frames[1]) == 0;
+    return peer->delimiter ? 2 : 1;
+}
+
+static void on_submit(funnel_zsock_t *zs, zmq_msg_t *frames, size_t n, bool overflow, void *arg)
+{
+    (void)zs;
+    funnel_server_t *srv = arg;
+    peer_t peer;
+    size_t first = peer_parse(frames, n, &peer);
+    size_t args = n - first;
+    if (args == 2 && !overflow) {
+        batch_add(srv, &frames[first], &frames[first + 1], &peer, NULL);
+    } else {
+        funnel_refusal_t why = framing_refusal(overflow ? args + 1 : args, 2);
+        batch_add(srv, args ? &frames[first] : NULL, NULL, &peer, &why);
+    }
+}
+
+/* ---- replay -------------------------------------------------------------------------- */
+
+typedef struct replay_pass {
+    funnel_server_t *srv;
+    replay_t *rp;
+    size_t sent;
+} replay_pass_t;
+
+static int replay_send_row(const funnel_outbox_row_t *row, void *arg)
+{
+    replay_pass_t *pass = arg;
+    funnel_server_t *srv = pass->srv;
+    replay_t *rp = pass->rp;
+    uint8_t seq[8];
+    funnel_seq_encode(row->seq, seq);
+    const void *parts[] = {row->topic, seq, row->envelope};
+    size_t lens[] = {strlen(row->topic), 8, row->len};
+    int rc = peer_send(srv->replay_sock, &rp->peer, parts, lens, 3);
+    if (rc)
+        return rc;
+    rp->next_seq = row->seq + 1;
+    rp->last_sent = row->seq;
+    pass->sent++;
+    return 0;
+}
+
+static void replay_send_marker(funnel_server_t *srv, const replay_t *rp, const char *what,
+                               uint64_t seq)
+{
+    uint8_t buf[8];
+    funnel_seq_encode(seq, buf);
+    const void *parts[] = {what, buf};
+    size_t lens[] = {strlen(what), 8};
+    peer_send(srv->replay_sock, &rp->peer, parts, lens, 2);
+}
+
+static void replay_pop(funnel_server_t *srv)
+{
+    replay_t *rp = srv->replays;
+    srv->replays = rp->next;
+    if (!srv->replays)
+        srv->replays_tail = NULL;
+    free(rp);
+}
+
+/* One chunk of the oldest replay; the idle handle keeps calling while replays remain. */
+static void on_replay_idle(uv_idle_t *h)
+{
+    funnel_server_t *srv = h->data;
+    replay_t *rp = srv->replays;
+    if (!rp || srv->replay_blocked) {
+        uv_idle_stop(h);
+        return;
+    }
+    replay_pass_t pass = {srv, rp, 0};
+    int rc =
+        funnel_store_outbox_read(srv->store, rp->next_seq, REPLAY_CHUNK, replay_send_row, &pass);
+    if (rc == FUNNEL_EAGAIN) {
+        srv->replay_blocked = true;
+        uv_idle_stop(h);
+        funnel_zsock_want_writable(srv->replay_sock);
+        return;
+    }
+    if (rc == FUNNEL_EBUS) { /* the peer went away */
+        replay_pop(srv);
+        return;
+    }
+    if (rc)
+        funnel_log_error(srv->log, "replay read failed: %s", funnel_store_errmsg(srv->store));
+    if (rc || pass.sent < REPLAY_CHUNK) {
+        replay_send_marker(srv, rp, "end", rp->last_sent ? rp->last_sent : srv->published_seq);
+        replay_pop(srv);
+    }
+}
+
+static void on_replay_writable(funnel_zsock_t *zs, void *arg)
+{
+    (void)zs;
+    funnel_server_t *srv = arg;
+    srv->replay_blocked = false;
+    uv_idle_start(&srv->replay_idle, on_replay_idle);
+}
+
+static void on_replay(funnel_zsock_t *zs, zmq_msg_t *frames, size_t n, bool overflow, void *arg)
+{
+    (void)zs;
+    funnel_server_t *srv = arg;
+    replay_t *rp = calloc(1, sizeof *rp);
+    if (!rp)
+        return;
+    size_t first = peer_parse(frames, n, &rp->peer);
+    bool ok = !overflow && n - first == 2 && zmq_msg_size(&frames[first]) == 6 &&
+              memcmp(zmq_msg_data(&frames[first]), "replay", 6) == 0 &&
+              zmq_msg_size(&frames[first + 1]) == 8;
+    if (!ok) {
+        const char *err = "expected [replay][from_seq: 8 bytes big-endian]";
+        const void *parts[] = {"error", err};
+        size_t lens[] = {5, strlen(err)};
+        peer_send(srv->replay_sock, &rp->peer, parts, lens, 2);
+        free(rp);
+        return;
+    }
+    rp->next_seq = funnel_seq_decode(zmq_msg_data(&frames[first + 1]));
+    uint64_t first_seq = 0, last_seq = 0;
+    funnel_store_outbox_bounds(srv->store, &first_seq, &last_seq);
+    /* Rows pruned by retention are gone: say so rather than let the client guess. */
+    if (first_seq && rp->next_seq < first_seq && rp->next_seq > 1)
+        replay_send_marker(srv, rp, "truncated", first_seq);
+    srv->stats.replays++;
+    if (srv->replays_tail)
+        srv->replays_tail->next = rp;
+    else
+        srv->replays = rp;
+    srv->replays_tail = rp;
+    if (!srv->replay_blocked)
+        uv_idle_start(&srv->replay_idle, on_replay_idle);
+}
+
+/* ---- housekeeping -------------------------------------------------------------------- */
+
+static void on_watchdog(uv_timer_t *h)
+{
+    (void)h;
+    sd_notify(0, "WATCHDOG=1");
+}
+
+/* Deletes published outbox rows older than the retention, a chunk at a time. */
+static void on_prune(uv_timer_t *h)
+{
+    funnel_server_t *srv = h->data;
+    int64_t before = now_ms(srv) - srv->cfg.retention_days * 86400000LL;
+    size_t deleted = 0;
+    if (funnel_store_begin(srv->store) == 0) {
+        int rc = funnel_store_outbox_prune(srv->store, before, srv->published_seq, PRUNE_CHUNK,
+                                           &deleted);
+        if (rc || funnel_store_commit(srv->store)) {
+            funnel_store_rollback(srv->store);
+            funnel_log_error(srv->log, "retention prune failed: %s",
+                             funnel_store_errmsg(srv->store));
+            deleted = 0;
+        }
+    }
+    if (deleted)
+        funnel_log_info(srv->log, "retention: pruned %zu output messages", deleted);
+    uv_timer_start(h, on_prune, deleted == PRUNE_CHUNK ? 1000 : PRUNE_PERIOD_MS, 0);
+}
+
+/* Publishes what a previous run committed but may not have published before it died. */
+static int publish_backlog_row(const funnel_outbox_row_t *row, void *arg)
+{
+    publish_row(arg, row);
+    return 0;
+}
+
+static void publish_backlog(funnel_server_t *srv)
+{
+    uint64_t from = srv->published_seq + 1, before;
+    do {
+        before = srv->stats.published;
+        if (funnel_store_outbox_read(srv->store, from, REPLAY_CHUNK, publish_backlog_row, srv))
+            break;
+        from = srv->published_seq + 1;
+    } while (srv->stats.published - before == REPLAY_CHUNK);
+    if (srv->stats.published)
+        funnel_log_info(srv->log,
+                        "republished %llu committed output messages from before the "
+                        "restart",
+                        (unsigned long long)srv->stats.published);
+}
+
+/* ---- signals, reload, stop ----------------------------------------------------------- */
+
+static int config_read(funnel_server_t *srv, funnel_config_t *out, char *err, size_t err_len)
+{
+    int rc = funnel_config_defaults(out);
+    if (!rc && srv->opts.config_path)
+        rc = funnel_config_load(srv->opts.config_path, out, err, err_len);
+    for (size_t i = 0; !rc && i < srv->opts.n_overrides; i++) {
+        char name[64];
+        const char *kv = srv->opts.overrides[i], *eq = strchr(kv, '=');
+        if (!eq || (size_t)(eq - kv) >= sizeof name) {
+            snprintf(err, err_len, "override '%s' is not name=value", kv);
+            rc = FUNNEL_ECONFIG;
+            break;
+        }
+        snprintf(name, sizeof name, "%.*s", (int)(eq - kv), kv);
+        rc = funnel_config_set(out, name, eq + 1, err, err_len);
+    }
+    if (rc)
+        funnel_config_clear(out);
+    return rc;
+}
+
+static void reload(funnel_server_t *srv)
+{
+    funnel_config_t fresh;
+    char err[512] = "";
+    sd_notify(0, "RELOADING=1");
+    if (config_read(srv, &fresh, err, sizeof err)) {
+        funnel_log_error(srv->log, "config reload refused, keeping the running config: %s", err);
+    } else {
+        int changed = funnel_config_reload(&srv->cfg, &fresh, srv->log);
+        srv->log->level = srv->cfg.log_level;
+        funnel_log_info(srv->log, "config reloaded: %d option(s) changed", changed);
+        funnel_config_clear(&fresh);
+    }
+    sd_notify(0, "READY=1");
+}
+
+static void close_handle(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+/* Graceful stop: take no more input, commit and publish what was read, persist the publish
+ * cursor, then close every handle so uv_run returns. */
+static void server_shutdown(funnel_server_t *srv)
+{
+    if (srv->stopping)
+        return;
+    srv->stopping = true;
+    sd_notify(0, "STOPPING=1");
+    funnel_log_info(srv->log, "stopping: committing %zu pending events", srv->n_batch);
+    funnel_zsock_pause(srv->sub);
+    funnel_zsock_pause(srv->submit);
+    batch_flush(srv);
+    if (funnel_store_begin(srv->store) == 0 &&
+        (funnel_store_published_set(srv->store, srv->published_seq) ||
+         funnel_store_commit(srv->store)))
+        funnel_store_rollback(srv->store);
+    while (srv->replays)
+        replay_pop(srv);
+    /* Give queued output a moment to leave before the sockets close. */
+    int linger = 1000;
+    zmq_setsockopt(funnel_zsock_raw(srv->pub), ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(funnel_zsock_raw(srv->submit), ZMQ_LINGER, &linger, sizeof linger);
+    funnel_zsock_destroy(&srv->sub);
+    funnel_zsock_destroy(&srv->submit);
+    funnel_zsock_destroy(&srv->pub);
+    funnel_zsock_destroy(&srv->replay_sock);
+    uv_walk(&srv->loop, close_handle, NULL);
+    funnel_log_info(
+        srv->log, "stopped: %llu accepted, %llu duplicates, %llu published, %llu batches",
+        (unsigned long long)srv->stats.accepted, (unsigned long long)srv->stats.duplicates,
+        (unsigned long long)srv->stats.published, (unsigned long long)srv->stats.batches);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    funnel_server_t *srv = h->data;
+    if (signum == SIGHUP)
+        reload(srv);
+    else
+        server_shutdown(srv);
+}
+
+void funnel_server_stop(funnel_server_t *srv)
+{
+    server_shutdown(srv);
+}
+
+/* ---- set-up -------------------------------------------------------------------------- */
+
+static int open_socket(funnel_server_t *srv, int type, const char *endpoint, int slot,
+                       funnel_zsock_t **out)
+{
+    int rc = funnel_zsock_new(&srv->loop, srv->zctx, type, out);
+    if (rc)
+        return rc;
+    void *raw = funnel_zsock_raw(*out);
+    int64_t hard = HARD_MAX_MESSAGE;
+    int hwm = (int)srv->cfg.publish_hwm, on = 1;
+    if (type == ZMQ_SUB || type == ZMQ_ROUTER)
+        zmq_setsockopt(raw, ZMQ_MAXMSGSIZE, &hard, sizeof hard);
+    if (type == ZMQ_SUB)
+        zmq_setsockopt(raw, ZMQ_SUBSCRIBE, "", 0);
+    /* The stream queues publish_hwm messages per subscriber; acks and replies get a fixed,
+     * generous queue so a client pipelining thousands of submits loses no ack. */
+    if (type == ZMQ_ROUTER)
+        hwm = REPLY_HWM;
+    if (type == ZMQ_PUB || type == ZMQ_ROUTER)
+        zmq_setsockopt(raw, ZMQ_SNDHWM, &hwm, sizeof hwm);
+    if (slot == 3) /* replay: learn about full or vanished peers instead of dropping */
+        zmq_setsockopt(raw, ZMQ_ROUTER_MANDATORY, &on, sizeof on);
+    if ((rc = funnel_zsock_bind(*out, endpoint, srv->bound[slot], sizeof srv->bound[slot]))) {
+        funnel_log_error(srv->log, "cannot bind %s: %s", endpoint, zmq_strerror(zmq_errno()));
+        return rc;
+    }
+    funnel_log_info(srv->log, "listening on %s", srv->bound[slot]);
+    return 0;
+}
+
+static int write_ready_file(funnel_server_t *srv)
+{
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s.tmp", srv->opts.ready_file);
+    FILE *f = fopen(tmp, "w");
+    if (!f) {
+        funnel_log_error(srv->log, "cannot write %s: %s", tmp, strerror(errno));
+        return FUNNEL_EIO;
+    }
+    fprintf(f, "ingest=%s\nsubmit=%s\npublish=%s\nreplay=%s\npid=%ld\n", srv->bound[0],
+            srv->bound[1], srv->bound[2], srv->bound[3], (long)getpid());
+    if (fclose(f) || rename(tmp, srv->opts.ready_file)) {
+        funnel_log_error(srv->log, "cannot write %s: %s", srv->opts.ready_file, strerror(errno));
+        return FUNNEL_EIO;
+    }
+    return 0;
+}
+
+static int open_sockets(funnel_server_t *srv)
+{
+    int rc;
+    if ((rc = open_socket(srv, ZMQ_SUB, srv->cfg.ingest, 0, &srv->sub)) ||
+        (rc = open_socket(srv, ZMQ_ROUTER, srv->cfg.submit, 1, &srv->submit)) ||
+        (rc = open_socket(srv, ZMQ_PUB, srv->cfg.publish, 2, &srv->pub)) ||
+        (rc = open_socket(srv, ZMQ_ROUTER, srv->cfg.replay, 3, &srv->replay_sock)))
+        return rc;
+    for (size_t i = 0; i < srv->cfg.n_connect; i++) {
+        if ((rc = funnel_zsock_connect(srv->sub, srv->cfg.connect[i]))) {
+            funnel_log_error(srv->log, "cannot connect to %s: %s", srv->cfg.connect[i],
+                             zmq_strerror(zmq_errno()));
+            return rc;
+        }
+        funnel_log_info(srv->log, "subscribed to publisher %s", srv->cfg.connect[i]);
+    }
+    return 0;
+}
+
+static void init_handles(funnel_server_t *srv)
+{
+    uv_timer_init(&srv->loop, &srv->flush_timer);
+    uv_timer_init(&srv->loop, &srv->watchdog);
+    uv_timer_init(&srv->loop, &srv->prune_timer);
+    uv_idle_init(&srv->loop, &srv->replay_idle);
+    uv_signal_init(&srv->loop, &srv->sig_term);
+    uv_signal_init(&srv->loop, &srv->sig_int);
+    uv_signal_init(&srv->loop, &srv->sig_hup);
+    srv->flush_timer.data = srv->watchdog.data = srv;
+    srv->prune_timer.data = srv->replay_idle.data = srv;
+    srv->sig_term.data = srv->sig_int.data = srv->sig_hup.data = srv;
+}
+
+int funnel_server_new(funnel_config_t *cfg, const funnel_server_options_t *opts, funnel_log_t *log,
+                      funnel_server_t **out)
+{
+    char err[512];
+    int rc = FUNNEL_ENOMEM;
+    *out = NULL;
+    funnel_server_t *srv = calloc(1, sizeof *srv);
+    if (!srv)
+        return rc;
+    srv->cfg = *cfg;
+    memset(cfg, 0, sizeof *cfg);
+    srv->opts = *opts;
+    if (!srv->opts.clock)
+        srv->opts.clock = real_clock;
+    srv->log = log;
+    log->level = srv->cfg.log_level;
+    if (uv_loop_init(&srv->loop)) {
+        rc = FUNNEL_EBUS;
+        goto fail_loop;
+    }
+    init_handles(srv);
+    if ((rc = funnel_store_open(srv->cfg.database, false, srv->cfg.sync, &srv->store, err,
+                                sizeof err))) {
+        funnel_log_error(log, "%s", err);
+        goto fail;
+    }
+    if ((rc = funnel_router_new(srv->store, &srv->router)) ||
+        (rc = funnel_store_published_get(srv->store, &srv->published_seq)))
+        goto fail;
+    if (!(srv->zctx = zmq_ctx_new())) {
+        rc = FUNNEL_EBUS;
+        goto fail;
+    }
+    if ((rc = open_sockets(srv)))
+        goto fail;
+    if (srv->opts.ready_file && (rc = write_ready_file(srv)))
+        goto fail;
+    *out = srv;
+    return 0;
+
+fail:
+    funnel_server_destroy(&srv);
+    return rc;
+fail_loop:
+    funnel_config_clear(&srv->cfg);
+    free(srv);
+    return rc;
+}
+
+int funnel_server_run(funnel_server_t *srv)
+{
+    uint64_t wd_usec = 0;
+    uv_signal_start(&srv->sig_term, on_signal, SIGTERM);
+    uv_signal_start(&srv->sig_int, on_signal, SIGINT);
+    uv_signal_start(&srv->sig_hup, on_signal, SIGHUP);
+    if (sd_watchdog_enabled(0, &wd_usec) > 0 && wd_usec >= 2000)
+        uv_timer_start(&srv->watchdog, on_watchdog, 0, wd_usec / 2000);
+    uv_timer_start(&srv->prune_timer, on_prune, 0, 0);
+    publish_backlog(srv);
+    if (funnel_zsock_start(srv->sub, on_ingest, NULL, srv, DRAIN_BUDGET) ||
+        funnel_zsock_start(srv->submit, on_submit, NULL, srv, DRAIN_BUDGET) ||
+        funnel_zsock_start(srv->pub, NULL, NULL, srv, DRAIN_BUDGET) ||
+        funnel_zsock_start(srv->replay_sock, on_replay, on_replay_writable, srv, DRAIN_BUDGET)) {
+        funnel_log_error(srv->log, "cannot watch sockets");
+        server_shutdown(srv);
+        uv_run(&srv->loop, UV_RUN_DEFAULT);
+        return FUNNEL_EBUS;
+    }
+    sd_notify(0, "READY=1");
+    funnel_log_info(srv->log, "funneld %s ready (database %s, last published sequence %llu)",
+                    FUNNEL_VERSION, srv->cfg.database, (unsigned long long)srv->published_seq);
+    uv_run(&srv->loop, UV_RUN_DEFAULT);
+    return 0;
+}
+
+const funnel_server_stats_t *funnel_server_stats(const funnel_server_t *srv)
+{
+    return &srv->stats;
+}
+
+void funnel_server_destroy(funnel_server_t **srvp)
+{
+    if (!srvp || !*srvp)
+        return;
+    funnel_server_t *srv = *srvp;
+    funnel_zsock_destroy(&srv->sub);
+    funnel_zsock_destroy(&srv->submit);
+    funnel_zsock_destroy(&srv->pub);
+    funnel_zsock_destroy(&srv->replay_sock);
+    uv_walk(&srv->loop, close_handle, NULL);
+    uv_run(&srv->loop, UV_RUN_DEFAULT); /* runs the close callbacks */
+    uv_loop_close(&srv->loop);
+    if (srv->zctx)
+        zmq_ctx_term(srv->zctx);
+    for (size_t i = 0; i < srv->n_batch; i++)
+        item_clear(&srv->batch[i]);
+    free(srv->batch);
+    while (srv->replays)
+        replay_pop(srv);
+    funnel_router_destroy(&srv->router);
+    funnel_store_destroy(&srv->store);
+    funnel_config_clear(&srv->cfg);
+    free(srv);
+    *srvp = NULL;
+}

@@ -1,0 +1,599 @@
+/* store.c — SQLite persistence for funneld.
+ *
+ * Keys are chosen so inserts land at the right edge of their B-trees: events and outbox rows are
+ * keyed by an increasing integer; the one random-order index is events.event_id, which publishers
+ * keep time-ordered by using UUIDv7/ULID ids (see docs/protocol.md). */
+#include "funnel/store.h"
+#include "funnel/error.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Each migration takes the schema from version i to i+1. Never edit one that has shipped. */
+static const char *const migrations[] = {
+    /* 1: the foundation */
+    "CREATE TABLE events ("
+    "  seq INTEGER PRIMARY KEY,"
+    "  event_id TEXT NOT NULL UNIQUE,"
+    "  topic TEXT NOT NULL,"
+    "  occurred_at_ms INTEGER NOT NULL,"
+    "  received_at_ms INTEGER NOT NULL,"
+    "  source TEXT NOT NULL,"
+    "  envelope BLOB NOT NULL);"
+    "CREATE TABLE outbox ("
+    "  seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  topic TEXT NOT NULL,"
+    "  created_at_ms INTEGER NOT NULL,"
+    "  envelope BLOB NOT NULL);"
+    "CREATE TABLE dead_letters ("
+    "  id INTEGER PRIMARY KEY,"
+    "  received_at_ms INTEGER NOT NULL,"
+    "  topic TEXT NOT NULL,"
+    "  event_id TEXT NOT NULL,"
+    "  reason TEXT NOT NULL,"
+    "  detail TEXT NOT NULL,"
+    "  payload BLOB,"
+    "  payload_size INTEGER NOT NULL);"
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;"
+    "INSERT INTO meta VALUES ('published_seq', 0);",
+};
+#define MIGRATIONS (int)(sizeof migrations / sizeof migrations[0])
+
+enum stmt_id {
+    ST_BEGIN,
+    ST_COMMIT,
+    ST_ROLLBACK,
+    ST_SAVEPOINT,
+    ST_RELEASE,
+    ST_ROLLBACK_TO,
+    ST_EVENT_INSERT,
+    ST_DEAD_INSERT,
+    ST_OUTBOX_INSERT,
+    ST_OUTBOX_READ,
+    ST_OUTBOX_FIRST,
+    ST_OUTBOX_LAST,
+    ST_OUTBOX_PRUNE,
+    ST_META_GET,
+    ST_META_SET,
+    ST_EVENTS_LIST,
+    ST_DEAD_LIST,
+    ST_COUNTS,
+    ST_COUNT_
+};
+
+/* Statements a read-only connection needs are marked; writers prepare all. */
+static const struct {
+    const char *sql;
+    bool read;
+} stmt_sql[ST_COUNT_] = {
+    [ST_BEGIN] = {"BEGIN IMMEDIATE", false},
+    [ST_COMMIT] = {"COMMIT", false},
+    [ST_ROLLBACK] = {"ROLLBACK", false},
+    [ST_SAVEPOINT] = {"SAVEPOINT ev", false},
+    [ST_RELEASE] = {"RELEASE ev", false},
+    [ST_ROLLBACK_TO] = {"ROLLBACK TO ev", false},
+    [ST_EVENT_INSERT] = {"INSERT INTO events(event_id, topic, occurred_at_ms, received_at_ms, "
+                         "source, envelope) VALUES (?,?,?,?,?,?) ON CONFLICT(event_id) DO NOTHING",
+                         false},
+    [ST_DEAD_INSERT] = {"INSERT INTO dead_letters(received_at_ms, topic, event_id, reason, detail, "
+                        "payload, payload_size) VALUES (?,?,?,?,?,?,?)",
+                        false},
+    [ST_OUTBOX_INSERT] = {"INSERT INTO outbox(topic, created_at_ms, envelope) VALUES (?,?,?)",
+                          false},
+    [ST_OUTBOX_READ] = {"SELECT seq, topic, envelope FROM outbox WHERE seq >= ? ORDER BY seq "
+                        "LIMIT ?",
+                        true},
+    [ST_OUTBOX_FIRST] = {"SELECT min(seq), max(seq) FROM outbox", true},
+    [ST_OUTBOX_LAST] = {"SELECT seq FROM sqlite_sequence WHERE name = 'outbox'", true},
+    [ST_OUTBOX_PRUNE] = {"DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox WHERE "
+                         "created_at_ms < ? AND seq <= ? ORDER BY seq LIMIT ?)",
+                         false},
+    [ST_META_GET] = {"SELECT value FROM meta WHERE key = ?", true},
+    [ST_META_SET] = {"UPDATE meta SET value = ? WHERE key = ?", false},
+    [ST_EVENTS_LIST] = {"SELECT * FROM (SELECT seq, event_id, topic, occurred_at_ms, "
+                        "received_at_ms, source, envelope FROM events ORDER BY seq DESC LIMIT ?) "
+                        "ORDER BY seq",
+                        true},
+    [ST_DEAD_LIST] = {"SELECT * FROM (SELECT id, received_at_ms, topic, event_id, reason, detail, "
+                      "payload, payload_size FROM dead_letters ORDER BY id DESC LIMIT ?) "
+                      "ORDER BY id",
+                      true},
+    [ST_COUNTS] = {"SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM dead_letters)",
+                   true},
+};
+
+/* An outbox row appended in the open transaction, kept so it can be published after COMMIT
+ * without reading it back. */
+typedef struct pending_row {
+    funnel_outbox_row_t row;
+    char *topic;       /* owns row.topic */
+    uint8_t *envelope; /* owns row.envelope */
+} pending_row_t;
+
+struct funnel_store {
+    sqlite3 *db;
+    sqlite3_stmt *stmt[ST_COUNT_];
+    bool in_txn;         /* between begin and commit/rollback */
+    pending_row_t *rows; /* outbox rows of the open (or last committed) transaction */
+    size_t n_rows, cap_rows;
+    size_t savepoint_mark;     /* n_rows when the current savepoint was taken */
+    bool committed;            /* rows[] belong to a committed transaction */
+    funnel_outbox_row_t *view; /* contiguous copy of rows[].row for callers */
+};
+
+static int fail(funnel_store_t *s)
+{
+    (void)s;
+    return FUNNEL_ESTORE;
+}
+
+/* Runs a cached statement that returns no rows. */
+static int exec_stmt(funnel_store_t *s, enum stmt_id id)
+{
+    sqlite3_stmt *st = s->stmt[id];
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? 0 : fail(s);
+}
+
+const char *funnel_store_errmsg(const funnel_store_t *store)
+{
+    return store && store->db ? sqlite3_errmsg(store->db) : "no database";
+}
+
+sqlite3 *funnel_store_db(funnel_store_t *store)
+{
+    return store->db;
+}
+
+int funnel_store_schema_latest(void)
+{
+    return MIGRATIONS;
+}
+
+static int pragma_int(sqlite3 *db, const char *sql)
+{
+    sqlite3_stmt *st;
+    int v = -1;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+        return -1;
+    if (sqlite3_step(st) == SQLITE_ROW)
+        v = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
+int funnel_store_schema_version(funnel_store_t *store)
+{
+    return pragma_int(store->db, "PRAGMA user_version");
+}
+
+/* Applies every migration the database lacks, each in its own transaction with its version. */
+static int migrate(sqlite3 *db, char *err, size_t err_len)
+{
+    int have = pragma_int(db, "PRAGMA user_version");
+    if (have < 0) {
+        snprintf(err, err_len, "cannot read schema version: %s", sqlite3_errmsg(db));
+        return FUNNEL_ESTORE;
+    }
+    if (have > MIGRATIONS) {
+        snprintf(err, err_len,
+                 "database schema version %d is newer than this funneld understands (%d)", have,
+                 MIGRATIONS);
+        return FUNNEL_ESTORE;
+    }
+    for (int v = have; v < MIGRATIONS; v++) {
+        char sql[64];
+        char *msg = NULL;
+        snprintf(sql, sizeof sql, "PRAGMA user_version = %d; COMMIT;", v + 1);
+        if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, &msg) != SQLITE_OK ||
+            sqlite3_exec(db, migrations[v], NULL, NULL, &msg) != SQLITE_OK ||
+            sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+            snprintf(err, err_len, "migration to schema %d failed: %s", v + 1,
+                     msg ? msg : sqlite3_errmsg(db));
+            sqlite3_free(msg);
+            sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+            return FUNNEL_ESTORE;
+        }
+    }
+    return 0;
+}
+
+static int configure(sqlite3 *db, bool read_only, funnel_store_sync_t sync, char *err,
+                     size_t err_len)
+{
+    char *msg = NULL;
+    const char *sql = read_only ? "PRAGMA busy_timeout = 5000;"
+                      : sync == FUNNEL_STORE_SYNC_FULL
+                          ? "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;"
+                            "PRAGMA busy_timeout = 5000;"
+                          : "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;"
+                            "PRAGMA busy_timeout = 5000;";
+    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        snprintf(err, err_len, "%s", msg ? msg : sqlite3_errmsg(db));
+        sqlite3_free(msg);
+        return FUNNEL_ESTORE;
+    }
+    return 0;
+}
+
+int funnel_store_open(const char *path, bool read_only, funnel_store_sync_t sync,
+                      funnel_store_t **out, char *err, size_t err_len)
+{
+    int rc = FUNNEL_ESTORE;
+    *out = NULL;
+    funnel_store_t *s = calloc(1, sizeof *s);
+    if (!s) {
+        snprintf(err, err_len, "out of memory");
+        return FUNNEL_ENOMEM;
+    }
+    int flags = read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
+    if (sqlite3_open_v2(path, &s->db, flags | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
+        snprintf(err, err_len, "cannot open database %s: %s", path,
+                 s->db ? sqlite3_errmsg(s->db) : "out of memory");
+        goto fail_db;
+    }
+    if ((rc = configure(s->db, read_only, sync, err, err_len)))
+        goto fail_db;
+    if (!read_only && (rc = migrate(s->db, err, err_len)))
+        goto fail_db;
+    if (read_only && pragma_int(s->db, "PRAGMA user_version") != MIGRATIONS) {
+        snprintf(err, err_len, "database %s has schema %d, this build expects %d", path,
+                 pragma_int(s->db, "PRAGMA user_version"), MIGRATIONS);
+        rc = FUNNEL_ESTORE;
+        goto fail_db;
+    }
+    for (int i = 0; i < ST_COUNT_; i++) {
+        if (read_only && !stmt_sql[i].read)
+            continue;
+        if (sqlite3_prepare_v3(s->db, stmt_sql[i].sql, -1, SQLITE_PREPARE_PERSISTENT, &s->stmt[i],
+                               NULL) != SQLITE_OK) {
+            snprintf(err, err_len, "cannot prepare statement: %s", sqlite3_errmsg(s->db));
+            rc = FUNNEL_ESTORE;
+            goto fail_stmts;
+        }
+    }
+    *out = s;
+    return 0;
+
+fail_stmts:
+    for (int i = 0; i < ST_COUNT_; i++)
+        sqlite3_finalize(s->stmt[i]);
+fail_db:
+    sqlite3_close(s->db);
+    free(s);
+    return rc;
+}
+
+static void rows_truncate(funnel_store_t *s, size_t keep)
+{
+    while (s->n_rows > keep) {
+        pending_row_t *r = &s->rows[--s->n_rows];
+        free(r->topic);
+        free(r->envelope);
+    }
+}
+
+void funnel_store_destroy(funnel_store_t **store)
+{
+    if (!store || !*store)
+        return;
+    funnel_store_t *s = *store;
+    if (s->in_txn)
+        funnel_store_rollback(s);
+    rows_truncate(s, 0);
+    free(s->rows);
+    free(s->view);
+    for (int i = 0; i < ST_COUNT_; i++)
+        sqlite3_finalize(s->stmt[i]);
+    sqlite3_close(s->db);
+    free(s);
+    *store = NULL;
+}
+
+int funnel_store_begin(funnel_store_t *s)
+{
+    if (s->in_txn)
+        return FUNNEL_EINVAL;
+    rows_truncate(s, 0);
+    s->committed = false;
+    if (exec_stmt(s, ST_BEGIN))
+        return FUNNEL_ESTORE;
+    s->in_txn = true;
+    return 0;
+}
+
+int funnel_store_commit(funnel_store_t *s)
+{
+    if (!s->in_txn)
+        return FUNNEL_EINVAL;
+    if (exec_stmt(s, ST_COMMIT)) {
+        funnel_store_rollback(s);
+        return FUNNEL_ESTORE;
+    }
+    s->in_txn = false;
+    s->committed = true;
+    return 0;
+}
+
+void funnel_store_rollback(funnel_store_t *s)
+{
+    if (s->in_txn && !sqlite3_get_autocommit(s->db))
+        exec_stmt(s, ST_ROLLBACK);
+    s->in_txn = false;
+    s->committed = false;
+    rows_truncate(s, 0);
+}
+
+int funnel_store_savepoint(funnel_store_t *s)
+{
+    s->savepoint_mark = s->n_rows;
+    return exec_stmt(s, ST_SAVEPOINT);
+}
+
+int funnel_store_savepoint_release(funnel_store_t *s)
+{
+    return exec_stmt(s, ST_RELEASE);
+}
+
+void funnel_store_savepoint_rollback(funnel_store_t *s)
+{
+    /* ROLLBACK TO keeps the savepoint open; RELEASE closes it with nothing left in it. */
+    exec_stmt(s, ST_ROLLBACK_TO);
+    exec_stmt(s, ST_RELEASE);
+    rows_truncate(s, s->savepoint_mark);
+}
+
+static void bind_text(sqlite3_stmt *st, int i, const char *s)
+{
+    sqlite3_bind_text(st, i, s ? s : "", -1, SQLITE_STATIC);
+}
+
+int funnel_store_event_record(funnel_store_t *s, const funnel_event_row_t *row)
+{
+    sqlite3_stmt *st = s->stmt[ST_EVENT_INSERT];
+    bind_text(st, 1, row->event_id);
+    bind_text(st, 2, row->topic);
+    sqlite3_bind_int64(st, 3, row->occurred_at_ms);
+    sqlite3_bind_int64(st, 4, row->received_at_ms);
+    bind_text(st, 5, row->source);
+    sqlite3_bind_blob(st, 6, row->envelope, (int)row->envelope_len, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    if (rc != SQLITE_DONE)
+        return fail(s);
+    return sqlite3_changes(s->db) == 0 ? FUNNEL_EDUP : 0;
+}
+
+int funnel_store_dead_letter_add(funnel_store_t *s, const funnel_dead_letter_t *dl)
+{
+    sqlite3_stmt *st = s->stmt[ST_DEAD_INSERT];
+    sqlite3_bind_int64(st, 1, dl->received_at_ms);
+    bind_text(st, 2, dl->topic);
+    bind_text(st, 3, dl->event_id);
+    bind_text(st, 4, dl->reason);
+    bind_text(st, 5, dl->detail);
+    if (dl->payload && dl->payload_len)
+        sqlite3_bind_blob(st, 6, dl->payload, (int)dl->payload_len, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, 6);
+    sqlite3_bind_int64(st, 7, (sqlite3_int64)dl->payload_size);
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return rc == SQLITE_DONE ? 0 : fail(s);
+}
+
+/* Keeps a copy of an appended outbox row for publishing after COMMIT. */
+static int rows_push(funnel_store_t *s, uint64_t seq, const char *topic, const uint8_t *env,
+                     size_t len)
+{
+    if (s->n_rows == s->cap_rows) {
+        size_t cap = s->cap_rows ? s->cap_rows * 2 : 256;
+        pending_row_t *rows = realloc(s->rows, cap * sizeof *rows);
+        if (!rows)
+            return FUNNEL_ENOMEM;
+        s->rows = rows;
+        s->cap_rows = cap;
+    }
+    pending_row_t *r = &s->rows[s->n_rows];
+    r->topic = strdup(topic);
+    r->envelope = malloc(len ? len : 1);
+    if (!r->topic || !r->envelope) {
+        free(r->topic);
+        free(r->envelope);
+        return FUNNEL_ENOMEM;
+    }
+    memcpy(r->envelope, env, len);
+    r->row = (funnel_outbox_row_t){seq, r->topic, r->envelope, len};
+    s->n_rows++;
+    return 0;
+}
+
+int funnel_store_outbox_append(funnel_store_t *s, const char *topic, const uint8_t *envelope,
+                               size_t len, int64_t created_at_ms, uint64_t *seq)
+{
+    if (!s->in_txn)
+        return FUNNEL_EINVAL;
+    sqlite3_stmt *st = s->stmt[ST_OUTBOX_INSERT];
+    bind_text(st, 1, topic);
+    sqlite3_bind_int64(st, 2, created_at_ms);
+    sqlite3_bind_blob(st, 3, envelope, (int)len, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    if (rc != SQLITE_DONE)
+        return fail(s);
+    uint64_t assigned = (uint64_t)sqlite3_last_insert_rowid(s->db);
+    if (seq)
+        *seq = assigned;
+    return rows_push(s, assigned, topic, envelope, len);
+}
+
+size_t funnel_store_outbox_pending(const funnel_store_t *s, const funnel_outbox_row_t **rows)
+{
+    if (!s->committed || s->n_rows == 0) {
+        *rows = NULL;
+        return 0;
+    }
+    /* rows[] interleaves ownership with the public view; hand out a contiguous array. */
+    funnel_store_t *m = (funnel_store_t *)s;
+    funnel_outbox_row_t *view = realloc(m->view, s->n_rows * sizeof *view);
+    if (!view) {
+        *rows = NULL;
+        return 0;
+    }
+    m->view = view;
+    for (size_t i = 0; i < s->n_rows; i++)
+        view[i] = s->rows[i].row;
+    *rows = view;
+    return s->n_rows;
+}
+
+void funnel_store_outbox_pending_clear(funnel_store_t *s)
+{
+    if (s->committed) {
+        rows_truncate(s, 0);
+        s->committed = false;
+    }
+}
+
+int funnel_store_outbox_read(funnel_store_t *s, uint64_t from_seq, size_t limit,
+                             funnel_outbox_cb cb, void *arg)
+{
+    sqlite3_stmt *st = s->stmt[ST_OUTBOX_READ];
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)from_seq);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)limit);
+    int rc, stop = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        funnel_outbox_row_t row = {
+            .seq = (uint64_t)sqlite3_column_int64(st, 0),
+            .topic = (const char *)sqlite3_column_text(st, 1),
+            .envelope = sqlite3_column_blob(st, 2),
+            .len = (size_t)sqlite3_column_bytes(st, 2),
+        };
+        if ((stop = cb(&row, arg)))
+            break;
+    }
+    sqlite3_reset(st);
+    if (stop)
+        return stop;
+    return rc == SQLITE_DONE ? 0 : fail(s);
+}
+
+static int single_int64(funnel_store_t *s, sqlite3_stmt *st, int64_t *a, int64_t *b)
+{
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *a = sqlite3_column_int64(st, 0);
+        if (b)
+            *b = sqlite3_column_int64(st, 1);
+    }
+    sqlite3_reset(st);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : fail(s);
+}
+
+int funnel_store_outbox_bounds(funnel_store_t *s, uint64_t *first, uint64_t *last)
+{
+    int64_t lo = 0, hi = 0, ever = 0;
+    int rc = single_int64(s, s->stmt[ST_OUTBOX_FIRST], &lo, &hi);
+    if (!rc)
+        rc = single_int64(s, s->stmt[ST_OUTBOX_LAST], &ever, NULL);
+    *first = (uint64_t)lo;
+    *last = (uint64_t)(ever > hi ? ever : hi);
+    return rc;
+}
+
+int funnel_store_outbox_prune(funnel_store_t *s, int64_t before_ms, uint64_t published_seq,
+                              size_t limit, size_t *deleted)
+{
+    sqlite3_stmt *st = s->stmt[ST_OUTBOX_PRUNE];
+    sqlite3_bind_int64(st, 1, before_ms);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)published_seq);
+    sqlite3_bind_int64(st, 3, (sqlite3_int64)limit);
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    *deleted = rc == SQLITE_DONE ? (size_t)sqlite3_changes(s->db) : 0;
+    return rc == SQLITE_DONE ? 0 : fail(s);
+}
+
+int funnel_store_published_get(funnel_store_t *s, uint64_t *seq)
+{
+    sqlite3_stmt *st = s->stmt[ST_META_GET];
+    int64_t v = 0;
+    bind_text(st, 1, "published_seq");
+    int rc = single_int64(s, st, &v, NULL);
+    sqlite3_clear_bindings(st);
+    *seq = (uint64_t)v;
+    return rc;
+}
+
+int funnel_store_published_set(funnel_store_t *s, uint64_t seq)
+{
+    sqlite3_stmt *st = s->stmt[ST_META_SET];
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)seq);
+    bind_text(st, 2, "published_seq");
+    int rc = exec_stmt(s, ST_META_SET);
+    sqlite3_clear_bindings(st);
+    return rc;
+}
+
+static sqlite3_int64 sql_limit(size_t limit)
+{
+    return limit ? (sqlite3_int64)limit : -1; /* SQLite: a negative LIMIT means none */
+}
+
+int funnel_store_events_list(funnel_store_t *s, size_t limit, funnel_event_cb cb, void *arg)
+{
+    sqlite3_stmt *st = s->stmt[ST_EVENTS_LIST];
+    sqlite3_bind_int64(st, 1, sql_limit(limit));
+    int rc, stop = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        funnel_event_row_t row = {
+            .seq = sqlite3_column_int64(st, 0),
+            .event_id = (const char *)sqlite3_column_text(st, 1),
+            .topic = (const char *)sqlite3_column_text(st, 2),
+            .occurred_at_ms = sqlite3_column_int64(st, 3),
+            .received_at_ms = sqlite3_column_int64(st, 4),
+            .source = (const char *)sqlite3_column_text(st, 5),
+            .envelope = sqlite3_column_blob(st, 6),
+            .envelope_len = (size_t)sqlite3_column_bytes(st, 6),
+        };
+        if ((stop = cb(&row, arg)))
+            break;
+    }
+    sqlite3_reset(st);
+    return stop ? stop : rc == SQLITE_DONE ? 0 : fail(s);
+}
+
+int funnel_store_dead_letters_list(funnel_store_t *s, size_t limit, funnel_dead_letter_cb cb,
+                                   void *arg)
+{
+    sqlite3_stmt *st = s->stmt[ST_DEAD_LIST];
+    sqlite3_bind_int64(st, 1, sql_limit(limit));
+    int rc, stop = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        funnel_dead_letter_t dl = {
+            .id = sqlite3_column_int64(st, 0),
+            .received_at_ms = sqlite3_column_int64(st, 1),
+            .topic = (const char *)sqlite3_column_text(st, 2),
+            .event_id = (const char *)sqlite3_column_text(st, 3),
+            .reason = (const char *)sqlite3_column_text(st, 4),
+            .detail = (const char *)sqlite3_column_text(st, 5),
+            .payload = sqlite3_column_blob(st, 6),
+            .payload_len = (size_t)sqlite3_column_bytes(st, 6),
+            .payload_size = (size_t)sqlite3_column_int64(st, 7),
+        };
+        if ((stop = cb(&dl, arg)))
+            break;
+    }
+    sqlite3_reset(st);
+    return stop ? stop : rc == SQLITE_DONE ? 0 : fail(s);
+}
+
+int funnel_store_event_count(funnel_store_t *s, int64_t *events, int64_t *dead_letters)
+{
+    return single_int64(s, s->stmt[ST_COUNTS], events, dead_letters);
+}

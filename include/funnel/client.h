@@ -1,0 +1,60 @@
+/* client.h — the client side of funneld's sockets, used by funnelctl, the adapters and tests.
+ *
+ * A funnel_client_t owns one ZeroMQ context and the sockets it opens; one thread at a time.
+ * Calls block up to the timeouts given; none reads global state. */
+#ifndef FUNNEL_CLIENT_H
+#define FUNNEL_CLIENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "funnel/codec.h"
+
+typedef struct funnel_client funnel_client_t;
+
+int funnel_client_new(funnel_client_t **out);
+void funnel_client_destroy(funnel_client_t **client);
+
+typedef enum funnel_submit_status {
+    FUNNEL_SUBMIT_OK = 0,        /* committed by funneld */
+    FUNNEL_SUBMIT_DUPLICATE = 1, /* committed earlier under the same event_id */
+    FUNNEL_SUBMIT_REJECTED = 2,  /* refused; reason says why; retrying will not help */
+} funnel_submit_status_t;
+
+typedef struct funnel_submit_result {
+    funnel_submit_status_t status;
+    char reason[256]; /* the text after "rejected: ", or empty */
+} funnel_submit_result_t;
+
+typedef struct funnel_submit_options {
+    int timeout_ms; /* wait for an ack per attempt (default 2000) */
+    int attempts;   /* attempts in all, each with the same event_id (default 3) */
+    int backoff_ms; /* pause before the 2nd attempt, doubled each time (default 100) */
+} funnel_submit_options_t;
+
+/* Submits env under topic to funneld's submit endpoint and waits for its ack, resending the
+ * same bytes (same event_id) when an attempt times out. Returns 0 with *res filled, or
+ * FUNNEL_ETIMEDOUT when funneld never answered, FUNNEL_EBUS / FUNNEL_ENOMEM. opts may be NULL. */
+int funnel_client_submit(funnel_client_t *client, const char *endpoint, const char *topic,
+                         const funnel_envelope_t *env, const funnel_submit_options_t *opts,
+                         funnel_submit_result_t *res);
+
+/* One output message, valid during the callback. Return non-zero to stop following. */
+typedef int (*funnel_client_msg_cb)(uint64_t seq, const char *topic, const uint8_t *envelope,
+                                    size_t len, void *arg);
+
+typedef struct funnel_follow_options {
+    const char *prefix;     /* deliver topics starting with this ("" or NULL: all) */
+    uint64_t from_seq;      /* first sequence wanted; 0 or 1: from the oldest retained */
+    int idle_timeout_ms;    /* return 0 after this long without a message; <= 0: never */
+    int request_timeout_ms; /* a replay that does not answer in this long fails (default 5000) */
+} funnel_follow_options_t;
+
+/* Replays from from_seq, then follows the live stream, delivering every output message once
+ * and in sequence order: a gap in the live stream triggers a replay of the missing range.
+ * Returns the callback's non-zero value, 0 on idle timeout, FUNNEL_ETIMEDOUT when the replay
+ * endpoint does not answer, FUNNEL_EBUS on socket errors. */
+int funnel_client_follow(funnel_client_t *client, const char *publish_ep, const char *replay_ep,
+                         const funnel_follow_options_t *opts, funnel_client_msg_cb cb, void *arg);
+
+#endif

@@ -1,0 +1,76 @@
+/* codec.h — topics, decoding and validation of ingest Envelopes.
+ *
+ * The codec is pure: no sockets, no clock (the caller passes now_ms), no allocation beyond
+ * the decoded message it returns. Every refusal carries a stable reason code (for counters)
+ * and a human sentence naming the field at fault (for the sender and the log). */
+#ifndef FUNNEL_CODEC_H
+#define FUNNEL_CODEC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "funnel/v1/funnel.pb-c.h"
+
+typedef Funnel__V1__Envelope funnel_envelope_t;
+typedef Funnel__V1__Envelope__BodyCase funnel_body_t;
+
+#define FUNNEL_ID_MAX    128 /* bytes, for event_id and every entity id */
+#define FUNNEL_TOPIC_MAX 64  /* bytes, for a topic frame */
+
+/* Why an ingest message was refused. Stable order: used as counter indexes. */
+typedef enum funnel_refusal_code {
+    FUNNEL_REFUSE_NONE = 0,
+    FUNNEL_REFUSE_OVERSIZE,       /* larger than max_message_bytes */
+    FUNNEL_REFUSE_FRAMES,         /* wrong number of frames */
+    FUNNEL_REFUSE_UNKNOWN_TOPIC,  /* topic is not an ingest topic */
+    FUNNEL_REFUSE_DECODE,         /* bytes are not a protobuf Envelope */
+    FUNNEL_REFUSE_TOPIC_MISMATCH, /* body does not match the topic */
+    FUNNEL_REFUSE_MISSING_FIELD,  /* a required field is empty */
+    FUNNEL_REFUSE_BAD_ID,         /* an id is over FUNNEL_ID_MAX or has control bytes */
+    FUNNEL_REFUSE_BAD_TIME,       /* occurred_at_ms absent, negative or too far ahead */
+    FUNNEL_REFUSE_BAD_MONEY,      /* amount not positive */
+    FUNNEL_REFUSE_BAD_CURRENCY,   /* not an ISO 4217 code */
+    FUNNEL_REFUSE_BAD_ENUM,       /* enum value unset or unknown */
+    FUNNEL_REFUSE_COUNT_
+} funnel_refusal_code_t;
+
+typedef struct funnel_refusal {
+    funnel_refusal_code_t code;
+    char text[192]; /* e.g. "missing field: lead_created.lead_id" */
+} funnel_refusal_t;
+
+/* Short snake_case name of a refusal code, for metrics labels and dead-letter rows. */
+const char *funnel_refusal_name(funnel_refusal_code_t code);
+
+/* Topic name of a body case ("lead.created"), or NULL for an unknown case. Static string. */
+const char *funnel_topic_name(funnel_body_t body);
+
+/* Looks up an ingest topic by name (not NUL-terminated). Returns 0 and sets *out, or
+ * FUNNEL_ENOTFOUND. Output-only topics (sla.*, ...) are not ingest topics. */
+int funnel_topic_lookup(const char *name, size_t len, funnel_body_t *out);
+
+/* Limits the codec enforces. */
+typedef struct funnel_codec_limits {
+    size_t max_message_bytes; /* refuse larger envelopes; 0 means no limit */
+    int64_t max_future_ms;    /* refuse occurred_at_ms later than now + this */
+} funnel_codec_limits_t;
+
+/* Decodes and validates one ingest message. On success returns 0 and *out owns the envelope
+ * (free with funnel_envelope_free). On refusal returns FUNNEL_EINVAL, fills *why and leaves
+ * *out NULL; on allocation failure returns FUNNEL_ENOMEM. */
+int funnel_codec_decode(const funnel_codec_limits_t *limits, const char *topic, size_t topic_len,
+                        const uint8_t *data, size_t len, int64_t now_ms, funnel_envelope_t **out,
+                        funnel_refusal_t *why);
+
+/* Validates an already-decoded envelope for the given topic. 0 or FUNNEL_EINVAL with *why. */
+int funnel_codec_validate(const funnel_codec_limits_t *limits, funnel_body_t topic,
+                          const funnel_envelope_t *env, int64_t now_ms, funnel_refusal_t *why);
+
+/* Frees a decoded envelope; NULL is allowed. Sets *env to NULL. */
+void funnel_envelope_free(funnel_envelope_t **env);
+
+/* 8-byte big-endian sequence numbers, as in output frames. */
+void funnel_seq_encode(uint64_t seq, uint8_t out[8]);
+uint64_t funnel_seq_decode(const uint8_t in[8]);
+
+#endif

@@ -1,0 +1,64 @@
+/* config.h — funneld's configuration: one table of options (name, type, default, bounds,
+ * reloadable), read from a libconfig file and overridden from the command line.
+ *
+ * A funnel_config_t owns its strings; free with funnel_config_clear. Loading never half-applies:
+ * on error the target is left as it was and err names the file, line and option at fault. */
+#ifndef FUNNEL_CONFIG_H
+#define FUNNEL_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "funnel/log.h"
+#include "funnel/store.h"
+
+#define FUNNEL_CONFIG_MAX_CONNECT 16
+
+typedef struct funnel_config {
+    char *database; /* SQLite file */
+    char *ingest;   /* SUB bind endpoint, tools' PUB sockets connect here */
+    char *submit;   /* ROUTER bind endpoint, acknowledged ingest */
+    char *publish;  /* PUB bind endpoint, the output stream */
+    char *replay;   /* ROUTER bind endpoint, catch-up from a sequence */
+    char *connect[FUNNEL_CONFIG_MAX_CONNECT]; /* publishers the SUB socket connects out to */
+    size_t n_connect;
+    int64_t max_message_bytes; /* larger ingest messages are refused */
+    int64_t batch_max;         /* events per transaction at most */
+    int64_t batch_delay_ms;    /* wait this long for more events before committing */
+    int64_t retention_days;    /* outbox rows kept for replay */
+    int64_t max_future_ms;     /* occurred_at_ms may be at most this far ahead of now */
+    int64_t publish_hwm;       /* PUB high-water mark per subscriber, messages */
+    funnel_log_level_t log_level;
+    funnel_store_sync_t sync;
+} funnel_config_t;
+
+/* Fills cfg with the defaults. Returns 0 or FUNNEL_ENOMEM. */
+int funnel_config_defaults(funnel_config_t *cfg);
+
+/* Frees every string of cfg and zeroes it. */
+void funnel_config_clear(funnel_config_t *cfg);
+
+/* Reads path over the defaults into cfg. Unknown options, wrong types and values out of bounds
+ * are errors. Returns 0, FUNNEL_ECONFIG (err says why) or FUNNEL_ENOMEM. cfg is only written
+ * on success (it must be cleared or zeroed beforehand). */
+int funnel_config_load(const char *path, funnel_config_t *cfg, char *err, size_t err_len);
+
+/* Sets one option from text, as a command-line override does ("batch_max", "500").
+ * Returns 0 or FUNNEL_ECONFIG with err. */
+int funnel_config_set(funnel_config_t *cfg, const char *name, const char *value, char *err,
+                      size_t err_len);
+
+/* Moves the reloadable options of fresh into cur; options that need a restart and differ are
+ * left as they are and logged as warnings. Returns how many options changed. */
+int funnel_config_reload(funnel_config_t *cur, const funnel_config_t *fresh,
+                         const funnel_log_t *log);
+
+/* Writes the effective configuration in the file syntax, for --check-config. */
+void funnel_config_print(const funnel_config_t *cfg, FILE *out);
+
+/* One line of help per option: name, default, bounds, whether reloadable. */
+void funnel_config_help(FILE *out);
+
+#endif

@@ -1,0 +1,296 @@
+/* harness.c — see harness.h. */
+#include "harness.h"
+
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+int64_t fx_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+void fx_tmpdir_make(fx_tmpdir_t *dir)
+{
+    const char *base = getenv("TMPDIR");
+    snprintf(dir->path, sizeof dir->path, "%s/funnel-test-XXXXXX", base ? base : "/tmp");
+    cr_assert_not_null(mkdtemp(dir->path), "mkdtemp: %s", strerror(errno));
+}
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+void fx_tmpdir_remove(fx_tmpdir_t *dir)
+{
+    /* FUNNEL_TEST_KEEP=1 leaves the directory (database, funneld.log) for a post-mortem. */
+    if (dir->path[0] && !getenv("FUNNEL_TEST_KEEP"))
+        nftw(dir->path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    dir->path[0] = '\0';
+}
+
+/* Reads "key=value" lines of the ready file into the daemon's endpoint fields. */
+static bool read_ready(fx_daemon_t *d, const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return false;
+    char line[256];
+    while (fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\n")] = '\0';
+        char *eq = strchr(line, '=');
+        if (!eq)
+            continue;
+        *eq = '\0';
+        char *dst = !strcmp(line, "ingest")    ? d->ingest
+                    : !strcmp(line, "submit")  ? d->submit
+                    : !strcmp(line, "publish") ? d->publish
+                    : !strcmp(line, "replay")  ? d->replay
+                                               : NULL;
+        if (dst)
+            snprintf(dst, 128, "%s", eq + 1);
+    }
+    fclose(f);
+    return true;
+}
+
+void fx_daemon_start(fx_daemon_t *d, const char *dir, const char *const *extra)
+{
+    char ready[300];
+    const char *argv[64];
+    int n = 0;
+    bool restart = d->ingest[0] != '\0';
+    snprintf(d->dir, sizeof d->dir, "%s", dir);
+    snprintf(d->db, sizeof d->db, "%s/funneld.db", dir);
+    snprintf(d->log, sizeof d->log, "%s/funneld.log", dir);
+    snprintf(ready, sizeof ready, "%s/ready", dir);
+    unlink(ready);
+    argv[n++] = FUNNELD_PATH;
+    argv[n++] = "--database";
+    argv[n++] = d->db;
+    argv[n++] = "--ingest";
+    argv[n++] = restart ? d->ingest : "tcp://127.0.0.1:*";
+    argv[n++] = "--submit";
+    argv[n++] = restart ? d->submit : "tcp://127.0.0.1:*";
+    argv[n++] = "--publish";
+    argv[n++] = restart ? d->publish : "tcp://127.0.0.1:*";
+    argv[n++] = "--replay";
+    argv[n++] = restart ? d->replay : "tcp://127.0.0.1:*";
+    argv[n++] = "--ready-file";
+    argv[n++] = ready;
+    for (int i = 0; extra && extra[i] && n < 62; i++)
+        argv[n++] = extra[i];
+    argv[n] = NULL;
+
+    pid_t pid = fork();
+    cr_assert_neq(pid, -1, "fork: %s", strerror(errno));
+    if (pid == 0) {
+        int fd = open(d->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        if (fd >= 0) {
+            dup2(fd, STDERR_FILENO);
+            dup2(fd, STDOUT_FILENO);
+        }
+        execv(FUNNELD_PATH, (char *const *)argv);
+        _exit(127);
+    }
+    d->pid = pid;
+    for (int waited = 0; waited < 20000; waited += 10) {
+        int status;
+        if (read_ready(d, ready))
+            return;
+        if (waitpid(pid, &status, WNOHANG) == pid) {
+            d->pid = 0;
+            cr_assert_fail("funneld exited before it was ready (status %d); see %s", status,
+                           d->log);
+        }
+        sleep_ms(10);
+    }
+    fx_daemon_kill(d);
+    cr_assert_fail("funneld did not become ready in 20 s; see %s", d->log);
+}
+
+/* Copies sanitizer reports from funneld's log to our stderr, where ctest's
+ * FAIL_REGULAR_EXPRESSION sees them: a leak in the daemon fails the test that ran it. */
+static void report_sanitizer_errors(const fx_daemon_t *d)
+{
+    FILE *f = fopen(d->log, "r");
+    char line[2048];
+    bool dump = false;
+    if (!f)
+        return;
+    while (fgets(line, sizeof line, f)) {
+        dump = dump || strstr(line, "Sanitizer") || strstr(line, "runtime error:");
+        if (dump)
+            fputs(line, stderr);
+    }
+    fclose(f);
+}
+
+/* Waits up to timeout_ms for the child, then kills it; returns its exit status. */
+static int wait_exit(fx_daemon_t *d, int timeout_ms)
+{
+    int status = 0;
+    if (!d->pid)
+        return -1;
+    for (int waited = 0; waitpid(d->pid, &status, WNOHANG) == 0; waited += 10) {
+        if (waited >= timeout_ms) {
+            fprintf(stderr, "FUNNEL TEST ERROR: funneld did not stop within %d ms\n", timeout_ms);
+            kill(d->pid, SIGKILL);
+            waitpid(d->pid, &status, 0);
+            break;
+        }
+        sleep_ms(10);
+    }
+    d->pid = 0;
+    report_sanitizer_errors(d);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+int fx_daemon_stop(fx_daemon_t *d)
+{
+    if (!d->pid)
+        return -1;
+    kill(d->pid, SIGTERM);
+    return wait_exit(d, 15000);
+}
+
+void fx_daemon_kill(fx_daemon_t *d)
+{
+    if (!d->pid)
+        return;
+    kill(d->pid, SIGKILL);
+    wait_exit(d, 15000);
+}
+
+void fx_daemon_signal(fx_daemon_t *d, int sig)
+{
+    if (d->pid)
+        kill(d->pid, sig);
+}
+
+bool fx_daemon_log_has(const fx_daemon_t *d, const char *needle, int timeout_ms)
+{
+    for (int waited = 0;; waited += 20) {
+        FILE *f = fopen(d->log, "r");
+        if (f) {
+            char line[2048];
+            bool found = false;
+            while (!found && fgets(line, sizeof line, f))
+                found = strstr(line, needle) != NULL;
+            fclose(f);
+            if (found)
+                return true;
+        }
+        if (waited >= timeout_ms)
+            return false;
+        sleep_ms(20);
+    }
+}
+
+int fx_run(const char *const *argv, char *out, size_t out_len)
+{
+    int pipefd[2];
+    cr_assert_eq(pipe(pipefd), 0);
+    pid_t pid = fork();
+    cr_assert_neq(pid, -1);
+    if (pid == 0) {
+        dup2(pipefd[1], STDOUT_FILENO);
+        dup2(pipefd[1], STDERR_FILENO);
+        close(pipefd[0]);
+        close(pipefd[1]);
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    close(pipefd[1]);
+    size_t used = 0;
+    ssize_t r;
+    char sink[4096];
+    while ((r = read(pipefd[0], out_len - used > 1 ? out + used : sink,
+                     out_len - used > 1 ? out_len - used - 1 : sizeof sink)) > 0)
+        if (out_len - used > 1)
+            used += (size_t)r;
+    if (out_len)
+        out[used] = '\0';
+    close(pipefd[0]);
+    int status;
+    waitpid(pid, &status, 0);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+static char *dup_str(const char *s)
+{
+    char *p = strdup(s);
+    cr_assert_not_null(p);
+    return p;
+}
+
+funnel_envelope_t *fx_lead_created(const char *event_id, const char *lead_id, int64_t at_ms)
+{
+    funnel_envelope_t *env = calloc(1, sizeof *env);
+    Funnel__V1__LeadCreated *lc = calloc(1, sizeof *lc);
+    cr_assert(env && lc);
+    funnel__v1__envelope__init(env);
+    funnel__v1__lead_created__init(lc);
+    env->event_id = dup_str(event_id);
+    env->occurred_at_ms = at_ms;
+    env->source = dup_str("test");
+    lc->lead_id = dup_str(lead_id);
+    lc->owner = dup_str("marketing");
+    lc->segment = dup_str("smb");
+    env->body_case = FUNNEL__V1__ENVELOPE__BODY_LEAD_CREATED;
+    env->lead_created = lc;
+    return env;
+}
+
+funnel_envelope_t *fx_payment(const char *event_id, const char *payment_id, const char *client,
+                              int64_t minor, const char *currency, int64_t at_ms)
+{
+    funnel_envelope_t *env = calloc(1, sizeof *env);
+    Funnel__V1__PaymentReceived *p = calloc(1, sizeof *p);
+    Funnel__V1__Money *m = calloc(1, sizeof *m);
+    cr_assert(env && p && m);
+    funnel__v1__envelope__init(env);
+    funnel__v1__payment_received__init(p);
+    funnel__v1__money__init(m);
+    env->event_id = dup_str(event_id);
+    env->occurred_at_ms = at_ms;
+    env->source = dup_str("billing");
+    p->payment_id = dup_str(payment_id);
+    p->client_id = dup_str(client);
+    m->minor = minor;
+    m->currency = dup_str(currency);
+    p->amount = m;
+    env->body_case = FUNNEL__V1__ENVELOPE__BODY_PAYMENT_RECEIVED;
+    env->payment_received = p;
+    return env;
+}
+
+uint8_t *fx_pack(const funnel_envelope_t *env, size_t *len)
+{
+    *len = funnel__v1__envelope__get_packed_size(env);
+    uint8_t *buf = malloc(*len ? *len : 1);
+    cr_assert_not_null(buf);
+    funnel__v1__envelope__pack(env, buf);
+    return buf;
+}
