@@ -155,9 +155,19 @@ static int opt_set(funnel_config_t *cfg, const opt_t *o, const char *value, char
         *(funnel_store_sync_t *)field(cfg, o) =
             value[0] == 'f' ? FUNNEL_STORE_SYNC_FULL : FUNNEL_STORE_SYNC_NORMAL;
         return 0;
-    case OPT_STRLIST:
+    case OPT_STRLIST: {
+        /* Built aside so a refused list (too many endpoints) leaves the old one in place. */
+        funnel_config_t list = {0};
+        int rc = strlist_add(&list, value, err, err_len);
+        if (rc) {
+            strlist_clear(&list);
+            return rc;
+        }
         strlist_clear(cfg);
-        return strlist_add(cfg, value, err, err_len);
+        memcpy(cfg->connect, list.connect, sizeof list.connect);
+        cfg->n_connect = list.n_connect;
+        return 0;
+    }
     }
     return FUNNEL_ECONFIG;
 }
@@ -228,7 +238,7 @@ static int setting_apply(funnel_config_t *cfg, const opt_t *o, config_setting_t 
         goto wrong;
     return opt_set(cfg, o, config_setting_get_string(s), err, err_len);
 wrong:
-    snprintf(err, err_len, "line %d: %s: expected %s", config_setting_source_line(s), o->name,
+    snprintf(err, err_len, "%s: expected %s", o->name,
              o->type == OPT_INT       ? "an integer"
              : o->type == OPT_STRLIST ? "a list of strings"
                                       : "a string");
@@ -243,9 +253,11 @@ int funnel_config_load(const char *path, funnel_config_t *cfg, char *err, size_t
     if (rc)
         return rc;
     config_init(&lc);
+    errno = 0; /* libconfig refuses a directory without an errno of its own */
     if (config_read_file(&lc, path) != CONFIG_TRUE) {
         if (config_error_type(&lc) == CONFIG_ERR_FILE_IO)
-            snprintf(err, err_len, "%s: cannot read: %s", path, strerror(errno));
+            snprintf(err, err_len, "%s: cannot read: %s", path,
+                     errno ? strerror(errno) : "not a regular file");
         else
             snprintf(err, err_len, "%s:%d: %s", path, config_error_line(&lc),
                      config_error_text(&lc));
@@ -322,15 +334,38 @@ int funnel_config_reload(funnel_config_t *cur, const funnel_config_t *fresh,
     return changed;
 }
 
+/* Writes s as a libconfig string literal: quotes, backslashes and control characters are
+ * escaped so the printed file reads back to the same value. */
+static void print_quoted(const char *s, FILE *out)
+{
+    fputc('"', out);
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\')
+            fprintf(out, "\\%c", c);
+        else if (c < 0x20 || c == 0x7f)
+            fprintf(out, "\\x%02x", c);
+        else
+            fputc(c, out);
+    }
+    fputc('"', out);
+}
+
 static void opt_print(const funnel_config_t *cfg, const opt_t *o, FILE *out)
 {
     switch (o->type) {
     case OPT_STRING:
-        fprintf(out, "%s = \"%s\";\n", o->name, *(char *const *)cfield(cfg, o));
+        fprintf(out, "%s = ", o->name);
+        print_quoted(*(char *const *)cfield(cfg, o), out);
+        fprintf(out, ";\n");
         break;
-    case OPT_INT:
-        fprintf(out, "%s = %lld;\n", o->name, (long long)*(const int64_t *)cfield(cfg, o));
+    case OPT_INT: {
+        /* libconfig reads a plain literal as 32 bits (1.5 silently wraps larger ones): values
+         * beyond that need the L suffix to read back. */
+        long long v = (long long)*(const int64_t *)cfield(cfg, o);
+        fprintf(out, "%s = %lld%s;\n", o->name, v, v < INT32_MIN || v > INT32_MAX ? "L" : "");
         break;
+    }
     case OPT_LOG_LEVEL:
         fprintf(out, "%s = \"%s\";\n", o->name, funnel_log_level_name(cfg->log_level));
         break;
@@ -340,8 +375,10 @@ static void opt_print(const funnel_config_t *cfg, const opt_t *o, FILE *out)
         break;
     case OPT_STRLIST:
         fprintf(out, "%s = (", o->name);
-        for (size_t i = 0; i < cfg->n_connect; i++)
-            fprintf(out, "%s\"%s\"", i ? ", " : "", cfg->connect[i]);
+        for (size_t i = 0; i < cfg->n_connect; i++) {
+            fprintf(out, "%s", i ? ", " : "");
+            print_quoted(cfg->connect[i], out);
+        }
         fprintf(out, ");\n");
         break;
     }

@@ -120,11 +120,28 @@ struct funnel_store {
     size_t savepoint_mark;     /* n_rows when the current savepoint was taken */
     bool committed;            /* rows[] belong to a committed transaction */
     funnel_outbox_row_t *view; /* contiguous copy of rows[].row for callers */
+    char err[256];             /* message of the last failure; "" since begin/savepoint */
 };
 
+/* Keeps the message of a failure: the ROLLBACK that follows it would otherwise leave
+ * sqlite3_errmsg() saying "not an error". */
 static int fail(funnel_store_t *s)
 {
-    (void)s;
+    snprintf(s->err, sizeof s->err, "%s", sqlite3_errmsg(s->db));
+    return FUNNEL_ESTORE;
+}
+
+/* After SQLITE_FULL, IOERR or NOMEM SQLite may roll the whole transaction back by itself.
+ * Writing on would then autocommit row by row, outside the batch: refuse until rollback. */
+static bool txn_lost(funnel_store_t *s)
+{
+    return s->in_txn && sqlite3_get_autocommit(s->db);
+}
+
+static int lost(funnel_store_t *s)
+{
+    if (!s->err[0])
+        snprintf(s->err, sizeof s->err, "transaction rolled back by SQLite after an error");
     return FUNNEL_ESTORE;
 }
 
@@ -139,7 +156,9 @@ static int exec_stmt(funnel_store_t *s, enum stmt_id id)
 
 const char *funnel_store_errmsg(const funnel_store_t *store)
 {
-    return store && store->db ? sqlite3_errmsg(store->db) : "no database";
+    if (!store || !store->db)
+        return "no database";
+    return store->err[0] ? store->err : sqlite3_errmsg(store->db);
 }
 
 sqlite3 *funnel_store_db(funnel_store_t *store)
@@ -298,6 +317,7 @@ int funnel_store_begin(funnel_store_t *s)
         return FUNNEL_EINVAL;
     rows_truncate(s, 0);
     s->committed = false;
+    s->err[0] = '\0';
     if (exec_stmt(s, ST_BEGIN))
         return FUNNEL_ESTORE;
     s->in_txn = true;
@@ -308,7 +328,7 @@ int funnel_store_commit(funnel_store_t *s)
 {
     if (!s->in_txn)
         return FUNNEL_EINVAL;
-    if (exec_stmt(s, ST_COMMIT)) {
+    if (txn_lost(s) ? lost(s) : exec_stmt(s, ST_COMMIT)) {
         funnel_store_rollback(s);
         return FUNNEL_ESTORE;
     }
@@ -328,6 +348,12 @@ void funnel_store_rollback(funnel_store_t *s)
 
 int funnel_store_savepoint(funnel_store_t *s)
 {
+    /* Outside BEGIN, SAVEPOINT would open a transaction behind the store's back. */
+    if (!s->in_txn)
+        return FUNNEL_EINVAL;
+    if (txn_lost(s))
+        return lost(s);
+    s->err[0] = '\0';
     s->savepoint_mark = s->n_rows;
     return exec_stmt(s, ST_SAVEPOINT);
 }
@@ -339,9 +365,15 @@ int funnel_store_savepoint_release(funnel_store_t *s)
 
 void funnel_store_savepoint_rollback(funnel_store_t *s)
 {
+    /* Keep the message of whatever failed (an engine's own statement, say) before the
+     * rollback overwrites it. */
+    if (!s->err[0] && sqlite3_errcode(s->db) != SQLITE_OK)
+        fail(s);
     /* ROLLBACK TO keeps the savepoint open; RELEASE closes it with nothing left in it. */
-    exec_stmt(s, ST_ROLLBACK_TO);
-    exec_stmt(s, ST_RELEASE);
+    if (!txn_lost(s)) {
+        exec_stmt(s, ST_ROLLBACK_TO);
+        exec_stmt(s, ST_RELEASE);
+    }
     rows_truncate(s, s->savepoint_mark);
 }
 
@@ -352,6 +384,8 @@ static void bind_text(sqlite3_stmt *st, int i, const char *s)
 
 int funnel_store_event_record(funnel_store_t *s, const funnel_event_row_t *row)
 {
+    if (txn_lost(s))
+        return lost(s);
     sqlite3_stmt *st = s->stmt[ST_EVENT_INSERT];
     bind_text(st, 1, row->event_id);
     bind_text(st, 2, row->topic);
@@ -369,6 +403,8 @@ int funnel_store_event_record(funnel_store_t *s, const funnel_event_row_t *row)
 
 int funnel_store_dead_letter_add(funnel_store_t *s, const funnel_dead_letter_t *dl)
 {
+    if (txn_lost(s))
+        return lost(s);
     sqlite3_stmt *st = s->stmt[ST_DEAD_INSERT];
     sqlite3_bind_int64(st, 1, dl->received_at_ms);
     bind_text(st, 2, dl->topic);
@@ -417,6 +453,8 @@ int funnel_store_outbox_append(funnel_store_t *s, const char *topic, const uint8
 {
     if (!s->in_txn)
         return FUNNEL_EINVAL;
+    if (txn_lost(s))
+        return lost(s);
     sqlite3_stmt *st = s->stmt[ST_OUTBOX_INSERT];
     bind_text(st, 1, topic);
     sqlite3_bind_int64(st, 2, created_at_ms);
@@ -532,6 +570,8 @@ int funnel_store_published_get(funnel_store_t *s, uint64_t *seq)
 
 int funnel_store_published_set(funnel_store_t *s, uint64_t seq)
 {
+    if (txn_lost(s))
+        return lost(s);
     sqlite3_stmt *st = s->stmt[ST_META_SET];
     sqlite3_bind_int64(st, 1, (sqlite3_int64)seq);
     bind_text(st, 2, "published_seq");

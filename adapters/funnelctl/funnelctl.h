@@ -1,0 +1,47 @@
+/* funnelctl.h — shared state of the funnelctl commands.
+ *
+ * main.c parses every option into one fctl_t (one getopt table for all commands, so a command
+ * is a function plus a table row) and dispatches on the command word. Commands return an exit
+ * code: FCTL_OK, FCTL_REFUSED, FCTL_USAGE or FCTL_UNREACHABLE. */
+#ifndef FUNNELCTL_H
+#define FUNNELCTL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "funnel/config.h"
+#include "funnel/store.h"
+
+enum {
+    FCTL_OK = 0,          /* done; for publish: ok or duplicate */
+    FCTL_REFUSED = 1,     /* funneld refused the event, or the command failed */
+    FCTL_USAGE = 2,       /* bad command line */
+    FCTL_UNREACHABLE = 3, /* funneld did not answer in time */
+};
+
+typedef struct fctl {
+    funnel_config_t cfg; /* endpoints and database, from --config and overrides */
+    int timeout_ms;      /* per request to funneld */
+    int64_t limit;       /* --limit: rows at most (0: command default) */
+    uint64_t from_seq;   /* --from-seq */
+    int64_t count;       /* --count: stop after this many messages (0: never) */
+    int idle_ms;         /* --idle-timeout-ms: stop after this long without a message */
+    const char *source;  /* --source for publish */
+    bool json;           /* --json */
+    bool csv;            /* --csv */
+    char **args;         /* positional arguments after the command word */
+    int n_args;
+} fctl_t;
+
+/* Opens the configured database read-only; prints the reason and returns NULL on failure. */
+funnel_store_t *fctl_store_open(const fctl_t *ctl);
+
+/* Current time in Unix milliseconds. */
+int64_t fctl_now_ms(void);
+
+int fctl_cmd_publish(fctl_t *ctl);
+int fctl_cmd_tail(fctl_t *ctl);
+int fctl_cmd_events(fctl_t *ctl);
+int fctl_cmd_rejected(fctl_t *ctl);
+
+#endif

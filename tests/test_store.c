@@ -1,0 +1,1378 @@
+/* test_store.c — unit tests for the SQLite store: migrations, deduplication, the transactional
+ * outbox, dead letters, listings, and faults (failed commits, a full disk, crashes mid-write).
+ *
+ * Every test gets its own temporary directory; the "store" suite also opens a writer on a fresh
+ * database there. The crash tests fork a child that writes through its own connection and dies
+ * without committing, then check in the parent, SQLite-style, that the file is intact and holds
+ * exactly what was committed. Children never call Criterion: they report through exit codes. */
+#include <criterion/criterion.h>
+
+#include "funnel/error.h"
+#include "funnel/store.h"
+#include "harness.h"
+
+#include <signal.h>
+#include <stddef.h>
+#include <sqlite3.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define ERR_LEN 512
+
+static fx_tmpdir_t tmp;
+static char db_path[320];
+static funnel_store_t *store; /* the writer of the "store" suites; NULL elsewhere */
+/* Non-NULL values for out-parameters a call must overwrite with NULL. */
+static max_align_t poison;
+static const funnel_outbox_row_t poison_row;
+
+static void dir_setup(void)
+{
+    fx_tmpdir_make(&tmp);
+    snprintf(db_path, sizeof db_path, "%s/funnel.db", tmp.path);
+    store = NULL;
+}
+
+/* Opens path, asserting success; the caller destroys the store. */
+static funnel_store_t *open_at(const char *path, bool read_only)
+{
+    char err[ERR_LEN] = "";
+    funnel_store_t *s = NULL;
+    int rc = funnel_store_open(path, read_only, FUNNEL_STORE_SYNC_NORMAL, &s, err, sizeof err);
+    cr_assert_eq(rc, 0, "open %s (%s) failed: %d %s", path, read_only ? "ro" : "rw", rc, err);
+    cr_assert_not_null(s);
+    return s;
+}
+
+static void store_setup(void)
+{
+    dir_setup();
+    store = open_at(db_path, false);
+}
+
+static void teardown(void)
+{
+    funnel_store_destroy(&store);
+    cr_assert_null(store, "funnel_store_destroy must NULL the caller's pointer");
+    fx_tmpdir_remove(&tmp);
+}
+
+/* One integer from a query on the store's own connection. */
+static int64_t sql_int(funnel_store_t *s, const char *sql)
+{
+    sqlite3_stmt *st;
+    sqlite3 *db = funnel_store_db(s);
+    cr_assert_eq(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK, "%s: %s", sql,
+                 sqlite3_errmsg(db));
+    cr_assert_eq(sqlite3_step(st), SQLITE_ROW, "%s: %s", sql, sqlite3_errmsg(db));
+    int64_t v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
+static void sql_exec(funnel_store_t *s, const char *sql)
+{
+    char *msg = NULL;
+    int rc = sqlite3_exec(funnel_store_db(s), sql, NULL, NULL, &msg);
+    cr_assert_eq(rc, SQLITE_OK, "%s: %s", sql, msg ? msg : "?");
+    sqlite3_free(msg);
+}
+
+/* PRAGMA integrity_check must answer the single row "ok". */
+static void assert_integrity(funnel_store_t *s)
+{
+    sqlite3_stmt *st;
+    sqlite3 *db = funnel_store_db(s);
+    cr_assert_eq(sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &st, NULL), SQLITE_OK);
+    cr_assert_eq(sqlite3_step(st), SQLITE_ROW);
+    char verdict[256];
+    snprintf(verdict, sizeof verdict, "%s", (const char *)sqlite3_column_text(st, 0));
+    int next = sqlite3_step(st);
+    sqlite3_finalize(st);
+    cr_assert_str_eq(verdict, "ok", "integrity_check: %s", verdict);
+    cr_assert_eq(next, SQLITE_DONE, "integrity_check reported more than one line");
+}
+
+static int64_t n_events(funnel_store_t *s)
+{
+    int64_t ev = -1, dl = -1;
+    cr_assert_eq(funnel_store_event_count(s, &ev, &dl), 0);
+    return ev;
+}
+
+static int64_t n_dead(funnel_store_t *s)
+{
+    int64_t ev = -1, dl = -1;
+    cr_assert_eq(funnel_store_event_count(s, &ev, &dl), 0);
+    return dl;
+}
+
+static int64_t n_outbox(funnel_store_t *s)
+{
+    return sql_int(s, "SELECT count(*) FROM outbox");
+}
+
+/* Records an event whose envelope is the text "env:<id>" and topic/source are fixed unless
+ * given; returns the store's result. */
+static int record_as(funnel_store_t *s, const char *id, const char *topic, int64_t at_ms)
+{
+    char env[128];
+    int n = snprintf(env, sizeof env, "env:%s", id);
+    funnel_event_row_t row = {
+        .event_id = id,
+        .topic = topic,
+        .occurred_at_ms = at_ms,
+        .received_at_ms = at_ms + 5,
+        .source = "crm",
+        .envelope = (const uint8_t *)env,
+        .envelope_len = (size_t)n,
+    };
+    return funnel_store_event_record(s, &row);
+}
+
+static int record(funnel_store_t *s, const char *id)
+{
+    return record_as(s, id, "lead.created", 1000);
+}
+
+static bool event_exists(funnel_store_t *s, const char *id)
+{
+    sqlite3_stmt *st;
+    sqlite3 *db = funnel_store_db(s);
+    cr_assert_eq(
+        sqlite3_prepare_v2(db, "SELECT count(*) FROM events WHERE event_id = ?", -1, &st, NULL),
+        SQLITE_OK);
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    cr_assert_eq(sqlite3_step(st), SQLITE_ROW);
+    int64_t n = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    cr_assert(n == 0 || n == 1, "event_id %s stored %lld times", id, (long long)n);
+    return n == 1;
+}
+
+/* Appends an outbox row whose envelope is the text body; asserts success, returns its seq. */
+static uint64_t append_at(funnel_store_t *s, const char *topic, const char *body, int64_t at_ms)
+{
+    uint64_t seq = 0;
+    int rc = funnel_store_outbox_append(s, topic, (const uint8_t *)body, strlen(body), at_ms, &seq);
+    cr_assert_eq(rc, 0, "append %s: %d %s", body, rc, funnel_store_errmsg(s));
+    cr_assert_gt(seq, 0);
+    return seq;
+}
+
+static uint64_t append(funnel_store_t *s, const char *body)
+{
+    return append_at(s, "sla.breached", body, 1000);
+}
+
+static void begin(funnel_store_t *s)
+{
+    int rc = funnel_store_begin(s);
+    cr_assert_eq(rc, 0, "begin: %d %s", rc, funnel_store_errmsg(s));
+}
+
+static void commit(funnel_store_t *s)
+{
+    int rc = funnel_store_commit(s);
+    cr_assert_eq(rc, 0, "commit: %d %s", rc, funnel_store_errmsg(s));
+}
+
+static void bounds(funnel_store_t *s, uint64_t *first, uint64_t *last)
+{
+    *first = *last = 12345; /* poison: both must be written */
+    cr_assert_eq(funnel_store_outbox_bounds(s, first, last), 0, "%s", funnel_store_errmsg(s));
+}
+
+static uint64_t published(funnel_store_t *s)
+{
+    uint64_t seq = 12345;
+    cr_assert_eq(funnel_store_published_get(s, &seq), 0, "%s", funnel_store_errmsg(s));
+    return seq;
+}
+
+/* Rows collected by outbox_read, copied out of the callback. */
+#define MAX_ROWS 64
+typedef struct collected {
+    size_t n;
+    int stop_after; /* return 77 after this many rows; 0: never stop */
+    uint64_t seq[MAX_ROWS];
+    char topic[MAX_ROWS][32];
+    char body[MAX_ROWS][32];
+} collected_t;
+
+static int collect_row(const funnel_outbox_row_t *row, void *arg)
+{
+    collected_t *c = arg;
+    cr_assert_lt(c->n, MAX_ROWS);
+    c->seq[c->n] = row->seq;
+    snprintf(c->topic[c->n], sizeof c->topic[0], "%s", row->topic);
+    snprintf(c->body[c->n], sizeof c->body[0], "%.*s", (int)row->len, (const char *)row->envelope);
+    c->n++;
+    return c->stop_after && (int)c->n == c->stop_after ? 77 : 0;
+}
+
+/* ---- open and migrations ------------------------------------------------------------------ */
+
+TestSuite(store_open, .init = dir_setup, .fini = teardown);
+
+Test(store_open, creates_and_migrates_to_latest)
+{
+    cr_assert_gt(funnel_store_schema_latest(), 0);
+    store = open_at(db_path, false);
+    cr_assert_eq(funnel_store_schema_version(store), funnel_store_schema_latest());
+    cr_assert_eq(access(db_path, F_OK), 0, "the database file must be created");
+    cr_assert_eq(n_events(store), 0);
+    cr_assert_eq(n_dead(store), 0);
+    cr_assert_eq(published(store), 0);
+    uint64_t first, last;
+    bounds(store, &first, &last);
+    cr_assert_eq(first, 0);
+    cr_assert_eq(last, 0);
+    /* The writer runs in WAL mode with NORMAL sync, as DESIGN.md measured. */
+    cr_assert_eq(sql_int(store, "SELECT count(*) FROM pragma_journal_mode WHERE "
+                                "journal_mode = 'wal'"),
+                 1);
+    cr_assert_eq(sql_int(store, "PRAGMA synchronous"), 1);
+    assert_integrity(store);
+}
+
+Test(store_open, full_sync_is_applied)
+{
+    char err[ERR_LEN] = "";
+    cr_assert_eq(funnel_store_open(db_path, false, FUNNEL_STORE_SYNC_FULL, &store, err, sizeof err),
+                 0, "%s", err);
+    cr_assert_eq(sql_int(store, "PRAGMA synchronous"), 2);
+}
+
+Test(store_open, reopen_is_idempotent_and_keeps_data)
+{
+    store = open_at(db_path, false);
+    begin(store);
+    cr_assert_eq(record(store, "ev-1"), 0);
+    append(store, "one");
+    cr_assert_eq(funnel_store_published_set(store, 1), 0);
+    commit(store);
+    funnel_store_destroy(&store);
+
+    for (int i = 0; i < 3; i++) {
+        store = open_at(db_path, false);
+        cr_assert_eq(funnel_store_schema_version(store), funnel_store_schema_latest());
+        cr_assert_eq(n_events(store), 1);
+        cr_assert(event_exists(store, "ev-1"));
+        cr_assert_eq(n_outbox(store), 1);
+        cr_assert_eq(published(store), 1);
+        cr_assert_eq(sql_int(store, "SELECT count(*) FROM meta"), 1,
+                     "re-running migrations must not duplicate seed rows");
+        assert_integrity(store);
+        funnel_store_destroy(&store);
+    }
+}
+
+Test(store_open, existing_empty_file_is_migrated)
+{
+    FILE *f = fopen(db_path, "w");
+    cr_assert_not_null(f);
+    fclose(f);
+    store = open_at(db_path, false);
+    cr_assert_eq(funnel_store_schema_version(store), funnel_store_schema_latest());
+}
+
+Test(store_open, newer_schema_is_refused)
+{
+    sqlite3 *db;
+    cr_assert_eq(sqlite3_open(db_path, &db), SQLITE_OK);
+    char sql[64];
+    snprintf(sql, sizeof sql, "PRAGMA user_version = %d", funnel_store_schema_latest() + 1);
+    cr_assert_eq(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+
+    char err[ERR_LEN] = "";
+    funnel_store_t *s = (funnel_store_t *)&poison; /* must be overwritten with NULL */
+    int rc = funnel_store_open(db_path, false, FUNNEL_STORE_SYNC_NORMAL, &s, err, sizeof err);
+    cr_assert_eq(rc, FUNNEL_ESTORE);
+    cr_assert_null(s);
+    cr_assert(strstr(err, "newer") != NULL, "error must say the database is newer: %s", err);
+
+    /* Nothing was touched: the version is still the newer one. */
+    cr_assert_eq(sqlite3_open(db_path, &db), SQLITE_OK);
+    sqlite3_stmt *st;
+    cr_assert_eq(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL), SQLITE_OK);
+    cr_assert_eq(sqlite3_step(st), SQLITE_ROW);
+    cr_assert_eq(sqlite3_column_int(st, 0), funnel_store_schema_latest() + 1);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+}
+
+Test(store_open, not_a_database_is_refused)
+{
+    FILE *f = fopen(db_path, "w");
+    cr_assert_not_null(f);
+    for (int i = 0; i < 512; i++)
+        fputs("this is not an SQLite file ", f);
+    fclose(f);
+    char err[ERR_LEN] = "";
+    funnel_store_t *s = NULL;
+    cr_assert_eq(funnel_store_open(db_path, false, FUNNEL_STORE_SYNC_NORMAL, &s, err, sizeof err),
+                 FUNNEL_ESTORE);
+    cr_assert_null(s);
+    cr_assert_neq(err[0], '\0', "an error must say why");
+}
+
+Test(store_open, read_only_missing_file_fails_and_creates_nothing)
+{
+    char err[ERR_LEN] = "";
+    funnel_store_t *s = NULL;
+    cr_assert_eq(funnel_store_open(db_path, true, FUNNEL_STORE_SYNC_NORMAL, &s, err, sizeof err),
+                 FUNNEL_ESTORE);
+    cr_assert_null(s);
+    cr_assert(strstr(err, db_path) != NULL, "error must name the file: %s", err);
+    cr_assert_neq(access(db_path, F_OK), 0, "a read-only open must not create the file");
+}
+
+Test(store_open, read_only_refuses_unmigrated_database)
+{
+    FILE *f = fopen(db_path, "w");
+    cr_assert_not_null(f);
+    fclose(f);
+    char err[ERR_LEN] = "";
+    funnel_store_t *s = NULL;
+    cr_assert_eq(funnel_store_open(db_path, true, FUNNEL_STORE_SYNC_NORMAL, &s, err, sizeof err),
+                 FUNNEL_ESTORE);
+    cr_assert_null(s);
+    cr_assert(strstr(err, "schema 0") != NULL, "%s", err);
+}
+
+Test(store_open, read_only_alongside_writer_sees_only_commits)
+{
+    store = open_at(db_path, false);
+    begin(store);
+    cr_assert_eq(record(store, "ev-1"), 0);
+    append(store, "one");
+    append(store, "two");
+    commit(store);
+
+    funnel_store_t *ro = open_at(db_path, true);
+    cr_assert_eq(funnel_store_schema_version(ro), funnel_store_schema_latest());
+    uint64_t first, last;
+    bounds(ro, &first, &last);
+    cr_assert_eq(first, 1);
+    cr_assert_eq(last, 2);
+    cr_assert_eq(n_events(ro), 1);
+
+    /* The writer holds an open transaction: the reader is not blocked and sees the old
+     * snapshot (WAL), never the uncommitted rows. */
+    begin(store);
+    cr_assert_eq(record(store, "ev-2"), 0);
+    append(store, "three");
+    bounds(ro, &first, &last);
+    cr_assert_eq(last, 2);
+    cr_assert_eq(n_events(ro), 1);
+    collected_t c = {0};
+    cr_assert_eq(funnel_store_outbox_read(ro, 1, 100, collect_row, &c), 0);
+    cr_assert_eq(c.n, 2);
+
+    commit(store);
+    bounds(ro, &first, &last);
+    cr_assert_eq(first, 1);
+    cr_assert_eq(last, 3);
+    cr_assert_eq(n_events(ro), 2);
+    memset(&c, 0, sizeof c);
+    cr_assert_eq(funnel_store_outbox_read(ro, 3, 100, collect_row, &c), 0);
+    cr_assert_eq(c.n, 1);
+    cr_assert_str_eq(c.body[0], "three");
+
+    /* A read-only store cannot start a write transaction or append. */
+    cr_assert_neq(funnel_store_begin(ro), 0);
+    uint64_t seq = 0;
+    cr_assert_eq(funnel_store_outbox_append(ro, "t", (const uint8_t *)"x", 1, 1, &seq),
+                 FUNNEL_EINVAL);
+    funnel_store_destroy(&ro);
+    cr_assert_null(ro);
+}
+
+Test(store_open, destroy_tolerates_null)
+{
+    funnel_store_destroy(NULL);
+    funnel_store_t *s = NULL;
+    funnel_store_destroy(&s);
+    cr_assert_null(s);
+}
+
+Test(store_open, destroy_rolls_back_an_open_transaction)
+{
+    store = open_at(db_path, false);
+    begin(store);
+    cr_assert_eq(record(store, "ev-lost"), 0);
+    append(store, "lost");
+    funnel_store_destroy(&store);
+    store = open_at(db_path, false);
+    cr_assert_eq(n_events(store), 0);
+    cr_assert_eq(n_outbox(store), 0);
+}
+
+/* ---- deduplication ------------------------------------------------------------------------ */
+
+TestSuite(store_dedup, .init = store_setup, .fini = teardown);
+
+/* Checks the single stored event is the first version of ev-1. */
+static int first_version_only(const funnel_event_row_t *row, void *arg)
+{
+    int *calls = arg;
+    (*calls)++;
+    cr_assert_str_eq(row->event_id, "ev-1");
+    cr_assert_str_eq(row->topic, "lead.created", "a duplicate must not overwrite the original");
+    cr_assert_eq(row->occurred_at_ms, 1000);
+    return 0;
+}
+
+Test(store_dedup, repeat_in_a_later_transaction_changes_nothing)
+{
+    begin(store);
+    cr_assert_eq(record_as(store, "ev-1", "lead.created", 1000), 0);
+    commit(store);
+    cr_assert_eq(n_events(store), 1);
+
+    begin(store);
+    cr_assert_eq(record_as(store, "ev-1", "lead.closed", 2000), FUNNEL_EDUP);
+    commit(store);
+    cr_assert_eq(n_events(store), 1);
+    int calls = 0;
+    cr_assert_eq(funnel_store_events_list(store, 0, first_version_only, &calls), 0);
+    cr_assert_eq(calls, 1);
+}
+
+Test(store_dedup, repeat_in_the_same_transaction_changes_nothing)
+{
+    begin(store);
+    cr_assert_eq(record_as(store, "ev-1", "lead.created", 1000), 0);
+    cr_assert_eq(record_as(store, "ev-1", "lead.closed", 2000), FUNNEL_EDUP);
+    cr_assert_eq(record_as(store, "ev-1", "lead.created", 1000), FUNNEL_EDUP);
+    cr_assert_eq(record(store, "ev-2"), 0);
+    commit(store);
+    cr_assert_eq(n_events(store), 2);
+    cr_assert(event_exists(store, "ev-1"));
+    cr_assert(event_exists(store, "ev-2"));
+    cr_assert_eq(n_outbox(store), 0);
+}
+
+Test(store_dedup, repeat_after_a_rolled_back_savepoint_is_new)
+{
+    /* A failed event leaves no trace, so its retry is recorded rather than refused. */
+    begin(store);
+    cr_assert_eq(funnel_store_savepoint(store), 0);
+    cr_assert_eq(record(store, "ev-1"), 0);
+    funnel_store_savepoint_rollback(store);
+    cr_assert_eq(funnel_store_savepoint(store), 0);
+    cr_assert_eq(record(store, "ev-1"), 0);
+    cr_assert_eq(funnel_store_savepoint_release(store), 0);
+    commit(store);
+    cr_assert_eq(n_events(store), 1);
+}
+
+Test(store_dedup, repeat_after_a_rolled_back_transaction_is_new)
+{
+    begin(store);
+    cr_assert_eq(record(store, "ev-1"), 0);
+    funnel_store_rollback(store);
+    cr_assert_eq(n_events(store), 0);
+    begin(store);
+    cr_assert_eq(record(store, "ev-1"), 0);
+    commit(store);
+    cr_assert_eq(n_events(store), 1);
+}
+
+/* ---- the outbox ----------------------------------------------------------------------------- */
+
+TestSuite(store_outbox, .init = store_setup, .fini = teardown);
+
+Test(store_outbox, append_assigns_strictly_increasing_seqs)
+{
+    uint64_t prev = 0;
+    for (int batch = 0; batch < 3; batch++) {
+        begin(store);
+        for (int i = 0; i < 5; i++) {
+            uint64_t seq = append(store, "x");
+            cr_assert_gt(seq, prev, "seq %llu after %llu", (unsigned long long)seq,
+                         (unsigned long long)prev);
+            prev = seq;
+        }
+        commit(store);
+    }
+    cr_assert_eq(prev, 15, "a fresh outbox numbers 1, 2, 3... without gaps");
+    /* The seq pointer is optional. */
+    begin(store);
+    cr_assert_eq(funnel_store_outbox_append(store, "t", (const uint8_t *)"y", 1, 1, NULL), 0);
+    commit(store);
+    uint64_t first, last;
+    bounds(store, &first, &last);
+    cr_assert_eq(first, 1);
+    cr_assert_eq(last, 16);
+}
+
+Test(store_outbox, pending_is_visible_only_after_commit)
+{
+    const funnel_outbox_row_t *rows = &poison_row;
+    begin(store);
+    uint64_t s1 = append_at(store, "sla.breached", "first", 10);
+    uint64_t s2 = append_at(store, "commission.accrued", "second", 11);
+    cr_assert_eq(funnel_store_outbox_pending(store, &rows), 0, "nothing before COMMIT");
+    cr_assert_null(rows);
+    commit(store);
+
+    rows = NULL;
+    cr_assert_eq(funnel_store_outbox_pending(store, &rows), 2);
+    cr_assert_not_null(rows);
+    cr_assert_eq(rows[0].seq, s1);
+    cr_assert_str_eq(rows[0].topic, "sla.breached");
+    cr_assert_eq(rows[0].len, 5);
+    cr_assert_eq(memcmp(rows[0].envelope, "first", 5), 0);
+    cr_assert_eq(rows[1].seq, s2);
+    cr_assert_str_eq(rows[1].topic, "commission.accrued");
+    cr_assert_eq(rows[1].len, 6);
+    cr_assert_eq(memcmp(rows[1].envelope, "second", 6), 0);
+    /* Asking twice gives the same list. */
+    cr_assert_eq(funnel_store_outbox_pending(store, &rows), 2);
+    cr_assert_eq(rows[1].seq, s2);
+
+    funnel_store_outbox_pending_clear(store);
+    cr_assert_eq(funnel_store_outbox_pending(store, &rows), 0);
+    cr_assert_null(rows);
+
+    /* A rolled-back transaction never becomes pending, and leaves no row behind. */
+    begin(store);
+    append(store, "doomed");
+    funnel_store_rollback(store);
+    cr_assert_eq(funnel_store_outbox_pending(store, &rows), 0);
+    cr_assert_null(rows);
+    cr_assert_eq(n_outbox(store), 2);
+
+    /* An empty committed transaction has nothing pending either. */
+    begin(store);
+    commit(store);
+    cr_assert_eq(funnel_store_outbox_pending(store, &rows), 0);
+}
+
+Test(store_outbox, begin_discards_the_previous_pending_list)
+{
+    const funnel_outbox_row_t *rows;
+    begin(store);
+    append(store, "a");
+    commit(store);
+    cr_assert_eq(funnel_store_outbox_pending(store, &rows), 1);
+    begin(store);
+    cr_assert_eq(funnel_store_outbox_pending(store, &rows), 0,
+                 "rows of the open transaction are not publishable");
+    uint64_t s = append(store, "b");
+    commit(store);
+    cr_assert_eq(funnel_store_outbox_pending(store, &rows), 1);
+    cr_assert_eq(rows[0].seq, s);
+    cr_assert_eq(rows[0].len, 1);
+    cr_assert_eq(memcmp(rows[0].envelope, "b", 1), 0);
+}
+
+Test(store_outbox, many_pending_rows_grow_the_list)
+{
+    /* More rows than the initial capacity of the pending list (256). */
+    begin(store);
+    for (int i = 0; i < 600; i++) {
+        char body[16];
+        snprintf(body, sizeof body, "m%d", i);
+        cr_assert_eq(append(store, body), (uint64_t)i + 1);
+    }
+    commit(store);
+    const funnel_outbox_row_t *rows;
+    cr_assert_eq(funnel_store_outbox_pending(store, &rows), 600);
+    for (int i = 0; i < 600; i++) {
+        char body[16];
+        int n = snprintf(body, sizeof body, "m%d", i);
+        cr_assert_eq(rows[i].seq, (uint64_t)i + 1);
+        cr_assert_eq(rows[i].len, (size_t)n);
+        cr_assert_eq(memcmp(rows[i].envelope, body, (size_t)n), 0, "row %d", i);
+    }
+    funnel_store_outbox_pending_clear(store);
+}
+
+Test(store_outbox, savepoint_rollback_removes_only_that_event)
+{
+    begin(store);
+    /* event 1: kept */
+    cr_assert_eq(funnel_store_savepoint(store), 0);
+    cr_assert_eq(record(store, "ev-1"), 0);
+    uint64_t s1 = append(store, "out-1");
+    cr_assert_eq(funnel_store_savepoint_release(store), 0);
+    /* event 2: fails half-way, rolled back */
+    cr_assert_eq(funnel_store_savepoint(store), 0);
+    cr_assert_eq(record(store, "ev-2"), 0);
+    append(store, "out-2a");
+    append(store, "out-2b");
+    funnel_store_savepoint_rollback(store);
+    /* event 3: kept */
+    cr_assert_eq(funnel_store_savepoint(store), 0);
+    cr_assert_eq(record(store, "ev-3"), 0);
+    uint64_t s3 = append(store, "out-3");
+    cr_assert_eq(funnel_store_savepoint_release(store), 0);
+    commit(store);
+
+    const funnel_outbox_row_t *rows;
+    cr_assert_eq(funnel_store_outbox_pending(store, &rows), 2);
+    cr_assert_eq(rows[0].seq, s1);
+    cr_assert_eq(memcmp(rows[0].envelope, "out-1", 5), 0);
+    cr_assert_eq(rows[1].seq, s3);
+    cr_assert_eq(memcmp(rows[1].envelope, "out-3", 5), 0);
+    /* The rolled-back rows took no sequence numbers: subscribers see no gap. */
+    cr_assert_eq(s3, s1 + 1);
+
+    cr_assert(event_exists(store, "ev-1"));
+    cr_assert_not(event_exists(store, "ev-2"));
+    cr_assert(event_exists(store, "ev-3"));
+    collected_t c = {0};
+    cr_assert_eq(funnel_store_outbox_read(store, 1, 100, collect_row, &c), 0);
+    cr_assert_eq(c.n, 2);
+    cr_assert_str_eq(c.body[0], "out-1");
+    cr_assert_str_eq(c.body[1], "out-3");
+}
+
+Test(store_outbox, savepoint_rollback_of_the_first_event)
+{
+    begin(store);
+    cr_assert_eq(funnel_store_savepoint(store), 0);
+    append(store, "gone");
+    funnel_store_savepoint_rollback(store);
+    cr_assert_eq(funnel_store_savepoint(store), 0);
+    uint64_t s = append(store, "kept");
+    cr_assert_eq(funnel_store_savepoint_release(store), 0);
+    commit(store);
+    const funnel_outbox_row_t *rows;
+    cr_assert_eq(funnel_store_outbox_pending(store, &rows), 1);
+    cr_assert_eq(rows[0].seq, s);
+    cr_assert_eq(memcmp(rows[0].envelope, "kept", 4), 0);
+}
+
+/* Commits n rows "m1".."mn" with topics t1..tn, created at 1000 + i. */
+static void fill(funnel_store_t *s, int n)
+{
+    begin(s);
+    for (int i = 1; i <= n; i++) {
+        char topic[16], body[16];
+        snprintf(topic, sizeof topic, "t%d", i);
+        snprintf(body, sizeof body, "m%d", i);
+        append_at(s, topic, body, 1000 + i);
+    }
+    commit(s);
+    funnel_store_outbox_pending_clear(s);
+}
+
+Test(store_outbox, read_from_a_seq_in_order_with_limit)
+{
+    fill(store, 10);
+    collected_t c = {0};
+    cr_assert_eq(funnel_store_outbox_read(store, 4, 3, collect_row, &c), 0);
+    cr_assert_eq(c.n, 3);
+    for (size_t i = 0; i < 3; i++) {
+        char want[16];
+        cr_assert_eq(c.seq[i], 4 + i);
+        snprintf(want, sizeof want, "t%zu", 4 + i);
+        cr_assert_str_eq(c.topic[i], want);
+        snprintf(want, sizeof want, "m%zu", 4 + i);
+        cr_assert_str_eq(c.body[i], want);
+    }
+
+    memset(&c, 0, sizeof c);
+    cr_assert_eq(funnel_store_outbox_read(store, 0, 100, collect_row, &c), 0);
+    cr_assert_eq(c.n, 10);
+    for (size_t i = 0; i < 10; i++)
+        cr_assert_eq(c.seq[i], i + 1);
+
+    memset(&c, 0, sizeof c);
+    cr_assert_eq(funnel_store_outbox_read(store, 9, 100, collect_row, &c), 0);
+    cr_assert_eq(c.n, 2);
+    cr_assert_eq(c.seq[0], 9);
+    cr_assert_eq(c.seq[1], 10);
+
+    memset(&c, 0, sizeof c);
+    cr_assert_eq(funnel_store_outbox_read(store, 11, 100, collect_row, &c), 0);
+    cr_assert_eq(c.n, 0, "nothing after the last row");
+
+    memset(&c, 0, sizeof c);
+    cr_assert_eq(funnel_store_outbox_read(store, 1, SIZE_MAX, collect_row, &c), 0);
+    cr_assert_eq(c.n, 10, "a huge limit is no limit");
+}
+
+Test(store_outbox, read_stops_when_the_callback_says_so)
+{
+    fill(store, 5);
+    collected_t c = {.stop_after = 2};
+    cr_assert_eq(funnel_store_outbox_read(store, 1, 100, collect_row, &c), 77);
+    cr_assert_eq(c.n, 2);
+    /* The statement was reset: the next read starts afresh. */
+    memset(&c, 0, sizeof c);
+    cr_assert_eq(funnel_store_outbox_read(store, 1, 100, collect_row, &c), 0);
+    cr_assert_eq(c.n, 5);
+}
+
+Test(store_outbox, bounds_follow_appends_and_prunes)
+{
+    uint64_t first, last;
+    bounds(store, &first, &last);
+    cr_assert_eq(first, 0);
+    cr_assert_eq(last, 0);
+    fill(store, 3);
+    bounds(store, &first, &last);
+    cr_assert_eq(first, 1);
+    cr_assert_eq(last, 3);
+
+    /* Uncommitted rows are visible to the writer's own connection. */
+    begin(store);
+    append(store, "m4");
+    bounds(store, &first, &last);
+    cr_assert_eq(last, 4);
+    funnel_store_rollback(store);
+    bounds(store, &first, &last);
+    cr_assert_eq(first, 1);
+    cr_assert_eq(last, 3);
+}
+
+Test(store_outbox, prune_deletes_only_published_rows_older_than_the_cutoff)
+{
+    fill(store, 10); /* seq i created at 1000 + i */
+    size_t deleted = 99;
+
+    begin(store);
+    cr_assert_eq(funnel_store_outbox_prune(store, 1006, 7, 100, &deleted), 0);
+    commit(store);
+    cr_assert_eq(deleted, 5, "seqs 1..5 are older than 1006 and published");
+    uint64_t first, last;
+    bounds(store, &first, &last);
+    cr_assert_eq(first, 6);
+    cr_assert_eq(last, 10);
+
+    /* Old but unpublished rows stay: subscribers have not had them yet. */
+    begin(store);
+    cr_assert_eq(funnel_store_outbox_prune(store, 5000, 7, 100, &deleted), 0);
+    commit(store);
+    cr_assert_eq(deleted, 2, "seqs 6 and 7");
+    bounds(store, &first, &last);
+    cr_assert_eq(first, 8);
+
+    /* Published but recent rows stay: the cutoff is exclusive. */
+    begin(store);
+    cr_assert_eq(funnel_store_outbox_prune(store, 1008, 10, 100, &deleted), 0);
+    commit(store);
+    cr_assert_eq(deleted, 0, "seq 8 was created at 1008, not before");
+
+    /* The limit caps one call; the oldest go first. */
+    begin(store);
+    cr_assert_eq(funnel_store_outbox_prune(store, 5000, 10, 2, &deleted), 0);
+    commit(store);
+    cr_assert_eq(deleted, 2);
+    bounds(store, &first, &last);
+    cr_assert_eq(first, 10);
+    cr_assert_eq(last, 10);
+    collected_t c = {0};
+    cr_assert_eq(funnel_store_outbox_read(store, 1, 100, collect_row, &c), 0);
+    cr_assert_eq(c.n, 1);
+    cr_assert_eq(c.seq[0], 10);
+    cr_assert_str_eq(c.body[0], "m10");
+}
+
+Test(store_outbox, seqs_keep_growing_after_everything_was_pruned)
+{
+    fill(store, 5);
+    size_t deleted = 0;
+    begin(store);
+    cr_assert_eq(funnel_store_outbox_prune(store, INT64_MAX, 5, 100, &deleted), 0);
+    commit(store);
+    cr_assert_eq(deleted, 5);
+    cr_assert_eq(n_outbox(store), 0);
+    uint64_t first, last;
+    bounds(store, &first, &last);
+    cr_assert_eq(first, 0, "nothing retained");
+    cr_assert_eq(last, 5, "the last sequence ever handed out survives pruning");
+
+    begin(store);
+    uint64_t s = append(store, "after");
+    commit(store);
+    cr_assert_eq(s, 6, "AUTOINCREMENT never reuses a pruned sequence");
+
+    /* Nor after a restart. */
+    begin(store);
+    cr_assert_eq(funnel_store_outbox_prune(store, INT64_MAX, 6, 100, &deleted), 0);
+    commit(store);
+    cr_assert_eq(deleted, 1);
+    funnel_store_destroy(&store);
+    store = open_at(db_path, false);
+    bounds(store, &first, &last);
+    cr_assert_eq(first, 0);
+    cr_assert_eq(last, 6);
+    begin(store);
+    cr_assert_eq(append(store, "after restart"), 7);
+    commit(store);
+}
+
+Test(store_outbox, published_seq_round_trips)
+{
+    cr_assert_eq(published(store), 0);
+    begin(store);
+    cr_assert_eq(funnel_store_published_set(store, 42), 0);
+    commit(store);
+    cr_assert_eq(published(store), 42);
+
+    begin(store);
+    cr_assert_eq(funnel_store_published_set(store, 43), 0);
+    cr_assert_eq(published(store), 43, "the writer sees its own uncommitted value");
+    funnel_store_rollback(store);
+    cr_assert_eq(published(store), 42, "a rollback restores the committed value");
+
+    begin(store);
+    cr_assert_eq(funnel_store_published_set(store, UINT64_C(1) << 40), 0);
+    commit(store);
+    funnel_store_destroy(&store);
+    store = open_at(db_path, false);
+    cr_assert_eq(published(store), UINT64_C(1) << 40);
+}
+
+/* ---- dead letters and listings ------------------------------------------------------------ */
+
+TestSuite(store_list, .init = store_setup, .fini = teardown);
+
+typedef struct dl_seen {
+    size_t n;
+    int64_t id[8];
+    int64_t received[8];
+    char topic[8][32], event_id[8][32], reason[8][32], detail[8][64];
+    bool payload_null[8];
+    char payload[8][32];
+    size_t payload_len[8], payload_size[8];
+} dl_seen_t;
+
+static int collect_dead(const funnel_dead_letter_t *dl, void *arg)
+{
+    dl_seen_t *d = arg;
+    size_t i = d->n++;
+    cr_assert_lt(i, 8);
+    d->id[i] = dl->id;
+    d->received[i] = dl->received_at_ms;
+    snprintf(d->topic[i], sizeof d->topic[i], "%s", dl->topic);
+    snprintf(d->event_id[i], sizeof d->event_id[i], "%s", dl->event_id);
+    snprintf(d->reason[i], sizeof d->reason[i], "%s", dl->reason);
+    snprintf(d->detail[i], sizeof d->detail[i], "%s", dl->detail);
+    d->payload_null[i] = dl->payload == NULL;
+    snprintf(d->payload[i], sizeof d->payload[i], "%.*s", (int)dl->payload_len,
+             dl->payload ? (const char *)dl->payload : "");
+    d->payload_len[i] = dl->payload_len;
+    d->payload_size[i] = dl->payload_size;
+    return 0;
+}
+
+Test(store_list, dead_letters_keep_payload_or_only_its_size)
+{
+    begin(store);
+    funnel_dead_letter_t kept = {
+        .received_at_ms = 5000,
+        .topic = "lead.created",
+        .event_id = "ev-bad",
+        .reason = "missing_field",
+        .detail = "lead_created.lead_id is empty",
+        .payload = (const uint8_t *)"raw-bytes",
+        .payload_len = 9,
+        .payload_size = 9,
+    };
+    funnel_dead_letter_t oversize = {
+        .received_at_ms = 5001,
+        .topic = "lead.closed",
+        .event_id = "",
+        .reason = "oversize",
+        .detail = "message of 1048576 bytes exceeds 65536",
+        .payload = NULL,
+        .payload_len = 0,
+        .payload_size = 1048576,
+    };
+    funnel_dead_letter_t undecodable = {
+        .received_at_ms = 5002,
+        .topic = NULL, /* NULL text is stored as empty */
+        .event_id = NULL,
+        .reason = "decode",
+        .detail = "not a protobuf Envelope",
+        .payload = (const uint8_t *)"\xff\xfe",
+        .payload_len = 2,
+        .payload_size = 2,
+    };
+    cr_assert_eq(funnel_store_dead_letter_add(store, &kept), 0);
+    cr_assert_eq(funnel_store_dead_letter_add(store, &oversize), 0);
+    cr_assert_eq(funnel_store_dead_letter_add(store, &undecodable), 0);
+    commit(store);
+    cr_assert_eq(n_dead(store), 3);
+    cr_assert_eq(n_events(store), 0, "dead letters are not events");
+
+    dl_seen_t d = {0};
+    cr_assert_eq(funnel_store_dead_letters_list(store, 0, collect_dead, &d), 0);
+    cr_assert_eq(d.n, 3);
+    cr_assert_lt(d.id[0], d.id[1]);
+    cr_assert_lt(d.id[1], d.id[2]);
+
+    cr_assert_eq(d.received[0], 5000);
+    cr_assert_str_eq(d.topic[0], "lead.created");
+    cr_assert_str_eq(d.event_id[0], "ev-bad");
+    cr_assert_str_eq(d.reason[0], "missing_field");
+    cr_assert_str_eq(d.detail[0], "lead_created.lead_id is empty");
+    cr_assert_not(d.payload_null[0]);
+    cr_assert_str_eq(d.payload[0], "raw-bytes");
+    cr_assert_eq(d.payload_len[0], 9);
+    cr_assert_eq(d.payload_size[0], 9);
+
+    cr_assert_eq(d.received[1], 5001);
+    cr_assert_str_eq(d.reason[1], "oversize");
+    cr_assert_str_eq(d.event_id[1], "");
+    cr_assert(d.payload_null[1], "an oversize payload is not kept");
+    cr_assert_eq(d.payload_len[1], 0);
+    cr_assert_eq(d.payload_size[1], 1048576, "but its size is recorded");
+
+    cr_assert_str_eq(d.topic[2], "");
+    cr_assert_str_eq(d.event_id[2], "");
+    cr_assert_eq(d.payload_len[2], 2);
+    cr_assert_eq(memcmp(d.payload[2], "\xff\xfe", 2), 0);
+
+    /* limit: the newest N, oldest first */
+    memset(&d, 0, sizeof d);
+    cr_assert_eq(funnel_store_dead_letters_list(store, 2, collect_dead, &d), 0);
+    cr_assert_eq(d.n, 2);
+    cr_assert_str_eq(d.reason[0], "oversize");
+    cr_assert_str_eq(d.reason[1], "decode");
+}
+
+typedef struct ev_seen {
+    size_t n;
+    int stop_after;
+    int64_t seq[16];
+    char id[16][32];
+} ev_seen_t;
+
+static int collect_event(const funnel_event_row_t *row, void *arg)
+{
+    ev_seen_t *e = arg;
+    size_t i = e->n++;
+    cr_assert_lt(i, 16);
+    e->seq[i] = row->seq;
+    snprintf(e->id[i], sizeof e->id[i], "%s", row->event_id);
+    /* Every field comes back as record() wrote it. */
+    char env[64];
+    int n = snprintf(env, sizeof env, "env:%s", row->event_id);
+    cr_assert_str_eq(row->topic, "lead.created");
+    cr_assert_str_eq(row->source, "crm");
+    cr_assert_eq(row->received_at_ms, row->occurred_at_ms + 5);
+    cr_assert_eq(row->envelope_len, (size_t)n);
+    cr_assert_eq(memcmp(row->envelope, env, (size_t)n), 0);
+    return e->stop_after && (int)e->n == e->stop_after ? 55 : 0;
+}
+
+Test(store_list, events_list_returns_the_newest_n_oldest_first)
+{
+    begin(store);
+    for (int i = 1; i <= 5; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "ev-%d", i);
+        cr_assert_eq(record_as(store, id, "lead.created", 1000 * i), 0);
+    }
+    commit(store);
+
+    ev_seen_t e = {0};
+    cr_assert_eq(funnel_store_events_list(store, 2, collect_event, &e), 0);
+    cr_assert_eq(e.n, 2);
+    cr_assert_str_eq(e.id[0], "ev-4");
+    cr_assert_str_eq(e.id[1], "ev-5");
+    cr_assert_lt(e.seq[0], e.seq[1]);
+
+    memset(&e, 0, sizeof e);
+    cr_assert_eq(funnel_store_events_list(store, 0, collect_event, &e), 0);
+    cr_assert_eq(e.n, 5, "limit 0 lists everything");
+    for (size_t i = 0; i < 5; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "ev-%zu", i + 1);
+        cr_assert_str_eq(e.id[i], id);
+    }
+
+    memset(&e, 0, sizeof e);
+    cr_assert_eq(funnel_store_events_list(store, 50, collect_event, &e), 0);
+    cr_assert_eq(e.n, 5);
+
+    memset(&e, 0, sizeof e);
+    e.stop_after = 1;
+    cr_assert_eq(funnel_store_events_list(store, 0, collect_event, &e), 55);
+    cr_assert_eq(e.n, 1);
+}
+
+Test(store_list, empty_listings)
+{
+    ev_seen_t e = {0};
+    dl_seen_t d = {0};
+    cr_assert_eq(funnel_store_events_list(store, 0, collect_event, &e), 0);
+    cr_assert_eq(e.n, 0);
+    cr_assert_eq(funnel_store_dead_letters_list(store, 0, collect_dead, &d), 0);
+    cr_assert_eq(d.n, 0);
+}
+
+/* ---- misuse and failed commits ------------------------------------------------------------ */
+
+TestSuite(store_fault, .init = store_setup, .fini = teardown);
+
+Test(store_fault, transaction_misuse_is_einval)
+{
+    cr_assert_eq(funnel_store_commit(store), FUNNEL_EINVAL, "commit without begin");
+    begin(store);
+    cr_assert_eq(funnel_store_begin(store), FUNNEL_EINVAL, "begin twice");
+    /* The first transaction is still open and usable. */
+    cr_assert_eq(record(store, "ev-1"), 0);
+    commit(store);
+    cr_assert_eq(n_events(store), 1);
+    cr_assert_eq(funnel_store_commit(store), FUNNEL_EINVAL, "commit twice");
+    funnel_store_rollback(store); /* harmless outside a transaction */
+    cr_assert_eq(n_events(store), 1);
+}
+
+Test(store_fault, append_outside_a_transaction_is_einval)
+{
+    uint64_t seq = 999;
+    cr_assert_eq(funnel_store_outbox_append(store, "t", (const uint8_t *)"x", 1, 1, &seq),
+                 FUNNEL_EINVAL);
+    cr_assert_eq(seq, 999, "*seq is not written on failure");
+    cr_assert_eq(n_outbox(store), 0);
+    const funnel_outbox_row_t *rows;
+    cr_assert_eq(funnel_store_outbox_pending(store, &rows), 0);
+}
+
+Test(store_fault, savepoint_outside_a_transaction_is_einval)
+{
+    /* SAVEPOINT outside BEGIN would silently open a transaction the store does not know of. */
+    cr_assert_eq(funnel_store_savepoint(store), FUNNEL_EINVAL);
+    begin(store);
+    cr_assert_eq(record(store, "ev-1"), 0);
+    commit(store);
+    cr_assert_eq(n_events(store), 1);
+}
+
+Test(store_fault, failed_commit_rolls_back_and_empties_pending)
+{
+    /* An engine table with a deferred foreign key: the violation is only detected by COMMIT,
+     * which is how a real COMMIT failure looks to the store. */
+    sql_exec(store, "PRAGMA foreign_keys = ON;"
+                    "CREATE TABLE parent (id INTEGER PRIMARY KEY);"
+                    "CREATE TABLE child (pid INTEGER REFERENCES parent(id) "
+                    "DEFERRABLE INITIALLY DEFERRED);");
+    fill(store, 1);
+
+    begin(store);
+    cr_assert_eq(record(store, "ev-1"), 0);
+    append(store, "never published");
+    cr_assert_eq(funnel_store_published_set(store, 2), 0);
+    sql_exec(store, "INSERT INTO child VALUES (7)");
+    cr_assert_eq(funnel_store_commit(store), FUNNEL_ESTORE);
+    cr_assert(strstr(funnel_store_errmsg(store), "FOREIGN KEY") != NULL, "errmsg: %s",
+              funnel_store_errmsg(store));
+
+    const funnel_outbox_row_t *rows = &poison_row;
+    cr_assert_eq(funnel_store_outbox_pending(store, &rows), 0);
+    cr_assert_null(rows);
+    cr_assert_eq(n_events(store), 0);
+    cr_assert_eq(n_outbox(store), 1);
+    cr_assert_eq(published(store), 0);
+    cr_assert_eq(sql_int(store, "SELECT count(*) FROM child"), 0);
+    cr_assert(sqlite3_get_autocommit(funnel_store_db(store)), "no transaction may stay open");
+
+    /* The store is usable again, and the failed rows took no sequence numbers. */
+    begin(store);
+    cr_assert_eq(record(store, "ev-1"), 0);
+    cr_assert_eq(append(store, "second try"), 2);
+    commit(store);
+    cr_assert_eq(funnel_store_outbox_pending(store, &rows), 1);
+    assert_integrity(store);
+}
+
+Test(store_fault, disk_full_fails_the_whole_batch_and_nothing_autocommits)
+{
+    /* PRAGMA max_page_count caps the file: the next page allocation fails with SQLITE_FULL,
+     * the way a full disk does. SQLite then rolls the whole transaction back by itself; the
+     * store must notice and refuse further writes, which would otherwise autocommit one by
+     * one outside the batch while the caller believes the batch failed. */
+    fill(store, 1);
+    begin(store);
+    cr_assert_eq(funnel_store_savepoint(store), 0);
+    cr_assert_eq(record(store, "ev-before"), 0);
+    append(store, "before");
+    cr_assert_eq(funnel_store_savepoint_release(store), 0);
+
+    int64_t pages = sql_int(store, "PRAGMA page_count");
+    char sql[64];
+    snprintf(sql, sizeof sql, "PRAGMA max_page_count = %lld", (long long)pages);
+    sql_int(store, sql);
+
+    cr_assert_eq(funnel_store_savepoint(store), 0);
+    static uint8_t big[16384];
+    memset(big, 'B', sizeof big);
+    int rc = 0;
+    for (int i = 0; i < 64 && rc == 0; i++)
+        rc = funnel_store_outbox_append(store, "big", big, sizeof big, 1, NULL);
+    cr_assert_eq(rc, FUNNEL_ESTORE, "the append must hit the page cap");
+    cr_assert_eq(sqlite3_errcode(funnel_store_db(store)), SQLITE_FULL, "%s",
+                 funnel_store_errmsg(store));
+    funnel_store_savepoint_rollback(store);
+
+    /* The next events of the batch are refused rather than autocommitted. */
+    sql_int(store, "PRAGMA max_page_count = 1000000");
+    cr_assert_eq(funnel_store_savepoint(store), FUNNEL_ESTORE);
+    cr_assert_eq(record(store, "ev-after"), FUNNEL_ESTORE);
+    uint64_t seq = 0;
+    cr_assert_eq(funnel_store_outbox_append(store, "t", (const uint8_t *)"after", 5, 1, &seq),
+                 FUNNEL_ESTORE);
+    funnel_dead_letter_t dl = {.reason = "decode", .detail = "x", .payload_size = 1};
+    cr_assert_eq(funnel_store_dead_letter_add(store, &dl), FUNNEL_ESTORE);
+    cr_assert_eq(funnel_store_published_set(store, 99), FUNNEL_ESTORE);
+    cr_assert_eq(funnel_store_commit(store), FUNNEL_ESTORE);
+    cr_assert(strstr(funnel_store_errmsg(store), "full") != NULL,
+              "the cause must survive the rollback: %s", funnel_store_errmsg(store));
+
+    const funnel_outbox_row_t *rows = &poison_row;
+    cr_assert_eq(funnel_store_outbox_pending(store, &rows), 0);
+    cr_assert_null(rows);
+    cr_assert_eq(n_events(store), 0);
+    cr_assert_eq(n_dead(store), 0);
+    cr_assert_eq(n_outbox(store), 1, "only the baseline row");
+    cr_assert_eq(published(store), 0);
+    assert_integrity(store);
+
+    /* With space again, the retried batch goes through. */
+    begin(store);
+    cr_assert_eq(record(store, "ev-before"), 0);
+    cr_assert_eq(append(store, "before"), 2);
+    commit(store);
+    cr_assert_eq(funnel_store_outbox_pending(store, &rows), 1);
+    assert_integrity(store);
+}
+
+Test(store_fault, engine_error_message_survives_savepoint_rollback)
+{
+    /* An engine writing its own table fails; the store's ROLLBACK TO must not replace the
+     * message the caller is about to log with "not an error". */
+    sql_exec(store, "CREATE TABLE engine (k TEXT PRIMARY KEY)");
+    begin(store);
+    cr_assert_eq(funnel_store_savepoint(store), 0);
+    sql_exec(store, "INSERT INTO engine VALUES ('a')");
+    cr_assert_neq(
+        sqlite3_exec(funnel_store_db(store), "INSERT INTO engine VALUES ('a')", NULL, NULL, NULL),
+        SQLITE_OK);
+    funnel_store_savepoint_rollback(store);
+    cr_assert(strstr(funnel_store_errmsg(store), "UNIQUE") != NULL, "errmsg: %s",
+              funnel_store_errmsg(store));
+    /* The next event starts with a clean slate. */
+    cr_assert_eq(funnel_store_savepoint(store), 0);
+    cr_assert_eq(record(store, "ev-1"), 0);
+    cr_assert_eq(funnel_store_savepoint_release(store), 0);
+    commit(store);
+    cr_assert_eq(sql_int(store, "SELECT count(*) FROM engine"), 0);
+    cr_assert_eq(n_events(store), 1);
+}
+
+/* ---- crashes mid-transaction ------------------------------------------------------------- */
+
+TestSuite(store_crash, .init = dir_setup, .fini = teardown);
+
+/* Child exit codes: which step failed (0: reached the crash point as planned). */
+enum { CHILD_OPEN = 10, CHILD_BEGIN, CHILD_WRITE, CHILD_COMMIT, CHILD_PIPE };
+
+#define CHILD_EVENTS 3000
+
+/* The child's writes: many events with outbox rows and a published_seq, with a tiny page
+ * cache so dirty pages spill into the WAL before the crash. Returns 0 or an exit code. */
+static int child_write(funnel_store_t *s, const char *prefix)
+{
+    if (sqlite3_exec(funnel_store_db(s), "PRAGMA cache_size = 8", NULL, NULL, NULL) != SQLITE_OK)
+        return CHILD_WRITE;
+    if (funnel_store_begin(s))
+        return CHILD_BEGIN;
+    static uint8_t env[512];
+    memset(env, 'C', sizeof env);
+    for (int i = 0; i < CHILD_EVENTS; i++) {
+        char id[48];
+        snprintf(id, sizeof id, "%s-%06d", prefix, i);
+        funnel_event_row_t row = {
+            .event_id = id,
+            .topic = "lead.created",
+            .occurred_at_ms = i,
+            .received_at_ms = i,
+            .source = "child",
+            .envelope = env,
+            .envelope_len = sizeof env,
+        };
+        if (funnel_store_savepoint(s) || funnel_store_event_record(s, &row) ||
+            funnel_store_outbox_append(s, "child.out", env, sizeof env, i, NULL) ||
+            funnel_store_savepoint_release(s))
+            return CHILD_WRITE;
+    }
+    if (funnel_store_published_set(s, 1000000))
+        return CHILD_WRITE;
+    return 0;
+}
+
+/* Commits 3 events and 3 outbox rows, published up to 3, then closes the database. */
+static void parent_commit_baseline(void)
+{
+    store = open_at(db_path, false);
+    begin(store);
+    for (int i = 1; i <= 3; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "base-%d", i);
+        cr_assert_eq(record(store, id), 0);
+        append(store, id);
+    }
+    cr_assert_eq(funnel_store_published_set(store, 3), 0);
+    commit(store);
+    funnel_store_destroy(&store);
+}
+
+static off_t file_size(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 ? st.st_size : -1;
+}
+
+/* Reopens after a crash and checks the file holds the baseline and nothing of the child's
+ * uncommitted transaction (whose ids start with prefix). */
+static void assert_recovered(const char *prefix, int64_t extra_committed)
+{
+    store = open_at(db_path, false);
+    assert_integrity(store);
+    cr_assert_eq(n_events(store), 3 + extra_committed);
+    for (int i = 1; i <= 3; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "base-%d", i);
+        cr_assert(event_exists(store, id), "committed %s lost", id);
+    }
+    char like[64];
+    snprintf(like, sizeof like, "SELECT count(*) FROM events WHERE event_id LIKE '%s-%%'", prefix);
+    cr_assert_eq(sql_int(store, like), 0, "uncommitted rows of the crashed child survived");
+    cr_assert_eq(sql_int(store, "SELECT count(*) FROM outbox WHERE topic = 'child.out'"),
+                 extra_committed);
+    uint64_t first, last;
+    bounds(store, &first, &last);
+    cr_assert_eq(first, 1);
+    cr_assert_eq(last, 3 + (uint64_t)extra_committed);
+    cr_assert_eq(published(store), extra_committed ? 2000000 : 3);
+
+    /* And the database keeps working: the next row follows the last committed one. */
+    begin(store);
+    cr_assert_eq(record(store, "after-crash"), 0);
+    cr_assert_eq(append(store, "after-crash"), 4 + (uint64_t)extra_committed);
+    commit(store);
+    assert_integrity(store);
+}
+
+Test(store_crash, exit_mid_transaction_loses_only_uncommitted_rows)
+{
+    parent_commit_baseline();
+    char wal[340];
+    snprintf(wal, sizeof wal, "%s-wal", db_path);
+
+    pid_t pid = fork();
+    cr_assert_neq(pid, -1);
+    if (pid == 0) {
+        funnel_store_t *s = NULL;
+        char err[ERR_LEN];
+        if (funnel_store_open(db_path, false, FUNNEL_STORE_SYNC_NORMAL, &s, err, sizeof err))
+            _exit(CHILD_OPEN);
+        int rc = child_write(s, "child");
+        _exit(rc); /* no COMMIT, no close, no atexit: a crash */
+    }
+    int status;
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    cr_assert(WIFEXITED(status), "child died of signal %d", WTERMSIG(status));
+    cr_assert_eq(WEXITSTATUS(status), 0, "child failed at step %d", WEXITSTATUS(status));
+    cr_assert_gt(file_size(wal), 1 << 20,
+                 "the child should have spilled uncommitted pages into the WAL (size %lld)",
+                 (long long)file_size(wal));
+    assert_recovered("child", 0);
+}
+
+Test(store_crash, sigkill_mid_transaction_loses_only_uncommitted_rows)
+{
+    parent_commit_baseline();
+    int fds[2];
+    cr_assert_eq(pipe(fds), 0);
+    pid_t pid = fork();
+    cr_assert_neq(pid, -1);
+    if (pid == 0) {
+        close(fds[0]);
+        funnel_store_t *s = NULL;
+        char err[ERR_LEN];
+        if (funnel_store_open(db_path, false, FUNNEL_STORE_SYNC_NORMAL, &s, err, sizeof err))
+            _exit(CHILD_OPEN);
+        int rc = child_write(s, "killed");
+        char byte = (char)rc;
+        if (write(fds[1], &byte, 1) != 1)
+            _exit(CHILD_PIPE);
+        alarm(60); /* never outlive a parent that failed to kill us */
+        for (;;)
+            pause(); /* holding the write transaction open until killed */
+    }
+    close(fds[1]);
+    char byte = -1;
+    ssize_t got = read(fds[0], &byte, 1);
+    close(fds[0]);
+
+    /* While the child holds its transaction open, a reader sees only the baseline. Measured
+     * before any assertion so a failure never leaves the child behind. */
+    int64_t seen = -1;
+    if (got == 1 && byte == 0) {
+        funnel_store_t *ro = open_at(db_path, true);
+        seen = n_events(ro);
+        funnel_store_destroy(&ro);
+    }
+    kill(pid, SIGKILL);
+    int status;
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    cr_assert_eq(got, 1, "the child died before reaching the crash point");
+    cr_assert_eq(byte, 0, "child failed at step %d", byte);
+    cr_assert_eq(seen, 3, "a reader must not see the child's uncommitted rows");
+    cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    assert_recovered("killed", 0);
+}
+
+Test(store_crash, exit_after_commit_keeps_the_committed_batch)
+{
+    parent_commit_baseline();
+    pid_t pid = fork();
+    cr_assert_neq(pid, -1);
+    if (pid == 0) {
+        funnel_store_t *s = NULL;
+        char err[ERR_LEN];
+        if (funnel_store_open(db_path, false, FUNNEL_STORE_SYNC_NORMAL, &s, err, sizeof err))
+            _exit(CHILD_OPEN);
+        /* One committed batch (acknowledged: must survive)... */
+        if (funnel_store_begin(s))
+            _exit(CHILD_BEGIN);
+        static const uint8_t env[] = "committed";
+        funnel_event_row_t row = {.event_id = "done-1",
+                                  .topic = "lead.created",
+                                  .source = "child",
+                                  .envelope = env,
+                                  .envelope_len = sizeof env};
+        if (funnel_store_event_record(s, &row) ||
+            funnel_store_outbox_append(s, "child.out", env, sizeof env, 1, NULL) ||
+            funnel_store_published_set(s, 2000000))
+            _exit(CHILD_WRITE);
+        if (funnel_store_commit(s))
+            _exit(CHILD_COMMIT);
+        /* ...then a second one that dies half-way. */
+        _exit(child_write(s, "child"));
+    }
+    int status;
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    cr_assert(WIFEXITED(status));
+    cr_assert_eq(WEXITSTATUS(status), 0, "child failed at step %d", WEXITSTATUS(status));
+    assert_recovered("child", 1);
+    cr_assert(event_exists(store, "done-1"));
+}
