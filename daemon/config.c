@@ -55,6 +55,35 @@ static const opt_t options[] = {
 };
 #define N_OPTIONS (sizeof options / sizeof options[0])
 
+/* Engine sections: a libconfig group (`ledger { ... };`) owned by one engine. The engine's
+ * header defines the struct kept in funnel_config_t and these functions; a section is always
+ * reloadable (engines read it per event) and is replaced whole on SIGHUP. */
+typedef struct section {
+    const char *name;
+    size_t offset; /* of the section struct in funnel_config_t */
+    size_t size;   /* of that struct, moved whole on reload */
+    /* Fills defaults into a zeroed struct; 0 or FUNNEL_ENOMEM. */
+    int (*defaults)(void *sec);
+    /* Reads the group over the defaults; 0 or FUNNEL_ECONFIG with err ("rate_bp: ..."). */
+    int (*parse)(const config_setting_t *group, void *sec, char *err, size_t err_len);
+    /* Frees what defaults/parse allocated and zeroes the struct. */
+    void (*clear)(void *sec);
+    /* Writes the group in file syntax, for --check-config. */
+    void (*print)(const void *sec, FILE *out);
+} section_t;
+
+static const section_t sections[] = {
+    {NULL, 0, 0, NULL, NULL, NULL, NULL}, /* sentinel */
+};
+
+static const section_t *section_find(const char *name)
+{
+    for (const section_t *sec = sections; sec->name; sec++)
+        if (strcmp(sec->name, name) == 0)
+            return sec;
+    return NULL;
+}
+
 static const opt_t *opt_find(const char *name)
 {
     for (size_t i = 0; i < N_OPTIONS; i++)
@@ -176,6 +205,13 @@ int funnel_config_defaults(funnel_config_t *cfg)
 {
     char err[128];
     memset(cfg, 0, sizeof *cfg);
+    for (const section_t *sec = sections; sec->name; sec++) {
+        int rc = sec->defaults((char *)cfg + sec->offset);
+        if (rc) {
+            funnel_config_clear(cfg);
+            return rc;
+        }
+    }
     for (size_t i = 0; i < N_OPTIONS; i++) {
         if (options[i].type == OPT_STRLIST)
             continue;
@@ -190,6 +226,8 @@ int funnel_config_defaults(funnel_config_t *cfg)
 
 void funnel_config_clear(funnel_config_t *cfg)
 {
+    for (const section_t *sec = sections; sec->name; sec++)
+        sec->clear((char *)cfg + sec->offset);
     for (size_t i = 0; i < N_OPTIONS; i++)
         if (options[i].type == OPT_STRING)
             free(*(char **)field(cfg, &options[i]));
@@ -268,7 +306,21 @@ int funnel_config_load(const char *path, funnel_config_t *cfg, char *err, size_t
     for (int i = 0; i < config_setting_length(root); i++) {
         config_setting_t *s = config_setting_get_elem(root, (unsigned)i);
         const opt_t *o = opt_find(config_setting_name(s));
+        const section_t *sec = o ? NULL : section_find(config_setting_name(s));
         char why[256];
+        if (sec) {
+            if (config_setting_type(s) != CONFIG_TYPE_GROUP) {
+                snprintf(err, err_len, "%s:%d: %s: expected a group { ... }", path,
+                         config_setting_source_line(s), sec->name);
+                rc = FUNNEL_ECONFIG;
+                goto out;
+            }
+            if ((rc = sec->parse(s, (char *)&tmp + sec->offset, why, sizeof why))) {
+                snprintf(err, err_len, "%s: %s: %s", path, sec->name, why);
+                goto out;
+            }
+            continue;
+        }
         if (!o) {
             snprintf(err, err_len, "%s:%d: unknown option '%s'", path,
                      config_setting_source_line(s), config_setting_name(s));
@@ -311,10 +363,16 @@ static bool opt_equal(const funnel_config_t *a, const funnel_config_t *b, const 
     return false;
 }
 
-int funnel_config_reload(funnel_config_t *cur, const funnel_config_t *fresh,
-                         const funnel_log_t *log)
+int funnel_config_reload(funnel_config_t *cur, funnel_config_t *fresh, const funnel_log_t *log)
 {
     int changed = 0;
+    for (const section_t *sec = sections; sec->name; sec++) {
+        void *dst = (char *)cur + sec->offset, *src = (char *)fresh + sec->offset;
+        sec->clear(dst);
+        memcpy(dst, src, sec->size);
+        memset(src, 0, sec->size);
+        funnel_log_info(log, "config reload: section %s replaced", sec->name);
+    }
     for (size_t i = 0; i < N_OPTIONS; i++) {
         const opt_t *o = &options[i];
         if (opt_equal(cur, fresh, o))
@@ -388,6 +446,8 @@ void funnel_config_print(const funnel_config_t *cfg, FILE *out)
 {
     for (size_t i = 0; i < N_OPTIONS; i++)
         opt_print(cfg, &options[i], out);
+    for (const section_t *sec = sections; sec->name; sec++)
+        sec->print((const char *)cfg + sec->offset, out);
 }
 
 void funnel_config_help(FILE *out)

@@ -67,6 +67,8 @@ struct funnel_server {
     char bound[4][256]; /* resolved ingest, submit, publish, replay endpoints */
     funnel_store_t *store;
     funnel_router_t *router;
+    void *engines[FUNNEL_ROUTER_MAX_ENGINES]; /* engine_defs[i]'s instance, for destroy */
+    size_t n_engines;
     item_t *batch;
     size_t n_batch, cap_batch;
     uv_timer_t flush_timer; /* commits after batch_delay_ms; at 0, on the next loop pass */
@@ -639,6 +641,45 @@ void funnel_server_stop(funnel_server_t *srv)
 
 /* ---- set-up -------------------------------------------------------------------------- */
 
+/* The engines funneld runs, in the order each event reaches them. */
+typedef struct engine_def {
+    const char *name;
+    /* Creates the engine: runs its schema migrations on store and keeps cfg, the live config
+     * (reloads change it in place), and log. Fills *engine. 0, or an error it has logged. */
+    int (*create)(funnel_store_t *store, const funnel_config_t *cfg, const funnel_log_t *log,
+                  funnel_engine_t *engine);
+    void (*destroy)(void *self);
+} engine_def_t;
+
+static const engine_def_t engine_defs[] = {
+    {NULL, NULL, NULL}, /* sentinel */
+};
+
+static int engines_start(funnel_server_t *srv)
+{
+    for (const engine_def_t *def = engine_defs; def->name; def++) {
+        funnel_engine_t engine;
+        int rc = def->create(srv->store, &srv->cfg, srv->log, &engine);
+        if (rc) {
+            funnel_log_error(srv->log, "engine %s failed to start: %s", def->name,
+                             funnel_strerror(rc));
+            return rc;
+        }
+        srv->engines[srv->n_engines++] = engine.self;
+        if ((rc = funnel_router_add_engine(srv->router, &engine)))
+            return rc;
+    }
+    return 0;
+}
+
+static void engines_stop(funnel_server_t *srv)
+{
+    while (srv->n_engines > 0) {
+        srv->n_engines--;
+        engine_defs[srv->n_engines].destroy(srv->engines[srv->n_engines]);
+    }
+}
+
 static int open_socket(funnel_server_t *srv, int type, const char *endpoint, int slot,
                        funnel_zsock_t **out)
 {
@@ -746,7 +787,8 @@ int funnel_server_new(funnel_config_t *cfg, const funnel_server_options_t *opts,
         goto fail;
     }
     if ((rc = funnel_router_new(srv->store, &srv->router)) ||
-        (rc = funnel_store_published_get(srv->store, &srv->published_seq)))
+        (rc = funnel_store_published_get(srv->store, &srv->published_seq)) ||
+        (rc = engines_start(srv)))
         goto fail;
     if (!(srv->zctx = zmq_ctx_new())) {
         rc = FUNNEL_EBUS;
@@ -819,6 +861,7 @@ void funnel_server_destroy(funnel_server_t **srvp)
     while (srv->replays)
         replay_pop(srv);
     funnel_router_destroy(&srv->router);
+    engines_stop(srv);
     funnel_store_destroy(&srv->store);
     funnel_config_clear(&srv->cfg);
     free(srv);

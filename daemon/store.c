@@ -188,28 +188,54 @@ int funnel_store_schema_version(funnel_store_t *store)
     return pragma_int(store->db, "PRAGMA user_version");
 }
 
-/* Applies every migration the database lacks, each in its own transaction with its version. */
-static int migrate(sqlite3 *db, char *err, size_t err_len)
+/* The schema version of the core (module NULL, kept in PRAGMA user_version) or of an engine
+ * module (kept in meta as 'schema.<module>'); 0 when never migrated, -1 on error. */
+static int schema_version_get(sqlite3 *db, const char *module)
 {
-    int have = pragma_int(db, "PRAGMA user_version");
+    if (!module)
+        return pragma_int(db, "PRAGMA user_version");
+    sqlite3_stmt *st;
+    int v = -1;
+    if (sqlite3_prepare_v2(db, "SELECT value FROM meta WHERE key = 'schema.' || ?", -1, &st,
+                           NULL) != SQLITE_OK)
+        return -1;
+    sqlite3_bind_text(st, 1, module, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    v = rc == SQLITE_ROW ? sqlite3_column_int(st, 0) : rc == SQLITE_DONE ? 0 : -1;
+    sqlite3_finalize(st);
+    return v;
+}
+
+/* Applies the steps the database lacks, each in its own transaction together with the new
+ * version number, so a crash leaves the schema at a whole version. */
+static int migrate_schema(sqlite3 *db, const char *module, const char *const *steps, int n,
+                          char *err, size_t err_len)
+{
+    const char *what = module ? module : "funneld";
+    int have = schema_version_get(db, module);
     if (have < 0) {
-        snprintf(err, err_len, "cannot read schema version: %s", sqlite3_errmsg(db));
+        snprintf(err, err_len, "cannot read %s schema version: %s", what, sqlite3_errmsg(db));
         return FUNNEL_ESTORE;
     }
-    if (have > MIGRATIONS) {
+    if (have > n) {
         snprintf(err, err_len,
-                 "database schema version %d is newer than this funneld understands (%d)", have,
-                 MIGRATIONS);
+                 "database %s schema version %d is newer than this funneld understands (%d)", what,
+                 have, n);
         return FUNNEL_ESTORE;
     }
-    for (int v = have; v < MIGRATIONS; v++) {
-        char sql[64];
+    for (int v = have; v < n; v++) {
+        char sql[192];
         char *msg = NULL;
-        snprintf(sql, sizeof sql, "PRAGMA user_version = %d; COMMIT;", v + 1);
+        if (module)
+            snprintf(sql, sizeof sql,
+                     "INSERT OR REPLACE INTO meta(key, value) VALUES ('schema.%s', %d); COMMIT;",
+                     module, v + 1);
+        else
+            snprintf(sql, sizeof sql, "PRAGMA user_version = %d; COMMIT;", v + 1);
         if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, &msg) != SQLITE_OK ||
-            sqlite3_exec(db, migrations[v], NULL, NULL, &msg) != SQLITE_OK ||
+            sqlite3_exec(db, steps[v], NULL, NULL, &msg) != SQLITE_OK ||
             sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
-            snprintf(err, err_len, "migration to schema %d failed: %s", v + 1,
+            snprintf(err, err_len, "migration of %s to schema %d failed: %s", what, v + 1,
                      msg ? msg : sqlite3_errmsg(db));
             sqlite3_free(msg);
             sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
@@ -217,6 +243,26 @@ static int migrate(sqlite3 *db, char *err, size_t err_len)
         }
     }
     return 0;
+}
+
+static int migrate(sqlite3 *db, char *err, size_t err_len)
+{
+    return migrate_schema(db, NULL, migrations, MIGRATIONS, err, err_len);
+}
+
+int funnel_store_migrate_module(funnel_store_t *store, const char *module, const char *const *steps,
+                                int n, char *err, size_t err_len)
+{
+    if (store->in_txn) {
+        snprintf(err, err_len, "%s: migrations cannot run inside a batch", module);
+        return FUNNEL_EINVAL;
+    }
+    return migrate_schema(store->db, module, steps, n, err, err_len);
+}
+
+int funnel_store_module_version(funnel_store_t *store, const char *module)
+{
+    return schema_version_get(store->db, module);
 }
 
 static int configure(sqlite3 *db, bool read_only, funnel_store_sync_t sync, char *err,

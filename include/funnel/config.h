@@ -32,6 +32,7 @@ typedef struct funnel_config {
     int64_t publish_hwm;       /* PUB high-water mark per subscriber, messages */
     funnel_log_level_t log_level;
     funnel_store_sync_t sync;
+    /* Engine sections (config groups) follow, one struct per engine; see config.c sections[]. */
 } funnel_config_t;
 
 /* Fills cfg with the defaults. Returns 0 or FUNNEL_ENOMEM. */
@@ -51,9 +52,9 @@ int funnel_config_set(funnel_config_t *cfg, const char *name, const char *value,
                       size_t err_len);
 
 /* Moves the reloadable options of fresh into cur; options that need a restart and differ are
- * left as they are and logged as warnings. Returns how many options changed. */
-int funnel_config_reload(funnel_config_t *cur, const funnel_config_t *fresh,
-                         const funnel_log_t *log);
+ * left as they are and logged as warnings. Engine sections are moved whole (fresh keeps an
+ * empty section; clear it as usual). Returns how many scalar options changed. */
+int funnel_config_reload(funnel_config_t *cur, funnel_config_t *fresh, const funnel_log_t *log);
 
 /* Writes the effective configuration in the file syntax, for --check-config. */
 void funnel_config_print(const funnel_config_t *cfg, FILE *out);

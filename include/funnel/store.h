@@ -39,6 +39,15 @@ sqlite3 *funnel_store_db(funnel_store_t *store);
 int funnel_store_schema_latest(void);
 int funnel_store_schema_version(funnel_store_t *store);
 
+/* Engines keep their own tables: each names itself (module, e.g. "ledger") and lists its
+ * schema steps, never edited once shipped. Missing steps are applied, each in its own
+ * transaction; the module's version lives in the meta table. Call outside a batch (at engine
+ * creation). Returns 0, FUNNEL_ESTORE (err says why, e.g. a newer schema) or FUNNEL_EINVAL. */
+int funnel_store_migrate_module(funnel_store_t *store, const char *module, const char *const *steps,
+                                int n, char *err, size_t err_len);
+/* The module's schema version: 0 when never migrated, -1 on error. */
+int funnel_store_module_version(funnel_store_t *store, const char *module);
+
 /* --- batches ----------------------------------------------------------------------------- */
 int funnel_store_begin(funnel_store_t *store);
 /* COMMIT. On failure the transaction is rolled back and the pending outbox is emptied. */
