@@ -481,9 +481,11 @@ static void on_replay(funnel_zsock_t *zs, zmq_msg_t *frames, size_t n, bool over
     rp->next_seq = funnel_seq_decode(zmq_msg_data(&frames[first + 1]));
     uint64_t first_seq = 0, last_seq = 0;
     funnel_store_outbox_bounds(srv->store, &first_seq, &last_seq);
-    /* Rows pruned by retention are gone: say so rather than let the client guess. */
-    if (first_seq && rp->next_seq < first_seq && rp->next_seq > 1)
-        replay_send_marker(srv, rp, "truncated", first_seq);
+    /* Rows pruned by retention are gone: say so rather than let the client guess. With
+     * everything pruned, history starts after the last sequence ever handed out. */
+    uint64_t oldest = first_seq ? first_seq : last_seq + 1;
+    if (oldest > 1 && rp->next_seq < oldest)
+        replay_send_marker(srv, rp, "truncated", oldest);
     srv->stats.replays++;
     if (srv->replays_tail)
         srv->replays_tail->next = rp;

@@ -1,0 +1,159 @@
+/* test_funnelctl.c — funnelctl against a real funneld: output, exit codes, JSON mapping. */
+#include "harness.h"
+
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <string.h>
+
+static fx_tmpdir_t tmp;
+static fx_daemon_t fd;
+
+static void setup(void)
+{
+    fx_tmpdir_make(&tmp);
+    memset(&fd, 0, sizeof fd);
+    fx_daemon_start(&fd, tmp.path, NULL);
+}
+
+static void teardown(void)
+{
+    int status = fx_daemon_stop(&fd);
+    if (status > 0)
+        fprintf(stderr, "FUNNEL TEST ERROR: funneld exited with status %d\n", status);
+    fx_tmpdir_remove(&tmp);
+}
+
+TestSuite(funnelctl, .init = setup, .fini = teardown, .timeout = 60);
+
+/* Runs funnelctl against the test daemon with up to 6 arguments; returns the exit code. */
+static int ctl(char *out, size_t out_len, const char *a1, const char *a2, const char *a3,
+               const char *a4, const char *a5, const char *a6)
+{
+    const char *argv[] = {FUNNELCTL_PATH, "--submit", fd.submit, "--publish", fd.publish,
+                          "--replay", fd.replay, "--db", fd.db, "--timeout-ms", "3000",
+                          a1, a2, a3, a4, a5, a6, NULL};
+    return fx_run(argv, out, out_len);
+}
+
+static size_t count_lines(const char *s)
+{
+    size_t n = 0;
+    for (; *s; s++)
+        n += *s == '\n';
+    return n;
+}
+
+Test(funnelctl, publish_reports_ok_duplicate_and_rejected_with_exit_codes)
+{
+    char out[4096];
+    cr_assert_eq(ctl(out, sizeof out, "publish", "lead.created",
+                     "{\"eventId\":\"e-1\",\"leadId\":\"L-1\",\"owner\":\"anna\"}", NULL, NULL,
+                     NULL),
+                 0, "%s", out);
+    cr_assert_str_eq(out, "ok e-1\n");
+    cr_assert_eq(ctl(out, sizeof out, "publish", "lead.created",
+                     "{\"event_id\":\"e-1\",\"lead_id\":\"L-1\"}", NULL, NULL, NULL),
+                 0);
+    cr_assert_str_eq(out, "duplicate e-1\n");
+    cr_assert_eq(ctl(out, sizeof out, "publish", "payment.received",
+                     "{\"eventId\":\"e-2\",\"paymentId\":\"p\",\"clientId\":\"c\","
+                     "\"amount\":{\"minor\":\"100\",\"currency\":\"usd\"}}",
+                     NULL, NULL, NULL),
+                 1);
+    cr_assert(strstr(out, "rejected e-2: ") && strstr(out, "ISO 4217"), "%s", out);
+    /* Nothing sent: mapping and usage errors are caught locally. */
+    cr_assert_eq(ctl(out, sizeof out, "publish", "lead.created", "{\"leadId\":5}", NULL, NULL,
+                     NULL),
+                 1);
+    cr_assert(strstr(out, "leadId: expected a string"), "%s", out);
+    cr_assert_eq(ctl(out, sizeof out, "publish", "lead.exploded", "{}", NULL, NULL, NULL), 2);
+    cr_assert(strstr(out, "not an ingest topic"), "%s", out);
+    cr_assert_eq(ctl(out, sizeof out, "publish", "lead.created", NULL, NULL, NULL, NULL), 2);
+}
+
+Test(funnelctl, publish_generates_ids_and_times)
+{
+    char out[4096];
+    cr_assert_eq(ctl(out, sizeof out, "publish", "lead.created", "{\"leadId\":\"L-9\"}", NULL,
+                     NULL, NULL),
+                 0, "%s", out);
+    /* "ok " + a UUIDv7: 36 characters with the version nibble 7. */
+    cr_assert_eq(strlen(out), 3 + 36 + 1, "%s", out);
+    cr_assert_eq(out[3 + 14], '7', "%s", out);
+    cr_assert_eq(ctl(out, sizeof out, "events", NULL, NULL, NULL, NULL, NULL), 0);
+    cr_assert(strstr(out, "\"source\":\"funnelctl\"") && strstr(out, "\"leadId\":\"L-9\""), "%s",
+              out);
+}
+
+Test(funnelctl, unreachable_daemon_exits_3)
+{
+    char out[4096];
+    const char *argv[] = {FUNNELCTL_PATH, "--submit", "tcp://127.0.0.1:9", "--timeout-ms", "100",
+                          "publish", "lead.created", "{\"leadId\":\"L\"}", NULL};
+    cr_assert_eq(fx_run(argv, out, sizeof out), 3, "%s", out);
+    cr_assert(strstr(out, "did not answer"), "%s", out);
+    const char *tail[] = {FUNNELCTL_PATH, "--replay", "tcp://127.0.0.1:9", "--publish",
+                          "tcp://127.0.0.1:9", "--timeout-ms", "100", "tail", NULL};
+    cr_assert_eq(fx_run(tail, out, sizeof out), 3, "%s", out);
+}
+
+Test(funnelctl, tail_replays_then_stops_after_count_with_prefix_filter)
+{
+    char out[8192];
+    ctl(out, sizeof out, "publish", "lead.created", "{\"eventId\":\"t-1\",\"leadId\":\"L\"}",
+        NULL, NULL, NULL);
+    ctl(out, sizeof out, "publish", "payment.received",
+        "{\"eventId\":\"t-2\",\"paymentId\":\"p\",\"clientId\":\"c\",\"amount\":{\"minor\":1,"
+        "\"currency\":\"EUR\"}}",
+        NULL, NULL, NULL);
+    ctl(out, sizeof out, "publish", "lead.qualified",
+        "{\"eventId\":\"t-3\",\"leadId\":\"L\",\"stage\":\"SQL\"}", NULL, NULL, NULL);
+    cr_assert_eq(ctl(out, sizeof out, "tail", "lead.", "--count", "2", NULL, NULL), 0);
+    cr_assert_eq(count_lines(out), 2, "%s", out);
+    cr_assert(strstr(out, "{\"seq\":1,\"topic\":\"lead.created\""), "%s", out);
+    cr_assert(strstr(out, "{\"seq\":3,\"topic\":\"lead.qualified\""), "%s", out);
+    cr_assert(strstr(out, "\"stage\":\"SQL\""), "%s", out);
+    cr_assert_eq(ctl(out, sizeof out, "tail", "--from-seq", "2", "--idle-timeout-ms", "300",
+                     NULL),
+                 0);
+    cr_assert_eq(count_lines(out), 2, "%s", out);
+    cr_assert(strncmp(out, "{\"seq\":2,\"topic\":\"payment.received\"", 35) == 0, "%s", out);
+}
+
+Test(funnelctl, events_and_rejected_read_the_database)
+{
+    char out[8192];
+    for (int i = 0; i < 3; i++) {
+        char json[128];
+        snprintf(json, sizeof json, "{\"eventId\":\"ev-%d\",\"leadId\":\"L-%d\"}", i, i);
+        ctl(out, sizeof out, "publish", "lead.created", json, NULL, NULL, NULL);
+    }
+    ctl(out, sizeof out, "publish", "lead.qualified", "{\"eventId\":\"bad-1\",\"leadId\":\"L\"}",
+        NULL, NULL, NULL);
+    cr_assert_eq(ctl(out, sizeof out, "events", "--limit", "2", NULL, NULL, NULL), 0);
+    cr_assert_eq(count_lines(out), 2, "%s", out);
+    cr_assert(strstr(out, "\"event_id\":\"ev-1\"") && strstr(out, "\"event_id\":\"ev-2\""),
+              "newest two, oldest first: %s", out);
+    cr_assert(strstr(out, "ev-1") < strstr(out, "ev-2"));
+    cr_assert_eq(ctl(out, sizeof out, "rejected", NULL, NULL, NULL, NULL, NULL), 0);
+    cr_assert(strstr(out, "\"event_id\":\"bad-1\"") && strstr(out, "\"reason\":\"bad_enum\""),
+              "%s", out);
+}
+
+Test(funnelctl, usage_errors_exit_2)
+{
+    char out[4096];
+    const char *none[] = {FUNNELCTL_PATH, NULL};
+    cr_assert_eq(fx_run(none, out, sizeof out), 2);
+    const char *unknown[] = {FUNNELCTL_PATH, "explode", NULL};
+    cr_assert_eq(fx_run(unknown, out, sizeof out), 2);
+    cr_assert(strstr(out, "unknown command 'explode'"), "%s", out);
+    const char *badopt[] = {FUNNELCTL_PATH, "--limit", "x", "events", NULL};
+    cr_assert_eq(fx_run(badopt, out, sizeof out), 2);
+    const char *help[] = {FUNNELCTL_PATH, "--help", NULL};
+    cr_assert_eq(fx_run(help, out, sizeof out), 0);
+    cr_assert(strstr(out, "exit codes"), "%s", out);
+    const char *nodb[] = {FUNNELCTL_PATH, "--db", "/nonexistent/x.db", "events", NULL};
+    cr_assert_eq(fx_run(nodb, out, sizeof out), 1);
+    cr_assert(strstr(out, "cannot open database"), "%s", out);
+}
