@@ -6,7 +6,11 @@
 #include "funnel/store.h"
 
 #include <criterion/criterion.h>
+#include <errno.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -534,4 +538,49 @@ Test(e2e, kill_9_mid_stream_loses_nothing_acked_and_leaves_no_gap)
     for (size_t i = 0; i < n; i++)
         cr_assert_eq(seqs[i], i + 1, "gap at %zu", i);
     cr_assert_eq(last, n);
+}
+
+/* Receives datagrams on the notify socket until one contains `want` or timeout_ms passes. */
+static bool notify_wait(int sock, const char *want, int timeout_ms)
+{
+    int64_t deadline = fx_now_ms() + timeout_ms;
+    while (fx_now_ms() < deadline) {
+        struct pollfd p = {sock, POLLIN, 0};
+        if (poll(&p, 1, 50) <= 0)
+            continue;
+        char buf[512];
+        ssize_t n = recv(sock, buf, sizeof buf - 1, 0);
+        if (n <= 0)
+            continue;
+        buf[n] = '\0';
+        if (strstr(buf, want))
+            return true;
+    }
+    return false;
+}
+
+Test(e2e, systemd_notifications_ready_watchdog_reloading_stopping)
+{
+    fx_daemon_stop(&fd);
+    char path[100]; /* sun_path holds 108 bytes */
+    cr_assert_lt(snprintf(path, sizeof path, "%s/notify.sock", tmp.path), (int)sizeof path);
+    int sock = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    cr_assert_geq(sock, 0);
+    struct sockaddr_un addr = {.sun_family = AF_UNIX};
+    memcpy(addr.sun_path, path, strlen(path) + 1);
+    cr_assert_eq(bind(sock, (struct sockaddr *)&addr, sizeof addr), 0, "%s", strerror(errno));
+    /* What systemd would set for Type=notify with WatchdogSec=0.2s. */
+    setenv("NOTIFY_SOCKET", path, 1);
+    setenv("WATCHDOG_USEC", "200000", 1);
+    fx_daemon_start(&fd, tmp.path, NULL);
+    unsetenv("NOTIFY_SOCKET");
+    unsetenv("WATCHDOG_USEC");
+    cr_assert(notify_wait(sock, "READY=1", 5000));
+    cr_assert(notify_wait(sock, "WATCHDOG=1", 5000));
+    fx_daemon_signal(&fd, SIGHUP);
+    cr_assert(notify_wait(sock, "RELOADING=1", 5000));
+    fx_daemon_signal(&fd, SIGTERM);
+    cr_assert(notify_wait(sock, "STOPPING=1", 5000));
+    cr_assert_eq(fx_daemon_stop(&fd), 0);
+    close(sock);
 }
