@@ -86,6 +86,18 @@ static void *connect_socket(int type, const char *endpoint)
     return s;
 }
 
+/* Sends one lead.created without waiting for its ack (pipelined submit). */
+static void dealer_send_lead(void *dealer, const char *event_id, int64_t now)
+{
+    funnel_envelope_t *env = fx_lead_created(event_id, "lead-p", now);
+    size_t len;
+    uint8_t *buf = fx_pack(env, &len);
+    zmq_send(dealer, "lead.created", 12, ZMQ_SNDMORE);
+    zmq_send(dealer, buf, len, 0);
+    free(buf);
+    funnel_envelope_free(&env);
+}
+
 static funnel_submit_result_t submit(const funnel_envelope_t *env, const char *topic)
 {
     funnel_submit_result_t res;
@@ -379,13 +391,7 @@ Test(e2e, slow_subscriber_does_not_block_ingest)
         while (sent < total && sent - acks < 500) {
             char id[32];
             snprintf(id, sizeof id, "evt-slow-%05d", sent++);
-            funnel_envelope_t *env = fx_lead_created(id, "lead-s", now);
-            size_t len;
-            uint8_t *buf = fx_pack(env, &len);
-            zmq_send(dealer, "lead.created", 12, ZMQ_SNDMORE);
-            zmq_send(dealer, buf, len, 0);
-            free(buf);
-            funnel_envelope_free(&env);
+            dealer_send_lead(dealer, id, now);
         }
         char id[64], st[64];
         cr_assert_geq(zmq_recv(dealer, id, sizeof id, 0), 0, "ack %d missing", acks);
@@ -484,15 +490,8 @@ Test(e2e, kill_9_mid_stream_loses_nothing_acked_and_leaves_no_gap)
         /* Keep up to 500 in flight so the kill lands in the middle of batches. */
         while (!killed && sent < TOTAL && sent - acks < 500) {
             char id[32];
-            snprintf(id, sizeof id, "evt-k-%d", sent);
-            funnel_envelope_t *env = fx_lead_created(id, "lead-k", now);
-            size_t len;
-            uint8_t *buf = fx_pack(env, &len);
-            zmq_send(dealer, "lead.created", 12, ZMQ_SNDMORE);
-            zmq_send(dealer, buf, len, 0);
-            free(buf);
-            funnel_envelope_free(&env);
-            sent++;
+            snprintf(id, sizeof id, "evt-k-%d", sent++);
+            dealer_send_lead(dealer, id, now);
         }
         char id[64], st[64];
         int r = zmq_recv(dealer, id, sizeof id - 1, 0);
