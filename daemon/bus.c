@@ -100,8 +100,9 @@ static int events_of(funnel_zsock_t *zs)
     return ev;
 }
 
-/* Reads one whole multipart message and hands it to the callback. */
-static void recv_one(funnel_zsock_t *zs)
+/* Reads one whole multipart message and hands it to the callback. Returns false when there was
+ * none (EAGAIN): the input queue is empty. */
+static bool recv_one(funnel_zsock_t *zs)
 {
     zmq_msg_t frames[FUNNEL_ZSOCK_MAX_FRAMES];
     size_t n = 0;
@@ -127,30 +128,39 @@ static void recv_one(funnel_zsock_t *zs)
         zs->recv_cb(zs, frames, n, overflow, zs->arg);
     for (size_t i = 0; i < n; i++)
         zmq_msg_close(&frames[i]);
+    return n > 0;
 }
 
 static void on_idle(uv_idle_t *h);
 
 /* One drain pass: up to budget messages; an idle pass continues if input remains, so a busy
- * socket cannot starve the others or the timers. */
+ * socket cannot starve the others or the timers.
+ *
+ * Input is read until a non-blocking receive finds nothing rather than asking ZMQ_EVENTS before
+ * every message: that getsockopt costs a poll() on the socket's mailbox each time. The final
+ * EAGAIN re-arms the edge just as ZMQ_EVENTS would, because libzmq processes the pending commands
+ * (and so drains ZMQ_FD) before it answers EAGAIN. ZMQ_EVENTS is still asked while a writable
+ * callback is wanted, the only case where POLLOUT matters, and on sockets not being read. */
 static void drain(funnel_zsock_t *zs)
 {
     unsigned left = zs->budget;
-    int ev;
     uv_idle_stop(&zs->idle);
-    while (zs->sock && (ev = events_of(zs))) {
-        if (zs->want_writable && (ev & ZMQ_POLLOUT)) {
+    while (zs->sock) {
+        if (zs->want_writable && (events_of(zs) & ZMQ_POLLOUT)) {
             zs->want_writable = false;
             zs->writable_cb(zs, zs->arg);
             continue;
         }
-        if (!(ev & ZMQ_POLLIN) || zs->paused || !zs->recv_cb)
+        if (zs->paused || !zs->recv_cb) {
+            events_of(zs); /* drains ZMQ_FD all the same, or the loop would spin on it */
             break;
+        }
         if (left-- == 0) {
             uv_idle_start(&zs->idle, on_idle);
             break;
         }
-        recv_one(zs);
+        if (!recv_one(zs))
+            break;
     }
 }
 

@@ -48,6 +48,14 @@ static const topic_rule_t topic_rules[] = {
      FUNNEL__V1__ENVELOPE__BODY_PAYMENT_REFUNDED,
      {"refund_id", "payment_id", "client_id", "amount"},
      {"refund_id", "payment_id", "client_id"}},
+    {"commission.paid",
+     FUNNEL__V1__ENVELOPE__BODY_COMMISSION_PAID,
+     {"payout_id", "rep", "through_ms"},
+     {"payout_id", "rep"}},
+    {"escalation.acknowledged",
+     FUNNEL__V1__ENVELOPE__BODY_ESCALATION_ACKNOWLEDGED,
+     {"sla_id"},
+     {"sla_id", "by"}},
 };
 #define TOPIC_RULES (sizeof topic_rules / sizeof topic_rules[0])
 
@@ -129,69 +137,103 @@ typedef struct walk {
     funnel_refusal_t *why;
 } walk_t;
 
-static int check_time(const walk_t *w, const char *path, int64_t ms)
+/* Where a field sits ("lead_created.touches[1].term"), as a chain from the field up to the top
+ * level. It is turned into text only when a refusal names it: most messages are valid, and
+ * formatting the path of every field they carry used to cost more than checking it. */
+typedef struct field_path {
+    const struct field_path *parent; /* NULL at the top level */
+    const char *name;
+    long index; /* position within a repeated field, or -1 */
+} field_path_t;
+
+#define PATH_TEXT_MAX 128 /* bytes of a path in a refusal; longer ones are cut */
+
+/* Writes p as dotted text into out[0..len) and returns out. */
+static const char *path_text(const field_path_t *p, char *out, size_t len)
 {
+    if (p->parent)
+        path_text(p->parent, out, len);
+    else
+        out[0] = '\0';
+    size_t n = strlen(out);
+    snprintf(out + n, len - n, "%s%s", n ? "." : "", p->name);
+    n = strlen(out);
+    if (p->index >= 0)
+        snprintf(out + n, len - n, "[%ld]", p->index);
+    return out;
+}
+
+static int check_time(const walk_t *w, const field_path_t *p, int64_t ms)
+{
+    char at[PATH_TEXT_MAX];
     /* An absent time is a time problem, not a generic missing field: codec.h files "absent,
      * negative or too far ahead" under BAD_TIME, and counters must agree with the header. */
     if (ms == 0)
-        return refuse(w->why, FUNNEL_REFUSE_BAD_TIME, "missing field: %s", path);
+        return refuse(w->why, FUNNEL_REFUSE_BAD_TIME, "missing field: %s",
+                      path_text(p, at, sizeof at));
     if (ms < EPOCH_MIN_MS || ms > w->now_ms + w->limits->max_future_ms)
         return refuse(w->why, FUNNEL_REFUSE_BAD_TIME,
                       "%s: %lld ms is not a plausible time (milliseconds since 1970, not in the "
                       "future)",
-                      path, (long long)ms);
+                      path_text(p, at, sizeof at), (long long)ms);
     return 0;
 }
 
-static int check_string(const walk_t *w, const char *path, const char *s, bool is_id)
+static int check_string(const walk_t *w, const field_path_t *p, const char *s, bool is_id)
 {
+    char at[PATH_TEXT_MAX];
     size_t len = strlen(s);
     size_t max = is_id ? FUNNEL_ID_MAX : TEXT_MAX;
     if (len > max)
-        return refuse(w->why, FUNNEL_REFUSE_BAD_ID, "%s: %zu bytes, at most %zu allowed", path, len,
-                      max);
+        return refuse(w->why, FUNNEL_REFUSE_BAD_ID, "%s: %zu bytes, at most %zu allowed",
+                      path_text(p, at, sizeof at), len, max);
     for (size_t i = 0; is_id && i < len; i++)
         if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
-            return refuse(w->why, FUNNEL_REFUSE_BAD_ID, "%s: control character in an id", path);
+            return refuse(w->why, FUNNEL_REFUSE_BAD_ID, "%s: control character in an id",
+                          path_text(p, at, sizeof at));
     return 0;
 }
 
-static int check_money(const walk_t *w, const char *path, const Funnel__V1__Money *m)
+static int check_money(const walk_t *w, const field_path_t *p, const Funnel__V1__Money *m)
 {
+    char at[PATH_TEXT_MAX];
     if (m->minor <= 0)
         return refuse(w->why, FUNNEL_REFUSE_BAD_MONEY,
-                      "%s.minor: %lld is not a positive amount of minor units", path,
-                      (long long)m->minor);
+                      "%s.minor: %lld is not a positive amount of minor units",
+                      path_text(p, at, sizeof at), (long long)m->minor);
     if (!funnel_currency_valid(m->currency))
         return refuse(w->why, FUNNEL_REFUSE_BAD_CURRENCY,
-                      "%s.currency: '%.8s' is not an ISO 4217 code", path, m->currency);
+                      "%s.currency: '%.8s' is not an ISO 4217 code", path_text(p, at, sizeof at),
+                      m->currency);
     return 0;
 }
 
-static int check_message(const walk_t *w, const char *path, const ProtobufCMessage *msg);
+static int check_message(const walk_t *w, const field_path_t *p, const ProtobufCMessage *msg);
 
-/* Checks one singular field; `set` tells whether it holds a non-default value. */
-static int check_field(const walk_t *w, const char *path, const ProtobufCFieldDescriptor *f,
+/* Checks one singular field found at p; `set` tells whether it holds a non-default value. */
+static int check_field(const walk_t *w, const field_path_t *p, const ProtobufCFieldDescriptor *f,
                        const void *member, bool *set)
 {
+    char at[PATH_TEXT_MAX];
     switch (f->type) {
     case PROTOBUF_C_TYPE_STRING: {
         const char *s = *(char *const *)member;
         *set = s && *s;
         bool is_id = w->rule && name_in(f->name, w->rule->ids, 6);
-        return *set ? check_string(w, path, s, is_id) : 0;
+        return *set ? check_string(w, p, s, is_id) : 0;
     }
     case PROTOBUF_C_TYPE_ENUM: {
         int v = *(const int *)member;
         *set = v != 0;
         if (*set && !protobuf_c_enum_descriptor_get_value(f->descriptor, v))
-            return refuse(w->why, FUNNEL_REFUSE_BAD_ENUM, "%s: unknown value %d", path, v);
+            return refuse(w->why, FUNNEL_REFUSE_BAD_ENUM, "%s: unknown value %d",
+                          path_text(p, at, sizeof at), v);
         return 0;
     }
     case PROTOBUF_C_TYPE_INT64: {
         int64_t v = *(const int64_t *)member;
         *set = v != 0;
-        return strcmp(f->name, "at_ms") == 0 ? check_time(w, path, v) : 0;
+        return strcmp(f->name, "at_ms") == 0 ? check_time(w, p, v) : 0;
     }
     case PROTOBUF_C_TYPE_MESSAGE: {
         const ProtobufCMessage *sub = *(ProtobufCMessage *const *)member;
@@ -199,10 +241,10 @@ static int check_field(const walk_t *w, const char *path, const ProtobufCFieldDe
         if (!sub)
             return 0;
         if (sub->descriptor == &funnel__v1__money__descriptor)
-            return check_money(w, path, (const Funnel__V1__Money *)sub);
+            return check_money(w, p, (const Funnel__V1__Money *)sub);
         walk_t inner = *w;
         inner.rule = NULL;
-        return check_message(&inner, path, sub);
+        return check_message(&inner, p, sub);
     }
     default:
         *set = true;
@@ -210,14 +252,15 @@ static int check_field(const walk_t *w, const char *path, const ProtobufCFieldDe
     }
 }
 
-/* Walks every field of msg; at the body's top level also enforces the topic's required list. */
-static int check_message(const walk_t *w, const char *path, const ProtobufCMessage *msg)
+/* Walks every field of msg (found at p); at the body's top level also enforces the topic's
+ * required list. */
+static int check_message(const walk_t *w, const field_path_t *p, const ProtobufCMessage *msg)
 {
     const ProtobufCMessageDescriptor *d = msg->descriptor;
     for (unsigned i = 0; i < d->n_fields; i++) {
         const ProtobufCFieldDescriptor *f = &d->fields[i];
         const char *base = (const char *)msg + f->offset;
-        char sub[128];
+        field_path_t sub = {p, f->name, -1};
         bool set = false;
         int rc;
         if (f->label == PROTOBUF_C_LABEL_REPEATED) {
@@ -227,20 +270,21 @@ static int check_message(const walk_t *w, const char *path, const ProtobufCMessa
                                : f->type == PROTOBUF_C_TYPE_STRING ? sizeof(char *)
                                                                    : sizeof(int64_t);
                 const void *elem = *(char *const *)base + k * width;
-                snprintf(sub, sizeof sub, "%s.%s[%zu]", path, f->name, k);
-                if ((rc = check_field(w, sub, f, elem, &set)))
+                sub.index = (long)k;
+                if ((rc = check_field(w, &sub, f, elem, &set)))
                     return rc;
             }
             continue;
         }
-        snprintf(sub, sizeof sub, "%s.%s", path, f->name);
-        if ((rc = check_field(w, sub, f, base, &set)))
+        if ((rc = check_field(w, &sub, f, base, &set)))
             return rc;
-        if (!set && w->rule && name_in(f->name, w->rule->required, 4))
+        if (!set && w->rule && name_in(f->name, w->rule->required, 4)) {
+            char at[PATH_TEXT_MAX];
             return refuse(w->why,
                           f->type == PROTOBUF_C_TYPE_ENUM ? FUNNEL_REFUSE_BAD_ENUM
                                                           : FUNNEL_REFUSE_MISSING_FIELD,
-                          "missing field: %s", sub);
+                          "missing field: %s", path_text(&sub, at, sizeof at));
+        }
     }
     return 0;
 }
@@ -269,7 +313,7 @@ static bool wire_varint(const uint8_t *p, size_t len, size_t *pos, uint64_t *out
  * using the descriptors to know which fields are strings and which are sub-messages. Runs
  * only on bytes protobuf-c already accepted: anything malformed just ends the scan. Recursion
  * depth is bounded by the schema, which has no recursive messages. */
-static int check_wire_strings(funnel_refusal_t *why, const char *path,
+static int check_wire_strings(funnel_refusal_t *why, const field_path_t *path,
                               const ProtobufCMessageDescriptor *d, const uint8_t *p, size_t len)
 {
     size_t seen[32] = {0}; /* elements met so far per repeated field, for "touches[1]" */
@@ -308,26 +352,25 @@ static int check_wire_strings(funnel_refusal_t *why, const char *path,
                 : NULL;
         if (!f || (f->type != PROTOBUF_C_TYPE_STRING && f->type != PROTOBUF_C_TYPE_MESSAGE))
             continue; /* unknown fields and bytes are never read as C strings */
-        char sub[128];
         size_t idx = (size_t)(f - d->fields);
+        field_path_t sub = {path, f->name, -1};
         if (f->label == PROTOBUF_C_LABEL_REPEATED && idx < sizeof seen / sizeof seen[0])
-            snprintf(sub, sizeof sub, "%s%s%s[%zu]", path, *path ? "." : "", f->name, seen[idx]++);
-        else
-            snprintf(sub, sizeof sub, "%s%s%s", path, *path ? "." : "", f->name);
+            sub.index = (long)seen[idx]++;
         if (f->type == PROTOBUF_C_TYPE_STRING) {
+            char at[PATH_TEXT_MAX];
             if (memchr(value, 0, (size_t)n))
-                return refuse(why, FUNNEL_REFUSE_BAD_ID, "%s: NUL byte inside the string", sub);
+                return refuse(why, FUNNEL_REFUSE_BAD_ID, "%s: NUL byte inside the string",
+                              path_text(&sub, at, sizeof at));
             continue;
         }
-        int rc = check_wire_strings(why, sub, f->descriptor, value, (size_t)n);
+        int rc = check_wire_strings(why, &sub, f->descriptor, value, (size_t)n);
         if (rc)
             return rc;
     }
     return 0;
 }
 
-/* The body message of an envelope, or NULL if none is set. */
-static const ProtobufCMessage *envelope_body(const funnel_envelope_t *env)
+const ProtobufCMessage *funnel_envelope_body(const funnel_envelope_t *env)
 {
     const ProtobufCMessageDescriptor *d = env->base.descriptor;
     const ProtobufCFieldDescriptor *f =
@@ -349,7 +392,7 @@ int funnel_codec_validate(const funnel_codec_limits_t *limits, funnel_body_t top
                       got ? got : "missing");
     }
     /* Only a hand-built envelope can name a body case yet hold no body; unpack never does. */
-    const ProtobufCMessage *body = envelope_body(env);
+    const ProtobufCMessage *body = funnel_envelope_body(env);
     if (!body)
         return refuse(why, FUNNEL_REFUSE_TOPIC_MISMATCH, "topic %s carries no body", rule->name);
     walk_t w = {.limits = limits, .now_ms = now_ms, .rule = NULL, .why = why};
@@ -359,15 +402,18 @@ int funnel_codec_validate(const funnel_codec_limits_t *limits, funnel_body_t top
     if (id_len > FUNNEL_ID_MAX)
         return refuse(why, FUNNEL_REFUSE_BAD_ID, "event_id: %zu bytes, at most %d allowed", id_len,
                       FUNNEL_ID_MAX);
+    static const field_path_t event_id = {NULL, "event_id", -1}, source = {NULL, "source", -1},
+                              occurred = {NULL, "occurred_at_ms", -1};
     int rc;
-    if ((rc = check_string(&w, "event_id", env->event_id, true)) ||
-        (rc = check_string(&w, "source", env->source, true)) ||
-        (rc = check_time(&w, "occurred_at_ms", env->occurred_at_ms)))
+    if ((rc = check_string(&w, &event_id, env->event_id, true)) ||
+        (rc = check_string(&w, &source, env->source, true)) ||
+        (rc = check_time(&w, &occurred, env->occurred_at_ms)))
         return rc;
     const ProtobufCFieldDescriptor *bf =
         protobuf_c_message_descriptor_get_field(env->base.descriptor, (unsigned)env->body_case);
+    field_path_t top = {NULL, bf->name, -1};
     w.rule = rule;
-    return check_message(&w, bf->name, body);
+    return check_message(&w, &top, body);
 }
 
 int funnel_codec_decode(const funnel_codec_limits_t *limits, const char *topic, size_t topic_len,
@@ -387,7 +433,7 @@ int funnel_codec_decode(const funnel_codec_limits_t *limits, const char *topic, 
     if (!env)
         return refuse(why, FUNNEL_REFUSE_DECODE,
                       "not a funnel.v1.Envelope (protobuf decode failed)");
-    int rc = check_wire_strings(why, "", env->base.descriptor, data, len);
+    int rc = check_wire_strings(why, NULL, env->base.descriptor, data, len);
     if (!rc)
         rc = funnel_codec_validate(limits, body, env, now_ms, why);
     if (rc) {

@@ -65,6 +65,37 @@ int funnel_router_apply(funnel_router_t *r, const funnel_envelope_t *env, const 
     return 0;
 }
 
+int64_t funnel_router_next_deadline(funnel_router_t *r)
+{
+    int64_t next = INT64_MAX;
+    for (size_t i = 0; i < r->n_engines; i++) {
+        const funnel_engine_t *e = &r->engines[i];
+        int64_t d = e->next_deadline ? e->next_deadline(e->self) : INT64_MAX;
+        next = d < next ? d : next;
+    }
+    return next;
+}
+
+int funnel_router_fire_timers(funnel_router_t *r, int64_t now_ms)
+{
+    for (size_t i = 0; i < r->n_engines; i++) {
+        const funnel_engine_t *e = &r->engines[i];
+        if (!e->on_timer || !e->next_deadline || e->next_deadline(e->self) > now_ms)
+            continue;
+        int rc = e->on_timer(e->self, r, now_ms);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+void funnel_router_rolled_back(funnel_router_t *r)
+{
+    for (size_t i = 0; i < r->n_engines; i++)
+        if (r->engines[i].on_rollback)
+            r->engines[i].on_rollback(r->engines[i].self);
+}
+
 int funnel_router_emit(funnel_router_t *r, const char *topic, const funnel_envelope_t *env,
                        int64_t now_ms)
 {

@@ -7,9 +7,13 @@
  * sent and outbox rows published, so nothing unacknowledged is ever claimed and nothing
  * uncommitted is ever published. */
 #include "funnel/server.h"
+#include "funnel/attribution.h"
 #include "funnel/bus.h"
 #include "funnel/error.h"
+#include "funnel/ledger.h"
 #include "funnel/router.h"
+#include "funnel/sla.h"
+#include "funnel/metrics.h"
 #include "funnel/store.h"
 
 #include <errno.h>
@@ -42,8 +46,9 @@ typedef struct item {
     funnel_envelope_t *env; /* NULL when refused */
     char topic[FUNNEL_TOPIC_MAX + 1];
     char event_id[FUNNEL_ID_MAX + 1]; /* for replies and logs; may be empty if undecodable */
-    uint8_t *raw;                     /* envelope bytes (NULL for an oversize refusal) */
-    size_t raw_len, raw_size;         /* kept / received */
+    zmq_msg_t body;  /* the envelope frame, taken over from ZeroMQ rather than copied; empty for
+                        an oversize refusal. Relocated only with zmq_msg_move (batch_grow). */
+    size_t raw_size; /* bytes received */
     funnel_refusal_t why;
     item_status_t status;
     peer_t peer;
@@ -74,11 +79,13 @@ struct funnel_server {
     uv_timer_t flush_timer; /* commits after batch_delay_ms; at 0, on the next loop pass */
     uv_signal_t sig_term, sig_int, sig_hup;
     uv_timer_t watchdog, prune_timer;
+    uv_timer_t engine_timer; /* the earliest engine deadline (SLA timers) */
     uv_idle_t replay_idle;
     replay_t *replays, *replays_tail;
     bool replay_blocked;    /* waiting for the replay socket to drain */
     uint64_t published_seq; /* last sequence handed to the PUB socket */
     funnel_server_stats_t stats;
+    funnel_metrics_t *metrics; /* the Prometheus endpoint; NULL when `metrics` is off */
     bool stopping;
 };
 
@@ -143,11 +150,18 @@ static void item_reply(funnel_server_t *srv, const item_t *it)
 
 /* ---- batch ---------------------------------------------------------------------------- */
 
+/* Releases what an item holds; the slot is initialised again by batch_slot before reuse. */
 static void item_clear(item_t *it)
 {
     funnel_envelope_free(&it->env);
-    free(it->raw);
-    it->raw = NULL;
+    zmq_msg_close(&it->body);
+}
+
+/* The kept envelope bytes of an item: NULL and 0 when none were kept. */
+static const uint8_t *item_bytes(item_t *it, size_t *len)
+{
+    *len = zmq_msg_size(&it->body);
+    return *len ? zmq_msg_data(&it->body) : NULL;
 }
 
 static void publish_row(funnel_server_t *srv, const funnel_outbox_row_t *row)
@@ -160,11 +174,18 @@ static void publish_row(funnel_server_t *srv, const funnel_outbox_row_t *row)
     funnel_zsock_sendv(srv->pub, parts, lens, 3);
     srv->published_seq = row->seq;
     srv->stats.published++;
+    funnel_metrics_published(srv->metrics, row->seq);
 }
 
-static void route_item(funnel_server_t *srv, item_t *it, int64_t now)
+/* Writes one item inside the open transaction: a refusal as a dead letter, an event through the
+ * router. Guarded, the event runs in its own savepoint, so a failure undoes its rows alone, marks
+ * it failed and is logged; 0 is returned. Unguarded, a failure leaves the event's partial rows in
+ * the transaction and is returned for batch_txn to roll everything back. */
+static int route_item(funnel_server_t *srv, item_t *it, int64_t now, bool guarded)
 {
     funnel_store_t *st = srv->store;
+    size_t len;
+    const uint8_t *raw = item_bytes(it, &len);
     if (!it->env) {
         funnel_dead_letter_t dl = {
             .received_at_ms = now,
@@ -172,29 +193,72 @@ static void route_item(funnel_server_t *srv, item_t *it, int64_t now)
             .event_id = it->event_id,
             .reason = funnel_refusal_name(it->why.code),
             .detail = it->why.text,
-            .payload = it->raw,
-            .payload_len = it->raw_len,
+            .payload = raw,
+            .payload_len = len,
             .payload_size = it->raw_size,
         };
         if (funnel_store_dead_letter_add(st, &dl))
             funnel_log_error(srv->log, "dead letter not recorded: %s", funnel_store_errmsg(st));
-        return;
+        return 0;
     }
-    int rc = funnel_store_savepoint(st);
+    int rc = guarded ? funnel_store_savepoint(st) : 0;
     if (!rc)
-        rc = funnel_router_apply(srv->router, it->env, it->topic, it->raw, it->raw_len, now);
+        rc = funnel_router_apply(srv->router, it->env, it->topic, raw, len, now);
     if (rc == 0 || rc == FUNNEL_EDUP) {
-        funnel_store_savepoint_release(st);
+        if (guarded)
+            funnel_store_savepoint_release(st);
         it->status = rc ? ITEM_DUPLICATE : ITEM_OK;
-        return;
+        return 0;
     }
+    if (!guarded)
+        return rc;
     funnel_store_savepoint_rollback(st);
+    funnel_router_rolled_back(srv->router);
     it->status = ITEM_FAILED;
     funnel_log_error(srv->log, "event %s (%s) not recorded: %s: %s", it->event_id, it->topic,
                      funnel_strerror(rc), funnel_store_errmsg(st));
+    return 0;
 }
 
-/* Commits the batch in one transaction, then acks and publishes. */
+/* One attempt at the batch's transaction: route every item, persist the publish cursor, commit.
+ * Returns 0 once committed, FUNNEL_EAGAIN when an unguarded event failed, or the error that
+ * failed the transaction; on any error the transaction is rolled back. */
+static int batch_txn(funnel_server_t *srv, int64_t now, bool guarded)
+{
+    funnel_store_t *st = srv->store;
+    int rc = funnel_store_begin(st);
+    for (size_t i = 0; !rc && i < srv->n_batch; i++)
+        if (route_item(srv, &srv->batch[i], now, guarded))
+            rc = FUNNEL_EAGAIN;
+    rc = rc ? rc : funnel_store_published_set(st, srv->published_seq);
+    rc = rc ? rc : funnel_store_commit(st);
+    if (rc) {
+        funnel_store_rollback(st);
+        funnel_router_rolled_back(srv->router);
+    }
+    return rc;
+}
+
+/* Publishes the outbox rows of the transaction just committed; returns how many. */
+static size_t publish_pending(funnel_server_t *srv)
+{
+    const funnel_outbox_row_t *rows;
+    size_t n = funnel_store_outbox_pending(srv->store, &rows);
+    for (size_t i = 0; i < n; i++)
+        publish_row(srv, &rows[i]);
+    funnel_store_outbox_pending_clear(srv->store);
+    return n;
+}
+
+static void timers_arm(funnel_server_t *srv);
+
+/* Commits the batch in one transaction, then acks and publishes.
+ *
+ * A savepoint per event costs two statements and makes SQLite copy every page the event
+ * touches into the sub-journal, so the batch first runs without any. Only when an event fails
+ * is that transaction rolled back and the batch run again with a savepoint per event, so the
+ * failure sinks that event alone, as before. Engines may thus see an event twice, the first
+ * time in a transaction that is rolled back (router.h). */
 static void batch_flush(funnel_server_t *srv)
 {
     uv_timer_stop(&srv->flush_timer);
@@ -202,15 +266,11 @@ static void batch_flush(funnel_server_t *srv)
         return;
     int64_t now = now_ms(srv);
     funnel_store_t *st = srv->store;
-    int rc = funnel_store_begin(st);
-    if (!rc) {
-        for (size_t i = 0; i < srv->n_batch; i++)
-            route_item(srv, &srv->batch[i], now);
-        rc = funnel_store_published_set(st, srv->published_seq);
-        rc = rc ? rc : funnel_store_commit(st);
-        if (rc)
-            funnel_store_rollback(st);
-    }
+    uint64_t started_ns = uv_hrtime(); /* commit latency for metrics, not engine time */
+    int rc = batch_txn(srv, now, false);
+    if (rc == FUNNEL_EAGAIN)
+        rc = batch_txn(srv, now, true);
+    funnel_metrics_commit(srv->metrics, srv->n_batch, (uv_hrtime() - started_ns) / 1000, rc != 0);
     if (rc) {
         /* Publishers that asked for an ack get none and retry with the same event_id. */
         srv->stats.commit_failures++;
@@ -219,11 +279,7 @@ static void batch_flush(funnel_server_t *srv)
         for (size_t i = 0; i < srv->n_batch; i++)
             srv->batch[i].status = ITEM_FAILED;
     } else {
-        const funnel_outbox_row_t *rows;
-        size_t n = funnel_store_outbox_pending(st, &rows);
-        for (size_t i = 0; i < n; i++)
-            publish_row(srv, &rows[i]);
-        funnel_store_outbox_pending_clear(st);
+        size_t n = publish_pending(srv);
         srv->stats.batches++;
         funnel_log_debug(srv->log, "committed a batch of %zu messages, published %zu", srv->n_batch,
                          n);
@@ -232,10 +288,20 @@ static void batch_flush(funnel_server_t *srv)
         item_t *it = &srv->batch[i];
         srv->stats.accepted += it->status == ITEM_OK;
         srv->stats.duplicates += it->status == ITEM_DUPLICATE;
+        if (it->status != ITEM_FAILED)
+            funnel_metrics_event(srv->metrics, it->topic,
+                                 it->status == ITEM_OK          ? FUNNEL_METRICS_ACCEPTED
+                                 : it->status == ITEM_DUPLICATE ? FUNNEL_METRICS_DUPLICATE
+                                                                : FUNNEL_METRICS_REFUSED,
+                                 it->why.code);
         item_reply(srv, it);
         item_clear(it);
     }
     srv->n_batch = 0;
+    timers_arm(srv); /* the batch may have added or settled engine deadlines */
+    /* The acks are on their way: copying the WAL back now delays no one waiting for them. */
+    if (funnel_store_checkpoint(st))
+        funnel_log_warn(srv->log, "checkpoint failed: %s", funnel_store_errmsg(st));
 }
 
 static void on_flush_timer(uv_timer_t *h)
@@ -243,18 +309,33 @@ static void on_flush_timer(uv_timer_t *h)
     batch_flush(h->data);
 }
 
+/* Doubles the batch array. Items hold a zmq_msg_t, which libzmq allows to be relocated only
+ * with zmq_msg_move, so they are moved one by one instead of realloc'ed. Happens only while the
+ * array grows towards batch_max. */
+static int batch_grow(funnel_server_t *srv)
+{
+    size_t cap = srv->cap_batch ? srv->cap_batch * 2 : 64;
+    item_t *b = malloc(cap * sizeof *b);
+    if (!b)
+        return FUNNEL_ENOMEM;
+    for (size_t i = 0; i < srv->n_batch; i++) {
+        b[i] = srv->batch[i];
+        zmq_msg_init(&b[i].body);
+        zmq_msg_move(&b[i].body, &srv->batch[i].body);
+    }
+    free(srv->batch); /* the moved-from messages are empty: nothing to close */
+    srv->batch = b;
+    srv->cap_batch = cap;
+    return 0;
+}
+
 static item_t *batch_slot(funnel_server_t *srv)
 {
-    if (srv->n_batch == srv->cap_batch) {
-        size_t cap = srv->cap_batch ? srv->cap_batch * 2 : 64;
-        item_t *b = realloc(srv->batch, cap * sizeof *b);
-        if (!b)
-            return NULL;
-        srv->batch = b;
-        srv->cap_batch = cap;
-    }
+    if (srv->n_batch == srv->cap_batch && batch_grow(srv))
+        return NULL;
     item_t *it = &srv->batch[srv->n_batch];
     memset(it, 0, sizeof *it);
+    zmq_msg_init(&it->body);
     return it;
 }
 
@@ -278,7 +359,7 @@ static void copy_printable(char *dst, size_t dst_len, const void *src, size_t le
 }
 
 /* Decodes one ingest message into the batch and schedules the commit. */
-static void batch_add(funnel_server_t *srv, const zmq_msg_t *topic, const zmq_msg_t *body,
+static void batch_add(funnel_server_t *srv, const zmq_msg_t *topic, zmq_msg_t *body,
                       const peer_t *peer, const funnel_refusal_t *framing)
 {
     item_t *it = batch_slot(srv);
@@ -289,8 +370,8 @@ static void batch_add(funnel_server_t *srv, const zmq_msg_t *topic, const zmq_ms
     if (peer)
         it->peer = *peer;
     funnel_codec_limits_t lim = limits_of(srv);
-    const uint8_t *data = body ? zmq_msg_data((zmq_msg_t *)body) : NULL;
-    size_t len = body ? zmq_msg_size((zmq_msg_t *)body) : 0;
+    const uint8_t *data = body ? zmq_msg_data(body) : NULL;
+    size_t len = body ? zmq_msg_size(body) : 0;
     if (topic)
         copy_printable(it->topic, sizeof it->topic, zmq_msg_data((zmq_msg_t *)topic),
                        zmq_msg_size((zmq_msg_t *)topic));
@@ -301,21 +382,15 @@ static void batch_add(funnel_server_t *srv, const zmq_msg_t *topic, const zmq_ms
         funnel_codec_decode(&lim, zmq_msg_data((zmq_msg_t *)topic),
                             zmq_msg_size((zmq_msg_t *)topic), data, len, now_ms(srv), &it->env,
                             &it->why);
-        if (it->env)
-            snprintf(it->event_id, sizeof it->event_id, "%s", it->env->event_id);
+        if (it->env) /* validated: at most FUNNEL_ID_MAX bytes */
+            memcpy(it->event_id, it->env->event_id, strlen(it->env->event_id) + 1);
         else if (it->why.code > FUNNEL_REFUSE_DECODE)
             event_id_of(data, len, it->event_id, sizeof it->event_id);
     }
-    /* Keep the bytes for the event row or the dead letter, except absurdly large ones. */
-    if (len && len <= lim.max_message_bytes) {
-        if (!(it->raw = malloc(len))) {
-            funnel_envelope_free(&it->env);
-            funnel_log_error(srv->log, "out of memory: ingest message dropped");
-            return;
-        }
-        memcpy(it->raw, data, len);
-        it->raw_len = len;
-    }
+    /* Keep the bytes for the event row or the dead letter, except absurdly large ones. The frame
+     * itself is taken over (bus.h allows it): no copy, and it lives until the batch is done. */
+    if (len && len <= lim.max_message_bytes)
+        zmq_msg_move(&it->body, body);
     if (!it->env) {
         it->status = ITEM_REFUSED;
         srv->stats.refused[it->why.code]++;
@@ -496,6 +571,51 @@ static void on_replay(funnel_zsock_t *zs, zmq_msg_t *frames, size_t n, bool over
         uv_idle_start(&srv->replay_idle, on_replay_idle);
 }
 
+/* ---- engine timers ------------------------------------------------------------------ */
+
+#define TIMER_RETRY_MS 1000 /* after a failed timer transaction */
+
+static void on_engine_timer(uv_timer_t *h);
+
+/* Arms one uv timer for the earliest engine deadline. Deadlines are event times on the
+ * injected clock, so the delay is computed against it; one already due fires on the next pass. */
+static void timers_arm(funnel_server_t *srv)
+{
+    int64_t next = funnel_router_next_deadline(srv->router);
+    if (next == INT64_MAX || srv->stopping) {
+        uv_timer_stop(&srv->engine_timer);
+        return;
+    }
+    int64_t delay = next - now_ms(srv);
+    uv_timer_start(&srv->engine_timer, on_engine_timer, delay > 0 ? (uint64_t)delay : 0, 0);
+}
+
+/* Runs what the engines have due in one transaction, then publishes it. */
+static void on_engine_timer(uv_timer_t *h)
+{
+    funnel_server_t *srv = h->data;
+    int64_t now = now_ms(srv);
+    funnel_store_t *st = srv->store;
+    int rc = funnel_store_begin(st);
+    if (!rc) {
+        rc = funnel_router_fire_timers(srv->router, now);
+        rc = rc ? rc : funnel_store_published_set(st, srv->published_seq);
+        rc = rc ? rc : funnel_store_commit(st);
+        if (rc) {
+            funnel_store_rollback(st);
+            funnel_router_rolled_back(srv->router);
+        }
+    }
+    if (rc) {
+        funnel_log_error(srv->log, "engine timers failed: %s: %s; retrying in %d ms",
+                         funnel_strerror(rc), funnel_store_errmsg(st), TIMER_RETRY_MS);
+        uv_timer_start(h, on_engine_timer, TIMER_RETRY_MS, 0);
+        return;
+    }
+    publish_pending(srv);
+    timers_arm(srv);
+}
+
 /* ---- housekeeping -------------------------------------------------------------------- */
 
 static void on_watchdog(uv_timer_t *h)
@@ -505,6 +625,15 @@ static void on_watchdog(uv_timer_t *h)
 }
 
 /* Deletes published outbox rows older than the retention, a chunk at a time. */
+/* The outbox's oldest retained sequence, for the backlog gauge; read at start and after a
+ * prune, the only times it changes. */
+static void metrics_outbox_refresh(funnel_server_t *srv)
+{
+    uint64_t first = 0, last = 0;
+    if (srv->metrics && funnel_store_outbox_bounds(srv->store, &first, &last) == 0)
+        funnel_metrics_outbox_first(srv->metrics, first);
+}
+
 static void on_prune(uv_timer_t *h)
 {
     funnel_server_t *srv = h->data;
@@ -522,6 +651,7 @@ static void on_prune(uv_timer_t *h)
     }
     if (deleted)
         funnel_log_info(srv->log, "retention: pruned %zu output messages", deleted);
+    metrics_outbox_refresh(srv);
     uv_timer_start(h, on_prune, deleted == PRUNE_CHUNK ? 1000 : PRUNE_PERIOD_MS, 0);
 }
 
@@ -654,6 +784,9 @@ typedef struct engine_def {
 } engine_def_t;
 
 static const engine_def_t engine_defs[] = {
+    {"ledger", funnel_ledger_engine_create, funnel_ledger_engine_destroy},
+    {"attribution", funnel_attribution_engine_create, funnel_attribution_engine_destroy},
+    {"sla", funnel_sla_engine_create, funnel_sla_engine_destroy},
     {NULL, NULL, NULL}, /* sentinel */
 };
 
@@ -722,6 +855,8 @@ static int write_ready_file(funnel_server_t *srv)
     }
     fprintf(f, "ingest=%s\nsubmit=%s\npublish=%s\nreplay=%s\npid=%ld\n", srv->bound[0],
             srv->bound[1], srv->bound[2], srv->bound[3], (long)getpid());
+    if (srv->metrics)
+        fprintf(f, "metrics=%d\n", funnel_metrics_port(srv->metrics));
     if (fclose(f) || rename(tmp, srv->opts.ready_file)) {
         funnel_log_error(srv->log, "cannot write %s: %s", srv->opts.ready_file, strerror(errno));
         return FUNNEL_EIO;
@@ -753,12 +888,13 @@ static void init_handles(funnel_server_t *srv)
     uv_timer_init(&srv->loop, &srv->flush_timer);
     uv_timer_init(&srv->loop, &srv->watchdog);
     uv_timer_init(&srv->loop, &srv->prune_timer);
+    uv_timer_init(&srv->loop, &srv->engine_timer);
     uv_idle_init(&srv->loop, &srv->replay_idle);
     uv_signal_init(&srv->loop, &srv->sig_term);
     uv_signal_init(&srv->loop, &srv->sig_int);
     uv_signal_init(&srv->loop, &srv->sig_hup);
     srv->flush_timer.data = srv->watchdog.data = srv;
-    srv->prune_timer.data = srv->replay_idle.data = srv;
+    srv->prune_timer.data = srv->replay_idle.data = srv->engine_timer.data = srv;
     srv->sig_term.data = srv->sig_int.data = srv->sig_hup.data = srv;
 }
 
@@ -798,6 +934,10 @@ int funnel_server_new(funnel_config_t *cfg, const funnel_server_options_t *opts,
     }
     if ((rc = open_sockets(srv)))
         goto fail;
+    if (strcmp(srv->cfg.metrics, "off") &&
+        (rc = funnel_metrics_new(srv->cfg.metrics, log, &srv->metrics)))
+        goto fail;
+    metrics_outbox_refresh(srv);
     if (srv->opts.ready_file && (rc = write_ready_file(srv)))
         goto fail;
     *out = srv;
@@ -821,6 +961,7 @@ int funnel_server_run(funnel_server_t *srv)
     if (sd_watchdog_enabled(0, &wd_usec) > 0 && wd_usec >= 2000)
         uv_timer_start(&srv->watchdog, on_watchdog, 0, wd_usec / 2000);
     uv_timer_start(&srv->prune_timer, on_prune, 0, 0);
+    timers_arm(srv); /* deadlines that passed while funneld was down fire at once */
     publish_backlog(srv);
     if (funnel_zsock_start(srv->sub, on_ingest, NULL, srv, DRAIN_BUDGET) ||
         funnel_zsock_start(srv->submit, on_submit, NULL, srv, DRAIN_BUDGET) ||
@@ -852,6 +993,7 @@ void funnel_server_destroy(funnel_server_t **srvp)
     funnel_zsock_destroy(&srv->submit);
     funnel_zsock_destroy(&srv->pub);
     funnel_zsock_destroy(&srv->replay_sock);
+    funnel_metrics_destroy(&srv->metrics); /* its thread reads only its own atomics */
     uv_walk(&srv->loop, close_handle, NULL);
     uv_run(&srv->loop, UV_RUN_DEFAULT); /* runs the close callbacks */
     uv_loop_close(&srv->loop);

@@ -104,12 +104,24 @@ static const struct {
 };
 
 /* An outbox row appended in the open transaction, kept so it can be published after COMMIT
- * without reading it back. */
+ * without reading it back. Its bytes are in the store's arena, named by offset because the
+ * arena moves when it grows. */
 typedef struct pending_row {
-    funnel_outbox_row_t row;
-    char *topic;       /* owns row.topic */
-    uint8_t *envelope; /* owns row.envelope */
+    uint64_t seq;
+    size_t topic;    /* arena offset of the NUL-terminated topic */
+    size_t envelope; /* arena offset of the envelope bytes, right after the topic */
+    size_t len;      /* envelope bytes */
 } pending_row_t;
+
+/* Checkpoints once funnel_store_checkpoint() has taken them over (see store.h): it copies the WAL
+ * back from WAL_CHECKPOINT_PAGES on, SQLite's own default threshold, so the WAL stays as small
+ * as it always was; COMMIT still does it itself from WAL_HARD_PAGES on, so a caller that stops
+ * calling cannot make the WAL grow without bound. */
+#define WAL_CHECKPOINT_PAGES 1000
+#define WAL_HARD_PAGES       (4 * WAL_CHECKPOINT_PAGES)
+
+#define ARENA_MIN      (64 * 1024)   /* first arena: a typical batch fits without regrowing */
+#define ARENA_KEEP_MAX (1024 * 1024) /* a larger arena is freed at the next begin */
 
 struct funnel_store {
     sqlite3 *db;
@@ -117,10 +129,16 @@ struct funnel_store {
     bool in_txn;         /* between begin and commit/rollback */
     pending_row_t *rows; /* outbox rows of the open (or last committed) transaction */
     size_t n_rows, cap_rows;
+    uint8_t *arena; /* the bytes of rows[], back to back: one buffer reused by every batch
+                       rather than two allocations per row */
+    size_t arena_used, arena_cap;
     size_t savepoint_mark;     /* n_rows when the current savepoint was taken */
     bool committed;            /* rows[] belong to a committed transaction */
-    funnel_outbox_row_t *view; /* contiguous copy of rows[].row for callers */
-    char err[256];             /* message of the last failure; "" since begin/savepoint */
+    funnel_outbox_row_t *view; /* rows[] as the public rows, for callers */
+    size_t cap_view;
+    bool ckpt_deferred; /* funnel_store_checkpoint() runs checkpoints, not COMMIT */
+    int wal_pages;      /* pages in the WAL after the last commit, once deferred */
+    char err[256];      /* message of the last failure; "" since begin/savepoint */
 };
 
 /* Keeps the message of a failure: the ROLLBACK that follows it would otherwise leave
@@ -331,13 +349,13 @@ fail_db:
     return rc;
 }
 
+/* Forgets the pending rows after the first `keep`, and their bytes. */
 static void rows_truncate(funnel_store_t *s, size_t keep)
 {
-    while (s->n_rows > keep) {
-        pending_row_t *r = &s->rows[--s->n_rows];
-        free(r->topic);
-        free(r->envelope);
-    }
+    if (keep >= s->n_rows)
+        return;
+    s->n_rows = keep;
+    s->arena_used = keep ? s->rows[keep - 1].envelope + s->rows[keep - 1].len : 0;
 }
 
 void funnel_store_destroy(funnel_store_t **store)
@@ -347,8 +365,8 @@ void funnel_store_destroy(funnel_store_t **store)
     funnel_store_t *s = *store;
     if (s->in_txn)
         funnel_store_rollback(s);
-    rows_truncate(s, 0);
     free(s->rows);
+    free(s->arena);
     free(s->view);
     for (int i = 0; i < ST_COUNT_; i++)
         sqlite3_finalize(s->stmt[i]);
@@ -362,6 +380,11 @@ int funnel_store_begin(funnel_store_t *s)
     if (s->in_txn)
         return FUNNEL_EINVAL;
     rows_truncate(s, 0);
+    if (s->arena_cap > ARENA_KEEP_MAX) { /* one batch of huge rows must not pin the memory */
+        free(s->arena);
+        s->arena = NULL;
+        s->arena_cap = 0;
+    }
     s->committed = false;
     s->err[0] = '\0';
     if (exec_stmt(s, ST_BEGIN))
@@ -423,6 +446,9 @@ void funnel_store_savepoint_rollback(funnel_store_t *s)
     rows_truncate(s, s->savepoint_mark);
 }
 
+/* The insert functions bind every parameter on every call, so their statements are never run
+ * with a stale binding and need no sqlite3_clear_bindings (SQLITE_STATIC pointers left behind
+ * after a call are never read). */
 static void bind_text(sqlite3_stmt *st, int i, const char *s)
 {
     sqlite3_bind_text(st, i, s ? s : "", -1, SQLITE_STATIC);
@@ -441,7 +467,6 @@ int funnel_store_event_record(funnel_store_t *s, const funnel_event_row_t *row)
     sqlite3_bind_blob(st, 6, row->envelope, (int)row->envelope_len, SQLITE_STATIC);
     int rc = sqlite3_step(st);
     sqlite3_reset(st);
-    sqlite3_clear_bindings(st);
     if (rc != SQLITE_DONE)
         return fail(s);
     return sqlite3_changes(s->db) == 0 ? FUNNEL_EDUP : 0;
@@ -464,14 +489,30 @@ int funnel_store_dead_letter_add(funnel_store_t *s, const funnel_dead_letter_t *
     sqlite3_bind_int64(st, 7, (sqlite3_int64)dl->payload_size);
     int rc = sqlite3_step(st);
     sqlite3_reset(st);
-    sqlite3_clear_bindings(st);
     return rc == SQLITE_DONE ? 0 : fail(s);
+}
+
+/* Makes room for n more bytes in the arena. */
+static int arena_reserve(funnel_store_t *s, size_t n)
+{
+    if (s->arena_cap - s->arena_used >= n)
+        return 0;
+    size_t cap = s->arena_cap ? s->arena_cap : ARENA_MIN;
+    while (cap - s->arena_used < n)
+        cap *= 2;
+    uint8_t *arena = realloc(s->arena, cap);
+    if (!arena)
+        return FUNNEL_ENOMEM;
+    s->arena = arena;
+    s->arena_cap = cap;
+    return 0;
 }
 
 /* Keeps a copy of an appended outbox row for publishing after COMMIT. */
 static int rows_push(funnel_store_t *s, uint64_t seq, const char *topic, const uint8_t *env,
                      size_t len)
 {
+    size_t topic_size = strlen(topic) + 1;
     if (s->n_rows == s->cap_rows) {
         size_t cap = s->cap_rows ? s->cap_rows * 2 : 256;
         pending_row_t *rows = realloc(s->rows, cap * sizeof *rows);
@@ -480,17 +521,14 @@ static int rows_push(funnel_store_t *s, uint64_t seq, const char *topic, const u
         s->rows = rows;
         s->cap_rows = cap;
     }
-    pending_row_t *r = &s->rows[s->n_rows];
-    r->topic = strdup(topic);
-    r->envelope = malloc(len ? len : 1);
-    if (!r->topic || !r->envelope) {
-        free(r->topic);
-        free(r->envelope);
+    if (arena_reserve(s, topic_size + len))
         return FUNNEL_ENOMEM;
-    }
-    memcpy(r->envelope, env, len);
-    r->row = (funnel_outbox_row_t){seq, r->topic, r->envelope, len};
-    s->n_rows++;
+    pending_row_t *r = &s->rows[s->n_rows++];
+    *r = (pending_row_t){seq, s->arena_used, s->arena_used + topic_size, len};
+    memcpy(s->arena + r->topic, topic, topic_size);
+    if (len)
+        memcpy(s->arena + r->envelope, env, len);
+    s->arena_used = r->envelope + len;
     return 0;
 }
 
@@ -507,7 +545,6 @@ int funnel_store_outbox_append(funnel_store_t *s, const char *topic, const uint8
     sqlite3_bind_blob(st, 3, envelope, (int)len, SQLITE_STATIC);
     int rc = sqlite3_step(st);
     sqlite3_reset(st);
-    sqlite3_clear_bindings(st);
     if (rc != SQLITE_DONE)
         return fail(s);
     uint64_t assigned = (uint64_t)sqlite3_last_insert_rowid(s->db);
@@ -518,21 +555,24 @@ int funnel_store_outbox_append(funnel_store_t *s, const char *topic, const uint8
 
 size_t funnel_store_outbox_pending(const funnel_store_t *s, const funnel_outbox_row_t **rows)
 {
-    if (!s->committed || s->n_rows == 0) {
-        *rows = NULL;
+    *rows = NULL;
+    if (!s->committed || s->n_rows == 0)
         return 0;
-    }
-    /* rows[] interleaves ownership with the public view; hand out a contiguous array. */
+    /* rows[] names bytes by arena offset; callers get pointers. The view only ever grows. */
     funnel_store_t *m = (funnel_store_t *)s;
-    funnel_outbox_row_t *view = realloc(m->view, s->n_rows * sizeof *view);
-    if (!view) {
-        *rows = NULL;
-        return 0;
+    if (m->cap_view < s->n_rows) {
+        funnel_outbox_row_t *view = realloc(m->view, s->n_rows * sizeof *view);
+        if (!view)
+            return 0;
+        m->view = view;
+        m->cap_view = s->n_rows;
     }
-    m->view = view;
-    for (size_t i = 0; i < s->n_rows; i++)
-        view[i] = s->rows[i].row;
-    *rows = view;
+    for (size_t i = 0; i < s->n_rows; i++) {
+        const pending_row_t *r = &s->rows[i];
+        m->view[i] = (funnel_outbox_row_t){r->seq, (const char *)s->arena + r->topic,
+                                           s->arena + r->envelope, r->len};
+    }
+    *rows = m->view;
     return s->n_rows;
 }
 
@@ -542,6 +582,34 @@ void funnel_store_outbox_pending_clear(funnel_store_t *s)
         rows_truncate(s, 0);
         s->committed = false;
     }
+}
+
+/* The WAL hook of a connection whose checkpoints are deferred; installing it turns SQLite's
+ * wal_autocheckpoint off. Notes the WAL's size and checkpoints inside COMMIT only past the hard
+ * bound, as the default hook would past 1000 pages. */
+static int wal_committed(void *arg, sqlite3 *db, const char *name, int pages)
+{
+    funnel_store_t *s = arg;
+    s->wal_pages = pages;
+    if (pages >= WAL_HARD_PAGES)
+        sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+    return SQLITE_OK;
+}
+
+int funnel_store_checkpoint(funnel_store_t *s)
+{
+    if (s->in_txn || !s->stmt[ST_BEGIN]) /* inside a batch, or a read-only store */
+        return FUNNEL_EINVAL;
+    if (!s->ckpt_deferred) {
+        sqlite3_wal_hook(s->db, wal_committed, s);
+        s->ckpt_deferred = true;
+    }
+    if (s->wal_pages < WAL_CHECKPOINT_PAGES)
+        return 0;
+    s->wal_pages = 0; /* the next commit tells how much is left (all, while a reader pins it) */
+    int rc = sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+    /* BUSY: another connection is checkpointing, which is as good. */
+    return rc == SQLITE_OK || rc == SQLITE_BUSY ? 0 : fail(s);
 }
 
 int funnel_store_outbox_read(funnel_store_t *s, uint64_t from_seq, size_t limit,

@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "funnel/codec.h"
 #include "funnel/config.h"
 #include "funnel/store.h"
 
@@ -29,6 +30,15 @@ typedef struct fctl {
     const char *source;  /* --source for publish */
     bool json;           /* --json */
     bool csv;            /* --csv */
+    const char *rep;     /* --rep for payout and statement */
+    const char *through; /* --through DATE for payout (UTC, inclusive) */
+    const char *period;  /* --period YYYY-MM or YYYY-MM-DD for statement (UTC) */
+    const char *by;      /* --by campaign|source|medium|channel for attribution */
+    const char *model;   /* --model M for attribution */
+    bool all_models;     /* --all-models for attribution: every model side by side */
+    const char *from;    /* --from DATE for attribution (UTC, inclusive) */
+    const char *to;      /* --to DATE for attribution (UTC, inclusive) */
+    const char *state;   /* --state open|breached|met for sla list */
     char **args;         /* positional arguments after the command word */
     int n_args;
 } fctl_t;
@@ -43,5 +53,14 @@ int fctl_cmd_publish(fctl_t *ctl);
 int fctl_cmd_tail(fctl_t *ctl);
 int fctl_cmd_events(fctl_t *ctl);
 int fctl_cmd_rejected(fctl_t *ctl);
+int fctl_cmd_payout(fctl_t *ctl);
+int fctl_cmd_statement(fctl_t *ctl);
+int fctl_cmd_ledger(fctl_t *ctl);
+int fctl_cmd_attribution(fctl_t *ctl);
+int fctl_cmd_sla(fctl_t *ctl);
+
+/* Submits env under topic to funneld and prints its answer ("ok ID", "duplicate ID",
+ * "rejected ID: why"). Returns FCTL_OK, FCTL_REFUSED or FCTL_UNREACHABLE. */
+int fctl_submit(const fctl_t *ctl, const char *topic, const funnel_envelope_t *env);
 
 #endif

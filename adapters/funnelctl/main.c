@@ -25,6 +25,16 @@ static const command_t commands[] = {
      "events                 recorded events, newest last (--limit N, default 20)"},
     {"rejected", fctl_cmd_rejected, 0, 0,
      "rejected               dead-lettered input, newest last (--limit N, default 20)"},
+    {"payout", fctl_cmd_payout, 0, 0,
+     "payout --rep R --through DATE   pay R's commission through DATE (via funneld)"},
+    {"statement", fctl_cmd_statement, 0, 0,
+     "statement --rep R --period P    R's commission statement (--json, --csv)"},
+    {"ledger", fctl_cmd_ledger, 1, 1,
+     "ledger check           prove every posting balances and every balance adds up"},
+    {"attribution", fctl_cmd_attribution, 0, 0,
+     "attribution --by G     attributed revenue per group (--model M | --all-models)"},
+    {"sla", fctl_cmd_sla, 1, 2,
+     "sla list | sla show ID SLA instances (--state open|breached|met, --json)"},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 
@@ -46,6 +56,15 @@ static void usage(FILE *out)
             "      --count N           tail: exit after N messages\n"
             "      --idle-timeout-ms N tail: exit after N ms without a message\n"
             "  -n, --limit N           events/rejected: rows to show\n"
+            "      --rep R             payout/statement: the rep\n"
+            "      --through DATE      payout: YYYY-MM-DD or YYYY-MM, inclusive, UTC\n"
+            "      --period P          statement: YYYY-MM or YYYY-MM-DD, UTC\n"
+            "      --json, --csv       statement: machine-readable output\n"
+            "      --by G              attribution: campaign, source, medium or channel\n"
+            "      --model M           attribution: one model (default linear)\n"
+            "      --all-models        attribution: every model side by side\n"
+            "      --from, --to DATE   attribution: YYYY-MM-DD or YYYY-MM, inclusive, UTC\n"
+            "      --state S           sla list: open, breached or met\n"
             "  -h, --help              this help\n"
             "\nexit codes: 0 ok, 1 refused or failed, 2 usage error, 3 funneld unreachable\n");
 }
@@ -90,7 +109,16 @@ enum {
     OPT_COUNT,
     OPT_IDLE,
     OPT_JSON,
-    OPT_CSV
+    OPT_CSV,
+    OPT_REP,
+    OPT_THROUGH,
+    OPT_PERIOD,
+    OPT_BY,
+    OPT_MODEL,
+    OPT_ALL_MODELS,
+    OPT_FROM,
+    OPT_TO,
+    OPT_STATE
 };
 
 /* Applies one option; returns false on a bad value (message printed). */
@@ -143,6 +171,33 @@ static bool apply_option(fctl_t *ctl, int opt, const char *arg)
     case OPT_CSV:
         ctl->csv = true;
         return true;
+    case OPT_REP:
+        ctl->rep = arg;
+        return true;
+    case OPT_THROUGH:
+        ctl->through = arg;
+        return true;
+    case OPT_PERIOD:
+        ctl->period = arg;
+        return true;
+    case OPT_BY:
+        ctl->by = arg;
+        return true;
+    case OPT_MODEL:
+        ctl->model = arg;
+        return true;
+    case OPT_ALL_MODELS:
+        ctl->all_models = true;
+        return true;
+    case OPT_FROM:
+        ctl->from = arg;
+        return true;
+    case OPT_TO:
+        ctl->to = arg;
+        return true;
+    case OPT_STATE:
+        ctl->state = arg;
+        return true;
     default:
         return false;
     }
@@ -164,6 +219,15 @@ int main(int argc, char **argv)
         {"limit", required_argument, NULL, 'n'},
         {"json", no_argument, NULL, OPT_JSON},
         {"csv", no_argument, NULL, OPT_CSV},
+        {"rep", required_argument, NULL, OPT_REP},
+        {"through", required_argument, NULL, OPT_THROUGH},
+        {"period", required_argument, NULL, OPT_PERIOD},
+        {"by", required_argument, NULL, OPT_BY},
+        {"model", required_argument, NULL, OPT_MODEL},
+        {"all-models", no_argument, NULL, OPT_ALL_MODELS},
+        {"from", required_argument, NULL, OPT_FROM},
+        {"to", required_argument, NULL, OPT_TO},
+        {"state", required_argument, NULL, OPT_STATE},
         {"help", no_argument, NULL, 'h'},
         {0, 0, 0, 0},
     };

@@ -28,6 +28,13 @@ int fctl_cmd_publish(fctl_t *ctl)
         funnel_envelope_free(&env);
         return FCTL_REFUSED;
     }
+    int status = fctl_submit(ctl, topic, env);
+    funnel_envelope_free(&env);
+    return status;
+}
+
+int fctl_submit(const fctl_t *ctl, const char *topic, const funnel_envelope_t *env)
+{
     funnel_client_t *client;
     funnel_submit_result_t res;
     funnel_submit_options_t opts = {
@@ -50,6 +57,5 @@ int fctl_cmd_publish(fctl_t *ctl)
         }
         funnel_client_destroy(&client);
     }
-    funnel_envelope_free(&env);
     return status;
 }

@@ -41,13 +41,16 @@ static int64_t mono_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void *open_socket(funnel_client_t *c, int type, const char *endpoint)
+/* rcvhwm > 0 sets ZMQ_RCVHWM, which only applies to connections made after it is set. */
+static void *open_socket(funnel_client_t *c, int type, const char *endpoint, int rcvhwm)
 {
     void *s = zmq_socket(c->zctx, type);
     int linger = 0;
     if (!s)
         return NULL;
     zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
+    if (rcvhwm > 0)
+        zmq_setsockopt(s, ZMQ_RCVHWM, &rcvhwm, sizeof rcvhwm);
     if (zmq_connect(s, endpoint)) {
         zmq_close(s);
         return NULL;
@@ -142,7 +145,7 @@ int funnel_client_submit(funnel_client_t *c, const char *endpoint, const char *t
     if (!buf)
         return FUNNEL_ENOMEM;
     funnel__v1__envelope__pack(env, buf);
-    void *sock = open_socket(c, ZMQ_DEALER, endpoint);
+    void *sock = open_socket(c, ZMQ_DEALER, endpoint, 0);
     int rc = sock ? FUNNEL_ETIMEDOUT : FUNNEL_EBUS;
     int backoff = o.backoff_ms;
     for (int attempt = 0; sock && attempt < o.attempts; attempt++) {
@@ -172,11 +175,26 @@ typedef struct follow {
     const funnel_follow_options_t *o;
     funnel_client_msg_cb cb;
     void *arg;
-    uint64_t next; /* next sequence to deliver */
+    uint64_t next;  /* next sequence to deliver */
+    uint64_t saved; /* last sequence written to the cursor file */
     size_t prefix_len;
+    size_t delivered; /* messages taken from the stream, for the quiet-spell probe */
 } follow_t;
 
-/* Delivers one [topic][seq][envelope] message if it is the next one; >0 stops. */
+/* Records seq as processed in the cursor file, if there is one. */
+static int cursor_advance(follow_t *f, uint64_t seq)
+{
+    if (!f->o->cursor_path || seq <= f->saved)
+        return 0;
+    int rc = funnel_cursor_save(f->o->cursor_path, seq);
+    if (!rc)
+        f->saved = seq;
+    return rc;
+}
+
+/* Delivers one [topic][seq][envelope] message if it is the next one; non-zero stops. Messages
+ * outside the prefix only move next: the cursor catches up with them at the next processed
+ * message or on return, which spares an fsync per skipped message. */
 static int deliver(follow_t *f, zmq_msg_t *frames)
 {
     if (zmq_msg_size(&frames[1]) != 8)
@@ -184,19 +202,26 @@ static int deliver(follow_t *f, zmq_msg_t *frames)
     uint64_t seq = funnel_seq_decode(zmq_msg_data(&frames[1]));
     if (seq < f->next)
         return 0; /* already delivered */
-    f->next = seq + 1;
+    f->delivered++;
     size_t tlen = zmq_msg_size(&frames[0]);
     char topic[FUNNEL_TOPIC_MAX + 1];
     snprintf(topic, sizeof topic, "%.*s", (int)tlen, (const char *)zmq_msg_data(&frames[0]));
-    if (f->prefix_len && strncmp(topic, f->o->prefix, f->prefix_len) != 0)
+    if (f->prefix_len && strncmp(topic, f->o->prefix, f->prefix_len) != 0) {
+        f->next = seq + 1;
         return 0;
-    return f->cb(seq, topic, zmq_msg_data(&frames[2]), zmq_msg_size(&frames[2]), f->arg);
+    }
+    int rc = f->cb(seq, topic, zmq_msg_data(&frames[2]), zmq_msg_size(&frames[2]), f->arg);
+    if (rc < 0)
+        return rc; /* not processed: next and the cursor stay before it */
+    f->next = seq + 1;
+    int crc = cursor_advance(f, seq);
+    return crc ? crc : rc;
 }
 
 /* Replays [next, end] through a fresh request and delivers it. */
 static int replay(funnel_client_t *c, const char *replay_ep, follow_t *f)
 {
-    void *sock = open_socket(c, ZMQ_DEALER, replay_ep);
+    void *sock = open_socket(c, ZMQ_DEALER, replay_ep, 0);
     if (!sock)
         return FUNNEL_EBUS;
     uint8_t seq[8];
@@ -230,32 +255,77 @@ static int replay(funnel_client_t *c, const char *replay_ep, follow_t *f)
     return rc;
 }
 
+/* Follows the live stream after the initial replay. A quiet spell of gap_probe_ms asks replay
+ * for anything after next: when a slow subscriber lost the last messages of a burst, no later
+ * message would reveal the gap. The idle timeout counts only spells in which the probe found
+ * nothing either. */
+static int follow_live(funnel_client_t *c, void *sub, const char *replay_ep, follow_t *f)
+{
+    const funnel_follow_options_t *o = f->o;
+    int probe = o->gap_probe_ms > 0 ? o->gap_probe_ms : 1000;
+    int64_t idle_since = mono_ms();
+    int rc = 0;
+    while (!rc) {
+        int wait = probe;
+        if (o->idle_timeout_ms > 0) {
+            int64_t left = idle_since + o->idle_timeout_ms - mono_ms();
+            wait = left < wait ? (int)(left > 0 ? left : 0) : wait;
+        }
+        zmq_msg_t fr[3];
+        int n = recv_frames(sub, fr, 3, wait);
+        if (n < 0)
+            return n;
+        if (n == 0) {
+            size_t before = f->delivered;
+            rc = replay(c, replay_ep, f);
+            if (f->delivered != before)
+                idle_since = mono_ms();
+            else if (o->idle_timeout_ms > 0 && mono_ms() - idle_since >= o->idle_timeout_ms)
+                break;
+            continue;
+        }
+        idle_since = mono_ms();
+        if (n == 3 && zmq_msg_size(&fr[1]) == 8 &&
+            funnel_seq_decode(zmq_msg_data(&fr[1])) > f->next) {
+            rc = replay(c, replay_ep, f); /* a gap: fetch what we missed first */
+        }
+        if (!rc && n == 3)
+            rc = deliver(f, fr);
+        close_frames(fr, n);
+    }
+    return rc;
+}
+
 int funnel_client_follow(funnel_client_t *c, const char *publish_ep, const char *replay_ep,
                          const funnel_follow_options_t *opts, funnel_client_msg_cb cb, void *arg)
 {
-    follow_t f = {opts, cb, arg, opts->from_seq ? opts->from_seq : 1,
-                  opts->prefix ? strlen(opts->prefix) : 0};
+    follow_t f = {.o = opts,
+                  .cb = cb,
+                  .arg = arg,
+                  .next = opts->from_seq ? opts->from_seq : 1,
+                  .prefix_len = opts->prefix ? strlen(opts->prefix) : 0};
+    if (opts->cursor_path) {
+        uint64_t cur;
+        if (funnel_cursor_load(opts->cursor_path, &cur))
+            return FUNNEL_EIO;
+        if (cur) {
+            f.next = cur + 1;
+            f.saved = cur;
+        }
+    }
     /* Subscribe to everything before replaying: sequence gaps can only be seen on the whole
      * stream, and live messages that arrive during the replay wait in the socket. */
-    void *sub = open_socket(c, ZMQ_SUB, publish_ep);
+    void *sub = open_socket(c, ZMQ_SUB, publish_ep, opts->rcvhwm);
     if (!sub)
         return FUNNEL_EBUS;
     zmq_setsockopt(sub, ZMQ_SUBSCRIBE, "", 0);
     int rc = replay(c, replay_ep, &f);
-    while (!rc) {
-        zmq_msg_t fr[3];
-        int n = recv_frames(sub, fr, 3, opts->idle_timeout_ms > 0 ? opts->idle_timeout_ms : -1);
-        if (n <= 0) {
-            rc = n;
-            break;
-        }
-        if (n == 3 && zmq_msg_size(&fr[1]) == 8 &&
-            funnel_seq_decode(zmq_msg_data(&fr[1])) > f.next) {
-            rc = replay(c, replay_ep, &f); /* a gap: fetch what we missed first */
-        }
-        if (!rc && n == 3)
-            rc = deliver(&f, fr);
-        close_frames(fr, n);
+    if (!rc)
+        rc = follow_live(c, sub, replay_ep, &f);
+    /* Skipped messages after the last processed one are done too: remember them. */
+    if (rc >= 0 && f.next > 1) {
+        int crc = cursor_advance(&f, f.next - 1);
+        rc = crc ? crc : rc;
     }
     zmq_close(sub);
     return rc;

@@ -19,7 +19,8 @@
 typedef struct funnel_zsock funnel_zsock_t;
 
 /* One multipart message: frames[0..n). `overflow` is true when the message had more than
- * FUNNEL_ZSOCK_MAX_FRAMES frames (the rest were discarded). Valid during the callback only. */
+ * FUNNEL_ZSOCK_MAX_FRAMES frames (the rest were discarded). Valid during the callback only;
+ * the callback may keep a frame by taking it with zmq_msg_move (the emptied frame is closed). */
 typedef void (*funnel_zsock_recv_cb)(funnel_zsock_t *zs, zmq_msg_t *frames, size_t n, bool overflow,
                                      void *arg);
 /* The socket can take more output after a send returned FUNNEL_EAGAIN. */

@@ -48,13 +48,36 @@ typedef struct funnel_follow_options {
     uint64_t from_seq;      /* first sequence wanted; 0 or 1: from the oldest retained */
     int idle_timeout_ms;    /* return 0 after this long without a message; <= 0: never */
     int request_timeout_ms; /* a replay that does not answer in this long fails (default 5000) */
+    /* A file holding the last sequence processed (see funnel_cursor_load). When it exists it
+     * overrides from_seq; it is rewritten after every message the callback processed. NULL:
+     * no cursor file. */
+    const char *cursor_path;
+    int rcvhwm;       /* ZMQ_RCVHWM of the live socket; <= 0: ZeroMQ's default (tests shrink it) */
+    int gap_probe_ms; /* when the stream is quiet this long, ask replay whether the tail of the
+                         stream was lost (a gap nothing later reveals); <= 0: 1000 */
 } funnel_follow_options_t;
 
-/* Replays from from_seq, then follows the live stream, delivering every output message once
- * and in sequence order: a gap in the live stream triggers a replay of the missing range.
+/* Replays from from_seq (or the cursor), then follows the live stream, delivering every output
+ * message once and in sequence order: a gap in the live stream, or a quiet spell, triggers a
+ * replay of the missing range. The callback returns 0 to go on, > 0 to stop after this message
+ * (both count it as processed and advance the cursor), < 0 to stop without processing it (the
+ * cursor stays before it, so a later follow delivers it again).
  * Returns the callback's non-zero value, 0 on idle timeout, FUNNEL_ETIMEDOUT when the replay
- * endpoint does not answer, FUNNEL_EBUS on socket errors. */
+ * endpoint does not answer, FUNNEL_EBUS on socket errors, FUNNEL_EIO when the cursor file
+ * cannot be read or written. */
 int funnel_client_follow(funnel_client_t *client, const char *publish_ep, const char *replay_ep,
                          const funnel_follow_options_t *opts, funnel_client_msg_cb cb, void *arg);
+
+/* ---- cursor files ---------------------------------------------------------------------- */
+
+/* Reads the sequence stored at path (decimal text). Returns 0 with *seq, 0 with *seq = 0 when
+ * the file does not exist (nothing processed yet), FUNNEL_EIO when it cannot be read or does
+ * not hold a number (a corrupt cursor is not silently reset: that would replay everything). */
+int funnel_cursor_load(const char *path, uint64_t *seq);
+
+/* Stores seq at path atomically: written to path.tmp, fsync'ed, renamed over path, and the
+ * directory fsync'ed, so after a crash the file holds either the old or the new value.
+ * Returns 0 or FUNNEL_EIO. */
+int funnel_cursor_save(const char *path, uint64_t seq);
 
 #endif

@@ -66,6 +66,9 @@ int funnel_codec_decode(const funnel_codec_limits_t *limits, const char *topic, 
 int funnel_codec_validate(const funnel_codec_limits_t *limits, funnel_body_t topic,
                           const funnel_envelope_t *env, int64_t now_ms, funnel_refusal_t *why);
 
+/* The body message of an envelope (borrowed from it), or NULL if none is set. */
+const ProtobufCMessage *funnel_envelope_body(const funnel_envelope_t *env);
+
 /* Frees a decoded envelope; NULL is allowed. Sets *env to NULL. */
 void funnel_envelope_free(funnel_envelope_t **env);
 

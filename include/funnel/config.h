@@ -11,7 +11,10 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "funnel/attribution.h"
+#include "funnel/ledger_plan.h"
 #include "funnel/log.h"
+#include "funnel/sla_config.h"
 #include "funnel/store.h"
 
 #define FUNNEL_CONFIG_MAX_CONNECT 16
@@ -32,7 +35,11 @@ typedef struct funnel_config {
     int64_t publish_hwm;       /* PUB high-water mark per subscriber, messages */
     funnel_log_level_t log_level;
     funnel_store_sync_t sync;
+    char *metrics; /* "127.0.0.1:9464": Prometheus /metrics and /healthz; "off" disables */
     /* Engine sections (config groups) follow, one struct per engine; see config.c sections[]. */
+    funnel_commission_config_t commission;   /* `commission { ... }`: the ledger's plan */
+    funnel_attribution_config_t attribution; /* `attribution { ... }`: models, windows */
+    funnel_sla_config_t sla; /* `sla { ... }`: calendars, SLA policies, lead quotas */
 } funnel_config_t;
 
 /* Fills cfg with the defaults. Returns 0 or FUNNEL_ENOMEM. */

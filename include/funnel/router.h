@@ -19,9 +19,20 @@ typedef struct funnel_engine {
     const char *name;
     void *self;
     /* Reacts to one newly recorded event. Returns 0 or a negative error, in which case the
-     * event's savepoint is rolled back and the event is not acknowledged. */
+     * event's savepoint is rolled back and the event is not acknowledged. Its only effects
+     * must be rows in the transaction: when any event of a batch fails, funneld rolls the
+     * batch back and runs it again, so on_event may see an event a second time. */
     int (*on_event)(void *self, funnel_router_t *router, const funnel_envelope_t *env,
                     int64_t now_ms);
+    /* Optional (NULL for engines without timers). The earliest event time at which on_timer
+     * has work, or INT64_MAX for none; read outside transactions, so kept in memory. */
+    int64_t (*next_deadline)(void *self);
+    /* Optional. Does the work due at or before now_ms inside a transaction of its own, like
+     * on_event (emitting through funnel_router_emit); a failure rolls it back for a retry. */
+    int (*on_timer)(void *self, funnel_router_t *router, int64_t now_ms);
+    /* Optional. The transaction the engine last wrote in was rolled back: in-memory state
+     * (such as a timer heap) must return to what the database holds. */
+    void (*on_rollback)(void *self);
 } funnel_engine_t;
 
 #define FUNNEL_ROUTER_MAX_ENGINES 8
@@ -39,6 +50,16 @@ funnel_store_t *funnel_router_store(funnel_router_t *router);
  * Returns 0, FUNNEL_EDUP (already recorded; nothing changed), or an error. */
 int funnel_router_apply(funnel_router_t *router, const funnel_envelope_t *env, const char *topic,
                         const uint8_t *envelope, size_t len, int64_t now_ms);
+
+/* The earliest deadline over all engines, INT64_MAX for none. */
+int64_t funnel_router_next_deadline(funnel_router_t *router);
+
+/* Runs on_timer of every engine whose deadline is at or before now_ms. Must be inside a
+ * transaction. 0 or the first error. */
+int funnel_router_fire_timers(funnel_router_t *router, int64_t now_ms);
+
+/* Tells every engine that the current transaction was rolled back (see on_rollback). */
+void funnel_router_rolled_back(funnel_router_t *router);
 
 /* Packs env and appends it to the outbox under topic; for engines. 0 or an error. */
 int funnel_router_emit(funnel_router_t *router, const char *topic, const funnel_envelope_t *env,

@@ -2,9 +2,10 @@
  *
  * One connection, owned by one thread (funneld's loop thread). Writes happen only between
  * funnel_store_begin() and funnel_store_commit(): the caller groups a batch of events into one
- * transaction (group commit) and wraps each event in a savepoint so one failing event does not
- * sink its neighbours. Outbox rows appended in a transaction become visible to the caller through
- * funnel_store_outbox_pending() only after COMMIT succeeded — that list is what may be published.
+ * transaction (group commit); should an event fail, it runs the batch again with each event in a
+ * savepoint so that one does not sink its neighbours. Outbox rows appended in a transaction become
+ * visible to the caller through funnel_store_outbox_pending() only after COMMIT succeeded — that
+ * list is what may be published.
  * Errors: FUNNEL_ESTORE with the SQLite message available from funnel_store_errmsg(). */
 #ifndef FUNNEL_STORE_H
 #define FUNNEL_STORE_H
@@ -58,6 +59,15 @@ void funnel_store_rollback(funnel_store_t *store);
 int funnel_store_savepoint(funnel_store_t *store);
 int funnel_store_savepoint_release(funnel_store_t *store);
 void funnel_store_savepoint_rollback(funnel_store_t *store);
+
+/* Copies the WAL back into the database when it has grown to 1000 pages (a PASSIVE checkpoint),
+ * at a moment the caller chooses. By default SQLite does this inside the COMMIT that crosses
+ * that size, so whatever waits for the COMMIT (acks, publishes) waits for the copy and its
+ * fsyncs too. The first call hands checkpoints over to this function for good: call it between
+ * transactions, after answering. COMMIT then checkpoints by itself only past 4000 pages, so the
+ * WAL stays bounded if the calls stop. Returns 0, FUNNEL_EINVAL inside a transaction or on a
+ * read-only store, or FUNNEL_ESTORE (the committed data is safe in the WAL all the same). */
+int funnel_store_checkpoint(funnel_store_t *store);
 
 /* --- rows ------------------------------------------------------------------------------- */
 typedef struct funnel_event_row {

@@ -294,3 +294,19 @@ uint8_t *fx_pack(const funnel_envelope_t *env, size_t *len)
     funnel__v1__envelope__pack(env, buf);
     return buf;
 }
+
+void fx_file_write(const char *dir, const char *name, const char *text, char *path, size_t path_len)
+{
+    snprintf(path, path_len, "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f, "%s: %s", path, strerror(errno));
+    fputs(text, f);
+    cr_assert_eq(fclose(f), 0, "%s: %s", path, strerror(errno));
+}
+
+void fx_daemon_finish(fx_daemon_t *d)
+{
+    int status = fx_daemon_stop(d);
+    if (status > 0)
+        fprintf(stderr, "FUNNEL TEST ERROR: funneld exited with status %d\n", status);
+}

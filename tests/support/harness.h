@@ -61,4 +61,12 @@ uint8_t *fx_pack(const funnel_envelope_t *env, size_t *len);
 /* Current real time in ms (events must be near now for funneld to accept them). */
 int64_t fx_now_ms(void);
 
+/* Writes text to dir/name (asserts on failure) and puts that path into path[0..path_len). */
+void fx_file_write(const char *dir, const char *name, const char *text, char *path,
+                   size_t path_len);
+
+/* fx_daemon_stop for a fini: a non-zero exit becomes a "FUNNEL TEST ERROR" line on stderr,
+ * which ctest turns into a failure even though the test itself has already passed. */
+void fx_daemon_finish(fx_daemon_t *d);
+
 #endif

@@ -1,0 +1,283 @@
+/* ledger.c — `funnelctl payout`, `funnelctl statement` and `funnelctl ledger check`.
+ *
+ * payout goes through funneld like any publisher (a commission.paid event on the submit
+ * socket): funneld is the ledger's one writer. statement and check only read the database.
+ * Dates are UTC: a period "2026-11" is [2026-11-01 00:00, 2026-12-01 00:00); --through
+ * "2026-11-30" includes the whole day, "2026-11" the whole month. */
+#include "funnelctl.h"
+
+#include "funnel/client.h"
+#include "funnel/error.h"
+#include "funnel/ledger.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Checks the --rep and date options every ledger command needs and parses the date. */
+static bool rep_and_date(const fctl_t *ctl, const char *date, const char *option, int64_t *start,
+                         int64_t *end)
+{
+    if (!ctl->rep || !*ctl->rep || !date) {
+        fprintf(stderr, "funnelctl: --rep and %s are required\n", option);
+        return false;
+    }
+    if (funnel_date_parse(date, start, end)) {
+        fprintf(stderr, "funnelctl: %s '%s' is not a UTC date YYYY-MM-DD or month YYYY-MM\n",
+                option, date);
+        return false;
+    }
+    return true;
+}
+
+/* Builds the commission.paid envelope; ids are derived from rep and date so that running the
+ * same payout twice is a duplicate funneld ignores. */
+static funnel_envelope_t *payout_envelope(const fctl_t *ctl, int64_t through_ms)
+{
+    char id[FUNNEL_ID_MAX + 2];
+    int n = snprintf(id, sizeof id, "payout:%s:%s", ctl->rep, ctl->through);
+    if (n < 0 || n > FUNNEL_ID_MAX) {
+        fprintf(stderr, "funnelctl: rep name too long for a payout id\n");
+        return NULL;
+    }
+    funnel_envelope_t *env = malloc(sizeof *env);
+    Funnel__V1__CommissionPaid *paid = malloc(sizeof *paid);
+    if (!env || !paid) {
+        free(env);
+        free(paid);
+        return NULL;
+    }
+    funnel__v1__envelope__init(env);
+    funnel__v1__commission_paid__init(paid);
+    env->body_case = FUNNEL__V1__ENVELOPE__BODY_COMMISSION_PAID;
+    env->commission_paid = paid;
+    paid->through_ms = through_ms;
+    env->occurred_at_ms = fctl_now_ms();
+    /* Each string is set only when its copy succeeded, so free_unpacked never meets the
+     * protobuf-c shared empty default as something to free. */
+    char *s;
+    if ((s = strdup(id)))
+        env->event_id = s;
+    if (s && (s = strdup(id)))
+        paid->payout_id = s;
+    if (s && (s = strdup(ctl->rep)))
+        paid->rep = s;
+    if (s && (s = strdup(ctl->source)))
+        env->source = s;
+    if (!s)
+        funnel_envelope_free(&env);
+    return env;
+}
+
+int fctl_cmd_payout(fctl_t *ctl)
+{
+    int64_t start, through_end;
+    if (!rep_and_date(ctl, ctl->through, "--through", &start, &through_end))
+        return FCTL_USAGE;
+    funnel_envelope_t *env = payout_envelope(ctl, through_end - 1);
+    if (!env)
+        return FCTL_REFUSED;
+    int status = fctl_submit(ctl, "commission.paid", env);
+    funnel_envelope_free(&env);
+    return status;
+}
+
+/* ---- statement ------------------------------------------------------------------------- */
+
+static void date_of(int64_t ms, char *out, size_t len)
+{
+    funnel_date_format(ms, out, len);
+}
+
+static void print_text(const fctl_t *ctl, const funnel_ledger_statement_t *st)
+{
+    char from[16], last[16];
+    date_of(st->from_ms, from, sizeof from);
+    date_of(st->to_ms - 1, last, sizeof last);
+    printf("statement rep=%s period=%s (UTC %s .. %s), amounts in minor units\n", ctl->rep,
+           ctl->period, from, last);
+    if (!st->n_sections)
+        printf("no postings\n");
+    for (size_t i = 0; i < st->n_sections; i++) {
+        const funnel_ledger_section_t *sec = &st->sections[i];
+        printf("\n%s\n  opening    %20lld\n", sec->currency, (long long)sec->opening);
+        for (size_t k = 0; k < sec->n_lines; k++) {
+            const funnel_ledger_posting_t *p = &sec->lines[k];
+            char day[16];
+            date_of(p->effective_ms, day, sizeof day);
+            printf("  %s %-8s %12lld  rate_bp=%lld role=%s client=%s entry=%s cause=%s "
+                   "subject=%s\n",
+                   day, p->kind, (long long)p->amount, (long long)p->rate_bp,
+                   p->role[0] ? p->role : "-", p->client_id[0] ? p->client_id : "-", p->entry_id,
+                   p->cause_event_id, p->subject_event_id);
+        }
+        printf("  accruals   %20lld\n  clawbacks  %20lld\n  payouts    %20lld\n"
+               "  closing    %20lld%s\n",
+               (long long)sec->accruals, (long long)sec->clawbacks, (long long)sec->payouts,
+               (long long)sec->closing, sec->reconciles ? "" : "  DOES NOT RECONCILE");
+    }
+}
+
+static void print_json(const fctl_t *ctl, const funnel_ledger_statement_t *st)
+{
+    json_t *root =
+        json_pack("{s:s, s:s, s:I, s:I, s:[]}", "rep", ctl->rep, "period", ctl->period, "from_ms",
+                  (json_int_t)st->from_ms, "to_ms", (json_int_t)st->to_ms, "currencies");
+    json_t *list = root ? json_object_get(root, "currencies") : NULL;
+    for (size_t i = 0; list && i < st->n_sections; i++) {
+        const funnel_ledger_section_t *sec = &st->sections[i];
+        json_t *lines = json_array();
+        for (size_t k = 0; lines && k < sec->n_lines; k++) {
+            const funnel_ledger_posting_t *p = &sec->lines[k];
+            json_array_append_new(
+                lines,
+                json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I}", "entry_id",
+                          p->entry_id, "kind", p->kind, "role", p->role, "client_id", p->client_id,
+                          "cause_event_id", p->cause_event_id, "subject_event_id",
+                          p->subject_event_id, "amount", (json_int_t)p->amount, "rate_bp",
+                          (json_int_t)p->rate_bp, "effective_ms", (json_int_t)p->effective_ms,
+                          "posted_at_ms", (json_int_t)p->posted_at_ms));
+        }
+        json_array_append_new(
+            list,
+            json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:b, s:o}", "currency", sec->currency,
+                      "opening", (json_int_t)sec->opening, "accruals", (json_int_t)sec->accruals,
+                      "clawbacks", (json_int_t)sec->clawbacks, "payouts", (json_int_t)sec->payouts,
+                      "closing", (json_int_t)sec->closing, "reconciles", sec->reconciles, "lines",
+                      lines ? lines : json_null()));
+    }
+    char *text = root ? json_dumps(root, JSON_INDENT(2)) : NULL;
+    if (text)
+        printf("%s\n", text);
+    free(text);
+    json_decref(root);
+}
+
+/* Writes one CSV field, quoted when it holds a separator, a quote or a line break (RFC 4180). */
+static void csv_field(const char *s, bool last)
+{
+    if (strpbrk(s, ",\"\r\n")) {
+        putchar('"');
+        for (; *s; s++) {
+            if (*s == '"')
+                putchar('"');
+            putchar(*s);
+        }
+        putchar('"');
+    } else {
+        fputs(s, stdout);
+    }
+    putchar(last ? '\n' : ',');
+}
+
+/* One CSV row: a summary row has only row, currency and amount. */
+static void csv_row(const char *row, const char *currency, const funnel_ledger_posting_t *p,
+                    int64_t amount)
+{
+    char num[32], rate[32], day[16] = "";
+    snprintf(num, sizeof num, "%lld", (long long)amount);
+    snprintf(rate, sizeof rate, "%lld", p ? (long long)p->rate_bp : 0LL);
+    if (p)
+        date_of(p->effective_ms, day, sizeof day);
+    const char *fields[] = {row,
+                            currency,
+                            day,
+                            p ? p->kind : "",
+                            p ? p->role : "",
+                            p ? p->client_id : "",
+                            p ? p->entry_id : "",
+                            p ? p->cause_event_id : "",
+                            p ? p->subject_event_id : "",
+                            p ? rate : "",
+                            num};
+    size_t n = sizeof fields / sizeof fields[0];
+    for (size_t i = 0; i < n; i++)
+        csv_field(fields[i], i + 1 == n);
+}
+
+static void print_csv(const funnel_ledger_statement_t *st)
+{
+    printf("row,currency,date,kind,role,client_id,entry_id,cause_event_id,subject_event_id,"
+           "rate_bp,amount\n");
+    for (size_t i = 0; i < st->n_sections; i++) {
+        const funnel_ledger_section_t *sec = &st->sections[i];
+        csv_row("opening", sec->currency, NULL, sec->opening);
+        for (size_t k = 0; k < sec->n_lines; k++)
+            csv_row("posting", sec->currency, &sec->lines[k], sec->lines[k].amount);
+        csv_row("accruals", sec->currency, NULL, sec->accruals);
+        csv_row("clawbacks", sec->currency, NULL, sec->clawbacks);
+        csv_row("payouts", sec->currency, NULL, sec->payouts);
+        csv_row("closing", sec->currency, NULL, sec->closing);
+    }
+}
+
+int fctl_cmd_statement(fctl_t *ctl)
+{
+    int64_t from, to;
+    if (!rep_and_date(ctl, ctl->period, "--period", &from, &to))
+        return FCTL_USAGE;
+    if (ctl->json && ctl->csv) {
+        fprintf(stderr, "funnelctl: --json and --csv exclude each other\n");
+        return FCTL_USAGE;
+    }
+    funnel_store_t *store = fctl_store_open(ctl);
+    if (!store)
+        return FCTL_REFUSED;
+    funnel_ledger_statement_t *st = NULL;
+    int rc = funnel_ledger_statement(store, ctl->rep, from, to, &st);
+    int status = FCTL_REFUSED;
+    if (rc) {
+        fprintf(stderr, "funnelctl: statement failed: %s: %s\n", funnel_strerror(rc),
+                funnel_store_errmsg(store));
+    } else {
+        if (ctl->json)
+            print_json(ctl, st);
+        else if (ctl->csv)
+            print_csv(st);
+        else
+            print_text(ctl, st);
+        status = FCTL_OK;
+        for (size_t i = 0; i < st->n_sections; i++)
+            if (!st->sections[i].reconciles)
+                status = FCTL_REFUSED;
+    }
+    funnel_ledger_statement_free(&st);
+    funnel_store_destroy(&store);
+    return status;
+}
+
+/* ---- ledger check ---------------------------------------------------------------------- */
+
+static void print_problem(const char *problem, void *arg)
+{
+    (void)arg;
+    printf("problem: %s\n", problem);
+}
+
+int fctl_cmd_ledger(fctl_t *ctl)
+{
+    if (strcmp(ctl->args[0], "check") != 0) {
+        fprintf(stderr, "funnelctl: unknown ledger command '%s' (try: ledger check)\n",
+                ctl->args[0]);
+        return FCTL_USAGE;
+    }
+    funnel_store_t *store = fctl_store_open(ctl);
+    if (!store)
+        return FCTL_REFUSED;
+    int64_t problems = 0, postings = 0, balances = 0;
+    int rc = funnel_ledger_check(store, print_problem, NULL, &problems, &postings, &balances);
+    int status = FCTL_REFUSED;
+    if (rc)
+        fprintf(stderr, "funnelctl: ledger check could not run: %s\n", funnel_store_errmsg(store));
+    else if (problems)
+        printf("ledger check FAILED: %lld problem(s) in %lld postings, %lld balances\n",
+               (long long)problems, (long long)postings, (long long)balances);
+    else {
+        printf("ledger check ok: %lld postings balance, %lld balances equal their postings\n",
+               (long long)postings, (long long)balances);
+        status = FCTL_OK;
+    }
+    funnel_store_destroy(&store);
+    return status;
+}

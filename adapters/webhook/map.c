@@ -1,0 +1,317 @@
+/* map.c — provider payloads to funnel events. Each mapper emits {"topic", "event"} items in the
+ * JSON form funnel_json_envelope_build reads, so the one generic proto3 mapper builds every
+ * envelope and funneld validates it; the mappers only know the providers' shapes.
+ *
+ * Event ids come from the provider wherever it has one, so its retries are duplicates here. */
+#include "webhook.h"
+
+#include "funnel/error.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Appends {"topic": topic, "event": event} to out, taking the reference to event. */
+static int push(json_t *out, const char *topic, json_t *event)
+{
+    json_t *item = event ? json_pack("{s:s, s:o}", "topic", topic, "event", event) : NULL;
+    if (!item || json_array_append_new(out, item))
+        return FUNNEL_ENOMEM;
+    return 0;
+}
+
+static const char *str_at(const json_t *obj, const char *key)
+{
+    return json_string_value(json_object_get(obj, key));
+}
+
+/* An integer member, also accepted as a decimal string (HubSpot sends both forms). */
+static bool int_at(const json_t *obj, const char *key, json_int_t *out)
+{
+    const json_t *v = json_object_get(obj, key);
+    if (json_is_integer(v)) {
+        *out = json_integer_value(v);
+        return true;
+    }
+    const char *s = json_string_value(v);
+    char *end;
+    if (!s || !*s)
+        return false;
+    *out = strtoll(s, &end, 10);
+    return *end == '\0';
+}
+
+/* ---- Stripe ------------------------------------------------------------------------------ */
+
+/* The amount, currency (upper-cased: Stripe sends "usd", ISO 4217 and funneld want "USD") and
+ * client of a Stripe object. The client is metadata.client_id when the integration set one,
+ * else the Stripe customer id. */
+static json_t *stripe_money(const json_t *obj, json_int_t minor)
+{
+    char cur[8] = "";
+    const char *c = str_at(obj, "currency");
+    for (size_t i = 0; c && c[i] && i < sizeof cur - 1; i++)
+        cur[i] = (char)toupper((unsigned char)c[i]), cur[i + 1] = '\0';
+    return json_pack("{s:I, s:s}", "minor", minor, "currency", cur);
+}
+
+static const char *stripe_client(const json_t *obj)
+{
+    const char *meta = str_at(json_object_get(obj, "metadata"), "client_id");
+    const char *cust = str_at(obj, "customer");
+    return meta ? meta : cust ? cust : "";
+}
+
+int funnel_stripe_map(const json_t *ev, json_t **out, size_t *ignored, char *why, size_t why_len)
+{
+    const char *id = str_at(ev, "id"), *type = str_at(ev, "type");
+    const json_t *obj = json_object_get(json_object_get(ev, "data"), "object");
+    json_int_t created = 0, minor = 0;
+    if (!id || !type || !json_is_object(obj) || !int_at(ev, "created", &created)) {
+        snprintf(why, why_len, "not a Stripe event: id, type, created and data.object needed");
+        return FUNNEL_EINVAL;
+    }
+    if (!(*out = json_array()))
+        return FUNNEL_ENOMEM;
+    const char *pi = str_at(obj, "payment_intent"), *oid = str_at(obj, "id");
+    const char *payment = pi ? pi : oid ? oid : "";
+    json_t *event = NULL;
+    const char *topic = NULL;
+    if (!strcmp(type, "payment_intent.succeeded") || !strcmp(type, "invoice.paid")) {
+        /* A payment intent reports amount_received; an invoice amount_paid. */
+        if (!int_at(obj, "amount_received", &minor) && !int_at(obj, "amount_paid", &minor))
+            int_at(obj, "amount", &minor);
+        topic = "payment.received";
+        event = json_pack("{s:s, s:I, s:s, s:s, s:s, s:o}", "eventId", id, "occurredAtMs",
+                          created * 1000, "source", "stripe", "paymentId", payment, "clientId",
+                          stripe_client(obj), "amount", stripe_money(obj, minor));
+    } else if (!strcmp(type, "charge.refunded")) {
+        /* amount_refunded is cumulative; the newest refund (first in the list) is this one. */
+        const json_t *refund =
+            json_array_get(json_object_get(json_object_get(obj, "refunds"), "data"), 0);
+        const char *refund_id = str_at(refund, "id");
+        if (!refund || !int_at(refund, "amount", &minor))
+            int_at(obj, "amount_refunded", &minor);
+        topic = "payment.refunded";
+        event = json_pack("{s:s, s:I, s:s, s:s, s:s, s:s, s:o}", "eventId", id, "occurredAtMs",
+                          created * 1000, "source", "stripe", "refundId",
+                          refund_id ? refund_id : id, "paymentId", payment, "clientId",
+                          stripe_client(obj), "amount", stripe_money(obj, minor));
+    } else {
+        ++*ignored;
+        return 0;
+    }
+    if (push(*out, topic, event)) {
+        json_decref(*out);
+        *out = NULL;
+        return FUNNEL_ENOMEM;
+    }
+    return 0;
+}
+
+/* ---- HubSpot ----------------------------------------------------------------------------- */
+
+/* lifecyclestage values (HubSpot's internal names) and what they mean here. */
+static const struct {
+    const char *value;
+    const char *topic;
+    const char *key, *enum_name; /* "stage" MQL/SQL or "outcome" WON */
+} hubspot_stages[] = {
+    {"marketingqualifiedlead", "lead.qualified", "stage", "MQL"},
+    {"salesqualifiedlead", "lead.qualified", "stage", "SQL"},
+    {"customer", "lead.closed", "outcome", "WON"},
+    {"other", "lead.closed", "outcome", "DISQUALIFIED"},
+};
+
+/* Maps one HubSpot event into out; a type or property nothing maps only bumps *ignored. */
+static int hubspot_one(const json_t *e, json_t *out, size_t *ignored, char *why, size_t why_len)
+{
+    json_int_t eid, oid, at;
+    const char *type = str_at(e, "subscriptionType");
+    if (!type || !int_at(e, "eventId", &eid) || !int_at(e, "objectId", &oid) ||
+        !int_at(e, "occurredAt", &at)) {
+        snprintf(why, why_len,
+                 "not a HubSpot event: subscriptionType, eventId, objectId, occurredAt needed");
+        return FUNNEL_EINVAL;
+    }
+    char event_id[64], lead[32];
+    snprintf(event_id, sizeof event_id, "hubspot-%lld", (long long)eid);
+    snprintf(lead, sizeof lead, "%lld", (long long)oid);
+    if (!strcmp(type, "contact.creation"))
+        return push(out, "lead.created",
+                    json_pack("{s:s, s:I, s:s, s:s}", "eventId", event_id, "occurredAtMs", at,
+                              "source", "hubspot", "leadId", lead));
+    const char *prop = str_at(e, "propertyName"), *value = str_at(e, "propertyValue");
+    if (!strcmp(type, "contact.propertyChange") && prop && value &&
+        !strcmp(prop, "lifecyclestage")) {
+        for (size_t i = 0; i < sizeof hubspot_stages / sizeof hubspot_stages[0]; i++)
+            if (!strcmp(value, hubspot_stages[i].value))
+                return push(out, hubspot_stages[i].topic,
+                            json_pack("{s:s, s:I, s:s, s:s, s:s}", "eventId", event_id,
+                                      "occurredAtMs", at, "source", "hubspot", "leadId", lead,
+                                      hubspot_stages[i].key, hubspot_stages[i].enum_name));
+    }
+    ++*ignored;
+    return 0;
+}
+
+int funnel_hubspot_map(const json_t *events, json_t **out, size_t *ignored, char *why,
+                       size_t why_len)
+{
+    /* HubSpot batches up to 100 events per request as an array. */
+    if (!json_is_array(events)) {
+        snprintf(why, why_len, "a HubSpot webhook body is a JSON array of events");
+        return FUNNEL_EINVAL;
+    }
+    if (!(*out = json_array()))
+        return FUNNEL_ENOMEM;
+    size_t i;
+    const json_t *e;
+    json_array_foreach(events, i, e)
+    {
+        int rc = hubspot_one(e, *out, ignored, why, why_len);
+        if (rc) {
+            json_decref(*out);
+            *out = NULL;
+            return rc;
+        }
+    }
+    return 0;
+}
+
+/* ---- amoCRM ------------------------------------------------------------------------------ */
+
+#define AMO_MAX_LEADS 64
+
+/* The fields of one lead in leads[add][N][...] or leads[status][N][...]. */
+typedef struct amo_lead {
+    bool present;
+    char id[FUNNEL_WEBHOOK_ID_MAX];
+    char owner[FUNNEL_WEBHOOK_ID_MAX]; /* responsible_user_id */
+    int64_t status_id;
+    int64_t at_s; /* last_modified, updated_at or date_create: Unix seconds */
+} amo_lead_t;
+
+/* Decodes application/x-www-form-urlencoded text of len bytes into out (NUL-terminated). */
+static void url_decode(const char *s, size_t len, char *out, size_t out_len)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < len && o + 1 < out_len; i++) {
+        unsigned int c;
+        if (s[i] == '+')
+            out[o++] = ' ';
+        else if (s[i] == '%' && i + 2 < len && sscanf(s + i + 1, "%2x", &c) == 1) {
+            out[o++] = (char)c;
+            i += 2;
+        } else
+            out[o++] = s[i];
+    }
+    out[o] = '\0';
+}
+
+/* Files one decoded key=value into the add or status tables. Unknown keys are ignored: amoCRM
+ * sends many more fields (account, custom fields) than the funnel needs. */
+static void amo_field(const char *key, const char *value, amo_lead_t *add, amo_lead_t *status)
+{
+    char kind[16], field[48];
+    unsigned idx;
+    if (sscanf(key, "leads[%15[a-z]][%u][%47[a-z_]]", kind, &idx, field) != 3 ||
+        idx >= AMO_MAX_LEADS)
+        return;
+    amo_lead_t *l = !strcmp(kind, "add")      ? &add[idx]
+                    : !strcmp(kind, "status") ? &status[idx]
+                                              : NULL;
+    if (!l)
+        return;
+    l->present = true;
+    if (!strcmp(field, "id"))
+        snprintf(l->id, sizeof l->id, "%s", value);
+    else if (!strcmp(field, "responsible_user_id"))
+        snprintf(l->owner, sizeof l->owner, "%s", value);
+    else if (!strcmp(field, "status_id"))
+        l->status_id = strtoll(value, NULL, 10);
+    else if (!strcmp(field, "last_modified") || !strcmp(field, "updated_at") ||
+             (!strcmp(field, "date_create") && !l->at_s))
+        l->at_s = strtoll(value, NULL, 10);
+}
+
+static const char *const amo_stage_topic[] = {"lead.qualified", "lead.qualified", "lead.closed",
+                                              "lead.closed"};
+static const char *const amo_stage_key[] = {"stage", "stage", "outcome", "outcome"};
+static const char *const amo_stage_value[] = {"MQL", "SQL", "WON", "LOST"};
+
+/* Appends the event of a status change; a status the config does not map bumps *ignored. */
+static int amo_status_event(const funnel_webhook_config_t *cfg, const amo_lead_t *l, int64_t now_ms,
+                            json_t *out, size_t *ignored)
+{
+    for (size_t i = 0; i < cfg->n_amo_statuses; i++) {
+        if (cfg->amo_statuses[i].status_id != l->status_id)
+            continue;
+        funnel_amo_stage_t st = cfg->amo_statuses[i].stage;
+        char event_id[FUNNEL_WEBHOOK_ID_MAX + 64];
+        /* amoCRM has no event id; lead, status and change time identify the change, and its
+         * retries carry the same three. */
+        snprintf(event_id, sizeof event_id, "amocrm-%s-status-%lld-%lld", l->id,
+                 (long long)l->status_id, (long long)l->at_s);
+        return push(out, amo_stage_topic[st],
+                    json_pack("{s:s, s:I, s:s, s:s, s:s}", "eventId", event_id, "occurredAtMs",
+                              l->at_s ? (json_int_t)l->at_s * 1000 : (json_int_t)now_ms, "source",
+                              "amocrm", "leadId", l->id, amo_stage_key[st], amo_stage_value[st]));
+    }
+    ++*ignored;
+    return 0;
+}
+
+int funnel_amocrm_map(const funnel_webhook_config_t *cfg, const char *form, size_t len,
+                      int64_t now_ms, json_t **out, size_t *ignored, char *why, size_t why_len)
+{
+    amo_lead_t *add = calloc(2 * AMO_MAX_LEADS, sizeof *add), *status = add + AMO_MAX_LEADS;
+    int rc = add ? 0 : FUNNEL_ENOMEM;
+    *out = NULL;
+    if (!rc && !(*out = json_array()))
+        rc = FUNNEL_ENOMEM;
+    for (size_t at = 0; !rc && at < len;) {
+        size_t pair = 0;
+        while (at + pair < len && form[at + pair] != '&')
+            pair++;
+        const char *eq = memchr(form + at, '=', pair);
+        char key[128], value[FUNNEL_WEBHOOK_ID_MAX];
+        if (eq) {
+            url_decode(form + at, (size_t)(eq - form - at), key, sizeof key);
+            url_decode(eq + 1, pair - (size_t)(eq + 1 - form - at), value, sizeof value);
+            amo_field(key, value, add, status);
+        }
+        at += pair + 1;
+    }
+    bool any = false;
+    for (size_t i = 0; !rc && i < AMO_MAX_LEADS; i++) {
+        any = any || add[i].present || status[i].present;
+        if ((add[i].present && !add[i].id[0]) || (status[i].present && !status[i].id[0])) {
+            snprintf(why, why_len, "amoCRM lead %zu has no id", i);
+            rc = FUNNEL_EINVAL;
+            break;
+        }
+        if (add[i].present) {
+            char event_id[FUNNEL_WEBHOOK_ID_MAX + 16];
+            snprintf(event_id, sizeof event_id, "amocrm-%s-add", add[i].id);
+            json_int_t at = add[i].at_s ? (json_int_t)add[i].at_s * 1000 : (json_int_t)now_ms;
+            rc =
+                push(*out, "lead.created",
+                     json_pack("{s:s, s:I, s:s, s:s, s:s}", "eventId", event_id, "occurredAtMs", at,
+                               "source", "amocrm", "leadId", add[i].id, "owner", add[i].owner));
+        }
+        if (!rc && status[i].present)
+            rc = amo_status_event(cfg, &status[i], now_ms, *out, ignored);
+    }
+    if (!rc && !any) {
+        snprintf(why, why_len, "no leads[add] or leads[status] in the amoCRM form");
+        rc = FUNNEL_EINVAL;
+    }
+    free(add);
+    if (rc && *out) {
+        json_decref(*out);
+        *out = NULL;
+    }
+    return rc;
+}

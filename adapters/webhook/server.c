@@ -1,0 +1,467 @@
+/* server.c — funnel-webhook's HTTP side: libmicrohttpd with its internal polling thread.
+ *
+ * One thread serves every request, one at a time, and is the only user of the funnel client;
+ * a request blocks that thread while it waits for funneld's acks (bounded by submit_timeout_ms
+ * times submit_attempts). That is deliberate: webhooks are low-volume, and answering late is
+ * safe, since the providers retry and event ids make retries duplicates. */
+#include "webhook.h"
+
+#include "funnel/client.h"
+#include "funnel/error.h"
+#include "funnel/json.h"
+
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <openssl/crypto.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+struct funnel_webhook {
+    const funnel_webhook_config_t *cfg;
+    const funnel_log_t *log;
+    funnel_client_t *client; /* used only by the MHD thread */
+    struct MHD_Daemon *httpd;
+    pthread_mutex_t lock; /* guards stats, which other threads read */
+    funnel_webhook_stats_t stats;
+};
+
+/* A request being received: the body, capped at max_body_bytes. */
+typedef struct request {
+    char *body;
+    size_t len;
+    bool too_large;
+} request_t;
+
+/* What a request ends with. */
+typedef struct reply {
+    unsigned int status;
+    char body[512];
+    bool retry_after;
+} reply_t;
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void count(funnel_webhook_t *wh, uint64_t *field, uint64_t n)
+{
+    pthread_mutex_lock(&wh->lock);
+    *field += n;
+    pthread_mutex_unlock(&wh->lock);
+}
+
+/* A {"error": why} reply; the refusal is logged with the request line. */
+static void refuse(funnel_webhook_t *wh, reply_t *r, unsigned int status, const char *method,
+                   const char *url, const char *why)
+{
+    json_t *o = json_pack("{s:s}", "error", why);
+    char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    r->status = status;
+    snprintf(r->body, sizeof r->body, "%s", text ? text : "{}");
+    free(text);
+    json_decref(o);
+    funnel_log_warn(wh->log, "refused %s %s: %u %s", method, url, status, why);
+    count(wh, status == MHD_HTTP_SERVICE_UNAVAILABLE ? &wh->stats.unavailable : &wh->stats.refused,
+          1);
+    r->retry_after = status == MHD_HTTP_SERVICE_UNAVAILABLE;
+}
+
+/* True when the Content-Type's media type is want (parameters like charset ignored). */
+static bool content_type_is(struct MHD_Connection *conn, const char *want)
+{
+    const char *ct = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Type");
+    size_t n = strlen(want);
+    return ct && !strncasecmp(ct, want, n) && (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ');
+}
+
+/* Outcome of submitting a list of mapped events. */
+typedef struct submit_tally {
+    size_t ok, duplicate;
+    bool unreachable;
+    char rejected[300]; /* the first refusal, "event_id: reason" */
+    char last_id[FUNNEL_WEBHOOK_ID_MAX];
+} submit_tally_t;
+
+/* Builds and submits one event; fills the tally. Returns 0, or FUNNEL_EINVAL when the event did
+ * not map to an Envelope (why says so). */
+static int submit_event(funnel_webhook_t *wh, const char *topic, const char *json,
+                        submit_tally_t *t, char *why, size_t why_len)
+{
+    funnel_body_t body;
+    funnel_envelope_t *env = NULL;
+    if (funnel_topic_lookup(topic, strlen(topic), &body)) {
+        snprintf(why, why_len, "'%s' is not an ingest topic", topic);
+        return FUNNEL_EINVAL;
+    }
+    if (funnel_json_envelope_build(body, json, wall_ms(), &env, why, why_len))
+        return FUNNEL_EINVAL;
+    /* An empty source keeps protobuf-c's shared default string, so nothing is leaked. */
+    if (!env->source[0] && !(env->source = strdup("webhook"))) {
+        funnel_envelope_free(&env);
+        return FUNNEL_ENOMEM;
+    }
+    funnel_submit_options_t o = {(int)wh->cfg->submit_timeout_ms, (int)wh->cfg->submit_attempts,
+                                 100};
+    funnel_submit_result_t res;
+    int rc = funnel_client_submit(wh->client, wh->cfg->submit, topic, env, &o, &res);
+    snprintf(t->last_id, sizeof t->last_id, "%s", env->event_id);
+    if (rc) {
+        funnel_log_error(wh->log, "funneld at %s: %s (event %s)", wh->cfg->submit,
+                         funnel_strerror(rc), env->event_id);
+        t->unreachable = true;
+    } else if (res.status == FUNNEL_SUBMIT_REJECTED && !t->rejected[0]) {
+        snprintf(t->rejected, sizeof t->rejected, "%s: %s", env->event_id, res.reason);
+    } else {
+        t->ok += res.status == FUNNEL_SUBMIT_OK;
+        t->duplicate += res.status == FUNNEL_SUBMIT_DUPLICATE;
+    }
+    funnel_envelope_free(&env);
+    return 0;
+}
+
+/* Submits every {"topic","event"} item, stopping at the first one funneld cannot take. */
+static int submit_all(funnel_webhook_t *wh, const json_t *items, submit_tally_t *t, char *why,
+                      size_t why_len)
+{
+    size_t i;
+    const json_t *item;
+    json_array_foreach(items, i, item)
+    {
+        char *json = json_dumps(json_object_get(item, "event"), JSON_COMPACT);
+        int rc = json ? submit_event(wh, json_string_value(json_object_get(item, "topic")), json, t,
+                                     why, why_len)
+                      : FUNNEL_ENOMEM;
+        free(json);
+        if (rc || t->unreachable)
+            return rc;
+    }
+    return 0;
+}
+
+/* Turns the tally into the reply: 503 when funneld was not reached, 400 when it refused,
+ * else success (ok_status when something new was recorded, 200 for duplicates only). */
+static void answer_tally(funnel_webhook_t *wh, reply_t *r, const submit_tally_t *t,
+                         unsigned int ok_status, size_t ignored, const char *method,
+                         const char *url)
+{
+    count(wh, &wh->stats.accepted, t->ok);
+    count(wh, &wh->stats.duplicates, t->duplicate);
+    count(wh, &wh->stats.ignored, ignored);
+    if (t->unreachable) {
+        refuse(wh, r, MHD_HTTP_SERVICE_UNAVAILABLE, method, url, "funneld is unreachable");
+        return;
+    }
+    if (t->rejected[0]) {
+        refuse(wh, r, MHD_HTTP_BAD_REQUEST, method, url, t->rejected);
+        return;
+    }
+    r->status = t->ok || !t->duplicate ? ok_status : MHD_HTTP_OK;
+    json_t *o =
+        json_pack("{s:s, s:I, s:I, s:I}", "eventId", t->last_id, "accepted", (json_int_t)t->ok,
+                  "duplicates", (json_int_t)t->duplicate, "ignored", (json_int_t)ignored);
+    char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    snprintf(r->body, sizeof r->body, "%s", text ? text : "{}");
+    free(text);
+    json_decref(o);
+}
+
+/* Constant-time comparison of a presented secret with the configured one. */
+static bool secret_eq(const char *given, const char *want)
+{
+    size_t n = strlen(want);
+    return given && strlen(given) == n && CRYPTO_memcmp(given, want, n) == 0;
+}
+
+/* POST /v1/events/{topic}: a funnel event as proto3 JSON, bearer-token protected. */
+static void handle_events(funnel_webhook_t *wh, struct MHD_Connection *conn, const char *url,
+                          request_t *rq, reply_t *r)
+{
+    const char *topic = url + strlen("/v1/events/");
+    const char *auth = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
+    char why[256] = "";
+    if (!wh->cfg->token[0] || !auth || strncmp(auth, "Bearer ", 7) ||
+        !secret_eq(auth + 7, wh->cfg->token)) {
+        refuse(wh, r, MHD_HTTP_UNAUTHORIZED, "POST", url, "missing or wrong bearer token");
+        return;
+    }
+    if (!content_type_is(conn, "application/json")) {
+        refuse(wh, r, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, "POST", url,
+               "Content-Type must be application/json");
+        return;
+    }
+    submit_tally_t t = {0};
+    if (submit_event(wh, topic, rq->body, &t, why, sizeof why)) {
+        refuse(wh, r, MHD_HTTP_BAD_REQUEST, "POST", url, why);
+        return;
+    }
+    answer_tally(wh, r, &t, MHD_HTTP_ACCEPTED, 0, "POST", url);
+}
+
+/* A provider webhook: verify, map, submit. mapped is NULL when verification or mapping refused
+ * the request (r is then filled). */
+typedef int (*provider_map_fn)(funnel_webhook_t *wh, struct MHD_Connection *conn, const char *url,
+                               request_t *rq, json_t **mapped, size_t *ignored, char *why,
+                               size_t why_len);
+
+/* Parses a verified JSON body and maps it with a provider's JSON mapper. */
+static int map_json_body(request_t *rq,
+                         int (*map)(const json_t *, json_t **, size_t *, char *, size_t),
+                         json_t **mapped, size_t *ignored, char *why, size_t why_len)
+{
+    json_t *ev = json_loadb(rq->body, rq->len, 0, NULL);
+    if (!ev) {
+        snprintf(why, why_len, "body is not JSON");
+        return FUNNEL_EINVAL;
+    }
+    int rc = map(ev, mapped, ignored, why, why_len);
+    json_decref(ev);
+    return rc;
+}
+
+static int map_stripe(funnel_webhook_t *wh, struct MHD_Connection *conn, const char *url,
+                      request_t *rq, json_t **mapped, size_t *ignored, char *why, size_t why_len)
+{
+    (void)url;
+    const char *sig = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Stripe-Signature");
+    int rc = funnel_stripe_verify(wh->cfg->stripe_secret, sig, rq->body, rq->len, wall_ms() / 1000,
+                                  wh->cfg->tolerance_s, why, why_len);
+    return rc ? rc : map_json_body(rq, funnel_stripe_map, mapped, ignored, why, why_len);
+}
+
+static int map_hubspot(funnel_webhook_t *wh, struct MHD_Connection *conn, const char *url,
+                       request_t *rq, json_t **mapped, size_t *ignored, char *why, size_t why_len)
+{
+    /* HubSpot signs the full URL it called: the configured public base plus the path. */
+    char uri[1024];
+    snprintf(uri, sizeof uri, "%s%s", wh->cfg->hubspot_base_url, url);
+    int rc = funnel_hubspot_verify(
+        wh->cfg->hubspot_secret, "POST", uri, rq->body, rq->len,
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-HubSpot-Request-Timestamp"),
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-HubSpot-Signature-v3"), wall_ms(),
+        wh->cfg->tolerance_s * 1000, why, why_len);
+    return rc ? rc : map_json_body(rq, funnel_hubspot_map, mapped, ignored, why, why_len);
+}
+
+static int map_amocrm(funnel_webhook_t *wh, struct MHD_Connection *conn, const char *url,
+                      request_t *rq, json_t **mapped, size_t *ignored, char *why, size_t why_len)
+{
+    (void)url;
+    /* amoCRM cannot sign its webhooks: a secret token in the URL it is given stands in. */
+    const char *token = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "token");
+    if (!secret_eq(token, wh->cfg->amocrm_token)) {
+        snprintf(why, why_len, "missing or wrong token");
+        return FUNNEL_EINVAL;
+    }
+    return funnel_amocrm_map(wh->cfg, rq->body, rq->len, wall_ms(), mapped, ignored, why, why_len);
+}
+
+static void handle_provider(funnel_webhook_t *wh, struct MHD_Connection *conn, const char *url,
+                            request_t *rq, reply_t *r, const char *secret, const char *content_type,
+                            provider_map_fn map)
+{
+    char why[256] = "";
+    json_t *mapped = NULL;
+    size_t ignored = 0;
+    if (!secret[0]) {
+        refuse(wh, r, MHD_HTTP_NOT_FOUND, "POST", url, "endpoint not configured");
+        return;
+    }
+    if (!content_type_is(conn, content_type)) {
+        snprintf(why, sizeof why, "Content-Type must be %s", content_type);
+        refuse(wh, r, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, "POST", url, why);
+        return;
+    }
+    int rc = map(wh, conn, url, rq, &mapped, &ignored, why, sizeof why);
+    if (rc) {
+        refuse(wh, r, rc == FUNNEL_ENOMEM ? MHD_HTTP_INTERNAL_SERVER_ERROR : MHD_HTTP_BAD_REQUEST,
+               "POST", url, rc == FUNNEL_ENOMEM ? "out of memory" : why);
+        return;
+    }
+    submit_tally_t t = {0};
+    if (submit_all(wh, mapped, &t, why, sizeof why))
+        refuse(wh, r, MHD_HTTP_BAD_REQUEST, "POST", url, why);
+    else
+        answer_tally(wh, r, &t, MHD_HTTP_OK, ignored, "POST", url);
+    json_decref(mapped);
+}
+
+/* GET /metrics: the counters in Prometheus text exposition. */
+static void handle_metrics(funnel_webhook_t *wh, reply_t *r)
+{
+    funnel_webhook_stats_t s;
+    funnel_webhook_stats(wh, &s);
+    r->status = MHD_HTTP_OK;
+    snprintf(r->body, sizeof r->body,
+             "# TYPE funnel_webhook_requests_total counter\n"
+             "funnel_webhook_requests_total %llu\n"
+             "# TYPE funnel_webhook_events_total counter\n"
+             "funnel_webhook_events_total{result=\"accepted\"} %llu\n"
+             "funnel_webhook_events_total{result=\"duplicate\"} %llu\n"
+             "funnel_webhook_events_total{result=\"ignored\"} %llu\n"
+             "# TYPE funnel_webhook_refused_total counter\n"
+             "funnel_webhook_refused_total{status=\"4xx\"} %llu\n"
+             "funnel_webhook_refused_total{status=\"503\"} %llu\n",
+             (unsigned long long)s.requests, (unsigned long long)s.accepted,
+             (unsigned long long)s.duplicates, (unsigned long long)s.ignored,
+             (unsigned long long)s.refused, (unsigned long long)s.unavailable);
+}
+
+static void route(funnel_webhook_t *wh, struct MHD_Connection *conn, const char *method,
+                  const char *url, request_t *rq, reply_t *r)
+{
+    const funnel_webhook_config_t *c = wh->cfg;
+    bool post = !strcmp(method, "POST");
+    count(wh, &wh->stats.requests, 1);
+    if (!strcmp(method, "GET") && !strcmp(url, "/healthz")) {
+        r->status = MHD_HTTP_OK;
+        snprintf(r->body, sizeof r->body, "ok\n");
+    } else if (!strcmp(method, "GET") && !strcmp(url, "/metrics")) {
+        handle_metrics(wh, r);
+    } else if (rq->too_large) {
+        refuse(wh, r, MHD_HTTP_CONTENT_TOO_LARGE, method, url, "body over max_body_bytes");
+    } else if (post && !strncmp(url, "/v1/events/", 11)) {
+        handle_events(wh, conn, url, rq, r);
+    } else if (post && !strcmp(url, "/v1/stripe")) {
+        handle_provider(wh, conn, url, rq, r, c->stripe_secret, "application/json", map_stripe);
+    } else if (post && !strcmp(url, "/v1/hubspot")) {
+        handle_provider(wh, conn, url, rq, r, c->hubspot_secret, "application/json", map_hubspot);
+    } else if (post && !strcmp(url, "/v1/amocrm")) {
+        handle_provider(wh, conn, url, rq, r, c->amocrm_token, "application/x-www-form-urlencoded",
+                        map_amocrm);
+    } else {
+        refuse(wh, r, MHD_HTTP_NOT_FOUND, method, url, "no such endpoint");
+    }
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version, const char *upload,
+                                  size_t *upload_len, void **state)
+{
+    funnel_webhook_t *wh = cls;
+    request_t *rq = *state;
+    (void)version;
+    if (!rq) {
+        /* First call: headers only. The body follows in later calls. */
+        if (!(rq = calloc(1, sizeof *rq)))
+            return MHD_NO;
+        *state = rq;
+        return MHD_YES;
+    }
+    if (*upload_len) {
+        /* Past the limit the rest is read and dropped, so the client gets its 413. */
+        size_t n = *upload_len;
+        *upload_len = 0;
+        if (rq->too_large || rq->len + n > (size_t)wh->cfg->max_body_bytes) {
+            rq->too_large = true;
+            return MHD_YES;
+        }
+        char *grown = realloc(rq->body, rq->len + n + 1);
+        if (!grown)
+            return MHD_NO;
+        memcpy(grown + rq->len, upload, n);
+        rq->body = grown;
+        rq->len += n;
+        rq->body[rq->len] = '\0';
+        return MHD_YES;
+    }
+    if (!rq->body && !(rq->body = calloc(1, 1)))
+        return MHD_NO;
+    reply_t r = {0};
+    route(wh, conn, method, url, rq, &r);
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(strlen(r.body), r.body, MHD_RESPMEM_MUST_COPY);
+    if (!resp)
+        return MHD_NO;
+    MHD_add_response_header(resp, "Content-Type",
+                            r.body[0] == '{' ? "application/json" : "text/plain; version=0.0.4");
+    if (r.retry_after) {
+        char secs[16];
+        snprintf(secs, sizeof secs, "%lld", (long long)wh->cfg->retry_after_s);
+        MHD_add_response_header(resp, "Retry-After", secs);
+    }
+    enum MHD_Result ret = MHD_queue_response(conn, r.status, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **state,
+                         enum MHD_RequestTerminationCode why)
+{
+    request_t *rq = *state;
+    (void)cls;
+    (void)conn;
+    (void)why;
+    if (rq) {
+        free(rq->body);
+        free(rq);
+        *state = NULL;
+    }
+}
+
+int funnel_webhook_new(const funnel_webhook_config_t *cfg, const funnel_log_t *log,
+                       funnel_webhook_t **out)
+{
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)cfg->port)};
+    if (inet_pton(AF_INET, cfg->listen_addr, &addr.sin_addr) != 1) {
+        funnel_log_error(log, "listen_addr '%s' is not an IPv4 address", cfg->listen_addr);
+        return FUNNEL_ECONFIG;
+    }
+    funnel_webhook_t *wh = calloc(1, sizeof *wh);
+    if (!wh)
+        return FUNNEL_ENOMEM;
+    wh->cfg = cfg;
+    wh->log = log;
+    pthread_mutex_init(&wh->lock, NULL);
+    int rc = funnel_client_new(&wh->client);
+    if (rc)
+        goto fail;
+    wh->httpd = MHD_start_daemon(
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, (uint16_t)cfg->port, NULL, NULL,
+        on_request, wh, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr, MHD_OPTION_NOTIFY_COMPLETED,
+        on_completed, wh, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)30, MHD_OPTION_END);
+    if (!wh->httpd) {
+        funnel_log_error(log, "cannot listen on %s:%lld", cfg->listen_addr, (long long)cfg->port);
+        rc = FUNNEL_EIO;
+        goto fail;
+    }
+    funnel_log_info(log, "listening on %s:%d, submitting to %s", cfg->listen_addr,
+                    funnel_webhook_port(wh), cfg->submit);
+    *out = wh;
+    return 0;
+fail:
+    funnel_client_destroy(&wh->client);
+    pthread_mutex_destroy(&wh->lock);
+    free(wh);
+    return rc;
+}
+
+int funnel_webhook_port(const funnel_webhook_t *wh)
+{
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(wh->httpd, MHD_DAEMON_INFO_BIND_PORT);
+    return info ? info->port : -1;
+}
+
+void funnel_webhook_stats(funnel_webhook_t *wh, funnel_webhook_stats_t *out)
+{
+    pthread_mutex_lock(&wh->lock);
+    *out = wh->stats;
+    pthread_mutex_unlock(&wh->lock);
+}
+
+void funnel_webhook_destroy(funnel_webhook_t **whp)
+{
+    funnel_webhook_t *wh = whp ? *whp : NULL;
+    if (!wh)
+        return;
+    MHD_stop_daemon(wh->httpd);
+    funnel_client_destroy(&wh->client);
+    pthread_mutex_destroy(&wh->lock);
+    free(wh);
+    *whp = NULL;
+}

@@ -1,0 +1,822 @@
+/* ledger.c — the commission ledger engine (see ledger.h for the contract).
+ *
+ * Every relevant event first lands as a fact row (handoff, payment, refund, payout). Then the
+ * client's desired commission sums are recomputed from all its facts in event-time order and
+ * compared with what is posted; each difference becomes one new balanced posting. That is what
+ * makes arrival order irrelevant: the desired state never depends on it, and postings only ever
+ * close the gap. The cost is one pass over a client's payments per event for that client. */
+#include "funnel/ledger.h"
+#include "funnel/error.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define ID_BUF    (FUNNEL_ID_MAX + 1)
+#define SOURCE    "funneld.ledger"
+#define TOPIC_OUT "commission.posted"
+
+/* Schema steps of the "ledger" module. Never edit one that has shipped: add a step. */
+static const char *const ledger_steps[] = {
+    /* 1: facts, frozen plan, postings, lines, balances */
+    "CREATE TABLE ledger_handoff ("
+    "  id INTEGER PRIMARY KEY, event_id TEXT NOT NULL UNIQUE, client_id TEXT NOT NULL,"
+    "  from_rep TEXT NOT NULL, account_manager TEXT NOT NULL, at_ms INTEGER NOT NULL);"
+    "CREATE INDEX ledger_handoff_client ON ledger_handoff(client_id, at_ms, event_id);"
+    "CREATE TABLE ledger_payment ("
+    "  id INTEGER PRIMARY KEY, event_id TEXT NOT NULL UNIQUE, payment_id TEXT NOT NULL,"
+    "  client_id TEXT NOT NULL, currency TEXT NOT NULL, amount INTEGER NOT NULL,"
+    "  at_ms INTEGER NOT NULL);"
+    "CREATE INDEX ledger_payment_client ON ledger_payment(client_id, at_ms, event_id);"
+    "CREATE INDEX ledger_payment_id ON ledger_payment(client_id, payment_id, at_ms, event_id);"
+    "CREATE TABLE ledger_refund ("
+    "  id INTEGER PRIMARY KEY, event_id TEXT NOT NULL UNIQUE, refund_id TEXT NOT NULL,"
+    "  payment_id TEXT NOT NULL, client_id TEXT NOT NULL, currency TEXT NOT NULL,"
+    "  amount INTEGER NOT NULL, at_ms INTEGER NOT NULL);"
+    "CREATE INDEX ledger_refund_client ON ledger_refund(client_id, at_ms, event_id);"
+    "CREATE INDEX ledger_refund_id ON ledger_refund(client_id, refund_id, at_ms, event_id);"
+    "CREATE TABLE ledger_client ("
+    "  client_id TEXT PRIMARY KEY, term_months INTEGER NOT NULL, cap_minor INTEGER NOT NULL)"
+    "  WITHOUT ROWID;"
+    "CREATE TABLE ledger_rate ("
+    "  payment_event_id TEXT NOT NULL, role TEXT NOT NULL, rep TEXT NOT NULL,"
+    "  rate_bp INTEGER NOT NULL, PRIMARY KEY (payment_event_id, role, rep)) WITHOUT ROWID;"
+    "CREATE TABLE ledger_payout ("
+    "  payout_id TEXT PRIMARY KEY, event_id TEXT NOT NULL, rep TEXT NOT NULL,"
+    "  through_ms INTEGER NOT NULL, at_ms INTEGER NOT NULL) WITHOUT ROWID;"
+    "CREATE TABLE ledger_entry ("
+    "  seq INTEGER PRIMARY KEY, entry_id TEXT NOT NULL UNIQUE, kind TEXT NOT NULL,"
+    "  role TEXT NOT NULL, rep TEXT NOT NULL, client_id TEXT NOT NULL,"
+    "  cause_event_id TEXT NOT NULL, subject_event_id TEXT NOT NULL, currency TEXT NOT NULL,"
+    "  amount INTEGER NOT NULL, rate_bp INTEGER NOT NULL, effective_ms INTEGER NOT NULL,"
+    "  posted_at_ms INTEGER NOT NULL);"
+    "CREATE INDEX ledger_entry_client ON ledger_entry(client_id);"
+    "CREATE INDEX ledger_entry_rep ON ledger_entry(rep, currency, effective_ms);"
+    "CREATE TABLE ledger_line ("
+    "  entry_seq INTEGER NOT NULL, account TEXT NOT NULL, rep TEXT NOT NULL,"
+    "  currency TEXT NOT NULL, amount INTEGER NOT NULL, PRIMARY KEY (entry_seq, account))"
+    "  WITHOUT ROWID;"
+    "CREATE INDEX ledger_line_account ON ledger_line(account, rep, currency);"
+    "CREATE TABLE ledger_balance ("
+    "  account TEXT NOT NULL, rep TEXT NOT NULL, currency TEXT NOT NULL,"
+    "  balance INTEGER NOT NULL, PRIMARY KEY (account, rep, currency)) WITHOUT ROWID;"
+    /* The books are append-only: a correction is a new posting, never an edit. */
+    "CREATE TRIGGER ledger_entry_no_update BEFORE UPDATE ON ledger_entry"
+    "  BEGIN SELECT RAISE(ABORT, 'ledger_entry is append-only'); END;"
+    "CREATE TRIGGER ledger_entry_no_delete BEFORE DELETE ON ledger_entry"
+    "  BEGIN SELECT RAISE(ABORT, 'ledger_entry is append-only'); END;"
+    "CREATE TRIGGER ledger_line_no_update BEFORE UPDATE ON ledger_line"
+    "  BEGIN SELECT RAISE(ABORT, 'ledger_line is append-only'); END;"
+    "CREATE TRIGGER ledger_line_no_delete BEFORE DELETE ON ledger_line"
+    "  BEGIN SELECT RAISE(ABORT, 'ledger_line is append-only'); END;",
+};
+#define LEDGER_STEPS (int)(sizeof ledger_steps / sizeof ledger_steps[0])
+
+enum stmt_id {
+    Q_HANDOFF_ADD,
+    Q_PAYMENT_ADD,
+    Q_REFUND_ADD,
+    Q_PAYOUT_ADD,
+    Q_HANDOFF_FIRST,
+    Q_CLIENT_FREEZE,
+    Q_CLIENT_GET,
+    Q_PAYMENTS,
+    Q_REFUNDS,
+    Q_RATE_FREEZE,
+    Q_RATE_GET,
+    Q_POSTED,
+    Q_DUE,
+    Q_ENTRY_ADD,
+    Q_LINE_ADD,
+    Q_BALANCE_GET,
+    Q_BALANCE_SET,
+    Q_COUNT_
+};
+
+static const char *const stmt_sql[Q_COUNT_] = {
+    [Q_HANDOFF_ADD] = "INSERT INTO ledger_handoff(event_id, client_id, from_rep, account_manager,"
+                      " at_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+    [Q_PAYMENT_ADD] = "INSERT INTO ledger_payment(event_id, payment_id, client_id, currency,"
+                      " amount, at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    [Q_REFUND_ADD] = "INSERT INTO ledger_refund(event_id, refund_id, payment_id, client_id,"
+                     " currency, amount, at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    [Q_PAYOUT_ADD] = "INSERT INTO ledger_payout(payout_id, event_id, rep, through_ms, at_ms)"
+                     " VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(payout_id) DO NOTHING",
+    [Q_HANDOFF_FIRST] = "SELECT event_id, from_rep, account_manager, at_ms FROM ledger_handoff"
+                        " WHERE client_id = ?1 ORDER BY at_ms, event_id LIMIT 1",
+    [Q_CLIENT_FREEZE] = "INSERT INTO ledger_client(client_id, term_months, cap_minor)"
+                        " VALUES (?1, ?2, ?3) ON CONFLICT(client_id) DO NOTHING",
+    [Q_CLIENT_GET] = "SELECT term_months, cap_minor FROM ledger_client WHERE client_id = ?1",
+    /* The canonical payments (first per payment_id by event time), in event-time order. */
+    [Q_PAYMENTS] = "SELECT p.event_id, p.payment_id, p.currency, p.amount, p.at_ms"
+                   " FROM ledger_payment p WHERE p.client_id = ?1 AND NOT EXISTS ("
+                   "  SELECT 1 FROM ledger_payment q WHERE q.client_id = p.client_id"
+                   "  AND q.payment_id = p.payment_id AND (q.at_ms < p.at_ms"
+                   "  OR (q.at_ms = p.at_ms AND q.event_id < p.event_id)))"
+                   " ORDER BY p.at_ms, p.event_id",
+    [Q_REFUNDS] = "SELECT r.event_id, r.payment_id, r.currency, r.amount, r.at_ms"
+                  " FROM ledger_refund r WHERE r.client_id = ?1 AND NOT EXISTS ("
+                  "  SELECT 1 FROM ledger_refund q WHERE q.client_id = r.client_id"
+                  "  AND q.refund_id = r.refund_id AND (q.at_ms < r.at_ms"
+                  "  OR (q.at_ms = r.at_ms AND q.event_id < r.event_id)))"
+                  " ORDER BY r.at_ms, r.event_id",
+    [Q_RATE_FREEZE] = "INSERT INTO ledger_rate(payment_event_id, role, rep, rate_bp)"
+                      " VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
+    [Q_RATE_GET] = "SELECT rate_bp FROM ledger_rate WHERE payment_event_id = ?1 AND role = ?2"
+                   " AND rep = ?3",
+    [Q_POSTED] = "SELECT subject_event_id, role, rep, kind, currency, SUM(amount), MAX(rate_bp),"
+                 " MIN(effective_ms) FROM ledger_entry WHERE client_id = ?1"
+                 " AND kind IN ('ACCRUAL', 'CLAWBACK')"
+                 " GROUP BY subject_event_id, role, rep, kind, currency",
+    /* Per currency: owed for postings through ?2, minus every payout so far. */
+    [Q_DUE] = "SELECT currency, SUM(CASE WHEN kind = 'PAYOUT' THEN -amount"
+              " WHEN effective_ms > ?2 THEN 0 WHEN kind = 'ACCRUAL' THEN amount ELSE -amount END)"
+              " FROM ledger_entry WHERE rep = ?1 GROUP BY currency ORDER BY currency",
+    [Q_ENTRY_ADD] = "INSERT INTO ledger_entry(entry_id, kind, role, rep, client_id,"
+                    " cause_event_id, subject_event_id, currency, amount, rate_bp, effective_ms,"
+                    " posted_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+    [Q_LINE_ADD] = "INSERT INTO ledger_line(entry_seq, account, rep, currency, amount)"
+                   " VALUES (?1, ?2, ?3, ?4, ?5)",
+    [Q_BALANCE_GET] = "SELECT balance FROM ledger_balance WHERE account = ?1 AND rep = ?2"
+                      " AND currency = ?3",
+    [Q_BALANCE_SET] = "INSERT OR REPLACE INTO ledger_balance(account, rep, currency, balance)"
+                      " VALUES (?1, ?2, ?3, ?4)",
+};
+
+struct funnel_ledger {
+    funnel_store_t *store;                  /* borrowed */
+    sqlite3 *db;                            /* the store's connection */
+    const funnel_commission_config_t *plan; /* borrowed, live */
+    const funnel_log_t *log;                /* borrowed */
+    sqlite3_stmt *stmt[Q_COUNT_];
+};
+
+typedef enum kind { KIND_ACCRUAL, KIND_CLAWBACK, KIND_PAYOUT } kind_t;
+static const char *const kind_names[] = {"ACCRUAL", "CLAWBACK", "PAYOUT"};
+static const Funnel__V1__CommissionKind kind_wire[] = {FUNNEL__V1__COMMISSION_KIND__ACCRUAL,
+                                                       FUNNEL__V1__COMMISSION_KIND__CLAWBACK,
+                                                       FUNNEL__V1__COMMISSION_KIND__PAYOUT};
+
+typedef enum role { ROLE_NONE, ROLE_REP, ROLE_AM } role_t;
+static const char *const role_names[] = {"", "rep", "account_manager"};
+static const Funnel__V1__CommissionRole role_wire[] = {
+    FUNNEL__V1__COMMISSION_ROLE__COMMISSION_ROLE_UNSPECIFIED,
+    FUNNEL__V1__COMMISSION_ROLE__COMMISSION_ROLE_REP,
+    FUNNEL__V1__COMMISSION_ROLE__COMMISSION_ROLE_ACCOUNT_MANAGER};
+
+/* One posting to make, or one desired sum: the key is (subject, kind, role, rep, currency). */
+typedef struct posting {
+    char subject[ID_BUF]; /* payment, refund or payout event */
+    kind_t kind;
+    role_t role;
+    char rep[ID_BUF];
+    char currency[4];
+    int64_t amount;
+    int64_t rate_bp;
+    int64_t effective_ms;
+} posting_t;
+
+/* The state of one event's run: where postings go and how they are numbered. */
+typedef struct run {
+    funnel_ledger_t *lg;
+    funnel_router_t *router;
+    const funnel_envelope_t *cause;
+    const char *client_id; /* "" for payouts */
+    int64_t now_ms;
+    int n_posted; /* numbers entry ids: "ledger:<cause>#<n>" */
+} run_t;
+
+typedef struct payment {
+    char event_id[ID_BUF];
+    char payment_id[ID_BUF];
+    char currency[4];
+    int64_t amount, at_ms;
+} payment_t;
+
+/* A growable array of T; `n` used, `cap` allocated. */
+#define VEC(T)                                                                                     \
+    struct {                                                                                       \
+        T *v;                                                                                      \
+        size_t n, cap;                                                                             \
+    }
+
+/* Makes room for one more element of size `size`; 0 or FUNNEL_ENOMEM. */
+static int vec_reserve(void **v, size_t *cap, size_t n, size_t size)
+{
+    if (n < *cap)
+        return 0;
+    size_t c = *cap ? *cap * 2 : 16;
+    void *p = realloc(*v, c * size);
+    if (!p)
+        return FUNNEL_ENOMEM;
+    *v = p;
+    *cap = c;
+    return 0;
+}
+#define VEC_PUSH(vec) vec_reserve((void **)&(vec).v, &(vec).cap, (vec).n, sizeof *(vec).v)
+
+/* ---- small SQLite helpers -------------------------------------------------------------- */
+
+static sqlite3_stmt *q(funnel_ledger_t *lg, enum stmt_id id)
+{
+    sqlite3_stmt *s = lg->stmt[id];
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    return s;
+}
+
+static void bind_text(sqlite3_stmt *s, int i, const char *v)
+{
+    sqlite3_bind_text(s, i, v ? v : "", -1, SQLITE_STATIC);
+}
+
+static void col_copy(sqlite3_stmt *s, int i, char *dst, size_t len)
+{
+    const unsigned char *t = sqlite3_column_text(s, i);
+    snprintf(dst, len, "%s", t ? (const char *)t : "");
+}
+
+/* Steps a statement that returns no rows. */
+static int exec_done(sqlite3_stmt *s)
+{
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    return rc == SQLITE_DONE ? 0 : FUNNEL_ESTORE;
+}
+
+/* The result of a row loop: SQLITE_DONE is success, a negative code is ours, else SQLite's. */
+static int step_end(int rc)
+{
+    return rc == SQLITE_DONE ? 0 : rc < 0 ? rc : FUNNEL_ESTORE;
+}
+
+static bool add_ok(int64_t a, int64_t b, int64_t *out)
+{
+    return !__builtin_add_overflow(a, b, out);
+}
+
+/* ---- postings ---------------------------------------------------------------------------- */
+
+/* Adds delta to the stored balance of (account, rep, currency), refusing to wrap. */
+static int balance_add(funnel_ledger_t *lg, const char *account, const char *rep,
+                       const char *currency, int64_t delta)
+{
+    sqlite3_stmt *s = q(lg, Q_BALANCE_GET);
+    bind_text(s, 1, account);
+    bind_text(s, 2, rep);
+    bind_text(s, 3, currency);
+    int64_t bal = 0;
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW)
+        bal = sqlite3_column_int64(s, 0);
+    sqlite3_reset(s);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return FUNNEL_ESTORE;
+    if (!add_ok(bal, delta, &bal)) {
+        funnel_log_error(lg->log, "ledger: balance %s of %s in %s would overflow", account, rep,
+                         currency);
+        return FUNNEL_EINVAL;
+    }
+    s = q(lg, Q_BALANCE_SET);
+    bind_text(s, 1, account);
+    bind_text(s, 2, rep);
+    bind_text(s, 3, currency);
+    sqlite3_bind_int64(s, 4, bal);
+    return exec_done(s);
+}
+
+static int line_add(funnel_ledger_t *lg, int64_t seq, const char *account, const posting_t *p,
+                    int64_t amount)
+{
+    sqlite3_stmt *s = q(lg, Q_LINE_ADD);
+    sqlite3_bind_int64(s, 1, seq);
+    bind_text(s, 2, account);
+    bind_text(s, 3, p->rep);
+    bind_text(s, 4, p->currency);
+    sqlite3_bind_int64(s, 5, amount);
+    int rc = exec_done(s);
+    return rc ? rc : balance_add(lg, account, p->rep, p->currency, amount);
+}
+
+static int emit(run_t *run, const char *entry_id, const posting_t *p)
+{
+    Funnel__V1__Money money = FUNNEL__V1__MONEY__INIT;
+    Funnel__V1__CommissionPosted body = FUNNEL__V1__COMMISSION_POSTED__INIT;
+    funnel_envelope_t env = FUNNEL__V1__ENVELOPE__INIT;
+    money.minor = p->amount;
+    money.currency = (char *)p->currency;
+    body.entry_id = (char *)entry_id;
+    body.rep = (char *)p->rep;
+    body.client_id = (char *)run->client_id;
+    body.cause_event_id = run->cause->event_id;
+    body.kind = kind_wire[p->kind];
+    body.amount = &money;
+    body.rate_bp = (int32_t)p->rate_bp;
+    body.subject_event_id = (char *)p->subject;
+    body.role = role_wire[p->role];
+    env.event_id = (char *)entry_id;
+    env.occurred_at_ms = p->effective_ms;
+    env.source = SOURCE;
+    env.body_case = FUNNEL__V1__ENVELOPE__BODY_COMMISSION_POSTED;
+    env.commission_posted = &body;
+    return funnel_router_emit(run->router, TOPIC_OUT, &env, run->now_ms);
+}
+
+/* Appends one balanced posting (entry, two lines, balances) and publishes it. The debit goes to
+ * expense for an accrual and to payable otherwise; the credit to payable, expense or paid. */
+static int post(run_t *run, const posting_t *p)
+{
+    static const char *const debit[] = {"expense", "payable", "payable"};
+    static const char *const credit[] = {"payable", "expense", "paid"};
+    funnel_ledger_t *lg = run->lg;
+    char entry_id[FUNNEL_ID_MAX + 32];
+    snprintf(entry_id, sizeof entry_id, "ledger:%s#%d", run->cause->event_id, ++run->n_posted);
+    sqlite3_stmt *s = q(lg, Q_ENTRY_ADD);
+    bind_text(s, 1, entry_id);
+    bind_text(s, 2, kind_names[p->kind]);
+    bind_text(s, 3, role_names[p->role]);
+    bind_text(s, 4, p->rep);
+    bind_text(s, 5, run->client_id);
+    bind_text(s, 6, run->cause->event_id);
+    bind_text(s, 7, p->subject);
+    bind_text(s, 8, p->currency);
+    sqlite3_bind_int64(s, 9, p->amount);
+    sqlite3_bind_int64(s, 10, p->rate_bp);
+    sqlite3_bind_int64(s, 11, p->effective_ms);
+    sqlite3_bind_int64(s, 12, run->now_ms);
+    int rc = exec_done(s);
+    if (rc)
+        return rc;
+    int64_t seq = sqlite3_last_insert_rowid(lg->db);
+    if ((rc = line_add(lg, seq, debit[p->kind], p, p->amount)) ||
+        (rc = line_add(lg, seq, credit[p->kind], p, -p->amount)))
+        return rc;
+    funnel_log_debug(lg->log, "ledger: %s %s %lld %s to %s (cause %s)", entry_id,
+                     kind_names[p->kind], (long long)p->amount, p->currency, p->rep,
+                     run->cause->event_id);
+    return emit(run, entry_id, p);
+}
+
+/* ---- the desired state of one client ---------------------------------------------------- */
+
+static int posting_cmp(const void *a, const void *b)
+{
+    const posting_t *x = a, *y = b;
+    int c;
+    if ((c = strcmp(x->subject, y->subject)))
+        return c;
+    if (x->kind != y->kind)
+        return x->kind < y->kind ? -1 : 1;
+    if (x->role != y->role)
+        return x->role < y->role ? -1 : 1;
+    if ((c = strcmp(x->rep, y->rep)))
+        return c;
+    return strcmp(x->currency, y->currency);
+}
+
+/* Posting order within one event: event time first, so the feed reads like the books. */
+static int posting_time_cmp(const void *a, const void *b)
+{
+    const posting_t *x = a, *y = b;
+    if (x->effective_ms != y->effective_ms)
+        return x->effective_ms < y->effective_ms ? -1 : 1;
+    return posting_cmp(a, b);
+}
+
+typedef VEC(posting_t) postings_t;
+typedef VEC(payment_t) payments_t;
+
+/* A refund is a payment-shaped fact pointing at its payment (payment_id holds that id). */
+typedef payment_t refund_t;
+typedef payments_t refunds_t;
+
+/* The client's plan: its first handoff, and the term and cap frozen when it was first used. */
+typedef struct client_plan {
+    bool handed_off;
+    char rep[ID_BUF], am[ID_BUF];
+    int64_t start_ms, end_ms, cap;
+} client_plan_t;
+
+static int client_plan_load(funnel_ledger_t *lg, const char *client, client_plan_t *cp)
+{
+    memset(cp, 0, sizeof *cp);
+    sqlite3_stmt *s = q(lg, Q_HANDOFF_FIRST);
+    bind_text(s, 1, client);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        cp->handed_off = true;
+        col_copy(s, 1, cp->rep, sizeof cp->rep);
+        col_copy(s, 2, cp->am, sizeof cp->am);
+        cp->start_ms = sqlite3_column_int64(s, 3);
+    }
+    sqlite3_reset(s);
+    if (rc != SQLITE_ROW)
+        return rc == SQLITE_DONE ? 0 : FUNNEL_ESTORE;
+    /* Freezing makes a later reload change new clients only, never re-rate history. */
+    s = q(lg, Q_CLIENT_FREEZE);
+    bind_text(s, 1, client);
+    sqlite3_bind_int64(s, 2, lg->plan->term_months);
+    sqlite3_bind_int64(s, 3, lg->plan->cap_minor);
+    if ((rc = exec_done(s)))
+        return rc;
+    s = q(lg, Q_CLIENT_GET);
+    bind_text(s, 1, client);
+    if ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        cp->end_ms = funnel_commission_term_end(cp->start_ms, sqlite3_column_int64(s, 0));
+        cp->cap = sqlite3_column_int64(s, 1);
+    }
+    sqlite3_reset(s);
+    return rc == SQLITE_ROW ? 0 : FUNNEL_ESTORE;
+}
+
+/* Loads payment-shaped rows (payments or refunds) of a client, in event-time order. */
+static int facts_load(funnel_ledger_t *lg, enum stmt_id id, const char *client, payments_t *out)
+{
+    sqlite3_stmt *s = q(lg, id);
+    bind_text(s, 1, client);
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if (VEC_PUSH(*out)) {
+            rc = FUNNEL_ENOMEM;
+            break;
+        }
+        payment_t *p = &out->v[out->n++];
+        col_copy(s, 0, p->event_id, sizeof p->event_id);
+        col_copy(s, 1, p->payment_id, sizeof p->payment_id);
+        col_copy(s, 2, p->currency, sizeof p->currency);
+        p->amount = sqlite3_column_int64(s, 3);
+        p->at_ms = sqlite3_column_int64(s, 4);
+    }
+    sqlite3_reset(s);
+    return step_end(rc);
+}
+
+/* The rate of one beneficiary on one payment: frozen the first time it is computed, so the
+ * plan in force then stays the rate of that payment whatever later reloads say. */
+static int rate_of(funnel_ledger_t *lg, const payment_t *p, role_t role, const char *rep,
+                   int64_t *rate)
+{
+    sqlite3_stmt *s = q(lg, Q_RATE_GET);
+    bind_text(s, 1, p->event_id);
+    bind_text(s, 2, role_names[role]);
+    bind_text(s, 3, rep);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW)
+        *rate = sqlite3_column_int64(s, 0);
+    sqlite3_reset(s);
+    if (rc == SQLITE_ROW)
+        return 0;
+    if (rc != SQLITE_DONE)
+        return FUNNEL_ESTORE;
+    *rate = role == ROLE_REP ? funnel_commission_rate_at(lg->plan, rep, p->at_ms)
+                             : lg->plan->account_manager_rate_bp;
+    s = q(lg, Q_RATE_FREEZE);
+    bind_text(s, 1, p->event_id);
+    bind_text(s, 2, role_names[role]);
+    bind_text(s, 3, rep);
+    sqlite3_bind_int64(s, 4, *rate);
+    return exec_done(s);
+}
+
+/* Accrual caps used so far, per currency, for one beneficiary. */
+typedef struct cap_use {
+    char currency[4];
+    int64_t used;
+} cap_use_t;
+typedef VEC(cap_use_t) cap_uses_t;
+
+static int64_t *cap_slot(cap_uses_t *uses, const char *currency)
+{
+    for (size_t i = 0; i < uses->n; i++)
+        if (strcmp(uses->v[i].currency, currency) == 0)
+            return &uses->v[i].used;
+    if (VEC_PUSH(*uses))
+        return NULL;
+    cap_use_t *u = &uses->v[uses->n++];
+    snprintf(u->currency, sizeof u->currency, "%s", currency);
+    u->used = 0;
+    return &u->used;
+}
+
+static int target_add(postings_t *out, const char *subject, kind_t kind, role_t role,
+                      const char *rep, const char *currency, int64_t amount, int64_t rate,
+                      int64_t at_ms)
+{
+    if (amount == 0)
+        return 0;
+    if (VEC_PUSH(*out))
+        return FUNNEL_ENOMEM;
+    posting_t *t = &out->v[out->n++];
+    snprintf(t->subject, sizeof t->subject, "%s", subject);
+    snprintf(t->rep, sizeof t->rep, "%s", rep);
+    snprintf(t->currency, sizeof t->currency, "%s", currency);
+    t->kind = kind;
+    t->role = role;
+    t->amount = amount;
+    t->rate_bp = rate;
+    t->effective_ms = at_ms;
+    return 0;
+}
+
+/* Clawbacks of one payment's accrual: each refund of it, in event-time order, claws the
+ * difference of the cumulative clawback (rounded up) before and after it. */
+static int clawbacks_add(const payment_t *p, int64_t accrued, int64_t rate, role_t role,
+                         const char *rep, const refunds_t *refunds, postings_t *out)
+{
+    int64_t refunded = 0, clawed = 0;
+    for (size_t i = 0; i < refunds->n && refunded < p->amount; i++) {
+        const refund_t *r = &refunds->v[i];
+        if (strcmp(r->payment_id, p->payment_id) || strcmp(r->currency, p->currency))
+            continue;
+        /* Saturating: refunds beyond the payment claw back the whole accrual, never more. */
+        refunded = r->amount >= p->amount - refunded ? p->amount : refunded + r->amount;
+        int64_t total;
+        int rc = funnel_commission_clawback_total(accrued, refunded, p->amount, &total);
+        if (!rc)
+            rc = target_add(out, r->event_id, KIND_CLAWBACK, role, rep, r->currency, total - clawed,
+                            rate, r->at_ms);
+        if (rc)
+            return rc;
+        clawed = total;
+    }
+    return 0;
+}
+
+/* The desired sums of one beneficiary: accruals on eligible payments in event-time order
+ * under the cap, and their clawbacks. */
+static int beneficiary_targets(funnel_ledger_t *lg, const client_plan_t *cp, role_t role,
+                               const char *rep, const payments_t *pays, const refunds_t *refunds,
+                               postings_t *out)
+{
+    cap_uses_t uses = {0};
+    int rc = 0;
+    for (size_t i = 0; i < pays->n && !rc; i++) {
+        const payment_t *p = &pays->v[i];
+        if (p->at_ms < cp->start_ms || p->at_ms >= cp->end_ms)
+            continue;
+        int64_t rate, accrued, *used;
+        if ((rc = rate_of(lg, p, role, rep, &rate)) ||
+            (rc = funnel_commission_accrual(p->amount, rate, &accrued)))
+            break;
+        if (!(used = cap_slot(&uses, p->currency))) {
+            rc = FUNNEL_ENOMEM;
+            break;
+        }
+        if (cp->cap > 0 && accrued > cp->cap - *used)
+            accrued = cp->cap - *used;
+        if (!add_ok(*used, accrued, used)) {
+            funnel_log_error(lg->log, "ledger: accruals of %s in %s would overflow", rep,
+                             p->currency);
+            rc = FUNNEL_EINVAL;
+            break;
+        }
+        if (!(rc = target_add(out, p->event_id, KIND_ACCRUAL, role, rep, p->currency, accrued, rate,
+                              p->at_ms)))
+            rc = clawbacks_add(p, accrued, rate, role, rep, refunds, out);
+    }
+    free(uses.v);
+    return rc;
+}
+
+/* Turns targets into the postings that close the gap to what is posted: a posted sum without
+ * a target is reversed, a target is topped up or corrected. Targets end up holding deltas. */
+static int deltas_compute(funnel_ledger_t *lg, const char *client, postings_t *targets)
+{
+    if (targets->n) /* qsort and bsearch want a valid pointer even for nothing */
+        qsort(targets->v, targets->n, sizeof *targets->v, posting_cmp);
+    size_t n_targets = targets->n;
+    sqlite3_stmt *s = q(lg, Q_POSTED);
+    bind_text(s, 1, client);
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        posting_t key = {0};
+        col_copy(s, 0, key.subject, sizeof key.subject);
+        const char *role = (const char *)sqlite3_column_text(s, 1);
+        key.role = role && strcmp(role, "rep") == 0 ? ROLE_REP : ROLE_AM;
+        col_copy(s, 2, key.rep, sizeof key.rep);
+        const char *kind = (const char *)sqlite3_column_text(s, 3);
+        key.kind = kind && strcmp(kind, "ACCRUAL") == 0 ? KIND_ACCRUAL : KIND_CLAWBACK;
+        col_copy(s, 4, key.currency, sizeof key.currency);
+        int64_t posted = sqlite3_column_int64(s, 5);
+        posting_t *t = n_targets
+                           ? bsearch(&key, targets->v, n_targets, sizeof *targets->v, posting_cmp)
+                           : NULL;
+        if (t) {
+            t->amount -= posted; /* both are bounded by the payment: no overflow */
+            continue;
+        }
+        if (VEC_PUSH(*targets)) {
+            rc = FUNNEL_ENOMEM;
+            break;
+        }
+        key.amount = -posted;
+        key.rate_bp = sqlite3_column_int64(s, 6);
+        key.effective_ms = sqlite3_column_int64(s, 7);
+        targets->v[targets->n++] = key;
+    }
+    sqlite3_reset(s);
+    return step_end(rc);
+}
+
+/* Recomputes a client's desired sums and posts the differences. */
+static int client_settle(run_t *run)
+{
+    funnel_ledger_t *lg = run->lg;
+    client_plan_t cp;
+    payments_t pays = {0};
+    refunds_t refunds = {0};
+    postings_t targets = {0};
+    int rc;
+    if ((rc = client_plan_load(lg, run->client_id, &cp)))
+        return rc;
+    if (cp.handed_off) {
+        if ((rc = facts_load(lg, Q_PAYMENTS, run->client_id, &pays)) ||
+            (rc = facts_load(lg, Q_REFUNDS, run->client_id, &refunds)) ||
+            (rc = beneficiary_targets(lg, &cp, ROLE_REP, cp.rep, &pays, &refunds, &targets)))
+            goto out;
+        if (cp.am[0] &&
+            (rc = beneficiary_targets(lg, &cp, ROLE_AM, cp.am, &pays, &refunds, &targets)))
+            goto out;
+    }
+    if ((rc = deltas_compute(lg, run->client_id, &targets)))
+        goto out;
+    if (targets.n)
+        qsort(targets.v, targets.n, sizeof *targets.v, posting_time_cmp);
+    for (size_t i = 0; i < targets.n && !rc; i++)
+        if (targets.v[i].amount)
+            rc = post(run, &targets.v[i]);
+out:
+    free(targets.v);
+    free(refunds.v);
+    free(pays.v);
+    return rc;
+}
+
+/* ---- inputs ----------------------------------------------------------------------------- */
+
+/* Steps an insert of a fact row; a store failure is reported with SQLite's reason. */
+static int fact_insert(funnel_ledger_t *lg, sqlite3_stmt *s)
+{
+    int rc = exec_done(s);
+    if (rc)
+        funnel_log_error(lg->log, "ledger: %s", sqlite3_errmsg(lg->db));
+    return rc;
+}
+
+static int on_handoff(run_t *run, const Funnel__V1__ClientHandedOff *h)
+{
+    sqlite3_stmt *s = q(run->lg, Q_HANDOFF_ADD);
+    bind_text(s, 1, run->cause->event_id);
+    bind_text(s, 2, h->client_id);
+    bind_text(s, 3, h->from_rep);
+    bind_text(s, 4, h->account_manager);
+    sqlite3_bind_int64(s, 5, run->cause->occurred_at_ms);
+    run->client_id = h->client_id;
+    int rc = fact_insert(run->lg, s);
+    return rc ? rc : client_settle(run);
+}
+
+/* Records a payment or a refund (ids: payment_id, or refund_id and payment_id, in the column
+ * order of its insert) and settles the client. */
+static int money_fact(run_t *run, enum stmt_id id, const char *const *ids, int n_ids,
+                      const char *client, const Funnel__V1__Money *m)
+{
+    sqlite3_stmt *s = q(run->lg, id);
+    int col = 1;
+    bind_text(s, col++, run->cause->event_id);
+    for (int i = 0; i < n_ids; i++)
+        bind_text(s, col++, ids[i]);
+    bind_text(s, col++, client);
+    bind_text(s, col++, m->currency);
+    sqlite3_bind_int64(s, col++, m->minor);
+    sqlite3_bind_int64(s, col, run->cause->occurred_at_ms);
+    run->client_id = client;
+    int rc = fact_insert(run->lg, s);
+    return rc ? rc : client_settle(run);
+}
+
+/* Pays what is due through through_ms, per currency; a payout_id seen before does nothing. */
+static int on_paid(run_t *run, const Funnel__V1__CommissionPaid *p)
+{
+    funnel_ledger_t *lg = run->lg;
+    sqlite3_stmt *s = q(lg, Q_PAYOUT_ADD);
+    bind_text(s, 1, p->payout_id);
+    bind_text(s, 2, run->cause->event_id);
+    bind_text(s, 3, p->rep);
+    sqlite3_bind_int64(s, 4, p->through_ms);
+    sqlite3_bind_int64(s, 5, run->cause->occurred_at_ms);
+    int rc = fact_insert(lg, s);
+    if (rc)
+        return rc;
+    if (sqlite3_changes(lg->db) == 0) {
+        funnel_log_info(lg->log, "ledger: payout %s was already made; nothing paid", p->payout_id);
+        return 0;
+    }
+    postings_t due = {0};
+    s = q(lg, Q_DUE);
+    bind_text(s, 1, p->rep);
+    sqlite3_bind_int64(s, 2, p->through_ms);
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        char currency[4];
+        col_copy(s, 0, currency, sizeof currency);
+        int64_t amount = sqlite3_column_int64(s, 1);
+        /* Nothing due, or the rep owes (clawbacks after a payout): carried forward. */
+        if (amount > 0 &&
+            (rc = target_add(&due, run->cause->event_id, KIND_PAYOUT, ROLE_NONE, p->rep, currency,
+                             amount, 0, run->cause->occurred_at_ms)))
+            break;
+    }
+    sqlite3_reset(s);
+    rc = step_end(rc);
+    run->client_id = "";
+    for (size_t i = 0; i < due.n && !rc; i++)
+        rc = post(run, &due.v[i]);
+    free(due.v);
+    return rc;
+}
+
+int funnel_ledger_on_event(void *self, funnel_router_t *router, const funnel_envelope_t *env,
+                           int64_t now_ms)
+{
+    run_t run = {.lg = self, .router = router, .cause = env, .client_id = "", .now_ms = now_ms};
+    switch (env->body_case) {
+    case FUNNEL__V1__ENVELOPE__BODY_CLIENT_HANDED_OFF:
+        return on_handoff(&run, env->client_handed_off);
+    case FUNNEL__V1__ENVELOPE__BODY_PAYMENT_RECEIVED: {
+        const Funnel__V1__PaymentReceived *p = env->payment_received;
+        const char *ids[] = {p->payment_id};
+        /* The codec guarantees an amount; a hand-built envelope without one earns nothing. */
+        return p->amount ? money_fact(&run, Q_PAYMENT_ADD, ids, 1, p->client_id, p->amount) : 0;
+    }
+    case FUNNEL__V1__ENVELOPE__BODY_PAYMENT_REFUNDED: {
+        const Funnel__V1__PaymentRefunded *r = env->payment_refunded;
+        const char *ids[] = {r->refund_id, r->payment_id};
+        return r->amount ? money_fact(&run, Q_REFUND_ADD, ids, 2, r->client_id, r->amount) : 0;
+    }
+    case FUNNEL__V1__ENVELOPE__BODY_COMMISSION_PAID:
+        return on_paid(&run, env->commission_paid);
+    default:
+        return 0;
+    }
+}
+
+/* ---- life cycle ------------------------------------------------------------------------- */
+
+int funnel_ledger_new(funnel_store_t *store, const funnel_commission_config_t *plan,
+                      const funnel_log_t *log, funnel_ledger_t **out, char *err, size_t err_len)
+{
+    *out = NULL;
+    int rc = funnel_store_migrate_module(store, "ledger", ledger_steps, LEDGER_STEPS, err, err_len);
+    if (rc)
+        return rc;
+    funnel_ledger_t *lg = calloc(1, sizeof *lg);
+    if (!lg) {
+        snprintf(err, err_len, "out of memory");
+        return FUNNEL_ENOMEM;
+    }
+    lg->store = store;
+    lg->db = funnel_store_db(store);
+    lg->plan = plan;
+    lg->log = log;
+    for (int i = 0; i < Q_COUNT_; i++) {
+        if (sqlite3_prepare_v3(lg->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &lg->stmt[i],
+                               NULL) != SQLITE_OK) {
+            snprintf(err, err_len, "ledger: cannot prepare statement %d: %s", i,
+                     sqlite3_errmsg(lg->db));
+            funnel_ledger_destroy(&lg);
+            return FUNNEL_ESTORE;
+        }
+    }
+    *out = lg;
+    return 0;
+}
+
+void funnel_ledger_destroy(funnel_ledger_t **ledger)
+{
+    if (!ledger || !*ledger)
+        return;
+    for (int i = 0; i < Q_COUNT_; i++)
+        sqlite3_finalize((*ledger)->stmt[i]);
+    free(*ledger);
+    *ledger = NULL;
+}
+
+int funnel_ledger_engine_create(funnel_store_t *store, const funnel_config_t *cfg,
+                                const funnel_log_t *log, funnel_engine_t *engine)
+{
+    char err[512];
+    funnel_ledger_t *lg;
+    int rc = funnel_ledger_new(store, &cfg->commission, log, &lg, err, sizeof err);
+    if (rc) {
+        funnel_log_error(log, "%s", err);
+        return rc;
+    }
+    *engine = (funnel_engine_t){.name = "ledger", .self = lg, .on_event = funnel_ledger_on_event};
+    return 0;
+}
+
+void funnel_ledger_engine_destroy(void *self)
+{
+    funnel_ledger_t *lg = self;
+    funnel_ledger_destroy(&lg);
+}

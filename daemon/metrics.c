@@ -1,0 +1,268 @@
+/* metrics.c — see metrics.h for the threading rule: the loop writes atomics, the HTTP thread
+ * reads them. */
+#include "funnel/metrics.h"
+#include "funnel/error.h"
+
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define TOPIC_SLOTS 80 /* body case numbers (proto field numbers) below this; 0 is "other" */
+
+static const uint64_t size_bounds[] = {1, 10, 100, 1000, 10000};
+#define N_SIZE (sizeof size_bounds / sizeof size_bounds[0])
+static const uint64_t latency_bounds_us[] = {500,   1000,   5000,   10000,
+                                             50000, 100000, 500000, 1000000};
+#define N_LATENCY (sizeof latency_bounds_us / sizeof latency_bounds_us[0])
+
+/* A histogram: per-bucket counts (not cumulative; the +Inf bucket last), sum and count. */
+typedef struct histogram {
+    _Atomic uint64_t buckets[16];
+    _Atomic uint64_t sum;
+    _Atomic uint64_t count;
+} histogram_t;
+
+struct funnel_metrics {
+    struct MHD_Daemon *httpd;
+    const funnel_log_t *log;
+    _Atomic uint64_t accepted[TOPIC_SLOTS];
+    _Atomic uint64_t duplicate[TOPIC_SLOTS];
+    _Atomic uint64_t refused[TOPIC_SLOTS][FUNNEL_REFUSE_COUNT_];
+    _Atomic uint64_t published;
+    _Atomic uint64_t last_seq;  /* last sequence published */
+    _Atomic uint64_t first_seq; /* oldest sequence retained in the outbox */
+    _Atomic uint64_t commit_failures;
+    histogram_t batch_size;
+    histogram_t commit_us;
+};
+
+static void add(_Atomic uint64_t *v, uint64_t n)
+{
+    atomic_fetch_add_explicit(v, n, memory_order_relaxed);
+}
+
+static uint64_t get(const _Atomic uint64_t *v)
+{
+    return atomic_load_explicit((_Atomic uint64_t *)v, memory_order_relaxed);
+}
+
+static void observe(histogram_t *h, const uint64_t *bounds, size_t n, uint64_t v)
+{
+    size_t i = 0;
+    while (i < n && v > bounds[i])
+        i++;
+    add(&h->buckets[i], 1);
+    add(&h->sum, v);
+    add(&h->count, 1);
+}
+
+static size_t topic_slot(const char *topic)
+{
+    funnel_body_t body;
+    if (!topic || funnel_topic_lookup(topic, strlen(topic), &body) || (int)body <= 0 ||
+        (int)body >= TOPIC_SLOTS)
+        return 0;
+    return (size_t)body;
+}
+
+void funnel_metrics_event(funnel_metrics_t *m, const char *topic, funnel_metrics_result_t result,
+                          funnel_refusal_code_t reason)
+{
+    if (!m)
+        return;
+    size_t t = topic_slot(topic);
+    if (result == FUNNEL_METRICS_ACCEPTED)
+        add(&m->accepted[t], 1);
+    else if (result == FUNNEL_METRICS_DUPLICATE)
+        add(&m->duplicate[t], 1);
+    else if ((unsigned)reason < FUNNEL_REFUSE_COUNT_)
+        add(&m->refused[t][reason], 1);
+}
+
+void funnel_metrics_commit(funnel_metrics_t *m, size_t n, uint64_t latency_us, int failed)
+{
+    if (!m)
+        return;
+    if (failed)
+        add(&m->commit_failures, 1);
+    observe(&m->batch_size, size_bounds, N_SIZE, n);
+    observe(&m->commit_us, latency_bounds_us, N_LATENCY, latency_us);
+}
+
+void funnel_metrics_published(funnel_metrics_t *m, uint64_t seq)
+{
+    if (!m)
+        return;
+    add(&m->published, 1);
+    atomic_store_explicit(&m->last_seq, seq, memory_order_relaxed);
+    /* An outbox that was empty at the last look starts with this message. */
+    uint64_t none = 0;
+    atomic_compare_exchange_strong(&m->first_seq, &none, seq);
+}
+
+void funnel_metrics_outbox_first(funnel_metrics_t *m, uint64_t first_seq)
+{
+    if (m)
+        atomic_store_explicit(&m->first_seq, first_seq, memory_order_relaxed);
+}
+
+/* ---- exposition ------------------------------------------------------------------------ */
+
+static const char *topic_label(size_t slot)
+{
+    const char *name = slot ? funnel_topic_name((funnel_body_t)slot) : NULL;
+    return name ? name : "other";
+}
+
+/* Writes a histogram; scale divides values for the le labels and the sum (1e6: seconds). */
+static void write_histogram(FILE *f, const char *name, const char *help, const histogram_t *h,
+                            const uint64_t *bounds, size_t n, double scale)
+{
+    uint64_t cum = 0;
+    fprintf(f, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+    for (size_t i = 0; i <= n; i++) {
+        cum += get(&h->buckets[i]);
+        if (i < n)
+            fprintf(f, "%s_bucket{le=\"%g\"} %llu\n", name, (double)bounds[i] / scale,
+                    (unsigned long long)cum);
+        else
+            fprintf(f, "%s_bucket{le=\"+Inf\"} %llu\n", name, (unsigned long long)cum);
+    }
+    fprintf(f, "%s_sum %g\n%s_count %llu\n", name, (double)get(&h->sum) / scale, name,
+            (unsigned long long)get(&h->count));
+}
+
+/* The whole exposition; returns a malloc'd text (caller frees) and its length. */
+static char *render(const funnel_metrics_t *m, size_t *len)
+{
+    char *text = NULL;
+    FILE *f = open_memstream(&text, len);
+    if (!f)
+        return NULL;
+    fprintf(f, "# HELP funnel_events_total Ingest messages settled by a commit, by result.\n"
+               "# TYPE funnel_events_total counter\n");
+    for (size_t t = 0; t < TOPIC_SLOTS; t++) {
+        uint64_t a = get(&m->accepted[t]), d = get(&m->duplicate[t]);
+        if (a)
+            fprintf(f, "funnel_events_total{topic=\"%s\",result=\"accepted\"} %llu\n",
+                    topic_label(t), (unsigned long long)a);
+        if (d)
+            fprintf(f, "funnel_events_total{topic=\"%s\",result=\"duplicate\"} %llu\n",
+                    topic_label(t), (unsigned long long)d);
+    }
+    fprintf(f, "# HELP funnel_events_refused_total Ingest messages refused, by reason.\n"
+               "# TYPE funnel_events_refused_total counter\n");
+    for (size_t t = 0; t < TOPIC_SLOTS; t++)
+        for (int r = 0; r < FUNNEL_REFUSE_COUNT_; r++)
+            if (get(&m->refused[t][r]))
+                fprintf(f, "funnel_events_refused_total{topic=\"%s\",reason=\"%s\"} %llu\n",
+                        topic_label(t), funnel_refusal_name((funnel_refusal_code_t)r),
+                        (unsigned long long)get(&m->refused[t][r]));
+    uint64_t last = get(&m->last_seq), first = get(&m->first_seq);
+    fprintf(f,
+            "# HELP funnel_published_total Output messages handed to the PUB socket.\n"
+            "# TYPE funnel_published_total counter\nfunnel_published_total %llu\n"
+            "# HELP funnel_output_last_seq Sequence of the last output message published.\n"
+            "# TYPE funnel_output_last_seq gauge\nfunnel_output_last_seq %llu\n"
+            "# HELP funnel_outbox_backlog Output messages kept in the outbox for replay.\n"
+            "# TYPE funnel_outbox_backlog gauge\nfunnel_outbox_backlog %llu\n"
+            "# HELP funnel_commit_failures_total Batches whose transaction failed.\n"
+            "# TYPE funnel_commit_failures_total counter\nfunnel_commit_failures_total %llu\n",
+            (unsigned long long)get(&m->published), (unsigned long long)last,
+            (unsigned long long)(first && last >= first ? last - first + 1 : 0),
+            (unsigned long long)get(&m->commit_failures));
+    write_histogram(f, "funnel_commit_batch_size", "Messages per committed batch.", &m->batch_size,
+                    size_bounds, N_SIZE, 1);
+    write_histogram(f, "funnel_commit_seconds", "Time from BEGIN to COMMIT of a batch.",
+                    &m->commit_us, latency_bounds_us, N_LATENCY, 1e6);
+    if (fclose(f)) {
+        free(text);
+        return NULL;
+    }
+    return text;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version, const char *upload,
+                                  size_t *upload_len, void **state)
+{
+    funnel_metrics_t *m = cls;
+    (void)version;
+    (void)upload;
+    (void)upload_len;
+    (void)state;
+    struct MHD_Response *resp = NULL;
+    unsigned int status = MHD_HTTP_OK;
+    if (strcmp(method, "GET")) {
+        status = MHD_HTTP_METHOD_NOT_ALLOWED;
+    } else if (!strcmp(url, "/metrics")) {
+        size_t len;
+        char *text = render(m, &len);
+        if (!text)
+            return MHD_NO;
+        resp = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
+        if (!resp)
+            free(text);
+    } else if (!strcmp(url, "/healthz")) {
+        /* Answered by this thread while the process lives; systemd's watchdog covers a stalled
+         * loop. */
+        resp = MHD_create_response_from_buffer(3, "ok\n", MHD_RESPMEM_PERSISTENT);
+    } else {
+        status = MHD_HTTP_NOT_FOUND;
+    }
+    if (!resp)
+        resp = MHD_create_response_from_buffer(0, "", MHD_RESPMEM_PERSISTENT);
+    if (!resp)
+        return MHD_NO;
+    MHD_add_response_header(resp, "Content-Type", "text/plain; version=0.0.4");
+    enum MHD_Result ret = MHD_queue_response(conn, status, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
+int funnel_metrics_new(const char *listen, const funnel_log_t *log, funnel_metrics_t **out)
+{
+    char host[64];
+    unsigned port;
+    struct sockaddr_in addr = {.sin_family = AF_INET};
+    if (sscanf(listen, "%63[^:]:%u", host, &port) != 2 || port > 65535 ||
+        inet_pton(AF_INET, host, &addr.sin_addr) != 1) {
+        funnel_log_error(log, "metrics: '%s' is not an IPv4 address:port", listen);
+        return FUNNEL_ECONFIG;
+    }
+    addr.sin_port = htons((uint16_t)port);
+    funnel_metrics_t *m = calloc(1, sizeof *m);
+    if (!m)
+        return FUNNEL_ENOMEM;
+    m->log = log;
+    m->httpd = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD, (uint16_t)port, NULL, NULL,
+                                on_request, m, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
+                                MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)10, MHD_OPTION_END);
+    if (!m->httpd) {
+        funnel_log_error(log, "metrics: cannot listen on %s", listen);
+        free(m);
+        return FUNNEL_EIO;
+    }
+    funnel_log_info(log, "metrics on http://%s:%d/metrics", host, funnel_metrics_port(m));
+    *out = m;
+    return 0;
+}
+
+int funnel_metrics_port(const funnel_metrics_t *m)
+{
+    const union MHD_DaemonInfo *info =
+        m ? MHD_get_daemon_info(m->httpd, MHD_DAEMON_INFO_BIND_PORT) : NULL;
+    return info ? info->port : 0;
+}
+
+void funnel_metrics_destroy(funnel_metrics_t **mp)
+{
+    if (!mp || !*mp)
+        return;
+    MHD_stop_daemon((*mp)->httpd);
+    free(*mp);
+    *mp = NULL;
+}

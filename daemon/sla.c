@@ -1,0 +1,935 @@
+/* sla.c — the SLA engine (see sla.h for the contract).
+ *
+ * An instance is a row; what it does next is one number, `step`: 0 the warning, 1..L the
+ * escalation levels, L+1..L+R the repeats of the last level. The time a step fires is derived
+ * from the row (anchor, business time consumed, due time) and the policy version, and stored as
+ * next_at so the heap can be rebuilt with one indexed scan. Firing a step emits its output with
+ * the step's own time as occurred_at_ms and moves to the next step, so a step is never skipped:
+ * after downtime they all come out at once, in order, with their original times. */
+#include "funnel/sla.h"
+#include "funnel/error.h"
+#include "funnel/timerheap.h"
+
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define NONE        INT64_MAX /* no time: paused due, nothing scheduled */
+#define LIVE_MAX    16        /* live instances of one key handled per event */
+#define ID_BUF      (FUNNEL_ID_MAX + 1)
+#define QUOTA_BATCH 64 /* periods closed per quota per timer pass */
+
+static const char *const migrations[] = {
+    /* 1 */
+    "CREATE TABLE sla_policy ("
+    "  name TEXT NOT NULL, version INTEGER NOT NULL, hash INTEGER NOT NULL,"
+    "  definition TEXT NOT NULL, PRIMARY KEY (name, version)) WITHOUT ROWID;"
+    "CREATE TABLE sla_instance ("
+    "  id INTEGER PRIMARY KEY, policy TEXT NOT NULL, version INTEGER NOT NULL,"
+    "  key TEXT NOT NULL, owner TEXT NOT NULL, state TEXT NOT NULL,"
+    "  started_at INTEGER NOT NULL, anchor_at INTEGER NOT NULL, consumed_ms INTEGER NOT NULL,"
+    "  due_at INTEGER, paused_at INTEGER, step INTEGER NOT NULL, next_at INTEGER,"
+    "  acked_by TEXT, start_event TEXT NOT NULL, stopped_at INTEGER, on_time INTEGER,"
+    "  late_ms INTEGER, stop_event TEXT);"
+    "CREATE INDEX sla_instance_live ON sla_instance (key) WHERE state <> 'met';"
+    "CREATE INDEX sla_instance_next ON sla_instance (next_at) WHERE next_at IS NOT NULL;"
+    "CREATE TABLE sla_quota ("
+    "  policy TEXT NOT NULL, period_start INTEGER NOT NULL, period_end INTEGER NOT NULL,"
+    "  actual INTEGER NOT NULL, pace_done INTEGER NOT NULL DEFAULT 0,"
+    "  closed INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (policy, period_start)) WITHOUT ROWID;",
+};
+
+#define COLS                                                                                       \
+    "id, policy, version, key, owner, state, started_at, anchor_at, consumed_ms, due_at,"          \
+    " paused_at, step, next_at, acked_by"
+
+enum stmt_id {
+    S_VERSIONS,
+    S_VERSION_ADD,
+    S_INSERT,
+    S_LIVE,
+    S_BY_ID,
+    S_UPDATE,
+    S_MET,
+    S_TIMERS,
+    S_QUOTA_COUNT,
+    S_QUOTA_ENSURE,
+    S_QUOTA_LAST,
+    S_QUOTA_OPEN,
+    S_QUOTA_MARK,
+    S_COUNT_
+};
+
+static const char *const stmt_sql[S_COUNT_] = {
+    [S_VERSIONS] = "SELECT name, version, definition FROM sla_policy ORDER BY name, version",
+    [S_VERSION_ADD] = "INSERT INTO sla_policy (name, version, hash, definition) VALUES (?,?,?,?)",
+    [S_INSERT] = "INSERT INTO sla_instance (policy, version, key, owner, state, started_at,"
+                 " anchor_at, consumed_ms, due_at, step, next_at, start_event)"
+                 " VALUES (?,?,?,?,'open',?,?,0,?,?,?,?)",
+    [S_LIVE] = "SELECT " COLS " FROM sla_instance WHERE key = ? AND state <> 'met'",
+    [S_BY_ID] = "SELECT " COLS " FROM sla_instance WHERE id = ?",
+    [S_UPDATE] = "UPDATE sla_instance SET state = ?, started_at = ?, anchor_at = ?,"
+                 " consumed_ms = ?, due_at = ?, paused_at = ?, step = ?, next_at = ?,"
+                 " acked_by = ? WHERE id = ?",
+    [S_MET] = "UPDATE sla_instance SET state = 'met', next_at = NULL, stopped_at = ?,"
+              " on_time = ?, late_ms = ?, stop_event = ? WHERE id = ?",
+    [S_TIMERS] = "SELECT id, next_at FROM sla_instance WHERE next_at IS NOT NULL",
+    [S_QUOTA_COUNT] = "INSERT INTO sla_quota (policy, period_start, period_end, actual, closed)"
+                      " VALUES (?,?,?,1,?) ON CONFLICT (policy, period_start)"
+                      " DO UPDATE SET actual = actual + 1",
+    [S_QUOTA_ENSURE] = "INSERT OR IGNORE INTO sla_quota (policy, period_start, period_end, actual)"
+                       " VALUES (?,?,?,0)",
+    [S_QUOTA_LAST] = "SELECT max(period_end) FROM sla_quota WHERE policy = ?",
+    [S_QUOTA_OPEN] = "SELECT period_start, period_end, actual, pace_done FROM sla_quota"
+                     " WHERE policy = ? AND closed = 0 ORDER BY period_start LIMIT 64",
+    [S_QUOTA_MARK] = "UPDATE sla_quota SET pace_done = ?, closed = ? WHERE policy = ? AND"
+                     " period_start = ?",
+};
+
+typedef enum inst_state { ST_OPEN, ST_PAUSED, ST_MET } inst_state_t;
+static const char *const state_names[] = {"open", "paused", "met"};
+
+/* One stored policy version, compiled. */
+typedef struct pver {
+    funnel_sla_policy_t pol;
+    int64_t version;
+    funnel_calendar_t *cal;
+} pver_t;
+
+/* One instance row, as read and written. */
+typedef struct inst {
+    int64_t id;
+    char policy[ID_BUF];
+    int64_t version;
+    char key[ID_BUF];
+    char owner[ID_BUF];
+    inst_state_t state;
+    int64_t started_at;  /* start (or last reset), event time */
+    int64_t anchor_at;   /* the running clock counts from here (start, reset or resume) */
+    int64_t consumed_ms; /* business time used before anchor_at (before a pause) */
+    int64_t due_at;      /* NONE while paused */
+    int64_t paused_at;   /* NONE unless paused */
+    int64_t step;        /* next step to fire */
+    int64_t next_at;     /* when; NONE for nothing */
+    char acked_by[ID_BUF];
+} inst_t;
+
+/* A quota's in-memory view: when its next period end or pace point comes. */
+typedef struct quota_state {
+    char *name;             /* owned; matches a funnel_sla_quota_t by name */
+    char *time_zone;        /* owned; the calendar below was compiled for it */
+    funnel_calendar_t *cal; /* periods are local weeks and months */
+    int64_t next_at;        /* earliest pending work; INT64_MIN: not yet initialised */
+} quota_state_t;
+
+struct funnel_sla {
+    funnel_store_t *store; /* borrowed */
+    sqlite3 *db;
+    const funnel_sla_config_t *cfg; /* borrowed, live */
+    const funnel_log_t *log;
+    sqlite3_stmt *st[S_COUNT_];
+    pver_t *vers; /* every stored version, by (name, version) */
+    size_t n_vers, cap_vers;
+    funnel_timerheap_t *heap;
+    quota_state_t *quotas;
+    size_t n_quotas;
+};
+
+/* ---- statements ------------------------------------------------------------------------ */
+
+static sqlite3_stmt *stmt(funnel_sla_t *sla, enum stmt_id id)
+{
+    sqlite3_stmt *s = sla->st[id];
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    return s;
+}
+
+/* Runs a statement that returns no rows; 0 or FUNNEL_ESTORE. */
+static int step_done(sqlite3_stmt *s)
+{
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    return rc == SQLITE_DONE ? 0 : FUNNEL_ESTORE;
+}
+
+static void bind_time(sqlite3_stmt *s, int col, int64_t v)
+{
+    if (v == NONE)
+        sqlite3_bind_null(s, col);
+    else
+        sqlite3_bind_int64(s, col, v);
+}
+
+static int64_t col_time(sqlite3_stmt *s, int col)
+{
+    return sqlite3_column_type(s, col) == SQLITE_NULL ? NONE : sqlite3_column_int64(s, col);
+}
+
+static void col_text(sqlite3_stmt *s, int col, char *out)
+{
+    const unsigned char *t = sqlite3_column_text(s, col);
+    snprintf(out, ID_BUF, "%s", t ? (const char *)t : "");
+}
+
+static void inst_read(sqlite3_stmt *s, inst_t *in)
+{
+    const unsigned char *state = sqlite3_column_text(s, 5);
+    in->id = sqlite3_column_int64(s, 0);
+    col_text(s, 1, in->policy);
+    in->version = sqlite3_column_int64(s, 2);
+    col_text(s, 3, in->key);
+    col_text(s, 4, in->owner);
+    in->state = !state || !strcmp((const char *)state, "met") ? ST_MET
+                : !strcmp((const char *)state, "paused")      ? ST_PAUSED
+                                                              : ST_OPEN;
+    in->started_at = sqlite3_column_int64(s, 6);
+    in->anchor_at = sqlite3_column_int64(s, 7);
+    in->consumed_ms = sqlite3_column_int64(s, 8);
+    in->due_at = col_time(s, 9);
+    in->paused_at = col_time(s, 10);
+    in->step = sqlite3_column_int64(s, 11);
+    in->next_at = col_time(s, 12);
+    col_text(s, 13, in->acked_by);
+}
+
+/* Writes the mutable columns of a live instance back. */
+static int inst_write(funnel_sla_t *sla, const inst_t *in)
+{
+    sqlite3_stmt *s = stmt(sla, S_UPDATE);
+    sqlite3_bind_text(s, 1, state_names[in->state], -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 2, in->started_at);
+    sqlite3_bind_int64(s, 3, in->anchor_at);
+    sqlite3_bind_int64(s, 4, in->consumed_ms);
+    bind_time(s, 5, in->due_at);
+    bind_time(s, 6, in->paused_at);
+    sqlite3_bind_int64(s, 7, in->step);
+    bind_time(s, 8, in->next_at);
+    if (in->acked_by[0])
+        sqlite3_bind_text(s, 9, in->acked_by, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 10, in->id);
+    int rc = step_done(s);
+    if (!rc && in->next_at != NONE)
+        rc = funnel_timerheap_push(sla->heap, in->next_at, in->id);
+    return rc;
+}
+
+static int inst_load(funnel_sla_t *sla, int64_t id, inst_t *in)
+{
+    sqlite3_stmt *s = stmt(sla, S_BY_ID);
+    sqlite3_bind_int64(s, 1, id);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW)
+        inst_read(s, in);
+    sqlite3_reset(s);
+    return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? FUNNEL_ENOTFOUND : FUNNEL_ESTORE;
+}
+
+/* ---- policy versions ------------------------------------------------------------------- */
+
+static void versions_clear(funnel_sla_t *sla)
+{
+    for (size_t i = 0; i < sla->n_vers; i++) {
+        funnel_sla_policy_clear(&sla->vers[i].pol);
+        funnel_calendar_destroy(&sla->vers[i].cal);
+    }
+    sla->n_vers = 0;
+}
+
+/* Compiles a stored definition and appends it to the cache. A definition this build cannot
+ * read any more is logged and skipped: its instances then wait, untouched, for a fix. */
+static int version_add(funnel_sla_t *sla, const char *definition, int64_t version)
+{
+    char err[256];
+    if (sla->n_vers == sla->cap_vers) {
+        size_t cap = sla->cap_vers ? sla->cap_vers * 2 : 8;
+        pver_t *v = realloc(sla->vers, cap * sizeof *v);
+        if (!v)
+            return FUNNEL_ENOMEM;
+        sla->vers = v;
+        sla->cap_vers = cap;
+    }
+    pver_t *v = &sla->vers[sla->n_vers];
+    memset(v, 0, sizeof *v);
+    int rc = funnel_sla_policy_from_text(definition, &v->pol, err, sizeof err);
+    if (!rc && (rc = funnel_calendar_new(&v->pol.calendar, &v->cal, err, sizeof err)))
+        funnel_sla_policy_clear(&v->pol);
+    if (rc == FUNNEL_ENOMEM)
+        return rc;
+    if (rc) {
+        funnel_log_error(sla->log, "sla: stored policy version %lld is unreadable: %s",
+                         (long long)version, err);
+        return 0;
+    }
+    v->version = version;
+    sla->n_vers++;
+    return 0;
+}
+
+/* (Re)loads every stored version: at start and after a rollback undid a new one. */
+static int versions_load(funnel_sla_t *sla)
+{
+    versions_clear(sla);
+    sqlite3_stmt *s = stmt(sla, S_VERSIONS);
+    int rc, err = 0;
+    while (!err && (rc = sqlite3_step(s)) == SQLITE_ROW)
+        err = version_add(sla, (const char *)sqlite3_column_text(s, 2), sqlite3_column_int64(s, 1));
+    sqlite3_reset(s);
+    return err ? err : rc == SQLITE_DONE ? 0 : FUNNEL_ESTORE;
+}
+
+static pver_t *version_find(funnel_sla_t *sla, const char *name, int64_t version)
+{
+    for (size_t i = 0; i < sla->n_vers; i++)
+        if (sla->vers[i].version == version && strcmp(sla->vers[i].pol.name, name) == 0)
+            return &sla->vers[i];
+    return NULL;
+}
+
+/* The version new instances of p start under: the latest stored one when its definition is
+ * p's, else a new version row (inside the caller's transaction). */
+static int version_current(funnel_sla_t *sla, const funnel_sla_policy_t *p, pver_t **out)
+{
+    pver_t *latest = NULL;
+    for (size_t i = 0; i < sla->n_vers; i++)
+        if (strcmp(sla->vers[i].pol.name, p->name) == 0 &&
+            (!latest || sla->vers[i].version > latest->version))
+            latest = &sla->vers[i];
+    if (latest && latest->pol.hash == p->hash) {
+        *out = latest;
+        return 0;
+    }
+    int64_t version = latest ? latest->version + 1 : 1;
+    sqlite3_stmt *s = stmt(sla, S_VERSION_ADD);
+    sqlite3_bind_text(s, 1, p->name, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 2, version);
+    sqlite3_bind_int64(s, 3, (int64_t)p->hash);
+    sqlite3_bind_text(s, 4, p->definition, -1, SQLITE_STATIC);
+    size_t before = sla->n_vers;
+    int rc = step_done(s);
+    if (!rc)
+        rc = version_add(sla, p->definition, version);
+    if (!rc && sla->n_vers == before)
+        rc = FUNNEL_EINVAL; /* the definition does not read back: a bug, refuse the event */
+    if (!rc) {
+        *out = &sla->vers[sla->n_vers - 1];
+        funnel_log_info(sla->log, "sla: policy %s version %lld in force for new instances", p->name,
+                        (long long)version);
+    }
+    return rc;
+}
+
+/* ---- steps ---------------------------------------------------------------------------- */
+
+static int64_t warn_lead(const funnel_sla_policy_t *p)
+{
+    return p->warn_pct ? p->target_ms * p->warn_pct / 100 : p->warn_ms;
+}
+
+static int64_t first_step(const funnel_sla_policy_t *p)
+{
+    return warn_lead(p) > 0 ? 0 : 1;
+}
+
+/* When step fires for this instance, NONE when it never does (paused, acknowledged, past the
+ * last repeat). All offsets are business time on the version's calendar. */
+static int64_t step_at(pver_t *v, const inst_t *in, int64_t step)
+{
+    const funnel_sla_policy_t *p = &v->pol;
+    int64_t levels = (int64_t)p->n_levels;
+    if (in->state != ST_OPEN || in->acked_by[0] || step > levels + p->repeat_count)
+        return NONE;
+    if (step == 0) {
+        int64_t left = p->target_ms - in->consumed_ms - warn_lead(p);
+        return funnel_calendar_add(v->cal, in->anchor_at, left > 0 ? left : 0);
+    }
+    if (step <= levels)
+        return funnel_calendar_add(v->cal, in->due_at, p->levels[step - 1].after_ms);
+    int64_t last = funnel_calendar_add(v->cal, in->due_at, p->levels[levels - 1].after_ms);
+    return funnel_calendar_add(v->cal, last, (step - levels) * p->repeat_every_ms);
+}
+
+/* Recomputes the due time from the running clock and the next step's time. */
+static void inst_schedule(pver_t *v, inst_t *in)
+{
+    int64_t left = v->pol.target_ms - in->consumed_ms;
+    in->due_at = funnel_calendar_add(v->cal, in->anchor_at, left > 0 ? left : 0);
+    in->next_at = step_at(v, in, in->step);
+}
+
+/* ---- outputs --------------------------------------------------------------------------- */
+
+/* Fills the envelope and SlaRef common to every instance output. */
+static void envelope_init(funnel_envelope_t *env, Funnel__V1__SlaRef *ref, char *sla_id,
+                          char *event_id, const inst_t *in, const char *suffix, int64_t at)
+{
+    funnel__v1__envelope__init(env);
+    funnel__v1__sla_ref__init(ref);
+    snprintf(sla_id, 24, "%" PRId64, in->id);
+    snprintf(event_id, 96, "sla-%" PRId64 "-%s-%" PRId64, in->id, suffix, at);
+    env->event_id = event_id;
+    env->occurred_at_ms = at;
+    env->source = "funneld";
+    ref->sla_id = sla_id;
+    ref->policy = (char *)in->policy;
+    ref->policy_version = (int32_t)in->version;
+    ref->key = (char *)in->key;
+    ref->started_at_ms = in->started_at;
+    ref->due_at_ms = in->due_at == NONE ? 0 : in->due_at;
+    ref->owner = (char *)in->owner;
+}
+
+/* Emits step in->step of an instance, which came due at `at`. */
+static int emit_step(funnel_router_t *router, pver_t *v, const inst_t *in, int64_t at,
+                     int64_t now_ms)
+{
+    funnel_envelope_t env;
+    Funnel__V1__SlaRef ref;
+    char sla_id[24], event_id[96], suffix[32];
+    int64_t levels = (int64_t)v->pol.n_levels;
+    snprintf(suffix, sizeof suffix, "s%" PRId64, in->step);
+    envelope_init(&env, &ref, sla_id, event_id, in, suffix, at);
+    if (in->step == 0) {
+        Funnel__V1__SlaWarning w;
+        funnel__v1__sla_warning__init(&w);
+        w.sla = &ref;
+        env.body_case = FUNNEL__V1__ENVELOPE__BODY_SLA_WARNING;
+        env.sla_warning = &w;
+        return funnel_router_emit(router, "sla.warning", &env, now_ms);
+    }
+    Funnel__V1__SlaEscalation e;
+    funnel__v1__sla_escalation__init(&e);
+    int64_t level = in->step <= levels ? in->step : levels;
+    e.sla = &ref;
+    e.level = (int32_t)level;
+    e.notify = v->pol.levels[level - 1].notify;
+    e.repeat = (int32_t)(in->step - level);
+    env.body_case = FUNNEL__V1__ENVELOPE__BODY_SLA_ESCALATION;
+    env.sla_escalation = &e;
+    return funnel_router_emit(router, "sla.escalation", &env, now_ms);
+}
+
+/* ---- reacting to events ------------------------------------------------------------------ */
+
+/* The stop event occurred at t: met, on time when the business time the clock ran up to t
+ * (or up to a pause before t) is within the target. A stop that occurred before the due time
+ * is on time whenever it arrives; escalations already published stay published. */
+static int inst_met(funnel_sla_t *sla, funnel_router_t *router, pver_t *v, inst_t *in,
+                    const funnel_envelope_t *stop, int64_t now_ms)
+{
+    int64_t t = stop->occurred_at_ms;
+    int64_t end = in->state == ST_PAUSED && in->paused_at < t ? in->paused_at : t;
+    int64_t used = in->consumed_ms + funnel_calendar_between(v->cal, in->anchor_at, end);
+    bool on_time = used <= v->pol.target_ms;
+    int64_t late = on_time ? 0 : used - v->pol.target_ms;
+    sqlite3_stmt *s = stmt(sla, S_MET);
+    sqlite3_bind_int64(s, 1, t);
+    sqlite3_bind_int(s, 2, on_time);
+    sqlite3_bind_int64(s, 3, late);
+    sqlite3_bind_text(s, 4, stop->event_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 5, in->id);
+    int rc = step_done(s);
+    if (rc)
+        return rc;
+    funnel_envelope_t env;
+    Funnel__V1__SlaRef ref;
+    Funnel__V1__SlaMet met;
+    char sla_id[24], event_id[96];
+    envelope_init(&env, &ref, sla_id, event_id, in, "met", t);
+    funnel__v1__sla_met__init(&met);
+    met.sla = &ref;
+    met.on_time = on_time;
+    met.late_ms = late;
+    met.stop_event_id = stop->event_id;
+    env.body_case = FUNNEL__V1__ENVELOPE__BODY_SLA_MET;
+    env.sla_met = &met;
+    return funnel_router_emit(router, "sla.met", &env, now_ms);
+}
+
+/* Applies a stop, reset, pause or resume event to one live instance of its version. */
+static int inst_apply(funnel_sla_t *sla, funnel_router_t *router, pver_t *v, inst_t *in,
+                      const funnel_envelope_t *env, int64_t now_ms)
+{
+    const funnel_sla_policy_t *p = &v->pol;
+    int64_t t = env->occurred_at_ms;
+    if (funnel_sla_match_any(&p->stop, env))
+        return inst_met(sla, router, v, in, env, now_ms);
+    if (funnel_sla_match_any(&p->reset, env)) {
+        if (t < in->started_at)
+            return 0; /* older than the clock it would restart */
+        in->state = ST_OPEN;
+        in->started_at = in->anchor_at = t;
+        in->consumed_ms = 0;
+        in->paused_at = NONE;
+        in->acked_by[0] = '\0';
+        in->step = first_step(p);
+    } else if (funnel_sla_match_any(&p->pause, env) && in->state == ST_OPEN) {
+        t = t > in->anchor_at ? t : in->anchor_at;
+        in->consumed_ms += funnel_calendar_between(v->cal, in->anchor_at, t);
+        in->state = ST_PAUSED;
+        in->paused_at = t;
+        in->next_at = NONE;
+        return inst_write(sla, in);
+    } else if (funnel_sla_match_any(&p->resume, env) && in->state == ST_PAUSED) {
+        in->state = ST_OPEN;
+        in->anchor_at = t > in->paused_at ? t : in->paused_at;
+        in->paused_at = NONE;
+    } else {
+        return 0;
+    }
+    inst_schedule(v, in);
+    return inst_write(sla, in);
+}
+
+/* Reads the live instances of one key (bounded), so rows can be updated after the scan. */
+static int live_read(funnel_sla_t *sla, const char *key, inst_t *out, size_t *n)
+{
+    sqlite3_stmt *s = stmt(sla, S_LIVE);
+    int rc;
+    sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
+    *n = 0;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW && *n < LIVE_MAX)
+        inst_read(s, &out[(*n)++]);
+    sqlite3_reset(s);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : FUNNEL_ESTORE;
+}
+
+/* Every live instance keyed by a field of this event gets the event. Key fields are those of
+ * the stored versions (only they have instances); each is looked up once. */
+static int key_events(funnel_sla_t *sla, funnel_router_t *router, const funnel_envelope_t *env,
+                      int64_t now_ms)
+{
+    inst_t *live = malloc(LIVE_MAX * sizeof *live);
+    int rc = live ? 0 : FUNNEL_ENOMEM;
+    for (size_t i = 0; !rc && i < sla->n_vers; i++) {
+        const char *field = sla->vers[i].pol.key;
+        bool seen = false;
+        for (size_t j = 0; j < i && !seen; j++)
+            seen = strcmp(sla->vers[j].pol.key, field) == 0;
+        char buf[64];
+        const char *key = seen ? "" : funnel_sla_field(env, field, buf, sizeof buf);
+        size_t n = 0;
+        if (!*key || (rc = live_read(sla, key, live, &n)))
+            continue;
+        for (size_t k = 0; !rc && k < n; k++) {
+            pver_t *v = version_find(sla, live[k].policy, live[k].version);
+            if (v && strcmp(v->pol.key, field) == 0)
+                rc = inst_apply(sla, router, v, &live[k], env, now_ms);
+        }
+    }
+    free(live);
+    return rc;
+}
+
+/* Starts an instance of p for this event unless one is already live for its key. */
+static int start(funnel_sla_t *sla, const funnel_sla_policy_t *p, const funnel_envelope_t *env)
+{
+    char kbuf[64], obuf[64];
+    const char *key = funnel_sla_field(env, p->key, kbuf, sizeof kbuf);
+    const char *owner = funnel_sla_field(env, p->owner, obuf, sizeof obuf);
+    inst_t *live = malloc(LIVE_MAX * sizeof *live);
+    size_t n = 0;
+    pver_t *v = NULL;
+    int rc = live ? 0 : FUNNEL_ENOMEM;
+    if (rc || !*key || strlen(key) > FUNNEL_ID_MAX || (rc = live_read(sla, key, live, &n)))
+        goto out;
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(live[i].policy, p->name) == 0)
+            goto out; /* a repeated start does not restart the clock; reset topics do */
+    if ((rc = version_current(sla, p, &v)))
+        goto out;
+    inst_t in = {.state = ST_OPEN, .version = v->version, .paused_at = NONE};
+    snprintf(in.policy, sizeof in.policy, "%s", p->name);
+    snprintf(in.key, sizeof in.key, "%s", key);
+    snprintf(in.owner, sizeof in.owner, "%.128s", owner);
+    in.started_at = in.anchor_at = env->occurred_at_ms;
+    in.step = first_step(&v->pol);
+    inst_schedule(v, &in);
+    sqlite3_stmt *s = stmt(sla, S_INSERT);
+    sqlite3_bind_text(s, 1, in.policy, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 2, in.version);
+    sqlite3_bind_text(s, 3, in.key, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 4, in.owner, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 5, in.started_at);
+    sqlite3_bind_int64(s, 6, in.anchor_at);
+    bind_time(s, 7, in.due_at);
+    sqlite3_bind_int64(s, 8, in.step);
+    bind_time(s, 9, in.next_at);
+    sqlite3_bind_text(s, 10, env->event_id, -1, SQLITE_STATIC);
+    if ((rc = step_done(s)))
+        goto out;
+    if (in.next_at != NONE)
+        rc = funnel_timerheap_push(sla->heap, in.next_at, sqlite3_last_insert_rowid(sla->db));
+out:
+    free(live);
+    return rc;
+}
+
+/* escalation.acknowledged: no further levels or repeats for that instance. */
+static int acknowledge(funnel_sla_t *sla, const funnel_envelope_t *env)
+{
+    const Funnel__V1__EscalationAcknowledged *ack = env->escalation_acknowledged;
+    char *end;
+    inst_t in;
+    int64_t id = strtoll(ack->sla_id, &end, 10);
+    if (*end || end == ack->sla_id || inst_load(sla, id, &in) || in.state == ST_MET) {
+        funnel_log_info(sla->log, "sla: acknowledgement %s names no open SLA (sla_id %s)",
+                        env->event_id, ack->sla_id);
+        return 0;
+    }
+    snprintf(in.acked_by, sizeof in.acked_by, "%s", ack->by[0] ? ack->by : "-");
+    in.next_at = NONE;
+    return inst_write(sla, &in);
+}
+
+static int quota_count(funnel_sla_t *sla, const funnel_envelope_t *env, int64_t now_ms);
+
+static int sla_on_event(void *self, funnel_router_t *router, const funnel_envelope_t *env,
+                        int64_t now_ms)
+{
+    funnel_sla_t *sla = self;
+    if (env->body_case == FUNNEL__V1__ENVELOPE__BODY_ESCALATION_ACKNOWLEDGED)
+        return acknowledge(sla, env);
+    int rc = key_events(sla, router, env, now_ms);
+    for (size_t i = 0; !rc && i < sla->cfg->n_policies; i++)
+        if (funnel_sla_match(&sla->cfg->policies[i].start, env))
+            rc = start(sla, &sla->cfg->policies[i], env);
+    return rc ? rc : quota_count(sla, env, now_ms);
+}
+
+/* ---- quotas ----------------------------------------------------------------------------- */
+
+static quota_state_t *quota_state(funnel_sla_t *sla, const funnel_sla_quota_t *q, bool create)
+{
+    char err[256];
+    quota_state_t *qs = NULL;
+    for (size_t i = 0; i < sla->n_quotas && !qs; i++)
+        if (strcmp(sla->quotas[i].name, q->name) == 0)
+            qs = &sla->quotas[i];
+    if (!qs && create) {
+        quota_state_t *arr = realloc(sla->quotas, (sla->n_quotas + 1) * sizeof *arr);
+        if (!arr)
+            return NULL;
+        sla->quotas = arr;
+        qs = &arr[sla->n_quotas];
+        memset(qs, 0, sizeof *qs);
+        qs->next_at = INT64_MIN;
+        if (!(qs->name = strdup(q->name)))
+            return NULL;
+        sla->n_quotas++;
+    }
+    /* A reload may move the quota to another time zone: periods follow it. */
+    if (qs && (!qs->time_zone || strcmp(qs->time_zone, q->calendar.time_zone))) {
+        funnel_calendar_destroy(&qs->cal);
+        free(qs->time_zone);
+        qs->time_zone = strdup(q->calendar.time_zone);
+        if (!qs->time_zone || funnel_calendar_new(&q->calendar, &qs->cal, err, sizeof err))
+            return NULL;
+    }
+    return qs;
+}
+
+static void quota_key(sqlite3_stmt *s, const char *name, int64_t start, int64_t end)
+{
+    sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 2, start);
+    sqlite3_bind_int64(s, 3, end);
+}
+
+/* Counts the event into its period of every quota it matches (event time, local periods). A
+ * late event for a period that has a row counts there (a report already made stays made); a
+ * period without a row that has already ended predates the quota (quota_ensure creates every
+ * period from the first run on) and is recorded closed, reporting nothing. */
+static int quota_count(funnel_sla_t *sla, const funnel_envelope_t *env, int64_t now_ms)
+{
+    for (size_t i = 0; i < sla->cfg->n_quotas; i++) {
+        const funnel_sla_quota_t *q = &sla->cfg->quotas[i];
+        if (!funnel_sla_match(&q->count, env))
+            continue;
+        quota_state_t *qs = quota_state(sla, q, true);
+        int64_t ps, pe;
+        if (!qs)
+            return FUNNEL_ENOMEM;
+        funnel_calendar_period(qs->cal, q->period, env->occurred_at_ms, &ps, &pe);
+        sqlite3_stmt *s = stmt(sla, S_QUOTA_COUNT);
+        quota_key(s, q->name, ps, pe);
+        sqlite3_bind_int(s, 4, pe <= now_ms);
+        int rc = step_done(s);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+static int quota_emit(funnel_router_t *router, const funnel_sla_quota_t *q, int64_t ps, int64_t pe,
+                      int64_t actual, bool pace, int64_t at, int64_t now_ms)
+{
+    funnel_envelope_t env;
+    Funnel__V1__SlaQuotaMissed m;
+    char event_id[200];
+    funnel__v1__envelope__init(&env);
+    funnel__v1__sla_quota_missed__init(&m);
+    snprintf(event_id, sizeof event_id, "quota-%s-%" PRId64 "%s", q->name, ps, pace ? "-pace" : "");
+    env.event_id = event_id;
+    env.occurred_at_ms = at;
+    env.source = "funneld";
+    m.policy = q->name;
+    m.period_start_ms = ps;
+    m.period_end_ms = pe;
+    m.minimum = pace ? q->minimum * q->pace_pct / 100 : q->minimum;
+    m.actual = actual;
+    m.pace = pace;
+    env.body_case = FUNNEL__V1__ENVELOPE__BODY_SLA_QUOTA_MISSED;
+    env.sla_quota_missed = &m;
+    return funnel_router_emit(router, "sla.quota_missed", &env, now_ms);
+}
+
+/* Creates every period row from the last one up to the one containing now, so a period in
+ * which nothing was counted still reports, also after downtime. */
+static int quota_ensure(funnel_sla_t *sla, const funnel_sla_quota_t *q, quota_state_t *qs,
+                        int64_t now_ms)
+{
+    sqlite3_stmt *s = stmt(sla, S_QUOTA_LAST);
+    sqlite3_bind_text(s, 1, q->name, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(s);
+    int64_t from = rc == SQLITE_ROW ? col_time(s, 0) : NONE;
+    sqlite3_reset(s);
+    if (rc != SQLITE_ROW)
+        return FUNNEL_ESTORE;
+    if (from == NONE || from > now_ms)
+        from = now_ms;
+    for (int k = 0; k < QUOTA_BATCH && from <= now_ms; k++) {
+        int64_t ps, pe;
+        funnel_calendar_period(qs->cal, q->period, from, &ps, &pe);
+        s = stmt(sla, S_QUOTA_ENSURE);
+        quota_key(s, q->name, ps, pe);
+        if ((rc = step_done(s)))
+            return rc;
+        from = pe;
+    }
+    return 0;
+}
+
+/* Closes ended periods (sla.quota_missed below the minimum), runs due pace checks, and
+ * computes when this quota next has work. */
+static int quota_run(funnel_sla_t *sla, funnel_router_t *router, const funnel_sla_quota_t *q,
+                     int64_t now_ms)
+{
+    quota_state_t *qs = quota_state(sla, q, true);
+    if (!qs)
+        return FUNNEL_ENOMEM;
+    int rc = quota_ensure(sla, q, qs, now_ms);
+    struct {
+        int64_t ps, pe, actual, pace_done;
+    } rows[QUOTA_BATCH];
+    size_t n = 0;
+    sqlite3_stmt *s = stmt(sla, S_QUOTA_OPEN);
+    sqlite3_bind_text(s, 1, q->name, -1, SQLITE_STATIC);
+    while (!rc && n < QUOTA_BATCH && sqlite3_step(s) == SQLITE_ROW) {
+        rows[n].ps = sqlite3_column_int64(s, 0);
+        rows[n].pe = sqlite3_column_int64(s, 1);
+        rows[n].actual = sqlite3_column_int64(s, 2);
+        rows[n++].pace_done = sqlite3_column_int64(s, 3);
+    }
+    sqlite3_reset(s);
+    qs->next_at = NONE;
+    for (size_t i = 0; !rc && i < n; i++) {
+        int64_t pace_at = rows[i].ps + (rows[i].pe - rows[i].ps) * q->pace_pct / 100;
+        bool pace_due = q->pace_pct && !rows[i].pace_done;
+        bool closing = rows[i].pe <= now_ms;
+        if (pace_due && pace_at <= now_ms) {
+            /* Past the period's end the full check below says it all: no pace line. */
+            if (!closing && rows[i].actual < q->minimum * q->pace_pct / 100)
+                rc = quota_emit(router, q, rows[i].ps, rows[i].pe, rows[i].actual, true, pace_at,
+                                now_ms);
+            pace_due = false;
+        }
+        if (!rc && closing && rows[i].actual < q->minimum)
+            rc = quota_emit(router, q, rows[i].ps, rows[i].pe, rows[i].actual, false, rows[i].pe,
+                            now_ms);
+        if (rc)
+            break;
+        s = stmt(sla, S_QUOTA_MARK);
+        sqlite3_bind_int(s, 1, !pace_due);
+        sqlite3_bind_int(s, 2, closing);
+        sqlite3_bind_text(s, 3, q->name, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(s, 4, rows[i].ps);
+        rc = step_done(s);
+        int64_t next = closing ? NONE : pace_due ? pace_at : rows[i].pe;
+        qs->next_at = next < qs->next_at ? next : qs->next_at;
+    }
+    if (n == QUOTA_BATCH)
+        qs->next_at = now_ms; /* more periods wait: run again at once */
+    return rc;
+}
+
+/* ---- timers ------------------------------------------------------------------------------ */
+
+static int64_t sla_next_deadline(void *self)
+{
+    funnel_sla_t *sla = self;
+    funnel_timer_entry_t top;
+    int64_t next = funnel_timerheap_peek(sla->heap, &top) ? NONE : top.at;
+    for (size_t i = 0; i < sla->cfg->n_quotas; i++) {
+        quota_state_t *qs = quota_state(sla, &sla->cfg->quotas[i], false);
+        /* A quota not yet run (new, reloaded, or after a rollback) runs at once. */
+        int64_t at = qs && qs->next_at != INT64_MIN ? qs->next_at : 0;
+        next = at < next ? at : next;
+    }
+    return next;
+}
+
+/* Fires what is due: the earliest timers first, at most FUNNEL_SLA_TIMER_BATCH steps, each with
+ * its own due time. Heap entries whose time no longer matches the row are stale and dropped. */
+static int sla_on_timer(void *self, funnel_router_t *router, int64_t now_ms)
+{
+    funnel_sla_t *sla = self;
+    funnel_timer_entry_t top;
+    int rc = 0;
+    for (int fired = 0; !rc && fired < FUNNEL_SLA_TIMER_BATCH &&
+                        !funnel_timerheap_peek(sla->heap, &top) && top.at <= now_ms;) {
+        inst_t in;
+        funnel_timerheap_pop(sla->heap, &top);
+        if ((rc = inst_load(sla, top.id, &in)) == FUNNEL_ENOTFOUND) {
+            rc = 0;
+            continue;
+        }
+        pver_t *v = rc ? NULL : version_find(sla, in.policy, in.version);
+        if (rc || !v || in.next_at != top.at)
+            continue;
+        for (; !rc && in.next_at <= now_ms; fired++) {
+            rc = emit_step(router, v, &in, in.next_at, now_ms);
+            in.step++;
+            in.next_at = step_at(v, &in, in.step);
+        }
+        rc = rc ? rc : inst_write(sla, &in);
+    }
+    for (size_t i = 0; !rc && i < sla->cfg->n_quotas; i++) {
+        const funnel_sla_quota_t *q = &sla->cfg->quotas[i];
+        quota_state_t *qs = quota_state(sla, q, true);
+        if (!qs)
+            rc = FUNNEL_ENOMEM;
+        else if (qs->next_at <= now_ms)
+            rc = quota_run(sla, router, q, now_ms);
+    }
+    return rc;
+}
+
+/* Rebuilds the heap from the rows: at start, and when a rollback undid pushes. */
+static int heap_rebuild(funnel_sla_t *sla)
+{
+    sqlite3_stmt *s = stmt(sla, S_TIMERS);
+    int rc, err = 0;
+    funnel_timerheap_clear(sla->heap);
+    while (!err && (rc = sqlite3_step(s)) == SQLITE_ROW)
+        err = funnel_timerheap_push(sla->heap, sqlite3_column_int64(s, 1),
+                                    sqlite3_column_int64(s, 0));
+    sqlite3_reset(s);
+    return err ? err : rc == SQLITE_DONE ? 0 : FUNNEL_ESTORE;
+}
+
+static void sla_on_rollback(void *self)
+{
+    funnel_sla_t *sla = self;
+    /* Quotas recompute from their rows on the next timer pass. */
+    for (size_t i = 0; i < sla->n_quotas; i++)
+        sla->quotas[i].next_at = INT64_MIN;
+    if (versions_load(sla) || heap_rebuild(sla))
+        funnel_log_error(sla->log, "sla: reloading after a rollback failed: %s",
+                         funnel_store_errmsg(sla->store));
+}
+
+/* ---- life cycle ------------------------------------------------------------------------- */
+
+int funnel_sla_new(funnel_store_t *store, const funnel_sla_config_t *cfg, const funnel_log_t *log,
+                   funnel_sla_t **out)
+{
+    char err[512];
+    int rc = FUNNEL_ENOMEM;
+    *out = NULL;
+    funnel_sla_t *sla = calloc(1, sizeof *sla);
+    if (!sla || funnel_timerheap_new(&sla->heap))
+        goto fail;
+    sla->store = store;
+    sla->db = funnel_store_db(store);
+    sla->cfg = cfg;
+    sla->log = log;
+    if ((rc = funnel_store_migrate_module(store, "sla", migrations,
+                                          (int)(sizeof migrations / sizeof migrations[0]), err,
+                                          sizeof err))) {
+        funnel_log_error(log, "sla: %s", err);
+        goto fail;
+    }
+    for (int i = 0; i < S_COUNT_; i++) {
+        if (sqlite3_prepare_v3(sla->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &sla->st[i],
+                               NULL) != SQLITE_OK) {
+            funnel_log_error(log, "sla: %s", sqlite3_errmsg(sla->db));
+            rc = FUNNEL_ESTORE;
+            goto fail;
+        }
+    }
+    if ((rc = versions_load(sla)) || (rc = heap_rebuild(sla))) {
+        funnel_log_error(log, "sla: loading state failed: %s", funnel_store_errmsg(store));
+        goto fail;
+    }
+    funnel_log_info(log, "sla: %zu policies, %zu quotas, %zu timers pending", cfg->n_policies,
+                    cfg->n_quotas, funnel_timerheap_size(sla->heap));
+    *out = sla;
+    return 0;
+fail:
+    funnel_sla_destroy(&sla);
+    return rc;
+}
+
+void funnel_sla_destroy(funnel_sla_t **slap)
+{
+    if (!slap || !*slap)
+        return;
+    funnel_sla_t *sla = *slap;
+    for (int i = 0; i < S_COUNT_; i++)
+        sqlite3_finalize(sla->st[i]);
+    versions_clear(sla);
+    free(sla->vers);
+    for (size_t i = 0; i < sla->n_quotas; i++) {
+        free(sla->quotas[i].name);
+        free(sla->quotas[i].time_zone);
+        funnel_calendar_destroy(&sla->quotas[i].cal);
+    }
+    free(sla->quotas);
+    funnel_timerheap_destroy(&sla->heap);
+    free(sla);
+    *slap = NULL;
+}
+
+void funnel_sla_hooks(funnel_sla_t *sla, funnel_engine_t *engine)
+{
+    *engine = (funnel_engine_t){
+        .name = "sla",
+        .self = sla,
+        .on_event = sla_on_event,
+        .next_deadline = sla_next_deadline,
+        .on_timer = sla_on_timer,
+        .on_rollback = sla_on_rollback,
+    };
+}
+
+size_t funnel_sla_timers(const funnel_sla_t *sla)
+{
+    return funnel_timerheap_size(sla->heap);
+}
+
+int funnel_sla_engine_create(funnel_store_t *store, const funnel_config_t *cfg,
+                             const funnel_log_t *log, funnel_engine_t *engine)
+{
+    funnel_sla_t *sla;
+    int rc = funnel_sla_new(store, &cfg->sla, log, &sla);
+    if (!rc)
+        funnel_sla_hooks(sla, engine);
+    return rc;
+}
+
+void funnel_sla_engine_destroy(void *self)
+{
+    funnel_sla_t *sla = self;
+    funnel_sla_destroy(&sla);
+}

@@ -1,0 +1,52 @@
+/* metrics.h — funneld's counters in Prometheus text exposition, served over HTTP.
+ *
+ * Threads: the libuv loop thread is the only writer (funnel_metrics_event and friends); the
+ * HTTP server is libmicrohttpd with its own internal polling thread, which only reads. Every
+ * value is a C11 atomic updated with relaxed ordering, so the loop never waits for a scrape
+ * and a scrape never touches the loop, the store or the sockets. (A libuv TCP handler would
+ * have kept one thread, at the price of an HTTP parser of our own.)
+ *
+ * Every function takes a NULL funnel_metrics_t and then does nothing: metrics are optional. */
+#ifndef FUNNEL_METRICS_H
+#define FUNNEL_METRICS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "funnel/codec.h"
+#include "funnel/log.h"
+
+typedef struct funnel_metrics funnel_metrics_t;
+
+/* Starts serving GET /metrics and GET /healthz on listen ("127.0.0.1:9464"; port 0 picks a
+ * free one). Returns 0 with *out, FUNNEL_ECONFIG for a malformed address, FUNNEL_EIO when the
+ * port cannot be bound, FUNNEL_ENOMEM. */
+int funnel_metrics_new(const char *listen, const funnel_log_t *log, funnel_metrics_t **out);
+
+/* Stops the HTTP thread and frees; *m becomes NULL. */
+void funnel_metrics_destroy(funnel_metrics_t **m);
+
+/* The bound port (for ready files and tests), or 0. */
+int funnel_metrics_port(const funnel_metrics_t *m);
+
+typedef enum funnel_metrics_result {
+    FUNNEL_METRICS_ACCEPTED,
+    FUNNEL_METRICS_DUPLICATE,
+    FUNNEL_METRICS_REFUSED,
+} funnel_metrics_result_t;
+
+/* One ingest message settled by a batch: topic is its topic frame (an unknown one is counted
+ * as "other"), reason matters for REFUSED only. */
+void funnel_metrics_event(funnel_metrics_t *m, const char *topic, funnel_metrics_result_t result,
+                          funnel_refusal_code_t reason);
+
+/* A batch committed (or failed to: failed = 1) with n messages in latency_us microseconds. */
+void funnel_metrics_commit(funnel_metrics_t *m, size_t n, uint64_t latency_us, int failed);
+
+/* An output message with sequence seq went to the PUB socket. */
+void funnel_metrics_published(funnel_metrics_t *m, uint64_t seq);
+
+/* The oldest sequence still in the outbox (retained for replay); 0 when it is empty. */
+void funnel_metrics_outbox_first(funnel_metrics_t *m, uint64_t first_seq);
+
+#endif

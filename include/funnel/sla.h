@@ -1,0 +1,51 @@
+/* sla.h — the SLA engine: persistent SLA timers on business calendars, warnings, multi-level
+ * escalation, acknowledgements, and the marketing lead quota.
+ *
+ * Policies come from the `sla { ... }` section (sla_config.h). Every SLA instance is a row of
+ * sla_instance; an in-memory min-heap holds the next fire time of each open one and is rebuilt
+ * from the rows at start and after a rollback. Deadlines are event times: a stop that occurred
+ * before the due time is on time whenever it arrives; warnings and levels that came due while
+ * funneld was down fire at once, carrying their original times. Outputs (sla.warning,
+ * sla.escalation, sla.met, sla.quota_missed) go through the router's outbox, so they are
+ * published only after COMMIT. The engine never reads the clock: now_ms comes from the caller.
+ *
+ * A policy is stored as a numbered version the first time an instance starts under a new
+ * definition; an instance keeps its version for life, so a reload changes new instances only. */
+#ifndef FUNNEL_SLA_H
+#define FUNNEL_SLA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "funnel/config.h"
+#include "funnel/log.h"
+#include "funnel/router.h"
+#include "funnel/sla_config.h"
+#include "funnel/store.h"
+
+/* Due work handled per on_timer transaction at most; the rest runs in the next one, at once. */
+#define FUNNEL_SLA_TIMER_BATCH 5000
+
+typedef struct funnel_sla funnel_sla_t;
+
+/* Creates the engine: migrates its tables in store (outside a batch), loads the stored policy
+ * versions and builds the timer heap. cfg is borrowed and read per event: it must outlive the
+ * engine (funneld passes its live config, which reloads replace in place). log may be NULL.
+ * Returns 0, FUNNEL_ESTORE (logged) or FUNNEL_ENOMEM. */
+int funnel_sla_new(funnel_store_t *store, const funnel_sla_config_t *cfg, const funnel_log_t *log,
+                   funnel_sla_t **out);
+void funnel_sla_destroy(funnel_sla_t **sla);
+
+/* Fills engine with this engine's router hooks (on_event, next_deadline, on_timer,
+ * on_rollback); self is sla. */
+void funnel_sla_hooks(funnel_sla_t *sla, funnel_engine_t *engine);
+
+/* Timer entries held in memory (open instances, plus stale entries not yet discarded). */
+size_t funnel_sla_timers(const funnel_sla_t *sla);
+
+/* engine_defs[] adapters for funneld (server.c): create reads cfg->sla. */
+int funnel_sla_engine_create(funnel_store_t *store, const funnel_config_t *cfg,
+                             const funnel_log_t *log, funnel_engine_t *engine);
+void funnel_sla_engine_destroy(void *self);
+
+#endif

@@ -1,0 +1,16 @@
+/* sla_fx.h — envelope builders for the SLA tests (engine and end-to-end). Each returns a
+ * heap envelope owned by the caller (funnel_envelope_free), with source "test". */
+#ifndef FUNNEL_TEST_SLA_FX_H
+#define FUNNEL_TEST_SLA_FX_H
+
+#include <stdint.h>
+
+#include "funnel/codec.h"
+
+funnel_envelope_t *fx_qualified(const char *id, const char *lead, int stage, int64_t at);
+funnel_envelope_t *fx_contacted(const char *id, const char *lead, int64_t at);
+funnel_envelope_t *fx_touched(const char *id, const char *lead, int64_t at);
+funnel_envelope_t *fx_closed(const char *id, const char *lead, int outcome, int64_t at);
+funnel_envelope_t *fx_acked(const char *id, const char *sla_id, int64_t at);
+
+#endif

@@ -1,0 +1,347 @@
+/* test_alert.c — funnel-alert (the real executable) against a real funneld and a local HTTP
+ * receiver that fails several times before it accepts: every message delivered exactly once,
+ * across restarts of the adapter and of funneld; dead letters after max_attempts; message
+ * text and routing. */
+#include "alert.h"
+#include "harness.h"
+
+#include "funnel/client.h"
+#include "funnel/error.h"
+#include "funnel/json.h"
+
+#include <criterion/criterion.h>
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define MAX_HITS 64
+
+/* What the receiver saw. */
+typedef struct hit {
+    char path[128];
+    char body[1024];
+    unsigned long long seq; /* X-Funnel-Seq */
+    unsigned status;        /* what it answered */
+} hit_t;
+
+typedef struct receiver {
+    struct MHD_Daemon *httpd;
+    int port;
+    pthread_mutex_t lock;
+    int fail_left; /* answer 500 this many more times */
+    hit_t hits[MAX_HITS];
+    size_t n_hits;
+    char buf[1024]; /* the request body being received (one request at a time) */
+    size_t len;
+} receiver_t;
+
+static fx_tmpdir_t tmp;
+static fx_daemon_t fd;
+static receiver_t rx;
+static pid_t alert_pid;
+static char conf[300], cursor[300], dead[300];
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version, const char *upload,
+                                  size_t *upload_len, void **state)
+{
+    receiver_t *r = cls;
+    (void)method;
+    (void)version;
+    if (!*state) {
+        *state = r;
+        r->len = 0;
+        return MHD_YES;
+    }
+    if (*upload_len) {
+        size_t n = *upload_len < sizeof r->buf - 1 - r->len ? *upload_len : 0;
+        memcpy(r->buf + r->len, upload, n);
+        r->len += n;
+        r->buf[r->len] = '\0';
+        *upload_len = 0;
+        return MHD_YES;
+    }
+    const char *seq = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Funnel-Seq");
+    pthread_mutex_lock(&r->lock);
+    unsigned status = r->fail_left > 0 ? 500 : 200;
+    r->fail_left -= r->fail_left > 0;
+    if (r->n_hits < MAX_HITS) {
+        hit_t *h = &r->hits[r->n_hits++];
+        snprintf(h->path, sizeof h->path, "%s", url);
+        snprintf(h->body, sizeof h->body, "%s", r->buf);
+        h->seq = seq ? strtoull(seq, NULL, 10) : 0;
+        h->status = status;
+    }
+    pthread_mutex_unlock(&r->lock);
+    struct MHD_Response *resp = MHD_create_response_from_buffer(2, "{}", MHD_RESPMEM_PERSISTENT);
+    enum MHD_Result ret = MHD_queue_response(conn, status, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
+static void receiver_start(receiver_t *r, int fail)
+{
+    memset(r, 0, sizeof *r);
+    pthread_mutex_init(&r->lock, NULL);
+    r->fail_left = fail;
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    r->httpd = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD, 0, NULL, NULL, on_request, r,
+                                MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr, MHD_OPTION_END);
+    cr_assert_not_null(r->httpd);
+    r->port = MHD_get_daemon_info(r->httpd, MHD_DAEMON_INFO_BIND_PORT)->port;
+}
+
+/* Successful deliveries so far. */
+static size_t delivered(receiver_t *r)
+{
+    size_t n = 0;
+    pthread_mutex_lock(&r->lock);
+    for (size_t i = 0; i < r->n_hits; i++)
+        n += r->hits[i].status == 200;
+    pthread_mutex_unlock(&r->lock);
+    return n;
+}
+
+static bool wait_for(size_t (*what)(receiver_t *), size_t want, int timeout_ms)
+{
+    for (int waited = 0; waited < timeout_ms; waited += 20) {
+        if (what(&rx) >= want)
+            return true;
+        usleep(20000);
+    }
+    return what(&rx) >= want;
+}
+
+static size_t attempts(receiver_t *r)
+{
+    pthread_mutex_lock(&r->lock);
+    size_t n = r->n_hits;
+    pthread_mutex_unlock(&r->lock);
+    return n;
+}
+
+static void write_config(int max_attempts)
+{
+    snprintf(conf, sizeof conf, "%s/alert.conf", tmp.path);
+    snprintf(cursor, sizeof cursor, "%s/alert.cursor", tmp.path);
+    snprintf(dead, sizeof dead, "%s/alert.dead", tmp.path);
+    FILE *f = fopen(conf, "w");
+    cr_assert_not_null(f);
+    fprintf(f,
+            "publish = \"%s\";\nreplay = \"%s\";\ncursor = \"%s\";\ndead_letter = \"%s\";\n"
+            "prefixes = [\"lead.\"];\nmax_attempts = %d;\nbackoff_ms = 20;\n"
+            "backoff_max_ms = 100;\nhttp_timeout_ms = 2000;\nlog_level = \"debug\";\n"
+            "channels = (\n"
+            "  { name = \"sales\"; type = \"slack\"; url = \"http://127.0.0.1:%d/slack\"; },\n"
+            "  { name = \"tg\"; type = \"telegram\"; url = \"http://127.0.0.1:%d\";\n"
+            "    bot_token = \"123:ABC\"; },\n"
+            "  { name = \"hook\"; type = \"webhook\"; url = \"http://127.0.0.1:%d/hook\"; }\n"
+            ");\n"
+            "routes = (\n"
+            "  { target = \"anna\"; channel = \"tg\"; chat_id = \"42\"; },\n"
+            "  { target = \"bob\"; channel = \"hook\"; },\n"
+            "  { target = \"*\"; channel = \"sales\"; }\n"
+            ");\n",
+            fd.publish, fd.replay, cursor, dead, max_attempts, rx.port, rx.port, rx.port);
+    fclose(f);
+}
+
+static void alert_start(void)
+{
+    char log[300];
+    snprintf(log, sizeof log, "%s/alert.log", tmp.path);
+    alert_pid = fork();
+    cr_assert_neq(alert_pid, -1);
+    if (alert_pid == 0) {
+        FILE *out = freopen(log, "a", stderr);
+        (void)out;
+        execl(FUNNEL_ALERT_PATH, FUNNEL_ALERT_PATH, "--config", conf, (char *)NULL);
+        _exit(127);
+    }
+}
+
+/* SIGTERM and wait; returns the exit status. The adapter's log goes to our stderr when it has
+ * a sanitizer report, where ctest sees it. */
+static int alert_stop(void)
+{
+    int status = 0;
+    if (!alert_pid)
+        return -1;
+    kill(alert_pid, SIGTERM);
+    waitpid(alert_pid, &status, 0);
+    alert_pid = 0;
+    char log[300], line[1024];
+    snprintf(log, sizeof log, "%s/alert.log", tmp.path);
+    FILE *f = fopen(log, "r");
+    bool dump = false;
+    while (f && fgets(line, sizeof line, f)) {
+        dump = dump || strstr(line, "Sanitizer") || strstr(line, "runtime error:");
+        if (dump)
+            fputs(line, stderr);
+    }
+    if (f)
+        fclose(f);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+static void setup(void)
+{
+    fx_tmpdir_make(&tmp);
+    memset(&fd, 0, sizeof fd);
+    fx_daemon_start(&fd, tmp.path, NULL);
+}
+
+static void teardown(void)
+{
+    alert_stop();
+    if (rx.httpd) {
+        MHD_stop_daemon(rx.httpd);
+        pthread_mutex_destroy(&rx.lock);
+        rx.httpd = NULL;
+    }
+    int status = fx_daemon_stop(&fd);
+    if (status > 0)
+        fprintf(stderr, "FUNNEL TEST ERROR: funneld exited with status %d\n", status);
+    fx_tmpdir_remove(&tmp);
+}
+
+TestSuite(alert, .init = setup, .fini = teardown, .timeout = 120);
+
+static void publish(const char *topic, const char *json)
+{
+    funnel_body_t body;
+    funnel_envelope_t *env = NULL;
+    char err[256];
+    funnel_client_t *c;
+    funnel_submit_result_t res;
+    cr_assert_eq(funnel_topic_lookup(topic, strlen(topic), &body), 0);
+    cr_assert_eq(funnel_json_envelope_build(body, json, fx_now_ms(), &env, err, sizeof err), 0,
+                 "%s", err);
+    cr_assert_eq(funnel_client_new(&c), 0);
+    int rc = funnel_client_submit(c, fd.submit, topic, env, NULL, &res);
+    funnel_client_destroy(&c);
+    funnel_envelope_free(&env);
+    cr_assert_eq(rc, 0);
+    cr_assert_eq(res.status, FUNNEL_SUBMIT_OK, "%s", res.reason);
+}
+
+Test(alert, text_says_what_is_late_by_how_much_whose_and_which_level)
+{
+    json_t *env = json_loads("{\"eventId\":\"sla-9\",\"occurredAtMs\":\"1000000\","
+                             "\"slaEscalation\":{\"sla\":{\"slaId\":\"9\",\"policy\":"
+                             "\"first-contact\",\"key\":\"L-7\",\"dueAtMs\":\"1000000\","
+                             "\"owner\":\"anna\"},\"level\":2,\"notify\":\"sales-lead\"}}",
+                             0, NULL);
+    char text[256], target[64];
+    cr_assert_eq(funnel_alert_text("sla.escalation", env, 1000000 + 2 * 3600000 + 5 * 60000, text,
+                                   sizeof text, target, sizeof target),
+                 0);
+    cr_assert_str_eq(text, "[sla.escalation] first-contact: L-7 late by 2h 5m, owner anna, "
+                           "level 2");
+    cr_assert_str_eq(target, "sales-lead", "notify wins over the owner");
+    json_decref(env);
+    env = json_loads("{\"eventId\":\"e\",\"leadContacted\":{\"leadId\":\"L-1\",\"rep\":\"bob\"}}",
+                     0, NULL);
+    cr_assert_eq(
+        funnel_alert_text("lead.contacted", env, 0, text, sizeof text, target, sizeof target), 0);
+    cr_assert_str_eq(text, "[lead.contacted] leadId=L-1 rep=bob");
+    cr_assert_str_eq(target, "bob");
+    json_decref(env);
+}
+
+static bool has_hit(const char *path, const char *needle, unsigned long long seq)
+{
+    bool found = false;
+    for (size_t i = 0; i < rx.n_hits && !found; i++)
+        found = rx.hits[i].status == 200 && !strcmp(rx.hits[i].path, path) &&
+                strstr(rx.hits[i].body, needle) && rx.hits[i].seq == seq;
+    return found;
+}
+
+Test(alert, every_message_delivered_once_through_failures_and_restarts)
+{
+    receiver_start(&rx, 3);
+    write_config(10);
+    publish("lead.created", "{\"leadId\":\"L-1\",\"owner\":\"anna\"}");
+    publish("lead.contacted", "{\"leadId\":\"L-1\",\"rep\":\"bob\"}");
+    publish("lead.created", "{\"leadId\":\"L-2\",\"owner\":\"carl\"}");
+    alert_start();
+    cr_assert(wait_for(delivered, 3, 20000), "only %zu delivered", delivered(&rx));
+    cr_assert_eq(alert_stop(), 0);
+    uint64_t cur;
+    cr_assert_eq(funnel_cursor_load(cursor, &cur), 0);
+    cr_assert_eq(cur, 3);
+
+    /* funneld restarts and more arrives while the adapter is down; then it fails again. */
+    cr_assert_eq(fx_daemon_stop(&fd), 0);
+    fx_daemon_start(&fd, tmp.path, NULL);
+    publish("lead.created", "{\"leadId\":\"L-3\",\"owner\":\"anna\"}");
+    publish("lead.closed", "{\"leadId\":\"L-2\",\"outcome\":\"WON\"}");
+    pthread_mutex_lock(&rx.lock);
+    rx.fail_left = 2;
+    pthread_mutex_unlock(&rx.lock);
+    alert_start();
+    cr_assert(wait_for(delivered, 5, 20000), "only %zu delivered", delivered(&rx));
+    usleep(300000); /* anything sent twice would arrive now */
+    cr_assert_eq(alert_stop(), 0);
+
+    pthread_mutex_lock(&rx.lock);
+    size_t per_seq[8] = {0};
+    for (size_t i = 0; i < rx.n_hits; i++)
+        if (rx.hits[i].status == 200 && rx.hits[i].seq < 8)
+            per_seq[rx.hits[i].seq]++;
+    for (int s = 1; s <= 5; s++)
+        cr_assert_eq(per_seq[s], 1, "seq %d delivered %zu times", s, per_seq[s]);
+    cr_assert_eq(rx.n_hits, 5 + 3 + 2, "5 deliveries and 5 failures");
+    cr_assert(has_hit("/bot123:ABC/sendMessage", "\"chat_id\":\"42\"", 1));
+    cr_assert(has_hit("/bot123:ABC/sendMessage", "leadId=L-3", 4));
+    cr_assert(has_hit("/hook", "\"target\":\"bob\"", 2));
+    cr_assert(has_hit("/hook", "\"leadContacted\":{", 2));
+    cr_assert(has_hit("/slack", "{\"text\":\"[lead.created] leadId=L-2 owner=carl", 3));
+    cr_assert(has_hit("/slack", "outcome=WON", 5), "no target: the default route");
+    pthread_mutex_unlock(&rx.lock);
+    cr_assert_eq(funnel_cursor_load(cursor, &cur), 0);
+    cr_assert_eq(cur, 5);
+    cr_assert_neq(access(dead, F_OK), 0, "nothing dead-lettered");
+}
+
+Test(alert, dead_letter_after_max_attempts_then_the_cursor_moves_on)
+{
+    receiver_start(&rx, 3);
+    write_config(3);
+    publish("lead.created", "{\"leadId\":\"L-1\",\"owner\":\"anna\"}");
+    publish("lead.created", "{\"leadId\":\"L-2\",\"owner\":\"anna\"}");
+    alert_start();
+    cr_assert(wait_for(delivered, 1, 20000));
+    cr_assert_eq(alert_stop(), 0);
+    cr_assert_eq(attempts(&rx), 4, "3 failed attempts for seq 1, then seq 2 delivered");
+    FILE *f = fopen(dead, "r");
+    char line[1024] = "";
+    cr_assert_not_null(f);
+    cr_assert_not_null(fgets(line, sizeof line, f));
+    fclose(f);
+    cr_assert(strstr(line, "\"seq\":1") && strstr(line, "\"reason\":\"HTTP 500\"") &&
+                  strstr(line, "leadId=L-1"),
+              "%s", line);
+    uint64_t cur;
+    cr_assert_eq(funnel_cursor_load(cursor, &cur), 0);
+    cr_assert_eq(cur, 2);
+}
+
+Test(alert, bad_config_is_refused)
+{
+    snprintf(conf, sizeof conf, "%s/bad.conf", tmp.path);
+    FILE *f = fopen(conf, "w");
+    fputs("routes = ( { target = \"x\"; channel = \"nope\"; } );\n", f);
+    fclose(f);
+    char out[1024];
+    const char *argv[] = {FUNNEL_ALERT_PATH, "--config", conf, NULL};
+    cr_assert_eq(fx_run(argv, out, sizeof out), 1);
+    cr_assert(strstr(out, "no channel named 'nope'"), "%s", out);
+}

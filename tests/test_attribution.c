@@ -1,0 +1,789 @@
+/* test_attribution.c — the attribution models, the largest-remainder split, and the engine
+ * behind a real router and store: exact sums, refunds, the unattributed bucket, late arrivals in
+ * every order, deterministic output, and the config section.
+ *
+ * Engine tests build a "world" (temporary database, router, engine) per run and feed it events
+ * built from JSON; what the engine published is collected from the committed outbox. */
+#include <criterion/criterion.h>
+
+#include "funnel/attribution.h"
+#include "funnel/config.h"
+#include "funnel/error.h"
+#include "funnel/json.h"
+#include "funnel/money.h"
+#include "funnel/router.h"
+#include "funnel/store.h"
+#include "harness.h"
+
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DAY    86400000LL
+#define T0     1700000000000LL /* the handoff of most journeys */
+#define NOW_MS (T0 + 30 * DAY) /* arrival time: never used for attribution */
+#define NM     FUNNEL_ATTR_MODEL_COUNT_
+
+/* ---- the split ----------------------------------------------------------------------- */
+
+static int64_t sum_of(const int64_t *v, size_t n)
+{
+    int64_t s = 0;
+    for (size_t i = 0; i < n; i++)
+        s += v[i];
+    return s;
+}
+
+static void assert_parts(const int64_t *got, const int64_t *want, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        cr_assert_eq(got[i], want[i], "part %zu: got %lld, want %lld", i, (long long)got[i],
+                     (long long)want[i]);
+}
+
+Test(split, one_minor_unit_goes_to_the_largest_remainder)
+{
+    uint64_t w[] = {1, 1, 1};
+    int64_t p[3];
+    cr_assert_eq(funnel_money_split(1, w, 3, p), 0);
+    assert_parts(p, (int64_t[]){1, 0, 0}, 3); /* equal remainders: lowest index */
+    uint64_t w2[] = {1, 5, 2};
+    cr_assert_eq(funnel_money_split(1, w2, 3, p), 0);
+    assert_parts(p, (int64_t[]){0, 1, 0}, 3);
+}
+
+Test(split, primes_sum_exactly_and_ties_go_to_the_earlier_part)
+{
+    uint64_t w[] = {1, 1, 1, 1, 1, 1, 1};
+    int64_t p[7];
+    cr_assert_eq(funnel_money_split(1000003, w, 7, p), 0);
+    /* 1000003 = 7 * 142857 + 4: the first four get one more */
+    assert_parts(p, (int64_t[]){142858, 142858, 142858, 142858, 142857, 142857, 142857}, 7);
+    uint64_t w2[] = {13, 17, 19, 23};
+    cr_assert_eq(funnel_money_split(97, w2, 4, p), 0);
+    cr_assert_eq(sum_of(p, 4), 97);
+    /* 97*13/72 = 17.51, 97*17/72 = 22.90, 97*19/72 = 25.60, 97*23/72 = 30.99 */
+    assert_parts(p, (int64_t[]){17, 23, 26, 31}, 4);
+}
+
+Test(split, int64_limits_and_negative_amounts)
+{
+    uint64_t w[] = {1, 2, 3};
+    int64_t p[3], q[3];
+    cr_assert_eq(funnel_money_split(INT64_MAX, w, 3, p), 0);
+    cr_assert_eq((uint64_t)p[0] + (uint64_t)p[1] + (uint64_t)p[2], (uint64_t)INT64_MAX);
+    cr_assert_eq(funnel_money_split(-INT64_MAX, w, 3, q), 0);
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(q[i], -p[i], "split(-a) must be -split(a)");
+    cr_assert_eq(funnel_money_split(INT64_MIN, w, 3, p), 0);
+    cr_assert_eq((uint64_t)p[0] + (uint64_t)p[1] + (uint64_t)p[2], (uint64_t)INT64_MIN);
+    uint64_t one[] = {5};
+    cr_assert_eq(funnel_money_split(INT64_MIN, one, 1, p), 0);
+    cr_assert_eq(p[0], INT64_MIN);
+    uint64_t huge[] = {UINT64_MAX, UINT64_MAX, 1};
+    cr_assert_eq(funnel_money_split(INT64_MAX, huge, 3, p), 0);
+    cr_assert_eq((uint64_t)p[0] + (uint64_t)p[1] + (uint64_t)p[2], (uint64_t)INT64_MAX);
+    cr_assert_eq(p[2], 0);
+}
+
+Test(split, zero_weights_get_nothing_and_bad_input_is_refused)
+{
+    uint64_t w[] = {0, 3, 0};
+    int64_t p[3] = {9, 9, 9};
+    cr_assert_eq(funnel_money_split(10, w, 3, p), 0);
+    assert_parts(p, (int64_t[]){0, 10, 0}, 3);
+    uint64_t z[] = {0, 0};
+    cr_assert_eq(funnel_money_split(10, z, 2, p), FUNNEL_EINVAL);
+    cr_assert_eq(funnel_money_split(10, w, 0, p), FUNNEL_EINVAL);
+    cr_assert_eq(funnel_money_split(0, w, 3, p), 0);
+    assert_parts(p, (int64_t[]){0, 0, 0}, 3);
+}
+
+/* ---- the models ---------------------------------------------------------------------- */
+
+/* The parts per million each model gives a journey. */
+static void model_ppm(funnel_attribution_model_t m, const funnel_attribution_journey_t *j,
+                      int64_t *ppm)
+{
+    uint64_t w[64];
+    cr_assert_eq(funnel_attribution_weights(m, j, w), 0);
+    cr_assert_eq(funnel_money_split(1000000, w, j->n, ppm), 0);
+}
+
+/* want[model][touch] in ppm; n touches. */
+static void assert_models(const funnel_attribution_journey_t *j, const int64_t want[NM][8])
+{
+    for (int m = 0; m < NM; m++) {
+        int64_t got[64];
+        model_ppm(m, j, got);
+        for (size_t i = 0; i < j->n; i++)
+            cr_assert_eq(got[i], want[m][i], "%s touch %zu: got %lld ppm, want %lld",
+                         funnel_attribution_model_name(m), i, (long long)got[i],
+                         (long long)want[m][i]);
+    }
+}
+
+/* A journey of n touches with a 7-day half-life; created/sql are the moments' times, or
+ * NO_MOMENT when unknown. */
+#define NO_MOMENT INT64_MIN
+static funnel_attribution_journey_t journey_of(const int64_t *at, size_t n, int64_t created,
+                                               int64_t sql)
+{
+    return (funnel_attribution_journey_t){.touch_at_ms = at,
+                                          .n = n,
+                                          .has_created = created != NO_MOMENT,
+                                          .created_at_ms = created,
+                                          .has_sql = sql != NO_MOMENT,
+                                          .sql_at_ms = sql,
+                                          .half_life_ms = 7 * DAY};
+}
+
+Test(models, one_touch_gets_everything_in_every_model)
+{
+    int64_t at[] = {T0 - DAY};
+    funnel_attribution_journey_t j = journey_of(at, 1, NO_MOMENT, NO_MOMENT);
+    int64_t want[NM][8];
+    for (int m = 0; m < NM; m++)
+        want[m][0] = 1000000;
+    assert_models(&j, want);
+    j.has_created = j.has_sql = true;
+    j.created_at_ms = j.sql_at_ms = T0 - 50 * DAY; /* before the touch: falls back to first */
+    assert_models(&j, want);
+}
+
+Test(models, two_touches_created_at_the_first)
+{
+    int64_t at[] = {T0 - 8 * DAY, T0 - DAY};
+    funnel_attribution_journey_t j = journey_of(at, 2, at[0], NO_MOMENT);
+    const int64_t want[NM][8] = {
+        [FUNNEL_ATTR_FIRST_TOUCH] = {1000000, 0},
+        [FUNNEL_ATTR_LAST_TOUCH] = {0, 1000000},
+        [FUNNEL_ATTR_LINEAR] = {500000, 500000},
+        [FUNNEL_ATTR_U_SHAPED] = {800000, 200000},   /* the second is a middle touch */
+        [FUNNEL_ATTR_W_SHAPED] = {666667, 333333},   /* sql unknown: the last touch */
+        [FUNNEL_ATTR_FULL_PATH] = {500000, 500000},  /* 45% + 45%, no middle */
+        [FUNNEL_ATTR_TIME_DECAY] = {333333, 666667}, /* one half-life apart */
+        [FUNNEL_ATTR_J_SHAPED] = {250000, 750000},
+        [FUNNEL_ATTR_INVERSE_J] = {750000, 250000},
+    };
+    assert_models(&j, want);
+}
+
+Test(models, two_touches_created_at_the_second)
+{
+    int64_t at[] = {T0 - 8 * DAY, T0 - DAY};
+    funnel_attribution_journey_t j = journey_of(at, 2, at[1] + 1, at[0]);
+    int64_t got[8];
+    model_ppm(FUNNEL_ATTR_U_SHAPED, &j, got);
+    assert_parts(got, (int64_t[]){500000, 500000}, 2);
+    model_ppm(FUNNEL_ATTR_W_SHAPED, &j, got); /* first + sql on 0, created on 1 */
+    assert_parts(got, (int64_t[]){666667, 333333}, 2);
+}
+
+Test(models, three_touches_with_every_moment)
+{
+    int64_t at[] = {T0 - 14 * DAY, T0 - 7 * DAY, T0};
+    funnel_attribution_journey_t j = journey_of(at, 3, at[1], at[2]);
+    const int64_t want[NM][8] = {
+        [FUNNEL_ATTR_FIRST_TOUCH] = {1000000, 0, 0},
+        [FUNNEL_ATTR_LAST_TOUCH] = {0, 0, 1000000},
+        [FUNNEL_ATTR_LINEAR] = {333334, 333333, 333333},
+        [FUNNEL_ATTR_U_SHAPED] = {400000, 400000, 200000},
+        [FUNNEL_ATTR_W_SHAPED] = {333334, 333333, 333333},
+        [FUNNEL_ATTR_FULL_PATH] = {250000, 250000, 500000}, /* sql and last coincide */
+        /* 1/4 : 1/2 : 1 of 7/4 = 1/7, 2/7, 4/7 */
+        [FUNNEL_ATTR_TIME_DECAY] = {142857, 285714, 571429},
+        [FUNNEL_ATTR_J_SHAPED] = {200000, 200000, 600000},
+        [FUNNEL_ATTR_INVERSE_J] = {600000, 200000, 200000},
+    };
+    assert_models(&j, want);
+    /* created and sql on the same touch add their shares */
+    j.sql_at_ms = at[1];
+    int64_t got[8];
+    model_ppm(FUNNEL_ATTR_W_SHAPED, &j, got);
+    assert_parts(got, (int64_t[]){300000, 600000, 100000}, 3);
+}
+
+Test(models, many_touches_split_the_middle_equally)
+{
+    int64_t at[6];
+    for (int i = 0; i < 6; i++)
+        at[i] = T0 - (6 - i) * DAY;
+    funnel_attribution_journey_t j = journey_of(at, 6, at[2], at[4] + 10);
+    const int64_t want[NM][8] = {
+        [FUNNEL_ATTR_FIRST_TOUCH] = {1000000, 0, 0, 0, 0, 0},
+        [FUNNEL_ATTR_LAST_TOUCH] = {0, 0, 0, 0, 0, 1000000},
+        [FUNNEL_ATTR_LINEAR] = {166667, 166667, 166667, 166667, 166666, 166666},
+        [FUNNEL_ATTR_U_SHAPED] = {400000, 50000, 400000, 50000, 50000, 50000},
+        [FUNNEL_ATTR_W_SHAPED] = {300000, 33334, 300000, 33333, 300000, 33333},
+        [FUNNEL_ATTR_FULL_PATH] = {225000, 50000, 225000, 50000, 225000, 225000},
+        [FUNNEL_ATTR_J_SHAPED] = {200000, 50000, 50000, 50000, 50000, 600000},
+        [FUNNEL_ATTR_INVERSE_J] = {600000, 50000, 50000, 50000, 50000, 200000},
+    };
+    for (int m = 0; m < NM; m++) {
+        if (m == FUNNEL_ATTR_TIME_DECAY)
+            continue;
+        int64_t got[8];
+        model_ppm(m, &j, got);
+        for (int i = 0; i < 6; i++)
+            cr_assert_eq(got[i], want[m][i], "%s touch %d: %lld", funnel_attribution_model_name(m),
+                         i, (long long)got[i]);
+    }
+    /* a journey of 40 touches: every model still sums to 100% */
+    int64_t many[40];
+    for (int i = 0; i < 40; i++)
+        many[i] = T0 - (40 - i) * 3600000LL;
+    j.touch_at_ms = many;
+    j.n = 40;
+    for (int m = 0; m < NM; m++) {
+        int64_t got[64];
+        model_ppm(m, &j, got);
+        cr_assert_eq(sum_of(got, 40), 1000000);
+    }
+}
+
+Test(models, time_decay_matches_hand_computed_values)
+{
+    const int64_t h = 7 * DAY;
+    cr_assert_eq(funnel_attribution_decay_q62(0, h), 1ULL << 62);
+    cr_assert_eq(funnel_attribution_decay_q62(h, h), 1ULL << 61);
+    cr_assert_eq(funnel_attribution_decay_q62(3 * h, h), 1ULL << 59);
+    cr_assert_eq(funnel_attribution_decay_q62(-5, h), 1ULL << 62);
+    cr_assert_eq(funnel_attribution_decay_q62(100 * h, h), 0);
+    /* 2^-0.5 = 0.70710678118654752; 2^-0.25 = 0.84089641525371454 */
+    uint64_t half = funnel_attribution_decay_q62(h / 2, h);
+    uint64_t quarter = funnel_attribution_decay_q62(h / 4, h);
+    uint64_t want_half = 3260954456333195553ULL, want_quarter = 3877950241171266237ULL;
+    cr_assert_lt(half > want_half ? half - want_half : want_half - half, 1ULL << 34);
+    cr_assert_lt(quarter > want_quarter ? quarter - want_quarter : want_quarter - quarter,
+                 1ULL << 34);
+    /* Two touches half a half-life apart: 1 : 0.7071 -> 585786.44 : 414213.56 ppm. */
+    int64_t at[] = {T0 - h / 2, T0};
+    funnel_attribution_journey_t j = {.touch_at_ms = at, .n = 2, .half_life_ms = h};
+    int64_t got[2];
+    model_ppm(FUNNEL_ATTR_TIME_DECAY, &j, got);
+    assert_parts(got, (int64_t[]){414214, 585786}, 2);
+    /* 0, 1 and 2 half-lives before the last: 1/7, 2/7, 4/7 of 700 */
+    int64_t at3[] = {T0 - 2 * h, T0 - h, T0};
+    uint64_t w[3];
+    int64_t p[3];
+    j.touch_at_ms = at3;
+    j.n = 3;
+    cr_assert_eq(funnel_attribution_weights(FUNNEL_ATTR_TIME_DECAY, &j, w), 0);
+    cr_assert_eq(funnel_money_split(700, w, 3, p), 0);
+    assert_parts(p, (int64_t[]){100, 200, 400}, 3);
+}
+
+Test(models, names_parse_and_bad_input_is_refused)
+{
+    for (int m = 0; m < NM; m++) {
+        funnel_attribution_model_t back;
+        cr_assert_eq(funnel_attribution_model_parse(funnel_attribution_model_name(m), &back), 0);
+        cr_assert_eq((int)back, m);
+    }
+    funnel_attribution_model_t x;
+    cr_assert_eq(funnel_attribution_model_parse("position_based", &x), FUNNEL_ENOTFOUND);
+    cr_assert_eq(funnel_attribution_model_parse(NULL, &x), FUNNEL_ENOTFOUND);
+    cr_assert_null(funnel_attribution_model_name(NM));
+    uint64_t w[1];
+    int64_t at[] = {T0};
+    funnel_attribution_journey_t j = {.touch_at_ms = at, .n = 0, .half_life_ms = DAY};
+    cr_assert_eq(funnel_attribution_weights(FUNNEL_ATTR_LINEAR, &j, w), FUNNEL_EINVAL);
+    j.n = 1;
+    cr_assert_eq(funnel_attribution_weights(NM, &j, w), FUNNEL_EINVAL);
+    j.half_life_ms = 0;
+    cr_assert_eq(funnel_attribution_weights(FUNNEL_ATTR_TIME_DECAY, &j, w), FUNNEL_EINVAL);
+}
+
+/* ---- the engine ---------------------------------------------------------------------- */
+
+typedef struct world {
+    fx_tmpdir_t dir;
+    funnel_config_t cfg;
+    funnel_store_t *store;
+    funnel_router_t *router;
+    funnel_engine_t engine;
+    funnel_envelope_t *out[512]; /* attribution.credited published, in order */
+    size_t n_out;
+} world_t;
+
+/* Worlds still open, closed by the fini when an assertion cut a test short. */
+static world_t *open_worlds[4];
+
+static void world_close(world_t *w)
+{
+    for (size_t i = 0; i < w->n_out; i++)
+        funnel_envelope_free(&w->out[i]);
+    w->n_out = 0;
+    if (w->engine.self)
+        funnel_attribution_engine_destroy(w->engine.self);
+    w->engine.self = NULL;
+    funnel_router_destroy(&w->router);
+    funnel_store_destroy(&w->store);
+    funnel_config_clear(&w->cfg);
+    if (w->dir.path[0])
+        fx_tmpdir_remove(&w->dir);
+    w->dir.path[0] = '\0';
+    for (size_t i = 0; i < 4; i++)
+        if (open_worlds[i] == w)
+            open_worlds[i] = NULL;
+}
+
+static void close_all(void)
+{
+    for (size_t i = 0; i < 4; i++)
+        if (open_worlds[i])
+            world_close(open_worlds[i]);
+}
+
+static void world_open(world_t *w, unsigned models)
+{
+    char path[320], err[512];
+    memset(w, 0, sizeof *w);
+    for (size_t i = 0; i < 4; i++)
+        if (!open_worlds[i]) {
+            open_worlds[i] = w;
+            break;
+        }
+    fx_tmpdir_make(&w->dir);
+    snprintf(path, sizeof path, "%s/attr.db", w->dir.path);
+    cr_assert_eq(funnel_config_defaults(&w->cfg), 0);
+    w->cfg.attribution.models = models;
+    cr_assert_eq(
+        funnel_store_open(path, false, FUNNEL_STORE_SYNC_NORMAL, &w->store, err, sizeof err), 0,
+        "%s", err);
+    cr_assert_eq(funnel_router_new(w->store, &w->router), 0);
+    cr_assert_eq(funnel_attribution_engine_create(w->store, &w->cfg, NULL, &w->engine), 0);
+    cr_assert_eq(funnel_router_add_engine(w->router, &w->engine), 0);
+}
+
+static funnel_envelope_t *build(const char *topic, const char *json)
+{
+    funnel_body_t body;
+    funnel_envelope_t *env;
+    char err[256];
+    cr_assert_eq(funnel_topic_lookup(topic, strlen(topic), &body), 0, "%s", topic);
+    cr_assert_eq(funnel_json_envelope_build(body, json, T0, &env, err, sizeof err), 0, "%s: %s",
+                 json, err);
+    return env;
+}
+
+/* Applies one event in its own batch; rolled back instead of committed when `rollback`. */
+static void world_apply_as(world_t *w, const char *topic, const char *json, bool rollback)
+{
+    funnel_envelope_t *env = build(topic, json);
+    size_t len;
+    uint8_t *raw = fx_pack(env, &len);
+    cr_assert_eq(funnel_store_begin(w->store), 0);
+    int rc = funnel_router_apply(w->router, env, topic, raw, len, NOW_MS);
+    cr_assert_eq(rc, 0, "%s: %s (%s)", json, funnel_strerror(rc), funnel_store_errmsg(w->store));
+    free(raw);
+    funnel_envelope_free(&env);
+    if (rollback) {
+        funnel_store_rollback(w->store);
+        return;
+    }
+    cr_assert_eq(funnel_store_commit(w->store), 0);
+    const funnel_outbox_row_t *rows;
+    size_t n = funnel_store_outbox_pending(w->store, &rows);
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(rows[i].topic, "attribution.credited"))
+            continue;
+        cr_assert_lt(w->n_out, 512);
+        w->out[w->n_out] = funnel__v1__envelope__unpack(NULL, rows[i].len, rows[i].envelope);
+        cr_assert_not_null(w->out[w->n_out]);
+        w->n_out++;
+    }
+    funnel_store_outbox_pending_clear(w->store);
+}
+
+static void world_apply(world_t *w, const char *topic, const char *json)
+{
+    world_apply_as(w, topic, json, false);
+}
+
+/* One row per line of one query's result, "a|b|c\n", appended to out. */
+static void query_text(world_t *w, const char *sql, char *out, size_t out_len)
+{
+    sqlite3_stmt *st;
+    size_t used = 0;
+    out[0] = '\0';
+    cr_assert_eq(sqlite3_prepare_v2(funnel_store_db(w->store), sql, -1, &st, NULL), SQLITE_OK, "%s",
+                 sqlite3_errmsg(funnel_store_db(w->store)));
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        for (int c = 0; c < sqlite3_column_count(st); c++) {
+            const unsigned char *t = sqlite3_column_text(st, c);
+            used += (size_t)snprintf(out + used, out_len - used, "%s%s", c ? "|" : "",
+                                     t ? (const char *)t : "NULL");
+            cr_assert_lt(used, out_len);
+        }
+        used += (size_t)snprintf(out + used, out_len - used, "\n");
+        cr_assert_lt(used, out_len);
+    }
+    sqlite3_finalize(st);
+}
+
+/* The net credits after everything: what any arrival order must end with. */
+static void net_credits(world_t *w, char *out, size_t out_len)
+{
+    query_text(w,
+               "SELECT payment_id, refund_id, model, line_key, campaign, at_ms, sum(credit) "
+               "FROM attr_postings GROUP BY payment_id, refund_id, model, line_key, at_ms "
+               "HAVING sum(credit) != 0 ORDER BY 1, 2, 3, 4, 6",
+               out, out_len);
+}
+
+/* Sum of one model's net credits on one campaign (or all campaigns with NULL). */
+static int64_t net_of(world_t *w, const char *model, const char *campaign)
+{
+    sqlite3_stmt *st;
+    int64_t v = 0;
+    sqlite3_prepare_v2(funnel_store_db(w->store),
+                       "SELECT coalesce(sum(credit), 0) FROM attr_postings WHERE model = ?1 "
+                       "AND (?2 IS NULL OR campaign = ?2)",
+                       -1, &st, NULL);
+    sqlite3_bind_text(st, 1, model, -1, SQLITE_STATIC);
+    if (campaign)
+        sqlite3_bind_text(st, 2, campaign, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) == SQLITE_ROW)
+        v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
+/* Every entry (payment or refund) of every model sums exactly to its amount. */
+static void assert_entries_exact(world_t *w, const char *want_rows)
+{
+    char got[16384];
+    query_text(w,
+               "SELECT payment_id, refund_id, count(DISTINCT model), min(s), max(s) FROM "
+               "(SELECT payment_id, refund_id, model, sum(credit) AS s FROM attr_postings "
+               "GROUP BY 1, 2, 3) GROUP BY 1, 2 ORDER BY 1, 2",
+               got, sizeof got);
+    cr_assert_str_eq(got, want_rows);
+}
+
+static char ev[64][512];
+static const char *ev_topic[64];
+
+/* The journey of client C1 (lead L1, handoff at T0) plus an unknown client's payment. */
+static size_t journey_events(void)
+{
+    size_t n = 0;
+#define EV(topic, ...)                                                                             \
+    do {                                                                                           \
+        ev_topic[n] = topic;                                                                       \
+        snprintf(ev[n++], sizeof ev[0], __VA_ARGS__);                                              \
+    } while (0)
+    EV("lead.created",
+       "{\"eventId\":\"e-created\",\"occurredAtMs\":%lld,\"leadId\":\"L1\",\"touches\":["
+       "{\"campaign\":\"search\",\"source\":\"google\",\"medium\":\"cpc\",\"channel\":\"paid\","
+       "\"atMs\":%lld},{\"campaign\":\"webinar\",\"source\":\"site\",\"medium\":\"event\","
+       "\"channel\":\"owned\"}]}",
+       T0 - 20 * DAY, T0 - 30 * DAY);
+    EV("lead.touched",
+       "{\"eventId\":\"e-t1\",\"occurredAtMs\":%lld,\"leadId\":\"L1\",\"touch\":{\"campaign\":"
+       "\"newsletter\",\"medium\":\"email\",\"atMs\":%lld}}",
+       T0 - 10 * DAY, T0 - 10 * DAY);
+    EV("lead.touched",
+       "{\"eventId\":\"e-t-old\",\"occurredAtMs\":%lld,\"leadId\":\"L1\",\"touch\":{"
+       "\"campaign\":\"ancient\",\"atMs\":%lld}}",
+       T0 - 200 * DAY, T0 - 200 * DAY);
+    EV("lead.touched",
+       "{\"eventId\":\"e-t2\",\"occurredAtMs\":%lld,\"leadId\":\"L1\",\"touch\":{\"campaign\":"
+       "\"retarget\",\"source\":\"facebook\",\"atMs\":%lld}}",
+       T0 - 5 * DAY, T0 - 5 * DAY);
+    EV("lead.touched",
+       "{\"eventId\":\"e-t-after\",\"occurredAtMs\":%lld,\"leadId\":\"L1\",\"touch\":{"
+       "\"campaign\":\"after\",\"atMs\":%lld}}",
+       T0 + 3600000, T0 + 3600000);
+    EV("lead.qualified",
+       "{\"eventId\":\"e-sql\",\"occurredAtMs\":%lld,\"leadId\":\"L1\",\"stage\":\"SQL\"}",
+       T0 - 8 * DAY);
+    EV("client.handed_off",
+       "{\"eventId\":\"e-handoff\",\"occurredAtMs\":%lld,\"clientId\":\"C1\",\"leadId\":\"L1\","
+       "\"fromRep\":\"rep1\"}",
+       T0);
+    EV("payment.received",
+       "{\"eventId\":\"e-p1\",\"occurredAtMs\":%lld,\"paymentId\":\"P1\",\"clientId\":\"C1\","
+       "\"amount\":{\"minor\":100003,\"currency\":\"EUR\"}}",
+       T0 + DAY);
+    EV("payment.received",
+       "{\"eventId\":\"e-p2\",\"occurredAtMs\":%lld,\"paymentId\":\"P2\",\"clientId\":\"C1\","
+       "\"amount\":{\"minor\":7,\"currency\":\"EUR\"}}",
+       T0 + 2 * DAY);
+    EV("payment.refunded",
+       "{\"eventId\":\"e-r1\",\"occurredAtMs\":%lld,\"refundId\":\"R1\",\"paymentId\":\"P1\","
+       "\"clientId\":\"C1\",\"amount\":{\"minor\":33331,\"currency\":\"EUR\"}}",
+       T0 + 3 * DAY);
+    EV("payment.refunded",
+       "{\"eventId\":\"e-r2\",\"occurredAtMs\":%lld,\"refundId\":\"R2\",\"paymentId\":\"P1\","
+       "\"clientId\":\"C1\",\"amount\":{\"minor\":50000,\"currency\":\"EUR\"}}",
+       T0 + 4 * DAY);
+    EV("payment.received",
+       "{\"eventId\":\"e-p3\",\"occurredAtMs\":%lld,\"paymentId\":\"P3\",\"clientId\":\"C2\","
+       "\"amount\":{\"minor\":999,\"currency\":\"USD\"}}",
+       T0);
+#undef EV
+    return n;
+}
+
+TestSuite(engine, .fini = close_all);
+
+Test(engine, in_order_journey_credits_exactly_with_refunds_and_unattributed)
+{
+    static world_t w;
+    world_open(&w, FUNNEL_ATTR_ALL_MODELS);
+    size_t n = journey_events();
+    for (size_t i = 0; i < n; i++)
+        world_apply(&w, ev_topic[i], ev[i]);
+    /* Every model: P1 100003, its refunds -33331 and -50000, P2 7, P3 999 unattributed. */
+    assert_entries_exact(&w, "P1||9|100003|100003\n"
+                             "P1|R1|9|-33331|-33331\n"
+                             "P1|R2|9|-50000|-50000\n"
+                             "P2||9|7|7\n"
+                             "P3||9|999|999\n");
+    /* Journey: search(-30d) webinar(-20d, created) newsletter(-10d) retarget(-5d); SQL at -8d
+     * falls on newsletter. "ancient" is outside the 90-day lookback, "after" after handoff. */
+    cr_assert_eq(net_of(&w, "linear", "ancient"), 0);
+    cr_assert_eq(net_of(&w, "linear", "after"), 0);
+    /* first_touch: everything net of refunds to search: 100003 - 83331 + 7 */
+    cr_assert_eq(net_of(&w, "first_touch", "search"), 16679);
+    cr_assert_eq(net_of(&w, "last_touch", "retarget"), 16679);
+    cr_assert_eq(net_of(&w, "first_touch", FUNNEL_ATTR_UNATTRIBUTED), 999);
+    /* w_shaped on P1 before refunds: 30/30/30/10 -> 30001, 30001, 30001, 10000 */
+    char got[4096];
+    query_text(&w,
+               "SELECT campaign, credit, weight_ppm FROM attr_postings WHERE payment_id = 'P1' "
+               "AND refund_id = '' AND model = 'w_shaped' ORDER BY id",
+               got, sizeof got);
+    cr_assert_str_eq(got, "search|30001|300000\nwebinar|30001|300000\n"
+                          "newsletter|30001|300000\nretarget|10000|100000\n");
+    /* The stream says the same as the table. */
+    int64_t stream = 0;
+    for (size_t i = 0; i < w.n_out; i++)
+        if (!strcmp(w.out[i]->attribution_credited->model, "linear"))
+            stream += w.out[i]->attribution_credited->credit->minor;
+    cr_assert_eq(stream, net_of(&w, "linear", NULL));
+    cr_assert_eq(stream, 100003 - 83331 + 7 + 999);
+    world_close(&w);
+}
+
+Test(engine, refunds_reverse_in_proportion_and_a_full_refund_zeroes_every_line)
+{
+    static world_t w;
+    world_open(&w, 1u << FUNNEL_ATTR_LINEAR);
+    size_t n = journey_events();
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(ev_topic[i], "payment.refunded"))
+            world_apply(&w, ev_topic[i], ev[i]);
+    /* P1 = 100003 over 4 touches: 25001 25001 25001 25000 */
+    world_apply(&w, "payment.refunded",
+                "{\"eventId\":\"rf1\",\"occurredAtMs\":1700300000000,\"refundId\":\"RF1\","
+                "\"paymentId\":\"P1\",\"clientId\":\"C1\",\"amount\":{\"minor\":50001,"
+                "\"currency\":\"EUR\"}}");
+    char got[4096];
+    query_text(&w, "SELECT campaign, credit FROM attr_postings WHERE refund_id = 'RF1' ORDER BY id",
+               got, sizeof got);
+    /* net after: split(50002 by 25001,25001,25001,25000) = 12501,12501,12500,12500 */
+    cr_assert_str_eq(got, "search|-12500\nwebinar|-12500\nnewsletter|-12501\nretarget|-12500\n");
+    /* a refund in another currency is not applied */
+    world_apply(&w, "payment.refunded",
+                "{\"eventId\":\"rf-usd\",\"occurredAtMs\":1700300000001,\"refundId\":\"RFX\","
+                "\"paymentId\":\"P1\",\"clientId\":\"C1\",\"amount\":{\"minor\":5,"
+                "\"currency\":\"USD\"}}");
+    /* more than what is left: capped at the payment */
+    world_apply(&w, "payment.refunded",
+                "{\"eventId\":\"rf2\",\"occurredAtMs\":1700300000002,\"refundId\":\"RF2\","
+                "\"paymentId\":\"P1\",\"clientId\":\"C1\",\"amount\":{\"minor\":90000,"
+                "\"currency\":\"EUR\"}}");
+    query_text(&w,
+               "SELECT campaign, sum(credit) FROM attr_postings WHERE payment_id = 'P1' "
+               "GROUP BY line_key HAVING sum(credit) != 0",
+               got, sizeof got);
+    cr_assert_str_eq(got, "", "a full refund leaves no line: %s", got);
+    world_close(&w);
+}
+
+Test(engine, late_handoff_reverses_the_unattributed_credit)
+{
+    static world_t w;
+    world_open(&w, FUNNEL_ATTR_ALL_MODELS);
+    size_t n = journey_events();
+    world_apply(&w, ev_topic[7], ev[7]); /* P1 before anything: unattributed */
+    cr_assert_eq(w.n_out, NM);
+    for (size_t i = 0; i < w.n_out; i++) {
+        const Funnel__V1__AttributionCredited *c = w.out[i]->attribution_credited;
+        cr_assert_str_eq(c->campaign, FUNNEL_ATTR_UNATTRIBUTED);
+        cr_assert_eq(c->credit->minor, 100003);
+        cr_assert_eq(c->weight_ppm, 1000000);
+        cr_assert_eq(w.out[i]->occurred_at_ms, T0 + DAY, "credits carry the payment's time");
+    }
+    for (size_t i = 0; i < n; i++)
+        if (i != 7)
+            world_apply(&w, ev_topic[i], ev[i]);
+    size_t reversals = 0;
+    for (size_t i = 0; i < w.n_out; i++)
+        reversals += w.out[i]->attribution_credited->reversal;
+    cr_assert_eq(reversals, NM, "the handoff reverses each model's unattributed line");
+    cr_assert_eq(net_of(&w, "linear", FUNNEL_ATTR_UNATTRIBUTED), 999, "only P3 stays");
+    cr_assert_eq(net_of(&w, "first_touch", "search"), 16679);
+    world_close(&w);
+}
+
+/* Applies the journey in the order perm gives and returns the net credits as text. */
+static void run_order(const size_t *perm, size_t n, char *out, size_t out_len)
+{
+    static world_t w;
+    world_open(&w, FUNNEL_ATTR_ALL_MODELS);
+    for (size_t i = 0; i < n; i++)
+        world_apply(&w, ev_topic[perm[i]], ev[perm[i]]);
+    net_credits(&w, out, out_len);
+    assert_entries_exact(&w, "P1||9|100003|100003\n"
+                             "P1|R1|9|-33331|-33331\n"
+                             "P1|R2|9|-50000|-50000\n"
+                             "P2||9|7|7\n"
+                             "P3||9|999|999\n");
+    world_close(&w);
+}
+
+Test(engine, any_arrival_order_ends_in_the_same_credits, .timeout = 120)
+{
+    size_t n = journey_events(), perm[64];
+    static char want[65536], got[65536];
+    for (size_t i = 0; i < n; i++)
+        perm[i] = i;
+    run_order(perm, n, want, sizeof want);
+    cr_assert_gt(strlen(want), 100);
+    /* reversed, then shuffles from a fixed seed (Fisher-Yates on an LCG) */
+    for (size_t i = 0; i < n; i++)
+        perm[i] = n - 1 - i;
+    run_order(perm, n, got, sizeof got);
+    cr_assert_str_eq(got, want, "reverse order differs");
+    uint64_t seed = 42;
+    for (int round = 0; round < 12; round++) {
+        for (size_t i = 0; i < n; i++)
+            perm[i] = i;
+        for (size_t i = n - 1; i > 0; i--) {
+            seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+            size_t k = (size_t)((seed >> 33) % (i + 1));
+            size_t t = perm[i];
+            perm[i] = perm[k];
+            perm[k] = t;
+        }
+        run_order(perm, n, got, sizeof got);
+        cr_assert_str_eq(got, want, "shuffle %d differs", round);
+    }
+}
+
+Test(engine, output_is_deterministic_even_after_a_rolled_back_batch)
+{
+    static world_t a, b;
+    size_t n = journey_events();
+    world_open(&a, FUNNEL_ATTR_ALL_MODELS);
+    world_open(&b, FUNNEL_ATTR_ALL_MODELS);
+    for (size_t i = 0; i < n; i++) {
+        world_apply(&a, ev_topic[i], ev[i]);
+        world_apply_as(&b, ev_topic[i], ev[i], true); /* a failed batch, then its retry */
+        world_apply(&b, ev_topic[i], ev[i]);
+    }
+    cr_assert_eq(a.n_out, b.n_out);
+    for (size_t i = 0; i < a.n_out; i++) {
+        size_t la = funnel__v1__envelope__get_packed_size(a.out[i]);
+        size_t lb = funnel__v1__envelope__get_packed_size(b.out[i]);
+        uint8_t *pa = fx_pack(a.out[i], &la), *pb = fx_pack(b.out[i], &lb);
+        cr_assert(la == lb && !memcmp(pa, pb, la), "output %zu (%s) differs", i,
+                  a.out[i]->event_id);
+        free(pa);
+        free(pb);
+    }
+    world_close(&a);
+    world_close(&b);
+}
+
+Test(engine, only_configured_models_and_awkward_amounts)
+{
+    static world_t w;
+    world_open(&w, (1u << FUNNEL_ATTR_TIME_DECAY) | (1u << FUNNEL_ATTR_U_SHAPED));
+    size_t n = journey_events();
+    for (size_t i = 0; i < 7; i++) /* the journey and the handoff */
+        world_apply(&w, ev_topic[i], ev[i]);
+    world_apply(&w, "payment.received",
+                "{\"eventId\":\"big\",\"occurredAtMs\":1700086400000,\"paymentId\":\"PB\","
+                "\"clientId\":\"C1\",\"amount\":{\"minor\":\"9223372036854775807\","
+                "\"currency\":\"EUR\"}}");
+    world_apply(&w, "payment.received",
+                "{\"eventId\":\"one\",\"occurredAtMs\":1700086400001,\"paymentId\":\"P-1\","
+                "\"clientId\":\"C1\",\"amount\":{\"minor\":1,\"currency\":\"EUR\"}}");
+    assert_entries_exact(&w, "P-1||2|1|1\nPB||2|9223372036854775807|9223372036854775807\n");
+    for (size_t i = 0; i < w.n_out; i++) {
+        const char *m = w.out[i]->attribution_credited->model;
+        cr_assert(!strcmp(m, "time_decay") || !strcmp(m, "u_shaped"), "model %s", m);
+        cr_assert_neq(w.out[i]->attribution_credited->credit->minor, 0, "no zero lines");
+    }
+    /* one minor unit under u_shaped (40/40/10/10): the first touch (largest remainder, then
+     * the earlier touch) */
+    char got[1024];
+    query_text(&w,
+               "SELECT campaign, credit FROM attr_postings WHERE payment_id = 'P-1' AND "
+               "model = 'u_shaped'",
+               got, sizeof got);
+    cr_assert_str_eq(got, "search|1\n");
+    (void)n;
+    world_close(&w);
+}
+
+/* ---- the config section ---------------------------------------------------------------- */
+
+static int load_text(const char *text, funnel_config_t *cfg, char *err, size_t err_len)
+{
+    fx_tmpdir_t dir;
+    char path[320];
+    fx_tmpdir_make(&dir);
+    fx_file_write(dir.path, "f.conf", text, path, sizeof path);
+    int rc = funnel_config_load(path, cfg, err, err_len);
+    fx_tmpdir_remove(&dir);
+    return rc;
+}
+
+Test(config, attribution_section_defaults_parse_and_refusals)
+{
+    funnel_config_t cfg;
+    char err[512] = "";
+    cr_assert_eq(funnel_config_defaults(&cfg), 0);
+    cr_assert_eq(cfg.attribution.models, FUNNEL_ATTR_ALL_MODELS);
+    cr_assert_eq(cfg.attribution.lookback_days, 90);
+    cr_assert_eq(cfg.attribution.half_life_days, 7);
+    cr_assert_eq(load_text("attribution = { models = [\"linear\", \"time_decay\"]; "
+                           "lookback_days = 30; half_life_days = 3; };\n",
+                           &cfg, err, sizeof err),
+                 0, "%s", err);
+    cr_assert_eq(cfg.attribution.models,
+                 (1u << FUNNEL_ATTR_LINEAR) | (1u << FUNNEL_ATTR_TIME_DECAY));
+    cr_assert_eq(cfg.attribution.lookback_days, 30);
+    cr_assert_eq(cfg.attribution.half_life_days, 3);
+    char *text = NULL;
+    size_t len = 0;
+    FILE *mem = open_memstream(&text, &len);
+    funnel_config_print(&cfg, mem);
+    fclose(mem);
+    cr_assert(strstr(text, "models = [\"linear\", \"time_decay\"]"), "%s", text);
+    free(text);
+    static const char *const bad[] = {
+        "attribution = { models = [\"pagerank\"]; };",
+        "attribution = { models = []; };",
+        "attribution = { lookback_days = 0; };",
+        "attribution = { half_life_days = \"week\"; };",
+        "attribution = { colour = 1; };",
+        "attribution = 5;",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        err[0] = '\0';
+        cr_assert_eq(load_text(bad[i], &cfg, err, sizeof err), FUNNEL_ECONFIG, "%s", bad[i]);
+        cr_assert(strstr(err, "attribution"), "%s: %s", bad[i], err);
+    }
+    /* a refused file left the loaded values alone */
+    cr_assert_eq(cfg.attribution.lookback_days, 30);
+    funnel_config_clear(&cfg);
+}

@@ -1,0 +1,192 @@
+/* test_e2e_ledger.c — the commission ledger through the real funneld: a config file with a
+ * commission plan, events over the submit socket, then funnelctl payout, statement and ledger
+ * check as a payroll clerk would run them, checked to the minor unit. */
+#include "harness.h"
+#include "ledger_fx.h"
+
+#include "funnel/client.h"
+#include "funnel/error.h"
+#include "funnel/ledger_plan.h"
+
+#include <criterion/criterion.h>
+#include <jansson.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static fx_tmpdir_t tmp;
+static fx_daemon_t fd;
+static funnel_client_t *client;
+
+static const char plan_text[] =
+    "commission = {\n"
+    "  default_rate_bp = 1000;\n"
+    "  account_manager_rate_bp = 100;\n"
+    "  term_months = 0;\n"
+    "  cap_minor = 0;\n"
+    "  rates = ( { rep = \"alice\"; rate_bp = 1200; from = \"2026-09-01\"; } );\n"
+    "};\n";
+
+static void start(void)
+{
+    char conf[300];
+    fx_tmpdir_make(&tmp);
+    memset(&fd, 0, sizeof fd);
+    fx_file_write(tmp.path, "funneld.conf", plan_text, conf, sizeof conf);
+    cr_assert_eq(funnel_client_new(&client), 0);
+    const char *args[] = {"--config", conf, NULL};
+    fx_daemon_start(&fd, tmp.path, args);
+}
+
+static void stop(void)
+{
+    fx_daemon_finish(&fd);
+    funnel_client_destroy(&client);
+    fx_tmpdir_remove(&tmp);
+}
+
+TestSuite(e2e_ledger, .init = start, .fini = stop, .timeout = 120);
+
+static int64_t at(int64_t m, int64_t d)
+{
+    return funnel_date_utc_ms(2026, m, d) + 10 * 3600 * 1000LL;
+}
+
+static void submit(funnel_envelope_t *env, funnel_submit_status_t want)
+{
+    funnel_submit_result_t res;
+    const char *topic = funnel_topic_name(env->body_case);
+    int rc = funnel_client_submit(client, fd.submit, topic, env, NULL, &res);
+    cr_assert_eq(rc, 0, "submit failed: %s", funnel_strerror(rc));
+    cr_assert_eq(res.status, want, "%s: status %d (%s)", env->event_id, res.status, res.reason);
+    funnel_envelope_free(&env);
+}
+
+/* Runs funnelctl against the test's funneld with args (NULL-terminated); returns its status. */
+static int ctl(char *out, size_t out_len, const char *const *args)
+{
+    const char *argv[32] = {FUNNELCTL_PATH, "--db", fd.db, "--submit", fd.submit};
+    int n = 5;
+    for (int i = 0; args[i] && n < 31; i++)
+        argv[n++] = args[i];
+    argv[n] = NULL;
+    return fx_run(argv, out, out_len);
+}
+
+/* The statement of rep for period as JSON; asserts funnelctl succeeded. Caller decrefs. */
+static json_t *statement(const char *rep, const char *period)
+{
+    static char out[65536];
+    const char *args[] = {"statement", "--rep", rep, "--period", period, "--json", NULL};
+    int status = ctl(out, sizeof out, args);
+    cr_assert_eq(status, 0, "statement exited %d: %s", status, out);
+    json_error_t err;
+    json_t *doc = json_loads(out, 0, &err);
+    cr_assert_not_null(doc, "not JSON (%s): %s", err.text, out);
+    return doc;
+}
+
+/* The currency section of a statement, with its totals checked. */
+static json_t *expect_section(json_t *doc, const char *currency, int64_t opening, int64_t accruals,
+                              int64_t clawbacks, int64_t payouts, int64_t closing)
+{
+    json_t *list = json_object_get(doc, "currencies"), *sec = NULL;
+    for (size_t i = 0; i < json_array_size(list) && !sec; i++)
+        if (!strcmp(json_string_value(json_object_get(json_array_get(list, i), "currency")),
+                    currency))
+            sec = json_array_get(list, i);
+    cr_assert_not_null(sec, "no %s section", currency);
+    cr_assert_eq(json_integer_value(json_object_get(sec, "opening")), opening);
+    cr_assert_eq(json_integer_value(json_object_get(sec, "accruals")), accruals);
+    cr_assert_eq(json_integer_value(json_object_get(sec, "clawbacks")), clawbacks);
+    cr_assert_eq(json_integer_value(json_object_get(sec, "payouts")), payouts);
+    cr_assert_eq(json_integer_value(json_object_get(sec, "closing")), closing);
+    cr_assert(json_is_true(json_object_get(sec, "reconciles")));
+    return sec;
+}
+
+Test(e2e_ledger, payout_statement_and_check)
+{
+    /* August: handoff, a payment at 10 %. September: alice's rate is 12 %, a partial refund,
+     * and a refund that arrives before its payment (held, then posted). mark is the account
+     * manager at 1 %. */
+    submit(fx_handoff("h1", "acme", "alice", "mark", at(8, 10)), FUNNEL_SUBMIT_OK);
+    submit(fx_payment("p1", "pay-1", "acme", 10000, "EUR", at(8, 20)), FUNNEL_SUBMIT_OK);
+    submit(fx_payment("p2", "pay-2", "acme", 20000, "EUR", at(9, 15)), FUNNEL_SUBMIT_OK);
+    submit(fx_refund("r1", "ref-1", "pay-2", "acme", 5000, "EUR", at(9, 20)), FUNNEL_SUBMIT_OK);
+    submit(fx_refund("r0", "ref-0", "pay-3", "acme", 500, "EUR", at(9, 26)), FUNNEL_SUBMIT_OK);
+    submit(fx_payment("p3", "pay-3", "acme", 1000, "EUR", at(9, 25)), FUNNEL_SUBMIT_OK);
+    submit(fx_payment("p1", "pay-1", "acme", 10000, "EUR", at(8, 20)), FUNNEL_SUBMIT_DUPLICATE);
+
+    json_t *doc = statement("alice", "2026-09");
+    /* opening 1000 (August); accruals 2400 + 120; clawbacks ceil(2400/4) + ceil(120/2). */
+    json_t *sec = expect_section(doc, "EUR", 1000, 2520, 660, 0, 2860);
+    json_t *lines = json_object_get(sec, "lines");
+    cr_assert_eq(json_array_size(lines), 4);
+    json_t *first = json_array_get(lines, 0);
+    cr_assert_str_eq(json_string_value(json_object_get(first, "subject_event_id")), "p2");
+    cr_assert_eq(json_integer_value(json_object_get(first, "rate_bp")), 1200);
+    json_t *held = json_array_get(lines, 3);
+    cr_assert_str_eq(json_string_value(json_object_get(held, "kind")), "CLAWBACK");
+    cr_assert_str_eq(json_string_value(json_object_get(held, "subject_event_id")), "r0");
+    cr_assert_str_eq(json_string_value(json_object_get(held, "cause_event_id")), "p3",
+                     "posted when the payment it waited for arrived");
+    json_decref(doc);
+    doc = statement("mark", "2026-09");
+    expect_section(doc, "EUR", 100, 210, 55, 0, 255);
+    json_decref(doc);
+
+    /* Payroll pays alice through September, through funneld; running it again is a no-op. */
+    char out[8192];
+    const char *payout[] = {"payout", "--rep", "alice", "--through", "2026-09-30", NULL};
+    cr_assert_eq(ctl(out, sizeof out, payout), 0, "%s", out);
+    cr_assert(strstr(out, "ok payout:alice:2026-09-30"), "%s", out);
+    cr_assert_eq(ctl(out, sizeof out, payout), 0, "%s", out);
+    cr_assert(strstr(out, "duplicate payout:alice:2026-09-30"), "%s", out);
+
+    /* The payout is posted at its own time (now): this month's statement shows it. */
+    char period[16];
+    int64_t now = fx_now_ms();
+    funnel_date_format(now, period, sizeof period);
+    period[7] = '\0';
+    doc = statement("alice", period);
+    expect_section(doc, "EUR", 2860, 0, 0, 2860, 0);
+    json_decref(doc);
+
+    const char *csv[] = {"statement", "--rep", "alice", "--period", "2026-09", "--csv", NULL};
+    cr_assert_eq(ctl(out, sizeof out, csv), 0, "%s", out);
+    cr_assert(strstr(out, "opening,EUR,,,,,,,,,1000\n"), "%s", out);
+    cr_assert(strstr(out, "closing,EUR,,,,,,,,,2860\n"), "%s", out);
+    cr_assert(strstr(out, "posting,EUR,2026-09-15,ACCRUAL,rep,acme,ledger:p2#1,p2,p2,1200,2400\n"),
+              "%s", out);
+    const char *text[] = {"statement", "--rep", "alice", "--period", "2026-09", NULL};
+    cr_assert_eq(ctl(out, sizeof out, text), 0, "%s", out);
+    cr_assert(strstr(out, "closing") && strstr(out, "2860"), "%s", out);
+
+    const char *check[] = {"ledger", "check", NULL};
+    cr_assert_eq(ctl(out, sizeof out, check), 0, "%s", out);
+    cr_assert(strstr(out, "ledger check ok: 11 postings"), "%s", out);
+
+    /* Usage errors are refused before anything is sent. */
+    const char *bad_date[] = {"payout", "--rep", "alice", "--through", "2026-02-30", NULL};
+    cr_assert_eq(ctl(out, sizeof out, bad_date), 2, "%s", out);
+    const char *no_rep[] = {"statement", "--period", "2026-09", NULL};
+    cr_assert_eq(ctl(out, sizeof out, no_rep), 2, "%s", out);
+    const char *bad_sub[] = {"ledger", "fix", NULL};
+    cr_assert_eq(ctl(out, sizeof out, bad_sub), 2, "%s", out);
+
+    /* A balance edited behind funneld's back: the check says so and fails. */
+    cr_assert_eq(fx_daemon_stop(&fd), 0);
+    sqlite3 *db;
+    cr_assert_eq(sqlite3_open(fd.db, &db), SQLITE_OK);
+    cr_assert_eq(sqlite3_exec(db,
+                              "UPDATE ledger_balance SET balance = balance - 1"
+                              " WHERE account = 'payable' AND rep = 'mark'",
+                              NULL, NULL, NULL),
+                 SQLITE_OK);
+    sqlite3_close(db);
+    cr_assert_eq(ctl(out, sizeof out, check), 1, "%s", out);
+    cr_assert(strstr(out, "balance differs from the sum of its postings: payable mark EUR"), "%s",
+              out);
+}

@@ -1,0 +1,168 @@
+/* test_e2e_sla.c — SLA timers through the real funneld on real time: short targets on the 24x7
+ * calendar, deadlines that pass while funneld is down, and what comes out after the restart. */
+#include "harness.h"
+#include "sla_fx.h"
+
+#include "funnel/client.h"
+#include "funnel/error.h"
+#include "funnel/store.h"
+
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static fx_tmpdir_t tmp;
+static fx_daemon_t fd;
+static funnel_client_t *client;
+static char conf[300];
+
+/* Warning after 1 s, due after 2 s, the level 1 s after due: all within a short downtime. */
+static const char policy_text[] =
+    "sla = {\n"
+    "  policies = ( {\n"
+    "    name = \"fast\"; start = \"lead.qualified stage=SQL\"; key = \"lead_id\";\n"
+    "    stop = [\"lead.contacted\"]; target = \"2s\"; calendar = \"24x7\"; warning = \"1s\";\n"
+    "    escalation = ( { after = \"1s\"; notify = \"team-lead\"; } );\n"
+    "  } );\n"
+    "};\n";
+
+static void start(void)
+{
+    fx_tmpdir_make(&tmp);
+    memset(&fd, 0, sizeof fd);
+    fx_file_write(tmp.path, "funneld.conf", policy_text, conf, sizeof conf);
+    cr_assert_eq(funnel_client_new(&client), 0);
+    const char *args[] = {"--config", conf, NULL};
+    fx_daemon_start(&fd, tmp.path, args);
+}
+
+static void stop(void)
+{
+    fx_daemon_finish(&fd);
+    funnel_client_destroy(&client);
+    fx_tmpdir_remove(&tmp);
+}
+
+TestSuite(e2e_sla, .init = start, .fini = stop, .timeout = 120);
+
+static void submit(funnel_envelope_t *env)
+{
+    funnel_submit_result_t res;
+    int rc =
+        funnel_client_submit(client, fd.submit, funnel_topic_name(env->body_case), env, NULL, &res);
+    cr_assert_eq(rc, 0, "submit: %s", funnel_strerror(rc));
+    cr_assert_eq(res.status, FUNNEL_SUBMIT_OK, "%s", res.reason);
+    funnel_envelope_free(&env);
+}
+
+static void sleep_until(int64_t at_ms)
+{
+    for (int64_t now = fx_now_ms(); now < at_ms; now = fx_now_ms()) {
+        int64_t ms = at_ms - now;
+        struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+}
+
+/* The sla.* output rows committed so far, decoded, in sequence order. */
+typedef struct outputs {
+    char topic[16][32];
+    funnel_envelope_t *env[16];
+    size_t n;
+} outputs_t;
+
+static int keep_sla_row(const funnel_outbox_row_t *row, void *arg)
+{
+    outputs_t *o = arg;
+    if (strncmp(row->topic, "sla.", 4) != 0 || o->n == 16)
+        return 0;
+    snprintf(o->topic[o->n], sizeof o->topic[o->n], "%s", row->topic);
+    o->env[o->n++] = funnel__v1__envelope__unpack(NULL, row->len, row->envelope);
+    return 0;
+}
+
+static void outputs_free(outputs_t *o)
+{
+    for (size_t i = 0; i < o->n; i++)
+        funnel_envelope_free(&o->env[i]);
+    o->n = 0;
+}
+
+/* Polls the database (read-only, as funnelctl does) until `want` sla.* rows are committed. */
+static void wait_outputs(outputs_t *o, size_t want, int timeout_ms)
+{
+    for (int waited = 0;; waited += 50) {
+        funnel_store_t *st;
+        char err[256];
+        outputs_free(o);
+        cr_assert_eq(funnel_store_open(fd.db, true, FUNNEL_STORE_SYNC_NORMAL, &st, err, sizeof err),
+                     0, "%s", err);
+        funnel_store_outbox_read(st, 1, 100000, keep_sla_row, o);
+        funnel_store_destroy(&st);
+        if (o->n >= want || waited >= timeout_ms)
+            break;
+        sleep_until(fx_now_ms() + 50);
+    }
+    cr_assert_geq(o->n, want, "%zu of %zu sla outputs after %d ms", o->n, want, timeout_ms);
+}
+
+Test(e2e_sla, deadlines_passing_while_down_fire_at_once_after_restart)
+{
+    int64_t t0 = fx_now_ms();
+    submit(fx_qualified("q-1", "L-1", FUNNEL__V1__STAGE__SQL, t0));
+    cr_assert_eq(fx_daemon_stop(&fd), 0);
+    sleep_until(t0 + 3500); /* warning, due and the level all pass while funneld is down */
+    int64_t restarted = fx_now_ms();
+    const char *args[] = {"--config", conf, NULL};
+    fx_daemon_start(&fd, tmp.path, args);
+    outputs_t o = {0};
+    wait_outputs(&o, 2, 10000);
+    int64_t seen = fx_now_ms();
+    cr_assert_str_eq(o.topic[0], "sla.warning");
+    cr_assert_eq(o.env[0]->occurred_at_ms, t0 + 1000, "the warning keeps its original time");
+    cr_assert_eq(o.env[0]->sla_warning->sla->due_at_ms, t0 + 2000);
+    cr_assert_str_eq(o.topic[1], "sla.escalation");
+    cr_assert_eq(o.env[1]->occurred_at_ms, t0 + 3000);
+    cr_assert_str_eq(o.env[1]->sla_escalation->notify, "team-lead");
+    cr_assert_lt(seen - restarted, 8000, "overdue steps fire at once after the restart");
+    /* A stop that occurred before the due time but arrives now is still on time. */
+    submit(fx_contacted("c-1", "L-1", t0 + 1500));
+    wait_outputs(&o, 3, 10000);
+    cr_assert_str_eq(o.topic[2], "sla.met");
+    cr_assert(o.env[2]->sla_met->on_time);
+    outputs_free(&o);
+}
+
+Test(e2e_sla, live_deadline_fires_on_time_and_ack_stops_levels)
+{
+    int64_t t0 = fx_now_ms();
+    submit(fx_qualified("q-2", "L-2", FUNNEL__V1__STAGE__SQL, t0));
+    outputs_t o = {0};
+    wait_outputs(&o, 1, 10000);
+    cr_assert_str_eq(o.topic[0], "sla.warning");
+    cr_assert_eq(o.env[0]->occurred_at_ms, t0 + 1000);
+    /* Acknowledged before the level at t0 + 3 s: that level never comes. */
+    submit(fx_acked("a-2", o.env[0]->sla_warning->sla->sla_id, fx_now_ms()));
+    sleep_until(t0 + 4500);
+    wait_outputs(&o, 1, 0);
+    cr_assert_eq(o.n, 1, "no escalation after the acknowledgement");
+    /* funnelctl reads the same rows: past due and unstopped is breached. */
+    char out[8192], sla_id[32];
+    snprintf(sla_id, sizeof sla_id, "%s", o.env[0]->sla_warning->sla->sla_id);
+    const char *breached[] = {FUNNELCTL_PATH, "--db",     fd.db,    "sla", "list",
+                              "--state",      "breached", "--json", NULL};
+    cr_assert_eq(fx_run(breached, out, sizeof out), 0, "%s", out);
+    cr_assert(strstr(out, "\"key\":\"L-2\"") && strstr(out, "\"state\":\"breached\""), "%s", out);
+    const char *met[] = {FUNNELCTL_PATH, "--db", fd.db, "sla", "list", "--state", "met", NULL};
+    cr_assert_eq(fx_run(met, out, sizeof out), 0, "%s", out);
+    cr_assert_null(strstr(out, "L-2"), "%s", out);
+    const char *show[] = {FUNNELCTL_PATH, "--db", fd.db, "sla", "show", sla_id, NULL};
+    cr_assert_eq(fx_run(show, out, sizeof out), 0, "%s", out);
+    cr_assert(strstr(out, "\"acked_by\": \"oncall-bob\""), "%s", out);
+    cr_assert(strstr(out, "target = \\\"2s\\\""), "the version's definition: %s", out);
+    const char *missing[] = {FUNNELCTL_PATH, "--db", fd.db, "sla", "show", "424242", NULL};
+    cr_assert_eq(fx_run(missing, out, sizeof out), 1, "%s", out);
+    outputs_free(&o);
+}

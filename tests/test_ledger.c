@@ -1,0 +1,859 @@
+/* test_ledger.c — the commission ledger driven directly: a temporary store, the real router,
+ * the ledger engine and an injected clock. Unit tests for the plan arithmetic (rates, terms,
+ * rounding, dates, config) and the engine (caps, effective dates, refunds, order, payouts,
+ * reports), then a property test over random shuffled streams with duplicates. */
+#include "harness.h"
+#include "ledger_fx.h"
+
+#include "funnel/config.h"
+#include "funnel/error.h"
+#include "funnel/ledger.h"
+#include "funnel/money.h"
+
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DAY_MS 86400000LL
+
+static fx_tmpdir_t tmp;
+static funnel_store_t *store;
+static funnel_router_t *router;
+static funnel_ledger_t *ledger;
+static funnel_commission_config_t plan;
+static int64_t now_ms;
+static int n_dbs;
+
+#define MAX_EVENTS 64
+
+/* One generated stream of the property test; freed by the fini even when an assertion fails. */
+typedef struct stream {
+    funnel_envelope_t *ev[MAX_EVENTS];
+    size_t n;
+} stream_t;
+static stream_t stream;
+
+/* Times of the scenarios: well in the past, fixed, so results never depend on the clock. */
+static int64_t day(int64_t y, int64_t m, int64_t d)
+{
+    return funnel_date_utc_ms(y, m, d) + 12 * 3600 * 1000LL; /* noon UTC */
+}
+
+/* Opens a fresh database and ledger over the current plan. */
+static void ledger_open(void)
+{
+    char path[400], err[512];
+    snprintf(path, sizeof path, "%s/ledger-%d.db", tmp.path, n_dbs++);
+    cr_assert_eq(funnel_store_open(path, false, FUNNEL_STORE_SYNC_NORMAL, &store, err, sizeof err),
+                 0, "%s", err);
+    cr_assert_eq(funnel_ledger_new(store, &plan, NULL, &ledger, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(funnel_router_new(store, &router), 0);
+    funnel_engine_t engine = {.name = "ledger", .self = ledger, .on_event = funnel_ledger_on_event};
+    cr_assert_eq(funnel_router_add_engine(router, &engine), 0);
+}
+
+static void ledger_close(void)
+{
+    funnel_router_destroy(&router);
+    funnel_ledger_destroy(&ledger);
+    funnel_store_destroy(&store);
+}
+
+static void setup(void)
+{
+    fx_tmpdir_make(&tmp);
+    funnel_commission_config_defaults(&plan);
+    plan.default_rate_bp = 1000; /* 10 % unless a test says otherwise */
+    now_ms = day(2026, 11, 1);
+    ledger_open();
+}
+
+static void stream_free(stream_t *st);
+
+static void teardown(void)
+{
+    stream_free(&stream);
+    ledger_close();
+    funnel_commission_config_clear(&plan);
+    fx_tmpdir_remove(&tmp);
+}
+
+TestSuite(ledger, .init = setup, .fini = teardown, .timeout = 120);
+TestSuite(ledger_plan);
+
+/* Adds a rate override to the plan (owned by it, freed by the config clear). */
+static void plan_rate(const char *rep, int64_t rate_bp, int64_t from_ms)
+{
+    funnel_commission_rate_t *r = realloc(plan.rates, (plan.n_rates + 1) * sizeof *r);
+    cr_assert_not_null(r);
+    plan.rates = r;
+    r[plan.n_rates].rep = strdup(rep);
+    r[plan.n_rates].rate_bp = rate_bp;
+    r[plan.n_rates].from_ms = from_ms;
+    plan.n_rates++;
+}
+
+/* Routes one event in its own transaction, as funneld's batch does, and frees it. Returns the
+ * router's answer (0 or FUNNEL_EDUP). */
+static int apply_in_txn(funnel_envelope_t *env, bool own_txn)
+{
+    size_t len;
+    uint8_t *raw = fx_pack(env, &len);
+    const char *topic = funnel_topic_name(env->body_case);
+    if (own_txn)
+        cr_assert_eq(funnel_store_begin(store), 0);
+    cr_assert_eq(funnel_store_savepoint(store), 0);
+    int rc = funnel_router_apply(router, env, topic, raw, len, now_ms);
+    if (rc == 0 || rc == FUNNEL_EDUP)
+        funnel_store_savepoint_release(store);
+    else
+        funnel_store_savepoint_rollback(store);
+    if (own_txn) {
+        cr_assert_eq(funnel_store_commit(store), 0, "%s", funnel_store_errmsg(store));
+        funnel_store_outbox_pending_clear(store);
+    }
+    free(raw);
+    funnel_envelope_free(&env);
+    return rc;
+}
+
+static int apply(funnel_envelope_t *env)
+{
+    return apply_in_txn(env, true);
+}
+
+static void must(funnel_envelope_t *env)
+{
+    int rc = apply(env);
+    cr_assert_eq(rc, 0, "apply: %s", funnel_strerror(rc));
+}
+
+/* One integer from a query with up to two text parameters; 0 when there is no row or NULL. */
+static int64_t query_int(const char *sql, const char *a, const char *b)
+{
+    sqlite3_stmt *s;
+    cr_assert_eq(sqlite3_prepare_v2(funnel_store_db(store), sql, -1, &s, NULL), SQLITE_OK, "%s",
+                 sqlite3_errmsg(funnel_store_db(store)));
+    if (a)
+        sqlite3_bind_text(s, 1, a, -1, SQLITE_STATIC);
+    if (b)
+        sqlite3_bind_text(s, 2, b, -1, SQLITE_STATIC);
+    int64_t v = sqlite3_step(s) == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+    sqlite3_finalize(s);
+    return v;
+}
+
+/* What the company owes rep in currency, from the stored balance of the payable account. */
+static int64_t owed(const char *rep, const char *currency)
+{
+    return -query_int("SELECT balance FROM ledger_balance WHERE account = 'payable' AND rep = ?1"
+                      " AND currency = ?2",
+                      rep, currency);
+}
+
+static int64_t kind_sum(const char *rep, const char *kind)
+{
+    return query_int("SELECT SUM(amount) FROM ledger_entry WHERE rep = ?1 AND kind = ?2", rep,
+                     kind);
+}
+
+static int64_t postings(void)
+{
+    return query_int("SELECT COUNT(*) FROM ledger_entry", NULL, NULL);
+}
+
+static void expect_books_sound(void)
+{
+    int64_t problems = -1;
+    cr_assert_eq(funnel_ledger_check(store, NULL, NULL, &problems, NULL, NULL), 0);
+    cr_assert_eq(problems, 0, "the books do not balance");
+}
+
+/* ---- plan arithmetic ------------------------------------------------------------------- */
+
+Test(ledger_plan, rounding_rule)
+{
+    int64_t v;
+    cr_assert_eq(funnel_commission_accrual(1999, 500, &v), 0);
+    cr_assert_eq(v, 99, "99.95 rounds down to 99");
+    cr_assert_eq(funnel_commission_accrual(10000, 1, &v), 0);
+    cr_assert_eq(v, 1);
+    cr_assert_eq(funnel_commission_accrual(9999, 1, &v), 0);
+    cr_assert_eq(v, 0);
+    cr_assert_eq(funnel_commission_accrual(INT64_MAX, 10000, &v), 0);
+    cr_assert_eq(v, INT64_MAX, "computed in 128 bits, no wrap");
+    cr_assert_eq(funnel_commission_accrual(-1, 100, &v), FUNNEL_EINVAL);
+    /* Clawbacks round up and never exceed what was accrued. */
+    cr_assert_eq(funnel_commission_clawback_total(99, 1, 999, &v), 0);
+    cr_assert_eq(v, 1);
+    cr_assert_eq(funnel_commission_clawback_total(99, 999, 999, &v), 0);
+    cr_assert_eq(v, 99);
+    cr_assert_eq(funnel_commission_clawback_total(99, 5000, 999, &v), 0);
+    cr_assert_eq(v, 99);
+    cr_assert_eq(funnel_commission_clawback_total(99, 0, 999, &v), 0);
+    cr_assert_eq(v, 0);
+    cr_assert_eq(funnel_commission_clawback_total(99, 1, 0, &v), FUNNEL_EINVAL);
+    cr_assert_eq(funnel_money_scale(INT64_MAX, 2, 1, FUNNEL_ROUND_DOWN, &v), FUNNEL_EINVAL);
+    cr_assert_eq(funnel_money_scale(7, 1, 2, FUNNEL_ROUND_UP, &v), 0);
+    cr_assert_eq(v, 4);
+}
+
+Test(ledger_plan, terms_in_months)
+{
+    cr_assert_eq(funnel_commission_term_end(day(2026, 1, 31), 1), day(2026, 2, 28));
+    cr_assert_eq(funnel_commission_term_end(day(2024, 1, 31), 1), day(2024, 2, 29));
+    cr_assert_eq(funnel_commission_term_end(day(2026, 3, 15), 12), day(2027, 3, 15));
+    cr_assert_eq(funnel_commission_term_end(day(2026, 11, 30), 3), day(2027, 2, 28));
+    cr_assert_eq(funnel_commission_term_end(day(2026, 3, 15), 0), INT64_MAX);
+}
+
+Test(ledger_plan, utc_dates)
+{
+    int64_t a, b;
+    char text[16];
+    cr_assert_eq(funnel_date_parse("2026-11", &a, &b), 0);
+    cr_assert_eq(a, 1793491200000LL);
+    cr_assert_eq(b, 1796083200000LL);
+    cr_assert_eq(funnel_date_parse("2026-11-30", &a, &b), 0);
+    cr_assert_eq(a, 1796083200000LL - DAY_MS);
+    cr_assert_eq(b, 1796083200000LL);
+    cr_assert_eq(funnel_date_parse("2024-02-29", &a, &b), 0);
+    cr_assert_eq(funnel_date_parse("2026-02-29", &a, &b), FUNNEL_EINVAL);
+    cr_assert_eq(funnel_date_parse("2026-13", &a, &b), FUNNEL_EINVAL);
+    cr_assert_eq(funnel_date_parse("2026-1-01", &a, &b), FUNNEL_EINVAL);
+    cr_assert_eq(funnel_date_parse("", &a, &b), FUNNEL_EINVAL);
+    cr_assert_eq(funnel_date_parse(NULL, &a, &b), FUNNEL_EINVAL);
+    cr_assert_eq(funnel_date_parse("2026-11-30x", &a, &b), FUNNEL_EINVAL);
+    funnel_date_format(1796083200000LL - 1, text, sizeof text);
+    cr_assert_str_eq(text, "2026-11-30");
+}
+
+Test(ledger_plan, effective_dated_rates)
+{
+    funnel_commission_config_t p;
+    funnel_commission_config_defaults(&p);
+    p.default_rate_bp = 500;
+    funnel_commission_rate_t rates[] = {
+        {"alice", 700, funnel_date_utc_ms(2026, 3, 1)},
+        {"alice", 900, funnel_date_utc_ms(2026, 6, 1)},
+    };
+    p.rates = rates;
+    p.n_rates = 2;
+    cr_assert_eq(funnel_commission_rate_at(&p, "alice", day(2026, 2, 28)), 500);
+    cr_assert_eq(funnel_commission_rate_at(&p, "alice", funnel_date_utc_ms(2026, 3, 1)), 700);
+    cr_assert_eq(funnel_commission_rate_at(&p, "alice", day(2026, 5, 31)), 700);
+    cr_assert_eq(funnel_commission_rate_at(&p, "alice", day(2026, 6, 1)), 900);
+    cr_assert_eq(funnel_commission_rate_at(&p, "bob", day(2026, 6, 1)), 500);
+}
+
+/* Writes text to a file in a fresh temporary directory and loads it as funneld's config. */
+static int load_config(const char *text, funnel_config_t *cfg, char *err, size_t err_len)
+{
+    fx_tmpdir_t dir;
+    char path[300];
+    fx_tmpdir_make(&dir);
+    fx_file_write(dir.path, "funneld.conf", text, path, sizeof path);
+    memset(cfg, 0, sizeof *cfg);
+    int rc = funnel_config_load(path, cfg, err, err_len);
+    fx_tmpdir_remove(&dir);
+    return rc;
+}
+
+Test(ledger_plan, config_section)
+{
+    funnel_config_t cfg;
+    char err[512] = "";
+    int rc = load_config("commission = { default_rate_bp = 250; term_months = 24;"
+                         " cap_minor = 5000000000L; account_manager_rate_bp = 50;"
+                         " rates = ( { rep = \"zoe\"; rate_bp = 300; from = \"2026-06-01\"; },"
+                         " { rep = \"al\"; rate_bp = 700; from = \"2026-01-01\"; } ); };",
+                         &cfg, err, sizeof err);
+    cr_assert_eq(rc, 0, "%s", err);
+    cr_assert_eq(cfg.commission.default_rate_bp, 250);
+    cr_assert_eq(cfg.commission.term_months, 24);
+    cr_assert_eq(cfg.commission.cap_minor, 5000000000LL);
+    cr_assert_eq(cfg.commission.account_manager_rate_bp, 50);
+    cr_assert_eq(cfg.commission.n_rates, 2);
+    cr_assert_str_eq(cfg.commission.rates[0].rep, "al", "sorted by rep");
+    cr_assert_eq(cfg.commission.rates[1].from_ms, funnel_date_utc_ms(2026, 6, 1));
+    /* --check-config prints a section that reads back. */
+    char *text = NULL;
+    size_t len = 0;
+    FILE *mem = open_memstream(&text, &len);
+    funnel_config_print(&cfg, mem);
+    fclose(mem);
+    cr_assert(strstr(text, "from = \"2026-06-01\""), "%s", text);
+    funnel_config_t again;
+    cr_assert_eq(load_config(text, &again, err, sizeof err), 0, "%s\n%s", err, text);
+    cr_assert_eq(again.commission.cap_minor, 5000000000LL);
+    cr_assert_eq(again.commission.n_rates, 2);
+    free(text);
+    funnel_config_clear(&again);
+    funnel_config_clear(&cfg);
+    cr_assert_eq(funnel_config_defaults(&cfg), 0);
+    cr_assert_eq(cfg.commission.default_rate_bp, 0, "nothing is paid until a plan is set");
+    funnel_config_clear(&cfg);
+}
+
+Test(ledger_plan, config_errors)
+{
+    static const struct {
+        const char *text, *needle;
+    } bad[] = {
+        {"commission = { default_rate_bp = 10001; };", "default_rate_bp"},
+        {"commission = { rate = 5; };", "unknown option 'rate'"},
+        {"commission = { term_months = \"x\"; };", "term_months: expected an integer"},
+        {"commission = { cap_minor = -1; };", "cap_minor"},
+        {"commission = { rates = ( { rep = \"a\"; rate_bp = 1; from = \"2026-02-30\"; } ); };",
+         "rates[0].from"},
+        {"commission = { rates = ( { rep = \"a\"; from = \"2026-02-01\"; } ); };", "rate_bp"},
+        {"commission = { rates = ( { rate_bp = 1; from = \"2026-02-01\"; } ); };", "needs rep"},
+        {"commission = { rates = ( { rep = \"a\"; rate_bp = 1; from = \"2026-02-01\"; },"
+         " { rep = \"a\"; rate_bp = 2; from = \"2026-02-01\"; } ); };",
+         "same date"},
+        {"commission = { rates = ( 5 ); };", "expected a group"},
+        {"commission = 5;", "expected a group"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        funnel_config_t cfg;
+        char err[512] = "";
+        cr_assert_eq(load_config(bad[i].text, &cfg, err, sizeof err), FUNNEL_ECONFIG, "%s",
+                     bad[i].text);
+        cr_assert(strstr(err, bad[i].needle), "%s: got '%s'", bad[i].text, err);
+    }
+}
+
+/* ---- the engine ------------------------------------------------------------------------ */
+
+Test(ledger, accrues_on_payments_after_the_handoff)
+{
+    must(fx_payment("p0", "pay-0", "c1", 50000, "EUR", day(2026, 1, 5))); /* the first deal */
+    must(fx_handoff("h1", "c1", "alice", "", day(2026, 1, 10)));
+    must(fx_payment("p1", "pay-1", "c1", 12345, "EUR", day(2026, 2, 1)));
+    cr_assert_eq(owed("alice", "EUR"), 1234, "10 %% of 12345, rounded down");
+    cr_assert_eq(postings(), 1, "the payment before the handoff earns nothing");
+    /* The output message names everything a subscriber needs. */
+    must(fx_payment("p2", "pay-2", "c1", 1000, "USD", day(2026, 2, 2)));
+    cr_assert_eq(owed("alice", "USD"), 100, "balances are per currency");
+    cr_assert_eq(owed("alice", "EUR"), 1234);
+    expect_books_sound();
+}
+
+/* Reads the newest commission.posted from the outbox. */
+static int last_posted(const funnel_outbox_row_t *row, void *arg)
+{
+    if (strcmp(row->topic, "commission.posted") == 0) {
+        funnel_envelope_t **out = arg;
+        funnel_envelope_free(out);
+        *out = funnel__v1__envelope__unpack(NULL, row->len, row->envelope);
+    }
+    return 0;
+}
+
+Test(ledger, publishes_commission_posted)
+{
+    must(fx_handoff("h1", "c1", "alice", "", day(2026, 1, 10)));
+    must(fx_payment("p1", "pay-1", "c1", 20000, "EUR", day(2026, 2, 1)));
+    funnel_envelope_t *env = NULL;
+    cr_assert_eq(funnel_store_outbox_read(store, 1, 100, last_posted, &env), 0);
+    cr_assert_not_null(env);
+    cr_assert_eq(env->body_case, FUNNEL__V1__ENVELOPE__BODY_COMMISSION_POSTED);
+    const Funnel__V1__CommissionPosted *cp = env->commission_posted;
+    cr_assert_str_eq(env->event_id, "ledger:p1#1");
+    cr_assert_str_eq(cp->entry_id, "ledger:p1#1");
+    cr_assert_eq(env->occurred_at_ms, day(2026, 2, 1), "event time, not arrival time");
+    cr_assert_str_eq(cp->rep, "alice");
+    cr_assert_str_eq(cp->client_id, "c1");
+    cr_assert_str_eq(cp->cause_event_id, "p1");
+    cr_assert_str_eq(cp->subject_event_id, "p1");
+    cr_assert_eq(cp->kind, FUNNEL__V1__COMMISSION_KIND__ACCRUAL);
+    cr_assert_eq(cp->amount->minor, 2000);
+    cr_assert_str_eq(cp->amount->currency, "EUR");
+    cr_assert_eq(cp->rate_bp, 1000);
+    cr_assert_eq(cp->role, FUNNEL__V1__COMMISSION_ROLE__COMMISSION_ROLE_REP);
+    funnel_envelope_free(&env);
+}
+
+Test(ledger, effective_dated_rate_at_payment_time)
+{
+    plan_rate("alice", 700, funnel_date_utc_ms(2026, 3, 1));
+    must(fx_handoff("h1", "c1", "alice", "", day(2026, 1, 10)));
+    must(fx_payment("p1", "pay-1", "c1", 10000, "EUR", day(2026, 2, 28)));
+    must(fx_payment("p2", "pay-2", "c1", 10000, "EUR", funnel_date_utc_ms(2026, 3, 1)));
+    cr_assert_eq(owed("alice", "EUR"), 1000 + 700);
+    cr_assert_eq(
+        query_int("SELECT rate_bp FROM ledger_entry WHERE subject_event_id = 'p2'", NULL, NULL),
+        700);
+}
+
+Test(ledger, term_ends_months_after_the_handoff)
+{
+    plan.term_months = 2;
+    must(fx_handoff("h1", "c1", "alice", "", day(2026, 1, 31)));
+    must(fx_payment("p1", "pay-1", "c1", 10000, "EUR", day(2026, 3, 30)));
+    must(fx_payment("p2", "pay-2", "c1", 10000, "EUR", day(2026, 3, 31)));
+    must(fx_payment("p3", "pay-3", "c1", 10000, "EUR", day(2026, 4, 1)));
+    cr_assert_eq(owed("alice", "EUR"), 1000, "Jan 31 + 2 months ends on Mar 31");
+}
+
+Test(ledger, cap_per_client_and_currency)
+{
+    plan.cap_minor = 2500;
+    must(fx_handoff("h1", "c1", "alice", "", day(2026, 1, 1)));
+    must(fx_handoff("h2", "c2", "alice", "", day(2026, 1, 1)));
+    must(fx_payment("p1", "pay-1", "c1", 10000, "EUR", day(2026, 2, 1)));
+    must(fx_payment("p2", "pay-2", "c1", 10000, "EUR", day(2026, 3, 1)));
+    must(fx_payment("p3", "pay-3", "c1", 10000, "EUR", day(2026, 4, 1)));
+    must(fx_payment("p4", "pay-4", "c1", 10000, "EUR", day(2026, 5, 1)));
+    must(fx_payment("p5", "pay-5", "c2", 10000, "EUR", day(2026, 5, 1)));
+    cr_assert_eq(owed("alice", "EUR"), 2500 + 1000, "c1 stops at its cap, c2 has its own");
+    cr_assert_eq(
+        query_int("SELECT amount FROM ledger_entry WHERE subject_event_id = 'p3'", NULL, NULL),
+        500);
+    cr_assert_eq(postings(), 4, "p4 earns nothing and posts nothing");
+}
+
+Test(ledger, account_manager_rate)
+{
+    plan.account_manager_rate_bp = 150;
+    must(fx_handoff("h1", "c1", "alice", "mark", day(2026, 1, 1)));
+    must(fx_payment("p1", "pay-1", "c1", 10000, "EUR", day(2026, 2, 1)));
+    cr_assert_eq(owed("alice", "EUR"), 1000);
+    cr_assert_eq(owed("mark", "EUR"), 150);
+    must(fx_handoff("h2", "c2", "alice", "", day(2026, 1, 1)));
+    must(fx_payment("p2", "pay-2", "c2", 10000, "EUR", day(2026, 2, 1)));
+    cr_assert_eq(owed("mark", "EUR"), 150, "no account manager on c2");
+}
+
+Test(ledger, repeated_partial_refunds_claw_back_exactly)
+{
+    must(fx_handoff("h1", "c1", "alice", "", day(2026, 1, 1)));
+    must(fx_payment("p1", "pay-1", "c1", 999, "EUR", day(2026, 2, 1)));
+    cr_assert_eq(owed("alice", "EUR"), 99);
+    must(fx_refund("r1", "ref-1", "pay-1", "c1", 333, "EUR", day(2026, 2, 2)));
+    cr_assert_eq(owed("alice", "EUR"), 66, "ceil(99 * 333 / 999) = 33 clawed");
+    must(fx_refund("r2", "ref-2", "pay-1", "c1", 1, "EUR", day(2026, 2, 3)));
+    cr_assert_eq(owed("alice", "EUR"), 65, "ceil(99 * 334 / 999) = 34: one more");
+    must(fx_refund("r3", "ref-3", "pay-1", "c1", 1, "EUR", day(2026, 2, 4)));
+    cr_assert_eq(owed("alice", "EUR"), 65, "ceil(99 * 335 / 999) is still 34");
+    must(fx_refund("r4", "ref-4", "pay-1", "c1", 5000, "EUR", day(2026, 2, 5)));
+    cr_assert_eq(owed("alice", "EUR"), 0, "over-refunds claw back what was accrued, no more");
+    must(fx_refund("r5", "ref-5", "pay-1", "c1", 100, "EUR", day(2026, 2, 6)));
+    cr_assert_eq(owed("alice", "EUR"), 0);
+    cr_assert_eq(kind_sum("alice", "CLAWBACK"), 99);
+    expect_books_sound();
+}
+
+Test(ledger, clawback_at_the_original_rate)
+{
+    must(fx_handoff("h1", "c1", "alice", "", day(2026, 1, 1)));
+    must(fx_payment("p1", "pay-1", "c1", 10000, "EUR", day(2026, 2, 1)));
+    plan.default_rate_bp = 2000; /* a reload after the payment */
+    plan_rate("alice", 3000, funnel_date_utc_ms(2026, 1, 1));
+    must(fx_refund("r1", "ref-1", "pay-1", "c1", 5000, "EUR", day(2026, 3, 1)));
+    cr_assert_eq(owed("alice", "EUR"), 500, "half of the 1000 accrued at 10 %%");
+    cr_assert_eq(query_int("SELECT rate_bp FROM ledger_entry WHERE kind = 'CLAWBACK'", NULL, NULL),
+                 1000);
+}
+
+Test(ledger, refund_in_another_currency_is_ignored)
+{
+    must(fx_handoff("h1", "c1", "alice", "", day(2026, 1, 1)));
+    must(fx_payment("p1", "pay-1", "c1", 10000, "EUR", day(2026, 2, 1)));
+    must(fx_refund("r1", "ref-1", "pay-1", "c1", 5000, "USD", day(2026, 3, 1)));
+    cr_assert_eq(owed("alice", "EUR"), 1000);
+    cr_assert_eq(postings(), 1);
+}
+
+Test(ledger, held_until_the_missing_event_arrives)
+{
+    /* Refund first, then its payment, then the handoff: nothing can be posted until the end. */
+    must(fx_refund("r1", "ref-1", "pay-1", "c1", 2500, "EUR", day(2026, 2, 10)));
+    must(fx_payment("p1", "pay-1", "c1", 10000, "EUR", day(2026, 2, 1)));
+    cr_assert_eq(postings(), 0);
+    must(fx_handoff("h1", "c1", "alice", "", day(2026, 1, 1)));
+    cr_assert_eq(owed("alice", "EUR"), 750);
+    cr_assert_eq(kind_sum("alice", "ACCRUAL"), 1000);
+    cr_assert_eq(kind_sum("alice", "CLAWBACK"), 250);
+    cr_assert_eq(
+        query_int("SELECT COUNT(*) FROM ledger_entry WHERE cause_event_id = 'h1'", NULL, NULL), 2,
+        "both named after the event that released them");
+}
+
+Test(ledger, duplicates_change_nothing)
+{
+    must(fx_handoff("h1", "c1", "alice", "", day(2026, 1, 1)));
+    must(fx_payment("p1", "pay-1", "c1", 10000, "EUR", day(2026, 2, 1)));
+    cr_assert_eq(apply(fx_payment("p1", "pay-1", "c1", 10000, "EUR", day(2026, 2, 1))),
+                 FUNNEL_EDUP);
+    /* The same payment_id under a new event_id (a re-sent webhook) counts once. */
+    must(fx_payment("p1-again", "pay-1", "c1", 10000, "EUR", day(2026, 2, 1)));
+    cr_assert_eq(owed("alice", "EUR"), 1000);
+    must(fx_refund("r1", "ref-1", "pay-1", "c1", 5000, "EUR", day(2026, 3, 1)));
+    must(fx_refund("r1-again", "ref-1", "pay-1", "c1", 5000, "EUR", day(2026, 3, 1)));
+    cr_assert_eq(owed("alice", "EUR"), 500);
+    cr_assert_eq(postings(), 2);
+}
+
+Test(ledger, late_earlier_payment_corrects_the_cap)
+{
+    plan.cap_minor = 1500;
+    must(fx_handoff("h1", "c1", "alice", "", day(2026, 1, 1)));
+    must(fx_payment("p2", "pay-2", "c1", 10000, "EUR", day(2026, 3, 1)));
+    cr_assert_eq(owed("alice", "EUR"), 1000);
+    /* An earlier payment arrives late: in event-time order it takes the cap first. */
+    must(fx_payment("p1", "pay-1", "c1", 10000, "EUR", day(2026, 2, 1)));
+    cr_assert_eq(owed("alice", "EUR"), 1500);
+    cr_assert_eq(
+        query_int("SELECT SUM(amount) FROM ledger_entry WHERE subject_event_id = 'p1'", NULL, NULL),
+        1000);
+    cr_assert_eq(
+        query_int("SELECT SUM(amount) FROM ledger_entry WHERE subject_event_id = 'p2'", NULL, NULL),
+        500, "p2's accrual is corrected down, as in event-time order");
+    cr_assert_eq(query_int("SELECT amount FROM ledger_entry WHERE cause_event_id = 'p1'"
+                           " AND subject_event_id = 'p2'",
+                           NULL, NULL),
+                 -500, "the correction is a new posting, the old one is untouched");
+    cr_assert_eq(
+        query_int("SELECT amount FROM ledger_entry WHERE entry_id = 'ledger:p2#1'", NULL, NULL),
+        1000);
+    expect_books_sound();
+}
+
+Test(ledger, earlier_handoff_moves_the_commission)
+{
+    must(fx_handoff("h2", "c1", "bob", "", day(2026, 1, 20)));
+    must(fx_payment("p1", "pay-1", "c1", 10000, "EUR", day(2026, 2, 1)));
+    cr_assert_eq(owed("bob", "EUR"), 1000);
+    must(fx_handoff("h1", "c1", "alice", "", day(2026, 1, 10)));
+    cr_assert_eq(owed("bob", "EUR"), 0, "the first handoff decides who brought the client");
+    cr_assert_eq(owed("alice", "EUR"), 1000);
+    expect_books_sound();
+}
+
+Test(ledger, payouts_move_payable_to_paid_idempotently)
+{
+    must(fx_handoff("h1", "c1", "alice", "", day(2026, 1, 1)));
+    must(fx_payment("p1", "pay-1", "c1", 10000, "EUR", day(2026, 10, 15)));
+    must(fx_payment("p2", "pay-2", "c1", 20000, "EUR", day(2026, 11, 15)));
+    int64_t through = funnel_date_utc_ms(2026, 11, 1) - 1;
+    must(fx_commission_paid("pay-oct", "payout-oct", "alice", through, day(2026, 11, 2)));
+    cr_assert_eq(kind_sum("alice", "PAYOUT"), 1000, "only October is paid");
+    cr_assert_eq(owed("alice", "EUR"), 2000);
+    cr_assert_eq(
+        query_int("SELECT -balance FROM ledger_balance WHERE account = 'paid'", NULL, NULL), 1000);
+    /* The same payout again (new event id, same payout_id), or a later run through the same
+     * date, pays nothing more. */
+    must(fx_commission_paid("pay-oct-2", "payout-oct", "alice", through, day(2026, 11, 2)));
+    must(fx_commission_paid("pay-oct-3", "payout-oct-b", "alice", through, day(2026, 11, 3)));
+    cr_assert_eq(kind_sum("alice", "PAYOUT"), 1000);
+    /* A refund after the payout leaves the rep owing; the next payout nets it. */
+    must(fx_refund("r1", "ref-1", "pay-1", "c1", 10000, "EUR", day(2026, 11, 20)));
+    cr_assert_eq(owed("alice", "EUR"), 1000);
+    must(fx_commission_paid("pay-nov", "payout-nov", "alice", funnel_date_utc_ms(2026, 12, 1) - 1,
+                            day(2026, 12, 1)));
+    cr_assert_eq(kind_sum("alice", "PAYOUT"), 2000);
+    cr_assert_eq(owed("alice", "EUR"), 0);
+    must(fx_commission_paid("pay-bob", "payout-bob", "bob", through, day(2026, 12, 1)));
+    cr_assert_eq(postings(), 5, "2 accruals, 1 clawback, 2 payouts; bob had nothing due");
+    expect_books_sound();
+}
+
+Test(ledger, statement_reconciles)
+{
+    must(fx_handoff("h1", "c1", "alice", "", day(2026, 1, 1)));
+    must(fx_payment("p1", "pay-1", "c1", 10000, "EUR", day(2026, 10, 15)));
+    must(fx_payment("p2", "pay-2", "c1", 20000, "EUR", day(2026, 11, 15)));
+    must(fx_payment("p3", "pay-3", "c1", 30000, "USD", day(2026, 11, 16)));
+    must(fx_refund("r1", "ref-1", "pay-1", "c1", 5000, "EUR", day(2026, 11, 20)));
+    must(fx_commission_paid("po", "po-1", "alice", day(2026, 10, 31), day(2026, 11, 25)));
+    int64_t from, to;
+    cr_assert_eq(funnel_date_parse("2026-11", &from, &to), 0);
+    funnel_ledger_statement_t *st;
+    cr_assert_eq(funnel_ledger_statement(store, "alice", from, to, &st), 0);
+    cr_assert_eq(st->n_sections, 2);
+    const funnel_ledger_section_t *eur = &st->sections[0], *usd = &st->sections[1];
+    cr_assert_str_eq(eur->currency, "EUR");
+    cr_assert_eq(eur->opening, 1000);
+    cr_assert_eq(eur->accruals, 2000);
+    cr_assert_eq(eur->clawbacks, 500);
+    cr_assert_eq(eur->payouts, 1000);
+    cr_assert_eq(eur->closing, 1500);
+    cr_assert(eur->reconciles);
+    cr_assert_eq(eur->n_lines, 3);
+    cr_assert_str_eq(eur->lines[0].cause_event_id, "p2");
+    cr_assert_str_eq(eur->lines[1].kind, "CLAWBACK");
+    cr_assert_str_eq(eur->lines[1].subject_event_id, "r1");
+    cr_assert_str_eq(usd->currency, "USD");
+    cr_assert_eq(usd->opening, 0);
+    cr_assert_eq(usd->closing, 3000);
+    funnel_ledger_statement_free(&st);
+    cr_assert_null(st);
+}
+
+static void count_problem(const char *problem, void *arg)
+{
+    (void)problem;
+    ++*(int *)arg;
+}
+
+Test(ledger, check_finds_tampering)
+{
+    must(fx_handoff("h1", "c1", "alice", "", day(2026, 1, 1)));
+    must(fx_payment("p1", "pay-1", "c1", 10000, "EUR", day(2026, 2, 1)));
+    int64_t problems = -1, n_postings = 0, n_balances = 0;
+    cr_assert_eq(funnel_ledger_check(store, NULL, NULL, &problems, &n_postings, &n_balances), 0);
+    cr_assert_eq(problems, 0);
+    cr_assert_eq(n_postings, 1);
+    cr_assert_eq(n_balances, 2);
+    sqlite3 *db = funnel_store_db(store);
+    /* Postings are append-only: the database itself refuses edits. */
+    cr_assert_neq(sqlite3_exec(db, "UPDATE ledger_entry SET amount = 1", NULL, NULL, NULL),
+                  SQLITE_OK);
+    cr_assert_neq(sqlite3_exec(db, "DELETE FROM ledger_line", NULL, NULL, NULL), SQLITE_OK);
+    /* A stored balance that drifted from its postings is found. */
+    cr_assert_eq(
+        sqlite3_exec(db, "UPDATE ledger_balance SET balance = balance + 1", NULL, NULL, NULL),
+        SQLITE_OK);
+    int seen = 0;
+    cr_assert_eq(funnel_ledger_check(store, count_problem, &seen, &problems, NULL, NULL), 0);
+    cr_assert_eq(problems, 2);
+    cr_assert_eq(seen, 2);
+    /* So is a line added by hand that unbalances its posting. */
+    cr_assert_eq(sqlite3_exec(db, "INSERT INTO ledger_line VALUES (1, 'paid', 'alice', 'EUR', 5)",
+                              NULL, NULL, NULL),
+                 SQLITE_OK);
+    cr_assert_eq(funnel_ledger_check(store, NULL, NULL, &problems, NULL, NULL), 0);
+    cr_assert_eq(problems, 4, "the posting, and the paid line without a balance row");
+}
+
+/* ---- property: order independence over random streams ----------------------------------- */
+
+typedef struct rng {
+    uint64_t s;
+} rng_t;
+
+static uint64_t rnd(rng_t *r)
+{
+    /* xorshift64*: fixed seeds make every failure reproducible. */
+    r->s ^= r->s >> 12;
+    r->s ^= r->s << 25;
+    r->s ^= r->s >> 27;
+    return r->s * 2685821657736338717ULL;
+}
+
+static int64_t rnd_in(rng_t *r, int64_t lo, int64_t hi)
+{
+    return lo + (int64_t)(rnd(r) % (uint64_t)(hi - lo + 1));
+}
+
+static funnel_envelope_t *clone(const funnel_envelope_t *env)
+{
+    size_t len;
+    uint8_t *raw = fx_pack(env, &len);
+    funnel_envelope_t *c = funnel__v1__envelope__unpack(NULL, len, raw);
+    free(raw);
+    cr_assert_not_null(c);
+    return c;
+}
+
+static const char *const reps[] = {"alice", "bob", "carol"};
+static const char *const currencies[] = {"EUR", "USD"};
+
+/* Handoffs (sometimes two for a client), payments (some re-sent under a new event id) and
+ * refunds (some larger than their payment, some for payments never seen) over 3 clients. */
+static void stream_make(rng_t *r, stream_t *st)
+{
+    char id[64], pid[64], client[16];
+    int64_t base = day(2026, 1, 1);
+    int n_pay = 0;
+    st->n = 0;
+    for (int c = 0; c < 3; c++) {
+        snprintf(client, sizeof client, "c%d", c);
+        int handoffs = (int)rnd_in(r, 0, 2);
+        for (int h = 0; h < handoffs || (c == 0 && h == 0); h++) {
+            snprintf(id, sizeof id, "h%d-%d", c, h);
+            st->ev[st->n++] =
+                fx_handoff(id, client, reps[rnd_in(r, 0, 2)], rnd_in(r, 0, 1) ? "mark" : "",
+                           base + rnd_in(r, 0, 60) * DAY_MS);
+        }
+    }
+    while (st->n < MAX_EVENTS - 2) {
+        snprintf(client, sizeof client, "c%d", (int)rnd_in(r, 0, 2));
+        int64_t at = base + rnd_in(r, 0, 400) * DAY_MS + rnd_in(r, 0, 1000);
+        if (n_pay == 0 || rnd_in(r, 0, 2) > 0) {
+            const char *cur = currencies[rnd_in(r, 0, 1)];
+            snprintf(pid, sizeof pid, "pay-%d", n_pay);
+            snprintf(id, sizeof id, "p%d", n_pay++);
+            int64_t amount = rnd_in(r, 1, 3) == 1 ? rnd_in(r, 1, 99) : rnd_in(r, 100, 500000);
+            st->ev[st->n++] = fx_payment(id, pid, client, amount, cur, at);
+            if (rnd_in(r, 0, 9) == 0) { /* re-sent with a new event id and a later time */
+                snprintf(id, sizeof id, "p%d-resent", n_pay - 1);
+                st->ev[st->n++] = fx_payment(id, pid, client, amount, cur, at + 1000);
+            }
+        } else {
+            int target = (int)rnd_in(r, 0, n_pay); /* n_pay: a payment never seen */
+            const funnel_envelope_t *p = NULL;
+            for (size_t i = 0; i < st->n && !p; i++) {
+                snprintf(pid, sizeof pid, "pay-%d", target);
+                if (st->ev[i]->body_case == FUNNEL__V1__ENVELOPE__BODY_PAYMENT_RECEIVED &&
+                    strcmp(st->ev[i]->payment_received->payment_id, pid) == 0)
+                    p = st->ev[i];
+            }
+            snprintf(id, sizeof id, "r%zu", st->n);
+            snprintf(pid, sizeof pid, "pay-%d", target);
+            const char *cl = p ? p->payment_received->client_id : client;
+            const char *cur = p ? p->payment_received->amount->currency : "EUR";
+            int64_t amount = p ? rnd_in(r, 1, p->payment_received->amount->minor * 3 / 2 + 1)
+                               : rnd_in(r, 1, 1000);
+            st->ev[st->n++] = fx_refund(id, id, pid, cl, amount, cur, at);
+        }
+    }
+}
+
+static void stream_free(stream_t *st)
+{
+    for (size_t i = 0; i < st->n; i++)
+        funnel_envelope_free(&st->ev[i]);
+    st->n = 0;
+}
+
+/* The ledger's state that must not depend on arrival order: the net sum per (subject, kind,
+ * role, rep, currency) and every balance. */
+static char *state_dump(void)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&text, &len);
+    sqlite3_stmt *s;
+    const char *sql =
+        "SELECT subject_event_id || ' ' || kind || ' ' || role || ' ' || rep || ' ' || currency"
+        " || ' ' || SUM(amount) FROM ledger_entry GROUP BY subject_event_id, kind, role, rep,"
+        " currency HAVING SUM(amount) <> 0"
+        " UNION ALL SELECT account || ' ' || rep || ' ' || currency || ' ' || balance"
+        " FROM ledger_balance WHERE balance <> 0 ORDER BY 1";
+    cr_assert_eq(sqlite3_prepare_v2(funnel_store_db(store), sql, -1, &s, NULL), SQLITE_OK);
+    while (sqlite3_step(s) == SQLITE_ROW)
+        fprintf(out, "%s\n", sqlite3_column_text(s, 0));
+    sqlite3_finalize(s);
+    fclose(out);
+    return text;
+}
+
+static int time_cmp(const void *a, const void *b)
+{
+    const funnel_envelope_t *x = *(funnel_envelope_t *const *)a;
+    const funnel_envelope_t *y = *(funnel_envelope_t *const *)b;
+    if (x->occurred_at_ms != y->occurred_at_ms)
+        return x->occurred_at_ms < y->occurred_at_ms ? -1 : 1;
+    return strcmp(x->event_id, y->event_id);
+}
+
+/* Feeds events (cloned) in batches of random size, each in one transaction like funneld. */
+static void feed(rng_t *r, funnel_envelope_t *const *ev, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        size_t batch = (size_t)rnd_in(r, 1, 8);
+        cr_assert_eq(funnel_store_begin(store), 0);
+        for (; batch && i < n; batch--, i++) {
+            int rc = apply_in_txn(clone(ev[i]), false);
+            cr_assert(rc == 0 || rc == FUNNEL_EDUP, "event %s: %s", ev[i]->event_id,
+                      funnel_strerror(rc));
+        }
+        cr_assert_eq(funnel_store_commit(store), 0, "%s", funnel_store_errmsg(store));
+        funnel_store_outbox_pending_clear(store);
+    }
+}
+
+/* No beneficiary earns more on a payment than its rate times what was not refunded. */
+static void expect_bounded(const stream_t *st)
+{
+    for (size_t i = 0; i < st->n; i++) {
+        const funnel_envelope_t *p = st->ev[i];
+        if (p->body_case != FUNNEL__V1__ENVELOPE__BODY_PAYMENT_RECEIVED ||
+            strstr(p->event_id, "-resent")) /* a repeat of a payment_id earns nothing */
+            continue;
+        const Funnel__V1__PaymentReceived *pr = p->payment_received;
+        int64_t refunded = 0;
+        for (size_t k = 0; k < st->n; k++) {
+            const funnel_envelope_t *r = st->ev[k];
+            if (r->body_case == FUNNEL__V1__ENVELOPE__BODY_PAYMENT_REFUNDED &&
+                !strcmp(r->payment_refunded->payment_id, pr->payment_id) &&
+                !strcmp(r->payment_refunded->client_id, pr->client_id) &&
+                !strcmp(r->payment_refunded->amount->currency, pr->amount->currency))
+                refunded += r->payment_refunded->amount->minor;
+        }
+        int64_t net_paid = refunded >= pr->amount->minor ? 0 : pr->amount->minor - refunded;
+        int64_t net = query_int("SELECT SUM(CASE kind WHEN 'ACCRUAL' THEN amount ELSE -amount END)"
+                                " FROM ledger_entry WHERE subject_event_id = ?1 OR"
+                                " subject_event_id IN (SELECT event_id FROM ledger_refund"
+                                " WHERE payment_id = ?2 AND client_id = (SELECT client_id"
+                                " FROM ledger_payment WHERE event_id = ?1))",
+                                p->event_id, pr->payment_id);
+        cr_assert_geq(net, 0, "%s: negative net commission", p->event_id);
+        /* Every rate in the plan is at most 1500 + 300 bp (rep + account manager). */
+        cr_assert_leq((__int128)net * FUNNEL_BP_MAX, (__int128)1800 * net_paid,
+                      "%s: earned %lld on a net payment of %lld", p->event_id, (long long)net,
+                      (long long)net_paid);
+    }
+}
+
+Test(ledger, property_order_independence)
+{
+    plan.default_rate_bp = 1000;
+    plan.term_months = 9;
+    plan.cap_minor = 60000;
+    plan.account_manager_rate_bp = 300;
+    plan_rate("bob", 1500, funnel_date_utc_ms(2026, 4, 1));
+    plan_rate("carol", 200, funnel_date_utc_ms(2026, 2, 1));
+    for (uint64_t seed = 1; seed <= 12; seed++) {
+        rng_t r = {seed * 0x9E3779B97F4A7C15ULL};
+        stream_t *st = &stream;
+        stream_make(&r, st);
+        /* Reference: event-time order, each once. */
+        funnel_envelope_t *order[MAX_EVENTS * 2];
+        memcpy(order, st->ev, st->n * sizeof *order);
+        qsort(order, st->n, sizeof *order, time_cmp);
+        ledger_close();
+        ledger_open();
+        feed(&r, order, st->n);
+        char *want = state_dump();
+        expect_books_sound();
+        expect_bounded(st);
+        cr_assert_eq(query_int("SELECT COUNT(*) FROM (SELECT SUM(amount) s FROM ledger_entry"
+                               " WHERE kind = 'ACCRUAL' GROUP BY client_id, role, currency"
+                               " HAVING s > 60000)",
+                               NULL, NULL),
+                     0, "seed %llu: a cap was exceeded", (unsigned long long)seed);
+        for (int shuffle = 0; shuffle < 4; shuffle++) {
+            /* Any order, every event possibly twice. */
+            size_t n = st->n;
+            memcpy(order, st->ev, n * sizeof *order);
+            for (size_t i = 0; i < st->n; i++)
+                if (rnd_in(&r, 0, 3) == 0)
+                    order[n++] = st->ev[i];
+            for (size_t i = n - 1; i > 0; i--) {
+                size_t j = (size_t)rnd_in(&r, 0, (int64_t)i);
+                funnel_envelope_t *t = order[i];
+                order[i] = order[j];
+                order[j] = t;
+            }
+            ledger_close();
+            ledger_open();
+            feed(&r, order, n);
+            char *got = state_dump();
+            cr_assert_str_eq(got, want, "seed %llu shuffle %d: the ledger depends on order",
+                             (unsigned long long)seed, shuffle);
+            free(got);
+            expect_books_sound();
+            /* Idempotency: the whole stream once more changes nothing. */
+            int64_t before = postings();
+            feed(&r, order, n);
+            cr_assert_eq(postings(), before);
+        }
+        free(want);
+        stream_free(st);
+    }
+}
