@@ -242,6 +242,7 @@ int main(int argc, char **argv)
     pid_t pid = fork();
     if (pid == 0) {
         int rc = fill(&cfg, n, &first_due);
+        fflush(stdout); /* _exit does not flush stdio */
         ssize_t w = write(pipefd[1], &first_due, sizeof first_due);
         _exit(rc || w != sizeof first_due ? 1 : 0);
     }
