@@ -7,7 +7,9 @@
 #include "funnel/money.h"
 
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define TEXT_MAX     1024           /* bytes, for free-text fields (reason, campaign, ...) */
@@ -416,9 +418,10 @@ int funnel_codec_validate(const funnel_codec_limits_t *limits, funnel_body_t top
     return check_message(&w, &top, body);
 }
 
-int funnel_codec_decode(const funnel_codec_limits_t *limits, const char *topic, size_t topic_len,
-                        const uint8_t *data, size_t len, int64_t now_ms, funnel_envelope_t **out,
-                        funnel_refusal_t *why)
+/* funnel_codec_decode with the envelope's memory from alloc (NULL: malloc). */
+static int decode(ProtobufCAllocator *alloc, const funnel_codec_limits_t *limits, const char *topic,
+                  size_t topic_len, const uint8_t *data, size_t len, int64_t now_ms,
+                  funnel_envelope_t **out, funnel_refusal_t *why)
 {
     funnel_body_t body;
     *out = NULL;
@@ -429,7 +432,7 @@ int funnel_codec_decode(const funnel_codec_limits_t *limits, const char *topic, 
     if (funnel_topic_lookup(topic, topic_len, &body))
         return refuse(why, FUNNEL_REFUSE_UNKNOWN_TOPIC, "unknown topic '%.*s'",
                       (int)(topic_len > FUNNEL_TOPIC_MAX ? FUNNEL_TOPIC_MAX : topic_len), topic);
-    funnel_envelope_t *env = funnel__v1__envelope__unpack(NULL, len, data);
+    funnel_envelope_t *env = funnel__v1__envelope__unpack(alloc, len, data);
     if (!env)
         return refuse(why, FUNNEL_REFUSE_DECODE,
                       "not a funnel.v1.Envelope (protobuf decode failed)");
@@ -437,11 +440,72 @@ int funnel_codec_decode(const funnel_codec_limits_t *limits, const char *topic, 
     if (!rc)
         rc = funnel_codec_validate(limits, body, env, now_ms, why);
     if (rc) {
-        funnel_envelope_free(&env);
+        funnel__v1__envelope__free_unpacked(env, alloc);
         return rc;
     }
     *out = env;
     return 0;
+}
+
+int funnel_codec_decode(const funnel_codec_limits_t *limits, const char *topic, size_t topic_len,
+                        const uint8_t *data, size_t len, int64_t now_ms, funnel_envelope_t **out,
+                        funnel_refusal_t *why)
+{
+    return decode(NULL, limits, topic, topic_len, data, len, now_ms, out, why);
+}
+
+/* One block of an envelope arena; allocations are carved from data[] front to back. */
+struct funnel_arena_block {
+    struct funnel_arena_block *next; /* the block filled before this one */
+    size_t used, size;               /* bytes of data[] */
+    max_align_t data[];
+};
+
+#define ARENA_ALIGN sizeof(max_align_t)
+#define ARENA_BLOCK 1024 /* bytes: a typical envelope decodes to about 3.5 times its wire size */
+
+/* protobuf-c's alloc callback for an arena: a bump allocation, a new block when full. */
+static void *arena_alloc(void *arg, size_t size)
+{
+    funnel_envelope_arena_t *arena = arg;
+    struct funnel_arena_block *b = arena->blocks;
+    size_t need = (size + ARENA_ALIGN - 1) / ARENA_ALIGN * ARENA_ALIGN;
+    if (need < size) /* wrapped around */
+        return NULL;
+    if (!b || b->size - b->used < need) {
+        size_t cap = need > ARENA_BLOCK ? need : ARENA_BLOCK;
+        if (!(b = malloc(sizeof *b + cap)))
+            return NULL;
+        *b = (struct funnel_arena_block){arena->blocks, 0, cap};
+        arena->blocks = b;
+    }
+    void *p = (unsigned char *)b->data + b->used;
+    b->used += need;
+    return p;
+}
+
+/* protobuf-c's free callback: memory goes back only with the whole arena. */
+static void arena_free(void *arg, void *p)
+{
+    (void)arg;
+    (void)p;
+}
+
+int funnel_codec_decode_in(funnel_envelope_arena_t *arena, const funnel_codec_limits_t *limits,
+                           const char *topic, size_t topic_len, const uint8_t *data, size_t len,
+                           int64_t now_ms, funnel_envelope_t **out, funnel_refusal_t *why)
+{
+    ProtobufCAllocator alloc = {arena_alloc, arena_free, arena};
+    return decode(&alloc, limits, topic, topic_len, data, len, now_ms, out, why);
+}
+
+void funnel_envelope_arena_clear(funnel_envelope_arena_t *arena)
+{
+    while (arena->blocks) {
+        struct funnel_arena_block *b = arena->blocks;
+        arena->blocks = b->next;
+        free(b);
+    }
 }
 
 void funnel_envelope_free(funnel_envelope_t **env)

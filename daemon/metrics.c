@@ -17,6 +17,8 @@ static const uint64_t size_bounds[] = {1, 10, 100, 1000, 10000};
 static const uint64_t latency_bounds_us[] = {500,   1000,   5000,   10000,
                                              50000, 100000, 500000, 1000000};
 #define N_LATENCY (sizeof latency_bounds_us / sizeof latency_bounds_us[0])
+static const uint64_t lag_bounds_ms[] = {1, 5, 10, 50, 100, 1000, 10000};
+#define N_LAG (sizeof lag_bounds_ms / sizeof lag_bounds_ms[0])
 
 /* A histogram: per-bucket counts (not cumulative; the +Inf bucket last), sum and count. */
 typedef struct histogram {
@@ -37,6 +39,10 @@ struct funnel_metrics {
     _Atomic uint64_t commit_failures;
     histogram_t batch_size;
     histogram_t commit_us;
+    histogram_t timer_lag_ms;
+    /* Per engine: its name (published before its first value) and open items. */
+    _Atomic(const char *) engine_name[FUNNEL_METRICS_ENGINES];
+    _Atomic int64_t engine_open[FUNNEL_METRICS_ENGINES];
 };
 
 static void add(_Atomic uint64_t *v, uint64_t n)
@@ -111,6 +117,20 @@ void funnel_metrics_outbox_first(funnel_metrics_t *m, uint64_t first_seq)
 
 /* ---- exposition ------------------------------------------------------------------------ */
 
+void funnel_metrics_engine_open(funnel_metrics_t *m, size_t slot, const char *engine, int64_t open)
+{
+    if (!m || slot >= FUNNEL_METRICS_ENGINES)
+        return;
+    atomic_store_explicit(&m->engine_open[slot], open, memory_order_relaxed);
+    atomic_store_explicit(&m->engine_name[slot], engine, memory_order_release);
+}
+
+void funnel_metrics_timer_lag(funnel_metrics_t *m, uint64_t lag_ms)
+{
+    if (m)
+        observe(&m->timer_lag_ms, lag_bounds_ms, N_LAG, lag_ms);
+}
+
 static const char *topic_label(size_t slot)
 {
     const char *name = slot ? funnel_topic_name((funnel_body_t)slot) : NULL;
@@ -178,6 +198,17 @@ static char *render(const funnel_metrics_t *m, size_t *len)
                     size_bounds, N_SIZE, 1);
     write_histogram(f, "funnel_commit_seconds", "Time from BEGIN to COMMIT of a batch.",
                     &m->commit_us, latency_bounds_us, N_LATENCY, 1e6);
+    write_histogram(f, "funnel_timer_lag_seconds",
+                    "How late engine timers (SLA warnings, levels) ran after their deadline.",
+                    &m->timer_lag_ms, lag_bounds_ms, N_LAG, 1e3);
+    fprintf(f, "# HELP funnel_engine_open Items an engine holds open (SLA: instances not met).\n"
+               "# TYPE funnel_engine_open gauge\n");
+    for (size_t i = 0; i < FUNNEL_METRICS_ENGINES; i++) {
+        const char *name = atomic_load_explicit(&m->engine_name[i], memory_order_acquire);
+        if (name)
+            fprintf(f, "funnel_engine_open{engine=\"%s\"} %lld\n", name,
+                    (long long)atomic_load_explicit(&m->engine_open[i], memory_order_relaxed));
+    }
     if (fclose(f)) {
         free(text);
         return NULL;

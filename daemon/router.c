@@ -89,6 +89,15 @@ int funnel_router_fire_timers(funnel_router_t *r, int64_t now_ms)
     return 0;
 }
 
+int funnel_router_open_items(funnel_router_t *r, size_t i, const char **name, int64_t *open)
+{
+    if (i >= r->n_engines || !r->engines[i].open_items)
+        return FUNNEL_ENOTFOUND;
+    *name = r->engines[i].name;
+    *open = r->engines[i].open_items(r->engines[i].self);
+    return 0;
+}
+
 void funnel_router_rolled_back(funnel_router_t *r)
 {
     for (size_t i = 0; i < r->n_engines; i++)

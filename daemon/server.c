@@ -43,7 +43,8 @@ typedef struct peer {
 
 /* One ingest message waiting for the batch to commit. */
 typedef struct item {
-    funnel_envelope_t *env; /* NULL when refused */
+    funnel_envelope_t *env;      /* NULL when refused; lives in mem */
+    funnel_envelope_arena_t mem; /* env's memory: one allocation, not one per field */
     char topic[FUNNEL_TOPIC_MAX + 1];
     char event_id[FUNNEL_ID_MAX + 1]; /* for replies and logs; may be empty if undecodable */
     zmq_msg_t body;  /* the envelope frame, taken over from ZeroMQ rather than copied; empty for
@@ -153,7 +154,8 @@ static void item_reply(funnel_server_t *srv, const item_t *it)
 /* Releases what an item holds; the slot is initialised again by batch_slot before reuse. */
 static void item_clear(item_t *it)
 {
-    funnel_envelope_free(&it->env);
+    it->env = NULL;
+    funnel_envelope_arena_clear(&it->mem);
     zmq_msg_close(&it->body);
 }
 
@@ -379,9 +381,9 @@ static void batch_add(funnel_server_t *srv, const zmq_msg_t *topic, zmq_msg_t *b
     if (framing) {
         it->why = *framing;
     } else {
-        funnel_codec_decode(&lim, zmq_msg_data((zmq_msg_t *)topic),
-                            zmq_msg_size((zmq_msg_t *)topic), data, len, now_ms(srv), &it->env,
-                            &it->why);
+        funnel_codec_decode_in(&it->mem, &lim, zmq_msg_data((zmq_msg_t *)topic),
+                               zmq_msg_size((zmq_msg_t *)topic), data, len, now_ms(srv), &it->env,
+                               &it->why);
         if (it->env) /* validated: at most FUNNEL_ID_MAX bytes */
             memcpy(it->event_id, it->env->event_id, strlen(it->env->event_id) + 1);
         else if (it->why.code > FUNNEL_REFUSE_DECODE)
@@ -577,10 +579,21 @@ static void on_replay(funnel_zsock_t *zs, zmq_msg_t *frames, size_t n, bool over
 
 static void on_engine_timer(uv_timer_t *h);
 
+/* Publishes the engines' open-item counts to the metrics endpoint. */
+static void metrics_engines(funnel_server_t *srv)
+{
+    const char *name;
+    int64_t open;
+    for (size_t i = 0; srv->metrics && i < FUNNEL_ROUTER_MAX_ENGINES; i++)
+        if (funnel_router_open_items(srv->router, i, &name, &open) == 0)
+            funnel_metrics_engine_open(srv->metrics, i, name, open);
+}
+
 /* Arms one uv timer for the earliest engine deadline. Deadlines are event times on the
  * injected clock, so the delay is computed against it; one already due fires on the next pass. */
 static void timers_arm(funnel_server_t *srv)
 {
+    metrics_engines(srv); /* runs after every batch and timer pass, when counts change */
     int64_t next = funnel_router_next_deadline(srv->router);
     if (next == INT64_MAX || srv->stopping) {
         uv_timer_stop(&srv->engine_timer);
@@ -595,7 +608,10 @@ static void on_engine_timer(uv_timer_t *h)
 {
     funnel_server_t *srv = h->data;
     int64_t now = now_ms(srv);
+    int64_t due = funnel_router_next_deadline(srv->router);
     funnel_store_t *st = srv->store;
+    if (due != INT64_MAX)
+        funnel_metrics_timer_lag(srv->metrics, (uint64_t)(now > due ? now - due : 0));
     int rc = funnel_store_begin(st);
     if (!rc) {
         rc = funnel_router_fire_timers(srv->router, now);

@@ -52,6 +52,7 @@ enum stmt_id {
     S_UPDATE,
     S_MET,
     S_TIMERS,
+    S_OPEN_COUNT,
     S_QUOTA_COUNT,
     S_QUOTA_ENSURE,
     S_QUOTA_LAST,
@@ -74,6 +75,7 @@ static const char *const stmt_sql[S_COUNT_] = {
     [S_MET] = "UPDATE sla_instance SET state = 'met', next_at = NULL, stopped_at = ?,"
               " on_time = ?, late_ms = ?, stop_event = ? WHERE id = ?",
     [S_TIMERS] = "SELECT id, next_at FROM sla_instance WHERE next_at IS NOT NULL",
+    [S_OPEN_COUNT] = "SELECT count(*) FROM sla_instance WHERE state <> 'met'",
     [S_QUOTA_COUNT] = "INSERT INTO sla_quota (policy, period_start, period_end, actual, closed)"
                       " VALUES (?,?,?,1,?) ON CONFLICT (policy, period_start)"
                       " DO UPDATE SET actual = actual + 1",
@@ -131,6 +133,7 @@ struct funnel_sla {
     pver_t *vers; /* every stored version, by (name, version) */
     size_t n_vers, cap_vers;
     funnel_timerheap_t *heap;
+    int64_t open; /* instances not met, for metrics; recounted at start and after a rollback */
     quota_state_t *quotas;
     size_t n_quotas;
 };
@@ -431,6 +434,7 @@ static int inst_met(funnel_sla_t *sla, funnel_router_t *router, pver_t *v, inst_
     int rc = step_done(s);
     if (rc)
         return rc;
+    sla->open--;
     funnel_envelope_t env;
     Funnel__V1__SlaRef ref;
     Funnel__V1__SlaMet met;
@@ -558,6 +562,7 @@ static int start(funnel_sla_t *sla, const funnel_sla_policy_t *p, const funnel_e
     sqlite3_bind_text(s, 10, env->event_id, -1, SQLITE_STATIC);
     if ((rc = step_done(s)))
         goto out;
+    sla->open++;
     if (in.next_at != NONE)
         rc = funnel_timerheap_push(sla->heap, in.next_at, sqlite3_last_insert_rowid(sla->db));
 out:
@@ -816,10 +821,16 @@ static int sla_on_timer(void *self, funnel_router_t *router, int64_t now_ms)
 }
 
 /* Rebuilds the heap from the rows: at start, and when a rollback undid pushes. */
+/* Rebuilds the in-memory view (timer heap, open count) from the committed rows. */
 static int heap_rebuild(funnel_sla_t *sla)
 {
-    sqlite3_stmt *s = stmt(sla, S_TIMERS);
-    int rc, err = 0;
+    sqlite3_stmt *s = stmt(sla, S_OPEN_COUNT);
+    int rc = sqlite3_step(s), err = 0;
+    if (rc != SQLITE_ROW)
+        return FUNNEL_ESTORE;
+    sla->open = sqlite3_column_int64(s, 0);
+    sqlite3_reset(s); /* a statement left on a row would pin a read snapshot */
+    s = stmt(sla, S_TIMERS);
     funnel_timerheap_clear(sla->heap);
     while (!err && (rc = sqlite3_step(s)) == SQLITE_ROW)
         err = funnel_timerheap_push(sla->heap, sqlite3_column_int64(s, 1),
@@ -901,6 +912,11 @@ void funnel_sla_destroy(funnel_sla_t **slap)
     *slap = NULL;
 }
 
+static int64_t sla_open_items(void *self)
+{
+    return ((funnel_sla_t *)self)->open;
+}
+
 void funnel_sla_hooks(funnel_sla_t *sla, funnel_engine_t *engine)
 {
     *engine = (funnel_engine_t){
@@ -910,6 +926,7 @@ void funnel_sla_hooks(funnel_sla_t *sla, funnel_engine_t *engine)
         .next_deadline = sla_next_deadline,
         .on_timer = sla_on_timer,
         .on_rollback = sla_on_rollback,
+        .open_items = sla_open_items,
     };
 }
 

@@ -11,6 +11,7 @@
 
 #include <criterion/criterion.h>
 #include <arpa/inet.h>
+#include <curl/curl.h>
 #include <microhttpd.h>
 #include <pthread.h>
 #include <signal.h>
@@ -45,7 +46,7 @@ static fx_tmpdir_t tmp;
 static fx_daemon_t fd;
 static receiver_t rx;
 static pid_t alert_pid;
-static char conf[300], cursor[300], dead[300];
+static char conf[300], cursor[300], dead[300], ready[300];
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version, const char *upload,
@@ -126,7 +127,8 @@ static size_t attempts(receiver_t *r)
     return n;
 }
 
-static void write_config(int max_attempts)
+/* prefixes: the list's elements; extra: more settings, appended. */
+static void write_config(int max_attempts, const char *prefixes, const char *extra)
 {
     snprintf(conf, sizeof conf, "%s/alert.conf", tmp.path);
     snprintf(cursor, sizeof cursor, "%s/alert.cursor", tmp.path);
@@ -135,7 +137,7 @@ static void write_config(int max_attempts)
     cr_assert_not_null(f);
     fprintf(f,
             "publish = \"%s\";\nreplay = \"%s\";\ncursor = \"%s\";\ndead_letter = \"%s\";\n"
-            "prefixes = [\"lead.\"];\nmax_attempts = %d;\nbackoff_ms = 20;\n"
+            "prefixes = [%s];\nmax_attempts = %d;\nbackoff_ms = 20;\n"
             "backoff_max_ms = 100;\nhttp_timeout_ms = 2000;\nlog_level = \"debug\";\n"
             "channels = (\n"
             "  { name = \"sales\"; type = \"slack\"; url = \"http://127.0.0.1:%d/slack\"; },\n"
@@ -147,8 +149,9 @@ static void write_config(int max_attempts)
             "  { target = \"anna\"; channel = \"tg\"; chat_id = \"42\"; },\n"
             "  { target = \"bob\"; channel = \"hook\"; },\n"
             "  { target = \"*\"; channel = \"sales\"; }\n"
-            ");\n",
-            fd.publish, fd.replay, cursor, dead, max_attempts, rx.port, rx.port, rx.port);
+            ");\n%s",
+            fd.publish, fd.replay, cursor, dead, prefixes, max_attempts, rx.port, rx.port, rx.port,
+            extra);
     fclose(f);
 }
 
@@ -156,12 +159,15 @@ static void alert_start(void)
 {
     char log[300];
     snprintf(log, sizeof log, "%s/alert.log", tmp.path);
+    snprintf(ready, sizeof ready, "%s/alert.ready", tmp.path);
+    unlink(ready);
     alert_pid = fork();
     cr_assert_neq(alert_pid, -1);
     if (alert_pid == 0) {
         FILE *out = freopen(log, "a", stderr);
         (void)out;
-        execl(FUNNEL_ALERT_PATH, FUNNEL_ALERT_PATH, "--config", conf, (char *)NULL);
+        execl(FUNNEL_ALERT_PATH, FUNNEL_ALERT_PATH, "--config", conf, "--ready-file", ready,
+              (char *)NULL);
         _exit(127);
     }
 }
@@ -231,6 +237,65 @@ static void publish(const char *topic, const char *json)
     cr_assert_eq(res.status, FUNNEL_SUBMIT_OK, "%s", res.reason);
 }
 
+/* Waits for the adapter's ready file and reads it into text. */
+static void ready_wait(char *text, size_t len)
+{
+    FILE *f = NULL;
+    for (int waited = 0; !(f = fopen(ready, "r")) && waited < 10000; waited += 10)
+        usleep(10000);
+    cr_assert_not_null(f, "funnel-alert did not become ready");
+    size_t n = fread(text, 1, len - 1, f);
+    text[n] = '\0';
+    fclose(f);
+}
+
+/* GETs path from the adapter's metrics endpoint; *body (caller frees) gets what came back. */
+static long scrape(int port, const char *path, char **body)
+{
+    char url[128];
+    size_t len = 0;
+    long status = 0;
+    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", port, path);
+    FILE *out = open_memstream(body, &len);
+    CURL *c = curl_easy_init();
+    cr_assert(out && c);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, out); /* libcurl's default writer is fwrite */
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 10000L);
+    CURLcode rc = curl_easy_perform(c);
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_cleanup(c);
+    fclose(out);
+    cr_assert_eq(rc, CURLE_OK, "%s", curl_easy_strerror(rc));
+    return status;
+}
+
+/* Scrapes /metrics until the cursor gauge shows seq (20 s at most); returns the samples, the
+ * comment lines dropped (caller frees). */
+static char *scrape_at_cursor(int port, unsigned long long seq)
+{
+    char want[64], *body = NULL;
+    snprintf(want, sizeof want, "\nfunnel_alert_cursor_seq %llu\n", seq);
+    for (int waited = 0; waited < 20000; waited += 20) {
+        cr_assert_eq(scrape(port, "/metrics", &body), 200);
+        if (strstr(body, want))
+            break;
+        free(body);
+        body = NULL;
+        usleep(20000);
+    }
+    cr_assert_not_null(body, "the cursor never reached %llu", seq);
+    char *w = body;
+    for (char *line = body, *nl; *line; line = nl + 1) {
+        nl = strchr(line, '\n');
+        cr_assert_not_null(nl, "unterminated line: %s", line);
+        if (*line != '#')
+            w += sprintf(w, "%.*s", (int)(nl - line + 1), line);
+    }
+    *w = '\0';
+    return body;
+}
+
 Test(alert, text_says_what_is_late_by_how_much_whose_and_which_level)
 {
     json_t *env = json_loads("{\"eventId\":\"sla-9\",\"occurredAtMs\":\"1000000\","
@@ -267,7 +332,7 @@ static bool has_hit(const char *path, const char *needle, unsigned long long seq
 Test(alert, every_message_delivered_once_through_failures_and_restarts)
 {
     receiver_start(&rx, 3);
-    write_config(10);
+    write_config(10, "\"lead.\"", "");
     publish("lead.created", "{\"leadId\":\"L-1\",\"owner\":\"anna\"}");
     publish("lead.contacted", "{\"leadId\":\"L-1\",\"rep\":\"bob\"}");
     publish("lead.created", "{\"leadId\":\"L-2\",\"owner\":\"carl\"}");
@@ -314,10 +379,13 @@ Test(alert, every_message_delivered_once_through_failures_and_restarts)
 Test(alert, dead_letter_after_max_attempts_then_the_cursor_moves_on)
 {
     receiver_start(&rx, 3);
-    write_config(3);
+    write_config(3, "\"lead.\"", "");
     publish("lead.created", "{\"leadId\":\"L-1\",\"owner\":\"anna\"}");
     publish("lead.created", "{\"leadId\":\"L-2\",\"owner\":\"anna\"}");
     alert_start();
+    char text[128];
+    ready_wait(text, sizeof text);
+    cr_assert(!strncmp(text, "pid=", 4) && !strstr(text, "metrics="), "metrics are off: %s", text);
     cr_assert(wait_for(delivered, 1, 20000));
     cr_assert_eq(alert_stop(), 0);
     cr_assert_eq(attempts(&rx), 4, "3 failed attempts for seq 1, then seq 2 delivered");
@@ -344,4 +412,66 @@ Test(alert, bad_config_is_refused)
     const char *argv[] = {FUNNEL_ALERT_PATH, "--config", conf, NULL};
     cr_assert_eq(fx_run(argv, out, sizeof out), 1);
     cr_assert(strstr(out, "no channel named 'nope'"), "%s", out);
+}
+
+Test(alert, metrics_count_a_known_stream_exactly)
+{
+    receiver_start(&rx, 5);
+    write_config(4, "\"lead.created\", \"lead.contacted\"", "metrics = \"127.0.0.1:0\";\n");
+    /* seq 1 to tg: 4 failures, dead-lettered; seq 2 to hook: a failure, then delivered; seq 3
+     * to sales: delivered; seq 4 matches no prefix. */
+    publish("lead.created", "{\"leadId\":\"L-1\",\"owner\":\"anna\"}");
+    publish("lead.contacted", "{\"leadId\":\"L-1\",\"rep\":\"bob\"}");
+    publish("lead.created", "{\"leadId\":\"L-2\",\"owner\":\"carl\"}");
+    publish("lead.closed", "{\"leadId\":\"L-2\",\"outcome\":\"WON\"}");
+    alert_start();
+    char text[128];
+    int port = 0;
+    ready_wait(text, sizeof text);
+    cr_assert(strstr(text, "metrics=") && sscanf(strstr(text, "metrics="), "metrics=%d", &port),
+              "%s", text);
+    cr_assert_gt(port, 0, "port 0 in the config: the bound one is reported");
+
+    char *samples = scrape_at_cursor(port, 4);
+    cr_assert_str_eq(samples, "funnel_alert_messages_total{prefix=\"lead.created\"} 2\n"
+                              "funnel_alert_messages_total{prefix=\"lead.contacted\"} 1\n"
+                              "funnel_alert_delivery_attempts_total{channel=\"sales\"} 1\n"
+                              "funnel_alert_delivery_attempts_total{channel=\"tg\"} 4\n"
+                              "funnel_alert_delivery_attempts_total{channel=\"hook\"} 2\n"
+                              "funnel_alert_deliveries_succeeded_total{channel=\"sales\"} 1\n"
+                              "funnel_alert_deliveries_succeeded_total{channel=\"tg\"} 0\n"
+                              "funnel_alert_deliveries_succeeded_total{channel=\"hook\"} 1\n"
+                              "funnel_alert_deliveries_failed_total{channel=\"sales\"} 0\n"
+                              "funnel_alert_deliveries_failed_total{channel=\"tg\"} 4\n"
+                              "funnel_alert_deliveries_failed_total{channel=\"hook\"} 1\n"
+                              "funnel_alert_retries_total 4\n"
+                              "funnel_alert_dead_lettered_total 1\n"
+                              "funnel_alert_cursor_seq 4\n"
+                              "funnel_alert_backoff_seconds 0\n");
+    free(samples);
+    cr_assert_eq(attempts(&rx), 7, "the receiver saw what the counters say");
+    char *body = NULL;
+    cr_assert_eq(scrape(port, "/metrics", &body), 200);
+    cr_assert(strstr(body, "# TYPE funnel_alert_retries_total counter\n") &&
+                  strstr(body, "# TYPE funnel_alert_cursor_seq gauge\n"),
+              "%s", body);
+    free(body);
+    cr_assert_eq(scrape(port, "/healthz", &body), 200);
+    cr_assert_str_eq(body, "ok\n");
+    free(body);
+    cr_assert_eq(scrape(port, "/nope", &body), 404);
+    free(body);
+    cr_assert_eq(alert_stop(), 0);
+
+    /* A restarted adapter counts from zero but shows the cursor it resumes from. */
+    alert_start();
+    ready_wait(text, sizeof text);
+    cr_assert_eq(sscanf(strstr(text, "metrics="), "metrics=%d", &port), 1, "%s", text);
+    samples = scrape_at_cursor(port, 4);
+    cr_assert(strstr(samples, "funnel_alert_messages_total{prefix=\"lead.created\"} 0\n") &&
+                  strstr(samples, "funnel_alert_delivery_attempts_total{channel=\"tg\"} 0\n") &&
+                  strstr(samples, "funnel_alert_dead_lettered_total 0\n"),
+              "%s", samples);
+    free(samples);
+    cr_assert_eq(alert_stop(), 0);
 }

@@ -216,6 +216,35 @@ static uint8_t *pack(const funnel_envelope_t *env, size_t *len)
     return buf;
 }
 
+/* funnel_codec_decode_in must agree with funnel_codec_decode on every input the tests feed:
+ * the same verdict and sentence, an envelope that packs to the same bytes, and an arena that
+ * is empty once cleared (ASan reports anything it leaks). */
+static void expect_same_in_arena(const funnel_codec_limits_t *lim, const char *topic,
+                                 size_t topic_len, const uint8_t *data, size_t len, int rc,
+                                 const funnel_envelope_t *out, const funnel_refusal_t *why)
+{
+    static funnel_envelope_t poison;
+    funnel_envelope_arena_t arena = {0};
+    funnel_envelope_t *env = &poison;
+    funnel_refusal_t why_in = {0};
+    int rc_in =
+        funnel_codec_decode_in(&arena, lim, topic, topic_len, data, len, NOW_MS, &env, &why_in);
+    cr_assert_eq(rc_in, rc, "decode_in returned %d, decode %d", rc_in, rc);
+    if (rc == 0) {
+        size_t a_len, b_len;
+        uint8_t *a = pack(out, &a_len), *b = pack(env, &b_len);
+        cr_assert(a_len == b_len && memcmp(a, b, a_len) == 0, "arena envelope differs");
+        free(a);
+        free(b);
+    } else {
+        cr_assert_null(env, "a refusal must leave *out NULL");
+        cr_assert_eq(why_in.code, why->code);
+        cr_assert_str_eq(why_in.text, why->text);
+    }
+    funnel_envelope_arena_clear(&arena);
+    cr_assert_null(arena.blocks, "a cleared arena is empty");
+}
+
 /* Runs raw bytes through the codec and checks the ownership contract on either outcome: a
  * success hands back a fresh envelope (freed here), a refusal returns FUNNEL_EINVAL, leaves
  * *out NULL even if it held something, and fills a code and a sentence. */
@@ -226,6 +255,7 @@ static int decode_bytes(const funnel_codec_limits_t *lim, const char *topic, siz
     funnel_envelope_t *out = &poison;
     memset(why, 0, sizeof *why);
     int rc = funnel_codec_decode(lim, topic, topic_len, data, len, NOW_MS, &out, why);
+    expect_same_in_arena(lim, topic, topic_len, data, len, rc, out, why);
     if (rc == 0) {
         cr_assert(out != NULL && out != &poison, "success must hand back a fresh envelope");
         funnel_envelope_free(&out);

@@ -1,5 +1,6 @@
 /* test_metrics.c — funneld's Prometheus endpoint scraped over real HTTP after a known stream. */
 #include "harness.h"
+#include "sla_fx.h"
 
 #include "funnel/client.h"
 
@@ -129,4 +130,51 @@ Test(metrics, scrape_after_a_known_stream)
     cr_assert_gt(sample(t, "funnel_commit_seconds_sum"), 0, "%s", t);
     cr_assert(strstr(t, "# TYPE funnel_commit_seconds histogram"), "%s", t);
     cr_assert_eq(get("/nope", &b), 404);
+}
+
+/* Polls /metrics until `series` reaches at least want (timers run on real time here). */
+static double await_sample(const char *series, double want, body_t *b)
+{
+    double v = -1;
+    for (int i = 0; i < 100 && v < want; i++) {
+        cr_assert_eq(get("/metrics", b), 200);
+        if ((v = sample(b->text, series)) < want)
+            fx_sleep_ms(50);
+    }
+    return v;
+}
+
+Test(metrics, sla_open_instances_and_timer_lag)
+{
+    char conf[512];
+    fx_daemon_stop(&fd);
+    fx_file_write(tmp.path, "sla.conf",
+                  "sla = { policies = ( { name = \"contact\"; start = \"lead.qualified "
+                  "stage=SQL\"; key = \"lead_id\"; stop = [\"lead.contacted\"]; target = \"1s\";"
+                  " calendar = \"24x7\"; warning = \"50%\"; } ); };\n",
+                  conf, sizeof conf);
+    const char *args[] = {"--config", conf, "--set", "metrics=127.0.0.1:0", NULL};
+    memset(&fd, 0, sizeof fd);
+    fx_daemon_start(&fd, tmp.path, args);
+    char ready[300], line[256];
+    snprintf(ready, sizeof ready, "%s/ready", tmp.path);
+    FILE *f = fopen(ready, "r");
+    cr_assert_not_null(f);
+    while (fgets(line, sizeof line, f))
+        sscanf(line, "metrics=%d", &port);
+    fclose(f);
+
+    funnel_client_t *c;
+    body_t b;
+    cr_assert_eq(funnel_client_new(&c), 0);
+    int64_t now = fx_now_ms();
+    submit(c, "lead.qualified", fx_qualified("q-1", "L-1", FUNNEL__V1__STAGE__SQL, now));
+    submit(c, "lead.qualified", fx_qualified("q-2", "L-2", FUNNEL__V1__STAGE__SQL, now));
+    submit(c, "lead.contacted", fx_contacted("c-1", "L-1", now));
+    funnel_client_destroy(&c);
+    cr_assert_eq(get("/metrics", &b), 200);
+    cr_assert_eq(sample(b.text, "funnel_engine_open{engine=\"sla\"}"), 1, "%s", b.text);
+    /* L-2's warning is due 0.5 s after it started: the timer pass is measured for lag. */
+    cr_assert_geq(await_sample("funnel_timer_lag_seconds_count", 1, &b), 1, "%s", b.text);
+    cr_assert_geq(sample(b.text, "funnel_timer_lag_seconds_bucket{le=\"+Inf\"}"), 1, "%s", b.text);
 }

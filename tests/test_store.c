@@ -1376,3 +1376,60 @@ Test(store_crash, exit_after_commit_keeps_the_committed_batch)
     assert_recovered("child", 1);
     cr_assert(event_exists(store, "done-1"));
 }
+
+/* ---- checkpoints -------------------------------------------------------------------------- */
+
+TestSuite(store_checkpoint, .init = store_setup, .fini = teardown);
+
+/* Commits about `pages` WAL pages: outbox rows of 3 KB (one leaf page each), 100 to a
+ * transaction. The pending list of each transaction outgrows the store's first arena. */
+static void commit_pages(funnel_store_t *s, int pages)
+{
+    static char body[3000];
+    memset(body, 'x', sizeof body - 1);
+    for (int done = 0; done < pages; done += 100) {
+        begin(s);
+        for (int i = 0; i < 100; i++)
+            append(s, body);
+        commit(s);
+    }
+}
+
+Test(store_checkpoint, commit_checkpoints_by_default)
+{
+    /* Without funnel_store_checkpoint() SQLite's own policy stands: a 1000-page WAL is copied
+     * back inside COMMIT (bench_ingest's raw SQLite figure relies on it being unchanged). */
+    off_t before = file_size(db_path);
+    commit_pages(store, 1500);
+    cr_assert_gt(file_size(db_path), before + 500 * 4096);
+}
+
+Test(store_checkpoint, deferred_checkpoint_waits_for_the_call)
+{
+    cr_assert_eq(funnel_store_checkpoint(store), 0); /* takes checkpoints over */
+    off_t before = file_size(db_path);
+    commit_pages(store, 1500);
+    cr_assert_eq(file_size(db_path), before, "COMMIT must leave the checkpoint to the caller");
+    cr_assert_eq(funnel_store_checkpoint(store), 0);
+    cr_assert_gt(file_size(db_path), before + 1000 * 4096, "the call must checkpoint");
+    cr_assert_eq(n_outbox(store), 1500);
+    assert_integrity(store);
+}
+
+Test(store_checkpoint, wal_stays_bounded_when_the_calls_stop)
+{
+    cr_assert_eq(funnel_store_checkpoint(store), 0);
+    off_t before = file_size(db_path);
+    commit_pages(store, 4500); /* nobody calls funnel_store_checkpoint() any more */
+    cr_assert_gt(file_size(db_path), before + 3000 * 4096, "COMMIT must checkpoint past 4000");
+}
+
+Test(store_checkpoint, refused_inside_a_transaction_and_read_only)
+{
+    begin(store);
+    cr_assert_eq(funnel_store_checkpoint(store), FUNNEL_EINVAL);
+    commit(store);
+    funnel_store_t *ro = open_at(db_path, true);
+    cr_assert_eq(funnel_store_checkpoint(ro), FUNNEL_EINVAL);
+    funnel_store_destroy(&ro);
+}

@@ -25,6 +25,7 @@ typedef struct alert {
     const funnel_alert_config_t *cfg;
     const funnel_log_t *log;
     const sigset_t *stop;
+    funnel_alert_metrics_t *metrics; /* NULL when off */
     CURL *curl;
     unsigned int seed; /* for the retry jitter (rand_r) */
     bool stopping;     /* a stop signal arrived */
@@ -248,6 +249,8 @@ static int dead_letter(alert_t *a, uint64_t seq, const char *topic, const char *
     if (fd >= 0)
         close(fd);
     free(line);
+    if (!rc)
+        funnel_alert_metrics_count(a->metrics, FUNNEL_ALERT_DEAD_LETTERED, 0);
     funnel_log_error(a->log, "dead-lettered seq %llu (%s, target '%s'): %s%s",
                      (unsigned long long)seq, topic, target, why,
                      rc ? "; and the dead-letter file could not be written" : "");
@@ -265,6 +268,15 @@ static int64_t backoff_of(alert_t *a, int n)
     return d / 2 + (int64_t)(rand_r(&a->seed) % (unsigned)(d / 2 + 1));
 }
 
+/* The retry pause, shown as the backoff gauge while it lasts; true when a stop came. */
+static bool retry_pause(alert_t *a, int64_t ms)
+{
+    funnel_alert_metrics_backoff(a->metrics, ms);
+    bool stopped = stop_wait(a, ms);
+    funnel_alert_metrics_backoff(a->metrics, 0);
+    return stopped;
+}
+
 /* Delivers with retries; 0 once delivered or dead-lettered, < 0 to leave it for later. */
 static int deliver(alert_t *a, uint64_t seq, const char *topic, const json_t *env)
 {
@@ -273,10 +285,16 @@ static int deliver(alert_t *a, uint64_t seq, const char *topic, const json_t *en
         return dead_letter(a, seq, topic, "", "", "no body in the envelope");
     const funnel_alert_route_t *r = route_of(a->cfg, target);
     const funnel_alert_channel_t *ch = r ? channel_of(a->cfg, r->channel) : NULL;
+    size_t c = ch ? (size_t)(ch - a->cfg->channels) : 0;
     for (int n = 1; ch && n <= a->cfg->max_attempts; n++) {
-        if (n > 1 && stop_wait(a, backoff_of(a, n)))
+        if (n > 1 && retry_pause(a, backoff_of(a, n)))
             return -1;
+        funnel_alert_metrics_count(a->metrics, FUNNEL_ALERT_ATTEMPTED, c);
+        if (n > 1)
+            funnel_alert_metrics_count(a->metrics, FUNNEL_ALERT_RETRIED, 0);
         int rc = deliver_once(a, ch, r, seq, topic, target, text, env, why, sizeof why);
+        funnel_alert_metrics_count(a->metrics, rc ? FUNNEL_ALERT_FAILED : FUNNEL_ALERT_SUCCEEDED,
+                                   c);
         if (!rc) {
             funnel_log_info(a->log, "delivered seq %llu (%s) to %s: %s", (unsigned long long)seq,
                             topic, ch->name, text);
@@ -288,12 +306,13 @@ static int deliver(alert_t *a, uint64_t seq, const char *topic, const json_t *en
     return dead_letter(a, seq, topic, target, text, why);
 }
 
-static bool prefix_match(const funnel_alert_config_t *cfg, const char *topic)
+/* The index of the first prefix topic starts with, or n_prefixes when none. */
+static size_t prefix_match(const funnel_alert_config_t *cfg, const char *topic)
 {
-    for (size_t i = 0; i < cfg->n_prefixes; i++)
-        if (!strncmp(topic, cfg->prefixes[i], strlen(cfg->prefixes[i])))
-            return true;
-    return false;
+    size_t i = 0;
+    while (i < cfg->n_prefixes && strncmp(topic, cfg->prefixes[i], strlen(cfg->prefixes[i])))
+        i++;
+    return i;
 }
 
 static int on_message(uint64_t seq, const char *topic, const uint8_t *bytes, size_t len, void *arg)
@@ -301,8 +320,12 @@ static int on_message(uint64_t seq, const char *topic, const uint8_t *bytes, siz
     alert_t *a = arg;
     if (stop_wait(a, 0))
         return -1;
-    if (!prefix_match(a->cfg, topic))
+    size_t p = prefix_match(a->cfg, topic);
+    if (p == a->cfg->n_prefixes) {
+        funnel_alert_metrics_cursor(a->metrics, seq);
         return 0;
+    }
+    funnel_alert_metrics_count(a->metrics, FUNNEL_ALERT_RECEIVED, p);
     funnel_envelope_t *env = funnel__v1__envelope__unpack(NULL, len, bytes);
     json_t *j = env ? funnel_json_from_message(&env->base) : NULL;
     int rc =
@@ -311,15 +334,20 @@ static int on_message(uint64_t seq, const char *topic, const uint8_t *bytes, siz
     funnel_envelope_free(&env);
     if (rc < 0 && !a->stopping)
         a->fatal = rc;
+    if (rc >= 0) /* the client library records it in the cursor file right after */
+        funnel_alert_metrics_cursor(a->metrics, seq);
     return rc < 0 ? -1 : 0;
 }
 
 int funnel_alert_run(const funnel_alert_config_t *cfg, const funnel_log_t *log,
-                     const sigset_t *stop)
+                     const sigset_t *stop, funnel_alert_metrics_t *metrics)
 {
-    alert_t a = {.cfg = cfg, .log = log, .stop = stop};
+    alert_t a = {.cfg = cfg, .log = log, .stop = stop, .metrics = metrics};
     funnel_client_t *client = NULL;
+    uint64_t cursor;
     int rc = FUNNEL_ENOMEM;
+    if (!funnel_cursor_load(cfg->cursor, &cursor)) /* an unreadable one fails the follow */
+        funnel_alert_metrics_cursor(metrics, cursor);
     if (getrandom(&a.seed, sizeof a.seed, 0) != sizeof a.seed)
         a.seed = (unsigned int)wall_ms();
     if (!(a.curl = curl_easy_init()) || (rc = funnel_client_new(&client)))

@@ -52,6 +52,7 @@ typedef struct funnel_alert_config {
     int64_t backoff_ms;      /* first retry pause; doubled each time, with jitter */
     int64_t backoff_max_ms;  /* cap of the pause */
     int64_t http_timeout_ms; /* per request */
+    char *metrics;           /* "IPv4:port" of /metrics and /healthz (port 0: any), or "off" */
     funnel_alert_channel_t channels[FUNNEL_ALERT_MAX_CHANNELS];
     size_t n_channels;
     funnel_alert_route_t routes[FUNNEL_ALERT_MAX_ROUTES];
@@ -72,9 +73,44 @@ void funnel_alert_config_clear(funnel_alert_config_t *cfg);
 int funnel_alert_text(const char *topic, const json_t *envelope_json, int64_t now_ms, char *text,
                       size_t text_len, char *target, size_t target_len);
 
+/* ---- metrics -----------------------------------------------------------------------------
+ * The adapter's own counters, served in Prometheus text on /metrics (and liveness on /healthz)
+ * at cfg->metrics by libmicrohttpd's internal thread. The delivering thread is the only writer:
+ * every value is a C11 atomic updated with relaxed ordering, the HTTP thread only reads them,
+ * so a scrape never waits for a delivery and a delivery never waits for a scrape. Every
+ * function takes a NULL funnel_alert_metrics_t (metrics off) and then does nothing. */
+typedef struct funnel_alert_metrics funnel_alert_metrics_t;
+
+typedef enum funnel_alert_counter {
+    FUNNEL_ALERT_RECEIVED,      /* a message matched a prefix; index: the prefix */
+    FUNNEL_ALERT_ATTEMPTED,     /* a delivery request started; index: the channel */
+    FUNNEL_ALERT_SUCCEEDED,     /* ... answered 2xx; index: the channel */
+    FUNNEL_ALERT_FAILED,        /* ... failed (transport error, non-2xx); index: the channel */
+    FUNNEL_ALERT_RETRIED,       /* an attempt after the first of a message; index unused */
+    FUNNEL_ALERT_DEAD_LETTERED, /* a message went to the dead-letter file; index unused */
+} funnel_alert_counter_t;
+
+/* Starts serving when cfg->metrics is not "off" (*out NULL otherwise). cfg must outlive the
+ * metrics: its prefixes and channel names are the labels. Returns 0, FUNNEL_ECONFIG (bad
+ * address), FUNNEL_EIO (cannot bind) or FUNNEL_ENOMEM. Call with the stop signals blocked, so
+ * the HTTP thread inherits the mask. */
+int funnel_alert_metrics_new(const funnel_alert_config_t *cfg, const funnel_log_t *log,
+                             funnel_alert_metrics_t **out);
+/* The bound port (for the ready file and tests), or 0 when off. */
+int funnel_alert_metrics_port(const funnel_alert_metrics_t *m);
+void funnel_alert_metrics_destroy(funnel_alert_metrics_t **m);
+
+void funnel_alert_metrics_count(funnel_alert_metrics_t *m, funnel_alert_counter_t counter,
+                                size_t index);
+/* The last sequence processed: the cursor. */
+void funnel_alert_metrics_cursor(funnel_alert_metrics_t *m, uint64_t seq);
+/* The retry pause in progress, 0 when none. */
+void funnel_alert_metrics_backoff(funnel_alert_metrics_t *m, int64_t ms);
+
 /* Follows until a signal in stop arrives (taken with sigtimedwait: the caller blocks them) or
- * a fatal error. Returns 0 after a stop, or a negative FUNNEL_E* code. */
+ * a fatal error, counting into metrics (may be NULL). Returns 0 after a stop, or a negative
+ * FUNNEL_E* code. */
 int funnel_alert_run(const funnel_alert_config_t *cfg, const funnel_log_t *log,
-                     const sigset_t *stop);
+                     const sigset_t *stop, funnel_alert_metrics_t *metrics);
 
 #endif

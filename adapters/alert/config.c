@@ -20,6 +20,7 @@ static const funnel_cfgtab_opt_t options[] = {
     {"backoff_ms", false, F(backoff_ms), "500", 1, 3600000},
     {"backoff_max_ms", false, F(backoff_max_ms), "60000", 1, 86400000},
     {"http_timeout_ms", false, F(http_timeout_ms), "10000", 10, 600000},
+    {"metrics", true, F(metrics), "off", 0, 0},
 };
 #define N_OPTIONS (sizeof options / sizeof options[0])
 

@@ -2,6 +2,7 @@
 #include "webhook.h"
 
 #include "funnel/error.h"
+#include "funnel/promhttp.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -15,20 +16,6 @@ static void usage(FILE *out)
                  "  --config FILE      libconfig file (see examples/funnel-webhook.conf)\n"
                  "  --port N           overrides the file's port; 0 picks a free one\n"
                  "  --ready-file PATH  writes port=N there once listening\n");
-}
-
-/* Writes "port=N\n" atomically, so a reader never sees half a file. */
-static int write_ready(const char *path, int port)
-{
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
-    if (!f)
-        return FUNNEL_EIO;
-    fprintf(f, "port=%d\n", port);
-    if (fclose(f) || rename(tmp, path))
-        return FUNNEL_EIO;
-    return 0;
 }
 
 int main(int argc, char **argv)
@@ -71,7 +58,7 @@ int main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     if (funnel_webhook_new(&cfg, &log, &wh))
         goto done;
-    if (ready && write_ready(ready, funnel_webhook_port(wh))) {
+    if (ready && funnel_ready_write(ready, "port=%d\n", funnel_webhook_port(wh))) {
         funnel_log_error(&log, "cannot write %s", ready);
         goto done;
     }

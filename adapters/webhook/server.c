@@ -9,6 +9,7 @@
 #include "funnel/client.h"
 #include "funnel/error.h"
 #include "funnel/json.h"
+#include "funnel/promhttp.h"
 
 #include <arpa/inet.h>
 #include <microhttpd.h>
@@ -291,25 +292,22 @@ static void handle_provider(funnel_webhook_t *wh, struct MHD_Connection *conn, c
     json_decref(mapped);
 }
 
-/* GET /metrics: the counters in Prometheus text exposition. */
-static void handle_metrics(funnel_webhook_t *wh, reply_t *r)
+/* GET /metrics: the counters in Prometheus text exposition (a copy taken on the lock). */
+static void render_metrics(FILE *out, void *arg)
 {
     funnel_webhook_stats_t s;
-    funnel_webhook_stats(wh, &s);
-    r->status = MHD_HTTP_OK;
-    snprintf(r->body, sizeof r->body,
-             "# TYPE funnel_webhook_requests_total counter\n"
-             "funnel_webhook_requests_total %llu\n"
-             "# TYPE funnel_webhook_events_total counter\n"
-             "funnel_webhook_events_total{result=\"accepted\"} %llu\n"
-             "funnel_webhook_events_total{result=\"duplicate\"} %llu\n"
-             "funnel_webhook_events_total{result=\"ignored\"} %llu\n"
-             "# TYPE funnel_webhook_refused_total counter\n"
-             "funnel_webhook_refused_total{status=\"4xx\"} %llu\n"
-             "funnel_webhook_refused_total{status=\"503\"} %llu\n",
-             (unsigned long long)s.requests, (unsigned long long)s.accepted,
-             (unsigned long long)s.duplicates, (unsigned long long)s.ignored,
-             (unsigned long long)s.refused, (unsigned long long)s.unavailable);
+    funnel_webhook_stats(arg, &s);
+    funnel_prom_family(out, "funnel_webhook_requests_total", "counter", "HTTP requests received.");
+    funnel_prom_u64(out, "funnel_webhook_requests_total", NULL, NULL, s.requests);
+    funnel_prom_family(out, "funnel_webhook_events_total", "counter",
+                       "Provider events by what became of them.");
+    funnel_prom_u64(out, "funnel_webhook_events_total", "result", "accepted", s.accepted);
+    funnel_prom_u64(out, "funnel_webhook_events_total", "result", "duplicate", s.duplicates);
+    funnel_prom_u64(out, "funnel_webhook_events_total", "result", "ignored", s.ignored);
+    funnel_prom_family(out, "funnel_webhook_refused_total", "counter",
+                       "Requests refused, by answer.");
+    funnel_prom_u64(out, "funnel_webhook_refused_total", "status", "4xx", s.refused);
+    funnel_prom_u64(out, "funnel_webhook_refused_total", "status", "503", s.unavailable);
 }
 
 static void route(funnel_webhook_t *wh, struct MHD_Connection *conn, const char *method,
@@ -317,13 +315,7 @@ static void route(funnel_webhook_t *wh, struct MHD_Connection *conn, const char 
 {
     const funnel_webhook_config_t *c = wh->cfg;
     bool post = !strcmp(method, "POST");
-    count(wh, &wh->stats.requests, 1);
-    if (!strcmp(method, "GET") && !strcmp(url, "/healthz")) {
-        r->status = MHD_HTTP_OK;
-        snprintf(r->body, sizeof r->body, "ok\n");
-    } else if (!strcmp(method, "GET") && !strcmp(url, "/metrics")) {
-        handle_metrics(wh, r);
-    } else if (rq->too_large) {
+    if (rq->too_large) {
         refuse(wh, r, MHD_HTTP_CONTENT_TOO_LARGE, method, url, "body over max_body_bytes");
     } else if (post && !strncmp(url, "/v1/events/", 11)) {
         handle_events(wh, conn, url, rq, r);
@@ -372,6 +364,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     }
     if (!rq->body && !(rq->body = calloc(1, 1)))
         return MHD_NO;
+    count(wh, &wh->stats.requests, 1);
+    int served = funnel_prom_answer(conn, method, url, render_metrics, wh);
+    if (served >= 0)
+        return served == MHD_YES ? MHD_YES : MHD_NO;
     reply_t r = {0};
     route(wh, conn, method, url, rq, &r);
     struct MHD_Response *resp =

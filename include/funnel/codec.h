@@ -62,6 +62,21 @@ int funnel_codec_decode(const funnel_codec_limits_t *limits, const char *topic, 
                         const uint8_t *data, size_t len, int64_t now_ms, funnel_envelope_t **out,
                         funnel_refusal_t *why);
 
+/* Memory for decoded envelopes that is given back all at once: protobuf-c otherwise makes an
+ * allocation for every field of every envelope, and later as many frees. Zero-initialised, it is
+ * empty and ready. The struct may be copied or moved while it holds envelopes (their memory is
+ * elsewhere); funnel_envelope_arena_clear() frees them all and leaves it empty again. */
+typedef struct funnel_envelope_arena {
+    struct funnel_arena_block *blocks; /* newest first; NULL when empty */
+} funnel_envelope_arena_t;
+
+/* funnel_codec_decode with the envelope's memory taken from arena: *out is valid until the
+ * arena is cleared and must not be passed to funnel_envelope_free. */
+int funnel_codec_decode_in(funnel_envelope_arena_t *arena, const funnel_codec_limits_t *limits,
+                           const char *topic, size_t topic_len, const uint8_t *data, size_t len,
+                           int64_t now_ms, funnel_envelope_t **out, funnel_refusal_t *why);
+void funnel_envelope_arena_clear(funnel_envelope_arena_t *arena);
+
 /* Validates an already-decoded envelope for the given topic. 0 or FUNNEL_EINVAL with *why. */
 int funnel_codec_validate(const funnel_codec_limits_t *limits, funnel_body_t topic,
                           const funnel_envelope_t *env, int64_t now_ms, funnel_refusal_t *why);

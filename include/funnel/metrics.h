@@ -49,4 +49,12 @@ void funnel_metrics_published(funnel_metrics_t *m, uint64_t seq);
 /* The oldest sequence still in the outbox (retained for replay); 0 when it is empty. */
 void funnel_metrics_outbox_first(funnel_metrics_t *m, uint64_t first_seq);
 
+#define FUNNEL_METRICS_ENGINES 8
+
+/* Items engine `slot` holds open (SLA instances not yet met); engine is a static name. */
+void funnel_metrics_engine_open(funnel_metrics_t *m, size_t slot, const char *engine, int64_t open);
+
+/* An engine timer (SLA warning, level, quota) ran lag_ms after its deadline. */
+void funnel_metrics_timer_lag(funnel_metrics_t *m, uint64_t lag_ms);
+
 #endif

@@ -33,6 +33,8 @@ typedef struct funnel_engine {
     /* Optional. The transaction the engine last wrote in was rolled back: in-memory state
      * (such as a timer heap) must return to what the database holds. */
     void (*on_rollback)(void *self);
+    /* Optional. Items the engine holds open (SLA: instances not met), for metrics. */
+    int64_t (*open_items)(void *self);
 } funnel_engine_t;
 
 #define FUNNEL_ROUTER_MAX_ENGINES 8
@@ -57,6 +59,10 @@ int64_t funnel_router_next_deadline(funnel_router_t *router);
 /* Runs on_timer of every engine whose deadline is at or before now_ms. Must be inside a
  * transaction. 0 or the first error. */
 int funnel_router_fire_timers(funnel_router_t *router, int64_t now_ms);
+
+/* Engine i's name and open items; FUNNEL_ENOTFOUND past the last engine or when the engine
+ * does not count open items. */
+int funnel_router_open_items(funnel_router_t *router, size_t i, const char **name, int64_t *open);
 
 /* Tells every engine that the current transaction was rolled back (see on_rollback). */
 void funnel_router_rolled_back(funnel_router_t *router);

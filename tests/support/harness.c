@@ -21,7 +21,7 @@ int64_t fx_now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void sleep_ms(int ms)
+void fx_sleep_ms(int ms)
 {
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
@@ -124,7 +124,7 @@ void fx_daemon_start(fx_daemon_t *d, const char *dir, const char *const *extra)
             cr_assert_fail("funneld exited before it was ready (status %d); see %s", status,
                            d->log);
         }
-        sleep_ms(10);
+        fx_sleep_ms(10);
     }
     fx_daemon_kill(d);
     cr_assert_fail("funneld did not become ready in 20 s; see %s", d->log);
@@ -160,7 +160,7 @@ static int wait_exit(fx_daemon_t *d, int timeout_ms)
             waitpid(d->pid, &status, 0);
             break;
         }
-        sleep_ms(10);
+        fx_sleep_ms(10);
     }
     d->pid = 0;
     report_sanitizer_errors(d);
@@ -204,7 +204,7 @@ bool fx_daemon_log_has(const fx_daemon_t *d, const char *needle, int timeout_ms)
         }
         if (waited >= timeout_ms)
             return false;
-        sleep_ms(20);
+        fx_sleep_ms(20);
     }
 }
 

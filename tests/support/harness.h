@@ -58,6 +58,9 @@ funnel_envelope_t *fx_payment(const char *event_id, const char *payment_id, cons
 /* Packs env into a fresh malloc'd buffer; *len receives the size. */
 uint8_t *fx_pack(const funnel_envelope_t *env, size_t *len);
 
+/* Sleeps ms milliseconds; for polling loops only, never to wait for time-dependent logic. */
+void fx_sleep_ms(int ms);
+
 /* Current real time in ms (events must be near now for funneld to accept them). */
 int64_t fx_now_ms(void);
 
