@@ -329,13 +329,20 @@ static bool has_hit(const char *path, const char *needle, unsigned long long seq
     return found;
 }
 
+/* seq 1: L-1 for anna (the tg route), seq 2: L-1 contacted by bob (hook), seq 3: L-2 for carl
+ * (the default route, sales). */
+static void publish_leads(void)
+{
+    publish("lead.created", "{\"leadId\":\"L-1\",\"owner\":\"anna\"}");
+    publish("lead.contacted", "{\"leadId\":\"L-1\",\"rep\":\"bob\"}");
+    publish("lead.created", "{\"leadId\":\"L-2\",\"owner\":\"carl\"}");
+}
+
 Test(alert, every_message_delivered_once_through_failures_and_restarts)
 {
     receiver_start(&rx, 3);
     write_config(10, "\"lead.\"", "");
-    publish("lead.created", "{\"leadId\":\"L-1\",\"owner\":\"anna\"}");
-    publish("lead.contacted", "{\"leadId\":\"L-1\",\"rep\":\"bob\"}");
-    publish("lead.created", "{\"leadId\":\"L-2\",\"owner\":\"carl\"}");
+    publish_leads();
     alert_start();
     cr_assert(wait_for(delivered, 3, 20000), "only %zu delivered", delivered(&rx));
     cr_assert_eq(alert_stop(), 0);
@@ -420,9 +427,7 @@ Test(alert, metrics_count_a_known_stream_exactly)
     write_config(4, "\"lead.created\", \"lead.contacted\"", "metrics = \"127.0.0.1:0\";\n");
     /* seq 1 to tg: 4 failures, dead-lettered; seq 2 to hook: a failure, then delivered; seq 3
      * to sales: delivered; seq 4 matches no prefix. */
-    publish("lead.created", "{\"leadId\":\"L-1\",\"owner\":\"anna\"}");
-    publish("lead.contacted", "{\"leadId\":\"L-1\",\"rep\":\"bob\"}");
-    publish("lead.created", "{\"leadId\":\"L-2\",\"owner\":\"carl\"}");
+    publish_leads();
     publish("lead.closed", "{\"leadId\":\"L-2\",\"outcome\":\"WON\"}");
     alert_start();
     char text[128];

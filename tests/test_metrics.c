@@ -14,20 +14,27 @@ static fx_tmpdir_t tmp;
 static fx_daemon_t fd;
 static int port;
 
+/* The metrics port funneld bound (port 0 in the config), from its ready file. */
+static void read_metrics_port(void)
+{
+    char ready[300], line[256];
+    snprintf(ready, sizeof ready, "%s/ready", tmp.path);
+    FILE *f = fopen(ready, "r");
+    cr_assert_not_null(f);
+    port = 0;
+    while (fgets(line, sizeof line, f))
+        sscanf(line, "metrics=%d", &port);
+    fclose(f);
+    cr_assert_gt(port, 0, "the ready file names the metrics port");
+}
+
 static void setup(void)
 {
     fx_tmpdir_make(&tmp);
     memset(&fd, 0, sizeof fd);
     const char *args[] = {"--set", "metrics=127.0.0.1:0", NULL};
     fx_daemon_start(&fd, tmp.path, args);
-    char ready[300], line[256];
-    snprintf(ready, sizeof ready, "%s/ready", tmp.path);
-    FILE *f = fopen(ready, "r");
-    cr_assert_not_null(f);
-    while (fgets(line, sizeof line, f))
-        sscanf(line, "metrics=%d", &port);
-    fclose(f);
-    cr_assert_gt(port, 0, "the ready file names the metrics port");
+    read_metrics_port();
 }
 
 static void teardown(void)
@@ -156,13 +163,7 @@ Test(metrics, sla_open_instances_and_timer_lag)
     const char *args[] = {"--config", conf, "--set", "metrics=127.0.0.1:0", NULL};
     memset(&fd, 0, sizeof fd);
     fx_daemon_start(&fd, tmp.path, args);
-    char ready[300], line[256];
-    snprintf(ready, sizeof ready, "%s/ready", tmp.path);
-    FILE *f = fopen(ready, "r");
-    cr_assert_not_null(f);
-    while (fgets(line, sizeof line, f))
-        sscanf(line, "metrics=%d", &port);
-    fclose(f);
+    read_metrics_port();
 
     funnel_client_t *c;
     body_t b;

@@ -5,7 +5,8 @@
  * API sendMessage, generic JSON webhook) and posts it with libcurl. A delivery is retried with
  * exponential backoff and jitter; after max_attempts it is dead-lettered (a JSON line in a
  * file). Only then, or after a success, does the cursor move: a restart resends nothing that
- * was delivered, and loses nothing that was not. Single thread. */
+ * was delivered, and loses nothing that was not. One delivering thread; with `metrics` on,
+ * libmicrohttpd's thread serves the counters (see funnel_alert_metrics_new). */
 #ifndef FUNNEL_ALERT_H
 #define FUNNEL_ALERT_H
 

@@ -141,15 +141,15 @@ int funnel_prom_server_new(const char *listen, funnel_prom_render_fn render, voi
                            const funnel_log_t *log, funnel_prom_server_t **out)
 {
     struct sockaddr_in addr = {0};
-    if (parse_listen(listen, &addr)) {
+    funnel_prom_server_t *srv = NULL;
+    int rc = parse_listen(listen, &addr);
+    if (rc)
         funnel_log_error(log, "metrics: '%s' is not an IPv4 address:port", listen);
-        return FUNNEL_ECONFIG;
-    }
-    funnel_prom_server_t *srv = calloc(1, sizeof *srv);
-    if (!srv)
-        return FUNNEL_ENOMEM;
-    srv->render = render;
-    srv->arg = arg;
+    else if (!(srv = calloc(1, sizeof *srv)))
+        rc = FUNNEL_ENOMEM;
+    if (rc)
+        return rc;
+    *srv = (funnel_prom_server_t){.render = render, .arg = arg};
     srv->httpd = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0, NULL,
                                   NULL, serve, srv, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
                                   MHD_OPTION_CONNECTION_TIMEOUT, 10u, MHD_OPTION_END);
