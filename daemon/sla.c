@@ -37,11 +37,22 @@ static const char *const migrations[] = {
     "  policy TEXT NOT NULL, period_start INTEGER NOT NULL, period_end INTEGER NOT NULL,"
     "  actual INTEGER NOT NULL, pace_done INTEGER NOT NULL DEFAULT 0,"
     "  closed INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (policy, period_start)) WITHOUT ROWID;",
+    /* 2: events that arrived before the start of their instance (see hold()), and the original
+     * start time of each instance, which a reset does not move. Rows from before this step
+     * take started_at, the best value they kept. */
+    "ALTER TABLE sla_instance ADD COLUMN opened_at INTEGER;"
+    "UPDATE sla_instance SET opened_at = started_at;"
+    "CREATE TABLE sla_held ("
+    "  id INTEGER PRIMARY KEY, policy TEXT NOT NULL, key TEXT NOT NULL,"
+    "  occurred_at INTEGER NOT NULL, event_id TEXT NOT NULL, kinds INTEGER NOT NULL,"
+    "  UNIQUE (policy, key, event_id));"
+    "CREATE INDEX sla_held_key ON sla_held (policy, key, occurred_at);"
+    "CREATE INDEX sla_held_age ON sla_held (occurred_at);",
 };
 
 #define COLS                                                                                       \
     "id, policy, version, key, owner, state, started_at, anchor_at, consumed_ms, due_at,"          \
-    " paused_at, step, next_at, acked_by"
+    " paused_at, step, next_at, acked_by, opened_at"
 
 enum stmt_id {
     S_VERSIONS,
@@ -58,6 +69,10 @@ enum stmt_id {
     S_QUOTA_LAST,
     S_QUOTA_OPEN,
     S_QUOTA_MARK,
+    S_HOLD,
+    S_HOLD_PRUNE,
+    S_HELD,
+    S_HELD_DROP,
     S_COUNT_
 };
 
@@ -65,8 +80,8 @@ static const char *const stmt_sql[S_COUNT_] = {
     [S_VERSIONS] = "SELECT name, version, definition FROM sla_policy ORDER BY name, version",
     [S_VERSION_ADD] = "INSERT INTO sla_policy (name, version, hash, definition) VALUES (?,?,?,?)",
     [S_INSERT] = "INSERT INTO sla_instance (policy, version, key, owner, state, started_at,"
-                 " anchor_at, consumed_ms, due_at, step, next_at, start_event)"
-                 " VALUES (?,?,?,?,'open',?,?,0,?,?,?,?)",
+                 " anchor_at, consumed_ms, due_at, step, next_at, start_event, opened_at)"
+                 " VALUES (?,?,?,?,'open',?,?,0,?,?,?,?,?)",
     [S_LIVE] = "SELECT " COLS " FROM sla_instance WHERE key = ? AND state <> 'met'",
     [S_BY_ID] = "SELECT " COLS " FROM sla_instance WHERE id = ?",
     [S_UPDATE] = "UPDATE sla_instance SET state = ?, started_at = ?, anchor_at = ?,"
@@ -86,6 +101,13 @@ static const char *const stmt_sql[S_COUNT_] = {
                      " WHERE policy = ? AND closed = 0 ORDER BY period_start LIMIT 64",
     [S_QUOTA_MARK] = "UPDATE sla_quota SET pace_done = ?, closed = ? WHERE policy = ? AND"
                      " period_start = ?",
+    [S_HOLD] = "INSERT OR IGNORE INTO sla_held (policy, key, occurred_at, event_id, kinds)"
+               " VALUES (?,?,?,?,?)",
+    [S_HOLD_PRUNE] = "DELETE FROM sla_held WHERE id IN (SELECT id FROM sla_held"
+                     " WHERE occurred_at < ? ORDER BY occurred_at LIMIT 16)",
+    [S_HELD] = "SELECT id, occurred_at, event_id, kinds FROM sla_held WHERE policy = ? AND"
+               " key = ? AND occurred_at >= ? ORDER BY occurred_at, event_id LIMIT 64",
+    [S_HELD_DROP] = "DELETE FROM sla_held WHERE id = ?",
 };
 
 typedef enum inst_state { ST_OPEN, ST_PAUSED, ST_MET } inst_state_t;
@@ -114,6 +136,7 @@ typedef struct inst {
     int64_t step;        /* next step to fire */
     int64_t next_at;     /* when; NONE for nothing */
     char acked_by[ID_BUF];
+    int64_t opened_at; /* the start event's time; events before it belong to no instance */
 } inst_t;
 
 /* A quota's in-memory view: when its next period end or pace point comes. */
@@ -194,6 +217,7 @@ static void inst_read(sqlite3_stmt *s, inst_t *in)
     in->step = sqlite3_column_int64(s, 11);
     in->next_at = col_time(s, 12);
     col_text(s, 13, in->acked_by);
+    in->opened_at = sqlite3_column_int64(s, 14);
 }
 
 /* Writes the mutable columns of a live instance back. */
@@ -414,13 +438,25 @@ static int emit_step(funnel_router_t *router, pver_t *v, const inst_t *in, int64
 
 /* ---- reacting to events ------------------------------------------------------------------ */
 
-/* The stop event occurred at t: met, on time when the business time the clock ran up to t
- * (or up to a pause before t) is within the target. A stop that occurred before the due time
- * is on time whenever it arrives; escalations already published stay published. */
-static int inst_met(funnel_sla_t *sla, funnel_router_t *router, pver_t *v, inst_t *in,
-                    const funnel_envelope_t *stop, int64_t now_ms)
+/* What an event is to one policy: a bit per list it matches (stop, reset, pause, resume). The
+ * kinds, not the envelope, are what a held event keeps, so a held event and a live one run the
+ * same code (inst_apply). */
+enum { K_STOP = 1, K_RESET = 2, K_PAUSE = 4, K_RESUME = 8 };
+
+static int kinds_of(const funnel_sla_policy_t *p, const funnel_envelope_t *env)
 {
-    int64_t t = stop->occurred_at_ms;
+    return (funnel_sla_match_any(&p->stop, env) ? K_STOP : 0) |
+           (funnel_sla_match_any(&p->reset, env) ? K_RESET : 0) |
+           (funnel_sla_match_any(&p->pause, env) ? K_PAUSE : 0) |
+           (funnel_sla_match_any(&p->resume, env) ? K_RESUME : 0);
+}
+
+/* The stop event `event_id` occurred at t: met, on time when the business time the clock ran up
+ * to t (or up to a pause before t) is within the target. A stop that occurred before the due
+ * time is on time whenever it arrives; escalations already published stay published. */
+static int inst_met(funnel_sla_t *sla, funnel_router_t *router, pver_t *v, inst_t *in, int64_t t,
+                    const char *event_id, int64_t now_ms)
+{
     int64_t end = in->state == ST_PAUSED && in->paused_at < t ? in->paused_at : t;
     int64_t used = in->consumed_ms + funnel_calendar_between(v->cal, in->anchor_at, end);
     bool on_time = used <= v->pol.target_ms;
@@ -429,7 +465,7 @@ static int inst_met(funnel_sla_t *sla, funnel_router_t *router, pver_t *v, inst_
     sqlite3_bind_int64(s, 1, t);
     sqlite3_bind_int(s, 2, on_time);
     sqlite3_bind_int64(s, 3, late);
-    sqlite3_bind_text(s, 4, stop->event_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 4, event_id, -1, SQLITE_STATIC);
     sqlite3_bind_int64(s, 5, in->id);
     int rc = step_done(s);
     if (rc)
@@ -438,27 +474,29 @@ static int inst_met(funnel_sla_t *sla, funnel_router_t *router, pver_t *v, inst_
     funnel_envelope_t env;
     Funnel__V1__SlaRef ref;
     Funnel__V1__SlaMet met;
-    char sla_id[24], event_id[96];
-    envelope_init(&env, &ref, sla_id, event_id, in, "met", t);
+    char sla_id[24], out_id[96];
+    envelope_init(&env, &ref, sla_id, out_id, in, "met", t);
     funnel__v1__sla_met__init(&met);
     met.sla = &ref;
     met.on_time = on_time;
     met.late_ms = late;
-    met.stop_event_id = stop->event_id;
+    met.stop_event_id = (char *)event_id;
     env.body_case = FUNNEL__V1__ENVELOPE__BODY_SLA_MET;
     env.sla_met = &met;
+    in->state = ST_MET; /* held events after the stop are not this instance's (apply_held) */
+    in->next_at = NONE;
     return funnel_router_emit(router, "sla.met", &env, now_ms);
 }
 
-/* Applies a stop, reset, pause or resume event to one live instance of its version. */
-static int inst_apply(funnel_sla_t *sla, funnel_router_t *router, pver_t *v, inst_t *in,
-                      const funnel_envelope_t *env, int64_t now_ms)
+/* Applies a stop, reset, pause or resume (kinds, see kinds_of) that occurred at t to one live
+ * instance of its version. */
+static int inst_apply(funnel_sla_t *sla, funnel_router_t *router, pver_t *v, inst_t *in, int kinds,
+                      int64_t t, const char *event_id, int64_t now_ms)
 {
     const funnel_sla_policy_t *p = &v->pol;
-    int64_t t = env->occurred_at_ms;
-    if (funnel_sla_match_any(&p->stop, env))
-        return inst_met(sla, router, v, in, env, now_ms);
-    if (funnel_sla_match_any(&p->reset, env)) {
+    if (kinds & K_STOP)
+        return inst_met(sla, router, v, in, t, event_id, now_ms);
+    if (kinds & K_RESET) {
         if (t < in->started_at)
             return 0; /* older than the clock it would restart */
         in->state = ST_OPEN;
@@ -467,14 +505,14 @@ static int inst_apply(funnel_sla_t *sla, funnel_router_t *router, pver_t *v, ins
         in->paused_at = NONE;
         in->acked_by[0] = '\0';
         in->step = first_step(p);
-    } else if (funnel_sla_match_any(&p->pause, env) && in->state == ST_OPEN) {
+    } else if ((kinds & K_PAUSE) && in->state == ST_OPEN) {
         t = t > in->anchor_at ? t : in->anchor_at;
         in->consumed_ms += funnel_calendar_between(v->cal, in->anchor_at, t);
         in->state = ST_PAUSED;
         in->paused_at = t;
         in->next_at = NONE;
         return inst_write(sla, in);
-    } else if (funnel_sla_match_any(&p->resume, env) && in->state == ST_PAUSED) {
+    } else if ((kinds & K_RESUME) && in->state == ST_PAUSED) {
         in->state = ST_OPEN;
         in->anchor_at = t > in->paused_at ? t : in->paused_at;
         in->paused_at = NONE;
@@ -498,8 +536,16 @@ static int live_read(funnel_sla_t *sla, const char *key, inst_t *out, size_t *n)
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : FUNNEL_ESTORE;
 }
 
-/* Every live instance keyed by a field of this event gets the event. Key fields are those of
- * the stored versions (only they have instances); each is looked up once. */
+/* Whether an event that occurred at t belongs to a live instance: one opened at or before t.
+ * An event from before an instance's start is not that instance's, whatever the arrival order. */
+static bool inst_takes(const inst_t *in, int64_t t)
+{
+    return in->opened_at <= t;
+}
+
+/* Every live instance keyed by a field of this event and opened by the time it occurred gets
+ * the event. Key fields are those of the stored versions (only they have instances); each is
+ * looked up once. */
 static int key_events(funnel_sla_t *sla, funnel_router_t *router, const funnel_envelope_t *env,
                       int64_t now_ms)
 {
@@ -517,16 +563,116 @@ static int key_events(funnel_sla_t *sla, funnel_router_t *router, const funnel_e
             continue;
         for (size_t k = 0; !rc && k < n; k++) {
             pver_t *v = version_find(sla, live[k].policy, live[k].version);
-            if (v && strcmp(v->pol.key, field) == 0)
-                rc = inst_apply(sla, router, v, &live[k], env, now_ms);
+            int kinds = v ? kinds_of(&v->pol, env) : 0;
+            if (kinds && strcmp(v->pol.key, field) == 0 &&
+                inst_takes(&live[k], env->occurred_at_ms))
+                rc = inst_apply(sla, router, v, &live[k], kinds, env->occurred_at_ms, env->event_id,
+                                now_ms);
         }
     }
     free(live);
     return rc;
 }
 
-/* Starts an instance of p for this event unless one is already live for its key. */
-static int start(funnel_sla_t *sla, const funnel_sla_policy_t *p, const funnel_envelope_t *env)
+/* Keeps the event for each configured policy it is a stop, reset, pause or resume of when no
+ * live instance of that policy and key takes it (inst_takes): its start may still arrive, and
+ * apply_held then gives it to that instance in event-time order. Runs before key_events, so a
+ * stop that meets an instance is not also held. A repeat (the same event_id, e.g. a batch run
+ * again) changes nothing.
+ *
+ * Retention: most such events never get a start (a contact of a lead that was never qualified),
+ * so keeping them all would grow without bound. A held event is dropped once it occurred more
+ * than FUNNEL_SLA_HOLD_MS before the arrival time now_ms; each hold drops a few of the oldest,
+ * which keeps the table at about the retention's worth of traffic without a timer. A start that
+ * arrives later than that after its stop opens an instance the stop no longer reaches. */
+static int hold(funnel_sla_t *sla, const funnel_envelope_t *env, int64_t now_ms)
+{
+    inst_t *live = malloc(LIVE_MAX * sizeof *live);
+    int rc = live ? 0 : FUNNEL_ENOMEM;
+    int64_t t = env->occurred_at_ms, horizon = now_ms - FUNNEL_SLA_HOLD_MS;
+    bool held = false;
+    for (size_t i = 0; !rc && i < sla->cfg->n_policies; i++) {
+        const funnel_sla_policy_t *p = &sla->cfg->policies[i];
+        int kinds = kinds_of(p, env);
+        char buf[64];
+        const char *key = kinds ? funnel_sla_field(env, p->key, buf, sizeof buf) : "";
+        size_t n = 0;
+        bool taken = false;
+        if (!*key || strlen(key) > FUNNEL_ID_MAX || t < horizon ||
+            (rc = live_read(sla, key, live, &n)))
+            continue;
+        for (size_t k = 0; k < n && !taken; k++)
+            taken = strcmp(live[k].policy, p->name) == 0 && inst_takes(&live[k], t);
+        if (taken)
+            continue;
+        sqlite3_stmt *s = stmt(sla, S_HOLD);
+        sqlite3_bind_text(s, 1, p->name, -1, SQLITE_STATIC);
+        sqlite3_bind_text(s, 2, key, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(s, 3, t);
+        sqlite3_bind_text(s, 4, env->event_id, -1, SQLITE_STATIC);
+        sqlite3_bind_int(s, 5, kinds);
+        rc = step_done(s);
+        held = true;
+    }
+    free(live);
+    if (!rc && held) {
+        sqlite3_stmt *s = stmt(sla, S_HOLD_PRUNE);
+        sqlite3_bind_int64(s, 1, horizon);
+        rc = step_done(s);
+    }
+    return rc;
+}
+
+/* One held event, as read before the rows it names are changed. */
+typedef struct held {
+    int64_t id, occurred_at;
+    int kinds;
+    char event_id[ID_BUF];
+} held_t;
+
+#define HELD_BATCH 64 /* the LIMIT of S_HELD */
+
+/* Gives a new instance the events held for its policy and key that occurred at or after its
+ * start, in event-time order (ties by event_id), as if they had arrived after it; each one
+ * applied leaves the table. It stops at a stop: later events belong to a later instance and
+ * stay held. Sets *applied when at least one event was applied. */
+static int apply_held(funnel_sla_t *sla, funnel_router_t *router, pver_t *v, inst_t *in,
+                      int64_t now_ms, bool *applied)
+{
+    held_t *batch = malloc(HELD_BATCH * sizeof *batch);
+    int rc = batch ? 0 : FUNNEL_ENOMEM;
+    size_t n = HELD_BATCH;
+    *applied = false;
+    while (!rc && n == HELD_BATCH && in->state != ST_MET) {
+        sqlite3_stmt *s = stmt(sla, S_HELD);
+        sqlite3_bind_text(s, 1, in->policy, -1, SQLITE_STATIC);
+        sqlite3_bind_text(s, 2, in->key, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(s, 3, in->opened_at);
+        for (n = 0; n < HELD_BATCH && (rc = sqlite3_step(s)) == SQLITE_ROW; n++) {
+            batch[n].id = sqlite3_column_int64(s, 0);
+            batch[n].occurred_at = sqlite3_column_int64(s, 1);
+            col_text(s, 2, batch[n].event_id);
+            batch[n].kinds = sqlite3_column_int(s, 3);
+        }
+        sqlite3_reset(s);
+        rc = rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : FUNNEL_ESTORE;
+        for (size_t i = 0; !rc && i < n && in->state != ST_MET; i++) {
+            rc = inst_apply(sla, router, v, in, batch[i].kinds, batch[i].occurred_at,
+                            batch[i].event_id, now_ms);
+            s = stmt(sla, S_HELD_DROP);
+            sqlite3_bind_int64(s, 1, batch[i].id);
+            rc = rc ? rc : step_done(s);
+            *applied = true;
+        }
+    }
+    free(batch);
+    return rc;
+}
+
+/* Starts an instance of p for this event unless one is already live for its key, then lets it
+ * catch up on the events held for it. */
+static int start(funnel_sla_t *sla, funnel_router_t *router, const funnel_sla_policy_t *p,
+                 const funnel_envelope_t *env, int64_t now_ms)
 {
     char kbuf[64], obuf[64];
     const char *key = funnel_sla_field(env, p->key, kbuf, sizeof kbuf);
@@ -534,6 +680,7 @@ static int start(funnel_sla_t *sla, const funnel_sla_policy_t *p, const funnel_e
     inst_t *live = malloc(LIVE_MAX * sizeof *live);
     size_t n = 0;
     pver_t *v = NULL;
+    bool applied = false;
     int rc = live ? 0 : FUNNEL_ENOMEM;
     if (rc || !*key || strlen(key) > FUNNEL_ID_MAX || (rc = live_read(sla, key, live, &n)))
         goto out;
@@ -546,7 +693,7 @@ static int start(funnel_sla_t *sla, const funnel_sla_policy_t *p, const funnel_e
     snprintf(in.policy, sizeof in.policy, "%s", p->name);
     snprintf(in.key, sizeof in.key, "%s", key);
     snprintf(in.owner, sizeof in.owner, "%.128s", owner);
-    in.started_at = in.anchor_at = env->occurred_at_ms;
+    in.started_at = in.anchor_at = in.opened_at = env->occurred_at_ms;
     in.step = first_step(&v->pol);
     inst_schedule(v, &in);
     sqlite3_stmt *s = stmt(sla, S_INSERT);
@@ -560,11 +707,15 @@ static int start(funnel_sla_t *sla, const funnel_sla_policy_t *p, const funnel_e
     sqlite3_bind_int64(s, 8, in.step);
     bind_time(s, 9, in.next_at);
     sqlite3_bind_text(s, 10, env->event_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 11, in.opened_at);
     if ((rc = step_done(s)))
         goto out;
+    in.id = sqlite3_last_insert_rowid(sla->db);
     sla->open++;
-    if (in.next_at != NONE)
-        rc = funnel_timerheap_push(sla->heap, in.next_at, sqlite3_last_insert_rowid(sla->db));
+    /* Every held event applied was written through inst_write, which arms the timer. */
+    rc = apply_held(sla, router, v, &in, now_ms, &applied);
+    if (!rc && !applied && in.next_at != NONE)
+        rc = funnel_timerheap_push(sla->heap, in.next_at, in.id);
 out:
     free(live);
     return rc;
@@ -595,10 +746,11 @@ static int sla_on_event(void *self, funnel_router_t *router, const funnel_envelo
     funnel_sla_t *sla = self;
     if (env->body_case == FUNNEL__V1__ENVELOPE__BODY_ESCALATION_ACKNOWLEDGED)
         return acknowledge(sla, env);
-    int rc = key_events(sla, router, env, now_ms);
+    int rc = hold(sla, env, now_ms);
+    rc = rc ? rc : key_events(sla, router, env, now_ms);
     for (size_t i = 0; !rc && i < sla->cfg->n_policies; i++)
         if (funnel_sla_match(&sla->cfg->policies[i].start, env))
-            rc = start(sla, &sla->cfg->policies[i], env);
+            rc = start(sla, router, &sla->cfg->policies[i], env, now_ms);
     return rc ? rc : quota_count(sla, env, now_ms);
 }
 

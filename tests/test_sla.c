@@ -124,19 +124,25 @@ static void collect(void)
     funnel_store_outbox_pending_clear(store);
 }
 
-/* Routes one event in its own transaction, as funneld's batch does, and frees it. */
-static void send(funnel_envelope_t *env)
+/* Routes one event in its own transaction at arrival time now, as funneld's batch does, and
+ * frees it. */
+static void send_at(funnel_envelope_t *env, int64_t now)
 {
     size_t len;
     uint8_t *raw = fx_pack(env, &len);
     cr_assert_eq(funnel_store_begin(store), 0);
-    int rc = funnel_router_apply(router, env, funnel_topic_name(env->body_case), raw, len,
-                                 env->occurred_at_ms);
+    int rc = funnel_router_apply(router, env, funnel_topic_name(env->body_case), raw, len, now);
     cr_assert_eq(rc, 0, "%s: %s", funnel_strerror(rc), funnel_store_errmsg(store));
     cr_assert_eq(funnel_store_commit(store), 0);
     collect();
     free(raw);
     funnel_envelope_free(&env);
+}
+
+/* Routes one event that arrives the moment it occurred. */
+static void send(funnel_envelope_t *env)
+{
+    send_at(env, env->occurred_at_ms);
 }
 
 /* The clock reaches now: runs the timers the way funneld's engine timer does. */
@@ -205,16 +211,22 @@ Test(sla, warning_each_level_and_repeats_in_order)
     cr_assert_eq(funnel_router_next_deadline(router), INT64_MAX);
 }
 
-Test(sla, overdue_steps_fire_at_once_with_their_original_times)
+/* Every step of an instance of POLICY_SQL started at T0, each with its own due time. */
+static void expect_every_step_of_t0(void)
 {
-    send(fx_qualified("q1", "L1", SQL, T0));
-    tick(T0 + 10 * H);
     cr_assert_eq(next_out("sla.warning")->occurred_at_ms, T0 + 45 * MN);
     expect_escalation(T0 + H, 1, "team-lead", 0);
     expect_escalation(T0 + H + 30 * MN, 2, "head-of-sales", 0);
     expect_escalation(T0 + 2 * H + 30 * MN, 2, "head-of-sales", 1);
     expect_escalation(T0 + 3 * H + 30 * MN, 2, "head-of-sales", 2);
     no_more_out();
+}
+
+Test(sla, overdue_steps_fire_at_once_with_their_original_times)
+{
+    send(fx_qualified("q1", "L1", SQL, T0));
+    tick(T0 + 10 * H);
+    expect_every_step_of_t0();
 }
 
 Test(sla, acknowledgement_stops_further_levels)
@@ -414,6 +426,278 @@ Test(sla, bad_policies_are_refused)
         config_destroy(&lc);
         cr_assert_eq(rc, FUNNEL_ECONFIG, "accepted: %s", bad[i]);
         cr_assert_neq(err[0], '\0');
+    }
+}
+
+/* ---- arrival order ------------------------------------------------------------------------ */
+
+/* The instance rows whose key starts with prefix, one line each with the prefix cut off (so two
+ * runs under different prefixes compare), then how many held events remain for them. */
+static void rows_of(const char *prefix, char *buf, size_t len)
+{
+    sqlite3 *db = funnel_store_db(store);
+    sqlite3_stmt *s;
+    size_t used = 0, plen = strlen(prefix);
+    const char *sql[] = {
+        "SELECT key, state, started_at, due_at, stopped_at, on_time, late_ms, consumed_ms,"
+        " paused_at, opened_at FROM sla_instance WHERE substr(key, 1, ?2) = ?1"
+        " ORDER BY key, opened_at",
+        "SELECT 'held', count(*) FROM sla_held WHERE substr(key, 1, ?2) = ?1",
+    };
+    buf[0] = '\0';
+    for (size_t q = 0; q < 2; q++) {
+        cr_assert_eq(sqlite3_prepare_v2(db, sql[q], -1, &s, NULL), SQLITE_OK, "%s",
+                     sqlite3_errmsg(db));
+        sqlite3_bind_text(s, 1, prefix, -1, SQLITE_STATIC);
+        sqlite3_bind_int(s, 2, (int)plen);
+        while (sqlite3_step(s) == SQLITE_ROW) {
+            const char *key = (const char *)sqlite3_column_text(s, 0);
+            used += (size_t)snprintf(buf + used, len - used, "%s", q ? key : key + plen);
+            for (int c = 1; c < sqlite3_column_count(s); c++) {
+                const unsigned char *v = sqlite3_column_text(s, c);
+                used += (size_t)snprintf(buf + used, len - used, " %s", v ? (const char *)v : "-");
+            }
+            used += (size_t)snprintf(buf + used, len - used, "\n");
+            cr_assert_lt(used, len);
+        }
+        sqlite3_finalize(s);
+    }
+}
+
+static void expect_same_rows(const char *a, const char *b)
+{
+    char ra[4096], rb[4096];
+    rows_of(a, ra, sizeof ra);
+    rows_of(b, rb, sizeof rb);
+    cr_assert_str_eq(ra, rb, "%s:\n%s\n%s:\n%s", a, ra, b, rb);
+}
+
+/* sla.met of the given key among the unseen outputs. */
+static funnel_envelope_t *met_of(const char *key)
+{
+    for (size_t i = seen_out; i < n_out; i++)
+        if (strcmp(out_topic[i], "sla.met") == 0 && strcmp(out[i]->sla_met->sla->key, key) == 0)
+            return out[i];
+    cr_assert_fail("no sla.met for %s", key);
+    return NULL;
+}
+
+static void expect_same_met(const char *a, const char *b, bool on_time, int64_t late_ms)
+{
+    funnel_envelope_t *ma = met_of(a), *mb = met_of(b);
+    cr_assert_eq(ma->sla_met->on_time, on_time, "%s", a);
+    cr_assert_eq(ma->sla_met->late_ms, late_ms, "%s", a);
+    cr_assert_eq(mb->sla_met->on_time, on_time, "%s", b);
+    cr_assert_eq(mb->sla_met->late_ms, late_ms, "%s", b);
+    cr_assert_eq(ma->occurred_at_ms, mb->occurred_at_ms);
+    cr_assert_eq(ma->sla_met->sla->due_at_ms, mb->sla_met->sla->due_at_ms);
+}
+
+Test(sla, stop_before_start_in_either_order_is_the_same)
+{
+    /* On time (30m of 1h) and late (2h: 1h late), each in order (a) and stop first (b). */
+    int64_t stops[2] = {30 * MN, 2 * H};
+    for (int i = 0; i < 2; i++) {
+        char a[16], b[16], id[4][16];
+        snprintf(a, sizeof a, "a%d", i);
+        snprintf(b, sizeof b, "b%d", i);
+        for (int k = 0; k < 4; k++)
+            snprintf(id[k], sizeof id[k], "e%d-%d", i, k);
+        int64_t now = T0 + 3 * H; /* both arrive after the fact: no timer pass in between */
+        send_at(fx_qualified(id[0], a, SQL, T0), now);
+        send_at(fx_contacted(id[1], a, T0 + stops[i]), now);
+        send_at(fx_contacted(id[2], b, T0 + stops[i]), now);
+        send_at(fx_qualified(id[3], b, SQL, T0), now);
+        expect_same_met(a, b, i == 0, i == 0 ? 0 : H);
+        expect_same_rows(a, b);
+    }
+    seen_out = n_out;
+    tick(T0 + 100 * H);
+    no_more_out(); /* no warning or escalation ever, for either order */
+    cr_assert_eq(funnel_router_next_deadline(router), INT64_MAX);
+}
+
+Test(sla, held_stop_from_before_the_start_does_not_meet_it)
+{
+    send(fx_contacted("c0", "L1", T0 - 10 * MN));
+    send(fx_qualified("q1", "L1", SQL, T0));
+    no_more_out();
+    tick(T0 + 45 * MN);
+    cr_assert_eq(next_out("sla.warning")->sla_warning->sla->due_at_ms, T0 + H);
+    /* Arriving after the start changes nothing either: it is not this instance's. */
+    send(fx_contacted("c1", "L1", T0 - 5 * MN));
+    no_more_out();
+    send(fx_contacted("c2", "L1", T0 + 50 * MN));
+    cr_assert_str_eq(next_out("sla.met")->sla_met->stop_event_id, "c2");
+}
+
+Test(sla, pause_resume_and_reset_before_start)
+{
+    int64_t now = T0 + 10 * MN; /* everything below arrives before any of it is due */
+    /* Paused from 20m to 3h: 40 minutes left at 3h, due 3h40m; stop at 3h30m is on time. */
+    send_at(fx_qualified("a-q", "a", SQL, T0), now);
+    send_at(fx_closed("a-p", "a", FUNNEL__V1__OUTCOME__LOST, T0 + 20 * MN), now);
+    send_at(fx_qualified("a-r", "a", MQL, T0 + 3 * H), now);
+    send_at(fx_contacted("a-c", "a", T0 + 3 * H + 30 * MN), now);
+    send_at(fx_contacted("b-c", "b", T0 + 3 * H + 30 * MN), now);
+    send_at(fx_qualified("b-r", "b", MQL, T0 + 3 * H), now);
+    send_at(fx_closed("b-p", "b", FUNNEL__V1__OUTCOME__LOST, T0 + 20 * MN), now);
+    send_at(fx_qualified("b-q", "b", SQL, T0), now);
+    expect_same_met("a", "b", true, 0);
+    cr_assert_eq(met_of("b")->sla_met->sla->due_at_ms, T0 + 3 * H + 40 * MN);
+    expect_same_rows("a", "b");
+    seen_out = n_out;
+    /* A reset held for the start restarts its clock: due 1h after the touch. */
+    send_at(fx_touched("c-t", "c", T0 + H + 10 * MN), now);
+    send_at(fx_qualified("c-q", "c", SQL, T0), now);
+    tick(T0 + 2 * H + 10 * MN);
+    funnel_envelope_t *w = next_out("sla.warning");
+    cr_assert_str_eq(w->sla_warning->sla->key, "c");
+    cr_assert_eq(w->sla_warning->sla->started_at_ms, T0 + H + 10 * MN);
+    cr_assert_eq(w->occurred_at_ms, T0 + H + 55 * MN);
+    expect_escalation(T0 + 2 * H + 10 * MN, 1, "team-lead", 0);
+    no_more_out();
+}
+
+Test(sla, start_arriving_late_fires_overdue_steps_with_their_times)
+{
+    send_at(fx_qualified("q1", "L1", SQL, T0), T0 + 10 * H);
+    no_more_out();
+    cr_assert_eq(funnel_router_next_deadline(router), T0 + 45 * MN);
+    tick(T0 + 10 * H);
+    expect_every_step_of_t0();
+}
+
+Test(sla, held_events_are_idempotent_and_survive_rollback)
+{
+    /* A batch that held an event and was rolled back holds nothing; run again, it holds once. */
+    funnel_envelope_t *env = fx_contacted("c1", "L1", T0 + 30 * MN);
+    size_t len;
+    uint8_t *raw = fx_pack(env, &len);
+    cr_assert_eq(funnel_store_begin(store), 0);
+    cr_assert_eq(funnel_router_apply(router, env, "lead.contacted", raw, len, T0 + H), 0);
+    funnel_store_rollback(store);
+    funnel_router_rolled_back(router);
+    char rows[512];
+    rows_of("L", rows, sizeof rows);
+    cr_assert_str_eq(rows, "held 0\n");
+    send_at(env, T0 + H);
+    /* A duplicate is refused by the router; the same stop again changes nothing. */
+    env = fx_contacted("c1", "L1", T0 + 30 * MN);
+    raw = (free(raw), fx_pack(env, &len));
+    cr_assert_eq(funnel_store_begin(store), 0);
+    cr_assert_eq(funnel_router_apply(router, env, "lead.contacted", raw, len, T0 + H), FUNNEL_EDUP);
+    cr_assert_eq(funnel_store_commit(store), 0);
+    free(raw);
+    funnel_envelope_free(&env);
+    rows_of("L", rows, sizeof rows);
+    cr_assert_str_eq(rows, "held 1\n");
+    send_at(fx_qualified("q1", "L1", SQL, T0), T0 + H);
+    cr_assert(next_out("sla.met")->sla_met->on_time);
+    no_more_out();
+    rows_of("L", rows, sizeof rows);
+    cr_assert(strstr(rows, "held 0\n"), "%s", rows);
+    cr_assert_eq(funnel_sla_timers(sla), 0, "a start met at once arms no timer");
+}
+
+Test(sla, held_events_expire_after_the_retention)
+{
+    send_at(fx_contacted("c1", "L1", T0), T0);
+    /* A later hold, past the retention, drops it: the start then opens an instance. */
+    send_at(fx_contacted("c2", "L2", T0 + FUNNEL_SLA_HOLD_MS + H), T0 + FUNNEL_SLA_HOLD_MS + H);
+    send_at(fx_qualified("q1", "L1", SQL, T0 - MN), T0 + FUNNEL_SLA_HOLD_MS + H);
+    no_more_out();
+    char rows[512];
+    rows_of("L1", rows, sizeof rows);
+    cr_assert(strstr(rows, " open ") && strstr(rows, "held 0\n"), "%s", rows);
+}
+
+/* One key's events in event-time order: a stop from before the start (never this instance's),
+ * the start, a pause, a resume, sometimes a reset, sometimes the stop. */
+#define PROP_KEYS   4
+#define PROP_EVENTS 6
+typedef struct prop_ev {
+    int key, kind; /* kind: 0 early stop, 1 start, 2 pause, 3 resume, 4 reset, 5 stop */
+    int64_t at;
+} prop_ev_t;
+
+static uint32_t prop_rand(uint32_t *state)
+{
+    *state = *state * 1664525u + 1013904223u; /* a local LCG: a seed replays exactly */
+    return *state >> 8;
+}
+
+static size_t prop_stream(uint32_t *rnd, prop_ev_t *ev)
+{
+    size_t n = 0;
+    for (int k = 0; k < PROP_KEYS; k++) {
+        int64_t s = T0 + k * 7 * MN, at = s;
+        ev[n++] = (prop_ev_t){k, 0, s - 5 * MN};
+        ev[n++] = (prop_ev_t){k, 1, s};
+        for (int kind = 2; kind <= 5; kind++) {
+            at += (5 + (int64_t)(prop_rand(rnd) % 120)) * MN;
+            if (kind < 4 || prop_rand(rnd) % 3)
+                ev[n++] = (prop_ev_t){k, kind, at};
+        }
+    }
+    return n;
+}
+
+static void prop_send(const char *prefix, const prop_ev_t *e, int i)
+{
+    char id[32], key[32];
+    snprintf(id, sizeof id, "%s-%d", prefix, i);
+    snprintf(key, sizeof key, "%s%d", prefix, e->key);
+    funnel_envelope_t *env = e->kind == 1   ? fx_qualified(id, key, SQL, e->at)
+                             : e->kind == 2 ? fx_closed(id, key, FUNNEL__V1__OUTCOME__LOST, e->at)
+                             : e->kind == 3 ? fx_qualified(id, key, MQL, e->at)
+                             : e->kind == 4 ? fx_touched(id, key, e->at)
+                                            : fx_contacted(id, key, e->at);
+    send_at(env, T0 + 24 * H); /* one arrival time for all: no timer pass between events */
+}
+
+Test(sla, any_arrival_order_ends_in_the_same_instances)
+{
+    for (uint32_t seed = 1; seed <= 12; seed++) {
+        prop_ev_t ev[PROP_KEYS * PROP_EVENTS];
+        uint32_t rnd = seed;
+        size_t n = prop_stream(&rnd, ev);
+        char in_order[16], shuffled[16];
+        snprintf(in_order, sizeof in_order, "o%u-", seed);
+        snprintf(shuffled, sizeof shuffled, "s%u-", seed);
+        for (size_t i = 0; i < n; i++)
+            prop_send(in_order, &ev[i], (int)i);
+        /* Per key, a random part of its events (those that occurred first) arrives before its
+         * start in any order (Fisher-Yates), the rest after it in event-time order: the engine
+         * reconciles events that arrive before their start, not a live instance's events among
+         * themselves. Keys interleave at random. */
+        prop_ev_t per[PROP_KEYS][PROP_EVENTS], starts[PROP_KEYS], arr[PROP_KEYS * PROP_EVENTS];
+        size_t len[PROP_KEYS] = {0}, next[PROP_KEYS] = {0};
+        for (size_t i = 0; i < n; i++)
+            if (ev[i].kind == 1)
+                starts[ev[i].key] = ev[i];
+            else
+                per[ev[i].key][len[ev[i].key]++] = ev[i];
+        for (int k = 0; k < PROP_KEYS; k++) {
+            size_t cut = prop_rand(&rnd) % (len[k] + 1);
+            for (size_t i = cut; i-- > 1;) {
+                size_t j = prop_rand(&rnd) % (i + 1);
+                prop_ev_t t = per[k][i];
+                per[k][i] = per[k][j];
+                per[k][j] = t;
+            }
+            memmove(&per[k][cut + 1], &per[k][cut], (len[k] - cut) * sizeof per[k][0]);
+            per[k][cut] = starts[k];
+            len[k]++;
+        }
+        for (size_t i = 0; i < n;) {
+            int k = (int)(prop_rand(&rnd) % PROP_KEYS);
+            if (next[k] < len[k])
+                arr[i++] = per[k][next[k]++];
+        }
+        for (size_t i = 0; i < n; i++)
+            prop_send(shuffled, &arr[i], (int)i);
+        expect_same_rows(in_order, shuffled);
     }
 }
 

@@ -5,7 +5,9 @@
  * sla_instance; an in-memory min-heap holds the next fire time of each open one and is rebuilt
  * from the rows at start and after a rollback. Deadlines are event times: a stop that occurred
  * before the due time is on time whenever it arrives; warnings and levels that came due while
- * funneld was down fire at once, carrying their original times. Outputs (sla.warning,
+ * funneld was down fire at once, carrying their original times. A stop, reset, pause or resume
+ * that arrives before the start of its instance is held and applied when the start arrives, so
+ * the instance ends as if the events had come in event-time order. Outputs (sla.warning,
  * sla.escalation, sla.met, sla.quota_missed) go through the router's outbox, so they are
  * published only after COMMIT. The engine never reads the clock: now_ms comes from the caller.
  *
@@ -25,6 +27,12 @@
 
 /* Due work handled per on_timer transaction at most; the rest runs in the next one, at once. */
 #define FUNNEL_SLA_TIMER_BATCH 5000
+
+/* How long (event time before the arrival time) a stop, reset, pause or resume that found no
+ * instance is kept for the start it may belong to. Such events are applied, in event-time order,
+ * to the instance their start opens when it occurred at or before them; older ones are dropped
+ * (sla.c, hold()). */
+#define FUNNEL_SLA_HOLD_MS (30LL * 24 * 3600 * 1000)
 
 typedef struct funnel_sla funnel_sla_t;
 
