@@ -44,9 +44,22 @@ typedef struct receiver {
 
 static fx_tmpdir_t tmp;
 static fx_daemon_t fd;
-static receiver_t rx;
+static receiver_t rx;       /* every channel's receiver ... */
+static receiver_t slack_rx; /* ... but the Slack one's when this one is started */
 static pid_t alert_pid;
-static char conf[300], cursor[300], dead[300], ready[300];
+static char conf[300], cursor[300], dead[300], ready[300], daemon_conf[300];
+
+/* funneld's SLA policy, on the 24x7 calendar in real time: the warning at half the 1 s target,
+ * level 1 at the due time for the team lead, level 2 a second later for the head of sales. */
+static const char sla_policy[] =
+    "sla = {\n"
+    "  policies = ( {\n"
+    "    name = \"first-contact\"; start = \"lead.qualified stage=SQL\"; key = \"lead_id\";\n"
+    "    stop = [\"lead.contacted\"]; target = \"1s\"; calendar = \"24x7\"; warning = \"50%\";\n"
+    "    escalation = ( { after = \"0\"; notify = \"team-lead\"; },\n"
+    "                   { after = \"1s\"; notify = \"head-of-sales\"; } );\n"
+    "  } );\n"
+    "};\n";
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version, const char *upload,
@@ -109,14 +122,14 @@ static size_t delivered(receiver_t *r)
     return n;
 }
 
-static bool wait_for(size_t (*what)(receiver_t *), size_t want, int timeout_ms)
+static bool wait_for(receiver_t *r, size_t (*what)(receiver_t *), size_t want, int timeout_ms)
 {
     for (int waited = 0; waited < timeout_ms; waited += 20) {
-        if (what(&rx) >= want)
+        if (what(r) >= want)
             return true;
         usleep(20000);
     }
-    return what(&rx) >= want;
+    return what(r) >= want;
 }
 
 static size_t attempts(receiver_t *r)
@@ -148,10 +161,12 @@ static void write_config(int max_attempts, const char *prefixes, const char *ext
             "routes = (\n"
             "  { target = \"anna\"; channel = \"tg\"; chat_id = \"42\"; },\n"
             "  { target = \"bob\"; channel = \"hook\"; },\n"
+            "  { target = \"team-lead\"; channel = \"hook\"; },\n"
+            "  { target = \"head-of-sales\"; channel = \"sales\"; },\n"
             "  { target = \"*\"; channel = \"sales\"; }\n"
             ");\n%s",
-            fd.publish, fd.replay, cursor, dead, prefixes, max_attempts, rx.port, rx.port, rx.port,
-            extra);
+            fd.publish, fd.replay, cursor, dead, prefixes, max_attempts,
+            slack_rx.httpd ? slack_rx.port : rx.port, rx.port, rx.port, extra);
     fclose(f);
 }
 
@@ -196,21 +211,35 @@ static int alert_stop(void)
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
+/* funneld with the SLA policy; a restart reuses the ports. */
+static void daemon_start(void)
+{
+    const char *args[] = {"--config", daemon_conf, NULL};
+    fx_daemon_start(&fd, tmp.path, args);
+}
+
 static void setup(void)
 {
     fx_tmpdir_make(&tmp);
     memset(&fd, 0, sizeof fd);
-    fx_daemon_start(&fd, tmp.path, NULL);
+    fx_file_write(tmp.path, "funneld.conf", sla_policy, daemon_conf, sizeof daemon_conf);
+    daemon_start();
+}
+
+static void receiver_stop(receiver_t *r)
+{
+    if (r->httpd) {
+        MHD_stop_daemon(r->httpd);
+        pthread_mutex_destroy(&r->lock);
+        r->httpd = NULL;
+    }
 }
 
 static void teardown(void)
 {
     alert_stop();
-    if (rx.httpd) {
-        MHD_stop_daemon(rx.httpd);
-        pthread_mutex_destroy(&rx.lock);
-        rx.httpd = NULL;
-    }
+    receiver_stop(&rx);
+    receiver_stop(&slack_rx);
     int status = fx_daemon_stop(&fd);
     if (status > 0)
         fprintf(stderr, "FUNNEL TEST ERROR: funneld exited with status %d\n", status);
@@ -296,36 +325,75 @@ static char *scrape_at_cursor(int port, unsigned long long seq)
     return body;
 }
 
-Test(alert, text_says_what_is_late_by_how_much_whose_and_which_level)
+/* The text and target of the envelope JSON env at now_ms are want_text and want_target. */
+static void assert_text(const char *topic, const char *env_json, int64_t now_ms,
+                        const char *want_text, const char *want_target)
 {
-    json_t *env = json_loads("{\"eventId\":\"sla-9\",\"occurredAtMs\":\"1000000\","
-                             "\"slaEscalation\":{\"sla\":{\"slaId\":\"9\",\"policy\":"
-                             "\"first-contact\",\"key\":\"L-7\",\"dueAtMs\":\"1000000\","
-                             "\"owner\":\"anna\"},\"level\":2,\"notify\":\"sales-lead\"}}",
-                             0, NULL);
+    json_t *env = json_loads(env_json, 0, NULL);
     char text[256], target[64];
-    cr_assert_eq(funnel_alert_text("sla.escalation", env, 1000000 + 2 * 3600000 + 5 * 60000, text,
-                                   sizeof text, target, sizeof target),
+    cr_assert_not_null(env, "%s", env_json);
+    cr_assert_eq(funnel_alert_text(topic, env, now_ms, text, sizeof text, target, sizeof target),
                  0);
-    cr_assert_str_eq(text, "[sla.escalation] first-contact: L-7 late by 2h 5m, owner anna, "
-                           "level 2");
-    cr_assert_str_eq(target, "sales-lead", "notify wins over the owner");
     json_decref(env);
-    env = json_loads("{\"eventId\":\"e\",\"leadContacted\":{\"leadId\":\"L-1\",\"rep\":\"bob\"}}",
-                     0, NULL);
-    cr_assert_eq(
-        funnel_alert_text("lead.contacted", env, 0, text, sizeof text, target, sizeof target), 0);
-    cr_assert_str_eq(text, "[lead.contacted] leadId=L-1 rep=bob");
-    cr_assert_str_eq(target, "bob");
-    json_decref(env);
+    cr_assert_str_eq(text, want_text);
+    cr_assert_str_eq(target, want_target);
 }
 
-static bool has_hit(const char *path, const char *needle, unsigned long long seq)
+#define SLA_REF                                                                                    \
+    "{\"slaId\":\"9\",\"policy\":\"first-contact\",\"key\":\"L-7\",\"dueAtMs\":\"1000000\","       \
+    "\"owner\":\"anna\"}"
+
+Test(alert, text_says_what_is_late_by_how_much_whose_and_which_level)
+{
+    /* notify wins over the owner */
+    assert_text(
+        "sla.escalation",
+        "{\"eventId\":\"sla-9\",\"occurredAtMs\":\"1000000\",\"slaEscalation\":{\"sla\":" SLA_REF
+        ",\"level\":2,\"notify\":\"sales-lead\"}}",
+        1000000 + 2 * 3600000 + 5 * 60000,
+        "[sla.escalation] first-contact: L-7 late by 2h 5m, owner anna, level 2", "sales-lead");
+    assert_text("sla.escalation",
+                "{\"slaEscalation\":{\"sla\":" SLA_REF
+                ",\"level\":3,\"notify\":\"x\",\"repeat\":2}}",
+                1000400,
+                "[sla.escalation] first-contact: L-7 late by 400ms, owner anna, level 3, "
+                "repeat 2",
+                "x");
+    assert_text("sla.warning", "{\"slaWarning\":{\"sla\":" SLA_REF "}}", 1000000 - 90000,
+                "[sla.warning] first-contact: L-7 due in 1m 30s, owner anna", "anna");
+    /* How it ended (business time), not how long before its delivery the due time was. */
+    assert_text("sla.met", "{\"slaMet\":{\"sla\":" SLA_REF ",\"lateMs\":\"90000\"}}",
+                1000000 + 86400000, "[sla.met] first-contact: L-7 met late by 1m 30s, owner anna",
+                "anna");
+    assert_text("sla.met", "{\"slaMet\":{\"sla\":" SLA_REF ",\"onTime\":true}}", 1000000 + 5000,
+                "[sla.met] first-contact: L-7 met on time, owner anna", "anna");
+    assert_text("lead.contacted",
+                "{\"eventId\":\"e\",\"leadContacted\":{\"leadId\":\"L-1\",\"rep\":\"bob\"}}", 0,
+                "[lead.contacted] leadId=L-1 rep=bob", "bob");
+}
+
+static bool has_hit(const receiver_t *r, const char *path, const char *needle,
+                    unsigned long long seq)
 {
     bool found = false;
-    for (size_t i = 0; i < rx.n_hits && !found; i++)
-        found = rx.hits[i].status == 200 && !strcmp(rx.hits[i].path, path) &&
-                strstr(rx.hits[i].body, needle) && rx.hits[i].seq == seq;
+    for (size_t i = 0; i < r->n_hits && !found; i++)
+        found = r->hits[i].status == 200 && !strcmp(r->hits[i].path, path) &&
+                strstr(r->hits[i].body, needle) && r->hits[i].seq == seq;
+    return found;
+}
+
+/* The one successful delivery to r's path whose body has needle (asserts there is exactly
+ * one). */
+static const hit_t *only_hit(const receiver_t *r, const char *path, const char *needle)
+{
+    const hit_t *found = NULL;
+    size_t n = 0;
+    for (size_t i = 0; i < r->n_hits; i++) {
+        const hit_t *h = &r->hits[i];
+        if (h->status == 200 && !strcmp(h->path, path) && strstr(h->body, needle))
+            found = h, n++;
+    }
+    cr_assert_eq(n, 1, "%zu deliveries to %s with %s", n, path, needle);
     return found;
 }
 
@@ -344,7 +412,7 @@ Test(alert, every_message_delivered_once_through_failures_and_restarts)
     write_config(10, "\"lead.\"", "");
     publish_leads();
     alert_start();
-    cr_assert(wait_for(delivered, 3, 20000), "only %zu delivered", delivered(&rx));
+    cr_assert(wait_for(&rx, delivered, 3, 20000), "only %zu delivered", delivered(&rx));
     cr_assert_eq(alert_stop(), 0);
     uint64_t cur;
     cr_assert_eq(funnel_cursor_load(cursor, &cur), 0);
@@ -352,14 +420,14 @@ Test(alert, every_message_delivered_once_through_failures_and_restarts)
 
     /* funneld restarts and more arrives while the adapter is down; then it fails again. */
     cr_assert_eq(fx_daemon_stop(&fd), 0);
-    fx_daemon_start(&fd, tmp.path, NULL);
+    daemon_start();
     publish("lead.created", "{\"leadId\":\"L-3\",\"owner\":\"anna\"}");
     publish("lead.closed", "{\"leadId\":\"L-2\",\"outcome\":\"WON\"}");
     pthread_mutex_lock(&rx.lock);
     rx.fail_left = 2;
     pthread_mutex_unlock(&rx.lock);
     alert_start();
-    cr_assert(wait_for(delivered, 5, 20000), "only %zu delivered", delivered(&rx));
+    cr_assert(wait_for(&rx, delivered, 5, 20000), "only %zu delivered", delivered(&rx));
     usleep(300000); /* anything sent twice would arrive now */
     cr_assert_eq(alert_stop(), 0);
 
@@ -371,12 +439,12 @@ Test(alert, every_message_delivered_once_through_failures_and_restarts)
     for (int s = 1; s <= 5; s++)
         cr_assert_eq(per_seq[s], 1, "seq %d delivered %zu times", s, per_seq[s]);
     cr_assert_eq(rx.n_hits, 5 + 3 + 2, "5 deliveries and 5 failures");
-    cr_assert(has_hit("/bot123:ABC/sendMessage", "\"chat_id\":\"42\"", 1));
-    cr_assert(has_hit("/bot123:ABC/sendMessage", "leadId=L-3", 4));
-    cr_assert(has_hit("/hook", "\"target\":\"bob\"", 2));
-    cr_assert(has_hit("/hook", "\"leadContacted\":{", 2));
-    cr_assert(has_hit("/slack", "{\"text\":\"[lead.created] leadId=L-2 owner=carl", 3));
-    cr_assert(has_hit("/slack", "outcome=WON", 5), "no target: the default route");
+    cr_assert(has_hit(&rx, "/bot123:ABC/sendMessage", "\"chat_id\":\"42\"", 1));
+    cr_assert(has_hit(&rx, "/bot123:ABC/sendMessage", "leadId=L-3", 4));
+    cr_assert(has_hit(&rx, "/hook", "\"target\":\"bob\"", 2));
+    cr_assert(has_hit(&rx, "/hook", "\"leadContacted\":{", 2));
+    cr_assert(has_hit(&rx, "/slack", "{\"text\":\"[lead.created] leadId=L-2 owner=carl", 3));
+    cr_assert(has_hit(&rx, "/slack", "outcome=WON", 5), "no target: the default route");
     pthread_mutex_unlock(&rx.lock);
     cr_assert_eq(funnel_cursor_load(cursor, &cur), 0);
     cr_assert_eq(cur, 5);
@@ -393,7 +461,7 @@ Test(alert, dead_letter_after_max_attempts_then_the_cursor_moves_on)
     char text[128];
     ready_wait(text, sizeof text);
     cr_assert(!strncmp(text, "pid=", 4) && !strstr(text, "metrics="), "metrics are off: %s", text);
-    cr_assert(wait_for(delivered, 1, 20000));
+    cr_assert(wait_for(&rx, delivered, 1, 20000));
     cr_assert_eq(alert_stop(), 0);
     cr_assert_eq(attempts(&rx), 4, "3 failed attempts for seq 1, then seq 2 delivered");
     FILE *f = fopen(dead, "r");
@@ -479,4 +547,64 @@ Test(alert, metrics_count_a_known_stream_exactly)
               "%s", samples);
     free(samples);
     cr_assert_eq(alert_stop(), 0);
+}
+
+/* Issue 6's promise with funneld's real sla.* output: a lead qualified as SQL is not contacted
+ * within its 1 s target; the owner is warned, the team lead gets level 1 on a JSON webhook and
+ * the head of sales level 2 on Slack (whose receiver fails twice first), each once and saying
+ * what is late, by how much, whose it is and which level. Restarting both funnel-alert and
+ * funneld then resends none of it, and the stop that arrived meanwhile still gets through. */
+Test(alert, real_sla_escalations_reach_each_target_once_across_restarts)
+{
+    static const char tg[] = "/bot123:ABC/sendMessage"; /* anna's route */
+    receiver_start(&rx, 0);
+    receiver_start(&slack_rx, 2);
+    write_config(10, "\"sla.\"", "");
+    alert_start();
+    publish("lead.qualified", "{\"leadId\":\"L-7\",\"stage\":\"SQL\",\"owner\":\"anna\"}");
+    /* The warning at +0.5 s and level 1 at +1 s to rx, level 2 at +2 s to Slack, in order. */
+    cr_assert(wait_for(&slack_rx, delivered, 1, 20000), "level 2 not delivered");
+    cr_assert_eq(delivered(&rx), 2, "the warning and level 1 came before level 2");
+    cr_assert_eq(alert_stop(), 0);
+    cr_assert_eq(attempts(&slack_rx), 3, "two failures, then level 2 delivered");
+
+    cr_assert_eq(fx_daemon_stop(&fd), 0);
+    daemon_start();
+    publish("lead.contacted", "{\"leadId\":\"L-7\",\"rep\":\"bob\"}"); /* the adapter is down */
+    alert_start();
+    cr_assert(wait_for(&rx, delivered, 3, 20000), "sla.met not delivered after the restarts");
+    cr_assert_eq(alert_stop(), 0);
+    /* Delivery is in sequence order: anything resent would have come before sla.met. */
+    cr_assert_eq(attempts(&rx), 3, "the warning, level 1 and sla.met, nothing twice");
+    cr_assert_eq(attempts(&slack_rx), 3, "level 2 not resent");
+
+    pthread_mutex_lock(&rx.lock);
+    /* Times in the texts are measured at delivery, so only their shape is checked: a loaded
+     * machine may deliver later than the due time. */
+    const hit_t *w = only_hit(&rx, tg, "\"[sla.warning] first-contact: L-7 ");
+    cr_assert(strstr(w->body, ", owner anna\"") && strstr(w->body, "\"chat_id\":\"42\""), "%s",
+              w->body);
+    const hit_t *l1 = only_hit(&rx, "/hook", "\"[sla.escalation] first-contact: L-7 late by ");
+    cr_assert(strstr(l1->body, ", owner anna, level 1\"") &&
+                  strstr(l1->body, "\"target\":\"team-lead\"") &&
+                  strstr(l1->body, "\"topic\":\"sla.escalation\"") &&
+                  strstr(l1->body, "\"notify\":\"team-lead\""),
+              "%s", l1->body);
+    const hit_t *met = only_hit(&rx, tg, "\"[sla.met] first-contact: L-7 met late by ");
+    cr_assert(strstr(met->body, ", owner anna\""), "%s", met->body);
+    unsigned long long w_seq = w->seq, l1_seq = l1->seq, met_seq = met->seq;
+    pthread_mutex_unlock(&rx.lock);
+    pthread_mutex_lock(&slack_rx.lock);
+    const hit_t *l2 =
+        only_hit(&slack_rx, "/slack", "{\"text\":\"[sla.escalation] first-contact: L-7 late by ");
+    cr_assert(strstr(l2->body, ", owner anna, level 2\"}"), "%s", l2->body);
+    unsigned long long l2_seq = l2->seq;
+    pthread_mutex_unlock(&slack_rx.lock);
+
+    cr_assert(w_seq < l1_seq && l1_seq < l2_seq && l2_seq < met_seq, "%llu %llu %llu %llu", w_seq,
+              l1_seq, l2_seq, met_seq);
+    uint64_t cur;
+    cr_assert_eq(funnel_cursor_load(cursor, &cur), 0);
+    cr_assert_eq(cur, met_seq);
+    cr_assert_neq(access(dead, F_OK), 0, "nothing dead-lettered");
 }

@@ -55,7 +55,7 @@ static bool stop_wait(alert_t *a, int64_t ms)
 
 /* ---- text ------------------------------------------------------------------------------- */
 
-/* "3d 4h", "2h 5m", "5m 3s", "12s". */
+/* "3d 4h", "2h 5m", "5m 3s", "12s", "400ms". */
 static void duration_text(int64_t ms, char *out, size_t len)
 {
     int64_t s = ms / 1000, d = s / 86400, h = s % 86400 / 3600, m = s % 3600 / 60;
@@ -65,8 +65,10 @@ static void duration_text(int64_t ms, char *out, size_t len)
         snprintf(out, len, "%lldh %lldm", (long long)h, (long long)m);
     else if (m)
         snprintf(out, len, "%lldm %llds", (long long)m, (long long)(s % 60));
-    else
+    else if (s)
         snprintf(out, len, "%llds", (long long)s);
+    else
+        snprintf(out, len, "%lldms", (long long)ms);
 }
 
 /* A proto3 JSON int64 (a decimal string) or integer member. */
@@ -84,20 +86,30 @@ static const char *str_or(const json_t *o, const char *key, const char *dflt)
     return s && *s ? s : dflt;
 }
 
-/* An SLA message: what is late (or due), by how much, whose it is, which level. */
+/* An SLA message: what is late (or due), by how much, whose it is, which level. A warning or
+ * an escalation is late (or due) as of now_ms; sla.met tells how it ended, in business time
+ * (late_ms), however late it is delivered. */
 static void sla_text(const char *topic, const json_t *body, const json_t *sla, int64_t now_ms,
                      char *text, size_t len)
 {
-    char dur[32];
-    int64_t late = now_ms - int64_at(sla, "dueAtMs");
-    duration_text(late >= 0 ? late : -late, dur, sizeof dur);
-    int64_t level = int64_at(body, "level");
-    char lvl[32] = "";
-    if (level)
-        snprintf(lvl, sizeof lvl, ", level %lld", (long long)level);
-    snprintf(text, len, "[%s] %s: %s %s %s, owner %s%s", topic, str_or(sla, "policy", "SLA"),
-             str_or(sla, "key", "?"), late >= 0 ? "late by" : "due in", dur,
-             str_or(sla, "owner", "unassigned"), lvl);
+    char dur[32], state[48], lvl[48] = "";
+    if (!strcmp(topic, "sla.met")) {
+        duration_text(int64_at(body, "lateMs"), dur, sizeof dur);
+        if (json_is_true(json_object_get(body, "onTime")))
+            snprintf(state, sizeof state, "met on time");
+        else
+            snprintf(state, sizeof state, "met late by %s", dur);
+    } else {
+        int64_t late = now_ms - int64_at(sla, "dueAtMs");
+        duration_text(late >= 0 ? late : -late, dur, sizeof dur);
+        snprintf(state, sizeof state, "%s %s", late >= 0 ? "late by" : "due in", dur);
+    }
+    int64_t level = int64_at(body, "level"), repeat = int64_at(body, "repeat");
+    int at = level ? snprintf(lvl, sizeof lvl, ", level %lld", (long long)level) : 0;
+    if (repeat)
+        snprintf(lvl + at, sizeof lvl - (size_t)at, ", repeat %lld", (long long)repeat);
+    snprintf(text, len, "[%s] %s: %s %s, owner %s%s", topic, str_or(sla, "policy", "SLA"),
+             str_or(sla, "key", "?"), state, str_or(sla, "owner", "unassigned"), lvl);
 }
 
 /* Any other message: its scalar body fields, as far as they fit. */
