@@ -6,6 +6,7 @@
 #include "funnel/store.h"
 #include "funnel/error.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -301,11 +302,22 @@ static int configure(sqlite3 *db, bool read_only, funnel_store_sync_t sync, char
     return 0;
 }
 
+/* Process-wide SQLite settings, before its first use. Nothing here reads SQLite's memory
+ * statistics, and keeping them costs a global mutex around every allocation, which SQLite builds
+ * without lookaside memory (Debian's) make several times per statement. If SQLite is already
+ * initialised the call is refused and changes nothing. */
+static void sqlite_setup(void)
+{
+    sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+}
+
 int funnel_store_open(const char *path, bool read_only, funnel_store_sync_t sync,
                       funnel_store_t **out, char *err, size_t err_len)
 {
+    static pthread_once_t sqlite_once = PTHREAD_ONCE_INIT;
     int rc = FUNNEL_ESTORE;
     *out = NULL;
+    pthread_once(&sqlite_once, sqlite_setup);
     funnel_store_t *s = calloc(1, sizeof *s);
     if (!s) {
         snprintf(err, err_len, "out of memory");

@@ -1,9 +1,10 @@
 /* bus.h — ZeroMQ sockets inside the libuv loop.
  *
  * A funnel_zsock_t owns one ZeroMQ socket and the uv handles that watch it. ZMQ_FD is
- * edge-triggered, so the socket is drained until ZMQ_EVENTS shows no POLLIN, at most `budget`
- * messages per pass (an idle handle continues the next pass so other sockets get their turn),
- * and drained again after every send and once right after start. Loop thread only.
+ * edge-triggered, so the socket is drained until a non-blocking receive finds nothing (which,
+ * like ZMQ_EVENTS without POLLIN, means libzmq has processed its pending commands), at most
+ * `budget` messages per pass (an idle handle continues the next pass so other sockets get their
+ * turn), and drained again after every send and once right after start. Loop thread only.
  * Callbacks must not destroy the socket they are called for. */
 #ifndef FUNNEL_BUS_H
 #define FUNNEL_BUS_H
