@@ -54,6 +54,8 @@ static const opt_t options[] = {
      "normal (survives crashes) or full (also survives power loss, slower)"},
     {"metrics", OPT_STRING, F(metrics), "off", 0, 0, false,
      "address:port of the Prometheus endpoint (/metrics, /healthz), or off"},
+    {"engines", OPT_STRING, F(engines), "ledger,attribution,sla", 0, 0, false,
+     "comma-separated engines to run (ledger, attribution, sla), or none"},
 };
 #define N_OPTIONS (sizeof options / sizeof options[0])
 

@@ -144,6 +144,8 @@ int main(int argc, char **argv)
         rc = funnel_config_set(&cfg, overrides[i], eq + 1, err, sizeof err);
         *eq = '=';
     }
+    if (!rc)
+        rc = funnel_server_config_check(&cfg, err, sizeof err);
     if (rc) {
         fprintf(stderr, "funneld: %s\n", err);
         funnel_config_clear(&cfg);

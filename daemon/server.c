@@ -73,7 +73,8 @@ struct funnel_server {
     char bound[4][256]; /* resolved ingest, submit, publish, replay endpoints */
     funnel_store_t *store;
     funnel_router_t *router;
-    void *engines[FUNNEL_ROUTER_MAX_ENGINES]; /* engine_defs[i]'s instance, for destroy */
+    void *engines[FUNNEL_ROUTER_MAX_ENGINES]; /* running engines, in router order */
+    const struct engine_def *engine_defs[FUNNEL_ROUTER_MAX_ENGINES]; /* their definitions */
     size_t n_engines;
     item_t *batch;
     size_t n_batch, cap_batch;
@@ -806,9 +807,59 @@ static const engine_def_t engine_defs[] = {
     {NULL, NULL, NULL}, /* sentinel */
 };
 
+/* True when name is an element of the comma-separated list. */
+static bool list_has(const char *list, const char *name)
+{
+    size_t n = strlen(name);
+    for (const char *p = list;; p++) {
+        size_t len = strcspn(p, ",");
+        if (len == n && strncmp(p, name, n) == 0)
+            return true;
+        p += len;
+        if (!*p)
+            return false;
+    }
+}
+
+static const engine_def_t *engine_def_find(const char *name, size_t len)
+{
+    for (const engine_def_t *def = engine_defs; def->name; def++)
+        if (strlen(def->name) == len && strncmp(def->name, name, len) == 0)
+            return def;
+    return NULL;
+}
+
+/* Every name in the `engines` option must be a known engine: a typo must not silently turn
+ * the commission ledger off. */
+int funnel_server_config_check(const funnel_config_t *cfg, char *err, size_t err_len)
+{
+    const char *list = cfg->engines;
+    if (strcmp(list, "none") == 0)
+        return 0;
+    for (const char *p = list;; p += strcspn(p, ",") + 1) {
+        size_t len = strcspn(p, ",");
+        if (!engine_def_find(p, len)) {
+            snprintf(err, err_len,
+                     "engines: unknown engine '%.*s' (known: ledger, attribution, sla; or none)",
+                     (int)len, p);
+            return FUNNEL_ECONFIG;
+        }
+        if (!p[len])
+            return 0;
+    }
+}
+
 static int engines_start(funnel_server_t *srv)
 {
+    char err[256];
+    int rc = funnel_server_config_check(&srv->cfg, err, sizeof err);
+    if (rc) {
+        funnel_log_error(srv->log, "%s", err);
+        return rc;
+    }
     for (const engine_def_t *def = engine_defs; def->name; def++) {
+        if (!list_has(srv->cfg.engines, def->name))
+            continue;
         funnel_engine_t engine;
         int rc = def->create(srv->store, &srv->cfg, srv->log, &engine);
         if (rc) {
@@ -816,9 +867,11 @@ static int engines_start(funnel_server_t *srv)
                              funnel_strerror(rc));
             return rc;
         }
+        srv->engine_defs[srv->n_engines] = def;
         srv->engines[srv->n_engines++] = engine.self;
         if ((rc = funnel_router_add_engine(srv->router, &engine)))
             return rc;
+        funnel_log_info(srv->log, "engine %s started", def->name);
     }
     return 0;
 }
@@ -827,7 +880,7 @@ static void engines_stop(funnel_server_t *srv)
 {
     while (srv->n_engines > 0) {
         srv->n_engines--;
-        engine_defs[srv->n_engines].destroy(srv->engines[srv->n_engines]);
+        srv->engine_defs[srv->n_engines]->destroy(srv->engines[srv->n_engines]);
     }
 }
 

@@ -29,6 +29,7 @@ static const char *const option_names[] = {
     "max_message_bytes", "batch_max",     "batch_delay_ms",
     "retention_days",    "max_future_ms", "publish_hwm",
     "log_level",         "sync",          "metrics",
+    "engines",
 };
 #define N_OPTIONS (sizeof option_names / sizeof option_names[0])
 

@@ -463,6 +463,10 @@ Test(e2e, command_line_version_help_and_check_config)
     cr_assert_eq(fx_run(bad_opt, out, sizeof out), 2);
     const char *bad_val[] = {FUNNELD_PATH, "--set", "batch_max=0", "--check-config", NULL};
     cr_assert_eq(fx_run(bad_val, out, sizeof out), 1);
+    const char *bad_engine[] = {FUNNELD_PATH, "--set", "engines=ledger,atribution",
+                                "--check-config", NULL};
+    cr_assert_eq(fx_run(bad_engine, out, sizeof out), 1);
+    cr_assert(strstr(out, "unknown engine 'atribution'"), "%s", out);
 }
 
 static int mark_found(const funnel_event_row_t *row, void *arg)
@@ -582,4 +586,18 @@ Test(e2e, systemd_notifications_ready_watchdog_reloading_stopping)
     cr_assert(notify_wait(sock, "STOPPING=1", 5000));
     cr_assert_eq(fx_daemon_stop(&fd), 0);
     close(sock);
+}
+
+Test(e2e, engines_can_be_switched_off)
+{
+    fx_daemon_stop(&fd);
+    const char *args[] = {"--set", "engines=none", NULL};
+    fx_daemon_start(&fd, tmp.path, args);
+    funnel_envelope_t *env = fx_payment("evt-pay-1", "pay-1", "client-1", 1000, "EUR", fx_now_ms());
+    funnel_submit_result_t res = submit(env, "payment.received");
+    cr_assert_eq(res.status, FUNNEL_SUBMIT_OK);
+    funnel_envelope_free(&env);
+    uint64_t seqs[16], last = 0;
+    /* With engines on, attribution would credit the payment to (unattributed) per model. */
+    cr_assert_eq(replay_seqs(1, seqs, 16, &last), 1, "no derived events without engines");
 }

@@ -36,6 +36,7 @@ typedef struct funnel_config {
     funnel_log_level_t log_level;
     funnel_store_sync_t sync;
     char *metrics; /* "127.0.0.1:9464": Prometheus /metrics and /healthz; "off" disables */
+    char *engines; /* "ledger,attribution,sla" (the default), a subset, or "none" */
     /* Engine sections (config groups) follow, one struct per engine; see config.c sections[]. */
     funnel_commission_config_t commission;   /* `commission { ... }`: the ledger's plan */
     funnel_attribution_config_t attribution; /* `attribution { ... }`: models, windows */

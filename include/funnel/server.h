@@ -38,6 +38,10 @@ typedef struct funnel_server_stats {
     uint64_t replays;
 } funnel_server_stats_t;
 
+/* Checks what only the server knows about a configuration (the engine names). Returns 0 or
+ * FUNNEL_ECONFIG with err; funneld --check-config and funnel_server_new both call it. */
+int funnel_server_config_check(const funnel_config_t *cfg, char *err, size_t err_len);
+
 /* Takes ownership of *cfg (moved: *cfg is zeroed). On failure returns a negative code, logs the
  * reason and frees everything it set up. */
 int funnel_server_new(funnel_config_t *cfg, const funnel_server_options_t *opts, funnel_log_t *log,
