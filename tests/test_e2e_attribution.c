@@ -21,23 +21,16 @@ static funnel_client_t *client;
 
 static void start(void)
 {
-    char conf[320];
-    fx_tmpdir_make(&tmp);
-    memset(&fd, 0, sizeof fd);
-    cr_assert_eq(funnel_client_new(&client), 0);
-    fx_file_write(tmp.path, "attribution.conf",
-                  "attribution = {\n  models = [\"first_touch\", \"linear\", \"time_decay\"];\n"
-                  "  lookback_days = 60;\n  half_life_days = 7;\n};\n",
-                  conf, sizeof conf);
-    const char *args[] = {"--config", conf, NULL};
-    fx_daemon_start(&fd, tmp.path, args);
+    char conf[300];
+    fx_suite_start(&tmp, &fd, &client,
+                   "attribution = {\n  models = [\"first_touch\", \"linear\", \"time_decay\"];\n"
+                   "  lookback_days = 60;\n  half_life_days = 7;\n};\n",
+                   conf);
 }
 
 static void stop(void)
 {
-    fx_daemon_finish(&fd);
-    funnel_client_destroy(&client);
-    fx_tmpdir_remove(&tmp);
+    fx_suite_stop(&tmp, &fd, &client);
 }
 
 TestSuite(e2e_attribution, .init = start, .fini = stop, .timeout = 120);

@@ -30,19 +30,12 @@ static const char policy_text[] =
 
 static void start(void)
 {
-    fx_tmpdir_make(&tmp);
-    memset(&fd, 0, sizeof fd);
-    fx_file_write(tmp.path, "funneld.conf", policy_text, conf, sizeof conf);
-    cr_assert_eq(funnel_client_new(&client), 0);
-    const char *args[] = {"--config", conf, NULL};
-    fx_daemon_start(&fd, tmp.path, args);
+    fx_suite_start(&tmp, &fd, &client, policy_text, conf);
 }
 
 static void stop(void)
 {
-    fx_daemon_finish(&fd);
-    funnel_client_destroy(&client);
-    fx_tmpdir_remove(&tmp);
+    fx_suite_stop(&tmp, &fd, &client);
 }
 
 TestSuite(e2e_sla, .init = start, .fini = stop, .timeout = 120);

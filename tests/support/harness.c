@@ -1,6 +1,8 @@
 /* harness.c — see harness.h. */
 #include "harness.h"
 
+#include "funnel/client.h"
+
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -309,4 +311,22 @@ void fx_daemon_finish(fx_daemon_t *d)
     int status = fx_daemon_stop(d);
     if (status > 0)
         fprintf(stderr, "FUNNEL TEST ERROR: funneld exited with status %d\n", status);
+}
+
+void fx_suite_start(fx_tmpdir_t *tmp, fx_daemon_t *d, funnel_client_t **client,
+                    const char *config_text, char *conf)
+{
+    fx_tmpdir_make(tmp);
+    memset(d, 0, sizeof *d);
+    fx_file_write(tmp->path, "funneld.conf", config_text, conf, 300);
+    cr_assert_eq(funnel_client_new(client), 0);
+    const char *args[] = {"--config", conf, NULL};
+    fx_daemon_start(d, tmp->path, args);
+}
+
+void fx_suite_stop(fx_tmpdir_t *tmp, fx_daemon_t *d, funnel_client_t **client)
+{
+    fx_daemon_finish(d);
+    funnel_client_destroy(client);
+    fx_tmpdir_remove(tmp);
 }

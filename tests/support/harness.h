@@ -72,4 +72,13 @@ void fx_file_write(const char *dir, const char *name, const char *text, char *pa
  * which ctest turns into a failure even though the test itself has already passed. */
 void fx_daemon_finish(fx_daemon_t *d);
 
+typedef struct funnel_client funnel_client_t;
+
+/* A suite's set-up in one call: a temp dir, config_text written to dir/funneld.conf (its path
+ * in conf, which must hold 300 bytes), funneld started with --config on it, and a client. */
+void fx_suite_start(fx_tmpdir_t *tmp, fx_daemon_t *d, funnel_client_t **client,
+                    const char *config_text, char *conf);
+/* The matching tear-down: fx_daemon_finish, the client, the temp dir. */
+void fx_suite_stop(fx_tmpdir_t *tmp, fx_daemon_t *d, funnel_client_t **client);
+
 #endif
