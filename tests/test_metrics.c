@@ -1,11 +1,11 @@
 /* test_metrics.c — funneld's Prometheus endpoint scraped over real HTTP after a known stream. */
 #include "harness.h"
+#include "http_fx.h"
 #include "sla_fx.h"
 
 #include "funnel/client.h"
 
 #include <criterion/criterion.h>
-#include <curl/curl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,38 +47,12 @@ static void teardown(void)
 
 TestSuite(metrics, .init = setup, .fini = teardown, .timeout = 60);
 
-typedef struct body {
-    char text[65536];
-    size_t len;
-} body_t;
-
-static size_t on_body(char *data, size_t size, size_t n, void *arg)
-{
-    body_t *b = arg;
-    size_t len = size * n, room = sizeof b->text - 1 - b->len;
-    memcpy(b->text + b->len, data, len < room ? len : room);
-    b->len += len < room ? len : room;
-    b->text[b->len] = '\0';
-    return len;
-}
+typedef fx_http_reply_t body_t;
 
 static long get(const char *path, body_t *b)
 {
-    char url[128];
-    long status = 0;
-    memset(b, 0, sizeof *b);
-    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", port, path);
-    CURL *c = curl_easy_init();
-    cr_assert_not_null(c);
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, b);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 5000L);
-    CURLcode rc = curl_easy_perform(c);
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-    curl_easy_cleanup(c);
-    cr_assert_eq(rc, CURLE_OK, "%s", curl_easy_strerror(rc));
-    return status;
+    fx_http(port, path, NULL, 0, NULL, b);
+    return b->status;
 }
 
 static void submit(funnel_client_t *c, const char *topic, funnel_envelope_t *env)
@@ -103,7 +77,7 @@ Test(metrics, scrape_after_a_known_stream)
     funnel_client_t *c;
     body_t b;
     cr_assert_eq(get("/healthz", &b), 200);
-    cr_assert_str_eq(b.text, "ok\n");
+    cr_assert_str_eq(b.body, "ok\n");
     cr_assert_eq(funnel_client_new(&c), 0);
     int64_t now = fx_now_ms();
     submit(c, "lead.created", fx_lead_created("m-1", "L-1", now));
@@ -116,7 +90,7 @@ Test(metrics, scrape_after_a_known_stream)
     funnel_client_destroy(&c);
 
     cr_assert_eq(get("/metrics", &b), 200);
-    const char *t = b.text;
+    const char *t = b.body;
     cr_assert_eq(sample(t, "funnel_events_total{topic=\"lead.created\",result=\"accepted\"}"), 3,
                  "%s", t);
     cr_assert_eq(sample(t, "funnel_events_total{topic=\"lead.created\",result=\"duplicate\"}"), 1,
@@ -145,7 +119,7 @@ static double await_sample(const char *series, double want, body_t *b)
     double v = -1;
     for (int i = 0; i < 100 && v < want; i++) {
         cr_assert_eq(get("/metrics", b), 200);
-        if ((v = sample(b->text, series)) < want)
+        if ((v = sample(b->body, series)) < want)
             fx_sleep_ms(50);
     }
     return v;
@@ -174,8 +148,8 @@ Test(metrics, sla_open_instances_and_timer_lag)
     submit(c, "lead.contacted", fx_contacted("c-1", "L-1", now));
     funnel_client_destroy(&c);
     cr_assert_eq(get("/metrics", &b), 200);
-    cr_assert_eq(sample(b.text, "funnel_engine_open{engine=\"sla\"}"), 1, "%s", b.text);
+    cr_assert_eq(sample(b.body, "funnel_engine_open{engine=\"sla\"}"), 1, "%s", b.body);
     /* L-2's warning is due 0.5 s after it started: the timer pass is measured for lag. */
-    cr_assert_geq(await_sample("funnel_timer_lag_seconds_count", 1, &b), 1, "%s", b.text);
-    cr_assert_geq(sample(b.text, "funnel_timer_lag_seconds_bucket{le=\"+Inf\"}"), 1, "%s", b.text);
+    cr_assert_geq(await_sample("funnel_timer_lag_seconds_count", 1, &b), 1, "%s", b.body);
+    cr_assert_geq(sample(b.body, "funnel_timer_lag_seconds_bucket{le=\"+Inf\"}"), 1, "%s", b.body);
 }

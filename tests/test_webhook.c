@@ -3,6 +3,7 @@
  * OpenSSL over the test's own framing), provider payload mappings, refusals, and 503 when
  * funneld cannot be reached. */
 #include "harness.h"
+#include "http_fx.h"
 #include "webhook.h"
 
 #include "funnel/client.h"
@@ -10,7 +11,6 @@
 #include "funnel/json.h"
 
 #include <criterion/criterion.h>
-#include <curl/curl.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <stdio.h>
@@ -81,59 +81,13 @@ TestSuite(webhook, .init = setup, .fini = teardown, .timeout = 120);
 
 /* ---- HTTP client ------------------------------------------------------------------------- */
 
-typedef struct http_reply {
-    long status;
-    char body[4096];
-    size_t len;
-    char retry_after[32];
-} http_reply_t;
+typedef fx_http_reply_t http_reply_t;
 
-static size_t on_body(char *data, size_t size, size_t n, void *arg)
-{
-    http_reply_t *r = arg;
-    size_t len = size * n, room = sizeof r->body - 1 - r->len;
-    memcpy(r->body + r->len, data, len < room ? len : room);
-    r->len += len < room ? len : room;
-    r->body[r->len] = '\0';
-    return len;
-}
-
-static size_t on_header(char *data, size_t size, size_t n, void *arg)
-{
-    http_reply_t *r = arg;
-    size_t len = size * n;
-    if (len > 13 && !strncasecmp(data, "Retry-After: ", 13))
-        snprintf(r->retry_after, sizeof r->retry_after, "%.*s", (int)(len - 15), data + 13);
-    return len;
-}
-
-/* POSTs body to path (GET when body is NULL) with up to 4 extra headers (NULL-terminated). */
+/* POSTs body to path (GET when body is NULL) with extra headers (NULL-terminated). */
 static http_reply_t http(const char *path, const char *body, size_t len, const char *const *hdrs)
 {
-    http_reply_t r = {0};
-    char url[256];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", port, path);
-    CURL *c = curl_easy_init();
-    cr_assert_not_null(c);
-    struct curl_slist *list = NULL;
-    for (size_t i = 0; hdrs && hdrs[i]; i++)
-        list = curl_slist_append(list, hdrs[i]);
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, list);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &r);
-    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(c, CURLOPT_HEADERDATA, &r);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 20000L);
-    if (body) {
-        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)len);
-    }
-    CURLcode rc = curl_easy_perform(c);
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
-    curl_slist_free_all(list);
-    curl_easy_cleanup(c);
-    cr_assert_eq(rc, CURLE_OK, "%s", curl_easy_strerror(rc));
+    http_reply_t r;
+    fx_http(port, path, body, len, hdrs, &r);
     return r;
 }
 

@@ -1,0 +1,56 @@
+/* http_fx.c — see http_fx.h. */
+#include "http_fx.h"
+
+#include <criterion/criterion.h>
+#include <curl/curl.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+static size_t on_body(char *data, size_t size, size_t n, void *arg)
+{
+    fx_http_reply_t *r = arg;
+    size_t len = size * n, room = sizeof r->body - 1 - r->len;
+    memcpy(r->body + r->len, data, len < room ? len : room);
+    r->len += len < room ? len : room;
+    r->body[r->len] = '\0';
+    return len;
+}
+
+static size_t on_header(char *data, size_t size, size_t n, void *arg)
+{
+    fx_http_reply_t *r = arg;
+    size_t len = size * n;
+    if (len > 15 && !strncasecmp(data, "Retry-After: ", 13))
+        snprintf(r->retry_after, sizeof r->retry_after, "%.*s", (int)(len - 15), data + 13);
+    return len;
+}
+
+void fx_http(int port, const char *path, const char *body, size_t len, const char *const *hdrs,
+             fx_http_reply_t *r)
+{
+    char url[256];
+    memset(r, 0, sizeof *r);
+    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", port, path);
+    CURL *c = curl_easy_init();
+    cr_assert_not_null(c);
+    struct curl_slist *list = NULL;
+    for (size_t i = 0; hdrs && hdrs[i]; i++)
+        list = curl_slist_append(list, hdrs[i]);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, list);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, r);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 20000L);
+    if (body) {
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)len);
+    }
+    CURLcode rc = curl_easy_perform(c);
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);
+    curl_slist_free_all(list);
+    curl_easy_cleanup(c);
+    cr_assert_eq(rc, CURLE_OK, "%s", curl_easy_strerror(rc));
+}

@@ -1,0 +1,21 @@
+/* http_fx.h — a blocking HTTP client for tests (libcurl), shared by the adapter and metrics
+ * tests. */
+#ifndef FUNNEL_TEST_HTTP_FX_H
+#define FUNNEL_TEST_HTTP_FX_H
+
+#include <stddef.h>
+
+typedef struct fx_http_reply {
+    long status;
+    char body[65536]; /* NUL-terminated, truncated to fit */
+    size_t len;
+    char retry_after[32]; /* the Retry-After header's value, if any */
+} fx_http_reply_t;
+
+/* POSTs body (len bytes) to http://127.0.0.1:port/path, or GETs it when body is NULL, with
+ * extra headers (NULL-terminated list, may be NULL). Asserts the transfer itself worked.
+ * The reply is large: callers keep it static or on the heap. */
+void fx_http(int port, const char *path, const char *body, size_t len, const char *const *hdrs,
+             fx_http_reply_t *reply);
+
+#endif
