@@ -48,11 +48,26 @@ static const char *const migrations[] = {
     "  UNIQUE (policy, key, event_id));"
     "CREATE INDEX sla_held_key ON sla_held (policy, key, occurred_at);"
     "CREATE INDEX sla_held_age ON sla_held (occurred_at);",
+    /* 3: every start, stop, reset, pause and resume of a (policy, key) that has had a start, so
+     * an event arriving out of event-time order can recompute the key's instances (recompute()).
+     * rank puts a start before the other events of the same millisecond, as a held event of that
+     * time is applied after its start. Keys started before this step have no log: their late
+     * events are applied as they come, as before (late_event()). */
+    "CREATE TABLE sla_log ("
+    "  policy TEXT NOT NULL, key TEXT NOT NULL, occurred_at INTEGER NOT NULL,"
+    "  rank INTEGER NOT NULL, event_id TEXT NOT NULL, kinds INTEGER NOT NULL, owner TEXT,"
+    "  PRIMARY KEY (policy, key, occurred_at, rank, event_id)) WITHOUT ROWID;"
+    "CREATE INDEX sla_instance_key ON sla_instance (key, policy);"
+    /* The highest sla_id a recomputation deleted: ids are never reused, so an acknowledgement
+     * or an output naming a deleted instance never names another one. */
+    "CREATE TABLE sla_deleted_max (id INTEGER NOT NULL);"
+    "INSERT INTO sla_deleted_max VALUES (0);",
 };
 
 #define COLS                                                                                       \
     "id, policy, version, key, owner, state, started_at, anchor_at, consumed_ms, due_at,"          \
-    " paused_at, step, next_at, acked_by, opened_at"
+    " paused_at, step, next_at, acked_by, opened_at, start_event, stopped_at, on_time, late_ms,"   \
+    " stop_event"
 
 enum stmt_id {
     S_VERSIONS,
@@ -73,15 +88,25 @@ enum stmt_id {
     S_HOLD_PRUNE,
     S_HELD,
     S_HELD_DROP,
+    S_LOG_LAST,
+    S_LOG_ADD,
+    S_LOG_HELD,
+    S_LOG_READ,
+    S_LOG_FOREIGN,
+    S_KEY_ROWS,
+    S_DELETE,
+    S_DELETED_MAX,
+    S_HELD_CLEAR,
     S_COUNT_
 };
 
 static const char *const stmt_sql[S_COUNT_] = {
     [S_VERSIONS] = "SELECT name, version, definition FROM sla_policy ORDER BY name, version",
     [S_VERSION_ADD] = "INSERT INTO sla_policy (name, version, hash, definition) VALUES (?,?,?,?)",
-    [S_INSERT] = "INSERT INTO sla_instance (policy, version, key, owner, state, started_at,"
+    [S_INSERT] = "INSERT INTO sla_instance (id, policy, version, key, owner, state, started_at,"
                  " anchor_at, consumed_ms, due_at, step, next_at, start_event, opened_at)"
-                 " VALUES (?,?,?,?,'open',?,?,0,?,?,?,?,?)",
+                 " VALUES (max(coalesce((SELECT max(id) FROM sla_instance), 0),"
+                 " (SELECT id FROM sla_deleted_max)) + 1,?,?,?,?,'open',?,?,0,?,?,?,?,?)",
     [S_LIVE] = "SELECT " COLS " FROM sla_instance WHERE key = ? AND state <> 'met'",
     [S_BY_ID] = "SELECT " COLS " FROM sla_instance WHERE id = ?",
     [S_UPDATE] = "UPDATE sla_instance SET state = ?, started_at = ?, anchor_at = ?,"
@@ -108,6 +133,22 @@ static const char *const stmt_sql[S_COUNT_] = {
     [S_HELD] = "SELECT id, occurred_at, event_id, kinds FROM sla_held WHERE policy = ? AND"
                " key = ? AND occurred_at >= ? ORDER BY occurred_at, event_id LIMIT 64",
     [S_HELD_DROP] = "DELETE FROM sla_held WHERE id = ?",
+    [S_LOG_LAST] = "SELECT occurred_at, rank, event_id FROM sla_log WHERE policy = ? AND key = ?"
+                   " ORDER BY occurred_at DESC, rank DESC, event_id DESC LIMIT 1",
+    [S_LOG_ADD] = "INSERT OR IGNORE INTO sla_log (policy, key, occurred_at, rank, event_id, kinds,"
+                  " owner) VALUES (?,?,?,?,?,?,?)",
+    [S_LOG_HELD] = "INSERT OR IGNORE INTO sla_log (policy, key, occurred_at, rank, event_id, kinds)"
+                   " SELECT policy, key, occurred_at, 1, event_id, kinds FROM sla_held"
+                   " WHERE policy = ? AND key = ?",
+    [S_LOG_READ] = "SELECT occurred_at, rank, event_id, kinds, owner FROM sla_log"
+                   " WHERE policy = ? AND key = ? ORDER BY occurred_at, rank, event_id",
+    [S_LOG_FOREIGN] = "SELECT 1 FROM sla_instance i WHERE i.key = ?2 AND i.policy = ?1 AND NOT"
+                      " EXISTS (SELECT 1 FROM sla_log l WHERE l.policy = ?1 AND l.key = ?2 AND"
+                      " l.rank = 0 AND l.event_id = i.start_event) LIMIT 1",
+    [S_KEY_ROWS] = "SELECT " COLS " FROM sla_instance WHERE key = ? AND policy = ? ORDER BY id",
+    [S_DELETE] = "DELETE FROM sla_instance WHERE id = ?",
+    [S_HELD_CLEAR] = "DELETE FROM sla_held WHERE policy = ? AND key = ?",
+    [S_DELETED_MAX] = "UPDATE sla_deleted_max SET id = max(id, ?)",
 };
 
 typedef enum inst_state { ST_OPEN, ST_PAUSED, ST_MET } inst_state_t;
@@ -136,7 +177,12 @@ typedef struct inst {
     int64_t step;        /* next step to fire */
     int64_t next_at;     /* when; NONE for nothing */
     char acked_by[ID_BUF];
-    int64_t opened_at; /* the start event's time; events before it belong to no instance */
+    int64_t opened_at;        /* the start event's time; events before it belong to no instance */
+    char start_event[ID_BUF]; /* with policy and key, the identity of the instance */
+    int64_t stopped_at;       /* once met: the stop's time, whether on time, how late */
+    bool on_time;
+    int64_t late_ms;
+    char stop_event[ID_BUF];
 } inst_t;
 
 /* A quota's in-memory view: when its next period end or pace point comes. */
@@ -218,6 +264,11 @@ static void inst_read(sqlite3_stmt *s, inst_t *in)
     in->next_at = col_time(s, 12);
     col_text(s, 13, in->acked_by);
     in->opened_at = sqlite3_column_int64(s, 14);
+    col_text(s, 15, in->start_event);
+    in->stopped_at = col_time(s, 16);
+    in->on_time = sqlite3_column_int(s, 17) != 0;
+    in->late_ms = sqlite3_column_int64(s, 18);
+    col_text(s, 19, in->stop_event);
 }
 
 /* Writes the mutable columns of a live instance back. */
@@ -451,54 +502,31 @@ static int kinds_of(const funnel_sla_policy_t *p, const funnel_envelope_t *env)
            (funnel_sla_match_any(&p->resume, env) ? K_RESUME : 0);
 }
 
-/* The stop event `event_id` occurred at t: met, on time when the business time the clock ran up
- * to t (or up to a pause before t) is within the target. A stop that occurred before the due
- * time is on time whenever it arrives; escalations already published stay published. */
-static int inst_met(funnel_sla_t *sla, funnel_router_t *router, pver_t *v, inst_t *in, int64_t t,
-                    const char *event_id, int64_t now_ms)
-{
-    int64_t end = in->state == ST_PAUSED && in->paused_at < t ? in->paused_at : t;
-    int64_t used = in->consumed_ms + funnel_calendar_between(v->cal, in->anchor_at, end);
-    bool on_time = used <= v->pol.target_ms;
-    int64_t late = on_time ? 0 : used - v->pol.target_ms;
-    sqlite3_stmt *s = stmt(sla, S_MET);
-    sqlite3_bind_int64(s, 1, t);
-    sqlite3_bind_int(s, 2, on_time);
-    sqlite3_bind_int64(s, 3, late);
-    sqlite3_bind_text(s, 4, event_id, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(s, 5, in->id);
-    int rc = step_done(s);
-    if (rc)
-        return rc;
-    sla->open--;
-    funnel_envelope_t env;
-    Funnel__V1__SlaRef ref;
-    Funnel__V1__SlaMet met;
-    char sla_id[24], out_id[96];
-    envelope_init(&env, &ref, sla_id, out_id, in, "met", t);
-    funnel__v1__sla_met__init(&met);
-    met.sla = &ref;
-    met.on_time = on_time;
-    met.late_ms = late;
-    met.stop_event_id = (char *)event_id;
-    env.body_case = FUNNEL__V1__ENVELOPE__BODY_SLA_MET;
-    env.sla_met = &met;
-    in->state = ST_MET; /* held events after the stop are not this instance's (apply_held) */
-    in->next_at = NONE;
-    return funnel_router_emit(router, "sla.met", &env, now_ms);
-}
+/* What inst_change did to an instance. */
+enum { CH_NONE, CH_WRITE, CH_MET };
 
-/* Applies a stop, reset, pause or resume (kinds, see kinds_of) that occurred at t to one live
- * instance of its version. */
-static int inst_apply(funnel_sla_t *sla, funnel_router_t *router, pver_t *v, inst_t *in, int kinds,
-                      int64_t t, const char *event_id, int64_t now_ms)
+/* Applies a stop, reset, pause or resume (kinds, see kinds_of) that occurred at t to a live
+ * instance of version v, in memory only, so the live path (inst_apply) and a recomputation
+ * (recompute) share every rule. A stop meets the instance, on time when the business time the
+ * clock ran up to t (or up to a pause before t) is within the target; a stop that occurred
+ * before the due time is on time whenever it arrives. Returns what the caller must write. */
+static int inst_change(pver_t *v, inst_t *in, int kinds, int64_t t, const char *event_id)
 {
     const funnel_sla_policy_t *p = &v->pol;
-    if (kinds & K_STOP)
-        return inst_met(sla, router, v, in, t, event_id, now_ms);
+    if (kinds & K_STOP) {
+        int64_t end = in->state == ST_PAUSED && in->paused_at < t ? in->paused_at : t;
+        int64_t used = in->consumed_ms + funnel_calendar_between(v->cal, in->anchor_at, end);
+        in->on_time = used <= p->target_ms;
+        in->late_ms = in->on_time ? 0 : used - p->target_ms;
+        in->stopped_at = t;
+        snprintf(in->stop_event, sizeof in->stop_event, "%s", event_id);
+        in->state = ST_MET; /* held events after the stop are not this instance's (apply_held) */
+        in->next_at = NONE;
+        return CH_MET;
+    }
     if (kinds & K_RESET) {
         if (t < in->started_at)
-            return 0; /* older than the clock it would restart */
+            return CH_NONE; /* older than the clock it would restart */
         in->state = ST_OPEN;
         in->started_at = in->anchor_at = t;
         in->consumed_ms = 0;
@@ -511,16 +539,58 @@ static int inst_apply(funnel_sla_t *sla, funnel_router_t *router, pver_t *v, ins
         in->state = ST_PAUSED;
         in->paused_at = t;
         in->next_at = NONE;
-        return inst_write(sla, in);
+        return CH_WRITE;
     } else if ((kinds & K_RESUME) && in->state == ST_PAUSED) {
         in->state = ST_OPEN;
         in->anchor_at = t > in->paused_at ? t : in->paused_at;
         in->paused_at = NONE;
     } else {
-        return 0;
+        return CH_NONE;
     }
     inst_schedule(v, in);
-    return inst_write(sla, in);
+    return CH_WRITE;
+}
+
+/* Stores the met columns inst_change filled in. `first` says the instance was live until now:
+ * only then is sla.met published (once per instance; a later correction of a met instance
+ * updates the row, not the subscribers) and the open count lowered. */
+static int inst_met(funnel_sla_t *sla, funnel_router_t *router, const inst_t *in, bool first,
+                    int64_t now_ms)
+{
+    sqlite3_stmt *s = stmt(sla, S_MET);
+    sqlite3_bind_int64(s, 1, in->stopped_at);
+    sqlite3_bind_int(s, 2, in->on_time);
+    sqlite3_bind_int64(s, 3, in->late_ms);
+    sqlite3_bind_text(s, 4, in->stop_event, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 5, in->id);
+    int rc = step_done(s);
+    if (rc || !first)
+        return rc;
+    sla->open--;
+    funnel_envelope_t env;
+    Funnel__V1__SlaRef ref;
+    Funnel__V1__SlaMet met;
+    char sla_id[24], out_id[96];
+    envelope_init(&env, &ref, sla_id, out_id, in, "met", in->stopped_at);
+    funnel__v1__sla_met__init(&met);
+    met.sla = &ref;
+    met.on_time = in->on_time;
+    met.late_ms = in->late_ms;
+    met.stop_event_id = (char *)in->stop_event;
+    env.body_case = FUNNEL__V1__ENVELOPE__BODY_SLA_MET;
+    env.sla_met = &met;
+    return funnel_router_emit(router, "sla.met", &env, now_ms);
+}
+
+/* Applies an event (kinds, see kinds_of) that occurred at t to one live instance of its version
+ * and stores the result. */
+static int inst_apply(funnel_sla_t *sla, funnel_router_t *router, pver_t *v, inst_t *in, int kinds,
+                      int64_t t, const char *event_id, int64_t now_ms)
+{
+    int ch = inst_change(v, in, kinds, t, event_id);
+    return ch == CH_MET     ? inst_met(sla, router, in, true, now_ms)
+           : ch == CH_WRITE ? inst_write(sla, in)
+                            : 0;
 }
 
 /* Reads the live instances of one key (bounded), so rows can be updated after the scan. */
@@ -669,6 +739,44 @@ static int apply_held(funnel_sla_t *sla, funnel_router_t *router, pver_t *v, ins
     return rc;
 }
 
+/* A new instance of version v for key, opened by the start event_id that occurred at t; the
+ * row is not written yet (inst_insert). */
+static void inst_fresh(inst_t *in, pver_t *v, const char *key, const char *owner, int64_t t,
+                       const char *event_id)
+{
+    *in = (inst_t){.state = ST_OPEN, .version = v->version, .paused_at = NONE, .stopped_at = NONE};
+    snprintf(in->policy, sizeof in->policy, "%s", v->pol.name);
+    snprintf(in->key, sizeof in->key, "%s", key);
+    snprintf(in->owner, sizeof in->owner, "%.128s", owner);
+    snprintf(in->start_event, sizeof in->start_event, "%s", event_id);
+    in->started_at = in->anchor_at = in->opened_at = t;
+    in->step = first_step(&v->pol);
+    inst_schedule(v, in);
+}
+
+/* Inserts a fresh instance as an open row (counted open) and sets its id; arms no timer. */
+static int inst_insert(funnel_sla_t *sla, inst_t *in)
+{
+    sqlite3_stmt *s = stmt(sla, S_INSERT);
+    sqlite3_bind_text(s, 1, in->policy, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 2, in->version);
+    sqlite3_bind_text(s, 3, in->key, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 4, in->owner, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 5, in->started_at);
+    sqlite3_bind_int64(s, 6, in->anchor_at);
+    bind_time(s, 7, in->due_at);
+    sqlite3_bind_int64(s, 8, in->step);
+    bind_time(s, 9, in->next_at);
+    sqlite3_bind_text(s, 10, in->start_event, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 11, in->opened_at);
+    int rc = step_done(s);
+    if (!rc) {
+        in->id = sqlite3_last_insert_rowid(sla->db);
+        sla->open++;
+    }
+    return rc;
+}
+
 /* Starts an instance of p for this event unless one is already live for its key, then lets it
  * catch up on the events held for it. */
 static int start(funnel_sla_t *sla, funnel_router_t *router, const funnel_sla_policy_t *p,
@@ -689,35 +797,332 @@ static int start(funnel_sla_t *sla, funnel_router_t *router, const funnel_sla_po
             goto out; /* a repeated start does not restart the clock; reset topics do */
     if ((rc = version_current(sla, p, &v)))
         goto out;
-    inst_t in = {.state = ST_OPEN, .version = v->version, .paused_at = NONE};
-    snprintf(in.policy, sizeof in.policy, "%s", p->name);
-    snprintf(in.key, sizeof in.key, "%s", key);
-    snprintf(in.owner, sizeof in.owner, "%.128s", owner);
-    in.started_at = in.anchor_at = in.opened_at = env->occurred_at_ms;
-    in.step = first_step(&v->pol);
-    inst_schedule(v, &in);
-    sqlite3_stmt *s = stmt(sla, S_INSERT);
-    sqlite3_bind_text(s, 1, in.policy, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(s, 2, in.version);
-    sqlite3_bind_text(s, 3, in.key, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 4, in.owner, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(s, 5, in.started_at);
-    sqlite3_bind_int64(s, 6, in.anchor_at);
-    bind_time(s, 7, in.due_at);
-    sqlite3_bind_int64(s, 8, in.step);
-    bind_time(s, 9, in.next_at);
-    sqlite3_bind_text(s, 10, env->event_id, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(s, 11, in.opened_at);
-    if ((rc = step_done(s)))
+    inst_t in;
+    inst_fresh(&in, v, key, owner, env->occurred_at_ms, env->event_id);
+    if ((rc = inst_insert(sla, &in)))
         goto out;
-    in.id = sqlite3_last_insert_rowid(sla->db);
-    sla->open++;
     /* Every held event applied was written through inst_write, which arms the timer. */
     rc = apply_held(sla, router, v, &in, now_ms, &applied);
     if (!rc && !applied && in.next_at != NONE)
         rc = funnel_timerheap_push(sla->heap, in.next_at, in.id);
 out:
     free(live);
+    return rc;
+}
+
+/* ---- out-of-order arrival: the per-key log and recomputation ----------------------------- */
+
+enum { RANK_START = 0, RANK_OTHER = 1 }; /* sla_log.rank: a start first within a millisecond */
+
+/* The key of p this event concerns, with what it is to p (a start, and/or kinds), or NULL. */
+static const char *concern(const funnel_sla_policy_t *p, const funnel_envelope_t *env, char *buf,
+                           size_t len, bool *starts, int *kinds)
+{
+    *starts = funnel_sla_match(&p->start, env);
+    *kinds = kinds_of(p, env);
+    const char *key = *starts || *kinds ? funnel_sla_field(env, p->key, buf, len) : "";
+    return *key && strlen(key) <= FUNNEL_ID_MAX ? key : NULL;
+}
+
+static void bind_pk(sqlite3_stmt *s, const char *policy, const char *key)
+{
+    sqlite3_bind_text(s, 1, policy, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, key, -1, SQLITE_STATIC);
+}
+
+/* Whether (policy, key) has an instance row whose start is not in the log: one started before
+ * the log existed (migration 3). Such a key cannot be recomputed from its log. */
+static int log_foreign(funnel_sla_t *sla, const char *policy, const char *key, bool *foreign)
+{
+    sqlite3_stmt *s = stmt(sla, S_LOG_FOREIGN);
+    bind_pk(s, policy, key);
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    *foreign = rc == SQLITE_ROW;
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : FUNNEL_ESTORE;
+}
+
+static int log_add(funnel_sla_t *sla, const char *policy, const char *key,
+                   const funnel_envelope_t *env, int rank, int kinds, const char *owner)
+{
+    sqlite3_stmt *s = stmt(sla, S_LOG_ADD);
+    bind_pk(s, policy, key);
+    sqlite3_bind_int64(s, 3, env->occurred_at_ms);
+    sqlite3_bind_int(s, 4, rank);
+    sqlite3_bind_text(s, 5, env->event_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int(s, 6, kinds);
+    if (owner)
+        sqlite3_bind_text(s, 7, owner, -1, SQLITE_STATIC);
+    return step_done(s);
+}
+
+/* Records the event in the log of every (policy, key) it concerns that has had a start (or that
+ * it starts: the events held for that key join the log then), and tells whether it arrived out
+ * of event-time order for one of them: the log already holds a later event, by (occurred_at,
+ * rank, event_id). Then the live path, which applies events in arrival order, would be wrong,
+ * and the caller recomputes instead (late_event). */
+static int log_event(funnel_sla_t *sla, const funnel_envelope_t *env, bool *late)
+{
+    int rc = 0;
+    *late = false;
+    for (size_t i = 0; !rc && i < sla->cfg->n_policies; i++) {
+        const funnel_sla_policy_t *p = &sla->cfg->policies[i];
+        char kbuf[64], obuf[64];
+        bool starts;
+        int kinds;
+        const char *key = concern(p, env, kbuf, sizeof kbuf, &starts, &kinds);
+        if (!key)
+            continue;
+        sqlite3_stmt *s = stmt(sla, S_LOG_LAST);
+        bind_pk(s, p->name, key);
+        int step = sqlite3_step(s);
+        if (step == SQLITE_ROW) {
+            int64_t at = sqlite3_column_int64(s, 0);
+            int rank = sqlite3_column_int(s, 1), my_rank = starts ? RANK_START : RANK_OTHER;
+            const char *id = (const char *)sqlite3_column_text(s, 2);
+            *late = *late || at > env->occurred_at_ms ||
+                    (at == env->occurred_at_ms &&
+                     (rank > my_rank || (rank == my_rank && strcmp(id, env->event_id) > 0)));
+        }
+        sqlite3_reset(s);
+        if (step != SQLITE_ROW && step != SQLITE_DONE)
+            return FUNNEL_ESTORE;
+        if (step == SQLITE_DONE && !starts)
+            continue; /* never started: hold() keeps it for the start */
+        if (step == SQLITE_DONE) {
+            s = stmt(sla, S_LOG_HELD);
+            bind_pk(s, p->name, key);
+            rc = step_done(s);
+        }
+        if (!rc && starts)
+            rc = log_add(sla, p->name, key, env, RANK_START, 0,
+                         funnel_sla_field(env, p->owner, obuf, sizeof obuf));
+        if (!rc && kinds)
+            rc = log_add(sla, p->name, key, env, RANK_OTHER, kinds, NULL);
+    }
+    return rc;
+}
+
+/* One log row, as read. */
+typedef struct logrow {
+    int64_t at;
+    int rank, kinds;
+    bool untaken; /* set by replay: no live instance took it */
+    char event_id[ID_BUF];
+    char owner[ID_BUF];
+} logrow_t;
+
+/* Appends to a growing array of elements of size `size`; NULL when out of memory. */
+static void *grow(void **arr, size_t *n, size_t *cap, size_t size)
+{
+    if (*n == *cap) {
+        size_t c = *cap ? *cap * 2 : 8;
+        void *a = realloc(*arr, c * size);
+        if (!a)
+            return NULL;
+        *arr = a;
+        *cap = c;
+    }
+    return (char *)*arr + (*n)++ * size;
+}
+
+/* Reads the whole log of (policy, key) in event-time order. */
+static int log_read(funnel_sla_t *sla, const char *policy, const char *key, logrow_t **out,
+                    size_t *n)
+{
+    size_t cap = 0;
+    int rc;
+    sqlite3_stmt *s = stmt(sla, S_LOG_READ);
+    bind_pk(s, policy, key);
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        logrow_t *r = grow((void **)out, n, &cap, sizeof *r);
+        if (!r)
+            break;
+        r->at = sqlite3_column_int64(s, 0);
+        r->untaken = false;
+        r->rank = sqlite3_column_int(s, 1);
+        col_text(s, 2, r->event_id);
+        r->kinds = sqlite3_column_int(s, 3);
+        col_text(s, 4, r->owner);
+    }
+    sqlite3_reset(s);
+    return rc == SQLITE_ROW ? FUNNEL_ENOMEM : rc == SQLITE_DONE ? 0 : FUNNEL_ESTORE;
+}
+
+/* Reads every instance row of (policy, key), met ones included. */
+static int rows_read(funnel_sla_t *sla, const char *policy, const char *key, inst_t **out,
+                     size_t *n)
+{
+    size_t cap = 0;
+    int rc;
+    sqlite3_stmt *s = stmt(sla, S_KEY_ROWS);
+    sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, policy, -1, SQLITE_STATIC);
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        inst_t *r = grow((void **)out, n, &cap, sizeof *r);
+        if (!r)
+            break;
+        inst_read(s, r);
+    }
+    sqlite3_reset(s);
+    return rc == SQLITE_ROW ? FUNNEL_ENOMEM : rc == SQLITE_DONE ? 0 : FUNNEL_ESTORE;
+}
+
+static inst_t *row_by_start(inst_t *rows, size_t n, const char *start_event)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(rows[i].start_event, start_event) == 0)
+            return &rows[i];
+    return NULL;
+}
+
+/* Replays the log in event-time order as the live path would have seen it in that order: a
+ * start opens an instance unless one is live (a repeated start), every other event goes to the
+ * live instance, if any. An instance whose start already has a row keeps the row's id, version
+ * and owner (its identity is policy, key and start event, whatever the arrival order); a new
+ * one starts under p's current version. The instances come out in res (id 0: no row yet). */
+static int replay(funnel_sla_t *sla, const funnel_sla_policy_t *p, const char *key, logrow_t *log,
+                  size_t n_log, inst_t *rows, size_t n_rows, inst_t **res, size_t *n_res)
+{
+    size_t cap = 0;
+    inst_t *cur = NULL;
+    pver_t *v = NULL;
+    for (size_t i = 0; i < n_log; i++) {
+        logrow_t *e = &log[i];
+        if (e->rank == RANK_OTHER) {
+            e->untaken = !cur || cur->state == ST_MET;
+            if (!e->untaken)
+                inst_change(v, cur, e->kinds, e->at, e->event_id);
+            continue;
+        }
+        if (cur && cur->state != ST_MET)
+            continue; /* a repeated start does not restart the clock */
+        const inst_t *row = row_by_start(rows, n_rows, e->event_id);
+        int rc = row ? 0 : version_current(sla, p, &v);
+        if (row && !(v = version_find(sla, row->policy, row->version)))
+            rc = FUNNEL_EINVAL; /* checked by the caller: not reached */
+        if (rc || !(cur = grow((void **)res, n_res, &cap, sizeof *cur)))
+            return rc ? rc : FUNNEL_ENOMEM;
+        inst_fresh(cur, v, key, row ? row->owner : e->owner, e->at, e->event_id);
+        cur->id = row ? row->id : 0;
+    }
+    return 0;
+}
+
+/* Stores one recomputed instance over its row (or a new one). Steps already published are not
+ * published again: the row's step is the next step of its clock (started_at), so while the
+ * clock is the same (no reset in between) the instance keeps the row's step and acknowledgement,
+ * and the steps after it come at their recomputed times, at once if already due. sla.met goes
+ * out only when the instance was not met before. */
+static int store_one(funnel_sla_t *sla, funnel_router_t *router, inst_t *in, const inst_t *row,
+                     int64_t now_ms)
+{
+    pver_t *v = version_find(sla, in->policy, in->version);
+    bool was_live = !row || row->state != ST_MET;
+    int rc = row ? 0 : inst_insert(sla, in);
+    if (row && row->started_at == in->started_at) {
+        in->step = row->step;
+        snprintf(in->acked_by, sizeof in->acked_by, "%s", row->acked_by);
+    }
+    in->next_at = step_at(v, in, in->step);
+    rc = rc ? rc : inst_write(sla, in);
+    if (!rc && in->state == ST_MET)
+        rc = inst_met(sla, router, in, was_live, now_ms);
+    else if (!was_live)
+        sla->open++;
+    return rc;
+}
+
+/* Makes the events held for (policy, key) those the replay left untaken, as event-time order
+ * would have held them (within the retention, see hold()). */
+static int held_rebuild(funnel_sla_t *sla, const char *policy, const char *key, const logrow_t *log,
+                        size_t n_log, int64_t now_ms)
+{
+    sqlite3_stmt *s = stmt(sla, S_HELD_CLEAR);
+    bind_pk(s, policy, key);
+    int rc = step_done(s);
+    for (size_t i = 0; !rc && i < n_log; i++) {
+        if (!log[i].untaken || log[i].at < now_ms - FUNNEL_SLA_HOLD_MS)
+            continue;
+        s = stmt(sla, S_HOLD);
+        bind_pk(s, policy, key);
+        sqlite3_bind_int64(s, 3, log[i].at);
+        sqlite3_bind_text(s, 4, log[i].event_id, -1, SQLITE_STATIC);
+        sqlite3_bind_int(s, 5, log[i].kinds);
+        rc = step_done(s);
+    }
+    return rc;
+}
+
+/* Rebuilds the instances of (p, key) from its log after an event arrived out of order: rows
+ * the replay no longer has (a start that an earlier one, arrived late, turns into a repeated
+ * start) are deleted, the others rewritten, new ones inserted. Outputs already published stay
+ * published; heap entries of changed or deleted rows go stale and are dropped when popped. */
+static int recompute(funnel_sla_t *sla, funnel_router_t *router, const funnel_sla_policy_t *p,
+                     const char *key, int64_t now_ms)
+{
+    logrow_t *log = NULL;
+    inst_t *rows = NULL, *res = NULL;
+    size_t n_log = 0, n_rows = 0, n_res = 0;
+    int rc = log_read(sla, p->name, key, &log, &n_log);
+    if (!n_log)
+        goto out; /* a key never started: hold() has kept the event */
+    rc = rc ? rc : rows_read(sla, p->name, key, &rows, &n_rows);
+    for (size_t i = 0; !rc && i < n_rows; i++)
+        if (!version_find(sla, rows[i].policy, rows[i].version))
+            goto out; /* unreadable version: its instances wait untouched (version_add) */
+    rc = rc ? rc : replay(sla, p, key, log, n_log, rows, n_rows, &res, &n_res);
+    for (size_t i = 0; !rc && i < n_rows; i++) {
+        bool kept = false;
+        for (size_t j = 0; j < n_res && !kept; j++)
+            kept = res[j].id == rows[i].id;
+        if (kept)
+            continue;
+        sqlite3_stmt *s = stmt(sla, S_DELETE);
+        sqlite3_bind_int64(s, 1, rows[i].id);
+        rc = step_done(s);
+        s = stmt(sla, S_DELETED_MAX);
+        sqlite3_bind_int64(s, 1, rows[i].id);
+        rc = rc ? rc : step_done(s);
+        sla->open -= rows[i].state != ST_MET;
+    }
+    rc = rc ? rc : held_rebuild(sla, p->name, key, log, n_log, now_ms);
+    for (size_t j = 0; !rc && j < n_res; j++)
+        rc = store_one(sla, router, &res[j],
+                       res[j].id ? row_by_start(rows, n_rows, res[j].start_event) : NULL, now_ms);
+out:
+    free(log);
+    free(rows);
+    free(res);
+    return rc;
+}
+
+/* An event that arrived out of event-time order for a logged key: held for the keys that have
+ * had no start (as on the live path), and every logged key it concerns recomputed. A key with
+ * instances from before the log (migration 3) cannot be recomputed: then *late is cleared and
+ * the caller takes the live path, with the arrival-order limit such keys always had. The first
+ * pass only checks, so nothing is half done when it bails out; the second acts. */
+static int late_event(funnel_sla_t *sla, funnel_router_t *router, const funnel_envelope_t *env,
+                      int64_t now_ms, bool *late)
+{
+    int rc = 0;
+    for (int pass = 0; pass < 2 && !rc && *late; pass++) {
+        if (pass == 1)
+            rc = hold(sla, env, now_ms);
+        for (size_t i = 0; !rc && *late && i < sla->cfg->n_policies; i++) {
+            const funnel_sla_policy_t *p = &sla->cfg->policies[i];
+            char kbuf[64];
+            bool starts, foreign = false;
+            int kinds;
+            const char *key = concern(p, env, kbuf, sizeof kbuf, &starts, &kinds);
+            if (key && pass == 0)
+                rc = log_foreign(sla, p->name, key, &foreign);
+            else if (key)
+                rc = recompute(sla, router, p, key, now_ms);
+            if (foreign)
+                *late = false;
+        }
+    }
     return rc;
 }
 
@@ -746,9 +1151,14 @@ static int sla_on_event(void *self, funnel_router_t *router, const funnel_envelo
     funnel_sla_t *sla = self;
     if (env->body_case == FUNNEL__V1__ENVELOPE__BODY_ESCALATION_ACKNOWLEDGED)
         return acknowledge(sla, env);
-    int rc = hold(sla, env, now_ms);
-    rc = rc ? rc : key_events(sla, router, env, now_ms);
-    for (size_t i = 0; !rc && i < sla->cfg->n_policies; i++)
+    bool late;
+    int rc = log_event(sla, env, &late);
+    if (!rc && late)
+        rc = late_event(sla, router, env, now_ms, &late);
+    if (!rc && !late)
+        rc = hold(sla, env, now_ms);
+    rc = rc || late ? rc : key_events(sla, router, env, now_ms);
+    for (size_t i = 0; !rc && !late && i < sla->cfg->n_policies; i++)
         if (funnel_sla_match(&sla->cfg->policies[i].start, env))
             rc = start(sla, router, &sla->cfg->policies[i], env, now_ms);
     return rc ? rc : quota_count(sla, env, now_ms);

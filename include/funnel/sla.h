@@ -6,10 +6,13 @@
  * from the rows at start and after a rollback. Deadlines are event times: a stop that occurred
  * before the due time is on time whenever it arrives; warnings and levels that came due while
  * funneld was down fire at once, carrying their original times. A stop, reset, pause or resume
- * that arrives before the start of its instance is held and applied when the start arrives, so
- * the instance ends as if the events had come in event-time order. Outputs (sla.warning,
- * sla.escalation, sla.met, sla.quota_missed) go through the router's outbox, so they are
- * published only after COMMIT. The engine never reads the clock: now_ms comes from the caller.
+ * that arrives before the start of its instance is held and applied when the start arrives;
+ * from a key's first start on its events are logged, and one arriving out of event-time order
+ * makes the engine recompute that key's instances from the log, so they end as if the events
+ * had come in event-time order (published outputs are not repeated: README, "Arrival order").
+ * Outputs (sla.warning, sla.escalation, sla.met, sla.quota_missed) go through the router's
+ * outbox, so they are published only after COMMIT. The engine never reads the clock: now_ms
+ * comes from the caller.
  *
  * A policy is stored as a numbered version the first time an instance starts under a new
  * definition; an instance keeps its version for life, so a reload changes new instances only. */
