@@ -162,6 +162,12 @@ static void drain(funnel_zsock_t *zs)
         if (!recv_one(zs))
             break;
     }
+    /* The final EAGAIN receive processed libzmq's commands, which may have raised POLLOUT and
+     * consumed the ZMQ_FD edge announcing it: look once more, or writable_cb waits forever. */
+    if (zs->sock && zs->want_writable && (events_of(zs) & ZMQ_POLLOUT)) {
+        zs->want_writable = false;
+        zs->writable_cb(zs, zs->arg);
+    }
 }
 
 static void on_idle(uv_idle_t *h)

@@ -24,13 +24,21 @@
 #include <time.h>
 #include <unistd.h>
 
-#define IDENT_MAX        256  /* ZeroMQ routing ids are at most 255 bytes */
-#define DRAIN_BUDGET     1000 /* messages per socket per loop pass */
-#define REPLAY_CHUNK     256  /* outbox rows read per replay pass */
-#define PRUNE_CHUNK      10000
-#define PRUNE_PERIOD_MS  (3600 * 1000)
-#define REPLY_HWM        100000     /* queued replies per ROUTER peer */
-#define HARD_MAX_MESSAGE (64 << 20) /* ZMQ_MAXMSGSIZE: peers sending more are disconnected */
+#define IDENT_MAX       256  /* ZeroMQ routing ids are at most 255 bytes */
+#define DRAIN_BUDGET    1000 /* messages per socket per loop pass */
+#define REPLAY_CHUNK    256  /* outbox rows read per replay pass */
+#define PRUNE_CHUNK     10000
+#define PRUNE_PERIOD_MS (3600 * 1000)
+#define REPLY_HWM       100000 /* queued replies per ROUTER peer */
+#define REPLAY_HWM                                                                                 \
+    1024              /* queued replay rows per peer: a few chunks keep it busy, and               \
+                         bound the memory a client that never reads can pin */
+#define REPLAY_MAX 64 /* replays in progress at once; more get [error][busy: ...] */
+#define REPLAY_RETRY_MS                                                                            \
+    75                              /* parked replays retry on a timer: POLLOUT on a ROUTER means  \
+                                       "some peer has room", not "this one has" */
+#define REPLAY_STALL_MS       30000 /* a replay whose peer took nothing for this long is dropped */
+#define DEAD_PAYLOADS_PER_MIN 100   /* refusals per minute whose payload is stored */
 
 typedef enum item_status { ITEM_OK, ITEM_DUPLICATE, ITEM_REFUSED, ITEM_FAILED } item_status_t;
 
@@ -55,12 +63,18 @@ typedef struct item {
     peer_t peer;
 } item_t;
 
-/* A replay in progress: sends outbox rows from next_seq on, a chunk per loop pass. */
+/* A replay in progress: [truncated] if due, outbox rows from next_seq on a chunk per loop pass,
+ * then [end] (or [error] after a read failure). Each stage is sent again after EAGAIN, so a full
+ * peer parks the replay at the frame it could not take. */
 typedef struct replay {
     peer_t peer;
     uint64_t next_seq;
     uint64_t last_sent;
-    struct replay *next;
+    uint64_t truncated;  /* first available seq, while [truncated] is still to be sent; else 0 */
+    bool rows_done;      /* every row was sent: [end] is next */
+    const char *error;   /* a read failed: [error][error] is next, instead of [end] */
+    bool parked;         /* the peer was full: wait for the retry timer */
+    uint64_t stalled_at; /* uv_now when the peer last refused with no progress since; 0: none */
 } replay_t;
 
 struct funnel_server {
@@ -81,10 +95,13 @@ struct funnel_server {
     uv_timer_t flush_timer; /* commits after batch_delay_ms; at 0, on the next loop pass */
     uv_signal_t sig_term, sig_int, sig_hup;
     uv_timer_t watchdog, prune_timer;
-    uv_timer_t engine_timer; /* the earliest engine deadline (SLA timers) */
-    uv_idle_t replay_idle;
-    replay_t *replays, *replays_tail;
-    bool replay_blocked;    /* waiting for the replay socket to drain */
+    uv_timer_t engine_timer;      /* the earliest engine deadline (SLA timers) */
+    uv_idle_t replay_idle;        /* runs a chunk of every unparked replay per loop pass */
+    uv_timer_t replay_timer;      /* unparks replays whose peers were full */
+    replay_t replays[REPLAY_MAX]; /* in arrival order; at most one per routing identity */
+    size_t n_replays;
+    int64_t dead_window_ms; /* start of the current minute of dead-letter payload budget */
+    unsigned dead_payloads; /* payloads stored in that minute */
     uint64_t published_seq; /* last sequence handed to the PUB socket */
     funnel_server_stats_t stats;
     funnel_metrics_t *metrics; /* the Prometheus endpoint; NULL when `metrics` is off */
@@ -190,6 +207,17 @@ static int route_item(funnel_server_t *srv, item_t *it, int64_t now, bool guarde
     size_t len;
     const uint8_t *raw = item_bytes(it, &len);
     if (!it->env) {
+        /* A flood of refusals must not fill the disk: only the first DEAD_PAYLOADS_PER_MIN
+         * payloads a minute are stored; later ones keep their metadata and size only. */
+        int64_t mono = (int64_t)uv_now(&srv->loop);
+        if (mono - srv->dead_window_ms >= 60000) {
+            srv->dead_window_ms = mono;
+            srv->dead_payloads = 0;
+        }
+        if (len && srv->dead_payloads++ >= DEAD_PAYLOADS_PER_MIN) {
+            raw = NULL;
+            len = 0;
+        }
         funnel_dead_letter_t dl = {
             .received_at_ms = now,
             .topic = it->topic,
@@ -456,6 +484,13 @@ static void on_submit(funnel_zsock_t *zs, zmq_msg_t *frames, size_t n, bool over
 
 /* ---- replay -------------------------------------------------------------------------- */
 
+/* What one replay step achieved. */
+typedef enum replay_step {
+    REPLAY_MORE,    /* sent a chunk; more to come next pass */
+    REPLAY_BLOCKED, /* the peer is full: park until the retry timer */
+    REPLAY_DONE,    /* finished, or the peer went away: drop it */
+} replay_step_t;
+
 typedef struct replay_pass {
     funnel_server_t *srv;
     replay_t *rp;
@@ -480,98 +515,181 @@ static int replay_send_row(const funnel_outbox_row_t *row, void *arg)
     return 0;
 }
 
-static void replay_send_marker(funnel_server_t *srv, const replay_t *rp, const char *what,
-                               uint64_t seq)
+/* Sends [what][seq]. Returns 0, FUNNEL_EAGAIN (peer full: try again later) or FUNNEL_EBUS. */
+static int replay_send_marker(funnel_server_t *srv, const replay_t *rp, const char *what,
+                              uint64_t seq)
 {
     uint8_t buf[8];
     funnel_seq_encode(seq, buf);
     const void *parts[] = {what, buf};
     size_t lens[] = {strlen(what), 8};
-    peer_send(srv->replay_sock, &rp->peer, parts, lens, 2);
+    return peer_send(srv->replay_sock, &rp->peer, parts, lens, 2);
 }
 
-static void replay_pop(funnel_server_t *srv)
+/* Answers a request with [error][reason]; a full peer misses it, as it would any reply. */
+static int replay_send_error(funnel_server_t *srv, const peer_t *peer, const char *reason)
 {
-    replay_t *rp = srv->replays;
-    srv->replays = rp->next;
-    if (!srv->replays)
-        srv->replays_tail = NULL;
-    free(rp);
+    const void *parts[] = {"error", reason};
+    size_t lens[] = {5, strlen(reason)};
+    return peer_send(srv->replay_sock, peer, parts, lens, 2);
 }
 
-/* One chunk of the oldest replay; the idle handle keeps calling while replays remain. */
+/* Maps a send result onto the step outcome; 0 means carry on. */
+static replay_step_t replay_sent(int rc, bool *progress)
+{
+    if (rc == FUNNEL_EAGAIN)
+        return REPLAY_BLOCKED;
+    if (rc)
+        return REPLAY_DONE; /* the peer went away (ROUTER_MANDATORY: EHOSTUNREACH) */
+    *progress = true;
+    return REPLAY_MORE;
+}
+
+/* Advances one replay by at most a chunk of rows; *progress tells whether anything was sent. */
+static replay_step_t replay_step(funnel_server_t *srv, replay_t *rp, bool *progress)
+{
+    replay_step_t st;
+    if (rp->truncated) {
+        if ((st = replay_sent(replay_send_marker(srv, rp, "truncated", rp->truncated), progress)) !=
+            REPLAY_MORE)
+            return st;
+        rp->truncated = 0;
+    }
+    if (!rp->rows_done && !rp->error) {
+        replay_pass_t pass = {srv, rp, 0};
+        int rc = funnel_store_outbox_read(srv->store, rp->next_seq, REPLAY_CHUNK, replay_send_row,
+                                          &pass);
+        *progress |= pass.sent > 0;
+        if (rc == FUNNEL_EAGAIN || rc == FUNNEL_EBUS)
+            return replay_sent(rc, progress);
+        if (rc) {
+            funnel_log_error(srv->log, "replay read failed: %s", funnel_store_errmsg(srv->store));
+            rp->error = "replay read failed: see funneld's log";
+        } else if (pass.sent < REPLAY_CHUNK) {
+            rp->rows_done = true;
+        } else {
+            return REPLAY_MORE;
+        }
+    }
+    /* After a failed read, [end] would claim rows the client never got: it must not skip them. */
+    int rc = rp->error ? replay_send_error(srv, &rp->peer, rp->error)
+                       : replay_send_marker(srv, rp, "end",
+                                            rp->last_sent ? rp->last_sent : srv->published_seq);
+    st = replay_sent(rc, progress);
+    return st == REPLAY_MORE ? REPLAY_DONE : st;
+}
+
+static void replay_remove(funnel_server_t *srv, size_t i)
+{
+    memmove(&srv->replays[i], &srv->replays[i + 1],
+            (srv->n_replays - i - 1) * sizeof srv->replays[0]);
+    srv->n_replays--;
+}
+
+static void on_replay_timer(uv_timer_t *h);
+
+/* One step of every unparked replay, so a slow peer cannot hold up the others. With none left
+ * runnable the idle handle stops (or the loop would spin) and parked ones wait for the timer. */
 static void on_replay_idle(uv_idle_t *h)
 {
     funnel_server_t *srv = h->data;
-    replay_t *rp = srv->replays;
-    if (!rp || srv->replay_blocked) {
+    bool runnable = false;
+    for (size_t i = 0; i < srv->n_replays;) {
+        replay_t *rp = &srv->replays[i];
+        if (rp->parked) {
+            i++;
+            continue;
+        }
+        bool progress = false;
+        replay_step_t st = replay_step(srv, rp, &progress);
+        if (progress)
+            rp->stalled_at = 0;
+        if (st == REPLAY_DONE) {
+            replay_remove(srv, i);
+            continue;
+        }
+        if (st == REPLAY_BLOCKED) {
+            rp->parked = true;
+            if (!rp->stalled_at)
+                rp->stalled_at = uv_now(&srv->loop);
+        } else {
+            runnable = true;
+        }
+        i++;
+    }
+    if (!runnable)
         uv_idle_stop(h);
-        return;
-    }
-    replay_pass_t pass = {srv, rp, 0};
-    int rc =
-        funnel_store_outbox_read(srv->store, rp->next_seq, REPLAY_CHUNK, replay_send_row, &pass);
-    if (rc == FUNNEL_EAGAIN) {
-        srv->replay_blocked = true;
-        uv_idle_stop(h);
-        funnel_zsock_want_writable(srv->replay_sock);
-        return;
-    }
-    if (rc == FUNNEL_EBUS) { /* the peer went away */
-        replay_pop(srv);
-        return;
-    }
-    if (rc)
-        funnel_log_error(srv->log, "replay read failed: %s", funnel_store_errmsg(srv->store));
-    if (rc || pass.sent < REPLAY_CHUNK) {
-        replay_send_marker(srv, rp, "end", rp->last_sent ? rp->last_sent : srv->published_seq);
-        replay_pop(srv);
-    }
+    if (srv->n_replays && !runnable && !uv_is_active((uv_handle_t *)&srv->replay_timer))
+        uv_timer_start(&srv->replay_timer, on_replay_timer, REPLAY_RETRY_MS, 0);
 }
 
-static void on_replay_writable(funnel_zsock_t *zs, void *arg)
+/* Unparks replays to try their peers again; drops those that took nothing for too long, so an
+ * abandoned or hostile client cannot hold a slot forever. */
+static void on_replay_timer(uv_timer_t *h)
 {
-    (void)zs;
-    funnel_server_t *srv = arg;
-    srv->replay_blocked = false;
-    uv_idle_start(&srv->replay_idle, on_replay_idle);
+    funnel_server_t *srv = h->data;
+    uint64_t now = uv_now(&srv->loop);
+    for (size_t i = 0; i < srv->n_replays;) {
+        replay_t *rp = &srv->replays[i];
+        if (rp->parked && rp->stalled_at && now - rp->stalled_at >= REPLAY_STALL_MS) {
+            funnel_log_warn(srv->log,
+                            "replay dropped: the client took nothing for %d s (at seq %llu)",
+                            REPLAY_STALL_MS / 1000, (unsigned long long)rp->next_seq);
+            replay_remove(srv, i);
+            continue;
+        }
+        rp->parked = false;
+        i++;
+    }
+    if (srv->n_replays)
+        uv_idle_start(&srv->replay_idle, on_replay_idle);
+}
+
+static bool same_peer(const peer_t *a, const peer_t *b)
+{
+    return a->ident_len == b->ident_len && memcmp(a->ident, b->ident, a->ident_len) == 0;
 }
 
 static void on_replay(funnel_zsock_t *zs, zmq_msg_t *frames, size_t n, bool overflow, void *arg)
 {
     (void)zs;
     funnel_server_t *srv = arg;
-    replay_t *rp = calloc(1, sizeof *rp);
-    if (!rp)
-        return;
-    size_t first = peer_parse(frames, n, &rp->peer);
+    replay_t req = {0};
+    size_t first = peer_parse(frames, n, &req.peer);
     bool ok = !overflow && n - first == 2 && zmq_msg_size(&frames[first]) == 6 &&
               memcmp(zmq_msg_data(&frames[first]), "replay", 6) == 0 &&
               zmq_msg_size(&frames[first + 1]) == 8;
     if (!ok) {
-        const char *err = "expected [replay][from_seq: 8 bytes big-endian]";
-        const void *parts[] = {"error", err};
-        size_t lens[] = {5, strlen(err)};
-        peer_send(srv->replay_sock, &rp->peer, parts, lens, 2);
-        free(rp);
+        replay_send_error(srv, &req.peer, "expected [replay][from_seq: 8 bytes big-endian]");
         return;
     }
-    rp->next_seq = funnel_seq_decode(zmq_msg_data(&frames[first + 1]));
+    req.next_seq = funnel_seq_decode(zmq_msg_data(&frames[first + 1]));
+    /* Sequences are SQLite integers: a larger one would be bound as a negative number. */
+    if (req.next_seq > (uint64_t)INT64_MAX) {
+        replay_send_error(srv, &req.peer, "from_seq out of range: at most 2^63-1");
+        return;
+    }
+    /* One replay per connection: a new request supersedes the old (the client gave up on it),
+     * so repeated requests cannot pile up. */
+    for (size_t i = 0; i < srv->n_replays; i++)
+        if (same_peer(&srv->replays[i].peer, &req.peer)) {
+            replay_remove(srv, i);
+            break;
+        }
+    if (srv->n_replays == REPLAY_MAX) {
+        replay_send_error(srv, &req.peer, "busy: too many replays in progress, retry later");
+        return;
+    }
     uint64_t first_seq = 0, last_seq = 0;
     funnel_store_outbox_bounds(srv->store, &first_seq, &last_seq);
     /* Rows pruned by retention are gone: say so rather than let the client guess. With
      * everything pruned, history starts after the last sequence ever handed out. */
     uint64_t oldest = first_seq ? first_seq : last_seq + 1;
-    if (oldest > 1 && rp->next_seq < oldest)
-        replay_send_marker(srv, rp, "truncated", oldest);
+    if (oldest > 1 && req.next_seq < oldest)
+        req.truncated = oldest;
     srv->stats.replays++;
-    if (srv->replays_tail)
-        srv->replays_tail->next = rp;
-    else
-        srv->replays = rp;
-    srv->replays_tail = rp;
-    if (!srv->replay_blocked)
-        uv_idle_start(&srv->replay_idle, on_replay_idle);
+    srv->replays[srv->n_replays++] = req;
+    uv_idle_start(&srv->replay_idle, on_replay_idle);
 }
 
 /* ---- engine timers ------------------------------------------------------------------ */
@@ -655,21 +773,26 @@ static void on_prune(uv_timer_t *h)
 {
     funnel_server_t *srv = h->data;
     int64_t before = now_ms(srv) - srv->cfg.retention_days * 86400000LL;
-    size_t deleted = 0;
+    size_t deleted = 0, dead = 0;
     if (funnel_store_begin(srv->store) == 0) {
         int rc = funnel_store_outbox_prune(srv->store, before, srv->published_seq, PRUNE_CHUNK,
                                            &deleted);
+        if (!rc) /* same retention: refusals are diagnostics, not an archive */
+            rc = funnel_store_dead_letters_prune(srv->store, before, PRUNE_CHUNK, &dead);
         if (rc || funnel_store_commit(srv->store)) {
             funnel_store_rollback(srv->store);
             funnel_log_error(srv->log, "retention prune failed: %s",
                              funnel_store_errmsg(srv->store));
-            deleted = 0;
+            deleted = dead = 0;
         }
     }
-    if (deleted)
-        funnel_log_info(srv->log, "retention: pruned %zu output messages", deleted);
+    if (deleted || dead)
+        funnel_log_info(srv->log, "retention: pruned %zu output messages, %zu dead letters",
+                        deleted, dead);
     metrics_outbox_refresh(srv);
-    uv_timer_start(h, on_prune, deleted == PRUNE_CHUNK ? 1000 : PRUNE_PERIOD_MS, 0);
+    /* A full chunk means more is due: continue soon, in small transactions. */
+    bool more = deleted == PRUNE_CHUNK || dead == PRUNE_CHUNK;
+    uv_timer_start(h, on_prune, more ? 1000 : PRUNE_PERIOD_MS, 0);
 }
 
 /* Publishes what a previous run committed but may not have published before it died. */
@@ -718,6 +841,17 @@ static int config_read(funnel_server_t *srv, funnel_config_t *out, char *err, si
     return rc;
 }
 
+/* Above max_message_bytes a message is still read, refused with a reason and dead-lettered;
+ * past this hard limit ZeroMQ drops the connection before buffering it at all. It applies to
+ * connections made after it is set. */
+static void set_hard_limit(funnel_server_t *srv, funnel_zsock_t *zs)
+{
+    int64_t soft = srv->cfg.max_message_bytes;
+    int64_t hard = 2 * soft > soft + 4096 ? 2 * soft : soft + 4096;
+    if (zs)
+        zmq_setsockopt(funnel_zsock_raw(zs), ZMQ_MAXMSGSIZE, &hard, sizeof hard);
+}
+
 static void reload(funnel_server_t *srv)
 {
     funnel_config_t fresh;
@@ -728,6 +862,8 @@ static void reload(funnel_server_t *srv)
     } else {
         int changed = funnel_config_reload(&srv->cfg, &fresh, srv->log);
         srv->log->level = srv->cfg.log_level;
+        set_hard_limit(srv, srv->sub); /* max_message_bytes may have changed */
+        set_hard_limit(srv, srv->submit);
         funnel_log_info(srv->log, "config reloaded: %d option(s) changed", changed);
         funnel_config_clear(&fresh);
     }
@@ -757,8 +893,7 @@ static void server_shutdown(funnel_server_t *srv)
         (funnel_store_published_set(srv->store, srv->published_seq) ||
          funnel_store_commit(srv->store)))
         funnel_store_rollback(srv->store);
-    while (srv->replays)
-        replay_pop(srv);
+    srv->n_replays = 0; /* plain values: nothing to free */
     /* Give queued output a moment to leave before the sockets close. */
     int linger = 1000;
     zmq_setsockopt(funnel_zsock_raw(srv->pub), ZMQ_LINGER, &linger, sizeof linger);
@@ -891,16 +1026,15 @@ static int open_socket(funnel_server_t *srv, int type, const char *endpoint, int
     if (rc)
         return rc;
     void *raw = funnel_zsock_raw(*out);
-    int64_t hard = HARD_MAX_MESSAGE;
     int hwm = (int)srv->cfg.publish_hwm, on = 1;
     if (type == ZMQ_SUB || type == ZMQ_ROUTER)
-        zmq_setsockopt(raw, ZMQ_MAXMSGSIZE, &hard, sizeof hard);
+        set_hard_limit(srv, *out);
     if (type == ZMQ_SUB)
         zmq_setsockopt(raw, ZMQ_SUBSCRIBE, "", 0);
     /* The stream queues publish_hwm messages per subscriber; acks and replies get a fixed,
      * generous queue so a client pipelining thousands of submits loses no ack. */
     if (type == ZMQ_ROUTER)
-        hwm = REPLY_HWM;
+        hwm = slot == 3 ? REPLAY_HWM : REPLY_HWM;
     if (type == ZMQ_PUB || type == ZMQ_ROUTER)
         zmq_setsockopt(raw, ZMQ_SNDHWM, &hwm, sizeof hwm);
     if (slot == 3) /* replay: learn about full or vanished peers instead of dropping */
@@ -959,11 +1093,13 @@ static void init_handles(funnel_server_t *srv)
     uv_timer_init(&srv->loop, &srv->prune_timer);
     uv_timer_init(&srv->loop, &srv->engine_timer);
     uv_idle_init(&srv->loop, &srv->replay_idle);
+    uv_timer_init(&srv->loop, &srv->replay_timer);
     uv_signal_init(&srv->loop, &srv->sig_term);
     uv_signal_init(&srv->loop, &srv->sig_int);
     uv_signal_init(&srv->loop, &srv->sig_hup);
     srv->flush_timer.data = srv->watchdog.data = srv;
     srv->prune_timer.data = srv->replay_idle.data = srv->engine_timer.data = srv;
+    srv->replay_timer.data = srv;
     srv->sig_term.data = srv->sig_int.data = srv->sig_hup.data = srv;
 }
 
@@ -1035,7 +1171,7 @@ int funnel_server_run(funnel_server_t *srv)
     if (funnel_zsock_start(srv->sub, on_ingest, NULL, srv, DRAIN_BUDGET) ||
         funnel_zsock_start(srv->submit, on_submit, NULL, srv, DRAIN_BUDGET) ||
         funnel_zsock_start(srv->pub, NULL, NULL, srv, DRAIN_BUDGET) ||
-        funnel_zsock_start(srv->replay_sock, on_replay, on_replay_writable, srv, DRAIN_BUDGET)) {
+        funnel_zsock_start(srv->replay_sock, on_replay, NULL, srv, DRAIN_BUDGET)) {
         funnel_log_error(srv->log, "cannot watch sockets");
         server_shutdown(srv);
         uv_run(&srv->loop, UV_RUN_DEFAULT);
@@ -1071,8 +1207,7 @@ void funnel_server_destroy(funnel_server_t **srvp)
     for (size_t i = 0; i < srv->n_batch; i++)
         item_clear(&srv->batch[i]);
     free(srv->batch);
-    while (srv->replays)
-        replay_pop(srv);
+    srv->n_replays = 0; /* plain values: nothing to free */
     funnel_router_destroy(&srv->router);
     engines_stop(srv);
     funnel_store_destroy(&srv->store);

@@ -55,6 +55,7 @@ enum stmt_id {
     ST_OUTBOX_FIRST,
     ST_OUTBOX_LAST,
     ST_OUTBOX_PRUNE,
+    ST_DEAD_PRUNE,
     ST_META_GET,
     ST_META_SET,
     ST_EVENTS_LIST,
@@ -90,6 +91,10 @@ static const struct {
     [ST_OUTBOX_PRUNE] = {"DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox WHERE "
                          "created_at_ms < ? AND seq <= ? ORDER BY seq LIMIT ?)",
                          false},
+    /* Chunked like the outbox prune, so one pass never holds the write lock for long. */
+    [ST_DEAD_PRUNE] = {"DELETE FROM dead_letters WHERE id IN (SELECT id FROM dead_letters WHERE "
+                       "received_at_ms < ? ORDER BY id LIMIT ?)",
+                       false},
     [ST_META_GET] = {"SELECT value FROM meta WHERE key = ?", true},
     [ST_META_SET] = {"UPDATE meta SET value = ? WHERE key = ?", false},
     [ST_EVENTS_LIST] = {"SELECT * FROM (SELECT seq, event_id, topic, occurred_at_ms, "
@@ -670,6 +675,15 @@ int funnel_store_outbox_bounds(funnel_store_t *s, uint64_t *first, uint64_t *las
     return rc;
 }
 
+/* Runs a bound DELETE and reports how many rows went. */
+static int run_delete(funnel_store_t *s, sqlite3_stmt *st, size_t *deleted)
+{
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    *deleted = rc == SQLITE_DONE ? (size_t)sqlite3_changes(s->db) : 0;
+    return rc == SQLITE_DONE ? 0 : fail(s);
+}
+
 int funnel_store_outbox_prune(funnel_store_t *s, int64_t before_ms, uint64_t published_seq,
                               size_t limit, size_t *deleted)
 {
@@ -677,10 +691,16 @@ int funnel_store_outbox_prune(funnel_store_t *s, int64_t before_ms, uint64_t pub
     sqlite3_bind_int64(st, 1, before_ms);
     sqlite3_bind_int64(st, 2, (sqlite3_int64)published_seq);
     sqlite3_bind_int64(st, 3, (sqlite3_int64)limit);
-    int rc = sqlite3_step(st);
-    sqlite3_reset(st);
-    *deleted = rc == SQLITE_DONE ? (size_t)sqlite3_changes(s->db) : 0;
-    return rc == SQLITE_DONE ? 0 : fail(s);
+    return run_delete(s, st, deleted);
+}
+
+int funnel_store_dead_letters_prune(funnel_store_t *s, int64_t before_ms, size_t limit,
+                                    size_t *deleted)
+{
+    sqlite3_stmt *st = s->stmt[ST_DEAD_PRUNE];
+    sqlite3_bind_int64(st, 1, before_ms);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)limit);
+    return run_delete(s, st, deleted);
 }
 
 int funnel_store_published_get(funnel_store_t *s, uint64_t *seq)

@@ -148,14 +148,43 @@ static void raw_submit(const void *const *frames, const size_t *lens, size_t n, 
     close_socket(s);
 }
 
-/* Replays from `from` and collects sequences until [end]; returns the count, *last the end. */
+/* Sends [replay][from] on s. */
+static void replay_request(void *s, uint64_t from)
+{
+    uint8_t b[8];
+    funnel_seq_encode(from, b);
+    cr_assert_eq(zmq_send(s, "replay", 6, ZMQ_SNDMORE), 6);
+    cr_assert_eq(zmq_send(s, b, 8, 0), 8);
+}
+
+/* Pipelines `total` lead.created submits (500 in flight) and returns how many were acked ok. */
+static int submit_many(const char *prefix, int total)
+{
+    void *dealer = connect_socket(ZMQ_DEALER, fd.submit);
+    int64_t now = fx_now_ms();
+    int sent = 0, acks = 0, ok = 0;
+    while (acks < total) {
+        while (sent < total && sent - acks < 500) {
+            char id[64];
+            snprintf(id, sizeof id, "%s-%05d", prefix, sent++);
+            dealer_send_lead(dealer, id, now);
+        }
+        char id[64], st[64];
+        cr_assert_geq(zmq_recv(dealer, id, sizeof id, 0), 0, "ack %d missing", acks);
+        int r = zmq_recv(dealer, st, sizeof st, 0);
+        ok += r == 2 && !memcmp(st, "ok", 2);
+        acks++;
+    }
+    close_socket(dealer);
+    return ok;
+}
+
+/* Replays from `from` and collects up to max sequences until [end]; returns how many rows came,
+ * *last the end. */
 static size_t replay_seqs(uint64_t from, uint64_t *seqs, size_t max, uint64_t *last)
 {
     void *s = connect_socket(ZMQ_DEALER, fd.replay);
-    uint8_t b[8];
-    funnel_seq_encode(from, b);
-    zmq_send(s, "replay", 6, ZMQ_SNDMORE);
-    zmq_send(s, b, 8, 0);
+    replay_request(s, from);
     size_t n = 0;
     for (;;) {
         zmq_msg_t m[3];
@@ -176,7 +205,8 @@ static size_t replay_seqs(uint64_t from, uint64_t *seqs, size_t max, uint64_t *l
             break;
         }
         if (k == 3 && n < max)
-            seqs[n++] = seq;
+            seqs[n] = seq;
+        n += k == 3; /* counts every row, also those past max */
     }
     close_socket(s);
     return n;
@@ -351,6 +381,119 @@ Test(e2e, replay_from_a_sequence)
     close_socket(s);
 }
 
+/* A replay client that never reads: the smallest queue, so funneld's sends to it block soon. */
+static void *hostile_replayer(void)
+{
+    void *s = make_socket(ZMQ_DEALER);
+    int hwm = 1, rcvbuf = 4096;
+    zmq_setsockopt(s, ZMQ_RCVHWM, &hwm, sizeof hwm);
+    zmq_setsockopt(s, ZMQ_RCVBUF, &rcvbuf, sizeof rcvbuf);
+    cr_assert_eq(zmq_connect(s, fd.replay), 0);
+    return s;
+}
+
+/* funneld's user + system CPU time in clock ticks (/proc/<pid>/stat fields 14 and 15). */
+static unsigned long long cpu_ticks(void)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%ld/stat", (long)fd.pid);
+    FILE *f = fopen(path, "r");
+    cr_assert_not_null(f);
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *p = strrchr(buf, ')'); /* the command name may hold spaces */
+    cr_assert_not_null(p);
+    unsigned long long ut = 0, st = 0;
+    cr_assert_eq(sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st),
+                 2);
+    return ut + st;
+}
+
+static long vm_rss_kb(void)
+{
+    char path[64], line[256];
+    long kb = -1;
+    snprintf(path, sizeof path, "/proc/%ld/status", (long)fd.pid);
+    FILE *f = fopen(path, "r");
+    cr_assert_not_null(f);
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
+            break;
+    fclose(f);
+    return kb;
+}
+
+Test(e2e, replay_client_that_never_reads_does_not_block_other_replays)
+{
+    const int total = 3000;
+    cr_assert_eq(submit_many("evt-hostile", total), total);
+    void *hostile = hostile_replayer();
+    /* Each request queues every row again, until the hostile peer's queue and TCP buffers are
+     * full (~8 MB here, more than the kernel buffers can take) and funneld's sends to it fail. */
+    for (int i = 0; i < 30; i++) {
+        replay_request(hostile, 1);
+        usleep(50 * 1000);
+    }
+
+    uint64_t last = 0;
+    size_t n = replay_seqs(1, NULL, 0, &last);
+    cr_assert_geq(n, (size_t)total, "the second replay got every row");
+    cr_assert_geq(last, (uint64_t)total, "and reached the end");
+
+    /* The parked replay waits on a timer, not a busy loop: funneld is nearly idle. */
+    unsigned long long before = cpu_ticks();
+    usleep(1000 * 1000);
+    unsigned long long used = cpu_ticks() - before;
+    cr_assert_lt(used, (unsigned long long)sysconf(_SC_CLK_TCK) / 2, "funneld spun: %llu ticks",
+                 used);
+    close_socket(hostile);
+}
+
+Test(e2e, repeated_replay_requests_keep_one_replay_per_client)
+{
+    cr_assert_eq(submit_many("evt-repeat", 1000), 1000);
+    void *hostile = hostile_replayer();
+    for (int i = 0; i < 10000; i++)
+        replay_request(hostile, 1);
+    uint64_t last = 0;
+    replay_seqs(1, NULL, 0, &last);
+    cr_assert_geq(last, 1000u, "another client still gets its replay");
+    long rss = vm_rss_kb();
+    cr_assert(rss > 0 && rss < 600 * 1024, "funneld uses %ld kB", rss);
+    close_socket(hostile);
+}
+
+Test(e2e, replay_from_beyond_int64_is_an_error)
+{
+    submit_lead("evt-big-from", "lead-b", FUNNEL_SUBMIT_OK);
+    void *s = connect_socket(ZMQ_DEALER, fd.replay);
+    replay_request(s, UINT64_MAX);
+    char buf[128];
+    int r = zmq_recv(s, buf, sizeof buf, 0);
+    cr_assert_eq(r, 5, "no error reply");
+    cr_assert_eq(memcmp(buf, "error", 5), 0);
+    close_socket(s);
+}
+
+Test(e2e, message_over_the_hard_limit_drops_the_peer_not_funneld)
+{
+    /* Default max_message_bytes is 64 KiB, so the hard limit is 128 KiB. */
+    void *s = connect_socket(ZMQ_DEALER, fd.submit);
+    size_t big = 1024 * 1024;
+    char *huge = calloc(1, big);
+    cr_assert_not_null(huge);
+    zmq_send(s, "lead.created", 12, ZMQ_SNDMORE);
+    zmq_send(s, huge, big, 0);
+    free(huge);
+    usleep(300 * 1000);
+    close_socket(s);
+    submit_lead("evt-after-huge", "lead-h", FUNNEL_SUBMIT_OK);
+    int64_t dead = -1;
+    cr_assert_eq(count_events(&dead), 1);
+    cr_assert_eq(dead, 0, "a message past the hard limit never reaches funneld's loop");
+}
+
 Test(e2e, req_socket_clients_get_replies_with_delimiter)
 {
     void *s = connect_socket(ZMQ_REQ, fd.submit);
@@ -383,25 +526,9 @@ Test(e2e, slow_subscriber_does_not_block_ingest)
     cr_assert_eq(zmq_connect(slow, fd.publish), 0);
     usleep(100 * 1000);
 
-    void *dealer = connect_socket(ZMQ_DEALER, fd.submit);
     const int total = 5000;
-    int64_t now = fx_now_ms();
-    int sent = 0, acks = 0, ok = 0;
-    while (acks < total) {
-        while (sent < total && sent - acks < 500) {
-            char id[32];
-            snprintf(id, sizeof id, "evt-slow-%05d", sent++);
-            dealer_send_lead(dealer, id, now);
-        }
-        char id[64], st[64];
-        cr_assert_geq(zmq_recv(dealer, id, sizeof id, 0), 0, "ack %d missing", acks);
-        int r = zmq_recv(dealer, st, sizeof st, 0);
-        ok += r == 2 && !memcmp(st, "ok", 2);
-        acks++;
-    }
-    cr_assert_eq(ok, total);
+    cr_assert_eq(submit_many("evt-slow", total), total);
     cr_assert_eq(count_events(NULL), total);
-    close_socket(dealer);
     close_socket(slow);
 }
 

@@ -946,6 +946,36 @@ Test(store_list, dead_letters_keep_payload_or_only_its_size)
     cr_assert_str_eq(d.reason[1], "decode");
 }
 
+Test(store_list, dead_letters_prune_deletes_only_older_than_the_cutoff_in_chunks)
+{
+    begin(store);
+    for (int64_t t = 1000; t < 1005; t++) {
+        funnel_dead_letter_t dl = {.received_at_ms = t, .reason = "decode", .detail = "x"};
+        cr_assert_eq(funnel_store_dead_letter_add(store, &dl), 0);
+    }
+    commit(store);
+    size_t deleted = 0;
+    /* The limit caps one call; the oldest go first. */
+    begin(store);
+    cr_assert_eq(funnel_store_dead_letters_prune(store, 1004, 2, &deleted), 0);
+    commit(store);
+    cr_assert_eq(deleted, 2);
+    dl_seen_t d = {0};
+    cr_assert_eq(funnel_store_dead_letters_list(store, 0, collect_dead, &d), 0);
+    cr_assert_eq(d.n, 3);
+    cr_assert_eq(d.received[0], 1002);
+    /* The cutoff is exclusive: the letter received at 1004 stays. */
+    begin(store);
+    cr_assert_eq(funnel_store_dead_letters_prune(store, 1004, 100, &deleted), 0);
+    commit(store);
+    cr_assert_eq(deleted, 2);
+    cr_assert_eq(n_dead(store), 1);
+    begin(store);
+    cr_assert_eq(funnel_store_dead_letters_prune(store, 1004, 100, &deleted), 0);
+    commit(store);
+    cr_assert_eq(deleted, 0, "nothing older is left");
+}
+
 typedef struct ev_seen {
     size_t n;
     int stop_after;

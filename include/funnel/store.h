@@ -130,6 +130,11 @@ int funnel_store_outbox_bounds(funnel_store_t *store, uint64_t *first, uint64_t 
 int funnel_store_outbox_prune(funnel_store_t *store, int64_t before_ms, uint64_t published_seq,
                               size_t limit, size_t *deleted);
 
+/* Deletes dead letters received before before_ms, oldest first, at most `limit` per call. They
+ * are diagnostics, kept as long as the outbox (retention_days), not forever. */
+int funnel_store_dead_letters_prune(funnel_store_t *store, int64_t before_ms, size_t limit,
+                                    size_t *deleted);
+
 /* The last sequence known to have been handed to the PUB socket. Set inside a transaction. */
 int funnel_store_published_get(funnel_store_t *store, uint64_t *seq);
 int funnel_store_published_set(funnel_store_t *store, uint64_t seq);
