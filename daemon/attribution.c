@@ -82,6 +82,7 @@ enum stmt_id {
     S_TOUCHES_GET,
     S_PAYMENT_GET,
     S_REFUNDS_GET,
+    S_REFUNDS_POSTED,
     S_POSTED,
     S_POST,
     S_COUNT_
@@ -118,13 +119,21 @@ static const char *const stmt_sql[S_COUNT_] = {
                       "WHERE payment_id = ?",
     [S_REFUNDS_GET] = "SELECT refund_id, minor, at_ms FROM attr_refunds "
                       "WHERE payment_id = ? AND currency = ? ORDER BY at_ms, refund_id",
-    /* Every line of one payment, model and entry whose posted sum is not zero. The other
-     * columns are equal on every row of a line (a touch never changes). */
+    /* Every refund entry ever posted for a payment and model, with the time it was posted at:
+     * a refund re-pointed to another payment, or left behind by a payment whose currency
+     * changed, is no longer attached but its credits still stand until reversed. */
+    [S_REFUNDS_POSTED] = "SELECT refund_id, max(at_ms) FROM attr_postings "
+                         "WHERE payment_id = ? AND model = ? AND refund_id <> '' "
+                         "GROUP BY refund_id ORDER BY refund_id",
+    /* Every line of one payment, model and entry whose posted sum is not zero. The touch
+     * columns are equal on every row of a line (a touch never changes); client, lead and
+     * weight are grouped on because a re-post may change them, and a bare column would name
+     * whichever row SQLite met last. */
     [S_POSTED] = "SELECT line_key, currency, sum(credit), lead_id, campaign, source, medium, "
                  "channel, touch_at_ms, weight_ppm, client_id FROM attr_postings "
                  "WHERE payment_id = ? AND model = ? AND refund_id = ? "
-                 "GROUP BY line_key, currency HAVING sum(credit) != 0 "
-                 "ORDER BY line_key, currency",
+                 "GROUP BY line_key, currency, client_id, lead_id, weight_ppm "
+                 "HAVING sum(credit) != 0 ORDER BY line_key, currency",
     [S_POST] = "INSERT INTO attr_postings(payment_id, refund_id, model, line_key, client_id, "
                "lead_id, campaign, source, medium, channel, touch_at_ms, currency, credit, "
                "weight_ppm, reversal, at_ms, cause_event_id) "
@@ -524,7 +533,10 @@ static int entry_settle(run_t *r, const entry_t *e, const journey_t *j, const in
             continue;
         n_want++;
         const line_t *p = posted_find(posted, n_posted, j->lines[i].key, e->pay->currency);
-        same = same && p && p->sum == want[i];
+        /* The client, lead and weight are part of a line: a payment moved to another client
+         * (an earlier duplicate payment_id) must re-post even when the amounts match. */
+        same = same && p && p->sum == want[i] && !strcmp(p->client_id, e->pay->client_id) &&
+               !strcmp(p->lead_id, j->lines[i].lead_id) && p->weight_ppm == j->ppm[e->model][i];
     }
     same = same && n_want == n_posted;
     for (size_t i = 0; !same && !rc && i < n_posted; i++)
@@ -560,6 +572,51 @@ static int refunds_read(run_t *r, const payment_t *pay, refund_t **out, size_t *
     return stmt_done(st, rc);
 }
 
+static bool refund_attached(const refund_t *refunds, size_t n, const char *refund_id)
+{
+    for (size_t k = 0; k < n; k++)
+        if (!strcmp(refunds[k].id, refund_id))
+            return true;
+    return false;
+}
+
+/* Reverses the credits of refund entries this payment and model still hold although the
+ * refund no longer belongs to it (moved to another payment by an earlier duplicate
+ * refund_id, or in another currency than the payment now has). Walking only the attached
+ * refunds would leave those credits standing and make the result depend on arrival order.
+ * The reversal is dated like the entry it reverses. zeros holds j->n words. */
+static int stale_refunds_settle(run_t *r, const journey_t *j, const payment_t *pay,
+                                funnel_attribution_model_t m, const refund_t *refunds,
+                                size_t n_refunds, int64_t *zeros)
+{
+    refund_t *posted = NULL;
+    size_t n = 0, cap = 0;
+    int rc;
+    /* Read first, post after: the posts below insert into the table this reads. */
+    sqlite3_stmt *st =
+        stmt_bind(r->a, S_REFUNDS_POSTED, "ss", pay->id, funnel_attribution_model_name(m));
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (refund_attached(refunds, n_refunds, col_text(st, 0)))
+            continue;
+        if (grow((void **)&posted, &cap, n + 1, sizeof *posted)) {
+            sqlite3_reset(st);
+            free(posted);
+            return FUNNEL_ENOMEM;
+        }
+        copy_id(posted[n].id, col_text(st, 0));
+        posted[n].at_ms = sqlite3_column_int64(st, 1);
+        n++;
+    }
+    rc = stmt_done(st, rc);
+    memset(zeros, 0, j->n * sizeof *zeros);
+    for (size_t k = 0; !rc && k < n; k++) {
+        entry_t e = {.pay = pay, .model = m, .refund_id = posted[k].id, .at_ms = posted[k].at_ms};
+        rc = entry_settle(r, &e, j, zeros);
+    }
+    free(posted);
+    return rc;
+}
+
 /* One model's entries for a payment: the payment's credits, then each refund's change of the
  * net (see attribution.h, "Money"). scratch holds 5 * j->n words. */
 static int model_settle(run_t *r, const journey_t *j, const payment_t *pay,
@@ -593,7 +650,7 @@ static int model_settle(run_t *r, const journey_t *j, const payment_t *pay,
         if ((rc = entry_settle(r, &e, j, want)))
             return rc;
     }
-    return 0;
+    return stale_refunds_settle(r, j, pay, m, refunds, n_refunds, want);
 }
 
 /* Brings every configured model's credits of one payment in line with the stored facts. */

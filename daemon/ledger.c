@@ -69,6 +69,13 @@ static const char *const ledger_steps[] = {
     "  BEGIN SELECT RAISE(ABORT, 'ledger_line is append-only'); END;"
     "CREATE TRIGGER ledger_line_no_delete BEFORE DELETE ON ledger_line"
     "  BEGIN SELECT RAISE(ABORT, 'ledger_line is append-only'); END;",
+    /* 2: payment_id and refund_id are global (one payment, whichever client it names): the
+     * canonical row is chosen across clients, so the lookups are by id alone. */
+    "DROP INDEX ledger_payment_id;"
+    "CREATE INDEX ledger_payment_id ON ledger_payment(payment_id, at_ms, event_id);"
+    "DROP INDEX ledger_refund_id;"
+    "CREATE INDEX ledger_refund_id ON ledger_refund(refund_id, at_ms, event_id);"
+    "CREATE INDEX ledger_refund_payment ON ledger_refund(payment_id);",
 };
 #define LEDGER_STEPS (int)(sizeof ledger_steps / sizeof ledger_steps[0])
 
@@ -82,6 +89,7 @@ enum stmt_id {
     Q_CLIENT_GET,
     Q_PAYMENTS,
     Q_REFUNDS,
+    Q_CLIENTS_OF,
     Q_RATE_FREEZE,
     Q_RATE_GET,
     Q_POSTED,
@@ -107,19 +115,28 @@ static const char *const stmt_sql[Q_COUNT_] = {
     [Q_CLIENT_FREEZE] = "INSERT INTO ledger_client(client_id, term_months, cap_minor)"
                         " VALUES (?1, ?2, ?3) ON CONFLICT(client_id) DO NOTHING",
     [Q_CLIENT_GET] = "SELECT term_months, cap_minor FROM ledger_client WHERE client_id = ?1",
-    /* The canonical payments (first per payment_id by event time), in event-time order. */
+    /* The canonical payments (first per payment_id by event time, whichever client a
+     * duplicate names: a payment_id is one payment), in event-time order. */
     [Q_PAYMENTS] = "SELECT p.event_id, p.payment_id, p.currency, p.amount, p.at_ms"
                    " FROM ledger_payment p WHERE p.client_id = ?1 AND NOT EXISTS ("
-                   "  SELECT 1 FROM ledger_payment q WHERE q.client_id = p.client_id"
-                   "  AND q.payment_id = p.payment_id AND (q.at_ms < p.at_ms"
-                   "  OR (q.at_ms = p.at_ms AND q.event_id < p.event_id)))"
+                   "  SELECT 1 FROM ledger_payment q WHERE q.payment_id = p.payment_id"
+                   "  AND (q.at_ms < p.at_ms OR (q.at_ms = p.at_ms AND q.event_id < p.event_id)))"
                    " ORDER BY p.at_ms, p.event_id",
+    /* The canonical refunds (first per refund_id, across clients) of the client's payments:
+     * a refund claws back from the payment it names, whichever client it was sent under. */
     [Q_REFUNDS] = "SELECT r.event_id, r.payment_id, r.currency, r.amount, r.at_ms"
-                  " FROM ledger_refund r WHERE r.client_id = ?1 AND NOT EXISTS ("
-                  "  SELECT 1 FROM ledger_refund q WHERE q.client_id = r.client_id"
-                  "  AND q.refund_id = r.refund_id AND (q.at_ms < r.at_ms"
-                  "  OR (q.at_ms = r.at_ms AND q.event_id < r.event_id)))"
+                  " FROM ledger_refund r WHERE r.payment_id IN ("
+                  "  SELECT payment_id FROM ledger_payment WHERE client_id = ?1)"
+                  " AND NOT EXISTS ("
+                  "  SELECT 1 FROM ledger_refund q WHERE q.refund_id = r.refund_id"
+                  "  AND (q.at_ms < r.at_ms OR (q.at_ms = r.at_ms AND q.event_id < r.event_id)))"
                   " ORDER BY r.at_ms, r.event_id",
+    /* Every client a payment (?1) or a refund (?2) can affect: each client with a row of the
+     * payment_id, or of a payment_id the refund_id has ever named. Settling them all reverses
+     * what a client earned before an earlier duplicate moved the payment or refund away. */
+    [Q_CLIENTS_OF] = "SELECT DISTINCT client_id FROM ledger_payment WHERE payment_id = ?1"
+                     " OR payment_id IN (SELECT payment_id FROM ledger_refund"
+                     "  WHERE refund_id = ?2) ORDER BY client_id",
     [Q_RATE_FREEZE] = "INSERT INTO ledger_rate(payment_event_id, role, rep, rate_bp)"
                       " VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
     [Q_RATE_GET] = "SELECT rate_bp FROM ledger_rate WHERE payment_event_id = ?1 AND role = ?2"
@@ -676,8 +693,46 @@ static int on_handoff(run_t *run, const Funnel__V1__ClientHandedOff *h)
     return rc ? rc : client_settle(run);
 }
 
+/* Settles the event's own client, then every other client the payment or refund can affect
+ * (see Q_CLIENTS_OF). The list is read before any posting, so no cursor is open meanwhile. */
+static int clients_settle(run_t *run, const char *payment_id, const char *refund_id)
+{
+    typedef struct {
+        char id[ID_BUF];
+    } client_id_t;
+    VEC(client_id_t) others = {0};
+    const char *own = run->client_id;
+    sqlite3_stmt *s = q(run->lg, Q_CLIENTS_OF);
+    if (payment_id)
+        bind_text(s, 1, payment_id);
+    if (refund_id)
+        bind_text(s, 2, refund_id);
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        const char *c = (const char *)sqlite3_column_text(s, 0);
+        if (!c || strcmp(c, own) == 0)
+            continue;
+        if (VEC_PUSH(others)) {
+            rc = FUNNEL_ENOMEM;
+            break;
+        }
+        col_copy(s, 0, others.v[others.n++].id, ID_BUF);
+    }
+    sqlite3_reset(s);
+    rc = step_end(rc);
+    if (!rc)
+        rc = client_settle(run);
+    for (size_t i = 0; i < others.n && !rc; i++) {
+        run->client_id = others.v[i].id;
+        rc = client_settle(run);
+    }
+    run->client_id = own;
+    free(others.v);
+    return rc;
+}
+
 /* Records a payment or a refund (ids: payment_id, or refund_id and payment_id, in the column
- * order of its insert) and settles the client. */
+ * order of its insert) and settles every client it affects. */
 static int money_fact(run_t *run, enum stmt_id id, const char *const *ids, int n_ids,
                       const char *client, const Funnel__V1__Money *m)
 {
@@ -692,7 +747,9 @@ static int money_fact(run_t *run, enum stmt_id id, const char *const *ids, int n
     sqlite3_bind_int64(s, col, run->cause->occurred_at_ms);
     run->client_id = client;
     int rc = fact_insert(run->lg, s);
-    return rc ? rc : client_settle(run);
+    if (rc)
+        return rc;
+    return n_ids == 1 ? clients_settle(run, ids[0], NULL) : clients_settle(run, NULL, ids[0]);
 }
 
 /* Pays what is due through through_ms, per currency; a payout_id seen before does nothing. */

@@ -43,6 +43,31 @@ static sqlite3_stmt *prepare_period(funnel_store_t *store, const char *sql, cons
     return s;
 }
 
+/* Opens one read transaction around a report's queries, so every query sees the same
+ * snapshot: as separate autocommit reads, a commit by funneld between two of them could make
+ * a statement's totals disagree with its lines (a false "does not reconcile"). *own tells
+ * read_end whether to close it; a caller already inside a transaction has one snapshot. */
+static int read_begin(funnel_store_t *store, bool *own)
+{
+    sqlite3 *db = funnel_store_db(store);
+    *own = sqlite3_get_autocommit(db) != 0;
+    if (*own && sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
+        return FUNNEL_ESTORE;
+    return 0;
+}
+
+/* Ends what read_begin opened; returns rc, or FUNNEL_ESTORE when only the end failed. Nothing
+ * was written, so COMMIT only releases the snapshot. */
+static int read_end(funnel_store_t *store, bool own, int rc)
+{
+    sqlite3 *db = funnel_store_db(store);
+    if (own && sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+        return rc ? rc : FUNNEL_ESTORE;
+    }
+    return rc;
+}
+
 void funnel_ledger_statement_free(funnel_ledger_statement_t **st)
 {
     if (!st || !*st)
@@ -173,9 +198,14 @@ int funnel_ledger_statement(funnel_store_t *store, const char *rep, int64_t from
         return FUNNEL_ENOMEM;
     st->from_ms = from_ms;
     st->to_ms = to_ms;
-    int rc = sections_load(store, rep, st);
-    if (!rc)
-        rc = lines_load(store, rep, st);
+    bool own;
+    int rc = read_begin(store, &own);
+    if (!rc) {
+        rc = sections_load(store, rep, st);
+        if (!rc)
+            rc = lines_load(store, rep, st);
+        rc = read_end(store, own, rc);
+    }
     for (size_t i = 0; !rc && i < st->n_sections; i++) {
         funnel_ledger_section_t *sec = &st->sections[i];
         int64_t total = sec->closing, closing;
@@ -234,8 +264,9 @@ static int count_rows(funnel_store_t *store, const char *sql, int64_t *out)
     return rc == SQLITE_ROW ? 0 : FUNNEL_ESTORE;
 }
 
-int funnel_ledger_check(funnel_store_t *store, funnel_ledger_problem_cb cb, void *arg,
-                        int64_t *problems, int64_t *postings, int64_t *balances)
+/* The checks and counts of funnel_ledger_check, run inside its read transaction. */
+static int check_run(funnel_store_t *store, funnel_ledger_problem_cb cb, void *arg,
+                     int64_t *problems, int64_t *postings, int64_t *balances)
 {
     static const struct {
         const char *what, *sql;
@@ -275,4 +306,12 @@ int funnel_ledger_check(funnel_store_t *store, funnel_ledger_problem_cb cb, void
         count_rows(store, "SELECT COUNT(*) FROM ledger_balance", balances))
         return FUNNEL_ESTORE;
     return 0;
+}
+
+int funnel_ledger_check(funnel_store_t *store, funnel_ledger_problem_cb cb, void *arg,
+                        int64_t *problems, int64_t *postings, int64_t *balances)
+{
+    bool own;
+    int rc = read_begin(store, &own);
+    return rc ? rc : read_end(store, own, check_run(store, cb, arg, problems, postings, balances));
 }

@@ -702,6 +702,103 @@ Test(engine, output_is_deterministic_even_after_a_rolled_back_batch)
     world_close(&b);
 }
 
+/* One event of a small scenario: topic and JSON body. */
+typedef struct scene_event {
+    const char *topic, *json;
+} scene_event_t;
+
+/* Applies ev[order[0..n)] to a fresh world and returns the net postings, client included, as
+ * text: a re-pointed refund or payment must leave nothing behind where it was. */
+static void scene_net(const scene_event_t *ev_list, const size_t *order, size_t n, char *out,
+                      size_t out_len)
+{
+    static world_t w;
+    /* One model: the re-pointing logic is the same for each. */
+    world_open(&w, 1u << FUNNEL_ATTR_LINEAR);
+    for (size_t i = 0; i < n; i++)
+        world_apply(&w, ev_list[order[i]].topic, ev_list[order[i]].json);
+    query_text(&w,
+               "SELECT payment_id, refund_id, model, client_id, line_key, currency, sum(credit) "
+               "FROM attr_postings GROUP BY 1, 2, 3, 4, 5, 6 HAVING sum(credit) != 0 "
+               "ORDER BY 1, 2, 3, 4, 5, 6",
+               out, out_len);
+    world_close(&w);
+}
+
+/* Runs a scenario in order and reversed; both must end in want. */
+static void scene_both_orders(const scene_event_t *ev_list, size_t n, const char *want)
+{
+    static char fwd[16384], rev[16384];
+    size_t order[8];
+    cr_assert_leq(n, 8);
+    for (size_t i = 0; i < n; i++)
+        order[i] = i;
+    scene_net(ev_list, order, n, fwd, sizeof fwd);
+    for (size_t i = 0; i < n; i++)
+        order[i] = n - 1 - i;
+    scene_net(ev_list, order, n, rev, sizeof rev);
+    cr_assert_str_eq(fwd, rev, "order dependent:\nforward:\n%s\nreversed:\n%s", fwd, rev);
+    cr_assert_str_eq(fwd, want);
+}
+
+#define PAY(ev, at, pay, client, minor, cur)                                                       \
+    {                                                                                              \
+        "payment.received", "{\"eventId\":\"" ev "\",\"occurredAtMs\":" at ",\"paymentId\":\"" pay \
+                            "\",\"clientId\":\"" client "\",\"amount\":{\"minor\":" minor          \
+                            ",\"currency\":\"" cur "\"}}"                                          \
+    }
+#define REFUND(ev, at, ref, pay, minor, cur)                                                       \
+    {                                                                                              \
+        "payment.refunded", "{\"eventId\":\"" ev "\",\"occurredAtMs\":" at ",\"refundId\":\"" ref  \
+                            "\",\"paymentId\":\"" pay "\",\"clientId\":\"C1\",\"amount\":{"        \
+                            "\"minor\":" minor ",\"currency\":\"" cur "\"}}"                       \
+    }
+
+/* A refund_id seen again with an earlier time names another payment: the refund moves, and
+ * the payment it left must have its refund credits reversed (reviewer's case). */
+Test(engine, a_refund_moved_to_another_payment_leaves_nothing_behind)
+{
+    const scene_event_t e[] = {
+        PAY("pa", "1700000000000", "PA", "C1", "1000", "EUR"),
+        PAY("pb", "1700000000000", "PB", "C1", "1000", "EUR"),
+        REFUND("r-late", "1700000500000", "R", "PA", "400", "EUR"),
+        REFUND("r-early", "1700000100000", "R", "PB", "400", "EUR"),
+    };
+    /* Unattributed everywhere (no handoff): one line per entry. */
+    const char *want = "PA||linear|C1|" FUNNEL_ATTR_UNATTRIBUTED "|EUR|1000\n"
+                       "PB||linear|C1|" FUNNEL_ATTR_UNATTRIBUTED "|EUR|1000\n"
+                       "PB|R|linear|C1|" FUNNEL_ATTR_UNATTRIBUTED "|EUR|-400\n";
+    scene_both_orders(e, 4, want);
+}
+
+/* An earlier duplicate payment_id in another currency: the refund in the old currency no
+ * longer applies to the payment, so its credits must be reversed whatever the order. */
+Test(engine, a_payment_changing_currency_drops_its_refunds_in_the_old_one)
+{
+    const scene_event_t e[] = {
+        PAY("p-late", "1700000500000", "P", "C1", "1000", "EUR"),
+        REFUND("r", "1700000600000", "R", "P", "400", "EUR"),
+        PAY("p-early", "1700000100000", "P", "C1", "1000", "USD"),
+    };
+    const char *want = "P||linear|C1|" FUNNEL_ATTR_UNATTRIBUTED "|USD|1000\n";
+    scene_both_orders(e, 3, want);
+}
+
+/* An earlier duplicate payment_id for another client: the lines match key for key (both
+ * clients are unattributed) but must be re-posted under the client that now owns it. */
+Test(engine, a_payment_moved_to_another_client_is_reposted_under_it)
+{
+    const scene_event_t e[] = {
+        PAY("p-late", "1700000500000", "P", "C1", "1000", "EUR"),
+        PAY("p-early", "1700000100000", "P", "C2", "1000", "EUR"),
+    };
+    const char *want = "P||linear|C2|" FUNNEL_ATTR_UNATTRIBUTED "|EUR|1000\n";
+    scene_both_orders(e, 2, want);
+}
+
+#undef PAY
+#undef REFUND
+
 Test(engine, only_configured_models_and_awkward_amounts)
 {
     static world_t w;

@@ -592,6 +592,57 @@ Test(ledger, statement_reconciles)
     cr_assert_null(st);
 }
 
+/* What the trace below saw: report reads, and those run outside a transaction. */
+typedef struct read_trace {
+    int selects, autocommit_selects;
+} read_trace_t;
+
+static int trace_select(unsigned type, void *arg, void *p, void *x)
+{
+    (void)type;
+    (void)x;
+    read_trace_t *t = arg;
+    sqlite3_stmt *s = p;
+    if (sqlite3_stmt_readonly(s) && strncmp(sqlite3_sql(s), "SELECT", 6) == 0) {
+        t->selects++;
+        t->autocommit_selects += sqlite3_get_autocommit(sqlite3_db_handle(s)) != 0;
+    }
+    return 0;
+}
+
+/* A statement's totals and lines (and the check's queries) are separate SELECTs: they must
+ * share one snapshot, or a commit by funneld between them could make a statement "not
+ * reconcile". Interleaving a commit deterministically is not possible from here, so this
+ * checks the mechanism: every report read runs inside a transaction that is closed after. */
+Test(ledger, reports_read_one_snapshot)
+{
+    must(fx_handoff("h1", "c1", "alice", "", day(2026, 1, 1)));
+    must(fx_payment("p1", "pay-1", "c1", 10000, "EUR", day(2026, 2, 1)));
+    sqlite3 *db = funnel_store_db(store);
+    read_trace_t t = {0};
+    cr_assert_eq(sqlite3_trace_v2(db, SQLITE_TRACE_STMT, trace_select, &t), SQLITE_OK);
+    funnel_ledger_statement_t *st = NULL;
+    int64_t problems = -1;
+    int rc_st = funnel_ledger_statement(store, "alice", day(2026, 1, 1), day(2026, 3, 1), &st);
+    int rc_check = funnel_ledger_check(store, NULL, NULL, &problems, NULL, NULL);
+    sqlite3_trace_v2(db, 0, NULL, NULL);
+    cr_assert_eq(rc_st, 0);
+    cr_assert_eq(rc_check, 0);
+    bool reconciles = st && st->n_sections == 1 && st->sections[0].reconciles;
+    funnel_ledger_statement_free(&st);
+    cr_assert(reconciles);
+    cr_assert_eq(problems, 0);
+    cr_assert_geq(t.selects, 2 + 5, "the statement's and the check's reads were traced");
+    cr_assert_eq(t.autocommit_selects, 0, "%d report reads ran outside a transaction",
+                 t.autocommit_selects);
+    cr_assert(sqlite3_get_autocommit(db), "the read transaction was left open");
+    /* Inside a caller's transaction the reports use it rather than nest one. */
+    cr_assert_eq(funnel_store_begin(store), 0);
+    cr_assert_eq(funnel_ledger_check(store, NULL, NULL, &problems, NULL, NULL), 0);
+    cr_assert_not(sqlite3_get_autocommit(db), "the caller's transaction is still open");
+    funnel_store_rollback(store);
+}
+
 static void count_problem(const char *problem, void *arg)
 {
     (void)problem;
@@ -739,6 +790,71 @@ static char *state_dump(void)
     sqlite3_finalize(s);
     fclose(out);
     return text;
+}
+
+/* Applies events[0..n) to a fresh database in the given order (forward or reversed) and
+ * returns the order-independent state (see state_dump; the caller frees it). The events are
+ * consumed. */
+static char *scene_state(funnel_envelope_t **events, size_t n, bool reversed)
+{
+    ledger_close();
+    ledger_open();
+    for (size_t i = 0; i < n; i++)
+        must(events[reversed ? n - 1 - i : i]);
+    expect_books_sound();
+    return state_dump();
+}
+
+/* A payment_id re-sent under another client with an earlier time (a correction): one payment,
+ * so one commission, to the rep of the client the earliest row names; the refund naming that
+ * payment claws back from it whichever client the refund was sent under. */
+static size_t scene_payment_moves(funnel_envelope_t **ev)
+{
+    ev[0] = fx_handoff("h1", "c1", "alice", "", day(2026, 1, 1));
+    ev[1] = fx_handoff("h2", "c2", "bob", "", day(2026, 1, 1));
+    ev[2] = fx_payment("p-late", "pay-X", "c1", 10000, "EUR", day(2026, 2, 2));
+    ev[3] = fx_refund("r1", "ref-1", "pay-X", "c1", 5000, "EUR", day(2026, 3, 1));
+    ev[4] = fx_payment("p-early", "pay-X", "c2", 10000, "EUR", day(2026, 2, 1));
+    return 5;
+}
+
+Test(ledger, payment_id_is_one_payment_across_clients_in_any_order)
+{
+    funnel_envelope_t *ev[8];
+    char *fwd = scene_state(ev, scene_payment_moves(ev), false);
+    cr_assert_eq(owed("alice", "EUR"), 0, "c1's accrual and clawback were reversed");
+    cr_assert_eq(owed("bob", "EUR"), 500);
+    char *rev = scene_state(ev, scene_payment_moves(ev), true);
+    cr_assert_str_eq(fwd, rev, "order dependent:\nforward:\n%s\nreversed:\n%s", fwd, rev);
+    cr_assert_eq(kind_sum("bob", "ACCRUAL"), 1000);
+    cr_assert_eq(kind_sum("bob", "CLAWBACK"), 500);
+    free(fwd);
+    free(rev);
+}
+
+/* A refund_id re-sent with an earlier time naming another client's payment: the refund moves,
+ * and the clawback on the payment it left is reversed. */
+static size_t scene_refund_moves(funnel_envelope_t **ev)
+{
+    ev[0] = fx_handoff("h1", "c1", "alice", "", day(2026, 1, 1));
+    ev[1] = fx_handoff("h2", "c2", "bob", "", day(2026, 1, 1));
+    ev[2] = fx_payment("p1", "pay-1", "c1", 10000, "EUR", day(2026, 2, 1));
+    ev[3] = fx_payment("p2", "pay-2", "c2", 10000, "EUR", day(2026, 2, 1));
+    ev[4] = fx_refund("r-late", "ref-1", "pay-1", "c1", 5000, "EUR", day(2026, 3, 2));
+    ev[5] = fx_refund("r-early", "ref-1", "pay-2", "c2", 5000, "EUR", day(2026, 3, 1));
+    return 6;
+}
+
+Test(ledger, refund_id_is_one_refund_across_clients_in_any_order)
+{
+    funnel_envelope_t *ev[8];
+    char *fwd = scene_state(ev, scene_refund_moves(ev), false);
+    char *rev = scene_state(ev, scene_refund_moves(ev), true);
+    cr_assert_str_eq(fwd, rev, "order dependent:\nforward:\n%s\nreversed:\n%s", fwd, rev);
+    cr_assert_eq(owed("alice", "EUR"), 1000, "pay-1 is not refunded");
+    cr_assert_eq(owed("bob", "EUR"), 500);
+    free(fwd);
+    free(rev);
 }
 
 static int time_cmp(const void *a, const void *b)

@@ -13,7 +13,10 @@
  *   events in any arrival order ends with the same sums and balances; only the number of
  *   postings and their cause_event_id differ (a late event causes corrections).
  * - Canonical facts: a client's handoff is its earliest (occurred_at_ms, event_id); a repeated
- *   payment_id or refund_id counts once, the earliest. A payment earns when it occurred at or
+ *   payment_id or refund_id counts once, the earliest, across clients (an id names one payment
+ *   or refund whichever client a duplicate names; the client that loses it is settled again,
+ *   so what it earned is reversed). A refund claws back from the payment it names, under that
+ *   payment's canonical client. A payment earns when it occurred at or
  *   after the handoff and before the term's end. The cap is consumed by payments in event-time
  *   order (occurred_at_ms, event_id), per client, beneficiary and currency, by accruals; a
  *   refund claws back from its own payment and does not reopen the cap.
