@@ -3,7 +3,11 @@
  * Business time is walked one local day at a time: each day's working intervals are turned
  * into UTC instants by ICU (which knows every DST rule), so a day of 23 or 25 hours, a holiday
  * week or a year end need no special case — they are just days with other instants or none.
- * Local days are ICU's "modified Julian day" numbers, which change at local midnight. */
+ * Local days are ICU's "modified Julian day" numbers, which change at local midnight. Long spans
+ * skip whole "plain" weeks (no holiday, extra day or clock change) by adding the working time of
+ * a week, counted once, so a span of decades costs a few ICU calls per week, not per interval.
+ * Every ICU status is checked: a failure (an instant outside ICU's range) gives the documented
+ * safe answer instead of times computed from garbage. */
 #include "funnel/calendar.h"
 #include "funnel/error.h"
 
@@ -14,6 +18,7 @@
 #include <unicode/ustring.h>
 
 #define MIN_PER_DAY  1440
+#define NEVER        INT64_MAX
 #define MAX_WALK     (366 * 20) /* days: a calendar that works less than this never does */
 #define ZONE_ID_MAX  128
 #define INTERVAL_TXT 12 /* "09:00-13:00" */
@@ -24,6 +29,9 @@ struct funnel_calendar {
     funnel_calendar_spec_t spec; /* our copy */
     UCalendar *ucal;             /* scratch: every helper sets it completely before reading */
     bool always;                 /* every minute works: arithmetic is plain subtraction */
+    int32_t *special; /* local days of the holidays and extra days, sorted (see week_plain) */
+    size_t n_special;
+    int64_t week_ms; /* working time of a plain week: each weekday's hours once */
 };
 
 /* ---- durations ------------------------------------------------------------------------ */
@@ -326,6 +334,34 @@ static bool is_always(const funnel_calendar_spec_t *spec)
     return spec->n_holidays == 0;
 }
 
+static int cmp_jd(const void *a, const void *b)
+{
+    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* Fills cal->special with the local days of the holidays and extra days, so week_plain can tell
+ * a week without one by a binary search. 0, FUNNEL_ENOMEM or FUNNEL_EINVAL (ICU failed). */
+static int special_days(funnel_calendar_t *cal)
+{
+    const funnel_calendar_spec_t *sp = &cal->spec;
+    UErrorCode st = U_ZERO_ERROR;
+    size_t n = sp->n_holidays + sp->n_extra;
+    if (!n)
+        return 0;
+    if (!(cal->special = malloc(n * sizeof *cal->special)))
+        return FUNNEL_ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        int32_t ymd = i < sp->n_holidays ? sp->holidays[i] : sp->extra[i - sp->n_holidays].date;
+        ucal_clear(cal->ucal);
+        ucal_setDate(cal->ucal, ymd / 10000, ymd / 100 % 100 - 1, ymd % 100, &st);
+        cal->special[i] = ucal_get(cal->ucal, UCAL_JULIAN_DAY, &st);
+    }
+    qsort(cal->special, n, sizeof *cal->special, cmp_jd);
+    cal->n_special = n;
+    return U_FAILURE(st) ? FUNNEL_EINVAL : 0;
+}
+
 int funnel_calendar_new(const funnel_calendar_spec_t *spec, funnel_calendar_t **out, char *err,
                         size_t err_len)
 {
@@ -368,6 +404,15 @@ int funnel_calendar_new(const funnel_calendar_spec_t *spec, funnel_calendar_t **
     ucal_setAttribute(cal->ucal, UCAL_SKIPPED_WALL_TIME, UCAL_WALLTIME_NEXT_VALID);
     ucal_setAttribute(cal->ucal, UCAL_REPEATED_WALL_TIME, UCAL_WALLTIME_FIRST);
     cal->always = is_always(&cal->spec);
+    if ((rc = special_days(cal))) {
+        snprintf(err, err_len, "calendar %s: %s", spec->name,
+                 rc == FUNNEL_ENOMEM ? "out of memory" : "a date is out of range");
+        funnel_calendar_destroy(&cal);
+        return rc;
+    }
+    for (int d = 0; d < 7; d++)
+        for (size_t i = 0; i < spec->week[d].n; i++)
+            cal->week_ms += (int64_t)(spec->week[d].end[i] - spec->week[d].start[i]) * 60000;
     *out = cal;
     return 0;
 }
@@ -379,23 +424,25 @@ void funnel_calendar_destroy(funnel_calendar_t **calp)
     funnel_calendar_t *cal = *calp;
     if (cal->ucal)
         ucal_close(cal->ucal);
+    free(cal->special);
     funnel_calendar_spec_clear(&cal->spec);
     free(cal);
     *calp = NULL;
 }
 
+/* The helpers below take the caller's ICU status and leave it failed once any call fails (ICU
+ * functions do nothing when given a failed status), so a caller checks it once per step. */
+
 /* The local day (modified Julian day number) of an instant. */
-static int32_t day_of(funnel_calendar_t *cal, int64_t ms)
+static int32_t day_of(funnel_calendar_t *cal, int64_t ms, UErrorCode *st)
 {
-    UErrorCode st = U_ZERO_ERROR;
-    ucal_setMillis(cal->ucal, (UDate)ms, &st);
-    return ucal_get(cal->ucal, UCAL_JULIAN_DAY, &st);
+    ucal_setMillis(cal->ucal, (UDate)ms, st);
+    return ucal_get(cal->ucal, UCAL_JULIAN_DAY, st);
 }
 
 /* The instant of a local wall time: day jd, minute 0..1440 (1440 is the next midnight). */
-static int64_t wall_ms(funnel_calendar_t *cal, int32_t jd, int minute)
+static int64_t wall_ms(funnel_calendar_t *cal, int32_t jd, int minute, UErrorCode *st)
 {
-    UErrorCode st = U_ZERO_ERROR;
     if (minute >= MIN_PER_DAY) {
         jd += minute / MIN_PER_DAY;
         minute %= MIN_PER_DAY;
@@ -404,41 +451,77 @@ static int64_t wall_ms(funnel_calendar_t *cal, int32_t jd, int minute)
     ucal_set(cal->ucal, UCAL_JULIAN_DAY, jd);
     ucal_set(cal->ucal, UCAL_HOUR_OF_DAY, minute / 60);
     ucal_set(cal->ucal, UCAL_MINUTE, minute % 60);
-    return (int64_t)ucal_getMillis(cal->ucal, &st);
+    return (int64_t)ucal_getMillis(cal->ucal, st);
 }
 
 /* The working intervals of local day jd: holidays first, then extra days, then the weekday. */
-static const funnel_calendar_day_t *hours_of(funnel_calendar_t *cal, int32_t jd)
+static const funnel_calendar_day_t *hours_of(funnel_calendar_t *cal, int32_t jd, UErrorCode *st)
 {
     static const funnel_calendar_day_t off = {.n = 0};
     const funnel_calendar_spec_t *sp = &cal->spec;
-    UErrorCode st = U_ZERO_ERROR;
     ucal_clear(cal->ucal);
     ucal_set(cal->ucal, UCAL_JULIAN_DAY, jd);
-    int32_t ymd = ucal_get(cal->ucal, UCAL_YEAR, &st) * 10000 +
-                  (ucal_get(cal->ucal, UCAL_MONTH, &st) + 1) * 100 +
-                  ucal_get(cal->ucal, UCAL_DATE, &st);
-    int dow = (ucal_get(cal->ucal, UCAL_DAY_OF_WEEK, &st) + 5) % 7; /* ICU: 1 = Sunday */
-    if (sp->n_holidays &&
-        bsearch(&ymd, sp->holidays, sp->n_holidays, sizeof *sp->holidays, cmp_date))
+    /* The extended year (negative before 1 AD, not era-relative) in 64 bits: ICU's range of
+     * years is wider than yyyymmdd in 32, and such far days are nobody's holidays. */
+    int64_t year = ucal_get(cal->ucal, UCAL_EXTENDED_YEAR, st);
+    int32_t ymd = year >= 0 && year <= 99999
+                      ? (int32_t)year * 10000 + (ucal_get(cal->ucal, UCAL_MONTH, st) + 1) * 100 +
+                            ucal_get(cal->ucal, UCAL_DATE, st)
+                      : -1;
+    int dow = (ucal_get(cal->ucal, UCAL_DAY_OF_WEEK, st) + 5) % 7; /* ICU: 1 = Sunday */
+    if (U_FAILURE(*st) || (sp->n_holidays && bsearch(&ymd, sp->holidays, sp->n_holidays,
+                                                     sizeof *sp->holidays, cmp_date)))
         return &off;
     const funnel_calendar_extra_t *x =
         sp->n_extra ? bsearch(&ymd, sp->extra, sp->n_extra, sizeof *sp->extra, cmp_date) : NULL;
     return &sp->week[x ? x->as : dow];
 }
 
+/* Whether local days [jd, jd + 7) work exactly cal->week_ms: no holiday or extra day among them
+ * and no UTC offset change from the first midnight up to the last (a change at the first
+ * midnight itself counts: it may have skipped working minutes). */
+static bool week_plain(funnel_calendar_t *cal, int32_t jd, UErrorCode *st)
+{
+    size_t lo = 0, hi = cal->n_special;
+    while (lo < hi) { /* the first special day >= jd */
+        size_t mid = lo + (hi - lo) / 2;
+        if (cal->special[mid] < jd)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo < cal->n_special && cal->special[lo] < jd + 7)
+        return false;
+    int64_t t0 = wall_ms(cal, jd, 0, st), t7 = wall_ms(cal, jd + 7, 0, st);
+    UDate next = 0;
+    ucal_setMillis(cal->ucal, (UDate)(t0 - 1), st);
+    UBool change = ucal_getTimeZoneTransitionDate(cal->ucal, UCAL_TZ_TRANSITION_NEXT, &next, st);
+    return U_SUCCESS(*st) && (!change || next >= (UDate)t7);
+}
+
 int64_t funnel_calendar_add(funnel_calendar_t *cal, int64_t from_ms, int64_t business_ms)
 {
     if (business_ms <= 0)
         return from_ms;
+    if (from_ms == NEVER) /* a step after one that never comes: no ICU call on "never" */
+        return NEVER;
     if (cal->always)
         return from_ms > INT64_MAX - business_ms ? INT64_MAX : from_ms + business_ms;
-    int32_t jd = day_of(cal, from_ms);
-    for (int k = 0; k < MAX_WALK; k++, jd++) {
-        const funnel_calendar_day_t *day = hours_of(cal, jd);
-        for (size_t i = 0; i < day->n; i++) {
-            int64_t s = wall_ms(cal, jd, day->start[i]), e = wall_ms(cal, jd, day->end[i]);
-            if (e <= from_ms || e <= s)
+    UErrorCode st = U_ZERO_ERROR;
+    int32_t first = day_of(cal, from_ms, &st);
+    for (int32_t jd = first; U_SUCCESS(st) && jd - first < MAX_WALK; jd++) {
+        /* A whole week after the first day, when the time runs out after it (an end exactly
+         * at a week's last interval end is left to the day walk, which gives that end). */
+        while (jd > first && business_ms > cal->week_ms && jd - first < MAX_WALK &&
+               week_plain(cal, jd, &st)) {
+            business_ms -= cal->week_ms;
+            jd += 7;
+        }
+        const funnel_calendar_day_t *day = hours_of(cal, jd, &st);
+        for (size_t i = 0; U_SUCCESS(st) && i < day->n; i++) {
+            int64_t s = wall_ms(cal, jd, day->start[i], &st),
+                    e = wall_ms(cal, jd, day->end[i], &st);
+            if (U_FAILURE(st) || e <= from_ms || e <= s)
                 continue;
             s = s > from_ms ? s : from_ms;
             if (business_ms <= e - s)
@@ -446,39 +529,57 @@ int64_t funnel_calendar_add(funnel_calendar_t *cal, int64_t from_ms, int64_t bus
             business_ms -= e - s;
         }
     }
-    return INT64_MAX;
+    return NEVER; /* also when ICU failed: no deadline rather than a wrong one */
+}
+
+/* Working time of local day jd that lies in [from_ms, to_ms). */
+static int64_t day_work(funnel_calendar_t *cal, int32_t jd, int64_t from_ms, int64_t to_ms,
+                        UErrorCode *st)
+{
+    const funnel_calendar_day_t *day = hours_of(cal, jd, st);
+    int64_t sum = 0;
+    for (size_t i = 0; i < day->n; i++) {
+        int64_t s = wall_ms(cal, jd, day->start[i], st), e = wall_ms(cal, jd, day->end[i], st);
+        s = s > from_ms ? s : from_ms;
+        e = e < to_ms ? e : to_ms;
+        sum += e > s ? e - s : 0;
+    }
+    return sum;
 }
 
 int64_t funnel_calendar_between(funnel_calendar_t *cal, int64_t from_ms, int64_t to_ms)
 {
     if (to_ms < from_ms)
         return -funnel_calendar_between(cal, to_ms, from_ms);
+    if (to_ms == NEVER) /* up to "never": as much as there is */
+        return from_ms == NEVER ? 0 : NEVER;
     if (cal->always)
         return to_ms - from_ms;
+    UErrorCode st = U_ZERO_ERROR;
     int64_t sum = 0;
-    int32_t last = day_of(cal, to_ms);
-    for (int32_t jd = day_of(cal, from_ms); jd <= last; jd++) {
-        const funnel_calendar_day_t *day = hours_of(cal, jd);
-        for (size_t i = 0; i < day->n; i++) {
-            int64_t s = wall_ms(cal, jd, day->start[i]), e = wall_ms(cal, jd, day->end[i]);
-            s = s > from_ms ? s : from_ms;
-            e = e < to_ms ? e : to_ms;
-            sum += e > s ? e - s : 0;
+    int32_t first = day_of(cal, from_ms, &st), last = day_of(cal, to_ms, &st);
+    for (int32_t jd = first; U_SUCCESS(st) && jd <= last;) {
+        /* Days strictly between the first and the last lie wholly inside the span. */
+        if (jd > first && jd + 7 <= last && week_plain(cal, jd, &st)) {
+            sum += cal->week_ms;
+            jd += 7;
+        } else {
+            sum += day_work(cal, jd++, from_ms, to_ms, &st);
         }
     }
-    return sum;
+    return U_SUCCESS(st) ? sum : 0;
 }
 
 void funnel_calendar_period(funnel_calendar_t *cal, funnel_period_t period, int64_t at_ms,
                             int64_t *start_ms, int64_t *end_ms)
 {
     UErrorCode st = U_ZERO_ERROR;
-    int32_t jd = day_of(cal, at_ms);
+    int32_t jd = day_of(cal, at_ms, &st);
     if (period == FUNNEL_PERIOD_WEEK) {
         int dow = (ucal_get(cal->ucal, UCAL_DAY_OF_WEEK, &st) + 5) % 7;
-        *start_ms = wall_ms(cal, jd - dow, 0);
-        *end_ms = wall_ms(cal, jd - dow + 7, 0);
-        return;
+        *start_ms = wall_ms(cal, jd - dow, 0, &st);
+        *end_ms = wall_ms(cal, jd - dow + 7, 0, &st);
+        goto out;
     }
     int32_t y = ucal_get(cal->ucal, UCAL_YEAR, &st), m = ucal_get(cal->ucal, UCAL_MONTH, &st);
     ucal_clear(cal->ucal);
@@ -488,4 +589,9 @@ void funnel_calendar_period(funnel_calendar_t *cal, funnel_period_t period, int6
     ucal_setDateTime(cal->ucal, m == UCAL_DECEMBER ? y + 1 : y, m == UCAL_DECEMBER ? 0 : m + 1, 1,
                      0, 0, 0, &st);
     *end_ms = (int64_t)ucal_getMillis(cal->ucal, &st);
+out:
+    if (U_FAILURE(st)) { /* an instant ICU cannot place: a period that never ends */
+        *start_ms = at_ms;
+        *end_ms = NEVER;
+    }
 }

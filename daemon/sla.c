@@ -72,6 +72,7 @@ static const char *const migrations[] = {
 enum stmt_id {
     S_VERSIONS,
     S_VERSION_ADD,
+    S_VERSION_EXISTS,
     S_INSERT,
     S_LIVE,
     S_BY_ID,
@@ -103,6 +104,7 @@ enum stmt_id {
 static const char *const stmt_sql[S_COUNT_] = {
     [S_VERSIONS] = "SELECT name, version, definition FROM sla_policy ORDER BY name, version",
     [S_VERSION_ADD] = "INSERT INTO sla_policy (name, version, hash, definition) VALUES (?,?,?,?)",
+    [S_VERSION_EXISTS] = "SELECT 1 FROM sla_policy WHERE name = ? AND version = ?",
     [S_INSERT] = "INSERT INTO sla_instance (id, policy, version, key, owner, state, started_at,"
                  " anchor_at, consumed_ms, due_at, step, next_at, start_event, opened_at)"
                  " VALUES (max(coalesce((SELECT max(id) FROM sla_instance), 0),"
@@ -154,6 +156,17 @@ static const char *const stmt_sql[S_COUNT_] = {
 typedef enum inst_state { ST_OPEN, ST_PAUSED, ST_MET } inst_state_t;
 static const char *const state_names[] = {"open", "paused", "met"};
 
+/* funnel_sla_t.dirty: what memory may hold ahead of the committed rows. Nothing tells the
+ * engine of a commit, so a flag is cleared only where every earlier transaction is known to have
+ * ended: after a full rollback (no transaction open any more) and when on_timer starts. A
+ * rollback to a savepoint keeps it, as the enclosing transaction may still roll back. Timer heap
+ * entries pushed for rows a rollback undid need no flag: popped entries are checked against
+ * their row (sla_on_timer). Versions need none either: those past n_vers_known are checked. */
+enum {
+    D_OPEN = 1,   /* the open count moved */
+    D_POPPED = 2, /* on_timer popped entries: a rollback leaves their rows without one */
+};
+
 /* One stored policy version, compiled. */
 typedef struct pver {
     funnel_sla_policy_t pol;
@@ -203,6 +216,11 @@ struct funnel_sla {
     size_t n_vers, cap_vers;
     funnel_timerheap_t *heap;
     int64_t open; /* instances not met, for metrics; recounted at start and after a rollback */
+    /* What a rollback may have made wrong in memory (D_*), so on_rollback, which runs for
+     * every failed event, redoes only that instead of reloading all SLA state. */
+    unsigned dirty;
+    size_t n_vers_known; /* vers[0..n_vers_known) are committed; later ones may be undone */
+    size_t version_loads, heap_rebuilds; /* for funnel_sla_reloads */
     quota_state_t *quotas;
     size_t n_quotas;
 };
@@ -303,6 +321,13 @@ static int inst_load(funnel_sla_t *sla, int64_t id, inst_t *in)
     return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? FUNNEL_ENOTFOUND : FUNNEL_ESTORE;
 }
 
+/* Moves the open count by delta (see D_OPEN). */
+static void open_add(funnel_sla_t *sla, int64_t delta)
+{
+    sla->open += delta;
+    sla->dirty |= D_OPEN;
+}
+
 /* ---- policy versions ------------------------------------------------------------------- */
 
 static void versions_clear(funnel_sla_t *sla)
@@ -348,12 +373,39 @@ static int version_add(funnel_sla_t *sla, const char *definition, int64_t versio
 static int versions_load(funnel_sla_t *sla)
 {
     versions_clear(sla);
+    sla->version_loads++;
     sqlite3_stmt *s = stmt(sla, S_VERSIONS);
     int rc, err = 0;
     while (!err && (rc = sqlite3_step(s)) == SQLITE_ROW)
         err = version_add(sla, (const char *)sqlite3_column_text(s, 2), sqlite3_column_int64(s, 1));
     sqlite3_reset(s);
+    sla->n_vers_known = sla->n_vers;
     return err ? err : rc == SQLITE_DONE ? 0 : FUNNEL_ESTORE;
+}
+
+/* After a rollback: drops the versions cached since the last known commit whose rows are gone,
+ * one primary-key lookup each (versions are added by config reloads: a handful). */
+static int versions_check(funnel_sla_t *sla)
+{
+    size_t keep = sla->n_vers_known;
+    int err = 0;
+    for (size_t i = sla->n_vers_known; i < sla->n_vers; i++) {
+        pver_t *v = &sla->vers[i];
+        sqlite3_stmt *s = stmt(sla, S_VERSION_EXISTS);
+        sqlite3_bind_text(s, 1, v->pol.name, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(s, 2, v->version);
+        int rc = sqlite3_step(s);
+        sqlite3_reset(s);
+        if (rc == SQLITE_DONE) {
+            funnel_sla_policy_clear(&v->pol);
+            funnel_calendar_destroy(&v->cal);
+        } else {
+            err = rc == SQLITE_ROW ? err : FUNNEL_ESTORE; /* kept: checked again next time */
+            sla->vers[keep++] = *v;
+        }
+    }
+    sla->n_vers = keep;
+    return err;
 }
 
 static pver_t *version_find(funnel_sla_t *sla, const char *name, int64_t version)
@@ -566,7 +618,7 @@ static int inst_met(funnel_sla_t *sla, funnel_router_t *router, const inst_t *in
     int rc = step_done(s);
     if (rc || !first)
         return rc;
-    sla->open--;
+    open_add(sla, -1);
     funnel_envelope_t env;
     Funnel__V1__SlaRef ref;
     Funnel__V1__SlaMet met;
@@ -772,7 +824,7 @@ static int inst_insert(funnel_sla_t *sla, inst_t *in)
     int rc = step_done(s);
     if (!rc) {
         in->id = sqlite3_last_insert_rowid(sla->db);
-        sla->open++;
+        open_add(sla, 1);
     }
     return rc;
 }
@@ -1029,7 +1081,7 @@ static int store_one(funnel_sla_t *sla, funnel_router_t *router, inst_t *in, con
     if (!rc && in->state == ST_MET)
         rc = inst_met(sla, router, in, was_live, now_ms);
     else if (!was_live)
-        sla->open++;
+        open_add(sla, 1);
     return rc;
 }
 
@@ -1084,7 +1136,7 @@ static int recompute(funnel_sla_t *sla, funnel_router_t *router, const funnel_sl
         s = stmt(sla, S_DELETED_MAX);
         sqlite3_bind_int64(s, 1, rows[i].id);
         rc = rc ? rc : step_done(s);
-        sla->open -= rows[i].state != ST_MET;
+        open_add(sla, -(int64_t)(rows[i].state != ST_MET));
     }
     rc = rc ? rc : held_rebuild(sla, p->name, key, log, n_log, now_ms);
     for (size_t j = 0; !rc && j < n_res; j++)
@@ -1149,6 +1201,8 @@ static int sla_on_event(void *self, funnel_router_t *router, const funnel_envelo
                         int64_t now_ms)
 {
     funnel_sla_t *sla = self;
+    /* The timer transaction before this event has ended (a rollback of it was reported). */
+    sla->dirty &= ~(unsigned)D_POPPED;
     if (env->body_case == FUNNEL__V1__ENVELOPE__BODY_ESCALATION_ACKNOWLEDGED)
         return acknowledge(sla, env);
     bool late;
@@ -1187,11 +1241,19 @@ static quota_state_t *quota_state(funnel_sla_t *sla, const funnel_sla_quota_t *q
     }
     /* A reload may move the quota to another time zone: periods follow it. */
     if (qs && (!qs->time_zone || strcmp(qs->time_zone, q->calendar.time_zone))) {
+        /* Replace the pair only once both are built: time_zone names the zone cal was compiled
+         * for, so after a failure the old pair stays (or none), never a zone without a calendar,
+         * and the next call tries again. */
+        funnel_calendar_t *cal = NULL;
+        char *tz = strdup(q->calendar.time_zone);
+        if (!tz || funnel_calendar_new(&q->calendar, &cal, err, sizeof err)) {
+            free(tz);
+            return NULL;
+        }
         funnel_calendar_destroy(&qs->cal);
         free(qs->time_zone);
-        qs->time_zone = strdup(q->calendar.time_zone);
-        if (!qs->time_zone || funnel_calendar_new(&q->calendar, &qs->cal, err, sizeof err))
-            return NULL;
+        qs->time_zone = tz;
+        qs->cal = cal;
     }
     return qs;
 }
@@ -1292,13 +1354,17 @@ static int quota_run(funnel_sla_t *sla, funnel_router_t *router, const funnel_sl
     size_t n = 0;
     sqlite3_stmt *s = stmt(sla, S_QUOTA_OPEN);
     sqlite3_bind_text(s, 1, q->name, -1, SQLITE_STATIC);
-    while (!rc && n < QUOTA_BATCH && sqlite3_step(s) == SQLITE_ROW) {
+    int step = SQLITE_DONE;
+    while (!rc && n < QUOTA_BATCH && (step = sqlite3_step(s)) == SQLITE_ROW) {
         rows[n].ps = sqlite3_column_int64(s, 0);
         rows[n].pe = sqlite3_column_int64(s, 1);
         rows[n].actual = sqlite3_column_int64(s, 2);
         rows[n++].pace_done = sqlite3_column_int64(s, 3);
     }
     sqlite3_reset(s);
+    /* A failed step is not the end of the periods: closing only some would skip reports. */
+    if (!rc && step != SQLITE_ROW && step != SQLITE_DONE)
+        rc = FUNNEL_ESTORE;
     qs->next_at = NONE;
     for (size_t i = 0; !rc && i < n; i++) {
         int64_t pace_at = rows[i].ps + (rows[i].pe - rows[i].ps) * q->pace_pct / 100;
@@ -1353,10 +1419,15 @@ static int sla_on_timer(void *self, funnel_router_t *router, int64_t now_ms)
     funnel_sla_t *sla = self;
     funnel_timer_entry_t top;
     int rc = 0;
+    /* Every earlier transaction has ended, committed or rolled back and reported: memory
+     * matches the committed rows. */
+    sla->n_vers_known = sla->n_vers;
+    sla->dirty = 0;
     for (int fired = 0; !rc && fired < FUNNEL_SLA_TIMER_BATCH &&
                         !funnel_timerheap_peek(sla->heap, &top) && top.at <= now_ms;) {
         inst_t in;
         funnel_timerheap_pop(sla->heap, &top);
+        sla->dirty |= D_POPPED;
         if ((rc = inst_load(sla, top.id, &in)) == FUNNEL_ENOTFOUND) {
             rc = 0;
             continue;
@@ -1382,34 +1453,72 @@ static int sla_on_timer(void *self, funnel_router_t *router, int64_t now_ms)
     return rc;
 }
 
-/* Rebuilds the heap from the rows: at start, and when a rollback undid pushes. */
-/* Rebuilds the in-memory view (timer heap, open count) from the committed rows. */
-static int heap_rebuild(funnel_sla_t *sla)
+/* Recounts the instances not met: one scan of the partial index sla_instance_live. */
+static int open_recount(funnel_sla_t *sla)
 {
     sqlite3_stmt *s = stmt(sla, S_OPEN_COUNT);
-    int rc = sqlite3_step(s), err = 0;
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW)
+        sla->open = sqlite3_column_int64(s, 0);
+    sqlite3_reset(s); /* a statement left on a row would pin a read snapshot */
     if (rc != SQLITE_ROW)
         return FUNNEL_ESTORE;
-    sla->open = sqlite3_column_int64(s, 0);
-    sqlite3_reset(s); /* a statement left on a row would pin a read snapshot */
-    s = stmt(sla, S_TIMERS);
+    return 0;
+}
+
+/* Rebuilds the in-memory view (timer heap, open count) from the rows: at start, when a rollback
+ * undid pops, and to shed stale entries (sla_on_rollback). */
+static int heap_rebuild(funnel_sla_t *sla)
+{
+    int rc = open_recount(sla), err = 0;
+    if (rc)
+        return rc;
+    sqlite3_stmt *s = stmt(sla, S_TIMERS);
     funnel_timerheap_clear(sla->heap);
+    sla->heap_rebuilds++;
     while (!err && (rc = sqlite3_step(s)) == SQLITE_ROW)
         err = funnel_timerheap_push(sla->heap, sqlite3_column_int64(s, 1),
                                     sqlite3_column_int64(s, 0));
     sqlite3_reset(s);
-    return err ? err : rc == SQLITE_DONE ? 0 : FUNNEL_ESTORE;
+    rc = err ? err : rc == SQLITE_DONE ? 0 : FUNNEL_ESTORE;
+    if (!rc)
+        sla->dirty &= ~(unsigned)D_POPPED;
+    return rc;
 }
 
+/* Stale entries beyond which a rollback rebuilds the heap: a row has at most one live entry,
+ * so past this most of the heap is garbage, and rebuilding costs no more than the pushes that
+ * made it (amortised O(1) per push) while keeping memory bounded under repeated failures. */
+static bool heap_bloated(const funnel_sla_t *sla)
+{
+    return funnel_timerheap_size(sla->heap) > 2 * (size_t)(sla->open > 0 ? sla->open : 0) + 1024;
+}
+
+/* Called for every failed event, so it costs what the rollback can have broken, not the size of
+ * the SLA state: entries pushed for undone rows stay in the heap and are dropped when popped;
+ * the open count is recounted only if it moved; only versions added since the last known commit
+ * are looked up. */
 static void sla_on_rollback(void *self)
 {
     funnel_sla_t *sla = self;
+    /* A rollback to a savepoint leaves the batch's transaction open: what is read now may still
+     * be undone, so nothing is marked committed and no entry may be dropped by a rebuild. */
+    bool ended = sqlite3_get_autocommit(sla->db) != 0;
     /* Quotas recompute from their rows on the next timer pass. */
     for (size_t i = 0; i < sla->n_quotas; i++)
         sla->quotas[i].next_at = INT64_MIN;
-    if (versions_load(sla) || heap_rebuild(sla))
-        funnel_log_error(sla->log, "sla: reloading after a rollback failed: %s",
+    int rc = versions_check(sla);
+    if (!rc && (sla->dirty & D_OPEN))
+        rc = open_recount(sla);
+    if (!rc && ((sla->dirty & D_POPPED) || (ended && heap_bloated(sla))))
+        rc = heap_rebuild(sla);
+    if (rc)
+        funnel_log_error(sla->log, "sla: restoring state after a rollback failed: %s",
                          funnel_store_errmsg(sla->store));
+    else if (ended) {
+        sla->n_vers_known = sla->n_vers;
+        sla->dirty = 0;
+    }
 }
 
 /* ---- life cycle ------------------------------------------------------------------------- */
@@ -1495,6 +1604,12 @@ void funnel_sla_hooks(funnel_sla_t *sla, funnel_engine_t *engine)
 size_t funnel_sla_timers(const funnel_sla_t *sla)
 {
     return funnel_timerheap_size(sla->heap);
+}
+
+void funnel_sla_reloads(const funnel_sla_t *sla, size_t *version_loads, size_t *heap_rebuilds)
+{
+    *version_loads = sla->version_loads;
+    *heap_rebuilds = sla->heap_rebuilds;
 }
 
 int funnel_sla_engine_create(funnel_store_t *store, const funnel_config_t *cfg,

@@ -268,3 +268,82 @@ Test(calendar, durations)
     funnel_duration_format(0, out, sizeof out);
     cr_assert_str_eq(out, "0s");
 }
+
+/* Working time of [from, to) summed over spans of at most three days: no span holds a whole
+ * week, so this is the plain day walk, the reference for the week-skipping long spans. */
+static int64_t between_by_days(funnel_calendar_t *cal, int64_t from, int64_t to)
+{
+    int64_t sum = 0;
+    for (int64_t t = from; t < to; t += 3 * 24 * H)
+        sum += funnel_calendar_between(cal, t, t + 3 * 24 * H < to ? t + 3 * 24 * H : to);
+    return sum;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Long spans match the day walk exactly, with DST changes, holidays, extra days and hours that
+ * cross the changes (Sunday works round the clock in Berlin, 23 or 25 hours). */
+Test(calendar, long_spans_match_the_day_walk)
+{
+    static const char *const bodies[] = {
+        OFFICE_BERLIN "holidays = [\"1990-12-25\", \"2026-12-24\", \"2026-12-25\"];"
+                      "extra_working_days = [\"2026-06-06=fri\"];",
+        "time_zone = \"Europe/Berlin\"; weekdays = []; sun = [\"00:00-24:00\"];",
+        "time_zone = \"America/New_York\"; weekdays = [\"01:30-02:30\", \"08:00-17:00\"];",
+    };
+    for (size_t i = 0; i < sizeof bodies / sizeof bodies[0]; i++) {
+        funnel_calendar_t *cal = cal_from(bodies[i]);
+        int64_t from = utc(1985, 2, 3, 10, 17), to = utc(2031, 7, 9, 15, 41);
+        int64_t want = between_by_days(cal, from, to);
+        cr_assert_eq(funnel_calendar_between(cal, from, to), want, "calendar %zu", i);
+        cr_assert_eq(funnel_calendar_between(cal, to, from), -want);
+        /* add is the inverse (within its twenty years): the time accumulated by `mid` is
+         * reached at its last working instant, at or before mid. */
+        int64_t mid = utc(1999, 11, 20, 7, 3), want_mid = between_by_days(cal, from, mid);
+        int64_t due = funnel_calendar_add(cal, from, want_mid);
+        cr_assert_leq(due, mid, "calendar %zu", i);
+        cr_assert_eq(between_by_days(cal, from, due), want_mid, "calendar %zu", i);
+        cr_assert_eq(funnel_calendar_between(cal, due, mid), 0, "calendar %zu", i);
+        funnel_calendar_destroy(&cal);
+    }
+}
+
+Test(calendar, fifty_year_span_is_fast)
+{
+    funnel_calendar_t *cal = cal_from(OFFICE_BERLIN);
+    int64_t from = 0, to = utc(2026, 6, 1, 12, 0); /* an anchor of 1970: ~20,000 days */
+    double t = now_s();
+    int64_t got = funnel_calendar_between(cal, from, to);
+    double fast = now_s() - t;
+    t = now_s();
+    int64_t want = between_by_days(cal, from, to);
+    double slow = now_s() - t;
+    cr_assert_eq(got, want);
+    /* A few ICU calls per week instead of per interval: several times quicker than the walk
+     * (a ratio, not a time, so a slow or sanitised build does not fail it). */
+    cr_assert_lt(fast * 3, slow, "fast %.3fs, day walk %.3fs", fast, slow);
+    funnel_calendar_destroy(&cal);
+}
+
+Test(calendar, never_in_never_out)
+{
+    funnel_calendar_t *cal = cal_from(OFFICE_BERLIN);
+    int64_t t = utc(2026, 3, 27, 16, 0);
+    cr_assert_eq(funnel_calendar_add(cal, INT64_MAX, H), INT64_MAX);
+    cr_assert_eq(funnel_calendar_add(cal, INT64_MAX, 0), INT64_MAX);
+    cr_assert_eq(funnel_calendar_between(cal, t, INT64_MAX), INT64_MAX);
+    cr_assert_eq(funnel_calendar_between(cal, INT64_MAX, t), -INT64_MAX);
+    cr_assert_eq(funnel_calendar_between(cal, INT64_MAX, INT64_MAX), 0);
+    /* ICU clamps instants beyond its range: no undefined behaviour (the sanitisers watch), and
+     * a deadline is never before its start. */
+    cr_assert_geq(funnel_calendar_add(cal, INT64_MIN, H), INT64_MIN);
+    int64_t s, e;
+    funnel_calendar_period(cal, FUNNEL_PERIOD_WEEK, INT64_MIN, &s, &e);
+    cr_assert_lt(s, e);
+    funnel_calendar_destroy(&cal);
+}

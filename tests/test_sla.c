@@ -394,10 +394,138 @@ Test(sla, rollback_forgets_timers_of_undone_rows)
     cr_assert_eq(funnel_router_next_deadline(router), T0 + 45 * MN);
     funnel_store_rollback(store);
     funnel_router_rolled_back(router);
-    cr_assert_eq(funnel_router_next_deadline(router), INT64_MAX);
     free(raw);
-    /* The same event again (funneld retries a failed batch) starts it once. */
+    /* The same event again (funneld retries a failed batch) starts it once: the undone row's
+     * entry stays in the heap (lazy deletion) with the same id and time, and is dropped. */
     send(env);
+    tick(T0 + 45 * MN);
+    next_out("sla.warning");
+    no_more_out();
+    /* An undone row's entry alone fires nothing when it comes due. */
+    env = fx_qualified("q2", "L2", SQL, T0 + H);
+    raw = fx_pack(env, &len);
+    cr_assert_eq(funnel_store_begin(store), 0);
+    cr_assert_eq(funnel_router_apply(router, env, "lead.qualified", raw, len, T0 + H), 0);
+    funnel_store_rollback(store);
+    funnel_router_rolled_back(router);
+    free(raw);
+    funnel_envelope_free(&env);
+    tick(T0 + H + 45 * MN);
+    expect_escalation(T0 + H, 1, "team-lead", 0); /* L1's, not L2's warning */
+    expect_escalation(T0 + H + 30 * MN, 2, "head-of-sales", 0);
+    no_more_out();
+}
+
+/* Routes env in a transaction that is then rolled back, as for an event that failed. */
+static void send_failed(funnel_envelope_t *env, int64_t now)
+{
+    size_t len;
+    uint8_t *raw = fx_pack(env, &len);
+    cr_assert_eq(funnel_store_begin(store), 0);
+    cr_assert_eq(funnel_router_apply(router, env, funnel_topic_name(env->body_case), raw, len, now),
+                 0);
+    funnel_store_rollback(store);
+    funnel_router_rolled_back(router);
+    free(raw);
+    funnel_envelope_free(&env);
+}
+
+Test(sla, failing_events_do_not_reload_the_engine_state)
+{
+    size_t loads0, rebuilds0, loads, rebuilds;
+    char id[32], lead[32];
+    send(fx_qualified("q0", "L0", SQL, T0));
+    /* The first rollback after a change ends the engine's doubt about it (no transaction left). */
+    send_failed(fx_touched("t0", "L0", T0 + MN), T0 + MN);
+    funnel_sla_reloads(sla, &loads0, &rebuilds0);
+    for (int i = 0; i < 50; i++) {
+        snprintf(id, sizeof id, "q%d", i + 1);
+        snprintf(lead, sizeof lead, "L%d", i + 1);
+        send_failed(fx_qualified(id, lead, SQL, T0 + 2 * MN), T0 + 2 * MN);
+    }
+    funnel_sla_reloads(sla, &loads, &rebuilds);
+    cr_assert_eq(loads, loads0, "no policy version was added: none recompiled");
+    cr_assert_eq(rebuilds, rebuilds0, "no timer was popped: no heap rebuild");
+    /* Only the committed instance is open, and only it fires. */
+    /* q0's, plus the undone reset's and starts' entries, stale. */
+    cr_assert_eq(funnel_sla_timers(sla), 52);
+    tick(T0 + 50 * MN);
+    next_out("sla.warning");
+    no_more_out();
+    cr_assert_eq(funnel_sla_timers(sla), 1);
+}
+
+/* Routes env inside the open transaction under a savepoint, released or rolled back as ok says
+ * (funneld's batch re-run), and frees it. */
+static void send_guarded(funnel_envelope_t *env, int64_t now, bool ok)
+{
+    size_t len;
+    uint8_t *raw = fx_pack(env, &len);
+    cr_assert_eq(funnel_store_savepoint(store), 0);
+    cr_assert_eq(funnel_router_apply(router, env, funnel_topic_name(env->body_case), raw, len, now),
+                 0);
+    if (ok) {
+        funnel_store_savepoint_release(store);
+    } else {
+        funnel_store_savepoint_rollback(store);
+        funnel_router_rolled_back(router);
+    }
+    free(raw);
+    funnel_envelope_free(&env);
+}
+
+static int64_t count_rows(const char *sql)
+{
+    sqlite3_stmt *s;
+    cr_assert_eq(sqlite3_prepare_v2(funnel_store_db(store), sql, -1, &s, NULL), SQLITE_OK);
+    cr_assert_eq(sqlite3_step(s), SQLITE_ROW);
+    int64_t n = sqlite3_column_int64(s, 0);
+    sqlite3_finalize(s);
+    return n;
+}
+
+Test(sla, batch_rollback_after_a_savepoint_rollback_restores_versions_and_count)
+{
+    funnel_engine_t engine;
+    funnel_sla_hooks(sla, &engine);
+    send(fx_qualified("q1", "L1", SQL, T0));
+    /* A reload changes the policy; in one batch, a start stores version 2 (released), a later
+     * event fails (savepoint rollback), then the whole batch rolls back. */
+    funnel_sla_config_clear(&cfg);
+    policy_set(POLICY_SQL, "2h");
+    cr_assert_eq(funnel_store_begin(store), 0);
+    send_guarded(fx_qualified("q2", "L2", SQL, T0 + MN), T0 + MN, true);
+    send_guarded(fx_qualified("q3", "L3", SQL, T0 + MN), T0 + MN, false);
+    cr_assert_eq(engine.open_items(sla), 2, "inside the batch q2 is open");
+    funnel_store_rollback(store);
+    funnel_router_rolled_back(router);
+    cr_assert_eq(engine.open_items(sla), 1);
+    cr_assert_eq(count_rows("SELECT count(*) FROM sla_policy"), 1);
+    /* The next start stores version 2 again instead of naming a row that is gone. */
+    send(fx_qualified("q4", "L4", SQL, T0 + 2 * MN));
+    cr_assert_eq(count_rows("SELECT count(*) FROM sla_policy WHERE version = 2"), 1);
+    cr_assert_eq(engine.open_items(sla), 2);
+    out_clear();
+    tick(T0 + 2 * MN + 105 * MN); /* q4's warning, 15 minutes before its 2h target */
+    const Funnel__V1__SlaRef *ref = NULL;
+    for (size_t i = 0; i < n_out; i++)
+        if (strcmp(out_topic[i], "sla.warning") == 0 &&
+            strcmp(out[i]->sla_warning->sla->key, "L4") == 0)
+            ref = out[i]->sla_warning->sla;
+    cr_assert_not_null(ref);
+    cr_assert_eq(ref->policy_version, 2);
+    cr_assert_eq(ref->due_at_ms, T0 + 2 * MN + 2 * H);
+}
+
+Test(sla, timer_rollback_restores_the_popped_timers)
+{
+    send(fx_qualified("q1", "L1", SQL, T0));
+    cr_assert_eq(funnel_store_begin(store), 0);
+    cr_assert_eq(funnel_router_fire_timers(router, T0 + 45 * MN), 0);
+    funnel_store_rollback(store);
+    funnel_router_rolled_back(router);
+    funnel_store_outbox_pending_clear(store);
+    cr_assert_eq(funnel_router_next_deadline(router), T0 + 45 * MN, "the warning is due again");
     tick(T0 + 45 * MN);
     next_out("sla.warning");
     no_more_out();

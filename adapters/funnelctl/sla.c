@@ -68,6 +68,15 @@ static sqlite3_stmt *prepare(funnel_store_t *st, const char *sql)
     return s;
 }
 
+/* Reports a failed step (a locked or corrupt database): it must not pass for the end of the
+ * rows, or a partial list would look complete. Returns FCTL_REFUSED. */
+static int step_failed(funnel_store_t *st)
+{
+    fprintf(stderr, "funnelctl: reading SLA data failed: %s\n",
+            sqlite3_errmsg(funnel_store_db(st)));
+    return FCTL_REFUSED;
+}
+
 /* A time in Unix milliseconds, or "-" for none. */
 static void fmt_time(json_t *v, char *out, size_t len)
 {
@@ -90,10 +99,11 @@ static int sla_list(fctl_t *ctl, funnel_store_t *st)
     if (!s)
         return FCTL_REFUSED;
     int64_t now = fctl_now_ms(), limit = ctl->limit ? ctl->limit : DEFAULT_LIMIT, shown = 0;
+    int rc = SQLITE_DONE;
     if (!ctl->json)
         printf("%-8s %-20s %-4s %-24s %-9s %-14s %-14s %s\n", "SLA_ID", "POLICY", "VER", "KEY",
                "STATE", "STARTED_MS", "DUE_MS", "OWNER");
-    while (shown < limit && sqlite3_step(s) == SQLITE_ROW) {
+    while (shown < limit && (rc = sqlite3_step(s)) == SQLITE_ROW) {
         const char *state = shown_state(s, now);
         /* "open" lists every live instance that is not breached, paused ones included. */
         if (want && strcmp(want, state) && !(!strcmp(want, "open") && !strcmp(state, "paused")))
@@ -116,8 +126,9 @@ static int sla_list(fctl_t *ctl, funnel_store_t *st)
         json_decref(o);
         shown++;
     }
+    int status = rc == SQLITE_ROW || rc == SQLITE_DONE ? FCTL_OK : step_failed(st);
     sqlite3_finalize(s);
-    return FCTL_OK;
+    return status;
 }
 
 static int sla_show(fctl_t *ctl, funnel_store_t *st, const char *id)
@@ -133,8 +144,8 @@ static int sla_show(fctl_t *ctl, funnel_store_t *st, const char *id)
     if (!s)
         return FCTL_REFUSED;
     sqlite3_bind_int64(s, 1, v);
-    int status = FCTL_REFUSED;
-    if (sqlite3_step(s) == SQLITE_ROW) {
+    int status = FCTL_REFUSED, rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
         json_t *o = row_json(s, fctl_now_ms(), true);
         char *text = json_dumps(o, ctl->json ? JSON_COMPACT : JSON_INDENT(2) | JSON_PRESERVE_ORDER);
         if (text)
@@ -142,8 +153,10 @@ static int sla_show(fctl_t *ctl, funnel_store_t *st, const char *id)
         free(text);
         json_decref(o);
         status = FCTL_OK;
-    } else {
+    } else if (rc == SQLITE_DONE) {
         fprintf(stderr, "funnelctl: no SLA instance %s\n", id);
+    } else {
+        status = step_failed(st);
     }
     sqlite3_finalize(s);
     return status;

@@ -78,11 +78,13 @@ void funnel_calendar_destroy(funnel_calendar_t **cal);
 
 /* The instant business_ms of working time after from_ms. Working time that ends exactly at an
  * interval's end is due at that end, not at the start of the next interval. business_ms <= 0
- * returns from_ms. INT64_MAX when the calendar never accumulates that much (no working day for
- * twenty years). */
+ * returns from_ms. INT64_MAX ("never") when from_ms is INT64_MAX, when the calendar does not
+ * accumulate that much within twenty years, or when ICU cannot place the instants. */
 int64_t funnel_calendar_add(funnel_calendar_t *cal, int64_t from_ms, int64_t business_ms);
 
-/* Working time in [from_ms, to_ms); negative (minus the reverse span) when to_ms < from_ms. */
+/* Working time in [from_ms, to_ms); negative (minus the reverse span) when to_ms < from_ms.
+ * INT64_MAX when to_ms is INT64_MAX ("never"; minus that when from_ms is, 0 when both are), 0
+ * when ICU cannot place the instants. Costs a few ICU calls per week of the span. */
 int64_t funnel_calendar_between(funnel_calendar_t *cal, int64_t from_ms, int64_t to_ms);
 
 /* Calendar periods in the calendar's time zone, for quotas. */
@@ -91,7 +93,8 @@ typedef enum funnel_period {
     FUNNEL_PERIOD_MONTH = 2, /* the 1st 00:00 to the next 1st 00:00, local time */
 } funnel_period_t;
 
-/* The period containing at_ms: *start_ms inclusive, *end_ms exclusive. */
+/* The period containing at_ms: *start_ms inclusive, *end_ms exclusive; at_ms and INT64_MAX (a
+ * period that never ends) when ICU cannot place at_ms. */
 void funnel_calendar_period(funnel_calendar_t *cal, funnel_period_t period, int64_t at_ms,
                             int64_t *start_ms, int64_t *end_ms);
 

@@ -3,16 +3,16 @@
  *
  * Policies come from the `sla { ... }` section (sla_config.h). Every SLA instance is a row of
  * sla_instance; an in-memory min-heap holds the next fire time of each open one and is rebuilt
- * from the rows at start and after a rollback. Deadlines are event times: a stop that occurred
- * before the due time is on time whenever it arrives; warnings and levels that came due while
- * funneld was down fire at once, carrying their original times. A stop, reset, pause or resume
- * that arrives before the start of its instance is held and applied when the start arrives;
- * from a key's first start on its events are logged, and one arriving out of event-time order
- * makes the engine recompute that key's instances from the log, so they end as if the events
- * had come in event-time order (published outputs are not repeated: README, "Arrival order").
- * Outputs (sla.warning, sla.escalation, sla.met, sla.quota_missed) go through the router's
- * outbox, so they are published only after COMMIT. The engine never reads the clock: now_ms
- * comes from the caller.
+ * from the rows at start; entries a rollback leaves behind are dropped when they come due.
+ * Deadlines are event times: a stop that occurred before the due time is on time whenever it
+ * arrives; warnings and levels that came due while funneld was down fire at once, carrying their
+ * original times. A stop, reset, pause or resume that arrives before the start of its instance is
+ * held and applied when the start arrives; from a key's first start on its events are logged, and
+ * one arriving out of event-time order makes the engine recompute that key's instances from the
+ * log, so they end as if the events had come in event-time order (published outputs are not
+ * repeated: README, "Arrival order"). Outputs (sla.warning, sla.escalation, sla.met,
+ * sla.quota_missed) go through the router's outbox, so they are published only after COMMIT. The
+ * engine never reads the clock: now_ms comes from the caller.
  *
  * A policy is stored as a numbered version the first time an instance starts under a new
  * definition; an instance keeps its version for life, so a reload changes new instances only. */
@@ -53,6 +53,11 @@ void funnel_sla_hooks(funnel_sla_t *sla, funnel_engine_t *engine);
 
 /* Timer entries held in memory (open instances, plus stale entries not yet discarded). */
 size_t funnel_sla_timers(const funnel_sla_t *sla);
+
+/* How often the engine has compiled the stored policy versions and rebuilt its timer heap from
+ * the rows since it was created (once each at creation), for tests and diagnostics: a rollback
+ * redoes only what it may have made wrong. */
+void funnel_sla_reloads(const funnel_sla_t *sla, size_t *version_loads, size_t *heap_rebuilds);
 
 /* engine_defs[] adapters for funneld (server.c): create reads cfg->sla. */
 int funnel_sla_engine_create(funnel_store_t *store, const funnel_config_t *cfg,
