@@ -12,10 +12,8 @@ struct funnel_zsock {
     uv_idle_t idle;   /* continues a drain cut short by the budget */
     int open_handles; /* uv handles not yet closed; struct freed at 0 */
     bool started, paused;
-    bool want_writable; /* call writable_cb once POLLOUT shows */
-    unsigned budget;    /* messages per drain pass */
+    unsigned budget; /* messages per drain pass */
     funnel_zsock_recv_cb recv_cb;
-    funnel_zsock_writable_cb writable_cb;
     void *arg;
 };
 
@@ -139,18 +137,13 @@ static void on_idle(uv_idle_t *h);
  * Input is read until a non-blocking receive finds nothing rather than asking ZMQ_EVENTS before
  * every message: that getsockopt costs a poll() on the socket's mailbox each time. The final
  * EAGAIN re-arms the edge just as ZMQ_EVENTS would, because libzmq processes the pending commands
- * (and so drains ZMQ_FD) before it answers EAGAIN. ZMQ_EVENTS is still asked while a writable
- * callback is wanted, the only case where POLLOUT matters, and on sockets not being read. */
+ * (and so drains ZMQ_FD) before it answers EAGAIN. ZMQ_EVENTS is still asked on sockets not
+ * being read, so their edge is drained too. */
 static void drain(funnel_zsock_t *zs)
 {
     unsigned left = zs->budget;
     uv_idle_stop(&zs->idle);
     while (zs->sock) {
-        if (zs->want_writable && (events_of(zs) & ZMQ_POLLOUT)) {
-            zs->want_writable = false;
-            zs->writable_cb(zs, zs->arg);
-            continue;
-        }
         if (zs->paused || !zs->recv_cb) {
             events_of(zs); /* drains ZMQ_FD all the same, or the loop would spin on it */
             break;
@@ -161,12 +154,6 @@ static void drain(funnel_zsock_t *zs)
         }
         if (!recv_one(zs))
             break;
-    }
-    /* The final EAGAIN receive processed libzmq's commands, which may have raised POLLOUT and
-     * consumed the ZMQ_FD edge announcing it: look once more, or writable_cb waits forever. */
-    if (zs->sock && zs->want_writable && (events_of(zs) & ZMQ_POLLOUT)) {
-        zs->want_writable = false;
-        zs->writable_cb(zs, zs->arg);
     }
 }
 
@@ -182,11 +169,9 @@ static void on_poll(uv_poll_t *h, int status, int events)
     drain(h->data);
 }
 
-int funnel_zsock_start(funnel_zsock_t *zs, funnel_zsock_recv_cb recv_cb,
-                       funnel_zsock_writable_cb writable_cb, void *arg, unsigned budget)
+int funnel_zsock_start(funnel_zsock_t *zs, funnel_zsock_recv_cb recv_cb, void *arg, unsigned budget)
 {
     zs->recv_cb = recv_cb;
-    zs->writable_cb = writable_cb;
     zs->arg = arg;
     zs->budget = budget ? budget : 1;
     if (uv_poll_start(&zs->poll, UV_READABLE, on_poll))
@@ -199,15 +184,6 @@ int funnel_zsock_start(funnel_zsock_t *zs, funnel_zsock_recv_cb recv_cb,
 void funnel_zsock_pause(funnel_zsock_t *zs)
 {
     zs->paused = true;
-}
-
-void funnel_zsock_want_writable(funnel_zsock_t *zs)
-{
-    if (!zs->writable_cb)
-        return;
-    zs->want_writable = true;
-    if (zs->started)
-        uv_idle_start(&zs->idle, on_idle);
 }
 
 int funnel_zsock_sendv(funnel_zsock_t *zs, const void *const *parts, const size_t *lens, size_t n)

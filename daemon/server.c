@@ -1168,10 +1168,10 @@ int funnel_server_run(funnel_server_t *srv)
     uv_timer_start(&srv->prune_timer, on_prune, 0, 0);
     timers_arm(srv); /* deadlines that passed while funneld was down fire at once */
     publish_backlog(srv);
-    if (funnel_zsock_start(srv->sub, on_ingest, NULL, srv, DRAIN_BUDGET) ||
-        funnel_zsock_start(srv->submit, on_submit, NULL, srv, DRAIN_BUDGET) ||
-        funnel_zsock_start(srv->pub, NULL, NULL, srv, DRAIN_BUDGET) ||
-        funnel_zsock_start(srv->replay_sock, on_replay, NULL, srv, DRAIN_BUDGET)) {
+    if (funnel_zsock_start(srv->sub, on_ingest, srv, DRAIN_BUDGET) ||
+        funnel_zsock_start(srv->submit, on_submit, srv, DRAIN_BUDGET) ||
+        funnel_zsock_start(srv->pub, NULL, srv, DRAIN_BUDGET) ||
+        funnel_zsock_start(srv->replay_sock, on_replay, srv, DRAIN_BUDGET)) {
         funnel_log_error(srv->log, "cannot watch sockets");
         server_shutdown(srv);
         uv_run(&srv->loop, UV_RUN_DEFAULT);

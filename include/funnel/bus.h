@@ -24,8 +24,6 @@ typedef struct funnel_zsock funnel_zsock_t;
  * the callback may keep a frame by taking it with zmq_msg_move (the emptied frame is closed). */
 typedef void (*funnel_zsock_recv_cb)(funnel_zsock_t *zs, zmq_msg_t *frames, size_t n, bool overflow,
                                      void *arg);
-/* The socket can take more output after a send returned FUNNEL_EAGAIN. */
-typedef void (*funnel_zsock_writable_cb)(funnel_zsock_t *zs, void *arg);
 
 /* Creates a socket of `type` (ZMQ_SUB, ZMQ_ROUTER, ...) in zctx. Not yet watched: set options,
  * bind/connect, then funnel_zsock_start. Returns 0, FUNNEL_EBUS or FUNNEL_ENOMEM. */
@@ -42,16 +40,14 @@ void *funnel_zsock_raw(funnel_zsock_t *zs);
 int funnel_zsock_bind(funnel_zsock_t *zs, const char *endpoint, char *resolved, size_t len);
 int funnel_zsock_connect(funnel_zsock_t *zs, const char *endpoint);
 
-/* Starts watching: recv_cb for every message (NULL for send-only sockets), writable_cb when a
- * blocked socket drains. `budget` bounds messages per pass. Drains once before returning. */
-int funnel_zsock_start(funnel_zsock_t *zs, funnel_zsock_recv_cb recv_cb,
-                       funnel_zsock_writable_cb writable_cb, void *arg, unsigned budget);
+/* Starts watching: recv_cb for every message (NULL for send-only sockets). `budget` bounds
+ * messages per pass. Drains once before returning. A sender that gets FUNNEL_EAGAIN retries on
+ * a timer of its own: on a ROUTER, POLLOUT means "some peer has room", not the one it wants. */
+int funnel_zsock_start(funnel_zsock_t *zs, funnel_zsock_recv_cb recv_cb, void *arg,
+                       unsigned budget);
 
 /* Stops reading input (graceful stop); sends still work. */
 void funnel_zsock_pause(funnel_zsock_t *zs);
-
-/* Asks for writable_cb once the socket can take output again. */
-void funnel_zsock_want_writable(funnel_zsock_t *zs);
 
 /* Sends n frames as one message without blocking. Returns 0, FUNNEL_EAGAIN (HWM reached or,
  * for ROUTER_MANDATORY, peer not ready — nothing was sent), or FUNNEL_EBUS (peer unknown...). */
