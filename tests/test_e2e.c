@@ -728,3 +728,31 @@ Test(e2e, engines_can_be_switched_off)
     /* With engines on, attribution would credit the payment to (unattributed) per model. */
     cr_assert_eq(replay_seqs(1, seqs, 16, &last), 1, "no derived events without engines");
 }
+
+Test(e2e, connects_out_to_configured_publishers)
+{
+    /* A tool whose PUB socket binds: funneld's SUB connects to it (`connect`). */
+    void *pub = make_socket(ZMQ_PUB);
+    cr_assert_eq(zmq_bind(pub, "tcp://127.0.0.1:*"), 0);
+    char endpoint[128];
+    size_t len = sizeof endpoint;
+    cr_assert_eq(zmq_getsockopt(pub, ZMQ_LAST_ENDPOINT, endpoint, &len), 0);
+    fx_daemon_stop(&fd);
+    const char *args[] = {"--connect", endpoint, NULL};
+    fx_daemon_start(&fd, tmp.path, args);
+    cr_assert(fx_daemon_log_has(&fd, "subscribed to publisher", 2000));
+
+    funnel_envelope_t *env = fx_lead_created("evt-out-1", "lead-o", fx_now_ms());
+    size_t n;
+    uint8_t *buf = fx_pack(env, &n);
+    /* PUB drops until the subscription arrives: resend until the event is recorded. */
+    for (int i = 0; i < 200 && count_events(NULL) == 0; i++) {
+        zmq_send(pub, "lead.created", 12, ZMQ_SNDMORE);
+        zmq_send(pub, buf, n, 0);
+        fx_sleep_ms(20);
+    }
+    cr_assert_eq(count_events(NULL), 1, "resends are duplicates: recorded once");
+    free(buf);
+    funnel_envelope_free(&env);
+    close_socket(pub);
+}
