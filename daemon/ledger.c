@@ -4,7 +4,9 @@
  * client's desired commission sums are recomputed from all its facts in event-time order and
  * compared with what is posted; each difference becomes one new balanced posting. That is what
  * makes arrival order irrelevant: the desired state never depends on it, and postings only ever
- * close the gap. The cost is one pass over a client's payments per event for that client. */
+ * close the gap. The cost per event is one pass over its client's facts: a fixed number of
+ * queries (payments, refunds, frozen rates, posted sums), each read once, whatever the history's
+ * length; refunds are found per payment by binary search, so the pass is O(n log n) in memory. */
 #include "funnel/ledger.h"
 #include "funnel/error.h"
 
@@ -91,7 +93,7 @@ enum stmt_id {
     Q_REFUNDS,
     Q_CLIENTS_OF,
     Q_RATE_FREEZE,
-    Q_RATE_GET,
+    Q_RATES,
     Q_POSTED,
     Q_DUE,
     Q_ENTRY_ADD,
@@ -139,8 +141,10 @@ static const char *const stmt_sql[Q_COUNT_] = {
                      "  WHERE refund_id = ?2) ORDER BY client_id",
     [Q_RATE_FREEZE] = "INSERT INTO ledger_rate(payment_event_id, role, rep, rate_bp)"
                       " VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
-    [Q_RATE_GET] = "SELECT rate_bp FROM ledger_rate WHERE payment_event_id = ?1 AND role = ?2"
-                   " AND rep = ?3",
+    /* Every frozen rate of the client's payments, read once per settle: one lookup per
+     * payment and beneficiary made the statements per event grow with the history. */
+    [Q_RATES] = "SELECT r.payment_event_id, r.role, r.rep, r.rate_bp FROM ledger_payment p"
+                " JOIN ledger_rate r ON r.payment_event_id = p.event_id WHERE p.client_id = ?1",
     [Q_POSTED] = "SELECT subject_event_id, role, rep, kind, currency, SUM(amount), MAX(rate_bp),"
                  " MIN(effective_ms) FROM ledger_entry WHERE client_id = ?1"
                  " AND kind IN ('ACCRUAL', 'CLAWBACK')"
@@ -468,26 +472,69 @@ static int facts_load(funnel_ledger_t *lg, enum stmt_id id, const char *client, 
     return step_end(rc);
 }
 
-/* The rate of one beneficiary on one payment: frozen the first time it is computed, so the
- * plan in force then stays the rate of that payment whatever later reloads say. */
-static int rate_of(funnel_ledger_t *lg, const payment_t *p, role_t role, const char *rep,
-                   int64_t *rate)
+/* One frozen rate, keyed by (payment event, role, rep). */
+typedef struct rate {
+    char payment_event_id[ID_BUF];
+    role_t role;
+    char rep[ID_BUF];
+    int64_t rate_bp;
+} rate_t;
+typedef VEC(rate_t) rates_t;
+
+static int rate_cmp(const void *a, const void *b)
 {
-    sqlite3_stmt *s = q(lg, Q_RATE_GET);
-    bind_text(s, 1, p->event_id);
-    bind_text(s, 2, role_names[role]);
-    bind_text(s, 3, rep);
-    int rc = sqlite3_step(s);
-    if (rc == SQLITE_ROW)
-        *rate = sqlite3_column_int64(s, 0);
+    const rate_t *x = a, *y = b;
+    int c;
+    if ((c = strcmp(x->payment_event_id, y->payment_event_id)))
+        return c;
+    if (x->role != y->role)
+        return x->role < y->role ? -1 : 1;
+    return strcmp(x->rep, y->rep);
+}
+
+/* Loads the client's frozen rates, sorted by rate_cmp for rate_of's binary search. */
+static int rates_load(funnel_ledger_t *lg, const char *client, rates_t *out)
+{
+    sqlite3_stmt *s = q(lg, Q_RATES);
+    bind_text(s, 1, client);
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if (VEC_PUSH(*out)) {
+            rc = FUNNEL_ENOMEM;
+            break;
+        }
+        rate_t *r = &out->v[out->n++];
+        col_copy(s, 0, r->payment_event_id, sizeof r->payment_event_id);
+        const char *role = (const char *)sqlite3_column_text(s, 1);
+        r->role = role && strcmp(role, role_names[ROLE_REP]) == 0 ? ROLE_REP : ROLE_AM;
+        col_copy(s, 2, r->rep, sizeof r->rep);
+        r->rate_bp = sqlite3_column_int64(s, 3);
+    }
     sqlite3_reset(s);
-    if (rc == SQLITE_ROW)
+    if (out->n) /* qsort wants a valid pointer even for nothing */
+        qsort(out->v, out->n, sizeof *out->v, rate_cmp);
+    return step_end(rc);
+}
+
+/* The rate of one beneficiary on one payment: frozen the first time it is computed, so the
+ * plan in force then stays the rate of that payment whatever later reloads say. rates holds
+ * what was frozen before this settle; each key is asked for once per settle, so a rate frozen
+ * here need not be added to it. */
+static int rate_of(funnel_ledger_t *lg, const rates_t *rates, const payment_t *p, role_t role,
+                   const char *rep, int64_t *rate)
+{
+    rate_t key = {.role = role};
+    snprintf(key.payment_event_id, sizeof key.payment_event_id, "%s", p->event_id);
+    snprintf(key.rep, sizeof key.rep, "%s", rep);
+    const rate_t *hit =
+        rates->n ? bsearch(&key, rates->v, rates->n, sizeof *rates->v, rate_cmp) : NULL;
+    if (hit) {
+        *rate = hit->rate_bp;
         return 0;
-    if (rc != SQLITE_DONE)
-        return FUNNEL_ESTORE;
+    }
     *rate = role == ROLE_REP ? funnel_commission_rate_at(lg->plan, rep, p->at_ms)
                              : lg->plan->account_manager_rate_bp;
-    s = q(lg, Q_RATE_FREEZE);
+    sqlite3_stmt *s = q(lg, Q_RATE_FREEZE);
     bind_text(s, 1, p->event_id);
     bind_text(s, 2, role_names[role]);
     bind_text(s, 3, rep);
@@ -535,15 +582,45 @@ static int target_add(postings_t *out, const char *subject, kind_t kind, role_t 
     return 0;
 }
 
+/* Refunds grouped by payment, each group in event-time order: a payment finds its refunds by
+ * binary search instead of scanning every refund of the client (payments x refunds). */
+static int refund_cmp(const void *a, const void *b)
+{
+    const refund_t *x = a, *y = b;
+    int c;
+    if ((c = strcmp(x->payment_id, y->payment_id)))
+        return c;
+    if (x->at_ms != y->at_ms)
+        return x->at_ms < y->at_ms ? -1 : 1;
+    return strcmp(x->event_id, y->event_id);
+}
+
+/* The index of the first refund of payment_id in refunds sorted by refund_cmp (n if none). */
+static size_t refunds_first(const refunds_t *refunds, const char *payment_id)
+{
+    size_t lo = 0, hi = refunds->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (strcmp(refunds->v[mid].payment_id, payment_id) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
 /* Clawbacks of one payment's accrual: each refund of it, in event-time order, claws the
- * difference of the cumulative clawback (rounded up) before and after it. */
+ * difference of the cumulative clawback (rounded up) before and after it. refunds is sorted
+ * by refund_cmp. */
 static int clawbacks_add(const payment_t *p, int64_t accrued, int64_t rate, role_t role,
                          const char *rep, const refunds_t *refunds, postings_t *out)
 {
     int64_t refunded = 0, clawed = 0;
-    for (size_t i = 0; i < refunds->n && refunded < p->amount; i++) {
+    for (size_t i = refunds_first(refunds, p->payment_id);
+         i < refunds->n && refunded < p->amount && !strcmp(refunds->v[i].payment_id, p->payment_id);
+         i++) {
         const refund_t *r = &refunds->v[i];
-        if (strcmp(r->payment_id, p->payment_id) || strcmp(r->currency, p->currency))
+        if (strcmp(r->currency, p->currency))
             continue;
         /* Saturating: refunds beyond the payment claw back the whole accrual, never more. */
         refunded = r->amount >= p->amount - refunded ? p->amount : refunded + r->amount;
@@ -559,20 +636,46 @@ static int clawbacks_add(const payment_t *p, int64_t accrued, int64_t rate, role
     return 0;
 }
 
+/* What one settle reads of a client, each in one query: payments in event-time order, refunds
+ * sorted by refund_cmp, frozen rates sorted by rate_cmp. */
+typedef struct client_facts {
+    payments_t pays;
+    refunds_t refunds;
+    rates_t rates;
+} client_facts_t;
+
+static int client_facts_load(funnel_ledger_t *lg, const char *client, client_facts_t *f)
+{
+    int rc;
+    if ((rc = facts_load(lg, Q_PAYMENTS, client, &f->pays)) ||
+        (rc = facts_load(lg, Q_REFUNDS, client, &f->refunds)) ||
+        (rc = rates_load(lg, client, &f->rates)))
+        return rc;
+    if (f->refunds.n)
+        qsort(f->refunds.v, f->refunds.n, sizeof *f->refunds.v, refund_cmp);
+    return 0;
+}
+
+static void client_facts_free(client_facts_t *f)
+{
+    free(f->pays.v);
+    free(f->refunds.v);
+    free(f->rates.v);
+}
+
 /* The desired sums of one beneficiary: accruals on eligible payments in event-time order
  * under the cap, and their clawbacks. */
 static int beneficiary_targets(funnel_ledger_t *lg, const client_plan_t *cp, role_t role,
-                               const char *rep, const payments_t *pays, const refunds_t *refunds,
-                               postings_t *out)
+                               const char *rep, const client_facts_t *f, postings_t *out)
 {
     cap_uses_t uses = {0};
     int rc = 0;
-    for (size_t i = 0; i < pays->n && !rc; i++) {
-        const payment_t *p = &pays->v[i];
+    for (size_t i = 0; i < f->pays.n && !rc; i++) {
+        const payment_t *p = &f->pays.v[i];
         if (p->at_ms < cp->start_ms || p->at_ms >= cp->end_ms)
             continue;
         int64_t rate, accrued, *used;
-        if ((rc = rate_of(lg, p, role, rep, &rate)) ||
+        if ((rc = rate_of(lg, &f->rates, p, role, rep, &rate)) ||
             (rc = funnel_commission_accrual(p->amount, rate, &accrued)))
             break;
         if (!(used = cap_slot(&uses, p->currency))) {
@@ -589,7 +692,7 @@ static int beneficiary_targets(funnel_ledger_t *lg, const client_plan_t *cp, rol
         }
         if (!(rc = target_add(out, p->event_id, KIND_ACCRUAL, role, rep, p->currency, accrued, rate,
                               p->at_ms)))
-            rc = clawbacks_add(p, accrued, rate, role, rep, refunds, out);
+            rc = clawbacks_add(p, accrued, rate, role, rep, &f->refunds, out);
     }
     free(uses.v);
     return rc;
@@ -640,19 +743,16 @@ static int client_settle(run_t *run)
 {
     funnel_ledger_t *lg = run->lg;
     client_plan_t cp;
-    payments_t pays = {0};
-    refunds_t refunds = {0};
+    client_facts_t facts = {0};
     postings_t targets = {0};
     int rc;
     if ((rc = client_plan_load(lg, run->client_id, &cp)))
         return rc;
     if (cp.handed_off) {
-        if ((rc = facts_load(lg, Q_PAYMENTS, run->client_id, &pays)) ||
-            (rc = facts_load(lg, Q_REFUNDS, run->client_id, &refunds)) ||
-            (rc = beneficiary_targets(lg, &cp, ROLE_REP, cp.rep, &pays, &refunds, &targets)))
+        if ((rc = client_facts_load(lg, run->client_id, &facts)) ||
+            (rc = beneficiary_targets(lg, &cp, ROLE_REP, cp.rep, &facts, &targets)))
             goto out;
-        if (cp.am[0] &&
-            (rc = beneficiary_targets(lg, &cp, ROLE_AM, cp.am, &pays, &refunds, &targets)))
+        if (cp.am[0] && (rc = beneficiary_targets(lg, &cp, ROLE_AM, cp.am, &facts, &targets)))
             goto out;
     }
     if ((rc = deltas_compute(lg, run->client_id, &targets)))
@@ -664,8 +764,7 @@ static int client_settle(run_t *run)
             rc = post(run, &targets.v[i]);
 out:
     free(targets.v);
-    free(refunds.v);
-    free(pays.v);
+    client_facts_free(&facts);
     return rc;
 }
 

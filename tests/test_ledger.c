@@ -679,6 +679,64 @@ Test(ledger, check_finds_tampering)
     cr_assert_eq(problems, 4, "the posting, and the paid line without a balance row");
 }
 
+/* ---- cost: statements per event do not grow with the client's history ----------------- */
+
+static int count_stmt(unsigned type, void *arg, void *p, void *x)
+{
+    (void)type;
+    (void)p;
+    (void)x;
+    ++*(int *)arg;
+    return 0;
+}
+
+/* Feeds one payment and one refund of it (the i-th pair, a minute apart) and returns how many
+ * SQL statements (top-level and trigger programs) the pair ran. */
+static int pair_statements(int i)
+{
+    char ev[32], pay[32], ref[32], rid[32];
+    snprintf(ev, sizeof ev, "p%d", i);
+    snprintf(pay, sizeof pay, "pay-%d", i);
+    snprintf(ref, sizeof ref, "r%d", i);
+    snprintf(rid, sizeof rid, "ref-%d", i);
+    int64_t at = day(2026, 1, 2) + i * 120000LL;
+    sqlite3 *db = funnel_store_db(store);
+    int n = 0;
+    cr_assert_eq(sqlite3_trace_v2(db, SQLITE_TRACE_STMT, count_stmt, &n), SQLITE_OK);
+    int rc_pay = apply(fx_payment(ev, pay, "c1", 10000, "EUR", at));
+    int rc_ref = apply(fx_refund(ref, rid, pay, "c1", 2500, "EUR", at + 60000));
+    sqlite3_trace_v2(db, 0, NULL, NULL);
+    cr_assert_eq(rc_pay, 0);
+    cr_assert_eq(rc_ref, 0);
+    return n;
+}
+
+/* Each event settles its client from the client's facts. That must not cost SQL statements per
+ * payment or refund of the history (one rate lookup per payment made a long-lived client slow
+ * the single writer): a pair of events runs as many statements with 200 pairs behind it as with
+ * 10. Counting statements instead of timing keeps the test deterministic. */
+Test(ledger, statements_per_event_do_not_grow_with_history)
+{
+    plan.account_manager_rate_bp = 200;
+    must(fx_handoff("h1", "c1", "alice", "dave", day(2026, 1, 1)));
+    int early = 0, late = 0;
+    for (int i = 0; i < 200; i++) {
+        int n = pair_statements(i);
+        if (i == 10)
+            early = n;
+        late = n;
+    }
+    cr_assert_gt(early, 0);
+    cr_assert_leq(late, early,
+                  "a payment and a refund ran %d statements after 10 pairs, %d after 200", early,
+                  late);
+    /* The cheaper settle computes the same books: 200 x (1000 - 250) for alice, x (200 - 50) for
+     * the account manager. */
+    cr_assert_eq(owed("alice", "EUR"), 200 * 750);
+    cr_assert_eq(owed("dave", "EUR"), 200 * 150);
+    expect_books_sound();
+}
+
 /* ---- property: order independence over random streams ----------------------------------- */
 
 typedef struct rng {
