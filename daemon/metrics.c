@@ -36,7 +36,8 @@ struct funnel_metrics {
     _Atomic uint64_t published;
     _Atomic uint64_t last_seq;  /* last sequence published */
     _Atomic uint64_t first_seq; /* oldest sequence retained in the outbox */
-    _Atomic uint64_t commit_failures;
+    _Atomic uint64_t commit_failures[FUNNEL_METRICS_COMMIT_COUNT_]; /* [COMMITTED] unused */
+    _Atomic uint64_t lost[FUNNEL_METRICS_LOST_COUNT_];
     histogram_t batch_size;
     histogram_t commit_us;
     histogram_t timer_lag_ms;
@@ -88,14 +89,21 @@ void funnel_metrics_event(funnel_metrics_t *m, const char *topic, funnel_metrics
         add(&m->refused[t][reason], 1);
 }
 
-void funnel_metrics_commit(funnel_metrics_t *m, size_t n, uint64_t latency_us, int failed)
+void funnel_metrics_commit(funnel_metrics_t *m, size_t n, uint64_t latency_us,
+                           funnel_metrics_commit_result_t result)
 {
     if (!m)
         return;
-    if (failed)
-        add(&m->commit_failures, 1);
+    if (result != FUNNEL_METRICS_COMMITTED && (unsigned)result < FUNNEL_METRICS_COMMIT_COUNT_)
+        add(&m->commit_failures[result], 1);
     observe(&m->batch_size, size_bounds, N_SIZE, n);
     observe(&m->commit_us, latency_bounds_us, N_LATENCY, latency_us);
+}
+
+void funnel_metrics_lost(funnel_metrics_t *m, funnel_metrics_lost_reason_t reason, size_t n)
+{
+    if (m && (unsigned)reason < FUNNEL_METRICS_LOST_COUNT_)
+        add(&m->lost[reason], n);
 }
 
 void funnel_metrics_published(funnel_metrics_t *m, uint64_t seq)
@@ -188,12 +196,26 @@ static char *render(const funnel_metrics_t *m, size_t *len)
             "# HELP funnel_output_last_seq Sequence of the last output message published.\n"
             "# TYPE funnel_output_last_seq gauge\nfunnel_output_last_seq %llu\n"
             "# HELP funnel_outbox_backlog Output messages kept in the outbox for replay.\n"
-            "# TYPE funnel_outbox_backlog gauge\nfunnel_outbox_backlog %llu\n"
-            "# HELP funnel_commit_failures_total Batches whose transaction failed.\n"
-            "# TYPE funnel_commit_failures_total counter\nfunnel_commit_failures_total %llu\n",
+            "# TYPE funnel_outbox_backlog gauge\nfunnel_outbox_backlog %llu\n",
             (unsigned long long)get(&m->published), (unsigned long long)last,
-            (unsigned long long)(first && last >= first ? last - first + 1 : 0),
-            (unsigned long long)get(&m->commit_failures));
+            (unsigned long long)(first && last >= first ? last - first + 1 : 0));
+    /* Every label value is always written, zeros included, so alerts can use rate() from the
+     * first scrape on. */
+    fprintf(f,
+            "# HELP funnel_commit_failures_total Batch transactions that failed, by kind (busy: "
+            "retried).\n# TYPE funnel_commit_failures_total counter\n"
+            "funnel_commit_failures_total{kind=\"busy\"} %llu\n"
+            "funnel_commit_failures_total{kind=\"error\"} %llu\n"
+            "# HELP funnel_events_lost_total SUB input lost (no ack, so never resent), by reason.\n"
+            "# TYPE funnel_events_lost_total counter\n"
+            "funnel_events_lost_total{reason=\"commit_failed\"} %llu\n"
+            "funnel_events_lost_total{reason=\"event_failed\"} %llu\n"
+            "funnel_events_lost_total{reason=\"out_of_memory\"} %llu\n",
+            (unsigned long long)get(&m->commit_failures[FUNNEL_METRICS_COMMIT_BUSY]),
+            (unsigned long long)get(&m->commit_failures[FUNNEL_METRICS_COMMIT_ERROR]),
+            (unsigned long long)get(&m->lost[FUNNEL_METRICS_LOST_COMMIT]),
+            (unsigned long long)get(&m->lost[FUNNEL_METRICS_LOST_EVENT]),
+            (unsigned long long)get(&m->lost[FUNNEL_METRICS_LOST_NOMEM]));
     write_histogram(f, "funnel_commit_batch_size", "Messages per committed batch.", &m->batch_size,
                     size_bounds, N_SIZE, 1);
     write_histogram(f, "funnel_commit_seconds", "Time from BEGIN to COMMIT of a batch.",

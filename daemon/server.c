@@ -39,6 +39,8 @@
                                        "some peer has room", not "this one has" */
 #define REPLAY_STALL_MS       30000 /* a replay whose peer took nothing for this long is dropped */
 #define DEAD_PAYLOADS_PER_MIN 100   /* refusals per minute whose payload is stored */
+#define BUSY_RETRY_MIN_MS     100   /* first retry of a batch the database was too busy for */
+#define BUSY_RETRY_MAX_MS     1000  /* the doubling retry delay stops growing here */
 
 typedef enum item_status { ITEM_OK, ITEM_DUPLICATE, ITEM_REFUSED, ITEM_FAILED } item_status_t;
 
@@ -93,6 +95,8 @@ struct funnel_server {
     item_t *batch;
     size_t n_batch, cap_batch;
     uv_timer_t flush_timer; /* commits after batch_delay_ms; at 0, on the next loop pass */
+    uint64_t busy_retry_ms; /* the delay before the kept batch's next attempt; 0: none kept */
+    bool ingest_held;       /* sub and submit are not read: the kept batch is full */
     uv_signal_t sig_term, sig_int, sig_hup;
     uv_timer_t watchdog, prune_timer;
     uv_timer_t engine_timer;      /* the earliest engine deadline (SLA timers) */
@@ -282,6 +286,47 @@ static size_t publish_pending(funnel_server_t *srv)
 }
 
 static void timers_arm(funnel_server_t *srv);
+static void on_flush_timer(uv_timer_t *h);
+static void on_ingest(funnel_zsock_t *zs, zmq_msg_t *frames, size_t n, bool overflow, void *arg);
+static void on_submit(funnel_zsock_t *zs, zmq_msg_t *frames, size_t n, bool overflow, void *arg);
+
+/* Stops (hold) or resumes reading the sub and submit sockets. Held, their messages wait in
+ * ZeroMQ's queues up to the high-water marks, which then push back on the senders, so memory
+ * stays bounded while the database is locked. bus.h's pause is one-way (for shutdown), so a
+ * socket is held by restarting it without a callback, which drains its edge without reading;
+ * resuming restarts it with its callback and reads what waits at once. */
+static void ingest_hold(funnel_server_t *srv, bool hold)
+{
+    if (srv->ingest_held == hold || srv->stopping)
+        return;
+    srv->ingest_held = hold;
+    funnel_log_info(srv->log,
+                    hold ? "batch full while the database is busy: input held" : "input resumed");
+    funnel_zsock_t *socks[] = {srv->sub, srv->submit};
+    funnel_zsock_recv_cb cbs[] = {on_ingest, on_submit};
+    /* Resuming reads at once, which may fill a batch, meet a busy database again and hold
+     * input from inside this loop: then the remaining socket must stay held. */
+    for (size_t i = 0; i < 2 && srv->ingest_held == hold; i++)
+        if (funnel_zsock_start(socks[i], hold ? NULL : cbs[i], srv, DRAIN_BUDGET))
+            funnel_log_error(srv->log, "cannot %s ingest socket %zu", hold ? "hold" : "resume", i);
+}
+
+/* The database was locked by another connection past the busy timeout: nothing was written and
+ * the same batch may well commit a moment later. Dropping it would lose the SUB input, whose
+ * publishers expect no ack and never resend, so it is kept (unanswered) and tried again after a
+ * delay doubling from BUSY_RETRY_MIN_MS to BUSY_RETRY_MAX_MS. New input joins it meanwhile, up
+ * to batch_max; then reading stops until a commit succeeds. */
+static void batch_keep(funnel_server_t *srv)
+{
+    uint64_t delay = srv->busy_retry_ms ? 2 * srv->busy_retry_ms : BUSY_RETRY_MIN_MS;
+    srv->busy_retry_ms = delay < BUSY_RETRY_MAX_MS ? delay : BUSY_RETRY_MAX_MS;
+    funnel_log_warn(srv->log, "database busy (%s): %zu events kept, retrying in %llu ms",
+                    funnel_store_errmsg(srv->store), srv->n_batch,
+                    (unsigned long long)srv->busy_retry_ms);
+    uv_timer_start(&srv->flush_timer, on_flush_timer, srv->busy_retry_ms, 0);
+    if ((int64_t)srv->n_batch >= srv->cfg.batch_max)
+        ingest_hold(srv, true);
+}
 
 /* Commits the batch in one transaction, then acks and publishes.
  *
@@ -289,7 +334,8 @@ static void timers_arm(funnel_server_t *srv);
  * touches into the sub-journal, so the batch first runs without any. Only when an event fails
  * is that transaction rolled back and the batch run again with a savepoint per event, so the
  * failure sinks that event alone, as before. Engines may thus see an event twice, the first
- * time in a transaction that is rolled back (router.h). */
+ * time in a transaction that is rolled back (router.h). A database too busy to begin is no
+ * failure of the batch: it is kept and tried again (batch_keep). */
 static void batch_flush(funnel_server_t *srv)
 {
     uv_timer_stop(&srv->flush_timer);
@@ -301,10 +347,21 @@ static void batch_flush(funnel_server_t *srv)
     int rc = batch_txn(srv, now, false);
     if (rc == FUNNEL_EAGAIN)
         rc = batch_txn(srv, now, true);
-    funnel_metrics_commit(srv->metrics, srv->n_batch, (uv_hrtime() - started_ns) / 1000, rc != 0);
+    bool busy = rc && funnel_store_busy(st);
+    funnel_metrics_commit(srv->metrics, srv->n_batch, (uv_hrtime() - started_ns) / 1000,
+                          !rc    ? FUNNEL_METRICS_COMMITTED
+                          : busy ? FUNNEL_METRICS_COMMIT_BUSY
+                                 : FUNNEL_METRICS_COMMIT_ERROR);
+    if (rc)
+        srv->stats.commit_failures++;
+    /* Once stopping there is no later attempt to wait for: the batch is given up. */
+    if (busy && !srv->stopping) {
+        batch_keep(srv);
+        return;
+    }
+    srv->busy_retry_ms = 0;
     if (rc) {
         /* Publishers that asked for an ack get none and retry with the same event_id. */
-        srv->stats.commit_failures++;
         funnel_log_error(srv->log, "commit of %zu events failed: %s; none acknowledged",
                          srv->n_batch, funnel_store_errmsg(st));
         for (size_t i = 0; i < srv->n_batch; i++)
@@ -315,8 +372,10 @@ static void batch_flush(funnel_server_t *srv)
         funnel_log_debug(srv->log, "committed a batch of %zu messages, published %zu", srv->n_batch,
                          n);
     }
+    size_t lost = 0;
     for (size_t i = 0; i < srv->n_batch; i++) {
         item_t *it = &srv->batch[i];
+        lost += it->status == ITEM_FAILED && !it->peer.ident_len;
         srv->stats.accepted += it->status == ITEM_OK;
         srv->stats.duplicates += it->status == ITEM_DUPLICATE;
         if (it->status != ITEM_FAILED)
@@ -328,11 +387,16 @@ static void batch_flush(funnel_server_t *srv)
         item_reply(srv, it);
         item_clear(it);
     }
+    /* Only SUB input is lost for good: a submitter that got no ack sends again. */
+    funnel_metrics_lost(srv->metrics, rc ? FUNNEL_METRICS_LOST_COMMIT : FUNNEL_METRICS_LOST_EVENT,
+                        lost);
     srv->n_batch = 0;
     timers_arm(srv); /* the batch may have added or settled engine deadlines */
     /* The acks are on their way: copying the WAL back now delays no one waiting for them. */
     if (funnel_store_checkpoint(st))
         funnel_log_warn(srv->log, "checkpoint failed: %s", funnel_store_errmsg(st));
+    /* Last: reading again may fill and flush a new batch from inside this call. */
+    ingest_hold(srv, false);
 }
 
 static void on_flush_timer(uv_timer_t *h)
@@ -396,6 +460,8 @@ static void batch_add(funnel_server_t *srv, const zmq_msg_t *topic, zmq_msg_t *b
     item_t *it = batch_slot(srv);
     if (!it) {
         funnel_log_error(srv->log, "out of memory: ingest message dropped");
+        if (!peer) /* a submitter gets no ack and sends again; a publisher does not */
+            funnel_metrics_lost(srv->metrics, FUNNEL_METRICS_LOST_NOMEM, 1);
         return;
     }
     if (peer)
@@ -431,9 +497,13 @@ static void batch_add(funnel_server_t *srv, const zmq_msg_t *topic, zmq_msg_t *b
     srv->n_batch++;
     /* A timer, not a check handle: a pending timer keeps the loop from blocking in poll, so a
      * zero delay commits right after the current drain pass, whatever woke the loop. */
-    if ((int64_t)srv->n_batch >= srv->cfg.batch_max)
-        batch_flush(srv);
-    else if (!uv_is_active((uv_handle_t *)&srv->flush_timer))
+    if ((int64_t)srv->n_batch >= srv->cfg.batch_max) {
+        /* A batch kept for a busy database has its retry timer: stop reading until it lands. */
+        if (srv->busy_retry_ms)
+            ingest_hold(srv, true);
+        else
+            batch_flush(srv);
+    } else if (!uv_is_active((uv_handle_t *)&srv->flush_timer))
         uv_timer_start(&srv->flush_timer, on_flush_timer, (uint64_t)srv->cfg.batch_delay_ms, 0);
 }
 

@@ -145,13 +145,16 @@ struct funnel_store {
     bool ckpt_deferred; /* funnel_store_checkpoint() runs checkpoints, not COMMIT */
     int wal_pages;      /* pages in the WAL after the last commit, once deferred */
     char err[256];      /* message of the last failure; "" since begin/savepoint */
+    bool busy;          /* the last failure was SQLITE_BUSY/LOCKED: worth trying again */
 };
 
 /* Keeps the message of a failure: the ROLLBACK that follows it would otherwise leave
  * sqlite3_errmsg() saying "not an error". */
 static int fail(funnel_store_t *s)
 {
+    int code = sqlite3_errcode(s->db) & 0xff; /* primary code: SQLITE_BUSY_SNAPSHOT is busy too */
     snprintf(s->err, sizeof s->err, "%s", sqlite3_errmsg(s->db));
+    s->busy = code == SQLITE_BUSY || code == SQLITE_LOCKED;
     return FUNNEL_ESTORE;
 }
 
@@ -166,6 +169,7 @@ static int lost(funnel_store_t *s)
 {
     if (!s->err[0])
         snprintf(s->err, sizeof s->err, "transaction rolled back by SQLite after an error");
+    s->busy = false; /* SQLite gives a transaction up after FULL, IOERR or NOMEM, not BUSY */
     return FUNNEL_ESTORE;
 }
 
@@ -183,6 +187,11 @@ const char *funnel_store_errmsg(const funnel_store_t *store)
     if (!store || !store->db)
         return "no database";
     return store->err[0] ? store->err : sqlite3_errmsg(store->db);
+}
+
+bool funnel_store_busy(const funnel_store_t *store)
+{
+    return store->busy;
 }
 
 sqlite3 *funnel_store_db(funnel_store_t *store)
@@ -404,6 +413,7 @@ int funnel_store_begin(funnel_store_t *s)
     }
     s->committed = false;
     s->err[0] = '\0';
+    s->busy = false;
     if (exec_stmt(s, ST_BEGIN))
         return FUNNEL_ESTORE;
     s->in_txn = true;

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
+#include <sqlite3.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <stdio.h>
@@ -86,7 +87,8 @@ static void *connect_socket(int type, const char *endpoint)
     return s;
 }
 
-/* Sends one lead.created without waiting for its ack (pipelined submit). */
+/* Sends one lead.created without waiting for its ack (pipelined submit), or publishes it on a
+ * PUB socket: the frames are the same. */
 static void dealer_send_lead(void *dealer, const char *event_id, int64_t now)
 {
     funnel_envelope_t *env = fx_lead_created(event_id, "lead-p", now);
@@ -754,5 +756,61 @@ Test(e2e, connects_out_to_configured_publishers)
     cr_assert_eq(count_events(NULL), 1, "resends are duplicates: recorded once");
     free(buf);
     funnel_envelope_free(&env);
+    close_socket(pub);
+}
+
+/* Another process (here the test, through SQLite) holds the write lock past funneld's busy
+ * timeout (5 s). The batch is kept and retried, input is held once batch_max events wait, and
+ * once the lock goes every event is recorded, SUB ones included (their publisher would never
+ * resend them), and every submit is acked. */
+Test(e2e, database_locked_by_another_process_loses_nothing, .timeout = 60)
+{
+    enum { N = 20 };
+    fx_daemon_stop(&fd);
+    const char *args[] = {"--set", "batch_max=8", NULL}; /* fewer than the events: input waits */
+    fx_daemon_start(&fd, tmp.path, args);
+    void *pub = connect_socket(ZMQ_PUB, fd.ingest);
+    void *dealer = connect_socket(ZMQ_DEALER, fd.submit);
+    int timeout = 15000;
+    zmq_setsockopt(dealer, ZMQ_RCVTIMEO, &timeout, sizeof timeout);
+    int64_t now = fx_now_ms();
+    /* PUB drops until the subscription arrives: resend until the event is recorded. */
+    for (int i = 0; i < 200 && count_events(NULL) == 0; i++) {
+        dealer_send_lead(pub, "evt-lock-warm", now);
+        fx_sleep_ms(20);
+    }
+    cr_assert_eq(count_events(NULL), 1);
+
+    sqlite3 *db;
+    cr_assert_eq(sqlite3_open(fd.db, &db), SQLITE_OK);
+    sqlite3_busy_timeout(db, 5000);
+    cr_assert_eq(sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+    for (int i = 0; i < N; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "evt-lock-pub-%d", i);
+        dealer_send_lead(pub, id, now);
+        snprintf(id, sizeof id, "evt-lock-sub-%d", i);
+        dealer_send_lead(dealer, id, now);
+    }
+    bool busy = fx_daemon_log_has(&fd, "database busy", 10000);
+    bool held = busy && fx_daemon_log_has(&fd, "input held", 3000);
+    cr_assert_eq(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    cr_assert(busy, "the first commit met the lock");
+    cr_assert(held, "input waits once batch_max events are kept");
+
+    for (int i = 0; i < N; i++) {
+        char id[64], st[64];
+        int r = zmq_recv(dealer, id, sizeof id - 1, 0);
+        cr_assert_gt(r, 0, "ack %d of %d missing", i, N);
+        id[r] = '\0';
+        r = zmq_recv(dealer, st, sizeof st - 1, 0);
+        cr_assert_gt(r, 0);
+        st[r] = '\0';
+        cr_assert_str_eq(st, "ok", "%s: %s", id, st);
+    }
+    cr_assert_eq(count_events(NULL), 1 + 2 * N, "every SUB and submitted event is recorded");
+    cr_assert(fx_daemon_log_has(&fd, "input resumed", 1000));
+    close_socket(dealer);
     close_socket(pub);
 }

@@ -110,6 +110,12 @@ Test(metrics, scrape_after_a_known_stream)
     cr_assert_eq(sample(t, "funnel_commit_seconds_bucket{le=\"+Inf\"}"), 5, "%s", t);
     cr_assert_gt(sample(t, "funnel_commit_seconds_sum"), 0, "%s", t);
     cr_assert(strstr(t, "# TYPE funnel_commit_seconds histogram"), "%s", t);
+    /* Failure and loss series are written from the start, at zero, so rate() works at once. */
+    cr_assert_eq(sample(t, "funnel_commit_failures_total{kind=\"busy\"}"), 0, "%s", t);
+    cr_assert_eq(sample(t, "funnel_commit_failures_total{kind=\"error\"}"), 0, "%s", t);
+    cr_assert_eq(sample(t, "funnel_events_lost_total{reason=\"commit_failed\"}"), 0, "%s", t);
+    cr_assert_eq(sample(t, "funnel_events_lost_total{reason=\"event_failed\"}"), 0, "%s", t);
+    cr_assert_eq(sample(t, "funnel_events_lost_total{reason=\"out_of_memory\"}"), 0, "%s", t);
     cr_assert_eq(get("/nope", &b), 404);
 }
 

@@ -40,8 +40,28 @@ typedef enum funnel_metrics_result {
 void funnel_metrics_event(funnel_metrics_t *m, const char *topic, funnel_metrics_result_t result,
                           funnel_refusal_code_t reason);
 
-/* A batch committed (or failed to: failed = 1) with n messages in latency_us microseconds. */
-void funnel_metrics_commit(funnel_metrics_t *m, size_t n, uint64_t latency_us, int failed);
+/* How one attempt at a batch's transaction ended. */
+typedef enum funnel_metrics_commit_result {
+    FUNNEL_METRICS_COMMITTED,
+    FUNNEL_METRICS_COMMIT_BUSY,  /* the database was locked by another process: retried later */
+    FUNNEL_METRICS_COMMIT_ERROR, /* anything else (disk full, I/O): the batch is given up */
+    FUNNEL_METRICS_COMMIT_COUNT_
+} funnel_metrics_commit_result_t;
+
+/* A batch attempt with n messages ended as `result` after latency_us microseconds. */
+void funnel_metrics_commit(funnel_metrics_t *m, size_t n, uint64_t latency_us,
+                           funnel_metrics_commit_result_t result);
+
+/* Why fire-and-forget (SUB) input was lost: its publisher expects no ack and never resends. */
+typedef enum funnel_metrics_lost_reason {
+    FUNNEL_METRICS_LOST_COMMIT, /* its batch failed with a non-transient error */
+    FUNNEL_METRICS_LOST_EVENT,  /* the event alone failed (its savepoint was rolled back) */
+    FUNNEL_METRICS_LOST_NOMEM,  /* no memory to queue it */
+    FUNNEL_METRICS_LOST_COUNT_
+} funnel_metrics_lost_reason_t;
+
+/* n SUB messages were lost for `reason`. Submitted ones are not counted: their senders retry. */
+void funnel_metrics_lost(funnel_metrics_t *m, funnel_metrics_lost_reason_t reason, size_t n);
 
 /* An output message with sequence seq went to the PUB socket. */
 void funnel_metrics_published(funnel_metrics_t *m, uint64_t seq);

@@ -6,7 +6,8 @@
  * savepoint so that one does not sink its neighbours. Outbox rows appended in a transaction become
  * visible to the caller through funnel_store_outbox_pending() only after COMMIT succeeded — that
  * list is what may be published.
- * Errors: FUNNEL_ESTORE with the SQLite message available from funnel_store_errmsg(). */
+ * Errors: FUNNEL_ESTORE with the SQLite message available from funnel_store_errmsg(); whether
+ * that failure is worth retrying unchanged from funnel_store_busy(). */
 #ifndef FUNNEL_STORE_H
 #define FUNNEL_STORE_H
 
@@ -32,6 +33,12 @@ void funnel_store_destroy(funnel_store_t **store);
 
 /* The last SQLite error message of this connection; valid until the next call. */
 const char *funnel_store_errmsg(const funnel_store_t *store);
+
+/* True when the last failure was SQLITE_BUSY or SQLITE_LOCKED: another connection (another
+ * process, say `sqlite3` or a backup) held the lock past the busy timeout (5 s, during which the
+ * call blocks). Nothing was written; the same transaction may succeed later, unlike after
+ * SQLITE_FULL or an I/O error. Valid, like funnel_store_errmsg(), until the next begin. */
+bool funnel_store_busy(const funnel_store_t *store);
 
 /* The raw handle, for engines that keep their own tables inside the batch transaction. */
 sqlite3 *funnel_store_db(funnel_store_t *store);
