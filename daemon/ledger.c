@@ -271,6 +271,18 @@ static int step_end(int rc)
     return rc == SQLITE_DONE ? 0 : rc < 0 ? rc : FUNNEL_ESTORE;
 }
 
+/* Steps a bound statement through its rows, calling row for each; a non-zero (negative) return
+ * stops. Resets the statement, so no cursor stays open. 0 or the first error. */
+static int rows_each(sqlite3_stmt *s, int (*row)(sqlite3_stmt *s, void *arg), void *arg)
+{
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+        if ((rc = row(s, arg)))
+            break;
+    sqlite3_reset(s);
+    return step_end(rc);
+}
+
 static bool add_ok(int64_t a, int64_t b, int64_t *out)
 {
     return !__builtin_add_overflow(a, b, out);
@@ -450,26 +462,26 @@ static int client_plan_load(funnel_ledger_t *lg, const char *client, client_plan
     return rc == SQLITE_ROW ? 0 : FUNNEL_ESTORE;
 }
 
+static int fact_row(sqlite3_stmt *s, void *arg)
+{
+    payments_t *out = arg;
+    if (VEC_PUSH(*out))
+        return FUNNEL_ENOMEM;
+    payment_t *p = &out->v[out->n++];
+    col_copy(s, 0, p->event_id, sizeof p->event_id);
+    col_copy(s, 1, p->payment_id, sizeof p->payment_id);
+    col_copy(s, 2, p->currency, sizeof p->currency);
+    p->amount = sqlite3_column_int64(s, 3);
+    p->at_ms = sqlite3_column_int64(s, 4);
+    return 0;
+}
+
 /* Loads payment-shaped rows (payments or refunds) of a client, in event-time order. */
 static int facts_load(funnel_ledger_t *lg, enum stmt_id id, const char *client, payments_t *out)
 {
     sqlite3_stmt *s = q(lg, id);
     bind_text(s, 1, client);
-    int rc;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        if (VEC_PUSH(*out)) {
-            rc = FUNNEL_ENOMEM;
-            break;
-        }
-        payment_t *p = &out->v[out->n++];
-        col_copy(s, 0, p->event_id, sizeof p->event_id);
-        col_copy(s, 1, p->payment_id, sizeof p->payment_id);
-        col_copy(s, 2, p->currency, sizeof p->currency);
-        p->amount = sqlite3_column_int64(s, 3);
-        p->at_ms = sqlite3_column_int64(s, 4);
-    }
-    sqlite3_reset(s);
-    return step_end(rc);
+    return rows_each(s, fact_row, out);
 }
 
 /* One frozen rate, keyed by (payment event, role, rep). */
@@ -492,28 +504,29 @@ static int rate_cmp(const void *a, const void *b)
     return strcmp(x->rep, y->rep);
 }
 
+static int rate_row(sqlite3_stmt *s, void *arg)
+{
+    rates_t *out = arg;
+    if (VEC_PUSH(*out))
+        return FUNNEL_ENOMEM;
+    rate_t *r = &out->v[out->n++];
+    col_copy(s, 0, r->payment_event_id, sizeof r->payment_event_id);
+    const char *role = (const char *)sqlite3_column_text(s, 1);
+    r->role = role && strcmp(role, role_names[ROLE_REP]) == 0 ? ROLE_REP : ROLE_AM;
+    col_copy(s, 2, r->rep, sizeof r->rep);
+    r->rate_bp = sqlite3_column_int64(s, 3);
+    return 0;
+}
+
 /* Loads the client's frozen rates, sorted by rate_cmp for rate_of's binary search. */
 static int rates_load(funnel_ledger_t *lg, const char *client, rates_t *out)
 {
     sqlite3_stmt *s = q(lg, Q_RATES);
     bind_text(s, 1, client);
-    int rc;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        if (VEC_PUSH(*out)) {
-            rc = FUNNEL_ENOMEM;
-            break;
-        }
-        rate_t *r = &out->v[out->n++];
-        col_copy(s, 0, r->payment_event_id, sizeof r->payment_event_id);
-        const char *role = (const char *)sqlite3_column_text(s, 1);
-        r->role = role && strcmp(role, role_names[ROLE_REP]) == 0 ? ROLE_REP : ROLE_AM;
-        col_copy(s, 2, r->rep, sizeof r->rep);
-        r->rate_bp = sqlite3_column_int64(s, 3);
-    }
-    sqlite3_reset(s);
-    if (out->n) /* qsort wants a valid pointer even for nothing */
+    int rc = rows_each(s, rate_row, out);
+    if (!rc && out->n) /* qsort wants a valid pointer even for nothing */
         qsort(out->v, out->n, sizeof *out->v, rate_cmp);
-    return step_end(rc);
+    return rc;
 }
 
 /* The rate of one beneficiary on one payment: frozen the first time it is computed, so the
@@ -794,39 +807,46 @@ static int on_handoff(run_t *run, const Funnel__V1__ClientHandedOff *h)
 
 /* Settles the event's own client, then every other client the payment or refund can affect
  * (see Q_CLIENTS_OF). The list is read before any posting, so no cursor is open meanwhile. */
+typedef struct client_id {
+    char id[ID_BUF];
+} client_id_t;
+
+/* The clients other than `own` named by Q_CLIENTS_OF. */
+typedef struct other_clients {
+    const char *own;
+    VEC(client_id_t) list;
+} other_clients_t;
+
+static int other_client_row(sqlite3_stmt *s, void *arg)
+{
+    other_clients_t *o = arg;
+    const char *c = (const char *)sqlite3_column_text(s, 0);
+    if (!c || strcmp(c, o->own) == 0)
+        return 0;
+    if (VEC_PUSH(o->list))
+        return FUNNEL_ENOMEM;
+    col_copy(s, 0, o->list.v[o->list.n++].id, ID_BUF);
+    return 0;
+}
+
 static int clients_settle(run_t *run, const char *payment_id, const char *refund_id)
 {
-    typedef struct {
-        char id[ID_BUF];
-    } client_id_t;
-    VEC(client_id_t) others = {0};
     const char *own = run->client_id;
+    other_clients_t o = {.own = own};
     sqlite3_stmt *s = q(run->lg, Q_CLIENTS_OF);
     if (payment_id)
         bind_text(s, 1, payment_id);
     if (refund_id)
         bind_text(s, 2, refund_id);
-    int rc;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        const char *c = (const char *)sqlite3_column_text(s, 0);
-        if (!c || strcmp(c, own) == 0)
-            continue;
-        if (VEC_PUSH(others)) {
-            rc = FUNNEL_ENOMEM;
-            break;
-        }
-        col_copy(s, 0, others.v[others.n++].id, ID_BUF);
-    }
-    sqlite3_reset(s);
-    rc = step_end(rc);
+    int rc = rows_each(s, other_client_row, &o);
     if (!rc)
         rc = client_settle(run);
-    for (size_t i = 0; i < others.n && !rc; i++) {
-        run->client_id = others.v[i].id;
+    for (size_t i = 0; i < o.list.n && !rc; i++) {
+        run->client_id = o.list.v[i].id;
         rc = client_settle(run);
     }
     run->client_id = own;
-    free(others.v);
+    free(o.list.v);
     return rc;
 }
 
@@ -852,6 +872,26 @@ static int money_fact(run_t *run, enum stmt_id id, const char *const *ids, int n
 }
 
 /* Pays what is due through through_ms, per currency; a payout_id seen before does nothing. */
+/* What a payout pays, per currency: collected from Q_DUE rows. */
+typedef struct due {
+    run_t *run;
+    const char *rep;
+    postings_t postings;
+} due_t;
+
+static int due_row(sqlite3_stmt *s, void *arg)
+{
+    due_t *d = arg;
+    char currency[4];
+    col_copy(s, 0, currency, sizeof currency);
+    int64_t amount = sqlite3_column_int64(s, 1);
+    /* Nothing due, or the rep owes (clawbacks after a payout): carried forward. */
+    if (amount <= 0)
+        return 0;
+    return target_add(&d->postings, d->run->cause->event_id, KIND_PAYOUT, ROLE_NONE, d->rep,
+                      currency, amount, 0, d->run->cause->occurred_at_ms);
+}
+
 static int on_paid(run_t *run, const Funnel__V1__CommissionPaid *p)
 {
     funnel_ledger_t *lg = run->lg;
@@ -868,26 +908,15 @@ static int on_paid(run_t *run, const Funnel__V1__CommissionPaid *p)
         funnel_log_info(lg->log, "ledger: payout %s was already made; nothing paid", p->payout_id);
         return 0;
     }
-    postings_t due = {0};
+    due_t due = {.run = run, .rep = p->rep};
     s = q(lg, Q_DUE);
     bind_text(s, 1, p->rep);
     sqlite3_bind_int64(s, 2, p->through_ms);
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        char currency[4];
-        col_copy(s, 0, currency, sizeof currency);
-        int64_t amount = sqlite3_column_int64(s, 1);
-        /* Nothing due, or the rep owes (clawbacks after a payout): carried forward. */
-        if (amount > 0 &&
-            (rc = target_add(&due, run->cause->event_id, KIND_PAYOUT, ROLE_NONE, p->rep, currency,
-                             amount, 0, run->cause->occurred_at_ms)))
-            break;
-    }
-    sqlite3_reset(s);
-    rc = step_end(rc);
+    rc = rows_each(s, due_row, &due);
     run->client_id = "";
-    for (size_t i = 0; i < due.n && !rc; i++)
-        rc = post(run, &due.v[i]);
-    free(due.v);
+    for (size_t i = 0; i < due.postings.n && !rc; i++)
+        rc = post(run, &due.postings.v[i]);
+    free(due.postings.v);
     return rc;
 }
 
