@@ -14,28 +14,24 @@
  * Exit status: 0 when every measurement completed, whatever the ratios (machines are noisy);
  * 1 on an error; 2 on a usage error. Every process, socket and file it creates is gone when it
  * returns, on error paths and after SIGINT/SIGTERM too. */
+#include "bench.h"
+
 #include "funnel/codec.h"
 #include "funnel/error.h"
 #include "funnel/json.h"
 #include "funnel/store.h"
 
 #include <errno.h>
-#include <fcntl.h>
-#include <ftw.h>
 #include <getopt.h>
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sqlite3.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 #include <zmq.h>
@@ -47,74 +43,9 @@
 #define MAX_EVENTS        10000000 /* ~2 GB of envelopes; more is a typo */
 #define MAX_WINDOW        100000   /* funneld queues at most this many replies per peer */
 #define SQL_BATCH         1000     /* events per SQLite transaction, as funneld's batch_max */
-#define READY_TIMEOUT_MS  20000
-#define STOP_TIMEOUT_MS   15000
-#define STALL_TIMEOUT_MS  15000 /* no progress for this long: the measurement failed */
+#define STALL_TIMEOUT_MS  15000    /* no progress for this long: the measurement failed */
 #define WARMUP_TIMEOUT_MS 5000
 #define TARGET_RATIO      0.5 /* funneld must reach half of the smaller raw limit */
-
-/* Set by SIGINT/SIGTERM; every wait loop checks it so the run unwinds and cleans up. */
-static volatile sig_atomic_t interrupted;
-
-static int bench_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-/* Prints one error line; returns -1 so callers can `return bench_error(...)`. */
-static int bench_error(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("bench_ingest: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    return -1;
-}
-
-static void on_signal(int sig)
-{
-    (void)sig;
-    interrupted = 1;
-}
-
-/* No SA_RESTART: blocking calls return EINTR and the loops around them see the flag. */
-static void signals_install(void)
-{
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-}
-
-/* ---- clocks ---------------------------------------------------------------------------- */
-
-/* Intervals use the monotonic clock: NTP steps must not bend a measurement. */
-static uint64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-/* Event times are wall-clock milliseconds, as publishers stamp them. */
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-static double seconds(uint64_t ns)
-{
-    return (double)ns / 1e9;
-}
 
 /* ---- the workload ---------------------------------------------------------------------- */
 
@@ -192,7 +123,7 @@ static int workload_build(workload_t *w, size_t n)
 {
     memset(w, 0, sizeof *w);
     w->n = n;
-    w->base_ms = wall_ms() - (int64_t)n;
+    w->base_ms = bench_wall_ms() - (int64_t)n;
     if (!(w->ids = malloc(n * sizeof *w->ids)))
         return bench_error("out of memory for %zu event ids", n);
     if (workload_ids(w))
@@ -240,184 +171,6 @@ static bool workload_find(const workload_t *w, const void *id, size_t len, size_
     return false;
 }
 
-/* ---- temporary directory --------------------------------------------------------------- */
-
-static int tmpdir_make(char *path, size_t len)
-{
-    const char *base = getenv("TMPDIR");
-    snprintf(path, len, "%s/funnel-bench-XXXXXX", base && *base ? base : "/tmp");
-    if (!mkdtemp(path)) {
-        path[0] = '\0';
-        return bench_error("mkdtemp: %s", strerror(errno));
-    }
-    return 0;
-}
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    if (remove(path))
-        fprintf(stderr, "bench_ingest: cannot remove %s: %s\n", path, strerror(errno));
-    return 0; /* keep going: remove as much as possible */
-}
-
-static void tmpdir_remove(char *path)
-{
-    if (path[0])
-        nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-    path[0] = '\0';
-}
-
-/* ---- the funneld process --------------------------------------------------------------- */
-
-/* A funneld child with its files in the bench's temporary directory. */
-typedef struct daemon_proc {
-    pid_t pid; /* 0 when not running */
-    char db[PATH_MAX], log[PATH_MAX], ready[PATH_MAX];
-    char submit[256]; /* the resolved submit endpoint, from the ready file */
-    char engines[64]; /* "--set" argument: engines=none or the full list */
-} daemon_proc_t;
-
-/* The child side of the fork: never returns. */
-static void daemon_exec(const daemon_proc_t *d, pid_t parent)
-{
-    /* clang-format off */
-    const char *argv[] = {
-        FUNNELD_PATH,
-        "--database", d->db,
-        "--ingest", "tcp://127.0.0.1:*",
-        "--submit", "tcp://127.0.0.1:*",
-        "--publish", "tcp://127.0.0.1:*",
-        "--replay", "tcp://127.0.0.1:*",
-        "--ready-file", d->ready,
-        "--log-level", "warn",
-        "--set", "sync=normal", /* explicit: a changed default must not skew the comparison */
-        "--set", d->engines,
-        NULL,
-    };
-    /* clang-format on */
-    /* If the bench is killed outright (no chance to clean up), funneld goes with it. */
-    prctl(PR_SET_PDEATHSIG, SIGTERM);
-    if (getppid() != parent)
-        _exit(127);
-    int fd = open(d->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-    if (fd >= 0) {
-        dup2(fd, STDOUT_FILENO);
-        dup2(fd, STDERR_FILENO);
-        close(fd);
-    }
-    execv(FUNNELD_PATH, (char *const *)argv);
-    fprintf(stderr, "exec %s: %s\n", FUNNELD_PATH, strerror(errno));
-    _exit(127);
-}
-
-/* Reads the submit endpoint from the ready file; false until funneld has written it. */
-static bool daemon_read_ready(daemon_proc_t *d)
-{
-    FILE *f = fopen(d->ready, "r");
-    char line[512];
-    if (!f)
-        return false;
-    while (fgets(line, sizeof line, f)) {
-        line[strcspn(line, "\n")] = '\0';
-        if (!strncmp(line, "submit=", 7))
-            snprintf(d->submit, sizeof d->submit, "%.255s", line + 7);
-    }
-    fclose(f);
-    return d->submit[0] != '\0';
-}
-
-/* Waits up to timeout_ms for the child; returns its exit status, or -1 if still running. */
-static int daemon_wait(daemon_proc_t *d, int timeout_ms)
-{
-    int status;
-    for (int waited = 0;; waited += 10) {
-        pid_t r = waitpid(d->pid, &status, WNOHANG);
-        if (r == d->pid || (r < 0 && errno == ECHILD)) {
-            d->pid = 0;
-            if (r < 0)
-                return 128;
-            return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-        }
-        if (waited >= timeout_ms)
-            return -1;
-        sleep_ms(10);
-    }
-}
-
-/* SIGTERM (a graceful stop commits what is pending), then SIGKILL if it hangs. Returns the
- * exit status (non-zero is a failure), 0 if nothing was running. Not interruptible: cleanup. */
-static int daemon_stop(daemon_proc_t *d)
-{
-    if (!d->pid)
-        return 0;
-    kill(d->pid, SIGTERM);
-    int status = daemon_wait(d, STOP_TIMEOUT_MS);
-    if (status < 0) {
-        bench_error("funneld did not stop within %d ms; killing it", STOP_TIMEOUT_MS);
-        kill(d->pid, SIGKILL);
-        waitpid(d->pid, NULL, 0);
-        d->pid = 0;
-        return 128 + SIGKILL;
-    }
-    return status;
-}
-
-/* Starts funneld in dir and waits until its ready file names the submit endpoint. */
-/* Starts funneld with its files under dir, named for the engines variant (label). */
-static int daemon_start(daemon_proc_t *d, const char *dir, const char *label, const char *engines)
-{
-    memset(d, 0, sizeof *d);
-    snprintf(d->db, sizeof d->db, "%s/funneld-%s.db", dir, label);
-    snprintf(d->log, sizeof d->log, "%s/funneld-%s.log", dir, label);
-    snprintf(d->ready, sizeof d->ready, "%s/ready-%s", dir, label);
-    snprintf(d->engines, sizeof d->engines, "engines=%s", engines);
-    pid_t parent = getpid();
-    fflush(NULL); /* the child must not flush our buffered output a second time */
-    pid_t pid = fork();
-    if (pid < 0)
-        return bench_error("fork: %s", strerror(errno));
-    if (pid == 0)
-        daemon_exec(d, parent);
-    d->pid = pid;
-    for (int waited = 0; waited < READY_TIMEOUT_MS; waited += 10) {
-        if (daemon_read_ready(d))
-            return 0;
-        if (interrupted) {
-            daemon_stop(d);
-            return bench_error("interrupted");
-        }
-        int status = daemon_wait(d, 0);
-        if (status >= 0)
-            return bench_error("funneld exited with status %d before it was ready", status);
-        sleep_ms(10);
-    }
-    daemon_stop(d);
-    return bench_error("funneld was not ready within %d ms", READY_TIMEOUT_MS);
-}
-
-/* Copies the end of funneld's log to stderr, so a failed run says why. Says nothing after an
- * interrupt (the user knows why) or when the log is empty. */
-static void daemon_dump_log(const daemon_proc_t *d)
-{
-    char buf[4096];
-    size_t n;
-    FILE *f = interrupted ? NULL : fopen(d->log, "r");
-    if (!f)
-        return;
-    long size = fseek(f, 0, SEEK_END) == 0 ? ftell(f) : 0;
-    if (size > 0) {
-        fseek(f, size > (long)sizeof buf ? -(long)sizeof buf : -size, SEEK_END);
-        fprintf(stderr, "---- the end of funneld's log ----\n");
-        while ((n = fread(buf, 1, sizeof buf, f)) > 0)
-            fwrite(buf, 1, n, stderr);
-        fprintf(stderr, "---- end of funneld's log ----\n");
-    }
-    fclose(f);
-}
-
 /* ---- 1. funneld: acknowledged submit ----------------------------------------------------- */
 
 typedef struct funneld_result {
@@ -426,233 +179,98 @@ typedef struct funneld_result {
     uint64_t max_ns;
 } funneld_result_t;
 
-/* A windowed submit run over one DEALER. */
-typedef struct submit_run {
+/* The workload as a submit source, and what came back. */
+typedef struct submit_tally {
     const workload_t *w;
-    size_t window; /* submits in flight at most */
-    void *sock;
-    uint64_t *sent_ns; /* when each event's submit was handed to ZeroMQ */
-    uint64_t *lat_ns;  /* submit→ack of each answered event, in answer order */
-    uint8_t *answered; /* 1 once event i was answered: a repeated answer counts once */
-    size_t sent, n_answered, ok;
+    size_t next;      /* the next envelope to hand out */
+    uint64_t *lat_ns; /* submit→ack of each answered event, in answer order */
+    size_t n_answered, ok;
     uint64_t last_ack_ns;
     char refusal[256]; /* the first answer that was not "ok" */
-} submit_run_t;
+} submit_tally_t;
 
-/* Sends until the window is full, every event is out, or the socket is full (EAGAIN). */
-static int submit_send_some(submit_run_t *r)
+static int tally_next(void *ctx, const char **topic, const void **data, size_t *len,
+                      uint64_t *index)
 {
-    const workload_t *w = r->w;
-    while (r->sent < w->n && r->sent - r->n_answered < r->window) {
-        size_t i = r->sent;
-        r->sent_ns[i] = mono_ns();
-        if (zmq_send(r->sock, TOPIC, strlen(TOPIC), ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) {
-            if (zmq_errno() == EAGAIN || zmq_errno() == EINTR)
-                return 0;
-            return bench_error("submit: %s", zmq_strerror(zmq_errno()));
-        }
-        /* Once the first frame is queued, ZeroMQ takes the rest of the message. */
-        if (zmq_send(r->sock, workload_envelope(w, i), w->env_len, ZMQ_DONTWAIT) < 0)
-            return bench_error("submit: %s", zmq_strerror(zmq_errno()));
-        r->sent++;
-    }
-    return 0;
+    submit_tally_t *t = ctx;
+    if (t->next >= t->w->n)
+        return 0;
+    *topic = TOPIC;
+    *data = workload_envelope(t->w, t->next);
+    *len = t->w->env_len;
+    *index = t->next++;
+    return 1;
 }
 
-/* Books one answer [event_id][status]. Unknown ids and repeats are ignored. */
-static void submit_answer(submit_run_t *r, zmq_msg_t *id, zmq_msg_t *status, uint64_t now)
+static bool tally_index_of(void *ctx, const void *id, size_t len, uint64_t *index)
 {
     size_t i;
-    if (!workload_find(r->w, zmq_msg_data(id), zmq_msg_size(id), &i) || r->answered[i])
-        return;
-    r->answered[i] = 1;
-    r->lat_ns[r->n_answered++] = now - r->sent_ns[i];
-    r->last_ack_ns = now;
-    const char *s = status ? zmq_msg_data(status) : "";
-    size_t len = status ? zmq_msg_size(status) : 0;
-    if (len == 2 && !memcmp(s, "ok", 2))
-        r->ok++;
-    else if (!r->refusal[0])
-        snprintf(r->refusal, sizeof r->refusal, "%.*s: %.*s", 36, r->w->ids[i], (int)len, s);
+    if (!workload_find(((submit_tally_t *)ctx)->w, id, len, &i))
+        return false;
+    *index = i;
+    return true;
 }
 
-/* Reads every answer already queued. */
-static int submit_recv_all(submit_run_t *r)
+static void tally_answered(void *ctx, uint64_t index, const char *status, size_t len,
+                           uint64_t lat_ns, uint64_t now_ns)
 {
-    for (;;) {
-        zmq_msg_t frames[2];
-        size_t n = 0;
-        int more = 1;
-        zmq_msg_init(&frames[0]);
-        zmq_msg_init(&frames[1]);
-        while (more) {
-            zmq_msg_t scratch, *m = n < 2 ? &frames[n] : &scratch;
-            if (m == &scratch)
-                zmq_msg_init(m);
-            /* Only the first frame can be absent: later frames arrive with it. */
-            if (zmq_msg_recv(m, r->sock, n ? 0 : ZMQ_DONTWAIT) < 0) {
-                int err = zmq_errno();
-                if (m == &scratch)
-                    zmq_msg_close(m);
-                zmq_msg_close(&frames[0]);
-                zmq_msg_close(&frames[1]);
-                if (n == 0 && (err == EAGAIN || err == EINTR))
-                    return 0;
-                return bench_error("ack: %s", zmq_strerror(err));
-            }
-            more = zmq_msg_more(m);
-            if (m == &scratch)
-                zmq_msg_close(m);
-            else
-                n++;
-        }
-        submit_answer(r, &frames[0], n > 1 ? &frames[1] : NULL, mono_ns());
-        zmq_msg_close(&frames[0]);
-        zmq_msg_close(&frames[1]);
-    }
-}
-
-/* Keeps the window full until every event is answered; fails after STALL_TIMEOUT_MS without
- * an answer. Polls for output only while there is something to send. */
-static int submit_loop(submit_run_t *r)
-{
-    uint64_t last_progress = mono_ns();
-    while (r->n_answered < r->w->n) {
-        if (interrupted)
-            return bench_error("interrupted");
-        if (submit_send_some(r))
-            return -1;
-        bool can_send = r->sent < r->w->n && r->sent - r->n_answered < r->window;
-        zmq_pollitem_t item = {r->sock, 0, (short)(ZMQ_POLLIN | (can_send ? ZMQ_POLLOUT : 0)), 0};
-        if (zmq_poll(&item, 1, 100) < 0 && zmq_errno() != EINTR)
-            return bench_error("zmq_poll: %s", zmq_strerror(zmq_errno()));
-        size_t before = r->n_answered;
-        if (submit_recv_all(r))
-            return -1;
-        if (r->n_answered != before)
-            last_progress = mono_ns();
-        else if (mono_ns() - last_progress > (uint64_t)STALL_TIMEOUT_MS * 1000000u)
-            return bench_error("no ack from funneld for %d ms (%zu of %zu sent, %zu answered)",
-                               STALL_TIMEOUT_MS, r->sent, r->w->n, r->n_answered);
-    }
-    return 0;
-}
-
-static int cmp_u64(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? -1 : x > y;
-}
-
-/* Nearest-rank percentile of a sorted array. */
-static uint64_t percentile(const uint64_t *sorted, size_t n, unsigned pct)
-{
-    size_t rank = (n * pct + 99) / 100;
-    return sorted[rank ? rank - 1 : 0];
-}
-
-static void submit_summarize(submit_run_t *r, funneld_result_t *out)
-{
-    size_t n = r->n_answered;
-    qsort(r->lat_ns, n, sizeof *r->lat_ns, cmp_u64);
-    out->rate = (double)r->ok / seconds(r->last_ack_ns - r->sent_ns[0]);
-    out->p50_ns = percentile(r->lat_ns, n, 50);
-    out->p99_ns = percentile(r->lat_ns, n, 99);
-    out->max_ns = r->lat_ns[n - 1];
-}
-
-/* Opens a DEALER on its own context, as a separate publisher process would have. Its queues
- * hold a whole window both ways so the window, not a high-water mark, is what limits. */
-static int dealer_open(const char *endpoint, size_t window, void **ctx, void **sock)
-{
-    int hwm = (int)window + 1000, linger = 0;
-    if (!(*ctx = zmq_ctx_new()))
-        return bench_error("zmq_ctx_new: %s", zmq_strerror(zmq_errno()));
-    if (!(*sock = zmq_socket(*ctx, ZMQ_DEALER)))
-        return bench_error("zmq_socket: %s", zmq_strerror(zmq_errno()));
-    zmq_setsockopt(*sock, ZMQ_SNDHWM, &hwm, sizeof hwm);
-    zmq_setsockopt(*sock, ZMQ_RCVHWM, &hwm, sizeof hwm);
-    zmq_setsockopt(*sock, ZMQ_LINGER, &linger, sizeof linger);
-    if (zmq_connect(*sock, endpoint))
-        return bench_error("connect %s: %s", endpoint, zmq_strerror(zmq_errno()));
-    return 0;
-}
-
-static void dealer_close(void **ctx, void **sock)
-{
-    if (*sock)
-        zmq_close(*sock);
-    if (*ctx)
-        zmq_ctx_term(*ctx);
-    *sock = *ctx = NULL;
+    submit_tally_t *t = ctx;
+    t->lat_ns[t->n_answered++] = lat_ns;
+    t->last_ack_ns = now_ns;
+    if (len == 2 && !memcmp(status, "ok", 2))
+        t->ok++;
+    else if (!t->refusal[0])
+        snprintf(t->refusal, sizeof t->refusal, "%.*s: %.*s", 36, t->w->ids[index], (int)len,
+                 status);
 }
 
 /* Submits every event with `window` in flight; fills out when all were answered "ok". */
 static int submit_all(const workload_t *w, size_t window, const char *endpoint,
                       funneld_result_t *out)
 {
-    submit_run_t r = {.w = w, .window = window};
-    void *ctx = NULL;
+    submit_tally_t t = {.w = w};
+    bench_source_t src = {&t, tally_next, tally_index_of, tally_answered};
+    uint64_t first_ns = 0;
     int rc = -1;
-    r.sent_ns = malloc(w->n * sizeof *r.sent_ns);
-    r.lat_ns = malloc(w->n * sizeof *r.lat_ns);
-    r.answered = calloc(w->n, 1);
-    if (!r.sent_ns || !r.lat_ns || !r.answered) {
+    if (!(t.lat_ns = malloc(w->n * sizeof *t.lat_ns))) {
         bench_error("out of memory for %zu timestamps", w->n);
         goto out;
     }
-    if (dealer_open(endpoint, window, &ctx, &r.sock) || submit_loop(&r))
+    if (bench_submit(endpoint, window, &src, &first_ns))
         goto out;
-    if (r.ok != w->n) {
-        bench_error("%zu of %zu events answered \"ok\"; first other answer: %s", r.ok, w->n,
-                    r.refusal);
+    if (t.ok != w->n) {
+        bench_error("%zu of %zu events answered \"ok\"; first other answer: %s", t.ok, w->n,
+                    t.refusal);
         goto out;
     }
-    submit_summarize(&r, out);
+    bench_sort_u64(t.lat_ns, t.n_answered);
+    out->rate = (double)t.ok / bench_seconds(t.last_ack_ns - first_ns);
+    out->p50_ns = bench_percentile(t.lat_ns, t.n_answered, 50);
+    out->p99_ns = bench_percentile(t.lat_ns, t.n_answered, 99);
+    out->max_ns = t.lat_ns[t.n_answered - 1];
     rc = 0;
 out:
-    dealer_close(&ctx, &r.sock);
-    free(r.sent_ns);
-    free(r.lat_ns);
-    free(r.answered);
+    free(t.lat_ns);
     return rc;
-}
-
-/* After the stop: every event is in funneld's database once, and nothing was dead-lettered. */
-static int verify_stored(const workload_t *w, const char *db)
-{
-    funnel_store_t *store;
-    char err[512];
-    int64_t events = 0, dead = 0;
-    if (funnel_store_open(db, true, FUNNEL_STORE_SYNC_NORMAL, &store, err, sizeof err))
-        return bench_error("reopen %s: %s", db, err);
-    int rc = funnel_store_event_count(store, &events, &dead);
-    funnel_store_destroy(&store);
-    if (rc)
-        return bench_error("count events in %s failed", db);
-    if (events != (int64_t)w->n || dead != 0)
-        return bench_error("funneld stored %lld events and %lld dead letters, expected %zu and 0",
-                           (long long)events, (long long)dead, w->n);
-    return 0;
 }
 
 static int bench_funneld(const workload_t *w, size_t window, const char *dir, const char *label,
                          const char *engines, funneld_result_t *out)
 {
-    daemon_proc_t d;
+    bench_daemon_t d;
     fprintf(stderr, "funneld (%s): submitting %zu events, window %zu...\n", label, w->n, window);
-    if (daemon_start(&d, dir, label, engines)) {
-        daemon_dump_log(&d);
+    if (bench_daemon_start(&d, dir, label, engines, NULL)) {
+        bench_daemon_dump_log(&d);
         return -1;
     }
     int rc = submit_all(w, window, d.submit, out);
-    int status = daemon_stop(&d);
+    int status = bench_daemon_stop(&d);
     if (!rc && status)
         rc = bench_error("funneld exited with status %d after SIGTERM", status);
     if (!rc)
-        rc = verify_stored(w, d.db);
+        rc = bench_verify_stored(d.db, w->n, 0);
     if (rc)
-        daemon_dump_log(&d);
+        bench_daemon_dump_log(&d);
     return rc;
 }
 
@@ -696,7 +314,7 @@ static int sub_recv(void *sock, char *topic, size_t topic_len)
 /* Counts TOPIC messages until "end", an abort, or STALL_TIMEOUT_MS of silence. */
 static void sub_loop(sub_thread_t *t, void *sock)
 {
-    uint64_t last_msg = mono_ns();
+    uint64_t last_msg = bench_mono_ns();
     for (;;) {
         char topic[32];
         if (sub_recv(sock, topic, sizeof topic)) {
@@ -705,16 +323,16 @@ static void sub_loop(sub_thread_t *t, void *sock)
                 snprintf(t->error, sizeof t->error, "recv: %s", zmq_strerror(err));
                 return;
             }
-            if (atomic_load(&t->abort) || interrupted)
+            if (atomic_load(&t->abort) || bench_interrupted)
                 return;
-            if (mono_ns() - last_msg > (uint64_t)STALL_TIMEOUT_MS * 1000000u) {
+            if (bench_mono_ns() - last_msg > (uint64_t)STALL_TIMEOUT_MS * 1000000u) {
                 snprintf(t->error, sizeof t->error, "no message for %d ms after %zu",
                          STALL_TIMEOUT_MS, t->received);
                 return;
             }
             continue;
         }
-        last_msg = mono_ns();
+        last_msg = bench_mono_ns();
         if (!strcmp(topic, TOPIC)) {
             t->received++;
             t->last_ns = last_msg;
@@ -765,13 +383,13 @@ static int pub_send(void *sock, const char *topic, const void *data, size_t len)
 static int pub_warm_up(void *sock, sub_thread_t *t, const workload_t *w)
 {
     for (int waited = 0; !atomic_load(&t->live); waited++) {
-        if (interrupted)
-            return bench_error("interrupted");
+        if (bench_interrupted)
+            return bench_error("bench_interrupted");
         if (atomic_load(&t->failed) || waited >= WARMUP_TIMEOUT_MS)
             return bench_error("ZeroMQ subscriber not connected after %d ms", waited);
         if (pub_send(sock, "warmup", workload_envelope(w, 0), w->env_len))
             return -1;
-        sleep_ms(1);
+        bench_sleep_ms(1);
     }
     return 0;
 }
@@ -779,10 +397,10 @@ static int pub_warm_up(void *sock, sub_thread_t *t, const workload_t *w)
 /* Publishes every envelope and the end marker; *t0 is when the first one left. */
 static int pub_run(void *sock, const workload_t *w, uint64_t *t0)
 {
-    *t0 = mono_ns();
+    *t0 = bench_mono_ns();
     for (size_t i = 0; i < w->n; i++) {
-        if ((i & 4095) == 0 && interrupted)
-            return bench_error("interrupted");
+        if ((i & 4095) == 0 && bench_interrupted)
+            return bench_error("bench_interrupted");
         if (pub_send(sock, TOPIC, workload_envelope(w, i), w->env_len))
             return -1;
     }
@@ -839,7 +457,7 @@ out:
     if (!rc && t.received == 0)
         rc = bench_error("ZeroMQ subscriber received nothing");
     if (!rc) {
-        *rate = (double)t.received / seconds(t.last_ns - t0);
+        *rate = (double)t.received / bench_seconds(t.last_ns - t0);
         if (t.received != w->n)
             fprintf(stderr, "zeromq: %zu of %zu messages arrived (counted as received)\n",
                     t.received, w->n);
@@ -868,7 +486,7 @@ static int step_reset(sqlite3 *db, sqlite3_stmt *st)
 /* Inserts events [from, to) in one transaction. */
 static int sqlite_batch(sqlite3 *db, sqlite3_stmt **st, const workload_t *w, size_t from, size_t to)
 {
-    int64_t now = wall_ms(); /* funneld too reads the clock once per batch */
+    int64_t now = bench_wall_ms(); /* funneld too reads the clock once per batch */
     if (step_reset(db, st[SQ_BEGIN]))
         return -1;
     for (size_t i = from; i < to; i++) {
@@ -938,16 +556,16 @@ static int bench_sqlite(const workload_t *w, const char *dir, double *rate)
     sqlite3 *db = funnel_store_db(store);
     if (sqlite_check_pragmas(db) || sqlite_prepare(db, st))
         goto out;
-    uint64_t t0 = mono_ns();
+    uint64_t t0 = bench_mono_ns();
     for (size_t i = 0; i < w->n; i += SQL_BATCH) {
-        if (interrupted) {
-            bench_error("interrupted");
+        if (bench_interrupted) {
+            bench_error("bench_interrupted");
             goto out;
         }
         if (sqlite_batch(db, st, w, i, i + SQL_BATCH < w->n ? i + SQL_BATCH : w->n))
             goto out;
     }
-    *rate = (double)w->n / seconds(mono_ns() - t0);
+    *rate = (double)w->n / bench_seconds(bench_mono_ns() - t0);
     rc = 0;
 out:
     if (store && !sqlite3_get_autocommit(funnel_store_db(store)))
@@ -960,26 +578,12 @@ out:
 
 /* ---- report ------------------------------------------------------------------------------ */
 
-/* 1234567.8 → "1,234,568" */
-static const char *fmt_count(double v, char *buf, size_t len)
-{
-    char digits[32];
-    int n = snprintf(digits, sizeof digits, "%.0f", v < 0 ? 0 : v);
-    size_t k = 0;
-    for (int i = 0; i < n && k + 2 < len; i++) {
-        if (i && (n - i) % 3 == 0)
-            buf[k++] = ',';
-        buf[k++] = digits[i];
-    }
-    buf[k] = '\0';
-    return buf;
-}
-
 static void print_funneld_row(const char *what, const funneld_result_t *f)
 {
     char a[32];
-    printf("  %-40s %12s %-8s %7.2fms %7.2fms %7.2fms\n", what, fmt_count(f->rate, a, sizeof a),
-           "events/s", (double)f->p50_ns / 1e6, (double)f->p99_ns / 1e6, (double)f->max_ns / 1e6);
+    printf("  %-40s %12s %-8s %7.2fms %7.2fms %7.2fms\n", what,
+           bench_fmt_count(f->rate, a, sizeof a), "events/s", (double)f->p50_ns / 1e6,
+           (double)f->p99_ns / 1e6, (double)f->max_ns / 1e6);
 }
 
 /* core: funneld with engines off, writing exactly the rows the raw SQLite run writes (event +
@@ -993,16 +597,16 @@ static void print_report(const workload_t *w, size_t window, const funneld_resul
     double floor = zmq_rate < sql_rate ? zmq_rate : sql_rate;
     double ratio = core->rate / floor;
     printf("\nfunneld ingest benchmark: %s %s events, %zu-byte envelopes, window %s\n",
-           fmt_count((double)w->n, a, sizeof a), TOPIC, w->env_len,
-           fmt_count((double)window, b, sizeof b));
+           bench_fmt_count((double)w->n, a, sizeof a), TOPIC, w->env_len,
+           bench_fmt_count((double)window, b, sizeof b));
     printf("funneld: default batching, sync=normal, log level warn\n\n");
     printf("  %-40s %12s %-8s %9s %9s %9s\n", "measurement", "rate", "", "p50", "p99", "max");
     print_funneld_row("funneld submit -> ack, engines off", core);
     print_funneld_row("funneld submit -> ack, all engines on", full);
     printf("  %-40s %12s %s\n", "raw ZeroMQ PUB -> SUB, TCP loopback",
-           fmt_count(zmq_rate, b, sizeof b), "msg/s");
+           bench_fmt_count(zmq_rate, b, sizeof b), "msg/s");
     printf("  %-40s %12s %s\n", "raw SQLite events+outbox rows, 1000/txn",
-           fmt_count(sql_rate, c, sizeof c), "events/s");
+           bench_fmt_count(sql_rate, c, sizeof c), "events/s");
     printf("\n  %-40s %8s %8s %8s\n", "ratio (engines off)", "value", "target", "result");
     printf("  %-40s %7.1f%%\n", "funneld / ZeroMQ", 100.0 * core->rate / zmq_rate);
     printf("  %-40s %7.1f%%\n", "funneld / SQLite", 100.0 * core->rate / sql_rate);
@@ -1039,20 +643,8 @@ static void usage(FILE *out)
             MAX_EVENTS, DEFAULT_WINDOW, MAX_WINDOW);
 }
 
-/* Parses a decimal count in [1, max]. */
-static bool parse_count(const char *text, size_t max, size_t *out)
-{
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(text, &end, 10);
-    if (errno || end == text || *end || text[0] == '-' || v < 1 || v > max)
-        return false;
-    *out = (size_t)v;
-    return true;
-}
-
 /* Returns 0, or 2 for a usage error, or 1 after --help (exit 0 without running). */
-static int parse_args(int argc, char **argv, size_t *events, size_t *window)
+static int parse_args(int argc, char **argv, uint64_t *events, uint64_t *window)
 {
     static const struct option longopts[] = {
         {"events", required_argument, NULL, 'n'},
@@ -1066,9 +658,9 @@ static int parse_args(int argc, char **argv, size_t *events, size_t *window)
             usage(stdout);
             return 1;
         }
-        if (opt == 'n' && parse_count(optarg, MAX_EVENTS, events))
+        if (opt == 'n' && bench_parse_count(optarg, MAX_EVENTS, events))
             continue;
-        if (opt == 'w' && parse_count(optarg, MAX_WINDOW, window))
+        if (opt == 'w' && bench_parse_count(optarg, MAX_WINDOW, window))
             continue;
         if (opt == 'n' || opt == 'w')
             fprintf(stderr, "bench_ingest: --%s: '%s' is not a count in 1..%d\n",
@@ -1085,11 +677,11 @@ static int parse_args(int argc, char **argv, size_t *events, size_t *window)
 
 int main(int argc, char **argv)
 {
-    size_t events = DEFAULT_EVENTS, window = DEFAULT_WINDOW;
+    uint64_t events = DEFAULT_EVENTS, window = DEFAULT_WINDOW;
     int args = parse_args(argc, argv, &events, &window);
     if (args)
         return args == 1 ? 0 : 2;
-    signals_install();
+    bench_init("bench_ingest");
 
     workload_t w;
     char dir[PATH_MAX] = "";
@@ -1097,7 +689,7 @@ int main(int argc, char **argv)
     double zmq_rate = 0, sql_rate = 0;
     if (workload_build(&w, events))
         return 1;
-    int rc = tmpdir_make(dir, sizeof dir);
+    int rc = bench_tmpdir_make(dir, sizeof dir);
     if (!rc)
         rc = bench_funneld(&w, window, dir, "core", "none", &core);
     if (!rc)
@@ -1108,7 +700,7 @@ int main(int argc, char **argv)
         rc = bench_sqlite(&w, dir, &sql_rate);
     if (!rc)
         print_report(&w, window, &core, &full, zmq_rate, sql_rate);
-    tmpdir_remove(dir);
+    bench_tmpdir_remove(dir);
     workload_free(&w);
     return rc ? 1 : 0;
 }
