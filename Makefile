@@ -7,7 +7,7 @@ PACKAGES := build-essential cmake pkg-config libzmq3-dev libprotobuf-c-dev proto
 CONFIG   ?= examples/funneld.conf
 JOBS     ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: all deps build run test bench format clean
+.PHONY: all deps build run test bench bench-workload format clean
 
 all: build
 
@@ -41,8 +41,17 @@ test: deps
 	cmake --build build-test -j $(JOBS)
 	cd build-test && ctest --output-on-failure -j $(JOBS)
 
+LEADS    ?= 1000000
+SEED     ?= 1
+
+# bench_ingest (one event kind, raw limits) then bench_workload (a year of a realistic funnel;
+# LEADS=20000 for a quick look, the targets are set for the default 1,000,000).
 bench: build
 	./build/bench_ingest
+	./build/bench_workload --leads $(LEADS) --seed $(SEED)
+
+bench-workload: build
+	./build/bench_workload --leads $(LEADS) --seed $(SEED)
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

@@ -162,20 +162,15 @@ static int source_next(void *ctx, const char **topic, const void **data, size_t 
 {
     run_source_t *s = ctx;
     bench_mix_event_t ev;
-    int got = bench_mix_next(s->mix, &ev);
+    int got = bench_mix_next_message(s->mix, &ev, topic, data, len, index);
     if (got < 0)
         return bench_error("the generator failed: %s", funnel_strerror(got));
-    if (got == 0)
-        return 0;
-    if (ev.index >= s->count->events)
+    if (got > 0 && ev.index >= s->count->events)
         return bench_error("the generator made more events than it counted (%llu)",
                            (unsigned long long)s->count->events);
-    s->kinds[ev.index] = (uint8_t)ev.kind;
-    *topic = ev.topic;
-    *data = ev.data;
-    *len = ev.len;
-    *index = ev.index;
-    return 1;
+    if (got > 0)
+        s->kinds[ev.index] = (uint8_t)ev.kind;
+    return got;
 }
 
 static bool source_index_of(void *ctx, const void *id, size_t len, uint64_t *index)

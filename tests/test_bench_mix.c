@@ -272,15 +272,9 @@ static int answers_next(void *ctx, const char **topic, const void **data, size_t
 {
     answers_t *a = ctx;
     bench_mix_event_t ev;
-    int got = bench_mix_next(a->mix, &ev);
-    if (got <= 0)
-        return got;
-    *topic = ev.topic;
-    *data = ev.data;
-    *len = ev.len;
-    *index = ev.index;
-    a->sent++;
-    return 1;
+    int got = bench_mix_next_message(a->mix, &ev, topic, data, len, index);
+    a->sent += got > 0;
+    return got;
 }
 
 static bool answers_index_of(void *ctx, const void *id, size_t len, uint64_t *index)

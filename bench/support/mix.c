@@ -3,6 +3,7 @@
 
 #include "funnel/codec.h"
 #include "funnel/error.h"
+#include "funnel/timerheap.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -77,7 +78,9 @@ static const char *const kind_names[BENCH_MIX_KINDS_] = {
     [BENCH_MIX_REFUND] = "payment.refunded",
 };
 
-/* A pending event: enough to rebuild it, since every detail is a hash of (seed, lead, salt). */
+/* A pending event: enough to rebuild it, since every detail is a hash of (seed, lead, salt).
+ * It lives in the queue as (at_ms, id) with id = lead << 32 | kind << 16 | n: the queue orders
+ * by time, then id, a total order, so ties come out the same way every run. */
 typedef struct pending {
     int64_t at_ms;
     uint32_t lead;
@@ -88,8 +91,7 @@ typedef struct pending {
 struct bench_mix {
     uint64_t leads, seed;
     int64_t start_ms, end_ms;
-    pending_t *heap; /* min-heap by (at_ms, lead, kind, n): a total order, so ties are stable */
-    size_t len, cap;
+    funnel_timerheap_t *queue; /* the pending events, earliest first */
     uint64_t emitted;
     uint8_t *buf; /* the packed envelope of the last event */
     size_t buf_cap;
@@ -129,58 +131,21 @@ static bool mix_chance(const bench_mix_t *m, uint32_t lead, enum salt salt, unsi
 
 /* ---- the queue of pending events ---------------------------------------------------------- */
 
-static bool pending_before(const pending_t *a, const pending_t *b)
-{
-    if (a->at_ms != b->at_ms)
-        return a->at_ms < b->at_ms;
-    if (a->lead != b->lead)
-        return a->lead < b->lead;
-    if (a->kind != b->kind)
-        return a->kind < b->kind;
-    return a->n < b->n;
-}
-
 /* Queues an event unless it falls after the year. */
 static int mix_push(bench_mix_t *m, int64_t at_ms, uint32_t lead, bench_mix_kind_t kind, unsigned n)
 {
     if (at_ms > m->end_ms)
         return 0;
-    if (m->len == m->cap) {
-        size_t cap = m->cap ? 2 * m->cap : 1024;
-        pending_t *heap = realloc(m->heap, cap * sizeof *heap);
-        if (!heap)
-            return FUNNEL_ENOMEM;
-        m->heap = heap;
-        m->cap = cap;
-    }
-    pending_t p = {at_ms, lead, (uint16_t)kind, (uint16_t)n};
-    size_t i = m->len++;
-    while (i && pending_before(&p, &m->heap[(i - 1) / 2])) {
-        m->heap[i] = m->heap[(i - 1) / 2];
-        i = (i - 1) / 2;
-    }
-    m->heap[i] = p;
-    return 0;
+    return funnel_timerheap_push(m->queue, at_ms,
+                                 (int64_t)((uint64_t)lead << 32 | (uint64_t)kind << 16 | n));
 }
 
 static pending_t mix_pop(bench_mix_t *m)
 {
-    pending_t top = m->heap[0], last = m->heap[--m->len];
-    size_t i = 0;
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= m->len)
-            break;
-        if (c + 1 < m->len && pending_before(&m->heap[c + 1], &m->heap[c]))
-            c++;
-        if (!pending_before(&m->heap[c], &last))
-            break;
-        m->heap[i] = m->heap[c];
-        i = c;
-    }
-    if (m->len)
-        m->heap[i] = last;
-    return top;
+    funnel_timer_entry_t e;
+    funnel_timerheap_pop(m->queue, &e); /* the caller checked it is not empty */
+    uint64_t id = (uint64_t)e.id;
+    return (pending_t){e.at, (uint32_t)(id >> 32), (uint16_t)(id >> 16), (uint16_t)id};
 }
 
 /* ---- what follows what --------------------------------------------------------------------- */
@@ -500,7 +465,9 @@ int bench_mix_new(uint64_t leads, uint64_t seed, int64_t end_ms, bench_mix_t **o
     m->seed = seed;
     m->end_ms = end_ms;
     m->start_ms = end_ms - BENCH_MIX_YEAR_MS;
-    int rc = mix_push(m, lead_created_at(m, 0), 0, BENCH_MIX_CREATED, 0);
+    int rc = funnel_timerheap_new(&m->queue);
+    if (!rc)
+        rc = mix_push(m, lead_created_at(m, 0), 0, BENCH_MIX_CREATED, 0);
     if (rc) {
         bench_mix_destroy(&m);
         return rc;
@@ -513,7 +480,7 @@ void bench_mix_destroy(bench_mix_t **mix)
 {
     if (!*mix)
         return;
-    free((*mix)->heap);
+    funnel_timerheap_destroy(&(*mix)->queue);
     free((*mix)->buf);
     free(*mix);
     *mix = NULL;
@@ -521,7 +488,7 @@ void bench_mix_destroy(bench_mix_t **mix)
 
 int bench_mix_next(bench_mix_t *m, bench_mix_event_t *ev)
 {
-    if (!m->len)
+    if (!funnel_timerheap_size(m->queue))
         return 0;
     pending_t p = mix_pop(m);
     size_t len;
@@ -537,6 +504,19 @@ int bench_mix_next(bench_mix_t *m, bench_mix_event_t *ev)
     ev->index = m->emitted++;
     ev->at_ms = p.at_ms;
     return 1;
+}
+
+int bench_mix_next_message(bench_mix_t *m, bench_mix_event_t *ev, const char **topic,
+                           const void **data, size_t *len, uint64_t *index)
+{
+    int got = bench_mix_next(m, ev);
+    if (got > 0) {
+        *topic = ev->topic;
+        *data = ev->data;
+        *len = ev->len;
+        *index = ev->index;
+    }
+    return got;
 }
 
 bool bench_mix_index_of(const void *id, size_t len, uint64_t *index)

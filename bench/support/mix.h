@@ -72,6 +72,11 @@ void bench_mix_destroy(bench_mix_t **mix);
  * error code (FUNNEL_ENOMEM). */
 int bench_mix_next(bench_mix_t *mix, bench_mix_event_t *ev);
 
+/* bench_mix_next in the shape of a bench_source_t's next (bench.h): the event's topic, bytes
+ * and index; *ev gets the whole event. Same return values. */
+int bench_mix_next_message(bench_mix_t *mix, bench_mix_event_t *ev, const char **topic,
+                           const void **data, size_t *len, uint64_t *index);
+
 /* The index encoded in one of this generator's event ids (len bytes); false for other ids. */
 bool bench_mix_index_of(const void *id, size_t len, uint64_t *index);
 
