@@ -594,10 +594,10 @@ int main(int argc, char **argv)
 {
     options_t o = {.leads = DEFAULT_LEADS, .seed = DEFAULT_SEED, .window = DEFAULT_WINDOW};
     char dir[PATH_MAX] = "";
+    bench_init("bench_workload"); /* first: usage errors name the program too */
     int args = parse_args(argc, argv, &o);
     if (args)
         return args == 1 ? 0 : 2;
-    bench_init("bench_workload");
     if (workdir_make(&o, dir, sizeof dir))
         return 1;
     int rc = bench_run(&o, dir);
