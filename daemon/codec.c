@@ -74,6 +74,8 @@ static const char *const refusal_names[FUNNEL_REFUSE_COUNT_] = {
     [FUNNEL_REFUSE_BAD_MONEY] = "bad_money",
     [FUNNEL_REFUSE_BAD_CURRENCY] = "bad_currency",
     [FUNNEL_REFUSE_BAD_ENUM] = "bad_enum",
+    [FUNNEL_REFUSE_OVERFLOW] = "overflow",
+    [FUNNEL_REFUSE_ENGINE] = "refused_by_engine",
 };
 
 const char *funnel_refusal_name(funnel_refusal_code_t code)

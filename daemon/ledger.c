@@ -290,10 +290,12 @@ static bool add_ok(int64_t a, int64_t b, int64_t *out)
 
 /* ---- postings ---------------------------------------------------------------------------- */
 
-/* Adds delta to the stored balance of (account, rep, currency), refusing to wrap. */
-static int balance_add(funnel_ledger_t *lg, const char *account, const char *rep,
-                       const char *currency, int64_t delta)
+/* Adds delta to the stored balance of (account, rep, currency); a balance that would wrap
+ * refuses the event (router.h): it is valid, but these books cannot hold it. */
+static int balance_add(run_t *run, const char *account, const char *rep, const char *currency,
+                       int64_t delta)
 {
+    funnel_ledger_t *lg = run->lg;
     sqlite3_stmt *s = q(lg, Q_BALANCE_GET);
     bind_text(s, 1, account);
     bind_text(s, 2, rep);
@@ -305,11 +307,11 @@ static int balance_add(funnel_ledger_t *lg, const char *account, const char *rep
     sqlite3_reset(s);
     if (rc != SQLITE_ROW && rc != SQLITE_DONE)
         return FUNNEL_ESTORE;
-    if (!add_ok(bal, delta, &bal)) {
-        funnel_log_error(lg->log, "ledger: balance %s of %s in %s would overflow", account, rep,
-                         currency);
-        return FUNNEL_EINVAL;
-    }
+    if (!add_ok(bal, delta, &bal))
+        return funnel_router_refuse(
+            run->router, FUNNEL_REFUSE_OVERFLOW,
+            "ledger: the %s balance of %s in %s would leave the int64 range", account, rep,
+            currency);
     s = q(lg, Q_BALANCE_SET);
     bind_text(s, 1, account);
     bind_text(s, 2, rep);
@@ -318,17 +320,17 @@ static int balance_add(funnel_ledger_t *lg, const char *account, const char *rep
     return exec_done(s);
 }
 
-static int line_add(funnel_ledger_t *lg, int64_t seq, const char *account, const posting_t *p,
+static int line_add(run_t *run, int64_t seq, const char *account, const posting_t *p,
                     int64_t amount)
 {
-    sqlite3_stmt *s = q(lg, Q_LINE_ADD);
+    sqlite3_stmt *s = q(run->lg, Q_LINE_ADD);
     sqlite3_bind_int64(s, 1, seq);
     bind_text(s, 2, account);
     bind_text(s, 3, p->rep);
     bind_text(s, 4, p->currency);
     sqlite3_bind_int64(s, 5, amount);
     int rc = exec_done(s);
-    return rc ? rc : balance_add(lg, account, p->rep, p->currency, amount);
+    return rc ? rc : balance_add(run, account, p->rep, p->currency, amount);
 }
 
 static int emit(run_t *run, const char *entry_id, const posting_t *p)
@@ -381,8 +383,8 @@ static int post(run_t *run, const posting_t *p)
     if (rc)
         return rc;
     int64_t seq = sqlite3_last_insert_rowid(lg->db);
-    if ((rc = line_add(lg, seq, debit[p->kind], p, p->amount)) ||
-        (rc = line_add(lg, seq, credit[p->kind], p, -p->amount)))
+    if ((rc = line_add(run, seq, debit[p->kind], p, p->amount)) ||
+        (rc = line_add(run, seq, credit[p->kind], p, -p->amount)))
         return rc;
     funnel_log_debug(lg->log, "ledger: %s %s %lld %s to %s (cause %s)", entry_id,
                      kind_names[p->kind], (long long)p->amount, p->currency, p->rep,
@@ -678,9 +680,10 @@ static void client_facts_free(client_facts_t *f)
 
 /* The desired sums of one beneficiary: accruals on eligible payments in event-time order
  * under the cap, and their clawbacks. */
-static int beneficiary_targets(funnel_ledger_t *lg, const client_plan_t *cp, role_t role,
-                               const char *rep, const client_facts_t *f, postings_t *out)
+static int beneficiary_targets(run_t *run, const client_plan_t *cp, role_t role, const char *rep,
+                               const client_facts_t *f, postings_t *out)
 {
+    funnel_ledger_t *lg = run->lg;
     cap_uses_t uses = {0};
     int rc = 0;
     for (size_t i = 0; i < f->pays.n && !rc; i++) {
@@ -698,9 +701,10 @@ static int beneficiary_targets(funnel_ledger_t *lg, const client_plan_t *cp, rol
         if (cp->cap > 0 && accrued > cp->cap - *used)
             accrued = cp->cap - *used;
         if (!add_ok(*used, accrued, used)) {
-            funnel_log_error(lg->log, "ledger: accruals of %s in %s would overflow", rep,
-                             p->currency);
-            rc = FUNNEL_EINVAL;
+            rc = funnel_router_refuse(run->router, FUNNEL_REFUSE_OVERFLOW,
+                                      "ledger: the accruals of %s in %s on client %s would leave "
+                                      "the int64 range",
+                                      rep, p->currency, run->client_id);
             break;
         }
         if (!(rc = target_add(out, p->event_id, KIND_ACCRUAL, role, rep, p->currency, accrued, rate,
@@ -763,9 +767,9 @@ static int client_settle(run_t *run)
         return rc;
     if (cp.handed_off) {
         if ((rc = client_facts_load(lg, run->client_id, &facts)) ||
-            (rc = beneficiary_targets(lg, &cp, ROLE_REP, cp.rep, &facts, &targets)))
+            (rc = beneficiary_targets(run, &cp, ROLE_REP, cp.rep, &facts, &targets)))
             goto out;
-        if (cp.am[0] && (rc = beneficiary_targets(lg, &cp, ROLE_AM, cp.am, &facts, &targets)))
+        if (cp.am[0] && (rc = beneficiary_targets(run, &cp, ROLE_AM, cp.am, &facts, &targets)))
             goto out;
     }
     if ((rc = deltas_compute(lg, run->client_id, &targets)))

@@ -390,6 +390,8 @@ Test(codec_refusal, names_are_exact_and_distinct)
         [FUNNEL_REFUSE_BAD_MONEY] = "bad_money",
         [FUNNEL_REFUSE_BAD_CURRENCY] = "bad_currency",
         [FUNNEL_REFUSE_BAD_ENUM] = "bad_enum",
+        [FUNNEL_REFUSE_OVERFLOW] = "overflow",
+        [FUNNEL_REFUSE_ENGINE] = "refused_by_engine",
     };
     for (int c = 0; c < FUNNEL_REFUSE_COUNT_; c++) {
         const char *name = funnel_refusal_name((funnel_refusal_code_t)c);

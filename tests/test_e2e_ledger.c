@@ -183,3 +183,38 @@ Test(e2e_ledger, payout_statement_and_check)
     cr_assert(strstr(out, "balance differs from the sum of its postings: payable mark EUR"), "%s",
               out);
 }
+
+/* A valid event the ledger cannot hold (alice's accruals on acme would pass INT64_MAX) is
+ * answered "rejected" with the reason, dead-lettered and changes nothing; the events around it
+ * are recorded, and sending it again is refused again rather than taken for a duplicate. */
+Test(e2e_ledger, unappliable_event_is_refused_with_a_reason)
+{
+    char id[32], pay[32];
+    submit(fx_handoff("h1", "acme", "alice", "", at(10, 1)), FUNNEL_SUBMIT_OK);
+    /* At 12 % each payment of INT64_MAX accrues about 1.1e18: eight fit, the ninth does not. */
+    for (int i = 1; i <= 8; i++) {
+        snprintf(id, sizeof id, "p%d", i);
+        snprintf(pay, sizeof pay, "pay-%d", i);
+        submit(fx_payment(id, pay, "acme", INT64_MAX, "EUR", at(10, 1 + i)), FUNNEL_SUBMIT_OK);
+    }
+    for (int attempt = 0; attempt < 2; attempt++) {
+        funnel_envelope_t *env = fx_payment("p9", "pay-9", "acme", INT64_MAX, "EUR", at(10, 20));
+        funnel_submit_result_t res;
+        int rc = funnel_client_submit(client, fd.submit, "payment.received", env, NULL, &res);
+        funnel_envelope_free(&env);
+        cr_assert_eq(rc, 0, "no answer to an event the ledger cannot apply");
+        cr_assert_eq(res.status, FUNNEL_SUBMIT_REJECTED, "status %d", res.status);
+        cr_assert(strstr(res.reason, "overflow: ledger: the accruals of alice in EUR"), "%s",
+                  res.reason);
+    }
+    submit(fx_payment("p10", "pay-10", "acme", 1000, "EUR", at(10, 21)), FUNNEL_SUBMIT_OK);
+
+    char out[16384];
+    const char *rejected[] = {"rejected", NULL};
+    cr_assert_eq(ctl(out, sizeof out, rejected), 0, "%s", out);
+    cr_assert(strstr(out, "\"p9\"") && strstr(out, "\"overflow\""), "%s", out);
+    cr_assert(!strstr(out, "\"p10\""), "%s", out);
+    const char *check[] = {"ledger", "check", NULL};
+    cr_assert_eq(ctl(out, sizeof out, check), 0, "%s", out);
+    cr_assert(fx_daemon_log_has(&fd, "refused payment.received event_id=p9: overflow", 5000));
+}

@@ -32,8 +32,8 @@
  * - Output: one commission.posted per posting, event_id = entry_id = "ledger:<cause>#<n>",
  *   occurred_at_ms = the posting's event time.
  * - Engines never read the clock or touch sockets; every write happens in the router's batch
- *   transaction. Errors: FUNNEL_ESTORE (SQLite), FUNNEL_EINVAL (an amount would overflow int64;
- *   the event is not recorded), FUNNEL_ENOMEM. */
+ *   transaction. Errors: FUNNEL_ESTORE (SQLite), FUNNEL_EREFUSED (an amount would overflow int64:
+ *   refused through funnel_router_refuse, the event is not recorded), FUNNEL_ENOMEM. */
 #ifndef FUNNEL_LEDGER_H
 #define FUNNEL_LEDGER_H
 
