@@ -92,6 +92,7 @@ enum stmt_id {
     Q_PAYMENTS,
     Q_REFUNDS,
     Q_CLIENTS_OF,
+    Q_UNMATCHED,
     Q_RATE_FREEZE,
     Q_RATES,
     Q_POSTED,
@@ -124,10 +125,11 @@ static const char *const stmt_sql[Q_COUNT_] = {
                    "  SELECT 1 FROM ledger_payment q WHERE q.payment_id = p.payment_id"
                    "  AND (q.at_ms < p.at_ms OR (q.at_ms = p.at_ms AND q.event_id < p.event_id)))"
                    " ORDER BY p.at_ms, p.event_id",
-    /* The canonical refunds (first per refund_id, across clients) of the client's payments:
-     * a refund claws back from the payment it names, whichever client it was sent under. */
+    /* The canonical refunds (first per refund_id, across clients) the client sent for its
+     * payments: a refund claws back only from a payment of its own client (and currency,
+     * checked by clawbacks_add); one naming another client's payment is held. */
     [Q_REFUNDS] = "SELECT r.event_id, r.payment_id, r.currency, r.amount, r.at_ms"
-                  " FROM ledger_refund r WHERE r.payment_id IN ("
+                  " FROM ledger_refund r WHERE r.client_id = ?1 AND r.payment_id IN ("
                   "  SELECT payment_id FROM ledger_payment WHERE client_id = ?1)"
                   " AND NOT EXISTS ("
                   "  SELECT 1 FROM ledger_refund q WHERE q.refund_id = r.refund_id"
@@ -139,6 +141,16 @@ static const char *const stmt_sql[Q_COUNT_] = {
     [Q_CLIENTS_OF] = "SELECT DISTINCT client_id FROM ledger_payment WHERE payment_id = ?1"
                      " OR payment_id IN (SELECT payment_id FROM ledger_refund"
                      "  WHERE refund_id = ?2) ORDER BY client_id",
+    /* Refunds of payment ?2 that this event (?1, the refund or the canonical payment) leaves
+     * held because their client or currency differs from the canonical payment's. */
+    [Q_UNMATCHED] = "SELECT r.refund_id, r.client_id, r.currency, p.client_id, p.currency,"
+                    " r.payment_id"
+                    " FROM ledger_refund r JOIN ledger_payment p ON p.payment_id = r.payment_id"
+                    " WHERE r.payment_id = ?2 AND (r.event_id = ?1 OR p.event_id = ?1)"
+                    " AND (p.client_id <> r.client_id OR p.currency <> r.currency)"
+                    " AND NOT EXISTS (SELECT 1 FROM ledger_payment q"
+                    "  WHERE q.payment_id = p.payment_id AND (q.at_ms < p.at_ms"
+                    "  OR (q.at_ms = p.at_ms AND q.event_id < p.event_id)))",
     [Q_RATE_FREEZE] = "INSERT INTO ledger_rate(payment_event_id, role, rep, rate_bp)"
                       " VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
     /* Every frozen rate of the client's payments, read once per settle: one lookup per
@@ -854,6 +866,29 @@ static int clients_settle(run_t *run, const char *payment_id, const char *refund
     return rc;
 }
 
+static int unmatched_row(sqlite3_stmt *s, void *arg)
+{
+    const run_t *run = arg;
+    funnel_log_warn(run->lg->log,
+                    "ledger: refund %s of client %s in %s is held: it names payment %s of client "
+                    "%s in %s, and a refund claws back only from its own client's payment in "
+                    "its currency",
+                    sqlite3_column_text(s, 0), sqlite3_column_text(s, 1), sqlite3_column_text(s, 2),
+                    sqlite3_column_text(s, 5), sqlite3_column_text(s, 3),
+                    sqlite3_column_text(s, 4));
+    return 0;
+}
+
+/* Logs, once (when the refund or its payment arrives), each refund the event leaves held for
+ * naming another client's payment or currency; `ledger check` lists them all later. */
+static int unmatched_log(run_t *run, const char *payment_id)
+{
+    sqlite3_stmt *s = q(run->lg, Q_UNMATCHED);
+    bind_text(s, 1, run->cause->event_id);
+    bind_text(s, 2, payment_id);
+    return rows_each(s, unmatched_row, run);
+}
+
 /* Records a payment or a refund (ids: payment_id, or refund_id and payment_id, in the column
  * order of its insert) and settles every client it affects. */
 static int money_fact(run_t *run, enum stmt_id id, const char *const *ids, int n_ids,
@@ -871,6 +906,8 @@ static int money_fact(run_t *run, enum stmt_id id, const char *const *ids, int n
     run->client_id = client;
     int rc = fact_insert(run->lg, s);
     if (rc)
+        return rc;
+    if ((rc = unmatched_log(run, ids[n_ids - 1])))
         return rc;
     return n_ids == 1 ? clients_settle(run, ids[0], NULL) : clients_settle(run, NULL, ids[0]);
 }

@@ -315,3 +315,27 @@ int funnel_ledger_check(funnel_store_t *store, funnel_ledger_problem_cb cb, void
     int rc = read_begin(store, &own);
     return rc ? rc : read_end(store, own, check_run(store, cb, arg, problems, postings, balances));
 }
+
+/* The canonical refunds (first per refund_id) whose canonical payment (first per payment_id) is
+ * missing or names another client or currency: what the engine holds (see ledger.h). */
+static const char unmatched_sql[] =
+    "SELECT r.refund_id, r.event_id AS event, r.client_id AS client, r.currency AS currency,"
+    " r.payment_id AS payment, p.client_id AS payment_client, p.currency AS payment_currency"
+    " FROM ledger_refund r LEFT JOIN ledger_payment p ON p.payment_id = r.payment_id"
+    "  AND NOT EXISTS (SELECT 1 FROM ledger_payment q WHERE q.payment_id = p.payment_id"
+    "  AND (q.at_ms < p.at_ms OR (q.at_ms = p.at_ms AND q.event_id < p.event_id)))"
+    " WHERE NOT EXISTS (SELECT 1 FROM ledger_refund q WHERE q.refund_id = r.refund_id"
+    "  AND (q.at_ms < r.at_ms OR (q.at_ms = r.at_ms AND q.event_id < r.event_id)))"
+    " AND (p.event_id IS NULL OR p.client_id <> r.client_id OR p.currency <> r.currency)"
+    " ORDER BY r.at_ms, r.event_id";
+
+int funnel_ledger_unmatched_refunds(funnel_store_t *store, funnel_ledger_problem_cb cb, void *arg,
+                                    int64_t *found)
+{
+    bool own;
+    int rc = read_begin(store, &own);
+    if (rc)
+        return rc;
+    *found = check_query(store, unmatched_sql, "unmatched refund", cb, arg);
+    return read_end(store, own, *found < 0 ? FUNNEL_ESTORE : 0);
+}

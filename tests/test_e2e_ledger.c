@@ -218,3 +218,23 @@ Test(e2e_ledger, unappliable_event_is_refused_with_a_reason)
     cr_assert_eq(ctl(out, sizeof out, check), 0, "%s", out);
     cr_assert(fx_daemon_log_has(&fd, "refused payment.received event_id=p9: overflow", 5000));
 }
+
+/* A refund naming another client's payment claws back nothing: the sender is answered ok (the
+ * fact is kept), the log says once why it is held, and `ledger check` lists it without failing. */
+Test(e2e_ledger, refund_of_another_clients_payment_is_held_and_listed)
+{
+    submit(fx_handoff("h1", "acme", "alice", "", at(10, 1)), FUNNEL_SUBMIT_OK);
+    submit(fx_payment("p1", "pay-1", "acme", 10000, "EUR", at(10, 2)), FUNNEL_SUBMIT_OK);
+    submit(fx_refund("r1", "ref-1", "pay-1", "globex", 5000, "EUR", at(10, 3)), FUNNEL_SUBMIT_OK);
+    json_t *doc = statement("alice", "2026-10");
+    expect_section(doc, "EUR", 0, 1200, 0, 0, 1200);
+    json_decref(doc);
+    char out[8192];
+    const char *check[] = {"ledger", "check", NULL};
+    cr_assert_eq(ctl(out, sizeof out, check), 0, "%s", out);
+    cr_assert(strstr(out, "held: unmatched refund: ref-1 event=r1 client=globex currency=EUR "
+                          "payment=pay-1 payment_client=acme payment_currency=EUR"),
+              "%s", out);
+    cr_assert(strstr(out, "1 unmatched refund(s) held"), "%s", out);
+    cr_assert(fx_daemon_log_has(&fd, "refund ref-1 of client globex in EUR is held", 5000));
+}

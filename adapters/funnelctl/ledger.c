@@ -255,6 +255,25 @@ static void print_problem(const char *problem, void *arg)
     printf("problem: %s\n", problem);
 }
 
+static void print_held(const char *held, void *arg)
+{
+    (void)arg;
+    printf("held: %s\n", held);
+}
+
+/* Refunds that claw back nothing are not a fault of the books (a refund may simply precede its
+ * payment), so they are listed without failing the check. */
+static int print_unmatched_refunds(funnel_store_t *store)
+{
+    int64_t n = 0;
+    int rc = funnel_ledger_unmatched_refunds(store, print_held, NULL, &n);
+    if (!rc && n)
+        printf("%lld unmatched refund(s) held: a refund claws back only from a payment of its "
+               "own client and currency\n",
+               (long long)n);
+    return rc;
+}
+
 int fctl_cmd_ledger(fctl_t *ctl)
 {
     if (strcmp(ctl->args[0], "check") != 0) {
@@ -267,6 +286,7 @@ int fctl_cmd_ledger(fctl_t *ctl)
         return FCTL_REFUSED;
     int64_t problems = 0, postings = 0, balances = 0;
     int rc = funnel_ledger_check(store, print_problem, NULL, &problems, &postings, &balances);
+    rc = rc ? rc : print_unmatched_refunds(store);
     int status = FCTL_REFUSED;
     if (rc)
         fprintf(stderr, "funnelctl: ledger check could not run: %s\n", funnel_store_errmsg(store));

@@ -15,8 +15,9 @@
  * - Canonical facts: a client's handoff is its earliest (occurred_at_ms, event_id); a repeated
  *   payment_id or refund_id counts once, the earliest, across clients (an id names one payment
  *   or refund whichever client a duplicate names; the client that loses it is settled again,
- *   so what it earned is reversed). A refund claws back from the payment it names, under that
- *   payment's canonical client. A payment earns when it occurred at or
+ *   so what it earned is reversed). A refund claws back from the payment it names only when that
+ *   payment's canonical row has the refund's client and currency; otherwise it is held (logged
+ *   once, listed by funnel_ledger_unmatched_refunds). A payment earns when it occurred at or
  *   after the handoff and before the term's end. The cap is consumed by payments in event-time
  *   order (occurred_at_ms, event_id), per client, beneficiary and currency, by accruals; a
  *   refund claws back from its own payment and does not reopen the cap.
@@ -113,5 +114,14 @@ typedef void (*funnel_ledger_problem_cb)(const char *problem, void *arg);
  * how many were checked. Returns 0, or FUNNEL_ESTORE when the checks could not run. */
 int funnel_ledger_check(funnel_store_t *store, funnel_ledger_problem_cb cb, void *arg,
                         int64_t *problems, int64_t *postings, int64_t *balances);
+
+/* Lists the refunds that claw back nothing and are held: those whose payment is unknown, or
+ * belongs to another client or is in another currency (a refund claws back only from a payment
+ * of its own client and currency). One sentence per refund to cb (may be NULL), naming the
+ * refund, its client and payment and, when known, the payment's client and currency; *found
+ * receives how many. Not a problem of the books: funnel_ledger_check does not count them.
+ * Returns 0 or FUNNEL_ESTORE. */
+int funnel_ledger_unmatched_refunds(funnel_store_t *store, funnel_ledger_problem_cb cb, void *arg,
+                                    int64_t *found);
 
 #endif
