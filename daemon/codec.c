@@ -237,6 +237,10 @@ static int check_field(const walk_t *w, const field_path_t *p, const ProtobufCFi
     case PROTOBUF_C_TYPE_INT64: {
         int64_t v = *(const int64_t *)member;
         *set = v != 0;
+        /* A payout through a negative time would pay nothing while taking its payout_id. */
+        if (v < 0 && strcmp(f->name, "through_ms") == 0)
+            return refuse(w->why, FUNNEL_REFUSE_BAD_TIME, "%s: %lld is negative",
+                          path_text(p, at, sizeof at), (long long)v);
         return strcmp(f->name, "at_ms") == 0 ? check_time(w, p, v) : 0;
     }
     case PROTOBUF_C_TYPE_MESSAGE: {

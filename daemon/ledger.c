@@ -569,21 +569,23 @@ static int rate_of(funnel_ledger_t *lg, const rates_t *rates, const payment_t *p
     return exec_done(s);
 }
 
-/* Accrual caps used so far, per currency, for one beneficiary. */
+/* Accrual cap used so far by one person in one currency, whatever their roles. */
 typedef struct cap_use {
+    const char *person; /* borrowed from the client's plan */
     char currency[4];
     int64_t used;
 } cap_use_t;
 typedef VEC(cap_use_t) cap_uses_t;
 
-static int64_t *cap_slot(cap_uses_t *uses, const char *currency)
+static int64_t *cap_slot(cap_uses_t *uses, const char *person, const char *currency)
 {
     for (size_t i = 0; i < uses->n; i++)
-        if (strcmp(uses->v[i].currency, currency) == 0)
+        if (!strcmp(uses->v[i].person, person) && !strcmp(uses->v[i].currency, currency))
             return &uses->v[i].used;
     if (VEC_PUSH(*uses))
         return NULL;
     cap_use_t *u = &uses->v[uses->n++];
+    u->person = person;
     snprintf(u->currency, sizeof u->currency, "%s", currency);
     u->used = 0;
     return &u->used;
@@ -690,38 +692,47 @@ static void client_facts_free(client_facts_t *f)
     free(f->rates.v);
 }
 
-/* The desired sums of one beneficiary: accruals on eligible payments in event-time order
- * under the cap, and their clawbacks. */
-static int beneficiary_targets(run_t *run, const client_plan_t *cp, role_t role, const char *rep,
-                               const client_facts_t *f, postings_t *out)
+/* One beneficiary's accrual on one payment, under what is left of their cap, and its
+ * clawbacks. */
+static int role_targets(run_t *run, const client_plan_t *cp, role_t role, const char *rep,
+                        const payment_t *p, const client_facts_t *f, cap_uses_t *uses,
+                        postings_t *out)
 {
-    funnel_ledger_t *lg = run->lg;
+    int64_t rate, accrued, *used;
+    int rc;
+    if ((rc = rate_of(run->lg, &f->rates, p, role, rep, &rate)) ||
+        (rc = funnel_commission_accrual(p->amount, rate, &accrued)))
+        return rc;
+    if (!(used = cap_slot(uses, rep, p->currency)))
+        return FUNNEL_ENOMEM;
+    if (cp->cap > 0 && accrued > cp->cap - *used)
+        accrued = cp->cap - *used;
+    if (!add_ok(*used, accrued, used))
+        return funnel_router_refuse(run->router, FUNNEL_REFUSE_OVERFLOW,
+                                    "ledger: the accruals of %s in %s on client %s would leave "
+                                    "the int64 range",
+                                    rep, p->currency, run->client_id);
+    if ((rc = target_add(out, p->event_id, KIND_ACCRUAL, role, rep, p->currency, accrued, rate,
+                         p->at_ms)))
+        return rc;
+    return clawbacks_add(p, accrued, rate, role, rep, &f->refunds, out);
+}
+
+/* The desired sums of a client: accruals on eligible payments in event-time order, the rep's
+ * before the account manager's on each, under the cap of each person (one cap for a person in
+ * both roles), and their clawbacks. */
+static int client_targets(run_t *run, const client_plan_t *cp, const client_facts_t *f,
+                          postings_t *out)
+{
     cap_uses_t uses = {0};
     int rc = 0;
     for (size_t i = 0; i < f->pays.n && !rc; i++) {
         const payment_t *p = &f->pays.v[i];
         if (p->at_ms < cp->start_ms || p->at_ms >= cp->end_ms)
             continue;
-        int64_t rate, accrued, *used;
-        if ((rc = rate_of(lg, &f->rates, p, role, rep, &rate)) ||
-            (rc = funnel_commission_accrual(p->amount, rate, &accrued)))
-            break;
-        if (!(used = cap_slot(&uses, p->currency))) {
-            rc = FUNNEL_ENOMEM;
-            break;
-        }
-        if (cp->cap > 0 && accrued > cp->cap - *used)
-            accrued = cp->cap - *used;
-        if (!add_ok(*used, accrued, used)) {
-            rc = funnel_router_refuse(run->router, FUNNEL_REFUSE_OVERFLOW,
-                                      "ledger: the accruals of %s in %s on client %s would leave "
-                                      "the int64 range",
-                                      rep, p->currency, run->client_id);
-            break;
-        }
-        if (!(rc = target_add(out, p->event_id, KIND_ACCRUAL, role, rep, p->currency, accrued, rate,
-                              p->at_ms)))
-            rc = clawbacks_add(p, accrued, rate, role, rep, &f->refunds, out);
+        rc = role_targets(run, cp, ROLE_REP, cp->rep, p, f, &uses, out);
+        if (!rc && cp->am[0])
+            rc = role_targets(run, cp, ROLE_AM, cp->am, p, f, &uses, out);
     }
     free(uses.v);
     return rc;
@@ -779,9 +790,7 @@ static int client_settle(run_t *run)
         return rc;
     if (cp.handed_off) {
         if ((rc = client_facts_load(lg, run->client_id, &facts)) ||
-            (rc = beneficiary_targets(run, &cp, ROLE_REP, cp.rep, &facts, &targets)))
-            goto out;
-        if (cp.am[0] && (rc = beneficiary_targets(run, &cp, ROLE_AM, cp.am, &facts, &targets)))
+            (rc = client_targets(run, &cp, &facts, &targets)))
             goto out;
     }
     if ((rc = deltas_compute(lg, run->client_id, &targets)))

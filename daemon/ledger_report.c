@@ -138,6 +138,19 @@ static int line_append(funnel_ledger_section_t *sec, size_t *cap, const funnel_l
     return 0;
 }
 
+/* Whether the rep has a posting at any time (an empty statement may just be a quiet period). */
+static int rep_known_load(funnel_store_t *store, const char *rep, funnel_ledger_statement_t *st)
+{
+    sqlite3_stmt *s = prepare(store, "SELECT EXISTS (SELECT 1 FROM ledger_entry WHERE rep = ?1)");
+    if (!s)
+        return FUNNEL_ESTORE;
+    sqlite3_bind_text(s, 1, rep, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(s);
+    st->rep_known = rc == SQLITE_ROW && sqlite3_column_int(s, 0);
+    sqlite3_finalize(s);
+    return rc == SQLITE_ROW ? 0 : FUNNEL_ESTORE;
+}
+
 /* Reads the period's postings into their sections and sums them by kind. Sums are checked:
  * a ledger whose totals no longer fit is reported as an error, not wrapped. */
 static int lines_load(funnel_store_t *store, const char *rep, funnel_ledger_statement_t *st)
@@ -204,6 +217,8 @@ int funnel_ledger_statement(funnel_store_t *store, const char *rep, int64_t from
         rc = sections_load(store, rep, st);
         if (!rc)
             rc = lines_load(store, rep, st);
+        if (!rc)
+            rc = rep_known_load(store, rep, st);
         rc = read_end(store, own, rc);
     }
     for (size_t i = 0; !rc && i < st->n_sections; i++) {

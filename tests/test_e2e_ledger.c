@@ -238,3 +238,29 @@ Test(e2e_ledger, refund_of_another_clients_payment_is_held_and_listed)
     cr_assert(strstr(out, "1 unmatched refund(s) held"), "%s", out);
     cr_assert(fx_daemon_log_has(&fd, "refund ref-1 of client globex in EUR is held", 5000));
 }
+
+/* Decisions of issue 9: a payout through a negative time or a day still to come is refused, and
+ * a statement of a rep who never had a posting fails saying so instead of printing nothing. */
+Test(e2e_ledger, payouts_through_the_future_and_unknown_reps_are_refused)
+{
+    submit(fx_commission_paid("pay-neg", "payout-neg", "alice", -1, at(10, 1)),
+           FUNNEL_SUBMIT_REJECTED);
+    char out[8192], tomorrow[16], today[16];
+    int64_t now = fx_now_ms();
+    funnel_date_format(now + 86400000LL, tomorrow, sizeof tomorrow);
+    funnel_date_format(now, today, sizeof today);
+    const char *future[] = {"payout", "--rep", "alice", "--through", tomorrow, NULL};
+    cr_assert_eq(ctl(out, sizeof out, future), 2, "%s", out);
+    cr_assert(strstr(out, "after today"), "%s", out);
+    const char *now_ok[] = {"payout", "--rep", "alice", "--through", today, NULL};
+    cr_assert_eq(ctl(out, sizeof out, now_ok), 0, "%s", out);
+
+    submit(fx_handoff("h1", "acme", "alice", "", at(10, 1)), FUNNEL_SUBMIT_OK);
+    submit(fx_payment("p1", "pay-1", "acme", 10000, "EUR", at(10, 2)), FUNNEL_SUBMIT_OK);
+    const char *nobody[] = {"statement", "--rep", "nobody", "--period", "2026-10", NULL};
+    cr_assert_eq(ctl(out, sizeof out, nobody), 1, "%s", out);
+    cr_assert(strstr(out, "nobody has no postings"), "%s", out);
+    /* A rep with postings, only in other periods, gets a statement (opening balance only). */
+    const char *quiet[] = {"statement", "--rep", "alice", "--period", "2026-09", NULL};
+    cr_assert_eq(ctl(out, sizeof out, quiet), 0, "%s", out);
+}

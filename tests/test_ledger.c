@@ -1076,3 +1076,35 @@ Test(ledger, property_order_independence)
         stream_free(st);
     }
 }
+
+/* The cap is per client, person and currency across roles: a person who is both the rep and
+ * the account manager of a client earns at most the cap in all, in either arrival order. */
+Test(ledger, cap_is_per_person_across_roles)
+{
+    plan.cap_minor = 1500;
+    plan.account_manager_rate_bp = 500;
+    for (int reversed = 0; reversed < 2; reversed++) {
+        if (reversed) {
+            ledger_close();
+            ledger_open();
+        }
+        funnel_envelope_t *ev[] = {
+            fx_handoff("h1", "c1", "alice", "alice", day(2026, 1, 1)),
+            fx_payment("p1", "pay-1", "c1", 10000, "EUR", day(2026, 2, 1)),
+            fx_payment("p2", "pay-2", "c1", 10000, "EUR", day(2026, 3, 1)),
+        };
+        for (size_t i = 0; i < 3; i++)
+            must(ev[reversed ? 2 - i : i]);
+        cr_assert_eq(owed("alice", "EUR"), 1500, "rep 1000 + 1000, manager 500 + 500, one cap");
+        /* p1 earns 1000 as rep and 500 as manager; p2 finds the cap used up. */
+        cr_assert_eq(query_int("SELECT SUM(amount) FROM ledger_entry WHERE subject_event_id = ?1",
+                               "p2", NULL),
+                     0);
+        expect_books_sound();
+    }
+    /* Two people keep a cap each. */
+    must(fx_handoff("h2", "c2", "bob", "mark", day(2026, 1, 1)));
+    must(fx_payment("p3", "pay-3", "c2", 100000, "EUR", day(2026, 2, 1)));
+    cr_assert_eq(owed("bob", "EUR"), 1500);
+    cr_assert_eq(owed("mark", "EUR"), 1500);
+}

@@ -75,6 +75,18 @@ int fctl_cmd_payout(fctl_t *ctl)
     int64_t start, through_end;
     if (!rep_and_date(ctl, ctl->through, "--through", &start, &through_end))
         return FCTL_USAGE;
+    /* Paying through days still to come would pay postings dated in the future before their
+     * events are final. A month is allowed once its last day is today or past. */
+    int64_t today_start, today_end;
+    char today[16];
+    funnel_date_format(fctl_now_ms(), today, sizeof today);
+    if (!funnel_date_parse(today, &today_start, &today_end) && through_end > today_end) {
+        fprintf(stderr,
+                "funnelctl: --through %s ends after today (%s UTC): a payout cannot cover "
+                "days still to come\n",
+                ctl->through, today);
+        return FCTL_USAGE;
+    }
     funnel_envelope_t *env = payout_envelope(ctl, through_end - 1);
     if (!env)
         return FCTL_REFUSED;
@@ -97,8 +109,6 @@ static void print_text(const fctl_t *ctl, const funnel_ledger_statement_t *st)
     date_of(st->to_ms - 1, last, sizeof last);
     printf("statement rep=%s period=%s (UTC %s .. %s), amounts in minor units\n", ctl->rep,
            ctl->period, from, last);
-    if (!st->n_sections)
-        printf("no postings\n");
     for (size_t i = 0; i < st->n_sections; i++) {
         const funnel_ledger_section_t *sec = &st->sections[i];
         printf("\n%s\n  opening    %20lld\n", sec->currency, (long long)sec->opening);
@@ -230,6 +240,9 @@ int fctl_cmd_statement(fctl_t *ctl)
     if (rc) {
         fprintf(stderr, "funnelctl: statement failed: %s: %s\n", funnel_strerror(rc),
                 funnel_store_errmsg(store));
+    } else if (!st->rep_known) {
+        /* No posting ever is most likely a misspelt name, which an empty statement hides. */
+        fprintf(stderr, "funnelctl: rep %s has no postings (check the name)\n", ctl->rep);
     } else {
         if (ctl->json)
             print_json(ctl, st);

@@ -95,8 +95,10 @@ typedef struct funnel_ledger_section {
 
 typedef struct funnel_ledger_statement {
     int64_t from_ms, to_ms;            /* [from, to) */
-    funnel_ledger_section_t *sections; /* one per currency the rep ever had, sorted; owned */
+    funnel_ledger_section_t *sections; /* one per currency the rep had before to_ms, sorted;
+                                          owned */
     size_t n_sections;
+    bool rep_known; /* the rep has a posting at any time, also after the period */
 } funnel_ledger_statement_t;
 
 /* Builds rep's statement for [from_ms, to_ms). *out is owned by the caller (free with
