@@ -162,3 +162,52 @@ Test(e2e_attribution, journey_late_handoff_replay_and_report)
                                "source",       "--model", "nope", NULL};
     cr_assert_eq(fx_run(bad_model, out, sizeof out), 2, "%s", out);
 }
+
+/* Submits a payment of minor EUR for client C at at_ms. */
+static void submit_payment(const char *event_id, int64_t minor, int64_t at_ms)
+{
+    char json[512];
+    snprintf(json, sizeof json,
+             "{\"eventId\":\"%s\",\"occurredAtMs\":%lld,\"paymentId\":\"%s\",\"clientId\":"
+             "\"C\",\"amount\":{\"minor\":\"%lld\",\"currency\":\"EUR\"}}",
+             event_id, (long long)at_ms, event_id, (long long)minor);
+    submit_json("payment.received", json);
+}
+
+/* Two payments near INT64_MAX before the handoff: their unattributed credits are reversed when
+ * it arrives, so that group's rows run +MAX, +(MAX-1), -MAX, -(MAX-1). Summed row by row in
+ * int64 that overflows although the total is 0; the report sums in 128 bits and fails only on a
+ * total that does not fit, naming it. */
+Test(e2e_attribution, report_sums_large_credits_exactly)
+{
+    int64_t now = fx_now_ms();
+    char json[1024];
+    snprintf(json, sizeof json,
+             "{\"eventId\":\"b-lead\",\"occurredAtMs\":%lld,\"leadId\":\"L\",\"touches\":["
+             "{\"campaign\":\"search\",\"atMs\":%lld},{\"campaign\":\"webinar\",\"atMs\":%lld}]}",
+             (long long)(now - 10 * DAY), (long long)(now - 20 * DAY), (long long)(now - 10 * DAY));
+    submit_json("lead.created", json);
+    submit_payment("b-pay-1", INT64_MAX, now - 7200000);
+    submit_payment("b-pay-2", INT64_MAX - 1, now - 3600000);
+    snprintf(json, sizeof json,
+             "{\"eventId\":\"b-handoff\",\"occurredAtMs\":%lld,\"clientId\":\"C\",\"leadId\":"
+             "\"L\",\"fromRep\":\"rep\"}",
+             (long long)(now - DAY));
+    submit_json("client.handed_off", json);
+
+    char out[8192];
+    const char *linear[] = {FUNNELCTL_PATH, "--db",    fd.db,    "attribution", "--by",
+                            "campaign",     "--model", "linear", "--csv",       NULL};
+    cr_assert_eq(fx_run(linear, out, sizeof out), 0, "%s", out);
+    cr_assert(strstr(out, "\nsearch,EUR,9223372036854775807\n"), "%s", out);
+    cr_assert(strstr(out, "\nwebinar,EUR,9223372036854775806\n"), "%s", out);
+    cr_assert(strstr(out, "\n(unattributed),EUR,0\n"), "%s", out);
+
+    /* first_touch gives search both payments: 2^64 - 3 does not fit in int64. */
+    const char *first[] = {FUNNELCTL_PATH, "--db",    fd.db,         "attribution", "--by",
+                           "campaign",     "--model", "first_touch", NULL};
+    cr_assert_eq(fx_run(first, out, sizeof out), 1, "%s", out);
+    cr_assert(strstr(out, "search") && strstr(out, "EUR") && strstr(out, "first_touch") &&
+                  strstr(out, "do not fit"),
+              "%s", out);
+}
