@@ -241,7 +241,8 @@ static int check_field(const walk_t *w, const field_path_t *p, const ProtobufCFi
         if (v < 0 && strcmp(f->name, "through_ms") == 0)
             return refuse(w->why, FUNNEL_REFUSE_BAD_TIME, "%s: %lld is negative",
                           path_text(p, at, sizeof at), (long long)v);
-        return strcmp(f->name, "at_ms") == 0 ? check_time(w, p, v) : 0;
+        /* A touch without at_ms happened when its event did (the engines read 0 so). */
+        return v && strcmp(f->name, "at_ms") == 0 ? check_time(w, p, v) : 0;
     }
     case PROTOBUF_C_TYPE_MESSAGE: {
         const ProtobufCMessage *sub = *(ProtobufCMessage *const *)member;

@@ -211,3 +211,38 @@ Test(e2e_attribution, report_sums_large_credits_exactly)
                   strstr(out, "do not fit"),
               "%s", out);
 }
+
+/* A touch without at_ms happened when its event did (README): accepted, and placed at the
+ * event's occurred_at_ms in the journey. */
+Test(e2e_attribution, touch_without_time_is_dated_by_its_event)
+{
+    int64_t now = fx_now_ms();
+    char json[1024];
+    snprintf(json, sizeof json,
+             "{\"eventId\":\"c-lead\",\"occurredAtMs\":%lld,\"leadId\":\"L\",\"touches\":["
+             "{\"campaign\":\"search\",\"atMs\":%lld},{\"campaign\":\"webinar\"}]}",
+             (long long)(now - 10 * DAY), (long long)(now - 20 * DAY));
+    submit_json("lead.created", json);
+    snprintf(json, sizeof json,
+             "{\"eventId\":\"c-touch\",\"occurredAtMs\":%lld,\"leadId\":\"L\",\"touch\":"
+             "{\"campaign\":\"email\"}}",
+             (long long)(now - 5 * DAY));
+    submit_json("lead.touched", json);
+    snprintf(json, sizeof json,
+             "{\"eventId\":\"c-handoff\",\"occurredAtMs\":%lld,\"clientId\":\"C\",\"leadId\":"
+             "\"L\",\"fromRep\":\"rep\"}",
+             (long long)(now - DAY));
+    submit_json("client.handed_off", json);
+    submit_payment("c-pay", 9000, now - 3600000);
+
+    /* time_decay (half-life 7 days) weighs email (5 days before the handoff's youngest touch:
+     * weight 1), webinar (at its lead.created, 5 days older: 2^(-5/7)) and search (2^(-15/7)):
+     * 9000 splits as 4902.13, 2987.88 and 1109.99, rounded by largest remainder. */
+    char out[8192];
+    const char *by[] = {FUNNELCTL_PATH, "--db",    fd.db,        "attribution", "--by",
+                        "campaign",     "--model", "time_decay", "--csv",       NULL};
+    cr_assert_eq(fx_run(by, out, sizeof out), 0, "%s", out);
+    cr_assert(strstr(out, "\nemail,EUR,4902\n"), "%s", out);
+    cr_assert(strstr(out, "\nwebinar,EUR,2988\n"), "%s", out);
+    cr_assert(strstr(out, "\nsearch,EUR,1110\n"), "%s", out);
+}
