@@ -2,6 +2,7 @@
  * attribution section, a journey, a payment that arrives before its handoff, the
  * attribution.credited stream read back by replay, and `funnelctl attribution` reports. */
 #include "harness.h"
+#include "ledger_fx.h"
 
 #include "funnel/client.h"
 #include "funnel/error.h"
@@ -140,8 +141,7 @@ Test(e2e_attribution, journey_late_handoff_replay_and_report)
     for (size_t i = 0; i < json_array_size(rows); i++) {
         json_t *row = json_array_get(rows, i);
         const char *ch = json_string_value(json_object_get(row, "channel"));
-        json_int_t v =
-            json_integer_value(json_object_get(json_object_get(row, "credits"), "linear"));
+        int64_t v = fx_json_minor(json_object_get(json_object_get(row, "credits"), "linear"));
         if (ch && !strcmp(ch, "paid"))
             paid = v;
         if (ch && !strcmp(ch, "owned"))
@@ -156,6 +156,14 @@ Test(e2e_attribution, journey_late_handoff_replay_and_report)
                            "source",       "--from", "2999-01-01", NULL};
     cr_assert_eq(fx_run(later, out, sizeof out), 0, "%s", out);
     cr_assert_null(strstr(out, "google"), "%s", out);
+    const char *backwards[] = {FUNNELCTL_PATH, "--db",       fd.db,    "attribution",
+                               "--by",         "source",     "--from", "2026-11-02",
+                               "--to",         "2026-11-01", NULL};
+    cr_assert_eq(fx_run(backwards, out, sizeof out), 2, "%s", out);
+    cr_assert(strstr(out, "--from 2026-11-02 is after --to 2026-11-01"), "%s", out);
+    const char *one_day[] = {FUNNELCTL_PATH, "--db",       fd.db,  "attribution", "--by", "source",
+                             "--from",       "2026-11-01", "--to", "2026-11-01",  NULL};
+    cr_assert_eq(fx_run(one_day, out, sizeof out), 0, "%s", out);
     const char *bad_by[] = {FUNNELCTL_PATH, "--db", fd.db, "attribution", "--by", "rep", NULL};
     cr_assert_eq(fx_run(bad_by, out, sizeof out), 2, "%s", out);
     const char *bad_model[] = {FUNNELCTL_PATH, "--db",    fd.db,  "attribution", "--by",

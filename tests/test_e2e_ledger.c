@@ -90,11 +90,14 @@ static json_t *expect_section(json_t *doc, const char *currency, int64_t opening
                     currency))
             sec = json_array_get(list, i);
     cr_assert_not_null(sec, "no %s section", currency);
-    cr_assert_eq(json_integer_value(json_object_get(sec, "opening")), opening);
-    cr_assert_eq(json_integer_value(json_object_get(sec, "accruals")), accruals);
-    cr_assert_eq(json_integer_value(json_object_get(sec, "clawbacks")), clawbacks);
-    cr_assert_eq(json_integer_value(json_object_get(sec, "payouts")), payouts);
-    cr_assert_eq(json_integer_value(json_object_get(sec, "closing")), closing);
+    cr_assert_eq(fx_json_minor(json_object_get(sec, "opening")), opening);
+    cr_assert_eq(fx_json_minor(json_object_get(sec, "accruals")), accruals);
+    cr_assert_eq(fx_json_minor(json_object_get(sec, "clawbacks")), clawbacks);
+    cr_assert_eq(fx_json_minor(json_object_get(sec, "payouts")), payouts);
+    cr_assert_eq(fx_json_minor(json_object_get(sec, "closing")), closing);
+    json_t *lines = json_object_get(sec, "lines");
+    for (size_t i = 0; i < json_array_size(lines); i++)
+        fx_json_minor(json_object_get(json_array_get(lines, i), "amount"));
     cr_assert(json_is_true(json_object_get(sec, "reconciles")));
     return sec;
 }

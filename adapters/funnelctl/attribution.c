@@ -187,7 +187,7 @@ static void print_csv(const report_t *r)
 }
 
 /* {"by": G, "from_ms": .., "to_ms": .., "rows": [{G: value, "currency": .., "credits":
- * {model: minor, ...}}]}; int64 amounts as JSON integers. */
+ * {model: "minor", ...}}]}; amounts as decimal strings (fctl_json_minor). */
 static int print_json(const report_t *r)
 {
     json_t *rows = json_array();
@@ -198,7 +198,7 @@ static int print_json(const report_t *r)
         for (unsigned m = 0; credits && m < NM; m++)
             if (r->models & (1u << m))
                 json_object_set_new(credits, funnel_attribution_model_name(m),
-                                    json_integer((json_int_t)r->rows[i].credit[m]));
+                                    fctl_json_minor(r->rows[i].credit[m]));
         json_array_append_new(rows, json_pack("{s:s, s:s, s:o*}", r->by, r->rows[i].group,
                                               "currency", r->rows[i].currency, "credits", credits));
     }
@@ -239,6 +239,10 @@ static bool report_options(const fctl_t *ctl, report_t *r)
                                                                                     : NULL;
     if (bad) {
         fprintf(stderr, "funnelctl: '%s' is not a UTC date YYYY-MM-DD or month YYYY-MM\n", bad);
+        return false;
+    }
+    if (r->from >= r->to) {
+        fprintf(stderr, "funnelctl: --from %s is after --to %s\n", ctl->from, ctl->to);
         return false;
     }
     if (ctl->json && ctl->csv) {

@@ -142,20 +142,20 @@ static void print_json(const fctl_t *ctl, const funnel_ledger_statement_t *st)
             const funnel_ledger_posting_t *p = &sec->lines[k];
             json_array_append_new(
                 lines,
-                json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I}", "entry_id",
+                json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:o, s:I, s:I, s:I}", "entry_id",
                           p->entry_id, "kind", p->kind, "role", p->role, "client_id", p->client_id,
                           "cause_event_id", p->cause_event_id, "subject_event_id",
-                          p->subject_event_id, "amount", (json_int_t)p->amount, "rate_bp",
+                          p->subject_event_id, "amount", fctl_json_minor(p->amount), "rate_bp",
                           (json_int_t)p->rate_bp, "effective_ms", (json_int_t)p->effective_ms,
                           "posted_at_ms", (json_int_t)p->posted_at_ms));
         }
         json_array_append_new(
-            list,
-            json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:b, s:o}", "currency", sec->currency,
-                      "opening", (json_int_t)sec->opening, "accruals", (json_int_t)sec->accruals,
-                      "clawbacks", (json_int_t)sec->clawbacks, "payouts", (json_int_t)sec->payouts,
-                      "closing", (json_int_t)sec->closing, "reconciles", sec->reconciles, "lines",
-                      lines ? lines : json_null()));
+            list, json_pack("{s:s, s:o, s:o, s:o, s:o, s:o, s:b, s:o}", "currency", sec->currency,
+                            "opening", fctl_json_minor(sec->opening), "accruals",
+                            fctl_json_minor(sec->accruals), "clawbacks",
+                            fctl_json_minor(sec->clawbacks), "payouts",
+                            fctl_json_minor(sec->payouts), "closing", fctl_json_minor(sec->closing),
+                            "reconciles", sec->reconciles, "lines", lines ? lines : json_null()));
     }
     char *text = root ? json_dumps(root, JSON_INDENT(2)) : NULL;
     if (text)
