@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <zmq.h>
 
 static fx_tmpdir_t tmp;
 static fx_daemon_t fd;
@@ -187,6 +188,49 @@ Test(e2e_ledger, payout_statement_and_check)
               out);
 }
 
+/* Sends n events on one DEALER without waiting, then checks each reply's status starts with
+ * want[i] (replies may come in any order: they are matched by event_id). Frees the events. */
+static void pipeline_expect(funnel_envelope_t **ev, const char *const *want, size_t n)
+{
+    cr_assert_leq(n, 8);
+    void *ctx = zmq_ctx_new();
+    void *s = zmq_socket(ctx, ZMQ_DEALER);
+    int linger = 0, timeout = 10000;
+    zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(s, ZMQ_RCVTIMEO, &timeout, sizeof timeout);
+    cr_assert_eq(zmq_connect(s, fd.submit), 0);
+    for (size_t i = 0; i < n; i++) {
+        size_t len;
+        uint8_t *raw = fx_pack(ev[i], &len);
+        const char *topic = funnel_topic_name(ev[i]->body_case);
+        zmq_send(s, topic, strlen(topic), ZMQ_SNDMORE);
+        zmq_send(s, raw, len, 0);
+        free(raw);
+    }
+    char id[8][64], status[8][256];
+    size_t got = 0;
+    for (; got < n; got++) {
+        int a = zmq_recv(s, id[got], sizeof id[got] - 1, 0);
+        int b = a >= 0 ? zmq_recv(s, status[got], sizeof status[got] - 1, 0) : -1;
+        if (b < 0)
+            break;
+        id[got][a] = status[got][b] = '\0';
+    }
+    zmq_close(s);
+    zmq_ctx_term(ctx);
+    for (size_t i = 0; i < n; i++) {
+        const char *st = NULL;
+        for (size_t k = 0; k < got && !st; k++)
+            if (!strcmp(id[k], ev[i]->event_id))
+                st = status[k];
+        char event_id[64];
+        snprintf(event_id, sizeof event_id, "%s", ev[i]->event_id);
+        funnel_envelope_free(&ev[i]);
+        cr_assert_not_null(st, "%s: no answer", event_id);
+        cr_assert(!strncmp(st, want[i], strlen(want[i])), "%s: %s", event_id, st);
+    }
+}
+
 /* A valid event the ledger cannot hold (alice's accruals on acme would pass INT64_MAX) is
  * answered "rejected" with the reason, dead-lettered and changes nothing; the events around it
  * are recorded, and sending it again is refused again rather than taken for a duplicate. */
@@ -210,13 +254,26 @@ Test(e2e_ledger, unappliable_event_is_refused_with_a_reason)
         cr_assert(strstr(res.reason, "overflow: ledger: the accruals of alice in EUR"), "%s",
                   res.reason);
     }
-    submit(fx_payment("p10", "pay-10", "acme", 1000, "EUR", at(10, 21)), FUNNEL_SUBMIT_OK);
+    /* Sent together they share a batch: the refusal sinks p9 alone. */
+    funnel_envelope_t *burst[] = {
+        fx_payment("p10", "pay-10", "acme", 1000, "EUR", at(10, 21)),
+        fx_payment("p9", "pay-9", "acme", INT64_MAX, "EUR", at(10, 20)),
+        fx_payment("p1", "pay-1", "acme", INT64_MAX, "EUR", at(10, 2)),
+        fx_payment("p11", "pay-11", "acme", 2000, "EUR", at(10, 22)),
+    };
+    const char *want[] = {"ok", "rejected: overflow: ledger:", "duplicate", "ok"};
+    pipeline_expect(burst, want, 4);
 
     char out[16384];
     const char *rejected[] = {"rejected", NULL};
     cr_assert_eq(ctl(out, sizeof out, rejected), 0, "%s", out);
     cr_assert(strstr(out, "\"p9\"") && strstr(out, "\"overflow\""), "%s", out);
-    cr_assert(!strstr(out, "\"p10\""), "%s", out);
+    cr_assert(!strstr(out, "\"p10\"") && !strstr(out, "\"p11\""), "%s", out);
+    json_t *doc = statement("alice", "2026-10");
+    json_t *list = json_object_get(doc, "currencies");
+    json_t *lines = json_object_get(json_array_get(list, 0), "lines");
+    cr_assert_eq(json_array_size(lines), 10, "8 large payments, p10 and p11");
+    json_decref(doc);
     const char *check[] = {"ledger", "check", NULL};
     cr_assert_eq(ctl(out, sizeof out, check), 0, "%s", out);
     cr_assert(fx_daemon_log_has(&fd, "refused payment.received event_id=p9: overflow", 5000));

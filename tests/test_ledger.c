@@ -1108,3 +1108,38 @@ Test(ledger, cap_is_per_person_across_roles)
     cr_assert_eq(owed("bob", "EUR"), 1500);
     cr_assert_eq(owed("mark", "EUR"), 1500);
 }
+
+static int engine_einval(void *self, funnel_router_t *r, const funnel_envelope_t *env, int64_t now)
+{
+    (void)self, (void)r, (void)env, (void)now;
+    return FUNNEL_EINVAL;
+}
+
+/* An event the ledger cannot hold is refused with its reason (FUNNEL_EREFUSED, overflow) and
+ * leaves nothing behind; an engine that fails with a bare FUNNEL_EINVAL is refused too, with a
+ * reason naming it, so no engine can leave an event unanswered. */
+Test(ledger, engines_refuse_what_they_cannot_apply)
+{
+    plan.default_rate_bp = FUNNEL_BP_MAX; /* 100 %: one INT64_MAX payment fills the int64 */
+    must(fx_handoff("h1", "c1", "alice", "", day(2026, 1, 1)));
+    must(fx_payment("p1", "pay-1", "c1", INT64_MAX, "EUR", day(2026, 2, 1)));
+    int64_t before = postings();
+    cr_assert_eq(apply(fx_payment("p2", "pay-2", "c1", 1, "EUR", day(2026, 2, 2))),
+                 FUNNEL_EREFUSED);
+    const funnel_refusal_t *why = funnel_router_refusal(router);
+    cr_assert_eq(why->code, FUNNEL_REFUSE_OVERFLOW);
+    cr_assert_str_eq(why->text, "overflow: ledger: the accruals of alice in EUR on client c1 "
+                                "would leave the int64 range");
+    cr_assert_eq(postings(), before);
+    cr_assert_eq(query_int("SELECT COUNT(*) FROM ledger_payment WHERE event_id = 'p2'", NULL, NULL),
+                 0);
+    expect_books_sound();
+
+    funnel_engine_t failing = {.name = "failing", .on_event = engine_einval};
+    cr_assert_eq(funnel_router_add_engine(router, &failing), 0);
+    cr_assert_eq(apply(fx_handoff("h2", "c2", "bob", "", day(2026, 1, 1))), FUNNEL_EREFUSED);
+    why = funnel_router_refusal(router);
+    cr_assert_eq(why->code, FUNNEL_REFUSE_ENGINE);
+    cr_assert_str_eq(why->text, "refused_by_engine: the failing engine cannot apply this event: "
+                                "invalid argument or input");
+}
