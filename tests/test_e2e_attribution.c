@@ -171,6 +171,25 @@ Test(e2e_attribution, journey_late_handoff_replay_and_report)
     cr_assert_eq(fx_run(bad_model, out, sizeof out), 2, "%s", out);
 }
 
+/* Submits client C's handoff from lead L. */
+static void submit_handoff(const char *event_id, int64_t at_ms)
+{
+    char json[256];
+    snprintf(json, sizeof json,
+             "{\"eventId\":\"%s\",\"occurredAtMs\":%lld,\"clientId\":\"C\",\"leadId\":"
+             "\"L\",\"fromRep\":\"rep\"}",
+             event_id, (long long)at_ms);
+    submit_json("client.handed_off", json);
+}
+
+/* Runs `funnelctl attribution --by campaign --model model --csv`; returns its exit status. */
+static int campaign_csv(const char *model, char *out, size_t out_len)
+{
+    const char *argv[] = {FUNNELCTL_PATH, "--db",    fd.db, "attribution", "--by",
+                          "campaign",     "--model", model, "--csv",       NULL};
+    return fx_run(argv, out, out_len);
+}
+
 /* Submits a payment of minor EUR for client C at at_ms. */
 static void submit_payment(const char *event_id, int64_t minor, int64_t at_ms)
 {
@@ -197,24 +216,16 @@ Test(e2e_attribution, report_sums_large_credits_exactly)
     submit_json("lead.created", json);
     submit_payment("b-pay-1", INT64_MAX, now - 7200000);
     submit_payment("b-pay-2", INT64_MAX - 1, now - 3600000);
-    snprintf(json, sizeof json,
-             "{\"eventId\":\"b-handoff\",\"occurredAtMs\":%lld,\"clientId\":\"C\",\"leadId\":"
-             "\"L\",\"fromRep\":\"rep\"}",
-             (long long)(now - DAY));
-    submit_json("client.handed_off", json);
+    submit_handoff("b-handoff", now - DAY);
 
     char out[8192];
-    const char *linear[] = {FUNNELCTL_PATH, "--db",    fd.db,    "attribution", "--by",
-                            "campaign",     "--model", "linear", "--csv",       NULL};
-    cr_assert_eq(fx_run(linear, out, sizeof out), 0, "%s", out);
+    cr_assert_eq(campaign_csv("linear", out, sizeof out), 0, "%s", out);
     cr_assert(strstr(out, "\nsearch,EUR,9223372036854775807\n"), "%s", out);
     cr_assert(strstr(out, "\nwebinar,EUR,9223372036854775806\n"), "%s", out);
     cr_assert(strstr(out, "\n(unattributed),EUR,0\n"), "%s", out);
 
     /* first_touch gives search both payments: 2^64 - 3 does not fit in int64. */
-    const char *first[] = {FUNNELCTL_PATH, "--db",    fd.db,         "attribution", "--by",
-                           "campaign",     "--model", "first_touch", NULL};
-    cr_assert_eq(fx_run(first, out, sizeof out), 1, "%s", out);
+    cr_assert_eq(campaign_csv("first_touch", out, sizeof out), 1, "%s", out);
     cr_assert(strstr(out, "search") && strstr(out, "EUR") && strstr(out, "first_touch") &&
                   strstr(out, "do not fit"),
               "%s", out);
@@ -236,20 +247,14 @@ Test(e2e_attribution, touch_without_time_is_dated_by_its_event)
              "{\"campaign\":\"email\"}}",
              (long long)(now - 5 * DAY));
     submit_json("lead.touched", json);
-    snprintf(json, sizeof json,
-             "{\"eventId\":\"c-handoff\",\"occurredAtMs\":%lld,\"clientId\":\"C\",\"leadId\":"
-             "\"L\",\"fromRep\":\"rep\"}",
-             (long long)(now - DAY));
-    submit_json("client.handed_off", json);
+    submit_handoff("c-handoff", now - DAY);
     submit_payment("c-pay", 9000, now - 3600000);
 
     /* time_decay (half-life 7 days) weighs email (5 days before the handoff's youngest touch:
      * weight 1), webinar (at its lead.created, 5 days older: 2^(-5/7)) and search (2^(-15/7)):
      * 9000 splits as 4902.13, 2987.88 and 1109.99, rounded by largest remainder. */
     char out[8192];
-    const char *by[] = {FUNNELCTL_PATH, "--db",    fd.db,        "attribution", "--by",
-                        "campaign",     "--model", "time_decay", "--csv",       NULL};
-    cr_assert_eq(fx_run(by, out, sizeof out), 0, "%s", out);
+    cr_assert_eq(campaign_csv("time_decay", out, sizeof out), 0, "%s", out);
     cr_assert(strstr(out, "\nemail,EUR,4902\n"), "%s", out);
     cr_assert(strstr(out, "\nwebinar,EUR,2988\n"), "%s", out);
     cr_assert(strstr(out, "\nsearch,EUR,1110\n"), "%s", out);

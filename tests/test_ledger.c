@@ -170,6 +170,17 @@ static void expect_books_sound(void)
     cr_assert_eq(problems, 0, "the books do not balance");
 }
 
+/* Applies events (freed) to a fresh database, in their order or reversed, and checks the
+ * books. */
+static void scene_feed(funnel_envelope_t **events, size_t n, bool reversed)
+{
+    ledger_close();
+    ledger_open();
+    for (size_t i = 0; i < n; i++)
+        must(events[reversed ? n - 1 - i : i]);
+    expect_books_sound();
+}
+
 /* ---- plan arithmetic ------------------------------------------------------------------- */
 
 Test(ledger_plan, rounding_rule)
@@ -479,18 +490,13 @@ static void collect_text(const char *text, void *arg)
 Test(ledger, refund_naming_another_clients_payment_is_held)
 {
     for (int reversed = 0; reversed < 2; reversed++) {
-        if (reversed) {
-            ledger_close();
-            ledger_open();
-        }
         funnel_envelope_t *ev[] = {
             fx_handoff("h1", "c1", "alice", "", day(2026, 1, 1)),
             fx_handoff("h2", "c2", "bob", "", day(2026, 1, 1)),
             fx_payment("p1", "pay-1", "c1", 10000, "EUR", day(2026, 2, 1)),
             fx_refund("r1", "ref-1", "pay-1", "c2", 5000, "EUR", day(2026, 3, 1)),
         };
-        for (size_t i = 0; i < 4; i++)
-            must(ev[reversed ? 3 - i : i]);
+        scene_feed(ev, 4, reversed);
         cr_assert_eq(owed("alice", "EUR"), 1000, "a refund of client c2 clawed back from c1");
         cr_assert_eq(kind_sum("alice", "CLAWBACK"), 0);
         cr_assert_eq(kind_sum("bob", "CLAWBACK"), 0);
@@ -501,7 +507,6 @@ Test(ledger, refund_naming_another_clients_payment_is_held)
         cr_assert(strstr(text, "ref-1") && strstr(text, "client=c2") &&
                       strstr(text, "payment_client=c1"),
                   "%s", text);
-        expect_books_sound();
     }
     /* The same client's refund of it claws back as usual, and is not unmatched. */
     must(fx_refund("r2", "ref-2", "pay-1", "c1", 5000, "EUR", day(2026, 3, 2)));
@@ -900,11 +905,7 @@ static char *state_dump(void)
  * consumed. */
 static char *scene_state(funnel_envelope_t **events, size_t n, bool reversed)
 {
-    ledger_close();
-    ledger_open();
-    for (size_t i = 0; i < n; i++)
-        must(events[reversed ? n - 1 - i : i]);
-    expect_books_sound();
+    scene_feed(events, n, reversed);
     return state_dump();
 }
 
@@ -1084,23 +1085,17 @@ Test(ledger, cap_is_per_person_across_roles)
     plan.cap_minor = 1500;
     plan.account_manager_rate_bp = 500;
     for (int reversed = 0; reversed < 2; reversed++) {
-        if (reversed) {
-            ledger_close();
-            ledger_open();
-        }
         funnel_envelope_t *ev[] = {
             fx_handoff("h1", "c1", "alice", "alice", day(2026, 1, 1)),
             fx_payment("p1", "pay-1", "c1", 10000, "EUR", day(2026, 2, 1)),
             fx_payment("p2", "pay-2", "c1", 10000, "EUR", day(2026, 3, 1)),
         };
-        for (size_t i = 0; i < 3; i++)
-            must(ev[reversed ? 2 - i : i]);
+        scene_feed(ev, 3, reversed);
         cr_assert_eq(owed("alice", "EUR"), 1500, "rep 1000 + 1000, manager 500 + 500, one cap");
         /* p1 earns 1000 as rep and 500 as manager; p2 finds the cap used up. */
         cr_assert_eq(query_int("SELECT SUM(amount) FROM ledger_entry WHERE subject_event_id = ?1",
                                "p2", NULL),
                      0);
-        expect_books_sound();
     }
     /* Two people keep a cap each. */
     must(fx_handoff("h2", "c2", "bob", "mark", day(2026, 1, 1)));
