@@ -161,10 +161,14 @@ static const char *const stmt_sql[Q_COUNT_] = {
                  " MIN(effective_ms) FROM ledger_entry WHERE client_id = ?1"
                  " AND kind IN ('ACCRUAL', 'CLAWBACK')"
                  " GROUP BY subject_event_id, role, rep, kind, currency",
-    /* Per currency: owed for postings through ?2, minus every payout so far. */
-    [Q_DUE] = "SELECT currency, SUM(CASE WHEN kind = 'PAYOUT' THEN -amount"
-              " WHEN effective_ms > ?2 THEN 0 WHEN kind = 'ACCRUAL' THEN amount ELSE -amount END)"
-              " FROM ledger_entry WHERE rep = ?1 GROUP BY currency ORDER BY currency",
+    /* Per currency: owed for postings through ?2, minus every payout so far. The rows come in
+     * event-time order, where accruals may run past INT64_MAX before the clawbacks that net
+     * them back, and SQLite's int64 SUM fails on that: the high and low 32 bits of each amount
+     * are summed apart, and due_row adds them up in 128 bits. */
+    [Q_DUE] = "SELECT currency, SUM(v >> 32), SUM(v & 4294967295) FROM ("
+              " SELECT currency, CASE WHEN kind = 'PAYOUT' THEN -amount WHEN effective_ms > ?2"
+              " THEN 0 WHEN kind = 'ACCRUAL' THEN amount ELSE -amount END AS v"
+              " FROM ledger_entry WHERE rep = ?1) GROUP BY currency ORDER BY currency",
     [Q_ENTRY_ADD] = "INSERT INTO ledger_entry(entry_id, kind, role, rep, client_id,"
                     " cause_event_id, subject_event_id, currency, amount, rate_bp, effective_ms,"
                     " posted_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
@@ -934,12 +938,18 @@ static int due_row(sqlite3_stmt *s, void *arg)
     due_t *d = arg;
     char currency[4];
     col_copy(s, 0, currency, sizeof currency);
-    int64_t amount = sqlite3_column_int64(s, 1);
+    __int128 due =
+        (__int128)sqlite3_column_int64(s, 1) * ((__int128)1 << 32) + sqlite3_column_int64(s, 2);
     /* Nothing due, or the rep owes (clawbacks after a payout): carried forward. */
-    if (amount <= 0)
+    if (due <= 0)
         return 0;
+    if (due > INT64_MAX)
+        return funnel_router_refuse(d->run->router, FUNNEL_REFUSE_OVERFLOW,
+                                    "ledger: what %s is owed in %s through through_ms does not "
+                                    "fit in int64; pay through an earlier time first",
+                                    d->rep, currency);
     return target_add(&d->postings, d->run->cause->event_id, KIND_PAYOUT, ROLE_NONE, d->rep,
-                      currency, amount, 0, d->run->cause->occurred_at_ms);
+                      currency, (int64_t)due, 0, d->run->cause->occurred_at_ms);
 }
 
 static int on_paid(run_t *run, const Funnel__V1__CommissionPaid *p)

@@ -126,7 +126,7 @@ static int apply(funnel_envelope_t *env)
 static void must(funnel_envelope_t *env)
 {
     int rc = apply(env);
-    cr_assert_eq(rc, 0, "apply: %s", funnel_strerror(rc));
+    cr_assert_eq(rc, 0, "apply: %s (%s)", funnel_strerror(rc), funnel_router_refusal(router)->text);
 }
 
 /* One integer from a query with up to two text parameters; 0 when there is no row or NULL. */
@@ -1137,4 +1137,26 @@ Test(ledger, engines_refuse_what_they_cannot_apply)
     cr_assert_eq(why->code, FUNNEL_REFUSE_ENGINE);
     cr_assert_str_eq(why->text, "refused_by_engine: the failing engine cannot apply this event: "
                                 "invalid argument or input");
+}
+
+/* What a payout pays is summed exactly: in event-time order the accruals of two INT64_MAX
+ * payments come before the clawback that nets them back to INT64_MAX, which a running int64 sum
+ * (SQLite's) cannot hold. The payout pays INT64_MAX instead of failing unanswered. */
+Test(ledger, payout_sums_large_postings_exactly)
+{
+    plan.default_rate_bp = FUNNEL_BP_MAX;
+    must(fx_handoff("h1", "c1", "alice", "", day(2026, 1, 1)));
+    must(fx_handoff("h2", "c2", "alice", "", day(2026, 1, 1)));
+    must(fx_payment("p1", "pay-1", "c1", INT64_MAX, "EUR", day(2026, 2, 1)));
+    must(fx_refund("r1", "ref-1", "pay-1", "c1", INT64_MAX, "EUR", day(2026, 4, 1)));
+    must(fx_payment("p2", "pay-2", "c2", INT64_MAX, "EUR", day(2026, 3, 1)));
+    /* Through March, before the clawback, 2 * INT64_MAX would be due: refused, not wrapped. */
+    cr_assert_eq(
+        apply(fx_commission_paid("paid-0", "payout-0", "alice", day(2026, 3, 15), day(2026, 5, 1))),
+        FUNNEL_EREFUSED);
+    cr_assert(strstr(funnel_router_refusal(router)->text, "overflow: ledger: what alice is owed"));
+    must(fx_commission_paid("paid-1", "payout-1", "alice", day(2026, 5, 1), day(2026, 5, 2)));
+    cr_assert_eq(kind_sum("alice", "PAYOUT"), INT64_MAX);
+    cr_assert_eq(owed("alice", "EUR"), 0);
+    expect_books_sound();
 }
