@@ -1160,3 +1160,30 @@ Test(ledger, payout_sums_large_postings_exactly)
     cr_assert_eq(owed("alice", "EUR"), 0);
     expect_books_sound();
 }
+
+/* A statement's totals are summed exactly: before May the rep's postings run +MAX, +MAX, -MAX
+ * in event time, which a running int64 sum cannot hold although the opening balance (MAX)
+ * fits. A period whose own accruals (2 * MAX) do not fit is an error, not a wrapped figure. */
+Test(ledger, statement_sums_large_postings_exactly)
+{
+    plan.default_rate_bp = FUNNEL_BP_MAX;
+    must(fx_handoff("h1", "c1", "alice", "", day(2026, 1, 1)));
+    must(fx_handoff("h2", "c2", "alice", "", day(2026, 1, 1)));
+    must(fx_payment("p1", "pay-1", "c1", INT64_MAX, "EUR", day(2026, 2, 1)));
+    must(fx_refund("r1", "ref-1", "pay-1", "c1", INT64_MAX, "EUR", day(2026, 4, 1)));
+    must(fx_payment("p2", "pay-2", "c2", INT64_MAX, "EUR", day(2026, 3, 1)));
+    funnel_ledger_statement_t *st = NULL;
+    int rc = funnel_ledger_statement(store, "alice", funnel_date_utc_ms(2026, 5, 1),
+                                     funnel_date_utc_ms(2026, 6, 1), &st);
+    cr_assert_eq(rc, 0, "%s: %s", funnel_strerror(rc), funnel_store_errmsg(store));
+    cr_assert_eq(st->n_sections, 1);
+    cr_assert_eq(st->sections[0].opening, INT64_MAX);
+    cr_assert_eq(st->sections[0].closing, INT64_MAX);
+    cr_assert(st->sections[0].reconciles);
+    funnel_ledger_statement_free(&st);
+    /* February to April: accruals of 2 * MAX in the period itself. */
+    cr_assert_eq(funnel_ledger_statement(store, "alice", funnel_date_utc_ms(2026, 2, 1),
+                                         funnel_date_utc_ms(2026, 4, 1), &st),
+                 FUNNEL_EINVAL);
+    cr_assert_null(st);
+}

@@ -102,7 +102,9 @@ typedef struct funnel_ledger_statement {
 } funnel_ledger_statement_t;
 
 /* Builds rep's statement for [from_ms, to_ms). *out is owned by the caller (free with
- * funnel_ledger_statement_free). FUNNEL_ESTORE (e.g. no ledger tables), FUNNEL_ENOMEM. */
+ * funnel_ledger_statement_free). Totals are summed exactly, whatever the order of the postings;
+ * FUNNEL_EINVAL when one of them does not fit in int64, FUNNEL_ESTORE (e.g. no ledger tables),
+ * FUNNEL_ENOMEM. */
 int funnel_ledger_statement(funnel_store_t *store, const char *rep, int64_t from_ms, int64_t to_ms,
                             funnel_ledger_statement_t **out);
 void funnel_ledger_statement_free(funnel_ledger_statement_t **st);
