@@ -237,7 +237,12 @@ int fctl_cmd_statement(fctl_t *ctl)
     funnel_ledger_statement_t *st = NULL;
     int rc = funnel_ledger_statement(store, ctl->rep, from, to, &st);
     int status = FCTL_REFUSED;
-    if (rc) {
+    if (rc == FUNNEL_EINVAL) {
+        fprintf(stderr,
+                "funnelctl: a total of %s's statement for %s does not fit in a 64-bit integer "
+                "of minor units\n",
+                ctl->rep, ctl->period);
+    } else if (rc) {
         fprintf(stderr, "funnelctl: statement failed: %s: %s\n", funnel_strerror(rc),
                 funnel_store_errmsg(store));
     } else if (!st->rep_known) {
