@@ -1139,10 +1139,9 @@ Test(ledger, engines_refuse_what_they_cannot_apply)
                                 "invalid argument or input");
 }
 
-/* What a payout pays is summed exactly: in event-time order the accruals of two INT64_MAX
- * payments come before the clawback that nets them back to INT64_MAX, which a running int64 sum
- * (SQLite's) cannot hold. The payout pays INT64_MAX instead of failing unanswered. */
-Test(ledger, payout_sums_large_postings_exactly)
+/* At 100 %, alice accrues INT64_MAX on c1 in February and on c2 in March, and c1's payment is
+ * refunded in April: in event-time order her postings run +MAX, +MAX, -MAX. */
+static void postings_past_int64_in_event_order(void)
 {
     plan.default_rate_bp = FUNNEL_BP_MAX;
     must(fx_handoff("h1", "c1", "alice", "", day(2026, 1, 1)));
@@ -1150,6 +1149,14 @@ Test(ledger, payout_sums_large_postings_exactly)
     must(fx_payment("p1", "pay-1", "c1", INT64_MAX, "EUR", day(2026, 2, 1)));
     must(fx_refund("r1", "ref-1", "pay-1", "c1", INT64_MAX, "EUR", day(2026, 4, 1)));
     must(fx_payment("p2", "pay-2", "c2", INT64_MAX, "EUR", day(2026, 3, 1)));
+}
+
+/* What a payout pays is summed exactly: in event-time order the accruals of two INT64_MAX
+ * payments come before the clawback that nets them back to INT64_MAX, which a running int64 sum
+ * (SQLite's) cannot hold. The payout pays INT64_MAX instead of failing unanswered. */
+Test(ledger, payout_sums_large_postings_exactly)
+{
+    postings_past_int64_in_event_order();
     /* Through March, before the clawback, 2 * INT64_MAX would be due: refused, not wrapped. */
     cr_assert_eq(
         apply(fx_commission_paid("paid-0", "payout-0", "alice", day(2026, 3, 15), day(2026, 5, 1))),
@@ -1166,12 +1173,7 @@ Test(ledger, payout_sums_large_postings_exactly)
  * fits. A period whose own accruals (2 * MAX) do not fit is an error, not a wrapped figure. */
 Test(ledger, statement_sums_large_postings_exactly)
 {
-    plan.default_rate_bp = FUNNEL_BP_MAX;
-    must(fx_handoff("h1", "c1", "alice", "", day(2026, 1, 1)));
-    must(fx_handoff("h2", "c2", "alice", "", day(2026, 1, 1)));
-    must(fx_payment("p1", "pay-1", "c1", INT64_MAX, "EUR", day(2026, 2, 1)));
-    must(fx_refund("r1", "ref-1", "pay-1", "c1", INT64_MAX, "EUR", day(2026, 4, 1)));
-    must(fx_payment("p2", "pay-2", "c2", INT64_MAX, "EUR", day(2026, 3, 1)));
+    postings_past_int64_in_event_order();
     funnel_ledger_statement_t *st = NULL;
     int rc = funnel_ledger_statement(store, "alice", funnel_date_utc_ms(2026, 5, 1),
                                      funnel_date_utc_ms(2026, 6, 1), &st);
