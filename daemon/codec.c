@@ -74,6 +74,8 @@ static const char *const refusal_names[FUNNEL_REFUSE_COUNT_] = {
     [FUNNEL_REFUSE_BAD_MONEY] = "bad_money",
     [FUNNEL_REFUSE_BAD_CURRENCY] = "bad_currency",
     [FUNNEL_REFUSE_BAD_ENUM] = "bad_enum",
+    [FUNNEL_REFUSE_OVERFLOW] = "overflow",
+    [FUNNEL_REFUSE_ENGINE] = "refused_by_engine",
 };
 
 const char *funnel_refusal_name(funnel_refusal_code_t code)
@@ -235,7 +237,12 @@ static int check_field(const walk_t *w, const field_path_t *p, const ProtobufCFi
     case PROTOBUF_C_TYPE_INT64: {
         int64_t v = *(const int64_t *)member;
         *set = v != 0;
-        return strcmp(f->name, "at_ms") == 0 ? check_time(w, p, v) : 0;
+        /* A payout through a negative time would pay nothing while taking its payout_id. */
+        if (v < 0 && strcmp(f->name, "through_ms") == 0)
+            return refuse(w->why, FUNNEL_REFUSE_BAD_TIME, "%s: %lld is negative",
+                          path_text(p, at, sizeof at), (long long)v);
+        /* A touch without at_ms happened when its event did (the engines read 0 so). */
+        return v && strcmp(f->name, "at_ms") == 0 ? check_time(w, p, v) : 0;
     }
     case PROTOBUF_C_TYPE_MESSAGE: {
         const ProtobufCMessage *sub = *(ProtobufCMessage *const *)member;

@@ -92,6 +92,7 @@ enum stmt_id {
     Q_PAYMENTS,
     Q_REFUNDS,
     Q_CLIENTS_OF,
+    Q_UNMATCHED,
     Q_RATE_FREEZE,
     Q_RATES,
     Q_POSTED,
@@ -124,10 +125,11 @@ static const char *const stmt_sql[Q_COUNT_] = {
                    "  SELECT 1 FROM ledger_payment q WHERE q.payment_id = p.payment_id"
                    "  AND (q.at_ms < p.at_ms OR (q.at_ms = p.at_ms AND q.event_id < p.event_id)))"
                    " ORDER BY p.at_ms, p.event_id",
-    /* The canonical refunds (first per refund_id, across clients) of the client's payments:
-     * a refund claws back from the payment it names, whichever client it was sent under. */
+    /* The canonical refunds (first per refund_id, across clients) the client sent for its
+     * payments: a refund claws back only from a payment of its own client (and currency,
+     * checked by clawbacks_add); one naming another client's payment is held. */
     [Q_REFUNDS] = "SELECT r.event_id, r.payment_id, r.currency, r.amount, r.at_ms"
-                  " FROM ledger_refund r WHERE r.payment_id IN ("
+                  " FROM ledger_refund r WHERE r.client_id = ?1 AND r.payment_id IN ("
                   "  SELECT payment_id FROM ledger_payment WHERE client_id = ?1)"
                   " AND NOT EXISTS ("
                   "  SELECT 1 FROM ledger_refund q WHERE q.refund_id = r.refund_id"
@@ -139,6 +141,16 @@ static const char *const stmt_sql[Q_COUNT_] = {
     [Q_CLIENTS_OF] = "SELECT DISTINCT client_id FROM ledger_payment WHERE payment_id = ?1"
                      " OR payment_id IN (SELECT payment_id FROM ledger_refund"
                      "  WHERE refund_id = ?2) ORDER BY client_id",
+    /* Refunds of payment ?2 that this event (?1, the refund or the canonical payment) leaves
+     * held because their client or currency differs from the canonical payment's. */
+    [Q_UNMATCHED] = "SELECT r.refund_id, r.client_id, r.currency, p.client_id, p.currency,"
+                    " r.payment_id"
+                    " FROM ledger_refund r JOIN ledger_payment p ON p.payment_id = r.payment_id"
+                    " WHERE r.payment_id = ?2 AND (r.event_id = ?1 OR p.event_id = ?1)"
+                    " AND (p.client_id <> r.client_id OR p.currency <> r.currency)"
+                    " AND NOT EXISTS (SELECT 1 FROM ledger_payment q"
+                    "  WHERE q.payment_id = p.payment_id AND (q.at_ms < p.at_ms"
+                    "  OR (q.at_ms = p.at_ms AND q.event_id < p.event_id)))",
     [Q_RATE_FREEZE] = "INSERT INTO ledger_rate(payment_event_id, role, rep, rate_bp)"
                       " VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
     /* Every frozen rate of the client's payments, read once per settle: one lookup per
@@ -149,10 +161,14 @@ static const char *const stmt_sql[Q_COUNT_] = {
                  " MIN(effective_ms) FROM ledger_entry WHERE client_id = ?1"
                  " AND kind IN ('ACCRUAL', 'CLAWBACK')"
                  " GROUP BY subject_event_id, role, rep, kind, currency",
-    /* Per currency: owed for postings through ?2, minus every payout so far. */
-    [Q_DUE] = "SELECT currency, SUM(CASE WHEN kind = 'PAYOUT' THEN -amount"
-              " WHEN effective_ms > ?2 THEN 0 WHEN kind = 'ACCRUAL' THEN amount ELSE -amount END)"
-              " FROM ledger_entry WHERE rep = ?1 GROUP BY currency ORDER BY currency",
+    /* Per currency: owed for postings through ?2, minus every payout so far. The rows come in
+     * event-time order, where accruals may run past INT64_MAX before the clawbacks that net
+     * them back, and SQLite's int64 SUM fails on that: the high and low 32 bits of each amount
+     * are summed apart, and due_row adds them up in 128 bits. */
+    [Q_DUE] = "SELECT currency, SUM(v >> 32), SUM(v & 4294967295) FROM ("
+              " SELECT currency, CASE WHEN kind = 'PAYOUT' THEN -amount WHEN effective_ms > ?2"
+              " THEN 0 WHEN kind = 'ACCRUAL' THEN amount ELSE -amount END AS v"
+              " FROM ledger_entry WHERE rep = ?1) GROUP BY currency ORDER BY currency",
     [Q_ENTRY_ADD] = "INSERT INTO ledger_entry(entry_id, kind, role, rep, client_id,"
                     " cause_event_id, subject_event_id, currency, amount, rate_bp, effective_ms,"
                     " posted_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
@@ -290,10 +306,12 @@ static bool add_ok(int64_t a, int64_t b, int64_t *out)
 
 /* ---- postings ---------------------------------------------------------------------------- */
 
-/* Adds delta to the stored balance of (account, rep, currency), refusing to wrap. */
-static int balance_add(funnel_ledger_t *lg, const char *account, const char *rep,
-                       const char *currency, int64_t delta)
+/* Adds delta to the stored balance of (account, rep, currency); a balance that would wrap
+ * refuses the event (router.h): it is valid, but these books cannot hold it. */
+static int balance_add(run_t *run, const char *account, const char *rep, const char *currency,
+                       int64_t delta)
 {
+    funnel_ledger_t *lg = run->lg;
     sqlite3_stmt *s = q(lg, Q_BALANCE_GET);
     bind_text(s, 1, account);
     bind_text(s, 2, rep);
@@ -305,11 +323,11 @@ static int balance_add(funnel_ledger_t *lg, const char *account, const char *rep
     sqlite3_reset(s);
     if (rc != SQLITE_ROW && rc != SQLITE_DONE)
         return FUNNEL_ESTORE;
-    if (!add_ok(bal, delta, &bal)) {
-        funnel_log_error(lg->log, "ledger: balance %s of %s in %s would overflow", account, rep,
-                         currency);
-        return FUNNEL_EINVAL;
-    }
+    if (!add_ok(bal, delta, &bal))
+        return funnel_router_refuse(
+            run->router, FUNNEL_REFUSE_OVERFLOW,
+            "ledger: the %s balance of %s in %s would leave the int64 range", account, rep,
+            currency);
     s = q(lg, Q_BALANCE_SET);
     bind_text(s, 1, account);
     bind_text(s, 2, rep);
@@ -318,17 +336,17 @@ static int balance_add(funnel_ledger_t *lg, const char *account, const char *rep
     return exec_done(s);
 }
 
-static int line_add(funnel_ledger_t *lg, int64_t seq, const char *account, const posting_t *p,
+static int line_add(run_t *run, int64_t seq, const char *account, const posting_t *p,
                     int64_t amount)
 {
-    sqlite3_stmt *s = q(lg, Q_LINE_ADD);
+    sqlite3_stmt *s = q(run->lg, Q_LINE_ADD);
     sqlite3_bind_int64(s, 1, seq);
     bind_text(s, 2, account);
     bind_text(s, 3, p->rep);
     bind_text(s, 4, p->currency);
     sqlite3_bind_int64(s, 5, amount);
     int rc = exec_done(s);
-    return rc ? rc : balance_add(lg, account, p->rep, p->currency, amount);
+    return rc ? rc : balance_add(run, account, p->rep, p->currency, amount);
 }
 
 static int emit(run_t *run, const char *entry_id, const posting_t *p)
@@ -381,8 +399,8 @@ static int post(run_t *run, const posting_t *p)
     if (rc)
         return rc;
     int64_t seq = sqlite3_last_insert_rowid(lg->db);
-    if ((rc = line_add(lg, seq, debit[p->kind], p, p->amount)) ||
-        (rc = line_add(lg, seq, credit[p->kind], p, -p->amount)))
+    if ((rc = line_add(run, seq, debit[p->kind], p, p->amount)) ||
+        (rc = line_add(run, seq, credit[p->kind], p, -p->amount)))
         return rc;
     funnel_log_debug(lg->log, "ledger: %s %s %lld %s to %s (cause %s)", entry_id,
                      kind_names[p->kind], (long long)p->amount, p->currency, p->rep,
@@ -555,21 +573,23 @@ static int rate_of(funnel_ledger_t *lg, const rates_t *rates, const payment_t *p
     return exec_done(s);
 }
 
-/* Accrual caps used so far, per currency, for one beneficiary. */
+/* Accrual cap used so far by one person in one currency, whatever their roles. */
 typedef struct cap_use {
+    const char *person; /* borrowed from the client's plan */
     char currency[4];
     int64_t used;
 } cap_use_t;
 typedef VEC(cap_use_t) cap_uses_t;
 
-static int64_t *cap_slot(cap_uses_t *uses, const char *currency)
+static int64_t *cap_slot(cap_uses_t *uses, const char *person, const char *currency)
 {
     for (size_t i = 0; i < uses->n; i++)
-        if (strcmp(uses->v[i].currency, currency) == 0)
+        if (!strcmp(uses->v[i].person, person) && !strcmp(uses->v[i].currency, currency))
             return &uses->v[i].used;
     if (VEC_PUSH(*uses))
         return NULL;
     cap_use_t *u = &uses->v[uses->n++];
+    u->person = person;
     snprintf(u->currency, sizeof u->currency, "%s", currency);
     u->used = 0;
     return &u->used;
@@ -676,10 +696,37 @@ static void client_facts_free(client_facts_t *f)
     free(f->rates.v);
 }
 
-/* The desired sums of one beneficiary: accruals on eligible payments in event-time order
- * under the cap, and their clawbacks. */
-static int beneficiary_targets(funnel_ledger_t *lg, const client_plan_t *cp, role_t role,
-                               const char *rep, const client_facts_t *f, postings_t *out)
+/* One beneficiary's accrual on one payment, under what is left of their cap, and its
+ * clawbacks. */
+static int role_targets(run_t *run, const client_plan_t *cp, role_t role, const char *rep,
+                        const payment_t *p, const client_facts_t *f, cap_uses_t *uses,
+                        postings_t *out)
+{
+    int64_t rate, accrued, *used;
+    int rc;
+    if ((rc = rate_of(run->lg, &f->rates, p, role, rep, &rate)) ||
+        (rc = funnel_commission_accrual(p->amount, rate, &accrued)))
+        return rc;
+    if (!(used = cap_slot(uses, rep, p->currency)))
+        return FUNNEL_ENOMEM;
+    if (cp->cap > 0 && accrued > cp->cap - *used)
+        accrued = cp->cap - *used;
+    if (!add_ok(*used, accrued, used))
+        return funnel_router_refuse(run->router, FUNNEL_REFUSE_OVERFLOW,
+                                    "ledger: the accruals of %s in %s on client %s would leave "
+                                    "the int64 range",
+                                    rep, p->currency, run->client_id);
+    if ((rc = target_add(out, p->event_id, KIND_ACCRUAL, role, rep, p->currency, accrued, rate,
+                         p->at_ms)))
+        return rc;
+    return clawbacks_add(p, accrued, rate, role, rep, &f->refunds, out);
+}
+
+/* The desired sums of a client: accruals on eligible payments in event-time order, the rep's
+ * before the account manager's on each, under the cap of each person (one cap for a person in
+ * both roles), and their clawbacks. */
+static int client_targets(run_t *run, const client_plan_t *cp, const client_facts_t *f,
+                          postings_t *out)
 {
     cap_uses_t uses = {0};
     int rc = 0;
@@ -687,25 +734,9 @@ static int beneficiary_targets(funnel_ledger_t *lg, const client_plan_t *cp, rol
         const payment_t *p = &f->pays.v[i];
         if (p->at_ms < cp->start_ms || p->at_ms >= cp->end_ms)
             continue;
-        int64_t rate, accrued, *used;
-        if ((rc = rate_of(lg, &f->rates, p, role, rep, &rate)) ||
-            (rc = funnel_commission_accrual(p->amount, rate, &accrued)))
-            break;
-        if (!(used = cap_slot(&uses, p->currency))) {
-            rc = FUNNEL_ENOMEM;
-            break;
-        }
-        if (cp->cap > 0 && accrued > cp->cap - *used)
-            accrued = cp->cap - *used;
-        if (!add_ok(*used, accrued, used)) {
-            funnel_log_error(lg->log, "ledger: accruals of %s in %s would overflow", rep,
-                             p->currency);
-            rc = FUNNEL_EINVAL;
-            break;
-        }
-        if (!(rc = target_add(out, p->event_id, KIND_ACCRUAL, role, rep, p->currency, accrued, rate,
-                              p->at_ms)))
-            rc = clawbacks_add(p, accrued, rate, role, rep, &f->refunds, out);
+        rc = role_targets(run, cp, ROLE_REP, cp->rep, p, f, &uses, out);
+        if (!rc && cp->am[0])
+            rc = role_targets(run, cp, ROLE_AM, cp->am, p, f, &uses, out);
     }
     free(uses.v);
     return rc;
@@ -763,9 +794,7 @@ static int client_settle(run_t *run)
         return rc;
     if (cp.handed_off) {
         if ((rc = client_facts_load(lg, run->client_id, &facts)) ||
-            (rc = beneficiary_targets(lg, &cp, ROLE_REP, cp.rep, &facts, &targets)))
-            goto out;
-        if (cp.am[0] && (rc = beneficiary_targets(lg, &cp, ROLE_AM, cp.am, &facts, &targets)))
+            (rc = client_targets(run, &cp, &facts, &targets)))
             goto out;
     }
     if ((rc = deltas_compute(lg, run->client_id, &targets)))
@@ -850,6 +879,29 @@ static int clients_settle(run_t *run, const char *payment_id, const char *refund
     return rc;
 }
 
+static int unmatched_row(sqlite3_stmt *s, void *arg)
+{
+    const run_t *run = arg;
+    funnel_log_warn(run->lg->log,
+                    "ledger: refund %s of client %s in %s is held: it names payment %s of client "
+                    "%s in %s, and a refund claws back only from its own client's payment in "
+                    "its currency",
+                    sqlite3_column_text(s, 0), sqlite3_column_text(s, 1), sqlite3_column_text(s, 2),
+                    sqlite3_column_text(s, 5), sqlite3_column_text(s, 3),
+                    sqlite3_column_text(s, 4));
+    return 0;
+}
+
+/* Logs, once (when the refund or its payment arrives), each refund the event leaves held for
+ * naming another client's payment or currency; `ledger check` lists them all later. */
+static int unmatched_log(run_t *run, const char *payment_id)
+{
+    sqlite3_stmt *s = q(run->lg, Q_UNMATCHED);
+    bind_text(s, 1, run->cause->event_id);
+    bind_text(s, 2, payment_id);
+    return rows_each(s, unmatched_row, run);
+}
+
 /* Records a payment or a refund (ids: payment_id, or refund_id and payment_id, in the column
  * order of its insert) and settles every client it affects. */
 static int money_fact(run_t *run, enum stmt_id id, const char *const *ids, int n_ids,
@@ -868,6 +920,8 @@ static int money_fact(run_t *run, enum stmt_id id, const char *const *ids, int n
     int rc = fact_insert(run->lg, s);
     if (rc)
         return rc;
+    if ((rc = unmatched_log(run, ids[n_ids - 1])))
+        return rc;
     return n_ids == 1 ? clients_settle(run, ids[0], NULL) : clients_settle(run, NULL, ids[0]);
 }
 
@@ -884,12 +938,18 @@ static int due_row(sqlite3_stmt *s, void *arg)
     due_t *d = arg;
     char currency[4];
     col_copy(s, 0, currency, sizeof currency);
-    int64_t amount = sqlite3_column_int64(s, 1);
+    __int128 due =
+        (__int128)sqlite3_column_int64(s, 1) * ((__int128)1 << 32) + sqlite3_column_int64(s, 2);
     /* Nothing due, or the rep owes (clawbacks after a payout): carried forward. */
-    if (amount <= 0)
+    if (due <= 0)
         return 0;
+    if (due > INT64_MAX)
+        return funnel_router_refuse(d->run->router, FUNNEL_REFUSE_OVERFLOW,
+                                    "ledger: what %s is owed in %s through through_ms does not "
+                                    "fit in int64; pay through an earlier time first",
+                                    d->rep, currency);
     return target_add(&d->postings, d->run->cause->event_id, KIND_PAYOUT, ROLE_NONE, d->rep,
-                      currency, amount, 0, d->run->cause->occurred_at_ms);
+                      currency, (int64_t)due, 0, d->run->cause->occurred_at_ms);
 }
 
 static int on_paid(run_t *run, const Funnel__V1__CommissionPaid *p)

@@ -79,15 +79,34 @@ void funnel_ledger_statement_free(funnel_ledger_statement_t **st)
     *st = NULL;
 }
 
+/* A total that fits in int64 into *out; FUNNEL_EINVAL when it does not (no wrapped figure). */
+static int total_fit(__int128 total, int64_t *out)
+{
+    if (total > INT64_MAX || total < INT64_MIN)
+        return FUNNEL_EINVAL;
+    *out = (int64_t)total;
+    return 0;
+}
+
+/* The exact sum of a column summed as its high (col) and low (col + 1) 32 bits. */
+static __int128 split_sum(sqlite3_stmt *s, int col)
+{
+    return (__int128)sqlite3_column_int64(s, col) * ((__int128)1 << 32) +
+           sqlite3_column_int64(s, col + 1);
+}
+
 /* Fills the opening balance (before from) and the reconciliation total (before to) of each
- * currency the rep has postings in, up to the period's end. */
+ * currency the rep has postings in, up to the period's end. Rows come in event-time order,
+ * where accruals may run past INT64_MAX before the clawbacks that net them back, and SQLite's
+ * SUM fails on that: each amount's high and low 32 bits are summed apart (split_sum). */
 static int sections_load(funnel_store_t *store, const char *rep, funnel_ledger_statement_t *st)
 {
     sqlite3_stmt *s = prepare_period(store,
-                                     "SELECT currency,"
-                                     " SUM(CASE WHEN effective_ms < ?2 THEN " OWED_SQL
-                                     " ELSE 0 END), SUM(" OWED_SQL ")"
-                                     " FROM ledger_entry WHERE rep = ?1 AND effective_ms < ?3"
+                                     "SELECT currency, SUM(o >> 32), SUM(o & 4294967295),"
+                                     " SUM(a >> 32), SUM(a & 4294967295) FROM ("
+                                     " SELECT currency, CASE WHEN effective_ms < ?2 THEN " OWED_SQL
+                                     " ELSE 0 END AS o, " OWED_SQL " AS a"
+                                     " FROM ledger_entry WHERE rep = ?1 AND effective_ms < ?3)"
                                      " GROUP BY currency ORDER BY currency",
                                      rep, st);
     if (!s)
@@ -108,9 +127,10 @@ static int sections_load(funnel_store_t *store, const char *rep, funnel_ledger_s
         funnel_ledger_section_t *sec = &st->sections[st->n_sections++];
         memset(sec, 0, sizeof *sec);
         col_copy(s, 0, sec->currency, sizeof sec->currency);
-        sec->opening = sqlite3_column_int64(s, 1);
-        /* Stashed in closing until the lines are summed, then compared. */
-        sec->closing = sqlite3_column_int64(s, 2);
+        /* The total is stashed in closing until the lines are summed, then compared. */
+        if ((rc = total_fit(split_sum(s, 1), &sec->opening)) ||
+            (rc = total_fit(split_sum(s, 3), &sec->closing)))
+            break;
     }
     sqlite3_finalize(s);
     return rc == SQLITE_DONE ? 0 : rc < 0 ? rc : FUNNEL_ESTORE;
@@ -138,8 +158,35 @@ static int line_append(funnel_ledger_section_t *sec, size_t *cap, const funnel_l
     return 0;
 }
 
-/* Reads the period's postings into their sections and sums them by kind. Sums are checked:
- * a ledger whose totals no longer fit is reported as an error, not wrapped. */
+/* Whether the rep has a posting at any time (an empty statement may just be a quiet period). */
+static int rep_known_load(funnel_store_t *store, const char *rep, funnel_ledger_statement_t *st)
+{
+    sqlite3_stmt *s = prepare(store, "SELECT EXISTS (SELECT 1 FROM ledger_entry WHERE rep = ?1)");
+    if (!s)
+        return FUNNEL_ESTORE;
+    sqlite3_bind_text(s, 1, rep, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(s);
+    st->rep_known = rc == SQLITE_ROW && sqlite3_column_int(s, 0);
+    sqlite3_finalize(s);
+    return rc == SQLITE_ROW ? 0 : FUNNEL_ESTORE;
+}
+
+/* Stores a section's kind totals (accruals, clawbacks, payouts), each if it fits. */
+static int kind_totals_set(funnel_ledger_section_t *sec, const __int128 *totals)
+{
+    if (!sec)
+        return 0;
+    int rc = total_fit(totals[0], &sec->accruals);
+    if (!rc)
+        rc = total_fit(totals[1], &sec->clawbacks);
+    if (!rc)
+        rc = total_fit(totals[2], &sec->payouts);
+    return rc;
+}
+
+/* Reads the period's postings into their sections and sums them by kind, exactly (in 128 bits,
+ * so no order of corrections can overflow a running sum): a total that does not fit is
+ * reported as an error, not wrapped. */
 static int lines_load(funnel_store_t *store, const char *rep, funnel_ledger_statement_t *st)
 {
     sqlite3_stmt *s =
@@ -154,6 +201,7 @@ static int lines_load(funnel_store_t *store, const char *rep, funnel_ledger_stat
     int rc;
     size_t cap = 0;
     funnel_ledger_section_t *cur = NULL;
+    __int128 totals[3] = {0}; /* of cur: accruals, clawbacks, payouts */
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
         funnel_ledger_posting_t p;
         col_copy(s, 0, p.entry_id, sizeof p.entry_id);
@@ -168,22 +216,25 @@ static int lines_load(funnel_store_t *store, const char *rep, funnel_ledger_stat
         p.effective_ms = sqlite3_column_int64(s, 9);
         p.posted_at_ms = sqlite3_column_int64(s, 10);
         if (!cur || strcmp(cur->currency, p.currency)) {
+            if ((rc = kind_totals_set(cur, totals)))
+                break;
             cur = section_of(st, p.currency);
             cap = 0;
+            totals[0] = totals[1] = totals[2] = 0;
         }
         if (!cur) { /* cannot happen: sections_load saw every currency before to_ms */
             rc = FUNNEL_ESTORE;
             break;
         }
-        int64_t *sum = strcmp(p.kind, "ACCRUAL") == 0    ? &cur->accruals
-                       : strcmp(p.kind, "CLAWBACK") == 0 ? &cur->clawbacks
-                                                         : &cur->payouts;
-        if (__builtin_add_overflow(*sum, p.amount, sum)) {
-            rc = FUNNEL_EINVAL;
-            break;
-        }
+        totals[strcmp(p.kind, "ACCRUAL") == 0    ? 0
+               : strcmp(p.kind, "CLAWBACK") == 0 ? 1
+                                                 : 2] += p.amount;
         if ((rc = line_append(cur, &cap, &p)))
             break;
+    }
+    if (rc == SQLITE_DONE) {
+        int fit = kind_totals_set(cur, totals);
+        rc = fit ? fit : SQLITE_DONE;
     }
     sqlite3_finalize(s);
     return rc == SQLITE_DONE ? 0 : rc < 0 ? rc : FUNNEL_ESTORE;
@@ -204,6 +255,8 @@ int funnel_ledger_statement(funnel_store_t *store, const char *rep, int64_t from
         rc = sections_load(store, rep, st);
         if (!rc)
             rc = lines_load(store, rep, st);
+        if (!rc)
+            rc = rep_known_load(store, rep, st);
         rc = read_end(store, own, rc);
     }
     for (size_t i = 0; !rc && i < st->n_sections; i++) {
@@ -314,4 +367,28 @@ int funnel_ledger_check(funnel_store_t *store, funnel_ledger_problem_cb cb, void
     bool own;
     int rc = read_begin(store, &own);
     return rc ? rc : read_end(store, own, check_run(store, cb, arg, problems, postings, balances));
+}
+
+/* The canonical refunds (first per refund_id) whose canonical payment (first per payment_id) is
+ * missing or names another client or currency: what the engine holds (see ledger.h). */
+static const char unmatched_sql[] =
+    "SELECT r.refund_id, r.event_id AS event, r.client_id AS client, r.currency AS currency,"
+    " r.payment_id AS payment, p.client_id AS payment_client, p.currency AS payment_currency"
+    " FROM ledger_refund r LEFT JOIN ledger_payment p ON p.payment_id = r.payment_id"
+    "  AND NOT EXISTS (SELECT 1 FROM ledger_payment q WHERE q.payment_id = p.payment_id"
+    "  AND (q.at_ms < p.at_ms OR (q.at_ms = p.at_ms AND q.event_id < p.event_id)))"
+    " WHERE NOT EXISTS (SELECT 1 FROM ledger_refund q WHERE q.refund_id = r.refund_id"
+    "  AND (q.at_ms < r.at_ms OR (q.at_ms = r.at_ms AND q.event_id < r.event_id)))"
+    " AND (p.event_id IS NULL OR p.client_id <> r.client_id OR p.currency <> r.currency)"
+    " ORDER BY r.at_ms, r.event_id";
+
+int funnel_ledger_unmatched_refunds(funnel_store_t *store, funnel_ledger_problem_cb cb, void *arg,
+                                    int64_t *found)
+{
+    bool own;
+    int rc = read_begin(store, &own);
+    if (rc)
+        return rc;
+    *found = check_query(store, unmatched_sql, "unmatched refund", cb, arg);
+    return read_end(store, own, *found < 0 ? FUNNEL_ESTORE : 0);
 }

@@ -2,12 +2,15 @@
 #include "funnel/router.h"
 #include "funnel/error.h"
 
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 struct funnel_router {
     funnel_store_t *store; /* borrowed */
     funnel_engine_t engines[FUNNEL_ROUTER_MAX_ENGINES];
     size_t n_engines;
+    funnel_refusal_t why; /* the last apply's refusal; code NONE while none was given */
 };
 
 int funnel_router_new(funnel_store_t *store, funnel_router_t **out)
@@ -41,6 +44,34 @@ funnel_store_t *funnel_router_store(funnel_router_t *r)
     return r->store;
 }
 
+int funnel_router_refuse(funnel_router_t *r, funnel_refusal_code_t code, const char *fmt, ...)
+{
+    int n = snprintf(r->why.text, sizeof r->why.text, "%s: ", funnel_refusal_name(code));
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(r->why.text + n, sizeof r->why.text - (size_t)n, fmt, ap);
+    va_end(ap);
+    r->why.code = code;
+    return FUNNEL_EREFUSED;
+}
+
+const funnel_refusal_t *funnel_router_refusal(const funnel_router_t *r)
+{
+    return &r->why;
+}
+
+/* One contract for every engine (router.h): an event it cannot apply is refused with a reason,
+ * never left failing in silence for its sender to retry for ever. */
+static int engine_refused(funnel_router_t *r, const funnel_engine_t *e, int rc)
+{
+    if (rc != FUNNEL_EREFUSED && rc != FUNNEL_EINVAL)
+        return rc;
+    if (r->why.code == FUNNEL_REFUSE_NONE)
+        funnel_router_refuse(r, FUNNEL_REFUSE_ENGINE, "the %s engine cannot apply this event: %s",
+                             e->name, funnel_strerror(rc));
+    return FUNNEL_EREFUSED;
+}
+
 int funnel_router_apply(funnel_router_t *r, const funnel_envelope_t *env, const char *topic,
                         const uint8_t *envelope, size_t len, int64_t now_ms)
 {
@@ -53,6 +84,7 @@ int funnel_router_apply(funnel_router_t *r, const funnel_envelope_t *env, const 
         .envelope = envelope,
         .envelope_len = len,
     };
+    r->why = (funnel_refusal_t){.code = FUNNEL_REFUSE_NONE};
     int rc = funnel_store_event_record(r->store, &row);
     if (rc)
         return rc;
@@ -61,7 +93,7 @@ int funnel_router_apply(funnel_router_t *r, const funnel_envelope_t *env, const 
         return rc;
     for (size_t i = 0; i < r->n_engines; i++)
         if ((rc = r->engines[i].on_event(r->engines[i].self, r, env, now_ms)))
-            return rc;
+            return engine_refused(r, &r->engines[i], rc);
     return 0;
 }
 

@@ -201,39 +201,49 @@ static void publish_row(funnel_server_t *srv, const funnel_outbox_row_t *row)
     funnel_metrics_published(srv->metrics, row->seq);
 }
 
+/* Stores a refused item as a dead letter inside the open transaction. A flood of refusals must
+ * not fill the disk: only the first DEAD_PAYLOADS_PER_MIN payloads a minute are stored; later
+ * ones keep their metadata and size only. */
+static void dead_letter_add(funnel_server_t *srv, item_t *it, int64_t now)
+{
+    size_t len;
+    const uint8_t *raw = item_bytes(it, &len);
+    int64_t mono = (int64_t)uv_now(&srv->loop);
+    if (mono - srv->dead_window_ms >= 60000) {
+        srv->dead_window_ms = mono;
+        srv->dead_payloads = 0;
+    }
+    if (len && srv->dead_payloads++ >= DEAD_PAYLOADS_PER_MIN) {
+        raw = NULL;
+        len = 0;
+    }
+    funnel_dead_letter_t dl = {
+        .received_at_ms = now,
+        .topic = it->topic,
+        .event_id = it->event_id,
+        .reason = funnel_refusal_name(it->why.code),
+        .detail = it->why.text,
+        .payload = raw,
+        .payload_len = len,
+        .payload_size = it->raw_size,
+    };
+    if (funnel_store_dead_letter_add(srv->store, &dl))
+        funnel_log_error(srv->log, "dead letter not recorded: %s", funnel_store_errmsg(srv->store));
+}
+
 /* Writes one item inside the open transaction: a refusal as a dead letter, an event through the
  * router. Guarded, the event runs in its own savepoint, so a failure undoes its rows alone, marks
- * it failed and is logged; 0 is returned. Unguarded, a failure leaves the event's partial rows in
- * the transaction and is returned for batch_txn to roll everything back. */
+ * it failed and is logged; an engine's refusal (FUNNEL_EREFUSED) undoes them too and turns the
+ * item into a dead-lettered refusal; 0 is returned. Unguarded, a failure or refusal leaves the
+ * event's partial rows in the transaction and is returned for batch_txn to roll everything
+ * back. */
 static int route_item(funnel_server_t *srv, item_t *it, int64_t now, bool guarded)
 {
     funnel_store_t *st = srv->store;
     size_t len;
     const uint8_t *raw = item_bytes(it, &len);
     if (!it->env) {
-        /* A flood of refusals must not fill the disk: only the first DEAD_PAYLOADS_PER_MIN
-         * payloads a minute are stored; later ones keep their metadata and size only. */
-        int64_t mono = (int64_t)uv_now(&srv->loop);
-        if (mono - srv->dead_window_ms >= 60000) {
-            srv->dead_window_ms = mono;
-            srv->dead_payloads = 0;
-        }
-        if (len && srv->dead_payloads++ >= DEAD_PAYLOADS_PER_MIN) {
-            raw = NULL;
-            len = 0;
-        }
-        funnel_dead_letter_t dl = {
-            .received_at_ms = now,
-            .topic = it->topic,
-            .event_id = it->event_id,
-            .reason = funnel_refusal_name(it->why.code),
-            .detail = it->why.text,
-            .payload = raw,
-            .payload_len = len,
-            .payload_size = it->raw_size,
-        };
-        if (funnel_store_dead_letter_add(st, &dl))
-            funnel_log_error(srv->log, "dead letter not recorded: %s", funnel_store_errmsg(st));
+        dead_letter_add(srv, it, now);
         return 0;
     }
     int rc = guarded ? funnel_store_savepoint(st) : 0;
@@ -249,6 +259,12 @@ static int route_item(funnel_server_t *srv, item_t *it, int64_t now, bool guarde
         return rc;
     funnel_store_savepoint_rollback(st);
     funnel_router_rolled_back(srv->router);
+    if (rc == FUNNEL_EREFUSED) {
+        it->why = *funnel_router_refusal(srv->router);
+        it->status = ITEM_REFUSED;
+        dead_letter_add(srv, it, now);
+        return 0;
+    }
     it->status = ITEM_FAILED;
     funnel_log_error(srv->log, "event %s (%s) not recorded: %s: %s", it->event_id, it->topic,
                      funnel_strerror(rc), funnel_store_errmsg(st));
@@ -376,6 +392,12 @@ static void batch_flush(funnel_server_t *srv)
     for (size_t i = 0; i < srv->n_batch; i++) {
         item_t *it = &srv->batch[i];
         lost += it->status == ITEM_FAILED && !it->peer.ident_len;
+        if (!rc && it->status == ITEM_REFUSED && it->env) {
+            /* Refused by an engine: counted and logged once, now that the refusal is final. */
+            srv->stats.refused[it->why.code]++;
+            funnel_log_warn(srv->log, "refused %s event_id=%s: %s", it->topic, it->event_id,
+                            it->why.text);
+        }
         srv->stats.accepted += it->status == ITEM_OK;
         srv->stats.duplicates += it->status == ITEM_DUPLICATE;
         if (it->status != ITEM_FAILED)

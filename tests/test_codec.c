@@ -390,6 +390,8 @@ Test(codec_refusal, names_are_exact_and_distinct)
         [FUNNEL_REFUSE_BAD_MONEY] = "bad_money",
         [FUNNEL_REFUSE_BAD_CURRENCY] = "bad_currency",
         [FUNNEL_REFUSE_BAD_ENUM] = "bad_enum",
+        [FUNNEL_REFUSE_OVERFLOW] = "overflow",
+        [FUNNEL_REFUSE_ENGINE] = "refused_by_engine",
     };
     for (int c = 0; c < FUNNEL_REFUSE_COUNT_; c++) {
         const char *name = funnel_refusal_name((funnel_refusal_code_t)c);
@@ -1032,13 +1034,14 @@ Test(codec_time, future_bound_follows_now_and_limit)
 
 Test(codec_time, touch_at_ms_bounds)
 {
-    /* A touch without a plausible time cannot be placed in an attribution window. Checked
-     * for the single touch of lead.touched and for each element of lead.created.touches. */
+    /* A touch without a plausible time cannot be placed in an attribution window; one
+     * without at_ms (0) happened when its event did. Checked for the single touch of
+     * lead.touched and for each element of lead.created.touches. */
     static const struct {
         int64_t ms;
         bool ok;
     } cases[] = {
-        {0, false},
+        {0, true},
         {-5, false},
         {EPOCH_2000_MS - 1, false},
         {EPOCH_2000_MS, true},

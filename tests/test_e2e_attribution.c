@@ -2,6 +2,7 @@
  * attribution section, a journey, a payment that arrives before its handoff, the
  * attribution.credited stream read back by replay, and `funnelctl attribution` reports. */
 #include "harness.h"
+#include "ledger_fx.h"
 
 #include "funnel/client.h"
 #include "funnel/error.h"
@@ -140,8 +141,7 @@ Test(e2e_attribution, journey_late_handoff_replay_and_report)
     for (size_t i = 0; i < json_array_size(rows); i++) {
         json_t *row = json_array_get(rows, i);
         const char *ch = json_string_value(json_object_get(row, "channel"));
-        json_int_t v =
-            json_integer_value(json_object_get(json_object_get(row, "credits"), "linear"));
+        int64_t v = fx_json_minor(json_object_get(json_object_get(row, "credits"), "linear"));
         if (ch && !strcmp(ch, "paid"))
             paid = v;
         if (ch && !strcmp(ch, "owned"))
@@ -156,9 +156,106 @@ Test(e2e_attribution, journey_late_handoff_replay_and_report)
                            "source",       "--from", "2999-01-01", NULL};
     cr_assert_eq(fx_run(later, out, sizeof out), 0, "%s", out);
     cr_assert_null(strstr(out, "google"), "%s", out);
+    const char *backwards[] = {FUNNELCTL_PATH, "--db",       fd.db,    "attribution",
+                               "--by",         "source",     "--from", "2026-11-02",
+                               "--to",         "2026-11-01", NULL};
+    cr_assert_eq(fx_run(backwards, out, sizeof out), 2, "%s", out);
+    cr_assert(strstr(out, "--from 2026-11-02 is after --to 2026-11-01"), "%s", out);
+    const char *one_day[] = {FUNNELCTL_PATH, "--db",       fd.db,  "attribution", "--by", "source",
+                             "--from",       "2026-11-01", "--to", "2026-11-01",  NULL};
+    cr_assert_eq(fx_run(one_day, out, sizeof out), 0, "%s", out);
     const char *bad_by[] = {FUNNELCTL_PATH, "--db", fd.db, "attribution", "--by", "rep", NULL};
     cr_assert_eq(fx_run(bad_by, out, sizeof out), 2, "%s", out);
     const char *bad_model[] = {FUNNELCTL_PATH, "--db",    fd.db,  "attribution", "--by",
                                "source",       "--model", "nope", NULL};
     cr_assert_eq(fx_run(bad_model, out, sizeof out), 2, "%s", out);
+}
+
+/* Submits client C's handoff from lead L. */
+static void submit_handoff(const char *event_id, int64_t at_ms)
+{
+    char json[256];
+    snprintf(json, sizeof json,
+             "{\"eventId\":\"%s\",\"occurredAtMs\":%lld,\"clientId\":\"C\",\"leadId\":"
+             "\"L\",\"fromRep\":\"rep\"}",
+             event_id, (long long)at_ms);
+    submit_json("client.handed_off", json);
+}
+
+/* Runs `funnelctl attribution --by campaign --model model --csv`; returns its exit status. */
+static int campaign_csv(const char *model, char *out, size_t out_len)
+{
+    const char *argv[] = {FUNNELCTL_PATH, "--db",    fd.db, "attribution", "--by",
+                          "campaign",     "--model", model, "--csv",       NULL};
+    return fx_run(argv, out, out_len);
+}
+
+/* Submits a payment of minor EUR for client C at at_ms. */
+static void submit_payment(const char *event_id, int64_t minor, int64_t at_ms)
+{
+    char json[512];
+    snprintf(json, sizeof json,
+             "{\"eventId\":\"%s\",\"occurredAtMs\":%lld,\"paymentId\":\"%s\",\"clientId\":"
+             "\"C\",\"amount\":{\"minor\":\"%lld\",\"currency\":\"EUR\"}}",
+             event_id, (long long)at_ms, event_id, (long long)minor);
+    submit_json("payment.received", json);
+}
+
+/* Two payments near INT64_MAX before the handoff: their unattributed credits are reversed when
+ * it arrives, so that group's rows run +MAX, +(MAX-1), -MAX, -(MAX-1). Summed row by row in
+ * int64 that overflows although the total is 0; the report sums in 128 bits and fails only on a
+ * total that does not fit, naming it. */
+Test(e2e_attribution, report_sums_large_credits_exactly)
+{
+    int64_t now = fx_now_ms();
+    char json[1024];
+    snprintf(json, sizeof json,
+             "{\"eventId\":\"b-lead\",\"occurredAtMs\":%lld,\"leadId\":\"L\",\"touches\":["
+             "{\"campaign\":\"search\",\"atMs\":%lld},{\"campaign\":\"webinar\",\"atMs\":%lld}]}",
+             (long long)(now - 10 * DAY), (long long)(now - 20 * DAY), (long long)(now - 10 * DAY));
+    submit_json("lead.created", json);
+    submit_payment("b-pay-1", INT64_MAX, now - 7200000);
+    submit_payment("b-pay-2", INT64_MAX - 1, now - 3600000);
+    submit_handoff("b-handoff", now - DAY);
+
+    char out[8192];
+    cr_assert_eq(campaign_csv("linear", out, sizeof out), 0, "%s", out);
+    cr_assert(strstr(out, "\nsearch,EUR,9223372036854775807\n"), "%s", out);
+    cr_assert(strstr(out, "\nwebinar,EUR,9223372036854775806\n"), "%s", out);
+    cr_assert(strstr(out, "\n(unattributed),EUR,0\n"), "%s", out);
+
+    /* first_touch gives search both payments: 2^64 - 3 does not fit in int64. */
+    cr_assert_eq(campaign_csv("first_touch", out, sizeof out), 1, "%s", out);
+    cr_assert(strstr(out, "search") && strstr(out, "EUR") && strstr(out, "first_touch") &&
+                  strstr(out, "do not fit"),
+              "%s", out);
+}
+
+/* A touch without at_ms happened when its event did (README): accepted, and placed at the
+ * event's occurred_at_ms in the journey. */
+Test(e2e_attribution, touch_without_time_is_dated_by_its_event)
+{
+    int64_t now = fx_now_ms();
+    char json[1024];
+    snprintf(json, sizeof json,
+             "{\"eventId\":\"c-lead\",\"occurredAtMs\":%lld,\"leadId\":\"L\",\"touches\":["
+             "{\"campaign\":\"search\",\"atMs\":%lld},{\"campaign\":\"webinar\"}]}",
+             (long long)(now - 10 * DAY), (long long)(now - 20 * DAY));
+    submit_json("lead.created", json);
+    snprintf(json, sizeof json,
+             "{\"eventId\":\"c-touch\",\"occurredAtMs\":%lld,\"leadId\":\"L\",\"touch\":"
+             "{\"campaign\":\"email\"}}",
+             (long long)(now - 5 * DAY));
+    submit_json("lead.touched", json);
+    submit_handoff("c-handoff", now - DAY);
+    submit_payment("c-pay", 9000, now - 3600000);
+
+    /* time_decay (half-life 7 days) weighs email (5 days before the handoff's youngest touch:
+     * weight 1), webinar (at its lead.created, 5 days older: 2^(-5/7)) and search (2^(-15/7)):
+     * 9000 splits as 4902.13, 2987.88 and 1109.99, rounded by largest remainder. */
+    char out[8192];
+    cr_assert_eq(campaign_csv("time_decay", out, sizeof out), 0, "%s", out);
+    cr_assert(strstr(out, "\nemail,EUR,4902\n"), "%s", out);
+    cr_assert(strstr(out, "\nwebinar,EUR,2988\n"), "%s", out);
+    cr_assert(strstr(out, "\nsearch,EUR,1110\n"), "%s", out);
 }

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <zmq.h>
 
 static fx_tmpdir_t tmp;
 static fx_daemon_t fd;
@@ -90,11 +91,14 @@ static json_t *expect_section(json_t *doc, const char *currency, int64_t opening
                     currency))
             sec = json_array_get(list, i);
     cr_assert_not_null(sec, "no %s section", currency);
-    cr_assert_eq(json_integer_value(json_object_get(sec, "opening")), opening);
-    cr_assert_eq(json_integer_value(json_object_get(sec, "accruals")), accruals);
-    cr_assert_eq(json_integer_value(json_object_get(sec, "clawbacks")), clawbacks);
-    cr_assert_eq(json_integer_value(json_object_get(sec, "payouts")), payouts);
-    cr_assert_eq(json_integer_value(json_object_get(sec, "closing")), closing);
+    cr_assert_eq(fx_json_minor(json_object_get(sec, "opening")), opening);
+    cr_assert_eq(fx_json_minor(json_object_get(sec, "accruals")), accruals);
+    cr_assert_eq(fx_json_minor(json_object_get(sec, "clawbacks")), clawbacks);
+    cr_assert_eq(fx_json_minor(json_object_get(sec, "payouts")), payouts);
+    cr_assert_eq(fx_json_minor(json_object_get(sec, "closing")), closing);
+    json_t *lines = json_object_get(sec, "lines");
+    for (size_t i = 0; i < json_array_size(lines); i++)
+        fx_json_minor(json_object_get(json_array_get(lines, i), "amount"));
     cr_assert(json_is_true(json_object_get(sec, "reconciles")));
     return sec;
 }
@@ -182,4 +186,141 @@ Test(e2e_ledger, payout_statement_and_check)
     cr_assert_eq(ctl(out, sizeof out, check), 1, "%s", out);
     cr_assert(strstr(out, "balance differs from the sum of its postings: payable mark EUR"), "%s",
               out);
+}
+
+/* Sends n events on one DEALER without waiting, then checks each reply's status starts with
+ * want[i] (replies may come in any order: they are matched by event_id). Frees the events. */
+static void pipeline_expect(funnel_envelope_t **ev, const char *const *want, size_t n)
+{
+    cr_assert_leq(n, 8);
+    void *ctx = zmq_ctx_new();
+    void *s = zmq_socket(ctx, ZMQ_DEALER);
+    int linger = 0, timeout = 10000;
+    zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(s, ZMQ_RCVTIMEO, &timeout, sizeof timeout);
+    cr_assert_eq(zmq_connect(s, fd.submit), 0);
+    for (size_t i = 0; i < n; i++) {
+        size_t len;
+        uint8_t *raw = fx_pack(ev[i], &len);
+        const char *topic = funnel_topic_name(ev[i]->body_case);
+        zmq_send(s, topic, strlen(topic), ZMQ_SNDMORE);
+        zmq_send(s, raw, len, 0);
+        free(raw);
+    }
+    char id[8][64], status[8][256];
+    size_t got = 0;
+    for (; got < n; got++) {
+        int a = zmq_recv(s, id[got], sizeof id[got] - 1, 0);
+        int b = a >= 0 ? zmq_recv(s, status[got], sizeof status[got] - 1, 0) : -1;
+        if (b < 0)
+            break;
+        id[got][a] = status[got][b] = '\0';
+    }
+    zmq_close(s);
+    zmq_ctx_term(ctx);
+    for (size_t i = 0; i < n; i++) {
+        const char *st = NULL;
+        for (size_t k = 0; k < got && !st; k++)
+            if (!strcmp(id[k], ev[i]->event_id))
+                st = status[k];
+        char event_id[64];
+        snprintf(event_id, sizeof event_id, "%s", ev[i]->event_id);
+        funnel_envelope_free(&ev[i]);
+        cr_assert_not_null(st, "%s: no answer", event_id);
+        cr_assert(!strncmp(st, want[i], strlen(want[i])), "%s: %s", event_id, st);
+    }
+}
+
+/* A valid event the ledger cannot hold (alice's accruals on acme would pass INT64_MAX) is
+ * answered "rejected" with the reason, dead-lettered and changes nothing; the events around it
+ * are recorded, and sending it again is refused again rather than taken for a duplicate. */
+Test(e2e_ledger, unappliable_event_is_refused_with_a_reason)
+{
+    char id[32], pay[32];
+    submit(fx_handoff("h1", "acme", "alice", "", at(10, 1)), FUNNEL_SUBMIT_OK);
+    /* At 12 % each payment of INT64_MAX accrues about 1.1e18: eight fit, the ninth does not. */
+    for (int i = 1; i <= 8; i++) {
+        snprintf(id, sizeof id, "p%d", i);
+        snprintf(pay, sizeof pay, "pay-%d", i);
+        submit(fx_payment(id, pay, "acme", INT64_MAX, "EUR", at(10, 1 + i)), FUNNEL_SUBMIT_OK);
+    }
+    for (int attempt = 0; attempt < 2; attempt++) {
+        funnel_envelope_t *env = fx_payment("p9", "pay-9", "acme", INT64_MAX, "EUR", at(10, 20));
+        funnel_submit_result_t res;
+        int rc = funnel_client_submit(client, fd.submit, "payment.received", env, NULL, &res);
+        funnel_envelope_free(&env);
+        cr_assert_eq(rc, 0, "no answer to an event the ledger cannot apply");
+        cr_assert_eq(res.status, FUNNEL_SUBMIT_REJECTED, "status %d", res.status);
+        cr_assert(strstr(res.reason, "overflow: ledger: the accruals of alice in EUR"), "%s",
+                  res.reason);
+    }
+    /* Sent together they share a batch: the refusal sinks p9 alone. */
+    funnel_envelope_t *burst[] = {
+        fx_payment("p10", "pay-10", "acme", 1000, "EUR", at(10, 21)),
+        fx_payment("p9", "pay-9", "acme", INT64_MAX, "EUR", at(10, 20)),
+        fx_payment("p1", "pay-1", "acme", INT64_MAX, "EUR", at(10, 2)),
+        fx_payment("p11", "pay-11", "acme", 2000, "EUR", at(10, 22)),
+    };
+    const char *want[] = {"ok", "rejected: overflow: ledger:", "duplicate", "ok"};
+    pipeline_expect(burst, want, 4);
+
+    char out[16384];
+    const char *rejected[] = {"rejected", NULL};
+    cr_assert_eq(ctl(out, sizeof out, rejected), 0, "%s", out);
+    cr_assert(strstr(out, "\"p9\"") && strstr(out, "\"overflow\""), "%s", out);
+    cr_assert(!strstr(out, "\"p10\"") && !strstr(out, "\"p11\""), "%s", out);
+    json_t *doc = statement("alice", "2026-10");
+    json_t *list = json_object_get(doc, "currencies");
+    json_t *lines = json_object_get(json_array_get(list, 0), "lines");
+    cr_assert_eq(json_array_size(lines), 10, "8 large payments, p10 and p11");
+    json_decref(doc);
+    const char *check[] = {"ledger", "check", NULL};
+    cr_assert_eq(ctl(out, sizeof out, check), 0, "%s", out);
+    cr_assert(fx_daemon_log_has(&fd, "refused payment.received event_id=p9: overflow", 5000));
+}
+
+/* A refund naming another client's payment claws back nothing: the sender is answered ok (the
+ * fact is kept), the log says once why it is held, and `ledger check` lists it without failing. */
+Test(e2e_ledger, refund_of_another_clients_payment_is_held_and_listed)
+{
+    submit(fx_handoff("h1", "acme", "alice", "", at(10, 1)), FUNNEL_SUBMIT_OK);
+    submit(fx_payment("p1", "pay-1", "acme", 10000, "EUR", at(10, 2)), FUNNEL_SUBMIT_OK);
+    submit(fx_refund("r1", "ref-1", "pay-1", "globex", 5000, "EUR", at(10, 3)), FUNNEL_SUBMIT_OK);
+    json_t *doc = statement("alice", "2026-10");
+    expect_section(doc, "EUR", 0, 1200, 0, 0, 1200);
+    json_decref(doc);
+    char out[8192];
+    const char *check[] = {"ledger", "check", NULL};
+    cr_assert_eq(ctl(out, sizeof out, check), 0, "%s", out);
+    cr_assert(strstr(out, "held: unmatched refund: ref-1 event=r1 client=globex currency=EUR "
+                          "payment=pay-1 payment_client=acme payment_currency=EUR"),
+              "%s", out);
+    cr_assert(strstr(out, "1 unmatched refund(s) held"), "%s", out);
+    cr_assert(fx_daemon_log_has(&fd, "refund ref-1 of client globex in EUR is held", 5000));
+}
+
+/* Decisions of issue 9: a payout through a negative time or a day still to come is refused, and
+ * a statement of a rep who never had a posting fails saying so instead of printing nothing. */
+Test(e2e_ledger, payouts_through_the_future_and_unknown_reps_are_refused)
+{
+    submit(fx_commission_paid("pay-neg", "payout-neg", "alice", -1, at(10, 1)),
+           FUNNEL_SUBMIT_REJECTED);
+    char out[8192], tomorrow[16], today[16];
+    int64_t now = fx_now_ms();
+    funnel_date_format(now + 86400000LL, tomorrow, sizeof tomorrow);
+    funnel_date_format(now, today, sizeof today);
+    const char *future[] = {"payout", "--rep", "alice", "--through", tomorrow, NULL};
+    cr_assert_eq(ctl(out, sizeof out, future), 2, "%s", out);
+    cr_assert(strstr(out, "after today"), "%s", out);
+    const char *now_ok[] = {"payout", "--rep", "alice", "--through", today, NULL};
+    cr_assert_eq(ctl(out, sizeof out, now_ok), 0, "%s", out);
+
+    submit(fx_handoff("h1", "acme", "alice", "", at(10, 1)), FUNNEL_SUBMIT_OK);
+    submit(fx_payment("p1", "pay-1", "acme", 10000, "EUR", at(10, 2)), FUNNEL_SUBMIT_OK);
+    const char *nobody[] = {"statement", "--rep", "nobody", "--period", "2026-10", NULL};
+    cr_assert_eq(ctl(out, sizeof out, nobody), 1, "%s", out);
+    cr_assert(strstr(out, "nobody has no postings"), "%s", out);
+    /* A rep with postings, only in other periods, gets a statement (opening balance only). */
+    const char *quiet[] = {"statement", "--rep", "alice", "--period", "2026-09", NULL};
+    cr_assert_eq(ctl(out, sizeof out, quiet), 0, "%s", out);
 }

@@ -126,7 +126,7 @@ static int apply(funnel_envelope_t *env)
 static void must(funnel_envelope_t *env)
 {
     int rc = apply(env);
-    cr_assert_eq(rc, 0, "apply: %s", funnel_strerror(rc));
+    cr_assert_eq(rc, 0, "apply: %s (%s)", funnel_strerror(rc), funnel_router_refusal(router)->text);
 }
 
 /* One integer from a query with up to two text parameters; 0 when there is no row or NULL. */
@@ -168,6 +168,17 @@ static void expect_books_sound(void)
     int64_t problems = -1;
     cr_assert_eq(funnel_ledger_check(store, NULL, NULL, &problems, NULL, NULL), 0);
     cr_assert_eq(problems, 0, "the books do not balance");
+}
+
+/* Applies events (freed) to a fresh database, in their order or reversed, and checks the
+ * books. */
+static void scene_feed(funnel_envelope_t **events, size_t n, bool reversed)
+{
+    ledger_close();
+    ledger_open();
+    for (size_t i = 0; i < n; i++)
+        must(events[reversed ? n - 1 - i : i]);
+    expect_books_sound();
 }
 
 /* ---- plan arithmetic ------------------------------------------------------------------- */
@@ -464,6 +475,45 @@ Test(ledger, refund_in_another_currency_is_ignored)
     must(fx_refund("r1", "ref-1", "pay-1", "c1", 5000, "USD", day(2026, 3, 1)));
     cr_assert_eq(owed("alice", "EUR"), 1000);
     cr_assert_eq(postings(), 1);
+}
+
+/* Collects the unmatched refunds funnel_ledger_unmatched_refunds reports, one per line. */
+static void collect_text(const char *text, void *arg)
+{
+    char *buf = arg;
+    size_t n = strlen(buf);
+    snprintf(buf + n, 2048 - n, "%s\n", text);
+}
+
+/* A refund claws back only from a payment of its own client (and currency): one naming another
+ * client's payment is held, claws back nothing in either order, and is listed as unmatched. */
+Test(ledger, refund_naming_another_clients_payment_is_held)
+{
+    for (int reversed = 0; reversed < 2; reversed++) {
+        funnel_envelope_t *ev[] = {
+            fx_handoff("h1", "c1", "alice", "", day(2026, 1, 1)),
+            fx_handoff("h2", "c2", "bob", "", day(2026, 1, 1)),
+            fx_payment("p1", "pay-1", "c1", 10000, "EUR", day(2026, 2, 1)),
+            fx_refund("r1", "ref-1", "pay-1", "c2", 5000, "EUR", day(2026, 3, 1)),
+        };
+        scene_feed(ev, 4, reversed);
+        cr_assert_eq(owed("alice", "EUR"), 1000, "a refund of client c2 clawed back from c1");
+        cr_assert_eq(kind_sum("alice", "CLAWBACK"), 0);
+        cr_assert_eq(kind_sum("bob", "CLAWBACK"), 0);
+        char text[2048] = "";
+        int64_t found = -1;
+        cr_assert_eq(funnel_ledger_unmatched_refunds(store, collect_text, text, &found), 0);
+        cr_assert_eq(found, 1, "%s", text);
+        cr_assert(strstr(text, "ref-1") && strstr(text, "client=c2") &&
+                      strstr(text, "payment_client=c1"),
+                  "%s", text);
+    }
+    /* The same client's refund of it claws back as usual, and is not unmatched. */
+    must(fx_refund("r2", "ref-2", "pay-1", "c1", 5000, "EUR", day(2026, 3, 2)));
+    cr_assert_eq(owed("alice", "EUR"), 500);
+    int64_t found = -1;
+    cr_assert_eq(funnel_ledger_unmatched_refunds(store, NULL, NULL, &found), 0);
+    cr_assert_eq(found, 1);
 }
 
 Test(ledger, held_until_the_missing_event_arrives)
@@ -855,17 +905,13 @@ static char *state_dump(void)
  * consumed. */
 static char *scene_state(funnel_envelope_t **events, size_t n, bool reversed)
 {
-    ledger_close();
-    ledger_open();
-    for (size_t i = 0; i < n; i++)
-        must(events[reversed ? n - 1 - i : i]);
-    expect_books_sound();
+    scene_feed(events, n, reversed);
     return state_dump();
 }
 
 /* A payment_id re-sent under another client with an earlier time (a correction): one payment,
- * so one commission, to the rep of the client the earliest row names; the refund naming that
- * payment claws back from it whichever client the refund was sent under. */
+ * so one commission, to the rep of the client the earliest row names. The refund sent under
+ * the client the payment left is held (same client and currency, or nothing is clawed back). */
 static size_t scene_payment_moves(funnel_envelope_t **ev)
 {
     ev[0] = fx_handoff("h1", "c1", "alice", "", day(2026, 1, 1));
@@ -881,11 +927,11 @@ Test(ledger, payment_id_is_one_payment_across_clients_in_any_order)
     funnel_envelope_t *ev[8];
     char *fwd = scene_state(ev, scene_payment_moves(ev), false);
     cr_assert_eq(owed("alice", "EUR"), 0, "c1's accrual and clawback were reversed");
-    cr_assert_eq(owed("bob", "EUR"), 500);
+    cr_assert_eq(owed("bob", "EUR"), 1000);
     char *rev = scene_state(ev, scene_payment_moves(ev), true);
     cr_assert_str_eq(fwd, rev, "order dependent:\nforward:\n%s\nreversed:\n%s", fwd, rev);
     cr_assert_eq(kind_sum("bob", "ACCRUAL"), 1000);
-    cr_assert_eq(kind_sum("bob", "CLAWBACK"), 500);
+    cr_assert_eq(kind_sum("bob", "CLAWBACK"), 0);
     free(fwd);
     free(rev);
 }
@@ -1030,4 +1076,116 @@ Test(ledger, property_order_independence)
         free(want);
         stream_free(st);
     }
+}
+
+/* The cap is per client, person and currency across roles: a person who is both the rep and
+ * the account manager of a client earns at most the cap in all, in either arrival order. */
+Test(ledger, cap_is_per_person_across_roles)
+{
+    plan.cap_minor = 1500;
+    plan.account_manager_rate_bp = 500;
+    for (int reversed = 0; reversed < 2; reversed++) {
+        funnel_envelope_t *ev[] = {
+            fx_handoff("h1", "c1", "alice", "alice", day(2026, 1, 1)),
+            fx_payment("p1", "pay-1", "c1", 10000, "EUR", day(2026, 2, 1)),
+            fx_payment("p2", "pay-2", "c1", 10000, "EUR", day(2026, 3, 1)),
+        };
+        scene_feed(ev, 3, reversed);
+        cr_assert_eq(owed("alice", "EUR"), 1500, "rep 1000 + 1000, manager 500 + 500, one cap");
+        /* p1 earns 1000 as rep and 500 as manager; p2 finds the cap used up. */
+        cr_assert_eq(query_int("SELECT SUM(amount) FROM ledger_entry WHERE subject_event_id = ?1",
+                               "p2", NULL),
+                     0);
+    }
+    /* Two people keep a cap each. */
+    must(fx_handoff("h2", "c2", "bob", "mark", day(2026, 1, 1)));
+    must(fx_payment("p3", "pay-3", "c2", 100000, "EUR", day(2026, 2, 1)));
+    cr_assert_eq(owed("bob", "EUR"), 1500);
+    cr_assert_eq(owed("mark", "EUR"), 1500);
+}
+
+static int engine_einval(void *self, funnel_router_t *r, const funnel_envelope_t *env, int64_t now)
+{
+    (void)self, (void)r, (void)env, (void)now;
+    return FUNNEL_EINVAL;
+}
+
+/* An event the ledger cannot hold is refused with its reason (FUNNEL_EREFUSED, overflow) and
+ * leaves nothing behind; an engine that fails with a bare FUNNEL_EINVAL is refused too, with a
+ * reason naming it, so no engine can leave an event unanswered. */
+Test(ledger, engines_refuse_what_they_cannot_apply)
+{
+    plan.default_rate_bp = FUNNEL_BP_MAX; /* 100 %: one INT64_MAX payment fills the int64 */
+    must(fx_handoff("h1", "c1", "alice", "", day(2026, 1, 1)));
+    must(fx_payment("p1", "pay-1", "c1", INT64_MAX, "EUR", day(2026, 2, 1)));
+    int64_t before = postings();
+    cr_assert_eq(apply(fx_payment("p2", "pay-2", "c1", 1, "EUR", day(2026, 2, 2))),
+                 FUNNEL_EREFUSED);
+    const funnel_refusal_t *why = funnel_router_refusal(router);
+    cr_assert_eq(why->code, FUNNEL_REFUSE_OVERFLOW);
+    cr_assert_str_eq(why->text, "overflow: ledger: the accruals of alice in EUR on client c1 "
+                                "would leave the int64 range");
+    cr_assert_eq(postings(), before);
+    cr_assert_eq(query_int("SELECT COUNT(*) FROM ledger_payment WHERE event_id = 'p2'", NULL, NULL),
+                 0);
+    expect_books_sound();
+
+    funnel_engine_t failing = {.name = "failing", .on_event = engine_einval};
+    cr_assert_eq(funnel_router_add_engine(router, &failing), 0);
+    cr_assert_eq(apply(fx_handoff("h2", "c2", "bob", "", day(2026, 1, 1))), FUNNEL_EREFUSED);
+    why = funnel_router_refusal(router);
+    cr_assert_eq(why->code, FUNNEL_REFUSE_ENGINE);
+    cr_assert_str_eq(why->text, "refused_by_engine: the failing engine cannot apply this event: "
+                                "invalid argument or input");
+}
+
+/* At 100 %, alice accrues INT64_MAX on c1 in February and on c2 in March, and c1's payment is
+ * refunded in April: in event-time order her postings run +MAX, +MAX, -MAX. */
+static void postings_past_int64_in_event_order(void)
+{
+    plan.default_rate_bp = FUNNEL_BP_MAX;
+    must(fx_handoff("h1", "c1", "alice", "", day(2026, 1, 1)));
+    must(fx_handoff("h2", "c2", "alice", "", day(2026, 1, 1)));
+    must(fx_payment("p1", "pay-1", "c1", INT64_MAX, "EUR", day(2026, 2, 1)));
+    must(fx_refund("r1", "ref-1", "pay-1", "c1", INT64_MAX, "EUR", day(2026, 4, 1)));
+    must(fx_payment("p2", "pay-2", "c2", INT64_MAX, "EUR", day(2026, 3, 1)));
+}
+
+/* What a payout pays is summed exactly: in event-time order the accruals of two INT64_MAX
+ * payments come before the clawback that nets them back to INT64_MAX, which a running int64 sum
+ * (SQLite's) cannot hold. The payout pays INT64_MAX instead of failing unanswered. */
+Test(ledger, payout_sums_large_postings_exactly)
+{
+    postings_past_int64_in_event_order();
+    /* Through March, before the clawback, 2 * INT64_MAX would be due: refused, not wrapped. */
+    cr_assert_eq(
+        apply(fx_commission_paid("paid-0", "payout-0", "alice", day(2026, 3, 15), day(2026, 5, 1))),
+        FUNNEL_EREFUSED);
+    cr_assert(strstr(funnel_router_refusal(router)->text, "overflow: ledger: what alice is owed"));
+    must(fx_commission_paid("paid-1", "payout-1", "alice", day(2026, 5, 1), day(2026, 5, 2)));
+    cr_assert_eq(kind_sum("alice", "PAYOUT"), INT64_MAX);
+    cr_assert_eq(owed("alice", "EUR"), 0);
+    expect_books_sound();
+}
+
+/* A statement's totals are summed exactly: before May the rep's postings run +MAX, +MAX, -MAX
+ * in event time, which a running int64 sum cannot hold although the opening balance (MAX)
+ * fits. A period whose own accruals (2 * MAX) do not fit is an error, not a wrapped figure. */
+Test(ledger, statement_sums_large_postings_exactly)
+{
+    postings_past_int64_in_event_order();
+    funnel_ledger_statement_t *st = NULL;
+    int rc = funnel_ledger_statement(store, "alice", funnel_date_utc_ms(2026, 5, 1),
+                                     funnel_date_utc_ms(2026, 6, 1), &st);
+    cr_assert_eq(rc, 0, "%s: %s", funnel_strerror(rc), funnel_store_errmsg(store));
+    cr_assert_eq(st->n_sections, 1);
+    cr_assert_eq(st->sections[0].opening, INT64_MAX);
+    cr_assert_eq(st->sections[0].closing, INT64_MAX);
+    cr_assert(st->sections[0].reconciles);
+    funnel_ledger_statement_free(&st);
+    /* February to April: accruals of 2 * MAX in the period itself. */
+    cr_assert_eq(funnel_ledger_statement(store, "alice", funnel_date_utc_ms(2026, 2, 1),
+                                         funnel_date_utc_ms(2026, 4, 1), &st),
+                 FUNNEL_EINVAL);
+    cr_assert_null(st);
 }

@@ -67,15 +67,40 @@ static report_row_t *report_row(report_t *r, const char *group, const char *curr
     return row;
 }
 
-/* Sums the postings per group, currency and model. The grouped column comes from a fixed
- * list, never from the command line as such, so it can be spliced into the SQL. */
+/* The exact total of a group's credits from the sums of their high and low 32 bits. */
+static __int128 total_of(sqlite3_stmt *q, int hi_col, int lo_col)
+{
+    return (__int128)sqlite3_column_int64(q, hi_col) * ((__int128)1 << 32) +
+           sqlite3_column_int64(q, lo_col);
+}
+
+/* A total that does not fit is an error naming it; one that fits is stored. */
+static int credit_set(report_row_t *row, funnel_attribution_model_t m, __int128 total)
+{
+    if (total > INT64_MAX || total < INT64_MIN) {
+        fprintf(stderr,
+                "funnelctl: the %s credits of '%s' in %s do not fit in a 64-bit integer of "
+                "minor units; narrow the period with --from/--to\n",
+                funnel_attribution_model_name(m), row->group, row->currency);
+        return FUNNEL_EINVAL;
+    }
+    row->credit[m] = (int64_t)total;
+    return 0;
+}
+
+/* Sums the postings per group, currency and model. SQLite's sum() is int64 and fails as soon as
+ * a running sum overflows, which depends on row order (a large credit and its reversal), so each
+ * credit is summed as its high 32 bits (arithmetic shift) and low 32 bits, sums that cannot
+ * overflow below 2^31 rows, and the total is rebuilt in 128 bits. The grouped column comes from
+ * a fixed list, never from the command line as such, so it can be spliced into the SQL. */
 static int report_read(funnel_store_t *st, report_t *r)
 {
     if (funnel_store_module_version(st, "attribution") <= 0)
         return 0; /* funneld never ran the engine on this database: nothing credited */
     char sql[512];
     snprintf(sql, sizeof sql,
-             "SELECT %s, currency, model, sum(credit) FROM " FUNNEL_ATTR_POSTINGS_TABLE
+             "SELECT %s, currency, model, sum(credit >> 32), sum(credit & 4294967295) "
+             "FROM " FUNNEL_ATTR_POSTINGS_TABLE
              " WHERE at_ms >= ?1 AND at_ms < ?2 GROUP BY 1, 2, 3 ORDER BY 1, 2",
              r->by);
     sqlite3 *db = funnel_store_db(st);
@@ -84,22 +109,24 @@ static int report_read(funnel_store_t *st, report_t *r)
         return FUNNEL_ESTORE;
     sqlite3_bind_int64(q, 1, r->from);
     sqlite3_bind_int64(q, 2, r->to);
-    int rc;
-    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+    int rc, bad = 0;
+    while (!bad && (rc = sqlite3_step(q)) == SQLITE_ROW) {
         const char *group = (const char *)sqlite3_column_text(q, 0);
         const char *currency = (const char *)sqlite3_column_text(q, 1);
         funnel_attribution_model_t m;
         if (funnel_attribution_model_parse((const char *)sqlite3_column_text(q, 2), &m))
             continue; /* a model this funnelctl does not know */
+        if (!(r->models & (1u << m)))
+            continue; /* not shown: its totals need not fit */
         report_row_t *row = report_row(r, group ? group : "", currency ? currency : "");
         if (!row) {
             sqlite3_finalize(q);
             return FUNNEL_ENOMEM;
         }
-        row->credit[m] = sqlite3_column_int64(q, 3);
+        bad = credit_set(row, m, total_of(q, 3, 4));
     }
     sqlite3_finalize(q);
-    return rc == SQLITE_DONE ? 0 : FUNNEL_ESTORE;
+    return bad ? bad : rc == SQLITE_DONE ? 0 : FUNNEL_ESTORE;
 }
 
 static const char *shown(const char *group)
@@ -160,7 +187,7 @@ static void print_csv(const report_t *r)
 }
 
 /* {"by": G, "from_ms": .., "to_ms": .., "rows": [{G: value, "currency": .., "credits":
- * {model: minor, ...}}]}; int64 amounts as JSON integers. */
+ * {model: "minor", ...}}]}; amounts as decimal strings (fctl_json_minor). */
 static int print_json(const report_t *r)
 {
     json_t *rows = json_array();
@@ -171,7 +198,7 @@ static int print_json(const report_t *r)
         for (unsigned m = 0; credits && m < NM; m++)
             if (r->models & (1u << m))
                 json_object_set_new(credits, funnel_attribution_model_name(m),
-                                    json_integer((json_int_t)r->rows[i].credit[m]));
+                                    fctl_json_minor(r->rows[i].credit[m]));
         json_array_append_new(rows, json_pack("{s:s, s:s, s:o*}", r->by, r->rows[i].group,
                                               "currency", r->rows[i].currency, "credits", credits));
     }
@@ -214,6 +241,10 @@ static bool report_options(const fctl_t *ctl, report_t *r)
         fprintf(stderr, "funnelctl: '%s' is not a UTC date YYYY-MM-DD or month YYYY-MM\n", bad);
         return false;
     }
+    if (r->from >= r->to) {
+        fprintf(stderr, "funnelctl: --from %s is after --to %s\n", ctl->from, ctl->to);
+        return false;
+    }
     if (ctl->json && ctl->csv) {
         fprintf(stderr, "funnelctl: --json and --csv exclude each other\n");
         return false;
@@ -230,14 +261,14 @@ int fctl_cmd_attribution(fctl_t *ctl)
     if (!st)
         return FCTL_REFUSED;
     int rc = report_read(st, &r);
-    if (rc)
+    if (rc && rc != FUNNEL_EINVAL) /* EINVAL: report_read named the total that does not fit */
         fprintf(stderr, "funnelctl: %s\n",
                 rc == FUNNEL_ESTORE ? funnel_store_errmsg(st) : funnel_strerror(rc));
-    else if (ctl->json)
+    if (!rc && ctl->json)
         rc = print_json(&r);
-    else if (ctl->csv)
+    else if (!rc && ctl->csv)
         print_csv(&r);
-    else
+    else if (!rc)
         print_text(&r);
     report_clear(&r);
     funnel_store_destroy(&st);

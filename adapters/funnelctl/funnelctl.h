@@ -6,6 +6,7 @@
 #ifndef FUNNELCTL_H
 #define FUNNELCTL_H
 
+#include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -48,6 +49,10 @@ funnel_store_t *fctl_store_open(const fctl_t *ctl);
 
 /* Current time in Unix milliseconds. */
 int64_t fctl_now_ms(void);
+
+/* A money amount for JSON output: a new reference to a decimal string, as proto3 JSON writes
+ * int64 (JSON readers that parse numbers as doubles lose digits above 2^53). NULL on ENOMEM. */
+json_t *fctl_json_minor(int64_t minor);
 
 int fctl_cmd_publish(fctl_t *ctl);
 int fctl_cmd_tail(fctl_t *ctl);

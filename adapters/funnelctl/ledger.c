@@ -75,6 +75,18 @@ int fctl_cmd_payout(fctl_t *ctl)
     int64_t start, through_end;
     if (!rep_and_date(ctl, ctl->through, "--through", &start, &through_end))
         return FCTL_USAGE;
+    /* Paying through days still to come would pay postings dated in the future before their
+     * events are final. A month is allowed once its last day is today or past. */
+    int64_t today_start, today_end;
+    char today[16];
+    funnel_date_format(fctl_now_ms(), today, sizeof today);
+    if (!funnel_date_parse(today, &today_start, &today_end) && through_end > today_end) {
+        fprintf(stderr,
+                "funnelctl: --through %s ends after today (%s UTC): a payout cannot cover "
+                "days still to come\n",
+                ctl->through, today);
+        return FCTL_USAGE;
+    }
     funnel_envelope_t *env = payout_envelope(ctl, through_end - 1);
     if (!env)
         return FCTL_REFUSED;
@@ -97,8 +109,6 @@ static void print_text(const fctl_t *ctl, const funnel_ledger_statement_t *st)
     date_of(st->to_ms - 1, last, sizeof last);
     printf("statement rep=%s period=%s (UTC %s .. %s), amounts in minor units\n", ctl->rep,
            ctl->period, from, last);
-    if (!st->n_sections)
-        printf("no postings\n");
     for (size_t i = 0; i < st->n_sections; i++) {
         const funnel_ledger_section_t *sec = &st->sections[i];
         printf("\n%s\n  opening    %20lld\n", sec->currency, (long long)sec->opening);
@@ -132,20 +142,20 @@ static void print_json(const fctl_t *ctl, const funnel_ledger_statement_t *st)
             const funnel_ledger_posting_t *p = &sec->lines[k];
             json_array_append_new(
                 lines,
-                json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I}", "entry_id",
+                json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:o, s:I, s:I, s:I}", "entry_id",
                           p->entry_id, "kind", p->kind, "role", p->role, "client_id", p->client_id,
                           "cause_event_id", p->cause_event_id, "subject_event_id",
-                          p->subject_event_id, "amount", (json_int_t)p->amount, "rate_bp",
+                          p->subject_event_id, "amount", fctl_json_minor(p->amount), "rate_bp",
                           (json_int_t)p->rate_bp, "effective_ms", (json_int_t)p->effective_ms,
                           "posted_at_ms", (json_int_t)p->posted_at_ms));
         }
         json_array_append_new(
-            list,
-            json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:b, s:o}", "currency", sec->currency,
-                      "opening", (json_int_t)sec->opening, "accruals", (json_int_t)sec->accruals,
-                      "clawbacks", (json_int_t)sec->clawbacks, "payouts", (json_int_t)sec->payouts,
-                      "closing", (json_int_t)sec->closing, "reconciles", sec->reconciles, "lines",
-                      lines ? lines : json_null()));
+            list, json_pack("{s:s, s:o, s:o, s:o, s:o, s:o, s:b, s:o}", "currency", sec->currency,
+                            "opening", fctl_json_minor(sec->opening), "accruals",
+                            fctl_json_minor(sec->accruals), "clawbacks",
+                            fctl_json_minor(sec->clawbacks), "payouts",
+                            fctl_json_minor(sec->payouts), "closing", fctl_json_minor(sec->closing),
+                            "reconciles", sec->reconciles, "lines", lines ? lines : json_null()));
     }
     char *text = root ? json_dumps(root, JSON_INDENT(2)) : NULL;
     if (text)
@@ -227,9 +237,17 @@ int fctl_cmd_statement(fctl_t *ctl)
     funnel_ledger_statement_t *st = NULL;
     int rc = funnel_ledger_statement(store, ctl->rep, from, to, &st);
     int status = FCTL_REFUSED;
-    if (rc) {
+    if (rc == FUNNEL_EINVAL) {
+        fprintf(stderr,
+                "funnelctl: a total of %s's statement for %s does not fit in a 64-bit integer "
+                "of minor units\n",
+                ctl->rep, ctl->period);
+    } else if (rc) {
         fprintf(stderr, "funnelctl: statement failed: %s: %s\n", funnel_strerror(rc),
                 funnel_store_errmsg(store));
+    } else if (!st->rep_known) {
+        /* No posting ever is most likely a misspelt name, which an empty statement hides. */
+        fprintf(stderr, "funnelctl: rep %s has no postings (check the name)\n", ctl->rep);
     } else {
         if (ctl->json)
             print_json(ctl, st);
@@ -255,6 +273,25 @@ static void print_problem(const char *problem, void *arg)
     printf("problem: %s\n", problem);
 }
 
+static void print_held(const char *held, void *arg)
+{
+    (void)arg;
+    printf("held: %s\n", held);
+}
+
+/* Refunds that claw back nothing are not a fault of the books (a refund may simply precede its
+ * payment), so they are listed without failing the check. */
+static int print_unmatched_refunds(funnel_store_t *store)
+{
+    int64_t n = 0;
+    int rc = funnel_ledger_unmatched_refunds(store, print_held, NULL, &n);
+    if (!rc && n)
+        printf("%lld unmatched refund(s) held: a refund claws back only from a payment of its "
+               "own client and currency\n",
+               (long long)n);
+    return rc;
+}
+
 int fctl_cmd_ledger(fctl_t *ctl)
 {
     if (strcmp(ctl->args[0], "check") != 0) {
@@ -267,6 +304,7 @@ int fctl_cmd_ledger(fctl_t *ctl)
         return FCTL_REFUSED;
     int64_t problems = 0, postings = 0, balances = 0;
     int rc = funnel_ledger_check(store, print_problem, NULL, &problems, &postings, &balances);
+    rc = rc ? rc : print_unmatched_refunds(store);
     int status = FCTL_REFUSED;
     if (rc)
         fprintf(stderr, "funnelctl: ledger check could not run: %s\n", funnel_store_errmsg(store));

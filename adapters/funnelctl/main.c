@@ -88,6 +88,13 @@ int64_t fctl_now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+json_t *fctl_json_minor(int64_t minor)
+{
+    char text[24];
+    snprintf(text, sizeof text, "%lld", (long long)minor);
+    return json_string(text);
+}
+
 static bool parse_int(const char *s, int64_t min, int64_t *out)
 {
     char *end;

@@ -31,6 +31,8 @@ typedef enum funnel_refusal_code {
     FUNNEL_REFUSE_BAD_MONEY,      /* amount not positive */
     FUNNEL_REFUSE_BAD_CURRENCY,   /* not an ISO 4217 code */
     FUNNEL_REFUSE_BAD_ENUM,       /* enum value unset or unknown */
+    FUNNEL_REFUSE_OVERFLOW,       /* valid, but an engine's sum would not fit in int64 */
+    FUNNEL_REFUSE_ENGINE,         /* valid, but an engine cannot apply it (router.h) */
     FUNNEL_REFUSE_COUNT_
 } funnel_refusal_code_t;
 

@@ -15,8 +15,9 @@
  * - Canonical facts: a client's handoff is its earliest (occurred_at_ms, event_id); a repeated
  *   payment_id or refund_id counts once, the earliest, across clients (an id names one payment
  *   or refund whichever client a duplicate names; the client that loses it is settled again,
- *   so what it earned is reversed). A refund claws back from the payment it names, under that
- *   payment's canonical client. A payment earns when it occurred at or
+ *   so what it earned is reversed). A refund claws back from the payment it names only when that
+ *   payment's canonical row has the refund's client and currency; otherwise it is held (logged
+ *   once, listed by funnel_ledger_unmatched_refunds). A payment earns when it occurred at or
  *   after the handoff and before the term's end. The cap is consumed by payments in event-time
  *   order (occurred_at_ms, event_id), per client, beneficiary and currency, by accruals; a
  *   refund claws back from its own payment and does not reopen the cap.
@@ -32,8 +33,8 @@
  * - Output: one commission.posted per posting, event_id = entry_id = "ledger:<cause>#<n>",
  *   occurred_at_ms = the posting's event time.
  * - Engines never read the clock or touch sockets; every write happens in the router's batch
- *   transaction. Errors: FUNNEL_ESTORE (SQLite), FUNNEL_EINVAL (an amount would overflow int64;
- *   the event is not recorded), FUNNEL_ENOMEM. */
+ *   transaction. Errors: FUNNEL_ESTORE (SQLite), FUNNEL_EREFUSED (an amount would overflow int64:
+ *   refused through funnel_router_refuse, the event is not recorded), FUNNEL_ENOMEM. */
 #ifndef FUNNEL_LEDGER_H
 #define FUNNEL_LEDGER_H
 
@@ -94,12 +95,16 @@ typedef struct funnel_ledger_section {
 
 typedef struct funnel_ledger_statement {
     int64_t from_ms, to_ms;            /* [from, to) */
-    funnel_ledger_section_t *sections; /* one per currency the rep ever had, sorted; owned */
+    funnel_ledger_section_t *sections; /* one per currency the rep had before to_ms, sorted;
+                                          owned */
     size_t n_sections;
+    bool rep_known; /* the rep has a posting at any time, also after the period */
 } funnel_ledger_statement_t;
 
 /* Builds rep's statement for [from_ms, to_ms). *out is owned by the caller (free with
- * funnel_ledger_statement_free). FUNNEL_ESTORE (e.g. no ledger tables), FUNNEL_ENOMEM. */
+ * funnel_ledger_statement_free). Totals are summed exactly, whatever the order of the postings;
+ * FUNNEL_EINVAL when one of them does not fit in int64, FUNNEL_ESTORE (e.g. no ledger tables),
+ * FUNNEL_ENOMEM. */
 int funnel_ledger_statement(funnel_store_t *store, const char *rep, int64_t from_ms, int64_t to_ms,
                             funnel_ledger_statement_t **out);
 void funnel_ledger_statement_free(funnel_ledger_statement_t **st);
@@ -113,5 +118,14 @@ typedef void (*funnel_ledger_problem_cb)(const char *problem, void *arg);
  * how many were checked. Returns 0, or FUNNEL_ESTORE when the checks could not run. */
 int funnel_ledger_check(funnel_store_t *store, funnel_ledger_problem_cb cb, void *arg,
                         int64_t *problems, int64_t *postings, int64_t *balances);
+
+/* Lists the refunds that claw back nothing and are held: those whose payment is unknown, or
+ * belongs to another client or is in another currency (a refund claws back only from a payment
+ * of its own client and currency). One sentence per refund to cb (may be NULL), naming the
+ * refund, its client and payment and, when known, the payment's client and currency; *found
+ * receives how many. Not a problem of the books: funnel_ledger_check does not count them.
+ * Returns 0 or FUNNEL_ESTORE. */
+int funnel_ledger_unmatched_refunds(funnel_store_t *store, funnel_ledger_problem_cb cb, void *arg,
+                                    int64_t *found);
 
 #endif

@@ -19,7 +19,13 @@ typedef struct funnel_engine {
     const char *name;
     void *self;
     /* Reacts to one newly recorded event. Returns 0 or a negative error, in which case the
-     * event's savepoint is rolled back and the event is not acknowledged. Its only effects
+     * event's savepoint is rolled back. A valid event the engine cannot apply (an amount would
+     * overflow, it names something unknown) is refused with funnel_router_refuse(), whose
+     * FUNNEL_EREFUSED the engine returns: the event is then answered "rejected" with that
+     * reason, dead-lettered and counted while the rest of the batch commits. FUNNEL_EINVAL
+     * (what the money helpers return on overflow) is refused the same way, with a generic
+     * reason when the engine gave none. Any other error leaves the event unacknowledged, for
+     * the sender to retry (a store failure may pass). Its only effects
      * must be rows in the transaction: when any event of a batch fails, funneld rolls the
      * batch back and runs it again, so on_event may see an event a second time. */
     int (*on_event)(void *self, funnel_router_t *router, const funnel_envelope_t *env,
@@ -49,9 +55,22 @@ int funnel_router_add_engine(funnel_router_t *router, const funnel_engine_t *eng
 funnel_store_t *funnel_router_store(funnel_router_t *router);
 
 /* Records and routes one validated event whose raw bytes are envelope[0..len).
- * Returns 0, FUNNEL_EDUP (already recorded; nothing changed), or an error. */
+ * Returns 0, FUNNEL_EDUP (already recorded; nothing changed), FUNNEL_EREFUSED (an engine
+ * cannot apply it: see funnel_router_refusal; the caller rolls the event's savepoint back and
+ * dead-letters it), or an error. */
 int funnel_router_apply(funnel_router_t *router, const funnel_envelope_t *env, const char *topic,
                         const uint8_t *envelope, size_t len, int64_t now_ms);
+
+/* For engines, inside on_event: records why the event being applied cannot be applied and
+ * returns FUNNEL_EREFUSED for the engine to return. code says what kind of refusal it is
+ * (FUNNEL_REFUSE_OVERFLOW, FUNNEL_REFUSE_ENGINE, ...); the text, printf-style, should name the
+ * event's field or entity at fault. The sender sees "rejected: <code name>: <text>". */
+int funnel_router_refuse(funnel_router_t *router, funnel_refusal_code_t code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Why the last funnel_router_apply() returned FUNNEL_EREFUSED; borrowed, valid until the next
+ * apply. */
+const funnel_refusal_t *funnel_router_refusal(const funnel_router_t *router);
 
 /* The earliest deadline over all engines, INT64_MAX for none. */
 int64_t funnel_router_next_deadline(funnel_router_t *router);

@@ -75,3 +75,13 @@ funnel_envelope_t *fx_commission_paid(const char *event_id, const char *payout_i
     env->commission_paid = p;
     return env;
 }
+
+int64_t fx_json_minor(const json_t *v)
+{
+    const char *s = json_string_value(v);
+    cr_assert_not_null(s, "an amount is not a JSON string");
+    char *end;
+    long long n = strtoll(s, &end, 10);
+    cr_assert(*s && !*end, "'%s' is not a decimal integer", s);
+    return n;
+}

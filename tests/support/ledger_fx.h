@@ -5,6 +5,7 @@
 #ifndef FUNNEL_TEST_LEDGER_FX_H
 #define FUNNEL_TEST_LEDGER_FX_H
 
+#include <jansson.h>
 #include <stdint.h>
 
 #include "funnel/codec.h"
@@ -19,5 +20,9 @@ funnel_envelope_t *fx_refund(const char *event_id, const char *refund_id, const 
 /* commission.paid. */
 funnel_envelope_t *fx_commission_paid(const char *event_id, const char *payout_id, const char *rep,
                                       int64_t through_ms, int64_t at_ms);
+
+/* A money amount in funnelctl's JSON output: an int64 written as a decimal string (the proto3
+ * JSON convention, so no JSON reader rounds it through a double). Asserts that it is one. */
+int64_t fx_json_minor(const json_t *v);
 
 #endif
