@@ -26,6 +26,8 @@ const char *funnel_strerror(int err)
         return "i/o error";
     case FUNNEL_EAGAIN:
         return "try again";
+    case FUNNEL_EREFUSED:
+        return "refused by engine";
     default:
         return "unknown error";
     }

@@ -17,6 +17,9 @@ enum {
     FUNNEL_ENOTFOUND = -8, /* no such row, key or file */
     FUNNEL_EIO = -9,       /* a file could not be read or written */
     FUNNEL_EAGAIN = -10,   /* try again later (socket full) */
+    FUNNEL_EREFUSED = -11, /* refused by engine with a reason: the event is valid but cannot be
+                              applied (an overflow, an unknown reference); it is answered
+                              "rejected", dead-lettered and counted (router.h) */
 };
 
 /* A short English description of err; a static string. */
