@@ -117,6 +117,7 @@ enum stmt_id {
     S_FIRED_DROP,
     S_SPAN_GET,
     S_SPAN_SET,
+    S_ID_ISSUED,
     S_COUNT_
 };
 
@@ -174,6 +175,8 @@ static const char *const stmt_sql[S_COUNT_] = {
                     " ON CONFLICT (id, clock) DO UPDATE SET"
                     " next_step = max(next_step, excluded.next_step)",
     [S_FIRED_DROP] = "DELETE FROM sla_fired WHERE id = ?",
+    [S_ID_ISSUED] = "SELECT ?1 BETWEEN 1 AND max(coalesce((SELECT max(id) FROM sla_instance), 0),"
+                    " (SELECT id FROM sla_deleted_max))",
     [S_SPAN_GET] = "SELECT since, through FROM sla_quota_span WHERE policy = ?",
     [S_SPAN_SET] = "INSERT INTO sla_quota_span (policy, since, through) VALUES (?1,?2,?3)"
                    " ON CONFLICT (policy) DO UPDATE SET through = max(through, ?3)",
@@ -1344,28 +1347,44 @@ static int late_event(funnel_sla_t *sla, funnel_router_t *router, const funnel_e
     return rc;
 }
 
-/* escalation.acknowledged: no further levels or repeats for that instance. One naming no
- * instance ever made is refused (FUNNEL_EREFUSED): the sender has the wrong id, and an `ok`
- * would tell it the escalation was stopped. One for a met instance changes nothing. */
+/* Whether funneld ever issued sla_id id: ids are given in increasing order and never reused,
+ * so every id up to the highest one given (kept or deleted by a recomputation) was. */
+static int id_issued(funnel_sla_t *sla, int64_t id, bool *issued)
+{
+    sqlite3_stmt *s = stmt(sla, S_ID_ISSUED);
+    sqlite3_bind_int64(s, 1, id);
+    int rc = sqlite3_step(s);
+    *issued = rc == SQLITE_ROW && sqlite3_column_int(s, 0);
+    sqlite3_reset(s);
+    return rc == SQLITE_ROW ? 0 : FUNNEL_ESTORE;
+}
+
+/* escalation.acknowledged: no further levels or repeats for that instance. One naming an
+ * sla_id funneld never issued is refused (FUNNEL_EREFUSED): the sender has a wrong id, and an
+ * `ok` would tell it the escalation was stopped. One for a met instance, or for one a
+ * recomputation replaced (its outputs stay published), changes nothing. */
 static int acknowledge(funnel_sla_t *sla, const funnel_envelope_t *env)
 {
     const Funnel__V1__EscalationAcknowledged *ack = env->escalation_acknowledged;
     char *end;
     inst_t in;
+    bool issued = false;
     int64_t id = strtoll(ack->sla_id, &end, 10);
-    int rc = *end || end == ack->sla_id ? FUNNEL_ENOTFOUND : inst_load(sla, id, &in);
-    if (rc == FUNNEL_ENOTFOUND) {
+    int rc = *end || end == ack->sla_id ? 0 : id_issued(sla, id, &issued);
+    if (rc)
+        return rc;
+    if (!issued) {
         funnel_log_warn(sla->log, "sla: acknowledgement %s refused: unknown sla_id '%s'",
                         env->event_id, ack->sla_id);
         return FUNNEL_EREFUSED;
     }
-    if (rc)
-        return rc;
-    if (in.state == ST_MET) {
-        funnel_log_info(sla->log, "sla: acknowledgement %s for SLA %s, already met", env->event_id,
-                        ack->sla_id);
+    if ((rc = inst_load(sla, id, &in)) == FUNNEL_ENOTFOUND || (!rc && in.state == ST_MET)) {
+        funnel_log_info(sla->log, "sla: acknowledgement %s for SLA %s, no longer open",
+                        env->event_id, ack->sla_id);
         return 0;
     }
+    if (rc)
+        return rc;
     snprintf(in.acked_by, sizeof in.acked_by, "%s", ack->by[0] ? ack->by : "-");
     in.next_at = NONE;
     return inst_write(sla, &in);

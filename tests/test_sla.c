@@ -1269,6 +1269,12 @@ Test(sla, acknowledgement_of_an_unknown_sla_is_refused)
     send(fx_acked("a3", "1", T0 + MN));
     send(fx_contacted("c1", "L1", T0 + 2 * MN));
     send(fx_acked("a4", "1", T0 + 3 * MN));
+    /* So does one a recomputation deleted (an earlier start arrived late): it was issued. */
+    send(fx_qualified("q3", "L2", SQL, T0 + 2 * H));
+    send(fx_qualified("q2", "L2", SQL, T0));
+    cr_assert_eq(count_rows("SELECT count(*) FROM sla_instance WHERE id = 2"), 0);
+    send(fx_acked("a5", "2", T0 + 3 * H));
+    send_refused(fx_acked("a6", "4", T0 + 3 * H), T0 + 3 * H);
 }
 
 /* The error of parsing `sla = { body }`, which must fail. */
