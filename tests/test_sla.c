@@ -1097,21 +1097,35 @@ static const Funnel__V1__SlaRef *ref_of(const funnel_envelope_t *e)
                                                                        : e->sla_met->sla;
 }
 
-/* Every collected output of key in publish order: topic, time, level, clock start, due time. */
+/* Appends one output's line to buf: topic, time, level, clock start, due time. */
+static void line_add(char *buf, size_t len, const char *topic, int64_t at, int level,
+                     int64_t started, int64_t due)
+{
+    size_t used = strlen(buf);
+    used += (size_t)snprintf(buf + used, len - used, "%s %lld level %d started %lld due %lld\n",
+                             topic, (long long)at, level, (long long)started, (long long)due);
+    cr_assert_lt(used, len);
+}
+
+/* The lines of every collected output of key, in publish order. */
 static void outputs_of(const char *key, char *buf, size_t len)
 {
-    size_t used = 0;
     buf[0] = '\0';
     for (size_t i = 0; i < n_out; i++) {
         if (!strcmp(out_topic[i], "sla.quota_missed") || strcmp(ref_of(out[i])->key, key))
             continue;
         const Funnel__V1__SlaRef *r = ref_of(out[i]);
         int level = !strcmp(out_topic[i], "sla.escalation") ? out[i]->sla_escalation->level : 0;
-        used += (size_t)snprintf(buf + used, len - used, "%s %lld level %d started %lld due %lld\n",
-                                 out_topic[i], (long long)out[i]->occurred_at_ms, level,
-                                 (long long)r->started_at_ms, (long long)r->due_at_ms);
-        cr_assert_lt(used, len);
+        line_add(buf, len, out_topic[i], out[i]->occurred_at_ms, level, r->started_at_ms,
+                 r->due_at_ms);
     }
+}
+
+/* The lines of a clock's warning and its level at the due time. */
+static void clock_lines(char *buf, size_t len, int64_t warn, int64_t started, int64_t due)
+{
+    line_add(buf, len, "sla.warning", warn, 0, started, due);
+    line_add(buf, len, "sla.escalation", due, 1, started, due);
 }
 
 /* The k-th permutation of 0..n-1 (k < n!) into idx. */
@@ -1166,33 +1180,23 @@ static void expect_batching_does_not_matter(const char *name, const step_ev_t *e
 Test(sla, steps_due_between_events_of_a_batch_come_out_at_their_times)
 {
     berlin_policy();
-    char want[1024];
+    char want[1024] = "";
     int64_t start = NOV2 + 10 * H, warn = NOV2 + 17 * H, due = NOV2 + 34 * H;
     /* Mon 11:00 CET start, 18:10 pause, 23:10 resume: warning Mon 18:00, due Tue 11:00. */
     step_ev_t pause_resume[] = {
         {1, start}, {2, NOV2 + 17 * H + 10 * MN}, {3, NOV2 + 22 * H + 10 * MN}};
-    snprintf(want, sizeof want,
-             "sla.warning %lld level 0 started %lld due %lld\n"
-             "sla.escalation %lld level 1 started %lld due %lld\n",
-             (long long)warn, (long long)start, (long long)due, (long long)due, (long long)start,
-             (long long)due);
+    clock_lines(want, sizeof want, warn, start, due);
     expect_batching_does_not_matter("pr", pause_resume, 3, want);
     /* The same without the resume: the warning, and nothing more. */
-    snprintf(want, sizeof want, "sla.warning %lld level 0 started %lld due %lld\n", (long long)warn,
-             (long long)start, (long long)due);
+    want[0] = '\0';
+    line_add(want, sizeof want, "sla.warning", warn, 0, start, due);
     expect_batching_does_not_matter("p", pause_resume, 2, want);
     /* Mon Nov 9 09:00 CET start, reset Tue 00:01: both clocks' warning and level. */
     int64_t nov9 = NOV2 + 7 * 24 * H, reset = nov9 + 23 * H + MN;
     step_ev_t resets[] = {{1, nov9 + 8 * H}, {4, reset}};
-    snprintf(want, sizeof want,
-             "sla.warning %lld level 0 started %lld due %lld\n"
-             "sla.escalation %lld level 1 started %lld due %lld\n"
-             "sla.warning %lld level 0 started %lld due %lld\n"
-             "sla.escalation %lld level 1 started %lld due %lld\n",
-             (long long)(nov9 + 15 * H), (long long)(nov9 + 8 * H), (long long)(nov9 + 17 * H),
-             (long long)(nov9 + 17 * H), (long long)(nov9 + 8 * H), (long long)(nov9 + 17 * H),
-             (long long)(nov9 + 39 * H), (long long)reset, (long long)(nov9 + 41 * H),
-             (long long)(nov9 + 41 * H), (long long)reset, (long long)(nov9 + 41 * H));
+    want[0] = '\0';
+    clock_lines(want, sizeof want, nov9 + 15 * H, nov9 + 8 * H, nov9 + 17 * H);
+    clock_lines(want, sizeof want, nov9 + 39 * H, reset, nov9 + 41 * H);
     expect_batching_does_not_matter("r", resets, 2, want);
 }
 
@@ -1206,19 +1210,11 @@ Test(sla, a_late_reset_publishes_the_steps_of_the_clock_it_ends)
     send_at(fx_contacted("lr-2", "lr", nov9 + 57 * H), BURST_AT);
     send_at(fx_touched("lr-3", "lr", reset), BURST_AT);
     tick(BURST_AT);
-    char got[2048], want[1024];
+    char got[2048], want[1024] = "";
     outputs_of("lr", got, sizeof got);
-    snprintf(want, sizeof want,
-             "sla.warning %lld level 0 started %lld due %lld\n"
-             "sla.escalation %lld level 1 started %lld due %lld\n"
-             "sla.met %lld level 0 started %lld due %lld\n"
-             "sla.warning %lld level 0 started %lld due %lld\n"
-             "sla.escalation %lld level 1 started %lld due %lld\n",
-             (long long)(nov9 + 15 * H), (long long)(nov9 + 8 * H), (long long)(nov9 + 17 * H),
-             (long long)(nov9 + 17 * H), (long long)(nov9 + 8 * H), (long long)(nov9 + 17 * H),
-             (long long)(nov9 + 57 * H), (long long)(nov9 + 8 * H), (long long)(nov9 + 17 * H),
-             (long long)(nov9 + 39 * H), (long long)reset, (long long)(nov9 + 41 * H),
-             (long long)(nov9 + 41 * H), (long long)reset, (long long)(nov9 + 41 * H));
+    clock_lines(want, sizeof want, nov9 + 15 * H, nov9 + 8 * H, nov9 + 17 * H);
+    line_add(want, sizeof want, "sla.met", nov9 + 57 * H, 0, nov9 + 8 * H, nov9 + 17 * H);
+    clock_lines(want, sizeof want, nov9 + 39 * H, reset, nov9 + 41 * H);
     cr_assert_str_eq(got, want);
 }
 
