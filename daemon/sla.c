@@ -5,7 +5,9 @@
  * from the row (anchor, business time consumed, due time) and the policy version, and stored as
  * next_at so the heap can be rebuilt with one indexed scan. Firing a step emits its output with
  * the step's own time as occurred_at_ms and moves to the next step, so a step is never skipped:
- * after downtime they all come out at once, in order, with their original times. */
+ * after downtime they all come out at once, in order, with their original times. An event of
+ * the instance's key first fires the steps due before it (steps_before), so a burst of events
+ * that arrives after their steps were due publishes what the clock would have published. */
 #include "funnel/sla.h"
 #include "funnel/error.h"
 #include "funnel/timerheap.h"
