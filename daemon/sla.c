@@ -216,7 +216,7 @@ typedef struct inst {
     int64_t started_at;  /* start (or last reset), event time */
     int64_t anchor_at;   /* the running clock counts from here (start, reset or resume) */
     int64_t consumed_ms; /* business time used before anchor_at (before a pause) */
-    int64_t due_at;      /* NONE while paused */
+    int64_t due_at;      /* kept while paused; never moves once the clock reached it */
     int64_t paused_at;   /* NONE unless paused */
     int64_t step;        /* next step to fire */
     int64_t next_at;     /* when; NONE for nothing */
