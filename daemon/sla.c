@@ -5,7 +5,9 @@
  * from the row (anchor, business time consumed, due time) and the policy version, and stored as
  * next_at so the heap can be rebuilt with one indexed scan. Firing a step emits its output with
  * the step's own time as occurred_at_ms and moves to the next step, so a step is never skipped:
- * after downtime they all come out at once, in order, with their original times. */
+ * after downtime they all come out at once, in order, with their original times. An event of
+ * the instance's key first fires the steps due before it (steps_before), so a burst of events
+ * that arrives after their steps were due publishes what the clock would have published. */
 #include "funnel/sla.h"
 #include "funnel/error.h"
 #include "funnel/timerheap.h"
@@ -62,6 +64,21 @@ static const char *const migrations[] = {
      * or an output naming a deleted instance never names another one. */
     "CREATE TABLE sla_deleted_max (id INTEGER NOT NULL);"
     "INSERT INTO sla_deleted_max VALUES (0);",
+    /* 4: per clock of an instance (its start or a reset), the first step not yet published, so
+     * a recomputation that replays a clock publishes what that clock has not (step_publish).
+     * Rows from before this step know only their current clock: its steps before `step`. */
+    "CREATE TABLE sla_fired ("
+    "  id INTEGER NOT NULL, clock INTEGER NOT NULL, next_step INTEGER NOT NULL,"
+    "  PRIMARY KEY (id, clock)) WITHOUT ROWID;"
+    "INSERT INTO sla_fired SELECT id, started_at, step FROM sla_instance;",
+    /* 5: per quota, the periods funneld has opened: from the first period of its first run
+     * (since) to the end of the last one (through). A period in between that has no row yet is
+     * created and reports, even when a later period got a row first (quota_ensure). Quotas from
+     * before this step take the span of their rows. */
+    "CREATE TABLE sla_quota_span ("
+    "  policy TEXT PRIMARY KEY, since INTEGER NOT NULL, through INTEGER NOT NULL) WITHOUT ROWID;"
+    "INSERT INTO sla_quota_span SELECT policy, min(period_start), max(period_end) FROM sla_quota"
+    "  GROUP BY policy;",
 };
 
 #define COLS                                                                                       \
@@ -82,7 +99,6 @@ enum stmt_id {
     S_OPEN_COUNT,
     S_QUOTA_COUNT,
     S_QUOTA_ENSURE,
-    S_QUOTA_LAST,
     S_QUOTA_OPEN,
     S_QUOTA_MARK,
     S_HOLD,
@@ -98,6 +114,12 @@ enum stmt_id {
     S_DELETE,
     S_DELETED_MAX,
     S_HELD_CLEAR,
+    S_FIRED_NEXT,
+    S_FIRED_SET,
+    S_FIRED_DROP,
+    S_SPAN_GET,
+    S_SPAN_SET,
+    S_ID_ISSUED,
     S_COUNT_
 };
 
@@ -123,7 +145,6 @@ static const char *const stmt_sql[S_COUNT_] = {
                       " DO UPDATE SET actual = actual + 1",
     [S_QUOTA_ENSURE] = "INSERT OR IGNORE INTO sla_quota (policy, period_start, period_end, actual)"
                        " VALUES (?,?,?,0)",
-    [S_QUOTA_LAST] = "SELECT max(period_end) FROM sla_quota WHERE policy = ?",
     [S_QUOTA_OPEN] = "SELECT period_start, period_end, actual, pace_done FROM sla_quota"
                      " WHERE policy = ? AND closed = 0 ORDER BY period_start LIMIT 64",
     [S_QUOTA_MARK] = "UPDATE sla_quota SET pace_done = ?, closed = ? WHERE policy = ? AND"
@@ -151,6 +172,16 @@ static const char *const stmt_sql[S_COUNT_] = {
     [S_DELETE] = "DELETE FROM sla_instance WHERE id = ?",
     [S_HELD_CLEAR] = "DELETE FROM sla_held WHERE policy = ? AND key = ?",
     [S_DELETED_MAX] = "UPDATE sla_deleted_max SET id = max(id, ?)",
+    [S_FIRED_NEXT] = "SELECT next_step FROM sla_fired WHERE id = ? AND clock = ?",
+    [S_FIRED_SET] = "INSERT INTO sla_fired (id, clock, next_step) VALUES (?,?,?)"
+                    " ON CONFLICT (id, clock) DO UPDATE SET"
+                    " next_step = max(next_step, excluded.next_step)",
+    [S_FIRED_DROP] = "DELETE FROM sla_fired WHERE id = ?",
+    [S_ID_ISSUED] = "SELECT ?1 BETWEEN 1 AND max(coalesce((SELECT max(id) FROM sla_instance), 0),"
+                    " (SELECT id FROM sla_deleted_max))",
+    [S_SPAN_GET] = "SELECT since, through FROM sla_quota_span WHERE policy = ?",
+    [S_SPAN_SET] = "INSERT INTO sla_quota_span (policy, since, through) VALUES (?1,?2,?3)"
+                   " ON CONFLICT (policy) DO UPDATE SET through = max(through, ?3)",
 };
 
 typedef enum inst_state { ST_OPEN, ST_PAUSED, ST_MET } inst_state_t;
@@ -185,7 +216,7 @@ typedef struct inst {
     int64_t started_at;  /* start (or last reset), event time */
     int64_t anchor_at;   /* the running clock counts from here (start, reset or resume) */
     int64_t consumed_ms; /* business time used before anchor_at (before a pause) */
-    int64_t due_at;      /* NONE while paused */
+    int64_t due_at;      /* kept while paused; never moves once the clock reached it */
     int64_t paused_at;   /* NONE unless paused */
     int64_t step;        /* next step to fire */
     int64_t next_at;     /* when; NONE for nothing */
@@ -461,30 +492,57 @@ static int64_t first_step(const funnel_sla_policy_t *p)
     return warn_lead(p) > 0 ? 0 : 1;
 }
 
+/* Business time on the clock at which step fires, counted from the start of the clock: the
+ * warning before the target, a level or repeat after it. */
+static int64_t step_offset(const funnel_sla_policy_t *p, int64_t step)
+{
+    int64_t levels = (int64_t)p->n_levels;
+    if (step == 0)
+        return p->target_ms - warn_lead(p);
+    if (step <= levels)
+        return p->target_ms + p->levels[step - 1].after_ms;
+    return p->target_ms + p->levels[levels - 1].after_ms + (step - levels) * p->repeat_every_ms;
+}
+
 /* When step fires for this instance, NONE when it never does (paused, acknowledged, past the
- * last repeat). All offsets are business time on the version's calendar. */
+ * last repeat). Offsets are business time on the version's calendar, walked from the running
+ * clock (anchor_at, consumed_ms) rather than from due_at: a pause after the due time keeps
+ * due_at (inst_schedule) but still stops the clock the levels count on. */
 static int64_t step_at(pver_t *v, const inst_t *in, int64_t step)
 {
     const funnel_sla_policy_t *p = &v->pol;
-    int64_t levels = (int64_t)p->n_levels;
-    if (in->state != ST_OPEN || in->acked_by[0] || step > levels + p->repeat_count)
+    if (in->state != ST_OPEN || in->acked_by[0] || step > (int64_t)p->n_levels + p->repeat_count)
         return NONE;
-    if (step == 0) {
-        int64_t left = p->target_ms - in->consumed_ms - warn_lead(p);
-        return funnel_calendar_add(v->cal, in->anchor_at, left > 0 ? left : 0);
-    }
-    if (step <= levels)
-        return funnel_calendar_add(v->cal, in->due_at, p->levels[step - 1].after_ms);
-    int64_t last = funnel_calendar_add(v->cal, in->due_at, p->levels[levels - 1].after_ms);
-    return funnel_calendar_add(v->cal, last, (step - levels) * p->repeat_every_ms);
+    int64_t left = step_offset(p, step) - in->consumed_ms;
+    return funnel_calendar_add(v->cal, in->anchor_at, left > 0 ? left : 0);
 }
 
-/* Recomputes the due time from the running clock and the next step's time. */
+/* Recomputes the due time from the running clock, and the next step's time. Once the clock has
+ * used the whole target the instance is due and due_at never moves again: a pause after the due
+ * time and its resume leave it where the escalations said it was. */
 static void inst_schedule(pver_t *v, inst_t *in)
 {
     int64_t left = v->pol.target_ms - in->consumed_ms;
-    in->due_at = funnel_calendar_add(v->cal, in->anchor_at, left > 0 ? left : 0);
+    if (left > 0)
+        in->due_at = funnel_calendar_add(v->cal, in->anchor_at, left);
     in->next_at = step_at(v, in, in->step);
+}
+
+/* Called for each step an instance passes (steps_before), before it moves to the next one. */
+typedef int (*step_fn)(void *arg, pver_t *v, const inst_t *in);
+
+/* Passes the instance over every step due before t (event time), oldest first, calling fn for
+ * each, so the steps between two events of a key come out as if the clock had run between them,
+ * however the events were batched. Returns fn's first error. */
+static int steps_before(pver_t *v, inst_t *in, int64_t t, step_fn fn, void *arg)
+{
+    int rc = 0;
+    while (!rc && in->next_at != NONE && in->next_at < t) {
+        rc = fn(arg, v, in);
+        in->step++;
+        in->next_at = step_at(v, in, in->step);
+    }
+    return rc;
 }
 
 /* ---- outputs --------------------------------------------------------------------------- */
@@ -539,6 +597,51 @@ static int emit_step(funnel_router_t *router, pver_t *v, const inst_t *in, int64
     return funnel_router_emit(router, "sla.escalation", &env, now_ms);
 }
 
+/* The first step of the clock (instance id, clock start) not yet published; 0 for none. */
+static int fired_next(funnel_sla_t *sla, int64_t id, int64_t clock, int64_t *next)
+{
+    sqlite3_stmt *s = stmt(sla, S_FIRED_NEXT);
+    sqlite3_bind_int64(s, 1, id);
+    sqlite3_bind_int64(s, 2, clock);
+    int rc = sqlite3_step(s);
+    *next = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+    sqlite3_reset(s);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : FUNNEL_ESTORE;
+}
+
+/* Publishes step in->step, due at in->next_at, unless its clock already did (a recomputation
+ * passes over steps the live path published), and records it. */
+static int step_publish(funnel_sla_t *sla, funnel_router_t *router, pver_t *v, const inst_t *in,
+                        int64_t now_ms)
+{
+    int64_t next;
+    int rc = fired_next(sla, in->id, in->started_at, &next);
+    if (rc || in->step < next)
+        return rc;
+    if ((rc = emit_step(router, v, in, in->next_at, now_ms)))
+        return rc;
+    sqlite3_stmt *s = stmt(sla, S_FIRED_SET);
+    sqlite3_bind_int64(s, 1, in->id);
+    sqlite3_bind_int64(s, 2, in->started_at);
+    sqlite3_bind_int64(s, 3, in->step + 1);
+    return step_done(s);
+}
+
+/* steps_before's callback on the live path: publish at once. */
+typedef struct fire_ctx {
+    funnel_sla_t *sla;
+    funnel_router_t *router;
+    int64_t now_ms;
+    int fired; /* steps passed */
+} fire_ctx_t;
+
+static int fire_step(void *arg, pver_t *v, const inst_t *in)
+{
+    fire_ctx_t *c = arg;
+    c->fired++;
+    return step_publish(c->sla, c->router, v, in, c->now_ms);
+}
+
 /* ---- reacting to events ------------------------------------------------------------------ */
 
 /* What an event is to one policy: a bit per list it matches (stop, reset, pause, resume). The
@@ -559,17 +662,20 @@ enum { CH_NONE, CH_WRITE, CH_MET };
 
 /* Applies a stop, reset, pause or resume (kinds, see kinds_of) that occurred at t to a live
  * instance of version v, in memory only, so the live path (inst_apply) and a recomputation
- * (recompute) share every rule. A stop meets the instance, on time when the business time the
- * clock ran up to t (or up to a pause before t) is within the target; a stop that occurred
- * before the due time is on time whenever it arrives. Returns what the caller must write. */
+ * (recompute) share every rule. A stop meets the instance, on time when it occurred (or the
+ * clock was paused) at or before the due time, whenever it arrives; lateness is the business
+ * time the clock ran past the target. Returns what the caller must write. */
 static int inst_change(pver_t *v, inst_t *in, int kinds, int64_t t, const char *event_id)
 {
     const funnel_sla_policy_t *p = &v->pol;
     if (kinds & K_STOP) {
+        /* While paused the clock stands at the pause: a stop then counts from there. */
         int64_t end = in->state == ST_PAUSED && in->paused_at < t ? in->paused_at : t;
         int64_t used = in->consumed_ms + funnel_calendar_between(v->cal, in->anchor_at, end);
-        in->on_time = used <= p->target_ms;
-        in->late_ms = in->on_time ? 0 : used - p->target_ms;
+        /* On time iff at or before the due time, even when no business time passed after it
+         * (a stop at 19:00 after a due time of 18:00 is late by 0 business ms). */
+        in->on_time = end <= in->due_at;
+        in->late_ms = in->on_time || used <= p->target_ms ? 0 : used - p->target_ms;
         in->stopped_at = t;
         snprintf(in->stop_event, sizeof in->stop_event, "%s", event_id);
         in->state = ST_MET; /* held events after the stop are not this instance's (apply_held) */
@@ -635,14 +741,18 @@ static int inst_met(funnel_sla_t *sla, funnel_router_t *router, const inst_t *in
 }
 
 /* Applies an event (kinds, see kinds_of) that occurred at t to one live instance of its version
- * and stores the result. */
+ * and stores the result. The steps that came due before t are published first, with their own
+ * times: the event may arrive long after them, in one batch with the events before it, before
+ * a timer pass could fire them. */
 static int inst_apply(funnel_sla_t *sla, funnel_router_t *router, pver_t *v, inst_t *in, int kinds,
                       int64_t t, const char *event_id, int64_t now_ms)
 {
-    int ch = inst_change(v, in, kinds, t, event_id);
-    return ch == CH_MET     ? inst_met(sla, router, in, true, now_ms)
-           : ch == CH_WRITE ? inst_write(sla, in)
-                            : 0;
+    fire_ctx_t fc = {sla, router, now_ms, 0};
+    int rc = steps_before(v, in, t, fire_step, &fc);
+    int ch = rc ? CH_NONE : inst_change(v, in, kinds, t, event_id);
+    if (!rc && (ch == CH_WRITE || (ch == CH_NONE && fc.fired)))
+        rc = inst_write(sla, in);
+    return !rc && ch == CH_MET ? inst_met(sla, router, in, true, now_ms) : rc;
 }
 
 /* Reads the live instances of one key (bounded), so rows can be updated after the scan. */
@@ -1028,21 +1138,50 @@ static inst_t *row_by_start(inst_t *rows, size_t n, const char *start_event)
     return NULL;
 }
 
+/* A step a replay passed: instance res[res] as it was at that step, published (unless its clock
+ * already did) once the instance has its row (recompute). */
+typedef struct passed {
+    size_t res;
+    inst_t in;
+} passed_t;
+
+typedef struct replay_out {
+    inst_t *res; /* the instances, in start order; id 0: no row yet */
+    size_t n_res, cap_res;
+    passed_t *passed; /* the steps due between events, in event-time order */
+    size_t n_passed, cap_passed;
+} replay_out_t;
+
+/* steps_before's callback in a replay: keep the step for later. */
+static int pass_step(void *arg, pver_t *v, const inst_t *in)
+{
+    (void)v;
+    replay_out_t *o = arg;
+    passed_t *ps = grow((void **)&o->passed, &o->n_passed, &o->cap_passed, sizeof *ps);
+    if (!ps)
+        return FUNNEL_ENOMEM;
+    ps->res = o->n_res - 1;
+    ps->in = *in;
+    return 0;
+}
+
 /* Replays the log in event-time order as the live path would have seen it in that order: a
  * start opens an instance unless one is live (a repeated start), every other event goes to the
- * live instance, if any. An instance whose start already has a row keeps the row's id, version
- * and owner (its identity is policy, key and start event, whatever the arrival order); a new
- * one starts under p's current version. The instances come out in res (id 0: no row yet). */
+ * live instance, if any, after the steps due before it (inst_apply). An instance whose start
+ * already has a row keeps the row's id, version and owner (its identity is policy, key and
+ * start event, whatever the arrival order); a new one starts under p's current version. */
 static int replay(funnel_sla_t *sla, const funnel_sla_policy_t *p, const char *key, logrow_t *log,
-                  size_t n_log, inst_t *rows, size_t n_rows, inst_t **res, size_t *n_res)
+                  size_t n_log, inst_t *rows, size_t n_rows, replay_out_t *o)
 {
-    size_t cap = 0;
     inst_t *cur = NULL;
     pver_t *v = NULL;
     for (size_t i = 0; i < n_log; i++) {
         logrow_t *e = &log[i];
         if (e->rank == RANK_OTHER) {
             e->untaken = !cur || cur->state == ST_MET;
+            int rc = e->untaken ? 0 : steps_before(v, cur, e->at, pass_step, o);
+            if (rc)
+                return rc;
             if (!e->untaken)
                 inst_change(v, cur, e->kinds, e->at, e->event_id);
             continue;
@@ -1053,7 +1192,7 @@ static int replay(funnel_sla_t *sla, const funnel_sla_policy_t *p, const char *k
         int rc = row ? 0 : version_current(sla, p, &v);
         if (row && !(v = version_find(sla, row->policy, row->version)))
             rc = FUNNEL_EINVAL; /* checked by the caller: not reached */
-        if (rc || !(cur = grow((void **)res, n_res, &cap, sizeof *cur)))
+        if (rc || !(cur = grow((void **)&o->res, &o->n_res, &o->cap_res, sizeof *cur)))
             return rc ? rc : FUNNEL_ENOMEM;
         inst_fresh(cur, v, key, row ? row->owner : e->owner, e->at, e->event_id);
         cur->id = row ? row->id : 0;
@@ -1061,21 +1200,32 @@ static int replay(funnel_sla_t *sla, const funnel_sla_policy_t *p, const char *k
     return 0;
 }
 
-/* Stores one recomputed instance over its row (or a new one). Steps already published are not
- * published again: the row's step is the next step of its clock (started_at), so while the
- * clock is the same (no reset in between) the instance keeps the row's step and acknowledgement,
- * and the steps after it come at their recomputed times, at once if already due. sla.met goes
- * out only when the instance was not met before. */
+/* Publishes a step the replay passed, unless its clock published it already or the row's
+ * acknowledgement, kept while the clock is the same, silenced it. */
+static int passed_publish(funnel_sla_t *sla, funnel_router_t *router, passed_t *ps,
+                          const inst_t *in, const inst_t *row, int64_t now_ms)
+{
+    ps->in.id = in->id;
+    if (row && row->acked_by[0] && row->started_at == ps->in.started_at)
+        return 0;
+    return step_publish(sla, router, version_find(sla, in->policy, in->version), &ps->in, now_ms);
+}
+
+/* Stores one recomputed instance over its row (an inserted one when new). Steps already
+ * published are not published again: the instance continues after the last step its clock
+ * (started_at) published, keeps the row's acknowledgement while the clock is the same, and the
+ * steps after it come at their recomputed times, at once if already due. sla.met goes out only
+ * when the instance was not met before. */
 static int store_one(funnel_sla_t *sla, funnel_router_t *router, inst_t *in, const inst_t *row,
                      int64_t now_ms)
 {
     pver_t *v = version_find(sla, in->policy, in->version);
     bool was_live = !row || row->state != ST_MET;
-    int rc = row ? 0 : inst_insert(sla, in);
-    if (row && row->started_at == in->started_at) {
-        in->step = row->step;
+    int64_t next;
+    int rc = fired_next(sla, in->id, in->started_at, &next);
+    in->step = in->step > next ? in->step : next;
+    if (row && row->started_at == in->started_at)
         snprintf(in->acked_by, sizeof in->acked_by, "%s", row->acked_by);
-    }
     in->next_at = step_at(v, in, in->step);
     rc = rc ? rc : inst_write(sla, in);
     if (!rc && in->state == ST_MET)
@@ -1106,6 +1256,22 @@ static int held_rebuild(funnel_sla_t *sla, const char *policy, const char *key, 
     return rc;
 }
 
+/* Deletes an instance row a recomputation no longer has, with its published-steps record; its
+ * id is never given again. */
+static int row_delete(funnel_sla_t *sla, const inst_t *row)
+{
+    static const enum stmt_id ids[] = {S_DELETE, S_FIRED_DROP, S_DELETED_MAX};
+    int rc = 0;
+    for (size_t i = 0; !rc && i < sizeof ids / sizeof ids[0]; i++) {
+        sqlite3_stmt *s = stmt(sla, ids[i]);
+        sqlite3_bind_int64(s, 1, row->id);
+        rc = step_done(s);
+    }
+    if (!rc)
+        open_add(sla, -(int64_t)(row->state != ST_MET));
+    return rc;
+}
+
 /* Rebuilds the instances of (p, key) from its log after an event arrived out of order: rows
  * the replay no longer has (a start that an earlier one, arrived late, turns into a repeated
  * start) are deleted, the others rewritten, new ones inserted. Outputs already published stay
@@ -1114,8 +1280,9 @@ static int recompute(funnel_sla_t *sla, funnel_router_t *router, const funnel_sl
                      const char *key, int64_t now_ms)
 {
     logrow_t *log = NULL;
-    inst_t *rows = NULL, *res = NULL;
-    size_t n_log = 0, n_rows = 0, n_res = 0;
+    inst_t *rows = NULL;
+    replay_out_t o = {0};
+    size_t n_log = 0, n_rows = 0;
     int rc = log_read(sla, p->name, key, &log, &n_log);
     if (!n_log)
         goto out; /* a key never started: hold() has kept the event */
@@ -1123,29 +1290,33 @@ static int recompute(funnel_sla_t *sla, funnel_router_t *router, const funnel_sl
     for (size_t i = 0; !rc && i < n_rows; i++)
         if (!version_find(sla, rows[i].policy, rows[i].version))
             goto out; /* unreadable version: its instances wait untouched (version_add) */
-    rc = rc ? rc : replay(sla, p, key, log, n_log, rows, n_rows, &res, &n_res);
+    rc = rc ? rc : replay(sla, p, key, log, n_log, rows, n_rows, &o);
     for (size_t i = 0; !rc && i < n_rows; i++) {
         bool kept = false;
-        for (size_t j = 0; j < n_res && !kept; j++)
-            kept = res[j].id == rows[i].id;
-        if (kept)
-            continue;
-        sqlite3_stmt *s = stmt(sla, S_DELETE);
-        sqlite3_bind_int64(s, 1, rows[i].id);
-        rc = step_done(s);
-        s = stmt(sla, S_DELETED_MAX);
-        sqlite3_bind_int64(s, 1, rows[i].id);
-        rc = rc ? rc : step_done(s);
-        open_add(sla, -(int64_t)(rows[i].state != ST_MET));
+        for (size_t j = 0; j < o.n_res && !kept; j++)
+            kept = o.res[j].id == rows[i].id;
+        if (!kept)
+            rc = row_delete(sla, &rows[i]);
     }
     rc = rc ? rc : held_rebuild(sla, p->name, key, log, n_log, now_ms);
-    for (size_t j = 0; !rc && j < n_res; j++)
-        rc = store_one(sla, router, &res[j],
-                       res[j].id ? row_by_start(rows, n_rows, res[j].start_event) : NULL, now_ms);
+    /* Rows first: each instance's passed steps are published under its sla_id, then stored. */
+    const inst_t **was = calloc(o.n_res ? o.n_res : 1, sizeof *was);
+    rc = rc ? rc : was ? 0 : FUNNEL_ENOMEM;
+    for (size_t j = 0; !rc && j < o.n_res; j++)
+        if (!(was[j] = o.res[j].id ? row_by_start(rows, n_rows, o.res[j].start_event) : NULL))
+            rc = inst_insert(sla, &o.res[j]);
+    for (size_t k = 0; !rc && k < o.n_passed; k++) {
+        size_t j = o.passed[k].res;
+        rc = passed_publish(sla, router, &o.passed[k], &o.res[j], was[j], now_ms);
+    }
+    for (size_t j = 0; !rc && j < o.n_res; j++)
+        rc = store_one(sla, router, &o.res[j], was[j], now_ms);
+    free(was);
 out:
     free(log);
     free(rows);
-    free(res);
+    free(o.res);
+    free(o.passed);
     return rc;
 }
 
@@ -1178,18 +1349,44 @@ static int late_event(funnel_sla_t *sla, funnel_router_t *router, const funnel_e
     return rc;
 }
 
-/* escalation.acknowledged: no further levels or repeats for that instance. */
+/* Whether funneld ever issued sla_id id: ids are given in increasing order and never reused,
+ * so every id up to the highest one given (kept or deleted by a recomputation) was. */
+static int id_issued(funnel_sla_t *sla, int64_t id, bool *issued)
+{
+    sqlite3_stmt *s = stmt(sla, S_ID_ISSUED);
+    sqlite3_bind_int64(s, 1, id);
+    int rc = sqlite3_step(s);
+    *issued = rc == SQLITE_ROW && sqlite3_column_int(s, 0);
+    sqlite3_reset(s);
+    return rc == SQLITE_ROW ? 0 : FUNNEL_ESTORE;
+}
+
+/* escalation.acknowledged: no further levels or repeats for that instance. One naming an
+ * sla_id funneld never issued is refused (FUNNEL_EREFUSED): the sender has a wrong id, and an
+ * `ok` would tell it the escalation was stopped. One for a met instance, or for one a
+ * recomputation replaced (its outputs stay published), changes nothing. */
 static int acknowledge(funnel_sla_t *sla, const funnel_envelope_t *env)
 {
     const Funnel__V1__EscalationAcknowledged *ack = env->escalation_acknowledged;
     char *end;
     inst_t in;
+    bool issued = false;
     int64_t id = strtoll(ack->sla_id, &end, 10);
-    if (*end || end == ack->sla_id || inst_load(sla, id, &in) || in.state == ST_MET) {
-        funnel_log_info(sla->log, "sla: acknowledgement %s names no open SLA (sla_id %s)",
+    int rc = *end || end == ack->sla_id ? 0 : id_issued(sla, id, &issued);
+    if (rc)
+        return rc;
+    if (!issued) {
+        funnel_log_warn(sla->log, "sla: acknowledgement %s refused: unknown sla_id '%s'",
+                        env->event_id, ack->sla_id);
+        return FUNNEL_EREFUSED;
+    }
+    if ((rc = inst_load(sla, id, &in)) == FUNNEL_ENOTFOUND || (!rc && in.state == ST_MET)) {
+        funnel_log_info(sla->log, "sla: acknowledgement %s for SLA %s, no longer open",
                         env->event_id, ack->sla_id);
         return 0;
     }
+    if (rc)
+        return rc;
     snprintf(in.acked_by, sizeof in.acked_by, "%s", ack->by[0] ? ack->by : "-");
     in.next_at = NONE;
     return inst_write(sla, &in);
@@ -1265,10 +1462,24 @@ static void quota_key(sqlite3_stmt *s, const char *name, int64_t start, int64_t 
     sqlite3_bind_int64(s, 3, end);
 }
 
+/* The span of periods the quota has opened (sla_quota_span); *since = NONE before its first
+ * run. */
+static int quota_span(funnel_sla_t *sla, const char *name, int64_t *since, int64_t *through)
+{
+    sqlite3_stmt *s = stmt(sla, S_SPAN_GET);
+    sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(s);
+    *since = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : NONE;
+    *through = rc == SQLITE_ROW ? sqlite3_column_int64(s, 1) : NONE;
+    sqlite3_reset(s);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : FUNNEL_ESTORE;
+}
+
 /* Counts the event into its period of every quota it matches (event time, local periods). A
- * late event for a period that has a row counts there (a report already made stays made); a
- * period without a row that has already ended predates the quota (quota_ensure creates every
- * period from the first run on) and is recorded closed, reporting nothing. */
+ * late event for a period that has a row counts there (a report already made stays made). A
+ * period without a row that has already ended is recorded closed, reporting nothing, only when
+ * it began before the quota's first run (it predates the quota); one after that is a period
+ * funneld was down for, and the next timer pass closes and reports it (quota_run). */
 static int quota_count(funnel_sla_t *sla, const funnel_envelope_t *env, int64_t now_ms)
 {
     for (size_t i = 0; i < sla->cfg->n_quotas; i++) {
@@ -1280,11 +1491,14 @@ static int quota_count(funnel_sla_t *sla, const funnel_envelope_t *env, int64_t 
         if (!qs)
             return FUNNEL_ENOMEM;
         funnel_calendar_period(qs->cal, q->period, env->occurred_at_ms, &ps, &pe);
+        int64_t since, through;
+        int rc = quota_span(sla, q->name, &since, &through);
+        if (rc)
+            return rc;
         sqlite3_stmt *s = stmt(sla, S_QUOTA_COUNT);
         quota_key(s, q->name, ps, pe);
-        sqlite3_bind_int(s, 4, pe <= now_ms);
-        int rc = step_done(s);
-        if (rc)
+        sqlite3_bind_int(s, 4, pe <= now_ms && (since == NONE || ps < since));
+        if ((rc = step_done(s)))
             return rc;
     }
     return 0;
@@ -1313,30 +1527,35 @@ static int quota_emit(funnel_router_t *router, const funnel_sla_quota_t *q, int6
     return funnel_router_emit(router, "sla.quota_missed", &env, now_ms);
 }
 
-/* Creates every period row from the last one up to the one containing now, so a period in
- * which nothing was counted still reports, also after downtime. */
+/* Creates every period row from the end of the span opened so far up to the period containing
+ * now, so a period in which nothing was counted still reports, also after downtime, and also
+ * when an event dated in a later period gave that one a row first: the span, not the latest
+ * row, says where funneld stopped. */
 static int quota_ensure(funnel_sla_t *sla, const funnel_sla_quota_t *q, quota_state_t *qs,
                         int64_t now_ms)
 {
-    sqlite3_stmt *s = stmt(sla, S_QUOTA_LAST);
-    sqlite3_bind_text(s, 1, q->name, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(s);
-    int64_t from = rc == SQLITE_ROW ? col_time(s, 0) : NONE;
-    sqlite3_reset(s);
-    if (rc != SQLITE_ROW)
-        return FUNNEL_ESTORE;
-    if (from == NONE || from > now_ms)
-        from = now_ms;
+    int64_t since, from;
+    int rc = quota_span(sla, q->name, &since, &from);
+    if (rc)
+        return rc;
+    if (since == NONE) {
+        int64_t pe;
+        funnel_calendar_period(qs->cal, q->period, now_ms, &since, &pe);
+        from = since;
+    }
+    int64_t through = from;
     for (int k = 0; k < QUOTA_BATCH && from <= now_ms; k++) {
-        int64_t ps, pe;
-        funnel_calendar_period(qs->cal, q->period, from, &ps, &pe);
-        s = stmt(sla, S_QUOTA_ENSURE);
-        quota_key(s, q->name, ps, pe);
+        int64_t ps;
+        funnel_calendar_period(qs->cal, q->period, from, &ps, &through);
+        sqlite3_stmt *s = stmt(sla, S_QUOTA_ENSURE);
+        quota_key(s, q->name, ps, through);
         if ((rc = step_done(s)))
             return rc;
-        from = pe;
+        from = through;
     }
-    return 0;
+    sqlite3_stmt *s = stmt(sla, S_SPAN_SET);
+    quota_key(s, q->name, since, through);
+    return step_done(s);
 }
 
 /* Closes ended periods (sla.quota_missed below the minimum), runs due pace checks, and
@@ -1435,11 +1654,9 @@ static int sla_on_timer(void *self, funnel_router_t *router, int64_t now_ms)
         pver_t *v = rc ? NULL : version_find(sla, in.policy, in.version);
         if (rc || !v || in.next_at != top.at)
             continue;
-        for (; !rc && in.next_at <= now_ms; fired++) {
-            rc = emit_step(router, v, &in, in.next_at, now_ms);
-            in.step++;
-            in.next_at = step_at(v, &in, in.step);
-        }
+        fire_ctx_t fc = {sla, router, now_ms, 0};
+        rc = steps_before(v, &in, now_ms + 1, fire_step, &fc);
+        fired += fc.fired;
         rc = rc ? rc : inst_write(sla, &in);
     }
     for (size_t i = 0; !rc && i < sla->cfg->n_quotas; i++) {

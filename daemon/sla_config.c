@@ -143,8 +143,13 @@ static int get_duration(const config_setting_t *g, const char *name, int64_t def
         *out = 0;
         return 0;
     }
-    if (!s || funnel_duration_parse(s, out))
+    if (!s)
         return bad(err, err_len, name, "expected a duration such as \"90s\", \"30m\", \"8h\"");
+    if (funnel_duration_parse(s, out)) {
+        snprintf(err, err_len, "%s: \"%s\" is not a duration such as \"90s\", \"30m\", \"8h\"",
+                 name, s);
+        return FUNNEL_ECONFIG;
+    }
     return 0;
 }
 
@@ -227,26 +232,34 @@ static void match_list_clear(funnel_sla_match_list_t *list)
     list->n = 0;
 }
 
-/* A percentage "25%" (1..100) into *pct, or a duration into *ms. */
-static int get_share(const config_setting_t *g, const char *name, int64_t *ms, int64_t *pct,
-                     char *err, size_t err_len)
+/* A percentage "25%" (1..100) of `whole` into *pct, or a duration into *ms. An error quotes
+ * the value and says which of the two it failed to be. */
+static int get_share(const config_setting_t *g, const char *name, const char *whole, int64_t *ms,
+                     int64_t *pct, char *err, size_t err_len)
 {
     const config_setting_t *m = config_setting_get_member(g, name);
     const char *s = m ? config_setting_get_string(m) : NULL;
+    char why[160] = "is neither a duration (\"2h\") nor a percentage (\"25%\")";
     char *end;
     *ms = *pct = 0;
     if (!m)
         return 0;
-    if (s && *s && s[strlen(s) - 1] == '%') {
+    if (!s)
+        return bad(err, err_len, name, "expected a duration (\"2h\") or a percentage (\"25%\")");
+    if (*s && s[strlen(s) - 1] == '%') {
         long v = strtol(s, &end, 10);
         if (end == s + strlen(s) - 1 && v >= 1 && v <= 100) {
             *pct = v;
             return 0;
         }
-    } else if (s && funnel_duration_parse(s, ms) == 0) {
+        if (end == s + strlen(s) - 1)
+            snprintf(why, sizeof why, "is %s%% of the %s: a share must be 1%%..100%%",
+                     v > 100 ? "more than 100" : "less than 1", whole);
+    } else if (funnel_duration_parse(s, ms) == 0) {
         return 0;
     }
-    return bad(err, err_len, name, "expected a duration (\"2h\") or a percentage (\"25%\")");
+    snprintf(err, err_len, "%s: \"%s\" %s", name, s, why);
+    return FUNNEL_ECONFIG;
 }
 
 /* Resolves a calendar by name: an inline calendar_def group (stored versions), one of the
@@ -426,11 +439,20 @@ static int policy_parse(const config_setting_t *g, const funnel_sla_config_t *cf
         (rc = match_list_parse(g, "resume", &p->resume, err, err_len)) ||
         (rc = get_duration(g, "target", -1, false, &p->target_ms, err, err_len)) ||
         (rc = calendar_resolve(g, cfg, &p->calendar, err, err_len)) ||
-        (rc = get_share(g, "warning", &p->warn_ms, &p->warn_pct, err, err_len)) ||
+        (rc = get_share(g, "warning", "target", &p->warn_ms, &p->warn_pct, err, err_len)) ||
         (rc = parse_levels(g, p, err, err_len)) || (rc = parse_repeat(g, p, err, err_len)))
         goto fail;
     if (p->target_ms <= 0) {
         rc = bad(err, err_len, "target", "missing (a duration such as \"8h\")");
+        goto fail;
+    }
+    /* A warning longer than the target would be due before the instance started. */
+    if (p->warn_ms > p->target_ms) {
+        const char *warning = "", *target = "";
+        config_setting_lookup_string(g, "warning", &warning);
+        config_setting_lookup_string(g, "target", &target);
+        snprintf(err, err_len, "warning: \"%s\" is longer than the target \"%s\"", warning, target);
+        rc = FUNNEL_ECONFIG;
         goto fail;
     }
     if (!p->stop.n) {
@@ -497,17 +519,23 @@ static int quota_parse(const config_setting_t *g, const funnel_sla_config_t *cfg
         (rc = get_word(g, "name", NULL, &q->name, err, err_len)) ||
         (rc = match_parse(count, "count", &q->count, err, err_len)) ||
         (rc = calendar_resolve(g, cfg, &q->calendar, err, err_len)) ||
-        (rc = get_share(g, "pace", &pace_ms, &q->pace_pct, err, err_len)))
+        (rc = get_share(g, "pace", "period", &pace_ms, &q->pace_pct, err, err_len)))
         goto fail;
     q->period = period && !strcmp(period, "week")    ? FUNNEL_PERIOD_WEEK
                 : period && !strcmp(period, "month") ? FUNNEL_PERIOD_MONTH
                                                      : 0;
     q->minimum = minimum;
-    if (!q->period || minimum < 1 || pace_ms) {
-        rc = bad(err, err_len, q->name,
-                 "needs period = \"week\" or \"month\", minimum >= 1, pace as a percentage");
-        goto fail;
+    if (!q->period) {
+        snprintf(err, err_len, "period: \"%s\" is not \"week\" or \"month\"", period ? period : "");
+        rc = FUNNEL_ECONFIG;
+    } else if (minimum < 1) {
+        snprintf(err, err_len, "minimum: %lld is below 1", minimum);
+        rc = FUNNEL_ECONFIG;
+    } else if (pace_ms) {
+        rc = bad(err, err_len, "pace", "must be a percentage (\"50%\"), not a duration");
     }
+    if (rc)
+        goto fail;
     return 0;
 fail:
     quota_clear(q);
@@ -564,9 +592,24 @@ static int quota_elem(const config_setting_t *e, funnel_sla_config_t *c, void *o
     return quota_parse(e, c, out, err, err_len);
 }
 
-static int parse_array(const config_setting_t *g, const char *name, funnel_sla_config_t *c,
-                       elem_parse_fn fn, size_t size, void **arr, size_t *n, char *err,
-                       size_t err_len)
+/* How an error names element i of the list `name`: by its own name (the group's, or its `name`
+ * member) with the noun, "policy first_call", as the operator wrote it; by position only when it
+ * has no usable name. */
+static void elem_label(const config_setting_t *e, const char *noun, const char *name, int i,
+                       char *out, size_t len)
+{
+    const char *own = NULL;
+    if (!config_setting_lookup_string(e, "name", &own))
+        own = config_setting_name(e);
+    if (word_ok(own))
+        snprintf(out, len, "%s %s", noun, own);
+    else
+        snprintf(out, len, "%s[%d]", name, i);
+}
+
+static int parse_array(const config_setting_t *g, const char *name, const char *noun,
+                       funnel_sla_config_t *c, elem_parse_fn fn, size_t size, void **arr, size_t *n,
+                       char *err, size_t err_len)
 {
     const config_setting_t *m = config_setting_get_member(g, name);
     char why[256];
@@ -581,7 +624,9 @@ static int parse_array(const config_setting_t *g, const char *name, funnel_sla_c
         int rc = fn(config_setting_get_elem(m, (unsigned)i), c, (char *)*arr + (size_t)i * size,
                     why, sizeof why);
         if (rc) {
-            snprintf(err, err_len, "%s[%d]: %s", name, i, why);
+            char label[160];
+            elem_label(config_setting_get_elem(m, (unsigned)i), noun, name, i, label, sizeof label);
+            snprintf(err, err_len, "%s: %s", label, why);
             return rc;
         }
         (*n)++;
@@ -589,15 +634,20 @@ static int parse_array(const config_setting_t *g, const char *name, funnel_sla_c
     return 0;
 }
 
-/* Names must be unique within each list: they key stored versions and quota rows. */
-static bool names_unique(const void *arr, size_t n, size_t size, size_t name_offset)
+/* Names must be unique within each list: they key stored versions and quota rows. An error
+ * names the first one given twice. */
+static int names_unique(const void *arr, size_t n, size_t size, size_t name_offset,
+                        const char *noun, char *err, size_t err_len)
 {
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
+        const char *a = *(char *const *)((const char *)arr + i * size + name_offset);
         for (size_t j = 0; j < i; j++)
-            if (!strcmp(*(char *const *)((const char *)arr + i * size + name_offset),
-                        *(char *const *)((const char *)arr + j * size + name_offset)))
-                return false;
-    return true;
+            if (!strcmp(a, *(char *const *)((const char *)arr + j * size + name_offset))) {
+                snprintf(err, err_len, "%s %s: defined twice (names must be unique)", noun, a);
+                return FUNNEL_ECONFIG;
+            }
+    }
+    return 0;
 }
 
 int funnel_sla_config_parse(const config_setting_t *g, void *sec, char *err, size_t err_len)
@@ -606,19 +656,18 @@ int funnel_sla_config_parse(const config_setting_t *g, void *sec, char *err, siz
     funnel_sla_config_t c = {0};
     int rc;
     if ((rc = only_members(g, names, err, err_len)) ||
-        (rc = parse_array(g, "calendars", &c, calendar_elem, sizeof *c.calendars,
+        (rc = parse_array(g, "calendars", "calendar", &c, calendar_elem, sizeof *c.calendars,
                           (void **)&c.calendars, &c.n_calendars, err, err_len)) ||
-        (rc = parse_array(g, "policies", &c, policy_elem, sizeof *c.policies, (void **)&c.policies,
-                          &c.n_policies, err, err_len)) ||
-        (rc = parse_array(g, "quotas", &c, quota_elem, sizeof *c.quotas, (void **)&c.quotas,
-                          &c.n_quotas, err, err_len)))
+        (rc = parse_array(g, "policies", "policy", &c, policy_elem, sizeof *c.policies,
+                          (void **)&c.policies, &c.n_policies, err, err_len)) ||
+        (rc = parse_array(g, "quotas", "quota", &c, quota_elem, sizeof *c.quotas,
+                          (void **)&c.quotas, &c.n_quotas, err, err_len)))
         goto fail;
-    if (!names_unique(c.policies, c.n_policies, sizeof *c.policies,
-                      offsetof(funnel_sla_policy_t, name)) ||
-        !names_unique(c.quotas, c.n_quotas, sizeof *c.quotas, offsetof(funnel_sla_quota_t, name))) {
-        rc = bad(err, err_len, "policies/quotas", "names must be unique");
+    if ((rc = names_unique(c.policies, c.n_policies, sizeof *c.policies,
+                           offsetof(funnel_sla_policy_t, name), "policy", err, err_len)) ||
+        (rc = names_unique(c.quotas, c.n_quotas, sizeof *c.quotas,
+                           offsetof(funnel_sla_quota_t, name), "quota", err, err_len)))
         goto fail;
-    }
     /* Every calendar must compile (known time zone, some working hours) before it is used. */
     for (size_t i = 0; i < c.n_calendars; i++) {
         funnel_calendar_t *cal;

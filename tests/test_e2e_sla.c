@@ -12,19 +12,30 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <zmq.h>
 
 static fx_tmpdir_t tmp;
 static fx_daemon_t fd;
 static funnel_client_t *client;
 static char conf[300];
 
-/* Warning after 1 s, due after 2 s, the level 1 s after due: all within a short downtime. */
+/* fast: warning after 1 s, due after 2 s, the level 1 s after due: all within a short
+ * downtime. berlin (MQL starts): 8 business hours on a Berlin office calendar, for bursts of
+ * past events; a batch waits 100 ms so a burst is one batch. */
 static const char policy_text[] =
+    "batch_delay_ms = 100;\n"
     "sla = {\n"
+    "  calendars = { berlin = { time_zone = \"Europe/Berlin\";\n"
+    "    weekdays = [\"09:00-13:00\", \"14:00-18:00\"]; }; };\n"
     "  policies = ( {\n"
     "    name = \"fast\"; start = \"lead.qualified stage=SQL\"; key = \"lead_id\";\n"
     "    stop = [\"lead.contacted\"]; target = \"2s\"; calendar = \"24x7\"; warning = \"1s\";\n"
     "    escalation = ( { after = \"1s\"; notify = \"team-lead\"; } );\n"
+    "  }, {\n"
+    "    name = \"berlin\"; start = \"lead.qualified stage=MQL\"; key = \"lead_id\";\n"
+    "    stop = [\"lead.contacted\"]; pause = [\"lead.closed outcome=LOST\"];\n"
+    "    resume = [\"lead.touched\"]; target = \"8h\"; calendar = \"berlin\";\n"
+    "    warning = \"2h\"; escalation = ( { after = \"0\"; notify = \"team-lead\"; } );\n"
     "  } );\n"
     "};\n";
 
@@ -157,5 +168,57 @@ Test(e2e_sla, live_deadline_fires_on_time_and_ack_stops_levels)
     cr_assert(strstr(out, "target = \\\"2s\\\""), "the version's definition: %s", out);
     const char *missing[] = {FUNNELCTL_PATH, "--db", fd.db, "sla", "show", "424242", NULL};
     cr_assert_eq(fx_run(missing, out, sizeof out), 1, "%s", out);
+    outputs_free(&o);
+}
+
+/* Sends the events on one DEALER without waiting, so they arrive in one batch, then expects an
+ * ok for each. */
+static void submit_burst(funnel_envelope_t **envs, size_t n)
+{
+    void *zctx = zmq_ctx_new(), *s = zmq_socket(zctx, ZMQ_DEALER);
+    int linger = 0, timeout = 10000;
+    zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(s, ZMQ_RCVTIMEO, &timeout, sizeof timeout);
+    cr_assert_eq(zmq_connect(s, fd.submit), 0);
+    for (size_t i = 0; i < n; i++) {
+        size_t len;
+        uint8_t *buf = fx_pack(envs[i], &len);
+        const char *topic = funnel_topic_name(envs[i]->body_case);
+        cr_assert_geq(zmq_send(s, topic, strlen(topic), ZMQ_SNDMORE), 0);
+        cr_assert_geq(zmq_send(s, buf, len, 0), 0);
+        free(buf);
+        funnel_envelope_free(&envs[i]);
+    }
+    for (size_t i = 0; i < n; i++) {
+        char id[256], st[256];
+        cr_assert_geq(zmq_recv(s, id, sizeof id, 0), 0, "ack %zu missing", i);
+        int r = zmq_recv(s, st, sizeof st - 1, 0);
+        cr_assert_geq(r, 0);
+        st[r < (int)sizeof st - 1 ? r : (int)sizeof st - 1] = '\0';
+        cr_assert_str_eq(st, "ok");
+    }
+    zmq_close(s);
+    zmq_ctx_term(zctx);
+}
+
+Test(e2e_sla, steps_due_between_events_of_one_burst_keep_their_times)
+{
+    /* Mon 2026-11-02 11:00 CET start, paused 18:10, resumed 23:10, sent long after in one
+     * burst: the warning is Mon 18:00 (not 23:10), the level at the due time Tue 11:00. */
+    const int64_t nov2 = 1793577600000LL, h = 3600000LL, mn = 60000LL;
+    funnel_envelope_t *burst[] = {
+        fx_qualified("b-1", "L-b", FUNNEL__V1__STAGE__MQL, nov2 + 10 * h),
+        fx_closed("b-2", "L-b", FUNNEL__V1__OUTCOME__LOST, nov2 + 17 * h + 10 * mn),
+        fx_touched("b-3", "L-b", nov2 + 22 * h + 10 * mn),
+    };
+    submit_burst(burst, 3);
+    outputs_t o = {0};
+    wait_outputs(&o, 2, 10000);
+    cr_assert_str_eq(o.topic[0], "sla.warning");
+    cr_assert_eq(o.env[0]->occurred_at_ms, nov2 + 17 * h);
+    cr_assert_eq(o.env[0]->sla_warning->sla->due_at_ms, nov2 + 34 * h);
+    cr_assert_str_eq(o.topic[1], "sla.escalation");
+    cr_assert_eq(o.env[1]->occurred_at_ms, nov2 + 34 * h);
+    cr_assert_eq(o.env[1]->sla_escalation->level, 1);
     outputs_free(&o);
 }

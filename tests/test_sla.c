@@ -25,7 +25,7 @@ static funnel_sla_config_t cfg;
 static char db_path[400];
 
 /* Outputs of the engine (sla.* only), decoded; freed by the fini. */
-#define MAX_OUT 256
+#define MAX_OUT 1024
 static funnel_envelope_t *out[MAX_OUT];
 static char out_topic[MAX_OUT][32];
 static size_t n_out, seen_out;
@@ -145,6 +145,20 @@ static void send_at(funnel_envelope_t *env, int64_t now)
     funnel_envelope_free(&env);
 }
 
+/* Routes one event the engine must refuse: FUNNEL_EREFUSED, and nothing of it stays. */
+static void send_refused(funnel_envelope_t *env, int64_t now)
+{
+    size_t len;
+    uint8_t *raw = fx_pack(env, &len);
+    cr_assert_eq(funnel_store_begin(store), 0);
+    int rc = funnel_router_apply(router, env, funnel_topic_name(env->body_case), raw, len, now);
+    cr_assert_eq(rc, FUNNEL_EREFUSED, "%s answered %s", env->event_id, funnel_strerror(rc));
+    funnel_store_rollback(store);
+    funnel_router_rolled_back(router);
+    free(raw);
+    funnel_envelope_free(&env);
+}
+
 /* Routes one event that arrives the moment it occurred. */
 static void send(funnel_envelope_t *env)
 {
@@ -246,8 +260,8 @@ Test(sla, acknowledgement_stops_further_levels)
     send(fx_acked("a1", sla_id, T0 + H + 5 * MN));
     tick(T0 + 10 * H);
     no_more_out();
-    /* An acknowledgement naming nothing is harmless. */
-    send(fx_acked("a2", "999999", T0 + H + 6 * MN));
+    /* An acknowledgement naming nothing is refused, and changes nothing. */
+    send_refused(fx_acked("a2", "999999", T0 + H + 6 * MN), T0 + H + 6 * MN);
     /* The instance is still open until its stop, which is late. */
     send(fx_contacted("c1", "L1", T0 + 2 * H));
     funnel_envelope_t *m = next_out("sla.met");
@@ -294,8 +308,13 @@ Test(sla, late_stop_reports_lateness_in_business_time)
     funnel_envelope_t *w = next_out("sla.warning");
     cr_assert_eq(w->sla_warning->sla->due_at_ms, mon_due);
     cr_assert_eq(w->occurred_at_ms, mon_due - 15 * MN);
-    /* Contacted Tue Jun 9 10:00 CEST: 4h Monday afternoon + 1h Tuesday morning late. */
+    /* Contacted Tue Jun 9 10:00 CEST: 4h Monday afternoon + 1h Tuesday morning late. The
+     * levels and repeats due before it come out first, with their times. */
     send(fx_contacted("c1", "L1", T0 + 8 * 24 * H + 8 * H));
+    expect_escalation(mon_due, 1, "team-lead", 0);
+    expect_escalation(mon_due + 30 * MN, 2, "head-of-sales", 0);
+    expect_escalation(mon_due + 90 * MN, 2, "head-of-sales", 1);
+    expect_escalation(mon_due + 150 * MN, 2, "head-of-sales", 2);
     funnel_envelope_t *m = next_out("sla.met");
     cr_assert_not(m->sla_met->on_time);
     cr_assert_eq(m->sla_met->late_ms, 5 * H);
@@ -684,6 +703,9 @@ Test(sla, pause_resume_and_reset_before_start)
     /* A reset held for the start restarts its clock: due 1h after the touch. */
     send_at(fx_touched("c-t", "c", T0 + H + 10 * MN), now);
     send_at(fx_qualified("c-q", "c", SQL, T0), now);
+    /* The first clock's steps due before the touch come out as the start is applied. */
+    cr_assert_eq(next_out("sla.warning")->occurred_at_ms, T0 + 45 * MN);
+    expect_escalation(T0 + H, 1, "team-lead", 0);
     tick(T0 + 2 * H + 10 * MN);
     funnel_envelope_t *w = next_out("sla.warning");
     cr_assert_str_eq(w->sla_warning->sla->key, "c");
@@ -777,17 +799,23 @@ static size_t prop_stream(uint32_t *rnd, prop_ev_t *ev)
     return n;
 }
 
+/* The event of kind (see prop_ev_t) for key, as the test policies read it. */
+static funnel_envelope_t *kind_event(int kind, const char *id, const char *key, int64_t at)
+{
+    return kind == 1   ? fx_qualified(id, key, SQL, at)
+           : kind == 2 ? fx_closed(id, key, FUNNEL__V1__OUTCOME__LOST, at)
+           : kind == 3 ? fx_qualified(id, key, MQL, at)
+           : kind == 4 ? fx_touched(id, key, at)
+                       : fx_contacted(id, key, at);
+}
+
 static void prop_send(const char *prefix, const prop_ev_t *e, int i)
 {
     char id[32], key[32];
     snprintf(id, sizeof id, "%s-%d", prefix, i);
     snprintf(key, sizeof key, "%s%d", prefix, e->key);
-    funnel_envelope_t *env = e->kind == 1   ? fx_qualified(id, key, SQL, e->at)
-                             : e->kind == 2 ? fx_closed(id, key, FUNNEL__V1__OUTCOME__LOST, e->at)
-                             : e->kind == 3 ? fx_qualified(id, key, MQL, e->at)
-                             : e->kind == 4 ? fx_touched(id, key, e->at)
-                                            : fx_contacted(id, key, e->at);
-    send_at(env, T0 + 24 * H); /* one arrival time for all: no timer pass between events */
+    /* one arrival time for all: no timer pass between events */
+    send_at(kind_event(e->kind, id, key, e->at), T0 + 24 * H);
 }
 
 Test(sla, any_arrival_order_ends_in_the_same_instances)
@@ -887,14 +915,21 @@ Test(sla, pause_arriving_after_a_later_resume_is_reconciled)
     tick(T0 + H);
     seen_out = n_out; /* b: warning and level 1 went out; a is paused */
     send_at(fx_qualified("b-r", "b", MQL, T0 + 3 * H), T0 + 3 * H);
+    /* The steps due before the resume come out with it, as the clock would have fired them. */
+    expect_escalation(T0 + H + 30 * MN, 2, "head-of-sales", 0);
+    expect_escalation(T0 + 2 * H + 30 * MN, 2, "head-of-sales", 1);
     send_at(fx_closed("b-p", "b", FUNNEL__V1__OUTCOME__LOST, T0 + 20 * MN), T0 + 3 * H);
     no_more_out();
-    /* b keeps its published steps: the next one is level 2, 30m after the new due time. */
-    tick(T0 + 4 * H + 10 * MN);
+    /* b keeps its published steps: the next one is the last repeat, 2h30m after the new due
+     * time (3h40m). */
+    tick(T0 + 6 * H + 9 * MN);
+    no_more_out();
+    tick(T0 + 6 * H + 10 * MN);
     funnel_envelope_t *e = next_out("sla.escalation");
     cr_assert_str_eq(e->sla_escalation->sla->key, "b");
-    cr_assert_eq(e->occurred_at_ms, T0 + 4 * H + 10 * MN);
+    cr_assert_eq(e->occurred_at_ms, T0 + 6 * H + 10 * MN);
     cr_assert_eq(e->sla_escalation->level, 2);
+    cr_assert_eq(e->sla_escalation->repeat, 2);
     cr_assert_eq(e->sla_escalation->sla->due_at_ms, T0 + 3 * H + 40 * MN);
     no_more_out();
     send(fx_qualified("a-q", "a", SQL, T0));
@@ -1006,4 +1041,336 @@ Test(sla, quota_met_is_silent_and_empty_weeks_after_downtime_still_report)
         cr_assert_eq(m->occurred_at_ms, ends[i]);
         cr_assert_eq(m->sla_quota_missed->actual, 0);
     }
+}
+
+/* ---- steps due between the events of one batch ------------------------------------------ */
+
+/* Mon 2026-11-02 00:00 UTC (CET, UTC+1, from Oct 25) and the arrival time of the bursts. */
+static const int64_t NOV2 = T0 + 154 * 24 * H;
+#define BURST_AT (NOV2 + 29 * 24 * H)
+
+/* Berlin, 09:00-13:00 and 14:00-18:00; 8h target, warning 2h before, a level at the due time. */
+static void berlin_policy(void)
+{
+    funnel_sla_config_clear(&cfg);
+    cfg_set("calendars = { berlin = { time_zone = \"Europe/Berlin\";"
+            " weekdays = [\"09:00-13:00\", \"14:00-18:00\"]; }; };"
+            "policies = ( { name = \"first_call\"; start = \"lead.qualified stage=SQL\";"
+            " key = \"lead_id\"; stop = [\"lead.contacted\"]; reset = [\"lead.touched\"];"
+            " pause = [\"lead.closed outcome=LOST\"]; resume = [\"lead.qualified stage=MQL\"];"
+            " target = \"8h\"; calendar = \"berlin\"; warning = \"2h\";"
+            " escalation = ( { after = \"0\"; notify = \"team-lead\"; } ); } );");
+    engine_close();
+    engine_open();
+}
+
+typedef struct step_ev {
+    int kind; /* as prop_ev_t */
+    int64_t at;
+} step_ev_t;
+
+/* Routes the events in one transaction arriving at now, as one funneld batch does. */
+static void send_batch(const char *key, const step_ev_t *ev, const size_t *order, size_t n,
+                       int64_t now)
+{
+    cr_assert_eq(funnel_store_begin(store), 0);
+    for (size_t i = 0; i < n; i++) {
+        char id[80];
+        size_t len;
+        snprintf(id, sizeof id, "%s-%zu", key, order[i]);
+        funnel_envelope_t *env = kind_event(ev[order[i]].kind, id, key, ev[order[i]].at);
+        uint8_t *raw = fx_pack(env, &len);
+        int rc = funnel_router_apply(router, env, funnel_topic_name(env->body_case), raw, len, now);
+        cr_assert_eq(rc, 0, "%s: %s", funnel_strerror(rc), funnel_store_errmsg(store));
+        free(raw);
+        funnel_envelope_free(&env);
+    }
+    cr_assert_eq(funnel_store_commit(store), 0);
+    collect();
+}
+
+/* The SlaRef of an instance output. */
+static const Funnel__V1__SlaRef *ref_of(const funnel_envelope_t *e)
+{
+    return e->body_case == FUNNEL__V1__ENVELOPE__BODY_SLA_WARNING      ? e->sla_warning->sla
+           : e->body_case == FUNNEL__V1__ENVELOPE__BODY_SLA_ESCALATION ? e->sla_escalation->sla
+                                                                       : e->sla_met->sla;
+}
+
+/* Appends one output's line to buf: topic, time, level, clock start, due time. */
+static void line_add(char *buf, size_t len, const char *topic, int64_t at, int level,
+                     int64_t started, int64_t due)
+{
+    size_t used = strlen(buf);
+    used += (size_t)snprintf(buf + used, len - used, "%s %lld level %d started %lld due %lld\n",
+                             topic, (long long)at, level, (long long)started, (long long)due);
+    cr_assert_lt(used, len);
+}
+
+/* The lines of every collected output of key, in publish order. */
+static void outputs_of(const char *key, char *buf, size_t len)
+{
+    buf[0] = '\0';
+    for (size_t i = 0; i < n_out; i++) {
+        if (!strcmp(out_topic[i], "sla.quota_missed") || strcmp(ref_of(out[i])->key, key))
+            continue;
+        const Funnel__V1__SlaRef *r = ref_of(out[i]);
+        int level = !strcmp(out_topic[i], "sla.escalation") ? out[i]->sla_escalation->level : 0;
+        line_add(buf, len, out_topic[i], out[i]->occurred_at_ms, level, r->started_at_ms,
+                 r->due_at_ms);
+    }
+}
+
+/* The lines of a clock's warning and its level at the due time. */
+static void clock_lines(char *buf, size_t len, int64_t warn, int64_t started, int64_t due)
+{
+    line_add(buf, len, "sla.warning", warn, 0, started, due);
+    line_add(buf, len, "sla.escalation", due, 1, started, due);
+}
+
+/* The k-th permutation of 0..n-1 (k < n!) into idx. */
+static void permutation(size_t n, size_t k, size_t *idx)
+{
+    size_t pool[8], left = n;
+    for (size_t i = 0; i < n; i++)
+        pool[i] = i;
+    for (size_t i = 0; i < n; i++) {
+        size_t f = 1;
+        for (size_t j = 2; j < left; j++)
+            f *= j;
+        size_t pick = k / f;
+        k %= f;
+        idx[i] = pool[pick];
+        memmove(&pool[pick], &pool[pick + 1], (left - pick - 1) * sizeof pool[0]);
+        left--;
+    }
+}
+
+/* Runs the events (in event-time order) one at a time with the clock running between them,
+ * then in one batch arriving later in every order, and expects the same outputs each time:
+ * `want`. */
+static void expect_batching_does_not_matter(const char *name, const step_ev_t *ev, size_t n,
+                                            const char *want)
+{
+    char key[32], got[2048];
+    size_t order[8], perms = 1;
+    for (size_t i = 2; i <= n; i++)
+        perms *= i;
+    snprintf(key, sizeof key, "%s-live", name);
+    for (size_t i = 0; i < n; i++) {
+        char id[80];
+        snprintf(id, sizeof id, "%s-%zu", key, i);
+        tick(ev[i].at - 1);
+        send_at(kind_event(ev[i].kind, id, key, ev[i].at), ev[i].at);
+    }
+    tick(BURST_AT);
+    outputs_of(key, got, sizeof got);
+    cr_assert_str_eq(got, want, "%s one at a time", name);
+    for (size_t k = 0; k < perms; k++) {
+        permutation(n, k, order);
+        snprintf(key, sizeof key, "%s-b%zu", name, k);
+        send_batch(key, ev, order, n, BURST_AT);
+        tick(BURST_AT);
+        outputs_of(key, got, sizeof got);
+        cr_assert_str_eq(got, want, "%s in one batch, order %zu%zu%zu", name, order[0],
+                         n > 1 ? order[1] : 0, n > 2 ? order[2] : 0);
+    }
+}
+
+Test(sla, steps_due_between_events_of_a_batch_come_out_at_their_times)
+{
+    berlin_policy();
+    char want[1024] = "";
+    int64_t start = NOV2 + 10 * H, warn = NOV2 + 17 * H, due = NOV2 + 34 * H;
+    /* Mon 11:00 CET start, 18:10 pause, 23:10 resume: warning Mon 18:00, due Tue 11:00. */
+    step_ev_t pause_resume[] = {
+        {1, start}, {2, NOV2 + 17 * H + 10 * MN}, {3, NOV2 + 22 * H + 10 * MN}};
+    clock_lines(want, sizeof want, warn, start, due);
+    expect_batching_does_not_matter("pr", pause_resume, 3, want);
+    /* The same without the resume: the warning, and nothing more. */
+    want[0] = '\0';
+    line_add(want, sizeof want, "sla.warning", warn, 0, start, due);
+    expect_batching_does_not_matter("p", pause_resume, 2, want);
+    /* Mon Nov 9 09:00 CET start, reset Tue 00:01: both clocks' warning and level. */
+    int64_t nov9 = NOV2 + 7 * 24 * H, reset = nov9 + 23 * H + MN;
+    step_ev_t resets[] = {{1, nov9 + 8 * H}, {4, reset}};
+    want[0] = '\0';
+    clock_lines(want, sizeof want, nov9 + 15 * H, nov9 + 8 * H, nov9 + 17 * H);
+    clock_lines(want, sizeof want, nov9 + 39 * H, reset, nov9 + 41 * H);
+    expect_batching_does_not_matter("r", resets, 2, want);
+}
+
+Test(sla, a_late_reset_publishes_the_steps_of_the_clock_it_ends)
+{
+    berlin_policy();
+    /* Start Mon 09:00 CET and a stop Wed 10:00 arrive first, the reset Tue 00:01 last: the
+     * second clock (Tue 00:01, due Tue 18:00) ran until the stop, so its steps come out too. */
+    int64_t nov9 = NOV2 + 7 * 24 * H, reset = nov9 + 23 * H + MN;
+    send_at(fx_qualified("lr-1", "lr", SQL, nov9 + 8 * H), BURST_AT);
+    send_at(fx_contacted("lr-2", "lr", nov9 + 57 * H), BURST_AT);
+    send_at(fx_touched("lr-3", "lr", reset), BURST_AT);
+    tick(BURST_AT);
+    char got[2048], want[1024] = "";
+    outputs_of("lr", got, sizeof got);
+    clock_lines(want, sizeof want, nov9 + 15 * H, nov9 + 8 * H, nov9 + 17 * H);
+    line_add(want, sizeof want, "sla.met", nov9 + 57 * H, 0, nov9 + 8 * H, nov9 + 17 * H);
+    clock_lines(want, sizeof want, nov9 + 39 * H, reset, nov9 + 41 * H);
+    cr_assert_str_eq(got, want);
+}
+
+Test(sla, a_pause_after_the_due_time_does_not_move_it)
+{
+    berlin_policy();
+    /* Mon Nov 23 09:00 CET start, due 18:00; paused 19:00 until Wed 09:00; contacted 10:00. */
+    int64_t mon = NOV2 + 21 * 24 * H, due = mon + 17 * H;
+    send(fx_qualified("d-1", "d", SQL, mon + 8 * H));
+    tick(mon + 18 * H);
+    send(fx_closed("d-2", "d", FUNNEL__V1__OUTCOME__LOST, mon + 18 * H));
+    send(fx_qualified("d-3", "d", MQL, mon + 56 * H));
+    cr_assert_eq(count_rows("SELECT due_at FROM sla_instance WHERE key = 'd'"), due);
+    send(fx_contacted("d-4", "d", mon + 57 * H));
+    cr_assert_eq(next_out("sla.warning")->sla_warning->sla->due_at_ms, due);
+    funnel_envelope_t *e = next_out("sla.escalation");
+    cr_assert_eq(e->occurred_at_ms, due);
+    cr_assert_eq(e->sla_escalation->sla->due_at_ms, due);
+    funnel_envelope_t *m = next_out("sla.met");
+    cr_assert_eq(m->sla_met->sla->due_at_ms, due, "sla.met says the due time the levels said");
+    cr_assert_not(m->sla_met->on_time);
+    cr_assert_eq(m->sla_met->late_ms, H, "Mon 18:00-19:00 and Wed 09:00-10:00 in business time");
+    cr_assert_eq(count_rows("SELECT due_at FROM sla_instance WHERE key = 'd'"), due);
+    no_more_out();
+}
+
+Test(sla, a_stop_after_the_due_time_is_late_even_with_no_business_time_between)
+{
+    berlin_policy();
+    /* Mon Nov 2 09:00 CET start, due 18:00: stopped 18:00 on time, 19:00 late by 0. */
+    send_at(fx_qualified("o-1", "o", SQL, NOV2 + 8 * H), NOV2 + 8 * H);
+    send_at(fx_contacted("o-2", "o", NOV2 + 17 * H), NOV2 + 17 * H);
+    send_at(fx_qualified("l-1", "l", SQL, NOV2 + 8 * H), NOV2 + 8 * H);
+    send_at(fx_contacted("l-2", "l", NOV2 + 18 * H), NOV2 + 18 * H);
+    funnel_envelope_t *on = met_of("o"), *late = met_of("l");
+    cr_assert(on->sla_met->on_time, "a stop at the due time is on time");
+    cr_assert_not(late->sla_met->on_time, "a stop after the due time is late");
+    cr_assert_eq(late->sla_met->late_ms, 0, "late_ms is business time");
+}
+
+Test(sla, acknowledgement_of_an_unknown_sla_is_refused)
+{
+    send_refused(fx_acked("a1", "999999", T0), T0);
+    send_refused(fx_acked("a2", "not-a-number", T0), T0);
+    cr_assert_eq(count_rows("SELECT count(*) FROM events"), 0);
+    /* A known instance, met or not, takes it. */
+    send(fx_qualified("q1", "L1", SQL, T0));
+    send(fx_acked("a3", "1", T0 + MN));
+    send(fx_contacted("c1", "L1", T0 + 2 * MN));
+    send(fx_acked("a4", "1", T0 + 3 * MN));
+    /* So does one a recomputation deleted (an earlier start arrived late): it was issued. */
+    send(fx_qualified("q3", "L2", SQL, T0 + 2 * H));
+    send(fx_qualified("q2", "L2", SQL, T0));
+    cr_assert_eq(count_rows("SELECT count(*) FROM sla_instance WHERE id = 2"), 0);
+    send(fx_acked("a5", "2", T0 + 3 * H));
+    send_refused(fx_acked("a6", "4", T0 + 3 * H), T0 + 3 * H);
+}
+
+/* The error of parsing `sla = { body }`, which must fail. */
+static void config_error(const char *body, char *err, size_t len)
+{
+    config_t lc;
+    char text[2048];
+    funnel_sla_config_t c = {0};
+    snprintf(text, sizeof text, "sla = { %s };", body);
+    config_init(&lc);
+    cr_assert_eq(config_read_string(&lc, text), CONFIG_TRUE, "%s", config_error_text(&lc));
+    err[0] = '\0';
+    int rc = funnel_sla_config_parse(config_lookup(&lc, "sla"), &c, err, len);
+    config_destroy(&lc);
+    cr_assert_eq(rc, FUNNEL_ECONFIG, "accepted: %s", body);
+}
+
+#define POLICY_HEAD                                                                                \
+    "policies = ( { name = \"ok\"; start = \"lead.qualified\"; key = \"lead_id\";"                 \
+    " stop = [\"lead.contacted\"]; target = \"1h\"; },"                                            \
+    " { name = \"first_call\"; start = \"lead.qualified\"; key = \"lead_id\";"                     \
+    " stop = [\"lead.contacted\"]; "
+
+Test(sla, config_errors_name_the_item_and_quote_the_value)
+{
+    static const struct {
+        const char *body;
+        const char *want[3];
+    } cases[] = {
+        {POLICY_HEAD "target = \"1h\"; warning = \"150%\"; } );",
+         {"policy first_call", "\"150%\"", "more than 100%"}},
+        {POLICY_HEAD "target = \"1h\"; warning = \"2h\"; } );",
+         {"policy first_call", "\"2h\"", "longer than the target"}},
+        {POLICY_HEAD "target = \"1h\"; warning = \"x%\"; } );",
+         {"policy first_call", "\"x%\"", "neither a duration"}},
+        {"policies = ( { name = \"a\"; start = \"lead.qualified\"; key = \"lead_id\";"
+         " stop = [\"lead.contacted\"]; target = \"1h\"; },"
+         " { name = \"a\"; start = \"lead.qualified\"; key = \"lead_id\";"
+         " stop = [\"lead.contacted\"]; target = \"1h\"; } );",
+         {"policy a", "twice"}},
+        {POLICY_HEAD "target = \"8x\"; } );", {"policy first_call", "target", "\"8x\""}},
+        {POLICY_HEAD "target = \"1h\"; tagret = \"2h\"; } );", {"policy first_call", "tagret"}},
+        {"quotas = ( { name = \"mql_week\"; count = \"lead.qualified\"; period = \"year\";"
+         " minimum = 5; } );",
+         {"quota mql_week", "\"year\""}},
+        {"quotas = ( { name = \"mql_week\"; count = \"lead.qualified\"; period = \"week\";"
+         " minimum = 0; } );",
+         {"quota mql_week", "minimum", "0"}},
+        {"calendars = { office = { time_zone = \"Europe/Berlin\"; weekdays = [\"9-18\"]; }; };",
+         {"calendar office", "9-18"}},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char err[512];
+        config_error(cases[i].body, err, sizeof err);
+        cr_assert_null(strstr(err, "[0]"), "names by position: %s", err);
+        cr_assert_null(strstr(err, "[1]"), "names by position: %s", err);
+        for (size_t k = 0; k < 3 && cases[i].want[k]; k++)
+            cr_assert(strstr(err, cases[i].want[k]), "case %zu: '%s' not in: %s", i,
+                      cases[i].want[k], err);
+    }
+}
+
+/* Mon 2027-01-11 00:00 UTC; New York weeks start at 05:00 UTC (EST). */
+static const int64_t JAN11 = T0 + 224 * 24 * H;
+
+Test(sla, quota_periods_skipped_by_a_later_event_still_report)
+{
+    funnel_sla_config_clear(&cfg);
+    cfg_set("calendars = { ny = { time_zone = \"America/New_York\";"
+            " weekdays = [\"09:00-17:00\"]; }; };"
+            "quotas = ( { name = \"mql_ny\"; count = \"lead.qualified stage=MQL\";"
+            " period = \"week\"; calendar = \"ny\"; minimum = 2; } );");
+    engine_close();
+    engine_open();
+    int64_t wk = 7 * 24 * H, w11 = JAN11 + 5 * H, w18 = w11 + wk, w25 = w18 + wk;
+    tick(JAN11 + 24 * H); /* the first run opens the week of Jan 11 */
+    send(fx_qualified("m1", "L1", MQL, JAN11 + 30 * H));
+    send(fx_qualified("m2", "L2", MQL, JAN11 + 31 * H));
+    engine_close();
+    /* Down from Jan 12 to Jan 27; an MQL of the current week and one of the ended week of
+     * Jan 18 arrive before the first timer pass. */
+    engine_open();
+    send_at(fx_qualified("m3", "L3", MQL, w25 + 24 * H), w25 + 2 * 24 * H);
+    send_at(fx_qualified("m4", "L4", MQL, w18 + 24 * H), w25 + 2 * 24 * H);
+    tick(w25 + 2 * 24 * H);
+    funnel_envelope_t *m = next_out("sla.quota_missed");
+    cr_assert_eq(m->sla_quota_missed->period_start_ms, w18);
+    cr_assert_eq(m->sla_quota_missed->period_end_ms, w25);
+    cr_assert_eq(m->sla_quota_missed->actual, 1);
+    cr_assert_eq(m->occurred_at_ms, w25);
+    no_more_out();
+    /* With an empty week before the late one: that week reports too, once. */
+    engine_close();
+    engine_open();
+    send_at(fx_qualified("m5", "L5", MQL, w25 + 3 * wk), w25 + 3 * wk + H);
+    tick(w25 + 3 * wk + H);
+    for (int i = 0; i < 3; i++) {
+        m = next_out("sla.quota_missed");
+        cr_assert_eq(m->sla_quota_missed->period_start_ms, w25 + i * wk);
+        cr_assert_eq(m->sla_quota_missed->actual, i == 0 ? 1 : 0);
+    }
+    no_more_out();
 }

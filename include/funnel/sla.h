@@ -4,15 +4,16 @@
  * Policies come from the `sla { ... }` section (sla_config.h). Every SLA instance is a row of
  * sla_instance; an in-memory min-heap holds the next fire time of each open one and is rebuilt
  * from the rows at start; entries a rollback leaves behind are dropped when they come due.
- * Deadlines are event times: a stop that occurred before the due time is on time whenever it
- * arrives; warnings and levels that came due while funneld was down fire at once, carrying their
- * original times. A stop, reset, pause or resume that arrives before the start of its instance is
- * held and applied when the start arrives; from a key's first start on its events are logged, and
- * one arriving out of event-time order makes the engine recompute that key's instances from the
- * log, so they end as if the events had come in event-time order (published outputs are not
- * repeated: README, "Arrival order"). Outputs (sla.warning, sla.escalation, sla.met,
- * sla.quota_missed) go through the router's outbox, so they are published only after COMMIT. The
- * engine never reads the clock: now_ms comes from the caller.
+ * Deadlines are event times: a stop that occurred at or before the due time is on time whenever
+ * it arrives; warnings and levels that came due while funneld was down fire at once, carrying
+ * their original times, and those due before an event of their key are published before that
+ * event is applied, so batching never changes what comes out. A stop, reset, pause or resume that
+ * arrives before the start of its instance is held and applied when the start arrives; from a key's
+ * first start on its events are logged, and one arriving out of event-time order makes the engine
+ * recompute that key's instances from the log, so they end as if the events had come in event-time
+ * order (published outputs are not repeated: README, "Arrival order"). Outputs (sla.warning,
+ * sla.escalation, sla.met, sla.quota_missed) go through the router's outbox, so they are published
+ * only after COMMIT. The engine never reads the clock: now_ms comes from the caller.
  *
  * A policy is stored as a numbered version the first time an instance starts under a new
  * definition; an instance keeps its version for life, so a reload changes new instances only. */
