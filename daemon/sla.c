@@ -1362,10 +1362,10 @@ static int id_issued(funnel_sla_t *sla, int64_t id, bool *issued)
 }
 
 /* escalation.acknowledged: no further levels or repeats for that instance. One naming an
- * sla_id funneld never issued is refused (FUNNEL_EREFUSED): the sender has a wrong id, and an
+ * sla_id funneld never issued is refused with its reason: the sender has a wrong id, and an
  * `ok` would tell it the escalation was stopped. One for a met instance, or for one a
  * recomputation replaced (its outputs stay published), changes nothing. */
-static int acknowledge(funnel_sla_t *sla, const funnel_envelope_t *env)
+static int acknowledge(funnel_sla_t *sla, funnel_router_t *router, const funnel_envelope_t *env)
 {
     const Funnel__V1__EscalationAcknowledged *ack = env->escalation_acknowledged;
     char *end;
@@ -1375,11 +1375,10 @@ static int acknowledge(funnel_sla_t *sla, const funnel_envelope_t *env)
     int rc = *end || end == ack->sla_id ? 0 : id_issued(sla, id, &issued);
     if (rc)
         return rc;
-    if (!issued) {
-        funnel_log_warn(sla->log, "sla: acknowledgement %s refused: unknown sla_id '%s'",
-                        env->event_id, ack->sla_id);
-        return FUNNEL_EREFUSED;
-    }
+    if (!issued)
+        return funnel_router_refuse(router, FUNNEL_REFUSE_ENGINE,
+                                    "escalation_acknowledged.sla_id: unknown sla_id '%s'",
+                                    ack->sla_id);
     if ((rc = inst_load(sla, id, &in)) == FUNNEL_ENOTFOUND || (!rc && in.state == ST_MET)) {
         funnel_log_info(sla->log, "sla: acknowledgement %s for SLA %s, no longer open",
                         env->event_id, ack->sla_id);
@@ -1401,7 +1400,7 @@ static int sla_on_event(void *self, funnel_router_t *router, const funnel_envelo
     /* The timer transaction before this event has ended (a rollback of it was reported). */
     sla->dirty &= ~(unsigned)D_POPPED;
     if (env->body_case == FUNNEL__V1__ENVELOPE__BODY_ESCALATION_ACKNOWLEDGED)
-        return acknowledge(sla, env);
+        return acknowledge(sla, router, env);
     bool late;
     int rc = log_event(sla, env, &late);
     if (!rc && late)

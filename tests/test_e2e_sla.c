@@ -171,6 +171,25 @@ Test(e2e_sla, live_deadline_fires_on_time_and_ack_stops_levels)
     outputs_free(&o);
 }
 
+/* An acknowledgement naming an instance funneld never issued is refused with the reason, kept
+ * as a dead letter, and changes nothing: an `ok` would tell the on-call tool it stopped an
+ * escalation that does not exist. */
+Test(e2e_sla, acknowledgement_of_an_unknown_sla_is_refused_with_its_reason)
+{
+    funnel_envelope_t *env = fx_acked("a-unknown", "987654", fx_now_ms());
+    funnel_submit_result_t res;
+    int rc =
+        funnel_client_submit(client, fd.submit, funnel_topic_name(env->body_case), env, NULL, &res);
+    funnel_envelope_free(&env);
+    cr_assert_eq(rc, 0, "submit: %s", funnel_strerror(rc));
+    cr_assert_eq(res.status, FUNNEL_SUBMIT_REJECTED, "status %d: %s", res.status, res.reason);
+    cr_assert(strstr(res.reason, "unknown sla_id '987654'"), "%s", res.reason);
+    char out[8192];
+    const char *rejected[] = {FUNNELCTL_PATH, "--db", fd.db, "rejected", NULL};
+    cr_assert_eq(fx_run(rejected, out, sizeof out), 0, "%s", out);
+    cr_assert(strstr(out, "a-unknown"), "dead-lettered: %s", out);
+}
+
 /* Sends the events on one DEALER without waiting, so they arrive in one batch, then expects an
  * ok for each. */
 static void submit_burst(funnel_envelope_t **envs, size_t n)
