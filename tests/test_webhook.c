@@ -433,6 +433,63 @@ Test(webhook, amocrm_form_leads_add_and_status_through_the_status_table)
     cr_assert(strstr(s.text, "\"leadId\":\"4712\",\"outcome\":\"LOST\""), "%s", s.text);
 }
 
+Test(webhook, amocrm_form_values_that_are_not_utf8_get_400_with_the_reason)
+{
+    /* Form values are percent-encoded bytes: any bytes. Ones that are not UTF-8 cannot go into
+     * an event (proto3 strings are UTF-8); they are the sender's mistake, not ours. */
+    const char *hdrs[] = {"Content-Type: application/x-www-form-urlencoded", NULL};
+    static const struct {
+        const char *form, *why;
+    } bad[] = {
+        {"leads[add][0][id]=%FF%FE-1", "leads[add][0][id]: not valid UTF-8"},
+        {"leads[add][0][id]=7&leads[add][0][responsible_user_id]=an%C0%AFna",
+         "leads[add][0][responsible_user_id]: not valid UTF-8"},
+        {"leads[status][3][id]=%ED%A0%80&leads[status][3][status_id]=142",
+         "leads[status][3][id]: not valid UTF-8"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        http_reply_t r = http("/v1/amocrm?token=amo-token", bad[i].form, strlen(bad[i].form), hdrs);
+        cr_assert_eq(r.status, 400, "%s: %ld %s", bad[i].form, r.status, r.body);
+        cr_assert(strstr(r.body, bad[i].why), "%s: %s", bad[i].form, r.body);
+    }
+    /* An id longer than funneld takes is refused whole, not cut to a different id. */
+    char form[400];
+    int n = snprintf(form, sizeof form, "leads[add][0][id]=");
+    memset(form + n, '7', 200);
+    form[n + 200] = '\0';
+    http_reply_t r = http("/v1/amocrm?token=amo-token", form, strlen(form), hdrs);
+    cr_assert_eq(r.status, 400, "%ld %s", r.status, r.body);
+    cr_assert(strstr(r.body, "leads[add][0][id]: 200 bytes, at most 128"), "%s", r.body);
+    stream_t s;
+    read_stream(&s);
+    cr_assert_eq(s.count, 0, "%s", s.text);
+}
+
+Test(webhook, refusal_metrics_are_labelled_with_the_status_sent)
+{
+    const char *form[] = {"Content-Type: text/plain", "Authorization: Bearer " TOKEN, NULL};
+    const char *amo[] = {"Content-Type: application/x-www-form-urlencoded", NULL};
+    cr_assert_eq(post_event("lead.exploded", "{}").status, 400);
+    cr_assert_eq(http("/v1/amocrm?token=amo-token", "leads[add][0][id]=%FF", 21, amo).status, 400);
+    cr_assert_eq(post_json("/v1/events/lead.created", "{}", "Authorization: Bearer no").status,
+                 401);
+    cr_assert_eq(http("/nope", NULL, 0, NULL).status, 404);
+    cr_assert_eq(http("/v1/events/lead.created", "{}", 2, form).status, 415);
+    http_reply_t r = http("/metrics", NULL, 0, NULL);
+    static const char *const want[] = {
+        "funnel_webhook_refused_total{status=\"400\"} 2\n",
+        "funnel_webhook_refused_total{status=\"401\"} 1\n",
+        "funnel_webhook_refused_total{status=\"404\"} 1\n",
+        "funnel_webhook_refused_total{status=\"413\"} 0\n",
+        "funnel_webhook_refused_total{status=\"415\"} 1\n",
+        "funnel_webhook_refused_total{status=\"500\"} 0\n",
+        "funnel_webhook_refused_total{status=\"503\"} 0\n",
+    };
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+        cr_assert(strstr(r.body, want[i]), "no %s in\n%s", want[i], r.body);
+    cr_assert_null(strstr(r.body, "4xx"), "%s", r.body);
+}
+
 Test(webhook, funneld_unreachable_answers_503_with_retry_after)
 {
     funnel_webhook_destroy(&wh);

@@ -5,6 +5,7 @@
  * Event ids come from the provider wherever it has one, so its retries are duplicates here. */
 #include "webhook.h"
 
+#include "funnel/codec.h"
 #include "funnel/error.h"
 
 #include <ctype.h>
@@ -193,47 +194,76 @@ typedef struct amo_lead {
     int64_t at_s; /* last_modified, updated_at or date_create: Unix seconds */
 } amo_lead_t;
 
-/* Decodes application/x-www-form-urlencoded text of len bytes into out (NUL-terminated). */
-static void url_decode(const char *s, size_t len, char *out, size_t out_len)
+/* Decodes application/x-www-form-urlencoded text of len bytes into out (NUL-terminated, cut
+ * to out_len - 1 bytes). Returns the length of the whole decoded value, which is larger than
+ * what out holds when it was cut. */
+static size_t url_decode(const char *s, size_t len, char *out, size_t out_len)
 {
     size_t o = 0;
-    for (size_t i = 0; i < len && o + 1 < out_len; i++) {
-        unsigned int c;
+    for (size_t i = 0; i < len; i++, o++) {
+        unsigned int c = (unsigned char)s[i];
         if (s[i] == '+')
-            out[o++] = ' ';
-        else if (s[i] == '%' && i + 2 < len && sscanf(s + i + 1, "%2x", &c) == 1) {
-            out[o++] = (char)c;
+            c = ' ';
+        else if (s[i] == '%' && i + 2 < len && sscanf(s + i + 1, "%2x", &c) == 1)
             i += 2;
-        } else
-            out[o++] = s[i];
+        if (o + 1 < out_len)
+            out[o] = (char)c;
     }
-    out[o] = '\0';
+    out[o < out_len ? o : out_len - 1] = '\0';
+    return o;
 }
 
-/* Files one decoded key=value into the add or status tables. Unknown keys are ignored: amoCRM
- * sends many more fields (account, custom fields) than the funnel needs. */
-static void amo_field(const char *key, const char *value, amo_lead_t *add, amo_lead_t *status)
+/* Copies the decoded value v (len bytes in all) of the form field leads[kind][idx][field] into
+ * an id. Form values are any bytes: one that is not UTF-8, holds a NUL or is longer than an id
+ * may be cannot become one (proto3 strings are UTF-8; cut, it would be another id), and is
+ * refused with FUNNEL_EINVAL and why. */
+static int amo_id(const char *kind, unsigned idx, const char *field, const char *v, size_t len,
+                  char out[FUNNEL_WEBHOOK_ID_MAX], char *why, size_t why_len)
+{
+    size_t at = 0, n;
+    if (len >= FUNNEL_WEBHOOK_ID_MAX) {
+        snprintf(why, why_len, "amoCRM leads[%s][%u][%s]: %zu bytes, at most %d allowed", kind, idx,
+                 field, len, FUNNEL_WEBHOOK_ID_MAX - 1);
+        return FUNNEL_EINVAL;
+    }
+    while (at < len && (n = funnel_utf8_seq_len(v + at, len - at)) && v[at])
+        at += n;
+    if (at < len) {
+        snprintf(why, why_len, "amoCRM leads[%s][%u][%s]: %s at byte %zu", kind, idx, field,
+                 v[at] ? "not valid UTF-8" : "NUL byte", at);
+        return FUNNEL_EINVAL;
+    }
+    memcpy(out, v, len + 1);
+    return 0;
+}
+
+/* Files one decoded key=value (the value len bytes in all) into the add or status tables.
+ * Unknown keys are ignored: amoCRM sends many more fields (account, custom fields) than the
+ * funnel needs. Returns 0, or FUNNEL_EINVAL with why for an id that cannot be one. */
+static int amo_field(const char *key, const char *value, size_t len, amo_lead_t *add,
+                     amo_lead_t *status, char *why, size_t why_len)
 {
     char kind[16], field[48];
     unsigned idx;
     if (sscanf(key, "leads[%15[a-z]][%u][%47[a-z_]]", kind, &idx, field) != 3 ||
         idx >= AMO_MAX_LEADS)
-        return;
+        return 0;
     amo_lead_t *l = !strcmp(kind, "add")      ? &add[idx]
                     : !strcmp(kind, "status") ? &status[idx]
                                               : NULL;
     if (!l)
-        return;
+        return 0;
     l->present = true;
     if (!strcmp(field, "id"))
-        snprintf(l->id, sizeof l->id, "%s", value);
-    else if (!strcmp(field, "responsible_user_id"))
-        snprintf(l->owner, sizeof l->owner, "%s", value);
-    else if (!strcmp(field, "status_id"))
+        return amo_id(kind, idx, field, value, len, l->id, why, why_len);
+    if (!strcmp(field, "responsible_user_id"))
+        return amo_id(kind, idx, field, value, len, l->owner, why, why_len);
+    if (!strcmp(field, "status_id"))
         l->status_id = strtoll(value, NULL, 10);
     else if (!strcmp(field, "last_modified") || !strcmp(field, "updated_at") ||
              (!strcmp(field, "date_create") && !l->at_s))
         l->at_s = strtoll(value, NULL, 10);
+    return 0;
 }
 
 static const char *const amo_stage_topic[] = {"lead.qualified", "lead.qualified", "lead.closed",
@@ -279,8 +309,8 @@ int funnel_amocrm_map(const funnel_webhook_config_t *cfg, const char *form, size
         char key[128], value[FUNNEL_WEBHOOK_ID_MAX];
         if (eq) {
             url_decode(form + at, (size_t)(eq - form - at), key, sizeof key);
-            url_decode(eq + 1, pair - (size_t)(eq + 1 - form - at), value, sizeof value);
-            amo_field(key, value, add, status);
+            size_t n = url_decode(eq + 1, pair - (size_t)(eq + 1 - form - at), value, sizeof value);
+            rc = amo_field(key, value, n, add, status, why, why_len);
         }
         at += pair + 1;
     }

@@ -57,6 +57,26 @@ static void count(funnel_webhook_t *wh, uint64_t *field, uint64_t n)
     pthread_mutex_unlock(&wh->lock);
 }
 
+static const unsigned int refusal_statuses[] = FUNNEL_WEBHOOK_REFUSAL_STATUSES;
+_Static_assert(sizeof refusal_statuses / sizeof refusal_statuses[0] ==
+                   FUNNEL_WEBHOOK_N_REFUSAL_STATUSES,
+               "one counter per refusal status");
+
+/* Counts a refusal under the status it was sent with, so the metric's label is the status
+ * the sender saw (a 500 used to be counted as a 4xx). */
+static void count_refusal(funnel_webhook_t *wh, unsigned int status)
+{
+    size_t i = 0;
+    while (i < FUNNEL_WEBHOOK_N_REFUSAL_STATUSES && refusal_statuses[i] != status)
+        i++;
+    pthread_mutex_lock(&wh->lock);
+    if (i < FUNNEL_WEBHOOK_N_REFUSAL_STATUSES)
+        wh->stats.by_status[i]++;
+    wh->stats.refused += status >= 400 && status < 500;
+    wh->stats.unavailable += status == MHD_HTTP_SERVICE_UNAVAILABLE;
+    pthread_mutex_unlock(&wh->lock);
+}
+
 /* A {"error": why} reply; the refusal is logged with the request line. */
 static void refuse(funnel_webhook_t *wh, reply_t *r, unsigned int status, const char *method,
                    const char *url, const char *why)
@@ -68,8 +88,7 @@ static void refuse(funnel_webhook_t *wh, reply_t *r, unsigned int status, const 
     free(text);
     json_decref(o);
     funnel_log_warn(wh->log, "refused %s %s: %u %s", method, url, status, why);
-    count(wh, status == MHD_HTTP_SERVICE_UNAVAILABLE ? &wh->stats.unavailable : &wh->stats.refused,
-          1);
+    count_refusal(wh, status);
     r->retry_after = status == MHD_HTTP_SERVICE_UNAVAILABLE;
 }
 
@@ -305,9 +324,12 @@ static void render_metrics(FILE *out, void *arg)
     funnel_prom_u64(out, "funnel_webhook_events_total", "result", "duplicate", s.duplicates);
     funnel_prom_u64(out, "funnel_webhook_events_total", "result", "ignored", s.ignored);
     funnel_prom_family(out, "funnel_webhook_refused_total", "counter",
-                       "Requests refused, by answer.");
-    funnel_prom_u64(out, "funnel_webhook_refused_total", "status", "4xx", s.refused);
-    funnel_prom_u64(out, "funnel_webhook_refused_total", "status", "503", s.unavailable);
+                       "Requests refused, by the HTTP status sent.");
+    for (size_t i = 0; i < FUNNEL_WEBHOOK_N_REFUSAL_STATUSES; i++) {
+        char code[8];
+        snprintf(code, sizeof code, "%u", refusal_statuses[i]);
+        funnel_prom_u64(out, "funnel_webhook_refused_total", "status", code, s.by_status[i]);
+    }
 }
 
 static void route(funnel_webhook_t *wh, struct MHD_Connection *conn, const char *method,

@@ -91,6 +91,13 @@ int funnel_amocrm_map(const funnel_webhook_config_t *cfg, const char *form, size
 
 typedef struct funnel_webhook funnel_webhook_t;
 
+/* Every status a request can be refused with, in the order of by_status below. */
+#define FUNNEL_WEBHOOK_REFUSAL_STATUSES                                                            \
+    {                                                                                              \
+        400, 401, 404, 413, 415, 500, 503                                                          \
+    }
+#define FUNNEL_WEBHOOK_N_REFUSAL_STATUSES 7
+
 /* Counters, read by tests and served at GET /metrics. */
 typedef struct funnel_webhook_stats {
     uint64_t requests;
@@ -99,6 +106,8 @@ typedef struct funnel_webhook_stats {
     uint64_t refused;     /* requests answered 4xx */
     uint64_t unavailable; /* requests answered 503 */
     uint64_t ignored;     /* provider events of a type nothing maps */
+    /* requests refused, per status sent (FUNNEL_WEBHOOK_REFUSAL_STATUSES) */
+    uint64_t by_status[FUNNEL_WEBHOOK_N_REFUSAL_STATUSES];
 } funnel_webhook_stats_t;
 
 /* Starts serving (cfg is copied where needed; it must outlive the webhook). */
