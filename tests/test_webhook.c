@@ -342,7 +342,7 @@ Test(webhook, stripe_maps_payments_and_refunds_and_checks_signatures)
 
     stream_t s;
     read_stream(&s);
-    cr_assert_eq(s.count, 3, "%s", s.text);
+    cr_assert_eq(s.count, 4, "%s", s.text);
     cr_assert(strstr(s.text, "payment.received {\"eventId\":\"evt_3OoXyZ2eZvKYlo2C1\""), "%s",
               s.text);
     cr_assert(strstr(s.text, "\"paymentId\":\"pi_3OoXyZ2eZvKYlo2C\",\"clientId\":\"cus_PdQ9\","
@@ -351,12 +351,166 @@ Test(webhook, stripe_maps_payments_and_refunds_and_checks_signatures)
     cr_assert(strstr(s.text, "\"paymentId\":\"pi_inv_1\",\"clientId\":\"C-77\",\"amount\":{"
                              "\"minor\":\"5000\",\"currency\":\"USD\"}"),
               "%s", s.text);
-    cr_assert(strstr(s.text, "payment.refunded {\"eventId\":\"evt_ref_1\""), "%s", s.text);
-    cr_assert(strstr(s.text, "\"refundId\":\"re_2\""), "%s", s.text);
-    cr_assert(strstr(s.text, "\"minor\":\"20000\""), "%s", s.text);
+    /* Every refund of the list, each under its own id (the old payload shape). */
+    cr_assert(strstr(s.text, "payment.refunded {\"eventId\":\"stripe-re_2\""), "%s", s.text);
+    cr_assert(strstr(s.text, "\"refundId\":\"re_2\",\"paymentId\":\"pi_3OoXyZ2eZvKYlo2C\","
+                             "\"clientId\":\"cus_PdQ9\",\"amount\":{\"minor\":\"20000\""),
+              "%s", s.text);
+    cr_assert(strstr(s.text, "\"refundId\":\"re_1\",\"paymentId\":\"pi_3OoXyZ2eZvKYlo2C\","
+                             "\"clientId\":\"cus_PdQ9\",\"amount\":{\"minor\":\"10000\""),
+              "%s", s.text);
     funnel_webhook_stats_t st;
     funnel_webhook_stats(wh, &st);
     cr_assert_eq(st.ignored, 1);
+}
+
+/* The refunds of the output stream as the engines count them: one amount per refund_id (the
+ * ledger and attribution keep the first event of a refund_id), summed. Asserts every event of
+ * a refund_id carries the same amount and payment, so "first" cannot matter. */
+static long long refunds_sum(const stream_t *s, const char *payment, size_t *n_ids)
+{
+    char ids[32][130], amounts[32][24];
+    size_t n = 0;
+    long long sum = 0;
+    for (const char *line = s->text; (line = strstr(line, "payment.refunded {"));) {
+        const char *end = strchr(line, '\n');
+        json_t *e = json_loadb(line + 17, (size_t)(end - line - 17), 0, NULL);
+        const json_t *r = json_object_get(e, "paymentRefunded");
+        const char *id = json_string_value(json_object_get(r, "refundId"));
+        const char *minor =
+            json_string_value(json_object_get(json_object_get(r, "amount"), "minor"));
+        cr_assert(id && minor, "%.*s", (int)(end - line), line);
+        cr_assert_str_eq(json_string_value(json_object_get(r, "paymentId")), payment);
+        size_t k = 0;
+        while (k < n && strcmp(ids[k], id))
+            k++;
+        if (k == n) {
+            cr_assert_lt(n, 32);
+            snprintf(ids[n], sizeof ids[n], "%s", id);
+            snprintf(amounts[n++], sizeof amounts[0], "%s", minor);
+            sum += strtoll(minor, NULL, 10);
+        } else {
+            cr_assert_str_eq(amounts[k], minor, "refund %s recorded with two amounts", id);
+        }
+        json_decref(e);
+        line = end;
+    }
+    *n_ids = n;
+    return sum;
+}
+
+/* charge.refunded as API versions since 2022-11-15 send it: no refunds list, only the
+ * cumulative amount_refunded and, in previous_attributes, what it was before. */
+static const char *charge_refunded_new_fmt =
+    "{\"id\":\"%s\",\"object\":\"event\",\"api_version\":\"2024-06-20\",\"created\":%lld,"
+    "\"type\":\"charge.refunded\",\"data\":{\"object\":{\"id\":\"ch_N\",\"object\":\"charge\","
+    "\"amount\":50000,\"amount_captured\":50000,\"amount_refunded\":%d,\"currency\":\"usd\","
+    "\"customer\":\"cus_N\",\"metadata\":{},\"payment_intent\":\"pi_N\",\"refunded\":false},"
+    "\"previous_attributes\":{\"amount_refunded\":%d}}}";
+
+Test(webhook, stripe_new_shape_partial_refunds_sum_to_amount_refunded_in_any_order)
+{
+    /* 10000 then 15000 more: amount_refunded 10000, then 25000. Delivered late-first, each
+     * twice, the refunds recorded must sum to 25000, not 35000 or 25000 + 10000. */
+    long long now = fx_now_ms() / 1000;
+    char a[1024], b[1024];
+    snprintf(a, sizeof a, charge_refunded_new_fmt, "evt_A", now - 60, 10000, 0);
+    snprintf(b, sizeof b, charge_refunded_new_fmt, "evt_B", now, 25000, 10000);
+    const char *order[] = {b, a, b, a};
+    for (size_t i = 0; i < 4; i++) {
+        http_reply_t r = post_stripe(order[i], STRIPE_SECRET, now);
+        cr_assert_eq(r.status, 200, "%zu: %ld %s", i, r.status, r.body);
+    }
+    stream_t s;
+    size_t ids;
+    read_stream(&s);
+    cr_assert_eq(refunds_sum(&s, "pi_N", &ids), 25000, "%s", s.text);
+    cr_assert_eq(ids, 2, "%s", s.text);
+    cr_assert(strstr(s.text, "\"clientId\":\"cus_N\",\"amount\":{\"minor\":\"15000\","
+                             "\"currency\":\"USD\"}"),
+              "%s", s.text);
+    /* Without previous_attributes the amount of this refund cannot be told: refused loudly,
+     * never guessed. */
+    char c[1024];
+    snprintf(c, sizeof c, charge_refunded_new_fmt, "evt_C", now, 30000, 0);
+    *strstr(c, ",\"previous_attributes\"") = '\0';
+    strcat(c, "}}");
+    http_reply_t r = post_stripe(c, STRIPE_SECRET, now);
+    cr_assert_eq(r.status, 400, "%ld %s", r.status, r.body);
+    cr_assert(strstr(r.body, "previous_attributes.amount_refunded"), "%s", r.body);
+}
+
+/* charge.refunded as API versions before 2022-11-15 send it: the refunds list, newest first. */
+static const char *charge_refunded_old_fmt =
+    "{\"id\":\"%s\",\"object\":\"event\",\"api_version\":\"2020-08-27\",\"created\":%lld,"
+    "\"type\":\"charge.refunded\",\"data\":{\"object\":{\"id\":\"ch_O\",\"object\":\"charge\","
+    "\"amount\":50000,\"amount_refunded\":%d,\"currency\":\"eur\",\"customer\":\"cus_O\","
+    "\"payment_intent\":\"pi_O\",\"metadata\":{},\"refunds\":{\"object\":\"list\",\"data\":[%s],"
+    "\"has_more\":false}}}}";
+
+/* A refund object, as refund.created / refund.updated carry it and the list above holds. */
+static const char *refund_fmt =
+    "{\"id\":\"%s\",\"object\":\"refund\",\"amount\":%d,\"charge\":\"ch_O\",\"created\":%lld,"
+    "\"currency\":\"eur\",\"metadata\":{%s},\"payment_intent\":\"pi_O\",\"status\":\"%s\"}";
+
+Test(webhook, stripe_old_shape_and_refund_objects_converge_in_any_order)
+{
+    long long now = fx_now_ms() / 1000;
+    char re1[512], re2[512], re3[512], list1[1024], list2[2048], one[1024], two[2048];
+    char created[1024], failed[1024];
+    snprintf(re1, sizeof re1, refund_fmt, "re_1", 10000, now - 60, "", "succeeded");
+    snprintf(re2, sizeof re2, refund_fmt, "re_2", 15000, now, "", "succeeded");
+    snprintf(re3, sizeof re3, refund_fmt, "re_3", 5000, now, "", "failed");
+    snprintf(list1, sizeof list1, "%s", re1);
+    snprintf(list2, sizeof list2, "%s,%s,%s", re3, re2, re1);
+    snprintf(one, sizeof one, charge_refunded_old_fmt, "evt_O1", now - 60, 10000, list1);
+    snprintf(two, sizeof two, charge_refunded_old_fmt, "evt_O2", now, 25000, list2);
+    /* refund.created for re_2 (its client from the refund's metadata, as refunds carry no
+     * customer) and refund.updated for the failed re_3: the same money, no more. */
+    snprintf(re2, sizeof re2, refund_fmt, "re_2", 15000, now, "\"client_id\":\"cus_O\"",
+             "succeeded");
+    snprintf(created, sizeof created,
+             "{\"id\":\"evt_R2\",\"object\":\"event\",\"created\":%lld,\"type\":\"refund.created\","
+             "\"data\":{\"object\":%s}}",
+             now, re2);
+    snprintf(failed, sizeof failed,
+             "{\"id\":\"evt_R3\",\"object\":\"event\",\"created\":%lld,\"type\":\"refund.updated\","
+             "\"data\":{\"object\":%s}}",
+             now, re3);
+    const char *order[] = {two, created, one, failed, two, one, created};
+    for (size_t i = 0; i < sizeof order / sizeof order[0]; i++) {
+        http_reply_t r = post_stripe(order[i], STRIPE_SECRET, now);
+        cr_assert_eq(r.status, 200, "%zu: %ld %s", i, r.status, r.body);
+    }
+    stream_t s;
+    size_t ids;
+    read_stream(&s);
+    cr_assert_eq(refunds_sum(&s, "pi_O", &ids), 25000, "%s", s.text);
+    cr_assert_eq(ids, 2, "%s", s.text);
+    cr_assert_eq(s.count, 2, "each refund recorded once: %s", s.text);
+    cr_assert(strstr(s.text, "\"refundId\":\"re_1\",\"paymentId\":\"pi_O\",\"clientId\":\"cus_O\""),
+              "%s", s.text);
+}
+
+Test(webhook, stripe_zero_payment_is_answered_200_and_counted_ignored)
+{
+    long long now = fx_now_ms() / 1000;
+    char body[1024];
+    snprintf(body, sizeof body,
+             "{\"id\":\"evt_inv_0\",\"object\":\"event\",\"created\":%lld,\"type\":"
+             "\"invoice.paid\",\"data\":{\"object\":{\"id\":\"in_0\",\"object\":\"invoice\","
+             "\"amount_due\":0,\"amount_paid\":0,\"currency\":\"usd\",\"customer\":\"cus_X\","
+             "\"payment_intent\":null}}}",
+             now);
+    http_reply_t r = post_stripe(body, STRIPE_SECRET, now);
+    cr_assert_eq(r.status, 200, "%ld %s", r.status, r.body);
+    cr_assert(strstr(r.body, "\"ignored\":1"), "%s", r.body);
+    funnel_webhook_stats_t st;
+    funnel_webhook_stats(wh, &st);
+    cr_assert_eq(st.ignored, 1);
+    stream_t s;
+    read_stream(&s);
+    cr_assert_eq(s.count, 0, "%s", s.text);
 }
 
 Test(webhook, hubspot_maps_contact_creation_and_lifecycle_stages)

@@ -64,51 +64,142 @@ static const char *stripe_client(const json_t *obj)
     return meta ? meta : cust ? cust : "";
 }
 
+/* Appends the payment.refunded of one Stripe refund object, or counts it ignored: a refund
+ * that failed or was canceled never reached the charge's amount_refunded, and one whose client
+ * is unknown (refund objects carry no customer: metadata.client_id, else the charge's when it
+ * came in a charge's list) cannot be matched to its payment. The event id is the refund's, not
+ * the Stripe event's, so the same refund seen in charge.refunded lists, refund.created and
+ * refund.updated is one event: funneld answers the others duplicate. */
+static int stripe_refund_object(const json_t *refund, const json_t *charge, json_int_t created,
+                                json_t *out, size_t *ignored, char *why, size_t why_len)
+{
+    const char *id = str_at(refund, "id"), *status = str_at(refund, "status");
+    const char *pi = str_at(refund, "payment_intent"), *ch = str_at(refund, "charge");
+    const char *client = str_at(json_object_get(refund, "metadata"), "client_id");
+    json_int_t minor, at = created;
+    if (!id || !int_at(refund, "amount", &minor)) {
+        snprintf(why, why_len, "a Stripe refund object needs id and amount");
+        return FUNNEL_EINVAL;
+    }
+    client = client ? client : charge ? stripe_client(charge) : NULL;
+    if (charge && !pi && !ch) { /* listed in the charge: the charge's payment */
+        pi = str_at(charge, "payment_intent");
+        ch = str_at(charge, "id");
+    }
+    if (!client || !*client || minor <= 0 || !(pi || ch) ||
+        (status && (!strcmp(status, "failed") || !strcmp(status, "canceled")))) {
+        ++*ignored;
+        return 0;
+    }
+    int_at(refund, "created", &at);
+    char event_id[FUNNEL_WEBHOOK_ID_MAX + 16];
+    snprintf(event_id, sizeof event_id, "stripe-%s", id);
+    return push(
+        out, "payment.refunded",
+        json_pack("{s:s, s:I, s:s, s:s, s:s, s:s, s:o}", "eventId", event_id, "occurredAtMs",
+                  at * 1000, "source", "stripe", "refundId", id, "paymentId", pi ? pi : ch,
+                  "clientId", client, "amount",
+                  stripe_money(charge && !str_at(refund, "currency") ? charge : refund, minor)));
+}
+
+/* charge.refunded. Before API version 2022-11-15 (or with data.object.refunds expanded) the
+ * charge lists its refunds, newest first: each is recorded under its own refund id, so every
+ * delivery of every such event names the same refunds. Since 2022-11-15 only the cumulative
+ * amount_refunded is there, and previous_attributes.amount_refunded says what it was before
+ * this event: the event records the step between the two, under the refund id
+ * "<charge>:<before>-<after>". The steps of one charge chain from 0 to its final
+ * amount_refunded, so they sum to it whatever the order and repetition of the deliveries (the
+ * engines count each refund_id once). Without the previous level no amount can be right: the
+ * event is refused rather than guessed (a stateless mapper cannot tell 25000 after 10000 from a
+ * first refund of 25000). */
+static int stripe_charge_refunded(const json_t *ev, const json_t *charge, json_int_t created,
+                                  json_t *out, size_t *ignored, char *why, size_t why_len)
+{
+    const json_t *list = json_object_get(json_object_get(charge, "refunds"), "data");
+    const json_t *prev = json_object_get(json_object_get(ev, "data"), "previous_attributes");
+    const char *pi = str_at(charge, "payment_intent"), *ch = str_at(charge, "id");
+    json_int_t before, after;
+    if (json_is_array(list)) {
+        size_t i;
+        const json_t *refund;
+        json_array_foreach(list, i, refund)
+        {
+            int rc = stripe_refund_object(refund, charge, created, out, ignored, why, why_len);
+            if (rc)
+                return rc;
+        }
+        return 0;
+    }
+    if (!ch || !int_at(charge, "amount_refunded", &after) ||
+        !int_at(prev, "amount_refunded", &before)) {
+        snprintf(why, why_len,
+                 "charge.refunded without a refunds list needs data.object.amount_refunded and "
+                 "data.previous_attributes.amount_refunded");
+        return FUNNEL_EINVAL;
+    }
+    if (after <= before) {
+        ++*ignored;
+        return 0;
+    }
+    char refund_id[FUNNEL_WEBHOOK_ID_MAX + 48], event_id[sizeof refund_id + 16];
+    snprintf(refund_id, sizeof refund_id, "%s:%lld-%lld", ch, (long long)before, (long long)after);
+    snprintf(event_id, sizeof event_id, "stripe-%s", refund_id);
+    return push(out, "payment.refunded",
+                json_pack("{s:s, s:I, s:s, s:s, s:s, s:s, s:o}", "eventId", event_id,
+                          "occurredAtMs", created * 1000, "source", "stripe", "refundId", refund_id,
+                          "paymentId", pi ? pi : ch, "clientId", stripe_client(charge), "amount",
+                          stripe_money(charge, after - before)));
+}
+
+/* payment_intent.succeeded and invoice.paid. A payment of 0 (a free trial's invoice) moves no
+ * money: it is counted ignored, not sent for funneld to refuse. */
+static int stripe_payment(const json_t *obj, const char *event_id, json_int_t created, json_t *out,
+                          size_t *ignored)
+{
+    const char *pi = str_at(obj, "payment_intent"), *oid = str_at(obj, "id");
+    json_int_t minor = 0;
+    /* A payment intent reports amount_received; an invoice amount_paid. */
+    if (!int_at(obj, "amount_received", &minor) && !int_at(obj, "amount_paid", &minor))
+        int_at(obj, "amount", &minor);
+    if (minor == 0) {
+        ++*ignored;
+        return 0;
+    }
+    return push(out, "payment.received",
+                json_pack("{s:s, s:I, s:s, s:s, s:s, s:o}", "eventId", event_id, "occurredAtMs",
+                          created * 1000, "source", "stripe", "paymentId",
+                          pi    ? pi
+                          : oid ? oid
+                                : "",
+                          "clientId", stripe_client(obj), "amount", stripe_money(obj, minor)));
+}
+
 int funnel_stripe_map(const json_t *ev, json_t **out, size_t *ignored, char *why, size_t why_len)
 {
     const char *id = str_at(ev, "id"), *type = str_at(ev, "type");
     const json_t *obj = json_object_get(json_object_get(ev, "data"), "object");
-    json_int_t created = 0, minor = 0;
+    json_int_t created = 0;
+    int rc = 0;
     if (!id || !type || !json_is_object(obj) || !int_at(ev, "created", &created)) {
         snprintf(why, why_len, "not a Stripe event: id, type, created and data.object needed");
         return FUNNEL_EINVAL;
     }
     if (!(*out = json_array()))
         return FUNNEL_ENOMEM;
-    const char *pi = str_at(obj, "payment_intent"), *oid = str_at(obj, "id");
-    const char *payment = pi ? pi : oid ? oid : "";
-    json_t *event = NULL;
-    const char *topic = NULL;
-    if (!strcmp(type, "payment_intent.succeeded") || !strcmp(type, "invoice.paid")) {
-        /* A payment intent reports amount_received; an invoice amount_paid. */
-        if (!int_at(obj, "amount_received", &minor) && !int_at(obj, "amount_paid", &minor))
-            int_at(obj, "amount", &minor);
-        topic = "payment.received";
-        event = json_pack("{s:s, s:I, s:s, s:s, s:s, s:o}", "eventId", id, "occurredAtMs",
-                          created * 1000, "source", "stripe", "paymentId", payment, "clientId",
-                          stripe_client(obj), "amount", stripe_money(obj, minor));
-    } else if (!strcmp(type, "charge.refunded")) {
-        /* amount_refunded is cumulative; the newest refund (first in the list) is this one. */
-        const json_t *refund =
-            json_array_get(json_object_get(json_object_get(obj, "refunds"), "data"), 0);
-        const char *refund_id = str_at(refund, "id");
-        if (!refund || !int_at(refund, "amount", &minor))
-            int_at(obj, "amount_refunded", &minor);
-        topic = "payment.refunded";
-        event = json_pack("{s:s, s:I, s:s, s:s, s:s, s:s, s:o}", "eventId", id, "occurredAtMs",
-                          created * 1000, "source", "stripe", "refundId",
-                          refund_id ? refund_id : id, "paymentId", payment, "clientId",
-                          stripe_client(obj), "amount", stripe_money(obj, minor));
-    } else {
+    if (!strcmp(type, "payment_intent.succeeded") || !strcmp(type, "invoice.paid"))
+        rc = stripe_payment(obj, id, created, *out, ignored);
+    else if (!strcmp(type, "charge.refunded"))
+        rc = stripe_charge_refunded(ev, obj, created, *out, ignored, why, why_len);
+    else if (!strcmp(type, "refund.created") || !strcmp(type, "refund.updated") ||
+             !strcmp(type, "charge.refund.updated"))
+        rc = stripe_refund_object(obj, NULL, created, *out, ignored, why, why_len);
+    else
         ++*ignored;
-        return 0;
-    }
-    if (push(*out, topic, event)) {
+    if (rc) {
         json_decref(*out);
         *out = NULL;
-        return FUNNEL_ENOMEM;
     }
-    return 0;
+    return rc;
 }
 
 /* ---- HubSpot ----------------------------------------------------------------------------- */
