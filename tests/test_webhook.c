@@ -4,6 +4,7 @@
  * funneld cannot be reached. */
 #include "harness.h"
 #include "http_fx.h"
+#include "ledger_fx.h"
 #include "webhook.h"
 
 #include "funnel/client.h"
@@ -399,45 +400,132 @@ static long long refunds_sum(const stream_t *s, const char *payment, size_t *n_i
     return sum;
 }
 
+/* ---- Stripe refunds, counted by the commission ledger ------------------------------------- */
+
+/* funneld again, now paying 100 % commission: every minor unit refunded is clawed back, so the
+ * ledger's clawbacks are the refunds it recorded. */
+static void restart_with_ledger(void)
+{
+    char conf[300];
+    cr_assert_eq(fx_daemon_stop(&fd), 0);
+    fx_file_write(tmp.path, "ledger.conf", "commission = { default_rate_bp = 10000; };\n", conf,
+                  sizeof conf);
+    const char *args[] = {"--config", conf, NULL};
+    fx_daemon_start(&fd, tmp.path, args);
+}
+
+/* client handed off to rep-a, then Stripe reports payment pi of 50000 (cur) at paid_s. */
+static void paid_after_handoff(const char *client, const char *pi, const char *cur,
+                               long long paid_s)
+{
+    funnel_client_t *c;
+    funnel_submit_result_t res;
+    funnel_envelope_t *h = fx_handoff("h-1", client, "rep-a", "", paid_s * 1000 - 60000);
+    cr_assert_eq(funnel_client_new(&c), 0);
+    cr_assert_eq(funnel_client_submit(c, fd.submit, "client.handed_off", h, NULL, &res), 0);
+    funnel_envelope_free(&h);
+    funnel_client_destroy(&c);
+    cr_assert_eq(res.status, FUNNEL_SUBMIT_OK, "%s", res.reason);
+    char body[1024];
+    snprintf(body, sizeof body,
+             "{\"id\":\"evt_pay_%s\",\"object\":\"event\",\"created\":%lld,\"type\":"
+             "\"payment_intent.succeeded\",\"data\":{\"object\":{\"id\":\"%s\",\"object\":"
+             "\"payment_intent\",\"amount\":50000,\"amount_received\":50000,\"currency\":\"%s\","
+             "\"customer\":\"%s\",\"metadata\":{}}}}",
+             pi, paid_s, pi, cur, client);
+    http_reply_t r = post_stripe(body, STRIPE_SECRET, paid_s);
+    cr_assert_eq(r.status, 200, "%ld %s", r.status, r.body);
+}
+
+static int sum_clawbacks(uint64_t seq, const char *topic, const uint8_t *env, size_t len, void *arg)
+{
+    (void)seq;
+    if (strcmp(topic, "commission.posted"))
+        return 0;
+    funnel_envelope_t *e = funnel__v1__envelope__unpack(NULL, len, env);
+    cr_assert_not_null(e);
+    const Funnel__V1__CommissionPosted *p = e->commission_posted;
+    if (p && p->kind == FUNNEL__V1__COMMISSION_KIND__CLAWBACK && p->amount)
+        *(long long *)arg += p->amount->minor;
+    funnel_envelope_free(&e);
+    return 0;
+}
+
+/* What the ledger has clawed back in all: its net CLAWBACK postings on the output stream. */
+static long long clawed_back(void)
+{
+    funnel_client_t *client;
+    long long sum = 0;
+    cr_assert_eq(funnel_client_new(&client), 0);
+    funnel_follow_options_t o = {.idle_timeout_ms = 300, .gap_probe_ms = 100};
+    int rc = funnel_client_follow(client, fd.publish, fd.replay, &o, sum_clawbacks, &sum);
+    funnel_client_destroy(&client);
+    cr_assert_eq(rc, 0, "%s", funnel_strerror(rc));
+    return sum;
+}
+
+/* Posts each body in order; every one must be answered 200. */
+static void post_stripe_all(const char *const *bodies, size_t n, long long now)
+{
+    for (size_t i = 0; i < n; i++) {
+        http_reply_t r = post_stripe(bodies[i], STRIPE_SECRET, now);
+        cr_assert_eq(r.status, 200, "%zu: %ld %s", i, r.status, r.body);
+    }
+}
+
 /* charge.refunded as API versions since 2022-11-15 send it: no refunds list, only the
- * cumulative amount_refunded and, in previous_attributes, what it was before. */
+ * cumulative amount_refunded; %s is the rest of data (previous_attributes, or nothing). */
 static const char *charge_refunded_new_fmt =
     "{\"id\":\"%s\",\"object\":\"event\",\"api_version\":\"2024-06-20\",\"created\":%lld,"
     "\"type\":\"charge.refunded\",\"data\":{\"object\":{\"id\":\"ch_N\",\"object\":\"charge\","
-    "\"amount\":50000,\"amount_captured\":50000,\"amount_refunded\":%d,\"currency\":\"usd\","
-    "\"customer\":\"cus_N\",\"metadata\":{},\"payment_intent\":\"pi_N\",\"refunded\":false},"
-    "\"previous_attributes\":{\"amount_refunded\":%d}}}";
+    "\"amount\":50000,\"amount_captured\":50000,\"amount_refunded\":%d,\"created\":%lld,"
+    "\"currency\":\"usd\",\"customer\":\"cus_N\",\"metadata\":{},\"payment_intent\":\"pi_N\","
+    "\"refunded\":false}%s}}";
 
 Test(webhook, stripe_new_shape_partial_refunds_sum_to_amount_refunded_in_any_order)
 {
-    /* 10000 then 15000 more: amount_refunded 10000, then 25000. Delivered late-first, each
-     * twice, the refunds recorded must sum to 25000, not 35000 or 25000 + 10000. */
-    long long now = fx_now_ms() / 1000;
+    /* 10000 then 15000 more: amount_refunded 10000, then 25000, with previous_attributes
+     * saying what it was before. Delivered late-first, each twice: 25000 is clawed back, not
+     * 35000. */
+    long long now = fx_now_ms() / 1000, paid = now - 120;
     char a[1024], b[1024];
-    snprintf(a, sizeof a, charge_refunded_new_fmt, "evt_A", now - 60, 10000, 0);
-    snprintf(b, sizeof b, charge_refunded_new_fmt, "evt_B", now, 25000, 10000);
+    restart_with_ledger();
+    paid_after_handoff("cus_N", "pi_N", "usd", paid);
+    snprintf(a, sizeof a, charge_refunded_new_fmt, "evt_A", now - 60, 10000, paid,
+             ",\"previous_attributes\":{\"amount_refunded\":0,\"refunded\":false}");
+    snprintf(b, sizeof b, charge_refunded_new_fmt, "evt_B", now, 25000, paid,
+             ",\"previous_attributes\":{\"amount_refunded\":10000}");
     const char *order[] = {b, a, b, a};
-    for (size_t i = 0; i < 4; i++) {
-        http_reply_t r = post_stripe(order[i], STRIPE_SECRET, now);
-        cr_assert_eq(r.status, 200, "%zu: %ld %s", i, r.status, r.body);
-    }
+    post_stripe_all(order, 4, now);
+    cr_assert_eq(clawed_back(), 25000);
     stream_t s;
     size_t ids;
     read_stream(&s);
     cr_assert_eq(refunds_sum(&s, "pi_N", &ids), 25000, "%s", s.text);
     cr_assert_eq(ids, 2, "%s", s.text);
-    cr_assert(strstr(s.text, "\"clientId\":\"cus_N\",\"amount\":{\"minor\":\"15000\","
+    cr_assert(strstr(s.text, "\"refundId\":\"ch_N:10000-25000\",\"paymentId\":\"pi_N\","
+                             "\"clientId\":\"cus_N\",\"amount\":{\"minor\":\"15000\","
                              "\"currency\":\"USD\"}"),
               "%s", s.text);
-    /* Without previous_attributes the amount of this refund cannot be told: refused loudly,
-     * never guessed. */
-    char c[1024];
-    snprintf(c, sizeof c, charge_refunded_new_fmt, "evt_C", now, 30000, 0);
-    *strstr(c, ",\"previous_attributes\"") = '\0';
-    strcat(c, "}}");
-    http_reply_t r = post_stripe(c, STRIPE_SECRET, now);
-    cr_assert_eq(r.status, 400, "%ld %s", r.status, r.body);
-    cr_assert(strstr(r.body, "previous_attributes.amount_refunded"), "%s", r.body);
+}
+
+Test(webhook, stripe_new_shape_without_previous_attributes_counts_the_final_level)
+{
+    /* Only the cumulative level: 10000, 25000, 40000 and a repeat of each, in a shuffled
+     * order. The ledger keeps the highest level, whatever came last. */
+    long long now = fx_now_ms() / 1000, paid = now - 120;
+    char l1[1024], l2[1024], l3[1024];
+    restart_with_ledger();
+    paid_after_handoff("cus_N", "pi_N", "usd", paid);
+    snprintf(l1, sizeof l1, charge_refunded_new_fmt, "evt_L1", now - 60, 10000, paid, "");
+    snprintf(l2, sizeof l2, charge_refunded_new_fmt, "evt_L2", now - 30, 25000, paid, "");
+    snprintf(l3, sizeof l3, charge_refunded_new_fmt, "evt_L3", now, 40000, paid, "");
+    const char *first[] = {l2, l1};
+    post_stripe_all(first, 2, now);
+    cr_assert_eq(clawed_back(), 25000, "the highest level so far");
+    const char *rest[] = {l3, l1, l2, l3};
+    post_stripe_all(rest, 4, now);
+    cr_assert_eq(clawed_back(), 40000);
 }
 
 /* charge.refunded as API versions before 2022-11-15 send it: the refunds list, newest first. */
@@ -458,6 +546,8 @@ Test(webhook, stripe_old_shape_and_refund_objects_converge_in_any_order)
     long long now = fx_now_ms() / 1000;
     char re1[512], re2[512], re3[512], list1[1024], list2[2048], one[1024], two[2048];
     char created[1024], failed[1024];
+    restart_with_ledger();
+    paid_after_handoff("cus_O", "pi_O", "eur", now - 120);
     snprintf(re1, sizeof re1, refund_fmt, "re_1", 10000, now - 60, "", "succeeded");
     snprintf(re2, sizeof re2, refund_fmt, "re_2", 15000, now, "", "succeeded");
     snprintf(re3, sizeof re3, refund_fmt, "re_3", 5000, now, "", "failed");
@@ -478,16 +568,14 @@ Test(webhook, stripe_old_shape_and_refund_objects_converge_in_any_order)
              "\"data\":{\"object\":%s}}",
              now, re3);
     const char *order[] = {two, created, one, failed, two, one, created};
-    for (size_t i = 0; i < sizeof order / sizeof order[0]; i++) {
-        http_reply_t r = post_stripe(order[i], STRIPE_SECRET, now);
-        cr_assert_eq(r.status, 200, "%zu: %ld %s", i, r.status, r.body);
-    }
+    post_stripe_all(order, sizeof order / sizeof order[0], now);
+    cr_assert_eq(clawed_back(), 25000);
     stream_t s;
     size_t ids;
     read_stream(&s);
     cr_assert_eq(refunds_sum(&s, "pi_O", &ids), 25000, "%s", s.text);
     cr_assert_eq(ids, 2, "%s", s.text);
-    cr_assert_eq(s.count, 2, "each refund recorded once: %s", s.text);
+    cr_assert_eq(s.count, 4, "handoff, payment and each refund once: %s", s.text);
     cr_assert(strstr(s.text, "\"refundId\":\"re_1\",\"paymentId\":\"pi_O\",\"clientId\":\"cus_O\""),
               "%s", s.text);
 }

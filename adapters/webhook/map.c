@@ -102,16 +102,41 @@ static int stripe_refund_object(const json_t *refund, const json_t *charge, json
                   stripe_money(charge && !str_at(refund, "currency") ? charge : refund, minor)));
 }
 
+/* A new-shape charge.refunded without previous_attributes: only the cumulative level L is
+ * known, and no stateless choice of records per level with positive amounts can sum to the
+ * final level (the records of a lower level would have to be a subset of every higher
+ * level's: one per minor unit). Instead every level is recorded under one refund id per charge,
+ * "<charge>:refunded", with the amount L, and the engines' rule for a repeated refund_id picks
+ * the level that counts: they keep the refund_id's first event by (occurred_at_ms, event_id).
+ * All levels are dated at the charge's own `created` (the same for every event of the
+ * charge), and the event id carries 10^15 - L in fixed width, so the highest level sorts first:
+ * whatever arrives in whatever order, the record that counts is the final amount_refunded.
+ * The price: the refund is dated at its payment's time, not its own. */
+static int stripe_refund_level(const json_t *charge, const char *ch, const char *pi,
+                               json_int_t level, json_t *out)
+{
+    json_int_t charged;
+    char refund_id[FUNNEL_WEBHOOK_ID_MAX + 16], event_id[sizeof refund_id + 32];
+    if (!int_at(charge, "created", &charged))
+        return FUNNEL_EINVAL;
+    snprintf(refund_id, sizeof refund_id, "%s:refunded", ch);
+    snprintf(event_id, sizeof event_id, "stripe-%s-%015lld", refund_id,
+             1000000000000000LL - (long long)level);
+    return push(out, "payment.refunded",
+                json_pack("{s:s, s:I, s:s, s:s, s:s, s:s, s:o}", "eventId", event_id,
+                          "occurredAtMs", charged * 1000, "source", "stripe", "refundId", refund_id,
+                          "paymentId", pi ? pi : ch, "clientId", stripe_client(charge), "amount",
+                          stripe_money(charge, level)));
+}
+
 /* charge.refunded. Before API version 2022-11-15 (or with data.object.refunds expanded) the
  * charge lists its refunds, newest first: each is recorded under its own refund id, so every
  * delivery of every such event names the same refunds. Since 2022-11-15 only the cumulative
- * amount_refunded is there, and previous_attributes.amount_refunded says what it was before
- * this event: the event records the step between the two, under the refund id
- * "<charge>:<before>-<after>". The steps of one charge chain from 0 to its final
- * amount_refunded, so they sum to it whatever the order and repetition of the deliveries (the
- * engines count each refund_id once). Without the previous level no amount can be right: the
- * event is refused rather than guessed (a stateless mapper cannot tell 25000 after 10000 from a
- * first refund of 25000). */
+ * amount_refunded is there. When previous_attributes.amount_refunded says what it was before
+ * this event, the event records the step between the two, under the refund id
+ * "<charge>:<before>-<after>", dated at the event: the steps of one charge chain from 0 to its
+ * final amount_refunded, so they sum to it whatever the order and repetition of the deliveries
+ * (the engines count each refund_id once). Without it, see stripe_refund_level. */
 static int stripe_charge_refunded(const json_t *ev, const json_t *charge, json_int_t created,
                                   json_t *out, size_t *ignored, char *why, size_t why_len)
 {
@@ -130,12 +155,23 @@ static int stripe_charge_refunded(const json_t *ev, const json_t *charge, json_i
         }
         return 0;
     }
-    if (!ch || !int_at(charge, "amount_refunded", &after) ||
-        !int_at(prev, "amount_refunded", &before)) {
-        snprintf(why, why_len,
-                 "charge.refunded without a refunds list needs data.object.amount_refunded and "
-                 "data.previous_attributes.amount_refunded");
+    if (!ch || !int_at(charge, "amount_refunded", &after) || after < 0 ||
+        after >= 1000000000000000LL) {
+        snprintf(why, why_len, "charge.refunded needs data.object.id and amount_refunded");
         return FUNNEL_EINVAL;
+    }
+    if (!int_at(prev, "amount_refunded", &before)) {
+        if (after == 0) {
+            ++*ignored;
+            return 0;
+        }
+        if (stripe_refund_level(charge, ch, pi, after, out) == FUNNEL_EINVAL) {
+            snprintf(why, why_len,
+                     "charge.refunded without a refunds list needs "
+                     "data.object.created");
+            return FUNNEL_EINVAL;
+        }
+        return 0;
     }
     if (after <= before) {
         ++*ignored;
