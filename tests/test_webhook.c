@@ -14,6 +14,7 @@
 #include <criterion/criterion.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,10 +40,15 @@ static void set_str(char **field, const char *value)
     cr_assert_not_null(*field);
 }
 
+static char extra_conf[300]; /* a config file webhook_start reads over the defaults, or "" */
+
 /* Starts the webhook in-process on a free port, submitting to submit_ep. */
 static void webhook_start(const char *submit_ep, int timeout_ms, int attempts)
 {
+    char err[256];
     cr_assert_eq(funnel_webhook_config_defaults(&cfg), 0);
+    if (extra_conf[0])
+        cr_assert_eq(funnel_webhook_config_load(extra_conf, &cfg, err, sizeof err), 0, "%s", err);
     cfg.port = 0;
     cfg.max_body_bytes = 4096;
     cfg.submit_timeout_ms = timeout_ms;
@@ -68,8 +74,15 @@ static void setup(void)
     webhook_start(fd.submit, 3000, 2);
 }
 
+static pid_t child; /* a funnel-webhook executable a test started, until it is reaped */
+
 static void teardown(void)
 {
+    if (child > 0) { /* the test failed before stopping it */
+        kill(child, SIGKILL);
+        waitpid(child, NULL, 0);
+        child = 0;
+    }
     funnel_webhook_destroy(&wh);
     funnel_webhook_config_clear(&cfg);
     int status = fx_daemon_stop(&fd);
@@ -135,13 +148,16 @@ static http_reply_t post_stripe(const char *body, const char *secret, long long 
     return post_json("/v1/stripe", body, sig);
 }
 
-static http_reply_t post_hubspot(const char *body, const char *secret, long long ts)
+/* POSTs body to path with HubSpot's v3 headers, signed over signed_path (the path and query as
+ * HubSpot signs them, after the base URL). */
+static http_reply_t post_hubspot_at(const char *path, const char *signed_path, const char *body,
+                                    const char *secret, long long ts)
 {
     char tsbuf[32], tshdr[64], sighdr[128], *msg = NULL;
     unsigned char mac[32], b64[48];
     unsigned int n = 32;
     snprintf(tsbuf, sizeof tsbuf, "%lld", ts);
-    int len = asprintf(&msg, "POST%s/v1/hubspot%s%s", HUBSPOT_BASE, body, tsbuf);
+    int len = asprintf(&msg, "POST%s%s%s%s", HUBSPOT_BASE, signed_path, body, tsbuf);
     cr_assert_geq(len, 0);
     HMAC(EVP_sha256(), secret, (int)strlen(secret), (unsigned char *)msg, (size_t)len, mac, &n);
     free(msg);
@@ -149,7 +165,12 @@ static http_reply_t post_hubspot(const char *body, const char *secret, long long
     snprintf(tshdr, sizeof tshdr, "X-HubSpot-Request-Timestamp: %s", tsbuf);
     snprintf(sighdr, sizeof sighdr, "X-HubSpot-Signature-v3: %s", b64);
     const char *hdrs[] = {"Content-Type: application/json", tshdr, sighdr, NULL};
-    return http("/v1/hubspot", body, strlen(body), hdrs);
+    return http(path, body, strlen(body), hdrs);
+}
+
+static http_reply_t post_hubspot(const char *body, const char *secret, long long ts)
+{
+    return post_hubspot_at("/v1/hubspot", "/v1/hubspot", body, secret, ts);
 }
 
 /* ---- the output stream, as funneld republished it ------------------------------------------ */
@@ -639,6 +660,71 @@ Test(webhook, hubspot_maps_contact_creation_and_lifecycle_stages)
     cr_assert(strstr(s.text, "\"outcome\":\"WON\""), "%s", s.text);
 }
 
+Test(webhook, hubspot_signature_covers_the_query_string)
+{
+    /* HubSpot signs the full URI it called, query string included, with the characters
+     * %3A %2F %3F %40 %21 %24 %27 %28 %29 %2A %2C %3B decoded. */
+    long long now = fx_now_ms();
+    char body[512];
+    snprintf(body, sizeof body,
+             "[{\"eventId\":2001,\"occurredAt\":%lld,\"subscriptionType\":\"contact.creation\","
+             "\"objectId\":77}]",
+             now);
+    http_reply_t r =
+        post_hubspot_at("/v1/hubspot?portal=62515&from=a%3Ab%2Fc",
+                        "/v1/hubspot?portal=62515&from=a:b/c", body, HUBSPOT_SECRET, now);
+    cr_assert_eq(r.status, 200, "%ld %s", r.status, r.body);
+    /* The same signature on another query is a forgery. */
+    r = post_hubspot_at("/v1/hubspot?portal=666&from=a%3Ab%2Fc",
+                        "/v1/hubspot?portal=62515&from=a:b/c", body, HUBSPOT_SECRET, now);
+    cr_assert_eq(r.status, 400, "%ld %s", r.status, r.body);
+    r = post_hubspot_at("/v1/hubspot?portal=62515", "/v1/hubspot", body, HUBSPOT_SECRET, now);
+    cr_assert_eq(r.status, 400, "the query is signed too: %ld %s", r.status, r.body);
+}
+
+Test(webhook, id_prefix_tells_apart_the_same_lead_id_from_two_crms)
+{
+    /* Lead 42 in HubSpot and lead 42 in amoCRM are two leads: each mapping prefixes the ids it
+     * takes from its provider, and the event ids, so neither event is a duplicate of the
+     * other. Client ids are the join key with the CRM's handoffs and are never prefixed. */
+    funnel_webhook_destroy(&wh);
+    funnel_webhook_config_clear(&cfg);
+    fx_file_write(tmp.path, "prefix.conf",
+                  "hubspot_id_prefix = \"hs:\";\namocrm_id_prefix = \"amo:\";\n"
+                  "stripe_id_prefix = \"st:\";\n",
+                  extra_conf, sizeof extra_conf);
+    webhook_start(fd.submit, 3000, 2);
+    extra_conf[0] = '\0';
+
+    long long now = fx_now_ms();
+    char body[512];
+    snprintf(body, sizeof body,
+             "[{\"eventId\":42,\"occurredAt\":%lld,\"subscriptionType\":\"contact.creation\","
+             "\"objectId\":42}]",
+             now);
+    http_reply_t r = post_hubspot(body, HUBSPOT_SECRET, now);
+    cr_assert_eq(r.status, 200, "%ld %s", r.status, r.body);
+    const char *hdrs[] = {"Content-Type: application/x-www-form-urlencoded", NULL};
+    snprintf(body, sizeof body, "leads[add][0][id]=42&leads[add][0][date_create]=%lld", now / 1000);
+    r = http("/v1/amocrm?token=amo-token", body, strlen(body), hdrs);
+    cr_assert_eq(r.status, 200, "%ld %s", r.status, r.body);
+    cr_assert(strstr(r.body, "\"accepted\":1"), "not a duplicate of HubSpot's 42: %s", r.body);
+    snprintf(body, sizeof body, stripe_pi_fmt, now / 1000);
+    r = post_stripe(body, STRIPE_SECRET, now / 1000);
+    cr_assert_eq(r.status, 200, "%ld %s", r.status, r.body);
+    stream_t s;
+    read_stream(&s);
+    cr_assert_eq(s.count, 3, "%s", s.text);
+    cr_assert(strstr(s.text, "lead.created {\"eventId\":\"hs:hubspot-42\""), "%s", s.text);
+    cr_assert(strstr(s.text, "\"leadCreated\":{\"leadId\":\"hs:42\"}"), "%s", s.text);
+    cr_assert(strstr(s.text, "lead.created {\"eventId\":\"amo:amocrm-42-add\""), "%s", s.text);
+    cr_assert(strstr(s.text, "\"leadCreated\":{\"leadId\":\"amo:42\""), "%s", s.text);
+    cr_assert(strstr(s.text, "payment.received {\"eventId\":\"st:evt_3OoXyZ2eZvKYlo2C1\""), "%s",
+              s.text);
+    cr_assert(strstr(s.text, "\"paymentId\":\"st:pi_3OoXyZ2eZvKYlo2C\",\"clientId\":\"cus_PdQ9\""),
+              "%s", s.text);
+}
+
 Test(webhook, amocrm_form_leads_add_and_status_through_the_status_table)
 {
     long long now = fx_now_ms() / 1000;
@@ -769,12 +855,15 @@ Test(webhook, executable_serves_the_example_config_and_stops_on_sigterm)
               "--ready-file", ready, (char *)NULL);
         _exit(127);
     }
+    child = pid;
     int waited = 0;
     for (f = NULL; !(f = fopen(ready, "r")) && waited < 10000; waited += 10)
         usleep(10000);
     cr_assert_not_null(f, "funnel-webhook did not become ready");
-    cr_assert_eq(fscanf(f, "port=%d", &port), 1);
+    long ready_pid = 0;
+    cr_assert_eq(fscanf(f, "pid=%ld\nport=%d", &ready_pid, &port), 2);
     fclose(f);
+    cr_assert_eq(ready_pid, (long)pid);
     http_reply_t r = http("/healthz", NULL, 0, NULL);
     cr_assert_eq(r.status, 200);
     r = post_json("/v1/stripe", "{}", NULL);
@@ -782,5 +871,6 @@ Test(webhook, executable_serves_the_example_config_and_stops_on_sigterm)
     kill(pid, SIGTERM);
     int status;
     waitpid(pid, &status, 0);
+    child = 0;
     cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %d", status);
 }

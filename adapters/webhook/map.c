@@ -472,3 +472,31 @@ int funnel_amocrm_map(const funnel_webhook_config_t *cfg, const char *form, size
     }
     return rc;
 }
+
+/* ---- id prefixes ------------------------------------------------------------------------- */
+
+int funnel_webhook_prefix_ids(json_t *items, const char *prefix)
+{
+    static const char *const keys[] = {"eventId", "leadId", "paymentId", "refundId"};
+    size_t i;
+    json_t *item;
+    if (!prefix || !*prefix)
+        return 0;
+    json_array_foreach(items, i, item)
+    {
+        json_t *event = json_object_get(item, "event");
+        for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++) {
+            const char *id = str_at(event, keys[k]);
+            char *prefixed = NULL;
+            if (!id)
+                continue;
+            if (asprintf(&prefixed, "%s%s", prefix, id) < 0)
+                return FUNNEL_ENOMEM;
+            int rc = json_object_set_new(event, keys[k], json_string(prefixed));
+            free(prefixed);
+            if (rc)
+                return FUNNEL_ENOMEM;
+        }
+    }
+    return 0;
+}
