@@ -396,6 +396,14 @@ size_t funnel_utf8_seq_len(const char *s, size_t len)
     return n;
 }
 
+size_t funnel_utf8_valid_len(const char *s, size_t len)
+{
+    size_t at = 0, n;
+    while (at < len && (n = funnel_utf8_seq_len(s + at, len - at)))
+        at += n;
+    return at;
+}
+
 /* Refuses a string field of msg (found at p; NULL for the envelope itself) that is not valid
  * UTF-8, at any depth. proto3 requires it and protobuf-c does not check: such a message was
  * stored and republished, and Google's runtimes refuse to parse it, so every conforming
@@ -428,9 +436,7 @@ static int check_utf8(funnel_refusal_t *why, const field_path_t *p, const Protob
                 rc = check_utf8(why, &sub, elems[k]);
             } else {
                 const char *s = elems[k];
-                size_t len = strlen(s), at = 0, step;
-                while (at < len && (step = funnel_utf8_seq_len(s + at, len - at)))
-                    at += step;
+                size_t len = strlen(s), at = funnel_utf8_valid_len(s, len);
                 char where[PATH_TEXT_MAX];
                 if (at < len)
                     rc = refuse(why, FUNNEL_REFUSE_BAD_UTF8, "%s: not valid UTF-8 at byte %zu",

@@ -774,6 +774,7 @@ Test(webhook, amocrm_form_values_that_are_not_utf8_get_400_with_the_reason)
          "leads[add][0][responsible_user_id]: not valid UTF-8"},
         {"leads[status][3][id]=%ED%A0%80&leads[status][3][status_id]=142",
          "leads[status][3][id]: not valid UTF-8"},
+        {"leads[add][0][id]=7%00x", "leads[add][0][id]: NUL byte at byte 1"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         http_reply_t r = http("/v1/amocrm?token=amo-token", bad[i].form, strlen(bad[i].form), hdrs);

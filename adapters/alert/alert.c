@@ -134,10 +134,7 @@ static void generic_text(const char *topic, const json_t *body, char *text, size
  * which no JSON document (the delivery, the dead letter) can carry. */
 static void utf8_trim(char *text)
 {
-    size_t len = strlen(text), at = 0, n;
-    while (at < len && (n = funnel_utf8_seq_len(text + at, len - at)))
-        at += n;
-    text[at] = '\0';
+    text[funnel_utf8_valid_len(text, strlen(text))] = '\0';
 }
 
 int funnel_alert_text(const char *topic, const json_t *env, int64_t now_ms, char *text,

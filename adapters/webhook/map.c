@@ -347,17 +347,16 @@ static size_t url_decode(const char *s, size_t len, char *out, size_t out_len)
 static int amo_id(const char *kind, unsigned idx, const char *field, const char *v, size_t len,
                   char out[FUNNEL_WEBHOOK_ID_MAX], char *why, size_t why_len)
 {
-    size_t at = 0, n;
-    if (len >= FUNNEL_WEBHOOK_ID_MAX) {
+    if (len >= FUNNEL_WEBHOOK_ID_MAX) { /* v holds only the first bytes of it */
         snprintf(why, why_len, "amoCRM leads[%s][%u][%s]: %zu bytes, at most %d allowed", kind, idx,
                  field, len, FUNNEL_WEBHOOK_ID_MAX - 1);
         return FUNNEL_EINVAL;
     }
-    while (at < len && (n = funnel_utf8_seq_len(v + at, len - at)) && v[at])
-        at += n;
-    if (at < len) {
+    size_t at = funnel_utf8_valid_len(v, len);
+    const char *nul = memchr(v, 0, at); /* valid UTF-8, but no C string can hold it */
+    if (nul || at < len) {
         snprintf(why, why_len, "amoCRM leads[%s][%u][%s]: %s at byte %zu", kind, idx, field,
-                 v[at] ? "not valid UTF-8" : "NUL byte", at);
+                 nul ? "NUL byte" : "not valid UTF-8", nul ? (size_t)(nul - v) : at);
         return FUNNEL_EINVAL;
     }
     memcpy(out, v, len + 1);

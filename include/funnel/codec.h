@@ -91,6 +91,9 @@ const ProtobufCMessage *funnel_envelope_body(const funnel_envelope_t *env);
  * tell valid text from bytes to escape. */
 size_t funnel_utf8_seq_len(const char *s, size_t len);
 
+/* The length of the longest prefix of s[0..len) that is valid UTF-8: len when all of it is. */
+size_t funnel_utf8_valid_len(const char *s, size_t len);
+
 /* Frees a decoded envelope; NULL is allowed. Sets *env to NULL. */
 void funnel_envelope_free(funnel_envelope_t **env);
 
