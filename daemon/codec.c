@@ -74,6 +74,7 @@ static const char *const refusal_names[FUNNEL_REFUSE_COUNT_] = {
     [FUNNEL_REFUSE_BAD_MONEY] = "bad_money",
     [FUNNEL_REFUSE_BAD_CURRENCY] = "bad_currency",
     [FUNNEL_REFUSE_BAD_ENUM] = "bad_enum",
+    [FUNNEL_REFUSE_BAD_UTF8] = "bad_utf8",
     [FUNNEL_REFUSE_OVERFLOW] = "overflow",
     [FUNNEL_REFUSE_ENGINE] = "refused_by_engine",
 };
@@ -379,6 +380,82 @@ static int check_wire_strings(funnel_refusal_t *why, const field_path_t *path,
     return 0;
 }
 
+size_t funnel_utf8_seq_len(const char *s, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    unsigned c = len ? p[0] : 0x80;
+    size_t n = c < 0x80                 ? 1
+               : c >= 0xC2 && c <= 0xDF ? 2
+               : c >= 0xE0 && c <= 0xEF ? 3
+               : c >= 0xF0 && c <= 0xF4 ? 4
+                                        : 0;
+    if (!n || n > len)
+        return 0;
+    /* The second byte's range excludes overlong forms (E0, F0), surrogates (ED) and code
+     * points past U+10FFFF (F4); the later ones are plain continuation bytes. */
+    unsigned lo = c == 0xE0 ? 0xA0 : c == 0xF0 ? 0x90 : 0x80;
+    unsigned hi = c == 0xED ? 0x9F : c == 0xF4 ? 0x8F : 0xBF;
+    if (n > 1 && (p[1] < lo || p[1] > hi))
+        return 0;
+    for (size_t i = 2; i < n; i++)
+        if ((p[i] & 0xC0) != 0x80)
+            return 0;
+    return n;
+}
+
+size_t funnel_utf8_valid_len(const char *s, size_t len)
+{
+    size_t at = 0, n;
+    while (at < len && (n = funnel_utf8_seq_len(s + at, len - at)))
+        at += n;
+    return at;
+}
+
+/* Refuses a string field of msg (found at p; NULL for the envelope itself) that is not valid
+ * UTF-8, at any depth. proto3 requires it and protobuf-c does not check: such a message was
+ * stored and republished, and Google's runtimes refuse to parse it, so every conforming
+ * subscriber stalled at it. The walk follows the descriptors, so no field (envelope, body,
+ * touches, money) can be forgotten, including ones added to the schema later. The reason
+ * gives the field and byte offset, never the bytes, which would make the log line and the
+ * dead letter's detail invalid text in turn. */
+static int check_utf8(funnel_refusal_t *why, const field_path_t *p, const ProtobufCMessage *msg)
+{
+    const ProtobufCMessageDescriptor *d = msg->descriptor;
+    for (unsigned i = 0; i < d->n_fields; i++) {
+        const ProtobufCFieldDescriptor *f = &d->fields[i];
+        const char *base = (const char *)msg + f->offset;
+        bool repeated = f->label == PROTOBUF_C_LABEL_REPEATED;
+        if (f->type != PROTOBUF_C_TYPE_STRING && f->type != PROTOBUF_C_TYPE_MESSAGE)
+            continue;
+        /* A oneof's members share storage: only the member set is what the type says. */
+        if ((f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) &&
+            *(const uint32_t *)((const char *)msg + f->quantifier_offset) != f->id)
+            continue;
+        size_t n = repeated ? *(const size_t *)((const char *)msg + f->quantifier_offset) : 1;
+        const void *const *elems =
+            repeated ? *(const void *const *const *)base : (const void *const *)base;
+        for (size_t k = 0; k < n; k++) {
+            field_path_t sub = {p, f->name, repeated ? (long)k : -1};
+            int rc = 0;
+            if (!elems[k])
+                continue;
+            if (f->type == PROTOBUF_C_TYPE_MESSAGE) {
+                rc = check_utf8(why, &sub, elems[k]);
+            } else {
+                const char *s = elems[k];
+                size_t len = strlen(s), at = funnel_utf8_valid_len(s, len);
+                char where[PATH_TEXT_MAX];
+                if (at < len)
+                    rc = refuse(why, FUNNEL_REFUSE_BAD_UTF8, "%s: not valid UTF-8 at byte %zu",
+                                path_text(&sub, where, sizeof where), at);
+            }
+            if (rc)
+                return rc;
+        }
+    }
+    return 0;
+}
+
 const ProtobufCMessage *funnel_envelope_body(const funnel_envelope_t *env)
 {
     const ProtobufCMessageDescriptor *d = env->base.descriptor;
@@ -404,6 +481,9 @@ int funnel_codec_validate(const funnel_codec_limits_t *limits, funnel_body_t top
     const ProtobufCMessage *body = funnel_envelope_body(env);
     if (!body)
         return refuse(why, FUNNEL_REFUSE_TOPIC_MISMATCH, "topic %s carries no body", rule->name);
+    int rc = check_utf8(why, NULL, &env->base);
+    if (rc)
+        return rc;
     walk_t w = {.limits = limits, .now_ms = now_ms, .rule = NULL, .why = why};
     size_t id_len = strlen(env->event_id);
     if (id_len == 0)
@@ -413,7 +493,6 @@ int funnel_codec_validate(const funnel_codec_limits_t *limits, funnel_body_t top
                       FUNNEL_ID_MAX);
     static const field_path_t event_id = {NULL, "event_id", -1}, source = {NULL, "source", -1},
                               occurred = {NULL, "occurred_at_ms", -1};
-    int rc;
     if ((rc = check_string(&w, &event_id, env->event_id, true)) ||
         (rc = check_string(&w, &source, env->source, true)) ||
         (rc = check_time(&w, &occurred, env->occurred_at_ms)))

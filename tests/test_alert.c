@@ -372,6 +372,26 @@ Test(alert, text_says_what_is_late_by_how_much_whose_and_which_level)
                 "[lead.contacted] leadId=L-1 rep=bob", "bob");
 }
 
+Test(alert, text_cut_to_fit_never_splits_a_character)
+{
+    /* A long free-text value is cut at a byte count; half a character would make the text
+     * invalid UTF-8, which no JSON document (delivery or dead letter) can carry. */
+    char reason[1200] = "", env_json[1400], text[512], target[64];
+    for (size_t i = 0; i + 2 < sizeof reason; i += 2)
+        memcpy(reason + i, "\xd0\xbb", 2), reason[i + 2] = '\0';
+    snprintf(env_json, sizeof env_json,
+             "{\"leadClosed\":{\"leadId\":\"L-9\",\"outcome\":\"WON\",\"reason\":\"%s\"}}", reason);
+    json_t *env = json_loads(env_json, 0, NULL);
+    cr_assert_not_null(env);
+    for (size_t len = 40; len <= sizeof text; len += 1) {
+        cr_assert_eq(funnel_alert_text("lead.closed", env, 0, text, len, target, sizeof target), 0);
+        json_t *s = json_string(text);
+        cr_assert_not_null(s, "a text of %zu bytes is not UTF-8: %s", strlen(text), text);
+        json_decref(s);
+    }
+    json_decref(env);
+}
+
 static bool has_hit(const receiver_t *r, const char *path, const char *needle,
                     unsigned long long seq)
 {
@@ -449,6 +469,37 @@ Test(alert, every_message_delivered_once_through_failures_and_restarts)
     cr_assert_eq(funnel_cursor_load(cursor, &cur), 0);
     cr_assert_eq(cur, 5);
     cr_assert_neq(access(dead, F_OK), 0, "nothing dead-lettered");
+}
+
+Test(alert, slack_gets_event_values_escaped_telegram_and_webhooks_get_them_verbatim)
+{
+    /* A lead id that would ping the channel and show a disguised link in Slack, and an owner
+     * with an ampersand (the default route: Slack). Slack's formatting rules: &, < and > in
+     * text are written &amp; &lt; &gt;. Telegram is sent without parse_mode, so it shows any
+     * text as it is; the generic webhook carries plain JSON. */
+    receiver_start(&rx, 0);
+    write_config(3, "\"lead.\"", "");
+    publish("lead.created",
+            "{\"leadId\":\"<!channel> pay now <https://x|invoice>\",\"owner\":\"carl & co\"}");
+    publish("lead.created", "{\"leadId\":\"<b>L&2</b>\",\"owner\":\"anna\"}");
+    publish("lead.contacted", "{\"leadId\":\"<!here>\",\"rep\":\"bob\"}");
+    alert_start();
+    cr_assert(wait_for(&rx, delivered, 3, 20000), "only %zu delivered", delivered(&rx));
+    cr_assert_eq(alert_stop(), 0);
+    pthread_mutex_lock(&rx.lock);
+    const hit_t *slack = only_hit(&rx, "/slack", "[lead.created]");
+    cr_assert(strstr(slack->body, "{\"text\":\"[lead.created] leadId=&lt;!channel&gt; pay now "
+                                  "&lt;https://x|invoice&gt; owner=carl &amp; co\"}"),
+              "%s", slack->body);
+    cr_assert_null(strstr(slack->body, "<"), "%s", slack->body);
+    const hit_t *tg = only_hit(&rx, "/bot123:ABC/sendMessage", "[lead.created]");
+    cr_assert(strstr(tg->body, "\"text\":\"[lead.created] leadId=<b>L&2</b> owner=anna\""), "%s",
+              tg->body);
+    cr_assert_null(strstr(tg->body, "parse_mode"), "%s", tg->body);
+    const hit_t *hook = only_hit(&rx, "/hook", "lead.contacted");
+    cr_assert(strstr(hook->body, "\"text\":\"[lead.contacted] leadId=<!here> rep=bob\""), "%s",
+              hook->body);
+    pthread_mutex_unlock(&rx.lock);
 }
 
 Test(alert, dead_letter_after_max_attempts_then_the_cursor_moves_on)

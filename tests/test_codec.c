@@ -390,6 +390,7 @@ Test(codec_refusal, names_are_exact_and_distinct)
         [FUNNEL_REFUSE_BAD_MONEY] = "bad_money",
         [FUNNEL_REFUSE_BAD_CURRENCY] = "bad_currency",
         [FUNNEL_REFUSE_BAD_ENUM] = "bad_enum",
+        [FUNNEL_REFUSE_BAD_UTF8] = "bad_utf8",
         [FUNNEL_REFUSE_OVERFLOW] = "overflow",
         [FUNNEL_REFUSE_ENGINE] = "refused_by_engine",
     };
@@ -865,6 +866,91 @@ Test(codec_id, printable_and_utf8_ids_are_accepted)
         fx.lead_created.lead_id = good[i];
         expect_accept(&fx.env, "lead.created");
     }
+}
+
+/* Byte strings that are not UTF-8 (RFC 3629), each broken in a different way. */
+static char *const not_utf8[] = {
+    "evt-\xff\xfe-1", /* bytes that never occur in UTF-8 */
+    "\x80"
+    "abc",              /* a lone continuation byte */
+    "ab\xe2\x82",       /* a sequence cut short at the end */
+    "\xe2\x82x",        /* ... and in the middle */
+    "\xc0\xaf",         /* an overlong '/' */
+    "\xe0\x80\xaf",     /* an overlong '/' in three bytes */
+    "\xed\xa0\x80",     /* a UTF-16 surrogate */
+    "\xf4\x90\x80\x80", /* past U+10FFFF */
+    "\xf5\x80\x80\x80", /* a lead byte past U+10FFFF */
+};
+#define N_NOT_UTF8 (sizeof not_utf8 / sizeof not_utf8[0])
+
+Test(codec_utf8, every_string_field_of_every_topic_refuses_bad_utf8)
+{
+    /* proto3 strings must be UTF-8: Google's runtimes refuse to parse a message holding
+     * anything else, so one republished would stall every conforming subscriber. Each string
+     * field of each body (found through the descriptor, so none is left out) and of the
+     * envelope is broken in turn and must be refused as bad_utf8, naming the field. */
+    for (size_t t = 0; t < N_TOPICS; t++) {
+        for (size_t b = 0; b < N_NOT_UTF8; b++) {
+            fixture_t fx;
+            fixture_init(&fx, topics[t].body);
+            ProtobufCMessage *body = fixture_body(&fx);
+            const ProtobufCMessageDescriptor *d = body->descriptor;
+            for (unsigned i = 0; i < d->n_fields; i++) {
+                const ProtobufCFieldDescriptor *f = &d->fields[i];
+                if (f->type != PROTOBUF_C_TYPE_STRING || f->label == PROTOBUF_C_LABEL_REPEATED)
+                    continue;
+                char **member = (char **)((char *)body + f->offset), *keep = *member, path[96];
+                *member = not_utf8[b];
+                snprintf(path, sizeof path, "%s.%s: not valid UTF-8", topics[t].field, f->name);
+                expect_refuse(&fx.env, topics[t].topic, FUNNEL_REFUSE_BAD_UTF8, path);
+                *member = keep;
+            }
+            fx.env.event_id = not_utf8[b];
+            expect_refuse(&fx.env, topics[t].topic, FUNNEL_REFUSE_BAD_UTF8, "event_id");
+        }
+    }
+}
+
+Test(codec_utf8, nested_and_envelope_strings_are_checked_with_their_path)
+{
+    fixture_t fx;
+    fixture_init(&fx, FUNNEL__V1__ENVELOPE__BODY_LEAD_CREATED);
+    fx.env.source = "hub\xc0\xafspot";
+    expect_refuse(&fx.env, "lead.created", FUNNEL_REFUSE_BAD_UTF8,
+                  "source: not valid UTF-8 at byte 3");
+    fixture_init(&fx, FUNNEL__V1__ENVELOPE__BODY_LEAD_CREATED);
+    fx.touch[1].term = "crm \xed\xa0\x80";
+    expect_refuse(&fx.env, "lead.created", FUNNEL_REFUSE_BAD_UTF8,
+                  "lead_created.touches[1].term: not valid UTF-8 at byte 4");
+    fixture_init(&fx, FUNNEL__V1__ENVELOPE__BODY_LEAD_TOUCHED);
+    fx.touch[0].campaign = "spring\xff";
+    expect_refuse(&fx.env, "lead.touched", FUNNEL_REFUSE_BAD_UTF8, "lead_touched.touch.campaign");
+    fixture_init(&fx, FUNNEL__V1__ENVELOPE__BODY_PAYMENT_REFUNDED);
+    fx.money.currency = "\xe2\x82";
+    expect_refuse(&fx.env, "payment.refunded", FUNNEL_REFUSE_BAD_UTF8,
+                  "payment_refunded.amount.currency");
+}
+
+Test(codec_utf8, every_kind_of_valid_utf8_is_accepted)
+{
+    /* One, two, three and four byte sequences at the edges of their ranges. */
+    static char *const good[] = {"plain ASCII", "\xc2\x80\xdf\xbf",
+                                 "\xe0\xa0\x80\xed\x9f\xbf\xee\x80\x80\xef\xbf\xbd",
+                                 "\xf0\x90\x80\x80\xf4\x8f\xbf\xbf",
+                                 "\xd0\xbb\xd0\xb8\xd0\xb4 \xe2\x82\xac \xf0\x9f\x98\x80"};
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        fixture_t fx;
+        fixture_init(&fx, FUNNEL__V1__ENVELOPE__BODY_LEAD_CLOSED);
+        fx.lead_closed.reason = good[i];
+        expect_accept(&fx.env, "lead.closed");
+    }
+    /* The sequence length the writers rely on, including its bounds. */
+    cr_assert_eq(funnel_utf8_seq_len("\xf0\x9f\x98\x80", 4), 4);
+    cr_assert_eq(funnel_utf8_seq_len("\xf0\x9f\x98\x80", 3), 0, "cut short by len");
+    cr_assert_eq(funnel_utf8_seq_len("\xe2\x82\xac", 3), 3);
+    cr_assert_eq(funnel_utf8_seq_len("a", 1), 1);
+    cr_assert_eq(funnel_utf8_seq_len("a", 0), 0);
+    cr_assert_eq(funnel_utf8_seq_len("\xff", 1), 0);
 }
 
 /* Packs env, finds the bytes of `marked` (a field value containing one '#') and turns that

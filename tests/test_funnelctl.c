@@ -1,7 +1,10 @@
 /* test_funnelctl.c — funnelctl against a real funneld: output, exit codes, JSON mapping. */
 #include "harness.h"
 
+#include "funnel/client.h"
+
 #include <criterion/criterion.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -172,6 +175,48 @@ Test(funnelctl, events_and_rejected_read_the_database)
     cr_assert_eq(ctl(out, sizeof out, "rejected", NULL, NULL, NULL, NULL, NULL), 0);
     cr_assert(strstr(out, "\"event_id\":\"bad-1\"") && strstr(out, "\"reason\":\"bad_enum\""), "%s",
               out);
+}
+
+Test(funnelctl, events_and_rejected_show_bytes_that_are_not_utf8_escaped)
+{
+    /* A submitter sends an event_id that is not UTF-8: funneld refuses it (proto3 strings are
+     * UTF-8) and its dead letter keeps the bytes. A row stored before funneld refused them is
+     * made by rewriting an accepted one. Neither listing may leave the row out. */
+    char out[8192];
+    funnel_client_t *client;
+    funnel_submit_result_t res;
+    funnel_submit_options_t o = {3000, 1, 100};
+    funnel_envelope_t *env = fx_lead_created("evt-\xff\xfe-1", "L-1", fx_now_ms());
+    cr_assert_eq(funnel_client_new(&client), 0);
+    int rc = funnel_client_submit(client, fd.submit, "lead.created", env, &o, &res);
+    funnel_envelope_free(&env);
+    funnel_client_destroy(&client);
+    cr_assert_eq(rc, 0);
+    cr_assert_eq(res.status, FUNNEL_SUBMIT_REJECTED, "%d %s", res.status, res.reason);
+    cr_assert(strstr(res.reason, "event_id: not valid UTF-8 at byte 4"), "%s", res.reason);
+    cr_assert_eq(ctl(out, sizeof out, "rejected", NULL, NULL, NULL, NULL, NULL), 0, "%s", out);
+    cr_assert_eq(count_lines(out), 1, "%s", out);
+    cr_assert(strstr(out, "\"event_id\":\"evt-\\\\xff\\\\xfe-1\"") &&
+                  strstr(out, "\"reason\":\"bad_utf8\""),
+              "%s", out);
+
+    cr_assert_eq(ctl(out, sizeof out, "publish", "lead.created",
+                     "{\"eventId\":\"ev-old\",\"leadId\":\"L-2\"}", NULL, NULL, NULL),
+                 0, "%s", out);
+    sqlite3 *db;
+    cr_assert_eq(sqlite3_open(fd.db, &db), SQLITE_OK);
+    sqlite3_busy_timeout(db, 5000);
+    cr_assert_eq(sqlite3_exec(db,
+                              "UPDATE events SET event_id = CAST(X'65762dc0' AS TEXT), "
+                              "source = CAST(X'6372fe6d' AS TEXT) WHERE event_id = 'ev-old'",
+                              NULL, NULL, NULL),
+                 SQLITE_OK, "%s", sqlite3_errmsg(db));
+    sqlite3_close(db);
+    cr_assert_eq(ctl(out, sizeof out, "events", NULL, NULL, NULL, NULL, NULL), 0, "%s", out);
+    cr_assert_eq(count_lines(out), 1, "%s", out);
+    cr_assert(strstr(out, "\"event_id\":\"ev-\\\\xc0\"") &&
+                  strstr(out, "\"source\":\"cr\\\\xfem\""),
+              "%s", out);
 }
 
 Test(funnelctl, usage_errors_exit_2)

@@ -4,6 +4,7 @@
  * funneld cannot be reached. */
 #include "harness.h"
 #include "http_fx.h"
+#include "ledger_fx.h"
 #include "webhook.h"
 
 #include "funnel/client.h"
@@ -13,6 +14,7 @@
 #include <criterion/criterion.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,10 +40,15 @@ static void set_str(char **field, const char *value)
     cr_assert_not_null(*field);
 }
 
+static char extra_conf[300]; /* a config file webhook_start reads over the defaults, or "" */
+
 /* Starts the webhook in-process on a free port, submitting to submit_ep. */
 static void webhook_start(const char *submit_ep, int timeout_ms, int attempts)
 {
+    char err[256];
     cr_assert_eq(funnel_webhook_config_defaults(&cfg), 0);
+    if (extra_conf[0])
+        cr_assert_eq(funnel_webhook_config_load(extra_conf, &cfg, err, sizeof err), 0, "%s", err);
     cfg.port = 0;
     cfg.max_body_bytes = 4096;
     cfg.submit_timeout_ms = timeout_ms;
@@ -67,8 +74,15 @@ static void setup(void)
     webhook_start(fd.submit, 3000, 2);
 }
 
+static pid_t child; /* a funnel-webhook executable a test started, until it is reaped */
+
 static void teardown(void)
 {
+    if (child > 0) { /* the test failed before stopping it */
+        kill(child, SIGKILL);
+        waitpid(child, NULL, 0);
+        child = 0;
+    }
     funnel_webhook_destroy(&wh);
     funnel_webhook_config_clear(&cfg);
     int status = fx_daemon_stop(&fd);
@@ -134,13 +148,16 @@ static http_reply_t post_stripe(const char *body, const char *secret, long long 
     return post_json("/v1/stripe", body, sig);
 }
 
-static http_reply_t post_hubspot(const char *body, const char *secret, long long ts)
+/* POSTs body to path with HubSpot's v3 headers, signed over signed_path (the path and query as
+ * HubSpot signs them, after the base URL). */
+static http_reply_t post_hubspot_at(const char *path, const char *signed_path, const char *body,
+                                    const char *secret, long long ts)
 {
     char tsbuf[32], tshdr[64], sighdr[128], *msg = NULL;
     unsigned char mac[32], b64[48];
     unsigned int n = 32;
     snprintf(tsbuf, sizeof tsbuf, "%lld", ts);
-    int len = asprintf(&msg, "POST%s/v1/hubspot%s%s", HUBSPOT_BASE, body, tsbuf);
+    int len = asprintf(&msg, "POST%s%s%s%s", HUBSPOT_BASE, signed_path, body, tsbuf);
     cr_assert_geq(len, 0);
     HMAC(EVP_sha256(), secret, (int)strlen(secret), (unsigned char *)msg, (size_t)len, mac, &n);
     free(msg);
@@ -148,7 +165,12 @@ static http_reply_t post_hubspot(const char *body, const char *secret, long long
     snprintf(tshdr, sizeof tshdr, "X-HubSpot-Request-Timestamp: %s", tsbuf);
     snprintf(sighdr, sizeof sighdr, "X-HubSpot-Signature-v3: %s", b64);
     const char *hdrs[] = {"Content-Type: application/json", tshdr, sighdr, NULL};
-    return http("/v1/hubspot", body, strlen(body), hdrs);
+    return http(path, body, strlen(body), hdrs);
+}
+
+static http_reply_t post_hubspot(const char *body, const char *secret, long long ts)
+{
+    return post_hubspot_at("/v1/hubspot", "/v1/hubspot", body, secret, ts);
 }
 
 /* ---- the output stream, as funneld republished it ------------------------------------------ */
@@ -342,7 +364,7 @@ Test(webhook, stripe_maps_payments_and_refunds_and_checks_signatures)
 
     stream_t s;
     read_stream(&s);
-    cr_assert_eq(s.count, 3, "%s", s.text);
+    cr_assert_eq(s.count, 4, "%s", s.text);
     cr_assert(strstr(s.text, "payment.received {\"eventId\":\"evt_3OoXyZ2eZvKYlo2C1\""), "%s",
               s.text);
     cr_assert(strstr(s.text, "\"paymentId\":\"pi_3OoXyZ2eZvKYlo2C\",\"clientId\":\"cus_PdQ9\","
@@ -351,12 +373,253 @@ Test(webhook, stripe_maps_payments_and_refunds_and_checks_signatures)
     cr_assert(strstr(s.text, "\"paymentId\":\"pi_inv_1\",\"clientId\":\"C-77\",\"amount\":{"
                              "\"minor\":\"5000\",\"currency\":\"USD\"}"),
               "%s", s.text);
-    cr_assert(strstr(s.text, "payment.refunded {\"eventId\":\"evt_ref_1\""), "%s", s.text);
-    cr_assert(strstr(s.text, "\"refundId\":\"re_2\""), "%s", s.text);
-    cr_assert(strstr(s.text, "\"minor\":\"20000\""), "%s", s.text);
+    /* Every refund of the list, each under its own id (the old payload shape). */
+    cr_assert(strstr(s.text, "payment.refunded {\"eventId\":\"stripe-re_2\""), "%s", s.text);
+    cr_assert(strstr(s.text, "\"refundId\":\"re_2\",\"paymentId\":\"pi_3OoXyZ2eZvKYlo2C\","
+                             "\"clientId\":\"cus_PdQ9\",\"amount\":{\"minor\":\"20000\""),
+              "%s", s.text);
+    cr_assert(strstr(s.text, "\"refundId\":\"re_1\",\"paymentId\":\"pi_3OoXyZ2eZvKYlo2C\","
+                             "\"clientId\":\"cus_PdQ9\",\"amount\":{\"minor\":\"10000\""),
+              "%s", s.text);
     funnel_webhook_stats_t st;
     funnel_webhook_stats(wh, &st);
     cr_assert_eq(st.ignored, 1);
+}
+
+/* The refunds of the output stream as the engines count them: one amount per refund_id (the
+ * ledger and attribution keep the first event of a refund_id), summed. Asserts every event of
+ * a refund_id carries the same amount and payment, so "first" cannot matter. */
+static long long refunds_sum(const stream_t *s, const char *payment, size_t *n_ids)
+{
+    char ids[32][130], amounts[32][24];
+    size_t n = 0;
+    long long sum = 0;
+    for (const char *line = s->text; (line = strstr(line, "payment.refunded {"));) {
+        const char *end = strchr(line, '\n');
+        json_t *e = json_loadb(line + 17, (size_t)(end - line - 17), 0, NULL);
+        const json_t *r = json_object_get(e, "paymentRefunded");
+        const char *id = json_string_value(json_object_get(r, "refundId"));
+        const char *minor =
+            json_string_value(json_object_get(json_object_get(r, "amount"), "minor"));
+        cr_assert(id && minor, "%.*s", (int)(end - line), line);
+        cr_assert_str_eq(json_string_value(json_object_get(r, "paymentId")), payment);
+        size_t k = 0;
+        while (k < n && strcmp(ids[k], id))
+            k++;
+        if (k == n) {
+            cr_assert_lt(n, 32);
+            snprintf(ids[n], sizeof ids[n], "%s", id);
+            snprintf(amounts[n++], sizeof amounts[0], "%s", minor);
+            sum += strtoll(minor, NULL, 10);
+        } else {
+            cr_assert_str_eq(amounts[k], minor, "refund %s recorded with two amounts", id);
+        }
+        json_decref(e);
+        line = end;
+    }
+    *n_ids = n;
+    return sum;
+}
+
+/* ---- Stripe refunds, counted by the commission ledger ------------------------------------- */
+
+/* funneld again, now paying 100 % commission: every minor unit refunded is clawed back, so the
+ * ledger's clawbacks are the refunds it recorded. */
+static void restart_with_ledger(void)
+{
+    char conf[300];
+    cr_assert_eq(fx_daemon_stop(&fd), 0);
+    fx_file_write(tmp.path, "ledger.conf", "commission = { default_rate_bp = 10000; };\n", conf,
+                  sizeof conf);
+    const char *args[] = {"--config", conf, NULL};
+    fx_daemon_start(&fd, tmp.path, args);
+}
+
+/* client handed off to rep-a, then Stripe reports payment pi of 50000 (cur) at paid_s. */
+static void paid_after_handoff(const char *client, const char *pi, const char *cur,
+                               long long paid_s)
+{
+    funnel_client_t *c;
+    funnel_submit_result_t res;
+    funnel_envelope_t *h = fx_handoff("h-1", client, "rep-a", "", paid_s * 1000 - 60000);
+    cr_assert_eq(funnel_client_new(&c), 0);
+    cr_assert_eq(funnel_client_submit(c, fd.submit, "client.handed_off", h, NULL, &res), 0);
+    funnel_envelope_free(&h);
+    funnel_client_destroy(&c);
+    cr_assert_eq(res.status, FUNNEL_SUBMIT_OK, "%s", res.reason);
+    char body[1024];
+    snprintf(body, sizeof body,
+             "{\"id\":\"evt_pay_%s\",\"object\":\"event\",\"created\":%lld,\"type\":"
+             "\"payment_intent.succeeded\",\"data\":{\"object\":{\"id\":\"%s\",\"object\":"
+             "\"payment_intent\",\"amount\":50000,\"amount_received\":50000,\"currency\":\"%s\","
+             "\"customer\":\"%s\",\"metadata\":{}}}}",
+             pi, paid_s, pi, cur, client);
+    http_reply_t r = post_stripe(body, STRIPE_SECRET, paid_s);
+    cr_assert_eq(r.status, 200, "%ld %s", r.status, r.body);
+}
+
+static int sum_clawbacks(uint64_t seq, const char *topic, const uint8_t *env, size_t len, void *arg)
+{
+    (void)seq;
+    if (strcmp(topic, "commission.posted"))
+        return 0;
+    funnel_envelope_t *e = funnel__v1__envelope__unpack(NULL, len, env);
+    cr_assert_not_null(e);
+    const Funnel__V1__CommissionPosted *p = e->commission_posted;
+    if (p && p->kind == FUNNEL__V1__COMMISSION_KIND__CLAWBACK && p->amount)
+        *(long long *)arg += p->amount->minor;
+    funnel_envelope_free(&e);
+    return 0;
+}
+
+/* What the ledger has clawed back in all: its net CLAWBACK postings on the output stream. */
+static long long clawed_back(void)
+{
+    funnel_client_t *client;
+    long long sum = 0;
+    cr_assert_eq(funnel_client_new(&client), 0);
+    funnel_follow_options_t o = {.idle_timeout_ms = 300, .gap_probe_ms = 100};
+    int rc = funnel_client_follow(client, fd.publish, fd.replay, &o, sum_clawbacks, &sum);
+    funnel_client_destroy(&client);
+    cr_assert_eq(rc, 0, "%s", funnel_strerror(rc));
+    return sum;
+}
+
+/* Posts each body in order; every one must be answered 200. */
+static void post_stripe_all(const char *const *bodies, size_t n, long long now)
+{
+    for (size_t i = 0; i < n; i++) {
+        http_reply_t r = post_stripe(bodies[i], STRIPE_SECRET, now);
+        cr_assert_eq(r.status, 200, "%zu: %ld %s", i, r.status, r.body);
+    }
+}
+
+/* charge.refunded as API versions since 2022-11-15 send it: no refunds list, only the
+ * cumulative amount_refunded; %s is the rest of data (previous_attributes, or nothing). */
+static const char *charge_refunded_new_fmt =
+    "{\"id\":\"%s\",\"object\":\"event\",\"api_version\":\"2024-06-20\",\"created\":%lld,"
+    "\"type\":\"charge.refunded\",\"data\":{\"object\":{\"id\":\"ch_N\",\"object\":\"charge\","
+    "\"amount\":50000,\"amount_captured\":50000,\"amount_refunded\":%d,\"created\":%lld,"
+    "\"currency\":\"usd\",\"customer\":\"cus_N\",\"metadata\":{},\"payment_intent\":\"pi_N\","
+    "\"refunded\":false}%s}}";
+
+Test(webhook, stripe_new_shape_partial_refunds_sum_to_amount_refunded_in_any_order)
+{
+    /* 10000 then 15000 more: amount_refunded 10000, then 25000, with previous_attributes
+     * saying what it was before. Delivered late-first, each twice: 25000 is clawed back, not
+     * 35000. */
+    long long now = fx_now_ms() / 1000, paid = now - 120;
+    char a[1024], b[1024];
+    restart_with_ledger();
+    paid_after_handoff("cus_N", "pi_N", "usd", paid);
+    snprintf(a, sizeof a, charge_refunded_new_fmt, "evt_A", now - 60, 10000, paid,
+             ",\"previous_attributes\":{\"amount_refunded\":0,\"refunded\":false}");
+    snprintf(b, sizeof b, charge_refunded_new_fmt, "evt_B", now, 25000, paid,
+             ",\"previous_attributes\":{\"amount_refunded\":10000}");
+    const char *order[] = {b, a, b, a};
+    post_stripe_all(order, 4, now);
+    cr_assert_eq(clawed_back(), 25000);
+    stream_t s;
+    size_t ids;
+    read_stream(&s);
+    cr_assert_eq(refunds_sum(&s, "pi_N", &ids), 25000, "%s", s.text);
+    cr_assert_eq(ids, 2, "%s", s.text);
+    cr_assert(strstr(s.text, "\"refundId\":\"ch_N:10000-25000\",\"paymentId\":\"pi_N\","
+                             "\"clientId\":\"cus_N\",\"amount\":{\"minor\":\"15000\","
+                             "\"currency\":\"USD\"}"),
+              "%s", s.text);
+}
+
+Test(webhook, stripe_new_shape_without_previous_attributes_counts_the_final_level)
+{
+    /* Only the cumulative level: 10000, 25000, 40000 and a repeat of each, in a shuffled
+     * order. The ledger keeps the highest level, whatever came last. */
+    long long now = fx_now_ms() / 1000, paid = now - 120;
+    char l1[1024], l2[1024], l3[1024];
+    restart_with_ledger();
+    paid_after_handoff("cus_N", "pi_N", "usd", paid);
+    snprintf(l1, sizeof l1, charge_refunded_new_fmt, "evt_L1", now - 60, 10000, paid, "");
+    snprintf(l2, sizeof l2, charge_refunded_new_fmt, "evt_L2", now - 30, 25000, paid, "");
+    snprintf(l3, sizeof l3, charge_refunded_new_fmt, "evt_L3", now, 40000, paid, "");
+    const char *first[] = {l2, l1};
+    post_stripe_all(first, 2, now);
+    cr_assert_eq(clawed_back(), 25000, "the highest level so far");
+    const char *rest[] = {l3, l1, l2, l3};
+    post_stripe_all(rest, 4, now);
+    cr_assert_eq(clawed_back(), 40000);
+}
+
+/* charge.refunded as API versions before 2022-11-15 send it: the refunds list, newest first. */
+static const char *charge_refunded_old_fmt =
+    "{\"id\":\"%s\",\"object\":\"event\",\"api_version\":\"2020-08-27\",\"created\":%lld,"
+    "\"type\":\"charge.refunded\",\"data\":{\"object\":{\"id\":\"ch_O\",\"object\":\"charge\","
+    "\"amount\":50000,\"amount_refunded\":%d,\"currency\":\"eur\",\"customer\":\"cus_O\","
+    "\"payment_intent\":\"pi_O\",\"metadata\":{},\"refunds\":{\"object\":\"list\",\"data\":[%s],"
+    "\"has_more\":false}}}}";
+
+/* A refund object, as refund.created / refund.updated carry it and the list above holds. */
+static const char *refund_fmt =
+    "{\"id\":\"%s\",\"object\":\"refund\",\"amount\":%d,\"charge\":\"ch_O\",\"created\":%lld,"
+    "\"currency\":\"eur\",\"metadata\":{%s},\"payment_intent\":\"pi_O\",\"status\":\"%s\"}";
+
+Test(webhook, stripe_old_shape_and_refund_objects_converge_in_any_order)
+{
+    long long now = fx_now_ms() / 1000;
+    char re1[512], re2[512], re3[512], list1[1024], list2[2048], one[1024], two[2048];
+    char created[1024], failed[1024];
+    restart_with_ledger();
+    paid_after_handoff("cus_O", "pi_O", "eur", now - 120);
+    snprintf(re1, sizeof re1, refund_fmt, "re_1", 10000, now - 60, "", "succeeded");
+    snprintf(re2, sizeof re2, refund_fmt, "re_2", 15000, now, "", "succeeded");
+    snprintf(re3, sizeof re3, refund_fmt, "re_3", 5000, now, "", "failed");
+    snprintf(list1, sizeof list1, "%s", re1);
+    snprintf(list2, sizeof list2, "%s,%s,%s", re3, re2, re1);
+    snprintf(one, sizeof one, charge_refunded_old_fmt, "evt_O1", now - 60, 10000, list1);
+    snprintf(two, sizeof two, charge_refunded_old_fmt, "evt_O2", now, 25000, list2);
+    /* refund.created for re_2 (its client from the refund's metadata, as refunds carry no
+     * customer) and refund.updated for the failed re_3: the same money, no more. */
+    snprintf(re2, sizeof re2, refund_fmt, "re_2", 15000, now, "\"client_id\":\"cus_O\"",
+             "succeeded");
+    snprintf(created, sizeof created,
+             "{\"id\":\"evt_R2\",\"object\":\"event\",\"created\":%lld,\"type\":\"refund.created\","
+             "\"data\":{\"object\":%s}}",
+             now, re2);
+    snprintf(failed, sizeof failed,
+             "{\"id\":\"evt_R3\",\"object\":\"event\",\"created\":%lld,\"type\":\"refund.updated\","
+             "\"data\":{\"object\":%s}}",
+             now, re3);
+    const char *order[] = {two, created, one, failed, two, one, created};
+    post_stripe_all(order, sizeof order / sizeof order[0], now);
+    cr_assert_eq(clawed_back(), 25000);
+    stream_t s;
+    size_t ids;
+    read_stream(&s);
+    cr_assert_eq(refunds_sum(&s, "pi_O", &ids), 25000, "%s", s.text);
+    cr_assert_eq(ids, 2, "%s", s.text);
+    cr_assert_eq(s.count, 4, "handoff, payment and each refund once: %s", s.text);
+    cr_assert(strstr(s.text, "\"refundId\":\"re_1\",\"paymentId\":\"pi_O\",\"clientId\":\"cus_O\""),
+              "%s", s.text);
+}
+
+Test(webhook, stripe_zero_payment_is_answered_200_and_counted_ignored)
+{
+    long long now = fx_now_ms() / 1000;
+    char body[1024];
+    snprintf(body, sizeof body,
+             "{\"id\":\"evt_inv_0\",\"object\":\"event\",\"created\":%lld,\"type\":"
+             "\"invoice.paid\",\"data\":{\"object\":{\"id\":\"in_0\",\"object\":\"invoice\","
+             "\"amount_due\":0,\"amount_paid\":0,\"currency\":\"usd\",\"customer\":\"cus_X\","
+             "\"payment_intent\":null}}}",
+             now);
+    http_reply_t r = post_stripe(body, STRIPE_SECRET, now);
+    cr_assert_eq(r.status, 200, "%ld %s", r.status, r.body);
+    cr_assert(strstr(r.body, "\"ignored\":1"), "%s", r.body);
+    funnel_webhook_stats_t st;
+    funnel_webhook_stats(wh, &st);
+    cr_assert_eq(st.ignored, 1);
+    stream_t s;
+    read_stream(&s);
+    cr_assert_eq(s.count, 0, "%s", s.text);
 }
 
 Test(webhook, hubspot_maps_contact_creation_and_lifecycle_stages)
@@ -397,6 +660,71 @@ Test(webhook, hubspot_maps_contact_creation_and_lifecycle_stages)
     cr_assert(strstr(s.text, "\"outcome\":\"WON\""), "%s", s.text);
 }
 
+Test(webhook, hubspot_signature_covers_the_query_string)
+{
+    /* HubSpot signs the full URI it called, query string included, with the characters
+     * %3A %2F %3F %40 %21 %24 %27 %28 %29 %2A %2C %3B decoded. */
+    long long now = fx_now_ms();
+    char body[512];
+    snprintf(body, sizeof body,
+             "[{\"eventId\":2001,\"occurredAt\":%lld,\"subscriptionType\":\"contact.creation\","
+             "\"objectId\":77}]",
+             now);
+    http_reply_t r =
+        post_hubspot_at("/v1/hubspot?portal=62515&from=a%3Ab%2Fc",
+                        "/v1/hubspot?portal=62515&from=a:b/c", body, HUBSPOT_SECRET, now);
+    cr_assert_eq(r.status, 200, "%ld %s", r.status, r.body);
+    /* The same signature on another query is a forgery. */
+    r = post_hubspot_at("/v1/hubspot?portal=666&from=a%3Ab%2Fc",
+                        "/v1/hubspot?portal=62515&from=a:b/c", body, HUBSPOT_SECRET, now);
+    cr_assert_eq(r.status, 400, "%ld %s", r.status, r.body);
+    r = post_hubspot_at("/v1/hubspot?portal=62515", "/v1/hubspot", body, HUBSPOT_SECRET, now);
+    cr_assert_eq(r.status, 400, "the query is signed too: %ld %s", r.status, r.body);
+}
+
+Test(webhook, id_prefix_tells_apart_the_same_lead_id_from_two_crms)
+{
+    /* Lead 42 in HubSpot and lead 42 in amoCRM are two leads: each mapping prefixes the ids it
+     * takes from its provider, and the event ids, so neither event is a duplicate of the
+     * other. Client ids are the join key with the CRM's handoffs and are never prefixed. */
+    funnel_webhook_destroy(&wh);
+    funnel_webhook_config_clear(&cfg);
+    fx_file_write(tmp.path, "prefix.conf",
+                  "hubspot_id_prefix = \"hs:\";\namocrm_id_prefix = \"amo:\";\n"
+                  "stripe_id_prefix = \"st:\";\n",
+                  extra_conf, sizeof extra_conf);
+    webhook_start(fd.submit, 3000, 2);
+    extra_conf[0] = '\0';
+
+    long long now = fx_now_ms();
+    char body[512];
+    snprintf(body, sizeof body,
+             "[{\"eventId\":42,\"occurredAt\":%lld,\"subscriptionType\":\"contact.creation\","
+             "\"objectId\":42}]",
+             now);
+    http_reply_t r = post_hubspot(body, HUBSPOT_SECRET, now);
+    cr_assert_eq(r.status, 200, "%ld %s", r.status, r.body);
+    const char *hdrs[] = {"Content-Type: application/x-www-form-urlencoded", NULL};
+    snprintf(body, sizeof body, "leads[add][0][id]=42&leads[add][0][date_create]=%lld", now / 1000);
+    r = http("/v1/amocrm?token=amo-token", body, strlen(body), hdrs);
+    cr_assert_eq(r.status, 200, "%ld %s", r.status, r.body);
+    cr_assert(strstr(r.body, "\"accepted\":1"), "not a duplicate of HubSpot's 42: %s", r.body);
+    snprintf(body, sizeof body, stripe_pi_fmt, now / 1000);
+    r = post_stripe(body, STRIPE_SECRET, now / 1000);
+    cr_assert_eq(r.status, 200, "%ld %s", r.status, r.body);
+    stream_t s;
+    read_stream(&s);
+    cr_assert_eq(s.count, 3, "%s", s.text);
+    cr_assert(strstr(s.text, "lead.created {\"eventId\":\"hs:hubspot-42\""), "%s", s.text);
+    cr_assert(strstr(s.text, "\"leadCreated\":{\"leadId\":\"hs:42\"}"), "%s", s.text);
+    cr_assert(strstr(s.text, "lead.created {\"eventId\":\"amo:amocrm-42-add\""), "%s", s.text);
+    cr_assert(strstr(s.text, "\"leadCreated\":{\"leadId\":\"amo:42\""), "%s", s.text);
+    cr_assert(strstr(s.text, "payment.received {\"eventId\":\"st:evt_3OoXyZ2eZvKYlo2C1\""), "%s",
+              s.text);
+    cr_assert(strstr(s.text, "\"paymentId\":\"st:pi_3OoXyZ2eZvKYlo2C\",\"clientId\":\"cus_PdQ9\""),
+              "%s", s.text);
+}
+
 Test(webhook, amocrm_form_leads_add_and_status_through_the_status_table)
 {
     long long now = fx_now_ms() / 1000;
@@ -431,6 +759,64 @@ Test(webhook, amocrm_form_leads_add_and_status_through_the_status_table)
     cr_assert(strstr(s.text, "\"leadId\":\"4711\",\"owner\":\"555\""), "%s", s.text);
     cr_assert(strstr(s.text, "\"leadId\":\"4711\",\"stage\":\"SQL\""), "%s", s.text);
     cr_assert(strstr(s.text, "\"leadId\":\"4712\",\"outcome\":\"LOST\""), "%s", s.text);
+}
+
+Test(webhook, amocrm_form_values_that_are_not_utf8_get_400_with_the_reason)
+{
+    /* Form values are percent-encoded bytes: any bytes. Ones that are not UTF-8 cannot go into
+     * an event (proto3 strings are UTF-8); they are the sender's mistake, not ours. */
+    const char *hdrs[] = {"Content-Type: application/x-www-form-urlencoded", NULL};
+    static const struct {
+        const char *form, *why;
+    } bad[] = {
+        {"leads[add][0][id]=%FF%FE-1", "leads[add][0][id]: not valid UTF-8"},
+        {"leads[add][0][id]=7&leads[add][0][responsible_user_id]=an%C0%AFna",
+         "leads[add][0][responsible_user_id]: not valid UTF-8"},
+        {"leads[status][3][id]=%ED%A0%80&leads[status][3][status_id]=142",
+         "leads[status][3][id]: not valid UTF-8"},
+        {"leads[add][0][id]=7%00x", "leads[add][0][id]: NUL byte at byte 1"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        http_reply_t r = http("/v1/amocrm?token=amo-token", bad[i].form, strlen(bad[i].form), hdrs);
+        cr_assert_eq(r.status, 400, "%s: %ld %s", bad[i].form, r.status, r.body);
+        cr_assert(strstr(r.body, bad[i].why), "%s: %s", bad[i].form, r.body);
+    }
+    /* An id longer than funneld takes is refused whole, not cut to a different id. */
+    char form[400];
+    int n = snprintf(form, sizeof form, "leads[add][0][id]=");
+    memset(form + n, '7', 200);
+    form[n + 200] = '\0';
+    http_reply_t r = http("/v1/amocrm?token=amo-token", form, strlen(form), hdrs);
+    cr_assert_eq(r.status, 400, "%ld %s", r.status, r.body);
+    cr_assert(strstr(r.body, "leads[add][0][id]: 200 bytes, at most 128"), "%s", r.body);
+    stream_t s;
+    read_stream(&s);
+    cr_assert_eq(s.count, 0, "%s", s.text);
+}
+
+Test(webhook, refusal_metrics_are_labelled_with_the_status_sent)
+{
+    const char *form[] = {"Content-Type: text/plain", "Authorization: Bearer " TOKEN, NULL};
+    const char *amo[] = {"Content-Type: application/x-www-form-urlencoded", NULL};
+    cr_assert_eq(post_event("lead.exploded", "{}").status, 400);
+    cr_assert_eq(http("/v1/amocrm?token=amo-token", "leads[add][0][id]=%FF", 21, amo).status, 400);
+    cr_assert_eq(post_json("/v1/events/lead.created", "{}", "Authorization: Bearer no").status,
+                 401);
+    cr_assert_eq(http("/nope", NULL, 0, NULL).status, 404);
+    cr_assert_eq(http("/v1/events/lead.created", "{}", 2, form).status, 415);
+    http_reply_t r = http("/metrics", NULL, 0, NULL);
+    static const char *const want[] = {
+        "funnel_webhook_refused_total{status=\"400\"} 2\n",
+        "funnel_webhook_refused_total{status=\"401\"} 1\n",
+        "funnel_webhook_refused_total{status=\"404\"} 1\n",
+        "funnel_webhook_refused_total{status=\"413\"} 0\n",
+        "funnel_webhook_refused_total{status=\"415\"} 1\n",
+        "funnel_webhook_refused_total{status=\"500\"} 0\n",
+        "funnel_webhook_refused_total{status=\"503\"} 0\n",
+    };
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+        cr_assert(strstr(r.body, want[i]), "no %s in\n%s", want[i], r.body);
+    cr_assert_null(strstr(r.body, "4xx"), "%s", r.body);
 }
 
 Test(webhook, funneld_unreachable_answers_503_with_retry_after)
@@ -470,12 +856,15 @@ Test(webhook, executable_serves_the_example_config_and_stops_on_sigterm)
               "--ready-file", ready, (char *)NULL);
         _exit(127);
     }
+    child = pid;
     int waited = 0;
     for (f = NULL; !(f = fopen(ready, "r")) && waited < 10000; waited += 10)
         usleep(10000);
     cr_assert_not_null(f, "funnel-webhook did not become ready");
-    cr_assert_eq(fscanf(f, "port=%d", &port), 1);
+    long ready_pid = 0;
+    cr_assert_eq(fscanf(f, "pid=%ld\nport=%d", &ready_pid, &port), 2);
     fclose(f);
+    cr_assert_eq(ready_pid, (long)pid);
     http_reply_t r = http("/healthz", NULL, 0, NULL);
     cr_assert_eq(r.status, 200);
     r = post_json("/v1/stripe", "{}", NULL);
@@ -483,5 +872,6 @@ Test(webhook, executable_serves_the_example_config_and_stops_on_sigterm)
     kill(pid, SIGTERM);
     int status;
     waitpid(pid, &status, 0);
+    child = 0;
     cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %d", status);
 }

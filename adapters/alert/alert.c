@@ -129,6 +129,14 @@ static void generic_text(const char *topic, const json_t *body, char *text, size
     }
 }
 
+/* Cuts text back to its longest valid UTF-8 prefix. snprintf cuts a long value at a byte
+ * count, possibly inside a character, and half a character makes the text invalid UTF-8,
+ * which no JSON document (the delivery, the dead letter) can carry. */
+static void utf8_trim(char *text)
+{
+    text[funnel_utf8_valid_len(text, strlen(text))] = '\0';
+}
+
 int funnel_alert_text(const char *topic, const json_t *env, int64_t now_ms, char *text,
                       size_t text_len, char *target, size_t target_len)
 {
@@ -152,6 +160,8 @@ int funnel_alert_text(const char *topic, const json_t *env, int64_t now_ms, char
         sla_text(topic, body, sla, now_ms, text, text_len);
     else
         generic_text(topic, body, text, text_len);
+    utf8_trim(text);
+    utf8_trim(target);
     return 0;
 }
 
@@ -220,7 +230,34 @@ static const funnel_alert_channel_t *channel_of(const funnel_alert_config_t *cfg
     return NULL;
 }
 
-/* One attempt at a delivery through ch. */
+/* text as Slack must receive it: its formatting reads <...> as a link or a mention
+ * (<!channel> pings everyone) and & as the start of an entity, so &, < and > are sent as
+ * &amp;, &lt; and &gt;, the three escapes Slack documents. The templates around the values
+ * contain none of the three, so escaping the whole text escapes exactly what came from the
+ * event. Returns a malloc'd string (caller frees) or NULL. */
+static char *slack_escape(const char *text)
+{
+    size_t len = strlen(text), o = 0;
+    char *out = len < SIZE_MAX / 5 ? malloc(len * 5 + 1) : NULL;
+    for (size_t i = 0; out && i < len; i++) {
+        const char *e = text[i] == '&'   ? "&amp;"
+                        : text[i] == '<' ? "&lt;"
+                        : text[i] == '>' ? "&gt;"
+                                         : NULL;
+        if (e) {
+            memcpy(out + o, e, strlen(e));
+            o += strlen(e);
+        } else {
+            out[o++] = text[i];
+        }
+    }
+    if (out)
+        out[o] = '\0';
+    return out;
+}
+
+/* One attempt at a delivery through ch. Telegram gets no parse_mode, so it shows the text
+ * as plain text whatever it holds; the generic webhook's receiver escapes for its own sink. */
 static int deliver_once(alert_t *a, const funnel_alert_channel_t *ch, const funnel_alert_route_t *r,
                         uint64_t seq, const char *topic, const char *target, const char *text,
                         const json_t *env, char *why, size_t why_len)
@@ -229,7 +266,9 @@ static int deliver_once(alert_t *a, const funnel_alert_channel_t *ch, const funn
     char url[2048];
     snprintf(url, sizeof url, "%s", ch->url);
     if (ch->kind == FUNNEL_CHANNEL_SLACK) {
-        doc = json_pack("{s:s}", "text", text);
+        char *safe = slack_escape(text);
+        doc = safe ? json_pack("{s:s}", "text", safe) : NULL;
+        free(safe);
     } else if (ch->kind == FUNNEL_CHANNEL_TELEGRAM) {
         snprintf(url, sizeof url, "%s/bot%s/sendMessage", ch->url, ch->bot_token);
         doc = json_pack("{s:s, s:s}", "chat_id", r->chat_id, "text", text);

@@ -674,26 +674,6 @@ int funnel_json_to_message(const ProtobufCMessageDescriptor *desc, const json_t 
 
 /* ---- writing ---- */
 
-/* The length of the valid UTF-8 sequence at p (RFC 3629: no overlongs, no surrogates, nothing
- * past U+10FFFF), or 0. Stops at the terminating NUL, which is never a continuation byte. */
-static size_t utf8_seq_len(const unsigned char *p)
-{
-    unsigned c = p[0];
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xC2 && c <= 0xDF)
-        return (p[1] & 0xC0) == 0x80 ? 2 : 0;
-    if (c >= 0xE0 && c <= 0xEF) {
-        unsigned lo = c == 0xE0 ? 0xA0 : 0x80, hi = c == 0xED ? 0x9F : 0xBF;
-        return (p[1] >= lo && p[1] <= hi && (p[2] & 0xC0) == 0x80) ? 3 : 0;
-    }
-    if (c >= 0xF0 && c <= 0xF4) {
-        unsigned lo = c == 0xF0 ? 0x90 : 0x80, hi = c == 0xF4 ? 0x8F : 0xBF;
-        return (p[1] >= lo && p[1] <= hi && (p[2] & 0xC0) == 0x80 && (p[3] & 0xC0) == 0x80) ? 4 : 0;
-    }
-    return 0;
-}
-
 /* A JSON string for s. protobuf-c does not check UTF-8 when unpacking and jansson refuses
  * invalid UTF-8, so bad bytes become U+FFFD instead of failing the whole message. */
 static json_t *string_write(const char *s)
@@ -708,8 +688,8 @@ static json_t *string_write(const char *s)
     if (!clean)
         return NULL;
     size_t o = 0;
-    for (const unsigned char *p = (const unsigned char *)s; *p;) {
-        size_t n = utf8_seq_len(p);
+    for (const char *p = s, *end = s + len; p < end;) {
+        size_t n = funnel_utf8_seq_len(p, (size_t)(end - p));
         if (n) {
             memcpy(clean + o, p, n);
             o += n;

@@ -26,6 +26,9 @@ static const funnel_cfgtab_opt_t options[] = {
     {"hubspot_secret", true, F(hubspot_secret), "", 0, 0},
     {"hubspot_base_url", true, F(hubspot_base_url), "", 0, 0},
     {"amocrm_token", true, F(amocrm_token), "", 0, 0},
+    {"stripe_id_prefix", true, F(stripe_id_prefix), "", 0, 0},
+    {"hubspot_id_prefix", true, F(hubspot_id_prefix), "", 0, 0},
+    {"amocrm_id_prefix", true, F(amocrm_id_prefix), "", 0, 0},
 };
 #define N_OPTIONS (sizeof options / sizeof options[0])
 

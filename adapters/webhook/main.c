@@ -9,13 +9,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <systemd/sd-daemon.h>
+#include <unistd.h>
 
 static void usage(FILE *out)
 {
     fprintf(out, "usage: funnel-webhook [--config FILE] [--port N] [--ready-file PATH]\n"
                  "  --config FILE      libconfig file (see examples/funnel-webhook.conf)\n"
                  "  --port N           overrides the file's port; 0 picks a free one\n"
-                 "  --ready-file PATH  writes port=N there once listening\n");
+                 "  --ready-file PATH  writes pid=N and port=N there once listening\n");
 }
 
 int main(int argc, char **argv)
@@ -58,7 +59,8 @@ int main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     if (funnel_webhook_new(&cfg, &log, &wh))
         goto done;
-    if (ready && funnel_ready_write(ready, "port=%d\n", funnel_webhook_port(wh))) {
+    if (ready &&
+        funnel_ready_write(ready, "pid=%ld\nport=%d\n", (long)getpid(), funnel_webhook_port(wh))) {
         funnel_log_error(&log, "cannot write %s", ready);
         goto done;
     }

@@ -5,6 +5,7 @@
  * Event ids come from the provider wherever it has one, so its retries are duplicates here. */
 #include "webhook.h"
 
+#include "funnel/codec.h"
 #include "funnel/error.h"
 
 #include <ctype.h>
@@ -63,51 +64,178 @@ static const char *stripe_client(const json_t *obj)
     return meta ? meta : cust ? cust : "";
 }
 
+/* Appends the payment.refunded of one Stripe refund object, or counts it ignored: a refund
+ * that failed or was canceled never reached the charge's amount_refunded, and one whose client
+ * is unknown (refund objects carry no customer: metadata.client_id, else the charge's when it
+ * came in a charge's list) cannot be matched to its payment. The event id is the refund's, not
+ * the Stripe event's, so the same refund seen in charge.refunded lists, refund.created and
+ * refund.updated is one event: funneld answers the others duplicate. */
+static int stripe_refund_object(const json_t *refund, const json_t *charge, json_int_t created,
+                                json_t *out, size_t *ignored, char *why, size_t why_len)
+{
+    const char *id = str_at(refund, "id"), *status = str_at(refund, "status");
+    const char *pi = str_at(refund, "payment_intent"), *ch = str_at(refund, "charge");
+    const char *client = str_at(json_object_get(refund, "metadata"), "client_id");
+    json_int_t minor, at = created;
+    if (!id || !int_at(refund, "amount", &minor)) {
+        snprintf(why, why_len, "a Stripe refund object needs id and amount");
+        return FUNNEL_EINVAL;
+    }
+    client = client ? client : charge ? stripe_client(charge) : NULL;
+    if (charge && !pi && !ch) { /* listed in the charge: the charge's payment */
+        pi = str_at(charge, "payment_intent");
+        ch = str_at(charge, "id");
+    }
+    if (!client || !*client || minor <= 0 || !(pi || ch) ||
+        (status && (!strcmp(status, "failed") || !strcmp(status, "canceled")))) {
+        ++*ignored;
+        return 0;
+    }
+    int_at(refund, "created", &at);
+    char event_id[FUNNEL_WEBHOOK_ID_MAX + 16];
+    snprintf(event_id, sizeof event_id, "stripe-%s", id);
+    return push(
+        out, "payment.refunded",
+        json_pack("{s:s, s:I, s:s, s:s, s:s, s:s, s:o}", "eventId", event_id, "occurredAtMs",
+                  at * 1000, "source", "stripe", "refundId", id, "paymentId", pi ? pi : ch,
+                  "clientId", client, "amount",
+                  stripe_money(charge && !str_at(refund, "currency") ? charge : refund, minor)));
+}
+
+/* A new-shape charge.refunded without previous_attributes: only the cumulative level L is
+ * known, and no stateless choice of records per level with positive amounts can sum to the
+ * final level (the records of a lower level would have to be a subset of every higher
+ * level's: one per minor unit). Instead every level is recorded under one refund id per charge,
+ * "<charge>:refunded", with the amount L, and the engines' rule for a repeated refund_id picks
+ * the level that counts: they keep the refund_id's first event by (occurred_at_ms, event_id).
+ * All levels are dated at the charge's own `created` (the same for every event of the
+ * charge), and the event id carries 10^15 - L in fixed width, so the highest level sorts first:
+ * whatever arrives in whatever order, the record that counts is the final amount_refunded.
+ * The price: the refund is dated at its payment's time, not its own. */
+static int stripe_refund_level(const json_t *charge, const char *ch, const char *pi,
+                               json_int_t level, json_t *out)
+{
+    json_int_t charged;
+    char refund_id[FUNNEL_WEBHOOK_ID_MAX + 16], event_id[sizeof refund_id + 32];
+    if (!int_at(charge, "created", &charged))
+        return FUNNEL_EINVAL;
+    snprintf(refund_id, sizeof refund_id, "%s:refunded", ch);
+    snprintf(event_id, sizeof event_id, "stripe-%s-%015lld", refund_id,
+             1000000000000000LL - (long long)level);
+    return push(out, "payment.refunded",
+                json_pack("{s:s, s:I, s:s, s:s, s:s, s:s, s:o}", "eventId", event_id,
+                          "occurredAtMs", charged * 1000, "source", "stripe", "refundId", refund_id,
+                          "paymentId", pi ? pi : ch, "clientId", stripe_client(charge), "amount",
+                          stripe_money(charge, level)));
+}
+
+/* charge.refunded. Before API version 2022-11-15 (or with data.object.refunds expanded) the
+ * charge lists its refunds, newest first: each is recorded under its own refund id, so every
+ * delivery of every such event names the same refunds. Since 2022-11-15 only the cumulative
+ * amount_refunded is there. When previous_attributes.amount_refunded says what it was before
+ * this event, the event records the step between the two, under the refund id
+ * "<charge>:<before>-<after>", dated at the event: the steps of one charge chain from 0 to its
+ * final amount_refunded, so they sum to it whatever the order and repetition of the deliveries
+ * (the engines count each refund_id once). Without it, see stripe_refund_level. */
+static int stripe_charge_refunded(const json_t *ev, const json_t *charge, json_int_t created,
+                                  json_t *out, size_t *ignored, char *why, size_t why_len)
+{
+    const json_t *list = json_object_get(json_object_get(charge, "refunds"), "data");
+    const json_t *prev = json_object_get(json_object_get(ev, "data"), "previous_attributes");
+    const char *pi = str_at(charge, "payment_intent"), *ch = str_at(charge, "id");
+    json_int_t before, after;
+    if (json_is_array(list)) {
+        size_t i;
+        const json_t *refund;
+        json_array_foreach(list, i, refund)
+        {
+            int rc = stripe_refund_object(refund, charge, created, out, ignored, why, why_len);
+            if (rc)
+                return rc;
+        }
+        return 0;
+    }
+    if (!ch || !int_at(charge, "amount_refunded", &after) || after < 0 ||
+        after >= 1000000000000000LL) {
+        snprintf(why, why_len, "charge.refunded needs data.object.id and amount_refunded");
+        return FUNNEL_EINVAL;
+    }
+    if (!int_at(prev, "amount_refunded", &before)) {
+        if (after == 0) {
+            ++*ignored;
+            return 0;
+        }
+        if (stripe_refund_level(charge, ch, pi, after, out) == FUNNEL_EINVAL) {
+            snprintf(why, why_len,
+                     "charge.refunded without a refunds list needs "
+                     "data.object.created");
+            return FUNNEL_EINVAL;
+        }
+        return 0;
+    }
+    if (after <= before) {
+        ++*ignored;
+        return 0;
+    }
+    char refund_id[FUNNEL_WEBHOOK_ID_MAX + 48], event_id[sizeof refund_id + 16];
+    snprintf(refund_id, sizeof refund_id, "%s:%lld-%lld", ch, (long long)before, (long long)after);
+    snprintf(event_id, sizeof event_id, "stripe-%s", refund_id);
+    return push(out, "payment.refunded",
+                json_pack("{s:s, s:I, s:s, s:s, s:s, s:s, s:o}", "eventId", event_id,
+                          "occurredAtMs", created * 1000, "source", "stripe", "refundId", refund_id,
+                          "paymentId", pi ? pi : ch, "clientId", stripe_client(charge), "amount",
+                          stripe_money(charge, after - before)));
+}
+
+/* payment_intent.succeeded and invoice.paid. A payment of 0 (a free trial's invoice) moves no
+ * money: it is counted ignored, not sent for funneld to refuse. */
+static int stripe_payment(const json_t *obj, const char *event_id, json_int_t created, json_t *out,
+                          size_t *ignored)
+{
+    const char *pi = str_at(obj, "payment_intent"), *oid = str_at(obj, "id");
+    json_int_t minor = 0;
+    /* A payment intent reports amount_received; an invoice amount_paid. */
+    if (!int_at(obj, "amount_received", &minor) && !int_at(obj, "amount_paid", &minor))
+        int_at(obj, "amount", &minor);
+    if (minor == 0) {
+        ++*ignored;
+        return 0;
+    }
+    return push(out, "payment.received",
+                json_pack("{s:s, s:I, s:s, s:s, s:s, s:o}", "eventId", event_id, "occurredAtMs",
+                          created * 1000, "source", "stripe", "paymentId",
+                          pi    ? pi
+                          : oid ? oid
+                                : "",
+                          "clientId", stripe_client(obj), "amount", stripe_money(obj, minor)));
+}
+
 int funnel_stripe_map(const json_t *ev, json_t **out, size_t *ignored, char *why, size_t why_len)
 {
     const char *id = str_at(ev, "id"), *type = str_at(ev, "type");
     const json_t *obj = json_object_get(json_object_get(ev, "data"), "object");
-    json_int_t created = 0, minor = 0;
+    json_int_t created = 0;
+    int rc = 0;
     if (!id || !type || !json_is_object(obj) || !int_at(ev, "created", &created)) {
         snprintf(why, why_len, "not a Stripe event: id, type, created and data.object needed");
         return FUNNEL_EINVAL;
     }
     if (!(*out = json_array()))
         return FUNNEL_ENOMEM;
-    const char *pi = str_at(obj, "payment_intent"), *oid = str_at(obj, "id");
-    const char *payment = pi ? pi : oid ? oid : "";
-    json_t *event = NULL;
-    const char *topic = NULL;
-    if (!strcmp(type, "payment_intent.succeeded") || !strcmp(type, "invoice.paid")) {
-        /* A payment intent reports amount_received; an invoice amount_paid. */
-        if (!int_at(obj, "amount_received", &minor) && !int_at(obj, "amount_paid", &minor))
-            int_at(obj, "amount", &minor);
-        topic = "payment.received";
-        event = json_pack("{s:s, s:I, s:s, s:s, s:s, s:o}", "eventId", id, "occurredAtMs",
-                          created * 1000, "source", "stripe", "paymentId", payment, "clientId",
-                          stripe_client(obj), "amount", stripe_money(obj, minor));
-    } else if (!strcmp(type, "charge.refunded")) {
-        /* amount_refunded is cumulative; the newest refund (first in the list) is this one. */
-        const json_t *refund =
-            json_array_get(json_object_get(json_object_get(obj, "refunds"), "data"), 0);
-        const char *refund_id = str_at(refund, "id");
-        if (!refund || !int_at(refund, "amount", &minor))
-            int_at(obj, "amount_refunded", &minor);
-        topic = "payment.refunded";
-        event = json_pack("{s:s, s:I, s:s, s:s, s:s, s:s, s:o}", "eventId", id, "occurredAtMs",
-                          created * 1000, "source", "stripe", "refundId",
-                          refund_id ? refund_id : id, "paymentId", payment, "clientId",
-                          stripe_client(obj), "amount", stripe_money(obj, minor));
-    } else {
+    if (!strcmp(type, "payment_intent.succeeded") || !strcmp(type, "invoice.paid"))
+        rc = stripe_payment(obj, id, created, *out, ignored);
+    else if (!strcmp(type, "charge.refunded"))
+        rc = stripe_charge_refunded(ev, obj, created, *out, ignored, why, why_len);
+    else if (!strcmp(type, "refund.created") || !strcmp(type, "refund.updated") ||
+             !strcmp(type, "charge.refund.updated"))
+        rc = stripe_refund_object(obj, NULL, created, *out, ignored, why, why_len);
+    else
         ++*ignored;
-        return 0;
-    }
-    if (push(*out, topic, event)) {
+    if (rc) {
         json_decref(*out);
         *out = NULL;
-        return FUNNEL_ENOMEM;
     }
-    return 0;
+    return rc;
 }
 
 /* ---- HubSpot ----------------------------------------------------------------------------- */
@@ -193,47 +321,75 @@ typedef struct amo_lead {
     int64_t at_s; /* last_modified, updated_at or date_create: Unix seconds */
 } amo_lead_t;
 
-/* Decodes application/x-www-form-urlencoded text of len bytes into out (NUL-terminated). */
-static void url_decode(const char *s, size_t len, char *out, size_t out_len)
+/* Decodes application/x-www-form-urlencoded text of len bytes into out (NUL-terminated, cut
+ * to out_len - 1 bytes). Returns the length of the whole decoded value, which is larger than
+ * what out holds when it was cut. */
+static size_t url_decode(const char *s, size_t len, char *out, size_t out_len)
 {
     size_t o = 0;
-    for (size_t i = 0; i < len && o + 1 < out_len; i++) {
-        unsigned int c;
+    for (size_t i = 0; i < len; i++, o++) {
+        unsigned int c = (unsigned char)s[i];
         if (s[i] == '+')
-            out[o++] = ' ';
-        else if (s[i] == '%' && i + 2 < len && sscanf(s + i + 1, "%2x", &c) == 1) {
-            out[o++] = (char)c;
+            c = ' ';
+        else if (s[i] == '%' && i + 2 < len && sscanf(s + i + 1, "%2x", &c) == 1)
             i += 2;
-        } else
-            out[o++] = s[i];
+        if (o + 1 < out_len)
+            out[o] = (char)c;
     }
-    out[o] = '\0';
+    out[o < out_len ? o : out_len - 1] = '\0';
+    return o;
 }
 
-/* Files one decoded key=value into the add or status tables. Unknown keys are ignored: amoCRM
- * sends many more fields (account, custom fields) than the funnel needs. */
-static void amo_field(const char *key, const char *value, amo_lead_t *add, amo_lead_t *status)
+/* Copies the decoded value v (len bytes in all) of the form field leads[kind][idx][field] into
+ * an id. Form values are any bytes: one that is not UTF-8, holds a NUL or is longer than an id
+ * may be cannot become one (proto3 strings are UTF-8; cut, it would be another id), and is
+ * refused with FUNNEL_EINVAL and why. */
+static int amo_id(const char *kind, unsigned idx, const char *field, const char *v, size_t len,
+                  char out[FUNNEL_WEBHOOK_ID_MAX], char *why, size_t why_len)
+{
+    if (len >= FUNNEL_WEBHOOK_ID_MAX) { /* v holds only the first bytes of it */
+        snprintf(why, why_len, "amoCRM leads[%s][%u][%s]: %zu bytes, at most %d allowed", kind, idx,
+                 field, len, FUNNEL_WEBHOOK_ID_MAX - 1);
+        return FUNNEL_EINVAL;
+    }
+    size_t at = funnel_utf8_valid_len(v, len);
+    const char *nul = memchr(v, 0, at); /* valid UTF-8, but no C string can hold it */
+    if (nul || at < len) {
+        snprintf(why, why_len, "amoCRM leads[%s][%u][%s]: %s at byte %zu", kind, idx, field,
+                 nul ? "NUL byte" : "not valid UTF-8", nul ? (size_t)(nul - v) : at);
+        return FUNNEL_EINVAL;
+    }
+    memcpy(out, v, len + 1);
+    return 0;
+}
+
+/* Files one decoded key=value (the value len bytes in all) into the add or status tables.
+ * Unknown keys are ignored: amoCRM sends many more fields (account, custom fields) than the
+ * funnel needs. Returns 0, or FUNNEL_EINVAL with why for an id that cannot be one. */
+static int amo_field(const char *key, const char *value, size_t len, amo_lead_t *add,
+                     amo_lead_t *status, char *why, size_t why_len)
 {
     char kind[16], field[48];
     unsigned idx;
     if (sscanf(key, "leads[%15[a-z]][%u][%47[a-z_]]", kind, &idx, field) != 3 ||
         idx >= AMO_MAX_LEADS)
-        return;
+        return 0;
     amo_lead_t *l = !strcmp(kind, "add")      ? &add[idx]
                     : !strcmp(kind, "status") ? &status[idx]
                                               : NULL;
     if (!l)
-        return;
+        return 0;
     l->present = true;
     if (!strcmp(field, "id"))
-        snprintf(l->id, sizeof l->id, "%s", value);
-    else if (!strcmp(field, "responsible_user_id"))
-        snprintf(l->owner, sizeof l->owner, "%s", value);
-    else if (!strcmp(field, "status_id"))
+        return amo_id(kind, idx, field, value, len, l->id, why, why_len);
+    if (!strcmp(field, "responsible_user_id"))
+        return amo_id(kind, idx, field, value, len, l->owner, why, why_len);
+    if (!strcmp(field, "status_id"))
         l->status_id = strtoll(value, NULL, 10);
     else if (!strcmp(field, "last_modified") || !strcmp(field, "updated_at") ||
              (!strcmp(field, "date_create") && !l->at_s))
         l->at_s = strtoll(value, NULL, 10);
+    return 0;
 }
 
 static const char *const amo_stage_topic[] = {"lead.qualified", "lead.qualified", "lead.closed",
@@ -279,8 +435,8 @@ int funnel_amocrm_map(const funnel_webhook_config_t *cfg, const char *form, size
         char key[128], value[FUNNEL_WEBHOOK_ID_MAX];
         if (eq) {
             url_decode(form + at, (size_t)(eq - form - at), key, sizeof key);
-            url_decode(eq + 1, pair - (size_t)(eq + 1 - form - at), value, sizeof value);
-            amo_field(key, value, add, status);
+            size_t n = url_decode(eq + 1, pair - (size_t)(eq + 1 - form - at), value, sizeof value);
+            rc = amo_field(key, value, n, add, status, why, why_len);
         }
         at += pair + 1;
     }
@@ -314,4 +470,32 @@ int funnel_amocrm_map(const funnel_webhook_config_t *cfg, const char *form, size
         *out = NULL;
     }
     return rc;
+}
+
+/* ---- id prefixes ------------------------------------------------------------------------- */
+
+int funnel_webhook_prefix_ids(json_t *items, const char *prefix)
+{
+    static const char *const keys[] = {"eventId", "leadId", "paymentId", "refundId"};
+    size_t i;
+    json_t *item;
+    if (!prefix || !*prefix)
+        return 0;
+    json_array_foreach(items, i, item)
+    {
+        json_t *event = json_object_get(item, "event");
+        for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++) {
+            const char *id = str_at(event, keys[k]);
+            char *prefixed = NULL;
+            if (!id)
+                continue;
+            if (asprintf(&prefixed, "%s%s", prefix, id) < 0)
+                return FUNNEL_ENOMEM;
+            int rc = json_object_set_new(event, keys[k], json_string(prefixed));
+            free(prefixed);
+            if (rc)
+                return FUNNEL_ENOMEM;
+        }
+    }
+    return 0;
 }

@@ -12,6 +12,7 @@
 #include "funnel/promhttp.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <microhttpd.h>
 #include <openssl/crypto.h>
 #include <pthread.h>
@@ -31,6 +32,8 @@ struct funnel_webhook {
 
 /* A request being received: the body, capped at max_body_bytes. */
 typedef struct request {
+    char *uri; /* the request target as sent, query string included; NULL if it could not be kept */
+    bool started; /* the headers' call of on_request is done; the body follows */
     char *body;
     size_t len;
     bool too_large;
@@ -57,6 +60,26 @@ static void count(funnel_webhook_t *wh, uint64_t *field, uint64_t n)
     pthread_mutex_unlock(&wh->lock);
 }
 
+static const unsigned int refusal_statuses[] = FUNNEL_WEBHOOK_REFUSAL_STATUSES;
+_Static_assert(sizeof refusal_statuses / sizeof refusal_statuses[0] ==
+                   FUNNEL_WEBHOOK_N_REFUSAL_STATUSES,
+               "one counter per refusal status");
+
+/* Counts a refusal under the status it was sent with, so the metric's label is the status
+ * the sender saw (a 500 used to be counted as a 4xx). */
+static void count_refusal(funnel_webhook_t *wh, unsigned int status)
+{
+    size_t i = 0;
+    while (i < FUNNEL_WEBHOOK_N_REFUSAL_STATUSES && refusal_statuses[i] != status)
+        i++;
+    pthread_mutex_lock(&wh->lock);
+    if (i < FUNNEL_WEBHOOK_N_REFUSAL_STATUSES)
+        wh->stats.by_status[i]++;
+    wh->stats.refused += status >= 400 && status < 500;
+    wh->stats.unavailable += status == MHD_HTTP_SERVICE_UNAVAILABLE;
+    pthread_mutex_unlock(&wh->lock);
+}
+
 /* A {"error": why} reply; the refusal is logged with the request line. */
 static void refuse(funnel_webhook_t *wh, reply_t *r, unsigned int status, const char *method,
                    const char *url, const char *why)
@@ -68,8 +91,7 @@ static void refuse(funnel_webhook_t *wh, reply_t *r, unsigned int status, const 
     free(text);
     json_decref(o);
     funnel_log_warn(wh->log, "refused %s %s: %u %s", method, url, status, why);
-    count(wh, status == MHD_HTTP_SERVICE_UNAVAILABLE ? &wh->stats.unavailable : &wh->stats.refused,
-          1);
+    count_refusal(wh, status);
     r->retry_after = status == MHD_HTTP_SERVICE_UNAVAILABLE;
 }
 
@@ -235,12 +257,32 @@ static int map_stripe(funnel_webhook_t *wh, struct MHD_Connection *conn, const c
     return rc ? rc : map_json_body(rq, funnel_stripe_map, mapped, ignored, why, why_len);
 }
 
+/* The URI HubSpot signs for a request target: the configured public base, then the target as
+ * sent (query string included) with the characters HubSpot's v3 rules name decoded. */
+static void hubspot_signed_uri(const char *base, const char *target, char *out, size_t len)
+{
+    static const char decoded[] = ":/?@!$'()*,;";
+    size_t o = (size_t)snprintf(out, len, "%s", base);
+    for (const char *p = target; *p && o + 1 < len; p++) {
+        unsigned int c;
+        if (*p == '%' && sscanf(p + 1, "%2x", &c) == 1 && isxdigit((unsigned char)p[1]) &&
+            isxdigit((unsigned char)p[2]) && c && strchr(decoded, (int)c)) {
+            out[o++] = (char)c;
+            p += 2;
+        } else {
+            out[o++] = *p;
+        }
+    }
+    out[o < len ? o : len - 1] = '\0';
+}
+
 static int map_hubspot(funnel_webhook_t *wh, struct MHD_Connection *conn, const char *url,
                        request_t *rq, json_t **mapped, size_t *ignored, char *why, size_t why_len)
 {
-    /* HubSpot signs the full URL it called: the configured public base plus the path. */
-    char uri[1024];
-    snprintf(uri, sizeof uri, "%s%s", wh->cfg->hubspot_base_url, url);
+    /* HubSpot signs the full URL it called, query string included: the configured public base
+     * plus the request target as it arrived. */
+    char uri[4096];
+    hubspot_signed_uri(wh->cfg->hubspot_base_url, rq->uri ? rq->uri : url, uri, sizeof uri);
     int rc = funnel_hubspot_verify(
         wh->cfg->hubspot_secret, "POST", uri, rq->body, rq->len,
         MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-HubSpot-Request-Timestamp"),
@@ -262,10 +304,17 @@ static int map_amocrm(funnel_webhook_t *wh, struct MHD_Connection *conn, const c
     return funnel_amocrm_map(wh->cfg, rq->body, rq->len, wall_ms(), mapped, ignored, why, why_len);
 }
 
+/* A provider's endpoint: its secret (empty: not configured), the Content-Type it sends, its
+ * mapper and the prefix of the ids it mints. */
+typedef struct provider {
+    const char *secret, *content_type, *id_prefix;
+    provider_map_fn map;
+} provider_t;
+
 static void handle_provider(funnel_webhook_t *wh, struct MHD_Connection *conn, const char *url,
-                            request_t *rq, reply_t *r, const char *secret, const char *content_type,
-                            provider_map_fn map)
+                            request_t *rq, reply_t *r, const provider_t *pv)
 {
+    const char *secret = pv->secret, *content_type = pv->content_type;
     char why[256] = "";
     json_t *mapped = NULL;
     size_t ignored = 0;
@@ -278,7 +327,11 @@ static void handle_provider(funnel_webhook_t *wh, struct MHD_Connection *conn, c
         refuse(wh, r, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, "POST", url, why);
         return;
     }
-    int rc = map(wh, conn, url, rq, &mapped, &ignored, why, sizeof why);
+    int rc = pv->map(wh, conn, url, rq, &mapped, &ignored, why, sizeof why);
+    if (!rc && funnel_webhook_prefix_ids(mapped, pv->id_prefix)) {
+        json_decref(mapped);
+        rc = FUNNEL_ENOMEM;
+    }
     if (rc) {
         refuse(wh, r, rc == FUNNEL_ENOMEM ? MHD_HTTP_INTERNAL_SERVER_ERROR : MHD_HTTP_BAD_REQUEST,
                "POST", url, rc == FUNNEL_ENOMEM ? "out of memory" : why);
@@ -305,9 +358,12 @@ static void render_metrics(FILE *out, void *arg)
     funnel_prom_u64(out, "funnel_webhook_events_total", "result", "duplicate", s.duplicates);
     funnel_prom_u64(out, "funnel_webhook_events_total", "result", "ignored", s.ignored);
     funnel_prom_family(out, "funnel_webhook_refused_total", "counter",
-                       "Requests refused, by answer.");
-    funnel_prom_u64(out, "funnel_webhook_refused_total", "status", "4xx", s.refused);
-    funnel_prom_u64(out, "funnel_webhook_refused_total", "status", "503", s.unavailable);
+                       "Requests refused, by the HTTP status sent.");
+    for (size_t i = 0; i < FUNNEL_WEBHOOK_N_REFUSAL_STATUSES; i++) {
+        char code[8];
+        snprintf(code, sizeof code, "%u", refusal_statuses[i]);
+        funnel_prom_u64(out, "funnel_webhook_refused_total", "status", code, s.by_status[i]);
+    }
 }
 
 static void route(funnel_webhook_t *wh, struct MHD_Connection *conn, const char *method,
@@ -320,12 +376,15 @@ static void route(funnel_webhook_t *wh, struct MHD_Connection *conn, const char 
     } else if (post && !strncmp(url, "/v1/events/", 11)) {
         handle_events(wh, conn, url, rq, r);
     } else if (post && !strcmp(url, "/v1/stripe")) {
-        handle_provider(wh, conn, url, rq, r, c->stripe_secret, "application/json", map_stripe);
+        provider_t pv = {c->stripe_secret, "application/json", c->stripe_id_prefix, map_stripe};
+        handle_provider(wh, conn, url, rq, r, &pv);
     } else if (post && !strcmp(url, "/v1/hubspot")) {
-        handle_provider(wh, conn, url, rq, r, c->hubspot_secret, "application/json", map_hubspot);
+        provider_t pv = {c->hubspot_secret, "application/json", c->hubspot_id_prefix, map_hubspot};
+        handle_provider(wh, conn, url, rq, r, &pv);
     } else if (post && !strcmp(url, "/v1/amocrm")) {
-        handle_provider(wh, conn, url, rq, r, c->amocrm_token, "application/x-www-form-urlencoded",
-                        map_amocrm);
+        provider_t pv = {c->amocrm_token, "application/x-www-form-urlencoded", c->amocrm_id_prefix,
+                         map_amocrm};
+        handle_provider(wh, conn, url, rq, r, &pv);
     } else {
         refuse(wh, r, MHD_HTTP_NOT_FOUND, method, url, "no such endpoint");
     }
@@ -338,11 +397,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     funnel_webhook_t *wh = cls;
     request_t *rq = *state;
     (void)version;
-    if (!rq) {
+    if (!rq && !(rq = calloc(1, sizeof *rq))) /* uri_kept could not allocate */
+        return MHD_NO;
+    *state = rq;
+    if (!rq->started) {
         /* First call: headers only. The body follows in later calls. */
-        if (!(rq = calloc(1, sizeof *rq)))
-            return MHD_NO;
-        *state = rq;
+        rq->started = true;
         return MHD_YES;
     }
     if (*upload_len) {
@@ -386,6 +446,19 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     return ret;
 }
 
+/* MHD's URI log callback, called once per request before parsing: the request target as sent
+ * is kept, since the url on_request gets has lost its query string (which HubSpot signs). What
+ * it returns is the request's state. */
+static void *uri_kept(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    request_t *rq = calloc(1, sizeof *rq);
+    (void)cls;
+    (void)conn;
+    if (rq)
+        rq->uri = strdup(uri);
+    return rq;
+}
+
 static void on_completed(void *cls, struct MHD_Connection *conn, void **state,
                          enum MHD_RequestTerminationCode why)
 {
@@ -394,6 +467,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **state,
     (void)conn;
     (void)why;
     if (rq) {
+        free(rq->uri);
         free(rq->body);
         free(rq);
         *state = NULL;
@@ -420,7 +494,8 @@ int funnel_webhook_new(const funnel_webhook_config_t *cfg, const funnel_log_t *l
     wh->httpd = MHD_start_daemon(
         MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, (uint16_t)cfg->port, NULL, NULL,
         on_request, wh, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr, MHD_OPTION_NOTIFY_COMPLETED,
-        on_completed, wh, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)30, MHD_OPTION_END);
+        on_completed, wh, MHD_OPTION_URI_LOG_CALLBACK, uri_kept, wh, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned int)30, MHD_OPTION_END);
     if (!wh->httpd) {
         funnel_log_error(log, "cannot listen on %s:%lld", cfg->listen_addr, (long long)cfg->port);
         rc = FUNNEL_EIO;

@@ -48,6 +48,9 @@ typedef struct funnel_webhook_config {
     char *hubspot_secret;      /* HubSpot app client secret; empty: disabled */
     char *hubspot_base_url;    /* scheme://host the public URL HubSpot calls starts with */
     char *amocrm_token;        /* ?token= amoCRM must send (it cannot sign); empty: disabled */
+    /* Prepended to the event ids and record ids (lead, payment, refund) each mapping takes
+     * from its provider, so lead 42 of two CRMs are two leads; "" (the default): none. */
+    char *stripe_id_prefix, *hubspot_id_prefix, *amocrm_id_prefix;
     funnel_amo_status_t amo_statuses[FUNNEL_WEBHOOK_MAX_AMO_STATUSES];
     size_t n_amo_statuses;
     funnel_log_level_t log_level;
@@ -87,9 +90,21 @@ int funnel_hubspot_map(const json_t *events, json_t **out, size_t *ignored, char
 int funnel_amocrm_map(const funnel_webhook_config_t *cfg, const char *form, size_t len,
                       int64_t now_ms, json_t **out, size_t *ignored, char *why, size_t why_len);
 
+/* Prepends prefix to eventId, leadId, paymentId and refundId of every mapped item's event
+ * (client ids, the join key with the CRM's handoffs, and people are left alone). Returns 0 or
+ * FUNNEL_ENOMEM. */
+int funnel_webhook_prefix_ids(json_t *items, const char *prefix);
+
 /* ---- the server --------------------------------------------------------------------------- */
 
 typedef struct funnel_webhook funnel_webhook_t;
+
+/* Every status a request can be refused with, in the order of by_status below. */
+#define FUNNEL_WEBHOOK_REFUSAL_STATUSES                                                            \
+    {                                                                                              \
+        400, 401, 404, 413, 415, 500, 503                                                          \
+    }
+#define FUNNEL_WEBHOOK_N_REFUSAL_STATUSES 7
 
 /* Counters, read by tests and served at GET /metrics. */
 typedef struct funnel_webhook_stats {
@@ -99,6 +114,8 @@ typedef struct funnel_webhook_stats {
     uint64_t refused;     /* requests answered 4xx */
     uint64_t unavailable; /* requests answered 503 */
     uint64_t ignored;     /* provider events of a type nothing maps */
+    /* requests refused, per status sent (FUNNEL_WEBHOOK_REFUSAL_STATUSES) */
+    uint64_t by_status[FUNNEL_WEBHOOK_N_REFUSAL_STATUSES];
 } funnel_webhook_stats_t;
 
 /* Starts serving (cfg is copied where needed; it must outlive the webhook). */

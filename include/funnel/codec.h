@@ -31,6 +31,7 @@ typedef enum funnel_refusal_code {
     FUNNEL_REFUSE_BAD_MONEY,      /* amount not positive */
     FUNNEL_REFUSE_BAD_CURRENCY,   /* not an ISO 4217 code */
     FUNNEL_REFUSE_BAD_ENUM,       /* enum value unset or unknown */
+    FUNNEL_REFUSE_BAD_UTF8,       /* a string field is not valid UTF-8 */
     FUNNEL_REFUSE_OVERFLOW,       /* valid, but an engine's sum would not fit in int64 */
     FUNNEL_REFUSE_ENGINE,         /* valid, but an engine cannot apply it (router.h) */
     FUNNEL_REFUSE_COUNT_
@@ -85,6 +86,15 @@ int funnel_codec_validate(const funnel_codec_limits_t *limits, funnel_body_t top
 
 /* The body message of an envelope (borrowed from it), or NULL if none is set. */
 const ProtobufCMessage *funnel_envelope_body(const funnel_envelope_t *env);
+
+/* The length of the valid UTF-8 sequence (RFC 3629: no overlongs, no surrogates, nothing past
+ * U+10FFFF) that starts s[0..len), or 0 when none does (len 0 included). proto3 `string` fields
+ * must be valid UTF-8: the codec refuses others, and writers that show stored bytes use this to
+ * tell valid text from bytes to escape. */
+size_t funnel_utf8_seq_len(const char *s, size_t len);
+
+/* The length of the longest prefix of s[0..len) that is valid UTF-8: len when all of it is. */
+size_t funnel_utf8_valid_len(const char *s, size_t len);
 
 /* Frees a decoded envelope; NULL is allowed. Sets *env to NULL. */
 void funnel_envelope_free(funnel_envelope_t **env);
