@@ -947,6 +947,18 @@ static void close_handle(uv_handle_t *h, void *arg)
         uv_close(h, NULL);
 }
 
+/* For the graceful stop: closes every handle but the signal watchers, which stay until the
+ * process exits (a stop request repeated during shutdown would otherwise meet the default
+ * action and end funneld with 143 before it has finished); unreferenced, they do not keep
+ * uv_run from returning. funnel_server_destroy closes them. */
+static void close_handle_keep_signals(uv_handle_t *h, void *arg)
+{
+    if (h->type == UV_SIGNAL)
+        uv_unref(h);
+    else
+        close_handle(h, arg);
+}
+
 /* Graceful stop: take no more input, commit and publish what was read, persist the publish
  * cursor, then close every handle so uv_run returns. */
 static void server_shutdown(funnel_server_t *srv)
@@ -972,7 +984,7 @@ static void server_shutdown(funnel_server_t *srv)
     funnel_zsock_destroy(&srv->submit);
     funnel_zsock_destroy(&srv->pub);
     funnel_zsock_destroy(&srv->replay_sock);
-    uv_walk(&srv->loop, close_handle, NULL);
+    uv_walk(&srv->loop, close_handle_keep_signals, NULL);
     funnel_log_info(
         srv->log, "stopped: %llu accepted, %llu duplicates, %llu published, %llu batches",
         (unsigned long long)srv->stats.accepted, (unsigned long long)srv->stats.duplicates,
@@ -982,7 +994,12 @@ static void server_shutdown(funnel_server_t *srv)
 static void on_signal(uv_signal_t *h, int signum)
 {
     funnel_server_t *srv = h->data;
-    if (signum == SIGHUP)
+    if (srv->stopping)
+        funnel_log_info(srv->log, "%s ignored: already stopping",
+                        signum == SIGHUP   ? "SIGHUP"
+                        : signum == SIGINT ? "SIGINT"
+                                           : "SIGTERM");
+    else if (signum == SIGHUP)
         reload(srv);
     else
         server_shutdown(srv);
@@ -1137,6 +1154,16 @@ static int write_ready_file(funnel_server_t *srv)
     return 0;
 }
 
+/* Started before the ready file is written: whoever waits for it (systemd, a script) may
+ * signal at once, and SIGHUP's default action would end the process. A signal that arrives
+ * before uv_run is queued by libuv and handled on the loop's first pass. */
+static void signals_start(funnel_server_t *srv)
+{
+    uv_signal_start(&srv->sig_term, on_signal, SIGTERM);
+    uv_signal_start(&srv->sig_int, on_signal, SIGINT);
+    uv_signal_start(&srv->sig_hup, on_signal, SIGHUP);
+}
+
 static int open_sockets(funnel_server_t *srv)
 {
     int rc;
@@ -1213,6 +1240,7 @@ int funnel_server_new(funnel_config_t *cfg, const funnel_server_options_t *opts,
         (rc = funnel_metrics_new(srv->cfg.metrics, log, &srv->metrics)))
         goto fail;
     metrics_outbox_refresh(srv);
+    signals_start(srv);
     if (srv->opts.ready_file && (rc = write_ready_file(srv)))
         goto fail;
     *out = srv;
@@ -1230,9 +1258,6 @@ fail_loop:
 int funnel_server_run(funnel_server_t *srv)
 {
     uint64_t wd_usec = 0;
-    uv_signal_start(&srv->sig_term, on_signal, SIGTERM);
-    uv_signal_start(&srv->sig_int, on_signal, SIGINT);
-    uv_signal_start(&srv->sig_hup, on_signal, SIGHUP);
     if (sd_watchdog_enabled(0, &wd_usec) > 0 && wd_usec >= 2000)
         uv_timer_start(&srv->watchdog, on_watchdog, 0, wd_usec / 2000);
     uv_timer_start(&srv->prune_timer, on_prune, 0, 0);

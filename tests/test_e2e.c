@@ -717,6 +717,96 @@ Test(e2e, systemd_notifications_ready_watchdog_reloading_stopping)
     close(sock);
 }
 
+/* systemd and scripts signal funneld as soon as it reports ready: the signal watchers must
+ * already be in place then (SIGHUP's default action would end the process). The race is a few
+ * microseconds wide, so the test repeats it; fx_daemon_wait_ready wakes on the file's rename. */
+Test(e2e, sighup_the_moment_ready_appears_reloads_instead_of_killing)
+{
+    cr_assert_eq(fx_daemon_stop(&fd), 0);
+    for (int i = 0; i < 20; i++) {
+        fx_daemon_spawn(&fd, tmp.path, NULL);
+        fx_daemon_wait_ready(&fd);
+        fx_daemon_signal(&fd, SIGHUP);
+        int status = fx_daemon_stop(&fd);
+        cr_assert_eq(status, 0, "try %d: funneld exited with status %d", i + 1, status);
+    }
+    fx_daemon_start(&fd, tmp.path, NULL); /* for the fini's graceful stop */
+}
+
+/* Receives one published message [topic][seq][envelope]; returns its sequence, 0 on timeout. */
+static uint64_t sub_recv_seq(void *sub)
+{
+    uint64_t seq = 0;
+    for (int more = 1, k = 0; more; k++) {
+        zmq_msg_t m;
+        zmq_msg_init(&m);
+        if (zmq_msg_recv(&m, sub, 0) < 0) {
+            zmq_msg_close(&m);
+            return 0;
+        }
+        if (k == 1 && zmq_msg_size(&m) == 8)
+            seq = funnel_seq_decode(zmq_msg_data(&m));
+        more = zmq_msg_more(&m);
+        zmq_msg_close(&m);
+    }
+    return seq;
+}
+
+/* A second SIGTERM (or a SIGINT) during the graceful stop used to land after the watchers were
+ * closed and end funneld with status 143 before it had finished. Stop requests keep coming
+ * through the whole shutdown here; funneld must still exit 0 having committed the input it had
+ * read and published every committed row. */
+Test(e2e, repeated_stop_signals_during_shutdown_exit_zero_and_publish_everything)
+{
+    enum { IN_FLIGHT = 300 };
+    void *sub = make_socket(ZMQ_SUB);
+    zmq_setsockopt(sub, ZMQ_SUBSCRIBE, "", 0);
+    cr_assert_eq(zmq_connect(sub, fd.publish), 0);
+    /* PUB drops until the subscription arrives: submit until one publish is seen. */
+    uint64_t seen = 0;
+    for (int i = 0; i < 200 && !seen; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "evt-warm-%d", i);
+        submit_lead(id, "lead-w", FUNNEL_SUBMIT_OK);
+        zmq_pollitem_t p = {sub, 0, ZMQ_POLLIN, 0};
+        if (zmq_poll(&p, 1, 50) > 0)
+            seen = sub_recv_seq(sub);
+    }
+    cr_assert_gt(seen, 0, "the subscriber never got a message");
+    void *dealer = connect_socket(ZMQ_DEALER, fd.submit);
+    int64_t now = fx_now_ms();
+    for (int i = 0; i < IN_FLIGHT; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "evt-inflight-%d", i);
+        dealer_send_lead(dealer, id, now);
+    }
+    char ack[64];
+    cr_assert_gt(zmq_recv(dealer, ack, sizeof ack, 0), 0, "funneld is reading the stream");
+    int status = fx_daemon_stop_insisting(&fd);
+    cr_assert_eq(status, 0, "funneld exited with status %d", status);
+    cr_assert(fx_daemon_log_has(&fd, "stopped:", 0), "the shutdown ran to its end");
+
+    funnel_store_t *st;
+    char err[256];
+    uint64_t first = 0, last = 0, published = 0;
+    cr_assert_eq(funnel_store_open(fd.db, true, FUNNEL_STORE_SYNC_NORMAL, &st, err, sizeof err), 0,
+                 "%s", err);
+    cr_assert_eq(funnel_store_outbox_bounds(st, &first, &last), 0);
+    cr_assert_eq(funnel_store_published_get(st, &published), 0);
+    funnel_store_destroy(&st);
+    cr_assert_eq(published, last, "the publish cursor reached the last committed row");
+    /* Every row after the first one seen arrives, in order, up to the last committed. */
+    while (seen < last) {
+        uint64_t seq = sub_recv_seq(sub);
+        cr_assert_eq(seq, seen + 1, "after %llu: got %llu of %llu", (unsigned long long)seen,
+                     (unsigned long long)seq, (unsigned long long)last);
+        seen = seq;
+    }
+    close_socket(dealer);
+    close_socket(sub);
+    fx_daemon_start(&fd, tmp.path, NULL); /* for the fini's graceful stop */
+}
+
 Test(e2e, engines_can_be_switched_off)
 {
     fx_daemon_stop(&fd);

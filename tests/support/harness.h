@@ -34,10 +34,17 @@ typedef struct fx_daemon {
  * arguments (NULL-terminated, may be NULL), and waits until it is ready (asserts on failure).
  * When d->ingest etc. are already set (a restart), the same ports are reused. */
 void fx_daemon_start(fx_daemon_t *d, const char *dir, const char *const *extra_args);
+/* fx_daemon_start in two steps: spawn returns at once, wait_ready returns the moment the ready
+ * file appears (for tests that race against readiness). */
+void fx_daemon_spawn(fx_daemon_t *d, const char *dir, const char *const *extra_args);
+void fx_daemon_wait_ready(fx_daemon_t *d);
 /* SIGTERM and wait (15 s at most, then SIGKILL and an error line on stderr); returns the exit
  * status (or 128+signal). Sanitizer reports in funneld's log are copied to stderr, where
  * ctest's FAIL_REGULAR_EXPRESSION turns them into a failure. */
 int fx_daemon_stop(fx_daemon_t *d);
+/* Like fx_daemon_stop, but keeps sending SIGTERM and SIGINT, alternately, until funneld has
+ * exited: a repeated stop request at any instant of shutdown must not change the outcome. */
+int fx_daemon_stop_insisting(fx_daemon_t *d);
 /* SIGKILL and wait. */
 void fx_daemon_kill(fx_daemon_t *d);
 /* Sends a signal without waiting. */
