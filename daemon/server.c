@@ -57,6 +57,9 @@ typedef struct item {
     funnel_envelope_arena_t mem; /* env's memory: one allocation, not one per field */
     char topic[FUNNEL_TOPIC_MAX + 1];
     char event_id[FUNNEL_ID_MAX + 1]; /* for replies and logs; may be empty if undecodable */
+    /* A refused event_id longer than event_id holds, whole and as received: senders match a
+     * reply by exact id, so a cut one would never be recognised. NULL otherwise; owned. */
+    char *long_id;
     zmq_msg_t body;  /* the envelope frame, taken over from ZeroMQ rather than copied; empty for
                         an oversize refusal. Relocated only with zmq_msg_move (batch_grow). */
     size_t raw_size; /* bytes received */
@@ -166,8 +169,9 @@ static void item_reply(funnel_server_t *srv, const item_t *it)
         snprintf(status, sizeof status, "duplicate");
     else
         snprintf(status, sizeof status, "rejected: %s", it->why.text);
-    const void *parts[] = {it->event_id, status};
-    size_t lens[] = {strlen(it->event_id), strlen(status)};
+    const char *id = it->long_id ? it->long_id : it->event_id;
+    const void *parts[] = {id, status};
+    size_t lens[] = {strlen(id), strlen(status)};
     peer_send(srv->submit, &it->peer, parts, lens, 2);
 }
 
@@ -177,6 +181,8 @@ static void item_reply(funnel_server_t *srv, const item_t *it)
 static void item_clear(item_t *it)
 {
     it->env = NULL;
+    free(it->long_id);
+    it->long_id = NULL;
     funnel_envelope_arena_clear(&it->mem);
     zmq_msg_close(&it->body);
 }
@@ -434,14 +440,19 @@ static item_t *batch_slot(funnel_server_t *srv)
     return it;
 }
 
-/* The event_id of bytes that decode but failed validation, for the reply and the log. */
-static void event_id_of(const uint8_t *data, size_t len, char *out, size_t out_len)
+/* The event_id of bytes that decode but failed validation: cut to fit it->event_id for the
+ * log and the dead letter, and kept whole in it->long_id for the reply when it does not fit (if
+ * that copy fails, the reply carries the cut id: the sender times out as it would on a lost
+ * reply, and the refusal is still logged and dead-lettered). */
+static void event_id_of(item_t *it, const uint8_t *data, size_t len)
 {
     funnel_envelope_t *env = funnel__v1__envelope__unpack(NULL, len, data);
-    if (env) {
-        snprintf(out, out_len, "%s", env->event_id);
-        funnel_envelope_free(&env);
-    }
+    if (!env)
+        return;
+    snprintf(it->event_id, sizeof it->event_id, "%s", env->event_id);
+    if (strlen(env->event_id) >= sizeof it->event_id)
+        it->long_id = strdup(env->event_id);
+    funnel_envelope_free(&env);
 }
 
 static void copy_printable(char *dst, size_t dst_len, const void *src, size_t len)
@@ -482,7 +493,7 @@ static void batch_add(funnel_server_t *srv, const zmq_msg_t *topic, zmq_msg_t *b
         if (it->env) /* validated: at most FUNNEL_ID_MAX bytes */
             memcpy(it->event_id, it->env->event_id, strlen(it->env->event_id) + 1);
         else if (it->why.code > FUNNEL_REFUSE_DECODE)
-            event_id_of(data, len, it->event_id, sizeof it->event_id);
+            event_id_of(it, data, len);
     }
     /* Keep the bytes for the event row or the dead letter, except absurdly large ones. The frame
      * itself is taken over (bus.h allows it): no copy, and it lives until the batch is done. */

@@ -357,6 +357,33 @@ Test(e2e, bad_input_is_refused_with_reason_and_dead_lettered)
     cr_assert(fx_daemon_log_has(&fd, "refused payment.received event_id=evt-bad", 1000));
 }
 
+/* The client library (funnelctl, funnel-webhook) matches a reply to its submit by the exact
+ * event_id: a refusal must echo an over-long id whole, not cut to FUNNEL_ID_MAX, or the sender
+ * never recognises it and retries until it gives up. */
+Test(e2e, refusal_of_an_over_long_event_id_reaches_the_sender)
+{
+    const size_t lens[] = {FUNNEL_ID_MAX + 1, 5000};
+    for (size_t i = 0; i < sizeof lens / sizeof lens[0]; i++) {
+        char *id = malloc(lens[i] + 1);
+        cr_assert_not_null(id);
+        memset(id, 'L', lens[i]);
+        id[lens[i]] = '\0';
+        funnel_envelope_t *env = fx_lead_created(id, "lead-long", fx_now_ms());
+        /* One attempt: without the echo it would wait out the timeout and fail. */
+        funnel_submit_options_t opts = {.timeout_ms = 10000, .attempts = 1, .backoff_ms = 0};
+        funnel_submit_result_t res;
+        int rc = funnel_client_submit(client, fd.submit, "lead.created", env, &opts, &res);
+        cr_assert_eq(rc, 0, "%zu-byte id: %s", lens[i], funnel_strerror(rc));
+        cr_assert_eq(res.status, FUNNEL_SUBMIT_REJECTED);
+        cr_assert(strstr(res.reason, "event_id"), "%s", res.reason);
+        funnel_envelope_free(&env);
+        free(id);
+    }
+    int64_t dead = 0;
+    cr_assert_eq(count_events(&dead), 0);
+    cr_assert_eq(dead, 2);
+}
+
 Test(e2e, replay_from_a_sequence)
 {
     char id[32];
