@@ -7,6 +7,7 @@
 #include "funnel/error.h"
 
 #include <criterion/criterion.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -223,4 +224,23 @@ Test(client, skipped_topics_advance_the_cursor_on_return)
     cr_assert_eq(none.count, 0);
     cr_assert_eq(funnel_cursor_load(cursor, &cur), 0);
     cr_assert_eq(cur, 3);
+}
+
+/* Any number of attempts is safe: the pause doubles from base_ms up to a cap and never wraps
+ * (an int doubled per attempt overflowed after about 25 attempts of 100 ms). */
+Test(client, submit_backoff_doubles_to_a_cap_without_overflow)
+{
+    cr_assert_eq(funnel_client_backoff_ms(100, 0), 0, "the first attempt does not wait");
+    cr_assert_eq(funnel_client_backoff_ms(100, 1), 100);
+    cr_assert_eq(funnel_client_backoff_ms(100, 2), 200);
+    cr_assert_eq(funnel_client_backoff_ms(100, 5), 1600);
+    cr_assert_eq(funnel_client_backoff_ms(0, 7), 0);
+    cr_assert_eq(funnel_client_backoff_ms(100, 40), FUNNEL_CLIENT_BACKOFF_MAX_MS);
+    cr_assert_eq(funnel_client_backoff_ms(INT_MAX, 3), FUNNEL_CLIENT_BACKOFF_MAX_MS);
+    int prev = 0;
+    for (int attempt = 1; attempt < 100000; attempt++) {
+        int b = funnel_client_backoff_ms(100, attempt);
+        cr_assert(b >= prev && b <= FUNNEL_CLIENT_BACKOFF_MAX_MS, "attempt %d: %d ms", attempt, b);
+        prev = b;
+    }
 }
