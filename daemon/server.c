@@ -210,7 +210,9 @@ static void publish_row(funnel_server_t *srv, const funnel_outbox_row_t *row)
 /* Writes one item inside the open transaction: a refusal as a dead letter, an event through the
  * router. Guarded, the event runs in its own savepoint, so a failure undoes its rows alone, marks
  * it failed and is logged; 0 is returned. Unguarded, a failure leaves the event's partial rows in
- * the transaction and is returned for batch_txn to roll everything back. */
+ * the transaction and is returned for batch_txn to roll everything back; so is a savepoint that
+ * could not be released or rolled back, since the transaction then holds an unknown part of an
+ * event (the store refuses to commit it). */
 static int route_item(funnel_server_t *srv, item_t *it, int64_t now, bool guarded)
 {
     funnel_store_t *st = srv->store;
@@ -246,15 +248,17 @@ static int route_item(funnel_server_t *srv, item_t *it, int64_t now, bool guarde
     if (!rc)
         rc = funnel_router_apply(srv->router, it->env, it->topic, raw, len, now);
     if (rc == 0 || rc == FUNNEL_EDUP) {
-        if (guarded)
-            funnel_store_savepoint_release(st);
+        if (guarded && funnel_store_savepoint_release(st))
+            return FUNNEL_ESTORE;
         it->status = rc ? ITEM_DUPLICATE : ITEM_OK;
         return 0;
     }
     if (!guarded)
         return rc;
-    funnel_store_savepoint_rollback(st);
+    int undone = funnel_store_savepoint_rollback(st);
     funnel_router_rolled_back(srv->router);
+    if (undone)
+        return undone;
     it->status = ITEM_FAILED;
     funnel_log_error(srv->log, "event %s (%s) not recorded: %s: %s", it->event_id, it->topic,
                      funnel_strerror(rc), funnel_store_errmsg(st));

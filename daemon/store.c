@@ -145,6 +145,8 @@ struct funnel_store {
     bool ckpt_deferred; /* funnel_store_checkpoint() runs checkpoints, not COMMIT */
     int wal_pages;      /* pages in the WAL after the last commit, once deferred */
     char err[256];      /* message of the last failure; "" since begin/savepoint */
+    bool txn_broken;    /* a savepoint could not be released or rolled back: the transaction
+                           holds an unknown part of an event, so only ROLLBACK is left */
     bool busy;          /* the last failure was SQLITE_BUSY/LOCKED: worth trying again */
 };
 
@@ -159,10 +161,11 @@ static int fail(funnel_store_t *s)
 }
 
 /* After SQLITE_FULL, IOERR or NOMEM SQLite may roll the whole transaction back by itself.
- * Writing on would then autocommit row by row, outside the batch: refuse until rollback. */
+ * Writing on would then autocommit row by row, outside the batch: refuse until rollback. A
+ * broken savepoint leaves the transaction open but holding part of an event: refused alike. */
 static bool txn_lost(funnel_store_t *s)
 {
-    return s->in_txn && sqlite3_get_autocommit(s->db);
+    return s->in_txn && (s->txn_broken || sqlite3_get_autocommit(s->db));
 }
 
 static int lost(funnel_store_t *s)
@@ -438,6 +441,7 @@ void funnel_store_rollback(funnel_store_t *s)
     if (s->in_txn && !sqlite3_get_autocommit(s->db))
         exec_stmt(s, ST_ROLLBACK);
     s->in_txn = false;
+    s->txn_broken = false;
     s->committed = false;
     rows_truncate(s, 0);
 }
@@ -456,21 +460,24 @@ int funnel_store_savepoint(funnel_store_t *s)
 
 int funnel_store_savepoint_release(funnel_store_t *s)
 {
-    return exec_stmt(s, ST_RELEASE);
+    int rc = exec_stmt(s, ST_RELEASE);
+    s->txn_broken = s->txn_broken || rc;
+    return rc;
 }
 
-void funnel_store_savepoint_rollback(funnel_store_t *s)
+int funnel_store_savepoint_rollback(funnel_store_t *s)
 {
     /* Keep the message of whatever failed (an engine's own statement, say) before the
      * rollback overwrites it. */
     if (!s->err[0] && sqlite3_errcode(s->db) != SQLITE_OK)
         fail(s);
     /* ROLLBACK TO keeps the savepoint open; RELEASE closes it with nothing left in it. */
-    if (!txn_lost(s)) {
-        exec_stmt(s, ST_ROLLBACK_TO);
-        exec_stmt(s, ST_RELEASE);
-    }
+    int rc = txn_lost(s) ? lost(s) : exec_stmt(s, ST_ROLLBACK_TO);
+    if (!rc)
+        rc = exec_stmt(s, ST_RELEASE);
+    s->txn_broken = s->txn_broken || rc;
     rows_truncate(s, s->savepoint_mark);
+    return rc;
 }
 
 /* The insert functions bind every parameter on every call, so their statements are never run

@@ -475,6 +475,40 @@ Test(store_dedup, repeat_after_a_rolled_back_savepoint_is_new)
     cr_assert_eq(n_events(store), 1);
 }
 
+/* When ROLLBACK TO (or RELEASE) fails, the event's rows may still be in the transaction: the
+ * store must refuse to commit it rather than commit part of an event that was reported failed.
+ * The savepoint is released behind the store's back so that ROLLBACK TO meets "no such
+ * savepoint". */
+Test(store_dedup, failed_savepoint_rollback_refuses_the_commit)
+{
+    begin(store);
+    cr_assert_eq(funnel_store_savepoint(store), 0);
+    cr_assert_eq(record(store, "ev-1"), 0);
+    sql_exec(store, "RELEASE ev");
+    cr_assert_neq(funnel_store_savepoint_rollback(store), 0, "ROLLBACK TO failed");
+    cr_assert_neq(record(store, "ev-2"), 0, "nothing more is written in that transaction");
+    cr_assert_neq(funnel_store_commit(store), 0, "the transaction holds part of an event");
+    funnel_store_rollback(store);
+    cr_assert_eq(n_events(store), 0);
+    /* The next transaction is a clean one. */
+    begin(store);
+    cr_assert_eq(record(store, "ev-1"), 0);
+    commit(store);
+    cr_assert_eq(n_events(store), 1);
+}
+
+Test(store_dedup, failed_savepoint_release_refuses_the_commit)
+{
+    begin(store);
+    cr_assert_eq(funnel_store_savepoint(store), 0);
+    cr_assert_eq(record(store, "ev-1"), 0);
+    sql_exec(store, "RELEASE ev");
+    cr_assert_neq(funnel_store_savepoint_release(store), 0, "RELEASE failed");
+    cr_assert_neq(funnel_store_commit(store), 0, "what the transaction holds is unknown");
+    funnel_store_rollback(store);
+    cr_assert_eq(n_events(store), 0);
+}
+
 Test(store_dedup, repeat_after_a_rolled_back_transaction_is_new)
 {
     begin(store);
