@@ -301,6 +301,29 @@ int funnel_store_module_version(funnel_store_t *store, const char *module)
     return schema_version_get(store->db, module);
 }
 
+/* SQLite answers "PRAGMA journal_mode = WAL" with the mode it kept, without an error, when it
+ * cannot switch (an in-memory database, a VFS without shared memory). The writer relies on WAL
+ * (readers beside it, the checkpoint hook), so another mode refuses the open. */
+static int wal_verify(sqlite3 *db, char *err, size_t err_len)
+{
+    sqlite3_stmt *st;
+    char mode[32] = "?";
+    if (sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &st, NULL) != SQLITE_OK) {
+        snprintf(err, err_len, "cannot read journal_mode: %s", sqlite3_errmsg(db));
+        return FUNNEL_ESTORE;
+    }
+    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0))
+        snprintf(mode, sizeof mode, "%s", (const char *)sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+    if (sqlite3_stricmp(mode, "wal") == 0)
+        return 0;
+    snprintf(err, err_len,
+             "journal_mode is '%s', not WAL: funneld needs a database file on a "
+             "local file system",
+             mode);
+    return FUNNEL_ESTORE;
+}
+
 static int configure(sqlite3 *db, bool read_only, funnel_store_sync_t sync, char *err,
                      size_t err_len)
 {
@@ -316,7 +339,7 @@ static int configure(sqlite3 *db, bool read_only, funnel_store_sync_t sync, char
         sqlite3_free(msg);
         return FUNNEL_ESTORE;
     }
-    return 0;
+    return read_only ? 0 : wal_verify(db, err, err_len);
 }
 
 /* Process-wide SQLite settings, before its first use. Nothing here reads SQLite's memory

@@ -521,6 +521,18 @@ Test(store_dedup, repeat_after_a_rolled_back_transaction_is_new)
     cr_assert_eq(n_events(store), 1);
 }
 
+/* The writer needs WAL (readers beside it, group commit): a database where SQLite answers the
+ * pragma with another mode (":memory:" keeps "memory") must be refused, not run in it. */
+Test(store_dedup, writer_refuses_a_database_that_cannot_be_wal)
+{
+    funnel_store_t *mem = NULL;
+    char err[ERR_LEN] = "";
+    int rc = funnel_store_open(":memory:", false, FUNNEL_STORE_SYNC_NORMAL, &mem, err, sizeof err);
+    funnel_store_destroy(&mem);
+    cr_assert_eq(rc, FUNNEL_ESTORE, "opened without WAL");
+    cr_assert(strstr(err, "WAL"), "%s", err);
+}
+
 /* ---- the outbox ----------------------------------------------------------------------------- */
 
 TestSuite(store_outbox, .init = store_setup, .fini = teardown);
