@@ -505,17 +505,41 @@ Test(e2e, replay_from_beyond_int64_is_an_error)
     close_socket(s);
 }
 
+/* Waits for a monitor event of `want` on the monitor PAIR socket mon; false on timeout. */
+static bool monitor_wait(void *mon, uint16_t want)
+{
+    for (;;) {
+        uint8_t ev[6];
+        char addr[256];
+        if (zmq_recv(mon, ev, sizeof ev, 0) != 6 || zmq_recv(mon, addr, sizeof addr, 0) < 0)
+            return false;
+        uint16_t got;
+        memcpy(&got, ev, sizeof got);
+        if (got == want)
+            return true;
+    }
+}
+
 Test(e2e, message_over_the_hard_limit_drops_the_peer_not_funneld)
 {
-    /* Default max_message_bytes is 64 KiB, so the hard limit is 128 KiB. */
-    void *s = connect_socket(ZMQ_DEALER, fd.submit);
+    /* Default max_message_bytes is 64 KiB, so the hard limit is 128 KiB. The sender watches its
+     * own connection: funneld must drop it, not read the message (which would dead-letter it). */
+    void *s = make_socket(ZMQ_DEALER);
+    cr_assert_eq(zmq_socket_monitor(s, "inproc://hard-limit-mon",
+                                    ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED),
+                 0);
+    void *mon = connect_socket(ZMQ_PAIR, "inproc://hard-limit-mon");
+    cr_assert_eq(zmq_connect(s, fd.submit), 0);
+    cr_assert(monitor_wait(mon, ZMQ_EVENT_CONNECTED), "never connected");
     size_t big = 1024 * 1024;
     char *huge = calloc(1, big);
     cr_assert_not_null(huge);
     zmq_send(s, "lead.created", 12, ZMQ_SNDMORE);
     zmq_send(s, huge, big, 0);
     free(huge);
-    usleep(300 * 1000);
+    cr_assert(monitor_wait(mon, ZMQ_EVENT_DISCONNECTED), "funneld did not drop the peer");
+    zmq_socket_monitor(s, NULL, 0);
+    close_socket(mon);
     close_socket(s);
     submit_lead("evt-after-huge", "lead-h", FUNNEL_SUBMIT_OK);
     int64_t dead = -1;
@@ -542,22 +566,77 @@ Test(e2e, req_socket_clients_get_replies_with_delimiter)
     close_socket(s);
 }
 
+/* The event_id of a published message [topic][seq][Envelope] received on s into id; false on
+ * timeout. */
+static bool sub_recv_event_id(void *s, char *id, size_t id_len)
+{
+    zmq_msg_t m;
+    bool got = false;
+    for (int more = 1, k = 0; more; k++) {
+        zmq_msg_init(&m);
+        if (zmq_msg_recv(&m, s, 0) < 0) {
+            zmq_msg_close(&m);
+            return false;
+        }
+        if (k == 2) {
+            funnel_envelope_t *env =
+                funnel__v1__envelope__unpack(NULL, zmq_msg_size(&m), zmq_msg_data(&m));
+            got = env != NULL;
+            snprintf(id, id_len, "%s", env ? env->event_id : "");
+            funnel_envelope_free(&env);
+        }
+        more = zmq_msg_more(&m);
+        zmq_msg_close(&m);
+    }
+    return got;
+}
+
 Test(e2e, slow_subscriber_does_not_block_ingest)
 {
-    /* A subscriber that never reads, with the smallest queues ZeroMQ allows. */
+    /* A subscriber that stops reading, with the smallest queues ZeroMQ and the kernel allow. */
     fx_daemon_stop(&fd);
     const char *args[] = {"--set", "publish_hwm=100", NULL};
     fx_daemon_start(&fd, tmp.path, args);
     void *slow = make_socket(ZMQ_SUB);
-    int hwm = 1;
+    int hwm = 1, rcvbuf = 4096, timeout = 200;
     zmq_setsockopt(slow, ZMQ_RCVHWM, &hwm, sizeof hwm);
+    zmq_setsockopt(slow, ZMQ_RCVBUF, &rcvbuf, sizeof rcvbuf);
     zmq_setsockopt(slow, ZMQ_SUBSCRIBE, "", 0);
     cr_assert_eq(zmq_connect(slow, fd.publish), 0);
-    usleep(100 * 1000);
+    /* It is subscribed once it gets a message: until then PUB drops. */
+    char id[256] = "";
+    int warm_n = 0;
+    for (; warm_n < 200 && !id[0]; warm_n++) {
+        char warm[32];
+        snprintf(warm, sizeof warm, "evt-slow-warm-%d", warm_n);
+        submit_lead(warm, "lead-w", FUNNEL_SUBMIT_OK);
+        zmq_pollitem_t p = {slow, 0, ZMQ_POLLIN, 0};
+        if (zmq_poll(&p, 1, 50) > 0)
+            cr_assert(sub_recv_event_id(slow, id, sizeof id));
+    }
+    cr_assert_neq(id[0], '\0', "the subscriber never got a message");
 
     const int total = 5000;
     cr_assert_eq(submit_many("evt-slow", total), total);
-    cr_assert_eq(count_events(NULL), total);
+    cr_assert_eq(count_events(NULL), warm_n + total);
+    /* Now it reads. What reaches it before a later marker is what funneld queued for it rather
+     * than waiting: some of the burst, not all (else it was never slow). A marker published
+     * while its queue is still full is dropped too, so markers go on until one arrives. */
+    zmq_setsockopt(slow, ZMQ_RCVTIMEO, &timeout, sizeof timeout);
+    int delivered = 0;
+    bool marker = false;
+    for (int i = 0; i < 100 && !marker; i++) {
+        char mark[32];
+        snprintf(mark, sizeof mark, "evt-slow-marker-%d", i);
+        submit_lead(mark, "lead-m", FUNNEL_SUBMIT_OK);
+        while (!marker && sub_recv_event_id(slow, id, sizeof id)) {
+            marker = strncmp(id, "evt-slow-marker-", 16) == 0;
+            delivered += strncmp(id, "evt-slow-", 9) == 0 && id[9] >= '0' && id[9] <= '9';
+        }
+    }
+    cr_assert(marker, "the subscriber never caught up");
+    cr_assert_lt(delivered, total, "funneld queued all %d for a subscriber that did not read",
+                 total);
     close_socket(slow);
 }
 
