@@ -2,6 +2,7 @@
 #include "harness.h"
 
 #include "funnel/client.h"
+#include "funnel/store.h"
 
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -369,4 +370,49 @@ void fx_suite_stop(fx_tmpdir_t *tmp, fx_daemon_t *d, funnel_client_t **client)
     fx_daemon_finish(d);
     funnel_client_destroy(client);
     fx_tmpdir_remove(tmp);
+}
+
+uint64_t fx_daemon_last_seq(const fx_daemon_t *d)
+{
+    funnel_store_t *st;
+    char err[256];
+    uint64_t first = 0, last = 0;
+    cr_assert_eq(funnel_store_open(d->db, true, FUNNEL_STORE_SYNC_NORMAL, &st, err, sizeof err), 0,
+                 "%s", err);
+    int rc = funnel_store_outbox_bounds(st, &first, &last);
+    funnel_store_destroy(&st);
+    cr_assert_eq(rc, 0, "outbox bounds: %d", rc);
+    return last;
+}
+
+/* What fx_follow_to_end's callback wraps. */
+typedef struct follow_end {
+    funnel_client_msg_cb cb;
+    void *arg;
+    uint64_t end, seen;
+    int stopped; /* the test's callback stopped the follow with this */
+} follow_end_t;
+
+static int follow_end_cb(uint64_t seq, const char *topic, const uint8_t *env, size_t len, void *arg)
+{
+    follow_end_t *f = arg;
+    f->seen = seq;
+    f->stopped = f->cb(seq, topic, env, len, f->arg);
+    return f->stopped ? f->stopped : seq >= f->end;
+}
+
+int fx_follow_to_end(const fx_daemon_t *d, funnel_client_t *client,
+                     const funnel_follow_options_t *opts, funnel_client_msg_cb cb, void *arg)
+{
+    follow_end_t f = {cb, arg, fx_daemon_last_seq(d), 0, 0};
+    funnel_follow_options_t o = opts ? *opts : (funnel_follow_options_t){0};
+    if (f.end == 0 || (o.from_seq > f.end && !o.cursor_path))
+        return 0;              /* nothing to wait for */
+    o.idle_timeout_ms = 30000; /* a failure guard, never the expected end */
+    int rc = funnel_client_follow(client, d->publish, d->replay, &o, follow_end_cb, &f);
+    if (f.stopped)
+        return f.stopped;
+    cr_assert_eq(rc, 1, "the stream stopped at seq %llu before %llu (%d)",
+                 (unsigned long long)f.seen, (unsigned long long)f.end, rc);
+    return 0;
 }

@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "funnel/client.h"
 #include "funnel/codec.h"
 
 /* A temporary directory under $TMPDIR (or /tmp), removed recursively by fx_tmpdir_remove. */
@@ -87,5 +88,17 @@ void fx_suite_start(fx_tmpdir_t *tmp, fx_daemon_t *d, funnel_client_t **client,
                     const char *config_text, char *conf);
 /* The matching tear-down: fx_daemon_finish, the client, the temp dir. */
 void fx_suite_stop(fx_tmpdir_t *tmp, fx_daemon_t *d, funnel_client_t **client);
+
+/* The sequence of the last output row funneld has committed (0: none), read from its database:
+ * after the acks of what a test submitted, the end of the stream those events produced. */
+uint64_t fx_daemon_last_seq(const fx_daemon_t *d);
+
+/* Follows d's output from opts->from_seq (opts may be NULL: from the oldest) with opts' other
+ * settings, passing each message to cb, until the message of fx_daemon_last_seq has been
+ * delivered: "done" is that sequence, not a quiet spell. cb returns 0 to go on, non-zero to
+ * stop at once (returned as is). Asserts when the stream stops first (30 s without a message).
+ * Returns 0 once the end was reached. */
+int fx_follow_to_end(const fx_daemon_t *d, funnel_client_t *client,
+                     const funnel_follow_options_t *opts, funnel_client_msg_cb cb, void *arg);
 
 #endif
