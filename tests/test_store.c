@@ -484,50 +484,52 @@ Test(store_dedup, repeat_after_a_rolled_back_savepoint_is_new)
     cr_assert_eq(n_events(store), 1);
 }
 
-/* When ROLLBACK TO (or RELEASE) fails, the event's rows may still be in the transaction: the
- * store must refuse to commit it rather than commit part of an event that was reported failed.
- * The savepoint is released behind the store's back so that ROLLBACK TO meets "no such
- * savepoint". */
-Test(store_dedup, failed_savepoint_rollback_refuses_the_commit)
+/* Rolls the open transaction back, checks that nothing of it stayed, and that the next
+ * transaction records ev-1 (a failed event leaves no trace behind). */
+static void expect_rolled_back_then_clean(void)
 {
-    begin(store);
-    cr_assert_eq(funnel_store_savepoint(store), 0);
-    cr_assert_eq(record(store, "ev-1"), 0);
-    sql_exec(store, "RELEASE ev");
-    cr_assert_neq(funnel_store_savepoint_rollback(store), 0, "ROLLBACK TO failed");
-    cr_assert_neq(record(store, "ev-2"), 0, "nothing more is written in that transaction");
-    cr_assert_neq(funnel_store_commit(store), 0, "the transaction holds part of an event");
     funnel_store_rollback(store);
     cr_assert_eq(n_events(store), 0);
-    /* The next transaction is a clean one. */
     begin(store);
     cr_assert_eq(record(store, "ev-1"), 0);
     commit(store);
     cr_assert_eq(n_events(store), 1);
 }
 
-Test(store_dedup, failed_savepoint_release_refuses_the_commit)
+/* A transaction with ev-1 recorded under a savepoint that is then released behind the store's
+ * back, so that the store's own ROLLBACK TO or RELEASE meets "no such savepoint". */
+static void savepoint_released_behind_the_store(void)
 {
     begin(store);
     cr_assert_eq(funnel_store_savepoint(store), 0);
     cr_assert_eq(record(store, "ev-1"), 0);
     sql_exec(store, "RELEASE ev");
+}
+
+/* When ROLLBACK TO (or RELEASE) fails, the event's rows may still be in the transaction: the
+ * store must refuse to commit it rather than commit part of an event reported failed. */
+Test(store_dedup, failed_savepoint_rollback_refuses_the_commit)
+{
+    savepoint_released_behind_the_store();
+    cr_assert_neq(funnel_store_savepoint_rollback(store), 0, "ROLLBACK TO failed");
+    cr_assert_neq(record(store, "ev-2"), 0, "nothing more is written in that transaction");
+    cr_assert_neq(funnel_store_commit(store), 0, "the transaction holds part of an event");
+    expect_rolled_back_then_clean();
+}
+
+Test(store_dedup, failed_savepoint_release_refuses_the_commit)
+{
+    savepoint_released_behind_the_store();
     cr_assert_neq(funnel_store_savepoint_release(store), 0, "RELEASE failed");
     cr_assert_neq(funnel_store_commit(store), 0, "what the transaction holds is unknown");
-    funnel_store_rollback(store);
-    cr_assert_eq(n_events(store), 0);
+    expect_rolled_back_then_clean();
 }
 
 Test(store_dedup, repeat_after_a_rolled_back_transaction_is_new)
 {
     begin(store);
     cr_assert_eq(record(store, "ev-1"), 0);
-    funnel_store_rollback(store);
-    cr_assert_eq(n_events(store), 0);
-    begin(store);
-    cr_assert_eq(record(store, "ev-1"), 0);
-    commit(store);
-    cr_assert_eq(n_events(store), 1);
+    expect_rolled_back_then_clean();
 }
 
 /* The writer needs WAL (readers beside it, group commit): a database where SQLite answers the
