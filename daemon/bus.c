@@ -186,17 +186,38 @@ void funnel_zsock_pause(funnel_zsock_t *zs)
     zs->paused = true;
 }
 
+/* Sends one frame, again when a signal interrupted libzmq's command processing (the frame is
+ * kept on failure). */
+static int frame_send(void *sock, zmq_msg_t *frame, int flags)
+{
+    int r;
+    while ((r = zmq_msg_send(frame, sock, flags)) < 0 && zmq_errno() == EINTR)
+        ;
+    return r;
+}
+
+/* Every frame is copied into a zmq_msg_t before the first is sent: a copy that cannot be made
+ * then refuses the message whole. Once the first frame is queued, ZeroMQ takes the rest without
+ * allocating or checking the high-water mark, so the peer never sees half a message glued to
+ * the next one; only a terminating context (the socket is unusable then) can still interrupt. */
 int funnel_zsock_sendv(funnel_zsock_t *zs, const void *const *parts, const size_t *lens, size_t n)
 {
-    int rc = 0;
-    for (size_t i = 0; i < n; i++) {
-        int flags = ZMQ_DONTWAIT | (i + 1 < n ? ZMQ_SNDMORE : 0);
-        if (zmq_send(zs->sock, parts[i], lens[i], flags) < 0) {
-            /* Only the first frame can fail with EAGAIN: ZeroMQ queues the rest atomically. */
-            rc = zmq_errno() == EAGAIN ? FUNNEL_EAGAIN : FUNNEL_EBUS;
+    zmq_msg_t frames[FUNNEL_ZSOCK_SEND_MAX_FRAMES];
+    size_t built = 0;
+    int rc = n <= FUNNEL_ZSOCK_SEND_MAX_FRAMES ? 0 : FUNNEL_EINVAL;
+    for (; !rc && built < n; built++) {
+        if (zmq_msg_init_size(&frames[built], lens[built])) {
+            rc = FUNNEL_ENOMEM;
             break;
         }
+        if (lens[built])
+            memcpy(zmq_msg_data(&frames[built]), parts[built], lens[built]);
     }
+    for (size_t i = 0; !rc && i < n; i++)
+        if (frame_send(zs->sock, &frames[i], ZMQ_DONTWAIT | (i + 1 < n ? ZMQ_SNDMORE : 0)) < 0)
+            rc = zmq_errno() == EAGAIN ? FUNNEL_EAGAIN : FUNNEL_EBUS;
+    for (size_t i = 0; i < built; i++)
+        zmq_msg_close(&frames[i]); /* sent ones are empty already */
     /* A send may have consumed the edge that announced input: look again next pass. */
     if (zs->started)
         uv_idle_start(&zs->idle, on_idle);

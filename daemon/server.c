@@ -57,6 +57,9 @@ typedef struct item {
     funnel_envelope_arena_t mem; /* env's memory: one allocation, not one per field */
     char topic[FUNNEL_TOPIC_MAX + 1];
     char event_id[FUNNEL_ID_MAX + 1]; /* for replies and logs; may be empty if undecodable */
+    /* A refused event_id longer than event_id holds, whole and as received: senders match a
+     * reply by exact id, so a cut one would never be recognised. NULL otherwise; owned. */
+    char *long_id;
     zmq_msg_t body;  /* the envelope frame, taken over from ZeroMQ rather than copied; empty for
                         an oversize refusal. Relocated only with zmq_msg_move (batch_grow). */
     size_t raw_size; /* bytes received */
@@ -166,8 +169,9 @@ static void item_reply(funnel_server_t *srv, const item_t *it)
         snprintf(status, sizeof status, "duplicate");
     else
         snprintf(status, sizeof status, "rejected: %s", it->why.text);
-    const void *parts[] = {it->event_id, status};
-    size_t lens[] = {strlen(it->event_id), strlen(status)};
+    const char *id = it->long_id ? it->long_id : it->event_id;
+    const void *parts[] = {id, status};
+    size_t lens[] = {strlen(id), strlen(status)};
     peer_send(srv->submit, &it->peer, parts, lens, 2);
 }
 
@@ -177,6 +181,8 @@ static void item_reply(funnel_server_t *srv, const item_t *it)
 static void item_clear(item_t *it)
 {
     it->env = NULL;
+    free(it->long_id);
+    it->long_id = NULL;
     funnel_envelope_arena_clear(&it->mem);
     zmq_msg_close(&it->body);
 }
@@ -236,7 +242,8 @@ static void dead_letter_add(funnel_server_t *srv, item_t *it, int64_t now)
  * it failed and is logged; an engine's refusal (FUNNEL_EREFUSED) undoes them too and turns the
  * item into a dead-lettered refusal; 0 is returned. Unguarded, a failure or refusal leaves the
  * event's partial rows in the transaction and is returned for batch_txn to roll everything
- * back. */
+ * back; so is a savepoint that could not be released or rolled back, since the transaction then
+ * holds an unknown part of an event (the store refuses to commit it). */
 static int route_item(funnel_server_t *srv, item_t *it, int64_t now, bool guarded)
 {
     funnel_store_t *st = srv->store;
@@ -250,15 +257,17 @@ static int route_item(funnel_server_t *srv, item_t *it, int64_t now, bool guarde
     if (!rc)
         rc = funnel_router_apply(srv->router, it->env, it->topic, raw, len, now);
     if (rc == 0 || rc == FUNNEL_EDUP) {
-        if (guarded)
-            funnel_store_savepoint_release(st);
+        if (guarded && funnel_store_savepoint_release(st))
+            return FUNNEL_ESTORE;
         it->status = rc ? ITEM_DUPLICATE : ITEM_OK;
         return 0;
     }
     if (!guarded)
         return rc;
-    funnel_store_savepoint_rollback(st);
+    int undone = funnel_store_savepoint_rollback(st);
     funnel_router_rolled_back(srv->router);
+    if (undone)
+        return undone;
     if (rc == FUNNEL_EREFUSED) {
         it->why = *funnel_router_refusal(srv->router);
         it->status = ITEM_REFUSED;
@@ -456,14 +465,19 @@ static item_t *batch_slot(funnel_server_t *srv)
     return it;
 }
 
-/* The event_id of bytes that decode but failed validation, for the reply and the log. */
-static void event_id_of(const uint8_t *data, size_t len, char *out, size_t out_len)
+/* The event_id of bytes that decode but failed validation: cut to fit it->event_id for the
+ * log and the dead letter, and kept whole in it->long_id for the reply when it does not fit (if
+ * that copy fails, the reply carries the cut id: the sender times out as it would on a lost
+ * reply, and the refusal is still logged and dead-lettered). */
+static void event_id_of(item_t *it, const uint8_t *data, size_t len)
 {
     funnel_envelope_t *env = funnel__v1__envelope__unpack(NULL, len, data);
-    if (env) {
-        snprintf(out, out_len, "%s", env->event_id);
-        funnel_envelope_free(&env);
-    }
+    if (!env)
+        return;
+    snprintf(it->event_id, sizeof it->event_id, "%s", env->event_id);
+    if (strlen(env->event_id) >= sizeof it->event_id)
+        it->long_id = strdup(env->event_id);
+    funnel_envelope_free(&env);
 }
 
 static void copy_printable(char *dst, size_t dst_len, const void *src, size_t len)
@@ -504,7 +518,7 @@ static void batch_add(funnel_server_t *srv, const zmq_msg_t *topic, zmq_msg_t *b
         if (it->env) /* validated: at most FUNNEL_ID_MAX bytes */
             memcpy(it->event_id, it->env->event_id, strlen(it->env->event_id) + 1);
         else if (it->why.code > FUNNEL_REFUSE_DECODE)
-            event_id_of(data, len, it->event_id, sizeof it->event_id);
+            event_id_of(it, data, len);
     }
     /* Keep the bytes for the event row or the dead letter, except absurdly large ones. The frame
      * itself is taken over (bus.h allows it): no copy, and it lives until the batch is done. */
@@ -969,6 +983,18 @@ static void close_handle(uv_handle_t *h, void *arg)
         uv_close(h, NULL);
 }
 
+/* For the graceful stop: closes every handle but the signal watchers, which stay until the
+ * process exits (a stop request repeated during shutdown would otherwise meet the default
+ * action and end funneld with 143 before it has finished); unreferenced, they do not keep
+ * uv_run from returning. funnel_server_destroy closes them. */
+static void close_handle_keep_signals(uv_handle_t *h, void *arg)
+{
+    if (h->type == UV_SIGNAL)
+        uv_unref(h);
+    else
+        close_handle(h, arg);
+}
+
 /* Graceful stop: take no more input, commit and publish what was read, persist the publish
  * cursor, then close every handle so uv_run returns. */
 static void server_shutdown(funnel_server_t *srv)
@@ -994,7 +1020,7 @@ static void server_shutdown(funnel_server_t *srv)
     funnel_zsock_destroy(&srv->submit);
     funnel_zsock_destroy(&srv->pub);
     funnel_zsock_destroy(&srv->replay_sock);
-    uv_walk(&srv->loop, close_handle, NULL);
+    uv_walk(&srv->loop, close_handle_keep_signals, NULL);
     funnel_log_info(
         srv->log, "stopped: %llu accepted, %llu duplicates, %llu published, %llu batches",
         (unsigned long long)srv->stats.accepted, (unsigned long long)srv->stats.duplicates,
@@ -1004,7 +1030,12 @@ static void server_shutdown(funnel_server_t *srv)
 static void on_signal(uv_signal_t *h, int signum)
 {
     funnel_server_t *srv = h->data;
-    if (signum == SIGHUP)
+    if (srv->stopping)
+        funnel_log_info(srv->log, "%s ignored: already stopping",
+                        signum == SIGHUP   ? "SIGHUP"
+                        : signum == SIGINT ? "SIGINT"
+                                           : "SIGTERM");
+    else if (signum == SIGHUP)
         reload(srv);
     else
         server_shutdown(srv);
@@ -1159,6 +1190,16 @@ static int write_ready_file(funnel_server_t *srv)
     return 0;
 }
 
+/* Started before the ready file is written: whoever waits for it (systemd, a script) may
+ * signal at once, and SIGHUP's default action would end the process. A signal that arrives
+ * before uv_run is queued by libuv and handled on the loop's first pass. */
+static void signals_start(funnel_server_t *srv)
+{
+    uv_signal_start(&srv->sig_term, on_signal, SIGTERM);
+    uv_signal_start(&srv->sig_int, on_signal, SIGINT);
+    uv_signal_start(&srv->sig_hup, on_signal, SIGHUP);
+}
+
 static int open_sockets(funnel_server_t *srv)
 {
     int rc;
@@ -1235,6 +1276,7 @@ int funnel_server_new(funnel_config_t *cfg, const funnel_server_options_t *opts,
         (rc = funnel_metrics_new(srv->cfg.metrics, log, &srv->metrics)))
         goto fail;
     metrics_outbox_refresh(srv);
+    signals_start(srv);
     if (srv->opts.ready_file && (rc = write_ready_file(srv)))
         goto fail;
     *out = srv;
@@ -1252,9 +1294,6 @@ fail_loop:
 int funnel_server_run(funnel_server_t *srv)
 {
     uint64_t wd_usec = 0;
-    uv_signal_start(&srv->sig_term, on_signal, SIGTERM);
-    uv_signal_start(&srv->sig_int, on_signal, SIGINT);
-    uv_signal_start(&srv->sig_hup, on_signal, SIGHUP);
     if (sd_watchdog_enabled(0, &wd_usec) > 0 && wd_usec >= 2000)
         uv_timer_start(&srv->watchdog, on_watchdog, 0, wd_usec / 2000);
     uv_timer_start(&srv->prune_timer, on_prune, 0, 0);

@@ -145,6 +145,8 @@ struct funnel_store {
     bool ckpt_deferred; /* funnel_store_checkpoint() runs checkpoints, not COMMIT */
     int wal_pages;      /* pages in the WAL after the last commit, once deferred */
     char err[256];      /* message of the last failure; "" since begin/savepoint */
+    bool txn_broken;    /* a savepoint could not be released or rolled back: the transaction
+                           holds an unknown part of an event, so only ROLLBACK is left */
     bool busy;          /* the last failure was SQLITE_BUSY/LOCKED: worth trying again */
 };
 
@@ -159,10 +161,11 @@ static int fail(funnel_store_t *s)
 }
 
 /* After SQLITE_FULL, IOERR or NOMEM SQLite may roll the whole transaction back by itself.
- * Writing on would then autocommit row by row, outside the batch: refuse until rollback. */
+ * Writing on would then autocommit row by row, outside the batch: refuse until rollback. A
+ * broken savepoint leaves the transaction open but holding part of an event: refused alike. */
 static bool txn_lost(funnel_store_t *s)
 {
-    return s->in_txn && sqlite3_get_autocommit(s->db);
+    return s->in_txn && (s->txn_broken || sqlite3_get_autocommit(s->db));
 }
 
 static int lost(funnel_store_t *s)
@@ -298,6 +301,29 @@ int funnel_store_module_version(funnel_store_t *store, const char *module)
     return schema_version_get(store->db, module);
 }
 
+/* SQLite answers "PRAGMA journal_mode = WAL" with the mode it kept, without an error, when it
+ * cannot switch (an in-memory database, a VFS without shared memory). The writer relies on WAL
+ * (readers beside it, the checkpoint hook), so another mode refuses the open. */
+static int wal_verify(sqlite3 *db, char *err, size_t err_len)
+{
+    sqlite3_stmt *st;
+    char mode[32] = "?";
+    if (sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &st, NULL) != SQLITE_OK) {
+        snprintf(err, err_len, "cannot read journal_mode: %s", sqlite3_errmsg(db));
+        return FUNNEL_ESTORE;
+    }
+    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0))
+        snprintf(mode, sizeof mode, "%s", (const char *)sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+    if (sqlite3_stricmp(mode, "wal") == 0)
+        return 0;
+    snprintf(err, err_len,
+             "journal_mode is '%s', not WAL: funneld needs a database file on a "
+             "local file system",
+             mode);
+    return FUNNEL_ESTORE;
+}
+
 static int configure(sqlite3 *db, bool read_only, funnel_store_sync_t sync, char *err,
                      size_t err_len)
 {
@@ -313,7 +339,7 @@ static int configure(sqlite3 *db, bool read_only, funnel_store_sync_t sync, char
         sqlite3_free(msg);
         return FUNNEL_ESTORE;
     }
-    return 0;
+    return read_only ? 0 : wal_verify(db, err, err_len);
 }
 
 /* Process-wide SQLite settings, before its first use. Nothing here reads SQLite's memory
@@ -438,6 +464,7 @@ void funnel_store_rollback(funnel_store_t *s)
     if (s->in_txn && !sqlite3_get_autocommit(s->db))
         exec_stmt(s, ST_ROLLBACK);
     s->in_txn = false;
+    s->txn_broken = false;
     s->committed = false;
     rows_truncate(s, 0);
 }
@@ -456,21 +483,24 @@ int funnel_store_savepoint(funnel_store_t *s)
 
 int funnel_store_savepoint_release(funnel_store_t *s)
 {
-    return exec_stmt(s, ST_RELEASE);
+    int rc = exec_stmt(s, ST_RELEASE);
+    s->txn_broken = s->txn_broken || rc;
+    return rc;
 }
 
-void funnel_store_savepoint_rollback(funnel_store_t *s)
+int funnel_store_savepoint_rollback(funnel_store_t *s)
 {
     /* Keep the message of whatever failed (an engine's own statement, say) before the
      * rollback overwrites it. */
     if (!s->err[0] && sqlite3_errcode(s->db) != SQLITE_OK)
         fail(s);
     /* ROLLBACK TO keeps the savepoint open; RELEASE closes it with nothing left in it. */
-    if (!txn_lost(s)) {
-        exec_stmt(s, ST_ROLLBACK_TO);
-        exec_stmt(s, ST_RELEASE);
-    }
+    int rc = txn_lost(s) ? lost(s) : exec_stmt(s, ST_ROLLBACK_TO);
+    if (!rc)
+        rc = exec_stmt(s, ST_RELEASE);
+    s->txn_broken = s->txn_broken || rc;
     rows_truncate(s, s->savepoint_mark);
+    return rc;
 }
 
 /* The insert functions bind every parameter on every call, so their statements are never run

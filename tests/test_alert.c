@@ -132,6 +132,19 @@ static bool wait_for(receiver_t *r, size_t (*what)(receiver_t *), size_t want, i
     return what(r) >= want;
 }
 
+/* Waits until the adapter's cursor file says `want`: it saves the cursor only after a message
+ * is delivered, so every delivery (and any repeat of one) up to want has happened by then. */
+static bool wait_cursor(uint64_t want, int timeout_ms)
+{
+    uint64_t at = 0;
+    for (int waited = 0; waited < timeout_ms; waited += 20) {
+        if (funnel_cursor_load(cursor, &at) == 0 && at >= want)
+            return at == want;
+        usleep(20000);
+    }
+    return false;
+}
+
 static size_t attempts(receiver_t *r)
 {
     pthread_mutex_lock(&r->lock);
@@ -433,6 +446,7 @@ Test(alert, every_message_delivered_once_through_failures_and_restarts)
     publish_leads();
     alert_start();
     cr_assert(wait_for(&rx, delivered, 3, 20000), "only %zu delivered", delivered(&rx));
+    cr_assert(wait_cursor(3, 20000), "the cursor did not reach 3");
     cr_assert_eq(alert_stop(), 0);
     uint64_t cur;
     cr_assert_eq(funnel_cursor_load(cursor, &cur), 0);
@@ -448,7 +462,7 @@ Test(alert, every_message_delivered_once_through_failures_and_restarts)
     pthread_mutex_unlock(&rx.lock);
     alert_start();
     cr_assert(wait_for(&rx, delivered, 5, 20000), "only %zu delivered", delivered(&rx));
-    usleep(300000); /* anything sent twice would arrive now */
+    cr_assert(wait_cursor(5, 20000), "the cursor did not reach 5");
     cr_assert_eq(alert_stop(), 0);
 
     pthread_mutex_lock(&rx.lock);

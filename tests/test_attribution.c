@@ -482,16 +482,18 @@ static void net_credits(world_t *w, char *out, size_t out_len)
 static int64_t net_of(world_t *w, const char *model, const char *campaign)
 {
     sqlite3_stmt *st;
-    int64_t v = 0;
-    sqlite3_prepare_v2(funnel_store_db(w->store),
-                       "SELECT coalesce(sum(credit), 0) FROM attr_postings WHERE model = ?1 "
-                       "AND (?2 IS NULL OR campaign = ?2)",
-                       -1, &st, NULL);
+    sqlite3 *db = funnel_store_db(w->store);
+    /* A query that fails must fail the test, not read as a net of 0. */
+    cr_assert_eq(sqlite3_prepare_v2(db,
+                                    "SELECT coalesce(sum(credit), 0) FROM attr_postings WHERE "
+                                    "model = ?1 AND (?2 IS NULL OR campaign = ?2)",
+                                    -1, &st, NULL),
+                 SQLITE_OK, "%s", sqlite3_errmsg(db));
     sqlite3_bind_text(st, 1, model, -1, SQLITE_STATIC);
     if (campaign)
         sqlite3_bind_text(st, 2, campaign, -1, SQLITE_STATIC);
-    if (sqlite3_step(st) == SQLITE_ROW)
-        v = sqlite3_column_int64(st, 0);
+    cr_assert_eq(sqlite3_step(st), SQLITE_ROW, "%s", sqlite3_errmsg(db));
+    int64_t v = sqlite3_column_int64(st, 0);
     sqlite3_finalize(st);
     return v;
 }

@@ -357,6 +357,33 @@ Test(e2e, bad_input_is_refused_with_reason_and_dead_lettered)
     cr_assert(fx_daemon_log_has(&fd, "refused payment.received event_id=evt-bad", 1000));
 }
 
+/* The client library (funnelctl, funnel-webhook) matches a reply to its submit by the exact
+ * event_id: a refusal must echo an over-long id whole, not cut to FUNNEL_ID_MAX, or the sender
+ * never recognises it and retries until it gives up. */
+Test(e2e, refusal_of_an_over_long_event_id_reaches_the_sender)
+{
+    const size_t lens[] = {FUNNEL_ID_MAX + 1, 5000};
+    for (size_t i = 0; i < sizeof lens / sizeof lens[0]; i++) {
+        char *id = malloc(lens[i] + 1);
+        cr_assert_not_null(id);
+        memset(id, 'L', lens[i]);
+        id[lens[i]] = '\0';
+        funnel_envelope_t *env = fx_lead_created(id, "lead-long", fx_now_ms());
+        /* One attempt: without the echo it would wait out the timeout and fail. */
+        funnel_submit_options_t opts = {.timeout_ms = 10000, .attempts = 1, .backoff_ms = 0};
+        funnel_submit_result_t res;
+        int rc = funnel_client_submit(client, fd.submit, "lead.created", env, &opts, &res);
+        cr_assert_eq(rc, 0, "%zu-byte id: %s", lens[i], funnel_strerror(rc));
+        cr_assert_eq(res.status, FUNNEL_SUBMIT_REJECTED);
+        cr_assert(strstr(res.reason, "event_id"), "%s", res.reason);
+        funnel_envelope_free(&env);
+        free(id);
+    }
+    int64_t dead = 0;
+    cr_assert_eq(count_events(&dead), 0);
+    cr_assert_eq(dead, 2);
+}
+
 Test(e2e, replay_from_a_sequence)
 {
     char id[32];
@@ -478,17 +505,41 @@ Test(e2e, replay_from_beyond_int64_is_an_error)
     close_socket(s);
 }
 
+/* Waits for a monitor event of `want` on the monitor PAIR socket mon; false on timeout. */
+static bool monitor_wait(void *mon, uint16_t want)
+{
+    for (;;) {
+        uint8_t ev[6];
+        char addr[256];
+        if (zmq_recv(mon, ev, sizeof ev, 0) != 6 || zmq_recv(mon, addr, sizeof addr, 0) < 0)
+            return false;
+        uint16_t got;
+        memcpy(&got, ev, sizeof got);
+        if (got == want)
+            return true;
+    }
+}
+
 Test(e2e, message_over_the_hard_limit_drops_the_peer_not_funneld)
 {
-    /* Default max_message_bytes is 64 KiB, so the hard limit is 128 KiB. */
-    void *s = connect_socket(ZMQ_DEALER, fd.submit);
+    /* Default max_message_bytes is 64 KiB, so the hard limit is 128 KiB. The sender watches its
+     * own connection: funneld must drop it, not read the message (which would dead-letter it). */
+    void *s = make_socket(ZMQ_DEALER);
+    cr_assert_eq(zmq_socket_monitor(s, "inproc://hard-limit-mon",
+                                    ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED),
+                 0);
+    void *mon = connect_socket(ZMQ_PAIR, "inproc://hard-limit-mon");
+    cr_assert_eq(zmq_connect(s, fd.submit), 0);
+    cr_assert(monitor_wait(mon, ZMQ_EVENT_CONNECTED), "never connected");
     size_t big = 1024 * 1024;
     char *huge = calloc(1, big);
     cr_assert_not_null(huge);
     zmq_send(s, "lead.created", 12, ZMQ_SNDMORE);
     zmq_send(s, huge, big, 0);
     free(huge);
-    usleep(300 * 1000);
+    cr_assert(monitor_wait(mon, ZMQ_EVENT_DISCONNECTED), "funneld did not drop the peer");
+    zmq_socket_monitor(s, NULL, 0);
+    close_socket(mon);
     close_socket(s);
     submit_lead("evt-after-huge", "lead-h", FUNNEL_SUBMIT_OK);
     int64_t dead = -1;
@@ -515,22 +566,77 @@ Test(e2e, req_socket_clients_get_replies_with_delimiter)
     close_socket(s);
 }
 
+/* The event_id of a published message [topic][seq][Envelope] received on s into id; false on
+ * timeout. */
+static bool sub_recv_event_id(void *s, char *id, size_t id_len)
+{
+    zmq_msg_t m;
+    bool got = false;
+    for (int more = 1, k = 0; more; k++) {
+        zmq_msg_init(&m);
+        if (zmq_msg_recv(&m, s, 0) < 0) {
+            zmq_msg_close(&m);
+            return false;
+        }
+        if (k == 2) {
+            funnel_envelope_t *env =
+                funnel__v1__envelope__unpack(NULL, zmq_msg_size(&m), zmq_msg_data(&m));
+            got = env != NULL;
+            snprintf(id, id_len, "%s", env ? env->event_id : "");
+            funnel_envelope_free(&env);
+        }
+        more = zmq_msg_more(&m);
+        zmq_msg_close(&m);
+    }
+    return got;
+}
+
 Test(e2e, slow_subscriber_does_not_block_ingest)
 {
-    /* A subscriber that never reads, with the smallest queues ZeroMQ allows. */
+    /* A subscriber that stops reading, with the smallest queues ZeroMQ and the kernel allow. */
     fx_daemon_stop(&fd);
     const char *args[] = {"--set", "publish_hwm=100", NULL};
     fx_daemon_start(&fd, tmp.path, args);
     void *slow = make_socket(ZMQ_SUB);
-    int hwm = 1;
+    int hwm = 1, rcvbuf = 4096, timeout = 200;
     zmq_setsockopt(slow, ZMQ_RCVHWM, &hwm, sizeof hwm);
+    zmq_setsockopt(slow, ZMQ_RCVBUF, &rcvbuf, sizeof rcvbuf);
     zmq_setsockopt(slow, ZMQ_SUBSCRIBE, "", 0);
     cr_assert_eq(zmq_connect(slow, fd.publish), 0);
-    usleep(100 * 1000);
+    /* It is subscribed once it gets a message: until then PUB drops. */
+    char id[256] = "";
+    int warm_n = 0;
+    for (; warm_n < 200 && !id[0]; warm_n++) {
+        char warm[32];
+        snprintf(warm, sizeof warm, "evt-slow-warm-%d", warm_n);
+        submit_lead(warm, "lead-w", FUNNEL_SUBMIT_OK);
+        zmq_pollitem_t p = {slow, 0, ZMQ_POLLIN, 0};
+        if (zmq_poll(&p, 1, 50) > 0)
+            cr_assert(sub_recv_event_id(slow, id, sizeof id));
+    }
+    cr_assert_neq(id[0], '\0', "the subscriber never got a message");
 
     const int total = 5000;
     cr_assert_eq(submit_many("evt-slow", total), total);
-    cr_assert_eq(count_events(NULL), total);
+    cr_assert_eq(count_events(NULL), warm_n + total);
+    /* Now it reads. What reaches it before a later marker is what funneld queued for it rather
+     * than waiting: some of the burst, not all (else it was never slow). A marker published
+     * while its queue is still full is dropped too, so markers go on until one arrives. */
+    zmq_setsockopt(slow, ZMQ_RCVTIMEO, &timeout, sizeof timeout);
+    int delivered = 0;
+    bool marker = false;
+    for (int i = 0; i < 100 && !marker; i++) {
+        char mark[32];
+        snprintf(mark, sizeof mark, "evt-slow-marker-%d", i);
+        submit_lead(mark, "lead-m", FUNNEL_SUBMIT_OK);
+        while (!marker && sub_recv_event_id(slow, id, sizeof id)) {
+            marker = strncmp(id, "evt-slow-marker-", 16) == 0;
+            delivered += strncmp(id, "evt-slow-", 9) == 0 && id[9] >= '0' && id[9] <= '9';
+        }
+    }
+    cr_assert(marker, "the subscriber never caught up");
+    cr_assert_lt(delivered, total, "funneld queued all %d for a subscriber that did not read",
+                 total);
     close_socket(slow);
 }
 
@@ -715,6 +821,96 @@ Test(e2e, systemd_notifications_ready_watchdog_reloading_stopping)
     cr_assert(notify_wait(sock, "STOPPING=1", 5000));
     cr_assert_eq(fx_daemon_stop(&fd), 0);
     close(sock);
+}
+
+/* systemd and scripts signal funneld as soon as it reports ready: the signal watchers must
+ * already be in place then (SIGHUP's default action would end the process). The race is a few
+ * microseconds wide, so the test repeats it; fx_daemon_wait_ready wakes on the file's rename. */
+Test(e2e, sighup_the_moment_ready_appears_reloads_instead_of_killing)
+{
+    cr_assert_eq(fx_daemon_stop(&fd), 0);
+    for (int i = 0; i < 20; i++) {
+        fx_daemon_spawn(&fd, tmp.path, NULL);
+        fx_daemon_wait_ready(&fd);
+        fx_daemon_signal(&fd, SIGHUP);
+        int status = fx_daemon_stop(&fd);
+        cr_assert_eq(status, 0, "try %d: funneld exited with status %d", i + 1, status);
+    }
+    fx_daemon_start(&fd, tmp.path, NULL); /* for the fini's graceful stop */
+}
+
+/* Receives one published message [topic][seq][envelope]; returns its sequence, 0 on timeout. */
+static uint64_t sub_recv_seq(void *sub)
+{
+    uint64_t seq = 0;
+    for (int more = 1, k = 0; more; k++) {
+        zmq_msg_t m;
+        zmq_msg_init(&m);
+        if (zmq_msg_recv(&m, sub, 0) < 0) {
+            zmq_msg_close(&m);
+            return 0;
+        }
+        if (k == 1 && zmq_msg_size(&m) == 8)
+            seq = funnel_seq_decode(zmq_msg_data(&m));
+        more = zmq_msg_more(&m);
+        zmq_msg_close(&m);
+    }
+    return seq;
+}
+
+/* A second SIGTERM (or a SIGINT) during the graceful stop used to land after the watchers were
+ * closed and end funneld with status 143 before it had finished. Stop requests keep coming
+ * through the whole shutdown here; funneld must still exit 0 having committed the input it had
+ * read and published every committed row. */
+Test(e2e, repeated_stop_signals_during_shutdown_exit_zero_and_publish_everything)
+{
+    enum { IN_FLIGHT = 300 };
+    void *sub = make_socket(ZMQ_SUB);
+    zmq_setsockopt(sub, ZMQ_SUBSCRIBE, "", 0);
+    cr_assert_eq(zmq_connect(sub, fd.publish), 0);
+    /* PUB drops until the subscription arrives: submit until one publish is seen. */
+    uint64_t seen = 0;
+    for (int i = 0; i < 200 && !seen; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "evt-warm-%d", i);
+        submit_lead(id, "lead-w", FUNNEL_SUBMIT_OK);
+        zmq_pollitem_t p = {sub, 0, ZMQ_POLLIN, 0};
+        if (zmq_poll(&p, 1, 50) > 0)
+            seen = sub_recv_seq(sub);
+    }
+    cr_assert_gt(seen, 0, "the subscriber never got a message");
+    void *dealer = connect_socket(ZMQ_DEALER, fd.submit);
+    int64_t now = fx_now_ms();
+    for (int i = 0; i < IN_FLIGHT; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "evt-inflight-%d", i);
+        dealer_send_lead(dealer, id, now);
+    }
+    char ack[64];
+    cr_assert_gt(zmq_recv(dealer, ack, sizeof ack, 0), 0, "funneld is reading the stream");
+    int status = fx_daemon_stop_insisting(&fd);
+    cr_assert_eq(status, 0, "funneld exited with status %d", status);
+    cr_assert(fx_daemon_log_has(&fd, "stopped:", 0), "the shutdown ran to its end");
+
+    funnel_store_t *st;
+    char err[256];
+    uint64_t first = 0, last = 0, published = 0;
+    cr_assert_eq(funnel_store_open(fd.db, true, FUNNEL_STORE_SYNC_NORMAL, &st, err, sizeof err), 0,
+                 "%s", err);
+    cr_assert_eq(funnel_store_outbox_bounds(st, &first, &last), 0);
+    cr_assert_eq(funnel_store_published_get(st, &published), 0);
+    funnel_store_destroy(&st);
+    cr_assert_eq(published, last, "the publish cursor reached the last committed row");
+    /* Every row after the first one seen arrives, in order, up to the last committed. */
+    while (seen < last) {
+        uint64_t seq = sub_recv_seq(sub);
+        cr_assert_eq(seq, seen + 1, "after %llu: got %llu of %llu", (unsigned long long)seen,
+                     (unsigned long long)seq, (unsigned long long)last);
+        seen = seq;
+    }
+    close_socket(dealer);
+    close_socket(sub);
+    fx_daemon_start(&fd, tmp.path, NULL); /* for the fini's graceful stop */
 }
 
 Test(e2e, engines_can_be_switched_off)

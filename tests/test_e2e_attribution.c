@@ -109,8 +109,8 @@ Test(e2e_attribution, journey_late_handoff_replay_and_report)
     submit_json("client.handed_off", json);
 
     seen_t s = {.pay_at = pay_at};
-    funnel_follow_options_t opts = {.from_seq = 1, .idle_timeout_ms = 700};
-    cr_assert_eq(funnel_client_follow(client, fd.publish, fd.replay, &opts, on_message, &s), 0);
+    funnel_follow_options_t opts = {.from_seq = 1};
+    cr_assert_eq(fx_follow_to_end(&fd, client, &opts, on_message, &s), 0);
     /* 3 unattributed lines, their 3 reversals, then 1 + 2 + 2 journey lines */
     cr_assert_eq(s.credited, 11, "credited %d", s.credited);
     cr_assert_eq(s.reversals, 3);

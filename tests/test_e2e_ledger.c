@@ -142,10 +142,22 @@ Test(e2e_ledger, payout_statement_and_check)
     cr_assert_eq(ctl(out, sizeof out, payout), 0, "%s", out);
     cr_assert(strstr(out, "duplicate payout:alice:2026-09-30"), "%s", out);
 
-    /* The payout is posted at its own time (now): this month's statement shows it. */
+    /* The payout is posted at its own time: the statement of its month shows it. That month is
+     * read from the posting, not from today's date, which may have turned since. */
     char period[16];
-    int64_t now = fx_now_ms();
-    funnel_date_format(now, period, sizeof period);
+    sqlite3 *ro;
+    sqlite3_stmt *st;
+    cr_assert_eq(sqlite3_open_v2(fd.db, &ro, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    cr_assert_eq(sqlite3_prepare_v2(ro,
+                                    "SELECT effective_ms FROM ledger_entry WHERE kind = 'PAYOUT'"
+                                    " AND rep = 'alice'",
+                                    -1, &st, NULL),
+                 SQLITE_OK, "%s", sqlite3_errmsg(ro));
+    cr_assert_eq(sqlite3_step(st), SQLITE_ROW, "no payout posting: %s", sqlite3_errmsg(ro));
+    funnel_date_format(sqlite3_column_int64(st, 0), period, sizeof period);
+    cr_assert_eq(sqlite3_step(st), SQLITE_DONE, "one payout posting");
+    sqlite3_finalize(st);
+    sqlite3_close(ro);
     period[7] = '\0';
     doc = statement("alice", period);
     expect_section(doc, "EUR", 2860, 0, 0, 2860, 0);

@@ -102,6 +102,19 @@ Test(funnelctl, publish_generates_ids_and_times)
               out);
 }
 
+/* The refusal of an over-long event_id reaches funnelctl (exit 1 with the reason), rather than
+ * funnelctl waiting out its attempts for a reply it does not recognise (exit 3). */
+Test(funnelctl, publish_with_an_over_long_event_id_is_refused)
+{
+    char out[4096], json[512], id[FUNNEL_ID_MAX + 2];
+    memset(id, 'L', FUNNEL_ID_MAX + 1);
+    id[FUNNEL_ID_MAX + 1] = '\0';
+    snprintf(json, sizeof json, "{\"eventId\":\"%s\",\"leadId\":\"L\"}", id);
+    cr_assert_eq(ctl(out, sizeof out, "publish", "lead.created", json, NULL, NULL, NULL), 1, "%s",
+                 out);
+    cr_assert(strstr(out, "event_id"), "%s", out);
+}
+
 Test(funnelctl, unreachable_daemon_exits_3)
 {
     char out[4096];

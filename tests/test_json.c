@@ -603,17 +603,20 @@ LEAK_CHECKED_TEST(envelope, topic_mismatch)
 
 LEAK_CHECKED_TEST(envelope, bad_json_reports_line_and_column)
 {
-    const char *texts[] = {"{\"leadId\": }", "{\"leadId\":\"a\",\n\"leadId\":\"b\"}", "",
-                           "{\"leadId\":\"a\"} trailing"};
-    for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
-        json_error_t jerr;
-        json_t *j = json_loads(texts[i], JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
-        cr_assert_null(j, "%s", texts[i]);
-        char want[256];
-        snprintf(want, sizeof want, "invalid JSON at line %d, column %d: %s", jerr.line,
-                 jerr.column, jerr.text);
-        expect_envelope_refusal(FUNNEL__V1__ENVELOPE__BODY_LEAD_CREATED, texts[i], want);
-    }
+    /* Written out, not computed with jansson: the reply a sender reads is what is checked. */
+    static const struct {
+        const char *text, *want;
+    } cases[] = {
+        {"{\"leadId\": }", "invalid JSON at line 1, column 12: unexpected token near '}'"},
+        {"{\"leadId\":\"a\",\n\"leadId\":\"b\"}",
+         "invalid JSON at line 2, column 8: duplicate object key near '\"leadId\"'"},
+        {"", "invalid JSON at line 1, column 0: unexpected token near end of file"},
+        {"{\"leadId\":\"a\"} trailing",
+         "invalid JSON at line 1, column 23: end of file expected near 'trailing'"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        expect_envelope_refusal(FUNNEL__V1__ENVELOPE__BODY_LEAD_CREATED, cases[i].text,
+                                cases[i].want);
     /* The line really is reported (jansson counts from 1). */
     expect_envelope_refusal(FUNNEL__V1__ENVELOPE__BODY_LEAD_CREATED, "{\n\"leadId\": }",
                             "invalid JSON at line 2, column 11: unexpected token near '}'");

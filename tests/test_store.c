@@ -59,7 +59,6 @@ static void store_setup(void)
 static void teardown(void)
 {
     funnel_store_destroy(&store);
-    cr_assert_null(store, "funnel_store_destroy must NULL the caller's pointer");
     fx_tmpdir_remove(&tmp);
 }
 
@@ -220,6 +219,16 @@ static int collect_row(const funnel_outbox_row_t *row, void *arg)
 /* ---- open and migrations ------------------------------------------------------------------ */
 
 TestSuite(store_open, .init = dir_setup, .fini = teardown);
+
+/* In a test body, not in the fini: Criterion ignores assertions in a .fini hook. */
+Test(store_open, destroy_nulls_the_pointer_and_accepts_null)
+{
+    funnel_store_t *s = open_at(db_path, false);
+    funnel_store_destroy(&s);
+    cr_assert_null(s, "funnel_store_destroy must NULL the caller's pointer");
+    funnel_store_destroy(&s);
+    funnel_store_destroy(NULL);
+}
 
 Test(store_open, creates_and_migrates_to_latest)
 {
@@ -475,16 +484,64 @@ Test(store_dedup, repeat_after_a_rolled_back_savepoint_is_new)
     cr_assert_eq(n_events(store), 1);
 }
 
-Test(store_dedup, repeat_after_a_rolled_back_transaction_is_new)
+/* Rolls the open transaction back, checks that nothing of it stayed, and that the next
+ * transaction records ev-1 (a failed event leaves no trace behind). */
+static void expect_rolled_back_then_clean(void)
 {
-    begin(store);
-    cr_assert_eq(record(store, "ev-1"), 0);
     funnel_store_rollback(store);
     cr_assert_eq(n_events(store), 0);
     begin(store);
     cr_assert_eq(record(store, "ev-1"), 0);
     commit(store);
     cr_assert_eq(n_events(store), 1);
+}
+
+/* A transaction with ev-1 recorded under a savepoint that is then released behind the store's
+ * back, so that the store's own ROLLBACK TO or RELEASE meets "no such savepoint". */
+static void savepoint_released_behind_the_store(void)
+{
+    begin(store);
+    cr_assert_eq(funnel_store_savepoint(store), 0);
+    cr_assert_eq(record(store, "ev-1"), 0);
+    sql_exec(store, "RELEASE ev");
+}
+
+/* When ROLLBACK TO (or RELEASE) fails, the event's rows may still be in the transaction: the
+ * store must refuse to commit it rather than commit part of an event reported failed. */
+Test(store_dedup, failed_savepoint_rollback_refuses_the_commit)
+{
+    savepoint_released_behind_the_store();
+    cr_assert_neq(funnel_store_savepoint_rollback(store), 0, "ROLLBACK TO failed");
+    cr_assert_neq(record(store, "ev-2"), 0, "nothing more is written in that transaction");
+    cr_assert_neq(funnel_store_commit(store), 0, "the transaction holds part of an event");
+    expect_rolled_back_then_clean();
+}
+
+Test(store_dedup, failed_savepoint_release_refuses_the_commit)
+{
+    savepoint_released_behind_the_store();
+    cr_assert_neq(funnel_store_savepoint_release(store), 0, "RELEASE failed");
+    cr_assert_neq(funnel_store_commit(store), 0, "what the transaction holds is unknown");
+    expect_rolled_back_then_clean();
+}
+
+Test(store_dedup, repeat_after_a_rolled_back_transaction_is_new)
+{
+    begin(store);
+    cr_assert_eq(record(store, "ev-1"), 0);
+    expect_rolled_back_then_clean();
+}
+
+/* The writer needs WAL (readers beside it, group commit): a database where SQLite answers the
+ * pragma with another mode (":memory:" keeps "memory") must be refused, not run in it. */
+Test(store_dedup, writer_refuses_a_database_that_cannot_be_wal)
+{
+    funnel_store_t *mem = NULL;
+    char err[ERR_LEN] = "";
+    int rc = funnel_store_open(":memory:", false, FUNNEL_STORE_SYNC_NORMAL, &mem, err, sizeof err);
+    funnel_store_destroy(&mem);
+    cr_assert_eq(rc, FUNNEL_ESTORE, "opened without WAL");
+    cr_assert(strstr(err, "WAL"), "%s", err);
 }
 
 /* ---- the outbox ----------------------------------------------------------------------------- */

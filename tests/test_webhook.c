@@ -205,8 +205,8 @@ static void read_stream(stream_t *s)
     funnel_client_t *client;
     memset(s, 0, sizeof *s);
     cr_assert_eq(funnel_client_new(&client), 0);
-    funnel_follow_options_t o = {.idle_timeout_ms = 300, .gap_probe_ms = 100};
-    int rc = funnel_client_follow(client, fd.publish, fd.replay, &o, collect, s);
+    funnel_follow_options_t o = {.gap_probe_ms = 100};
+    int rc = fx_follow_to_end(&fd, client, &o, collect, s);
     funnel_client_destroy(&client);
     cr_assert_eq(rc, 0, "%s", funnel_strerror(rc));
 }

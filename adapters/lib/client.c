@@ -130,6 +130,19 @@ static int await_ack(void *sock, const char *event_id, int64_t deadline,
     return FUNNEL_ETIMEDOUT;
 }
 
+/* Doubles while below half the cap, so the int never overflows whatever the attempt count;
+ * base_ms is at least 0 (funnel_client_submit clamps it). */
+int funnel_client_backoff_ms(int base_ms, int attempt)
+{
+    if (attempt <= 0 || base_ms <= 0)
+        return 0;
+    int backoff = base_ms < FUNNEL_CLIENT_BACKOFF_MAX_MS ? base_ms : FUNNEL_CLIENT_BACKOFF_MAX_MS;
+    for (int i = 1; i < attempt && backoff < FUNNEL_CLIENT_BACKOFF_MAX_MS; i++)
+        backoff = backoff <= FUNNEL_CLIENT_BACKOFF_MAX_MS / 2 ? backoff * 2
+                                                              : FUNNEL_CLIENT_BACKOFF_MAX_MS;
+    return backoff;
+}
+
 int funnel_client_submit(funnel_client_t *c, const char *endpoint, const char *topic,
                          const funnel_envelope_t *env, const funnel_submit_options_t *opts,
                          funnel_submit_result_t *res)
@@ -147,12 +160,11 @@ int funnel_client_submit(funnel_client_t *c, const char *endpoint, const char *t
     funnel__v1__envelope__pack(env, buf);
     void *sock = open_socket(c, ZMQ_DEALER, endpoint, 0);
     int rc = sock ? FUNNEL_ETIMEDOUT : FUNNEL_EBUS;
-    int backoff = o.backoff_ms;
     for (int attempt = 0; sock && attempt < o.attempts; attempt++) {
-        if (attempt) {
+        int backoff = funnel_client_backoff_ms(o.backoff_ms, attempt);
+        if (backoff) {
             struct timespec ts = {backoff / 1000, (long)(backoff % 1000) * 1000000L};
             nanosleep(&ts, NULL);
-            backoff *= 2;
         }
         if (zmq_send(sock, topic, strlen(topic), ZMQ_SNDMORE) < 0 ||
             zmq_send(sock, buf, len, 0) < 0) {

@@ -49,8 +49,10 @@ int funnel_zsock_start(funnel_zsock_t *zs, funnel_zsock_recv_cb recv_cb, void *a
 /* Stops reading input (graceful stop); sends still work. */
 void funnel_zsock_pause(funnel_zsock_t *zs);
 
-/* Sends n frames as one message without blocking. Returns 0, FUNNEL_EAGAIN (HWM reached or,
- * for ROUTER_MANDATORY, peer not ready — nothing was sent), or FUNNEL_EBUS (peer unknown...). */
+/* Sends n frames (at most FUNNEL_ZSOCK_SEND_MAX_FRAMES) as one message without blocking: all
+ * of it or nothing. Returns 0, FUNNEL_EAGAIN (HWM reached or, for ROUTER_MANDATORY, peer not
+ * ready), FUNNEL_ENOMEM, FUNNEL_EINVAL (too many frames) or FUNNEL_EBUS (peer unknown...). */
+#define FUNNEL_ZSOCK_SEND_MAX_FRAMES 8
 int funnel_zsock_sendv(funnel_zsock_t *zs, const void *const *parts, const size_t *lens, size_t n);
 
 #endif

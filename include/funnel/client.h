@@ -29,7 +29,8 @@ typedef struct funnel_submit_result {
 typedef struct funnel_submit_options {
     int timeout_ms; /* wait for an ack per attempt (default 2000) */
     int attempts;   /* attempts in all, each with the same event_id (default 3) */
-    int backoff_ms; /* pause before the 2nd attempt, doubled each time (default 100) */
+    int backoff_ms; /* pause before the 2nd attempt, doubled each time up to
+                       FUNNEL_CLIENT_BACKOFF_MAX_MS (default 100) */
 } funnel_submit_options_t;
 
 /* Submits env under topic to funneld's submit endpoint and waits for its ack, resending the
@@ -38,6 +39,12 @@ typedef struct funnel_submit_options {
 int funnel_client_submit(funnel_client_t *client, const char *endpoint, const char *topic,
                          const funnel_envelope_t *env, const funnel_submit_options_t *opts,
                          funnel_submit_result_t *res);
+
+/* The pause before attempt `attempt` of funnel_client_submit (0 is the first, which has none):
+ * base_ms, doubled for each attempt after the second, at most FUNNEL_CLIENT_BACKOFF_MAX_MS, so
+ * any number of attempts is safe. */
+#define FUNNEL_CLIENT_BACKOFF_MAX_MS 30000
+int funnel_client_backoff_ms(int base_ms, int attempt);
 
 /* One output message, valid during the callback. Return non-zero to stop following. */
 typedef int (*funnel_client_msg_cb)(uint64_t seq, const char *topic, const uint8_t *envelope,

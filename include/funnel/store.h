@@ -62,10 +62,12 @@ int funnel_store_begin(funnel_store_t *store);
 int funnel_store_commit(funnel_store_t *store);
 void funnel_store_rollback(funnel_store_t *store);
 
-/* A savepoint around one event. rollback undoes that event's rows, outbox rows included. */
+/* A savepoint around one event. rollback undoes that event's rows, outbox rows included. When
+ * release or rollback fails (FUNNEL_ESTORE), what the transaction holds of the event is unknown:
+ * every later write and the commit are refused, and the caller must roll the transaction back. */
 int funnel_store_savepoint(funnel_store_t *store);
 int funnel_store_savepoint_release(funnel_store_t *store);
-void funnel_store_savepoint_rollback(funnel_store_t *store);
+int funnel_store_savepoint_rollback(funnel_store_t *store);
 
 /* Copies the WAL back into the database when it has grown to 1000 pages (a PASSIVE checkpoint),
  * at a moment the caller chooses. By default SQLite does this inside the COMMIT that crosses

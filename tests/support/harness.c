@@ -2,15 +2,18 @@
 #include "harness.h"
 
 #include "funnel/client.h"
+#include "funnel/store.h"
 
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/inotify.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -77,7 +80,7 @@ static bool read_ready(fx_daemon_t *d, const char *path)
     return true;
 }
 
-void fx_daemon_start(fx_daemon_t *d, const char *dir, const char *const *extra)
+void fx_daemon_spawn(fx_daemon_t *d, const char *dir, const char *const *extra)
 {
     char ready[300];
     const char *argv[64];
@@ -117,19 +120,45 @@ void fx_daemon_start(fx_daemon_t *d, const char *dir, const char *const *extra)
         _exit(127);
     }
     d->pid = pid;
-    for (int waited = 0; waited < 20000; waited += 10) {
+}
+
+/* inotify wakes us the moment funneld renames the ready file into place, as systemd or a
+ * script would notice it; the 10 ms poll timeout is only for noticing an early exit. */
+void fx_daemon_wait_ready(fx_daemon_t *d)
+{
+    char ready[300];
+    snprintf(ready, sizeof ready, "%s/ready", d->dir);
+    int in = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+    cr_assert_geq(in, 0, "inotify_init1: %s", strerror(errno));
+    cr_assert_geq(inotify_add_watch(in, d->dir, IN_MOVED_TO | IN_CLOSE_WRITE), 0,
+                  "inotify_add_watch %s: %s", d->dir, strerror(errno));
+    for (int64_t deadline = fx_now_ms() + 20000; fx_now_ms() < deadline;) {
         int status;
-        if (read_ready(d, ready))
+        char events[4096];
+        if (read_ready(d, ready)) {
+            close(in);
             return;
-        if (waitpid(pid, &status, WNOHANG) == pid) {
+        }
+        if (waitpid(d->pid, &status, WNOHANG) == d->pid) {
             d->pid = 0;
+            close(in);
             cr_assert_fail("funneld exited before it was ready (status %d); see %s", status,
                            d->log);
         }
-        fx_sleep_ms(10);
+        struct pollfd p = {in, POLLIN, 0};
+        if (poll(&p, 1, 10) > 0)
+            while (read(in, events, sizeof events) > 0)
+                ;
     }
+    close(in);
     fx_daemon_kill(d);
     cr_assert_fail("funneld did not become ready in 20 s; see %s", d->log);
+}
+
+void fx_daemon_start(fx_daemon_t *d, const char *dir, const char *const *extra)
+{
+    fx_daemon_spawn(d, dir, extra);
+    fx_daemon_wait_ready(d);
 }
 
 /* Copies sanitizer reports from funneld's log to our stderr, where ctest's
@@ -149,20 +178,24 @@ static void report_sanitizer_errors(const fx_daemon_t *d)
     fclose(f);
 }
 
-/* Waits up to timeout_ms for the child, then kills it; returns its exit status. */
-static int wait_exit(fx_daemon_t *d, int timeout_ms)
+/* Waits up to timeout_ms for the child, then kills it; returns its exit status. When insist is
+ * set, every pass also sends SIGTERM or SIGINT (alternately), so stop requests keep landing at
+ * every instant of the shutdown. */
+static int wait_exit(fx_daemon_t *d, int timeout_ms, bool insist)
 {
-    int status = 0;
+    int status = 0, pass_us = insist ? 200 : 10000;
     if (!d->pid)
         return -1;
-    for (int waited = 0; waitpid(d->pid, &status, WNOHANG) == 0; waited += 10) {
-        if (waited >= timeout_ms) {
+    for (int64_t waited_us = 0; waitpid(d->pid, &status, WNOHANG) == 0; waited_us += pass_us) {
+        if (waited_us >= (int64_t)timeout_ms * 1000) {
             fprintf(stderr, "FUNNEL TEST ERROR: funneld did not stop within %d ms\n", timeout_ms);
             kill(d->pid, SIGKILL);
             waitpid(d->pid, &status, 0);
             break;
         }
-        fx_sleep_ms(10);
+        if (insist)
+            kill(d->pid, waited_us / pass_us % 2 ? SIGINT : SIGTERM);
+        nanosleep(&(struct timespec){0, pass_us * 1000L}, NULL);
     }
     d->pid = 0;
     report_sanitizer_errors(d);
@@ -174,7 +207,15 @@ int fx_daemon_stop(fx_daemon_t *d)
     if (!d->pid)
         return -1;
     kill(d->pid, SIGTERM);
-    return wait_exit(d, 15000);
+    return wait_exit(d, 15000, false);
+}
+
+int fx_daemon_stop_insisting(fx_daemon_t *d)
+{
+    if (!d->pid)
+        return -1;
+    kill(d->pid, SIGTERM);
+    return wait_exit(d, 15000, true);
 }
 
 void fx_daemon_kill(fx_daemon_t *d)
@@ -182,7 +223,7 @@ void fx_daemon_kill(fx_daemon_t *d)
     if (!d->pid)
         return;
     kill(d->pid, SIGKILL);
-    wait_exit(d, 15000);
+    wait_exit(d, 15000, false);
 }
 
 void fx_daemon_signal(fx_daemon_t *d, int sig)
@@ -329,4 +370,49 @@ void fx_suite_stop(fx_tmpdir_t *tmp, fx_daemon_t *d, funnel_client_t **client)
     fx_daemon_finish(d);
     funnel_client_destroy(client);
     fx_tmpdir_remove(tmp);
+}
+
+uint64_t fx_daemon_last_seq(const fx_daemon_t *d)
+{
+    funnel_store_t *st;
+    char err[256];
+    uint64_t first = 0, last = 0;
+    cr_assert_eq(funnel_store_open(d->db, true, FUNNEL_STORE_SYNC_NORMAL, &st, err, sizeof err), 0,
+                 "%s", err);
+    int rc = funnel_store_outbox_bounds(st, &first, &last);
+    funnel_store_destroy(&st);
+    cr_assert_eq(rc, 0, "outbox bounds: %d", rc);
+    return last;
+}
+
+/* What fx_follow_to_end's callback wraps. */
+typedef struct follow_end {
+    funnel_client_msg_cb cb;
+    void *arg;
+    uint64_t end, seen;
+    int stopped; /* the test's callback stopped the follow with this */
+} follow_end_t;
+
+static int follow_end_cb(uint64_t seq, const char *topic, const uint8_t *env, size_t len, void *arg)
+{
+    follow_end_t *f = arg;
+    f->seen = seq;
+    f->stopped = f->cb(seq, topic, env, len, f->arg);
+    return f->stopped ? f->stopped : seq >= f->end;
+}
+
+int fx_follow_to_end(const fx_daemon_t *d, funnel_client_t *client,
+                     const funnel_follow_options_t *opts, funnel_client_msg_cb cb, void *arg)
+{
+    follow_end_t f = {cb, arg, fx_daemon_last_seq(d), 0, 0};
+    funnel_follow_options_t o = opts ? *opts : (funnel_follow_options_t){0};
+    if (f.end == 0 || (o.from_seq > f.end && !o.cursor_path))
+        return 0;              /* nothing to wait for */
+    o.idle_timeout_ms = 30000; /* a failure guard, never the expected end */
+    int rc = funnel_client_follow(client, d->publish, d->replay, &o, follow_end_cb, &f);
+    if (f.stopped)
+        return f.stopped;
+    cr_assert_eq(rc, 1, "the stream stopped at seq %llu before %llu (%d)",
+                 (unsigned long long)f.seen, (unsigned long long)f.end, rc);
+    return 0;
 }

@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "funnel/client.h"
 #include "funnel/codec.h"
 
 /* A temporary directory under $TMPDIR (or /tmp), removed recursively by fx_tmpdir_remove. */
@@ -34,10 +35,17 @@ typedef struct fx_daemon {
  * arguments (NULL-terminated, may be NULL), and waits until it is ready (asserts on failure).
  * When d->ingest etc. are already set (a restart), the same ports are reused. */
 void fx_daemon_start(fx_daemon_t *d, const char *dir, const char *const *extra_args);
+/* fx_daemon_start in two steps: spawn returns at once, wait_ready returns the moment the ready
+ * file appears (for tests that race against readiness). */
+void fx_daemon_spawn(fx_daemon_t *d, const char *dir, const char *const *extra_args);
+void fx_daemon_wait_ready(fx_daemon_t *d);
 /* SIGTERM and wait (15 s at most, then SIGKILL and an error line on stderr); returns the exit
  * status (or 128+signal). Sanitizer reports in funneld's log are copied to stderr, where
  * ctest's FAIL_REGULAR_EXPRESSION turns them into a failure. */
 int fx_daemon_stop(fx_daemon_t *d);
+/* Like fx_daemon_stop, but keeps sending SIGTERM and SIGINT, alternately, until funneld has
+ * exited: a repeated stop request at any instant of shutdown must not change the outcome. */
+int fx_daemon_stop_insisting(fx_daemon_t *d);
 /* SIGKILL and wait. */
 void fx_daemon_kill(fx_daemon_t *d);
 /* Sends a signal without waiting. */
@@ -80,5 +88,17 @@ void fx_suite_start(fx_tmpdir_t *tmp, fx_daemon_t *d, funnel_client_t **client,
                     const char *config_text, char *conf);
 /* The matching tear-down: fx_daemon_finish, the client, the temp dir. */
 void fx_suite_stop(fx_tmpdir_t *tmp, fx_daemon_t *d, funnel_client_t **client);
+
+/* The sequence of the last output row funneld has committed (0: none), read from its database:
+ * after the acks of what a test submitted, the end of the stream those events produced. */
+uint64_t fx_daemon_last_seq(const fx_daemon_t *d);
+
+/* Follows d's output from opts->from_seq (opts may be NULL: from the oldest) with opts' other
+ * settings, passing each message to cb, until the message of fx_daemon_last_seq has been
+ * delivered: "done" is that sequence, not a quiet spell. cb returns 0 to go on, non-zero to
+ * stop at once (returned as is). Asserts when the stream stops first (30 s without a message).
+ * Returns 0 once the end was reached. */
+int fx_follow_to_end(const fx_daemon_t *d, funnel_client_t *client,
+                     const funnel_follow_options_t *opts, funnel_client_msg_cb cb, void *arg);
 
 #endif
