@@ -6,10 +6,12 @@
 #include "funnel/store.h"
 #include "funnel/error.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 /* Each migration takes the schema from version i to i+1. Never edit one that has shipped. */
 static const char *const migrations[] = {
@@ -325,6 +327,35 @@ static void sqlite_setup(void)
     sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
 }
 
+/* An existing file must already be a funneld database: one that is empty (truncated) or holds
+ * something else would otherwise be turned into a new database, restarting the sequence numbers
+ * subscribers rely on and forgetting every event_id seen. An unfinished first start (the file
+ * created, the first migration not committed) is refused too; the message says what to do. */
+static int existing_check(sqlite3 *db, const char *path, char *err, size_t err_len)
+{
+    static const char todo[] = "restore it from a backup, or delete it (and its -wal file) to "
+                               "start a new, empty database";
+    struct stat sb;
+    if (stat(path, &sb) == 0 && sb.st_size == 0) {
+        snprintf(err, err_len, "database %s exists but is empty (0 bytes): %s", path, todo);
+        return FUNNEL_ESTORE;
+    }
+    sqlite3_stmt *st = NULL;
+    int found = -1;
+    if (sqlite3_prepare_v2(db,
+                           "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND "
+                           "name IN ('events', 'outbox', 'meta')",
+                           -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        found = sqlite3_column_int(st, 0);
+    const char *why = found < 0 ? sqlite3_errmsg(db) : "it lacks funneld's tables";
+    sqlite3_finalize(st);
+    if (found == 3)
+        return 0;
+    snprintf(err, err_len, "%s is not a funneld database (%s): %s", path, why, todo);
+    return FUNNEL_ESTORE;
+}
+
 int funnel_store_open(const char *path, bool read_only, funnel_store_sync_t sync,
                       funnel_store_t **out, char *err, size_t err_len)
 {
@@ -337,12 +368,19 @@ int funnel_store_open(const char *path, bool read_only, funnel_store_sync_t sync
         snprintf(err, err_len, "out of memory");
         return FUNNEL_ENOMEM;
     }
-    int flags = read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
+    /* A database is created only where no file exists: an empty or foreign file in its place
+     * is refused before anything (journal_mode=WAL, migrations) writes to it. */
+    struct stat sb;
+    bool create = !read_only && stat(path, &sb) != 0 && errno == ENOENT;
+    int flags = read_only ? SQLITE_OPEN_READONLY
+                          : SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0);
     if (sqlite3_open_v2(path, &s->db, flags | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
         snprintf(err, err_len, "cannot open database %s: %s", path,
                  s->db ? sqlite3_errmsg(s->db) : "out of memory");
         goto fail_db;
     }
+    if (!read_only && !create && (rc = existing_check(s->db, path, err, err_len)))
+        goto fail_db;
     if ((rc = configure(s->db, read_only, sync, err, err_len)))
         goto fail_db;
     if (!read_only && (rc = migrate(s->db, err, err_len)))

@@ -274,18 +274,48 @@ Test(store_open, reopen_is_idempotent_and_keeps_data)
     }
 }
 
-Test(store_open, existing_empty_file_is_migrated)
+/* A writer open that must fail: the message names the file and says what to do. */
+static void assert_refused_and_untouched(const char *what, off_t size_before)
+{
+    char err[ERR_LEN] = "";
+    funnel_store_t *s = (funnel_store_t *)&poison;
+    cr_assert_eq(funnel_store_open(db_path, false, FUNNEL_STORE_SYNC_NORMAL, &s, err, sizeof err),
+                 FUNNEL_ESTORE, "%s must be refused", what);
+    cr_assert_null(s);
+    cr_assert(strstr(err, db_path) != NULL, "the error must name the file: %s", err);
+    cr_assert(strstr(err, "backup") != NULL && strstr(err, "delete") != NULL,
+              "the error must say what to do: %s", err);
+    struct stat sb;
+    cr_assert_eq(stat(db_path, &sb), 0);
+    cr_assert_eq(sb.st_size, size_before, "%s must be left as it was", what);
+}
+
+/* A truncated database is not a new one: creating one there would restart the sequence numbers
+ * subscribers hold and forget every event_id seen. */
+Test(store_open, existing_empty_file_is_refused)
 {
     FILE *f = fopen(db_path, "w");
     cr_assert_not_null(f);
     fclose(f);
-    store = open_at(db_path, false);
-    cr_assert_eq(funnel_store_schema_version(store), funnel_store_schema_latest());
+    assert_refused_and_untouched("an empty file", 0);
+}
+
+Test(store_open, sqlite_file_of_another_program_is_refused)
+{
+    sqlite3 *db;
+    cr_assert_eq(sqlite3_open(db_path, &db), SQLITE_OK);
+    cr_assert_eq(sqlite3_exec(db, "CREATE TABLE contacts(name TEXT)", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    struct stat sb;
+    cr_assert_eq(stat(db_path, &sb), 0);
+    assert_refused_and_untouched("another program's database", sb.st_size);
 }
 
 Test(store_open, newer_schema_is_refused)
 {
     sqlite3 *db;
+    funnel_store_t *made = open_at(db_path, false); /* a funneld database, then "upgraded" */
+    funnel_store_destroy(&made);
     cr_assert_eq(sqlite3_open(db_path, &db), SQLITE_OK);
     char sql[64];
     snprintf(sql, sizeof sql, "PRAGMA user_version = %d", funnel_store_schema_latest() + 1);
@@ -321,7 +351,8 @@ Test(store_open, not_a_database_is_refused)
     cr_assert_eq(funnel_store_open(db_path, false, FUNNEL_STORE_SYNC_NORMAL, &s, err, sizeof err),
                  FUNNEL_ESTORE);
     cr_assert_null(s);
-    cr_assert_neq(err[0], '\0', "an error must say why");
+    cr_assert(strstr(err, db_path) != NULL && strstr(err, "not a funneld database") != NULL,
+              "the error must name the file and say why: %s", err);
 }
 
 Test(store_open, read_only_missing_file_fails_and_creates_nothing)
