@@ -74,7 +74,7 @@ typedef struct replay {
     uint64_t last_sent;
     uint64_t truncated;  /* first available seq, while [truncated] is still to be sent; else 0 */
     bool rows_done;      /* every row was sent: [end] is next */
-    const char *error;   /* a read failed: [error][error] is next, instead of [end] */
+    char error[192];     /* a read failed: [error][this reason] is next, instead of [end] */
     bool parked;         /* the peer was full: wait for the retry timer */
     uint64_t stalled_at; /* uv_now when the peer last refused with no progress since; 0: none */
 } replay_t;
@@ -625,7 +625,7 @@ static replay_step_t replay_step(funnel_server_t *srv, replay_t *rp, bool *progr
             return st;
         rp->truncated = 0;
     }
-    if (!rp->rows_done && !rp->error) {
+    if (!rp->rows_done && !rp->error[0]) {
         replay_pass_t pass = {srv, rp, 0};
         int rc = funnel_store_outbox_read(srv->store, rp->next_seq, REPLAY_CHUNK, replay_send_row,
                                           &pass);
@@ -633,8 +633,10 @@ static replay_step_t replay_step(funnel_server_t *srv, replay_t *rp, bool *progr
         if (rc == FUNNEL_EAGAIN || rc == FUNNEL_EBUS)
             return replay_sent(rc, progress);
         if (rc) {
-            funnel_log_error(srv->log, "replay read failed: %s", funnel_store_errmsg(srv->store));
-            rp->error = "replay read failed: see funneld's log";
+            /* The client is told SQLite's reason too: "malformed" says restore, "busy" retry. */
+            snprintf(rp->error, sizeof rp->error, "replay read failed at seq %llu: %s",
+                     (unsigned long long)rp->next_seq, funnel_store_errmsg(srv->store));
+            funnel_log_error(srv->log, "%s", rp->error);
         } else if (pass.sent < REPLAY_CHUNK) {
             rp->rows_done = true;
         } else {
@@ -642,9 +644,9 @@ static replay_step_t replay_step(funnel_server_t *srv, replay_t *rp, bool *progr
         }
     }
     /* After a failed read, [end] would claim rows the client never got: it must not skip them. */
-    int rc = rp->error ? replay_send_error(srv, &rp->peer, rp->error)
-                       : replay_send_marker(srv, rp, "end",
-                                            rp->last_sent ? rp->last_sent : srv->published_seq);
+    int rc = rp->error[0] ? replay_send_error(srv, &rp->peer, rp->error)
+                          : replay_send_marker(srv, rp, "end",
+                                               rp->last_sent ? rp->last_sent : srv->published_seq);
     st = replay_sent(rc, progress);
     return st == REPLAY_MORE ? REPLAY_DONE : st;
 }
@@ -1156,6 +1158,30 @@ static int open_sockets(funnel_server_t *srv)
     return 0;
 }
 
+/* A damaged file must not become ready: it would take writes and fail replays part-way. The
+ * check reads the whole file, so its duration is logged to tell when skipping it is worth it. */
+static int store_check(funnel_server_t *srv)
+{
+    char err[512];
+    if (!srv->cfg.quick_check) {
+        funnel_log_warn(srv->log, "database %s: quick_check skipped (quick_check = 0)",
+                        srv->cfg.database);
+        return 0;
+    }
+    uint64_t started = uv_hrtime();
+    int rc = funnel_store_quick_check(srv->store, err, sizeof err);
+    unsigned long long ms = (unsigned long long)((uv_hrtime() - started) / 1000000);
+    if (rc) {
+        funnel_log_error(srv->log,
+                         "database %s is damaged (PRAGMA quick_check: %s): restore it from a "
+                         "backup; funneld will not start on it",
+                         srv->cfg.database, err);
+        return rc;
+    }
+    funnel_log_info(srv->log, "database %s: quick_check ok in %llu ms", srv->cfg.database, ms);
+    return 0;
+}
+
 static void init_handles(funnel_server_t *srv)
 {
     uv_timer_init(&srv->loop, &srv->flush_timer);
@@ -1199,6 +1225,8 @@ int funnel_server_new(funnel_config_t *cfg, const funnel_server_options_t *opts,
         funnel_log_error(log, "%s", err);
         goto fail;
     }
+    if ((rc = store_check(srv)))
+        goto fail;
     if ((rc = funnel_router_new(srv->store, &srv->router)) ||
         (rc = funnel_store_published_get(srv->store, &srv->published_seq)) ||
         (rc = engines_start(srv)))

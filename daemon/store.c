@@ -184,6 +184,22 @@ static int exec_stmt(funnel_store_t *s, enum stmt_id id)
     return rc == SQLITE_DONE ? 0 : fail(s);
 }
 
+int funnel_store_quick_check(funnel_store_t *s, char *err, size_t err_len)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(s->db, "PRAGMA quick_check(1)", -1, &st, NULL) != SQLITE_OK) {
+        snprintf(err, err_len, "%s", sqlite3_errmsg(s->db));
+        return FUNNEL_ESTORE;
+    }
+    int rc = sqlite3_step(st);
+    const char *verdict = rc == SQLITE_ROW ? (const char *)sqlite3_column_text(st, 0) : NULL;
+    bool ok = verdict && strcmp(verdict, "ok") == 0;
+    if (!ok)
+        snprintf(err, err_len, "%s", verdict ? verdict : sqlite3_errmsg(s->db));
+    sqlite3_finalize(st);
+    return ok ? 0 : FUNNEL_ESTORE;
+}
+
 const char *funnel_store_errmsg(const funnel_store_t *store)
 {
     if (!store || !store->db)

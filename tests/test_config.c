@@ -28,8 +28,8 @@ static const char *const option_names[] = {
     "publish",           "replay",        "connect",
     "max_message_bytes", "batch_max",     "batch_delay_ms",
     "retention_days",    "max_future_ms", "publish_hwm",
-    "log_level",         "sync",          "metrics",
-    "engines",
+    "log_level",         "sync",          "quick_check",
+    "metrics",           "engines",
 };
 #define N_OPTIONS (sizeof option_names / sizeof option_names[0])
 

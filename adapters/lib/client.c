@@ -10,6 +10,7 @@
 
 struct funnel_client {
     void *zctx;
+    char error[256]; /* the reason of the last [error] reply; "" when none */
 };
 
 int funnel_client_new(funnel_client_t **out)
@@ -32,6 +33,11 @@ void funnel_client_destroy(funnel_client_t **client)
     zmq_ctx_term((*client)->zctx);
     free(*client);
     *client = NULL;
+}
+
+const char *funnel_client_error(const funnel_client_t *c)
+{
+    return c->error;
 }
 
 static int64_t mono_ms(void)
@@ -246,6 +252,8 @@ static int replay(funnel_client_t *c, const char *replay_ep, follow_t *f)
             close_frames(fr, n);
             break;
         } else if (n == 2 && frame_is(&fr[0], "error")) {
+            snprintf(c->error, sizeof c->error, "%.*s", (int)zmq_msg_size(&fr[1]),
+                     (const char *)zmq_msg_data(&fr[1]));
             rc = FUNNEL_EINVAL;
         }
         /* "truncated" needs no action: the next row says where history starts. */

@@ -35,8 +35,9 @@ typedef struct funnel_config {
     int64_t publish_hwm;       /* PUB high-water mark per subscriber, messages */
     funnel_log_level_t log_level;
     funnel_store_sync_t sync;
-    char *metrics; /* "127.0.0.1:9464": Prometheus /metrics and /healthz; "off" disables */
-    char *engines; /* "ledger,attribution,sla" (the default), a subset, or "none" */
+    int64_t quick_check; /* 1: PRAGMA quick_check at start refuses a damaged file; 0: skipped */
+    char *metrics;       /* "127.0.0.1:9464": Prometheus /metrics and /healthz; "off" disables */
+    char *engines;       /* "ledger,attribution,sla" (the default), a subset, or "none" */
     /* Engine sections (config groups) follow, one struct per engine; see config.c sections[]. */
     funnel_commission_config_t commission;   /* `commission { ... }`: the ledger's plan */
     funnel_attribution_config_t attribution; /* `attribution { ... }`: models, windows */

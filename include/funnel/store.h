@@ -31,6 +31,11 @@ int funnel_store_open(const char *path, bool read_only, funnel_store_sync_t sync
                       funnel_store_t **out, char *err, size_t err_len);
 void funnel_store_destroy(funnel_store_t **store);
 
+/* Runs PRAGMA quick_check: every page and B-tree of the file is read and checked (not the
+ * indexes' contents). Returns 0 when the file is sound, FUNNEL_ESTORE with the first problem
+ * SQLite found (or why the check could not run) in err. Reads the whole file: seconds per GB. */
+int funnel_store_quick_check(funnel_store_t *store, char *err, size_t err_len);
+
 /* The last SQLite error message of this connection; valid until the next call. */
 const char *funnel_store_errmsg(const funnel_store_t *store);
 
