@@ -1128,8 +1128,12 @@ static int write_ready_file(funnel_server_t *srv)
         funnel_log_error(srv->log, "cannot write %s: %s", tmp, strerror(errno));
         return FUNNEL_EIO;
     }
-    fprintf(f, "ingest=%s\nsubmit=%s\npublish=%s\nreplay=%s\npid=%ld\n", srv->bound[0],
-            srv->bound[1], srv->bound[2], srv->bound[3], (long)getpid());
+    /* The database's absolute path: funnelctl --ready-file reads it from any directory. */
+    char *db = realpath(srv->cfg.database, NULL);
+    fprintf(f, "ingest=%s\nsubmit=%s\npublish=%s\nreplay=%s\npid=%ld\ndatabase=%s\n", srv->bound[0],
+            srv->bound[1], srv->bound[2], srv->bound[3], (long)getpid(),
+            db ? db : srv->cfg.database);
+    free(db);
     if (srv->metrics)
         fprintf(f, "metrics=%d\n", funnel_metrics_port(srv->metrics));
     if (fclose(f) || rename(tmp, srv->opts.ready_file)) {
