@@ -892,27 +892,6 @@ static void publish_backlog(funnel_server_t *srv)
 
 /* ---- signals, reload, stop ----------------------------------------------------------- */
 
-static int config_read(funnel_server_t *srv, funnel_config_t *out, char *err, size_t err_len)
-{
-    int rc = funnel_config_defaults(out);
-    if (!rc && srv->opts.config_path)
-        rc = funnel_config_load(srv->opts.config_path, out, err, err_len);
-    for (size_t i = 0; !rc && i < srv->opts.n_overrides; i++) {
-        char name[64];
-        const char *kv = srv->opts.overrides[i], *eq = strchr(kv, '=');
-        if (!eq || (size_t)(eq - kv) >= sizeof name) {
-            snprintf(err, err_len, "override '%s' is not name=value", kv);
-            rc = FUNNEL_ECONFIG;
-            break;
-        }
-        snprintf(name, sizeof name, "%.*s", (int)(eq - kv), kv);
-        rc = funnel_config_set(out, name, eq + 1, err, err_len);
-    }
-    if (rc)
-        funnel_config_clear(out);
-    return rc;
-}
-
 /* Above max_message_bytes a message is still read, refused with a reason and dead-lettered;
  * past this hard limit ZeroMQ drops the connection before buffering it at all. It applies to
  * connections made after it is set. */
@@ -926,10 +905,12 @@ static void set_hard_limit(funnel_server_t *srv, funnel_zsock_t *zs)
 
 static void reload(funnel_server_t *srv)
 {
-    funnel_config_t fresh;
+    funnel_config_t fresh = {0};
     char err[512] = "";
     sd_notify(0, "RELOADING=1");
-    if (config_read(srv, &fresh, err, sizeof err)) {
+    /* Checked whole, exactly as at start-up: one bad value refuses the whole file. */
+    if (funnel_server_config_read(srv->opts.config_path, srv->opts.overrides, srv->opts.n_overrides,
+                                  &fresh, err, sizeof err)) {
         funnel_log_error(srv->log, "config reload refused, keeping the running config: %s", err);
     } else {
         int changed = funnel_config_reload(&srv->cfg, &fresh, srv->log);
@@ -1038,7 +1019,7 @@ static const engine_def_t *engine_def_find(const char *name, size_t len)
 
 /* Every name in the `engines` option must be a known engine: a typo must not silently turn
  * the commission ledger off. */
-int funnel_server_config_check(const funnel_config_t *cfg, char *err, size_t err_len)
+static int engines_check(const funnel_config_t *cfg, char *err, size_t err_len)
 {
     const char *list = cfg->engines;
     if (strcmp(list, "none") == 0)
@@ -1054,6 +1035,47 @@ int funnel_server_config_check(const funnel_config_t *cfg, char *err, size_t err
         if (!p[len])
             return 0;
     }
+}
+
+/* A tcp:// endpoint needs a port ZeroMQ can bind or connect to: 1..65535, or * for any.
+ * Other transports (ipc://, inproc://) carry no port. */
+static int endpoint_check(const char *name, const char *ep, char *err, size_t err_len)
+{
+    if (strncmp(ep, "tcp://", 6) != 0)
+        return 0;
+    const char *colon = strrchr(ep + 6, ':'), *port = colon ? colon + 1 : "";
+    char *end;
+    long v = strtol(port, &end, 10);
+    if (strcmp(port, "*") == 0 || (*port && !*end && v >= 1 && v <= 65535))
+        return 0;
+    snprintf(err, err_len, "%s: '%s' needs a port 1..65535 or * after its last ':'", name, ep);
+    return FUNNEL_ECONFIG;
+}
+
+int funnel_server_config_check(const funnel_config_t *cfg, char *err, size_t err_len)
+{
+    const char *names[] = {"ingest", "submit", "publish", "replay"};
+    const char *eps[] = {cfg->ingest, cfg->submit, cfg->publish, cfg->replay};
+    int rc = engines_check(cfg, err, err_len);
+    for (size_t i = 0; !rc && i < 4; i++)
+        rc = endpoint_check(names[i], eps[i], err, err_len);
+    for (size_t i = 0; !rc && i < cfg->n_connect; i++)
+        rc = endpoint_check("connect", cfg->connect[i], err, err_len);
+    return rc ? rc : funnel_metrics_listen_check(cfg->metrics, err, err_len);
+}
+
+int funnel_server_config_read(const char *path, const char *const *overrides, size_t n,
+                              funnel_config_t *cfg, char *err, size_t err_len)
+{
+    funnel_config_t fresh = {0};
+    int rc = funnel_config_read(path, overrides, n, &fresh, err, err_len);
+    if (!rc && !(rc = funnel_server_config_check(&fresh, err, err_len))) {
+        funnel_config_clear(cfg);
+        *cfg = fresh;
+        return 0;
+    }
+    funnel_config_clear(&fresh);
+    return rc;
 }
 
 static int engines_start(funnel_server_t *srv)

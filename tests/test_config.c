@@ -754,3 +754,77 @@ Test(config_help, mentions_every_option_with_default_bounds_and_reloadability)
     cr_assert_eq(count_lines_with(buf, "reloadable"), 6, "%s", buf);
     free(buf);
 }
+
+/* ---- funnel_config_read: file, then command-line overrides ---------------------------------- */
+
+TestSuite(config_read, .init = setup, .fini = teardown);
+
+static int read_with(const char *text, const char *const *overrides, size_t n, char *err)
+{
+    if (text)
+        write_file(cfg_path, text);
+    err[0] = '\0';
+    return funnel_config_read(text ? cfg_path : NULL, overrides, n, &cfg, err, ERR_LEN);
+}
+
+Test(config_read, set_reaches_an_engine_section_over_the_file)
+{
+    static const char *const ov[] = {"attribution.half_life_days=14", "batch_max=5",
+                                     "commission.default_rate_bp=250"};
+    char err[ERR_LEN];
+    int rc = read_with("batch_max = 7;\nattribution = { lookback_days = 30; half_life_days = 3; "
+                       "};\n",
+                       ov, 3, err);
+    cr_assert_eq(rc, 0, "%s", err);
+    cr_assert_eq(cfg.attribution.half_life_days, 14, "the override wins over the file");
+    cr_assert_eq(cfg.attribution.lookback_days, 30, "the rest of the file's section stays");
+    cr_assert_eq(cfg.batch_max, 5);
+    cr_assert_eq(cfg.commission.default_rate_bp, 250, "a section absent from the file is made");
+}
+
+Test(config_read, set_reaches_an_engine_section_without_a_file)
+{
+    static const char *const ov[] = {"attribution.half_life_days=21"};
+    char err[ERR_LEN];
+    cr_assert_eq(read_with(NULL, ov, 1, err), 0, "%s", err);
+    cr_assert_eq(cfg.attribution.half_life_days, 21);
+    cr_assert_eq(cfg.attribution.lookback_days, 90, "the section's other defaults stay");
+}
+
+Test(config_read, bad_overrides_are_refused_and_name_the_override)
+{
+    static const struct {
+        const char *ov, *want;
+    } cases[] = {
+        {"attribution.half_life_days=-3", "half_life_days"},
+        {"attribution.bogus=1", "bogus"},
+        {"nosuch.key=1", "nosuch"},
+        {"batch_max", "batch_max"},
+        {"batch_max=0", "batch_max"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char err[ERR_LEN];
+        funnel_config_clear(&cfg);
+        cr_assert_eq(read_with(NULL, &cases[i].ov, 1, err), FUNNEL_ECONFIG, "accepted %s",
+                     cases[i].ov);
+        cr_assert(strstr(err, cases[i].want), "%s: %s", cases[i].ov, err);
+        cr_assert_null(cfg.database, "a refused read leaves the target as it was");
+    }
+}
+
+Test(config_reload, removing_a_whole_section_warns_what_was_removed)
+{
+    funnel_config_t fresh;
+    char err[ERR_LEN];
+    cr_assert_eq(load_text("commission = { default_rate_bp = 500; };\n", &cfg, err), 0, "%s", err);
+    defaults(&fresh); /* the file no longer has the section */
+    mem_log_t m;
+    mem_log_open(&m);
+    funnel_config_reload(&cfg, &fresh, &m.log);
+    fflush(m.log.out);
+    cr_assert_eq(count_lines_with(m.buf, " warn "), 1, "%s", m.buf);
+    cr_assert(strstr(m.buf, "section commission removed"), "%s", m.buf);
+    cr_assert_eq(cfg.commission.default_rate_bp, 0);
+    mem_log_close(&m);
+    funnel_config_clear(&fresh);
+}

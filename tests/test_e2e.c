@@ -886,3 +886,67 @@ Test(e2e, damaged_database_is_refused_at_start_and_tail_says_why)
     cr_assert_eq(status, 1, "%s", out);
     cr_assert(strstr(out, "replay read failed") && strstr(out, "malformed"), "%s", out);
 }
+
+/* Writes text to the test's reload.conf; path receives its name. */
+static void reload_conf_write(char *path, size_t path_len, const char *text)
+{
+    snprintf(path, path_len, "%s/reload.conf", tmp.path);
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fputs(text, f);
+    cr_assert_eq(fclose(f), 0);
+}
+
+/* One bad value refuses the whole reload: checked as --check-config and start-up check it. */
+Test(e2e, reload_with_an_invalid_value_applies_nothing)
+{
+    char path[512], out[8192];
+    reload_conf_write(path, sizeof path, "batch_max = 10;\n");
+    fx_daemon_stop(&fd);
+    const char *args[] = {"--config", path, NULL};
+    fx_daemon_start(&fd, tmp.path, args);
+    reload_conf_write(path, sizeof path, "batch_max = 20;\nengines = \"ledger,bogus\";\n");
+    const char *check[] = {FUNNELD_PATH, "--config", path, "--check-config", NULL};
+    cr_assert_eq(fx_run(check, out, sizeof out), 1, "%s", out);
+    fx_daemon_signal(&fd, SIGHUP);
+    cr_assert(fx_daemon_log_has(&fd, "config reload refused", 5000));
+    cr_assert(fx_daemon_log_has(&fd, "unknown engine 'bogus'", 0));
+    /* The refusal and any change are logged by the same reload: nothing later can add one. */
+    cr_assert_not(fx_daemon_log_has(&fd, "batch_max changed", 0), "a refused reload changed");
+    submit_lead("evt-r1", "lead-r", FUNNEL_SUBMIT_OK);
+}
+
+Test(e2e, check_config_refuses_what_start_up_refuses)
+{
+    static const char *const bad[] = {"metrics=nonsense", "submit=tcp://127.0.0.1:99999",
+                                      "connect=tcp://crm:70000", "ingest=tcp://127.0.0.1:"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char out[8192];
+        const char *check[] = {FUNNELD_PATH, "--set", bad[i], "--check-config", NULL};
+        cr_assert_eq(fx_run(check, out, sizeof out), 1, "%s accepted: %s", bad[i], out);
+        char name[32];
+        snprintf(name, sizeof name, "%.*s", (int)strcspn(bad[i], "="), bad[i]);
+        cr_assert(strstr(out, name), "the error names %s: %s", name, out);
+    }
+}
+
+/* --set reaches an engine section, and a reload re-applies it over the re-read file. */
+Test(e2e, set_engine_option_survives_reload)
+{
+    char path[512], out[8192];
+    reload_conf_write(path, sizeof path, "attribution = { half_life_days = 3; };\n");
+    const char *check[] = {
+        FUNNELD_PATH,     "--config", path, "--set", "attribution.half_life_days=14",
+        "--check-config", NULL};
+    cr_assert_eq(fx_run(check, out, sizeof out), 0, "%s", out);
+    cr_assert(strstr(out, "half_life_days = 14;"), "%s", out);
+    fx_daemon_stop(&fd);
+    const char *args[] = {"--config", path, "--set", "attribution.half_life_days=14", NULL};
+    fx_daemon_start(&fd, tmp.path, args);
+    reload_conf_write(path, sizeof path,
+                      "batch_max = 10;\nattribution = { half_life_days = 3; };\n");
+    fx_daemon_signal(&fd, SIGHUP);
+    cr_assert(fx_daemon_log_has(&fd, "config reload: batch_max changed", 5000));
+    cr_assert_not(fx_daemon_log_has(&fd, "section attribution replaced", 0),
+                  "the command line's half_life_days was lost on reload");
+}

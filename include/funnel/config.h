@@ -55,6 +55,15 @@ void funnel_config_clear(funnel_config_t *cfg);
  * on success (it must be cleared or zeroed beforehand). */
 int funnel_config_load(const char *path, funnel_config_t *cfg, char *err, size_t err_len);
 
+/* The effective configuration: the defaults, the file at path (NULL: none), then the
+ * command-line overrides, "name=value" each; a dotted name reaches an engine section
+ * ("attribution.half_life_days=14") and wins over the file's value there. The one path for
+ * start-up, --check-config and every reload, so overrides survive reloads. Returns 0,
+ * FUNNEL_ECONFIG (err names the file or the override) or FUNNEL_ENOMEM; cfg is only written
+ * on success (clear or zero it beforehand). */
+int funnel_config_read(const char *path, const char *const *overrides, size_t n,
+                       funnel_config_t *cfg, char *err, size_t err_len);
+
 /* Sets one option from text, as a command-line override does ("batch_max", "500").
  * Returns 0 or FUNNEL_ECONFIG with err. */
 int funnel_config_set(funnel_config_t *cfg, const char *name, const char *value, char *err,

@@ -21,6 +21,10 @@ typedef struct funnel_metrics funnel_metrics_t;
 /* Starts serving GET /metrics and GET /healthz on listen ("127.0.0.1:9464"; port 0 picks a
  * free one). Returns 0 with *out, FUNNEL_ECONFIG for a malformed address, FUNNEL_EIO when the
  * port cannot be bound, FUNNEL_ENOMEM. */
+/* Checks a `metrics` value ("127.0.0.1:9464" or "off") without opening anything: 0 or
+ * FUNNEL_ECONFIG with err. --check-config and reloads refuse what funnel_metrics_new would. */
+int funnel_metrics_listen_check(const char *listen, char *err, size_t err_len);
+
 int funnel_metrics_new(const char *listen, const funnel_log_t *log, funnel_metrics_t **out);
 
 /* Stops the HTTP thread and frees; *m becomes NULL. */
