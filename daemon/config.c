@@ -49,6 +49,9 @@ static const opt_t options[] = {
      "how far ahead of the clock occurred_at_ms may be"},
     {"publish_hwm", OPT_INT, F(publish_hwm), "100000", 100, 10000000, false,
      "messages queued per slow subscriber before it starts losing them"},
+    {"disk_full_buffer_bytes", OPT_INT, F(disk_full_buffer_bytes), "67108864", 0, 1LL << 40, true,
+     "SUB input kept in memory while the disk is full, committed when space returns; beyond it "
+     "is lost"},
     {"log_level", OPT_LOG_LEVEL, F(log_level), "info", 0, 0, true, "error, warn, info or debug"},
     {"sync", OPT_SYNC, F(sync), "normal", 0, 0, false,
      "normal (survives crashes) or full (also survives power loss, slower)"},

@@ -205,17 +205,21 @@ static char *render(const funnel_metrics_t *m, size_t *len)
             "# HELP funnel_commit_failures_total Batch transactions that failed, by kind (busy: "
             "retried).\n# TYPE funnel_commit_failures_total counter\n"
             "funnel_commit_failures_total{kind=\"busy\"} %llu\n"
+            "funnel_commit_failures_total{kind=\"disk_full\"} %llu\n"
             "funnel_commit_failures_total{kind=\"error\"} %llu\n"
             "# HELP funnel_events_lost_total SUB input lost (no ack, so never resent), by reason.\n"
             "# TYPE funnel_events_lost_total counter\n"
             "funnel_events_lost_total{reason=\"commit_failed\"} %llu\n"
             "funnel_events_lost_total{reason=\"event_failed\"} %llu\n"
-            "funnel_events_lost_total{reason=\"out_of_memory\"} %llu\n",
+            "funnel_events_lost_total{reason=\"out_of_memory\"} %llu\n"
+            "funnel_events_lost_total{reason=\"disk_full\"} %llu\n",
             (unsigned long long)get(&m->commit_failures[FUNNEL_METRICS_COMMIT_BUSY]),
+            (unsigned long long)get(&m->commit_failures[FUNNEL_METRICS_COMMIT_FULL]),
             (unsigned long long)get(&m->commit_failures[FUNNEL_METRICS_COMMIT_ERROR]),
             (unsigned long long)get(&m->lost[FUNNEL_METRICS_LOST_COMMIT]),
             (unsigned long long)get(&m->lost[FUNNEL_METRICS_LOST_EVENT]),
-            (unsigned long long)get(&m->lost[FUNNEL_METRICS_LOST_NOMEM]));
+            (unsigned long long)get(&m->lost[FUNNEL_METRICS_LOST_NOMEM]),
+            (unsigned long long)get(&m->lost[FUNNEL_METRICS_LOST_DISK_FULL]));
     write_histogram(f, "funnel_commit_batch_size", "Messages per committed batch.", &m->batch_size,
                     size_bounds, N_SIZE, 1);
     write_histogram(f, "funnel_commit_seconds", "Time from BEGIN to COMMIT of a batch.",

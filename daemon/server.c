@@ -42,7 +42,13 @@
 #define BUSY_RETRY_MIN_MS     100   /* first retry of a batch the database was too busy for */
 #define BUSY_RETRY_MAX_MS     1000  /* the doubling retry delay stops growing here */
 
-typedef enum item_status { ITEM_OK, ITEM_DUPLICATE, ITEM_REFUSED, ITEM_FAILED } item_status_t;
+typedef enum item_status {
+    ITEM_OK,
+    ITEM_DUPLICATE,
+    ITEM_REFUSED,
+    ITEM_FAILED,
+    ITEM_UNAVAILABLE /* not attempted: the disk is full; the submitter retries later */
+} item_status_t;
 
 /* Where a reply goes: a ROUTER peer, with or without a REQ-style empty delimiter. */
 typedef struct peer {
@@ -97,6 +103,10 @@ struct funnel_server {
     uv_timer_t flush_timer; /* commits after batch_delay_ms; at 0, on the next loop pass */
     uint64_t busy_retry_ms; /* the delay before the kept batch's next attempt; 0: none kept */
     bool ingest_held;       /* sub and submit are not read: the kept batch is full */
+    bool disk_full;         /* the last attempt met a full disk: submits are answered
+                               "unavailable", SUB input is kept in memory */
+    uint64_t kept_bytes;    /* memory the kept SUB input takes while the disk is full */
+    uint64_t full_lost;     /* SUB messages dropped beyond disk_full_buffer_bytes this spell */
     uv_signal_t sig_term, sig_int, sig_hup;
     uv_timer_t watchdog, prune_timer;
     uv_timer_t engine_timer;      /* the earliest engine deadline (SLA timers) */
@@ -164,6 +174,8 @@ static void item_reply(funnel_server_t *srv, const item_t *it)
         snprintf(status, sizeof status, "ok");
     else if (it->status == ITEM_DUPLICATE)
         snprintf(status, sizeof status, "duplicate");
+    else if (it->status == ITEM_UNAVAILABLE)
+        snprintf(status, sizeof status, "unavailable: disk full");
     else
         snprintf(status, sizeof status, "rejected: %s", it->why.text);
     const void *parts[] = {it->event_id, status};
@@ -255,14 +267,14 @@ static int route_item(funnel_server_t *srv, item_t *it, int64_t now, bool guarde
     return 0;
 }
 
-/* One attempt at the batch's transaction: route every item, persist the publish cursor, commit.
- * Returns 0 once committed, FUNNEL_EAGAIN when an unguarded event failed, or the error that
- * failed the transaction; on any error the transaction is rolled back. */
-static int batch_txn(funnel_server_t *srv, int64_t now, bool guarded)
+/* One attempt at the transaction of the batch's first n items: route each, persist the publish
+ * cursor, commit. Returns 0 once committed, FUNNEL_EAGAIN when an unguarded event failed, or the
+ * error that failed the transaction; on any error the transaction is rolled back. */
+static int batch_txn(funnel_server_t *srv, size_t n, int64_t now, bool guarded)
 {
     funnel_store_t *st = srv->store;
     int rc = funnel_store_begin(st);
-    for (size_t i = 0; !rc && i < srv->n_batch; i++)
+    for (size_t i = 0; !rc && i < n; i++)
         if (route_item(srv, &srv->batch[i], now, guarded))
             rc = FUNNEL_EAGAIN;
     rc = rc ? rc : funnel_store_published_set(st, srv->published_seq);
@@ -311,21 +323,91 @@ static void ingest_hold(funnel_server_t *srv, bool hold)
             funnel_log_error(srv->log, "cannot %s ingest socket %zu", hold ? "hold" : "resume", i);
 }
 
-/* The database was locked by another connection past the busy timeout: nothing was written and
- * the same batch may well commit a moment later. Dropping it would lose the SUB input, whose
- * publishers expect no ack and never resend, so it is kept (unanswered) and tried again after a
- * delay doubling from BUSY_RETRY_MIN_MS to BUSY_RETRY_MAX_MS. New input joins it meanwhile, up
- * to batch_max; then reading stops until a commit succeeds. */
-static void batch_keep(funnel_server_t *srv)
+/* Moves an item to another slot. Items hold a zmq_msg_t, which libzmq allows to be relocated
+ * only with zmq_msg_move; the source slot is left empty, to be initialised again before reuse. */
+static void item_move(item_t *dst, item_t *src)
+{
+    *dst = *src;
+    zmq_msg_init(&dst->body);
+    zmq_msg_move(&dst->body, &src->body);
+}
+
+/* Memory an item kept while the disk is full takes: its slot and its envelope. */
+static uint64_t item_footprint(const item_t *it)
+{
+    return sizeof *it + it->raw_size;
+}
+
+/* Answers every submitter in the batch "unavailable: disk full" and drops its item: it sends
+ * again later, so only SUB input, which is never resent, stays in memory. */
+static void batch_answer_unavailable(funnel_server_t *srv)
+{
+    size_t kept = 0;
+    srv->kept_bytes = 0;
+    for (size_t i = 0; i < srv->n_batch; i++) {
+        item_t *it = &srv->batch[i];
+        if (it->peer.ident_len) {
+            it->status = ITEM_UNAVAILABLE;
+            item_reply(srv, it);
+            item_clear(it);
+            continue;
+        }
+        srv->kept_bytes += item_footprint(it);
+        if (kept != i)
+            item_move(&srv->batch[kept], it);
+        kept++;
+    }
+    srv->n_batch = kept;
+}
+
+/* A failed attempt that may succeed later unchanged: the database was locked by another
+ * connection (busy), or the disk was full. Nothing was written. Dropping the batch would lose
+ * the SUB input, whose publishers expect no ack and never resend, so it is kept and tried again
+ * on a timer, after a delay doubling from BUSY_RETRY_MIN_MS to BUSY_RETRY_MAX_MS; the loop
+ * never waits for the database.
+ * Busy: the kept batch stays unanswered; new input joins it up to batch_max, then reading stops
+ * until a commit succeeds (a lock is short-lived). Disk full: it may last hours, so submitters
+ * get a retryable "unavailable: disk full" at once and reading goes on; SUB input is kept in
+ * memory up to disk_full_buffer_bytes (batch_add), and each attempt commits at most batch_max
+ * of it, so a failed attempt writes at most one batch into the WAL instead of all of it. */
+static void batch_keep(funnel_server_t *srv, bool full)
 {
     uint64_t delay = srv->busy_retry_ms ? 2 * srv->busy_retry_ms : BUSY_RETRY_MIN_MS;
     srv->busy_retry_ms = delay < BUSY_RETRY_MAX_MS ? delay : BUSY_RETRY_MAX_MS;
-    funnel_log_warn(srv->log, "database busy (%s): %zu events kept, retrying in %llu ms",
-                    funnel_store_errmsg(srv->store), srv->n_batch,
-                    (unsigned long long)srv->busy_retry_ms);
+    if (full && !srv->disk_full)
+        funnel_log_error(srv->log,
+                         "disk full (%s): submits are answered \"unavailable: disk full\"; up to "
+                         "%lld bytes of SUB input are kept in memory until space returns",
+                         funnel_store_errmsg(srv->store),
+                         (long long)srv->cfg.disk_full_buffer_bytes);
+    srv->disk_full = full;
+    if (full)
+        batch_answer_unavailable(srv);
+    funnel_log_warn(srv->log, "%s (%s): %zu events kept, retrying in %llu ms",
+                    full ? "disk full" : "database busy", funnel_store_errmsg(srv->store),
+                    srv->n_batch, (unsigned long long)srv->busy_retry_ms);
     uv_timer_start(&srv->flush_timer, on_flush_timer, srv->busy_retry_ms, 0);
-    if ((int64_t)srv->n_batch >= srv->cfg.batch_max)
-        ingest_hold(srv, true);
+    ingest_hold(srv, !full && (int64_t)srv->n_batch >= srv->cfg.batch_max);
+}
+
+/* Drops the first n (finished) items: the rest move to the front. */
+static void batch_shift(funnel_server_t *srv, size_t n)
+{
+    for (size_t i = n; i < srv->n_batch; i++)
+        item_move(&srv->batch[i - n], &srv->batch[i]);
+    srv->n_batch -= n;
+}
+
+/* The first commit after a full disk: say what the spell cost. */
+static void disk_full_over(funnel_server_t *srv)
+{
+    funnel_log_info(srv->log,
+                    "disk space is back: committing the kept SUB input; %llu SUB messages were "
+                    "lost beyond disk_full_buffer_bytes",
+                    (unsigned long long)srv->full_lost);
+    srv->disk_full = false;
+    srv->kept_bytes = 0;
+    srv->full_lost = 0;
 }
 
 /* Commits the batch in one transaction, then acks and publishes.
@@ -334,8 +416,9 @@ static void batch_keep(funnel_server_t *srv)
  * touches into the sub-journal, so the batch first runs without any. Only when an event fails
  * is that transaction rolled back and the batch run again with a savepoint per event, so the
  * failure sinks that event alone, as before. Engines may thus see an event twice, the first
- * time in a transaction that is rolled back (router.h). A database too busy to begin is no
- * failure of the batch: it is kept and tried again (batch_keep). */
+ * time in a transaction that is rolled back (router.h). A database busy or full is no failure
+ * of the batch: it is kept and tried again (batch_keep); input kept while the disk was full is
+ * committed batch_max at a time. */
 static void batch_flush(funnel_server_t *srv)
 {
     uv_timer_stop(&srv->flush_timer);
@@ -343,37 +426,43 @@ static void batch_flush(funnel_server_t *srv)
         return;
     int64_t now = now_ms(srv);
     funnel_store_t *st = srv->store;
+    size_t n = srv->n_batch;
+    if (srv->disk_full && (int64_t)n > srv->cfg.batch_max)
+        n = (size_t)srv->cfg.batch_max;
     uint64_t started_ns = uv_hrtime(); /* commit latency for metrics, not engine time */
-    int rc = batch_txn(srv, now, false);
+    int rc = batch_txn(srv, n, now, false);
     if (rc == FUNNEL_EAGAIN)
-        rc = batch_txn(srv, now, true);
-    bool busy = rc && funnel_store_busy(st);
-    funnel_metrics_commit(srv->metrics, srv->n_batch, (uv_hrtime() - started_ns) / 1000,
+        rc = batch_txn(srv, n, now, true);
+    bool busy = rc && funnel_store_busy(st), full = rc && funnel_store_full(st);
+    funnel_metrics_commit(srv->metrics, n, (uv_hrtime() - started_ns) / 1000,
                           !rc    ? FUNNEL_METRICS_COMMITTED
                           : busy ? FUNNEL_METRICS_COMMIT_BUSY
+                          : full ? FUNNEL_METRICS_COMMIT_FULL
                                  : FUNNEL_METRICS_COMMIT_ERROR);
     if (rc)
         srv->stats.commit_failures++;
     /* Once stopping there is no later attempt to wait for: the batch is given up. */
-    if (busy && !srv->stopping) {
-        batch_keep(srv);
+    if ((busy || full) && !srv->stopping) {
+        batch_keep(srv, full);
         return;
     }
     srv->busy_retry_ms = 0;
+    if (!rc && srv->disk_full)
+        disk_full_over(srv);
     if (rc) {
         /* Publishers that asked for an ack get none and retry with the same event_id. */
-        funnel_log_error(srv->log, "commit of %zu events failed: %s; none acknowledged",
-                         srv->n_batch, funnel_store_errmsg(st));
-        for (size_t i = 0; i < srv->n_batch; i++)
+        funnel_log_error(srv->log, "commit of %zu events failed: %s; none acknowledged", n,
+                         funnel_store_errmsg(st));
+        for (size_t i = 0; i < n; i++)
             srv->batch[i].status = ITEM_FAILED;
     } else {
-        size_t n = publish_pending(srv);
+        size_t published = publish_pending(srv);
         srv->stats.batches++;
-        funnel_log_debug(srv->log, "committed a batch of %zu messages, published %zu", srv->n_batch,
-                         n);
+        funnel_log_debug(srv->log, "committed a batch of %zu messages, published %zu", n,
+                         published);
     }
     size_t lost = 0;
-    for (size_t i = 0; i < srv->n_batch; i++) {
+    for (size_t i = 0; i < n; i++) {
         item_t *it = &srv->batch[i];
         lost += it->status == ITEM_FAILED && !it->peer.ident_len;
         srv->stats.accepted += it->status == ITEM_OK;
@@ -390,7 +479,9 @@ static void batch_flush(funnel_server_t *srv)
     /* Only SUB input is lost for good: a submitter that got no ack sends again. */
     funnel_metrics_lost(srv->metrics, rc ? FUNNEL_METRICS_LOST_COMMIT : FUNNEL_METRICS_LOST_EVENT,
                         lost);
-    srv->n_batch = 0;
+    batch_shift(srv, n);
+    if (srv->n_batch) /* input kept while the disk was full: the next slice on the next pass */
+        uv_timer_start(&srv->flush_timer, on_flush_timer, 0, 0);
     timers_arm(srv); /* the batch may have added or settled engine deadlines */
     /* The acks are on their way: copying the WAL back now delays no one waiting for them. */
     if (funnel_store_checkpoint(st))
@@ -413,11 +504,8 @@ static int batch_grow(funnel_server_t *srv)
     item_t *b = malloc(cap * sizeof *b);
     if (!b)
         return FUNNEL_ENOMEM;
-    for (size_t i = 0; i < srv->n_batch; i++) {
-        b[i] = srv->batch[i];
-        zmq_msg_init(&b[i].body);
-        zmq_msg_move(&b[i].body, &srv->batch[i].body);
-    }
+    for (size_t i = 0; i < srv->n_batch; i++)
+        item_move(&b[i], &srv->batch[i]);
     free(srv->batch); /* the moved-from messages are empty: nothing to close */
     srv->batch = b;
     srv->cap_batch = cap;
@@ -451,6 +539,29 @@ static void copy_printable(char *dst, size_t dst_len, const void *src, size_t le
     for (size_t i = 0; i < n; i++)
         dst[i] = s[i] >= 0x20 && s[i] < 0x7f ? (char)s[i] : '?';
     dst[n] = '\0';
+}
+
+/* While the disk is full, a new item is not queued like others: a submitter is answered at once
+ * (it retries later) and SUB input is kept while it fits in disk_full_buffer_bytes; beyond, it
+ * is lost, counted and logged once per spell. Returns true when the item was not kept. */
+static bool full_divert(funnel_server_t *srv, item_t *it)
+{
+    if (it->peer.ident_len) {
+        it->status = ITEM_UNAVAILABLE;
+        item_reply(srv, it);
+    } else if (srv->kept_bytes + item_footprint(it) <= (uint64_t)srv->cfg.disk_full_buffer_bytes) {
+        srv->kept_bytes += item_footprint(it);
+        return false;
+    } else {
+        if (srv->full_lost++ == 0)
+            funnel_log_error(srv->log,
+                             "disk full and disk_full_buffer_bytes (%lld) reached: SUB input is "
+                             "lost from now on until space returns",
+                             (long long)srv->cfg.disk_full_buffer_bytes);
+        funnel_metrics_lost(srv->metrics, FUNNEL_METRICS_LOST_DISK_FULL, 1);
+    }
+    item_clear(it);
+    return true;
 }
 
 /* Decodes one ingest message into the batch and schedules the commit. */
@@ -494,15 +605,18 @@ static void batch_add(funnel_server_t *srv, const zmq_msg_t *topic, zmq_msg_t *b
         funnel_log_warn(srv->log, "refused %s event_id=%s: %s", it->topic[0] ? it->topic : "-",
                         it->event_id[0] ? it->event_id : "-", it->why.text);
     }
+    if (srv->disk_full && full_divert(srv, it))
+        return;
     srv->n_batch++;
     /* A timer, not a check handle: a pending timer keeps the loop from blocking in poll, so a
      * zero delay commits right after the current drain pass, whatever woke the loop. */
     if ((int64_t)srv->n_batch >= srv->cfg.batch_max) {
-        /* A batch kept for a busy database has its retry timer: stop reading until it lands. */
-        if (srv->busy_retry_ms)
-            ingest_hold(srv, true);
-        else
+        /* A kept batch has its retry timer. Busy: stop reading until it lands. Disk full: the
+         * batch grows, up to disk_full_buffer_bytes (full_divert). */
+        if (!srv->busy_retry_ms)
             batch_flush(srv);
+        else if (!srv->disk_full)
+            ingest_hold(srv, true);
     } else if (!uv_is_active((uv_handle_t *)&srv->flush_timer))
         uv_timer_start(&srv->flush_timer, on_flush_timer, (uint64_t)srv->cfg.batch_delay_ms, 0);
 }

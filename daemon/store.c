@@ -128,6 +128,8 @@ typedef struct pending_row {
 #define WAL_CHECKPOINT_PAGES 1000
 #define WAL_HARD_PAGES       (4 * WAL_CHECKPOINT_PAGES)
 
+#define BUSY_WAIT_MS 5000 /* read-only connections and migrations wait this long for a lock */
+
 #define ARENA_MIN      (64 * 1024)   /* first arena: a typical batch fits without regrowing */
 #define ARENA_KEEP_MAX (1024 * 1024) /* a larger arena is freed at the next begin */
 
@@ -148,6 +150,7 @@ struct funnel_store {
     int wal_pages;      /* pages in the WAL after the last commit, once deferred */
     char err[256];      /* message of the last failure; "" since begin/savepoint */
     bool busy;          /* the last failure was SQLITE_BUSY/LOCKED: worth trying again */
+    bool full;          /* the last failure was SQLITE_FULL: worth trying once space returns */
 };
 
 /* Keeps the message of a failure: the ROLLBACK that follows it would otherwise leave
@@ -157,6 +160,7 @@ static int fail(funnel_store_t *s)
     int code = sqlite3_errcode(s->db) & 0xff; /* primary code: SQLITE_BUSY_SNAPSHOT is busy too */
     snprintf(s->err, sizeof s->err, "%s", sqlite3_errmsg(s->db));
     s->busy = code == SQLITE_BUSY || code == SQLITE_LOCKED;
+    s->full = code == SQLITE_FULL;
     return FUNNEL_ESTORE;
 }
 
@@ -210,6 +214,11 @@ const char *funnel_store_errmsg(const funnel_store_t *store)
 bool funnel_store_busy(const funnel_store_t *store)
 {
     return store->busy;
+}
+
+bool funnel_store_full(const funnel_store_t *store)
+{
+    return store->full;
 }
 
 sqlite3 *funnel_store_db(funnel_store_t *store)
@@ -296,9 +305,22 @@ static int migrate_schema(sqlite3 *db, const char *module, const char *const *st
     return 0;
 }
 
+/* Migrations run before the loop starts (or at engine creation): they may wait for another
+ * process's lock as a read-only connection does. Afterwards the writer never waits (busy timeout
+ * 0): it runs on funneld's loop thread, where waiting would stop acks, publishes, replays and
+ * timers; a busy batch is kept and retried on a timer instead. */
+static int migrate_waiting(sqlite3 *db, const char *module, const char *const *steps, int n,
+                           char *err, size_t err_len)
+{
+    sqlite3_busy_timeout(db, BUSY_WAIT_MS);
+    int rc = migrate_schema(db, module, steps, n, err, err_len);
+    sqlite3_busy_timeout(db, 0);
+    return rc;
+}
+
 static int migrate(sqlite3 *db, char *err, size_t err_len)
 {
-    return migrate_schema(db, NULL, migrations, MIGRATIONS, err, err_len);
+    return migrate_waiting(db, NULL, migrations, MIGRATIONS, err, err_len);
 }
 
 int funnel_store_migrate_module(funnel_store_t *store, const char *module, const char *const *steps,
@@ -308,7 +330,7 @@ int funnel_store_migrate_module(funnel_store_t *store, const char *module, const
         snprintf(err, err_len, "%s: migrations cannot run inside a batch", module);
         return FUNNEL_EINVAL;
     }
-    return migrate_schema(store->db, module, steps, n, err, err_len);
+    return migrate_waiting(store->db, module, steps, n, err, err_len);
 }
 
 int funnel_store_module_version(funnel_store_t *store, const char *module)
@@ -320,12 +342,11 @@ static int configure(sqlite3 *db, bool read_only, funnel_store_sync_t sync, char
                      size_t err_len)
 {
     char *msg = NULL;
-    const char *sql = read_only ? "PRAGMA busy_timeout = 5000;"
+    const char *sql = read_only ? ""
                       : sync == FUNNEL_STORE_SYNC_FULL
                           ? "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;"
-                            "PRAGMA busy_timeout = 5000;"
-                          : "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;"
-                            "PRAGMA busy_timeout = 5000;";
+                          : "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;";
+    sqlite3_busy_timeout(db, BUSY_WAIT_MS);
     if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
         snprintf(err, err_len, "%s", msg ? msg : sqlite3_errmsg(db));
         sqlite3_free(msg);
@@ -467,7 +488,7 @@ int funnel_store_begin(funnel_store_t *s)
     }
     s->committed = false;
     s->err[0] = '\0';
-    s->busy = false;
+    s->busy = s->full = false;
     if (exec_stmt(s, ST_BEGIN))
         return FUNNEL_ESTORE;
     s->in_txn = true;

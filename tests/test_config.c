@@ -24,12 +24,24 @@
 
 /* Every option, in table order; a new option must be added here (help/print tests count). */
 static const char *const option_names[] = {
-    "database",          "ingest",        "submit",
-    "publish",           "replay",        "connect",
-    "max_message_bytes", "batch_max",     "batch_delay_ms",
-    "retention_days",    "max_future_ms", "publish_hwm",
-    "log_level",         "sync",          "quick_check",
-    "metrics",           "engines",
+    "database",
+    "ingest",
+    "submit",
+    "publish",
+    "replay",
+    "connect",
+    "max_message_bytes",
+    "batch_max",
+    "batch_delay_ms",
+    "retention_days",
+    "max_future_ms",
+    "publish_hwm",
+    "disk_full_buffer_bytes",
+    "log_level",
+    "sync",
+    "quick_check",
+    "metrics",
+    "engines",
 };
 #define N_OPTIONS (sizeof option_names / sizeof option_names[0])
 
@@ -751,7 +763,7 @@ Test(config_help, mentions_every_option_with_default_bounds_and_reloadability)
               "publish_hwm needs a restart:\n%s", buf);
     cr_assert(strstr(buf, "(default \"info\", reloadable)\n") != NULL, "%s", buf);
     cr_assert(strstr(buf, "(default \"normal\")\n") != NULL, "%s", buf);
-    cr_assert_eq(count_lines_with(buf, "reloadable"), 6, "%s", buf);
+    cr_assert_eq(count_lines_with(buf, "reloadable"), 7, "%s", buf);
     free(buf);
 }
 

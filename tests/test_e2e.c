@@ -10,8 +10,10 @@
 #include <poll.h>
 #include <signal.h>
 #include <sqlite3.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/un.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,6 +49,10 @@ static void close_socket(void *s)
     zmq_close(s);
 }
 
+/* A small filesystem a test mounted (and may have filled); unmounted by the fini, after funneld
+ * stopped, before the temporary directory holding it is removed. */
+static char small_fs[320];
+
 static void stop_all(void)
 {
     for (size_t i = 0; i < 64; i++)
@@ -56,6 +62,9 @@ static void stop_all(void)
     int status = fx_daemon_stop(&fd);
     if (status > 0)
         fprintf(stderr, "FUNNEL TEST ERROR: funneld exited with status %d\n", status);
+    if (small_fs[0] && umount2(small_fs, MNT_DETACH))
+        fprintf(stderr, "FUNNEL TEST ERROR: umount %s: %s\n", small_fs, strerror(errno));
+    small_fs[0] = '\0';
     funnel_client_destroy(&client);
     if (zctx)
         zmq_ctx_term(zctx);
@@ -949,4 +958,142 @@ Test(e2e, set_engine_option_survives_reload)
     cr_assert(fx_daemon_log_has(&fd, "config reload: batch_max changed", 5000));
     cr_assert_not(fx_daemon_log_has(&fd, "section attribution replaced", 0),
                   "the command line's half_life_days was lost on reload");
+}
+
+/* Mounts a tmpfs of `size` on tmp.path/small: a disk that really fills (ENOSPC, which SQLite
+ * reports as SQLITE_FULL). Tests run as root here and in CI; false where mounting is not
+ * permitted (an unprivileged container), and the caller skips. */
+static bool small_fs_mount(const char *size)
+{
+    char opts[64];
+    snprintf(small_fs, sizeof small_fs, "%s/small", tmp.path);
+    cr_assert_eq(mkdir(small_fs, 0755), 0);
+    snprintf(opts, sizeof opts, "size=%s", size);
+    if (mount("tmpfs", small_fs, "tmpfs", 0, opts) == 0)
+        return true;
+    small_fs[0] = '\0';
+    return false;
+}
+
+/* Fills the small filesystem to the last byte with a file named filler. */
+static void small_fs_fill(char *filler, size_t filler_len)
+{
+    static char chunk[65536];
+    snprintf(filler, filler_len, "%s/filler", small_fs);
+    FILE *f = fopen(filler, "w");
+    cr_assert_not_null(f);
+    setvbuf(f, NULL, _IONBF, 0);
+    for (size_t n = sizeof chunk; n >= 1; n /= 2)
+        while (fwrite(chunk, 1, n, f) == n)
+            ;
+    fclose(f);
+    struct statvfs vfs;
+    cr_assert_eq(statvfs(small_fs, &vfs), 0);
+    cr_assert_eq(vfs.f_bavail, 0, "the filesystem is full");
+}
+
+/* Waits (polling, up to 30 s) until the database holds n events. */
+static bool events_reach(int64_t n)
+{
+    for (int i = 0; i < 1500 && count_events(NULL) < n; i++)
+        fx_sleep_ms(20);
+    return count_events(NULL) == n;
+}
+
+/* funneld with its database on a small filesystem, the extra arguments, and a PUB socket whose
+ * subscription is known to have arrived (one event recorded). */
+static void *disk_full_start(const char *const *extra)
+{
+    if (!small_fs_mount("8m"))
+        cr_skip_test("cannot mount a tmpfs here (%s): disk-full path not tested", strerror(errno));
+    char db[300];
+    const char *args[8] = {"--database", db};
+    for (size_t i = 0; extra && extra[i] && i < 5; i++)
+        args[2 + i] = extra[i];
+    snprintf(db, sizeof db, "%.260s/funneld.db", small_fs);
+    fx_daemon_stop(&fd);
+    fx_daemon_start(&fd, tmp.path, args);
+    snprintf(fd.db, sizeof fd.db, "%.299s", db);
+    void *pub = connect_socket(ZMQ_PUB, fd.ingest);
+    int64_t now = fx_now_ms();
+    for (int i = 0; i < 200 && count_events(NULL) == 0; i++) { /* until subscribed */
+        dealer_send_lead(pub, "evt-full-warm", now);
+        fx_sleep_ms(20);
+    }
+    cr_assert_eq(count_events(NULL), 1);
+    return pub;
+}
+
+/* Fills the disk, publishes n events on pub and waits until funneld met the full disk. */
+static void disk_full_publish(void *pub, int n, char *filler, size_t filler_len)
+{
+    small_fs_fill(filler, filler_len);
+    int64_t now = fx_now_ms();
+    for (int i = 0; i < n; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "evt-full-pub-%d", i);
+        dealer_send_lead(pub, id, now);
+    }
+    cr_assert(fx_daemon_log_has(&fd, "disk is full", 15000), "the commit met the full disk");
+}
+
+/* Disk full: submitters are answered at once with a retryable refusal, SUB input (never resent
+ * by its publishers) is kept in memory and committed once space returns. */
+Test(e2e, disk_full_answers_unavailable_and_keeps_sub_input, .timeout = 90)
+{
+    enum { N = 300 };
+    char filler[400], out[4096], id[64], st[64];
+    void *pub = disk_full_start(NULL);
+    disk_full_publish(pub, N, filler, sizeof filler);
+
+    void *dealer = connect_socket(ZMQ_DEALER, fd.submit);
+    dealer_send_lead(dealer, "evt-full-sub", fx_now_ms());
+    int r = zmq_recv(dealer, id, sizeof id - 1, 0);
+    cr_assert_gt(r, 0, "a submit during disk full is answered");
+    r = zmq_recv(dealer, st, sizeof st - 1, 0);
+    cr_assert_gt(r, 0);
+    st[r] = '\0';
+    cr_assert_str_eq(st, "unavailable: disk full");
+    const char *ctl[] = {FUNNELCTL_PATH,
+                         "--submit",
+                         fd.submit,
+                         "--timeout-ms",
+                         "2000",
+                         "publish",
+                         "lead.created",
+                         "{\"eventId\":\"evt-full-ctl\",\"leadId\":\"L\"}",
+                         NULL};
+    cr_assert_eq(fx_run(ctl, out, sizeof out), 3, "funnelctl: retry later: %s", out);
+    cr_assert(strstr(out, "disk full"), "%s", out);
+
+    cr_assert_eq(unlink(filler), 0);
+    cr_assert(events_reach(1 + N), "every SUB event is committed once space returns: %lld",
+              (long long)count_events(NULL));
+    dealer_send_lead(dealer, "evt-full-sub", fx_now_ms());
+    cr_assert_gt(zmq_recv(dealer, id, sizeof id - 1, 0), 0);
+    r = zmq_recv(dealer, st, sizeof st - 1, 0);
+    cr_assert_gt(r, 0);
+    st[r] = '\0';
+    cr_assert_str_eq(st, "ok", "the submitter's retry is accepted");
+    close_socket(dealer);
+    close_socket(pub);
+}
+
+/* Beyond disk_full_buffer_bytes SUB input is lost, and said to be; what was kept is committed. */
+Test(e2e, disk_full_keeps_sub_input_only_up_to_the_bound, .timeout = 90)
+{
+    enum { N = 300 };
+    char filler[400];
+    const char *args[] = {"--set", "disk_full_buffer_bytes=40000", NULL};
+    void *pub = disk_full_start(args);
+    disk_full_publish(pub, N, filler, sizeof filler);
+    cr_assert(fx_daemon_log_has(&fd, "disk_full_buffer_bytes (40000) reached", 15000));
+    cr_assert_eq(unlink(filler), 0);
+    cr_assert(fx_daemon_log_has(&fd, "disk space is back", 15000));
+    int64_t kept = count_events(NULL) - 1;
+    cr_assert(kept > 0 && kept < N, "%lld of %d kept", (long long)kept, N);
+    char lost[128];
+    snprintf(lost, sizeof lost, "%lld SUB messages were lost", (long long)(N - kept));
+    cr_assert(fx_daemon_log_has(&fd, lost, 0), "the log counts what was lost: %s", lost);
+    close_socket(pub);
 }

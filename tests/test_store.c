@@ -1196,6 +1196,8 @@ Test(store_fault, disk_full_fails_the_whole_batch_and_nothing_autocommits)
     cr_assert_eq(funnel_store_commit(store), FUNNEL_ESTORE);
     cr_assert(strstr(funnel_store_errmsg(store), "full") != NULL,
               "the cause must survive the rollback: %s", funnel_store_errmsg(store));
+    cr_assert(funnel_store_full(store) && !funnel_store_busy(store),
+              "a full disk is worth retrying once space returns, unlike other errors");
 
     const funnel_outbox_row_t *rows = &poison_row;
     cr_assert_eq(funnel_store_outbox_pending(store, &rows), 0);
@@ -1493,4 +1495,26 @@ Test(store_checkpoint, refused_inside_a_transaction_and_read_only)
     funnel_store_t *ro = open_at(db_path, true);
     cr_assert_eq(funnel_store_checkpoint(ro), FUNNEL_EINVAL);
     funnel_store_destroy(&ro);
+}
+
+/* The writer runs on funneld's loop thread: waiting there for another process's lock would stop
+ * acks, publishes, replays and timers (issue 14). It fails at once with busy and the caller
+ * retries on a timer; read-only connections (funnelctl) may wait. */
+Test(store_open, writer_never_waits_for_a_lock_readers_do)
+{
+    store = open_at(db_path, false);
+    cr_assert_eq(sql_int(store, "PRAGMA busy_timeout"), 0);
+    funnel_store_t *ro = open_at(db_path, true);
+    cr_assert_eq(sql_int(ro, "PRAGMA busy_timeout"), 5000);
+    funnel_store_destroy(&ro);
+
+    sqlite3 *other;
+    cr_assert_eq(sqlite3_open(db_path, &other), SQLITE_OK);
+    cr_assert_eq(sqlite3_exec(other, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+    cr_assert_eq(funnel_store_begin(store), FUNNEL_ESTORE);
+    cr_assert(funnel_store_busy(store) && !funnel_store_full(store));
+    sqlite3_exec(other, "ROLLBACK", NULL, NULL, NULL);
+    sqlite3_close(other);
+    cr_assert_eq(funnel_store_begin(store), 0);
+    funnel_store_rollback(store);
 }

@@ -69,7 +69,8 @@ static void usage(FILE *out)
             "      --from, --to DATE   attribution: YYYY-MM-DD or YYYY-MM, inclusive, UTC\n"
             "      --state S           sla list: open, breached or met\n"
             "  -h, --help              this help\n"
-            "\nexit codes: 0 ok, 1 refused or failed, 2 usage error, 3 funneld unreachable\n");
+            "\nexit codes: 0 ok, 1 refused or failed, 2 usage error, 3 funneld unreachable or\n"
+            "unavailable (disk full): try again later\n");
 }
 
 funnel_store_t *fctl_store_open(const fctl_t *ctl)

@@ -33,8 +33,10 @@ typedef struct funnel_submit_options {
 } funnel_submit_options_t;
 
 /* Submits env under topic to funneld's submit endpoint and waits for its ack, resending the
- * same bytes (same event_id) when an attempt times out. Returns 0 with *res filled, or
- * FUNNEL_ETIMEDOUT when funneld never answered, FUNNEL_EBUS / FUNNEL_ENOMEM. opts may be NULL. */
+ * same bytes (same event_id) when an attempt times out or funneld answers "unavailable: ..."
+ * (disk full: nothing was recorded). Returns 0 with *res filled, FUNNEL_ETIMEDOUT when funneld
+ * never answered, FUNNEL_EAGAIN when its last answer was "unavailable" (res->reason says why:
+ * retry later), FUNNEL_EBUS / FUNNEL_ENOMEM. opts may be NULL. */
 int funnel_client_submit(funnel_client_t *client, const char *endpoint, const char *topic,
                          const funnel_envelope_t *env, const funnel_submit_options_t *opts,
                          funnel_submit_result_t *res);

@@ -48,7 +48,8 @@ void funnel_metrics_event(funnel_metrics_t *m, const char *topic, funnel_metrics
 typedef enum funnel_metrics_commit_result {
     FUNNEL_METRICS_COMMITTED,
     FUNNEL_METRICS_COMMIT_BUSY,  /* the database was locked by another process: retried later */
-    FUNNEL_METRICS_COMMIT_ERROR, /* anything else (disk full, I/O): the batch is given up */
+    FUNNEL_METRICS_COMMIT_FULL,  /* the disk was full: kept and retried once space returns */
+    FUNNEL_METRICS_COMMIT_ERROR, /* anything else (I/O): the batch is given up */
     FUNNEL_METRICS_COMMIT_COUNT_
 } funnel_metrics_commit_result_t;
 
@@ -58,9 +59,10 @@ void funnel_metrics_commit(funnel_metrics_t *m, size_t n, uint64_t latency_us,
 
 /* Why fire-and-forget (SUB) input was lost: its publisher expects no ack and never resends. */
 typedef enum funnel_metrics_lost_reason {
-    FUNNEL_METRICS_LOST_COMMIT, /* its batch failed with a non-transient error */
-    FUNNEL_METRICS_LOST_EVENT,  /* the event alone failed (its savepoint was rolled back) */
-    FUNNEL_METRICS_LOST_NOMEM,  /* no memory to queue it */
+    FUNNEL_METRICS_LOST_COMMIT,    /* its batch failed with a non-transient error */
+    FUNNEL_METRICS_LOST_EVENT,     /* the event alone failed (its savepoint was rolled back) */
+    FUNNEL_METRICS_LOST_NOMEM,     /* no memory to queue it */
+    FUNNEL_METRICS_LOST_DISK_FULL, /* disk full and disk_full_buffer_bytes of it already kept */
     FUNNEL_METRICS_LOST_COUNT_
 } funnel_metrics_lost_reason_t;
 
