@@ -24,10 +24,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#define IDENT_MAX       256  /* ZeroMQ routing ids are at most 255 bytes */
-#define DRAIN_BUDGET    1000 /* messages per socket per loop pass */
-#define REPLAY_CHUNK    256  /* outbox rows read per replay pass */
-#define PRUNE_CHUNK     10000
+#define IDENT_MAX       256           /* ZeroMQ routing ids are at most 255 bytes */
+#define DRAIN_BUDGET    1000          /* messages per socket per loop pass */
+#define REPLAY_CHUNK    256           /* outbox rows read per replay pass */
+#define PRUNE_CHUNK     500           /* rows of each table per prune transaction */
+#define PRUNE_BUDGET_NS (5 * 1000000) /* prune transactions start within this much loop time */
 #define PRUNE_PERIOD_MS (3600 * 1000)
 #define REPLY_HWM       100000 /* queued replies per ROUTER peer */
 #define REPLAY_HWM                                                                                 \
@@ -338,21 +339,18 @@ static uint64_t item_footprint(const item_t *it)
     return sizeof *it + it->raw_size;
 }
 
-/* Answers every submitter in the batch "unavailable: disk full" and drops its item: it sends
- * again later, so only SUB input, which is never resent, stays in memory. */
-static void batch_answer_unavailable(funnel_server_t *srv)
+static bool full_divert(funnel_server_t *srv, item_t *it);
+
+/* The batch as the disk-full rules want it (full_divert, item by item): submitters answered and
+ * dropped, SUB input kept up to disk_full_buffer_bytes. */
+static void batch_trim_for_full(funnel_server_t *srv)
 {
     size_t kept = 0;
     srv->kept_bytes = 0;
     for (size_t i = 0; i < srv->n_batch; i++) {
         item_t *it = &srv->batch[i];
-        if (it->peer.ident_len) {
-            it->status = ITEM_UNAVAILABLE;
-            item_reply(srv, it);
-            item_clear(it);
+        if (full_divert(srv, it))
             continue;
-        }
-        srv->kept_bytes += item_footprint(it);
         if (kept != i)
             item_move(&srv->batch[kept], it);
         kept++;
@@ -382,7 +380,7 @@ static void batch_keep(funnel_server_t *srv, bool full)
                          (long long)srv->cfg.disk_full_buffer_bytes);
     srv->disk_full = full;
     if (full)
-        batch_answer_unavailable(srv);
+        batch_trim_for_full(srv);
     funnel_log_warn(srv->log, "%s (%s): %zu events kept, retrying in %llu ms",
                     full ? "disk full" : "database busy", funnel_store_errmsg(srv->store),
                     srv->n_batch, (unsigned long long)srv->busy_retry_ms);
@@ -541,9 +539,10 @@ static void copy_printable(char *dst, size_t dst_len, const void *src, size_t le
     dst[n] = '\0';
 }
 
-/* While the disk is full, a new item is not queued like others: a submitter is answered at once
- * (it retries later) and SUB input is kept while it fits in disk_full_buffer_bytes; beyond, it
- * is lost, counted and logged once per spell. Returns true when the item was not kept. */
+/* While the disk is full, an item is not kept like others: a submitter is answered at once (it
+ * retries later, so nothing of it needs keeping) and SUB input is kept while it fits in
+ * disk_full_buffer_bytes; beyond, it is lost, counted and logged once per spell. Returns true
+ * when the item was not kept (and is cleared). */
 static bool full_divert(funnel_server_t *srv, item_t *it)
 {
     if (it->peer.ident_len) {
@@ -955,30 +954,42 @@ static void metrics_outbox_refresh(funnel_server_t *srv)
         funnel_metrics_outbox_first(srv->metrics, first);
 }
 
+/* One small prune transaction; returns how many rows went (0 after a failure, logged). */
+static size_t prune_chunk(funnel_server_t *srv, int64_t before)
+{
+    size_t deleted = 0, dead = 0;
+    if (funnel_store_begin(srv->store))
+        return 0;
+    int rc =
+        funnel_store_outbox_prune(srv->store, before, srv->published_seq, PRUNE_CHUNK, &deleted);
+    if (!rc) /* same retention: refusals are diagnostics, not an archive */
+        rc = funnel_store_dead_letters_prune(srv->store, before, PRUNE_CHUNK, &dead);
+    if (rc || funnel_store_commit(srv->store)) {
+        funnel_store_rollback(srv->store);
+        funnel_log_error(srv->log, "retention prune failed: %s", funnel_store_errmsg(srv->store));
+        return 0;
+    }
+    if (deleted || dead)
+        funnel_log_debug(srv->log, "retention: pruned %zu output messages, %zu dead letters",
+                         deleted, dead);
+    return deleted > dead ? deleted : dead;
+}
+
+/* Deletes published outbox rows and dead letters older than the retention. Everything else on
+ * the loop (acks, publishes, replays, timers) waits while it runs, so it works in small
+ * transactions for at most PRUNE_BUDGET_NS of loop time, then lets the loop run and goes on at
+ * its next pass while a chunk came back full. */
 static void on_prune(uv_timer_t *h)
 {
     funnel_server_t *srv = h->data;
     int64_t before = now_ms(srv) - srv->cfg.retention_days * 86400000LL;
-    size_t deleted = 0, dead = 0;
-    if (funnel_store_begin(srv->store) == 0) {
-        int rc = funnel_store_outbox_prune(srv->store, before, srv->published_seq, PRUNE_CHUNK,
-                                           &deleted);
-        if (!rc) /* same retention: refusals are diagnostics, not an archive */
-            rc = funnel_store_dead_letters_prune(srv->store, before, PRUNE_CHUNK, &dead);
-        if (rc || funnel_store_commit(srv->store)) {
-            funnel_store_rollback(srv->store);
-            funnel_log_error(srv->log, "retention prune failed: %s",
-                             funnel_store_errmsg(srv->store));
-            deleted = dead = 0;
-        }
-    }
-    if (deleted || dead)
-        funnel_log_info(srv->log, "retention: pruned %zu output messages, %zu dead letters",
-                        deleted, dead);
+    uint64_t started = uv_hrtime();
+    bool more;
+    do
+        more = prune_chunk(srv, before) == PRUNE_CHUNK;
+    while (more && uv_hrtime() - started < PRUNE_BUDGET_NS);
     metrics_outbox_refresh(srv);
-    /* A full chunk means more is due: continue soon, in small transactions. */
-    bool more = deleted == PRUNE_CHUNK || dead == PRUNE_CHUNK;
-    uv_timer_start(h, on_prune, more ? 1000 : PRUNE_PERIOD_MS, 0);
+    uv_timer_start(h, on_prune, more ? 0 : PRUNE_PERIOD_MS, 0);
 }
 
 /* Publishes what a previous run committed but may not have published before it died. */
