@@ -1054,15 +1054,9 @@ Test(e2e, disk_full_answers_unavailable_and_keeps_sub_input, .timeout = 90)
     cr_assert_gt(r, 0);
     st[r] = '\0';
     cr_assert_str_eq(st, "unavailable: disk full");
-    const char *ctl[] = {FUNNELCTL_PATH,
-                         "--submit",
-                         fd.submit,
-                         "--timeout-ms",
-                         "2000",
-                         "publish",
-                         "lead.created",
-                         "{\"eventId\":\"evt-full-ctl\",\"leadId\":\"L\"}",
-                         NULL};
+    const char *lead = "{\"eventId\":\"evt-full-ctl\",\"leadId\":\"L\"}";
+    const char *ctl[] = {FUNNELCTL_PATH, "--submit", fd.submit, "--timeout-ms", "2000", "publish",
+                         "lead.created", lead,       NULL};
     cr_assert_eq(fx_run(ctl, out, sizeof out), 3, "funnelctl: retry later: %s", out);
     cr_assert(strstr(out, "disk full"), "%s", out);
 

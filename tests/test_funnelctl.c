@@ -198,13 +198,9 @@ Test(funnelctl, ready_file_gives_endpoints_and_database)
 {
     char out[8192], ready[320];
     snprintf(ready, sizeof ready, "%s/ready", fd.dir);
-    const char *pub[] = {FUNNELCTL_PATH,
-                         "--ready-file",
-                         ready,
-                         "publish",
-                         "lead.created",
-                         "{\"eventId\":\"evt-rf-1\",\"leadId\":\"L-rf\"}",
-                         NULL};
+    const char *lead = "{\"eventId\":\"evt-rf-1\",\"leadId\":\"L-rf\"}";
+    const char *pub[] = {FUNNELCTL_PATH, "--ready-file", ready, "publish",
+                         "lead.created", lead,           NULL};
     cr_assert_eq(fx_run(pub, out, sizeof out), 0, "%s", out);
     cr_assert(strstr(out, "ok evt-rf-1"), "%s", out);
     const char *events[] = {FUNNELCTL_PATH, "--ready-file", ready, "events", NULL};
