@@ -424,8 +424,9 @@ static void batch_flush(funnel_server_t *srv)
         return;
     int64_t now = now_ms(srv);
     funnel_store_t *st = srv->store;
+    /* Only input kept while the disk was full outgrows batch_max: it goes a slice at a time. */
     size_t n = srv->n_batch;
-    if (srv->disk_full && (int64_t)n > srv->cfg.batch_max)
+    if ((int64_t)n > srv->cfg.batch_max)
         n = (size_t)srv->cfg.batch_max;
     uint64_t started_ns = uv_hrtime(); /* commit latency for metrics, not engine time */
     int rc = batch_txn(srv, n, now, false);
@@ -1066,7 +1067,9 @@ static void server_shutdown(funnel_server_t *srv)
     funnel_log_info(srv->log, "stopping: committing %zu pending events", srv->n_batch);
     funnel_zsock_pause(srv->sub);
     funnel_zsock_pause(srv->submit);
-    batch_flush(srv);
+    /* Stopping, each flush commits or gives up (and counts) one slice: this ends. */
+    while (srv->n_batch)
+        batch_flush(srv);
     if (funnel_store_begin(srv->store) == 0 &&
         (funnel_store_published_set(srv->store, srv->published_seq) ||
          funnel_store_commit(srv->store)))
