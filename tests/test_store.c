@@ -1518,3 +1518,25 @@ Test(store_open, writer_never_waits_for_a_lock_readers_do)
     cr_assert_eq(funnel_store_begin(store), 0);
     funnel_store_rollback(store);
 }
+
+/* A page in the middle of the file overwritten (a bad sector, a stray write): quick_check
+ * finds it, where opening the file and reading its first page do not. */
+Test(store_checkpoint, quick_check_finds_a_damaged_page_in_the_middle)
+{
+    char err[ERR_LEN] = "";
+    commit_pages(store, 300);
+    cr_assert_eq(funnel_store_quick_check(store, err, sizeof err), 0, "sound file: %s", err);
+    int64_t size = sql_int(store, "PRAGMA page_size");
+    int64_t middle = sql_int(store, "PRAGMA page_count") / 2;
+    funnel_store_destroy(&store); /* the last connection copies the WAL into the file */
+    static char junk[65536];
+    memset(junk, 0xAB, sizeof junk);
+    FILE *f = fopen(db_path, "r+b");
+    cr_assert_not_null(f);
+    cr_assert_eq(fseek(f, (long)((middle - 1) * size), SEEK_SET), 0);
+    cr_assert_eq(fwrite(junk, 1, (size_t)size, f), (size_t)size);
+    cr_assert_eq(fclose(f), 0);
+    store = open_at(db_path, false);
+    cr_assert_eq(funnel_store_quick_check(store, err, sizeof err), FUNNEL_ESTORE);
+    cr_assert_neq(err[0], '\0', "the damage is described");
+}
