@@ -573,9 +573,33 @@ static void section_reload(const section_t *sec, funnel_config_t *cur, funnel_co
         funnel_log_info(log, "config reload: section %s replaced", sec->name);
 }
 
+/* Lists inside sections that make an engine act: emptied by a reload while the section stays,
+ * the engine goes quiet as surely as if the section were removed. */
+static const struct {
+    const char *section, *what;
+    size_t count; /* offset of the list's size_t count in funnel_config_t */
+} acting_lists[] = {
+    {"sla", "policies", F(sla.n_policies)},
+    {"sla", "quotas", F(sla.n_quotas)},
+    {"commission", "rates", F(commission.n_rates)},
+};
+
+static void lists_emptied_warn(const funnel_config_t *cur, const funnel_config_t *fresh,
+                               const funnel_log_t *log)
+{
+    for (size_t i = 0; i < sizeof acting_lists / sizeof acting_lists[0]; i++) {
+        size_t had = *(const size_t *)((const char *)cur + acting_lists[i].count);
+        size_t has = *(const size_t *)((const char *)fresh + acting_lists[i].count);
+        if (had && !has)
+            funnel_log_warn(log, "config reload: all %zu %s of section %s removed", had,
+                            acting_lists[i].what, acting_lists[i].section);
+    }
+}
+
 int funnel_config_reload(funnel_config_t *cur, funnel_config_t *fresh, const funnel_log_t *log)
 {
     int changed = 0;
+    lists_emptied_warn(cur, fresh, log);
     for (const section_t *sec = sections; sec->name; sec++)
         section_reload(sec, cur, fresh, log);
     for (size_t i = 0; i < N_OPTIONS; i++) {

@@ -840,3 +840,31 @@ Test(config_reload, removing_a_whole_section_warns_what_was_removed)
     mem_log_close(&m);
     funnel_config_clear(&fresh);
 }
+
+/* Emptying a list that makes an engine act (every SLA policy, every quota) while the section
+ * stays is as silent a stop as removing the section: warned too, with what went. */
+Test(config_reload, removing_every_policy_warns_what_was_removed)
+{
+    funnel_config_t fresh = {0};
+    char err[ERR_LEN], line[128];
+    cr_assert_eq(
+        funnel_config_load(FUNNEL_SOURCE_DIR "/examples/funneld.conf", &cfg, err, sizeof err), 0,
+        "%s", err);
+    size_t policies = cfg.sla.n_policies, quotas = cfg.sla.n_quotas;
+    cr_assert_gt(policies, 0);
+    cr_assert_gt(quotas, 0);
+    cr_assert_eq(load_text("sla = { calendars = { office = { time_zone = \"UTC\"; weekdays = "
+                           "[\"09:00-17:00\"]; }; }; };\n",
+                           &fresh, err),
+                 0, "%s", err);
+    mem_log_t m;
+    mem_log_open(&m);
+    funnel_config_reload(&cfg, &fresh, &m.log);
+    fflush(m.log.out);
+    snprintf(line, sizeof line, "config reload: all %zu policies of section sla removed", policies);
+    cr_assert(strstr(m.buf, line) && strstr(m.buf, " warn "), "%s", m.buf);
+    snprintf(line, sizeof line, "config reload: all %zu quotas of section sla removed", quotas);
+    cr_assert(strstr(m.buf, line), "%s", m.buf);
+    mem_log_close(&m);
+    funnel_config_clear(&fresh);
+}
