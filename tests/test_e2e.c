@@ -1126,7 +1126,8 @@ Test(e2e, retention_prunes_a_large_backlog_in_small_steps)
              OLD, OLD);
     cr_assert_eq(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK, "%s", sqlite3_errmsg(db));
     sqlite3_close(db);
-    fx_daemon_start(&fd, tmp.path, NULL);
+    const char *debug[] = {"--log-level", "debug", NULL};
+    fx_daemon_start(&fd, tmp.path, debug);
     submit_lead("evt-ret-1", "lead-ret", FUNNEL_SUBMIT_OK);
     for (int i = 0; i < 1500 && db_int("SELECT count(*) FROM outbox WHERE created_at_ms = 1000") +
                                         db_int("SELECT count(*) FROM dead_letters") >
@@ -1135,6 +1136,24 @@ Test(e2e, retention_prunes_a_large_backlog_in_small_steps)
         fx_sleep_ms(20);
     cr_assert_eq(db_int("SELECT count(*) FROM outbox WHERE created_at_ms = 1000"), 0);
     cr_assert_eq(db_int("SELECT count(*) FROM dead_letters"), 0);
+    /* Every prune transaction was small: the loop went on between them. */
+    size_t outbox = 0, dead = 0, steps = 0, a, b;
+    FILE *log = fopen(fd.log, "r");
+    cr_assert_not_null(log);
+    char line[512];
+    while (fgets(line, sizeof line, log)) {
+        const char *p = strstr(line, "retention: pruned ");
+        if (!p || sscanf(p, "retention: pruned %zu output messages, %zu dead letters", &a, &b) != 2)
+            continue;
+        cr_assert(a <= 500 && b <= 500, "one prune transaction took too much: %s", line);
+        outbox += a;
+        dead += b;
+        steps++;
+    }
+    fclose(log);
+    cr_assert_eq(outbox, OLD);
+    cr_assert_eq(dead, OLD);
+    cr_assert_geq(steps, OLD / 500);
     void *s = connect_socket(ZMQ_DEALER, fd.replay);
     replay_request(s, 1);
     char what[16];
