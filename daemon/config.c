@@ -49,9 +49,15 @@ static const opt_t options[] = {
      "how far ahead of the clock occurred_at_ms may be"},
     {"publish_hwm", OPT_INT, F(publish_hwm), "100000", 100, 10000000, false,
      "messages queued per slow subscriber before it starts losing them"},
+    {"disk_full_buffer_bytes", OPT_INT, F(disk_full_buffer_bytes), "67108864", 0, 1LL << 40, true,
+     "SUB input kept in memory while the disk is full, committed when space returns; beyond it "
+     "is lost"},
     {"log_level", OPT_LOG_LEVEL, F(log_level), "info", 0, 0, true, "error, warn, info or debug"},
     {"sync", OPT_SYNC, F(sync), "normal", 0, 0, false,
      "normal (survives crashes) or full (also survives power loss, slower)"},
+    {"quick_check", OPT_INT, F(quick_check), "1", 0, 1, false,
+     "1 checks the database at start (PRAGMA quick_check) and refuses a damaged file; 0 skips "
+     "it (very large files)"},
     {"metrics", OPT_STRING, F(metrics), "off", 0, 0, false,
      "address:port of the Prometheus endpoint (/metrics, /healthz), or off"},
     {"engines", OPT_STRING, F(engines), "ledger,attribution,sla", 0, 0, false,
@@ -295,7 +301,169 @@ wrong:
     return FUNNEL_ECONFIG;
 }
 
-int funnel_config_load(const char *path, funnel_config_t *cfg, char *err, size_t err_len)
+/* Reads every root setting of lc over the defaults into tmp; path names the file in errors. */
+static int settings_apply(config_t *lc, const char *path, funnel_config_t *tmp, char *err,
+                          size_t err_len)
+{
+    config_setting_t *root = config_root_setting(lc);
+    for (int i = 0; i < config_setting_length(root); i++) {
+        config_setting_t *s = config_setting_get_elem(root, (unsigned)i);
+        const opt_t *o = opt_find(config_setting_name(s));
+        const section_t *sec = o ? NULL : section_find(config_setting_name(s));
+        char why[256];
+        int rc;
+        if (sec) {
+            if (config_setting_type(s) != CONFIG_TYPE_GROUP) {
+                snprintf(err, err_len, "%s:%d: %s: expected a group { ... }", path,
+                         config_setting_source_line(s), sec->name);
+                return FUNNEL_ECONFIG;
+            }
+            if ((rc = sec->parse(s, (char *)tmp + sec->offset, why, sizeof why))) {
+                snprintf(err, err_len, "%s: %s: %s", path, sec->name, why);
+                return rc;
+            }
+            continue;
+        }
+        if (!o) {
+            snprintf(err, err_len, "%s:%d: unknown option '%s'", path,
+                     config_setting_source_line(s), config_setting_name(s));
+            return FUNNEL_ECONFIG;
+        }
+        if ((rc = setting_apply(tmp, o, s, why, sizeof why))) {
+            snprintf(err, err_len, "%s:%d: %s", path, config_setting_source_line(s), why);
+            return rc;
+        }
+    }
+    return 0;
+}
+
+/* Adds a deep copy of src to parent under name (NULL inside lists and arrays). */
+static int setting_copy(config_setting_t *parent, const char *name, const config_setting_t *src)
+{
+    int type = config_setting_type(src);
+    config_setting_t *d = config_setting_add(parent, name, type);
+    if (!d)
+        return FUNNEL_ECONFIG;
+    switch (type) {
+    case CONFIG_TYPE_INT:
+        return config_setting_set_int(d, config_setting_get_int(src)) ? 0 : FUNNEL_ECONFIG;
+    case CONFIG_TYPE_INT64:
+        return config_setting_set_int64(d, config_setting_get_int64(src)) ? 0 : FUNNEL_ECONFIG;
+    case CONFIG_TYPE_FLOAT:
+        return config_setting_set_float(d, config_setting_get_float(src)) ? 0 : FUNNEL_ECONFIG;
+    case CONFIG_TYPE_BOOL:
+        return config_setting_set_bool(d, config_setting_get_bool(src)) ? 0 : FUNNEL_ECONFIG;
+    case CONFIG_TYPE_STRING:
+        return config_setting_set_string(d, config_setting_get_string(src)) ? 0 : FUNNEL_ECONFIG;
+    default: /* group, list, array */
+        for (int i = 0; i < config_setting_length(src); i++) {
+            const config_setting_t *e = config_setting_get_elem(src, (unsigned)i);
+            int rc = setting_copy(d, type == CONFIG_TYPE_GROUP ? config_setting_name(e) : NULL, e);
+            if (rc)
+                return rc;
+        }
+        return 0;
+    }
+}
+
+/* Puts value under the dotted path in lc, replacing what the file had there. The value is read
+ * as libconfig text (14, "x", [1, 2], { ... }); text that does not parse is a plain string, so
+ * `--set attribution.models=linear` needs no quotes. */
+static int setting_put(config_t *lc, char *path, const char *value)
+{
+    config_setting_t *parent = config_root_setting(lc);
+    char *name = path, *dot;
+    while ((dot = strchr(name, '.'))) {
+        *dot = '\0';
+        config_setting_t *g = config_setting_get_member(parent, name);
+        if (!g)
+            g = config_setting_add(parent, name, CONFIG_TYPE_GROUP);
+        if (!g || config_setting_type(g) != CONFIG_TYPE_GROUP)
+            return FUNNEL_ECONFIG;
+        parent = g;
+        name = dot + 1;
+    }
+    if (config_setting_get_member(parent, name))
+        config_setting_remove(parent, name);
+    config_t v;
+    config_init(&v);
+    char *text = NULL;
+    int rc = FUNNEL_ENOMEM;
+    if (asprintf(&text, "v = %s;", value) >= 0) {
+        const config_setting_t *parsed =
+            config_read_string(&v, text) == CONFIG_TRUE ? config_lookup(&v, "v") : NULL;
+        if (parsed) {
+            rc = setting_copy(parent, name, parsed);
+        } else {
+            config_setting_t *s = config_setting_add(parent, name, CONFIG_TYPE_STRING);
+            rc = s && config_setting_set_string(s, value) ? 0 : FUNNEL_ECONFIG;
+        }
+    }
+    free(text);
+    config_destroy(&v);
+    return rc;
+}
+
+/* Splits one override "name=value"; false when it has no '=' or the name is too long. */
+static bool override_split(const char *kv, char *name, size_t name_len, const char **value)
+{
+    const char *eq = strchr(kv, '=');
+    if (!eq || eq == kv || (size_t)(eq - kv) >= name_len)
+        return false;
+    snprintf(name, name_len, "%.*s", (int)(eq - kv), kv);
+    *value = eq + 1;
+    return true;
+}
+
+/* Engine-section overrides ("attribution.half_life_days=14") go into the parsed file, so the
+ * section's own parser checks them together with the rest of the section. */
+static int overrides_put(config_t *lc, const char *const *overrides, size_t n, char *err,
+                         size_t err_len)
+{
+    for (size_t i = 0; i < n; i++) {
+        char name[128];
+        const char *value;
+        if (!override_split(overrides[i], name, sizeof name, &value)) {
+            snprintf(err, err_len, "override '%s' is not NAME=VALUE", overrides[i]);
+            return FUNNEL_ECONFIG;
+        }
+        size_t head = strcspn(name, ".");
+        if (!name[head])
+            continue; /* a plain option: set after the file is read */
+        name[head] = '\0';
+        if (!section_find(name)) {
+            snprintf(err, err_len, "override '%s': no section '%s' (commission, attribution, sla)",
+                     overrides[i], name);
+            return FUNNEL_ECONFIG;
+        }
+        name[head] = '.';
+        int rc = setting_put(lc, name, value);
+        if (rc) {
+            snprintf(err, err_len, "override '%s': cannot be set", overrides[i]);
+            return rc;
+        }
+    }
+    return 0;
+}
+
+static int overrides_set(funnel_config_t *cfg, const char *const *overrides, size_t n, char *err,
+                         size_t err_len)
+{
+    for (size_t i = 0; i < n; i++) {
+        char name[128];
+        const char *value;
+        override_split(overrides[i], name, sizeof name, &value); /* checked by overrides_put */
+        if (strchr(name, '.'))
+            continue;
+        int rc = funnel_config_set(cfg, name, value, err, err_len);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+int funnel_config_read(const char *path, const char *const *overrides, size_t n,
+                       funnel_config_t *cfg, char *err, size_t err_len)
 {
     config_t lc;
     funnel_config_t tmp;
@@ -304,7 +472,7 @@ int funnel_config_load(const char *path, funnel_config_t *cfg, char *err, size_t
         return rc;
     config_init(&lc);
     errno = 0; /* libconfig refuses a directory without an errno of its own */
-    if (config_read_file(&lc, path) != CONFIG_TRUE) {
+    if (path && config_read_file(&lc, path) != CONFIG_TRUE) {
         if (config_error_type(&lc) == CONFIG_ERR_FILE_IO)
             snprintf(err, err_len, "%s: cannot read: %s", path,
                      errno ? strerror(errno) : "not a regular file");
@@ -314,36 +482,10 @@ int funnel_config_load(const char *path, funnel_config_t *cfg, char *err, size_t
         rc = FUNNEL_ECONFIG;
         goto out;
     }
-    config_setting_t *root = config_root_setting(&lc);
-    for (int i = 0; i < config_setting_length(root); i++) {
-        config_setting_t *s = config_setting_get_elem(root, (unsigned)i);
-        const opt_t *o = opt_find(config_setting_name(s));
-        const section_t *sec = o ? NULL : section_find(config_setting_name(s));
-        char why[256];
-        if (sec) {
-            if (config_setting_type(s) != CONFIG_TYPE_GROUP) {
-                snprintf(err, err_len, "%s:%d: %s: expected a group { ... }", path,
-                         config_setting_source_line(s), sec->name);
-                rc = FUNNEL_ECONFIG;
-                goto out;
-            }
-            if ((rc = sec->parse(s, (char *)&tmp + sec->offset, why, sizeof why))) {
-                snprintf(err, err_len, "%s: %s: %s", path, sec->name, why);
-                goto out;
-            }
-            continue;
-        }
-        if (!o) {
-            snprintf(err, err_len, "%s:%d: unknown option '%s'", path,
-                     config_setting_source_line(s), config_setting_name(s));
-            rc = FUNNEL_ECONFIG;
-            goto out;
-        }
-        if ((rc = setting_apply(&tmp, o, s, why, sizeof why))) {
-            snprintf(err, err_len, "%s:%d: %s", path, config_setting_source_line(s), why);
-            goto out;
-        }
-    }
+    if ((rc = overrides_put(&lc, overrides, n, err, err_len)) ||
+        (rc = settings_apply(&lc, path ? path : "--set", &tmp, err, err_len)) ||
+        (rc = overrides_set(&tmp, overrides, n, err, err_len)))
+        goto out;
     funnel_config_clear(cfg);
     *cfg = tmp;
     memset(&tmp, 0, sizeof tmp);
@@ -351,6 +493,11 @@ out:
     funnel_config_clear(&tmp);
     config_destroy(&lc);
     return rc;
+}
+
+int funnel_config_load(const char *path, funnel_config_t *cfg, char *err, size_t err_len)
+{
+    return funnel_config_read(path, NULL, 0, cfg, err, err_len);
 }
 
 static bool opt_equal(const funnel_config_t *a, const funnel_config_t *b, const opt_t *o)
@@ -396,18 +543,65 @@ static bool section_same(const section_t *sec, const void *a, const void *b)
     return same;
 }
 
+/* True when the section holds its defaults only: the file has no such group (any more). */
+static bool section_is_default(const section_t *sec, const void *s)
+{
+    funnel_config_t def = {0};
+    void *d = (char *)&def + sec->offset;
+    bool same = sec->defaults(d) == 0 && section_same(sec, s, d);
+    sec->clear(d);
+    return same;
+}
+
+/* Replaces one section. Dropping a whole section (the commission plan, every SLA policy) is
+ * rarely meant and silently stops commissions or SLA timers: it is a warning, not news. */
+static void section_reload(const section_t *sec, funnel_config_t *cur, funnel_config_t *fresh,
+                           const funnel_log_t *log)
+{
+    void *dst = (char *)cur + sec->offset, *src = (char *)fresh + sec->offset;
+    bool same = section_same(sec, dst, src);
+    bool removed = !same && section_is_default(sec, src);
+    sec->clear(dst);
+    memcpy(dst, src, sec->size);
+    memset(src, 0, sec->size);
+    if (removed)
+        funnel_log_warn(log,
+                        "config reload: section %s removed: its settings are back to the "
+                        "defaults",
+                        sec->name);
+    else if (!same)
+        funnel_log_info(log, "config reload: section %s replaced", sec->name);
+}
+
+/* Lists inside sections that make an engine act: emptied by a reload while the section stays,
+ * the engine goes quiet as surely as if the section were removed. */
+static const struct {
+    const char *section, *what;
+    size_t count; /* offset of the list's size_t count in funnel_config_t */
+} acting_lists[] = {
+    {"sla", "policies", F(sla.n_policies)},
+    {"sla", "quotas", F(sla.n_quotas)},
+    {"commission", "rates", F(commission.n_rates)},
+};
+
+static void lists_emptied_warn(const funnel_config_t *cur, const funnel_config_t *fresh,
+                               const funnel_log_t *log)
+{
+    for (size_t i = 0; i < sizeof acting_lists / sizeof acting_lists[0]; i++) {
+        size_t had = *(const size_t *)((const char *)cur + acting_lists[i].count);
+        size_t has = *(const size_t *)((const char *)fresh + acting_lists[i].count);
+        if (had && !has)
+            funnel_log_warn(log, "config reload: all %zu %s of section %s removed", had,
+                            acting_lists[i].what, acting_lists[i].section);
+    }
+}
+
 int funnel_config_reload(funnel_config_t *cur, funnel_config_t *fresh, const funnel_log_t *log)
 {
     int changed = 0;
-    for (const section_t *sec = sections; sec->name; sec++) {
-        void *dst = (char *)cur + sec->offset, *src = (char *)fresh + sec->offset;
-        bool same = section_same(sec, dst, src);
-        sec->clear(dst);
-        memcpy(dst, src, sec->size);
-        memset(src, 0, sec->size);
-        if (!same)
-            funnel_log_info(log, "config reload: section %s replaced", sec->name);
-    }
+    lists_emptied_warn(cur, fresh, log);
+    for (const section_t *sec = sections; sec->name; sec++)
+        section_reload(sec, cur, fresh, log);
     for (size_t i = 0; i < N_OPTIONS; i++) {
         const opt_t *o = &options[i];
         if (opt_equal(cur, fresh, o))

@@ -142,29 +142,12 @@ int main(int argc, char **argv)
     opts.n_overrides = n_overrides;
 
     funnel_log_t log = {.level = FUNNEL_LOG_INFO, .out = stderr};
-    funnel_config_t cfg;
-    char err[512];
-    int rc = funnel_config_defaults(&cfg);
-    if (!rc && opts.config_path)
-        rc = funnel_config_load(opts.config_path, &cfg, err, sizeof err);
-    else if (rc)
-        snprintf(err, sizeof err, "%s", funnel_strerror(rc));
-    for (size_t i = 0; !rc && i < n_overrides; i++) {
-        char *eq = strchr(overrides[i], '=');
-        if (!eq) {
-            snprintf(err, sizeof err, "--set %s: expected NAME=VALUE", overrides[i]);
-            rc = FUNNEL_ECONFIG;
-            break;
-        }
-        *eq = '\0';
-        rc = funnel_config_set(&cfg, overrides[i], eq + 1, err, sizeof err);
-        *eq = '=';
-    }
-    if (!rc)
-        rc = funnel_server_config_check(&cfg, err, sizeof err);
+    funnel_config_t cfg = {0};
+    char err[512] = "";
+    int rc = funnel_server_config_read(opts.config_path, opts.overrides, n_overrides, &cfg, err,
+                                       sizeof err);
     if (rc) {
-        fprintf(stderr, "funneld: %s\n", err);
-        funnel_config_clear(&cfg);
+        fprintf(stderr, "funneld: %s\n", err[0] ? err : funnel_strerror(rc));
         goto out;
     }
     if (check_only) {

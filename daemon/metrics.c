@@ -205,17 +205,21 @@ static char *render(const funnel_metrics_t *m, size_t *len)
             "# HELP funnel_commit_failures_total Batch transactions that failed, by kind (busy: "
             "retried).\n# TYPE funnel_commit_failures_total counter\n"
             "funnel_commit_failures_total{kind=\"busy\"} %llu\n"
+            "funnel_commit_failures_total{kind=\"disk_full\"} %llu\n"
             "funnel_commit_failures_total{kind=\"error\"} %llu\n"
             "# HELP funnel_events_lost_total SUB input lost (no ack, so never resent), by reason.\n"
             "# TYPE funnel_events_lost_total counter\n"
             "funnel_events_lost_total{reason=\"commit_failed\"} %llu\n"
             "funnel_events_lost_total{reason=\"event_failed\"} %llu\n"
-            "funnel_events_lost_total{reason=\"out_of_memory\"} %llu\n",
+            "funnel_events_lost_total{reason=\"out_of_memory\"} %llu\n"
+            "funnel_events_lost_total{reason=\"disk_full\"} %llu\n",
             (unsigned long long)get(&m->commit_failures[FUNNEL_METRICS_COMMIT_BUSY]),
+            (unsigned long long)get(&m->commit_failures[FUNNEL_METRICS_COMMIT_FULL]),
             (unsigned long long)get(&m->commit_failures[FUNNEL_METRICS_COMMIT_ERROR]),
             (unsigned long long)get(&m->lost[FUNNEL_METRICS_LOST_COMMIT]),
             (unsigned long long)get(&m->lost[FUNNEL_METRICS_LOST_EVENT]),
-            (unsigned long long)get(&m->lost[FUNNEL_METRICS_LOST_NOMEM]));
+            (unsigned long long)get(&m->lost[FUNNEL_METRICS_LOST_NOMEM]),
+            (unsigned long long)get(&m->lost[FUNNEL_METRICS_LOST_DISK_FULL]));
     write_histogram(f, "funnel_commit_batch_size", "Messages per committed batch.", &m->batch_size,
                     size_bounds, N_SIZE, 1);
     write_histogram(f, "funnel_commit_seconds", "Time from BEGIN to COMMIT of a batch.",
@@ -276,17 +280,38 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     return ret;
 }
 
-int funnel_metrics_new(const char *listen, const funnel_log_t *log, funnel_metrics_t **out)
+/* Parses "a.b.c.d:port" strictly (no trailing text), into addr when given. */
+static int listen_parse(const char *listen, struct sockaddr_in *addr)
 {
     char host[64];
     unsigned port;
-    struct sockaddr_in addr = {.sin_family = AF_INET};
-    if (sscanf(listen, "%63[^:]:%u", host, &port) != 2 || port > 65535 ||
-        inet_pton(AF_INET, host, &addr.sin_addr) != 1) {
+    int end = 0;
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    if (sscanf(listen, "%63[^:]:%u%n", host, &port, &end) != 2 || listen[end] || port > 65535 ||
+        inet_pton(AF_INET, host, &a.sin_addr) != 1)
+        return FUNNEL_ECONFIG;
+    a.sin_port = htons((uint16_t)port);
+    if (addr)
+        *addr = a;
+    return 0;
+}
+
+int funnel_metrics_listen_check(const char *listen, char *err, size_t err_len)
+{
+    if (strcmp(listen, "off") == 0 || listen_parse(listen, NULL) == 0)
+        return 0;
+    snprintf(err, err_len, "metrics: '%s' is not an IPv4 address:port (or off)", listen);
+    return FUNNEL_ECONFIG;
+}
+
+int funnel_metrics_new(const char *listen, const funnel_log_t *log, funnel_metrics_t **out)
+{
+    struct sockaddr_in addr;
+    if (listen_parse(listen, &addr)) {
         funnel_log_error(log, "metrics: '%s' is not an IPv4 address:port", listen);
         return FUNNEL_ECONFIG;
     }
-    addr.sin_port = htons((uint16_t)port);
+    uint16_t port = ntohs(addr.sin_port);
     funnel_metrics_t *m = calloc(1, sizeof *m);
     if (!m)
         return FUNNEL_ENOMEM;
@@ -299,6 +324,8 @@ int funnel_metrics_new(const char *listen, const funnel_log_t *log, funnel_metri
         free(m);
         return FUNNEL_EIO;
     }
+    char host[INET_ADDRSTRLEN] = "?";
+    inet_ntop(AF_INET, &addr.sin_addr, host, sizeof host);
     funnel_log_info(log, "metrics on http://%s:%d/metrics", host, funnel_metrics_port(m));
     *out = m;
     return 0;

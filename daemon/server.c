@@ -24,10 +24,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#define IDENT_MAX       256  /* ZeroMQ routing ids are at most 255 bytes */
-#define DRAIN_BUDGET    1000 /* messages per socket per loop pass */
-#define REPLAY_CHUNK    256  /* outbox rows read per replay pass */
-#define PRUNE_CHUNK     10000
+#define IDENT_MAX       256           /* ZeroMQ routing ids are at most 255 bytes */
+#define DRAIN_BUDGET    1000          /* messages per socket per loop pass */
+#define REPLAY_CHUNK    256           /* outbox rows read per replay pass */
+#define PRUNE_CHUNK     500           /* rows of each table per prune transaction */
+#define PRUNE_BUDGET_NS (5 * 1000000) /* prune transactions start within this much loop time */
 #define PRUNE_PERIOD_MS (3600 * 1000)
 #define REPLY_HWM       100000 /* queued replies per ROUTER peer */
 #define REPLAY_HWM                                                                                 \
@@ -42,7 +43,13 @@
 #define BUSY_RETRY_MIN_MS     100   /* first retry of a batch the database was too busy for */
 #define BUSY_RETRY_MAX_MS     1000  /* the doubling retry delay stops growing here */
 
-typedef enum item_status { ITEM_OK, ITEM_DUPLICATE, ITEM_REFUSED, ITEM_FAILED } item_status_t;
+typedef enum item_status {
+    ITEM_OK,
+    ITEM_DUPLICATE,
+    ITEM_REFUSED,
+    ITEM_FAILED,
+    ITEM_UNAVAILABLE /* not attempted: the disk is full; the submitter retries later */
+} item_status_t;
 
 /* Where a reply goes: a ROUTER peer, with or without a REQ-style empty delimiter. */
 typedef struct peer {
@@ -77,7 +84,7 @@ typedef struct replay {
     uint64_t last_sent;
     uint64_t truncated;  /* first available seq, while [truncated] is still to be sent; else 0 */
     bool rows_done;      /* every row was sent: [end] is next */
-    const char *error;   /* a read failed: [error][error] is next, instead of [end] */
+    char error[192];     /* a read failed: [error][this reason] is next, instead of [end] */
     bool parked;         /* the peer was full: wait for the retry timer */
     uint64_t stalled_at; /* uv_now when the peer last refused with no progress since; 0: none */
 } replay_t;
@@ -100,6 +107,10 @@ struct funnel_server {
     uv_timer_t flush_timer; /* commits after batch_delay_ms; at 0, on the next loop pass */
     uint64_t busy_retry_ms; /* the delay before the kept batch's next attempt; 0: none kept */
     bool ingest_held;       /* sub and submit are not read: the kept batch is full */
+    bool disk_full;         /* the last attempt met a full disk: submits are answered
+                               "unavailable", SUB input is kept in memory */
+    uint64_t kept_bytes;    /* memory the kept SUB input takes while the disk is full */
+    uint64_t full_lost;     /* SUB messages dropped beyond disk_full_buffer_bytes this spell */
     uv_signal_t sig_term, sig_int, sig_hup;
     uv_timer_t watchdog, prune_timer;
     uv_timer_t engine_timer;      /* the earliest engine deadline (SLA timers) */
@@ -167,6 +178,8 @@ static void item_reply(funnel_server_t *srv, const item_t *it)
         snprintf(status, sizeof status, "ok");
     else if (it->status == ITEM_DUPLICATE)
         snprintf(status, sizeof status, "duplicate");
+    else if (it->status == ITEM_UNAVAILABLE)
+        snprintf(status, sizeof status, "unavailable: disk full");
     else
         snprintf(status, sizeof status, "rejected: %s", it->why.text);
     const char *id = it->long_id ? it->long_id : it->event_id;
@@ -280,14 +293,14 @@ static int route_item(funnel_server_t *srv, item_t *it, int64_t now, bool guarde
     return 0;
 }
 
-/* One attempt at the batch's transaction: route every item, persist the publish cursor, commit.
- * Returns 0 once committed, FUNNEL_EAGAIN when an unguarded event failed, or the error that
- * failed the transaction; on any error the transaction is rolled back. */
-static int batch_txn(funnel_server_t *srv, int64_t now, bool guarded)
+/* One attempt at the transaction of the batch's first n items: route each, persist the publish
+ * cursor, commit. Returns 0 once committed, FUNNEL_EAGAIN when an unguarded event failed, or the
+ * error that failed the transaction; on any error the transaction is rolled back. */
+static int batch_txn(funnel_server_t *srv, size_t n, int64_t now, bool guarded)
 {
     funnel_store_t *st = srv->store;
     int rc = funnel_store_begin(st);
-    for (size_t i = 0; !rc && i < srv->n_batch; i++)
+    for (size_t i = 0; !rc && i < n; i++)
         if (route_item(srv, &srv->batch[i], now, guarded))
             rc = FUNNEL_EAGAIN;
     rc = rc ? rc : funnel_store_published_set(st, srv->published_seq);
@@ -336,21 +349,88 @@ static void ingest_hold(funnel_server_t *srv, bool hold)
             funnel_log_error(srv->log, "cannot %s ingest socket %zu", hold ? "hold" : "resume", i);
 }
 
-/* The database was locked by another connection past the busy timeout: nothing was written and
- * the same batch may well commit a moment later. Dropping it would lose the SUB input, whose
- * publishers expect no ack and never resend, so it is kept (unanswered) and tried again after a
- * delay doubling from BUSY_RETRY_MIN_MS to BUSY_RETRY_MAX_MS. New input joins it meanwhile, up
- * to batch_max; then reading stops until a commit succeeds. */
-static void batch_keep(funnel_server_t *srv)
+/* Moves an item to another slot. Items hold a zmq_msg_t, which libzmq allows to be relocated
+ * only with zmq_msg_move; the source slot is left empty, to be initialised again before reuse. */
+static void item_move(item_t *dst, item_t *src)
+{
+    *dst = *src;
+    zmq_msg_init(&dst->body);
+    zmq_msg_move(&dst->body, &src->body);
+}
+
+/* Memory an item kept while the disk is full takes: its slot and its envelope. */
+static uint64_t item_footprint(const item_t *it)
+{
+    return sizeof *it + it->raw_size;
+}
+
+static bool full_divert(funnel_server_t *srv, item_t *it);
+
+/* The batch as the disk-full rules want it (full_divert, item by item): submitters answered and
+ * dropped, SUB input kept up to disk_full_buffer_bytes. */
+static void batch_trim_for_full(funnel_server_t *srv)
+{
+    size_t kept = 0;
+    srv->kept_bytes = 0;
+    for (size_t i = 0; i < srv->n_batch; i++) {
+        item_t *it = &srv->batch[i];
+        if (full_divert(srv, it))
+            continue;
+        if (kept != i)
+            item_move(&srv->batch[kept], it);
+        kept++;
+    }
+    srv->n_batch = kept;
+}
+
+/* A failed attempt that may succeed later unchanged: the database was locked by another
+ * connection (busy), or the disk was full. Nothing was written. Dropping the batch would lose
+ * the SUB input, whose publishers expect no ack and never resend, so it is kept and tried again
+ * on a timer, after a delay doubling from BUSY_RETRY_MIN_MS to BUSY_RETRY_MAX_MS; the loop
+ * never waits for the database.
+ * Busy: the kept batch stays unanswered; new input joins it up to batch_max, then reading stops
+ * until a commit succeeds (a lock is short-lived). Disk full: it may last hours, so submitters
+ * get a retryable "unavailable: disk full" at once and reading goes on; SUB input is kept in
+ * memory up to disk_full_buffer_bytes (batch_add), and each attempt commits at most batch_max
+ * of it, so a failed attempt writes at most one batch into the WAL instead of all of it. */
+static void batch_keep(funnel_server_t *srv, bool full)
 {
     uint64_t delay = srv->busy_retry_ms ? 2 * srv->busy_retry_ms : BUSY_RETRY_MIN_MS;
     srv->busy_retry_ms = delay < BUSY_RETRY_MAX_MS ? delay : BUSY_RETRY_MAX_MS;
-    funnel_log_warn(srv->log, "database busy (%s): %zu events kept, retrying in %llu ms",
-                    funnel_store_errmsg(srv->store), srv->n_batch,
-                    (unsigned long long)srv->busy_retry_ms);
+    if (full && !srv->disk_full)
+        funnel_log_error(srv->log,
+                         "disk full (%s): submits are answered \"unavailable: disk full\"; up to "
+                         "%lld bytes of SUB input are kept in memory until space returns",
+                         funnel_store_errmsg(srv->store),
+                         (long long)srv->cfg.disk_full_buffer_bytes);
+    srv->disk_full = full;
+    if (full)
+        batch_trim_for_full(srv);
+    funnel_log_warn(srv->log, "%s (%s): %zu events kept, retrying in %llu ms",
+                    full ? "disk full" : "database busy", funnel_store_errmsg(srv->store),
+                    srv->n_batch, (unsigned long long)srv->busy_retry_ms);
     uv_timer_start(&srv->flush_timer, on_flush_timer, srv->busy_retry_ms, 0);
-    if ((int64_t)srv->n_batch >= srv->cfg.batch_max)
-        ingest_hold(srv, true);
+    ingest_hold(srv, !full && (int64_t)srv->n_batch >= srv->cfg.batch_max);
+}
+
+/* Drops the first n (finished) items: the rest move to the front. */
+static void batch_shift(funnel_server_t *srv, size_t n)
+{
+    for (size_t i = n; i < srv->n_batch; i++)
+        item_move(&srv->batch[i - n], &srv->batch[i]);
+    srv->n_batch -= n;
+}
+
+/* The first commit after a full disk: say what the spell cost. */
+static void disk_full_over(funnel_server_t *srv)
+{
+    funnel_log_info(srv->log,
+                    "disk space is back: committing the kept SUB input; %llu SUB messages were "
+                    "lost beyond disk_full_buffer_bytes",
+                    (unsigned long long)srv->full_lost);
+    srv->disk_full = false;
+    srv->kept_bytes = 0;
+    srv->full_lost = 0;
 }
 
 /* Commits the batch in one transaction, then acks and publishes.
@@ -359,8 +439,9 @@ static void batch_keep(funnel_server_t *srv)
  * touches into the sub-journal, so the batch first runs without any. Only when an event fails
  * is that transaction rolled back and the batch run again with a savepoint per event, so the
  * failure sinks that event alone, as before. Engines may thus see an event twice, the first
- * time in a transaction that is rolled back (router.h). A database too busy to begin is no
- * failure of the batch: it is kept and tried again (batch_keep). */
+ * time in a transaction that is rolled back (router.h). A database busy or full is no failure
+ * of the batch: it is kept and tried again (batch_keep); input kept while the disk was full is
+ * committed batch_max at a time. */
 static void batch_flush(funnel_server_t *srv)
 {
     uv_timer_stop(&srv->flush_timer);
@@ -368,37 +449,44 @@ static void batch_flush(funnel_server_t *srv)
         return;
     int64_t now = now_ms(srv);
     funnel_store_t *st = srv->store;
+    /* Only input kept while the disk was full outgrows batch_max: it goes a slice at a time. */
+    size_t n = srv->n_batch;
+    if ((int64_t)n > srv->cfg.batch_max)
+        n = (size_t)srv->cfg.batch_max;
     uint64_t started_ns = uv_hrtime(); /* commit latency for metrics, not engine time */
-    int rc = batch_txn(srv, now, false);
+    int rc = batch_txn(srv, n, now, false);
     if (rc == FUNNEL_EAGAIN)
-        rc = batch_txn(srv, now, true);
-    bool busy = rc && funnel_store_busy(st);
-    funnel_metrics_commit(srv->metrics, srv->n_batch, (uv_hrtime() - started_ns) / 1000,
+        rc = batch_txn(srv, n, now, true);
+    bool busy = rc && funnel_store_busy(st), full = rc && funnel_store_full(st);
+    funnel_metrics_commit(srv->metrics, n, (uv_hrtime() - started_ns) / 1000,
                           !rc    ? FUNNEL_METRICS_COMMITTED
                           : busy ? FUNNEL_METRICS_COMMIT_BUSY
+                          : full ? FUNNEL_METRICS_COMMIT_FULL
                                  : FUNNEL_METRICS_COMMIT_ERROR);
     if (rc)
         srv->stats.commit_failures++;
     /* Once stopping there is no later attempt to wait for: the batch is given up. */
-    if (busy && !srv->stopping) {
-        batch_keep(srv);
+    if ((busy || full) && !srv->stopping) {
+        batch_keep(srv, full);
         return;
     }
     srv->busy_retry_ms = 0;
+    if (!rc && srv->disk_full)
+        disk_full_over(srv);
     if (rc) {
         /* Publishers that asked for an ack get none and retry with the same event_id. */
-        funnel_log_error(srv->log, "commit of %zu events failed: %s; none acknowledged",
-                         srv->n_batch, funnel_store_errmsg(st));
-        for (size_t i = 0; i < srv->n_batch; i++)
+        funnel_log_error(srv->log, "commit of %zu events failed: %s; none acknowledged", n,
+                         funnel_store_errmsg(st));
+        for (size_t i = 0; i < n; i++)
             srv->batch[i].status = ITEM_FAILED;
     } else {
-        size_t n = publish_pending(srv);
+        size_t published = publish_pending(srv);
         srv->stats.batches++;
-        funnel_log_debug(srv->log, "committed a batch of %zu messages, published %zu", srv->n_batch,
-                         n);
+        funnel_log_debug(srv->log, "committed a batch of %zu messages, published %zu", n,
+                         published);
     }
     size_t lost = 0;
-    for (size_t i = 0; i < srv->n_batch; i++) {
+    for (size_t i = 0; i < n; i++) {
         item_t *it = &srv->batch[i];
         lost += it->status == ITEM_FAILED && !it->peer.ident_len;
         if (!rc && it->status == ITEM_REFUSED && it->env) {
@@ -421,7 +509,9 @@ static void batch_flush(funnel_server_t *srv)
     /* Only SUB input is lost for good: a submitter that got no ack sends again. */
     funnel_metrics_lost(srv->metrics, rc ? FUNNEL_METRICS_LOST_COMMIT : FUNNEL_METRICS_LOST_EVENT,
                         lost);
-    srv->n_batch = 0;
+    batch_shift(srv, n);
+    if (srv->n_batch) /* input kept while the disk was full: the next slice on the next pass */
+        uv_timer_start(&srv->flush_timer, on_flush_timer, 0, 0);
     timers_arm(srv); /* the batch may have added or settled engine deadlines */
     /* The acks are on their way: copying the WAL back now delays no one waiting for them. */
     if (funnel_store_checkpoint(st))
@@ -444,11 +534,8 @@ static int batch_grow(funnel_server_t *srv)
     item_t *b = malloc(cap * sizeof *b);
     if (!b)
         return FUNNEL_ENOMEM;
-    for (size_t i = 0; i < srv->n_batch; i++) {
-        b[i] = srv->batch[i];
-        zmq_msg_init(&b[i].body);
-        zmq_msg_move(&b[i].body, &srv->batch[i].body);
-    }
+    for (size_t i = 0; i < srv->n_batch; i++)
+        item_move(&b[i], &srv->batch[i]);
     free(srv->batch); /* the moved-from messages are empty: nothing to close */
     srv->batch = b;
     srv->cap_batch = cap;
@@ -487,6 +574,30 @@ static void copy_printable(char *dst, size_t dst_len, const void *src, size_t le
     for (size_t i = 0; i < n; i++)
         dst[i] = s[i] >= 0x20 && s[i] < 0x7f ? (char)s[i] : '?';
     dst[n] = '\0';
+}
+
+/* While the disk is full, an item is not kept like others: a submitter is answered at once (it
+ * retries later, so nothing of it needs keeping) and SUB input is kept while it fits in
+ * disk_full_buffer_bytes; beyond, it is lost, counted and logged once per spell. Returns true
+ * when the item was not kept (and is cleared). */
+static bool full_divert(funnel_server_t *srv, item_t *it)
+{
+    if (it->peer.ident_len) {
+        it->status = ITEM_UNAVAILABLE;
+        item_reply(srv, it);
+    } else if (srv->kept_bytes + item_footprint(it) <= (uint64_t)srv->cfg.disk_full_buffer_bytes) {
+        srv->kept_bytes += item_footprint(it);
+        return false;
+    } else {
+        if (srv->full_lost++ == 0)
+            funnel_log_error(srv->log,
+                             "disk full and disk_full_buffer_bytes (%lld) reached: SUB input is "
+                             "lost from now on until space returns",
+                             (long long)srv->cfg.disk_full_buffer_bytes);
+        funnel_metrics_lost(srv->metrics, FUNNEL_METRICS_LOST_DISK_FULL, 1);
+    }
+    item_clear(it);
+    return true;
 }
 
 /* Decodes one ingest message into the batch and schedules the commit. */
@@ -530,15 +641,18 @@ static void batch_add(funnel_server_t *srv, const zmq_msg_t *topic, zmq_msg_t *b
         funnel_log_warn(srv->log, "refused %s event_id=%s: %s", it->topic[0] ? it->topic : "-",
                         it->event_id[0] ? it->event_id : "-", it->why.text);
     }
+    if (srv->disk_full && full_divert(srv, it))
+        return;
     srv->n_batch++;
     /* A timer, not a check handle: a pending timer keeps the loop from blocking in poll, so a
      * zero delay commits right after the current drain pass, whatever woke the loop. */
     if ((int64_t)srv->n_batch >= srv->cfg.batch_max) {
-        /* A batch kept for a busy database has its retry timer: stop reading until it lands. */
-        if (srv->busy_retry_ms)
-            ingest_hold(srv, true);
-        else
+        /* A kept batch has its retry timer. Busy: stop reading until it lands. Disk full: the
+         * batch grows, up to disk_full_buffer_bytes (full_divert). */
+        if (!srv->busy_retry_ms)
             batch_flush(srv);
+        else if (!srv->disk_full)
+            ingest_hold(srv, true);
     } else if (!uv_is_active((uv_handle_t *)&srv->flush_timer))
         uv_timer_start(&srv->flush_timer, on_flush_timer, (uint64_t)srv->cfg.batch_delay_ms, 0);
 }
@@ -661,7 +775,7 @@ static replay_step_t replay_step(funnel_server_t *srv, replay_t *rp, bool *progr
             return st;
         rp->truncated = 0;
     }
-    if (!rp->rows_done && !rp->error) {
+    if (!rp->rows_done && !rp->error[0]) {
         replay_pass_t pass = {srv, rp, 0};
         int rc = funnel_store_outbox_read(srv->store, rp->next_seq, REPLAY_CHUNK, replay_send_row,
                                           &pass);
@@ -669,8 +783,10 @@ static replay_step_t replay_step(funnel_server_t *srv, replay_t *rp, bool *progr
         if (rc == FUNNEL_EAGAIN || rc == FUNNEL_EBUS)
             return replay_sent(rc, progress);
         if (rc) {
-            funnel_log_error(srv->log, "replay read failed: %s", funnel_store_errmsg(srv->store));
-            rp->error = "replay read failed: see funneld's log";
+            /* The client is told SQLite's reason too: "malformed" says restore, "busy" retry. */
+            snprintf(rp->error, sizeof rp->error, "replay read failed at seq %llu: %s",
+                     (unsigned long long)rp->next_seq, funnel_store_errmsg(srv->store));
+            funnel_log_error(srv->log, "%s", rp->error);
         } else if (pass.sent < REPLAY_CHUNK) {
             rp->rows_done = true;
         } else {
@@ -678,9 +794,9 @@ static replay_step_t replay_step(funnel_server_t *srv, replay_t *rp, bool *progr
         }
     }
     /* After a failed read, [end] would claim rows the client never got: it must not skip them. */
-    int rc = rp->error ? replay_send_error(srv, &rp->peer, rp->error)
-                       : replay_send_marker(srv, rp, "end",
-                                            rp->last_sent ? rp->last_sent : srv->published_seq);
+    int rc = rp->error[0] ? replay_send_error(srv, &rp->peer, rp->error)
+                          : replay_send_marker(srv, rp, "end",
+                                               rp->last_sent ? rp->last_sent : srv->published_seq);
     st = replay_sent(rc, progress);
     return st == REPLAY_MORE ? REPLAY_DONE : st;
 }
@@ -875,30 +991,42 @@ static void metrics_outbox_refresh(funnel_server_t *srv)
         funnel_metrics_outbox_first(srv->metrics, first);
 }
 
+/* One small prune transaction; returns how many rows went (0 after a failure, logged). */
+static size_t prune_chunk(funnel_server_t *srv, int64_t before)
+{
+    size_t deleted = 0, dead = 0;
+    if (funnel_store_begin(srv->store))
+        return 0;
+    int rc =
+        funnel_store_outbox_prune(srv->store, before, srv->published_seq, PRUNE_CHUNK, &deleted);
+    if (!rc) /* same retention: refusals are diagnostics, not an archive */
+        rc = funnel_store_dead_letters_prune(srv->store, before, PRUNE_CHUNK, &dead);
+    if (rc || funnel_store_commit(srv->store)) {
+        funnel_store_rollback(srv->store);
+        funnel_log_error(srv->log, "retention prune failed: %s", funnel_store_errmsg(srv->store));
+        return 0;
+    }
+    if (deleted || dead)
+        funnel_log_debug(srv->log, "retention: pruned %zu output messages, %zu dead letters",
+                         deleted, dead);
+    return deleted > dead ? deleted : dead;
+}
+
+/* Deletes published outbox rows and dead letters older than the retention. Everything else on
+ * the loop (acks, publishes, replays, timers) waits while it runs, so it works in small
+ * transactions for at most PRUNE_BUDGET_NS of loop time, then lets the loop run and goes on at
+ * its next pass while a chunk came back full. */
 static void on_prune(uv_timer_t *h)
 {
     funnel_server_t *srv = h->data;
     int64_t before = now_ms(srv) - srv->cfg.retention_days * 86400000LL;
-    size_t deleted = 0, dead = 0;
-    if (funnel_store_begin(srv->store) == 0) {
-        int rc = funnel_store_outbox_prune(srv->store, before, srv->published_seq, PRUNE_CHUNK,
-                                           &deleted);
-        if (!rc) /* same retention: refusals are diagnostics, not an archive */
-            rc = funnel_store_dead_letters_prune(srv->store, before, PRUNE_CHUNK, &dead);
-        if (rc || funnel_store_commit(srv->store)) {
-            funnel_store_rollback(srv->store);
-            funnel_log_error(srv->log, "retention prune failed: %s",
-                             funnel_store_errmsg(srv->store));
-            deleted = dead = 0;
-        }
-    }
-    if (deleted || dead)
-        funnel_log_info(srv->log, "retention: pruned %zu output messages, %zu dead letters",
-                        deleted, dead);
+    uint64_t started = uv_hrtime();
+    bool more;
+    do
+        more = prune_chunk(srv, before) == PRUNE_CHUNK;
+    while (more && uv_hrtime() - started < PRUNE_BUDGET_NS);
     metrics_outbox_refresh(srv);
-    /* A full chunk means more is due: continue soon, in small transactions. */
-    bool more = deleted == PRUNE_CHUNK || dead == PRUNE_CHUNK;
-    uv_timer_start(h, on_prune, more ? 1000 : PRUNE_PERIOD_MS, 0);
+    uv_timer_start(h, on_prune, more ? 0 : PRUNE_PERIOD_MS, 0);
 }
 
 /* Publishes what a previous run committed but may not have published before it died. */
@@ -926,27 +1054,6 @@ static void publish_backlog(funnel_server_t *srv)
 
 /* ---- signals, reload, stop ----------------------------------------------------------- */
 
-static int config_read(funnel_server_t *srv, funnel_config_t *out, char *err, size_t err_len)
-{
-    int rc = funnel_config_defaults(out);
-    if (!rc && srv->opts.config_path)
-        rc = funnel_config_load(srv->opts.config_path, out, err, err_len);
-    for (size_t i = 0; !rc && i < srv->opts.n_overrides; i++) {
-        char name[64];
-        const char *kv = srv->opts.overrides[i], *eq = strchr(kv, '=');
-        if (!eq || (size_t)(eq - kv) >= sizeof name) {
-            snprintf(err, err_len, "override '%s' is not name=value", kv);
-            rc = FUNNEL_ECONFIG;
-            break;
-        }
-        snprintf(name, sizeof name, "%.*s", (int)(eq - kv), kv);
-        rc = funnel_config_set(out, name, eq + 1, err, err_len);
-    }
-    if (rc)
-        funnel_config_clear(out);
-    return rc;
-}
-
 /* Above max_message_bytes a message is still read, refused with a reason and dead-lettered;
  * past this hard limit ZeroMQ drops the connection before buffering it at all. It applies to
  * connections made after it is set. */
@@ -960,10 +1067,12 @@ static void set_hard_limit(funnel_server_t *srv, funnel_zsock_t *zs)
 
 static void reload(funnel_server_t *srv)
 {
-    funnel_config_t fresh;
+    funnel_config_t fresh = {0};
     char err[512] = "";
     sd_notify(0, "RELOADING=1");
-    if (config_read(srv, &fresh, err, sizeof err)) {
+    /* Checked whole, exactly as at start-up: one bad value refuses the whole file. */
+    if (funnel_server_config_read(srv->opts.config_path, srv->opts.overrides, srv->opts.n_overrides,
+                                  &fresh, err, sizeof err)) {
         funnel_log_error(srv->log, "config reload refused, keeping the running config: %s", err);
     } else {
         int changed = funnel_config_reload(&srv->cfg, &fresh, srv->log);
@@ -1006,7 +1115,9 @@ static void server_shutdown(funnel_server_t *srv)
     funnel_log_info(srv->log, "stopping: committing %zu pending events", srv->n_batch);
     funnel_zsock_pause(srv->sub);
     funnel_zsock_pause(srv->submit);
-    batch_flush(srv);
+    /* Stopping, each flush commits or gives up (and counts) one slice: this ends. */
+    while (srv->n_batch)
+        batch_flush(srv);
     if (funnel_store_begin(srv->store) == 0 &&
         (funnel_store_published_set(srv->store, srv->published_seq) ||
          funnel_store_commit(srv->store)))
@@ -1089,7 +1200,7 @@ static const engine_def_t *engine_def_find(const char *name, size_t len)
 
 /* Every name in the `engines` option must be a known engine: a typo must not silently turn
  * the commission ledger off. */
-int funnel_server_config_check(const funnel_config_t *cfg, char *err, size_t err_len)
+static int engines_check(const funnel_config_t *cfg, char *err, size_t err_len)
 {
     const char *list = cfg->engines;
     if (strcmp(list, "none") == 0)
@@ -1105,6 +1216,47 @@ int funnel_server_config_check(const funnel_config_t *cfg, char *err, size_t err
         if (!p[len])
             return 0;
     }
+}
+
+/* A tcp:// endpoint needs a port ZeroMQ can bind or connect to: 1..65535, or * for any.
+ * Other transports (ipc://, inproc://) carry no port. */
+static int endpoint_check(const char *name, const char *ep, char *err, size_t err_len)
+{
+    if (strncmp(ep, "tcp://", 6) != 0)
+        return 0;
+    const char *colon = strrchr(ep + 6, ':'), *port = colon ? colon + 1 : "";
+    char *end;
+    long v = strtol(port, &end, 10);
+    if (strcmp(port, "*") == 0 || (*port && !*end && v >= 1 && v <= 65535))
+        return 0;
+    snprintf(err, err_len, "%s: '%s' needs a port 1..65535 or * after its last ':'", name, ep);
+    return FUNNEL_ECONFIG;
+}
+
+int funnel_server_config_check(const funnel_config_t *cfg, char *err, size_t err_len)
+{
+    const char *names[] = {"ingest", "submit", "publish", "replay"};
+    const char *eps[] = {cfg->ingest, cfg->submit, cfg->publish, cfg->replay};
+    int rc = engines_check(cfg, err, err_len);
+    for (size_t i = 0; !rc && i < 4; i++)
+        rc = endpoint_check(names[i], eps[i], err, err_len);
+    for (size_t i = 0; !rc && i < cfg->n_connect; i++)
+        rc = endpoint_check("connect", cfg->connect[i], err, err_len);
+    return rc ? rc : funnel_metrics_listen_check(cfg->metrics, err, err_len);
+}
+
+int funnel_server_config_read(const char *path, const char *const *overrides, size_t n,
+                              funnel_config_t *cfg, char *err, size_t err_len)
+{
+    funnel_config_t fresh = {0};
+    int rc = funnel_config_read(path, overrides, n, &fresh, err, err_len);
+    if (!rc && !(rc = funnel_server_config_check(&fresh, err, err_len))) {
+        funnel_config_clear(cfg);
+        *cfg = fresh;
+        return 0;
+    }
+    funnel_config_clear(&fresh);
+    return rc;
 }
 
 static int engines_start(funnel_server_t *srv)
@@ -1179,8 +1331,12 @@ static int write_ready_file(funnel_server_t *srv)
         funnel_log_error(srv->log, "cannot write %s: %s", tmp, strerror(errno));
         return FUNNEL_EIO;
     }
-    fprintf(f, "ingest=%s\nsubmit=%s\npublish=%s\nreplay=%s\npid=%ld\n", srv->bound[0],
-            srv->bound[1], srv->bound[2], srv->bound[3], (long)getpid());
+    /* The database's absolute path: funnelctl --ready-file reads it from any directory. */
+    char *db = realpath(srv->cfg.database, NULL);
+    fprintf(f, "ingest=%s\nsubmit=%s\npublish=%s\nreplay=%s\npid=%ld\ndatabase=%s\n", srv->bound[0],
+            srv->bound[1], srv->bound[2], srv->bound[3], (long)getpid(),
+            db ? db : srv->cfg.database);
+    free(db);
     if (srv->metrics)
         fprintf(f, "metrics=%d\n", funnel_metrics_port(srv->metrics));
     if (fclose(f) || rename(tmp, srv->opts.ready_file)) {
@@ -1216,6 +1372,30 @@ static int open_sockets(funnel_server_t *srv)
         }
         funnel_log_info(srv->log, "subscribed to publisher %s", srv->cfg.connect[i]);
     }
+    return 0;
+}
+
+/* A damaged file must not become ready: it would take writes and fail replays part-way. The
+ * check reads the whole file, so its duration is logged to tell when skipping it is worth it. */
+static int store_check(funnel_server_t *srv)
+{
+    char err[512];
+    if (!srv->cfg.quick_check) {
+        funnel_log_warn(srv->log, "database %s: quick_check skipped (quick_check = 0)",
+                        srv->cfg.database);
+        return 0;
+    }
+    uint64_t started = uv_hrtime();
+    int rc = funnel_store_quick_check(srv->store, err, sizeof err);
+    unsigned long long ms = (unsigned long long)((uv_hrtime() - started) / 1000000);
+    if (rc) {
+        funnel_log_error(srv->log,
+                         "database %s is damaged (PRAGMA quick_check: %s): restore it from a "
+                         "backup; funneld will not start on it",
+                         srv->cfg.database, err);
+        return rc;
+    }
+    funnel_log_info(srv->log, "database %s: quick_check ok in %llu ms", srv->cfg.database, ms);
     return 0;
 }
 
@@ -1262,6 +1442,8 @@ int funnel_server_new(funnel_config_t *cfg, const funnel_server_options_t *opts,
         funnel_log_error(log, "%s", err);
         goto fail;
     }
+    if ((rc = store_check(srv)))
+        goto fail;
     if ((rc = funnel_router_new(srv->store, &srv->router)) ||
         (rc = funnel_store_published_get(srv->store, &srv->published_seq)) ||
         (rc = engines_start(srv)))

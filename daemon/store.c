@@ -6,10 +6,12 @@
 #include "funnel/store.h"
 #include "funnel/error.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 /* Each migration takes the schema from version i to i+1. Never edit one that has shipped. */
 static const char *const migrations[] = {
@@ -126,6 +128,8 @@ typedef struct pending_row {
 #define WAL_CHECKPOINT_PAGES 1000
 #define WAL_HARD_PAGES       (4 * WAL_CHECKPOINT_PAGES)
 
+#define BUSY_WAIT_MS 5000 /* read-only connections and migrations wait this long for a lock */
+
 #define ARENA_MIN      (64 * 1024)   /* first arena: a typical batch fits without regrowing */
 #define ARENA_KEEP_MAX (1024 * 1024) /* a larger arena is freed at the next begin */
 
@@ -148,6 +152,7 @@ struct funnel_store {
     bool txn_broken;    /* a savepoint could not be released or rolled back: the transaction
                            holds an unknown part of an event, so only ROLLBACK is left */
     bool busy;          /* the last failure was SQLITE_BUSY/LOCKED: worth trying again */
+    bool full;          /* the last failure was SQLITE_FULL: worth trying once space returns */
 };
 
 /* Keeps the message of a failure: the ROLLBACK that follows it would otherwise leave
@@ -157,6 +162,7 @@ static int fail(funnel_store_t *s)
     int code = sqlite3_errcode(s->db) & 0xff; /* primary code: SQLITE_BUSY_SNAPSHOT is busy too */
     snprintf(s->err, sizeof s->err, "%s", sqlite3_errmsg(s->db));
     s->busy = code == SQLITE_BUSY || code == SQLITE_LOCKED;
+    s->full = code == SQLITE_FULL;
     return FUNNEL_ESTORE;
 }
 
@@ -185,6 +191,22 @@ static int exec_stmt(funnel_store_t *s, enum stmt_id id)
     return rc == SQLITE_DONE ? 0 : fail(s);
 }
 
+int funnel_store_quick_check(funnel_store_t *s, char *err, size_t err_len)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(s->db, "PRAGMA quick_check(1)", -1, &st, NULL) != SQLITE_OK) {
+        snprintf(err, err_len, "%s", sqlite3_errmsg(s->db));
+        return FUNNEL_ESTORE;
+    }
+    int rc = sqlite3_step(st);
+    const char *verdict = rc == SQLITE_ROW ? (const char *)sqlite3_column_text(st, 0) : NULL;
+    bool ok = verdict && strcmp(verdict, "ok") == 0;
+    if (!ok)
+        snprintf(err, err_len, "%s", verdict ? verdict : sqlite3_errmsg(s->db));
+    sqlite3_finalize(st);
+    return ok ? 0 : FUNNEL_ESTORE;
+}
+
 const char *funnel_store_errmsg(const funnel_store_t *store)
 {
     if (!store || !store->db)
@@ -195,6 +217,11 @@ const char *funnel_store_errmsg(const funnel_store_t *store)
 bool funnel_store_busy(const funnel_store_t *store)
 {
     return store->busy;
+}
+
+bool funnel_store_full(const funnel_store_t *store)
+{
+    return store->full;
 }
 
 sqlite3 *funnel_store_db(funnel_store_t *store)
@@ -281,9 +308,22 @@ static int migrate_schema(sqlite3 *db, const char *module, const char *const *st
     return 0;
 }
 
+/* Migrations run before the loop starts (or at engine creation): they may wait for another
+ * process's lock as a read-only connection does. Afterwards the writer never waits (busy timeout
+ * 0): it runs on funneld's loop thread, where waiting would stop acks, publishes, replays and
+ * timers; a busy batch is kept and retried on a timer instead. */
+static int migrate_waiting(sqlite3 *db, const char *module, const char *const *steps, int n,
+                           char *err, size_t err_len)
+{
+    sqlite3_busy_timeout(db, BUSY_WAIT_MS);
+    int rc = migrate_schema(db, module, steps, n, err, err_len);
+    sqlite3_busy_timeout(db, 0);
+    return rc;
+}
+
 static int migrate(sqlite3 *db, char *err, size_t err_len)
 {
-    return migrate_schema(db, NULL, migrations, MIGRATIONS, err, err_len);
+    return migrate_waiting(db, NULL, migrations, MIGRATIONS, err, err_len);
 }
 
 int funnel_store_migrate_module(funnel_store_t *store, const char *module, const char *const *steps,
@@ -293,7 +333,7 @@ int funnel_store_migrate_module(funnel_store_t *store, const char *module, const
         snprintf(err, err_len, "%s: migrations cannot run inside a batch", module);
         return FUNNEL_EINVAL;
     }
-    return migrate_schema(store->db, module, steps, n, err, err_len);
+    return migrate_waiting(store->db, module, steps, n, err, err_len);
 }
 
 int funnel_store_module_version(funnel_store_t *store, const char *module)
@@ -328,12 +368,11 @@ static int configure(sqlite3 *db, bool read_only, funnel_store_sync_t sync, char
                      size_t err_len)
 {
     char *msg = NULL;
-    const char *sql = read_only ? "PRAGMA busy_timeout = 5000;"
+    const char *sql = read_only ? ""
                       : sync == FUNNEL_STORE_SYNC_FULL
                           ? "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;"
-                            "PRAGMA busy_timeout = 5000;"
-                          : "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;"
-                            "PRAGMA busy_timeout = 5000;";
+                          : "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;";
+    sqlite3_busy_timeout(db, BUSY_WAIT_MS);
     if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
         snprintf(err, err_len, "%s", msg ? msg : sqlite3_errmsg(db));
         sqlite3_free(msg);
@@ -351,6 +390,35 @@ static void sqlite_setup(void)
     sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
 }
 
+/* An existing file must already be a funneld database: one that is empty (truncated) or holds
+ * something else would otherwise be turned into a new database, restarting the sequence numbers
+ * subscribers rely on and forgetting every event_id seen. An unfinished first start (the file
+ * created, the first migration not committed) is refused too; the message says what to do. */
+static int existing_check(sqlite3 *db, const char *path, char *err, size_t err_len)
+{
+    static const char todo[] = "restore it from a backup, or delete it (and its -wal file) to "
+                               "start a new, empty database";
+    struct stat sb;
+    if (stat(path, &sb) == 0 && sb.st_size == 0) {
+        snprintf(err, err_len, "database %s exists but is empty (0 bytes): %s", path, todo);
+        return FUNNEL_ESTORE;
+    }
+    sqlite3_stmt *st = NULL;
+    int found = -1;
+    if (sqlite3_prepare_v2(db,
+                           "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND "
+                           "name IN ('events', 'outbox', 'meta')",
+                           -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        found = sqlite3_column_int(st, 0);
+    const char *why = found < 0 ? sqlite3_errmsg(db) : "it lacks funneld's tables";
+    sqlite3_finalize(st);
+    if (found == 3)
+        return 0;
+    snprintf(err, err_len, "%s is not a funneld database (%s): %s", path, why, todo);
+    return FUNNEL_ESTORE;
+}
+
 int funnel_store_open(const char *path, bool read_only, funnel_store_sync_t sync,
                       funnel_store_t **out, char *err, size_t err_len)
 {
@@ -363,12 +431,19 @@ int funnel_store_open(const char *path, bool read_only, funnel_store_sync_t sync
         snprintf(err, err_len, "out of memory");
         return FUNNEL_ENOMEM;
     }
-    int flags = read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
+    /* A database is created only where no file exists: an empty or foreign file in its place
+     * is refused before anything (journal_mode=WAL, migrations) writes to it. */
+    struct stat sb;
+    bool create = !read_only && stat(path, &sb) != 0 && errno == ENOENT;
+    int flags = read_only ? SQLITE_OPEN_READONLY
+                          : SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0);
     if (sqlite3_open_v2(path, &s->db, flags | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
         snprintf(err, err_len, "cannot open database %s: %s", path,
                  s->db ? sqlite3_errmsg(s->db) : "out of memory");
         goto fail_db;
     }
+    if (!read_only && !create && (rc = existing_check(s->db, path, err, err_len)))
+        goto fail_db;
     if ((rc = configure(s->db, read_only, sync, err, err_len)))
         goto fail_db;
     if (!read_only && (rc = migrate(s->db, err, err_len)))
@@ -439,7 +514,7 @@ int funnel_store_begin(funnel_store_t *s)
     }
     s->committed = false;
     s->err[0] = '\0';
-    s->busy = false;
+    s->busy = s->full = false;
     if (exec_stmt(s, ST_BEGIN))
         return FUNNEL_ESTORE;
     s->in_txn = true;

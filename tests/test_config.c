@@ -24,11 +24,23 @@
 
 /* Every option, in table order; a new option must be added here (help/print tests count). */
 static const char *const option_names[] = {
-    "database",          "ingest",        "submit",
-    "publish",           "replay",        "connect",
-    "max_message_bytes", "batch_max",     "batch_delay_ms",
-    "retention_days",    "max_future_ms", "publish_hwm",
-    "log_level",         "sync",          "metrics",
+    "database",
+    "ingest",
+    "submit",
+    "publish",
+    "replay",
+    "connect",
+    "max_message_bytes",
+    "batch_max",
+    "batch_delay_ms",
+    "retention_days",
+    "max_future_ms",
+    "publish_hwm",
+    "disk_full_buffer_bytes",
+    "log_level",
+    "sync",
+    "quick_check",
+    "metrics",
     "engines",
 };
 #define N_OPTIONS (sizeof option_names / sizeof option_names[0])
@@ -751,6 +763,108 @@ Test(config_help, mentions_every_option_with_default_bounds_and_reloadability)
               "publish_hwm needs a restart:\n%s", buf);
     cr_assert(strstr(buf, "(default \"info\", reloadable)\n") != NULL, "%s", buf);
     cr_assert(strstr(buf, "(default \"normal\")\n") != NULL, "%s", buf);
-    cr_assert_eq(count_lines_with(buf, "reloadable"), 6, "%s", buf);
+    cr_assert_eq(count_lines_with(buf, "reloadable"), 7, "%s", buf);
     free(buf);
+}
+
+/* ---- funnel_config_read: file, then command-line overrides ---------------------------------- */
+
+TestSuite(config_read, .init = setup, .fini = teardown);
+
+static int read_with(const char *text, const char *const *overrides, size_t n, char *err)
+{
+    if (text)
+        write_file(cfg_path, text);
+    err[0] = '\0';
+    return funnel_config_read(text ? cfg_path : NULL, overrides, n, &cfg, err, ERR_LEN);
+}
+
+Test(config_read, set_reaches_an_engine_section_over_the_file)
+{
+    static const char *const ov[] = {"attribution.half_life_days=14", "batch_max=5",
+                                     "commission.default_rate_bp=250"};
+    char err[ERR_LEN];
+    int rc = read_with("batch_max = 7;\nattribution = { lookback_days = 30; half_life_days = 3; "
+                       "};\n",
+                       ov, 3, err);
+    cr_assert_eq(rc, 0, "%s", err);
+    cr_assert_eq(cfg.attribution.half_life_days, 14, "the override wins over the file");
+    cr_assert_eq(cfg.attribution.lookback_days, 30, "the rest of the file's section stays");
+    cr_assert_eq(cfg.batch_max, 5);
+    cr_assert_eq(cfg.commission.default_rate_bp, 250, "a section absent from the file is made");
+}
+
+Test(config_read, set_reaches_an_engine_section_without_a_file)
+{
+    static const char *const ov[] = {"attribution.half_life_days=21"};
+    char err[ERR_LEN];
+    cr_assert_eq(read_with(NULL, ov, 1, err), 0, "%s", err);
+    cr_assert_eq(cfg.attribution.half_life_days, 21);
+    cr_assert_eq(cfg.attribution.lookback_days, 90, "the section's other defaults stay");
+}
+
+Test(config_read, bad_overrides_are_refused_and_name_the_override)
+{
+    static const struct {
+        const char *ov, *want;
+    } cases[] = {
+        {"attribution.half_life_days=-3", "half_life_days"},
+        {"attribution.bogus=1", "bogus"},
+        {"nosuch.key=1", "nosuch"},
+        {"batch_max", "batch_max"},
+        {"batch_max=0", "batch_max"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char err[ERR_LEN];
+        funnel_config_clear(&cfg);
+        cr_assert_eq(read_with(NULL, &cases[i].ov, 1, err), FUNNEL_ECONFIG, "accepted %s",
+                     cases[i].ov);
+        cr_assert(strstr(err, cases[i].want), "%s: %s", cases[i].ov, err);
+        cr_assert_null(cfg.database, "a refused read leaves the target as it was");
+    }
+}
+
+Test(config_reload, removing_a_whole_section_warns_what_was_removed)
+{
+    funnel_config_t fresh;
+    char err[ERR_LEN];
+    cr_assert_eq(load_text("commission = { default_rate_bp = 500; };\n", &cfg, err), 0, "%s", err);
+    defaults(&fresh); /* the file no longer has the section */
+    mem_log_t m;
+    mem_log_open(&m);
+    funnel_config_reload(&cfg, &fresh, &m.log);
+    fflush(m.log.out);
+    cr_assert_eq(count_lines_with(m.buf, " warn "), 1, "%s", m.buf);
+    cr_assert(strstr(m.buf, "section commission removed"), "%s", m.buf);
+    cr_assert_eq(cfg.commission.default_rate_bp, 0);
+    mem_log_close(&m);
+    funnel_config_clear(&fresh);
+}
+
+/* Emptying a list that makes an engine act (every SLA policy, every quota) while the section
+ * stays is as silent a stop as removing the section: warned too, with what went. */
+Test(config_reload, removing_every_policy_warns_what_was_removed)
+{
+    funnel_config_t fresh = {0};
+    char err[ERR_LEN], line[128];
+    cr_assert_eq(
+        funnel_config_load(FUNNEL_SOURCE_DIR "/examples/funneld.conf", &cfg, err, sizeof err), 0,
+        "%s", err);
+    size_t policies = cfg.sla.n_policies, quotas = cfg.sla.n_quotas;
+    cr_assert_gt(policies, 0);
+    cr_assert_gt(quotas, 0);
+    cr_assert_eq(load_text("sla = { calendars = { office = { time_zone = \"UTC\"; weekdays = "
+                           "[\"09:00-17:00\"]; }; }; };\n",
+                           &fresh, err),
+                 0, "%s", err);
+    mem_log_t m;
+    mem_log_open(&m);
+    funnel_config_reload(&cfg, &fresh, &m.log);
+    fflush(m.log.out);
+    snprintf(line, sizeof line, "config reload: all %zu policies of section sla removed", policies);
+    cr_assert(strstr(m.buf, line) && strstr(m.buf, " warn "), "%s", m.buf);
+    snprintf(line, sizeof line, "config reload: all %zu quotas of section sla removed", quotas);
+    cr_assert(strstr(m.buf, line), "%s", m.buf);
+    mem_log_close(&m);
+    funnel_config_clear(&fresh);
 }

@@ -10,7 +10,10 @@
 #include <poll.h>
 #include <signal.h>
 #include <sqlite3.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/un.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,6 +49,10 @@ static void close_socket(void *s)
     zmq_close(s);
 }
 
+/* A small filesystem a test mounted (and may have filled); unmounted by the fini, after funneld
+ * stopped, before the temporary directory holding it is removed. */
+static char small_fs[320];
+
 static void stop_all(void)
 {
     for (size_t i = 0; i < 64; i++)
@@ -55,6 +62,9 @@ static void stop_all(void)
     int status = fx_daemon_stop(&fd);
     if (status > 0)
         fprintf(stderr, "FUNNEL TEST ERROR: funneld exited with status %d\n", status);
+    if (small_fs[0] && umount2(small_fs, MNT_DETACH))
+        fprintf(stderr, "FUNNEL TEST ERROR: umount %s: %s\n", small_fs, strerror(errno));
+    small_fs[0] = '\0';
     funnel_client_destroy(&client);
     if (zctx)
         zmq_ctx_term(zctx);
@@ -1009,4 +1019,342 @@ Test(e2e, database_locked_by_another_process_loses_nothing, .timeout = 60)
     cr_assert(fx_daemon_log_has(&fd, "input resumed", 1000));
     close_socket(dealer);
     close_socket(pub);
+}
+
+/* Runs funneld on fd's database with every endpoint on an ephemeral port, expecting it to refuse
+ * to start; returns its exit status with its output in out. */
+static int run_funneld_on_db(char *out, size_t out_len)
+{
+    const char *argv[] = {FUNNELD_PATH,        "--database",        fd.db,
+                          "--ingest",          "tcp://127.0.0.1:*", "--submit",
+                          "tcp://127.0.0.1:*", "--publish",         "tcp://127.0.0.1:*",
+                          "--replay",          "tcp://127.0.0.1:*", NULL};
+    return fx_run(argv, out, out_len);
+}
+
+Test(e2e, truncated_database_is_refused_at_start)
+{
+    submit_lead("evt-t1", "lead-t", FUNNEL_SUBMIT_OK);
+    cr_assert_eq(fx_daemon_stop(&fd), 0);
+    cr_assert_eq(truncate(fd.db, 0), 0);
+    char out[4096];
+    cr_assert_eq(run_funneld_on_db(out, sizeof out), 1, "%s", out);
+    cr_assert(strstr(out, fd.db) && strstr(out, "empty") && strstr(out, "backup"), "%s", out);
+    struct stat sb;
+    cr_assert_eq(stat(fd.db, &sb), 0);
+    cr_assert_eq(sb.st_size, 0, "the refused file is left as it was");
+}
+
+/* Overwrites the root page of the outbox's B-tree with garbage, the way a bad sector or a
+ * stray write would: every read of the outbox then fails. */
+static void corrupt_outbox_root(const char *path)
+{
+    sqlite3 *db;
+    sqlite3_stmt *st;
+    cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
+    cr_assert_eq(sqlite3_prepare_v2(db,
+                                    "SELECT rootpage, (SELECT page_size FROM pragma_page_size) "
+                                    "FROM sqlite_master WHERE name = 'outbox'",
+                                    -1, &st, NULL),
+                 SQLITE_OK);
+    cr_assert_eq(sqlite3_step(st), SQLITE_ROW);
+    long page = sqlite3_column_int64(st, 0), size = sqlite3_column_int64(st, 1);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    char junk[65536];
+    memset(junk, 0xAB, sizeof junk);
+    FILE *f = fopen(path, "r+b");
+    cr_assert_not_null(f);
+    cr_assert_eq(fseek(f, (page - 1) * size, SEEK_SET), 0);
+    cr_assert_eq(fwrite(junk, 1, (size_t)size, f), (size_t)size);
+    cr_assert_eq(fclose(f), 0);
+}
+
+Test(e2e, damaged_database_is_refused_at_start_and_tail_says_why)
+{
+    cr_assert_eq(submit_many("evt-dmg", 400), 400);
+    cr_assert_eq(fx_daemon_stop(&fd), 0);
+    corrupt_outbox_root(fd.db);
+    char out[8192];
+    cr_assert_eq(run_funneld_on_db(out, sizeof out), 1, "%s", out);
+    cr_assert(strstr(out, fd.db) && strstr(out, "damaged") && strstr(out, "quick_check"), "%s",
+              out);
+
+    /* Skipped (a very large file), funneld starts; a replay then fails, and funnelctl tail says
+     * what funneld said instead of "invalid argument". */
+    const char *skip[] = {"--set", "quick_check=0", NULL};
+    fx_daemon_start(&fd, tmp.path, skip);
+    cr_assert(fx_daemon_log_has(&fd, "quick_check skipped", 0));
+    const char *tail[] = {FUNNELCTL_PATH, "--publish",         fd.publish, "--replay", fd.replay,
+                          "tail",         "--idle-timeout-ms", "500",      NULL};
+    int status = fx_run(tail, out, sizeof out);
+    cr_assert_eq(status, 1, "%s", out);
+    cr_assert(strstr(out, "replay read failed") && strstr(out, "malformed"), "%s", out);
+}
+
+/* Writes text to the test's reload.conf; path receives its name. */
+static void reload_conf_write(char *path, size_t path_len, const char *text)
+{
+    snprintf(path, path_len, "%s/reload.conf", tmp.path);
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fputs(text, f);
+    cr_assert_eq(fclose(f), 0);
+}
+
+/* One bad value refuses the whole reload: checked as --check-config and start-up check it. */
+Test(e2e, reload_with_an_invalid_value_applies_nothing)
+{
+    char path[512], out[8192];
+    reload_conf_write(path, sizeof path, "batch_max = 10;\n");
+    fx_daemon_stop(&fd);
+    const char *args[] = {"--config", path, NULL};
+    fx_daemon_start(&fd, tmp.path, args);
+    reload_conf_write(path, sizeof path, "batch_max = 20;\nengines = \"ledger,bogus\";\n");
+    const char *check[] = {FUNNELD_PATH, "--config", path, "--check-config", NULL};
+    cr_assert_eq(fx_run(check, out, sizeof out), 1, "%s", out);
+    fx_daemon_signal(&fd, SIGHUP);
+    cr_assert(fx_daemon_log_has(&fd, "config reload refused", 5000));
+    cr_assert(fx_daemon_log_has(&fd, "unknown engine 'bogus'", 0));
+    /* The refusal and any change are logged by the same reload: nothing later can add one. */
+    cr_assert_not(fx_daemon_log_has(&fd, "batch_max changed", 0), "a refused reload changed");
+    submit_lead("evt-r1", "lead-r", FUNNEL_SUBMIT_OK);
+}
+
+Test(e2e, check_config_refuses_what_start_up_refuses)
+{
+    static const char *const bad[] = {"metrics=nonsense", "submit=tcp://127.0.0.1:99999",
+                                      "connect=tcp://crm:70000", "ingest=tcp://127.0.0.1:"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char out[8192];
+        const char *check[] = {FUNNELD_PATH, "--set", bad[i], "--check-config", NULL};
+        cr_assert_eq(fx_run(check, out, sizeof out), 1, "%s accepted: %s", bad[i], out);
+        char name[32];
+        snprintf(name, sizeof name, "%.*s", (int)strcspn(bad[i], "="), bad[i]);
+        cr_assert(strstr(out, name), "the error names %s: %s", name, out);
+    }
+}
+
+/* --set reaches an engine section, and a reload re-applies it over the re-read file. */
+Test(e2e, set_engine_option_survives_reload)
+{
+    char path[512], out[8192];
+    reload_conf_write(path, sizeof path, "attribution = { half_life_days = 3; };\n");
+    const char *check[] = {
+        FUNNELD_PATH,     "--config", path, "--set", "attribution.half_life_days=14",
+        "--check-config", NULL};
+    cr_assert_eq(fx_run(check, out, sizeof out), 0, "%s", out);
+    cr_assert(strstr(out, "half_life_days = 14;"), "%s", out);
+    fx_daemon_stop(&fd);
+    const char *args[] = {"--config", path, "--set", "attribution.half_life_days=14", NULL};
+    fx_daemon_start(&fd, tmp.path, args);
+    reload_conf_write(path, sizeof path,
+                      "batch_max = 10;\nattribution = { half_life_days = 3; };\n");
+    fx_daemon_signal(&fd, SIGHUP);
+    cr_assert(fx_daemon_log_has(&fd, "config reload: batch_max changed", 5000));
+    cr_assert_not(fx_daemon_log_has(&fd, "section attribution replaced", 0),
+                  "the command line's half_life_days was lost on reload");
+}
+
+/* Mounts a tmpfs of `size` on tmp.path/small: a disk that really fills (ENOSPC, which SQLite
+ * reports as SQLITE_FULL). Tests run as root here and in CI; false where mounting is not
+ * permitted (an unprivileged container), and the caller skips. */
+static bool small_fs_mount(const char *size)
+{
+    char opts[64];
+    snprintf(small_fs, sizeof small_fs, "%s/small", tmp.path);
+    cr_assert_eq(mkdir(small_fs, 0755), 0);
+    snprintf(opts, sizeof opts, "size=%s", size);
+    if (mount("tmpfs", small_fs, "tmpfs", 0, opts) == 0)
+        return true;
+    small_fs[0] = '\0';
+    return false;
+}
+
+/* Fills the small filesystem to the last byte with a file named filler. */
+static void small_fs_fill(char *filler, size_t filler_len)
+{
+    static char chunk[65536];
+    snprintf(filler, filler_len, "%s/filler", small_fs);
+    FILE *f = fopen(filler, "w");
+    cr_assert_not_null(f);
+    setvbuf(f, NULL, _IONBF, 0);
+    for (size_t n = sizeof chunk; n >= 1; n /= 2)
+        while (fwrite(chunk, 1, n, f) == n)
+            ;
+    fclose(f);
+    struct statvfs vfs;
+    cr_assert_eq(statvfs(small_fs, &vfs), 0);
+    cr_assert_eq(vfs.f_bavail, 0, "the filesystem is full");
+}
+
+/* Waits (polling, up to 30 s) until the database holds n events. */
+static bool events_reach(int64_t n)
+{
+    for (int i = 0; i < 1500 && count_events(NULL) < n; i++)
+        fx_sleep_ms(20);
+    return count_events(NULL) == n;
+}
+
+/* funneld with its database on a small filesystem, the extra arguments, and a PUB socket whose
+ * subscription is known to have arrived (one event recorded). */
+static void *disk_full_start(const char *const *extra)
+{
+    if (!small_fs_mount("8m"))
+        cr_skip_test("cannot mount a tmpfs here (%s): disk-full path not tested", strerror(errno));
+    char db[300];
+    const char *args[8] = {"--database", db};
+    for (size_t i = 0; extra && extra[i] && i < 5; i++)
+        args[2 + i] = extra[i];
+    snprintf(db, sizeof db, "%.260s/funneld.db", small_fs);
+    fx_daemon_stop(&fd);
+    fx_daemon_start(&fd, tmp.path, args);
+    snprintf(fd.db, sizeof fd.db, "%.299s", db);
+    void *pub = connect_socket(ZMQ_PUB, fd.ingest);
+    int64_t now = fx_now_ms();
+    for (int i = 0; i < 200 && count_events(NULL) == 0; i++) { /* until subscribed */
+        dealer_send_lead(pub, "evt-full-warm", now);
+        fx_sleep_ms(20);
+    }
+    cr_assert_eq(count_events(NULL), 1);
+    return pub;
+}
+
+/* Fills the disk, publishes n events on pub and waits until funneld met the full disk. */
+static void disk_full_publish(void *pub, int n, char *filler, size_t filler_len)
+{
+    small_fs_fill(filler, filler_len);
+    int64_t now = fx_now_ms();
+    for (int i = 0; i < n; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "evt-full-pub-%d", i);
+        dealer_send_lead(pub, id, now);
+    }
+    cr_assert(fx_daemon_log_has(&fd, "disk is full", 15000), "the commit met the full disk");
+}
+
+/* Disk full: submitters are answered at once with a retryable refusal, SUB input (never resent
+ * by its publishers) is kept in memory and committed once space returns. */
+Test(e2e, disk_full_answers_unavailable_and_keeps_sub_input, .timeout = 90)
+{
+    enum { N = 300 };
+    char filler[400], out[4096], id[64], st[64];
+    void *pub = disk_full_start(NULL);
+    disk_full_publish(pub, N, filler, sizeof filler);
+
+    void *dealer = connect_socket(ZMQ_DEALER, fd.submit);
+    dealer_send_lead(dealer, "evt-full-sub", fx_now_ms());
+    int r = zmq_recv(dealer, id, sizeof id - 1, 0);
+    cr_assert_gt(r, 0, "a submit during disk full is answered");
+    r = zmq_recv(dealer, st, sizeof st - 1, 0);
+    cr_assert_gt(r, 0);
+    st[r] = '\0';
+    cr_assert_str_eq(st, "unavailable: disk full");
+    const char *lead = "{\"eventId\":\"evt-full-ctl\",\"leadId\":\"L\"}";
+    const char *ctl[] = {FUNNELCTL_PATH, "--submit", fd.submit, "--timeout-ms", "2000", "publish",
+                         "lead.created", lead,       NULL};
+    cr_assert_eq(fx_run(ctl, out, sizeof out), 3, "funnelctl: retry later: %s", out);
+    cr_assert(strstr(out, "disk full"), "%s", out);
+
+    cr_assert_eq(unlink(filler), 0);
+    cr_assert(events_reach(1 + N), "every SUB event is committed once space returns: %lld",
+              (long long)count_events(NULL));
+    dealer_send_lead(dealer, "evt-full-sub", fx_now_ms());
+    cr_assert_gt(zmq_recv(dealer, id, sizeof id - 1, 0), 0);
+    r = zmq_recv(dealer, st, sizeof st - 1, 0);
+    cr_assert_gt(r, 0);
+    st[r] = '\0';
+    cr_assert_str_eq(st, "ok", "the submitter's retry is accepted");
+    close_socket(dealer);
+    close_socket(pub);
+}
+
+/* Beyond disk_full_buffer_bytes SUB input is lost, and said to be; what was kept is committed. */
+Test(e2e, disk_full_keeps_sub_input_only_up_to_the_bound, .timeout = 90)
+{
+    enum { N = 300 };
+    char filler[400];
+    const char *args[] = {"--set", "disk_full_buffer_bytes=40000", NULL};
+    void *pub = disk_full_start(args);
+    disk_full_publish(pub, N, filler, sizeof filler);
+    cr_assert(fx_daemon_log_has(&fd, "disk_full_buffer_bytes (40000) reached", 15000));
+    cr_assert_eq(unlink(filler), 0);
+    cr_assert(fx_daemon_log_has(&fd, "disk space is back", 15000));
+    int64_t kept = count_events(NULL) - 1;
+    cr_assert(kept > 0 && kept < N, "%lld of %d kept", (long long)kept, N);
+    char lost[128];
+    snprintf(lost, sizeof lost, "%lld SUB messages were lost", (long long)(N - kept));
+    cr_assert(fx_daemon_log_has(&fd, lost, 0), "the log counts what was lost: %s", lost);
+    close_socket(pub);
+}
+
+/* One integer from the daemon's database, read through a connection of the test's own. */
+static int64_t db_int(const char *sql)
+{
+    sqlite3 *db;
+    sqlite3_stmt *st;
+    cr_assert_eq(sqlite3_open_v2(fd.db, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_busy_timeout(db, 5000);
+    cr_assert_eq(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK, "%s", sqlite3_errmsg(db));
+    cr_assert_eq(sqlite3_step(st), SQLITE_ROW);
+    int64_t v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return v;
+}
+
+/* Retention: far more expired rows than one prune transaction takes are all deleted (in small
+ * transactions, while the loop keeps answering), and replay from the start says [truncated]. */
+Test(e2e, retention_prunes_a_large_backlog_in_small_steps)
+{
+    enum { OLD = 6000 };
+    fx_daemon_stop(&fd);
+    sqlite3 *db;
+    cr_assert_eq(sqlite3_open(fd.db, &db), SQLITE_OK);
+    char sql[512];
+    snprintf(sql, sizeof sql,
+             "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < %d) "
+             "INSERT INTO outbox(topic, created_at_ms, envelope) SELECT 'old', 1000, x'00' FROM n;"
+             "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < %d) "
+             "INSERT INTO dead_letters(received_at_ms, topic, event_id, reason, detail, "
+             "payload_size) SELECT 1000, 'x', 'e', 'r', 'd', 0 FROM n;"
+             "UPDATE meta SET value = (SELECT max(seq) FROM outbox) WHERE key = 'published_seq';",
+             OLD, OLD);
+    cr_assert_eq(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK, "%s", sqlite3_errmsg(db));
+    sqlite3_close(db);
+    const char *debug[] = {"--log-level", "debug", NULL};
+    fx_daemon_start(&fd, tmp.path, debug);
+    submit_lead("evt-ret-1", "lead-ret", FUNNEL_SUBMIT_OK);
+    for (int i = 0; i < 1500 && db_int("SELECT count(*) FROM outbox WHERE created_at_ms = 1000") +
+                                        db_int("SELECT count(*) FROM dead_letters") >
+                                    0;
+         i++)
+        fx_sleep_ms(20);
+    cr_assert_eq(db_int("SELECT count(*) FROM outbox WHERE created_at_ms = 1000"), 0);
+    cr_assert_eq(db_int("SELECT count(*) FROM dead_letters"), 0);
+    /* Every prune transaction was small: the loop went on between them. */
+    size_t outbox = 0, dead = 0, steps = 0, a, b;
+    FILE *log = fopen(fd.log, "r");
+    cr_assert_not_null(log);
+    char line[512];
+    while (fgets(line, sizeof line, log)) {
+        const char *p = strstr(line, "retention: pruned ");
+        if (!p || sscanf(p, "retention: pruned %zu output messages, %zu dead letters", &a, &b) != 2)
+            continue;
+        cr_assert(a <= 500 && b <= 500, "one prune transaction took too much: %s", line);
+        outbox += a;
+        dead += b;
+        steps++;
+    }
+    fclose(log);
+    cr_assert_eq(outbox, OLD);
+    cr_assert_eq(dead, OLD);
+    cr_assert_geq(steps, OLD / 500);
+    void *s = connect_socket(ZMQ_DEALER, fd.replay);
+    replay_request(s, 1);
+    char what[16];
+    int r = zmq_recv(s, what, sizeof what, 0);
+    cr_assert_eq(r, 9);
+    cr_assert(!memcmp(what, "truncated", 9));
+    close_socket(s);
 }

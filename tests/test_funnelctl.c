@@ -249,3 +249,25 @@ Test(funnelctl, usage_errors_exit_2)
     cr_assert_eq(fx_run(nodb, out, sizeof out), 1);
     cr_assert(strstr(out, "cannot open database"), "%s", out);
 }
+
+/* funneld on `*` ports: its ready file is the only place the endpoints are written, and it
+ * names the database too, so funnelctl needs nothing else. */
+Test(funnelctl, ready_file_gives_endpoints_and_database)
+{
+    char out[8192], ready[320];
+    snprintf(ready, sizeof ready, "%s/ready", fd.dir);
+    const char *lead = "{\"eventId\":\"evt-rf-1\",\"leadId\":\"L-rf\"}";
+    const char *pub[] = {FUNNELCTL_PATH, "--ready-file", ready, "publish",
+                         "lead.created", lead,           NULL};
+    cr_assert_eq(fx_run(pub, out, sizeof out), 0, "%s", out);
+    cr_assert(strstr(out, "ok evt-rf-1"), "%s", out);
+    const char *events[] = {FUNNELCTL_PATH, "--ready-file", ready, "events", NULL};
+    cr_assert_eq(fx_run(events, out, sizeof out), 0, "%s", out);
+    cr_assert(strstr(out, "evt-rf-1"), "%s", out);
+    const char *tail[] = {FUNNELCTL_PATH, "--ready-file", ready, "tail", "--count", "1", NULL};
+    cr_assert_eq(fx_run(tail, out, sizeof out), 0, "%s", out);
+    cr_assert(strstr(out, "\"seq\":1"), "%s", out);
+    const char *missing[] = {FUNNELCTL_PATH, "--ready-file", "/nonexistent/ready", "events", NULL};
+    cr_assert_eq(fx_run(missing, out, sizeof out), 3, "%s", out);
+    cr_assert(strstr(out, "/nonexistent/ready"), "%s", out);
+}

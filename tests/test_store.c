@@ -283,18 +283,48 @@ Test(store_open, reopen_is_idempotent_and_keeps_data)
     }
 }
 
-Test(store_open, existing_empty_file_is_migrated)
+/* A writer open that must fail: the message names the file and says what to do. */
+static void assert_refused_and_untouched(const char *what, off_t size_before)
+{
+    char err[ERR_LEN] = "";
+    funnel_store_t *s = (funnel_store_t *)&poison;
+    cr_assert_eq(funnel_store_open(db_path, false, FUNNEL_STORE_SYNC_NORMAL, &s, err, sizeof err),
+                 FUNNEL_ESTORE, "%s must be refused", what);
+    cr_assert_null(s);
+    cr_assert(strstr(err, db_path) != NULL, "the error must name the file: %s", err);
+    cr_assert(strstr(err, "backup") != NULL && strstr(err, "delete") != NULL,
+              "the error must say what to do: %s", err);
+    struct stat sb;
+    cr_assert_eq(stat(db_path, &sb), 0);
+    cr_assert_eq(sb.st_size, size_before, "%s must be left as it was", what);
+}
+
+/* A truncated database is not a new one: creating one there would restart the sequence numbers
+ * subscribers hold and forget every event_id seen. */
+Test(store_open, existing_empty_file_is_refused)
 {
     FILE *f = fopen(db_path, "w");
     cr_assert_not_null(f);
     fclose(f);
-    store = open_at(db_path, false);
-    cr_assert_eq(funnel_store_schema_version(store), funnel_store_schema_latest());
+    assert_refused_and_untouched("an empty file", 0);
+}
+
+Test(store_open, sqlite_file_of_another_program_is_refused)
+{
+    sqlite3 *db;
+    cr_assert_eq(sqlite3_open(db_path, &db), SQLITE_OK);
+    cr_assert_eq(sqlite3_exec(db, "CREATE TABLE contacts(name TEXT)", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    struct stat sb;
+    cr_assert_eq(stat(db_path, &sb), 0);
+    assert_refused_and_untouched("another program's database", sb.st_size);
 }
 
 Test(store_open, newer_schema_is_refused)
 {
     sqlite3 *db;
+    funnel_store_t *made = open_at(db_path, false); /* a funneld database, then "upgraded" */
+    funnel_store_destroy(&made);
     cr_assert_eq(sqlite3_open(db_path, &db), SQLITE_OK);
     char sql[64];
     snprintf(sql, sizeof sql, "PRAGMA user_version = %d", funnel_store_schema_latest() + 1);
@@ -330,7 +360,8 @@ Test(store_open, not_a_database_is_refused)
     cr_assert_eq(funnel_store_open(db_path, false, FUNNEL_STORE_SYNC_NORMAL, &s, err, sizeof err),
                  FUNNEL_ESTORE);
     cr_assert_null(s);
-    cr_assert_neq(err[0], '\0', "an error must say why");
+    cr_assert(strstr(err, db_path) != NULL && strstr(err, "not a funneld database") != NULL,
+              "the error must name the file and say why: %s", err);
 }
 
 Test(store_open, read_only_missing_file_fails_and_creates_nothing)
@@ -1222,6 +1253,8 @@ Test(store_fault, disk_full_fails_the_whole_batch_and_nothing_autocommits)
     cr_assert_eq(funnel_store_commit(store), FUNNEL_ESTORE);
     cr_assert(strstr(funnel_store_errmsg(store), "full") != NULL,
               "the cause must survive the rollback: %s", funnel_store_errmsg(store));
+    cr_assert(funnel_store_full(store) && !funnel_store_busy(store),
+              "a full disk is worth retrying once space returns, unlike other errors");
 
     const funnel_outbox_row_t *rows = &poison_row;
     cr_assert_eq(funnel_store_outbox_pending(store, &rows), 0);
@@ -1519,4 +1552,48 @@ Test(store_checkpoint, refused_inside_a_transaction_and_read_only)
     funnel_store_t *ro = open_at(db_path, true);
     cr_assert_eq(funnel_store_checkpoint(ro), FUNNEL_EINVAL);
     funnel_store_destroy(&ro);
+}
+
+/* The writer runs on funneld's loop thread: waiting there for another process's lock would stop
+ * acks, publishes, replays and timers (issue 14). It fails at once with busy and the caller
+ * retries on a timer; read-only connections (funnelctl) may wait. */
+Test(store_open, writer_never_waits_for_a_lock_readers_do)
+{
+    store = open_at(db_path, false);
+    cr_assert_eq(sql_int(store, "PRAGMA busy_timeout"), 0);
+    funnel_store_t *ro = open_at(db_path, true);
+    cr_assert_eq(sql_int(ro, "PRAGMA busy_timeout"), 5000);
+    funnel_store_destroy(&ro);
+
+    sqlite3 *other;
+    cr_assert_eq(sqlite3_open(db_path, &other), SQLITE_OK);
+    cr_assert_eq(sqlite3_exec(other, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+    cr_assert_eq(funnel_store_begin(store), FUNNEL_ESTORE);
+    cr_assert(funnel_store_busy(store) && !funnel_store_full(store));
+    sqlite3_exec(other, "ROLLBACK", NULL, NULL, NULL);
+    sqlite3_close(other);
+    cr_assert_eq(funnel_store_begin(store), 0);
+    funnel_store_rollback(store);
+}
+
+/* A page in the middle of the file overwritten (a bad sector, a stray write): quick_check
+ * finds it, where opening the file and reading its first page do not. */
+Test(store_checkpoint, quick_check_finds_a_damaged_page_in_the_middle)
+{
+    char err[ERR_LEN] = "";
+    commit_pages(store, 300);
+    cr_assert_eq(funnel_store_quick_check(store, err, sizeof err), 0, "sound file: %s", err);
+    int64_t size = sql_int(store, "PRAGMA page_size");
+    int64_t middle = sql_int(store, "PRAGMA page_count") / 2;
+    funnel_store_destroy(&store); /* the last connection copies the WAL into the file */
+    static char junk[65536];
+    memset(junk, 0xAB, sizeof junk);
+    FILE *f = fopen(db_path, "r+b");
+    cr_assert_not_null(f);
+    cr_assert_eq(fseek(f, (long)((middle - 1) * size), SEEK_SET), 0);
+    cr_assert_eq(fwrite(junk, 1, (size_t)size, f), (size_t)size);
+    cr_assert_eq(fclose(f), 0);
+    store = open_at(db_path, false);
+    cr_assert_eq(funnel_store_quick_check(store, err, sizeof err), FUNNEL_ESTORE);
+    cr_assert_neq(err[0], '\0', "the damage is described");
 }

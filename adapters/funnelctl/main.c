@@ -3,6 +3,7 @@
 
 #include "funnel/error.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,6 +51,8 @@ static void usage(FILE *out)
             "      --submit EP         funneld's submit endpoint\n"
             "      --publish EP        funneld's publish endpoint\n"
             "      --replay EP         funneld's replay endpoint\n"
+            "      --ready-file PATH   read endpoints and database from the ready file of a\n"
+            "                          running funneld (needed when it binds `*` ports)\n"
             "      --timeout-ms N      wait this long for funneld (default 3000)\n"
             "      --source NAME       publish: the envelope's source (default funnelctl)\n"
             "      --from-seq N        tail: start at this sequence (default 1: all retained)\n"
@@ -66,7 +69,8 @@ static void usage(FILE *out)
             "      --from, --to DATE   attribution: YYYY-MM-DD or YYYY-MM, inclusive, UTC\n"
             "      --state S           sla list: open, breached or met\n"
             "  -h, --help              this help\n"
-            "\nexit codes: 0 ok, 1 refused or failed, 2 usage error, 3 funneld unreachable\n");
+            "\nexit codes: 0 ok, 1 refused or failed, 2 usage error, 3 funneld unreachable or\n"
+            "unavailable (disk full): try again later\n");
 }
 
 funnel_store_t *fctl_store_open(const fctl_t *ctl)
@@ -125,7 +129,8 @@ enum {
     OPT_ALL_MODELS,
     OPT_FROM,
     OPT_TO,
-    OPT_STATE
+    OPT_STATE,
+    OPT_READY_FILE
 };
 
 /* Applies one option; returns false on a bad value (message printed). */
@@ -210,6 +215,39 @@ static bool apply_option(fctl_t *ctl, int opt, const char *arg)
     }
 }
 
+/* Takes the endpoints and the database from a running funneld's ready file (key=value lines),
+ * over the config file and under explicit options. Only funneld knows the ports it bound to
+ * `*`, so a missing file means it is not running (or not ready): FCTL_UNREACHABLE. */
+static int ready_file_read(fctl_t *ctl, const char *path)
+{
+    static const char *const keys[] = {"submit", "publish", "replay", "database"};
+    char line[4200], err[256];
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        fprintf(stderr,
+                "funnelctl: cannot read ready file %s: %s (is funneld running with "
+                "--ready-file %s?)\n",
+                path, strerror(errno), path);
+        return FCTL_UNREACHABLE;
+    }
+    int status = FCTL_OK;
+    while (status == FCTL_OK && fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\n")] = '\0';
+        char *eq = strchr(line, '=');
+        if (!eq)
+            continue;
+        *eq = '\0';
+        for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+            if (strcmp(line, keys[i]) == 0 &&
+                funnel_config_set(&ctl->cfg, keys[i], eq + 1, err, sizeof err)) {
+                fprintf(stderr, "funnelctl: %s: %s\n", path, err);
+                status = FCTL_REFUSED;
+            }
+    }
+    fclose(f);
+    return status;
+}
+
 int main(int argc, char **argv)
 {
     static const struct option longopts[] = {
@@ -235,11 +273,12 @@ int main(int argc, char **argv)
         {"from", required_argument, NULL, OPT_FROM},
         {"to", required_argument, NULL, OPT_TO},
         {"state", required_argument, NULL, OPT_STATE},
+        {"ready-file", required_argument, NULL, OPT_READY_FILE},
         {"help", no_argument, NULL, 'h'},
         {0, 0, 0, 0},
     };
     fctl_t ctl = {.timeout_ms = 3000, .source = "funnelctl"};
-    const char *config_path = NULL;
+    const char *config_path = NULL, *ready_path = NULL;
     int opt, status = FCTL_USAGE;
     struct {
         int opt;
@@ -252,6 +291,8 @@ int main(int argc, char **argv)
     while ((opt = getopt_long(argc, argv, "c:n:h", longopts, NULL)) != -1) {
         if (opt == 'c') {
             config_path = optarg;
+        } else if (opt == OPT_READY_FILE) {
+            ready_path = optarg;
         } else if (opt == 'h') {
             usage(stdout);
             return FCTL_OK;
@@ -272,6 +313,9 @@ int main(int argc, char **argv)
         fprintf(stderr, "funnelctl: %s\n", err);
         goto out;
     }
+    if (ready_path && (status = ready_file_read(&ctl, ready_path)) != FCTL_OK)
+        goto out;
+    status = FCTL_USAGE;
     for (int i = 0; i < n_deferred; i++)
         if (!apply_option(&ctl, deferred[i].opt, deferred[i].arg))
             goto out;

@@ -46,6 +46,12 @@ int fctl_submit(const fctl_t *ctl, const char *topic, const funnel_envelope_t *e
             fprintf(stderr, "funnelctl: funneld at %s did not answer within %d ms (3 tries)\n",
                     ctl->cfg.submit, ctl->timeout_ms);
             status = FCTL_UNREACHABLE;
+        } else if (rc == FUNNEL_EAGAIN) {
+            fprintf(stderr,
+                    "funnelctl: funneld is unavailable (%s): nothing was recorded, try "
+                    "again later\n",
+                    res.reason);
+            status = FCTL_UNREACHABLE;
         } else if (rc) {
             fprintf(stderr, "funnelctl: %s: %s\n", ctl->cfg.submit, funnel_strerror(rc));
             status = FCTL_UNREACHABLE;

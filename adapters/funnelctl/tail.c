@@ -45,6 +45,8 @@ int fctl_cmd_tail(fctl_t *ctl)
         return FCTL_REFUSED;
     int rc =
         funnel_client_follow(client, ctl->cfg.publish, ctl->cfg.replay, &opts, print_message, &st);
+    char why[256];
+    snprintf(why, sizeof why, "%s", funnel_client_error(client));
     funnel_client_destroy(&client);
     if (rc == FUNNEL_ETIMEDOUT) {
         fprintf(stderr, "funnelctl: funneld's replay endpoint %s did not answer within %d ms\n",
@@ -52,7 +54,7 @@ int fctl_cmd_tail(fctl_t *ctl)
         return FCTL_UNREACHABLE;
     }
     if (rc < 0) {
-        fprintf(stderr, "funnelctl: %s\n", funnel_strerror(rc));
+        fprintf(stderr, "funnelctl: %s\n", why[0] ? why : funnel_strerror(rc));
         return FCTL_REFUSED;
     }
     return FCTL_OK;

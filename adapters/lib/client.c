@@ -10,6 +10,7 @@
 
 struct funnel_client {
     void *zctx;
+    char error[256]; /* the reason of the last [error] reply; "" when none */
 };
 
 int funnel_client_new(funnel_client_t **out)
@@ -32,6 +33,11 @@ void funnel_client_destroy(funnel_client_t **client)
     zmq_ctx_term((*client)->zctx);
     free(*client);
     *client = NULL;
+}
+
+const char *funnel_client_error(const funnel_client_t *c)
+{
+    return c->error;
 }
 
 static int64_t mono_ms(void)
@@ -96,7 +102,8 @@ static bool frame_is(zmq_msg_t *m, const char *s)
 }
 
 /* Waits for the ack of event_id until deadline; acks of earlier attempts of other ids are
- * skipped. Returns 0 with *res, or FUNNEL_ETIMEDOUT. */
+ * skipped. Returns 0 with *res, FUNNEL_EAGAIN when funneld answered "unavailable: <why>" (the
+ * reason in res), or FUNNEL_ETIMEDOUT. */
 static int await_ack(void *sock, const char *event_id, int64_t deadline,
                      funnel_submit_result_t *res)
 {
@@ -109,11 +116,15 @@ static int await_ack(void *sock, const char *event_id, int64_t deadline,
         if (n == 0)
             break;
         bool mine = n == 2 && frame_is(&f[0], event_id);
+        int rc = 0;
         if (mine) {
             const char *st = zmq_msg_data(&f[1]);
             size_t len = zmq_msg_size(&f[1]);
             memset(res, 0, sizeof *res);
-            if (len == 2 && memcmp(st, "ok", 2) == 0) {
+            if (len > 13 && memcmp(st, "unavailable: ", 13) == 0) {
+                snprintf(res->reason, sizeof res->reason, "%.*s", (int)(len - 13), st + 13);
+                rc = FUNNEL_EAGAIN;
+            } else if (len == 2 && memcmp(st, "ok", 2) == 0) {
                 res->status = FUNNEL_SUBMIT_OK;
             } else if (len == 9 && memcmp(st, "duplicate", 9) == 0) {
                 res->status = FUNNEL_SUBMIT_DUPLICATE;
@@ -125,7 +136,7 @@ static int await_ack(void *sock, const char *event_id, int64_t deadline,
         }
         close_frames(f, n);
         if (mine)
-            return 0;
+            return rc;
     }
     return FUNNEL_ETIMEDOUT;
 }
@@ -172,7 +183,7 @@ int funnel_client_submit(funnel_client_t *c, const char *endpoint, const char *t
             break;
         }
         rc = await_ack(sock, env->event_id, mono_ms() + o.timeout_ms, res);
-        if (rc != FUNNEL_ETIMEDOUT)
+        if (rc != FUNNEL_ETIMEDOUT && rc != FUNNEL_EAGAIN)
             break;
     }
     if (sock)
@@ -258,6 +269,8 @@ static int replay(funnel_client_t *c, const char *replay_ep, follow_t *f)
             close_frames(fr, n);
             break;
         } else if (n == 2 && frame_is(&fr[0], "error")) {
+            snprintf(c->error, sizeof c->error, "%.*s", (int)zmq_msg_size(&fr[1]),
+                     (const char *)zmq_msg_data(&fr[1]));
             rc = FUNNEL_EINVAL;
         }
         /* "truncated" needs no action: the next row says where history starts. */

@@ -34,8 +34,10 @@ typedef struct funnel_submit_options {
 } funnel_submit_options_t;
 
 /* Submits env under topic to funneld's submit endpoint and waits for its ack, resending the
- * same bytes (same event_id) when an attempt times out. Returns 0 with *res filled, or
- * FUNNEL_ETIMEDOUT when funneld never answered, FUNNEL_EBUS / FUNNEL_ENOMEM. opts may be NULL. */
+ * same bytes (same event_id) when an attempt times out or funneld answers "unavailable: ..."
+ * (disk full: nothing was recorded). Returns 0 with *res filled, FUNNEL_ETIMEDOUT when funneld
+ * never answered, FUNNEL_EAGAIN when its last answer was "unavailable" (res->reason says why:
+ * retry later), FUNNEL_EBUS / FUNNEL_ENOMEM. opts may be NULL. */
 int funnel_client_submit(funnel_client_t *client, const char *endpoint, const char *topic,
                          const funnel_envelope_t *env, const funnel_submit_options_t *opts,
                          funnel_submit_result_t *res);
@@ -45,6 +47,10 @@ int funnel_client_submit(funnel_client_t *client, const char *endpoint, const ch
  * any number of attempts is safe. */
 #define FUNNEL_CLIENT_BACKOFF_MAX_MS 30000
 int funnel_client_backoff_ms(int base_ms, int attempt);
+
+/* The reason funneld gave in its last [error] reply (a failed replay), "" when none; valid
+ * until the next call on client. */
+const char *funnel_client_error(const funnel_client_t *client);
 
 /* One output message, valid during the callback. Return non-zero to stop following. */
 typedef int (*funnel_client_msg_cb)(uint64_t seq, const char *topic, const uint8_t *envelope,
@@ -70,7 +76,8 @@ typedef struct funnel_follow_options {
  * (both count it as processed and advance the cursor), < 0 to stop without processing it (the
  * cursor stays before it, so a later follow delivers it again).
  * Returns the callback's non-zero value, 0 on idle timeout, FUNNEL_ETIMEDOUT when the replay
- * endpoint does not answer, FUNNEL_EBUS on socket errors, FUNNEL_EIO when the cursor file
+ * endpoint does not answer, FUNNEL_EINVAL when funneld answered a replay with an error
+ * (funnel_client_error says why), FUNNEL_EBUS on socket errors, FUNNEL_EIO when the cursor file
  * cannot be read or written. */
 int funnel_client_follow(funnel_client_t *client, const char *publish_ep, const char *replay_ep,
                          const funnel_follow_options_t *opts, funnel_client_msg_cb cb, void *arg);

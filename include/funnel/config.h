@@ -27,16 +27,18 @@ typedef struct funnel_config {
     char *replay;   /* ROUTER bind endpoint, catch-up from a sequence */
     char *connect[FUNNEL_CONFIG_MAX_CONNECT]; /* publishers the SUB socket connects out to */
     size_t n_connect;
-    int64_t max_message_bytes; /* larger ingest messages are refused */
-    int64_t batch_max;         /* events per transaction at most */
-    int64_t batch_delay_ms;    /* wait this long for more events before committing */
-    int64_t retention_days;    /* outbox rows kept for replay */
-    int64_t max_future_ms;     /* occurred_at_ms may be at most this far ahead of now */
-    int64_t publish_hwm;       /* PUB high-water mark per subscriber, messages */
+    int64_t max_message_bytes;      /* larger ingest messages are refused */
+    int64_t batch_max;              /* events per transaction at most */
+    int64_t batch_delay_ms;         /* wait this long for more events before committing */
+    int64_t retention_days;         /* outbox rows kept for replay */
+    int64_t max_future_ms;          /* occurred_at_ms may be at most this far ahead of now */
+    int64_t publish_hwm;            /* PUB high-water mark per subscriber, messages */
+    int64_t disk_full_buffer_bytes; /* SUB input kept in memory while the disk is full */
     funnel_log_level_t log_level;
     funnel_store_sync_t sync;
-    char *metrics; /* "127.0.0.1:9464": Prometheus /metrics and /healthz; "off" disables */
-    char *engines; /* "ledger,attribution,sla" (the default), a subset, or "none" */
+    int64_t quick_check; /* 1: PRAGMA quick_check at start refuses a damaged file; 0: skipped */
+    char *metrics;       /* "127.0.0.1:9464": Prometheus /metrics and /healthz; "off" disables */
+    char *engines;       /* "ledger,attribution,sla" (the default), a subset, or "none" */
     /* Engine sections (config groups) follow, one struct per engine; see config.c sections[]. */
     funnel_commission_config_t commission;   /* `commission { ... }`: the ledger's plan */
     funnel_attribution_config_t attribution; /* `attribution { ... }`: models, windows */
@@ -53,6 +55,15 @@ void funnel_config_clear(funnel_config_t *cfg);
  * are errors. Returns 0, FUNNEL_ECONFIG (err says why) or FUNNEL_ENOMEM. cfg is only written
  * on success (it must be cleared or zeroed beforehand). */
 int funnel_config_load(const char *path, funnel_config_t *cfg, char *err, size_t err_len);
+
+/* The effective configuration: the defaults, the file at path (NULL: none), then the
+ * command-line overrides, "name=value" each; a dotted name reaches an engine section
+ * ("attribution.half_life_days=14") and wins over the file's value there. The one path for
+ * start-up, --check-config and every reload, so overrides survive reloads. Returns 0,
+ * FUNNEL_ECONFIG (err names the file or the override) or FUNNEL_ENOMEM; cfg is only written
+ * on success (clear or zero it beforehand). */
+int funnel_config_read(const char *path, const char *const *overrides, size_t n,
+                       funnel_config_t *cfg, char *err, size_t err_len);
 
 /* Sets one option from text, as a command-line override does ("batch_max", "500").
  * Returns 0 or FUNNEL_ECONFIG with err. */

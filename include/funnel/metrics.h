@@ -21,6 +21,10 @@ typedef struct funnel_metrics funnel_metrics_t;
 /* Starts serving GET /metrics and GET /healthz on listen ("127.0.0.1:9464"; port 0 picks a
  * free one). Returns 0 with *out, FUNNEL_ECONFIG for a malformed address, FUNNEL_EIO when the
  * port cannot be bound, FUNNEL_ENOMEM. */
+/* Checks a `metrics` value ("127.0.0.1:9464" or "off") without opening anything: 0 or
+ * FUNNEL_ECONFIG with err. --check-config and reloads refuse what funnel_metrics_new would. */
+int funnel_metrics_listen_check(const char *listen, char *err, size_t err_len);
+
 int funnel_metrics_new(const char *listen, const funnel_log_t *log, funnel_metrics_t **out);
 
 /* Stops the HTTP thread and frees; *m becomes NULL. */
@@ -44,7 +48,8 @@ void funnel_metrics_event(funnel_metrics_t *m, const char *topic, funnel_metrics
 typedef enum funnel_metrics_commit_result {
     FUNNEL_METRICS_COMMITTED,
     FUNNEL_METRICS_COMMIT_BUSY,  /* the database was locked by another process: retried later */
-    FUNNEL_METRICS_COMMIT_ERROR, /* anything else (disk full, I/O): the batch is given up */
+    FUNNEL_METRICS_COMMIT_FULL,  /* the disk was full: kept and retried once space returns */
+    FUNNEL_METRICS_COMMIT_ERROR, /* anything else (I/O): the batch is given up */
     FUNNEL_METRICS_COMMIT_COUNT_
 } funnel_metrics_commit_result_t;
 
@@ -54,9 +59,10 @@ void funnel_metrics_commit(funnel_metrics_t *m, size_t n, uint64_t latency_us,
 
 /* Why fire-and-forget (SUB) input was lost: its publisher expects no ack and never resends. */
 typedef enum funnel_metrics_lost_reason {
-    FUNNEL_METRICS_LOST_COMMIT, /* its batch failed with a non-transient error */
-    FUNNEL_METRICS_LOST_EVENT,  /* the event alone failed (its savepoint was rolled back) */
-    FUNNEL_METRICS_LOST_NOMEM,  /* no memory to queue it */
+    FUNNEL_METRICS_LOST_COMMIT,    /* its batch failed with a non-transient error */
+    FUNNEL_METRICS_LOST_EVENT,     /* the event alone failed (its savepoint was rolled back) */
+    FUNNEL_METRICS_LOST_NOMEM,     /* no memory to queue it */
+    FUNNEL_METRICS_LOST_DISK_FULL, /* disk full and disk_full_buffer_bytes of it already kept */
     FUNNEL_METRICS_LOST_COUNT_
 } funnel_metrics_lost_reason_t;
 

@@ -38,9 +38,16 @@ typedef struct funnel_server_stats {
     uint64_t replays;
 } funnel_server_stats_t;
 
-/* Checks what only the server knows about a configuration (the engine names). Returns 0 or
- * FUNNEL_ECONFIG with err; funneld --check-config and funnel_server_new both call it. */
+/* Checks what only the server knows about a configuration: the engine names, that every tcp://
+ * endpoint has a usable port and that `metrics` is an address:port or off. Returns 0 or
+ * FUNNEL_ECONFIG with err. */
 int funnel_server_config_check(const funnel_config_t *cfg, char *err, size_t err_len);
+
+/* funnel_config_read (file, then overrides) followed by funnel_server_config_check: what
+ * start-up, --check-config and every SIGHUP reload accept, the same in all three. cfg is only
+ * written on success (zero or clear it beforehand). */
+int funnel_server_config_read(const char *path, const char *const *overrides, size_t n,
+                              funnel_config_t *cfg, char *err, size_t err_len);
 
 /* Takes ownership of *cfg (moved: *cfg is zeroed). On failure returns a negative code, logs the
  * reason and frees everything it set up. */

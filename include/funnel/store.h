@@ -31,14 +31,24 @@ int funnel_store_open(const char *path, bool read_only, funnel_store_sync_t sync
                       funnel_store_t **out, char *err, size_t err_len);
 void funnel_store_destroy(funnel_store_t **store);
 
+/* Runs PRAGMA quick_check: every page and B-tree of the file is read and checked (not the
+ * indexes' contents). Returns 0 when the file is sound, FUNNEL_ESTORE with the first problem
+ * SQLite found (or why the check could not run) in err. Reads the whole file: seconds per GB. */
+int funnel_store_quick_check(funnel_store_t *store, char *err, size_t err_len);
+
 /* The last SQLite error message of this connection; valid until the next call. */
 const char *funnel_store_errmsg(const funnel_store_t *store);
 
 /* True when the last failure was SQLITE_BUSY or SQLITE_LOCKED: another connection (another
- * process, say `sqlite3` or a backup) held the lock past the busy timeout (5 s, during which the
- * call blocks). Nothing was written; the same transaction may succeed later, unlike after
- * SQLITE_FULL or an I/O error. Valid, like funnel_store_errmsg(), until the next begin. */
+ * process, say `sqlite3` or a backup) held the lock. A writer does not wait for it (busy timeout
+ * 0, so the loop never blocks; read-only connections and migrations wait up to 5 s). Nothing was
+ * written; the same transaction may succeed later, unlike after an I/O error. Valid, like
+ * funnel_store_errmsg(), until the next begin. */
 bool funnel_store_busy(const funnel_store_t *store);
+
+/* True when the last failure was SQLITE_FULL (the disk, or the file's size limit): nothing was
+ * written and the transaction was rolled back; it may succeed once space returns. */
+bool funnel_store_full(const funnel_store_t *store);
 
 /* The raw handle, for engines that keep their own tables inside the batch transaction. */
 sqlite3 *funnel_store_db(funnel_store_t *store);
