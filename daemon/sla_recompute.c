@@ -1,0 +1,384 @@
+/* sla_recompute.c — out-of-order arrival: the per-(policy, key) log of starts, stops, resets,
+ * pauses and resumes, and the recomputation of a key's instances from it when an event arrives
+ * before one it occurred after (see sla.c for the model). */
+#include "sla_internal.h"
+#include "funnel/error.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+enum { RANK_START = 0, RANK_OTHER = 1 }; /* sla_log.rank: a start first within a millisecond */
+
+/* The key of p this event concerns, with what it is to p (a start, and/or kinds), or NULL. */
+static const char *concern(const funnel_sla_policy_t *p, const funnel_envelope_t *env, char *buf,
+                           size_t len, bool *starts, int *kinds)
+{
+    *starts = funnel_sla_match(&p->start, env);
+    *kinds = sla_kinds_of(p, env);
+    const char *key = *starts || *kinds ? funnel_sla_field(env, p->key, buf, len) : "";
+    return *key && strlen(key) <= FUNNEL_ID_MAX ? key : NULL;
+}
+
+static void bind_pk(sqlite3_stmt *s, const char *policy, const char *key)
+{
+    sqlite3_bind_text(s, 1, policy, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, key, -1, SQLITE_STATIC);
+}
+
+/* Whether (policy, key) has an instance row whose start is not in the log: one started before
+ * the log existed (migration 3). Such a key cannot be recomputed from its log. */
+static int log_foreign(funnel_sla_t *sla, const char *policy, const char *key, bool *foreign)
+{
+    sqlite3_stmt *s = sla_stmt(sla, S_LOG_FOREIGN);
+    bind_pk(s, policy, key);
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    *foreign = rc == SQLITE_ROW;
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : FUNNEL_ESTORE;
+}
+
+static int log_add(funnel_sla_t *sla, const char *policy, const char *key,
+                   const funnel_envelope_t *env, int rank, int kinds, const char *owner)
+{
+    sqlite3_stmt *s = sla_stmt(sla, S_LOG_ADD);
+    bind_pk(s, policy, key);
+    sqlite3_bind_int64(s, 3, env->occurred_at_ms);
+    sqlite3_bind_int(s, 4, rank);
+    sqlite3_bind_text(s, 5, env->event_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int(s, 6, kinds);
+    if (owner)
+        sqlite3_bind_text(s, 7, owner, -1, SQLITE_STATIC);
+    return sla_step_done(s);
+}
+
+/* Records the event in the log of every (policy, key) it concerns that has had a start (or that
+ * it starts: the events held for that key join the log then), and tells whether it arrived out
+ * of event-time order for one of them: the log already holds a later event, by (occurred_at,
+ * rank, event_id). Then the live path, which applies events in arrival order, would be wrong,
+ * and the caller recomputes instead (late_event). */
+int sla_log_event(funnel_sla_t *sla, const funnel_envelope_t *env, bool *late)
+{
+    int rc = 0;
+    *late = false;
+    for (size_t i = 0; !rc && i < sla->cfg->n_policies; i++) {
+        const funnel_sla_policy_t *p = &sla->cfg->policies[i];
+        char kbuf[64], obuf[64];
+        bool starts;
+        int kinds;
+        const char *key = concern(p, env, kbuf, sizeof kbuf, &starts, &kinds);
+        if (!key)
+            continue;
+        sqlite3_stmt *s = sla_stmt(sla, S_LOG_LAST);
+        bind_pk(s, p->name, key);
+        int step = sqlite3_step(s);
+        if (step == SQLITE_ROW) {
+            int64_t at = sqlite3_column_int64(s, 0);
+            int rank = sqlite3_column_int(s, 1), my_rank = starts ? RANK_START : RANK_OTHER;
+            const char *id = (const char *)sqlite3_column_text(s, 2);
+            *late = *late || at > env->occurred_at_ms ||
+                    (at == env->occurred_at_ms &&
+                     (rank > my_rank || (rank == my_rank && strcmp(id, env->event_id) > 0)));
+        }
+        sqlite3_reset(s);
+        if (step != SQLITE_ROW && step != SQLITE_DONE)
+            return FUNNEL_ESTORE;
+        if (step == SQLITE_DONE && !starts)
+            continue; /* never started: sla_hold() keeps it for the start */
+        if (step == SQLITE_DONE) {
+            s = sla_stmt(sla, S_LOG_HELD);
+            bind_pk(s, p->name, key);
+            rc = sla_step_done(s);
+        }
+        if (!rc && starts)
+            rc = log_add(sla, p->name, key, env, RANK_START, 0,
+                         funnel_sla_field(env, p->owner, obuf, sizeof obuf));
+        if (!rc && kinds)
+            rc = log_add(sla, p->name, key, env, RANK_OTHER, kinds, NULL);
+    }
+    return rc;
+}
+
+/* One log row, as read. */
+typedef struct logrow {
+    int64_t at;
+    int rank, kinds;
+    bool untaken; /* set by replay: no live instance took it */
+    char event_id[ID_BUF];
+    char owner[ID_BUF];
+} logrow_t;
+
+/* Appends to a growing array of elements of size `size`; NULL when out of memory. */
+static void *grow(void **arr, size_t *n, size_t *cap, size_t size)
+{
+    if (*n == *cap) {
+        size_t c = *cap ? *cap * 2 : 8;
+        void *a = realloc(*arr, c * size);
+        if (!a)
+            return NULL;
+        *arr = a;
+        *cap = c;
+    }
+    return (char *)*arr + (*n)++ * size;
+}
+
+/* Reads the whole log of (policy, key) in event-time order. */
+static int log_read(funnel_sla_t *sla, const char *policy, const char *key, logrow_t **out,
+                    size_t *n)
+{
+    size_t cap = 0;
+    int rc;
+    sqlite3_stmt *s = sla_stmt(sla, S_LOG_READ);
+    bind_pk(s, policy, key);
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        logrow_t *r = grow((void **)out, n, &cap, sizeof *r);
+        if (!r)
+            break;
+        r->at = sqlite3_column_int64(s, 0);
+        r->untaken = false;
+        r->rank = sqlite3_column_int(s, 1);
+        sla_col_text(s, 2, r->event_id);
+        r->kinds = sqlite3_column_int(s, 3);
+        sla_col_text(s, 4, r->owner);
+    }
+    sqlite3_reset(s);
+    return rc == SQLITE_ROW ? FUNNEL_ENOMEM : rc == SQLITE_DONE ? 0 : FUNNEL_ESTORE;
+}
+
+/* Reads every instance row of (policy, key), met ones included. */
+static int rows_read(funnel_sla_t *sla, const char *policy, const char *key, inst_t **out,
+                     size_t *n)
+{
+    size_t cap = 0;
+    int rc;
+    sqlite3_stmt *s = sla_stmt(sla, S_KEY_ROWS);
+    sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, policy, -1, SQLITE_STATIC);
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        inst_t *r = grow((void **)out, n, &cap, sizeof *r);
+        if (!r)
+            break;
+        sla_inst_read(s, r);
+    }
+    sqlite3_reset(s);
+    return rc == SQLITE_ROW ? FUNNEL_ENOMEM : rc == SQLITE_DONE ? 0 : FUNNEL_ESTORE;
+}
+
+static inst_t *row_by_start(inst_t *rows, size_t n, const char *start_event)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(rows[i].start_event, start_event) == 0)
+            return &rows[i];
+    return NULL;
+}
+
+/* A step a replay passed: instance res[res] as it was at that step, published (unless its clock
+ * already did) once the instance has its row (recompute). */
+typedef struct passed {
+    size_t res;
+    inst_t in;
+} passed_t;
+
+typedef struct replay_out {
+    inst_t *res; /* the instances, in start order; id 0: no row yet */
+    size_t n_res, cap_res;
+    passed_t *passed; /* the steps due between events, in event-time order */
+    size_t n_passed, cap_passed;
+} replay_out_t;
+
+/* steps_before's callback in a replay: keep the step for later. */
+static int pass_step(void *arg, pver_t *v, const inst_t *in)
+{
+    (void)v;
+    replay_out_t *o = arg;
+    passed_t *ps = grow((void **)&o->passed, &o->n_passed, &o->cap_passed, sizeof *ps);
+    if (!ps)
+        return FUNNEL_ENOMEM;
+    ps->res = o->n_res - 1;
+    ps->in = *in;
+    return 0;
+}
+
+/* Replays the log in event-time order as the live path would have seen it in that order: a
+ * start opens an instance unless one is live (a repeated start), every other event goes to the
+ * live instance, if any, after the steps due before it (inst_apply). An instance whose start
+ * already has a row keeps the row's id, version and owner (its identity is policy, key and
+ * start event, whatever the arrival order); a new one starts under p's current version. */
+static int replay(funnel_sla_t *sla, const funnel_sla_policy_t *p, const char *key, logrow_t *log,
+                  size_t n_log, inst_t *rows, size_t n_rows, replay_out_t *o)
+{
+    inst_t *cur = NULL;
+    pver_t *v = NULL;
+    for (size_t i = 0; i < n_log; i++) {
+        logrow_t *e = &log[i];
+        if (e->rank == RANK_OTHER) {
+            e->untaken = !cur || cur->state == ST_MET;
+            int rc = e->untaken ? 0 : sla_steps_before(v, cur, e->at, pass_step, o);
+            if (rc)
+                return rc;
+            if (!e->untaken)
+                sla_inst_change(v, cur, e->kinds, e->at, e->event_id);
+            continue;
+        }
+        if (cur && cur->state != ST_MET)
+            continue; /* a repeated start does not restart the clock */
+        const inst_t *row = row_by_start(rows, n_rows, e->event_id);
+        int rc = row ? 0 : sla_version_current(sla, p, &v);
+        if (row && !(v = sla_version_find(sla, row->policy, row->version)))
+            rc = FUNNEL_EINVAL; /* checked by the caller: not reached */
+        if (rc || !(cur = grow((void **)&o->res, &o->n_res, &o->cap_res, sizeof *cur)))
+            return rc ? rc : FUNNEL_ENOMEM;
+        sla_inst_fresh(cur, v, key, row ? row->owner : e->owner, e->at, e->event_id);
+        cur->id = row ? row->id : 0;
+    }
+    return 0;
+}
+
+/* Publishes a step the replay passed, unless its clock published it already or the row's
+ * acknowledgement, kept while the clock is the same, silenced it. */
+static int passed_publish(funnel_sla_t *sla, funnel_router_t *router, passed_t *ps,
+                          const inst_t *in, const inst_t *row, int64_t now_ms)
+{
+    ps->in.id = in->id;
+    if (row && row->acked_by[0] && row->started_at == ps->in.started_at)
+        return 0;
+    return sla_step_publish(sla, router, sla_version_find(sla, in->policy, in->version), &ps->in,
+                            now_ms);
+}
+
+/* Stores one recomputed instance over its row (an inserted one when new). Steps already
+ * published are not published again: the instance continues after the last step its clock
+ * (started_at) published, keeps the row's acknowledgement while the clock is the same, and the
+ * steps after it come at their recomputed times, at once if already due. sla.met goes out only
+ * when the instance was not met before. */
+static int store_one(funnel_sla_t *sla, funnel_router_t *router, inst_t *in, const inst_t *row,
+                     int64_t now_ms)
+{
+    pver_t *v = sla_version_find(sla, in->policy, in->version);
+    bool was_live = !row || row->state != ST_MET;
+    int64_t next;
+    int rc = sla_fired_next(sla, in->id, in->started_at, &next);
+    in->step = in->step > next ? in->step : next;
+    if (row && row->started_at == in->started_at)
+        snprintf(in->acked_by, sizeof in->acked_by, "%s", row->acked_by);
+    in->next_at = sla_step_at(v, in, in->step);
+    rc = rc ? rc : sla_inst_write(sla, in);
+    if (!rc && in->state == ST_MET)
+        rc = sla_inst_met(sla, router, in, was_live, now_ms);
+    else if (!was_live)
+        sla_open_add(sla, 1);
+    return rc;
+}
+
+/* Makes the events held for (policy, key) those the replay left untaken, as event-time order
+ * would have held them (within the retention, see sla_hold()). */
+static int held_rebuild(funnel_sla_t *sla, const char *policy, const char *key, const logrow_t *log,
+                        size_t n_log, int64_t now_ms)
+{
+    sqlite3_stmt *s = sla_stmt(sla, S_HELD_CLEAR);
+    bind_pk(s, policy, key);
+    int rc = sla_step_done(s);
+    for (size_t i = 0; !rc && i < n_log; i++) {
+        if (!log[i].untaken || log[i].at < now_ms - FUNNEL_SLA_HOLD_MS)
+            continue;
+        s = sla_stmt(sla, S_HOLD);
+        bind_pk(s, policy, key);
+        sqlite3_bind_int64(s, 3, log[i].at);
+        sqlite3_bind_text(s, 4, log[i].event_id, -1, SQLITE_STATIC);
+        sqlite3_bind_int(s, 5, log[i].kinds);
+        rc = sla_step_done(s);
+    }
+    return rc;
+}
+
+/* Deletes an instance row a recomputation no longer has, with its published-steps record; its
+ * id is never given again. */
+static int row_delete(funnel_sla_t *sla, const inst_t *row)
+{
+    static const enum stmt_id ids[] = {S_DELETE, S_FIRED_DROP, S_DELETED_MAX};
+    int rc = 0;
+    for (size_t i = 0; !rc && i < sizeof ids / sizeof ids[0]; i++) {
+        sqlite3_stmt *s = sla_stmt(sla, ids[i]);
+        sqlite3_bind_int64(s, 1, row->id);
+        rc = sla_step_done(s);
+    }
+    if (!rc)
+        sla_open_add(sla, -(int64_t)(row->state != ST_MET));
+    return rc;
+}
+
+/* Rebuilds the instances of (p, key) from its log after an event arrived out of order: rows
+ * the replay no longer has (a start that an earlier one, arrived late, turns into a repeated
+ * start) are deleted, the others rewritten, new ones inserted. Outputs already published stay
+ * published; heap entries of changed or deleted rows go stale and are dropped when popped. */
+static int recompute(funnel_sla_t *sla, funnel_router_t *router, const funnel_sla_policy_t *p,
+                     const char *key, int64_t now_ms)
+{
+    logrow_t *log = NULL;
+    inst_t *rows = NULL;
+    replay_out_t o = {0};
+    size_t n_log = 0, n_rows = 0;
+    int rc = log_read(sla, p->name, key, &log, &n_log);
+    if (!n_log)
+        goto out; /* a key never started: sla_hold() has kept the event */
+    rc = rc ? rc : rows_read(sla, p->name, key, &rows, &n_rows);
+    for (size_t i = 0; !rc && i < n_rows; i++)
+        if (!sla_version_find(sla, rows[i].policy, rows[i].version))
+            goto out; /* unreadable version: its instances wait untouched (version_add) */
+    rc = rc ? rc : replay(sla, p, key, log, n_log, rows, n_rows, &o);
+    for (size_t i = 0; !rc && i < n_rows; i++) {
+        bool kept = false;
+        for (size_t j = 0; j < o.n_res && !kept; j++)
+            kept = o.res[j].id == rows[i].id;
+        if (!kept)
+            rc = row_delete(sla, &rows[i]);
+    }
+    rc = rc ? rc : held_rebuild(sla, p->name, key, log, n_log, now_ms);
+    /* Rows first: each instance's passed steps are published under its sla_id, then stored. */
+    const inst_t **was = calloc(o.n_res ? o.n_res : 1, sizeof *was);
+    rc = rc ? rc : was ? 0 : FUNNEL_ENOMEM;
+    for (size_t j = 0; !rc && j < o.n_res; j++)
+        if (!(was[j] = o.res[j].id ? row_by_start(rows, n_rows, o.res[j].start_event) : NULL))
+            rc = sla_inst_insert(sla, &o.res[j]);
+    for (size_t k = 0; !rc && k < o.n_passed; k++) {
+        size_t j = o.passed[k].res;
+        rc = passed_publish(sla, router, &o.passed[k], &o.res[j], was[j], now_ms);
+    }
+    for (size_t j = 0; !rc && j < o.n_res; j++)
+        rc = store_one(sla, router, &o.res[j], was[j], now_ms);
+    free(was);
+out:
+    free(log);
+    free(rows);
+    free(o.res);
+    free(o.passed);
+    return rc;
+}
+
+/* An event that arrived out of event-time order for a logged key: held for the keys that have
+ * had no start (as on the live path), and every logged key it concerns recomputed. A key with
+ * instances from before the log (migration 3) cannot be recomputed: then *late is cleared and
+ * the caller takes the live path, with the arrival-order limit such keys always had. The first
+ * pass only checks, so nothing is half done when it bails out; the second acts. */
+int sla_late_event(funnel_sla_t *sla, funnel_router_t *router, const funnel_envelope_t *env,
+                   int64_t now_ms, bool *late)
+{
+    int rc = 0;
+    for (int pass = 0; pass < 2 && !rc && *late; pass++) {
+        if (pass == 1)
+            rc = sla_hold(sla, env, now_ms);
+        for (size_t i = 0; !rc && *late && i < sla->cfg->n_policies; i++) {
+            const funnel_sla_policy_t *p = &sla->cfg->policies[i];
+            char kbuf[64];
+            bool starts, foreign = false;
+            int kinds;
+            const char *key = concern(p, env, kbuf, sizeof kbuf, &starts, &kinds);
+            if (key && pass == 0)
+                rc = log_foreign(sla, p->name, key, &foreign);
+            else if (key)
+                rc = recompute(sla, router, p, key, now_ms);
+            if (foreign)
+                *late = false;
+        }
+    }
+    return rc;
+}
