@@ -1,165 +1,142 @@
-/* sla.c — `funnelctl sla list` and `funnelctl sla show ID`: read-only views of the SLA engine's
- * rows. "breached" is not stored: it is a live instance whose due time has passed by the clock
- * of whoever asks, so it is computed here. */
+/* sla.c — `funnelctl sla list` and `funnelctl sla show ID`: argument parsing and printing over
+ * the SLA report API (funnel/sla_report.h), which reads the engine's rows and computes the
+ * state shown ("breached" by this caller's clock). */
 #include "funnelctl.h"
 
+#include "funnel/error.h"
+#include "funnel/sla_report.h"
+
 #include <jansson.h>
-#include <sqlite3.h>
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
 #define DEFAULT_LIMIT 50
 
-static const char select_cols[] =
-    "SELECT i.id, i.policy, i.version, i.key, i.owner, i.state, i.started_at, i.due_at,"
-    " i.next_at, i.step, i.acked_by, i.start_event, i.stopped_at, i.on_time, i.late_ms,"
-    " i.stop_event, p.definition FROM sla_instance i"
-    " LEFT JOIN sla_policy p ON p.name = i.policy AND p.version = i.version";
-
-/* The state shown: met, breached (live and past due), paused or open. */
-static const char *shown_state(sqlite3_stmt *s, int64_t now)
+static json_t *opt_int(int64_t v)
 {
-    const char *state = (const char *)sqlite3_column_text(s, 5);
-    bool past_due = sqlite3_column_type(s, 7) != SQLITE_NULL && sqlite3_column_int64(s, 7) <= now;
-    if (!state || !strcmp(state, "met"))
-        return "met";
-    return past_due && !strcmp(state, "open") ? "breached" : state;
+    return v == FUNNEL_SLA_REPORT_NONE ? json_null() : json_integer(v);
 }
 
-static json_t *col_json(sqlite3_stmt *s, int col)
+static json_t *opt_text(const char *v)
 {
-    switch (sqlite3_column_type(s, col)) {
-    case SQLITE_NULL:
-        return json_null();
-    case SQLITE_INTEGER:
-        return json_integer(sqlite3_column_int64(s, col));
-    default:
-        return json_string((const char *)sqlite3_column_text(s, col));
-    }
+    return v && *v ? json_string(v) : json_null();
 }
 
-/* One instance row as a JSON object; with_definition adds the policy version's text. */
-static json_t *row_json(sqlite3_stmt *s, int64_t now, bool with_definition)
+/* One instance as a JSON object, keys in this order; a definition adds the policy version's
+ * text (null when its row is missing). */
+static json_t *row_json(const funnel_sla_row_t *r, bool with_definition)
 {
-    static const char *const names[] = {
-        "sla_id",        "policy",    "version",    "key",        "owner",     "state",
-        "started_at_ms", "due_at_ms", "next_at_ms", "step",       "acked_by",  "start_event",
-        "stopped_at_ms", "on_time",   "late_ms",    "stop_event", "definition"};
     json_t *o = json_object();
-    int n = with_definition ? 17 : 16;
-    for (int i = 0; i < n; i++)
-        json_object_set_new(o, names[i],
-                            i == 5 ? json_string(shown_state(s, now)) : col_json(s, i));
-    if (json_is_integer(json_object_get(o, "on_time")))
-        json_object_set_new(o, "on_time",
-                            json_boolean(json_integer_value(json_object_get(o, "on_time"))));
+    json_object_set_new(o, "sla_id", json_integer(r->sla_id));
+    json_object_set_new(o, "policy", json_string(r->policy));
+    json_object_set_new(o, "version", json_integer(r->version));
+    json_object_set_new(o, "key", json_string(r->key));
+    json_object_set_new(o, "owner", json_string(r->owner));
+    json_object_set_new(o, "state", json_string(r->state));
+    json_object_set_new(o, "started_at_ms", json_integer(r->started_at_ms));
+    json_object_set_new(o, "due_at_ms", opt_int(r->due_at_ms));
+    json_object_set_new(o, "next_at_ms", opt_int(r->next_at_ms));
+    json_object_set_new(o, "step", json_integer(r->step));
+    json_object_set_new(o, "acked_by", opt_text(r->acked_by));
+    json_object_set_new(o, "start_event", json_string(r->start_event));
+    json_object_set_new(o, "stopped_at_ms", opt_int(r->stopped_at_ms));
+    json_object_set_new(o, "on_time", r->on_time < 0 ? json_null() : json_boolean(r->on_time));
+    json_object_set_new(o, "late_ms", opt_int(r->late_ms));
+    json_object_set_new(o, "stop_event", opt_text(r->stop_event));
+    if (with_definition)
+        json_object_set_new(o, "definition", opt_text(r->definition));
     return o;
 }
 
-static sqlite3_stmt *prepare(funnel_store_t *st, const char *sql)
+/* Reports a failed report (no SLA tables, a locked or corrupt database): it must not pass for
+ * an empty list. Returns FCTL_REFUSED. */
+static int report_failed(funnel_store_t *st, int rc)
 {
-    sqlite3_stmt *s = NULL;
-    if (sqlite3_prepare_v2(funnel_store_db(st), sql, -1, &s, NULL) != SQLITE_OK) {
-        fprintf(stderr, "funnelctl: no SLA data in this database (%s)\n",
-                sqlite3_errmsg(funnel_store_db(st)));
-        return NULL;
-    }
-    return s;
-}
-
-/* Reports a failed step (a locked or corrupt database): it must not pass for the end of the
- * rows, or a partial list would look complete. Returns FCTL_REFUSED. */
-static int step_failed(funnel_store_t *st)
-{
-    fprintf(stderr, "funnelctl: reading SLA data failed: %s\n",
+    fprintf(stderr, "funnelctl: reading SLA data failed: %s (%s)\n", funnel_strerror(rc),
             sqlite3_errmsg(funnel_store_db(st)));
     return FCTL_REFUSED;
 }
 
 /* A time in Unix milliseconds, or "-" for none. */
-static void fmt_time(json_t *v, char *out, size_t len)
+static void fmt_time(int64_t v, char *out, size_t len)
 {
-    if (json_is_integer(v))
-        snprintf(out, len, "%lld", (long long)json_integer_value(v));
+    if (v != FUNNEL_SLA_REPORT_NONE)
+        snprintf(out, len, "%lld", (long long)v);
     else
         snprintf(out, len, "-");
 }
 
+static void row_print(const fctl_t *ctl, const funnel_sla_row_t *r)
+{
+    if (ctl->json) {
+        json_t *o = row_json(r, false);
+        char *text = json_dumps(o, JSON_COMPACT);
+        if (text)
+            printf("%s\n", text);
+        free(text);
+        json_decref(o);
+        return;
+    }
+    char started[24], due[24];
+    fmt_time(r->started_at_ms, started, sizeof started);
+    fmt_time(r->due_at_ms, due, sizeof due);
+    printf("%-8lld %-20s %-4lld %-24s %-9s %-14s %-14s %s\n", (long long)r->sla_id, r->policy,
+           (long long)r->version, r->key, r->state, started, due, r->owner);
+}
+
 static int sla_list(fctl_t *ctl, funnel_store_t *st)
 {
-    const char *want = ctl->state;
-    if (want && strcmp(want, "open") && strcmp(want, "breached") && strcmp(want, "met")) {
+    static const char *const states[] = {
+        [FUNNEL_SLA_REPORT_OPEN] = "open",
+        [FUNNEL_SLA_REPORT_BREACHED] = "breached",
+        [FUNNEL_SLA_REPORT_MET] = "met",
+    };
+    funnel_sla_report_filter_t f = {.limit = ctl->limit ? ctl->limit : DEFAULT_LIMIT};
+    for (int i = FUNNEL_SLA_REPORT_OPEN; ctl->state && i <= FUNNEL_SLA_REPORT_MET; i++)
+        if (!strcmp(ctl->state, states[i]))
+            f.state = (funnel_sla_report_state_t)i;
+    if (ctl->state && f.state == FUNNEL_SLA_REPORT_ANY) {
         fprintf(stderr, "funnelctl: --state must be open, breached or met\n");
         return FCTL_USAGE;
     }
-    char sql[1024];
-    snprintf(sql, sizeof sql, "%s ORDER BY i.id", select_cols);
-    sqlite3_stmt *s = prepare(st, sql);
-    if (!s)
-        return FCTL_REFUSED;
-    int64_t now = fctl_now_ms(), limit = ctl->limit ? ctl->limit : DEFAULT_LIMIT, shown = 0;
-    int rc = SQLITE_DONE;
+    funnel_sla_report_list_t *list;
+    int rc = funnel_sla_report_list(st, &f, fctl_now_ms(), &list);
+    if (rc)
+        return report_failed(st, rc);
     if (!ctl->json)
         printf("%-8s %-20s %-4s %-24s %-9s %-14s %-14s %s\n", "SLA_ID", "POLICY", "VER", "KEY",
                "STATE", "STARTED_MS", "DUE_MS", "OWNER");
-    while (shown < limit && (rc = sqlite3_step(s)) == SQLITE_ROW) {
-        const char *state = shown_state(s, now);
-        /* "open" lists every live instance that is not breached, paused ones included. */
-        if (want && strcmp(want, state) && !(!strcmp(want, "open") && !strcmp(state, "paused")))
-            continue;
-        json_t *o = row_json(s, now, false);
-        if (ctl->json) {
-            char *text = json_dumps(o, JSON_COMPACT);
-            if (text)
-                printf("%s\n", text);
-            free(text);
-        } else {
-            char started[24], due[24];
-            fmt_time(json_object_get(o, "started_at_ms"), started, sizeof started);
-            fmt_time(json_object_get(o, "due_at_ms"), due, sizeof due);
-            printf("%-8lld %-20s %-4lld %-24s %-9s %-14s %-14s %s\n",
-                   (long long)sqlite3_column_int64(s, 0), (const char *)sqlite3_column_text(s, 1),
-                   (long long)sqlite3_column_int64(s, 2), (const char *)sqlite3_column_text(s, 3),
-                   state, started, due, (const char *)sqlite3_column_text(s, 4));
-        }
-        json_decref(o);
-        shown++;
-    }
-    int status = rc == SQLITE_ROW || rc == SQLITE_DONE ? FCTL_OK : step_failed(st);
-    sqlite3_finalize(s);
-    return status;
+    for (size_t i = 0; i < list->n_rows; i++)
+        row_print(ctl, &list->rows[i]);
+    funnel_sla_report_list_free(&list);
+    return FCTL_OK;
 }
 
 static int sla_show(fctl_t *ctl, funnel_store_t *st, const char *id)
 {
-    char sql[1024], *end;
+    char *end;
     long long v = strtoll(id, &end, 10);
     if (end == id || *end) {
         fprintf(stderr, "funnelctl: '%s' is not an sla_id\n", id);
         return FCTL_USAGE;
     }
-    snprintf(sql, sizeof sql, "%s WHERE i.id = ?", select_cols);
-    sqlite3_stmt *s = prepare(st, sql);
-    if (!s)
-        return FCTL_REFUSED;
-    sqlite3_bind_int64(s, 1, v);
-    int status = FCTL_REFUSED, rc = sqlite3_step(s);
-    if (rc == SQLITE_ROW) {
-        json_t *o = row_json(s, fctl_now_ms(), true);
-        char *text = json_dumps(o, ctl->json ? JSON_COMPACT : JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-        if (text)
-            printf("%s\n", text);
-        free(text);
-        json_decref(o);
-        status = FCTL_OK;
-    } else if (rc == SQLITE_DONE) {
+    funnel_sla_row_t *row;
+    int rc = funnel_sla_report_show(st, v, fctl_now_ms(), &row);
+    if (rc == FUNNEL_ENOTFOUND) {
         fprintf(stderr, "funnelctl: no SLA instance %s\n", id);
-    } else {
-        status = step_failed(st);
+        return FCTL_REFUSED;
     }
-    sqlite3_finalize(s);
-    return status;
+    if (rc)
+        return report_failed(st, rc);
+    json_t *o = row_json(row, true);
+    char *text = json_dumps(o, ctl->json ? JSON_COMPACT : JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    if (text)
+        printf("%s\n", text);
+    free(text);
+    json_decref(o);
+    funnel_sla_report_row_free(&row);
+    return FCTL_OK;
 }
 
 int fctl_cmd_sla(fctl_t *ctl)

@@ -1,0 +1,80 @@
+/* sla_report.h — read-only views of the SLA engine's instances, for funnelctl and other readers.
+ *
+ * The report runs on any connection to the database, typically one opened read-only with
+ * funnel_store_open(path, true, ...) outside funneld: it only SELECTs from the engine's tables
+ * and needs none of the engine's runtime (no calendar, no loop), so a reader links it alone.
+ * "breached" is not stored: it is a live instance whose due time has passed by the clock of
+ * whoever asks (now_ms), so it is computed here, the same way for every reader. */
+#ifndef FUNNEL_SLA_REPORT_H
+#define FUNNEL_SLA_REPORT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "funnel/codec.h"
+#include "funnel/store.h"
+
+/* A time or amount the row does not have (SQL NULL): not due, nothing scheduled, not met. */
+#define FUNNEL_SLA_REPORT_NONE INT64_MIN
+
+/* Which instances a list shows, by the state shown (funnel_sla_row_t.state). */
+typedef enum funnel_sla_report_state {
+    FUNNEL_SLA_REPORT_ANY = 0,
+    FUNNEL_SLA_REPORT_OPEN,     /* live and not breached: "open" and "paused" rows */
+    FUNNEL_SLA_REPORT_BREACHED, /* live, running (not paused) and past its due time */
+    FUNNEL_SLA_REPORT_MET,
+} funnel_sla_report_state_t;
+
+/* What to list; every field is optional (zero / NULL: no filter). */
+typedef struct funnel_sla_report_filter {
+    funnel_sla_report_state_t state;
+    const char *policy; /* exact policy name */
+    const char *owner;  /* exact owner */
+    int64_t limit;      /* rows at most, in sla_id order; 0: all */
+} funnel_sla_report_filter_t;
+
+/* One instance as a reader sees it. Text fields are empty when the row has none (acked_by
+ * before an acknowledgement, stop_event before the stop); numbers FUNNEL_SLA_REPORT_NONE. */
+typedef struct funnel_sla_row {
+    int64_t sla_id;
+    char policy[FUNNEL_ID_MAX + 1];
+    int64_t version; /* the policy version the instance runs under */
+    char key[FUNNEL_ID_MAX + 1];
+    char owner[FUNNEL_ID_MAX + 1];
+    char state[12];        /* shown state: open, paused, breached or met */
+    int64_t started_at_ms; /* the start, or the last reset */
+    int64_t due_at_ms;
+    int64_t next_at_ms; /* when the next step fires */
+    int64_t step;       /* the next step: 0 warning, 1.. escalation levels, then repeats */
+    char acked_by[FUNNEL_ID_MAX + 1];
+    char start_event[FUNNEL_ID_MAX + 1];
+    int64_t stopped_at_ms; /* once met */
+    int on_time;           /* once met: 1 or 0; -1 before */
+    int64_t late_ms;       /* once met: business time past the target */
+    char stop_event[FUNNEL_ID_MAX + 1];
+    char *definition; /* owned; the policy version's text: set by funnel_sla_report_show only,
+                         NULL when the version row is missing */
+} funnel_sla_row_t;
+
+typedef struct funnel_sla_report_list {
+    funnel_sla_row_t *rows; /* owned; in sla_id order; definition is NULL in each */
+    size_t n_rows;
+} funnel_sla_report_list_t;
+
+/* Lists the instances that pass filter (NULL: all), as of now_ms. *out is owned by the caller
+ * (funnel_sla_report_list_free). Returns 0; FUNNEL_EINVAL for an unknown filter state;
+ * FUNNEL_ESTORE when the database has no SLA tables or a read failed (then no partial list is
+ * returned: a list cut short by a locked database must not look complete); FUNNEL_ENOMEM. */
+int funnel_sla_report_list(funnel_store_t *store, const funnel_sla_report_filter_t *filter,
+                           int64_t now_ms, funnel_sla_report_list_t **out);
+void funnel_sla_report_list_free(funnel_sla_report_list_t **list);
+
+/* One instance with its policy version's definition, as of now_ms. *out is owned by the caller
+ * (funnel_sla_report_row_free). Returns 0; FUNNEL_ENOTFOUND when there is no such sla_id;
+ * FUNNEL_ESTORE, FUNNEL_ENOMEM. */
+int funnel_sla_report_show(funnel_store_t *store, int64_t sla_id, int64_t now_ms,
+                           funnel_sla_row_t **out);
+void funnel_sla_report_row_free(funnel_sla_row_t **row);
+
+#endif

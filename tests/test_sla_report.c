@@ -1,0 +1,236 @@
+/* test_sla_report.c — the SLA report API over known rows: a database given the SLA engine's
+ * schema (by the engine's own migrations), filled with instance and policy rows whose every
+ * column is chosen here, then read through a read-only store as funnelctl reads it. Each test
+ * names the rows it expects, whole. */
+#include "harness.h"
+
+#include "funnel/error.h"
+#include "funnel/sla.h"
+#include "funnel/sla_report.h"
+
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <string.h>
+
+#define NONE FUNNEL_SLA_REPORT_NONE
+
+static fx_tmpdir_t tmp;
+static char db_path[400];
+static funnel_store_t *ro; /* the read-only store the reports run on */
+
+/* Columns: id, policy, version, key, owner, state, started_at, anchor_at, consumed_ms, due_at,
+ * paused_at, step, next_at, acked_by, start_event, stopped_at, on_time, late_ms, stop_event,
+ * opened_at. Row 2 is paused after its due time (not breached: its clock stands), row 4 is
+ * running past its due time and acknowledged (breached), row 5 runs under a version whose row
+ * is missing. */
+static const char rows_sql[] =
+    "INSERT INTO sla_policy VALUES ('first_call', 1, 11, 'target = \"1h\";'),"
+    " ('first_call', 2, 12, 'target = \"2h\";'), ('renewal', 1, 21, 'target = \"1d\";');"
+    "INSERT INTO sla_instance (id, policy, version, key, owner, state, started_at, anchor_at,"
+    " consumed_ms, due_at, paused_at, step, next_at, acked_by, start_event, stopped_at, on_time,"
+    " late_ms, stop_event, opened_at) VALUES"
+    " (1, 'first_call', 1, 'L-1', 'anna', 'open', 1000, 1000, 0, 5000, NULL, 0, 4000, NULL,"
+    "  'q-1', NULL, NULL, NULL, NULL, 1000),"
+    " (2, 'first_call', 2, 'L-2', 'bob', 'paused', 2000, 2000, 500, 3000, 2500, 1, NULL, NULL,"
+    "  'q-2', NULL, NULL, NULL, NULL, 2000),"
+    " (3, 'first_call', 1, 'L-3', 'anna', 'met', 1500, 1500, 0, 6000, NULL, 1, NULL, NULL,"
+    "  'q-3', 2600, 1, 0, 'c-3', 1500),"
+    " (4, 'renewal', 1, 'C-4', 'bob', 'open', 100, 100, 0, 200, NULL, 2, 300, 'oncall-bob',"
+    "  's-4', NULL, NULL, NULL, NULL, 100),"
+    " (5, 'renewal', 3, 'C-5', 'anna', 'met', 8000, 8000, 0, 8300, NULL, 1, NULL, NULL,"
+    "  's-5', 9000, 0, 700, 'p-5', 8000);";
+
+static void setup(void)
+{
+    char err[512];
+    funnel_store_t *rw;
+    funnel_sla_t *sla;
+    funnel_sla_config_t cfg;
+    fx_tmpdir_make(&tmp);
+    snprintf(db_path, sizeof db_path, "%s/sla.db", tmp.path);
+    cr_assert_eq(funnel_store_open(db_path, false, FUNNEL_STORE_SYNC_NORMAL, &rw, err, sizeof err),
+                 0, "%s", err);
+    funnel_sla_config_defaults(&cfg);
+    cr_assert_eq(funnel_sla_new(rw, &cfg, NULL, &sla), 0, "%s", funnel_store_errmsg(rw));
+    funnel_sla_destroy(&sla);
+    funnel_sla_config_clear(&cfg);
+    cr_assert_eq(sqlite3_exec(funnel_store_db(rw), rows_sql, NULL, NULL, NULL), SQLITE_OK, "%s",
+                 sqlite3_errmsg(funnel_store_db(rw)));
+    funnel_store_destroy(&rw);
+    cr_assert_eq(funnel_store_open(db_path, true, FUNNEL_STORE_SYNC_NORMAL, &ro, err, sizeof err),
+                 0, "%s", err);
+}
+
+static void teardown(void)
+{
+    funnel_store_destroy(&ro);
+    fx_tmpdir_remove(&tmp);
+}
+
+TestSuite(sla_report, .init = setup, .fini = teardown, .timeout = 60);
+
+/* Every column of row `id` as the rows above have it, with the state shown at now 4500. */
+static funnel_sla_row_t expected(int64_t id)
+{
+    switch (id) {
+    case 1:
+        return (funnel_sla_row_t){1, "first_call", 1,     "L-1", "anna", "open", 1000, 5000, 4000,
+                                  0, "",           "q-1", NONE,  -1,     NONE,   "",   NULL};
+    case 2:
+        return (funnel_sla_row_t){2, "first_call", 2,     "L-2", "bob", "paused", 2000, 3000, NONE,
+                                  1, "",           "q-2", NONE,  -1,    NONE,     "",   NULL};
+    case 3:
+        return (funnel_sla_row_t){3, "first_call", 1,     "L-3", "anna", "met", 1500,  6000, NONE,
+                                  1, "",           "q-3", 2600,  1,      0,     "c-3", NULL};
+    case 4:
+        return (funnel_sla_row_t){4, "renewal",    1,     "C-4", "bob", "breached", 100, 200, 300,
+                                  2, "oncall-bob", "s-4", NONE,  -1,    NONE,       "",  NULL};
+    default:
+        return (funnel_sla_row_t){5, "renewal", 3,     "C-5", "anna", "met", 8000,  8300, NONE,
+                                  1, "",        "s-5", 9000,  0,      700,   "p-5", NULL};
+    }
+}
+
+static void row_check(const funnel_sla_row_t *got, const funnel_sla_row_t *want)
+{
+    cr_assert_eq(got->sla_id, want->sla_id);
+    cr_assert_str_eq(got->policy, want->policy, "sla_id %lld", (long long)want->sla_id);
+    cr_assert_eq(got->version, want->version, "sla_id %lld", (long long)want->sla_id);
+    cr_assert_str_eq(got->key, want->key);
+    cr_assert_str_eq(got->owner, want->owner);
+    cr_assert_str_eq(got->state, want->state, "sla_id %lld", (long long)want->sla_id);
+    cr_assert_eq(got->started_at_ms, want->started_at_ms);
+    cr_assert_eq(got->due_at_ms, want->due_at_ms, "sla_id %lld", (long long)want->sla_id);
+    cr_assert_eq(got->next_at_ms, want->next_at_ms, "sla_id %lld", (long long)want->sla_id);
+    cr_assert_eq(got->step, want->step);
+    cr_assert_str_eq(got->acked_by, want->acked_by);
+    cr_assert_str_eq(got->start_event, want->start_event);
+    cr_assert_eq(got->stopped_at_ms, want->stopped_at_ms, "sla_id %lld", (long long)want->sla_id);
+    cr_assert_eq(got->on_time, want->on_time, "sla_id %lld", (long long)want->sla_id);
+    cr_assert_eq(got->late_ms, want->late_ms, "sla_id %lld", (long long)want->sla_id);
+    cr_assert_str_eq(got->stop_event, want->stop_event);
+}
+
+/* Lists with filter f at now and checks the result is exactly the rows ids[0..n), whole. */
+static void list_check(const funnel_sla_report_filter_t *f, int64_t now, const int64_t *ids,
+                       size_t n)
+{
+    funnel_sla_report_list_t *list;
+    cr_assert_eq(funnel_sla_report_list(ro, f, now, &list), 0);
+    cr_assert_eq(list->n_rows, n, "%zu rows, want %zu", list->n_rows, n);
+    for (size_t i = 0; i < n; i++) {
+        funnel_sla_row_t want = expected(ids[i]);
+        if (now != 4500 && !strcmp(want.state, "open") && want.due_at_ms <= now)
+            snprintf(want.state, sizeof want.state, "breached");
+        row_check(&list->rows[i], &want);
+        cr_assert_null(list->rows[i].definition, "a list carries no definitions");
+    }
+    funnel_sla_report_list_free(&list);
+    cr_assert_null(list);
+}
+
+Test(sla_report, lists_every_instance_in_sla_id_order_with_the_state_shown_now)
+{
+    list_check(NULL, 4500, (int64_t[]){1, 2, 3, 4, 5}, 5);
+}
+
+Test(sla_report, open_takes_paused_ones_and_breached_is_live_running_and_past_due)
+{
+    list_check(&(funnel_sla_report_filter_t){.state = FUNNEL_SLA_REPORT_OPEN}, 4500,
+               (int64_t[]){1, 2}, 2);
+    list_check(&(funnel_sla_report_filter_t){.state = FUNNEL_SLA_REPORT_BREACHED}, 4500,
+               (int64_t[]){4}, 1);
+    list_check(&(funnel_sla_report_filter_t){.state = FUNNEL_SLA_REPORT_MET}, 4500,
+               (int64_t[]){3, 5}, 2);
+}
+
+Test(sla_report, breached_follows_the_callers_clock_up_to_the_due_time_inclusive)
+{
+    list_check(&(funnel_sla_report_filter_t){.state = FUNNEL_SLA_REPORT_BREACHED}, 4999,
+               (int64_t[]){4}, 1);
+    list_check(&(funnel_sla_report_filter_t){.state = FUNNEL_SLA_REPORT_BREACHED}, 5000,
+               (int64_t[]){1, 4}, 2);
+    list_check(&(funnel_sla_report_filter_t){.state = FUNNEL_SLA_REPORT_OPEN}, 5000, (int64_t[]){2},
+               1);
+}
+
+Test(sla_report, policy_owner_and_limit_filter_together)
+{
+    list_check(&(funnel_sla_report_filter_t){.policy = "first_call"}, 4500, (int64_t[]){1, 2, 3},
+               3);
+    list_check(&(funnel_sla_report_filter_t){.owner = "anna"}, 4500, (int64_t[]){1, 3, 5}, 3);
+    list_check(&(funnel_sla_report_filter_t){.owner = "anna", .state = FUNNEL_SLA_REPORT_MET}, 4500,
+               (int64_t[]){3, 5}, 2);
+    list_check(&(funnel_sla_report_filter_t){.policy = "renewal", .owner = "bob"}, 4500,
+               (int64_t[]){4}, 1);
+    list_check(&(funnel_sla_report_filter_t){.policy = "none"}, 4500, NULL, 0);
+    /* The limit counts rows that pass the filter, not rows read. */
+    list_check(&(funnel_sla_report_filter_t){.state = FUNNEL_SLA_REPORT_MET, .limit = 1}, 4500,
+               (int64_t[]){3}, 1);
+    list_check(&(funnel_sla_report_filter_t){.limit = 2}, 4500, (int64_t[]){1, 2}, 2);
+}
+
+Test(sla_report, a_bad_filter_is_refused_and_returns_no_list)
+{
+    funnel_sla_report_list_t *list = (funnel_sla_report_list_t *)&tmp;
+    cr_assert_eq(funnel_sla_report_list(ro, &(funnel_sla_report_filter_t){.limit = -1}, 0, &list),
+                 FUNNEL_EINVAL);
+    cr_assert_null(list);
+    cr_assert_eq(funnel_sla_report_list(ro, &(funnel_sla_report_filter_t){.state = 9}, 0, &list),
+                 FUNNEL_EINVAL);
+    cr_assert_null(list);
+}
+
+Test(sla_report, show_has_the_instance_and_its_versions_definition)
+{
+    funnel_sla_row_t *row;
+    cr_assert_eq(funnel_sla_report_show(ro, 2, 4500, &row), 0);
+    funnel_sla_row_t want = expected(2);
+    row_check(row, &want);
+    cr_assert_str_eq(row->definition, "target = \"2h\";", "version 2's text, not version 1's");
+    funnel_sla_report_row_free(&row);
+    cr_assert_null(row);
+    cr_assert_eq(funnel_sla_report_show(ro, 4, 4500, &row), 0);
+    want = expected(4);
+    row_check(row, &want);
+    cr_assert_str_eq(row->definition, "target = \"1d\";");
+    funnel_sla_report_row_free(&row);
+}
+
+Test(sla_report, show_of_a_version_without_its_row_has_no_definition)
+{
+    funnel_sla_row_t *row;
+    cr_assert_eq(funnel_sla_report_show(ro, 5, 4500, &row), 0);
+    funnel_sla_row_t want = expected(5);
+    row_check(row, &want);
+    cr_assert_null(row->definition);
+    funnel_sla_report_row_free(&row);
+}
+
+Test(sla_report, show_of_an_unknown_sla_id_is_not_found)
+{
+    funnel_sla_row_t *row = (funnel_sla_row_t *)&tmp;
+    cr_assert_eq(funnel_sla_report_show(ro, 424242, 4500, &row), FUNNEL_ENOTFOUND);
+    cr_assert_null(row);
+}
+
+/* A database funneld never ran the SLA engine on has no SLA tables: an error, not an empty
+ * list that would say "no instances". */
+Test(sla_report, a_database_without_sla_tables_is_an_error_not_an_empty_list)
+{
+    char err[512], path[450];
+    funnel_store_t *bare, *bare_ro;
+    snprintf(path, sizeof path, "%s/bare.db", tmp.path);
+    cr_assert_eq(funnel_store_open(path, false, FUNNEL_STORE_SYNC_NORMAL, &bare, err, sizeof err),
+                 0, "%s", err);
+    funnel_store_destroy(&bare);
+    cr_assert_eq(funnel_store_open(path, true, FUNNEL_STORE_SYNC_NORMAL, &bare_ro, err, sizeof err),
+                 0, "%s", err);
+    funnel_sla_report_list_t *list = (funnel_sla_report_list_t *)&tmp;
+    funnel_sla_row_t *row = (funnel_sla_row_t *)&tmp;
+    cr_assert_eq(funnel_sla_report_list(bare_ro, NULL, 0, &list), FUNNEL_ESTORE);
+    cr_assert_null(list);
+    cr_assert_eq(funnel_sla_report_show(bare_ro, 1, 0, &row), FUNNEL_ESTORE);
+    cr_assert_null(row);
+    funnel_store_destroy(&bare_ro);
+}
