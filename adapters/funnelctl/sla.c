@@ -24,27 +24,19 @@ static json_t *opt_text(const char *v)
 }
 
 /* One instance as a JSON object, keys in this order; a definition adds the policy version's
- * text (null when its row is missing). */
+ * text (null when its row is missing). NULL when out of memory. */
 static json_t *row_json(const funnel_sla_row_t *r, bool with_definition)
 {
-    json_t *o = json_object();
-    json_object_set_new(o, "sla_id", json_integer(r->sla_id));
-    json_object_set_new(o, "policy", json_string(r->policy));
-    json_object_set_new(o, "version", json_integer(r->version));
-    json_object_set_new(o, "key", json_string(r->key));
-    json_object_set_new(o, "owner", json_string(r->owner));
-    json_object_set_new(o, "state", json_string(r->state));
-    json_object_set_new(o, "started_at_ms", json_integer(r->started_at_ms));
-    json_object_set_new(o, "due_at_ms", opt_int(r->due_at_ms));
-    json_object_set_new(o, "next_at_ms", opt_int(r->next_at_ms));
-    json_object_set_new(o, "step", json_integer(r->step));
-    json_object_set_new(o, "acked_by", opt_text(r->acked_by));
-    json_object_set_new(o, "start_event", json_string(r->start_event));
-    json_object_set_new(o, "stopped_at_ms", opt_int(r->stopped_at_ms));
-    json_object_set_new(o, "on_time", r->on_time < 0 ? json_null() : json_boolean(r->on_time));
-    json_object_set_new(o, "late_ms", opt_int(r->late_ms));
-    json_object_set_new(o, "stop_event", opt_text(r->stop_event));
-    if (with_definition)
+    json_t *o = json_pack(
+        "{s:I, s:s, s:I, s:s, s:s, s:s, s:I, s:o, s:o, s:I, s:o, s:s, s:o, s:o, s:o, s:o}",
+        "sla_id", (json_int_t)r->sla_id, "policy", r->policy, "version", (json_int_t)r->version,
+        "key", r->key, "owner", r->owner, "state", r->state, "started_at_ms",
+        (json_int_t)r->started_at_ms, "due_at_ms", opt_int(r->due_at_ms), "next_at_ms",
+        opt_int(r->next_at_ms), "step", (json_int_t)r->step, "acked_by", opt_text(r->acked_by),
+        "start_event", r->start_event, "stopped_at_ms", opt_int(r->stopped_at_ms), "on_time",
+        r->on_time < 0 ? json_null() : json_boolean(r->on_time), "late_ms", opt_int(r->late_ms),
+        "stop_event", opt_text(r->stop_event));
+    if (o && with_definition)
         json_object_set_new(o, "definition", opt_text(r->definition));
     return o;
 }
