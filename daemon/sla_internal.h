@@ -122,8 +122,10 @@ struct funnel_sla {
     quota_state_t *quotas;
     size_t n_quotas;
 };
+
 /* Called for each step an instance passes (steps_before), before it moves to the next one. */
 typedef int (*step_fn)(void *arg, pver_t *v, const inst_t *in);
+
 /* steps_before's callback on the live path: publish at once. */
 typedef struct fire_ctx {
     funnel_sla_t *sla;
@@ -131,6 +133,7 @@ typedef struct fire_ctx {
     int64_t now_ms;
     int fired; /* steps passed */
 } fire_ctx_t;
+
 /* What an event is to one policy: a bit per list it matches (stop, reset, pause, resume). The
  * kinds, not the envelope, are what a held event keeps, so a held event and a live one run the
  * same code (inst_apply). */
