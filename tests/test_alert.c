@@ -544,10 +544,8 @@ Test(alert, dead_letter_after_max_attempts_then_the_cursor_moves_on)
 
 Test(alert, bad_config_is_refused)
 {
-    snprintf(conf, sizeof conf, "%s/bad.conf", tmp.path);
-    FILE *f = fopen(conf, "w");
-    fputs("routes = ( { target = \"x\"; channel = \"nope\"; } );\n", f);
-    fclose(f);
+    fx_file_write(tmp.path, "bad.conf", "routes = ( { target = \"x\"; channel = \"nope\"; } );\n",
+                  conf, sizeof conf);
     char out[1024];
     const char *argv[] = {FUNNEL_ALERT_PATH, "--config", conf, NULL};
     cr_assert_eq(fx_run(argv, out, sizeof out), 1);

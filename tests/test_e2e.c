@@ -1,5 +1,6 @@
 /* test_e2e.c — the real funneld binary on ephemeral loopback ports, real ZeroMQ sockets. */
 #include "harness.h"
+#include "sql_fx.h"
 
 #include "funnel/client.h"
 #include "funnel/error.h"
@@ -59,9 +60,7 @@ static void stop_all(void)
         if (open_sockets[i])
             close_socket(open_sockets[i]);
     /* A graceful stop also checks the shutdown path and lets funneld report leaks. */
-    int status = fx_daemon_stop(&fd);
-    if (status > 0)
-        fprintf(stderr, "FUNNEL TEST ERROR: funneld exited with status %d\n", status);
+    fx_daemon_finish(&fd);
     if (small_fs[0] && umount2(small_fs, MNT_DETACH))
         fprintf(stderr, "FUNNEL TEST ERROR: umount %s: %s\n", small_fs, strerror(errno));
     small_fs[0] = '\0';
@@ -110,20 +109,9 @@ static void dealer_send_lead(void *dealer, const char *event_id, int64_t now)
     funnel_envelope_free(&env);
 }
 
-static funnel_submit_result_t submit(const funnel_envelope_t *env, const char *topic)
-{
-    funnel_submit_result_t res;
-    int rc = funnel_client_submit(client, fd.submit, topic, env, NULL, &res);
-    cr_assert_eq(rc, 0, "submit failed: %s", funnel_strerror(rc));
-    return res;
-}
-
 static void submit_lead(const char *event_id, const char *lead_id, funnel_submit_status_t want)
 {
-    funnel_envelope_t *env = fx_lead_created(event_id, lead_id, fx_now_ms());
-    funnel_submit_result_t res = submit(env, "lead.created");
-    cr_assert_eq(res.status, want, "%s: status %d (%s)", event_id, res.status, res.reason);
-    funnel_envelope_free(&env);
+    fx_submit(client, &fd, fx_lead_created(event_id, lead_id, fx_now_ms()), (int)want);
 }
 
 static int64_t count_events(int64_t *dead)
@@ -667,22 +655,15 @@ Test(e2e, graceful_stop_commits_and_exits_zero)
 Test(e2e, sighup_reload_refuses_bad_config_and_keeps_running)
 {
     char path[512];
-    snprintf(path, sizeof path, "%s/reload.conf", tmp.path);
-    FILE *f = fopen(path, "w");
-    fprintf(f, "log_level = \"debug\";\n");
-    fclose(f);
+    fx_file_write(tmp.path, "reload.conf", "log_level = \"debug\";\n", path, sizeof path);
     fx_daemon_stop(&fd);
     const char *args[] = {"--config", path, NULL};
     fx_daemon_start(&fd, tmp.path, args);
-    f = fopen(path, "w");
-    fprintf(f, "batch_max = \"many\";\n");
-    fclose(f);
+    fx_file_put(path, "batch_max = \"many\";\n");
     fx_daemon_signal(&fd, SIGHUP);
     cr_assert(fx_daemon_log_has(&fd, "config reload refused", 5000));
     submit_lead("evt-h1", "lead-h", FUNNEL_SUBMIT_OK);
-    f = fopen(path, "w");
-    fprintf(f, "log_level = \"warn\";\nbatch_max = 10;\n");
-    fclose(f);
+    fx_file_put(path, "log_level = \"warn\";\nbatch_max = 10;\n");
     fx_daemon_signal(&fd, SIGHUP);
     cr_assert(fx_daemon_log_has(&fd, "config reload: batch_max changed", 5000));
     submit_lead("evt-h2", "lead-h", FUNNEL_SUBMIT_OK);
@@ -928,10 +909,8 @@ Test(e2e, engines_can_be_switched_off)
     fx_daemon_stop(&fd);
     const char *args[] = {"--set", "engines=none", NULL};
     fx_daemon_start(&fd, tmp.path, args);
-    funnel_envelope_t *env = fx_payment("evt-pay-1", "pay-1", "client-1", 1000, "EUR", fx_now_ms());
-    funnel_submit_result_t res = submit(env, "payment.received");
-    cr_assert_eq(res.status, FUNNEL_SUBMIT_OK);
-    funnel_envelope_free(&env);
+    fx_submit(client, &fd, fx_payment("evt-pay-1", "pay-1", "client-1", 1000, "EUR", fx_now_ms()),
+              FUNNEL_SUBMIT_OK);
     uint64_t seqs[16], last = 0;
     /* With engines on, attribution would credit the payment to (unattributed) per model. */
     cr_assert_eq(replay_seqs(1, seqs, 16, &last), 1, "no derived events without engines");
@@ -1095,11 +1074,7 @@ Test(e2e, damaged_database_is_refused_at_start_and_tail_says_why)
 /* Writes text to the test's reload.conf; path receives its name. */
 static void reload_conf_write(char *path, size_t path_len, const char *text)
 {
-    snprintf(path, path_len, "%s/reload.conf", tmp.path);
-    FILE *f = fopen(path, "w");
-    cr_assert_not_null(f);
-    fputs(text, f);
-    cr_assert_eq(fclose(f), 0);
+    fx_file_write(tmp.path, "reload.conf", text, path, path_len);
 }
 
 /* One bad value refuses the whole reload: checked as --check-config and start-up check it. */
@@ -1291,16 +1266,7 @@ Test(e2e, disk_full_keeps_sub_input_only_up_to_the_bound, .timeout = 90)
 /* One integer from the daemon's database, read through a connection of the test's own. */
 static int64_t db_int(const char *sql)
 {
-    sqlite3 *db;
-    sqlite3_stmt *st;
-    cr_assert_eq(sqlite3_open_v2(fd.db, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-    sqlite3_busy_timeout(db, 5000);
-    cr_assert_eq(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK, "%s", sqlite3_errmsg(db));
-    cr_assert_eq(sqlite3_step(st), SQLITE_ROW);
-    int64_t v = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    sqlite3_close(db);
-    return v;
+    return fx_db_int(fd.db, sql);
 }
 
 /* Retention: far more expired rows than one prune transaction takes are all deleted (in small

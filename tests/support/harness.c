@@ -2,6 +2,7 @@
 #include "harness.h"
 
 #include "funnel/client.h"
+#include "funnel/error.h"
 #include "funnel/store.h"
 
 #include <criterion/criterion.h>
@@ -18,6 +19,7 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include <zmq.h>
 
 int64_t fx_now_ms(void)
 {
@@ -68,6 +70,8 @@ static bool read_ready(fx_daemon_t *d, const char *path)
         if (!eq)
             continue;
         *eq = '\0';
+        if (!strcmp(line, "metrics"))
+            d->metrics_port = atoi(eq + 1);
         char *dst = !strcmp(line, "ingest")    ? d->ingest
                     : !strcmp(line, "submit")  ? d->submit
                     : !strcmp(line, "publish") ? d->publish
@@ -341,6 +345,11 @@ uint8_t *fx_pack(const funnel_envelope_t *env, size_t *len)
 void fx_file_write(const char *dir, const char *name, const char *text, char *path, size_t path_len)
 {
     snprintf(path, path_len, "%s/%s", dir, name);
+    fx_file_put(path, text);
+}
+
+void fx_file_put(const char *path, const char *text)
+{
     FILE *f = fopen(path, "w");
     cr_assert_not_null(f, "%s: %s", path, strerror(errno));
     fputs(text, f);
@@ -352,6 +361,19 @@ void fx_daemon_finish(fx_daemon_t *d)
     int status = fx_daemon_stop(d);
     if (status > 0)
         fprintf(stderr, "FUNNEL TEST ERROR: funneld exited with status %d\n", status);
+}
+
+void fx_daemon_suite_start(fx_tmpdir_t *tmp, fx_daemon_t *d, const char *const *extra_args)
+{
+    fx_tmpdir_make(tmp);
+    memset(d, 0, sizeof *d);
+    fx_daemon_start(d, tmp->path, extra_args);
+}
+
+void fx_daemon_suite_stop(fx_tmpdir_t *tmp, fx_daemon_t *d)
+{
+    fx_daemon_finish(d);
+    fx_tmpdir_remove(tmp);
 }
 
 void fx_suite_start(fx_tmpdir_t *tmp, fx_daemon_t *d, funnel_client_t **client,
@@ -367,9 +389,100 @@ void fx_suite_start(fx_tmpdir_t *tmp, fx_daemon_t *d, funnel_client_t **client,
 
 void fx_suite_stop(fx_tmpdir_t *tmp, fx_daemon_t *d, funnel_client_t **client)
 {
-    fx_daemon_finish(d);
     funnel_client_destroy(client);
-    fx_tmpdir_remove(tmp);
+    fx_daemon_suite_stop(tmp, d);
+}
+
+funnel_submit_result_t fx_submit(funnel_client_t *client, const fx_daemon_t *d,
+                                 funnel_envelope_t *env, int want)
+{
+    funnel_submit_result_t res;
+    char id[160];
+    snprintf(id, sizeof id, "%s", env->event_id ? env->event_id : "");
+    int rc =
+        funnel_client_submit(client, d->submit, funnel_topic_name(env->body_case), env, NULL, &res);
+    funnel_envelope_free(&env);
+    cr_assert_eq(rc, 0, "submit %s: %s", id, funnel_strerror(rc));
+    if (want >= 0)
+        cr_assert_eq((int)res.status, want, "%s: status %d (%s)", id, res.status, res.reason);
+    return res;
+}
+
+static void send_envelope(void *dealer, funnel_envelope_t *env)
+{
+    size_t len;
+    uint8_t *buf = fx_pack(env, &len);
+    const char *topic = funnel_topic_name(env->body_case);
+    cr_assert_geq(zmq_send(dealer, topic, strlen(topic), ZMQ_SNDMORE), 0);
+    cr_assert_geq(zmq_send(dealer, buf, len, 0), 0);
+    free(buf);
+    funnel_envelope_free(&env);
+}
+
+/* Reads one answer (id frame, status frame) into a; asserts it came within the socket's
+ * timeout and, unless want is NULL, that it says want. */
+static bool recv_answer(void *dealer, size_t i, const char *want, fx_answer_t *a)
+{
+    int r = zmq_recv(dealer, a->event_id, sizeof a->event_id - 1, 0);
+    cr_assert_geq(r, 0, "answer %zu missing", i);
+    a->event_id[r < (int)sizeof a->event_id - 1 ? r : (int)sizeof a->event_id - 1] = '\0';
+    r = zmq_recv(dealer, a->status, sizeof a->status - 1, 0);
+    cr_assert_geq(r, 0, "answer %zu has no status", i);
+    a->status[r < (int)sizeof a->status - 1 ? r : (int)sizeof a->status - 1] = '\0';
+    if (want)
+        cr_assert_str_eq(a->status, want, "answer %zu (%s)", i, a->event_id);
+    return !strcmp(a->status, "ok");
+}
+
+size_t fx_submit_pipelined(const char *endpoint, size_t n, size_t window, fx_envelope_fn make,
+                           void *arg, const char *want, fx_answer_t *answers)
+{
+    void *zctx = zmq_ctx_new();
+    void *dealer = zmq_socket(zctx, ZMQ_DEALER);
+    int linger = 0, timeout = 10000;
+    cr_assert_not_null(dealer);
+    zmq_setsockopt(dealer, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(dealer, ZMQ_RCVTIMEO, &timeout, sizeof timeout);
+    cr_assert_eq(zmq_connect(dealer, endpoint), 0);
+    size_t sent = 0, answered = 0, ok = 0;
+    fx_answer_t scratch;
+    while (answered < n) {
+        while (sent < n && (!window || sent - answered < window))
+            send_envelope(dealer, make(sent++, arg));
+        ok += recv_answer(dealer, answered, want, answers ? &answers[answered] : &scratch);
+        answered++;
+    }
+    zmq_close(dealer);
+    zmq_ctx_term(zctx);
+    return ok;
+}
+
+static funnel_envelope_t *take_envelope(size_t i, void *arg)
+{
+    funnel_envelope_t **envs = arg;
+    funnel_envelope_t *env = envs[i];
+    envs[i] = NULL;
+    return env;
+}
+
+size_t fx_submit_burst(const char *endpoint, funnel_envelope_t **envs, size_t n, const char *want,
+                       fx_answer_t *answers)
+{
+    return fx_submit_pipelined(endpoint, n, 0, take_envelope, envs, want, answers);
+}
+
+int fx_ctl(const fx_daemon_t *d, char *out, size_t out_len, const char *const *args)
+{
+    const char *argv[48] = {FUNNELCTL_PATH, "--submit",     d->submit, "--publish",
+                            d->publish,     "--replay",     d->replay, "--db",
+                            d->db,          "--timeout-ms", "3000"};
+    size_t n = 11;
+    for (size_t i = 0; args[i]; i++) {
+        cr_assert_lt(n, 47, "too many funnelctl arguments");
+        argv[n++] = args[i];
+    }
+    argv[n] = NULL;
+    return fx_run(argv, out, out_len);
 }
 
 uint64_t fx_daemon_last_seq(const fx_daemon_t *d)
