@@ -7,6 +7,7 @@
 #include "funnel/client.h"
 #include "funnel/error.h"
 #include "funnel/json.h"
+#include "funnel/ledger_plan.h"
 
 #include <criterion/criterion.h>
 #include <jansson.h>
@@ -248,4 +249,22 @@ Test(e2e_attribution, touch_without_time_is_dated_by_its_event)
     cr_assert(strstr(out, "\nemail,EUR,4902\n"), "%s", out);
     cr_assert(strstr(out, "\nwebinar,EUR,2988\n"), "%s", out);
     cr_assert(strstr(out, "\nsearch,EUR,1110\n"), "%s", out);
+}
+
+/* --to names the last day reported, whole (README): a credit at its last millisecond is in, one
+ * at the next midnight is not; --from starts at its midnight. */
+Test(e2e_attribution, report_to_includes_its_whole_last_day_and_nothing_after)
+{
+    const int64_t nov1 = funnel_date_utc_ms(2026, 11, 1);
+    submit_payment("d-pay-1", 1000, nov1 - 1);
+    submit_payment("d-pay-2", 2000, nov1);
+    char out[8192];
+    const char *to[] = {"attribution", "--by", "campaign",   "--model", "linear",
+                        "--csv",       "--to", "2026-10-31", NULL};
+    cr_assert_eq(fx_ctl(&fd, out, sizeof out, to), 0, "%s", out);
+    cr_assert(strstr(out, "\n(unattributed),EUR,1000\n"), "%s", out);
+    const char *from[] = {"attribution", "--by",   "campaign",   "--model", "linear",
+                          "--csv",       "--from", "2026-11-01", NULL};
+    cr_assert_eq(fx_ctl(&fd, out, sizeof out, from), 0, "%s", out);
+    cr_assert(strstr(out, "\n(unattributed),EUR,2000\n"), "%s", out);
 }

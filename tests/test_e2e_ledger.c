@@ -297,3 +297,23 @@ Test(e2e_ledger, payouts_through_the_future_and_unknown_reps_are_refused)
     const char *quiet[] = {"statement", "--rep", "alice", "--period", "2026-09", NULL};
     cr_assert_eq(ctl(out, sizeof out, quiet), 0, "%s", out);
 }
+
+/* `--through 2026-10` is the whole month (README): a payout pays the accrual of a payment at its
+ * last millisecond and not that of one at the next midnight. */
+Test(e2e_ledger, payout_through_a_month_pays_its_last_millisecond_and_nothing_after)
+{
+    const int64_t nov1 = funnel_date_utc_ms(2026, 11, 1);
+    submit(fx_handoff("h1", "acme", "alice", "", at(9, 1)), FUNNEL_SUBMIT_OK);
+    submit(fx_payment("p-in", "pay-in", "acme", 10000, "EUR", nov1 - 1), FUNNEL_SUBMIT_OK);
+    submit(fx_payment("p-out", "pay-out", "acme", 20000, "EUR", nov1), FUNNEL_SUBMIT_OK);
+    char out[8192];
+    const char *payout[] = {"payout", "--rep", "alice", "--through", "2026-10", NULL};
+    cr_assert_eq(ctl(out, sizeof out, payout), 0, "%s", out);
+    cr_assert(strstr(out, "ok payout:alice:2026-10"), "%s", out);
+    int64_t in = fx_db_int(fd.db, "SELECT amount FROM ledger_entry WHERE kind = 'ACCRUAL'"
+                                  " AND subject_event_id = 'p-in' AND rep = 'alice'");
+    cr_assert_gt(in, 0);
+    cr_assert_eq(fx_db_int(fd.db, "SELECT -balance FROM ledger_balance WHERE account = 'paid'"
+                                  " AND rep = 'alice' AND currency = 'EUR'"),
+                 in, "paid through October: p-in's accrual only");
+}
