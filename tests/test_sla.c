@@ -1309,3 +1309,65 @@ Test(sla, quota_periods_skipped_by_a_later_event_still_report)
     }
     no_more_out();
 }
+
+/* A month quota's periods are calendar months in its calendar's time zone (README): June in
+ * Berlin runs from May 31 22:00 to June 30 22:00 UTC, an MQL at its last millisecond counts in
+ * June and one at the next instant in July. */
+Test(sla, month_quota_periods_follow_the_calendar_time_zone)
+{
+    funnel_sla_config_clear(&cfg);
+    cfg_set("calendars = { berlin = { time_zone = \"Europe/Berlin\";"
+            " weekdays = [\"09:00-18:00\"]; }; };"
+            "quotas = ( { name = \"mql_month\"; count = \"lead.qualified stage=MQL\";"
+            " period = \"month\"; calendar = \"berlin\"; minimum = 3; } );");
+    const int64_t june = T0 - 2 * H, july = june + 30 * 24 * H, august = july + 31 * 24 * H;
+    tick(T0); /* the quota's first run opens June */
+    send(fx_qualified("m1", "L1", MQL, june));
+    send(fx_qualified("m2", "L2", MQL, july - 1));
+    send(fx_qualified("m3", "L3", MQL, july));
+    tick(july);
+    funnel_envelope_t *m = next_out("sla.quota_missed");
+    cr_assert_str_eq(m->sla_quota_missed->policy, "mql_month");
+    cr_assert_eq(m->sla_quota_missed->period_start_ms, june);
+    cr_assert_eq(m->sla_quota_missed->period_end_ms, july);
+    cr_assert_eq(m->sla_quota_missed->actual, 2);
+    cr_assert_eq(m->sla_quota_missed->minimum, 3);
+    cr_assert_eq(m->occurred_at_ms, july);
+    no_more_out();
+    tick(august);
+    m = next_out("sla.quota_missed");
+    cr_assert_eq(m->sla_quota_missed->period_start_ms, july);
+    cr_assert_eq(m->sla_quota_missed->period_end_ms, august, "July has 31 days");
+    cr_assert_eq(m->sla_quota_missed->actual, 1);
+    no_more_out();
+}
+
+/* README limit: at most 16 live instances of one key are handled per event. Seventeen policies
+ * open seventeen instances on one lead; its lead.contacted meets sixteen, and the one left is
+ * still live and fires, rather than the event failing or reading without bound. */
+Test(sla, one_event_handles_at_most_sixteen_live_instances_of_a_key)
+{
+    char body[4096];
+    size_t used = (size_t)snprintf(body, sizeof body, "policies = (");
+    for (int i = 0; i < 17; i++)
+        used += (size_t)snprintf(body + used, sizeof body - used,
+                                 "%s { name = \"p%02d\"; start = \"lead.qualified stage=SQL\";"
+                                 " key = \"lead_id\"; stop = [\"lead.contacted\"];"
+                                 " target = \"1h\"; calendar = \"24x7\";"
+                                 " escalation = ( { after = \"0\"; notify = \"lead\"; } ); }",
+                                 i ? "," : "", i);
+    cr_assert_lt(used + 3, sizeof body);
+    snprintf(body + used, sizeof body - used, " );");
+    funnel_sla_config_clear(&cfg);
+    cfg_set(body);
+    send(fx_qualified("q1", "L1", SQL, T0));
+    cr_assert_eq(count_rows("SELECT count(*) FROM sla_instance WHERE key = 'L1'"), 17);
+    send(fx_contacted("c1", "L1", T0 + 10 * MN));
+    for (int i = 0; i < 16; i++)
+        next_out("sla.met");
+    no_more_out();
+    cr_assert_eq(count_rows("SELECT count(*) FROM sla_instance WHERE state <> 'met'"), 1);
+    tick(T0 + H);
+    funnel_envelope_t *e = next_out("sla.escalation");
+    cr_assert_eq(e->occurred_at_ms, T0 + H, "the instance left live is due at its time");
+}
