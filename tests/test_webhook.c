@@ -847,25 +847,18 @@ Test(webhook, executable_serves_the_example_config_and_stops_on_sigterm)
     snprintf(ready, sizeof ready, "%s/webhook.ready", tmp.path);
     snprintf(conf, sizeof conf, "%s/examples/funnel-webhook.conf", FUNNEL_SOURCE_DIR);
     snprintf(bad, sizeof bad, "%s/bad.conf", tmp.path);
-    FILE *f = fopen(bad, "w");
-    fputs("port = 8090;\nstripe_secret = 5;\n", f);
-    fclose(f);
+    fx_file_put(bad, "port = 8090;\nstripe_secret = 5;\n");
     const char *badargv[] = {FUNNEL_WEBHOOK_PATH, "--config", bad, NULL};
     cr_assert_eq(fx_run(badargv, out, sizeof out), 1);
     cr_assert(strstr(out, "stripe_secret: expected a string"), "%s", out);
 
-    pid_t pid = fork();
-    cr_assert_neq(pid, -1);
-    if (pid == 0) {
-        execl(FUNNEL_WEBHOOK_PATH, FUNNEL_WEBHOOK_PATH, "--config", conf, "--port", "0",
-              "--ready-file", ready, (char *)NULL);
-        _exit(127);
-    }
+    const char *argv[] = {FUNNEL_WEBHOOK_PATH, "--config", conf, "--port", "0",
+                          "--ready-file",      ready,      NULL};
+    pid_t pid = fx_spawn(argv, NULL);
     child = pid;
-    int waited = 0;
-    for (f = NULL; !(f = fopen(ready, "r")) && waited < 10000; waited += 10)
-        usleep(10000);
-    cr_assert_not_null(f, "funnel-webhook did not become ready");
+    cr_assert(fx_wait_file(ready, pid, 10000), "funnel-webhook did not become ready");
+    FILE *f = fopen(ready, "r");
+    cr_assert_not_null(f);
     long ready_pid = 0;
     cr_assert_eq(fscanf(f, "pid=%ld\nport=%d", &ready_pid, &port), 2);
     fclose(f);
@@ -874,9 +867,5 @@ Test(webhook, executable_serves_the_example_config_and_stops_on_sigterm)
     cr_assert_eq(r.status, 200);
     r = post_json("/v1/stripe", "{}", NULL);
     cr_assert_eq(r.status, 404, "an empty secret disables the endpoint: %s", r.body);
-    kill(pid, SIGTERM);
-    int status;
-    waitpid(pid, &status, 0);
-    child = 0;
-    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %d", status);
+    cr_assert_eq(fx_stop_child(&child, NULL), 0, "funnel-webhook stops on SIGTERM with 0");
 }

@@ -84,6 +84,34 @@ static bool read_ready(fx_daemon_t *d, const char *path)
     return true;
 }
 
+pid_t fx_spawn(const char *const *argv, const char *log)
+{
+    pid_t pid = fork();
+    cr_assert_neq(pid, -1, "fork: %s", strerror(errno));
+    if (pid == 0) {
+        int fd = log ? open(log, O_WRONLY | O_CREAT | O_APPEND, 0644) : -1;
+        if (fd >= 0) {
+            dup2(fd, STDERR_FILENO);
+            dup2(fd, STDOUT_FILENO);
+        }
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    return pid;
+}
+
+bool fx_wait_file(const char *path, pid_t pid, int timeout_ms)
+{
+    for (int waited = 0; waited <= timeout_ms; waited += 10) {
+        if (access(path, F_OK) == 0)
+            return true;
+        if (waitpid(pid, NULL, WNOHANG) == pid)
+            return false; /* exited (and reaped): the caller's assertion says so */
+        fx_sleep_ms(10);
+    }
+    return false;
+}
+
 void fx_daemon_spawn(fx_daemon_t *d, const char *dir, const char *const *extra)
 {
     char ready[300];
@@ -112,18 +140,7 @@ void fx_daemon_spawn(fx_daemon_t *d, const char *dir, const char *const *extra)
         argv[n++] = extra[i];
     argv[n] = NULL;
 
-    pid_t pid = fork();
-    cr_assert_neq(pid, -1, "fork: %s", strerror(errno));
-    if (pid == 0) {
-        int fd = open(d->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-        if (fd >= 0) {
-            dup2(fd, STDERR_FILENO);
-            dup2(fd, STDOUT_FILENO);
-        }
-        execv(FUNNELD_PATH, (char *const *)argv);
-        _exit(127);
-    }
-    d->pid = pid;
+    d->pid = fx_spawn(argv, d->log);
 }
 
 /* inotify wakes us the moment funneld renames the ready file into place, as systemd or a
@@ -167,9 +184,9 @@ void fx_daemon_start(fx_daemon_t *d, const char *dir, const char *const *extra)
 
 /* Copies sanitizer reports from funneld's log to our stderr, where ctest's
  * FAIL_REGULAR_EXPRESSION sees them: a leak in the daemon fails the test that ran it. */
-static void report_sanitizer_errors(const fx_daemon_t *d)
+static void report_sanitizer_errors(const char *log)
 {
-    FILE *f = fopen(d->log, "r");
+    FILE *f = log ? fopen(log, "r") : NULL;
     char line[2048];
     bool dump = false;
     if (!f)
@@ -185,25 +202,39 @@ static void report_sanitizer_errors(const fx_daemon_t *d)
 /* Waits up to timeout_ms for the child, then kills it; returns its exit status. When insist is
  * set, every pass also sends SIGTERM or SIGINT (alternately), so stop requests keep landing at
  * every instant of the shutdown. */
-static int wait_exit(fx_daemon_t *d, int timeout_ms, bool insist)
+static int reap(pid_t *pid, const char *log, int timeout_ms, bool insist)
 {
     int status = 0, pass_us = insist ? 200 : 10000;
-    if (!d->pid)
+    if (!*pid)
         return -1;
-    for (int64_t waited_us = 0; waitpid(d->pid, &status, WNOHANG) == 0; waited_us += pass_us) {
+    for (int64_t waited_us = 0; waitpid(*pid, &status, WNOHANG) == 0; waited_us += pass_us) {
         if (waited_us >= (int64_t)timeout_ms * 1000) {
-            fprintf(stderr, "FUNNEL TEST ERROR: funneld did not stop within %d ms\n", timeout_ms);
-            kill(d->pid, SIGKILL);
-            waitpid(d->pid, &status, 0);
+            fprintf(stderr, "FUNNEL TEST ERROR: pid %d did not stop within %d ms\n", (int)*pid,
+                    timeout_ms);
+            kill(*pid, SIGKILL);
+            waitpid(*pid, &status, 0);
             break;
         }
         if (insist)
-            kill(d->pid, waited_us / pass_us % 2 ? SIGINT : SIGTERM);
+            kill(*pid, waited_us / pass_us % 2 ? SIGINT : SIGTERM);
         nanosleep(&(struct timespec){0, pass_us * 1000L}, NULL);
     }
-    d->pid = 0;
-    report_sanitizer_errors(d);
+    *pid = 0;
+    report_sanitizer_errors(log);
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+static int wait_exit(fx_daemon_t *d, int timeout_ms, bool insist)
+{
+    return reap(&d->pid, d->log, timeout_ms, insist);
+}
+
+int fx_stop_child(pid_t *pid, const char *log)
+{
+    if (!*pid)
+        return -1;
+    kill(*pid, SIGTERM);
+    return reap(pid, log, 15000, false);
 }
 
 int fx_daemon_stop(fx_daemon_t *d)
@@ -220,6 +251,11 @@ int fx_daemon_stop_insisting(fx_daemon_t *d)
         return -1;
     kill(d->pid, SIGTERM);
     return wait_exit(d, 15000, true);
+}
+
+int fx_daemon_wait_exit(fx_daemon_t *d)
+{
+    return wait_exit(d, 15000, false);
 }
 
 void fx_daemon_kill(fx_daemon_t *d)

@@ -47,12 +47,25 @@ int fx_daemon_stop(fx_daemon_t *d);
 /* Like fx_daemon_stop, but keeps sending SIGTERM and SIGINT, alternately, until funneld has
  * exited: a repeated stop request at any instant of shutdown must not change the outcome. */
 int fx_daemon_stop_insisting(fx_daemon_t *d);
+/* Waits (15 s at most, then SIGKILL and an error line) for funneld to exit after a signal the
+ * test sent; returns what fx_daemon_stop returns. */
+int fx_daemon_wait_exit(fx_daemon_t *d);
 /* SIGKILL and wait. */
 void fx_daemon_kill(fx_daemon_t *d);
 /* Sends a signal without waiting. */
 void fx_daemon_signal(fx_daemon_t *d, int sig);
 /* True when the log contains needle (polls up to timeout_ms). */
 bool fx_daemon_log_has(const fx_daemon_t *d, const char *needle, int timeout_ms);
+
+/* A child process other than funneld (an adapter's executable). fx_spawn starts argv
+ * (NULL-terminated, argv[0] a path) with stdout and stderr appended to log (NULL: inherited)
+ * and returns its pid. fx_wait_file waits until the file at path exists (true), or the child
+ * exits or timeout_ms pass (false). fx_stop_child sends SIGTERM and waits (15 s, then SIGKILL
+ * and an error line), copies sanitizer reports in log (may be NULL) to stderr, sets *pid to 0
+ * and returns the exit status (or 128+signal); -1 when *pid is 0. */
+pid_t fx_spawn(const char *const *argv, const char *log);
+bool fx_wait_file(const char *path, pid_t pid, int timeout_ms);
+int fx_stop_child(pid_t *pid, const char *log);
 
 /* Runs a command (argv NULL-terminated) capturing stdout and stderr into out (NUL-terminated,
  * truncated to out_len); returns its exit status. */
