@@ -1,5 +1,7 @@
 /* test_e2e.c — the real funneld binary on ephemeral loopback ports, real ZeroMQ sockets. */
 #include "harness.h"
+#include "http_fx.h"
+#include "ledger_fx.h"
 #include "sql_fx.h"
 
 #include "funnel/client.h"
@@ -952,7 +954,8 @@ Test(e2e, database_locked_by_another_process_loses_nothing, .timeout = 60)
 {
     enum { N = 20 };
     fx_daemon_stop(&fd);
-    const char *args[] = {"--set", "batch_max=8", NULL}; /* fewer than the events: input waits */
+    /* batch_max fewer than the events: input waits */
+    const char *args[] = {"--set", "batch_max=8", "--set", "metrics=127.0.0.1:0", NULL};
     fx_daemon_start(&fd, tmp.path, args);
     void *pub = connect_socket(ZMQ_PUB, fd.ingest);
     void *dealer = connect_socket(ZMQ_DEALER, fd.submit);
@@ -996,6 +999,12 @@ Test(e2e, database_locked_by_another_process_loses_nothing, .timeout = 60)
     }
     cr_assert_eq(count_events(NULL), 1 + 2 * N, "every SUB and submitted event is recorded");
     cr_assert(fx_daemon_log_has(&fd, "input resumed", 1000));
+    static fx_http_reply_t m;
+    fx_metrics_scrape(fd.metrics_port, &m);
+    cr_assert_geq(fx_metric(m.body, "funnel_commit_failures_total{kind=\"busy\"}"), 1, "%s",
+                  m.body);
+    cr_assert_eq(fx_metric(m.body, "funnel_events_lost_total{reason=\"commit_failed\"}"), 0, "%s",
+                 m.body);
     close_socket(dealer);
     close_socket(pub);
 }
@@ -1226,9 +1235,8 @@ Test(e2e, disk_full_answers_unavailable_and_keeps_sub_input, .timeout = 90)
     st[r] = '\0';
     cr_assert_str_eq(st, "unavailable: disk full");
     const char *lead = "{\"eventId\":\"evt-full-ctl\",\"leadId\":\"L\"}";
-    const char *ctl[] = {FUNNELCTL_PATH, "--submit", fd.submit, "--timeout-ms", "2000", "publish",
-                         "lead.created", lead,       NULL};
-    cr_assert_eq(fx_run(ctl, out, sizeof out), 3, "funnelctl: retry later: %s", out);
+    const char *ctl[] = {"--timeout-ms", "2000", "publish", "lead.created", lead, NULL};
+    cr_assert_eq(fx_ctl(&fd, out, sizeof out, ctl), 3, "funnelctl: retry later: %s", out);
     cr_assert(strstr(out, "disk full"), "%s", out);
 
     cr_assert_eq(unlink(filler), 0);
@@ -1249,7 +1257,8 @@ Test(e2e, disk_full_keeps_sub_input_only_up_to_the_bound, .timeout = 90)
 {
     enum { N = 300 };
     char filler[400];
-    const char *args[] = {"--set", "disk_full_buffer_bytes=40000", NULL};
+    const char *args[] = {"--set", "disk_full_buffer_bytes=40000", "--set", "metrics=127.0.0.1:0",
+                          NULL};
     void *pub = disk_full_start(args);
     disk_full_publish(pub, N, filler, sizeof filler);
     cr_assert(fx_daemon_log_has(&fd, "disk_full_buffer_bytes (40000) reached", 15000));
@@ -1260,6 +1269,12 @@ Test(e2e, disk_full_keeps_sub_input_only_up_to_the_bound, .timeout = 90)
     char lost[128];
     snprintf(lost, sizeof lost, "%lld SUB messages were lost", (long long)(N - kept));
     cr_assert(fx_daemon_log_has(&fd, lost, 0), "the log counts what was lost: %s", lost);
+    static fx_http_reply_t m;
+    fx_metrics_scrape(fd.metrics_port, &m);
+    cr_assert_eq(fx_metric(m.body, "funnel_events_lost_total{reason=\"disk_full\"}"), N - kept,
+                 "%s", m.body);
+    cr_assert_geq(fx_metric(m.body, "funnel_commit_failures_total{kind=\"disk_full\"}"), 1, "%s",
+                  m.body);
     close_socket(pub);
 }
 
@@ -1323,4 +1338,169 @@ Test(e2e, retention_prunes_a_large_backlog_in_small_steps)
     cr_assert_eq(r, 9);
     cr_assert(!memcmp(what, "truncated", 9));
     close_socket(s);
+}
+
+/* Sends a lead.created body under the lead.qualified topic: refused (topic_mismatch), and the
+ * refusal is logged the moment funneld reads it. */
+static void dealer_send_mismatch(void *dealer, const char *event_id)
+{
+    funnel_envelope_t *env = fx_lead_created(event_id, "lead-x", fx_now_ms());
+    size_t len;
+    uint8_t *buf = fx_pack(env, &len);
+    cr_assert_geq(zmq_send(dealer, "lead.qualified", 14, ZMQ_SNDMORE), 0);
+    cr_assert_geq(zmq_send(dealer, buf, len, 0), 0);
+    free(buf);
+    funnel_envelope_free(&env);
+}
+
+/* Waits until funneld has read everything sent before the mismatch event_id on the same socket:
+ * one connection's messages are read in order, and the refusal is logged as it is read. */
+static void wait_read_through(const char *mismatch_id)
+{
+    char needle[128];
+    snprintf(needle, sizeof needle, "refused lead.qualified event_id=%s", mismatch_id);
+    cr_assert(fx_daemon_log_has(&fd, needle, 10000), "funneld never read %s", mismatch_id);
+}
+
+/* Reads one answer; asserts it came. */
+static void dealer_answer(void *dealer, char *id, size_t id_len, char *st, size_t st_len)
+{
+    int r = zmq_recv(dealer, id, id_len - 1, 0);
+    cr_assert_geq(r, 0, "no answer");
+    id[r < (int)id_len - 1 ? r : (int)id_len - 1] = '\0';
+    r = zmq_recv(dealer, st, st_len - 1, 0);
+    cr_assert_geq(r, 0, "an answer without a status");
+    st[r < (int)st_len - 1 ? r : (int)st_len - 1] = '\0';
+}
+
+/* README: SIGTERM/SIGINT stop taking input, commit what was read, publish it and exit 0. With
+ * batch_delay_ms at its longest the event read is still in the open batch when the signal
+ * lands: it is committed and answered ok, not dropped. */
+static void stop_signal_commits_what_was_read(int sig)
+{
+    fx_daemon_stop(&fd);
+    const char *args[] = {"--set", "batch_delay_ms=1000", NULL};
+    fx_daemon_start(&fd, tmp.path, args);
+    void *dealer = connect_socket(ZMQ_DEALER, fd.submit);
+    dealer_send_lead(dealer, "evt-inflight", fx_now_ms());
+    dealer_send_mismatch(dealer, "evt-inflight-bad");
+    wait_read_through("evt-inflight-bad");
+    fx_daemon_signal(&fd, sig);
+    bool ok = false;
+    for (int i = 0; i < 2; i++) {
+        char id[64], st[256];
+        dealer_answer(dealer, id, sizeof id, st, sizeof st);
+        ok = ok || (!strcmp(id, "evt-inflight") && !strcmp(st, "ok"));
+    }
+    cr_assert(ok, "the event read before the signal is answered ok");
+    cr_assert_eq(fx_daemon_wait_exit(&fd), 0);
+    cr_assert(fx_daemon_log_has(&fd, "stopping: committing", 0));
+    int64_t dead = 0;
+    cr_assert_eq(count_events(&dead), 1, "committed before the exit");
+    cr_assert_eq(dead, 1, "the refusal read with it is dead-lettered too");
+    uint64_t seqs[4], last = 0;
+    fx_daemon_start(&fd, tmp.path, NULL);
+    cr_assert_eq(replay_seqs(1, seqs, 4, &last), 1, "and its output row is there to replay");
+}
+
+Test(e2e, sigterm_commits_input_already_read)
+{
+    stop_signal_commits_what_was_read(SIGTERM);
+}
+
+Test(e2e, sigint_commits_input_already_read)
+{
+    stop_signal_commits_what_was_read(SIGINT);
+}
+
+/* README: batch_delay_ms waits for more events before committing. At 1000 ms an event read
+ * after the first is committed in the first one's batch (two events and a refusal: a batch of
+ * 3); at 0 the first would have been committed on its own loop pass. A machine stalled for the
+ * whole second between two sends splits them, so of three tries one must batch them. */
+Test(e2e, batch_delay_ms_gathers_events_read_later_into_one_batch)
+{
+    fx_daemon_stop(&fd);
+    const char *args[] = {"--set", "batch_delay_ms=1000", "--log-level", "debug", NULL};
+    fx_daemon_start(&fd, tmp.path, args);
+    void *dealer = connect_socket(ZMQ_DEALER, fd.submit);
+    bool batched = false;
+    for (int try = 0; try < 3 && !batched; try++) {
+        char first[32], bad[32], second[32], id[64], st[256];
+        snprintf(first, sizeof first, "evt-delay-a%d", try);
+        snprintf(bad, sizeof bad, "evt-delay-bad%d", try);
+        snprintf(second, sizeof second, "evt-delay-b%d", try);
+        dealer_send_lead(dealer, first, fx_now_ms());
+        dealer_send_mismatch(dealer, bad);
+        wait_read_through(bad);
+        dealer_send_lead(dealer, second, fx_now_ms());
+        for (int i = 0; i < 3; i++)
+            dealer_answer(dealer, id, sizeof id, st, sizeof st);
+        batched = fx_daemon_log_has(&fd, "committed a batch of 3 messages", 0);
+    }
+    cr_assert(batched, "events read within batch_delay_ms of each other share a batch");
+}
+
+/* The topics of everything d's output holds, one per line. */
+static int add_topic(uint64_t seq, const char *topic, const uint8_t *env, size_t len, void *arg)
+{
+    (void)seq;
+    (void)env;
+    (void)len;
+    strncat(arg, topic, 4096 - strlen(arg) - 2);
+    strcat(arg, "\n");
+    return 0;
+}
+
+/* Runs funneld with engines = which and a handoff then a payment; out receives the topics. */
+static void output_with_engines(const char *which, char *out)
+{
+    char set[64];
+    snprintf(set, sizeof set, "engines=%s", which);
+    fx_daemon_stop(&fd);
+    /* the default plan pays nothing: a rate, so the ledger has something to post */
+    const char *args[] = {"--set", set, "--set", "commission.default_rate_bp=1000", NULL};
+    fx_daemon_start(&fd, tmp.path, args);
+    int64_t now = fx_now_ms();
+    fx_submit(client, &fd, fx_handoff("evt-ho", "client-1", "alice", "", now - 60000),
+              FUNNEL_SUBMIT_OK);
+    fx_submit(client, &fd, fx_payment("evt-pay", "pay-1", "client-1", 100000, "EUR", now),
+              FUNNEL_SUBMIT_OK);
+    out[0] = '\0';
+    cr_assert_eq(fx_follow_to_end(&fd, client, NULL, add_topic, out), 0);
+}
+
+/* README: `engines` is any subset. The ledger alone posts commission and credits nothing. */
+Test(e2e, engines_subset_ledger_alone)
+{
+    char out[4096];
+    output_with_engines("ledger", out);
+    cr_assert(strstr(out, "commission.posted\n"), "%s", out);
+    cr_assert_null(strstr(out, "attribution."), "%s", out);
+}
+
+/* ... and attribution with sla credits the payment and posts no commission. */
+Test(e2e, engines_subset_attribution_and_sla)
+{
+    char out[4096];
+    output_with_engines("attribution,sla", out);
+    cr_assert(strstr(out, "attribution.credited\n"), "%s", out);
+    cr_assert_null(strstr(out, "commission."), "%s", out);
+}
+
+/* README: command-line values override the file and survive reloads. A reload that re-reads a
+ * file with other values for them changes only what the command line did not set. */
+Test(e2e, command_line_values_survive_reload)
+{
+    char path[512];
+    fx_file_write(tmp.path, "cmdline.conf", "log_level = \"warn\";\nbatch_max = 10;\n", path,
+                  sizeof path);
+    fx_daemon_stop(&fd);
+    const char *args[] = {"--config", path, "--log-level", "debug", "--set", "batch_max=50", NULL};
+    fx_daemon_start(&fd, tmp.path, args);
+    fx_file_put(path, "log_level = \"warn\";\nbatch_max = 20;\nbatch_delay_ms = 5;\n");
+    fx_daemon_signal(&fd, SIGHUP);
+    cr_assert(fx_daemon_log_has(&fd, "config reload: batch_delay_ms changed", 5000),
+              "the file's own change applies, logged at info: the level is still debug");
+    cr_assert_not(fx_daemon_log_has(&fd, "batch_max changed", 0), "--set batch_max=50 was lost");
+    cr_assert_not(fx_daemon_log_has(&fd, "log_level changed", 0), "--log-level was lost");
 }

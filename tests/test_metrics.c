@@ -46,14 +46,9 @@ static void submit(funnel_client_t *c, const char *topic, funnel_envelope_t *env
     funnel_envelope_free(&env);
 }
 
-/* The value of the sample named exactly `series` ("name{labels}"), or -1. */
 static double sample(const char *text, const char *series)
 {
-    size_t n = strlen(series);
-    for (const char *p = text; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
-        if (!strncmp(p, series, n) && p[n] == ' ')
-            return strtod(p + n + 1, NULL);
-    return -1;
+    return fx_metric(text, series);
 }
 
 Test(metrics, scrape_after_a_known_stream)
