@@ -13,6 +13,7 @@
 #include "funnel/money.h"
 #include "funnel/router.h"
 #include "funnel/store.h"
+#include "config_fx.h"
 #include "engine_fx.h"
 #include "harness.h"
 #include "sql_fx.h"
@@ -851,13 +852,7 @@ Test(engine, only_configured_models_and_awkward_amounts)
 
 static int load_text(const char *text, funnel_config_t *cfg, char *err, size_t err_len)
 {
-    fx_tmpdir_t dir;
-    char path[320];
-    fx_tmpdir_make(&dir);
-    fx_file_write(dir.path, "f.conf", text, path, sizeof path);
-    int rc = funnel_config_load(path, cfg, err, err_len);
-    fx_tmpdir_remove(&dir);
-    return rc;
+    return fx_config_load_text(text, cfg, err, err_len);
 }
 
 Test(config, attribution_section_defaults_parse_and_refusals)

@@ -34,18 +34,11 @@ static void teardown(void)
 
 TestSuite(client, .init = setup, .fini = teardown, .timeout = 120);
 
-static funnel_envelope_t *numbered_lead(size_t i, void *prefix)
-{
-    char id[64];
-    snprintf(id, sizeof id, "%s-%05zu", (const char *)prefix, i);
-    return fx_lead_created(id, "lead-c", fx_now_ms());
-}
-
 /* Submits n lead.created events named prefix-00000... pipelined on one DEALER socket and waits
  * for every ack, so the output stream grows faster than a slow subscriber reads it. */
 static void submit_many(const char *prefix, int n)
 {
-    fx_submit_pipelined(fd.submit, (size_t)n, 500, numbered_lead, (void *)prefix, "ok", NULL);
+    fx_submit_pipelined(fd.submit, (size_t)n, 500, fx_numbered_lead, (void *)prefix, "ok", NULL);
 }
 
 static void submit_one(const char *event_id)

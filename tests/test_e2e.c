@@ -162,23 +162,8 @@ static void replay_request(void *s, uint64_t from)
 /* Pipelines `total` lead.created submits (500 in flight) and returns how many were acked ok. */
 static int submit_many(const char *prefix, int total)
 {
-    void *dealer = connect_socket(ZMQ_DEALER, fd.submit);
-    int64_t now = fx_now_ms();
-    int sent = 0, acks = 0, ok = 0;
-    while (acks < total) {
-        while (sent < total && sent - acks < 500) {
-            char id[64];
-            snprintf(id, sizeof id, "%s-%05d", prefix, sent++);
-            dealer_send_lead(dealer, id, now);
-        }
-        char id[64], st[64];
-        cr_assert_geq(zmq_recv(dealer, id, sizeof id, 0), 0, "ack %d missing", acks);
-        int r = zmq_recv(dealer, st, sizeof st, 0);
-        ok += r == 2 && !memcmp(st, "ok", 2);
-        acks++;
-    }
-    close_socket(dealer);
-    return ok;
+    return (int)fx_submit_pipelined(fd.submit, (size_t)total, 500, fx_numbered_lead, (void *)prefix,
+                                    NULL, NULL);
 }
 
 /* Replays from `from` and collects up to max sequences until [end]; returns how many rows came,
@@ -988,14 +973,9 @@ Test(e2e, database_locked_by_another_process_loses_nothing, .timeout = 60)
     cr_assert(held, "input waits once batch_max events are kept");
 
     for (int i = 0; i < N; i++) {
-        char id[64], st[64];
-        int r = zmq_recv(dealer, id, sizeof id - 1, 0);
-        cr_assert_gt(r, 0, "ack %d of %d missing", i, N);
-        id[r] = '\0';
-        r = zmq_recv(dealer, st, sizeof st - 1, 0);
-        cr_assert_gt(r, 0);
-        st[r] = '\0';
-        cr_assert_str_eq(st, "ok", "%s: %s", id, st);
+        fx_answer_t a;
+        fx_answer_recv(dealer, &a);
+        cr_assert_str_eq(a.status, "ok", "%s: %s", a.event_id, a.status);
     }
     cr_assert_eq(count_events(NULL), 1 + 2 * N, "every SUB and submitted event is recorded");
     cr_assert(fx_daemon_log_has(&fd, "input resumed", 1000));
@@ -1222,18 +1202,15 @@ static void disk_full_publish(void *pub, int n, char *filler, size_t filler_len)
 Test(e2e, disk_full_answers_unavailable_and_keeps_sub_input, .timeout = 90)
 {
     enum { N = 300 };
-    char filler[400], out[4096], id[64], st[64];
+    char filler[400], out[4096];
+    fx_answer_t a;
     void *pub = disk_full_start(NULL);
     disk_full_publish(pub, N, filler, sizeof filler);
 
     void *dealer = connect_socket(ZMQ_DEALER, fd.submit);
     dealer_send_lead(dealer, "evt-full-sub", fx_now_ms());
-    int r = zmq_recv(dealer, id, sizeof id - 1, 0);
-    cr_assert_gt(r, 0, "a submit during disk full is answered");
-    r = zmq_recv(dealer, st, sizeof st - 1, 0);
-    cr_assert_gt(r, 0);
-    st[r] = '\0';
-    cr_assert_str_eq(st, "unavailable: disk full");
+    fx_answer_recv(dealer, &a); /* a submit during disk full is answered */
+    cr_assert_str_eq(a.status, "unavailable: disk full");
     const char *lead = "{\"eventId\":\"evt-full-ctl\",\"leadId\":\"L\"}";
     const char *ctl[] = {"--timeout-ms", "2000", "publish", "lead.created", lead, NULL};
     cr_assert_eq(fx_ctl(&fd, out, sizeof out, ctl), 3, "funnelctl: retry later: %s", out);
@@ -1243,11 +1220,8 @@ Test(e2e, disk_full_answers_unavailable_and_keeps_sub_input, .timeout = 90)
     cr_assert(events_reach(1 + N), "every SUB event is committed once space returns: %lld",
               (long long)count_events(NULL));
     dealer_send_lead(dealer, "evt-full-sub", fx_now_ms());
-    cr_assert_gt(zmq_recv(dealer, id, sizeof id - 1, 0), 0);
-    r = zmq_recv(dealer, st, sizeof st - 1, 0);
-    cr_assert_gt(r, 0);
-    st[r] = '\0';
-    cr_assert_str_eq(st, "ok", "the submitter's retry is accepted");
+    fx_answer_recv(dealer, &a);
+    cr_assert_str_eq(a.status, "ok", "the submitter's retry is accepted");
     close_socket(dealer);
     close_socket(pub);
 }
@@ -1362,17 +1336,6 @@ static void wait_read_through(const char *mismatch_id)
     cr_assert(fx_daemon_log_has(&fd, needle, 10000), "funneld never read %s", mismatch_id);
 }
 
-/* Reads one answer; asserts it came. */
-static void dealer_answer(void *dealer, char *id, size_t id_len, char *st, size_t st_len)
-{
-    int r = zmq_recv(dealer, id, id_len - 1, 0);
-    cr_assert_geq(r, 0, "no answer");
-    id[r < (int)id_len - 1 ? r : (int)id_len - 1] = '\0';
-    r = zmq_recv(dealer, st, st_len - 1, 0);
-    cr_assert_geq(r, 0, "an answer without a status");
-    st[r < (int)st_len - 1 ? r : (int)st_len - 1] = '\0';
-}
-
 /* README: SIGTERM/SIGINT stop taking input, commit what was read, publish it and exit 0. With
  * batch_delay_ms at its longest the event read is still in the open batch when the signal
  * lands: it is committed and answered ok, not dropped. */
@@ -1388,9 +1351,9 @@ static void stop_signal_commits_what_was_read(int sig)
     fx_daemon_signal(&fd, sig);
     bool ok = false;
     for (int i = 0; i < 2; i++) {
-        char id[64], st[256];
-        dealer_answer(dealer, id, sizeof id, st, sizeof st);
-        ok = ok || (!strcmp(id, "evt-inflight") && !strcmp(st, "ok"));
+        fx_answer_t a;
+        fx_answer_recv(dealer, &a);
+        ok = ok || (!strcmp(a.event_id, "evt-inflight") && !strcmp(a.status, "ok"));
     }
     cr_assert(ok, "the event read before the signal is answered ok");
     cr_assert_eq(fx_daemon_wait_exit(&fd), 0);
@@ -1425,7 +1388,8 @@ Test(e2e, batch_delay_ms_gathers_events_read_later_into_one_batch)
     void *dealer = connect_socket(ZMQ_DEALER, fd.submit);
     bool batched = false;
     for (int try = 0; try < 3 && !batched; try++) {
-        char first[32], bad[32], second[32], id[64], st[256];
+        char first[32], bad[32], second[32];
+        fx_answer_t a;
         snprintf(first, sizeof first, "evt-delay-a%d", try);
         snprintf(bad, sizeof bad, "evt-delay-bad%d", try);
         snprintf(second, sizeof second, "evt-delay-b%d", try);
@@ -1434,7 +1398,7 @@ Test(e2e, batch_delay_ms_gathers_events_read_later_into_one_batch)
         wait_read_through(bad);
         dealer_send_lead(dealer, second, fx_now_ms());
         for (int i = 0; i < 3; i++)
-            dealer_answer(dealer, id, sizeof id, st, sizeof st);
+            fx_answer_recv(dealer, &a);
         batched = fx_daemon_log_has(&fd, "committed a batch of 3 messages", 0);
     }
     cr_assert(batched, "events read within batch_delay_ms of each other share a batch");

@@ -2,6 +2,7 @@
  * the ledger engine and an injected clock. Unit tests for the plan arithmetic (rates, terms,
  * rounding, dates, config) and the engine (caps, effective dates, refunds, order, payouts,
  * reports), then a property test over random shuffled streams with duplicates. */
+#include "config_fx.h"
 #include "engine_fx.h"
 #include "harness.h"
 #include "ledger_fx.h"
@@ -242,14 +243,8 @@ Test(ledger_plan, effective_dated_rates)
 /* Writes text to a file in a fresh temporary directory and loads it as funneld's config. */
 static int load_config(const char *text, funnel_config_t *cfg, char *err, size_t err_len)
 {
-    fx_tmpdir_t dir;
-    char path[300];
-    fx_tmpdir_make(&dir);
-    fx_file_write(dir.path, "funneld.conf", text, path, sizeof path);
     memset(cfg, 0, sizeof *cfg);
-    int rc = funnel_config_load(path, cfg, err, err_len);
-    fx_tmpdir_remove(&dir);
-    return rc;
+    return fx_config_load_text(text, cfg, err, err_len);
 }
 
 Test(ledger_plan, config_section)

@@ -455,19 +455,31 @@ static void send_envelope(void *dealer, funnel_envelope_t *env)
     funnel_envelope_free(&env);
 }
 
-/* Reads one answer (id frame, status frame) into a; asserts it came within the socket's
- * timeout and, unless want is NULL, that it says want. */
-static bool recv_answer(void *dealer, size_t i, const char *want, fx_answer_t *a)
+void fx_answer_recv(void *dealer, fx_answer_t *a)
 {
     int r = zmq_recv(dealer, a->event_id, sizeof a->event_id - 1, 0);
-    cr_assert_geq(r, 0, "answer %zu missing", i);
+    cr_assert_geq(r, 0, "no answer from funneld");
     a->event_id[r < (int)sizeof a->event_id - 1 ? r : (int)sizeof a->event_id - 1] = '\0';
     r = zmq_recv(dealer, a->status, sizeof a->status - 1, 0);
-    cr_assert_geq(r, 0, "answer %zu has no status", i);
+    cr_assert_geq(r, 0, "an answer without a status (%s)", a->event_id);
     a->status[r < (int)sizeof a->status - 1 ? r : (int)sizeof a->status - 1] = '\0';
+}
+
+/* Reads answer i into a; unless want is NULL, asserts it says want. True when it says ok. */
+static bool recv_answer(void *dealer, size_t i, const char *want, fx_answer_t *a)
+{
+    fx_answer_recv(dealer, a);
     if (want)
         cr_assert_str_eq(a->status, want, "answer %zu (%s)", i, a->event_id);
     return !strcmp(a->status, "ok");
+}
+
+funnel_envelope_t *fx_numbered_lead(size_t i, void *prefix)
+{
+    char id[96], lead[96];
+    snprintf(id, sizeof id, "%s-%05zu", (const char *)prefix, i);
+    snprintf(lead, sizeof lead, "lead-%s", (const char *)prefix);
+    return fx_lead_created(id, lead, fx_now_ms());
 }
 
 size_t fx_submit_pipelined(const char *endpoint, size_t n, size_t window, fx_envelope_fn make,

@@ -125,6 +125,13 @@ typedef struct fx_answer {
     char status[256];
 } fx_answer_t;
 
+/* An fx_envelope_fn: lead.created number i, event_id "<prefix>-0000i" (prefix is arg, a
+ * string), on lead "lead-<prefix>", at the current time. */
+funnel_envelope_t *fx_numbered_lead(size_t i, void *prefix);
+
+/* Reads one answer from a DEALER socket into a; asserts it came within the socket's timeout. */
+void fx_answer_recv(void *dealer, fx_answer_t *a);
+
 /* Sends n envelopes made by make on one DEALER socket to endpoint, at most window unanswered
  * (0: all at once, so they land in one batch), and reads every answer: asserts each one came
  * and, unless want is NULL, that each says exactly want ("ok"). answers (NULL, or room for n)
