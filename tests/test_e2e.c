@@ -1311,6 +1311,10 @@ Test(e2e, retention_prunes_a_large_backlog_in_small_steps)
     int r = zmq_recv(s, what, sizeof what, 0);
     cr_assert_eq(r, 9);
     cr_assert(!memcmp(what, "truncated", 9));
+    /* [truncated][first_available_seq] (docs/protocol.md): where history now starts */
+    uint8_t first[8];
+    cr_assert_eq(zmq_recv(s, first, sizeof first, 0), 8);
+    cr_assert_eq(funnel_seq_decode(first), (uint64_t)db_int("SELECT min(seq) FROM outbox"));
     close_socket(s);
 }
 
