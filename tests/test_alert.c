@@ -183,45 +183,22 @@ static void write_config(int max_attempts, const char *prefixes, const char *ext
     fclose(f);
 }
 
+static char alert_log[300];
+
 static void alert_start(void)
 {
-    char log[300];
-    snprintf(log, sizeof log, "%s/alert.log", tmp.path);
+    snprintf(alert_log, sizeof alert_log, "%s/alert.log", tmp.path);
     snprintf(ready, sizeof ready, "%s/alert.ready", tmp.path);
     unlink(ready);
-    alert_pid = fork();
-    cr_assert_neq(alert_pid, -1);
-    if (alert_pid == 0) {
-        FILE *out = freopen(log, "a", stderr);
-        (void)out;
-        execl(FUNNEL_ALERT_PATH, FUNNEL_ALERT_PATH, "--config", conf, "--ready-file", ready,
-              (char *)NULL);
-        _exit(127);
-    }
+    const char *argv[] = {FUNNEL_ALERT_PATH, "--config", conf, "--ready-file", ready, NULL};
+    alert_pid = fx_spawn(argv, alert_log);
 }
 
 /* SIGTERM and wait; returns the exit status. The adapter's log goes to our stderr when it has
  * a sanitizer report, where ctest sees it. */
 static int alert_stop(void)
 {
-    int status = 0;
-    if (!alert_pid)
-        return -1;
-    kill(alert_pid, SIGTERM);
-    waitpid(alert_pid, &status, 0);
-    alert_pid = 0;
-    char log[300], line[1024];
-    snprintf(log, sizeof log, "%s/alert.log", tmp.path);
-    FILE *f = fopen(log, "r");
-    bool dump = false;
-    while (f && fgets(line, sizeof line, f)) {
-        dump = dump || strstr(line, "Sanitizer") || strstr(line, "runtime error:");
-        if (dump)
-            fputs(line, stderr);
-    }
-    if (f)
-        fclose(f);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    return fx_stop_child(&alert_pid, alert_log);
 }
 
 /* funneld with the SLA policy; a restart reuses the ports. */
@@ -282,10 +259,9 @@ static void publish(const char *topic, const char *json)
 /* Waits for the adapter's ready file and reads it into text. */
 static void ready_wait(char *text, size_t len)
 {
-    FILE *f = NULL;
-    for (int waited = 0; !(f = fopen(ready, "r")) && waited < 10000; waited += 10)
-        usleep(10000);
-    cr_assert_not_null(f, "funnel-alert did not become ready");
+    cr_assert(fx_wait_file(ready, alert_pid, 10000), "funnel-alert did not become ready");
+    FILE *f = fopen(ready, "r");
+    cr_assert_not_null(f);
     size_t n = fread(text, 1, len - 1, f);
     text[n] = '\0';
     fclose(f);
@@ -544,10 +520,8 @@ Test(alert, dead_letter_after_max_attempts_then_the_cursor_moves_on)
 
 Test(alert, bad_config_is_refused)
 {
-    snprintf(conf, sizeof conf, "%s/bad.conf", tmp.path);
-    FILE *f = fopen(conf, "w");
-    fputs("routes = ( { target = \"x\"; channel = \"nope\"; } );\n", f);
-    fclose(f);
+    fx_file_write(tmp.path, "bad.conf", "routes = ( { target = \"x\"; channel = \"nope\"; } );\n",
+                  conf, sizeof conf);
     char out[1024];
     const char *argv[] = {FUNNEL_ALERT_PATH, "--config", conf, NULL};
     cr_assert_eq(fx_run(argv, out, sizeof out), 1);

@@ -13,7 +13,10 @@
 #include "funnel/money.h"
 #include "funnel/router.h"
 #include "funnel/store.h"
+#include "config_fx.h"
+#include "engine_fx.h"
 #include "harness.h"
+#include "sql_fx.h"
 
 #include <math.h>
 #include <sqlite3.h>
@@ -348,8 +351,7 @@ typedef struct world {
     funnel_store_t *store;
     funnel_router_t *router;
     funnel_engine_t engine;
-    funnel_envelope_t *out[512]; /* attribution.credited published, in order */
-    size_t n_out;
+    fx_engine_t eng; /* its outputs: attribution.credited published, in order */
 } world_t;
 
 /* Worlds still open, closed by the fini when an assertion cut a test short. */
@@ -357,9 +359,7 @@ static world_t *open_worlds[4];
 
 static void world_close(world_t *w)
 {
-    for (size_t i = 0; i < w->n_out; i++)
-        funnel_envelope_free(&w->out[i]);
-    w->n_out = 0;
+    fx_engine_out_clear(&w->eng);
     if (w->engine.self)
         funnel_attribution_engine_destroy(w->engine.self);
     w->engine.self = NULL;
@@ -400,6 +400,7 @@ static void world_open(world_t *w, unsigned models)
     cr_assert_eq(funnel_router_new(w->store, &w->router), 0);
     cr_assert_eq(funnel_attribution_engine_create(w->store, &w->cfg, NULL, &w->engine), 0);
     cr_assert_eq(funnel_router_add_engine(w->router, &w->engine), 0);
+    w->eng = (fx_engine_t){.store = w->store, .router = w->router, .keep = "attribution.credited"};
 }
 
 static funnel_envelope_t *build(const char *topic, const char *json)
@@ -417,29 +418,9 @@ static funnel_envelope_t *build(const char *topic, const char *json)
 static void world_apply_as(world_t *w, const char *topic, const char *json, bool rollback)
 {
     funnel_envelope_t *env = build(topic, json);
-    size_t len;
-    uint8_t *raw = fx_pack(env, &len);
-    cr_assert_eq(funnel_store_begin(w->store), 0);
-    int rc = funnel_router_apply(w->router, env, topic, raw, len, NOW_MS);
+    int rc = rollback ? fx_engine_route_undone(&w->eng, env, NOW_MS)
+                      : fx_engine_route(&w->eng, env, NOW_MS);
     cr_assert_eq(rc, 0, "%s: %s (%s)", json, funnel_strerror(rc), funnel_store_errmsg(w->store));
-    free(raw);
-    funnel_envelope_free(&env);
-    if (rollback) {
-        funnel_store_rollback(w->store);
-        return;
-    }
-    cr_assert_eq(funnel_store_commit(w->store), 0);
-    const funnel_outbox_row_t *rows;
-    size_t n = funnel_store_outbox_pending(w->store, &rows);
-    for (size_t i = 0; i < n; i++) {
-        if (strcmp(rows[i].topic, "attribution.credited"))
-            continue;
-        cr_assert_lt(w->n_out, 512);
-        w->out[w->n_out] = funnel__v1__envelope__unpack(NULL, rows[i].len, rows[i].envelope);
-        cr_assert_not_null(w->out[w->n_out]);
-        w->n_out++;
-    }
-    funnel_store_outbox_pending_clear(w->store);
 }
 
 static void world_apply(world_t *w, const char *topic, const char *json)
@@ -481,21 +462,11 @@ static void net_credits(world_t *w, char *out, size_t out_len)
 /* Sum of one model's net credits on one campaign (or all campaigns with NULL). */
 static int64_t net_of(world_t *w, const char *model, const char *campaign)
 {
-    sqlite3_stmt *st;
-    sqlite3 *db = funnel_store_db(w->store);
-    /* A query that fails must fail the test, not read as a net of 0. */
-    cr_assert_eq(sqlite3_prepare_v2(db,
-                                    "SELECT coalesce(sum(credit), 0) FROM attr_postings WHERE "
-                                    "model = ?1 AND (?2 IS NULL OR campaign = ?2)",
-                                    -1, &st, NULL),
-                 SQLITE_OK, "%s", sqlite3_errmsg(db));
-    sqlite3_bind_text(st, 1, model, -1, SQLITE_STATIC);
-    if (campaign)
-        sqlite3_bind_text(st, 2, campaign, -1, SQLITE_STATIC);
-    cr_assert_eq(sqlite3_step(st), SQLITE_ROW, "%s", sqlite3_errmsg(db));
-    int64_t v = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    return v;
+    const char *params[] = {model, campaign, NULL};
+    return fx_sql_int(funnel_store_db(w->store),
+                      "SELECT coalesce(sum(credit), 0) FROM attr_postings WHERE "
+                      "model = ?1 AND (?2 IS NULL OR campaign = ?2)",
+                      params);
 }
 
 /* Every entry (payment or refund) of every model sums exactly to its amount. */
@@ -608,9 +579,9 @@ Test(engine, in_order_journey_credits_exactly_with_refunds_and_unattributed)
                           "newsletter|30001|300000\nretarget|10000|100000\n");
     /* The stream says the same as the table. */
     int64_t stream = 0;
-    for (size_t i = 0; i < w.n_out; i++)
-        if (!strcmp(w.out[i]->attribution_credited->model, "linear"))
-            stream += w.out[i]->attribution_credited->credit->minor;
+    for (size_t i = 0; i < w.eng.n_out; i++)
+        if (!strcmp(w.eng.out[i]->attribution_credited->model, "linear"))
+            stream += w.eng.out[i]->attribution_credited->credit->minor;
     cr_assert_eq(stream, net_of(&w, "linear", NULL));
     cr_assert_eq(stream, 100003 - 83331 + 7 + 999);
     world_close(&w);
@@ -658,20 +629,20 @@ Test(engine, late_handoff_reverses_the_unattributed_credit)
     world_open(&w, FUNNEL_ATTR_ALL_MODELS);
     size_t n = journey_events();
     world_apply(&w, ev_topic[7], ev[7]); /* P1 before anything: unattributed */
-    cr_assert_eq(w.n_out, NM);
-    for (size_t i = 0; i < w.n_out; i++) {
-        const Funnel__V1__AttributionCredited *c = w.out[i]->attribution_credited;
+    cr_assert_eq(w.eng.n_out, NM);
+    for (size_t i = 0; i < w.eng.n_out; i++) {
+        const Funnel__V1__AttributionCredited *c = w.eng.out[i]->attribution_credited;
         cr_assert_str_eq(c->campaign, FUNNEL_ATTR_UNATTRIBUTED);
         cr_assert_eq(c->credit->minor, 100003);
         cr_assert_eq(c->weight_ppm, 1000000);
-        cr_assert_eq(w.out[i]->occurred_at_ms, T0 + DAY, "credits carry the payment's time");
+        cr_assert_eq(w.eng.out[i]->occurred_at_ms, T0 + DAY, "credits carry the payment's time");
     }
     for (size_t i = 0; i < n; i++)
         if (i != 7)
             world_apply(&w, ev_topic[i], ev[i]);
     size_t reversals = 0;
-    for (size_t i = 0; i < w.n_out; i++)
-        reversals += w.out[i]->attribution_credited->reversal;
+    for (size_t i = 0; i < w.eng.n_out; i++)
+        reversals += w.eng.out[i]->attribution_credited->reversal;
     cr_assert_eq(reversals, NM, "the handoff reverses each model's unattributed line");
     cr_assert_eq(net_of(&w, "linear", FUNNEL_ATTR_UNATTRIBUTED), 999, "only P3 stays");
     cr_assert_eq(net_of(&w, "first_touch", "search"), 16679);
@@ -734,13 +705,13 @@ Test(engine, output_is_deterministic_even_after_a_rolled_back_batch)
         world_apply_as(&b, ev_topic[i], ev[i], true); /* a failed batch, then its retry */
         world_apply(&b, ev_topic[i], ev[i]);
     }
-    cr_assert_eq(a.n_out, b.n_out);
-    for (size_t i = 0; i < a.n_out; i++) {
-        size_t la = funnel__v1__envelope__get_packed_size(a.out[i]);
-        size_t lb = funnel__v1__envelope__get_packed_size(b.out[i]);
-        uint8_t *pa = fx_pack(a.out[i], &la), *pb = fx_pack(b.out[i], &lb);
+    cr_assert_eq(a.eng.n_out, b.eng.n_out);
+    for (size_t i = 0; i < a.eng.n_out; i++) {
+        size_t la = funnel__v1__envelope__get_packed_size(a.eng.out[i]);
+        size_t lb = funnel__v1__envelope__get_packed_size(b.eng.out[i]);
+        uint8_t *pa = fx_pack(a.eng.out[i], &la), *pb = fx_pack(b.eng.out[i], &lb);
         cr_assert(la == lb && !memcmp(pa, pb, la), "output %zu (%s) differs", i,
-                  a.out[i]->event_id);
+                  a.eng.out[i]->event_id);
         free(pa);
         free(pb);
     }
@@ -860,10 +831,10 @@ Test(engine, only_configured_models_and_awkward_amounts)
                 "{\"eventId\":\"one\",\"occurredAtMs\":1700086400001,\"paymentId\":\"P-1\","
                 "\"clientId\":\"C1\",\"amount\":{\"minor\":1,\"currency\":\"EUR\"}}");
     assert_entries_exact(&w, "P-1||2|1|1\nPB||2|9223372036854775807|9223372036854775807\n");
-    for (size_t i = 0; i < w.n_out; i++) {
-        const char *m = w.out[i]->attribution_credited->model;
+    for (size_t i = 0; i < w.eng.n_out; i++) {
+        const char *m = w.eng.out[i]->attribution_credited->model;
         cr_assert(!strcmp(m, "time_decay") || !strcmp(m, "u_shaped"), "model %s", m);
-        cr_assert_neq(w.out[i]->attribution_credited->credit->minor, 0, "no zero lines");
+        cr_assert_neq(w.eng.out[i]->attribution_credited->credit->minor, 0, "no zero lines");
     }
     /* one minor unit under u_shaped (40/40/10/10): the first touch (largest remainder, then
      * the earlier touch) */
@@ -881,13 +852,7 @@ Test(engine, only_configured_models_and_awkward_amounts)
 
 static int load_text(const char *text, funnel_config_t *cfg, char *err, size_t err_len)
 {
-    fx_tmpdir_t dir;
-    char path[320];
-    fx_tmpdir_make(&dir);
-    fx_file_write(dir.path, "f.conf", text, path, sizeof path);
-    int rc = funnel_config_load(path, cfg, err, err_len);
-    fx_tmpdir_remove(&dir);
-    return rc;
+    return fx_config_load_text(text, cfg, err, err_len);
 }
 
 Test(config, attribution_section_defaults_parse_and_refusals)

@@ -21,20 +21,15 @@ static funnel_client_t *client;
 
 static void setup(void)
 {
-    fx_tmpdir_make(&tmp);
-    memset(&fd, 0, sizeof fd);
     const char *args[] = {"--set", "publish_hwm=100", NULL};
-    fx_daemon_start(&fd, tmp.path, args);
+    fx_daemon_suite_start(&tmp, &fd, args);
     cr_assert_eq(funnel_client_new(&client), 0);
 }
 
 static void teardown(void)
 {
     funnel_client_destroy(&client);
-    int status = fx_daemon_stop(&fd);
-    if (status > 0)
-        fprintf(stderr, "FUNNEL TEST ERROR: funneld exited with status %d\n", status);
-    fx_tmpdir_remove(&tmp);
+    fx_daemon_suite_stop(&tmp, &fd);
 }
 
 TestSuite(client, .init = setup, .fini = teardown, .timeout = 120);
@@ -43,47 +38,12 @@ TestSuite(client, .init = setup, .fini = teardown, .timeout = 120);
  * for every ack, so the output stream grows faster than a slow subscriber reads it. */
 static void submit_many(const char *prefix, int n)
 {
-    void *zctx = zmq_ctx_new();
-    void *dealer = zmq_socket(zctx, ZMQ_DEALER);
-    int linger = 0, timeout = 10000;
-    zmq_setsockopt(dealer, ZMQ_LINGER, &linger, sizeof linger);
-    zmq_setsockopt(dealer, ZMQ_RCVTIMEO, &timeout, sizeof timeout);
-    cr_assert_eq(zmq_connect(dealer, fd.submit), 0);
-    int64_t now = fx_now_ms();
-    int sent = 0, acks = 0;
-    while (acks < n) {
-        while (sent < n && sent - acks < 500) {
-            char id[64];
-            snprintf(id, sizeof id, "%s-%05d", prefix, sent++);
-            funnel_envelope_t *env = fx_lead_created(id, "lead-c", now);
-            size_t len;
-            uint8_t *buf = fx_pack(env, &len);
-            zmq_send(dealer, "lead.created", 12, ZMQ_SNDMORE);
-            zmq_send(dealer, buf, len, 0);
-            free(buf);
-            funnel_envelope_free(&env);
-        }
-        char id[64], st[64];
-        int r = zmq_recv(dealer, id, sizeof id, 0);
-        if (r >= 0)
-            r = zmq_recv(dealer, st, sizeof st, 0);
-        if (r < 0)
-            break;
-        acks++;
-    }
-    zmq_close(dealer);
-    zmq_ctx_term(zctx);
-    cr_assert_eq(acks, n, "only %d of %d acks", acks, n);
+    fx_submit_pipelined(fd.submit, (size_t)n, 500, fx_numbered_lead, (void *)prefix, "ok", NULL);
 }
 
 static void submit_one(const char *event_id)
 {
-    funnel_envelope_t *env = fx_lead_created(event_id, "lead-1", fx_now_ms());
-    funnel_submit_result_t res;
-    int rc = funnel_client_submit(client, fd.submit, "lead.created", env, NULL, &res);
-    funnel_envelope_free(&env);
-    cr_assert_eq(rc, 0, "%s", funnel_strerror(rc));
-    cr_assert_eq(res.status, FUNNEL_SUBMIT_OK);
+    fx_submit(client, &fd, fx_lead_created(event_id, "lead-1", fx_now_ms()), FUNNEL_SUBMIT_OK);
 }
 
 /* What a test's callback saw. */
@@ -146,9 +106,7 @@ Test(client, cursor_file_round_trip_and_corruption)
     char tmpfile[410];
     snprintf(tmpfile, sizeof tmpfile, "%s.tmp", path);
     cr_assert_neq(access(tmpfile, F_OK), 0, "the temporary file is renamed away");
-    FILE *f = fopen(path, "w");
-    fputs("forty-two\n", f);
-    fclose(f);
+    fx_file_put(path, "forty-two\n");
     cr_assert_eq(funnel_cursor_load(path, &v), FUNNEL_EIO, "corruption is not a reset");
     cr_assert_eq(funnel_cursor_save("/nonexistent/dir/cursor", 1), FUNNEL_EIO);
 }

@@ -22,7 +22,7 @@
 
 static const funnel_codec_limits_t limits = {.max_message_bytes = 65536, .max_future_ms = DAY_MS};
 
-/* The eight ingest topics: body case, topic name and the Envelope field carrying the body
+/* The ten ingest topics: body case, topic name and the Envelope field carrying the body
  * (which is also the first element of every field path in refusal texts). */
 static const struct topic_case {
     funnel_body_t body;
@@ -37,6 +37,9 @@ static const struct topic_case {
     {FUNNEL__V1__ENVELOPE__BODY_CLIENT_HANDED_OFF, "client.handed_off", "client_handed_off"},
     {FUNNEL__V1__ENVELOPE__BODY_PAYMENT_RECEIVED, "payment.received", "payment_received"},
     {FUNNEL__V1__ENVELOPE__BODY_PAYMENT_REFUNDED, "payment.refunded", "payment_refunded"},
+    {FUNNEL__V1__ENVELOPE__BODY_COMMISSION_PAID, "commission.paid", "commission_paid"},
+    {FUNNEL__V1__ENVELOPE__BODY_ESCALATION_ACKNOWLEDGED, "escalation.acknowledged",
+     "escalation_acknowledged"},
 };
 #define N_TOPICS (sizeof topics / sizeof topics[0])
 
@@ -61,6 +64,8 @@ typedef struct fixture {
     Funnel__V1__ClientHandedOff client_handed_off;
     Funnel__V1__PaymentReceived payment_received;
     Funnel__V1__PaymentRefunded payment_refunded;
+    Funnel__V1__CommissionPaid commission_paid;
+    Funnel__V1__EscalationAcknowledged escalation_acknowledged;
     Funnel__V1__Touch touch[2]; /* lead_touched.touch is touch[0]; lead_created has both */
     Funnel__V1__Touch *touches[2];
     Funnel__V1__Money money;
@@ -151,6 +156,19 @@ static void fixture_init(fixture_t *fx, funnel_body_t body)
         fx->payment_refunded.amount = &fx->money;
         fx->env.payment_refunded = &fx->payment_refunded;
         break;
+    case FUNNEL__V1__ENVELOPE__BODY_COMMISSION_PAID:
+        funnel__v1__commission_paid__init(&fx->commission_paid);
+        fx->commission_paid.payout_id = "payout:rep-ivanova:2026-05";
+        fx->commission_paid.rep = "rep-ivanova";
+        fx->commission_paid.through_ms = NOW_MS - DAY_MS;
+        fx->env.commission_paid = &fx->commission_paid;
+        break;
+    case FUNNEL__V1__ENVELOPE__BODY_ESCALATION_ACKNOWLEDGED:
+        funnel__v1__escalation_acknowledged__init(&fx->escalation_acknowledged);
+        fx->escalation_acknowledged.sla_id = "42";
+        fx->escalation_acknowledged.by = "oncall-bob";
+        fx->env.escalation_acknowledged = &fx->escalation_acknowledged;
+        break;
     default:
         cr_assert_fail("fixture_init: body %d", (int)body);
     }
@@ -176,6 +194,10 @@ static ProtobufCMessage *fixture_body(fixture_t *fx)
         return &fx->payment_received.base;
     case FUNNEL__V1__ENVELOPE__BODY_PAYMENT_REFUNDED:
         return &fx->payment_refunded.base;
+    case FUNNEL__V1__ENVELOPE__BODY_COMMISSION_PAID:
+        return &fx->commission_paid.base;
+    case FUNNEL__V1__ENVELOPE__BODY_ESCALATION_ACKNOWLEDGED:
+        return &fx->escalation_acknowledged.base;
     default:
         cr_assert_fail("fixture_body: body %d", (int)fx->env.body_case);
         return NULL;
@@ -200,6 +222,9 @@ static void fixture_clear(fixture_t *fx, const char *field)
         break;
     case PROTOBUF_C_TYPE_MESSAGE:
         *(void **)member = NULL;
+        break;
+    case PROTOBUF_C_TYPE_INT64:
+        *(int64_t *)member = 0;
         break;
     default:
         cr_assert_fail("fixture_clear: unexpected type of %s", field);
@@ -439,6 +464,7 @@ Test(codec_accept, every_topic_with_only_required_fields)
         fx.lead_qualified.owner = "";
         fx.lead_closed.reason = "";
         fx.client_handed_off.account_manager = "";
+        fx.escalation_acknowledged.by = "";
         for (int t = 0; t < 2; t++) {
             fx.touch[t].channel = fx.touch[t].source = fx.touch[t].medium = "";
             fx.touch[t].campaign = fx.touch[t].content = fx.touch[t].term = "";
@@ -1045,6 +1071,10 @@ Test(codec_required, each_topic_refuses_each_missing_field)
         {FUNNEL__V1__ENVELOPE__BODY_PAYMENT_REFUNDED, "payment_id", FUNNEL_REFUSE_MISSING_FIELD},
         {FUNNEL__V1__ENVELOPE__BODY_PAYMENT_REFUNDED, "client_id", FUNNEL_REFUSE_MISSING_FIELD},
         {FUNNEL__V1__ENVELOPE__BODY_PAYMENT_REFUNDED, "amount", FUNNEL_REFUSE_MISSING_FIELD},
+        {FUNNEL__V1__ENVELOPE__BODY_COMMISSION_PAID, "payout_id", FUNNEL_REFUSE_MISSING_FIELD},
+        {FUNNEL__V1__ENVELOPE__BODY_COMMISSION_PAID, "rep", FUNNEL_REFUSE_MISSING_FIELD},
+        {FUNNEL__V1__ENVELOPE__BODY_COMMISSION_PAID, "through_ms", FUNNEL_REFUSE_MISSING_FIELD},
+        {FUNNEL__V1__ENVELOPE__BODY_ESCALATION_ACKNOWLEDGED, "sla_id", FUNNEL_REFUSE_MISSING_FIELD},
     };
     for (size_t i = 0; i < sizeof required / sizeof required[0]; i++) {
         const struct topic_case *tc = topic_of(required[i].body);
@@ -1116,6 +1146,18 @@ Test(codec_time, future_bound_follows_now_and_limit)
     cr_assert_eq(why.code, FUNNEL_REFUSE_BAD_TIME);
     cr_assert_eq(funnel_codec_validate(&tight, fx.env.body_case, &fx.env, NOW_MS + 1, &why), 0,
                  "%s", why.text);
+}
+
+/* A payout through a negative time would pay nothing while taking its payout_id for good. */
+Test(codec_time, commission_paid_through_ms_must_not_be_negative)
+{
+    fixture_t fx;
+    fixture_init(&fx, FUNNEL__V1__ENVELOPE__BODY_COMMISSION_PAID);
+    fx.commission_paid.through_ms = -1;
+    expect_refuse(&fx.env, "commission.paid", FUNNEL_REFUSE_BAD_TIME,
+                  "commission_paid.through_ms: -1 is negative");
+    fx.commission_paid.through_ms = 1; /* any time at all after the epoch is a bound */
+    expect_accept(&fx.env, "commission.paid");
 }
 
 Test(codec_time, touch_at_ms_bounds)

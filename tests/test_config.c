@@ -72,10 +72,7 @@ TestSuite(config_print, .init = setup, .fini = teardown);
 
 static void write_file(const char *path, const char *text)
 {
-    FILE *f = fopen(path, "w");
-    cr_assert_not_null(f, "cannot write %s", path);
-    cr_assert_eq(fputs(text, f) >= 0, true);
-    cr_assert_eq(fclose(f), 0);
+    fx_file_put(path, text);
 }
 
 static void defaults(funnel_config_t *c)

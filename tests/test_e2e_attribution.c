@@ -7,6 +7,7 @@
 #include "funnel/client.h"
 #include "funnel/error.h"
 #include "funnel/json.h"
+#include "funnel/ledger_plan.h"
 
 #include <criterion/criterion.h>
 #include <jansson.h>
@@ -40,15 +41,11 @@ static void submit_json(const char *topic, const char *json)
 {
     funnel_body_t body;
     funnel_envelope_t *env;
-    funnel_submit_result_t res;
     char err[256];
     cr_assert_eq(funnel_topic_lookup(topic, strlen(topic), &body), 0);
     cr_assert_eq(funnel_json_envelope_build(body, json, fx_now_ms(), &env, err, sizeof err), 0,
                  "%s", err);
-    int rc = funnel_client_submit(client, fd.submit, topic, env, NULL, &res);
-    funnel_envelope_free(&env);
-    cr_assert_eq(rc, 0, "submit: %s", funnel_strerror(rc));
-    cr_assert_eq(res.status, FUNNEL_SUBMIT_OK, "%s: %s", topic, res.reason);
+    fx_submit(client, &fd, env, FUNNEL_SUBMIT_OK);
 }
 
 /* What the replayed attribution.credited stream adds up to. */
@@ -120,9 +117,8 @@ Test(e2e_attribution, journey_late_handoff_replay_and_report)
     cr_assert(!s.bad_time, "every credit is dated at the payment");
 
     char out[8192];
-    const char *csv[] = {FUNNELCTL_PATH, "--db",         fd.db,   "attribution", "--by",
-                         "campaign",     "--all-models", "--csv", NULL};
-    cr_assert_eq(fx_run(csv, out, sizeof out), 0, "%s", out);
+    const char *csv[] = {"attribution", "--by", "campaign", "--all-models", "--csv", NULL};
+    cr_assert_eq(fx_ctl(&fd, out, sizeof out, csv), 0, "%s", out);
     cr_assert(strstr(out, "campaign,currency,first_touch,last_touch,linear,u_shaped,w_shaped,"
                           "full_path,time_decay,j_shaped,inverse_j\n"),
               "%s", out);
@@ -130,9 +126,8 @@ Test(e2e_attribution, journey_late_handoff_replay_and_report)
     cr_assert(strstr(out, "\nwebinar,EUR,0,0,5003,0,0,0,"), "%s", out);
     cr_assert(strstr(out, "\n(unattributed),EUR,0,0,0,0,0,0,0,0,0\n"), "%s", out);
 
-    const char *js[] = {FUNNELCTL_PATH, "--db",    fd.db,    "attribution", "--by",
-                        "channel",      "--model", "linear", "--json",      NULL};
-    cr_assert_eq(fx_run(js, out, sizeof out), 0, "%s", out);
+    const char *js[] = {"attribution", "--by", "channel", "--model", "linear", "--json", NULL};
+    cr_assert_eq(fx_ctl(&fd, out, sizeof out, js), 0, "%s", out);
     json_error_t jerr;
     json_t *doc = json_loads(out, 0, &jerr);
     cr_assert_not_null(doc, "%s: %s", jerr.text, out);
@@ -152,23 +147,20 @@ Test(e2e_attribution, journey_late_handoff_replay_and_report)
     cr_assert_eq(owned, 5003);
 
     /* a window after the payment holds nothing; bad options are usage errors */
-    const char *later[] = {FUNNELCTL_PATH, "--db",   fd.db,        "attribution", "--by",
-                           "source",       "--from", "2999-01-01", NULL};
-    cr_assert_eq(fx_run(later, out, sizeof out), 0, "%s", out);
+    const char *later[] = {"attribution", "--by", "source", "--from", "2999-01-01", NULL};
+    cr_assert_eq(fx_ctl(&fd, out, sizeof out, later), 0, "%s", out);
     cr_assert_null(strstr(out, "google"), "%s", out);
-    const char *backwards[] = {FUNNELCTL_PATH, "--db",       fd.db,    "attribution",
-                               "--by",         "source",     "--from", "2026-11-02",
-                               "--to",         "2026-11-01", NULL};
-    cr_assert_eq(fx_run(backwards, out, sizeof out), 2, "%s", out);
+    const char *backwards[] = {"attribution", "--by", "source",     "--from",
+                               "2026-11-02",  "--to", "2026-11-01", NULL};
+    cr_assert_eq(fx_ctl(&fd, out, sizeof out, backwards), 2, "%s", out);
     cr_assert(strstr(out, "--from 2026-11-02 is after --to 2026-11-01"), "%s", out);
-    const char *one_day[] = {FUNNELCTL_PATH, "--db",       fd.db,  "attribution", "--by", "source",
-                             "--from",       "2026-11-01", "--to", "2026-11-01",  NULL};
-    cr_assert_eq(fx_run(one_day, out, sizeof out), 0, "%s", out);
-    const char *bad_by[] = {FUNNELCTL_PATH, "--db", fd.db, "attribution", "--by", "rep", NULL};
-    cr_assert_eq(fx_run(bad_by, out, sizeof out), 2, "%s", out);
-    const char *bad_model[] = {FUNNELCTL_PATH, "--db",    fd.db,  "attribution", "--by",
-                               "source",       "--model", "nope", NULL};
-    cr_assert_eq(fx_run(bad_model, out, sizeof out), 2, "%s", out);
+    const char *one_day[] = {"attribution", "--by", "source",     "--from",
+                             "2026-11-01",  "--to", "2026-11-01", NULL};
+    cr_assert_eq(fx_ctl(&fd, out, sizeof out, one_day), 0, "%s", out);
+    const char *bad_by[] = {"attribution", "--by", "rep", NULL};
+    cr_assert_eq(fx_ctl(&fd, out, sizeof out, bad_by), 2, "%s", out);
+    const char *bad_model[] = {"attribution", "--by", "source", "--model", "nope", NULL};
+    cr_assert_eq(fx_ctl(&fd, out, sizeof out, bad_model), 2, "%s", out);
 }
 
 /* Submits client C's handoff from lead L. */
@@ -185,9 +177,8 @@ static void submit_handoff(const char *event_id, int64_t at_ms)
 /* Runs `funnelctl attribution --by campaign --model model --csv`; returns its exit status. */
 static int campaign_csv(const char *model, char *out, size_t out_len)
 {
-    const char *argv[] = {FUNNELCTL_PATH, "--db",    fd.db, "attribution", "--by",
-                          "campaign",     "--model", model, "--csv",       NULL};
-    return fx_run(argv, out, out_len);
+    const char *argv[] = {"attribution", "--by", "campaign", "--model", model, "--csv", NULL};
+    return fx_ctl(&fd, out, out_len, argv);
 }
 
 /* Submits a payment of minor EUR for client C at at_ms. */
@@ -258,4 +249,22 @@ Test(e2e_attribution, touch_without_time_is_dated_by_its_event)
     cr_assert(strstr(out, "\nemail,EUR,4902\n"), "%s", out);
     cr_assert(strstr(out, "\nwebinar,EUR,2988\n"), "%s", out);
     cr_assert(strstr(out, "\nsearch,EUR,1110\n"), "%s", out);
+}
+
+/* --to names the last day reported, whole (README): a credit at its last millisecond is in, one
+ * at the next midnight is not; --from starts at its midnight. */
+Test(e2e_attribution, report_to_includes_its_whole_last_day_and_nothing_after)
+{
+    const int64_t nov1 = funnel_date_utc_ms(2026, 11, 1);
+    submit_payment("d-pay-1", 1000, nov1 - 1);
+    submit_payment("d-pay-2", 2000, nov1);
+    char out[8192];
+    const char *to[] = {"attribution", "--by", "campaign",   "--model", "linear",
+                        "--csv",       "--to", "2026-10-31", NULL};
+    cr_assert_eq(fx_ctl(&fd, out, sizeof out, to), 0, "%s", out);
+    cr_assert(strstr(out, "\n(unattributed),EUR,1000\n"), "%s", out);
+    const char *from[] = {"attribution", "--by",   "campaign",   "--model", "linear",
+                          "--csv",       "--from", "2026-11-01", NULL};
+    cr_assert_eq(fx_ctl(&fd, out, sizeof out, from), 0, "%s", out);
+    cr_assert(strstr(out, "\n(unattributed),EUR,2000\n"), "%s", out);
 }

@@ -2,6 +2,7 @@
  * commission plan, events over the submit socket, then funnelctl payout, statement and ledger
  * check as a payroll clerk would run them, checked to the minor unit. */
 #include "harness.h"
+#include "sql_fx.h"
 #include "ledger_fx.h"
 
 #include "funnel/client.h"
@@ -49,23 +50,13 @@ static int64_t at(int64_t m, int64_t d)
 
 static void submit(funnel_envelope_t *env, funnel_submit_status_t want)
 {
-    funnel_submit_result_t res;
-    const char *topic = funnel_topic_name(env->body_case);
-    int rc = funnel_client_submit(client, fd.submit, topic, env, NULL, &res);
-    cr_assert_eq(rc, 0, "submit failed: %s", funnel_strerror(rc));
-    cr_assert_eq(res.status, want, "%s: status %d (%s)", env->event_id, res.status, res.reason);
-    funnel_envelope_free(&env);
+    fx_submit(client, &fd, env, (int)want);
 }
 
 /* Runs funnelctl against the test's funneld with args (NULL-terminated); returns its status. */
 static int ctl(char *out, size_t out_len, const char *const *args)
 {
-    const char *argv[32] = {FUNNELCTL_PATH, "--db", fd.db, "--submit", fd.submit};
-    int n = 5;
-    for (int i = 0; args[i] && n < 31; i++)
-        argv[n++] = args[i];
-    argv[n] = NULL;
-    return fx_run(argv, out, out_len);
+    return fx_ctl(&fd, out, out_len, args);
 }
 
 /* The statement of rep for period as JSON; asserts funnelctl succeeded. Caller decrefs. */
@@ -145,19 +136,12 @@ Test(e2e_ledger, payout_statement_and_check)
     /* The payout is posted at its own time: the statement of its month shows it. That month is
      * read from the posting, not from today's date, which may have turned since. */
     char period[16];
-    sqlite3 *ro;
-    sqlite3_stmt *st;
-    cr_assert_eq(sqlite3_open_v2(fd.db, &ro, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-    cr_assert_eq(sqlite3_prepare_v2(ro,
-                                    "SELECT effective_ms FROM ledger_entry WHERE kind = 'PAYOUT'"
-                                    " AND rep = 'alice'",
-                                    -1, &st, NULL),
-                 SQLITE_OK, "%s", sqlite3_errmsg(ro));
-    cr_assert_eq(sqlite3_step(st), SQLITE_ROW, "no payout posting: %s", sqlite3_errmsg(ro));
-    funnel_date_format(sqlite3_column_int64(st, 0), period, sizeof period);
-    cr_assert_eq(sqlite3_step(st), SQLITE_DONE, "one payout posting");
-    sqlite3_finalize(st);
-    sqlite3_close(ro);
+    cr_assert_eq(fx_db_int(fd.db, "SELECT count(*) FROM ledger_entry WHERE kind = 'PAYOUT'"
+                                  " AND rep = 'alice'"),
+                 1, "one payout posting");
+    funnel_date_format(fx_db_int(fd.db, "SELECT effective_ms FROM ledger_entry"
+                                        " WHERE kind = 'PAYOUT' AND rep = 'alice'"),
+                       period, sizeof period);
     period[7] = '\0';
     doc = statement("alice", period);
     expect_section(doc, "EUR", 2860, 0, 0, 2860, 0);
@@ -204,42 +188,19 @@ Test(e2e_ledger, payout_statement_and_check)
  * want[i] (replies may come in any order: they are matched by event_id). Frees the events. */
 static void pipeline_expect(funnel_envelope_t **ev, const char *const *want, size_t n)
 {
+    char event_id[8][64];
+    fx_answer_t answers[8];
     cr_assert_leq(n, 8);
-    void *ctx = zmq_ctx_new();
-    void *s = zmq_socket(ctx, ZMQ_DEALER);
-    int linger = 0, timeout = 10000;
-    zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
-    zmq_setsockopt(s, ZMQ_RCVTIMEO, &timeout, sizeof timeout);
-    cr_assert_eq(zmq_connect(s, fd.submit), 0);
-    for (size_t i = 0; i < n; i++) {
-        size_t len;
-        uint8_t *raw = fx_pack(ev[i], &len);
-        const char *topic = funnel_topic_name(ev[i]->body_case);
-        zmq_send(s, topic, strlen(topic), ZMQ_SNDMORE);
-        zmq_send(s, raw, len, 0);
-        free(raw);
-    }
-    char id[8][64], status[8][256];
-    size_t got = 0;
-    for (; got < n; got++) {
-        int a = zmq_recv(s, id[got], sizeof id[got] - 1, 0);
-        int b = a >= 0 ? zmq_recv(s, status[got], sizeof status[got] - 1, 0) : -1;
-        if (b < 0)
-            break;
-        id[got][a] = status[got][b] = '\0';
-    }
-    zmq_close(s);
-    zmq_ctx_term(ctx);
+    for (size_t i = 0; i < n; i++)
+        snprintf(event_id[i], sizeof event_id[i], "%s", ev[i]->event_id);
+    fx_submit_burst(fd.submit, ev, n, NULL, answers);
     for (size_t i = 0; i < n; i++) {
         const char *st = NULL;
-        for (size_t k = 0; k < got && !st; k++)
-            if (!strcmp(id[k], ev[i]->event_id))
-                st = status[k];
-        char event_id[64];
-        snprintf(event_id, sizeof event_id, "%s", ev[i]->event_id);
-        funnel_envelope_free(&ev[i]);
-        cr_assert_not_null(st, "%s: no answer", event_id);
-        cr_assert(!strncmp(st, want[i], strlen(want[i])), "%s: %s", event_id, st);
+        for (size_t k = 0; k < n && !st; k++)
+            if (!strcmp(answers[k].event_id, event_id[i]))
+                st = answers[k].status;
+        cr_assert_not_null(st, "%s: no answer", event_id[i]);
+        cr_assert(!strncmp(st, want[i], strlen(want[i])), "%s: %s", event_id[i], st);
     }
 }
 
@@ -335,4 +296,24 @@ Test(e2e_ledger, payouts_through_the_future_and_unknown_reps_are_refused)
     /* A rep with postings, only in other periods, gets a statement (opening balance only). */
     const char *quiet[] = {"statement", "--rep", "alice", "--period", "2026-09", NULL};
     cr_assert_eq(ctl(out, sizeof out, quiet), 0, "%s", out);
+}
+
+/* `--through 2026-10` is the whole month (README): a payout pays the accrual of a payment at its
+ * last millisecond and not that of one at the next midnight. */
+Test(e2e_ledger, payout_through_a_month_pays_its_last_millisecond_and_nothing_after)
+{
+    const int64_t nov1 = funnel_date_utc_ms(2026, 11, 1);
+    submit(fx_handoff("h1", "acme", "alice", "", at(9, 1)), FUNNEL_SUBMIT_OK);
+    submit(fx_payment("p-in", "pay-in", "acme", 10000, "EUR", nov1 - 1), FUNNEL_SUBMIT_OK);
+    submit(fx_payment("p-out", "pay-out", "acme", 20000, "EUR", nov1), FUNNEL_SUBMIT_OK);
+    char out[8192];
+    const char *payout[] = {"payout", "--rep", "alice", "--through", "2026-10", NULL};
+    cr_assert_eq(ctl(out, sizeof out, payout), 0, "%s", out);
+    cr_assert(strstr(out, "ok payout:alice:2026-10"), "%s", out);
+    int64_t in = fx_db_int(fd.db, "SELECT amount FROM ledger_entry WHERE kind = 'ACCRUAL'"
+                                  " AND subject_event_id = 'p-in' AND rep = 'alice'");
+    cr_assert_gt(in, 0);
+    cr_assert_eq(fx_db_int(fd.db, "SELECT -balance FROM ledger_balance WHERE account = 'paid'"
+                                  " AND rep = 'alice' AND currency = 'EUR'"),
+                 in, "paid through October: p-in's accrual only");
 }

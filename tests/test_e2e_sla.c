@@ -53,12 +53,7 @@ TestSuite(e2e_sla, .init = start, .fini = stop, .timeout = 120);
 
 static void submit(funnel_envelope_t *env)
 {
-    funnel_submit_result_t res;
-    int rc =
-        funnel_client_submit(client, fd.submit, funnel_topic_name(env->body_case), env, NULL, &res);
-    cr_assert_eq(rc, 0, "submit: %s", funnel_strerror(rc));
-    cr_assert_eq(res.status, FUNNEL_SUBMIT_OK, "%s", res.reason);
-    funnel_envelope_free(&env);
+    fx_submit(client, &fd, env, FUNNEL_SUBMIT_OK);
 }
 
 static void sleep_until(int64_t at_ms)
@@ -164,19 +159,18 @@ Test(e2e_sla, live_deadline_fires_on_time_and_ack_stops_levels)
     /* funnelctl reads the same rows: past due and unstopped is breached. */
     char out[8192], sla_id[32];
     snprintf(sla_id, sizeof sla_id, "%s", o.env[0]->sla_warning->sla->sla_id);
-    const char *breached[] = {FUNNELCTL_PATH, "--db",     fd.db,    "sla", "list",
-                              "--state",      "breached", "--json", NULL};
-    cr_assert_eq(fx_run(breached, out, sizeof out), 0, "%s", out);
+    const char *breached[] = {"sla", "list", "--state", "breached", "--json", NULL};
+    cr_assert_eq(fx_ctl(&fd, out, sizeof out, breached), 0, "%s", out);
     cr_assert(strstr(out, "\"key\":\"L-2\"") && strstr(out, "\"state\":\"breached\""), "%s", out);
-    const char *met[] = {FUNNELCTL_PATH, "--db", fd.db, "sla", "list", "--state", "met", NULL};
-    cr_assert_eq(fx_run(met, out, sizeof out), 0, "%s", out);
+    const char *met[] = {"sla", "list", "--state", "met", NULL};
+    cr_assert_eq(fx_ctl(&fd, out, sizeof out, met), 0, "%s", out);
     cr_assert_null(strstr(out, "L-2"), "%s", out);
-    const char *show[] = {FUNNELCTL_PATH, "--db", fd.db, "sla", "show", sla_id, NULL};
-    cr_assert_eq(fx_run(show, out, sizeof out), 0, "%s", out);
+    const char *show[] = {"sla", "show", sla_id, NULL};
+    cr_assert_eq(fx_ctl(&fd, out, sizeof out, show), 0, "%s", out);
     cr_assert(strstr(out, "\"acked_by\": \"oncall-bob\""), "%s", out);
     cr_assert(strstr(out, "target = \\\"2s\\\""), "the version's definition: %s", out);
-    const char *missing[] = {FUNNELCTL_PATH, "--db", fd.db, "sla", "show", "424242", NULL};
-    cr_assert_eq(fx_run(missing, out, sizeof out), 1, "%s", out);
+    const char *missing[] = {"sla", "show", "424242", NULL};
+    cr_assert_eq(fx_ctl(&fd, out, sizeof out, missing), 1, "%s", out);
     outputs_free(&o);
 }
 
@@ -185,48 +179,13 @@ Test(e2e_sla, live_deadline_fires_on_time_and_ack_stops_levels)
  * escalation that does not exist. */
 Test(e2e_sla, acknowledgement_of_an_unknown_sla_is_refused_with_its_reason)
 {
-    funnel_envelope_t *env = fx_acked("a-unknown", "987654", fx_now_ms());
-    funnel_submit_result_t res;
-    int rc =
-        funnel_client_submit(client, fd.submit, funnel_topic_name(env->body_case), env, NULL, &res);
-    funnel_envelope_free(&env);
-    cr_assert_eq(rc, 0, "submit: %s", funnel_strerror(rc));
-    cr_assert_eq(res.status, FUNNEL_SUBMIT_REJECTED, "status %d: %s", res.status, res.reason);
+    funnel_submit_result_t res = fx_submit(
+        client, &fd, fx_acked("a-unknown", "987654", fx_now_ms()), FUNNEL_SUBMIT_REJECTED);
     cr_assert(strstr(res.reason, "unknown sla_id '987654'"), "%s", res.reason);
     char out[8192];
-    const char *rejected[] = {FUNNELCTL_PATH, "--db", fd.db, "rejected", NULL};
-    cr_assert_eq(fx_run(rejected, out, sizeof out), 0, "%s", out);
+    const char *rejected[] = {"rejected", NULL};
+    cr_assert_eq(fx_ctl(&fd, out, sizeof out, rejected), 0, "%s", out);
     cr_assert(strstr(out, "a-unknown"), "dead-lettered: %s", out);
-}
-
-/* Sends the events on one DEALER without waiting, so they arrive in one batch, then expects an
- * ok for each. */
-static void submit_burst(funnel_envelope_t **envs, size_t n)
-{
-    void *zctx = zmq_ctx_new(), *s = zmq_socket(zctx, ZMQ_DEALER);
-    int linger = 0, timeout = 10000;
-    zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
-    zmq_setsockopt(s, ZMQ_RCVTIMEO, &timeout, sizeof timeout);
-    cr_assert_eq(zmq_connect(s, fd.submit), 0);
-    for (size_t i = 0; i < n; i++) {
-        size_t len;
-        uint8_t *buf = fx_pack(envs[i], &len);
-        const char *topic = funnel_topic_name(envs[i]->body_case);
-        cr_assert_geq(zmq_send(s, topic, strlen(topic), ZMQ_SNDMORE), 0);
-        cr_assert_geq(zmq_send(s, buf, len, 0), 0);
-        free(buf);
-        funnel_envelope_free(&envs[i]);
-    }
-    for (size_t i = 0; i < n; i++) {
-        char id[256], st[256];
-        cr_assert_geq(zmq_recv(s, id, sizeof id, 0), 0, "ack %zu missing", i);
-        int r = zmq_recv(s, st, sizeof st - 1, 0);
-        cr_assert_geq(r, 0);
-        st[r < (int)sizeof st - 1 ? r : (int)sizeof st - 1] = '\0';
-        cr_assert_str_eq(st, "ok");
-    }
-    zmq_close(s);
-    zmq_ctx_term(zctx);
 }
 
 Test(e2e_sla, steps_due_between_events_of_one_burst_keep_their_times)
@@ -239,7 +198,7 @@ Test(e2e_sla, steps_due_between_events_of_one_burst_keep_their_times)
         fx_closed("b-2", "L-b", FUNNEL__V1__OUTCOME__LOST, nov2 + 17 * h + 10 * mn),
         fx_touched("b-3", "L-b", nov2 + 22 * h + 10 * mn),
     };
-    submit_burst(burst, 3);
+    fx_submit_burst(fd.submit, burst, 3, "ok", NULL); /* one batch */
     outputs_t o = {0};
     wait_outputs(&o, 2, 10000);
     cr_assert_str_eq(o.topic[0], "sla.warning");

@@ -13,17 +13,12 @@ static fx_daemon_t fd;
 
 static void setup(void)
 {
-    fx_tmpdir_make(&tmp);
-    memset(&fd, 0, sizeof fd);
-    fx_daemon_start(&fd, tmp.path, NULL);
+    fx_daemon_suite_start(&tmp, &fd, NULL);
 }
 
 static void teardown(void)
 {
-    int status = fx_daemon_stop(&fd);
-    if (status > 0)
-        fprintf(stderr, "FUNNEL TEST ERROR: funneld exited with status %d\n", status);
-    fx_tmpdir_remove(&tmp);
+    fx_daemon_suite_stop(&tmp, &fd);
 }
 
 TestSuite(funnelctl, .init = setup, .fini = teardown, .timeout = 60);
@@ -32,25 +27,8 @@ TestSuite(funnelctl, .init = setup, .fini = teardown, .timeout = 60);
 static int ctl(char *out, size_t out_len, const char *a1, const char *a2, const char *a3,
                const char *a4, const char *a5, const char *a6)
 {
-    const char *argv[] = {FUNNELCTL_PATH,
-                          "--submit",
-                          fd.submit,
-                          "--publish",
-                          fd.publish,
-                          "--replay",
-                          fd.replay,
-                          "--db",
-                          fd.db,
-                          "--timeout-ms",
-                          "3000",
-                          a1,
-                          a2,
-                          a3,
-                          a4,
-                          a5,
-                          a6,
-                          NULL};
-    return fx_run(argv, out, out_len);
+    const char *args[] = {a1, a2, a3, a4, a5, a6, NULL};
+    return fx_ctl(&fd, out, out_len, args);
 }
 
 static size_t count_lines(const char *s)

@@ -2,8 +2,11 @@
  * the ledger engine and an injected clock. Unit tests for the plan arithmetic (rates, terms,
  * rounding, dates, config) and the engine (caps, effective dates, refunds, order, payouts,
  * reports), then a property test over random shuffled streams with duplicates. */
+#include "config_fx.h"
+#include "engine_fx.h"
 #include "harness.h"
 #include "ledger_fx.h"
+#include "sql_fx.h"
 
 #include "funnel/config.h"
 #include "funnel/error.h"
@@ -23,6 +26,7 @@ static funnel_router_t *router;
 static funnel_ledger_t *ledger;
 static funnel_commission_config_t plan;
 static int64_t now_ms;
+static fx_engine_t eng; /* keeps no output: tests read the ledger's tables */
 static int n_dbs;
 
 #define MAX_EVENTS 64
@@ -51,6 +55,8 @@ static void ledger_open(void)
     cr_assert_eq(funnel_router_new(store, &router), 0);
     funnel_engine_t engine = {.name = "ledger", .self = ledger, .on_event = funnel_ledger_on_event};
     cr_assert_eq(funnel_router_add_engine(router, &engine), 0);
+    eng.store = store;
+    eng.router = router;
 }
 
 static void ledger_close(void)
@@ -98,24 +104,8 @@ static void plan_rate(const char *rep, int64_t rate_bp, int64_t from_ms)
  * router's answer (0 or FUNNEL_EDUP). */
 static int apply_in_txn(funnel_envelope_t *env, bool own_txn)
 {
-    size_t len;
-    uint8_t *raw = fx_pack(env, &len);
-    const char *topic = funnel_topic_name(env->body_case);
-    if (own_txn)
-        cr_assert_eq(funnel_store_begin(store), 0);
-    cr_assert_eq(funnel_store_savepoint(store), 0);
-    int rc = funnel_router_apply(router, env, topic, raw, len, now_ms);
-    if (rc == 0 || rc == FUNNEL_EDUP)
-        funnel_store_savepoint_release(store);
-    else
-        funnel_store_savepoint_rollback(store);
-    if (own_txn) {
-        cr_assert_eq(funnel_store_commit(store), 0, "%s", funnel_store_errmsg(store));
-        funnel_store_outbox_pending_clear(store);
-    }
-    free(raw);
-    funnel_envelope_free(&env);
-    return rc;
+    return own_txn ? fx_engine_route(&eng, env, now_ms)
+                   : fx_engine_route_guarded(&eng, env, now_ms, false);
 }
 
 static int apply(funnel_envelope_t *env)
@@ -132,16 +122,8 @@ static void must(funnel_envelope_t *env)
 /* One integer from a query with up to two text parameters; 0 when there is no row or NULL. */
 static int64_t query_int(const char *sql, const char *a, const char *b)
 {
-    sqlite3_stmt *s;
-    cr_assert_eq(sqlite3_prepare_v2(funnel_store_db(store), sql, -1, &s, NULL), SQLITE_OK, "%s",
-                 sqlite3_errmsg(funnel_store_db(store)));
-    if (a)
-        sqlite3_bind_text(s, 1, a, -1, SQLITE_STATIC);
-    if (b)
-        sqlite3_bind_text(s, 2, b, -1, SQLITE_STATIC);
-    int64_t v = sqlite3_step(s) == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
-    sqlite3_finalize(s);
-    return v;
+    const char *params[] = {a, b, NULL};
+    return fx_sql_int(funnel_store_db(store), sql, params);
 }
 
 /* What the company owes rep in currency, from the stored balance of the payable account. */
@@ -261,14 +243,8 @@ Test(ledger_plan, effective_dated_rates)
 /* Writes text to a file in a fresh temporary directory and loads it as funneld's config. */
 static int load_config(const char *text, funnel_config_t *cfg, char *err, size_t err_len)
 {
-    fx_tmpdir_t dir;
-    char path[300];
-    fx_tmpdir_make(&dir);
-    fx_file_write(dir.path, "funneld.conf", text, path, sizeof path);
     memset(cfg, 0, sizeof *cfg);
-    int rc = funnel_config_load(path, cfg, err, err_len);
-    fx_tmpdir_remove(&dir);
-    return rc;
+    return fx_config_load_text(text, cfg, err, err_len);
 }
 
 Test(ledger_plan, config_section)

@@ -14,35 +14,18 @@ static fx_tmpdir_t tmp;
 static fx_daemon_t fd;
 static int port;
 
-/* The metrics port funneld bound (port 0 in the config), from its ready file. */
-static void read_metrics_port(void)
-{
-    char ready[300], line[256];
-    snprintf(ready, sizeof ready, "%s/ready", tmp.path);
-    FILE *f = fopen(ready, "r");
-    cr_assert_not_null(f);
-    port = 0;
-    while (fgets(line, sizeof line, f))
-        sscanf(line, "metrics=%d", &port);
-    fclose(f);
-    cr_assert_gt(port, 0, "the ready file names the metrics port");
-}
-
 static void setup(void)
 {
-    fx_tmpdir_make(&tmp);
-    memset(&fd, 0, sizeof fd);
     const char *args[] = {"--set", "metrics=127.0.0.1:0", NULL};
-    fx_daemon_start(&fd, tmp.path, args);
-    read_metrics_port();
+    fx_daemon_suite_start(&tmp, &fd, args);
+    /* port 0 in the config: the port funneld bound, from its ready file */
+    port = fd.metrics_port;
+    cr_assert_gt(port, 0, "the ready file names the metrics port");
 }
 
 static void teardown(void)
 {
-    int status = fx_daemon_stop(&fd);
-    if (status > 0)
-        fprintf(stderr, "FUNNEL TEST ERROR: funneld exited with status %d\n", status);
-    fx_tmpdir_remove(&tmp);
+    fx_daemon_suite_stop(&tmp, &fd);
 }
 
 TestSuite(metrics, .init = setup, .fini = teardown, .timeout = 60);
@@ -55,6 +38,7 @@ static long get(const char *path, body_t *b)
     return b->status;
 }
 
+/* Submits env under topic, which may not be its own (a mismatch funneld refuses). */
 static void submit(funnel_client_t *c, const char *topic, funnel_envelope_t *env)
 {
     funnel_submit_result_t res;
@@ -62,14 +46,9 @@ static void submit(funnel_client_t *c, const char *topic, funnel_envelope_t *env
     funnel_envelope_free(&env);
 }
 
-/* The value of the sample named exactly `series` ("name{labels}"), or -1. */
 static double sample(const char *text, const char *series)
 {
-    size_t n = strlen(series);
-    for (const char *p = text; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
-        if (!strncmp(p, series, n) && p[n] == ' ')
-            return strtod(p + n + 1, NULL);
-    return -1;
+    return fx_metric(text, series);
 }
 
 Test(metrics, scrape_after_a_known_stream)
@@ -80,10 +59,10 @@ Test(metrics, scrape_after_a_known_stream)
     cr_assert_str_eq(b.body, "ok\n");
     cr_assert_eq(funnel_client_new(&c), 0);
     int64_t now = fx_now_ms();
-    submit(c, "lead.created", fx_lead_created("m-1", "L-1", now));
-    submit(c, "lead.created", fx_lead_created("m-2", "L-2", now));
-    submit(c, "lead.created", fx_lead_created("m-3", "L-3", now));
-    submit(c, "lead.created", fx_lead_created("m-1", "L-1", now));
+    fx_submit(c, &fd, fx_lead_created("m-1", "L-1", now), FUNNEL_SUBMIT_OK);
+    fx_submit(c, &fd, fx_lead_created("m-2", "L-2", now), FUNNEL_SUBMIT_OK);
+    fx_submit(c, &fd, fx_lead_created("m-3", "L-3", now), FUNNEL_SUBMIT_OK);
+    fx_submit(c, &fd, fx_lead_created("m-1", "L-1", now), FUNNEL_SUBMIT_DUPLICATE);
     /* A lead.created body under the lead.qualified topic: refused as a mismatch. */
     funnel_envelope_t *bad = fx_lead_created("m-4", "L-4", now);
     submit(c, "lead.qualified", bad);
@@ -146,15 +125,15 @@ Test(metrics, sla_open_instances_and_timer_lag)
     const char *args[] = {"--config", conf, "--set", "metrics=127.0.0.1:0", NULL};
     memset(&fd, 0, sizeof fd);
     fx_daemon_start(&fd, tmp.path, args);
-    read_metrics_port();
+    port = fd.metrics_port;
 
     funnel_client_t *c;
     body_t b;
     cr_assert_eq(funnel_client_new(&c), 0);
     int64_t now = fx_now_ms();
-    submit(c, "lead.qualified", fx_qualified("q-1", "L-1", FUNNEL__V1__STAGE__SQL, now));
-    submit(c, "lead.qualified", fx_qualified("q-2", "L-2", FUNNEL__V1__STAGE__SQL, now));
-    submit(c, "lead.contacted", fx_contacted("c-1", "L-1", now));
+    fx_submit(c, &fd, fx_qualified("q-1", "L-1", FUNNEL__V1__STAGE__SQL, now), FUNNEL_SUBMIT_OK);
+    fx_submit(c, &fd, fx_qualified("q-2", "L-2", FUNNEL__V1__STAGE__SQL, now), FUNNEL_SUBMIT_OK);
+    fx_submit(c, &fd, fx_contacted("c-1", "L-1", now), FUNNEL_SUBMIT_OK);
     funnel_client_destroy(&c);
     cr_assert_eq(await_sample("funnel_engine_open{engine=\"sla\"}", 1, true, &b), 1, "%s", b.body);
     /* L-2's warning is due 0.5 s after it started: the timer pass is measured for lag. */

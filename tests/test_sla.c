@@ -1,8 +1,10 @@
 /* test_sla.c — the SLA engine driven directly: a temporary store, the real router, the engine
  * and an injected clock. Every output is decoded and checked for its times, level, target and
  * version; "now" only moves when a test says so. */
+#include "engine_fx.h"
 #include "harness.h"
 #include "sla_fx.h"
+#include "sql_fx.h"
 
 #include "funnel/error.h"
 #include "funnel/sla.h"
@@ -24,11 +26,8 @@ static funnel_sla_t *sla;
 static funnel_sla_config_t cfg;
 static char db_path[400];
 
-/* Outputs of the engine (sla.* only), decoded; freed by the fini. */
-#define MAX_OUT 1024
-static funnel_envelope_t *out[MAX_OUT];
-static char out_topic[MAX_OUT][32];
-static size_t n_out, seen_out;
+/* The engine in its transactions; its outputs (sla.* only), decoded, are freed by the fini. */
+static fx_engine_t eng = {.keep = "sla."};
 
 /* Mon 2026-06-01 00:00 UTC: every scenario starts from here. */
 static const int64_t T0 = 1780272000000LL;
@@ -73,6 +72,8 @@ static void engine_open(void)
     funnel_sla_hooks(sla, &engine);
     cr_assert_eq(funnel_router_new(store, &router), 0);
     cr_assert_eq(funnel_router_add_engine(router, &engine), 0);
+    eng.store = store;
+    eng.router = router;
 }
 
 static void engine_close(void)
@@ -94,69 +95,30 @@ static void setup(void)
     engine_open();
 }
 
-/* Forgets every collected output. */
-static void out_clear(void)
-{
-    for (size_t i = 0; i < n_out; i++)
-        funnel_envelope_free(&out[i]);
-    n_out = seen_out = 0;
-}
-
 static void teardown(void)
 {
     engine_close();
     funnel_store_destroy(&store);
     funnel_sla_config_clear(&cfg);
-    out_clear();
+    fx_engine_out_clear(&eng);
     fx_tmpdir_remove(&tmp);
 }
 
 TestSuite(sla, .init = setup, .fini = teardown, .timeout = 60);
 
-/* Keeps the sla.* rows the last COMMIT produced. */
-static void collect(void)
-{
-    const funnel_outbox_row_t *rows;
-    size_t n = funnel_store_outbox_pending(store, &rows);
-    for (size_t i = 0; i < n; i++) {
-        if (strncmp(rows[i].topic, "sla.", 4) != 0)
-            continue;
-        cr_assert_lt(n_out, MAX_OUT);
-        out[n_out] = funnel__v1__envelope__unpack(NULL, rows[i].len, rows[i].envelope);
-        cr_assert_not_null(out[n_out]);
-        snprintf(out_topic[n_out], sizeof out_topic[n_out], "%s", rows[i].topic);
-        n_out++;
-    }
-    funnel_store_outbox_pending_clear(store);
-}
-
 /* Routes one event in its own transaction at arrival time now, as funneld's batch does, and
  * frees it. */
 static void send_at(funnel_envelope_t *env, int64_t now)
 {
-    size_t len;
-    uint8_t *raw = fx_pack(env, &len);
-    cr_assert_eq(funnel_store_begin(store), 0);
-    int rc = funnel_router_apply(router, env, funnel_topic_name(env->body_case), raw, len, now);
+    int rc = fx_engine_route(&eng, env, now);
     cr_assert_eq(rc, 0, "%s: %s", funnel_strerror(rc), funnel_store_errmsg(store));
-    cr_assert_eq(funnel_store_commit(store), 0);
-    collect();
-    free(raw);
-    funnel_envelope_free(&env);
 }
 
 /* Routes one event the engine must refuse: FUNNEL_EREFUSED, and nothing of it stays. */
 static void send_refused(funnel_envelope_t *env, int64_t now)
 {
-    size_t len;
-    uint8_t *raw = fx_pack(env, &len);
-    cr_assert_eq(funnel_store_begin(store), 0);
-    int rc = funnel_router_apply(router, env, funnel_topic_name(env->body_case), raw, len, now);
-    cr_assert_eq(rc, FUNNEL_EREFUSED, "%s answered %s", env->event_id, funnel_strerror(rc));
-    funnel_store_rollback(store);
-    funnel_router_rolled_back(router);
-    free(raw);
-    funnel_envelope_free(&env);
+    int rc = fx_engine_route(&eng, env, now);
+    cr_assert_eq(rc, FUNNEL_EREFUSED, "answered %s", funnel_strerror(rc));
 }
 
 /* Routes one event that arrives the moment it occurred. */
@@ -168,25 +130,18 @@ static void send(funnel_envelope_t *env)
 /* The clock reaches now: runs the timers the way funneld's engine timer does. */
 static void tick(int64_t now)
 {
-    for (int pass = 0; pass < 100 && funnel_router_next_deadline(router) <= now; pass++) {
-        cr_assert_eq(funnel_store_begin(store), 0);
-        cr_assert_eq(funnel_router_fire_timers(router, now), 0, "%s", funnel_store_errmsg(store));
-        cr_assert_eq(funnel_store_commit(store), 0);
-        collect();
-    }
+    fx_engine_tick(&eng, now);
 }
 
 /* The next unseen output; asserts there is one. */
 static funnel_envelope_t *next_out(const char *topic)
 {
-    cr_assert_lt(seen_out, n_out, "expected %s, no more output", topic);
-    cr_assert_str_eq(out_topic[seen_out], topic);
-    return out[seen_out++];
+    return fx_engine_next(&eng, topic);
 }
 
 static void no_more_out(void)
 {
-    cr_assert_eq(seen_out, n_out, "unexpected %s", seen_out < n_out ? out_topic[seen_out] : "");
+    fx_engine_no_more(&eng);
 }
 
 static void expect_escalation(int64_t at, int level, const char *notify, int repeat)
@@ -287,8 +242,8 @@ Test(sla, late_arriving_stop_that_occurred_before_due_is_on_time)
 {
     send(fx_qualified("q1", "L1", SQL, T0));
     tick(T0 + 2 * H); /* warning and two levels went out meanwhile */
-    cr_assert_eq(n_out, 3);
-    seen_out = 3;
+    cr_assert_eq(eng.n_out, 3);
+    eng.seen = 3;
     send(fx_contacted("c1", "L1", T0 + 50 * MN));
     funnel_envelope_t *m = next_out("sla.met");
     cr_assert(m->sla_met->on_time, "it occurred before the due time");
@@ -400,7 +355,7 @@ Test(sla, restart_rebuilds_the_timers_from_the_rows)
     cr_assert_eq(funnel_sla_timers(sla), 1, "only the open instance has a timer");
     cr_assert_eq(funnel_router_next_deadline(router), T0 + 45 * MN);
     tick(T0 + 10 * H);
-    cr_assert_eq(n_out - seen_out, 5);
+    cr_assert_eq(eng.n_out - eng.seen, 5);
 }
 
 Test(sla, rollback_forgets_timers_of_undone_rows)
@@ -438,15 +393,7 @@ Test(sla, rollback_forgets_timers_of_undone_rows)
 /* Routes env in a transaction that is then rolled back, as for an event that failed. */
 static void send_failed(funnel_envelope_t *env, int64_t now)
 {
-    size_t len;
-    uint8_t *raw = fx_pack(env, &len);
-    cr_assert_eq(funnel_store_begin(store), 0);
-    cr_assert_eq(funnel_router_apply(router, env, funnel_topic_name(env->body_case), raw, len, now),
-                 0);
-    funnel_store_rollback(store);
-    funnel_router_rolled_back(router);
-    free(raw);
-    funnel_envelope_free(&env);
+    cr_assert_eq(fx_engine_route_undone(&eng, env, now), 0);
 }
 
 Test(sla, failing_events_do_not_reload_the_engine_state)
@@ -478,29 +425,12 @@ Test(sla, failing_events_do_not_reload_the_engine_state)
  * (funneld's batch re-run), and frees it. */
 static void send_guarded(funnel_envelope_t *env, int64_t now, bool ok)
 {
-    size_t len;
-    uint8_t *raw = fx_pack(env, &len);
-    cr_assert_eq(funnel_store_savepoint(store), 0);
-    cr_assert_eq(funnel_router_apply(router, env, funnel_topic_name(env->body_case), raw, len, now),
-                 0);
-    if (ok) {
-        funnel_store_savepoint_release(store);
-    } else {
-        funnel_store_savepoint_rollback(store);
-        funnel_router_rolled_back(router);
-    }
-    free(raw);
-    funnel_envelope_free(&env);
+    cr_assert_eq(fx_engine_route_guarded(&eng, env, now, !ok), 0);
 }
 
 static int64_t count_rows(const char *sql)
 {
-    sqlite3_stmt *s;
-    cr_assert_eq(sqlite3_prepare_v2(funnel_store_db(store), sql, -1, &s, NULL), SQLITE_OK);
-    cr_assert_eq(sqlite3_step(s), SQLITE_ROW);
-    int64_t n = sqlite3_column_int64(s, 0);
-    sqlite3_finalize(s);
-    return n;
+    return fx_sql_int(funnel_store_db(store), sql, NULL);
 }
 
 Test(sla, batch_rollback_after_a_savepoint_rollback_restores_versions_and_count)
@@ -524,13 +454,13 @@ Test(sla, batch_rollback_after_a_savepoint_rollback_restores_versions_and_count)
     send(fx_qualified("q4", "L4", SQL, T0 + 2 * MN));
     cr_assert_eq(count_rows("SELECT count(*) FROM sla_policy WHERE version = 2"), 1);
     cr_assert_eq(engine.open_items(sla), 2);
-    out_clear();
+    fx_engine_out_clear(&eng);
     tick(T0 + 2 * MN + 105 * MN); /* q4's warning, 15 minutes before its 2h target */
     const Funnel__V1__SlaRef *ref = NULL;
-    for (size_t i = 0; i < n_out; i++)
-        if (strcmp(out_topic[i], "sla.warning") == 0 &&
-            strcmp(out[i]->sla_warning->sla->key, "L4") == 0)
-            ref = out[i]->sla_warning->sla;
+    for (size_t i = 0; i < eng.n_out; i++)
+        if (strcmp(eng.topic[i], "sla.warning") == 0 &&
+            strcmp(eng.out[i]->sla_warning->sla->key, "L4") == 0)
+            ref = eng.out[i]->sla_warning->sla;
     cr_assert_not_null(ref);
     cr_assert_eq(ref->policy_version, 2);
     cr_assert_eq(ref->due_at_ms, T0 + 2 * MN + 2 * H);
@@ -632,9 +562,9 @@ static void expect_same_rows(const char *a, const char *b)
 /* sla.met of the given key among the unseen outputs. */
 static funnel_envelope_t *met_of(const char *key)
 {
-    for (size_t i = seen_out; i < n_out; i++)
-        if (strcmp(out_topic[i], "sla.met") == 0 && strcmp(out[i]->sla_met->sla->key, key) == 0)
-            return out[i];
+    for (size_t i = eng.seen; i < eng.n_out; i++)
+        if (strcmp(eng.topic[i], "sla.met") == 0 && strcmp(eng.out[i]->sla_met->sla->key, key) == 0)
+            return eng.out[i];
     cr_assert_fail("no sla.met for %s", key);
     return NULL;
 }
@@ -668,7 +598,7 @@ Test(sla, stop_before_start_in_either_order_is_the_same)
         expect_same_met(a, b, i == 0, i == 0 ? 0 : H);
         expect_same_rows(a, b);
     }
-    seen_out = n_out;
+    eng.seen = eng.n_out;
     tick(T0 + 100 * H);
     no_more_out(); /* no warning or escalation ever, for either order */
     cr_assert_eq(funnel_router_next_deadline(router), INT64_MAX);
@@ -703,7 +633,7 @@ Test(sla, pause_resume_and_reset_before_start)
     expect_same_met("a", "b", true, 0);
     cr_assert_eq(met_of("b")->sla_met->sla->due_at_ms, T0 + 3 * H + 40 * MN);
     expect_same_rows("a", "b");
-    seen_out = n_out;
+    eng.seen = eng.n_out;
     /* A reset held for the start restarts its clock: due 1h after the touch. */
     send_at(fx_touched("c-t", "c", T0 + H + 10 * MN), now);
     send_at(fx_qualified("c-q", "c", SQL, T0), now);
@@ -896,19 +826,20 @@ Test(sla, any_arrival_order_of_all_events_ends_in_the_same_instances)
             ev[i] = ev[j];
             ev[j] = t;
         }
-        out_clear();
+        fx_engine_out_clear(&eng);
         for (size_t i = 0; i < n; i++) {
             prop_send(shuffled, &ev[i], (int)i);
             tick(T0 + 24 * H);
         }
         expect_same_rows(in_order, shuffled);
         /* One sla.met per instance, however often it was recomputed. */
-        for (size_t i = 0; i < n_out; i++)
-            for (size_t j = i + 1; j < n_out; j++)
-                cr_assert(strcmp(out_topic[i], "sla.met") || strcmp(out_topic[j], "sla.met") ||
-                              strcmp(out[i]->sla_met->sla->sla_id, out[j]->sla_met->sla->sla_id),
-                          "seed %u: two sla.met for one instance", seed);
-        out_clear();
+        for (size_t i = 0; i < eng.n_out; i++)
+            for (size_t j = i + 1; j < eng.n_out; j++)
+                cr_assert(
+                    strcmp(eng.topic[i], "sla.met") || strcmp(eng.topic[j], "sla.met") ||
+                        strcmp(eng.out[i]->sla_met->sla->sla_id, eng.out[j]->sla_met->sla->sla_id),
+                    "seed %u: two sla.met for one instance", seed);
+        fx_engine_out_clear(&eng);
     }
 }
 
@@ -917,7 +848,7 @@ Test(sla, pause_arriving_after_a_later_resume_is_reconciled)
     /* The pause last (b) and in order (a): paused 20m..3h, due 3h40m, stop at 3h30m on time. */
     send(fx_qualified("b-q", "b", SQL, T0));
     tick(T0 + H);
-    seen_out = n_out; /* b: warning and level 1 went out; a is paused */
+    eng.seen = eng.n_out; /* b: warning and level 1 went out; a is paused */
     send_at(fx_qualified("b-r", "b", MQL, T0 + 3 * H), T0 + 3 * H);
     /* The steps due before the resume come out with it, as the clock would have fired them. */
     expect_escalation(T0 + H + 30 * MN, 2, "head-of-sales", 0);
@@ -1090,7 +1021,7 @@ static void send_batch(const char *key, const step_ev_t *ev, const size_t *order
         funnel_envelope_free(&env);
     }
     cr_assert_eq(funnel_store_commit(store), 0);
-    collect();
+    fx_engine_collect(&eng);
 }
 
 /* The SlaRef of an instance output. */
@@ -1115,12 +1046,12 @@ static void line_add(char *buf, size_t len, const char *topic, int64_t at, int l
 static void outputs_of(const char *key, char *buf, size_t len)
 {
     buf[0] = '\0';
-    for (size_t i = 0; i < n_out; i++) {
-        if (!strcmp(out_topic[i], "sla.quota_missed") || strcmp(ref_of(out[i])->key, key))
+    for (size_t i = 0; i < eng.n_out; i++) {
+        if (!strcmp(eng.topic[i], "sla.quota_missed") || strcmp(ref_of(eng.out[i])->key, key))
             continue;
-        const Funnel__V1__SlaRef *r = ref_of(out[i]);
-        int level = !strcmp(out_topic[i], "sla.escalation") ? out[i]->sla_escalation->level : 0;
-        line_add(buf, len, out_topic[i], out[i]->occurred_at_ms, level, r->started_at_ms,
+        const Funnel__V1__SlaRef *r = ref_of(eng.out[i]);
+        int level = !strcmp(eng.topic[i], "sla.escalation") ? eng.out[i]->sla_escalation->level : 0;
+        line_add(buf, len, eng.topic[i], eng.out[i]->occurred_at_ms, level, r->started_at_ms,
                  r->due_at_ms);
     }
 }
@@ -1377,4 +1308,66 @@ Test(sla, quota_periods_skipped_by_a_later_event_still_report)
         cr_assert_eq(m->sla_quota_missed->actual, i == 0 ? 1 : 0);
     }
     no_more_out();
+}
+
+/* A month quota's periods are calendar months in its calendar's time zone (README): June in
+ * Berlin runs from May 31 22:00 to June 30 22:00 UTC, an MQL at its last millisecond counts in
+ * June and one at the next instant in July. */
+Test(sla, month_quota_periods_follow_the_calendar_time_zone)
+{
+    funnel_sla_config_clear(&cfg);
+    cfg_set("calendars = { berlin = { time_zone = \"Europe/Berlin\";"
+            " weekdays = [\"09:00-18:00\"]; }; };"
+            "quotas = ( { name = \"mql_month\"; count = \"lead.qualified stage=MQL\";"
+            " period = \"month\"; calendar = \"berlin\"; minimum = 3; } );");
+    const int64_t june = T0 - 2 * H, july = june + 30 * 24 * H, august = july + 31 * 24 * H;
+    tick(T0); /* the quota's first run opens June */
+    send(fx_qualified("m1", "L1", MQL, june));
+    send(fx_qualified("m2", "L2", MQL, july - 1));
+    send(fx_qualified("m3", "L3", MQL, july));
+    tick(july);
+    funnel_envelope_t *m = next_out("sla.quota_missed");
+    cr_assert_str_eq(m->sla_quota_missed->policy, "mql_month");
+    cr_assert_eq(m->sla_quota_missed->period_start_ms, june);
+    cr_assert_eq(m->sla_quota_missed->period_end_ms, july);
+    cr_assert_eq(m->sla_quota_missed->actual, 2);
+    cr_assert_eq(m->sla_quota_missed->minimum, 3);
+    cr_assert_eq(m->occurred_at_ms, july);
+    no_more_out();
+    tick(august);
+    m = next_out("sla.quota_missed");
+    cr_assert_eq(m->sla_quota_missed->period_start_ms, july);
+    cr_assert_eq(m->sla_quota_missed->period_end_ms, august, "July has 31 days");
+    cr_assert_eq(m->sla_quota_missed->actual, 1);
+    no_more_out();
+}
+
+/* README limit: at most 16 live instances of one key are handled per event. Seventeen policies
+ * open seventeen instances on one lead; its lead.contacted meets sixteen, and the one left is
+ * still live and fires, rather than the event failing or reading without bound. */
+Test(sla, one_event_handles_at_most_sixteen_live_instances_of_a_key)
+{
+    char body[4096];
+    size_t used = (size_t)snprintf(body, sizeof body, "policies = (");
+    for (int i = 0; i < 17; i++)
+        used += (size_t)snprintf(body + used, sizeof body - used,
+                                 "%s { name = \"p%02d\"; start = \"lead.qualified stage=SQL\";"
+                                 " key = \"lead_id\"; stop = [\"lead.contacted\"];"
+                                 " target = \"1h\"; calendar = \"24x7\";"
+                                 " escalation = ( { after = \"0\"; notify = \"lead\"; } ); }",
+                                 i ? "," : "", i);
+    cr_assert_lt(used + 3, sizeof body);
+    snprintf(body + used, sizeof body - used, " );");
+    funnel_sla_config_clear(&cfg);
+    cfg_set(body);
+    send(fx_qualified("q1", "L1", SQL, T0));
+    cr_assert_eq(count_rows("SELECT count(*) FROM sla_instance WHERE key = 'L1'"), 17);
+    send(fx_contacted("c1", "L1", T0 + 10 * MN));
+    for (int i = 0; i < 16; i++)
+        next_out("sla.met");
+    no_more_out();
+    cr_assert_eq(count_rows("SELECT count(*) FROM sla_instance WHERE state <> 'met'"), 1);
+    tick(T0 + H);
+    funnel_envelope_t *e = next_out("sla.escalation");
+    cr_assert_eq(e->occurred_at_ms, T0 + H, "the instance left live is due at its time");
 }

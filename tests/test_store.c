@@ -10,6 +10,7 @@
 #include "funnel/error.h"
 #include "funnel/store.h"
 #include "harness.h"
+#include "sql_fx.h"
 
 #include <signal.h>
 #include <stddef.h>
@@ -65,14 +66,7 @@ static void teardown(void)
 /* One integer from a query on the store's own connection. */
 static int64_t sql_int(funnel_store_t *s, const char *sql)
 {
-    sqlite3_stmt *st;
-    sqlite3 *db = funnel_store_db(s);
-    cr_assert_eq(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK, "%s: %s", sql,
-                 sqlite3_errmsg(db));
-    cr_assert_eq(sqlite3_step(st), SQLITE_ROW, "%s: %s", sql, sqlite3_errmsg(db));
-    int64_t v = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    return v;
+    return fx_sql_int(funnel_store_db(s), sql, NULL);
 }
 
 static void sql_exec(funnel_store_t *s, const char *sql)
@@ -142,15 +136,9 @@ static int record(funnel_store_t *s, const char *id)
 
 static bool event_exists(funnel_store_t *s, const char *id)
 {
-    sqlite3_stmt *st;
-    sqlite3 *db = funnel_store_db(s);
-    cr_assert_eq(
-        sqlite3_prepare_v2(db, "SELECT count(*) FROM events WHERE event_id = ?", -1, &st, NULL),
-        SQLITE_OK);
-    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-    cr_assert_eq(sqlite3_step(st), SQLITE_ROW);
-    int64_t n = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
+    const char *params[] = {id, NULL};
+    int64_t n =
+        fx_sql_int(funnel_store_db(s), "SELECT count(*) FROM events WHERE event_id = ?", params);
     cr_assert(n == 0 || n == 1, "event_id %s stored %lld times", id, (long long)n);
     return n == 1;
 }
@@ -339,13 +327,7 @@ Test(store_open, newer_schema_is_refused)
     cr_assert(strstr(err, "newer") != NULL, "error must say the database is newer: %s", err);
 
     /* Nothing was touched: the version is still the newer one. */
-    cr_assert_eq(sqlite3_open(db_path, &db), SQLITE_OK);
-    sqlite3_stmt *st;
-    cr_assert_eq(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL), SQLITE_OK);
-    cr_assert_eq(sqlite3_step(st), SQLITE_ROW);
-    cr_assert_eq(sqlite3_column_int(st, 0), funnel_store_schema_latest() + 1);
-    sqlite3_finalize(st);
-    sqlite3_close(db);
+    cr_assert_eq(fx_db_int(db_path, "PRAGMA user_version"), funnel_store_schema_latest() + 1);
 }
 
 Test(store_open, not_a_database_is_refused)

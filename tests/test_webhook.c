@@ -68,9 +68,7 @@ static void webhook_start(const char *submit_ep, int timeout_ms, int attempts)
 
 static void setup(void)
 {
-    fx_tmpdir_make(&tmp);
-    memset(&fd, 0, sizeof fd);
-    fx_daemon_start(&fd, tmp.path, NULL);
+    fx_daemon_suite_start(&tmp, &fd, NULL);
     webhook_start(fd.submit, 3000, 2);
 }
 
@@ -85,10 +83,7 @@ static void teardown(void)
     }
     funnel_webhook_destroy(&wh);
     funnel_webhook_config_clear(&cfg);
-    int status = fx_daemon_stop(&fd);
-    if (status > 0)
-        fprintf(stderr, "FUNNEL TEST ERROR: funneld exited with status %d\n", status);
-    fx_tmpdir_remove(&tmp);
+    fx_daemon_suite_stop(&tmp, &fd);
 }
 
 TestSuite(webhook, .init = setup, .fini = teardown, .timeout = 120);
@@ -641,16 +636,19 @@ Test(webhook, hubspot_maps_contact_creation_and_lifecycle_stages)
              "\"propertyValue\":\"customer\"},"
              "{\"eventId\":1005,\"occurredAt\":%lld,\"subscriptionType\":"
              "\"contact.propertyChange\",\"objectId\":123,\"propertyName\":\"email\","
-             "\"propertyValue\":\"a@b.c\"}]",
-             now, now + 1, now + 2, now + 3, now + 4);
+             "\"propertyValue\":\"a@b.c\"},"
+             "{\"eventId\":1006,\"occurredAt\":%lld,\"subscriptionType\":"
+             "\"contact.propertyChange\",\"objectId\":124,\"propertyName\":\"lifecyclestage\","
+             "\"propertyValue\":\"other\"}]",
+             now, now + 1, now + 2, now + 3, now + 4, now + 5);
     http_reply_t r = post_hubspot(body, HUBSPOT_SECRET, now);
     cr_assert_eq(r.status, 200, "%ld %s", r.status, r.body);
-    cr_assert(strstr(r.body, "\"accepted\":4") && strstr(r.body, "\"ignored\":1"), "%s", r.body);
+    cr_assert(strstr(r.body, "\"accepted\":5") && strstr(r.body, "\"ignored\":1"), "%s", r.body);
     cr_assert_eq(post_hubspot(body, "wrong", now).status, 400);
     cr_assert_eq(post_hubspot(body, HUBSPOT_SECRET, now - 301000).status, 400, "stale");
     stream_t s;
     read_stream(&s);
-    cr_assert_eq(s.count, 4, "%s", s.text);
+    cr_assert_eq(s.count, 5, "%s", s.text);
     cr_assert(strstr(s.text, "lead.created {\"eventId\":\"hubspot-1001\""), "%s", s.text);
     cr_assert(strstr(s.text, "\"source\":\"hubspot\",\"leadCreated\":{\"leadId\":\"123\"}"), "%s",
               s.text);
@@ -658,6 +656,9 @@ Test(webhook, hubspot_maps_contact_creation_and_lifecycle_stages)
     cr_assert(strstr(s.text, "\"stage\":\"SQL\""), "%s", s.text);
     cr_assert(strstr(s.text, "lead.closed {\"eventId\":\"hubspot-1004\""), "%s", s.text);
     cr_assert(strstr(s.text, "\"outcome\":\"WON\""), "%s", s.text);
+    /* "other" is the stage HubSpot gives a contact that left the funnel. */
+    cr_assert(strstr(s.text, "lead.closed {\"eventId\":\"hubspot-1006\""), "%s", s.text);
+    cr_assert(strstr(s.text, "\"leadId\":\"124\",\"outcome\":\"DISQUALIFIED\""), "%s", s.text);
 }
 
 Test(webhook, hubspot_signature_covers_the_query_string)
@@ -740,25 +741,29 @@ Test(webhook, amocrm_form_leads_add_and_status_through_the_status_table)
              "&leads[status][1][id]=4712&leads[status][1][status_id]=143"
              "&leads[status][1][last_modified]=%lld"
              "&leads[status][2][id]=4713&leads[status][2][status_id]=99999"
+             "&leads[status][3][id]=4714&leads[status][3][status_id]=142"
+             "&leads[status][3][last_modified]=%lld"
              "&account[id]=29085955&account[subdomain]=example",
-             now, now + 1, now + 2);
+             now, now + 1, now + 2, now + 3);
     const char *hdrs[] = {"Content-Type: application/x-www-form-urlencoded", NULL};
     http_reply_t r = http("/v1/amocrm?token=amo-token", body, strlen(body), hdrs);
     cr_assert_eq(r.status, 200, "%ld %s", r.status, r.body);
-    cr_assert(strstr(r.body, "\"accepted\":3") && strstr(r.body, "\"ignored\":1"), "%s", r.body);
+    cr_assert(strstr(r.body, "\"accepted\":4") && strstr(r.body, "\"ignored\":1"), "%s", r.body);
     r = http("/v1/amocrm?token=amo-token", body, strlen(body), hdrs);
-    cr_assert(strstr(r.body, "\"duplicates\":3"), "amoCRM's retry: %s", r.body);
+    cr_assert(strstr(r.body, "\"duplicates\":4"), "amoCRM's retry: %s", r.body);
     cr_assert_eq(http("/v1/amocrm?token=nope", body, strlen(body), hdrs).status, 400);
     cr_assert_eq(http("/v1/amocrm?token=amo-token", "x=1", 3, hdrs).status, 400);
     const char *json[] = {"Content-Type: application/json", NULL};
     cr_assert_eq(http("/v1/amocrm?token=amo-token", body, strlen(body), json).status, 415);
     stream_t s;
     read_stream(&s);
-    cr_assert_eq(s.count, 3, "%s", s.text);
+    cr_assert_eq(s.count, 4, "%s", s.text);
     cr_assert(strstr(s.text, "lead.created {\"eventId\":\"amocrm-4711-add\""), "%s", s.text);
     cr_assert(strstr(s.text, "\"leadId\":\"4711\",\"owner\":\"555\""), "%s", s.text);
     cr_assert(strstr(s.text, "\"leadId\":\"4711\",\"stage\":\"SQL\""), "%s", s.text);
+    /* 142 and 143 are amoCRM's fixed statuses of every pipeline: won and lost by default. */
     cr_assert(strstr(s.text, "\"leadId\":\"4712\",\"outcome\":\"LOST\""), "%s", s.text);
+    cr_assert(strstr(s.text, "\"leadId\":\"4714\",\"outcome\":\"WON\""), "%s", s.text);
 }
 
 Test(webhook, amocrm_form_values_that_are_not_utf8_get_400_with_the_reason)
@@ -842,25 +847,18 @@ Test(webhook, executable_serves_the_example_config_and_stops_on_sigterm)
     snprintf(ready, sizeof ready, "%s/webhook.ready", tmp.path);
     snprintf(conf, sizeof conf, "%s/examples/funnel-webhook.conf", FUNNEL_SOURCE_DIR);
     snprintf(bad, sizeof bad, "%s/bad.conf", tmp.path);
-    FILE *f = fopen(bad, "w");
-    fputs("port = 8090;\nstripe_secret = 5;\n", f);
-    fclose(f);
+    fx_file_put(bad, "port = 8090;\nstripe_secret = 5;\n");
     const char *badargv[] = {FUNNEL_WEBHOOK_PATH, "--config", bad, NULL};
     cr_assert_eq(fx_run(badargv, out, sizeof out), 1);
     cr_assert(strstr(out, "stripe_secret: expected a string"), "%s", out);
 
-    pid_t pid = fork();
-    cr_assert_neq(pid, -1);
-    if (pid == 0) {
-        execl(FUNNEL_WEBHOOK_PATH, FUNNEL_WEBHOOK_PATH, "--config", conf, "--port", "0",
-              "--ready-file", ready, (char *)NULL);
-        _exit(127);
-    }
+    const char *argv[] = {FUNNEL_WEBHOOK_PATH, "--config", conf, "--port", "0",
+                          "--ready-file",      ready,      NULL};
+    pid_t pid = fx_spawn(argv, NULL);
     child = pid;
-    int waited = 0;
-    for (f = NULL; !(f = fopen(ready, "r")) && waited < 10000; waited += 10)
-        usleep(10000);
-    cr_assert_not_null(f, "funnel-webhook did not become ready");
+    cr_assert(fx_wait_file(ready, pid, 10000), "funnel-webhook did not become ready");
+    FILE *f = fopen(ready, "r");
+    cr_assert_not_null(f);
     long ready_pid = 0;
     cr_assert_eq(fscanf(f, "pid=%ld\nport=%d", &ready_pid, &port), 2);
     fclose(f);
@@ -869,9 +867,5 @@ Test(webhook, executable_serves_the_example_config_and_stops_on_sigterm)
     cr_assert_eq(r.status, 200);
     r = post_json("/v1/stripe", "{}", NULL);
     cr_assert_eq(r.status, 404, "an empty secret disables the endpoint: %s", r.body);
-    kill(pid, SIGTERM);
-    int status;
-    waitpid(pid, &status, 0);
-    child = 0;
-    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %d", status);
+    cr_assert_eq(fx_stop_child(&child, NULL), 0, "funnel-webhook stops on SIGTERM with 0");
 }

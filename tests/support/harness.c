@@ -2,6 +2,7 @@
 #include "harness.h"
 
 #include "funnel/client.h"
+#include "funnel/error.h"
 #include "funnel/store.h"
 
 #include <criterion/criterion.h>
@@ -18,6 +19,7 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include <zmq.h>
 
 int64_t fx_now_ms(void)
 {
@@ -68,6 +70,8 @@ static bool read_ready(fx_daemon_t *d, const char *path)
         if (!eq)
             continue;
         *eq = '\0';
+        if (!strcmp(line, "metrics"))
+            d->metrics_port = atoi(eq + 1);
         char *dst = !strcmp(line, "ingest")    ? d->ingest
                     : !strcmp(line, "submit")  ? d->submit
                     : !strcmp(line, "publish") ? d->publish
@@ -78,6 +82,34 @@ static bool read_ready(fx_daemon_t *d, const char *path)
     }
     fclose(f);
     return true;
+}
+
+pid_t fx_spawn(const char *const *argv, const char *log)
+{
+    pid_t pid = fork();
+    cr_assert_neq(pid, -1, "fork: %s", strerror(errno));
+    if (pid == 0) {
+        int fd = log ? open(log, O_WRONLY | O_CREAT | O_APPEND, 0644) : -1;
+        if (fd >= 0) {
+            dup2(fd, STDERR_FILENO);
+            dup2(fd, STDOUT_FILENO);
+        }
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    return pid;
+}
+
+bool fx_wait_file(const char *path, pid_t pid, int timeout_ms)
+{
+    for (int waited = 0; waited <= timeout_ms; waited += 10) {
+        if (access(path, F_OK) == 0)
+            return true;
+        if (waitpid(pid, NULL, WNOHANG) == pid)
+            return false; /* exited (and reaped): the caller's assertion says so */
+        fx_sleep_ms(10);
+    }
+    return false;
 }
 
 void fx_daemon_spawn(fx_daemon_t *d, const char *dir, const char *const *extra)
@@ -108,18 +140,7 @@ void fx_daemon_spawn(fx_daemon_t *d, const char *dir, const char *const *extra)
         argv[n++] = extra[i];
     argv[n] = NULL;
 
-    pid_t pid = fork();
-    cr_assert_neq(pid, -1, "fork: %s", strerror(errno));
-    if (pid == 0) {
-        int fd = open(d->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-        if (fd >= 0) {
-            dup2(fd, STDERR_FILENO);
-            dup2(fd, STDOUT_FILENO);
-        }
-        execv(FUNNELD_PATH, (char *const *)argv);
-        _exit(127);
-    }
-    d->pid = pid;
+    d->pid = fx_spawn(argv, d->log);
 }
 
 /* inotify wakes us the moment funneld renames the ready file into place, as systemd or a
@@ -163,9 +184,9 @@ void fx_daemon_start(fx_daemon_t *d, const char *dir, const char *const *extra)
 
 /* Copies sanitizer reports from funneld's log to our stderr, where ctest's
  * FAIL_REGULAR_EXPRESSION sees them: a leak in the daemon fails the test that ran it. */
-static void report_sanitizer_errors(const fx_daemon_t *d)
+static void report_sanitizer_errors(const char *log)
 {
-    FILE *f = fopen(d->log, "r");
+    FILE *f = log ? fopen(log, "r") : NULL;
     char line[2048];
     bool dump = false;
     if (!f)
@@ -181,25 +202,39 @@ static void report_sanitizer_errors(const fx_daemon_t *d)
 /* Waits up to timeout_ms for the child, then kills it; returns its exit status. When insist is
  * set, every pass also sends SIGTERM or SIGINT (alternately), so stop requests keep landing at
  * every instant of the shutdown. */
-static int wait_exit(fx_daemon_t *d, int timeout_ms, bool insist)
+static int reap(pid_t *pid, const char *log, int timeout_ms, bool insist)
 {
     int status = 0, pass_us = insist ? 200 : 10000;
-    if (!d->pid)
+    if (!*pid)
         return -1;
-    for (int64_t waited_us = 0; waitpid(d->pid, &status, WNOHANG) == 0; waited_us += pass_us) {
+    for (int64_t waited_us = 0; waitpid(*pid, &status, WNOHANG) == 0; waited_us += pass_us) {
         if (waited_us >= (int64_t)timeout_ms * 1000) {
-            fprintf(stderr, "FUNNEL TEST ERROR: funneld did not stop within %d ms\n", timeout_ms);
-            kill(d->pid, SIGKILL);
-            waitpid(d->pid, &status, 0);
+            fprintf(stderr, "FUNNEL TEST ERROR: pid %d did not stop within %d ms\n", (int)*pid,
+                    timeout_ms);
+            kill(*pid, SIGKILL);
+            waitpid(*pid, &status, 0);
             break;
         }
         if (insist)
-            kill(d->pid, waited_us / pass_us % 2 ? SIGINT : SIGTERM);
+            kill(*pid, waited_us / pass_us % 2 ? SIGINT : SIGTERM);
         nanosleep(&(struct timespec){0, pass_us * 1000L}, NULL);
     }
-    d->pid = 0;
-    report_sanitizer_errors(d);
+    *pid = 0;
+    report_sanitizer_errors(log);
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+static int wait_exit(fx_daemon_t *d, int timeout_ms, bool insist)
+{
+    return reap(&d->pid, d->log, timeout_ms, insist);
+}
+
+int fx_stop_child(pid_t *pid, const char *log)
+{
+    if (!*pid)
+        return -1;
+    kill(*pid, SIGTERM);
+    return reap(pid, log, 15000, false);
 }
 
 int fx_daemon_stop(fx_daemon_t *d)
@@ -216,6 +251,11 @@ int fx_daemon_stop_insisting(fx_daemon_t *d)
         return -1;
     kill(d->pid, SIGTERM);
     return wait_exit(d, 15000, true);
+}
+
+int fx_daemon_wait_exit(fx_daemon_t *d)
+{
+    return wait_exit(d, 15000, false);
 }
 
 void fx_daemon_kill(fx_daemon_t *d)
@@ -341,6 +381,11 @@ uint8_t *fx_pack(const funnel_envelope_t *env, size_t *len)
 void fx_file_write(const char *dir, const char *name, const char *text, char *path, size_t path_len)
 {
     snprintf(path, path_len, "%s/%s", dir, name);
+    fx_file_put(path, text);
+}
+
+void fx_file_put(const char *path, const char *text)
+{
     FILE *f = fopen(path, "w");
     cr_assert_not_null(f, "%s: %s", path, strerror(errno));
     fputs(text, f);
@@ -352,6 +397,19 @@ void fx_daemon_finish(fx_daemon_t *d)
     int status = fx_daemon_stop(d);
     if (status > 0)
         fprintf(stderr, "FUNNEL TEST ERROR: funneld exited with status %d\n", status);
+}
+
+void fx_daemon_suite_start(fx_tmpdir_t *tmp, fx_daemon_t *d, const char *const *extra_args)
+{
+    fx_tmpdir_make(tmp);
+    memset(d, 0, sizeof *d);
+    fx_daemon_start(d, tmp->path, extra_args);
+}
+
+void fx_daemon_suite_stop(fx_tmpdir_t *tmp, fx_daemon_t *d)
+{
+    fx_daemon_finish(d);
+    fx_tmpdir_remove(tmp);
 }
 
 void fx_suite_start(fx_tmpdir_t *tmp, fx_daemon_t *d, funnel_client_t **client,
@@ -367,9 +425,112 @@ void fx_suite_start(fx_tmpdir_t *tmp, fx_daemon_t *d, funnel_client_t **client,
 
 void fx_suite_stop(fx_tmpdir_t *tmp, fx_daemon_t *d, funnel_client_t **client)
 {
-    fx_daemon_finish(d);
     funnel_client_destroy(client);
-    fx_tmpdir_remove(tmp);
+    fx_daemon_suite_stop(tmp, d);
+}
+
+funnel_submit_result_t fx_submit(funnel_client_t *client, const fx_daemon_t *d,
+                                 funnel_envelope_t *env, int want)
+{
+    funnel_submit_result_t res;
+    char id[160];
+    snprintf(id, sizeof id, "%s", env->event_id ? env->event_id : "");
+    int rc =
+        funnel_client_submit(client, d->submit, funnel_topic_name(env->body_case), env, NULL, &res);
+    funnel_envelope_free(&env);
+    cr_assert_eq(rc, 0, "submit %s: %s", id, funnel_strerror(rc));
+    if (want >= 0)
+        cr_assert_eq((int)res.status, want, "%s: status %d (%s)", id, res.status, res.reason);
+    return res;
+}
+
+static void send_envelope(void *dealer, funnel_envelope_t *env)
+{
+    size_t len;
+    uint8_t *buf = fx_pack(env, &len);
+    const char *topic = funnel_topic_name(env->body_case);
+    cr_assert_geq(zmq_send(dealer, topic, strlen(topic), ZMQ_SNDMORE), 0);
+    cr_assert_geq(zmq_send(dealer, buf, len, 0), 0);
+    free(buf);
+    funnel_envelope_free(&env);
+}
+
+void fx_answer_recv(void *dealer, fx_answer_t *a)
+{
+    int r = zmq_recv(dealer, a->event_id, sizeof a->event_id - 1, 0);
+    cr_assert_geq(r, 0, "no answer from funneld");
+    a->event_id[r < (int)sizeof a->event_id - 1 ? r : (int)sizeof a->event_id - 1] = '\0';
+    r = zmq_recv(dealer, a->status, sizeof a->status - 1, 0);
+    cr_assert_geq(r, 0, "an answer without a status (%s)", a->event_id);
+    a->status[r < (int)sizeof a->status - 1 ? r : (int)sizeof a->status - 1] = '\0';
+}
+
+/* Reads answer i into a; unless want is NULL, asserts it says want. True when it says ok. */
+static bool recv_answer(void *dealer, size_t i, const char *want, fx_answer_t *a)
+{
+    fx_answer_recv(dealer, a);
+    if (want)
+        cr_assert_str_eq(a->status, want, "answer %zu (%s)", i, a->event_id);
+    return !strcmp(a->status, "ok");
+}
+
+funnel_envelope_t *fx_numbered_lead(size_t i, void *prefix)
+{
+    char id[96], lead[96];
+    snprintf(id, sizeof id, "%s-%05zu", (const char *)prefix, i);
+    snprintf(lead, sizeof lead, "lead-%s", (const char *)prefix);
+    return fx_lead_created(id, lead, fx_now_ms());
+}
+
+size_t fx_submit_pipelined(const char *endpoint, size_t n, size_t window, fx_envelope_fn make,
+                           void *arg, const char *want, fx_answer_t *answers)
+{
+    void *zctx = zmq_ctx_new();
+    void *dealer = zmq_socket(zctx, ZMQ_DEALER);
+    int linger = 0, timeout = 10000;
+    cr_assert_not_null(dealer);
+    zmq_setsockopt(dealer, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(dealer, ZMQ_RCVTIMEO, &timeout, sizeof timeout);
+    cr_assert_eq(zmq_connect(dealer, endpoint), 0);
+    size_t sent = 0, answered = 0, ok = 0;
+    fx_answer_t scratch;
+    while (answered < n) {
+        while (sent < n && (!window || sent - answered < window))
+            send_envelope(dealer, make(sent++, arg));
+        ok += recv_answer(dealer, answered, want, answers ? &answers[answered] : &scratch);
+        answered++;
+    }
+    zmq_close(dealer);
+    zmq_ctx_term(zctx);
+    return ok;
+}
+
+static funnel_envelope_t *take_envelope(size_t i, void *arg)
+{
+    funnel_envelope_t **envs = arg;
+    funnel_envelope_t *env = envs[i];
+    envs[i] = NULL;
+    return env;
+}
+
+size_t fx_submit_burst(const char *endpoint, funnel_envelope_t **envs, size_t n, const char *want,
+                       fx_answer_t *answers)
+{
+    return fx_submit_pipelined(endpoint, n, 0, take_envelope, envs, want, answers);
+}
+
+int fx_ctl(const fx_daemon_t *d, char *out, size_t out_len, const char *const *args)
+{
+    const char *argv[48] = {FUNNELCTL_PATH, "--submit",     d->submit, "--publish",
+                            d->publish,     "--replay",     d->replay, "--db",
+                            d->db,          "--timeout-ms", "3000"};
+    size_t n = 11;
+    for (size_t i = 0; args[i]; i++) {
+        cr_assert_lt(n, 47, "too many funnelctl arguments");
+        argv[n++] = args[i];
+    }
+    argv[n] = NULL;
+    return fx_run(argv, out, out_len);
 }
 
 uint64_t fx_daemon_last_seq(const fx_daemon_t *d)

@@ -29,6 +29,7 @@ typedef struct fx_daemon {
     char db[300];
     char log[300];
     char ingest[128], submit[128], publish[128], replay[128];
+    int metrics_port; /* the metrics port the ready file names; 0: none */
 } fx_daemon_t;
 
 /* Starts funneld with its database in dir, every endpoint on 127.0.0.1:* and the extra
@@ -46,12 +47,25 @@ int fx_daemon_stop(fx_daemon_t *d);
 /* Like fx_daemon_stop, but keeps sending SIGTERM and SIGINT, alternately, until funneld has
  * exited: a repeated stop request at any instant of shutdown must not change the outcome. */
 int fx_daemon_stop_insisting(fx_daemon_t *d);
+/* Waits (15 s at most, then SIGKILL and an error line) for funneld to exit after a signal the
+ * test sent; returns what fx_daemon_stop returns. */
+int fx_daemon_wait_exit(fx_daemon_t *d);
 /* SIGKILL and wait. */
 void fx_daemon_kill(fx_daemon_t *d);
 /* Sends a signal without waiting. */
 void fx_daemon_signal(fx_daemon_t *d, int sig);
 /* True when the log contains needle (polls up to timeout_ms). */
 bool fx_daemon_log_has(const fx_daemon_t *d, const char *needle, int timeout_ms);
+
+/* A child process other than funneld (an adapter's executable). fx_spawn starts argv
+ * (NULL-terminated, argv[0] a path) with stdout and stderr appended to log (NULL: inherited)
+ * and returns its pid. fx_wait_file waits until the file at path exists (true), or the child
+ * exits or timeout_ms pass (false). fx_stop_child sends SIGTERM and waits (15 s, then SIGKILL
+ * and an error line), copies sanitizer reports in log (may be NULL) to stderr, sets *pid to 0
+ * and returns the exit status (or 128+signal); -1 when *pid is 0. */
+pid_t fx_spawn(const char *const *argv, const char *log);
+bool fx_wait_file(const char *path, pid_t pid, int timeout_ms);
+int fx_stop_child(pid_t *pid, const char *log);
 
 /* Runs a command (argv NULL-terminated) capturing stdout and stderr into out (NUL-terminated,
  * truncated to out_len); returns its exit status. */
@@ -72,6 +86,8 @@ void fx_sleep_ms(int ms);
 /* Current real time in ms (events must be near now for funneld to accept them). */
 int64_t fx_now_ms(void);
 
+/* Writes text to the file at path, replacing it (asserts on failure). */
+void fx_file_put(const char *path, const char *text);
 /* Writes text to dir/name (asserts on failure) and puts that path into path[0..path_len). */
 void fx_file_write(const char *dir, const char *name, const char *text, char *path,
                    size_t path_len);
@@ -88,6 +104,48 @@ void fx_suite_start(fx_tmpdir_t *tmp, fx_daemon_t *d, funnel_client_t **client,
                     const char *config_text, char *conf);
 /* The matching tear-down: fx_daemon_finish, the client, the temp dir. */
 void fx_suite_stop(fx_tmpdir_t *tmp, fx_daemon_t *d, funnel_client_t **client);
+
+/* A suite's set-up without a config file: a temp dir and funneld started in it with the extra
+ * arguments (NULL-terminated, may be NULL). fx_daemon_suite_stop is its tear-down. */
+void fx_daemon_suite_start(fx_tmpdir_t *tmp, fx_daemon_t *d, const char *const *extra_args);
+void fx_daemon_suite_stop(fx_tmpdir_t *tmp, fx_daemon_t *d);
+
+/* Submits env on its topic through client to d's submit socket and frees it; asserts the
+ * request itself worked and, unless want is negative, that the answer was want. Returns the
+ * answer (its reason included). */
+funnel_submit_result_t fx_submit(funnel_client_t *client, const fx_daemon_t *d,
+                                 funnel_envelope_t *env, int want);
+
+/* Builds the i-th envelope of a pipelined submit (owned by the caller of the builder). */
+typedef funnel_envelope_t *(*fx_envelope_fn)(size_t i, void *arg);
+
+/* One answer of the submit socket: the id frame and the status frame, as received. */
+typedef struct fx_answer {
+    char event_id[160];
+    char status[256];
+} fx_answer_t;
+
+/* An fx_envelope_fn: lead.created number i, event_id "<prefix>-0000i" (prefix is arg, a
+ * string), on lead "lead-<prefix>", at the current time. */
+funnel_envelope_t *fx_numbered_lead(size_t i, void *prefix);
+
+/* Reads one answer from a DEALER socket into a; asserts it came within the socket's timeout. */
+void fx_answer_recv(void *dealer, fx_answer_t *a);
+
+/* Sends n envelopes made by make on one DEALER socket to endpoint, at most window unanswered
+ * (0: all at once, so they land in one batch), and reads every answer: asserts each one came
+ * and, unless want is NULL, that each says exactly want ("ok"). answers (NULL, or room for n)
+ * receives them in arrival order. Returns the number of answers that said "ok". */
+size_t fx_submit_pipelined(const char *endpoint, size_t n, size_t window, fx_envelope_fn make,
+                           void *arg, const char *want, fx_answer_t *answers);
+
+/* The same for envelopes already built: sends envs[0..n) in one go and frees them. */
+size_t fx_submit_burst(const char *endpoint, funnel_envelope_t **envs, size_t n, const char *want,
+                       fx_answer_t *answers);
+
+/* Runs funnelctl against d (its database and every endpoint, --timeout-ms 3000, each of which
+ * args may override) with args (NULL-terminated) after them; returns the exit status. */
+int fx_ctl(const fx_daemon_t *d, char *out, size_t out_len, const char *const *args);
 
 /* The sequence of the last output row funneld has committed (0: none), read from its database:
  * after the acks of what a test submitted, the end of the stream those events produced. */

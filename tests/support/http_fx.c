@@ -4,6 +4,7 @@
 #include <criterion/criterion.h>
 #include <curl/curl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -53,4 +54,19 @@ void fx_http(int port, const char *path, const char *body, size_t len, const cha
     curl_slist_free_all(list);
     curl_easy_cleanup(c);
     cr_assert_eq(rc, CURLE_OK, "%s", curl_easy_strerror(rc));
+}
+
+double fx_metric(const char *text, const char *series)
+{
+    size_t n = strlen(series);
+    for (const char *p = text; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
+        if (!strncmp(p, series, n) && p[n] == ' ')
+            return strtod(p + n + 1, NULL);
+    return -1;
+}
+
+void fx_metrics_scrape(int port, fx_http_reply_t *reply)
+{
+    fx_http(port, "/metrics", NULL, 0, NULL, reply);
+    cr_assert_eq(reply->status, 200, "GET /metrics: %ld", reply->status);
 }

@@ -18,4 +18,10 @@ typedef struct fx_http_reply {
 void fx_http(int port, const char *path, const char *body, size_t len, const char *const *hdrs,
              fx_http_reply_t *reply);
 
+/* The value of the Prometheus sample named exactly series ("name{labels}") in text, or -1. */
+double fx_metric(const char *text, const char *series);
+
+/* Scrapes http://127.0.0.1:port/metrics into reply; asserts it answered 200. */
+void fx_metrics_scrape(int port, fx_http_reply_t *reply);
+
 #endif
