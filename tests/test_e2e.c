@@ -808,6 +808,9 @@ Test(e2e, sighup_the_moment_ready_appears_reloads_instead_of_killing)
 {
     cr_assert_eq(fx_daemon_stop(&fd), 0);
     for (int i = 0; i < 20; i++) {
+        /* Fresh ports each time: a port given back by the last funneld can be taken by any
+         * other process on a busy machine before the next one binds it. */
+        fd.ingest[0] = '\0';
         fx_daemon_spawn(&fd, tmp.path, NULL);
         fx_daemon_wait_ready(&fd);
         fx_daemon_signal(&fd, SIGHUP);
