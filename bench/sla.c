@@ -11,9 +11,9 @@
  *     p50/p99/max — target p99 <= 10 ms.
  * Usage: bench_sla [instances] (default 1000000). */
 #include "funnel/error.h"
-#include "funnel/router.h"
-#include "funnel/server.h"
-#include "funnel/sla.h"
+#include "router.h"
+#include "server.h"
+#include "sla.h"
 
 #include <errno.h>
 #include <ftw.h>

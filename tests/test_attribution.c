@@ -6,13 +6,13 @@
  * built from JSON; what the engine published is collected from the committed outbox. */
 #include <criterion/criterion.h>
 
-#include "funnel/attribution.h"
-#include "funnel/config.h"
+#include "attribution.h"
+#include "config.h"
 #include "funnel/error.h"
 #include "funnel/json.h"
 #include "funnel/money.h"
-#include "funnel/router.h"
-#include "funnel/store.h"
+#include "router.h"
+#include "store.h"
 #include "harness.h"
 
 #include <math.h>

@@ -7,7 +7,7 @@
  * reads when funneld refuses to start. */
 #include <criterion/criterion.h>
 
-#include "funnel/config.h"
+#include "config.h"
 #include "funnel/error.h"
 #include "funnel/log.h"
 #include "harness.h"

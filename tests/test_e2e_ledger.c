@@ -6,7 +6,7 @@
 
 #include "funnel/client.h"
 #include "funnel/error.h"
-#include "funnel/ledger_plan.h"
+#include "ledger_plan.h"
 
 #include <criterion/criterion.h>
 #include <jansson.h>

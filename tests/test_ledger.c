@@ -5,9 +5,9 @@
 #include "harness.h"
 #include "ledger_fx.h"
 
-#include "funnel/config.h"
+#include "config.h"
 #include "funnel/error.h"
-#include "funnel/ledger.h"
+#include "ledger.h"
 #include "funnel/money.h"
 
 #include <criterion/criterion.h>

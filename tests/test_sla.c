@@ -5,7 +5,7 @@
 #include "sla_fx.h"
 
 #include "funnel/error.h"
-#include "funnel/sla.h"
+#include "sla.h"
 
 #include <criterion/criterion.h>
 #include <libconfig.h>

@@ -8,7 +8,7 @@
 #include <criterion/criterion.h>
 
 #include "funnel/error.h"
-#include "funnel/store.h"
+#include "store.h"
 #include "harness.h"
 
 #include <signal.h>

@@ -8,7 +8,7 @@
 
 #include "funnel/client.h"
 #include "funnel/error.h"
-#include "funnel/ledger.h"
+#include "ledger.h"
 
 #include <jansson.h>
 #include <stdio.h>

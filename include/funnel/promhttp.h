@@ -6,7 +6,7 @@
  * funnel-alert runs a funnel_prom_server_t on the address of its `metrics` option. Either way
  * the render callback runs on libmicrohttpd's internal thread, so it may only read what is safe
  * to read from there: C11 atomics the worker thread writes, or a copy taken under a lock.
- * (funneld's daemon/metrics.c is the same design inside the daemon.) */
+ * (funneld's daemon/core/metrics.c is the same design inside the daemon.) */
 #ifndef FUNNEL_PROMHTTP_H
 #define FUNNEL_PROMHTTP_H
 

@@ -2,7 +2,7 @@
 #include "harness.h"
 
 #include "funnel/client.h"
-#include "funnel/store.h"
+#include "store.h"
 
 #include <criterion/criterion.h>
 #include <errno.h>

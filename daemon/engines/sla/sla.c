@@ -8,9 +8,9 @@
  * after downtime they all come out at once, in order, with their original times. An event of
  * the instance's key first fires the steps due before it (steps_before), so a burst of events
  * that arrives after their steps were due publishes what the clock would have published. */
-#include "funnel/sla.h"
+#include "sla.h"
 #include "funnel/error.h"
-#include "funnel/timerheap.h"
+#include "timerheap.h"
 
 #include <inttypes.h>
 #include <stdlib.h>

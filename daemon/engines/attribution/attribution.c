@@ -6,8 +6,8 @@
  * lines. Because the wanted lines depend only on the set of stored facts, arrival order cannot
  * change the final credits, and a batch retried after a rollback posts the same rows with the
  * same posting ids (hence the same event_ids). */
-#include "funnel/attribution.h"
-#include "funnel/config.h"
+#include "attribution.h"
+#include "config.h"
 #include "funnel/error.h"
 #include "funnel/money.h"
 

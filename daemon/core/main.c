@@ -1,8 +1,8 @@
 /* main.c — the funneld process: command line, configuration, then the server loop. */
-#include "funnel/config.h"
+#include "config.h"
 #include "funnel/error.h"
 #include "funnel/log.h"
-#include "funnel/server.h"
+#include "server.h"
 
 #include <getopt.h>
 #include <pthread.h>

@@ -1,5 +1,5 @@
 /* timerheap.c — an array-backed binary min-heap ordered by (at, id). */
-#include "funnel/timerheap.h"
+#include "timerheap.h"
 #include "funnel/error.h"
 
 #include <stdlib.h>

@@ -11,7 +11,7 @@
 #include <stdint.h>
 
 #include "funnel/codec.h"
-#include "funnel/store.h"
+#include "store.h"
 
 typedef struct funnel_router funnel_router_t;
 

@@ -1,5 +1,5 @@
 /* ledger_plan.c — the commission plan: config section, rates, terms, rounding, UTC dates. */
-#include "funnel/ledger_plan.h"
+#include "ledger_plan.h"
 #include "funnel/error.h"
 #include "funnel/money.h"
 

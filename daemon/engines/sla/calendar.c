@@ -8,7 +8,7 @@
  * a week, counted once, so a span of decades costs a few ICU calls per week, not per interval.
  * Every ICU status is checked: a failure (an instant outside ICU's range) gives the documented
  * safe answer instead of times computed from garbage. */
-#include "funnel/calendar.h"
+#include "calendar.h"
 #include "funnel/error.h"
 
 #include <libconfig.h>

@@ -1,6 +1,6 @@
 /* metrics.c — see metrics.h for the threading rule: the loop writes atomics, the HTTP thread
  * reads them. */
-#include "funnel/metrics.h"
+#include "metrics.h"
 #include "funnel/error.h"
 
 #include <arpa/inet.h>

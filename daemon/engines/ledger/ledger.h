@@ -42,11 +42,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "funnel/config.h"
-#include "funnel/ledger_plan.h"
+#include "config.h"
+#include "ledger_plan.h"
 #include "funnel/log.h"
-#include "funnel/router.h"
-#include "funnel/store.h"
+#include "router.h"
+#include "store.h"
 
 typedef struct funnel_ledger funnel_ledger_t;
 

@@ -11,11 +11,11 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "funnel/attribution.h"
-#include "funnel/ledger_plan.h"
+#include "attribution.h"
+#include "ledger_plan.h"
 #include "funnel/log.h"
-#include "funnel/sla_config.h"
-#include "funnel/store.h"
+#include "sla_config.h"
+#include "store.h"
 
 #define FUNNEL_CONFIG_MAX_CONNECT 16
 

@@ -3,7 +3,7 @@
  * Keys are chosen so inserts land at the right edge of their B-trees: events and outbox rows are
  * keyed by an increasing integer; the one random-order index is events.event_id, which publishers
  * keep time-ordered by using UUIDv7/ULID ids (see docs/protocol.md). */
-#include "funnel/store.h"
+#include "store.h"
 #include "funnel/error.h"
 
 #include <errno.h>

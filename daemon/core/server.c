@@ -6,15 +6,15 @@
  * arrived together (batch_delay_ms = 0) or when the delay expires. Only after COMMIT are acks
  * sent and outbox rows published, so nothing unacknowledged is ever claimed and nothing
  * uncommitted is ever published. */
-#include "funnel/server.h"
-#include "funnel/attribution.h"
-#include "funnel/bus.h"
+#include "server.h"
+#include "attribution.h"
+#include "bus.h"
 #include "funnel/error.h"
-#include "funnel/ledger.h"
-#include "funnel/router.h"
-#include "funnel/sla.h"
-#include "funnel/metrics.h"
-#include "funnel/store.h"
+#include "ledger.h"
+#include "router.h"
+#include "sla.h"
+#include "metrics.h"
+#include "store.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -7,7 +7,7 @@
  * close the gap. The cost per event is one pass over its client's facts: a fixed number of
  * queries (payments, refunds, frozen rates, posted sums), each read once, whatever the history's
  * length; refunds are found per payment by binary search, so the pass is O(n log n) in memory. */
-#include "funnel/ledger.h"
+#include "ledger.h"
 #include "funnel/error.h"
 
 #include <stdio.h>

@@ -2,7 +2,7 @@
  *
  * Every option lives in one table row: adding an option is a struct field plus a row, and
  * defaults, bounds checks, --help text, --check-config output and reload rules follow. */
-#include "funnel/config.h"
+#include "config.h"
 #include "funnel/error.h"
 
 #include <errno.h>

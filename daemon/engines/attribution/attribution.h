@@ -2,10 +2,10 @@
  * attribution models, to the minor unit.
  *
  * Three layers, each usable alone:
- *   - the models (daemon/attribution_model.c): pure functions from a journey's touch times and
+ *   - the models (attribution_model.c): pure functions from a journey's touch times and
  *     key moments to integer weights; no SQL, no allocation, no clock;
- *   - the configuration section `attribution { ... }` (daemon/attribution_config.c);
- *   - the engine (daemon/attribution.c): keeps touches, leads, handoffs, payments and refunds in
+ *   - the configuration section `attribution { ... }` (attribution_config.c);
+ *   - the engine (attribution.c): keeps touches, leads, handoffs, payments and refunds in
  *     its own tables and, inside the router's batch transaction, posts `attribution.credited`
  *     lines so that the credits of every payment always equal what in-order arrival of the same
  *     events would have produced.
@@ -69,8 +69,8 @@
 #include <stdio.h>
 
 #include "funnel/log.h"
-#include "funnel/router.h"
-#include "funnel/store.h"
+#include "router.h"
+#include "store.h"
 
 struct funnel_config;
 struct config_setting_t;

@@ -1,6 +1,6 @@
 /* attribution_config.c — the `attribution { models = [...]; lookback_days; half_life_days; }`
  * section of funneld.conf, read through config.c's sections[] table. */
-#include "funnel/attribution.h"
+#include "attribution.h"
 #include "funnel/error.h"
 
 #include <libconfig.h>

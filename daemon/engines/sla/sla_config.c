@@ -3,7 +3,7 @@
  * Strings in this section are names and notify targets; quotes, backslashes and control
  * characters are refused in them, so printing needs no escaping and a printed policy reads back
  * to the same policy (the engine stores that text as the policy's version). */
-#include "funnel/sla_config.h"
+#include "sla_config.h"
 #include "funnel/error.h"
 
 #include <libconfig.h>

@@ -1,5 +1,5 @@
 /* bus.c — ZeroMQ sockets driven by libuv (see bus.h for the edge-trigger rules). */
-#include "funnel/bus.h"
+#include "bus.h"
 #include "funnel/error.h"
 
 #include <errno.h>

@@ -9,7 +9,7 @@
 #include <stdint.h>
 
 #include "funnel/codec.h"
-#include "funnel/config.h"
+#include "config.h"
 #include "funnel/log.h"
 
 typedef struct funnel_server funnel_server_t;

@@ -1,5 +1,5 @@
 /* router.c — record, then fan out to the engines, all inside the caller's transaction. */
-#include "funnel/router.h"
+#include "router.h"
 #include "funnel/error.h"
 
 #include <stdarg.h>

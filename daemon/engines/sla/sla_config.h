@@ -13,7 +13,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "funnel/calendar.h"
+#include "calendar.h"
 #include "funnel/codec.h"
 
 #define FUNNEL_SLA_MAX_FILTERS 4 /* field = value filters per topic match */

@@ -23,11 +23,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "funnel/config.h"
+#include "config.h"
 #include "funnel/log.h"
-#include "funnel/router.h"
-#include "funnel/sla_config.h"
-#include "funnel/store.h"
+#include "router.h"
+#include "sla_config.h"
+#include "store.h"
 
 /* Due work handled per on_timer transaction at most; the rest runs in the next one, at once. */
 #define FUNNEL_SLA_TIMER_BATCH 5000

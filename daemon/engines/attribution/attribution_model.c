@@ -3,7 +3,7 @@
  * Nothing here touches money: the models produce relative weights and funnel_money_split turns
  * them into minor units. Weights are integers so that the result is the same on every machine;
  * even time decay is computed in fixed point. */
-#include "funnel/attribution.h"
+#include "attribution.h"
 #include "funnel/error.h"
 
 #include <string.h>
