@@ -6,6 +6,7 @@
 #include "ledger_fx.h"
 
 #include "config.h"
+#include "funnel/date.h"
 #include "funnel/error.h"
 #include "ledger.h"
 #include "funnel/money.h"

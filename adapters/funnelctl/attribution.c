@@ -9,7 +9,7 @@
 #include "attribution.h"
 #include "funnel/error.h"
 #include "funnel/json.h"
-#include "ledger_plan.h"
+#include "funnel/date.h"
 
 #include <stdio.h>
 #include <stdlib.h>

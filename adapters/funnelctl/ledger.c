@@ -7,6 +7,7 @@
 #include "funnelctl.h"
 
 #include "funnel/client.h"
+#include "funnel/date.h"
 #include "funnel/error.h"
 #include "ledger.h"
 

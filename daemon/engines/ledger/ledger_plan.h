@@ -1,5 +1,5 @@
 /* ledger_plan.h — the commission plan (the `commission { ... }` config section) and the pure
- * arithmetic the ledger builds on: rates in force at an event time, terms, rounding, UTC dates.
+ * arithmetic the ledger builds on: rates in force at an event time, terms, rounding.
  *
  * Nothing here touches the database, a socket or the clock; every function is deterministic in
  * its arguments, which is what lets the ledger reach the same state in any arrival order.
@@ -62,17 +62,5 @@ int64_t funnel_commission_term_end(int64_t start_ms, int64_t months);
  * (negative input, or a result that does not fit). */
 int funnel_commission_accrual(int64_t amount, int64_t rate_bp, int64_t *out);
 int funnel_commission_clawback_total(int64_t accrued, int64_t refunded, int64_t paid, int64_t *out);
-
-/* --- UTC dates, shared by the config, funneld and funnelctl ------------------------------- */
-
-/* Unix ms of 00:00 UTC on y-m-d (no validation beyond what civil arithmetic needs). */
-int64_t funnel_date_utc_ms(int64_t y, int64_t m, int64_t d);
-
-/* Parses "YYYY-MM-DD" or "YYYY-MM" (UTC). *start_ms is the first millisecond of that day or
- * month, *end_ms the first millisecond after it. Returns 0 or FUNNEL_EINVAL. */
-int funnel_date_parse(const char *text, int64_t *start_ms, int64_t *end_ms);
-
-/* Writes at_ms as "YYYY-MM-DD" (UTC) into out (at least 11 bytes). */
-void funnel_date_format(int64_t at_ms, char *out, size_t out_len);
 
 #endif
