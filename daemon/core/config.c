@@ -3,6 +3,7 @@
  * Every option lives in one table row: adding an option is a struct field plus a row, and
  * defaults, bounds checks, --help text, --check-config output and reload rules follow. */
 #include "config.h"
+#include "engine.h"
 #include "funnel/error.h"
 
 #include <errno.h>
@@ -65,41 +66,41 @@ static const opt_t options[] = {
 };
 #define N_OPTIONS (sizeof options / sizeof options[0])
 
-/* Engine sections: a libconfig group (`ledger { ... };`) owned by one engine. The engine's
- * header defines the struct kept in funnel_config_t and these functions; a section is always
- * reloadable (engines read it per event) and is replaced whole on SIGHUP. */
-typedef struct section {
-    const char *name;
-    size_t offset; /* of the section struct in funnel_config_t */
-    size_t size;   /* of that struct, moved whole on reload */
-    /* Fills defaults into a zeroed struct; 0 or FUNNEL_ENOMEM. */
-    int (*defaults)(void *sec);
-    /* Reads the group over the defaults; 0 or FUNNEL_ECONFIG with err ("rate_bp: ..."). */
-    int (*parse)(const config_setting_t *group, void *sec, char *err, size_t err_len);
-    /* Frees what defaults/parse allocated and zeroes the struct. */
-    void (*clear)(void *sec);
-    /* Writes the group in file syntax, for --check-config. */
-    void (*print)(const void *sec, FILE *out);
-} section_t;
-
-static const section_t sections[] = {
-    {"commission", F(commission), sizeof(funnel_commission_config_t),
-     funnel_commission_config_defaults, funnel_commission_config_parse,
-     funnel_commission_config_clear, funnel_commission_config_print},
-    {"attribution", F(attribution), sizeof(funnel_attribution_config_t),
-     funnel_attribution_config_defaults, funnel_attribution_config_parse,
-     funnel_attribution_config_clear, funnel_attribution_config_print},
-    {"sla", F(sla), sizeof(funnel_sla_config_t), funnel_sla_config_defaults,
-     funnel_sla_config_parse, funnel_sla_config_clear, funnel_sla_config_print},
-    {NULL, 0, 0, NULL, NULL, NULL, NULL}, /* sentinel */
-};
-
-static const section_t *section_find(const char *name)
+/* Engine sections: a libconfig group (`sla { ... };`) owned by one engine of cfg->registry.
+ * A section is always reloadable (engines read it per event) and is replaced whole on SIGHUP. */
+static size_t registry_size(const funnel_engine_registry_t *reg)
 {
-    for (const section_t *sec = sections; sec->name; sec++)
-        if (strcmp(sec->name, name) == 0)
-            return sec;
+    return reg ? reg->n : 0;
+}
+
+/* The registry entry owning the section called name, with its index; NULL when none. */
+static const funnel_engine_def_t *section_find(const funnel_engine_registry_t *reg,
+                                               const char *name, size_t *index)
+{
+    for (size_t i = 0; i < registry_size(reg); i++) {
+        if (reg->defs[i].section && strcmp(reg->defs[i].section, name) == 0) {
+            *index = i;
+            return &reg->defs[i];
+        }
+    }
     return NULL;
+}
+
+void *funnel_config_section(const funnel_config_t *cfg, const char *name)
+{
+    size_t i;
+    return section_find(cfg->registry, name, &i) ? cfg->sections[i] : NULL;
+}
+
+/* "commission, attribution, sla": the section names, for error messages. */
+static void section_names(const funnel_engine_registry_t *reg, char *out, size_t len)
+{
+    size_t used = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < registry_size(reg) && used < len; i++)
+        if (reg->defs[i].section)
+            used += (size_t)snprintf(out + used, len - used, "%s%s", used ? ", " : "",
+                                     reg->defs[i].section);
 }
 
 static const opt_t *opt_find(const char *name)
@@ -219,16 +220,33 @@ static int opt_set(funnel_config_t *cfg, const opt_t *o, const char *value, char
     return FUNNEL_ECONFIG;
 }
 
-int funnel_config_defaults(funnel_config_t *cfg)
+/* Allocates and fills the default section of every registry entry that has one. */
+static int sections_defaults(funnel_config_t *cfg)
+{
+    if (registry_size(cfg->registry) > FUNNEL_CONFIG_MAX_SECTIONS)
+        return FUNNEL_EINVAL;
+    for (size_t i = 0; i < registry_size(cfg->registry); i++) {
+        const funnel_engine_def_t *def = &cfg->registry->defs[i];
+        if (!def->section)
+            continue;
+        if (!(cfg->sections[i] = calloc(1, def->section_size)))
+            return FUNNEL_ENOMEM;
+        int rc = def->section_defaults(cfg->sections[i]);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+int funnel_config_defaults(funnel_config_t *cfg, const funnel_engine_registry_t *registry)
 {
     char err[128];
     memset(cfg, 0, sizeof *cfg);
-    for (const section_t *sec = sections; sec->name; sec++) {
-        int rc = sec->defaults((char *)cfg + sec->offset);
-        if (rc) {
-            funnel_config_clear(cfg);
-            return rc;
-        }
+    cfg->registry = registry;
+    int rc = sections_defaults(cfg);
+    if (rc) {
+        funnel_config_clear(cfg);
+        return rc;
     }
     for (size_t i = 0; i < N_OPTIONS; i++) {
         if (options[i].type == OPT_STRLIST)
@@ -244,8 +262,12 @@ int funnel_config_defaults(funnel_config_t *cfg)
 
 void funnel_config_clear(funnel_config_t *cfg)
 {
-    for (const section_t *sec = sections; sec->name; sec++)
-        sec->clear((char *)cfg + sec->offset);
+    for (size_t i = 0; i < registry_size(cfg->registry); i++) {
+        if (cfg->sections[i]) {
+            cfg->registry->defs[i].section_clear(cfg->sections[i]);
+            free(cfg->sections[i]);
+        }
+    }
     for (size_t i = 0; i < N_OPTIONS; i++)
         if (options[i].type == OPT_STRING)
             free(*(char **)field(cfg, &options[i]));
@@ -309,21 +331,26 @@ static int settings_apply(config_t *lc, const char *path, funnel_config_t *tmp, 
     for (int i = 0; i < config_setting_length(root); i++) {
         config_setting_t *s = config_setting_get_elem(root, (unsigned)i);
         const opt_t *o = opt_find(config_setting_name(s));
-        const section_t *sec = o ? NULL : section_find(config_setting_name(s));
+        size_t k;
+        const funnel_engine_def_t *sec =
+            o ? NULL : section_find(tmp->registry, config_setting_name(s), &k);
         char why[256];
         int rc;
         if (sec) {
             if (config_setting_type(s) != CONFIG_TYPE_GROUP) {
                 snprintf(err, err_len, "%s:%d: %s: expected a group { ... }", path,
-                         config_setting_source_line(s), sec->name);
+                         config_setting_source_line(s), sec->section);
                 return FUNNEL_ECONFIG;
             }
-            if ((rc = sec->parse(s, (char *)tmp + sec->offset, why, sizeof why))) {
-                snprintf(err, err_len, "%s: %s: %s", path, sec->name, why);
+            if ((rc = sec->section_parse(s, tmp->sections[k], why, sizeof why))) {
+                snprintf(err, err_len, "%s: %s: %s", path, sec->section, why);
                 return rc;
             }
             continue;
         }
+        /* Without engines every group is some engine's section, not this reader's business. */
+        if (!o && !tmp->registry && config_setting_type(s) == CONFIG_TYPE_GROUP)
+            continue;
         if (!o) {
             snprintf(err, err_len, "%s:%d: unknown option '%s'", path,
                      config_setting_source_line(s), config_setting_name(s));
@@ -417,8 +444,8 @@ static bool override_split(const char *kv, char *name, size_t name_len, const ch
 
 /* Engine-section overrides ("attribution.half_life_days=14") go into the parsed file, so the
  * section's own parser checks them together with the rest of the section. */
-static int overrides_put(config_t *lc, const char *const *overrides, size_t n, char *err,
-                         size_t err_len)
+static int overrides_put(config_t *lc, const funnel_engine_registry_t *reg,
+                         const char *const *overrides, size_t n, char *err, size_t err_len)
 {
     for (size_t i = 0; i < n; i++) {
         char name[128];
@@ -431,9 +458,12 @@ static int overrides_put(config_t *lc, const char *const *overrides, size_t n, c
         if (!name[head])
             continue; /* a plain option: set after the file is read */
         name[head] = '\0';
-        if (!section_find(name)) {
-            snprintf(err, err_len, "override '%s': no section '%s' (commission, attribution, sla)",
-                     overrides[i], name);
+        size_t k;
+        if (!section_find(reg, name, &k)) {
+            char known[128];
+            section_names(reg, known, sizeof known);
+            snprintf(err, err_len, "override '%s': no section '%s' (%s)", overrides[i], name,
+                     known);
             return FUNNEL_ECONFIG;
         }
         name[head] = '.';
@@ -451,7 +481,7 @@ static int overrides_set(funnel_config_t *cfg, const char *const *overrides, siz
 {
     for (size_t i = 0; i < n; i++) {
         char name[128];
-        const char *value;
+        const char *value = NULL;
         override_split(overrides[i], name, sizeof name, &value); /* checked by overrides_put */
         if (strchr(name, '.'))
             continue;
@@ -462,12 +492,13 @@ static int overrides_set(funnel_config_t *cfg, const char *const *overrides, siz
     return 0;
 }
 
-int funnel_config_read(const char *path, const char *const *overrides, size_t n,
-                       funnel_config_t *cfg, char *err, size_t err_len)
+int funnel_config_read(const char *path, const funnel_engine_registry_t *registry,
+                       const char *const *overrides, size_t n, funnel_config_t *cfg, char *err,
+                       size_t err_len)
 {
     config_t lc;
     funnel_config_t tmp;
-    int rc = funnel_config_defaults(&tmp);
+    int rc = funnel_config_defaults(&tmp, registry);
     if (rc)
         return rc;
     config_init(&lc);
@@ -482,7 +513,7 @@ int funnel_config_read(const char *path, const char *const *overrides, size_t n,
         rc = FUNNEL_ECONFIG;
         goto out;
     }
-    if ((rc = overrides_put(&lc, overrides, n, err, err_len)) ||
+    if ((rc = overrides_put(&lc, registry, overrides, n, err, err_len)) ||
         (rc = settings_apply(&lc, path ? path : "--set", &tmp, err, err_len)) ||
         (rc = overrides_set(&tmp, overrides, n, err, err_len)))
         goto out;
@@ -495,9 +526,10 @@ out:
     return rc;
 }
 
-int funnel_config_load(const char *path, funnel_config_t *cfg, char *err, size_t err_len)
+int funnel_config_load(const char *path, const funnel_engine_registry_t *registry,
+                       funnel_config_t *cfg, char *err, size_t err_len)
 {
-    return funnel_config_read(path, NULL, 0, cfg, err, err_len);
+    return funnel_config_read(path, registry, NULL, 0, cfg, err, err_len);
 }
 
 static bool opt_equal(const funnel_config_t *a, const funnel_config_t *b, const opt_t *o)
@@ -524,7 +556,7 @@ static bool opt_equal(const funnel_config_t *a, const funnel_config_t *b, const 
 
 /* True when two section structs print the same: the file syntax is the section's canonical
  * form, so no per-section comparison hook is needed to keep an unchanged reload quiet. */
-static bool section_same(const section_t *sec, const void *a, const void *b)
+static bool section_same(const funnel_engine_def_t *sec, const void *a, const void *b)
 {
     char *text[2] = {NULL, NULL};
     size_t len[2] = {0, 0};
@@ -533,7 +565,7 @@ static bool section_same(const section_t *sec, const void *a, const void *b)
     for (int i = 0; i < 2; i++) {
         FILE *f = open_memstream(&text[i], &len[i]);
         if (f)
-            sec->print(which[i], f);
+            sec->section_print(which[i], f);
         ok = f && fclose(f) == 0 && ok;
     }
     /* Out of memory: say it changed, which only costs a log line. */
@@ -544,64 +576,65 @@ static bool section_same(const section_t *sec, const void *a, const void *b)
 }
 
 /* True when the section holds its defaults only: the file has no such group (any more). */
-static bool section_is_default(const section_t *sec, const void *s)
+static bool section_is_default(const funnel_engine_def_t *sec, const void *s)
 {
-    funnel_config_t def = {0};
-    void *d = (char *)&def + sec->offset;
-    bool same = sec->defaults(d) == 0 && section_same(sec, s, d);
-    sec->clear(d);
+    void *d = calloc(1, sec->section_size);
+    bool same = d && sec->section_defaults(d) == 0 && section_same(sec, s, d);
+    if (d)
+        sec->section_clear(d);
+    free(d);
     return same;
 }
 
-/* Replaces one section. Dropping a whole section (the commission plan, every SLA policy) is
- * rarely meant and silently stops commissions or SLA timers: it is a warning, not news. */
-static void section_reload(const section_t *sec, funnel_config_t *cur, funnel_config_t *fresh,
+/* Replaces one section in place, so engines holding its pointer read the new one. Dropping a
+ * whole section (the commission plan, every SLA policy) is rarely meant and silently stops
+ * commissions or SLA timers: it is a warning, not news. */
+static void section_reload(const funnel_engine_def_t *sec, void *dst, void *src,
                            const funnel_log_t *log)
 {
-    void *dst = (char *)cur + sec->offset, *src = (char *)fresh + sec->offset;
     bool same = section_same(sec, dst, src);
     bool removed = !same && section_is_default(sec, src);
-    sec->clear(dst);
-    memcpy(dst, src, sec->size);
-    memset(src, 0, sec->size);
+    sec->section_clear(dst);
+    memcpy(dst, src, sec->section_size);
+    memset(src, 0, sec->section_size);
     if (removed)
         funnel_log_warn(log,
                         "config reload: section %s removed: its settings are back to the "
                         "defaults",
-                        sec->name);
+                        sec->section);
     else if (!same)
-        funnel_log_info(log, "config reload: section %s replaced", sec->name);
+        funnel_log_info(log, "config reload: section %s replaced", sec->section);
 }
 
 /* Lists inside sections that make an engine act: emptied by a reload while the section stays,
  * the engine goes quiet as surely as if the section were removed. */
-static const struct {
-    const char *section, *what;
-    size_t count; /* offset of the list's size_t count in funnel_config_t */
-} acting_lists[] = {
-    {"sla", "policies", F(sla.n_policies)},
-    {"sla", "quotas", F(sla.n_quotas)},
-    {"commission", "rates", F(commission.n_rates)},
-};
-
-static void lists_emptied_warn(const funnel_config_t *cur, const funnel_config_t *fresh,
+static void lists_emptied_warn(const funnel_engine_def_t *sec, const void *cur, const void *fresh,
                                const funnel_log_t *log)
 {
-    for (size_t i = 0; i < sizeof acting_lists / sizeof acting_lists[0]; i++) {
-        size_t had = *(const size_t *)((const char *)cur + acting_lists[i].count);
-        size_t has = *(const size_t *)((const char *)fresh + acting_lists[i].count);
+    for (size_t i = 0; i < FUNNEL_ENGINE_MAX_LISTS && sec->lists[i].what; i++) {
+        size_t had = *(const size_t *)((const char *)cur + sec->lists[i].count_offset);
+        size_t has = *(const size_t *)((const char *)fresh + sec->lists[i].count_offset);
         if (had && !has)
             funnel_log_warn(log, "config reload: all %zu %s of section %s removed", had,
-                            acting_lists[i].what, acting_lists[i].section);
+                            sec->lists[i].what, sec->section);
     }
+}
+
+/* Both configs were made from the same registry (a reload reads with the running one). */
+static void sections_reload(funnel_config_t *cur, funnel_config_t *fresh, const funnel_log_t *log)
+{
+    for (size_t i = 0; i < registry_size(cur->registry); i++)
+        if (cur->sections[i] && fresh->sections[i])
+            lists_emptied_warn(&cur->registry->defs[i], cur->sections[i], fresh->sections[i], log);
+    for (size_t i = 0; i < registry_size(cur->registry); i++)
+        if (cur->sections[i] && fresh->sections[i])
+            section_reload(&cur->registry->defs[i], cur->sections[i], fresh->sections[i], log);
 }
 
 int funnel_config_reload(funnel_config_t *cur, funnel_config_t *fresh, const funnel_log_t *log)
 {
     int changed = 0;
-    lists_emptied_warn(cur, fresh, log);
-    for (const section_t *sec = sections; sec->name; sec++)
-        section_reload(sec, cur, fresh, log);
+    sections_reload(cur, fresh, log);
     for (size_t i = 0; i < N_OPTIONS; i++) {
         const opt_t *o = &options[i];
         if (opt_equal(cur, fresh, o))
@@ -675,8 +708,9 @@ void funnel_config_print(const funnel_config_t *cfg, FILE *out)
 {
     for (size_t i = 0; i < N_OPTIONS; i++)
         opt_print(cfg, &options[i], out);
-    for (const section_t *sec = sections; sec->name; sec++)
-        sec->print((const char *)cfg + sec->offset, out);
+    for (size_t i = 0; i < registry_size(cfg->registry); i++)
+        if (cfg->sections[i])
+            cfg->registry->defs[i].section_print(cfg->sections[i], out);
 }
 
 void funnel_config_help(FILE *out)

@@ -11,13 +11,13 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "attribution.h"
-#include "ledger_plan.h"
 #include "funnel/log.h"
-#include "sla_config.h"
 #include "store.h"
 
-#define FUNNEL_CONFIG_MAX_CONNECT 16
+#define FUNNEL_CONFIG_MAX_CONNECT  16
+#define FUNNEL_CONFIG_MAX_SECTIONS 8 /* engine sections: registry entries at most */
+
+typedef struct funnel_engine_registry funnel_engine_registry_t;
 
 typedef struct funnel_config {
     char *database; /* SQLite file */
@@ -39,22 +39,29 @@ typedef struct funnel_config {
     int64_t quick_check; /* 1: PRAGMA quick_check at start refuses a damaged file; 0: skipped */
     char *metrics;       /* "127.0.0.1:9464": Prometheus /metrics and /healthz; "off" disables */
     char *engines;       /* "ledger,attribution,sla" (the default), a subset, or "none" */
-    /* Engine sections (config groups) follow, one struct per engine; see config.c sections[]. */
-    funnel_commission_config_t commission;   /* `commission { ... }`: the ledger's plan */
-    funnel_attribution_config_t attribution; /* `attribution { ... }`: models, windows */
-    funnel_sla_config_t sla; /* `sla { ... }`: calendars, SLA policies, lead quotas */
+    /* The engines whose sections this config holds (engine.h); NULL: none, as for funnelctl,
+     * which reads the core options and skips the engines' groups. Not owned. */
+    const funnel_engine_registry_t *registry;
+    /* registry->defs[i]'s section (`commission { ... }`, `sla { ... }`), allocated from its
+     * section_size; NULL for a registry entry without a section. Owned. A reload rewrites a
+     * section in place, so an engine holding its pointer sees the new one. */
+    void *sections[FUNNEL_CONFIG_MAX_SECTIONS];
 } funnel_config_t;
 
-/* Fills cfg with the defaults. Returns 0 or FUNNEL_ENOMEM. */
-int funnel_config_defaults(funnel_config_t *cfg);
+/* Fills cfg with the defaults, the sections of registry's engines (may be NULL) included.
+ * Returns 0 or FUNNEL_ENOMEM. */
+int funnel_config_defaults(funnel_config_t *cfg, const funnel_engine_registry_t *registry);
 
 /* Frees every string of cfg and zeroes it. */
 void funnel_config_clear(funnel_config_t *cfg);
 
 /* Reads path over the defaults into cfg. Unknown options, wrong types and values out of bounds
- * are errors. Returns 0, FUNNEL_ECONFIG (err says why) or FUNNEL_ENOMEM. cfg is only written
- * on success (it must be cleared or zeroed beforehand). */
-int funnel_config_load(const char *path, funnel_config_t *cfg, char *err, size_t err_len);
+ * are errors; a group is the section of registry's engine of that name, an error when registry
+ * has none, and skipped unread when registry is NULL (funnelctl runs no engine). Returns 0,
+ * FUNNEL_ECONFIG (err says why) or FUNNEL_ENOMEM. cfg is only written on success (it must be
+ * cleared or zeroed beforehand). */
+int funnel_config_load(const char *path, const funnel_engine_registry_t *registry,
+                       funnel_config_t *cfg, char *err, size_t err_len);
 
 /* The effective configuration: the defaults, the file at path (NULL: none), then the
  * command-line overrides, "name=value" each; a dotted name reaches an engine section
@@ -62,8 +69,13 @@ int funnel_config_load(const char *path, funnel_config_t *cfg, char *err, size_t
  * start-up, --check-config and every reload, so overrides survive reloads. Returns 0,
  * FUNNEL_ECONFIG (err names the file or the override) or FUNNEL_ENOMEM; cfg is only written
  * on success (clear or zero it beforehand). */
-int funnel_config_read(const char *path, const char *const *overrides, size_t n,
-                       funnel_config_t *cfg, char *err, size_t err_len);
+int funnel_config_read(const char *path, const funnel_engine_registry_t *registry,
+                       const char *const *overrides, size_t n, funnel_config_t *cfg, char *err,
+                       size_t err_len);
+
+/* The section named name (a registry entry's `section`: "sla", "commission"), to be cast to
+ * that engine's section struct; NULL when cfg's registry has no such section. */
+void *funnel_config_section(const funnel_config_t *cfg, const char *name);
 
 /* Sets one option from text, as a command-line override does ("batch_max", "500").
  * Returns 0 or FUNNEL_ECONFIG with err. */

@@ -2,6 +2,7 @@
 #include "config.h"
 #include "funnel/error.h"
 #include "funnel/log.h"
+#include "registry.h"
 #include "server.h"
 
 #include <getopt.h>
@@ -144,8 +145,8 @@ int main(int argc, char **argv)
     funnel_log_t log = {.level = FUNNEL_LOG_INFO, .out = stderr};
     funnel_config_t cfg = {0};
     char err[512] = "";
-    int rc = funnel_server_config_read(opts.config_path, opts.overrides, n_overrides, &cfg, err,
-                                       sizeof err);
+    int rc = funnel_server_config_read(opts.config_path, &funnel_engine_registry, opts.overrides,
+                                       n_overrides, &cfg, err, sizeof err);
     if (rc) {
         fprintf(stderr, "funneld: %s\n", err[0] ? err : funnel_strerror(rc));
         goto out;

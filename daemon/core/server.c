@@ -7,12 +7,10 @@
  * sent and outbox rows published, so nothing unacknowledged is ever claimed and nothing
  * uncommitted is ever published. */
 #include "server.h"
-#include "attribution.h"
 #include "bus.h"
+#include "engine.h"
 #include "funnel/error.h"
-#include "ledger.h"
 #include "router.h"
-#include "sla.h"
 #include "metrics.h"
 #include "store.h"
 
@@ -100,7 +98,7 @@ struct funnel_server {
     funnel_store_t *store;
     funnel_router_t *router;
     void *engines[FUNNEL_ROUTER_MAX_ENGINES]; /* running engines, in router order */
-    const struct engine_def *engine_defs[FUNNEL_ROUTER_MAX_ENGINES]; /* their definitions */
+    const funnel_engine_def_t *engine_defs[FUNNEL_ROUTER_MAX_ENGINES]; /* their definitions */
     size_t n_engines;
     item_t *batch;
     size_t n_batch, cap_batch;
@@ -1071,8 +1069,8 @@ static void reload(funnel_server_t *srv)
     char err[512] = "";
     sd_notify(0, "RELOADING=1");
     /* Checked whole, exactly as at start-up: one bad value refuses the whole file. */
-    if (funnel_server_config_read(srv->opts.config_path, srv->opts.overrides, srv->opts.n_overrides,
-                                  &fresh, err, sizeof err)) {
+    if (funnel_server_config_read(srv->opts.config_path, srv->cfg.registry, srv->opts.overrides,
+                                  srv->opts.n_overrides, &fresh, err, sizeof err)) {
         funnel_log_error(srv->log, "config reload refused, keeping the running config: %s", err);
     } else {
         int changed = funnel_config_reload(&srv->cfg, &fresh, srv->log);
@@ -1159,23 +1157,6 @@ void funnel_server_stop(funnel_server_t *srv)
 
 /* ---- set-up -------------------------------------------------------------------------- */
 
-/* The engines funneld runs, in the order each event reaches them. */
-typedef struct engine_def {
-    const char *name;
-    /* Creates the engine: runs its schema migrations on store and keeps cfg, the live config
-     * (reloads change it in place), and log. Fills *engine. 0, or an error it has logged. */
-    int (*create)(funnel_store_t *store, const funnel_config_t *cfg, const funnel_log_t *log,
-                  funnel_engine_t *engine);
-    void (*destroy)(void *self);
-} engine_def_t;
-
-static const engine_def_t engine_defs[] = {
-    {"ledger", funnel_ledger_engine_create, funnel_ledger_engine_destroy},
-    {"attribution", funnel_attribution_engine_create, funnel_attribution_engine_destroy},
-    {"sla", funnel_sla_engine_create, funnel_sla_engine_destroy},
-    {NULL, NULL, NULL}, /* sentinel */
-};
-
 /* True when name is an element of the comma-separated list. */
 static bool list_has(const char *list, const char *name)
 {
@@ -1190,11 +1171,12 @@ static bool list_has(const char *list, const char *name)
     }
 }
 
-static const engine_def_t *engine_def_find(const char *name, size_t len)
+static const funnel_engine_def_t *engine_def_find(const funnel_engine_registry_t *reg,
+                                                  const char *name, size_t len)
 {
-    for (const engine_def_t *def = engine_defs; def->name; def++)
-        if (strlen(def->name) == len && strncmp(def->name, name, len) == 0)
-            return def;
+    for (size_t i = 0; reg && i < reg->n; i++)
+        if (strlen(reg->defs[i].name) == len && strncmp(reg->defs[i].name, name, len) == 0)
+            return &reg->defs[i];
     return NULL;
 }
 
@@ -1207,10 +1189,13 @@ static int engines_check(const funnel_config_t *cfg, char *err, size_t err_len)
         return 0;
     for (const char *p = list;; p += strcspn(p, ",") + 1) {
         size_t len = strcspn(p, ",");
-        if (!engine_def_find(p, len)) {
-            snprintf(err, err_len,
-                     "engines: unknown engine '%.*s' (known: ledger, attribution, sla; or none)",
-                     (int)len, p);
+        if (!engine_def_find(cfg->registry, p, len)) {
+            char known[128] = "";
+            for (size_t i = 0, used = 0; cfg->registry && i < cfg->registry->n; i++)
+                used += (size_t)snprintf(known + used, sizeof known - used, "%s, ",
+                                         cfg->registry->defs[i].name);
+            snprintf(err, err_len, "engines: unknown engine '%.*s' (known: %sor none)", (int)len, p,
+                     known);
             return FUNNEL_ECONFIG;
         }
         if (!p[len])
@@ -1245,11 +1230,12 @@ int funnel_server_config_check(const funnel_config_t *cfg, char *err, size_t err
     return rc ? rc : funnel_metrics_listen_check(cfg->metrics, err, err_len);
 }
 
-int funnel_server_config_read(const char *path, const char *const *overrides, size_t n,
-                              funnel_config_t *cfg, char *err, size_t err_len)
+int funnel_server_config_read(const char *path, const funnel_engine_registry_t *registry,
+                              const char *const *overrides, size_t n, funnel_config_t *cfg,
+                              char *err, size_t err_len)
 {
     funnel_config_t fresh = {0};
-    int rc = funnel_config_read(path, overrides, n, &fresh, err, err_len);
+    int rc = funnel_config_read(path, registry, overrides, n, &fresh, err, err_len);
     if (!rc && !(rc = funnel_server_config_check(&fresh, err, err_len))) {
         funnel_config_clear(cfg);
         *cfg = fresh;
@@ -1267,11 +1253,12 @@ static int engines_start(funnel_server_t *srv)
         funnel_log_error(srv->log, "%s", err);
         return rc;
     }
-    for (const engine_def_t *def = engine_defs; def->name; def++) {
+    for (size_t i = 0; srv->cfg.registry && i < srv->cfg.registry->n; i++) {
+        const funnel_engine_def_t *def = &srv->cfg.registry->defs[i];
         if (!list_has(srv->cfg.engines, def->name))
             continue;
         funnel_engine_t engine;
-        int rc = def->create(srv->store, &srv->cfg, srv->log, &engine);
+        int rc = def->create(srv->store, srv->cfg.sections[i], srv->log, &engine);
         if (rc) {
             funnel_log_error(srv->log, "engine %s failed to start: %s", def->name,
                              funnel_strerror(rc));

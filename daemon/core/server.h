@@ -44,10 +44,12 @@ typedef struct funnel_server_stats {
 int funnel_server_config_check(const funnel_config_t *cfg, char *err, size_t err_len);
 
 /* funnel_config_read (file, then overrides) followed by funnel_server_config_check: what
- * start-up, --check-config and every SIGHUP reload accept, the same in all three. cfg is only
- * written on success (zero or clear it beforehand). */
-int funnel_server_config_read(const char *path, const char *const *overrides, size_t n,
-                              funnel_config_t *cfg, char *err, size_t err_len);
+ * start-up, --check-config and every SIGHUP reload accept, the same in all three. registry is
+ * the engines' table (engines/registry.h at start-up; a reload reuses the running config's).
+ * cfg is only written on success (zero or clear it beforehand). */
+int funnel_server_config_read(const char *path, const funnel_engine_registry_t *registry,
+                              const char *const *overrides, size_t n, funnel_config_t *cfg,
+                              char *err, size_t err_len);
 
 /* Takes ownership of *cfg (moved: *cfg is zeroed). On failure returns a negative code, logs the
  * reason and frees everything it set up. */

@@ -7,7 +7,6 @@
  * change the final credits, and a batch retried after a rollback posts the same rows with the
  * same posting ids (hence the same event_ids). */
 #include "attribution.h"
-#include "config.h"
 #include "funnel/error.h"
 #include "funnel/money.h"
 
@@ -141,9 +140,9 @@ static const char *const stmt_sql[S_COUNT_] = {
 };
 
 struct funnel_attribution {
-    funnel_store_t *store;      /* borrowed */
-    const funnel_config_t *cfg; /* borrowed; the live config */
-    const funnel_log_t *log;    /* borrowed */
+    funnel_store_t *store;                  /* borrowed */
+    const funnel_attribution_config_t *cfg; /* borrowed; the live section */
+    const funnel_log_t *log;                /* borrowed */
     sqlite3_stmt *st[S_COUNT_];
 };
 
@@ -831,7 +830,7 @@ int funnel_attribution_on_event(void *self, funnel_router_t *router, const funne
                                 int64_t now_ms)
 {
     funnel_attribution_t *a = self;
-    run_t r = {a, router, env, now_ms, &a->cfg->attribution};
+    run_t r = {a, router, env, now_ms, a->cfg};
     int rc = event_apply(&r, env);
     if (rc == FUNNEL_ESTORE)
         funnel_log_error(a->log, "attribution: event %s: %s", env->event_id,
@@ -841,7 +840,7 @@ int funnel_attribution_on_event(void *self, funnel_router_t *router, const funne
 
 /* ---- life cycle ---------------------------------------------------------------------- */
 
-int funnel_attribution_new(funnel_store_t *store, const funnel_config_t *cfg,
+int funnel_attribution_new(funnel_store_t *store, const funnel_attribution_config_t *cfg,
                            const funnel_log_t *log, funnel_attribution_t **out)
 {
     char err[512];
@@ -884,11 +883,11 @@ void funnel_attribution_destroy(funnel_attribution_t **engine)
     *engine = NULL;
 }
 
-int funnel_attribution_engine_create(funnel_store_t *store, const funnel_config_t *cfg,
+int funnel_attribution_engine_create(funnel_store_t *store, const void *section,
                                      const funnel_log_t *log, funnel_engine_t *engine)
 {
     funnel_attribution_t *a;
-    int rc = funnel_attribution_new(store, cfg, log, &a);
+    int rc = funnel_attribution_new(store, section, log, &a);
     if (rc)
         return rc;
     *engine = (funnel_engine_t){

@@ -72,7 +72,6 @@
 #include "router.h"
 #include "store.h"
 
-struct funnel_config;
 struct config_setting_t;
 
 /* ---- models -------------------------------------------------------------------------- */
@@ -141,7 +140,7 @@ typedef struct funnel_attribution_config {
     int64_t half_life_days; /* time_decay half-life, 1..3650 */
 } funnel_attribution_config_t;
 
-/* The config.c section callbacks (see section_t there); sec is a funnel_attribution_config_t. */
+/* The section hooks of the registry (core/engine.h); sec is a funnel_attribution_config_t. */
 int funnel_attribution_config_defaults(void *sec);
 int funnel_attribution_config_parse(const struct config_setting_t *group, void *sec, char *err,
                                     size_t err_len);
@@ -155,7 +154,7 @@ typedef struct funnel_attribution funnel_attribution_t;
 /* Migrates the engine's tables (module "attribution") and prepares its statements. Borrows
  * store, cfg (read per event: reloads apply to the next recomputation) and log, which must
  * outlive the engine. Call outside a batch. 0, or FUNNEL_ESTORE / FUNNEL_ENOMEM (logged). */
-int funnel_attribution_new(funnel_store_t *store, const struct funnel_config *cfg,
+int funnel_attribution_new(funnel_store_t *store, const funnel_attribution_config_t *cfg,
                            const funnel_log_t *log, funnel_attribution_t **out);
 void funnel_attribution_destroy(funnel_attribution_t **engine);
 
@@ -165,8 +164,9 @@ void funnel_attribution_destroy(funnel_attribution_t **engine);
 int funnel_attribution_on_event(void *self, funnel_router_t *router, const funnel_envelope_t *env,
                                 int64_t now_ms);
 
-/* engine_defs[] adapters for server.c: create fills *engine with a new engine as self. */
-int funnel_attribution_engine_create(funnel_store_t *store, const struct funnel_config *cfg,
+/* The registry's hooks (engines/registry.c): section is the live funnel_attribution_config_t;
+ * create fills *engine with a new engine as self. */
+int funnel_attribution_engine_create(funnel_store_t *store, const void *section,
                                      const funnel_log_t *log, funnel_engine_t *engine);
 void funnel_attribution_engine_destroy(void *self);
 

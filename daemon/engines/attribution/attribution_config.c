@@ -1,5 +1,5 @@
 /* attribution_config.c — the `attribution { models = [...]; lookback_days; half_life_days; }`
- * section of funneld.conf, read through config.c's sections[] table. */
+ * section of funneld.conf, read through the engine registry (engines/registry.c). */
 #include "attribution.h"
 #include "funnel/error.h"
 

@@ -1046,12 +1046,12 @@ void funnel_ledger_destroy(funnel_ledger_t **ledger)
     *ledger = NULL;
 }
 
-int funnel_ledger_engine_create(funnel_store_t *store, const funnel_config_t *cfg,
-                                const funnel_log_t *log, funnel_engine_t *engine)
+int funnel_ledger_engine_create(funnel_store_t *store, const void *section, const funnel_log_t *log,
+                                funnel_engine_t *engine)
 {
     char err[512];
     funnel_ledger_t *lg;
-    int rc = funnel_ledger_new(store, &cfg->commission, log, &lg, err, sizeof err);
+    int rc = funnel_ledger_new(store, section, log, &lg, err, sizeof err);
     if (rc) {
         funnel_log_error(log, "%s", err);
         return rc;

@@ -42,7 +42,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "config.h"
 #include "ledger_plan.h"
 #include "funnel/log.h"
 #include "router.h"
@@ -61,9 +60,9 @@ void funnel_ledger_destroy(funnel_ledger_t **ledger);
 int funnel_ledger_on_event(void *self, funnel_router_t *router, const funnel_envelope_t *env,
                            int64_t now_ms);
 
-/* engine_defs[] hooks for server.c: create reads cfg->commission (live). */
-int funnel_ledger_engine_create(funnel_store_t *store, const funnel_config_t *cfg,
-                                const funnel_log_t *log, funnel_engine_t *engine);
+/* The registry's hooks (engines/registry.c): section is the live funnel_commission_config_t. */
+int funnel_ledger_engine_create(funnel_store_t *store, const void *section, const funnel_log_t *log,
+                                funnel_engine_t *engine);
 void funnel_ledger_engine_destroy(void *self);
 
 /* --- reports: read-only, on any connection to the database ------------------------------- */

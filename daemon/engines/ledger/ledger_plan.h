@@ -34,7 +34,7 @@ typedef struct funnel_commission_config {
     size_t n_rates;
 } funnel_commission_config_t;
 
-/* Section hooks for config.c's sections[] table (void * is a funnel_commission_config_t *).
+/* Section hooks of the engine registry (core/engine.h) (void * is a funnel_commission_config_t *).
  * parse reads a libconfig group; 0, FUNNEL_ECONFIG with err, or FUNNEL_ENOMEM; it writes the
  * section only on success. The defaults pay nothing (every rate 0) until a plan is configured. */
 int funnel_commission_config_defaults(void *sec);

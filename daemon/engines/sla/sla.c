@@ -1828,11 +1828,11 @@ void funnel_sla_reloads(const funnel_sla_t *sla, size_t *version_loads, size_t *
     *heap_rebuilds = sla->heap_rebuilds;
 }
 
-int funnel_sla_engine_create(funnel_store_t *store, const funnel_config_t *cfg,
-                             const funnel_log_t *log, funnel_engine_t *engine)
+int funnel_sla_engine_create(funnel_store_t *store, const void *section, const funnel_log_t *log,
+                             funnel_engine_t *engine)
 {
     funnel_sla_t *sla;
-    int rc = funnel_sla_new(store, &cfg->sla, log, &sla);
+    int rc = funnel_sla_new(store, section, log, &sla);
     if (!rc)
         funnel_sla_hooks(sla, engine);
     return rc;

@@ -23,7 +23,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "config.h"
 #include "funnel/log.h"
 #include "router.h"
 #include "sla_config.h"
@@ -60,9 +59,9 @@ size_t funnel_sla_timers(const funnel_sla_t *sla);
  * redoes only what it may have made wrong. */
 void funnel_sla_reloads(const funnel_sla_t *sla, size_t *version_loads, size_t *heap_rebuilds);
 
-/* engine_defs[] adapters for funneld (server.c): create reads cfg->sla. */
-int funnel_sla_engine_create(funnel_store_t *store, const funnel_config_t *cfg,
-                             const funnel_log_t *log, funnel_engine_t *engine);
+/* The registry's hooks (engines/registry.c): section is the live funnel_sla_config_t. */
+int funnel_sla_engine_create(funnel_store_t *store, const void *section, const funnel_log_t *log,
+                             funnel_engine_t *engine);
 void funnel_sla_engine_destroy(void *self);
 
 #endif

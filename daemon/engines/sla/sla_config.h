@@ -81,8 +81,8 @@ typedef struct funnel_sla_config {
     size_t n_quotas;
 } funnel_sla_config_t;
 
-/* Section hooks for config.c's sections[] (void * is a funnel_sla_config_t *). The defaults
- * are empty: no policies, no quotas. parse writes the section only on success. */
+/* Section hooks of the engine registry (core/engine.h) (void * is a funnel_sla_config_t *). The
+ * defaults are empty: no policies, no quotas. parse writes the section only on success. */
 int funnel_sla_config_defaults(void *sec);
 struct config_setting_t;
 int funnel_sla_config_parse(const struct config_setting_t *group, void *sec, char *err,
