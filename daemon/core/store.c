@@ -229,6 +229,11 @@ sqlite3 *funnel_store_db(funnel_store_t *store)
     return store->db;
 }
 
+bool funnel_store_in_transaction(const funnel_store_t *store)
+{
+    return !sqlite3_get_autocommit(store->db);
+}
+
 int funnel_store_schema_latest(void)
 {
     return MIGRATIONS;

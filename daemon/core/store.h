@@ -50,7 +50,9 @@ bool funnel_store_busy(const funnel_store_t *store);
  * written and the transaction was rolled back; it may succeed once space returns. */
 bool funnel_store_full(const funnel_store_t *store);
 
-/* The raw handle, for engines that keep their own tables inside the batch transaction. */
+/* The raw handle, for engines only: they prepare statements on their own tables and run them
+ * inside the batch transaction. Transactions themselves belong to the store: begin, commit,
+ * savepoints and their state go through the functions below, never through the handle. */
 sqlite3 *funnel_store_db(funnel_store_t *store);
 
 /* The schema version this build migrates to, and the one the open database has. */
@@ -78,6 +80,11 @@ void funnel_store_rollback(funnel_store_t *store);
 int funnel_store_savepoint(funnel_store_t *store);
 int funnel_store_savepoint_release(funnel_store_t *store);
 int funnel_store_savepoint_rollback(funnel_store_t *store);
+
+/* True while a transaction is open on the connection: after begin, also after a savepoint was
+ * rolled back; false once it was committed or rolled back, by the caller or by SQLite itself
+ * (some I/O errors end a transaction on their own). */
+bool funnel_store_in_transaction(const funnel_store_t *store);
 
 /* Copies the WAL back into the database when it has grown to 1000 pages (a PASSIVE checkpoint),
  * at a moment the caller chooses. By default SQLite does this inside the COMMIT that crosses

@@ -1719,7 +1719,7 @@ static void sla_on_rollback(void *self)
     funnel_sla_t *sla = self;
     /* A rollback to a savepoint leaves the batch's transaction open: what is read now may still
      * be undone, so nothing is marked committed and no entry may be dropped by a rebuild. */
-    bool ended = sqlite3_get_autocommit(sla->db) != 0;
+    bool ended = !funnel_store_in_transaction(sla->store);
     /* Quotas recompute from their rows on the next timer pass. */
     for (size_t i = 0; i < sla->n_quotas; i++)
         sla->quotas[i].next_at = INT64_MIN;
