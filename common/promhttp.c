@@ -1,5 +1,5 @@
 /* promhttp.c — see promhttp.h: exposition helpers, /metrics and /healthz answers, the
- * stand-alone endpoint and the ready file, shared by funnel-webhook and funnel-alert. */
+ * stand-alone endpoint and the ready file, shared by funneld, funnel-webhook and funnel-alert. */
 #include "funnel/promhttp.h"
 #include "funnel/error.h"
 
@@ -135,6 +135,12 @@ static int parse_listen(const char *listen, struct sockaddr_in *addr)
     addr->sin_family = AF_INET;
     addr->sin_port = htons((uint16_t)port);
     return 0;
+}
+
+int funnel_prom_listen_check(const char *listen)
+{
+    struct sockaddr_in addr;
+    return parse_listen(listen, &addr);
 }
 
 int funnel_prom_server_new(const char *listen, funnel_prom_render_fn render, void *arg,

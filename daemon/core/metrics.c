@@ -2,9 +2,8 @@
  * reads them. */
 #include "metrics.h"
 #include "funnel/error.h"
+#include "funnel/promhttp.h"
 
-#include <arpa/inet.h>
-#include <microhttpd.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,7 +27,7 @@ typedef struct histogram {
 } histogram_t;
 
 struct funnel_metrics {
-    struct MHD_Daemon *httpd;
+    funnel_prom_server_t *http; /* serves /metrics (render below) and /healthz */
     const funnel_log_t *log;
     _Atomic uint64_t accepted[TOPIC_SLOTS];
     _Atomic uint64_t duplicate[TOPIC_SLOTS];
@@ -163,13 +162,10 @@ static void write_histogram(FILE *f, const char *name, const char *help, const h
             (unsigned long long)get(&h->count));
 }
 
-/* The whole exposition; returns a malloc'd text (caller frees) and its length. */
-static char *render(const funnel_metrics_t *m, size_t *len)
+/* The whole exposition, on the HTTP thread: reads only atomics. */
+static void render(FILE *f, void *arg)
 {
-    char *text = NULL;
-    FILE *f = open_memstream(&text, len);
-    if (!f)
-        return NULL;
+    const funnel_metrics_t *m = arg;
     fprintf(f, "# HELP funnel_events_total Ingest messages settled by a commit, by result.\n"
                "# TYPE funnel_events_total counter\n");
     for (size_t t = 0; t < TOPIC_SLOTS; t++) {
@@ -235,70 +231,11 @@ static char *render(const funnel_metrics_t *m, size_t *len)
             fprintf(f, "funnel_engine_open{engine=\"%s\"} %lld\n", name,
                     (long long)atomic_load_explicit(&m->engine_open[i], memory_order_relaxed));
     }
-    if (fclose(f)) {
-        free(text);
-        return NULL;
-    }
-    return text;
-}
-
-static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version, const char *upload,
-                                  size_t *upload_len, void **state)
-{
-    funnel_metrics_t *m = cls;
-    (void)version;
-    (void)upload;
-    (void)upload_len;
-    (void)state;
-    struct MHD_Response *resp = NULL;
-    unsigned int status = MHD_HTTP_OK;
-    if (strcmp(method, "GET")) {
-        status = MHD_HTTP_METHOD_NOT_ALLOWED;
-    } else if (!strcmp(url, "/metrics")) {
-        size_t len;
-        char *text = render(m, &len);
-        if (!text)
-            return MHD_NO;
-        resp = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
-        if (!resp)
-            free(text);
-    } else if (!strcmp(url, "/healthz")) {
-        /* Answered by this thread while the process lives; systemd's watchdog covers a stalled
-         * loop. */
-        resp = MHD_create_response_from_buffer(3, "ok\n", MHD_RESPMEM_PERSISTENT);
-    } else {
-        status = MHD_HTTP_NOT_FOUND;
-    }
-    if (!resp)
-        resp = MHD_create_response_from_buffer(0, "", MHD_RESPMEM_PERSISTENT);
-    if (!resp)
-        return MHD_NO;
-    MHD_add_response_header(resp, "Content-Type", "text/plain; version=0.0.4");
-    enum MHD_Result ret = MHD_queue_response(conn, status, resp);
-    MHD_destroy_response(resp);
-    return ret;
-}
-
-/* Parses "a.b.c.d:port" strictly (no trailing text), into addr when given. */
-static int listen_parse(const char *listen, struct sockaddr_in *addr)
-{
-    char host[64];
-    unsigned port;
-    int end = 0;
-    struct sockaddr_in a = {.sin_family = AF_INET};
-    if (sscanf(listen, "%63[^:]:%u%n", host, &port, &end) != 2 || listen[end] || port > 65535 ||
-        inet_pton(AF_INET, host, &a.sin_addr) != 1)
-        return FUNNEL_ECONFIG;
-    a.sin_port = htons((uint16_t)port);
-    if (addr)
-        *addr = a;
-    return 0;
 }
 
 int funnel_metrics_listen_check(const char *listen, char *err, size_t err_len)
 {
-    if (strcmp(listen, "off") == 0 || listen_parse(listen, NULL) == 0)
+    if (strcmp(listen, "off") == 0 || funnel_prom_listen_check(listen) == 0)
         return 0;
     snprintf(err, err_len, "metrics: '%s' is not an IPv4 address:port (or off)", listen);
     return FUNNEL_ECONFIG;
@@ -306,43 +243,29 @@ int funnel_metrics_listen_check(const char *listen, char *err, size_t err_len)
 
 int funnel_metrics_new(const char *listen, const funnel_log_t *log, funnel_metrics_t **out)
 {
-    struct sockaddr_in addr;
-    if (listen_parse(listen, &addr)) {
-        funnel_log_error(log, "metrics: '%s' is not an IPv4 address:port", listen);
-        return FUNNEL_ECONFIG;
-    }
-    uint16_t port = ntohs(addr.sin_port);
     funnel_metrics_t *m = calloc(1, sizeof *m);
     if (!m)
         return FUNNEL_ENOMEM;
     m->log = log;
-    m->httpd = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD, (uint16_t)port, NULL, NULL,
-                                on_request, m, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
-                                MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)10, MHD_OPTION_END);
-    if (!m->httpd) {
-        funnel_log_error(log, "metrics: cannot listen on %s", listen);
+    int rc = funnel_prom_server_new(listen, render, m, log, &m->http);
+    if (rc) {
         free(m);
-        return FUNNEL_EIO;
+        return rc;
     }
-    char host[INET_ADDRSTRLEN] = "?";
-    inet_ntop(AF_INET, &addr.sin_addr, host, sizeof host);
-    funnel_log_info(log, "metrics on http://%s:%d/metrics", host, funnel_metrics_port(m));
     *out = m;
     return 0;
 }
 
 int funnel_metrics_port(const funnel_metrics_t *m)
 {
-    const union MHD_DaemonInfo *info =
-        m ? MHD_get_daemon_info(m->httpd, MHD_DAEMON_INFO_BIND_PORT) : NULL;
-    return info ? info->port : 0;
+    return m ? funnel_prom_server_port(m->http) : 0;
 }
 
 void funnel_metrics_destroy(funnel_metrics_t **mp)
 {
     if (!mp || !*mp)
         return;
-    MHD_stop_daemon((*mp)->httpd);
+    funnel_prom_server_destroy(&(*mp)->http);
     free(*mp);
     *mp = NULL;
 }
