@@ -6,7 +6,7 @@
  * refund's on the refund's day. Amounts are minor units per currency; currencies never mix. */
 #include "funnelctl.h"
 
-#include "attribution.h"
+#include "funnel/attribution_report.h"
 #include "funnel/error.h"
 #include "funnel/json.h"
 #include "funnel/date.h"

@@ -9,7 +9,7 @@
 #include "funnel/client.h"
 #include "funnel/date.h"
 #include "funnel/error.h"
-#include "ledger.h"
+#include "funnel/ledger_report.h"
 
 #include <jansson.h>
 #include <stdio.h>

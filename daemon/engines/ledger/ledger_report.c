@@ -3,7 +3,8 @@
  * Kept apart from the engine because funnelctl runs them on a read-only connection, outside
  * funneld: they only SELECT, and they recompute every total from the postings themselves
  * rather than trusting the stored balances (that is what the check is for). */
-#include "ledger.h"
+#include "funnel/ledger_report.h"
+#include "store.h"
 #include "funnel/error.h"
 
 #include <stdio.h>
