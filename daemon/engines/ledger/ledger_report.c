@@ -50,9 +50,8 @@ static sqlite3_stmt *prepare_period(funnel_store_t *store, const char *sql, cons
  * read_end whether to close it; a caller already inside a transaction has one snapshot. */
 static int read_begin(funnel_store_t *store, bool *own)
 {
-    sqlite3 *db = funnel_store_db(store);
-    *own = sqlite3_get_autocommit(db) != 0;
-    if (*own && sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
+    *own = !funnel_store_in_transaction(store);
+    if (*own && sqlite3_exec(funnel_store_db(store), "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
         return FUNNEL_ESTORE;
     return 0;
 }
