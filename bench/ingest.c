@@ -19,7 +19,7 @@
 #include "funnel/codec.h"
 #include "funnel/error.h"
 #include "funnel/json.h"
-#include "funnel/store.h"
+#include "store.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -467,7 +467,7 @@ out:
 
 /* ---- 3. raw SQLite ---------------------------------------------------------------------- */
 
-/* The statements funneld's store runs per event (daemon/store.c), unchanged. */
+/* The statements funneld's store runs per event (daemon/core/store.c), unchanged. */
 static const char event_sql[] =
     "INSERT INTO events(event_id, topic, occurred_at_ms, received_at_ms, source, envelope) "
     "VALUES (?,?,?,?,?,?) ON CONFLICT(event_id) DO NOTHING";

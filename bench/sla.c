@@ -11,9 +11,10 @@
  *     p50/p99/max — target p99 <= 10 ms.
  * Usage: bench_sla [instances] (default 1000000). */
 #include "funnel/error.h"
-#include "funnel/router.h"
-#include "funnel/server.h"
-#include "funnel/sla.h"
+#include "router.h"
+#include "server.h"
+#include "registry.h"
+#include "sla.h"
 
 #include <errno.h>
 #include <ftw.h>
@@ -79,8 +80,8 @@ static int config_make(const char *dir, funnel_config_t *cfg)
         fprintf(stderr, "bench_sla: cannot write %s\n", path);
         return FUNNEL_EIO;
     }
-    int rc = funnel_config_defaults(cfg);
-    rc = rc ? rc : funnel_config_load(path, cfg, err, sizeof err);
+    int rc = funnel_config_defaults(cfg, &funnel_engine_registry);
+    rc = rc ? rc : funnel_config_load(path, &funnel_engine_registry, cfg, err, sizeof err);
     snprintf(val, sizeof val, "%s/funneld.db", dir);
     rc = rc ? rc : funnel_config_set(cfg, "database", val, err, sizeof err);
     for (int i = 0; !rc && i < 4; i++) {
@@ -130,7 +131,8 @@ static int fill(funnel_config_t *cfg, size_t n, int64_t *first_due)
         fprintf(stderr, "bench_sla: %s\n", err);
         return rc;
     }
-    if ((rc = funnel_sla_new(st, &cfg->sla, NULL, &sla)) || (rc = funnel_router_new(st, &router)))
+    if ((rc = funnel_sla_new(st, funnel_config_section(cfg, "sla"), NULL, &sla)) ||
+        (rc = funnel_router_new(st, &router)))
         goto out;
     funnel_sla_hooks(sla, &engine);
     funnel_router_add_engine(router, &engine);

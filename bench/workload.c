@@ -21,7 +21,7 @@
 #include "mix.h"
 
 #include "funnel/error.h"
-#include "funnel/store.h"
+#include "store.h"
 
 #include <errno.h>
 #include <getopt.h>

@@ -6,16 +6,17 @@
  * built from JSON; what the engine published is collected from the committed outbox. */
 #include <criterion/criterion.h>
 
-#include "funnel/attribution.h"
-#include "funnel/config.h"
+#include "attribution.h"
+#include "config.h"
 #include "funnel/error.h"
 #include "funnel/json.h"
 #include "funnel/money.h"
-#include "funnel/router.h"
-#include "funnel/store.h"
+#include "router.h"
+#include "store.h"
 #include "config_fx.h"
 #include "engine_fx.h"
 #include "harness.h"
+#include "sections.h"
 #include "sql_fx.h"
 
 #include <math.h>
@@ -392,13 +393,14 @@ static void world_open(world_t *w, unsigned models)
         }
     fx_tmpdir_make(&w->dir);
     snprintf(path, sizeof path, "%s/attr.db", w->dir.path);
-    cr_assert_eq(funnel_config_defaults(&w->cfg), 0);
-    w->cfg.attribution.models = models;
+    cr_assert_eq(funnel_config_defaults(&w->cfg, &funnel_engine_registry), 0);
+    ATTRIBUTION(w->cfg)->models = models;
     cr_assert_eq(
         funnel_store_open(path, false, FUNNEL_STORE_SYNC_NORMAL, &w->store, err, sizeof err), 0,
         "%s", err);
     cr_assert_eq(funnel_router_new(w->store, &w->router), 0);
-    cr_assert_eq(funnel_attribution_engine_create(w->store, &w->cfg, NULL, &w->engine), 0);
+    cr_assert_eq(funnel_attribution_engine_create(w->store, ATTRIBUTION(w->cfg), NULL, &w->engine),
+                 0);
     cr_assert_eq(funnel_router_add_engine(w->router, &w->engine), 0);
     w->eng = (fx_engine_t){.store = w->store, .router = w->router, .keep = "attribution.credited"};
 }
@@ -859,18 +861,18 @@ Test(config, attribution_section_defaults_parse_and_refusals)
 {
     funnel_config_t cfg;
     char err[512] = "";
-    cr_assert_eq(funnel_config_defaults(&cfg), 0);
-    cr_assert_eq(cfg.attribution.models, FUNNEL_ATTR_ALL_MODELS);
-    cr_assert_eq(cfg.attribution.lookback_days, 90);
-    cr_assert_eq(cfg.attribution.half_life_days, 7);
+    cr_assert_eq(funnel_config_defaults(&cfg, &funnel_engine_registry), 0);
+    cr_assert_eq(ATTRIBUTION(cfg)->models, FUNNEL_ATTR_ALL_MODELS);
+    cr_assert_eq(ATTRIBUTION(cfg)->lookback_days, 90);
+    cr_assert_eq(ATTRIBUTION(cfg)->half_life_days, 7);
     cr_assert_eq(load_text("attribution = { models = [\"linear\", \"time_decay\"]; "
                            "lookback_days = 30; half_life_days = 3; };\n",
                            &cfg, err, sizeof err),
                  0, "%s", err);
-    cr_assert_eq(cfg.attribution.models,
+    cr_assert_eq(ATTRIBUTION(cfg)->models,
                  (1u << FUNNEL_ATTR_LINEAR) | (1u << FUNNEL_ATTR_TIME_DECAY));
-    cr_assert_eq(cfg.attribution.lookback_days, 30);
-    cr_assert_eq(cfg.attribution.half_life_days, 3);
+    cr_assert_eq(ATTRIBUTION(cfg)->lookback_days, 30);
+    cr_assert_eq(ATTRIBUTION(cfg)->half_life_days, 3);
     char *text = NULL;
     size_t len = 0;
     FILE *mem = open_memstream(&text, &len);
@@ -892,6 +894,6 @@ Test(config, attribution_section_defaults_parse_and_refusals)
         cr_assert(strstr(err, "attribution"), "%s: %s", bad[i], err);
     }
     /* a refused file left the loaded values alone */
-    cr_assert_eq(cfg.attribution.lookback_days, 30);
+    cr_assert_eq(ATTRIBUTION(cfg)->lookback_days, 30);
     funnel_config_clear(&cfg);
 }

@@ -1,5 +1,5 @@
-/* test_bus.c — unit tests for the ZeroMQ-in-libuv socket wrapper (daemon/bus.c). */
-#include "funnel/bus.h"
+/* test_bus.c — unit tests for the ZeroMQ-in-libuv socket wrapper (daemon/core/bus.c). */
+#include "bus.h"
 #include "funnel/error.h"
 
 #include <criterion/criterion.h>

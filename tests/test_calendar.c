@@ -3,7 +3,7 @@
  * 2026 DST changes: Europe/Berlin Mar 29 (02:00 CET -> 03:00 CEST) and Oct 25 (03:00 CEST ->
  * 02:00 CET); America/New_York Mar 8 (02:00 EST -> 03:00 EDT) and Nov 1 (02:00 EDT -> 01:00
  * EST). Jan 1 2026 is a Thursday. */
-#include "funnel/calendar.h"
+#include "calendar.h"
 #include "funnel/error.h"
 
 #include <criterion/criterion.h>

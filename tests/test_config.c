@@ -7,10 +7,11 @@
  * reads when funneld refuses to start. */
 #include <criterion/criterion.h>
 
-#include "funnel/config.h"
+#include "config.h"
 #include "funnel/error.h"
 #include "funnel/log.h"
 #include "harness.h"
+#include "sections.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -77,7 +78,7 @@ static void write_file(const char *path, const char *text)
 
 static void defaults(funnel_config_t *c)
 {
-    cr_assert_eq(funnel_config_defaults(c), 0);
+    cr_assert_eq(funnel_config_defaults(c, &funnel_engine_registry), 0);
 }
 
 static void set(funnel_config_t *c, const char *name, const char *value)
@@ -92,7 +93,7 @@ static int load_text(const char *text, funnel_config_t *c, char *err)
 {
     write_file(cfg_path, text);
     err[0] = '\0';
-    return funnel_config_load(cfg_path, c, err, ERR_LEN);
+    return funnel_config_load(cfg_path, &funnel_engine_registry, c, err, ERR_LEN);
 }
 
 /* Loads text, which must fail, and checks err is exactly "<file>:<line>: <what>". */
@@ -342,7 +343,8 @@ Test(config_load, missing_file_is_an_error)
 {
     char missing[400], err[ERR_LEN] = "", want_err[ERR_LEN];
     snprintf(missing, sizeof missing, "%s/nope.conf", tmp.path);
-    cr_assert_eq(funnel_config_load(missing, &cfg, err, sizeof err), FUNNEL_ECONFIG);
+    cr_assert_eq(funnel_config_load(missing, &funnel_engine_registry, &cfg, err, sizeof err),
+                 FUNNEL_ECONFIG);
     snprintf(want_err, sizeof want_err, "%s: cannot read: No such file or directory", missing);
     cr_assert_str_eq(err, want_err);
     cr_assert_null(cfg.database, "a failed load must not write the target");
@@ -355,7 +357,8 @@ Test(config_load, unreadable_file_is_an_error)
     if (geteuid() == 0)
         cr_skip_test("root reads any file");
     char err[ERR_LEN] = "", want_err[ERR_LEN];
-    cr_assert_eq(funnel_config_load(cfg_path, &cfg, err, sizeof err), FUNNEL_ECONFIG);
+    cr_assert_eq(funnel_config_load(cfg_path, &funnel_engine_registry, &cfg, err, sizeof err),
+                 FUNNEL_ECONFIG);
     snprintf(want_err, sizeof want_err, "%s: cannot read: Permission denied", cfg_path);
     cr_assert_str_eq(err, want_err);
     cr_assert_null(cfg.database);
@@ -364,7 +367,8 @@ Test(config_load, unreadable_file_is_an_error)
 Test(config_load, directory_is_an_error)
 {
     char err[ERR_LEN] = "";
-    cr_assert_eq(funnel_config_load(tmp.path, &cfg, err, sizeof err), FUNNEL_ECONFIG);
+    cr_assert_eq(funnel_config_load(tmp.path, &funnel_engine_registry, &cfg, err, sizeof err),
+                 FUNNEL_ECONFIG);
     char want_err[ERR_LEN];
     snprintf(want_err, sizeof want_err, "%s: cannot read: not a regular file", tmp.path);
     cr_assert_str_eq(err, want_err);
@@ -409,7 +413,8 @@ Test(config_load, errors_leave_the_target_unchanged)
     char err[ERR_LEN];
     char missing[400];
     snprintf(missing, sizeof missing, "%s/missing.conf", tmp.path);
-    cr_assert_eq(funnel_config_load(missing, &cfg, err, sizeof err), FUNNEL_ECONFIG);
+    cr_assert_eq(funnel_config_load(missing, &funnel_engine_registry, &cfg, err, sizeof err),
+                 FUNNEL_ECONFIG);
     assert_config_eq(&cfg, &want);
 }
 
@@ -634,7 +639,7 @@ static void print_and_reload(const funnel_config_t *c, funnel_config_t *out)
     funnel_config_print(c, f);
     cr_assert_eq(fclose(f), 0);
     char err[ERR_LEN] = "";
-    int rc = funnel_config_load(cfg_path, out, err, sizeof err);
+    int rc = funnel_config_load(cfg_path, &funnel_engine_registry, out, err, sizeof err);
     cr_assert_eq(rc, 0, "printed config does not load: %s", err);
 }
 
@@ -773,7 +778,8 @@ static int read_with(const char *text, const char *const *overrides, size_t n, c
     if (text)
         write_file(cfg_path, text);
     err[0] = '\0';
-    return funnel_config_read(text ? cfg_path : NULL, overrides, n, &cfg, err, ERR_LEN);
+    return funnel_config_read(text ? cfg_path : NULL, &funnel_engine_registry, overrides, n, &cfg,
+                              err, ERR_LEN);
 }
 
 Test(config_read, set_reaches_an_engine_section_over_the_file)
@@ -785,10 +791,10 @@ Test(config_read, set_reaches_an_engine_section_over_the_file)
                        "};\n",
                        ov, 3, err);
     cr_assert_eq(rc, 0, "%s", err);
-    cr_assert_eq(cfg.attribution.half_life_days, 14, "the override wins over the file");
-    cr_assert_eq(cfg.attribution.lookback_days, 30, "the rest of the file's section stays");
+    cr_assert_eq(ATTRIBUTION(cfg)->half_life_days, 14, "the override wins over the file");
+    cr_assert_eq(ATTRIBUTION(cfg)->lookback_days, 30, "the rest of the file's section stays");
     cr_assert_eq(cfg.batch_max, 5);
-    cr_assert_eq(cfg.commission.default_rate_bp, 250, "a section absent from the file is made");
+    cr_assert_eq(COMMISSION(cfg)->default_rate_bp, 250, "a section absent from the file is made");
 }
 
 Test(config_read, set_reaches_an_engine_section_without_a_file)
@@ -796,8 +802,8 @@ Test(config_read, set_reaches_an_engine_section_without_a_file)
     static const char *const ov[] = {"attribution.half_life_days=21"};
     char err[ERR_LEN];
     cr_assert_eq(read_with(NULL, ov, 1, err), 0, "%s", err);
-    cr_assert_eq(cfg.attribution.half_life_days, 21);
-    cr_assert_eq(cfg.attribution.lookback_days, 90, "the section's other defaults stay");
+    cr_assert_eq(ATTRIBUTION(cfg)->half_life_days, 21);
+    cr_assert_eq(ATTRIBUTION(cfg)->lookback_days, 90, "the section's other defaults stay");
 }
 
 Test(config_read, bad_overrides_are_refused_and_name_the_override)
@@ -833,7 +839,7 @@ Test(config_reload, removing_a_whole_section_warns_what_was_removed)
     fflush(m.log.out);
     cr_assert_eq(count_lines_with(m.buf, " warn "), 1, "%s", m.buf);
     cr_assert(strstr(m.buf, "section commission removed"), "%s", m.buf);
-    cr_assert_eq(cfg.commission.default_rate_bp, 0);
+    cr_assert_eq(COMMISSION(cfg)->default_rate_bp, 0);
     mem_log_close(&m);
     funnel_config_clear(&fresh);
 }
@@ -844,10 +850,10 @@ Test(config_reload, removing_every_policy_warns_what_was_removed)
 {
     funnel_config_t fresh = {0};
     char err[ERR_LEN], line[128];
-    cr_assert_eq(
-        funnel_config_load(FUNNEL_SOURCE_DIR "/examples/funneld.conf", &cfg, err, sizeof err), 0,
-        "%s", err);
-    size_t policies = cfg.sla.n_policies, quotas = cfg.sla.n_quotas;
+    cr_assert_eq(funnel_config_load(FUNNEL_SOURCE_DIR "/examples/funneld.conf",
+                                    &funnel_engine_registry, &cfg, err, sizeof err),
+                 0, "%s", err);
+    size_t policies = SLA(cfg)->n_policies, quotas = SLA(cfg)->n_quotas;
     cr_assert_gt(policies, 0);
     cr_assert_gt(quotas, 0);
     cr_assert_eq(load_text("sla = { calendars = { office = { time_zone = \"UTC\"; weekdays = "
@@ -864,4 +870,37 @@ Test(config_reload, removing_every_policy_warns_what_was_removed)
     cr_assert(strstr(m.buf, line), "%s", m.buf);
     mem_log_close(&m);
     funnel_config_clear(&fresh);
+}
+
+/* Engines keep the pointer to their section they were created with (core/engine.h): a reload
+ * must rewrite that very section, not hand out a new one. */
+Test(config_reload, a_section_is_replaced_in_place)
+{
+    funnel_config_t fresh = {0};
+    char err[ERR_LEN];
+    cr_assert_eq(load_text("commission = { default_rate_bp = 500; };\n", &cfg, err), 0, "%s", err);
+    const funnel_commission_config_t *live = COMMISSION(cfg);
+    cr_assert_eq(load_text("commission = { default_rate_bp = 700; };\n", &fresh, err), 0, "%s",
+                 err);
+    funnel_config_reload(&cfg, &fresh, NULL);
+    cr_assert_eq(COMMISSION(cfg), live, "the engine's pointer stays valid");
+    cr_assert_eq(live->default_rate_bp, 700, "and reads the new section");
+    funnel_config_clear(&fresh);
+}
+
+/* funnelctl reads funneld.conf without the engines (no registry): their groups are skipped
+ * unread, the core options are still checked, and no section is made. */
+Test(config_load, without_engines_skips_their_sections_only)
+{
+    char err[ERR_LEN];
+    write_file(cfg_path, "database = \"x.db\";\nsla = { bogus = 1; };\ncommission = { };\n");
+    cr_assert_eq(funnel_config_load(cfg_path, NULL, &cfg, err, ERR_LEN), 0, "%s", err);
+    cr_assert_str_eq(cfg.database, "x.db");
+    cr_assert_null(funnel_config_section(&cfg, "sla"));
+    write_file(cfg_path, "databse = \"x.db\";\n");
+    cr_assert_eq(funnel_config_load(cfg_path, NULL, &want, err, ERR_LEN), FUNNEL_ECONFIG);
+    cr_assert(strstr(err, "databse"), "%s", err);
+    write_file(cfg_path, "sla = { bogus = 1; };\n");
+    cr_assert_eq(funnel_config_load(cfg_path, &funnel_engine_registry, &want, err, ERR_LEN),
+                 FUNNEL_ECONFIG, "with the engines their sections are checked");
 }

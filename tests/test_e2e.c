@@ -6,7 +6,7 @@
 
 #include "funnel/client.h"
 #include "funnel/error.h"
-#include "funnel/store.h"
+#include "store.h"
 
 #include <criterion/criterion.h>
 #include <errno.h>

@@ -7,7 +7,7 @@
 #include "funnel/client.h"
 #include "funnel/error.h"
 #include "funnel/json.h"
-#include "funnel/ledger_plan.h"
+#include "funnel/date.h"
 
 #include <criterion/criterion.h>
 #include <jansson.h>

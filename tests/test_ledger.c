@@ -5,12 +5,14 @@
 #include "config_fx.h"
 #include "engine_fx.h"
 #include "harness.h"
+#include "sections.h"
 #include "ledger_fx.h"
 #include "sql_fx.h"
 
-#include "funnel/config.h"
+#include "config.h"
+#include "funnel/date.h"
 #include "funnel/error.h"
-#include "funnel/ledger.h"
+#include "ledger.h"
 #include "funnel/money.h"
 
 #include <criterion/criterion.h>
@@ -257,13 +259,13 @@ Test(ledger_plan, config_section)
                          " { rep = \"al\"; rate_bp = 700; from = \"2026-01-01\"; } ); };",
                          &cfg, err, sizeof err);
     cr_assert_eq(rc, 0, "%s", err);
-    cr_assert_eq(cfg.commission.default_rate_bp, 250);
-    cr_assert_eq(cfg.commission.term_months, 24);
-    cr_assert_eq(cfg.commission.cap_minor, 5000000000LL);
-    cr_assert_eq(cfg.commission.account_manager_rate_bp, 50);
-    cr_assert_eq(cfg.commission.n_rates, 2);
-    cr_assert_str_eq(cfg.commission.rates[0].rep, "al", "sorted by rep");
-    cr_assert_eq(cfg.commission.rates[1].from_ms, funnel_date_utc_ms(2026, 6, 1));
+    cr_assert_eq(COMMISSION(cfg)->default_rate_bp, 250);
+    cr_assert_eq(COMMISSION(cfg)->term_months, 24);
+    cr_assert_eq(COMMISSION(cfg)->cap_minor, 5000000000LL);
+    cr_assert_eq(COMMISSION(cfg)->account_manager_rate_bp, 50);
+    cr_assert_eq(COMMISSION(cfg)->n_rates, 2);
+    cr_assert_str_eq(COMMISSION(cfg)->rates[0].rep, "al", "sorted by rep");
+    cr_assert_eq(COMMISSION(cfg)->rates[1].from_ms, funnel_date_utc_ms(2026, 6, 1));
     /* --check-config prints a section that reads back. */
     char *text = NULL;
     size_t len = 0;
@@ -273,13 +275,13 @@ Test(ledger_plan, config_section)
     cr_assert(strstr(text, "from = \"2026-06-01\""), "%s", text);
     funnel_config_t again;
     cr_assert_eq(load_config(text, &again, err, sizeof err), 0, "%s\n%s", err, text);
-    cr_assert_eq(again.commission.cap_minor, 5000000000LL);
-    cr_assert_eq(again.commission.n_rates, 2);
+    cr_assert_eq(COMMISSION(again)->cap_minor, 5000000000LL);
+    cr_assert_eq(COMMISSION(again)->n_rates, 2);
     free(text);
     funnel_config_clear(&again);
     funnel_config_clear(&cfg);
-    cr_assert_eq(funnel_config_defaults(&cfg), 0);
-    cr_assert_eq(cfg.commission.default_rate_bp, 0, "nothing is paid until a plan is set");
+    cr_assert_eq(funnel_config_defaults(&cfg, &funnel_engine_registry), 0);
+    cr_assert_eq(COMMISSION(cfg)->default_rate_bp, 0, "nothing is paid until a plan is set");
     funnel_config_clear(&cfg);
 }
 

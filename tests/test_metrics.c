@@ -96,6 +96,8 @@ Test(metrics, scrape_after_a_known_stream)
     cr_assert_eq(sample(t, "funnel_events_lost_total{reason=\"event_failed\"}"), 0, "%s", t);
     cr_assert_eq(sample(t, "funnel_events_lost_total{reason=\"out_of_memory\"}"), 0, "%s", t);
     cr_assert_eq(get("/nope", &b), 404);
+    fx_http(port, "/metrics", "x", 1, NULL, &b); /* scrapes are GETs, on the shared server too */
+    cr_assert_eq(b.status, 405);
 }
 
 /* Polls /metrics until `series` reaches at least want, or exactly want when exact is set

@@ -7,7 +7,7 @@
 #include "sql_fx.h"
 
 #include "funnel/error.h"
-#include "funnel/sla.h"
+#include "sla.h"
 
 #include <criterion/criterion.h>
 #include <libconfig.h>

@@ -5,7 +5,7 @@
 #include "harness.h"
 
 #include "funnel/error.h"
-#include "funnel/sla.h"
+#include "sla.h"
 #include "funnel/sla_report.h"
 
 #include <criterion/criterion.h>

@@ -8,7 +8,7 @@
 #include <criterion/criterion.h>
 
 #include "funnel/error.h"
-#include "funnel/store.h"
+#include "store.h"
 #include "harness.h"
 #include "sql_fx.h"
 
@@ -1578,4 +1578,22 @@ Test(store_checkpoint, quick_check_finds_a_damaged_page_in_the_middle)
     store = open_at(db_path, false);
     cr_assert_eq(funnel_store_quick_check(store, err, sizeof err), FUNNEL_ESTORE);
     cr_assert_neq(err[0], '\0', "the damage is described");
+}
+
+/* Engines ask the store, not the connection, whether the batch's transaction is still open
+ * (the SLA engine after a rollback): a savepoint rolled back leaves it open. */
+Test(store_dedup, in_transaction_follows_begin_savepoints_and_the_end)
+{
+    cr_assert_not(funnel_store_in_transaction(store));
+    begin(store);
+    cr_assert(funnel_store_in_transaction(store));
+    cr_assert_eq(funnel_store_savepoint(store), 0);
+    cr_assert_eq(record(store, "ev-1"), 0);
+    cr_assert_eq(funnel_store_savepoint_rollback(store), 0);
+    cr_assert(funnel_store_in_transaction(store), "a savepoint's rollback keeps the batch open");
+    commit(store);
+    cr_assert_not(funnel_store_in_transaction(store));
+    begin(store);
+    funnel_store_rollback(store);
+    cr_assert_not(funnel_store_in_transaction(store));
 }

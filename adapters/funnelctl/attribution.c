@@ -6,10 +6,10 @@
  * refund's on the refund's day. Amounts are minor units per currency; currencies never mix. */
 #include "funnelctl.h"
 
-#include "funnel/attribution.h"
+#include "funnel/attribution_report.h"
 #include "funnel/error.h"
 #include "funnel/json.h"
-#include "funnel/ledger_plan.h"
+#include "funnel/date.h"
 
 #include <stdio.h>
 #include <stdlib.h>

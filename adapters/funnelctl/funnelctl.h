@@ -11,8 +11,8 @@
 #include <stdint.h>
 
 #include "funnel/codec.h"
-#include "funnel/config.h"
-#include "funnel/store.h"
+#include "config.h"
+#include "store.h"
 
 enum {
     FCTL_OK = 0,          /* done; for publish: ok or duplicate */

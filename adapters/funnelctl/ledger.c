@@ -7,8 +7,9 @@
 #include "funnelctl.h"
 
 #include "funnel/client.h"
+#include "funnel/date.h"
 #include "funnel/error.h"
-#include "funnel/ledger.h"
+#include "funnel/ledger_report.h"
 
 #include <jansson.h>
 #include <stdio.h>

@@ -305,11 +305,13 @@ int main(int argc, char **argv)
         }
     }
     char err[512];
-    if (funnel_config_defaults(&ctl.cfg)) {
+    /* No engine registry: funnelctl needs the endpoints and the database, and skips the
+     * engines' sections of funneld.conf (reading them would link the engines' runtime). */
+    if (funnel_config_defaults(&ctl.cfg, NULL)) {
         fprintf(stderr, "funnelctl: out of memory\n");
         return FCTL_REFUSED;
     }
-    if (config_path && funnel_config_load(config_path, &ctl.cfg, err, sizeof err)) {
+    if (config_path && funnel_config_load(config_path, NULL, &ctl.cfg, err, sizeof err)) {
         fprintf(stderr, "funnelctl: %s\n", err);
         goto out;
     }

@@ -1,7 +1,7 @@
 /* bench.c — the helpers every funneld benchmark shares (see bench.h). */
 #include "bench.h"
 
-#include "funnel/store.h"
+#include "store.h"
 
 #include <libconfig.h>
 

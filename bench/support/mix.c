@@ -3,7 +3,7 @@
 
 #include "funnel/codec.h"
 #include "funnel/error.h"
-#include "funnel/timerheap.h"
+#include "timerheap.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,12 +1,12 @@
-/* promhttp.h — the adapters' own Prometheus side: text exposition (format 0.0.4), the answers
- * to GET /metrics and GET /healthz, a stand-alone endpoint serving just those two, and the
- * ready file that reports a bound port.
+/* promhttp.h — the one Prometheus HTTP side of funneld and the adapters: text exposition
+ * (format 0.0.4), the answers to GET /metrics and GET /healthz, a stand-alone endpoint serving
+ * just those two, and the ready file that reports a bound port.
  *
  * funnel-webhook answers /metrics and /healthz on its own port through funnel_prom_answer;
- * funnel-alert runs a funnel_prom_server_t on the address of its `metrics` option. Either way
- * the render callback runs on libmicrohttpd's internal thread, so it may only read what is safe
- * to read from there: C11 atomics the worker thread writes, or a copy taken under a lock.
- * (funneld's daemon/metrics.c is the same design inside the daemon.) */
+ * funneld (daemon/core/metrics.c) and funnel-alert run a funnel_prom_server_t on the address of
+ * their `metrics` option. Either way the render callback runs on libmicrohttpd's internal
+ * thread, so it may only read what is safe to read from there: C11 atomics the worker thread
+ * writes, or a copy taken under a lock. */
 #ifndef FUNNEL_PROMHTTP_H
 #define FUNNEL_PROMHTTP_H
 
@@ -34,6 +34,9 @@ int funnel_prom_answer(struct MHD_Connection *conn, const char *method, const ch
                        funnel_prom_render_fn render, void *arg);
 
 typedef struct funnel_prom_server funnel_prom_server_t;
+
+/* 0 when listen is an "IPv4:port" funnel_prom_server_new accepts, else FUNNEL_ECONFIG. */
+int funnel_prom_listen_check(const char *listen);
 
 /* Serves /metrics and /healthz (other paths 404, other methods 405) on listen, "IPv4:port";
  * port 0 picks a free one (see funnel_prom_server_port). render(out, arg) is called for each

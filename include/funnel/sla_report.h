@@ -13,7 +13,7 @@
 #include <stdint.h>
 
 #include "funnel/codec.h"
-#include "funnel/store.h"
+typedef struct funnel_store funnel_store_t; /* store.h: funnelctl opens it read-only */
 
 /* A time or amount the row does not have (SQL NULL): not due, nothing scheduled, not met. */
 #define FUNNEL_SLA_REPORT_NONE INT64_MIN

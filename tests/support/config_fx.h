@@ -4,7 +4,7 @@
 
 #include <stddef.h>
 
-#include "funnel/config.h"
+#include "config.h"
 
 /* Writes text to a file in a fresh temporary directory (removed before returning) and loads it
  * into cfg with funnel_config_load; returns its result, err its message. */

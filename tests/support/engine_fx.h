@@ -9,8 +9,8 @@
 #include <stdint.h>
 
 #include "funnel/codec.h"
-#include "funnel/router.h"
-#include "funnel/store.h"
+#include "router.h"
+#include "store.h"
 
 #define FX_ENGINE_MAX_OUT 1024
 

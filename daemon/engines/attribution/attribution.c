@@ -1,0 +1,902 @@
+/* attribution.c — the attribution engine: journeys in SQLite, credits through the outbox.
+ *
+ * Every event that can change a payment's credits (see attribution.h) stores its facts, then
+ * "settles" each payment it affects: the wanted lines are computed from the stored facts alone
+ * and compared with the sums already posted; a difference is posted as reversals plus the new
+ * lines. Because the wanted lines depend only on the set of stored facts, arrival order cannot
+ * change the final credits, and a batch retried after a rollback posts the same rows with the
+ * same posting ids (hence the same event_ids). */
+#include "attribution.h"
+#include "funnel/error.h"
+#include "funnel/money.h"
+
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define TOPIC_CREDITED "attribution.credited"
+#define DAY_MS         86400000LL
+#define PPM            1000000
+
+/* Schema steps of module "attribution"; never edit one that has shipped. */
+static const char *const schema[] = {
+    /* 1 */
+    "CREATE TABLE attr_touches ("
+    "  touch_id TEXT PRIMARY KEY, lead_id TEXT NOT NULL, at_ms INTEGER NOT NULL,"
+    "  channel TEXT NOT NULL, source TEXT NOT NULL, medium TEXT NOT NULL,"
+    "  campaign TEXT NOT NULL);"
+    "CREATE INDEX attr_touches_by_lead ON attr_touches(lead_id, at_ms, touch_id);"
+    "CREATE TABLE attr_leads (lead_id TEXT PRIMARY KEY, created_at_ms INTEGER,"
+    "  sql_at_ms INTEGER);"
+    "CREATE TABLE attr_handoffs (client_id TEXT NOT NULL, event_id TEXT NOT NULL,"
+    "  lead_id TEXT NOT NULL, at_ms INTEGER NOT NULL, PRIMARY KEY (client_id, event_id));"
+    "CREATE INDEX attr_handoffs_by_lead ON attr_handoffs(lead_id);"
+    "CREATE TABLE attr_payments (payment_id TEXT PRIMARY KEY, event_id TEXT NOT NULL,"
+    "  client_id TEXT NOT NULL, minor INTEGER NOT NULL, currency TEXT NOT NULL,"
+    "  at_ms INTEGER NOT NULL);"
+    "CREATE INDEX attr_payments_by_client ON attr_payments(client_id, at_ms);"
+    "CREATE TABLE attr_refunds (refund_id TEXT PRIMARY KEY, event_id TEXT NOT NULL,"
+    "  payment_id TEXT NOT NULL, minor INTEGER NOT NULL, currency TEXT NOT NULL,"
+    "  at_ms INTEGER NOT NULL);"
+    "CREATE INDEX attr_refunds_by_payment ON attr_refunds(payment_id);"
+    "CREATE TABLE attr_postings (id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  payment_id TEXT NOT NULL, refund_id TEXT NOT NULL, model TEXT NOT NULL,"
+    "  line_key TEXT NOT NULL, client_id TEXT NOT NULL, lead_id TEXT NOT NULL,"
+    "  campaign TEXT NOT NULL, source TEXT NOT NULL, medium TEXT NOT NULL,"
+    "  channel TEXT NOT NULL, touch_at_ms INTEGER NOT NULL, currency TEXT NOT NULL,"
+    "  credit INTEGER NOT NULL, weight_ppm INTEGER NOT NULL, reversal INTEGER NOT NULL,"
+    "  at_ms INTEGER NOT NULL, cause_event_id TEXT NOT NULL);"
+    "CREATE INDEX attr_postings_by_payment ON attr_postings(payment_id, model, refund_id,"
+    "  line_key);"
+    "CREATE INDEX attr_postings_by_time ON attr_postings(at_ms);",
+    /* 2: touches and leads are looked up only by their text keys, so a rowid table plus a
+     * primary-key index was two B-tree writes per row where one does (measured on ingest). */
+    "CREATE TABLE attr_touches_new ("
+    "  touch_id TEXT PRIMARY KEY, lead_id TEXT NOT NULL, at_ms INTEGER NOT NULL,"
+    "  channel TEXT NOT NULL, source TEXT NOT NULL, medium TEXT NOT NULL,"
+    "  campaign TEXT NOT NULL) WITHOUT ROWID;"
+    "INSERT INTO attr_touches_new SELECT * FROM attr_touches;"
+    "DROP TABLE attr_touches;"
+    "ALTER TABLE attr_touches_new RENAME TO attr_touches;"
+    "CREATE INDEX attr_touches_by_lead ON attr_touches(lead_id, at_ms);"
+    "CREATE TABLE attr_leads_new (lead_id TEXT PRIMARY KEY, created_at_ms INTEGER,"
+    "  sql_at_ms INTEGER) WITHOUT ROWID;"
+    "INSERT INTO attr_leads_new SELECT * FROM attr_leads;"
+    "DROP TABLE attr_leads;"
+    "ALTER TABLE attr_leads_new RENAME TO attr_leads;",
+};
+
+enum stmt_id {
+    S_TOUCH_ADD,
+    S_LEAD_CREATED,
+    S_LEAD_SQL,
+    S_HANDOFF_ADD,
+    S_PAYMENT_ADD,
+    S_REFUND_ADD,
+    S_REFUND_PAYMENT,
+    S_CLIENTS_OF_LEAD,
+    S_PAYMENTS_OF_CLIENT,
+    S_HANDOFF_GET,
+    S_LEAD_GET,
+    S_TOUCHES_GET,
+    S_PAYMENT_GET,
+    S_REFUNDS_GET,
+    S_REFUNDS_POSTED,
+    S_POSTED,
+    S_POST,
+    S_COUNT_
+};
+
+/* Earliest (at_ms, event_id) wins for a repeated payment or refund id: an order-free rule. */
+static const char *const stmt_sql[S_COUNT_] = {
+    [S_TOUCH_ADD] = "INSERT INTO attr_touches VALUES (?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
+    [S_LEAD_CREATED] = "INSERT INTO attr_leads(lead_id, created_at_ms) VALUES (?1, ?2) "
+                       "ON CONFLICT(lead_id) DO UPDATE SET created_at_ms = ?2 "
+                       "WHERE created_at_ms IS NULL OR ?2 < created_at_ms",
+    [S_LEAD_SQL] = "INSERT INTO attr_leads(lead_id, sql_at_ms) VALUES (?1, ?2) "
+                   "ON CONFLICT(lead_id) DO UPDATE SET sql_at_ms = ?2 "
+                   "WHERE sql_at_ms IS NULL OR ?2 < sql_at_ms",
+    [S_HANDOFF_ADD] = "INSERT INTO attr_handoffs VALUES (?,?,?,?) ON CONFLICT DO NOTHING",
+    [S_PAYMENT_ADD] = "INSERT INTO attr_payments VALUES (?1,?2,?3,?4,?5,?6) "
+                      "ON CONFLICT(payment_id) DO UPDATE SET event_id = ?2, client_id = ?3, "
+                      "minor = ?4, currency = ?5, at_ms = ?6 WHERE (?6, ?2) < (at_ms, event_id)",
+    [S_REFUND_ADD] = "INSERT INTO attr_refunds VALUES (?1,?2,?3,?4,?5,?6) "
+                     "ON CONFLICT(refund_id) DO UPDATE SET event_id = ?2, payment_id = ?3, "
+                     "minor = ?4, currency = ?5, at_ms = ?6 WHERE (?6, ?2) < (at_ms, event_id)",
+    [S_REFUND_PAYMENT] = "SELECT payment_id FROM attr_refunds WHERE refund_id = ?",
+    [S_CLIENTS_OF_LEAD] = "SELECT DISTINCT client_id FROM attr_handoffs WHERE lead_id = ? "
+                          "ORDER BY client_id",
+    [S_PAYMENTS_OF_CLIENT] = "SELECT payment_id FROM attr_payments WHERE client_id = ? "
+                             "ORDER BY at_ms, payment_id",
+    [S_HANDOFF_GET] = "SELECT lead_id, at_ms FROM attr_handoffs WHERE client_id = ? "
+                      "ORDER BY at_ms, event_id LIMIT 1",
+    [S_LEAD_GET] = "SELECT created_at_ms, sql_at_ms FROM attr_leads WHERE lead_id = ?",
+    [S_TOUCHES_GET] = "SELECT touch_id, at_ms, channel, source, medium, campaign "
+                      "FROM attr_touches WHERE lead_id = ? AND at_ms BETWEEN ? AND ? "
+                      "ORDER BY at_ms, touch_id",
+    [S_PAYMENT_GET] = "SELECT client_id, minor, currency, at_ms FROM attr_payments "
+                      "WHERE payment_id = ?",
+    [S_REFUNDS_GET] = "SELECT refund_id, minor, at_ms FROM attr_refunds "
+                      "WHERE payment_id = ? AND currency = ? ORDER BY at_ms, refund_id",
+    /* Every refund entry ever posted for a payment and model, with the time it was posted at:
+     * a refund re-pointed to another payment, or left behind by a payment whose currency
+     * changed, is no longer attached but its credits still stand until reversed. */
+    [S_REFUNDS_POSTED] = "SELECT refund_id, max(at_ms) FROM attr_postings "
+                         "WHERE payment_id = ? AND model = ? AND refund_id <> '' "
+                         "GROUP BY refund_id ORDER BY refund_id",
+    /* Every line of one payment, model and entry whose posted sum is not zero. The touch
+     * columns are equal on every row of a line (a touch never changes); client, lead and
+     * weight are grouped on because a re-post may change them, and a bare column would name
+     * whichever row SQLite met last. */
+    [S_POSTED] = "SELECT line_key, currency, sum(credit), lead_id, campaign, source, medium, "
+                 "channel, touch_at_ms, weight_ppm, client_id FROM attr_postings "
+                 "WHERE payment_id = ? AND model = ? AND refund_id = ? "
+                 "GROUP BY line_key, currency, client_id, lead_id, weight_ppm "
+                 "HAVING sum(credit) != 0 ORDER BY line_key, currency",
+    [S_POST] = "INSERT INTO attr_postings(payment_id, refund_id, model, line_key, client_id, "
+               "lead_id, campaign, source, medium, channel, touch_at_ms, currency, credit, "
+               "weight_ppm, reversal, at_ms, cause_event_id) "
+               "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+};
+
+struct funnel_attribution {
+    funnel_store_t *store;                  /* borrowed */
+    const funnel_attribution_config_t *cfg; /* borrowed; the live section */
+    const funnel_log_t *log;                /* borrowed */
+    sqlite3_stmt *st[S_COUNT_];
+};
+
+/* One line of credit: a journey touch, the unattributed bucket, or a line already posted. */
+typedef struct line {
+    const char *key; /* touch id or FUNNEL_ATTR_UNATTRIBUTED */
+    const char *lead_id, *campaign, *source, *medium, *channel;
+    const char *currency, *client_id; /* posted lines only */
+    int64_t touch_at_ms;
+    int64_t sum;        /* posted lines: what has been credited so far */
+    int32_t weight_ppm; /* posted lines: as last posted */
+    char *mem;          /* owns the strings above, except lead_id of journey touches */
+} line_t;
+
+/* A client's journey with every configured model's weights. */
+typedef struct journey {
+    char lead_id[FUNNEL_ID_MAX + 1]; /* "" when no handoff is known */
+    line_t *lines;                   /* n touches, or the one unattributed line */
+    size_t n;
+    uint64_t *weights[FUNNEL_ATTR_MODEL_COUNT_]; /* n each, for configured models */
+    int64_t *ppm[FUNNEL_ATTR_MODEL_COUNT_];      /* n each, summing to PPM */
+} journey_t;
+
+typedef struct payment {
+    char id[FUNNEL_ID_MAX + 1];
+    char client_id[FUNNEL_ID_MAX + 1];
+    char currency[8];
+    int64_t minor;
+    int64_t at_ms;
+} payment_t;
+
+typedef struct refund {
+    char id[FUNNEL_ID_MAX + 1];
+    int64_t minor;
+    int64_t at_ms;
+} refund_t;
+
+/* One event's pass through the engine. */
+typedef struct run {
+    funnel_attribution_t *a;
+    funnel_router_t *router;
+    const funnel_envelope_t *cause;
+    int64_t now_ms;
+    const funnel_attribution_config_t *cfg;
+} run_t;
+
+/* Where a set of lines is posted: one payment, model and entry (the payment or a refund). */
+typedef struct entry {
+    const payment_t *pay;
+    funnel_attribution_model_t model;
+    const char *refund_id; /* "" for the payment itself */
+    int64_t at_ms;         /* event time of the entry */
+} entry_t;
+
+/* A list of ids read from one statement, so no cursor stays open while others write. */
+typedef struct id_list {
+    char (*ids)[FUNNEL_ID_MAX + 1];
+    size_t n, cap;
+} id_list_t;
+
+/* ---- statement helpers --------------------------------------------------------------- */
+
+static int grow(void **arr, size_t *cap, size_t need, size_t elem)
+{
+    if (need <= *cap)
+        return 0;
+    size_t cap2 = *cap ? *cap * 2 : 16;
+    while (cap2 < need)
+        cap2 *= 2;
+    void *p = realloc(*arr, cap2 * elem);
+    if (!p)
+        return FUNNEL_ENOMEM;
+    *arr = p;
+    *cap = cap2;
+    return 0;
+}
+
+/* Resets statement id and binds fmt's arguments to ?1.. ('s' text, 'i' int64). */
+static sqlite3_stmt *stmt_bind(funnel_attribution_t *a, enum stmt_id id, const char *fmt, ...)
+{
+    sqlite3_stmt *st = a->st[id];
+    va_list ap;
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    va_start(ap, fmt);
+    for (int i = 1; fmt[i - 1]; i++) {
+        if (fmt[i - 1] == 's') {
+            const char *s = va_arg(ap, const char *);
+            sqlite3_bind_text(st, i, s ? s : "", -1, SQLITE_STATIC);
+        } else {
+            sqlite3_bind_int64(st, i, va_arg(ap, int64_t));
+        }
+    }
+    va_end(ap);
+    return st;
+}
+
+/* Steps a statement that returns no rows. */
+static int stmt_run(sqlite3_stmt *st)
+{
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? 0 : FUNNEL_ESTORE;
+}
+
+/* The end of a read loop: SQLITE_DONE is success, anything else a store error. */
+static int stmt_done(sqlite3_stmt *st, int step_rc)
+{
+    sqlite3_reset(st);
+    return step_rc == SQLITE_DONE || step_rc == SQLITE_ROW ? 0 : FUNNEL_ESTORE;
+}
+
+static const char *col_text(sqlite3_stmt *st, int col)
+{
+    const unsigned char *t = sqlite3_column_text(st, col);
+    return t ? (const char *)t : "";
+}
+
+static void copy_id(char *dst, const char *src)
+{
+    snprintf(dst, FUNNEL_ID_MAX + 1, "%s", src ? src : "");
+}
+
+/* Reads column 0 of every row of st into list. */
+static int id_list_read(sqlite3_stmt *st, id_list_t *list)
+{
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (grow((void **)&list->ids, &list->cap, list->n + 1, sizeof *list->ids)) {
+            sqlite3_reset(st);
+            return FUNNEL_ENOMEM;
+        }
+        copy_id(list->ids[list->n++], col_text(st, 0));
+    }
+    return stmt_done(st, rc);
+}
+
+/* Copies the text of columns cols[0..n) of st's current row into one allocation (*mem) and
+ * points *out[i] at each copy. */
+static int row_strings(sqlite3_stmt *st, const int *cols, const char **const *out, size_t n,
+                       char **mem)
+{
+    const char *text[12];
+    size_t len[12], total = 0;
+    for (size_t i = 0; i < n; i++) {
+        text[i] = col_text(st, cols[i]);
+        len[i] = strlen(text[i]);
+        total += len[i] + 1;
+    }
+    char *p = malloc(total);
+    if (!p)
+        return FUNNEL_ENOMEM;
+    *mem = p;
+    for (size_t i = 0; i < n; i++) {
+        memcpy(p, text[i], len[i] + 1);
+        *out[i] = p;
+        p += len[i] + 1;
+    }
+    return 0;
+}
+
+static void lines_free(line_t *lines, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(lines[i].mem);
+    free(lines);
+}
+
+/* ---- journeys ------------------------------------------------------------------------ */
+
+static void journey_clear(journey_t *j)
+{
+    lines_free(j->lines, j->n);
+    for (int m = 0; m < FUNNEL_ATTR_MODEL_COUNT_; m++) {
+        free(j->weights[m]);
+        free(j->ppm[m]);
+    }
+    memset(j, 0, sizeof *j);
+}
+
+/* Reads the journey's touches in [from, to] into j->lines. */
+static int journey_touches(run_t *r, journey_t *j, int64_t from, int64_t to)
+{
+    sqlite3_stmt *st = stmt_bind(r->a, S_TOUCHES_GET, "sii", j->lead_id, from, to);
+    size_t cap = 0;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (grow((void **)&j->lines, &cap, j->n + 1, sizeof *j->lines)) {
+            sqlite3_reset(st);
+            return FUNNEL_ENOMEM;
+        }
+        line_t *l = &j->lines[j->n];
+        memset(l, 0, sizeof *l);
+        static const int cols[] = {0, 2, 3, 4, 5};
+        const char **const out[] = {&l->key, &l->channel, &l->source, &l->medium, &l->campaign};
+        if (row_strings(st, cols, out, 5, &l->mem)) {
+            sqlite3_reset(st);
+            return FUNNEL_ENOMEM;
+        }
+        l->lead_id = j->lead_id;
+        l->touch_at_ms = sqlite3_column_int64(st, 1);
+        j->n++;
+    }
+    return stmt_done(st, rc);
+}
+
+/* The journey as one unattributed line: no handoff, or no touch in the lookback window. */
+static int journey_unattributed(journey_t *j)
+{
+    if (!(j->lines = calloc(1, sizeof *j->lines)))
+        return FUNNEL_ENOMEM;
+    line_t *l = &j->lines[0];
+    l->key = l->campaign = l->source = l->medium = l->channel = FUNNEL_ATTR_UNATTRIBUTED;
+    l->lead_id = j->lead_id;
+    j->n = 1;
+    return 0;
+}
+
+/* Fills every configured model's weights and parts per million. */
+static int journey_weigh(run_t *r, journey_t *j, const funnel_attribution_journey_t *mj)
+{
+    for (unsigned m = 0; m < FUNNEL_ATTR_MODEL_COUNT_; m++) {
+        if (!(r->cfg->models & (1u << m)))
+            continue;
+        j->weights[m] = malloc(j->n * sizeof *j->weights[m]);
+        j->ppm[m] = malloc(j->n * sizeof *j->ppm[m]);
+        if (!j->weights[m] || !j->ppm[m])
+            return FUNNEL_ENOMEM;
+        int rc = funnel_attribution_weights(m, mj, j->weights[m]);
+        if (!rc)
+            rc = funnel_money_split(PPM, j->weights[m], j->n, j->ppm[m]);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+/* Loads the client's journey (see attribution.h for what belongs to it). */
+static int journey_load(run_t *r, const char *client_id, journey_t *j)
+{
+    funnel_attribution_journey_t mj = {.half_life_ms = r->cfg->half_life_days * DAY_MS};
+    int64_t *times = NULL;
+    memset(j, 0, sizeof *j);
+    sqlite3_stmt *st = stmt_bind(r->a, S_HANDOFF_GET, "s", client_id);
+    int rc = sqlite3_step(st);
+    int64_t handoff_at = 0;
+    if (rc == SQLITE_ROW) {
+        copy_id(j->lead_id, col_text(st, 0));
+        handoff_at = sqlite3_column_int64(st, 1);
+    }
+    if ((rc = stmt_done(st, rc)))
+        return rc;
+    if (j->lead_id[0]) {
+        st = stmt_bind(r->a, S_LEAD_GET, "s", j->lead_id);
+        if ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+            mj.has_created = sqlite3_column_type(st, 0) != SQLITE_NULL;
+            mj.created_at_ms = sqlite3_column_int64(st, 0);
+            mj.has_sql = sqlite3_column_type(st, 1) != SQLITE_NULL;
+            mj.sql_at_ms = sqlite3_column_int64(st, 1);
+        }
+        if ((rc = stmt_done(st, rc)) ||
+            (rc = journey_touches(r, j, handoff_at - r->cfg->lookback_days * DAY_MS, handoff_at)))
+            return rc;
+    }
+    if (j->n == 0 && (rc = journey_unattributed(j)))
+        return rc;
+    if (!(times = malloc(j->n * sizeof *times)))
+        return FUNNEL_ENOMEM;
+    for (size_t i = 0; i < j->n; i++)
+        times[i] = j->lines[i].touch_at_ms;
+    mj.touch_at_ms = times;
+    mj.n = j->n;
+    rc = journey_weigh(r, j, &mj);
+    free(times);
+    return rc;
+}
+
+/* ---- posting ------------------------------------------------------------------------- */
+
+/* Records one credit line and publishes it as attribution.credited. */
+static int post_line(run_t *r, const entry_t *e, const line_t *l, const char *client_id,
+                     const char *currency, int64_t credit, int64_t ppm, bool reversal)
+{
+    const char *model = funnel_attribution_model_name(e->model);
+    sqlite3_stmt *st = stmt_bind(r->a, S_POST, "ssssssssssisiiiis", e->pay->id, e->refund_id, model,
+                                 l->key, client_id, l->lead_id, l->campaign, l->source, l->medium,
+                                 l->channel, l->touch_at_ms, currency, credit, ppm,
+                                 (int64_t)reversal, e->at_ms, r->cause->event_id);
+    if (stmt_run(st))
+        return FUNNEL_ESTORE;
+    char event_id[40];
+    snprintf(event_id, sizeof event_id, "attribution-%lld",
+             (long long)sqlite3_last_insert_rowid(funnel_store_db(r->a->store)));
+    Funnel__V1__Money money = FUNNEL__V1__MONEY__INIT;
+    money.minor = credit;
+    money.currency = (char *)currency;
+    Funnel__V1__AttributionCredited body = FUNNEL__V1__ATTRIBUTION_CREDITED__INIT;
+    body.payment_id = (char *)e->pay->id;
+    body.client_id = (char *)client_id;
+    body.lead_id = (char *)l->lead_id;
+    body.model = (char *)model;
+    body.campaign = (char *)l->campaign;
+    body.source = (char *)l->source;
+    body.medium = (char *)l->medium;
+    body.channel = (char *)l->channel;
+    body.credit = &money;
+    body.weight_ppm = (int32_t)ppm;
+    body.reversal = reversal;
+    body.refund_id = (char *)e->refund_id;
+    body.touch_id = (char *)(strcmp(l->key, FUNNEL_ATTR_UNATTRIBUTED) ? l->key : "");
+    body.touch_at_ms = l->touch_at_ms;
+    body.cause_event_id = r->cause->event_id;
+    funnel_envelope_t env = FUNNEL__V1__ENVELOPE__INIT;
+    env.event_id = event_id;
+    env.occurred_at_ms = e->at_ms;
+    env.source = (char *)"funneld";
+    env.body_case = FUNNEL__V1__ENVELOPE__BODY_ATTRIBUTION_CREDITED;
+    env.attribution_credited = &body;
+    return funnel_router_emit(r->router, TOPIC_CREDITED, &env, r->now_ms);
+}
+
+/* Reads the lines posted so far for an entry (sorted by key, currency). */
+static int posted_read(run_t *r, const entry_t *e, line_t **out, size_t *n_out)
+{
+    sqlite3_stmt *st = stmt_bind(r->a, S_POSTED, "sss", e->pay->id,
+                                 funnel_attribution_model_name(e->model), e->refund_id);
+    line_t *lines = NULL;
+    size_t n = 0, cap = 0;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (grow((void **)&lines, &cap, n + 1, sizeof *lines))
+            goto nomem;
+        line_t *l = &lines[n];
+        memset(l, 0, sizeof *l);
+        static const int cols[] = {0, 1, 3, 4, 5, 6, 7, 10};
+        const char **const out_s[] = {&l->key,    &l->currency, &l->lead_id, &l->campaign,
+                                      &l->source, &l->medium,   &l->channel, &l->client_id};
+        if (row_strings(st, cols, out_s, 8, &l->mem))
+            goto nomem;
+        l->sum = sqlite3_column_int64(st, 2);
+        l->touch_at_ms = sqlite3_column_int64(st, 8);
+        l->weight_ppm = sqlite3_column_int(st, 9);
+        n++;
+    }
+    *out = lines;
+    *n_out = n;
+    return stmt_done(st, rc);
+nomem:
+    sqlite3_reset(st);
+    lines_free(lines, n);
+    return FUNNEL_ENOMEM;
+}
+
+/* The posted line for (key, currency), or NULL. */
+static const line_t *posted_find(const line_t *posted, size_t n, const char *key,
+                                 const char *currency)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(posted[mid].key, key);
+        if (!c)
+            c = strcmp(posted[mid].currency, currency);
+        if (!c)
+            return &posted[mid];
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return NULL;
+}
+
+/* Makes the posted lines of an entry equal to want[0..j->n) (zeros mean no line). When they
+ * already are, nothing is posted; otherwise every posted line is reversed exactly and the
+ * wanted lines are posted afresh, so a subscriber can follow the change line by line. */
+static int entry_settle(run_t *r, const entry_t *e, const journey_t *j, const int64_t *want)
+{
+    line_t *posted = NULL;
+    size_t n_posted = 0, n_want = 0;
+    bool same = true;
+    int rc = posted_read(r, e, &posted, &n_posted);
+    if (rc)
+        return rc;
+    for (size_t i = 0; i < j->n; i++) {
+        if (!want[i])
+            continue;
+        n_want++;
+        const line_t *p = posted_find(posted, n_posted, j->lines[i].key, e->pay->currency);
+        /* The client, lead and weight are part of a line: a payment moved to another client
+         * (an earlier duplicate payment_id) must re-post even when the amounts match. */
+        same = same && p && p->sum == want[i] && !strcmp(p->client_id, e->pay->client_id) &&
+               !strcmp(p->lead_id, j->lines[i].lead_id) && p->weight_ppm == j->ppm[e->model][i];
+    }
+    same = same && n_want == n_posted;
+    for (size_t i = 0; !same && !rc && i < n_posted; i++)
+        rc = post_line(r, e, &posted[i], posted[i].client_id, posted[i].currency, -posted[i].sum,
+                       posted[i].weight_ppm, true);
+    for (size_t i = 0; !same && !rc && i < j->n; i++)
+        if (want[i])
+            rc = post_line(r, e, &j->lines[i], e->pay->client_id, e->pay->currency, want[i],
+                           j->ppm[e->model][i], false);
+    lines_free(posted, n_posted);
+    return rc;
+}
+
+static int refunds_read(run_t *r, const payment_t *pay, refund_t **out, size_t *n_out)
+{
+    sqlite3_stmt *st = stmt_bind(r->a, S_REFUNDS_GET, "ss", pay->id, pay->currency);
+    refund_t *list = NULL;
+    size_t n = 0, cap = 0;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (grow((void **)&list, &cap, n + 1, sizeof *list)) {
+            sqlite3_reset(st);
+            free(list);
+            return FUNNEL_ENOMEM;
+        }
+        copy_id(list[n].id, col_text(st, 0));
+        list[n].minor = sqlite3_column_int64(st, 1);
+        list[n].at_ms = sqlite3_column_int64(st, 2);
+        n++;
+    }
+    *out = list;
+    *n_out = n;
+    return stmt_done(st, rc);
+}
+
+static bool refund_attached(const refund_t *refunds, size_t n, const char *refund_id)
+{
+    for (size_t k = 0; k < n; k++)
+        if (!strcmp(refunds[k].id, refund_id))
+            return true;
+    return false;
+}
+
+/* Reverses the credits of refund entries this payment and model still hold although the
+ * refund no longer belongs to it (moved to another payment by an earlier duplicate
+ * refund_id, or in another currency than the payment now has). Walking only the attached
+ * refunds would leave those credits standing and make the result depend on arrival order.
+ * The reversal is dated like the entry it reverses. zeros holds j->n words. */
+static int stale_refunds_settle(run_t *r, const journey_t *j, const payment_t *pay,
+                                funnel_attribution_model_t m, const refund_t *refunds,
+                                size_t n_refunds, int64_t *zeros)
+{
+    refund_t *posted = NULL;
+    size_t n = 0, cap = 0;
+    int rc;
+    /* Read first, post after: the posts below insert into the table this reads. */
+    sqlite3_stmt *st =
+        stmt_bind(r->a, S_REFUNDS_POSTED, "ss", pay->id, funnel_attribution_model_name(m));
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (refund_attached(refunds, n_refunds, col_text(st, 0)))
+            continue;
+        if (grow((void **)&posted, &cap, n + 1, sizeof *posted)) {
+            sqlite3_reset(st);
+            free(posted);
+            return FUNNEL_ENOMEM;
+        }
+        copy_id(posted[n].id, col_text(st, 0));
+        posted[n].at_ms = sqlite3_column_int64(st, 1);
+        n++;
+    }
+    rc = stmt_done(st, rc);
+    memset(zeros, 0, j->n * sizeof *zeros);
+    for (size_t k = 0; !rc && k < n; k++) {
+        entry_t e = {.pay = pay, .model = m, .refund_id = posted[k].id, .at_ms = posted[k].at_ms};
+        rc = entry_settle(r, &e, j, zeros);
+    }
+    free(posted);
+    return rc;
+}
+
+/* One model's entries for a payment: the payment's credits, then each refund's change of the
+ * net (see attribution.h, "Money"). scratch holds 5 * j->n words. */
+static int model_settle(run_t *r, const journey_t *j, const payment_t *pay,
+                        funnel_attribution_model_t m, const refund_t *refunds, size_t n_refunds,
+                        int64_t *scratch)
+{
+    size_t n = j->n;
+    int64_t *credit = scratch, *prev = scratch + n, *net = scratch + 2 * n, *want = scratch + 3 * n;
+    uint64_t *shares = (uint64_t *)(scratch + 4 * n);
+    entry_t e = {.pay = pay, .model = m, .refund_id = "", .at_ms = pay->at_ms};
+    int rc = funnel_money_split(pay->minor, j->weights[m], n, credit);
+    if (rc || (rc = entry_settle(r, &e, j, credit)))
+        return rc;
+    /* The payment's credits are non-negative and sum to it: they weigh what remains. */
+    for (size_t i = 0; i < n; i++)
+        shares[i] = (uint64_t)credit[i];
+    memcpy(net, credit, n * sizeof *net);
+    int64_t refunded = 0;
+    for (size_t k = 0; k < n_refunds; k++) {
+        int64_t left = pay->minor - refunded;
+        refunded += refunds[k].minor < left ? refunds[k].minor : left;
+        memcpy(prev, net, n * sizeof *prev);
+        if (refunded == pay->minor)
+            memset(net, 0, n * sizeof *net);
+        else if ((rc = funnel_money_split(pay->minor - refunded, shares, n, net)))
+            return rc;
+        for (size_t i = 0; i < n; i++)
+            want[i] = net[i] - prev[i];
+        e.refund_id = refunds[k].id;
+        e.at_ms = refunds[k].at_ms;
+        if ((rc = entry_settle(r, &e, j, want)))
+            return rc;
+    }
+    return stale_refunds_settle(r, j, pay, m, refunds, n_refunds, want);
+}
+
+/* Brings every configured model's credits of one payment in line with the stored facts. */
+static int payment_settle(run_t *r, const journey_t *j, const payment_t *pay)
+{
+    refund_t *refunds = NULL;
+    size_t n_refunds = 0;
+    int rc = refunds_read(r, pay, &refunds, &n_refunds);
+    int64_t *scratch = rc ? NULL : malloc(5 * j->n * sizeof *scratch);
+    if (!rc && !scratch)
+        rc = FUNNEL_ENOMEM;
+    for (unsigned m = 0; !rc && m < FUNNEL_ATTR_MODEL_COUNT_; m++)
+        if (r->cfg->models & (1u << m))
+            rc = model_settle(r, j, pay, m, refunds, n_refunds, scratch);
+    free(scratch);
+    free(refunds);
+    return rc;
+}
+
+/* ---- what an event affects ----------------------------------------------------------- */
+
+/* Reads a stored payment; FUNNEL_ENOTFOUND when unknown (a refund may come first). */
+static int payment_load(run_t *r, const char *payment_id, payment_t *pay)
+{
+    sqlite3_stmt *st = stmt_bind(r->a, S_PAYMENT_GET, "s", payment_id);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        copy_id(pay->id, payment_id);
+        copy_id(pay->client_id, col_text(st, 0));
+        pay->minor = sqlite3_column_int64(st, 1);
+        snprintf(pay->currency, sizeof pay->currency, "%s", col_text(st, 2));
+        pay->at_ms = sqlite3_column_int64(st, 3);
+    }
+    int found = rc == SQLITE_ROW;
+    if ((rc = stmt_done(st, rc)))
+        return rc;
+    return found ? 0 : FUNNEL_ENOTFOUND;
+}
+
+/* Settles every payment of a client against its journey, loaded once. */
+static int client_recompute(run_t *r, const char *client_id)
+{
+    journey_t j;
+    id_list_t pays = {0};
+    int rc = journey_load(r, client_id, &j);
+    if (!rc)
+        rc = id_list_read(stmt_bind(r->a, S_PAYMENTS_OF_CLIENT, "s", client_id), &pays);
+    for (size_t i = 0; !rc && i < pays.n; i++) {
+        payment_t pay;
+        if (!(rc = payment_load(r, pays.ids[i], &pay)) && pay.minor > 0)
+            rc = payment_settle(r, &j, &pay);
+    }
+    free(pays.ids);
+    journey_clear(&j);
+    return rc;
+}
+
+/* Settles one payment, if it is known. */
+static int payment_recompute(run_t *r, const char *payment_id)
+{
+    payment_t pay;
+    journey_t j;
+    int rc = payment_load(r, payment_id, &pay);
+    if (rc || pay.minor <= 0)
+        return rc == FUNNEL_ENOTFOUND ? 0 : rc;
+    if (!(rc = journey_load(r, pay.client_id, &j)))
+        rc = payment_settle(r, &j, &pay);
+    journey_clear(&j);
+    return rc;
+}
+
+/* Settles the clients whose handoffs name the lead (usually none: a lead that has not closed). */
+static int lead_recompute(run_t *r, const char *lead_id)
+{
+    id_list_t clients = {0};
+    int rc = id_list_read(stmt_bind(r->a, S_CLIENTS_OF_LEAD, "s", lead_id), &clients);
+    for (size_t i = 0; !rc && i < clients.n; i++)
+        rc = client_recompute(r, clients.ids[i]);
+    free(clients.ids);
+    return rc;
+}
+
+/* ---- events -------------------------------------------------------------------------- */
+
+static const char *nz(const char *s)
+{
+    return s ? s : "";
+}
+
+static int touch_add(run_t *r, const char *lead_id, const char *touch_id,
+                     const Funnel__V1__Touch *t)
+{
+    if (!t)
+        return 0;
+    /* A touch without its own time happened when the event carrying it did. */
+    int64_t at = t->at_ms ? t->at_ms : r->cause->occurred_at_ms;
+    return stmt_run(stmt_bind(r->a, S_TOUCH_ADD, "ssissss", touch_id, lead_id, at, nz(t->channel),
+                              nz(t->source), nz(t->medium), nz(t->campaign)));
+}
+
+static int on_lead_created(run_t *r, const Funnel__V1__LeadCreated *b)
+{
+    const char *ev = r->cause->event_id;
+    int rc = stmt_run(stmt_bind(r->a, S_LEAD_CREATED, "si", b->lead_id, r->cause->occurred_at_ms));
+    for (size_t i = 0; !rc && i < b->n_touches; i++) {
+        char touch_id[FUNNEL_ID_MAX + 32];
+        snprintf(touch_id, sizeof touch_id, "%s#%zu", ev, i);
+        rc = touch_add(r, b->lead_id, touch_id, b->touches[i]);
+    }
+    return rc ? rc : lead_recompute(r, b->lead_id);
+}
+
+static int on_refund(run_t *r, const Funnel__V1__PaymentRefunded *b)
+{
+    id_list_t before = {0};
+    const Funnel__V1__Money *amt = b->amount;
+    if (!amt)
+        return 0;
+    /* A repeated refund_id with an earlier time may move the refund to another payment. */
+    int rc = id_list_read(stmt_bind(r->a, S_REFUND_PAYMENT, "s", b->refund_id), &before);
+    if (!rc)
+        rc = stmt_run(stmt_bind(r->a, S_REFUND_ADD, "sssisi", b->refund_id, r->cause->event_id,
+                                b->payment_id, amt->minor, nz(amt->currency),
+                                r->cause->occurred_at_ms));
+    if (!rc)
+        rc = payment_recompute(r, b->payment_id);
+    if (!rc && before.n && strcmp(before.ids[0], b->payment_id))
+        rc = payment_recompute(r, before.ids[0]);
+    free(before.ids);
+    return rc;
+}
+
+static int event_apply(run_t *r, const funnel_envelope_t *env)
+{
+    int64_t at = env->occurred_at_ms;
+    int rc;
+    switch (env->body_case) {
+    case FUNNEL__V1__ENVELOPE__BODY_LEAD_CREATED:
+        return env->lead_created ? on_lead_created(r, env->lead_created) : 0;
+    case FUNNEL__V1__ENVELOPE__BODY_LEAD_TOUCHED: {
+        const Funnel__V1__LeadTouched *b = env->lead_touched;
+        if (!b || (rc = touch_add(r, b->lead_id, env->event_id, b->touch)))
+            return b ? rc : 0;
+        return lead_recompute(r, b->lead_id);
+    }
+    case FUNNEL__V1__ENVELOPE__BODY_LEAD_QUALIFIED: {
+        const Funnel__V1__LeadQualified *b = env->lead_qualified;
+        if (!b || b->stage != FUNNEL__V1__STAGE__SQL)
+            return 0;
+        if ((rc = stmt_run(stmt_bind(r->a, S_LEAD_SQL, "si", b->lead_id, at))))
+            return rc;
+        return lead_recompute(r, b->lead_id);
+    }
+    case FUNNEL__V1__ENVELOPE__BODY_CLIENT_HANDED_OFF: {
+        const Funnel__V1__ClientHandedOff *b = env->client_handed_off;
+        if (!b || (rc = stmt_run(stmt_bind(r->a, S_HANDOFF_ADD, "sssi", b->client_id, env->event_id,
+                                           b->lead_id, at))))
+            return b ? rc : 0;
+        return client_recompute(r, b->client_id);
+    }
+    case FUNNEL__V1__ENVELOPE__BODY_PAYMENT_RECEIVED: {
+        const Funnel__V1__PaymentReceived *b = env->payment_received;
+        if (!b || !b->amount)
+            return 0;
+        if ((rc = stmt_run(stmt_bind(r->a, S_PAYMENT_ADD, "sssisi", b->payment_id, env->event_id,
+                                     b->client_id, b->amount->minor, nz(b->amount->currency), at))))
+            return rc;
+        return payment_recompute(r, b->payment_id);
+    }
+    case FUNNEL__V1__ENVELOPE__BODY_PAYMENT_REFUNDED:
+        return env->payment_refunded ? on_refund(r, env->payment_refunded) : 0;
+    default:
+        return 0;
+    }
+}
+
+int funnel_attribution_on_event(void *self, funnel_router_t *router, const funnel_envelope_t *env,
+                                int64_t now_ms)
+{
+    funnel_attribution_t *a = self;
+    run_t r = {a, router, env, now_ms, a->cfg};
+    int rc = event_apply(&r, env);
+    if (rc == FUNNEL_ESTORE)
+        funnel_log_error(a->log, "attribution: event %s: %s", env->event_id,
+                         sqlite3_errmsg(funnel_store_db(a->store)));
+    return rc;
+}
+
+/* ---- life cycle ---------------------------------------------------------------------- */
+
+int funnel_attribution_new(funnel_store_t *store, const funnel_attribution_config_t *cfg,
+                           const funnel_log_t *log, funnel_attribution_t **out)
+{
+    char err[512];
+    *out = NULL;
+    funnel_attribution_t *a = calloc(1, sizeof *a);
+    if (!a)
+        return FUNNEL_ENOMEM;
+    a->store = store;
+    a->cfg = cfg;
+    a->log = log;
+    int rc = funnel_store_migrate_module(store, "attribution", schema,
+                                         (int)(sizeof schema / sizeof schema[0]), err, sizeof err);
+    if (rc) {
+        funnel_log_error(log, "attribution: %s", err);
+        goto fail;
+    }
+    for (int i = 0; i < S_COUNT_; i++) {
+        if (sqlite3_prepare_v3(funnel_store_db(store), stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
+                               &a->st[i], NULL) != SQLITE_OK) {
+            funnel_log_error(log, "attribution: cannot prepare statement %d: %s", i,
+                             sqlite3_errmsg(funnel_store_db(store)));
+            rc = FUNNEL_ESTORE;
+            goto fail;
+        }
+    }
+    *out = a;
+    return 0;
+fail:
+    funnel_attribution_destroy(&a);
+    return rc;
+}
+
+void funnel_attribution_destroy(funnel_attribution_t **engine)
+{
+    if (!engine || !*engine)
+        return;
+    for (int i = 0; i < S_COUNT_; i++)
+        sqlite3_finalize((*engine)->st[i]);
+    free(*engine);
+    *engine = NULL;
+}
+
+int funnel_attribution_engine_create(funnel_store_t *store, const void *section,
+                                     const funnel_log_t *log, funnel_engine_t *engine)
+{
+    funnel_attribution_t *a;
+    int rc = funnel_attribution_new(store, section, log, &a);
+    if (rc)
+        return rc;
+    *engine = (funnel_engine_t){
+        .name = "attribution", .self = a, .on_event = funnel_attribution_on_event};
+    return 0;
+}
+
+void funnel_attribution_engine_destroy(void *self)
+{
+    funnel_attribution_t *a = self;
+    funnel_attribution_destroy(&a);
+}

@@ -1,0 +1,1067 @@
+/* ledger.c — the commission ledger engine (see ledger.h for the contract).
+ *
+ * Every relevant event first lands as a fact row (handoff, payment, refund, payout). Then the
+ * client's desired commission sums are recomputed from all its facts in event-time order and
+ * compared with what is posted; each difference becomes one new balanced posting. That is what
+ * makes arrival order irrelevant: the desired state never depends on it, and postings only ever
+ * close the gap. The cost per event is one pass over its client's facts: a fixed number of
+ * queries (payments, refunds, frozen rates, posted sums), each read once, whatever the history's
+ * length; refunds are found per payment by binary search, so the pass is O(n log n) in memory. */
+#include "ledger.h"
+#include "funnel/error.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define ID_BUF    (FUNNEL_ID_MAX + 1)
+#define SOURCE    "funneld.ledger"
+#define TOPIC_OUT "commission.posted"
+
+/* Schema steps of the "ledger" module. Never edit one that has shipped: add a step. */
+static const char *const ledger_steps[] = {
+    /* 1: facts, frozen plan, postings, lines, balances */
+    "CREATE TABLE ledger_handoff ("
+    "  id INTEGER PRIMARY KEY, event_id TEXT NOT NULL UNIQUE, client_id TEXT NOT NULL,"
+    "  from_rep TEXT NOT NULL, account_manager TEXT NOT NULL, at_ms INTEGER NOT NULL);"
+    "CREATE INDEX ledger_handoff_client ON ledger_handoff(client_id, at_ms, event_id);"
+    "CREATE TABLE ledger_payment ("
+    "  id INTEGER PRIMARY KEY, event_id TEXT NOT NULL UNIQUE, payment_id TEXT NOT NULL,"
+    "  client_id TEXT NOT NULL, currency TEXT NOT NULL, amount INTEGER NOT NULL,"
+    "  at_ms INTEGER NOT NULL);"
+    "CREATE INDEX ledger_payment_client ON ledger_payment(client_id, at_ms, event_id);"
+    "CREATE INDEX ledger_payment_id ON ledger_payment(client_id, payment_id, at_ms, event_id);"
+    "CREATE TABLE ledger_refund ("
+    "  id INTEGER PRIMARY KEY, event_id TEXT NOT NULL UNIQUE, refund_id TEXT NOT NULL,"
+    "  payment_id TEXT NOT NULL, client_id TEXT NOT NULL, currency TEXT NOT NULL,"
+    "  amount INTEGER NOT NULL, at_ms INTEGER NOT NULL);"
+    "CREATE INDEX ledger_refund_client ON ledger_refund(client_id, at_ms, event_id);"
+    "CREATE INDEX ledger_refund_id ON ledger_refund(client_id, refund_id, at_ms, event_id);"
+    "CREATE TABLE ledger_client ("
+    "  client_id TEXT PRIMARY KEY, term_months INTEGER NOT NULL, cap_minor INTEGER NOT NULL)"
+    "  WITHOUT ROWID;"
+    "CREATE TABLE ledger_rate ("
+    "  payment_event_id TEXT NOT NULL, role TEXT NOT NULL, rep TEXT NOT NULL,"
+    "  rate_bp INTEGER NOT NULL, PRIMARY KEY (payment_event_id, role, rep)) WITHOUT ROWID;"
+    "CREATE TABLE ledger_payout ("
+    "  payout_id TEXT PRIMARY KEY, event_id TEXT NOT NULL, rep TEXT NOT NULL,"
+    "  through_ms INTEGER NOT NULL, at_ms INTEGER NOT NULL) WITHOUT ROWID;"
+    "CREATE TABLE ledger_entry ("
+    "  seq INTEGER PRIMARY KEY, entry_id TEXT NOT NULL UNIQUE, kind TEXT NOT NULL,"
+    "  role TEXT NOT NULL, rep TEXT NOT NULL, client_id TEXT NOT NULL,"
+    "  cause_event_id TEXT NOT NULL, subject_event_id TEXT NOT NULL, currency TEXT NOT NULL,"
+    "  amount INTEGER NOT NULL, rate_bp INTEGER NOT NULL, effective_ms INTEGER NOT NULL,"
+    "  posted_at_ms INTEGER NOT NULL);"
+    "CREATE INDEX ledger_entry_client ON ledger_entry(client_id);"
+    "CREATE INDEX ledger_entry_rep ON ledger_entry(rep, currency, effective_ms);"
+    "CREATE TABLE ledger_line ("
+    "  entry_seq INTEGER NOT NULL, account TEXT NOT NULL, rep TEXT NOT NULL,"
+    "  currency TEXT NOT NULL, amount INTEGER NOT NULL, PRIMARY KEY (entry_seq, account))"
+    "  WITHOUT ROWID;"
+    "CREATE INDEX ledger_line_account ON ledger_line(account, rep, currency);"
+    "CREATE TABLE ledger_balance ("
+    "  account TEXT NOT NULL, rep TEXT NOT NULL, currency TEXT NOT NULL,"
+    "  balance INTEGER NOT NULL, PRIMARY KEY (account, rep, currency)) WITHOUT ROWID;"
+    /* The books are append-only: a correction is a new posting, never an edit. */
+    "CREATE TRIGGER ledger_entry_no_update BEFORE UPDATE ON ledger_entry"
+    "  BEGIN SELECT RAISE(ABORT, 'ledger_entry is append-only'); END;"
+    "CREATE TRIGGER ledger_entry_no_delete BEFORE DELETE ON ledger_entry"
+    "  BEGIN SELECT RAISE(ABORT, 'ledger_entry is append-only'); END;"
+    "CREATE TRIGGER ledger_line_no_update BEFORE UPDATE ON ledger_line"
+    "  BEGIN SELECT RAISE(ABORT, 'ledger_line is append-only'); END;"
+    "CREATE TRIGGER ledger_line_no_delete BEFORE DELETE ON ledger_line"
+    "  BEGIN SELECT RAISE(ABORT, 'ledger_line is append-only'); END;",
+    /* 2: payment_id and refund_id are global (one payment, whichever client it names): the
+     * canonical row is chosen across clients, so the lookups are by id alone. */
+    "DROP INDEX ledger_payment_id;"
+    "CREATE INDEX ledger_payment_id ON ledger_payment(payment_id, at_ms, event_id);"
+    "DROP INDEX ledger_refund_id;"
+    "CREATE INDEX ledger_refund_id ON ledger_refund(refund_id, at_ms, event_id);"
+    "CREATE INDEX ledger_refund_payment ON ledger_refund(payment_id);",
+};
+#define LEDGER_STEPS (int)(sizeof ledger_steps / sizeof ledger_steps[0])
+
+enum stmt_id {
+    Q_HANDOFF_ADD,
+    Q_PAYMENT_ADD,
+    Q_REFUND_ADD,
+    Q_PAYOUT_ADD,
+    Q_HANDOFF_FIRST,
+    Q_CLIENT_FREEZE,
+    Q_CLIENT_GET,
+    Q_PAYMENTS,
+    Q_REFUNDS,
+    Q_CLIENTS_OF,
+    Q_UNMATCHED,
+    Q_RATE_FREEZE,
+    Q_RATES,
+    Q_POSTED,
+    Q_DUE,
+    Q_ENTRY_ADD,
+    Q_LINE_ADD,
+    Q_BALANCE_GET,
+    Q_BALANCE_SET,
+    Q_COUNT_
+};
+
+static const char *const stmt_sql[Q_COUNT_] = {
+    [Q_HANDOFF_ADD] = "INSERT INTO ledger_handoff(event_id, client_id, from_rep, account_manager,"
+                      " at_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+    [Q_PAYMENT_ADD] = "INSERT INTO ledger_payment(event_id, payment_id, client_id, currency,"
+                      " amount, at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    [Q_REFUND_ADD] = "INSERT INTO ledger_refund(event_id, refund_id, payment_id, client_id,"
+                     " currency, amount, at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    [Q_PAYOUT_ADD] = "INSERT INTO ledger_payout(payout_id, event_id, rep, through_ms, at_ms)"
+                     " VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(payout_id) DO NOTHING",
+    [Q_HANDOFF_FIRST] = "SELECT event_id, from_rep, account_manager, at_ms FROM ledger_handoff"
+                        " WHERE client_id = ?1 ORDER BY at_ms, event_id LIMIT 1",
+    [Q_CLIENT_FREEZE] = "INSERT INTO ledger_client(client_id, term_months, cap_minor)"
+                        " VALUES (?1, ?2, ?3) ON CONFLICT(client_id) DO NOTHING",
+    [Q_CLIENT_GET] = "SELECT term_months, cap_minor FROM ledger_client WHERE client_id = ?1",
+    /* The canonical payments (first per payment_id by event time, whichever client a
+     * duplicate names: a payment_id is one payment), in event-time order. */
+    [Q_PAYMENTS] = "SELECT p.event_id, p.payment_id, p.currency, p.amount, p.at_ms"
+                   " FROM ledger_payment p WHERE p.client_id = ?1 AND NOT EXISTS ("
+                   "  SELECT 1 FROM ledger_payment q WHERE q.payment_id = p.payment_id"
+                   "  AND (q.at_ms < p.at_ms OR (q.at_ms = p.at_ms AND q.event_id < p.event_id)))"
+                   " ORDER BY p.at_ms, p.event_id",
+    /* The canonical refunds (first per refund_id, across clients) the client sent for its
+     * payments: a refund claws back only from a payment of its own client (and currency,
+     * checked by clawbacks_add); one naming another client's payment is held. */
+    [Q_REFUNDS] = "SELECT r.event_id, r.payment_id, r.currency, r.amount, r.at_ms"
+                  " FROM ledger_refund r WHERE r.client_id = ?1 AND r.payment_id IN ("
+                  "  SELECT payment_id FROM ledger_payment WHERE client_id = ?1)"
+                  " AND NOT EXISTS ("
+                  "  SELECT 1 FROM ledger_refund q WHERE q.refund_id = r.refund_id"
+                  "  AND (q.at_ms < r.at_ms OR (q.at_ms = r.at_ms AND q.event_id < r.event_id)))"
+                  " ORDER BY r.at_ms, r.event_id",
+    /* Every client a payment (?1) or a refund (?2) can affect: each client with a row of the
+     * payment_id, or of a payment_id the refund_id has ever named. Settling them all reverses
+     * what a client earned before an earlier duplicate moved the payment or refund away. */
+    [Q_CLIENTS_OF] = "SELECT DISTINCT client_id FROM ledger_payment WHERE payment_id = ?1"
+                     " OR payment_id IN (SELECT payment_id FROM ledger_refund"
+                     "  WHERE refund_id = ?2) ORDER BY client_id",
+    /* Refunds of payment ?2 that this event (?1, the refund or the canonical payment) leaves
+     * held because their client or currency differs from the canonical payment's. */
+    [Q_UNMATCHED] = "SELECT r.refund_id, r.client_id, r.currency, p.client_id, p.currency,"
+                    " r.payment_id"
+                    " FROM ledger_refund r JOIN ledger_payment p ON p.payment_id = r.payment_id"
+                    " WHERE r.payment_id = ?2 AND (r.event_id = ?1 OR p.event_id = ?1)"
+                    " AND (p.client_id <> r.client_id OR p.currency <> r.currency)"
+                    " AND NOT EXISTS (SELECT 1 FROM ledger_payment q"
+                    "  WHERE q.payment_id = p.payment_id AND (q.at_ms < p.at_ms"
+                    "  OR (q.at_ms = p.at_ms AND q.event_id < p.event_id)))",
+    [Q_RATE_FREEZE] = "INSERT INTO ledger_rate(payment_event_id, role, rep, rate_bp)"
+                      " VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
+    /* Every frozen rate of the client's payments, read once per settle: one lookup per
+     * payment and beneficiary made the statements per event grow with the history. */
+    [Q_RATES] = "SELECT r.payment_event_id, r.role, r.rep, r.rate_bp FROM ledger_payment p"
+                " JOIN ledger_rate r ON r.payment_event_id = p.event_id WHERE p.client_id = ?1",
+    [Q_POSTED] = "SELECT subject_event_id, role, rep, kind, currency, SUM(amount), MAX(rate_bp),"
+                 " MIN(effective_ms) FROM ledger_entry WHERE client_id = ?1"
+                 " AND kind IN ('ACCRUAL', 'CLAWBACK')"
+                 " GROUP BY subject_event_id, role, rep, kind, currency",
+    /* Per currency: owed for postings through ?2, minus every payout so far. The rows come in
+     * event-time order, where accruals may run past INT64_MAX before the clawbacks that net
+     * them back, and SQLite's int64 SUM fails on that: the high and low 32 bits of each amount
+     * are summed apart, and due_row adds them up in 128 bits. */
+    [Q_DUE] = "SELECT currency, SUM(v >> 32), SUM(v & 4294967295) FROM ("
+              " SELECT currency, CASE WHEN kind = 'PAYOUT' THEN -amount WHEN effective_ms > ?2"
+              " THEN 0 WHEN kind = 'ACCRUAL' THEN amount ELSE -amount END AS v"
+              " FROM ledger_entry WHERE rep = ?1) GROUP BY currency ORDER BY currency",
+    [Q_ENTRY_ADD] = "INSERT INTO ledger_entry(entry_id, kind, role, rep, client_id,"
+                    " cause_event_id, subject_event_id, currency, amount, rate_bp, effective_ms,"
+                    " posted_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+    [Q_LINE_ADD] = "INSERT INTO ledger_line(entry_seq, account, rep, currency, amount)"
+                   " VALUES (?1, ?2, ?3, ?4, ?5)",
+    [Q_BALANCE_GET] = "SELECT balance FROM ledger_balance WHERE account = ?1 AND rep = ?2"
+                      " AND currency = ?3",
+    [Q_BALANCE_SET] = "INSERT OR REPLACE INTO ledger_balance(account, rep, currency, balance)"
+                      " VALUES (?1, ?2, ?3, ?4)",
+};
+
+struct funnel_ledger {
+    funnel_store_t *store;                  /* borrowed */
+    sqlite3 *db;                            /* the store's connection */
+    const funnel_commission_config_t *plan; /* borrowed, live */
+    const funnel_log_t *log;                /* borrowed */
+    sqlite3_stmt *stmt[Q_COUNT_];
+};
+
+typedef enum kind { KIND_ACCRUAL, KIND_CLAWBACK, KIND_PAYOUT } kind_t;
+static const char *const kind_names[] = {"ACCRUAL", "CLAWBACK", "PAYOUT"};
+static const Funnel__V1__CommissionKind kind_wire[] = {FUNNEL__V1__COMMISSION_KIND__ACCRUAL,
+                                                       FUNNEL__V1__COMMISSION_KIND__CLAWBACK,
+                                                       FUNNEL__V1__COMMISSION_KIND__PAYOUT};
+
+typedef enum role { ROLE_NONE, ROLE_REP, ROLE_AM } role_t;
+static const char *const role_names[] = {"", "rep", "account_manager"};
+static const Funnel__V1__CommissionRole role_wire[] = {
+    FUNNEL__V1__COMMISSION_ROLE__COMMISSION_ROLE_UNSPECIFIED,
+    FUNNEL__V1__COMMISSION_ROLE__COMMISSION_ROLE_REP,
+    FUNNEL__V1__COMMISSION_ROLE__COMMISSION_ROLE_ACCOUNT_MANAGER};
+
+/* One posting to make, or one desired sum: the key is (subject, kind, role, rep, currency). */
+typedef struct posting {
+    char subject[ID_BUF]; /* payment, refund or payout event */
+    kind_t kind;
+    role_t role;
+    char rep[ID_BUF];
+    char currency[4];
+    int64_t amount;
+    int64_t rate_bp;
+    int64_t effective_ms;
+} posting_t;
+
+/* The state of one event's run: where postings go and how they are numbered. */
+typedef struct run {
+    funnel_ledger_t *lg;
+    funnel_router_t *router;
+    const funnel_envelope_t *cause;
+    const char *client_id; /* "" for payouts */
+    int64_t now_ms;
+    int n_posted; /* numbers entry ids: "ledger:<cause>#<n>" */
+} run_t;
+
+typedef struct payment {
+    char event_id[ID_BUF];
+    char payment_id[ID_BUF];
+    char currency[4];
+    int64_t amount, at_ms;
+} payment_t;
+
+/* A growable array of T; `n` used, `cap` allocated. */
+#define VEC(T)                                                                                     \
+    struct {                                                                                       \
+        T *v;                                                                                      \
+        size_t n, cap;                                                                             \
+    }
+
+/* Makes room for one more element of size `size`; 0 or FUNNEL_ENOMEM. */
+static int vec_reserve(void **v, size_t *cap, size_t n, size_t size)
+{
+    if (n < *cap)
+        return 0;
+    size_t c = *cap ? *cap * 2 : 16;
+    void *p = realloc(*v, c * size);
+    if (!p)
+        return FUNNEL_ENOMEM;
+    *v = p;
+    *cap = c;
+    return 0;
+}
+#define VEC_PUSH(vec) vec_reserve((void **)&(vec).v, &(vec).cap, (vec).n, sizeof *(vec).v)
+
+/* ---- small SQLite helpers -------------------------------------------------------------- */
+
+static sqlite3_stmt *q(funnel_ledger_t *lg, enum stmt_id id)
+{
+    sqlite3_stmt *s = lg->stmt[id];
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    return s;
+}
+
+static void bind_text(sqlite3_stmt *s, int i, const char *v)
+{
+    sqlite3_bind_text(s, i, v ? v : "", -1, SQLITE_STATIC);
+}
+
+static void col_copy(sqlite3_stmt *s, int i, char *dst, size_t len)
+{
+    const unsigned char *t = sqlite3_column_text(s, i);
+    snprintf(dst, len, "%s", t ? (const char *)t : "");
+}
+
+/* Steps a statement that returns no rows. */
+static int exec_done(sqlite3_stmt *s)
+{
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    return rc == SQLITE_DONE ? 0 : FUNNEL_ESTORE;
+}
+
+/* The result of a row loop: SQLITE_DONE is success, a negative code is ours, else SQLite's. */
+static int step_end(int rc)
+{
+    return rc == SQLITE_DONE ? 0 : rc < 0 ? rc : FUNNEL_ESTORE;
+}
+
+/* Steps a bound statement through its rows, calling row for each; a non-zero (negative) return
+ * stops. Resets the statement, so no cursor stays open. 0 or the first error. */
+static int rows_each(sqlite3_stmt *s, int (*row)(sqlite3_stmt *s, void *arg), void *arg)
+{
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+        if ((rc = row(s, arg)))
+            break;
+    sqlite3_reset(s);
+    return step_end(rc);
+}
+
+static bool add_ok(int64_t a, int64_t b, int64_t *out)
+{
+    return !__builtin_add_overflow(a, b, out);
+}
+
+/* ---- postings ---------------------------------------------------------------------------- */
+
+/* Adds delta to the stored balance of (account, rep, currency); a balance that would wrap
+ * refuses the event (router.h): it is valid, but these books cannot hold it. */
+static int balance_add(run_t *run, const char *account, const char *rep, const char *currency,
+                       int64_t delta)
+{
+    funnel_ledger_t *lg = run->lg;
+    sqlite3_stmt *s = q(lg, Q_BALANCE_GET);
+    bind_text(s, 1, account);
+    bind_text(s, 2, rep);
+    bind_text(s, 3, currency);
+    int64_t bal = 0;
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW)
+        bal = sqlite3_column_int64(s, 0);
+    sqlite3_reset(s);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return FUNNEL_ESTORE;
+    if (!add_ok(bal, delta, &bal))
+        return funnel_router_refuse(
+            run->router, FUNNEL_REFUSE_OVERFLOW,
+            "ledger: the %s balance of %s in %s would leave the int64 range", account, rep,
+            currency);
+    s = q(lg, Q_BALANCE_SET);
+    bind_text(s, 1, account);
+    bind_text(s, 2, rep);
+    bind_text(s, 3, currency);
+    sqlite3_bind_int64(s, 4, bal);
+    return exec_done(s);
+}
+
+static int line_add(run_t *run, int64_t seq, const char *account, const posting_t *p,
+                    int64_t amount)
+{
+    sqlite3_stmt *s = q(run->lg, Q_LINE_ADD);
+    sqlite3_bind_int64(s, 1, seq);
+    bind_text(s, 2, account);
+    bind_text(s, 3, p->rep);
+    bind_text(s, 4, p->currency);
+    sqlite3_bind_int64(s, 5, amount);
+    int rc = exec_done(s);
+    return rc ? rc : balance_add(run, account, p->rep, p->currency, amount);
+}
+
+static int emit(run_t *run, const char *entry_id, const posting_t *p)
+{
+    Funnel__V1__Money money = FUNNEL__V1__MONEY__INIT;
+    Funnel__V1__CommissionPosted body = FUNNEL__V1__COMMISSION_POSTED__INIT;
+    funnel_envelope_t env = FUNNEL__V1__ENVELOPE__INIT;
+    money.minor = p->amount;
+    money.currency = (char *)p->currency;
+    body.entry_id = (char *)entry_id;
+    body.rep = (char *)p->rep;
+    body.client_id = (char *)run->client_id;
+    body.cause_event_id = run->cause->event_id;
+    body.kind = kind_wire[p->kind];
+    body.amount = &money;
+    body.rate_bp = (int32_t)p->rate_bp;
+    body.subject_event_id = (char *)p->subject;
+    body.role = role_wire[p->role];
+    env.event_id = (char *)entry_id;
+    env.occurred_at_ms = p->effective_ms;
+    env.source = SOURCE;
+    env.body_case = FUNNEL__V1__ENVELOPE__BODY_COMMISSION_POSTED;
+    env.commission_posted = &body;
+    return funnel_router_emit(run->router, TOPIC_OUT, &env, run->now_ms);
+}
+
+/* Appends one balanced posting (entry, two lines, balances) and publishes it. The debit goes to
+ * expense for an accrual and to payable otherwise; the credit to payable, expense or paid. */
+static int post(run_t *run, const posting_t *p)
+{
+    static const char *const debit[] = {"expense", "payable", "payable"};
+    static const char *const credit[] = {"payable", "expense", "paid"};
+    funnel_ledger_t *lg = run->lg;
+    char entry_id[FUNNEL_ID_MAX + 32];
+    snprintf(entry_id, sizeof entry_id, "ledger:%s#%d", run->cause->event_id, ++run->n_posted);
+    sqlite3_stmt *s = q(lg, Q_ENTRY_ADD);
+    bind_text(s, 1, entry_id);
+    bind_text(s, 2, kind_names[p->kind]);
+    bind_text(s, 3, role_names[p->role]);
+    bind_text(s, 4, p->rep);
+    bind_text(s, 5, run->client_id);
+    bind_text(s, 6, run->cause->event_id);
+    bind_text(s, 7, p->subject);
+    bind_text(s, 8, p->currency);
+    sqlite3_bind_int64(s, 9, p->amount);
+    sqlite3_bind_int64(s, 10, p->rate_bp);
+    sqlite3_bind_int64(s, 11, p->effective_ms);
+    sqlite3_bind_int64(s, 12, run->now_ms);
+    int rc = exec_done(s);
+    if (rc)
+        return rc;
+    int64_t seq = sqlite3_last_insert_rowid(lg->db);
+    if ((rc = line_add(run, seq, debit[p->kind], p, p->amount)) ||
+        (rc = line_add(run, seq, credit[p->kind], p, -p->amount)))
+        return rc;
+    funnel_log_debug(lg->log, "ledger: %s %s %lld %s to %s (cause %s)", entry_id,
+                     kind_names[p->kind], (long long)p->amount, p->currency, p->rep,
+                     run->cause->event_id);
+    return emit(run, entry_id, p);
+}
+
+/* ---- the desired state of one client ---------------------------------------------------- */
+
+static int posting_cmp(const void *a, const void *b)
+{
+    const posting_t *x = a, *y = b;
+    int c;
+    if ((c = strcmp(x->subject, y->subject)))
+        return c;
+    if (x->kind != y->kind)
+        return x->kind < y->kind ? -1 : 1;
+    if (x->role != y->role)
+        return x->role < y->role ? -1 : 1;
+    if ((c = strcmp(x->rep, y->rep)))
+        return c;
+    return strcmp(x->currency, y->currency);
+}
+
+/* Posting order within one event: event time first, so the feed reads like the books. */
+static int posting_time_cmp(const void *a, const void *b)
+{
+    const posting_t *x = a, *y = b;
+    if (x->effective_ms != y->effective_ms)
+        return x->effective_ms < y->effective_ms ? -1 : 1;
+    return posting_cmp(a, b);
+}
+
+typedef VEC(posting_t) postings_t;
+typedef VEC(payment_t) payments_t;
+
+/* A refund is a payment-shaped fact pointing at its payment (payment_id holds that id). */
+typedef payment_t refund_t;
+typedef payments_t refunds_t;
+
+/* The client's plan: its first handoff, and the term and cap frozen when it was first used. */
+typedef struct client_plan {
+    bool handed_off;
+    char rep[ID_BUF], am[ID_BUF];
+    int64_t start_ms, end_ms, cap;
+} client_plan_t;
+
+static int client_plan_load(funnel_ledger_t *lg, const char *client, client_plan_t *cp)
+{
+    memset(cp, 0, sizeof *cp);
+    sqlite3_stmt *s = q(lg, Q_HANDOFF_FIRST);
+    bind_text(s, 1, client);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        cp->handed_off = true;
+        col_copy(s, 1, cp->rep, sizeof cp->rep);
+        col_copy(s, 2, cp->am, sizeof cp->am);
+        cp->start_ms = sqlite3_column_int64(s, 3);
+    }
+    sqlite3_reset(s);
+    if (rc != SQLITE_ROW)
+        return rc == SQLITE_DONE ? 0 : FUNNEL_ESTORE;
+    /* Freezing makes a later reload change new clients only, never re-rate history. */
+    s = q(lg, Q_CLIENT_FREEZE);
+    bind_text(s, 1, client);
+    sqlite3_bind_int64(s, 2, lg->plan->term_months);
+    sqlite3_bind_int64(s, 3, lg->plan->cap_minor);
+    if ((rc = exec_done(s)))
+        return rc;
+    s = q(lg, Q_CLIENT_GET);
+    bind_text(s, 1, client);
+    if ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        cp->end_ms = funnel_commission_term_end(cp->start_ms, sqlite3_column_int64(s, 0));
+        cp->cap = sqlite3_column_int64(s, 1);
+    }
+    sqlite3_reset(s);
+    return rc == SQLITE_ROW ? 0 : FUNNEL_ESTORE;
+}
+
+static int fact_row(sqlite3_stmt *s, void *arg)
+{
+    payments_t *out = arg;
+    if (VEC_PUSH(*out))
+        return FUNNEL_ENOMEM;
+    payment_t *p = &out->v[out->n++];
+    col_copy(s, 0, p->event_id, sizeof p->event_id);
+    col_copy(s, 1, p->payment_id, sizeof p->payment_id);
+    col_copy(s, 2, p->currency, sizeof p->currency);
+    p->amount = sqlite3_column_int64(s, 3);
+    p->at_ms = sqlite3_column_int64(s, 4);
+    return 0;
+}
+
+/* Loads payment-shaped rows (payments or refunds) of a client, in event-time order. */
+static int facts_load(funnel_ledger_t *lg, enum stmt_id id, const char *client, payments_t *out)
+{
+    sqlite3_stmt *s = q(lg, id);
+    bind_text(s, 1, client);
+    return rows_each(s, fact_row, out);
+}
+
+/* One frozen rate, keyed by (payment event, role, rep). */
+typedef struct rate {
+    char payment_event_id[ID_BUF];
+    role_t role;
+    char rep[ID_BUF];
+    int64_t rate_bp;
+} rate_t;
+typedef VEC(rate_t) rates_t;
+
+static int rate_cmp(const void *a, const void *b)
+{
+    const rate_t *x = a, *y = b;
+    int c;
+    if ((c = strcmp(x->payment_event_id, y->payment_event_id)))
+        return c;
+    if (x->role != y->role)
+        return x->role < y->role ? -1 : 1;
+    return strcmp(x->rep, y->rep);
+}
+
+static int rate_row(sqlite3_stmt *s, void *arg)
+{
+    rates_t *out = arg;
+    if (VEC_PUSH(*out))
+        return FUNNEL_ENOMEM;
+    rate_t *r = &out->v[out->n++];
+    col_copy(s, 0, r->payment_event_id, sizeof r->payment_event_id);
+    const char *role = (const char *)sqlite3_column_text(s, 1);
+    r->role = role && strcmp(role, role_names[ROLE_REP]) == 0 ? ROLE_REP : ROLE_AM;
+    col_copy(s, 2, r->rep, sizeof r->rep);
+    r->rate_bp = sqlite3_column_int64(s, 3);
+    return 0;
+}
+
+/* Loads the client's frozen rates, sorted by rate_cmp for rate_of's binary search. */
+static int rates_load(funnel_ledger_t *lg, const char *client, rates_t *out)
+{
+    sqlite3_stmt *s = q(lg, Q_RATES);
+    bind_text(s, 1, client);
+    int rc = rows_each(s, rate_row, out);
+    if (!rc && out->n) /* qsort wants a valid pointer even for nothing */
+        qsort(out->v, out->n, sizeof *out->v, rate_cmp);
+    return rc;
+}
+
+/* The rate of one beneficiary on one payment: frozen the first time it is computed, so the
+ * plan in force then stays the rate of that payment whatever later reloads say. rates holds
+ * what was frozen before this settle; each key is asked for once per settle, so a rate frozen
+ * here need not be added to it. */
+static int rate_of(funnel_ledger_t *lg, const rates_t *rates, const payment_t *p, role_t role,
+                   const char *rep, int64_t *rate)
+{
+    rate_t key = {.role = role};
+    snprintf(key.payment_event_id, sizeof key.payment_event_id, "%s", p->event_id);
+    snprintf(key.rep, sizeof key.rep, "%s", rep);
+    const rate_t *hit =
+        rates->n ? bsearch(&key, rates->v, rates->n, sizeof *rates->v, rate_cmp) : NULL;
+    if (hit) {
+        *rate = hit->rate_bp;
+        return 0;
+    }
+    *rate = role == ROLE_REP ? funnel_commission_rate_at(lg->plan, rep, p->at_ms)
+                             : lg->plan->account_manager_rate_bp;
+    sqlite3_stmt *s = q(lg, Q_RATE_FREEZE);
+    bind_text(s, 1, p->event_id);
+    bind_text(s, 2, role_names[role]);
+    bind_text(s, 3, rep);
+    sqlite3_bind_int64(s, 4, *rate);
+    return exec_done(s);
+}
+
+/* Accrual cap used so far by one person in one currency, whatever their roles. */
+typedef struct cap_use {
+    const char *person; /* borrowed from the client's plan */
+    char currency[4];
+    int64_t used;
+} cap_use_t;
+typedef VEC(cap_use_t) cap_uses_t;
+
+static int64_t *cap_slot(cap_uses_t *uses, const char *person, const char *currency)
+{
+    for (size_t i = 0; i < uses->n; i++)
+        if (!strcmp(uses->v[i].person, person) && !strcmp(uses->v[i].currency, currency))
+            return &uses->v[i].used;
+    if (VEC_PUSH(*uses))
+        return NULL;
+    cap_use_t *u = &uses->v[uses->n++];
+    u->person = person;
+    snprintf(u->currency, sizeof u->currency, "%s", currency);
+    u->used = 0;
+    return &u->used;
+}
+
+static int target_add(postings_t *out, const char *subject, kind_t kind, role_t role,
+                      const char *rep, const char *currency, int64_t amount, int64_t rate,
+                      int64_t at_ms)
+{
+    if (amount == 0)
+        return 0;
+    if (VEC_PUSH(*out))
+        return FUNNEL_ENOMEM;
+    posting_t *t = &out->v[out->n++];
+    snprintf(t->subject, sizeof t->subject, "%s", subject);
+    snprintf(t->rep, sizeof t->rep, "%s", rep);
+    snprintf(t->currency, sizeof t->currency, "%s", currency);
+    t->kind = kind;
+    t->role = role;
+    t->amount = amount;
+    t->rate_bp = rate;
+    t->effective_ms = at_ms;
+    return 0;
+}
+
+/* Refunds grouped by payment, each group in event-time order: a payment finds its refunds by
+ * binary search instead of scanning every refund of the client (payments x refunds). */
+static int refund_cmp(const void *a, const void *b)
+{
+    const refund_t *x = a, *y = b;
+    int c;
+    if ((c = strcmp(x->payment_id, y->payment_id)))
+        return c;
+    if (x->at_ms != y->at_ms)
+        return x->at_ms < y->at_ms ? -1 : 1;
+    return strcmp(x->event_id, y->event_id);
+}
+
+/* The index of the first refund of payment_id in refunds sorted by refund_cmp (n if none). */
+static size_t refunds_first(const refunds_t *refunds, const char *payment_id)
+{
+    size_t lo = 0, hi = refunds->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (strcmp(refunds->v[mid].payment_id, payment_id) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* Clawbacks of one payment's accrual: each refund of it, in event-time order, claws the
+ * difference of the cumulative clawback (rounded up) before and after it. refunds is sorted
+ * by refund_cmp. */
+static int clawbacks_add(const payment_t *p, int64_t accrued, int64_t rate, role_t role,
+                         const char *rep, const refunds_t *refunds, postings_t *out)
+{
+    int64_t refunded = 0, clawed = 0;
+    for (size_t i = refunds_first(refunds, p->payment_id);
+         i < refunds->n && refunded < p->amount && !strcmp(refunds->v[i].payment_id, p->payment_id);
+         i++) {
+        const refund_t *r = &refunds->v[i];
+        if (strcmp(r->currency, p->currency))
+            continue;
+        /* Saturating: refunds beyond the payment claw back the whole accrual, never more. */
+        refunded = r->amount >= p->amount - refunded ? p->amount : refunded + r->amount;
+        int64_t total;
+        int rc = funnel_commission_clawback_total(accrued, refunded, p->amount, &total);
+        if (!rc)
+            rc = target_add(out, r->event_id, KIND_CLAWBACK, role, rep, r->currency, total - clawed,
+                            rate, r->at_ms);
+        if (rc)
+            return rc;
+        clawed = total;
+    }
+    return 0;
+}
+
+/* What one settle reads of a client, each in one query: payments in event-time order, refunds
+ * sorted by refund_cmp, frozen rates sorted by rate_cmp. */
+typedef struct client_facts {
+    payments_t pays;
+    refunds_t refunds;
+    rates_t rates;
+} client_facts_t;
+
+static int client_facts_load(funnel_ledger_t *lg, const char *client, client_facts_t *f)
+{
+    int rc;
+    if ((rc = facts_load(lg, Q_PAYMENTS, client, &f->pays)) ||
+        (rc = facts_load(lg, Q_REFUNDS, client, &f->refunds)) ||
+        (rc = rates_load(lg, client, &f->rates)))
+        return rc;
+    if (f->refunds.n)
+        qsort(f->refunds.v, f->refunds.n, sizeof *f->refunds.v, refund_cmp);
+    return 0;
+}
+
+static void client_facts_free(client_facts_t *f)
+{
+    free(f->pays.v);
+    free(f->refunds.v);
+    free(f->rates.v);
+}
+
+/* One beneficiary's accrual on one payment, under what is left of their cap, and its
+ * clawbacks. */
+static int role_targets(run_t *run, const client_plan_t *cp, role_t role, const char *rep,
+                        const payment_t *p, const client_facts_t *f, cap_uses_t *uses,
+                        postings_t *out)
+{
+    int64_t rate, accrued, *used;
+    int rc;
+    if ((rc = rate_of(run->lg, &f->rates, p, role, rep, &rate)) ||
+        (rc = funnel_commission_accrual(p->amount, rate, &accrued)))
+        return rc;
+    if (!(used = cap_slot(uses, rep, p->currency)))
+        return FUNNEL_ENOMEM;
+    if (cp->cap > 0 && accrued > cp->cap - *used)
+        accrued = cp->cap - *used;
+    if (!add_ok(*used, accrued, used))
+        return funnel_router_refuse(run->router, FUNNEL_REFUSE_OVERFLOW,
+                                    "ledger: the accruals of %s in %s on client %s would leave "
+                                    "the int64 range",
+                                    rep, p->currency, run->client_id);
+    if ((rc = target_add(out, p->event_id, KIND_ACCRUAL, role, rep, p->currency, accrued, rate,
+                         p->at_ms)))
+        return rc;
+    return clawbacks_add(p, accrued, rate, role, rep, &f->refunds, out);
+}
+
+/* The desired sums of a client: accruals on eligible payments in event-time order, the rep's
+ * before the account manager's on each, under the cap of each person (one cap for a person in
+ * both roles), and their clawbacks. */
+static int client_targets(run_t *run, const client_plan_t *cp, const client_facts_t *f,
+                          postings_t *out)
+{
+    cap_uses_t uses = {0};
+    int rc = 0;
+    for (size_t i = 0; i < f->pays.n && !rc; i++) {
+        const payment_t *p = &f->pays.v[i];
+        if (p->at_ms < cp->start_ms || p->at_ms >= cp->end_ms)
+            continue;
+        rc = role_targets(run, cp, ROLE_REP, cp->rep, p, f, &uses, out);
+        if (!rc && cp->am[0])
+            rc = role_targets(run, cp, ROLE_AM, cp->am, p, f, &uses, out);
+    }
+    free(uses.v);
+    return rc;
+}
+
+/* Turns targets into the postings that close the gap to what is posted: a posted sum without
+ * a target is reversed, a target is topped up or corrected. Targets end up holding deltas. */
+static int deltas_compute(funnel_ledger_t *lg, const char *client, postings_t *targets)
+{
+    if (targets->n) /* qsort and bsearch want a valid pointer even for nothing */
+        qsort(targets->v, targets->n, sizeof *targets->v, posting_cmp);
+    size_t n_targets = targets->n;
+    sqlite3_stmt *s = q(lg, Q_POSTED);
+    bind_text(s, 1, client);
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        posting_t key = {0};
+        col_copy(s, 0, key.subject, sizeof key.subject);
+        const char *role = (const char *)sqlite3_column_text(s, 1);
+        key.role = role && strcmp(role, "rep") == 0 ? ROLE_REP : ROLE_AM;
+        col_copy(s, 2, key.rep, sizeof key.rep);
+        const char *kind = (const char *)sqlite3_column_text(s, 3);
+        key.kind = kind && strcmp(kind, "ACCRUAL") == 0 ? KIND_ACCRUAL : KIND_CLAWBACK;
+        col_copy(s, 4, key.currency, sizeof key.currency);
+        int64_t posted = sqlite3_column_int64(s, 5);
+        posting_t *t = n_targets
+                           ? bsearch(&key, targets->v, n_targets, sizeof *targets->v, posting_cmp)
+                           : NULL;
+        if (t) {
+            t->amount -= posted; /* both are bounded by the payment: no overflow */
+            continue;
+        }
+        if (VEC_PUSH(*targets)) {
+            rc = FUNNEL_ENOMEM;
+            break;
+        }
+        key.amount = -posted;
+        key.rate_bp = sqlite3_column_int64(s, 6);
+        key.effective_ms = sqlite3_column_int64(s, 7);
+        targets->v[targets->n++] = key;
+    }
+    sqlite3_reset(s);
+    return step_end(rc);
+}
+
+/* Recomputes a client's desired sums and posts the differences. */
+static int client_settle(run_t *run)
+{
+    funnel_ledger_t *lg = run->lg;
+    client_plan_t cp;
+    client_facts_t facts = {0};
+    postings_t targets = {0};
+    int rc;
+    if ((rc = client_plan_load(lg, run->client_id, &cp)))
+        return rc;
+    if (cp.handed_off) {
+        if ((rc = client_facts_load(lg, run->client_id, &facts)) ||
+            (rc = client_targets(run, &cp, &facts, &targets)))
+            goto out;
+    }
+    if ((rc = deltas_compute(lg, run->client_id, &targets)))
+        goto out;
+    if (targets.n)
+        qsort(targets.v, targets.n, sizeof *targets.v, posting_time_cmp);
+    for (size_t i = 0; i < targets.n && !rc; i++)
+        if (targets.v[i].amount)
+            rc = post(run, &targets.v[i]);
+out:
+    free(targets.v);
+    client_facts_free(&facts);
+    return rc;
+}
+
+/* ---- inputs ----------------------------------------------------------------------------- */
+
+/* Steps an insert of a fact row; a store failure is reported with SQLite's reason. */
+static int fact_insert(funnel_ledger_t *lg, sqlite3_stmt *s)
+{
+    int rc = exec_done(s);
+    if (rc)
+        funnel_log_error(lg->log, "ledger: %s", sqlite3_errmsg(lg->db));
+    return rc;
+}
+
+static int on_handoff(run_t *run, const Funnel__V1__ClientHandedOff *h)
+{
+    sqlite3_stmt *s = q(run->lg, Q_HANDOFF_ADD);
+    bind_text(s, 1, run->cause->event_id);
+    bind_text(s, 2, h->client_id);
+    bind_text(s, 3, h->from_rep);
+    bind_text(s, 4, h->account_manager);
+    sqlite3_bind_int64(s, 5, run->cause->occurred_at_ms);
+    run->client_id = h->client_id;
+    int rc = fact_insert(run->lg, s);
+    return rc ? rc : client_settle(run);
+}
+
+/* Settles the event's own client, then every other client the payment or refund can affect
+ * (see Q_CLIENTS_OF). The list is read before any posting, so no cursor is open meanwhile. */
+typedef struct client_id {
+    char id[ID_BUF];
+} client_id_t;
+
+/* The clients other than `own` named by Q_CLIENTS_OF. */
+typedef struct other_clients {
+    const char *own;
+    VEC(client_id_t) list;
+} other_clients_t;
+
+static int other_client_row(sqlite3_stmt *s, void *arg)
+{
+    other_clients_t *o = arg;
+    const char *c = (const char *)sqlite3_column_text(s, 0);
+    if (!c || strcmp(c, o->own) == 0)
+        return 0;
+    if (VEC_PUSH(o->list))
+        return FUNNEL_ENOMEM;
+    col_copy(s, 0, o->list.v[o->list.n++].id, ID_BUF);
+    return 0;
+}
+
+static int clients_settle(run_t *run, const char *payment_id, const char *refund_id)
+{
+    const char *own = run->client_id;
+    other_clients_t o = {.own = own};
+    sqlite3_stmt *s = q(run->lg, Q_CLIENTS_OF);
+    if (payment_id)
+        bind_text(s, 1, payment_id);
+    if (refund_id)
+        bind_text(s, 2, refund_id);
+    int rc = rows_each(s, other_client_row, &o);
+    if (!rc)
+        rc = client_settle(run);
+    for (size_t i = 0; i < o.list.n && !rc; i++) {
+        run->client_id = o.list.v[i].id;
+        rc = client_settle(run);
+    }
+    run->client_id = own;
+    free(o.list.v);
+    return rc;
+}
+
+static int unmatched_row(sqlite3_stmt *s, void *arg)
+{
+    const run_t *run = arg;
+    funnel_log_warn(run->lg->log,
+                    "ledger: refund %s of client %s in %s is held: it names payment %s of client "
+                    "%s in %s, and a refund claws back only from its own client's payment in "
+                    "its currency",
+                    sqlite3_column_text(s, 0), sqlite3_column_text(s, 1), sqlite3_column_text(s, 2),
+                    sqlite3_column_text(s, 5), sqlite3_column_text(s, 3),
+                    sqlite3_column_text(s, 4));
+    return 0;
+}
+
+/* Logs, once (when the refund or its payment arrives), each refund the event leaves held for
+ * naming another client's payment or currency; `ledger check` lists them all later. */
+static int unmatched_log(run_t *run, const char *payment_id)
+{
+    sqlite3_stmt *s = q(run->lg, Q_UNMATCHED);
+    bind_text(s, 1, run->cause->event_id);
+    bind_text(s, 2, payment_id);
+    return rows_each(s, unmatched_row, run);
+}
+
+/* Records a payment or a refund (ids: payment_id, or refund_id and payment_id, in the column
+ * order of its insert) and settles every client it affects. */
+static int money_fact(run_t *run, enum stmt_id id, const char *const *ids, int n_ids,
+                      const char *client, const Funnel__V1__Money *m)
+{
+    sqlite3_stmt *s = q(run->lg, id);
+    int col = 1;
+    bind_text(s, col++, run->cause->event_id);
+    for (int i = 0; i < n_ids; i++)
+        bind_text(s, col++, ids[i]);
+    bind_text(s, col++, client);
+    bind_text(s, col++, m->currency);
+    sqlite3_bind_int64(s, col++, m->minor);
+    sqlite3_bind_int64(s, col, run->cause->occurred_at_ms);
+    run->client_id = client;
+    int rc = fact_insert(run->lg, s);
+    if (rc)
+        return rc;
+    if ((rc = unmatched_log(run, ids[n_ids - 1])))
+        return rc;
+    return n_ids == 1 ? clients_settle(run, ids[0], NULL) : clients_settle(run, NULL, ids[0]);
+}
+
+/* Pays what is due through through_ms, per currency; a payout_id seen before does nothing. */
+/* What a payout pays, per currency: collected from Q_DUE rows. */
+typedef struct due {
+    run_t *run;
+    const char *rep;
+    postings_t postings;
+} due_t;
+
+static int due_row(sqlite3_stmt *s, void *arg)
+{
+    due_t *d = arg;
+    char currency[4];
+    col_copy(s, 0, currency, sizeof currency);
+    __int128 due =
+        (__int128)sqlite3_column_int64(s, 1) * ((__int128)1 << 32) + sqlite3_column_int64(s, 2);
+    /* Nothing due, or the rep owes (clawbacks after a payout): carried forward. */
+    if (due <= 0)
+        return 0;
+    if (due > INT64_MAX)
+        return funnel_router_refuse(d->run->router, FUNNEL_REFUSE_OVERFLOW,
+                                    "ledger: what %s is owed in %s through through_ms does not "
+                                    "fit in int64; pay through an earlier time first",
+                                    d->rep, currency);
+    return target_add(&d->postings, d->run->cause->event_id, KIND_PAYOUT, ROLE_NONE, d->rep,
+                      currency, (int64_t)due, 0, d->run->cause->occurred_at_ms);
+}
+
+static int on_paid(run_t *run, const Funnel__V1__CommissionPaid *p)
+{
+    funnel_ledger_t *lg = run->lg;
+    sqlite3_stmt *s = q(lg, Q_PAYOUT_ADD);
+    bind_text(s, 1, p->payout_id);
+    bind_text(s, 2, run->cause->event_id);
+    bind_text(s, 3, p->rep);
+    sqlite3_bind_int64(s, 4, p->through_ms);
+    sqlite3_bind_int64(s, 5, run->cause->occurred_at_ms);
+    int rc = fact_insert(lg, s);
+    if (rc)
+        return rc;
+    if (sqlite3_changes(lg->db) == 0) {
+        funnel_log_info(lg->log, "ledger: payout %s was already made; nothing paid", p->payout_id);
+        return 0;
+    }
+    due_t due = {.run = run, .rep = p->rep};
+    s = q(lg, Q_DUE);
+    bind_text(s, 1, p->rep);
+    sqlite3_bind_int64(s, 2, p->through_ms);
+    rc = rows_each(s, due_row, &due);
+    run->client_id = "";
+    for (size_t i = 0; i < due.postings.n && !rc; i++)
+        rc = post(run, &due.postings.v[i]);
+    free(due.postings.v);
+    return rc;
+}
+
+int funnel_ledger_on_event(void *self, funnel_router_t *router, const funnel_envelope_t *env,
+                           int64_t now_ms)
+{
+    run_t run = {.lg = self, .router = router, .cause = env, .client_id = "", .now_ms = now_ms};
+    switch (env->body_case) {
+    case FUNNEL__V1__ENVELOPE__BODY_CLIENT_HANDED_OFF:
+        return on_handoff(&run, env->client_handed_off);
+    case FUNNEL__V1__ENVELOPE__BODY_PAYMENT_RECEIVED: {
+        const Funnel__V1__PaymentReceived *p = env->payment_received;
+        const char *ids[] = {p->payment_id};
+        /* The codec guarantees an amount; a hand-built envelope without one earns nothing. */
+        return p->amount ? money_fact(&run, Q_PAYMENT_ADD, ids, 1, p->client_id, p->amount) : 0;
+    }
+    case FUNNEL__V1__ENVELOPE__BODY_PAYMENT_REFUNDED: {
+        const Funnel__V1__PaymentRefunded *r = env->payment_refunded;
+        const char *ids[] = {r->refund_id, r->payment_id};
+        return r->amount ? money_fact(&run, Q_REFUND_ADD, ids, 2, r->client_id, r->amount) : 0;
+    }
+    case FUNNEL__V1__ENVELOPE__BODY_COMMISSION_PAID:
+        return on_paid(&run, env->commission_paid);
+    default:
+        return 0;
+    }
+}
+
+/* ---- life cycle ------------------------------------------------------------------------- */
+
+int funnel_ledger_new(funnel_store_t *store, const funnel_commission_config_t *plan,
+                      const funnel_log_t *log, funnel_ledger_t **out, char *err, size_t err_len)
+{
+    *out = NULL;
+    int rc = funnel_store_migrate_module(store, "ledger", ledger_steps, LEDGER_STEPS, err, err_len);
+    if (rc)
+        return rc;
+    funnel_ledger_t *lg = calloc(1, sizeof *lg);
+    if (!lg) {
+        snprintf(err, err_len, "out of memory");
+        return FUNNEL_ENOMEM;
+    }
+    lg->store = store;
+    lg->db = funnel_store_db(store);
+    lg->plan = plan;
+    lg->log = log;
+    for (int i = 0; i < Q_COUNT_; i++) {
+        if (sqlite3_prepare_v3(lg->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &lg->stmt[i],
+                               NULL) != SQLITE_OK) {
+            snprintf(err, err_len, "ledger: cannot prepare statement %d: %s", i,
+                     sqlite3_errmsg(lg->db));
+            funnel_ledger_destroy(&lg);
+            return FUNNEL_ESTORE;
+        }
+    }
+    *out = lg;
+    return 0;
+}
+
+void funnel_ledger_destroy(funnel_ledger_t **ledger)
+{
+    if (!ledger || !*ledger)
+        return;
+    for (int i = 0; i < Q_COUNT_; i++)
+        sqlite3_finalize((*ledger)->stmt[i]);
+    free(*ledger);
+    *ledger = NULL;
+}
+
+int funnel_ledger_engine_create(funnel_store_t *store, const void *section, const funnel_log_t *log,
+                                funnel_engine_t *engine)
+{
+    char err[512];
+    funnel_ledger_t *lg;
+    int rc = funnel_ledger_new(store, section, log, &lg, err, sizeof err);
+    if (rc) {
+        funnel_log_error(log, "%s", err);
+        return rc;
+    }
+    *engine = (funnel_engine_t){.name = "ledger", .self = lg, .on_event = funnel_ledger_on_event};
+    return 0;
+}
+
+void funnel_ledger_engine_destroy(void *self)
+{
+    funnel_ledger_t *lg = self;
+    funnel_ledger_destroy(&lg);
+}

@@ -1,0 +1,597 @@
+/* sla.c — the SLA engine (see sla.h for the contract).
+ *
+ * An instance is a row; what it does next is one number, `step`: 0 the warning, 1..L the
+ * escalation levels, L+1..L+R the repeats of the last level. The time a step fires is derived
+ * from the row (anchor, business time consumed, due time) and the policy version, and stored as
+ * next_at so the heap can be rebuilt with one indexed scan. Firing a step emits its output with
+ * the step's own time as occurred_at_ms and moves to the next step, so a step is never skipped:
+ * after downtime they all come out at once, in order, with their original times. An event of
+ * the instance's key first fires the steps due before it (steps_before), so a burst of events
+ * that arrives after their steps were due publishes what the clock would have published.
+ *
+ * This file holds the statements, policy versions, event dispatch, timers and life cycle; the
+ * other jobs are in sla_instance.c, sla_held.c, sla_recompute.c and sla_quota.c
+ * (sla_internal.h). */
+#include "sla_internal.h"
+#include "funnel/error.h"
+
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const migrations[] = {
+    /* 1 */
+    "CREATE TABLE sla_policy ("
+    "  name TEXT NOT NULL, version INTEGER NOT NULL, hash INTEGER NOT NULL,"
+    "  definition TEXT NOT NULL, PRIMARY KEY (name, version)) WITHOUT ROWID;"
+    "CREATE TABLE sla_instance ("
+    "  id INTEGER PRIMARY KEY, policy TEXT NOT NULL, version INTEGER NOT NULL,"
+    "  key TEXT NOT NULL, owner TEXT NOT NULL, state TEXT NOT NULL,"
+    "  started_at INTEGER NOT NULL, anchor_at INTEGER NOT NULL, consumed_ms INTEGER NOT NULL,"
+    "  due_at INTEGER, paused_at INTEGER, step INTEGER NOT NULL, next_at INTEGER,"
+    "  acked_by TEXT, start_event TEXT NOT NULL, stopped_at INTEGER, on_time INTEGER,"
+    "  late_ms INTEGER, stop_event TEXT);"
+    "CREATE INDEX sla_instance_live ON sla_instance (key) WHERE state <> 'met';"
+    "CREATE INDEX sla_instance_next ON sla_instance (next_at) WHERE next_at IS NOT NULL;"
+    "CREATE TABLE sla_quota ("
+    "  policy TEXT NOT NULL, period_start INTEGER NOT NULL, period_end INTEGER NOT NULL,"
+    "  actual INTEGER NOT NULL, pace_done INTEGER NOT NULL DEFAULT 0,"
+    "  closed INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (policy, period_start)) WITHOUT ROWID;",
+    /* 2: events that arrived before the start of their instance (see sla_hold()), and the original
+     * start time of each instance, which a reset does not move. Rows from before this step
+     * take started_at, the best value they kept. */
+    "ALTER TABLE sla_instance ADD COLUMN opened_at INTEGER;"
+    "UPDATE sla_instance SET opened_at = started_at;"
+    "CREATE TABLE sla_held ("
+    "  id INTEGER PRIMARY KEY, policy TEXT NOT NULL, key TEXT NOT NULL,"
+    "  occurred_at INTEGER NOT NULL, event_id TEXT NOT NULL, kinds INTEGER NOT NULL,"
+    "  UNIQUE (policy, key, event_id));"
+    "CREATE INDEX sla_held_key ON sla_held (policy, key, occurred_at);"
+    "CREATE INDEX sla_held_age ON sla_held (occurred_at);",
+    /* 3: every start, stop, reset, pause and resume of a (policy, key) that has had a start, so
+     * an event arriving out of event-time order can recompute the key's instances (recompute()).
+     * rank puts a start before the other events of the same millisecond, as a held event of that
+     * time is applied after its start. Keys started before this step have no log: their late
+     * events are applied as they come, as before (sla_late_event()). */
+    "CREATE TABLE sla_log ("
+    "  policy TEXT NOT NULL, key TEXT NOT NULL, occurred_at INTEGER NOT NULL,"
+    "  rank INTEGER NOT NULL, event_id TEXT NOT NULL, kinds INTEGER NOT NULL, owner TEXT,"
+    "  PRIMARY KEY (policy, key, occurred_at, rank, event_id)) WITHOUT ROWID;"
+    "CREATE INDEX sla_instance_key ON sla_instance (key, policy);"
+    /* The highest sla_id a recomputation deleted: ids are never reused, so an acknowledgement
+     * or an output naming a deleted instance never names another one. */
+    "CREATE TABLE sla_deleted_max (id INTEGER NOT NULL);"
+    "INSERT INTO sla_deleted_max VALUES (0);",
+    /* 4: per clock of an instance (its start or a reset), the first step not yet published, so
+     * a recomputation that replays a clock publishes what that clock has not (step_publish).
+     * Rows from before this step know only their current clock: its steps before `step`. */
+    "CREATE TABLE sla_fired ("
+    "  id INTEGER NOT NULL, clock INTEGER NOT NULL, next_step INTEGER NOT NULL,"
+    "  PRIMARY KEY (id, clock)) WITHOUT ROWID;"
+    "INSERT INTO sla_fired SELECT id, started_at, step FROM sla_instance;",
+    /* 5: per quota, the periods funneld has opened: from the first period of its first run
+     * (since) to the end of the last one (through). A period in between that has no row yet is
+     * created and reports, even when a later period got a row first (quota_ensure). Quotas from
+     * before this step take the span of their rows. */
+    "CREATE TABLE sla_quota_span ("
+    "  policy TEXT PRIMARY KEY, since INTEGER NOT NULL, through INTEGER NOT NULL) WITHOUT ROWID;"
+    "INSERT INTO sla_quota_span SELECT policy, min(period_start), max(period_end) FROM sla_quota"
+    "  GROUP BY policy;",
+};
+
+#define COLS                                                                                       \
+    "id, policy, version, key, owner, state, started_at, anchor_at, consumed_ms, due_at,"          \
+    " paused_at, step, next_at, acked_by, opened_at, start_event, stopped_at, on_time, late_ms,"   \
+    " stop_event"
+
+static const char *const stmt_sql[S_COUNT_] = {
+    [S_VERSIONS] = "SELECT name, version, definition FROM sla_policy ORDER BY name, version",
+    [S_VERSION_ADD] = "INSERT INTO sla_policy (name, version, hash, definition) VALUES (?,?,?,?)",
+    [S_VERSION_EXISTS] = "SELECT 1 FROM sla_policy WHERE name = ? AND version = ?",
+    [S_INSERT] = "INSERT INTO sla_instance (id, policy, version, key, owner, state, started_at,"
+                 " anchor_at, consumed_ms, due_at, step, next_at, start_event, opened_at)"
+                 " VALUES (max(coalesce((SELECT max(id) FROM sla_instance), 0),"
+                 " (SELECT id FROM sla_deleted_max)) + 1,?,?,?,?,'open',?,?,0,?,?,?,?,?)",
+    [S_LIVE] = "SELECT " COLS " FROM sla_instance WHERE key = ? AND state <> 'met'",
+    [S_BY_ID] = "SELECT " COLS " FROM sla_instance WHERE id = ?",
+    [S_UPDATE] = "UPDATE sla_instance SET state = ?, started_at = ?, anchor_at = ?,"
+                 " consumed_ms = ?, due_at = ?, paused_at = ?, step = ?, next_at = ?,"
+                 " acked_by = ? WHERE id = ?",
+    [S_MET] = "UPDATE sla_instance SET state = 'met', next_at = NULL, stopped_at = ?,"
+              " on_time = ?, late_ms = ?, stop_event = ? WHERE id = ?",
+    [S_TIMERS] = "SELECT id, next_at FROM sla_instance WHERE next_at IS NOT NULL",
+    [S_OPEN_COUNT] = "SELECT count(*) FROM sla_instance WHERE state <> 'met'",
+    [S_QUOTA_COUNT] = "INSERT INTO sla_quota (policy, period_start, period_end, actual, closed)"
+                      " VALUES (?,?,?,1,?) ON CONFLICT (policy, period_start)"
+                      " DO UPDATE SET actual = actual + 1",
+    [S_QUOTA_ENSURE] = "INSERT OR IGNORE INTO sla_quota (policy, period_start, period_end, actual)"
+                       " VALUES (?,?,?,0)",
+    [S_QUOTA_OPEN] = "SELECT period_start, period_end, actual, pace_done FROM sla_quota"
+                     " WHERE policy = ? AND closed = 0 ORDER BY period_start LIMIT 64",
+    [S_QUOTA_MARK] = "UPDATE sla_quota SET pace_done = ?, closed = ? WHERE policy = ? AND"
+                     " period_start = ?",
+    [S_HOLD] = "INSERT OR IGNORE INTO sla_held (policy, key, occurred_at, event_id, kinds)"
+               " VALUES (?,?,?,?,?)",
+    [S_HOLD_PRUNE] = "DELETE FROM sla_held WHERE id IN (SELECT id FROM sla_held"
+                     " WHERE occurred_at < ? ORDER BY occurred_at LIMIT 16)",
+    [S_HELD] = "SELECT id, occurred_at, event_id, kinds FROM sla_held WHERE policy = ? AND"
+               " key = ? AND occurred_at >= ? ORDER BY occurred_at, event_id LIMIT 64",
+    [S_HELD_DROP] = "DELETE FROM sla_held WHERE id = ?",
+    [S_LOG_LAST] = "SELECT occurred_at, rank, event_id FROM sla_log WHERE policy = ? AND key = ?"
+                   " ORDER BY occurred_at DESC, rank DESC, event_id DESC LIMIT 1",
+    [S_LOG_ADD] = "INSERT OR IGNORE INTO sla_log (policy, key, occurred_at, rank, event_id, kinds,"
+                  " owner) VALUES (?,?,?,?,?,?,?)",
+    [S_LOG_HELD] = "INSERT OR IGNORE INTO sla_log (policy, key, occurred_at, rank, event_id, kinds)"
+                   " SELECT policy, key, occurred_at, 1, event_id, kinds FROM sla_held"
+                   " WHERE policy = ? AND key = ?",
+    [S_LOG_READ] = "SELECT occurred_at, rank, event_id, kinds, owner FROM sla_log"
+                   " WHERE policy = ? AND key = ? ORDER BY occurred_at, rank, event_id",
+    [S_LOG_FOREIGN] = "SELECT 1 FROM sla_instance i WHERE i.key = ?2 AND i.policy = ?1 AND NOT"
+                      " EXISTS (SELECT 1 FROM sla_log l WHERE l.policy = ?1 AND l.key = ?2 AND"
+                      " l.rank = 0 AND l.event_id = i.start_event) LIMIT 1",
+    [S_KEY_ROWS] = "SELECT " COLS " FROM sla_instance WHERE key = ? AND policy = ? ORDER BY id",
+    [S_DELETE] = "DELETE FROM sla_instance WHERE id = ?",
+    [S_HELD_CLEAR] = "DELETE FROM sla_held WHERE policy = ? AND key = ?",
+    [S_DELETED_MAX] = "UPDATE sla_deleted_max SET id = max(id, ?)",
+    [S_FIRED_NEXT] = "SELECT next_step FROM sla_fired WHERE id = ? AND clock = ?",
+    [S_FIRED_SET] = "INSERT INTO sla_fired (id, clock, next_step) VALUES (?,?,?)"
+                    " ON CONFLICT (id, clock) DO UPDATE SET"
+                    " next_step = max(next_step, excluded.next_step)",
+    [S_FIRED_DROP] = "DELETE FROM sla_fired WHERE id = ?",
+    [S_ID_ISSUED] = "SELECT ?1 BETWEEN 1 AND max(coalesce((SELECT max(id) FROM sla_instance), 0),"
+                    " (SELECT id FROM sla_deleted_max))",
+    [S_SPAN_GET] = "SELECT since, through FROM sla_quota_span WHERE policy = ?",
+    [S_SPAN_SET] = "INSERT INTO sla_quota_span (policy, since, through) VALUES (?1,?2,?3)"
+                   " ON CONFLICT (policy) DO UPDATE SET through = max(through, ?3)",
+};
+
+/* ---- statements ------------------------------------------------------------------------ */
+
+sqlite3_stmt *sla_stmt(funnel_sla_t *sla, enum stmt_id id)
+{
+    sqlite3_stmt *s = sla->st[id];
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    return s;
+}
+
+/* Runs a statement that returns no rows; 0 or FUNNEL_ESTORE. */
+int sla_step_done(sqlite3_stmt *s)
+{
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    return rc == SQLITE_DONE ? 0 : FUNNEL_ESTORE;
+}
+
+void sla_bind_time(sqlite3_stmt *s, int col, int64_t v)
+{
+    if (v == NONE)
+        sqlite3_bind_null(s, col);
+    else
+        sqlite3_bind_int64(s, col, v);
+}
+
+int64_t sla_col_time(sqlite3_stmt *s, int col)
+{
+    return sqlite3_column_type(s, col) == SQLITE_NULL ? NONE : sqlite3_column_int64(s, col);
+}
+
+void sla_col_text(sqlite3_stmt *s, int col, char *out)
+{
+    const unsigned char *t = sqlite3_column_text(s, col);
+    snprintf(out, ID_BUF, "%s", t ? (const char *)t : "");
+}
+
+/* ---- policy versions ------------------------------------------------------------------- */
+
+static void versions_clear(funnel_sla_t *sla)
+{
+    for (size_t i = 0; i < sla->n_vers; i++) {
+        funnel_sla_policy_clear(&sla->vers[i].pol);
+        funnel_calendar_destroy(&sla->vers[i].cal);
+    }
+    sla->n_vers = 0;
+}
+
+/* Compiles a stored definition and appends it to the cache. A definition this build cannot
+ * read any more is logged and skipped: its instances then wait, untouched, for a fix. */
+static int version_add(funnel_sla_t *sla, const char *definition, int64_t version)
+{
+    char err[256];
+    if (sla->n_vers == sla->cap_vers) {
+        size_t cap = sla->cap_vers ? sla->cap_vers * 2 : 8;
+        pver_t *v = realloc(sla->vers, cap * sizeof *v);
+        if (!v)
+            return FUNNEL_ENOMEM;
+        sla->vers = v;
+        sla->cap_vers = cap;
+    }
+    pver_t *v = &sla->vers[sla->n_vers];
+    memset(v, 0, sizeof *v);
+    int rc = funnel_sla_policy_from_text(definition, &v->pol, err, sizeof err);
+    if (!rc && (rc = funnel_calendar_new(&v->pol.calendar, &v->cal, err, sizeof err)))
+        funnel_sla_policy_clear(&v->pol);
+    if (rc == FUNNEL_ENOMEM)
+        return rc;
+    if (rc) {
+        funnel_log_error(sla->log, "sla: stored policy version %lld is unreadable: %s",
+                         (long long)version, err);
+        return 0;
+    }
+    v->version = version;
+    sla->n_vers++;
+    return 0;
+}
+
+/* (Re)loads every stored version: at start and after a rollback undid a new one. */
+static int versions_load(funnel_sla_t *sla)
+{
+    versions_clear(sla);
+    sla->version_loads++;
+    sqlite3_stmt *s = sla_stmt(sla, S_VERSIONS);
+    int rc, err = 0;
+    while (!err && (rc = sqlite3_step(s)) == SQLITE_ROW)
+        err = version_add(sla, (const char *)sqlite3_column_text(s, 2), sqlite3_column_int64(s, 1));
+    sqlite3_reset(s);
+    sla->n_vers_known = sla->n_vers;
+    return err ? err : rc == SQLITE_DONE ? 0 : FUNNEL_ESTORE;
+}
+
+/* After a rollback: drops the versions cached since the last known commit whose rows are gone,
+ * one primary-key lookup each (versions are added by config reloads: a handful). */
+static int versions_check(funnel_sla_t *sla)
+{
+    size_t keep = sla->n_vers_known;
+    int err = 0;
+    for (size_t i = sla->n_vers_known; i < sla->n_vers; i++) {
+        pver_t *v = &sla->vers[i];
+        sqlite3_stmt *s = sla_stmt(sla, S_VERSION_EXISTS);
+        sqlite3_bind_text(s, 1, v->pol.name, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(s, 2, v->version);
+        int rc = sqlite3_step(s);
+        sqlite3_reset(s);
+        if (rc == SQLITE_DONE) {
+            funnel_sla_policy_clear(&v->pol);
+            funnel_calendar_destroy(&v->cal);
+        } else {
+            err = rc == SQLITE_ROW ? err : FUNNEL_ESTORE; /* kept: checked again next time */
+            sla->vers[keep++] = *v;
+        }
+    }
+    sla->n_vers = keep;
+    return err;
+}
+
+pver_t *sla_version_find(funnel_sla_t *sla, const char *name, int64_t version)
+{
+    for (size_t i = 0; i < sla->n_vers; i++)
+        if (sla->vers[i].version == version && strcmp(sla->vers[i].pol.name, name) == 0)
+            return &sla->vers[i];
+    return NULL;
+}
+
+/* The version new instances of p start under: the latest stored one when its definition is
+ * p's, else a new version row (inside the caller's transaction). */
+int sla_version_current(funnel_sla_t *sla, const funnel_sla_policy_t *p, pver_t **out)
+{
+    pver_t *latest = NULL;
+    for (size_t i = 0; i < sla->n_vers; i++)
+        if (strcmp(sla->vers[i].pol.name, p->name) == 0 &&
+            (!latest || sla->vers[i].version > latest->version))
+            latest = &sla->vers[i];
+    if (latest && latest->pol.hash == p->hash) {
+        *out = latest;
+        return 0;
+    }
+    int64_t version = latest ? latest->version + 1 : 1;
+    sqlite3_stmt *s = sla_stmt(sla, S_VERSION_ADD);
+    sqlite3_bind_text(s, 1, p->name, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 2, version);
+    sqlite3_bind_int64(s, 3, (int64_t)p->hash);
+    sqlite3_bind_text(s, 4, p->definition, -1, SQLITE_STATIC);
+    size_t before = sla->n_vers;
+    int rc = sla_step_done(s);
+    if (!rc)
+        rc = version_add(sla, p->definition, version);
+    if (!rc && sla->n_vers == before)
+        rc = FUNNEL_EINVAL; /* the definition does not read back: a bug, refuse the event */
+    if (!rc) {
+        *out = &sla->vers[sla->n_vers - 1];
+        funnel_log_info(sla->log, "sla: policy %s version %lld in force for new instances", p->name,
+                        (long long)version);
+    }
+    return rc;
+}
+
+/* Whether funneld ever issued sla_id id: ids are given in increasing order and never reused,
+ * so every id up to the highest one given (kept or deleted by a recomputation) was. */
+static int id_issued(funnel_sla_t *sla, int64_t id, bool *issued)
+{
+    sqlite3_stmt *s = sla_stmt(sla, S_ID_ISSUED);
+    sqlite3_bind_int64(s, 1, id);
+    int rc = sqlite3_step(s);
+    *issued = rc == SQLITE_ROW && sqlite3_column_int(s, 0);
+    sqlite3_reset(s);
+    return rc == SQLITE_ROW ? 0 : FUNNEL_ESTORE;
+}
+
+/* escalation.acknowledged: no further levels or repeats for that instance. One naming an
+ * sla_id funneld never issued is refused with its reason: the sender has a wrong id, and an
+ * `ok` would tell it the escalation was stopped. One for a met instance, or for one a
+ * recomputation replaced (its outputs stay published), changes nothing. */
+static int acknowledge(funnel_sla_t *sla, funnel_router_t *router, const funnel_envelope_t *env)
+{
+    const Funnel__V1__EscalationAcknowledged *ack = env->escalation_acknowledged;
+    char *end;
+    inst_t in;
+    bool issued = false;
+    int64_t id = strtoll(ack->sla_id, &end, 10);
+    int rc = *end || end == ack->sla_id ? 0 : id_issued(sla, id, &issued);
+    if (rc)
+        return rc;
+    if (!issued)
+        return funnel_router_refuse(router, FUNNEL_REFUSE_ENGINE,
+                                    "escalation_acknowledged.sla_id: unknown sla_id '%s'",
+                                    ack->sla_id);
+    if ((rc = sla_inst_load(sla, id, &in)) == FUNNEL_ENOTFOUND || (!rc && in.state == ST_MET)) {
+        funnel_log_info(sla->log, "sla: acknowledgement %s for SLA %s, no longer open",
+                        env->event_id, ack->sla_id);
+        return 0;
+    }
+    if (rc)
+        return rc;
+    snprintf(in.acked_by, sizeof in.acked_by, "%s", ack->by[0] ? ack->by : "-");
+    in.next_at = NONE;
+    return sla_inst_write(sla, &in);
+}
+
+static int sla_on_event(void *self, funnel_router_t *router, const funnel_envelope_t *env,
+                        int64_t now_ms)
+{
+    funnel_sla_t *sla = self;
+    /* The timer transaction before this event has ended (a rollback of it was reported). */
+    sla->dirty &= ~(unsigned)D_POPPED;
+    if (env->body_case == FUNNEL__V1__ENVELOPE__BODY_ESCALATION_ACKNOWLEDGED)
+        return acknowledge(sla, router, env);
+    bool late;
+    int rc = sla_log_event(sla, env, &late);
+    if (!rc && late)
+        rc = sla_late_event(sla, router, env, now_ms, &late);
+    if (!rc && !late)
+        rc = sla_hold(sla, env, now_ms);
+    rc = rc || late ? rc : sla_key_events(sla, router, env, now_ms);
+    for (size_t i = 0; !rc && !late && i < sla->cfg->n_policies; i++)
+        if (funnel_sla_match(&sla->cfg->policies[i].start, env))
+            rc = sla_start(sla, router, &sla->cfg->policies[i], env, now_ms);
+    return rc ? rc : sla_quota_count(sla, env, now_ms);
+}
+
+/* ---- timers ------------------------------------------------------------------------------ */
+
+static int64_t sla_next_deadline(void *self)
+{
+    funnel_sla_t *sla = self;
+    funnel_timer_entry_t top;
+    int64_t next = funnel_timerheap_peek(sla->heap, &top) ? NONE : top.at;
+    for (size_t i = 0; i < sla->cfg->n_quotas; i++) {
+        quota_state_t *qs = sla_quota_state(sla, &sla->cfg->quotas[i], false);
+        /* A quota not yet run (new, reloaded, or after a rollback) runs at once. */
+        int64_t at = qs && qs->next_at != INT64_MIN ? qs->next_at : 0;
+        next = at < next ? at : next;
+    }
+    return next;
+}
+
+/* Fires what is due: the earliest timers first, at most FUNNEL_SLA_TIMER_BATCH steps, each with
+ * its own due time. Heap entries whose time no longer matches the row are stale and dropped. */
+static int sla_on_timer(void *self, funnel_router_t *router, int64_t now_ms)
+{
+    funnel_sla_t *sla = self;
+    funnel_timer_entry_t top;
+    int rc = 0;
+    /* Every earlier transaction has ended, committed or rolled back and reported: memory
+     * matches the committed rows. */
+    sla->n_vers_known = sla->n_vers;
+    sla->dirty = 0;
+    for (int fired = 0; !rc && fired < FUNNEL_SLA_TIMER_BATCH &&
+                        !funnel_timerheap_peek(sla->heap, &top) && top.at <= now_ms;) {
+        inst_t in;
+        funnel_timerheap_pop(sla->heap, &top);
+        sla->dirty |= D_POPPED;
+        if ((rc = sla_inst_load(sla, top.id, &in)) == FUNNEL_ENOTFOUND) {
+            rc = 0;
+            continue;
+        }
+        pver_t *v = rc ? NULL : sla_version_find(sla, in.policy, in.version);
+        if (rc || !v || in.next_at != top.at)
+            continue;
+        fire_ctx_t fc = {sla, router, now_ms, 0};
+        rc = sla_steps_before(v, &in, now_ms + 1, sla_fire_step, &fc);
+        fired += fc.fired;
+        rc = rc ? rc : sla_inst_write(sla, &in);
+    }
+    for (size_t i = 0; !rc && i < sla->cfg->n_quotas; i++) {
+        const funnel_sla_quota_t *q = &sla->cfg->quotas[i];
+        quota_state_t *qs = sla_quota_state(sla, q, true);
+        if (!qs)
+            rc = FUNNEL_ENOMEM;
+        else if (qs->next_at <= now_ms)
+            rc = sla_quota_run(sla, router, q, now_ms);
+    }
+    return rc;
+}
+
+/* Recounts the instances not met: one scan of the partial index sla_instance_live. */
+static int open_recount(funnel_sla_t *sla)
+{
+    sqlite3_stmt *s = sla_stmt(sla, S_OPEN_COUNT);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW)
+        sla->open = sqlite3_column_int64(s, 0);
+    sqlite3_reset(s); /* a statement left on a row would pin a read snapshot */
+    if (rc != SQLITE_ROW)
+        return FUNNEL_ESTORE;
+    return 0;
+}
+
+/* Rebuilds the in-memory view (timer heap, open count) from the rows: at start, when a rollback
+ * undid pops, and to shed stale entries (sla_on_rollback). */
+static int heap_rebuild(funnel_sla_t *sla)
+{
+    int rc = open_recount(sla), err = 0;
+    if (rc)
+        return rc;
+    sqlite3_stmt *s = sla_stmt(sla, S_TIMERS);
+    funnel_timerheap_clear(sla->heap);
+    sla->heap_rebuilds++;
+    while (!err && (rc = sqlite3_step(s)) == SQLITE_ROW)
+        err = funnel_timerheap_push(sla->heap, sqlite3_column_int64(s, 1),
+                                    sqlite3_column_int64(s, 0));
+    sqlite3_reset(s);
+    rc = err ? err : rc == SQLITE_DONE ? 0 : FUNNEL_ESTORE;
+    if (!rc)
+        sla->dirty &= ~(unsigned)D_POPPED;
+    return rc;
+}
+
+/* Stale entries beyond which a rollback rebuilds the heap: a row has at most one live entry,
+ * so past this most of the heap is garbage, and rebuilding costs no more than the pushes that
+ * made it (amortised O(1) per push) while keeping memory bounded under repeated failures. */
+static bool heap_bloated(const funnel_sla_t *sla)
+{
+    return funnel_timerheap_size(sla->heap) > 2 * (size_t)(sla->open > 0 ? sla->open : 0) + 1024;
+}
+
+/* Called for every failed event, so it costs what the rollback can have broken, not the size of
+ * the SLA state: entries pushed for undone rows stay in the heap and are dropped when popped;
+ * the open count is recounted only if it moved; only versions added since the last known commit
+ * are looked up. */
+static void sla_on_rollback(void *self)
+{
+    funnel_sla_t *sla = self;
+    /* A rollback to a savepoint leaves the batch's transaction open: what is read now may still
+     * be undone, so nothing is marked committed and no entry may be dropped by a rebuild. */
+    bool ended = !funnel_store_in_transaction(sla->store);
+    /* Quotas recompute from their rows on the next timer pass. */
+    for (size_t i = 0; i < sla->n_quotas; i++)
+        sla->quotas[i].next_at = INT64_MIN;
+    int rc = versions_check(sla);
+    if (!rc && (sla->dirty & D_OPEN))
+        rc = open_recount(sla);
+    if (!rc && ((sla->dirty & D_POPPED) || (ended && heap_bloated(sla))))
+        rc = heap_rebuild(sla);
+    if (rc)
+        funnel_log_error(sla->log, "sla: restoring state after a rollback failed: %s",
+                         funnel_store_errmsg(sla->store));
+    else if (ended) {
+        sla->n_vers_known = sla->n_vers;
+        sla->dirty = 0;
+    }
+}
+
+/* ---- life cycle ------------------------------------------------------------------------- */
+
+int funnel_sla_new(funnel_store_t *store, const funnel_sla_config_t *cfg, const funnel_log_t *log,
+                   funnel_sla_t **out)
+{
+    char err[512];
+    int rc = FUNNEL_ENOMEM;
+    *out = NULL;
+    funnel_sla_t *sla = calloc(1, sizeof *sla);
+    if (!sla || funnel_timerheap_new(&sla->heap))
+        goto fail;
+    sla->store = store;
+    sla->db = funnel_store_db(store);
+    sla->cfg = cfg;
+    sla->log = log;
+    if ((rc = funnel_store_migrate_module(store, "sla", migrations,
+                                          (int)(sizeof migrations / sizeof migrations[0]), err,
+                                          sizeof err))) {
+        funnel_log_error(log, "sla: %s", err);
+        goto fail;
+    }
+    for (int i = 0; i < S_COUNT_; i++) {
+        if (sqlite3_prepare_v3(sla->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &sla->st[i],
+                               NULL) != SQLITE_OK) {
+            funnel_log_error(log, "sla: %s", sqlite3_errmsg(sla->db));
+            rc = FUNNEL_ESTORE;
+            goto fail;
+        }
+    }
+    if ((rc = versions_load(sla)) || (rc = heap_rebuild(sla))) {
+        funnel_log_error(log, "sla: loading state failed: %s", funnel_store_errmsg(store));
+        goto fail;
+    }
+    funnel_log_info(log, "sla: %zu policies, %zu quotas, %zu timers pending", cfg->n_policies,
+                    cfg->n_quotas, funnel_timerheap_size(sla->heap));
+    *out = sla;
+    return 0;
+fail:
+    funnel_sla_destroy(&sla);
+    return rc;
+}
+
+void funnel_sla_destroy(funnel_sla_t **slap)
+{
+    if (!slap || !*slap)
+        return;
+    funnel_sla_t *sla = *slap;
+    for (int i = 0; i < S_COUNT_; i++)
+        sqlite3_finalize(sla->st[i]);
+    versions_clear(sla);
+    free(sla->vers);
+    for (size_t i = 0; i < sla->n_quotas; i++) {
+        free(sla->quotas[i].name);
+        free(sla->quotas[i].time_zone);
+        funnel_calendar_destroy(&sla->quotas[i].cal);
+    }
+    free(sla->quotas);
+    funnel_timerheap_destroy(&sla->heap);
+    free(sla);
+    *slap = NULL;
+}
+
+static int64_t sla_open_items(void *self)
+{
+    return ((funnel_sla_t *)self)->open;
+}
+
+void funnel_sla_hooks(funnel_sla_t *sla, funnel_engine_t *engine)
+{
+    *engine = (funnel_engine_t){
+        .name = "sla",
+        .self = sla,
+        .on_event = sla_on_event,
+        .next_deadline = sla_next_deadline,
+        .on_timer = sla_on_timer,
+        .on_rollback = sla_on_rollback,
+        .open_items = sla_open_items,
+    };
+}
+
+size_t funnel_sla_timers(const funnel_sla_t *sla)
+{
+    return funnel_timerheap_size(sla->heap);
+}
+
+void funnel_sla_reloads(const funnel_sla_t *sla, size_t *version_loads, size_t *heap_rebuilds)
+{
+    *version_loads = sla->version_loads;
+    *heap_rebuilds = sla->heap_rebuilds;
+}
+
+int funnel_sla_engine_create(funnel_store_t *store, const void *section, const funnel_log_t *log,
+                             funnel_engine_t *engine)
+{
+    funnel_sla_t *sla;
+    int rc = funnel_sla_new(store, section, log, &sla);
+    if (!rc)
+        funnel_sla_hooks(sla, engine);
+    return rc;
+}
+
+void funnel_sla_engine_destroy(void *self)
+{
+    funnel_sla_t *sla = self;
+    funnel_sla_destroy(&sla);
+}

@@ -1,0 +1,107 @@
+/* sla_config.h — the `sla { ... }` config section: business calendars, SLA policies and lead
+ * quotas, plus the event matching both engines parts share.
+ *
+ * Plain data, parsed and printed here; the engine (sla.h) runs it. Strings and arrays are owned
+ * by the structs and freed by funnel_sla_config_clear. A policy carries its own definition text
+ * (its calendar inlined) and a hash of it: the engine stores the text as a numbered version the
+ * first time it sees that hash, so running instances keep the rules they started under. */
+#ifndef FUNNEL_SLA_CONFIG_H
+#define FUNNEL_SLA_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "calendar.h"
+#include "funnel/codec.h"
+
+#define FUNNEL_SLA_MAX_FILTERS 4 /* field = value filters per topic match */
+#define FUNNEL_SLA_MAX_MATCHES 8 /* topics per stop/reset/pause/resume list */
+#define FUNNEL_SLA_MAX_LEVELS  8 /* escalation levels per policy */
+
+/* "lead.qualified stage=SQL": a topic and field filters on its body, all of which must hold.
+ * A filter compares the field's text: strings as they are, enums by value name. */
+typedef struct funnel_sla_match {
+    char *text; /* as configured; owned */
+    funnel_body_t body;
+    size_t n_filters;
+    char *field[FUNNEL_SLA_MAX_FILTERS]; /* owned */
+    char *value[FUNNEL_SLA_MAX_FILTERS]; /* owned */
+} funnel_sla_match_t;
+
+typedef struct funnel_sla_match_list {
+    funnel_sla_match_t items[FUNNEL_SLA_MAX_MATCHES];
+    size_t n;
+} funnel_sla_match_list_t;
+
+typedef struct funnel_sla_level {
+    int64_t after_ms; /* business time after the due time (0: at the due time) */
+    char *notify;     /* opaque target passed through to sla.escalation; owned */
+} funnel_sla_level_t;
+
+typedef struct funnel_sla_policy {
+    char *name;                      /* owned */
+    funnel_sla_match_t start;        /* the event that starts an instance */
+    char *key;                       /* body field keying instances: lead_id, client_id */
+    char *owner;                     /* body field of the start event naming the owner */
+    funnel_sla_match_list_t stop;    /* met */
+    funnel_sla_match_list_t reset;   /* restart the clock (next-response targets) */
+    funnel_sla_match_list_t pause;   /* stop the clock */
+    funnel_sla_match_list_t resume;  /* run it again */
+    int64_t target_ms;               /* business time on the calendar */
+    funnel_calendar_spec_t calendar; /* resolved copy: the version keeps it */
+    int64_t warn_ms;                 /* warn this much business time before due; 0: no */
+    int64_t warn_pct;                /* or this percentage of the target before due; 0: no */
+    funnel_sla_level_t levels[FUNNEL_SLA_MAX_LEVELS]; /* ascending after_ms */
+    size_t n_levels;
+    int64_t repeat_count;    /* repeats of the last level after it fired */
+    int64_t repeat_every_ms; /* business time between them */
+    char *definition;        /* the policy printed with its calendar inlined; owned */
+    uint64_t hash;           /* FNV-1a of definition */
+} funnel_sla_policy_t;
+
+/* A minimum number of matching events per calendar week or month. */
+typedef struct funnel_sla_quota {
+    char *name; /* owned */
+    funnel_sla_match_t count;
+    funnel_period_t period;
+    funnel_calendar_spec_t calendar; /* resolved copy; its time zone bounds the periods */
+    int64_t minimum;
+    int64_t pace_pct; /* warn when this much of the period passed below as much of the
+                         minimum; 0: no pace warning */
+} funnel_sla_quota_t;
+
+typedef struct funnel_sla_config {
+    funnel_calendar_spec_t *calendars; /* owned */
+    size_t n_calendars;
+    funnel_sla_policy_t *policies; /* owned */
+    size_t n_policies;
+    funnel_sla_quota_t *quotas; /* owned */
+    size_t n_quotas;
+} funnel_sla_config_t;
+
+/* Section hooks of the engine registry (core/engine.h) (void * is a funnel_sla_config_t *). The
+ * defaults are empty: no policies, no quotas. parse writes the section only on success. */
+int funnel_sla_config_defaults(void *sec);
+struct config_setting_t;
+int funnel_sla_config_parse(const struct config_setting_t *group, void *sec, char *err,
+                            size_t err_len);
+void funnel_sla_config_clear(void *sec);
+void funnel_sla_config_print(const void *sec, FILE *out);
+
+/* Parses a policy from its stored definition (the text of funnel_sla_policy_t.definition) into
+ * a zeroed policy. 0, FUNNEL_ECONFIG with err, or FUNNEL_ENOMEM. */
+int funnel_sla_policy_from_text(const char *definition, funnel_sla_policy_t *p, char *err,
+                                size_t err_len);
+void funnel_sla_policy_clear(funnel_sla_policy_t *p);
+
+/* Whether env is the topic of m and passes its filters. */
+bool funnel_sla_match(const funnel_sla_match_t *m, const funnel_envelope_t *env);
+bool funnel_sla_match_any(const funnel_sla_match_list_t *list, const funnel_envelope_t *env);
+
+/* The text of the body field named field ("" when absent or empty) into buf; returns buf. */
+const char *funnel_sla_field(const funnel_envelope_t *env, const char *field, char *buf,
+                             size_t buf_len);
+
+#endif

@@ -1,0 +1,35 @@
+/* attribution_report.h — what a reader of the attribution engine's postings needs: the models'
+ * names and order, and the table (funnelctl's `attribution` report). The engine and the models'
+ * arithmetic are daemon/engines/attribution/attribution.h. */
+#ifndef FUNNEL_ATTRIBUTION_REPORT_H
+#define FUNNEL_ATTRIBUTION_REPORT_H
+
+/* Stable order: the report's columns and the order credits are posted in. */
+typedef enum funnel_attribution_model {
+    FUNNEL_ATTR_FIRST_TOUCH,
+    FUNNEL_ATTR_LAST_TOUCH,
+    FUNNEL_ATTR_LINEAR,
+    FUNNEL_ATTR_U_SHAPED,
+    FUNNEL_ATTR_W_SHAPED,
+    FUNNEL_ATTR_FULL_PATH,
+    FUNNEL_ATTR_TIME_DECAY,
+    FUNNEL_ATTR_J_SHAPED,
+    FUNNEL_ATTR_INVERSE_J,
+    FUNNEL_ATTR_MODEL_COUNT_
+} funnel_attribution_model_t;
+
+#define FUNNEL_ATTR_ALL_MODELS   ((1u << FUNNEL_ATTR_MODEL_COUNT_) - 1)
+#define FUNNEL_ATTR_UNATTRIBUTED "(unattributed)"
+
+/* "first_touch", ...; NULL for a value out of range. Static string. */
+const char *funnel_attribution_model_name(funnel_attribution_model_t model);
+/* 0 and *out, or FUNNEL_ENOTFOUND for an unknown name. */
+int funnel_attribution_model_parse(const char *name, funnel_attribution_model_t *out);
+
+/* The read side, for funnelctl: the engine's postings table is attr_postings with columns
+ * model, campaign, source, medium, channel, currency, credit (minor units) and at_ms (event
+ * time of the payment or refund). Version of the module's schema in a database: see
+ * funnel_store_module_version(store, "attribution"). */
+#define FUNNEL_ATTR_POSTINGS_TABLE "attr_postings"
+
+#endif
