@@ -620,3 +620,21 @@ uint64_t funnel_seq_decode(const uint8_t in[8])
         seq = (seq << 8) | in[i];
     return seq;
 }
+
+int funnel_replay_request_parse(const funnel_frame_t *frames, size_t n, uint64_t *from_seq,
+                                const char **why)
+{
+    if (n != 2 || frames[0].len != 6 || memcmp(frames[0].data, "replay", 6) != 0 ||
+        frames[1].len != 8) {
+        *why = "expected [replay][from_seq: 8 bytes big-endian]";
+        return FUNNEL_EINVAL;
+    }
+    uint64_t seq = funnel_seq_decode(frames[1].data);
+    /* A larger one would be bound as a negative number. */
+    if (seq > (uint64_t)INT64_MAX) {
+        *why = "from_seq out of range: at most 2^63-1";
+        return FUNNEL_EINVAL;
+    }
+    *from_seq = seq;
+    return 0;
+}

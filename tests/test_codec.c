@@ -1378,3 +1378,58 @@ Test(codec_seq, byte_order_matches_numeric_order)
         cr_assert_lt(memcmp(a, b, 8), 0, "%" PRIu64 " vs %" PRIu64, ordered[i - 1], ordered[i]);
     }
 }
+
+/* The replay request as funneld's replay socket parses it (after the routing envelope). */
+static int replay_parse(const void *cmd, size_t cmd_len, const void *seq, size_t seq_len, size_t n,
+                        uint64_t *from, const char **why)
+{
+    funnel_frame_t frames[3] = {{cmd, cmd_len}, {seq, seq_len}, {"x", 1}};
+    return funnel_replay_request_parse(frames, n, from, why);
+}
+
+Test(codec_replay, request_names_a_sequence)
+{
+    uint8_t seq[8];
+    uint64_t from = 0;
+    const char *why = NULL;
+    funnel_seq_encode(42, seq);
+    cr_assert_eq(replay_parse("replay", 6, seq, 8, 2, &from, &why), 0);
+    cr_assert_eq(from, 42);
+    funnel_seq_encode(INT64_MAX, seq);
+    cr_assert_eq(replay_parse("replay", 6, seq, 8, 2, &from, &why), 0);
+    cr_assert_eq(from, (uint64_t)INT64_MAX, "the largest sequence SQLite can bind");
+}
+
+Test(codec_replay, malformed_requests_are_refused_with_the_expected_shape)
+{
+    uint8_t seq[8] = {0, 0, 0, 0, 0, 0, 0, 1};
+    static const struct {
+        const char *cmd;
+        size_t seq_len, n;
+    } bad[] = {
+        {"replay", 8, 1}, {"replay", 8, 3}, {"replay", 7, 2}, {"replaY", 8, 2}, {"replays", 8, 2},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        uint64_t from = 7;
+        const char *why = NULL;
+        cr_assert_eq(replay_parse(bad[i].cmd, strlen(bad[i].cmd), seq, bad[i].seq_len, bad[i].n,
+                                  &from, &why),
+                     FUNNEL_EINVAL, "case %zu", i);
+        cr_assert_str_eq(why, "expected [replay][from_seq: 8 bytes big-endian]", "case %zu", i);
+        cr_assert_eq(from, 7, "nothing written on refusal (case %zu)", i);
+    }
+    const char *why = NULL;
+    cr_assert_eq(funnel_replay_request_parse(NULL, 0, &(uint64_t){0}, &why), FUNNEL_EINVAL,
+                 "no frames at all: nothing is read");
+}
+
+Test(codec_replay, sequence_beyond_int64_is_refused)
+{
+    uint8_t seq[8];
+    uint64_t from = 7;
+    const char *why = NULL;
+    funnel_seq_encode((uint64_t)INT64_MAX + 1, seq);
+    cr_assert_eq(replay_parse("replay", 6, seq, 8, 2, &from, &why), FUNNEL_EINVAL);
+    cr_assert_str_eq(why, "from_seq out of range: at most 2^63-1");
+    cr_assert_eq(from, 7);
+}
