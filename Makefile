@@ -7,7 +7,7 @@ PACKAGES := build-essential cmake pkg-config libzmq3-dev libprotobuf-c-dev proto
 CONFIG   ?= examples/funneld.conf
 JOBS     ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: all deps build run test bench bench-workload format clean
+.PHONY: all deps build run test fuzz bench bench-workload format clean
 
 all: build
 
@@ -41,6 +41,30 @@ test: deps
 	cmake --build build-test -j $(JOBS)
 	cd build-test && ctest --output-on-failure -j $(JOBS)
 
+# libFuzzer on every harness of tests/fuzz (see README "Fuzzing"): a clang build in build-fuzz/,
+# then each harness for FUZZ_SECONDS from its seed corpus. New inputs go to a scratch corpus in
+# build-fuzz/corpus/NAME (the seeds in the repository are only read); crashes are written to
+# build-fuzz/artifacts/ and stop the run.
+FUZZ_SECONDS ?= 60
+FUZZERS      := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+
+fuzz: deps
+	@dpkg-query -W -f='$${Status}' clang 2>/dev/null | grep -q "install ok installed" || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y clang || exit 1; \
+	  else \
+	    echo "missing Debian package; run as root:"; echo "  apt-get update && apt-get install -y clang"; exit 1; \
+	  fi; }
+	CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DFUNNEL_FUZZ=ON
+	cmake --build build-fuzz -j $(JOBS) --target $(addprefix fuzz_,$(FUZZERS))
+	mkdir -p build-fuzz/artifacts
+	for f in $(FUZZERS); do \
+	  mkdir -p build-fuzz/corpus/$$f && \
+	  ./build-fuzz/fuzz_$$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	    -artifact_prefix=build-fuzz/artifacts/$$f- build-fuzz/corpus/$$f tests/fuzz/corpus/$$f \
+	    </dev/null || exit 1; \
+	done
+
 LEADS    ?= 1000000
 SEED     ?= 1
 
@@ -57,4 +81,4 @@ format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
 
 clean:
-	rm -rf build build-test
+	rm -rf build build-test build-fuzz

@@ -748,7 +748,7 @@ static void on_replay(funnel_zsock_t *zs, zmq_msg_t *frames, size_t n, bool over
     funnel_server_t *srv = arg;
     replay_t req = {0};
     size_t first = peer_parse(frames, n, &req.peer);
-    /* More frames than were received (overflow) fail the count like any other wrong count. */
+    /* A message with more frames than the bus keeps (overflow) has a wrong count as well. */
     size_t nargs = overflow ? SIZE_MAX : n - first;
     funnel_frame_t args[2] = {{NULL, 0}, {NULL, 0}};
     for (size_t i = 0; i < n - first && i < 2; i++)
