@@ -314,7 +314,8 @@ static bool wire_varint(const uint8_t *p, size_t len, size_t *pos, uint64_t *out
     return false;
 }
 
-/* Refuses a NUL byte inside any string field of the wire bytes p[0..len) of a message d.
+/* Refuses a NUL byte inside any string field of the wire bytes p[0..len) of a message d, and
+ * field number 0 anywhere the scan reaches.
  *
  * protobuf-c copies a string's bytes verbatim and appends a NUL, so "evt-1\0a" decodes to a C
  * string every reader sees as "evt-1": distinct ids collapse into one (the second event is
@@ -332,6 +333,12 @@ static int check_wire_strings(funnel_refusal_t *why, const field_path_t *path,
         uint64_t key, n;
         if (!wire_varint(p, len, &pos, &key))
             return 0;
+        /* protobuf-c refuses field number 0 in a one-byte tag but keeps it, as an unknown
+         * field, from a longer one (0x85 0x00), which it packs again as the one byte it
+         * refuses: a re-encoded envelope would not decode. Such a tag ends in a zero byte,
+         * so this scan always meets it. */
+        if (key >> 3 == 0)
+            return refuse(why, FUNNEL_REFUSE_DECODE, "not a funnel.v1.Envelope (field number 0)");
         switch (key & 7) {
         case 0:
             if (!wire_varint(p, len, &pos, &n))

@@ -621,6 +621,40 @@ Test(codec_decode, garbage_is_refused)
     }
 }
 
+Test(codec_decode, field_number_0_in_a_longer_tag_is_refused)
+{
+    /* protobuf-c refuses field number 0 only when its tag takes one byte: written in two
+     * (0x85 0x00: 0 with wire type 5, padded) it is kept as an unknown field, and packed
+     * again it is the one-byte 0x05 that protobuf-c refuses. An envelope that is re-encoded
+     * (its source replaced, say) would reach subscribers undecodable. Found by fuzz_codec. */
+    static const struct {
+        const char *what;
+        uint8_t bytes[8];
+        size_t len;
+    } tails[] = {
+        {"fixed32", {0x85, 0x00, 1, 2, 3, 4}, 6},
+        {"varint", {0x80, 0x00, 0x01}, 3},
+        {"three-byte tag, length-delimited", {0x82, 0x80, 0x00, 0x01, 'x'}, 5},
+    };
+    for (size_t i = 0; i < sizeof tails / sizeof tails[0]; i++) {
+        fixture_t fx;
+        fixture_init(&fx, FUNNEL__V1__ENVELOPE__BODY_LEAD_CONTACTED);
+        size_t len;
+        uint8_t *good = pack(&fx.env, &len), *buf = malloc(len + tails[i].len);
+        cr_assert_not_null(buf);
+        memcpy(buf, good, len);
+        memcpy(buf + len, tails[i].bytes, tails[i].len);
+        funnel_refusal_t why;
+        cr_assert_eq(decode_bytes(&limits, "lead.contacted", 14, buf, len + tails[i].len, &why),
+                     FUNNEL_EINVAL, "%s", tails[i].what);
+        cr_assert_eq(why.code, FUNNEL_REFUSE_DECODE, "%s: got %s (%s)", tails[i].what,
+                     funnel_refusal_name(why.code), why.text);
+        cr_assert_not_null(strstr(why.text, "field number 0"), "%s", why.text);
+        free(buf);
+        free(good);
+    }
+}
+
 Test(codec_decode, random_bytes_are_refused_without_crash)
 {
     /* Fixed-seed noise: deterministic, so the exact outcome below is reproducible. Each
