@@ -875,3 +875,50 @@ Test(webhook, executable_serves_the_example_config_and_stops_on_sigterm)
     child = 0;
     cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %d", status);
 }
+
+/* The amoCRM mapping on its own, no server: the form in a buffer of exactly its length (no NUL
+ * after it, as a body need not have one), the default status table. Returns the leadId of the
+ * first lead.created, or NULL when the form was refused (why says why). */
+static char *amo_first_lead_id(const char *form, char *why, size_t why_len)
+{
+    funnel_webhook_config_t c;
+    cr_assert_eq(funnel_webhook_config_defaults(&c), 0);
+    size_t len = strlen(form);
+    char *exact = malloc(len ? len : 1);
+    cr_assert_not_null(exact);
+    memcpy(exact, form, len);
+    json_t *items = NULL;
+    size_t ignored = 0;
+    char *id = NULL;
+    if (funnel_amocrm_map(&c, exact, len, 1700000000000, &items, &ignored, why, why_len) == 0) {
+        const char *s = json_string_value(
+            json_object_get(json_object_get(json_array_get(items, 0), "event"), "leadId"));
+        cr_assert_not_null(s, "no lead.created for %s", form);
+        id = strdup(s);
+        json_decref(items);
+    }
+    free(exact);
+    funnel_webhook_config_clear(&c);
+    return id;
+}
+
+Test(webhook_map, amocrm_percent_escape_is_exactly_two_hex_digits)
+{
+    /* sscanf's %2x read a sign, "0x" or blanks too: "%+41" became byte 4 then "1", "%-1" a
+     * 0xff byte. An escape is '%' and two hex digits; anything else stays as sent ('+' is
+     * still a space). */
+    static const struct {
+        const char *value, *id;
+    } cases[] = {
+        {"%41%62c", "Abc"}, {"%+41", "% 41"}, {"% 41", "% 41"}, {"%-1z", "%-1z"},
+        {"%0x41", "%0x41"}, {"a%4", "a%4"},   {"%zz", "%zz"},   {"x%", "x%"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char form[128], why[256] = "";
+        snprintf(form, sizeof form, "leads[add][0][id]=%s", cases[i].value);
+        char *id = amo_first_lead_id(form, why, sizeof why);
+        cr_assert_not_null(id, "%s refused: %s", form, why);
+        cr_assert_str_eq(id, cases[i].id, "%s", form);
+        free(id);
+    }
+}

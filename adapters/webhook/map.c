@@ -324,15 +324,30 @@ typedef struct amo_lead {
 /* Decodes application/x-www-form-urlencoded text of len bytes into out (NUL-terminated, cut
  * to out_len - 1 bytes). Returns the length of the whole decoded value, which is larger than
  * what out holds when it was cut. */
+static int hex_digit(char c)
+{
+    return c >= '0' && c <= '9'   ? c - '0'
+           : c >= 'a' && c <= 'f' ? c - 'a' + 10
+           : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                  : -1;
+}
+
+/* An escape is '%' and exactly two hex digits; anything else is kept as sent. (sscanf's %2x
+ * also took a sign, "0x" or blanks, and read the rest of the buffer as a C string: past the end
+ * of a body without a NUL, and quadratic in the number of '%'.) */
 static size_t url_decode(const char *s, size_t len, char *out, size_t out_len)
 {
     size_t o = 0;
     for (size_t i = 0; i < len; i++, o++) {
         unsigned int c = (unsigned char)s[i];
-        if (s[i] == '+')
+        int hi, lo;
+        if (s[i] == '+') {
             c = ' ';
-        else if (s[i] == '%' && i + 2 < len && sscanf(s + i + 1, "%2x", &c) == 1)
+        } else if (s[i] == '%' && i + 2 < len && (hi = hex_digit(s[i + 1])) >= 0 &&
+                   (lo = hex_digit(s[i + 2])) >= 0) {
+            c = (unsigned int)(hi << 4 | lo);
             i += 2;
+        }
         if (o + 1 < out_len)
             out[o] = (char)c;
     }
