@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "funnel/codec.h"
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 /* Fixed clock of every harness, so that a corpus file always takes the same path. */
@@ -60,6 +62,16 @@ static inline char *fuzz_strndup(const uint8_t *data, size_t len)
         s[len] = '\0';
     }
     return s;
+}
+
+/* The packed bytes of env in a heap buffer of exactly *len bytes (the caller frees it). */
+static inline uint8_t *fuzz_pack(const funnel_envelope_t *env, size_t *len)
+{
+    *len = funnel__v1__envelope__get_packed_size(env);
+    uint8_t *buf = malloc(*len ? *len : 1);
+    FUZZ_CHECK(buf);
+    funnel__v1__envelope__pack(env, buf);
+    return buf;
 }
 
 #endif

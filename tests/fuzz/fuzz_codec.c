@@ -2,21 +2,20 @@
  * string checks, funnel_codec_validate) on the malloc and the arena paths.
  *
  * Input: the topic frame, a NUL, then the envelope frame (any bytes). Invariants: both paths
- * agree, and an accepted envelope packed again (as the router stores and republishes it) is
- * accepted again. */
+ * agree, and an accepted envelope encoded again is accepted again. funneld republishes input as
+ * received today, but an envelope re-encoded after decoding (its source replaced by the
+ * authenticated client's name, as issue 10 plans) must still reach subscribers decodable. */
 #include "fuzz.h"
 
 #include "funnel/codec.h"
 
 static const funnel_codec_limits_t limits = {256 * 1024, 24 * 3600 * 1000};
 
-/* What subscribers decode from the republished envelope must pass what ingest passed. */
+/* A re-encoded envelope must pass what the original passed. */
 static void check_repack(const fuzz_piece_t *topic, const funnel_envelope_t *env)
 {
-    size_t len = funnel__v1__envelope__get_packed_size(env);
-    uint8_t *buf = malloc(len ? len : 1);
-    FUZZ_CHECK(buf);
-    funnel__v1__envelope__pack(env, buf);
+    size_t len;
+    uint8_t *buf = fuzz_pack(env, &len);
     funnel_envelope_t *again = NULL;
     funnel_refusal_t why;
     int rc = funnel_codec_decode(&limits, (const char *)topic->data, topic->len, buf, len,

@@ -10,16 +10,6 @@
 
 #include <string.h>
 
-/* The packed bytes of env, for comparing two envelopes field by field. */
-static uint8_t *packed(const funnel_envelope_t *env, size_t *len)
-{
-    *len = funnel__v1__envelope__get_packed_size(env);
-    uint8_t *buf = malloc(*len ? *len : 1);
-    FUZZ_CHECK(buf);
-    funnel__v1__envelope__pack(env, buf);
-    return buf;
-}
-
 static void check_round_trip(funnel_body_t topic, const funnel_envelope_t *env)
 {
     json_t *obj = funnel_json_from_message(&env->base);
@@ -33,7 +23,7 @@ static void check_round_trip(funnel_body_t topic, const funnel_envelope_t *env)
         fprintf(stderr, "written JSON refused: %s: %s\n", err, text);
     FUZZ_CHECK(rc == 0);
     size_t a_len, b_len;
-    uint8_t *a = packed(env, &a_len), *b = packed(again, &b_len);
+    uint8_t *a = fuzz_pack(env, &a_len), *b = fuzz_pack(again, &b_len);
     if (a_len != b_len || memcmp(a, b, a_len))
         fprintf(stderr, "JSON round trip changed the envelope: %s\n", text);
     FUZZ_CHECK(a_len == b_len && memcmp(a, b, a_len) == 0);

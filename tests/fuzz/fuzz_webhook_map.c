@@ -29,10 +29,8 @@ static void submit_item(const json_t *item)
     funnel_envelope_t *env = NULL, *decoded = NULL;
     char err[256];
     if (funnel_json_envelope_build(body, text, FUZZ_NOW_MS, &env, err, sizeof err) == 0) {
-        size_t len = funnel__v1__envelope__get_packed_size(env);
-        uint8_t *buf = malloc(len ? len : 1);
-        FUZZ_CHECK(buf);
-        funnel__v1__envelope__pack(env, buf);
+        size_t len;
+        uint8_t *buf = fuzz_pack(env, &len);
         funnel_refusal_t why;
         funnel_codec_decode(&limits, topic, strlen(topic), buf, len, FUZZ_NOW_MS, &decoded, &why);
         funnel_envelope_free(&decoded);
