@@ -11,20 +11,26 @@ JOBS     ?= $(shell nproc 2>/dev/null || echo 2)
 
 all: build
 
-# dpkg-query answers "install ok installed" only for packages that really are there.
+# $(call apt_install,PACKAGES) installs those of PACKAGES that are missing, as root; otherwise
+# it prints the apt-get line and fails. dpkg-query answers "install ok installed" only for
+# packages that really are there.
+define apt_install
+@missing=""; for p in $(1); do \
+  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+done; \
+if [ -n "$$missing" ]; then \
+  if [ "$$(id -u)" = 0 ]; then \
+    echo "installing:$$missing"; \
+    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing || exit 1; \
+  else \
+    echo "missing Debian packages; run as root:"; \
+    echo "  apt-get update && apt-get install -y$$missing"; exit 1; \
+  fi; \
+fi
+endef
+
 deps:
-	@missing=""; for p in $(PACKAGES); do \
-	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
-	done; \
-	if [ -n "$$missing" ]; then \
-	  if [ "$$(id -u)" = 0 ]; then \
-	    echo "installing:$$missing"; \
-	    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing || exit 1; \
-	  else \
-	    echo "missing Debian packages; run as root:"; \
-	    echo "  apt-get update && apt-get install -y$$missing"; exit 1; \
-	  fi; \
-	fi
+	$(call apt_install,$(PACKAGES))
 
 build: deps
 	cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo
@@ -46,15 +52,11 @@ test: deps
 # build-fuzz/corpus/NAME (the seeds in the repository are only read); crashes are written to
 # build-fuzz/artifacts/ and stop the run.
 FUZZ_SECONDS ?= 60
+FUZZ_PACKAGES := clang libclang-rt-dev
 FUZZERS      := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
 
 fuzz: deps
-	@dpkg-query -W -f='$${Status}' clang 2>/dev/null | grep -q "install ok installed" || { \
-	  if [ "$$(id -u)" = 0 ]; then \
-	    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y clang || exit 1; \
-	  else \
-	    echo "missing Debian package; run as root:"; echo "  apt-get update && apt-get install -y clang"; exit 1; \
-	  fi; }
+	$(call apt_install,$(FUZZ_PACKAGES))
 	CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DFUNNEL_FUZZ=ON
 	cmake --build build-fuzz -j $(JOBS) --target $(addprefix fuzz_,$(FUZZERS))
 	mkdir -p build-fuzz/artifacts
