@@ -922,3 +922,66 @@ Test(webhook_map, amocrm_percent_escape_is_exactly_two_hex_digits)
         free(id);
     }
 }
+
+/* Maps a Stripe event body as the server does, without the server. */
+static int stripe_map_text(const char *body, char *why, size_t why_len)
+{
+    json_t *ev = json_loads(body, 0, NULL);
+    cr_assert_not_null(ev, "%s", body);
+    json_t *items = NULL;
+    size_t ignored = 0;
+    int rc = funnel_stripe_map(ev, &items, &ignored, why, why_len);
+    json_decref(items);
+    json_decref(ev);
+    return rc;
+}
+
+Test(webhook_map, times_whose_milliseconds_overflow_are_refused)
+{
+    /* Providers send seconds; funneld takes milliseconds. Seconds beyond INT64_MAX / 1000
+     * overflowed the multiplication (undefined behaviour); no real event is dated there, so
+     * the request is refused. The largest that fits still maps (funneld judges the time).
+     * Found by fuzz_webhook_map. */
+    static const char *const amo[] = {
+        "leads[status][0][id]=1&leads[status][0][status_id]=142"
+        "&leads[status][0][last_modified]=9223372036854776",
+        "leads[add][0][id]=1&leads[add][0][date_create]=-9223372036854776",
+        "leads[status][0][id]=1&leads[status][0][status_id]=142"
+        "&leads[status][0][updated_at]=99999999999999999999",
+    };
+    for (size_t i = 0; i < sizeof amo / sizeof amo[0]; i++) {
+        char why[256] = "";
+        char *id = amo_first_lead_id(amo[i], why, sizeof why);
+        cr_assert_null(id, "%s was mapped", amo[i]);
+        cr_assert(strstr(why, "not a Unix time"), "%s: %s", amo[i], why);
+    }
+    static const char *const stripe[] = {
+        "{\"id\":\"evt_1\",\"type\":\"payment_intent.succeeded\",\"created\":9223372036854776,"
+        "\"data\":{\"object\":{\"id\":\"pi_1\",\"amount\":5,\"currency\":\"usd\","
+        "\"customer\":\"c\"}}}",
+        "{\"id\":\"evt_2\",\"type\":\"refund.created\",\"created\":1700000000,\"data\":{\"object\":"
+        "{\"id\":\"re_1\",\"amount\":5,\"currency\":\"usd\",\"payment_intent\":\"pi_1\","
+        "\"created\":-9223372036854776,\"metadata\":{\"client_id\":\"c\"}}}}",
+        "{\"id\":\"evt_3\",\"type\":\"charge.refunded\",\"created\":1700000000,\"data\":{"
+        "\"object\":"
+        "{\"id\":\"ch_1\",\"amount_refunded\":5,\"currency\":\"usd\",\"customer\":\"c\","
+        "\"created\":9223372036854776}}}",
+    };
+    for (size_t i = 0; i < sizeof stripe / sizeof stripe[0]; i++) {
+        char why[256] = "";
+        cr_assert_eq(stripe_map_text(stripe[i], why, sizeof why), FUNNEL_EINVAL, "%s", stripe[i]);
+        cr_assert(strstr(why, "created"), "%s: %s", stripe[i], why);
+    }
+    char why[256] = "";
+    char *id = amo_first_lead_id("leads[add][0][id]=7&leads[add][0][date_create]=9223372036854775",
+                                 why, sizeof why);
+    cr_assert_str_eq(id ? id : "(refused)", "7", "%s", why);
+    free(id);
+    cr_assert_eq(
+        stripe_map_text(
+            "{\"id\":\"evt_4\",\"type\":\"payment_intent.succeeded\",\"created\":9223372036854775,"
+            "\"data\":{\"object\":{\"id\":\"pi_1\",\"amount\":5,\"currency\":\"usd\","
+            "\"customer\":\"c\"}}}",
+            why, sizeof why),
+        0, "%s", why);
+}

@@ -43,6 +43,13 @@ static bool int_at(const json_t *obj, const char *key, json_int_t *out)
     return *end == '\0';
 }
 
+/* Whether Unix seconds s can be multiplied into milliseconds: providers date events in seconds,
+ * funneld in milliseconds, and past this no real event is dated anyway. */
+static bool seconds_fit(json_int_t s)
+{
+    return s <= INT64_MAX / 1000 && s >= INT64_MIN / 1000;
+}
+
 /* ---- Stripe ------------------------------------------------------------------------------ */
 
 /* The amount, currency (upper-cased: Stripe sends "usd", ISO 4217 and funneld want "USD") and
@@ -91,7 +98,10 @@ static int stripe_refund_object(const json_t *refund, const json_t *charge, json
         ++*ignored;
         return 0;
     }
-    int_at(refund, "created", &at);
+    if (int_at(refund, "created", &at) && !seconds_fit(at)) {
+        snprintf(why, why_len, "Stripe refund %s: created is not a Unix time", id);
+        return FUNNEL_EINVAL;
+    }
     char event_id[FUNNEL_WEBHOOK_ID_MAX + 16];
     snprintf(event_id, sizeof event_id, "stripe-%s", id);
     return push(
@@ -117,7 +127,7 @@ static int stripe_refund_level(const json_t *charge, const char *ch, const char 
 {
     json_int_t charged;
     char refund_id[FUNNEL_WEBHOOK_ID_MAX + 16], event_id[sizeof refund_id + 32];
-    if (!int_at(charge, "created", &charged))
+    if (!int_at(charge, "created", &charged) || !seconds_fit(charged))
         return FUNNEL_EINVAL;
     snprintf(refund_id, sizeof refund_id, "%s:refunded", ch);
     snprintf(event_id, sizeof event_id, "stripe-%s-%015lld", refund_id,
@@ -168,7 +178,7 @@ static int stripe_charge_refunded(const json_t *ev, const json_t *charge, json_i
         if (stripe_refund_level(charge, ch, pi, after, out) == FUNNEL_EINVAL) {
             snprintf(why, why_len,
                      "charge.refunded without a refunds list needs "
-                     "data.object.created");
+                     "data.object.created (a Unix time)");
             return FUNNEL_EINVAL;
         }
         return 0;
@@ -216,8 +226,10 @@ int funnel_stripe_map(const json_t *ev, json_t **out, size_t *ignored, char *why
     const json_t *obj = json_object_get(json_object_get(ev, "data"), "object");
     json_int_t created = 0;
     int rc = 0;
-    if (!id || !type || !json_is_object(obj) || !int_at(ev, "created", &created)) {
-        snprintf(why, why_len, "not a Stripe event: id, type, created and data.object needed");
+    if (!id || !type || !json_is_object(obj) || !int_at(ev, "created", &created) ||
+        !seconds_fit(created)) {
+        snprintf(why, why_len,
+                 "not a Stripe event: id, type, created (a Unix time) and data.object needed");
         return FUNNEL_EINVAL;
     }
     if (!(*out = json_array()))
@@ -399,11 +411,16 @@ static int amo_field(const char *key, const char *value, size_t len, amo_lead_t 
         return amo_id(kind, idx, field, value, len, l->id, why, why_len);
     if (!strcmp(field, "responsible_user_id"))
         return amo_id(kind, idx, field, value, len, l->owner, why, why_len);
-    if (!strcmp(field, "status_id"))
+    if (!strcmp(field, "status_id")) {
         l->status_id = strtoll(value, NULL, 10);
-    else if (!strcmp(field, "last_modified") || !strcmp(field, "updated_at") ||
-             (!strcmp(field, "date_create") && !l->at_s))
+    } else if (!strcmp(field, "last_modified") || !strcmp(field, "updated_at") ||
+               (!strcmp(field, "date_create") && !l->at_s)) {
         l->at_s = strtoll(value, NULL, 10);
+        if (!seconds_fit(l->at_s)) {
+            snprintf(why, why_len, "amoCRM leads[%s][%u][%s]: not a Unix time", kind, idx, field);
+            return FUNNEL_EINVAL;
+        }
+    }
     return 0;
 }
 
