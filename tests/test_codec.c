@@ -904,9 +904,8 @@ Test(codec_id, printable_and_utf8_ids_are_accepted)
 
 /* Byte strings that are not UTF-8 (RFC 3629), each broken in a different way. */
 static char *const not_utf8[] = {
-    "evt-\xff\xfe-1", /* bytes that never occur in UTF-8 */
-    "\x80"
-    "abc",              /* a lone continuation byte */
+    "evt-\xff\xfe-1",   /* bytes that never occur in UTF-8 */
+    "\200abc",          /* a lone continuation byte (octal: "\x80abc" would be one escape) */
     "ab\xe2\x82",       /* a sequence cut short at the end */
     "\xe2\x82x",        /* ... and in the middle */
     "\xc0\xaf",         /* an overlong '/' */
