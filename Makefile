@@ -7,24 +7,30 @@ PACKAGES := build-essential cmake pkg-config libzmq3-dev libprotobuf-c-dev proto
 CONFIG   ?= examples/funneld.conf
 JOBS     ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: all deps build run test test-stress bench bench-workload format clean
+.PHONY: all deps build run test test-stress fuzz bench bench-workload format clean
 
 all: build
 
-# dpkg-query answers "install ok installed" only for packages that really are there.
+# $(call apt_install,PACKAGES) installs those of PACKAGES that are missing, as root; otherwise
+# it prints the apt-get line and fails. dpkg-query answers "install ok installed" only for
+# packages that really are there.
+define apt_install
+@missing=""; for p in $(1); do \
+  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+done; \
+if [ -n "$$missing" ]; then \
+  if [ "$$(id -u)" = 0 ]; then \
+    echo "installing:$$missing"; \
+    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing || exit 1; \
+  else \
+    echo "missing Debian packages; run as root:"; \
+    echo "  apt-get update && apt-get install -y$$missing"; exit 1; \
+  fi; \
+fi
+endef
+
 deps:
-	@missing=""; for p in $(PACKAGES); do \
-	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
-	done; \
-	if [ -n "$$missing" ]; then \
-	  if [ "$$(id -u)" = 0 ]; then \
-	    echo "installing:$$missing"; \
-	    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing || exit 1; \
-	  else \
-	    echo "missing Debian packages; run as root:"; \
-	    echo "  apt-get update && apt-get install -y$$missing"; exit 1; \
-	  fi; \
-	fi
+	$(call apt_install,$(PACKAGES))
 
 build: deps
 	cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo
@@ -54,6 +60,26 @@ test-stress: deps
 	  (cd build-test && ctest --output-on-failure -j $(JOBS)) || exit 1; \
 	done
 
+# libFuzzer on every harness of tests/fuzz (see README "Fuzzing"): a clang build in build-fuzz/,
+# then each harness for FUZZ_SECONDS from its seed corpus. New inputs go to a scratch corpus in
+# build-fuzz/corpus/NAME (the seeds in the repository are only read); crashes are written to
+# build-fuzz/artifacts/ and stop the run.
+FUZZ_SECONDS ?= 60
+FUZZ_PACKAGES := clang libclang-rt-dev
+FUZZERS      := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+
+fuzz: deps
+	$(call apt_install,$(FUZZ_PACKAGES))
+	CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DFUNNEL_FUZZ=ON
+	cmake --build build-fuzz -j $(JOBS) --target $(addprefix fuzz_,$(FUZZERS))
+	mkdir -p build-fuzz/artifacts
+	for f in $(FUZZERS); do \
+	  mkdir -p build-fuzz/corpus/$$f && \
+	  ./build-fuzz/fuzz_$$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	    -artifact_prefix=build-fuzz/artifacts/$$f- build-fuzz/corpus/$$f tests/fuzz/corpus/$$f \
+	    </dev/null || exit 1; \
+	done
+
 LEADS    ?= 1000000
 SEED     ?= 1
 
@@ -70,4 +96,4 @@ format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
 
 clean:
-	rm -rf build build-test
+	rm -rf build build-test build-fuzz

@@ -314,7 +314,8 @@ static bool wire_varint(const uint8_t *p, size_t len, size_t *pos, uint64_t *out
     return false;
 }
 
-/* Refuses a NUL byte inside any string field of the wire bytes p[0..len) of a message d.
+/* Refuses a NUL byte inside any string field of the wire bytes p[0..len) of a message d, and
+ * field number 0 anywhere the scan reaches.
  *
  * protobuf-c copies a string's bytes verbatim and appends a NUL, so "evt-1\0a" decodes to a C
  * string every reader sees as "evt-1": distinct ids collapse into one (the second event is
@@ -332,6 +333,12 @@ static int check_wire_strings(funnel_refusal_t *why, const field_path_t *path,
         uint64_t key, n;
         if (!wire_varint(p, len, &pos, &key))
             return 0;
+        /* protobuf-c refuses field number 0 in a one-byte tag but keeps it, as an unknown
+         * field, from a longer one (0x85 0x00), which it packs again as the one byte it
+         * refuses: a re-encoded envelope would not decode. Such a tag ends in a zero byte,
+         * so this scan always meets it. */
+        if (key >> 3 == 0)
+            return refuse(why, FUNNEL_REFUSE_DECODE, "not a funnel.v1.Envelope (field number 0)");
         switch (key & 7) {
         case 0:
             if (!wire_varint(p, len, &pos, &n))
@@ -619,4 +626,22 @@ uint64_t funnel_seq_decode(const uint8_t in[8])
     for (int i = 0; i < 8; i++)
         seq = (seq << 8) | in[i];
     return seq;
+}
+
+int funnel_replay_request_parse(const funnel_frame_t *frames, size_t n, uint64_t *from_seq,
+                                const char **why)
+{
+    if (n != 2 || frames[0].len != 6 || memcmp(frames[0].data, "replay", 6) != 0 ||
+        frames[1].len != 8) {
+        *why = "expected [replay][from_seq: 8 bytes big-endian]";
+        return FUNNEL_EINVAL;
+    }
+    uint64_t seq = funnel_seq_decode(frames[1].data);
+    /* A larger one would be bound as a negative number. */
+    if (seq > (uint64_t)INT64_MAX) {
+        *why = "from_seq out of range: at most 2^63-1";
+        return FUNNEL_EINVAL;
+    }
+    *from_seq = seq;
+    return 0;
 }

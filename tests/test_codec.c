@@ -647,6 +647,40 @@ Test(codec_decode, garbage_is_refused)
     }
 }
 
+Test(codec_decode, field_number_0_in_a_longer_tag_is_refused)
+{
+    /* protobuf-c refuses field number 0 only when its tag takes one byte: written in two
+     * (0x85 0x00: 0 with wire type 5, padded) it is kept as an unknown field, and packed
+     * again it is the one-byte 0x05 that protobuf-c refuses. An envelope that is re-encoded
+     * (its source replaced, say) would reach subscribers undecodable. Found by fuzz_codec. */
+    static const struct {
+        const char *what;
+        uint8_t bytes[8];
+        size_t len;
+    } tails[] = {
+        {"fixed32", {0x85, 0x00, 1, 2, 3, 4}, 6},
+        {"varint", {0x80, 0x00, 0x01}, 3},
+        {"three-byte tag, length-delimited", {0x82, 0x80, 0x00, 0x01, 'x'}, 5},
+    };
+    for (size_t i = 0; i < sizeof tails / sizeof tails[0]; i++) {
+        fixture_t fx;
+        fixture_init(&fx, FUNNEL__V1__ENVELOPE__BODY_LEAD_CONTACTED);
+        size_t len;
+        uint8_t *good = pack(&fx.env, &len), *buf = malloc(len + tails[i].len);
+        cr_assert_not_null(buf);
+        memcpy(buf, good, len);
+        memcpy(buf + len, tails[i].bytes, tails[i].len);
+        funnel_refusal_t why;
+        cr_assert_eq(decode_bytes(&limits, "lead.contacted", 14, buf, len + tails[i].len, &why),
+                     FUNNEL_EINVAL, "%s", tails[i].what);
+        cr_assert_eq(why.code, FUNNEL_REFUSE_DECODE, "%s: got %s (%s)", tails[i].what,
+                     funnel_refusal_name(why.code), why.text);
+        cr_assert_not_null(strstr(why.text, "field number 0"), "%s", why.text);
+        free(buf);
+        free(good);
+    }
+}
+
 Test(codec_decode, random_bytes_are_refused_without_crash)
 {
     /* Fixed-seed noise: deterministic, so the exact outcome below is reproducible. Each
@@ -896,9 +930,8 @@ Test(codec_id, printable_and_utf8_ids_are_accepted)
 
 /* Byte strings that are not UTF-8 (RFC 3629), each broken in a different way. */
 static char *const not_utf8[] = {
-    "evt-\xff\xfe-1", /* bytes that never occur in UTF-8 */
-    "\x80"
-    "abc",              /* a lone continuation byte */
+    "evt-\xff\xfe-1",   /* bytes that never occur in UTF-8 */
+    "\200abc",          /* a lone continuation byte (octal: "\x80abc" would be one escape) */
     "ab\xe2\x82",       /* a sequence cut short at the end */
     "\xe2\x82x",        /* ... and in the middle */
     "\xc0\xaf",         /* an overlong '/' */
@@ -1419,4 +1452,59 @@ Test(codec_seq, byte_order_matches_numeric_order)
         funnel_seq_encode(ordered[i], b);
         cr_assert_lt(memcmp(a, b, 8), 0, "%" PRIu64 " vs %" PRIu64, ordered[i - 1], ordered[i]);
     }
+}
+
+/* The replay request as funneld's replay socket parses it (after the routing envelope). */
+static int replay_parse(const void *cmd, size_t cmd_len, const void *seq, size_t seq_len, size_t n,
+                        uint64_t *from, const char **why)
+{
+    funnel_frame_t frames[3] = {{cmd, cmd_len}, {seq, seq_len}, {"x", 1}};
+    return funnel_replay_request_parse(frames, n, from, why);
+}
+
+Test(codec_replay, request_names_a_sequence)
+{
+    uint8_t seq[8];
+    uint64_t from = 0;
+    const char *why = NULL;
+    funnel_seq_encode(42, seq);
+    cr_assert_eq(replay_parse("replay", 6, seq, 8, 2, &from, &why), 0);
+    cr_assert_eq(from, 42);
+    funnel_seq_encode(INT64_MAX, seq);
+    cr_assert_eq(replay_parse("replay", 6, seq, 8, 2, &from, &why), 0);
+    cr_assert_eq(from, (uint64_t)INT64_MAX, "the largest sequence SQLite can bind");
+}
+
+Test(codec_replay, malformed_requests_are_refused_with_the_expected_shape)
+{
+    uint8_t seq[8] = {0, 0, 0, 0, 0, 0, 0, 1};
+    static const struct {
+        const char *cmd;
+        size_t seq_len, n;
+    } bad[] = {
+        {"replay", 8, 1}, {"replay", 8, 3}, {"replay", 7, 2}, {"replaY", 8, 2}, {"replays", 8, 2},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        uint64_t from = 7;
+        const char *why = NULL;
+        cr_assert_eq(replay_parse(bad[i].cmd, strlen(bad[i].cmd), seq, bad[i].seq_len, bad[i].n,
+                                  &from, &why),
+                     FUNNEL_EINVAL, "case %zu", i);
+        cr_assert_str_eq(why, "expected [replay][from_seq: 8 bytes big-endian]", "case %zu", i);
+        cr_assert_eq(from, 7, "nothing written on refusal (case %zu)", i);
+    }
+    const char *why = NULL;
+    cr_assert_eq(funnel_replay_request_parse(NULL, 0, &(uint64_t){0}, &why), FUNNEL_EINVAL,
+                 "no frames at all: nothing is read");
+}
+
+Test(codec_replay, sequence_beyond_int64_is_refused)
+{
+    uint8_t seq[8];
+    uint64_t from = 7;
+    const char *why = NULL;
+    funnel_seq_encode((uint64_t)INT64_MAX + 1, seq);
+    cr_assert_eq(replay_parse("replay", 6, seq, 8, 2, &from, &why), FUNNEL_EINVAL);
+    cr_assert_str_eq(why, "from_seq out of range: at most 2^63-1");
+    cr_assert_eq(from, 7);
 }

@@ -869,3 +869,113 @@ Test(webhook, executable_serves_the_example_config_and_stops_on_sigterm)
     cr_assert_eq(r.status, 404, "an empty secret disables the endpoint: %s", r.body);
     cr_assert_eq(fx_stop_child(&child, NULL), 0, "funnel-webhook stops on SIGTERM with 0");
 }
+
+/* The amoCRM mapping on its own, no server: the form in a buffer of exactly its length (no NUL
+ * after it, as a body need not have one), the default status table. Returns the leadId of the
+ * first lead.created, or NULL when the form was refused (why says why). */
+static char *amo_first_lead_id(const char *form, char *why, size_t why_len)
+{
+    funnel_webhook_config_t c;
+    cr_assert_eq(funnel_webhook_config_defaults(&c), 0);
+    size_t len = strlen(form);
+    char *exact = malloc(len ? len : 1);
+    cr_assert_not_null(exact);
+    memcpy(exact, form, len);
+    json_t *items = NULL;
+    size_t ignored = 0;
+    char *id = NULL;
+    if (funnel_amocrm_map(&c, exact, len, 1700000000000, &items, &ignored, why, why_len) == 0) {
+        const char *s = json_string_value(
+            json_object_get(json_object_get(json_array_get(items, 0), "event"), "leadId"));
+        cr_assert_not_null(s, "no lead.created for %s", form);
+        id = strdup(s);
+        json_decref(items);
+    }
+    free(exact);
+    funnel_webhook_config_clear(&c);
+    return id;
+}
+
+Test(webhook_map, amocrm_percent_escape_is_exactly_two_hex_digits)
+{
+    /* sscanf's %2x read a sign, "0x" or blanks too: "%+41" became byte 4 then "1", "%-1" a
+     * 0xff byte. An escape is '%' and two hex digits; anything else stays as sent ('+' is
+     * still a space). */
+    static const struct {
+        const char *value, *id;
+    } cases[] = {
+        {"%41%62c", "Abc"}, {"%+41", "% 41"}, {"% 41", "% 41"}, {"%-1z", "%-1z"},
+        {"%0x41", "%0x41"}, {"a%4", "a%4"},   {"%zz", "%zz"},   {"x%", "x%"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char form[128], why[256] = "";
+        snprintf(form, sizeof form, "leads[add][0][id]=%s", cases[i].value);
+        char *id = amo_first_lead_id(form, why, sizeof why);
+        cr_assert_not_null(id, "%s refused: %s", form, why);
+        cr_assert_str_eq(id, cases[i].id, "%s", form);
+        free(id);
+    }
+}
+
+/* Maps a Stripe event body as the server does, without the server. */
+static int stripe_map_text(const char *body, char *why, size_t why_len)
+{
+    json_t *ev = json_loads(body, 0, NULL);
+    cr_assert_not_null(ev, "%s", body);
+    json_t *items = NULL;
+    size_t ignored = 0;
+    int rc = funnel_stripe_map(ev, &items, &ignored, why, why_len);
+    json_decref(items);
+    json_decref(ev);
+    return rc;
+}
+
+Test(webhook_map, times_whose_milliseconds_overflow_are_refused)
+{
+    /* Providers send seconds; funneld takes milliseconds. Seconds beyond INT64_MAX / 1000
+     * overflowed the multiplication (undefined behaviour); no real event is dated there, so
+     * the request is refused. The largest that fits still maps (funneld judges the time).
+     * Found by fuzz_webhook_map. */
+    static const char *const amo[] = {
+        "leads[status][0][id]=1&leads[status][0][status_id]=142"
+        "&leads[status][0][last_modified]=9223372036854776",
+        "leads[add][0][id]=1&leads[add][0][date_create]=-9223372036854776",
+        "leads[status][0][id]=1&leads[status][0][status_id]=142"
+        "&leads[status][0][updated_at]=99999999999999999999",
+    };
+    for (size_t i = 0; i < sizeof amo / sizeof amo[0]; i++) {
+        char why[256] = "";
+        char *id = amo_first_lead_id(amo[i], why, sizeof why);
+        cr_assert_null(id, "%s was mapped", amo[i]);
+        cr_assert(strstr(why, "not a Unix time"), "%s: %s", amo[i], why);
+    }
+    static const char *const stripe[] = {
+        "{\"id\":\"evt_1\",\"type\":\"payment_intent.succeeded\",\"created\":9223372036854776,"
+        "\"data\":{\"object\":{\"id\":\"pi_1\",\"amount\":5,\"currency\":\"usd\","
+        "\"customer\":\"c\"}}}",
+        "{\"id\":\"evt_2\",\"type\":\"refund.created\",\"created\":1700000000,\"data\":{\"object\":"
+        "{\"id\":\"re_1\",\"amount\":5,\"currency\":\"usd\",\"payment_intent\":\"pi_1\","
+        "\"created\":-9223372036854776,\"metadata\":{\"client_id\":\"c\"}}}}",
+        "{\"id\":\"evt_3\",\"type\":\"charge.refunded\",\"created\":1700000000,\"data\":{"
+        "\"object\":"
+        "{\"id\":\"ch_1\",\"amount_refunded\":5,\"currency\":\"usd\",\"customer\":\"c\","
+        "\"created\":9223372036854776}}}",
+    };
+    for (size_t i = 0; i < sizeof stripe / sizeof stripe[0]; i++) {
+        char why[256] = "";
+        cr_assert_eq(stripe_map_text(stripe[i], why, sizeof why), FUNNEL_EINVAL, "%s", stripe[i]);
+        cr_assert(strstr(why, "created"), "%s: %s", stripe[i], why);
+    }
+    char why[256] = "";
+    char *id = amo_first_lead_id("leads[add][0][id]=7&leads[add][0][date_create]=9223372036854775",
+                                 why, sizeof why);
+    cr_assert_str_eq(id ? id : "(refused)", "7", "%s", why);
+    free(id);
+    cr_assert_eq(
+        stripe_map_text(
+            "{\"id\":\"evt_4\",\"type\":\"payment_intent.succeeded\",\"created\":9223372036854775,"
+            "\"data\":{\"object\":{\"id\":\"pi_1\",\"amount\":5,\"currency\":\"usd\","
+            "\"customer\":\"c\"}}}",
+            why, sizeof why),
+        0, "%s", why);
+}

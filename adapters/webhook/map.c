@@ -43,6 +43,13 @@ static bool int_at(const json_t *obj, const char *key, json_int_t *out)
     return *end == '\0';
 }
 
+/* Whether Unix seconds s can be multiplied into milliseconds: providers date events in seconds,
+ * funneld in milliseconds, and past this no real event is dated anyway. */
+static bool seconds_fit(json_int_t s)
+{
+    return s <= INT64_MAX / 1000 && s >= INT64_MIN / 1000;
+}
+
 /* ---- Stripe ------------------------------------------------------------------------------ */
 
 /* The amount, currency (upper-cased: Stripe sends "usd", ISO 4217 and funneld want "USD") and
@@ -91,7 +98,10 @@ static int stripe_refund_object(const json_t *refund, const json_t *charge, json
         ++*ignored;
         return 0;
     }
-    int_at(refund, "created", &at);
+    if (int_at(refund, "created", &at) && !seconds_fit(at)) {
+        snprintf(why, why_len, "Stripe refund %s: created is not a Unix time", id);
+        return FUNNEL_EINVAL;
+    }
     char event_id[FUNNEL_WEBHOOK_ID_MAX + 16];
     snprintf(event_id, sizeof event_id, "stripe-%s", id);
     return push(
@@ -117,7 +127,7 @@ static int stripe_refund_level(const json_t *charge, const char *ch, const char 
 {
     json_int_t charged;
     char refund_id[FUNNEL_WEBHOOK_ID_MAX + 16], event_id[sizeof refund_id + 32];
-    if (!int_at(charge, "created", &charged))
+    if (!int_at(charge, "created", &charged) || !seconds_fit(charged))
         return FUNNEL_EINVAL;
     snprintf(refund_id, sizeof refund_id, "%s:refunded", ch);
     snprintf(event_id, sizeof event_id, "stripe-%s-%015lld", refund_id,
@@ -168,7 +178,7 @@ static int stripe_charge_refunded(const json_t *ev, const json_t *charge, json_i
         if (stripe_refund_level(charge, ch, pi, after, out) == FUNNEL_EINVAL) {
             snprintf(why, why_len,
                      "charge.refunded without a refunds list needs "
-                     "data.object.created");
+                     "data.object.created (a Unix time)");
             return FUNNEL_EINVAL;
         }
         return 0;
@@ -216,8 +226,10 @@ int funnel_stripe_map(const json_t *ev, json_t **out, size_t *ignored, char *why
     const json_t *obj = json_object_get(json_object_get(ev, "data"), "object");
     json_int_t created = 0;
     int rc = 0;
-    if (!id || !type || !json_is_object(obj) || !int_at(ev, "created", &created)) {
-        snprintf(why, why_len, "not a Stripe event: id, type, created and data.object needed");
+    if (!id || !type || !json_is_object(obj) || !int_at(ev, "created", &created) ||
+        !seconds_fit(created)) {
+        snprintf(why, why_len,
+                 "not a Stripe event: id, type, created (a Unix time) and data.object needed");
         return FUNNEL_EINVAL;
     }
     if (!(*out = json_array()))
@@ -324,15 +336,30 @@ typedef struct amo_lead {
 /* Decodes application/x-www-form-urlencoded text of len bytes into out (NUL-terminated, cut
  * to out_len - 1 bytes). Returns the length of the whole decoded value, which is larger than
  * what out holds when it was cut. */
+static int hex_digit(char c)
+{
+    return c >= '0' && c <= '9'   ? c - '0'
+           : c >= 'a' && c <= 'f' ? c - 'a' + 10
+           : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                  : -1;
+}
+
+/* An escape is '%' and exactly two hex digits; anything else is kept as sent. (sscanf's %2x
+ * also took a sign, "0x" or blanks, and read the rest of the buffer as a C string: past the end
+ * of a body without a NUL, and quadratic in the number of '%'.) */
 static size_t url_decode(const char *s, size_t len, char *out, size_t out_len)
 {
     size_t o = 0;
     for (size_t i = 0; i < len; i++, o++) {
         unsigned int c = (unsigned char)s[i];
-        if (s[i] == '+')
+        int hi, lo;
+        if (s[i] == '+') {
             c = ' ';
-        else if (s[i] == '%' && i + 2 < len && sscanf(s + i + 1, "%2x", &c) == 1)
+        } else if (s[i] == '%' && i + 2 < len && (hi = hex_digit(s[i + 1])) >= 0 &&
+                   (lo = hex_digit(s[i + 2])) >= 0) {
+            c = (unsigned int)(hi << 4 | lo);
             i += 2;
+        }
         if (o + 1 < out_len)
             out[o] = (char)c;
     }
@@ -384,11 +411,16 @@ static int amo_field(const char *key, const char *value, size_t len, amo_lead_t 
         return amo_id(kind, idx, field, value, len, l->id, why, why_len);
     if (!strcmp(field, "responsible_user_id"))
         return amo_id(kind, idx, field, value, len, l->owner, why, why_len);
-    if (!strcmp(field, "status_id"))
+    if (!strcmp(field, "status_id")) {
         l->status_id = strtoll(value, NULL, 10);
-    else if (!strcmp(field, "last_modified") || !strcmp(field, "updated_at") ||
-             (!strcmp(field, "date_create") && !l->at_s))
+    } else if (!strcmp(field, "last_modified") || !strcmp(field, "updated_at") ||
+               (!strcmp(field, "date_create") && !l->at_s)) {
         l->at_s = strtoll(value, NULL, 10);
+        if (!seconds_fit(l->at_s)) {
+            snprintf(why, why_len, "amoCRM leads[%s][%u][%s]: not a Unix time", kind, idx, field);
+            return FUNNEL_EINVAL;
+        }
+    }
     return 0;
 }
 

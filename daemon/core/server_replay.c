@@ -181,17 +181,15 @@ void server_on_replay(funnel_zsock_t *zs, zmq_msg_t *frames, size_t n, bool over
     funnel_server_t *srv = arg;
     replay_t req = {0};
     size_t first = server_peer_parse(frames, n, &req.peer);
-    bool ok = !overflow && n - first == 2 && zmq_msg_size(&frames[first]) == 6 &&
-              memcmp(zmq_msg_data(&frames[first]), "replay", 6) == 0 &&
-              zmq_msg_size(&frames[first + 1]) == 8;
-    if (!ok) {
-        replay_send_error(srv, &req.peer, "expected [replay][from_seq: 8 bytes big-endian]");
-        return;
-    }
-    req.next_seq = funnel_seq_decode(zmq_msg_data(&frames[first + 1]));
-    /* Sequences are SQLite integers: a larger one would be bound as a negative number. */
-    if (req.next_seq > (uint64_t)INT64_MAX) {
-        replay_send_error(srv, &req.peer, "from_seq out of range: at most 2^63-1");
+    /* A message with more frames than the bus keeps (overflow) has a wrong count as well. */
+    size_t nargs = overflow ? SIZE_MAX : n - first;
+    funnel_frame_t args[2] = {{NULL, 0}, {NULL, 0}};
+    for (size_t i = 0; i < n - first && i < 2; i++)
+        args[i] =
+            (funnel_frame_t){zmq_msg_data(&frames[first + i]), zmq_msg_size(&frames[first + i])};
+    const char *why;
+    if (funnel_replay_request_parse(args, nargs, &req.next_seq, &why)) {
+        replay_send_error(srv, &req.peer, why);
         return;
     }
     /* One replay per connection: a new request supersedes the old (the client gave up on it),

@@ -103,4 +103,17 @@ void funnel_envelope_free(funnel_envelope_t **env);
 void funnel_seq_encode(uint64_t seq, uint8_t out[8]);
 uint64_t funnel_seq_decode(const uint8_t in[8]);
 
+/* One frame of a multipart message, borrowed from whoever received it. */
+typedef struct funnel_frame {
+    const void *data;
+    size_t len;
+} funnel_frame_t;
+
+/* Parses a replay request, the n frames after the routing envelope:
+ * [replay][from_seq: 8 bytes big-endian], from_seq at most INT64_MAX (sequences are SQLite
+ * integers). Returns 0 with *from_seq, or FUNNEL_EINVAL with *why, a static sentence to send
+ * back. Only frames[0..n) are read, and only when n is 2. */
+int funnel_replay_request_parse(const funnel_frame_t *frames, size_t n, uint64_t *from_seq,
+                                const char **why);
+
 #endif
