@@ -560,7 +560,7 @@ static const char *refund_fmt =
 Test(webhook, stripe_old_shape_and_refund_objects_converge_in_any_order)
 {
     long long now = fx_now_ms() / 1000;
-    char re1[512], re2[512], re3[512], list1[1024], list2[2048], one[1024], two[2048];
+    char re1[512], re2[512], re3[512], list1[1024], list2[2048], one[2048], two[4096];
     char created[1024], failed[1024];
     restart_with_ledger();
     paid_after_handoff("cus_O", "pi_O", "eur", now - 120);

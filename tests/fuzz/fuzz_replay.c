@@ -14,7 +14,7 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    funnel_frame_t frames[MAX_FRAMES];
+    funnel_frame_t frames[MAX_FRAMES] = {{NULL, 0}}; /* gcc -O2 cannot see n bounds the reads */
     size_t n = 0;
     while (size && n < MAX_FRAMES) {
         size_t len = data[0] < size - 1 ? data[0] : size - 1;
