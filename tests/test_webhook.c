@@ -81,6 +81,7 @@ static void teardown(void)
         waitpid(child, NULL, 0);
         child = 0;
     }
+    fx_daemon_signal(&fd, SIGCONT); /* a test that froze funneld may have failed meanwhile */
     funnel_webhook_destroy(&wh);
     funnel_webhook_config_clear(&cfg);
     fx_daemon_suite_stop(&tmp, &fd);
@@ -868,6 +869,70 @@ Test(webhook, executable_serves_the_example_config_and_stops_on_sigterm)
     r = post_json("/v1/stripe", "{}", NULL);
     cr_assert_eq(r.status, 404, "an empty secret disables the endpoint: %s", r.body);
     cr_assert_eq(fx_stop_child(&child, NULL), 0, "funnel-webhook stops on SIGTERM with 0");
+}
+
+/* Polls the webhook's counters until it has received n requests (the n-th is being served). */
+static void await_requests(uint64_t n)
+{
+    funnel_webhook_stats_t st = {0};
+    for (int waited = 0; waited < 20000; waited += 10) {
+        funnel_webhook_stats(wh, &st);
+        if (st.requests >= n)
+            return;
+        fx_sleep_ms(10);
+    }
+    cr_assert_fail("the webhook received %llu requests, not %llu", (unsigned long long)st.requests,
+                   (unsigned long long)n);
+}
+
+/* The order of events, not a stopwatch: a first POST is held by the frozen funneld (its submit
+ * timeout far longer than the test), and /healthz and a second request are answered while it
+ * is still waiting. Served one at a time, both would wait behind it (and curl gives up). */
+Test(webhook, frozen_funneld_holds_one_request_not_healthz_or_others)
+{
+    funnel_webhook_destroy(&wh);
+    funnel_webhook_config_clear(&cfg);
+    webhook_start(fd.submit, 60000, 1);
+    fx_daemon_signal(&fd, SIGSTOP);
+    char url[128], log[300];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/v1/events/lead.created", port);
+    snprintf(log, sizeof log, "%s/curl.out", tmp.path);
+    const char *argv[] = {"/usr/bin/curl",
+                          "-s",
+                          "-o",
+                          "/dev/null",
+                          "-w",
+                          "%{http_code}",
+                          "--max-time",
+                          "90",
+                          "-H",
+                          "Content-Type: application/json",
+                          "-H",
+                          "Authorization: Bearer " TOKEN,
+                          "--data",
+                          "{\"eventId\":\"frozen-1\",\"leadId\":\"L-1\"}",
+                          url,
+                          NULL};
+    child = fx_spawn(argv, log);
+    await_requests(1);
+
+    http_reply_t r = http("/healthz", NULL, 0, NULL);
+    cr_assert_eq(r.status, 200);
+    r = post_json("/v1/events/lead.created", "{}", "Authorization: Bearer wrong");
+    cr_assert_eq(r.status, 401, "%ld %s", r.status, r.body);
+    cr_assert_eq(waitpid(child, NULL, WNOHANG), 0, "the first request is still held by funneld");
+
+    fx_daemon_signal(&fd, SIGCONT);
+    int status;
+    cr_assert_eq(waitpid(child, &status, 0), child);
+    child = 0;
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "curl: %d", status);
+    char out[64] = "";
+    FILE *f = fopen(log, "r");
+    cr_assert_not_null(f);
+    cr_assert_not_null(fgets(out, sizeof out, f));
+    fclose(f);
+    cr_assert_str_eq(out, "202", "once funneld runs again the first request is acked");
 }
 
 /* The amoCRM mapping on its own, no server: the form in a buffer of exactly its length (no NUL

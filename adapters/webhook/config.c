@@ -29,6 +29,10 @@ static const funnel_cfgtab_opt_t options[] = {
     {"stripe_id_prefix", true, F(stripe_id_prefix), "", 0, 0},
     {"hubspot_id_prefix", true, F(hubspot_id_prefix), "", 0, 0},
     {"amocrm_id_prefix", true, F(amocrm_id_prefix), "", 0, 0},
+    {"threads", false, F(threads), "4", 1, 64},
+    {"max_connections", false, F(max_connections), "256", 1, 65536},
+    {"max_per_ip", false, F(max_per_ip), "16", 1, 65536},
+    {"connection_timeout_s", false, F(connection_timeout_s), "10", 1, 3600},
 };
 #define N_OPTIONS (sizeof options / sizeof options[0])
 

@@ -1,9 +1,10 @@
-/* server.c — funnel-webhook's HTTP side: libmicrohttpd with its internal polling thread.
+/* server.c — funnel-webhook's HTTP side: libmicrohttpd with a pool of `threads` threads.
  *
- * One thread serves every request, one at a time, and is the only user of the funnel client;
- * a request blocks that thread while it waits for funneld's acks (bounded by submit_timeout_ms
- * times submit_attempts). That is deliberate: webhooks are low-volume, and answering late is
- * safe, since the providers retry and event ids make retries duplicates. */
+ * A request blocks its thread while it waits for funneld's acks (bounded by submit_timeout_ms
+ * times submit_attempts); the other threads keep accepting and answering, so a slow funneld
+ * does not hold /healthz or the next sender. libmicrohttpd's own limits (connections in all and
+ * per address, a timeout for slow headers and bodies) keep trickling clients from taking every
+ * connection. Shared state: the counters (one mutex) and the client pool (another). */
 #include "webhook.h"
 
 #include "funnel/client.h"
@@ -24,7 +25,13 @@
 struct funnel_webhook {
     const funnel_webhook_config_t *cfg;
     const funnel_log_t *log;
-    funnel_client_t *client; /* used only by the MHD thread */
+    /* One client per serving thread, lent to one request at a time: funnel_client_t is for one
+     * thread at a time. idle[0..n_idle) are free; a borrower waits on returned when none is
+     * (never, while there are as many clients as threads). */
+    pthread_mutex_t pool_lock;
+    pthread_cond_t returned;
+    funnel_client_t **clients, **idle;
+    size_t n_clients, n_idle;
     struct MHD_Daemon *httpd;
     pthread_mutex_t lock; /* guards stats, which other threads read */
     funnel_webhook_stats_t stats;
@@ -111,10 +118,28 @@ typedef struct submit_tally {
     char last_id[FUNNEL_WEBHOOK_ID_MAX];
 } submit_tally_t;
 
-/* Builds and submits one event; fills the tally. Returns 0, or FUNNEL_EINVAL when the event did
- * not map to an Envelope (why says so). */
-static int submit_event(funnel_webhook_t *wh, const char *topic, const char *json,
-                        submit_tally_t *t, char *why, size_t why_len)
+static funnel_client_t *client_borrow(funnel_webhook_t *wh)
+{
+    pthread_mutex_lock(&wh->pool_lock);
+    while (!wh->n_idle)
+        pthread_cond_wait(&wh->returned, &wh->pool_lock);
+    funnel_client_t *c = wh->idle[--wh->n_idle];
+    pthread_mutex_unlock(&wh->pool_lock);
+    return c;
+}
+
+static void client_return(funnel_webhook_t *wh, funnel_client_t *c)
+{
+    pthread_mutex_lock(&wh->pool_lock);
+    wh->idle[wh->n_idle++] = c;
+    pthread_cond_signal(&wh->returned);
+    pthread_mutex_unlock(&wh->pool_lock);
+}
+
+/* Builds and submits one event through client; fills the tally. Returns 0, or FUNNEL_EINVAL
+ * when the event did not map to an Envelope (why says so). */
+static int submit_event(funnel_webhook_t *wh, funnel_client_t *client, const char *topic,
+                        const char *json, submit_tally_t *t, char *why, size_t why_len)
 {
     funnel_body_t body;
     funnel_envelope_t *env = NULL;
@@ -132,7 +157,7 @@ static int submit_event(funnel_webhook_t *wh, const char *topic, const char *jso
     funnel_submit_options_t o = {(int)wh->cfg->submit_timeout_ms, (int)wh->cfg->submit_attempts,
                                  100};
     funnel_submit_result_t res;
-    int rc = funnel_client_submit(wh->client, wh->cfg->submit, topic, env, &o, &res);
+    int rc = funnel_client_submit(client, wh->cfg->submit, topic, env, &o, &res);
     snprintf(t->last_id, sizeof t->last_id, "%s", env->event_id);
     if (rc) {
         funnel_log_error(wh->log, "funneld at %s: %s (event %s)", wh->cfg->submit,
@@ -154,17 +179,20 @@ static int submit_all(funnel_webhook_t *wh, const json_t *items, submit_tally_t 
 {
     size_t i;
     const json_t *item;
+    int rc = 0;
+    funnel_client_t *client = client_borrow(wh);
     json_array_foreach(items, i, item)
     {
         char *json = json_dumps(json_object_get(item, "event"), JSON_COMPACT);
-        int rc = json ? submit_event(wh, json_string_value(json_object_get(item, "topic")), json, t,
-                                     why, why_len)
-                      : FUNNEL_ENOMEM;
+        rc = json ? submit_event(wh, client, json_string_value(json_object_get(item, "topic")),
+                                 json, t, why, why_len)
+                  : FUNNEL_ENOMEM;
         free(json);
         if (rc || t->unreachable)
-            return rc;
+            break;
     }
-    return 0;
+    client_return(wh, client);
+    return rc;
 }
 
 /* Turns the tally into the reply: 503 when funneld was not reached, 400 when it refused,
@@ -219,7 +247,10 @@ static void handle_events(funnel_webhook_t *wh, struct MHD_Connection *conn, con
         return;
     }
     submit_tally_t t = {0};
-    if (submit_event(wh, topic, rq->body, &t, why, sizeof why)) {
+    funnel_client_t *client = client_borrow(wh);
+    int rc = submit_event(wh, client, topic, rq->body, &t, why, sizeof why);
+    client_return(wh, client);
+    if (rc) {
         refuse(wh, r, MHD_HTTP_BAD_REQUEST, "POST", url, why);
         return;
     }
@@ -474,6 +505,34 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **state,
     }
 }
 
+/* Makes the n clients the serving threads borrow. Returns 0, FUNNEL_ENOMEM or the client's
+ * error; pool_close frees what was made either way. */
+static int pool_open(funnel_webhook_t *wh, size_t n)
+{
+    wh->clients = calloc(n, sizeof *wh->clients);
+    wh->idle = calloc(n, sizeof *wh->idle);
+    if (!wh->clients || !wh->idle)
+        return FUNNEL_ENOMEM;
+    for (; wh->n_clients < n; wh->n_clients++) {
+        int rc = funnel_client_new(&wh->clients[wh->n_clients]);
+        if (rc)
+            return rc;
+        wh->idle[wh->n_idle++] = wh->clients[wh->n_clients];
+    }
+    return 0;
+}
+
+/* Frees the clients; the serving threads have stopped. */
+static void pool_close(funnel_webhook_t *wh)
+{
+    for (size_t i = 0; i < wh->n_clients; i++)
+        funnel_client_destroy(&wh->clients[i]);
+    free(wh->clients);
+    free(wh->idle);
+    wh->clients = wh->idle = NULL;
+    wh->n_clients = wh->n_idle = 0;
+}
+
 int funnel_webhook_new(const funnel_webhook_config_t *cfg, const funnel_log_t *log,
                        funnel_webhook_t **out)
 {
@@ -482,20 +541,30 @@ int funnel_webhook_new(const funnel_webhook_config_t *cfg, const funnel_log_t *l
         funnel_log_error(log, "listen_addr '%s' is not an IPv4 address", cfg->listen_addr);
         return FUNNEL_ECONFIG;
     }
+    /* libmicrohttpd splits the connection limit between the pool's threads. */
+    if (cfg->max_connections < cfg->threads) {
+        funnel_log_error(log, "max_connections (%lld) is below threads (%lld)",
+                         (long long)cfg->max_connections, (long long)cfg->threads);
+        return FUNNEL_ECONFIG;
+    }
     funnel_webhook_t *wh = calloc(1, sizeof *wh);
     if (!wh)
         return FUNNEL_ENOMEM;
     wh->cfg = cfg;
     wh->log = log;
     pthread_mutex_init(&wh->lock, NULL);
-    int rc = funnel_client_new(&wh->client);
+    pthread_mutex_init(&wh->pool_lock, NULL);
+    pthread_cond_init(&wh->returned, NULL);
+    int rc = pool_open(wh, (size_t)cfg->threads);
     if (rc)
         goto fail;
     wh->httpd = MHD_start_daemon(
-        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, (uint16_t)cfg->port, NULL, NULL,
+        MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG, (uint16_t)cfg->port, NULL, NULL,
         on_request, wh, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr, MHD_OPTION_NOTIFY_COMPLETED,
-        on_completed, wh, MHD_OPTION_URI_LOG_CALLBACK, uri_kept, wh, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned int)30, MHD_OPTION_END);
+        on_completed, wh, MHD_OPTION_URI_LOG_CALLBACK, uri_kept, wh, MHD_OPTION_THREAD_POOL_SIZE,
+        (unsigned int)cfg->threads, MHD_OPTION_CONNECTION_LIMIT, (unsigned int)cfg->max_connections,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int)cfg->max_per_ip,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)cfg->connection_timeout_s, MHD_OPTION_END);
     if (!wh->httpd) {
         funnel_log_error(log, "cannot listen on %s:%lld", cfg->listen_addr, (long long)cfg->port);
         rc = FUNNEL_EIO;
@@ -506,7 +575,9 @@ int funnel_webhook_new(const funnel_webhook_config_t *cfg, const funnel_log_t *l
     *out = wh;
     return 0;
 fail:
-    funnel_client_destroy(&wh->client);
+    pool_close(wh);
+    pthread_cond_destroy(&wh->returned);
+    pthread_mutex_destroy(&wh->pool_lock);
     pthread_mutex_destroy(&wh->lock);
     free(wh);
     return rc;
@@ -531,7 +602,9 @@ void funnel_webhook_destroy(funnel_webhook_t **whp)
     if (!wh)
         return;
     MHD_stop_daemon(wh->httpd);
-    funnel_client_destroy(&wh->client);
+    pool_close(wh);
+    pthread_cond_destroy(&wh->returned);
+    pthread_mutex_destroy(&wh->pool_lock);
     pthread_mutex_destroy(&wh->lock);
     free(wh);
     *whp = NULL;

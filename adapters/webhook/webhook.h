@@ -1,7 +1,8 @@
 /* webhook.h — funnel-webhook: CRMs and billing call it over HTTP, it submits to funneld.
  *
- * One libmicrohttpd daemon with its internal polling thread serves every request; the thread
- * is the only one touching the webhook's state and its funnel_client_t, so nothing is shared.
+ * One libmicrohttpd daemon serves requests on a pool of `threads` threads, so a request waiting
+ * for a slow funneld holds only its own thread. Each request borrows a funnel_client_t of its
+ * own from a pool (one per thread), and the counters are guarded by one mutex.
  * A request is answered 2xx only after funneld acknowledged every event it carried: the sender
  * keeps retrying otherwise, and event ids make those retries harmless.
  *
@@ -51,6 +52,10 @@ typedef struct funnel_webhook_config {
     /* Prepended to the event ids and record ids (lead, payment, refund) each mapping takes
      * from its provider, so lead 42 of two CRMs are two leads; "" (the default): none. */
     char *stripe_id_prefix, *hubspot_id_prefix, *amocrm_id_prefix;
+    int64_t threads;              /* requests served at once (libmicrohttpd's thread pool) */
+    int64_t max_connections;      /* open connections in all, beyond which new ones are closed */
+    int64_t max_per_ip;           /* open connections per client address */
+    int64_t connection_timeout_s; /* an idle or trickling connection is closed after this */
     funnel_amo_status_t amo_statuses[FUNNEL_WEBHOOK_MAX_AMO_STATUSES];
     size_t n_amo_statuses;
     funnel_log_level_t log_level;
@@ -123,9 +128,9 @@ int funnel_webhook_new(const funnel_webhook_config_t *cfg, const funnel_log_t *l
                        funnel_webhook_t **out);
 /* The port actually bound. */
 int funnel_webhook_port(const funnel_webhook_t *wh);
-/* A copy of the counters, taken on the serving thread's lock. */
+/* A copy of the counters, taken on their lock. */
 void funnel_webhook_stats(funnel_webhook_t *wh, funnel_webhook_stats_t *out);
-/* Stops serving (waits for the request in progress) and frees everything. */
+/* Stops serving (waits for the requests in progress) and frees everything. */
 void funnel_webhook_destroy(funnel_webhook_t **wh);
 
 #endif
