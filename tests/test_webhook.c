@@ -14,10 +14,15 @@
 #include <criterion/criterion.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -933,6 +938,90 @@ Test(webhook, frozen_funneld_holds_one_request_not_healthz_or_others)
     cr_assert_not_null(fgets(out, sizeof out, f));
     fclose(f);
     cr_assert_str_eq(out, "202", "once funneld runs again the first request is acked");
+}
+
+/* Restarts the webhook with the given limits (0 keeps the default). */
+static void webhook_start_limited(int64_t max_connections, int64_t max_per_ip, int64_t timeout_s)
+{
+    funnel_webhook_destroy(&wh);
+    funnel_webhook_config_clear(&cfg);
+    cr_assert_eq(funnel_webhook_config_defaults(&cfg), 0);
+    cfg.port = 0;
+    set_str(&cfg.submit, fd.submit);
+    cfg.max_connections = max_connections ? max_connections : cfg.max_connections;
+    cfg.max_per_ip = max_per_ip ? max_per_ip : cfg.max_per_ip;
+    cfg.connection_timeout_s = timeout_s ? timeout_s : cfg.connection_timeout_s;
+    cr_assert_eq(funnel_webhook_new(&cfg, &quiet, &wh), 0);
+    port = funnel_webhook_port(wh);
+}
+
+/* A TCP connection to the webhook whose reads give up after 20 s (a failure, not a wait). */
+static int tcp_open(void)
+{
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert_geq(s, 0);
+    struct timeval tv = {20, 0};
+    setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    cr_assert_eq(connect(s, (struct sockaddr *)&a, sizeof a), 0);
+    return s;
+}
+
+static int held[3] = {-1, -1, -1}; /* the connections a limit test holds open */
+
+static void close_held(void)
+{
+    for (size_t i = 0; i < 3; i++)
+        if (held[i] >= 0)
+            close(held[i]);
+    held[0] = held[1] = held[2] = -1;
+}
+
+/* Three silent connections against a limit of two: the webhook closes exactly one of them at
+ * once (long before the 60 s timeout), and a held one is still served. */
+static void third_connection_is_closed(void)
+{
+    for (size_t i = 0; i < 3; i++)
+        held[i] = tcp_open();
+    struct pollfd p[3] = {{held[0], POLLIN, 0}, {held[1], POLLIN, 0}, {held[2], POLLIN, 0}};
+    cr_assert_eq(poll(p, 3, 20000), 1, "exactly one connection is closed by the limit");
+    size_t shut = p[0].revents ? 0 : p[1].revents ? 1 : 2, kept = (shut + 1) % 3;
+    char buf[256];
+    cr_assert_leq(recv(held[shut], buf, sizeof buf, 0), 0, "closed without an answer");
+    const char req[] = "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    cr_assert_eq(send(held[kept], req, sizeof req - 1, 0), (ssize_t)(sizeof req - 1));
+    ssize_t n = recv(held[kept], buf, sizeof buf - 1, 0);
+    cr_assert_gt(n, 0);
+    buf[n] = '\0';
+    cr_assert(strstr(buf, " 200 "), "%s", buf);
+    close_held();
+}
+
+Test(webhook, connections_over_max_per_ip_are_closed, .fini = close_held)
+{
+    webhook_start_limited(0, 2, 60);
+    third_connection_is_closed();
+}
+
+Test(webhook, connections_over_max_connections_are_closed, .fini = close_held)
+{
+    webhook_start_limited(2, 0, 60);
+    third_connection_is_closed();
+}
+
+/* A client that sends half its headers and stops is disconnected after connection_timeout_s
+ * (1 s here; libmicrohttpd's clock cannot be injected, so this waits for it, and fails only if
+ * the connection is still open after 20 s). */
+Test(webhook, slow_headers_are_cut_off_after_connection_timeout, .fini = close_held)
+{
+    webhook_start_limited(0, 0, 1);
+    held[0] = tcp_open();
+    const char part[] = "POST /v1/events/lead.created HTTP/1.1\r\nHost: x\r\n";
+    cr_assert_eq(send(held[0], part, sizeof part - 1, 0), (ssize_t)(sizeof part - 1));
+    char buf[256];
+    cr_assert_eq(recv(held[0], buf, sizeof buf, 0), 0, "the connection is closed, not answered");
+    close_held();
 }
 
 /* The amoCRM mapping on its own, no server: the form in a buffer of exactly its length (no NUL

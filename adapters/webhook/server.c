@@ -1,10 +1,13 @@
-/* server.c — funnel-webhook's HTTP side: libmicrohttpd with a pool of `threads` threads.
+/* server.c — funnel-webhook's HTTP side: libmicrohttpd with a thread per connection.
  *
- * A request blocks its thread while it waits for funneld's acks (bounded by submit_timeout_ms
- * times submit_attempts); the other threads keep accepting and answering, so a slow funneld
- * does not hold /healthz or the next sender. libmicrohttpd's own limits (connections in all and
- * per address, a timeout for slow headers and bodies) keep trickling clients from taking every
- * connection. Shared state: the counters (one mutex) and the client pool (another). */
+ * A request blocks its connection's thread while it waits for funneld's acks (bounded by
+ * submit_timeout_ms times submit_attempts); the others keep being answered, so a slow funneld
+ * does not hold /healthz or the next sender. Not MHD's thread pool: it ties a connection to a
+ * pool thread when accepting it, so a request accepted by a thread that then blocks waits behind
+ * the slow one (measured: 4 requests answered after 2, 2, 2 and 4 s). libmicrohttpd's own limits
+ * (connections in all and per address, a timeout for slow headers and bodies) bound the threads
+ * and keep trickling clients from taking every connection. Shared state: the counters (one
+ * mutex) and the client pool (another). */
 #include "webhook.h"
 
 #include "funnel/client.h"
@@ -25,9 +28,9 @@
 struct funnel_webhook {
     const funnel_webhook_config_t *cfg;
     const funnel_log_t *log;
-    /* One client per serving thread, lent to one request at a time: funnel_client_t is for one
-     * thread at a time. idle[0..n_idle) are free; a borrower waits on returned when none is
-     * (never, while there are as many clients as threads). */
+    /* `threads` clients, each lent to one request at a time (funnel_client_t is for one thread
+     * at a time, and a ZeroMQ socket must stay on one thread). idle[0..n_idle) are free; past
+     * `threads` submitting requests, a borrower waits on returned. */
     pthread_mutex_t pool_lock;
     pthread_cond_t returned;
     funnel_client_t **clients, **idle;
@@ -505,7 +508,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **state,
     }
 }
 
-/* Makes the n clients the serving threads borrow. Returns 0, FUNNEL_ENOMEM or the client's
+/* Makes the n clients requests borrow. Returns 0, FUNNEL_ENOMEM or the client's
  * error; pool_close frees what was made either way. */
 static int pool_open(funnel_webhook_t *wh, size_t n)
 {
@@ -522,7 +525,7 @@ static int pool_open(funnel_webhook_t *wh, size_t n)
     return 0;
 }
 
-/* Frees the clients; the serving threads have stopped. */
+/* Frees the clients; no request is being served any more. */
 static void pool_close(funnel_webhook_t *wh)
 {
     for (size_t i = 0; i < wh->n_clients; i++)
@@ -541,12 +544,6 @@ int funnel_webhook_new(const funnel_webhook_config_t *cfg, const funnel_log_t *l
         funnel_log_error(log, "listen_addr '%s' is not an IPv4 address", cfg->listen_addr);
         return FUNNEL_ECONFIG;
     }
-    /* libmicrohttpd splits the connection limit between the pool's threads. */
-    if (cfg->max_connections < cfg->threads) {
-        funnel_log_error(log, "max_connections (%lld) is below threads (%lld)",
-                         (long long)cfg->max_connections, (long long)cfg->threads);
-        return FUNNEL_ECONFIG;
-    }
     funnel_webhook_t *wh = calloc(1, sizeof *wh);
     if (!wh)
         return FUNNEL_ENOMEM;
@@ -559,12 +556,13 @@ int funnel_webhook_new(const funnel_webhook_config_t *cfg, const funnel_log_t *l
     if (rc)
         goto fail;
     wh->httpd = MHD_start_daemon(
-        MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG, (uint16_t)cfg->port, NULL, NULL,
-        on_request, wh, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr, MHD_OPTION_NOTIFY_COMPLETED,
-        on_completed, wh, MHD_OPTION_URI_LOG_CALLBACK, uri_kept, wh, MHD_OPTION_THREAD_POOL_SIZE,
-        (unsigned int)cfg->threads, MHD_OPTION_CONNECTION_LIMIT, (unsigned int)cfg->max_connections,
-        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int)cfg->max_per_ip,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)cfg->connection_timeout_s, MHD_OPTION_END);
+        MHD_USE_POLL_INTERNAL_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ERROR_LOG,
+        (uint16_t)cfg->port, NULL, NULL, on_request, wh, MHD_OPTION_SOCK_ADDR,
+        (struct sockaddr *)&addr, MHD_OPTION_NOTIFY_COMPLETED, on_completed, wh,
+        MHD_OPTION_URI_LOG_CALLBACK, uri_kept, wh, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned int)cfg->max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+        (unsigned int)cfg->max_per_ip, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned int)cfg->connection_timeout_s, MHD_OPTION_END);
     if (!wh->httpd) {
         funnel_log_error(log, "cannot listen on %s:%lld", cfg->listen_addr, (long long)cfg->port);
         rc = FUNNEL_EIO;

@@ -1,8 +1,9 @@
 /* webhook.h — funnel-webhook: CRMs and billing call it over HTTP, it submits to funneld.
  *
- * One libmicrohttpd daemon serves requests on a pool of `threads` threads, so a request waiting
- * for a slow funneld holds only its own thread. Each request borrows a funnel_client_t of its
- * own from a pool (one per thread), and the counters are guarded by one mutex.
+ * One libmicrohttpd daemon serves each connection on a thread of its own (at most
+ * max_connections), so a request waiting for a slow funneld holds only its own connection. A
+ * request that submits borrows one of `threads` funnel_client_t for the time it talks to funneld;
+ * the counters are guarded by one mutex.
  * A request is answered 2xx only after funneld acknowledged every event it carried: the sender
  * keeps retrying otherwise, and event ids make those retries harmless.
  *
@@ -52,7 +53,7 @@ typedef struct funnel_webhook_config {
     /* Prepended to the event ids and record ids (lead, payment, refund) each mapping takes
      * from its provider, so lead 42 of two CRMs are two leads; "" (the default): none. */
     char *stripe_id_prefix, *hubspot_id_prefix, *amocrm_id_prefix;
-    int64_t threads;              /* requests served at once (libmicrohttpd's thread pool) */
+    int64_t threads;              /* requests submitting to funneld at once (funnel clients) */
     int64_t max_connections;      /* open connections in all, beyond which new ones are closed */
     int64_t max_per_ip;           /* open connections per client address */
     int64_t connection_timeout_s; /* an idle or trickling connection is closed after this */
