@@ -34,6 +34,9 @@ typedef struct funnel_config {
     int64_t max_future_ms;          /* occurred_at_ms may be at most this far ahead of now */
     int64_t publish_hwm;            /* PUB high-water mark per subscriber, messages */
     int64_t disk_full_buffer_bytes; /* SUB input kept in memory while the disk is full */
+    int64_t dead_letter_max_rows;   /* dead letters kept at most; the oldest go first */
+    int64_t dead_letter_max_bytes;  /* their payload and text bytes at most; the same */
+    int64_t refusal_log_per_minute; /* refusal log lines per reason a minute, then a count */
     funnel_log_level_t log_level;
     funnel_store_sync_t sync;
     int64_t quick_check; /* 1: PRAGMA quick_check at start refuses a damaged file; 0: skipped */

@@ -15,6 +15,7 @@
 #include "router.h"
 #include "store.h"
 #include "engine.h"
+#include "ratelimit.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -35,6 +36,7 @@
                                        "some peer has room", not "this one has" */
 #define REPLAY_STALL_MS       30000 /* a replay whose peer took nothing for this long is dropped */
 #define DEAD_PAYLOADS_PER_MIN 100   /* refusals per minute whose payload is stored */
+#define REFUSAL_LOG_WINDOW_MS 60000 /* refusal_log_per_minute counts per this window */
 #define BUSY_RETRY_MIN_MS     100   /* first retry of a batch the database was too busy for */
 #define BUSY_RETRY_MAX_MS     1000  /* the doubling retry delay stops growing here */
 
@@ -115,6 +117,10 @@ struct funnel_server {
     size_t n_replays;
     int64_t dead_window_ms; /* start of the current minute of dead-letter payload budget */
     unsigned dead_payloads; /* payloads stored in that minute */
+    /* The dead letters' rows and bytes (funnel_dead_letter_bytes), read once at start and after
+     * each prune, counted per refusal in between: the bounds cost no scan per refusal. */
+    int64_t dead_rows, dead_bytes;
+    funnel_ratelimit_t refusal_log[FUNNEL_REFUSE_COUNT_]; /* log lines per refusal reason */
     uint64_t published_seq; /* last sequence handed to the PUB socket */
     funnel_server_stats_t stats;
     funnel_metrics_t *metrics; /* the Prometheus endpoint; NULL when `metrics` is off */
@@ -152,5 +158,7 @@ void server_on_watchdog(uv_timer_t *h);
 void server_metrics_outbox_refresh(funnel_server_t *srv);
 void server_on_prune(uv_timer_t *h);
 void server_publish_backlog(funnel_server_t *srv);
+int server_dead_letters_usage(funnel_server_t *srv);
+int server_dead_letters_bound(funnel_server_t *srv);
 
 #endif
