@@ -49,17 +49,6 @@ static void stop(void)
     fx_daemon_suite_stop(&tmp, &fd);
 }
 
-static void *connect_to(int type, const char *endpoint)
-{
-    void *s = zmq_socket(zctx, type);
-    int linger = 0, timeout = 10000;
-    cr_assert_not_null(s);
-    zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
-    zmq_setsockopt(s, ZMQ_RCVTIMEO, &timeout, sizeof timeout);
-    cr_assert_eq(zmq_connect(s, endpoint), 0);
-    return s;
-}
-
 /* [lead.created][JUNK_SIZE bytes that are no protobuf Envelope] */
 static void send_junk(void *s)
 {
@@ -124,7 +113,7 @@ TestSuite(abuse, .fini = stop, .timeout = 120);
 Test(abuse, submit_flood_is_answered_and_bounded_by_rows)
 {
     start("50", "67108864");
-    sock = connect_to(ZMQ_DEALER, fd.submit);
+    sock = fx_zsock_connect(zctx, ZMQ_DEALER, fd.submit);
     for (int i = 0; i < FLOOD; i++)
         send_junk(sock);
     fx_answer_t a;
@@ -141,7 +130,7 @@ Test(abuse, sub_flood_is_bounded_by_bytes)
     char bytes[32];
     snprintf(bytes, sizeof bytes, "%d", MAX_BYTES);
     start("1000000", bytes);
-    sock = connect_to(ZMQ_PUB, fd.ingest);
+    sock = fx_zsock_connect(zctx, ZMQ_PUB, fd.ingest);
     /* PUB/SUB has no handshake: resend a first event until it is recorded (dedup keeps one). */
     for (int i = 0; i < 500 && events() == 0; i++) {
         send_lead(sock, "evt-first");
