@@ -11,11 +11,13 @@
 #include <string.h>
 #include <zmq.h>
 
-#define FLOOD     400
-#define LOG_LINES 5
-#define MAX_ROWS  50
-#define MAX_BYTES 20000
-#define JUNK_SIZE 1000
+#define FLOOD            400
+#define LOG_LINES        5
+#define MAX_ROWS         50
+#define MAX_BYTES        20000
+#define JUNK_SIZE        1000
+#define PEER_BUDGET      30
+#define PEER_BUDGET_TEXT "30"
 
 /* What dead_letter_max_bytes counts (README "Configuration reference"). */
 #define DEAD_BYTES_SQL                                                                             \
@@ -27,13 +29,14 @@ static fx_tmpdir_t tmp;
 static fx_daemon_t fd;
 static void *zctx, *sock;
 
-static void start(const char *max_rows, const char *max_bytes)
+static void start(const char *max_rows, const char *max_bytes, const char *peer_budget)
 {
-    char rows[64], bytes[64], lines[64];
+    char rows[64], bytes[64], lines[64], budget[64];
+    snprintf(budget, sizeof budget, "refusal_budget_per_peer=%s", peer_budget);
     snprintf(rows, sizeof rows, "dead_letter_max_rows=%s", max_rows);
     snprintf(bytes, sizeof bytes, "dead_letter_max_bytes=%s", max_bytes);
     snprintf(lines, sizeof lines, "refusal_log_per_minute=%d", LOG_LINES);
-    const char *args[] = {"--set", rows, "--set", bytes, "--set", lines, NULL};
+    const char *args[] = {"--set", rows, "--set", bytes, "--set", lines, "--set", budget, NULL};
     fx_daemon_suite_start(&tmp, &fd, args);
     zctx = zmq_ctx_new();
 }
@@ -108,19 +111,26 @@ static void assert_dead_letters_bounded(int64_t max_rows, int64_t max_bytes)
     cr_assert_gt(fx_db_int(fd.db, "SELECT min(id) FROM dead_letters"), 1);
 }
 
+/* Sends FLOOD junk messages on a fresh DEALER and asserts each one is answered "rejected". */
+static void flood_submit(void)
+{
+    void *dealer = fx_zsock_connect(zctx, ZMQ_DEALER, fd.submit);
+    for (int i = 0; i < FLOOD; i++)
+        send_junk(dealer);
+    fx_answer_t a;
+    for (int i = 0; i < FLOOD; i++) {
+        fx_answer_recv(dealer, &a);
+        cr_assert(strncmp(a.status, "rejected: ", 10) == 0, "answer %d: %s", i, a.status);
+    }
+    zmq_close(dealer);
+}
+
 TestSuite(abuse, .fini = stop, .timeout = 120);
 
 Test(abuse, submit_flood_is_answered_and_bounded_by_rows)
 {
-    start("50", "67108864");
-    sock = fx_zsock_connect(zctx, ZMQ_DEALER, fd.submit);
-    for (int i = 0; i < FLOOD; i++)
-        send_junk(sock);
-    fx_answer_t a;
-    for (int i = 0; i < FLOOD; i++) {
-        fx_answer_recv(sock, &a);
-        cr_assert(strncmp(a.status, "rejected: ", 10) == 0, "answer %d: %s", i, a.status);
-    }
+    start("50", "67108864", "1000");
+    flood_submit();
     assert_dead_letters_bounded(MAX_ROWS, 67108864);
     assert_log_bounded();
 }
@@ -129,7 +139,7 @@ Test(abuse, sub_flood_is_bounded_by_bytes)
 {
     char bytes[32];
     snprintf(bytes, sizeof bytes, "%d", MAX_BYTES);
-    start("1000000", bytes);
+    start("1000000", bytes, "1000");
     sock = fx_zsock_connect(zctx, ZMQ_PUB, fd.ingest);
     /* PUB/SUB has no handshake: resend a first event until it is recorded (dedup keeps one). */
     for (int i = 0; i < 500 && events() == 0; i++) {
@@ -146,4 +156,19 @@ Test(abuse, sub_flood_is_bounded_by_bytes)
     cr_assert_eq(events(), 2);
     assert_dead_letters_bounded(1000000, MAX_BYTES);
     assert_log_bounded();
+}
+
+Test(abuse, a_peer_beyond_its_budget_is_answered_but_not_dead_lettered)
+{
+    start("1000000", "67108864", PEER_BUDGET_TEXT);
+    flood_submit();
+    /* One window, or two if the flood straddles a minute boundary. */
+    int64_t rows = fx_db_int(fd.db, "SELECT count(*) FROM dead_letters");
+    cr_assert_geq(rows, PEER_BUDGET);
+    cr_assert_leq(rows, 2 * PEER_BUDGET, "%lld dead letters from one peer", (long long)rows);
+    /* Another peer has a budget of its own: the flooder did not spend it. */
+    flood_submit();
+    int64_t more = fx_db_int(fd.db, "SELECT count(*) FROM dead_letters") - rows;
+    cr_assert_geq(more, PEER_BUDGET);
+    cr_assert_leq(more, 2 * PEER_BUDGET);
 }

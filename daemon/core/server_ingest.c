@@ -95,6 +95,8 @@ void server_publish_row(funnel_server_t *srv, const funnel_outbox_row_t *row)
  * ones keep their metadata and size only. */
 static void dead_letter_add(funnel_server_t *srv, item_t *it, int64_t now)
 {
+    if (it->over_budget)
+        return;
     size_t len;
     const uint8_t *raw = item_bytes(it, &len);
     int64_t mono = (int64_t)uv_now(&srv->loop);
@@ -498,6 +500,29 @@ static bool full_divert(funnel_server_t *srv, item_t *it)
     return true;
 }
 
+/* Counts a refusal against its submit peer's budget (refusal_budget_per_peer a minute); true
+ * when the budget is spent. libzmq cannot drop one peer of a ROUTER (docs/protocol.md), so a
+ * peer over budget is still answered, counted and (rate-limited) logged, but no longer
+ * dead-lettered: one flooder cannot evict the other senders' dead letters. SUB input has no
+ * peer identity without CURVE: only the global bounds apply to it. */
+static bool peer_over_budget(funnel_server_t *srv, const peer_t *peer)
+{
+    if (!peer->ident_len)
+        return false;
+    uint64_t h = 14695981039346656037ULL; /* FNV-1a */
+    for (size_t i = 0; i < peer->ident_len; i++)
+        h = (h ^ peer->ident[i]) * 1099511628211ULL;
+    peer_budget_t *slot = &srv->peer_budget[h % PEER_BUDGET_SLOTS];
+    if (slot->peer.ident_len != peer->ident_len ||
+        memcmp(slot->peer.ident, peer->ident, peer->ident_len)) {
+        memset(slot, 0, sizeof *slot);
+        slot->peer = *peer;
+    }
+    uint64_t summary;
+    return !funnel_ratelimit_hit(&slot->refusals, server_now_ms(srv), REFUSAL_LOG_WINDOW_MS,
+                                 (uint64_t)srv->cfg.refusal_budget_per_peer, &summary);
+}
+
 /* Decodes one ingest message into the batch and schedules the commit. */
 static void batch_add(funnel_server_t *srv, const zmq_msg_t *topic, zmq_msg_t *body,
                       const peer_t *peer, const funnel_refusal_t *framing)
@@ -535,6 +560,7 @@ static void batch_add(funnel_server_t *srv, const zmq_msg_t *topic, zmq_msg_t *b
         zmq_msg_move(&it->body, body);
     if (!it->env) {
         it->status = ITEM_REFUSED;
+        it->over_budget = peer_over_budget(srv, &it->peer);
         srv->stats.refused[it->why.code]++;
         refusal_log(srv, it);
     }
