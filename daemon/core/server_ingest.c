@@ -91,8 +91,9 @@ void server_publish_row(funnel_server_t *srv, const funnel_outbox_row_t *row)
 }
 
 /* Stores a refused item as a dead letter inside the open transaction. A flood of refusals must
- * not fill the disk: only the first DEAD_PAYLOADS_PER_MIN payloads a minute are stored; later
- * ones keep their metadata and size only. */
+ * not fill the disk: only the first DEAD_PAYLOADS_PER_MIN payloads a minute are stored, later
+ * ones keep their metadata and size only; a submit peer over its budget stores nothing; and
+ * past dead_letter_max_rows or _bytes the oldest rows go (server_dead_letters_bound). */
 static void dead_letter_add(funnel_server_t *srv, item_t *it, int64_t now)
 {
     if (it->over_budget)
