@@ -38,6 +38,10 @@ static const char *const option_names[] = {
     "max_future_ms",
     "publish_hwm",
     "disk_full_buffer_bytes",
+    "dead_letter_max_rows",
+    "dead_letter_max_bytes",
+    "refusal_log_per_minute",
+    "refusal_budget_per_peer",
     "log_level",
     "sync",
     "quick_check",
@@ -765,7 +769,7 @@ Test(config_help, mentions_every_option_with_default_bounds_and_reloadability)
               "publish_hwm needs a restart:\n%s", buf);
     cr_assert(strstr(buf, "(default \"info\", reloadable)\n") != NULL, "%s", buf);
     cr_assert(strstr(buf, "(default \"normal\")\n") != NULL, "%s", buf);
-    cr_assert_eq(count_lines_with(buf, "reloadable"), 7, "%s", buf);
+    cr_assert_eq(count_lines_with(buf, "reloadable"), 11, "%s", buf);
     free(buf);
 }
 

@@ -53,6 +53,15 @@ static const opt_t options[] = {
     {"disk_full_buffer_bytes", OPT_INT, F(disk_full_buffer_bytes), "67108864", 0, 1LL << 40, true,
      "SUB input kept in memory while the disk is full, committed when space returns; beyond it "
      "is lost"},
+    {"dead_letter_max_rows", OPT_INT, F(dead_letter_max_rows), "50000", 1, 1000000000, true,
+     "dead letters kept at most; beyond, the oldest are deleted"},
+    {"dead_letter_max_bytes", OPT_INT, F(dead_letter_max_bytes), "16777216", 4096, 1LL << 40, true,
+     "payload and text bytes of the dead letters at most; beyond, the oldest are deleted"},
+    {"refusal_log_per_minute", OPT_INT, F(refusal_log_per_minute), "20", 0, 1000000, true,
+     "refusal log lines per reason a minute; the rest are counted in one summary line"},
+    {"refusal_budget_per_peer", OPT_INT, F(refusal_budget_per_peer), "100", 1, 1000000, true,
+     "refusals of one submit peer dead-lettered a minute; beyond, they are answered and counted "
+     "only"},
     {"log_level", OPT_LOG_LEVEL, F(log_level), "info", 0, 0, true, "error, warn, info or debug"},
     {"sync", OPT_SYNC, F(sync), "normal", 0, 0, false,
      "normal (survives crashes) or full (also survives power loss, slower)"},

@@ -27,13 +27,17 @@ typedef struct funnel_config {
     char *replay;   /* ROUTER bind endpoint, catch-up from a sequence */
     char *connect[FUNNEL_CONFIG_MAX_CONNECT]; /* publishers the SUB socket connects out to */
     size_t n_connect;
-    int64_t max_message_bytes;      /* larger ingest messages are refused */
-    int64_t batch_max;              /* events per transaction at most */
-    int64_t batch_delay_ms;         /* wait this long for more events before committing */
-    int64_t retention_days;         /* outbox rows kept for replay */
-    int64_t max_future_ms;          /* occurred_at_ms may be at most this far ahead of now */
-    int64_t publish_hwm;            /* PUB high-water mark per subscriber, messages */
-    int64_t disk_full_buffer_bytes; /* SUB input kept in memory while the disk is full */
+    int64_t max_message_bytes;       /* larger ingest messages are refused */
+    int64_t batch_max;               /* events per transaction at most */
+    int64_t batch_delay_ms;          /* wait this long for more events before committing */
+    int64_t retention_days;          /* outbox rows kept for replay */
+    int64_t max_future_ms;           /* occurred_at_ms may be at most this far ahead of now */
+    int64_t publish_hwm;             /* PUB high-water mark per subscriber, messages */
+    int64_t disk_full_buffer_bytes;  /* SUB input kept in memory while the disk is full */
+    int64_t dead_letter_max_rows;    /* dead letters kept at most; the oldest go first */
+    int64_t dead_letter_max_bytes;   /* their payload and text bytes at most; the same */
+    int64_t refusal_log_per_minute;  /* refusal log lines per reason a minute, then a count */
+    int64_t refusal_budget_per_peer; /* dead-lettered refusals per submit peer a minute */
     funnel_log_level_t log_level;
     funnel_store_sync_t sync;
     int64_t quick_check; /* 1: PRAGMA quick_check at start refuses a damaged file; 0: skipped */

@@ -423,7 +423,7 @@ int funnel_server_new(funnel_config_t *cfg, const funnel_server_options_t *opts,
         goto fail;
     if ((rc = funnel_router_new(srv->store, &srv->router)) ||
         (rc = funnel_store_published_get(srv->store, &srv->published_seq)) ||
-        (rc = engines_start(srv)))
+        (rc = server_dead_letters_usage(srv)) || (rc = engines_start(srv)))
         goto fail;
     if (!(srv->zctx = zmq_ctx_new())) {
         rc = FUNNEL_EBUS;

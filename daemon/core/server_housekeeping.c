@@ -43,6 +43,68 @@ static size_t prune_chunk(funnel_server_t *srv, int64_t before)
     return deleted > dead ? deleted : dead;
 }
 
+int server_dead_letters_usage(funnel_server_t *srv)
+{
+    int rc = funnel_store_dead_letters_usage(srv->store, &srv->dead_rows, &srv->dead_bytes);
+    if (rc)
+        funnel_log_error(srv->log, "dead letters not counted: %s", funnel_store_errmsg(srv->store));
+    return rc;
+}
+
+static bool dead_letters_over(const funnel_server_t *srv)
+{
+    return srv->dead_rows > srv->cfg.dead_letter_max_rows ||
+           srv->dead_bytes > srv->cfg.dead_letter_max_bytes;
+}
+
+/* How many of the oldest dead letters to delete to get under 90% of both bounds: trimming
+ * below the bound, not to it, means a flood pays one trim per tenth of the bound instead of
+ * one per refusal. Bytes are turned into rows at the average row size; the caller loops if the
+ * oldest rows were smaller. At most PRUNE_CHUNK, so one statement stays short. */
+static size_t dead_letters_excess(const funnel_server_t *srv)
+{
+    int64_t rows = srv->dead_rows - srv->cfg.dead_letter_max_rows / 10 * 9;
+    int64_t bytes = srv->dead_bytes - srv->cfg.dead_letter_max_bytes / 10 * 9;
+    int64_t avg = srv->dead_rows ? srv->dead_bytes / srv->dead_rows : 1;
+    int64_t by_bytes = bytes > 0 ? bytes / (avg ? avg : 1) + 1 : 0;
+    int64_t n = rows > by_bytes ? rows : by_bytes;
+    return n < 1 ? 1 : n > PRUNE_CHUNK ? PRUNE_CHUNK : (size_t)n;
+}
+
+/* Inside the open transaction, deletes the oldest dead letters while either bound
+ * (dead_letter_max_rows, dead_letter_max_bytes) is crossed. Returns 0 or the store's error. */
+int server_dead_letters_bound(funnel_server_t *srv)
+{
+    while (dead_letters_over(srv)) {
+        size_t deleted;
+        int64_t bytes;
+        int rc =
+            funnel_store_dead_letters_trim(srv->store, dead_letters_excess(srv), &deleted, &bytes);
+        if (rc)
+            return rc;
+        if (!deleted) /* the table is empty: the counts were off; they are exact again */
+            return server_dead_letters_usage(srv);
+        srv->dead_rows -= (int64_t)deleted;
+        srv->dead_bytes -= bytes;
+    }
+    return 0;
+}
+
+/* After the age prune: the exact counts again, and the bounds applied (a reload may have
+ * lowered them). */
+static void dead_letters_recount(funnel_server_t *srv)
+{
+    if (server_dead_letters_usage(srv) || !dead_letters_over(srv))
+        return;
+    if (funnel_store_begin(srv->store))
+        return;
+    if (server_dead_letters_bound(srv) || funnel_store_commit(srv->store)) {
+        funnel_store_rollback(srv->store);
+        funnel_log_error(srv->log, "dead-letter trim failed: %s", funnel_store_errmsg(srv->store));
+        server_dead_letters_usage(srv);
+    }
+}
+
 /* Deletes published outbox rows and dead letters older than the retention. Everything else on
  * the loop (acks, publishes, replays, timers) waits while it runs, so it works in small
  * transactions for at most PRUNE_BUDGET_NS of loop time, then lets the loop run and goes on at
@@ -56,6 +118,7 @@ void server_on_prune(uv_timer_t *h)
     do
         more = prune_chunk(srv, before) == PRUNE_CHUNK;
     while (more && uv_hrtime() - started < PRUNE_BUDGET_NS);
+    dead_letters_recount(srv);
     server_metrics_outbox_refresh(srv);
     uv_timer_start(h, server_on_prune, more ? 0 : PRUNE_PERIOD_MS, 0);
 }

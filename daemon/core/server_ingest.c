@@ -91,10 +91,13 @@ void server_publish_row(funnel_server_t *srv, const funnel_outbox_row_t *row)
 }
 
 /* Stores a refused item as a dead letter inside the open transaction. A flood of refusals must
- * not fill the disk: only the first DEAD_PAYLOADS_PER_MIN payloads a minute are stored; later
- * ones keep their metadata and size only. */
+ * not fill the disk: only the first DEAD_PAYLOADS_PER_MIN payloads a minute are stored, later
+ * ones keep their metadata and size only; a submit peer over its budget stores nothing; and
+ * past dead_letter_max_rows or _bytes the oldest rows go (server_dead_letters_bound). */
 static void dead_letter_add(funnel_server_t *srv, item_t *it, int64_t now)
 {
+    if (it->over_budget)
+        return;
     size_t len;
     const uint8_t *raw = item_bytes(it, &len);
     int64_t mono = (int64_t)uv_now(&srv->loop);
@@ -116,8 +119,34 @@ static void dead_letter_add(funnel_server_t *srv, item_t *it, int64_t now)
         .payload_len = len,
         .payload_size = it->raw_size,
     };
-    if (funnel_store_dead_letter_add(srv->store, &dl))
+    if (funnel_store_dead_letter_add(srv->store, &dl)) {
         funnel_log_error(srv->log, "dead letter not recorded: %s", funnel_store_errmsg(srv->store));
+        return;
+    }
+    srv->dead_rows++;
+    srv->dead_bytes += (int64_t)funnel_dead_letter_bytes(&dl);
+    /* A failed trim leaves the rows: the bound is crossed until the next refusal or prune. */
+    if (server_dead_letters_bound(srv))
+        funnel_log_error(srv->log, "dead-letter trim failed: %s", funnel_store_errmsg(srv->store));
+}
+
+/* Logs a refusal: at most refusal_log_per_minute lines per reason a minute, then one summary
+ * line with the count, so a flood of bad input costs a bounded log. */
+static void refusal_log(funnel_server_t *srv, const item_t *it)
+{
+    uint64_t summary;
+    bool line = funnel_ratelimit_hit(&srv->refusal_log[it->why.code], server_now_ms(srv),
+                                     REFUSAL_LOG_WINDOW_MS,
+                                     (uint64_t)srv->cfg.refusal_log_per_minute, &summary);
+    if (summary)
+        funnel_log_warn(srv->log,
+                        "refused %llu more messages (%s) in the last minute: log lines "
+                        "suppressed beyond refusal_log_per_minute=%lld",
+                        (unsigned long long)summary, funnel_refusal_name(it->why.code),
+                        (long long)srv->cfg.refusal_log_per_minute);
+    if (line)
+        funnel_log_warn(srv->log, "refused %s event_id=%s: %s", it->topic[0] ? it->topic : "-",
+                        it->event_id[0] ? it->event_id : "-", it->why.text);
 }
 
 /* Writes one item inside the open transaction: a refusal as a dead letter, an event through the
@@ -169,6 +198,7 @@ static int route_item(funnel_server_t *srv, item_t *it, int64_t now, bool guarde
 static int batch_txn(funnel_server_t *srv, size_t n, int64_t now, bool guarded)
 {
     funnel_store_t *st = srv->store;
+    int64_t dead_rows = srv->dead_rows, dead_bytes = srv->dead_bytes;
     int rc = funnel_store_begin(st);
     for (size_t i = 0; !rc && i < n; i++)
         if (route_item(srv, &srv->batch[i], now, guarded))
@@ -178,6 +208,8 @@ static int batch_txn(funnel_server_t *srv, size_t n, int64_t now, bool guarded)
     if (rc) {
         funnel_store_rollback(st);
         funnel_router_rolled_back(srv->router);
+        srv->dead_rows = dead_rows; /* the rolled-back dead letters and trims never were */
+        srv->dead_bytes = dead_bytes;
     }
     return rc;
 }
@@ -362,8 +394,7 @@ void server_batch_flush(funnel_server_t *srv)
         if (!rc && it->status == ITEM_REFUSED && it->env) {
             /* Refused by an engine: counted and logged once, now that the refusal is final. */
             srv->stats.refused[it->why.code]++;
-            funnel_log_warn(srv->log, "refused %s event_id=%s: %s", it->topic, it->event_id,
-                            it->why.text);
+            refusal_log(srv, it);
         }
         srv->stats.accepted += it->status == ITEM_OK;
         srv->stats.duplicates += it->status == ITEM_DUPLICATE;
@@ -470,6 +501,29 @@ static bool full_divert(funnel_server_t *srv, item_t *it)
     return true;
 }
 
+/* Counts a refusal against its submit peer's budget (refusal_budget_per_peer a minute); true
+ * when the budget is spent. libzmq cannot drop one peer of a ROUTER (docs/protocol.md), so a
+ * peer over budget is still answered, counted and (rate-limited) logged, but no longer
+ * dead-lettered: one flooder cannot evict the other senders' dead letters. SUB input has no
+ * peer identity without CURVE: only the global bounds apply to it. */
+static bool peer_over_budget(funnel_server_t *srv, const peer_t *peer)
+{
+    if (!peer->ident_len)
+        return false;
+    uint64_t h = 14695981039346656037ULL; /* FNV-1a */
+    for (size_t i = 0; i < peer->ident_len; i++)
+        h = (h ^ peer->ident[i]) * 1099511628211ULL;
+    peer_budget_t *slot = &srv->peer_budget[h % PEER_BUDGET_SLOTS];
+    if (slot->peer.ident_len != peer->ident_len ||
+        memcmp(slot->peer.ident, peer->ident, peer->ident_len)) {
+        memset(slot, 0, sizeof *slot);
+        slot->peer = *peer;
+    }
+    uint64_t summary;
+    return !funnel_ratelimit_hit(&slot->refusals, server_now_ms(srv), REFUSAL_LOG_WINDOW_MS,
+                                 (uint64_t)srv->cfg.refusal_budget_per_peer, &summary);
+}
+
 /* Decodes one ingest message into the batch and schedules the commit. */
 static void batch_add(funnel_server_t *srv, const zmq_msg_t *topic, zmq_msg_t *body,
                       const peer_t *peer, const funnel_refusal_t *framing)
@@ -507,9 +561,9 @@ static void batch_add(funnel_server_t *srv, const zmq_msg_t *topic, zmq_msg_t *b
         zmq_msg_move(&it->body, body);
     if (!it->env) {
         it->status = ITEM_REFUSED;
+        it->over_budget = peer_over_budget(srv, &it->peer);
         srv->stats.refused[it->why.code]++;
-        funnel_log_warn(srv->log, "refused %s event_id=%s: %s", it->topic[0] ? it->topic : "-",
-                        it->event_id[0] ? it->event_id : "-", it->why.text);
+        refusal_log(srv, it);
     }
     if (srv->disk_full && full_divert(srv, it))
         return;

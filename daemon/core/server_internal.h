@@ -15,6 +15,7 @@
 #include "router.h"
 #include "store.h"
 #include "engine.h"
+#include "ratelimit.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -35,8 +36,12 @@
                                        "some peer has room", not "this one has" */
 #define REPLAY_STALL_MS       30000 /* a replay whose peer took nothing for this long is dropped */
 #define DEAD_PAYLOADS_PER_MIN 100   /* refusals per minute whose payload is stored */
-#define BUSY_RETRY_MIN_MS     100   /* first retry of a batch the database was too busy for */
-#define BUSY_RETRY_MAX_MS     1000  /* the doubling retry delay stops growing here */
+#define REFUSAL_LOG_WINDOW_MS 60000 /* refusal_log_per_minute counts per this window */
+#define PEER_BUDGET_SLOTS                                                                          \
+    256 /* submit peers tracked for refusal_budget_per_peer: a hash table whose slot goes to       \
+           the newest peer on a collision, so memory stays fixed whatever the peers do */
+#define BUSY_RETRY_MIN_MS 100  /* first retry of a batch the database was too busy for */
+#define BUSY_RETRY_MAX_MS 1000 /* the doubling retry delay stops growing here */
 
 typedef enum item_status {
     ITEM_OK,
@@ -53,6 +58,12 @@ typedef struct peer {
     bool delimiter;   /* the peer is a REQ socket: replies carry an empty frame */
 } peer_t;
 
+/* A submit peer's refusals in the current minute (refusal_budget_per_peer). */
+typedef struct peer_budget {
+    peer_t peer;
+    funnel_ratelimit_t refusals;
+} peer_budget_t;
+
 /* One ingest message waiting for the batch to commit. */
 typedef struct item {
     funnel_envelope_t *env;      /* NULL when refused; lives in mem */
@@ -68,6 +79,7 @@ typedef struct item {
     funnel_refusal_t why;
     item_status_t status;
     peer_t peer;
+    bool over_budget; /* its submit peer spent refusal_budget_per_peer: no dead letter */
 } item_t;
 
 /* A replay in progress: [truncated] if due, outbox rows from next_seq on a chunk per loop pass,
@@ -115,7 +127,12 @@ struct funnel_server {
     size_t n_replays;
     int64_t dead_window_ms; /* start of the current minute of dead-letter payload budget */
     unsigned dead_payloads; /* payloads stored in that minute */
-    uint64_t published_seq; /* last sequence handed to the PUB socket */
+    /* The dead letters' rows and bytes (funnel_dead_letter_bytes), read once at start and after
+     * each prune, counted per refusal in between: the bounds cost no scan per refusal. */
+    int64_t dead_rows, dead_bytes;
+    funnel_ratelimit_t refusal_log[FUNNEL_REFUSE_COUNT_]; /* log lines per refusal reason */
+    peer_budget_t peer_budget[PEER_BUDGET_SLOTS]; /* dead-lettered refusals per submit peer */
+    uint64_t published_seq;                       /* last sequence handed to the PUB socket */
     funnel_server_stats_t stats;
     funnel_metrics_t *metrics; /* the Prometheus endpoint; NULL when `metrics` is off */
     bool stopping;
@@ -152,5 +169,7 @@ void server_on_watchdog(uv_timer_t *h);
 void server_metrics_outbox_refresh(funnel_server_t *srv);
 void server_on_prune(uv_timer_t *h);
 void server_publish_backlog(funnel_server_t *srv);
+int server_dead_letters_usage(funnel_server_t *srv);
+int server_dead_letters_bound(funnel_server_t *srv);
 
 #endif

@@ -43,6 +43,13 @@ static const char *const migrations[] = {
 };
 #define MIGRATIONS (int)(sizeof migrations / sizeof migrations[0])
 
+/* The bytes of one dead letter as dead_letter_max_bytes counts them (CAST: length() of TEXT
+ * counts characters). */
+#define DEAD_BYTES                                                                                 \
+    "coalesce(length(payload), 0) + length(CAST(topic AS BLOB)) + "                                \
+    "length(CAST(event_id AS BLOB)) + length(CAST(reason AS BLOB)) + "                             \
+    "length(CAST(detail AS BLOB))"
+
 enum stmt_id {
     ST_BEGIN,
     ST_COMMIT,
@@ -62,6 +69,9 @@ enum stmt_id {
     ST_META_SET,
     ST_EVENTS_LIST,
     ST_DEAD_LIST,
+    ST_DEAD_USAGE,
+    ST_DEAD_OLDEST,
+    ST_DEAD_TRIM,
     ST_COUNTS,
     ST_COUNT_
 };
@@ -107,6 +117,15 @@ static const struct {
                       "payload, payload_size FROM dead_letters ORDER BY id DESC LIMIT ?) "
                       "ORDER BY id",
                       true},
+    /* What dead_letter_max_bytes counts: payload and text bytes (DEAD_BYTES), not SQLite's
+     * page overhead, so a sender can predict it; funnel_dead_letter_bytes is the same sum. */
+    [ST_DEAD_USAGE] = {"SELECT count(*), coalesce(sum(" DEAD_BYTES "), 0) FROM dead_letters", true},
+    [ST_DEAD_OLDEST] = {"SELECT count(*), coalesce(sum(" DEAD_BYTES "), 0) FROM (SELECT * FROM "
+                        "dead_letters ORDER BY id LIMIT ?)",
+                        true},
+    [ST_DEAD_TRIM] = {"DELETE FROM dead_letters WHERE id IN (SELECT id FROM dead_letters ORDER BY "
+                      "id LIMIT ?)",
+                      false},
     [ST_COUNTS] = {"SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM dead_letters)",
                    true},
 };
@@ -821,6 +840,31 @@ int funnel_store_dead_letters_prune(funnel_store_t *s, int64_t before_ms, size_t
     sqlite3_bind_int64(st, 1, before_ms);
     sqlite3_bind_int64(st, 2, (sqlite3_int64)limit);
     return run_delete(s, st, deleted);
+}
+
+int funnel_store_dead_letters_usage(funnel_store_t *s, int64_t *rows, int64_t *bytes)
+{
+    return single_int64(s, s->stmt[ST_DEAD_USAGE], rows, bytes);
+}
+
+int funnel_store_dead_letters_trim(funnel_store_t *s, size_t limit, size_t *deleted, int64_t *bytes)
+{
+    int64_t rows = 0;
+    sqlite3_stmt *oldest = s->stmt[ST_DEAD_OLDEST], *trim = s->stmt[ST_DEAD_TRIM];
+    *deleted = 0;
+    *bytes = 0;
+    sqlite3_bind_int64(oldest, 1, (sqlite3_int64)limit);
+    int rc = single_int64(s, oldest, &rows, bytes);
+    if (rc)
+        return rc;
+    sqlite3_bind_int64(trim, 1, (sqlite3_int64)limit);
+    return run_delete(s, trim, deleted);
+}
+
+size_t funnel_dead_letter_bytes(const funnel_dead_letter_t *dl)
+{
+    return dl->payload_len + strlen(dl->topic) + strlen(dl->event_id) + strlen(dl->reason) +
+           strlen(dl->detail);
 }
 
 int funnel_store_published_get(funnel_store_t *s, uint64_t *seq)

@@ -161,6 +161,18 @@ int funnel_store_outbox_prune(funnel_store_t *store, int64_t before_ms, uint64_t
 int funnel_store_dead_letters_prune(funnel_store_t *store, int64_t before_ms, size_t limit,
                                     size_t *deleted);
 
+/* The dead letters' row count and bytes (funnel_dead_letter_bytes summed): one scan, for start
+ * and after a retention prune; in between the server keeps the sums itself. */
+int funnel_store_dead_letters_usage(funnel_store_t *store, int64_t *rows, int64_t *bytes);
+
+/* Deletes the oldest `limit` dead letters, whatever their age: the row and byte bounds
+ * (dead_letter_max_rows, dead_letter_max_bytes). *deleted and *bytes receive what went. */
+int funnel_store_dead_letters_trim(funnel_store_t *store, size_t limit, size_t *deleted,
+                                   int64_t *bytes);
+
+/* What one dead letter counts against dead_letter_max_bytes: its payload and text bytes. */
+size_t funnel_dead_letter_bytes(const funnel_dead_letter_t *dl);
+
 /* The last sequence known to have been handed to the PUB socket. Set inside a transaction. */
 int funnel_store_published_get(funnel_store_t *store, uint64_t *seq);
 int funnel_store_published_set(funnel_store_t *store, uint64_t seq);

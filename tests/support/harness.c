@@ -482,16 +482,22 @@ funnel_envelope_t *fx_numbered_lead(size_t i, void *prefix)
     return fx_lead_created(id, lead, fx_now_ms());
 }
 
+void *fx_zsock_connect(void *zctx, int type, const char *endpoint)
+{
+    void *s = zmq_socket(zctx, type);
+    int linger = 0, timeout = 10000;
+    cr_assert_not_null(s);
+    zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(s, ZMQ_RCVTIMEO, &timeout, sizeof timeout);
+    cr_assert_eq(zmq_connect(s, endpoint), 0, "%s", endpoint);
+    return s;
+}
+
 size_t fx_submit_pipelined(const char *endpoint, size_t n, size_t window, fx_envelope_fn make,
                            void *arg, const char *want, fx_answer_t *answers)
 {
     void *zctx = zmq_ctx_new();
-    void *dealer = zmq_socket(zctx, ZMQ_DEALER);
-    int linger = 0, timeout = 10000;
-    cr_assert_not_null(dealer);
-    zmq_setsockopt(dealer, ZMQ_LINGER, &linger, sizeof linger);
-    zmq_setsockopt(dealer, ZMQ_RCVTIMEO, &timeout, sizeof timeout);
-    cr_assert_eq(zmq_connect(dealer, endpoint), 0);
+    void *dealer = fx_zsock_connect(zctx, ZMQ_DEALER, endpoint);
     size_t sent = 0, answered = 0, ok = 0;
     fx_answer_t scratch;
     while (answered < n) {

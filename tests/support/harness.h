@@ -129,6 +129,10 @@ typedef struct fx_answer {
  * string), on lead "lead-<prefix>", at the current time. */
 funnel_envelope_t *fx_numbered_lead(size_t i, void *prefix);
 
+/* A ZeroMQ socket of type in zctx, connected to endpoint, that never lingers and waits 10 s at
+ * most for a message (asserts on failure); the caller closes it. */
+void *fx_zsock_connect(void *zctx, int type, const char *endpoint);
+
 /* Reads one answer from a DEALER socket into a; asserts it came within the socket's timeout. */
 void fx_answer_recv(void *dealer, fx_answer_t *a);
 
