@@ -420,11 +420,11 @@ static void sqlite_setup(void)
  * created, the first migration not committed) is refused too; the message says what to do. */
 static int existing_check(sqlite3 *db, const char *path, char *err, size_t err_len)
 {
-    static const char todo[] = "restore it from a backup, or delete it (and its -wal file) to "
-                               "start a new, empty database";
+    static const char remedy[] = "restore it from a backup, or delete it (and its -wal file) to "
+                                 "start a new, empty database";
     struct stat sb;
     if (stat(path, &sb) == 0 && sb.st_size == 0) {
-        snprintf(err, err_len, "database %s exists but is empty (0 bytes): %s", path, todo);
+        snprintf(err, err_len, "database %s exists but is empty (0 bytes): %s", path, remedy);
         return FUNNEL_ESTORE;
     }
     sqlite3_stmt *st = NULL;
@@ -439,7 +439,7 @@ static int existing_check(sqlite3 *db, const char *path, char *err, size_t err_l
     sqlite3_finalize(st);
     if (found == 3)
         return 0;
-    snprintf(err, err_len, "%s is not a funneld database (%s): %s", path, why, todo);
+    snprintf(err, err_len, "%s is not a funneld database (%s): %s", path, why, remedy);
     return FUNNEL_ESTORE;
 }
 
