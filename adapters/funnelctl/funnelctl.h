@@ -55,6 +55,7 @@ int64_t fctl_now_ms(void);
 json_t *fctl_json_minor(int64_t minor);
 
 int fctl_cmd_publish(fctl_t *ctl);
+int fctl_cmd_keygen(fctl_t *ctl);
 int fctl_cmd_tail(fctl_t *ctl);
 int fctl_cmd_events(fctl_t *ctl);
 int fctl_cmd_rejected(fctl_t *ctl);

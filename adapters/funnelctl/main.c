@@ -36,6 +36,8 @@ static const command_t commands[] = {
      "attribution --by G     attributed revenue per group (--model M | --all-models)"},
     {"sla", fctl_cmd_sla, 1, 2,
      "sla list | sla show ID SLA instances (--state open|breached|met, --json)"},
+    {"keygen", fctl_cmd_keygen, 1, 1,
+     "keygen NAME            new CURVE key pair: NAME.key (secret) and NAME.pub"},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 
