@@ -1,8 +1,10 @@
 /* client.c — acknowledged submit and gap-free follow over funneld's sockets. */
 #include "funnel/client.h"
 #include "funnel/error.h"
+#include "funnel/keyfile.h"
 
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -10,8 +12,17 @@
 
 struct funnel_client {
     void *zctx;
-    char error[256]; /* the reason of the last [error] reply; "" when none */
+    bool curve;                              /* every new socket is a CURVE client */
+    funnel_keypair_t own;                    /* with curve: this client's pair */
+    char server_key[FUNNEL_KEY_Z85_LEN + 1]; /* with curve: funneld's public key */
+    unsigned monitors;                       /* names each monitor's inproc endpoint */
+    char error[256]; /* why the last call failed (funnel_client_error); "" when it did not */
 };
+
+/* The handshake failures a monitor reports (see explain_timeout). */
+#define HANDSHAKE_FAILED                                                                           \
+    (ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |                  \
+     ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
 
 int funnel_client_new(funnel_client_t **out)
 {
@@ -31,6 +42,7 @@ void funnel_client_destroy(funnel_client_t **client)
     if (!client || !*client)
         return;
     zmq_ctx_term((*client)->zctx);
+    funnel_keypair_wipe(&(*client)->own);
     free(*client);
     *client = NULL;
 }
@@ -40,6 +52,36 @@ const char *funnel_client_error(const funnel_client_t *c)
     return c->error;
 }
 
+int funnel_client_set_curve(funnel_client_t *c, const char *key_file, const char *server_key_file,
+                            char *err, size_t err_len)
+{
+    funnel_keypair_t own, server;
+    if (!key_file && !server_key_file) {
+        funnel_keypair_wipe(&c->own);
+        c->curve = false;
+        return 0;
+    }
+    if (!key_file || !server_key_file) {
+        snprintf(err, err_len, "CURVE needs both the client's key and funneld's server key");
+        return FUNNEL_EINVAL;
+    }
+    if (!zmq_has("curve")) {
+        snprintf(err, err_len, "this libzmq was built without CURVE");
+        return FUNNEL_EINVAL;
+    }
+    int rc = funnel_keyfile_read(key_file, true, &own, err, err_len);
+    if (!rc)
+        rc = funnel_keyfile_read(server_key_file, false, &server, err, err_len);
+    if (!rc) {
+        funnel_keypair_wipe(&c->own);
+        c->own = own;
+        memcpy(c->server_key, server.public_key, sizeof c->server_key);
+        c->curve = true;
+    }
+    funnel_keypair_wipe(&own);
+    return rc;
+}
+
 static int64_t mono_ms(void)
 {
     struct timespec ts;
@@ -47,8 +89,51 @@ static int64_t mono_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* rcvhwm > 0 sets ZMQ_RCVHWM, which only applies to connections made after it is set. */
-static void *open_socket(funnel_client_t *c, int type, const char *endpoint, int rcvhwm)
+static int set_curve(const funnel_client_t *c, void *s)
+{
+    size_t len = FUNNEL_KEY_Z85_LEN + 1; /* Z85 text with its NUL, as libzmq takes it */
+    return zmq_setsockopt(s, ZMQ_CURVE_SERVERKEY, c->server_key, len) ||
+           zmq_setsockopt(s, ZMQ_CURVE_PUBLICKEY, c->own.public_key, len) ||
+           zmq_setsockopt(s, ZMQ_CURVE_SECRETKEY, c->own.secret_key, len);
+}
+
+/* With CURVE, a PAIR socket receiving s's failed handshakes, so that a request that times out
+ * can tell a refused key from a silent funneld; NULL without CURVE or when it cannot be made
+ * (the timeout then only hints at the handshake). Made before s connects: the first
+ * connection's events count. */
+static void *monitor_open(funnel_client_t *c, void *s)
+{
+    char ep[64];
+    int linger = 0;
+    if (!c->curve)
+        return NULL;
+    snprintf(ep, sizeof ep, "inproc://funnel-client-monitor-%u", c->monitors++);
+    if (zmq_socket_monitor(s, ep, HANDSHAKE_FAILED))
+        return NULL;
+    void *mon = zmq_socket(c->zctx, ZMQ_PAIR);
+    if (mon)
+        zmq_setsockopt(mon, ZMQ_LINGER, &linger, sizeof linger);
+    if (mon && zmq_connect(mon, ep) == 0)
+        return mon;
+    if (mon)
+        zmq_close(mon);
+    zmq_socket_monitor(s, NULL, 0);
+    return NULL;
+}
+
+static void close_socket(void *s, void *mon)
+{
+    if (mon) {
+        zmq_socket_monitor(s, NULL, 0);
+        zmq_close(mon);
+    }
+    zmq_close(s);
+}
+
+/* Opens a socket of type connected to endpoint, with CURVE when it is on. rcvhwm > 0 sets
+ * ZMQ_RCVHWM, which only applies to connections made after it is set. mon (NULL: not wanted)
+ * receives the socket's handshake monitor (see monitor_open); close_socket closes both. */
+static void *open_socket(funnel_client_t *c, int type, const char *endpoint, int rcvhwm, void **mon)
 {
     void *s = zmq_socket(c->zctx, type);
     int linger = 0;
@@ -57,8 +142,16 @@ static void *open_socket(funnel_client_t *c, int type, const char *endpoint, int
     zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
     if (rcvhwm > 0)
         zmq_setsockopt(s, ZMQ_RCVHWM, &rcvhwm, sizeof rcvhwm);
-    if (zmq_connect(s, endpoint)) {
+    if (c->curve && set_curve(c, s)) {
         zmq_close(s);
+        return NULL;
+    }
+    if (mon)
+        *mon = monitor_open(c, s);
+    if (zmq_connect(s, endpoint)) {
+        close_socket(s, mon ? *mon : NULL);
+        if (mon)
+            *mon = NULL;
         return NULL;
     }
     return s;
@@ -99,6 +192,42 @@ static bool frame_is(zmq_msg_t *m, const char *s)
 {
     size_t len = strlen(s);
     return zmq_msg_size(m) == len && memcmp(zmq_msg_data(m), s, len) == 0;
+}
+
+/* After a request timed out with CURVE on: says in the client's error whether the monitor saw
+ * a handshake fail, and how. funneld refuses an unknown key with a ZAP status (FAILED_AUTH);
+ * a wrong server key makes funneld drop the connection mid-handshake (FAILED_NO_DETAIL); a
+ * funneld without CURVE fails the mechanism (FAILED_PROTOCOL). */
+static void explain_timeout(funnel_client_t *c, void *mon)
+{
+    uint16_t event = 0, seen = 0;
+    uint32_t value = 0, auth_status = 0;
+    zmq_msg_t f[2];
+    int n;
+    if (!c->curve)
+        return;
+    while (mon && (n = recv_frames(mon, f, 2, 0)) > 0) {
+        if (zmq_msg_size(&f[0]) == 6) { /* uint16 event, uint32 value, native byte order */
+            memcpy(&event, zmq_msg_data(&f[0]), 2);
+            memcpy(&value, (const char *)zmq_msg_data(&f[0]) + 2, 4);
+            seen |= event;
+            if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
+                auth_status = value;
+        }
+        close_frames(f, n);
+    }
+    if (seen & ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
+        snprintf(c->error, sizeof c->error,
+                 "funneld refused this client's key in the CURVE handshake (status %u): is its "
+                 "public key in funneld's clients file?",
+                 (unsigned)auth_status);
+    else if (seen)
+        snprintf(c->error, sizeof c->error,
+                 "the CURVE handshake with funneld failed (check server_key, and that funneld "
+                 "runs with security on)");
+    else
+        snprintf(c->error, sizeof c->error,
+                 "no answer from funneld (CURVE handshake refused? check key and server_key)");
 }
 
 /* Waits for the ack of event_id until deadline; acks of earlier attempts of other ids are
@@ -169,7 +298,9 @@ int funnel_client_submit(funnel_client_t *c, const char *endpoint, const char *t
     if (!buf)
         return FUNNEL_ENOMEM;
     funnel__v1__envelope__pack(env, buf);
-    void *sock = open_socket(c, ZMQ_DEALER, endpoint, 0);
+    c->error[0] = '\0';
+    void *mon = NULL;
+    void *sock = open_socket(c, ZMQ_DEALER, endpoint, 0, &mon);
     int rc = sock ? FUNNEL_ETIMEDOUT : FUNNEL_EBUS;
     for (int attempt = 0; sock && attempt < o.attempts; attempt++) {
         int backoff = funnel_client_backoff_ms(o.backoff_ms, attempt);
@@ -186,8 +317,10 @@ int funnel_client_submit(funnel_client_t *c, const char *endpoint, const char *t
         if (rc != FUNNEL_ETIMEDOUT && rc != FUNNEL_EAGAIN)
             break;
     }
+    if (rc == FUNNEL_ETIMEDOUT)
+        explain_timeout(c, mon);
     if (sock)
-        zmq_close(sock);
+        close_socket(sock, mon);
     free(buf);
     return rc;
 }
@@ -244,7 +377,8 @@ static int deliver(follow_t *f, zmq_msg_t *frames)
 /* Replays [next, end] through a fresh request and delivers it. */
 static int replay(funnel_client_t *c, const char *replay_ep, follow_t *f)
 {
-    void *sock = open_socket(c, ZMQ_DEALER, replay_ep, 0);
+    void *mon = NULL;
+    void *sock = open_socket(c, ZMQ_DEALER, replay_ep, 0, &mon);
     if (!sock)
         return FUNNEL_EBUS;
     uint8_t seq[8];
@@ -276,7 +410,9 @@ static int replay(funnel_client_t *c, const char *replay_ep, follow_t *f)
         /* "truncated" needs no action: the next row says where history starts. */
         close_frames(fr, n);
     }
-    zmq_close(sock);
+    if (rc == FUNNEL_ETIMEDOUT)
+        explain_timeout(c, mon);
+    close_socket(sock, mon);
     return rc;
 }
 
@@ -329,6 +465,7 @@ int funnel_client_follow(funnel_client_t *c, const char *publish_ep, const char 
                   .arg = arg,
                   .next = opts->from_seq ? opts->from_seq : 1,
                   .prefix_len = opts->prefix ? strlen(opts->prefix) : 0};
+    c->error[0] = '\0';
     if (opts->cursor_path) {
         uint64_t cur;
         if (funnel_cursor_load(opts->cursor_path, &cur))
@@ -340,7 +477,7 @@ int funnel_client_follow(funnel_client_t *c, const char *publish_ep, const char 
     }
     /* Subscribe to everything before replaying: sequence gaps can only be seen on the whole
      * stream, and live messages that arrive during the replay wait in the socket. */
-    void *sub = open_socket(c, ZMQ_SUB, publish_ep, opts->rcvhwm);
+    void *sub = open_socket(c, ZMQ_SUB, publish_ep, opts->rcvhwm, NULL);
     if (!sub)
         return FUNNEL_EBUS;
     zmq_setsockopt(sub, ZMQ_SUBSCRIBE, "", 0);
