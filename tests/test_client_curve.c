@@ -364,3 +364,73 @@ Test(client_curve, follow_skips_filtered_gaps_without_replaying_them)
     /* 40 and 41 are filtered out: the probes ask for what comes after them. */
     cr_assert_eq(atomic_load(&fake.froms), 42);
 }
+
+/* ---- funnelctl --key / --server-key ------------------------------------------------------ */
+
+/* Runs funnelctl against the fake server with up to 8 arguments; returns the exit status. */
+static int ctl(char *out, const char *const *args)
+{
+    const char *argv[24] = {FUNNELCTL_PATH, "--submit",  fake.router_ep, "--replay", fake.router_ep,
+                            "--publish",    fake.pub_ep, "--timeout-ms", "500"};
+    size_t n = 9;
+    for (size_t i = 0; args[i]; i++)
+        argv[n++] = args[i];
+    argv[n] = NULL;
+    return fx_run(argv, out, 4096);
+}
+
+#define LEAD "{\"eventId\":\"e-1\",\"leadId\":\"L-1\"}"
+
+Test(client_curve, funnelctl_publishes_and_tails_with_keys)
+{
+    char out[4096];
+    fake_start(true, false, 6, 6);
+    const char *publish[] = {"--key",   client_key,     "--server-key", server_pub,
+                             "publish", "lead.created", LEAD,           NULL};
+    cr_assert_eq(ctl(out, publish), 0, "%s", out);
+    cr_assert_str_eq(out, "ok e-1\n");
+    const char *tail[] = {"--key",   client_key, "--server-key", server_pub,
+                          "--count", "2",        "tail",         NULL};
+    cr_assert_eq(ctl(out, tail), 0, "%s", out);
+    cr_assert(strstr(out, "\"seq\":3") && strstr(out, "\"seq\":6"), "%s", out);
+
+    /* The same from the environment; an explicit flag wins over it. */
+    setenv("FUNNEL_KEY", client_key, 1);
+    setenv("FUNNEL_SERVER_KEY", other_pub, 1);
+    const char *env_publish[] = {"--server-key", server_pub, "publish", "lead.created", LEAD, NULL};
+    int rc = ctl(out, env_publish);
+    unsetenv("FUNNEL_KEY");
+    unsetenv("FUNNEL_SERVER_KEY");
+    cr_assert_eq(rc, 0, "%s", out);
+    cr_assert_str_eq(out, "ok e-1\n");
+}
+
+Test(client_curve, funnelctl_names_a_refused_handshake)
+{
+    char out[4096];
+    fake_start(true, false, 0, 0);
+    const char *publish[] = {"--key",   client_key,     "--server-key", other_pub,
+                             "publish", "lead.created", LEAD,           NULL};
+    cr_assert_eq(ctl(out, publish), 3, "%s", out);
+    cr_assert(strstr(out, "did not answer") && strstr(out, "CURVE handshake"), "%s", out);
+    const char *tail[] = {"--key", client_key, "--server-key", other_pub, "tail", NULL};
+    cr_assert_eq(ctl(out, tail), 3, "%s", out);
+    cr_assert(strstr(out, "did not answer") && strstr(out, "CURVE handshake"), "%s", out);
+}
+
+Test(client_curve, funnelctl_refuses_bad_key_options_before_sending)
+{
+    char out[4096], missing[512];
+    fake_start(true, false, 0, 0);
+    snprintf(missing, sizeof missing, "%s/nope.key", tmp.path);
+    const char *bad_key[] = {"--key",   missing,        "--server-key", server_pub,
+                             "publish", "lead.created", LEAD,           NULL};
+    cr_assert_eq(ctl(out, bad_key), 2, "%s", out);
+    cr_assert(strstr(out, missing) && strstr(out, "--key"), "%s", out);
+    const char *bad_server[] = {"--key", client_key, "--server-key", missing, "tail", NULL};
+    cr_assert_eq(ctl(out, bad_server), 2, "%s", out);
+    cr_assert(strstr(out, missing), "%s", out);
+    const char *alone[] = {"--key", client_key, "publish", "lead.created", LEAD, NULL};
+    cr_assert_eq(ctl(out, alone), 2, "%s", out);
+    cr_assert(strstr(out, "both"), "%s", out);
+}
