@@ -3,7 +3,10 @@
  * accepted, or a ZAP handler that refuses every key), the key file errors, and a follow over a
  * stream whose sequence has gaps because the server filters topics (as funneld does per
  * client with `subscribe`). */
+#include "curve_fx.h"
 #include "harness.h"
+#include "http_fx.h"
+#include "webhook.h"
 
 #include "funnel/client.h"
 #include "funnel/error.h"
@@ -23,26 +26,12 @@ static funnel_client_t *client;
 static char server_key[300], server_pub[300], client_key[300], other_pub[300];
 static funnel_keypair_t server_pair;
 
-static void keys_make(const char *name, funnel_keypair_t *kp, char *key, char *pub)
-{
-    char base[280], err[512];
-    cr_assert_eq(funnel_keypair_new(kp), 0);
-    snprintf(base, sizeof base, "%s/%s", tmp.path, name);
-    cr_assert_eq(funnel_keyfile_write(base, kp, err, sizeof err), 0, "%s", err);
-    if (key)
-        snprintf(key, 300, "%s.key", base);
-    if (pub)
-        snprintf(pub, 300, "%s.pub", base);
-}
-
 static void setup(void)
 {
-    funnel_keypair_t kp;
     fx_tmpdir_make(&tmp);
-    keys_make("funneld", &server_pair, server_key, server_pub);
-    keys_make("billing", &kp, client_key, NULL);
-    keys_make("stranger", &kp, NULL, other_pub);
-    funnel_keypair_wipe(&kp);
+    fx_keys_make(tmp.path, "funneld", &server_pair, server_key, server_pub, 300);
+    fx_keys_make(tmp.path, "billing", NULL, client_key, NULL, 300);
+    fx_keys_make(tmp.path, "stranger", NULL, NULL, other_pub, 300);
     cr_assert_eq(funnel_client_new(&client), 0);
 }
 
@@ -433,4 +422,28 @@ Test(client_curve, funnelctl_refuses_bad_key_options_before_sending)
     const char *alone[] = {"--key", client_key, "publish", "lead.created", LEAD, NULL};
     cr_assert_eq(ctl(out, alone), 2, "%s", out);
     cr_assert(strstr(out, "both"), "%s", out);
+}
+
+/* ---- funnel-webhook with `key` and `server_key` ------------------------------------------ */
+
+Test(client_curve, webhook_submits_over_curve)
+{
+    funnel_webhook_config_t cfg;
+    funnel_webhook_t *wh = NULL;
+    funnel_log_t quiet = {FUNNEL_LOG_ERROR, NULL};
+    char conf[512], text[2048], err[512];
+    static fx_http_reply_t r;
+    fake_start(true, false, 0, 0);
+    snprintf(text, sizeof text,
+             "port = 0;\nsubmit = \"%s\";\ntoken = \"t\";\nkey = \"%s\";\nserver_key = \"%s\";\n",
+             fake.router_ep, client_key, server_pub);
+    fx_file_write(tmp.path, "webhook.conf", text, conf, sizeof conf);
+    cr_assert_eq(funnel_webhook_config_defaults(&cfg), 0);
+    cr_assert_eq(funnel_webhook_config_load(conf, &cfg, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(funnel_webhook_new(&cfg, &quiet, &wh), 0);
+    const char *hdrs[] = {"Content-Type: application/json", "Authorization: Bearer t", NULL};
+    fx_http(funnel_webhook_port(wh), "/v1/events/lead.created", LEAD, strlen(LEAD), hdrs, &r);
+    funnel_webhook_destroy(&wh);
+    funnel_webhook_config_clear(&cfg);
+    cr_assert_eq(r.status, 202, "%ld %s", r.status, r.body);
 }

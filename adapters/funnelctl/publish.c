@@ -33,18 +33,12 @@ int fctl_cmd_publish(fctl_t *ctl)
     return status;
 }
 
-/* An empty variable counts as unset, so `FUNNEL_KEY= funnelctl ...` turns CURVE off. */
-static const char *given(const char *path)
-{
-    return path && path[0] ? path : NULL;
-}
-
 int fctl_client_new(const fctl_t *ctl, funnel_client_t **out)
 {
     char err[512];
     if (funnel_client_new(out))
         return FCTL_REFUSED;
-    if (funnel_client_set_curve(*out, given(ctl->key), given(ctl->server_key), err, sizeof err)) {
+    if (funnel_client_set_curve(*out, ctl->key, ctl->server_key, err, sizeof err)) {
         fprintf(stderr, "funnelctl: %s (--key, --server-key)\n", err);
         funnel_client_destroy(out);
         return FCTL_USAGE;

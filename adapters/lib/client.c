@@ -52,16 +52,17 @@ const char *funnel_client_error(const funnel_client_t *c)
     return c->error;
 }
 
-int funnel_client_set_curve(funnel_client_t *c, const char *key_file, const char *server_key_file,
-                            char *err, size_t err_len)
+static bool given(const char *path)
 {
-    funnel_keypair_t own, server;
-    if (!key_file && !server_key_file) {
-        funnel_keypair_wipe(&c->own);
-        c->curve = false;
-        return 0;
-    }
-    if (!key_file || !server_key_file) {
+    return path && path[0];
+}
+
+/* Reads both key files into own and server (see funnel_client_set_curve); own is wiped by the
+ * caller, also on failure. */
+static int curve_read(const char *key_file, const char *server_key_file, funnel_keypair_t *own,
+                      funnel_keypair_t *server, char *err, size_t err_len)
+{
+    if (!given(key_file) || !given(server_key_file)) {
         snprintf(err, err_len, "CURVE needs both the client's key and funneld's server key");
         return FUNNEL_EINVAL;
     }
@@ -69,15 +70,37 @@ int funnel_client_set_curve(funnel_client_t *c, const char *key_file, const char
         snprintf(err, err_len, "this libzmq was built without CURVE");
         return FUNNEL_EINVAL;
     }
-    int rc = funnel_keyfile_read(key_file, true, &own, err, err_len);
-    if (!rc)
-        rc = funnel_keyfile_read(server_key_file, false, &server, err, err_len);
+    int rc = funnel_keyfile_read(key_file, true, own, err, err_len);
+    return rc ? rc : funnel_keyfile_read(server_key_file, false, server, err, err_len);
+}
+
+int funnel_client_set_curve(funnel_client_t *c, const char *key_file, const char *server_key_file,
+                            char *err, size_t err_len)
+{
+    funnel_keypair_t own, server;
+    if (!given(key_file) && !given(server_key_file)) {
+        funnel_keypair_wipe(&c->own);
+        c->curve = false;
+        return 0;
+    }
+    int rc = curve_read(key_file, server_key_file, &own, &server, err, err_len);
     if (!rc) {
         funnel_keypair_wipe(&c->own);
         c->own = own;
         memcpy(c->server_key, server.public_key, sizeof c->server_key);
         c->curve = true;
     }
+    funnel_keypair_wipe(&own);
+    return rc;
+}
+
+int funnel_client_curve_check(const char *key_file, const char *server_key_file, char *err,
+                              size_t err_len)
+{
+    funnel_keypair_t own, server;
+    if (!given(key_file) && !given(server_key_file))
+        return 0;
+    int rc = curve_read(key_file, server_key_file, &own, &server, err, err_len);
     funnel_keypair_wipe(&own);
     return rc;
 }

@@ -20,7 +20,8 @@ void funnel_client_destroy(funnel_client_t **client);
  * the live SUB and the replay DEALER authenticate funneld by its public key and present the
  * client's key pair (which funneld's clients file must list). key_file is the client's own
  * .key (both keys; readable by its owner only, see funnel_keyfile_read), server_key_file
- * funneld's .pub or .key (only its public key is read). NULL for both turns CURVE off again.
+ * funneld's .pub or .key (only its public key is read). NULL (or "") for both turns CURVE off
+ * again.
  * Returns 0; FUNNEL_EINVAL when only one of them is given or libzmq has no CURVE;
  * FUNNEL_EIO / FUNNEL_ECONFIG with the key file's message in err (the path in it) when a file
  * cannot be read or is not a key file. On failure the client keeps its previous setting.
@@ -30,6 +31,11 @@ void funnel_client_destroy(funnel_client_t **client);
  * that the handshake failed when libzmq reported it, or that it may have. */
 int funnel_client_set_curve(funnel_client_t *client, const char *key_file,
                             const char *server_key_file, char *err, size_t err_len);
+
+/* What funnel_client_set_curve would refuse, without a client: for config readers, so that a
+ * bad key file stops an adapter at start rather than at its first request. Same returns. */
+int funnel_client_curve_check(const char *key_file, const char *server_key_file, char *err,
+                              size_t err_len);
 
 typedef enum funnel_submit_status {
     FUNNEL_SUBMIT_OK = 0,        /* committed by funneld */
