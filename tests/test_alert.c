@@ -666,14 +666,11 @@ TestSuite(alert_config, .init = config_setup, .fini = config_teardown, .timeout 
 Test(alert_config, key_and_server_key_are_checked_at_start)
 {
     funnel_alert_config_t c;
-    char key[300], pub[300], path[300], text[1024], err[512];
-    fx_curve_config_refused(FUNNEL_ALERT_PATH, tmp.path);
-    fx_keys_make(tmp.path, "alert", NULL, key, pub, sizeof key);
-    snprintf(text, sizeof text, "key = \"%s\";\nserver_key = \"%s\";\n", key, pub);
-    fx_file_write(tmp.path, "ok.conf", text, path, sizeof path);
+    char key[300], pub[300], conf[300], err[512];
+    fx_curve_config_check(FUNNEL_ALERT_PATH, tmp.path, conf, key, pub, sizeof key);
     cr_assert_eq(funnel_alert_config_defaults(&c), 0);
     cr_expect_str_eq(c.key, "", "no CURVE by default");
-    int rc = funnel_alert_config_load(path, &c, err, sizeof err);
+    int rc = funnel_alert_config_load(conf, &c, err, sizeof err);
     cr_expect_eq(rc, 0, "%s", err);
     cr_expect_str_eq(c.key, key);
     cr_expect_str_eq(c.server_key, pub);

@@ -238,24 +238,41 @@ Test(client_curve, submit_with_the_right_server_key_is_answered)
     cr_assert_eq(submit(10000), 0, "%s", funnel_client_error(client));
 }
 
-Test(client_curve, a_wrong_server_key_times_out_with_the_curve_hint)
+/* A CURVE submit with server as funneld's key, which must time out; returns what the client
+ * says about it. */
+static const char *timeout_why(const char *server)
 {
     char err[512];
-    fake_start(true, false, 0, 0);
-    cr_assert_eq(set_curve(client_key, other_pub, err), 0, "%s", err);
+    cr_assert_eq(set_curve(client_key, server, err), 0, "%s", err);
     cr_assert_eq(submit(300), FUNNEL_ETIMEDOUT);
-    const char *why = funnel_client_error(client);
-    cr_assert(strstr(why, "CURVE handshake") && strstr(why, "server_key"), "%s", why);
+    return funnel_client_error(client);
+}
+
+Test(client_curve, a_wrong_server_key_times_out_with_the_curve_hint)
+{
+    fake_start(true, false, 0, 0);
+    const char *why = timeout_why(other_pub);
+    cr_assert(strstr(why, "CURVE handshake with funneld failed") && strstr(why, "server_key"), "%s",
+              why);
 }
 
 Test(client_curve, a_refused_client_key_says_so)
 {
-    char err[512];
     fake_start(true, true, 0, 0);
-    cr_assert_eq(set_curve(client_key, server_pub, err), 0, "%s", err);
-    cr_assert_eq(submit(300), FUNNEL_ETIMEDOUT);
-    const char *why = funnel_client_error(client);
+    const char *why = timeout_why(server_pub);
     cr_assert(strstr(why, "refused this client's key") && strstr(why, "400"), "%s", why);
+}
+
+Test(client_curve, silence_with_curve_on_still_names_the_handshake)
+{
+    fake_start(false, false, 0, 0);
+    /* A plain server fails the handshake too; nobody at all answers on port 1. */
+    const char *why = timeout_why(server_pub);
+    cr_assert(strstr(why, "CURVE handshake with funneld failed"), "%s", why);
+    snprintf(fake.router_ep, sizeof fake.router_ep, "tcp://127.0.0.1:1");
+    why = timeout_why(server_pub);
+    cr_assert_str_eq(why,
+                     "no answer from funneld (CURVE handshake refused? check key and server_key)");
 }
 
 Test(client_curve, curve_off_again_with_null_null)
@@ -356,12 +373,19 @@ Test(client_curve, follow_skips_filtered_gaps_without_replaying_them)
 
 /* ---- funnelctl --key / --server-key ------------------------------------------------------ */
 
-/* Runs funnelctl against the fake server with up to 8 arguments; returns the exit status. */
-static int ctl(char *out, const char *const *args)
+/* Runs funnelctl against the fake server with up to 8 arguments, after `--key client_key
+ * --server-key server` unless server is NULL; returns the exit status. */
+static int ctl(char *out, const char *server, const char *const *args)
 {
     const char *argv[24] = {FUNNELCTL_PATH, "--submit",  fake.router_ep, "--replay", fake.router_ep,
                             "--publish",    fake.pub_ep, "--timeout-ms", "500"};
     size_t n = 9;
+    if (server) {
+        argv[n++] = "--key";
+        argv[n++] = client_key;
+        argv[n++] = "--server-key";
+        argv[n++] = server;
+    }
     for (size_t i = 0; args[i]; i++)
         argv[n++] = args[i];
     argv[n] = NULL;
@@ -370,24 +394,23 @@ static int ctl(char *out, const char *const *args)
 
 #define LEAD "{\"eventId\":\"e-1\",\"leadId\":\"L-1\"}"
 
+static const char *const publish_lead[] = {"publish", "lead.created", LEAD, NULL};
+
 Test(client_curve, funnelctl_publishes_and_tails_with_keys)
 {
     char out[4096];
     fake_start(true, false, 6, 6);
-    const char *publish[] = {"--key",   client_key,     "--server-key", server_pub,
-                             "publish", "lead.created", LEAD,           NULL};
-    cr_assert_eq(ctl(out, publish), 0, "%s", out);
+    cr_assert_eq(ctl(out, server_pub, publish_lead), 0, "%s", out);
     cr_assert_str_eq(out, "ok e-1\n");
-    const char *tail[] = {"--key",   client_key, "--server-key", server_pub,
-                          "--count", "2",        "tail",         NULL};
-    cr_assert_eq(ctl(out, tail), 0, "%s", out);
+    const char *tail[] = {"--count", "2", "tail", NULL};
+    cr_assert_eq(ctl(out, server_pub, tail), 0, "%s", out);
     cr_assert(strstr(out, "\"seq\":3") && strstr(out, "\"seq\":6"), "%s", out);
 
     /* The same from the environment; an explicit flag wins over it. */
     setenv("FUNNEL_KEY", client_key, 1);
     setenv("FUNNEL_SERVER_KEY", other_pub, 1);
     const char *env_publish[] = {"--server-key", server_pub, "publish", "lead.created", LEAD, NULL};
-    int rc = ctl(out, env_publish);
+    int rc = ctl(out, NULL, env_publish);
     unsetenv("FUNNEL_KEY");
     unsetenv("FUNNEL_SERVER_KEY");
     cr_assert_eq(rc, 0, "%s", out);
@@ -398,12 +421,10 @@ Test(client_curve, funnelctl_names_a_refused_handshake)
 {
     char out[4096];
     fake_start(true, false, 0, 0);
-    const char *publish[] = {"--key",   client_key,     "--server-key", other_pub,
-                             "publish", "lead.created", LEAD,           NULL};
-    cr_assert_eq(ctl(out, publish), 3, "%s", out);
+    cr_assert_eq(ctl(out, other_pub, publish_lead), 3, "%s", out);
     cr_assert(strstr(out, "did not answer") && strstr(out, "CURVE handshake"), "%s", out);
-    const char *tail[] = {"--key", client_key, "--server-key", other_pub, "tail", NULL};
-    cr_assert_eq(ctl(out, tail), 3, "%s", out);
+    const char *tail[] = {"tail", NULL};
+    cr_assert_eq(ctl(out, other_pub, tail), 3, "%s", out);
     cr_assert(strstr(out, "did not answer") && strstr(out, "CURVE handshake"), "%s", out);
 }
 
@@ -414,13 +435,13 @@ Test(client_curve, funnelctl_refuses_bad_key_options_before_sending)
     snprintf(missing, sizeof missing, "%s/nope.key", tmp.path);
     const char *bad_key[] = {"--key",   missing,        "--server-key", server_pub,
                              "publish", "lead.created", LEAD,           NULL};
-    cr_assert_eq(ctl(out, bad_key), 2, "%s", out);
+    cr_assert_eq(ctl(out, NULL, bad_key), 2, "%s", out);
     cr_assert(strstr(out, missing) && strstr(out, "--key"), "%s", out);
     const char *bad_server[] = {"--key", client_key, "--server-key", missing, "tail", NULL};
-    cr_assert_eq(ctl(out, bad_server), 2, "%s", out);
+    cr_assert_eq(ctl(out, NULL, bad_server), 2, "%s", out);
     cr_assert(strstr(out, missing), "%s", out);
     const char *alone[] = {"--key", client_key, "publish", "lead.created", LEAD, NULL};
-    cr_assert_eq(ctl(out, alone), 2, "%s", out);
+    cr_assert_eq(ctl(out, NULL, alone), 2, "%s", out);
     cr_assert(strstr(out, "both"), "%s", out);
 }
 

@@ -1152,11 +1152,8 @@ TestSuite(webhook_config, .init = config_setup, .fini = config_teardown, .timeou
 Test(webhook_config, key_and_server_key_are_checked_at_start)
 {
     funnel_webhook_config_t c;
-    char key[300], pub[300], conf[300], text[1024], err[512];
-    fx_curve_config_refused(FUNNEL_WEBHOOK_PATH, tmp.path);
-    fx_keys_make(tmp.path, "webhook", NULL, key, pub, sizeof key);
-    snprintf(text, sizeof text, "key = \"%s\";\nserver_key = \"%s\";\n", key, pub);
-    fx_file_write(tmp.path, "ok.conf", text, conf, sizeof conf);
+    char key[300], pub[300], conf[300], err[512];
+    fx_curve_config_check(FUNNEL_WEBHOOK_PATH, tmp.path, conf, key, pub, sizeof key);
     cr_assert_eq(funnel_webhook_config_defaults(&c), 0);
     cr_expect_str_eq(c.key, "", "no CURVE by default");
     int rc = funnel_webhook_config_load(conf, &c, err, sizeof err);

@@ -22,25 +22,29 @@ void fx_keys_make(const char *dir, const char *name, funnel_keypair_t *kp, char 
     funnel_keypair_wipe(&pair);
 }
 
-void fx_curve_config_refused(const char *exe, const char *dir)
+void fx_curve_config_check(const char *exe, const char *dir, char *conf, char *key, char *pub,
+                           size_t path_len)
 {
-    char key[512], pub[512], missing[512], conf[512], text[2048], out[4096];
-    fx_keys_make(dir, "adapter-refused", NULL, key, pub, sizeof key);
+    char missing[512], text[2048], out[4096];
+    fx_keys_make(dir, "adapter", NULL, key, pub, path_len);
     snprintf(missing, sizeof missing, "%s/missing.key", dir);
     const char *argv[] = {exe, "--config", conf, NULL};
 
     snprintf(text, sizeof text, "key = \"%s\";\nserver_key = \"%s\";\n", missing, pub);
-    fx_file_write(dir, "curve.conf", text, conf, sizeof conf);
+    fx_file_write(dir, "curve.conf", text, conf, path_len);
     cr_assert_eq(fx_run(argv, out, sizeof out), 1, "%s", out);
     cr_assert(strstr(out, "key, server_key: ") && strstr(out, missing), "%s", out);
 
     snprintf(text, sizeof text, "key = \"%s\";\nserver_key = \"%s\";\n", key, missing);
-    fx_file_write(dir, "curve.conf", text, conf, sizeof conf);
+    fx_file_write(dir, "curve.conf", text, conf, path_len);
     cr_assert_eq(fx_run(argv, out, sizeof out), 1, "%s", out);
     cr_assert(strstr(out, missing), "%s", out);
 
     snprintf(text, sizeof text, "key = \"%s\";\n", key);
-    fx_file_write(dir, "curve.conf", text, conf, sizeof conf);
+    fx_file_write(dir, "curve.conf", text, conf, path_len);
     cr_assert_eq(fx_run(argv, out, sizeof out), 1, "%s", out);
     cr_assert(strstr(out, "both"), "%s", out);
+
+    snprintf(text, sizeof text, "key = \"%s\";\nserver_key = \"%s\";\n", key, pub);
+    fx_file_write(dir, "ok.conf", text, conf, path_len);
 }

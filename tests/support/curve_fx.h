@@ -13,7 +13,9 @@ void fx_keys_make(const char *dir, const char *name, funnel_keypair_t *kp, char 
 
 /* The adapter executable exe with a config (written to dir/curve.conf) that names a key file
  * that does not exist, or a key without a server key, must stop at start: asserts exit 1 and
- * the missing path (or "both") in its output. */
-void fx_curve_config_refused(const char *exe, const char *dir);
+ * the missing path (or "both") in its output. Then writes dir/ok.conf with key and server_key
+ * set to a new valid pair (their paths to key and pub, the file's to conf; each path_len). */
+void fx_curve_config_check(const char *exe, const char *dir, char *conf, char *key, char *pub,
+                           size_t path_len);
 
 #endif
