@@ -414,7 +414,8 @@ int funnel_alert_run(const funnel_alert_config_t *cfg, const funnel_log_t *log,
         .request_timeout_ms = 5000,
         .cursor_path = cfg->cursor,
     };
-    funnel_log_info(log, "following %s from the cursor in %s", cfg->publish, cfg->cursor);
+    funnel_log_info(log, "following %s%s from the cursor in %s", cfg->publish,
+                    cfg->key[0] ? " with CURVE" : "", cfg->cursor);
     rc = 0;
     while (!a.stopping && !a.fatal) {
         rc = funnel_client_follow(client, cfg->publish, cfg->replay, &o, on_message, &a);

@@ -576,8 +576,8 @@ int funnel_webhook_new(const funnel_webhook_config_t *cfg, const funnel_log_t *l
         rc = FUNNEL_EIO;
         goto fail;
     }
-    funnel_log_info(log, "listening on %s:%d, submitting to %s", cfg->listen_addr,
-                    funnel_webhook_port(wh), cfg->submit);
+    funnel_log_info(log, "listening on %s:%d, submitting to %s%s", cfg->listen_addr,
+                    funnel_webhook_port(wh), cfg->submit, cfg->key[0] ? " with CURVE" : "");
     *out = wh;
     return 0;
 fail:
