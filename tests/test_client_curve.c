@@ -48,6 +48,8 @@ typedef struct fake {
     bool curve, refuse_all;
     atomic_int replays;         /* replay requests answered */
     atomic_uint_fast64_t froms; /* from_seq of the last one */
+    atomic_int connections;     /* replay requests from a routing id other than the last's */
+    char last_id[256];          /* the routing id of the last replay request */
     atomic_bool stop;
     pthread_t thread;
 } fake_t;
@@ -118,6 +120,12 @@ static void fake_request(fake_t *f)
         zmq_send(f->router, s8, 8, 0);
         atomic_store(&f->froms, from);
         atomic_fetch_add(&f->replays, 1);
+        size_t idlen = zmq_msg_size(&fr[0]) < 255 ? zmq_msg_size(&fr[0]) : 255;
+        if (memcmp(f->last_id, zmq_msg_data(&fr[0]), idlen) || f->last_id[idlen]) {
+            atomic_fetch_add(&f->connections, 1);
+            memset(f->last_id, 0, sizeof f->last_id);
+            memcpy(f->last_id, zmq_msg_data(&fr[0]), idlen);
+        }
     } else if (n == 3) {
         funnel_envelope_t *env =
             funnel__v1__envelope__unpack(NULL, zmq_msg_size(&fr[2]), zmq_msg_data(&fr[2]));
@@ -369,6 +377,10 @@ Test(client_curve, follow_skips_filtered_gaps_without_replaying_them)
     cr_assert_leq(replays, 1 + 7 + 6 + 2, "%d replays", replays);
     /* 40 and 41 are filtered out: the probes ask for what comes after them. */
     cr_assert_eq(atomic_load(&fake.froms), 42);
+    /* Every replay ended with [end], so all of them used one connection (with CURVE, one
+     * handshake rather than one per probe). */
+    cr_assert_eq(atomic_load(&fake.connections), 1, "%d replays over %d connections", replays,
+                 atomic_load(&fake.connections));
 }
 
 /* ---- funnelctl --key / --server-key ------------------------------------------------------ */

@@ -358,6 +358,10 @@ typedef struct follow {
     uint64_t saved; /* last sequence written to the cursor file */
     size_t prefix_len;
     size_t delivered; /* messages taken from the stream, for the quiet-spell probe */
+    /* The replay connection and its monitor, kept from one replay to the next once a replay
+     * ended with [end]: a quiet spell probes every gap_probe_ms, and with CURVE each new
+     * connection costs a handshake and an authentication on funneld's side. */
+    void *rsock, *rmon;
 } follow_t;
 
 /* Records seq as processed in the cursor file, if there is one. */
@@ -397,13 +401,22 @@ static int deliver(follow_t *f, zmq_msg_t *frames)
     return crc ? crc : rc;
 }
 
-/* Replays [next, end] through a fresh request and delivers it. */
+static void replay_close(follow_t *f)
+{
+    if (f->rsock)
+        close_socket(f->rsock, f->rmon);
+    f->rsock = f->rmon = NULL;
+}
+
+/* Replays [next, end] and delivers it. A replay that did not reach [end] (a timeout, an error,
+ * a callback that stopped) may still be streaming rows: its connection is closed, so the next
+ * request starts on a clean one. */
 static int replay(funnel_client_t *c, const char *replay_ep, follow_t *f)
 {
-    void *mon = NULL;
-    void *sock = open_socket(c, ZMQ_DEALER, replay_ep, 0, &mon);
-    if (!sock)
+    if (!f->rsock && !(f->rsock = open_socket(c, ZMQ_DEALER, replay_ep, 0, &f->rmon)))
         return FUNNEL_EBUS;
+    void *sock = f->rsock;
+    bool ended = false;
     uint8_t seq[8];
     funnel_seq_encode(f->next, seq);
     int rc = 0;
@@ -424,6 +437,7 @@ static int replay(funnel_client_t *c, const char *replay_ep, follow_t *f)
             if (last >= f->next)
                 f->next = last + 1;
             close_frames(fr, n);
+            ended = true;
             break;
         } else if (n == 2 && frame_is(&fr[0], "error")) {
             snprintf(c->error, sizeof c->error, "%.*s", (int)zmq_msg_size(&fr[1]),
@@ -434,8 +448,9 @@ static int replay(funnel_client_t *c, const char *replay_ep, follow_t *f)
         close_frames(fr, n);
     }
     if (rc == FUNNEL_ETIMEDOUT)
-        explain_timeout(c, mon);
-    close_socket(sock, mon);
+        explain_timeout(c, f->rmon);
+    if (!ended)
+        replay_close(f);
     return rc;
 }
 
@@ -512,6 +527,7 @@ int funnel_client_follow(funnel_client_t *c, const char *publish_ep, const char 
         int crc = cursor_advance(&f, f.next - 1);
         rc = crc ? crc : rc;
     }
+    replay_close(&f);
     zmq_close(sub);
     return rc;
 }
