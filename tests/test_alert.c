@@ -3,6 +3,7 @@
  * across restarts of the adapter and of funneld; dead letters after max_attempts; message
  * text and routing. */
 #include "alert.h"
+#include "curve_fx.h"
 #include "harness.h"
 
 #include "funnel/client.h"
@@ -646,4 +647,32 @@ Test(alert, real_sla_escalations_reach_each_target_once_across_restarts)
     cr_assert_eq(funnel_cursor_load(cursor, &cur), 0);
     cr_assert_eq(cur, met_seq);
     cr_assert_neq(access(dead, F_OK), 0, "nothing dead-lettered");
+}
+
+/* ---- config: key and server_key ----------------------------------------------------------- */
+
+static void config_setup(void)
+{
+    fx_tmpdir_make(&tmp);
+}
+
+static void config_teardown(void)
+{
+    fx_tmpdir_remove(&tmp);
+}
+
+TestSuite(alert_config, .init = config_setup, .fini = config_teardown, .timeout = 60);
+
+Test(alert_config, key_and_server_key_are_checked_at_start)
+{
+    funnel_alert_config_t c;
+    char key[300], pub[300], conf[300], err[512];
+    fx_curve_config_check(FUNNEL_ALERT_PATH, tmp.path, conf, key, pub, sizeof key);
+    cr_assert_eq(funnel_alert_config_defaults(&c), 0);
+    cr_expect_str_eq(c.key, "", "no CURVE by default");
+    int rc = funnel_alert_config_load(conf, &c, err, sizeof err);
+    cr_expect_eq(rc, 0, "%s", err);
+    cr_expect_str_eq(c.key, key);
+    cr_expect_str_eq(c.server_key, pub);
+    funnel_alert_config_clear(&c);
 }

@@ -2,6 +2,7 @@
  * vectors computed independently (fixed ones from another HMAC implementation, live ones with
  * OpenSSL over the test's own framing), provider payload mappings, refusals, and 503 when
  * funneld cannot be reached. */
+#include "curve_fx.h"
 #include "harness.h"
 #include "http_fx.h"
 #include "ledger_fx.h"
@@ -1132,4 +1133,32 @@ Test(webhook_map, times_whose_milliseconds_overflow_are_refused)
             "\"customer\":\"c\"}}}",
             why, sizeof why),
         0, "%s", why);
+}
+
+/* ---- config: key and server_key ----------------------------------------------------------- */
+
+static void config_setup(void)
+{
+    fx_tmpdir_make(&tmp);
+}
+
+static void config_teardown(void)
+{
+    fx_tmpdir_remove(&tmp);
+}
+
+TestSuite(webhook_config, .init = config_setup, .fini = config_teardown, .timeout = 60);
+
+Test(webhook_config, key_and_server_key_are_checked_at_start)
+{
+    funnel_webhook_config_t c;
+    char key[300], pub[300], conf[300], err[512];
+    fx_curve_config_check(FUNNEL_WEBHOOK_PATH, tmp.path, conf, key, pub, sizeof key);
+    cr_assert_eq(funnel_webhook_config_defaults(&c), 0);
+    cr_expect_str_eq(c.key, "", "no CURVE by default");
+    int rc = funnel_webhook_config_load(conf, &c, err, sizeof err);
+    cr_expect_eq(rc, 0, "%s", err);
+    cr_expect_str_eq(c.key, key);
+    cr_expect_str_eq(c.server_key, pub);
+    funnel_webhook_config_clear(&c);
 }

@@ -403,13 +403,19 @@ int funnel_alert_run(const funnel_alert_config_t *cfg, const funnel_log_t *log,
         a.seed = (unsigned int)wall_ms();
     if (!(a.curl = curl_easy_init()) || (rc = funnel_client_new(&client)))
         goto done;
+    char err[512];
+    if ((rc = funnel_client_set_curve(client, cfg->key, cfg->server_key, err, sizeof err))) {
+        funnel_log_error(log, "key, server_key: %s", err);
+        goto done;
+    }
     funnel_follow_options_t o = {
         .prefix = cfg->n_prefixes == 1 ? cfg->prefixes[0] : "",
         .idle_timeout_ms = 1000, /* comes back to look at the stop signals */
         .request_timeout_ms = 5000,
         .cursor_path = cfg->cursor,
     };
-    funnel_log_info(log, "following %s from the cursor in %s", cfg->publish, cfg->cursor);
+    funnel_log_info(log, "following %s%s from the cursor in %s", cfg->publish,
+                    cfg->key[0] ? " with CURVE" : "", cfg->cursor);
     rc = 0;
     while (!a.stopping && !a.fatal) {
         rc = funnel_client_follow(client, cfg->publish, cfg->replay, &o, on_message, &a);
@@ -418,7 +424,9 @@ int funnel_alert_run(const funnel_alert_config_t *cfg, const funnel_log_t *log,
             a.fatal = rc;
         } else if (rc < 0 && !a.stopping && !a.fatal) {
             /* funneld restarting or unreachable: the client replays from the cursor. */
-            funnel_log_warn(log, "following funneld: %s; retrying", funnel_strerror(rc));
+            const char *hint = funnel_client_error(client);
+            funnel_log_warn(log, "following funneld: %s%s%s; retrying", funnel_strerror(rc),
+                            hint[0] ? ": " : "", hint);
             stop_wait(&a, 1000);
         } else {
             stop_wait(&a, 0);

@@ -45,6 +45,7 @@ typedef struct funnel_alert_route {
 
 typedef struct funnel_alert_config {
     char *publish, *replay; /* funneld's endpoints */
+    char *key, *server_key; /* CURVE: our .key, funneld's .pub or .key ("": no CURVE) */
     char *cursor;           /* cursor file: last sequence handled */
     char *dead_letter;      /* JSON lines of messages that could not be delivered */
     char *prefixes[FUNNEL_ALERT_MAX_PREFIXES]; /* topics followed */

@@ -14,6 +14,8 @@
 static const funnel_cfgtab_opt_t options[] = {
     {"publish", true, F(publish), "tcp://127.0.0.1:7602", 0, 0},
     {"replay", true, F(replay), "tcp://127.0.0.1:7603", 0, 0},
+    {"key", true, F(key), "", 0, 0},
+    {"server_key", true, F(server_key), "", 0, 0},
     {"cursor", true, F(cursor), "./var/funnel-alert.cursor", 0, 0},
     {"dead_letter", true, F(dead_letter), "./var/funnel-alert.dead.jsonl", 0, 0},
     {"max_attempts", false, F(max_attempts), "8", 1, 1000},
@@ -181,5 +183,7 @@ int funnel_alert_config_load(const char *path, funnel_alert_config_t *cfg, char 
 {
     load_ctx_t c = {cfg, err, err_len};
     int rc = funnel_cfgtab_load(path, load_setting, &c, err, err_len);
+    if (!rc)
+        rc = funnel_cfgtab_check_curve(cfg->key, cfg->server_key, err, err_len);
     return rc ? rc : check_routes(cfg, err, err_len);
 }

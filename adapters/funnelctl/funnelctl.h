@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "funnel/client.h"
 #include "funnel/codec.h"
 #include "config.h"
 #include "store.h"
@@ -40,7 +41,12 @@ typedef struct fctl {
     const char *from;    /* --from DATE for attribution (UTC, inclusive) */
     const char *to;      /* --to DATE for attribution (UTC, inclusive) */
     const char *state;   /* --state open|breached|met for sla list */
-    char **args;         /* positional arguments after the command word */
+
+    /* CURVE: --key or $FUNNEL_KEY, our .key; --server-key or $FUNNEL_SERVER_KEY, funneld's
+     * .pub or .key. NULL (or empty): no CURVE. */
+    const char *key, *server_key;
+
+    char **args; /* positional arguments after the command word */
     int n_args;
 } fctl_t;
 
@@ -64,6 +70,11 @@ int fctl_cmd_statement(fctl_t *ctl);
 int fctl_cmd_ledger(fctl_t *ctl);
 int fctl_cmd_attribution(fctl_t *ctl);
 int fctl_cmd_sla(fctl_t *ctl);
+
+/* A client for talking to funneld, with CURVE when --key and --server-key (or their variables)
+ * are given. Returns FCTL_OK with *out, or prints why and returns FCTL_USAGE (a key file
+ * missing or bad, one of the two without the other) or FCTL_REFUSED (out of memory). */
+int fctl_client_new(const fctl_t *ctl, funnel_client_t **out);
 
 /* Submits env under topic to funneld and prints its answer ("ok ID", "duplicate ID",
  * "rejected ID: why"). Returns FCTL_OK, FCTL_REFUSED or FCTL_UNREACHABLE. */

@@ -56,6 +56,9 @@ static void usage(FILE *out)
             "      --ready-file PATH   read endpoints and database from the ready file of a\n"
             "                          running funneld (needed when it binds `*` ports)\n"
             "      --timeout-ms N      wait this long for funneld (default 3000)\n"
+            "      --key FILE          CURVE: this client's .key (default $FUNNEL_KEY)\n"
+            "      --server-key FILE   CURVE: funneld's .pub or .key (default\n"
+            "                          $FUNNEL_SERVER_KEY); both or neither\n"
             "      --source NAME       publish: the envelope's source (default funnelctl)\n"
             "      --from-seq N        tail: start at this sequence (default 1: all retained)\n"
             "      --count N           tail: exit after N messages\n"
@@ -132,7 +135,9 @@ enum {
     OPT_FROM,
     OPT_TO,
     OPT_STATE,
-    OPT_READY_FILE
+    OPT_READY_FILE,
+    OPT_KEY,
+    OPT_SERVER_KEY
 };
 
 /* Applies one option; returns false on a bad value (message printed). */
@@ -212,6 +217,12 @@ static bool apply_option(fctl_t *ctl, int opt, const char *arg)
     case OPT_STATE:
         ctl->state = arg;
         return true;
+    case OPT_KEY:
+        ctl->key = arg;
+        return true;
+    case OPT_SERVER_KEY:
+        ctl->server_key = arg;
+        return true;
     default:
         return false;
     }
@@ -276,10 +287,15 @@ int main(int argc, char **argv)
         {"to", required_argument, NULL, OPT_TO},
         {"state", required_argument, NULL, OPT_STATE},
         {"ready-file", required_argument, NULL, OPT_READY_FILE},
+        {"key", required_argument, NULL, OPT_KEY},
+        {"server-key", required_argument, NULL, OPT_SERVER_KEY},
         {"help", no_argument, NULL, 'h'},
         {0, 0, 0, 0},
     };
-    fctl_t ctl = {.timeout_ms = 3000, .source = "funnelctl"};
+    fctl_t ctl = {.timeout_ms = 3000,
+                  .source = "funnelctl",
+                  .key = getenv("FUNNEL_KEY"),
+                  .server_key = getenv("FUNNEL_SERVER_KEY")};
     const char *config_path = NULL, *ready_path = NULL;
     int opt, status = FCTL_USAGE;
     struct {

@@ -33,18 +33,33 @@ int fctl_cmd_publish(fctl_t *ctl)
     return status;
 }
 
+int fctl_client_new(const fctl_t *ctl, funnel_client_t **out)
+{
+    char err[512];
+    if (funnel_client_new(out))
+        return FCTL_REFUSED;
+    if (funnel_client_set_curve(*out, ctl->key, ctl->server_key, err, sizeof err)) {
+        fprintf(stderr, "funnelctl: %s (--key, --server-key)\n", err);
+        funnel_client_destroy(out);
+        return FCTL_USAGE;
+    }
+    return FCTL_OK;
+}
+
 int fctl_submit(const fctl_t *ctl, const char *topic, const funnel_envelope_t *env)
 {
     funnel_client_t *client;
     funnel_submit_result_t res;
     funnel_submit_options_t opts = {
         .timeout_ms = ctl->timeout_ms, .attempts = 3, .backoff_ms = 100};
-    int status = FCTL_REFUSED;
-    if (funnel_client_new(&client) == 0) {
+    int status = fctl_client_new(ctl, &client);
+    if (status == FCTL_OK) {
+        status = FCTL_REFUSED;
         int rc = funnel_client_submit(client, ctl->cfg.submit, topic, env, &opts, &res);
         if (rc == FUNNEL_ETIMEDOUT) {
-            fprintf(stderr, "funnelctl: funneld at %s did not answer within %d ms (3 tries)\n",
-                    ctl->cfg.submit, ctl->timeout_ms);
+            const char *why = funnel_client_error(client);
+            fprintf(stderr, "funnelctl: funneld at %s did not answer within %d ms (3 tries)%s%s\n",
+                    ctl->cfg.submit, ctl->timeout_ms, why[0] ? ": " : "", why);
             status = FCTL_UNREACHABLE;
         } else if (rc == FUNNEL_EAGAIN) {
             fprintf(stderr,

@@ -41,16 +41,17 @@ int fctl_cmd_tail(fctl_t *ctl)
         .idle_timeout_ms = ctl->idle_ms,
         .request_timeout_ms = ctl->timeout_ms,
     };
-    if (funnel_client_new(&client))
-        return FCTL_REFUSED;
+    int status = fctl_client_new(ctl, &client);
+    if (status != FCTL_OK)
+        return status;
     int rc =
         funnel_client_follow(client, ctl->cfg.publish, ctl->cfg.replay, &opts, print_message, &st);
     char why[256];
     snprintf(why, sizeof why, "%s", funnel_client_error(client));
     funnel_client_destroy(&client);
     if (rc == FUNNEL_ETIMEDOUT) {
-        fprintf(stderr, "funnelctl: funneld's replay endpoint %s did not answer within %d ms\n",
-                ctl->cfg.replay, ctl->timeout_ms);
+        fprintf(stderr, "funnelctl: funneld's replay endpoint %s did not answer within %d ms%s%s\n",
+                ctl->cfg.replay, ctl->timeout_ms, why[0] ? ": " : "", why);
         return FCTL_UNREACHABLE;
     }
     if (rc < 0) {

@@ -1,5 +1,6 @@
 /* cfgtab.c — see cfgtab.h. */
 #include "funnel/cfgtab.h"
+#include "funnel/client.h"
 #include "funnel/error.h"
 
 #include <stdio.h>
@@ -86,6 +87,15 @@ int funnel_cfgtab_read_rest(const config_setting_t *set, funnel_log_level_t *lev
     snprintf(err, err_len, "line %d: log_level: error, warn, info or debug",
              config_setting_source_line(set));
     return FUNNEL_ECONFIG;
+}
+
+int funnel_cfgtab_check_curve(const char *key, const char *server_key, char *err, size_t err_len)
+{
+    char why[480];
+    int rc = funnel_client_curve_check(key, server_key, why, sizeof why);
+    if (rc)
+        snprintf(err, err_len, "key, server_key: %s", why);
+    return rc;
 }
 
 int funnel_cfgtab_load(const char *path, int (*each)(const config_setting_t *set, void *arg),

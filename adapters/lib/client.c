@@ -1,8 +1,10 @@
 /* client.c — acknowledged submit and gap-free follow over funneld's sockets. */
 #include "funnel/client.h"
 #include "funnel/error.h"
+#include "funnel/keyfile.h"
 
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -10,8 +12,17 @@
 
 struct funnel_client {
     void *zctx;
-    char error[256]; /* the reason of the last [error] reply; "" when none */
+    bool curve;                              /* every new socket is a CURVE client */
+    funnel_keypair_t own;                    /* with curve: this client's pair */
+    char server_key[FUNNEL_KEY_Z85_LEN + 1]; /* with curve: funneld's public key */
+    unsigned monitors;                       /* names each monitor's inproc endpoint */
+    char error[256]; /* why the last call failed (funnel_client_error); "" when it did not */
 };
+
+/* The handshake failures a monitor reports (see explain_timeout). */
+#define HANDSHAKE_FAILED                                                                           \
+    (ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |                  \
+     ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
 
 int funnel_client_new(funnel_client_t **out)
 {
@@ -31,6 +42,7 @@ void funnel_client_destroy(funnel_client_t **client)
     if (!client || !*client)
         return;
     zmq_ctx_term((*client)->zctx);
+    funnel_keypair_wipe(&(*client)->own);
     free(*client);
     *client = NULL;
 }
@@ -40,6 +52,59 @@ const char *funnel_client_error(const funnel_client_t *c)
     return c->error;
 }
 
+static bool given(const char *path)
+{
+    return path && path[0];
+}
+
+/* Reads both key files into own and server (see funnel_client_set_curve); own is wiped by the
+ * caller, also on failure. */
+static int curve_read(const char *key_file, const char *server_key_file, funnel_keypair_t *own,
+                      funnel_keypair_t *server, char *err, size_t err_len)
+{
+    if (!given(key_file) || !given(server_key_file)) {
+        snprintf(err, err_len, "CURVE needs both the client's key and funneld's server key");
+        return FUNNEL_EINVAL;
+    }
+    if (!zmq_has("curve")) {
+        snprintf(err, err_len, "this libzmq was built without CURVE");
+        return FUNNEL_EINVAL;
+    }
+    int rc = funnel_keyfile_read(key_file, true, own, err, err_len);
+    return rc ? rc : funnel_keyfile_read(server_key_file, false, server, err, err_len);
+}
+
+int funnel_client_set_curve(funnel_client_t *c, const char *key_file, const char *server_key_file,
+                            char *err, size_t err_len)
+{
+    funnel_keypair_t own, server;
+    if (!given(key_file) && !given(server_key_file)) {
+        funnel_keypair_wipe(&c->own);
+        c->curve = false;
+        return 0;
+    }
+    int rc = curve_read(key_file, server_key_file, &own, &server, err, err_len);
+    if (!rc) {
+        funnel_keypair_wipe(&c->own);
+        c->own = own;
+        memcpy(c->server_key, server.public_key, sizeof c->server_key);
+        c->curve = true;
+    }
+    funnel_keypair_wipe(&own);
+    return rc;
+}
+
+int funnel_client_curve_check(const char *key_file, const char *server_key_file, char *err,
+                              size_t err_len)
+{
+    funnel_keypair_t own, server;
+    if (!given(key_file) && !given(server_key_file))
+        return 0;
+    int rc = curve_read(key_file, server_key_file, &own, &server, err, err_len);
+    funnel_keypair_wipe(&own);
+    return rc;
+}
+
 static int64_t mono_ms(void)
 {
     struct timespec ts;
@@ -47,8 +112,51 @@ static int64_t mono_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* rcvhwm > 0 sets ZMQ_RCVHWM, which only applies to connections made after it is set. */
-static void *open_socket(funnel_client_t *c, int type, const char *endpoint, int rcvhwm)
+static int set_curve(const funnel_client_t *c, void *s)
+{
+    size_t len = FUNNEL_KEY_Z85_LEN + 1; /* Z85 text with its NUL, as libzmq takes it */
+    return zmq_setsockopt(s, ZMQ_CURVE_SERVERKEY, c->server_key, len) ||
+           zmq_setsockopt(s, ZMQ_CURVE_PUBLICKEY, c->own.public_key, len) ||
+           zmq_setsockopt(s, ZMQ_CURVE_SECRETKEY, c->own.secret_key, len);
+}
+
+/* With CURVE, a PAIR socket receiving s's failed handshakes, so that a request that times out
+ * can tell a refused key from a silent funneld; NULL without CURVE or when it cannot be made
+ * (the timeout then only hints at the handshake). Made before s connects: the first
+ * connection's events count. */
+static void *monitor_open(funnel_client_t *c, void *s)
+{
+    char ep[64];
+    int linger = 0;
+    if (!c->curve)
+        return NULL;
+    snprintf(ep, sizeof ep, "inproc://funnel-client-monitor-%u", c->monitors++);
+    if (zmq_socket_monitor(s, ep, HANDSHAKE_FAILED))
+        return NULL;
+    void *mon = zmq_socket(c->zctx, ZMQ_PAIR);
+    if (mon)
+        zmq_setsockopt(mon, ZMQ_LINGER, &linger, sizeof linger);
+    if (mon && zmq_connect(mon, ep) == 0)
+        return mon;
+    if (mon)
+        zmq_close(mon);
+    zmq_socket_monitor(s, NULL, 0);
+    return NULL;
+}
+
+static void close_socket(void *s, void *mon)
+{
+    if (mon) {
+        zmq_socket_monitor(s, NULL, 0);
+        zmq_close(mon);
+    }
+    zmq_close(s);
+}
+
+/* Opens a socket of type connected to endpoint, with CURVE when it is on. rcvhwm > 0 sets
+ * ZMQ_RCVHWM, which only applies to connections made after it is set. mon (NULL: not wanted)
+ * receives the socket's handshake monitor (see monitor_open); close_socket closes both. */
+static void *open_socket(funnel_client_t *c, int type, const char *endpoint, int rcvhwm, void **mon)
 {
     void *s = zmq_socket(c->zctx, type);
     int linger = 0;
@@ -57,8 +165,16 @@ static void *open_socket(funnel_client_t *c, int type, const char *endpoint, int
     zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
     if (rcvhwm > 0)
         zmq_setsockopt(s, ZMQ_RCVHWM, &rcvhwm, sizeof rcvhwm);
-    if (zmq_connect(s, endpoint)) {
+    if (c->curve && set_curve(c, s)) {
         zmq_close(s);
+        return NULL;
+    }
+    if (mon)
+        *mon = monitor_open(c, s);
+    if (zmq_connect(s, endpoint)) {
+        close_socket(s, mon ? *mon : NULL);
+        if (mon)
+            *mon = NULL;
         return NULL;
     }
     return s;
@@ -99,6 +215,42 @@ static bool frame_is(zmq_msg_t *m, const char *s)
 {
     size_t len = strlen(s);
     return zmq_msg_size(m) == len && memcmp(zmq_msg_data(m), s, len) == 0;
+}
+
+/* After a request timed out with CURVE on: says in the client's error whether the monitor saw
+ * a handshake fail, and how. funneld refuses an unknown key with a ZAP status (FAILED_AUTH);
+ * a wrong server key makes funneld drop the connection mid-handshake (FAILED_NO_DETAIL); a
+ * funneld without CURVE fails the mechanism (FAILED_PROTOCOL). */
+static void explain_timeout(funnel_client_t *c, void *mon)
+{
+    uint16_t event = 0, seen = 0;
+    uint32_t value = 0, auth_status = 0;
+    zmq_msg_t f[2];
+    int n;
+    if (!c->curve)
+        return;
+    while (mon && (n = recv_frames(mon, f, 2, 0)) > 0) {
+        if (zmq_msg_size(&f[0]) == 6) { /* uint16 event, uint32 value, native byte order */
+            memcpy(&event, zmq_msg_data(&f[0]), 2);
+            memcpy(&value, (const char *)zmq_msg_data(&f[0]) + 2, 4);
+            seen |= event;
+            if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
+                auth_status = value;
+        }
+        close_frames(f, n);
+    }
+    if (seen & ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
+        snprintf(c->error, sizeof c->error,
+                 "funneld refused this client's key in the CURVE handshake (status %u): is its "
+                 "public key in funneld's clients file?",
+                 (unsigned)auth_status);
+    else if (seen)
+        snprintf(c->error, sizeof c->error,
+                 "the CURVE handshake with funneld failed (check server_key, and that funneld "
+                 "runs with security on)");
+    else
+        snprintf(c->error, sizeof c->error,
+                 "no answer from funneld (CURVE handshake refused? check key and server_key)");
 }
 
 /* Waits for the ack of event_id until deadline; acks of earlier attempts of other ids are
@@ -169,7 +321,9 @@ int funnel_client_submit(funnel_client_t *c, const char *endpoint, const char *t
     if (!buf)
         return FUNNEL_ENOMEM;
     funnel__v1__envelope__pack(env, buf);
-    void *sock = open_socket(c, ZMQ_DEALER, endpoint, 0);
+    c->error[0] = '\0';
+    void *mon = NULL;
+    void *sock = open_socket(c, ZMQ_DEALER, endpoint, 0, &mon);
     int rc = sock ? FUNNEL_ETIMEDOUT : FUNNEL_EBUS;
     for (int attempt = 0; sock && attempt < o.attempts; attempt++) {
         int backoff = funnel_client_backoff_ms(o.backoff_ms, attempt);
@@ -186,8 +340,10 @@ int funnel_client_submit(funnel_client_t *c, const char *endpoint, const char *t
         if (rc != FUNNEL_ETIMEDOUT && rc != FUNNEL_EAGAIN)
             break;
     }
+    if (rc == FUNNEL_ETIMEDOUT)
+        explain_timeout(c, mon);
     if (sock)
-        zmq_close(sock);
+        close_socket(sock, mon);
     free(buf);
     return rc;
 }
@@ -202,6 +358,10 @@ typedef struct follow {
     uint64_t saved; /* last sequence written to the cursor file */
     size_t prefix_len;
     size_t delivered; /* messages taken from the stream, for the quiet-spell probe */
+    /* The replay connection and its monitor, kept from one replay to the next once a replay
+     * ended with [end]: a quiet spell probes every gap_probe_ms, and with CURVE each new
+     * connection costs a handshake and an authentication on funneld's side. */
+    void *rsock, *rmon;
 } follow_t;
 
 /* Records seq as processed in the cursor file, if there is one. */
@@ -241,12 +401,22 @@ static int deliver(follow_t *f, zmq_msg_t *frames)
     return crc ? crc : rc;
 }
 
-/* Replays [next, end] through a fresh request and delivers it. */
+static void replay_close(follow_t *f)
+{
+    if (f->rsock)
+        close_socket(f->rsock, f->rmon);
+    f->rsock = f->rmon = NULL;
+}
+
+/* Replays [next, end] and delivers it. A replay that did not reach [end] (a timeout, an error,
+ * a callback that stopped) may still be streaming rows: its connection is closed, so the next
+ * request starts on a clean one. */
 static int replay(funnel_client_t *c, const char *replay_ep, follow_t *f)
 {
-    void *sock = open_socket(c, ZMQ_DEALER, replay_ep, 0);
-    if (!sock)
+    if (!f->rsock && !(f->rsock = open_socket(c, ZMQ_DEALER, replay_ep, 0, &f->rmon)))
         return FUNNEL_EBUS;
+    void *sock = f->rsock;
+    bool ended = false;
     uint8_t seq[8];
     funnel_seq_encode(f->next, seq);
     int rc = 0;
@@ -267,6 +437,7 @@ static int replay(funnel_client_t *c, const char *replay_ep, follow_t *f)
             if (last >= f->next)
                 f->next = last + 1;
             close_frames(fr, n);
+            ended = true;
             break;
         } else if (n == 2 && frame_is(&fr[0], "error")) {
             snprintf(c->error, sizeof c->error, "%.*s", (int)zmq_msg_size(&fr[1]),
@@ -276,7 +447,10 @@ static int replay(funnel_client_t *c, const char *replay_ep, follow_t *f)
         /* "truncated" needs no action: the next row says where history starts. */
         close_frames(fr, n);
     }
-    zmq_close(sock);
+    if (rc == FUNNEL_ETIMEDOUT)
+        explain_timeout(c, f->rmon);
+    if (!ended)
+        replay_close(f);
     return rc;
 }
 
@@ -329,6 +503,7 @@ int funnel_client_follow(funnel_client_t *c, const char *publish_ep, const char 
                   .arg = arg,
                   .next = opts->from_seq ? opts->from_seq : 1,
                   .prefix_len = opts->prefix ? strlen(opts->prefix) : 0};
+    c->error[0] = '\0';
     if (opts->cursor_path) {
         uint64_t cur;
         if (funnel_cursor_load(opts->cursor_path, &cur))
@@ -340,7 +515,7 @@ int funnel_client_follow(funnel_client_t *c, const char *publish_ep, const char 
     }
     /* Subscribe to everything before replaying: sequence gaps can only be seen on the whole
      * stream, and live messages that arrive during the replay wait in the socket. */
-    void *sub = open_socket(c, ZMQ_SUB, publish_ep, opts->rcvhwm);
+    void *sub = open_socket(c, ZMQ_SUB, publish_ep, opts->rcvhwm, NULL);
     if (!sub)
         return FUNNEL_EBUS;
     zmq_setsockopt(sub, ZMQ_SUBSCRIBE, "", 0);
@@ -352,6 +527,7 @@ int funnel_client_follow(funnel_client_t *c, const char *publish_ep, const char 
         int crc = cursor_advance(&f, f.next - 1);
         rc = crc ? crc : rc;
     }
+    replay_close(&f);
     zmq_close(sub);
     return rc;
 }

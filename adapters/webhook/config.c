@@ -16,6 +16,8 @@ static const funnel_cfgtab_opt_t options[] = {
     {"listen_addr", true, F(listen_addr), "127.0.0.1", 0, 0},
     {"port", false, F(port), "8090", 0, 65535},
     {"submit", true, F(submit), "tcp://127.0.0.1:7601", 0, 0},
+    {"key", true, F(key), "", 0, 0},
+    {"server_key", true, F(server_key), "", 0, 0},
     {"token", true, F(token), "", 0, 0},
     {"max_body_bytes", false, F(max_body_bytes), "1048576", 1024, 64 << 20},
     {"submit_timeout_ms", false, F(submit_timeout_ms), "2000", 10, 600000},
@@ -115,5 +117,6 @@ int funnel_webhook_config_load(const char *path, funnel_webhook_config_t *cfg, c
                                size_t err_len)
 {
     load_ctx_t c = {cfg, err, err_len};
-    return funnel_cfgtab_load(path, load_setting, &c, err, err_len);
+    int rc = funnel_cfgtab_load(path, load_setting, &c, err, err_len);
+    return rc ? rc : funnel_cfgtab_check_curve(cfg->key, cfg->server_key, err, err_len);
 }

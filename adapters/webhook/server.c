@@ -163,8 +163,9 @@ static int submit_event(funnel_webhook_t *wh, funnel_client_t *client, const cha
     int rc = funnel_client_submit(client, wh->cfg->submit, topic, env, &o, &res);
     snprintf(t->last_id, sizeof t->last_id, "%s", env->event_id);
     if (rc) {
-        funnel_log_error(wh->log, "funneld at %s: %s (event %s)", wh->cfg->submit,
-                         funnel_strerror(rc), env->event_id);
+        const char *hint = funnel_client_error(client);
+        funnel_log_error(wh->log, "funneld at %s: %s%s%s (event %s)", wh->cfg->submit,
+                         funnel_strerror(rc), hint[0] ? ": " : "", hint, env->event_id);
         t->unreachable = true;
     } else if (res.status == FUNNEL_SUBMIT_REJECTED && !t->rejected[0]) {
         snprintf(t->rejected, sizeof t->rejected, "%s: %s", env->event_id, res.reason);
@@ -508,19 +509,26 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **state,
     }
 }
 
-/* Makes the n clients requests borrow. Returns 0, FUNNEL_ENOMEM or the client's
- * error; pool_close frees what was made either way. */
+/* Makes the n clients requests borrow, with CURVE when the config has keys. Returns 0,
+ * FUNNEL_ENOMEM or the client's error (logged); pool_close frees what was made either way. */
 static int pool_open(funnel_webhook_t *wh, size_t n)
 {
+    char err[512];
     wh->clients = calloc(n, sizeof *wh->clients);
     wh->idle = calloc(n, sizeof *wh->idle);
     if (!wh->clients || !wh->idle)
         return FUNNEL_ENOMEM;
     for (; wh->n_clients < n; wh->n_clients++) {
-        int rc = funnel_client_new(&wh->clients[wh->n_clients]);
+        funnel_client_t **c = &wh->clients[wh->n_clients];
+        int rc = funnel_client_new(c);
         if (rc)
             return rc;
-        wh->idle[wh->n_idle++] = wh->clients[wh->n_clients];
+        rc = funnel_client_set_curve(*c, wh->cfg->key, wh->cfg->server_key, err, sizeof err);
+        if (rc) {
+            funnel_log_error(wh->log, "key, server_key: %s", err);
+            return rc;
+        }
+        wh->idle[wh->n_idle++] = *c;
     }
     return 0;
 }
@@ -568,8 +576,8 @@ int funnel_webhook_new(const funnel_webhook_config_t *cfg, const funnel_log_t *l
         rc = FUNNEL_EIO;
         goto fail;
     }
-    funnel_log_info(log, "listening on %s:%d, submitting to %s", cfg->listen_addr,
-                    funnel_webhook_port(wh), cfg->submit);
+    funnel_log_info(log, "listening on %s:%d, submitting to %s%s", cfg->listen_addr,
+                    funnel_webhook_port(wh), cfg->submit, cfg->key[0] ? " with CURVE" : "");
     *out = wh;
     return 0;
 fail:

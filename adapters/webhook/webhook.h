@@ -40,6 +40,7 @@ typedef struct funnel_webhook_config {
     char *listen_addr;         /* IPv4 address to bind, normally 127.0.0.1 behind a proxy */
     int64_t port;              /* TCP port; 0 picks a free one (see funnel_webhook_port) */
     char *submit;              /* funneld's submit endpoint */
+    char *key, *server_key;    /* CURVE: our .key, funneld's .pub or .key ("": no CURVE) */
     char *token;               /* bearer token for /v1/events; empty: the endpoint is disabled */
     int64_t max_body_bytes;    /* larger requests get 413 */
     int64_t submit_timeout_ms; /* wait for funneld's ack per attempt */

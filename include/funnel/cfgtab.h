@@ -37,6 +37,12 @@ int funnel_cfgtab_read(const funnel_cfgtab_opt_t *opts, size_t n, const config_s
 int funnel_cfgtab_read_rest(const config_setting_t *set, funnel_log_level_t *level, char *err,
                             size_t err_len);
 
+/* The adapters' `key` and `server_key` options (CURVE: the adapter's .key, funneld's .pub or
+ * .key; both or neither, "" is neither): 0 when funnel_client_set_curve will take them, else
+ * its error with "key, server_key: " before the message (which names the file). Called at the
+ * end of a config load, so a bad key file stops the adapter at start. */
+int funnel_cfgtab_check_curve(const char *key, const char *server_key, char *err, size_t err_len);
+
 /* Opens path and calls each(setting, arg) for every top-level setting, stopping at the first
  * non-zero return. Returns that, 0, or FUNNEL_ECONFIG with err for a syntax error. */
 int funnel_cfgtab_load(const char *path, int (*each)(const config_setting_t *set, void *arg),

@@ -13,7 +13,29 @@
 typedef struct funnel_client funnel_client_t;
 
 int funnel_client_new(funnel_client_t **out);
+/* Closes everything and wipes the CURVE secret key from memory. */
 void funnel_client_destroy(funnel_client_t **client);
+
+/* CURVE (libzmq's CurveZMQ) on every socket the client opens from now on: the submit DEALER,
+ * the live SUB and the replay DEALER authenticate funneld by its public key and present the
+ * client's key pair (which funneld's clients file must list). key_file is the client's own
+ * .key (both keys; readable by its owner only, see funnel_keyfile_read), server_key_file
+ * funneld's .pub or .key (only its public key is read). NULL (or "") for both turns CURVE off
+ * again.
+ * Returns 0; FUNNEL_EINVAL when only one of them is given or libzmq has no CURVE;
+ * FUNNEL_EIO / FUNNEL_ECONFIG with the key file's message in err (the path in it) when a file
+ * cannot be read or is not a key file. On failure the client keeps its previous setting.
+ *
+ * A funneld that refuses the handshake (an unknown key, a wrong server key, no CURVE on its
+ * side) never answers: requests then fail with FUNNEL_ETIMEDOUT, and funnel_client_error says
+ * that the handshake failed when libzmq reported it, or that it may have. */
+int funnel_client_set_curve(funnel_client_t *client, const char *key_file,
+                            const char *server_key_file, char *err, size_t err_len);
+
+/* What funnel_client_set_curve would refuse, without a client: for config readers, so that a
+ * bad key file stops an adapter at start rather than at its first request. Same returns. */
+int funnel_client_curve_check(const char *key_file, const char *server_key_file, char *err,
+                              size_t err_len);
 
 typedef enum funnel_submit_status {
     FUNNEL_SUBMIT_OK = 0,        /* committed by funneld */
@@ -48,8 +70,9 @@ int funnel_client_submit(funnel_client_t *client, const char *endpoint, const ch
 #define FUNNEL_CLIENT_BACKOFF_MAX_MS 30000
 int funnel_client_backoff_ms(int base_ms, int attempt);
 
-/* The reason funneld gave in its last [error] reply (a failed replay), "" when none; valid
- * until the next call on client. */
+/* Why the last submit or follow failed, "" when it did not: the reason funneld gave in an
+ * [error] reply (a failed replay), or, after FUNNEL_ETIMEDOUT, what the silence may mean
+ * (a refused CURVE handshake). Valid until the next call on client. */
 const char *funnel_client_error(const funnel_client_t *client);
 
 /* One output message, valid during the callback. Return non-zero to stop following. */
