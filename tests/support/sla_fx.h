@@ -13,4 +13,12 @@ funnel_envelope_t *fx_touched(const char *id, const char *lead, int64_t at);
 funnel_envelope_t *fx_closed(const char *id, const char *lead, int outcome, int64_t at);
 funnel_envelope_t *fx_acked(const char *id, const char *sla_id, int64_t at);
 
+/* Requests: from sales to marketing; answered by mkt-petrova; closed DONE. */
+funnel_envelope_t *fx_req_opened(const char *id, const char *req, const char *kind,
+                                 const char *queue, int priority, const char *owner, int64_t at);
+funnel_envelope_t *fx_req_assigned(const char *id, const char *req, const char *owner, int64_t at);
+funnel_envelope_t *fx_req_answered(const char *id, const char *req, int64_t at);
+funnel_envelope_t *fx_req_closed(const char *id, const char *req, int64_t at);
+funnel_envelope_t *fx_req_reopened(const char *id, const char *req, int64_t at);
+
 #endif
