@@ -148,6 +148,23 @@ static const char *const stmt_sql[S_COUNT_] = {
                       " EXISTS (SELECT 1 FROM sla_log l WHERE l.policy = ?1 AND l.key = ?2 AND"
                       " l.rank = 0 AND l.event_id = i.start_event) LIMIT 1",
     [S_KEY_ROWS] = "SELECT " COLS " FROM sla_instance WHERE key = ? AND policy = ? ORDER BY id",
+    [S_ORDER_QUEUES] = "SELECT DISTINCT queue, priority FROM sla_instance WHERE key = ? AND"
+                       " policy = ? AND queue IS NOT NULL",
+    [S_ORDER_TAKEN] = "SELECT " COLS " FROM sla_instance WHERE policy = ? AND queue = ? AND"
+                      " priority = ? AND state = 'met' AND stopped_at >= ? ORDER BY id",
+    /* B skipped when A (opened ?4, stopped ?5) was taken: older, not stopped by then, and its
+     * last pause (4), resume (8) or reset (2) up to then, if any, was not a pause. */
+    [S_ORDER_SKIPPED] =
+        "SELECT " COLS " FROM sla_instance b WHERE policy = ?1 AND queue = ?2 AND priority = ?3"
+        " AND opened_at < ?4 AND (state <> 'met' OR stopped_at > ?5) AND coalesce((SELECT"
+        " l.kinds FROM sla_log l WHERE l.policy = b.policy AND l.key = b.key AND l.rank = 1 AND"
+        " (l.kinds & 14) <> 0 AND l.occurred_at >= b.opened_at AND l.occurred_at <= ?5 ORDER BY"
+        " l.occurred_at DESC, l.event_id DESC LIMIT 1), 8) & 10 <> 0"
+        " ORDER BY opened_at, start_event LIMIT ?6",
+    [S_ORDER_ADD] = "INSERT OR IGNORE INTO sla_order (taken, skipped, current) VALUES (?,?,1)",
+    [S_ORDER_CURRENT] = "UPDATE sla_order SET current = 1 WHERE taken = ? AND skipped = ?",
+    [S_ORDER_FORGET_TAKEN] = "UPDATE sla_order SET current = 0 WHERE taken = ?",
+    [S_ORDER_FORGET] = "UPDATE sla_order SET current = 0 WHERE taken = ?1 OR skipped = ?1",
     [S_KEY_LAST] = "SELECT " COLS " FROM sla_instance WHERE key = ? AND policy = ?"
                    " ORDER BY opened_at DESC, id DESC LIMIT 1",
     [S_DELETE] = "DELETE FROM sla_instance WHERE id = ?",
@@ -383,6 +400,7 @@ static int sla_on_event(void *self, funnel_router_t *router, const funnel_envelo
     for (size_t i = 0; !rc && !late && i < sla->cfg->n_policies; i++)
         if (sla_starts(&sla->cfg->policies[i], env))
             rc = sla_start(sla, router, &sla->cfg->policies[i], env, now_ms);
+    rc = rc ? rc : sla_order_event(sla, router, env, now_ms);
     return rc ? rc : sla_quota_count(sla, env, now_ms);
 }
 

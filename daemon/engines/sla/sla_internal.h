@@ -44,6 +44,13 @@ enum stmt_id {
     S_LOG_FOREIGN,
     S_KEY_ROWS,
     S_KEY_LAST,
+    S_ORDER_QUEUES,
+    S_ORDER_TAKEN,
+    S_ORDER_SKIPPED,
+    S_ORDER_ADD,
+    S_ORDER_CURRENT,
+    S_ORDER_FORGET_TAKEN,
+    S_ORDER_FORGET,
     S_DELETE,
     S_DELETED_MAX,
     S_HELD_CLEAR,
@@ -214,6 +221,12 @@ int sla_apply_held(funnel_sla_t *sla, funnel_router_t *router, pver_t *v, inst_t
 int sla_log_event(funnel_sla_t *sla, const funnel_envelope_t *env, bool *late);
 int sla_late_event(funnel_sla_t *sla, funnel_router_t *router, const funnel_envelope_t *env,
                    int64_t now_ms, bool *late);
+
+/* ---- sla_order.c: processing order ------------------------------------------------------- */
+
+/* After an event (live or late): publishes the order violations it reveals for fifo policies. */
+int sla_order_event(funnel_sla_t *sla, funnel_router_t *router, const funnel_envelope_t *env,
+                    int64_t now_ms);
 
 /* ---- sla_quota.c: quota periods ----------------------------------------------------------- */
 

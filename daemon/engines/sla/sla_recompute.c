@@ -315,7 +315,7 @@ static int held_rebuild(funnel_sla_t *sla, const char *policy, const char *key, 
  * id is never given again. */
 static int row_delete(funnel_sla_t *sla, const inst_t *row)
 {
-    static const enum stmt_id ids[] = {S_DELETE, S_FIRED_DROP, S_DELETED_MAX};
+    static const enum stmt_id ids[] = {S_DELETE, S_FIRED_DROP, S_DELETED_MAX, S_ORDER_FORGET};
     int rc = 0;
     for (size_t i = 0; !rc && i < sizeof ids / sizeof ids[0]; i++) {
         sqlite3_stmt *s = sla_stmt(sla, ids[i]);
