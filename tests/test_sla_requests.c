@@ -438,3 +438,73 @@ Test(sla_req, a_late_stop_corrects_the_set_and_publishes_nothing_twice)
     };
     expect_any_order(ev, 5, false, "R2>R1\nR3>R1\n", false);
 }
+
+/* ---- sla next, sla status ------------------------------------------------------------------ */
+
+Test(sla_req, next_is_the_oldest_running_of_the_highest_priority_and_status_counts_per_process)
+{
+    /* Queue emea: R1 (prio 0, 9:00), R2 (prio 2, 9:30), R3 (prio 2, 9:10), R4 (prio 2, 9:20)
+     * closed at 10:00. Next: R3, the oldest running of priority 2; length 3. */
+    send(fx_req_opened("o1", "R1", "materials", "emea", 0, "", OPEN9));
+    send(fx_req_opened("o3", "R3", "materials", "emea", 2, "", OPEN9 + 10 * MN));
+    send(fx_req_opened("o4", "R4", "materials", "emea", 2, "", OPEN9 + 20 * MN));
+    send(fx_req_opened("o2", "R2", "materials", "emea", 2, "", OPEN9 + 30 * MN));
+    send(fx_req_closed("c4", "R4", OPEN9 + H));
+    funnel_sla_next_t nx;
+    cr_assert_eq(funnel_sla_report_next(store, "materials_done", "emea", OPEN9 + 2 * H, &nx), 0);
+    cr_assert(nx.found);
+    cr_assert_str_eq(nx.row.key, "R3");
+    cr_assert_eq(nx.row.priority, 2);
+    cr_assert_str_eq(nx.row.process, "Materials for sales");
+    cr_assert_eq(nx.length, 3);
+    cr_assert_eq(nx.paused, 0);
+    cr_assert_eq(funnel_sla_report_next(store, "materials_done", "apac", OPEN9 + 2 * H, &nx), 0);
+    cr_assert_not(nx.found);
+    cr_assert_eq(nx.length, 0);
+
+    /* R1 answered on time, R3 late (Tuesday 10:00, due Tuesday 09:10). */
+    send(fx_req_answered("a1", "R1", OPEN9 + H));
+    send(fx_req_answered("a3", "R3", OPEN9 + 25 * H));
+    fx_engine_tick(&eng, OPEN9 + 25 * H);
+    funnel_sla_status_t *st;
+    cr_assert_eq(funnel_sla_report_status(store, OPEN9, OPEN9 + 25 * H, &st), 0);
+    cr_assert_eq(st->n_rows, 2);
+    const funnel_sla_status_row_t *ans = &st->rows[0], *done = &st->rows[1];
+    if (strcmp(ans->policy, "materials_answer"))
+        ans = &st->rows[1], done = &st->rows[0];
+    cr_assert_str_eq(ans->process, "Materials for sales");
+    cr_assert_str_eq(ans->responsible, "marketing");
+    /* Answers: R1 on time, R3 late; R2 and R4 open, both past due Tuesday 10:00. */
+    cr_assert_eq(ans->met_on_time, 1);
+    cr_assert_eq(ans->met_late, 1);
+    cr_assert_eq(ans->open, 2);
+    cr_assert_eq(ans->breached, 2);
+    cr_assert_eq(ans->at_risk, 0);
+    cr_assert_eq(ans->oldest_open_age_ms, 25 * H - 20 * MN);
+    /* Resolutions (24 business hours): R4 met on time; R1, R2, R3 open, none warned. */
+    cr_assert_eq(done->met_on_time, 1);
+    cr_assert_eq(done->met_late, 0);
+    cr_assert_eq(done->open, 3);
+    cr_assert_eq(done->breached, 0);
+    cr_assert_eq(done->oldest_open_age_ms, 25 * H);
+    /* The period starts after the stops: nothing met in it. */
+    funnel_sla_report_status_free(&st);
+    cr_assert_eq(funnel_sla_report_status(store, OPEN9 + 26 * H, OPEN9 + 26 * H, &st), 0);
+    for (size_t i = 0; i < st->n_rows; i++)
+        cr_assert_eq(st->rows[i].met_on_time + st->rows[i].met_late, 0);
+    funnel_sla_report_status_free(&st);
+}
+
+Test(sla_req, at_risk_counts_the_warned_not_yet_breached)
+{
+    send(fx_req_opened("o1", "R1", "materials", "emea", 0, "", OPEN9));
+    fx_engine_tick(&eng, OPEN9 + 6 * H); /* the answer's warning: 2h before 17:00 */
+    funnel_sla_status_t *st;
+    cr_assert_eq(funnel_sla_report_status(store, OPEN9, OPEN9 + 6 * H, &st), 0);
+    for (size_t i = 0; i < st->n_rows; i++) {
+        bool answer = !strcmp(st->rows[i].policy, "materials_answer");
+        cr_assert_eq(st->rows[i].at_risk, answer ? 1 : 0, "%s", st->rows[i].policy);
+        cr_assert_eq(st->rows[i].breached, 0);
+    }
+    funnel_sla_report_status_free(&st);
+}

@@ -40,6 +40,8 @@ typedef struct fctl {
     const char *from;    /* --from DATE for attribution (UTC, inclusive) */
     const char *to;      /* --to DATE for attribution (UTC, inclusive) */
     const char *state;   /* --state open|breached|met for sla list */
+    const char *policy;  /* --policy P for sla next */
+    const char *queue;   /* --queue Q for sla next */
     char **args;         /* positional arguments after the command word */
     int n_args;
 } fctl_t;

@@ -81,7 +81,8 @@ static const char *const migrations[] = {
      * the key's previous instance for a start without them: a reopen); the owner of a held or
      * logged reassignment; the start's queue and priority in the log and which of owner (1),
      * queue (2) and priority (4) it inherits; and the order violations published (sla_order:
-     * `current` says whether the pair is in the set recomputed from event time now). */
+     * `current` says whether the pair is in the set recomputed from event time now); each policy
+     * version's process and responsible, for readers that do not parse definitions (sla_report). */
     "ALTER TABLE sla_instance ADD COLUMN queue TEXT;"
     "ALTER TABLE sla_instance ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;"
     "CREATE INDEX sla_instance_queue ON sla_instance (policy, queue, priority, opened_at)"
@@ -90,6 +91,8 @@ static const char *const migrations[] = {
     "ALTER TABLE sla_log ADD COLUMN queue TEXT;"
     "ALTER TABLE sla_log ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;"
     "ALTER TABLE sla_log ADD COLUMN inherit INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE sla_policy ADD COLUMN process TEXT;"
+    "ALTER TABLE sla_policy ADD COLUMN responsible TEXT;"
     "CREATE TABLE sla_order ("
     "  taken INTEGER NOT NULL, skipped INTEGER NOT NULL, current INTEGER NOT NULL,"
     "  PRIMARY KEY (taken, skipped)) WITHOUT ROWID;",
@@ -102,7 +105,8 @@ static const char *const migrations[] = {
 
 static const char *const stmt_sql[S_COUNT_] = {
     [S_VERSIONS] = "SELECT name, version, definition FROM sla_policy ORDER BY name, version",
-    [S_VERSION_ADD] = "INSERT INTO sla_policy (name, version, hash, definition) VALUES (?,?,?,?)",
+    [S_VERSION_ADD] = "INSERT INTO sla_policy (name, version, hash, definition, process,"
+                      " responsible) VALUES (?,?,?,?,?,?)",
     [S_VERSION_EXISTS] = "SELECT 1 FROM sla_policy WHERE name = ? AND version = ?",
     [S_INSERT] = "INSERT INTO sla_instance (id, policy, version, key, owner, state, started_at,"
                  " anchor_at, consumed_ms, due_at, step, next_at, start_event, opened_at, queue,"
@@ -326,6 +330,9 @@ int sla_version_current(funnel_sla_t *sla, const funnel_sla_policy_t *p, pver_t 
     sqlite3_bind_int64(s, 2, version);
     sqlite3_bind_int64(s, 3, (int64_t)p->hash);
     sqlite3_bind_text(s, 4, p->definition, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 5, p->process, -1, SQLITE_STATIC);
+    if (p->responsible)
+        sqlite3_bind_text(s, 6, p->responsible, -1, SQLITE_STATIC);
     size_t before = sla->n_vers;
     int rc = sla_step_done(s);
     if (!rc)
