@@ -214,7 +214,7 @@ Test(sla_req, reopen_restarts_the_resolution_clock_with_the_same_owner_and_queue
     fx_engine_no_more(&eng);
 }
 
-Test(sla_req, an_answer_before_its_open_is_held_until_the_open_arrives)
+Test(sla_req, an_answer_or_assignment_before_its_open_is_held_until_the_open_arrives)
 {
     send_at(fx_req_answered("a1", "R1", OPEN9 + H), OPEN9 + H);
     fx_engine_no_more(&eng);
@@ -223,6 +223,13 @@ Test(sla_req, an_answer_before_its_open_is_held_until_the_open_arrives)
     cr_assert_str_eq(met->sla_met->sla->policy, "materials_answer");
     cr_assert(met->sla_met->on_time);
     cr_assert_str_eq(met->sla_met->stop_event_id, "a1");
+    fx_engine_no_more(&eng);
+    /* An assignment before its open is held too: the open's outputs name the new owner. */
+    send_at(fx_req_assigned("g2", "R2", "mkt-sidorov", OPEN9 + H), OPEN9 + 2 * H);
+    send_at(fx_req_opened("o2", "R2", "materials", "q", 0, "", OPEN9), OPEN9 + 2 * H);
+    fx_engine_tick(&eng, OPEN9 + 6 * H);
+    cr_assert_str_eq(expect("sla.warning", "materials_answer", OPEN9 + 6 * H)->owner,
+                     "mkt-sidorov");
     fx_engine_no_more(&eng);
 }
 

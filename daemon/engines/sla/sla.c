@@ -85,8 +85,13 @@ static const char *const migrations[] = {
      * version's process and responsible, for readers that do not parse definitions (sla_report). */
     "ALTER TABLE sla_instance ADD COLUMN queue TEXT;"
     "ALTER TABLE sla_instance ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;"
+    /* A queue's live instances by age (sla next, the older ones an instance skipped) and its
+     * met ones by stop time (those to check again after an event, the skipped ones stopped
+     * later): neither grows with the queue's history of met instances. */
     "CREATE INDEX sla_instance_queue ON sla_instance (policy, queue, priority, opened_at)"
-    "  WHERE queue IS NOT NULL;"
+    "  WHERE queue IS NOT NULL AND state <> 'met';"
+    "CREATE INDEX sla_instance_taken ON sla_instance (policy, queue, priority, stopped_at)"
+    "  WHERE queue IS NOT NULL AND state = 'met';"
     "ALTER TABLE sla_held ADD COLUMN owner TEXT;"
     "ALTER TABLE sla_log ADD COLUMN queue TEXT;"
     "ALTER TABLE sla_log ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;"
@@ -159,12 +164,13 @@ static const char *const stmt_sql[S_COUNT_] = {
     /* B skipped when A (opened ?4, stopped ?5) was taken: older, not stopped by then, and its
      * last pause (4), resume (8) or reset (2) up to then, if any, was not a pause. */
     [S_ORDER_SKIPPED] =
-        "SELECT " COLS " FROM sla_instance b WHERE policy = ?1 AND queue = ?2 AND priority = ?3"
-        " AND opened_at < ?4 AND (state <> 'met' OR stopped_at > ?5) AND coalesce((SELECT"
-        " l.kinds FROM sla_log l WHERE l.policy = b.policy AND l.key = b.key AND l.rank = 1 AND"
-        " (l.kinds & 14) <> 0 AND l.occurred_at >= b.opened_at AND l.occurred_at <= ?5 ORDER BY"
-        " l.occurred_at DESC, l.event_id DESC LIMIT 1), 8) & 10 <> 0"
-        " ORDER BY opened_at, start_event LIMIT ?6",
+        "SELECT " COLS " FROM (SELECT * FROM sla_instance WHERE policy = ?1 AND queue = ?2 AND"
+        " priority = ?3 AND state <> 'met' AND opened_at < ?4 UNION ALL SELECT * FROM"
+        " sla_instance WHERE policy = ?1 AND queue = ?2 AND priority = ?3 AND state = 'met' AND"
+        " stopped_at > ?5 AND opened_at < ?4) b WHERE coalesce((SELECT l.kinds FROM sla_log l"
+        " WHERE l.policy = b.policy AND l.key = b.key AND l.rank = 1 AND (l.kinds & 14) <> 0 AND"
+        " l.occurred_at >= b.opened_at AND l.occurred_at <= ?5 ORDER BY l.occurred_at DESC,"
+        " l.event_id DESC LIMIT 1), 8) & 10 <> 0 ORDER BY opened_at, start_event LIMIT ?6",
     [S_ORDER_ADD] = "INSERT OR IGNORE INTO sla_order (taken, skipped, current) VALUES (?,?,1)",
     [S_ORDER_CURRENT] = "UPDATE sla_order SET current = 1 WHERE taken = ? AND skipped = ?",
     [S_ORDER_FORGET_TAKEN] = "UPDATE sla_order SET current = 0 WHERE taken = ?",

@@ -36,10 +36,12 @@ static const char list_sql[] =
 /* ?2 sla_id. */
 static const char show_sql[] = ROW_SELECT ", p.definition" ROW_FROM " WHERE i.id = ?2";
 
-/* ?2 policy, ?3 queue: the queue's counts, then the instance to take (NULLs when none). */
+/* ?2 policy, ?3 queue: the instance to take (NULLs when none), then the queue's counts. The
+ * redundant state <> 'met' lets SQLite use the partial index of live queue members. */
 static const char next_sql[] =
     "SELECT * FROM (" ROW_SELECT ROW_FROM " WHERE i.policy = ?2 AND i.queue = ?3 AND"
-    " i.state = 'open' ORDER BY i.priority DESC, i.opened_at, i.start_event LIMIT 1)"
+    " i.state = 'open' AND i.state <> 'met' ORDER BY i.priority DESC, i.opened_at,"
+    " i.start_event LIMIT 1)"
     " RIGHT JOIN (SELECT count(*), coalesce(sum(state = 'paused'), 0) FROM sla_instance"
     " WHERE policy = ?2 AND queue = ?3 AND state <> 'met') ON 1";
 
