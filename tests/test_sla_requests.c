@@ -11,7 +11,6 @@
 #include "sla.h"
 
 #include <criterion/criterion.h>
-#include <libconfig.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,18 +55,6 @@ static funnel_sla_t *sla;
 static funnel_sla_config_t cfg;
 static fx_engine_t eng = {.keep = "sla."};
 
-static void cfg_set(const char *body)
-{
-    config_t lc;
-    char text[8192], err[512] = "";
-    snprintf(text, sizeof text, "sla = { %s };", body);
-    config_init(&lc);
-    cr_assert_eq(config_read_string(&lc, text), CONFIG_TRUE, "%s", config_error_text(&lc));
-    int rc = funnel_sla_config_parse(config_lookup(&lc, "sla"), &cfg, err, sizeof err);
-    config_destroy(&lc);
-    cr_assert_eq(rc, 0, "%s", err);
-}
-
 static void setup(void)
 {
     char err[512], path[400];
@@ -76,7 +63,7 @@ static void setup(void)
     cr_assert_eq(funnel_store_open(path, false, FUNNEL_STORE_SYNC_NORMAL, &store, err, sizeof err),
                  0, "%s", err);
     funnel_sla_config_defaults(&cfg);
-    cfg_set(CALENDAR POLICIES POLICY_SQL_FIFO);
+    fx_sla_cfg_set(CALENDAR POLICIES POLICY_SQL_FIFO, &cfg);
     funnel_engine_t engine;
     cr_assert_eq(funnel_sla_new(store, &cfg, NULL, &sla), 0);
     funnel_sla_hooks(sla, &engine);
@@ -352,23 +339,6 @@ static void run_order(const ev_t *ev, const size_t *order, size_t n, const char 
     }
 }
 
-static void permutation(size_t n, size_t k, size_t *idx)
-{
-    size_t pool[8], left = n;
-    for (size_t i = 0; i < n; i++)
-        pool[i] = i;
-    for (size_t i = 0; i < n; i++) {
-        size_t f = 1;
-        for (size_t j = 2; j < left; j++)
-            f *= j;
-        size_t pick = k / f;
-        k %= f;
-        idx[i] = pool[pick];
-        memmove(&pool[pick], &pool[pick + 1], (left - pick - 1) * sizeof pool[0]);
-        left--;
-    }
-}
-
 /* Every arrival order of the scenario, one by one and in one batch, ends with the same set of
  * violations as event-time order (`want`). With `exact`, what is published is that set too:
  * the scenario has no stop or pause that a late arrival could put before a published
@@ -379,7 +349,7 @@ static void expect_any_order(const ev_t *ev, size_t n, bool lead, const char *wa
     for (size_t i = 2; i <= n; i++)
         perms *= i;
     for (size_t k = 0; k < perms; k++) {
-        permutation(n, k, order);
+        fx_permutation(n, k, order);
         for (int batch = 0; batch < 2; batch++) {
             char run[32], got[1024], pub[1024];
             snprintf(run, sizeof run, "x%zu%c", k, batch ? 'b' : 's');
@@ -521,17 +491,12 @@ Test(sla_req, at_risk_counts_the_warned_not_yet_breached)
 /* The config error for one policy body, or "" when it parses. */
 static void policy_error(const char *policy, char *err, size_t len)
 {
-    config_t lc;
-    char text[4096];
+    char body[2048];
     funnel_sla_config_t c;
-    snprintf(text, sizeof text, "sla = { policies = ( { %s } ); };", policy);
-    config_init(&lc);
-    cr_assert_eq(config_read_string(&lc, text), CONFIG_TRUE, "%s", config_error_text(&lc));
+    snprintf(body, sizeof body, "policies = ( { %s } );", policy);
     funnel_sla_config_defaults(&c);
-    err[0] = '\0';
-    funnel_sla_config_parse(config_lookup(&lc, "sla"), &c, err, len);
+    fx_sla_cfg_parse(body, &c, err, len);
     funnel_sla_config_clear(&c);
-    config_destroy(&lc);
 }
 
 Test(sla_req, order_queue_and_priority_are_checked_at_load)
@@ -575,18 +540,12 @@ Test(sla_req, new_members_round_trip_and_old_policies_keep_their_text)
         funnel_sla_policy_clear(&back);
     }
     funnel_sla_config_t c;
-    config_t lc;
-    config_init(&lc);
-    cr_assert_eq(config_read_string(&lc, "sla = { policies = ( { name = \"p\"; start ="
-                                         " \"lead.qualified\"; key = \"lead_id\"; stop ="
-                                         " [\"lead.contacted\"]; target = \"1h\"; } ); };"),
-                 CONFIG_TRUE);
     funnel_sla_config_defaults(&c);
-    char err[256];
-    cr_assert_eq(funnel_sla_config_parse(config_lookup(&lc, "sla"), &c, err, sizeof err), 0);
+    fx_sla_cfg_set("policies = ( { name = \"p\"; start = \"lead.qualified\"; key = \"lead_id\";"
+                   " stop = [\"lead.contacted\"]; target = \"1h\"; } );",
+                   &c);
     cr_assert_null(strstr(c.policies[0].definition, "process"), "%s", c.policies[0].definition);
     cr_assert(strstr(c.policies[0].definition, "start = \"lead.qualified\";"), "%s",
               c.policies[0].definition);
     funnel_sla_config_clear(&c);
-    config_destroy(&lc);
 }

@@ -2,6 +2,8 @@
 #include "sla_fx.h"
 
 #include <criterion/criterion.h>
+#include <libconfig.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -149,4 +151,42 @@ funnel_envelope_t *fx_req_reopened(const char *id, const char *req, int64_t at)
     env->body_case = FUNNEL__V1__ENVELOPE__BODY_REQUEST_REOPENED;
     env->request_reopened = r;
     return env;
+}
+
+int fx_sla_cfg_parse(const char *body, funnel_sla_config_t *cfg, char *err, size_t err_len)
+{
+    config_t lc;
+    char *text = NULL;
+    cr_assert(asprintf(&text, "sla = { %s };", body) > 0);
+    config_init(&lc);
+    cr_assert_eq(config_read_string(&lc, text), CONFIG_TRUE, "%s", config_error_text(&lc));
+    err[0] = '\0';
+    int rc = funnel_sla_config_parse(config_lookup(&lc, "sla"), cfg, err, err_len);
+    config_destroy(&lc);
+    free(text);
+    return rc;
+}
+
+void fx_sla_cfg_set(const char *body, funnel_sla_config_t *cfg)
+{
+    char err[512];
+    int rc = fx_sla_cfg_parse(body, cfg, err, sizeof err);
+    cr_assert_eq(rc, 0, "%s", err);
+}
+
+void fx_permutation(size_t n, size_t k, size_t *idx)
+{
+    size_t pool[8], left = n;
+    for (size_t i = 0; i < n; i++)
+        pool[i] = i;
+    for (size_t i = 0; i < n; i++) {
+        size_t f = 1;
+        for (size_t j = 2; j < left; j++)
+            f *= j;
+        size_t pick = k / f;
+        k %= f;
+        idx[i] = pool[pick];
+        memmove(&pool[pick], &pool[pick + 1], (left - pick - 1) * sizeof pool[0]);
+        left--;
+    }
 }

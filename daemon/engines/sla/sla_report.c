@@ -128,19 +128,29 @@ static void bind_opt_text(sqlite3_stmt *s, int col, const char *v)
         sqlite3_bind_text(s, col, v, -1, SQLITE_STATIC);
 }
 
+/* A new zeroed element at the end of *arr (of n elements, room for *cap, each of size), or NULL
+ * when it cannot grow. */
+static void *append(void **arr, size_t *n, size_t *cap, size_t size)
+{
+    if (*n == *cap) {
+        size_t c = *cap ? *cap * 2 : 16;
+        void *a = realloc(*arr, c * size);
+        if (!a)
+            return NULL;
+        *arr = a;
+        *cap = c;
+    }
+    void *e = (char *)*arr + (*n)++ * size;
+    memset(e, 0, size);
+    return e;
+}
+
 /* Appends the current row to list; FUNNEL_ENOMEM when it cannot grow. */
 static int list_append(funnel_sla_report_list_t *list, size_t *cap, sqlite3_stmt *s)
 {
-    if (list->n_rows == *cap) {
-        size_t c = *cap ? *cap * 2 : 16;
-        funnel_sla_row_t *rows = realloc(list->rows, c * sizeof *rows);
-        if (!rows)
-            return FUNNEL_ENOMEM;
-        list->rows = rows;
-        *cap = c;
-    }
-    funnel_sla_row_t *r = &list->rows[list->n_rows++];
-    memset(r, 0, sizeof *r);
+    funnel_sla_row_t *r = append((void **)&list->rows, &list->n_rows, cap, sizeof *r);
+    if (!r)
+        return FUNNEL_ENOMEM;
     row_read(s, r);
     return 0;
 }
@@ -247,7 +257,6 @@ static void status_read(sqlite3_stmt *s, funnel_sla_status_row_t *r)
 {
     int64_t *counts[] = {&r->open,        &r->at_risk,  &r->breached,
                          &r->met_on_time, &r->met_late, &r->oldest_open_age_ms};
-    memset(r, 0, sizeof *r);
     col_copy(s, 0, r->policy, sizeof r->policy);
     col_copy(s, 1, r->process, sizeof r->process);
     col_copy(s, 2, r->responsible, sizeof r->responsible);
@@ -266,17 +275,11 @@ int funnel_sla_report_status(funnel_store_t *store, int64_t since_ms, int64_t no
     if (!rc)
         sqlite3_bind_int64(s, 2, since_ms);
     while (!rc && (step = sqlite3_step(s)) == SQLITE_ROW) {
-        if (st->n_rows == cap) {
-            size_t c = cap ? cap * 2 : 8;
-            funnel_sla_status_row_t *rows = realloc(st->rows, c * sizeof *rows);
-            if (!rows) {
-                rc = FUNNEL_ENOMEM;
-                break;
-            }
-            st->rows = rows;
-            cap = c;
-        }
-        status_read(s, &st->rows[st->n_rows++]);
+        funnel_sla_status_row_t *r = append((void **)&st->rows, &st->n_rows, &cap, sizeof *r);
+        if (r)
+            status_read(s, r);
+        else
+            rc = FUNNEL_ENOMEM;
     }
     if (!rc && step != SQLITE_DONE)
         rc = FUNNEL_ESTORE;
