@@ -79,7 +79,7 @@ static void row_print(const fctl_t *ctl, const funnel_sla_row_t *r)
     char started[24], due[24];
     fmt_time(r->started_at_ms, started, sizeof started);
     fmt_time(r->due_at_ms, due, sizeof due);
-    printf("%-8lld %-20s %-4lld %-24s %-9s %-14s %-14s %-16s %-24s %s\n", (long long)r->sla_id,
+    printf("%-8lld %-24s %-4lld %-24s %-9s %-14s %-14s %-16s %-24s %s\n", (long long)r->sla_id,
            r->policy, (long long)r->version, r->key, r->state, started, due, r->owner, r->process,
            r->responsible);
 }
@@ -104,7 +104,7 @@ static int sla_list(fctl_t *ctl, funnel_store_t *st)
     if (rc)
         return report_failed(st, rc);
     if (!ctl->json)
-        printf("%-8s %-20s %-4s %-24s %-9s %-14s %-14s %-16s %-24s %s\n", "SLA_ID", "POLICY", "VER",
+        printf("%-8s %-24s %-4s %-24s %-9s %-14s %-14s %-16s %-24s %s\n", "SLA_ID", "POLICY", "VER",
                "KEY", "STATE", "STARTED_MS", "DUE_MS", "OWNER", "PROCESS", "RESPONSIBLE");
     for (size_t i = 0; i < list->n_rows; i++)
         row_print(ctl, &list->rows[i]);
@@ -196,7 +196,7 @@ static int sla_status(fctl_t *ctl, funnel_store_t *st)
     if (rc)
         return report_failed(st, rc);
     if (!ctl->json)
-        printf("%-24s %-20s %-16s %6s %8s %9s %8s %8s %12s\n", "PROCESS", "POLICY", "RESPONSIBLE",
+        printf("%-24s %-24s %-16s %6s %8s %9s %8s %8s %12s\n", "PROCESS", "POLICY", "RESPONSIBLE",
                "OPEN", "AT_RISK", "BREACHED", "ON_TIME", "LATE", "OLDEST_OPEN");
     for (size_t i = 0; i < s->n_rows; i++) {
         const funnel_sla_status_row_t *r = &s->rows[i];
@@ -213,7 +213,7 @@ static int sla_status(fctl_t *ctl, funnel_store_t *st)
         if (r->oldest_open_age_ms != FUNNEL_SLA_REPORT_NONE)
             snprintf(age, sizeof age, "%lldh%02lldm", (long long)(r->oldest_open_age_ms / 3600000),
                      (long long)(r->oldest_open_age_ms / 60000 % 60));
-        printf("%-24s %-20s %-16s %6lld %8lld %9lld %8lld %8lld %12s\n", r->process, r->policy,
+        printf("%-24s %-24s %-16s %6lld %8lld %9lld %8lld %8lld %12s\n", r->process, r->policy,
                r->responsible[0] ? r->responsible : "-", (long long)r->open, (long long)r->at_risk,
                (long long)r->breached, (long long)r->met_on_time, (long long)r->met_late, age);
     }
