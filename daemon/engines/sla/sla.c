@@ -10,7 +10,7 @@
  * that arrives after their steps were due publishes what the clock would have published.
  *
  * This file holds the statements, policy versions, event dispatch, timers and life cycle; the
- * other jobs are in sla_instance.c, sla_held.c, sla_recompute.c and sla_quota.c
+ * other jobs are in sla_instance.c, sla_held.c, sla_recompute.c, sla_order.c and sla_quota.c
  * (sla_internal.h). */
 #include "sla_internal.h"
 #include "funnel/error.h"

@@ -3,7 +3,8 @@
  * The engine is one object (struct funnel_sla) split by job: sla.c (statements, policy versions,
  * event dispatch, timers, life cycle), sla_instance.c (instance rows, schedule, steps, outputs),
  * sla_held.c (events held until their start), sla_recompute.c (the per-key event log and
- * recomputation after out-of-order arrival), sla_quota.c (quota periods). The contract of each
+ * recomputation after out-of-order arrival), sla_order.c (processing order of fifo policies),
+ * sla_quota.c (quota periods). The contract of each
  * function is written above its definition. */
 #ifndef FUNNEL_SLA_INTERNAL_H
 #define FUNNEL_SLA_INTERNAL_H
