@@ -22,7 +22,7 @@
 
 static const funnel_codec_limits_t limits = {.max_message_bytes = 65536, .max_future_ms = DAY_MS};
 
-/* The ten ingest topics: body case, topic name and the Envelope field carrying the body
+/* The fifteen ingest topics: body case, topic name and the Envelope field carrying the body
  * (which is also the first element of every field path in refusal texts). */
 static const struct topic_case {
     funnel_body_t body;
@@ -40,6 +40,11 @@ static const struct topic_case {
     {FUNNEL__V1__ENVELOPE__BODY_COMMISSION_PAID, "commission.paid", "commission_paid"},
     {FUNNEL__V1__ENVELOPE__BODY_ESCALATION_ACKNOWLEDGED, "escalation.acknowledged",
      "escalation_acknowledged"},
+    {FUNNEL__V1__ENVELOPE__BODY_REQUEST_OPENED, "request.opened", "request_opened"},
+    {FUNNEL__V1__ENVELOPE__BODY_REQUEST_ASSIGNED, "request.assigned", "request_assigned"},
+    {FUNNEL__V1__ENVELOPE__BODY_REQUEST_ANSWERED, "request.answered", "request_answered"},
+    {FUNNEL__V1__ENVELOPE__BODY_REQUEST_CLOSED, "request.closed", "request_closed"},
+    {FUNNEL__V1__ENVELOPE__BODY_REQUEST_REOPENED, "request.reopened", "request_reopened"},
 };
 #define N_TOPICS (sizeof topics / sizeof topics[0])
 
@@ -66,6 +71,11 @@ typedef struct fixture {
     Funnel__V1__PaymentRefunded payment_refunded;
     Funnel__V1__CommissionPaid commission_paid;
     Funnel__V1__EscalationAcknowledged escalation_acknowledged;
+    Funnel__V1__RequestOpened request_opened;
+    Funnel__V1__RequestAssigned request_assigned;
+    Funnel__V1__RequestAnswered request_answered;
+    Funnel__V1__RequestClosed request_closed;
+    Funnel__V1__RequestReopened request_reopened;
     Funnel__V1__Touch touch[2]; /* lead_touched.touch is touch[0]; lead_created has both */
     Funnel__V1__Touch *touches[2];
     Funnel__V1__Money money;
@@ -169,6 +179,41 @@ static void fixture_init(fixture_t *fx, funnel_body_t body)
         fx->escalation_acknowledged.by = "oncall-bob";
         fx->env.escalation_acknowledged = &fx->escalation_acknowledged;
         break;
+    case FUNNEL__V1__ENVELOPE__BODY_REQUEST_OPENED:
+        funnel__v1__request_opened__init(&fx->request_opened);
+        fx->request_opened.request_id = "REQ-7";
+        fx->request_opened.from_team = "sales";
+        fx->request_opened.to_team = "marketing";
+        fx->request_opened.kind = "materials";
+        fx->request_opened.queue = "marketing-emea";
+        fx->request_opened.priority = 2;
+        fx->request_opened.owner = "mkt-petrova";
+        fx->request_opened.subject = "Case study for the retail deck";
+        fx->env.request_opened = &fx->request_opened;
+        break;
+    case FUNNEL__V1__ENVELOPE__BODY_REQUEST_ASSIGNED:
+        funnel__v1__request_assigned__init(&fx->request_assigned);
+        fx->request_assigned.request_id = "REQ-7";
+        fx->request_assigned.owner = "mkt-sidorov";
+        fx->env.request_assigned = &fx->request_assigned;
+        break;
+    case FUNNEL__V1__ENVELOPE__BODY_REQUEST_ANSWERED:
+        funnel__v1__request_answered__init(&fx->request_answered);
+        fx->request_answered.request_id = "REQ-7";
+        fx->request_answered.by = "mkt-sidorov";
+        fx->env.request_answered = &fx->request_answered;
+        break;
+    case FUNNEL__V1__ENVELOPE__BODY_REQUEST_CLOSED:
+        funnel__v1__request_closed__init(&fx->request_closed);
+        fx->request_closed.request_id = "REQ-7";
+        fx->request_closed.resolution = FUNNEL__V1__RESOLUTION__DONE;
+        fx->env.request_closed = &fx->request_closed;
+        break;
+    case FUNNEL__V1__ENVELOPE__BODY_REQUEST_REOPENED:
+        funnel__v1__request_reopened__init(&fx->request_reopened);
+        fx->request_reopened.request_id = "REQ-7";
+        fx->env.request_reopened = &fx->request_reopened;
+        break;
     default:
         cr_assert_fail("fixture_init: body %d", (int)body);
     }
@@ -198,6 +243,16 @@ static ProtobufCMessage *fixture_body(fixture_t *fx)
         return &fx->commission_paid.base;
     case FUNNEL__V1__ENVELOPE__BODY_ESCALATION_ACKNOWLEDGED:
         return &fx->escalation_acknowledged.base;
+    case FUNNEL__V1__ENVELOPE__BODY_REQUEST_OPENED:
+        return &fx->request_opened.base;
+    case FUNNEL__V1__ENVELOPE__BODY_REQUEST_ASSIGNED:
+        return &fx->request_assigned.base;
+    case FUNNEL__V1__ENVELOPE__BODY_REQUEST_ANSWERED:
+        return &fx->request_answered.base;
+    case FUNNEL__V1__ENVELOPE__BODY_REQUEST_CLOSED:
+        return &fx->request_closed.base;
+    case FUNNEL__V1__ENVELOPE__BODY_REQUEST_REOPENED:
+        return &fx->request_reopened.base;
     default:
         cr_assert_fail("fixture_body: body %d", (int)fx->env.body_case);
         return NULL;
@@ -393,7 +448,7 @@ Test(codec_topics, lookup_refuses_non_ingest_names)
 Test(codec_topics, name_of_unknown_body_is_null)
 {
     cr_assert_null(funnel_topic_name(FUNNEL__V1__ENVELOPE__BODY__NOT_SET));
-    cr_assert_null(funnel_topic_name((funnel_body_t)20)); /* reserved, not yet a topic */
+    cr_assert_null(funnel_topic_name((funnel_body_t)25)); /* reserved, not yet a topic */
     cr_assert_null(funnel_topic_name((funnel_body_t)40)); /* output bodies are not ingest */
     cr_assert_null(funnel_topic_name((funnel_body_t)-1));
 }
@@ -853,6 +908,18 @@ Test(codec_id, entity_id_length_limit)
         {FUNNEL__V1__ENVELOPE__BODY_PAYMENT_REFUNDED, "refund_id"},
         {FUNNEL__V1__ENVELOPE__BODY_PAYMENT_REFUNDED, "payment_id"},
         {FUNNEL__V1__ENVELOPE__BODY_PAYMENT_REFUNDED, "client_id"},
+        {FUNNEL__V1__ENVELOPE__BODY_REQUEST_OPENED, "request_id"},
+        {FUNNEL__V1__ENVELOPE__BODY_REQUEST_OPENED, "from_team"},
+        {FUNNEL__V1__ENVELOPE__BODY_REQUEST_OPENED, "to_team"},
+        {FUNNEL__V1__ENVELOPE__BODY_REQUEST_OPENED, "kind"},
+        {FUNNEL__V1__ENVELOPE__BODY_REQUEST_OPENED, "queue"},
+        {FUNNEL__V1__ENVELOPE__BODY_REQUEST_OPENED, "owner"},
+        {FUNNEL__V1__ENVELOPE__BODY_REQUEST_ASSIGNED, "request_id"},
+        {FUNNEL__V1__ENVELOPE__BODY_REQUEST_ASSIGNED, "owner"},
+        {FUNNEL__V1__ENVELOPE__BODY_REQUEST_ANSWERED, "request_id"},
+        {FUNNEL__V1__ENVELOPE__BODY_REQUEST_ANSWERED, "by"},
+        {FUNNEL__V1__ENVELOPE__BODY_REQUEST_CLOSED, "request_id"},
+        {FUNNEL__V1__ENVELOPE__BODY_REQUEST_REOPENED, "request_id"},
     };
     char *id = repeat('i', FUNNEL_ID_MAX + 1);
     for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++) {
@@ -1108,6 +1175,16 @@ Test(codec_required, each_topic_refuses_each_missing_field)
         {FUNNEL__V1__ENVELOPE__BODY_COMMISSION_PAID, "rep", FUNNEL_REFUSE_MISSING_FIELD},
         {FUNNEL__V1__ENVELOPE__BODY_COMMISSION_PAID, "through_ms", FUNNEL_REFUSE_MISSING_FIELD},
         {FUNNEL__V1__ENVELOPE__BODY_ESCALATION_ACKNOWLEDGED, "sla_id", FUNNEL_REFUSE_MISSING_FIELD},
+        {FUNNEL__V1__ENVELOPE__BODY_REQUEST_OPENED, "request_id", FUNNEL_REFUSE_MISSING_FIELD},
+        {FUNNEL__V1__ENVELOPE__BODY_REQUEST_OPENED, "from_team", FUNNEL_REFUSE_MISSING_FIELD},
+        {FUNNEL__V1__ENVELOPE__BODY_REQUEST_OPENED, "to_team", FUNNEL_REFUSE_MISSING_FIELD},
+        {FUNNEL__V1__ENVELOPE__BODY_REQUEST_OPENED, "kind", FUNNEL_REFUSE_MISSING_FIELD},
+        {FUNNEL__V1__ENVELOPE__BODY_REQUEST_ASSIGNED, "request_id", FUNNEL_REFUSE_MISSING_FIELD},
+        {FUNNEL__V1__ENVELOPE__BODY_REQUEST_ASSIGNED, "owner", FUNNEL_REFUSE_MISSING_FIELD},
+        {FUNNEL__V1__ENVELOPE__BODY_REQUEST_ANSWERED, "request_id", FUNNEL_REFUSE_MISSING_FIELD},
+        {FUNNEL__V1__ENVELOPE__BODY_REQUEST_CLOSED, "request_id", FUNNEL_REFUSE_MISSING_FIELD},
+        {FUNNEL__V1__ENVELOPE__BODY_REQUEST_CLOSED, "resolution", FUNNEL_REFUSE_BAD_ENUM},
+        {FUNNEL__V1__ENVELOPE__BODY_REQUEST_REOPENED, "request_id", FUNNEL_REFUSE_MISSING_FIELD},
     };
     for (size_t i = 0; i < sizeof required / sizeof required[0]; i++) {
         const struct topic_case *tc = topic_of(required[i].body);

@@ -44,14 +44,7 @@ static const int64_t T0 = 1780272000000LL;
 /* Replaces the section with `sla = { ... }` built from body (a reload does the same). */
 static void cfg_set(const char *body)
 {
-    config_t lc;
-    char text[4096], err[512] = "";
-    snprintf(text, sizeof text, "sla = { %s };", body);
-    config_init(&lc);
-    cr_assert_eq(config_read_string(&lc, text), CONFIG_TRUE, "%s", config_error_text(&lc));
-    int rc = funnel_sla_config_parse(config_lookup(&lc, "sla"), &cfg, err, sizeof err);
-    config_destroy(&lc);
-    cr_assert_eq(rc, 0, "%s", err);
+    fx_sla_cfg_set(body, &cfg);
 }
 
 static void policy_set(const char *policy, const char *target)
@@ -1063,24 +1056,6 @@ static void clock_lines(char *buf, size_t len, int64_t warn, int64_t started, in
     line_add(buf, len, "sla.escalation", due, 1, started, due);
 }
 
-/* The k-th permutation of 0..n-1 (k < n!) into idx. */
-static void permutation(size_t n, size_t k, size_t *idx)
-{
-    size_t pool[8], left = n;
-    for (size_t i = 0; i < n; i++)
-        pool[i] = i;
-    for (size_t i = 0; i < n; i++) {
-        size_t f = 1;
-        for (size_t j = 2; j < left; j++)
-            f *= j;
-        size_t pick = k / f;
-        k %= f;
-        idx[i] = pool[pick];
-        memmove(&pool[pick], &pool[pick + 1], (left - pick - 1) * sizeof pool[0]);
-        left--;
-    }
-}
-
 /* Runs the events (in event-time order) one at a time with the clock running between them,
  * then in one batch arriving later in every order, and expects the same outputs each time:
  * `want`. */
@@ -1102,7 +1077,7 @@ static void expect_batching_does_not_matter(const char *name, const step_ev_t *e
     outputs_of(key, got, sizeof got);
     cr_assert_str_eq(got, want, "%s one at a time", name);
     for (size_t k = 0; k < perms; k++) {
-        permutation(n, k, order);
+        fx_permutation(n, k, order);
         snprintf(key, sizeof key, "%s-b%zu", name, k);
         send_batch(key, ev, order, n, BURST_AT);
         tick(BURST_AT);

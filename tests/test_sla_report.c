@@ -24,7 +24,8 @@ static funnel_store_t *ro; /* the read-only store the reports run on */
  * running past its due time and acknowledged (breached), row 5 runs under a version whose row
  * is missing. */
 static const char rows_sql[] =
-    "INSERT INTO sla_policy VALUES ('first_call', 1, 11, 'target = \"1h\";'),"
+    "INSERT INTO sla_policy (name, version, hash, definition) VALUES ('first_call', 1, 11, 'target "
+    "= \"1h\";'),"
     " ('first_call', 2, 12, 'target = \"2h\";'), ('renewal', 1, 21, 'target = \"1d\";');"
     "INSERT INTO sla_instance (id, policy, version, key, owner, state, started_at, anchor_at,"
     " consumed_ms, due_at, paused_at, step, next_at, acked_by, start_event, stopped_at, on_time,"
@@ -74,20 +75,25 @@ static funnel_sla_row_t expected(int64_t id)
 {
     switch (id) {
     case 1:
-        return (funnel_sla_row_t){1, "first_call", 1,     "L-1", "anna", "open", 1000, 5000, 4000,
-                                  0, "",           "q-1", NONE,  -1,     NONE,   "",   NULL};
+        return (funnel_sla_row_t){1,  "first_call", 1,     "L-1", "anna", "open", 1000, 5000, 4000,
+                                  0,  "",           "q-1", NONE,  -1,     NONE,   "",   NULL, "",
+                                  "", "",           0,     0};
     case 2:
-        return (funnel_sla_row_t){2, "first_call", 2,     "L-2", "bob", "paused", 2000, 3000, NONE,
-                                  1, "",           "q-2", NONE,  -1,    NONE,     "",   NULL};
+        return (funnel_sla_row_t){2,  "first_call", 2,     "L-2", "bob", "paused", 2000, 3000, NONE,
+                                  1,  "",           "q-2", NONE,  -1,    NONE,     "",   NULL, "",
+                                  "", "",           0,     0};
     case 3:
-        return (funnel_sla_row_t){3, "first_call", 1,     "L-3", "anna", "met", 1500,  6000, NONE,
-                                  1, "",           "q-3", 2600,  1,      0,     "c-3", NULL};
+        return (funnel_sla_row_t){3,  "first_call", 1,     "L-3", "anna", "met", 1500,  6000, NONE,
+                                  1,  "",           "q-3", 2600,  1,      0,     "c-3", NULL, "",
+                                  "", "",           0,     0};
     case 4:
-        return (funnel_sla_row_t){4, "renewal",    1,     "C-4", "bob", "breached", 100, 200, 300,
-                                  2, "oncall-bob", "s-4", NONE,  -1,    NONE,       "",  NULL};
+        return (funnel_sla_row_t){4,  "renewal",    1,     "C-4", "bob", "breached", 100, 200,  300,
+                                  2,  "oncall-bob", "s-4", NONE,  -1,    NONE,       "",  NULL, "",
+                                  "", "",           0,     0};
     default:
-        return (funnel_sla_row_t){5, "renewal", 3,     "C-5", "anna", "met", 8000,  8300, NONE,
-                                  1, "",        "s-5", 9000,  0,      700,   "p-5", NULL};
+        return (funnel_sla_row_t){5,    "renewal", 3,  "C-5", "anna", "met", 8000, 8300,
+                                  NONE, 1,         "", "s-5", 9000,   0,     700,  "p-5",
+                                  NULL, "",        "", "",    0,      0};
     }
 }
 

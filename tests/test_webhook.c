@@ -315,6 +315,27 @@ Test(webhook, events_endpoint_acks_duplicates_and_refusals)
     cr_assert(strstr(r.body, "funnel_webhook_events_total{result=\"accepted\"} 1"), "%s", r.body);
 }
 
+/* The request topics go through the generic endpoint like any ingest topic: proto3 JSON in,
+ * funneld's answer out; an empty request_id is refused with the field named. */
+Test(webhook, events_endpoint_takes_request_topics)
+{
+    http_reply_t r = post_event(
+        "request.opened", "{\"eventId\":\"w-r1\",\"requestId\":\"REQ-1\",\"fromTeam\":\"sales\","
+                          "\"toTeam\":\"marketing\",\"kind\":\"materials\",\"priority\":2,"
+                          "\"subject\":\"Case study, retail\"}");
+    cr_assert_eq(r.status, 202, "%ld %s", r.status, r.body);
+    r = post_event("request.closed",
+                   "{\"eventId\":\"w-r2\",\"requestId\":\"REQ-1\",\"resolution\":\"DONE\"}");
+    cr_assert_eq(r.status, 202, "%ld %s", r.status, r.body);
+    r = post_event("request.answered", "{\"eventId\":\"w-r3\",\"requestId\":\"\"}");
+    cr_assert_eq(r.status, 400, "%ld %s", r.status, r.body);
+    cr_assert(strstr(r.body, "missing field: request_answered.request_id"), "%s", r.body);
+    stream_t s;
+    read_stream(&s);
+    cr_assert_eq(s.count, 2, "%s", s.text);
+    cr_assert(strstr(s.text, "request.opened"), "%s", s.text);
+}
+
 /* A Stripe payment_intent.succeeded as Stripe sends it (trimmed of fields nothing reads). */
 static const char *stripe_pi_fmt =
     "{\"id\":\"evt_3OoXyZ2eZvKYlo2C1\",\"object\":\"event\",\"api_version\":\"2023-10-16\","

@@ -41,6 +41,8 @@ typedef struct fctl {
     const char *from;    /* --from DATE for attribution (UTC, inclusive) */
     const char *to;      /* --to DATE for attribution (UTC, inclusive) */
     const char *state;   /* --state open|breached|met for sla list */
+    const char *policy;  /* --policy P for sla next */
+    const char *queue;   /* --queue Q for sla next */
 
     /* CURVE: --key or $FUNNEL_KEY, our .key; --server-key or $FUNNEL_SERVER_KEY, funneld's
      * .pub or .key. NULL (or empty): no CURVE. */

@@ -35,7 +35,8 @@ static const command_t commands[] = {
     {"attribution", fctl_cmd_attribution, 0, 0,
      "attribution --by G     attributed revenue per group (--model M | --all-models)"},
     {"sla", fctl_cmd_sla, 1, 2,
-     "sla list | sla show ID SLA instances (--state open|breached|met, --json)"},
+     "sla list | sla show ID | sla next | sla status   SLA instances, the next to take"
+     " (--policy P --queue Q), per process (--from DATE)"},
     {"keygen", fctl_cmd_keygen, 1, 1,
      "keygen NAME            new CURVE key pair: NAME.key (secret) and NAME.pub"},
 };
@@ -71,8 +72,12 @@ static void usage(FILE *out)
             "      --by G              attribution: campaign, source, medium or channel\n"
             "      --model M           attribution: one model (default linear)\n"
             "      --all-models        attribution: every model side by side\n"
-            "      --from, --to DATE   attribution: YYYY-MM-DD or YYYY-MM, inclusive, UTC\n"
+            "      --from, --to DATE   attribution: YYYY-MM-DD or YYYY-MM, inclusive, UTC;\n"
+            "                          sla status: the period's first day (default: this\n"
+            "                          week's Monday, UTC)\n"
             "      --state S           sla list: open, breached or met\n"
+            "      --policy P          sla next: the policy\n"
+            "      --queue Q           sla next: the queue\n"
             "  -h, --help              this help\n"
             "\nexit codes: 0 ok, 1 refused or failed, 2 usage error, 3 funneld unreachable or\n"
             "unavailable (disk full): try again later\n");
@@ -135,6 +140,8 @@ enum {
     OPT_FROM,
     OPT_TO,
     OPT_STATE,
+    OPT_POLICY,
+    OPT_QUEUE,
     OPT_READY_FILE,
     OPT_KEY,
     OPT_SERVER_KEY
@@ -214,6 +221,12 @@ static bool apply_option(fctl_t *ctl, int opt, const char *arg)
     case OPT_TO:
         ctl->to = arg;
         return true;
+    case OPT_POLICY:
+        ctl->policy = arg;
+        return true;
+    case OPT_QUEUE:
+        ctl->queue = arg;
+        return true;
     case OPT_STATE:
         ctl->state = arg;
         return true;
@@ -286,6 +299,8 @@ int main(int argc, char **argv)
         {"from", required_argument, NULL, OPT_FROM},
         {"to", required_argument, NULL, OPT_TO},
         {"state", required_argument, NULL, OPT_STATE},
+        {"policy", required_argument, NULL, OPT_POLICY},
+        {"queue", required_argument, NULL, OPT_QUEUE},
         {"ready-file", required_argument, NULL, OPT_READY_FILE},
         {"key", required_argument, NULL, OPT_KEY},
         {"server-key", required_argument, NULL, OPT_SERVER_KEY},

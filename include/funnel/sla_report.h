@@ -55,6 +55,11 @@ typedef struct funnel_sla_row {
     char stop_event[FUNNEL_ID_MAX + 1];
     char *definition; /* owned; the policy version's text: set by funnel_sla_report_show only,
                          NULL when the version row is missing */
+    char process[FUNNEL_ID_MAX + 1];     /* the version's process title (the policy's name) */
+    char responsible[FUNNEL_ID_MAX + 1]; /* who answers for it; empty when not configured */
+    char queue[FUNNEL_ID_MAX + 1];       /* empty when the policy has no queue */
+    int64_t priority;                    /* 0 when the policy has no priority */
+    int64_t opened_at_ms;                /* the start (a reset does not move it) */
 } funnel_sla_row_t;
 
 typedef struct funnel_sla_report_list {
@@ -76,5 +81,43 @@ void funnel_sla_report_list_free(funnel_sla_report_list_t **list);
 int funnel_sla_report_show(funnel_store_t *store, int64_t sla_id, int64_t now_ms,
                            funnel_sla_row_t **out);
 void funnel_sla_report_row_free(funnel_sla_row_t **row);
+
+/* `sla next`: the instance of a queue to take now and the queue's length. */
+typedef struct funnel_sla_next {
+    bool found;           /* false: nothing running in the queue (row is zeroed) */
+    funnel_sla_row_t row; /* the running (open, not paused) instance of the highest priority,
+                             oldest start first (ties by start event id); definition NULL */
+    int64_t length;       /* instances of the queue not met, paused ones included */
+    int64_t paused;       /* of which paused */
+} funnel_sla_next_t;
+
+/* Fills *out for policy and queue as of now_ms, in one read. Returns 0 (also for an unknown
+ * policy or queue: an empty queue), FUNNEL_ESTORE. */
+int funnel_sla_report_next(funnel_store_t *store, const char *policy, const char *queue,
+                           int64_t now_ms, funnel_sla_next_t *out);
+
+/* `sla status`: one line per policy (its process), as of now_ms, the period from since_ms. */
+typedef struct funnel_sla_status_row {
+    char policy[FUNNEL_ID_MAX + 1];
+    char process[FUNNEL_ID_MAX + 1];     /* of the policy's latest version */
+    char responsible[FUNNEL_ID_MAX + 1]; /* of the latest version; empty when none */
+    int64_t open;                        /* not met: running or paused, breached included */
+    int64_t at_risk;                     /* running, not breached, the warning published */
+    int64_t breached;                    /* running and past due by now_ms */
+    int64_t met_on_time;                 /* stopped at or after since_ms, on time */
+    int64_t met_late;                    /* stopped at or after since_ms, late */
+    int64_t oldest_open_age_ms; /* now_ms minus the earliest start of the open ones; NONE: none */
+} funnel_sla_status_row_t;
+
+typedef struct funnel_sla_status {
+    funnel_sla_status_row_t *rows; /* owned; by process, then policy */
+    size_t n_rows;
+} funnel_sla_status_t;
+
+/* Fills *out (owned by the caller: funnel_sla_report_status_free) in one read. Returns 0,
+ * FUNNEL_ESTORE (no partial result), FUNNEL_ENOMEM. */
+int funnel_sla_report_status(funnel_store_t *store, int64_t since_ms, int64_t now_ms,
+                             funnel_sla_status_t **out);
+void funnel_sla_report_status_free(funnel_sla_status_t **status);
 
 #endif

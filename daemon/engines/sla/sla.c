@@ -10,7 +10,7 @@
  * that arrives after their steps were due publishes what the clock would have published.
  *
  * This file holds the statements, policy versions, event dispatch, timers and life cycle; the
- * other jobs are in sla_instance.c, sla_held.c, sla_recompute.c and sla_quota.c
+ * other jobs are in sla_instance.c, sla_held.c, sla_recompute.c, sla_order.c and sla_quota.c
  * (sla_internal.h). */
 #include "sla_internal.h"
 #include "funnel/error.h"
@@ -77,26 +77,51 @@ static const char *const migrations[] = {
     "  policy TEXT PRIMARY KEY, since INTEGER NOT NULL, through INTEGER NOT NULL) WITHOUT ROWID;"
     "INSERT INTO sla_quota_span SELECT policy, min(period_start), max(period_end) FROM sla_quota"
     "  GROUP BY policy;",
+    /* 6: requests and processing order. Each instance's queue and priority (from its start, or
+     * the key's previous instance for a start without them: a reopen); the owner of a held or
+     * logged reassignment; the start's queue and priority in the log and which of owner (1),
+     * queue (2) and priority (4) it inherits; and the order violations published (sla_order:
+     * `current` says whether the pair is in the set recomputed from event time now); each policy
+     * version's process and responsible, for readers that do not parse definitions (sla_report). */
+    "ALTER TABLE sla_instance ADD COLUMN queue TEXT;"
+    "ALTER TABLE sla_instance ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;"
+    /* A queue's live instances by age (sla next, the older ones an instance skipped) and its
+     * met ones by stop time (those to check again after an event, the skipped ones stopped
+     * later): neither grows with the queue's history of met instances. */
+    "CREATE INDEX sla_instance_queue ON sla_instance (policy, queue, priority, opened_at)"
+    "  WHERE queue IS NOT NULL AND state <> 'met';"
+    "CREATE INDEX sla_instance_taken ON sla_instance (policy, queue, priority, stopped_at)"
+    "  WHERE queue IS NOT NULL AND state = 'met';"
+    "ALTER TABLE sla_held ADD COLUMN owner TEXT;"
+    "ALTER TABLE sla_log ADD COLUMN queue TEXT;"
+    "ALTER TABLE sla_log ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE sla_log ADD COLUMN inherit INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE sla_policy ADD COLUMN process TEXT;"
+    "ALTER TABLE sla_policy ADD COLUMN responsible TEXT;"
+    "CREATE TABLE sla_order ("
+    "  taken INTEGER NOT NULL, skipped INTEGER NOT NULL, current INTEGER NOT NULL,"
+    "  PRIMARY KEY (taken, skipped)) WITHOUT ROWID;",
 };
 
 #define COLS                                                                                       \
     "id, policy, version, key, owner, state, started_at, anchor_at, consumed_ms, due_at,"          \
     " paused_at, step, next_at, acked_by, opened_at, start_event, stopped_at, on_time, late_ms,"   \
-    " stop_event"
+    " stop_event, queue, priority"
 
 static const char *const stmt_sql[S_COUNT_] = {
     [S_VERSIONS] = "SELECT name, version, definition FROM sla_policy ORDER BY name, version",
-    [S_VERSION_ADD] = "INSERT INTO sla_policy (name, version, hash, definition) VALUES (?,?,?,?)",
+    [S_VERSION_ADD] = "INSERT INTO sla_policy (name, version, hash, definition, process,"
+                      " responsible) VALUES (?,?,?,?,?,?)",
     [S_VERSION_EXISTS] = "SELECT 1 FROM sla_policy WHERE name = ? AND version = ?",
     [S_INSERT] = "INSERT INTO sla_instance (id, policy, version, key, owner, state, started_at,"
-                 " anchor_at, consumed_ms, due_at, step, next_at, start_event, opened_at)"
-                 " VALUES (max(coalesce((SELECT max(id) FROM sla_instance), 0),"
-                 " (SELECT id FROM sla_deleted_max)) + 1,?,?,?,?,'open',?,?,0,?,?,?,?,?)",
+                 " anchor_at, consumed_ms, due_at, step, next_at, start_event, opened_at, queue,"
+                 " priority) VALUES (max(coalesce((SELECT max(id) FROM sla_instance), 0),"
+                 " (SELECT id FROM sla_deleted_max)) + 1,?,?,?,?,'open',?,?,0,?,?,?,?,?,?,?)",
     [S_LIVE] = "SELECT " COLS " FROM sla_instance WHERE key = ? AND state <> 'met'",
     [S_BY_ID] = "SELECT " COLS " FROM sla_instance WHERE id = ?",
     [S_UPDATE] = "UPDATE sla_instance SET state = ?, started_at = ?, anchor_at = ?,"
                  " consumed_ms = ?, due_at = ?, paused_at = ?, step = ?, next_at = ?,"
-                 " acked_by = ? WHERE id = ?",
+                 " acked_by = ?, owner = ? WHERE id = ?",
     [S_MET] = "UPDATE sla_instance SET state = 'met', next_at = NULL, stopped_at = ?,"
               " on_time = ?, late_ms = ?, stop_event = ? WHERE id = ?",
     [S_TIMERS] = "SELECT id, next_at FROM sla_instance WHERE next_at IS NOT NULL",
@@ -110,26 +135,48 @@ static const char *const stmt_sql[S_COUNT_] = {
                      " WHERE policy = ? AND closed = 0 ORDER BY period_start LIMIT 64",
     [S_QUOTA_MARK] = "UPDATE sla_quota SET pace_done = ?, closed = ? WHERE policy = ? AND"
                      " period_start = ?",
-    [S_HOLD] = "INSERT OR IGNORE INTO sla_held (policy, key, occurred_at, event_id, kinds)"
-               " VALUES (?,?,?,?,?)",
+    [S_HOLD] = "INSERT OR IGNORE INTO sla_held (policy, key, occurred_at, event_id, kinds, owner)"
+               " VALUES (?,?,?,?,?,?)",
     [S_HOLD_PRUNE] = "DELETE FROM sla_held WHERE id IN (SELECT id FROM sla_held"
                      " WHERE occurred_at < ? ORDER BY occurred_at LIMIT 16)",
-    [S_HELD] = "SELECT id, occurred_at, event_id, kinds FROM sla_held WHERE policy = ? AND"
+    [S_HELD] = "SELECT id, occurred_at, event_id, kinds, owner FROM sla_held WHERE policy = ? AND"
                " key = ? AND occurred_at >= ? ORDER BY occurred_at, event_id LIMIT 64",
     [S_HELD_DROP] = "DELETE FROM sla_held WHERE id = ?",
     [S_LOG_LAST] = "SELECT occurred_at, rank, event_id FROM sla_log WHERE policy = ? AND key = ?"
                    " ORDER BY occurred_at DESC, rank DESC, event_id DESC LIMIT 1",
     [S_LOG_ADD] = "INSERT OR IGNORE INTO sla_log (policy, key, occurred_at, rank, event_id, kinds,"
-                  " owner) VALUES (?,?,?,?,?,?,?)",
-    [S_LOG_HELD] = "INSERT OR IGNORE INTO sla_log (policy, key, occurred_at, rank, event_id, kinds)"
-                   " SELECT policy, key, occurred_at, 1, event_id, kinds FROM sla_held"
-                   " WHERE policy = ? AND key = ?",
-    [S_LOG_READ] = "SELECT occurred_at, rank, event_id, kinds, owner FROM sla_log"
+                  " owner, queue, priority, inherit) VALUES (?,?,?,?,?,?,?,?,?,?)",
+    [S_LOG_HELD] =
+        "INSERT OR IGNORE INTO sla_log (policy, key, occurred_at, rank, event_id, kinds,"
+        " owner) SELECT policy, key, occurred_at, 1, event_id, kinds, owner FROM sla_held"
+        " WHERE policy = ? AND key = ?",
+    [S_LOG_READ] = "SELECT occurred_at, rank, event_id, kinds, owner, queue, priority, inherit"
+                   " FROM sla_log"
                    " WHERE policy = ? AND key = ? ORDER BY occurred_at, rank, event_id",
     [S_LOG_FOREIGN] = "SELECT 1 FROM sla_instance i WHERE i.key = ?2 AND i.policy = ?1 AND NOT"
                       " EXISTS (SELECT 1 FROM sla_log l WHERE l.policy = ?1 AND l.key = ?2 AND"
                       " l.rank = 0 AND l.event_id = i.start_event) LIMIT 1",
     [S_KEY_ROWS] = "SELECT " COLS " FROM sla_instance WHERE key = ? AND policy = ? ORDER BY id",
+    [S_ORDER_QUEUES] = "SELECT DISTINCT queue, priority FROM sla_instance WHERE key = ? AND"
+                       " policy = ? AND queue IS NOT NULL",
+    [S_ORDER_TAKEN] = "SELECT " COLS " FROM sla_instance WHERE policy = ? AND queue = ? AND"
+                      " priority = ? AND state = 'met' AND stopped_at >= ? ORDER BY id",
+    /* B skipped when A (opened ?4, stopped ?5) was taken: older, not stopped by then, and its
+     * last pause (4), resume (8) or reset (2) up to then, if any, was not a pause. */
+    [S_ORDER_SKIPPED] =
+        "SELECT " COLS " FROM (SELECT * FROM sla_instance WHERE policy = ?1 AND queue = ?2 AND"
+        " priority = ?3 AND state <> 'met' AND opened_at < ?4 UNION ALL SELECT * FROM"
+        " sla_instance WHERE policy = ?1 AND queue = ?2 AND priority = ?3 AND state = 'met' AND"
+        " stopped_at > ?5 AND opened_at < ?4) b WHERE coalesce((SELECT l.kinds FROM sla_log l"
+        " WHERE l.policy = b.policy AND l.key = b.key AND l.rank = 1 AND (l.kinds & 14) <> 0 AND"
+        " l.occurred_at >= b.opened_at AND l.occurred_at <= ?5 ORDER BY l.occurred_at DESC,"
+        " l.event_id DESC LIMIT 1), 8) & 10 <> 0 ORDER BY opened_at, start_event LIMIT ?6",
+    [S_ORDER_ADD] = "INSERT OR IGNORE INTO sla_order (taken, skipped, current) VALUES (?,?,1)",
+    [S_ORDER_CURRENT] = "UPDATE sla_order SET current = 1 WHERE taken = ? AND skipped = ?",
+    [S_ORDER_FORGET_TAKEN] = "UPDATE sla_order SET current = 0 WHERE taken = ?",
+    [S_ORDER_FORGET] = "UPDATE sla_order SET current = 0 WHERE taken = ?1 OR skipped = ?1",
+    [S_KEY_LAST] = "SELECT " COLS " FROM sla_instance WHERE key = ? AND policy = ?"
+                   " ORDER BY opened_at DESC, id DESC LIMIT 1",
     [S_DELETE] = "DELETE FROM sla_instance WHERE id = ?",
     [S_HELD_CLEAR] = "DELETE FROM sla_held WHERE policy = ? AND key = ?",
     [S_DELETED_MAX] = "UPDATE sla_deleted_max SET id = max(id, ?)",
@@ -289,6 +336,9 @@ int sla_version_current(funnel_sla_t *sla, const funnel_sla_policy_t *p, pver_t 
     sqlite3_bind_int64(s, 2, version);
     sqlite3_bind_int64(s, 3, (int64_t)p->hash);
     sqlite3_bind_text(s, 4, p->definition, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 5, p->process, -1, SQLITE_STATIC);
+    if (p->responsible)
+        sqlite3_bind_text(s, 6, p->responsible, -1, SQLITE_STATIC);
     size_t before = sla->n_vers;
     int rc = sla_step_done(s);
     if (!rc)
@@ -361,8 +411,9 @@ static int sla_on_event(void *self, funnel_router_t *router, const funnel_envelo
         rc = sla_hold(sla, env, now_ms);
     rc = rc || late ? rc : sla_key_events(sla, router, env, now_ms);
     for (size_t i = 0; !rc && !late && i < sla->cfg->n_policies; i++)
-        if (funnel_sla_match(&sla->cfg->policies[i].start, env))
+        if (sla_starts(&sla->cfg->policies[i], env))
             rc = sla_start(sla, router, &sla->cfg->policies[i], env, now_ms);
+    rc = rc ? rc : sla_order_event(sla, router, env, now_ms);
     return rc ? rc : sla_quota_count(sla, env, now_ms);
 }
 

@@ -12,8 +12,9 @@
  * first start on its events are logged, and one arriving out of event-time order makes the engine
  * recompute that key's instances from the log, so they end as if the events had come in event-time
  * order (published outputs are not repeated: README, "Arrival order"). Outputs (sla.warning,
- * sla.escalation, sla.met, sla.quota_missed) go through the router's outbox, so they are published
- * only after COMMIT. The engine never reads the clock: now_ms comes from the caller.
+ * sla.escalation, sla.met, sla.order_violated, sla.quota_missed) go through the router's outbox, so
+ * they are published only after COMMIT. The engine never reads the clock: now_ms comes from the
+ * caller.
  *
  * A policy is stored as a numbered version the first time an instance starts under a new
  * definition; an instance keeps its version for life, so a reload changes new instances only. */

@@ -22,8 +22,29 @@ static const ProtobufCMessageDescriptor *body_descriptor(funnel_body_t body)
     return f && f->type == PROTOBUF_C_TYPE_MESSAGE ? f->descriptor : NULL;
 }
 
+/* Fields whose empty value means another field's (docs/protocol.md). */
+static const struct field_default {
+    funnel_body_t body;
+    const char *field, *from;
+} field_defaults[] = {
+    {FUNNEL__V1__ENVELOPE__BODY_REQUEST_OPENED, "queue", "to_team"},
+};
+
+static const char *field_text(const funnel_envelope_t *env, const char *field, char *buf,
+                              size_t buf_len);
+
 const char *funnel_sla_field(const funnel_envelope_t *env, const char *field, char *buf,
                              size_t buf_len)
+{
+    const char *v = field_text(env, field, buf, buf_len);
+    for (size_t i = 0; !*v && i < sizeof field_defaults / sizeof field_defaults[0]; i++)
+        if (env->body_case == field_defaults[i].body && !strcmp(field, field_defaults[i].field))
+            v = field_text(env, field_defaults[i].from, buf, buf_len);
+    return v;
+}
+
+static const char *field_text(const funnel_envelope_t *env, const char *field, char *buf,
+                              size_t buf_len)
 {
     const ProtobufCMessage *body = funnel_envelope_body(env);
     const ProtobufCFieldDescriptor *f =
@@ -210,6 +231,11 @@ static int match_list_parse(const config_setting_t *g, const char *name,
     const config_setting_t *m = config_setting_get_member(g, name);
     if (!m)
         return 0;
+    if (config_setting_type(m) == CONFIG_TYPE_STRING) { /* one match, as `start` always took */
+        int rc = match_parse(config_setting_get_string(m), name, &list->items[0], err, err_len);
+        list->n = rc ? 0 : 1;
+        return rc;
+    }
     int n = config_setting_length(m);
     if ((config_setting_type(m) != CONFIG_TYPE_ARRAY &&
          config_setting_type(m) != CONFIG_TYPE_LIST) ||
@@ -289,7 +315,13 @@ void funnel_sla_policy_clear(funnel_sla_policy_t *p)
     free(p->key);
     free(p->owner);
     free(p->definition);
-    match_clear(&p->start);
+    free(p->process);
+    free(p->responsible);
+    free(p->queue);
+    free(p->priority);
+    match_list_clear(&p->start);
+    match_list_clear(&p->assign);
+    match_list_clear(&p->reopen);
     match_list_clear(&p->stop);
     match_list_clear(&p->reset);
     match_list_clear(&p->pause);
@@ -309,14 +341,40 @@ static void print_list(const char *indent, const char *name, const funnel_sla_ma
     fprintf(out, "];\n");
 }
 
+/* The members added for requests and processing order, printed only when set: a policy without
+ * them prints (and hashes) as before, so an upgrade adds no policy version. */
+static void policy_print_requests(const funnel_sla_policy_t *p, const char *in, FILE *out)
+{
+    if (p->assign.n)
+        print_list(in, "assign", &p->assign, out);
+    if (p->reopen.n)
+        print_list(in, "reopen", &p->reopen, out);
+    if (strcmp(p->process, p->name))
+        fprintf(out, "%sprocess = \"%s\";\n", in, p->process);
+    if (p->responsible)
+        fprintf(out, "%sresponsible = \"%s\";\n", in, p->responsible);
+    if (p->order == FUNNEL_SLA_ORDER_FIFO)
+        fprintf(out, "%sorder = \"fifo\";\n", in);
+    if (p->queue)
+        fprintf(out, "%squeue = \"%s\";\n", in, p->queue);
+    if (p->priority)
+        fprintf(out, "%spriority = \"%s\";\n", in, p->priority);
+}
+
 /* Writes the members of a policy group; with inline_calendar also its calendar's definition,
  * which is what makes a stored version self-contained. */
 static void policy_print(const funnel_sla_policy_t *p, const char *in, bool inline_calendar,
                          FILE *out)
 {
     char d[32];
-    fprintf(out, "%sname = \"%s\";\n%sstart = \"%s\";\n", in, p->name, in, p->start.text);
+    fprintf(out, "%sname = \"%s\";\n", in, p->name);
+    /* One start prints as the string it always was, so existing policies keep their hash. */
+    if (p->start.n == 1)
+        fprintf(out, "%sstart = \"%s\";\n", in, p->start.items[0].text);
+    else
+        print_list(in, "start", &p->start, out);
     fprintf(out, "%skey = \"%s\";\n%sowner = \"%s\";\n", in, p->key, in, p->owner);
+    policy_print_requests(p, in, out);
     print_list(in, "stop", &p->stop, out);
     print_list(in, "reset", &p->reset, out);
     print_list(in, "pause", &p->pause, out);
@@ -348,6 +406,42 @@ static void policy_print(const funnel_sla_policy_t *p, const char *in, bool inli
         fprintf(out, "%srepeat = { count = %lld; every = \"%s\"; };\n", in,
                 (long long)p->repeat_count, d);
     }
+}
+
+/* process, responsible, order, queue and priority. A fifo order needs a queue field; a queue
+ * or priority field must be a field of a start topic's body, else a typo would put every
+ * instance in one queue. A start without it (a reopen) keeps the key's earlier values. */
+static int parse_requests(const config_setting_t *g, funnel_sla_policy_t *p, char *err,
+                          size_t err_len)
+{
+    const char *order = NULL;
+    int rc;
+    if ((rc = get_word(g, "process", p->name, &p->process, err, err_len)) ||
+        (config_setting_get_member(g, "responsible") &&
+         (rc = get_word(g, "responsible", NULL, &p->responsible, err, err_len))) ||
+        (config_setting_get_member(g, "queue") &&
+         (rc = get_word(g, "queue", NULL, &p->queue, err, err_len))) ||
+        (config_setting_get_member(g, "priority") &&
+         (rc = get_word(g, "priority", NULL, &p->priority, err, err_len))))
+        return rc;
+    if (config_setting_lookup_string(g, "order", &order) && strcmp(order, "fifo"))
+        return bad(err, err_len, "order", "expected \"fifo\" (or no order)");
+    if (config_setting_get_member(g, "order") && !order)
+        return bad(err, err_len, "order", "expected \"fifo\" (or no order)");
+    p->order = order ? FUNNEL_SLA_ORDER_FIFO : FUNNEL_SLA_ORDER_NONE;
+    if (p->order == FUNNEL_SLA_ORDER_FIFO && !p->queue)
+        return bad(err, err_len, "queue",
+                   "order = \"fifo\" needs the queue field (e.g. \"queue\")");
+    const char *fields[] = {p->queue, p->priority};
+    for (size_t f = 0; f < 2; f++) {
+        bool found = !fields[f];
+        for (size_t i = 0; !found && i < p->start.n; i++)
+            found = protobuf_c_message_descriptor_get_field_by_name(
+                        body_descriptor(p->start.items[i].body), fields[f]) != NULL;
+        if (!found)
+            return bad(err, err_len, f ? "priority" : "queue", "not a field of any start topic");
+    }
+    return 0;
 }
 
 static int parse_levels(const config_setting_t *g, funnel_sla_policy_t *p, char *err,
@@ -420,19 +514,24 @@ static int policy_parse(const config_setting_t *g, const funnel_sla_config_t *cf
                         funnel_sla_policy_t *p, char *err, size_t err_len)
 {
     static const char *const names[] = {
-        "name",   "start",    "key",          "owner",   "stop",       "reset",  "pause", "resume",
-        "target", "calendar", "calendar_def", "warning", "escalation", "repeat", NULL};
-    const char *start = NULL;
+        "name",       "start",    "key",    "owner",    "stop",         "reset",
+        "pause",      "resume",   "target", "calendar", "calendar_def", "warning",
+        "escalation", "repeat",   "assign", "process",  "responsible",  "order",
+        "queue",      "priority", "reopen", NULL};
     int rc;
     memset(p, 0, sizeof *p);
     if (config_setting_type(g) != CONFIG_TYPE_GROUP)
         return bad(err, err_len, "policies", "each policy is a group { name = ...; ... }");
-    config_setting_lookup_string(g, "start", &start);
     if ((rc = only_members(g, names, err, err_len)) ||
         (rc = get_word(g, "name", NULL, &p->name, err, err_len)) ||
-        (rc = match_parse(start, "start", &p->start, err, err_len)) ||
+        (rc = match_list_parse(g, "start", &p->start, err, err_len)) ||
+        (!p->start.n &&
+         (rc = bad(err, err_len, "start", "expected \"topic [field=value ...]\""))) ||
         (rc = get_word(g, "key", NULL, &p->key, err, err_len)) ||
         (rc = get_word(g, "owner", "owner", &p->owner, err, err_len)) ||
+        (rc = match_list_parse(g, "assign", &p->assign, err, err_len)) ||
+        (rc = match_list_parse(g, "reopen", &p->reopen, err, err_len)) ||
+        (rc = parse_requests(g, p, err, err_len)) ||
         (rc = match_list_parse(g, "stop", &p->stop, err, err_len)) ||
         (rc = match_list_parse(g, "reset", &p->reset, err, err_len)) ||
         (rc = match_list_parse(g, "pause", &p->pause, err, err_len)) ||

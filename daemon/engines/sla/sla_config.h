@@ -40,11 +40,25 @@ typedef struct funnel_sla_level {
     char *notify;     /* opaque target passed through to sla.escalation; owned */
 } funnel_sla_level_t;
 
+/* How a policy's instances are due to be taken (README, "Requests and processing order"). */
+typedef enum funnel_sla_order {
+    FUNNEL_SLA_ORDER_NONE = 0,
+    FUNNEL_SLA_ORDER_FIFO, /* oldest first within a queue (and priority) */
+} funnel_sla_order_t;
+
 typedef struct funnel_sla_policy {
-    char *name;                      /* owned */
-    funnel_sla_match_t start;        /* the event that starts an instance */
-    char *key;                       /* body field keying instances: lead_id, client_id */
-    char *owner;                     /* body field of the start event naming the owner */
+    char *name;                     /* owned */
+    funnel_sla_match_list_t start;  /* events that start an instance */
+    funnel_sla_match_list_t reopen; /* start one for a key whose last instance is met, with its
+                                       owner, queue and priority */
+    char *key;                      /* body field keying instances: lead_id, client_id */
+    char *owner; /* body field of the start (and assign) event naming the owner */
+    funnel_sla_match_list_t assign;  /* events whose `owner` field becomes the instance's owner */
+    char *process;                   /* human title of the process; owned, the name by default */
+    char *responsible;               /* team or person answerable for it; owned, may be NULL */
+    funnel_sla_order_t order;        /* FIFO: sla.order_violated when taken out of order */
+    char *queue;                     /* body field of the start naming the queue; owned or NULL */
+    char *priority;                  /* body field of the start with the priority; owned or NULL */
     funnel_sla_match_list_t stop;    /* met */
     funnel_sla_match_list_t reset;   /* restart the clock (next-response targets) */
     funnel_sla_match_list_t pause;   /* stop the clock */
@@ -100,7 +114,9 @@ void funnel_sla_policy_clear(funnel_sla_policy_t *p);
 bool funnel_sla_match(const funnel_sla_match_t *m, const funnel_envelope_t *env);
 bool funnel_sla_match_any(const funnel_sla_match_list_t *list, const funnel_envelope_t *env);
 
-/* The text of the body field named field ("" when absent or empty) into buf; returns buf. */
+/* The text of the body field named field into buf, or a pointer into env; "" when absent or
+ * empty. A field with a documented default reads as it when empty (request_opened.queue reads as
+ * to_team). */
 const char *funnel_sla_field(const funnel_envelope_t *env, const char *field, char *buf,
                              size_t buf_len);
 

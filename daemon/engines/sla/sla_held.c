@@ -43,6 +43,10 @@ int sla_hold(funnel_sla_t *sla, const funnel_envelope_t *env, int64_t now_ms)
         sqlite3_bind_int64(s, 3, t);
         sqlite3_bind_text(s, 4, env->event_id, -1, SQLITE_STATIC);
         sqlite3_bind_int(s, 5, kinds);
+        char obuf[64];
+        if (kinds & K_ASSIGN)
+            sqlite3_bind_text(s, 6, funnel_sla_field(env, p->owner, obuf, sizeof obuf), -1,
+                              SQLITE_TRANSIENT);
         rc = sla_step_done(s);
         held = true;
     }
@@ -60,6 +64,7 @@ typedef struct held {
     int64_t id, occurred_at;
     int kinds;
     char event_id[ID_BUF];
+    char owner[ID_BUF]; /* the new owner of a reassignment */
 } held_t;
 
 #define HELD_BATCH 64 /* the LIMIT of S_HELD */
@@ -85,12 +90,13 @@ int sla_apply_held(funnel_sla_t *sla, funnel_router_t *router, pver_t *v, inst_t
             batch[n].occurred_at = sqlite3_column_int64(s, 1);
             sla_col_text(s, 2, batch[n].event_id);
             batch[n].kinds = sqlite3_column_int(s, 3);
+            sla_col_text(s, 4, batch[n].owner);
         }
         sqlite3_reset(s);
         rc = rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : FUNNEL_ESTORE;
         for (size_t i = 0; !rc && i < n && in->state != ST_MET; i++) {
-            rc = sla_inst_apply(sla, router, v, in, batch[i].kinds, batch[i].occurred_at,
-                                batch[i].event_id, now_ms);
+            change_t c = {batch[i].kinds, batch[i].occurred_at, batch[i].event_id, batch[i].owner};
+            rc = sla_inst_apply(sla, router, v, in, &c, now_ms);
             s = sla_stmt(sla, S_HELD_DROP);
             sqlite3_bind_int64(s, 1, batch[i].id);
             rc = rc ? rc : sla_step_done(s);

@@ -35,6 +35,8 @@ void sla_inst_read(sqlite3_stmt *s, inst_t *in)
     in->on_time = sqlite3_column_int(s, 17) != 0;
     in->late_ms = sqlite3_column_int64(s, 18);
     sla_col_text(s, 19, in->stop_event);
+    sla_col_text(s, 20, in->queue);
+    in->priority = sqlite3_column_int64(s, 21);
 }
 
 /* Writes the mutable columns of a live instance back. */
@@ -51,7 +53,8 @@ int sla_inst_write(funnel_sla_t *sla, const inst_t *in)
     sla_bind_time(s, 8, in->next_at);
     if (in->acked_by[0])
         sqlite3_bind_text(s, 9, in->acked_by, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(s, 10, in->id);
+    sqlite3_bind_text(s, 10, in->owner, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 11, in->id);
     int rc = sla_step_done(s);
     if (!rc && in->next_at != NONE)
         rc = funnel_timerheap_push(sla->heap, in->next_at, in->id);
@@ -140,17 +143,12 @@ int sla_steps_before(pver_t *v, inst_t *in, int64_t t, step_fn fn, void *arg)
 
 /* ---- outputs --------------------------------------------------------------------------- */
 
-/* Fills the envelope and SlaRef common to every instance output. */
-static void envelope_init(funnel_envelope_t *env, Funnel__V1__SlaRef *ref, char *sla_id,
-                          char *event_id, const inst_t *in, const char *suffix, int64_t at)
+/* Fills the SlaRef naming an instance of version v (NULL: a version this build cannot read);
+ * sla_id is the caller's buffer of 24 bytes. */
+void sla_ref_fill(Funnel__V1__SlaRef *ref, char *sla_id, const pver_t *v, const inst_t *in)
 {
-    funnel__v1__envelope__init(env);
     funnel__v1__sla_ref__init(ref);
     snprintf(sla_id, 24, "%" PRId64, in->id);
-    snprintf(event_id, 96, "sla-%" PRId64 "-%s-%" PRId64, in->id, suffix, at);
-    env->event_id = event_id;
-    env->occurred_at_ms = at;
-    env->source = "funneld";
     ref->sla_id = sla_id;
     ref->policy = (char *)in->policy;
     ref->policy_version = (int32_t)in->version;
@@ -158,6 +156,23 @@ static void envelope_init(funnel_envelope_t *env, Funnel__V1__SlaRef *ref, char 
     ref->started_at_ms = in->started_at;
     ref->due_at_ms = in->due_at == NONE ? 0 : in->due_at;
     ref->owner = (char *)in->owner;
+    ref->process = v ? v->pol.process : (char *)in->policy;
+    ref->responsible = v && v->pol.responsible ? v->pol.responsible : "";
+    ref->queue = (char *)in->queue;
+    ref->priority = (int32_t)in->priority;
+}
+
+/* Fills the envelope and SlaRef common to every instance output. */
+static void envelope_init(funnel_envelope_t *env, Funnel__V1__SlaRef *ref, char *sla_id,
+                          char *event_id, const pver_t *v, const inst_t *in, const char *suffix,
+                          int64_t at)
+{
+    funnel__v1__envelope__init(env);
+    snprintf(event_id, 96, "sla-%" PRId64 "-%s-%" PRId64, in->id, suffix, at);
+    env->event_id = event_id;
+    env->occurred_at_ms = at;
+    env->source = "funneld";
+    sla_ref_fill(ref, sla_id, v, in);
 }
 
 /* Emits step in->step of an instance, which came due at `at`. */
@@ -169,7 +184,7 @@ static int emit_step(funnel_router_t *router, pver_t *v, const inst_t *in, int64
     char sla_id[24], event_id[96], suffix[32];
     int64_t levels = (int64_t)v->pol.n_levels;
     snprintf(suffix, sizeof suffix, "s%" PRId64, in->step);
-    envelope_init(&env, &ref, sla_id, event_id, in, suffix, at);
+    envelope_init(&env, &ref, sla_id, event_id, v, in, suffix, at);
     if (in->step == 0) {
         Funnel__V1__SlaWarning w;
         funnel__v1__sla_warning__init(&w);
@@ -234,7 +249,8 @@ int sla_kinds_of(const funnel_sla_policy_t *p, const funnel_envelope_t *env)
     return (funnel_sla_match_any(&p->stop, env) ? K_STOP : 0) |
            (funnel_sla_match_any(&p->reset, env) ? K_RESET : 0) |
            (funnel_sla_match_any(&p->pause, env) ? K_PAUSE : 0) |
-           (funnel_sla_match_any(&p->resume, env) ? K_RESUME : 0);
+           (funnel_sla_match_any(&p->resume, env) ? K_RESUME : 0) |
+           (funnel_sla_match_any(&p->assign, env) ? K_ASSIGN : 0);
 }
 
 /* What inst_change did to an instance. */
@@ -245,9 +261,16 @@ enum { CH_NONE, CH_WRITE, CH_MET };
  * (recompute) share every rule. A stop meets the instance, on time when it occurred (or the
  * clock was paused) at or before the due time, whenever it arrives; lateness is the business
  * time the clock ran past the target. Returns what the caller must write. */
-int sla_inst_change(pver_t *v, inst_t *in, int kinds, int64_t t, const char *event_id)
+int sla_inst_change(pver_t *v, inst_t *in, const change_t *c)
 {
     const funnel_sla_policy_t *p = &v->pol;
+    int kinds = c->kinds;
+    int64_t t = c->t;
+    /* A reassignment changes whose the instance is, not its clock: outputs after it carry the
+     * new owner. It may come with another kind (one topic in two lists); both apply. */
+    bool assigned = (kinds & K_ASSIGN) && c->owner && *c->owner && strcmp(in->owner, c->owner);
+    if (assigned)
+        snprintf(in->owner, sizeof in->owner, "%s", c->owner);
     if (kinds & K_STOP) {
         /* While paused the clock stands at the pause: a stop then counts from there. */
         int64_t end = in->state == ST_PAUSED && in->paused_at < t ? in->paused_at : t;
@@ -257,14 +280,14 @@ int sla_inst_change(pver_t *v, inst_t *in, int kinds, int64_t t, const char *eve
         in->on_time = end <= in->due_at;
         in->late_ms = in->on_time || used <= p->target_ms ? 0 : used - p->target_ms;
         in->stopped_at = t;
-        snprintf(in->stop_event, sizeof in->stop_event, "%s", event_id);
+        snprintf(in->stop_event, sizeof in->stop_event, "%s", c->event_id);
         in->state = ST_MET; /* held events after the stop are not this instance's (apply_held) */
         in->next_at = NONE;
         return CH_MET;
     }
     if (kinds & K_RESET) {
         if (t < in->started_at)
-            return CH_NONE; /* older than the clock it would restart */
+            return assigned ? CH_WRITE : CH_NONE; /* older than the clock it would restart */
         in->state = ST_OPEN;
         in->started_at = in->anchor_at = t;
         in->consumed_ms = 0;
@@ -283,7 +306,7 @@ int sla_inst_change(pver_t *v, inst_t *in, int kinds, int64_t t, const char *eve
         in->anchor_at = t > in->paused_at ? t : in->paused_at;
         in->paused_at = NONE;
     } else {
-        return CH_NONE;
+        return assigned ? CH_WRITE : CH_NONE;
     }
     inst_schedule(v, in);
     return CH_WRITE;
@@ -309,7 +332,8 @@ int sla_inst_met(funnel_sla_t *sla, funnel_router_t *router, const inst_t *in, b
     Funnel__V1__SlaRef ref;
     Funnel__V1__SlaMet met;
     char sla_id[24], out_id[96];
-    envelope_init(&env, &ref, sla_id, out_id, in, "met", in->stopped_at);
+    envelope_init(&env, &ref, sla_id, out_id, sla_version_find(sla, in->policy, in->version), in,
+                  "met", in->stopped_at);
     funnel__v1__sla_met__init(&met);
     met.sla = &ref;
     met.on_time = in->on_time;
@@ -324,12 +348,12 @@ int sla_inst_met(funnel_sla_t *sla, funnel_router_t *router, const inst_t *in, b
  * and stores the result. The steps that came due before t are published first, with their own
  * times: the event may arrive long after them, in one batch with the events before it, before
  * a timer pass could fire them. */
-int sla_inst_apply(funnel_sla_t *sla, funnel_router_t *router, pver_t *v, inst_t *in, int kinds,
-                   int64_t t, const char *event_id, int64_t now_ms)
+int sla_inst_apply(funnel_sla_t *sla, funnel_router_t *router, pver_t *v, inst_t *in,
+                   const change_t *c, int64_t now_ms)
 {
     fire_ctx_t fc = {sla, router, now_ms, 0};
-    int rc = sla_steps_before(v, in, t, sla_fire_step, &fc);
-    int ch = rc ? CH_NONE : sla_inst_change(v, in, kinds, t, event_id);
+    int rc = sla_steps_before(v, in, c->t, sla_fire_step, &fc);
+    int ch = rc ? CH_NONE : sla_inst_change(v, in, c);
     if (!rc && (ch == CH_WRITE || (ch == CH_NONE && fc.fired)))
         rc = sla_inst_write(sla, in);
     return !rc && ch == CH_MET ? sla_inst_met(sla, router, in, true, now_ms) : rc;
@@ -376,25 +400,79 @@ int sla_key_events(funnel_sla_t *sla, funnel_router_t *router, const funnel_enve
         for (size_t k = 0; !rc && k < n; k++) {
             pver_t *v = sla_version_find(sla, live[k].policy, live[k].version);
             int kinds = v ? sla_kinds_of(&v->pol, env) : 0;
+            char obuf[64];
+            change_t c = {kinds, env->occurred_at_ms, env->event_id,
+                          kinds & K_ASSIGN ? funnel_sla_field(env, v->pol.owner, obuf, sizeof obuf)
+                                           : NULL};
             if (kinds && strcmp(v->pol.key, field) == 0 &&
                 sla_inst_takes(&live[k], env->occurred_at_ms))
-                rc = sla_inst_apply(sla, router, v, &live[k], kinds, env->occurred_at_ms,
-                                    env->event_id, now_ms);
+                rc = sla_inst_apply(sla, router, v, &live[k], &c, now_ms);
         }
     }
     free(live);
     return rc;
 }
 
+/* Whether the body of env has a field named field (NULL: the policy has none, so nothing to
+ * inherit either). */
+static bool has_field(const funnel_envelope_t *env, const char *field)
+{
+    const ProtobufCMessage *body = funnel_envelope_body(env);
+    return !field ||
+           (body && protobuf_c_message_descriptor_get_field_by_name(body->descriptor, field));
+}
+
+/* Whether env starts (or reopens) an instance of p. */
+bool sla_starts(const funnel_sla_policy_t *p, const funnel_envelope_t *env)
+{
+    return funnel_sla_match_any(&p->start, env) || funnel_sla_match_any(&p->reopen, env);
+}
+
+/* What the start env gives an instance of p; the I_* bits for the fields its topic lacks. A
+ * reopen inherits everything and needs a previous instance. */
+void sla_start_attrs(const funnel_sla_policy_t *p, const funnel_envelope_t *env, start_attrs_t *a)
+{
+    char buf[64];
+    memset(a, 0, sizeof *a);
+    if (!funnel_sla_match_any(&p->start, env)) {
+        a->inherit = I_OWNER | I_QUEUE | I_PRIORITY | I_REOPEN;
+        return;
+    }
+    snprintf(a->owner, sizeof a->owner, "%.128s", funnel_sla_field(env, p->owner, buf, sizeof buf));
+    if (p->queue)
+        snprintf(a->queue, sizeof a->queue, "%.128s",
+                 funnel_sla_field(env, p->queue, buf, sizeof buf));
+    if (p->priority)
+        a->priority = strtoll(funnel_sla_field(env, p->priority, buf, sizeof buf), NULL, 10);
+    a->inherit = (has_field(env, p->owner) ? 0 : I_OWNER) |
+                 (has_field(env, p->queue) ? 0 : I_QUEUE) |
+                 (has_field(env, p->priority) ? 0 : I_PRIORITY);
+}
+
+/* Takes the values a inherits from the key's previous instance prev (NULL: none). */
+void sla_attrs_inherit(start_attrs_t *a, const inst_t *prev)
+{
+    if (!prev)
+        return;
+    if (a->inherit & I_OWNER)
+        snprintf(a->owner, sizeof a->owner, "%s", prev->owner);
+    if (a->inherit & I_QUEUE)
+        snprintf(a->queue, sizeof a->queue, "%s", prev->queue);
+    if (a->inherit & I_PRIORITY)
+        a->priority = prev->priority;
+}
+
 /* A new instance of version v for key, opened by the start event_id that occurred at t; the
  * row is not written yet (inst_insert). */
-void sla_inst_fresh(inst_t *in, pver_t *v, const char *key, const char *owner, int64_t t,
+void sla_inst_fresh(inst_t *in, pver_t *v, const char *key, const start_attrs_t *a, int64_t t,
                     const char *event_id)
 {
     *in = (inst_t){.state = ST_OPEN, .version = v->version, .paused_at = NONE, .stopped_at = NONE};
     snprintf(in->policy, sizeof in->policy, "%s", v->pol.name);
     snprintf(in->key, sizeof in->key, "%s", key);
-    snprintf(in->owner, sizeof in->owner, "%.128s", owner);
+    snprintf(in->owner, sizeof in->owner, "%.128s", a->owner);
+    snprintf(in->queue, sizeof in->queue, "%.128s", a->queue);
+    in->priority = a->priority;
     snprintf(in->start_event, sizeof in->start_event, "%s", event_id);
     in->started_at = in->anchor_at = in->opened_at = t;
     in->step = first_step(&v->pol);
@@ -416,6 +494,9 @@ int sla_inst_insert(funnel_sla_t *sla, inst_t *in)
     sla_bind_time(s, 9, in->next_at);
     sqlite3_bind_text(s, 10, in->start_event, -1, SQLITE_STATIC);
     sqlite3_bind_int64(s, 11, in->opened_at);
+    if (in->queue[0])
+        sqlite3_bind_text(s, 12, in->queue, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 13, in->priority);
     int rc = sla_step_done(s);
     if (!rc) {
         in->id = sqlite3_last_insert_rowid(sla->db);
@@ -424,14 +505,31 @@ int sla_inst_insert(funnel_sla_t *sla, inst_t *in)
     return rc;
 }
 
+/* Lets a take what it inherits from the latest instance of (policy, key); in is scratch. */
+static int key_last(funnel_sla_t *sla, const char *policy, const char *key, inst_t *in,
+                    start_attrs_t *a)
+{
+    sqlite3_stmt *s = sla_stmt(sla, S_KEY_LAST);
+    sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, policy, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW)
+        sla_inst_read(s, in);
+    sqlite3_reset(s);
+    sla_attrs_inherit(a, rc == SQLITE_ROW ? in : NULL);
+    if (rc == SQLITE_DONE && (a->inherit & I_REOPEN))
+        return FUNNEL_ENOTFOUND; /* nothing to reopen */
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : FUNNEL_ESTORE;
+}
+
 /* Starts an instance of p for this event unless one is already live for its key, then lets it
  * catch up on the events held for it. */
 int sla_start(funnel_sla_t *sla, funnel_router_t *router, const funnel_sla_policy_t *p,
               const funnel_envelope_t *env, int64_t now_ms)
 {
-    char kbuf[64], obuf[64];
+    char kbuf[64];
     const char *key = funnel_sla_field(env, p->key, kbuf, sizeof kbuf);
-    const char *owner = funnel_sla_field(env, p->owner, obuf, sizeof obuf);
+    start_attrs_t a;
     inst_t *live = malloc(LIVE_MAX * sizeof *live);
     size_t n = 0;
     pver_t *v = NULL;
@@ -445,7 +543,12 @@ int sla_start(funnel_sla_t *sla, funnel_router_t *router, const funnel_sla_polic
     if ((rc = sla_version_current(sla, p, &v)))
         goto out;
     inst_t in;
-    sla_inst_fresh(&in, v, key, owner, env->occurred_at_ms, env->event_id);
+    sla_start_attrs(p, env, &a);
+    if (a.inherit && (rc = key_last(sla, p->name, key, &in, &a))) {
+        rc = rc == FUNNEL_ENOTFOUND ? 0 : rc;
+        goto out;
+    }
+    sla_inst_fresh(&in, v, key, &a, env->occurred_at_ms, env->event_id);
     if ((rc = sla_inst_insert(sla, &in)))
         goto out;
     /* Every held event applied was written through inst_write, which arms the timer. */

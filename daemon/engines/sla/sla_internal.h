@@ -3,7 +3,8 @@
  * The engine is one object (struct funnel_sla) split by job: sla.c (statements, policy versions,
  * event dispatch, timers, life cycle), sla_instance.c (instance rows, schedule, steps, outputs),
  * sla_held.c (events held until their start), sla_recompute.c (the per-key event log and
- * recomputation after out-of-order arrival), sla_quota.c (quota periods). The contract of each
+ * recomputation after out-of-order arrival), sla_order.c (processing order of fifo policies),
+ * sla_quota.c (quota periods). The contract of each
  * function is written above its definition. */
 #ifndef FUNNEL_SLA_INTERNAL_H
 #define FUNNEL_SLA_INTERNAL_H
@@ -43,6 +44,14 @@ enum stmt_id {
     S_LOG_READ,
     S_LOG_FOREIGN,
     S_KEY_ROWS,
+    S_KEY_LAST,
+    S_ORDER_QUEUES,
+    S_ORDER_TAKEN,
+    S_ORDER_SKIPPED,
+    S_ORDER_ADD,
+    S_ORDER_CURRENT,
+    S_ORDER_FORGET_TAKEN,
+    S_ORDER_FORGET,
     S_DELETE,
     S_DELETED_MAX,
     S_HELD_CLEAR,
@@ -94,7 +103,27 @@ typedef struct inst {
     bool on_time;
     int64_t late_ms;
     char stop_event[ID_BUF];
+    char queue[ID_BUF]; /* "" when the policy has no queue */
+    int64_t priority;   /* 0 when the policy has no priority */
 } inst_t;
+
+/* What a start gives its instance. A start whose topic lacks the policy's owner, queue or
+ * priority field (a reopen) inherits that value from the key's previous instance (I_*). */
+enum { I_OWNER = 1, I_QUEUE = 2, I_PRIORITY = 4, I_REOPEN = 8 /* only after a met instance */ };
+typedef struct start_attrs {
+    char owner[ID_BUF];
+    char queue[ID_BUF];
+    int64_t priority;
+    int inherit; /* I_* bits */
+} start_attrs_t;
+
+/* One stop, reset, pause, resume or reassignment as an instance receives it. */
+typedef struct change {
+    int kinds; /* K_* bits */
+    int64_t t; /* event time */
+    const char *event_id;
+    const char *owner; /* the new owner of a K_ASSIGN; NULL otherwise */
+} change_t;
 
 /* A quota's in-memory view: when its next period end or pace point comes. */
 typedef struct quota_state {
@@ -137,7 +166,7 @@ typedef struct fire_ctx {
 /* What an event is to one policy: a bit per list it matches (stop, reset, pause, resume). The
  * kinds, not the envelope, are what a held event keeps, so a held event and a live one run the
  * same code (inst_apply). */
-enum { K_STOP = 1, K_RESET = 2, K_PAUSE = 4, K_RESUME = 8 };
+enum { K_STOP = 1, K_RESET = 2, K_PAUSE = 4, K_RESUME = 8, K_ASSIGN = 16 };
 
 /* ---- sla.c: statements and policy versions ------------------------------------------------ */
 
@@ -159,20 +188,24 @@ void sla_open_add(funnel_sla_t *sla, int64_t delta);
 int64_t sla_step_at(pver_t *v, const inst_t *in, int64_t step);
 int sla_steps_before(pver_t *v, inst_t *in, int64_t t, step_fn fn, void *arg);
 int sla_fired_next(funnel_sla_t *sla, int64_t id, int64_t clock, int64_t *next);
+void sla_ref_fill(Funnel__V1__SlaRef *ref, char *sla_id, const pver_t *v, const inst_t *in);
 int sla_step_publish(funnel_sla_t *sla, funnel_router_t *router, pver_t *v, const inst_t *in,
                      int64_t now_ms);
 int sla_fire_step(void *arg, pver_t *v, const inst_t *in);
 int sla_kinds_of(const funnel_sla_policy_t *p, const funnel_envelope_t *env);
-int sla_inst_change(pver_t *v, inst_t *in, int kinds, int64_t t, const char *event_id);
+int sla_inst_change(pver_t *v, inst_t *in, const change_t *c);
 int sla_inst_met(funnel_sla_t *sla, funnel_router_t *router, const inst_t *in, bool first,
                  int64_t now_ms);
-int sla_inst_apply(funnel_sla_t *sla, funnel_router_t *router, pver_t *v, inst_t *in, int kinds,
-                   int64_t t, const char *event_id, int64_t now_ms);
+int sla_inst_apply(funnel_sla_t *sla, funnel_router_t *router, pver_t *v, inst_t *in,
+                   const change_t *c, int64_t now_ms);
 int sla_live_read(funnel_sla_t *sla, const char *key, inst_t *out, size_t *n);
 bool sla_inst_takes(const inst_t *in, int64_t t);
 int sla_key_events(funnel_sla_t *sla, funnel_router_t *router, const funnel_envelope_t *env,
                    int64_t now_ms);
-void sla_inst_fresh(inst_t *in, pver_t *v, const char *key, const char *owner, int64_t t,
+bool sla_starts(const funnel_sla_policy_t *p, const funnel_envelope_t *env);
+void sla_start_attrs(const funnel_sla_policy_t *p, const funnel_envelope_t *env, start_attrs_t *a);
+void sla_attrs_inherit(start_attrs_t *a, const inst_t *prev);
+void sla_inst_fresh(inst_t *in, pver_t *v, const char *key, const start_attrs_t *a, int64_t t,
                     const char *event_id);
 int sla_inst_insert(funnel_sla_t *sla, inst_t *in);
 int sla_start(funnel_sla_t *sla, funnel_router_t *router, const funnel_sla_policy_t *p,
@@ -189,6 +222,12 @@ int sla_apply_held(funnel_sla_t *sla, funnel_router_t *router, pver_t *v, inst_t
 int sla_log_event(funnel_sla_t *sla, const funnel_envelope_t *env, bool *late);
 int sla_late_event(funnel_sla_t *sla, funnel_router_t *router, const funnel_envelope_t *env,
                    int64_t now_ms, bool *late);
+
+/* ---- sla_order.c: processing order ------------------------------------------------------- */
+
+/* After an event (live or late): publishes the order violations it reveals for fifo policies. */
+int sla_order_event(funnel_sla_t *sla, funnel_router_t *router, const funnel_envelope_t *env,
+                    int64_t now_ms);
 
 /* ---- sla_quota.c: quota periods ----------------------------------------------------------- */
 

@@ -13,7 +13,7 @@ enum { RANK_START = 0, RANK_OTHER = 1 }; /* sla_log.rank: a start first within a
 static const char *concern(const funnel_sla_policy_t *p, const funnel_envelope_t *env, char *buf,
                            size_t len, bool *starts, int *kinds)
 {
-    *starts = funnel_sla_match(&p->start, env);
+    *starts = sla_starts(p, env);
     *kinds = sla_kinds_of(p, env);
     const char *key = *starts || *kinds ? funnel_sla_field(env, p->key, buf, len) : "";
     return *key && strlen(key) <= FUNNEL_ID_MAX ? key : NULL;
@@ -37,17 +37,28 @@ static int log_foreign(funnel_sla_t *sla, const char *policy, const char *key, b
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : FUNNEL_ESTORE;
 }
 
-static int log_add(funnel_sla_t *sla, const char *policy, const char *key,
-                   const funnel_envelope_t *env, int rank, int kinds, const char *owner)
+/* Logs env for (p, key): a start with what it gives its instance (a), or the kinds it is to p,
+ * with the new owner of a reassignment. */
+static int log_add(funnel_sla_t *sla, const funnel_sla_policy_t *p, const char *key,
+                   const funnel_envelope_t *env, int rank, int kinds, const start_attrs_t *a)
 {
+    char obuf[64];
     sqlite3_stmt *s = sla_stmt(sla, S_LOG_ADD);
-    bind_pk(s, policy, key);
+    bind_pk(s, p->name, key);
     sqlite3_bind_int64(s, 3, env->occurred_at_ms);
     sqlite3_bind_int(s, 4, rank);
     sqlite3_bind_text(s, 5, env->event_id, -1, SQLITE_STATIC);
     sqlite3_bind_int(s, 6, kinds);
-    if (owner)
-        sqlite3_bind_text(s, 7, owner, -1, SQLITE_STATIC);
+    /* NOT NULL columns: INSERT OR IGNORE would drop a row that left them unbound. */
+    sqlite3_bind_int64(s, 9, a ? a->priority : 0);
+    sqlite3_bind_int(s, 10, a ? a->inherit : 0);
+    if (a) {
+        sqlite3_bind_text(s, 7, a->owner, -1, SQLITE_STATIC);
+        sqlite3_bind_text(s, 8, a->queue, -1, SQLITE_STATIC);
+    } else if (kinds & K_ASSIGN) {
+        sqlite3_bind_text(s, 7, funnel_sla_field(env, p->owner, obuf, sizeof obuf), -1,
+                          SQLITE_TRANSIENT);
+    }
     return sla_step_done(s);
 }
 
@@ -62,7 +73,8 @@ int sla_log_event(funnel_sla_t *sla, const funnel_envelope_t *env, bool *late)
     *late = false;
     for (size_t i = 0; !rc && i < sla->cfg->n_policies; i++) {
         const funnel_sla_policy_t *p = &sla->cfg->policies[i];
-        char kbuf[64], obuf[64];
+        char kbuf[64];
+        start_attrs_t a;
         bool starts;
         int kinds;
         const char *key = concern(p, env, kbuf, sizeof kbuf, &starts, &kinds);
@@ -89,11 +101,12 @@ int sla_log_event(funnel_sla_t *sla, const funnel_envelope_t *env, bool *late)
             bind_pk(s, p->name, key);
             rc = sla_step_done(s);
         }
-        if (!rc && starts)
-            rc = log_add(sla, p->name, key, env, RANK_START, 0,
-                         funnel_sla_field(env, p->owner, obuf, sizeof obuf));
+        if (!rc && starts) {
+            sla_start_attrs(p, env, &a);
+            rc = log_add(sla, p, key, env, RANK_START, 0, &a);
+        }
         if (!rc && kinds)
-            rc = log_add(sla, p->name, key, env, RANK_OTHER, kinds, NULL);
+            rc = log_add(sla, p, key, env, RANK_OTHER, kinds, NULL);
     }
     return rc;
 }
@@ -104,7 +117,7 @@ typedef struct logrow {
     int rank, kinds;
     bool untaken; /* set by replay: no live instance took it */
     char event_id[ID_BUF];
-    char owner[ID_BUF];
+    start_attrs_t a; /* a start's; a.owner is also a reassignment's new owner */
 } logrow_t;
 
 /* Appends to a growing array of elements of size `size`; NULL when out of memory. */
@@ -138,7 +151,10 @@ static int log_read(funnel_sla_t *sla, const char *policy, const char *key, logr
         r->rank = sqlite3_column_int(s, 1);
         sla_col_text(s, 2, r->event_id);
         r->kinds = sqlite3_column_int(s, 3);
-        sla_col_text(s, 4, r->owner);
+        sla_col_text(s, 4, r->a.owner);
+        sla_col_text(s, 5, r->a.queue);
+        r->a.priority = sqlite3_column_int64(s, 6);
+        r->a.inherit = sqlite3_column_int(s, 7);
     }
     sqlite3_reset(s);
     return rc == SQLITE_ROW ? FUNNEL_ENOMEM : rc == SQLITE_DONE ? 0 : FUNNEL_ESTORE;
@@ -215,19 +231,22 @@ static int replay(funnel_sla_t *sla, const funnel_sla_policy_t *p, const char *k
             int rc = e->untaken ? 0 : sla_steps_before(v, cur, e->at, pass_step, o);
             if (rc)
                 return rc;
+            change_t c = {e->kinds, e->at, e->event_id, e->a.owner};
             if (!e->untaken)
-                sla_inst_change(v, cur, e->kinds, e->at, e->event_id);
+                sla_inst_change(v, cur, &c);
             continue;
         }
-        if (cur && cur->state != ST_MET)
-            continue; /* a repeated start does not restart the clock */
+        if ((cur && cur->state != ST_MET) || (!cur && (e->a.inherit & I_REOPEN)))
+            continue; /* a repeated start does not restart the clock; nothing to reopen */
         const inst_t *row = row_by_start(rows, n_rows, e->event_id);
         int rc = row ? 0 : sla_version_current(sla, p, &v);
         if (row && !(v = sla_version_find(sla, row->policy, row->version)))
             rc = FUNNEL_EINVAL; /* checked by the caller: not reached */
         if (rc || !(cur = grow((void **)&o->res, &o->n_res, &o->cap_res, sizeof *cur)))
             return rc ? rc : FUNNEL_ENOMEM;
-        sla_inst_fresh(cur, v, key, row ? row->owner : e->owner, e->at, e->event_id);
+        /* The previous instance, if any, is the one before cur in o->res: grow moved it. */
+        sla_attrs_inherit(&e->a, o->n_res > 1 ? &o->res[o->n_res - 2] : NULL);
+        sla_inst_fresh(cur, v, key, &e->a, e->at, e->event_id);
         cur->id = row ? row->id : 0;
     }
     return 0;
@@ -285,6 +304,8 @@ static int held_rebuild(funnel_sla_t *sla, const char *policy, const char *key, 
         sqlite3_bind_int64(s, 3, log[i].at);
         sqlite3_bind_text(s, 4, log[i].event_id, -1, SQLITE_STATIC);
         sqlite3_bind_int(s, 5, log[i].kinds);
+        if (log[i].kinds & K_ASSIGN)
+            sqlite3_bind_text(s, 6, log[i].a.owner, -1, SQLITE_STATIC);
         rc = sla_step_done(s);
     }
     return rc;
@@ -294,7 +315,7 @@ static int held_rebuild(funnel_sla_t *sla, const char *policy, const char *key, 
  * id is never given again. */
 static int row_delete(funnel_sla_t *sla, const inst_t *row)
 {
-    static const enum stmt_id ids[] = {S_DELETE, S_FIRED_DROP, S_DELETED_MAX};
+    static const enum stmt_id ids[] = {S_DELETE, S_FIRED_DROP, S_DELETED_MAX, S_ORDER_FORGET};
     int rc = 0;
     for (size_t i = 0; !rc && i < sizeof ids / sizeof ids[0]; i++) {
         sqlite3_stmt *s = sla_stmt(sla, ids[i]);

@@ -19,22 +19,50 @@
     " i.step, i.acked_by, i.start_event, i.stopped_at, i.on_time, i.late_ms, i.stop_event,"        \
     " CASE WHEN i.state IS NULL OR i.state = 'met' THEN 'met'"                                     \
     " WHEN i.state = 'open' AND i.due_at IS NOT NULL AND i.due_at <= ?1 THEN 'breached'"           \
-    " ELSE i.state END AS shown"
+    " ELSE i.state END AS shown,"                                                                  \
+    " coalesce(p.process, i.policy), coalesce(p.responsible, ''), coalesce(i.queue, ''),"          \
+    " i.priority, i.opened_at"
+#define ROW_FROM                                                                                   \
+    " FROM sla_instance i LEFT JOIN sla_policy p ON p.name = i.policy AND p.version = i.version"
 
 /* ?2 shown state wanted (NULL: any; 'open' takes paused ones too), ?3 policy, ?4 owner (NULL:
  * any), ?5 limit (-1: all). */
 static const char list_sql[] =
-    "SELECT * FROM (" ROW_SELECT " FROM sla_instance i"
+    "SELECT * FROM (" ROW_SELECT ROW_FROM
     " WHERE (?3 IS NULL OR i.policy = ?3) AND (?4 IS NULL OR i.owner = ?4))"
     " WHERE ?2 IS NULL OR shown = ?2 OR (?2 = 'open' AND shown = 'paused')"
     " ORDER BY id LIMIT ?5";
 
 /* ?2 sla_id. */
-static const char show_sql[] = ROW_SELECT ", p.definition FROM sla_instance i"
-                                          " LEFT JOIN sla_policy p ON p.name = i.policy AND"
-                                          " p.version = i.version WHERE i.id = ?2";
+static const char show_sql[] = ROW_SELECT ", p.definition" ROW_FROM " WHERE i.id = ?2";
 
-enum { C_SHOWN = 15, C_DEFINITION = 16 };
+/* ?2 policy, ?3 queue: the instance to take (NULLs when none), then the queue's counts. The
+ * redundant state <> 'met' lets SQLite use the partial index of live queue members. */
+static const char next_sql[] =
+    "SELECT * FROM (" ROW_SELECT ROW_FROM " WHERE i.policy = ?2 AND i.queue = ?3 AND"
+    " i.state = 'open' AND i.state <> 'met' ORDER BY i.priority DESC, i.opened_at,"
+    " i.start_event LIMIT 1)"
+    " RIGHT JOIN (SELECT count(*), coalesce(sum(state = 'paused'), 0) FROM sla_instance"
+    " WHERE policy = ?2 AND queue = ?3 AND state <> 'met') ON 1";
+
+/* ?2 since. The warning is published when the current clock's next step is past it. */
+static const char status_sql[] =
+    "SELECT i.policy,"
+    " coalesce((SELECT p.process FROM sla_policy p WHERE p.name = i.policy"
+    "  ORDER BY p.version DESC LIMIT 1), i.policy),"
+    " coalesce((SELECT p.responsible FROM sla_policy p WHERE p.name = i.policy"
+    "  ORDER BY p.version DESC LIMIT 1), ''),"
+    " sum(i.state <> 'met'),"
+    " sum(i.state = 'open' AND NOT coalesce(i.due_at <= ?1, 0) AND EXISTS (SELECT 1 FROM"
+    "  sla_fired f WHERE f.id = i.id AND f.clock = i.started_at AND f.next_step >= 1)),"
+    " sum(i.state = 'open' AND coalesce(i.due_at <= ?1, 0)),"
+    " sum(i.state = 'met' AND i.stopped_at >= ?2 AND i.on_time),"
+    " sum(i.state = 'met' AND i.stopped_at >= ?2 AND NOT i.on_time),"
+    " ?1 - min(CASE WHEN i.state <> 'met' THEN i.opened_at END)"
+    " FROM sla_instance i GROUP BY i.policy ORDER BY 2, 1";
+
+enum { C_SHOWN = 15, C_PROCESS, C_RESPONSIBLE, C_QUEUE, C_PRIORITY, C_OPENED, C_DEFINITION };
+#define ROW_COLS C_DEFINITION
 
 static const char *const state_filter_names[] = {
     [FUNNEL_SLA_REPORT_ANY] = NULL,
@@ -74,6 +102,11 @@ static void row_read(sqlite3_stmt *s, funnel_sla_row_t *r)
     r->late_ms = col_int(s, 13);
     col_copy(s, 14, r->stop_event, sizeof r->stop_event);
     col_copy(s, C_SHOWN, r->state, sizeof r->state);
+    col_copy(s, C_PROCESS, r->process, sizeof r->process);
+    col_copy(s, C_RESPONSIBLE, r->responsible, sizeof r->responsible);
+    col_copy(s, C_QUEUE, r->queue, sizeof r->queue);
+    r->priority = sqlite3_column_int64(s, C_PRIORITY);
+    r->opened_at_ms = sqlite3_column_int64(s, C_OPENED);
 }
 
 /* Prepares sql with the reader's clock bound as ?1; NULL when the database has no SLA tables
@@ -95,19 +128,29 @@ static void bind_opt_text(sqlite3_stmt *s, int col, const char *v)
         sqlite3_bind_text(s, col, v, -1, SQLITE_STATIC);
 }
 
+/* A new zeroed element at the end of *arr (of n elements, room for *cap, each of size), or NULL
+ * when it cannot grow. */
+static void *append(void **arr, size_t *n, size_t *cap, size_t size)
+{
+    if (*n == *cap) {
+        size_t c = *cap ? *cap * 2 : 16;
+        void *a = realloc(*arr, c * size);
+        if (!a)
+            return NULL;
+        *arr = a;
+        *cap = c;
+    }
+    void *e = (char *)*arr + (*n)++ * size;
+    memset(e, 0, size);
+    return e;
+}
+
 /* Appends the current row to list; FUNNEL_ENOMEM when it cannot grow. */
 static int list_append(funnel_sla_report_list_t *list, size_t *cap, sqlite3_stmt *s)
 {
-    if (list->n_rows == *cap) {
-        size_t c = *cap ? *cap * 2 : 16;
-        funnel_sla_row_t *rows = realloc(list->rows, c * sizeof *rows);
-        if (!rows)
-            return FUNNEL_ENOMEM;
-        list->rows = rows;
-        *cap = c;
-    }
-    funnel_sla_row_t *r = &list->rows[list->n_rows++];
-    memset(r, 0, sizeof *r);
+    funnel_sla_row_t *r = append((void **)&list->rows, &list->n_rows, cap, sizeof *r);
+    if (!r)
+        return FUNNEL_ENOMEM;
     row_read(s, r);
     return 0;
 }
@@ -187,4 +230,71 @@ void funnel_sla_report_row_free(funnel_sla_row_t **row)
     free((*row)->definition);
     free(*row);
     *row = NULL;
+}
+
+int funnel_sla_report_next(funnel_store_t *store, const char *policy, const char *queue,
+                           int64_t now_ms, funnel_sla_next_t *out)
+{
+    memset(out, 0, sizeof *out);
+    sqlite3_stmt *s = prepare(store, next_sql, now_ms);
+    if (!s)
+        return FUNNEL_ESTORE;
+    sqlite3_bind_text(s, 2, policy, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 3, queue, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(s) == SQLITE_ROW ? 0 : FUNNEL_ESTORE;
+    if (!rc) {
+        out->found = sqlite3_column_type(s, 0) != SQLITE_NULL;
+        if (out->found)
+            row_read(s, &out->row);
+        out->length = sqlite3_column_int64(s, ROW_COLS);
+        out->paused = sqlite3_column_int64(s, ROW_COLS + 1);
+    }
+    sqlite3_finalize(s);
+    return rc;
+}
+
+static void status_read(sqlite3_stmt *s, funnel_sla_status_row_t *r)
+{
+    int64_t *counts[] = {&r->open,        &r->at_risk,  &r->breached,
+                         &r->met_on_time, &r->met_late, &r->oldest_open_age_ms};
+    col_copy(s, 0, r->policy, sizeof r->policy);
+    col_copy(s, 1, r->process, sizeof r->process);
+    col_copy(s, 2, r->responsible, sizeof r->responsible);
+    for (int i = 0; i < 6; i++)
+        *counts[i] = col_int(s, 3 + i);
+}
+
+int funnel_sla_report_status(funnel_store_t *store, int64_t since_ms, int64_t now_ms,
+                             funnel_sla_status_t **out)
+{
+    *out = NULL;
+    funnel_sla_status_t *st = calloc(1, sizeof *st);
+    sqlite3_stmt *s = st ? prepare(store, status_sql, now_ms) : NULL;
+    int rc = !st ? FUNNEL_ENOMEM : !s ? FUNNEL_ESTORE : 0, step = SQLITE_DONE;
+    size_t cap = 0;
+    if (!rc)
+        sqlite3_bind_int64(s, 2, since_ms);
+    while (!rc && (step = sqlite3_step(s)) == SQLITE_ROW) {
+        funnel_sla_status_row_t *r = append((void **)&st->rows, &st->n_rows, &cap, sizeof *r);
+        if (r)
+            status_read(s, r);
+        else
+            rc = FUNNEL_ENOMEM;
+    }
+    if (!rc && step != SQLITE_DONE)
+        rc = FUNNEL_ESTORE;
+    sqlite3_finalize(s);
+    if (rc)
+        funnel_sla_report_status_free(&st);
+    *out = st;
+    return rc;
+}
+
+void funnel_sla_report_status_free(funnel_sla_status_t **status)
+{
+    if (!status || !*status)
+        return;
+    free((*status)->rows);
+    free(*status);
+    *status = NULL;
 }
