@@ -3,7 +3,8 @@
 
 PACKAGES := build-essential cmake pkg-config libzmq3-dev libprotobuf-c-dev protobuf-c-compiler \
             libuv1-dev libsqlite3-dev libcriterion-dev libsystemd-dev libjansson-dev \
-            libconfig-dev libicu-dev libmicrohttpd-dev libssl-dev libcurl4-openssl-dev
+            libconfig-dev libicu-dev libmicrohttpd-dev libssl-dev libcurl4-openssl-dev \
+            libsodium-dev chromium
 CONFIG   ?= examples/funneld.conf
 JOBS     ?= $(shell nproc 2>/dev/null || echo 2)
 

@@ -50,9 +50,9 @@ funnel_store_t *fctl_store_open(const fctl_t *ctl);
 /* Current time in Unix milliseconds. */
 int64_t fctl_now_ms(void);
 
-/* A money amount for JSON output: a new reference to a decimal string, as proto3 JSON writes
- * int64 (JSON readers that parse numbers as doubles lose digits above 2^53). NULL on ENOMEM. */
-json_t *fctl_json_minor(int64_t minor);
+/* Prints doc (dumped with flags) and a newline, and releases it. Returns 0, or FUNNEL_ENOMEM
+ * when doc is NULL or cannot be dumped: nothing printed then. */
+int fctl_print_json(json_t *doc, size_t flags);
 
 int fctl_cmd_publish(fctl_t *ctl);
 int fctl_cmd_tail(fctl_t *ctl);

@@ -92,11 +92,14 @@ int64_t fctl_now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-json_t *fctl_json_minor(int64_t minor)
+int fctl_print_json(json_t *doc, size_t flags)
 {
-    char text[24];
-    snprintf(text, sizeof text, "%lld", (long long)minor);
-    return json_string(text);
+    char *text = doc ? json_dumps(doc, flags) : NULL;
+    if (text)
+        printf("%s\n", text);
+    free(text);
+    json_decref(doc);
+    return text ? 0 : FUNNEL_ENOMEM;
 }
 
 static bool parse_int(const char *s, int64_t min, int64_t *out)

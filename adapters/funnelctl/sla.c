@@ -4,6 +4,7 @@
 #include "funnelctl.h"
 
 #include "funnel/error.h"
+#include "funnel/report.h"
 #include "funnel/sla_report.h"
 
 #include <jansson.h>
@@ -12,34 +13,6 @@
 #include <string.h>
 
 #define DEFAULT_LIMIT 50
-
-static json_t *opt_int(int64_t v)
-{
-    return v == FUNNEL_SLA_REPORT_NONE ? json_null() : json_integer(v);
-}
-
-static json_t *opt_text(const char *v)
-{
-    return v && *v ? json_string(v) : json_null();
-}
-
-/* One instance as a JSON object, keys in this order; a definition adds the policy version's
- * text (null when its row is missing). NULL when out of memory. */
-static json_t *row_json(const funnel_sla_row_t *r, bool with_definition)
-{
-    json_t *o = json_pack(
-        "{s:I, s:s, s:I, s:s, s:s, s:s, s:I, s:o, s:o, s:I, s:o, s:s, s:o, s:o, s:o, s:o}",
-        "sla_id", (json_int_t)r->sla_id, "policy", r->policy, "version", (json_int_t)r->version,
-        "key", r->key, "owner", r->owner, "state", r->state, "started_at_ms",
-        (json_int_t)r->started_at_ms, "due_at_ms", opt_int(r->due_at_ms), "next_at_ms",
-        opt_int(r->next_at_ms), "step", (json_int_t)r->step, "acked_by", opt_text(r->acked_by),
-        "start_event", r->start_event, "stopped_at_ms", opt_int(r->stopped_at_ms), "on_time",
-        r->on_time < 0 ? json_null() : json_boolean(r->on_time), "late_ms", opt_int(r->late_ms),
-        "stop_event", opt_text(r->stop_event));
-    if (o && with_definition)
-        json_object_set_new(o, "definition", opt_text(r->definition));
-    return o;
-}
 
 /* Reports a failed report (no SLA tables, a locked or corrupt database): it must not pass for
  * an empty list. Returns FCTL_REFUSED. */
@@ -62,12 +35,7 @@ static void fmt_time(int64_t v, char *out, size_t len)
 static void row_print(const fctl_t *ctl, const funnel_sla_row_t *r)
 {
     if (ctl->json) {
-        json_t *o = row_json(r, false);
-        char *text = json_dumps(o, JSON_COMPACT);
-        if (text)
-            printf("%s\n", text);
-        free(text);
-        json_decref(o);
+        fctl_print_json(funnel_report_sla_json(r, false, false), JSON_COMPACT);
         return;
     }
     char started[24], due[24];
@@ -121,12 +89,8 @@ static int sla_show(fctl_t *ctl, funnel_store_t *st, const char *id)
     }
     if (rc)
         return report_failed(st, rc);
-    json_t *o = row_json(row, true);
-    char *text = json_dumps(o, ctl->json ? JSON_COMPACT : JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-    if (text)
-        printf("%s\n", text);
-    free(text);
-    json_decref(o);
+    fctl_print_json(funnel_report_sla_json(row, true, false),
+                    ctl->json ? JSON_COMPACT : JSON_INDENT(2) | JSON_PRESERVE_ORDER);
     funnel_sla_report_row_free(&row);
     return FCTL_OK;
 }
