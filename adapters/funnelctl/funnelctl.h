@@ -22,25 +22,27 @@ enum {
 };
 
 typedef struct fctl {
-    funnel_config_t cfg; /* endpoints and database, from --config and overrides */
-    int timeout_ms;      /* per request to funneld */
-    int64_t limit;       /* --limit: rows at most (0: command default) */
-    uint64_t from_seq;   /* --from-seq */
-    int64_t count;       /* --count: stop after this many messages (0: never) */
-    int idle_ms;         /* --idle-timeout-ms: stop after this long without a message */
-    const char *source;  /* --source for publish */
-    bool json;           /* --json */
-    bool csv;            /* --csv */
-    const char *rep;     /* --rep for payout and statement */
-    const char *through; /* --through DATE for payout (UTC, inclusive) */
-    const char *period;  /* --period YYYY-MM or YYYY-MM-DD for statement (UTC) */
-    const char *by;      /* --by campaign|source|medium|channel for attribution */
-    const char *model;   /* --model M for attribution */
-    bool all_models;     /* --all-models for attribution: every model side by side */
-    const char *from;    /* --from DATE for attribution (UTC, inclusive) */
-    const char *to;      /* --to DATE for attribution (UTC, inclusive) */
-    const char *state;   /* --state open|breached|met for sla list */
-    char **args;         /* positional arguments after the command word */
+    funnel_config_t cfg;     /* endpoints and database, from --config and overrides */
+    int timeout_ms;          /* per request to funneld */
+    int64_t limit;           /* --limit: rows at most (0: command default) */
+    uint64_t from_seq;       /* --from-seq */
+    int64_t count;           /* --count: stop after this many messages (0: never) */
+    int idle_ms;             /* --idle-timeout-ms: stop after this long without a message */
+    const char *source;      /* --source for publish */
+    bool json;               /* --json */
+    bool csv;                /* --csv */
+    const char *rep;         /* --rep for payout and statement */
+    const char *through;     /* --through DATE for payout (UTC, inclusive) */
+    const char *period;      /* --period YYYY-MM or YYYY-MM-DD for statement (UTC) */
+    const char *by;          /* --by campaign|source|medium|channel for attribution */
+    const char *model;       /* --model M for attribution */
+    bool all_models;         /* --all-models for attribution: every model side by side */
+    const char *from;        /* --from DATE for attribution (UTC, inclusive) */
+    const char *to;          /* --to DATE for attribution (UTC, inclusive) */
+    const char *state;       /* --state open|breached|met for sla list */
+    bool week;               /* --week for sla compliance: a row per owner or policy per week */
+    const char *config_path; /* --config: funneld's file (quota reads the minimums there) */
+    char **args;             /* positional arguments after the command word */
     int n_args;
 } fctl_t;
 
@@ -63,6 +65,10 @@ int fctl_cmd_statement(fctl_t *ctl);
 int fctl_cmd_ledger(fctl_t *ctl);
 int fctl_cmd_attribution(fctl_t *ctl);
 int fctl_cmd_sla(fctl_t *ctl);
+int fctl_cmd_funnel(fctl_t *ctl);
+int fctl_cmd_quota(fctl_t *ctl);
+/* `sla compliance`, run by fctl_cmd_sla. */
+int fctl_sla_compliance(fctl_t *ctl);
 
 /* Submits env under topic to funneld and prints its answer ("ok ID", "duplicate ID",
  * "rejected ID: why"). Returns FCTL_OK, FCTL_REFUSED or FCTL_UNREACHABLE. */

@@ -36,6 +36,10 @@ static const command_t commands[] = {
      "attribution --by G     attributed revenue per group (--model M | --all-models)"},
     {"sla", fctl_cmd_sla, 1, 2,
      "sla list | sla show ID SLA instances (--state open|breached|met, --json)"},
+    {"funnel", fctl_cmd_funnel, 0, 0,
+     "funnel --by G          leads per stage, conversion, medians, revenue (--json, --csv)"},
+    {"quota", fctl_cmd_quota, 0, 0,
+     "quota                  SLA quotas: current and last period against minimum and pace"},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 
@@ -63,10 +67,14 @@ static void usage(FILE *out)
             "      --through DATE      payout: YYYY-MM-DD or YYYY-MM, inclusive, UTC\n"
             "      --period P          statement: YYYY-MM or YYYY-MM-DD, UTC\n"
             "      --json, --csv       statement: machine-readable output\n"
-            "      --by G              attribution: campaign, source, medium or channel\n"
+            "      --by G              attribution: campaign, source, medium or channel;\n"
+            "                          funnel: also segment or month; sla compliance: policy\n"
+            "                          or owner\n"
+            "      --week              sla compliance: a row per week too\n"
             "      --model M           attribution: one model (default linear)\n"
             "      --all-models        attribution: every model side by side\n"
-            "      --from, --to DATE   attribution: YYYY-MM-DD or YYYY-MM, inclusive, UTC\n"
+            "      --from, --to DATE   attribution, funnel, sla compliance: YYYY-MM-DD or\n"
+            "                          YYYY-MM, inclusive, UTC\n"
             "      --state S           sla list: open, breached or met\n"
             "  -h, --help              this help\n"
             "\nexit codes: 0 ok, 1 refused or failed, 2 usage error, 3 funneld unreachable or\n"
@@ -133,7 +141,8 @@ enum {
     OPT_FROM,
     OPT_TO,
     OPT_STATE,
-    OPT_READY_FILE
+    OPT_READY_FILE,
+    OPT_WEEK
 };
 
 /* Applies one option; returns false on a bad value (message printed). */
@@ -213,6 +222,9 @@ static bool apply_option(fctl_t *ctl, int opt, const char *arg)
     case OPT_STATE:
         ctl->state = arg;
         return true;
+    case OPT_WEEK:
+        ctl->week = true;
+        return true;
     default:
         return false;
     }
@@ -277,6 +289,7 @@ int main(int argc, char **argv)
         {"to", required_argument, NULL, OPT_TO},
         {"state", required_argument, NULL, OPT_STATE},
         {"ready-file", required_argument, NULL, OPT_READY_FILE},
+        {"week", no_argument, NULL, OPT_WEEK},
         {"help", no_argument, NULL, 'h'},
         {0, 0, 0, 0},
     };
@@ -314,6 +327,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "funnelctl: out of memory\n");
         return FCTL_REFUSED;
     }
+    ctl.config_path = config_path;
     if (config_path && funnel_config_load(config_path, NULL, &ctl.cfg, err, sizeof err)) {
         fprintf(stderr, "funnelctl: %s\n", err);
         goto out;

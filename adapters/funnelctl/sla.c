@@ -99,9 +99,12 @@ int fctl_cmd_sla(fctl_t *ctl)
 {
     const char *sub = ctl->args[0];
     bool list = !strcmp(sub, "list"), show = !strcmp(sub, "show");
+    if (!strcmp(sub, "compliance") && ctl->n_args == 1)
+        return fctl_sla_compliance(ctl);
     if ((!list && !show) || (list && ctl->n_args != 1) || (show && ctl->n_args != 2)) {
         fprintf(stderr, "usage: funnelctl sla list [--state open|breached|met] [--json]\n"
-                        "       funnelctl sla show ID [--json]\n");
+                        "       funnelctl sla show ID [--json]\n"
+                        "       funnelctl sla compliance --by policy|owner [--week] [--json]\n");
         return FCTL_USAGE;
     }
     funnel_store_t *st = fctl_store_open(ctl);

@@ -244,6 +244,68 @@ static void statement(const funnel_web_req_t *req, funnel_store_t *st, const cha
     funnel_ledger_statement_free(&s);
 }
 
+/* ---- funnel, compliance, quotas ----------------------------------------------------------- */
+
+static void funnel(const funnel_web_req_t *req, funnel_store_t *st, const char *param,
+                   funnel_web_reply_t *r)
+{
+    (void)param;
+    const char *by = funnel_web_arg(req, "by");
+    int64_t from, to;
+    if (!funnel_report_funnel_group(by))
+        return funnel_web_reply_error(r, MHD_HTTP_BAD_REQUEST,
+                                      "by: campaign, channel, source, medium, segment or month");
+    if (!date_range(req, &from, &to, r))
+        return;
+    funnel_report_funnel_t *m = funnel_web_funnel(req->web);
+    funnel_report_funnel_table_t *t = NULL;
+    char err[512];
+    int rc = funnel_report_funnel_refresh(m, st);
+    if (rc)
+        return store_failed(req, st, rc, r);
+    rc = funnel_report_funnel_table(m, by, from, to, &t, err, sizeof err);
+    if (rc == FUNNEL_EINVAL)
+        funnel_web_reply_error(r, MHD_HTTP_UNPROCESSABLE_CONTENT, "%s", err);
+    else if (rc)
+        funnel_web_reply_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "%s", funnel_strerror(rc));
+    else
+        funnel_web_reply_json(r, MHD_HTTP_OK, funnel_report_funnel_json(t));
+    funnel_report_funnel_table_free(&t);
+}
+
+static void compliance(const funnel_web_req_t *req, funnel_store_t *st, const char *param,
+                       funnel_web_reply_t *r)
+{
+    (void)param;
+    const char *by = funnel_web_arg(req, "by"), *per = funnel_web_arg(req, "per");
+    int64_t from, to;
+    if (!funnel_report_compliance_group(by))
+        return funnel_web_reply_error(r, MHD_HTTP_BAD_REQUEST, "by: policy or owner");
+    if (per && strcmp(per, "week"))
+        return funnel_web_reply_error(r, MHD_HTTP_BAD_REQUEST, "per: week");
+    if (!date_range(req, &from, &to, r))
+        return;
+    funnel_report_compliance_t *c = NULL;
+    int rc = funnel_report_compliance(st, by, per != NULL, from, to, req->now_ms, &c);
+    if (rc)
+        store_failed(req, st, rc, r);
+    else
+        funnel_web_reply_json(r, MHD_HTTP_OK, funnel_report_compliance_json(c));
+    funnel_report_compliance_free(&c);
+}
+
+static void quota(const funnel_web_req_t *req, funnel_store_t *st, const char *param,
+                  funnel_web_reply_t *r)
+{
+    (void)param;
+    size_t n;
+    const funnel_report_quota_def_t *defs = funnel_web_quotas(req->web, &n);
+    json_t *doc = funnel_report_quota_json(st, defs, n, req->now_ms);
+    if (!doc)
+        return store_failed(req, st, FUNNEL_ESTORE, r);
+    funnel_web_reply_json(r, MHD_HTTP_OK, doc);
+}
+
 /* ---- rejected input (admins) -------------------------------------------------------------- */
 
 static int add_dead_letter(const funnel_dead_letter_t *dl, void *arg)
@@ -282,6 +344,10 @@ static void rejected(const funnel_web_req_t *req, funnel_store_t *st, const char
 
 static const route_t routes[] = {
     {"GET", "sla", "", false, FUNNEL_WEB_ROLE_REP, FUNNEL_WEB_R_SLA_LIST, sla_list},
+    {"GET", "sla/compliance", "", false, FUNNEL_WEB_ROLE_MANAGER, FUNNEL_WEB_R_SLA_COMPLIANCE,
+     compliance},
+    {"GET", "quota", "", false, FUNNEL_WEB_ROLE_MANAGER, FUNNEL_WEB_R_QUOTA, quota},
+    {"GET", "funnel", "", false, FUNNEL_WEB_ROLE_MANAGER, FUNNEL_WEB_R_FUNNEL, funnel},
     {"POST", "sla/", "/ack", true, FUNNEL_WEB_ROLE_MANAGER, FUNNEL_WEB_R_SLA_ACK, sla_ack},
     {"GET", "sla/", "", true, FUNNEL_WEB_ROLE_REP, FUNNEL_WEB_R_SLA_SHOW, sla_show},
     {"GET", "attribution", "", false, FUNNEL_WEB_ROLE_MANAGER, FUNNEL_WEB_R_ATTRIBUTION,

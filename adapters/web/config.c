@@ -17,6 +17,7 @@ static const funnel_cfgtab_opt_t options[] = {
     {"publish", true, F(publish), "tcp://127.0.0.1:7602", 0, 0},
     {"replay", true, F(replay), "tcp://127.0.0.1:7603", 0, 0},
     {"users", true, F(users), "var/funnel-web.users", 0, 0},
+    {"funneld_config", true, F(funneld_config), "", 0, 0},
     {"secure_cookies", false, F(secure_cookies), "0", 0, 1},
     {"session_ttl_s", false, F(session_ttl_s), "43200", 60, 31 * 86400},
     {"max_connections", false, F(max_connections), "256", 4, 65536},

@@ -42,6 +42,9 @@ struct funnel_web {
     funnel_web_sessions_t *sessions;
     funnel_web_stream_t *stream;
     funnel_web_bus_t bus;
+    funnel_report_funnel_t *funnel;    /* the funnel model, kept up to date per request */
+    funnel_report_quota_def_t *quotas; /* owned; from funneld's config */
+    size_t n_quotas;
     pthread_mutex_t pool_lock;
     funnel_store_t **pool; /* idle read-only connections; owned */
     size_t n_pool;
@@ -210,6 +213,17 @@ void funnel_web_store_put(funnel_web_t *web, funnel_store_t *st)
 const funnel_web_bus_t *funnel_web_bus(const funnel_web_t *web)
 {
     return &web->bus;
+}
+
+funnel_report_funnel_t *funnel_web_funnel(const funnel_web_t *web)
+{
+    return web->funnel;
+}
+
+const funnel_report_quota_def_t *funnel_web_quotas(const funnel_web_t *web, size_t *n)
+{
+    *n = web->n_quotas;
+    return web->quotas;
 }
 
 /* ---- requests ----------------------------------------------------------------------------- */
@@ -583,8 +597,14 @@ int funnel_web_new(const funnel_web_config_t *cfg, const funnel_log_t *log, funn
         funnel_log_error(log, "users: %s", err);
         goto fail;
     }
-    if ((rc = funnel_web_sessions_new(cfg->session_ttl_s * 1000, &web->sessions)))
+    if ((rc = funnel_web_sessions_new(cfg->session_ttl_s * 1000, &web->sessions)) ||
+        (rc = funnel_report_funnel_new(&web->funnel)))
         goto fail;
+    if (*cfg->funneld_config && (rc = funnel_report_quota_defs(cfg->funneld_config, &web->quotas,
+                                                               &web->n_quotas, err, sizeof err))) {
+        funnel_log_error(log, "funneld_config: %s", err);
+        goto fail;
+    }
     funnel_store_t *st = funnel_web_store_get(web);
     if (!st) {
         rc = FUNNEL_EIO;
@@ -629,6 +649,8 @@ void funnel_web_destroy(funnel_web_t **wp)
         funnel_store_destroy(&web->pool[i]);
     free(web->pool);
     funnel_web_sessions_destroy(&web->sessions);
+    funnel_report_funnel_destroy(&web->funnel);
+    free(web->quotas);
     funnel_web_users_destroy(&web->users);
     pthread_mutex_destroy(&web->pool_lock);
     free(web);

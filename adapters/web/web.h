@@ -21,6 +21,7 @@
 #include <stdint.h>
 
 #include "funnel/log.h"
+#include "funnel/report.h"
 
 typedef struct funnel_store funnel_store_t;
 
@@ -35,6 +36,7 @@ typedef struct funnel_web_config {
     char *publish;             /* funneld's publish endpoint (the live stream) */
     char *replay;              /* funneld's replay endpoint (catch-up after a gap) */
     char *users;               /* the users file (libconfig), reloaded on SIGHUP */
+    char *funneld_config;      /* funneld's config: the quotas' minimums ("": no quotas) */
     int64_t secure_cookies;    /* 1 when browsers reach the page over TLS (a proxy in front) */
     int64_t session_ttl_s;     /* a login lasts this long */
     int64_t max_connections;   /* open connections (each its own thread) in all */
@@ -199,6 +201,10 @@ const char *funnel_web_arg(const funnel_web_req_t *req, const char *name);
 funnel_store_t *funnel_web_store_get(funnel_web_t *web);
 void funnel_web_store_put(funnel_web_t *web, funnel_store_t *store);
 const funnel_web_bus_t *funnel_web_bus(const funnel_web_t *web);
+/* The funnel model funnel-web keeps (refreshed by each request that reads it). */
+funnel_report_funnel_t *funnel_web_funnel(const funnel_web_t *web);
+/* The quotas of funneld's config, read at start; *n = 0 when none. */
+const funnel_report_quota_def_t *funnel_web_quotas(const funnel_web_t *web, size_t *n);
 
 /* The routes, as the metrics count them. */
 typedef enum funnel_web_route {
