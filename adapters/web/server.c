@@ -462,12 +462,19 @@ static enum MHD_Result api(funnel_web_t *web, struct MHD_Connection *conn, const
     const char *why = NULL;
     int64_t now = now_ms();
     const char *sub = url + strlen("/api/v1/");
-    if (authenticate(web, conn, now, &who, csrf, &why)) {
+    bool write = strcmp(method, MHD_HTTP_METHOD_GET) && strcmp(method, MHD_HTTP_METHOD_HEAD);
+    int auth = authenticate(web, conn, now, &who, csrf, &why);
+    if (auth && !write && !strcmp(sub, "me")) {
+        /* The page asks who it is before it shows the login form: not an error. */
+        st->route = FUNNEL_WEB_R_ME;
+        funnel_web_reply_json(&r, MHD_HTTP_OK, json_pack("{s:n, s:s}", "name", "reason", why));
+        return send_reply(conn, st, &r, NULL);
+    }
+    if (auth) {
         st->route = FUNNEL_WEB_R_UNKNOWN;
         funnel_web_reply_error(&r, MHD_HTTP_UNAUTHORIZED, "%s", why);
         return send_reply(conn, st, &r, NULL);
     }
-    bool write = strcmp(method, MHD_HTTP_METHOD_GET) && strcmp(method, MHD_HTTP_METHOD_HEAD);
     const char *sent = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-CSRF-Token");
     if (write && csrf[0] && (!sent || strlen(sent) != 64 || memcmp(sent, csrf, 64))) {
         funnel_web_reply_error(&r, MHD_HTTP_FORBIDDEN, "missing or wrong X-CSRF-Token");
@@ -521,7 +528,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         funnel_web_reply_error(&r, MHD_HTTP_CONTENT_TOO_LARGE, "body over %d bytes", MAX_BODY);
         return send_reply(conn, st, &r, NULL);
     }
-    bool get = !strcmp(method, MHD_HTTP_METHOD_GET), post = !strcmp(method, MHD_HTTP_METHOD_POST);
+    bool get = !strcmp(method, MHD_HTTP_METHOD_GET) || !strcmp(method, MHD_HTTP_METHOD_HEAD);
+    bool post = !strcmp(method, MHD_HTTP_METHOD_POST);
     if (get && (!strcmp(url, "/healthz") || !strcmp(url, "/metrics"))) {
         st->route = url[1] == 'h' ? FUNNEL_WEB_R_HEALTHZ : FUNNEL_WEB_R_METRICS;
         st->status = MHD_HTTP_OK;
