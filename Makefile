@@ -4,11 +4,11 @@
 PACKAGES := build-essential cmake pkg-config libzmq3-dev libprotobuf-c-dev protobuf-c-compiler \
             libuv1-dev libsqlite3-dev libcriterion-dev libsystemd-dev libjansson-dev \
             libconfig-dev libicu-dev libmicrohttpd-dev libssl-dev libcurl4-openssl-dev \
-            libsodium-dev chromium
+            libsodium-dev chromium nodejs
 CONFIG   ?= examples/funneld.conf
 JOBS     ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: all deps build run test test-stress fuzz bench bench-workload format clean
+.PHONY: all deps deps-npm build run test test-stress fuzz bench bench-workload format clean
 
 all: build
 
@@ -30,8 +30,18 @@ if [ -n "$$missing" ]; then \
 fi
 endef
 
+# The browser tests' playwright-core, pinned in tests/browser/package-lock.json; npm ci runs
+# again only when the lock file changed. Node's own npm when it has one, Debian's otherwise.
 deps:
 	$(call apt_install,$(PACKAGES))
+	@command -v npm >/dev/null 2>&1 || $(MAKE) --no-print-directory deps-npm
+	@if [ ! -f tests/browser/node_modules/.package-lock.json ] || \
+	    [ tests/browser/package-lock.json -nt tests/browser/node_modules/.package-lock.json ]; then \
+	  cd tests/browser && npm ci --no-audit --no-fund; \
+	fi
+
+deps-npm:
+	$(call apt_install,npm)
 
 build: deps
 	cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo

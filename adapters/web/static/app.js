@@ -260,9 +260,11 @@ async function loadStatement() {
   try {
     st = await api(statementPath());
   } catch (e) {
+    $('st-csv').hidden = true;
     box.replaceChildren(el('p', { class: 'muted' }, e.message));
     return;
   }
+  $('st-csv').hidden = false;
   box.replaceChildren(...st.currencies.map((c) => el('div', { class: 'scroll' },
     el('h3', {}, c.currency + (c.reconciles ? '' : ' — does not reconcile')),
     el('table', { class: 'statement', 'data-currency': c.currency },
@@ -300,7 +302,7 @@ function follow() {
       later('sla', loadSla);
       if (state.me.role !== 'rep') later('comp', loadCompliance);
     } else if (m.topic === 'commission.posted') {
-      later('st', loadStatement);
+      if ($('st-rep').value.trim()) later('st', loadStatement);
     } else if (state.me.role !== 'rep' && /^(lead|client|payment)\./.test(m.topic)) {
       later('funnel', loadFunnel);
       later('quota', loadQuota);
@@ -342,10 +344,12 @@ async function start(me) {
   const manager = me.role !== 'rep';
   for (const s of document.querySelectorAll('.manager-only')) s.hidden = !manager;
   $('rejected').hidden = me.role !== 'admin';
-  $('st-rep').value = me.name;
+  // A rep sees their own statement at once; a manager picks the rep first.
+  $('st-rep').value = manager ? '' : me.name;
   $('st-rep').readOnly = !manager;
   $('st-period').value = new Date().toISOString().slice(0, 7);
-  const loads = [loadSla(), loadStatement()];
+  const loads = [loadSla()];
+  if (!manager) loads.push(loadStatement());
   if (manager) loads.push(loadQuota(), loadFunnel(), loadAttribution(), loadCompliance());
   if (me.role === 'admin') loads.push(loadRejected());
   follow();
