@@ -163,20 +163,26 @@ static enum MHD_Result send_reply(struct MHD_Connection *conn, req_state_t *st,
     return ret;
 }
 
-static enum MHD_Result send_asset(struct MHD_Connection *conn, req_state_t *st,
-                                  const funnel_web_asset_t *a)
+/* Queues resp as 200 with its type, caching rule and the security headers, and drops our
+ * reference. */
+static enum MHD_Result send_ok(struct MHD_Connection *conn, req_state_t *st,
+                               struct MHD_Response *resp, const char *type, const char *cache)
 {
-    struct MHD_Response *resp =
-        MHD_create_response_from_buffer(a->len, (void *)a->data, MHD_RESPMEM_PERSISTENT);
-    if (!resp)
-        return MHD_NO;
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, a->content_type);
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, cache);
     security_headers(resp);
     st->status = MHD_HTTP_OK;
     enum MHD_Result ret = MHD_queue_response(conn, MHD_HTTP_OK, resp);
     MHD_destroy_response(resp);
     return ret;
+}
+
+static enum MHD_Result send_asset(struct MHD_Connection *conn, req_state_t *st,
+                                  const funnel_web_asset_t *a)
+{
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(a->len, (void *)a->data, MHD_RESPMEM_PERSISTENT);
+    return resp ? send_ok(conn, st, resp, a->content_type, "no-cache") : MHD_NO;
 }
 
 /* ---- the store pool ------------------------------------------------------------------------ */
@@ -387,13 +393,7 @@ static enum MHD_Result stream(funnel_web_t *web, struct MHD_Connection *conn, re
         sse_free(s);
         return MHD_NO;
     }
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
-    security_headers(resp);
-    st->status = MHD_HTTP_OK;
-    enum MHD_Result ret = MHD_queue_response(conn, MHD_HTTP_OK, resp);
-    MHD_destroy_response(resp);
-    return ret;
+    return send_ok(conn, st, resp, "text/event-stream", "no-store");
 }
 
 /* ---- metrics ------------------------------------------------------------------------------- */
