@@ -94,7 +94,10 @@ int fctl_cmd_attribution(fctl_t *ctl)
     if (!st)
         return FCTL_REFUSED;
     char err[512];
-    int rc = funnel_report_attribution(st, &r, err, sizeof err);
+    funnel_report_attr_model_t *m = NULL;
+    int rc = funnel_report_attr_model_new(&m);
+    rc = rc ? rc : funnel_report_attribution(m, st, &r, err, sizeof err);
+    funnel_report_attr_model_destroy(&m);
     if (rc)
         fprintf(stderr, "funnelctl: %s\n", rc == FUNNEL_ENOMEM ? funnel_strerror(rc) : err);
     if (!rc && ctl->json)

@@ -198,7 +198,7 @@ static void attribution(const funnel_web_req_t *req, funnel_store_t *st, const c
     if (!date_range(req, &a.from, &a.to, r))
         return;
     char err[512];
-    int rc = funnel_report_attribution(st, &a, err, sizeof err);
+    int rc = funnel_report_attribution(funnel_web_attribution(req->web), st, &a, err, sizeof err);
     if (rc == FUNNEL_EINVAL)
         funnel_web_reply_error(r, MHD_HTTP_UNPROCESSABLE_CONTENT, "%s", err);
     else if (rc)

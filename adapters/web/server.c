@@ -42,7 +42,10 @@ struct funnel_web {
     funnel_web_sessions_t *sessions;
     funnel_web_stream_t *stream;
     funnel_web_bus_t bus;
-    funnel_report_funnel_t *funnel;    /* the funnel model, kept up to date per request */
+    funnel_report_funnel_t *funnel;   /* the funnel model, kept up to date per request */
+    funnel_report_attr_model_t *attr; /* the attribution sums, likewise */
+    pthread_t warm;                   /* reads both models once at start */
+    bool warming;
     funnel_report_quota_def_t *quotas; /* owned; from funneld's config */
     size_t n_quotas;
     pthread_mutex_t pool_lock;
@@ -53,6 +56,8 @@ struct funnel_web {
 
 /* Per request: when it started, the route, the body read so far. */
 typedef struct req_state {
+    funnel_web_t *web;
+    bool recorded; /* counted in the metrics (when its answer was queued) */
     struct timespec t0;
     funnel_web_route_t route;
     unsigned status;
@@ -94,6 +99,8 @@ static int64_t now_ms(void)
 }
 
 /* ---- replies ------------------------------------------------------------------------------- */
+
+static void record(req_state_t *st);
 
 void funnel_web_reply_json(funnel_web_reply_t *r, unsigned status, json_t *doc)
 {
@@ -158,6 +165,7 @@ static enum MHD_Result send_reply(struct MHD_Connection *conn, req_state_t *st,
         MHD_add_response_header(resp, MHD_HTTP_HEADER_SET_COOKIE, cookie);
     security_headers(resp);
     st->status = r->status;
+    record(st);
     enum MHD_Result ret = MHD_queue_response(conn, r->status, resp);
     MHD_destroy_response(resp);
     return ret;
@@ -172,6 +180,7 @@ static enum MHD_Result send_ok(struct MHD_Connection *conn, req_state_t *st,
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, cache);
     security_headers(resp);
     st->status = MHD_HTTP_OK;
+    record(st);
     enum MHD_Result ret = MHD_queue_response(conn, MHD_HTTP_OK, resp);
     MHD_destroy_response(resp);
     return ret;
@@ -219,6 +228,11 @@ void funnel_web_store_put(funnel_web_t *web, funnel_store_t *st)
 const funnel_web_bus_t *funnel_web_bus(const funnel_web_t *web)
 {
     return &web->bus;
+}
+
+funnel_report_attr_model_t *funnel_web_attribution(const funnel_web_t *web)
+{
+    return web->attr;
 }
 
 funnel_report_funnel_t *funnel_web_funnel(const funnel_web_t *web)
@@ -432,8 +446,14 @@ static void render(FILE *out, void *arg)
     }
 }
 
-static void record(funnel_web_t *web, const req_state_t *st)
+/* Counts a request in the metrics once, when its answer is queued (so a scrape after an answer
+ * sees it), or when it ended without one. */
+static void record(req_state_t *st)
 {
+    if (st->recorded)
+        return;
+    st->recorded = true;
+    funnel_web_t *web = st->web;
     struct timespec t1;
     clock_gettime(CLOCK_MONOTONIC, &t1);
     uint64_t us =
@@ -504,6 +524,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (!st) { /* the headers: the body (if any) follows in the next calls */
         if (!(st = calloc(1, sizeof *st)))
             return MHD_NO;
+        st->web = web;
         clock_gettime(CLOCK_MONOTONIC, &st->t0);
         *state = st;
         return MHD_YES;
@@ -533,6 +554,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (get && (!strcmp(url, "/healthz") || !strcmp(url, "/metrics"))) {
         st->route = url[1] == 'h' ? FUNNEL_WEB_R_HEALTHZ : FUNNEL_WEB_R_METRICS;
         st->status = MHD_HTTP_OK;
+        record(st);
         return funnel_prom_answer(conn, method, url, render, web) == MHD_YES ? MHD_YES : MHD_NO;
     }
     const funnel_web_asset_t *asset = get ? funnel_web_asset_find(url) : NULL;
@@ -558,19 +580,36 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **state,
                          enum MHD_RequestTerminationCode code)
 {
-    funnel_web_t *web = cls;
     req_state_t *st = *state;
+    (void)cls;
     (void)conn;
     (void)code;
     if (!st)
         return;
-    record(web, st);
+    record(st);
     free(st->body);
     free(st);
     *state = NULL;
 }
 
 /* ---- life ---------------------------------------------------------------------------------- */
+
+/* Reads every recorded event and posting into the funnel and attribution models once at start,
+ * so the first person to open the page does not wait for it (requests meanwhile wait on the
+ * models' locks). A failure is logged; the next request retries where it stopped. */
+static void *warm_up(void *arg)
+{
+    funnel_web_t *web = arg;
+    funnel_store_t *st = funnel_web_store_get(web);
+    char err[512] = "";
+    funnel_report_attr_t none = {.by = "campaign", .from = 0, .to = 0};
+    int rc = st ? funnel_report_funnel_refresh(web->funnel, st) : FUNNEL_ESTORE;
+    rc = rc ? rc : funnel_report_attribution(web->attr, st, &none, err, sizeof err);
+    if (rc)
+        funnel_log_warn(web->log, "warming the report models: %s %s", funnel_strerror(rc), err);
+    funnel_web_store_put(web, st);
+    return NULL;
+}
 
 void funnel_web_reload(funnel_web_t *web)
 {
@@ -606,7 +645,8 @@ int funnel_web_new(const funnel_web_config_t *cfg, const funnel_log_t *log, funn
         goto fail;
     }
     if ((rc = funnel_web_sessions_new(cfg->session_ttl_s * 1000, &web->sessions)) ||
-        (rc = funnel_report_funnel_new(&web->funnel)))
+        (rc = funnel_report_funnel_new(&web->funnel)) ||
+        (rc = funnel_report_attr_model_new(&web->attr)))
         goto fail;
     if (*cfg->funneld_config && (rc = funnel_report_quota_defs(cfg->funneld_config, &web->quotas,
                                                                &web->n_quotas, err, sizeof err))) {
@@ -622,6 +662,7 @@ int funnel_web_new(const funnel_web_config_t *cfg, const funnel_log_t *log, funn
     funnel_web_store_put(web, st);
     if (rc)
         goto fail;
+    web->warming = pthread_create(&web->warm, NULL, warm_up, web) == 0;
     web->httpd = MHD_start_daemon(
         MHD_USE_POLL_INTERNAL_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ERROR_LOG,
         (uint16_t)cfg->port, NULL, NULL, on_request, web, MHD_OPTION_SOCK_ADDR,
@@ -652,12 +693,15 @@ void funnel_web_destroy(funnel_web_t **wp)
         funnel_web_stream_stop(web->stream);
     if (web->httpd)
         MHD_stop_daemon(web->httpd);
+    if (web->warming)
+        pthread_join(web->warm, NULL);
     funnel_web_stream_destroy(&web->stream);
     for (size_t i = 0; i < web->n_pool; i++)
         funnel_store_destroy(&web->pool[i]);
     free(web->pool);
     funnel_web_sessions_destroy(&web->sessions);
     funnel_report_funnel_destroy(&web->funnel);
+    funnel_report_attr_model_destroy(&web->attr);
     free(web->quotas);
     funnel_web_users_destroy(&web->users);
     pthread_mutex_destroy(&web->pool_lock);

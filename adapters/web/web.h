@@ -201,6 +201,8 @@ const char *funnel_web_arg(const funnel_web_req_t *req, const char *name);
 funnel_store_t *funnel_web_store_get(funnel_web_t *web);
 void funnel_web_store_put(funnel_web_t *web, funnel_store_t *store);
 const funnel_web_bus_t *funnel_web_bus(const funnel_web_t *web);
+/* The attribution model funnel-web keeps (refreshed by each request that reads it). */
+funnel_report_attr_model_t *funnel_web_attribution(const funnel_web_t *web);
 /* The funnel model funnel-web keeps (refreshed by each request that reads it). */
 funnel_report_funnel_t *funnel_web_funnel(const funnel_web_t *web);
 /* The quotas of funneld's config, read at start; *n = 0 when none. */

@@ -51,11 +51,20 @@ typedef struct funnel_report_attr {
 /* The static name of an attribution grouping, or NULL when `by` is not one. */
 const char *funnel_report_attr_group(const char *by);
 
-/* Sums attribution.credited postings in [r->from, r->to) per r->by, currency and model into
- * r->rows (r->by, models, from and to set by the caller). Returns 0; FUNNEL_EINVAL with err
- * naming a total that does not fit in int64; FUNNEL_ESTORE; FUNNEL_ENOMEM. */
-int funnel_report_attribution(funnel_store_t *st, funnel_report_attr_t *r, char *err,
-                              size_t err_len);
+/* The attribution.credited postings summed per grouping, value, currency, model and UTC day,
+ * kept in memory and brought up to date by reading only the postings added since (the table
+ * is append-only). funnelctl builds one per run; funnel-web keeps one. Thread-safe. */
+typedef struct funnel_report_attr_model funnel_report_attr_model_t;
+
+int funnel_report_attr_model_new(funnel_report_attr_model_t **out);
+void funnel_report_attr_model_destroy(funnel_report_attr_model_t **m);
+
+/* Refreshes m from st, then sums the credits in [r->from, r->to) (whole UTC days) per r->by,
+ * currency and model into r->rows (r->by, models, from and to set by the caller). Returns 0;
+ * FUNNEL_EINVAL with err naming a total that does not fit in int64; FUNNEL_ESTORE with err;
+ * FUNNEL_ENOMEM. */
+int funnel_report_attribution(funnel_report_attr_model_t *m, funnel_store_t *st,
+                              funnel_report_attr_t *r, char *err, size_t err_len);
 void funnel_report_attribution_clear(funnel_report_attr_t *r);
 /* {"by", "from_ms", "to_ms", "rows": [{G: value, "currency", "credits": {model: "minor"}}]}. */
 json_t *funnel_report_attribution_json(const funnel_report_attr_t *r);
