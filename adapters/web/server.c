@@ -668,7 +668,9 @@ int funnel_web_new(const funnel_web_config_t *cfg, const funnel_log_t *log, funn
         (uint16_t)cfg->port, NULL, NULL, on_request, web, MHD_OPTION_SOCK_ADDR,
         (struct sockaddr *)&addr, MHD_OPTION_NOTIFY_COMPLETED, on_completed, web,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned int)cfg->max_connections,
-        MHD_OPTION_CONNECTION_TIMEOUT, 0u, MHD_OPTION_END);
+        /* an idle or trickling connection is closed; a live stream writes a comment every
+         * STREAM_WAIT_MS, well within it */
+        MHD_OPTION_CONNECTION_TIMEOUT, 60u, MHD_OPTION_END);
     if (!web->httpd) {
         funnel_log_error(log, "cannot listen on %s:%lld", cfg->listen_addr, (long long)cfg->port);
         rc = FUNNEL_EIO;
