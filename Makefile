@@ -3,11 +3,12 @@
 
 PACKAGES := build-essential cmake pkg-config libzmq3-dev libprotobuf-c-dev protobuf-c-compiler \
             libuv1-dev libsqlite3-dev libcriterion-dev libsystemd-dev libjansson-dev \
-            libconfig-dev libicu-dev libmicrohttpd-dev libssl-dev libcurl4-openssl-dev
+            libconfig-dev libicu-dev libmicrohttpd-dev libssl-dev libcurl4-openssl-dev \
+            libsodium-dev chromium nodejs
 CONFIG   ?= examples/funneld.conf
 JOBS     ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: all deps build run test test-stress fuzz bench bench-workload format clean
+.PHONY: all deps deps-npm build run run-web test test-stress fuzz bench bench-workload format clean
 
 all: build
 
@@ -29,8 +30,18 @@ if [ -n "$$missing" ]; then \
 fi
 endef
 
+# The browser tests' playwright-core, pinned in tests/browser/package-lock.json; npm ci runs
+# again only when the lock file changed. Node's own npm when it has one, Debian's otherwise.
 deps:
 	$(call apt_install,$(PACKAGES))
+	@command -v npm >/dev/null 2>&1 || $(MAKE) --no-print-directory deps-npm
+	@if [ ! -f tests/browser/node_modules/.package-lock.json ] || \
+	    [ tests/browser/package-lock.json -nt tests/browser/node_modules/.package-lock.json ]; then \
+	  cd tests/browser && npm ci --no-audit --no-fund; \
+	fi
+
+deps-npm:
+	$(call apt_install,npm)
 
 build: deps
 	cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo
@@ -39,6 +50,18 @@ build: deps
 run: build
 	mkdir -p var
 	./build/funneld --config $(CONFIG)
+
+# funneld and funnel-web side by side: the page on http://127.0.0.1:8080/ (README "funnel-web").
+# Create the first user before: ./build/funnel-web --config examples/funnel-web.conf
+# --add-user NAME --role admin (password on stdin). Ctrl-C stops both.
+WEB_CONFIG ?= examples/funnel-web.conf
+run-web: build
+	mkdir -p var
+	rm -f var/funneld.ready
+	@./build/funneld --config $(CONFIG) --ready-file var/funneld.ready & fpid=$$!; \
+	trap 'kill $$fpid 2>/dev/null; wait $$fpid' EXIT INT TERM; \
+	for i in $$(seq 100); do [ -f var/funneld.ready ] && break; sleep 0.1; done; \
+	./build/funnel-web --config $(WEB_CONFIG)
 
 # The test build is separate so that `make run` stays fast and `make test` always has
 # -Werror plus AddressSanitizer and UndefinedBehaviorSanitizer.

@@ -23,26 +23,28 @@ enum {
 };
 
 typedef struct fctl {
-    funnel_config_t cfg; /* endpoints and database, from --config and overrides */
-    int timeout_ms;      /* per request to funneld */
-    int64_t limit;       /* --limit: rows at most (0: command default) */
-    uint64_t from_seq;   /* --from-seq */
-    int64_t count;       /* --count: stop after this many messages (0: never) */
-    int idle_ms;         /* --idle-timeout-ms: stop after this long without a message */
-    const char *source;  /* --source for publish */
-    bool json;           /* --json */
-    bool csv;            /* --csv */
-    const char *rep;     /* --rep for payout and statement */
-    const char *through; /* --through DATE for payout (UTC, inclusive) */
-    const char *period;  /* --period YYYY-MM or YYYY-MM-DD for statement (UTC) */
-    const char *by;      /* --by campaign|source|medium|channel for attribution */
-    const char *model;   /* --model M for attribution */
-    bool all_models;     /* --all-models for attribution: every model side by side */
-    const char *from;    /* --from DATE for attribution (UTC, inclusive) */
-    const char *to;      /* --to DATE for attribution (UTC, inclusive) */
-    const char *state;   /* --state open|breached|met for sla list */
-    const char *policy;  /* --policy P for sla next */
-    const char *queue;   /* --queue Q for sla next */
+    funnel_config_t cfg;     /* endpoints and database, from --config and overrides */
+    int timeout_ms;          /* per request to funneld */
+    int64_t limit;           /* --limit: rows at most (0: command default) */
+    uint64_t from_seq;       /* --from-seq */
+    int64_t count;           /* --count: stop after this many messages (0: never) */
+    int idle_ms;             /* --idle-timeout-ms: stop after this long without a message */
+    const char *source;      /* --source for publish */
+    bool json;               /* --json */
+    bool csv;                /* --csv */
+    const char *rep;         /* --rep for payout and statement */
+    const char *through;     /* --through DATE for payout (UTC, inclusive) */
+    const char *period;      /* --period YYYY-MM or YYYY-MM-DD for statement (UTC) */
+    const char *by;          /* --by campaign|source|medium|channel for attribution */
+    const char *model;       /* --model M for attribution */
+    bool all_models;         /* --all-models for attribution: every model side by side */
+    const char *from;        /* --from DATE for attribution (UTC, inclusive) */
+    const char *to;          /* --to DATE for attribution (UTC, inclusive) */
+    const char *state;       /* --state open|breached|met for sla list */
+    const char *policy;      /* --policy P for sla next */
+    const char *queue;       /* --queue Q for sla next */
+    bool week;               /* --week for sla compliance: a row per owner or policy per week */
+    const char *config_path; /* --config: funneld's file (quota reads the minimums there) */
 
     /* CURVE: --key or $FUNNEL_KEY, our .key; --server-key or $FUNNEL_SERVER_KEY, funneld's
      * .pub or .key. NULL (or empty): no CURVE. */
@@ -58,9 +60,9 @@ funnel_store_t *fctl_store_open(const fctl_t *ctl);
 /* Current time in Unix milliseconds. */
 int64_t fctl_now_ms(void);
 
-/* A money amount for JSON output: a new reference to a decimal string, as proto3 JSON writes
- * int64 (JSON readers that parse numbers as doubles lose digits above 2^53). NULL on ENOMEM. */
-json_t *fctl_json_minor(int64_t minor);
+/* Prints doc (dumped with flags) and a newline, and releases it. Returns 0, or FUNNEL_ENOMEM
+ * when doc is NULL or cannot be dumped: nothing printed then. */
+int fctl_print_json(json_t *doc, size_t flags);
 
 int fctl_cmd_publish(fctl_t *ctl);
 int fctl_cmd_keygen(fctl_t *ctl);
@@ -72,6 +74,10 @@ int fctl_cmd_statement(fctl_t *ctl);
 int fctl_cmd_ledger(fctl_t *ctl);
 int fctl_cmd_attribution(fctl_t *ctl);
 int fctl_cmd_sla(fctl_t *ctl);
+int fctl_cmd_funnel(fctl_t *ctl);
+int fctl_cmd_quota(fctl_t *ctl);
+/* `sla compliance`, run by fctl_cmd_sla. */
+int fctl_sla_compliance(fctl_t *ctl);
 
 /* A client for talking to funneld, with CURVE when --key and --server-key (or their variables)
  * are given. Returns FCTL_OK with *out, or prints why and returns FCTL_USAGE (a key file

@@ -10,6 +10,7 @@
 #include "funnel/date.h"
 #include "funnel/error.h"
 #include "funnel/ledger_report.h"
+#include "funnel/report.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -130,99 +131,6 @@ static void print_text(const fctl_t *ctl, const funnel_ledger_statement_t *st)
     }
 }
 
-static void print_json(const fctl_t *ctl, const funnel_ledger_statement_t *st)
-{
-    json_t *root =
-        json_pack("{s:s, s:s, s:I, s:I, s:[]}", "rep", ctl->rep, "period", ctl->period, "from_ms",
-                  (json_int_t)st->from_ms, "to_ms", (json_int_t)st->to_ms, "currencies");
-    json_t *list = root ? json_object_get(root, "currencies") : NULL;
-    for (size_t i = 0; list && i < st->n_sections; i++) {
-        const funnel_ledger_section_t *sec = &st->sections[i];
-        json_t *lines = json_array();
-        for (size_t k = 0; lines && k < sec->n_lines; k++) {
-            const funnel_ledger_posting_t *p = &sec->lines[k];
-            json_array_append_new(
-                lines,
-                json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:o, s:I, s:I, s:I}", "entry_id",
-                          p->entry_id, "kind", p->kind, "role", p->role, "client_id", p->client_id,
-                          "cause_event_id", p->cause_event_id, "subject_event_id",
-                          p->subject_event_id, "amount", fctl_json_minor(p->amount), "rate_bp",
-                          (json_int_t)p->rate_bp, "effective_ms", (json_int_t)p->effective_ms,
-                          "posted_at_ms", (json_int_t)p->posted_at_ms));
-        }
-        json_array_append_new(
-            list, json_pack("{s:s, s:o, s:o, s:o, s:o, s:o, s:b, s:o}", "currency", sec->currency,
-                            "opening", fctl_json_minor(sec->opening), "accruals",
-                            fctl_json_minor(sec->accruals), "clawbacks",
-                            fctl_json_minor(sec->clawbacks), "payouts",
-                            fctl_json_minor(sec->payouts), "closing", fctl_json_minor(sec->closing),
-                            "reconciles", sec->reconciles, "lines", lines ? lines : json_null()));
-    }
-    char *text = root ? json_dumps(root, JSON_INDENT(2)) : NULL;
-    if (text)
-        printf("%s\n", text);
-    free(text);
-    json_decref(root);
-}
-
-/* Writes one CSV field, quoted when it holds a separator, a quote or a line break (RFC 4180). */
-static void csv_field(const char *s, bool last)
-{
-    if (strpbrk(s, ",\"\r\n")) {
-        putchar('"');
-        for (; *s; s++) {
-            if (*s == '"')
-                putchar('"');
-            putchar(*s);
-        }
-        putchar('"');
-    } else {
-        fputs(s, stdout);
-    }
-    putchar(last ? '\n' : ',');
-}
-
-/* One CSV row: a summary row has only row, currency and amount. */
-static void csv_row(const char *row, const char *currency, const funnel_ledger_posting_t *p,
-                    int64_t amount)
-{
-    char num[32], rate[32], day[16] = "";
-    snprintf(num, sizeof num, "%lld", (long long)amount);
-    snprintf(rate, sizeof rate, "%lld", p ? (long long)p->rate_bp : 0LL);
-    if (p)
-        date_of(p->effective_ms, day, sizeof day);
-    const char *fields[] = {row,
-                            currency,
-                            day,
-                            p ? p->kind : "",
-                            p ? p->role : "",
-                            p ? p->client_id : "",
-                            p ? p->entry_id : "",
-                            p ? p->cause_event_id : "",
-                            p ? p->subject_event_id : "",
-                            p ? rate : "",
-                            num};
-    size_t n = sizeof fields / sizeof fields[0];
-    for (size_t i = 0; i < n; i++)
-        csv_field(fields[i], i + 1 == n);
-}
-
-static void print_csv(const funnel_ledger_statement_t *st)
-{
-    printf("row,currency,date,kind,role,client_id,entry_id,cause_event_id,subject_event_id,"
-           "rate_bp,amount\n");
-    for (size_t i = 0; i < st->n_sections; i++) {
-        const funnel_ledger_section_t *sec = &st->sections[i];
-        csv_row("opening", sec->currency, NULL, sec->opening);
-        for (size_t k = 0; k < sec->n_lines; k++)
-            csv_row("posting", sec->currency, &sec->lines[k], sec->lines[k].amount);
-        csv_row("accruals", sec->currency, NULL, sec->accruals);
-        csv_row("clawbacks", sec->currency, NULL, sec->clawbacks);
-        csv_row("payouts", sec->currency, NULL, sec->payouts);
-        csv_row("closing", sec->currency, NULL, sec->closing);
-    }
-}
-
 int fctl_cmd_statement(fctl_t *ctl)
 {
     int64_t from, to;
@@ -251,9 +159,10 @@ int fctl_cmd_statement(fctl_t *ctl)
         fprintf(stderr, "funnelctl: rep %s has no postings (check the name)\n", ctl->rep);
     } else {
         if (ctl->json)
-            print_json(ctl, st);
+            fctl_print_json(funnel_report_statement_json(ctl->rep, ctl->period, st),
+                            JSON_INDENT(2));
         else if (ctl->csv)
-            print_csv(st);
+            funnel_report_statement_csv(st, stdout);
         else
             print_text(ctl, st);
         status = FCTL_OK;

@@ -39,6 +39,10 @@ static const command_t commands[] = {
      " (--policy P --queue Q), per process (--from DATE)"},
     {"keygen", fctl_cmd_keygen, 1, 1,
      "keygen NAME            new CURVE key pair: NAME.key (secret) and NAME.pub"},
+    {"funnel", fctl_cmd_funnel, 0, 0,
+     "funnel --by G          leads per stage, conversion, medians, revenue (--json, --csv)"},
+    {"quota", fctl_cmd_quota, 0, 0,
+     "quota                  SLA quotas: current and last period against minimum and pace"},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 
@@ -69,12 +73,15 @@ static void usage(FILE *out)
             "      --through DATE      payout: YYYY-MM-DD or YYYY-MM, inclusive, UTC\n"
             "      --period P          statement: YYYY-MM or YYYY-MM-DD, UTC\n"
             "      --json, --csv       statement: machine-readable output\n"
-            "      --by G              attribution: campaign, source, medium or channel\n"
+            "      --by G              attribution: campaign, source, medium or channel;\n"
+            "                          funnel: also segment or month; sla compliance: policy\n"
+            "                          or owner\n"
+            "      --week              sla compliance: a row per week too\n"
             "      --model M           attribution: one model (default linear)\n"
             "      --all-models        attribution: every model side by side\n"
-            "      --from, --to DATE   attribution: YYYY-MM-DD or YYYY-MM, inclusive, UTC;\n"
-            "                          sla status: the period's first day (default: this\n"
-            "                          week's Monday, UTC)\n"
+            "      --from, --to DATE   attribution, funnel, sla compliance: YYYY-MM-DD or\n"
+            "                          YYYY-MM, inclusive, UTC; sla status: the period's first\n"
+            "                          day (default: this week's Monday, UTC)\n"
             "      --state S           sla list: open, breached or met\n"
             "      --policy P          sla next: the policy\n"
             "      --queue Q           sla next: the queue\n"
@@ -102,11 +109,14 @@ int64_t fctl_now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-json_t *fctl_json_minor(int64_t minor)
+int fctl_print_json(json_t *doc, size_t flags)
 {
-    char text[24];
-    snprintf(text, sizeof text, "%lld", (long long)minor);
-    return json_string(text);
+    char *text = doc ? json_dumps(doc, flags) : NULL;
+    if (text)
+        printf("%s\n", text);
+    free(text);
+    json_decref(doc);
+    return text ? 0 : FUNNEL_ENOMEM;
 }
 
 static bool parse_int(const char *s, int64_t min, int64_t *out)
@@ -144,7 +154,8 @@ enum {
     OPT_QUEUE,
     OPT_READY_FILE,
     OPT_KEY,
-    OPT_SERVER_KEY
+    OPT_SERVER_KEY,
+    OPT_WEEK
 };
 
 /* Applies one option; returns false on a bad value (message printed). */
@@ -236,6 +247,9 @@ static bool apply_option(fctl_t *ctl, int opt, const char *arg)
     case OPT_SERVER_KEY:
         ctl->server_key = arg;
         return true;
+    case OPT_WEEK:
+        ctl->week = true;
+        return true;
     default:
         return false;
     }
@@ -304,6 +318,7 @@ int main(int argc, char **argv)
         {"ready-file", required_argument, NULL, OPT_READY_FILE},
         {"key", required_argument, NULL, OPT_KEY},
         {"server-key", required_argument, NULL, OPT_SERVER_KEY},
+        {"week", no_argument, NULL, OPT_WEEK},
         {"help", no_argument, NULL, 'h'},
         {0, 0, 0, 0},
     };
@@ -344,6 +359,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "funnelctl: out of memory\n");
         return FCTL_REFUSED;
     }
+    ctl.config_path = config_path;
     if (config_path && funnel_config_load(config_path, NULL, &ctl.cfg, err, sizeof err)) {
         fprintf(stderr, "funnelctl: %s\n", err);
         goto out;

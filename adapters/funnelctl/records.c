@@ -41,12 +41,7 @@ static json_t *text_json(const char *s)
  * cannot be built, so no row is ever left out silently. */
 static int print_line(json_t *line)
 {
-    char *text = line ? json_dumps(line, JSON_COMPACT) : NULL;
-    if (text)
-        printf("%s\n", text);
-    free(text);
-    json_decref(line);
-    return text ? 0 : FUNNEL_ENOMEM;
+    return fctl_print_json(line, JSON_COMPACT);
 }
 
 static int print_event(const funnel_event_row_t *row, void *arg)

@@ -5,6 +5,7 @@
 
 #include "funnel/date.h"
 #include "funnel/error.h"
+#include "funnel/report.h"
 #include "funnel/sla_report.h"
 
 #include <jansson.h>
@@ -17,34 +18,6 @@
 static json_t *opt_int(int64_t v)
 {
     return v == FUNNEL_SLA_REPORT_NONE ? json_null() : json_integer(v);
-}
-
-static json_t *opt_text(const char *v)
-{
-    return v && *v ? json_string(v) : json_null();
-}
-
-/* One instance as a JSON object, keys in this order; a definition adds the policy version's
- * text (null when its row is missing). NULL when out of memory. */
-static json_t *row_json(const funnel_sla_row_t *r, bool with_definition)
-{
-    json_t *o = json_pack(
-        "{s:I, s:s, s:I, s:s, s:s, s:s, s:I, s:o, s:o, s:I, s:o, s:s, s:o, s:o, s:o, s:o}",
-        "sla_id", (json_int_t)r->sla_id, "policy", r->policy, "version", (json_int_t)r->version,
-        "key", r->key, "owner", r->owner, "state", r->state, "started_at_ms",
-        (json_int_t)r->started_at_ms, "due_at_ms", opt_int(r->due_at_ms), "next_at_ms",
-        opt_int(r->next_at_ms), "step", (json_int_t)r->step, "acked_by", opt_text(r->acked_by),
-        "start_event", r->start_event, "stopped_at_ms", opt_int(r->stopped_at_ms), "on_time",
-        r->on_time < 0 ? json_null() : json_boolean(r->on_time), "late_ms", opt_int(r->late_ms),
-        "stop_event", opt_text(r->stop_event));
-    if (o)
-        json_object_update_new(o, json_pack("{s:s, s:s, s:s, s:I, s:I}", "process", r->process,
-                                            "responsible", r->responsible, "queue", r->queue,
-                                            "priority", (json_int_t)r->priority, "opened_at_ms",
-                                            (json_int_t)r->opened_at_ms));
-    if (o && with_definition)
-        json_object_set_new(o, "definition", opt_text(r->definition));
-    return o;
 }
 
 /* Reports a failed report (no SLA tables, a locked or corrupt database): it must not pass for
@@ -68,12 +41,7 @@ static void fmt_time(int64_t v, char *out, size_t len)
 static void row_print(const fctl_t *ctl, const funnel_sla_row_t *r)
 {
     if (ctl->json) {
-        json_t *o = row_json(r, false);
-        char *text = json_dumps(o, JSON_COMPACT);
-        if (text)
-            printf("%s\n", text);
-        free(text);
-        json_decref(o);
+        fctl_print_json(funnel_report_sla_json(r, false, false), JSON_COMPACT);
         return;
     }
     char started[24], due[24];
@@ -128,12 +96,8 @@ static int sla_show(fctl_t *ctl, funnel_store_t *st, const char *id)
     }
     if (rc)
         return report_failed(st, rc);
-    json_t *o = row_json(row, true);
-    char *text = json_dumps(o, ctl->json ? JSON_COMPACT : JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-    if (text)
-        printf("%s\n", text);
-    free(text);
-    json_decref(o);
+    fctl_print_json(funnel_report_sla_json(row, true, false),
+                    ctl->json ? JSON_COMPACT : JSON_INDENT(2) | JSON_PRESERVE_ORDER);
     funnel_sla_report_row_free(&row);
     return FCTL_OK;
 }
@@ -156,10 +120,10 @@ static int sla_next(fctl_t *ctl, funnel_store_t *st)
     if (rc)
         return report_failed(st, rc);
     if (ctl->json) {
-        json_print(json_pack("{s:s, s:s, s:I, s:I, s:o}", "policy", ctl->policy, "queue",
-                             ctl->queue, "length", (json_int_t)nx.length, "paused",
-                             (json_int_t)nx.paused, "next",
-                             nx.found ? row_json(&nx.row, false) : json_null()));
+        json_print(
+            json_pack("{s:s, s:s, s:I, s:I, s:o}", "policy", ctl->policy, "queue", ctl->queue,
+                      "length", (json_int_t)nx.length, "paused", (json_int_t)nx.paused, "next",
+                      nx.found ? funnel_report_sla_json(&nx.row, false, false) : json_null()));
         return FCTL_OK;
     }
     printf("queue %s of %s: %lld waiting (%lld paused)\n", ctl->queue, ctl->policy,
@@ -226,12 +190,15 @@ int fctl_cmd_sla(fctl_t *ctl)
     const char *sub = ctl->args[0];
     bool list = !strcmp(sub, "list"), show = !strcmp(sub, "show"), next = !strcmp(sub, "next"),
          status = !strcmp(sub, "status");
+    if (!strcmp(sub, "compliance") && ctl->n_args == 1)
+        return fctl_sla_compliance(ctl);
     if ((!list && !show && !next && !status) || (show ? ctl->n_args != 2 : ctl->n_args != 1) ||
         (next && (!ctl->policy || !ctl->queue))) {
         fprintf(stderr, "usage: funnelctl sla list [--state open|breached|met] [--json]\n"
                         "       funnelctl sla show ID [--json]\n"
                         "       funnelctl sla next --policy P --queue Q [--json]\n"
-                        "       funnelctl sla status [--from DATE] [--json]\n");
+                        "       funnelctl sla status [--from DATE] [--json]\n"
+                        "       funnelctl sla compliance --by policy|owner [--week] [--json]\n");
         return FCTL_USAGE;
     }
     funnel_store_t *st = fctl_store_open(ctl);

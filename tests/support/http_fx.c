@@ -24,6 +24,8 @@ static size_t on_header(char *data, size_t size, size_t n, void *arg)
     size_t len = size * n;
     if (len > 15 && !strncasecmp(data, "Retry-After: ", 13))
         snprintf(r->retry_after, sizeof r->retry_after, "%.*s", (int)(len - 15), data + 13);
+    if (len > 14 && !strncasecmp(data, "Set-Cookie: ", 12))
+        snprintf(r->set_cookie, sizeof r->set_cookie, "%.*s", (int)(len - 14), data + 12);
     return len;
 }
 

@@ -1,0 +1,182 @@
+// web.test.mjs — funnel-web's page in Debian's chromium, driven by playwright-core. Run by
+// tests/test_web_browser.c, which starts funneld and funnel-web on the known stream of
+// tests/support/web_fx.h and passes where to find them in the environment:
+//   FW_URL        the page's base URL
+//   FW_CTL        funnelctl with its endpoints, the arguments separated by newlines
+//   FW_CSV        a file holding `funnelctl statement --rep ann --period FW_PERIOD --csv`
+//   FW_PERIOD     ann's statement month
+//   FW_SHOTS      where to save the screenshots
+//   FW_TMP        a scratch directory (browser profiles, downloads)
+import { chromium } from 'playwright-core';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+const env = (k) => {
+  if (!process.env[k]) throw new Error(`${k} is not set (run through test_web_browser)`);
+  return process.env[k];
+};
+const URL = env('FW_URL'), CTL = env('FW_CTL').split('\n'), SHOTS = env('FW_SHOTS');
+const TMP = env('FW_TMP');
+
+const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+
+// A browser of its own per user, each with a fresh profile (its own cookie jar).
+async function browser(name, viewport) {
+  const ctx = await chromium.launchPersistentContext(mkdtempSync(join(TMP, `profile-${name}-`)), {
+    executablePath: '/usr/bin/chromium', headless: true, args: ARGS, viewport,
+    acceptDownloads: true,
+  });
+  const page = ctx.pages()[0] || await ctx.newPage();
+  const errors = [];
+  watch(page, errors);
+  return { ctx, page, errors };
+}
+
+function watch(page, errors) {
+  page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
+  page.on('pageerror', (e) => errors.push(String(e)));
+}
+
+async function login(page, name, { keyboard = false } = {}) {
+  await page.goto(URL);
+  await page.waitForSelector('#login:not([hidden])');
+  if (keyboard) { // the form works without a mouse
+    await page.keyboard.type(name);
+    await page.keyboard.press('Tab');
+    await page.keyboard.type(`${name}-password`);
+    await page.keyboard.press('Enter');
+  } else {
+    await page.fill('#login-name', name);
+    await page.fill('#login-password', `${name}-password`);
+    await page.click('#login-form button[type=submit]');
+  }
+  await page.waitForSelector('body[data-ready="1"]');
+}
+
+const row = (page, key) => page.locator('#sla-table tbody tr', { has: page.locator(`td:text-is("${key}")`) });
+
+// Polls cond (an async predicate) every 50 ms until it holds, for ms at most. (The page's CSP
+// forbids eval, so Playwright's waitForFunction cannot run there.)
+async function until(what, cond, ms = 5000) {
+  for (const end = Date.now() + ms; !(await cond());) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+const text = (page, sel) => page.locator(sel).textContent();
+
+let step = 0;
+async function check(name, fn) {
+  const t = Date.now();
+  await fn();
+  console.log(`ok ${++step} - ${name} (${Date.now() - t} ms)`);
+}
+
+const mia = await browser('mia', { width: 1280, height: 900 });
+const ann = await browser('ann', { width: 1280, height: 900 });
+try {
+  await check('a manager logs in and sees the breached SLAs of the known stream', async () => {
+    const t = Date.now();
+    await login(mia.page, 'mia');
+    console.log(`# first render after login: ${Date.now() - t} ms`);
+    await assert.doesNotReject(row(mia.page, 'L1').waitFor());
+    assert.equal(await row(mia.page, 'L1').getAttribute('class'), 'breached');
+    assert.equal(await row(mia.page, 'L5').getAttribute('class'), 'breached');
+    assert.match(await row(mia.page, 'L1').locator('.level').textContent(), /level 2/);
+    assert.match(await row(mia.page, 'L1').locator('.due').textContent(), /^overdue 1h/);
+    await mia.page.screenshot({ path: join(SHOTS, 'funnel-web-manager.png'), fullPage: true });
+  });
+
+  await check('switching attribution models shows each model\'s figures', async () => {
+    const bars = () => text(mia.page, '#attr-bars');
+    await mia.page.selectOption('#attr-model', 'first_touch');
+    await until('first touch', async () => /spring \(EUR\)500\.00 EUR/.test(await bars()));
+    assert.doesNotMatch(await bars(), /autumn/, 'autumn was not the first touch');
+    assert.match(await bars(), /webinar \(EUR\)1,000\.00 EUR/);
+    await mia.page.selectOption('#attr-model', 'last_touch');
+    await until('last touch', async () => /autumn \(EUR\)500\.00 EUR/.test(await bars()));
+    assert.doesNotMatch(await bars(), /spring/, 'spring was not the last touch');
+    await mia.page.selectOption('#attr-model', 'linear');
+    await until('linear', async () => /autumn \(EUR\)250\.00 EUR/.test(await bars()));
+    assert.match(await bars(), /spring \(EUR\)250\.00 EUR/);
+    assert.equal(await mia.page.locator('#attr-table thead th.num').count(), 9, 'all nine models');
+  });
+
+  await check('the funnel, the quota and the compliance table show the known figures', async () => {
+    const spring = mia.page.locator('#funnel-body [data-group="spring"]');
+    assert.match(await spring.textContent(), /leads2MQL2 \(100\.0%\)SQL1 \(50\.0%\)/);
+    assert.match(await spring.textContent(), /Revenue: 500\.00 EUR/);
+    assert.match(await mia.page.locator('#quota-body').textContent(), /of 10 minimum/);
+    // bob met L2 on time after 30 minutes (its week depends on today's date)
+    const bob = mia.page.locator('#comp-table tbody tr', { has: mia.page.locator('td:text-is("bob")') })
+      .filter({ hasText: '100.0%' });
+    assert.match(await bob.textContent(), /100\.0%30m 00s30m 00s$/);
+  });
+
+  await check('acknowledging the breached SLA stops its escalation', async () => {
+    await row(mia.page, 'L1').getByRole('button', { name: /Acknowledge/ }).click();
+    await until('the acknowledgement on the board',
+      async () => (await row(mia.page, 'L1').locator('.acked').textContent()) === 'mia');
+    assert.equal(await row(mia.page, 'L1').getByRole('button').count(), 0, 'no second acknowledgement');
+  });
+
+  await check('a new sla.escalation shows on the board within 2 s, without a reload', async () => {
+    const at = Date.now() - 2 * 3600 * 1000;
+    const json = JSON.stringify({ event_id: 'e-l7-sql', occurred_at_ms: at, lead_id: 'L7', stage: 'SQL', owner: 'ann' });
+    execFileSync(CTL[0], [...CTL.slice(1), 'publish', 'lead.qualified', json]);
+    const t = Date.now();
+    await row(mia.page, 'L7').waitFor({ timeout: 2000 });
+    console.log(`# escalation on the board ${Date.now() - t} ms after funneld's ack`);
+    assert.equal(await row(mia.page, 'L7').getAttribute('class'), 'breached');
+  });
+
+  await check('the CSV statement downloaded equals funnelctl statement --csv', async () => {
+    await mia.page.fill('#st-rep', 'ann');
+    await mia.page.fill('#st-period', env('FW_PERIOD'));
+    await mia.page.click('#st-form button[type=submit]');
+    await mia.page.waitForSelector('#st-body table[data-currency="EUR"]');
+    const [download] = await Promise.all([mia.page.waitForEvent('download'), mia.page.click('#st-csv')]);
+    const file = join(TMP, 'statement.csv');
+    await download.saveAs(file);
+    assert.equal(readFileSync(file, 'utf8'), readFileSync(env('FW_CSV'), 'utf8'));
+  });
+
+  await check('the page works on a phone-width screen', async () => {
+    const phone = await mia.ctx.newPage();
+    watch(phone, mia.errors);
+    await phone.setViewportSize({ width: 390, height: 844 });
+    await phone.goto(URL);
+    await phone.waitForSelector('body[data-ready="1"]');
+    const width = await phone.evaluate(() => document.documentElement.scrollWidth);
+    assert.ok(width <= 390, `no sideways scrolling of the page (${width} px)`);
+    await phone.screenshot({ path: join(SHOTS, 'funnel-web-phone.png'), fullPage: true });
+    await phone.close();
+  });
+
+  await check('a rep logs in by keyboard and sees only their own data', async () => {
+    await login(ann.page, 'ann', { keyboard: true });
+    await row(ann.page, 'L1').waitFor();
+    await row(ann.page, 'L7').waitFor();
+    assert.equal(await row(ann.page, 'L5').count(), 0, "bob's SLA is not on ann's board");
+    assert.equal(await ann.page.locator('#attribution').isVisible(), false);
+    assert.equal(await ann.page.locator('#funnel').isVisible(), false);
+    assert.equal(await ann.page.locator('#st-rep').getAttribute('readonly'), '');
+    assert.equal(await row(ann.page, 'L1').getByRole('button').count(), 0, 'reps do not acknowledge');
+    const bob = await ann.ctx.request.get(`${URL}api/v1/statements/bob?period=${env('FW_PERIOD')}`);
+    assert.equal(bob.status(), 403);
+    assert.match(await bob.text(), /"error"/);
+    await ann.page.screenshot({ path: join(SHOTS, 'funnel-web-rep.png'), fullPage: true });
+  });
+
+  await check('no errors in the browser console', async () => {
+    assert.deepEqual(mia.errors, []);
+    assert.deepEqual(ann.errors, []);
+  });
+  console.log(`${step} passed, 0 failed`);
+} finally {
+  await mia.ctx.close();
+  await ann.ctx.close();
+}

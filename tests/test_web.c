@@ -1,0 +1,463 @@
+/* test_web.c — funnel-web's API against a real funneld and funnel-web on a known event stream
+ * (web_fx.h): exact figures, the same figures as funnelctl for the same query, roles and their
+ * refusals, bad parameters, login with its cookie and CSRF token, the acknowledgement through
+ * funneld, the live stream with its resume and per-role filter, metrics and the users file. */
+#include "web_fx.h"
+
+#include <criterion/criterion.h>
+#include <curl/curl.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static fx_web_t w;
+static fx_http_reply_t r; /* large: static */
+
+static void start(void)
+{
+    fx_web_start(&w);
+}
+
+static void stop(void)
+{
+    fx_web_stop(&w);
+}
+
+TestSuite(web, .init = start, .fini = stop, .timeout = 120);
+
+static json_t *get_json(const char *token, const char *path, long want)
+{
+    fx_web_request(&w, token, path, NULL, NULL, &r);
+    cr_assert_eq(r.status, want, "GET %s: %ld %s", path, r.status, r.body);
+    json_error_t e;
+    json_t *doc = json_loads(r.body, 0, &e);
+    cr_assert_not_null(doc, "GET %s: not JSON: %s", path, r.body);
+    return doc;
+}
+
+/* funnelctl's output for args, parsed as JSON. */
+static json_t *ctl_json(const char *const *args)
+{
+    static char out[65536];
+    cr_assert_eq(fx_ctl(&w.d, out, sizeof out, args), 0, "funnelctl: %s", out);
+    json_error_t e;
+    json_t *doc = json_loads(out, 0, &e);
+    cr_assert_not_null(doc, "funnelctl printed no JSON: %s", out);
+    return doc;
+}
+
+static void assert_same(json_t *api, json_t *ctl, const char *what)
+{
+    char *a = json_dumps(api, JSON_SORT_KEYS), *c = json_dumps(ctl, JSON_SORT_KEYS);
+    cr_assert(json_equal(api, ctl), "%s: the API and funnelctl differ:\n%s\n%s", what, a, c);
+    free(a);
+    free(c);
+    json_decref(api);
+    json_decref(ctl);
+}
+
+/* The error of a refusal: status and a JSON {"error": ...}. */
+static void assert_refused(const char *token, const char *path, const char *body, long status)
+{
+    fx_web_request(&w, token, path, body, NULL, &r);
+    cr_assert_eq(r.status, status, "%s %s: %ld %s", body ? "POST" : "GET", path, r.status, r.body);
+    json_t *doc = json_loads(r.body, 0, NULL);
+    cr_assert(json_is_string(json_object_get(doc, "error")), "no JSON reason: %s", r.body);
+    json_decref(doc);
+}
+
+/* The sla_id of key's instance, as a manager sees it. */
+static void sla_id_of(const char *key, char *out, size_t len)
+{
+    json_t *list = get_json(w.token_mia, "/api/v1/sla", 200), *row;
+    size_t i;
+    out[0] = '\0';
+    json_array_foreach(json_object_get(list, "instances"), i,
+                       row) if (!strcmp(json_string_value(json_object_get(row, "key")), key))
+        snprintf(out, len, "%s", json_string_value(json_object_get(row, "sla_id")));
+    json_decref(list);
+    cr_assert(out[0], "no SLA instance for %s", key);
+}
+
+/* The value at a dotted path ("rows.0.campaign": object keys and array indexes); NULL when
+ * there is none. */
+static json_t *json_path_get(json_t *doc, const char *path)
+{
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *save = NULL, *k = strtok_r(buf, ".", &save); doc && k;
+         k = strtok_r(NULL, ".", &save))
+        doc = json_is_array(doc) ? json_array_get(doc, strtoul(k, NULL, 10))
+                                 : json_object_get(doc, k);
+    return doc;
+}
+
+static const char *str_at(json_t *doc, const char *path)
+{
+    const char *s = json_string_value(json_path_get(doc, path));
+    cr_assert_not_null(s, "no string at %s", path);
+    return s;
+}
+
+Test(web, sla_board_shows_states_and_reps_see_only_their_own)
+{
+    json_t *b = get_json(w.token_mia, "/api/v1/sla?state=breached", 200);
+    json_t *rows = json_object_get(b, "instances");
+    cr_assert_eq(json_array_size(rows), 2);
+    cr_assert_str_eq(str_at(b, "instances.0.key"), "L1");
+    cr_assert_str_eq(str_at(b, "instances.0.owner"), "ann");
+    cr_assert_str_eq(str_at(b, "instances.0.state"), "breached");
+    cr_assert_str_eq(str_at(b, "instances.1.key"), "L5");
+    char due[24];
+    snprintf(due, sizeof due, "%lld", (long long)(w.t0 - FX_HOUR_MS));
+    cr_assert_str_eq(str_at(b, "instances.0.due_at_ms"), due, "times are decimal strings");
+    json_decref(b);
+
+    json_t *met = get_json(w.token_mia, "/api/v1/sla?state=met&policy=sql_contact", 200);
+    cr_assert_eq(json_array_size(json_object_get(met, "instances")), 1);
+    cr_assert_str_eq(str_at(met, "instances.0.key"), "L2");
+    cr_assert(json_is_true(
+        json_object_get(json_array_get(json_object_get(met, "instances"), 0), "on_time")));
+    json_decref(met);
+
+    json_t *mine = get_json(w.token_ann, "/api/v1/sla", 200);
+    cr_assert_eq(json_array_size(json_object_get(mine, "instances")), 1, "ann owns L1 only");
+    cr_assert_str_eq(str_at(mine, "instances.0.key"), "L1");
+    json_decref(mine);
+
+    char l5[24], path[64];
+    sla_id_of("L5", l5, sizeof l5);
+    snprintf(path, sizeof path, "/api/v1/sla/%s", l5);
+    assert_refused(w.token_ann, path, NULL, 403);
+    assert_refused(w.token_ann, "/api/v1/sla?owner=bob", NULL, 403);
+    json_t *one = get_json(w.token_bob, path, 200);
+    cr_assert_str_eq(json_string_value(json_object_get(one, "policy")), "sql_contact");
+    cr_assert(json_is_string(json_object_get(one, "definition")));
+    json_decref(one);
+    assert_refused(w.token_mia, "/api/v1/sla/999999", NULL, 404);
+}
+
+Test(web, figures_are_exact_and_equal_to_funnelctl)
+{
+    /* attribution: L1's journey is spring then autumn; L2's webinar only (P1 less R1) */
+    json_t *a = get_json(w.token_mia, "/api/v1/attribution?by=campaign&model=all", 200);
+    cr_assert_str_eq(str_at(a, "rows.0.campaign"), "autumn");
+    cr_assert_str_eq(str_at(a, "rows.0.credits.first_touch"), "0");
+    cr_assert_str_eq(str_at(a, "rows.0.credits.last_touch"), "50000");
+    cr_assert_str_eq(str_at(a, "rows.0.credits.linear"), "25000");
+    cr_assert_str_eq(str_at(a, "rows.1.campaign"), "spring");
+    cr_assert_str_eq(str_at(a, "rows.1.credits.first_touch"), "50000");
+    cr_assert_str_eq(str_at(a, "rows.1.credits.linear"), "25000");
+    cr_assert_str_eq(str_at(a, "rows.2.campaign"), "webinar");
+    cr_assert_str_eq(str_at(a, "rows.2.credits.w_shaped"), "100000");
+    const char *attr[] = {"attribution", "--by", "campaign", "--all-models", "--json", NULL};
+    assert_same(a, ctl_json(attr), "attribution");
+    json_t *lin =
+        get_json(w.token_mia, "/api/v1/attribution?by=channel&model=linear&from=2020-01", 200);
+    const char *attr2[] = {"attribution", "--by",    "channel", "--model", "linear",
+                           "--from",      "2020-01", "--json",  NULL};
+    assert_same(lin, ctl_json(attr2), "attribution linear by channel");
+
+    /* statements: bob 12000 accrued, 2000 clawed back; the CSV is funnelctl's, byte for byte */
+    char path[128];
+    snprintf(path, sizeof path, "/api/v1/statements/bob?period=%s", w.period_bob);
+    json_t *s = get_json(w.token_bob, path, 200);
+    cr_assert_str_eq(str_at(s, "currencies.0.accruals"), "12000");
+    cr_assert_str_eq(str_at(s, "currencies.0.clawbacks"), "2000");
+    cr_assert_str_eq(str_at(s, "currencies.0.closing"), "10000");
+    const char *st[] = {"statement", "--rep", "bob", "--period", w.period_bob, "--json", NULL};
+    assert_same(s, ctl_json(st), "statement");
+    snprintf(path, sizeof path, "/api/v1/statements/ann?period=%s&format=csv", w.period_ann);
+    fx_web_request(&w, w.token_ann, path, NULL, NULL, &r);
+    cr_assert_eq(r.status, 200);
+    static char csv[65536];
+    const char *st_csv[] = {"statement", "--rep", "ann", "--period", w.period_ann, "--csv", NULL};
+    cr_assert_eq(fx_ctl(&w.d, csv, sizeof csv, st_csv), 0);
+    cr_assert_str_eq(r.body, csv);
+    cr_assert(strstr(csv, ",5000\n"), "ann accrues 10%% of 50000: %s", csv);
+
+    /* the funnel by campaign; L5 was never created, so it has no campaign */
+    json_t *f = get_json(w.token_mia, "/api/v1/funnel?by=campaign", 200);
+    cr_assert_str_eq(str_at(f, "rows.0.campaign"), "");
+    cr_assert_eq(json_integer_value(json_path_get(f, "rows.0.sql")), 1);
+    cr_assert_str_eq(str_at(f, "rows.1.campaign"), "spring");
+    cr_assert_eq(json_integer_value(json_path_get(f, "rows.1.leads")), 2);
+    cr_assert_eq(json_integer_value(json_path_get(f, "rows.1.mql")), 2);
+    cr_assert_eq(json_integer_value(json_path_get(f, "rows.1.sql")), 1);
+    cr_assert_eq(json_integer_value(json_path_get(f, "rows.1.lost")), 1);
+    cr_assert_str_eq(str_at(f, "rows.1.revenue.EUR"), "50000");
+    cr_assert_str_eq(str_at(f, "rows.1.conversion_pct.mql_sql"), "50.0");
+    cr_assert_str_eq(str_at(f, "rows.2.campaign"), "webinar");
+    cr_assert_eq(json_integer_value(json_path_get(f, "rows.2.won")), 1);
+    cr_assert_str_eq(str_at(f, "rows.2.median_ms.mql_sql"), "86400000");
+    cr_assert_str_eq(str_at(f, "rows.2.median_ms.sql_contact"), "1800000");
+    cr_assert_str_eq(str_at(f, "rows.2.median_ms.sql_won"), "86400000");
+    cr_assert_str_eq(str_at(f, "rows.2.revenue.EUR"), "100000");
+    const char *fun[] = {"funnel", "--by", "campaign", "--json", NULL};
+    assert_same(f, ctl_json(fun), "funnel");
+    json_t *seg = get_json(w.token_mia, "/api/v1/funnel?by=segment&from=2020-01-01", 200);
+    const char *fun2[] = {"funnel", "--by", "segment", "--from", "2020-01-01", "--json", NULL};
+    assert_same(seg, ctl_json(fun2), "funnel by segment");
+
+    /* compliance per owner: bob met L2 on time after 30 minutes, L5 is breached */
+    json_t *c = get_json(w.token_mia, "/api/v1/sla/compliance?by=owner", 200);
+    cr_assert_str_eq(str_at(c, "rows.0.owner"), "ann");
+    cr_assert_eq(json_integer_value(json_path_get(c, "rows.0.breached")), 1);
+    cr_assert_str_eq(str_at(c, "rows.1.owner"), "bob");
+    cr_assert_eq(json_integer_value(json_path_get(c, "rows.1.instances")), 2);
+    cr_assert_eq(json_integer_value(json_path_get(c, "rows.1.met_on_time")), 1);
+    cr_assert_str_eq(str_at(c, "rows.1.on_time_pct"), "100.0");
+    cr_assert_str_eq(str_at(c, "rows.1.median_time_to_stop_ms"), "1800000");
+    const char *comp[] = {"sla", "compliance", "--by", "owner", "--json", NULL};
+    assert_same(c, ctl_json(comp), "compliance");
+
+    /* quotas: the minimum comes from funneld's config */
+    json_t *q = get_json(w.token_mia, "/api/v1/quota", 200);
+    cr_assert_str_eq(str_at(q, "quotas.0.name"), "mql_monthly");
+    cr_assert_eq(json_integer_value(json_path_get(q, "quotas.0.minimum")), 10);
+    json_decref(q);
+}
+
+Test(web, refusals_are_json_with_the_right_status)
+{
+    assert_refused(NULL, "/api/v1/sla", NULL, 401);
+    assert_refused("0000", "/api/v1/sla", NULL, 401);
+    char path[128];
+    snprintf(path, sizeof path, "/api/v1/statements/bob?period=%s", w.period_bob);
+    assert_refused(w.token_ann, path, NULL, 403);
+    assert_refused(w.token_ann, "/api/v1/attribution?by=campaign", NULL, 403);
+    assert_refused(w.token_ann, "/api/v1/funnel?by=campaign", NULL, 403);
+    assert_refused(w.token_mia, "/api/v1/rejected", NULL, 403);
+    json_t *rej = get_json(w.token_root, "/api/v1/rejected", 200);
+    cr_assert(json_is_array(json_object_get(rej, "rejected")));
+    json_decref(rej);
+    /* bad parameters */
+    assert_refused(w.token_mia, "/api/v1/funnel?by=planet", NULL, 400);
+    assert_refused(w.token_mia, "/api/v1/attribution?by=campaign&model=nope", NULL, 400);
+    assert_refused(w.token_mia, "/api/v1/attribution?by=campaign&from=2026-13", NULL, 400);
+    assert_refused(w.token_mia, "/api/v1/attribution?by=campaign&from=2026-05&to=2026-04", NULL,
+                   400);
+    assert_refused(w.token_mia, "/api/v1/sla?state=lost", NULL, 400);
+    assert_refused(w.token_mia, "/api/v1/sla?limit=0", NULL, 400);
+    assert_refused(w.token_mia, "/api/v1/sla/abc", NULL, 400);
+    assert_refused(w.token_mia, "/api/v1/sla/compliance?by=week", NULL, 400);
+    assert_refused(w.token_mia, "/api/v1/statements/ann?period=soon", NULL, 400);
+    assert_refused(w.token_mia, "/api/v1/statements/ann?period=2026-12&format=xml", NULL, 400);
+    assert_refused(w.token_mia, "/api/v1/statements/nobody?period=2026-12", NULL, 404);
+    assert_refused(w.token_mia, "/api/v1/nothing", NULL, 404);
+    assert_refused(w.token_mia, "/api/v1/sla/1/ack", NULL, 405);
+}
+
+Test(web, login_sets_a_strict_cookie_and_writes_need_the_csrf_token)
+{
+    const char *json_type[] = {"Content-Type: application/json", NULL};
+    fx_web_request(&w, NULL, "/api/v1/login", "{\"name\":\"mia\",\"password\":\"wrong\"}",
+                   json_type, &r);
+    cr_assert_eq(r.status, 401);
+    fx_web_request(&w, NULL, "/api/v1/login", "{\"name\":\"mia\",\"password\":\"mia-password\"}",
+                   NULL, &r);
+    cr_assert_eq(r.status, 415, "a login is JSON only (no cross-site form)");
+    fx_web_request(&w, NULL, "/api/v1/login", "{\"name\":\"mia\",\"password\":\"mia-password\"}",
+                   json_type, &r);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    cr_assert(strstr(r.set_cookie, "HttpOnly"), "%s", r.set_cookie);
+    cr_assert(strstr(r.set_cookie, "SameSite=Strict"), "%s", r.set_cookie);
+    cr_assert(strstr(r.set_cookie, "Max-Age=43200"), "%s", r.set_cookie);
+    cr_assert_null(strstr(r.set_cookie, "Secure"), "no TLS configured: %s", r.set_cookie);
+    json_t *me = json_loads(r.body, 0, NULL);
+    char csrf[128], cookie[128], l1[24], path[64];
+    snprintf(csrf, sizeof csrf, "X-CSRF-Token: %s", json_string_value(json_object_get(me, "csrf")));
+    json_decref(me);
+    snprintf(cookie, sizeof cookie, "Cookie: %.*s", (int)strcspn(r.set_cookie, ";"), r.set_cookie);
+
+    const char *with_cookie[] = {cookie, NULL};
+    fx_web_request(&w, NULL, "/api/v1/me", NULL, with_cookie, &r);
+    cr_assert(strstr(r.body, "\"name\":\"mia\"") && strstr(r.body, "\"role\":\"manager\""), "%s",
+              r.body);
+    sla_id_of("L1", l1, sizeof l1);
+    snprintf(path, sizeof path, "/api/v1/sla/%s/ack", l1);
+    fx_web_request(&w, NULL, path, "", with_cookie, &r);
+    cr_assert_eq(r.status, 403, "a cookie alone cannot write: %s", r.body);
+    const char *with_csrf[] = {cookie, csrf, NULL};
+    fx_web_request(&w, NULL, path, "", with_csrf, &r);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    assert_refused(w.token_ann, path, "", 403); /* reps do not acknowledge */
+
+    fx_web_request(&w, NULL, "/api/v1/logout", "", with_cookie, &r);
+    cr_assert_eq(r.status, 200);
+    fx_web_request(&w, NULL, "/api/v1/sla", NULL, with_cookie, &r);
+    cr_assert_eq(r.status, 401, "the session ended");
+}
+
+Test(web, acknowledge_goes_through_funneld_as_the_user)
+{
+    char l1[24], path[64];
+    sla_id_of("L1", l1, sizeof l1);
+    snprintf(path, sizeof path, "/api/v1/sla/%s/ack", l1);
+    fx_web_request(&w, w.token_mia, path, "", NULL, &r);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    cr_assert(strstr(r.body, "\"answer\":\"ok\""), "%s", r.body);
+    /* funneld committed it before its ack: the database shows who */
+    snprintf(path, sizeof path, "/api/v1/sla/%s", l1);
+    json_t *row = get_json(w.token_mia, path, 200);
+    cr_assert_str_eq(json_string_value(json_object_get(row, "acked_by")), "mia");
+    json_decref(row);
+    snprintf(path, sizeof path, "/api/v1/sla/%s/ack", l1);
+    fx_web_request(&w, w.token_mia, path, "", NULL, &r);
+    cr_assert(strstr(r.body, "\"answer\":\"duplicate\""), "the same click twice: %s", r.body);
+    /* the event is funneld's record of it, by the user's name */
+    static char out[65536];
+    const char *args[] = {"events", "--limit", "5", NULL};
+    cr_assert_eq(fx_ctl(&w.d, out, sizeof out, args), 0);
+    cr_assert(strstr(out, "\"escalation.acknowledged\"") && strstr(out, "\"by\":\"mia\""), "%s",
+              out);
+}
+
+/* ---- the live stream ---------------------------------------------------------------------- */
+
+typedef struct sse_buf {
+    char text[65536];
+    size_t len;
+} sse_buf_t;
+
+static size_t on_sse(char *data, size_t size, size_t n, void *arg)
+{
+    sse_buf_t *b = arg;
+    size_t len = size * n, room = sizeof b->text - 1 - b->len;
+    memcpy(b->text + b->len, data, len < room ? len : room);
+    b->len += len < room ? len : room;
+    b->text[b->len] = '\0';
+    return len;
+}
+
+/* Reads the stream as token for ms milliseconds, from after last_id (NULL: from now). */
+static void sse_read(const char *token, const char *last_id, int ms, sse_buf_t *b)
+{
+    char url[128], auth[128], last[64];
+    memset(b, 0, sizeof *b);
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/api/v1/stream", w.port);
+    snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
+    struct curl_slist *h = curl_slist_append(NULL, auth);
+    if (last_id) {
+        snprintf(last, sizeof last, "Last-Event-ID: %s", last_id);
+        h = curl_slist_append(h, last);
+    }
+    CURL *c = curl_easy_init();
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_sse);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, b);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)ms);
+    CURLcode rc = curl_easy_perform(c);
+    curl_slist_free_all(h);
+    curl_easy_cleanup(c);
+    cr_assert_eq(rc, CURLE_OPERATION_TIMEDOUT, "a stream does not end: %s", curl_easy_strerror(rc));
+}
+
+/* Waits until the follower has read everything funneld committed (the stream's backlog is
+ * filled by a thread of its own). */
+static void stream_caught_up(void)
+{
+    char want[32];
+    snprintf(want, sizeof want, "id: %llu\n", (unsigned long long)fx_daemon_last_seq(&w.d));
+    static sse_buf_t b;
+    for (int i = 0; i < 50; i++) {
+        sse_read(w.token_mia, "0", 300, &b);
+        if (strstr(b.text, want))
+            return;
+    }
+    cr_assert_fail("the stream never reached %s", want);
+}
+
+Test(web, stream_resumes_after_last_event_id_and_filters_per_role)
+{
+    static sse_buf_t all, ann, later;
+    stream_caught_up();
+    sse_read(w.token_mia, "0", 500, &all);
+    cr_assert(strstr(all.text, "\"key\":\"L5\""), "a manager sees bob's SLA: %.300s", all.text);
+    cr_assert(strstr(all.text, "event: message\ndata: {\"seq\":\""), "%.300s", all.text);
+    sse_read(w.token_ann, "0", 500, &ann);
+    cr_assert(strstr(ann.text, "\"key\":\"L1\""), "ann sees her SLA: %.300s", ann.text);
+    cr_assert_null(strstr(ann.text, "\"key\":\"L5\""), "ann does not see bob's SLA");
+    cr_assert_null(strstr(ann.text, "lead.created"), "nor the input stream");
+
+    /* Resume: nothing at or before Last-Event-ID comes again. */
+    char last[32];
+    snprintf(last, sizeof last, "%llu", (unsigned long long)fx_daemon_last_seq(&w.d));
+    char l6[256];
+    snprintf(l6, sizeof l6,
+             "{\"event_id\":\"e-l6-sql\",\"occurred_at_ms\":%lld,\"lead_id\":\"L6\","
+             "\"stage\":\"SQL\",\"owner\":\"ann\"}",
+             (long long)(fx_now_ms() - 2 * FX_HOUR_MS));
+    fx_web_publish(&w, "lead.qualified", l6);
+    sse_read(w.token_ann, last, 1500, &later);
+    char first[48];
+    snprintf(first, sizeof first, "id: %llu\n", (unsigned long long)strtoull(last, NULL, 10));
+    cr_assert_null(strstr(later.text, first), "id %s came again", last);
+    cr_assert(strstr(later.text, "\"topic\":\"sla.escalation\"") && strstr(later.text, "\"L6\""),
+              "the new escalation: %.500s", later.text);
+}
+
+Test(web, healthz_metrics_and_assets)
+{
+    fx_web_request(&w, NULL, "/healthz", NULL, NULL, &r);
+    cr_assert_eq(r.status, 200);
+    fx_web_request(&w, NULL, "/", NULL, NULL, &r);
+    cr_assert_eq(r.status, 200);
+    cr_assert(strstr(r.body, "<script src=\"/app.js\""), "the embedded page");
+    fx_web_request(&w, NULL, "/app.js", NULL, NULL, &r);
+    cr_assert_eq(r.status, 200);
+    fx_web_request(&w, w.token_mia, "/api/v1/sla", NULL, NULL, &r);
+    fx_web_request(&w, w.token_mia, "/api/v1/funnel?by=nope", NULL, NULL, &r);
+    fx_metrics_scrape(w.port, &r);
+    cr_assert_geq(fx_metric(r.body, "funnel_web_requests_total{route=\"sla_list\"}"), 1);
+    cr_assert_geq(fx_metric(r.body, "funnel_web_request_errors_total{route=\"funnel\"}"), 1);
+    cr_assert_geq(fx_metric(r.body, "funnel_web_request_seconds_count{route=\"sla_list\"}"), 1);
+    cr_assert_geq(
+        fx_metric(r.body, "funnel_web_request_seconds_bucket{route=\"asset\",le=\"+Inf\"}"), 2);
+}
+
+Test(web, users_file_is_reloaded_on_sighup)
+{
+    char token[65];
+    fx_web_add_user(w.users, "zed", "manager", "zed-password", token);
+    fx_web_request(&w, token, "/api/v1/sla", NULL, NULL, &r);
+    cr_assert_eq(r.status, 401, "not before the reload");
+    kill(w.pid, SIGHUP);
+    for (int i = 0; i < 100 && r.status != 200; i++) {
+        fx_sleep_ms(50);
+        fx_web_request(&w, token, "/api/v1/sla", NULL, NULL, &r);
+    }
+    cr_assert_eq(r.status, 200, "after SIGHUP: %s", r.body);
+    /* a bad file keeps the users in force */
+    fx_file_put(w.users, "users = ( { name = \"x\"; } );\n");
+    kill(w.pid, SIGHUP);
+    fx_daemon_t log = {0};
+    snprintf(log.log, sizeof log.log, "%s", w.log);
+    cr_assert(fx_daemon_log_has(&log, "users not reloaded", 10000));
+    fx_web_request(&w, token, "/api/v1/sla", NULL, NULL, &r);
+    cr_assert_eq(r.status, 200, "a broken users file changes nothing: %s", r.body);
+}
+
+Test(web, add_user_refuses_a_bad_role_or_an_empty_password)
+{
+    char out[2048];
+    const char *bad_role[] = {"/bin/sh",
+                              "-c",
+                              "echo pw | \"$1\" --users \"$2\" --add-user x --role boss",
+                              "sh",
+                              FUNNEL_WEB_PATH,
+                              w.users,
+                              NULL};
+    cr_assert_eq(fx_run(bad_role, out, sizeof out), 2, "%s", out);
+    const char *empty[] = {"/bin/sh",
+                           "-c",
+                           "echo | \"$1\" --users \"$2\" --add-user x --role rep",
+                           "sh",
+                           FUNNEL_WEB_PATH,
+                           w.users,
+                           NULL};
+    cr_assert_eq(fx_run(empty, out, sizeof out), 2, "%s", out);
+}
