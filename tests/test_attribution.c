@@ -743,6 +743,72 @@ Test(engine, output_is_deterministic_even_after_a_rolled_back_batch)
     world_close(&b);
 }
 
+/* Gives w a new router and attribution engine on the same store: what a restart does, so the
+ * engine's schema steps run again. */
+static void world_restart_engine(world_t *w)
+{
+    funnel_attribution_engine_destroy(w->engine.self);
+    w->engine.self = NULL;
+    funnel_router_destroy(&w->router);
+    cr_assert_eq(funnel_router_new(w->store, &w->router), 0);
+    cr_assert_eq(funnel_attribution_engine_create(w->store, ATTRIBUTION(w->cfg), NULL, &w->engine),
+                 0, "%s", funnel_store_errmsg(w->store));
+    cr_assert_eq(funnel_router_add_engine(w->router, &w->engine), 0);
+    w->eng.router = w->router;
+}
+
+#define ALL_POSTING_COLUMNS                                                                        \
+    "id, payment_id, refund_id, model, line_key, client_id, lead_id, campaign, source, medium, "   \
+    "channel, touch_at_ms, currency, credit, weight_ppm, reversal, at_ms, cause_event_id"
+
+Test(engine, schema_3_stores_each_line_once_and_keeps_every_posting_and_its_id)
+{
+    static world_t w;
+    static char before[65536], after[65536];
+    world_open(&w, FUNNEL_ATTR_ALL_MODELS);
+    size_t n = journey_events();
+    for (size_t i = 0; i < n; i++)
+        world_apply(&w, ev_topic[i], ev[i]);
+    query_text(&w, "SELECT " ALL_POSTING_COLUMNS " FROM attr_postings ORDER BY id", before,
+               sizeof before);
+    int64_t last = fx_sql_int(funnel_store_db(w.store), "SELECT max(id) FROM attr_postings", NULL);
+    /* Back to the shape of schema 2: one wide row per posting. The sequence runs 5 past the
+     * last row, as AUTOINCREMENT allows: the next id must still follow it. */
+    char *msg = NULL;
+    char sql[2048];
+    snprintf(sql, sizeof sql,
+             "CREATE TABLE old_p AS SELECT " ALL_POSTING_COLUMNS " FROM attr_postings;"
+             "DROP VIEW attr_postings; DROP TABLE attr_credits; DROP TABLE attr_lines;"
+             "CREATE TABLE attr_postings (id INTEGER PRIMARY KEY AUTOINCREMENT,"
+             "  payment_id TEXT NOT NULL, refund_id TEXT NOT NULL, model TEXT NOT NULL,"
+             "  line_key TEXT NOT NULL, client_id TEXT NOT NULL, lead_id TEXT NOT NULL,"
+             "  campaign TEXT NOT NULL, source TEXT NOT NULL, medium TEXT NOT NULL,"
+             "  channel TEXT NOT NULL, touch_at_ms INTEGER NOT NULL, currency TEXT NOT NULL,"
+             "  credit INTEGER NOT NULL, weight_ppm INTEGER NOT NULL, reversal INTEGER NOT NULL,"
+             "  at_ms INTEGER NOT NULL, cause_event_id TEXT NOT NULL);"
+             "INSERT INTO attr_postings SELECT * FROM old_p ORDER BY id; DROP TABLE old_p;"
+             "UPDATE sqlite_sequence SET seq = %lld WHERE name = 'attr_postings';"
+             "UPDATE meta SET value = 2 WHERE key = 'schema.attribution';",
+             (long long)last + 5);
+    cr_assert_eq(sqlite3_exec(funnel_store_db(w.store), sql, NULL, NULL, &msg), SQLITE_OK, "%s",
+                 msg);
+    world_restart_engine(&w);
+    cr_assert_eq(funnel_store_module_version(w.store, "attribution"), 3);
+    query_text(&w, "SELECT " ALL_POSTING_COLUMNS " FROM attr_postings ORDER BY id", after,
+               sizeof after);
+    cr_assert_str_eq(after, before, "every posting survives the step as it was");
+    cr_assert_lt(fx_sql_int(funnel_store_db(w.store), "SELECT count(*) FROM attr_lines", NULL),
+                 fx_sql_int(funnel_store_db(w.store), "SELECT count(*) FROM attr_postings", NULL),
+                 "a line is stored once, not once per posting");
+    world_apply(&w, "payment.received",
+                "{\"eventId\":\"p-after\",\"occurredAtMs\":1700086400009,\"paymentId\":\"P9\","
+                "\"clientId\":\"C1\",\"amount\":{\"minor\":900,\"currency\":\"EUR\"}}");
+    cr_assert_eq(fx_sql_int(funnel_store_db(w.store),
+                            "SELECT min(id) FROM attr_postings WHERE payment_id = 'P9'", NULL),
+                 last + 6, "posting ids (the credits' event_ids) are never reused");
+    world_close(&w);
+}
+
 /* One event of a small scenario: topic and JSON body. */
 typedef struct scene_event {
     const char *topic, *json;

@@ -64,6 +64,38 @@ static const char *const schema[] = {
     "INSERT INTO attr_leads_new SELECT * FROM attr_leads;"
     "DROP TABLE attr_leads;"
     "ALTER TABLE attr_leads_new RENAME TO attr_leads;",
+    /* 3: a line's touch columns (key, lead, campaign, source, medium, channel, time) were
+     * repeated on every posting of it, nine models times every re-post: they are stored once
+     * in attr_lines and a posting names its line. attr_postings stays as a view with the old
+     * columns for the readers (funnelctl attribution). Posting ids carry over, and with them
+     * the AUTOINCREMENT sequence behind the credits' event_ids. */
+    "CREATE TABLE attr_lines (id INTEGER PRIMARY KEY, line_key TEXT NOT NULL,"
+    "  lead_id TEXT NOT NULL, campaign TEXT NOT NULL, source TEXT NOT NULL,"
+    "  medium TEXT NOT NULL, channel TEXT NOT NULL, touch_at_ms INTEGER NOT NULL,"
+    "  UNIQUE (line_key, lead_id, campaign, source, medium, channel, touch_at_ms));"
+    "INSERT INTO attr_lines (line_key, lead_id, campaign, source, medium, channel, touch_at_ms)"
+    "  SELECT DISTINCT line_key, lead_id, campaign, source, medium, channel, touch_at_ms"
+    "  FROM attr_postings;"
+    "CREATE TABLE attr_credits (id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  payment_id TEXT NOT NULL, refund_id TEXT NOT NULL, model TEXT NOT NULL,"
+    "  line_id INTEGER NOT NULL REFERENCES attr_lines(id), client_id TEXT NOT NULL,"
+    "  currency TEXT NOT NULL, credit INTEGER NOT NULL, weight_ppm INTEGER NOT NULL,"
+    "  reversal INTEGER NOT NULL, at_ms INTEGER NOT NULL, cause_event_id TEXT NOT NULL);"
+    "INSERT INTO attr_credits SELECT p.id, p.payment_id, p.refund_id, p.model, l.id,"
+    "  p.client_id, p.currency, p.credit, p.weight_ppm, p.reversal, p.at_ms, p.cause_event_id"
+    "  FROM attr_postings p JOIN attr_lines l USING (line_key, lead_id, campaign, source,"
+    "  medium, channel, touch_at_ms) ORDER BY p.id;"
+    "DELETE FROM sqlite_sequence WHERE name = 'attr_credits';"
+    "INSERT INTO sqlite_sequence (name, seq) SELECT 'attr_credits', seq FROM sqlite_sequence"
+    "  WHERE name = 'attr_postings';"
+    "DROP TABLE attr_postings;"
+    "CREATE INDEX attr_credits_by_payment ON attr_credits(payment_id, model, refund_id,"
+    "  line_id);"
+    "CREATE INDEX attr_credits_by_time ON attr_credits(at_ms);"
+    "CREATE VIEW attr_postings AS SELECT c.id, c.payment_id, c.refund_id, c.model,"
+    "  l.line_key, c.client_id, l.lead_id, l.campaign, l.source, l.medium, l.channel,"
+    "  l.touch_at_ms, c.currency, c.credit, c.weight_ppm, c.reversal, c.at_ms,"
+    "  c.cause_event_id FROM attr_credits c JOIN attr_lines l ON l.id = c.line_id;",
 };
 
 enum stmt_id {
@@ -85,6 +117,8 @@ enum stmt_id {
     S_POSTED,
     S_ANY_POSTED,
     S_POST,
+    S_LINE_GET,
+    S_LINE_ADD,
     S_COUNT_
 };
 
@@ -122,23 +156,28 @@ static const char *const stmt_sql[S_COUNT_] = {
     /* Every refund entry ever posted for a payment and model, with the time it was posted at:
      * a refund re-pointed to another payment, or left behind by a payment whose currency
      * changed, is no longer attached but its credits still stand until reversed. */
-    [S_REFUNDS_POSTED] = "SELECT refund_id, max(at_ms) FROM attr_postings "
+    [S_REFUNDS_POSTED] = "SELECT refund_id, max(at_ms) FROM attr_credits "
                          "WHERE payment_id = ? AND model = ? AND refund_id <> '' "
                          "GROUP BY refund_id ORDER BY refund_id",
-    /* Every line of one payment, model and entry whose posted sum is not zero. The touch
-     * columns are equal on every row of a line (a touch never changes); client, lead and
-     * weight are grouped on because a re-post may change them, and a bare column would name
-     * whichever row SQLite met last. */
-    [S_POSTED] = "SELECT line_key, currency, sum(credit), lead_id, campaign, source, medium, "
-                 "channel, touch_at_ms, weight_ppm, client_id FROM attr_postings "
-                 "WHERE payment_id = ? AND model = ? AND refund_id = ? "
-                 "GROUP BY line_key, currency, client_id, lead_id, weight_ppm "
-                 "HAVING sum(credit) != 0 ORDER BY line_key, currency",
-    [S_ANY_POSTED] = "SELECT 1 FROM attr_postings WHERE payment_id = ? LIMIT 1",
-    [S_POST] = "INSERT INTO attr_postings(payment_id, refund_id, model, line_key, client_id, "
-               "lead_id, campaign, source, medium, channel, touch_at_ms, currency, credit, "
-               "weight_ppm, reversal, at_ms, cause_event_id) "
-               "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+    /* Every line of one payment, model and entry whose posted sum is not zero. A line_id
+     * names the touch columns and the lead; client and weight are grouped on because a re-post
+     * may change them, and a bare column would name whichever row SQLite met last. */
+    [S_POSTED] = "SELECT l.line_key, c.currency, sum(c.credit), l.lead_id, l.campaign, l.source,"
+                 " l.medium, l.channel, l.touch_at_ms, c.weight_ppm, c.client_id, c.line_id"
+                 " FROM attr_credits c JOIN attr_lines l ON l.id = c.line_id"
+                 " WHERE c.payment_id = ? AND c.model = ? AND c.refund_id = ?"
+                 " GROUP BY c.line_id, c.currency, c.client_id, c.weight_ppm"
+                 " HAVING sum(c.credit) != 0"
+                 " ORDER BY l.line_key, c.currency, c.client_id, l.lead_id, c.weight_ppm",
+    [S_ANY_POSTED] = "SELECT 1 FROM attr_credits WHERE payment_id = ? LIMIT 1",
+    [S_POST] = "INSERT INTO attr_credits(payment_id, refund_id, model, line_id, client_id,"
+               " currency, credit, weight_ppm, reversal, at_ms, cause_event_id)"
+               " VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+    [S_LINE_GET] = "SELECT id FROM attr_lines WHERE line_key = ? AND lead_id = ? AND"
+                   " campaign = ? AND source = ? AND medium = ? AND channel = ? AND"
+                   " touch_at_ms = ?",
+    [S_LINE_ADD] = "INSERT INTO attr_lines(line_key, lead_id, campaign, source, medium, channel,"
+                   " touch_at_ms) VALUES (?,?,?,?,?,?,?)",
 };
 
 struct funnel_attribution {
@@ -154,6 +193,7 @@ typedef struct line {
     const char *lead_id, *campaign, *source, *medium, *channel;
     const char *currency, *client_id; /* posted lines only */
     int64_t touch_at_ms;
+    int64_t line_id;    /* its row in attr_lines */
     int64_t sum;        /* posted lines: what has been credited so far */
     int32_t weight_ppm; /* posted lines: as last posted */
     char *mem;          /* owns the strings above, except lead_id of journey touches */
@@ -407,6 +447,28 @@ static int journey_weigh(run_t *r, journey_t *j, const funnel_attribution_journe
     return 0;
 }
 
+/* Finds or adds the attr_lines row of each journey line, which its postings name. */
+static int journey_line_ids(run_t *r, journey_t *j)
+{
+    for (size_t i = 0; i < j->n; i++) {
+        line_t *l = &j->lines[i];
+        const char *cols = "ssssssi";
+        sqlite3_stmt *st = stmt_bind(r->a, S_LINE_GET, cols, l->key, l->lead_id, l->campaign,
+                                     l->source, l->medium, l->channel, l->touch_at_ms);
+        int rc = sqlite3_step(st);
+        l->line_id = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+        if ((rc = stmt_done(st, rc)))
+            return rc;
+        if (l->line_id)
+            continue;
+        if (stmt_run(stmt_bind(r->a, S_LINE_ADD, cols, l->key, l->lead_id, l->campaign, l->source,
+                               l->medium, l->channel, l->touch_at_ms)))
+            return FUNNEL_ESTORE;
+        l->line_id = sqlite3_last_insert_rowid(funnel_store_db(r->a->store));
+    }
+    return 0;
+}
+
 /* Loads the client's journey (see attribution.h for what belongs to it). */
 static int journey_load(run_t *r, const char *client_id, journey_t *j)
 {
@@ -435,6 +497,8 @@ static int journey_load(run_t *r, const char *client_id, journey_t *j)
             return rc;
     }
     if (j->n == 0 && (rc = journey_unattributed(j)))
+        return rc;
+    if ((rc = journey_line_ids(r, j)))
         return rc;
     if (!(times = malloc(j->n * sizeof *times)))
         return FUNNEL_ENOMEM;
@@ -612,10 +676,9 @@ static int post_line(run_t *r, const entry_t *e, const line_t *l, const char *cl
                      bool reversal)
 {
     const char *model = funnel_attribution_model_name(e->model);
-    sqlite3_stmt *st = stmt_bind(r->a, S_POST, "ssssssssssisiiiis", e->pay->id, e->refund_id, model,
-                                 l->key, client_id, l->lead_id, l->campaign, l->source, l->medium,
-                                 l->channel, l->touch_at_ms, currency, credit, ppm,
-                                 (int64_t)reversal, e->at_ms, r->cause->event_id);
+    sqlite3_stmt *st = stmt_bind(r->a, S_POST, "sssissiiiis", e->pay->id, e->refund_id, model,
+                                 l->line_id, client_id, currency, credit, ppm, (int64_t)reversal,
+                                 e->at_ms, r->cause->event_id);
     if (stmt_run(st))
         return FUNNEL_ESTORE;
     return out_add(r, e, l, client_id, journey_lead, currency, credit, ppm, reversal,
@@ -643,6 +706,7 @@ static int posted_read(run_t *r, const entry_t *e, line_t **out, size_t *n_out)
         l->sum = sqlite3_column_int64(st, 2);
         l->touch_at_ms = sqlite3_column_int64(st, 8);
         l->weight_ppm = sqlite3_column_int(st, 9);
+        l->line_id = sqlite3_column_int64(st, 11);
         n++;
     }
     *out = lines;
