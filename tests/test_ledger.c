@@ -720,7 +720,7 @@ static int count_stmt(unsigned type, void *arg, void *p, void *x)
 
 /* Feeds one payment and one refund of it (the i-th pair, a minute apart) and returns how many
  * SQL statements (top-level and trigger programs) the pair ran. */
-static int pair_statements(int i)
+static int64_t pair_statements(int i)
 {
     char ev[32], pay[32], ref[32], rid[32];
     snprintf(ev, sizeof ev, "p%d", i);
@@ -739,6 +739,17 @@ static int pair_statements(int i)
     return n;
 }
 
+/* What one(i) costs for i = 10 (*early) and i = 199 (*late), run for i = 0..199 in order. */
+static void cost_early_late(int64_t (*one)(int i), int64_t *early, int64_t *late)
+{
+    for (int i = 0; i < 200; i++) {
+        int64_t n = one(i);
+        if (i == 10)
+            *early = n;
+        *late = n;
+    }
+}
+
 /* Each event settles its client from the client's facts. That must not cost SQL statements per
  * payment or refund of the history (one rate lookup per payment made a long-lived client slow
  * the single writer): a pair of events runs as many statements with 200 pairs behind it as with
@@ -747,17 +758,12 @@ Test(ledger, statements_per_event_do_not_grow_with_history)
 {
     plan.account_manager_rate_bp = 200;
     must(fx_handoff("h1", "c1", "alice", "dave", day(2026, 1, 1)));
-    int early = 0, late = 0;
-    for (int i = 0; i < 200; i++) {
-        int n = pair_statements(i);
-        if (i == 10)
-            early = n;
-        late = n;
-    }
+    int64_t early = 0, late = 0;
+    cost_early_late(pair_statements, &early, &late);
     cr_assert_gt(early, 0);
     cr_assert_leq(late, early,
-                  "a payment and a refund ran %d statements after 10 pairs, %d after 200", early,
-                  late);
+                  "a payment and a refund ran %lld statements after 10 pairs, %lld after 200",
+                  (long long)early, (long long)late);
     /* The cheaper settle computes the same books: 200 x (1000 - 250) for alice, x (200 - 50) for
      * the account manager. */
     cr_assert_eq(owed("alice", "EUR"), 200 * 750);
@@ -801,12 +807,7 @@ Test(ledger, a_payment_in_order_does_not_read_the_clients_history)
     plan.term_months = 600;
     must(fx_handoff("h1", "c1", "alice", "dave", day(2026, 1, 1)));
     int64_t early = 0, late = 0;
-    for (int i = 0; i < 200; i++) {
-        int64_t n = payment_vm_steps(i);
-        if (i == 10)
-            early = n;
-        late = n;
-    }
+    cost_early_late(payment_vm_steps, &early, &late);
     cr_assert_gt(early, 0);
     cr_assert_lt(late - early, 190 * 40,
                  "a payment ran %lld VM steps after 10 payments, %lld after 200", (long long)early,
