@@ -228,6 +228,14 @@ typedef struct out_touch {
     char *mem; /* owns the strings of pb */
 } out_touch_t;
 
+/* A credit of an outgoing message with the storage its pointers name once published. */
+typedef struct out_credit {
+    Funnel__V1__AttributionCredit pb;
+    Funnel__V1__Money money;
+    char currency[8];
+    char client_id[FUNNEL_ID_MAX + 1]; /* "" when it is the message's */
+} out_credit_t;
+
 /* One attribution.credited message being gathered: the credits of one entry (the payment or one
  * refund) under every model, published when the payment is settled. */
 typedef struct out_msg {
@@ -236,10 +244,7 @@ typedef struct out_msg {
     int64_t first_id; /* posting id of its first credit: the message's event_id */
     out_touch_t *touches;
     size_t n_touches, cap_touches;
-    Funnel__V1__AttributionCredit *credits;
-    Funnel__V1__Money *money; /* credits[i].credit points at money[i] once published */
-    char (*currency)[8];
-    char (*client)[FUNNEL_ID_MAX + 1];
+    out_credit_t *credits;
     size_t n_credits, cap_credits;
 } out_msg_t;
 
@@ -519,9 +524,6 @@ static void out_msg_clear(out_msg_t *m)
         free(m->touches[i].mem);
     free(m->touches);
     free(m->credits);
-    free(m->money);
-    free(m->currency);
-    free(m->client);
     memset(m, 0, sizeof *m);
 }
 
@@ -598,24 +600,18 @@ static int out_add(run_t *r, const entry_t *e, const line_t *l, const char *clie
         return FUNNEL_ENOMEM;
     const char *touch_id = strcmp(l->key, FUNNEL_ATTR_UNATTRIBUTED) ? l->key : "";
     long t = out_touch_of(m, l, touch_id, str_eq(l->lead_id, journey_lead) ? "" : l->lead_id);
-    size_t n = m->n_credits + 1, cap = m->cap_credits;
-    if (t < 0 || grow((void **)&m->credits, &cap, n, sizeof *m->credits) ||
-        (cap = m->cap_credits, grow((void **)&m->money, &cap, n, sizeof *m->money)) ||
-        (cap = m->cap_credits, grow((void **)&m->currency, &cap, n, sizeof *m->currency)) ||
-        (cap = m->cap_credits, grow((void **)&m->client, &cap, n, sizeof *m->client)))
+    if (t < 0 || grow((void **)&m->credits, &m->cap_credits, m->n_credits + 1, sizeof *m->credits))
         return FUNNEL_ENOMEM;
-    m->cap_credits = cap;
-    size_t i = m->n_credits++;
-    Funnel__V1__AttributionCredit *c = &m->credits[i];
-    funnel__v1__attribution_credit__init(c);
-    c->model = (char *)funnel_attribution_model_name(e->model);
-    c->touch = (uint32_t)t;
-    c->weight_ppm = (int32_t)ppm;
-    c->reversal = reversal;
-    funnel__v1__money__init(&m->money[i]);
-    m->money[i].minor = credit;
-    snprintf(m->currency[i], sizeof m->currency[i], "%s", currency);
-    copy_id(m->client[i], strcmp(client_id, e->pay->client_id) ? client_id : "");
+    out_credit_t *c = &m->credits[m->n_credits++];
+    funnel__v1__attribution_credit__init(&c->pb);
+    c->pb.model = (char *)funnel_attribution_model_name(e->model);
+    c->pb.touch = (uint32_t)t;
+    c->pb.weight_ppm = (int32_t)ppm;
+    c->pb.reversal = reversal;
+    funnel__v1__money__init(&c->money);
+    c->money.minor = credit;
+    snprintf(c->currency, sizeof c->currency, "%s", currency);
+    copy_id(c->client_id, strcmp(client_id, e->pay->client_id) ? client_id : "");
     return 0;
 }
 
@@ -634,10 +630,11 @@ static int out_flush(run_t *r, const payment_t *pay, const journey_t *j)
             break;
         }
         for (size_t i = 0; i < m->n_credits; i++) {
-            m->money[i].currency = m->currency[i];
-            m->credits[i].credit = &m->money[i];
-            m->credits[i].client_id = m->client[i];
-            credits[i] = &m->credits[i];
+            out_credit_t *c = &m->credits[i];
+            c->money.currency = c->currency;
+            c->pb.credit = &c->money;
+            c->pb.client_id = c->client_id;
+            credits[i] = &c->pb;
         }
         for (size_t i = 0; i < m->n_touches; i++)
             touches[i] = &m->touches[i].pb;
