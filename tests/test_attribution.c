@@ -405,6 +405,26 @@ static void world_open(world_t *w, unsigned models)
     w->eng = (fx_engine_t){.store = w->store, .router = w->router, .keep = "attribution.credited"};
 }
 
+/* The credits of every attribution.credited message published under model (NULL: all), summed;
+ * *reversals (when not NULL) counts the reversal credits among them. */
+static int64_t stream_sum(const world_t *w, const char *model, size_t *reversals)
+{
+    int64_t sum = 0;
+    for (size_t i = 0; i < w->eng.n_out; i++) {
+        const Funnel__V1__AttributionCredited *c = w->eng.out[i]->attribution_credited;
+        for (size_t k = 0; k < c->n_credits; k++) {
+            const Funnel__V1__AttributionCredit *cr = c->credits[k];
+            cr_assert_lt(cr->touch, c->n_touches, "a credit names a touch of its message");
+            if (model && strcmp(cr->model, model))
+                continue;
+            sum += cr->credit->minor;
+            if (reversals)
+                *reversals += cr->reversal;
+        }
+    }
+    return sum;
+}
+
 static funnel_envelope_t *build(const char *topic, const char *json)
 {
     funnel_body_t body;
@@ -580,10 +600,7 @@ Test(engine, in_order_journey_credits_exactly_with_refunds_and_unattributed)
     cr_assert_str_eq(got, "search|30001|300000\nwebinar|30001|300000\n"
                           "newsletter|30001|300000\nretarget|10000|100000\n");
     /* The stream says the same as the table. */
-    int64_t stream = 0;
-    for (size_t i = 0; i < w.eng.n_out; i++)
-        if (!strcmp(w.eng.out[i]->attribution_credited->model, "linear"))
-            stream += w.eng.out[i]->attribution_credited->credit->minor;
+    int64_t stream = stream_sum(&w, "linear", NULL);
     cr_assert_eq(stream, net_of(&w, "linear", NULL));
     cr_assert_eq(stream, 100003 - 83331 + 7 + 999);
     world_close(&w);
@@ -631,20 +648,25 @@ Test(engine, late_handoff_reverses_the_unattributed_credit)
     world_open(&w, FUNNEL_ATTR_ALL_MODELS);
     size_t n = journey_events();
     world_apply(&w, ev_topic[7], ev[7]); /* P1 before anything: unattributed */
-    cr_assert_eq(w.eng.n_out, NM);
-    for (size_t i = 0; i < w.eng.n_out; i++) {
-        const Funnel__V1__AttributionCredited *c = w.eng.out[i]->attribution_credited;
-        cr_assert_str_eq(c->campaign, FUNNEL_ATTR_UNATTRIBUTED);
-        cr_assert_eq(c->credit->minor, 100003);
-        cr_assert_eq(c->weight_ppm, 1000000);
-        cr_assert_eq(w.eng.out[i]->occurred_at_ms, T0 + DAY, "credits carry the payment's time");
+    cr_assert_eq(w.eng.n_out, 1, "one message carries every model's credits");
+    const Funnel__V1__AttributionCredited *c = w.eng.out[0]->attribution_credited;
+    cr_assert_eq(w.eng.out[0]->occurred_at_ms, T0 + DAY, "credits carry the payment's time");
+    cr_assert_str_eq(c->payment_id, "P1");
+    cr_assert_eq(c->n_touches, 1);
+    cr_assert_str_eq(c->touches[0]->campaign, FUNNEL_ATTR_UNATTRIBUTED);
+    cr_assert_str_eq(c->touches[0]->touch_id, "");
+    cr_assert_eq(c->n_credits, NM);
+    for (size_t k = 0; k < c->n_credits; k++) {
+        cr_assert_eq(c->credits[k]->touch, 0);
+        cr_assert_eq(c->credits[k]->credit->minor, 100003);
+        cr_assert_eq(c->credits[k]->weight_ppm, 1000000);
+        cr_assert_str_eq(c->credits[k]->model, funnel_attribution_model_name(k));
     }
     for (size_t i = 0; i < n; i++)
         if (i != 7)
             world_apply(&w, ev_topic[i], ev[i]);
     size_t reversals = 0;
-    for (size_t i = 0; i < w.eng.n_out; i++)
-        reversals += w.eng.out[i]->attribution_credited->reversal;
+    stream_sum(&w, NULL, &reversals);
     cr_assert_eq(reversals, NM, "the handoff reverses each model's unattributed line");
     cr_assert_eq(net_of(&w, "linear", FUNNEL_ATTR_UNATTRIBUTED), 999, "only P3 stays");
     cr_assert_eq(net_of(&w, "first_touch", "search"), 16679);
@@ -719,6 +741,72 @@ Test(engine, output_is_deterministic_even_after_a_rolled_back_batch)
     }
     world_close(&a);
     world_close(&b);
+}
+
+/* Gives w a new router and attribution engine on the same store: what a restart does, so the
+ * engine's schema steps run again. */
+static void world_restart_engine(world_t *w)
+{
+    funnel_attribution_engine_destroy(w->engine.self);
+    w->engine.self = NULL;
+    funnel_router_destroy(&w->router);
+    cr_assert_eq(funnel_router_new(w->store, &w->router), 0);
+    cr_assert_eq(funnel_attribution_engine_create(w->store, ATTRIBUTION(w->cfg), NULL, &w->engine),
+                 0, "%s", funnel_store_errmsg(w->store));
+    cr_assert_eq(funnel_router_add_engine(w->router, &w->engine), 0);
+    w->eng.router = w->router;
+}
+
+#define ALL_POSTING_COLUMNS                                                                        \
+    "id, payment_id, refund_id, model, line_key, client_id, lead_id, campaign, source, medium, "   \
+    "channel, touch_at_ms, currency, credit, weight_ppm, reversal, at_ms, cause_event_id"
+
+Test(engine, schema_3_stores_each_line_once_and_keeps_every_posting_and_its_id)
+{
+    static world_t w;
+    static char before[65536], after[65536];
+    world_open(&w, FUNNEL_ATTR_ALL_MODELS);
+    size_t n = journey_events();
+    for (size_t i = 0; i < n; i++)
+        world_apply(&w, ev_topic[i], ev[i]);
+    query_text(&w, "SELECT " ALL_POSTING_COLUMNS " FROM attr_postings ORDER BY id", before,
+               sizeof before);
+    int64_t last = fx_sql_int(funnel_store_db(w.store), "SELECT max(id) FROM attr_postings", NULL);
+    /* Back to the shape of schema 2: one wide row per posting. The sequence runs 5 past the
+     * last row, as AUTOINCREMENT allows: the next id must still follow it. */
+    char *msg = NULL;
+    char sql[2048];
+    snprintf(sql, sizeof sql,
+             "CREATE TABLE old_p AS SELECT " ALL_POSTING_COLUMNS " FROM attr_postings;"
+             "DROP VIEW attr_postings; DROP TABLE attr_credits; DROP TABLE attr_lines;"
+             "CREATE TABLE attr_postings (id INTEGER PRIMARY KEY AUTOINCREMENT,"
+             "  payment_id TEXT NOT NULL, refund_id TEXT NOT NULL, model TEXT NOT NULL,"
+             "  line_key TEXT NOT NULL, client_id TEXT NOT NULL, lead_id TEXT NOT NULL,"
+             "  campaign TEXT NOT NULL, source TEXT NOT NULL, medium TEXT NOT NULL,"
+             "  channel TEXT NOT NULL, touch_at_ms INTEGER NOT NULL, currency TEXT NOT NULL,"
+             "  credit INTEGER NOT NULL, weight_ppm INTEGER NOT NULL, reversal INTEGER NOT NULL,"
+             "  at_ms INTEGER NOT NULL, cause_event_id TEXT NOT NULL);"
+             "INSERT INTO attr_postings SELECT * FROM old_p ORDER BY id; DROP TABLE old_p;"
+             "UPDATE sqlite_sequence SET seq = %lld WHERE name = 'attr_postings';"
+             "UPDATE meta SET value = 2 WHERE key = 'schema.attribution';",
+             (long long)last + 5);
+    cr_assert_eq(sqlite3_exec(funnel_store_db(w.store), sql, NULL, NULL, &msg), SQLITE_OK, "%s",
+                 msg);
+    world_restart_engine(&w);
+    cr_assert_eq(funnel_store_module_version(w.store, "attribution"), 3);
+    query_text(&w, "SELECT " ALL_POSTING_COLUMNS " FROM attr_postings ORDER BY id", after,
+               sizeof after);
+    cr_assert_str_eq(after, before, "every posting survives the step as it was");
+    cr_assert_lt(fx_sql_int(funnel_store_db(w.store), "SELECT count(*) FROM attr_lines", NULL),
+                 fx_sql_int(funnel_store_db(w.store), "SELECT count(*) FROM attr_postings", NULL),
+                 "a line is stored once, not once per posting");
+    world_apply(&w, "payment.received",
+                "{\"eventId\":\"p-after\",\"occurredAtMs\":1700086400009,\"paymentId\":\"P9\","
+                "\"clientId\":\"C1\",\"amount\":{\"minor\":900,\"currency\":\"EUR\"}}");
+    cr_assert_eq(fx_sql_int(funnel_store_db(w.store),
+                            "SELECT min(id) FROM attr_postings WHERE payment_id = 'P9'", NULL),
+                 last + 6, "posting ids (the credits' event_ids) are never reused");
+    world_close(&w);
 }
 
 /* One event of a small scenario: topic and JSON body. */
@@ -834,9 +922,12 @@ Test(engine, only_configured_models_and_awkward_amounts)
                 "\"clientId\":\"C1\",\"amount\":{\"minor\":1,\"currency\":\"EUR\"}}");
     assert_entries_exact(&w, "P-1||2|1|1\nPB||2|9223372036854775807|9223372036854775807\n");
     for (size_t i = 0; i < w.eng.n_out; i++) {
-        const char *m = w.eng.out[i]->attribution_credited->model;
-        cr_assert(!strcmp(m, "time_decay") || !strcmp(m, "u_shaped"), "model %s", m);
-        cr_assert_neq(w.eng.out[i]->attribution_credited->credit->minor, 0, "no zero lines");
+        const Funnel__V1__AttributionCredited *c = w.eng.out[i]->attribution_credited;
+        for (size_t k = 0; k < c->n_credits; k++) {
+            const char *m = c->credits[k]->model;
+            cr_assert(!strcmp(m, "time_decay") || !strcmp(m, "u_shaped"), "model %s", m);
+            cr_assert_neq(c->credits[k]->credit->minor, 0, "no zero lines");
+        }
     }
     /* one minor unit under u_shaped (40/40/10/10): the first touch (largest remainder, then
      * the earlier touch) */

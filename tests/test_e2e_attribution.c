@@ -50,7 +50,7 @@ static void submit_json(const char *topic, const char *json)
 
 /* What the replayed attribution.credited stream adds up to. */
 typedef struct seen {
-    int credited, reversals;
+    int messages, credited, reversals;
     int64_t net[3]; /* first_touch on search, linear in all, unattributed in all models */
     bool bad_time;  /* a credit not dated at the payment */
     int64_t pay_at;
@@ -68,15 +68,24 @@ static int on_message(uint64_t seq, const char *topic, const uint8_t *data, size
         return 1;
     }
     const Funnel__V1__AttributionCredited *c = env->attribution_credited;
-    int64_t v = c->credit ? c->credit->minor : 0;
-    s->credited++;
-    s->reversals += c->reversal;
-    if (!strcmp(c->model, "first_touch") && !strcmp(c->campaign, "search"))
-        s->net[0] += v;
-    if (!strcmp(c->model, "linear"))
-        s->net[1] += v;
-    if (!strcmp(c->campaign, "(unattributed)"))
-        s->net[2] += v;
+    s->messages++;
+    for (size_t k = 0; k < c->n_credits; k++) {
+        const Funnel__V1__AttributionCredit *cr = c->credits[k];
+        if (cr->touch >= c->n_touches) {
+            funnel_envelope_free(&env);
+            return 1;
+        }
+        const char *campaign = c->touches[cr->touch]->campaign;
+        int64_t v = cr->credit ? cr->credit->minor : 0;
+        s->credited++;
+        s->reversals += cr->reversal;
+        if (!strcmp(cr->model, "first_touch") && !strcmp(campaign, "search"))
+            s->net[0] += v;
+        if (!strcmp(cr->model, "linear"))
+            s->net[1] += v;
+        if (!strcmp(campaign, "(unattributed)"))
+            s->net[2] += v;
+    }
     s->bad_time |= env->occurred_at_ms != s->pay_at;
     funnel_envelope_free(&env);
     return 0;
@@ -108,7 +117,9 @@ Test(e2e_attribution, journey_late_handoff_replay_and_report)
     seen_t s = {.pay_at = pay_at};
     funnel_follow_options_t opts = {.from_seq = 1};
     cr_assert_eq(fx_follow_to_end(&fd, client, &opts, on_message, &s), 0);
-    /* 3 unattributed lines, their 3 reversals, then 1 + 2 + 2 journey lines */
+    /* 3 unattributed lines, their 3 reversals, then 1 + 2 + 2 journey lines: one message for
+     * the payment, one for the handoff that re-credits it */
+    cr_assert_eq(s.messages, 2, "messages %d", s.messages);
     cr_assert_eq(s.credited, 11, "credited %d", s.credited);
     cr_assert_eq(s.reversals, 3);
     cr_assert_eq(s.net[0], 10007);

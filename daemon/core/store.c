@@ -388,14 +388,21 @@ static int wal_verify(sqlite3 *db, char *err, size_t err_len)
     return FUNNEL_ESTORE;
 }
 
+/* The writer's page cache. SQLite's default (2 MB) holds a sliver of a database that has seen
+ * a year of a funnel: every engine reads per lead or per client, all over the file, so the
+ * kernel copied pages in and out (pread/pwrite dominated a profile of a 90k-event backfill) and
+ * each event got slower as the file grew. 256 MiB is a ceiling, taken only as pages are read,
+ * and keeps funneld's peak RSS well below 500 MB. */
+#define WRITER_CACHE " PRAGMA cache_size = -262144;"
+
 static int configure(sqlite3 *db, bool read_only, funnel_store_sync_t sync, char *err,
                      size_t err_len)
 {
     char *msg = NULL;
     const char *sql = read_only ? ""
                       : sync == FUNNEL_STORE_SYNC_FULL
-                          ? "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;"
-                          : "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;";
+                          ? "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;" WRITER_CACHE
+                          : "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;" WRITER_CACHE;
     sqlite3_busy_timeout(db, BUSY_WAIT_MS);
     if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
         snprintf(err, err_len, "%s", msg ? msg : sqlite3_errmsg(db));

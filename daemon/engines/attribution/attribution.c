@@ -64,6 +64,38 @@ static const char *const schema[] = {
     "INSERT INTO attr_leads_new SELECT * FROM attr_leads;"
     "DROP TABLE attr_leads;"
     "ALTER TABLE attr_leads_new RENAME TO attr_leads;",
+    /* 3: a line's touch columns (key, lead, campaign, source, medium, channel, time) were
+     * repeated on every posting of it, nine models times every re-post: they are stored once
+     * in attr_lines and a posting names its line. attr_postings stays as a view with the old
+     * columns for the readers (funnelctl attribution). Posting ids carry over, and with them
+     * the AUTOINCREMENT sequence behind the credits' event_ids. */
+    "CREATE TABLE attr_lines (id INTEGER PRIMARY KEY, line_key TEXT NOT NULL,"
+    "  lead_id TEXT NOT NULL, campaign TEXT NOT NULL, source TEXT NOT NULL,"
+    "  medium TEXT NOT NULL, channel TEXT NOT NULL, touch_at_ms INTEGER NOT NULL,"
+    "  UNIQUE (line_key, lead_id, campaign, source, medium, channel, touch_at_ms));"
+    "INSERT INTO attr_lines (line_key, lead_id, campaign, source, medium, channel, touch_at_ms)"
+    "  SELECT DISTINCT line_key, lead_id, campaign, source, medium, channel, touch_at_ms"
+    "  FROM attr_postings;"
+    "CREATE TABLE attr_credits (id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  payment_id TEXT NOT NULL, refund_id TEXT NOT NULL, model TEXT NOT NULL,"
+    "  line_id INTEGER NOT NULL REFERENCES attr_lines(id), client_id TEXT NOT NULL,"
+    "  currency TEXT NOT NULL, credit INTEGER NOT NULL, weight_ppm INTEGER NOT NULL,"
+    "  reversal INTEGER NOT NULL, at_ms INTEGER NOT NULL, cause_event_id TEXT NOT NULL);"
+    "INSERT INTO attr_credits SELECT p.id, p.payment_id, p.refund_id, p.model, l.id,"
+    "  p.client_id, p.currency, p.credit, p.weight_ppm, p.reversal, p.at_ms, p.cause_event_id"
+    "  FROM attr_postings p JOIN attr_lines l USING (line_key, lead_id, campaign, source,"
+    "  medium, channel, touch_at_ms) ORDER BY p.id;"
+    "DELETE FROM sqlite_sequence WHERE name = 'attr_credits';"
+    "INSERT INTO sqlite_sequence (name, seq) SELECT 'attr_credits', seq FROM sqlite_sequence"
+    "  WHERE name = 'attr_postings';"
+    "DROP TABLE attr_postings;"
+    "CREATE INDEX attr_credits_by_payment ON attr_credits(payment_id, model, refund_id,"
+    "  line_id);"
+    "CREATE INDEX attr_credits_by_time ON attr_credits(at_ms);"
+    "CREATE VIEW attr_postings AS SELECT c.id, c.payment_id, c.refund_id, c.model,"
+    "  l.line_key, c.client_id, l.lead_id, l.campaign, l.source, l.medium, l.channel,"
+    "  l.touch_at_ms, c.currency, c.credit, c.weight_ppm, c.reversal, c.at_ms,"
+    "  c.cause_event_id FROM attr_credits c JOIN attr_lines l ON l.id = c.line_id;",
 };
 
 enum stmt_id {
@@ -83,7 +115,10 @@ enum stmt_id {
     S_REFUNDS_GET,
     S_REFUNDS_POSTED,
     S_POSTED,
+    S_ANY_POSTED,
     S_POST,
+    S_LINE_GET,
+    S_LINE_ADD,
     S_COUNT_
 };
 
@@ -121,22 +156,28 @@ static const char *const stmt_sql[S_COUNT_] = {
     /* Every refund entry ever posted for a payment and model, with the time it was posted at:
      * a refund re-pointed to another payment, or left behind by a payment whose currency
      * changed, is no longer attached but its credits still stand until reversed. */
-    [S_REFUNDS_POSTED] = "SELECT refund_id, max(at_ms) FROM attr_postings "
+    [S_REFUNDS_POSTED] = "SELECT refund_id, max(at_ms) FROM attr_credits "
                          "WHERE payment_id = ? AND model = ? AND refund_id <> '' "
                          "GROUP BY refund_id ORDER BY refund_id",
-    /* Every line of one payment, model and entry whose posted sum is not zero. The touch
-     * columns are equal on every row of a line (a touch never changes); client, lead and
-     * weight are grouped on because a re-post may change them, and a bare column would name
-     * whichever row SQLite met last. */
-    [S_POSTED] = "SELECT line_key, currency, sum(credit), lead_id, campaign, source, medium, "
-                 "channel, touch_at_ms, weight_ppm, client_id FROM attr_postings "
-                 "WHERE payment_id = ? AND model = ? AND refund_id = ? "
-                 "GROUP BY line_key, currency, client_id, lead_id, weight_ppm "
-                 "HAVING sum(credit) != 0 ORDER BY line_key, currency",
-    [S_POST] = "INSERT INTO attr_postings(payment_id, refund_id, model, line_key, client_id, "
-               "lead_id, campaign, source, medium, channel, touch_at_ms, currency, credit, "
-               "weight_ppm, reversal, at_ms, cause_event_id) "
-               "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+    /* Every line of one payment, model and entry whose posted sum is not zero. A line_id
+     * names the touch columns and the lead; client and weight are grouped on because a re-post
+     * may change them, and a bare column would name whichever row SQLite met last. */
+    [S_POSTED] = "SELECT l.line_key, c.currency, sum(c.credit), l.lead_id, l.campaign, l.source,"
+                 " l.medium, l.channel, l.touch_at_ms, c.weight_ppm, c.client_id, c.line_id"
+                 " FROM attr_credits c JOIN attr_lines l ON l.id = c.line_id"
+                 " WHERE c.payment_id = ? AND c.model = ? AND c.refund_id = ?"
+                 " GROUP BY c.line_id, c.currency, c.client_id, c.weight_ppm"
+                 " HAVING sum(c.credit) != 0"
+                 " ORDER BY l.line_key, c.currency, c.client_id, l.lead_id, c.weight_ppm",
+    [S_ANY_POSTED] = "SELECT 1 FROM attr_credits WHERE payment_id = ? LIMIT 1",
+    [S_POST] = "INSERT INTO attr_credits(payment_id, refund_id, model, line_id, client_id,"
+               " currency, credit, weight_ppm, reversal, at_ms, cause_event_id)"
+               " VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+    [S_LINE_GET] = "SELECT id FROM attr_lines WHERE line_key = ? AND lead_id = ? AND"
+                   " campaign = ? AND source = ? AND medium = ? AND channel = ? AND"
+                   " touch_at_ms = ?",
+    [S_LINE_ADD] = "INSERT INTO attr_lines(line_key, lead_id, campaign, source, medium, channel,"
+                   " touch_at_ms) VALUES (?,?,?,?,?,?,?)",
 };
 
 struct funnel_attribution {
@@ -152,6 +193,7 @@ typedef struct line {
     const char *lead_id, *campaign, *source, *medium, *channel;
     const char *currency, *client_id; /* posted lines only */
     int64_t touch_at_ms;
+    int64_t line_id;    /* its row in attr_lines */
     int64_t sum;        /* posted lines: what has been credited so far */
     int32_t weight_ppm; /* posted lines: as last posted */
     char *mem;          /* owns the strings above, except lead_id of journey touches */
@@ -180,6 +222,32 @@ typedef struct refund {
     int64_t at_ms;
 } refund_t;
 
+/* A touch named by the credits of an outgoing message; its strings are copies. */
+typedef struct out_touch {
+    Funnel__V1__AttributionTouch pb;
+    char *mem; /* owns the strings of pb */
+} out_touch_t;
+
+/* A credit of an outgoing message with the storage its pointers name once published. */
+typedef struct out_credit {
+    Funnel__V1__AttributionCredit pb;
+    Funnel__V1__Money money;
+    char currency[8];
+    char client_id[FUNNEL_ID_MAX + 1]; /* "" when it is the message's */
+} out_credit_t;
+
+/* One attribution.credited message being gathered: the credits of one entry (the payment or one
+ * refund) under every model, published when the payment is settled. */
+typedef struct out_msg {
+    char refund_id[FUNNEL_ID_MAX + 1];
+    int64_t at_ms;    /* the entry's event time */
+    int64_t first_id; /* posting id of its first credit: the message's event_id */
+    out_touch_t *touches;
+    size_t n_touches, cap_touches;
+    out_credit_t *credits;
+    size_t n_credits, cap_credits;
+} out_msg_t;
+
 /* One event's pass through the engine. */
 typedef struct run {
     funnel_attribution_t *a;
@@ -187,6 +255,10 @@ typedef struct run {
     const funnel_envelope_t *cause;
     int64_t now_ms;
     const funnel_attribution_config_t *cfg;
+    out_msg_t *out; /* the messages of the payment being settled */
+    size_t n_out, cap_out;
+    bool fresh; /* nothing was ever posted for the payment being settled (a new payment, the
+                   usual case): none of its entries has lines to read back */
 } run_t;
 
 /* Where a set of lines is posted: one payment, model and entry (the payment or a refund). */
@@ -380,6 +452,28 @@ static int journey_weigh(run_t *r, journey_t *j, const funnel_attribution_journe
     return 0;
 }
 
+/* Finds or adds the attr_lines row of each journey line, which its postings name. */
+static int journey_line_ids(run_t *r, journey_t *j)
+{
+    for (size_t i = 0; i < j->n; i++) {
+        line_t *l = &j->lines[i];
+        const char *cols = "ssssssi";
+        sqlite3_stmt *st = stmt_bind(r->a, S_LINE_GET, cols, l->key, l->lead_id, l->campaign,
+                                     l->source, l->medium, l->channel, l->touch_at_ms);
+        int rc = sqlite3_step(st);
+        l->line_id = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+        if ((rc = stmt_done(st, rc)))
+            return rc;
+        if (l->line_id)
+            continue;
+        if (stmt_run(stmt_bind(r->a, S_LINE_ADD, cols, l->key, l->lead_id, l->campaign, l->source,
+                               l->medium, l->channel, l->touch_at_ms)))
+            return FUNNEL_ESTORE;
+        l->line_id = sqlite3_last_insert_rowid(funnel_store_db(r->a->store));
+    }
+    return 0;
+}
+
 /* Loads the client's journey (see attribution.h for what belongs to it). */
 static int journey_load(run_t *r, const char *client_id, journey_t *j)
 {
@@ -409,6 +503,8 @@ static int journey_load(run_t *r, const char *client_id, journey_t *j)
     }
     if (j->n == 0 && (rc = journey_unattributed(j)))
         return rc;
+    if ((rc = journey_line_ids(r, j)))
+        return rc;
     if (!(times = malloc(j->n * sizeof *times)))
         return FUNNEL_ENOMEM;
     for (size_t i = 0; i < j->n; i++)
@@ -420,48 +516,170 @@ static int journey_load(run_t *r, const char *client_id, journey_t *j)
     return rc;
 }
 
+/* ---- outgoing messages ----------------------------------------------------------------- */
+
+static void out_msg_clear(out_msg_t *m)
+{
+    for (size_t i = 0; i < m->n_touches; i++)
+        free(m->touches[i].mem);
+    free(m->touches);
+    free(m->credits);
+    memset(m, 0, sizeof *m);
+}
+
+static void out_clear(run_t *r)
+{
+    for (size_t i = 0; i < r->n_out; i++)
+        out_msg_clear(&r->out[i]);
+    r->n_out = 0;
+}
+
+/* The message gathering entry e's credits, added after the others when new. */
+static out_msg_t *out_msg_of(run_t *r, const entry_t *e, int64_t posting_id)
+{
+    for (size_t i = 0; i < r->n_out; i++)
+        if (!strcmp(r->out[i].refund_id, e->refund_id) && r->out[i].at_ms == e->at_ms)
+            return &r->out[i];
+    if (grow((void **)&r->out, &r->cap_out, r->n_out + 1, sizeof *r->out))
+        return NULL;
+    out_msg_t *m = &r->out[r->n_out++];
+    memset(m, 0, sizeof *m);
+    copy_id(m->refund_id, e->refund_id);
+    m->at_ms = e->at_ms;
+    m->first_id = posting_id;
+    return m;
+}
+
+static bool str_eq(const char *a, const char *b)
+{
+    return !strcmp(a ? a : "", b ? b : "");
+}
+
+/* The index of line l's touch in m, added when new; -1 when out of memory. lead_id is left
+ * empty when it is the journey's (the message's). */
+static long out_touch_of(out_msg_t *m, const line_t *l, const char *touch_id, const char *lead_id)
+{
+    for (size_t i = 0; i < m->n_touches; i++) {
+        const Funnel__V1__AttributionTouch *t = &m->touches[i].pb;
+        if (str_eq(t->touch_id, touch_id) && t->touch_at_ms == l->touch_at_ms &&
+            str_eq(t->campaign, l->campaign) && str_eq(t->source, l->source) &&
+            str_eq(t->medium, l->medium) && str_eq(t->channel, l->channel) &&
+            str_eq(t->lead_id, lead_id))
+            return (long)i;
+    }
+    if (grow((void **)&m->touches, &m->cap_touches, m->n_touches + 1, sizeof *m->touches))
+        return -1;
+    const char *src[] = {touch_id, l->campaign, l->source, l->medium, l->channel, lead_id};
+    size_t len[6], total = 0;
+    for (int k = 0; k < 6; k++)
+        total += (len[k] = strlen(src[k] ? src[k] : "")) + 1;
+    char *p = malloc(total);
+    if (!p)
+        return -1;
+    out_touch_t *t = &m->touches[m->n_touches];
+    funnel__v1__attribution_touch__init(&t->pb);
+    t->mem = p;
+    char **dst[] = {&t->pb.touch_id, &t->pb.campaign, &t->pb.source,
+                    &t->pb.medium,   &t->pb.channel,  &t->pb.lead_id};
+    for (int k = 0; k < 6; k++) {
+        memcpy(p, src[k] ? src[k] : "", len[k] + 1);
+        *dst[k] = p;
+        p += len[k] + 1;
+    }
+    t->pb.touch_at_ms = l->touch_at_ms;
+    return (long)m->n_touches++;
+}
+
+/* Adds one credit to the message of its entry. */
+static int out_add(run_t *r, const entry_t *e, const line_t *l, const char *client_id,
+                   const char *journey_lead, const char *currency, int64_t credit, int64_t ppm,
+                   bool reversal, int64_t posting_id)
+{
+    out_msg_t *m = out_msg_of(r, e, posting_id);
+    if (!m)
+        return FUNNEL_ENOMEM;
+    const char *touch_id = strcmp(l->key, FUNNEL_ATTR_UNATTRIBUTED) ? l->key : "";
+    long t = out_touch_of(m, l, touch_id, str_eq(l->lead_id, journey_lead) ? "" : l->lead_id);
+    if (t < 0 || grow((void **)&m->credits, &m->cap_credits, m->n_credits + 1, sizeof *m->credits))
+        return FUNNEL_ENOMEM;
+    out_credit_t *c = &m->credits[m->n_credits++];
+    funnel__v1__attribution_credit__init(&c->pb);
+    c->pb.model = (char *)funnel_attribution_model_name(e->model);
+    c->pb.touch = (uint32_t)t;
+    c->pb.weight_ppm = (int32_t)ppm;
+    c->pb.reversal = reversal;
+    funnel__v1__money__init(&c->money);
+    c->money.minor = credit;
+    snprintf(c->currency, sizeof c->currency, "%s", currency);
+    copy_id(c->client_id, strcmp(client_id, e->pay->client_id) ? client_id : "");
+    return 0;
+}
+
+/* Publishes the gathered messages of payment pay, whose journey is j, and forgets them. */
+static int out_flush(run_t *r, const payment_t *pay, const journey_t *j)
+{
+    int rc = 0;
+    for (size_t k = 0; !rc && k < r->n_out; k++) {
+        out_msg_t *m = &r->out[k];
+        Funnel__V1__AttributionCredit **credits = malloc(m->n_credits * sizeof *credits);
+        Funnel__V1__AttributionTouch **touches = malloc(m->n_touches * sizeof *touches);
+        if (!credits || !touches) {
+            free(credits);
+            free(touches);
+            rc = FUNNEL_ENOMEM;
+            break;
+        }
+        for (size_t i = 0; i < m->n_credits; i++) {
+            out_credit_t *c = &m->credits[i];
+            c->money.currency = c->currency;
+            c->pb.credit = &c->money;
+            c->pb.client_id = c->client_id;
+            credits[i] = &c->pb;
+        }
+        for (size_t i = 0; i < m->n_touches; i++)
+            touches[i] = &m->touches[i].pb;
+        char event_id[40];
+        snprintf(event_id, sizeof event_id, "attribution-%lld", (long long)m->first_id);
+        Funnel__V1__AttributionCredited body = FUNNEL__V1__ATTRIBUTION_CREDITED__INIT;
+        body.payment_id = (char *)pay->id;
+        body.client_id = (char *)pay->client_id;
+        body.lead_id = (char *)j->lead_id;
+        body.refund_id = m->refund_id;
+        body.cause_event_id = r->cause->event_id;
+        body.n_touches = m->n_touches;
+        body.touches = touches;
+        body.n_credits = m->n_credits;
+        body.credits = credits;
+        funnel_envelope_t env = FUNNEL__V1__ENVELOPE__INIT;
+        env.event_id = event_id;
+        env.occurred_at_ms = m->at_ms;
+        env.source = (char *)"funneld";
+        env.body_case = FUNNEL__V1__ENVELOPE__BODY_ATTRIBUTION_CREDITED;
+        env.attribution_credited = &body;
+        rc = funnel_router_emit(r->router, TOPIC_CREDITED, &env, r->now_ms);
+        free(credits);
+        free(touches);
+    }
+    out_clear(r);
+    return rc;
+}
+
 /* ---- posting ------------------------------------------------------------------------- */
 
-/* Records one credit line and publishes it as attribution.credited. */
+/* Records one credit line; it goes out with the payment's message for its entry (out_flush).
+ * journey_lead is the lead of the journey being settled. */
 static int post_line(run_t *r, const entry_t *e, const line_t *l, const char *client_id,
-                     const char *currency, int64_t credit, int64_t ppm, bool reversal)
+                     const char *journey_lead, const char *currency, int64_t credit, int64_t ppm,
+                     bool reversal)
 {
     const char *model = funnel_attribution_model_name(e->model);
-    sqlite3_stmt *st = stmt_bind(r->a, S_POST, "ssssssssssisiiiis", e->pay->id, e->refund_id, model,
-                                 l->key, client_id, l->lead_id, l->campaign, l->source, l->medium,
-                                 l->channel, l->touch_at_ms, currency, credit, ppm,
-                                 (int64_t)reversal, e->at_ms, r->cause->event_id);
+    sqlite3_stmt *st = stmt_bind(r->a, S_POST, "sssissiiiis", e->pay->id, e->refund_id, model,
+                                 l->line_id, client_id, currency, credit, ppm, (int64_t)reversal,
+                                 e->at_ms, r->cause->event_id);
     if (stmt_run(st))
         return FUNNEL_ESTORE;
-    char event_id[40];
-    snprintf(event_id, sizeof event_id, "attribution-%lld",
-             (long long)sqlite3_last_insert_rowid(funnel_store_db(r->a->store)));
-    Funnel__V1__Money money = FUNNEL__V1__MONEY__INIT;
-    money.minor = credit;
-    money.currency = (char *)currency;
-    Funnel__V1__AttributionCredited body = FUNNEL__V1__ATTRIBUTION_CREDITED__INIT;
-    body.payment_id = (char *)e->pay->id;
-    body.client_id = (char *)client_id;
-    body.lead_id = (char *)l->lead_id;
-    body.model = (char *)model;
-    body.campaign = (char *)l->campaign;
-    body.source = (char *)l->source;
-    body.medium = (char *)l->medium;
-    body.channel = (char *)l->channel;
-    body.credit = &money;
-    body.weight_ppm = (int32_t)ppm;
-    body.reversal = reversal;
-    body.refund_id = (char *)e->refund_id;
-    body.touch_id = (char *)(strcmp(l->key, FUNNEL_ATTR_UNATTRIBUTED) ? l->key : "");
-    body.touch_at_ms = l->touch_at_ms;
-    body.cause_event_id = r->cause->event_id;
-    funnel_envelope_t env = FUNNEL__V1__ENVELOPE__INIT;
-    env.event_id = event_id;
-    env.occurred_at_ms = e->at_ms;
-    env.source = (char *)"funneld";
-    env.body_case = FUNNEL__V1__ENVELOPE__BODY_ATTRIBUTION_CREDITED;
-    env.attribution_credited = &body;
-    return funnel_router_emit(r->router, TOPIC_CREDITED, &env, r->now_ms);
+    return out_add(r, e, l, client_id, journey_lead, currency, credit, ppm, reversal,
+                   sqlite3_last_insert_rowid(funnel_store_db(r->a->store)));
 }
 
 /* Reads the lines posted so far for an entry (sorted by key, currency). */
@@ -471,8 +689,8 @@ static int posted_read(run_t *r, const entry_t *e, line_t **out, size_t *n_out)
                                  funnel_attribution_model_name(e->model), e->refund_id);
     line_t *lines = NULL;
     size_t n = 0, cap = 0;
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    int rc = SQLITE_DONE;
+    while (!r->fresh && (rc = sqlite3_step(st)) == SQLITE_ROW) {
         if (grow((void **)&lines, &cap, n + 1, sizeof *lines))
             goto nomem;
         line_t *l = &lines[n];
@@ -485,6 +703,7 @@ static int posted_read(run_t *r, const entry_t *e, line_t **out, size_t *n_out)
         l->sum = sqlite3_column_int64(st, 2);
         l->touch_at_ms = sqlite3_column_int64(st, 8);
         l->weight_ppm = sqlite3_column_int(st, 9);
+        l->line_id = sqlite3_column_int64(st, 11);
         n++;
     }
     *out = lines;
@@ -539,12 +758,12 @@ static int entry_settle(run_t *r, const entry_t *e, const journey_t *j, const in
     }
     same = same && n_want == n_posted;
     for (size_t i = 0; !same && !rc && i < n_posted; i++)
-        rc = post_line(r, e, &posted[i], posted[i].client_id, posted[i].currency, -posted[i].sum,
-                       posted[i].weight_ppm, true);
+        rc = post_line(r, e, &posted[i], posted[i].client_id, j->lead_id, posted[i].currency,
+                       -posted[i].sum, posted[i].weight_ppm, true);
     for (size_t i = 0; !same && !rc && i < j->n; i++)
         if (want[i])
-            rc = post_line(r, e, &j->lines[i], e->pay->client_id, e->pay->currency, want[i],
-                           j->ppm[e->model][i], false);
+            rc = post_line(r, e, &j->lines[i], e->pay->client_id, j->lead_id, e->pay->currency,
+                           want[i], j->ppm[e->model][i], false);
     lines_free(posted, n_posted);
     return rc;
 }
@@ -590,11 +809,11 @@ static int stale_refunds_settle(run_t *r, const journey_t *j, const payment_t *p
 {
     refund_t *posted = NULL;
     size_t n = 0, cap = 0;
-    int rc;
+    int rc = SQLITE_DONE;
     /* Read first, post after: the posts below insert into the table this reads. */
     sqlite3_stmt *st =
         stmt_bind(r->a, S_REFUNDS_POSTED, "ss", pay->id, funnel_attribution_model_name(m));
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    while (!r->fresh && (rc = sqlite3_step(st)) == SQLITE_ROW) {
         if (refund_attached(refunds, n_refunds, col_text(st, 0)))
             continue;
         if (grow((void **)&posted, &cap, n + 1, sizeof *posted)) {
@@ -652,18 +871,29 @@ static int model_settle(run_t *r, const journey_t *j, const payment_t *pay,
     return stale_refunds_settle(r, j, pay, m, refunds, n_refunds, want);
 }
 
-/* Brings every configured model's credits of one payment in line with the stored facts. */
+/* Brings every configured model's credits of one payment in line with the stored facts and
+ * publishes what changed: one message per entry (the payment, each refund). */
 static int payment_settle(run_t *r, const journey_t *j, const payment_t *pay)
 {
     refund_t *refunds = NULL;
     size_t n_refunds = 0;
     int rc = refunds_read(r, pay, &refunds, &n_refunds);
+    if (!rc) {
+        sqlite3_stmt *st = stmt_bind(r->a, S_ANY_POSTED, "s", pay->id);
+        int step = sqlite3_step(st);
+        r->fresh = step == SQLITE_DONE;
+        rc = stmt_done(st, step);
+    }
     int64_t *scratch = rc ? NULL : malloc(5 * j->n * sizeof *scratch);
     if (!rc && !scratch)
         rc = FUNNEL_ENOMEM;
     for (unsigned m = 0; !rc && m < FUNNEL_ATTR_MODEL_COUNT_; m++)
         if (r->cfg->models & (1u << m))
             rc = model_settle(r, j, pay, m, refunds, n_refunds, scratch);
+    if (!rc)
+        rc = out_flush(r, pay, j);
+    out_clear(r);
+    r->fresh = false;
     free(scratch);
     free(refunds);
     return rc;
@@ -830,8 +1060,10 @@ int funnel_attribution_on_event(void *self, funnel_router_t *router, const funne
                                 int64_t now_ms)
 {
     funnel_attribution_t *a = self;
-    run_t r = {a, router, env, now_ms, a->cfg};
+    run_t r = {.a = a, .router = router, .cause = env, .now_ms = now_ms, .cfg = a->cfg};
     int rc = event_apply(&r, env);
+    out_clear(&r);
+    free(r.out);
     if (rc == FUNNEL_ESTORE)
         funnel_log_error(a->log, "attribution: event %s: %s", env->event_id,
                          sqlite3_errmsg(funnel_store_db(a->store)));

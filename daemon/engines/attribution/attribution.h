@@ -59,7 +59,8 @@
  * refund), compares them with the sums already posted, and where they differ posts the exact
  * negation of every posted line (reversal = true) and then the wanted lines. The wanted lines
  * are a function of the set of events only, so any arrival order ends in the same credits,
- * with every credit dated at its payment's or refund's event time. */
+ * with every credit dated at its payment's or refund's event time. The lines posted for one
+ * entry under every model go out as one attribution.credited message (see docs/protocol.md). */
 #ifndef FUNNEL_ATTRIBUTION_H
 #define FUNNEL_ATTRIBUTION_H
 

@@ -101,6 +101,8 @@ enum stmt_id {
     Q_LINE_ADD,
     Q_BALANCE_GET,
     Q_BALANCE_SET,
+    Q_PAYMENT_ALONE,
+    Q_ACCRUED,
     Q_COUNT_
 };
 
@@ -178,6 +180,16 @@ static const char *const stmt_sql[Q_COUNT_] = {
                       " AND currency = ?3",
     [Q_BALANCE_SET] = "INSERT OR REPLACE INTO ledger_balance(account, rep, currency, balance)"
                       " VALUES (?1, ?2, ?3, ?4)",
+    /* 1 when payment event ?3 (payment_id ?1, client ?2, at ?4) is the only row of its
+     * payment_id, no refund names that payment_id, and no payment of the client is later in
+     * event time: what payment_settle_alone needs. */
+    [Q_PAYMENT_ALONE] = "SELECT (SELECT count(*) FROM ledger_payment WHERE payment_id = ?1) = 1"
+                        " AND NOT EXISTS (SELECT 1 FROM ledger_refund WHERE payment_id = ?1)"
+                        " AND NOT EXISTS (SELECT 1 FROM ledger_payment WHERE client_id = ?2"
+                        "  AND (at_ms > ?4 OR (at_ms = ?4 AND event_id > ?3)))",
+    /* What one person has accrued on a client in one currency, in any role. */
+    [Q_ACCRUED] = "SELECT coalesce(sum(amount), 0) FROM ledger_entry WHERE client_id = ?1"
+                  " AND rep = ?2 AND currency = ?3 AND kind = 'ACCRUAL'",
 };
 
 struct funnel_ledger {
@@ -902,6 +914,72 @@ static int unmatched_log(run_t *run, const char *payment_id)
     return rows_each(s, unmatched_row, run);
 }
 
+/* Seeds the cap use of person in currency with what they accrued on the client so far. */
+static int accrued_seed(run_t *run, cap_uses_t *uses, const char *person, const char *currency)
+{
+    int64_t *used = cap_slot(uses, person, currency);
+    if (!used)
+        return FUNNEL_ENOMEM;
+    sqlite3_stmt *s = q(run->lg, Q_ACCRUED);
+    bind_text(s, 1, run->client_id);
+    bind_text(s, 2, person);
+    bind_text(s, 3, currency);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW)
+        *used = sqlite3_column_int64(s, 0);
+    sqlite3_reset(s);
+    return rc == SQLITE_ROW ? 0 : FUNNEL_ESTORE;
+}
+
+/* A settle of the client limited to payment p, the usual case of a backfill or of live
+ * traffic: without a cap (cap 0) a payment's accruals depend on no other payment, and when p
+ * is the only row of its payment_id, has no refund and is the client's latest payment, the
+ * whole-client settle would post exactly p's accruals, in this order, after the running sum
+ * of what each person accrued before (which it checks for int64 overflow the same way). The
+ * other payments' postings already equal their targets. Sets *done when it applied; otherwise
+ * the caller settles the whole client. Reading the client's whole history on every payment
+ * made the cost of a payment grow with the client's age. */
+static int payment_settle_alone(run_t *run, const payment_t *p, bool *done)
+{
+    client_plan_t cp;
+    client_facts_t none = {0};
+    cap_uses_t uses = {0};
+    postings_t targets = {0};
+    *done = false;
+    int rc = client_plan_load(run->lg, run->client_id, &cp);
+    if (rc || !cp.handed_off || cp.cap != 0)
+        return rc;
+    sqlite3_stmt *s = q(run->lg, Q_PAYMENT_ALONE);
+    bind_text(s, 1, p->payment_id);
+    bind_text(s, 2, run->client_id);
+    bind_text(s, 3, p->event_id);
+    sqlite3_bind_int64(s, 4, p->at_ms);
+    rc = sqlite3_step(s);
+    bool alone = rc == SQLITE_ROW && sqlite3_column_int(s, 0) == 1;
+    sqlite3_reset(s);
+    if (rc != SQLITE_ROW)
+        return FUNNEL_ESTORE;
+    if (!alone)
+        return 0;
+    *done = true;
+    if (p->at_ms < cp.start_ms || p->at_ms >= cp.end_ms)
+        return 0; /* outside the term: the whole settle would post nothing either */
+    if (!(rc = accrued_seed(run, &uses, cp.rep, p->currency)) && cp.am[0])
+        rc = accrued_seed(run, &uses, cp.am, p->currency);
+    if (!rc)
+        rc = role_targets(run, &cp, ROLE_REP, cp.rep, p, &none, &uses, &targets);
+    if (!rc && cp.am[0])
+        rc = role_targets(run, &cp, ROLE_AM, cp.am, p, &none, &uses, &targets);
+    if (!rc && targets.n)
+        qsort(targets.v, targets.n, sizeof *targets.v, posting_time_cmp);
+    for (size_t i = 0; i < targets.n && !rc; i++)
+        if (targets.v[i].amount)
+            rc = post(run, &targets.v[i]);
+    free(targets.v);
+    free(uses.v);
+    return rc;
+}
+
 /* Records a payment or a refund (ids: payment_id, or refund_id and payment_id, in the column
  * order of its insert) and settles every client it affects. */
 static int money_fact(run_t *run, enum stmt_id id, const char *const *ids, int n_ids,
@@ -922,6 +1000,15 @@ static int money_fact(run_t *run, enum stmt_id id, const char *const *ids, int n
         return rc;
     if ((rc = unmatched_log(run, ids[n_ids - 1])))
         return rc;
+    if (n_ids == 1) {
+        payment_t p = {.amount = m->minor, .at_ms = run->cause->occurred_at_ms};
+        snprintf(p.event_id, sizeof p.event_id, "%s", run->cause->event_id);
+        snprintf(p.payment_id, sizeof p.payment_id, "%s", ids[0]);
+        snprintf(p.currency, sizeof p.currency, "%s", m->currency ? m->currency : "");
+        bool done;
+        if ((rc = payment_settle_alone(run, &p, &done)) || done)
+            return rc;
+    }
     return n_ids == 1 ? clients_settle(run, ids[0], NULL) : clients_settle(run, NULL, ids[0]);
 }
 
