@@ -126,9 +126,9 @@ TestSuite(e2e_security, .init = start, .fini = stop, .timeout = 120);
 static void *client_sock(int who, int type, const char *endpoint)
 {
     if (who < 0)
-        return fx_zsock_connect(zctx, type, endpoint);
-    return fx_zsock_connect_curve(zctx, type, endpoint, keys[who].public_key, keys[who].secret_key,
-                                  server.public_key);
+        return track(fx_zsock_connect(zctx, type, endpoint));
+    return track(fx_zsock_connect_curve(zctx, type, endpoint, keys[who].public_key,
+                                        keys[who].secret_key, server.public_key));
 }
 
 /* An unconnected socket of a client key (NULL keys: plain), tracked. */
@@ -297,6 +297,12 @@ Test(e2e_security, recorded_source_is_the_authenticated_name_and_the_claim_is_ke
     cr_assert_eq(db_int("SELECT count(*) FROM events WHERE event_id = 'pay-src' AND source = "
                         "'billing' AND claimed_source = 'stripe-but-really-mallory'"),
                  1);
+    char out[8192];
+    const char *args[] = {"events", NULL};
+    cr_assert_eq(fx_ctl(&fd, out, sizeof out, args), 0, "%s", out);
+    cr_assert(strstr(out, "\"source\":\"billing\"") &&
+                  strstr(out, "\"claimed_source\":\"stripe-but-really-mallory\""),
+              "%s", out);
     /* The envelope replayed (the outbox row, which is also what was published live) says
      * billing too. */
     char topic[64];
@@ -404,6 +410,9 @@ Test(e2e_security, an_sla_subscriber_never_sees_a_payment_live_or_by_replay)
             break;
     } while (true);
     cr_assert(fx_daemon_log_has(&fd, "oncall may not subscribe to \"payment.\"", 5000));
+    /* The stream ends with a row oncall may not see: [end] must still name it. */
+    submit_as(billing, NULL, fx_payment("pay-tail", "p-tail", "c-1", 900, "EUR", fx_now_ms()), &a);
+    cr_assert_str_eq(a.status, "ok");
 
     /* Replay from the start: only sla.* rows, and [end] names the last sequence of all. */
     void *replay = client_sock(ONCALL, ZMQ_DEALER, fd.replay);
