@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <libconfig.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,10 +24,15 @@ typedef struct parse_ctx {
 } parse_ctx_t;
 
 static int fail(const parse_ctx_t *p, const config_setting_t *s, const char *who, const char *fmt,
-                const char *what)
+                ...) __attribute__((format(printf, 4, 5)));
+static int fail(const parse_ctx_t *p, const config_setting_t *s, const char *who, const char *fmt,
+                ...)
 {
-    char detail[160];
-    snprintf(detail, sizeof detail, fmt, what);
+    char detail[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(detail, sizeof detail, fmt, ap);
+    va_end(ap);
     snprintf(p->err, p->err_len, "%s:%d: %s%s%s", p->origin, s ? config_setting_source_line(s) : 0,
              who ? who : "", who ? ": " : "", detail);
     return FUNNEL_ECONFIG;
@@ -101,12 +107,8 @@ static int list_read(const parse_ctx_t *p, const config_setting_t *client, const
         if (!v)
             return fail(p, s, who, "%s: expected a list of strings [\"...\"]", member);
         const char *problem = pattern_problem(v, pattern);
-        if (problem) {
-            char what[FUNNEL_TOPIC_MAX + 160];
-            snprintf(what, sizeof what, "%s entry \"%.*s\" %s", member, FUNNEL_TOPIC_MAX, v,
-                     problem);
-            return fail(p, e, who, "%s", what);
-        }
+        if (problem)
+            return fail(p, e, who, "%s entry \"%.*s\" %s", member, FUNNEL_TOPIC_MAX, v, problem);
         if (!((*list)[i] = strdup(v)))
             return FUNNEL_ENOMEM;
         (*n)++;
@@ -134,10 +136,10 @@ static int entry_read(const parse_ctx_t *p, const config_setting_t *s, size_t in
     char pos[32];
     snprintf(pos, sizeof pos, "client #%zu", index + 1);
     if (config_setting_type(s) != CONFIG_TYPE_GROUP)
-        return fail(p, s, pos, "%s", "expected a group { name = ...; public_key = ...; }");
+        return fail(p, s, pos, "expected a group { name = ...; public_key = ...; }");
     const char *name = NULL, *key = NULL;
     if (!config_setting_lookup_string(s, "name", &name))
-        return fail(p, s, pos, "%s", "needs name = \"...\"");
+        return fail(p, s, pos, "needs name = \"...\"");
     const char *problem = name_problem(name);
     if (problem)
         return fail(p, s, pos, "%s", problem);
@@ -151,11 +153,11 @@ static int entry_read(const parse_ctx_t *p, const config_setting_t *s, size_t in
             return fail(p, m, e->name, "unknown setting '%s'", config_setting_name(m));
     }
     if (funnel_clients_by_name(done, name))
-        return fail(p, s, e->name, "%s", "a second client of that name");
+        return fail(p, s, e->name, "a second client of that name");
     if (!config_setting_lookup_string(s, "public_key", &key))
-        return fail(p, s, e->name, "%s", "needs public_key = \"<Z85>\" (its NAME.pub)");
+        return fail(p, s, e->name, "needs public_key = \"<Z85>\" (its NAME.pub)");
     if (!funnel_key_valid(key))
-        return fail(p, s, e->name, "%s", "public_key is not a 40-character Z85 key");
+        return fail(p, s, e->name, "public_key is not a 40-character Z85 key");
     snprintf(e->key_z85, sizeof e->key_z85, "%s", key);
     zmq_z85_decode(e->key, key);
     const funnel_clients_entry_t *twin = funnel_clients_by_key(done, e->key);
@@ -176,9 +178,9 @@ static int table_read(const parse_ctx_t *p, config_t *lc, funnel_clients_t *t)
     }
     config_setting_t *list = config_lookup(lc, "clients");
     if (!list)
-        return fail(p, NULL, NULL, "%s", "no clients = ( ... ); list");
+        return fail(p, NULL, NULL, "no clients = ( ... ); list");
     if (config_setting_type(list) != CONFIG_TYPE_LIST)
-        return fail(p, list, NULL, "%s", "clients: expected a list ( { ... }, ... )");
+        return fail(p, list, NULL, "clients: expected a list ( { ... }, ... )");
     size_t n = (size_t)config_setting_length(list);
     if (n && !(t->entries = calloc(n, sizeof *t->entries)))
         return FUNNEL_ENOMEM;
