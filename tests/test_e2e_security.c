@@ -178,6 +178,17 @@ static void submit_as(void *dealer, const char *topic, funnel_envelope_t *env, f
     fx_answer_recv(dealer, a);
 }
 
+/* A DEALER of `who` on the replay socket that has asked for everything from sequence 1. */
+static void *replay_from_start(int who)
+{
+    void *replay = client_sock(who, ZMQ_DEALER, fd.replay);
+    uint8_t from[8];
+    funnel_seq_encode(1, from);
+    cr_assert_geq(zmq_send(replay, "replay", 6, ZMQ_SNDMORE), 0);
+    cr_assert_geq(zmq_send(replay, from, 8, 0), 0);
+    return replay;
+}
+
 static int64_t db_int(const char *sql)
 {
     return fx_db_int(fd.db, sql);
@@ -306,11 +317,7 @@ Test(e2e_security, recorded_source_is_the_authenticated_name_and_the_claim_is_ke
     /* The envelope replayed (the outbox row, which is also what was published live) says
      * billing too. */
     char topic[64];
-    void *replay = client_sock(BI, ZMQ_DEALER, fd.replay);
-    uint8_t from[8];
-    funnel_seq_encode(1, from);
-    cr_assert_geq(zmq_send(replay, "replay", 6, ZMQ_SNDMORE), 0);
-    cr_assert_geq(zmq_send(replay, from, 8, 0), 0);
+    void *replay = replay_from_start(BI);
     uint8_t seq[8], body[4096];
     int tl = zmq_recv(replay, topic, sizeof topic - 1, 0);
     cr_assert_gt(tl, 0);
@@ -415,11 +422,7 @@ Test(e2e_security, an_sla_subscriber_never_sees_a_payment_live_or_by_replay)
     cr_assert_str_eq(a.status, "ok");
 
     /* Replay from the start: only sla.* rows, and [end] names the last sequence of all. */
-    void *replay = client_sock(ONCALL, ZMQ_DEALER, fd.replay);
-    uint8_t from[8];
-    funnel_seq_encode(1, from);
-    cr_assert_geq(zmq_send(replay, "replay", 6, ZMQ_SNDMORE), 0);
-    cr_assert_geq(zmq_send(replay, from, 8, 0), 0);
+    void *replay = replay_from_start(ONCALL);
     size_t rows = 0;
     for (;;) {
         uint8_t seq[8], body[4096];

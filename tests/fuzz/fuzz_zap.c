@@ -32,13 +32,7 @@ static funnel_clients_t *table(void)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     funnel_frame_t frames[MAX_FRAMES] = {{NULL, 0}};
-    size_t n = 0;
-    while (size && n < MAX_FRAMES) {
-        size_t len = data[0] < size - 1 ? data[0] : size - 1;
-        frames[n++] = (funnel_frame_t){data + 1, len};
-        data += len + 1;
-        size -= len + 1;
-    }
+    size_t n = fuzz_frames(data, size, frames, MAX_FRAMES);
     funnel_zap_answer_t a;
     funnel_zap_answer(table(), frames, n, &a);
     FUZZ_CHECK(a.status_code && strlen(a.status_code) == 3 && a.status_text[0]);
