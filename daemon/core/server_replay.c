@@ -89,9 +89,11 @@ static replay_step_t replay_step(funnel_server_t *srv, replay_t *rp, bool *progr
     }
     replay_pass_t pass = {srv, rp, NULL, 0, 0};
     if (rp->client[0] && !(pass.who = funnel_clients_by_name(srv->clients, rp->client)) &&
-        !rp->error[0]) /* removed by a reload since the request: its next chunk is refused */
-        snprintf(rp->error, sizeof rp->error, "forbidden: %s is no longer a listed client",
-                 rp->client);
+        !rp->error[0]) { /* removed by a reload since the request: its next chunk is refused */
+        char name[sizeof rp->client];
+        memcpy(name, rp->client, sizeof name);
+        snprintf(rp->error, sizeof rp->error, "forbidden: %s is no longer a listed client", name);
+    }
     if (!rp->rows_done && !rp->error[0]) {
         int rc = funnel_store_outbox_read(srv->store, rp->next_seq, REPLAY_CHUNK, replay_send_row,
                                           &pass);
