@@ -6,6 +6,7 @@
  * Clients are raw ZeroMQ sockets with the CURVE options set directly; handshake outcomes are
  * read from socket monitors, so no assertion waits for a quiet spell. */
 #include "harness.h"
+#include "http_fx.h"
 #include "ledger_fx.h"
 #include "sla_fx.h"
 #include "sql_fx.h"
@@ -71,6 +72,7 @@ static void setup(void)
     char text[2048];
     snprintf(text, sizeof text,
              "security = { server_key = \"%s\"; clients = \"%s\"; };\n"
+             "metrics = \"127.0.0.1:0\";\n"
              "sla = { policies = ( { name = \"sql\"; start = \"lead.qualified stage=SQL\"; "
              "key = \"lead_id\"; stop = [\"lead.contacted\"]; target = \"1h\"; calendar = "
              "\"24x7\"; warning = \"30m\"; escalation = ( { after = \"1h\"; notify = \"tl\"; } ); "
@@ -223,6 +225,10 @@ Test(e2e_security, unknown_key_fails_the_handshake_and_is_logged_with_its_key)
     char needle[128];
     snprintf(needle, sizeof needle, "unknown key %s", keys[STRANGER].public_key);
     cr_assert(fx_daemon_log_has(&fd, needle, 5000), "no log line with the refused key");
+    static fx_http_reply_t scrape;
+    fx_metrics_scrape(fd.metrics_port, &scrape);
+    cr_assert_geq(fx_metric(scrape.body, "funnel_security_denied_total{kind=\"unknown_key\"}"), 1,
+                  "%s", scrape.body);
     void *ok =
         curve_sock(zctx, ZMQ_DEALER, keys[CRM].public_key, keys[CRM].secret_key, server.public_key);
     cr_assert_eq(handshake(ok, fd.submit), ZMQ_EVENT_HANDSHAKE_SUCCEEDED);
@@ -507,6 +513,15 @@ Test(e2e_security_start, allow_insecure_binds_anything_with_a_warning)
     const char *args[] = {"--ingest", "tcp://0.0.0.0:*", "--set", "allow_insecure=true", NULL};
     fx_daemon_start(&fd, tmp.path, args);
     cr_assert(fx_daemon_log_has(&fd, "allow_insecure = true and no security section", 0));
+}
+
+Test(e2e_security_start, a_bad_clients_file_is_refused_at_start)
+{
+    fx_file_put(clients_path, "clients = ( { name = \"crm\"; public_key = \"x\"; role = 1; } );\n");
+    char out[4096];
+    const char *args[] = {"--config", conf, NULL};
+    cr_assert_neq(run_funneld(args, out, sizeof out), 0);
+    cr_assert(strstr(out, "clients.conf:1: crm: unknown setting 'role'"), "%s", out);
 }
 
 Test(e2e_security_start, a_secret_key_readable_by_others_is_refused)
