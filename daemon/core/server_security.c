@@ -203,11 +203,14 @@ static void subscription_set(funnel_server_t *srv, bool subscribe, const void *p
 }
 
 /* One (un)subscription from a client of the XPUB socket ([1|0][prefix]; ZMQ_XPUB_MANUAL). It is
- * applied (zmq_setsockopt on the socket: libzmq attributes it to the connection of the message
- * just received) only as far as the client's subscribe prefixes allow: inside one as it is, a
- * prefix of some (the client library subscribes "" to see every sequence) narrowed to those,
- * anything else not at all. The unsubscriptions libzmq queues for a connection that went away
- * carry no User-Id and no connection: there is nothing left to remove. */
+ * applied only as far as the client's subscribe prefixes allow: inside one as it is, a prefix of
+ * some (the client library subscribes "" to see every sequence) narrowed to those, anything else
+ * not at all. In manual mode libzmq applies a ZMQ_SUBSCRIBE/UNSUBSCRIBE set on the socket to
+ * `_last_pipe`, the connection whose subscription message the last zmq_recv returned (xpub.cpp:
+ * xrecv pops it from `_pending_pipes`), so every prefix is set right here, before the next
+ * receive. The unsubscriptions libzmq queues for a connection that went away carry no User-Id
+ * and reset `_last_pipe`: there is nothing left to remove. libzmq before 4.3.5 (2df7ab6a) does
+ * not check that the popped connection is still alive: README "Security". */
 void server_on_subscription(funnel_zsock_t *zs, zmq_msg_t *frames, size_t n, bool overflow,
                             void *arg)
 {
