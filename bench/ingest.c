@@ -3,7 +3,9 @@
  * One run builds N lead.created envelopes of exactly ENVELOPE_BYTES with UUIDv7 event ids in
  * time order, then measures, with those same bytes:
  *   1. funneld: the real daemon in a temporary directory; a DEALER keeps W submits in flight
- *      and counts "ok" acks. Events/s, and submit→ack latency percentiles.
+ *      and counts "ok" acks. Events/s, and submit→ack latency percentiles. Engines off, plain
+ *      and with `security` (CURVE, one client key: its rate against the plain one's, target
+ *      70%), then every engine on.
  *   2. ZeroMQ: PUB→SUB over TCP loopback, two threads of this process. Messages/s received.
  *   3. SQLite: the rows funneld writes per event (the events row with its unique event_id and
  *      the outbox row), SQL_BATCH events per transaction, WAL + synchronous=NORMAL, prepared
@@ -19,6 +21,7 @@
 #include "funnel/codec.h"
 #include "funnel/error.h"
 #include "funnel/json.h"
+#include "funnel/keyfile.h"
 #include "store.h"
 
 #include <errno.h>
@@ -36,16 +39,17 @@
 #include <unistd.h>
 #include <zmq.h>
 
-#define ENVELOPE_BYTES    200 /* the size the raw limits in DESIGN.md were measured at */
-#define TOPIC             "lead.created"
-#define DEFAULT_EVENTS    200000
-#define DEFAULT_WINDOW    1000
-#define MAX_EVENTS        10000000 /* ~2 GB of envelopes; more is a typo */
-#define MAX_WINDOW        100000   /* funneld queues at most this many replies per peer */
-#define SQL_BATCH         1000     /* events per SQLite transaction, as funneld's batch_max */
-#define STALL_TIMEOUT_MS  15000    /* no progress for this long: the measurement failed */
-#define WARMUP_TIMEOUT_MS 5000
-#define TARGET_RATIO      0.5 /* funneld must reach half of the smaller raw limit */
+#define ENVELOPE_BYTES     200 /* the size the raw limits in DESIGN.md were measured at */
+#define TOPIC              "lead.created"
+#define DEFAULT_EVENTS     200000
+#define DEFAULT_WINDOW     1000
+#define MAX_EVENTS         10000000 /* ~2 GB of envelopes; more is a typo */
+#define MAX_WINDOW         100000   /* funneld queues at most this many replies per peer */
+#define SQL_BATCH          1000     /* events per SQLite transaction, as funneld's batch_max */
+#define STALL_TIMEOUT_MS   15000    /* no progress for this long: the measurement failed */
+#define WARMUP_TIMEOUT_MS  5000
+#define TARGET_RATIO       0.5 /* funneld must reach half of the smaller raw limit */
+#define CURVE_TARGET_RATIO 0.7 /* with security on, at least this much of the plain rate */
 
 /* ---- the workload ---------------------------------------------------------------------- */
 
@@ -224,9 +228,10 @@ static void tally_answered(void *ctx, uint64_t index, const char *status, size_t
                  status);
 }
 
-/* Submits every event with `window` in flight; fills out when all were answered "ok". */
+/* Submits every event with `window` in flight (as a CURVE client when curve is set); fills out
+ * when all were answered "ok". */
 static int submit_all(const workload_t *w, size_t window, const char *endpoint,
-                      funneld_result_t *out)
+                      const bench_curve_t *curve, funneld_result_t *out)
 {
     submit_tally_t t = {.w = w};
     bench_source_t src = {&t, tally_next, tally_index_of, tally_answered};
@@ -236,7 +241,7 @@ static int submit_all(const workload_t *w, size_t window, const char *endpoint,
         bench_error("out of memory for %zu timestamps", w->n);
         goto out;
     }
-    if (bench_submit(endpoint, window, &src, &first_ns))
+    if (bench_submit_as(endpoint, window, &src, curve, &first_ns))
         goto out;
     if (t.ok != w->n) {
         bench_error("%zu of %zu events answered \"ok\"; first other answer: %s", t.ok, w->n,
@@ -254,16 +259,51 @@ out:
     return rc;
 }
 
+/* Writes dir/curve.conf (its path into conf): `security` with a fresh server key and a
+ * clients file admitting one client, whose keys go to curve, to publish anything. */
+static int curve_config_write(const char *dir, char *conf, size_t len, bench_curve_t *curve)
+{
+    funnel_keypair_t server, client;
+    char base[PATH_MAX], err[512], text[3 * PATH_MAX], clients[PATH_MAX];
+    snprintf(base, sizeof base, "%s/server", dir);
+    if (funnel_keypair_new(&server) || funnel_keypair_new(&client))
+        return bench_error("this libzmq has no CURVE");
+    if (funnel_keyfile_write(base, &server, err, sizeof err))
+        return bench_error("%s", err);
+    snprintf(curve->server_public, sizeof curve->server_public, "%s", server.public_key);
+    snprintf(curve->client_public, sizeof curve->client_public, "%s", client.public_key);
+    snprintf(curve->client_secret, sizeof curve->client_secret, "%s", client.secret_key);
+    snprintf(clients, sizeof clients, "%s/clients.conf", dir);
+    snprintf(conf, len, "%s/curve.conf", dir);
+    snprintf(text, sizeof text,
+             "clients = ( { name = \"bench\"; public_key = \"%s\"; publish = [\"*\"]; } );\n",
+             client.public_key);
+    FILE *f = fopen(clients, "w");
+    if (!f || fputs(text, f) < 0 || fclose(f))
+        return bench_error("%s: %s", clients, strerror(errno));
+    snprintf(text, sizeof text, "security = { server_key = \"%s.key\"; clients = \"%s\"; };\n",
+             base, clients);
+    if (!(f = fopen(conf, "w")) || fputs(text, f) < 0 || fclose(f))
+        return bench_error("%s: %s", conf, strerror(errno));
+    funnel_keypair_wipe(&server);
+    return 0;
+}
+
+/* One funneld run: engines as given, plain or (curve) with security on. */
 static int bench_funneld(const workload_t *w, size_t window, const char *dir, const char *label,
-                         const char *engines, funneld_result_t *out)
+                         const char *engines, bool curve, funneld_result_t *out)
 {
     bench_daemon_t d;
+    bench_curve_t keys;
+    char conf[PATH_MAX];
+    if (curve && curve_config_write(dir, conf, sizeof conf, &keys))
+        return -1;
     fprintf(stderr, "funneld (%s): submitting %zu events, window %zu...\n", label, w->n, window);
-    if (bench_daemon_start(&d, dir, label, engines, NULL)) {
+    if (bench_daemon_start(&d, dir, label, engines, curve ? conf : NULL)) {
         bench_daemon_dump_log(&d);
         return -1;
     }
-    int rc = submit_all(w, window, d.submit, out);
+    int rc = submit_all(w, window, d.submit, curve ? &keys : NULL, out);
     int status = bench_daemon_stop(&d);
     if (!rc && status)
         rc = bench_error("funneld exited with status %d after SIGTERM", status);
@@ -591,7 +631,8 @@ static void print_funneld_row(const char *what, const funneld_result_t *f)
  * full: every engine on (attribution adds a lead and a touch row per lead.created), for
  * information. */
 static void print_report(const workload_t *w, size_t window, const funneld_result_t *core,
-                         const funneld_result_t *full, double zmq_rate, double sql_rate)
+                         const funneld_result_t *curve, const funneld_result_t *full,
+                         double zmq_rate, double sql_rate)
 {
     char a[32], b[32], c[32], d[32];
     double floor = zmq_rate < sql_rate ? zmq_rate : sql_rate;
@@ -602,6 +643,7 @@ static void print_report(const workload_t *w, size_t window, const funneld_resul
     printf("funneld: default batching, sync=normal, log level warn\n\n");
     printf("  %-40s %12s %-8s %9s %9s %9s\n", "measurement", "rate", "", "p50", "p99", "max");
     print_funneld_row("funneld submit -> ack, engines off", core);
+    print_funneld_row("funneld submit -> ack, engines off, CURVE", curve);
     print_funneld_row("funneld submit -> ack, all engines on", full);
     printf("  %-40s %12s %s\n", "raw ZeroMQ PUB -> SUB, TCP loopback",
            bench_fmt_count(zmq_rate, b, sizeof b), "msg/s");
@@ -615,6 +657,10 @@ static void print_report(const workload_t *w, size_t window, const funneld_resul
            ratio >= TARGET_RATIO ? "PASS" : "BELOW");
     printf("  %-40s %7.1f%%   (engines write more rows than the raw run; no target)\n",
            "all engines on / min(ZeroMQ, SQLite)", 100.0 * full->rate / floor);
+    double curve_ratio = curve->rate / core->rate;
+    snprintf(d, sizeof d, ">=%.0f%%", 100.0 * CURVE_TARGET_RATIO);
+    printf("  %-40s %7.1f%% %8s %8s\n", "CURVE / plain (engines off)", 100.0 * curve_ratio, d,
+           curve_ratio >= CURVE_TARGET_RATIO ? "PASS" : "BELOW");
 }
 
 /* ---- command line ------------------------------------------------------------------------ */
@@ -627,7 +673,8 @@ static void usage(FILE *out)
             "Measures funneld's acknowledged-ingest throughput and latency against the raw\n"
             "limits under it, all with the same %d-byte %s envelopes:\n"
             "  1. funneld (%s) in a temporary directory, N submits over a DEALER,\n"
-            "     W in flight, counting \"ok\" acks;\n"
+            "     W in flight, counting \"ok\" acks; engines off plain and with CURVE\n"
+            "     (security on: one client key), then all engines on;\n"
             "  2. ZeroMQ PUB->SUB over TCP loopback, two threads of this process;\n"
             "  3. SQLite: the events row and outbox row funneld writes per event,\n"
             "     %d events per transaction, WAL, synchronous=NORMAL.\n"
@@ -685,21 +732,23 @@ int main(int argc, char **argv)
 
     workload_t w;
     char dir[PATH_MAX] = "";
-    funneld_result_t core = {0}, full = {0};
+    funneld_result_t core = {0}, curve = {0}, full = {0};
     double zmq_rate = 0, sql_rate = 0;
     if (workload_build(&w, events))
         return 1;
     int rc = bench_tmpdir_make(dir, sizeof dir);
     if (!rc)
-        rc = bench_funneld(&w, window, dir, "core", "none", &core);
+        rc = bench_funneld(&w, window, dir, "core", "none", false, &core);
     if (!rc)
-        rc = bench_funneld(&w, window, dir, "full", "ledger,attribution,sla", &full);
+        rc = bench_funneld(&w, window, dir, "curve", "none", true, &curve);
+    if (!rc)
+        rc = bench_funneld(&w, window, dir, "full", "ledger,attribution,sla", false, &full);
     if (!rc)
         rc = bench_zmq(&w, &zmq_rate);
     if (!rc)
         rc = bench_sqlite(&w, dir, &sql_rate);
     if (!rc)
-        print_report(&w, window, &core, &full, zmq_rate, sql_rate);
+        print_report(&w, window, &core, &curve, &full, zmq_rate, sql_rate);
     bench_tmpdir_remove(dir);
     workload_free(&w);
     return rc ? 1 : 0;

@@ -97,6 +97,7 @@ static const char *const refusal_names[FUNNEL_REFUSE_COUNT_] = {
     [FUNNEL_REFUSE_BAD_UTF8] = "bad_utf8",
     [FUNNEL_REFUSE_OVERFLOW] = "overflow",
     [FUNNEL_REFUSE_ENGINE] = "refused_by_engine",
+    [FUNNEL_REFUSE_FORBIDDEN] = "forbidden",
 };
 
 const char *funnel_refusal_name(funnel_refusal_code_t code)

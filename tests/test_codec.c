@@ -473,6 +473,7 @@ Test(codec_refusal, names_are_exact_and_distinct)
         [FUNNEL_REFUSE_BAD_UTF8] = "bad_utf8",
         [FUNNEL_REFUSE_OVERFLOW] = "overflow",
         [FUNNEL_REFUSE_ENGINE] = "refused_by_engine",
+        [FUNNEL_REFUSE_FORBIDDEN] = "forbidden",
     };
     for (int c = 0; c < FUNNEL_REFUSE_COUNT_; c++) {
         const char *name = funnel_refusal_name((funnel_refusal_code_t)c);

@@ -8,6 +8,7 @@
 #include <criterion/criterion.h>
 
 #include "config.h"
+#include "server.h"
 #include "funnel/error.h"
 #include "funnel/log.h"
 #include "harness.h"
@@ -47,8 +48,11 @@ static const char *const option_names[] = {
     "quick_check",
     "metrics",
     "engines",
+    "allow_insecure",
 };
-#define N_OPTIONS (sizeof option_names / sizeof option_names[0])
+/* Options printed inside the security group, when it is set, rather than one a line. */
+#define N_SECURITY_OPTIONS 2
+#define N_OPTIONS          (sizeof option_names / sizeof option_names[0])
 
 static fx_tmpdir_t tmp;
 static char cfg_path[320];
@@ -131,6 +135,13 @@ static void assert_config_eq(const funnel_config_t *a, const funnel_config_t *b)
     cr_assert_eq(a->publish_hwm, b->publish_hwm);
     cr_assert_eq(a->log_level, b->log_level);
     cr_assert_eq(a->sync, b->sync);
+    cr_assert_eq(a->allow_insecure, b->allow_insecure);
+    cr_assert_eq(!a->server_key, !b->server_key);
+    if (a->server_key)
+        cr_assert_str_eq(a->server_key, b->server_key);
+    cr_assert_eq(!a->clients, !b->clients);
+    if (a->clients)
+        cr_assert_str_eq(a->clients, b->clients);
 }
 
 /* A config where every option differs from its default. */
@@ -151,6 +162,9 @@ static void customise(funnel_config_t *c)
     set(c, "publish_hwm", "500");
     set(c, "log_level", "warn");
     set(c, "sync", "full");
+    set(c, "allow_insecure", "true");
+    set(c, "security.server_key", "/etc/funnel/server.key");
+    set(c, "security.clients", "/etc/funnel/clients \"quoted\".conf");
 }
 
 /* ---- defaults ------------------------------------------------------------------------------ */
@@ -745,7 +759,9 @@ Test(config_help, mentions_every_option_with_default_bounds_and_reloadability)
     size_t lines = 0;
     for (size_t i = 0; i < len; i++)
         lines += buf[i] == '\n';
-    cr_assert_eq(lines, N_OPTIONS, "one line per option:\n%s", buf);
+    cr_assert_eq(lines, N_OPTIONS + N_SECURITY_OPTIONS, "one line per option:\n%s", buf);
+    cr_assert(strstr(buf, "  security.server_key ") && strstr(buf, "  security.clients "), "%s",
+              buf);
 
     for (size_t i = 0; i < N_OPTIONS; i++) {
         /* The option's line: "  name<spaces>help (default ...)". */
@@ -907,4 +923,103 @@ Test(config_load, without_engines_skips_their_sections_only)
     write_file(cfg_path, "sla = { bogus = 1; };\n");
     cr_assert_eq(funnel_config_load(cfg_path, &funnel_engine_registry, &want, err, ERR_LEN),
                  FUNNEL_ECONFIG, "with the engines their sections are checked");
+}
+
+/* ---- security and allow_insecure ---------------------------------------------------------- */
+
+TestSuite(config_security, .init = setup, .fini = teardown);
+
+Test(config_security, the_group_sets_both_files)
+{
+    char err[ERR_LEN];
+    cr_assert_eq(load_text("security = { server_key = \"s.key\"; clients = \"c.conf\"; };\n"
+                           "allow_insecure = true;\n",
+                           &cfg, err),
+                 0, "%s", err);
+    cr_assert_str_eq(cfg.server_key, "s.key");
+    cr_assert_str_eq(cfg.clients, "c.conf");
+    cr_assert(cfg.allow_insecure);
+}
+
+Test(config_security, without_the_group_security_is_off)
+{
+    char err[ERR_LEN];
+    cr_assert_eq(load_text("batch_max = 5;\n", &cfg, err), 0, "%s", err);
+    cr_assert_null(cfg.server_key);
+    cr_assert_null(cfg.clients);
+    cr_assert_not(cfg.allow_insecure);
+}
+
+Test(config_security, errors_name_the_line_and_the_setting)
+{
+    expect_load_error("security = { server_key = \"s.key\"; };\n", 1,
+                      "security: needs both server_key and clients");
+    expect_load_error("\nsecurity = { server_key = \"s\"; clients = \"c\"; client = \"x\"; };\n", 2,
+                      "unknown option 'security.client' (server_key, clients)");
+    expect_load_error("security = \"on\";\n", 1,
+                      "security: expected a group { server_key = ...; clients = ...; }");
+    expect_load_error("security = { server_key = 1; clients = \"c\"; };\n", 1,
+                      "security.server_key: expected a string");
+    expect_load_error("allow_insecure = 1;\n", 1, "allow_insecure: expected true or false");
+}
+
+Test(config_security, set_reaches_the_group)
+{
+    static const char *const ov[] = {"security.clients=other.conf", "allow_insecure=true"};
+    char err[ERR_LEN];
+    write_file(cfg_path, "security = { server_key = \"s.key\"; clients = \"c.conf\"; };\n");
+    int rc = funnel_config_read(cfg_path, &funnel_engine_registry, ov, 2, &cfg, err, ERR_LEN);
+    cr_assert_eq(rc, 0, "%s", err);
+    cr_assert_str_eq(cfg.clients, "other.conf");
+    cr_assert_str_eq(cfg.server_key, "s.key");
+    cr_assert(cfg.allow_insecure);
+    funnel_config_clear(&cfg);
+    static const char *const bad[] = {"allow_insecure=yes"};
+    cr_assert_eq(funnel_config_read(NULL, &funnel_engine_registry, bad, 1, &cfg, err, ERR_LEN),
+                 FUNNEL_ECONFIG);
+    cr_assert(strstr(err, "allow_insecure: 'yes' is not true or false"), "%s", err);
+}
+
+/* What funneld itself checks on top (funnel_server_config_check): without security only
+ * loopback endpoints, unless allow_insecure. */
+static int server_check(const char *name, const char *ep, bool insecure, bool secure, char *err)
+{
+    funnel_config_clear(&cfg);
+    defaults(&cfg);
+    set(&cfg, name, ep);
+    if (insecure)
+        set(&cfg, "allow_insecure", "true");
+    if (secure) {
+        set(&cfg, "security.server_key", "s.key");
+        set(&cfg, "security.clients", "c.conf");
+    }
+    err[0] = '\0';
+    return funnel_server_config_check(&cfg, err, ERR_LEN);
+}
+
+Test(config_security, non_loopback_endpoints_need_security_or_allow_insecure)
+{
+    char err[ERR_LEN];
+    static const char *const local[] = {"tcp://127.0.0.1:1",   "tcp://127.3.2.1:*",
+                                        "tcp://localhost:5",   "tcp://[::1]:7",
+                                        "ipc:///run/funnel/x", "inproc://x"};
+    for (size_t i = 0; i < sizeof local / sizeof local[0]; i++)
+        cr_assert_eq(server_check("submit", local[i], false, false, err), 0, "%s: %s", local[i],
+                     err);
+    static const char *const remote[] = {
+        "tcp://0.0.0.0:1", "tcp://*:2",         "tcp://10.0.0.5:3",          "tcp://[::]:4",
+        "tcp://eth0:5",    "tcp://128.0.0.1:6", "tcp://localhost.evil.com:7"};
+    for (size_t i = 0; i < sizeof remote / sizeof remote[0]; i++) {
+        cr_assert_eq(server_check("publish", remote[i], false, false, err), FUNNEL_ECONFIG, "%s",
+                     remote[i]);
+        char want[128];
+        snprintf(want, sizeof want, "publish: '%s' is not a loopback address", remote[i]);
+        cr_assert(strstr(err, want), "%s", err);
+        cr_assert_eq(server_check("publish", remote[i], true, false, err), 0, "%s", err);
+        cr_assert_eq(server_check("publish", remote[i], false, true, err), 0, "%s", err);
+    }
+    cr_assert_eq(server_check("connect", "tcp://crm:5556", false, false, err), FUNNEL_ECONFIG);
+    cr_assert(strstr(err, "connect: 'tcp://crm:5556' is not a loopback address"), "%s", err);
+    cr_assert_eq(server_check("connect", "tcp://10.0.0.1:1;127.0.0.1:2", false, false, err), 0,
+                 "%s", err);
 }

@@ -48,14 +48,20 @@ static int print_event(const funnel_event_row_t *row, void *arg)
 {
     (void)arg;
     funnel_envelope_t *env = funnel__v1__envelope__unpack(NULL, row->envelope_len, row->envelope);
-    int rc =
-        print_line(json_pack("{s:I, s:o, s:o, s:I, s:I, s:o, s:o}", "seq", (json_int_t)row->seq,
+    json_t *line = json_pack("{s:I, s:o, s:o, s:I, s:I, s:o, s:o}", "seq", (json_int_t)row->seq,
                              "event_id", text_json(row->event_id), "topic", text_json(row->topic),
                              "occurred_at_ms", (json_int_t)row->occurred_at_ms, "received_at_ms",
                              (json_int_t)row->received_at_ms, "source", text_json(row->source),
-                             "event", env ? funnel_json_from_message(&env->base) : json_null()));
+                             "event", env ? funnel_json_from_message(&env->base) : json_null());
+    /* With security, source is the authenticated client; what the envelope claimed is shown
+     * beside it (README "Security"). */
+    if (line && row->claimed_source &&
+        json_object_set_new(line, "claimed_source", text_json(row->claimed_source))) {
+        json_decref(line);
+        line = NULL;
+    }
     funnel_envelope_free(&env);
-    return rc;
+    return print_line(line);
 }
 
 static int print_dead_letter(const funnel_dead_letter_t *dl, void *arg)

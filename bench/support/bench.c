@@ -521,7 +521,8 @@ static int submit_loop(submit_run_t *r)
 
 /* Opens a DEALER on its own context, as a separate publisher process would have. Its queues
  * hold a whole window both ways so the window, not a high-water mark, is what limits. */
-static int dealer_open(const char *endpoint, size_t window, void **ctx, void **sock)
+static int dealer_open(const char *endpoint, size_t window, const bench_curve_t *curve, void **ctx,
+                       void **sock)
 {
     int hwm = (int)window + 1000, linger = 0;
     if (!(*ctx = zmq_ctx_new()))
@@ -531,6 +532,10 @@ static int dealer_open(const char *endpoint, size_t window, void **ctx, void **s
     zmq_setsockopt(*sock, ZMQ_SNDHWM, &hwm, sizeof hwm);
     zmq_setsockopt(*sock, ZMQ_RCVHWM, &hwm, sizeof hwm);
     zmq_setsockopt(*sock, ZMQ_LINGER, &linger, sizeof linger);
+    if (curve && (zmq_setsockopt(*sock, ZMQ_CURVE_SERVERKEY, curve->server_public, 40) ||
+                  zmq_setsockopt(*sock, ZMQ_CURVE_PUBLICKEY, curve->client_public, 40) ||
+                  zmq_setsockopt(*sock, ZMQ_CURVE_SECRETKEY, curve->client_secret, 40)))
+        return bench_error("CURVE options: %s", zmq_strerror(zmq_errno()));
     if (zmq_connect(*sock, endpoint))
         return bench_error("connect %s: %s", endpoint, zmq_strerror(zmq_errno()));
     return 0;
@@ -547,6 +552,12 @@ static void dealer_close(void **ctx, void **sock)
 
 int bench_submit(const char *endpoint, size_t window, const bench_source_t *src, uint64_t *first_ns)
 {
+    return bench_submit_as(endpoint, window, src, NULL, first_ns);
+}
+
+int bench_submit_as(const char *endpoint, size_t window, const bench_source_t *src,
+                    const bench_curve_t *curve, uint64_t *first_ns)
+{
     submit_run_t r = {.src = src, .window = window};
     void *ctx = NULL;
     uint64_t slots = 1;
@@ -555,7 +566,7 @@ int bench_submit(const char *endpoint, size_t window, const bench_source_t *src,
     r.mask = slots - 1;
     if (!(r.ring = calloc(slots, sizeof *r.ring)))
         return bench_error("out of memory for a window of %zu", window);
-    int rc = dealer_open(endpoint, window, &ctx, &r.sock);
+    int rc = dealer_open(endpoint, window, curve, &ctx, &r.sock);
     if (!rc)
         rc = submit_loop(&r);
     *first_ns = r.first_ns;

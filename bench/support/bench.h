@@ -101,4 +101,13 @@ typedef struct bench_source {
 int bench_submit(const char *endpoint, size_t window, const bench_source_t *src,
                  uint64_t *first_ns);
 
+/* A client's CURVE keys and the server's public key, Z85, NUL-terminated. */
+typedef struct bench_curve {
+    char client_public[41], client_secret[41], server_public[41];
+} bench_curve_t;
+
+/* bench_submit as a CURVE client (curve NULL: plain). */
+int bench_submit_as(const char *endpoint, size_t window, const bench_source_t *src,
+                    const bench_curve_t *curve, uint64_t *first_ns);
+
 #endif

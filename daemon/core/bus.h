@@ -15,7 +15,7 @@
 #include <uv.h>
 #include <zmq.h>
 
-#define FUNNEL_ZSOCK_MAX_FRAMES 6
+#define FUNNEL_ZSOCK_MAX_FRAMES 10 /* a ZAP request: routing id, delimiter and 7 frames */
 
 typedef struct funnel_zsock funnel_zsock_t;
 

@@ -11,19 +11,28 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef enum opt_type { OPT_STRING, OPT_INT, OPT_LOG_LEVEL, OPT_SYNC, OPT_STRLIST } opt_type_t;
+typedef enum opt_type {
+    OPT_STRING,
+    OPT_INT,
+    OPT_LOG_LEVEL,
+    OPT_SYNC,
+    OPT_STRLIST,
+    OPT_BOOL
+} opt_type_t;
 
 typedef struct opt {
     const char *name;
     opt_type_t type;
     size_t offset;    /* of the field in funnel_config_t */
-    const char *def;  /* default, as text */
+    const char *def;  /* default, as text; NULL: unset (the security section's files) */
     int64_t min, max; /* bounds for OPT_INT */
     bool reloadable;  /* SIGHUP may change it */
     const char *help;
 } opt_t;
 
-#define F(field) offsetof(funnel_config_t, field)
+#define F(field)        offsetof(funnel_config_t, field)
+#define SECURITY        "security"
+#define SECURITY_PREFIX SECURITY "."
 
 static const opt_t options[] = {
     {"database", OPT_STRING, F(database), "./var/funneld.db", 0, 0, false,
@@ -72,6 +81,14 @@ static const opt_t options[] = {
      "address:port of the Prometheus endpoint (/metrics, /healthz), or off"},
     {"engines", OPT_STRING, F(engines), "ledger,attribution,sla", 0, 0, false,
      "comma-separated engines to run (ledger, attribution, sla), or none"},
+    {"allow_insecure", OPT_BOOL, F(allow_insecure), "false", 0, 0, false,
+     "true lets endpoints bind non-loopback addresses without security (a warning at every "
+     "start)"},
+    /* The members of the `security` group: both or neither (security_read). */
+    {SECURITY_PREFIX "server_key", OPT_STRING, F(server_key), NULL, 0, 0, false,
+     "the server's key file (.key, mode 0600); turns CURVE on for every socket"},
+    {SECURITY_PREFIX "clients", OPT_STRING, F(clients), NULL, 0, 0, false,
+     "the clients file: keys, names, publish patterns, subscribe prefixes (reloaded on SIGHUP)"},
 };
 #define N_OPTIONS (sizeof options / sizeof options[0])
 
@@ -212,6 +229,13 @@ static int opt_set(funnel_config_t *cfg, const opt_t *o, const char *value, char
         *(funnel_store_sync_t *)field(cfg, o) =
             value[0] == 'f' ? FUNNEL_STORE_SYNC_FULL : FUNNEL_STORE_SYNC_NORMAL;
         return 0;
+    case OPT_BOOL:
+        if (strcmp(value, "true") && strcmp(value, "false")) {
+            snprintf(err, err_len, "%s: '%s' is not true or false", o->name, value);
+            return FUNNEL_ECONFIG;
+        }
+        *(bool *)field(cfg, o) = value[0] == 't';
+        return 0;
     case OPT_STRLIST: {
         /* Built aside so a refused list (too many endpoints) leaves the old one in place. */
         funnel_config_t list = {0};
@@ -258,7 +282,7 @@ int funnel_config_defaults(funnel_config_t *cfg, const funnel_engine_registry_t 
         return rc;
     }
     for (size_t i = 0; i < N_OPTIONS; i++) {
-        if (options[i].type == OPT_STRLIST)
+        if (options[i].type == OPT_STRLIST || !options[i].def)
             continue;
         int rc = opt_set(cfg, &options[i], options[i].def, err, sizeof err);
         if (rc) {
@@ -307,6 +331,11 @@ static int setting_apply(funnel_config_t *cfg, const opt_t *o, config_setting_t 
         snprintf(num, sizeof num, "%lld", config_setting_get_int64(s));
         return opt_set(cfg, o, num, err, err_len);
     }
+    if (o->type == OPT_BOOL) {
+        if (type != CONFIG_TYPE_BOOL)
+            goto wrong;
+        return opt_set(cfg, o, config_setting_get_bool(s) ? "true" : "false", err, err_len);
+    }
     if (o->type == OPT_STRLIST) {
         if (type != CONFIG_TYPE_LIST && type != CONFIG_TYPE_ARRAY)
             goto wrong;
@@ -328,8 +357,42 @@ wrong:
     snprintf(err, err_len, "%s: expected %s", o->name,
              o->type == OPT_INT       ? "an integer"
              : o->type == OPT_STRLIST ? "a list of strings"
+             : o->type == OPT_BOOL    ? "true or false"
                                       : "a string");
     return FUNNEL_ECONFIG;
+}
+
+/* The `security` group: server_key and clients, both of them and nothing else, since one
+ * without the other cannot run (no clients: nobody is admitted; no key: no CURVE). */
+static int security_read(config_setting_t *g, const char *path, funnel_config_t *tmp, char *err,
+                         size_t err_len)
+{
+    if (config_setting_type(g) != CONFIG_TYPE_GROUP) {
+        snprintf(err, err_len,
+                 "%s:%d: security: expected a group { server_key = ...; clients = "
+                 "...; }",
+                 path, config_setting_source_line(g));
+        return FUNNEL_ECONFIG;
+    }
+    for (int i = 0; i < config_setting_length(g); i++) {
+        config_setting_t *s = config_setting_get_elem(g, (unsigned)i);
+        char name[64], why[256];
+        snprintf(name, sizeof name, SECURITY_PREFIX "%s", config_setting_name(s));
+        const opt_t *o = opt_find(name);
+        int rc = o ? setting_apply(tmp, o, s, why, sizeof why) : FUNNEL_ECONFIG;
+        if (!o)
+            snprintf(why, sizeof why, "unknown option '%s' (server_key, clients)", name);
+        if (rc) {
+            snprintf(err, err_len, "%s:%d: %s", path, config_setting_source_line(s), why);
+            return rc;
+        }
+    }
+    if (!tmp->server_key || !tmp->clients) {
+        snprintf(err, err_len, "%s:%d: security: needs both server_key and clients", path,
+                 config_setting_source_line(g));
+        return FUNNEL_ECONFIG;
+    }
+    return 0;
 }
 
 /* Reads every root setting of lc over the defaults into tmp; path names the file in errors. */
@@ -339,6 +402,12 @@ static int settings_apply(config_t *lc, const char *path, funnel_config_t *tmp, 
     config_setting_t *root = config_root_setting(lc);
     for (int i = 0; i < config_setting_length(root); i++) {
         config_setting_t *s = config_setting_get_elem(root, (unsigned)i);
+        if (strcmp(config_setting_name(s), SECURITY) == 0) {
+            int rc = security_read(s, path, tmp, err, err_len);
+            if (rc)
+                return rc;
+            continue;
+        }
         const opt_t *o = opt_find(config_setting_name(s));
         size_t k;
         const funnel_engine_def_t *sec =
@@ -468,7 +537,7 @@ static int overrides_put(config_t *lc, const funnel_engine_registry_t *reg,
             continue; /* a plain option: set after the file is read */
         name[head] = '\0';
         size_t k;
-        if (!section_find(reg, name, &k)) {
+        if (strcmp(name, SECURITY) && !section_find(reg, name, &k)) {
             char known[128];
             section_names(reg, known, sizeof known);
             snprintf(err, err_len, "override '%s': no section '%s' (%s)", overrides[i], name,
@@ -544,8 +613,12 @@ int funnel_config_load(const char *path, const funnel_engine_registry_t *registr
 static bool opt_equal(const funnel_config_t *a, const funnel_config_t *b, const opt_t *o)
 {
     switch (o->type) {
-    case OPT_STRING:
-        return strcmp(*(char *const *)cfield(a, o), *(char *const *)cfield(b, o)) == 0;
+    case OPT_STRING: {
+        const char *x = *(char *const *)cfield(a, o), *y = *(char *const *)cfield(b, o);
+        return x && y ? strcmp(x, y) == 0 : x == y;
+    }
+    case OPT_BOOL:
+        return *(const bool *)cfield(a, o) == *(const bool *)cfield(b, o);
     case OPT_INT:
         return *(const int64_t *)cfield(a, o) == *(const int64_t *)cfield(b, o);
     case OPT_LOG_LEVEL:
@@ -656,7 +729,10 @@ int funnel_config_reload(funnel_config_t *cur, funnel_config_t *fresh, const fun
             continue;
         }
         /* Only scalar options are reloadable, so a plain copy suffices. */
-        memcpy(field(cur, o), cfield(fresh, o), o->type == OPT_INT ? sizeof(int64_t) : sizeof(int));
+        memcpy(field(cur, o), cfield(fresh, o),
+               o->type == OPT_INT    ? sizeof(int64_t)
+               : o->type == OPT_BOOL ? sizeof(bool)
+                                     : sizeof(int));
         funnel_log_info(log, "config reload: %s changed", o->name);
         changed++;
     }
@@ -688,6 +764,9 @@ static void opt_print(const funnel_config_t *cfg, const opt_t *o, FILE *out)
         print_quoted(*(char *const *)cfield(cfg, o), out);
         fprintf(out, ";\n");
         break;
+    case OPT_BOOL:
+        fprintf(out, "%s = %s;\n", o->name, *(const bool *)cfield(cfg, o) ? "true" : "false");
+        break;
     case OPT_INT: {
         /* libconfig reads a plain literal as 32 bits (1.5 silently wraps larger ones): values
          * beyond that need the L suffix to read back. */
@@ -716,7 +795,15 @@ static void opt_print(const funnel_config_t *cfg, const opt_t *o, FILE *out)
 void funnel_config_print(const funnel_config_t *cfg, FILE *out)
 {
     for (size_t i = 0; i < N_OPTIONS; i++)
-        opt_print(cfg, &options[i], out);
+        if (!strchr(options[i].name, '.'))
+            opt_print(cfg, &options[i], out);
+    if (cfg->server_key) {
+        fprintf(out, SECURITY " = {\n    server_key = ");
+        print_quoted(cfg->server_key, out);
+        fprintf(out, ";\n    clients = ");
+        print_quoted(cfg->clients, out);
+        fprintf(out, ";\n};\n");
+    }
     for (size_t i = 0; i < registry_size(cfg->registry); i++)
         if (cfg->sections[i])
             cfg->registry->defs[i].section_print(cfg->sections[i], out);
@@ -726,7 +813,7 @@ void funnel_config_help(FILE *out)
 {
     for (size_t i = 0; i < N_OPTIONS; i++) {
         const opt_t *o = &options[i];
-        fprintf(out, "  %-18s %s (default \"%s\"", o->name, o->help, o->def);
+        fprintf(out, "  %-18s %s (default \"%s\"", o->name, o->help, o->def ? o->def : "");
         if (o->type == OPT_INT)
             fprintf(out, ", %lld..%lld", (long long)o->min, (long long)o->max);
         fprintf(out, "%s)\n", o->reloadable ? ", reloadable" : "");

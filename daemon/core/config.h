@@ -43,6 +43,12 @@ typedef struct funnel_config {
     int64_t quick_check; /* 1: PRAGMA quick_check at start refuses a damaged file; 0: skipped */
     char *metrics;       /* "127.0.0.1:9464": Prometheus /metrics and /healthz; "off" disables */
     char *engines;       /* "ledger,attribution,sla" (the default), a subset, or "none" */
+    /* `security = { server_key = "FILE"; clients = "FILE"; };`: CURVE on every socket with the
+     * server's .key, and the clients file (clients.h). Both NULL without the section, both set
+     * with it. */
+    char *server_key;
+    char *clients;
+    bool allow_insecure; /* without security, endpoints may bind non-loopback addresses */
     /* The engines whose sections this config holds (engine.h); NULL: none, as for funnelctl,
      * which reads the core options and skips the engines' groups. Not owned. */
     const funnel_engine_registry_t *registry;

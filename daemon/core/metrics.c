@@ -37,6 +37,7 @@ struct funnel_metrics {
     _Atomic uint64_t first_seq; /* oldest sequence retained in the outbox */
     _Atomic uint64_t commit_failures[FUNNEL_METRICS_COMMIT_COUNT_]; /* [COMMITTED] unused */
     _Atomic uint64_t lost[FUNNEL_METRICS_LOST_COUNT_];
+    _Atomic uint64_t denied[FUNNEL_METRICS_DENIED_COUNT_];
     histogram_t batch_size;
     histogram_t commit_us;
     histogram_t timer_lag_ms;
@@ -103,6 +104,12 @@ void funnel_metrics_lost(funnel_metrics_t *m, funnel_metrics_lost_reason_t reaso
 {
     if (m && (unsigned)reason < FUNNEL_METRICS_LOST_COUNT_)
         add(&m->lost[reason], n);
+}
+
+void funnel_metrics_denied(funnel_metrics_t *m, funnel_metrics_denial_t what)
+{
+    if (m && (unsigned)what < FUNNEL_METRICS_DENIED_COUNT_)
+        add(&m->denied[what], 1);
 }
 
 void funnel_metrics_published(funnel_metrics_t *m, uint64_t seq)
@@ -216,6 +223,17 @@ static void render(FILE *f, void *arg)
             (unsigned long long)get(&m->lost[FUNNEL_METRICS_LOST_EVENT]),
             (unsigned long long)get(&m->lost[FUNNEL_METRICS_LOST_NOMEM]),
             (unsigned long long)get(&m->lost[FUNNEL_METRICS_LOST_DISK_FULL]));
+    fprintf(f,
+            "# HELP funnel_security_denied_total What the security layer turned away, by kind.\n"
+            "# TYPE funnel_security_denied_total counter\n"
+            "funnel_security_denied_total{kind=\"unknown_key\"} %llu\n"
+            "funnel_security_denied_total{kind=\"malformed_zap\"} %llu\n"
+            "funnel_security_denied_total{kind=\"subscription\"} %llu\n"
+            "funnel_security_denied_total{kind=\"replay\"} %llu\n",
+            (unsigned long long)get(&m->denied[FUNNEL_METRICS_DENIED_KEY]),
+            (unsigned long long)get(&m->denied[FUNNEL_METRICS_DENIED_ZAP]),
+            (unsigned long long)get(&m->denied[FUNNEL_METRICS_DENIED_SUBSCRIPTION]),
+            (unsigned long long)get(&m->denied[FUNNEL_METRICS_DENIED_REPLAY]));
     write_histogram(f, "funnel_commit_batch_size", "Messages per committed batch.", &m->batch_size,
                     size_bounds, N_SIZE, 1);
     write_histogram(f, "funnel_commit_seconds", "Time from BEGIN to COMMIT of a batch.",

@@ -69,6 +69,17 @@ typedef enum funnel_metrics_lost_reason {
 /* n SUB messages were lost for `reason`. Submitted ones are not counted: their senders retry. */
 void funnel_metrics_lost(funnel_metrics_t *m, funnel_metrics_lost_reason_t reason, size_t n);
 
+/* What the security layer turned away (README "Security"). */
+typedef enum funnel_metrics_denial {
+    FUNNEL_METRICS_DENIED_KEY,          /* a CURVE handshake with a key not in the clients file */
+    FUNNEL_METRICS_DENIED_ZAP,          /* a ZAP request that was not one (answered 500) */
+    FUNNEL_METRICS_DENIED_SUBSCRIPTION, /* a subscription outside the client's prefixes */
+    FUNNEL_METRICS_DENIED_REPLAY,       /* a replay request of a client no longer listed */
+    FUNNEL_METRICS_DENIED_COUNT_
+} funnel_metrics_denial_t;
+
+void funnel_metrics_denied(funnel_metrics_t *m, funnel_metrics_denial_t what);
+
 /* An output message with sequence seq went to the PUB socket. */
 void funnel_metrics_published(funnel_metrics_t *m, uint64_t seq);
 

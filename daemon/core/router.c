@@ -75,7 +75,15 @@ static int engine_refused(funnel_router_t *r, const funnel_engine_t *e, int rc)
 int funnel_router_apply(funnel_router_t *r, const funnel_envelope_t *env, const char *topic,
                         const uint8_t *envelope, size_t len, int64_t now_ms)
 {
+    return funnel_router_apply_claimed(r, env, NULL, topic, envelope, len, now_ms);
+}
+
+int funnel_router_apply_claimed(funnel_router_t *r, const funnel_envelope_t *env,
+                                const char *claimed_source, const char *topic,
+                                const uint8_t *envelope, size_t len, int64_t now_ms)
+{
     funnel_event_row_t row = {
+        .claimed_source = claimed_source,
         .event_id = env->event_id,
         .topic = topic,
         .occurred_at_ms = env->occurred_at_ms,

@@ -61,6 +61,12 @@ funnel_store_t *funnel_router_store(funnel_router_t *router);
 int funnel_router_apply(funnel_router_t *router, const funnel_envelope_t *env, const char *topic,
                         const uint8_t *envelope, size_t len, int64_t now_ms);
 
+/* funnel_router_apply for an event whose source funneld set to the authenticated client's
+ * name: claimed_source, what the envelope said, is recorded beside it for audit. */
+int funnel_router_apply_claimed(funnel_router_t *router, const funnel_envelope_t *env,
+                                const char *claimed_source, const char *topic,
+                                const uint8_t *envelope, size_t len, int64_t now_ms);
+
 /* For engines, inside on_event: records why the event being applied cannot be applied and
  * returns FUNNEL_EREFUSED for the engine to return. code says what kind of refusal it is
  * (FUNNEL_REFUSE_OVERFLOW, FUNNEL_REFUSE_ENGINE, ...); the text, printf-style, should name the

@@ -19,7 +19,9 @@
 #include "metrics.h"
 #include "store.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,6 +72,7 @@ static void reload(funnel_server_t *srv)
         funnel_log_info(srv->log, "config reloaded: %d option(s) changed", changed);
         funnel_config_clear(&fresh);
     }
+    server_security_reload(srv); /* a file of its own: reloaded even when the config is not */
     sd_notify(0, "READY=1");
 }
 
@@ -119,6 +122,7 @@ static void server_shutdown(funnel_server_t *srv)
     funnel_zsock_destroy(&srv->submit);
     funnel_zsock_destroy(&srv->pub);
     funnel_zsock_destroy(&srv->replay_sock);
+    funnel_zsock_destroy(&srv->zap);
     uv_walk(&srv->loop, close_handle_keep_signals, NULL);
     funnel_log_info(
         srv->log, "stopped: %llu accepted, %llu duplicates, %llu published, %llu batches",
@@ -208,6 +212,56 @@ static int endpoint_check(const char *name, const char *ep, char *err, size_t er
     return FUNNEL_ECONFIG;
 }
 
+/* True when ep reaches this machine only: ipc:// and inproc://, or tcp:// on 127.0.0.0/8, ::1
+ * or localhost. A connect endpoint's "source;destination" form is judged by its destination. */
+static bool endpoint_is_local(const char *ep)
+{
+    if (strncmp(ep, "ipc://", 6) == 0 || strncmp(ep, "inproc://", 9) == 0)
+        return true;
+    if (strncmp(ep, "tcp://", 6) != 0)
+        return false;
+    const char *host = strchr(ep, ';') ? strchr(ep, ';') + 1 : ep + 6;
+    const char *colon = strrchr(host, ':');
+    char buf[INET6_ADDRSTRLEN + 2];
+    size_t len = colon ? (size_t)(colon - host) : strlen(host);
+    if (len >= 2 && host[0] == '[' && host[len - 1] == ']') {
+        host++;
+        len -= 2;
+    }
+    if (len >= sizeof buf)
+        return false;
+    memcpy(buf, host, len);
+    buf[len] = '\0';
+    struct in_addr v4;
+    struct in6_addr v6;
+    if (inet_pton(AF_INET, buf, &v4) == 1)
+        return (ntohl(v4.s_addr) >> 24) == 127;
+    if (inet_pton(AF_INET6, buf, &v6) == 1)
+        return IN6_IS_ADDR_LOOPBACK(&v6);
+    return strcmp(buf, "localhost") == 0;
+}
+
+/* Without CURVE anyone who reaches a port is trusted with money: only this machine may, unless
+ * the operator said otherwise in so many words (allow_insecure, warned at every start). */
+static int endpoints_local_check(const funnel_config_t *cfg, const char *const *names,
+                                 const char *const *eps, size_t n, char *err, size_t err_len)
+{
+    if (cfg->server_key || cfg->allow_insecure)
+        return 0;
+    for (size_t i = 0; i < n + cfg->n_connect; i++) {
+        const char *ep = i < n ? eps[i] : cfg->connect[i - n];
+        if (endpoint_is_local(ep))
+            continue;
+        snprintf(err, err_len,
+                 "%s: '%s' is not a loopback address: without security { ... } (CURVE) funneld "
+                 "binds and connects only to 127.0.0.1, ::1, localhost, ipc:// or inproc://; "
+                 "set allow_insecure = true to accept anyone who reaches it",
+                 i < n ? names[i] : "connect", ep);
+        return FUNNEL_ECONFIG;
+    }
+    return 0;
+}
+
 int funnel_server_config_check(const funnel_config_t *cfg, char *err, size_t err_len)
 {
     const char *names[] = {"ingest", "submit", "publish", "replay"};
@@ -217,6 +271,7 @@ int funnel_server_config_check(const funnel_config_t *cfg, char *err, size_t err
         rc = endpoint_check(names[i], eps[i], err, err_len);
     for (size_t i = 0; !rc && i < cfg->n_connect; i++)
         rc = endpoint_check("connect", cfg->connect[i], err, err_len);
+    rc = rc ? rc : endpoints_local_check(cfg, names, eps, 4, err, err_len);
     return rc ? rc : funnel_metrics_listen_check(cfg->metrics, err, err_len);
 }
 
@@ -287,10 +342,12 @@ static int open_socket(funnel_server_t *srv, int type, const char *endpoint, int
      * generous queue so a client pipelining thousands of submits loses no ack. */
     if (type == ZMQ_ROUTER)
         hwm = slot == 3 ? REPLAY_HWM : REPLY_HWM;
-    if (type == ZMQ_PUB || type == ZMQ_ROUTER)
+    if (type == ZMQ_PUB || type == ZMQ_XPUB || type == ZMQ_ROUTER)
         zmq_setsockopt(raw, ZMQ_SNDHWM, &hwm, sizeof hwm);
     if (slot == 3) /* replay: learn about full or vanished peers instead of dropping */
         zmq_setsockopt(raw, ZMQ_ROUTER_MANDATORY, &on, sizeof on);
+    if ((rc = server_security_socket(srv, raw, type)))
+        return rc;
     if ((rc = funnel_zsock_bind(*out, endpoint, srv->bound[slot], sizeof srv->bound[slot]))) {
         funnel_log_error(srv->log, "cannot bind %s: %s", endpoint, zmq_strerror(zmq_errno()));
         return rc;
@@ -338,7 +395,9 @@ static int open_sockets(funnel_server_t *srv)
     int rc;
     if ((rc = open_socket(srv, ZMQ_SUB, srv->cfg.ingest, 0, &srv->sub)) ||
         (rc = open_socket(srv, ZMQ_ROUTER, srv->cfg.submit, 1, &srv->submit)) ||
-        (rc = open_socket(srv, ZMQ_PUB, srv->cfg.publish, 2, &srv->pub)) ||
+        /* With security, XPUB: subscriptions are read and applied as the client may see */
+        (rc =
+             open_socket(srv, srv->clients ? ZMQ_XPUB : ZMQ_PUB, srv->cfg.publish, 2, &srv->pub)) ||
         (rc = open_socket(srv, ZMQ_ROUTER, srv->cfg.replay, 3, &srv->replay_sock)))
         return rc;
     for (size_t i = 0; i < srv->cfg.n_connect; i++) {
@@ -429,7 +488,7 @@ int funnel_server_new(funnel_config_t *cfg, const funnel_server_options_t *opts,
         rc = FUNNEL_EBUS;
         goto fail;
     }
-    if ((rc = open_sockets(srv)))
+    if ((rc = server_security_start(srv)) || (rc = open_sockets(srv)))
         goto fail;
     if (strcmp(srv->cfg.metrics, "off") &&
         (rc = funnel_metrics_new(srv->cfg.metrics, log, &srv->metrics)))
@@ -460,8 +519,10 @@ int funnel_server_run(funnel_server_t *srv)
     server_publish_backlog(srv);
     if (funnel_zsock_start(srv->sub, server_on_ingest, srv, DRAIN_BUDGET) ||
         funnel_zsock_start(srv->submit, server_on_submit, srv, DRAIN_BUDGET) ||
-        funnel_zsock_start(srv->pub, NULL, srv, DRAIN_BUDGET) ||
-        funnel_zsock_start(srv->replay_sock, server_on_replay, srv, DRAIN_BUDGET)) {
+        funnel_zsock_start(srv->pub, srv->clients ? server_on_subscription : NULL, srv,
+                           DRAIN_BUDGET) ||
+        funnel_zsock_start(srv->replay_sock, server_on_replay, srv, DRAIN_BUDGET) ||
+        (srv->zap && funnel_zsock_start(srv->zap, server_on_zap, srv, DRAIN_BUDGET))) {
         funnel_log_error(srv->log, "cannot watch sockets");
         server_shutdown(srv);
         uv_run(&srv->loop, UV_RUN_DEFAULT);
@@ -488,6 +549,7 @@ void funnel_server_destroy(funnel_server_t **srvp)
     funnel_zsock_destroy(&srv->submit);
     funnel_zsock_destroy(&srv->pub);
     funnel_zsock_destroy(&srv->replay_sock);
+    server_security_destroy(srv);
     funnel_metrics_destroy(&srv->metrics); /* its thread reads only its own atomics */
     uv_walk(&srv->loop, close_handle, NULL);
     uv_run(&srv->loop, UV_RUN_DEFAULT); /* runs the close callbacks */

@@ -66,6 +66,9 @@ void server_item_clear(item_t *it)
     it->env = NULL;
     free(it->long_id);
     it->long_id = NULL;
+    free(it->auth_source);
+    it->auth_source = NULL;
+    it->claimed_source = NULL;
     funnel_envelope_arena_clear(&it->mem);
     zmq_msg_close(&it->body);
 }
@@ -167,7 +170,8 @@ static int route_item(funnel_server_t *srv, item_t *it, int64_t now, bool guarde
     }
     int rc = guarded ? funnel_store_savepoint(st) : 0;
     if (!rc)
-        rc = funnel_router_apply(srv->router, it->env, it->topic, raw, len, now);
+        rc = funnel_router_apply_claimed(srv->router, it->env, it->claimed_source, it->topic, raw,
+                                         len, now);
     if (rc == 0 || rc == FUNNEL_EDUP) {
         if (guarded && funnel_store_savepoint_release(st))
             return FUNNEL_ESTORE;
@@ -524,9 +528,34 @@ static bool peer_over_budget(funnel_server_t *srv, const peer_t *peer)
                                  (uint64_t)srv->cfg.refusal_budget_per_peer, &summary);
 }
 
-/* Decodes one ingest message into the batch and schedules the commit. */
+/* With security, an accepted event's source is the client's name, in the event row and in the
+ * bytes recorded, republished and replayed; the claimed one is kept for the row's
+ * claimed_source. The envelope is packed again with the new source: subscribers must not see
+ * a claim funneld did not check. Returns 0 or FUNNEL_ENOMEM (the item is then refused). */
+static int item_authenticate(item_t *it, const char *user)
+{
+    zmq_msg_t packed;
+    if (!(it->auth_source = strdup(user)))
+        return FUNNEL_ENOMEM;
+    it->claimed_source = it->env->source;
+    it->env->source = it->auth_source;
+    size_t len = funnel__v1__envelope__get_packed_size(it->env);
+    if (zmq_msg_init_size(&packed, len)) {
+        it->env->source = (char *)it->claimed_source;
+        return FUNNEL_ENOMEM;
+    }
+    funnel__v1__envelope__pack(it->env, zmq_msg_data(&packed));
+    zmq_msg_close(&it->body);
+    zmq_msg_init(&it->body);
+    zmq_msg_move(&it->body, &packed);
+    return 0;
+}
+
+/* Decodes one ingest message into the batch and schedules the commit. user is the ZAP User-Id
+ * of the sender (NULL without security): with security a topic outside its publish patterns is
+ * refused `forbidden` before anything else is looked at. */
 static void batch_add(funnel_server_t *srv, const zmq_msg_t *topic, zmq_msg_t *body,
-                      const peer_t *peer, const funnel_refusal_t *framing)
+                      const peer_t *peer, const funnel_refusal_t *framing, const char *user)
 {
     item_t *it = batch_slot(srv);
     if (!it) {
@@ -546,6 +575,8 @@ static void batch_add(funnel_server_t *srv, const zmq_msg_t *topic, zmq_msg_t *b
     it->raw_size = len;
     if (framing) {
         it->why = *framing;
+    } else if (srv->clients && server_security_publish_check(srv, user, it->topic, &it->why)) {
+        event_id_of(it, data, len);
     } else {
         funnel_codec_decode_in(&it->mem, &lim, zmq_msg_data((zmq_msg_t *)topic),
                                zmq_msg_size((zmq_msg_t *)topic), data, len, server_now_ms(srv),
@@ -559,6 +590,12 @@ static void batch_add(funnel_server_t *srv, const zmq_msg_t *topic, zmq_msg_t *b
      * itself is taken over (bus.h allows it): no copy, and it lives until the batch is done. */
     if (len && len <= lim.max_message_bytes)
         zmq_msg_move(&it->body, body);
+    if (it->env && srv->clients && item_authenticate(it, user)) {
+        funnel_log_error(srv->log, "out of memory: event %s refused", it->event_id);
+        it->env = NULL;
+        it->why = (funnel_refusal_t){.code = FUNNEL_REFUSE_ENGINE};
+        snprintf(it->why.text, sizeof it->why.text, "funneld is out of memory: send it again");
+    }
     if (!it->env) {
         it->status = ITEM_REFUSED;
         it->over_budget = peer_over_budget(srv, &it->peer);
@@ -593,11 +630,12 @@ void server_on_ingest(funnel_zsock_t *zs, zmq_msg_t *frames, size_t n, bool over
 {
     (void)zs;
     funnel_server_t *srv = arg;
+    const char *user = server_security_user(&frames[n - 1]);
     if (n == 2 && !overflow) {
-        batch_add(srv, &frames[0], &frames[1], NULL, NULL);
+        batch_add(srv, &frames[0], &frames[1], NULL, NULL, user);
     } else {
         funnel_refusal_t why = framing_refusal(overflow ? n + 1 : n, 2);
-        batch_add(srv, &frames[0], NULL, NULL, &why);
+        batch_add(srv, &frames[0], NULL, NULL, &why, user);
     }
 }
 
@@ -618,10 +656,11 @@ void server_on_submit(funnel_zsock_t *zs, zmq_msg_t *frames, size_t n, bool over
     peer_t peer;
     size_t first = server_peer_parse(frames, n, &peer);
     size_t args = n - first;
+    const char *user = server_security_user(&frames[n - 1]);
     if (args == 2 && !overflow) {
-        batch_add(srv, &frames[first], &frames[first + 1], &peer, NULL);
+        batch_add(srv, &frames[first], &frames[first + 1], &peer, NULL, user);
     } else {
         funnel_refusal_t why = framing_refusal(overflow ? args + 1 : args, 2);
-        batch_add(srv, args ? &frames[first] : NULL, NULL, &peer, &why);
+        batch_add(srv, args ? &frames[first] : NULL, NULL, &peer, &why, user);
     }
 }

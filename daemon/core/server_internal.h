@@ -16,6 +16,8 @@
 #include "store.h"
 #include "engine.h"
 #include "ratelimit.h"
+#include "clients.h"
+#include "funnel/keyfile.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -80,6 +82,10 @@ typedef struct item {
     item_status_t status;
     peer_t peer;
     bool over_budget; /* its submit peer spent refusal_budget_per_peer: no dead letter */
+    /* With security: the authenticated client's name, env->source once accepted (owned), and
+     * the source the envelope claimed (in mem). NULL without security. */
+    char *auth_source;
+    const char *claimed_source;
 } item_t;
 
 /* A replay in progress: [truncated] if due, outbox rows from next_seq on a chunk per loop pass,
@@ -87,8 +93,9 @@ typedef struct item {
  * peer parks the replay at the frame it could not take. */
 typedef struct replay {
     peer_t peer;
+    char client[FUNNEL_CLIENT_NAME_MAX + 1]; /* with security: whose rights filter the rows */
     uint64_t next_seq;
-    uint64_t last_sent;
+    uint64_t last_seen;  /* the last row considered, sent or filtered out: [end] carries it */
     uint64_t truncated;  /* first available seq, while [truncated] is still to be sent; else 0 */
     bool rows_done;      /* every row was sent: [end] is next */
     char error[192];     /* a read failed: [error][this reason] is next, instead of [end] */
@@ -103,6 +110,11 @@ struct funnel_server {
     funnel_log_t *log;
     void *zctx;
     funnel_zsock_t *sub, *submit, *pub, *replay_sock;
+    /* security (server_security.c): all NULL or empty without it */
+    funnel_zsock_t *zap;         /* the ZAP handler, bound before any CURVE socket */
+    funnel_clients_t *clients;   /* the clients file; replaced whole on SIGHUP */
+    funnel_keypair_t server_key; /* the server's CURVE key pair */
+    funnel_ratelimit_t security_log[FUNNEL_METRICS_DENIED_COUNT_]; /* log lines per kind */
     char bound[4][256]; /* resolved ingest, submit, publish, replay endpoints */
     funnel_store_t *store;
     funnel_router_t *router;
@@ -154,6 +166,31 @@ void server_batch_flush(funnel_server_t *srv);
 void server_on_ingest(funnel_zsock_t *zs, zmq_msg_t *frames, size_t n, bool overflow, void *arg);
 size_t server_peer_parse(zmq_msg_t *frames, size_t n, peer_t *peer);
 void server_on_submit(funnel_zsock_t *zs, zmq_msg_t *frames, size_t n, bool overflow, void *arg);
+
+/* ---- server_security.c: CURVE, ZAP, per-client rights ------------------------------------- */
+
+/* Reads the server key and the clients file and binds the ZAP handler, when `security` is on;
+ * warns about allow_insecure otherwise. Before any socket is bound. 0 or an error (logged). */
+int server_security_start(funnel_server_t *srv);
+/* Makes raw (of type) a CURVE server in funneld's ZAP domain; XPUB gets manual subscriptions.
+ * Nothing without security. 0 or FUNNEL_EBUS (logged). */
+int server_security_socket(funnel_server_t *srv, void *raw, int type);
+/* SIGHUP: a new clients table, or the old one kept and the reason logged. */
+void server_security_reload(funnel_server_t *srv);
+void server_security_destroy(funnel_server_t *srv);
+void server_on_zap(funnel_zsock_t *zs, zmq_msg_t *frames, size_t n, bool overflow, void *arg);
+void server_on_subscription(funnel_zsock_t *zs, zmq_msg_t *frames, size_t n, bool overflow,
+                            void *arg);
+/* The ZAP User-Id libzmq attached to a received message; NULL without CURVE. */
+const char *server_security_user(const zmq_msg_t *msg);
+/* 0 when the client named user (NULL: none) may publish topic; FUNNEL_EREFUSED with a
+ * `forbidden` refusal otherwise (also when user is no longer in the table). */
+int server_security_publish_check(funnel_server_t *srv, const char *user, const char *topic,
+                                  funnel_refusal_t *why);
+/* For a replay request from user: its name into name (empty without security), or
+ * FUNNEL_EREFUSED with the reason for [error] in why (logged, counted). */
+int server_security_replay_client(funnel_server_t *srv, const char *user, char *name,
+                                  size_t name_len, char *why, size_t why_len);
 
 /* ---- server_replay.c ---------------------------------------------------------------------- */
 

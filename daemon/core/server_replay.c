@@ -17,6 +17,8 @@ typedef enum replay_step {
 typedef struct replay_pass {
     funnel_server_t *srv;
     replay_t *rp;
+    const funnel_clients_entry_t *who; /* with security: whose subscribe prefixes filter */
+    size_t read;                       /* rows considered, sent or filtered out */
     size_t sent;
 } replay_pass_t;
 
@@ -25,6 +27,12 @@ static int replay_send_row(const funnel_outbox_row_t *row, void *arg)
     replay_pass_t *pass = arg;
     funnel_server_t *srv = pass->srv;
     replay_t *rp = pass->rp;
+    if (pass->who && !funnel_clients_may_see(pass->who, row->topic, strlen(row->topic))) {
+        rp->next_seq = row->seq + 1;
+        rp->last_seen = row->seq;
+        pass->read++;
+        return 0;
+    }
     uint8_t seq[8];
     funnel_seq_encode(row->seq, seq);
     const void *parts[] = {row->topic, seq, row->envelope};
@@ -33,7 +41,8 @@ static int replay_send_row(const funnel_outbox_row_t *row, void *arg)
     if (rc)
         return rc;
     rp->next_seq = row->seq + 1;
-    rp->last_sent = row->seq;
+    rp->last_seen = row->seq;
+    pass->read++;
     pass->sent++;
     return 0;
 }
@@ -78,11 +87,17 @@ static replay_step_t replay_step(funnel_server_t *srv, replay_t *rp, bool *progr
             return st;
         rp->truncated = 0;
     }
+    replay_pass_t pass = {srv, rp, NULL, 0, 0};
+    if (rp->client[0] && !(pass.who = funnel_clients_by_name(srv->clients, rp->client)) &&
+        !rp->error[0]) { /* removed by a reload since the request: its next chunk is refused */
+        char name[sizeof rp->client];
+        memcpy(name, rp->client, sizeof name);
+        snprintf(rp->error, sizeof rp->error, "forbidden: %s is no longer a listed client", name);
+    }
     if (!rp->rows_done && !rp->error[0]) {
-        replay_pass_t pass = {srv, rp, 0};
         int rc = funnel_store_outbox_read(srv->store, rp->next_seq, REPLAY_CHUNK, replay_send_row,
                                           &pass);
-        *progress |= pass.sent > 0;
+        *progress |= pass.read > 0;
         if (rc == FUNNEL_EAGAIN || rc == FUNNEL_EBUS)
             return replay_sent(rc, progress);
         if (rc) {
@@ -90,16 +105,18 @@ static replay_step_t replay_step(funnel_server_t *srv, replay_t *rp, bool *progr
             snprintf(rp->error, sizeof rp->error, "replay read failed at seq %llu: %s",
                      (unsigned long long)rp->next_seq, funnel_store_errmsg(srv->store));
             funnel_log_error(srv->log, "%s", rp->error);
-        } else if (pass.sent < REPLAY_CHUNK) {
+        } else if (pass.read < REPLAY_CHUNK) {
             rp->rows_done = true;
         } else {
             return REPLAY_MORE;
         }
     }
-    /* After a failed read, [end] would claim rows the client never got: it must not skip them. */
+    /* After a failed read, [end] would claim rows the client never got: it must not skip them.
+     * [end] names the last row considered, sent or not: rows the client may not see are gaps
+     * it must not ask for again (docs/protocol.md). */
     int rc = rp->error[0] ? replay_send_error(srv, &rp->peer, rp->error)
                           : replay_send_marker(srv, rp, "end",
-                                               rp->last_sent ? rp->last_sent : srv->published_seq);
+                                               rp->last_seen ? rp->last_seen : srv->published_seq);
     st = replay_sent(rc, progress);
     return st == REPLAY_MORE ? REPLAY_DONE : st;
 }
@@ -190,6 +207,12 @@ void server_on_replay(funnel_zsock_t *zs, zmq_msg_t *frames, size_t n, bool over
     const char *why;
     if (funnel_replay_request_parse(args, nargs, &req.next_seq, &why)) {
         replay_send_error(srv, &req.peer, why);
+        return;
+    }
+    char denied[128];
+    if (server_security_replay_client(srv, server_security_user(&frames[n - 1]), req.client,
+                                      sizeof req.client, denied, sizeof denied)) {
+        replay_send_error(srv, &req.peer, denied);
         return;
     }
     /* One replay per connection: a new request supersedes the old (the client gave up on it),

@@ -40,6 +40,9 @@ static const char *const migrations[] = {
     "  payload_size INTEGER NOT NULL);"
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;"
     "INSERT INTO meta VALUES ('published_seq', 0);",
+    /* 2: with `security`, source is the authenticated client; what the envelope claimed is
+     * kept beside it for audit (NULL: the event came without security, source is the claim) */
+    "ALTER TABLE events ADD COLUMN claimed_source TEXT;",
 };
 #define MIGRATIONS (int)(sizeof migrations / sizeof migrations[0])
 
@@ -88,7 +91,8 @@ static const struct {
     [ST_RELEASE] = {"RELEASE ev", false},
     [ST_ROLLBACK_TO] = {"ROLLBACK TO ev", false},
     [ST_EVENT_INSERT] = {"INSERT INTO events(event_id, topic, occurred_at_ms, received_at_ms, "
-                         "source, envelope) VALUES (?,?,?,?,?,?) ON CONFLICT(event_id) DO NOTHING",
+                         "source, envelope, claimed_source) VALUES (?,?,?,?,?,?,?) "
+                         "ON CONFLICT(event_id) DO NOTHING",
                          false},
     [ST_DEAD_INSERT] = {"INSERT INTO dead_letters(received_at_ms, topic, event_id, reason, detail, "
                         "payload, payload_size) VALUES (?,?,?,?,?,?,?)",
@@ -110,8 +114,8 @@ static const struct {
     [ST_META_GET] = {"SELECT value FROM meta WHERE key = ?", true},
     [ST_META_SET] = {"UPDATE meta SET value = ? WHERE key = ?", false},
     [ST_EVENTS_LIST] = {"SELECT * FROM (SELECT seq, event_id, topic, occurred_at_ms, "
-                        "received_at_ms, source, envelope FROM events ORDER BY seq DESC LIMIT ?) "
-                        "ORDER BY seq",
+                        "received_at_ms, source, envelope, claimed_source FROM events ORDER BY "
+                        "seq DESC LIMIT ?) ORDER BY seq",
                         true},
     [ST_DEAD_LIST] = {"SELECT * FROM (SELECT id, received_at_ms, topic, event_id, reason, detail, "
                       "payload, payload_size FROM dead_letters ORDER BY id DESC LIMIT ?) "
@@ -628,6 +632,10 @@ int funnel_store_event_record(funnel_store_t *s, const funnel_event_row_t *row)
     sqlite3_bind_int64(st, 4, row->received_at_ms);
     bind_text(st, 5, row->source);
     sqlite3_bind_blob(st, 6, row->envelope, (int)row->envelope_len, SQLITE_STATIC);
+    if (row->claimed_source)
+        sqlite3_bind_text(st, 7, row->claimed_source, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, 7);
     int rc = sqlite3_step(st);
     sqlite3_reset(st);
     if (rc != SQLITE_DONE)
@@ -917,6 +925,7 @@ int funnel_store_events_list(funnel_store_t *s, size_t limit, funnel_event_cb cb
             .source = (const char *)sqlite3_column_text(st, 5),
             .envelope = sqlite3_column_blob(st, 6),
             .envelope_len = (size_t)sqlite3_column_bytes(st, 6),
+            .claimed_source = (const char *)sqlite3_column_text(st, 7),
         };
         if ((stop = cb(&row, arg)))
             break;

@@ -102,9 +102,11 @@ typedef struct funnel_event_row {
     const char *topic;
     int64_t occurred_at_ms;
     int64_t received_at_ms;
-    const char *source;
-    const uint8_t *envelope; /* the Envelope bytes as received */
+    const char *source;      /* with security: the authenticated client's name */
+    const uint8_t *envelope; /* the Envelope bytes as received (with security: the source
+                                replaced by the client's name) */
     size_t envelope_len;
+    const char *claimed_source; /* the source the envelope claimed, with security; else NULL */
 } funnel_event_row_t;
 
 /* Records an event once. Returns 0, FUNNEL_EDUP if event_id is known (nothing written), or

@@ -34,6 +34,7 @@ typedef enum funnel_refusal_code {
     FUNNEL_REFUSE_BAD_UTF8,       /* a string field is not valid UTF-8 */
     FUNNEL_REFUSE_OVERFLOW,       /* valid, but an engine's sum would not fit in int64 */
     FUNNEL_REFUSE_ENGINE,         /* valid, but an engine cannot apply it (router.h) */
+    FUNNEL_REFUSE_FORBIDDEN,      /* the authenticated client may not publish this topic */
     FUNNEL_REFUSE_COUNT_
 } funnel_refusal_code_t;
 

@@ -52,6 +52,21 @@ static inline int fuzz_take(const uint8_t **data, size_t *size, fuzz_piece_t *ou
     return 1;
 }
 
+/* Cuts data into at most max frames, each one length byte then that many bytes (the last may
+ * be short): the input form of the harnesses of multipart messages. Returns the count. */
+static inline size_t fuzz_frames(const uint8_t *data, size_t size, funnel_frame_t *frames,
+                                 size_t max)
+{
+    size_t n = 0;
+    while (size && n < max) {
+        size_t len = data[0] < size - 1 ? data[0] : size - 1;
+        frames[n++] = (funnel_frame_t){data + 1, len};
+        data += len + 1;
+        size -= len + 1;
+    }
+    return n;
+}
+
 /* A NUL-terminated copy of a piece (NUL bytes inside are kept). NULL on ENOMEM. */
 static inline char *fuzz_strndup(const uint8_t *data, size_t len)
 {

@@ -15,13 +15,7 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     funnel_frame_t frames[MAX_FRAMES] = {{NULL, 0}}; /* gcc -O2 cannot see n bounds the reads */
-    size_t n = 0;
-    while (size && n < MAX_FRAMES) {
-        size_t len = data[0] < size - 1 ? data[0] : size - 1;
-        frames[n++] = (funnel_frame_t){data + 1, len};
-        data += len + 1;
-        size -= len + 1;
-    }
+    size_t n = fuzz_frames(data, size, frames, MAX_FRAMES);
     uint64_t from_seq = UINT64_MAX;
     const char *why = NULL;
     int rc = funnel_replay_request_parse(frames, n, &from_seq, &why);

@@ -482,15 +482,33 @@ funnel_envelope_t *fx_numbered_lead(size_t i, void *prefix)
     return fx_lead_created(id, lead, fx_now_ms());
 }
 
-void *fx_zsock_connect(void *zctx, int type, const char *endpoint)
+void *fx_zsock_curve(void *zctx, int type, const char *client_public, const char *client_secret,
+                     const char *server_public)
 {
     void *s = zmq_socket(zctx, type);
     int linger = 0, timeout = 10000;
     cr_assert_not_null(s);
     zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
     zmq_setsockopt(s, ZMQ_RCVTIMEO, &timeout, sizeof timeout);
+    if (client_public) {
+        cr_assert_eq(zmq_setsockopt(s, ZMQ_CURVE_SERVERKEY, server_public, 40), 0);
+        cr_assert_eq(zmq_setsockopt(s, ZMQ_CURVE_PUBLICKEY, client_public, 40), 0);
+        cr_assert_eq(zmq_setsockopt(s, ZMQ_CURVE_SECRETKEY, client_secret, 40), 0);
+    }
+    return s;
+}
+
+void *fx_zsock_connect_curve(void *zctx, int type, const char *endpoint, const char *client_public,
+                             const char *client_secret, const char *server_public)
+{
+    void *s = fx_zsock_curve(zctx, type, client_public, client_secret, server_public);
     cr_assert_eq(zmq_connect(s, endpoint), 0, "%s", endpoint);
     return s;
+}
+
+void *fx_zsock_connect(void *zctx, int type, const char *endpoint)
+{
+    return fx_zsock_connect_curve(zctx, type, endpoint, NULL, NULL, NULL);
 }
 
 size_t fx_submit_pipelined(const char *endpoint, size_t n, size_t window, fx_envelope_fn make,

@@ -133,6 +133,15 @@ funnel_envelope_t *fx_numbered_lead(size_t i, void *prefix);
  * most for a message (asserts on failure); the caller closes it. */
 void *fx_zsock_connect(void *zctx, int type, const char *endpoint);
 
+/* A socket like fx_zsock_connect's, not yet connected, that will use CURVE towards a server
+ * whose public key is server_public (Z85) as the client of key pair `client` (both keys, Z85).
+ * client NULL: plain, no CURVE. Connect it with zmq_connect (after a zmq_socket_monitor, say). */
+void *fx_zsock_curve(void *zctx, int type, const char *client_public, const char *client_secret,
+                     const char *server_public);
+/* fx_zsock_curve, connected to endpoint. */
+void *fx_zsock_connect_curve(void *zctx, int type, const char *endpoint, const char *client_public,
+                             const char *client_secret, const char *server_public);
+
 /* Reads one answer from a DEALER socket into a; asserts it came within the socket's timeout. */
 void fx_answer_recv(void *dealer, fx_answer_t *a);
 
