@@ -3,6 +3,7 @@
 #include "funnel/error.h"
 #include "funnel/keyfile.h"
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -120,16 +121,14 @@ static int set_curve(const funnel_client_t *c, void *s)
            zmq_setsockopt(s, ZMQ_CURVE_SECRETKEY, c->own.secret_key, len);
 }
 
-/* With CURVE, a PAIR socket receiving s's failed handshakes, so that a request that times out
- * can tell a refused key from a silent funneld; NULL without CURVE or when it cannot be made
- * (the timeout then only hints at the handshake). Made before s connects: the first
+/* A PAIR socket receiving s's failed handshakes, so that a request that times out can tell a
+ * refused key, or a plain client of a CURVE funneld, from a silent funneld; NULL when it cannot
+ * be made (the timeout then only hints at the handshake). Made before s connects: the first
  * connection's events count. */
 static void *monitor_open(funnel_client_t *c, void *s)
 {
     char ep[64];
     int linger = 0;
-    if (!c->curve)
-        return NULL;
     snprintf(ep, sizeof ep, "inproc://funnel-client-monitor-%u", c->monitors++);
     if (zmq_socket_monitor(s, ep, HANDSHAKE_FAILED))
         return NULL;
@@ -227,8 +226,6 @@ static void explain_timeout(funnel_client_t *c, void *mon)
     uint32_t value = 0, auth_status = 0;
     zmq_msg_t f[2];
     int n;
-    if (!c->curve)
-        return;
     while (mon && (n = recv_frames(mon, f, 2, 0)) > 0) {
         if (zmq_msg_size(&f[0]) == 6) { /* uint16 event, uint32 value, native byte order */
             memcpy(&event, zmq_msg_data(&f[0]), 2);
@@ -238,6 +235,14 @@ static void explain_timeout(funnel_client_t *c, void *mon)
                 auth_status = value;
         }
         close_frames(f, n);
+    }
+    if (!c->curve) {
+        /* Without keys the one handshake that fails is a plain client meeting CURVE. */
+        if (seen)
+            snprintf(c->error, sizeof c->error,
+                     "funneld refused the handshake: it runs with security on, so this client "
+                     "needs its key and funneld's server_key");
+        return;
     }
     if (seen & ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
         snprintf(c->error, sizeof c->error,
@@ -251,6 +256,19 @@ static void explain_timeout(funnel_client_t *c, void *mon)
     else
         snprintf(c->error, sizeof c->error,
                  "no answer from funneld (CURVE handshake refused? check key and server_key)");
+}
+
+/* Sends [a][b] waiting at most timeout_ms for room. A DEALER whose only connection failed its
+ * handshake (a plain client of a CURVE funneld, a refused key) has no pipe to queue on and
+ * would block in zmq_send until a handshake succeeds, that is forever. Returns 0,
+ * FUNNEL_ETIMEDOUT or FUNNEL_EBUS. A message is sent whole or not at all. */
+static int send_request(void *sock, const void *a, size_t alen, const void *b, size_t blen,
+                        int timeout_ms)
+{
+    zmq_setsockopt(sock, ZMQ_SNDTIMEO, &timeout_ms, sizeof timeout_ms);
+    if (zmq_send(sock, a, alen, ZMQ_SNDMORE) < 0)
+        return errno == EAGAIN ? FUNNEL_ETIMEDOUT : FUNNEL_EBUS;
+    return zmq_send(sock, b, blen, 0) < 0 ? FUNNEL_EBUS : 0;
 }
 
 /* Waits for the ack of event_id until deadline; acks of earlier attempts of other ids are
@@ -331,12 +349,11 @@ int funnel_client_submit(funnel_client_t *c, const char *endpoint, const char *t
             struct timespec ts = {backoff / 1000, (long)(backoff % 1000) * 1000000L};
             nanosleep(&ts, NULL);
         }
-        if (zmq_send(sock, topic, strlen(topic), ZMQ_SNDMORE) < 0 ||
-            zmq_send(sock, buf, len, 0) < 0) {
-            rc = FUNNEL_EBUS;
+        rc = send_request(sock, topic, strlen(topic), buf, len, o.timeout_ms);
+        if (rc == FUNNEL_EBUS)
             break;
-        }
-        rc = await_ack(sock, env->event_id, mono_ms() + o.timeout_ms, res);
+        if (rc == 0)
+            rc = await_ack(sock, env->event_id, mono_ms() + o.timeout_ms, res);
         if (rc != FUNNEL_ETIMEDOUT && rc != FUNNEL_EAGAIN)
             break;
     }
@@ -419,10 +436,8 @@ static int replay(funnel_client_t *c, const char *replay_ep, follow_t *f)
     bool ended = false;
     uint8_t seq[8];
     funnel_seq_encode(f->next, seq);
-    int rc = 0;
-    if (zmq_send(sock, "replay", 6, ZMQ_SNDMORE) < 0 || zmq_send(sock, seq, 8, 0) < 0)
-        rc = FUNNEL_EBUS;
     int timeout = f->o->request_timeout_ms > 0 ? f->o->request_timeout_ms : 5000;
+    int rc = send_request(sock, "replay", 6, seq, 8, timeout);
     while (!rc) {
         zmq_msg_t fr[3];
         int n = recv_frames(sock, fr, 3, timeout);
