@@ -221,9 +221,11 @@ async function loadAttribution() {
   // model=all has every model's column of the same rows: one read serves the bars and the
   // table (a second request would wait for a free connection beside the page's others).
   const all = await api('attribution?by=campaign&model=all');
-  const model = $('attr-model').value;
-  $('attr-bars').replaceChildren(all.rows.length
-    ? bars(all.rows.map((r) => [`${shown(r.campaign)} (${r.currency})`, r.credits[model], money(r.credits[model], r.currency)]))
+  // Bars for the rows the model credits (model=all also lists a campaign that only other
+  // models credit, with 0 in this one).
+  const model = $('attr-model').value, credited = all.rows.filter((r) => BigInt(r.credits[model]) !== 0n);
+  $('attr-bars').replaceChildren(credited.length
+    ? bars(credited.map((r) => [`${shown(r.campaign)} (${r.currency})`, r.credits[model], money(r.credits[model], r.currency)]))
     : el('p', { class: 'muted', text: 'Nothing attributed yet.' }));
   $('attr-table').tHead.replaceChildren(el('tr', {}, el('th', {}, 'campaign'), el('th', {}, 'currency'),
     ...MODELS.map((m) => el('th', { class: 'num' + (m === model ? ' current' : '') }, m))));
