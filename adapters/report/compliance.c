@@ -11,6 +11,7 @@
 
 #include "funnel/date.h"
 #include "funnel/error.h"
+#include "idmap.h"
 #include "store.h"
 
 #include <stdlib.h>
@@ -87,80 +88,30 @@ typedef struct inst {
     int64_t week, to_stop;
 } inst_t;
 
-/* The instances of the range and their group names, each name once (an open-addressing hash of
- * indexes into names). Sorting the instances here rather than in SQL spares SQLite a temporary
- * B-tree of every row (sla_instance has no index on the opening time, owner or policy). */
+/* The instances of the range and their group names, each name once. Sorting the instances here
+ * rather than in SQL spares SQLite a temporary B-tree of every row (sla_instance has no index on
+ * the opening time, owner or policy). */
 typedef struct scan {
     inst_t *inst;
     size_t n, cap;
-    char **names;
-    size_t n_names;
-    uint32_t *slots; /* index + 1, 0 empty */
-    size_t n_slots;  /* a power of two, at least twice n_names */
+    funnel_idmap_t names;
+    const char **sorted; /* the names in byte order once scan_sort ran; borrowed from names */
 } scan_t;
 
 static void scan_clear(scan_t *s)
 {
-    for (size_t i = 0; i < s->n_names; i++)
-        free(s->names[i]);
-    free(s->names);
-    free(s->slots);
+    funnel_idmap_clear(&s->names);
+    free(s->sorted);
     free(s->inst);
-}
-
-static size_t name_hash(const char *k)
-{
-    size_t h = 14695981039346656037ULL;
-    for (; *k; k++)
-        h = (h ^ (unsigned char)*k) * 1099511628211ULL;
-    return h;
-}
-
-static int names_grow(scan_t *s)
-{
-    size_t n_slots = s->n_slots ? s->n_slots * 2 : 64;
-    uint32_t *slots = calloc(n_slots, sizeof *slots);
-    char **names = realloc(s->names, n_slots / 2 * sizeof *names);
-    if (!slots || !names) {
-        free(slots);
-        if (names)
-            s->names = names;
-        return FUNNEL_ENOMEM;
-    }
-    s->names = names;
-    for (size_t i = 0; i < s->n_names; i++) {
-        size_t j = name_hash(names[i]) & (n_slots - 1);
-        while (slots[j])
-            j = (j + 1) & (n_slots - 1);
-        slots[j] = (uint32_t)i + 1;
-    }
-    free(s->slots);
-    s->slots = slots;
-    s->n_slots = n_slots;
-    return 0;
-}
-
-/* The index of name in s->names, added when new; negative on error. */
-static int64_t name_index(scan_t *s, const char *name)
-{
-    if (2 * (s->n_names + 1) > s->n_slots && names_grow(s))
-        return FUNNEL_ENOMEM;
-    size_t j = name_hash(name) & (s->n_slots - 1);
-    for (; s->slots[j]; j = (j + 1) & (s->n_slots - 1))
-        if (!strcmp(s->names[s->slots[j] - 1], name))
-            return s->slots[j] - 1;
-    if (!(s->names[s->n_names] = strdup(name)))
-        return FUNNEL_ENOMEM;
-    s->slots[j] = (uint32_t)++s->n_names;
-    return (int64_t)s->n_names - 1;
 }
 
 static int inst_add(scan_t *s, sqlite3_stmt *q, bool per_week, int64_t now_ms)
 {
     const char *group = (const char *)sqlite3_column_text(q, 0);
-    int64_t g = name_index(s, group ? group : "");
-    if (g < 0)
-        return (int)g;
+    group = group ? group : "";
+    uint32_t g;
+    if (funnel_idmap_add(&s->names, group, strlen(group), &g, NULL))
+        return FUNNEL_ENOMEM;
     if (s->n == s->cap) {
         size_t cap = s->cap ? s->cap * 2 : 1024;
         inst_t *grown = realloc(s->inst, cap * sizeof *grown);
@@ -172,7 +123,7 @@ static int inst_add(scan_t *s, sqlite3_stmt *q, bool per_week, int64_t now_ms)
     int64_t opened = sqlite3_column_int64(q, 1), stopped = sqlite3_column_int64(q, 4);
     const char *state = (const char *)sqlite3_column_text(q, 2);
     inst_t *i = &s->inst[s->n++];
-    *i = (inst_t){.group = (uint32_t)g, .week = per_week ? week_of(opened) : FUNNEL_REPORT_NONE};
+    *i = (inst_t){.group = g, .week = per_week ? week_of(opened) : FUNNEL_REPORT_NONE};
     if (state && !strcmp(state, "met")) {
         i->kind = sqlite3_column_int(q, 5) ? K_ON_TIME : K_LATE;
         i->to_stop = stopped > opened ? stopped - opened : 0;
@@ -207,27 +158,23 @@ static int cmp_inst(const void *a, const void *b)
  * week. */
 static int scan_sort(scan_t *s)
 {
-    size_t n = s->n_names ? s->n_names : 1;
+    size_t n = s->names.n ? s->names.n : 1;
     named_t *order = malloc(n * sizeof *order);
     uint32_t *rank = malloc(n * sizeof *rank);
-    char **names = malloc(n * sizeof *names);
-    int rc = order && rank && names ? 0 : FUNNEL_ENOMEM;
+    s->sorted = malloc(n * sizeof *s->sorted);
+    int rc = order && rank && s->sorted ? 0 : FUNNEL_ENOMEM;
     if (!rc) {
-        for (size_t i = 0; i < s->n_names; i++)
-            order[i] = (named_t){s->names[i], (uint32_t)i};
-        qsort(order, s->n_names, sizeof *order, cmp_named);
-        for (size_t i = 0; i < s->n_names; i++) {
+        for (size_t i = 0; i < s->names.n; i++)
+            order[i] = (named_t){s->names.keys[i], (uint32_t)i};
+        qsort(order, s->names.n, sizeof *order, cmp_named);
+        for (size_t i = 0; i < s->names.n; i++) {
             rank[order[i].index] = (uint32_t)i;
-            names[i] = s->names[order[i].index];
+            s->sorted[i] = order[i].name;
         }
         for (size_t k = 0; k < s->n; k++)
             s->inst[k].group = rank[s->inst[k].group];
-        free(s->names);
-        s->names = names;
-        names = NULL;
         qsort(s->inst, s->n, sizeof *s->inst, cmp_inst);
     }
-    free(names);
     free(rank);
     free(order);
     return rc;
@@ -247,7 +194,7 @@ static int scan_sum(const scan_t *s, funnel_report_compliance_t *c)
             if (r)
                 row_close(r, times, n_times);
             n_times = 0;
-            if (!(r = row_open(c, s->names[i->group], i->week))) {
+            if (!(r = row_open(c, s->sorted[i->group], i->week))) {
                 free(times);
                 return FUNNEL_ENOMEM;
             }
