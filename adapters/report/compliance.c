@@ -11,6 +11,7 @@
 
 #include "funnel/date.h"
 #include "funnel/error.h"
+#include "idmap.h"
 #include "store.h"
 
 #include <stdlib.h>
@@ -77,65 +78,164 @@ static funnel_report_compliance_row_t *row_open(funnel_report_compliance_t *c, c
     return r;
 }
 
+/* What one instance counts as in its row. */
+enum { K_OPEN, K_BREACHED, K_ON_TIME, K_LATE };
+
+/* One instance read: its group (an index into the names), week, kind and time to stop. */
+typedef struct inst {
+    uint32_t group;
+    uint8_t kind;
+    int64_t week, to_stop;
+} inst_t;
+
+/* The instances of the range and their group names, each name once. Sorting the instances here
+ * rather than in SQL spares SQLite a temporary B-tree of every row (sla_instance has no index on
+ * the opening time, owner or policy). */
+typedef struct scan {
+    inst_t *inst;
+    size_t n, cap;
+    funnel_idmap_t names;
+    const char **sorted; /* the names in byte order once scan_sort ran; borrowed from names */
+} scan_t;
+
+static void scan_clear(scan_t *s)
+{
+    funnel_idmap_clear(&s->names);
+    free(s->sorted);
+    free(s->inst);
+}
+
+static int inst_add(scan_t *s, sqlite3_stmt *q, bool per_week, int64_t now_ms)
+{
+    const char *group = (const char *)sqlite3_column_text(q, 0);
+    group = group ? group : "";
+    uint32_t g;
+    if (funnel_idmap_add(&s->names, group, strlen(group), &g, NULL))
+        return FUNNEL_ENOMEM;
+    if (s->n == s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : 1024;
+        inst_t *grown = realloc(s->inst, cap * sizeof *grown);
+        if (!grown)
+            return FUNNEL_ENOMEM;
+        s->inst = grown;
+        s->cap = cap;
+    }
+    int64_t opened = sqlite3_column_int64(q, 1), stopped = sqlite3_column_int64(q, 4);
+    const char *state = (const char *)sqlite3_column_text(q, 2);
+    inst_t *i = &s->inst[s->n++];
+    *i = (inst_t){.group = g, .week = per_week ? week_of(opened) : FUNNEL_REPORT_NONE};
+    if (state && !strcmp(state, "met")) {
+        i->kind = sqlite3_column_int(q, 5) ? K_ON_TIME : K_LATE;
+        i->to_stop = stopped > opened ? stopped - opened : 0;
+    } else if (state && !strcmp(state, "open") && sqlite3_column_type(q, 3) != SQLITE_NULL &&
+               sqlite3_column_int64(q, 3) <= now_ms) {
+        i->kind = K_BREACHED;
+    } else {
+        i->kind = K_OPEN;
+    }
+    return 0;
+}
+
+typedef struct named {
+    const char *name;
+    uint32_t index;
+} named_t;
+
+static int cmp_named(const void *a, const void *b)
+{
+    return strcmp(((const named_t *)a)->name, ((const named_t *)b)->name);
+}
+
+static int cmp_inst(const void *a, const void *b)
+{
+    const inst_t *x = a, *y = b;
+    if (x->group != y->group)
+        return (x->group > y->group) - (x->group < y->group);
+    return (x->week > y->week) - (x->week < y->week);
+}
+
+/* Renumbers the names in byte order (SQLite's BINARY), then sorts the instances by group and
+ * week. */
+static int scan_sort(scan_t *s)
+{
+    size_t n = s->names.n ? s->names.n : 1;
+    named_t *order = malloc(n * sizeof *order);
+    uint32_t *rank = malloc(n * sizeof *rank);
+    s->sorted = malloc(n * sizeof *s->sorted);
+    int rc = order && rank && s->sorted ? 0 : FUNNEL_ENOMEM;
+    if (!rc) {
+        for (size_t i = 0; i < s->names.n; i++)
+            order[i] = (named_t){s->names.keys[i], (uint32_t)i};
+        qsort(order, s->names.n, sizeof *order, cmp_named);
+        for (size_t i = 0; i < s->names.n; i++) {
+            rank[order[i].index] = (uint32_t)i;
+            s->sorted[i] = order[i].name;
+        }
+        for (size_t k = 0; k < s->n; k++)
+            s->inst[k].group = rank[s->inst[k].group];
+        qsort(s->inst, s->n, sizeof *s->inst, cmp_inst);
+    }
+    free(rank);
+    free(order);
+    return rc;
+}
+
+/* Sums the sorted instances into c's rows. */
+static int scan_sum(const scan_t *s, funnel_report_compliance_t *c)
+{
+    int64_t *times = malloc((s->n ? s->n : 1) * sizeof *times);
+    if (!times)
+        return FUNNEL_ENOMEM;
+    funnel_report_compliance_row_t *r = NULL;
+    size_t n_times = 0;
+    for (size_t k = 0; k < s->n; k++) {
+        const inst_t *i = &s->inst[k];
+        if (!r || i->group != s->inst[k - 1].group || r->week_ms != i->week) {
+            if (r)
+                row_close(r, times, n_times);
+            n_times = 0;
+            if (!(r = row_open(c, s->sorted[i->group], i->week))) {
+                free(times);
+                return FUNNEL_ENOMEM;
+            }
+        }
+        r->instances++;
+        r->met_on_time += i->kind == K_ON_TIME;
+        r->met_late += i->kind == K_LATE;
+        r->breached += i->kind == K_BREACHED;
+        r->open += i->kind == K_OPEN;
+        if (i->kind == K_ON_TIME || i->kind == K_LATE)
+            times[n_times++] = i->to_stop;
+    }
+    if (r)
+        row_close(r, times, n_times);
+    free(times);
+    return 0;
+}
+
 static int read_rows(funnel_store_t *st, funnel_report_compliance_t *c, int64_t now_ms)
 {
     char sql[512];
     snprintf(sql, sizeof sql,
              "SELECT %s, coalesce(opened_at, started_at) AS o, state, due_at, stopped_at, on_time"
-             " FROM sla_instance WHERE o >= ?1 AND o < ?2 ORDER BY 1, 2",
+             " FROM sla_instance WHERE o >= ?1 AND o < ?2",
              c->by);
     sqlite3_stmt *q;
     if (sqlite3_prepare_v2(funnel_store_db(st), sql, -1, &q, NULL) != SQLITE_OK)
         return FUNNEL_ESTORE;
     sqlite3_bind_int64(q, 1, c->from);
     sqlite3_bind_int64(q, 2, c->to);
-    int64_t *times = NULL;
-    size_t n_times = 0, cap = 0;
-    funnel_report_compliance_row_t *r = NULL;
+    scan_t s = {0};
     int rc, bad = 0;
-    while (!bad && (rc = sqlite3_step(q)) == SQLITE_ROW) {
-        const char *group = (const char *)sqlite3_column_text(q, 0);
-        int64_t opened = sqlite3_column_int64(q, 1);
-        int64_t week = c->per_week ? week_of(opened) : FUNNEL_REPORT_NONE;
-        const char *state = (const char *)sqlite3_column_text(q, 2);
-        group = group ? group : "";
-        if (!r || strcmp(r->group, group) || r->week_ms != week) {
-            if (r)
-                row_close(r, times, n_times);
-            n_times = 0;
-            if (!(r = row_open(c, group, week))) {
-                bad = FUNNEL_ENOMEM;
-                break;
-            }
-        }
-        r->instances++;
-        if (state && !strcmp(state, "met")) {
-            if (sqlite3_column_int(q, 5))
-                r->met_on_time++;
-            else
-                r->met_late++;
-            if (n_times == cap) {
-                int64_t *grown = realloc(times, (cap = cap ? cap * 2 : 256) * sizeof *times);
-                if (!grown) {
-                    bad = FUNNEL_ENOMEM;
-                    break;
-                }
-                times = grown;
-            }
-            int64_t stopped = sqlite3_column_int64(q, 4);
-            times[n_times++] = stopped > opened ? stopped - opened : 0;
-        } else if (state && !strcmp(state, "open") && sqlite3_column_type(q, 3) != SQLITE_NULL &&
-                   sqlite3_column_int64(q, 3) <= now_ms) {
-            r->breached++;
-        } else {
-            r->open++;
-        }
-    }
-    if (r && !bad)
-        row_close(r, times, n_times);
-    free(times);
+    while (!bad && (rc = sqlite3_step(q)) == SQLITE_ROW)
+        bad = inst_add(&s, q, c->per_week, now_ms);
     sqlite3_finalize(q);
-    return bad ? bad : rc == SQLITE_DONE ? 0 : FUNNEL_ESTORE;
+    if (!bad && rc != SQLITE_DONE)
+        bad = FUNNEL_ESTORE;
+    bad = bad ? bad : scan_sort(&s);
+    bad = bad ? bad : scan_sum(&s, c);
+    scan_clear(&s);
+    return bad;
 }
 
 int funnel_report_compliance(funnel_store_t *st, const char *by, bool per_week, int64_t from,

@@ -218,11 +218,14 @@ async function loadFunnel() {
 // ---- attribution -------------------------------------------------------------------------
 
 async function loadAttribution() {
-  const model = $('attr-model').value;
-  const [one, all] = await Promise.all([api('attribution?by=campaign&model=' + model),
-    api('attribution?by=campaign&model=all')]);
-  $('attr-bars').replaceChildren(one.rows.length
-    ? bars(one.rows.map((r) => [`${shown(r.campaign)} (${r.currency})`, r.credits[model], money(r.credits[model], r.currency)]))
+  // model=all has every model's column of the same rows: one read serves the bars and the
+  // table (a second request would wait for a free connection beside the page's others).
+  const all = await api('attribution?by=campaign&model=all');
+  // Bars for the rows the model credits (model=all also lists a campaign that only other
+  // models credit, with 0 in this one).
+  const model = $('attr-model').value, credited = all.rows.filter((r) => BigInt(r.credits[model]) !== 0n);
+  $('attr-bars').replaceChildren(credited.length
+    ? bars(credited.map((r) => [`${shown(r.campaign)} (${r.currency})`, r.credits[model], money(r.credits[model], r.currency)]))
     : el('p', { class: 'muted', text: 'Nothing attributed yet.' }));
   $('attr-table').tHead.replaceChildren(el('tr', {}, el('th', {}, 'campaign'), el('th', {}, 'currency'),
     ...MODELS.map((m) => el('th', { class: 'num' + (m === model ? ' current' : '') }, m))));
@@ -348,12 +351,16 @@ async function start(me) {
   $('st-rep').value = manager ? '' : me.name;
   $('st-rep').readOnly = !manager;
   $('st-period').value = new Date().toISOString().slice(0, 7);
-  const loads = [loadSla()];
-  if (!manager) loads.push(loadStatement());
-  if (manager) loads.push(loadQuota(), loadFunnel(), loadAttribution(), loadCompliance());
-  if (me.role === 'admin') loads.push(loadRejected());
+  // Every section reads at once and renders when its own data arrive (data-filled marks it,
+  // for the speed measurement), so a slow one holds back only itself.
+  const loads = [['sla', loadSla]];
+  if (!manager) loads.push(['statement', loadStatement]);
+  if (manager) loads.push(['quota', loadQuota], ['funnel', loadFunnel], ['attribution', loadAttribution],
+    ['compliance', loadCompliance]);
+  if (me.role === 'admin') loads.push(['rejected', loadRejected]);
+  const done = loads.map(([id, load]) => load().then(() => { $(id).dataset.filled = '1'; performance.mark('filled:' + id); }, report));
   follow();
-  await Promise.all(loads.map((p) => p.catch(report)));
+  await Promise.all(done);
   document.body.dataset.ready = '1';
 }
 
