@@ -220,11 +220,7 @@ void fx_web_request(const fx_web_t *w, const char *token, const char *path, cons
 static size_t on_sse(char *data, size_t size, size_t n, void *arg)
 {
     fx_sse_buf_t *b = arg;
-    size_t len = size * n, room = sizeof b->text - 1 - b->len;
-    memcpy(b->text + b->len, data, len < room ? len : room);
-    b->len += len < room ? len : room;
-    b->text[b->len] = '\0';
-    return len;
+    return fx_http_append(b->text, sizeof b->text, &b->len, data, size * n);
 }
 
 void fx_web_sse_read(const fx_web_t *w, const char *token, const char *last_id, int ms,
