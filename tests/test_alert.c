@@ -5,6 +5,7 @@
 #include "alert.h"
 #include "curve_fx.h"
 #include "harness.h"
+#include "sql_fx.h"
 
 #include "funnel/client.h"
 #include "funnel/error.h"
@@ -239,6 +240,10 @@ static void teardown(void)
 
 TestSuite(alert, .init = setup, .fini = teardown, .timeout = 120);
 
+/* The key publish() submits with (NULL: plain), and funneld's public key, under security. */
+static const char *publish_key;
+static char server_pub[300];
+
 static void publish(const char *topic, const char *json)
 {
     funnel_body_t body;
@@ -250,6 +255,9 @@ static void publish(const char *topic, const char *json)
     cr_assert_eq(funnel_json_envelope_build(body, json, fx_now_ms(), &env, err, sizeof err), 0,
                  "%s", err);
     cr_assert_eq(funnel_client_new(&c), 0);
+    if (publish_key)
+        cr_assert_eq(funnel_client_set_curve(c, publish_key, server_pub, err, sizeof err), 0, "%s",
+                     err);
     int rc = funnel_client_submit(c, fd.submit, topic, env, NULL, &res);
     funnel_client_destroy(&c);
     funnel_envelope_free(&env);
@@ -647,6 +655,73 @@ Test(alert, real_sla_escalations_reach_each_target_once_across_restarts)
     cr_assert_eq(funnel_cursor_load(cursor, &cur), 0);
     cr_assert_eq(cur, met_seq);
     cr_assert_neq(access(dead, F_OK), 0, "nothing dead-lettered");
+}
+
+/* ---- key and server_key against funneld with security ------------------------------------ */
+
+enum { ONCALL, BILLING, CRM, N_KEYS };
+static char keys[N_KEYS][300];
+
+/* funneld with the SLA policy and security: the alert runs as oncall (subscribe ["sla."]),
+ * billing publishes payments, the CRM leads. */
+static void keys_setup(void)
+{
+    static const char *const names[N_KEYS] = {"oncall", "billing", "crm"};
+    static const char *const rights[N_KEYS] = {
+        "subscribe = [\"sla.\"];", "publish = [\"payment.*\"];", "publish = [\"lead.*\"];"};
+    funnel_keypair_t kp;
+    char server_key[300], clients[300], text[4096];
+    fx_tmpdir_make(&tmp);
+    memset(&fd, 0, sizeof fd);
+    fx_keys_make(tmp.path, "funneld", NULL, server_key, server_pub, sizeof server_pub);
+    size_t n = (size_t)snprintf(text, sizeof text, "clients = (\n");
+    for (int i = 0; i < N_KEYS; i++) {
+        fx_keys_make(tmp.path, names[i], &kp, keys[i], NULL, sizeof keys[i]);
+        n += (size_t)snprintf(text + n, sizeof text - n,
+                              "  { name = \"%s\"; public_key = \"%s\"; %s }%s\n", names[i],
+                              kp.public_key, rights[i], i + 1 < N_KEYS ? "," : "");
+    }
+    snprintf(text + n, sizeof text - n, ");\n");
+    fx_file_write(tmp.path, "clients.conf", text, clients, sizeof clients);
+    snprintf(text, sizeof text, "security = { server_key = \"%s\"; clients = \"%s\"; };\n%s",
+             server_key, clients, sla_policy);
+    fx_file_write(tmp.path, "funneld.conf", text, daemon_conf, sizeof daemon_conf);
+    daemon_start();
+}
+
+TestSuite(alert_keys, .init = keys_setup, .fini = teardown, .timeout = 120);
+
+/* The alert asks for payments too (its prefixes), as a misconfigured one might, and would
+ * deliver one (the "*" route): funneld sends the on-call key only sla.*, so what arrives is the
+ * warning and level 1 that followed the payment, and nothing else. */
+Test(alert_keys, an_sla_key_gets_escalations_and_never_a_payment)
+{
+    char extra[1024];
+    receiver_start(&rx, 0);
+    snprintf(extra, sizeof extra, "key = \"%s\";\nserver_key = \"%s\";\n", keys[ONCALL],
+             server_pub);
+    write_config(10, "\"sla.\", \"payment.\"", extra);
+    alert_start();
+    publish_key = keys[BILLING];
+    publish("payment.received",
+            "{\"paymentId\":\"P-1\",\"clientId\":\"C-1\",\"amount\":{\"minor\":100,"
+            "\"currency\":\"EUR\"}}");
+    publish_key = keys[CRM];
+    publish("lead.qualified", "{\"leadId\":\"L-8\",\"stage\":\"SQL\",\"owner\":\"anna\"}");
+    /* The warning (anna's route) and level 1 (the team lead's); in sequence order, so a
+     * payment delivered would have come first. */
+    cr_assert(wait_for(&rx, delivered, 2, 20000), "no escalation delivered");
+    cr_assert_eq(alert_stop(), 0);
+    unsigned long long paid = (unsigned long long)fx_db_int(
+        fd.db, "SELECT seq FROM outbox WHERE topic = 'payment.received'");
+    cr_assert_gt(paid, 0);
+    pthread_mutex_lock(&rx.lock);
+    for (size_t i = 0; i < rx.n_hits; i++) {
+        cr_assert_neq(rx.hits[i].seq, paid, "the payment was delivered: %s", rx.hits[i].body);
+        cr_assert_gt(rx.hits[i].seq, paid, "%s", rx.hits[i].body);
+        cr_assert(strstr(rx.hits[i].body, "[sla."), "%s", rx.hits[i].body);
+    }
+    pthread_mutex_unlock(&rx.lock);
 }
 
 /* ---- config: key and server_key ----------------------------------------------------------- */

@@ -5,7 +5,6 @@
 #include "web_fx.h"
 
 #include <criterion/criterion.h>
-#include <curl/curl.h>
 #include <jansson.h>
 #include <signal.h>
 #include <stdio.h>
@@ -317,43 +316,12 @@ Test(web, acknowledge_goes_through_funneld_as_the_user)
 
 /* ---- the live stream ---------------------------------------------------------------------- */
 
-typedef struct sse_buf {
-    char text[65536];
-    size_t len;
-} sse_buf_t;
-
-static size_t on_sse(char *data, size_t size, size_t n, void *arg)
-{
-    sse_buf_t *b = arg;
-    size_t len = size * n, room = sizeof b->text - 1 - b->len;
-    memcpy(b->text + b->len, data, len < room ? len : room);
-    b->len += len < room ? len : room;
-    b->text[b->len] = '\0';
-    return len;
-}
+typedef fx_sse_buf_t sse_buf_t;
 
 /* Reads the stream as token for ms milliseconds, from after last_id (NULL: from now). */
 static void sse_read(const char *token, const char *last_id, int ms, sse_buf_t *b)
 {
-    char url[128], auth[128], last[64];
-    memset(b, 0, sizeof *b);
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/api/v1/stream", w.port);
-    snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
-    struct curl_slist *h = curl_slist_append(NULL, auth);
-    if (last_id) {
-        snprintf(last, sizeof last, "Last-Event-ID: %s", last_id);
-        h = curl_slist_append(h, last);
-    }
-    CURL *c = curl_easy_init();
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_sse);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, b);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)ms);
-    CURLcode rc = curl_easy_perform(c);
-    curl_slist_free_all(h);
-    curl_easy_cleanup(c);
-    cr_assert_eq(rc, CURLE_OPERATION_TIMEDOUT, "a stream does not end: %s", curl_easy_strerror(rc));
+    fx_web_sse_read(&w, token, last_id, ms, b);
 }
 
 /* Waits until the follower has read everything funneld committed (the stream's backlog is

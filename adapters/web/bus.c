@@ -11,6 +11,17 @@
 #include <string.h>
 #include <time.h>
 
+/* A client with the bus's keys. The files were checked when the config was read; one that went
+ * bad since is an error here (logged by the caller with funnel_strerror). */
+static int bus_client_new(const funnel_web_bus_t *bus, funnel_client_t **out)
+{
+    char err[512];
+    int rc = funnel_client_new(out);
+    if (!rc && (rc = funnel_client_set_curve(*out, bus->key, bus->server_key, err, sizeof err)))
+        funnel_client_destroy(out);
+    return rc;
+}
+
 int funnel_web_bus_ack(const funnel_web_bus_t *bus, const char *sla_id, const char *by,
                        int64_t now_ms, int *status, char *reason, size_t reason_len)
 {
@@ -31,7 +42,7 @@ int funnel_web_bus_ack(const funnel_web_bus_t *bus, const char *sla_id, const ch
     env.escalation_acknowledged = &ack;
 
     funnel_client_t *client;
-    int rc = funnel_client_new(&client);
+    int rc = bus_client_new(bus, &client);
     if (rc)
         return rc;
     funnel_submit_options_t opts = {
@@ -74,7 +85,7 @@ int funnel_web_bus_follow(const funnel_web_bus_t *bus, uint64_t from_seq,
                           bool (*stop)(void *arg), void *arg)
 {
     funnel_client_t *client;
-    int rc = funnel_client_new(&client);
+    int rc = bus_client_new(bus, &client);
     if (rc)
         return rc;
     follow_ctx_t c = {cb, stop, arg, from_seq ? from_seq - 1 : 0};
@@ -85,7 +96,7 @@ int funnel_web_bus_follow(const funnel_web_bus_t *bus, uint64_t from_seq,
         if (rc == FUNNEL_ETIMEDOUT || rc == FUNNEL_EBUS) {
             /* funneld down or restarting: a fresh client, after the pause the replay took */
             funnel_client_destroy(&client);
-            if ((rc = funnel_client_new(&client)))
+            if ((rc = bus_client_new(bus, &client)))
                 return rc;
         } else if (rc == FUNNEL_EINVAL) {
             /* the range was pruned: go on from the oldest message funneld still has */

@@ -18,6 +18,8 @@ static const funnel_cfgtab_opt_t options[] = {
     {"replay", true, F(replay), "tcp://127.0.0.1:7603", 0, 0},
     {"users", true, F(users), "var/funnel-web.users", 0, 0},
     {"funneld_config", true, F(funneld_config), "", 0, 0},
+    {"key", true, F(key), "", 0, 0},
+    {"server_key", true, F(server_key), "", 0, 0},
     {"secure_cookies", false, F(secure_cookies), "0", 0, 1},
     {"session_ttl_s", false, F(session_ttl_s), "43200", 60, 31 * 86400},
     {"max_connections", false, F(max_connections), "256", 4, 65536},
@@ -62,5 +64,6 @@ static int load_setting(const config_setting_t *set, void *arg)
 int funnel_web_config_load(const char *path, funnel_web_config_t *cfg, char *err, size_t err_len)
 {
     load_ctx_t c = {cfg, err, err_len};
-    return funnel_cfgtab_load(path, load_setting, &c, err, err_len);
+    int rc = funnel_cfgtab_load(path, load_setting, &c, err, err_len);
+    return rc ? rc : funnel_cfgtab_check_curve(cfg->key, cfg->server_key, err, err_len);
 }

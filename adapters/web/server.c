@@ -628,7 +628,8 @@ int funnel_web_new(const funnel_web_config_t *cfg, const funnel_log_t *log, funn
     web->cfg = cfg;
     web->log = log;
     web->bus =
-        (funnel_web_bus_t){cfg->submit, cfg->publish, cfg->replay, (int)cfg->submit_timeout_ms};
+        (funnel_web_bus_t){cfg->submit, cfg->publish,   cfg->replay, (int)cfg->submit_timeout_ms,
+                           cfg->key,    cfg->server_key};
     pthread_mutex_init(&web->pool_lock, NULL);
     char err[512];
     int rc = FUNNEL_ENOMEM;

@@ -37,6 +37,7 @@ typedef struct funnel_web_config {
     char *replay;              /* funneld's replay endpoint (catch-up after a gap) */
     char *users;               /* the users file (libconfig), reloaded on SIGHUP */
     char *funneld_config;      /* funneld's config: the quotas' minimums ("": no quotas) */
+    char *key, *server_key;    /* CURVE: our .key, funneld's .pub or .key ("": no CURVE) */
     int64_t secure_cookies;    /* 1 when browsers reach the page over TLS (a proxy in front) */
     int64_t session_ttl_s;     /* a login lasts this long */
     int64_t max_connections;   /* open connections (each its own thread) in all */
@@ -119,6 +120,7 @@ void funnel_web_sessions_end(funnel_web_sessions_t *s, const char *id);
 typedef struct funnel_web_bus {
     const char *submit, *publish, *replay; /* endpoints (borrowed from the config) */
     int submit_timeout_ms;
+    const char *key, *server_key; /* CURVE key files ("": plain), borrowed from the config */
 } funnel_web_bus_t;
 
 /* Submits escalation.acknowledged for sla_id by `by`; event_id names both, so a repeated click

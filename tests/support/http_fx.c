@@ -8,14 +8,19 @@
 #include <string.h>
 #include <strings.h>
 
+size_t fx_http_append(char *buf, size_t cap, size_t *used, const char *data, size_t len)
+{
+    size_t room = cap - 1 - *used, n = len < room ? len : room;
+    memcpy(buf + *used, data, n);
+    *used += n;
+    buf[*used] = '\0';
+    return len;
+}
+
 static size_t on_body(char *data, size_t size, size_t n, void *arg)
 {
     fx_http_reply_t *r = arg;
-    size_t len = size * n, room = sizeof r->body - 1 - r->len;
-    memcpy(r->body + r->len, data, len < room ? len : room);
-    r->len += len < room ? len : room;
-    r->body[r->len] = '\0';
-    return len;
+    return fx_http_append(r->body, sizeof r->body, &r->len, data, size * n);
 }
 
 static size_t on_header(char *data, size_t size, size_t n, void *arg)

@@ -19,6 +19,10 @@ typedef struct fx_http_reply {
 void fx_http(int port, const char *path, const char *body, size_t len, const char *const *hdrs,
              fx_http_reply_t *reply);
 
+/* A libcurl write callback's body: appends data (len bytes) to buf (cap bytes, *used of them
+ * taken), truncating to fit and keeping it NUL-terminated; returns len (all taken). */
+size_t fx_http_append(char *buf, size_t cap, size_t *used, const char *data, size_t len);
+
 /* The value of the Prometheus sample named exactly series ("name{labels}") in text, or -1. */
 double fx_metric(const char *text, const char *series);
 

@@ -4,6 +4,7 @@
 #include "funnel/date.h"
 
 #include <criterion/criterion.h>
+#include <curl/curl.h>
 #include <ctype.h>
 #include <stdio.h>
 #include <string.h>
@@ -170,11 +171,16 @@ void fx_web_start(fx_web_t *w)
     fx_web_add_user(w->users, "bob", "rep", "bob-password", w->token_bob);
     fx_web_add_user(w->users, "root", "admin", "root-password", w->token_root);
 
-    char text[2048];
+    fx_web_spawn(w, "");
+}
+
+void fx_web_spawn(fx_web_t *w, const char *extra)
+{
+    char text[4096];
     snprintf(text, sizeof text,
              "port = 0;\ndatabase = \"%s\";\nsubmit = \"%s\";\npublish = \"%s\";\n"
-             "replay = \"%s\";\nusers = \"%s\";\nfunneld_config = \"%s\";\n",
-             w->d.db, w->d.submit, w->d.publish, w->d.replay, w->users, w->conf);
+             "replay = \"%s\";\nusers = \"%s\";\nfunneld_config = \"%s\";\n%s",
+             w->d.db, w->d.submit, w->d.publish, w->d.replay, w->users, w->conf, extra);
     fx_file_write(w->tmp.path, "funnel-web.conf", text, w->web_conf, sizeof w->web_conf);
     snprintf(w->ready, sizeof w->ready, "%s/web.ready", w->tmp.path);
     snprintf(w->log, sizeof w->log, "%s/web.log", w->tmp.path);
@@ -209,4 +215,34 @@ void fx_web_request(const fx_web_t *w, const char *token, const char *path, cons
         hdrs[n++] = extra[i];
     hdrs[n] = NULL;
     fx_http(w->port, path, body, body ? strlen(body) : 0, hdrs, r);
+}
+
+static size_t on_sse(char *data, size_t size, size_t n, void *arg)
+{
+    fx_sse_buf_t *b = arg;
+    return fx_http_append(b->text, sizeof b->text, &b->len, data, size * n);
+}
+
+void fx_web_sse_read(const fx_web_t *w, const char *token, const char *last_id, int ms,
+                     fx_sse_buf_t *b)
+{
+    char url[128], auth[128], last[64];
+    memset(b, 0, sizeof *b);
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/api/v1/stream", w->port);
+    snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
+    struct curl_slist *h = curl_slist_append(NULL, auth);
+    if (last_id) {
+        snprintf(last, sizeof last, "Last-Event-ID: %s", last_id);
+        h = curl_slist_append(h, last);
+    }
+    CURL *c = curl_easy_init();
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_sse);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, b);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)ms);
+    CURLcode rc = curl_easy_perform(c);
+    curl_slist_free_all(h);
+    curl_easy_cleanup(c);
+    cr_assert_eq(rc, CURLE_OPERATION_TIMEDOUT, "a stream does not end: %s", curl_easy_strerror(rc));
 }

@@ -39,6 +39,9 @@ typedef struct fx_web {
 
 /* Starts funneld, submits the known stream, adds the users and starts funnel-web. */
 void fx_web_start(fx_web_t *w);
+/* Writes w's funnel-web.conf (w->d's endpoints and database, w->users, w->conf, then the
+ * settings in extra) and starts funnel-web on it; fx_web_start's last step. */
+void fx_web_spawn(fx_web_t *w, const char *extra);
 /* Stops both (a non-zero exit is a test error) and removes the directory. */
 void fx_web_stop(fx_web_t *w);
 
@@ -53,5 +56,16 @@ void fx_web_request(const fx_web_t *w, const char *token, const char *path, cons
  * printed goes to token. */
 void fx_web_add_user(const char *users, const char *name, const char *role, const char *password,
                      char token[65]);
+
+/* What an SSE read received (NUL-terminated, truncated to fit). */
+typedef struct fx_sse_buf {
+    char text[65536];
+    size_t len;
+} fx_sse_buf_t;
+
+/* Reads w's live stream as token for ms milliseconds, from after last_id (NULL: from now);
+ * asserts the stream was still open when the time ran out. */
+void fx_web_sse_read(const fx_web_t *w, const char *token, const char *last_id, int ms,
+                     fx_sse_buf_t *b);
 
 #endif
