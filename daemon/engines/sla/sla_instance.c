@@ -475,10 +475,11 @@ void sla_attrs_inherit(start_attrs_t *a, const inst_t *prev)
 {
     if (!prev)
         return;
+    /* The precision bounds what GCC's Release build cannot see is a terminated ID_BUF. */
     if (a->inherit & I_OWNER)
-        snprintf(a->owner, sizeof a->owner, "%s", prev->owner);
+        snprintf(a->owner, sizeof a->owner, "%.128s", prev->owner);
     if (a->inherit & I_QUEUE)
-        snprintf(a->queue, sizeof a->queue, "%s", prev->queue);
+        snprintf(a->queue, sizeof a->queue, "%.128s", prev->queue);
     if (a->inherit & I_PRIORITY)
         a->priority = prev->priority;
 }
