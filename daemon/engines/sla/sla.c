@@ -455,9 +455,12 @@ static int sla_on_timer(void *self, funnel_router_t *router, int64_t now_ms)
     /* The heap's times count the grace in force when they were pushed: after a reload changed
      * it, they are recomputed from the rows before anything fires. */
     if (sla->cfg->late_grace_ms != sla->grace_ms) {
+        int64_t was = sla->grace_ms;
         sla->grace_ms = sla->cfg->late_grace_ms;
-        if ((rc = heap_rebuild(sla)))
+        if ((rc = heap_rebuild(sla))) {
+            sla->grace_ms = was; /* next_deadline asks for another pass, which rebuilds again */
             return rc;
+        }
     }
     for (int fired = 0; !rc && fired < FUNNEL_SLA_TIMER_BATCH &&
                         !funnel_timerheap_peek(sla->heap, &top) && top.at <= now_ms;) {
