@@ -1232,6 +1232,26 @@ Test(sla, a_grace_of_0_fires_at_the_due_time_and_a_reload_changes_the_timers)
     cr_assert_str_eq(got, want);
 }
 
+Test(sla, late_grace_is_a_duration_or_0_and_a_bad_one_is_refused)
+{
+    funnel_sla_config_t c;
+    char err[512], *text = NULL;
+    size_t len = 0;
+    funnel_sla_config_defaults(&c);
+    cr_assert_eq(c.late_grace_ms, FUNNEL_SLA_LATE_GRACE_MS);
+    cr_assert_eq(fx_sla_cfg_parse("late_grace = \"2m\";", &c, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(c.late_grace_ms, 2 * MN);
+    FILE *mem = open_memstream(&text, &len);
+    funnel_sla_config_print(&c, mem);
+    fclose(mem);
+    cr_assert(strstr(text, "late_grace = \"2m\";"), "%s", text);
+    free(text);
+    cr_assert_eq(fx_sla_cfg_parse("late_grace = \"soon\";", &c, err, sizeof err), FUNNEL_ECONFIG);
+    cr_assert(strstr(err, "late_grace"), "the error names the setting: %s", err);
+    cr_assert_eq(c.late_grace_ms, 2 * MN, "a refused section changes nothing");
+    funnel_sla_config_clear(&c);
+}
+
 Test(sla, a_late_reset_publishes_the_steps_of_the_clock_it_ends)
 {
     berlin_policy();

@@ -817,5 +817,5 @@ void funnel_sla_config_print(const void *sec, FILE *out)
     }
     char grace[32];
     funnel_duration_format(c->late_grace_ms, grace, sizeof grace);
-    fprintf(out, "\n  );\n  late_grace = \"%s\";\n};\n", c->late_grace_ms ? grace : "0");
+    fprintf(out, "\n  );\n  late_grace = \"%s\";\n};\n", grace); /* 0: "0s" */
 }
