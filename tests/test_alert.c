@@ -61,6 +61,7 @@ static const char sla_policy[] =
     "    escalation = ( { after = \"0\"; notify = \"team-lead\"; },\n"
     "                   { after = \"1s\"; notify = \"head-of-sales\"; } );\n"
     "  } );\n"
+    "  late_grace = \"0\";\n" /* a warning due 0.5 s after the start comes then, not after 60 s */
     "};\n";
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,

@@ -122,7 +122,7 @@ Test(metrics, sla_open_instances_and_timer_lag)
     fx_file_write(tmp.path, "sla.conf",
                   "sla = { policies = ( { name = \"contact\"; start = \"lead.qualified "
                   "stage=SQL\"; key = \"lead_id\"; stop = [\"lead.contacted\"]; target = \"1s\";"
-                  " calendar = \"24x7\"; warning = \"50%\"; } ); };\n",
+                  " calendar = \"24x7\"; warning = \"50%\"; } ); late_grace = \"0\"; };\n",
                   conf, sizeof conf);
     const char *args[] = {"--config", conf, "--set", "metrics=127.0.0.1:0", NULL};
     memset(&fd, 0, sizeof fd);

@@ -646,8 +646,9 @@ Test(sla, start_arriving_late_fires_overdue_steps_with_their_times)
 {
     send_at(fx_qualified("q1", "L1", SQL, T0), T0 + 10 * H);
     no_more_out();
-    cr_assert_eq(funnel_router_next_deadline(router), T0 + 45 * MN);
-    tick(T0 + 10 * H);
+    /* Every step is overdue: the timer waits the late grace after the arrival. */
+    cr_assert_eq(funnel_router_next_deadline(router), T0 + 10 * H + FUNNEL_SLA_LATE_GRACE_MS);
+    tick(T0 + 10 * H + FUNNEL_SLA_LATE_GRACE_MS);
     expect_every_step_of_t0();
 }
 
@@ -1080,7 +1081,7 @@ static void expect_batching_does_not_matter(const char *name, const step_ev_t *e
         fx_permutation(n, k, order);
         snprintf(key, sizeof key, "%s-b%zu", name, k);
         send_batch(key, ev, order, n, BURST_AT);
-        tick(BURST_AT);
+        tick(BURST_AT + FUNNEL_SLA_LATE_GRACE_MS); /* the steps after the last event: late grace */
         outputs_of(key, got, sizeof got);
         cr_assert_str_eq(got, want, "%s in one batch, order %zu%zu%zu", name, order[0],
                          n > 1 ? order[1] : 0, n > 2 ? order[2] : 0);
@@ -1108,6 +1109,147 @@ Test(sla, steps_due_between_events_of_a_batch_come_out_at_their_times)
     clock_lines(want, sizeof want, nov9 + 15 * H, nov9 + 8 * H, nov9 + 17 * H);
     clock_lines(want, sizeof want, nov9 + 39 * H, reset, nov9 + 41 * H);
     expect_batching_does_not_matter("r", resets, 2, want);
+}
+
+/* ---- the late grace (README, "Late grace") ------------------------------------------------ */
+
+/* A year after NOV2: a backfill's arrival time, when every step of its instances is due. */
+#define BACKFILL_AT (NOV2 + 365 * 24 * H)
+#define GRACE       FUNNEL_SLA_LATE_GRACE_MS
+
+/* Mon Nov 2 11:00 CET start (warning Mon 18:00, due Tue 11:00) and its stop at 13:00, on time. */
+static const step_ev_t backfill[] = {{1, NOV2 + 10 * H}, {0, NOV2 + 12 * H}};
+
+/* The stop only: what the stream publishes when no step is moot. */
+static void met_line(char *want, size_t len)
+{
+    want[0] = '\0';
+    line_add(want, len, "sla.met", NOV2 + 12 * H, 0, NOV2 + 10 * H, NOV2 + 34 * H);
+}
+
+Test(sla, a_timer_pass_within_the_grace_between_two_batches_of_a_backfill_changes_nothing)
+{
+    berlin_policy();
+    static const size_t order[] = {0, 1};
+    char got[1024], want[256];
+    met_line(want, sizeof want);
+    /* One batch. */
+    send_batch("one", backfill, order, 2, BACKFILL_AT);
+    tick(BACKFILL_AT + GRACE);
+    outputs_of("one", got, sizeof got);
+    cr_assert_str_eq(got, want, "one batch");
+    /* The start, a timer pass 30 s later (every step is due by then), then the stop. */
+    send_batch("two", backfill, order, 1, BACKFILL_AT);
+    tick(BACKFILL_AT + GRACE / 2);
+    send_batch("two", backfill, order + 1, 1, BACKFILL_AT + GRACE * 3 / 4);
+    tick(BACKFILL_AT + 10 * GRACE);
+    outputs_of("two", got, sizeof got);
+    cr_assert_str_eq(got, want, "two batches with a timer pass between them");
+}
+
+Test(sla, steps_of_a_backfill_fire_at_their_due_times_once_the_grace_has_passed)
+{
+    berlin_policy();
+    static const size_t order[] = {0};
+    char got[1024], want[256] = "";
+    send_batch("g", backfill, order, 1, BACKFILL_AT);
+    tick(BACKFILL_AT + GRACE - 1);
+    outputs_of("g", got, sizeof got);
+    cr_assert_str_eq(got, "", "nothing before the grace has passed");
+    tick(BACKFILL_AT + GRACE);
+    outputs_of("g", got, sizeof got);
+    clock_lines(want, sizeof want, NOV2 + 17 * H, NOV2 + 10 * H, NOV2 + 34 * H);
+    cr_assert_str_eq(got, want, "every step, dated at its due time");
+    /* Another event of the key is a change: its steps wait the grace again from its arrival. */
+    send_batch("h", backfill, order, 1, BACKFILL_AT);
+    send_at(kind_event(2, "h-pause", "h", NOV2 + 11 * H), BACKFILL_AT + GRACE / 2);
+    send_at(kind_event(3, "h-resume", "h", NOV2 + 12 * H), BACKFILL_AT + GRACE);
+    tick(BACKFILL_AT + 2 * GRACE - 1);
+    outputs_of("h", got, sizeof got);
+    cr_assert_str_eq(got, "", "the grace counts from the last event");
+    tick(BACKFILL_AT + 2 * GRACE);
+    outputs_of("h", got, sizeof got);
+    cr_assert_neq(got[0], '\0', "the steps of the resumed clock after the grace");
+}
+
+Test(sla, a_live_step_fires_exactly_at_its_due_time)
+{
+    berlin_policy();
+    int64_t start = NOV2 + 10 * H, warn = NOV2 + 17 * H;
+    send(fx_qualified("live-1", "live", SQL, start));
+    tick(warn - 1);
+    char got[1024], want[256] = "";
+    outputs_of("live", got, sizeof got);
+    cr_assert_str_eq(got, "");
+    tick(warn);
+    line_add(want, sizeof want, "sla.warning", warn, 0, start, NOV2 + 34 * H);
+    outputs_of("live", got, sizeof got);
+    cr_assert_str_eq(got, want, "not delayed: due long after the arrival plus the grace");
+}
+
+Test(sla, a_restart_within_the_grace_keeps_it)
+{
+    berlin_policy();
+    static const size_t order[] = {0, 1};
+    char got[1024], want[256];
+    send_batch("rs", backfill, order, 1, BACKFILL_AT);
+    send_batch("rt", backfill, order, 1, BACKFILL_AT);
+    engine_close();
+    engine_open();
+    tick(BACKFILL_AT + GRACE / 2);
+    send_batch("rs", backfill, order + 1, 1, BACKFILL_AT + GRACE * 3 / 4);
+    tick(BACKFILL_AT + 10 * GRACE);
+    met_line(want, sizeof want);
+    outputs_of("rs", got, sizeof got);
+    cr_assert_str_eq(got, want, "the stored arrival time survives the restart");
+    /* The instance that got no stop fires after the grace, at its due times. */
+    want[0] = '\0';
+    clock_lines(want, sizeof want, NOV2 + 17 * H, NOV2 + 10 * H, NOV2 + 34 * H);
+    outputs_of("rt", got, sizeof got);
+    cr_assert_str_eq(got, want);
+}
+
+Test(sla, a_grace_of_0_fires_at_the_due_time_and_a_reload_changes_the_timers)
+{
+    berlin_policy();
+    static const size_t order[] = {0};
+    char got[1024], want[256] = "";
+    clock_lines(want, sizeof want, NOV2 + 17 * H, NOV2 + 10 * H, NOV2 + 34 * H);
+    send_batch("z", backfill, order, 1, BACKFILL_AT);
+    tick(BACKFILL_AT + 1);
+    outputs_of("z", got, sizeof got);
+    cr_assert_str_eq(got, "", "the default grace holds the steps");
+    /* A reload to late_grace = "0" (in place, as funneld's reload does): the timers of
+     * instances already waiting are recomputed, and fire at once. */
+    funnel_sla_config_t next;
+    funnel_sla_config_defaults(&next);
+    fx_sla_cfg_set("late_grace = \"0\";", &next);
+    cr_assert_eq(next.late_grace_ms, 0);
+    cfg.late_grace_ms = next.late_grace_ms;
+    funnel_sla_config_clear(&next);
+    tick(BACKFILL_AT + 2);
+    outputs_of("z", got, sizeof got);
+    cr_assert_str_eq(got, want);
+}
+
+Test(sla, late_grace_is_a_duration_or_0_and_a_bad_one_is_refused)
+{
+    funnel_sla_config_t c;
+    char err[512], *text = NULL;
+    size_t len = 0;
+    funnel_sla_config_defaults(&c);
+    cr_assert_eq(c.late_grace_ms, FUNNEL_SLA_LATE_GRACE_MS);
+    cr_assert_eq(fx_sla_cfg_parse("late_grace = \"2m\";", &c, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(c.late_grace_ms, 2 * MN);
+    FILE *mem = open_memstream(&text, &len);
+    funnel_sla_config_print(&c, mem);
+    fclose(mem);
+    cr_assert(strstr(text, "late_grace = \"2m\";"), "%s", text);
+    free(text);
+    cr_assert_eq(fx_sla_cfg_parse("late_grace = \"soon\";", &c, err, sizeof err), FUNNEL_ECONFIG);
+    cr_assert(strstr(err, "late_grace"), "the error names the setting: %s", err);
+    cr_assert_eq(c.late_grace_ms, 2 * MN, "a refused section changes nothing");
+    funnel_sla_config_clear(&c);
 }
 
 Test(sla, a_late_reset_publishes_the_steps_of_the_clock_it_ends)

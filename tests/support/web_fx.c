@@ -23,6 +23,7 @@ static const char funneld_conf[] =
     "  } );\n"
     "  quotas = ( { name = \"mql_monthly\"; count = \"lead.qualified stage=MQL\";\n"
     "    period = \"month\"; calendar = \"24x7\"; minimum = 10; pace = \"50%\"; } );\n"
+    "  late_grace = \"0\";\n" /* an SLA started 2 h ago escalates at once (test_web) */
     "};\n";
 
 void fx_web_publish(const fx_web_t *w, const char *topic, const char *json)

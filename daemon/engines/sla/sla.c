@@ -101,12 +101,16 @@ static const char *const migrations[] = {
     "CREATE TABLE sla_order ("
     "  taken INTEGER NOT NULL, skipped INTEGER NOT NULL, current INTEGER NOT NULL,"
     "  PRIMARY KEY (taken, skipped)) WITHOUT ROWID;",
+    /* 7: when each instance's last event arrived (wall clock), which the late grace counts from
+     * (sla_timer_at). Rows from before this step have none (NULL, read as 0): their steps fire
+     * at their due times, as they did. */
+    "ALTER TABLE sla_instance ADD COLUMN arrived_at INTEGER;",
 };
 
 #define COLS                                                                                       \
     "id, policy, version, key, owner, state, started_at, anchor_at, consumed_ms, due_at,"          \
     " paused_at, step, next_at, acked_by, opened_at, start_event, stopped_at, on_time, late_ms,"   \
-    " stop_event, queue, priority"
+    " stop_event, queue, priority, arrived_at"
 
 static const char *const stmt_sql[S_COUNT_] = {
     [S_VERSIONS] = "SELECT name, version, definition FROM sla_policy ORDER BY name, version",
@@ -115,16 +119,16 @@ static const char *const stmt_sql[S_COUNT_] = {
     [S_VERSION_EXISTS] = "SELECT 1 FROM sla_policy WHERE name = ? AND version = ?",
     [S_INSERT] = "INSERT INTO sla_instance (id, policy, version, key, owner, state, started_at,"
                  " anchor_at, consumed_ms, due_at, step, next_at, start_event, opened_at, queue,"
-                 " priority) VALUES (max(coalesce((SELECT max(id) FROM sla_instance), 0),"
-                 " (SELECT id FROM sla_deleted_max)) + 1,?,?,?,?,'open',?,?,0,?,?,?,?,?,?,?)",
+                 " priority, arrived_at) VALUES (max(coalesce((SELECT max(id) FROM sla_instance),"
+                 " 0), (SELECT id FROM sla_deleted_max)) + 1,?,?,?,?,'open',?,?,0,?,?,?,?,?,?,?,?)",
     [S_LIVE] = "SELECT " COLS " FROM sla_instance WHERE key = ? AND state <> 'met'",
     [S_BY_ID] = "SELECT " COLS " FROM sla_instance WHERE id = ?",
     [S_UPDATE] = "UPDATE sla_instance SET state = ?, started_at = ?, anchor_at = ?,"
                  " consumed_ms = ?, due_at = ?, paused_at = ?, step = ?, next_at = ?,"
-                 " acked_by = ?, owner = ? WHERE id = ?",
+                 " acked_by = ?, owner = ?, arrived_at = ? WHERE id = ?",
     [S_MET] = "UPDATE sla_instance SET state = 'met', next_at = NULL, stopped_at = ?,"
               " on_time = ?, late_ms = ?, stop_event = ? WHERE id = ?",
-    [S_TIMERS] = "SELECT id, next_at FROM sla_instance WHERE next_at IS NOT NULL",
+    [S_TIMERS] = "SELECT id, next_at, arrived_at FROM sla_instance WHERE next_at IS NOT NULL",
     [S_OPEN_COUNT] = "SELECT count(*) FROM sla_instance WHERE state <> 'met'",
     [S_QUOTA_COUNT] = "INSERT INTO sla_quota (policy, period_start, period_end, actual, closed)"
                       " VALUES (?,?,?,1,?) ON CONFLICT (policy, period_start)"
@@ -423,6 +427,8 @@ static int64_t sla_next_deadline(void *self)
 {
     funnel_sla_t *sla = self;
     funnel_timer_entry_t top;
+    if (sla->cfg->late_grace_ms != sla->grace_ms)
+        return 0; /* a reload changed the grace: on_timer rebuilds the heap at once */
     int64_t next = funnel_timerheap_peek(sla->heap, &top) ? NONE : top.at;
     for (size_t i = 0; i < sla->cfg->n_quotas; i++) {
         quota_state_t *qs = sla_quota_state(sla, &sla->cfg->quotas[i], false);
@@ -432,6 +438,8 @@ static int64_t sla_next_deadline(void *self)
     }
     return next;
 }
+
+static int heap_rebuild(funnel_sla_t *sla);
 
 /* Fires what is due: the earliest timers first, at most FUNNEL_SLA_TIMER_BATCH steps, each with
  * its own due time. Heap entries whose time no longer matches the row are stale and dropped. */
@@ -444,6 +452,16 @@ static int sla_on_timer(void *self, funnel_router_t *router, int64_t now_ms)
      * matches the committed rows. */
     sla->n_vers_known = sla->n_vers;
     sla->dirty = 0;
+    /* The heap's times count the grace in force when they were pushed: after a reload changed
+     * it, they are recomputed from the rows before anything fires. */
+    if (sla->cfg->late_grace_ms != sla->grace_ms) {
+        int64_t was = sla->grace_ms;
+        sla->grace_ms = sla->cfg->late_grace_ms;
+        if ((rc = heap_rebuild(sla))) {
+            sla->grace_ms = was; /* next_deadline asks for another pass, which rebuilds again */
+            return rc;
+        }
+    }
     for (int fired = 0; !rc && fired < FUNNEL_SLA_TIMER_BATCH &&
                         !funnel_timerheap_peek(sla->heap, &top) && top.at <= now_ms;) {
         inst_t in;
@@ -454,7 +472,7 @@ static int sla_on_timer(void *self, funnel_router_t *router, int64_t now_ms)
             continue;
         }
         pver_t *v = rc ? NULL : sla_version_find(sla, in.policy, in.version);
-        if (rc || !v || in.next_at != top.at)
+        if (rc || !v || sla_timer_at(sla, &in) != top.at)
             continue;
         fire_ctx_t fc = {sla, router, now_ms, 0};
         rc = sla_steps_before(v, &in, now_ms + 1, sla_fire_step, &fc);
@@ -496,8 +514,9 @@ static int heap_rebuild(funnel_sla_t *sla)
     funnel_timerheap_clear(sla->heap);
     sla->heap_rebuilds++;
     while (!err && (rc = sqlite3_step(s)) == SQLITE_ROW)
-        err = funnel_timerheap_push(sla->heap, sqlite3_column_int64(s, 1),
-                                    sqlite3_column_int64(s, 0));
+        err = funnel_timerheap_push(
+            sla->heap, sla_grace_at(sla, sqlite3_column_int64(s, 1), sqlite3_column_int64(s, 2)),
+            sqlite3_column_int64(s, 0));
     sqlite3_reset(s);
     rc = err ? err : rc == SQLITE_DONE ? 0 : FUNNEL_ESTORE;
     if (!rc)
@@ -554,6 +573,7 @@ int funnel_sla_new(funnel_store_t *store, const funnel_sla_config_t *cfg, const 
     sla->store = store;
     sla->db = funnel_store_db(store);
     sla->cfg = cfg;
+    sla->grace_ms = cfg->late_grace_ms;
     sla->log = log;
     if ((rc = funnel_store_migrate_module(store, "sla", migrations,
                                           (int)(sizeof migrations / sizeof migrations[0]), err,

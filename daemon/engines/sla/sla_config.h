@@ -86,6 +86,9 @@ typedef struct funnel_sla_quota {
                          minimum; 0: no pace warning */
 } funnel_sla_quota_t;
 
+/* The default of late_grace (funnel_sla_config_t.late_grace_ms). */
+#define FUNNEL_SLA_LATE_GRACE_MS 60000
+
 typedef struct funnel_sla_config {
     funnel_calendar_spec_t *calendars; /* owned */
     size_t n_calendars;
@@ -93,10 +96,18 @@ typedef struct funnel_sla_config {
     size_t n_policies;
     funnel_sla_quota_t *quotas; /* owned */
     size_t n_quotas;
+    /* `late_grace`: the wall-clock timer fires an instance's steps only once this long has
+     * passed since the instance's last event arrived, so the rest of a stream that arrives
+     * close behind (a backfill in several batches) is applied first: steps due before an event
+     * come out before it either way, and one a stop makes moot never does. 0: at their due time.
+     * A step due later than the arrival plus the grace fires at its due time (README, "Late
+     * grace"). */
+    int64_t late_grace_ms;
 } funnel_sla_config_t;
 
 /* Section hooks of the engine registry (core/engine.h) (void * is a funnel_sla_config_t *). The
- * defaults are empty: no policies, no quotas. parse writes the section only on success. */
+ * defaults are empty: no policies, no quotas, late_grace FUNNEL_SLA_LATE_GRACE_MS. parse writes the
+ * section only on success. */
 int funnel_sla_config_defaults(void *sec);
 struct config_setting_t;
 int funnel_sla_config_parse(const struct config_setting_t *group, void *sec, char *err,

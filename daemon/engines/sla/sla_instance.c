@@ -37,6 +37,7 @@ void sla_inst_read(sqlite3_stmt *s, inst_t *in)
     sla_col_text(s, 19, in->stop_event);
     sla_col_text(s, 20, in->queue);
     in->priority = sqlite3_column_int64(s, 21);
+    in->arrived_at = sqlite3_column_int64(s, 22);
 }
 
 /* Writes the mutable columns of a live instance back. */
@@ -54,10 +55,11 @@ int sla_inst_write(funnel_sla_t *sla, const inst_t *in)
     if (in->acked_by[0])
         sqlite3_bind_text(s, 9, in->acked_by, -1, SQLITE_STATIC);
     sqlite3_bind_text(s, 10, in->owner, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(s, 11, in->id);
+    sqlite3_bind_int64(s, 11, in->arrived_at);
+    sqlite3_bind_int64(s, 12, in->id);
     int rc = sla_step_done(s);
     if (!rc && in->next_at != NONE)
-        rc = funnel_timerheap_push(sla->heap, in->next_at, in->id);
+        rc = funnel_timerheap_push(sla->heap, sla_timer_at(sla, in), in->id);
     return rc;
 }
 
@@ -114,6 +116,24 @@ int64_t sla_step_at(pver_t *v, const inst_t *in, int64_t step)
         return NONE;
     int64_t left = step_offset(p, step) - in->consumed_ms;
     return funnel_calendar_add(v->cal, in->anchor_at, left > 0 ? left : 0);
+}
+
+/* When the wall-clock timer fires a step due at next_at of an instance whose last event arrived
+ * at arrived_at: at its due time, but not before the late grace has passed since that arrival.
+ * During a backfill every step is due on arrival; the grace lets the events that arrive close
+ * behind (the stop, a pause) be applied first, so what comes out does not depend on whether a
+ * timer pass fell between the batches. A step due after the grace is not delayed at all, and
+ * one due before a later event still comes out before that event (sla_steps_before). */
+int64_t sla_grace_at(const funnel_sla_t *sla, int64_t next_at, int64_t arrived_at)
+{
+    int64_t until = arrived_at + sla->grace_ms;
+    return next_at == NONE || next_at >= until ? next_at : until;
+}
+
+/* The heap time of an instance's next step (sla_grace_at); NONE for none. */
+int64_t sla_timer_at(const funnel_sla_t *sla, const inst_t *in)
+{
+    return sla_grace_at(sla, in->next_at, in->arrived_at);
 }
 
 /* Recomputes the due time from the running clock, and the next step's time. Once the clock has
@@ -354,6 +374,7 @@ int sla_inst_apply(funnel_sla_t *sla, funnel_router_t *router, pver_t *v, inst_t
     fire_ctx_t fc = {sla, router, now_ms, 0};
     int rc = sla_steps_before(v, in, c->t, sla_fire_step, &fc);
     int ch = rc ? CH_NONE : sla_inst_change(v, in, c);
+    in->arrived_at = now_ms; /* the late grace counts from the last event (sla_grace_at) */
     if (!rc && (ch == CH_WRITE || (ch == CH_NONE && fc.fired)))
         rc = sla_inst_write(sla, in);
     return !rc && ch == CH_MET ? sla_inst_met(sla, router, in, true, now_ms) : rc;
@@ -454,10 +475,11 @@ void sla_attrs_inherit(start_attrs_t *a, const inst_t *prev)
 {
     if (!prev)
         return;
+    /* The precision bounds what GCC's Release build cannot see is a terminated ID_BUF. */
     if (a->inherit & I_OWNER)
-        snprintf(a->owner, sizeof a->owner, "%s", prev->owner);
+        snprintf(a->owner, sizeof a->owner, "%.128s", prev->owner);
     if (a->inherit & I_QUEUE)
-        snprintf(a->queue, sizeof a->queue, "%s", prev->queue);
+        snprintf(a->queue, sizeof a->queue, "%.128s", prev->queue);
     if (a->inherit & I_PRIORITY)
         a->priority = prev->priority;
 }
@@ -497,6 +519,7 @@ int sla_inst_insert(funnel_sla_t *sla, inst_t *in)
     if (in->queue[0])
         sqlite3_bind_text(s, 12, in->queue, -1, SQLITE_STATIC);
     sqlite3_bind_int64(s, 13, in->priority);
+    sqlite3_bind_int64(s, 14, in->arrived_at);
     int rc = sla_step_done(s);
     if (!rc) {
         in->id = sqlite3_last_insert_rowid(sla->db);
@@ -549,12 +572,13 @@ int sla_start(funnel_sla_t *sla, funnel_router_t *router, const funnel_sla_polic
         goto out;
     }
     sla_inst_fresh(&in, v, key, &a, env->occurred_at_ms, env->event_id);
+    in.arrived_at = now_ms;
     if ((rc = sla_inst_insert(sla, &in)))
         goto out;
     /* Every held event applied was written through inst_write, which arms the timer. */
     rc = sla_apply_held(sla, router, v, &in, now_ms, &applied);
     if (!rc && !applied && in.next_at != NONE)
-        rc = funnel_timerheap_push(sla->heap, in.next_at, in.id);
+        rc = funnel_timerheap_push(sla->heap, sla_timer_at(sla, &in), in.id);
 out:
     free(live);
     return rc;

@@ -105,6 +105,7 @@ typedef struct inst {
     char stop_event[ID_BUF];
     char queue[ID_BUF]; /* "" when the policy has no queue */
     int64_t priority;   /* 0 when the policy has no priority */
+    int64_t arrived_at; /* wall clock: when its last event arrived (sla_timer_at); 0 unknown */
 } inst_t;
 
 /* What a start gives its instance. A start whose topic lacks the policy's owner, queue or
@@ -141,7 +142,8 @@ struct funnel_sla {
     sqlite3_stmt *st[S_COUNT_];
     pver_t *vers; /* every stored version, by (name, version) */
     size_t n_vers, cap_vers;
-    funnel_timerheap_t *heap;
+    funnel_timerheap_t *heap; /* (sla_timer_at, id) of each instance with a next step */
+    int64_t grace_ms;         /* the late grace the heap's times count (cfg may have a newer one) */
     int64_t open; /* instances not met, for metrics; recounted at start and after a rollback */
     /* What a rollback may have made wrong in memory (D_*), so on_rollback, which runs for
      * every failed event, redoes only that instead of reloading all SLA state. */
@@ -186,6 +188,8 @@ int sla_inst_write(funnel_sla_t *sla, const inst_t *in);
 int sla_inst_load(funnel_sla_t *sla, int64_t id, inst_t *in);
 void sla_open_add(funnel_sla_t *sla, int64_t delta);
 int64_t sla_step_at(pver_t *v, const inst_t *in, int64_t step);
+int64_t sla_grace_at(const funnel_sla_t *sla, int64_t next_at, int64_t arrived_at);
+int64_t sla_timer_at(const funnel_sla_t *sla, const inst_t *in);
 int sla_steps_before(pver_t *v, inst_t *in, int64_t t, step_fn fn, void *arg);
 int sla_fired_next(funnel_sla_t *sla, int64_t id, int64_t clock, int64_t *next);
 void sla_ref_fill(Funnel__V1__SlaRef *ref, char *sla_id, const pver_t *v, const inst_t *in);

@@ -280,6 +280,7 @@ static int store_one(funnel_sla_t *sla, funnel_router_t *router, inst_t *in, con
     if (row && row->started_at == in->started_at)
         snprintf(in->acked_by, sizeof in->acked_by, "%s", row->acked_by);
     in->next_at = sla_step_at(v, in, in->step);
+    in->arrived_at = now_ms; /* a late event changed it: the grace counts from now */
     rc = rc ? rc : sla_inst_write(sla, in);
     if (!rc && in->state == ST_MET)
         rc = sla_inst_met(sla, router, in, was_live, now_ms);
