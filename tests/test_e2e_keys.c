@@ -43,7 +43,9 @@ static void start(void)
              "security = { server_key = \"%s\"; clients = \"%s\"; };\n"
              "sla = { policies = ( { name = \"sql\"; start = \"lead.qualified stage=SQL\"; "
              "key = \"lead_id\"; owner = \"owner\"; stop = [\"lead.contacted\"]; target = \"1h\"; "
-             "calendar = \"24x7\"; escalation = ( { after = \"0\"; notify = \"tl\"; } ); } ); };\n",
+             "calendar = \"24x7\"; escalation = ( { after = \"0\"; notify = \"tl\"; } ); } );\n"
+             /* leads qualified hours ago escalate at once, not a late grace after arrival */
+             "late_grace = \"0\"; };\n",
              server_key, clients);
     fx_file_write(w.tmp.path, "funneld.conf", text, w.conf, sizeof w.conf);
     const char *args[] = {"--config", w.conf, NULL};
