@@ -1597,3 +1597,62 @@ Test(store_dedup, in_transaction_follows_begin_savepoints_and_the_end)
     funnel_store_rollback(store);
     cr_assert_not(funnel_store_in_transaction(store));
 }
+
+/* ---- the writer's page cache -------------------------------------------------------------- */
+
+TestSuite(store_cache, .init = store_setup, .fini = teardown);
+
+#define CACHE_EVENTS 30000 /* several MB: more than SQLite's default 2 MB cache holds */
+#define CACHE_BATCH  1000
+
+/* SQLite's own default cache_size, from a plain connection. */
+static int64_t sqlite_default_cache(void)
+{
+    sqlite3 *db = NULL;
+    cr_assert_eq(sqlite3_open(":memory:", &db), SQLITE_OK);
+    int64_t v = fx_sql_int(db, "PRAGMA cache_size", NULL);
+    sqlite3_close(db);
+    return v;
+}
+
+/* Records events first..first+n-1 (ids "ev-%08zu" in order), step apart, CACHE_BATCH per
+ * transaction, as a batch of funneld would. */
+static void record_range(funnel_store_t *s, size_t first, size_t n, size_t step)
+{
+    for (size_t i = 0; i < n;) {
+        begin(s);
+        for (size_t k = 0; k < CACHE_BATCH && i < n; k++, i++) {
+            char id[32];
+            snprintf(id, sizeof id, "ev-%08zu", first + i * step);
+            int rc = record(s, id);
+            cr_assert(rc == 0 || rc == FUNNEL_EDUP, "record %s: %d", id, rc);
+        }
+        commit(s);
+    }
+}
+
+/* Appending reads nothing back: a big cache would only cost a fresh allocation per new page
+ * (bench_ingest lost a fifth of its rate to that), so the writer keeps SQLite's default. */
+Test(store_cache, appending_keeps_the_default_cache)
+{
+    int64_t before = sqlite_default_cache();
+    record_range(store, 0, CACHE_EVENTS, 1);
+    cr_assert_eq(sql_int(store, "PRAGMA cache_size"), before, "cache_size %lld, was %lld",
+                 (long long)sql_int(store, "PRAGMA cache_size"), (long long)before);
+}
+
+/* Transactions that read pages from the file all over it (engines' lookups; here duplicates
+ * of old ids on a cold cache) grow the cache, up to the ceiling. */
+Test(store_cache, reads_from_the_file_grow_the_cache)
+{
+    int64_t before = sqlite_default_cache();
+    record_range(store, 0, CACHE_EVENTS, 1);
+    funnel_store_destroy(&store); /* a cold cache: every page is read again */
+    store = open_at(db_path, false);
+    record_range(store, 0, CACHE_EVENTS / 7, 7);
+    int64_t after = sql_int(store, "PRAGMA cache_size");
+    cr_assert_lt(after, before, "cache_size %lld, was %lld (negative: KiB)", (long long)after,
+                 (long long)before);
+    cr_assert_geq(after, -262144, "256 MiB is the ceiling");
+    cr_assert_eq(n_events(store), CACHE_EVENTS);
+}

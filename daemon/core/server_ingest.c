@@ -630,7 +630,7 @@ void server_on_ingest(funnel_zsock_t *zs, zmq_msg_t *frames, size_t n, bool over
 {
     (void)zs;
     funnel_server_t *srv = arg;
-    const char *user = server_security_user(&frames[n - 1]);
+    const char *user = server_security_user(srv, &frames[n - 1]);
     if (n == 2 && !overflow) {
         batch_add(srv, &frames[0], &frames[1], NULL, NULL, user);
     } else {
@@ -656,7 +656,7 @@ void server_on_submit(funnel_zsock_t *zs, zmq_msg_t *frames, size_t n, bool over
     peer_t peer;
     size_t first = server_peer_parse(frames, n, &peer);
     size_t args = n - first;
-    const char *user = server_security_user(&frames[n - 1]);
+    const char *user = server_security_user(srv, &frames[n - 1]);
     if (args == 2 && !overflow) {
         batch_add(srv, &frames[first], &frames[first + 1], &peer, NULL, user);
     } else {

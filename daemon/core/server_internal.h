@@ -181,8 +181,9 @@ void server_security_destroy(funnel_server_t *srv);
 void server_on_zap(funnel_zsock_t *zs, zmq_msg_t *frames, size_t n, bool overflow, void *arg);
 void server_on_subscription(funnel_zsock_t *zs, zmq_msg_t *frames, size_t n, bool overflow,
                             void *arg);
-/* The ZAP User-Id libzmq attached to a received message; NULL without CURVE. */
-const char *server_security_user(const zmq_msg_t *msg);
+/* The ZAP User-Id libzmq attached to a received message; NULL without security (not looked
+ * up: it would cost every message). */
+const char *server_security_user(const funnel_server_t *srv, const zmq_msg_t *msg);
 /* 0 when the client named user (NULL: none) may publish topic; FUNNEL_EREFUSED with a
  * `forbidden` refusal otherwise (also when user is no longer in the table). */
 int server_security_publish_check(funnel_server_t *srv, const char *user, const char *topic,

@@ -210,7 +210,7 @@ void server_on_replay(funnel_zsock_t *zs, zmq_msg_t *frames, size_t n, bool over
         return;
     }
     char denied[128];
-    if (server_security_replay_client(srv, server_security_user(&frames[n - 1]), req.client,
+    if (server_security_replay_client(srv, server_security_user(srv, &frames[n - 1]), req.client,
                                       sizeof req.client, denied, sizeof denied)) {
         replay_send_error(srv, &req.peer, denied);
         return;

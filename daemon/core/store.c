@@ -171,6 +171,7 @@ struct funnel_store {
     size_t cap_view;
     bool ckpt_deferred; /* funnel_store_checkpoint() runs checkpoints, not COMMIT */
     int wal_pages;      /* pages in the WAL after the last commit, once deferred */
+    int cache_kib;      /* the writer's page cache now; grown by cache_adapt() */
     char err[256];      /* message of the last failure; "" since begin/savepoint */
     bool txn_broken;    /* a savepoint could not be released or rolled back: the transaction
                            holds an unknown part of an event, so only ROLLBACK is left */
@@ -395,9 +396,38 @@ static int wal_verify(sqlite3 *db, char *err, size_t err_len)
 /* The writer's page cache. SQLite's default (2 MB) holds a sliver of a database that has seen
  * a year of a funnel: every engine reads per lead or per client, all over the file, so the
  * kernel copied pages in and out (pread/pwrite dominated a profile of a 90k-event backfill) and
- * each event got slower as the file grew. 256 MiB is a ceiling, taken only as pages are read,
- * and keeps funneld's peak RSS well below 500 MB. */
-#define WRITER_CACHE " PRAGMA cache_size = -262144;"
+ * each event got slower as the file grew. But a big cache from the start costs appending: each
+ * new page is a fresh allocation, never a recycled one (bench_ingest lost a fifth of its rate,
+ * funneld's CPU time grew by 80%, its RSS from 19 to 145 MB). So the writer starts at SQLite's
+ * default and doubles the cache after each transaction that read more than CACHE_GROW_MISSES
+ * pages from the file, up to CACHE_MAX_KIB, which keeps peak RSS well below 500 MB. */
+#define CACHE_GROW_MISSES 16
+#define CACHE_MAX_KIB     262144
+
+/* After a commit: grows the cache when the transaction had to read pages back (misses count
+ * only pages read from the file or the WAL, not new ones). Best effort: a refused PRAGMA only
+ * leaves the cache as it was. */
+static void cache_adapt(funnel_store_t *s)
+{
+    int misses = 0, high = 0;
+    if (s->cache_kib >= CACHE_MAX_KIB ||
+        sqlite3_db_status(s->db, SQLITE_DBSTATUS_CACHE_MISS, &misses, &high, 1) != SQLITE_OK ||
+        misses <= CACHE_GROW_MISSES)
+        return;
+    int kib = s->cache_kib > CACHE_MAX_KIB / 2 ? CACHE_MAX_KIB : 2 * s->cache_kib;
+    char sql[64];
+    snprintf(sql, sizeof sql, "PRAGMA cache_size = -%d", kib);
+    if (sqlite3_exec(s->db, sql, NULL, NULL, NULL) == SQLITE_OK)
+        s->cache_kib = kib;
+}
+
+/* The cache in KiB as the connection has it now: a negative cache_size is KiB already, a
+ * positive one counts pages. */
+static int cache_kib_of(sqlite3 *db)
+{
+    int v = pragma_int(db, "PRAGMA cache_size");
+    return v < 0 ? -v : (int)((int64_t)v * pragma_int(db, "PRAGMA page_size") / 1024);
+}
 
 static int configure(sqlite3 *db, bool read_only, funnel_store_sync_t sync, char *err,
                      size_t err_len)
@@ -405,8 +435,8 @@ static int configure(sqlite3 *db, bool read_only, funnel_store_sync_t sync, char
     char *msg = NULL;
     const char *sql = read_only ? ""
                       : sync == FUNNEL_STORE_SYNC_FULL
-                          ? "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;" WRITER_CACHE
-                          : "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;" WRITER_CACHE;
+                          ? "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;"
+                          : "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;";
     sqlite3_busy_timeout(db, BUSY_WAIT_MS);
     if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
         snprintf(err, err_len, "%s", msg ? msg : sqlite3_errmsg(db));
@@ -483,6 +513,7 @@ int funnel_store_open(const char *path, bool read_only, funnel_store_sync_t sync
         goto fail_db;
     if (!read_only && (rc = migrate(s->db, err, err_len)))
         goto fail_db;
+    s->cache_kib = cache_kib_of(s->db);
     if (read_only && pragma_int(s->db, "PRAGMA user_version") != MIGRATIONS) {
         snprintf(err, err_len, "database %s has schema %d, this build expects %d", path,
                  pragma_int(s->db, "PRAGMA user_version"), MIGRATIONS);
@@ -566,6 +597,7 @@ int funnel_store_commit(funnel_store_t *s)
     }
     s->in_txn = false;
     s->committed = true;
+    cache_adapt(s);
     return 0;
 }
 
