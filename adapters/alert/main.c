@@ -1,6 +1,7 @@
 /* main.c — funnel-alert: reads its config, delivers until SIGTERM/SIGINT. */
 #include "alert.h"
 
+#include "funnel/cfgtab.h"
 #include "funnel/promhttp.h"
 
 #include <curl/curl.h>
@@ -17,27 +18,11 @@ static void usage(FILE *out)
                  "  --ready-file PATH  writes pid=N (and metrics=PORT) there once running\n");
 }
 
-/* --config FILE and --ready-file PATH into the two; 1 for --help, -1 for anything else. */
-static int parse_args(int argc, char **argv, const char **config, const char **ready)
-{
-    for (int i = 1; i < argc; i += 2) {
-        if (!strcmp(argv[i], "--help"))
-            return 1;
-        const char *value = i + 1 < argc ? argv[i + 1] : NULL;
-        if (value && !strcmp(argv[i], "--config"))
-            *config = value;
-        else if (value && !strcmp(argv[i], "--ready-file"))
-            *ready = value;
-        else
-            return -1;
-    }
-    return 0;
-}
-
 int main(int argc, char **argv)
 {
     const char *config = NULL, *ready = NULL;
-    int args = parse_args(argc, argv, &config, &ready);
+    const funnel_cli_opt_t opts[] = {{"--config", &config}, {"--ready-file", &ready}};
+    int args = funnel_cli_parse(argc, argv, opts, sizeof opts / sizeof opts[0]);
     if (args) {
         usage(args > 0 ? stdout : stderr);
         return args > 0 ? 0 : 2;

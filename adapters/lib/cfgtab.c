@@ -115,3 +115,18 @@ int funnel_cfgtab_load(const char *path, int (*each)(const config_setting_t *set
     config_destroy(&lc);
     return rc;
 }
+
+int funnel_cli_parse(int argc, char **argv, const funnel_cli_opt_t *opts, size_t n)
+{
+    for (int i = 1; i < argc; i += 2) {
+        if (!strcmp(argv[i], "--help"))
+            return 1;
+        size_t k = 0;
+        while (k < n && strcmp(argv[i], opts[k].name) != 0)
+            k++;
+        if (k == n || i + 1 >= argc)
+            return -1;
+        *opts[k].value = argv[i + 1];
+    }
+    return 0;
+}

@@ -2,6 +2,7 @@
  * SIGHUP; or, with --add-user, writes one user to the users file and prints its API token. */
 #include "web.h"
 
+#include "funnel/cfgtab.h"
 #include "funnel/error.h"
 #include "funnel/promhttp.h"
 
@@ -94,23 +95,13 @@ int main(int argc, char **argv)
 {
     const char *config = NULL, *ready = NULL, *port = NULL, *users = NULL, *add = NULL,
                *role = NULL;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help")) {
-            usage(stdout);
-            return 0;
-        }
-        const char **dst = !strcmp(argv[i], "--config")       ? &config
-                           : !strcmp(argv[i], "--ready-file") ? &ready
-                           : !strcmp(argv[i], "--port")       ? &port
-                           : !strcmp(argv[i], "--users")      ? &users
-                           : !strcmp(argv[i], "--add-user")   ? &add
-                           : !strcmp(argv[i], "--role")       ? &role
-                                                              : NULL;
-        if (!dst || i + 1 >= argc) {
-            usage(stderr);
-            return 2;
-        }
-        *dst = argv[++i];
+    const funnel_cli_opt_t opts[] = {{"--config", &config}, {"--ready-file", &ready},
+                                     {"--port", &port},     {"--users", &users},
+                                     {"--add-user", &add},  {"--role", &role}};
+    int args = funnel_cli_parse(argc, argv, opts, sizeof opts / sizeof opts[0]);
+    if (args) {
+        usage(args > 0 ? stdout : stderr);
+        return args > 0 ? 0 : 2;
     }
     if ((add != NULL) != (role != NULL)) {
         fprintf(stderr, "funnel-web: --add-user and --role go together\n");

@@ -1,6 +1,7 @@
 /* main.c — funnel-webhook: reads its config, serves until SIGTERM/SIGINT. */
 #include "webhook.h"
 
+#include "funnel/cfgtab.h"
 #include "funnel/error.h"
 #include "funnel/promhttp.h"
 
@@ -22,20 +23,12 @@ static void usage(FILE *out)
 int main(int argc, char **argv)
 {
     const char *config = NULL, *ready = NULL, *port = NULL;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help")) {
-            usage(stdout);
-            return 0;
-        }
-        const char **dst = !strcmp(argv[i], "--config")       ? &config
-                           : !strcmp(argv[i], "--ready-file") ? &ready
-                           : !strcmp(argv[i], "--port")       ? &port
-                                                              : NULL;
-        if (!dst || i + 1 >= argc) {
-            usage(stderr);
-            return 2;
-        }
-        *dst = argv[++i];
+    const funnel_cli_opt_t opts[] = {
+        {"--config", &config}, {"--ready-file", &ready}, {"--port", &port}};
+    int args = funnel_cli_parse(argc, argv, opts, sizeof opts / sizeof opts[0]);
+    if (args) {
+        usage(args > 0 ? stdout : stderr);
+        return args > 0 ? 0 : 2;
     }
     funnel_webhook_config_t cfg;
     funnel_log_t log = {FUNNEL_LOG_INFO, NULL};

@@ -48,4 +48,15 @@ int funnel_cfgtab_check_curve(const char *key, const char *server_key, char *err
 int funnel_cfgtab_load(const char *path, int (*each)(const config_setting_t *set, void *arg),
                        void *arg, char *err, size_t err_len);
 
+/* One "--name VALUE" option of an adapter's command line: its value lands in *value. */
+typedef struct funnel_cli_opt {
+    const char *name; /* with the dashes: "--config" */
+    const char **value;
+} funnel_cli_opt_t;
+
+/* Parses argv[1..] as "--name VALUE" pairs of opts (a later one wins). Returns 0, 1 for
+ * --help (the caller prints its usage on stdout and exits 0), or -1 for an unknown option or
+ * a missing value (usage on stderr, exit 2). Values point into argv. */
+int funnel_cli_parse(int argc, char **argv, const funnel_cli_opt_t *opts, size_t n);
+
 #endif
