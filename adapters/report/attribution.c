@@ -2,6 +2,7 @@
  * summed from funneld's attribution.credited postings (reversals and refunds included) by their
  * event time: a payment's credits count on the payment's day, a refund's on the refund's day.
  * Amounts are minor units per currency; currencies never mix. */
+#include "funnel/grow.h"
 #include "funnel/report.h"
 
 #include "funnel/error.h"
@@ -95,14 +96,8 @@ static int bucket_add(funnel_report_attr_model_t *m, uint8_t col, uint32_t group
     int n = snprintf(key, sizeof key, "%u|%u|%u|%u|%d", col, group, currency, model, day);
     uint32_t ord;
     bool added;
-    if (m->keys.n == m->cap) {
-        size_t cap = m->cap ? m->cap * 2 : 4096;
-        bucket_t *grown = realloc(m->buckets, cap * sizeof *grown);
-        if (!grown)
-            return FUNNEL_ENOMEM;
-        m->buckets = grown;
-        m->cap = cap;
-    }
+    if (funnel_grow(&m->buckets, &m->cap, m->keys.n + 1, sizeof *m->buckets, 4096))
+        return FUNNEL_ENOMEM;
     if (funnel_idmap_add(&m->keys, key, (size_t)n, &ord, &added))
         return FUNNEL_ENOMEM;
     if (added)

@@ -7,6 +7,7 @@
  * (the first start, which a reset does not move). Times to stop are wall-clock milliseconds:
  * the business time the engine computes at the stop is not stored, and a reader has no
  * calendar to recompute it. */
+#include "funnel/grow.h"
 #include "funnel/report.h"
 
 #include "funnel/date.h"
@@ -112,14 +113,8 @@ static int inst_add(scan_t *s, sqlite3_stmt *q, bool per_week, int64_t now_ms)
     uint32_t g;
     if (funnel_idmap_add(&s->names, group, strlen(group), &g, NULL))
         return FUNNEL_ENOMEM;
-    if (s->n == s->cap) {
-        size_t cap = s->cap ? s->cap * 2 : 1024;
-        inst_t *grown = realloc(s->inst, cap * sizeof *grown);
-        if (!grown)
-            return FUNNEL_ENOMEM;
-        s->inst = grown;
-        s->cap = cap;
-    }
+    if (funnel_grow(&s->inst, &s->cap, s->n + 1, sizeof *s->inst, 1024))
+        return FUNNEL_ENOMEM;
     int64_t opened = sqlite3_column_int64(q, 1), stopped = sqlite3_column_int64(q, 4);
     const char *state = (const char *)sqlite3_column_text(q, 2);
     inst_t *i = &s->inst[s->n++];

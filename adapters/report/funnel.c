@@ -15,6 +15,7 @@
  * leads closed so (won wins when both happened). A payment belongs to the lead its client was
  * handed off from; a client never handed off is in no group's revenue. --from/--to select
  * leads by their creation time. */
+#include "funnel/grow.h"
 #include "funnel/report.h"
 
 #include "funnel/codec.h"
@@ -95,17 +96,7 @@ void funnel_report_funnel_destroy(funnel_report_funnel_t **mp)
 /* Makes room for index n in an array of elem-sized items. */
 static int reserve(void **arr, size_t *cap, size_t n, size_t elem)
 {
-    if (n < *cap)
-        return 0;
-    size_t cap2 = *cap ? *cap * 2 : 1024;
-    while (cap2 <= n)
-        cap2 *= 2;
-    void *grown = realloc(*arr, cap2 * elem);
-    if (!grown)
-        return FUNNEL_ENOMEM;
-    *arr = grown;
-    *cap = cap2;
-    return 0;
+    return funnel_grow(arr, cap, n + 1, elem, 1024);
 }
 
 static lead_t *lead_of(funnel_report_funnel_t *m, const char *id)

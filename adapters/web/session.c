@@ -4,6 +4,7 @@
  * so a reload that demotes or removes a user takes effect at once. */
 #include "web.h"
 
+#include "funnel/grow.h"
 #include "funnel/error.h"
 
 #include <sodium.h>
@@ -70,15 +71,9 @@ int funnel_web_sessions_start(funnel_web_sessions_t *s, const char *name, int64_
 {
     pthread_mutex_lock(&s->lock);
     sweep(s, now_ms);
-    if (s->n == s->cap) {
-        size_t cap = s->cap ? s->cap * 2 : 16;
-        session_t *grown = realloc(s->s, cap * sizeof *grown);
-        if (!grown) {
-            pthread_mutex_unlock(&s->lock);
-            return FUNNEL_ENOMEM;
-        }
-        s->s = grown;
-        s->cap = cap;
+    if (funnel_grow(&s->s, &s->cap, s->n + 1, sizeof *s->s, 16)) {
+        pthread_mutex_unlock(&s->lock);
+        return FUNNEL_ENOMEM;
     }
     session_t *e = &s->s[s->n++];
     random_hex(e->id);

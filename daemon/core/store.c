@@ -4,6 +4,7 @@
  * keyed by an increasing integer; the one random-order index is events.event_id, which publishers
  * keep time-ordered by using UUIDv7/ULID ids (see docs/protocol.md). */
 #include "store.h"
+#include "funnel/grow.h"
 #include "funnel/error.h"
 
 #include <errno.h>
@@ -716,14 +717,8 @@ static int rows_push(funnel_store_t *s, uint64_t seq, const char *topic, const u
                      size_t len)
 {
     size_t topic_size = strlen(topic) + 1;
-    if (s->n_rows == s->cap_rows) {
-        size_t cap = s->cap_rows ? s->cap_rows * 2 : 256;
-        pending_row_t *rows = realloc(s->rows, cap * sizeof *rows);
-        if (!rows)
-            return FUNNEL_ENOMEM;
-        s->rows = rows;
-        s->cap_rows = cap;
-    }
+    if (funnel_grow(&s->rows, &s->cap_rows, s->n_rows + 1, sizeof *s->rows, 256))
+        return FUNNEL_ENOMEM;
     if (arena_reserve(s, topic_size + len))
         return FUNNEL_ENOMEM;
     pending_row_t *r = &s->rows[s->n_rows++];

@@ -7,6 +7,7 @@
  * change the final credits, and a batch retried after a rollback posts the same rows with the
  * same posting ids (hence the same event_ids). */
 #include "attribution.h"
+#include "funnel/grow.h"
 #include "funnel/error.h"
 #include "funnel/money.h"
 
@@ -279,17 +280,7 @@ typedef struct id_list {
 
 static int grow(void **arr, size_t *cap, size_t need, size_t elem)
 {
-    if (need <= *cap)
-        return 0;
-    size_t cap2 = *cap ? *cap * 2 : 16;
-    while (cap2 < need)
-        cap2 *= 2;
-    void *p = realloc(*arr, cap2 * elem);
-    if (!p)
-        return FUNNEL_ENOMEM;
-    *arr = p;
-    *cap = cap2;
-    return 0;
+    return funnel_grow(arr, cap, need, elem, 16);
 }
 
 /* Resets statement id and binds fmt's arguments to ?1.. ('s' text, 'i' int64). */

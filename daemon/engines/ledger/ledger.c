@@ -8,6 +8,7 @@
  * queries (payments, refunds, frozen rates, posted sums), each read once, whatever the history's
  * length; refunds are found per payment by binary search, so the pass is O(n log n) in memory. */
 #include "ledger.h"
+#include "funnel/grow.h"
 #include "funnel/error.h"
 
 #include <stdio.h>
@@ -252,15 +253,7 @@ typedef struct payment {
 /* Makes room for one more element of size `size`; 0 or FUNNEL_ENOMEM. */
 static int vec_reserve(void **v, size_t *cap, size_t n, size_t size)
 {
-    if (n < *cap)
-        return 0;
-    size_t c = *cap ? *cap * 2 : 16;
-    void *p = realloc(*v, c * size);
-    if (!p)
-        return FUNNEL_ENOMEM;
-    *v = p;
-    *cap = c;
-    return 0;
+    return funnel_grow(v, cap, n + 1, size, 16);
 }
 #define VEC_PUSH(vec) vec_reserve((void **)&(vec).v, &(vec).cap, (vec).n, sizeof *(vec).v)
 

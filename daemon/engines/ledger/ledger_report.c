@@ -3,6 +3,7 @@
  * Kept apart from the engine because funnelctl runs them on a read-only connection, outside
  * funneld: they only SELECT, and they recompute every total from the postings themselves
  * rather than trusting the stored balances (that is what the check is for). */
+#include "funnel/grow.h"
 #include "funnel/ledger_report.h"
 #include "store.h"
 #include "funnel/error.h"
@@ -114,15 +115,9 @@ static int sections_load(funnel_store_t *store, const char *rep, funnel_ledger_s
     int rc;
     size_t cap = 0;
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        if (st->n_sections == cap) {
-            size_t c = cap ? cap * 2 : 4;
-            funnel_ledger_section_t *v = realloc(st->sections, c * sizeof *v);
-            if (!v) {
-                rc = FUNNEL_ENOMEM;
-                break;
-            }
-            st->sections = v;
-            cap = c;
+        if (funnel_grow(&st->sections, &cap, st->n_sections + 1, sizeof *st->sections, 4)) {
+            rc = FUNNEL_ENOMEM;
+            break;
         }
         funnel_ledger_section_t *sec = &st->sections[st->n_sections++];
         memset(sec, 0, sizeof *sec);
@@ -146,14 +141,8 @@ static funnel_ledger_section_t *section_of(funnel_ledger_statement_t *st, const 
 
 static int line_append(funnel_ledger_section_t *sec, size_t *cap, const funnel_ledger_posting_t *p)
 {
-    if (sec->n_lines == *cap) {
-        size_t c = *cap ? *cap * 2 : 16;
-        funnel_ledger_posting_t *v = realloc(sec->lines, c * sizeof *v);
-        if (!v)
-            return FUNNEL_ENOMEM;
-        sec->lines = v;
-        *cap = c;
-    }
+    if (funnel_grow(&sec->lines, cap, sec->n_lines + 1, sizeof *sec->lines, 16))
+        return FUNNEL_ENOMEM;
     sec->lines[sec->n_lines++] = *p;
     return 0;
 }

@@ -13,6 +13,7 @@
  * other jobs are in sla_instance.c, sla_held.c, sla_recompute.c, sla_order.c and sla_quota.c
  * (sla_internal.h). */
 #include "sla_internal.h"
+#include "funnel/grow.h"
 #include "funnel/error.h"
 
 #include <inttypes.h>
@@ -249,14 +250,8 @@ static void versions_clear(funnel_sla_t *sla)
 static int version_add(funnel_sla_t *sla, const char *definition, int64_t version)
 {
     char err[256];
-    if (sla->n_vers == sla->cap_vers) {
-        size_t cap = sla->cap_vers ? sla->cap_vers * 2 : 8;
-        pver_t *v = realloc(sla->vers, cap * sizeof *v);
-        if (!v)
-            return FUNNEL_ENOMEM;
-        sla->vers = v;
-        sla->cap_vers = cap;
-    }
+    if (funnel_grow(&sla->vers, &sla->cap_vers, sla->n_vers + 1, sizeof *sla->vers, 8))
+        return FUNNEL_ENOMEM;
     pver_t *v = &sla->vers[sla->n_vers];
     memset(v, 0, sizeof *v);
     int rc = funnel_sla_policy_from_text(definition, &v->pol, err, sizeof err);

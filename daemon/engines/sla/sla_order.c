@@ -12,6 +12,7 @@
  * pair (taken, skipped) published, so none is published twice; `current` says whether the pair
  * is in the set recomputed now (a late stop or pause can take a published one out of it). */
 #include "sla_internal.h"
+#include "funnel/grow.h"
 #include "funnel/error.h"
 
 #include <inttypes.h>
@@ -48,15 +49,9 @@ static int rows_collect(sqlite3_stmt *s, inst_t **out, size_t *n, size_t max)
     size_t cap = 0;
     int rc;
     while ((rc = sqlite3_step(s)) == SQLITE_ROW && *n < max) {
-        if (*n == cap) {
-            size_t c = cap ? cap * 2 : 8;
-            inst_t *a = realloc(*out, c * sizeof *a);
-            if (!a) {
-                sqlite3_reset(s);
-                return FUNNEL_ENOMEM;
-            }
-            *out = a;
-            cap = c;
+        if (funnel_grow(out, &cap, *n + 1, sizeof **out, 8)) {
+            sqlite3_reset(s);
+            return FUNNEL_ENOMEM;
         }
         sla_inst_read(s, &(*out)[(*n)++]);
     }

@@ -2,6 +2,7 @@
  * pauses and resumes, and the recomputation of a key's instances from it when an event arrives
  * before one it occurred after (see sla.c for the model). */
 #include "sla_internal.h"
+#include "funnel/grow.h"
 #include "funnel/error.h"
 
 #include <stdlib.h>
@@ -123,14 +124,8 @@ typedef struct logrow {
 /* Appends to a growing array of elements of size `size`; NULL when out of memory. */
 static void *grow(void **arr, size_t *n, size_t *cap, size_t size)
 {
-    if (*n == *cap) {
-        size_t c = *cap ? *cap * 2 : 8;
-        void *a = realloc(*arr, c * size);
-        if (!a)
-            return NULL;
-        *arr = a;
-        *cap = c;
-    }
+    if (funnel_grow(arr, cap, *n + 1, size, 8))
+        return NULL;
     return (char *)*arr + (*n)++ * size;
 }
 

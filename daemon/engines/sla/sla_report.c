@@ -4,6 +4,7 @@
  * on a read-only connection outside funneld: it only SELECTs, and it uses nothing of the
  * engine's runtime (calendars, timer heap, loop), so it links without them. Each view is one
  * statement, so it reads one snapshot however funneld commits meanwhile. */
+#include "funnel/grow.h"
 #include "funnel/sla_report.h"
 #include "funnel/error.h"
 #include "store.h"
@@ -132,14 +133,8 @@ static void bind_opt_text(sqlite3_stmt *s, int col, const char *v)
  * when it cannot grow. */
 static void *append(void **arr, size_t *n, size_t *cap, size_t size)
 {
-    if (*n == *cap) {
-        size_t c = *cap ? *cap * 2 : 16;
-        void *a = realloc(*arr, c * size);
-        if (!a)
-            return NULL;
-        *arr = a;
-        *cap = c;
-    }
+    if (funnel_grow(arr, cap, *n + 1, size, 16))
+        return NULL;
     void *e = (char *)*arr + (*n)++ * size;
     memset(e, 0, size);
     return e;

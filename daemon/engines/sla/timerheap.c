@@ -1,5 +1,6 @@
 /* timerheap.c — an array-backed binary min-heap ordered by (at, id). */
 #include "timerheap.h"
+#include "funnel/grow.h"
 #include "funnel/error.h"
 
 #include <stdlib.h>
@@ -31,14 +32,8 @@ static int before(const funnel_timer_entry_t *a, const funnel_timer_entry_t *b)
 
 int funnel_timerheap_push(funnel_timerheap_t *h, int64_t at, int64_t id)
 {
-    if (h->n == h->cap) {
-        size_t cap = h->cap ? h->cap * 2 : 1024;
-        funnel_timer_entry_t *v = realloc(h->v, cap * sizeof *v);
-        if (!v)
-            return FUNNEL_ENOMEM;
-        h->v = v;
-        h->cap = cap;
-    }
+    if (funnel_grow(&h->v, &h->cap, h->n + 1, sizeof *h->v, 1024))
+        return FUNNEL_ENOMEM;
     funnel_timer_entry_t e = {at, id};
     size_t i = h->n++;
     while (i > 0 && before(&e, &h->v[(i - 1) / 2])) {
