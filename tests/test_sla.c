@@ -1488,3 +1488,101 @@ Test(sla, one_event_handles_at_most_sixteen_live_instances_of_a_key)
     funnel_envelope_t *e = next_out("sla.escalation");
     cr_assert_eq(e->occurred_at_ms, T0 + H, "the instance left live is due at its time");
 }
+
+/* ---- what readers of the tables get (funnel-web's compliance and quota chart) ------------- */
+
+static int64_t stop_business_ms(const char *key)
+{
+    char sql[160];
+    snprintf(sql, sizeof sql,
+             "SELECT coalesce(stop_business_ms, -1) FROM sla_instance WHERE key = '%s'", key);
+    return count_rows(sql);
+}
+
+/* A met row keeps the business time its clock had used at the stop: the calendar's working
+ * hours only, pauses left out. */
+Test(sla, met_row_stores_the_business_time_at_the_stop)
+{
+    policy_set(POLICY_SQL " calendar = \"office\";", "8h");
+    engine_close();
+    engine_open();
+    /* Fri Jun 5 15:00 CEST to Tue Jun 9 10:00 CEST: 3h Friday, 9h Monday, 1h Tuesday. */
+    int64_t fri = T0 + 4 * 24 * H + 13 * H;
+    send(fx_qualified("q1", "L1", SQL, fri));
+    send(fx_contacted("c1", "L1", T0 + 8 * 24 * H + 8 * H));
+    cr_assert_eq(stop_business_ms("L1"), 13 * H);
+    /* 24x7: 20 minutes, paused from 00:20 to 03:00, 30 minutes more. */
+    policy_set(POLICY_SQL, "1h");
+    engine_close();
+    engine_open();
+    send(fx_qualified("q2", "L2", SQL, T0));
+    send(fx_closed("p2", "L2", FUNNEL__V1__OUTCOME__LOST, T0 + 20 * MN));
+    send(fx_qualified("r2", "L2", MQL, T0 + 3 * H));
+    send(fx_contacted("c2", "L2", T0 + 3 * H + 30 * MN));
+    cr_assert_eq(stop_business_ms("L2"), 50 * MN);
+}
+
+/* A pause that arrives after the stop but occurred before it recomputes the met row, and its
+ * business time with it. */
+Test(sla, recomputed_met_row_stores_the_recomputed_business_time)
+{
+    send(fx_qualified("q1", "L1", SQL, T0));
+    send(fx_contacted("c1", "L1", T0 + 50 * MN));
+    cr_assert_eq(stop_business_ms("L1"), 50 * MN);
+    send_at(fx_closed("p1", "L1", FUNNEL__V1__OUTCOME__LOST, T0 + 10 * MN), T0 + H);
+    send_at(fx_qualified("r1", "L1", MQL, T0 + 30 * MN), T0 + H);
+    cr_assert_eq(stop_business_ms("L1"), 30 * MN);
+}
+
+static void quota_days_set(void)
+{
+    funnel_sla_config_clear(&cfg);
+    cfg_set("calendars = { berlin = { time_zone = \"Europe/Berlin\";"
+            " weekdays = [\"09:00-18:00\"]; }; };"
+            "quotas = ( { name = \"mql_week\"; count = \"lead.qualified stage=MQL\";"
+            " period = \"week\"; calendar = \"berlin\"; minimum = 4; } );");
+}
+
+/* The MQLs of quota_days_expect, in the order given by idx. */
+static void quota_days_send(const int idx[5])
+{
+    /* Berlin days start at 22:00 UTC in June: 21:59Z is still Jun 1, 22:00Z is Jun 2. */
+    const int64_t at[5] = {T0 + 2 * H, T0 + 21 * H + 59 * MN, T0 + 22 * H, T0 + 45 * H,
+                           T0 + 4 * 24 * H};
+    for (int k = 0; k < 5; k++) {
+        char id[16];
+        snprintf(id, sizeof id, "m%d", idx[k]);
+        send_at(fx_qualified(id, id, MQL, at[idx[k]]), T0 + 5 * 24 * H);
+    }
+}
+
+static void quota_days_expect(void)
+{
+    const int64_t day = 24 * H, jun1 = T0 - 2 * H;
+    cr_assert_eq(count_rows("SELECT count(*) FROM sla_quota_day"), 3);
+    cr_assert_eq(count_rows("SELECT actual FROM sla_quota WHERE policy = 'mql_week'"), 5);
+    char sql[160];
+    const int64_t want[3][2] = {{jun1, 2}, {jun1 + day, 2}, {jun1 + 4 * day, 1}};
+    for (int i = 0; i < 3; i++) {
+        snprintf(sql, sizeof sql,
+                 "SELECT count FROM sla_quota_day WHERE policy = 'mql_week' AND day_start = %lld",
+                 (long long)want[i][0]);
+        cr_assert_eq(count_rows(sql), want[i][1], "day %d", i);
+    }
+}
+
+/* Per-day counts are local days of the quota's calendar, and like the period's count they
+ * depend on the events only, not on the order they arrive in. */
+Test(sla, quota_counts_each_local_day)
+{
+    quota_days_set();
+    quota_days_send((const int[5]){0, 1, 2, 3, 4});
+    quota_days_expect();
+}
+
+Test(sla, quota_day_counts_do_not_depend_on_arrival_order)
+{
+    quota_days_set();
+    quota_days_send((const int[5]){4, 2, 0, 3, 1});
+    quota_days_expect();
+}

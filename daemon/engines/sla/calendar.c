@@ -575,6 +575,11 @@ void funnel_calendar_period(funnel_calendar_t *cal, funnel_period_t period, int6
 {
     UErrorCode st = U_ZERO_ERROR;
     int32_t jd = day_of(cal, at_ms, &st);
+    if (period == FUNNEL_PERIOD_DAY) {
+        *start_ms = wall_ms(cal, jd, 0, &st);
+        *end_ms = wall_ms(cal, jd + 1, 0, &st);
+        goto out;
+    }
     if (period == FUNNEL_PERIOD_WEEK) {
         int dow = (ucal_get(cal->ucal, UCAL_DAY_OF_WEEK, &st) + 5) % 7;
         *start_ms = wall_ms(cal, jd - dow, 0, &st);

@@ -91,6 +91,7 @@ int64_t funnel_calendar_between(funnel_calendar_t *cal, int64_t from_ms, int64_t
 typedef enum funnel_period {
     FUNNEL_PERIOD_WEEK = 1,  /* Monday 00:00 to the next Monday 00:00, local time */
     FUNNEL_PERIOD_MONTH = 2, /* the 1st 00:00 to the next 1st 00:00, local time */
+    FUNNEL_PERIOD_DAY = 3,   /* 00:00 to the next 00:00, local time (a quota's per-day counts) */
 } funnel_period_t;
 
 /* The period containing at_ms: *start_ms inclusive, *end_ms exclusive; at_ms and INT64_MAX (a

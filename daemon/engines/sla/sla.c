@@ -106,6 +106,17 @@ static const char *const migrations[] = {
      * (sla_timer_at). Rows from before this step have none (NULL, read as 0): their steps fire
      * at their due times, as they did. */
     "ALTER TABLE sla_instance ADD COLUMN arrived_at INTEGER;",
+    /* 8: per quota, the count of each local day (the quota calendar's time zone), so a reader
+     * can draw the count so far within a period. Like sla_quota.actual a sum over the events
+     * matched, whatever their order. Periods counted before this step have no days. */
+    "CREATE TABLE sla_quota_day ("
+    "  policy TEXT NOT NULL, day_start INTEGER NOT NULL, count INTEGER NOT NULL,"
+    "  PRIMARY KEY (policy, day_start)) WITHOUT ROWID;",
+    /* 9: the business time on a met instance's clock at its stop (since its start or last
+     * reset, pauses excluded), which compliance reports; a met row's consumed_ms holds the same
+     * (S_MET). NULL in rows met before this step, whose consumed_ms is what it was before the
+     * stop. */
+    "ALTER TABLE sla_instance ADD COLUMN stop_business_ms INTEGER;",
 };
 
 #define COLS                                                                                       \
@@ -128,12 +139,15 @@ static const char *const stmt_sql[S_COUNT_] = {
                  " consumed_ms = ?, due_at = ?, paused_at = ?, step = ?, next_at = ?,"
                  " acked_by = ?, owner = ?, arrived_at = ? WHERE id = ?",
     [S_MET] = "UPDATE sla_instance SET state = 'met', next_at = NULL, stopped_at = ?,"
-              " on_time = ?, late_ms = ?, stop_event = ? WHERE id = ?",
+              " on_time = ?, late_ms = ?, stop_event = ?, consumed_ms = ?5, stop_business_ms = ?5"
+              " WHERE id = ?6",
     [S_TIMERS] = "SELECT id, next_at, arrived_at FROM sla_instance WHERE next_at IS NOT NULL",
     [S_OPEN_COUNT] = "SELECT count(*) FROM sla_instance WHERE state <> 'met'",
     [S_QUOTA_COUNT] = "INSERT INTO sla_quota (policy, period_start, period_end, actual, closed)"
                       " VALUES (?,?,?,1,?) ON CONFLICT (policy, period_start)"
                       " DO UPDATE SET actual = actual + 1",
+    [S_QUOTA_DAY] = "INSERT INTO sla_quota_day (policy, day_start, count) VALUES (?,?,1)"
+                    " ON CONFLICT (policy, day_start) DO UPDATE SET count = count + 1",
     [S_QUOTA_ENSURE] = "INSERT OR IGNORE INTO sla_quota (policy, period_start, period_end, actual)"
                        " VALUES (?,?,?,0)",
     [S_QUOTA_OPEN] = "SELECT period_start, period_end, actual, pace_done FROM sla_quota"

@@ -300,6 +300,7 @@ int sla_inst_change(pver_t *v, inst_t *in, const change_t *c)
         in->on_time = end <= in->due_at;
         in->late_ms = in->on_time || used <= p->target_ms ? 0 : used - p->target_ms;
         in->stopped_at = t;
+        in->consumed_ms = used; /* the whole clock at the stop, stored as stop_business_ms */
         snprintf(in->stop_event, sizeof in->stop_event, "%s", c->event_id);
         in->state = ST_MET; /* held events after the stop are not this instance's (apply_held) */
         in->next_at = NONE;
@@ -343,7 +344,8 @@ int sla_inst_met(funnel_sla_t *sla, funnel_router_t *router, const inst_t *in, b
     sqlite3_bind_int(s, 2, in->on_time);
     sqlite3_bind_int64(s, 3, in->late_ms);
     sqlite3_bind_text(s, 4, in->stop_event, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(s, 5, in->id);
+    sqlite3_bind_int64(s, 5, in->consumed_ms);
+    sqlite3_bind_int64(s, 6, in->id);
     int rc = sla_step_done(s);
     if (rc || !first)
         return rc;

@@ -31,6 +31,7 @@ enum stmt_id {
     S_TIMERS,
     S_OPEN_COUNT,
     S_QUOTA_COUNT,
+    S_QUOTA_DAY,
     S_QUOTA_ENSURE,
     S_QUOTA_OPEN,
     S_QUOTA_MARK,

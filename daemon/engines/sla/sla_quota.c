@@ -65,6 +65,19 @@ static int quota_span(funnel_sla_t *sla, const char *name, int64_t *since, int64
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : FUNNEL_ESTORE;
 }
 
+/* Counts the event into its local day too (sla_quota_day), so a reader can draw the count so
+ * far within a period: a sum, like the period's, whatever the order the events came in. */
+static int quota_day_count(funnel_sla_t *sla, quota_state_t *qs, const char *name,
+                           const funnel_envelope_t *env)
+{
+    int64_t ds, de;
+    funnel_calendar_period(qs->cal, FUNNEL_PERIOD_DAY, env->occurred_at_ms, &ds, &de);
+    sqlite3_stmt *s = sla_stmt(sla, S_QUOTA_DAY);
+    sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 2, ds);
+    return sla_step_done(s);
+}
+
 /* Counts the event into its period of every quota it matches (event time, local periods). A
  * late event for a period that has a row counts there (a report already made stays made). A
  * period without a row that has already ended is recorded closed, reporting nothing, only when
@@ -88,7 +101,7 @@ int sla_quota_count(funnel_sla_t *sla, const funnel_envelope_t *env, int64_t now
         sqlite3_stmt *s = sla_stmt(sla, S_QUOTA_COUNT);
         quota_key(s, q->name, ps, pe);
         sqlite3_bind_int(s, 4, pe <= now_ms && (since == NONE || ps < since));
-        if ((rc = sla_step_done(s)))
+        if ((rc = sla_step_done(s)) || (rc = quota_day_count(sla, qs, q->name, env)))
             return rc;
     }
     return 0;
