@@ -4,9 +4,11 @@
  *
  * States as the SLA report shows them (funnel/sla_report.h): "breached" is a running instance
  * past its due time by the caller's clock. Instances are selected by when they were opened
- * (the first start, which a reset does not move). Times to stop are wall-clock milliseconds:
- * the business time the engine computes at the stop is not stored, and a reader has no
- * calendar to recompute it. */
+ * (the first start, which a reset does not move). Times to stop are business time: what the
+ * instance's clock had used at the stop (since its start or last reset, pauses left out), as
+ * the SLA engine stores it (sla_instance.stop_business_ms). A row met by a funneld from before
+ * that column has none, and a reader has no calendar to recompute it: its time to stop is the
+ * wall-clock time from opening to the stop. */
 #include "funnel/grow.h"
 #include "funnel/report.h"
 
@@ -121,7 +123,9 @@ static int inst_add(scan_t *s, sqlite3_stmt *q, bool per_week, int64_t now_ms)
     *i = (inst_t){.group = g, .week = per_week ? week_of(opened) : FUNNEL_REPORT_NONE};
     if (state && !strcmp(state, "met")) {
         i->kind = sqlite3_column_int(q, 5) ? K_ON_TIME : K_LATE;
-        i->to_stop = stopped > opened ? stopped - opened : 0;
+        i->to_stop = sqlite3_column_type(q, 6) != SQLITE_NULL ? sqlite3_column_int64(q, 6)
+                     : stopped > opened                       ? stopped - opened
+                                                              : 0;
     } else if (state && !strcmp(state, "open") && sqlite3_column_type(q, 3) != SQLITE_NULL &&
                sqlite3_column_int64(q, 3) <= now_ms) {
         i->kind = K_BREACHED;
@@ -208,15 +212,30 @@ static int scan_sum(const scan_t *s, funnel_report_compliance_t *c)
     return 0;
 }
 
+/* Whether sla_instance has the business time at the stop (an older funneld's has not). */
+static bool has_stop_business(sqlite3 *db)
+{
+    sqlite3_stmt *q;
+    if (sqlite3_prepare_v2(db,
+                           "SELECT 1 FROM pragma_table_info('sla_instance')"
+                           " WHERE name = 'stop_business_ms'",
+                           -1, &q, NULL) != SQLITE_OK)
+        return false;
+    bool has = sqlite3_step(q) == SQLITE_ROW;
+    sqlite3_finalize(q);
+    return has;
+}
+
 static int read_rows(funnel_store_t *st, funnel_report_compliance_t *c, int64_t now_ms)
 {
     char sql[512];
+    sqlite3 *db = funnel_store_db(st);
     snprintf(sql, sizeof sql,
-             "SELECT %s, coalesce(opened_at, started_at) AS o, state, due_at, stopped_at, on_time"
-             " FROM sla_instance WHERE o >= ?1 AND o < ?2",
-             c->by);
+             "SELECT %s, coalesce(opened_at, started_at) AS o, state, due_at, stopped_at, on_time,"
+             " %s FROM sla_instance WHERE o >= ?1 AND o < ?2",
+             c->by, has_stop_business(db) ? "stop_business_ms" : "NULL");
     sqlite3_stmt *q;
-    if (sqlite3_prepare_v2(funnel_store_db(st), sql, -1, &q, NULL) != SQLITE_OK)
+    if (sqlite3_prepare_v2(db, sql, -1, &q, NULL) != SQLITE_OK)
         return FUNNEL_ESTORE;
     sqlite3_bind_int64(q, 1, c->from);
     sqlite3_bind_int64(q, 2, c->to);
