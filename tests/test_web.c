@@ -100,6 +100,30 @@ static const char *str_at(json_t *doc, const char *path)
     return s;
 }
 
+/* The current period's per-day counts (a 24x7 calendar: UTC days) are the days of the stream's
+ * MQLs that fall in it (t0 - 9 d, - 7 d, - 3 d), oldest first, and they add up to the count. */
+static void quota_days_are_the_mqls_days(json_t *cur)
+{
+    const int64_t d = FX_DAY_MS, mql[3] = {w.t0 - 9 * d, w.t0 - 7 * d, w.t0 - 3 * d};
+    cr_assert(json_is_object(cur), "funneld opens the current period at start");
+    int64_t start = strtoll(str_at(cur, "period_start_ms"), NULL, 10);
+    json_t *days = json_object_get(cur, "days");
+    size_t k = 0;
+    for (int i = 0; i < 3; i++) {
+        if (mql[i] < start)
+            continue;
+        json_t *day = json_array_get(days, k++);
+        cr_assert_not_null(day, "no day for the MQL at %lld", (long long)mql[i]);
+        char want[24];
+        snprintf(want, sizeof want, "%lld", (long long)(mql[i] / d * d));
+        cr_assert_str_eq(str_at(day, "day_start_ms"), want);
+        cr_assert_eq(json_integer_value(json_object_get(day, "count")), 1);
+    }
+    cr_assert_eq(json_array_size(days), k);
+    cr_assert_eq(json_integer_value(json_object_get(cur, "count")), (json_int_t)k);
+    cr_assert_eq(json_integer_value(json_object_get(cur, "before_days")), 0);
+}
+
 Test(web, sla_board_shows_states_and_reps_see_only_their_own)
 {
     json_t *b = get_json(w.token_mia, "/api/v1/sla?state=breached", 200);
@@ -216,6 +240,7 @@ Test(web, figures_are_exact_and_equal_to_funnelctl)
     json_t *q = get_json(w.token_mia, "/api/v1/quota", 200);
     cr_assert_str_eq(str_at(q, "quotas.0.name"), "mql_monthly");
     cr_assert_eq(json_integer_value(json_path_get(q, "quotas.0.minimum")), 10);
+    quota_days_are_the_mqls_days(json_path_get(q, "quotas.0.current"));
     json_decref(q);
 }
 
@@ -428,4 +453,38 @@ Test(web, add_user_refuses_a_bad_role_or_an_empty_password)
                            w.users,
                            NULL};
     cr_assert_eq(fx_run(empty, out, sizeof out), 2, "%s", out);
+}
+
+/* Restarts funnel-web with warm_up = 0: nothing reads the report models until a request needs
+ * one. */
+static void respawn_cold(void)
+{
+    cr_assert_eq(fx_stop_child(&w.pid, w.log), 0);
+    fx_web_spawn(&w, "warm_up = 0;\n");
+}
+
+/* The first request for a model not yet read is answered at once, 503 with Retry-After and a
+ * reason, rather than held for the seconds the read takes on a big database; it starts the
+ * read, and once it is done the route answers the same figures as funnelctl. */
+static void model_first_request_is_503_then_figures(const char *path, const char *const *ctl)
+{
+    respawn_cold();
+    fx_web_request(&w, w.token_mia, path, NULL, NULL, &r);
+    cr_assert_eq(r.status, 503, "GET %s: %ld %s", path, r.status, r.body);
+    cr_assert_str_eq(r.retry_after, "1");
+    cr_assert(strstr(r.body, "still being read"), "%s", r.body);
+    cr_assert_eq(fx_web_wait_ready(&w, path), 200);
+    assert_same(get_json(w.token_mia, path, 200), ctl_json(ctl), path);
+}
+
+Test(web, funnel_model_being_read_answers_503_with_retry_after)
+{
+    const char *ctl[] = {"funnel", "--by", "campaign", "--json", NULL};
+    model_first_request_is_503_then_figures("/api/v1/funnel?by=campaign", ctl);
+}
+
+Test(web, attribution_model_being_read_answers_503_with_retry_after)
+{
+    const char *ctl[] = {"attribution", "--by", "campaign", "--all-models", "--json", NULL};
+    model_first_request_is_503_then_figures("/api/v1/attribution?by=campaign&model=all", ctl);
 }

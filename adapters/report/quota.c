@@ -56,16 +56,56 @@ int funnel_report_quota_defs(const char *path, funnel_report_quota_def_t **defs,
     return rc;
 }
 
-/* One period: its count against the minimum, and the pace line at now (or at its end). */
-static json_t *period_json(const funnel_report_quota_def_t *d, int64_t start, int64_t end,
-                           int64_t count, int64_t now_ms)
+/* The period's local days that counted something (sla_quota_day, kept by funneld since its
+ * migration 8), oldest first, as [{day_start_ms, count}]; *in_days gets their sum. An older
+ * database has no such table: no days. */
+static json_t *days_json(sqlite3 *db, const char *name, int64_t start, int64_t end,
+                         int64_t *in_days)
 {
-    int64_t at = now_ms < end ? now_ms : end;
+    static const char sql[] = "SELECT day_start, count FROM sla_quota_day WHERE policy = ?1 AND"
+                              " day_start >= ?2 AND day_start < ?3 ORDER BY day_start";
+    json_t *days = json_array();
+    sqlite3_stmt *q;
+    *in_days = 0;
+    if (!days || sqlite3_prepare_v2(db, sql, -1, &q, NULL) != SQLITE_OK)
+        return days;
+    sqlite3_bind_text(q, 1, name, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(q, 2, start);
+    sqlite3_bind_int64(q, 3, end);
+    int rc;
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+        int64_t n = sqlite3_column_int64(q, 1);
+        *in_days += n;
+        if (json_array_append_new(days, json_pack("{s:o, s:I}", "day_start_ms",
+                                                  funnel_report_int(sqlite3_column_int64(q, 0)),
+                                                  "count", (json_int_t)n)))
+            break;
+    }
+    sqlite3_finalize(q);
+    if (rc != SQLITE_DONE) {
+        json_decref(days);
+        return NULL;
+    }
+    return days;
+}
+
+/* One period: its count against the minimum, the pace line at now (or at its end), and the
+ * count per local day for a cumulative chart; `before_days` is the part of the count that has
+ * no day (counted by a funneld older than the per-day counts), drawn at the period's start. */
+static json_t *period_json(sqlite3 *db, const funnel_report_quota_def_t *d, int64_t start,
+                           int64_t end, int64_t count, int64_t now_ms)
+{
+    int64_t at = now_ms < end ? now_ms : end, in_days;
     __int128 expected = (__int128)d->minimum * (at > start ? at - start : 0) / (end - start);
-    return json_pack("{s:o, s:o, s:I, s:I, s:o, s:b}", "period_start_ms", funnel_report_int(start),
-                     "period_end_ms", funnel_report_int(end), "count", (json_int_t)count, "minimum",
-                     (json_int_t)d->minimum, "pace_expected_now",
-                     funnel_report_int((int64_t)expected), "on_pace", count >= (int64_t)expected);
+    json_t *days = days_json(db, d->name, start, end, &in_days);
+    if (!days)
+        return NULL;
+    return json_pack("{s:o, s:o, s:I, s:I, s:o, s:b, s:o, s:I}", "period_start_ms",
+                     funnel_report_int(start), "period_end_ms", funnel_report_int(end), "count",
+                     (json_int_t)count, "minimum", (json_int_t)d->minimum, "pace_expected_now",
+                     funnel_report_int((int64_t)expected), "on_pace", count >= (int64_t)expected,
+                     "days", days, "before_days",
+                     (json_int_t)(count > in_days ? count - in_days : 0));
 }
 
 /* The current and the last closed period of d from sla_quota. */
@@ -83,7 +123,11 @@ static json_t *quota_json(sqlite3 *db, const funnel_report_quota_def_t *d, int64
     int rc;
     while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
         int64_t s = sqlite3_column_int64(q, 0), e = sqlite3_column_int64(q, 1);
-        json_t *p = period_json(d, s, e, sqlite3_column_int64(q, 2), now_ms);
+        json_t *p = period_json(db, d, s, e, sqlite3_column_int64(q, 2), now_ms);
+        if (!p) {
+            rc = SQLITE_ERROR;
+            break;
+        }
         if (now_ms < e && json_is_null(current) && json_is_null(last)) {
             current = p;
         } else if (json_is_null(last)) {

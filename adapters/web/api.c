@@ -41,6 +41,20 @@ static void store_failed(const funnel_web_req_t *req, funnel_store_t *st, int rc
                            funnel_store_errmsg(st));
 }
 
+/* Whether the model is read whole; otherwise answers 503 with Retry-After (see
+ * funnel_web_model_ready): the page shows the section as loading and asks again. */
+static bool model_ready(const funnel_web_req_t *req, funnel_web_model_t model,
+                        funnel_web_reply_t *r)
+{
+    if (funnel_web_model_ready(req->web, model))
+        return true;
+    funnel_web_reply_error(r, MHD_HTTP_SERVICE_UNAVAILABLE,
+                           "the %s model is still being read from the recorded events",
+                           model == FUNNEL_WEB_M_FUNNEL ? "funnel" : "attribution");
+    r->retry_after_s = 1;
+    return false;
+}
+
 /* ?from= and ?to= (UTC dates or months, inclusive) into [*from, *to). */
 static bool date_range(const funnel_web_req_t *req, int64_t *from, int64_t *to,
                        funnel_web_reply_t *r)
@@ -195,7 +209,7 @@ static void attribution(const funnel_web_req_t *req, funnel_store_t *st, const c
     if (model && strcmp(model, "all") && funnel_attribution_model_parse(model, &m))
         return funnel_web_reply_error(r, MHD_HTTP_BAD_REQUEST, "model: a model name or all");
     a.models = model && !strcmp(model, "all") ? FUNNEL_ATTR_ALL_MODELS : 1u << m;
-    if (!date_range(req, &a.from, &a.to, r))
+    if (!date_range(req, &a.from, &a.to, r) || !model_ready(req, FUNNEL_WEB_M_ATTRIBUTION, r))
         return;
     char err[512];
     int rc = funnel_report_attribution(funnel_web_attribution(req->web), st, &a, err, sizeof err);
@@ -255,7 +269,7 @@ static void funnel(const funnel_web_req_t *req, funnel_store_t *st, const char *
     if (!funnel_report_funnel_group(by))
         return funnel_web_reply_error(r, MHD_HTTP_BAD_REQUEST,
                                       "by: campaign, channel, source, medium, segment or month");
-    if (!date_range(req, &from, &to, r))
+    if (!date_range(req, &from, &to, r) || !model_ready(req, FUNNEL_WEB_M_FUNNEL, r))
         return;
     funnel_report_funnel_t *m = funnel_web_funnel(req->web);
     funnel_report_funnel_table_t *t = NULL;

@@ -26,6 +26,7 @@ static const funnel_cfgtab_opt_t options[] = {
     {"readers", false, F(readers), "4", 1, 64},
     {"submit_timeout_ms", false, F(submit_timeout_ms), "2000", 10, 600000},
     {"stream_backlog", false, F(stream_backlog), "4096", 16, 1 << 20},
+    {"warm_up", false, F(warm_up), "1", 0, 1},
 };
 #define N_OPTIONS (sizeof options / sizeof options[0])
 

@@ -19,6 +19,8 @@
 #include <string.h>
 #include <time.h>
 
+#define WEB_MMAP_BYTES "1073741824" /* per reader connection; address space, not memory */
+
 #define MAX_BODY       65536
 #define COOKIE         "fw_session"
 #define STREAM_WAIT_MS 15000
@@ -42,10 +44,11 @@ struct funnel_web {
     funnel_web_sessions_t *sessions;
     funnel_web_stream_t *stream;
     funnel_web_bus_t bus;
-    funnel_report_funnel_t *funnel;   /* the funnel model, kept up to date per request */
-    funnel_report_attr_model_t *attr; /* the attribution sums, likewise */
-    pthread_t warm;                   /* reads both models once at start */
-    bool warming;
+    funnel_report_funnel_t *funnel;    /* the funnel model, kept up to date per request */
+    funnel_report_attr_model_t *attr;  /* the attribution sums, likewise */
+    pthread_t warm;                    /* reads both models once (funnel_web_model_ready) */
+    atomic_bool warming;               /* the thread was started (joined at the end) */
+    atomic_bool ready[2];              /* per funnel_web_model_t: read whole once */
     funnel_report_quota_def_t *quotas; /* owned; from funneld's config */
     size_t n_quotas;
     pthread_mutex_t pool_lock;
@@ -161,6 +164,10 @@ static enum MHD_Result send_reply(struct MHD_Connection *conn, req_state_t *st,
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
     if (r->disposition)
         MHD_add_response_header(resp, "Content-Disposition", r->disposition);
+    char retry[16];
+    snprintf(retry, sizeof retry, "%u", r->retry_after_s);
+    if (r->retry_after_s)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, retry);
     if (cookie)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_SET_COOKIE, cookie);
     security_headers(resp);
@@ -204,11 +211,16 @@ funnel_store_t *funnel_web_store_get(funnel_web_t *web)
         st = web->pool[--web->n_pool];
     pthread_mutex_unlock(&web->pool_lock);
     char err[512];
-    if (!st && funnel_store_open(web->cfg->database, true, FUNNEL_STORE_SYNC_NORMAL, &st, err,
-                                 sizeof err)) {
+    if (st)
+        return st;
+    if (funnel_store_open(web->cfg->database, true, FUNNEL_STORE_SYNC_NORMAL, &st, err,
+                          sizeof err)) {
         funnel_log_error(web->log, "database: %s", err);
         return NULL;
     }
+    /* Reports scan whole tables (compliance reads every instance): mapped pages are read in
+     * place from the OS cache instead of copied into each connection's own small cache. */
+    sqlite3_exec(funnel_store_db(st), "PRAGMA mmap_size = " WEB_MMAP_BYTES, NULL, NULL, NULL);
     return st;
 }
 
@@ -604,11 +616,37 @@ static void *warm_up(void *arg)
     char err[512] = "";
     funnel_report_attr_t none = {.by = "campaign", .from = 0, .to = 0};
     int rc = st ? funnel_report_funnel_refresh(web->funnel, st) : FUNNEL_ESTORE;
+    /* Ready even after a failure: each request then refreshes the model itself, going on where
+     * this read stopped, and reports the failure to its caller rather than waiting forever. */
+    atomic_store(&web->ready[FUNNEL_WEB_M_FUNNEL], true);
     rc = rc ? rc : funnel_report_attribution(web->attr, st, &none, err, sizeof err);
+    atomic_store(&web->ready[FUNNEL_WEB_M_ATTRIBUTION], true);
     if (rc)
         funnel_log_warn(web->log, "warming the report models: %s %s", funnel_strerror(rc), err);
     funnel_web_store_put(web, st);
     return NULL;
+}
+
+/* Starts the warm-up thread once, whoever asks first. Without a thread (pthread_create failed)
+ * the models count as ready: requests read them themselves, as slowly as that is. */
+static void warm_start(funnel_web_t *web)
+{
+    bool started = false;
+    if (!atomic_compare_exchange_strong(&web->warming, &started, true))
+        return;
+    if (pthread_create(&web->warm, NULL, warm_up, web)) {
+        atomic_store(&web->warming, false);
+        atomic_store(&web->ready[FUNNEL_WEB_M_FUNNEL], true);
+        atomic_store(&web->ready[FUNNEL_WEB_M_ATTRIBUTION], true);
+    }
+}
+
+bool funnel_web_model_ready(funnel_web_t *web, funnel_web_model_t model)
+{
+    if (atomic_load(&web->ready[model]))
+        return true;
+    warm_start(web);
+    return atomic_load(&web->ready[model]);
 }
 
 void funnel_web_reload(funnel_web_t *web)
@@ -663,7 +701,8 @@ int funnel_web_new(const funnel_web_config_t *cfg, const funnel_log_t *log, funn
     funnel_web_store_put(web, st);
     if (rc)
         goto fail;
-    web->warming = pthread_create(&web->warm, NULL, warm_up, web) == 0;
+    if (cfg->warm_up)
+        warm_start(web);
     web->httpd = MHD_start_daemon(
         MHD_USE_POLL_INTERNAL_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ERROR_LOG,
         (uint16_t)cfg->port, NULL, NULL, on_request, web, MHD_OPTION_SOCK_ADDR,
@@ -696,7 +735,7 @@ void funnel_web_destroy(funnel_web_t **wp)
         funnel_web_stream_stop(web->stream);
     if (web->httpd)
         MHD_stop_daemon(web->httpd);
-    if (web->warming)
+    if (atomic_load(&web->warming))
         pthread_join(web->warm, NULL);
     funnel_web_stream_destroy(&web->stream);
     for (size_t i = 0; i < web->n_pool; i++)

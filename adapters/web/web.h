@@ -44,6 +44,7 @@ typedef struct funnel_web_config {
     int64_t readers;           /* read-only database connections in the pool */
     int64_t submit_timeout_ms; /* wait for funneld's ack per attempt */
     int64_t stream_backlog;    /* output messages kept for reconnecting browsers */
+    int64_t warm_up;           /* 1: read the report models at start; 0: at the first request */
     funnel_log_level_t log_level;
 } funnel_web_config_t;
 
@@ -178,6 +179,7 @@ typedef struct funnel_web_reply {
     char *body;
     size_t len;
     const char *disposition; /* Content-Disposition, or NULL */
+    unsigned retry_after_s;  /* Retry-After on a 503, 0 for none */
 } funnel_web_reply_t;
 
 /* What a handler sees of a request. */
@@ -203,6 +205,13 @@ const char *funnel_web_arg(const funnel_web_req_t *req, const char *name);
 funnel_store_t *funnel_web_store_get(funnel_web_t *web);
 void funnel_web_store_put(funnel_web_t *web, funnel_store_t *store);
 const funnel_web_bus_t *funnel_web_bus(const funnel_web_t *web);
+/* The report models funnel-web keeps, each refreshed by every request that reads it once it
+ * has been read whole. That first read (every event, every posting: seconds on a big database)
+ * runs on a thread of its own, started at start (warm_up = 1) or by the first request that
+ * needs a model: until it is done, funnel_web_model_ready() says no and the route answers 503
+ * with Retry-After instead of holding the request (and the page) for it. */
+typedef enum funnel_web_model { FUNNEL_WEB_M_FUNNEL, FUNNEL_WEB_M_ATTRIBUTION } funnel_web_model_t;
+bool funnel_web_model_ready(funnel_web_t *web, funnel_web_model_t model);
 /* The attribution model funnel-web keeps (refreshed by each request that reads it). */
 funnel_report_attr_model_t *funnel_web_attribution(const funnel_web_t *web);
 /* The funnel model funnel-web keeps (refreshed by each request that reads it). */

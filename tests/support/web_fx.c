@@ -173,6 +173,21 @@ void fx_web_start(fx_web_t *w)
     fx_web_add_user(w->users, "root", "admin", "root-password", w->token_root);
 
     fx_web_spawn(w, "");
+    /* The tests ask for exact figures: they start once the models are read. */
+    fx_web_wait_ready(w, "/api/v1/funnel?by=campaign");
+    fx_web_wait_ready(w, "/api/v1/attribution?by=campaign");
+}
+
+long fx_web_wait_ready(const fx_web_t *w, const char *path)
+{
+    static fx_http_reply_t r; /* large: static */
+    for (int i = 0; i < 600; i++) {
+        fx_web_request(w, w->token_mia, path, NULL, NULL, &r);
+        if (r.status != 503)
+            break;
+        fx_sleep_ms(100);
+    }
+    return r.status;
 }
 
 void fx_web_spawn(fx_web_t *w, const char *extra)
@@ -185,6 +200,7 @@ void fx_web_spawn(fx_web_t *w, const char *extra)
     fx_file_write(w->tmp.path, "funnel-web.conf", text, w->web_conf, sizeof w->web_conf);
     snprintf(w->ready, sizeof w->ready, "%s/web.ready", w->tmp.path);
     snprintf(w->log, sizeof w->log, "%s/web.log", w->tmp.path);
+    unlink(w->ready); /* a respawn's: the one before wrote it too */
     const char *argv[] = {FUNNEL_WEB_PATH, "--config", w->web_conf, "--ready-file", w->ready, NULL};
     w->pid = fx_spawn(argv, w->log);
     cr_assert(fx_wait_file(w->ready, w->pid, 30000), "funnel-web did not get ready (see %s)",

@@ -42,6 +42,9 @@ void fx_web_start(fx_web_t *w);
 /* Writes w's funnel-web.conf (w->d's endpoints and database, w->users, w->conf, then the
  * settings in extra) and starts funnel-web on it; fx_web_start's last step. */
 void fx_web_spawn(fx_web_t *w, const char *extra);
+/* Asks for path as mia until it is not 503 (a report model still being read at start), at
+ * most a minute; returns the last status. */
+long fx_web_wait_ready(const fx_web_t *w, const char *path);
 /* Stops both (a non-zero exit is a test error) and removes the directory. */
 void fx_web_stop(fx_web_t *w);
 
