@@ -171,6 +171,42 @@ try {
     await ann.page.screenshot({ path: join(SHOTS, 'funnel-web-rep.png'), fullPage: true });
   });
 
+  await check('the board draws 50 rows and compliance 4 weeks until asked for more', async () => {
+    // 60 more breached SLAs (cara's, 2 h ago) and one opened 10 weeks ago: drawing them all
+    // at once is what held the page for seconds at 100,000 leads.
+    const publish = (id, at, lead) => execFileSync(CTL[0], [...CTL.slice(1), 'publish', 'lead.qualified',
+      JSON.stringify({ event_id: id, occurred_at_ms: at, lead_id: lead, stage: 'SQL', owner: 'cara' })]);
+    const now = Date.now(), h = 3600 * 1000;
+    for (let i = 0; i < 60; i++) publish(`e-many-${i}`, now - 2 * h + i * 1000, `M${i}`);
+    publish('e-old', now - 70 * 24 * h, 'OLD1');
+    await mia.page.reload();
+    await mia.page.waitForSelector('body[data-ready="1"]');
+    const rows = () => mia.page.locator('#sla-table tbody tr').count();
+    const total = Number((await text(mia.page, '#sla-count')).match(/of (\d+)/)[1]);
+    assert.ok(total >= 62, `every live instance counted (${total})`);
+    assert.equal(await rows(), 50, 'the first 50 by due time drawn');
+    assert.equal(await text(mia.page, '#sla-more'), `Show ${Math.min(total - 50, 50)} more`);
+    await mia.page.click('#sla-more');
+    assert.equal(await rows(), Math.min(total, 100));
+    const day = Math.floor((now - 70 * 24 * h) / 86400000);
+    const oldWeek = new Date((day - ((day + 3) % 7)) * 86400000).toISOString().slice(0, 10);
+    const weeks = async () => mia.page.locator('#comp-table tbody tr td:nth-child(2)').allTextContents();
+    assert.ok(!(await weeks()).includes(oldWeek), `the week of ${oldWeek} is not drawn`);
+    assert.ok(new Set(await weeks()).size <= 4, `at most 4 weeks drawn: ${[...new Set(await weeks())]}`);
+    await mia.page.selectOption('#comp-weeks', '');
+    await until('every week', async () => (await weeks()).includes(oldWeek));
+  });
+
+  await check('the quota chart is the count so far, day by day, against the pace line', async () => {
+    const path = mia.page.locator('#quota-body path.count');
+    const steps = (await path.getAttribute('data-cumulative')).split(',').map(Number);
+    const count = Number((await text(mia.page, '#quota-body p')).match(/^(\d+) counted/)[1]);
+    assert.equal(steps[steps.length - 1], count, 'it ends at the count');
+    for (let i = 1; i < steps.length; i++) assert.ok(steps[i] >= steps[i - 1], 'never down');
+    assert.equal(await mia.page.locator('#quota-body line.pace').count(), 1);
+    assert.equal(await mia.page.locator('#quota-body line.min').count(), 1);
+  });
+
   await check('no errors in the browser console', async () => {
     assert.deepEqual(mia.errors, []);
     assert.deepEqual(ann.errors, []);

@@ -5,7 +5,11 @@
 const MODELS = ['first_touch', 'last_touch', 'linear', 'u_shaped', 'w_shaped', 'full_path',
   'time_decay', 'j_shaped', 'inverse_j'];
 const $ = (id) => document.getElementById(id);
-const state = { me: null, sla: [], skew: 0, source: null, refresh: null };
+// The board draws its first SLA_PAGE rows (by due time) and more on request; compliance the
+// last COMP_WEEKS weeks unless asked for more: at 100,000 leads laying out every row (1,000 on
+// the board, 1,900 in compliance) held the whole page for seconds.
+const SLA_PAGE = 50;
+const state = { me: null, sla: [], slaShown: SLA_PAGE, skew: 0, source: null, refresh: null };
 
 function el(tag, attrs, ...kids) {
   const e = document.createElement(tag);
@@ -26,8 +30,23 @@ async function api(path, opts = {}) {
   const res = await fetch('/api/v1/' + path, Object.assign({ credentials: 'same-origin' }, opts,
     { headers }));
   const body = await res.json().catch(() => ({ error: res.statusText }));
-  if (!res.ok) throw Object.assign(new Error(body.error || res.statusText), { status: res.status });
+  if (!res.ok) throw Object.assign(new Error(body.error || res.statusText),
+    { status: res.status, retryAfter: Number(res.headers.get('Retry-After')) || 0 });
   return body;
+}
+
+// A GET that funnel-web answers 503 with Retry-After while it reads a report model at start:
+// the section (box) says so and the read is tried again after the time it asks for.
+async function apiWait(path, box) {
+  for (;;) {
+    try {
+      return await api(path);
+    } catch (e) {
+      if (e.status !== 503 || !e.retryAfter) throw e;
+      box.replaceChildren(el('p', { class: 'muted loading' }, `Loading: ${e.message}…`));
+      await new Promise((r) => setTimeout(r, e.retryAfter * 1000));
+    }
+  }
 }
 
 function toast(text) {
@@ -97,6 +116,7 @@ async function loadSla() {
   state.skew = Number(open.now_ms) - Date.now();
   state.sla = breached.instances.concat(open.instances)
     .sort((a, b) => Number(a.due_at_ms ?? Infinity) - Number(b.due_at_ms ?? Infinity));
+  state.slaById = new Map(state.sla.map((r) => [r.sla_id, r]));
   fillFilter('sla-policy', state.sla.map((r) => r.policy));
   fillFilter('sla-owner', state.sla.map((r) => r.owner));
   renderSla();
@@ -111,7 +131,11 @@ function fillFilter(id, values) {
 function renderSla() {
   const body = $('sla-table').tBodies[0];
   const canAck = state.me.role !== 'rep';
-  body.replaceChildren(...state.sla.map((r) => {
+  const shown = state.sla.slice(0, state.slaShown), left = state.sla.length - shown.length;
+  $('sla-count').textContent = state.sla.length ? `${shown.length} of ${state.sla.length} shown` : '';
+  $('sla-more').hidden = left <= 0;
+  $('sla-more').textContent = `Show ${Math.min(left, SLA_PAGE)} more`;
+  body.replaceChildren(...shown.map((r) => {
     const cls = slaClass(r);
     const level = cls === 'breached' && r.step > 1 ? 'level ' + (r.step - 1) : cls === 'breached' ? 'due' : '';
     const ack = r.acked_by ? r.acked_by : (cls === 'breached' && canAck
@@ -130,10 +154,11 @@ function renderSla() {
   $('sla-empty').hidden = state.sla.length > 0;
 }
 
-// Once a second: the countdowns, and a row that crossed its due time changes colour.
+// Once a second: the countdowns of the rows drawn, and a row that crossed its due time changes
+// colour.
 function tick() {
   for (const tr of $('sla-table').tBodies[0].rows) {
-    const r = state.sla.find((x) => x.sla_id === tr.dataset.sla);
+    const r = state.slaById && state.slaById.get(tr.dataset.sla);
     if (!r) continue;
     tr.querySelector('.due').textContent = dueText(r);
     const cls = slaClass(r);
@@ -154,6 +179,57 @@ async function ackSla(r) {
 
 // ---- quota -------------------------------------------------------------------------------
 
+const svgNS = 'http://www.w3.org/2000/svg';
+function svgAdd(svg, tag, attrs, text) {
+  const e = document.createElementNS(svgNS, tag);
+  for (const k in attrs) e.setAttribute(k, attrs[k]);
+  if (text != null) e.textContent = text;
+  svg.append(e);
+  return e;
+}
+
+// The count so far through the period: funneld's per-day counts, each added at the end of its
+// day (the part counted before per-day counts existed at the period's start), up to now.
+function cumulative(p, until) {
+  const pts = [[Number(p.period_start_ms), Number(p.before_days)]];
+  let sum = Number(p.before_days);
+  for (const d of p.days) {
+    sum += d.count;
+    pts.push([Math.min(Number(d.day_start_ms) + 86400000, until), sum]);
+  }
+  pts.push([until, sum]);
+  return pts;
+}
+
+// The current period as a chart: the cumulative count against the minimum (a level line) and
+// the pace line (0 at the start to the minimum at the end).
+function quotaChart(q, p) {
+  const start = Number(p.period_start_ms), end = Number(p.period_end_ms);
+  const until = Math.min(Math.max(now(), start), end);
+  const pts = cumulative(p, until);
+  const W = 300, H = 120, L = 24, B = 14, top = Math.max(q.minimum, p.count) * 1.1;
+  const x = (t) => L + ((t - start) / (end - start)) * (W - L - 4);
+  const y = (v) => H - B - (v / top) * (H - B - 4);
+  const svg = document.createElementNS(svgNS, 'svg');
+  svg.setAttribute('viewBox', `0 0 ${W} ${H}`);
+  svg.setAttribute('role', 'img');
+  svg.setAttribute('aria-label', `${q.name}: ${p.count} counted so far of ${q.minimum}; ` +
+    `the pace line is at ${p.pace_expected_now} now`);
+  svgAdd(svg, 'rect', { class: 'track', x: L, y: 4, width: W - L - 4, height: H - B - 4 });
+  svgAdd(svg, 'line', { class: 'min', x1: L, x2: W - 4, y1: y(q.minimum), y2: y(q.minimum) });
+  svgAdd(svg, 'line', { class: 'pace', x1: x(start), y1: y(0), x2: x(end), y2: y(q.minimum) });
+  svgAdd(svg, 'line', { class: 'now', x1: x(until), x2: x(until), y1: 4, y2: H - B });
+  // a step line: flat through each day, up at its end
+  const d = pts.map(([t, v], i) => (i ? `H${x(t).toFixed(1)}V${y(v).toFixed(1)}` : `M${x(t).toFixed(1)} ${y(v).toFixed(1)}`)).join('');
+  svgAdd(svg, 'path', { class: 'count' + (p.on_pace ? '' : ' behind'), d,
+    'data-cumulative': pts.map((pt) => pt[1]).join(',') });
+  svgAdd(svg, 'text', { x: 2, y: y(q.minimum) + 3 }, String(q.minimum));
+  svgAdd(svg, 'text', { x: 2, y: H - B + 3 }, '0');
+  svgAdd(svg, 'text', { x: L, y: H - 2 }, new Date(start).toISOString().slice(0, 10));
+  svgAdd(svg, 'text', { x: W - 4, y: H - 2, 'text-anchor': 'end' }, new Date(end - 1).toISOString().slice(0, 10));
+  return svg;
+}
+
 async function loadQuota() {
   const data = await api('quota');
   const box = $('quota-body');
@@ -161,23 +237,11 @@ async function loadQuota() {
   box.replaceChildren(...data.quotas.map((q) => {
     const p = q.current;
     if (!p) return el('p', { class: 'muted' }, `${q.name}: nothing counted this period yet.`);
-    const max = Math.max(q.minimum, p.count) * 1.1, W = 300;
-    const x = (v) => (Number(v) / max) * W;
-    const svgNS = 'http://www.w3.org/2000/svg';
-    const svg = document.createElementNS(svgNS, 'svg');
-    svg.setAttribute('viewBox', `0 0 ${W} 40`);
-    svg.setAttribute('role', 'img');
-    svg.setAttribute('aria-label', `${q.name}: ${p.count} of ${q.minimum}, pace ${p.pace_expected_now}`);
-    const add = (tag, a) => { const e = document.createElementNS(svgNS, tag); for (const k in a) e.setAttribute(k, a[k]); svg.append(e); };
-    add('rect', { class: 'track', x: 0, y: 10, width: W, height: 20 });
-    add('rect', { class: 'count' + (p.on_pace ? '' : ' behind'), x: 0, y: 10, width: x(p.count), height: 20 });
-    add('line', { class: 'min', x1: x(q.minimum), x2: x(q.minimum), y1: 4, y2: 36 });
-    add('line', { class: 'pace', x1: x(p.pace_expected_now), x2: x(p.pace_expected_now), y1: 4, y2: 36 });
     const start = Number(p.period_start_ms), end = Number(p.period_end_ms);
     const passed = Math.min(100, Math.max(0, Math.round(((now() - start) / (end - start)) * 100)));
     return el('div', { class: 'quota' },
       el('h3', {}, q.name),
-      svg,
+      quotaChart(q, p),
       el('p', { class: 'muted' }, `${p.count} counted of ${q.minimum} minimum; pace line ${p.pace_expected_now} now ` +
         `(${passed}% of the period passed): ${p.on_pace ? 'on pace' : 'behind pace'}.` +
         (q.last ? ` Last period: ${q.last.count} of ${q.last.minimum}.` : '')));
@@ -199,8 +263,8 @@ function bars(rows) { // rows: [label, value, text]
 
 async function loadFunnel() {
   const by = $('funnel-by').value;
-  const data = await api('funnel?by=' + by);
   const box = $('funnel-body');
+  const data = await apiWait('funnel?by=' + by, box);
   if (!data.rows.length) { box.replaceChildren(el('p', { class: 'muted', text: 'No leads yet.' })); return; }
   box.replaceChildren(...data.rows.map((r) => {
     const c = r.conversion_pct, pct = (v) => (v == null ? '–' : v + '%');
@@ -220,7 +284,7 @@ async function loadFunnel() {
 async function loadAttribution() {
   // model=all has every model's column of the same rows: one read serves the bars and the
   // table (a second request would wait for a free connection beside the page's others).
-  const all = await api('attribution?by=campaign&model=all');
+  const all = await apiWait('attribution?by=campaign&model=all', $('attr-bars'));
   // Bars for the rows the model credits (model=all also lists a campaign that only other
   // models credit, with 0 in this one).
   const model = $('attr-model').value, credited = all.rows.filter((r) => BigInt(r.credits[model]) !== 0n);
@@ -236,8 +300,16 @@ async function loadAttribution() {
 
 // ---- compliance --------------------------------------------------------------------------
 
+// The Monday (UTC) weeks - 1 weeks before this one's: the first day of the last `weeks` weeks.
+function weeksBack(weeks) {
+  const day = Math.floor(now() / 86400000), monday = day - ((day + 3) % 7);
+  return new Date((monday - 7 * (weeks - 1)) * 86400000).toISOString().slice(0, 10);
+}
+
 async function loadCompliance() {
-  const data = await api('sla/compliance?by=owner&per=week');
+  const weeks = $('comp-weeks').value, q = new URLSearchParams({ by: 'owner', per: 'week' });
+  if (weeks) q.set('from', weeksBack(Number(weeks)));
+  const data = await api('sla/compliance?' + q);
   $('comp-table').tBodies[0].replaceChildren(...data.rows.map((r) => el('tr', {},
     el('td', {}, r.owner || '(none)'), el('td', {}, r.week),
     ...[r.instances, r.met_on_time, r.met_late, r.open, r.breached].map((v) => el('td', { class: 'num' }, String(v))),
@@ -361,7 +433,13 @@ async function start(me) {
   const done = loads.map(([id, load]) => load().then(() => { $(id).dataset.filled = '1'; performance.mark('filled:' + id); }, report));
   follow();
   await Promise.all(done);
-  document.body.dataset.ready = '1';
+  // 'ready': every section has its data and is drawn into the DOM; 'painted': the frame after
+  // it, i.e. its layout and paint done (the speed figures in README read both).
+  performance.mark('ready');
+  requestAnimationFrame(() => setTimeout(() => {
+    performance.mark('painted');
+    document.body.dataset.ready = '1';
+  }, 0));
 }
 
 function init() {
@@ -369,8 +447,11 @@ function init() {
   $('attr-model').value = 'linear';
   $('attr-model').addEventListener('change', () => loadAttribution().catch(report));
   $('funnel-by').addEventListener('change', () => loadFunnel().catch(report));
-  $('sla-policy').addEventListener('change', () => loadSla().catch(report));
-  $('sla-owner').addEventListener('change', () => loadSla().catch(report));
+  const filterSla = () => { state.slaShown = SLA_PAGE; loadSla().catch(report); };
+  $('sla-policy').addEventListener('change', filterSla);
+  $('sla-owner').addEventListener('change', filterSla);
+  $('sla-more').addEventListener('click', () => { state.slaShown += SLA_PAGE; renderSla(); });
+  $('comp-weeks').addEventListener('change', () => loadCompliance().catch(report));
   $('st-form').addEventListener('submit', (e) => { e.preventDefault(); loadStatement().catch(report); });
   $('login-form').addEventListener('submit', async (e) => {
     e.preventDefault();
