@@ -1488,3 +1488,17 @@ Test(sla, one_event_handles_at_most_sixteen_live_instances_of_a_key)
     funnel_envelope_t *e = next_out("sla.escalation");
     cr_assert_eq(e->occurred_at_ms, T0 + H, "the instance left live is due at its time");
 }
+
+Test(sla, a_met_row_keeps_the_steps_its_instance_passed)
+{
+    /* The stop arrives after the warning and both levels were due, with no timer pass between:
+     * the event fires them (steps_before), then meets the instance. The row says step 3 (the
+     * first repeat would have been next), as a timer pass before the stop leaves it (L2). */
+    send(fx_qualified("q1", "L1", SQL, T0));
+    send(fx_contacted("c1", "L1", T0 + 100 * MN));
+    cr_assert_eq(count_rows("SELECT step FROM sla_instance WHERE key = 'L1'"), 3);
+    send(fx_qualified("q2", "L2", SQL, T0));
+    tick(T0 + 100 * MN);
+    send(fx_contacted("c2", "L2", T0 + 100 * MN));
+    cr_assert_eq(count_rows("SELECT step FROM sla_instance WHERE key = 'L2'"), 3);
+}

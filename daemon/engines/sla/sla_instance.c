@@ -343,7 +343,8 @@ int sla_inst_met(funnel_sla_t *sla, funnel_router_t *router, const inst_t *in, b
     sqlite3_bind_int(s, 2, in->on_time);
     sqlite3_bind_int64(s, 3, in->late_ms);
     sqlite3_bind_text(s, 4, in->stop_event, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(s, 5, in->id);
+    sqlite3_bind_int64(s, 5, in->step); /* the steps passed before the stop (inst_apply) */
+    sqlite3_bind_int64(s, 6, in->id);
     int rc = sla_step_done(s);
     if (rc || !first)
         return rc;
