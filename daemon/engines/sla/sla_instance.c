@@ -401,9 +401,19 @@ bool sla_inst_takes(const inst_t *in, int64_t t)
     return in->opened_at <= t;
 }
 
+/* Whether a stored version keyed by field is something other than a start to env: only then
+ * can a live instance of that key take it (most events are nothing to any policy). */
+static bool key_concerned(const funnel_sla_t *sla, const char *field, const funnel_envelope_t *env)
+{
+    for (size_t i = 0; i < sla->n_vers; i++)
+        if (strcmp(sla->vers[i].pol.key, field) == 0 && sla_kinds_of(&sla->vers[i].pol, env))
+            return true;
+    return false;
+}
+
 /* Every live instance keyed by a field of this event and opened by the time it occurred gets
  * the event. Key fields are those of the stored versions (only they have instances); each is
- * looked up once. */
+ * looked up once, and only when a version keyed by it has the event in a list. */
 int sla_key_events(funnel_sla_t *sla, funnel_router_t *router, const funnel_envelope_t *env,
                    int64_t now_ms)
 {
@@ -415,7 +425,9 @@ int sla_key_events(funnel_sla_t *sla, funnel_router_t *router, const funnel_enve
         for (size_t j = 0; j < i && !seen; j++)
             seen = strcmp(sla->vers[j].pol.key, field) == 0;
         char buf[64];
-        const char *key = seen ? "" : funnel_sla_field(env, field, buf, sizeof buf);
+        const char *key = seen || !key_concerned(sla, field, env)
+                              ? ""
+                              : funnel_sla_field(env, field, buf, sizeof buf);
         size_t n = 0;
         if (!*key || (rc = sla_live_read(sla, key, live, &n)))
             continue;
