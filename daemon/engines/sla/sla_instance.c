@@ -346,6 +346,8 @@ int sla_inst_met(funnel_sla_t *sla, funnel_router_t *router, const inst_t *in, b
     sqlite3_bind_int64(s, 5, in->step); /* the steps passed before the stop (inst_apply) */
     sqlite3_bind_int64(s, 6, in->id);
     int rc = sla_step_done(s);
+    if (!rc && in->stopped_at < sla->oldest_stop)
+        sla->oldest_stop = in->stopped_at; /* a rollback leaves it lower: one idle prune pass */
     if (rc || !first)
         return rc;
     sla_open_add(sla, -1);
