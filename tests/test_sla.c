@@ -11,6 +11,7 @@
 
 #include <criterion/criterion.h>
 #include <libconfig.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1247,24 +1248,41 @@ Test(sla, a_grace_of_0_fires_at_the_due_time_and_a_reload_changes_the_timers)
     cr_assert_str_eq(got, want);
 }
 
-Test(sla, late_grace_is_a_duration_or_0_and_a_bad_one_is_refused)
+/* The duration member name of the section (the int64_t at field of the config): its default,
+ * "2m" read and printed back, 0 taken, a bad value refused with the member named. */
+static void expect_duration_member(const char *name, int64_t def, size_t field)
 {
     funnel_sla_config_t c;
-    char err[512], *text = NULL;
+    char err[512], body[64], want[64], *text = NULL;
     size_t len = 0;
+    int64_t *ms = (int64_t *)((char *)&c + field);
     funnel_sla_config_defaults(&c);
-    cr_assert_eq(c.late_grace_ms, FUNNEL_SLA_LATE_GRACE_MS);
-    cr_assert_eq(fx_sla_cfg_parse("late_grace = \"2m\";", &c, err, sizeof err), 0, "%s", err);
-    cr_assert_eq(c.late_grace_ms, 2 * MN);
+    cr_assert_eq(*ms, def, "%s", name);
+    snprintf(body, sizeof body, "%s = \"0\";", name);
+    cr_assert_eq(fx_sla_cfg_parse(body, &c, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(*ms, 0, "%s", name);
+    snprintf(body, sizeof body, "%s = \"2m\";", name);
+    cr_assert_eq(fx_sla_cfg_parse(body, &c, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(*ms, 2 * MN);
     FILE *mem = open_memstream(&text, &len);
     funnel_sla_config_print(&c, mem);
     fclose(mem);
-    cr_assert(strstr(text, "late_grace = \"2m\";"), "%s", text);
+    snprintf(want, sizeof want, "%s = \"2m\";", name);
+    cr_assert(strstr(text, want), "%s", text);
     free(text);
-    cr_assert_eq(fx_sla_cfg_parse("late_grace = \"soon\";", &c, err, sizeof err), FUNNEL_ECONFIG);
-    cr_assert(strstr(err, "late_grace"), "the error names the setting: %s", err);
-    cr_assert_eq(c.late_grace_ms, 2 * MN, "a refused section changes nothing");
+    snprintf(body, sizeof body, "%s = \"soon\";", name);
+    cr_assert_eq(fx_sla_cfg_parse(body, &c, err, sizeof err), FUNNEL_ECONFIG);
+    cr_assert(strstr(err, name), "the error names the setting: %s", err);
+    cr_assert_eq(*ms, 2 * MN, "a refused section changes nothing");
     funnel_sla_config_clear(&c);
+}
+
+Test(sla, late_grace_and_horizon_are_durations_or_0_and_bad_ones_are_refused)
+{
+    expect_duration_member("late_grace", FUNNEL_SLA_LATE_GRACE_MS,
+                           offsetof(funnel_sla_config_t, late_grace_ms));
+    expect_duration_member("horizon", FUNNEL_SLA_HORIZON_MS,
+                           offsetof(funnel_sla_config_t, horizon_ms));
 }
 
 Test(sla, a_late_reset_publishes_the_steps_of_the_clock_it_ends)
