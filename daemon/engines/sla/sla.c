@@ -202,8 +202,8 @@ static const char *const stmt_sql[S_COUNT_] = {
     [S_MARK_SET] = "UPDATE sla_watermark SET at = max(coalesce(at, ?1), ?1)",
     [S_PRUNE_NEXT] = "SELECT key, policy, id, stopped_at FROM sla_instance WHERE state = 'met'"
                      " AND stopped_at < ? ORDER BY stopped_at",
-    [S_KEY_FIRST] = "SELECT id, state, stopped_at, opened_at FROM sla_instance WHERE key = ? AND"
-                    " policy = ? ORDER BY opened_at, id LIMIT 1",
+    [S_KEY_FIRST] = "SELECT " COLS " FROM sla_instance WHERE key = ? AND policy = ?"
+                    " ORDER BY opened_at, id LIMIT 1",
     [S_LOG_PRUNE] = "DELETE FROM sla_log WHERE policy = ? AND key = ? AND occurred_at <= ?",
     [S_ORDER_PRUNE] = "DELETE FROM sla_order WHERE taken = ?",
     [S_SPAN_GET] = "SELECT since, through FROM sla_quota_span WHERE policy = ?",

@@ -543,21 +543,31 @@ int sla_inst_insert(funnel_sla_t *sla, inst_t *in)
     return rc;
 }
 
+/* Reads the first (S_KEY_FIRST) or latest (S_KEY_LAST) instance of (policy, key) into in;
+ * *found says whether there is one. 0 or FUNNEL_ESTORE. */
+int sla_key_row(funnel_sla_t *sla, enum stmt_id id, const char *policy, const char *key, inst_t *in,
+                bool *found)
+{
+    sqlite3_stmt *s = sla_stmt(sla, id);
+    sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, policy, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(s);
+    if ((*found = rc == SQLITE_ROW))
+        sla_inst_read(s, in);
+    sqlite3_reset(s);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : FUNNEL_ESTORE;
+}
+
 /* Lets a take what it inherits from the latest instance of (policy, key); in is scratch. */
 static int key_last(funnel_sla_t *sla, const char *policy, const char *key, inst_t *in,
                     start_attrs_t *a)
 {
-    sqlite3_stmt *s = sla_stmt(sla, S_KEY_LAST);
-    sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 2, policy, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(s);
-    if (rc == SQLITE_ROW)
-        sla_inst_read(s, in);
-    sqlite3_reset(s);
-    sla_attrs_inherit(a, rc == SQLITE_ROW ? in : NULL);
-    if (rc == SQLITE_DONE && (a->inherit & I_REOPEN))
+    bool found;
+    int rc = sla_key_row(sla, S_KEY_LAST, policy, key, in, &found);
+    sla_attrs_inherit(a, found ? in : NULL);
+    if (!rc && !found && (a->inherit & I_REOPEN))
         return FUNNEL_ENOTFOUND; /* nothing to reopen */
-    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : FUNNEL_ESTORE;
+    return rc;
 }
 
 /* Starts an instance of p for this event unless one is already live for its key, then lets it

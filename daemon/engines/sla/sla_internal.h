@@ -223,6 +223,8 @@ void sla_attrs_inherit(start_attrs_t *a, const inst_t *prev);
 void sla_inst_fresh(inst_t *in, pver_t *v, const char *key, const start_attrs_t *a, int64_t t,
                     const char *event_id);
 int sla_inst_insert(funnel_sla_t *sla, inst_t *in);
+int sla_key_row(funnel_sla_t *sla, enum stmt_id id, const char *policy, const char *key, inst_t *in,
+                bool *found);
 int sla_start(funnel_sla_t *sla, funnel_router_t *router, const funnel_sla_policy_t *p,
               const funnel_envelope_t *env, int64_t now_ms);
 

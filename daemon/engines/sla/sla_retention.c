@@ -48,25 +48,6 @@ void sla_watermark_raise(funnel_sla_t *sla, int64_t t)
     sla->watermark = t > sla->watermark ? t : sla->watermark;
 }
 
-/* The earliest kept instance of (policy, key): 0 and *found, or *found false for none. */
-static int key_first(funnel_sla_t *sla, const char *policy, const char *key, inst_t *first,
-                     bool *found)
-{
-    sqlite3_stmt *s = sla_stmt(sla, S_KEY_FIRST);
-    sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 2, policy, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(s);
-    if ((*found = rc == SQLITE_ROW)) {
-        const unsigned char *state = sqlite3_column_text(s, 1);
-        first->id = sqlite3_column_int64(s, 0);
-        first->state = state && strcmp((const char *)state, "met") == 0 ? ST_MET : ST_OPEN;
-        first->stopped_at = sla_col_time(s, 2);
-        first->opened_at = sqlite3_column_int64(s, 3);
-    }
-    sqlite3_reset(s);
-    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : FUNNEL_ESTORE;
-}
-
 /* Refuses an event older than the cutoff that starts or changes an instance of a policy whose
  * key has no instance kept from at or before its time (FUNNEL_EREFUSED); 0 for every other
  * event. Costs nothing for an event inside the horizon. */
@@ -85,7 +66,7 @@ int sla_horizon_check(funnel_sla_t *sla, funnel_router_t *router, const funnel_e
         const char *key = funnel_sla_field(env, p->key, kbuf, sizeof kbuf);
         if (!*key || strlen(key) > FUNNEL_ID_MAX)
             continue;
-        int rc = key_first(sla, p->name, key, &first, &found);
+        int rc = sla_key_row(sla, S_KEY_FIRST, p->name, key, &first, &found);
         if (rc)
             return rc;
         if (found && first.opened_at <= t)
@@ -187,7 +168,7 @@ int sla_prune(funnel_sla_t *sla, int64_t now_ms)
          * finds its next earliest the second time. */
         prune_row_t first = rows[i];
         bool found;
-        rc = key_first(sla, rows[i].policy, rows[i].key, &first.in, &found);
+        rc = sla_key_row(sla, S_KEY_FIRST, rows[i].policy, rows[i].key, &first.in, &found);
         if (!rc && found && first.in.state == ST_MET && first.in.stopped_at < cut)
             rc = prune_one(sla, &first);
         else if (!rc && found && first.in.id != rows[i].in.id)
