@@ -342,3 +342,65 @@ Test(calendar, never_in_never_out)
     cr_assert_lt(s, e);
     funnel_calendar_destroy(&cal);
 }
+
+/* A deterministic stream of pseudo-random numbers (xorshift64*). */
+static uint64_t rnd(uint64_t *s)
+{
+    *s ^= *s >> 12;
+    *s ^= *s << 25;
+    *s ^= *s >> 27;
+    return *s * 2685821657736338717ULL;
+}
+
+static int64_t rnd_in(uint64_t *s, int64_t lo, int64_t hi)
+{
+    return lo + (int64_t)(rnd(s) % (uint64_t)(hi - lo));
+}
+
+/* The answers a calendar gives from what it kept of ICU (local days, UTC offsets, plain weeks)
+ * equal the reference path's, which asks ICU every time: random instants and spans over years
+ * with DST changes, holidays, extra days, zones whose clocks change at midnight (Havana, Sao
+ * Paulo, Santiago), by half an hour (Lord Howe), by a whole day (Apia skipped 2011-12-30), and
+ * instants walked forward in small steps as an instance's events are, so the caches are hit. */
+Test(calendar, caches_give_the_reference_answers, .timeout = 120)
+{
+    static const char *const bodies[] = {
+        OFFICE_BERLIN "holidays = [\"2025-12-25\", \"2026-04-03\", \"2026-12-24\"];"
+                      "extra_working_days = [\"2026-06-06=fri\", \"2025-03-29\"];",
+        "time_zone = \"America/New_York\"; weekdays = [\"01:30-02:30\", \"08:00-17:00\"];",
+        "time_zone = \"Europe/Berlin\"; weekdays = []; sun = [\"00:00-24:00\"];",
+        "time_zone = \"America/Havana\"; weekdays = [\"00:00-01:30\", \"22:30-24:00\"];",
+        "time_zone = \"America/Sao_Paulo\"; weekdays = [\"00:00-00:45\", \"09:00-18:00\"];",
+        "time_zone = \"America/Santiago\"; weekdays = [\"00:00-24:00\"]; sat = [\"23:00-24:00\"];",
+        "time_zone = \"Australia/Lord_Howe\"; weekdays = [\"01:45-02:15\", \"09:00-17:00\"];",
+        "time_zone = \"Pacific/Apia\"; weekdays = [\"09:00-17:00\"]; sat = [\"10:00-12:00\"];",
+        "time_zone = \"Asia/Kathmandu\"; weekdays = [\"09:00-18:00\"];",
+    };
+    uint64_t seed = 0x5eed5eed12345678ULL;
+    int64_t lo = utc(1960, 1, 1, 0, 0), hi = utc(2040, 1, 1, 0, 0);
+    for (size_t i = 0; i < sizeof bodies / sizeof bodies[0]; i++) {
+        funnel_calendar_t *cal = cal_from(bodies[i]), *ref = cal_from(bodies[i]);
+        funnel_calendar_reference(ref);
+        int64_t t = rnd_in(&seed, lo, hi);
+        for (int n = 0; n < 3000; n++) {
+            /* Mostly a small step on (the next event of an instance), sometimes a jump. */
+            t = n % 50 == 0 ? rnd_in(&seed, lo, hi) : t + rnd_in(&seed, -2 * H, 30 * H);
+            int64_t business = rnd_in(&seed, 0, 200 * H),
+                    to = t + rnd_in(&seed, -40 * 24 * H, 40 * 24 * H);
+            cr_assert_eq(funnel_calendar_add(cal, t, business),
+                         funnel_calendar_add(ref, t, business), "calendar %zu add(%lld, %lld)", i,
+                         (long long)t, (long long)business);
+            cr_assert_eq(funnel_calendar_between(cal, t, to), funnel_calendar_between(ref, t, to),
+                         "calendar %zu between(%lld, %lld)", i, (long long)t, (long long)to);
+            for (funnel_period_t p = FUNNEL_PERIOD_WEEK; p <= FUNNEL_PERIOD_DAY; p++) {
+                int64_t s1, e1, s2, e2;
+                funnel_calendar_period(cal, p, t, &s1, &e1);
+                funnel_calendar_period(ref, p, t, &s2, &e2);
+                cr_assert(s1 == s2 && e1 == e2, "calendar %zu period %d of %lld", i, (int)p,
+                          (long long)t);
+            }
+        }
+        funnel_calendar_destroy(&ref);
+        funnel_calendar_destroy(&cal);
+    }
+}

@@ -11,6 +11,7 @@
 
 #include <criterion/criterion.h>
 #include <libconfig.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -507,9 +508,10 @@ Test(sla, bad_policies_are_refused)
 
 /* ---- arrival order ------------------------------------------------------------------------ */
 
-/* The instance rows whose key starts with prefix, one line each with the prefix cut off (so two
- * runs under different prefixes compare), then how many held events remain for them. */
-static void rows_of(const char *prefix, char *buf, size_t len)
+/* The instance rows whose key starts with prefix and opened at or after since, one line each
+ * with the prefix cut off (so two runs under different prefixes compare), then how many held
+ * events remain for the prefix. */
+static void rows_since(const char *prefix, int64_t since, char *buf, size_t len)
 {
     sqlite3 *db = funnel_store_db(store);
     sqlite3_stmt *s;
@@ -517,7 +519,7 @@ static void rows_of(const char *prefix, char *buf, size_t len)
     const char *sql[] = {
         "SELECT key, state, started_at, due_at, stopped_at, on_time, late_ms, consumed_ms,"
         " paused_at, opened_at FROM sla_instance WHERE substr(key, 1, ?2) = ?1"
-        " ORDER BY key, opened_at",
+        " AND opened_at >= ?3 ORDER BY key, opened_at",
         "SELECT 'held', count(*) FROM sla_held WHERE substr(key, 1, ?2) = ?1",
     };
     buf[0] = '\0';
@@ -526,6 +528,8 @@ static void rows_of(const char *prefix, char *buf, size_t len)
                      sqlite3_errmsg(db));
         sqlite3_bind_text(s, 1, prefix, -1, SQLITE_STATIC);
         sqlite3_bind_int(s, 2, (int)plen);
+        if (q == 0)
+            sqlite3_bind_int64(s, 3, since);
         int rc;
         while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
             const char *key = (const char *)sqlite3_column_text(s, 0);
@@ -542,14 +546,26 @@ static void rows_of(const char *prefix, char *buf, size_t len)
     }
 }
 
-static void expect_same_rows(const char *a, const char *b)
+/* Every instance row of the keys starting with prefix (see rows_since). */
+static void rows_of(const char *prefix, char *buf, size_t len)
+{
+    rows_since(prefix, INT64_MIN, buf, len);
+}
+
+/* The rows of the instances opened at or after since under prefixes a and b are the same. */
+static void expect_same_rows_since(const char *a, const char *b, int64_t since)
 {
     char ra[8192], rb[8192];
-    rows_of(a, ra, sizeof ra);
-    rows_of(b, rb, sizeof rb);
+    rows_since(a, since, ra, sizeof ra);
+    rows_since(b, since, rb, sizeof rb);
     /* Two empty results are equal too: the reference must hold instances to prove anything. */
     cr_assert(strncmp(ra, "held ", 5) != 0, "%s has no instance rows", a);
     cr_assert_str_eq(ra, rb, "%s:\n%s\n%s:\n%s", a, ra, b, rb);
+}
+
+static void expect_same_rows(const char *a, const char *b)
+{
+    expect_same_rows_since(a, b, INT64_MIN);
 }
 
 /* sla.met of the given key among the unseen outputs. */
@@ -1232,24 +1248,41 @@ Test(sla, a_grace_of_0_fires_at_the_due_time_and_a_reload_changes_the_timers)
     cr_assert_str_eq(got, want);
 }
 
-Test(sla, late_grace_is_a_duration_or_0_and_a_bad_one_is_refused)
+/* The duration member name of the section (the int64_t at field of the config): its default,
+ * "2m" read and printed back, 0 taken, a bad value refused with the member named. */
+static void expect_duration_member(const char *name, int64_t def, size_t field)
 {
     funnel_sla_config_t c;
-    char err[512], *text = NULL;
+    char err[512], body[64], want[64], *text = NULL;
     size_t len = 0;
+    int64_t *ms = (int64_t *)((char *)&c + field);
     funnel_sla_config_defaults(&c);
-    cr_assert_eq(c.late_grace_ms, FUNNEL_SLA_LATE_GRACE_MS);
-    cr_assert_eq(fx_sla_cfg_parse("late_grace = \"2m\";", &c, err, sizeof err), 0, "%s", err);
-    cr_assert_eq(c.late_grace_ms, 2 * MN);
+    cr_assert_eq(*ms, def, "%s", name);
+    snprintf(body, sizeof body, "%s = \"0\";", name);
+    cr_assert_eq(fx_sla_cfg_parse(body, &c, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(*ms, 0, "%s", name);
+    snprintf(body, sizeof body, "%s = \"2m\";", name);
+    cr_assert_eq(fx_sla_cfg_parse(body, &c, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(*ms, 2 * MN);
     FILE *mem = open_memstream(&text, &len);
     funnel_sla_config_print(&c, mem);
     fclose(mem);
-    cr_assert(strstr(text, "late_grace = \"2m\";"), "%s", text);
+    snprintf(want, sizeof want, "%s = \"2m\";", name);
+    cr_assert(strstr(text, want), "%s", text);
     free(text);
-    cr_assert_eq(fx_sla_cfg_parse("late_grace = \"soon\";", &c, err, sizeof err), FUNNEL_ECONFIG);
-    cr_assert(strstr(err, "late_grace"), "the error names the setting: %s", err);
-    cr_assert_eq(c.late_grace_ms, 2 * MN, "a refused section changes nothing");
+    snprintf(body, sizeof body, "%s = \"soon\";", name);
+    cr_assert_eq(fx_sla_cfg_parse(body, &c, err, sizeof err), FUNNEL_ECONFIG);
+    cr_assert(strstr(err, name), "the error names the setting: %s", err);
+    cr_assert_eq(*ms, 2 * MN, "a refused section changes nothing");
     funnel_sla_config_clear(&c);
+}
+
+Test(sla, late_grace_and_horizon_are_durations_or_0_and_bad_ones_are_refused)
+{
+    expect_duration_member("late_grace", FUNNEL_SLA_LATE_GRACE_MS,
+                           offsetof(funnel_sla_config_t, late_grace_ms));
+    expect_duration_member("horizon", FUNNEL_SLA_HORIZON_MS,
+                           offsetof(funnel_sla_config_t, horizon_ms));
 }
 
 Test(sla, a_late_reset_publishes_the_steps_of_the_clock_it_ends)
@@ -1585,4 +1618,144 @@ Test(sla, quota_day_counts_do_not_depend_on_arrival_order)
     quota_days_set();
     quota_days_send((const int[5]){4, 2, 0, 3, 1});
     quota_days_expect();
+}
+
+Test(sla, a_met_row_keeps_the_steps_its_instance_passed)
+{
+    /* The stop arrives after the warning and both levels were due, with no timer pass between:
+     * the event fires them (steps_before), then meets the instance. The row says step 3 (the
+     * first repeat would have been next), as a timer pass before the stop leaves it (L2). */
+    send(fx_qualified("q1", "L1", SQL, T0));
+    send(fx_contacted("c1", "L1", T0 + 100 * MN));
+    cr_assert_eq(count_rows("SELECT step FROM sla_instance WHERE key = 'L1'"), 3);
+    send(fx_qualified("q2", "L2", SQL, T0));
+    tick(T0 + 100 * MN);
+    send(fx_contacted("c2", "L2", T0 + 100 * MN));
+    cr_assert_eq(count_rows("SELECT step FROM sla_instance WHERE key = 'L2'"), 3);
+}
+
+/* ---- retention -------------------------------------------------------------------------- */
+
+#define D (24 * H)
+
+static void horizon_set(const char *horizon)
+{
+    char body[3000];
+    snprintf(body, sizeof body, "policies = ( { %s target = \"1h\"; } ); horizon = \"%s\";",
+             POLICY_SQL, horizon);
+    cfg_set(body);
+}
+
+static int64_t rows_of_key(const char *table, const char *key)
+{
+    char sql[200];
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM %s WHERE key = '%s'", table, key);
+    return count_rows(sql);
+}
+
+Test(sla, the_horizon_prunes_met_history_and_refuses_older_events_of_pruned_keys)
+{
+    horizon_set("10d");
+    send(fx_qualified("q1", "L1", SQL, T0));
+    send(fx_contacted("c1", "L1", T0 + 30 * MN)); /* met */
+    send(fx_qualified("q2", "L2", SQL, T0));      /* never stopped */
+    send(fx_qualified("q3", "L3", SQL, T0 + 11 * D));
+    send(fx_contacted("c3", "L3", T0 + 11 * D + MN)); /* met inside the horizon */
+    cr_assert_eq(rows_of_key("sla_log", "L1"), 2);
+    /* The watermark is T0 + 11d + 1m: L1's instance stopped before the cutoff. */
+    tick(T0 + 11 * D + MN);
+    cr_assert_eq(rows_of_key("sla_instance", "L1"), 0);
+    cr_assert_eq(rows_of_key("sla_log", "L1"), 0);
+    cr_assert_eq(rows_of_key("sla_instance", "L2"), 1, "open instances are kept");
+    cr_assert_eq(rows_of_key("sla_instance", "L3"), 1);
+    cr_assert_eq(rows_of_key("sla_log", "L3"), 2);
+    cr_assert_eq(funnel_router_next_deadline(router) > T0 + 11 * D + MN, true,
+                 "nothing left to prune: no pass at once");
+    /* A stop, a start or a reset older than the cutoff for a key with nothing kept from then is
+     * refused with its reason, also after a restart (the prune pass stored the watermark). */
+    engine_close();
+    engine_open();
+    send_refused(fx_contacted("c1b", "L1", T0 + 2 * H), T0 + 11 * D + 2 * MN);
+    cr_assert(strstr(funnel_router_refusal(router)->text, "SLA horizon (10d before"), "%s",
+              funnel_router_refusal(router)->text);
+    send_refused(fx_qualified("q4", "L4", SQL, T0 + 3 * H), T0 + 11 * D + 2 * MN);
+    cr_assert_eq(rows_of_key("sla_instance", "L4"), 0);
+    /* Older than the cutoff but after the start of an instance kept: applied. */
+    send_at(fx_contacted("c2", "L2", T0 + 2 * H), T0 + 11 * D + 2 * MN);
+    cr_assert_eq(count_rows("SELECT state = 'met' FROM sla_instance WHERE key = 'L2'"), 1);
+    /* An event no policy cares about is never refused; one inside the horizon neither. */
+    send_at(fx_req_answered("a1", "R1", T0 + H), T0 + 11 * D + 2 * MN);
+    send_at(fx_qualified("q5", "L5", SQL, T0 + 2 * D), T0 + 11 * D + 2 * MN);
+    cr_assert_eq(rows_of_key("sla_instance", "L5"), 1);
+    cr_assert_eq(count_rows("SELECT id FROM sla_deleted_max"), 1,
+                 "the pruned id is never given again");
+}
+
+Test(sla, a_horizon_of_0_keeps_everything)
+{
+    horizon_set("0");
+    send(fx_qualified("q1", "L1", SQL, T0));
+    send(fx_contacted("c1", "L1", T0 + 30 * MN));
+    send(fx_qualified("q3", "L3", SQL, T0 + 900 * D));
+    tick(T0 + 900 * D);
+    cr_assert_eq(rows_of_key("sla_instance", "L1"), 1);
+    send(fx_qualified("q4", "L4", SQL, T0)); /* nothing is beyond a horizon of 0 */
+    cr_assert_eq(rows_of_key("sla_instance", "L4"), 1);
+}
+
+/* Sends, for each of the PROP_KEYS keys of prefix, an instance met 20 days before T0. */
+static void old_history(const char *prefix)
+{
+    for (int k = 0; k < PROP_KEYS; k++) {
+        prop_ev_t start = {k, 1, T0 - 20 * D + k * MN}, stop = {k, 5, T0 - 20 * D + 9 * MN};
+        prop_send(prefix, &start, 100 + 2 * k);
+        prop_send(prefix, &stop, 101 + 2 * k);
+    }
+}
+
+/* Pruning changes nothing inside the horizon: the instances of a stream sent after the old
+ * history of its keys was pruned, in event-time order or in reverse, are those of the same
+ * stream sent while the same history was kept. */
+#define PRUNE_SEEDS 8
+static void prune_prefix(char *out, size_t len, char kind, uint32_t seed)
+{
+    snprintf(out, len, "%c%u-", kind, seed);
+}
+
+Test(sla, pruning_leaves_the_instances_inside_the_horizon_as_they_were)
+{
+    prop_ev_t ev[PRUNE_SEEDS][PROP_KEYS * PROP_EVENTS];
+    size_t n[PRUNE_SEEDS];
+    char kept[16], pruned[16], reversed[16];
+    horizon_set("0");
+    for (uint32_t seed = 1; seed <= PRUNE_SEEDS; seed++) {
+        uint32_t rnd = seed;
+        n[seed - 1] = prop_stream(&rnd, ev[seed - 1]);
+        prune_prefix(kept, sizeof kept, 'k', seed);
+        old_history(kept);
+        for (size_t i = 0; i < n[seed - 1]; i++)
+            prop_send(kept, &ev[seed - 1][i], (int)i);
+        prune_prefix(pruned, sizeof pruned, 'p', seed);
+        prune_prefix(reversed, sizeof reversed, 'r', seed);
+        old_history(pruned);
+        old_history(reversed);
+    }
+    horizon_set("10d");
+    send_at(fx_qualified("wm", "wm", SQL, T0 + D), T0 + D); /* the watermark passes them all */
+    tick(T0 + 24 * H);
+    char sql[120];
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM sla_instance WHERE opened_at < %lld",
+             (long long)(T0 - 10 * D));
+    cr_assert_eq(count_rows(sql), 0, "the old history is pruned, in passes of a batch each");
+    for (uint32_t seed = 1; seed <= PRUNE_SEEDS; seed++) {
+        prune_prefix(kept, sizeof kept, 'k', seed);
+        prune_prefix(pruned, sizeof pruned, 'p', seed);
+        prune_prefix(reversed, sizeof reversed, 'r', seed);
+        for (size_t i = 0; i < n[seed - 1]; i++)
+            prop_send(pruned, &ev[seed - 1][i], (int)i);
+        for (size_t i = n[seed - 1]; i-- > 0;)
+            prop_send(reversed, &ev[seed - 1][i], (int)i);
+        expect_same_rows_since(kept, pruned, T0 - D);
+        expect_same_rows_since(kept, reversed, T0 - D);
+    }
 }

@@ -25,6 +25,34 @@
 
 static const char *const day_names[7] = {"mon", "tue", "wed", "thu", "fri", "sat", "sun"};
 
+#define DAY_MS       86400000LL
+#define EPOCH_JD     2440588     /* ICU's Julian day of 1970-01-01 */
+#define CACHE_MS_MAX (1LL << 50) /* instants the caches take: ~35,000 years either side */
+#define OFFSET_SLOTS 4
+#define DAY_SLOTS    32
+#define NO_DAY       INT32_MIN
+
+/* The UTC offset ICU gives every instant in [from, to): between two transitions of the zone. */
+typedef struct cal_offset {
+    int64_t from, to;
+    int64_t offset_ms;
+} cal_offset_t;
+
+/* One local day as ICU places it: the UTC instants of its working intervals (wall_ms of their
+ * starts and ends), its midnight, its date and weekday. */
+typedef struct cal_day {
+    int32_t jd;  /* NO_DAY: empty */
+    int32_t ymd; /* -1 beyond ICU's years of yyyymmdd */
+    int64_t midnight;
+    size_t n;
+    int64_t start[FUNNEL_CALENDAR_MAX_INTERVALS], end[FUNNEL_CALENDAR_MAX_INTERVALS];
+} cal_day_t;
+
+typedef struct cal_plain {
+    int32_t jd; /* NO_DAY: empty */
+    bool plain;
+} cal_plain_t;
+
 struct funnel_calendar {
     funnel_calendar_spec_t spec; /* our copy */
     UCalendar *ucal;             /* scratch: every helper sets it completely before reading */
@@ -32,6 +60,13 @@ struct funnel_calendar {
     int32_t *special; /* local days of the holidays and extra days, sorted (see week_plain) */
     size_t n_special;
     int64_t week_ms; /* working time of a plain week: each weekday's hours once */
+    bool reference;  /* no caches: every answer straight from ICU (funnel_calendar_reference) */
+    /* What ICU said, kept: an instance's steps and stops fall on a handful of nearby days, so
+     * a typical call finds every instant it needs here and makes no ICU call. */
+    cal_offset_t offsets[OFFSET_SLOTS]; /* UTC offsets between two zone transitions */
+    unsigned next_offset;               /* the slot the next miss replaces */
+    cal_day_t days[DAY_SLOTS];          /* by local day, direct-mapped */
+    cal_plain_t plain[DAY_SLOTS];       /* week_plain by first day, direct-mapped */
 };
 
 /* ---- durations ------------------------------------------------------------------------ */
@@ -404,6 +439,8 @@ int funnel_calendar_new(const funnel_calendar_spec_t *spec, funnel_calendar_t **
     ucal_setAttribute(cal->ucal, UCAL_SKIPPED_WALL_TIME, UCAL_WALLTIME_NEXT_VALID);
     ucal_setAttribute(cal->ucal, UCAL_REPEATED_WALL_TIME, UCAL_WALLTIME_FIRST);
     cal->always = is_always(&cal->spec);
+    for (size_t i = 0; i < DAY_SLOTS; i++)
+        cal->days[i].jd = cal->plain[i].jd = NO_DAY;
     if ((rc = special_days(cal))) {
         snprintf(err, err_len, "calendar %s: %s", spec->name,
                  rc == FUNNEL_ENOMEM ? "out of memory" : "a date is out of range");
@@ -433,8 +470,8 @@ void funnel_calendar_destroy(funnel_calendar_t **calp)
 /* The helpers below take the caller's ICU status and leave it failed once any call fails (ICU
  * functions do nothing when given a failed status), so a caller checks it once per step. */
 
-/* The local day (modified Julian day number) of an instant. */
-static int32_t day_of(funnel_calendar_t *cal, int64_t ms, UErrorCode *st)
+/* The local day (modified Julian day number) of an instant, from ICU. */
+static int32_t icu_day_of(funnel_calendar_t *cal, int64_t ms, UErrorCode *st)
 {
     ucal_setMillis(cal->ucal, (UDate)ms, st);
     return ucal_get(cal->ucal, UCAL_JULIAN_DAY, st);
@@ -454,8 +491,10 @@ static int64_t wall_ms(funnel_calendar_t *cal, int32_t jd, int minute, UErrorCod
     return (int64_t)ucal_getMillis(cal->ucal, st);
 }
 
-/* The working intervals of local day jd: holidays first, then extra days, then the weekday. */
-static const funnel_calendar_day_t *hours_of(funnel_calendar_t *cal, int32_t jd, UErrorCode *st)
+/* The working intervals of local day jd: holidays first, then extra days, then the weekday;
+ * *ymd gets the day's date (-1 beyond the years yyyymmdd can write). */
+static const funnel_calendar_day_t *hours_of(funnel_calendar_t *cal, int32_t jd, int32_t *ymd,
+                                             UErrorCode *st)
 {
     static const funnel_calendar_day_t off = {.n = 0};
     const funnel_calendar_spec_t *sp = &cal->spec;
@@ -464,23 +503,91 @@ static const funnel_calendar_day_t *hours_of(funnel_calendar_t *cal, int32_t jd,
     /* The extended year (negative before 1 AD, not era-relative) in 64 bits: ICU's range of
      * years is wider than yyyymmdd in 32, and such far days are nobody's holidays. */
     int64_t year = ucal_get(cal->ucal, UCAL_EXTENDED_YEAR, st);
-    int32_t ymd = year >= 0 && year <= 99999
-                      ? (int32_t)year * 10000 + (ucal_get(cal->ucal, UCAL_MONTH, st) + 1) * 100 +
-                            ucal_get(cal->ucal, UCAL_DATE, st)
-                      : -1;
+    *ymd = year >= 0 && year <= 99999
+               ? (int32_t)year * 10000 + (ucal_get(cal->ucal, UCAL_MONTH, st) + 1) * 100 +
+                     ucal_get(cal->ucal, UCAL_DATE, st)
+               : -1;
     int dow = (ucal_get(cal->ucal, UCAL_DAY_OF_WEEK, st) + 5) % 7; /* ICU: 1 = Sunday */
-    if (U_FAILURE(*st) || (sp->n_holidays && bsearch(&ymd, sp->holidays, sp->n_holidays,
+    if (U_FAILURE(*st) || (sp->n_holidays && bsearch(ymd, sp->holidays, sp->n_holidays,
                                                      sizeof *sp->holidays, cmp_date)))
         return &off;
     const funnel_calendar_extra_t *x =
-        sp->n_extra ? bsearch(&ymd, sp->extra, sp->n_extra, sizeof *sp->extra, cmp_date) : NULL;
+        sp->n_extra ? bsearch(ymd, sp->extra, sp->n_extra, sizeof *sp->extra, cmp_date) : NULL;
     return &sp->week[x ? x->as : dow];
+}
+
+/* Places local day jd with ICU: its working intervals, midnight and date. */
+static void day_fill(funnel_calendar_t *cal, int32_t jd, cal_day_t *d, UErrorCode *st)
+{
+    const funnel_calendar_day_t *hours = hours_of(cal, jd, &d->ymd, st);
+    d->midnight = wall_ms(cal, jd, 0, st);
+    d->n = hours->n;
+    for (size_t i = 0; i < hours->n; i++) {
+        d->start[i] = wall_ms(cal, jd, hours->start[i], st);
+        d->end[i] = wall_ms(cal, jd, hours->end[i], st);
+    }
+    d->jd = U_SUCCESS(*st) ? jd : NO_DAY; /* a failure is not kept: asked again, it fails again */
+}
+
+static size_t day_slot(int32_t jd)
+{
+    return (uint32_t)jd % DAY_SLOTS;
+}
+
+/* Local day jd as day_fill places it: from the cache, else from ICU (into the cache, or into
+ * scratch for a reference calendar). The pointer is valid until the next day_get. */
+static const cal_day_t *day_get(funnel_calendar_t *cal, int32_t jd, cal_day_t *scratch,
+                                UErrorCode *st)
+{
+    cal_day_t *d = cal->reference ? scratch : &cal->days[day_slot(jd)];
+    if (d->jd != jd || cal->reference)
+        day_fill(cal, jd, d, st);
+    return d;
+}
+
+static int64_t floor_div(int64_t a, int64_t b)
+{
+    return a / b - (a % b < 0);
+}
+
+/* Keeps the UTC offset of instant ms and the span between the zone's transitions around it
+ * over which ICU gives every instant that offset; NULL when ICU cannot say. */
+static const cal_offset_t *offset_fill(funnel_calendar_t *cal, int64_t ms, UErrorCode *st)
+{
+    UDate prev = 0, next = 0;
+    ucal_setMillis(cal->ucal, (UDate)ms, st);
+    int64_t offset = (int64_t)ucal_get(cal->ucal, UCAL_ZONE_OFFSET, st) +
+                     ucal_get(cal->ucal, UCAL_DST_OFFSET, st);
+    UBool has_prev =
+        ucal_getTimeZoneTransitionDate(cal->ucal, UCAL_TZ_TRANSITION_PREVIOUS_INCLUSIVE, &prev, st);
+    UBool has_next = ucal_getTimeZoneTransitionDate(cal->ucal, UCAL_TZ_TRANSITION_NEXT, &next, st);
+    int64_t from = has_prev ? (int64_t)prev : INT64_MIN, to = has_next ? (int64_t)next : INT64_MAX;
+    if (U_FAILURE(*st) || from > ms || to <= ms)
+        return NULL;
+    cal_offset_t *o = &cal->offsets[cal->next_offset++ % OFFSET_SLOTS];
+    *o = (cal_offset_t){from, to, offset};
+    return o;
+}
+
+/* The local day of an instant, as ICU's Calendar computes it (instant plus the zone's offset
+ * then, in whole days from 1970), with the offset from the cache when it holds the instant. */
+static int32_t day_of(funnel_calendar_t *cal, int64_t ms, UErrorCode *st)
+{
+    if (cal->reference || ms < -CACHE_MS_MAX || ms > CACHE_MS_MAX)
+        return icu_day_of(cal, ms, st);
+    const cal_offset_t *o = NULL;
+    for (size_t i = 0; i < OFFSET_SLOTS && !o; i++)
+        if (cal->offsets[i].from <= ms && ms < cal->offsets[i].to)
+            o = &cal->offsets[i];
+    if (!o && !(o = offset_fill(cal, ms, st)))
+        return icu_day_of(cal, ms, st);
+    return (int32_t)(floor_div(ms + o->offset_ms, DAY_MS) + EPOCH_JD);
 }
 
 /* Whether local days [jd, jd + 7) work exactly cal->week_ms: no holiday or extra day among them
  * and no UTC offset change from the first midnight up to the last (a change at the first
  * midnight itself counts: it may have skipped working minutes). */
-static bool week_plain(funnel_calendar_t *cal, int32_t jd, UErrorCode *st)
+static bool icu_week_plain(funnel_calendar_t *cal, int32_t jd, UErrorCode *st)
 {
     size_t lo = 0, hi = cal->n_special;
     while (lo < hi) { /* the first special day >= jd */
@@ -499,6 +606,21 @@ static bool week_plain(funnel_calendar_t *cal, int32_t jd, UErrorCode *st)
     return U_SUCCESS(*st) && (!change || next >= (UDate)t7);
 }
 
+/* icu_week_plain, kept per first day. */
+static bool week_plain(funnel_calendar_t *cal, int32_t jd, UErrorCode *st)
+{
+    if (cal->reference)
+        return icu_week_plain(cal, jd, st);
+    cal_plain_t *p = &cal->plain[day_slot(jd)];
+    if (p->jd != jd) {
+        bool plain = icu_week_plain(cal, jd, st);
+        if (U_FAILURE(*st))
+            return false;
+        *p = (cal_plain_t){jd, plain};
+    }
+    return p->plain;
+}
+
 int64_t funnel_calendar_add(funnel_calendar_t *cal, int64_t from_ms, int64_t business_ms)
 {
     if (business_ms <= 0)
@@ -508,6 +630,7 @@ int64_t funnel_calendar_add(funnel_calendar_t *cal, int64_t from_ms, int64_t bus
     if (cal->always)
         return from_ms > INT64_MAX - business_ms ? INT64_MAX : from_ms + business_ms;
     UErrorCode st = U_ZERO_ERROR;
+    cal_day_t scratch;
     int32_t first = day_of(cal, from_ms, &st);
     for (int32_t jd = first; U_SUCCESS(st) && jd - first < MAX_WALK; jd++) {
         /* A whole week after the first day, when the time runs out after it (an end exactly
@@ -517,11 +640,10 @@ int64_t funnel_calendar_add(funnel_calendar_t *cal, int64_t from_ms, int64_t bus
             business_ms -= cal->week_ms;
             jd += 7;
         }
-        const funnel_calendar_day_t *day = hours_of(cal, jd, &st);
+        const cal_day_t *day = day_get(cal, jd, &scratch, &st);
         for (size_t i = 0; U_SUCCESS(st) && i < day->n; i++) {
-            int64_t s = wall_ms(cal, jd, day->start[i], &st),
-                    e = wall_ms(cal, jd, day->end[i], &st);
-            if (U_FAILURE(st) || e <= from_ms || e <= s)
+            int64_t s = day->start[i], e = day->end[i];
+            if (e <= from_ms || e <= s)
                 continue;
             s = s > from_ms ? s : from_ms;
             if (business_ms <= e - s)
@@ -536,12 +658,12 @@ int64_t funnel_calendar_add(funnel_calendar_t *cal, int64_t from_ms, int64_t bus
 static int64_t day_work(funnel_calendar_t *cal, int32_t jd, int64_t from_ms, int64_t to_ms,
                         UErrorCode *st)
 {
-    const funnel_calendar_day_t *day = hours_of(cal, jd, st);
+    cal_day_t scratch;
+    const cal_day_t *day = day_get(cal, jd, &scratch, st);
     int64_t sum = 0;
-    for (size_t i = 0; i < day->n; i++) {
-        int64_t s = wall_ms(cal, jd, day->start[i], st), e = wall_ms(cal, jd, day->end[i], st);
-        s = s > from_ms ? s : from_ms;
-        e = e < to_ms ? e : to_ms;
+    for (size_t i = 0; U_SUCCESS(*st) && i < day->n; i++) {
+        int64_t s = day->start[i] > from_ms ? day->start[i] : from_ms;
+        int64_t e = day->end[i] < to_ms ? day->end[i] : to_ms;
         sum += e > s ? e - s : 0;
     }
     return sum;
@@ -570,33 +692,80 @@ int64_t funnel_calendar_between(funnel_calendar_t *cal, int64_t from_ms, int64_t
     return U_SUCCESS(st) ? sum : 0;
 }
 
+/* The period from ICU's fields of the instant's local date. */
+static void icu_period(funnel_calendar_t *cal, funnel_period_t period, int64_t at_ms,
+                       int64_t *start_ms, int64_t *end_ms, UErrorCode *st)
+{
+    int32_t jd = icu_day_of(cal, at_ms, st);
+    if (period == FUNNEL_PERIOD_DAY) {
+        *start_ms = wall_ms(cal, jd, 0, st);
+        *end_ms = wall_ms(cal, jd + 1, 0, st);
+        return;
+    }
+    if (period == FUNNEL_PERIOD_WEEK) {
+        int dow = (ucal_get(cal->ucal, UCAL_DAY_OF_WEEK, st) + 5) % 7;
+        *start_ms = wall_ms(cal, jd - dow, 0, st);
+        *end_ms = wall_ms(cal, jd - dow + 7, 0, st);
+        return;
+    }
+    int32_t y = ucal_get(cal->ucal, UCAL_YEAR, st), m = ucal_get(cal->ucal, UCAL_MONTH, st);
+    ucal_clear(cal->ucal);
+    ucal_setDateTime(cal->ucal, y, m, 1, 0, 0, 0, st);
+    *start_ms = (int64_t)ucal_getMillis(cal->ucal, st);
+    ucal_clear(cal->ucal);
+    ucal_setDateTime(cal->ucal, m == UCAL_DECEMBER ? y + 1 : y, m == UCAL_DECEMBER ? 0 : m + 1, 1,
+                     0, 0, 0, st);
+    *end_ms = (int64_t)ucal_getMillis(cal->ucal, st);
+}
+
+static int32_t days_in_month(int32_t y, int32_t m)
+{
+    static const int mdays[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    return mdays[m - 1] + (m == 2 && leap(y));
+}
+
+/* The period from the cached days: a week starts on the Monday (ICU's weekday of Julian day jd
+ * is jd mod 7, Monday 0), a month on the 1st, a day at its midnight. Months only in the Gregorian
+ * years (from 1583), where day numbers and dates advance together; false otherwise. */
+static bool cached_period(funnel_calendar_t *cal, funnel_period_t period, int64_t at_ms,
+                          int64_t *start_ms, int64_t *end_ms, UErrorCode *st)
+{
+    cal_day_t scratch;
+    int32_t jd = day_of(cal, at_ms, st), first, next;
+    if (period == FUNNEL_PERIOD_DAY) {
+        first = jd;
+        next = jd + 1;
+    } else if (period == FUNNEL_PERIOD_WEEK) {
+        first = jd - ((jd % 7) + 7) % 7;
+        next = first + 7;
+    } else {
+        int32_t ymd = day_get(cal, jd, &scratch, st)->ymd;
+        if (U_FAILURE(*st) || ymd < 15830101)
+            return false;
+        first = jd - (ymd % 100 - 1);
+        next = first + days_in_month(ymd / 10000, ymd / 100 % 100);
+    }
+    *start_ms = day_get(cal, first, &scratch, st)->midnight;
+    *end_ms = day_get(cal, next, &scratch, st)->midnight;
+    return true;
+}
+
 void funnel_calendar_period(funnel_calendar_t *cal, funnel_period_t period, int64_t at_ms,
                             int64_t *start_ms, int64_t *end_ms)
 {
     UErrorCode st = U_ZERO_ERROR;
-    int32_t jd = day_of(cal, at_ms, &st);
-    if (period == FUNNEL_PERIOD_DAY) {
-        *start_ms = wall_ms(cal, jd, 0, &st);
-        *end_ms = wall_ms(cal, jd + 1, 0, &st);
-        goto out;
+    if (cal->reference || at_ms < -CACHE_MS_MAX || at_ms > CACHE_MS_MAX ||
+        !cached_period(cal, period, at_ms, start_ms, end_ms, &st)) {
+        st = U_ZERO_ERROR;
+        icu_period(cal, period, at_ms, start_ms, end_ms, &st);
     }
-    if (period == FUNNEL_PERIOD_WEEK) {
-        int dow = (ucal_get(cal->ucal, UCAL_DAY_OF_WEEK, &st) + 5) % 7;
-        *start_ms = wall_ms(cal, jd - dow, 0, &st);
-        *end_ms = wall_ms(cal, jd - dow + 7, 0, &st);
-        goto out;
-    }
-    int32_t y = ucal_get(cal->ucal, UCAL_YEAR, &st), m = ucal_get(cal->ucal, UCAL_MONTH, &st);
-    ucal_clear(cal->ucal);
-    ucal_setDateTime(cal->ucal, y, m, 1, 0, 0, 0, &st);
-    *start_ms = (int64_t)ucal_getMillis(cal->ucal, &st);
-    ucal_clear(cal->ucal);
-    ucal_setDateTime(cal->ucal, m == UCAL_DECEMBER ? y + 1 : y, m == UCAL_DECEMBER ? 0 : m + 1, 1,
-                     0, 0, 0, &st);
-    *end_ms = (int64_t)ucal_getMillis(cal->ucal, &st);
-out:
     if (U_FAILURE(st)) { /* an instant ICU cannot place: a period that never ends */
         *start_ms = at_ms;
         *end_ms = NEVER;
     }
+}
+
+void funnel_calendar_reference(funnel_calendar_t *cal)
+{
+    cal->reference = true;
 }

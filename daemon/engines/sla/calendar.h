@@ -99,6 +99,10 @@ typedef enum funnel_period {
 void funnel_calendar_period(funnel_calendar_t *cal, funnel_period_t period, int64_t at_ms,
                             int64_t *start_ms, int64_t *end_ms);
 
+/* For tests: from now on every answer comes from ICU as it did before the calendar kept what
+ * ICU said (days, UTC offsets, plain weeks), the reference the cached answers must equal. */
+void funnel_calendar_reference(funnel_calendar_t *cal);
+
 /* Parses a duration: an integer followed by a unit, repeated ("90s", "30m", "8h", "1h30m",
  * "30d"; d is 24 hours). 0 or FUNNEL_EINVAL; the result is positive. */
 int funnel_duration_parse(const char *text, int64_t *ms);

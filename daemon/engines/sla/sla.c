@@ -117,6 +117,12 @@ static const char *const migrations[] = {
      * (S_MET). NULL in rows met before this step, whose consumed_ms is what it was before the
      * stop. */
     "ALTER TABLE sla_instance ADD COLUMN stop_business_ms INTEGER;",
+    /* 10: retention (sla_retention.c). The highest event time the engine has seen as of the last
+     * prune (NULL: none yet), from which the horizon counts; rows from before this step take
+     * their log's latest. Met instances by stop time, the order they are pruned in. */
+    "CREATE TABLE sla_watermark (at INTEGER);"
+    "INSERT INTO sla_watermark SELECT max(occurred_at) FROM sla_log;"
+    "CREATE INDEX sla_instance_met ON sla_instance (stopped_at) WHERE state = 'met';",
 };
 
 #define COLS                                                                                       \
@@ -139,8 +145,8 @@ static const char *const stmt_sql[S_COUNT_] = {
                  " consumed_ms = ?, due_at = ?, paused_at = ?, step = ?, next_at = ?,"
                  " acked_by = ?, owner = ?, arrived_at = ? WHERE id = ?",
     [S_MET] = "UPDATE sla_instance SET state = 'met', next_at = NULL, stopped_at = ?,"
-              " on_time = ?, late_ms = ?, stop_event = ?, consumed_ms = ?5, stop_business_ms = ?5"
-              " WHERE id = ?6",
+              " on_time = ?, late_ms = ?, stop_event = ?, consumed_ms = ?5, stop_business_ms = ?5,"
+              " step = ?6 WHERE id = ?7",
     [S_TIMERS] = "SELECT id, next_at, arrived_at FROM sla_instance WHERE next_at IS NOT NULL",
     [S_OPEN_COUNT] = "SELECT count(*) FROM sla_instance WHERE state <> 'met'",
     [S_QUOTA_COUNT] = "INSERT INTO sla_quota (policy, period_start, period_end, actual, closed)"
@@ -206,6 +212,14 @@ static const char *const stmt_sql[S_COUNT_] = {
     [S_FIRED_DROP] = "DELETE FROM sla_fired WHERE id = ?",
     [S_ID_ISSUED] = "SELECT ?1 BETWEEN 1 AND max(coalesce((SELECT max(id) FROM sla_instance), 0),"
                     " (SELECT id FROM sla_deleted_max))",
+    [S_MARK_GET] = "SELECT at FROM sla_watermark",
+    [S_MARK_SET] = "UPDATE sla_watermark SET at = max(coalesce(at, ?1), ?1)",
+    [S_PRUNE_NEXT] = "SELECT key, policy, id, stopped_at FROM sla_instance WHERE state = 'met'"
+                     " AND stopped_at < ? ORDER BY stopped_at",
+    [S_KEY_FIRST] = "SELECT " COLS " FROM sla_instance WHERE key = ? AND policy = ?"
+                    " ORDER BY opened_at, id LIMIT 1",
+    [S_LOG_PRUNE] = "DELETE FROM sla_log WHERE policy = ? AND key = ? AND occurred_at <= ?",
+    [S_ORDER_PRUNE] = "DELETE FROM sla_order WHERE taken = ?",
     [S_SPAN_GET] = "SELECT since, through FROM sla_quota_span WHERE policy = ?",
     [S_SPAN_SET] = "INSERT INTO sla_quota_span (policy, since, through) VALUES (?1,?2,?3)"
                    " ON CONFLICT (policy) DO UPDATE SET through = max(through, ?3)",
@@ -417,7 +431,9 @@ static int sla_on_event(void *self, funnel_router_t *router, const funnel_envelo
     if (env->body_case == FUNNEL__V1__ENVELOPE__BODY_ESCALATION_ACKNOWLEDGED)
         return acknowledge(sla, router, env);
     bool late;
-    int rc = sla_log_event(sla, env, &late);
+    sla->watermark_before = sla->watermark;
+    int rc = sla_horizon_check(sla, router, env);
+    rc = rc ? rc : sla_log_event(sla, env, &late);
     if (!rc && late)
         rc = sla_late_event(sla, router, env, now_ms, &late);
     if (!rc && !late)
@@ -427,7 +443,10 @@ static int sla_on_event(void *self, funnel_router_t *router, const funnel_envelo
         if (sla_starts(&sla->cfg->policies[i], env))
             rc = sla_start(sla, router, &sla->cfg->policies[i], env, now_ms);
     rc = rc ? rc : sla_order_event(sla, router, env, now_ms);
-    return rc ? rc : sla_quota_count(sla, env, now_ms);
+    rc = rc ? rc : sla_quota_count(sla, env, now_ms);
+    if (!rc)
+        sla_watermark_raise(sla, env->occurred_at_ms);
+    return rc;
 }
 
 /* ---- timers ------------------------------------------------------------------------------ */
@@ -445,7 +464,8 @@ static int64_t sla_next_deadline(void *self)
         int64_t at = qs && qs->next_at != INT64_MIN ? qs->next_at : 0;
         next = at < next ? at : next;
     }
-    return next;
+    int64_t prune = sla_prune_deadline(sla);
+    return prune < next ? prune : next;
 }
 
 static int heap_rebuild(funnel_sla_t *sla);
@@ -496,7 +516,7 @@ static int sla_on_timer(void *self, funnel_router_t *router, int64_t now_ms)
         else if (qs->next_at <= now_ms)
             rc = sla_quota_run(sla, router, q, now_ms);
     }
-    return rc;
+    return rc || sla_prune_deadline(sla) > now_ms ? rc : sla_prune(sla, now_ms);
 }
 
 /* Recounts the instances not met: one scan of the partial index sla_instance_live. */
@@ -559,6 +579,13 @@ static void sla_on_rollback(void *self)
         rc = open_recount(sla);
     if (!rc && ((sla->dirty & D_POPPED) || (ended && heap_bloated(sla))))
         rc = heap_rebuild(sla);
+    /* The watermark as stored (lower is safe, see sla_retention.c), or before the event undone;
+     * a pass to count the oldest stop again, as the undone prune may have moved it. */
+    if (!rc && ended)
+        rc = sla_watermark_load(sla);
+    else
+        sla->watermark = sla->watermark_before;
+    sla->prune_at = 0;
     if (rc)
         funnel_log_error(sla->log, "sla: restoring state after a rollback failed: %s",
                          funnel_store_errmsg(sla->store));
@@ -598,7 +625,8 @@ int funnel_sla_new(funnel_store_t *store, const funnel_sla_config_t *cfg, const 
             goto fail;
         }
     }
-    if ((rc = versions_load(sla)) || (rc = heap_rebuild(sla))) {
+    if ((rc = versions_load(sla)) || (rc = heap_rebuild(sla)) || (rc = sla_watermark_load(sla)) ||
+        (rc = sla_oldest_stop_load(sla))) {
         funnel_log_error(log, "sla: loading state failed: %s", funnel_store_errmsg(store));
         goto fail;
     }

@@ -647,6 +647,7 @@ int funnel_sla_config_defaults(void *sec)
 {
     memset(sec, 0, sizeof(funnel_sla_config_t));
     ((funnel_sla_config_t *)sec)->late_grace_ms = FUNNEL_SLA_LATE_GRACE_MS;
+    ((funnel_sla_config_t *)sec)->horizon_ms = FUNNEL_SLA_HORIZON_MS;
     return 0;
 }
 
@@ -752,11 +753,14 @@ static int names_unique(const void *arr, size_t n, size_t size, size_t name_offs
 
 int funnel_sla_config_parse(const config_setting_t *g, void *sec, char *err, size_t err_len)
 {
-    static const char *const names[] = {"calendars", "policies", "quotas", "late_grace", NULL};
+    static const char *const names[] = {"calendars",  "policies", "quotas",
+                                        "late_grace", "horizon",  NULL};
     funnel_sla_config_t c = {0};
     int rc;
     if ((rc = only_members(g, names, err, err_len)) ||
         (rc = get_duration(g, "late_grace", FUNNEL_SLA_LATE_GRACE_MS, true, &c.late_grace_ms, err,
+                           err_len)) ||
+        (rc = get_duration(g, "horizon", FUNNEL_SLA_HORIZON_MS, true, &c.horizon_ms, err,
                            err_len)) ||
         (rc = parse_array(g, "calendars", "calendar", &c, calendar_elem, sizeof *c.calendars,
                           (void **)&c.calendars, &c.n_calendars, err, err_len)) ||
@@ -815,7 +819,9 @@ void funnel_sla_config_print(const void *sec, FILE *out)
             fprintf(out, " pace = \"%lld%%\";", (long long)q->pace_pct);
         fprintf(out, " }");
     }
-    char grace[32];
+    char grace[32], horizon[32];
     funnel_duration_format(c->late_grace_ms, grace, sizeof grace);
-    fprintf(out, "\n  );\n  late_grace = \"%s\";\n};\n", grace); /* 0: "0s" */
+    funnel_duration_format(c->horizon_ms, horizon, sizeof horizon);
+    fprintf(out, "\n  );\n  late_grace = \"%s\";\n  horizon = \"%s\";\n};\n", grace,
+            horizon); /* 0: "0s" */
 }

@@ -89,6 +89,9 @@ typedef struct funnel_sla_quota {
 /* The default of late_grace (funnel_sla_config_t.late_grace_ms). */
 #define FUNNEL_SLA_LATE_GRACE_MS 60000
 
+/* The default of horizon (funnel_sla_config_t.horizon_ms): a year and a month of slack. */
+#define FUNNEL_SLA_HORIZON_MS (400LL * 24 * 3600 * 1000)
+
 typedef struct funnel_sla_config {
     funnel_calendar_spec_t *calendars; /* owned */
     size_t n_calendars;
@@ -103,11 +106,16 @@ typedef struct funnel_sla_config {
      * A step due later than the arrival plus the grace fires at its due time (README, "Late
      * grace"). */
     int64_t late_grace_ms;
+    /* `horizon`: how far in event time before the latest event seen (the watermark) the
+     * engine keeps met instances and their log; older ones are pruned by the timer, and an
+     * event older than the horizon for a key with no instance kept from before it is refused
+     * (README, "SLA state retention"). 0: keep everything. */
+    int64_t horizon_ms;
 } funnel_sla_config_t;
 
 /* Section hooks of the engine registry (core/engine.h) (void * is a funnel_sla_config_t *). The
- * defaults are empty: no policies, no quotas, late_grace FUNNEL_SLA_LATE_GRACE_MS. parse writes the
- * section only on success. */
+ * defaults are empty: no policies, no quotas, late_grace FUNNEL_SLA_LATE_GRACE_MS, horizon
+ * FUNNEL_SLA_HORIZON_MS. parse writes the section only on success. */
 int funnel_sla_config_defaults(void *sec);
 struct config_setting_t;
 int funnel_sla_config_parse(const struct config_setting_t *group, void *sec, char *err,

@@ -345,8 +345,11 @@ int sla_inst_met(funnel_sla_t *sla, funnel_router_t *router, const inst_t *in, b
     sqlite3_bind_int64(s, 3, in->late_ms);
     sqlite3_bind_text(s, 4, in->stop_event, -1, SQLITE_STATIC);
     sqlite3_bind_int64(s, 5, in->consumed_ms);
-    sqlite3_bind_int64(s, 6, in->id);
+    sqlite3_bind_int64(s, 6, in->step); /* the steps passed before the stop (inst_apply) */
+    sqlite3_bind_int64(s, 7, in->id);
     int rc = sla_step_done(s);
+    if (!rc && in->stopped_at < sla->oldest_stop)
+        sla->oldest_stop = in->stopped_at; /* a rollback leaves it lower: one idle prune pass */
     if (rc || !first)
         return rc;
     sla_open_add(sla, -1);
@@ -402,9 +405,19 @@ bool sla_inst_takes(const inst_t *in, int64_t t)
     return in->opened_at <= t;
 }
 
+/* Whether a stored version keyed by field is something other than a start to env: only then
+ * can a live instance of that key take it (most events are nothing to any policy). */
+static bool key_concerned(const funnel_sla_t *sla, const char *field, const funnel_envelope_t *env)
+{
+    for (size_t i = 0; i < sla->n_vers; i++)
+        if (strcmp(sla->vers[i].pol.key, field) == 0 && sla_kinds_of(&sla->vers[i].pol, env))
+            return true;
+    return false;
+}
+
 /* Every live instance keyed by a field of this event and opened by the time it occurred gets
  * the event. Key fields are those of the stored versions (only they have instances); each is
- * looked up once. */
+ * looked up once, and only when a version keyed by it has the event in a list. */
 int sla_key_events(funnel_sla_t *sla, funnel_router_t *router, const funnel_envelope_t *env,
                    int64_t now_ms)
 {
@@ -416,7 +429,9 @@ int sla_key_events(funnel_sla_t *sla, funnel_router_t *router, const funnel_enve
         for (size_t j = 0; j < i && !seen; j++)
             seen = strcmp(sla->vers[j].pol.key, field) == 0;
         char buf[64];
-        const char *key = seen ? "" : funnel_sla_field(env, field, buf, sizeof buf);
+        const char *key = seen || !key_concerned(sla, field, env)
+                              ? ""
+                              : funnel_sla_field(env, field, buf, sizeof buf);
         size_t n = 0;
         if (!*key || (rc = sla_live_read(sla, key, live, &n)))
             continue;
@@ -530,21 +545,31 @@ int sla_inst_insert(funnel_sla_t *sla, inst_t *in)
     return rc;
 }
 
+/* Reads the first (S_KEY_FIRST) or latest (S_KEY_LAST) instance of (policy, key) into in;
+ * *found says whether there is one. 0 or FUNNEL_ESTORE. */
+int sla_key_row(funnel_sla_t *sla, enum stmt_id id, const char *policy, const char *key, inst_t *in,
+                bool *found)
+{
+    sqlite3_stmt *s = sla_stmt(sla, id);
+    sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, policy, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(s);
+    if ((*found = rc == SQLITE_ROW))
+        sla_inst_read(s, in);
+    sqlite3_reset(s);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : FUNNEL_ESTORE;
+}
+
 /* Lets a take what it inherits from the latest instance of (policy, key); in is scratch. */
 static int key_last(funnel_sla_t *sla, const char *policy, const char *key, inst_t *in,
                     start_attrs_t *a)
 {
-    sqlite3_stmt *s = sla_stmt(sla, S_KEY_LAST);
-    sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 2, policy, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(s);
-    if (rc == SQLITE_ROW)
-        sla_inst_read(s, in);
-    sqlite3_reset(s);
-    sla_attrs_inherit(a, rc == SQLITE_ROW ? in : NULL);
-    if (rc == SQLITE_DONE && (a->inherit & I_REOPEN))
+    bool found;
+    int rc = sla_key_row(sla, S_KEY_LAST, policy, key, in, &found);
+    sla_attrs_inherit(a, found ? in : NULL);
+    if (!rc && !found && (a->inherit & I_REOPEN))
         return FUNNEL_ENOTFOUND; /* nothing to reopen */
-    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : FUNNEL_ESTORE;
+    return rc;
 }
 
 /* Starts an instance of p for this event unless one is already live for its key, then lets it

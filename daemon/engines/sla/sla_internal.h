@@ -4,7 +4,7 @@
  * event dispatch, timers, life cycle), sla_instance.c (instance rows, schedule, steps, outputs),
  * sla_held.c (events held until their start), sla_recompute.c (the per-key event log and
  * recomputation after out-of-order arrival), sla_order.c (processing order of fifo policies),
- * sla_quota.c (quota periods). The contract of each
+ * sla_quota.c (quota periods), sla_retention.c (the horizon). The contract of each
  * function is written above its definition. */
 #ifndef FUNNEL_SLA_INTERNAL_H
 #define FUNNEL_SLA_INTERNAL_H
@@ -62,6 +62,12 @@ enum stmt_id {
     S_SPAN_GET,
     S_SPAN_SET,
     S_ID_ISSUED,
+    S_MARK_GET,
+    S_MARK_SET,
+    S_PRUNE_NEXT,
+    S_KEY_FIRST,
+    S_LOG_PRUNE,
+    S_ORDER_PRUNE,
     S_COUNT_
 };
 typedef enum inst_state { ST_OPEN, ST_PAUSED, ST_MET } inst_state_t;
@@ -153,6 +159,11 @@ struct funnel_sla {
     size_t version_loads, heap_rebuilds; /* for funnel_sla_reloads */
     quota_state_t *quotas;
     size_t n_quotas;
+    /* Retention (sla_retention.c): the highest event time seen (INT64_MIN: none), its value
+     * before the event being applied (restored when that event is rolled back), and the wall
+     * time of the next prune pass (sla_prune_deadline). */
+    int64_t watermark, watermark_before, prune_at;
+    int64_t oldest_stop; /* of the met instances, as last counted or lower; INT64_MAX: none */
 };
 
 /* Called for each step an instance passes (steps_before), before it moves to the next one. */
@@ -213,6 +224,8 @@ void sla_attrs_inherit(start_attrs_t *a, const inst_t *prev);
 void sla_inst_fresh(inst_t *in, pver_t *v, const char *key, const start_attrs_t *a, int64_t t,
                     const char *event_id);
 int sla_inst_insert(funnel_sla_t *sla, inst_t *in);
+int sla_key_row(funnel_sla_t *sla, enum stmt_id id, const char *policy, const char *key, inst_t *in,
+                bool *found);
 int sla_start(funnel_sla_t *sla, funnel_router_t *router, const funnel_sla_policy_t *p,
               const funnel_envelope_t *env, int64_t now_ms);
 
@@ -233,6 +246,15 @@ int sla_late_event(funnel_sla_t *sla, funnel_router_t *router, const funnel_enve
 /* After an event (live or late): publishes the order violations it reveals for fifo policies. */
 int sla_order_event(funnel_sla_t *sla, funnel_router_t *router, const funnel_envelope_t *env,
                     int64_t now_ms);
+
+/* ---- sla_retention.c: the horizon -------------------------------------------------------- */
+
+int sla_watermark_load(funnel_sla_t *sla);
+int sla_horizon_check(funnel_sla_t *sla, funnel_router_t *router, const funnel_envelope_t *env);
+void sla_watermark_raise(funnel_sla_t *sla, int64_t t);
+int64_t sla_prune_deadline(const funnel_sla_t *sla);
+int sla_oldest_stop_load(funnel_sla_t *sla);
+int sla_prune(funnel_sla_t *sla, int64_t now_ms);
 
 /* ---- sla_quota.c: quota periods ----------------------------------------------------------- */
 
