@@ -117,6 +117,8 @@ static int64_t day_ceil(int64_t t)
 {
     if (t > INT64_MAX - DAY_MS)
         return INT64_MAX;
+    if (t <= INT64_MIN + DAY_MS)
+        return INT64_MIN;                      /* before any day a credit can have */
     int64_t d = t / DAY_MS - (t % DAY_MS < 0); /* floor */
     return d * DAY_MS == t ? t : (d + 1) * DAY_MS;
 }
