@@ -775,6 +775,16 @@ static void assert_next_event_id(world_t *w, int64_t id)
     fx_engine_out_clear(&w->eng);
 }
 
+/* Touches back to their shape before schema 5 (the tests' touch ids are all text). */
+#define TOUCHES_BEFORE_5                                                                           \
+    "CREATE TABLE old_t (touch_id TEXT PRIMARY KEY, lead_id TEXT NOT NULL,"                        \
+    "  at_ms INTEGER NOT NULL, channel TEXT NOT NULL, source TEXT NOT NULL,"                       \
+    "  medium TEXT NOT NULL, campaign TEXT NOT NULL) WITHOUT ROWID;"                               \
+    "INSERT INTO old_t SELECT t.touch_id, t.lead_id, t.at_ms, g.channel, g.source, g.medium,"      \
+    "  g.campaign FROM attr_touches t JOIN attr_tags g ON g.id = t.tag_id;"                        \
+    "DROP TABLE attr_touches; DROP TABLE attr_tags; ALTER TABLE old_t RENAME TO attr_touches;"     \
+    "CREATE INDEX attr_touches_by_lead ON attr_touches(lead_id, at_ms);"
+
 #define ALL_POSTING_COLUMNS                                                                        \
     "id, payment_id, refund_id, model, line_key, client_id, lead_id, campaign, source, medium, "   \
     "channel, touch_at_ms, currency, credit, weight_ppm, reversal, at_ms, cause_event_id"
@@ -793,11 +803,11 @@ Test(engine, schema_3_stores_each_line_once_and_keeps_every_posting_and_its_id)
     /* Back to the shape of schema 2: one wide row per posting. The sequence runs 5 past the
      * last row, as AUTOINCREMENT allows: the next id must still follow it. */
     char *msg = NULL;
-    char sql[2048];
+    char sql[4096];
     snprintf(sql, sizeof sql,
              "CREATE TABLE old_p AS SELECT " ALL_POSTING_COLUMNS " FROM attr_postings;"
              "DROP VIEW attr_postings; DROP TABLE attr_posts; DROP TABLE attr_lines;"
-             "DROP TABLE attr_counter; DROP TABLE attr_models;"
+             "DROP TABLE attr_counter; DROP TABLE attr_models;" TOUCHES_BEFORE_5
              "CREATE TABLE attr_postings (id INTEGER PRIMARY KEY AUTOINCREMENT,"
              "  payment_id TEXT NOT NULL, refund_id TEXT NOT NULL, model TEXT NOT NULL,"
              "  line_key TEXT NOT NULL, client_id TEXT NOT NULL, lead_id TEXT NOT NULL,"
@@ -812,7 +822,7 @@ Test(engine, schema_3_stores_each_line_once_and_keeps_every_posting_and_its_id)
     cr_assert_eq(sqlite3_exec(funnel_store_db(w.store), sql, NULL, NULL, &msg), SQLITE_OK, "%s",
                  msg);
     world_restart_engine(&w);
-    cr_assert_eq(funnel_store_module_version(w.store, "attribution"), 4);
+    cr_assert_eq(funnel_store_module_version(w.store, "attribution"), 5);
     query_text(&w, "SELECT " ALL_POSTING_COLUMNS " FROM attr_postings ORDER BY id", after,
                sizeof after);
     cr_assert_str_eq(after, before, "every posting survives the steps as it was");
@@ -854,7 +864,7 @@ static void schema_4_world(world_t *w, bool back_to_3)
         int64_t last =
             fx_sql_int(funnel_store_db(w->store), "SELECT max(id) FROM attr_postings", NULL);
         char *msg = NULL;
-        char sql[4096];
+        char sql[8192];
         /* Back to schema 3 as the baseline build leaves it: a row per model, the sequence 5
          * past the last row. */
         snprintf(sql, sizeof sql,
@@ -872,7 +882,7 @@ static void schema_4_world(world_t *w, bool back_to_3)
                  "  refund_id, line_id);"
                  "CREATE INDEX attr_credits_by_time ON attr_credits(at_ms);"
                  "DROP VIEW attr_postings; DROP TABLE attr_posts; DROP TABLE attr_counter;"
-                 "DROP TABLE attr_models;"
+                 "DROP TABLE attr_models;" TOUCHES_BEFORE_5
                  "CREATE VIEW attr_postings AS SELECT c.id, c.payment_id, c.refund_id, c.model,"
                  "  l.line_key, c.client_id, l.lead_id, l.campaign, l.source, l.medium, l.channel,"
                  "  l.touch_at_ms, c.currency, c.credit, c.weight_ppm, c.reversal, c.at_ms,"
@@ -883,7 +893,7 @@ static void schema_4_world(world_t *w, bool back_to_3)
         cr_assert_eq(sqlite3_exec(funnel_store_db(w->store), sql, NULL, NULL, &msg), SQLITE_OK,
                      "%s", msg);
         world_restart_engine(w);
-        cr_assert_eq(funnel_store_module_version(w->store, "attribution"), 4);
+        cr_assert_eq(funnel_store_module_version(w->store, "attribution"), 5);
         assert_next_event_id(w, last + 6);
     } else {
         world_apply(w, "payment.received", P9_JSON);
@@ -968,6 +978,44 @@ Test(engine, the_report_of_a_period_reads_only_that_period)
      * index a few. */
     cr_assert_lt(after, before + 20, "the later rows were not read: %ld steps, then %ld", before,
                  after);
+    world_close(&w);
+}
+
+Test(engine, uuid_touch_ids_are_stored_in_16_bytes_and_come_back_as_sent)
+{
+    static world_t w;
+    world_open(&w, 1u << FUNNEL_ATTR_LINEAR);
+    /* Three touches at one time: two of a lead.created (ids "<uuid>#0", "<uuid>#1"), one of a
+     * lead.touched whose id sorts between them as text, and one id that is not a UUID. */
+    world_apply(&w, "lead.created",
+                "{\"eventId\":\"019ad744-1803-7000-8000-00000000000b\",\"occurredAtMs\":"
+                "1699999000000,\"leadId\":\"L1\",\"touches\":[{\"campaign\":\"a\"},"
+                "{\"campaign\":\"b\"}]}");
+    world_apply(&w, "lead.touched",
+                "{\"eventId\":\"019ad744-1803-7000-8000-00000000000a\",\"occurredAtMs\":"
+                "1699999000000,\"leadId\":\"L1\",\"touch\":{\"campaign\":\"c\"}}");
+    world_apply(&w, "lead.touched",
+                "{\"eventId\":\"019AD744-upper\",\"occurredAtMs\":1699999000000,"
+                "\"leadId\":\"L1\",\"touch\":{\"campaign\":\"d\"}}");
+    world_apply(&w, "client.handed_off",
+                "{\"eventId\":\"e-h\",\"occurredAtMs\":1700000000000,\"clientId\":\"C1\","
+                "\"leadId\":\"L1\",\"fromRep\":\"rep1\"}");
+    fx_engine_out_clear(&w.eng);
+    world_apply(&w, "payment.received",
+                "{\"eventId\":\"e-p\",\"occurredAtMs\":1700000000001,\"paymentId\":\"P1\","
+                "\"clientId\":\"C1\",\"amount\":{\"minor\":400,\"currency\":\"EUR\"}}");
+    cr_assert_eq(w.eng.n_out, 1);
+    const Funnel__V1__AttributionCredited *c = w.eng.out[0]->attribution_credited;
+    static const char *const want[] = {"019AD744-upper", "019ad744-1803-7000-8000-00000000000a",
+                                       "019ad744-1803-7000-8000-00000000000b#0",
+                                       "019ad744-1803-7000-8000-00000000000b#1"};
+    cr_assert_eq(c->n_touches, 4);
+    for (size_t i = 0; i < 4; i++)
+        cr_assert_str_eq(c->touches[i]->touch_id, want[i], "touch %zu", i);
+    char got[1024];
+    query_text(&w, "SELECT typeof(touch_id), length(touch_id) FROM attr_touches ORDER BY 2, 1", got,
+               sizeof got);
+    cr_assert_str_eq(got, "text|14\nblob|16\nblob|18\nblob|18\n");
     world_close(&w);
 }
 

@@ -27,18 +27,17 @@
 #define MODEL_NAMES(p)                                                                             \
 #p "0, " #p "1, " #p "2, " #p "3, " #p "4, " #p "5, " #p "6, " #p "7, " #p "8"
 #define MODEL_PIVOT1(f, col, name) #f "(CASE model WHEN '" name "' THEN " #col " END)"
-#define MODEL_PIVOT(f, col)                                                                                                              \
-    MODEL_PIVOT1(f, col, "first_touch")                                                                                                  \
-    ", " MODEL_PIVOT1(f, col, "last_touch") ", " MODEL_PIVOT1(f, col, "linear") ", " MODEL_PIVOT1(f, col, "u_shaped") ", " MODEL_PIVOT1( \
-        f, col,                                                                                                                          \
-        "w_shaped") ", " MODEL_PIVOT1(f, col,                                                                                            \
-                                      "full_path") ", " MODEL_PIVOT1(f, col,                                                             \
-                                                                     "time_decay") ","                                                   \
-                                                                                   " " MODEL_PIVOT1(f,                                   \
-                                                                                                    col,                                 \
-                                                                                                    "j_shaped") ", " MODEL_PIVOT1(f,     \
-                                                                                                                                  col,   \
-                                                                                                                                  "inverse_j")
+#define MODEL_PIVOT(f, col)                                                                                                                \
+    MODEL_PIVOT1(f, col, "first_touch")                                                                                                    \
+    ", " MODEL_PIVOT1(f, col, "last_touch") ", " MODEL_PIVOT1(f, col, "linear") ", " MODEL_PIVOT1(f, col, "u_shaped") ", " MODEL_PIVOT1(   \
+        f, col,                                                                                                                            \
+        "w_shaped") ", " MODEL_PIVOT1(f, col,                                                                                              \
+                                      "full_path") ", " MODEL_PIVOT1(f, col,                                                               \
+                                                                     "time_decay") ","                                                     \
+                                                                                   " " MODEL_PIVOT1(f, col, "j_shaped") ", " MODEL_PIVOT1( \
+                                                                                       f, col,                                             \
+                                                                                       "inverse_"                                          \
+                                                                                       "j")
 #define MODEL_ROWS                                                                                 \
     "(0, 'first_touch'), (1, 'last_touch'), (2, 'linear'), (3, 'u_shaped'), (4, 'w_shaped'),"      \
     " (5, 'full_path'), (6, 'time_decay'), (7, 'j_shaped'), (8, 'inverse_j')"
@@ -169,10 +168,28 @@ static const char *const schema[] = {
                                               "  FROM attr_posts p JOIN attr_lines l ON l.id = "
                                               "p.line_id CROSS JOIN attr_models m)"
                                               "  WHERE credit IS NOT NULL;",
+    /* 5: touches were the largest state left (150 B per event at 20k leads): a row named its
+     * four touch columns as text, a touch_id key and a by-lead index. Now one B-tree keyed the
+     * way journeys read it, the touch columns once per distinct set in attr_tags, and new
+     * touch ids of the common UUID form as 16 bytes (touch_id_pack; older rows stay text). */
+    "CREATE TABLE attr_tags (id INTEGER PRIMARY KEY, channel TEXT NOT NULL,"
+    "  source TEXT NOT NULL, medium TEXT NOT NULL, campaign TEXT NOT NULL,"
+    "  UNIQUE (channel, source, medium, campaign));"
+    "INSERT INTO attr_tags (channel, source, medium, campaign)"
+    "  SELECT DISTINCT channel, source, medium, campaign FROM attr_touches;"
+    "CREATE TABLE attr_touches_new (lead_id TEXT NOT NULL, at_ms INTEGER NOT NULL,"
+    "  touch_id NOT NULL, tag_id INTEGER NOT NULL, PRIMARY KEY (lead_id, at_ms, touch_id))"
+    "  WITHOUT ROWID;"
+    "INSERT INTO attr_touches_new SELECT t.lead_id, t.at_ms, t.touch_id, g.id"
+    "  FROM attr_touches t JOIN attr_tags g USING (channel, source, medium, campaign);"
+    "DROP TABLE attr_touches;"
+    "ALTER TABLE attr_touches_new RENAME TO attr_touches;",
 };
 
 enum stmt_id {
     S_TOUCH_ADD,
+    S_TAG_GET,
+    S_TAG_ADD,
     S_LEAD_CREATED,
     S_LEAD_SQL,
     S_HANDOFF_ADD,
@@ -197,7 +214,10 @@ enum stmt_id {
 
 /* Earliest (at_ms, event_id) wins for a repeated payment or refund id: an order-free rule. */
 static const char *const stmt_sql[S_COUNT_] = {
-    [S_TOUCH_ADD] = "INSERT INTO attr_touches VALUES (?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
+    [S_TOUCH_ADD] = "INSERT INTO attr_touches VALUES (?,?,?,?) ON CONFLICT DO NOTHING",
+    [S_TAG_GET] = "SELECT id FROM attr_tags WHERE channel = ? AND source = ? AND medium = ? AND"
+                  " campaign = ?",
+    [S_TAG_ADD] = "INSERT INTO attr_tags (channel, source, medium, campaign) VALUES (?,?,?,?)",
     [S_LEAD_CREATED] = "INSERT INTO attr_leads(lead_id, created_at_ms) VALUES (?1, ?2) "
                        "ON CONFLICT(lead_id) DO UPDATE SET created_at_ms = ?2 "
                        "WHERE created_at_ms IS NULL OR ?2 < created_at_ms",
@@ -219,9 +239,10 @@ static const char *const stmt_sql[S_COUNT_] = {
     [S_HANDOFF_GET] = "SELECT lead_id, at_ms FROM attr_handoffs WHERE client_id = ? "
                       "ORDER BY at_ms, event_id LIMIT 1",
     [S_LEAD_GET] = "SELECT created_at_ms, sql_at_ms FROM attr_leads WHERE lead_id = ?",
-    [S_TOUCHES_GET] = "SELECT touch_id, at_ms, channel, source, medium, campaign "
-                      "FROM attr_touches WHERE lead_id = ? AND at_ms BETWEEN ? AND ? "
-                      "ORDER BY at_ms, touch_id",
+    /* In time order; touch_ids of one time are put in order after decoding (journey_touches). */
+    [S_TOUCHES_GET] = "SELECT t.touch_id, t.at_ms, g.channel, g.source, g.medium, g.campaign"
+                      " FROM attr_touches t JOIN attr_tags g ON g.id = t.tag_id"
+                      " WHERE t.lead_id = ? AND t.at_ms BETWEEN ? AND ? ORDER BY t.at_ms",
     [S_PAYMENT_GET] = "SELECT client_id, minor, currency, at_ms FROM attr_payments "
                       "WHERE payment_id = ?",
     [S_REFUNDS_GET] = "SELECT refund_id, minor, at_ms FROM attr_refunds "
@@ -436,18 +457,12 @@ static int id_list_read(sqlite3_stmt *st, id_list_t *list)
     return stmt_done(st, rc);
 }
 
-/* Copies the text of columns cols[0..n) of st's current row into one allocation (*mem) and
- * points *out[i] at each copy. */
-static int row_strings(sqlite3_stmt *st, const int *cols, const char **const *out, size_t n,
-                       char **mem)
+/* Copies text[0..n) into one allocation (*mem) and points *out[i] at each copy. */
+static int strings_copy(const char *const *text, const char **const *out, size_t n, char **mem)
 {
-    const char *text[12];
     size_t len[12], total = 0;
-    for (size_t i = 0; i < n; i++) {
-        text[i] = col_text(st, cols[i]);
-        len[i] = strlen(text[i]);
-        total += len[i] + 1;
-    }
+    for (size_t i = 0; i < n; i++)
+        total += (len[i] = strlen(text[i])) + 1;
     char *p = malloc(total);
     if (!p)
         return FUNNEL_ENOMEM;
@@ -458,6 +473,75 @@ static int row_strings(sqlite3_stmt *st, const int *cols, const char **const *ou
         p += len[i] + 1;
     }
     return 0;
+}
+
+/* Copies the text of columns cols[0..n) of st's current row: see strings_copy. */
+static int row_strings(sqlite3_stmt *st, const int *cols, const char **const *out, size_t n,
+                       char **mem)
+{
+    const char *text[12];
+    for (size_t i = 0; i < n; i++)
+        text[i] = col_text(st, cols[i]);
+    return strings_copy(text, out, n, mem);
+}
+
+/* ---- touch ids ------------------------------------------------------------------------- */
+
+#define UUID_TEXT  36
+#define UUID_BYTES 16
+
+static int hex_digit(char c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* A touch id that starts with a lowercase UUID (every event id funnel's adapters make, and
+ * "<event_id>#<index>") is stored as its 16 bytes and the rest of the id: 40 bytes become 18.
+ * Any other id stays text. *len is the size of out; false when the id stays text. */
+static bool touch_id_pack(const char *id, unsigned char *out, size_t *len)
+{
+    size_t n = strlen(id), k = 0;
+    if (n < UUID_TEXT || n - UUID_TEXT > FUNNEL_ID_MAX)
+        return false;
+    for (size_t i = 0; i < UUID_TEXT; i++) {
+        if (i == 8 || i == 13 || i == 18 || i == 23) {
+            if (id[i] != '-')
+                return false;
+            continue;
+        }
+        int h = hex_digit(id[i]), lo = hex_digit(id[i + 1]);
+        if (h < 0 || lo < 0)
+            return false;
+        out[k++] = (unsigned char)(h << 4 | lo);
+        i++;
+    }
+    memcpy(out + UUID_BYTES, id + UUID_TEXT, n - UUID_TEXT);
+    *len = UUID_BYTES + n - UUID_TEXT;
+    return true;
+}
+
+/* The text of a stored touch id (column col of st) into out, FUNNEL_ID_MAX + 32 bytes. */
+static void touch_id_read(sqlite3_stmt *st, int col, char *out)
+{
+    size_t n = (size_t)sqlite3_column_bytes(st, col);
+    const unsigned char *b = sqlite3_column_blob(st, col);
+    if (sqlite3_column_type(st, col) != SQLITE_BLOB || n < UUID_BYTES) {
+        snprintf(out, FUNNEL_ID_MAX + 32, "%s", col_text(st, col));
+        return;
+    }
+    static const char hex[] = "0123456789abcdef";
+    char *p = out;
+    for (size_t i = 0; i < UUID_BYTES; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10)
+            *p++ = '-';
+        *p++ = hex[b[i] >> 4];
+        *p++ = hex[b[i] & 15];
+    }
+    n -= UUID_BYTES;
+    if (n > FUNNEL_ID_MAX)
+        n = FUNNEL_ID_MAX;
+    memcpy(p, b + UUID_BYTES, n);
+    p[n] = '\0';
 }
 
 static void lines_free(line_t *lines, size_t n)
@@ -492,9 +576,12 @@ static int journey_touches(run_t *r, journey_t *j, int64_t from, int64_t to)
         }
         line_t *l = &j->lines[j->n];
         memset(l, 0, sizeof *l);
-        static const int cols[] = {0, 2, 3, 4, 5};
+        char key[FUNNEL_ID_MAX + 32];
+        touch_id_read(st, 0, key);
+        const char *text[] = {key, col_text(st, 2), col_text(st, 3), col_text(st, 4),
+                              col_text(st, 5)};
         const char **const out[] = {&l->key, &l->channel, &l->source, &l->medium, &l->campaign};
-        if (row_strings(st, cols, out, 5, &l->mem)) {
+        if (strings_copy(text, out, 5, &l->mem)) {
             sqlite3_reset(st);
             return FUNNEL_ENOMEM;
         }
@@ -502,6 +589,15 @@ static int journey_touches(run_t *r, journey_t *j, int64_t from, int64_t to)
         l->touch_at_ms = sqlite3_column_int64(st, 1);
         j->n++;
     }
+    /* Rows come in time order; ids of one time are ordered as text, which packed ids are not. */
+    for (size_t i = 1; i < j->n; i++)
+        for (size_t k = i; k > 0 && j->lines[k - 1].touch_at_ms == j->lines[k].touch_at_ms &&
+                           strcmp(j->lines[k - 1].key, j->lines[k].key) > 0;
+             k--) {
+            line_t t = j->lines[k];
+            j->lines[k] = j->lines[k - 1];
+            j->lines[k - 1] = t;
+        }
     return stmt_done(st, rc);
 }
 
@@ -1233,6 +1329,23 @@ static const char *nz(const char *s)
     return s ? s : "";
 }
 
+/* The attr_tags row of a touch's four columns, added when new. */
+static int tag_of(run_t *r, const Funnel__V1__Touch *t, int64_t *tag)
+{
+    const char *cols = "ssss";
+    sqlite3_stmt *st = stmt_bind(r->a, S_TAG_GET, cols, nz(t->channel), nz(t->source),
+                                 nz(t->medium), nz(t->campaign));
+    int rc = sqlite3_step(st);
+    *tag = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+    if ((rc = stmt_done(st, rc)) || *tag)
+        return rc;
+    if (stmt_run(stmt_bind(r->a, S_TAG_ADD, cols, nz(t->channel), nz(t->source), nz(t->medium),
+                           nz(t->campaign))))
+        return FUNNEL_ESTORE;
+    *tag = sqlite3_last_insert_rowid(funnel_store_db(r->a->store));
+    return 0;
+}
+
 static int touch_add(run_t *r, const char *lead_id, const char *touch_id,
                      const Funnel__V1__Touch *t)
 {
@@ -1240,8 +1353,19 @@ static int touch_add(run_t *r, const char *lead_id, const char *touch_id,
         return 0;
     /* A touch without its own time happened when the event carrying it did. */
     int64_t at = t->at_ms ? t->at_ms : r->cause->occurred_at_ms;
-    return stmt_run(stmt_bind(r->a, S_TOUCH_ADD, "ssissss", touch_id, lead_id, at, nz(t->channel),
-                              nz(t->source), nz(t->medium), nz(t->campaign)));
+    int64_t tag;
+    int rc = tag_of(r, t, &tag);
+    if (rc)
+        return rc;
+    unsigned char packed[UUID_BYTES + FUNNEL_ID_MAX + 32];
+    size_t len;
+    sqlite3_stmt *st = stmt_bind(r->a, S_TOUCH_ADD, "si", lead_id, at);
+    if (touch_id_pack(touch_id, packed, &len))
+        sqlite3_bind_blob(st, 3, packed, (int)len, SQLITE_STATIC);
+    else
+        sqlite3_bind_text(st, 3, touch_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 4, tag);
+    return stmt_run(st);
 }
 
 static int on_lead_created(run_t *r, const Funnel__V1__LeadCreated *b)
