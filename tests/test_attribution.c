@@ -571,13 +571,19 @@ static size_t journey_events(void)
 
 TestSuite(engine, .fini = close_all);
 
+/* Opens w with models and applies every event of journey_events in order. */
+static void world_journey(world_t *w, unsigned models)
+{
+    world_open(w, models);
+    size_t n = journey_events();
+    for (size_t i = 0; i < n; i++)
+        world_apply(w, ev_topic[i], ev[i]);
+}
+
 Test(engine, in_order_journey_credits_exactly_with_refunds_and_unattributed)
 {
     static world_t w;
-    world_open(&w, FUNNEL_ATTR_ALL_MODELS);
-    size_t n = journey_events();
-    for (size_t i = 0; i < n; i++)
-        world_apply(&w, ev_topic[i], ev[i]);
+    world_journey(&w, FUNNEL_ATTR_ALL_MODELS);
     /* Every model: P1 100003, its refunds -33331 and -50000, P2 7, P3 999 unattributed. */
     assert_entries_exact(&w, "P1||9|100003|100003\n"
                              "P1|R1|9|-33331|-33331\n"
@@ -793,10 +799,7 @@ Test(engine, schema_3_stores_each_line_once_and_keeps_every_posting_and_its_id)
 {
     static world_t w;
     static char before[65536], after[65536];
-    world_open(&w, FUNNEL_ATTR_ALL_MODELS);
-    size_t n = journey_events();
-    for (size_t i = 0; i < n; i++)
-        world_apply(&w, ev_topic[i], ev[i]);
+    world_journey(&w, FUNNEL_ATTR_ALL_MODELS);
     query_text(&w, "SELECT " ALL_POSTING_COLUMNS " FROM attr_postings ORDER BY id", before,
                sizeof before);
     int64_t last = fx_sql_int(funnel_store_db(w.store), "SELECT max(id) FROM attr_postings", NULL);
@@ -958,10 +961,7 @@ static long report_steps(world_t *w, int64_t from, int64_t to)
 Test(engine, the_report_of_a_period_reads_only_that_period)
 {
     static world_t w;
-    world_open(&w, FUNNEL_ATTR_ALL_MODELS);
-    size_t n = journey_events();
-    for (size_t i = 0; i < n; i++)
-        world_apply(&w, ev_topic[i], ev[i]);
+    world_journey(&w, FUNNEL_ATTR_ALL_MODELS);
     int64_t from = T0 - T0 % DAY, to = from + 10 * DAY;
     long before = report_steps(&w, from, to);
     /* Forty payments a year later: history the report of the first days must not read. */
