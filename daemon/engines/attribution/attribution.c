@@ -1225,12 +1225,15 @@ static int rows_write(run_t *r, const payment_t *pay)
     return rc ? rc : stmt_run(stmt_bind(r->a, S_COUNTER_SET, "i", r->last_id));
 }
 
+/* The last posting id given out; attr_counter always has its one row (schema 4). */
 static int counter_read(run_t *r)
 {
     sqlite3_stmt *st = stmt_bind(r->a, S_COUNTER_GET, "");
     int rc = sqlite3_step(st);
-    r->last_id = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
-    return rc == SQLITE_ROW ? stmt_done(st, rc) : (sqlite3_reset(st), FUNNEL_ESTORE);
+    bool found = rc == SQLITE_ROW;
+    r->last_id = found ? sqlite3_column_int64(st, 0) : 0;
+    rc = stmt_done(st, rc);
+    return rc ? rc : found ? 0 : FUNNEL_ESTORE;
 }
 
 /* Brings every configured model's credits of one payment in line with the stored facts and
