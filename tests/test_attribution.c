@@ -7,6 +7,7 @@
 #include <criterion/criterion.h>
 
 #include "attribution.h"
+#include "funnel/report.h"
 #include "config.h"
 #include "funnel/error.h"
 #include "funnel/json.h"
@@ -570,13 +571,19 @@ static size_t journey_events(void)
 
 TestSuite(engine, .fini = close_all);
 
+/* Opens w with models and applies every event of journey_events in order. */
+static void world_journey(world_t *w, unsigned models)
+{
+    world_open(w, models);
+    size_t n = journey_events();
+    for (size_t i = 0; i < n; i++)
+        world_apply(w, ev_topic[i], ev[i]);
+}
+
 Test(engine, in_order_journey_credits_exactly_with_refunds_and_unattributed)
 {
     static world_t w;
-    world_open(&w, FUNNEL_ATTR_ALL_MODELS);
-    size_t n = journey_events();
-    for (size_t i = 0; i < n; i++)
-        world_apply(&w, ev_topic[i], ev[i]);
+    world_journey(&w, FUNNEL_ATTR_ALL_MODELS);
     /* Every model: P1 100003, its refunds -33331 and -50000, P2 7, P3 999 unattributed. */
     assert_entries_exact(&w, "P1||9|100003|100003\n"
                              "P1|R1|9|-33331|-33331\n"
@@ -757,6 +764,33 @@ static void world_restart_engine(world_t *w)
     w->eng.router = w->router;
 }
 
+#define P9_JSON                                                                                    \
+    "{\"eventId\":\"p-after\",\"occurredAtMs\":1700086400009,\"paymentId\":\"P9\","                \
+    "\"clientId\":\"C1\",\"amount\":{\"minor\":900,\"currency\":\"EUR\"}}"
+
+/* Pays 900 more on C1 and asserts its credits go out as attribution-<id>: posting ids (the
+ * credits' event_ids) are never reused across a schema step. */
+static void assert_next_event_id(world_t *w, int64_t id)
+{
+    char want[64];
+    snprintf(want, sizeof want, "attribution-%lld", (long long)id);
+    fx_engine_out_clear(&w->eng);
+    world_apply(w, "payment.received", P9_JSON);
+    cr_assert_eq(w->eng.n_out, 1);
+    cr_assert_str_eq(w->eng.out[0]->event_id, want);
+    fx_engine_out_clear(&w->eng);
+}
+
+/* Touches back to their shape before schema 5 (the tests' touch ids are all text). */
+#define TOUCHES_BEFORE_5                                                                           \
+    "CREATE TABLE old_t (touch_id TEXT PRIMARY KEY, lead_id TEXT NOT NULL,"                        \
+    "  at_ms INTEGER NOT NULL, channel TEXT NOT NULL, source TEXT NOT NULL,"                       \
+    "  medium TEXT NOT NULL, campaign TEXT NOT NULL) WITHOUT ROWID;"                               \
+    "INSERT INTO old_t SELECT t.touch_id, t.lead_id, t.at_ms, g.channel, g.source, g.medium,"      \
+    "  g.campaign FROM attr_touches t JOIN attr_tags g ON g.id = t.tag_id;"                        \
+    "DROP TABLE attr_touches; DROP TABLE attr_tags; ALTER TABLE old_t RENAME TO attr_touches;"     \
+    "CREATE INDEX attr_touches_by_lead ON attr_touches(lead_id, at_ms);"
+
 #define ALL_POSTING_COLUMNS                                                                        \
     "id, payment_id, refund_id, model, line_key, client_id, lead_id, campaign, source, medium, "   \
     "channel, touch_at_ms, currency, credit, weight_ppm, reversal, at_ms, cause_event_id"
@@ -765,20 +799,18 @@ Test(engine, schema_3_stores_each_line_once_and_keeps_every_posting_and_its_id)
 {
     static world_t w;
     static char before[65536], after[65536];
-    world_open(&w, FUNNEL_ATTR_ALL_MODELS);
-    size_t n = journey_events();
-    for (size_t i = 0; i < n; i++)
-        world_apply(&w, ev_topic[i], ev[i]);
+    world_journey(&w, FUNNEL_ATTR_ALL_MODELS);
     query_text(&w, "SELECT " ALL_POSTING_COLUMNS " FROM attr_postings ORDER BY id", before,
                sizeof before);
     int64_t last = fx_sql_int(funnel_store_db(w.store), "SELECT max(id) FROM attr_postings", NULL);
     /* Back to the shape of schema 2: one wide row per posting. The sequence runs 5 past the
      * last row, as AUTOINCREMENT allows: the next id must still follow it. */
     char *msg = NULL;
-    char sql[2048];
+    char sql[4096];
     snprintf(sql, sizeof sql,
              "CREATE TABLE old_p AS SELECT " ALL_POSTING_COLUMNS " FROM attr_postings;"
-             "DROP VIEW attr_postings; DROP TABLE attr_credits; DROP TABLE attr_lines;"
+             "DROP VIEW attr_postings; DROP TABLE attr_posts; DROP TABLE attr_lines;"
+             "DROP TABLE attr_counter; DROP TABLE attr_models;" TOUCHES_BEFORE_5
              "CREATE TABLE attr_postings (id INTEGER PRIMARY KEY AUTOINCREMENT,"
              "  payment_id TEXT NOT NULL, refund_id TEXT NOT NULL, model TEXT NOT NULL,"
              "  line_key TEXT NOT NULL, client_id TEXT NOT NULL, lead_id TEXT NOT NULL,"
@@ -793,19 +825,224 @@ Test(engine, schema_3_stores_each_line_once_and_keeps_every_posting_and_its_id)
     cr_assert_eq(sqlite3_exec(funnel_store_db(w.store), sql, NULL, NULL, &msg), SQLITE_OK, "%s",
                  msg);
     world_restart_engine(&w);
-    cr_assert_eq(funnel_store_module_version(w.store, "attribution"), 3);
+    cr_assert_eq(funnel_store_module_version(w.store, "attribution"), 5);
     query_text(&w, "SELECT " ALL_POSTING_COLUMNS " FROM attr_postings ORDER BY id", after,
                sizeof after);
-    cr_assert_str_eq(after, before, "every posting survives the step as it was");
+    cr_assert_str_eq(after, before, "every posting survives the steps as it was");
     cr_assert_lt(fx_sql_int(funnel_store_db(w.store), "SELECT count(*) FROM attr_lines", NULL),
                  fx_sql_int(funnel_store_db(w.store), "SELECT count(*) FROM attr_postings", NULL),
                  "a line is stored once, not once per posting");
+    assert_next_event_id(&w, last + 6);
+    world_close(&w);
+}
+
+/* The report by campaign over every model and all time, as CSV. */
+static void report_text(world_t *w, char *out, size_t out_len)
+{
+    funnel_report_attr_model_t *m = NULL;
+    funnel_report_attr_t r = {
+        .by = "campaign", .models = FUNNEL_ATTR_ALL_MODELS, .from = INT64_MIN, .to = INT64_MAX};
+    char err[256] = "", *text = NULL;
+    size_t len = 0;
+    cr_assert_eq(funnel_report_attr_model_new(&m), 0);
+    cr_assert_eq(funnel_report_attribution(m, w->store, &r, err, sizeof err), 0, "%s", err);
+    FILE *mem = open_memstream(&text, &len);
+    funnel_report_attribution_csv(&r, mem);
+    fclose(mem);
+    cr_assert_lt(len, out_len);
+    memcpy(out, text, len + 1);
+    free(text);
+    funnel_report_attribution_clear(&r);
+    funnel_report_attr_model_destroy(&m);
+}
+
+/* Every event of the journey in reverse order (reversals and reposts on the way), then one
+ * refund more: what the step must carry over and what must settle after it. */
+static void schema_4_world(world_t *w, bool back_to_3)
+{
+    size_t n = journey_events();
+    for (size_t i = n; i-- > 0;)
+        world_apply(w, ev_topic[i], ev[i]);
+    if (back_to_3) {
+        int64_t last =
+            fx_sql_int(funnel_store_db(w->store), "SELECT max(id) FROM attr_postings", NULL);
+        char *msg = NULL;
+        char sql[8192];
+        /* Back to schema 3 as the baseline build leaves it: a row per model, the sequence 5
+         * past the last row. */
+        snprintf(sql, sizeof sql,
+                 "CREATE TABLE attr_credits (id INTEGER PRIMARY KEY AUTOINCREMENT,"
+                 "  payment_id TEXT NOT NULL, refund_id TEXT NOT NULL, model TEXT NOT NULL,"
+                 "  line_id INTEGER NOT NULL REFERENCES attr_lines(id), client_id TEXT NOT NULL,"
+                 "  currency TEXT NOT NULL, credit INTEGER NOT NULL, weight_ppm INTEGER NOT NULL,"
+                 "  reversal INTEGER NOT NULL, at_ms INTEGER NOT NULL,"
+                 "  cause_event_id TEXT NOT NULL);"
+                 "INSERT INTO attr_credits SELECT v.id, v.payment_id, v.refund_id, v.model, l.id,"
+                 "  v.client_id, v.currency, v.credit, v.weight_ppm, v.reversal, v.at_ms,"
+                 "  v.cause_event_id FROM attr_postings v JOIN attr_lines l USING (line_key,"
+                 "  lead_id, campaign, source, medium, channel, touch_at_ms) ORDER BY v.id;"
+                 "CREATE INDEX attr_credits_by_payment ON attr_credits(payment_id, model,"
+                 "  refund_id, line_id);"
+                 "CREATE INDEX attr_credits_by_time ON attr_credits(at_ms);"
+                 "DROP VIEW attr_postings; DROP TABLE attr_posts; DROP TABLE attr_counter;"
+                 "DROP TABLE attr_models;" TOUCHES_BEFORE_5
+                 "CREATE VIEW attr_postings AS SELECT c.id, c.payment_id, c.refund_id, c.model,"
+                 "  l.line_key, c.client_id, l.lead_id, l.campaign, l.source, l.medium, l.channel,"
+                 "  l.touch_at_ms, c.currency, c.credit, c.weight_ppm, c.reversal, c.at_ms,"
+                 "  c.cause_event_id FROM attr_credits c JOIN attr_lines l ON l.id = c.line_id;"
+                 "UPDATE sqlite_sequence SET seq = %lld WHERE name = 'attr_credits';"
+                 "UPDATE meta SET value = 3 WHERE key = 'schema.attribution';",
+                 (long long)last + 5);
+        cr_assert_eq(sqlite3_exec(funnel_store_db(w->store), sql, NULL, NULL, &msg), SQLITE_OK,
+                     "%s", msg);
+        world_restart_engine(w);
+        cr_assert_eq(funnel_store_module_version(w->store, "attribution"), 5);
+        assert_next_event_id(w, last + 6);
+    } else {
+        world_apply(w, "payment.received", P9_JSON);
+    }
+    world_apply(w, "payment.refunded",
+                "{\"eventId\":\"e-r3\",\"occurredAtMs\":1700400000000,\"refundId\":\"R3\","
+                "\"paymentId\":\"P1\",\"clientId\":\"C1\",\"amount\":{\"minor\":9,"
+                "\"currency\":\"EUR\"}}");
+    world_apply(w, "lead.touched",
+                "{\"eventId\":\"e-t-late\",\"occurredAtMs\":1699000000000,\"leadId\":\"L1\","
+                "\"touch\":{\"campaign\":\"late\",\"atMs\":1699000000000}}");
+}
+
+Test(engine, schema_4_carries_every_credit_the_report_and_the_ids_of_a_schema_3_database)
+{
+    static world_t a, b;
+    static char pa[1 << 20], pb[1 << 20], ra[8192], rb[8192];
+    world_open(&a, FUNNEL_ATTR_ALL_MODELS);
+    world_open(&b, FUNNEL_ATTR_ALL_MODELS);
+    schema_4_world(&a, true);
+    schema_4_world(&b, false);
+    /* Ids aside (the migrated database went on from its own sequence), the same postings. */
+    static const char q[] = "SELECT payment_id, refund_id, model, line_key, client_id, lead_id,"
+                            " campaign, touch_at_ms, currency, credit, weight_ppm, reversal, at_ms,"
+                            " cause_event_id FROM attr_postings ORDER BY payment_id, refund_id,"
+                            " model, id";
+    query_text(&a, q, pa, sizeof pa);
+    query_text(&b, q, pb, sizeof pb);
+    cr_assert_str_eq(pa, pb);
+    report_text(&a, ra, sizeof ra);
+    report_text(&b, rb, sizeof rb);
+    cr_assert_str_eq(ra, rb);
+    cr_assert(strstr(ra, "late,EUR,"), "%s", ra);
+    world_close(&a);
+    world_close(&b);
+}
+
+static int count_step(void *arg)
+{
+    ++*(long *)arg;
+    return 0;
+}
+
+/* SQLite virtual-machine steps of the report of one period. */
+static long report_steps(world_t *w, int64_t from, int64_t to)
+{
+    funnel_report_attr_model_t *m = NULL;
+    funnel_report_attr_t r = {
+        .by = "campaign", .models = FUNNEL_ATTR_ALL_MODELS, .from = from, .to = to};
+    char err[256] = "";
+    long steps = 0;
+    cr_assert_eq(funnel_report_attr_model_new(&m), 0);
+    sqlite3_progress_handler(funnel_store_db(w->store), 1, count_step, &steps);
+    cr_assert_eq(funnel_report_attribution(m, w->store, &r, err, sizeof err), 0, "%s", err);
+    sqlite3_progress_handler(funnel_store_db(w->store), 0, NULL, NULL);
+    cr_assert_eq(r.n, 5, "the four campaigns of P1 and P2, P3 unattributed");
+    funnel_report_attribution_clear(&r);
+    funnel_report_attr_model_destroy(&m);
+    return steps;
+}
+
+Test(engine, the_report_of_a_period_reads_only_that_period)
+{
+    static world_t w;
+    world_journey(&w, FUNNEL_ATTR_ALL_MODELS);
+    int64_t from = T0 - T0 % DAY, to = from + 10 * DAY;
+    long before = report_steps(&w, from, to);
+    /* Forty payments a year later: history the report of the first days must not read. */
+    for (int i = 0; i < 40; i++) {
+        char json[512];
+        snprintf(json, sizeof json,
+                 "{\"eventId\":\"e-later-%d\",\"occurredAtMs\":%lld,\"paymentId\":\"PL%d\","
+                 "\"clientId\":\"C1\",\"amount\":{\"minor\":%d,\"currency\":\"EUR\"}}",
+                 i, T0 + 365 * DAY + i, i, 1000 + i);
+        world_apply(&w, "payment.received", json);
+    }
+    long after = report_steps(&w, from, to);
+    /* Reading them would cost hundreds of steps (40 payments x 4 lines); a seek in a deeper
+     * index a few. */
+    cr_assert_lt(after, before + 20, "the later rows were not read: %ld steps, then %ld", before,
+                 after);
+    world_close(&w);
+}
+
+Test(engine, uuid_touch_ids_are_stored_in_16_bytes_and_come_back_as_sent)
+{
+    static world_t w;
+    world_open(&w, 1u << FUNNEL_ATTR_LINEAR);
+    /* Three touches at one time: two of a lead.created (ids "<uuid>#0", "<uuid>#1"), one of a
+     * lead.touched whose id sorts between them as text, and one id that is not a UUID. */
+    world_apply(&w, "lead.created",
+                "{\"eventId\":\"019ad744-1803-7000-8000-00000000000b\",\"occurredAtMs\":"
+                "1699999000000,\"leadId\":\"L1\",\"touches\":[{\"campaign\":\"a\"},"
+                "{\"campaign\":\"b\"}]}");
+    world_apply(&w, "lead.touched",
+                "{\"eventId\":\"019ad744-1803-7000-8000-00000000000a\",\"occurredAtMs\":"
+                "1699999000000,\"leadId\":\"L1\",\"touch\":{\"campaign\":\"c\"}}");
+    world_apply(&w, "lead.touched",
+                "{\"eventId\":\"019AD744-upper\",\"occurredAtMs\":1699999000000,"
+                "\"leadId\":\"L1\",\"touch\":{\"campaign\":\"d\"}}");
+    world_apply(&w, "client.handed_off",
+                "{\"eventId\":\"e-h\",\"occurredAtMs\":1700000000000,\"clientId\":\"C1\","
+                "\"leadId\":\"L1\",\"fromRep\":\"rep1\"}");
+    fx_engine_out_clear(&w.eng);
     world_apply(&w, "payment.received",
-                "{\"eventId\":\"p-after\",\"occurredAtMs\":1700086400009,\"paymentId\":\"P9\","
-                "\"clientId\":\"C1\",\"amount\":{\"minor\":900,\"currency\":\"EUR\"}}");
-    cr_assert_eq(fx_sql_int(funnel_store_db(w.store),
-                            "SELECT min(id) FROM attr_postings WHERE payment_id = 'P9'", NULL),
-                 last + 6, "posting ids (the credits' event_ids) are never reused");
+                "{\"eventId\":\"e-p\",\"occurredAtMs\":1700000000001,\"paymentId\":\"P1\","
+                "\"clientId\":\"C1\",\"amount\":{\"minor\":400,\"currency\":\"EUR\"}}");
+    cr_assert_eq(w.eng.n_out, 1);
+    const Funnel__V1__AttributionCredited *c = w.eng.out[0]->attribution_credited;
+    static const char *const want[] = {"019AD744-upper", "019ad744-1803-7000-8000-00000000000a",
+                                       "019ad744-1803-7000-8000-00000000000b#0",
+                                       "019ad744-1803-7000-8000-00000000000b#1"};
+    cr_assert_eq(c->n_touches, 4);
+    for (size_t i = 0; i < 4; i++)
+        cr_assert_str_eq(c->touches[i]->touch_id, want[i], "touch %zu", i);
+    char got[1024];
+    query_text(&w, "SELECT typeof(touch_id), length(touch_id) FROM attr_touches ORDER BY 2, 1", got,
+               sizeof got);
+    cr_assert_str_eq(got, "text|14\nblob|16\nblob|18\nblob|18\n");
+    world_close(&w);
+}
+
+Test(engine, a_line_of_an_entry_is_one_row_with_every_model)
+{
+    static world_t w;
+    world_open(&w, FUNNEL_ATTR_ALL_MODELS);
+    size_t n = journey_events();
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(ev_topic[i], "payment.received") && strstr(ev[i], "\"P1\"")) {
+            world_apply(&w, ev_topic[i], ev[i]);
+            break;
+        } else {
+            world_apply(&w, ev_topic[i], ev[i]);
+        }
+    /* P1 over the four journey touches: four rows, one per line, 9 models' credits on each
+     * where the model gives the line anything. */
+    sqlite3 *db = funnel_store_db(w.store);
+    cr_assert_eq(fx_sql_int(db, "SELECT count(*) FROM attr_posts WHERE payment_id = 'P1'", NULL),
+                 4);
+    cr_assert_eq(fx_sql_int(db,
+                            "SELECT count(*) FROM attr_postings WHERE payment_id = 'P1' AND "
+                            "model = 'linear'",
+                            NULL),
+                 4);
+    cr_assert_eq(fx_sql_int(db, "SELECT sum(c2) FROM attr_posts WHERE payment_id = 'P1'", NULL),
+                 100003);
     world_close(&w);
 }
 

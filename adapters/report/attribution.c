@@ -1,6 +1,7 @@
 /* attribution.c — revenue per campaign, source, medium or channel under each attribution model,
  * summed from funneld's attribution.credited postings (reversals and refunds included) by their
  * event time: a payment's credits count on the payment's day, a refund's on the refund's day.
+ * Only the rows of the period are read (attr_posts_by_time).
  * Amounts are minor units per currency; currencies never mix. */
 #include "funnel/grow.h"
 #include "funnel/report.h"
@@ -14,7 +15,7 @@
 
 #define NM FUNNEL_ATTR_MODEL_COUNT_
 
-/* The groupings, in the order of attr_postings' columns. */
+/* The groupings, in the order of the columns the queries below read. */
 static const char *const groups[] = {"campaign", "source", "medium", "channel"};
 
 const char *funnel_report_attr_group(const char *by)
@@ -36,27 +37,15 @@ void funnel_report_attribution_clear(funnel_report_attr_t *r)
     r->n = 0;
 }
 
-/* ---- the model: sums per grouping, value, currency, model and day ------------------------- */
+/* ---- the sums ------------------------------------------------------------------------------ */
 
 #define DAY_MS 86400000LL
 
-/* One bucket: the credits of one (grouping, value, currency, model) on one UTC day. */
-typedef struct bucket {
-    uint32_t group;    /* interned value */
-    uint32_t currency; /* interned */
-    int32_t day;       /* days since 1970-01-01 */
-    uint8_t col;       /* index in groups[] */
-    uint8_t model;
-    __int128 sum;
-} bucket_t;
-
+/* The report needs no state between calls: each reads the rows of its own days, in time order
+ * through the time index, so a month costs the same on any size of database. The model only
+ * serialises callers. */
 struct funnel_report_attr_model {
     pthread_mutex_t lock;
-    int64_t last_id;     /* postings read up to this attr_postings.id */
-    funnel_idmap_t strs; /* group values and currencies */
-    funnel_idmap_t keys; /* bucket key text -> ordinal in buckets */
-    bucket_t *buckets;
-    size_t cap;
 };
 
 int funnel_report_attr_model_new(funnel_report_attr_model_t **out)
@@ -74,79 +63,113 @@ void funnel_report_attr_model_destroy(funnel_report_attr_model_t **mp)
     funnel_report_attr_model_t *m = *mp;
     if (!m)
         return;
-    funnel_idmap_clear(&m->strs);
-    funnel_idmap_clear(&m->keys);
-    free(m->buckets);
     pthread_mutex_destroy(&m->lock);
     free(m);
     *mp = NULL;
 }
 
-static int intern(funnel_report_attr_model_t *m, const unsigned char *s, uint32_t *ord)
+/* One row of the table being built: the totals of one (value, currency). */
+typedef struct cell {
+    uint32_t group, currency; /* interned in sums_t.strs */
+    __int128 total[NM];
+} cell_t;
+
+typedef struct sums {
+    funnel_idmap_t strs;  /* values and currencies */
+    funnel_idmap_t index; /* "group|currency" -> cell */
+    cell_t *cells;
+    size_t cap;
+} sums_t;
+
+static void sums_clear(sums_t *s)
 {
-    const char *t = s ? (const char *)s : "";
-    return funnel_idmap_add(&m->strs, t, strlen(t), ord, NULL);
+    funnel_idmap_clear(&s->strs);
+    funnel_idmap_clear(&s->index);
+    free(s->cells);
 }
 
-/* Adds credit to the bucket of (col, group, currency, model, day). */
-static int bucket_add(funnel_report_attr_model_t *m, uint8_t col, uint32_t group, uint32_t currency,
-                      uint8_t model, int32_t day, int64_t credit)
+static int intern(sums_t *s, const unsigned char *t, uint32_t *ord)
 {
-    char key[64];
-    int n = snprintf(key, sizeof key, "%u|%u|%u|%u|%d", col, group, currency, model, day);
-    uint32_t ord;
+    const char *v = t ? (const char *)t : "";
+    return funnel_idmap_add(&s->strs, v, strlen(v), ord, NULL);
+}
+
+/* The cell of (value, currency), added when new; NULL when out of memory. */
+static cell_t *cell_of(sums_t *s, const unsigned char *value, const unsigned char *currency)
+{
+    uint32_t group, cur, ord;
     bool added;
-    if (funnel_grow(&m->buckets, &m->cap, m->keys.n + 1, sizeof *m->buckets, 4096))
-        return FUNNEL_ENOMEM;
-    if (funnel_idmap_add(&m->keys, key, (size_t)n, &ord, &added))
-        return FUNNEL_ENOMEM;
+    if (intern(s, value, &group) || intern(s, currency, &cur) ||
+        funnel_grow(&s->cells, &s->cap, s->index.n + 1, sizeof *s->cells, 64))
+        return NULL;
+    char key[32];
+    int n = snprintf(key, sizeof key, "%u|%u", group, cur);
+    if (funnel_idmap_add(&s->index, key, (size_t)n, &ord, &added))
+        return NULL;
     if (added)
-        m->buckets[ord] = (bucket_t){group, currency, day, col, model, 0};
-    m->buckets[ord].sum += credit;
-    return 0;
+        s->cells[ord] = (cell_t){.group = group, .currency = cur};
+    return &s->cells[ord];
 }
 
-/* Applies one posting row (campaign, source, medium, channel, currency, model, credit, at_ms)
- * to every grouping. */
-static int posting_add(funnel_report_attr_model_t *m, sqlite3_stmt *q)
+/* The first UTC midnight at or after t: a credit counts in [from, to) when its day starts
+ * there, that is when its time is in [day_ceil(from), day_ceil(to)). */
+static int64_t day_ceil(int64_t t)
 {
-    funnel_attribution_model_t model;
-    if (funnel_attribution_model_parse((const char *)sqlite3_column_text(q, 6), &model))
-        return 0; /* a model this reader does not know */
-    uint32_t currency, group;
-    int64_t at = sqlite3_column_int64(q, 8);
-    int32_t day = (int32_t)(at >= 0 ? at / DAY_MS : -((-at + DAY_MS - 1) / DAY_MS));
-    if (intern(m, sqlite3_column_text(q, 5), &currency))
+    if (t > INT64_MAX - DAY_MS)
+        return INT64_MAX;
+    if (t <= INT64_MIN + DAY_MS)
+        return INT64_MIN;                      /* before any day a credit can have */
+    int64_t d = t / DAY_MS - (t % DAY_MS < 0); /* floor */
+    return d * DAY_MS == t ? t : (d + 1) * DAY_MS;
+}
+
+/* Both read a value (column col) and currency (4) per row; schema 4 has the nine credits in
+ * columns 5.. of one row, older schemas one model (5) and its credit (6) per row. */
+static const char sql_rows[] =
+    "SELECT l.campaign, l.source, l.medium, l.channel, p.currency, p.c0, p.c1, p.c2, p.c3, p.c4,"
+    " p.c5, p.c6, p.c7, p.c8 FROM attr_posts p JOIN attr_lines l ON l.id = p.line_id"
+    " WHERE p.at_ms >= ?1 AND p.at_ms < ?2 ORDER BY p.at_ms";
+static const char sql_postings[] =
+    "SELECT campaign, source, medium, channel, currency, model, credit"
+    " FROM " FUNNEL_ATTR_POSTINGS_TABLE " WHERE at_ms >= ?1 AND at_ms < ?2";
+
+static int row_add(sums_t *s, sqlite3_stmt *q, uint8_t col, unsigned models, bool wide)
+{
+    cell_t *c = cell_of(s, sqlite3_column_text(q, col), sqlite3_column_text(q, 4));
+    if (!c)
         return FUNNEL_ENOMEM;
-    for (uint8_t col = 0; col < 4; col++)
-        if (intern(m, sqlite3_column_text(q, 1 + col), &group) ||
-            bucket_add(m, col, group, currency, (uint8_t)model, day, sqlite3_column_int64(q, 7)))
-            return FUNNEL_ENOMEM;
+    if (!wide) {
+        funnel_attribution_model_t m;
+        if (!funnel_attribution_model_parse((const char *)sqlite3_column_text(q, 5), &m) &&
+            (models & (1u << m)))
+            c->total[m] += sqlite3_column_int64(q, 6);
+        return 0; /* a model this reader does not know is left out */
+    }
+    for (unsigned m = 0; m < NM; m++)
+        if (models & (1u << m))
+            c->total[m] += sqlite3_column_int64(q, 5 + (int)m); /* NULL reads as 0 */
     return 0;
 }
 
-/* Reads the postings added since the last refresh (attr_postings is append-only: a correction
- * is a new, negative line), so a reader that keeps the model reads each row once. */
-static int model_refresh(funnel_report_attr_model_t *m, funnel_store_t *st, char *err,
-                         size_t err_len)
+/* Sums the credits of r's days per value of column col and currency. */
+static int sums_read(sums_t *s, funnel_store_t *st, const funnel_report_attr_t *r, uint8_t col,
+                     char *err, size_t err_len)
 {
-    if (funnel_store_module_version(st, "attribution") <= 0)
+    int version = funnel_store_module_version(st, "attribution");
+    if (version <= 0)
         return 0; /* funneld never ran the engine on this database: nothing credited */
-    static const char sql[] =
-        "SELECT id, campaign, source, medium, channel, currency, model, credit, at_ms "
-        "FROM " FUNNEL_ATTR_POSTINGS_TABLE " WHERE id > ?1 ORDER BY id";
+    bool wide = version >= 4;
     sqlite3_stmt *q;
-    if (sqlite3_prepare_v2(funnel_store_db(st), sql, -1, &q, NULL) != SQLITE_OK) {
+    if (sqlite3_prepare_v2(funnel_store_db(st), wide ? sql_rows : sql_postings, -1, &q, NULL) !=
+        SQLITE_OK) {
         snprintf(err, err_len, "%s", funnel_store_errmsg(st));
         return FUNNEL_ESTORE;
     }
-    sqlite3_bind_int64(q, 1, m->last_id);
+    sqlite3_bind_int64(q, 1, day_ceil(r->from));
+    sqlite3_bind_int64(q, 2, day_ceil(r->to));
     int rc, bad = 0;
-    while (!bad && (rc = sqlite3_step(q)) == SQLITE_ROW) {
-        bad = posting_add(m, q);
-        if (!bad)
-            m->last_id = sqlite3_column_int64(q, 0);
-    }
+    while (!bad && (rc = sqlite3_step(q)) == SQLITE_ROW)
+        bad = row_add(s, q, col, r->models, wide);
     if (!bad && rc != SQLITE_DONE)
         snprintf(err, err_len, "%s", funnel_store_errmsg(st));
     sqlite3_finalize(q);
@@ -154,11 +177,6 @@ static int model_refresh(funnel_report_attr_model_t *m, funnel_store_t *st, char
 }
 
 /* ---- the table ------------------------------------------------------------------------------ */
-
-typedef struct cell {
-    uint32_t group, currency;
-    __int128 total[NM];
-} cell_t;
 
 static const funnel_idmap_t *sort_strs; /* for qsort's comparator, under the model's lock */
 
@@ -169,62 +187,21 @@ static int cmp_cell(const void *a, const void *b)
     return c ? c : strcmp(sort_strs->keys[x->currency], sort_strs->keys[y->currency]);
 }
 
-/* The buckets of r's grouping, day range and models, summed per (value, currency). */
-static int cells_sum(const funnel_report_attr_model_t *m, const funnel_report_attr_t *r,
-                     uint8_t col, cell_t **out, size_t *n_out)
-{
-    funnel_idmap_t index = {0}; /* "group|currency" -> cell */
-    cell_t *cells = NULL;
-    size_t cap = 0;
-    int rc = 0;
-    for (size_t i = 0; !rc && i < m->keys.n; i++) {
-        const bucket_t *b = &m->buckets[i];
-        int64_t start = (int64_t)b->day * DAY_MS;
-        if (b->col != col || !(r->models & (1u << b->model)) || start < r->from || start >= r->to)
-            continue;
-        char key[32];
-        int n = snprintf(key, sizeof key, "%u|%u", b->group, b->currency);
-        uint32_t ord;
-        bool added;
-        if (index.n == cap) {
-            cell_t *grown = realloc(cells, (cap = cap ? cap * 2 : 64) * sizeof *grown);
-            if (!grown) {
-                rc = FUNNEL_ENOMEM;
-                break;
-            }
-            cells = grown;
-        }
-        if ((rc = funnel_idmap_add(&index, key, (size_t)n, &ord, &added)))
-            break;
-        if (added) {
-            memset(&cells[ord], 0, sizeof cells[ord]);
-            cells[ord].group = b->group;
-            cells[ord].currency = b->currency;
-        }
-        cells[ord].total[b->model] += b->sum;
-    }
-    *n_out = index.n;
-    funnel_idmap_clear(&index);
-    if (rc)
-        free(cells);
-    *out = rc ? NULL : cells;
-    return rc;
-}
-
 /* The rows of r from the cells, in (value, currency) order; a total over int64 is an error. */
-static int rows_fill(const funnel_report_attr_model_t *m, funnel_report_attr_t *r, cell_t *cells,
-                     size_t n, char *err, size_t err_len)
+static int rows_fill(sums_t *s, funnel_report_attr_t *r, char *err, size_t err_len)
 {
+    size_t n = s->index.n;
+    cell_t *cells = s->cells;
     if (!n)
         return 0;
-    sort_strs = &m->strs;
+    sort_strs = &s->strs;
     qsort(cells, n, sizeof *cells, cmp_cell);
     if (!(r->rows = calloc(n, sizeof *r->rows)))
         return FUNNEL_ENOMEM;
     for (size_t i = 0; i < n; i++) {
         funnel_report_attr_row_t *row = &r->rows[r->n];
-        row->group = strdup(m->strs.keys[cells[i].group]);
-        row->currency = strdup(m->strs.keys[cells[i].currency]);
+        row->group = strdup(s->strs.keys[cells[i].group]);
+        row->currency = strdup(s->strs.keys[cells[i].currency]);
         if (!row->group || !row->currency) {
             free(row->group);
             free(row->currency);
@@ -261,14 +238,12 @@ int funnel_report_attribution(funnel_report_attr_model_t *m, funnel_store_t *st,
     uint8_t col = 0;
     while (strcmp(groups[col], by))
         col++;
+    sums_t sums = {0};
     pthread_mutex_lock(&m->lock);
-    cell_t *cells = NULL;
-    size_t n = 0;
-    int rc = model_refresh(m, st, err, err_len);
-    rc = rc ? rc : cells_sum(m, r, col, &cells, &n);
-    rc = rc ? rc : rows_fill(m, r, cells, n, err, err_len);
+    int rc = sums_read(&sums, st, r, col, err, err_len);
+    rc = rc ? rc : rows_fill(&sums, r, err, err_len);
     pthread_mutex_unlock(&m->lock);
-    free(cells);
+    sums_clear(&sums);
     if (rc)
         funnel_report_attribution_clear(r);
     return rc;

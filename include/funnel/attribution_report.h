@@ -26,10 +26,12 @@ const char *funnel_attribution_model_name(funnel_attribution_model_t model);
 /* 0 and *out, or FUNNEL_ENOTFOUND for an unknown name. */
 int funnel_attribution_model_parse(const char *name, funnel_attribution_model_t *out);
 
-/* The read side, for funnelctl: the engine's postings table is attr_postings with columns
- * model, campaign, source, medium, channel, currency, credit (minor units) and at_ms (event
- * time of the payment or refund). Version of the module's schema in a database: see
- * funnel_store_module_version(store, "attribution"). */
+/* The read side, for funnelctl: attr_postings has one row per credit with columns model,
+ * campaign, source, medium, channel, currency, credit (minor units) and at_ms (event time of
+ * the payment or refund). From schema 4 it is a view over attr_posts, one row per entry and
+ * line with the credit of model k in column c<k>, indexed by at_ms, joined to attr_lines by
+ * line_id: readers of a period read attr_posts. Version of the module's schema in a database:
+ * see funnel_store_module_version(store, "attribution"). */
 #define FUNNEL_ATTR_POSTINGS_TABLE "attr_postings"
 
 #endif

@@ -51,15 +51,15 @@ typedef struct funnel_report_attr {
 /* The static name of an attribution grouping, or NULL when `by` is not one. */
 const char *funnel_report_attr_group(const char *by);
 
-/* The attribution.credited postings summed per grouping, value, currency, model and UTC day,
- * kept in memory and brought up to date by reading only the postings added since (the table
- * is append-only). funnelctl builds one per run; funnel-web keeps one. Thread-safe. */
+/* The reader of the attribution.credited postings. It keeps no sums: each report reads only
+ * the postings of its own days, in time order, so a month costs the same on any size of
+ * database. funnelctl builds one per run; funnel-web keeps one. Thread-safe. */
 typedef struct funnel_report_attr_model funnel_report_attr_model_t;
 
 int funnel_report_attr_model_new(funnel_report_attr_model_t **out);
 void funnel_report_attr_model_destroy(funnel_report_attr_model_t **m);
 
-/* Refreshes m from st, then sums the credits in [r->from, r->to) (whole UTC days) per r->by,
+/* Sums the credits in [r->from, r->to) (whole UTC days) per r->by,
  * currency and model into r->rows (r->by, models, from and to set by the caller). Returns 0;
  * FUNNEL_EINVAL with err naming a total that does not fit in int64; FUNNEL_ESTORE with err;
  * FUNNEL_ENOMEM. */

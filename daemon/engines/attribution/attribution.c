@@ -19,6 +19,33 @@
 #define DAY_MS         86400000LL
 #define PPM            1000000
 
+/* The nine models' columns of attr_posts, in the order of funnel_attribution_model_t: c<k> the
+ * credit, w<k> the weight in parts per million. Spelled out for the schema's SQL text. */
+#define MODEL_COLUMNS(p)                                                                           \
+#p "0 INTEGER, " #p "1 INTEGER, " #p "2 INTEGER, " #p "3 INTEGER, " #p "4 INTEGER, " #p        \
+       "5 INTEGER, " #p "6 INTEGER, " #p "7 INTEGER, " #p "8 INTEGER"
+#define MODEL_NAMES(p)                                                                             \
+#p "0, " #p "1, " #p "2, " #p "3, " #p "4, " #p "5, " #p "6, " #p "7, " #p "8"
+#define MODEL_PIVOT1(f, col, name) #f "(CASE model WHEN '" name "' THEN " #col " END)"
+#define MODEL_PIVOT(f, col)                                                                                                                \
+    MODEL_PIVOT1(f, col, "first_touch")                                                                                                    \
+    ", " MODEL_PIVOT1(f, col, "last_touch") ", " MODEL_PIVOT1(f, col, "linear") ", " MODEL_PIVOT1(f, col, "u_shaped") ", " MODEL_PIVOT1(   \
+        f, col,                                                                                                                            \
+        "w_shaped") ", " MODEL_PIVOT1(f, col,                                                                                              \
+                                      "full_path") ", " MODEL_PIVOT1(f, col,                                                               \
+                                                                     "time_decay") ","                                                     \
+                                                                                   " " MODEL_PIVOT1(f, col, "j_shaped") ", " MODEL_PIVOT1( \
+                                                                                       f, col,                                             \
+                                                                                       "inverse_"                                          \
+                                                                                       "j")
+#define MODEL_ROWS                                                                                 \
+    "(0, 'first_touch'), (1, 'last_touch'), (2, 'linear'), (3, 'u_shaped'), (4, 'w_shaped'),"      \
+    " (5, 'full_path'), (6, 'time_decay'), (7, 'j_shaped'), (8, 'inverse_j')"
+#define MODEL_CASE(p)                                                                              \
+    "CASE m.k WHEN 0 THEN p." #p "0 WHEN 1 THEN p." #p "1 WHEN 2 THEN p." #p "2 WHEN 3 THEN p." #p \
+    "3 WHEN 4 THEN p." #p "4 WHEN 5 THEN p." #p "5 WHEN 6 THEN p." #p "6 WHEN 7 THEN p." #p        \
+    "7 WHEN 8 THEN p." #p "8 END"
+
 /* Schema steps of module "attribution"; never edit one that has shipped. */
 static const char *const schema[] = {
     /* 1 */
@@ -97,10 +124,72 @@ static const char *const schema[] = {
     "  l.line_key, c.client_id, l.lead_id, l.campaign, l.source, l.medium, l.channel,"
     "  l.touch_at_ms, c.currency, c.credit, c.weight_ppm, c.reversal, c.at_ms,"
     "  c.cause_event_id FROM attr_credits c JOIN attr_lines l ON l.id = c.line_id;",
+    /* 4: one row per (entry, line) of a settlement with the nine models' credits and weights as
+     * columns (NULL: the model posted nothing there), instead of one row per model: 9x fewer
+     * rows and index entries, rows appended in order of posting. The posting ids behind the
+     * credits' event_ids (the old AUTOINCREMENT sequence) carry on in attr_counter; the
+     * attr_postings view keeps the old shape (its id orders the credits of one model and entry
+     * as before). Same credits, same reports. */
+    "CREATE TABLE attr_posts (id INTEGER PRIMARY KEY, payment_id TEXT NOT NULL,"
+    "  refund_id TEXT NOT NULL, line_id INTEGER NOT NULL, client_id TEXT NOT NULL,"
+    "  currency TEXT NOT NULL, reversal INTEGER NOT NULL, at_ms INTEGER NOT NULL,"
+    "  cause_event_id TEXT NOT NULL, " MODEL_COLUMNS(c) ", " MODEL_COLUMNS(
+        w) ");"
+           "INSERT INTO attr_posts (payment_id, refund_id, line_id, client_id, currency, reversal,"
+           "  at_ms, cause_event_id, " MODEL_NAMES(c) ", " MODEL_NAMES(
+               w) ")"
+                  "  SELECT payment_id, refund_id, line_id, client_id, currency, reversal, at_ms,"
+                  "  cause_event_id, " MODEL_PIVOT(sum, credit) ", " MODEL_PIVOT(
+                      max, weight_ppm) "  FROM attr_credits GROUP BY payment_id, refund_id, "
+                                       "line_id, client_id, currency, reversal,"
+                                       "  at_ms, cause_event_id ORDER BY min(id);"
+                                       "CREATE TABLE attr_counter (id INTEGER PRIMARY KEY CHECK "
+                                       "(id = 1), last INTEGER NOT NULL);"
+                                       "INSERT INTO attr_counter SELECT 1, max(coalesce((SELECT "
+                                       "seq FROM sqlite_sequence"
+                                       "  WHERE name = 'attr_credits'), 0), coalesce((SELECT "
+                                       "max(id) FROM attr_credits), 0));"
+                                       "DROP VIEW attr_postings;"
+                                       "DROP TABLE attr_credits;"
+                                       "CREATE INDEX attr_posts_by_payment ON "
+                                       "attr_posts(payment_id);"
+                                       "CREATE INDEX attr_posts_by_time ON attr_posts(at_ms);"
+                                       "CREATE TABLE attr_models (k INTEGER PRIMARY KEY, name TEXT "
+                                       "NOT NULL);"
+                                       "INSERT INTO attr_models VALUES " MODEL_ROWS ";"
+                                       "CREATE VIEW attr_postings AS SELECT * FROM (SELECT p.id * "
+                                       "16 + m.k AS id, p.payment_id,"
+                                       "  p.refund_id, m.name AS model, l.line_key, p.client_id, "
+                                       "l.lead_id, l.campaign, l.source,"
+                                       "  l.medium, l.channel, l.touch_at_ms, "
+                                       "p.currency, " MODEL_CASE(c) " AS credit, " MODEL_CASE(
+                                           w) " AS weight_ppm, p.reversal, p.at_ms, "
+                                              "p.cause_event_id"
+                                              "  FROM attr_posts p JOIN attr_lines l ON l.id = "
+                                              "p.line_id CROSS JOIN attr_models m)"
+                                              "  WHERE credit IS NOT NULL;",
+    /* 5: touches were the largest state left (150 B per event at 20k leads): a row named its
+     * four touch columns as text, a touch_id key and a by-lead index. Now one B-tree keyed the
+     * way journeys read it, the touch columns once per distinct set in attr_tags, and new
+     * touch ids of the common UUID form as 16 bytes (touch_id_pack; older rows stay text). */
+    "CREATE TABLE attr_tags (id INTEGER PRIMARY KEY, channel TEXT NOT NULL,"
+    "  source TEXT NOT NULL, medium TEXT NOT NULL, campaign TEXT NOT NULL,"
+    "  UNIQUE (channel, source, medium, campaign));"
+    "INSERT INTO attr_tags (channel, source, medium, campaign)"
+    "  SELECT DISTINCT channel, source, medium, campaign FROM attr_touches;"
+    "CREATE TABLE attr_touches_new (lead_id TEXT NOT NULL, at_ms INTEGER NOT NULL,"
+    "  touch_id NOT NULL, tag_id INTEGER NOT NULL, PRIMARY KEY (lead_id, at_ms, touch_id))"
+    "  WITHOUT ROWID;"
+    "INSERT INTO attr_touches_new SELECT t.lead_id, t.at_ms, t.touch_id, g.id"
+    "  FROM attr_touches t JOIN attr_tags g USING (channel, source, medium, campaign);"
+    "DROP TABLE attr_touches;"
+    "ALTER TABLE attr_touches_new RENAME TO attr_touches;",
 };
 
 enum stmt_id {
     S_TOUCH_ADD,
+    S_TAG_GET,
+    S_TAG_ADD,
     S_LEAD_CREATED,
     S_LEAD_SQL,
     S_HANDOFF_ADD,
@@ -114,10 +203,10 @@ enum stmt_id {
     S_TOUCHES_GET,
     S_PAYMENT_GET,
     S_REFUNDS_GET,
-    S_REFUNDS_POSTED,
-    S_POSTED,
-    S_ANY_POSTED,
-    S_POST,
+    S_POSTS_GET,
+    S_ROW_ADD,
+    S_COUNTER_GET,
+    S_COUNTER_SET,
     S_LINE_GET,
     S_LINE_ADD,
     S_COUNT_
@@ -125,7 +214,10 @@ enum stmt_id {
 
 /* Earliest (at_ms, event_id) wins for a repeated payment or refund id: an order-free rule. */
 static const char *const stmt_sql[S_COUNT_] = {
-    [S_TOUCH_ADD] = "INSERT INTO attr_touches VALUES (?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
+    [S_TOUCH_ADD] = "INSERT INTO attr_touches VALUES (?,?,?,?) ON CONFLICT DO NOTHING",
+    [S_TAG_GET] = "SELECT id FROM attr_tags WHERE channel = ? AND source = ? AND medium = ? AND"
+                  " campaign = ?",
+    [S_TAG_ADD] = "INSERT INTO attr_tags (channel, source, medium, campaign) VALUES (?,?,?,?)",
     [S_LEAD_CREATED] = "INSERT INTO attr_leads(lead_id, created_at_ms) VALUES (?1, ?2) "
                        "ON CONFLICT(lead_id) DO UPDATE SET created_at_ms = ?2 "
                        "WHERE created_at_ms IS NULL OR ?2 < created_at_ms",
@@ -147,33 +239,27 @@ static const char *const stmt_sql[S_COUNT_] = {
     [S_HANDOFF_GET] = "SELECT lead_id, at_ms FROM attr_handoffs WHERE client_id = ? "
                       "ORDER BY at_ms, event_id LIMIT 1",
     [S_LEAD_GET] = "SELECT created_at_ms, sql_at_ms FROM attr_leads WHERE lead_id = ?",
-    [S_TOUCHES_GET] = "SELECT touch_id, at_ms, channel, source, medium, campaign "
-                      "FROM attr_touches WHERE lead_id = ? AND at_ms BETWEEN ? AND ? "
-                      "ORDER BY at_ms, touch_id",
+    /* In time order; touch_ids of one time are put in order after decoding (journey_touches). */
+    [S_TOUCHES_GET] = "SELECT t.touch_id, t.at_ms, g.channel, g.source, g.medium, g.campaign"
+                      " FROM attr_touches t JOIN attr_tags g ON g.id = t.tag_id"
+                      " WHERE t.lead_id = ? AND t.at_ms BETWEEN ? AND ? ORDER BY t.at_ms",
     [S_PAYMENT_GET] = "SELECT client_id, minor, currency, at_ms FROM attr_payments "
                       "WHERE payment_id = ?",
     [S_REFUNDS_GET] = "SELECT refund_id, minor, at_ms FROM attr_refunds "
                       "WHERE payment_id = ? AND currency = ? ORDER BY at_ms, refund_id",
-    /* Every refund entry ever posted for a payment and model, with the time it was posted at:
-     * a refund re-pointed to another payment, or left behind by a payment whose currency
-     * changed, is no longer attached but its credits still stand until reversed. */
-    [S_REFUNDS_POSTED] = "SELECT refund_id, max(at_ms) FROM attr_credits "
-                         "WHERE payment_id = ? AND model = ? AND refund_id <> '' "
-                         "GROUP BY refund_id ORDER BY refund_id",
-    /* Every line of one payment, model and entry whose posted sum is not zero. A line_id
-     * names the touch columns and the lead; client and weight are grouped on because a re-post
-     * may change them, and a bare column would name whichever row SQLite met last. */
-    [S_POSTED] = "SELECT l.line_key, c.currency, sum(c.credit), l.lead_id, l.campaign, l.source,"
-                 " l.medium, l.channel, l.touch_at_ms, c.weight_ppm, c.client_id, c.line_id"
-                 " FROM attr_credits c JOIN attr_lines l ON l.id = c.line_id"
-                 " WHERE c.payment_id = ? AND c.model = ? AND c.refund_id = ?"
-                 " GROUP BY c.line_id, c.currency, c.client_id, c.weight_ppm"
-                 " HAVING sum(c.credit) != 0"
-                 " ORDER BY l.line_key, c.currency, c.client_id, l.lead_id, c.weight_ppm",
-    [S_ANY_POSTED] = "SELECT 1 FROM attr_credits WHERE payment_id = ? LIMIT 1",
-    [S_POST] = "INSERT INTO attr_credits(payment_id, refund_id, model, line_id, client_id,"
-               " currency, credit, weight_ppm, reversal, at_ms, cause_event_id)"
-               " VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+    /* Everything ever posted for a payment, read once per settlement that is not the first:
+     * the sums per model and entry are taken in memory (posted_read, refunds_posted). */
+    [S_POSTS_GET] =
+        "SELECT p.refund_id, l.line_key, p.currency, l.lead_id, l.campaign, l.source,"
+        " l.medium, l.channel, p.client_id, l.touch_at_ms, p.line_id, p.at_ms, " MODEL_NAMES(
+            p.c) ", " MODEL_NAMES(p.w) " FROM attr_posts p JOIN attr_lines l ON l.id = p.line_id"
+                                       " WHERE p.payment_id = ?",
+    [S_ROW_ADD] = "INSERT INTO attr_posts (payment_id, refund_id, line_id, client_id, currency,"
+                  " reversal, at_ms, cause_event_id, " MODEL_NAMES(c) ", " MODEL_NAMES(
+                      w) ")"
+                         " VALUES (?,?,?,?,?,?,?,?, ?,?,?,?,?,?,?,?,?, ?,?,?,?,?,?,?,?,?)",
+    [S_COUNTER_GET] = "SELECT last FROM attr_counter",
+    [S_COUNTER_SET] = "UPDATE attr_counter SET last = ?",
     [S_LINE_GET] = "SELECT id FROM attr_lines WHERE line_key = ? AND lead_id = ? AND"
                    " campaign = ? AND source = ? AND medium = ? AND channel = ? AND"
                    " touch_at_ms = ?",
@@ -249,6 +335,30 @@ typedef struct out_msg {
     size_t n_credits, cap_credits;
 } out_msg_t;
 
+/* A stored attr_posts row of the payment being settled: one line of one entry with what each
+ * model posted on it. */
+typedef struct stored {
+    line_t line; /* key, lead, touch columns, currency, client; line.mem owns the strings */
+    const char *refund_id;
+    int64_t at_ms;
+    unsigned has; /* bit m: the model m posted credit[m] at weight[m] here */
+    int64_t credit[FUNNEL_ATTR_MODEL_COUNT_];
+    int32_t weight[FUNNEL_ATTR_MODEL_COUNT_];
+} stored_t;
+
+/* One credit posted by the settlement under way; rows are written when it ends (rows_write). */
+typedef struct post {
+    char refund_id[FUNNEL_ID_MAX + 1];
+    int64_t at_ms;
+    line_t line; /* borrows its strings from the journey or the stored rows */
+    size_t pos;  /* wanted lines: the index in the journey */
+    const char *client_id, *currency;
+    funnel_attribution_model_t model;
+    int64_t credit;
+    int32_t weight_ppm;
+    bool reversal;
+} post_t;
+
 /* One event's pass through the engine. */
 typedef struct run {
     funnel_attribution_t *a;
@@ -258,8 +368,12 @@ typedef struct run {
     const funnel_attribution_config_t *cfg;
     out_msg_t *out; /* the messages of the payment being settled */
     size_t n_out, cap_out;
-    bool fresh; /* nothing was ever posted for the payment being settled (a new payment, the
-                   usual case): none of its entries has lines to read back */
+    stored_t *stored; /* what was posted for the payment before this settlement (none for a new
+                         payment, the usual case, which then reads nothing back) */
+    size_t n_stored, cap_stored;
+    post_t *posts; /* what this settlement posts, in the order of the posting ids */
+    size_t n_posts, cap_posts;
+    int64_t last_id; /* the last posting id given out */
 } run_t;
 
 /* Where a set of lines is posted: one payment, model and entry (the payment or a refund). */
@@ -343,18 +457,12 @@ static int id_list_read(sqlite3_stmt *st, id_list_t *list)
     return stmt_done(st, rc);
 }
 
-/* Copies the text of columns cols[0..n) of st's current row into one allocation (*mem) and
- * points *out[i] at each copy. */
-static int row_strings(sqlite3_stmt *st, const int *cols, const char **const *out, size_t n,
-                       char **mem)
+/* Copies text[0..n) into one allocation (*mem) and points *out[i] at each copy. */
+static int strings_copy(const char *const *text, const char **const *out, size_t n, char **mem)
 {
-    const char *text[12];
     size_t len[12], total = 0;
-    for (size_t i = 0; i < n; i++) {
-        text[i] = col_text(st, cols[i]);
-        len[i] = strlen(text[i]);
-        total += len[i] + 1;
-    }
+    for (size_t i = 0; i < n; i++)
+        total += (len[i] = strlen(text[i])) + 1;
     char *p = malloc(total);
     if (!p)
         return FUNNEL_ENOMEM;
@@ -365,6 +473,75 @@ static int row_strings(sqlite3_stmt *st, const int *cols, const char **const *ou
         p += len[i] + 1;
     }
     return 0;
+}
+
+/* Copies the text of columns cols[0..n) of st's current row: see strings_copy. */
+static int row_strings(sqlite3_stmt *st, const int *cols, const char **const *out, size_t n,
+                       char **mem)
+{
+    const char *text[12];
+    for (size_t i = 0; i < n; i++)
+        text[i] = col_text(st, cols[i]);
+    return strings_copy(text, out, n, mem);
+}
+
+/* ---- touch ids ------------------------------------------------------------------------- */
+
+#define UUID_TEXT  36
+#define UUID_BYTES 16
+
+static int hex_digit(char c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* A touch id that starts with a lowercase UUID (every event id funnel's adapters make, and
+ * "<event_id>#<index>") is stored as its 16 bytes and the rest of the id: 40 bytes become 18.
+ * Any other id stays text. *len is the size of out; false when the id stays text. */
+static bool touch_id_pack(const char *id, unsigned char *out, size_t *len)
+{
+    size_t n = strlen(id), k = 0;
+    if (n < UUID_TEXT || n - UUID_TEXT > FUNNEL_ID_MAX)
+        return false;
+    for (size_t i = 0; i < UUID_TEXT; i++) {
+        if (i == 8 || i == 13 || i == 18 || i == 23) {
+            if (id[i] != '-')
+                return false;
+            continue;
+        }
+        int h = hex_digit(id[i]), lo = hex_digit(id[i + 1]);
+        if (h < 0 || lo < 0)
+            return false;
+        out[k++] = (unsigned char)(h << 4 | lo);
+        i++;
+    }
+    memcpy(out + UUID_BYTES, id + UUID_TEXT, n - UUID_TEXT);
+    *len = UUID_BYTES + n - UUID_TEXT;
+    return true;
+}
+
+/* The text of a stored touch id (column col of st) into out, FUNNEL_ID_MAX + 32 bytes. */
+static void touch_id_read(sqlite3_stmt *st, int col, char *out)
+{
+    size_t n = (size_t)sqlite3_column_bytes(st, col);
+    const unsigned char *b = sqlite3_column_blob(st, col);
+    if (sqlite3_column_type(st, col) != SQLITE_BLOB || n < UUID_BYTES) {
+        snprintf(out, FUNNEL_ID_MAX + 32, "%s", col_text(st, col));
+        return;
+    }
+    static const char hex[] = "0123456789abcdef";
+    char *p = out;
+    for (size_t i = 0; i < UUID_BYTES; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10)
+            *p++ = '-';
+        *p++ = hex[b[i] >> 4];
+        *p++ = hex[b[i] & 15];
+    }
+    n -= UUID_BYTES;
+    if (n > FUNNEL_ID_MAX)
+        n = FUNNEL_ID_MAX;
+    memcpy(p, b + UUID_BYTES, n);
+    p[n] = '\0';
 }
 
 static void lines_free(line_t *lines, size_t n)
@@ -399,9 +576,12 @@ static int journey_touches(run_t *r, journey_t *j, int64_t from, int64_t to)
         }
         line_t *l = &j->lines[j->n];
         memset(l, 0, sizeof *l);
-        static const int cols[] = {0, 2, 3, 4, 5};
+        char key[FUNNEL_ID_MAX + 32];
+        touch_id_read(st, 0, key);
+        const char *text[] = {key, col_text(st, 2), col_text(st, 3), col_text(st, 4),
+                              col_text(st, 5)};
         const char **const out[] = {&l->key, &l->channel, &l->source, &l->medium, &l->campaign};
-        if (row_strings(st, cols, out, 5, &l->mem)) {
+        if (strings_copy(text, out, 5, &l->mem)) {
             sqlite3_reset(st);
             return FUNNEL_ENOMEM;
         }
@@ -409,6 +589,15 @@ static int journey_touches(run_t *r, journey_t *j, int64_t from, int64_t to)
         l->touch_at_ms = sqlite3_column_int64(st, 1);
         j->n++;
     }
+    /* Rows come in time order; ids of one time are ordered as text, which packed ids are not. */
+    for (size_t i = 1; i < j->n; i++)
+        for (size_t k = i; k > 0 && j->lines[k - 1].touch_at_ms == j->lines[k].touch_at_ms &&
+                           strcmp(j->lines[k - 1].key, j->lines[k].key) > 0;
+             k--) {
+            line_t t = j->lines[k];
+            j->lines[k] = j->lines[k - 1];
+            j->lines[k - 1] = t;
+        }
     return stmt_done(st, rc);
 }
 
@@ -657,53 +846,79 @@ static int out_flush(run_t *r, const payment_t *pay, const journey_t *j)
 
 /* ---- posting ------------------------------------------------------------------------- */
 
-/* Records one credit line; it goes out with the payment's message for its entry (out_flush).
- * journey_lead is the lead of the journey being settled. */
-static int post_line(run_t *r, const entry_t *e, const line_t *l, const char *client_id,
+/* Records one credit line under the next posting id; it is stored with the settlement's rows
+ * (rows_write) and goes out with the payment's message for its entry (out_flush). journey_lead
+ * is the lead of the journey being settled; pos orders wanted lines (their journey index). */
+static int post_line(run_t *r, const entry_t *e, const line_t *l, size_t pos, const char *client_id,
                      const char *journey_lead, const char *currency, int64_t credit, int64_t ppm,
                      bool reversal)
 {
-    const char *model = funnel_attribution_model_name(e->model);
-    sqlite3_stmt *st = stmt_bind(r->a, S_POST, "sssissiiiis", e->pay->id, e->refund_id, model,
-                                 l->line_id, client_id, currency, credit, ppm, (int64_t)reversal,
-                                 e->at_ms, r->cause->event_id);
-    if (stmt_run(st))
-        return FUNNEL_ESTORE;
-    return out_add(r, e, l, client_id, journey_lead, currency, credit, ppm, reversal,
-                   sqlite3_last_insert_rowid(funnel_store_db(r->a->store)));
+    if (grow((void **)&r->posts, &r->cap_posts, r->n_posts + 1, sizeof *r->posts))
+        return FUNNEL_ENOMEM;
+    post_t *p = &r->posts[r->n_posts++];
+    copy_id(p->refund_id, e->refund_id);
+    p->at_ms = e->at_ms;
+    p->line = *l;
+    p->line.mem = NULL;
+    p->pos = pos;
+    p->client_id = client_id;
+    p->currency = currency;
+    p->model = e->model;
+    p->credit = credit;
+    p->weight_ppm = (int32_t)ppm;
+    p->reversal = reversal;
+    return out_add(r, e, l, client_id, journey_lead, currency, credit, ppm, reversal, ++r->last_id);
 }
 
-/* Reads the lines posted so far for an entry (sorted by key, currency). */
+/* Orders posted lines as the old per-model query did: key, currency, client, lead, weight. */
+static int posted_cmp(const void *pa, const void *pb)
+{
+    const line_t *x = pa, *y = pb;
+    int c = strcmp(x->key, y->key);
+    c = c ? c : strcmp(x->currency, y->currency);
+    c = c ? c : strcmp(x->client_id, y->client_id);
+    c = c ? c : strcmp(x->lead_id, y->lead_id);
+    c = c ? c : (x->weight_ppm > y->weight_ppm) - (x->weight_ppm < y->weight_ppm);
+    return c ? c : (x->line_id > y->line_id) - (x->line_id < y->line_id);
+}
+
+/* The lines an entry holds under its model: the stored credits summed per line, currency,
+ * client and weight, those not zero, sorted by posted_cmp. They borrow the stored strings. */
 static int posted_read(run_t *r, const entry_t *e, line_t **out, size_t *n_out)
 {
-    sqlite3_stmt *st = stmt_bind(r->a, S_POSTED, "sss", e->pay->id,
-                                 funnel_attribution_model_name(e->model), e->refund_id);
     line_t *lines = NULL;
     size_t n = 0, cap = 0;
-    int rc = SQLITE_DONE;
-    while (!r->fresh && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (grow((void **)&lines, &cap, n + 1, sizeof *lines))
-            goto nomem;
-        line_t *l = &lines[n];
-        memset(l, 0, sizeof *l);
-        static const int cols[] = {0, 1, 3, 4, 5, 6, 7, 10};
-        const char **const out_s[] = {&l->key,    &l->currency, &l->lead_id, &l->campaign,
-                                      &l->source, &l->medium,   &l->channel, &l->client_id};
-        if (row_strings(st, cols, out_s, 8, &l->mem))
-            goto nomem;
-        l->sum = sqlite3_column_int64(st, 2);
-        l->touch_at_ms = sqlite3_column_int64(st, 8);
-        l->weight_ppm = sqlite3_column_int(st, 9);
-        l->line_id = sqlite3_column_int64(st, 11);
-        n++;
+    for (size_t k = 0; k < r->n_stored; k++) {
+        const stored_t *s = &r->stored[k];
+        if (!(s->has & (1u << e->model)) || strcmp(s->refund_id, e->refund_id))
+            continue;
+        size_t i = 0;
+        while (i < n && !(lines[i].line_id == s->line.line_id &&
+                          lines[i].weight_ppm == s->weight[e->model] &&
+                          !strcmp(lines[i].currency, s->line.currency) &&
+                          !strcmp(lines[i].client_id, s->line.client_id)))
+            i++;
+        if (i == n) {
+            if (grow((void **)&lines, &cap, n + 1, sizeof *lines)) {
+                free(lines);
+                return FUNNEL_ENOMEM;
+            }
+            lines[n] = s->line;
+            lines[n].mem = NULL;
+            lines[n].sum = 0;
+            lines[n++].weight_ppm = s->weight[e->model];
+        }
+        lines[i].sum += s->credit[e->model];
     }
+    size_t kept = 0;
+    for (size_t i = 0; i < n; i++)
+        if (lines[i].sum)
+            lines[kept++] = lines[i];
+    if (kept)
+        qsort(lines, kept, sizeof *lines, posted_cmp);
     *out = lines;
-    *n_out = n;
-    return stmt_done(st, rc);
-nomem:
-    sqlite3_reset(st);
-    lines_free(lines, n);
-    return FUNNEL_ENOMEM;
+    *n_out = kept;
+    return 0;
 }
 
 /* The posted line for (key, currency), or NULL. */
@@ -749,11 +964,11 @@ static int entry_settle(run_t *r, const entry_t *e, const journey_t *j, const in
     }
     same = same && n_want == n_posted;
     for (size_t i = 0; !same && !rc && i < n_posted; i++)
-        rc = post_line(r, e, &posted[i], posted[i].client_id, j->lead_id, posted[i].currency,
+        rc = post_line(r, e, &posted[i], 0, posted[i].client_id, j->lead_id, posted[i].currency,
                        -posted[i].sum, posted[i].weight_ppm, true);
     for (size_t i = 0; !same && !rc && i < j->n; i++)
         if (want[i])
-            rc = post_line(r, e, &j->lines[i], e->pay->client_id, j->lead_id, e->pay->currency,
+            rc = post_line(r, e, &j->lines[i], i, e->pay->client_id, j->lead_id, e->pay->currency,
                            want[i], j->ppm[e->model][i], false);
     lines_free(posted, n_posted);
     return rc;
@@ -789,6 +1004,17 @@ static bool refund_attached(const refund_t *refunds, size_t n, const char *refun
     return false;
 }
 
+/* A refund entry a payment holds credits for, dated at its latest posting. */
+typedef struct stale {
+    const char *id; /* borrowed from the stored rows */
+    int64_t at_ms;
+} stale_t;
+
+static int stale_cmp(const void *a, const void *b)
+{
+    return strcmp(((const stale_t *)a)->id, ((const stale_t *)b)->id);
+}
+
 /* Reverses the credits of refund entries this payment and model still hold although the
  * refund no longer belongs to it (moved to another payment by an earlier duplicate
  * refund_id, or in another currency than the payment now has). Walking only the attached
@@ -798,31 +1024,35 @@ static int stale_refunds_settle(run_t *r, const journey_t *j, const payment_t *p
                                 funnel_attribution_model_t m, const refund_t *refunds,
                                 size_t n_refunds, int64_t *zeros)
 {
-    refund_t *posted = NULL;
+    stale_t *stale = NULL;
     size_t n = 0, cap = 0;
-    int rc = SQLITE_DONE;
-    /* Read first, post after: the posts below insert into the table this reads. */
-    sqlite3_stmt *st =
-        stmt_bind(r->a, S_REFUNDS_POSTED, "ss", pay->id, funnel_attribution_model_name(m));
-    while (!r->fresh && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (refund_attached(refunds, n_refunds, col_text(st, 0)))
+    for (size_t k = 0; k < r->n_stored; k++) {
+        const stored_t *s = &r->stored[k];
+        if (!(s->has & (1u << m)) || !s->refund_id[0] ||
+            refund_attached(refunds, n_refunds, s->refund_id))
             continue;
-        if (grow((void **)&posted, &cap, n + 1, sizeof *posted)) {
-            sqlite3_reset(st);
-            free(posted);
-            return FUNNEL_ENOMEM;
+        size_t i = 0;
+        while (i < n && strcmp(stale[i].id, s->refund_id))
+            i++;
+        if (i == n) {
+            if (grow((void **)&stale, &cap, n + 1, sizeof *stale)) {
+                free(stale);
+                return FUNNEL_ENOMEM;
+            }
+            stale[n++] = (stale_t){s->refund_id, s->at_ms};
         }
-        copy_id(posted[n].id, col_text(st, 0));
-        posted[n].at_ms = sqlite3_column_int64(st, 1);
-        n++;
+        if (s->at_ms > stale[i].at_ms)
+            stale[i].at_ms = s->at_ms;
     }
-    rc = stmt_done(st, rc);
+    if (n)
+        qsort(stale, n, sizeof *stale, stale_cmp);
     memset(zeros, 0, j->n * sizeof *zeros);
+    int rc = 0;
     for (size_t k = 0; !rc && k < n; k++) {
-        entry_t e = {.pay = pay, .model = m, .refund_id = posted[k].id, .at_ms = posted[k].at_ms};
+        entry_t e = {.pay = pay, .model = m, .refund_id = stale[k].id, .at_ms = stale[k].at_ms};
         rc = entry_settle(r, &e, j, zeros);
     }
-    free(posted);
+    free(stale);
     return rc;
 }
 
@@ -862,6 +1092,150 @@ static int model_settle(run_t *r, const journey_t *j, const payment_t *pay,
     return stale_refunds_settle(r, j, pay, m, refunds, n_refunds, want);
 }
 
+/* ---- the settlement's rows ----------------------------------------------------------- */
+
+static void stored_clear(run_t *r)
+{
+    for (size_t k = 0; k < r->n_stored; k++)
+        free(r->stored[k].line.mem);
+    r->n_stored = 0;
+}
+
+/* Reads every row posted for the payment into r->stored. */
+static int stored_load(run_t *r, const payment_t *pay)
+{
+    sqlite3_stmt *st = stmt_bind(r->a, S_POSTS_GET, "s", pay->id);
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (grow((void **)&r->stored, &r->cap_stored, r->n_stored + 1, sizeof *r->stored))
+            goto nomem;
+        stored_t *s = &r->stored[r->n_stored];
+        memset(s, 0, sizeof *s);
+        line_t *l = &s->line;
+        static const int cols[] = {0, 1, 2, 3, 4, 5, 6, 7, 8};
+        const char **const out_s[] = {&s->refund_id, &l->key,      &l->currency,
+                                      &l->lead_id,   &l->campaign, &l->source,
+                                      &l->medium,    &l->channel,  &l->client_id};
+        if (row_strings(st, cols, out_s, 9, &l->mem))
+            goto nomem;
+        r->n_stored++;
+        l->touch_at_ms = sqlite3_column_int64(st, 9);
+        l->line_id = sqlite3_column_int64(st, 10);
+        s->at_ms = sqlite3_column_int64(st, 11);
+        for (unsigned m = 0; m < FUNNEL_ATTR_MODEL_COUNT_; m++) {
+            if (sqlite3_column_type(st, 12 + (int)m) == SQLITE_NULL)
+                continue;
+            s->has |= 1u << m;
+            s->credit[m] = sqlite3_column_int64(st, 12 + (int)m);
+            s->weight[m] = sqlite3_column_int(st, 12 + FUNNEL_ATTR_MODEL_COUNT_ + (int)m);
+        }
+    }
+    return stmt_done(st, rc);
+nomem:
+    sqlite3_reset(st);
+    return FUNNEL_ENOMEM;
+}
+
+/* One attr_posts row being built: the posts of one entry, line, client, currency and
+ * direction, at most one per model. */
+typedef struct row {
+    const post_t *p; /* the first post of the row: entry, line, client, currency */
+    size_t entry;    /* the index of the entry's message: the order entries were posted in */
+    unsigned has;
+    int64_t credit[FUNNEL_ATTR_MODEL_COUNT_];
+    int32_t weight[FUNNEL_ATTR_MODEL_COUNT_];
+} row_t;
+
+/* Rows in an order that lists every model's credits of an entry in the order they were
+ * posted: reversals (by key, currency, client, lead) before wanted lines (journey order). */
+static int row_cmp(const void *pa, const void *pb)
+{
+    const row_t *x = pa, *y = pb;
+    const post_t *a = x->p, *b = y->p;
+    if (x->entry != y->entry)
+        return x->entry < y->entry ? -1 : 1;
+    if (a->reversal != b->reversal)
+        return a->reversal ? -1 : 1;
+    if (!a->reversal)
+        return (a->pos > b->pos) - (a->pos < b->pos);
+    int c = strcmp(a->line.key, b->line.key);
+    c = c ? c : strcmp(a->currency, b->currency);
+    c = c ? c : strcmp(a->client_id, b->client_id);
+    c = c ? c : strcmp(a->line.lead_id, b->line.lead_id);
+    return c ? c : (a->line.line_id > b->line.line_id) - (a->line.line_id < b->line.line_id);
+}
+
+static bool row_takes(const row_t *w, size_t entry, const post_t *p)
+{
+    return w->entry == entry && !(w->has & (1u << p->model)) && w->p->reversal == p->reversal &&
+           w->p->line.line_id == p->line.line_id && !strcmp(w->p->client_id, p->client_id) &&
+           !strcmp(w->p->currency, p->currency);
+}
+
+/* The index of the message gathering the entry of p (out_msg_of made it). */
+static size_t post_entry(const run_t *r, const post_t *p)
+{
+    size_t i = 0;
+    while (i + 1 < r->n_out &&
+           !(!strcmp(r->out[i].refund_id, p->refund_id) && r->out[i].at_ms == p->at_ms))
+        i++;
+    return i;
+}
+
+static int row_insert(run_t *r, const payment_t *pay, const row_t *w)
+{
+    const post_t *p = w->p;
+    sqlite3_stmt *st =
+        stmt_bind(r->a, S_ROW_ADD, "ssissiis", pay->id, p->refund_id, p->line.line_id, p->client_id,
+                  p->currency, (int64_t)p->reversal, p->at_ms, r->cause->event_id);
+    for (int m = 0; m < FUNNEL_ATTR_MODEL_COUNT_; m++)
+        if (w->has & (1u << m)) {
+            sqlite3_bind_int64(st, 9 + m, w->credit[m]);
+            sqlite3_bind_int64(st, 9 + FUNNEL_ATTR_MODEL_COUNT_ + m, w->weight[m]);
+        }
+    return stmt_run(st);
+}
+
+/* Stores the settlement's posts, one row per entry and line with every model's credit on it,
+ * and the last posting id given out. */
+static int rows_write(run_t *r, const payment_t *pay)
+{
+    if (!r->n_posts)
+        return 0;
+    row_t *rows = calloc(r->n_posts, sizeof *rows);
+    size_t n = 0;
+    if (!rows)
+        return FUNNEL_ENOMEM;
+    for (size_t k = 0; k < r->n_posts; k++) {
+        const post_t *p = &r->posts[k];
+        size_t entry = post_entry(r, p), i = 0;
+        while (i < n && !row_takes(&rows[i], entry, p))
+            i++;
+        if (i == n)
+            rows[n++] = (row_t){.p = p, .entry = entry};
+        rows[i].has |= 1u << p->model;
+        rows[i].credit[p->model] = p->credit;
+        rows[i].weight[p->model] = p->weight_ppm;
+    }
+    qsort(rows, n, sizeof *rows, row_cmp);
+    int rc = 0;
+    for (size_t i = 0; !rc && i < n; i++)
+        rc = row_insert(r, pay, &rows[i]);
+    free(rows);
+    return rc ? rc : stmt_run(stmt_bind(r->a, S_COUNTER_SET, "i", r->last_id));
+}
+
+/* The last posting id given out; attr_counter always has its one row (schema 4). */
+static int counter_read(run_t *r)
+{
+    sqlite3_stmt *st = stmt_bind(r->a, S_COUNTER_GET, "");
+    int rc = sqlite3_step(st);
+    bool found = rc == SQLITE_ROW;
+    r->last_id = found ? sqlite3_column_int64(st, 0) : 0;
+    rc = stmt_done(st, rc);
+    return rc ? rc : found ? 0 : FUNNEL_ESTORE;
+}
+
 /* Brings every configured model's credits of one payment in line with the stored facts and
  * publishes what changed: one message per entry (the payment, each refund). */
 static int payment_settle(run_t *r, const journey_t *j, const payment_t *pay)
@@ -869,22 +1243,20 @@ static int payment_settle(run_t *r, const journey_t *j, const payment_t *pay)
     refund_t *refunds = NULL;
     size_t n_refunds = 0;
     int rc = refunds_read(r, pay, &refunds, &n_refunds);
-    if (!rc) {
-        sqlite3_stmt *st = stmt_bind(r->a, S_ANY_POSTED, "s", pay->id);
-        int step = sqlite3_step(st);
-        r->fresh = step == SQLITE_DONE;
-        rc = stmt_done(st, step);
-    }
+    rc = rc ? rc : stored_load(r, pay);
+    rc = rc ? rc : counter_read(r);
     int64_t *scratch = rc ? NULL : malloc(5 * j->n * sizeof *scratch);
     if (!rc && !scratch)
         rc = FUNNEL_ENOMEM;
     for (unsigned m = 0; !rc && m < FUNNEL_ATTR_MODEL_COUNT_; m++)
         if (r->cfg->models & (1u << m))
             rc = model_settle(r, j, pay, m, refunds, n_refunds, scratch);
+    rc = rc ? rc : rows_write(r, pay);
     if (!rc)
         rc = out_flush(r, pay, j);
     out_clear(r);
-    r->fresh = false;
+    stored_clear(r);
+    r->n_posts = 0;
     free(scratch);
     free(refunds);
     return rc;
@@ -960,6 +1332,23 @@ static const char *nz(const char *s)
     return s ? s : "";
 }
 
+/* The attr_tags row of a touch's four columns, added when new. */
+static int tag_of(run_t *r, const Funnel__V1__Touch *t, int64_t *tag)
+{
+    const char *cols = "ssss";
+    sqlite3_stmt *st = stmt_bind(r->a, S_TAG_GET, cols, nz(t->channel), nz(t->source),
+                                 nz(t->medium), nz(t->campaign));
+    int rc = sqlite3_step(st);
+    *tag = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+    if ((rc = stmt_done(st, rc)) || *tag)
+        return rc;
+    if (stmt_run(stmt_bind(r->a, S_TAG_ADD, cols, nz(t->channel), nz(t->source), nz(t->medium),
+                           nz(t->campaign))))
+        return FUNNEL_ESTORE;
+    *tag = sqlite3_last_insert_rowid(funnel_store_db(r->a->store));
+    return 0;
+}
+
 static int touch_add(run_t *r, const char *lead_id, const char *touch_id,
                      const Funnel__V1__Touch *t)
 {
@@ -967,8 +1356,19 @@ static int touch_add(run_t *r, const char *lead_id, const char *touch_id,
         return 0;
     /* A touch without its own time happened when the event carrying it did. */
     int64_t at = t->at_ms ? t->at_ms : r->cause->occurred_at_ms;
-    return stmt_run(stmt_bind(r->a, S_TOUCH_ADD, "ssissss", touch_id, lead_id, at, nz(t->channel),
-                              nz(t->source), nz(t->medium), nz(t->campaign)));
+    int64_t tag;
+    int rc = tag_of(r, t, &tag);
+    if (rc)
+        return rc;
+    unsigned char packed[UUID_BYTES + FUNNEL_ID_MAX + 32];
+    size_t len;
+    sqlite3_stmt *st = stmt_bind(r->a, S_TOUCH_ADD, "si", lead_id, at);
+    if (touch_id_pack(touch_id, packed, &len))
+        sqlite3_bind_blob(st, 3, packed, (int)len, SQLITE_STATIC);
+    else
+        sqlite3_bind_text(st, 3, touch_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 4, tag);
+    return stmt_run(st);
 }
 
 static int on_lead_created(run_t *r, const Funnel__V1__LeadCreated *b)
@@ -1055,6 +1455,9 @@ int funnel_attribution_on_event(void *self, funnel_router_t *router, const funne
     int rc = event_apply(&r, env);
     out_clear(&r);
     free(r.out);
+    stored_clear(&r);
+    free(r.stored);
+    free(r.posts);
     if (rc == FUNNEL_ESTORE)
         funnel_log_error(a->log, "attribution: event %s: %s", env->event_id,
                          sqlite3_errmsg(funnel_store_db(a->store)));
