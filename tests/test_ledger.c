@@ -147,11 +147,22 @@ static int64_t postings(void)
     return query_int("SELECT COUNT(*) FROM ledger_entry", NULL, NULL);
 }
 
+/* The running totals of ledger_accrued against the ACCRUAL postings they sum, both ways. */
+#define ACCRUAL_SUMS                                                                               \
+    "SELECT client_id, rep, currency, SUM(amount) FROM ledger_entry WHERE kind = 'ACCRUAL'"        \
+    " GROUP BY client_id, rep, currency"
+#define ACCRUED_ROWS "SELECT client_id, person, currency, accrued FROM ledger_accrued"
+
 static void expect_books_sound(void)
 {
     int64_t problems = -1;
     cr_assert_eq(funnel_ledger_check(store, NULL, NULL, &problems, NULL, NULL), 0);
     cr_assert_eq(problems, 0, "the books do not balance");
+    cr_assert_eq(query_int("SELECT (SELECT COUNT(*) FROM (" ACCRUAL_SUMS " EXCEPT " ACCRUED_ROWS
+                           "))"
+                           " + (SELECT COUNT(*) FROM (" ACCRUED_ROWS " EXCEPT " ACCRUAL_SUMS "))",
+                           NULL, NULL),
+                 0, "a running total of ledger_accrued differs from its postings");
 }
 
 /* Applies events (freed) to a fresh database, in their order or reversed, and checks the
@@ -819,6 +830,44 @@ Test(ledger, a_payment_in_order_does_not_read_the_clients_history)
     }
     cr_assert_eq(owed("alice", "EUR"), want_alice);
     cr_assert_eq(owed("dave", "EUR"), want_dave);
+    expect_books_sound();
+}
+
+/* The VM steps of the first payment of client c<i>, handed off to alice (account manager dave)
+ * just before: the i-th of alice's clients. */
+static int64_t new_client_payment_vm_steps(int i)
+{
+    char h[32], c[32], ev[32], pay[32];
+    snprintf(h, sizeof h, "h%d", i);
+    snprintf(c, sizeof c, "c%d", i);
+    snprintf(ev, sizeof ev, "p%d", i);
+    snprintf(pay, sizeof pay, "pay-%d", i);
+    int64_t at = day(2026, 1, 2) + i * 120000LL;
+    must(fx_handoff(h, c, "alice", "dave", at - 60000));
+    sqlite3 *db = funnel_store_db(store);
+    int64_t steps = 0;
+    cr_assert_eq(sqlite3_trace_v2(db, SQLITE_TRACE_PROFILE, count_vm_steps, &steps), SQLITE_OK);
+    int rc = apply(fx_payment(ev, pay, c, 10000, "EUR", at));
+    sqlite3_trace_v2(db, 0, NULL, NULL);
+    cr_assert_eq(rc, 0);
+    return steps;
+}
+
+/* A payment costs the same whatever its rep earned on other clients: reading what the rep had
+ * accrued on the client through an index of the rep's postings made every payment scan all of
+ * the rep's history (the ledger's cost per event grew 4x over a year's backfill). The running
+ * total per (client, person, currency) is one row. */
+Test(ledger, a_payment_does_not_read_the_reps_other_clients)
+{
+    plan.account_manager_rate_bp = 200;
+    int64_t early = 0, late = 0;
+    cost_early_late(new_client_payment_vm_steps, &early, &late);
+    cr_assert_gt(early, 0);
+    cr_assert_leq(late, early,
+                  "a payment ran %lld VM steps with 10 clients of its rep, %lld with 200",
+                  (long long)early, (long long)late);
+    cr_assert_eq(owed("alice", "EUR"), 200 * 1000);
+    cr_assert_eq(owed("dave", "EUR"), 200 * 200);
     expect_books_sound();
 }
 

@@ -79,6 +79,17 @@ static const char *const ledger_steps[] = {
     "DROP INDEX ledger_refund_id;"
     "CREATE INDEX ledger_refund_id ON ledger_refund(refund_id, at_ms, event_id);"
     "CREATE INDEX ledger_refund_payment ON ledger_refund(payment_id);",
+    /* 3: what each person has accrued on a client per currency (every ACCRUAL posting, any
+     * role), kept beside the postings in the same transaction: a payment's settle reads one
+     * row where summing the postings read the rep's whole history. The sum is taken in two
+     * halves (see Q_DUE) so a history whose running sum passes INT64_MAX still migrates. */
+    "CREATE TABLE ledger_accrued ("
+    "  client_id TEXT NOT NULL, person TEXT NOT NULL, currency TEXT NOT NULL,"
+    "  accrued INTEGER NOT NULL, PRIMARY KEY (client_id, person, currency)) WITHOUT ROWID;"
+    "INSERT INTO ledger_accrued(client_id, person, currency, accrued)"
+    "  SELECT client_id, rep, currency,"
+    "  SUM(amount >> 32) * 4294967296 + SUM(amount & 4294967295) FROM ledger_entry"
+    "  WHERE kind = 'ACCRUAL' GROUP BY client_id, rep, currency;",
 };
 #define LEDGER_STEPS (int)(sizeof ledger_steps / sizeof ledger_steps[0])
 
@@ -104,6 +115,7 @@ enum stmt_id {
     Q_BALANCE_SET,
     Q_PAYMENT_ALONE,
     Q_ACCRUED,
+    Q_ACCRUED_SET,
     Q_COUNT_
 };
 
@@ -188,9 +200,11 @@ static const char *const stmt_sql[Q_COUNT_] = {
                         " AND NOT EXISTS (SELECT 1 FROM ledger_refund WHERE payment_id = ?1)"
                         " AND NOT EXISTS (SELECT 1 FROM ledger_payment WHERE client_id = ?2"
                         "  AND (at_ms > ?4 OR (at_ms = ?4 AND event_id > ?3)))",
-    /* What one person has accrued on a client in one currency, in any role. */
-    [Q_ACCRUED] = "SELECT coalesce(sum(amount), 0) FROM ledger_entry WHERE client_id = ?1"
-                  " AND rep = ?2 AND currency = ?3 AND kind = 'ACCRUAL'",
+    /* What one person has accrued on a client in one currency, in any role (no row: 0). */
+    [Q_ACCRUED] = "SELECT accrued FROM ledger_accrued WHERE client_id = ?1 AND person = ?2"
+                  " AND currency = ?3",
+    [Q_ACCRUED_SET] = "INSERT OR REPLACE INTO ledger_accrued(client_id, person, currency, accrued)"
+                      " VALUES (?1, ?2, ?3, ?4)",
 };
 
 struct funnel_ledger {
@@ -226,6 +240,15 @@ typedef struct posting {
     int64_t effective_ms;
 } posting_t;
 
+/* What one event's accrual postings add to one running total of ledger_accrued. The sum is
+ * kept in 128 bits because a settle posts its corrections in event-time order, where a top-up
+ * may come before the reversal that nets it back; the total it ends with fits (the caps and
+ * the overflow checks of the accruals bound it), the steps on the way need not. */
+typedef struct accrued_delta {
+    char client[ID_BUF], person[ID_BUF], currency[4];
+    __int128 delta;
+} accrued_delta_t;
+
 /* The state of one event's run: where postings go and how they are numbered. */
 typedef struct run {
     funnel_ledger_t *lg;
@@ -234,6 +257,10 @@ typedef struct run {
     const char *client_id; /* "" for payouts */
     int64_t now_ms;
     int n_posted; /* numbers entry ids: "ledger:<cause>#<n>" */
+    struct {
+        accrued_delta_t *v;
+        size_t n, cap;
+    } accrued; /* written to ledger_accrued when the event is done (accrued_flush) */
 } run_t;
 
 typedef struct payment {
@@ -310,6 +337,74 @@ static bool add_ok(int64_t a, int64_t b, int64_t *out)
 }
 
 /* ---- postings ---------------------------------------------------------------------------- */
+
+/* Adds an accrual posting of the run's client to its running total (accrued_flush writes it). */
+static int accrued_note(run_t *run, const char *person, const char *currency, int64_t amount)
+{
+    accrued_delta_t *d = NULL;
+    for (size_t i = 0; i < run->accrued.n && !d; i++) {
+        accrued_delta_t *x = &run->accrued.v[i];
+        if (!strcmp(x->client, run->client_id) && !strcmp(x->person, person) &&
+            !strcmp(x->currency, currency))
+            d = x;
+    }
+    if (!d) {
+        if (VEC_PUSH(run->accrued))
+            return FUNNEL_ENOMEM;
+        d = &run->accrued.v[run->accrued.n++];
+        snprintf(d->client, sizeof d->client, "%s", run->client_id);
+        snprintf(d->person, sizeof d->person, "%s", person);
+        snprintf(d->currency, sizeof d->currency, "%s", currency);
+        d->delta = 0;
+    }
+    d->delta += amount;
+    return 0;
+}
+
+/* What person has accrued on the run's client in currency, from its running total. */
+static int accrued_get(funnel_ledger_t *lg, const char *client, const char *person,
+                       const char *currency, int64_t *out)
+{
+    sqlite3_stmt *s = q(lg, Q_ACCRUED);
+    bind_text(s, 1, client);
+    bind_text(s, 2, person);
+    bind_text(s, 3, currency);
+    int rc = sqlite3_step(s);
+    *out = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+    sqlite3_reset(s);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : FUNNEL_ESTORE;
+}
+
+/* Writes the event's accrual postings into the running totals, once per total. A total that
+ * leaves int64 would mean the postings broke the bounds the settle checks: that is a bug,
+ * reported as a store failure (the batch rolls back) rather than a wrapped total. */
+static int accrued_flush(run_t *run)
+{
+    funnel_ledger_t *lg = run->lg;
+    for (size_t i = 0; i < run->accrued.n; i++) {
+        const accrued_delta_t *d = &run->accrued.v[i];
+        int64_t cur;
+        int rc = accrued_get(lg, d->client, d->person, d->currency, &cur);
+        if (rc)
+            return rc;
+        __int128 total = cur + d->delta;
+        if (total > INT64_MAX || total < INT64_MIN) {
+            funnel_log_error(lg->log,
+                             "ledger: the accruals of %s in %s on client %s left the "
+                             "int64 range (cause %s)",
+                             d->person, d->currency, d->client, run->cause->event_id);
+            return FUNNEL_ESTORE;
+        }
+        sqlite3_stmt *s = q(lg, Q_ACCRUED_SET);
+        bind_text(s, 1, d->client);
+        bind_text(s, 2, d->person);
+        bind_text(s, 3, d->currency);
+        sqlite3_bind_int64(s, 4, (int64_t)total);
+        if ((rc = exec_done(s)))
+            return rc;
+    }
+    return 0;
+}
 
 /* Adds delta to the stored balance of (account, rep, currency); a balance that would wrap
  * refuses the event (router.h): it is valid, but these books cannot hold it. */
@@ -406,6 +501,8 @@ static int post(run_t *run, const posting_t *p)
     int64_t seq = sqlite3_last_insert_rowid(lg->db);
     if ((rc = line_add(run, seq, debit[p->kind], p, p->amount)) ||
         (rc = line_add(run, seq, credit[p->kind], p, -p->amount)))
+        return rc;
+    if (p->kind == KIND_ACCRUAL && (rc = accrued_note(run, p->rep, p->currency, p->amount)))
         return rc;
     funnel_log_debug(lg->log, "ledger: %s %s %lld %s to %s (cause %s)", entry_id,
                      kind_names[p->kind], (long long)p->amount, p->currency, p->rep,
@@ -913,25 +1010,18 @@ static int accrued_seed(run_t *run, cap_uses_t *uses, const char *person, const 
     int64_t *used = cap_slot(uses, person, currency);
     if (!used)
         return FUNNEL_ENOMEM;
-    sqlite3_stmt *s = q(run->lg, Q_ACCRUED);
-    bind_text(s, 1, run->client_id);
-    bind_text(s, 2, person);
-    bind_text(s, 3, currency);
-    int rc = sqlite3_step(s);
-    if (rc == SQLITE_ROW)
-        *used = sqlite3_column_int64(s, 0);
-    sqlite3_reset(s);
-    return rc == SQLITE_ROW ? 0 : FUNNEL_ESTORE;
+    return accrued_get(run->lg, run->client_id, person, currency, used);
 }
 
 /* A settle of the client limited to payment p, the usual case of a backfill or of live
- * traffic: without a cap (cap 0) a payment's accruals depend on no other payment, and when p
- * is the only row of its payment_id, has no refund and is the client's latest payment, the
- * whole-client settle would post exactly p's accruals, in this order, after the running sum
- * of what each person accrued before (which it checks for int64 overflow the same way). The
- * other payments' postings already equal their targets. Sets *done when it applied; otherwise
- * the caller settles the whole client. Reading the client's whole history on every payment
- * made the cost of a payment grow with the client's age. */
+ * traffic: a payment's accruals depend on no later payment (the cap is consumed in event-time
+ * order), and when p is the only row of its payment_id, has no refund and is the client's
+ * latest payment, the whole-client settle would post exactly p's accruals, in this order,
+ * after what each person accrued before: the running total of ledger_accrued, which is what
+ * the cap has used and what the int64 overflow check adds to. The other payments' postings
+ * already equal their targets. Sets *done when it applied; otherwise the caller settles the
+ * whole client. Reading the client's whole history on every payment made the cost of a
+ * payment grow with the client's age. */
 static int payment_settle_alone(run_t *run, const payment_t *p, bool *done)
 {
     client_plan_t cp;
@@ -940,7 +1030,7 @@ static int payment_settle_alone(run_t *run, const payment_t *p, bool *done)
     postings_t targets = {0};
     *done = false;
     int rc = client_plan_load(run->lg, run->client_id, &cp);
-    if (rc || !cp.handed_off || cp.cap != 0)
+    if (rc || !cp.handed_off)
         return rc;
     sqlite3_stmt *s = q(run->lg, Q_PAYMENT_ALONE);
     bind_text(s, 1, p->payment_id);
@@ -1060,29 +1150,39 @@ static int on_paid(run_t *run, const Funnel__V1__CommissionPaid *p)
     return rc;
 }
 
-int funnel_ledger_on_event(void *self, funnel_router_t *router, const funnel_envelope_t *env,
-                           int64_t now_ms)
+/* Applies one input event; its accrual postings are noted in run->accrued. */
+static int ledger_apply(run_t *run, const funnel_envelope_t *env)
 {
-    run_t run = {.lg = self, .router = router, .cause = env, .client_id = "", .now_ms = now_ms};
     switch (env->body_case) {
     case FUNNEL__V1__ENVELOPE__BODY_CLIENT_HANDED_OFF:
-        return on_handoff(&run, env->client_handed_off);
+        return on_handoff(run, env->client_handed_off);
     case FUNNEL__V1__ENVELOPE__BODY_PAYMENT_RECEIVED: {
         const Funnel__V1__PaymentReceived *p = env->payment_received;
         const char *ids[] = {p->payment_id};
         /* The codec guarantees an amount; a hand-built envelope without one earns nothing. */
-        return p->amount ? money_fact(&run, Q_PAYMENT_ADD, ids, 1, p->client_id, p->amount) : 0;
+        return p->amount ? money_fact(run, Q_PAYMENT_ADD, ids, 1, p->client_id, p->amount) : 0;
     }
     case FUNNEL__V1__ENVELOPE__BODY_PAYMENT_REFUNDED: {
         const Funnel__V1__PaymentRefunded *r = env->payment_refunded;
         const char *ids[] = {r->refund_id, r->payment_id};
-        return r->amount ? money_fact(&run, Q_REFUND_ADD, ids, 2, r->client_id, r->amount) : 0;
+        return r->amount ? money_fact(run, Q_REFUND_ADD, ids, 2, r->client_id, r->amount) : 0;
     }
     case FUNNEL__V1__ENVELOPE__BODY_COMMISSION_PAID:
-        return on_paid(&run, env->commission_paid);
+        return on_paid(run, env->commission_paid);
     default:
         return 0;
     }
+}
+
+int funnel_ledger_on_event(void *self, funnel_router_t *router, const funnel_envelope_t *env,
+                           int64_t now_ms)
+{
+    run_t run = {.lg = self, .router = router, .cause = env, .client_id = "", .now_ms = now_ms};
+    int rc = ledger_apply(&run, env);
+    if (!rc)
+        rc = accrued_flush(&run);
+    free(run.accrued.v);
+    return rc;
 }
 
 /* ---- life cycle ------------------------------------------------------------------------- */
