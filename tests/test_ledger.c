@@ -1226,6 +1226,32 @@ Test(ledger, engines_refuse_what_they_cannot_apply)
                                 "invalid argument or input");
 }
 
+/* A balance that would leave int64 refuses the event with the account that would wrap, and
+ * leaves the books as they were: at 100 %, alice's expense balance holds INT64_MAX after c1's
+ * payment, and c2's payment would add to it (each client's own accruals fit). */
+Test(ledger, a_balance_past_int64_refuses_the_event)
+{
+    plan.default_rate_bp = FUNNEL_BP_MAX;
+    must(fx_handoff("h1", "c1", "alice", "", day(2026, 1, 1)));
+    must(fx_handoff("h2", "c2", "alice", "", day(2026, 1, 1)));
+    must(fx_payment("p1", "pay-1", "c1", INT64_MAX, "EUR", day(2026, 2, 1)));
+    int64_t before = postings();
+    cr_assert_eq(apply(fx_payment("p2", "pay-2", "c2", 7, "EUR", day(2026, 2, 2))),
+                 FUNNEL_EREFUSED);
+    const funnel_refusal_t *why = funnel_router_refusal(router);
+    cr_assert_eq(why->code, FUNNEL_REFUSE_OVERFLOW);
+    cr_assert_str_eq(why->text, "overflow: ledger: the expense balance of alice in EUR would "
+                                "leave the int64 range");
+    cr_assert_eq(postings(), before);
+    cr_assert_eq(owed("alice", "EUR"), INT64_MAX);
+    expect_books_sound();
+    /* The other way: a clawback larger than what alice's payable holds goes below zero only as
+     * far as int64 allows; the refund of c1's payment brings it back to 0. */
+    must(fx_refund("r1", "ref-1", "pay-1", "c1", INT64_MAX, "EUR", day(2026, 3, 1)));
+    cr_assert_eq(owed("alice", "EUR"), 0);
+    expect_books_sound();
+}
+
 /* At 100 %, alice accrues INT64_MAX on c1 in February and on c2 in March, and c1's payment is
  * refunded in April: in event-time order her postings run +MAX, +MAX, -MAX. */
 static void postings_past_int64_in_event_order(void)

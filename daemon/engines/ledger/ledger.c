@@ -98,9 +98,8 @@ enum stmt_id {
     Q_PAYMENT_ADD,
     Q_REFUND_ADD,
     Q_PAYOUT_ADD,
-    Q_HANDOFF_FIRST,
+    Q_CLIENT_PLAN,
     Q_CLIENT_FREEZE,
-    Q_CLIENT_GET,
     Q_PAYMENTS,
     Q_REFUNDS,
     Q_CLIENTS_OF,
@@ -112,12 +111,19 @@ enum stmt_id {
     Q_ENTRY_ADD,
     Q_LINE_ADD,
     Q_BALANCE_GET,
-    Q_BALANCE_SET,
+    Q_BALANCES_ADD,
     Q_PAYMENT_ALONE,
     Q_ACCRUED,
-    Q_ACCRUED_SET,
+    Q_ACCRUED_ADD,
     Q_COUNT_
 };
+
+/* col + excluded.col, or NULL (which the NOT NULL column refuses) when the sum would leave the
+ * int64 range: SQLite turns an overflowing integer sum into a REAL instead of failing. */
+#define CHECKED_ADD(col)                                                                           \
+    "CASE WHEN excluded." col " >= 0 THEN CASE WHEN " col                                          \
+    " <= 9223372036854775807 - excluded." col " THEN " col " + excluded." col " END WHEN " col     \
+    " >= -9223372036854775807 - 1 - excluded." col " THEN " col " + excluded." col " END"
 
 static const char *const stmt_sql[Q_COUNT_] = {
     [Q_HANDOFF_ADD] = "INSERT INTO ledger_handoff(event_id, client_id, from_rep, account_manager,"
@@ -128,11 +134,13 @@ static const char *const stmt_sql[Q_COUNT_] = {
                      " currency, amount, at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     [Q_PAYOUT_ADD] = "INSERT INTO ledger_payout(payout_id, event_id, rep, through_ms, at_ms)"
                      " VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(payout_id) DO NOTHING",
-    [Q_HANDOFF_FIRST] = "SELECT event_id, from_rep, account_manager, at_ms FROM ledger_handoff"
-                        " WHERE client_id = ?1 ORDER BY at_ms, event_id LIMIT 1",
+    /* The client's first handoff and its frozen term and cap (NULL until frozen). */
+    [Q_CLIENT_PLAN] = "SELECT h.from_rep, h.account_manager, h.at_ms, c.term_months, c.cap_minor"
+                      " FROM ledger_handoff h LEFT JOIN ledger_client c"
+                      " ON c.client_id = h.client_id WHERE h.client_id = ?1"
+                      " ORDER BY h.at_ms, h.event_id LIMIT 1",
     [Q_CLIENT_FREEZE] = "INSERT INTO ledger_client(client_id, term_months, cap_minor)"
-                        " VALUES (?1, ?2, ?3) ON CONFLICT(client_id) DO NOTHING",
-    [Q_CLIENT_GET] = "SELECT term_months, cap_minor FROM ledger_client WHERE client_id = ?1",
+                        " VALUES (?1, ?2, ?3)",
     /* The canonical payments (first per payment_id by event time, whichever client a
      * duplicate names: a payment_id is one payment), in event-time order. */
     [Q_PAYMENTS] = "SELECT p.event_id, p.payment_id, p.currency, p.amount, p.at_ms"
@@ -191,8 +199,12 @@ static const char *const stmt_sql[Q_COUNT_] = {
                    " VALUES (?1, ?2, ?3, ?4, ?5)",
     [Q_BALANCE_GET] = "SELECT balance FROM ledger_balance WHERE account = ?1 AND rep = ?2"
                       " AND currency = ?3",
-    [Q_BALANCE_SET] = "INSERT OR REPLACE INTO ledger_balance(account, rep, currency, balance)"
-                      " VALUES (?1, ?2, ?3, ?4)",
+    /* A posting's two lines into the balances of their accounts (?1 debit ?2 credit) in one
+     * statement; a sum that would leave int64 fails it whole (CHECKED_ADD). */
+    [Q_BALANCES_ADD] =
+        "INSERT INTO ledger_balance(account, rep, currency, balance)"
+        " VALUES (?1, ?3, ?4, ?5), (?2, ?3, ?4, ?6)"
+        " ON CONFLICT(account, rep, currency) DO UPDATE SET balance = " CHECKED_ADD("balance"),
     /* 1 when payment event ?3 (payment_id ?1, client ?2, at ?4) is the only row of its
      * payment_id, no refund names that payment_id, and no payment of the client is later in
      * event time: what payment_settle_alone needs. */
@@ -203,8 +215,9 @@ static const char *const stmt_sql[Q_COUNT_] = {
     /* What one person has accrued on a client in one currency, in any role (no row: 0). */
     [Q_ACCRUED] = "SELECT accrued FROM ledger_accrued WHERE client_id = ?1 AND person = ?2"
                   " AND currency = ?3",
-    [Q_ACCRUED_SET] = "INSERT OR REPLACE INTO ledger_accrued(client_id, person, currency, accrued)"
-                      " VALUES (?1, ?2, ?3, ?4)",
+    [Q_ACCRUED_ADD] = "INSERT INTO ledger_accrued(client_id, person, currency, accrued)"
+                      " VALUES (?1, ?2, ?3, ?4) ON CONFLICT(client_id, person, currency)"
+                      " DO UPDATE SET accrued = " CHECKED_ADD("accrued"),
 };
 
 struct funnel_ledger {
@@ -375,47 +388,43 @@ static int accrued_get(funnel_ledger_t *lg, const char *client, const char *pers
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : FUNNEL_ESTORE;
 }
 
-/* Writes the event's accrual postings into the running totals, once per total. A total that
- * leaves int64 would mean the postings broke the bounds the settle checks: that is a bug,
+/* Adds the event's accrual postings to the running totals, once per total. Every total ends
+ * at what its person may earn on the client (>= 0, and checked against int64 by the settle),
+ * so a delta or a sum past int64 would mean the postings broke those bounds: that is a bug,
  * reported as a store failure (the batch rolls back) rather than a wrapped total. */
 static int accrued_flush(run_t *run)
 {
     funnel_ledger_t *lg = run->lg;
     for (size_t i = 0; i < run->accrued.n; i++) {
         const accrued_delta_t *d = &run->accrued.v[i];
-        int64_t cur;
-        int rc = accrued_get(lg, d->client, d->person, d->currency, &cur);
-        if (rc)
-            return rc;
-        __int128 total = cur + d->delta;
-        if (total > INT64_MAX || total < INT64_MIN) {
-            funnel_log_error(lg->log,
-                             "ledger: the accruals of %s in %s on client %s left the "
-                             "int64 range (cause %s)",
-                             d->person, d->currency, d->client, run->cause->event_id);
-            return FUNNEL_ESTORE;
+        int rc = FUNNEL_ESTORE;
+        if (d->delta >= INT64_MIN && d->delta <= INT64_MAX) {
+            sqlite3_stmt *s = q(lg, Q_ACCRUED_ADD);
+            bind_text(s, 1, d->client);
+            bind_text(s, 2, d->person);
+            bind_text(s, 3, d->currency);
+            sqlite3_bind_int64(s, 4, (int64_t)d->delta);
+            rc = exec_done(s);
         }
-        sqlite3_stmt *s = q(lg, Q_ACCRUED_SET);
-        bind_text(s, 1, d->client);
-        bind_text(s, 2, d->person);
-        bind_text(s, 3, d->currency);
-        sqlite3_bind_int64(s, 4, (int64_t)total);
-        if ((rc = exec_done(s)))
+        if (rc) {
+            funnel_log_error(lg->log,
+                             "ledger: the accruals of %s in %s on client %s left the int64 "
+                             "range (cause %s)",
+                             d->person, d->currency, d->client, run->cause->event_id);
             return rc;
+        }
     }
     return 0;
 }
 
-/* Adds delta to the stored balance of (account, rep, currency); a balance that would wrap
+/* 0 when delta can be added to the stored balance of (account, rep, currency); otherwise
  * refuses the event (router.h): it is valid, but these books cannot hold it. */
-static int balance_add(run_t *run, const char *account, const char *rep, const char *currency,
-                       int64_t delta)
+static int balance_check(run_t *run, const char *account, const posting_t *p, int64_t delta)
 {
-    funnel_ledger_t *lg = run->lg;
-    sqlite3_stmt *s = q(lg, Q_BALANCE_GET);
+    sqlite3_stmt *s = q(run->lg, Q_BALANCE_GET);
     bind_text(s, 1, account);
-    bind_text(s, 2, rep);
-    bind_text(s, 3, currency);
+    bind_text(s, 2, p->rep);
+    bind_text(s, 3, p->currency);
     int64_t bal = 0;
     int rc = sqlite3_step(s);
     if (rc == SQLITE_ROW)
@@ -426,14 +435,35 @@ static int balance_add(run_t *run, const char *account, const char *rep, const c
     if (!add_ok(bal, delta, &bal))
         return funnel_router_refuse(
             run->router, FUNNEL_REFUSE_OVERFLOW,
-            "ledger: the %s balance of %s in %s would leave the int64 range", account, rep,
-            currency);
-    s = q(lg, Q_BALANCE_SET);
-    bind_text(s, 1, account);
-    bind_text(s, 2, rep);
-    bind_text(s, 3, currency);
-    sqlite3_bind_int64(s, 4, bal);
-    return exec_done(s);
+            "ledger: the %s balance of %s in %s would leave the int64 range", account, p->rep,
+            p->currency);
+    return 0;
+}
+
+/* Adds a posting's debit and credit lines (the credit is -amount) to their balances in one
+ * statement. When it fails on a sum past int64 (NOT NULL, see CHECKED_ADD) nothing changed,
+ * and the balance that would wrap, debit first, is named in the refusal. */
+static int balances_add(run_t *run, const char *debit, const char *credit, const posting_t *p)
+{
+    sqlite3_stmt *s = q(run->lg, Q_BALANCES_ADD);
+    bind_text(s, 1, debit);
+    bind_text(s, 2, credit);
+    bind_text(s, 3, p->rep);
+    bind_text(s, 4, p->currency);
+    sqlite3_bind_int64(s, 5, p->amount);
+    sqlite3_bind_int64(s, 6, -p->amount);
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    if (rc == SQLITE_DONE)
+        return 0;
+    if (sqlite3_extended_errcode(run->lg->db) != SQLITE_CONSTRAINT_NOTNULL)
+        return FUNNEL_ESTORE;
+    if ((rc = balance_check(run, debit, p, p->amount)) ||
+        (rc = balance_check(run, credit, p, -p->amount)))
+        return rc;
+    funnel_log_error(run->lg->log, "ledger: the balances of %s in %s refused a posting that fits",
+                     p->rep, p->currency);
+    return FUNNEL_ESTORE;
 }
 
 static int line_add(run_t *run, int64_t seq, const char *account, const posting_t *p,
@@ -445,8 +475,7 @@ static int line_add(run_t *run, int64_t seq, const char *account, const posting_
     bind_text(s, 3, p->rep);
     bind_text(s, 4, p->currency);
     sqlite3_bind_int64(s, 5, amount);
-    int rc = exec_done(s);
-    return rc ? rc : balance_add(run, account, p->rep, p->currency, amount);
+    return exec_done(s);
 }
 
 static int emit(run_t *run, const char *entry_id, const posting_t *p)
@@ -500,7 +529,8 @@ static int post(run_t *run, const posting_t *p)
         return rc;
     int64_t seq = sqlite3_last_insert_rowid(lg->db);
     if ((rc = line_add(run, seq, debit[p->kind], p, p->amount)) ||
-        (rc = line_add(run, seq, credit[p->kind], p, -p->amount)))
+        (rc = line_add(run, seq, credit[p->kind], p, -p->amount)) ||
+        (rc = balances_add(run, debit[p->kind], credit[p->kind], p)))
         return rc;
     if (p->kind == KIND_ACCRUAL && (rc = accrued_note(run, p->rep, p->currency, p->amount)))
         return rc;
@@ -553,33 +583,35 @@ typedef struct client_plan {
 static int client_plan_load(funnel_ledger_t *lg, const char *client, client_plan_t *cp)
 {
     memset(cp, 0, sizeof *cp);
-    sqlite3_stmt *s = q(lg, Q_HANDOFF_FIRST);
+    sqlite3_stmt *s = q(lg, Q_CLIENT_PLAN);
     bind_text(s, 1, client);
     int rc = sqlite3_step(s);
+    bool frozen = false;
+    int64_t term = lg->plan->term_months;
     if (rc == SQLITE_ROW) {
         cp->handed_off = true;
-        col_copy(s, 1, cp->rep, sizeof cp->rep);
-        col_copy(s, 2, cp->am, sizeof cp->am);
-        cp->start_ms = sqlite3_column_int64(s, 3);
+        col_copy(s, 0, cp->rep, sizeof cp->rep);
+        col_copy(s, 1, cp->am, sizeof cp->am);
+        cp->start_ms = sqlite3_column_int64(s, 2);
+        frozen = sqlite3_column_type(s, 3) != SQLITE_NULL;
+        if (frozen) {
+            term = sqlite3_column_int64(s, 3);
+            cp->cap = sqlite3_column_int64(s, 4);
+        }
     }
     sqlite3_reset(s);
     if (rc != SQLITE_ROW)
         return rc == SQLITE_DONE ? 0 : FUNNEL_ESTORE;
+    cp->end_ms = funnel_commission_term_end(cp->start_ms, term);
+    if (frozen)
+        return 0;
     /* Freezing makes a later reload change new clients only, never re-rate history. */
+    cp->cap = lg->plan->cap_minor;
     s = q(lg, Q_CLIENT_FREEZE);
     bind_text(s, 1, client);
-    sqlite3_bind_int64(s, 2, lg->plan->term_months);
-    sqlite3_bind_int64(s, 3, lg->plan->cap_minor);
-    if ((rc = exec_done(s)))
-        return rc;
-    s = q(lg, Q_CLIENT_GET);
-    bind_text(s, 1, client);
-    if ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        cp->end_ms = funnel_commission_term_end(cp->start_ms, sqlite3_column_int64(s, 0));
-        cp->cap = sqlite3_column_int64(s, 1);
-    }
-    sqlite3_reset(s);
-    return rc == SQLITE_ROW ? 0 : FUNNEL_ESTORE;
+    sqlite3_bind_int64(s, 2, term);
+    sqlite3_bind_int64(s, 3, cp->cap);
+    return exec_done(s);
 }
 
 static int fact_row(sqlite3_stmt *s, void *arg)
@@ -1081,8 +1113,7 @@ static int money_fact(run_t *run, enum stmt_id id, const char *const *ids, int n
     int rc = fact_insert(run->lg, s);
     if (rc)
         return rc;
-    if ((rc = unmatched_log(run, ids[n_ids - 1])))
-        return rc;
+    /* A payment that settles alone has no refund, so none of them is held (unmatched_log). */
     if (n_ids == 1) {
         payment_t p = {.amount = m->minor, .at_ms = run->cause->occurred_at_ms};
         snprintf(p.event_id, sizeof p.event_id, "%s", run->cause->event_id);
@@ -1092,6 +1123,8 @@ static int money_fact(run_t *run, enum stmt_id id, const char *const *ids, int n
         if ((rc = payment_settle_alone(run, &p, &done)) || done)
             return rc;
     }
+    if ((rc = unmatched_log(run, ids[n_ids - 1])))
+        return rc;
     return n_ids == 1 ? clients_settle(run, ids[0], NULL) : clients_settle(run, NULL, ids[0]);
 }
 
