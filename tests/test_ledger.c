@@ -555,7 +555,8 @@ Test(ledger, late_earlier_payment_corrects_the_cap)
                            NULL, NULL),
                  -500, "the correction is a new posting, the old one is untouched");
     cr_assert_eq(
-        query_int("SELECT amount FROM ledger_entry WHERE entry_id = 'ledger:p2#1'", NULL, NULL),
+        query_int("SELECT amount FROM ledger_entry WHERE cause_event_id = 'p2' AND entry_n = 1",
+                  NULL, NULL),
         1000);
     expect_books_sound();
 }
@@ -711,11 +712,113 @@ Test(ledger, check_finds_tampering)
     cr_assert_eq(problems, 2);
     cr_assert_eq(seen, 2);
     /* So is a line added by hand that unbalances its posting. */
-    cr_assert_eq(sqlite3_exec(db, "INSERT INTO ledger_line VALUES (1, 'paid', 'alice', 'EUR', 5)",
-                              NULL, NULL, NULL),
-                 SQLITE_OK);
+    cr_assert_eq(
+        sqlite3_exec(db, "INSERT INTO ledger_line VALUES (1, 'paid', 5)", NULL, NULL, NULL),
+        SQLITE_OK);
     cr_assert_eq(funnel_ledger_check(store, NULL, NULL, &problems, NULL, NULL), 0);
     cr_assert_eq(problems, 4, "the posting, and the paid line without a balance row");
+}
+
+/* ---- migrations ----------------------------------------------------------------------- */
+
+/* The books as ledger migrations 1-2 stored them (entry ids in full, lines with their rep and
+ * currency): alice accrued 1000 + 500 on c1 and 300 on c2, a correction took 200 back from
+ * the 500, and she was paid 1000. */
+static const char books_v2[] =
+    "CREATE TABLE ledger_handoff ("
+    "  id INTEGER PRIMARY KEY, event_id TEXT NOT NULL UNIQUE, client_id TEXT NOT NULL,"
+    "  from_rep TEXT NOT NULL, account_manager TEXT NOT NULL, at_ms INTEGER NOT NULL);"
+    "CREATE TABLE ledger_payment ("
+    "  id INTEGER PRIMARY KEY, event_id TEXT NOT NULL UNIQUE, payment_id TEXT NOT NULL,"
+    "  client_id TEXT NOT NULL, currency TEXT NOT NULL, amount INTEGER NOT NULL,"
+    "  at_ms INTEGER NOT NULL);"
+    "CREATE TABLE ledger_refund ("
+    "  id INTEGER PRIMARY KEY, event_id TEXT NOT NULL UNIQUE, refund_id TEXT NOT NULL,"
+    "  payment_id TEXT NOT NULL, client_id TEXT NOT NULL, currency TEXT NOT NULL,"
+    "  amount INTEGER NOT NULL, at_ms INTEGER NOT NULL);"
+    "CREATE TABLE ledger_client ("
+    "  client_id TEXT PRIMARY KEY, term_months INTEGER NOT NULL, cap_minor INTEGER NOT NULL)"
+    "  WITHOUT ROWID;"
+    "CREATE TABLE ledger_rate ("
+    "  payment_event_id TEXT NOT NULL, role TEXT NOT NULL, rep TEXT NOT NULL,"
+    "  rate_bp INTEGER NOT NULL, PRIMARY KEY (payment_event_id, role, rep)) WITHOUT ROWID;"
+    "CREATE TABLE ledger_payout ("
+    "  payout_id TEXT PRIMARY KEY, event_id TEXT NOT NULL, rep TEXT NOT NULL,"
+    "  through_ms INTEGER NOT NULL, at_ms INTEGER NOT NULL) WITHOUT ROWID;"
+    "CREATE TABLE ledger_entry ("
+    "  seq INTEGER PRIMARY KEY, entry_id TEXT NOT NULL UNIQUE, kind TEXT NOT NULL,"
+    "  role TEXT NOT NULL, rep TEXT NOT NULL, client_id TEXT NOT NULL,"
+    "  cause_event_id TEXT NOT NULL, subject_event_id TEXT NOT NULL, currency TEXT NOT NULL,"
+    "  amount INTEGER NOT NULL, rate_bp INTEGER NOT NULL, effective_ms INTEGER NOT NULL,"
+    "  posted_at_ms INTEGER NOT NULL);"
+    "CREATE TABLE ledger_line ("
+    "  entry_seq INTEGER NOT NULL, account TEXT NOT NULL, rep TEXT NOT NULL,"
+    "  currency TEXT NOT NULL, amount INTEGER NOT NULL, PRIMARY KEY (entry_seq, account))"
+    "  WITHOUT ROWID;"
+    "CREATE TABLE ledger_balance ("
+    "  account TEXT NOT NULL, rep TEXT NOT NULL, currency TEXT NOT NULL,"
+    "  balance INTEGER NOT NULL, PRIMARY KEY (account, rep, currency)) WITHOUT ROWID;"
+    "INSERT INTO ledger_entry VALUES"
+    " (1, 'ledger:p1#1', 'ACCRUAL', 'rep', 'alice', 'c1', 'p1', 'p1', 'EUR', 1000, 1000, 10, 11),"
+    " (2, 'ledger:p2#1', 'ACCRUAL', 'rep', 'alice', 'c1', 'p2', 'p2', 'EUR', 500, 1000, 20, 21),"
+    " (3, 'ledger:p3#1', 'ACCRUAL', 'rep', 'alice', 'c2', 'p3', 'p3', 'EUR', 300, 1000, 30, 31),"
+    " (4, 'ledger:h1#12', 'ACCRUAL', 'rep', 'alice', 'c1', 'h1', 'p2', 'EUR', -200, 1000, 20, 41),"
+    " (5, 'ledger:paid-1#1', 'PAYOUT', '', 'alice', '', 'paid-1', 'paid-1', 'EUR', 1000, 0, 50,"
+    "  51);"
+    "INSERT INTO ledger_line VALUES"
+    " (1, 'expense', 'alice', 'EUR', 1000), (1, 'payable', 'alice', 'EUR', -1000),"
+    " (2, 'expense', 'alice', 'EUR', 500), (2, 'payable', 'alice', 'EUR', -500),"
+    " (3, 'expense', 'alice', 'EUR', 300), (3, 'payable', 'alice', 'EUR', -300),"
+    " (4, 'expense', 'alice', 'EUR', -200), (4, 'payable', 'alice', 'EUR', 200),"
+    " (5, 'payable', 'alice', 'EUR', 1000), (5, 'paid', 'alice', 'EUR', -1000);"
+    "INSERT INTO ledger_balance VALUES ('expense', 'alice', 'EUR', 1600),"
+    " ('payable', 'alice', 'EUR', -600), ('paid', 'alice', 'EUR', -1000);"
+    "INSERT OR REPLACE INTO meta(key, value) VALUES ('schema.ledger', 2);";
+
+/* A database the ledger of migration 2 wrote keeps its books through migrations 3 and 4: the
+ * same entry ids in the statement, lines that balance, the same balances, and running totals
+ * equal to the accruals. */
+Test(ledger, migrations_keep_the_books_of_an_older_database)
+{
+    char path[400], err[512];
+    snprintf(path, sizeof path, "%s/v2.db", tmp.path);
+    funnel_store_t *old;
+    cr_assert_eq(funnel_store_open(path, false, FUNNEL_STORE_SYNC_NORMAL, &old, err, sizeof err), 0,
+                 "%s", err);
+    char *msg = NULL;
+    cr_assert_eq(sqlite3_exec(funnel_store_db(old), books_v2, NULL, NULL, &msg), SQLITE_OK, "%s",
+                 msg);
+    funnel_ledger_t *lg;
+    cr_assert_eq(funnel_ledger_new(old, &plan, NULL, &lg, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(funnel_store_module_version(old, "ledger"), 4);
+    funnel_ledger_statement_t *st = NULL;
+    cr_assert_eq(funnel_ledger_statement(old, "alice", 0, 100, &st), 0);
+    cr_assert_eq(st->n_sections, 1);
+    const funnel_ledger_section_t *sec = &st->sections[0];
+    cr_assert_eq(sec->n_lines, 5);
+    cr_assert_str_eq(sec->lines[0].entry_id, "ledger:p1#1");
+    cr_assert_str_eq(sec->lines[2].entry_id, "ledger:h1#12");
+    cr_assert_str_eq(sec->lines[4].entry_id, "ledger:paid-1#1");
+    cr_assert_eq(sec->accruals, 1600);
+    cr_assert_eq(sec->payouts, 1000);
+    cr_assert(sec->reconciles);
+    funnel_ledger_statement_free(&st);
+    int64_t problems = -1;
+    cr_assert_eq(funnel_ledger_check(old, NULL, NULL, &problems, NULL, NULL), 0);
+    cr_assert_eq(problems, 0);
+    sqlite3 *db = funnel_store_db(old);
+    const char *c1[] = {"c1", NULL}, *c2[] = {"c2", NULL};
+    cr_assert_eq(fx_sql_int(db, "SELECT accrued FROM ledger_accrued WHERE client_id = ?1", c1),
+                 1300);
+    cr_assert_eq(fx_sql_int(db, "SELECT accrued FROM ledger_accrued WHERE client_id = ?1", c2),
+                 300);
+    cr_assert_eq(fx_sql_int(db, "SELECT COUNT(*) FROM ledger_line", NULL), 10);
+    cr_assert_neq(sqlite3_exec(db, "DELETE FROM ledger_line", NULL, NULL, NULL), SQLITE_OK,
+                  "the lines stay append-only");
+    cr_assert_neq(sqlite3_exec(db, "UPDATE ledger_entry SET amount = 0", NULL, NULL, NULL),
+                  SQLITE_OK, "the postings stay append-only");
+    funnel_ledger_destroy(&lg);
+    funnel_store_destroy(&old);
 }
 
 /* ---- cost: statements per event do not grow with the client's history ----------------- */

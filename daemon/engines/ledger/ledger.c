@@ -90,6 +90,38 @@ static const char *const ledger_steps[] = {
     "  SELECT client_id, rep, currency,"
     "  SUM(amount >> 32) * 4294967296 + SUM(amount & 4294967295) FROM ledger_entry"
     "  WHERE kind = 'ACCRUAL' GROUP BY client_id, rep, currency;",
+    /* 4: smaller books. An entry's id is "ledger:<cause_event_id>#<entry_n>": only n is kept
+     * (and no index of the text, which nothing looks up). A line's rep and currency are its
+     * entry's, so the line keeps only its account and amount, and no index by account: the
+     * balances beside the lines answer that, and `ledger check` sums the lines in one pass.
+     * Dropping a table drops its indexes and triggers; both are made again as step 1 had
+     * them. */
+    "CREATE TABLE ledger_entry_new ("
+    "  seq INTEGER PRIMARY KEY, kind TEXT NOT NULL, role TEXT NOT NULL, rep TEXT NOT NULL,"
+    "  client_id TEXT NOT NULL, cause_event_id TEXT NOT NULL, entry_n INTEGER NOT NULL,"
+    "  subject_event_id TEXT NOT NULL, currency TEXT NOT NULL, amount INTEGER NOT NULL,"
+    "  rate_bp INTEGER NOT NULL, effective_ms INTEGER NOT NULL, posted_at_ms INTEGER NOT NULL);"
+    "INSERT INTO ledger_entry_new SELECT seq, kind, role, rep, client_id, cause_event_id,"
+    "  CAST(substr(entry_id, length(cause_event_id) + 9) AS INTEGER), subject_event_id,"
+    "  currency, amount, rate_bp, effective_ms, posted_at_ms FROM ledger_entry;"
+    "CREATE TABLE ledger_line_new ("
+    "  entry_seq INTEGER NOT NULL, account TEXT NOT NULL, amount INTEGER NOT NULL,"
+    "  PRIMARY KEY (entry_seq, account)) WITHOUT ROWID;"
+    "INSERT INTO ledger_line_new SELECT entry_seq, account, amount FROM ledger_line;"
+    "DROP TABLE ledger_entry;"
+    "DROP TABLE ledger_line;"
+    "ALTER TABLE ledger_entry_new RENAME TO ledger_entry;"
+    "ALTER TABLE ledger_line_new RENAME TO ledger_line;"
+    "CREATE INDEX ledger_entry_client ON ledger_entry(client_id);"
+    "CREATE INDEX ledger_entry_rep ON ledger_entry(rep, currency, effective_ms);"
+    "CREATE TRIGGER ledger_entry_no_update BEFORE UPDATE ON ledger_entry"
+    "  BEGIN SELECT RAISE(ABORT, 'ledger_entry is append-only'); END;"
+    "CREATE TRIGGER ledger_entry_no_delete BEFORE DELETE ON ledger_entry"
+    "  BEGIN SELECT RAISE(ABORT, 'ledger_entry is append-only'); END;"
+    "CREATE TRIGGER ledger_line_no_update BEFORE UPDATE ON ledger_line"
+    "  BEGIN SELECT RAISE(ABORT, 'ledger_line is append-only'); END;"
+    "CREATE TRIGGER ledger_line_no_delete BEFORE DELETE ON ledger_line"
+    "  BEGIN SELECT RAISE(ABORT, 'ledger_line is append-only'); END;",
 };
 #define LEDGER_STEPS (int)(sizeof ledger_steps / sizeof ledger_steps[0])
 
@@ -109,7 +141,7 @@ enum stmt_id {
     Q_POSTED,
     Q_DUE,
     Q_ENTRY_ADD,
-    Q_LINE_ADD,
+    Q_LINES_ADD,
     Q_BALANCE_GET,
     Q_BALANCES_ADD,
     Q_PAYMENT_ALONE,
@@ -192,11 +224,12 @@ static const char *const stmt_sql[Q_COUNT_] = {
               " SELECT currency, CASE WHEN kind = 'PAYOUT' THEN -amount WHEN effective_ms > ?2"
               " THEN 0 WHEN kind = 'ACCRUAL' THEN amount ELSE -amount END AS v"
               " FROM ledger_entry WHERE rep = ?1) GROUP BY currency ORDER BY currency",
-    [Q_ENTRY_ADD] = "INSERT INTO ledger_entry(entry_id, kind, role, rep, client_id,"
+    [Q_ENTRY_ADD] = "INSERT INTO ledger_entry(entry_n, kind, role, rep, client_id,"
                     " cause_event_id, subject_event_id, currency, amount, rate_bp, effective_ms,"
                     " posted_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-    [Q_LINE_ADD] = "INSERT INTO ledger_line(entry_seq, account, rep, currency, amount)"
-                   " VALUES (?1, ?2, ?3, ?4, ?5)",
+    /* A posting's debit (?2, ?3) and credit (?4, ?5) lines. */
+    [Q_LINES_ADD] = "INSERT INTO ledger_line(entry_seq, account, amount)"
+                    " VALUES (?1, ?2, ?3), (?1, ?4, ?5)",
     [Q_BALANCE_GET] = "SELECT balance FROM ledger_balance WHERE account = ?1 AND rep = ?2"
                       " AND currency = ?3",
     /* A posting's two lines into the balances of their accounts (?1 debit ?2 credit) in one
@@ -466,15 +499,16 @@ static int balances_add(run_t *run, const char *debit, const char *credit, const
     return FUNNEL_ESTORE;
 }
 
-static int line_add(run_t *run, int64_t seq, const char *account, const posting_t *p,
-                    int64_t amount)
+/* A posting's two lines: amount to the debit account, -amount to the credit account. */
+static int lines_add(run_t *run, int64_t seq, const char *debit, const char *credit,
+                     const posting_t *p)
 {
-    sqlite3_stmt *s = q(run->lg, Q_LINE_ADD);
+    sqlite3_stmt *s = q(run->lg, Q_LINES_ADD);
     sqlite3_bind_int64(s, 1, seq);
-    bind_text(s, 2, account);
-    bind_text(s, 3, p->rep);
-    bind_text(s, 4, p->currency);
-    sqlite3_bind_int64(s, 5, amount);
+    bind_text(s, 2, debit);
+    sqlite3_bind_int64(s, 3, p->amount);
+    bind_text(s, 4, credit);
+    sqlite3_bind_int64(s, 5, -p->amount);
     return exec_done(s);
 }
 
@@ -512,7 +546,7 @@ static int post(run_t *run, const posting_t *p)
     char entry_id[FUNNEL_ID_MAX + 32];
     snprintf(entry_id, sizeof entry_id, "ledger:%s#%d", run->cause->event_id, ++run->n_posted);
     sqlite3_stmt *s = q(lg, Q_ENTRY_ADD);
-    bind_text(s, 1, entry_id);
+    sqlite3_bind_int(s, 1, run->n_posted);
     bind_text(s, 2, kind_names[p->kind]);
     bind_text(s, 3, role_names[p->role]);
     bind_text(s, 4, p->rep);
@@ -528,8 +562,7 @@ static int post(run_t *run, const posting_t *p)
     if (rc)
         return rc;
     int64_t seq = sqlite3_last_insert_rowid(lg->db);
-    if ((rc = line_add(run, seq, debit[p->kind], p, p->amount)) ||
-        (rc = line_add(run, seq, credit[p->kind], p, -p->amount)) ||
+    if ((rc = lines_add(run, seq, debit[p->kind], credit[p->kind], p)) ||
         (rc = balances_add(run, debit[p->kind], credit[p->kind], p)))
         return rc;
     if (p->kind == KIND_ACCRUAL && (rc = accrued_note(run, p->rep, p->currency, p->amount)))
