@@ -19,6 +19,17 @@
 #define SOURCE    "funneld.ledger"
 #define TOPIC_OUT "commission.posted"
 
+/* The triggers that keep the books append-only (steps 1 and 4 create them). */
+#define LEDGER_APPEND_ONLY                                                                         \
+    "CREATE TRIGGER ledger_entry_no_update BEFORE UPDATE ON ledger_entry"                          \
+    "  BEGIN SELECT RAISE(ABORT, 'ledger_entry is append-only'); END;"                             \
+    "CREATE TRIGGER ledger_entry_no_delete BEFORE DELETE ON ledger_entry"                          \
+    "  BEGIN SELECT RAISE(ABORT, 'ledger_entry is append-only'); END;"                             \
+    "CREATE TRIGGER ledger_line_no_update BEFORE UPDATE ON ledger_line"                            \
+    "  BEGIN SELECT RAISE(ABORT, 'ledger_line is append-only'); END;"                              \
+    "CREATE TRIGGER ledger_line_no_delete BEFORE DELETE ON ledger_line"                            \
+    "  BEGIN SELECT RAISE(ABORT, 'ledger_line is append-only'); END;"
+
 /* Schema steps of the "ledger" module. Never edit one that has shipped: add a step. */
 static const char *const ledger_steps[] = {
     /* 1: facts, frozen plan, postings, lines, balances */
@@ -64,14 +75,7 @@ static const char *const ledger_steps[] = {
     "  account TEXT NOT NULL, rep TEXT NOT NULL, currency TEXT NOT NULL,"
     "  balance INTEGER NOT NULL, PRIMARY KEY (account, rep, currency)) WITHOUT ROWID;"
     /* The books are append-only: a correction is a new posting, never an edit. */
-    "CREATE TRIGGER ledger_entry_no_update BEFORE UPDATE ON ledger_entry"
-    "  BEGIN SELECT RAISE(ABORT, 'ledger_entry is append-only'); END;"
-    "CREATE TRIGGER ledger_entry_no_delete BEFORE DELETE ON ledger_entry"
-    "  BEGIN SELECT RAISE(ABORT, 'ledger_entry is append-only'); END;"
-    "CREATE TRIGGER ledger_line_no_update BEFORE UPDATE ON ledger_line"
-    "  BEGIN SELECT RAISE(ABORT, 'ledger_line is append-only'); END;"
-    "CREATE TRIGGER ledger_line_no_delete BEFORE DELETE ON ledger_line"
-    "  BEGIN SELECT RAISE(ABORT, 'ledger_line is append-only'); END;",
+    LEDGER_APPEND_ONLY,
     /* 2: payment_id and refund_id are global (one payment, whichever client it names): the
      * canonical row is chosen across clients, so the lookups are by id alone. */
     "DROP INDEX ledger_payment_id;"
@@ -114,14 +118,8 @@ static const char *const ledger_steps[] = {
     "ALTER TABLE ledger_line_new RENAME TO ledger_line;"
     "CREATE INDEX ledger_entry_client ON ledger_entry(client_id);"
     "CREATE INDEX ledger_entry_rep ON ledger_entry(rep, currency, effective_ms);"
-    "CREATE TRIGGER ledger_entry_no_update BEFORE UPDATE ON ledger_entry"
-    "  BEGIN SELECT RAISE(ABORT, 'ledger_entry is append-only'); END;"
-    "CREATE TRIGGER ledger_entry_no_delete BEFORE DELETE ON ledger_entry"
-    "  BEGIN SELECT RAISE(ABORT, 'ledger_entry is append-only'); END;"
-    "CREATE TRIGGER ledger_line_no_update BEFORE UPDATE ON ledger_line"
-    "  BEGIN SELECT RAISE(ABORT, 'ledger_line is append-only'); END;"
-    "CREATE TRIGGER ledger_line_no_delete BEFORE DELETE ON ledger_line"
-    "  BEGIN SELECT RAISE(ABORT, 'ledger_line is append-only'); END;",
+    /* Made again: dropping the tables dropped them. */
+    LEDGER_APPEND_ONLY,
 };
 #define LEDGER_STEPS (int)(sizeof ledger_steps / sizeof ledger_steps[0])
 
