@@ -405,7 +405,7 @@ static int accrued_note(run_t *run, const char *person, const char *currency, in
     return 0;
 }
 
-/* What person has accrued on the run's client in currency, from its running total. */
+/* What person has accrued on client in currency, from its running total (0 without one). */
 static int accrued_get(funnel_ledger_t *lg, const char *client, const char *person,
                        const char *currency, int64_t *out)
 {
