@@ -147,11 +147,22 @@ static int64_t postings(void)
     return query_int("SELECT COUNT(*) FROM ledger_entry", NULL, NULL);
 }
 
+/* The running totals of ledger_accrued against the ACCRUAL postings they sum, both ways. */
+#define ACCRUAL_SUMS                                                                               \
+    "SELECT client_id, rep, currency, SUM(amount) FROM ledger_entry WHERE kind = 'ACCRUAL'"        \
+    " GROUP BY client_id, rep, currency"
+#define ACCRUED_ROWS "SELECT client_id, person, currency, accrued FROM ledger_accrued"
+
 static void expect_books_sound(void)
 {
     int64_t problems = -1;
     cr_assert_eq(funnel_ledger_check(store, NULL, NULL, &problems, NULL, NULL), 0);
     cr_assert_eq(problems, 0, "the books do not balance");
+    cr_assert_eq(query_int("SELECT (SELECT COUNT(*) FROM (" ACCRUAL_SUMS " EXCEPT " ACCRUED_ROWS
+                           "))"
+                           " + (SELECT COUNT(*) FROM (" ACCRUED_ROWS " EXCEPT " ACCRUAL_SUMS "))",
+                           NULL, NULL),
+                 0, "a running total of ledger_accrued differs from its postings");
 }
 
 /* Applies events (freed) to a fresh database, in their order or reversed, and checks the
@@ -544,7 +555,8 @@ Test(ledger, late_earlier_payment_corrects_the_cap)
                            NULL, NULL),
                  -500, "the correction is a new posting, the old one is untouched");
     cr_assert_eq(
-        query_int("SELECT amount FROM ledger_entry WHERE entry_id = 'ledger:p2#1'", NULL, NULL),
+        query_int("SELECT amount FROM ledger_entry WHERE cause_event_id = 'p2' AND entry_n = 1",
+                  NULL, NULL),
         1000);
     expect_books_sound();
 }
@@ -700,11 +712,75 @@ Test(ledger, check_finds_tampering)
     cr_assert_eq(problems, 2);
     cr_assert_eq(seen, 2);
     /* So is a line added by hand that unbalances its posting. */
-    cr_assert_eq(sqlite3_exec(db, "INSERT INTO ledger_line VALUES (1, 'paid', 'alice', 'EUR', 5)",
-                              NULL, NULL, NULL),
-                 SQLITE_OK);
+    cr_assert_eq(
+        sqlite3_exec(db, "INSERT INTO ledger_line VALUES (1, 'paid', 5)", NULL, NULL, NULL),
+        SQLITE_OK);
     cr_assert_eq(funnel_ledger_check(store, NULL, NULL, &problems, NULL, NULL), 0);
     cr_assert_eq(problems, 4, "the posting, and the paid line without a balance row");
+}
+
+/* ---- migrations ----------------------------------------------------------------------- */
+
+/* The books as ledger migrations 1-2 stored them (entry ids in full, lines with their rep and
+ * currency; the constraints do not matter here): alice accrued 1000 + 500 on c1 and 300 on c2,
+ * a correction took 200 back from the 500, and she was paid 1000. The other tables stay as the
+ * current schema has them. */
+static const char books_v2[] =
+    "DROP TABLE ledger_entry; DROP TABLE ledger_line; DROP TABLE ledger_accrued;"
+    "CREATE TABLE ledger_entry (seq INTEGER PRIMARY KEY, entry_id UNIQUE, kind, role, rep,"
+    "  client_id, cause_event_id, subject_event_id, currency, amount, rate_bp, effective_ms,"
+    "  posted_at_ms);"
+    "CREATE TABLE ledger_line (entry_seq, account, rep, currency, amount,"
+    "  PRIMARY KEY (entry_seq, account)) WITHOUT ROWID;"
+    "INSERT INTO ledger_entry VALUES"
+    " (1, 'ledger:p1#1', 'ACCRUAL', 'rep', 'alice', 'c1', 'p1', 'p1', 'EUR', 1000, 1000, 10, 11),"
+    " (2, 'ledger:p2#1', 'ACCRUAL', 'rep', 'alice', 'c1', 'p2', 'p2', 'EUR', 500, 1000, 20, 21),"
+    " (3, 'ledger:p3#1', 'ACCRUAL', 'rep', 'alice', 'c2', 'p3', 'p3', 'EUR', 300, 1000, 30, 31),"
+    " (4, 'ledger:h1#12', 'ACCRUAL', 'rep', 'alice', 'c1', 'h1', 'p2', 'EUR', -200, 1000, 20, 41),"
+    " (5, 'ledger:paid-1#1', 'PAYOUT', '', 'alice', '', 'paid-1', 'paid-1', 'EUR', 1000, 0, 50,"
+    "  51);"
+    "INSERT INTO ledger_line VALUES"
+    " (1, 'expense', 'alice', 'EUR', 1000), (1, 'payable', 'alice', 'EUR', -1000),"
+    " (2, 'expense', 'alice', 'EUR', 500), (2, 'payable', 'alice', 'EUR', -500),"
+    " (3, 'expense', 'alice', 'EUR', 300), (3, 'payable', 'alice', 'EUR', -300),"
+    " (4, 'expense', 'alice', 'EUR', -200), (4, 'payable', 'alice', 'EUR', 200),"
+    " (5, 'payable', 'alice', 'EUR', 1000), (5, 'paid', 'alice', 'EUR', -1000);"
+    "INSERT INTO ledger_balance VALUES ('expense', 'alice', 'EUR', 1600),"
+    " ('payable', 'alice', 'EUR', -600), ('paid', 'alice', 'EUR', -1000);"
+    "INSERT OR REPLACE INTO meta(key, value) VALUES ('schema.ledger', 2);";
+
+/* A database the ledger of migration 2 wrote keeps its books through migrations 3 and 4: the
+ * same entry ids in the statement, lines that balance, the same balances, and running totals
+ * equal to the accruals. */
+Test(ledger, migrations_keep_the_books_of_an_older_database)
+{
+    sqlite3 *db = funnel_store_db(store);
+    char *msg = NULL, err[512];
+    cr_assert_eq(sqlite3_exec(db, books_v2, NULL, NULL, &msg), SQLITE_OK, "%s", msg);
+    funnel_ledger_t *lg;
+    cr_assert_eq(funnel_ledger_new(store, &plan, NULL, &lg, err, sizeof err), 0, "%s", err);
+    funnel_ledger_destroy(&lg);
+    cr_assert_eq(funnel_store_module_version(store, "ledger"), 4);
+    funnel_ledger_statement_t *st = NULL;
+    cr_assert_eq(funnel_ledger_statement(store, "alice", 0, 100, &st), 0);
+    cr_assert_eq(st->n_sections, 1);
+    const funnel_ledger_section_t *sec = &st->sections[0];
+    cr_assert_eq(sec->n_lines, 5);
+    cr_assert_str_eq(sec->lines[0].entry_id, "ledger:p1#1");
+    cr_assert_str_eq(sec->lines[2].entry_id, "ledger:h1#12");
+    cr_assert_str_eq(sec->lines[4].entry_id, "ledger:paid-1#1");
+    cr_assert_eq(sec->accruals, 1600);
+    cr_assert_eq(sec->payouts, 1000);
+    cr_assert(sec->reconciles);
+    funnel_ledger_statement_free(&st);
+    expect_books_sound(); /* balances, lines and the running totals the migration summed */
+    cr_assert_eq(query_int("SELECT accrued FROM ledger_accrued WHERE client_id = ?1", "c1", NULL),
+                 1300);
+    cr_assert_eq(query_int("SELECT COUNT(*) FROM ledger_line", NULL, NULL), 10);
+    cr_assert_neq(sqlite3_exec(db, "DELETE FROM ledger_line", NULL, NULL, NULL), SQLITE_OK,
+                  "the lines stay append-only");
+    cr_assert_neq(sqlite3_exec(db, "UPDATE ledger_entry SET amount = 0", NULL, NULL, NULL),
+                  SQLITE_OK, "the postings stay append-only");
 }
 
 /* ---- cost: statements per event do not grow with the client's history ----------------- */
@@ -750,6 +826,17 @@ static void cost_early_late(int64_t (*one)(int i), int64_t *early, int64_t *late
     }
 }
 
+/* Runs one(i) for i = 0..199 in order and expects the 200th run to cost no more than the 11th
+ * (what says what one counts). */
+static void expect_cost_flat(int64_t (*one)(int i), const char *what)
+{
+    int64_t early = 0, late = 0;
+    cost_early_late(one, &early, &late);
+    cr_assert_gt(early, 0);
+    cr_assert_leq(late, early, "%s: %lld after 10 runs, %lld after 200", what, (long long)early,
+                  (long long)late);
+}
+
 /* Each event settles its client from the client's facts. That must not cost SQL statements per
  * payment or refund of the history (one rate lookup per payment made a long-lived client slow
  * the single writer): a pair of events runs as many statements with 200 pairs behind it as with
@@ -758,12 +845,7 @@ Test(ledger, statements_per_event_do_not_grow_with_history)
 {
     plan.account_manager_rate_bp = 200;
     must(fx_handoff("h1", "c1", "alice", "dave", day(2026, 1, 1)));
-    int64_t early = 0, late = 0;
-    cost_early_late(pair_statements, &early, &late);
-    cr_assert_gt(early, 0);
-    cr_assert_leq(late, early,
-                  "a payment and a refund ran %lld statements after 10 pairs, %lld after 200",
-                  (long long)early, (long long)late);
+    expect_cost_flat(pair_statements, "statements of a payment and a refund of one client");
     /* The cheaper settle computes the same books: 200 x (1000 - 250) for alice, x (200 - 50) for
      * the account manager. */
     cr_assert_eq(owed("alice", "EUR"), 200 * 750);
@@ -781,19 +863,25 @@ static int count_vm_steps(unsigned type, void *arg, void *p, void *x)
     return 0;
 }
 
+/* The VM steps applying env ran (it must be accepted). */
+static int64_t vm_steps_of(funnel_envelope_t *env)
+{
+    sqlite3 *db = funnel_store_db(store);
+    int64_t steps = 0;
+    cr_assert_eq(sqlite3_trace_v2(db, SQLITE_TRACE_PROFILE, count_vm_steps, &steps), SQLITE_OK);
+    int rc = apply(env);
+    sqlite3_trace_v2(db, 0, NULL, NULL);
+    cr_assert_eq(rc, 0);
+    return steps;
+}
+
 /* The VM steps the i-th monthly payment of client c1 ran. */
 static int64_t payment_vm_steps(int i)
 {
     char ev[32], pay[32];
     snprintf(ev, sizeof ev, "p%d", i);
     snprintf(pay, sizeof pay, "pay-%d", i);
-    sqlite3 *db = funnel_store_db(store);
-    int64_t steps = 0;
-    cr_assert_eq(sqlite3_trace_v2(db, SQLITE_TRACE_PROFILE, count_vm_steps, &steps), SQLITE_OK);
-    int rc = apply(fx_payment(ev, pay, "c1", 10000 + i, "EUR", day(2026, 1, 2) + i * DAY_MS));
-    sqlite3_trace_v2(db, 0, NULL, NULL);
-    cr_assert_eq(rc, 0);
-    return steps;
+    return vm_steps_of(fx_payment(ev, pay, "c1", 10000 + i, "EUR", day(2026, 1, 2) + i * DAY_MS));
 }
 
 /* A payment arriving in event-time order, the whole of a backfill, settles itself and not the
@@ -819,6 +907,32 @@ Test(ledger, a_payment_in_order_does_not_read_the_clients_history)
     }
     cr_assert_eq(owed("alice", "EUR"), want_alice);
     cr_assert_eq(owed("dave", "EUR"), want_dave);
+    expect_books_sound();
+}
+
+/* The VM steps of the first payment of client c<i>, handed off to alice (account manager dave)
+ * just before: the i-th of alice's clients. The handoff's event id is the client's, the
+ * payment's its payment_id. */
+static int64_t new_client_payment_vm_steps(int i)
+{
+    char c[32], pay[32];
+    snprintf(c, sizeof c, "c%d", i);
+    snprintf(pay, sizeof pay, "pay-%d", i);
+    int64_t at = day(2026, 1, 2) + i * 120000LL;
+    must(fx_handoff(c, c, "alice", "dave", at - 60000));
+    return vm_steps_of(fx_payment(pay, pay, c, 10000, "EUR", at));
+}
+
+/* A payment costs the same whatever its rep earned on other clients: reading what the rep had
+ * accrued on the client through an index of the rep's postings made every payment scan all of
+ * the rep's history (the ledger's cost per event grew 4x over a year's backfill). The running
+ * total per (client, person, currency) is one row. */
+Test(ledger, a_payment_does_not_read_the_reps_other_clients)
+{
+    plan.account_manager_rate_bp = 200;
+    expect_cost_flat(new_client_payment_vm_steps, "VM steps of a payment of the rep's next client");
+    cr_assert_eq(owed("alice", "EUR"), 200 * 1000);
+    cr_assert_eq(owed("dave", "EUR"), 200 * 200);
     expect_books_sound();
 }
 
@@ -1148,6 +1262,19 @@ static int engine_einval(void *self, funnel_router_t *r, const funnel_envelope_t
     return FUNNEL_EINVAL;
 }
 
+/* Applies env, which the ledger must refuse as an overflow with reason text (after the code's
+ * name), and checks that it posted nothing. */
+static void expect_overflow_refused(funnel_envelope_t *env, const char *text)
+{
+    int64_t before = postings();
+    cr_assert_eq(apply(env), FUNNEL_EREFUSED);
+    const funnel_refusal_t *why = funnel_router_refusal(router);
+    cr_assert_eq(why->code, FUNNEL_REFUSE_OVERFLOW);
+    cr_assert(strncmp(why->text, "overflow: ", 10) == 0, "%s", why->text);
+    cr_assert_str_eq(why->text + 10, text);
+    cr_assert_eq(postings(), before);
+}
+
 /* An event the ledger cannot hold is refused with its reason (FUNNEL_EREFUSED, overflow) and
  * leaves nothing behind; an engine that fails with a bare FUNNEL_EINVAL is refused too, with a
  * reason naming it, so no engine can leave an event unanswered. */
@@ -1156,14 +1283,9 @@ Test(ledger, engines_refuse_what_they_cannot_apply)
     plan.default_rate_bp = FUNNEL_BP_MAX; /* 100 %: one INT64_MAX payment fills the int64 */
     must(fx_handoff("h1", "c1", "alice", "", day(2026, 1, 1)));
     must(fx_payment("p1", "pay-1", "c1", INT64_MAX, "EUR", day(2026, 2, 1)));
-    int64_t before = postings();
-    cr_assert_eq(apply(fx_payment("p2", "pay-2", "c1", 1, "EUR", day(2026, 2, 2))),
-                 FUNNEL_EREFUSED);
-    const funnel_refusal_t *why = funnel_router_refusal(router);
-    cr_assert_eq(why->code, FUNNEL_REFUSE_OVERFLOW);
-    cr_assert_str_eq(why->text, "overflow: ledger: the accruals of alice in EUR on client c1 "
-                                "would leave the int64 range");
-    cr_assert_eq(postings(), before);
+    expect_overflow_refused(fx_payment("p2", "pay-2", "c1", 1, "EUR", day(2026, 2, 2)),
+                            "ledger: the accruals of alice in EUR on client c1 would leave the "
+                            "int64 range");
     cr_assert_eq(query_int("SELECT COUNT(*) FROM ledger_payment WHERE event_id = 'p2'", NULL, NULL),
                  0);
     expect_books_sound();
@@ -1171,10 +1293,31 @@ Test(ledger, engines_refuse_what_they_cannot_apply)
     funnel_engine_t failing = {.name = "failing", .on_event = engine_einval};
     cr_assert_eq(funnel_router_add_engine(router, &failing), 0);
     cr_assert_eq(apply(fx_handoff("h2", "c2", "bob", "", day(2026, 1, 1))), FUNNEL_EREFUSED);
-    why = funnel_router_refusal(router);
+    const funnel_refusal_t *why = funnel_router_refusal(router);
     cr_assert_eq(why->code, FUNNEL_REFUSE_ENGINE);
     cr_assert_str_eq(why->text, "refused_by_engine: the failing engine cannot apply this event: "
                                 "invalid argument or input");
+}
+
+/* A balance that would leave int64 refuses the event with the account that would wrap, and
+ * leaves the books as they were: at 100 %, alice's expense balance holds INT64_MAX after c1's
+ * payment, and c2's payment would add to it (each client's own accruals fit). */
+Test(ledger, a_balance_past_int64_refuses_the_event)
+{
+    plan.default_rate_bp = FUNNEL_BP_MAX;
+    must(fx_handoff("h1", "c1", "alice", "", day(2026, 1, 1)));
+    must(fx_handoff("h2", "c2", "alice", "", day(2026, 1, 1)));
+    must(fx_payment("p1", "pay-1", "c1", INT64_MAX, "EUR", day(2026, 2, 1)));
+    expect_overflow_refused(fx_payment("p2", "pay-2", "c2", 7, "EUR", day(2026, 2, 2)),
+                            "ledger: the expense balance of alice in EUR would leave the int64 "
+                            "range");
+    cr_assert_eq(owed("alice", "EUR"), INT64_MAX);
+    expect_books_sound();
+    /* The other way: a clawback larger than what alice's payable holds goes below zero only as
+     * far as int64 allows; the refund of c1's payment brings it back to 0. */
+    must(fx_refund("r1", "ref-1", "pay-1", "c1", INT64_MAX, "EUR", day(2026, 3, 1)));
+    cr_assert_eq(owed("alice", "EUR"), 0);
+    expect_books_sound();
 }
 
 /* At 100 %, alice accrues INT64_MAX on c1 in February and on c2 in March, and c1's payment is

@@ -19,6 +19,17 @@
 #define SOURCE    "funneld.ledger"
 #define TOPIC_OUT "commission.posted"
 
+/* The triggers that keep the books append-only (steps 1 and 4 create them). */
+#define LEDGER_APPEND_ONLY                                                                         \
+    "CREATE TRIGGER ledger_entry_no_update BEFORE UPDATE ON ledger_entry"                          \
+    "  BEGIN SELECT RAISE(ABORT, 'ledger_entry is append-only'); END;"                             \
+    "CREATE TRIGGER ledger_entry_no_delete BEFORE DELETE ON ledger_entry"                          \
+    "  BEGIN SELECT RAISE(ABORT, 'ledger_entry is append-only'); END;"                             \
+    "CREATE TRIGGER ledger_line_no_update BEFORE UPDATE ON ledger_line"                            \
+    "  BEGIN SELECT RAISE(ABORT, 'ledger_line is append-only'); END;"                              \
+    "CREATE TRIGGER ledger_line_no_delete BEFORE DELETE ON ledger_line"                            \
+    "  BEGIN SELECT RAISE(ABORT, 'ledger_line is append-only'); END;"
+
 /* Schema steps of the "ledger" module. Never edit one that has shipped: add a step. */
 static const char *const ledger_steps[] = {
     /* 1: facts, frozen plan, postings, lines, balances */
@@ -64,14 +75,7 @@ static const char *const ledger_steps[] = {
     "  account TEXT NOT NULL, rep TEXT NOT NULL, currency TEXT NOT NULL,"
     "  balance INTEGER NOT NULL, PRIMARY KEY (account, rep, currency)) WITHOUT ROWID;"
     /* The books are append-only: a correction is a new posting, never an edit. */
-    "CREATE TRIGGER ledger_entry_no_update BEFORE UPDATE ON ledger_entry"
-    "  BEGIN SELECT RAISE(ABORT, 'ledger_entry is append-only'); END;"
-    "CREATE TRIGGER ledger_entry_no_delete BEFORE DELETE ON ledger_entry"
-    "  BEGIN SELECT RAISE(ABORT, 'ledger_entry is append-only'); END;"
-    "CREATE TRIGGER ledger_line_no_update BEFORE UPDATE ON ledger_line"
-    "  BEGIN SELECT RAISE(ABORT, 'ledger_line is append-only'); END;"
-    "CREATE TRIGGER ledger_line_no_delete BEFORE DELETE ON ledger_line"
-    "  BEGIN SELECT RAISE(ABORT, 'ledger_line is append-only'); END;",
+    LEDGER_APPEND_ONLY,
     /* 2: payment_id and refund_id are global (one payment, whichever client it names): the
      * canonical row is chosen across clients, so the lookups are by id alone. */
     "DROP INDEX ledger_payment_id;"
@@ -79,6 +83,43 @@ static const char *const ledger_steps[] = {
     "DROP INDEX ledger_refund_id;"
     "CREATE INDEX ledger_refund_id ON ledger_refund(refund_id, at_ms, event_id);"
     "CREATE INDEX ledger_refund_payment ON ledger_refund(payment_id);",
+    /* 3: what each person has accrued on a client per currency (every ACCRUAL posting, any
+     * role), kept beside the postings in the same transaction: a payment's settle reads one
+     * row where summing the postings read the rep's whole history. The sum is taken in two
+     * halves (see Q_DUE) so a history whose running sum passes INT64_MAX still migrates. */
+    "CREATE TABLE ledger_accrued ("
+    "  client_id TEXT NOT NULL, person TEXT NOT NULL, currency TEXT NOT NULL,"
+    "  accrued INTEGER NOT NULL, PRIMARY KEY (client_id, person, currency)) WITHOUT ROWID;"
+    "INSERT INTO ledger_accrued(client_id, person, currency, accrued)"
+    "  SELECT client_id, rep, currency,"
+    "  SUM(amount >> 32) * 4294967296 + SUM(amount & 4294967295) FROM ledger_entry"
+    "  WHERE kind = 'ACCRUAL' GROUP BY client_id, rep, currency;",
+    /* 4: smaller books. An entry's id is "ledger:<cause_event_id>#<entry_n>": only n is kept
+     * (and no index of the text, which nothing looks up). A line's rep and currency are its
+     * entry's, so the line keeps only its account and amount, and no index by account: the
+     * balances beside the lines answer that, and `ledger check` sums the lines in one pass.
+     * Dropping a table drops its indexes and triggers; both are made again as step 1 had
+     * them. */
+    "CREATE TABLE ledger_entry_new ("
+    "  seq INTEGER PRIMARY KEY, kind TEXT NOT NULL, role TEXT NOT NULL, rep TEXT NOT NULL,"
+    "  client_id TEXT NOT NULL, cause_event_id TEXT NOT NULL, entry_n INTEGER NOT NULL,"
+    "  subject_event_id TEXT NOT NULL, currency TEXT NOT NULL, amount INTEGER NOT NULL,"
+    "  rate_bp INTEGER NOT NULL, effective_ms INTEGER NOT NULL, posted_at_ms INTEGER NOT NULL);"
+    "INSERT INTO ledger_entry_new SELECT seq, kind, role, rep, client_id, cause_event_id,"
+    "  CAST(substr(entry_id, length(cause_event_id) + 9) AS INTEGER), subject_event_id,"
+    "  currency, amount, rate_bp, effective_ms, posted_at_ms FROM ledger_entry;"
+    "CREATE TABLE ledger_line_new ("
+    "  entry_seq INTEGER NOT NULL, account TEXT NOT NULL, amount INTEGER NOT NULL,"
+    "  PRIMARY KEY (entry_seq, account)) WITHOUT ROWID;"
+    "INSERT INTO ledger_line_new SELECT entry_seq, account, amount FROM ledger_line;"
+    "DROP TABLE ledger_entry;"
+    "DROP TABLE ledger_line;"
+    "ALTER TABLE ledger_entry_new RENAME TO ledger_entry;"
+    "ALTER TABLE ledger_line_new RENAME TO ledger_line;"
+    "CREATE INDEX ledger_entry_client ON ledger_entry(client_id);"
+    "CREATE INDEX ledger_entry_rep ON ledger_entry(rep, currency, effective_ms);"
+    /* Made again: dropping the tables dropped them. */
+    LEDGER_APPEND_ONLY,
 };
 #define LEDGER_STEPS (int)(sizeof ledger_steps / sizeof ledger_steps[0])
 
@@ -87,9 +128,8 @@ enum stmt_id {
     Q_PAYMENT_ADD,
     Q_REFUND_ADD,
     Q_PAYOUT_ADD,
-    Q_HANDOFF_FIRST,
+    Q_CLIENT_PLAN,
     Q_CLIENT_FREEZE,
-    Q_CLIENT_GET,
     Q_PAYMENTS,
     Q_REFUNDS,
     Q_CLIENTS_OF,
@@ -99,13 +139,21 @@ enum stmt_id {
     Q_POSTED,
     Q_DUE,
     Q_ENTRY_ADD,
-    Q_LINE_ADD,
+    Q_LINES_ADD,
     Q_BALANCE_GET,
-    Q_BALANCE_SET,
+    Q_BALANCES_ADD,
     Q_PAYMENT_ALONE,
     Q_ACCRUED,
+    Q_ACCRUED_ADD,
     Q_COUNT_
 };
+
+/* col + excluded.col, or NULL (which the NOT NULL column refuses) when the sum would leave the
+ * int64 range: SQLite turns an overflowing integer sum into a REAL instead of failing. */
+#define CHECKED_ADD(col)                                                                           \
+    "CASE WHEN excluded." col " >= 0 THEN CASE WHEN " col                                          \
+    " <= 9223372036854775807 - excluded." col " THEN " col " + excluded." col " END WHEN " col     \
+    " >= -9223372036854775807 - 1 - excluded." col " THEN " col " + excluded." col " END"
 
 static const char *const stmt_sql[Q_COUNT_] = {
     [Q_HANDOFF_ADD] = "INSERT INTO ledger_handoff(event_id, client_id, from_rep, account_manager,"
@@ -116,11 +164,13 @@ static const char *const stmt_sql[Q_COUNT_] = {
                      " currency, amount, at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     [Q_PAYOUT_ADD] = "INSERT INTO ledger_payout(payout_id, event_id, rep, through_ms, at_ms)"
                      " VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(payout_id) DO NOTHING",
-    [Q_HANDOFF_FIRST] = "SELECT event_id, from_rep, account_manager, at_ms FROM ledger_handoff"
-                        " WHERE client_id = ?1 ORDER BY at_ms, event_id LIMIT 1",
+    /* The client's first handoff and its frozen term and cap (NULL until frozen). */
+    [Q_CLIENT_PLAN] = "SELECT h.from_rep, h.account_manager, h.at_ms, c.term_months, c.cap_minor"
+                      " FROM ledger_handoff h LEFT JOIN ledger_client c"
+                      " ON c.client_id = h.client_id WHERE h.client_id = ?1"
+                      " ORDER BY h.at_ms, h.event_id LIMIT 1",
     [Q_CLIENT_FREEZE] = "INSERT INTO ledger_client(client_id, term_months, cap_minor)"
-                        " VALUES (?1, ?2, ?3) ON CONFLICT(client_id) DO NOTHING",
-    [Q_CLIENT_GET] = "SELECT term_months, cap_minor FROM ledger_client WHERE client_id = ?1",
+                        " VALUES (?1, ?2, ?3)",
     /* The canonical payments (first per payment_id by event time, whichever client a
      * duplicate names: a payment_id is one payment), in event-time order. */
     [Q_PAYMENTS] = "SELECT p.event_id, p.payment_id, p.currency, p.amount, p.at_ms"
@@ -172,15 +222,20 @@ static const char *const stmt_sql[Q_COUNT_] = {
               " SELECT currency, CASE WHEN kind = 'PAYOUT' THEN -amount WHEN effective_ms > ?2"
               " THEN 0 WHEN kind = 'ACCRUAL' THEN amount ELSE -amount END AS v"
               " FROM ledger_entry WHERE rep = ?1) GROUP BY currency ORDER BY currency",
-    [Q_ENTRY_ADD] = "INSERT INTO ledger_entry(entry_id, kind, role, rep, client_id,"
+    [Q_ENTRY_ADD] = "INSERT INTO ledger_entry(entry_n, kind, role, rep, client_id,"
                     " cause_event_id, subject_event_id, currency, amount, rate_bp, effective_ms,"
                     " posted_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-    [Q_LINE_ADD] = "INSERT INTO ledger_line(entry_seq, account, rep, currency, amount)"
-                   " VALUES (?1, ?2, ?3, ?4, ?5)",
+    /* A posting's debit (?2, ?3) and credit (?4, ?5) lines. */
+    [Q_LINES_ADD] = "INSERT INTO ledger_line(entry_seq, account, amount)"
+                    " VALUES (?1, ?2, ?3), (?1, ?4, ?5)",
     [Q_BALANCE_GET] = "SELECT balance FROM ledger_balance WHERE account = ?1 AND rep = ?2"
                       " AND currency = ?3",
-    [Q_BALANCE_SET] = "INSERT OR REPLACE INTO ledger_balance(account, rep, currency, balance)"
-                      " VALUES (?1, ?2, ?3, ?4)",
+    /* A posting's two lines into the balances of their accounts (?1 debit ?2 credit) in one
+     * statement; a sum that would leave int64 fails it whole (CHECKED_ADD). */
+    [Q_BALANCES_ADD] =
+        "INSERT INTO ledger_balance(account, rep, currency, balance)"
+        " VALUES (?1, ?3, ?4, ?5), (?2, ?3, ?4, ?6)"
+        " ON CONFLICT(account, rep, currency) DO UPDATE SET balance = " CHECKED_ADD("balance"),
     /* 1 when payment event ?3 (payment_id ?1, client ?2, at ?4) is the only row of its
      * payment_id, no refund names that payment_id, and no payment of the client is later in
      * event time: what payment_settle_alone needs. */
@@ -188,9 +243,12 @@ static const char *const stmt_sql[Q_COUNT_] = {
                         " AND NOT EXISTS (SELECT 1 FROM ledger_refund WHERE payment_id = ?1)"
                         " AND NOT EXISTS (SELECT 1 FROM ledger_payment WHERE client_id = ?2"
                         "  AND (at_ms > ?4 OR (at_ms = ?4 AND event_id > ?3)))",
-    /* What one person has accrued on a client in one currency, in any role. */
-    [Q_ACCRUED] = "SELECT coalesce(sum(amount), 0) FROM ledger_entry WHERE client_id = ?1"
-                  " AND rep = ?2 AND currency = ?3 AND kind = 'ACCRUAL'",
+    /* What one person has accrued on a client in one currency, in any role (no row: 0). */
+    [Q_ACCRUED] = "SELECT accrued FROM ledger_accrued WHERE client_id = ?1 AND person = ?2"
+                  " AND currency = ?3",
+    [Q_ACCRUED_ADD] = "INSERT INTO ledger_accrued(client_id, person, currency, accrued)"
+                      " VALUES (?1, ?2, ?3, ?4) ON CONFLICT(client_id, person, currency)"
+                      " DO UPDATE SET accrued = " CHECKED_ADD("accrued"),
 };
 
 struct funnel_ledger {
@@ -226,6 +284,15 @@ typedef struct posting {
     int64_t effective_ms;
 } posting_t;
 
+/* What one event's accrual postings add to one running total of ledger_accrued. The sum is
+ * kept in 128 bits because a settle posts its corrections in event-time order, where a top-up
+ * may come before the reversal that nets it back; the total it ends with fits (the caps and
+ * the overflow checks of the accruals bound it), the steps on the way need not. */
+typedef struct accrued_delta {
+    char client[ID_BUF], person[ID_BUF], currency[4];
+    __int128 delta;
+} accrued_delta_t;
+
 /* The state of one event's run: where postings go and how they are numbered. */
 typedef struct run {
     funnel_ledger_t *lg;
@@ -234,6 +301,10 @@ typedef struct run {
     const char *client_id; /* "" for payouts */
     int64_t now_ms;
     int n_posted; /* numbers entry ids: "ledger:<cause>#<n>" */
+    struct {
+        accrued_delta_t *v;
+        size_t n, cap;
+    } accrued; /* written to ledger_accrued when the event is done (accrued_flush) */
 } run_t;
 
 typedef struct payment {
@@ -311,16 +382,80 @@ static bool add_ok(int64_t a, int64_t b, int64_t *out)
 
 /* ---- postings ---------------------------------------------------------------------------- */
 
-/* Adds delta to the stored balance of (account, rep, currency); a balance that would wrap
- * refuses the event (router.h): it is valid, but these books cannot hold it. */
-static int balance_add(run_t *run, const char *account, const char *rep, const char *currency,
-                       int64_t delta)
+/* Adds an accrual posting of the run's client to its running total (accrued_flush writes it). */
+static int accrued_note(run_t *run, const char *person, const char *currency, int64_t amount)
+{
+    accrued_delta_t *d = NULL;
+    for (size_t i = 0; i < run->accrued.n && !d; i++) {
+        accrued_delta_t *x = &run->accrued.v[i];
+        if (!strcmp(x->client, run->client_id) && !strcmp(x->person, person) &&
+            !strcmp(x->currency, currency))
+            d = x;
+    }
+    if (!d) {
+        if (VEC_PUSH(run->accrued))
+            return FUNNEL_ENOMEM;
+        d = &run->accrued.v[run->accrued.n++];
+        snprintf(d->client, sizeof d->client, "%s", run->client_id);
+        snprintf(d->person, sizeof d->person, "%s", person);
+        snprintf(d->currency, sizeof d->currency, "%s", currency);
+        d->delta = 0;
+    }
+    d->delta += amount;
+    return 0;
+}
+
+/* What person has accrued on client in currency, from its running total (0 without one). */
+static int accrued_get(funnel_ledger_t *lg, const char *client, const char *person,
+                       const char *currency, int64_t *out)
+{
+    sqlite3_stmt *s = q(lg, Q_ACCRUED);
+    bind_text(s, 1, client);
+    bind_text(s, 2, person);
+    bind_text(s, 3, currency);
+    int rc = sqlite3_step(s);
+    *out = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+    sqlite3_reset(s);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : FUNNEL_ESTORE;
+}
+
+/* Adds the event's accrual postings to the running totals, once per total. Every total ends
+ * at what its person may earn on the client (>= 0, and checked against int64 by the settle),
+ * so a delta or a sum past int64 would mean the postings broke those bounds: that is a bug,
+ * reported as a store failure (the batch rolls back) rather than a wrapped total. */
+static int accrued_flush(run_t *run)
 {
     funnel_ledger_t *lg = run->lg;
-    sqlite3_stmt *s = q(lg, Q_BALANCE_GET);
+    for (size_t i = 0; i < run->accrued.n; i++) {
+        const accrued_delta_t *d = &run->accrued.v[i];
+        int rc = FUNNEL_ESTORE;
+        if (d->delta >= INT64_MIN && d->delta <= INT64_MAX) {
+            sqlite3_stmt *s = q(lg, Q_ACCRUED_ADD);
+            bind_text(s, 1, d->client);
+            bind_text(s, 2, d->person);
+            bind_text(s, 3, d->currency);
+            sqlite3_bind_int64(s, 4, (int64_t)d->delta);
+            rc = exec_done(s);
+        }
+        if (rc) {
+            funnel_log_error(lg->log,
+                             "ledger: the accruals of %s in %s on client %s left the int64 "
+                             "range (cause %s)",
+                             d->person, d->currency, d->client, run->cause->event_id);
+            return rc;
+        }
+    }
+    return 0;
+}
+
+/* 0 when delta can be added to the stored balance of (account, rep, currency); otherwise
+ * refuses the event (router.h): it is valid, but these books cannot hold it. */
+static int balance_check(run_t *run, const char *account, const posting_t *p, int64_t delta)
+{
+    sqlite3_stmt *s = q(run->lg, Q_BALANCE_GET);
     bind_text(s, 1, account);
-    bind_text(s, 2, rep);
-    bind_text(s, 3, currency);
+    bind_text(s, 2, p->rep);
+    bind_text(s, 3, p->currency);
     int64_t bal = 0;
     int rc = sqlite3_step(s);
     if (rc == SQLITE_ROW)
@@ -331,27 +466,48 @@ static int balance_add(run_t *run, const char *account, const char *rep, const c
     if (!add_ok(bal, delta, &bal))
         return funnel_router_refuse(
             run->router, FUNNEL_REFUSE_OVERFLOW,
-            "ledger: the %s balance of %s in %s would leave the int64 range", account, rep,
-            currency);
-    s = q(lg, Q_BALANCE_SET);
-    bind_text(s, 1, account);
-    bind_text(s, 2, rep);
-    bind_text(s, 3, currency);
-    sqlite3_bind_int64(s, 4, bal);
-    return exec_done(s);
+            "ledger: the %s balance of %s in %s would leave the int64 range", account, p->rep,
+            p->currency);
+    return 0;
 }
 
-static int line_add(run_t *run, int64_t seq, const char *account, const posting_t *p,
-                    int64_t amount)
+/* Adds a posting's debit and credit lines (the credit is -amount) to their balances in one
+ * statement. When it fails on a sum past int64 (NOT NULL, see CHECKED_ADD) nothing changed,
+ * and the balance that would wrap, debit first, is named in the refusal. */
+static int balances_add(run_t *run, const char *debit, const char *credit, const posting_t *p)
 {
-    sqlite3_stmt *s = q(run->lg, Q_LINE_ADD);
-    sqlite3_bind_int64(s, 1, seq);
-    bind_text(s, 2, account);
+    sqlite3_stmt *s = q(run->lg, Q_BALANCES_ADD);
+    bind_text(s, 1, debit);
+    bind_text(s, 2, credit);
     bind_text(s, 3, p->rep);
     bind_text(s, 4, p->currency);
-    sqlite3_bind_int64(s, 5, amount);
-    int rc = exec_done(s);
-    return rc ? rc : balance_add(run, account, p->rep, p->currency, amount);
+    sqlite3_bind_int64(s, 5, p->amount);
+    sqlite3_bind_int64(s, 6, -p->amount);
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    if (rc == SQLITE_DONE)
+        return 0;
+    if (sqlite3_extended_errcode(run->lg->db) != SQLITE_CONSTRAINT_NOTNULL)
+        return FUNNEL_ESTORE;
+    if ((rc = balance_check(run, debit, p, p->amount)) ||
+        (rc = balance_check(run, credit, p, -p->amount)))
+        return rc;
+    funnel_log_error(run->lg->log, "ledger: the balances of %s in %s refused a posting that fits",
+                     p->rep, p->currency);
+    return FUNNEL_ESTORE;
+}
+
+/* A posting's two lines: amount to the debit account, -amount to the credit account. */
+static int lines_add(run_t *run, int64_t seq, const char *debit, const char *credit,
+                     const posting_t *p)
+{
+    sqlite3_stmt *s = q(run->lg, Q_LINES_ADD);
+    sqlite3_bind_int64(s, 1, seq);
+    bind_text(s, 2, debit);
+    sqlite3_bind_int64(s, 3, p->amount);
+    bind_text(s, 4, credit);
+    sqlite3_bind_int64(s, 5, -p->amount);
+    return exec_done(s);
 }
 
 static int emit(run_t *run, const char *entry_id, const posting_t *p)
@@ -388,7 +544,7 @@ static int post(run_t *run, const posting_t *p)
     char entry_id[FUNNEL_ID_MAX + 32];
     snprintf(entry_id, sizeof entry_id, "ledger:%s#%d", run->cause->event_id, ++run->n_posted);
     sqlite3_stmt *s = q(lg, Q_ENTRY_ADD);
-    bind_text(s, 1, entry_id);
+    sqlite3_bind_int(s, 1, run->n_posted);
     bind_text(s, 2, kind_names[p->kind]);
     bind_text(s, 3, role_names[p->role]);
     bind_text(s, 4, p->rep);
@@ -404,8 +560,10 @@ static int post(run_t *run, const posting_t *p)
     if (rc)
         return rc;
     int64_t seq = sqlite3_last_insert_rowid(lg->db);
-    if ((rc = line_add(run, seq, debit[p->kind], p, p->amount)) ||
-        (rc = line_add(run, seq, credit[p->kind], p, -p->amount)))
+    if ((rc = lines_add(run, seq, debit[p->kind], credit[p->kind], p)) ||
+        (rc = balances_add(run, debit[p->kind], credit[p->kind], p)))
+        return rc;
+    if (p->kind == KIND_ACCRUAL && (rc = accrued_note(run, p->rep, p->currency, p->amount)))
         return rc;
     funnel_log_debug(lg->log, "ledger: %s %s %lld %s to %s (cause %s)", entry_id,
                      kind_names[p->kind], (long long)p->amount, p->currency, p->rep,
@@ -456,33 +614,35 @@ typedef struct client_plan {
 static int client_plan_load(funnel_ledger_t *lg, const char *client, client_plan_t *cp)
 {
     memset(cp, 0, sizeof *cp);
-    sqlite3_stmt *s = q(lg, Q_HANDOFF_FIRST);
+    sqlite3_stmt *s = q(lg, Q_CLIENT_PLAN);
     bind_text(s, 1, client);
     int rc = sqlite3_step(s);
+    bool frozen = false;
+    int64_t term = lg->plan->term_months;
     if (rc == SQLITE_ROW) {
         cp->handed_off = true;
-        col_copy(s, 1, cp->rep, sizeof cp->rep);
-        col_copy(s, 2, cp->am, sizeof cp->am);
-        cp->start_ms = sqlite3_column_int64(s, 3);
+        col_copy(s, 0, cp->rep, sizeof cp->rep);
+        col_copy(s, 1, cp->am, sizeof cp->am);
+        cp->start_ms = sqlite3_column_int64(s, 2);
+        frozen = sqlite3_column_type(s, 3) != SQLITE_NULL;
+        if (frozen) {
+            term = sqlite3_column_int64(s, 3);
+            cp->cap = sqlite3_column_int64(s, 4);
+        }
     }
     sqlite3_reset(s);
     if (rc != SQLITE_ROW)
         return rc == SQLITE_DONE ? 0 : FUNNEL_ESTORE;
+    cp->end_ms = funnel_commission_term_end(cp->start_ms, term);
+    if (frozen)
+        return 0;
     /* Freezing makes a later reload change new clients only, never re-rate history. */
+    cp->cap = lg->plan->cap_minor;
     s = q(lg, Q_CLIENT_FREEZE);
     bind_text(s, 1, client);
-    sqlite3_bind_int64(s, 2, lg->plan->term_months);
-    sqlite3_bind_int64(s, 3, lg->plan->cap_minor);
-    if ((rc = exec_done(s)))
-        return rc;
-    s = q(lg, Q_CLIENT_GET);
-    bind_text(s, 1, client);
-    if ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        cp->end_ms = funnel_commission_term_end(cp->start_ms, sqlite3_column_int64(s, 0));
-        cp->cap = sqlite3_column_int64(s, 1);
-    }
-    sqlite3_reset(s);
-    return rc == SQLITE_ROW ? 0 : FUNNEL_ESTORE;
+    sqlite3_bind_int64(s, 2, term);
+    sqlite3_bind_int64(s, 3, cp->cap);
+    return exec_done(s);
 }
 
 static int fact_row(sqlite3_stmt *s, void *arg)
@@ -913,25 +1073,18 @@ static int accrued_seed(run_t *run, cap_uses_t *uses, const char *person, const 
     int64_t *used = cap_slot(uses, person, currency);
     if (!used)
         return FUNNEL_ENOMEM;
-    sqlite3_stmt *s = q(run->lg, Q_ACCRUED);
-    bind_text(s, 1, run->client_id);
-    bind_text(s, 2, person);
-    bind_text(s, 3, currency);
-    int rc = sqlite3_step(s);
-    if (rc == SQLITE_ROW)
-        *used = sqlite3_column_int64(s, 0);
-    sqlite3_reset(s);
-    return rc == SQLITE_ROW ? 0 : FUNNEL_ESTORE;
+    return accrued_get(run->lg, run->client_id, person, currency, used);
 }
 
 /* A settle of the client limited to payment p, the usual case of a backfill or of live
- * traffic: without a cap (cap 0) a payment's accruals depend on no other payment, and when p
- * is the only row of its payment_id, has no refund and is the client's latest payment, the
- * whole-client settle would post exactly p's accruals, in this order, after the running sum
- * of what each person accrued before (which it checks for int64 overflow the same way). The
- * other payments' postings already equal their targets. Sets *done when it applied; otherwise
- * the caller settles the whole client. Reading the client's whole history on every payment
- * made the cost of a payment grow with the client's age. */
+ * traffic: a payment's accruals depend on no later payment (the cap is consumed in event-time
+ * order), and when p is the only row of its payment_id, has no refund and is the client's
+ * latest payment, the whole-client settle would post exactly p's accruals, in this order,
+ * after what each person accrued before: the running total of ledger_accrued, which is what
+ * the cap has used and what the int64 overflow check adds to. The other payments' postings
+ * already equal their targets. Sets *done when it applied; otherwise the caller settles the
+ * whole client. Reading the client's whole history on every payment made the cost of a
+ * payment grow with the client's age. */
 static int payment_settle_alone(run_t *run, const payment_t *p, bool *done)
 {
     client_plan_t cp;
@@ -940,7 +1093,7 @@ static int payment_settle_alone(run_t *run, const payment_t *p, bool *done)
     postings_t targets = {0};
     *done = false;
     int rc = client_plan_load(run->lg, run->client_id, &cp);
-    if (rc || !cp.handed_off || cp.cap != 0)
+    if (rc || !cp.handed_off)
         return rc;
     sqlite3_stmt *s = q(run->lg, Q_PAYMENT_ALONE);
     bind_text(s, 1, p->payment_id);
@@ -991,8 +1144,7 @@ static int money_fact(run_t *run, enum stmt_id id, const char *const *ids, int n
     int rc = fact_insert(run->lg, s);
     if (rc)
         return rc;
-    if ((rc = unmatched_log(run, ids[n_ids - 1])))
-        return rc;
+    /* A payment that settles alone has no refund, so none of them is held (unmatched_log). */
     if (n_ids == 1) {
         payment_t p = {.amount = m->minor, .at_ms = run->cause->occurred_at_ms};
         snprintf(p.event_id, sizeof p.event_id, "%s", run->cause->event_id);
@@ -1002,6 +1154,8 @@ static int money_fact(run_t *run, enum stmt_id id, const char *const *ids, int n
         if ((rc = payment_settle_alone(run, &p, &done)) || done)
             return rc;
     }
+    if ((rc = unmatched_log(run, ids[n_ids - 1])))
+        return rc;
     return n_ids == 1 ? clients_settle(run, ids[0], NULL) : clients_settle(run, NULL, ids[0]);
 }
 
@@ -1060,29 +1214,39 @@ static int on_paid(run_t *run, const Funnel__V1__CommissionPaid *p)
     return rc;
 }
 
-int funnel_ledger_on_event(void *self, funnel_router_t *router, const funnel_envelope_t *env,
-                           int64_t now_ms)
+/* Applies one input event; its accrual postings are noted in run->accrued. */
+static int ledger_apply(run_t *run, const funnel_envelope_t *env)
 {
-    run_t run = {.lg = self, .router = router, .cause = env, .client_id = "", .now_ms = now_ms};
     switch (env->body_case) {
     case FUNNEL__V1__ENVELOPE__BODY_CLIENT_HANDED_OFF:
-        return on_handoff(&run, env->client_handed_off);
+        return on_handoff(run, env->client_handed_off);
     case FUNNEL__V1__ENVELOPE__BODY_PAYMENT_RECEIVED: {
         const Funnel__V1__PaymentReceived *p = env->payment_received;
         const char *ids[] = {p->payment_id};
         /* The codec guarantees an amount; a hand-built envelope without one earns nothing. */
-        return p->amount ? money_fact(&run, Q_PAYMENT_ADD, ids, 1, p->client_id, p->amount) : 0;
+        return p->amount ? money_fact(run, Q_PAYMENT_ADD, ids, 1, p->client_id, p->amount) : 0;
     }
     case FUNNEL__V1__ENVELOPE__BODY_PAYMENT_REFUNDED: {
         const Funnel__V1__PaymentRefunded *r = env->payment_refunded;
         const char *ids[] = {r->refund_id, r->payment_id};
-        return r->amount ? money_fact(&run, Q_REFUND_ADD, ids, 2, r->client_id, r->amount) : 0;
+        return r->amount ? money_fact(run, Q_REFUND_ADD, ids, 2, r->client_id, r->amount) : 0;
     }
     case FUNNEL__V1__ENVELOPE__BODY_COMMISSION_PAID:
-        return on_paid(&run, env->commission_paid);
+        return on_paid(run, env->commission_paid);
     default:
         return 0;
     }
+}
+
+int funnel_ledger_on_event(void *self, funnel_router_t *router, const funnel_envelope_t *env,
+                           int64_t now_ms)
+{
+    run_t run = {.lg = self, .router = router, .cause = env, .client_id = "", .now_ms = now_ms};
+    int rc = ledger_apply(&run, env);
+    if (!rc)
+        rc = accrued_flush(&run);
+    free(run.accrued.v);
+    return rc;
 }
 
 /* ---- life cycle ------------------------------------------------------------------------- */

@@ -25,7 +25,9 @@
  * - Postings are append-only (SQLite triggers refuse UPDATE and DELETE) and double-entry: each
  *   has two lines in the accounts expense, payable and paid of one rep and currency, signed
  *   debit-positive, summing to zero. A correction is a new posting of the same kind with a
- *   negative amount. Balances per (account, rep, currency) are kept beside the lines.
+ *   negative amount. Balances per (account, rep, currency) are kept beside the lines, and so is
+ *   each person's running accrued total per (client, currency) (ledger_accrued): what a payment
+ *   in event-time order needs of the history, read as one row.
  * - Payouts: commission.paid {payout_id, rep, through_ms} posts, per currency, what is payable
  *   for postings with event time <= through_ms minus everything paid before, when positive. A
  *   repeated payout_id changes nothing. A payout is a fact of its arrival: events arriving later

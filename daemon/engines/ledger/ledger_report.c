@@ -173,6 +173,9 @@ static int kind_totals_set(funnel_ledger_section_t *sec, const __int128 *totals)
     return rc;
 }
 
+/* An entry's id, "ledger:<cause>#<n>": the ledger keeps only n. */
+#define ENTRY_ID_SQL "'ledger:' || cause_event_id || '#' || entry_n"
+
 /* Reads the period's postings into their sections and sums them by kind, exactly (in 128 bits,
  * so no order of corrections can overflow a running sum): a total that does not fit is
  * reported as an error, not wrapped. */
@@ -180,7 +183,8 @@ static int lines_load(funnel_store_t *store, const char *rep, funnel_ledger_stat
 {
     sqlite3_stmt *s =
         prepare_period(store,
-                       "SELECT entry_id, kind, role, client_id, cause_event_id, subject_event_id,"
+                       "SELECT " ENTRY_ID_SQL ", kind, role, client_id, cause_event_id,"
+                       " subject_event_id,"
                        " currency, amount, rate_bp, effective_ms, posted_at_ms FROM ledger_entry"
                        " WHERE rep = ?1 AND effective_ms >= ?2 AND effective_ms < ?3"
                        " ORDER BY currency, effective_ms, seq",
@@ -306,6 +310,14 @@ static int count_rows(funnel_store_t *store, const char *sql, int64_t *out)
     return rc == SQLITE_ROW ? 0 : FUNNEL_ESTORE;
 }
 
+/* An entry's id, "ledger:<cause>#<n>" (the ledger keeps n only), of ledger_entry as e. */
+#define ENTRY_ID_OF_E "'ledger:' || e.cause_event_id || '#' || e.entry_n"
+/* The sum of the lines of each (account, rep, currency): a line's rep and currency are its
+ * posting's. */
+#define LINE_SUMS_SQL                                                                              \
+    "SELECT l.account, e.rep, e.currency, SUM(l.amount) AS postings FROM ledger_line l"            \
+    " JOIN ledger_entry e ON e.seq = l.entry_seq GROUP BY l.account, e.rep, e.currency"
+
 /* The checks and counts of funnel_ledger_check, run inside its read transaction. */
 static int check_run(funnel_store_t *store, funnel_ledger_problem_cb cb, void *arg,
                      int64_t *problems, int64_t *postings, int64_t *balances)
@@ -314,27 +326,27 @@ static int check_run(funnel_store_t *store, funnel_ledger_problem_cb cb, void *a
         const char *what, *sql;
     } checks[] = {
         {"posting does not balance",
-         "SELECT e.entry_id, COUNT(l.entry_seq) AS lines, COALESCE(SUM(l.amount), 0) AS sum"
+         "SELECT " ENTRY_ID_OF_E ", COUNT(l.entry_seq) AS lines, COALESCE(SUM(l.amount), 0) AS sum"
          " FROM ledger_entry e LEFT JOIN ledger_line l ON l.entry_seq = e.seq GROUP BY e.seq"
          " HAVING COUNT(l.entry_seq) <> 2 OR SUM(l.amount) <> 0 ORDER BY e.seq"},
-        {"posting's lines do not match its amount, kind or rep",
-         "SELECT e.entry_id, e.amount FROM ledger_entry e WHERE NOT EXISTS ("
+        {"posting's lines do not match its amount or kind",
+         "SELECT " ENTRY_ID_OF_E ", e.amount FROM ledger_entry e WHERE NOT EXISTS ("
          " SELECT 1 FROM ledger_line l WHERE l.entry_seq = e.seq AND l.amount = e.amount"
-         " AND l.rep = e.rep AND l.currency = e.currency AND l.account ="
+         " AND l.account ="
          " CASE e.kind WHEN 'ACCRUAL' THEN 'expense' ELSE 'payable' END) ORDER BY e.seq"},
         {"line without a posting",
          "SELECT l.entry_seq, l.account, l.amount FROM ledger_line l"
          " LEFT JOIN ledger_entry e ON e.seq = l.entry_seq WHERE e.seq IS NULL"},
         {"balance differs from the sum of its postings",
          "SELECT b.account || ' ' || b.rep || ' ' || b.currency, b.balance,"
-         " (SELECT COALESCE(SUM(l.amount), 0) FROM ledger_line l WHERE l.account = b.account"
-         "  AND l.rep = b.rep AND l.currency = b.currency) AS postings"
-         " FROM ledger_balance b WHERE b.balance <> postings"},
+         " COALESCE(t.postings, 0) AS postings FROM ledger_balance b LEFT JOIN (" LINE_SUMS_SQL
+         ") t ON t.account = b.account AND t.rep = b.rep AND t.currency = b.currency"
+         " WHERE b.balance <> COALESCE(t.postings, 0) ORDER BY b.account, b.rep, b.currency"},
         {"postings without a balance",
-         "SELECT l.account || ' ' || l.rep || ' ' || l.currency, SUM(l.amount) AS postings"
-         " FROM ledger_line l WHERE NOT EXISTS (SELECT 1 FROM ledger_balance b"
-         " WHERE b.account = l.account AND b.rep = l.rep AND b.currency = l.currency)"
-         " GROUP BY l.account, l.rep, l.currency"},
+         "SELECT t.account || ' ' || t.rep || ' ' || t.currency, t.postings FROM (" LINE_SUMS_SQL
+         ") t WHERE NOT EXISTS (SELECT 1 FROM ledger_balance b"
+         " WHERE b.account = t.account AND b.rep = t.rep AND b.currency = t.currency)"
+         " ORDER BY t.account, t.rep, t.currency"},
     };
     int64_t found = 0;
     for (size_t i = 0; i < sizeof checks / sizeof checks[0]; i++) {
