@@ -220,6 +220,28 @@ static int copy_first_row(const funnel_outbox_row_t *row, void *arg)
     return 1;
 }
 
+/* Records an event whose envelope is body and republishes it by reference, as the router does;
+ * returns the outbox seq, *event_seq (optional) the events row. */
+static uint64_t record_republished(funnel_store_t *s, const char *id, const char *body,
+                                   int64_t *event_seq)
+{
+    int64_t ev = 0;
+    uint64_t seq = 0;
+    size_t len = strlen(body);
+    funnel_event_row_t row = {.event_id = id,
+                              .topic = "lead.created",
+                              .source = "crm",
+                              .envelope = (const uint8_t *)body,
+                              .envelope_len = len};
+    cr_assert_eq(funnel_store_event_record(s, &row, &ev), 0, "%s", funnel_store_errmsg(s));
+    cr_assert_eq(funnel_store_outbox_append_event(s, ev, "lead.created", (const uint8_t *)body, len,
+                                                  1000, &seq),
+                 0, "%s", funnel_store_errmsg(s));
+    if (event_seq)
+        *event_seq = ev;
+    return seq;
+}
+
 /* ---- open and migrations ------------------------------------------------------------------ */
 
 TestSuite(store_open, .init = dir_setup, .fini = teardown);
@@ -357,18 +379,8 @@ Test(store_open, schema_2_database_is_migrated_and_keeps_its_rows_and_seqs)
                  "rows written before keep their copies");
     begin(store);
     cr_assert_eq(record(store, "old-1"), FUNNEL_EDUP, "the dedupe record survives");
-    int64_t ev = 0;
-    funnel_event_row_t row = {.event_id = "new-1",
-                              .topic = "lead.created",
-                              .source = "crm",
-                              .envelope = (const uint8_t *)"NEW",
-                              .envelope_len = 3};
-    cr_assert_eq(funnel_store_event_record(store, &row, &ev), 0);
-    uint64_t seq = 0;
-    cr_assert_eq(funnel_store_outbox_append_event(store, ev, "lead.created", (const uint8_t *)"NEW",
-                                                  3, 3, &seq),
-                 0);
-    cr_assert_eq(seq, 10, "sequence numbers continue where the baseline left them");
+    cr_assert_eq(record_republished(store, "new-1", "NEW", NULL), 10,
+                 "sequence numbers continue where the baseline left them");
     commit(store);
 
     collected_t c = {0};
@@ -1022,18 +1034,10 @@ Test(store_outbox, republished_input_is_stored_once_and_reads_back_identical)
 /* An outbox row naming an event that is gone is an error, never an empty message. */
 Test(store_outbox, read_of_a_row_whose_event_is_gone_fails_loudly)
 {
-    int64_t ev = 0;
     begin(store);
-    funnel_event_row_t row = {.event_id = "gone-1",
-                              .topic = "lead.created",
-                              .source = "crm",
-                              .envelope = (const uint8_t *)"E",
-                              .envelope_len = 1};
-    cr_assert_eq(funnel_store_event_record(store, &row, &ev), 0);
+    int64_t ev = 0;
+    record_republished(store, "gone-1", "E", &ev);
     cr_assert_gt(ev, 0);
-    cr_assert_eq(funnel_store_outbox_append_event(store, ev, "lead.created", (const uint8_t *)"E",
-                                                  1, 1000, NULL),
-                 0);
     cr_assert_eq(funnel_store_outbox_append_event(store, 0, "lead.created", (const uint8_t *)"E", 1,
                                                   1000, NULL),
                  FUNNEL_EINVAL);
