@@ -393,6 +393,33 @@ Test(store_open, schema_2_database_is_migrated_and_keeps_its_rows_and_seqs)
     cr_assert_eq(c.seq[2], 10);
 }
 
+/* The stop marker: absent (a new database, or one of an older build) reads as not clean, so the
+ * first start checks; it survives a reopen; a read-only store cannot write it. */
+Test(store_open, clean_stop_marker_round_trips_and_starts_unknown)
+{
+    bool clean = true;
+    store = open_at(db_path, false);
+    cr_assert_eq(funnel_store_clean_stop_get(store, &clean), 0);
+    cr_assert_not(clean, "no marker yet: not known to be clean");
+    cr_assert_eq(funnel_store_clean_stop_set(store, true), 0, "%s", funnel_store_errmsg(store));
+    funnel_store_destroy(&store);
+
+    store = open_at(db_path, false);
+    cr_assert_eq(funnel_store_clean_stop_get(store, &clean), 0);
+    cr_assert(clean);
+    begin(store); /* inside a batch it joins the transaction: a rollback undoes it */
+    cr_assert_eq(funnel_store_clean_stop_set(store, false), 0);
+    funnel_store_rollback(store);
+    cr_assert_eq(funnel_store_clean_stop_get(store, &clean), 0);
+    cr_assert(clean);
+    cr_assert_eq(funnel_store_clean_stop_set(store, false), 0);
+    funnel_store_t *ro = open_at(db_path, true);
+    cr_assert_eq(funnel_store_clean_stop_get(ro, &clean), 0);
+    cr_assert_not(clean);
+    cr_assert_eq(funnel_store_clean_stop_set(ro, true), FUNNEL_EINVAL);
+    funnel_store_destroy(&ro);
+}
+
 Test(store_open, newer_schema_is_refused)
 {
     sqlite3 *db;
