@@ -994,13 +994,29 @@ Test(e2e, database_locked_by_another_process_loses_nothing, .timeout = 60)
 
 /* Runs funneld on fd's database with every endpoint on an ephemeral port, expecting it to refuse
  * to start; returns its exit status with its output in out. */
+/* Runs funneld on the fixture's database with one optional --set (NULL: none). */
+static int run_funneld_on_db_with(char *out, size_t out_len, const char *set)
+{
+    const char *argv[] = {FUNNELD_PATH,
+                          "--database",
+                          fd.db,
+                          "--ingest",
+                          "tcp://127.0.0.1:*",
+                          "--submit",
+                          "tcp://127.0.0.1:*",
+                          "--publish",
+                          "tcp://127.0.0.1:*",
+                          "--replay",
+                          "tcp://127.0.0.1:*",
+                          set ? "--set" : NULL,
+                          set,
+                          NULL};
+    return fx_run(argv, out, out_len);
+}
+
 static int run_funneld_on_db(char *out, size_t out_len)
 {
-    const char *argv[] = {FUNNELD_PATH,        "--database",        fd.db,
-                          "--ingest",          "tcp://127.0.0.1:*", "--submit",
-                          "tcp://127.0.0.1:*", "--publish",         "tcp://127.0.0.1:*",
-                          "--replay",          "tcp://127.0.0.1:*", NULL};
-    return fx_run(argv, out, out_len);
+    return run_funneld_on_db_with(out, out_len, NULL);
 }
 
 Test(e2e, truncated_database_is_refused_at_start)
@@ -1041,10 +1057,12 @@ static void corrupt_outbox_root(const char *path)
     cr_assert_eq(fclose(f), 0);
 }
 
-Test(e2e, damaged_database_is_refused_at_start_and_tail_says_why)
+/* A crash (kill -9) leaves no clean-stop marker: the next start checks the file, whatever its
+ * size, and a damaged one is refused. */
+Test(e2e, damaged_database_after_a_crash_is_refused_at_start_and_tail_says_why)
 {
     cr_assert_eq(submit_many("evt-dmg", 400), 400);
-    cr_assert_eq(fx_daemon_stop(&fd), 0);
+    fx_daemon_kill(&fd);
     corrupt_outbox_root(fd.db);
     char out[8192];
     cr_assert_eq(run_funneld_on_db(out, sizeof out), 1, "%s", out);
@@ -1055,12 +1073,36 @@ Test(e2e, damaged_database_is_refused_at_start_and_tail_says_why)
      * what funneld said instead of "invalid argument". */
     const char *skip[] = {"--set", "quick_check=0", NULL};
     fx_daemon_start(&fd, tmp.path, skip);
-    cr_assert(fx_daemon_log_has(&fd, "quick_check skipped", 0));
+    cr_assert(fx_daemon_log_has(&fd, "quick_check skipped (quick_check = 0)", 0));
     const char *tail[] = {FUNNELCTL_PATH, "--publish",         fd.publish, "--replay", fd.replay,
                           "tail",         "--idle-timeout-ms", "500",      NULL};
     int status = fx_run(tail, out, sizeof out);
     cr_assert_eq(status, 1, "%s", out);
     cr_assert(strstr(out, "replay read failed") && strstr(out, "malformed"), "%s", out);
+}
+
+/* After a clean stop the start skips the whole-file read (restart-to-ready stays short on a big
+ * database); quick_check = 2 reads it at every start and still finds damage done since. */
+Test(e2e, quick_check_runs_after_a_crash_not_after_a_clean_stop_unless_asked)
+{
+    cr_assert_eq(submit_many("evt-qc", 50), 50);
+    fx_daemon_kill(&fd);
+    cr_assert_eq(truncate(fd.log, 0), 0); /* the log is appended to: only this start's lines */
+    fx_daemon_start(&fd, tmp.path, NULL);
+    cr_assert(fx_daemon_log_has(&fd, "quick_check ok", 0), "a crash must be followed by a check");
+    cr_assert(fx_daemon_log_has(&fd, "the last stop was not clean", 0));
+    cr_assert_eq(fx_daemon_stop(&fd), 0);
+
+    cr_assert_eq(truncate(fd.log, 0), 0);
+    fx_daemon_start(&fd, tmp.path, NULL);
+    cr_assert(fx_daemon_log_has(&fd, "quick_check skipped (the last stop was clean)", 0));
+    cr_assert(!fx_daemon_log_has(&fd, "quick_check ok", 0));
+    cr_assert_eq(fx_daemon_stop(&fd), 0);
+
+    corrupt_outbox_root(fd.db);
+    char out[8192];
+    cr_assert_eq(run_funneld_on_db_with(out, sizeof out, "quick_check=2"), 1, "%s", out);
+    cr_assert(strstr(out, "damaged") && strstr(out, "quick_check"), "%s", out);
 }
 
 /* Writes text to the test's reload.conf; path receives its name. */

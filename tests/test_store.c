@@ -8,6 +8,7 @@
 #include <criterion/criterion.h>
 
 #include "funnel/error.h"
+#include "router.h"
 #include "store.h"
 #include "harness.h"
 #include "sql_fx.h"
@@ -126,7 +127,7 @@ static int record_as(funnel_store_t *s, const char *id, const char *topic, int64
         .envelope = (const uint8_t *)env,
         .envelope_len = (size_t)n,
     };
-    return funnel_store_event_record(s, &row);
+    return funnel_store_event_record(s, &row, NULL);
 }
 
 static int record(funnel_store_t *s, const char *id)
@@ -202,6 +203,43 @@ static int collect_row(const funnel_outbox_row_t *row, void *arg)
     snprintf(c->body[c->n], sizeof c->body[0], "%.*s", (int)row->len, (const char *)row->envelope);
     c->n++;
     return c->stop_after && (int)c->n == c->stop_after ? 77 : 0;
+}
+
+/* One row's envelope, copied out of the callback (which stops the read: 1). */
+typedef struct first_row {
+    size_t len;
+    uint8_t bytes[512];
+} first_row_t;
+
+static int copy_first_row(const funnel_outbox_row_t *row, void *arg)
+{
+    first_row_t *out = arg;
+    cr_assert_leq(row->len, sizeof out->bytes);
+    out->len = row->len;
+    memcpy(out->bytes, row->envelope, row->len);
+    return 1;
+}
+
+/* Records an event whose envelope is body and republishes it by reference, as the router does;
+ * returns the outbox seq, *event_seq (optional) the events row. */
+static uint64_t record_republished(funnel_store_t *s, const char *id, const char *body,
+                                   int64_t *event_seq)
+{
+    int64_t ev = 0;
+    uint64_t seq = 0;
+    size_t len = strlen(body);
+    funnel_event_row_t row = {.event_id = id,
+                              .topic = "lead.created",
+                              .source = "crm",
+                              .envelope = (const uint8_t *)body,
+                              .envelope_len = len};
+    cr_assert_eq(funnel_store_event_record(s, &row, &ev), 0, "%s", funnel_store_errmsg(s));
+    cr_assert_eq(funnel_store_outbox_append_event(s, ev, "lead.created", (const uint8_t *)body, len,
+                                                  1000, &seq),
+                 0, "%s", funnel_store_errmsg(s));
+    if (event_seq)
+        *event_seq = ev;
+    return seq;
 }
 
 /* ---- open and migrations ------------------------------------------------------------------ */
@@ -306,6 +344,80 @@ Test(store_open, sqlite_file_of_another_program_is_refused)
     struct stat sb;
     cr_assert_eq(stat(db_path, &sb), 0);
     assert_refused_and_untouched("another program's database", sb.st_size);
+}
+
+/* A database as the baseline (schema 2) left it: the outbox copies every republished input and
+ * retention pruned its first rows, so the next seq comes from sqlite_sequence, not max(seq). */
+static const char schema2_db[] =
+    "CREATE TABLE events (seq INTEGER PRIMARY KEY, event_id TEXT NOT NULL UNIQUE, topic TEXT NOT "
+    "NULL, occurred_at_ms INTEGER NOT NULL, received_at_ms INTEGER NOT NULL, source TEXT NOT NULL, "
+    "envelope BLOB NOT NULL, claimed_source TEXT);"
+    "CREATE TABLE outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, "
+    "created_at_ms INTEGER NOT NULL, envelope BLOB NOT NULL);"
+    "CREATE TABLE dead_letters (id INTEGER PRIMARY KEY, received_at_ms INTEGER NOT NULL, topic "
+    "TEXT NOT NULL, event_id TEXT NOT NULL, reason TEXT NOT NULL, detail TEXT NOT NULL, payload "
+    "BLOB, payload_size INTEGER NOT NULL);"
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;"
+    "INSERT INTO meta VALUES ('published_seq', 9);"
+    "INSERT INTO events VALUES (1, 'old-1', 'lead.created', 1, 2, 'crm', x'0a01', NULL);"
+    "INSERT INTO outbox VALUES (8, 'lead.created', 2, x'0a01');"
+    "INSERT INTO outbox VALUES (9, 'sla.started', 2, x'0b02');"
+    "UPDATE sqlite_sequence SET seq = 9 WHERE name = 'outbox';"
+    "PRAGMA user_version = 2;";
+
+Test(store_open, schema_2_database_is_migrated_and_keeps_its_rows_and_seqs)
+{
+    sqlite3 *db;
+    cr_assert_eq(sqlite3_open(db_path, &db), SQLITE_OK);
+    cr_assert_eq(sqlite3_exec(db, schema2_db, NULL, NULL, NULL), SQLITE_OK, "%s",
+                 sqlite3_errmsg(db));
+    sqlite3_close(db);
+
+    store = open_at(db_path, false);
+    cr_assert_eq(funnel_store_schema_version(store), funnel_store_schema_latest());
+    cr_assert_eq(sql_int(store, "SELECT count(*) FROM outbox WHERE event_seq IS NULL"), 2,
+                 "rows written before keep their copies");
+    begin(store);
+    cr_assert_eq(record(store, "old-1"), FUNNEL_EDUP, "the dedupe record survives");
+    cr_assert_eq(record_republished(store, "new-1", "NEW", NULL), 10,
+                 "sequence numbers continue where the baseline left them");
+    commit(store);
+
+    collected_t c = {0};
+    cr_assert_eq(funnel_store_outbox_read(store, 1, 10, collect_row, &c), 0);
+    cr_assert_eq(c.n, 3);
+    cr_assert_str_eq(c.body[0], "\n\x01");
+    cr_assert_str_eq(c.body[1], "\x0b\x02");
+    cr_assert_str_eq(c.body[2], "NEW");
+    cr_assert_str_eq(c.topic[2], "lead.created");
+    cr_assert_eq(c.seq[2], 10);
+}
+
+/* The stop marker: absent (a new database, or one of an older build) reads as not clean, so the
+ * first start checks; it survives a reopen; a read-only store cannot write it. */
+Test(store_open, clean_stop_marker_round_trips_and_starts_unknown)
+{
+    bool clean = true;
+    store = open_at(db_path, false);
+    cr_assert_eq(funnel_store_clean_stop_get(store, &clean), 0);
+    cr_assert_not(clean, "no marker yet: not known to be clean");
+    cr_assert_eq(funnel_store_clean_stop_set(store, true), 0, "%s", funnel_store_errmsg(store));
+    funnel_store_destroy(&store);
+
+    store = open_at(db_path, false);
+    cr_assert_eq(funnel_store_clean_stop_get(store, &clean), 0);
+    cr_assert(clean);
+    begin(store); /* inside a batch it joins the transaction: a rollback undoes it */
+    cr_assert_eq(funnel_store_clean_stop_set(store, false), 0);
+    funnel_store_rollback(store);
+    cr_assert_eq(funnel_store_clean_stop_get(store, &clean), 0);
+    cr_assert(clean);
+    cr_assert_eq(funnel_store_clean_stop_set(store, false), 0);
+    funnel_store_t *ro = open_at(db_path, true);
+    cr_assert_eq(funnel_store_clean_stop_get(ro, &clean), 0);
+    cr_assert_not(clean);
+    cr_assert_eq(funnel_store_clean_stop_set(ro, true), FUNNEL_EINVAL);
+    funnel_store_destroy(&ro);
 }
 
 Test(store_open, newer_schema_is_refused)
@@ -907,6 +1019,64 @@ Test(store_outbox, published_seq_round_trips)
     cr_assert_eq(published(store), UINT64_C(1) << 40);
 }
 
+/* The republished input (what the router appends after recording an event) is stored once:
+ * its outbox row holds no copy of the envelope, yet pending, read and replay give the same
+ * bytes, on the writer and on a read-only connection. */
+Test(store_outbox, republished_input_is_stored_once_and_reads_back_identical)
+{
+    funnel_router_t *router = NULL;
+    cr_assert_eq(funnel_router_new(store, &router), 0);
+    funnel_envelope_t *env = fx_lead_created("once-1", "lead-1", 1000);
+    size_t len = 0;
+    uint8_t *raw = fx_pack(env, &len);
+    begin(store);
+    cr_assert_eq(funnel_router_apply(router, env, "lead.created", raw, len, 2000), 0, "%s",
+                 funnel_store_errmsg(store));
+    commit(store);
+
+    const funnel_outbox_row_t *rows = NULL;
+    cr_assert_eq(funnel_store_outbox_pending(store, &rows), 1);
+    cr_assert_eq(rows[0].len, len);
+    cr_assert_eq(memcmp(rows[0].envelope, raw, len), 0, "the publish sends the received bytes");
+    cr_assert_eq(sql_int(store, "SELECT coalesce(sum(length(envelope)), 0) FROM outbox"), 0,
+                 "the outbox must not copy what events holds");
+    cr_assert_eq(sql_int(store, "SELECT count(*) FROM outbox o JOIN events e ON "
+                                "e.seq = o.event_seq AND e.event_id = 'once-1'"),
+                 1);
+
+    funnel_store_t *ro = open_at(db_path, true);
+    funnel_store_t *readers[] = {store, ro};
+    for (size_t i = 0; i < 2; i++) {
+        first_row_t got = {0};
+        cr_assert_eq(funnel_store_outbox_read(readers[i], 1, 10, copy_first_row, &got), 1);
+        cr_assert_eq(got.len, len, "reader %zu", i);
+        cr_assert_eq(memcmp(got.bytes, raw, len), 0, "reader %zu: same bytes", i);
+    }
+    funnel_store_destroy(&ro);
+    free(raw);
+    funnel_envelope_free(&env);
+    funnel_router_destroy(&router);
+}
+
+/* An outbox row naming an event that is gone is an error, never an empty message. */
+Test(store_outbox, read_of_a_row_whose_event_is_gone_fails_loudly)
+{
+    begin(store);
+    int64_t ev = 0;
+    record_republished(store, "gone-1", "E", &ev);
+    cr_assert_gt(ev, 0);
+    cr_assert_eq(funnel_store_outbox_append_event(store, 0, "lead.created", (const uint8_t *)"E", 1,
+                                                  1000, NULL),
+                 FUNNEL_EINVAL);
+    commit(store);
+    sql_exec(store, "DELETE FROM events");
+    collected_t c = {0};
+    cr_assert_eq(funnel_store_outbox_read(store, 1, 10, collect_row, &c), FUNNEL_ESTORE);
+    cr_assert_eq(c.n, 0);
+    cr_assert(strstr(funnel_store_errmsg(store), "no longer holds"), "%s",
+              funnel_store_errmsg(store));
+}
+
 /* ---- dead letters and listings ------------------------------------------------------------ */
 
 TestSuite(store_list, .init = store_setup, .fini = teardown);
@@ -1310,7 +1480,7 @@ static int child_write(funnel_store_t *s, const char *prefix)
             .envelope = env,
             .envelope_len = sizeof env,
         };
-        if (funnel_store_savepoint(s) || funnel_store_event_record(s, &row) ||
+        if (funnel_store_savepoint(s) || funnel_store_event_record(s, &row, NULL) ||
             funnel_store_outbox_append(s, "child.out", env, sizeof env, i, NULL) ||
             funnel_store_savepoint_release(s))
             return CHILD_WRITE;
@@ -1462,7 +1632,7 @@ Test(store_crash, exit_after_commit_keeps_the_committed_batch)
                                   .source = "child",
                                   .envelope = env,
                                   .envelope_len = sizeof env};
-        if (funnel_store_event_record(s, &row) ||
+        if (funnel_store_event_record(s, &row, NULL) ||
             funnel_store_outbox_append(s, "child.out", env, sizeof env, 1, NULL) ||
             funnel_store_published_set(s, 2000000))
             _exit(CHILD_WRITE);

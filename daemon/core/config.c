@@ -74,9 +74,9 @@ static const opt_t options[] = {
     {"log_level", OPT_LOG_LEVEL, F(log_level), "info", 0, 0, true, "error, warn, info or debug"},
     {"sync", OPT_SYNC, F(sync), "normal", 0, 0, false,
      "normal (survives crashes) or full (also survives power loss, slower)"},
-    {"quick_check", OPT_INT, F(quick_check), "1", 0, 1, false,
-     "1 checks the database at start (PRAGMA quick_check) and refuses a damaged file; 0 skips "
-     "it (very large files)"},
+    {"quick_check", OPT_INT, F(quick_check), "1", 0, 2, false,
+     "PRAGMA quick_check at start refuses a damaged file: 1 after a stop that was not clean "
+     "(a crash), 2 at every start (reads the whole file), 0 never"},
     {"metrics", OPT_STRING, F(metrics), "off", 0, 0, false,
      "address:port of the Prometheus endpoint (/metrics, /healthz), or off"},
     {"engines", OPT_STRING, F(engines), "ledger,attribution,sla", 0, 0, false,

@@ -40,7 +40,7 @@ typedef struct funnel_config {
     int64_t refusal_budget_per_peer; /* dead-lettered refusals per submit peer a minute */
     funnel_log_level_t log_level;
     funnel_store_sync_t sync;
-    int64_t quick_check; /* 1: PRAGMA quick_check at start refuses a damaged file; 0: skipped */
+    int64_t quick_check; /* at start: 1 after an unclean stop, 2 always, 0 never */
     char *metrics;       /* "127.0.0.1:9464": Prometheus /metrics and /healthz; "off" disables */
     char *engines;       /* "ledger,attribution,sla" (the default), a subset, or "none" */
     /* `security = { server_key = "FILE"; clients = "FILE"; };`: CURVE on every socket with the

@@ -93,11 +93,14 @@ int funnel_router_apply_claimed(funnel_router_t *r, const funnel_envelope_t *env
         .envelope_len = len,
     };
     r->why = (funnel_refusal_t){.code = FUNNEL_REFUSE_NONE};
-    int rc = funnel_store_event_record(r->store, &row);
+    int64_t event_seq = 0;
+    int rc = funnel_store_event_record(r->store, &row, &event_seq);
     if (rc)
         return rc;
-    /* The input is republished as received: subscribers get the publisher's exact bytes. */
-    if ((rc = funnel_store_outbox_append(r->store, topic, envelope, len, now_ms, NULL)))
+    /* The input is republished as received: subscribers get the publisher's exact bytes, which
+     * the events row holds already. */
+    if ((rc = funnel_store_outbox_append_event(r->store, event_seq, topic, envelope, len, now_ms,
+                                               NULL)))
         return rc;
     for (size_t i = 0; i < r->n_engines; i++)
         if ((rc = r->engines[i].on_event(r->engines[i].self, r, env, now_ms)))

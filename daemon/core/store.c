@@ -2,7 +2,11 @@
  *
  * Keys are chosen so inserts land at the right edge of their B-trees: events and outbox rows are
  * keyed by an increasing integer; the one random-order index is events.event_id, which publishers
- * keep time-ordered by using UUIDv7/ULID ids (see docs/protocol.md). */
+ * keep time-ordered by using UUIDv7/ULID ids (see docs/protocol.md).
+ *
+ * Each input envelope is stored once, in events: its republication in the outbox names the
+ * events row (event_seq) and keeps an empty envelope. Events are the dedupe record and are kept
+ * for good (exactly-once holds for a repeat however late); the outbox is pruned by retention. */
 #include "store.h"
 #include "funnel/grow.h"
 #include "funnel/error.h"
@@ -44,6 +48,10 @@ static const char *const migrations[] = {
     /* 2: with `security`, source is the authenticated client; what the envelope claimed is
      * kept beside it for audit (NULL: the event came without security, source is the claim) */
     "ALTER TABLE events ADD COLUMN claimed_source TEXT;",
+    /* 3: the republished input is stored once. Its outbox row names the events row (event_seq)
+     * and keeps an empty envelope; readers take the bytes from events. Rows written before keep
+     * their copy (event_seq NULL) until retention prunes them: no rewrite of the table. */
+    "ALTER TABLE outbox ADD COLUMN event_seq INTEGER;",
 };
 #define MIGRATIONS (int)(sizeof migrations / sizeof migrations[0])
 
@@ -71,6 +79,7 @@ enum stmt_id {
     ST_DEAD_PRUNE,
     ST_META_GET,
     ST_META_SET,
+    ST_META_PUT,
     ST_EVENTS_LIST,
     ST_DEAD_LIST,
     ST_DEAD_USAGE,
@@ -98,10 +107,14 @@ static const struct {
     [ST_DEAD_INSERT] = {"INSERT INTO dead_letters(received_at_ms, topic, event_id, reason, detail, "
                         "payload, payload_size) VALUES (?,?,?,?,?,?,?)",
                         false},
-    [ST_OUTBOX_INSERT] = {"INSERT INTO outbox(topic, created_at_ms, envelope) VALUES (?,?,?)",
+    [ST_OUTBOX_INSERT] = {"INSERT INTO outbox(topic, created_at_ms, envelope, event_seq) "
+                          "VALUES (?,?,?,?)",
                           false},
-    [ST_OUTBOX_READ] = {"SELECT seq, topic, envelope FROM outbox WHERE seq >= ? ORDER BY seq "
-                        "LIMIT ?",
+    /* A row naming an event reads its envelope there: NULL (caught by the reader) would mean
+     * the event is gone, which the events' retention never allows while the outbox names it. */
+    [ST_OUTBOX_READ] = {"SELECT o.seq, o.topic, CASE WHEN o.event_seq IS NULL THEN o.envelope "
+                        "ELSE (SELECT e.envelope FROM events e WHERE e.seq = o.event_seq) END, "
+                        "o.event_seq FROM outbox o WHERE o.seq >= ? ORDER BY o.seq LIMIT ?",
                         true},
     [ST_OUTBOX_FIRST] = {"SELECT min(seq), max(seq) FROM outbox", true},
     [ST_OUTBOX_LAST] = {"SELECT seq FROM sqlite_sequence WHERE name = 'outbox'", true},
@@ -114,6 +127,7 @@ static const struct {
                        false},
     [ST_META_GET] = {"SELECT value FROM meta WHERE key = ?", true},
     [ST_META_SET] = {"UPDATE meta SET value = ? WHERE key = ?", false},
+    [ST_META_PUT] = {"INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", false},
     [ST_EVENTS_LIST] = {"SELECT * FROM (SELECT seq, event_id, topic, occurred_at_ms, "
                         "received_at_ms, source, envelope, claimed_source FROM events ORDER BY "
                         "seq DESC LIMIT ?) ORDER BY seq",
@@ -654,7 +668,7 @@ static void bind_text(sqlite3_stmt *st, int i, const char *s)
     sqlite3_bind_text(st, i, s ? s : "", -1, SQLITE_STATIC);
 }
 
-int funnel_store_event_record(funnel_store_t *s, const funnel_event_row_t *row)
+int funnel_store_event_record(funnel_store_t *s, const funnel_event_row_t *row, int64_t *seq)
 {
     if (txn_lost(s))
         return lost(s);
@@ -673,7 +687,11 @@ int funnel_store_event_record(funnel_store_t *s, const funnel_event_row_t *row)
     sqlite3_reset(st);
     if (rc != SQLITE_DONE)
         return fail(s);
-    return sqlite3_changes(s->db) == 0 ? FUNNEL_EDUP : 0;
+    if (sqlite3_changes(s->db) == 0)
+        return FUNNEL_EDUP;
+    if (seq)
+        *seq = sqlite3_last_insert_rowid(s->db);
+    return 0;
 }
 
 int funnel_store_dead_letter_add(funnel_store_t *s, const funnel_dead_letter_t *dl)
@@ -730,8 +748,10 @@ static int rows_push(funnel_store_t *s, uint64_t seq, const char *topic, const u
     return 0;
 }
 
-int funnel_store_outbox_append(funnel_store_t *s, const char *topic, const uint8_t *envelope,
-                               size_t len, int64_t created_at_ms, uint64_t *seq)
+/* Inserts one outbox row: its own envelope copy (event_seq 0), or a reference to the events row
+ * holding the same bytes. Either way the pending list keeps the bytes for the publish. */
+static int outbox_insert(funnel_store_t *s, const char *topic, const uint8_t *envelope, size_t len,
+                         int64_t event_seq, int64_t created_at_ms, uint64_t *seq)
 {
     if (!s->in_txn)
         return FUNNEL_EINVAL;
@@ -740,7 +760,13 @@ int funnel_store_outbox_append(funnel_store_t *s, const char *topic, const uint8
     sqlite3_stmt *st = s->stmt[ST_OUTBOX_INSERT];
     bind_text(st, 1, topic);
     sqlite3_bind_int64(st, 2, created_at_ms);
-    sqlite3_bind_blob(st, 3, envelope, (int)len, SQLITE_STATIC);
+    if (event_seq) {
+        sqlite3_bind_zeroblob(st, 3, 0);
+        sqlite3_bind_int64(st, 4, event_seq);
+    } else {
+        sqlite3_bind_blob(st, 3, envelope, (int)len, SQLITE_STATIC);
+        sqlite3_bind_null(st, 4);
+    }
     int rc = sqlite3_step(st);
     sqlite3_reset(st);
     if (rc != SQLITE_DONE)
@@ -749,6 +775,21 @@ int funnel_store_outbox_append(funnel_store_t *s, const char *topic, const uint8
     if (seq)
         *seq = assigned;
     return rows_push(s, assigned, topic, envelope, len);
+}
+
+int funnel_store_outbox_append(funnel_store_t *s, const char *topic, const uint8_t *envelope,
+                               size_t len, int64_t created_at_ms, uint64_t *seq)
+{
+    return outbox_insert(s, topic, envelope, len, 0, created_at_ms, seq);
+}
+
+int funnel_store_outbox_append_event(funnel_store_t *s, int64_t event_seq, const char *topic,
+                                     const uint8_t *envelope, size_t len, int64_t created_at_ms,
+                                     uint64_t *seq)
+{
+    if (event_seq <= 0)
+        return FUNNEL_EINVAL;
+    return outbox_insert(s, topic, envelope, len, event_seq, created_at_ms, seq);
 }
 
 size_t funnel_store_outbox_pending(const funnel_store_t *s, const funnel_outbox_row_t **rows)
@@ -824,6 +865,14 @@ int funnel_store_outbox_read(funnel_store_t *s, uint64_t from_seq, size_t limit,
             .envelope = sqlite3_column_blob(st, 2),
             .len = (size_t)sqlite3_column_bytes(st, 2),
         };
+        if (sqlite3_column_type(st, 2) == SQLITE_NULL) {
+            /* Publishing nothing in its place would hide the loss from every subscriber. */
+            snprintf(s->err, sizeof s->err,
+                     "outbox row %llu names event %lld, which the events table no longer holds",
+                     (unsigned long long)row.seq, (long long)sqlite3_column_int64(st, 3));
+            sqlite3_reset(st);
+            return FUNNEL_ESTORE;
+        }
         if ((stop = cb(&row, arg)))
             break;
     }
@@ -928,6 +977,40 @@ int funnel_store_published_set(funnel_store_t *s, uint64_t seq)
     sqlite3_bind_int64(st, 1, (sqlite3_int64)seq);
     bind_text(st, 2, "published_seq");
     int rc = exec_stmt(s, ST_META_SET);
+    sqlite3_clear_bindings(st);
+    return rc;
+}
+
+/* meta key of the stop marker: 1 written by a clean stop, 0 while a writer runs. */
+#define CLEAN_STOP_KEY "clean_stop"
+
+int funnel_store_clean_stop_get(funnel_store_t *s, bool *clean)
+{
+    sqlite3_stmt *st = s->stmt[ST_META_GET];
+    int64_t v = 0; /* absent (a database of an older build): not known to be clean */
+    bind_text(st, 1, CLEAN_STOP_KEY);
+    int rc = single_int64(s, st, &v, NULL);
+    sqlite3_clear_bindings(st);
+    *clean = !rc && v == 1;
+    return rc;
+}
+
+int funnel_store_clean_stop_set(funnel_store_t *s, bool clean)
+{
+    if (!s->stmt[ST_META_PUT])
+        return FUNNEL_EINVAL; /* read-only */
+    if (txn_lost(s))
+        return lost(s);
+    sqlite3_stmt *st = s->stmt[ST_META_PUT];
+    bind_text(st, 1, CLEAN_STOP_KEY);
+    sqlite3_bind_int64(st, 2, clean ? 1 : 0);
+    /* Outside a batch the statement is its own transaction: it may wait for another process's
+     * lock as migrations do (at start and at the stop, not on the loop's hot path). */
+    if (!s->in_txn)
+        sqlite3_busy_timeout(s->db, BUSY_WAIT_MS);
+    int rc = exec_stmt(s, ST_META_PUT);
+    if (!s->in_txn)
+        sqlite3_busy_timeout(s->db, 0);
     sqlite3_clear_bindings(st);
     return rc;
 }

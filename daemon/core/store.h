@@ -36,6 +36,13 @@ void funnel_store_destroy(funnel_store_t **store);
  * SQLite found (or why the check could not run) in err. Reads the whole file: seconds per GB. */
 int funnel_store_quick_check(funnel_store_t *store, char *err, size_t err_len);
 
+/* The stop marker, so a start can tell whether the last writer stopped cleanly: false while a
+ * writer runs (set at start), true once a clean stop committed it (set as the stop's last
+ * write). get answers false for a database without a marker (made by an older build). set runs
+ * inside the open transaction, or as its own when there is none; FUNNEL_EINVAL read-only. */
+int funnel_store_clean_stop_get(funnel_store_t *store, bool *clean);
+int funnel_store_clean_stop_set(funnel_store_t *store, bool clean);
+
 /* The last SQLite error message of this connection; valid until the next call. */
 const char *funnel_store_errmsg(const funnel_store_t *store);
 
@@ -110,8 +117,9 @@ typedef struct funnel_event_row {
 } funnel_event_row_t;
 
 /* Records an event once. Returns 0, FUNNEL_EDUP if event_id is known (nothing written), or
- * FUNNEL_ESTORE. Must be inside a transaction. */
-int funnel_store_event_record(funnel_store_t *store, const funnel_event_row_t *row);
+ * FUNNEL_ESTORE. Must be inside a transaction. *seq (optional) receives the new row's seq, for
+ * funnel_store_outbox_append_event. */
+int funnel_store_event_record(funnel_store_t *store, const funnel_event_row_t *row, int64_t *seq);
 
 typedef struct funnel_dead_letter {
     int64_t id; /* filled on read */
@@ -131,6 +139,14 @@ int funnel_store_dead_letter_add(funnel_store_t *store, const funnel_dead_letter
  * than any sequence ever handed out by this database, even after retention pruned everything. */
 int funnel_store_outbox_append(funnel_store_t *store, const char *topic, const uint8_t *envelope,
                                size_t len, int64_t created_at_ms, uint64_t *seq);
+
+/* Appends the republication of the event recorded as event_seq in this transaction, whose
+ * envelope bytes are `envelope`: the row names the events row instead of copying the bytes
+ * (stored once), and reads, replays and publishes exactly as a copy would. FUNNEL_EINVAL when
+ * event_seq is not a seq. */
+int funnel_store_outbox_append_event(funnel_store_t *store, int64_t event_seq, const char *topic,
+                                     const uint8_t *envelope, size_t len, int64_t created_at_ms,
+                                     uint64_t *seq);
 
 /* One output message; memory owned by the store (pending list) or valid during a callback. */
 typedef struct funnel_outbox_row {
