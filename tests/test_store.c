@@ -1680,20 +1680,58 @@ Test(store_checkpoint, deferred_checkpoint_waits_for_the_call)
 {
     cr_assert_eq(funnel_store_checkpoint(store), 0); /* takes checkpoints over */
     off_t before = file_size(db_path);
-    commit_pages(store, 1500);
+    commit_pages(store, 4500);
     cr_assert_eq(file_size(db_path), before, "COMMIT must leave the checkpoint to the caller");
     cr_assert_eq(funnel_store_checkpoint(store), 0);
-    cr_assert_gt(file_size(db_path), before + 1000 * 4096, "the call must checkpoint");
-    cr_assert_eq(n_outbox(store), 1500);
+    cr_assert_eq(funnel_store_checkpoint_settle(store), 0);
+    cr_assert_gt(file_size(db_path), before + 4000 * 4096, "the call must checkpoint");
+    cr_assert_eq(n_outbox(store), 4500);
     assert_integrity(store);
+}
+
+/* Below the threshold the call asks for nothing: a small WAL is left to grow, so a page that
+ * many batches rewrite is copied back once. */
+Test(store_checkpoint, a_small_wal_is_left_for_later)
+{
+    cr_assert_eq(funnel_store_checkpoint(store), 0);
+    off_t before = file_size(db_path);
+    commit_pages(store, 3000);
+    cr_assert_eq(funnel_store_checkpoint(store), 0);
+    cr_assert_eq(funnel_store_checkpoint_settle(store), 0);
+    cr_assert_eq(file_size(db_path), before);
 }
 
 Test(store_checkpoint, wal_stays_bounded_when_the_calls_stop)
 {
     cr_assert_eq(funnel_store_checkpoint(store), 0);
     off_t before = file_size(db_path);
-    commit_pages(store, 4500); /* nobody calls funnel_store_checkpoint() any more */
-    cr_assert_gt(file_size(db_path), before + 3000 * 4096, "COMMIT must checkpoint past 4000");
+    commit_pages(store, 16500); /* nobody calls funnel_store_checkpoint() any more */
+    cr_assert_gt(file_size(db_path), before + 12000 * 4096, "COMMIT must checkpoint past 16000");
+    /* Once the WAL is copied back and starts over, its file (grown past 64 MB) shrinks to the
+     * usual size. */
+    char wal[sizeof db_path + 8];
+    snprintf(wal, sizeof wal, "%s-wal", db_path);
+    cr_assert_eq(funnel_store_checkpoint(store), 0);
+    cr_assert_eq(funnel_store_checkpoint_settle(store), 0);
+    commit_pages(store, 100);
+    cr_assert_leq(file_size(wal), 16400000, "the WAL file must be cut back");
+}
+
+/* The checkpointer's connection closes first: the writer's, the last, copies what is left and
+ * removes the WAL, as a store without the thread does. */
+Test(store_checkpoint, destroy_stops_the_checkpointer_and_removes_the_wal)
+{
+    cr_assert_eq(funnel_store_checkpoint(store), 0);
+    commit_pages(store, 4500);
+    cr_assert_eq(funnel_store_checkpoint(store), 0); /* asked, maybe running: destroy waits */
+    funnel_store_destroy(&store);
+    char wal[sizeof db_path + 8];
+    snprintf(wal, sizeof wal, "%s-wal", db_path);
+    struct stat st;
+    cr_assert_neq(stat(wal, &st), 0, "the WAL must be gone after the last close");
+    store = open_at(db_path, false);
+    cr_assert_eq(n_outbox(store), 4500);
+    assert_integrity(store);
 }
 
 Test(store_checkpoint, refused_inside_a_transaction_and_read_only)

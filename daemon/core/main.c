@@ -68,7 +68,8 @@ static const char *override_key(int opt)
 /* Once the loop has returned, funneld has stopped and only releases memory and files. A stop
  * request that arrives now is already satisfied, and destroying the server removes its signal
  * watchers: blocked, such a request can no longer cut the clean-up short (status 143 instead
- * of 0). The other threads left (ZeroMQ's) block every signal themselves. */
+ * of 0). The other threads left (ZeroMQ's, the store's checkpointer) block every signal
+ * themselves. */
 static void block_stop_signals(void)
 {
     sigset_t set;

@@ -8,6 +8,8 @@
  * events row (event_seq) and keeps an empty envelope. Events are the dedupe record and are kept
  * for good (exactly-once holds for a repeat however late); the outbox is pruned by retention. */
 #include "store.h"
+
+#include "checkpointer.h"
 #include "funnel/grow.h"
 #include "funnel/error.h"
 
@@ -159,12 +161,15 @@ typedef struct pending_row {
     size_t len;      /* envelope bytes */
 } pending_row_t;
 
-/* Checkpoints once funnel_store_checkpoint() has taken them over (see store.h): it copies the WAL
- * back from WAL_CHECKPOINT_PAGES on, SQLite's own default threshold, so the WAL stays as small
- * as it always was; COMMIT still does it itself from WAL_HARD_PAGES on, so a caller that stops
- * calling cannot make the WAL grow without bound. */
-#define WAL_CHECKPOINT_PAGES 1000
+/* Checkpoints once funnel_store_checkpoint() has taken them over (see store.h): it asks the
+ * checkpointer thread to copy the WAL back from WAL_CHECKPOINT_PAGES on. A page that several
+ * batches rewrite (a B-tree's right edge, an index's inner pages) is copied once per checkpoint,
+ * not once per batch, so a WAL of a few thousand pages copies far less than SQLite's default of
+ * 1000. COMMIT still does it itself from WAL_HARD_PAGES on, so a caller that stops calling, or a
+ * checkpointer that cannot keep up, cannot make the WAL grow without bound. */
+#define WAL_CHECKPOINT_PAGES 4000
 #define WAL_HARD_PAGES       (4 * WAL_CHECKPOINT_PAGES)
+#define WAL_LIMIT_BYTES      "16400000" /* WAL_CHECKPOINT_PAGES frames of 4 KiB and their headers */
 
 #define BUSY_WAIT_MS 5000 /* read-only connections and migrations wait this long for a lock */
 
@@ -184,14 +189,15 @@ struct funnel_store {
     bool committed;            /* rows[] belong to a committed transaction */
     funnel_outbox_row_t *view; /* rows[] as the public rows, for callers */
     size_t cap_view;
-    bool ckpt_deferred; /* funnel_store_checkpoint() runs checkpoints, not COMMIT */
-    int wal_pages;      /* pages in the WAL after the last commit, once deferred */
-    int cache_kib;      /* the writer's page cache now; grown by cache_adapt() */
-    char err[256];      /* message of the last failure; "" since begin/savepoint */
-    bool txn_broken;    /* a savepoint could not be released or rolled back: the transaction
-                           holds an unknown part of an event, so only ROLLBACK is left */
-    bool busy;          /* the last failure was SQLITE_BUSY/LOCKED: worth trying again */
-    bool full;          /* the last failure was SQLITE_FULL: worth trying once space returns */
+    bool ckpt_deferred;          /* funnel_store_checkpoint() runs checkpoints, not COMMIT */
+    funnel_checkpointer_t *ckpt; /* the thread that runs them; NULL: they run inline */
+    int wal_pages;               /* pages in the WAL after the last commit, once deferred */
+    int cache_kib;               /* the writer's page cache now; grown by cache_adapt() */
+    char err[256];               /* message of the last failure; "" since begin/savepoint */
+    bool txn_broken; /* a savepoint could not be released or rolled back: the transaction
+                        holds an unknown part of an event, so only ROLLBACK is left */
+    bool busy;       /* the last failure was SQLITE_BUSY/LOCKED: worth trying again */
+    bool full;       /* the last failure was SQLITE_FULL: worth trying once space returns */
 };
 
 /* Keeps the message of a failure: the ROLLBACK that follows it would otherwise leave
@@ -448,10 +454,14 @@ static int configure(sqlite3 *db, bool read_only, funnel_store_sync_t sync, char
                      size_t err_len)
 {
     char *msg = NULL;
+    /* journal_size_limit: a WAL that grew to WAL_HARD_PAGES while a backfill kept the
+     * checkpointer behind is cut back to WAL_CHECKPOINT_PAGES once it starts over. */
     const char *sql = read_only ? ""
                       : sync == FUNNEL_STORE_SYNC_FULL
                           ? "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;"
-                          : "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;";
+                            " PRAGMA journal_size_limit = " WAL_LIMIT_BYTES ";"
+                          : "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;"
+                            " PRAGMA journal_size_limit = " WAL_LIMIT_BYTES ";";
     sqlite3_busy_timeout(db, BUSY_WAIT_MS);
     if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
         snprintf(err, err_len, "%s", msg ? msg : sqlite3_errmsg(db));
@@ -576,6 +586,8 @@ void funnel_store_destroy(funnel_store_t **store)
     free(s->rows);
     free(s->arena);
     free(s->view);
+    /* Before the writer's connection: the last one to close checkpoints and removes the WAL. */
+    funnel_checkpointer_destroy(&s->ckpt);
     for (int i = 0; i < ST_COUNT_; i++)
         sqlite3_finalize(s->stmt[i]);
     sqlite3_close(s->db);
@@ -842,13 +854,26 @@ int funnel_store_checkpoint(funnel_store_t *s)
     if (!s->ckpt_deferred) {
         sqlite3_wal_hook(s->db, wal_committed, s);
         s->ckpt_deferred = true;
+        char why[200];
+        const char *path = sqlite3_db_filename(s->db, "main");
+        if (path && *path && funnel_checkpointer_new(path, &s->ckpt, why, sizeof why))
+            snprintf(s->err, sizeof s->err, "%.200s; checkpoints run inline", why);
     }
     if (s->wal_pages < WAL_CHECKPOINT_PAGES)
         return 0;
     s->wal_pages = 0; /* the next commit tells how much is left (all, while a reader pins it) */
+    if (s->ckpt)
+        return funnel_checkpointer_request(s->ckpt, s->err, sizeof s->err) ? FUNNEL_ESTORE : 0;
     int rc = sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
     /* BUSY: another connection is checkpointing, which is as good. */
     return rc == SQLITE_OK || rc == SQLITE_BUSY ? 0 : fail(s);
+}
+
+int funnel_store_checkpoint_settle(funnel_store_t *s)
+{
+    if (!s->ckpt)
+        return 0;
+    return funnel_checkpointer_wait(s->ckpt, s->err, sizeof s->err) ? FUNNEL_ESTORE : 0;
 }
 
 int funnel_store_outbox_read(funnel_store_t *s, uint64_t from_seq, size_t limit,

@@ -93,14 +93,21 @@ int funnel_store_savepoint_rollback(funnel_store_t *store);
  * (some I/O errors end a transaction on their own). */
 bool funnel_store_in_transaction(const funnel_store_t *store);
 
-/* Copies the WAL back into the database when it has grown to 1000 pages (a PASSIVE checkpoint),
- * at a moment the caller chooses. By default SQLite does this inside the COMMIT that crosses
- * that size, so whatever waits for the COMMIT (acks, publishes) waits for the copy and its
- * fsyncs too. The first call hands checkpoints over to this function for good: call it between
- * transactions, after answering. COMMIT then checkpoints by itself only past 4000 pages, so the
- * WAL stays bounded if the calls stop. Returns 0, FUNNEL_EINVAL inside a transaction or on a
- * read-only store, or FUNNEL_ESTORE (the committed data is safe in the WAL all the same). */
+/* Has the WAL copied back into the database once it has grown to 4000 pages (a PASSIVE
+ * checkpoint), by a thread of the store's own with its own connection, so the caller's thread
+ * goes on with the next batch meanwhile. By default SQLite does this inside the COMMIT that
+ * crosses 1000 pages, so whatever waits for the COMMIT (acks, publishes) waits for the copy and
+ * its fsyncs too. The first call hands checkpoints over to this function for good: call it
+ * between transactions, after answering. COMMIT then checkpoints by itself only past 16000
+ * pages, so the WAL stays bounded if the calls stop or the thread falls behind. If the thread
+ * cannot start, checkpoints run inline in this call. Returns 0, FUNNEL_EINVAL inside a
+ * transaction or on a read-only store, or FUNNEL_ESTORE when a checkpoint failed (the message
+ * says why; the committed data is safe in the WAL all the same). */
 int funnel_store_checkpoint(funnel_store_t *store);
+
+/* Waits until the checkpoint asked for by funnel_store_checkpoint() has run (tests; the store's
+ * destroy waits by itself). Returns 0 or FUNNEL_ESTORE when one failed. */
+int funnel_store_checkpoint_settle(funnel_store_t *store);
 
 /* --- rows ------------------------------------------------------------------------------- */
 typedef struct funnel_event_row {
