@@ -427,6 +427,38 @@ static int64_t count_rows(const char *sql)
     return fx_sql_int(funnel_store_db(store), sql, NULL);
 }
 
+/* A key's events find its last log row in memory: the store is read once per key. */
+Test(sla, a_keys_last_log_row_is_read_from_the_store_once)
+{
+    send(fx_qualified("q1", "L1", SQL, T0));
+    send(fx_touched("t1", "L1", T0 + MN));
+    send(fx_touched("t2", "L1", T0 + 2 * MN));
+    send(fx_contacted("c1", "L1", T0 + 3 * MN));
+    send(fx_contacted("c2", "L2", T0 + 4 * MN)); /* never started: held */
+    send(fx_touched("t3", "L2", T0 + 5 * MN));
+    cr_assert_eq(funnel_sla_log_reads(sla), 2, "one read for L1, one for L2");
+    /* A touch that occurred before L1's stop is late, in memory as in the store. */
+    send_at(fx_touched("t0", "L1", T0 + 2 * MN + 30000), T0 + 6 * MN);
+    cr_assert_eq(funnel_sla_log_reads(sla), 2);
+    cr_assert_eq(count_rows("SELECT count(*) FROM sla_log WHERE key = 'L1'"), 5);
+    cr_assert_eq(count_rows("SELECT 1 FROM sla_instance WHERE key = 'L1' AND state = 'met'"), 1);
+}
+
+/* A rollback may have undone log rows memory holds: the next event of the key reads the store,
+ * and a start whose first attempt was undone still takes the events held for it. */
+Test(sla, a_rollback_forgets_the_last_log_rows_in_memory)
+{
+    send(fx_contacted("c1", "L1", T0 + 10 * MN)); /* held */
+    send_failed(fx_qualified("q1", "L1", SQL, T0), T0 + 11 * MN);
+    size_t reads = funnel_sla_log_reads(sla);
+    send_at(fx_qualified("q1", "L1", SQL, T0), T0 + 12 * MN);
+    cr_assert_eq(funnel_sla_log_reads(sla), reads + 1, "read again after the rollback");
+    cr_assert_eq(count_rows("SELECT count(*) FROM sla_log WHERE key = 'L1'"), 2);
+    cr_assert_eq(count_rows("SELECT 1 FROM sla_instance WHERE key = 'L1' AND state = 'met'"), 1);
+    next_out("sla.met");
+    no_more_out();
+}
+
 Test(sla, batch_rollback_after_a_savepoint_rollback_restores_versions_and_count)
 {
     funnel_engine_t engine;
@@ -1689,6 +1721,22 @@ Test(sla, the_horizon_prunes_met_history_and_refuses_older_events_of_pruned_keys
     cr_assert_eq(rows_of_key("sla_instance", "L5"), 1);
     cr_assert_eq(count_rows("SELECT id FROM sla_deleted_max"), 1,
                  "the pruned id is never given again");
+}
+
+/* A prune deletes log rows memory may hold: the next event of the key reads the store. */
+Test(sla, a_prune_forgets_the_last_log_rows_of_its_keys)
+{
+    horizon_set("10d");
+    send(fx_qualified("q1", "L1", SQL, T0));
+    send(fx_contacted("c1", "L1", T0 + 30 * MN));
+    send(fx_qualified("q3", "L3", SQL, T0 + 11 * D));
+    tick(T0 + 11 * D);
+    cr_assert_eq(rows_of_key("sla_log", "L1"), 0);
+    size_t reads = funnel_sla_log_reads(sla);
+    send(fx_qualified("q2", "L1", SQL, T0 + 11 * D + MN));
+    cr_assert_eq(funnel_sla_log_reads(sla), reads + 1, "read again after the prune");
+    cr_assert_eq(rows_of_key("sla_log", "L1"), 1);
+    cr_assert_eq(count_rows("SELECT 1 FROM sla_instance WHERE key = 'L1' AND state = 'open'"), 1);
 }
 
 Test(sla, a_horizon_of_0_keeps_everything)
