@@ -691,9 +691,10 @@ void funnel_sla_reloads(const funnel_sla_t *sla, size_t *version_loads, size_t *
     *heap_rebuilds = sla->heap_rebuilds;
 }
 
-size_t funnel_sla_log_reads(const funnel_sla_t *sla)
+void funnel_sla_store_reads(const funnel_sla_t *sla, size_t *log_reads, size_t *held_reads)
 {
-    return sla->log_reads;
+    *log_reads = sla->log_reads;
+    *held_reads = sla->held_reads;
 }
 
 int funnel_sla_engine_create(funnel_store_t *store, const void *section, const funnel_log_t *log,

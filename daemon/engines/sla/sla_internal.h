@@ -128,8 +128,9 @@ typedef struct start_attrs {
 
 /* What S_LOG_LAST says of one (policy, key), kept in memory (sla_recompute.c). */
 typedef struct log_last {
-    bool used; /* the slot holds (policy, key) */
-    bool any;  /* the log has a row; the last one is (at, rank, event_id) */
+    bool used;      /* the slot holds (policy, key) */
+    bool any;       /* the log has a row; the last one is (at, rank, event_id) */
+    bool held_none; /* sla_held has no row of (policy, key) (learnt when its log began) */
     int64_t at;
     int rank;
     char policy[ID_BUF], key[ID_BUF], event_id[ID_BUF];
@@ -167,7 +168,7 @@ struct funnel_sla {
     unsigned dirty;
     size_t n_vers_known; /* vers[0..n_vers_known) are committed; later ones may be undone */
     size_t version_loads, heap_rebuilds; /* for funnel_sla_reloads */
-    size_t log_reads;                    /* S_LOG_LAST runs, for funnel_sla_log_reads */
+    size_t log_reads, held_reads;        /* S_LOG_LAST, S_HELD runs: funnel_sla_store_reads */
     log_last_t *log_last;                /* LOG_LAST_SLOTS, a cache by (policy, key) */
     quota_state_t *quotas;
     size_t n_quotas;
@@ -254,6 +255,10 @@ int sla_log_event(funnel_sla_t *sla, const funnel_envelope_t *env, bool *late);
  * key after a rollback. */
 void sla_log_last_forget(funnel_sla_t *sla, const char *policy, const char *key);
 void sla_log_last_clear(funnel_sla_t *sla);
+/* Whether memory knows sla_held has no row of (policy, key); what sla_hold tells it when it
+ * holds one. */
+bool sla_held_none(funnel_sla_t *sla, const char *policy, const char *key);
+void sla_held_added(funnel_sla_t *sla, const char *policy, const char *key);
 int sla_late_event(funnel_sla_t *sla, funnel_router_t *router, const funnel_envelope_t *env,
                    int64_t now_ms, bool *late);
 

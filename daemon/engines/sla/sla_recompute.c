@@ -68,7 +68,9 @@ static int log_add(funnel_sla_t *sla, const funnel_sla_policy_t *p, const char *
  * it is late. A direct-mapped cache of LOG_LAST_SLOTS entries keeps it for recent keys: an entry
  * says what S_LOG_LAST would return (a row, or none), and each write to sla_log keeps it so: the
  * rows logged here raise it, held rows joining the log and a prune (sla_log_last_forget) drop it,
- * and a rollback, which may undo any of them, drops them all (sla_log_last_clear). */
+ * and a rollback, which may undo any of them, drops them all (sla_log_last_clear). An entry also
+ * knows when sla_held has no row of its key, as seen when the key's log began (S_LOG_HELD took
+ * none), until sla_hold holds one (sla_held_added): its start then skips S_HELD. */
 
 static uint64_t fnv1a(uint64_t h, const char *s)
 {
@@ -117,6 +119,7 @@ static int log_last_get(funnel_sla_t *sla, const char *policy, const char *key, 
     if (!e->used)
         return FUNNEL_ESTORE;
     e->any = step == SQLITE_ROW;
+    e->held_none = false;
     snprintf(e->policy, sizeof e->policy, "%s", policy);
     snprintf(e->key, sizeof e->key, "%s", key);
     return 0;
@@ -138,6 +141,19 @@ void sla_log_last_forget(funnel_sla_t *sla, const char *policy, const char *key)
     log_last_t *e = log_last_slot(sla, policy, key);
     if (log_last_is(e, policy, key))
         e->used = false;
+}
+
+bool sla_held_none(funnel_sla_t *sla, const char *policy, const char *key)
+{
+    log_last_t *e = log_last_slot(sla, policy, key);
+    return log_last_is(e, policy, key) && e->held_none;
+}
+
+void sla_held_added(funnel_sla_t *sla, const char *policy, const char *key)
+{
+    log_last_t *e = log_last_slot(sla, policy, key);
+    if (log_last_is(e, policy, key))
+        e->held_none = false;
 }
 
 void sla_log_last_clear(funnel_sla_t *sla)
@@ -186,8 +202,9 @@ int sla_log_event(funnel_sla_t *sla, const funnel_envelope_t *env, bool *late)
             sqlite3_stmt *s = sla_stmt(sla, S_LOG_HELD);
             bind_pk(s, p->name, key);
             rc = sla_step_done(s);
-            if (!rc && sqlite3_changes(sla->db) > 0)
-                e->used = false; /* rows of any time joined: read the last one when needed */
+            /* Rows of any time joined: read the last one when needed. None: none is held. */
+            e->used = e->used && !rc && sqlite3_changes(sla->db) == 0;
+            e->held_none = true;
         }
         if (!rc && starts) {
             sla_start_attrs(p, env, &a);
