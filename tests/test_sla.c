@@ -1751,14 +1751,21 @@ Test(sla, the_horizon_prunes_met_history_and_refuses_older_events_of_pruned_keys
                  "the pruned id is never given again");
 }
 
+/* Under horizon: L1's instance met at T0 + 30m, then L3's started at T0 + later, and the timer
+ * pass (the prune) at that time. */
+static void met_then_start_later(const char *horizon, int64_t later)
+{
+    horizon_set(horizon);
+    send(fx_qualified("q1", "L1", SQL, T0));
+    send(fx_contacted("c1", "L1", T0 + 30 * MN));
+    send(fx_qualified("q3", "L3", SQL, T0 + later));
+    tick(T0 + later);
+}
+
 /* A prune deletes log rows memory may hold: the next event of the key reads the store. */
 Test(sla, a_prune_forgets_the_last_log_rows_of_its_keys)
 {
-    horizon_set("10d");
-    send(fx_qualified("q1", "L1", SQL, T0));
-    send(fx_contacted("c1", "L1", T0 + 30 * MN));
-    send(fx_qualified("q3", "L3", SQL, T0 + 11 * D));
-    tick(T0 + 11 * D);
+    met_then_start_later("10d", 11 * D);
     cr_assert_eq(rows_of_key("sla_log", "L1"), 0);
     size_t reads = log_reads();
     send(fx_qualified("q2", "L1", SQL, T0 + 11 * D + MN));
@@ -1769,11 +1776,7 @@ Test(sla, a_prune_forgets_the_last_log_rows_of_its_keys)
 
 Test(sla, a_horizon_of_0_keeps_everything)
 {
-    horizon_set("0");
-    send(fx_qualified("q1", "L1", SQL, T0));
-    send(fx_contacted("c1", "L1", T0 + 30 * MN));
-    send(fx_qualified("q3", "L3", SQL, T0 + 900 * D));
-    tick(T0 + 900 * D);
+    met_then_start_later("0", 900 * D);
     cr_assert_eq(rows_of_key("sla_instance", "L1"), 1);
     send(fx_qualified("q4", "L4", SQL, T0)); /* nothing is beyond a horizon of 0 */
     cr_assert_eq(rows_of_key("sla_instance", "L4"), 1);
