@@ -427,6 +427,66 @@ static int64_t count_rows(const char *sql)
     return fx_sql_int(funnel_store_db(store), sql, NULL);
 }
 
+/* How often the engine read the last log row of a key from the store. */
+static size_t log_reads(void)
+{
+    size_t log, held;
+    funnel_sla_store_reads(sla, &log, &held);
+    return log;
+}
+
+/* How often a start read the events held for it from the store. */
+static size_t held_reads(void)
+{
+    size_t log, held;
+    funnel_sla_store_reads(sla, &log, &held);
+    return held;
+}
+
+/* A key's events find its last log row in memory: the store is read once per key. */
+Test(sla, a_keys_last_log_row_is_read_from_the_store_once)
+{
+    send(fx_qualified("q1", "L1", SQL, T0));
+    send(fx_touched("t1", "L1", T0 + MN));
+    send(fx_touched("t2", "L1", T0 + 2 * MN));
+    send(fx_contacted("c1", "L1", T0 + 3 * MN));
+    send(fx_contacted("c2", "L2", T0 + 4 * MN)); /* never started: held */
+    send(fx_touched("t3", "L2", T0 + 5 * MN));
+    cr_assert_eq(log_reads(), 2, "one read for L1, one for L2");
+    /* A touch that occurred before L1's stop is late, in memory as in the store. */
+    send_at(fx_touched("t0", "L1", T0 + 2 * MN + 30000), T0 + 6 * MN);
+    cr_assert_eq(log_reads(), 2);
+    cr_assert_eq(count_rows("SELECT count(*) FROM sla_log WHERE key = 'L1'"), 5);
+    cr_assert_eq(count_rows("SELECT 1 FROM sla_instance WHERE key = 'L1' AND state = 'met'"), 1);
+}
+
+/* A start of a key with nothing held skips reading the held events; one with an event held
+ * before it reads and applies them. */
+Test(sla, a_start_reads_held_events_only_when_its_key_may_have_some)
+{
+    send(fx_qualified("q1", "L1", SQL, T0));
+    cr_assert_eq(held_reads(), 0, "L1 had nothing held");
+    send(fx_contacted("c2", "L2", T0 + MN)); /* held: L2 has no start yet */
+    send(fx_qualified("q2", "L2", SQL, T0));
+    cr_assert_eq(held_reads(), 1);
+    cr_assert_eq(count_rows("SELECT 1 FROM sla_instance WHERE key = 'L2' AND state = 'met'"), 1);
+}
+
+/* A rollback may have undone log rows memory holds: the next event of the key reads the store,
+ * and a start whose first attempt was undone still takes the events held for it. */
+Test(sla, a_rollback_forgets_the_last_log_rows_in_memory)
+{
+    send(fx_contacted("c1", "L1", T0 + 10 * MN)); /* held */
+    send_failed(fx_qualified("q1", "L1", SQL, T0), T0 + 11 * MN);
+    size_t reads = log_reads();
+    send_at(fx_qualified("q1", "L1", SQL, T0), T0 + 12 * MN);
+    cr_assert_eq(log_reads(), reads + 1, "read again after the rollback");
+    cr_assert_eq(count_rows("SELECT count(*) FROM sla_log WHERE key = 'L1'"), 2);
+    cr_assert_eq(count_rows("SELECT 1 FROM sla_instance WHERE key = 'L1' AND state = 'met'"), 1);
+    next_out("sla.met");
+    no_more_out();
+}
+
 Test(sla, batch_rollback_after_a_savepoint_rollback_restores_versions_and_count)
 {
     funnel_engine_t engine;
@@ -1691,13 +1751,32 @@ Test(sla, the_horizon_prunes_met_history_and_refuses_older_events_of_pruned_keys
                  "the pruned id is never given again");
 }
 
-Test(sla, a_horizon_of_0_keeps_everything)
+/* Under horizon: L1's instance met at T0 + 30m, then L3's started at T0 + later, and the timer
+ * pass (the prune) at that time. */
+static void met_then_start_later(const char *horizon, int64_t later)
 {
-    horizon_set("0");
+    horizon_set(horizon);
     send(fx_qualified("q1", "L1", SQL, T0));
     send(fx_contacted("c1", "L1", T0 + 30 * MN));
-    send(fx_qualified("q3", "L3", SQL, T0 + 900 * D));
-    tick(T0 + 900 * D);
+    send(fx_qualified("q3", "L3", SQL, T0 + later));
+    tick(T0 + later);
+}
+
+/* A prune deletes log rows memory may hold: the next event of the key reads the store. */
+Test(sla, a_prune_forgets_the_last_log_rows_of_its_keys)
+{
+    met_then_start_later("10d", 11 * D);
+    cr_assert_eq(rows_of_key("sla_log", "L1"), 0);
+    size_t reads = log_reads();
+    send(fx_qualified("q2", "L1", SQL, T0 + 11 * D + MN));
+    cr_assert_eq(log_reads(), reads + 1, "read again after the prune");
+    cr_assert_eq(rows_of_key("sla_log", "L1"), 1);
+    cr_assert_eq(count_rows("SELECT 1 FROM sla_instance WHERE key = 'L1' AND state = 'open'"), 1);
+}
+
+Test(sla, a_horizon_of_0_keeps_everything)
+{
+    met_then_start_later("0", 900 * D);
     cr_assert_eq(rows_of_key("sla_instance", "L1"), 1);
     send(fx_qualified("q4", "L4", SQL, T0)); /* nothing is beyond a horizon of 0 */
     cr_assert_eq(rows_of_key("sla_instance", "L4"), 1);

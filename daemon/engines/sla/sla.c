@@ -574,6 +574,7 @@ static void sla_on_rollback(void *self)
     /* Quotas recompute from their rows on the next timer pass. */
     for (size_t i = 0; i < sla->n_quotas; i++)
         sla->quotas[i].next_at = INT64_MIN;
+    sla_log_last_clear(sla); /* the undone work may have logged rows or pruned them */
     int rc = versions_check(sla);
     if (!rc && (sla->dirty & D_OPEN))
         rc = open_recount(sla);
@@ -604,7 +605,8 @@ int funnel_sla_new(funnel_store_t *store, const funnel_sla_config_t *cfg, const 
     int rc = FUNNEL_ENOMEM;
     *out = NULL;
     funnel_sla_t *sla = calloc(1, sizeof *sla);
-    if (!sla || funnel_timerheap_new(&sla->heap))
+    if (!sla || !(sla->log_last = calloc(LOG_LAST_SLOTS, sizeof *sla->log_last)) ||
+        funnel_timerheap_new(&sla->heap))
         goto fail;
     sla->store = store;
     sla->db = funnel_store_db(store);
@@ -655,6 +657,7 @@ void funnel_sla_destroy(funnel_sla_t **slap)
     }
     free(sla->quotas);
     funnel_timerheap_destroy(&sla->heap);
+    free(sla->log_last);
     free(sla);
     *slap = NULL;
 }
@@ -686,6 +689,12 @@ void funnel_sla_reloads(const funnel_sla_t *sla, size_t *version_loads, size_t *
 {
     *version_loads = sla->version_loads;
     *heap_rebuilds = sla->heap_rebuilds;
+}
+
+void funnel_sla_store_reads(const funnel_sla_t *sla, size_t *log_reads, size_t *held_reads)
+{
+    *log_reads = sla->log_reads;
+    *held_reads = sla->held_reads;
 }
 
 int funnel_sla_engine_create(funnel_store_t *store, const void *section, const funnel_log_t *log,

@@ -61,6 +61,11 @@ size_t funnel_sla_timers(const funnel_sla_t *sla);
  * redoes only what it may have made wrong. */
 void funnel_sla_reloads(const funnel_sla_t *sla, size_t *version_loads, size_t *heap_rebuilds);
 
+/* How often the engine has read the last log row of a (policy, key) and the events held for a
+ * start from the store, for tests and diagnostics: a key's recent events find the first in
+ * memory, and a start of a key known to have nothing held skips the second. */
+void funnel_sla_store_reads(const funnel_sla_t *sla, size_t *log_reads, size_t *held_reads);
+
 /* The registry's hooks (engines/registry.c): section is the live funnel_sla_config_t. */
 int funnel_sla_engine_create(funnel_store_t *store, const void *section, const funnel_log_t *log,
                              funnel_engine_t *engine);

@@ -48,6 +48,7 @@ int sla_hold(funnel_sla_t *sla, const funnel_envelope_t *env, int64_t now_ms)
             sqlite3_bind_text(s, 6, funnel_sla_field(env, p->owner, obuf, sizeof obuf), -1,
                               SQLITE_TRANSIENT);
         rc = sla_step_done(s);
+        sla_held_added(sla, p->name, key);
         held = true;
     }
     free(live);
@@ -76,15 +77,18 @@ typedef struct held {
 int sla_apply_held(funnel_sla_t *sla, funnel_router_t *router, pver_t *v, inst_t *in,
                    int64_t now_ms, bool *applied)
 {
+    *applied = false;
+    if (sla_held_none(sla, in->policy, in->key))
+        return 0;
     held_t *batch = malloc(HELD_BATCH * sizeof *batch);
     int rc = batch ? 0 : FUNNEL_ENOMEM;
     size_t n = HELD_BATCH;
-    *applied = false;
     while (!rc && n == HELD_BATCH && in->state != ST_MET) {
         sqlite3_stmt *s = sla_stmt(sla, S_HELD);
         sqlite3_bind_text(s, 1, in->policy, -1, SQLITE_STATIC);
         sqlite3_bind_text(s, 2, in->key, -1, SQLITE_STATIC);
         sqlite3_bind_int64(s, 3, in->opened_at);
+        sla->held_reads++;
         for (n = 0; n < HELD_BATCH && (rc = sqlite3_step(s)) == SQLITE_ROW; n++) {
             batch[n].id = sqlite3_column_int64(s, 0);
             batch[n].occurred_at = sqlite3_column_int64(s, 1);

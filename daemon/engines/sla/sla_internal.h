@@ -15,10 +15,11 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define NONE        INT64_MAX /* no time: paused due, nothing scheduled */
-#define LIVE_MAX    16        /* live instances of one key handled per event */
-#define ID_BUF      (FUNNEL_ID_MAX + 1)
-#define QUOTA_BATCH 64 /* periods closed per quota per timer pass */
+#define NONE           INT64_MAX /* no time: paused due, nothing scheduled */
+#define LIVE_MAX       16        /* live instances of one key handled per event */
+#define ID_BUF         (FUNNEL_ID_MAX + 1)
+#define QUOTA_BATCH    64   /* periods closed per quota per timer pass */
+#define LOG_LAST_SLOTS 8192 /* (policy, key)s whose last log row memory keeps (sla_recompute.c) */
 enum stmt_id {
     S_VERSIONS,
     S_VERSION_ADD,
@@ -125,6 +126,16 @@ typedef struct start_attrs {
     int inherit; /* I_* bits */
 } start_attrs_t;
 
+/* What S_LOG_LAST says of one (policy, key), kept in memory (sla_recompute.c). */
+typedef struct log_last {
+    bool used;      /* the slot holds (policy, key) */
+    bool any;       /* the log has a row; the last one is (at, rank, event_id) */
+    bool held_none; /* sla_held has no row of (policy, key) (learnt when its log began) */
+    int64_t at;
+    int rank;
+    char policy[ID_BUF], key[ID_BUF], event_id[ID_BUF];
+} log_last_t;
+
 /* One stop, reset, pause, resume or reassignment as an instance receives it. */
 typedef struct change {
     int kinds; /* K_* bits */
@@ -157,6 +168,8 @@ struct funnel_sla {
     unsigned dirty;
     size_t n_vers_known; /* vers[0..n_vers_known) are committed; later ones may be undone */
     size_t version_loads, heap_rebuilds; /* for funnel_sla_reloads */
+    size_t log_reads, held_reads;        /* S_LOG_LAST, S_HELD runs: funnel_sla_store_reads */
+    log_last_t *log_last;                /* LOG_LAST_SLOTS, a cache by (policy, key) */
     quota_state_t *quotas;
     size_t n_quotas;
     /* Retention (sla_retention.c): the highest event time seen (INT64_MIN: none), its value
@@ -238,6 +251,14 @@ int sla_apply_held(funnel_sla_t *sla, funnel_router_t *router, pver_t *v, inst_t
 /* ---- sla_recompute.c: the per-key log and recomputation ----------------------------------- */
 
 int sla_log_event(funnel_sla_t *sla, const funnel_envelope_t *env, bool *late);
+/* Drop what memory keeps of the log of (policy, key) after rows of it were deleted; of every
+ * key after a rollback. */
+void sla_log_last_forget(funnel_sla_t *sla, const char *policy, const char *key);
+void sla_log_last_clear(funnel_sla_t *sla);
+/* Whether memory knows sla_held has no row of (policy, key); what sla_hold tells it when it
+ * holds one. */
+bool sla_held_none(funnel_sla_t *sla, const char *policy, const char *key);
+void sla_held_added(funnel_sla_t *sla, const char *policy, const char *key);
 int sla_late_event(funnel_sla_t *sla, funnel_router_t *router, const funnel_envelope_t *env,
                    int64_t now_ms, bool *late);
 

@@ -63,6 +63,115 @@ static int log_add(funnel_sla_t *sla, const funnel_sla_policy_t *p, const char *
     return sla_step_done(s);
 }
 
+/* ---- the last log row of recent keys, in memory ----------------------------------------- *
+ * Every event a policy cares about needs the last log row of its (policy, key) to tell whether
+ * it is late. A direct-mapped cache of LOG_LAST_SLOTS entries keeps it for recent keys: an entry
+ * says what S_LOG_LAST would return (a row, or none), and each write to sla_log keeps it so: the
+ * rows logged here raise it, held rows joining the log and a prune (sla_log_last_forget) drop it,
+ * and a rollback, which may undo any of them, drops them all (sla_log_last_clear). An entry also
+ * knows when sla_held has no row of its key, as seen when the key's log began (S_LOG_HELD took
+ * none), until sla_hold holds one (sla_held_added): its start then skips S_HELD. */
+
+static uint64_t fnv1a(uint64_t h, const char *s)
+{
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+    return (h ^ 0xffU) * 1099511628211ULL; /* ends the string: ("a", "bc") is not ("ab", "c") */
+}
+
+static log_last_t *log_last_slot(funnel_sla_t *sla, const char *policy, const char *key)
+{
+    return &sla->log_last[fnv1a(fnv1a(14695981039346656037ULL, policy), key) % LOG_LAST_SLOTS];
+}
+
+static bool log_last_is(const log_last_t *e, const char *policy, const char *key)
+{
+    return e->used && strcmp(e->key, key) == 0 && strcmp(e->policy, policy) == 0;
+}
+
+/* Sign of (at, rank, id) - (e's row), in the log's order (S_LOG_LAST's). */
+static int log_row_cmp(int64_t at, int rank, const char *id, const log_last_t *e)
+{
+    if (at != e->at)
+        return at < e->at ? -1 : 1;
+    if (rank != e->rank)
+        return rank < e->rank ? -1 : 1;
+    return strcmp(id, e->event_id);
+}
+
+/* The entry of (policy, key), read from the store into its slot unless memory has it. */
+static int log_last_get(funnel_sla_t *sla, const char *policy, const char *key, log_last_t **out)
+{
+    log_last_t *e = *out = log_last_slot(sla, policy, key);
+    if (log_last_is(e, policy, key))
+        return 0;
+    sqlite3_stmt *s = sla_stmt(sla, S_LOG_LAST);
+    bind_pk(s, policy, key);
+    sla->log_reads++;
+    int step = sqlite3_step(s);
+    if (step == SQLITE_ROW) {
+        e->at = sqlite3_column_int64(s, 0);
+        e->rank = sqlite3_column_int(s, 1);
+        sla_col_text(s, 2, e->event_id);
+    }
+    sqlite3_reset(s);
+    e->used = step == SQLITE_ROW || step == SQLITE_DONE;
+    if (!e->used)
+        return FUNNEL_ESTORE;
+    e->any = step == SQLITE_ROW;
+    e->held_none = false;
+    snprintf(e->policy, sizeof e->policy, "%s", policy);
+    snprintf(e->key, sizeof e->key, "%s", key);
+    return 0;
+}
+
+/* The log of e's (policy, key) got the row (at, rank, id). */
+static void log_last_raise(log_last_t *e, int64_t at, int rank, const char *id)
+{
+    if (!e->used || (e->any && log_row_cmp(at, rank, id, e) <= 0))
+        return;
+    e->any = true;
+    e->at = at;
+    e->rank = rank;
+    snprintf(e->event_id, sizeof e->event_id, "%s", id);
+}
+
+void sla_log_last_forget(funnel_sla_t *sla, const char *policy, const char *key)
+{
+    log_last_t *e = log_last_slot(sla, policy, key);
+    if (log_last_is(e, policy, key))
+        e->used = false;
+}
+
+bool sla_held_none(funnel_sla_t *sla, const char *policy, const char *key)
+{
+    log_last_t *e = log_last_slot(sla, policy, key);
+    return log_last_is(e, policy, key) && e->held_none;
+}
+
+void sla_held_added(funnel_sla_t *sla, const char *policy, const char *key)
+{
+    log_last_t *e = log_last_slot(sla, policy, key);
+    if (log_last_is(e, policy, key))
+        e->held_none = false;
+}
+
+void sla_log_last_clear(funnel_sla_t *sla)
+{
+    for (size_t i = 0; i < LOG_LAST_SLOTS; i++)
+        sla->log_last[i].used = false;
+}
+
+/* Logs env for (p, key) at rank, and keeps e, its entry, the log's last row. */
+static int log_row(funnel_sla_t *sla, log_last_t *e, const funnel_sla_policy_t *p, const char *key,
+                   const funnel_envelope_t *env, int rank, int kinds, const start_attrs_t *a)
+{
+    int rc = log_add(sla, p, key, env, rank, kinds, a);
+    if (!rc)
+        log_last_raise(e, env->occurred_at_ms, rank, env->event_id);
+    return rc;
+}
+
 /* Records the event in the log of every (policy, key) it concerns that has had a start (or that
  * it starts: the events held for that key join the log then), and tells whether it arrived out
  * of event-time order for one of them: the log already holds a later event, by (occurred_at,
@@ -78,36 +187,31 @@ int sla_log_event(funnel_sla_t *sla, const funnel_envelope_t *env, bool *late)
         start_attrs_t a;
         bool starts;
         int kinds;
+        log_last_t *e;
         const char *key = concern(p, env, kbuf, sizeof kbuf, &starts, &kinds);
         if (!key)
             continue;
-        sqlite3_stmt *s = sla_stmt(sla, S_LOG_LAST);
-        bind_pk(s, p->name, key);
-        int step = sqlite3_step(s);
-        if (step == SQLITE_ROW) {
-            int64_t at = sqlite3_column_int64(s, 0);
-            int rank = sqlite3_column_int(s, 1), my_rank = starts ? RANK_START : RANK_OTHER;
-            const char *id = (const char *)sqlite3_column_text(s, 2);
-            *late = *late || at > env->occurred_at_ms ||
-                    (at == env->occurred_at_ms &&
-                     (rank > my_rank || (rank == my_rank && strcmp(id, env->event_id) > 0)));
-        }
-        sqlite3_reset(s);
-        if (step != SQLITE_ROW && step != SQLITE_DONE)
-            return FUNNEL_ESTORE;
-        if (step == SQLITE_DONE && !starts)
+        if ((rc = log_last_get(sla, p->name, key, &e)))
+            return rc;
+        int my_rank = starts ? RANK_START : RANK_OTHER;
+        *late =
+            *late || (e->any && log_row_cmp(env->occurred_at_ms, my_rank, env->event_id, e) < 0);
+        if (!e->any && !starts)
             continue; /* never started: sla_hold() keeps it for the start */
-        if (step == SQLITE_DONE) {
-            s = sla_stmt(sla, S_LOG_HELD);
+        if (!e->any) {
+            sqlite3_stmt *s = sla_stmt(sla, S_LOG_HELD);
             bind_pk(s, p->name, key);
             rc = sla_step_done(s);
+            /* Rows of any time joined: read the last one when needed. None: none is held. */
+            e->used = e->used && !rc && sqlite3_changes(sla->db) == 0;
+            e->held_none = true;
         }
         if (!rc && starts) {
             sla_start_attrs(p, env, &a);
-            rc = log_add(sla, p, key, env, RANK_START, 0, &a);
+            rc = log_row(sla, e, p, key, env, RANK_START, 0, &a);
         }
         if (!rc && kinds)
-            rc = log_add(sla, p, key, env, RANK_OTHER, kinds, NULL);
+            rc = log_row(sla, e, p, key, env, RANK_OTHER, kinds, NULL);
     }
     return rc;
 }

@@ -113,6 +113,7 @@ static int prune_one(funnel_sla_t *sla, const prune_row_t *r)
     sqlite3_bind_text(s, 1, r->policy, -1, SQLITE_STATIC);
     sqlite3_bind_text(s, 2, r->key, -1, SQLITE_STATIC);
     sqlite3_bind_int64(s, 3, r->in.stopped_at);
+    sla_log_last_forget(sla, r->policy, r->key);
     return sla_step_done(s);
 }
 
