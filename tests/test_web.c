@@ -339,6 +339,39 @@ Test(web, acknowledge_goes_through_funneld_as_the_user)
               out);
 }
 
+/* Compliance, the funnel and attribution read every instance or lead of their range (or sum a
+ * model over them): an answer is kept while funneld has committed nothing, and computed again
+ * (the same figures as funnelctl's) once it has. */
+Test(web, costly_answers_are_kept_until_funneld_commits)
+{
+    const char *path = "/api/v1/sla/compliance?by=owner&per=week";
+    const char *comp[] = {"sla", "compliance", "--by", "owner", "--week", "--json", NULL};
+    const char *month[] = {"funnel", "--by", "month", "--json", NULL};
+    assert_same(get_json(w.token_mia, "/api/v1/funnel?by=month", 200), ctl_json(month), "month");
+    assert_same(get_json(w.token_mia, path, 200), get_json(w.token_mia, path, 200), "kept");
+    fx_metrics_scrape(w.port, &r);
+    cr_assert_eq(fx_metric(r.body, "funnel_web_cache_hits_total"), 1, "%s", r.body);
+    assert_same(get_json(w.token_mia, "/api/v1/funnel?by=month", 200), ctl_json(month), "kept");
+    const char *attr = "/api/v1/attribution?by=campaign&model=all";
+    const char *attr_ctl[] = {"attribution", "--by", "campaign", "--all-models", "--json", NULL};
+    assert_same(get_json(w.token_mia, attr, 200), ctl_json(attr_ctl), "attribution");
+    assert_same(get_json(w.token_mia, attr, 200), ctl_json(attr_ctl), "attribution kept");
+    fx_metrics_scrape(w.port, &r);
+    cr_assert_eq(fx_metric(r.body, "funnel_web_cache_hits_total"), 3, "%s", r.body);
+    /* funneld commits (an acknowledgement): the next answer is read again, then kept */
+    char l1[24], ack[64];
+    sla_id_of("L1", l1, sizeof l1);
+    snprintf(ack, sizeof ack, "/api/v1/sla/%s/ack", l1);
+    fx_web_request(&w, w.token_mia, ack, "", NULL, &r);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    assert_same(get_json(w.token_mia, path, 200), ctl_json(comp), "after a commit");
+    fx_metrics_scrape(w.port, &r);
+    cr_assert_eq(fx_metric(r.body, "funnel_web_cache_hits_total"), 3, "%s", r.body);
+    assert_same(get_json(w.token_mia, path, 200), ctl_json(comp), "kept again");
+    fx_metrics_scrape(w.port, &r);
+    cr_assert_eq(fx_metric(r.body, "funnel_web_cache_hits_total"), 4, "%s", r.body);
+}
+
 /* ---- the live stream ---------------------------------------------------------------------- */
 
 typedef fx_sse_buf_t sse_buf_t;

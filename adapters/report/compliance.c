@@ -99,6 +99,7 @@ typedef struct scan {
     size_t n, cap;
     funnel_idmap_t names;
     const char **sorted; /* the names in byte order once scan_sort ran; borrowed from names */
+    int64_t next_breach; /* the earliest due time after now of an instance counted open */
 } scan_t;
 
 static void scan_clear(scan_t *s)
@@ -126,12 +127,14 @@ static int inst_add(scan_t *s, sqlite3_stmt *q, bool per_week, int64_t now_ms)
         i->to_stop = sqlite3_column_type(q, 6) != SQLITE_NULL ? sqlite3_column_int64(q, 6)
                      : stopped > opened                       ? stopped - opened
                                                               : 0;
-    } else if (state && !strcmp(state, "open") && sqlite3_column_type(q, 3) != SQLITE_NULL &&
-               sqlite3_column_int64(q, 3) <= now_ms) {
-        i->kind = K_BREACHED;
-    } else {
-        i->kind = K_OPEN;
+        return 0;
     }
+    /* a running instance with a due time is breached from then on; paused ones are not */
+    bool running = state && !strcmp(state, "open") && sqlite3_column_type(q, 3) != SQLITE_NULL;
+    int64_t due = running ? sqlite3_column_int64(q, 3) : INT64_MAX;
+    i->kind = due <= now_ms ? K_BREACHED : K_OPEN;
+    if (due > now_ms && due < s->next_breach)
+        s->next_breach = due;
     return 0;
 }
 
@@ -239,7 +242,7 @@ static int read_rows(funnel_store_t *st, funnel_report_compliance_t *c, int64_t 
         return FUNNEL_ESTORE;
     sqlite3_bind_int64(q, 1, c->from);
     sqlite3_bind_int64(q, 2, c->to);
-    scan_t s = {0};
+    scan_t s = {.next_breach = INT64_MAX};
     int rc, bad = 0;
     while (!bad && (rc = sqlite3_step(q)) == SQLITE_ROW)
         bad = inst_add(&s, q, c->per_week, now_ms);
@@ -248,6 +251,7 @@ static int read_rows(funnel_store_t *st, funnel_report_compliance_t *c, int64_t 
         bad = FUNNEL_ESTORE;
     bad = bad ? bad : scan_sort(&s);
     bad = bad ? bad : scan_sum(&s, c);
+    c->valid_until_ms = s.next_breach;
     scan_clear(&s);
     return bad;
 }
@@ -261,7 +265,8 @@ int funnel_report_compliance(funnel_store_t *st, const char *by, bool per_week, 
     funnel_report_compliance_t *c = calloc(1, sizeof *c);
     if (!c)
         return FUNNEL_ENOMEM;
-    *c = (funnel_report_compliance_t){.by = group, .per_week = per_week, .from = from, .to = to};
+    *c = (funnel_report_compliance_t){
+        .by = group, .per_week = per_week, .from = from, .to = to, .valid_until_ms = INT64_MAX};
     int rc = funnel_store_module_version(st, "sla") > 0 ? read_rows(st, c, now_ms) : 0;
     if (rc)
         funnel_report_compliance_free(&c);

@@ -55,6 +55,24 @@ static bool model_ready(const funnel_web_req_t *req, funnel_web_model_t model,
     return false;
 }
 
+/* Whether r is filled with the answer kept for key (cache.c); *marker: what to keep a fresh
+ * answer under. */
+static bool answer_kept(const funnel_web_req_t *req, const char *key, funnel_web_reply_t *r,
+                        int64_t *marker)
+{
+    funnel_web_cache_t *c = funnel_web_answers(req->web);
+    *marker = -1;
+    return c && funnel_web_cache_get(c, key, req->now_ms, r, marker);
+}
+
+static void answer_keep(const funnel_web_req_t *req, const char *key, int64_t marker,
+                        int64_t valid_until_ms, const funnel_web_reply_t *r)
+{
+    funnel_web_cache_t *c = funnel_web_answers(req->web);
+    if (c)
+        funnel_web_cache_put(c, key, marker, valid_until_ms, r);
+}
+
 /* ?from= and ?to= (UTC dates or months, inclusive) into [*from, *to). */
 static bool date_range(const funnel_web_req_t *req, int64_t *from, int64_t *to,
                        funnel_web_reply_t *r)
@@ -211,7 +229,13 @@ static void attribution(const funnel_web_req_t *req, funnel_store_t *st, const c
     a.models = model && !strcmp(model, "all") ? FUNNEL_ATTR_ALL_MODELS : 1u << m;
     if (!date_range(req, &a.from, &a.to, r) || !model_ready(req, FUNNEL_WEB_M_ATTRIBUTION, r))
         return;
-    char err[512];
+    /* The sums change only with what funneld commits. */
+    char key[160], err[512];
+    int64_t marker;
+    snprintf(key, sizeof key, "attribution %s %x %lld %lld", a.by, a.models, (long long)a.from,
+             (long long)a.to);
+    if (answer_kept(req, key, r, &marker))
+        return;
     int rc = funnel_report_attribution(funnel_web_attribution(req->web), st, &a, err, sizeof err);
     if (rc == FUNNEL_EINVAL)
         funnel_web_reply_error(r, MHD_HTTP_UNPROCESSABLE_CONTENT, "%s", err);
@@ -219,6 +243,7 @@ static void attribution(const funnel_web_req_t *req, funnel_store_t *st, const c
         store_failed(req, st, rc, r);
     else
         funnel_web_reply_json(r, MHD_HTTP_OK, funnel_report_attribution_json(&a));
+    answer_keep(req, key, marker, INT64_MAX, r);
     funnel_report_attribution_clear(&a);
 }
 
@@ -271,6 +296,13 @@ static void funnel(const funnel_web_req_t *req, funnel_store_t *st, const char *
                                       "by: campaign, channel, source, medium, segment or month");
     if (!date_range(req, &from, &to, r) || !model_ready(req, FUNNEL_WEB_M_FUNNEL, r))
         return;
+    /* A table sums every lead of the range; it changes only with what funneld commits. */
+    char key[160];
+    int64_t marker;
+    snprintf(key, sizeof key, "funnel %s %lld %lld", funnel_report_funnel_group(by),
+             (long long)from, (long long)to);
+    if (answer_kept(req, key, r, &marker))
+        return;
     funnel_report_funnel_t *m = funnel_web_funnel(req->web);
     funnel_report_funnel_table_t *t = NULL;
     char err[512];
@@ -284,6 +316,7 @@ static void funnel(const funnel_web_req_t *req, funnel_store_t *st, const char *
         funnel_web_reply_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "%s", funnel_strerror(rc));
     else
         funnel_web_reply_json(r, MHD_HTTP_OK, funnel_report_funnel_json(t));
+    answer_keep(req, key, marker, INT64_MAX, r);
     funnel_report_funnel_table_free(&t);
 }
 
@@ -299,12 +332,20 @@ static void compliance(const funnel_web_req_t *req, funnel_store_t *st, const ch
         return funnel_web_reply_error(r, MHD_HTTP_BAD_REQUEST, "per: week");
     if (!date_range(req, &from, &to, r))
         return;
+    /* Every instance opened in the range is read (a year: most of history), so the answer is
+     * kept until funneld commits or an open instance in it reaches its due time. */
+    char key[160];
+    int64_t marker;
+    snprintf(key, sizeof key, "compliance %s %d %lld %lld", funnel_report_compliance_group(by),
+             per != NULL, (long long)from, (long long)to);
+    if (answer_kept(req, key, r, &marker))
+        return;
     funnel_report_compliance_t *c = NULL;
     int rc = funnel_report_compliance(st, by, per != NULL, from, to, req->now_ms, &c);
     if (rc)
-        store_failed(req, st, rc, r);
-    else
-        funnel_web_reply_json(r, MHD_HTTP_OK, funnel_report_compliance_json(c));
+        return store_failed(req, st, rc, r);
+    funnel_web_reply_json(r, MHD_HTTP_OK, funnel_report_compliance_json(c));
+    answer_keep(req, key, marker, c->valid_until_ms, r);
     funnel_report_compliance_free(&c);
 }
 

@@ -51,6 +51,7 @@ struct funnel_web {
     atomic_bool ready[2];              /* per funnel_web_model_t: read whole once */
     funnel_report_quota_def_t *quotas; /* owned; from funneld's config */
     size_t n_quotas;
+    funnel_web_cache_t *answers; /* answers kept while the database has not changed */
     pthread_mutex_t pool_lock;
     funnel_store_t **pool; /* idle read-only connections; owned */
     size_t n_pool;
@@ -252,6 +253,11 @@ funnel_report_funnel_t *funnel_web_funnel(const funnel_web_t *web)
     return web->funnel;
 }
 
+funnel_web_cache_t *funnel_web_answers(const funnel_web_t *web)
+{
+    return web->answers;
+}
+
 const funnel_report_quota_def_t *funnel_web_quotas(const funnel_web_t *web, size_t *n)
 {
     *n = web->n_quotas;
@@ -436,6 +442,10 @@ static void render(FILE *out, void *arg)
     for (int i = 0; i < FUNNEL_WEB_R_COUNT_; i++)
         funnel_prom_u64(out, "funnel_web_request_errors_total", "route", route_names[i],
                         atomic_load(&web->stats[i].errors));
+    funnel_prom_family(out, "funnel_web_cache_hits_total", "counter",
+                       "answers served from the cache, the database unchanged since");
+    funnel_prom_u64(out, "funnel_web_cache_hits_total", NULL, NULL,
+                    web->answers ? funnel_web_cache_hits(web->answers) : 0);
     funnel_prom_family(out, "funnel_web_request_seconds", "histogram",
                        "time from a request's headers to its answer being queued (a stream: to "
                        "its start)");
@@ -701,6 +711,8 @@ int funnel_web_new(const funnel_web_config_t *cfg, const funnel_log_t *log, funn
     funnel_web_store_put(web, st);
     if (rc)
         goto fail;
+    if (funnel_web_cache_new(cfg->database, &web->answers))
+        funnel_log_warn(log, "no answers cache: each compliance request reads every instance");
     if (cfg->warm_up)
         warm_start(web);
     web->httpd = MHD_start_daemon(
@@ -744,6 +756,7 @@ void funnel_web_destroy(funnel_web_t **wp)
     funnel_web_sessions_destroy(&web->sessions);
     funnel_report_funnel_destroy(&web->funnel);
     funnel_report_attr_model_destroy(&web->attr);
+    funnel_web_cache_destroy(&web->answers);
     free(web->quotas);
     funnel_web_users_destroy(&web->users);
     pthread_mutex_destroy(&web->pool_lock);

@@ -158,6 +158,25 @@ int funnel_web_stream_next(funnel_web_stream_t *s, const funnel_web_principal_t 
 /* The highest sequence seen (0: none). */
 uint64_t funnel_web_stream_last(funnel_web_stream_t *s);
 
+/* ---- answers cache (cache.c) ------------------------------------------------------------ */
+
+typedef struct funnel_web_cache funnel_web_cache_t;
+typedef struct funnel_web_reply funnel_web_reply_t;
+
+/* A cache whose change marker reads database (read-only). 0, FUNNEL_ENOMEM, FUNNEL_EIO. */
+int funnel_web_cache_new(const char *database, funnel_web_cache_t **out);
+void funnel_web_cache_destroy(funnel_web_cache_t **c);
+/* Fills r with the answer kept for key when the database has not changed since and now_ms is
+ * before the answer's valid_until_ms; *marker receives the change marker to file a fresh
+ * answer under (read before the answer is computed). */
+bool funnel_web_cache_get(funnel_web_cache_t *c, const char *key, int64_t now_ms,
+                          funnel_web_reply_t *r, int64_t *marker);
+/* Keeps r (a 200) for key under marker until valid_until_ms (INT64_MAX: no clock limit). */
+void funnel_web_cache_put(funnel_web_cache_t *c, const char *key, int64_t marker,
+                          int64_t valid_until_ms, const funnel_web_reply_t *r);
+/* Answers served from the cache so far (the metrics). */
+uint64_t funnel_web_cache_hits(funnel_web_cache_t *c);
+
 /* ---- the server -------------------------------------------------------------------------- */
 
 typedef struct funnel_web funnel_web_t;
@@ -173,14 +192,14 @@ void funnel_web_reload(funnel_web_t *web);
 /* ---- requests (server.c hands each API request to api.c) ------------------------------- */
 
 /* One answer: status, content type and body (owned). */
-typedef struct funnel_web_reply {
+struct funnel_web_reply {
     unsigned status;
     const char *content_type;
     char *body;
     size_t len;
     const char *disposition; /* Content-Disposition, or NULL */
     unsigned retry_after_s;  /* Retry-After on a 503, 0 for none */
-} funnel_web_reply_t;
+};
 
 /* What a handler sees of a request. */
 typedef struct funnel_web_req {
@@ -216,6 +235,9 @@ bool funnel_web_model_ready(funnel_web_t *web, funnel_web_model_t model);
 funnel_report_attr_model_t *funnel_web_attribution(const funnel_web_t *web);
 /* The funnel model funnel-web keeps (refreshed by each request that reads it). */
 funnel_report_funnel_t *funnel_web_funnel(const funnel_web_t *web);
+/* Answers kept while the database has not changed (cache.c), or NULL when it could not be
+ * set up (every request then computes its answer). */
+funnel_web_cache_t *funnel_web_answers(const funnel_web_t *web);
 /* The quotas of funneld's config, read at start; *n = 0 when none. */
 const funnel_report_quota_def_t *funnel_web_quotas(const funnel_web_t *web, size_t *n);
 

@@ -142,6 +142,9 @@ typedef struct funnel_report_compliance {
     int64_t from, to;                     /* instances opened in [from, to) */
     funnel_report_compliance_row_t *rows; /* owned; by group, then week */
     size_t n;
+    /* The figures hold for clocks before this (INT64_MAX: any later clock): the earliest due
+     * time, after now_ms, of a running instance counted open, which then counts as breached. */
+    int64_t valid_until_ms;
 } funnel_report_compliance_t;
 
 /* "policy" or "owner" (static), or NULL. */
