@@ -267,11 +267,18 @@ static const char *const stmt_sql[S_COUNT_] = {
                    " touch_at_ms) VALUES (?,?,?,?,?,?,?)",
 };
 
+/* Kept journeys, one slot per hash of the client id (a newer journey takes the slot): bounds
+ * them to this many, a few MB. */
+#define JOURNEY_SLOTS 16384
+
+typedef struct kept_journey kept_journey_t;
+
 struct funnel_attribution {
     funnel_store_t *store;                  /* borrowed */
     const funnel_attribution_config_t *cfg; /* borrowed; the live section */
     const funnel_log_t *log;                /* borrowed */
     sqlite3_stmt *st[S_COUNT_];
+    kept_journey_t **kept; /* JOURNEY_SLOTS, each NULL or a journey (journey_get) */
 };
 
 /* One line of credit: a journey touch, the unattributed bucket, or a line already posted. */
@@ -694,6 +701,74 @@ static int journey_load(run_t *r, const char *client_id, journey_t *j)
     rc = journey_weigh(r, j, &mj);
     free(times);
     return rc;
+}
+
+/* ---- kept journeys ----------------------------------------------------------------------
+ *
+ * A client's journey is read for each of its payments, and monthly payments are most of a
+ * year's late events; nothing a payment or refund does changes it. So it is kept in memory:
+ * every event that can change a journey (a touch, lead.created, an SQL qualification of its
+ * lead, a handoff of its client) settles the client through client_recompute, which reads the
+ * journey afresh and keeps that; a rolled-back transaction drops them all (its attr_lines ids
+ * and the facts read may be gone); a kept journey read under another configuration is read
+ * again. */
+
+struct kept_journey {
+    char client_id[FUNNEL_ID_MAX + 1]; /* "" while not valid */
+    funnel_attribution_config_t cfg;   /* the configuration it was read under */
+    journey_t j;                       /* lines point into j.lead_id: never moved */
+};
+
+static size_t kept_slot(const char *client_id)
+{
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+    for (const unsigned char *p = (const unsigned char *)client_id; *p; p++)
+        h = (h ^ *p) * 1099511628211ULL;
+    return (size_t)(h % JOURNEY_SLOTS);
+}
+
+static bool config_same(const funnel_attribution_config_t *x, const funnel_attribution_config_t *y)
+{
+    return x->models == y->models && x->lookback_days == y->lookback_days &&
+           x->half_life_days == y->half_life_days;
+}
+
+static void kept_drop_all(funnel_attribution_t *a)
+{
+    for (size_t i = 0; a->kept && i < JOURNEY_SLOTS; i++) {
+        if (a->kept[i])
+            journey_clear(&a->kept[i]->j);
+        free(a->kept[i]);
+        a->kept[i] = NULL;
+    }
+}
+
+/* The client's journey: the kept one unless `fresh` (the event may have changed it) or it was
+ * read under another configuration, else read and kept. Valid until the next journey_get. */
+static int journey_get(run_t *r, const char *client_id, bool fresh, const journey_t **out)
+{
+    funnel_attribution_t *a = r->a;
+    if (!a->kept && !(a->kept = calloc(JOURNEY_SLOTS, sizeof *a->kept)))
+        return FUNNEL_ENOMEM;
+    kept_journey_t **slot = &a->kept[kept_slot(client_id)];
+    kept_journey_t *k = *slot;
+    if (!fresh && k && !strcmp(k->client_id, client_id) && config_same(&k->cfg, r->cfg)) {
+        *out = &k->j;
+        return 0;
+    }
+    if (!k && !(k = *slot = calloc(1, sizeof *k)))
+        return FUNNEL_ENOMEM;
+    journey_clear(&k->j);
+    k->client_id[0] = '\0';
+    int rc = journey_load(r, client_id, &k->j);
+    if (rc) {
+        journey_clear(&k->j);
+        return rc;
+    }
+    copy_id(k->client_id, client_id);
+    k->cfg = *r->cfg;
+    *out = &k->j;
+    return 0;
 }
 
 /* ---- outgoing messages ----------------------------------------------------------------- */
@@ -1282,21 +1357,21 @@ static int payment_load(run_t *r, const char *payment_id, payment_t *pay)
     return found ? 0 : FUNNEL_ENOTFOUND;
 }
 
-/* Settles every payment of a client against its journey, loaded once. */
+/* Settles every payment of a client against its journey, read afresh: the event may have
+ * changed it. */
 static int client_recompute(run_t *r, const char *client_id)
 {
-    journey_t j;
+    const journey_t *j;
     id_list_t pays = {0};
-    int rc = journey_load(r, client_id, &j);
+    int rc = journey_get(r, client_id, true, &j);
     if (!rc)
         rc = id_list_read(stmt_bind(r->a, S_PAYMENTS_OF_CLIENT, "s", client_id), &pays);
     for (size_t i = 0; !rc && i < pays.n; i++) {
         payment_t pay;
         if (!(rc = payment_load(r, pays.ids[i], &pay)) && pay.minor > 0)
-            rc = payment_settle(r, &j, &pay);
+            rc = payment_settle(r, j, &pay);
     }
     free(pays.ids);
-    journey_clear(&j);
     return rc;
 }
 
@@ -1304,13 +1379,12 @@ static int client_recompute(run_t *r, const char *client_id)
 static int payment_recompute(run_t *r, const char *payment_id)
 {
     payment_t pay;
-    journey_t j;
+    const journey_t *j;
     int rc = payment_load(r, payment_id, &pay);
     if (rc || pay.minor <= 0)
         return rc == FUNNEL_ENOTFOUND ? 0 : rc;
-    if (!(rc = journey_load(r, pay.client_id, &j)))
-        rc = payment_settle(r, &j, &pay);
-    journey_clear(&j);
+    if (!(rc = journey_get(r, pay.client_id, false, &j)))
+        rc = payment_settle(r, j, &pay);
     return rc;
 }
 
@@ -1466,6 +1540,11 @@ int funnel_attribution_on_event(void *self, funnel_router_t *router, const funne
 
 /* ---- life cycle ---------------------------------------------------------------------- */
 
+static void attribution_on_rollback(void *self)
+{
+    kept_drop_all(self);
+}
+
 int funnel_attribution_new(funnel_store_t *store, const funnel_attribution_config_t *cfg,
                            const funnel_log_t *log, funnel_attribution_t **out)
 {
@@ -1505,6 +1584,8 @@ void funnel_attribution_destroy(funnel_attribution_t **engine)
         return;
     for (int i = 0; i < S_COUNT_; i++)
         sqlite3_finalize((*engine)->st[i]);
+    kept_drop_all(*engine);
+    free((*engine)->kept);
     free(*engine);
     *engine = NULL;
 }
@@ -1516,8 +1597,10 @@ int funnel_attribution_engine_create(funnel_store_t *store, const void *section,
     int rc = funnel_attribution_new(store, section, log, &a);
     if (rc)
         return rc;
-    *engine = (funnel_engine_t){
-        .name = "attribution", .self = a, .on_event = funnel_attribution_on_event};
+    *engine = (funnel_engine_t){.name = "attribution",
+                                .self = a,
+                                .on_event = funnel_attribution_on_event,
+                                .on_rollback = attribution_on_rollback};
     return 0;
 }
 
