@@ -1273,6 +1273,54 @@ Test(engine, a_kept_journey_follows_every_change_like_a_fresh_read)
     world_close(&b);
 }
 
+/* Counts the statements run that look a touch's tags up (SQLITE_TRACE_STMT). */
+static int tag_reads(unsigned type, void *ctx, void *p, void *x)
+{
+    (void)type;
+    (void)x;
+    if (strstr(sqlite3_sql(p), "SELECT id FROM attr_tags"))
+        (*(int *)ctx)++;
+    return 0;
+}
+
+#define TOUCH_JSON(id, lead, campaign)                                                             \
+    "{\"eventId\":\"" id "\",\"occurredAtMs\":1699990000000,\"leadId\":\"" lead "\","              \
+    "\"touch\":{\"campaign\":\"" campaign "\",\"source\":\"google\",\"atMs\":1699990000000}}"
+
+/* Most touches name a channel, source, medium and campaign seen before: their attr_tags row is
+ * known without a lookup. */
+Test(engine, a_touch_with_known_tags_does_not_look_them_up)
+{
+    static world_t w;
+    int reads = 0;
+    world_journey(&w, FUNNEL_ATTR_ALL_MODELS);
+    world_apply(&w, "lead.touched", TOUCH_JSON("e-k1", "L7", "known"));
+    sqlite3_trace_v2(funnel_store_db(w.store), SQLITE_TRACE_STMT, tag_reads, &reads);
+    world_apply(&w, "lead.touched", TOUCH_JSON("e-k2", "L8", "known"));
+    sqlite3_trace_v2(funnel_store_db(w.store), 0, NULL, NULL);
+    cr_assert_eq(reads, 0, "the tags were looked up %d times", reads);
+    world_close(&w);
+}
+
+/* A tag first stored by a rolled-back batch is gone: a later touch with it stores it again and
+ * the journey names it as a fresh read does. */
+Test(engine, a_tag_of_a_rolled_back_touch_is_stored_again)
+{
+    static world_t a, b;
+    world_journey(&a, FUNNEL_ATTR_ALL_MODELS);
+    world_journey(&b, FUNNEL_ATTR_ALL_MODELS);
+    cache_step(&a, &b, "lead.touched", TOUCH_JSON("e-u1", "L1", "undone"), true);
+    cache_step(&a, &b, "lead.touched", TOUCH_JSON("e-u2", "L1", "undone"), false);
+    cr_assert_eq(fx_sql_int(funnel_store_db(a.store),
+                            "SELECT count(*) FROM attr_touches t LEFT JOIN attr_tags g"
+                            " ON g.id = t.tag_id WHERE g.id IS NULL",
+                            NULL),
+                 0);
+    world_close(&a);
+    world_close(&b);
+}
+
+#undef TOUCH_JSON
 #undef PAY_JSON
 
 Test(config, attribution_section_defaults_parse_and_refusals)

@@ -268,10 +268,12 @@ static const char *const stmt_sql[S_COUNT_] = {
 };
 
 /* Kept journeys, one slot per hash of the client id (a newer journey takes the slot): bounds
- * them to this many, a few MB. */
+ * them to this many, a few MB. Kept tags likewise, by hash of their four columns. */
 #define JOURNEY_SLOTS 16384
+#define TAG_SLOTS     1024
 
 typedef struct kept_journey kept_journey_t;
+typedef struct kept_tag kept_tag_t;
 
 struct funnel_attribution {
     funnel_store_t *store;                  /* borrowed */
@@ -279,6 +281,7 @@ struct funnel_attribution {
     const funnel_log_t *log;                /* borrowed */
     sqlite3_stmt *st[S_COUNT_];
     kept_journey_t **kept; /* JOURNEY_SLOTS, each NULL or a journey (journey_get) */
+    kept_tag_t **tags;     /* TAG_SLOTS, each NULL or an attr_tags row (tag_of) */
 };
 
 /* One line of credit: a journey touch, the unattributed bucket, or a line already posted. */
@@ -719,12 +722,17 @@ struct kept_journey {
     journey_t j;                       /* lines point into j.lead_id: never moved */
 };
 
-static size_t kept_slot(const char *client_id)
+/* A hash (FNV-1a) of text[0..n), each with its terminator, modulo slots. */
+static size_t kept_slot(const char *const *text, size_t n, size_t slots)
 {
-    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
-    for (const unsigned char *p = (const unsigned char *)client_id; *p; p++)
-        h = (h ^ *p) * 1099511628211ULL;
-    return (size_t)(h % JOURNEY_SLOTS);
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < n; i++) {
+        const unsigned char *p = (const unsigned char *)text[i];
+        do
+            h = (h ^ *p) * 1099511628211ULL;
+        while (*p++);
+    }
+    return (size_t)(h % slots);
 }
 
 static bool config_same(const funnel_attribution_config_t *x, const funnel_attribution_config_t *y)
@@ -733,6 +741,7 @@ static bool config_same(const funnel_attribution_config_t *x, const funnel_attri
            x->half_life_days == y->half_life_days;
 }
 
+/* Forgets every kept journey and tag: after a rollback, what they name may be gone. */
 static void kept_drop_all(funnel_attribution_t *a)
 {
     for (size_t i = 0; a->kept && i < JOURNEY_SLOTS; i++) {
@@ -740,6 +749,10 @@ static void kept_drop_all(funnel_attribution_t *a)
             journey_clear(&a->kept[i]->j);
         free(a->kept[i]);
         a->kept[i] = NULL;
+    }
+    for (size_t i = 0; a->tags && i < TAG_SLOTS; i++) {
+        free(a->tags[i]);
+        a->tags[i] = NULL;
     }
 }
 
@@ -750,7 +763,7 @@ static int journey_get(run_t *r, const char *client_id, bool fresh, const journe
     funnel_attribution_t *a = r->a;
     if (!a->kept && !(a->kept = calloc(JOURNEY_SLOTS, sizeof *a->kept)))
         return FUNNEL_ENOMEM;
-    kept_journey_t **slot = &a->kept[kept_slot(client_id)];
+    kept_journey_t **slot = &a->kept[kept_slot(&client_id, 1, JOURNEY_SLOTS)];
     kept_journey_t *k = *slot;
     if (!fresh && k && !strcmp(k->client_id, client_id) && config_same(&k->cfg, r->cfg)) {
         *out = &k->j;
@@ -1406,20 +1419,63 @@ static const char *nz(const char *s)
     return s ? s : "";
 }
 
+/* An attr_tags row kept in memory (see "kept journeys"): a touch's tags are almost always a
+ * set seen before. */
+struct kept_tag {
+    int64_t id;
+    char cols[]; /* channel, source, medium, campaign, each NUL-terminated */
+};
+
+static bool tag_is(const kept_tag_t *k, const char *const *cols)
+{
+    const char *p = k->cols;
+    for (int i = 0; i < 4; i++, p += strlen(p) + 1)
+        if (strcmp(p, cols[i]))
+            return false;
+    return true;
+}
+
+/* Keeps tag `id` of cols in *slot; out of memory, it is just not kept. */
+static void tag_keep(kept_tag_t **slot, const char *const *cols, int64_t id)
+{
+    size_t len[4], total = 0;
+    for (int i = 0; i < 4; i++)
+        total += (len[i] = strlen(cols[i])) + 1;
+    kept_tag_t *k = malloc(sizeof *k + total);
+    if (!k)
+        return;
+    k->id = id;
+    char *p = k->cols;
+    for (int i = 0; i < 4; p += len[i++] + 1)
+        memcpy(p, cols[i], len[i] + 1);
+    free(*slot);
+    *slot = k;
+}
+
 /* The attr_tags row of a touch's four columns, added when new. */
 static int tag_of(run_t *r, const Funnel__V1__Touch *t, int64_t *tag)
 {
+    funnel_attribution_t *a = r->a;
+    const char *c[4] = {nz(t->channel), nz(t->source), nz(t->medium), nz(t->campaign)};
+    if (!a->tags && !(a->tags = calloc(TAG_SLOTS, sizeof *a->tags)))
+        return FUNNEL_ENOMEM;
+    kept_tag_t **slot = &a->tags[kept_slot(c, 4, TAG_SLOTS)];
+    if (*slot && tag_is(*slot, c)) {
+        *tag = (*slot)->id;
+        return 0;
+    }
     const char *cols = "ssss";
-    sqlite3_stmt *st = stmt_bind(r->a, S_TAG_GET, cols, nz(t->channel), nz(t->source),
-                                 nz(t->medium), nz(t->campaign));
+    sqlite3_stmt *st = stmt_bind(a, S_TAG_GET, cols, c[0], c[1], c[2], c[3]);
     int rc = sqlite3_step(st);
     *tag = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
-    if ((rc = stmt_done(st, rc)) || *tag)
+    if ((rc = stmt_done(st, rc)))
         return rc;
-    if (stmt_run(stmt_bind(r->a, S_TAG_ADD, cols, nz(t->channel), nz(t->source), nz(t->medium),
-                           nz(t->campaign))))
-        return FUNNEL_ESTORE;
-    *tag = sqlite3_last_insert_rowid(funnel_store_db(r->a->store));
+    if (!*tag) {
+        if (stmt_run(stmt_bind(a, S_TAG_ADD, cols, c[0], c[1], c[2], c[3])))
+            return FUNNEL_ESTORE;
+        *tag = sqlite3_last_insert_rowid(funnel_store_db(a->store));
+    }
+    tag_keep(slot, c, *tag);
     return 0;
 }
 
@@ -1586,6 +1642,7 @@ void funnel_attribution_destroy(funnel_attribution_t **engine)
         sqlite3_finalize((*engine)->st[i]);
     kept_drop_all(*engine);
     free((*engine)->kept);
+    free((*engine)->tags);
     free(*engine);
     *engine = NULL;
 }
