@@ -1187,13 +1187,18 @@ static int load_text(const char *text, funnel_config_t *cfg, char *err, size_t e
 
 /* ---- the journey cache ------------------------------------------------------------------ */
 
-/* Counts the statements run that read a journey's touches (SQLITE_TRACE_STMT). */
-static int touch_reads(unsigned type, void *ctx, void *p, void *x)
+/* Statements run whose SQL holds `needle`, counted by SQLITE_TRACE_STMT (sql_count). */
+typedef struct sql_counter {
+    const char *needle;
+    int n;
+} sql_counter_t;
+
+static int sql_count(unsigned type, void *ctx, void *p, void *x)
 {
+    sql_counter_t *c = ctx;
     (void)type;
     (void)x;
-    if (strstr(sqlite3_sql(p), "FROM attr_touches"))
-        (*(int *)ctx)++;
+    c->n += strstr(sqlite3_sql(p), c->needle) != NULL;
     return 0;
 }
 
@@ -1206,13 +1211,13 @@ static int touch_reads(unsigned type, void *ctx, void *p, void *x)
 Test(engine, a_clients_next_payment_does_not_read_its_journey_again)
 {
     static world_t w;
-    int reads = 0;
+    sql_counter_t reads = {.needle = "FROM attr_touches"};
     world_journey(&w, FUNNEL_ATTR_ALL_MODELS);
-    sqlite3_trace_v2(funnel_store_db(w.store), SQLITE_TRACE_STMT, touch_reads, &reads);
+    sqlite3_trace_v2(funnel_store_db(w.store), SQLITE_TRACE_STMT, sql_count, &reads);
     world_apply(&w, "payment.received", PAY_JSON("e-m1", "1700090000000", "M1"));
     world_apply(&w, "payment.received", PAY_JSON("e-m2", "1700190000000", "M2"));
     sqlite3_trace_v2(funnel_store_db(w.store), 0, NULL, NULL);
-    cr_assert_eq(reads, 0, "the journey was read %d times", reads);
+    cr_assert_eq(reads.n, 0, "the journey was read %d times", reads.n);
     world_close(&w);
 }
 
@@ -1273,16 +1278,6 @@ Test(engine, a_kept_journey_follows_every_change_like_a_fresh_read)
     world_close(&b);
 }
 
-/* Counts the statements run that look a touch's tags up (SQLITE_TRACE_STMT). */
-static int tag_reads(unsigned type, void *ctx, void *p, void *x)
-{
-    (void)type;
-    (void)x;
-    if (strstr(sqlite3_sql(p), "SELECT id FROM attr_tags"))
-        (*(int *)ctx)++;
-    return 0;
-}
-
 #define TOUCH_JSON(id, lead, campaign)                                                             \
     "{\"eventId\":\"" id "\",\"occurredAtMs\":1699990000000,\"leadId\":\"" lead "\","              \
     "\"touch\":{\"campaign\":\"" campaign "\",\"source\":\"google\",\"atMs\":1699990000000}}"
@@ -1292,13 +1287,13 @@ static int tag_reads(unsigned type, void *ctx, void *p, void *x)
 Test(engine, a_touch_with_known_tags_does_not_look_them_up)
 {
     static world_t w;
-    int reads = 0;
+    sql_counter_t reads = {.needle = "SELECT id FROM attr_tags"};
     world_journey(&w, FUNNEL_ATTR_ALL_MODELS);
     world_apply(&w, "lead.touched", TOUCH_JSON("e-k1", "L7", "known"));
-    sqlite3_trace_v2(funnel_store_db(w.store), SQLITE_TRACE_STMT, tag_reads, &reads);
+    sqlite3_trace_v2(funnel_store_db(w.store), SQLITE_TRACE_STMT, sql_count, &reads);
     world_apply(&w, "lead.touched", TOUCH_JSON("e-k2", "L8", "known"));
     sqlite3_trace_v2(funnel_store_db(w.store), 0, NULL, NULL);
-    cr_assert_eq(reads, 0, "the tags were looked up %d times", reads);
+    cr_assert_eq(reads.n, 0, "the tags were looked up %d times", reads.n);
     world_close(&w);
 }
 
