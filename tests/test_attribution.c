@@ -1185,6 +1185,139 @@ static int load_text(const char *text, funnel_config_t *cfg, char *err, size_t e
     return fx_config_load_text(text, cfg, err, err_len);
 }
 
+/* ---- the journey cache ------------------------------------------------------------------ */
+
+/* Statements run whose SQL holds `needle`, counted by SQLITE_TRACE_STMT (sql_count). */
+typedef struct sql_counter {
+    const char *needle;
+    int n;
+} sql_counter_t;
+
+static int sql_count(unsigned type, void *ctx, void *p, void *x)
+{
+    sql_counter_t *c = ctx;
+    (void)type;
+    (void)x;
+    c->n += strstr(sqlite3_sql(p), c->needle) != NULL;
+    return 0;
+}
+
+#define PAY_JSON(id, at, pay)                                                                      \
+    "{\"eventId\":\"" id "\",\"occurredAtMs\":" at ",\"paymentId\":\"" pay "\","                   \
+    "\"clientId\":\"C1\",\"amount\":{\"minor\":1000,\"currency\":\"EUR\"}}"
+
+/* A client's monthly payments are the bulk of the engine's work late in a year: the journey,
+ * which no payment changes, is read once and kept, not read again for every payment. */
+Test(engine, a_clients_next_payment_does_not_read_its_journey_again)
+{
+    static world_t w;
+    sql_counter_t reads = {.needle = "FROM attr_touches"};
+    world_journey(&w, FUNNEL_ATTR_ALL_MODELS);
+    sqlite3_trace_v2(funnel_store_db(w.store), SQLITE_TRACE_STMT, sql_count, &reads);
+    world_apply(&w, "payment.received", PAY_JSON("e-m1", "1700090000000", "M1"));
+    world_apply(&w, "payment.received", PAY_JSON("e-m2", "1700190000000", "M2"));
+    sqlite3_trace_v2(funnel_store_db(w.store), 0, NULL, NULL);
+    cr_assert_eq(reads.n, 0, "the journey was read %d times", reads.n);
+    world_close(&w);
+}
+
+/* Applies one event to a (whose engine lives on, journeys cached) and to b (whose engine
+ * restarts first, so it reads every journey afresh): both must publish the same bytes. */
+static void cache_step(world_t *a, world_t *b, const char *topic, const char *json, bool rollback)
+{
+    fx_engine_out_clear(&a->eng);
+    fx_engine_out_clear(&b->eng);
+    world_apply_as(a, topic, json, rollback);
+    world_restart_engine(b);
+    world_apply_as(b, topic, json, rollback);
+    cr_assert_eq(a->eng.n_out, b->eng.n_out, "%s", json);
+    for (size_t i = 0; i < a->eng.n_out; i++) {
+        size_t la, lb;
+        uint8_t *pa = fx_pack(a->eng.out[i], &la), *pb = fx_pack(b->eng.out[i], &lb);
+        cr_assert(la == lb && !memcmp(pa, pb, la), "%s: output %zu differs", json, i);
+        free(pa);
+        free(pb);
+    }
+}
+
+/* Everything a journey depends on changes between two payments of its client: a touch, an
+ * SQL qualification, an earlier handoff to another lead, a rolled-back touch, the
+ * configuration. The kept journey must follow each as a fresh read does. */
+Test(engine, a_kept_journey_follows_every_change_like_a_fresh_read)
+{
+    static world_t a, b;
+    world_journey(&a, FUNNEL_ATTR_ALL_MODELS);
+    world_journey(&b, FUNNEL_ATTR_ALL_MODELS);
+    const char *step[][2] = {
+        {"payment.received", PAY_JSON("e-m1", "1700090000000", "M1")},
+        {"lead.touched", "{\"eventId\":\"e-t3\",\"occurredAtMs\":1699990000000,\"leadId\":\"L1\","
+                         "\"touch\":{\"campaign\":\"late\",\"atMs\":1699990000000}}"},
+        {"payment.received", PAY_JSON("e-m2", "1700190000000", "M2")},
+        {"lead.qualified", "{\"eventId\":\"e-sql0\",\"occurredAtMs\":1699000000000,\"leadId\":"
+                           "\"L1\",\"stage\":\"SQL\"}"},
+        {"payment.received", PAY_JSON("e-m3", "1700290000000", "M3")},
+        {"lead.created", "{\"eventId\":\"e-l2\",\"occurredAtMs\":1699500000000,\"leadId\":\"L2\","
+                         "\"touches\":[{\"campaign\":\"other\",\"atMs\":1699400000000}]}"},
+        {"client.handed_off", "{\"eventId\":\"e-h0\",\"occurredAtMs\":1699600000000,\"clientId\":"
+                              "\"C1\",\"leadId\":\"L2\",\"fromRep\":\"rep1\"}"},
+        {"payment.received", PAY_JSON("e-m4", "1700390000000", "M4")},
+    };
+    for (size_t i = 0; i < sizeof step / sizeof step[0]; i++)
+        cache_step(&a, &b, step[i][0], step[i][1], false);
+    cache_step(&a, &b, "lead.touched",
+               "{\"eventId\":\"e-t4\",\"occurredAtMs\":1699590000000,\"leadId\":\"L2\","
+               "\"touch\":{\"campaign\":\"undone\",\"atMs\":1699590000000}}",
+               true);
+    cache_step(&a, &b, "payment.received", PAY_JSON("e-m5", "1700490000000", "M5"), false);
+    ATTRIBUTION(a.cfg)->lookback_days = ATTRIBUTION(b.cfg)->lookback_days = 1;
+    ATTRIBUTION(a.cfg)->half_life_days = ATTRIBUTION(b.cfg)->half_life_days = 2;
+    cache_step(&a, &b, "payment.received", PAY_JSON("e-m6", "1700590000000", "M6"), false);
+    ATTRIBUTION(a.cfg)->models = ATTRIBUTION(b.cfg)->models = 1u << FUNNEL_ATTR_LINEAR;
+    cache_step(&a, &b, "payment.received", PAY_JSON("e-m7", "1700690000000", "M7"), false);
+    world_close(&a);
+    world_close(&b);
+}
+
+#define TOUCH_JSON(id, lead, campaign)                                                             \
+    "{\"eventId\":\"" id "\",\"occurredAtMs\":1699990000000,\"leadId\":\"" lead "\","              \
+    "\"touch\":{\"campaign\":\"" campaign "\",\"source\":\"google\",\"atMs\":1699990000000}}"
+
+/* Most touches name a channel, source, medium and campaign seen before: their attr_tags row is
+ * known without a lookup. */
+Test(engine, a_touch_with_known_tags_does_not_look_them_up)
+{
+    static world_t w;
+    sql_counter_t reads = {.needle = "SELECT id FROM attr_tags"};
+    world_journey(&w, FUNNEL_ATTR_ALL_MODELS);
+    world_apply(&w, "lead.touched", TOUCH_JSON("e-k1", "L7", "known"));
+    sqlite3_trace_v2(funnel_store_db(w.store), SQLITE_TRACE_STMT, sql_count, &reads);
+    world_apply(&w, "lead.touched", TOUCH_JSON("e-k2", "L8", "known"));
+    sqlite3_trace_v2(funnel_store_db(w.store), 0, NULL, NULL);
+    cr_assert_eq(reads.n, 0, "the tags were looked up %d times", reads.n);
+    world_close(&w);
+}
+
+/* A tag first stored by a rolled-back batch is gone: a later touch with it stores it again and
+ * the journey names it as a fresh read does. */
+Test(engine, a_tag_of_a_rolled_back_touch_is_stored_again)
+{
+    static world_t a, b;
+    world_journey(&a, FUNNEL_ATTR_ALL_MODELS);
+    world_journey(&b, FUNNEL_ATTR_ALL_MODELS);
+    cache_step(&a, &b, "lead.touched", TOUCH_JSON("e-u1", "L1", "undone"), true);
+    cache_step(&a, &b, "lead.touched", TOUCH_JSON("e-u2", "L1", "undone"), false);
+    cr_assert_eq(fx_sql_int(funnel_store_db(a.store),
+                            "SELECT count(*) FROM attr_touches t LEFT JOIN attr_tags g"
+                            " ON g.id = t.tag_id WHERE g.id IS NULL",
+                            NULL),
+                 0);
+    world_close(&a);
+    world_close(&b);
+}
+
+#undef TOUCH_JSON
+#undef PAY_JSON
+
 Test(config, attribution_section_defaults_parse_and_refusals)
 {
     funnel_config_t cfg;

@@ -267,11 +267,21 @@ static const char *const stmt_sql[S_COUNT_] = {
                    " touch_at_ms) VALUES (?,?,?,?,?,?,?)",
 };
 
+/* Kept journeys, one slot per hash of the client id (a newer journey takes the slot): bounds
+ * them to this many, a few MB. Kept tags likewise, by hash of their four columns. */
+#define JOURNEY_SLOTS 16384
+#define TAG_SLOTS     1024
+
+typedef struct kept_journey kept_journey_t;
+typedef struct kept_tag kept_tag_t;
+
 struct funnel_attribution {
     funnel_store_t *store;                  /* borrowed */
     const funnel_attribution_config_t *cfg; /* borrowed; the live section */
     const funnel_log_t *log;                /* borrowed */
     sqlite3_stmt *st[S_COUNT_];
+    kept_journey_t **kept; /* JOURNEY_SLOTS, each NULL or a journey (journey_get) */
+    kept_tag_t **tags;     /* TAG_SLOTS, each NULL or an attr_tags row (tag_of) */
 };
 
 /* One line of credit: a journey touch, the unattributed bucket, or a line already posted. */
@@ -694,6 +704,84 @@ static int journey_load(run_t *r, const char *client_id, journey_t *j)
     rc = journey_weigh(r, j, &mj);
     free(times);
     return rc;
+}
+
+/* ---- kept journeys ----------------------------------------------------------------------
+ *
+ * A client's journey is read for each of its payments, and monthly payments are most of a
+ * year's late events; nothing a payment or refund does changes it. So it is kept in memory:
+ * every event that can change a journey (a touch, lead.created, an SQL qualification of its
+ * lead, a handoff of its client) settles the client through client_recompute, which reads the
+ * journey afresh and keeps that; a rolled-back transaction drops them all (its attr_lines ids
+ * and the facts read may be gone); a kept journey read under another configuration is read
+ * again. */
+
+struct kept_journey {
+    char client_id[FUNNEL_ID_MAX + 1]; /* "" while not valid */
+    funnel_attribution_config_t cfg;   /* the configuration it was read under */
+    journey_t j;                       /* lines point into j.lead_id: never moved */
+};
+
+/* A hash (FNV-1a) of text[0..n), each with its terminator, modulo slots. */
+static size_t kept_slot(const char *const *text, size_t n, size_t slots)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < n; i++) {
+        const unsigned char *p = (const unsigned char *)text[i];
+        do
+            h = (h ^ *p) * 1099511628211ULL;
+        while (*p++);
+    }
+    return (size_t)(h % slots);
+}
+
+static bool config_same(const funnel_attribution_config_t *x, const funnel_attribution_config_t *y)
+{
+    return x->models == y->models && x->lookback_days == y->lookback_days &&
+           x->half_life_days == y->half_life_days;
+}
+
+/* Forgets every kept journey and tag: after a rollback, what they name may be gone. */
+static void kept_drop_all(funnel_attribution_t *a)
+{
+    for (size_t i = 0; a->kept && i < JOURNEY_SLOTS; i++) {
+        if (a->kept[i])
+            journey_clear(&a->kept[i]->j);
+        free(a->kept[i]);
+        a->kept[i] = NULL;
+    }
+    for (size_t i = 0; a->tags && i < TAG_SLOTS; i++) {
+        free(a->tags[i]);
+        a->tags[i] = NULL;
+    }
+}
+
+/* The client's journey: the kept one unless `fresh` (the event may have changed it) or it was
+ * read under another configuration, else read and kept. Valid until the next journey_get. */
+static int journey_get(run_t *r, const char *client_id, bool fresh, const journey_t **out)
+{
+    funnel_attribution_t *a = r->a;
+    if (!a->kept && !(a->kept = calloc(JOURNEY_SLOTS, sizeof *a->kept)))
+        return FUNNEL_ENOMEM;
+    kept_journey_t **slot = &a->kept[kept_slot(&client_id, 1, JOURNEY_SLOTS)];
+    kept_journey_t *k = *slot;
+    if (!fresh && k && !strcmp(k->client_id, client_id) && config_same(&k->cfg, r->cfg)) {
+        *out = &k->j;
+        return 0;
+    }
+    if (!k && !(k = *slot = calloc(1, sizeof *k)))
+        return FUNNEL_ENOMEM;
+    journey_clear(&k->j);
+    k->client_id[0] = '\0';
+    int rc = journey_load(r, client_id, &k->j);
+    if (rc) {
+        journey_clear(&k->j);
+        return rc;
+    }
+    copy_id(k->client_id, client_id);
+    k->cfg = *r->cfg;
+    *out = &k->j;
+    return 0;
 }
 
 /* ---- outgoing messages ----------------------------------------------------------------- */
@@ -1282,21 +1370,21 @@ static int payment_load(run_t *r, const char *payment_id, payment_t *pay)
     return found ? 0 : FUNNEL_ENOTFOUND;
 }
 
-/* Settles every payment of a client against its journey, loaded once. */
+/* Settles every payment of a client against its journey, read afresh: the event may have
+ * changed it. */
 static int client_recompute(run_t *r, const char *client_id)
 {
-    journey_t j;
+    const journey_t *j;
     id_list_t pays = {0};
-    int rc = journey_load(r, client_id, &j);
+    int rc = journey_get(r, client_id, true, &j);
     if (!rc)
         rc = id_list_read(stmt_bind(r->a, S_PAYMENTS_OF_CLIENT, "s", client_id), &pays);
     for (size_t i = 0; !rc && i < pays.n; i++) {
         payment_t pay;
         if (!(rc = payment_load(r, pays.ids[i], &pay)) && pay.minor > 0)
-            rc = payment_settle(r, &j, &pay);
+            rc = payment_settle(r, j, &pay);
     }
     free(pays.ids);
-    journey_clear(&j);
     return rc;
 }
 
@@ -1304,13 +1392,12 @@ static int client_recompute(run_t *r, const char *client_id)
 static int payment_recompute(run_t *r, const char *payment_id)
 {
     payment_t pay;
-    journey_t j;
+    const journey_t *j;
     int rc = payment_load(r, payment_id, &pay);
     if (rc || pay.minor <= 0)
         return rc == FUNNEL_ENOTFOUND ? 0 : rc;
-    if (!(rc = journey_load(r, pay.client_id, &j)))
-        rc = payment_settle(r, &j, &pay);
-    journey_clear(&j);
+    if (!(rc = journey_get(r, pay.client_id, false, &j)))
+        rc = payment_settle(r, j, &pay);
     return rc;
 }
 
@@ -1332,20 +1419,63 @@ static const char *nz(const char *s)
     return s ? s : "";
 }
 
+/* An attr_tags row kept in memory (see "kept journeys"): a touch's tags are almost always a
+ * set seen before. */
+struct kept_tag {
+    int64_t id;
+    char cols[]; /* channel, source, medium, campaign, each NUL-terminated */
+};
+
+static bool tag_is(const kept_tag_t *k, const char *const *cols)
+{
+    const char *p = k->cols;
+    for (int i = 0; i < 4; i++, p += strlen(p) + 1)
+        if (strcmp(p, cols[i]))
+            return false;
+    return true;
+}
+
+/* Keeps tag `id` of cols in *slot; out of memory, it is just not kept. */
+static void tag_keep(kept_tag_t **slot, const char *const *cols, int64_t id)
+{
+    size_t len[4], total = 0;
+    for (int i = 0; i < 4; i++)
+        total += (len[i] = strlen(cols[i])) + 1;
+    kept_tag_t *k = malloc(sizeof *k + total);
+    if (!k)
+        return;
+    k->id = id;
+    char *p = k->cols;
+    for (int i = 0; i < 4; p += len[i++] + 1)
+        memcpy(p, cols[i], len[i] + 1);
+    free(*slot);
+    *slot = k;
+}
+
 /* The attr_tags row of a touch's four columns, added when new. */
 static int tag_of(run_t *r, const Funnel__V1__Touch *t, int64_t *tag)
 {
+    funnel_attribution_t *a = r->a;
+    const char *c[4] = {nz(t->channel), nz(t->source), nz(t->medium), nz(t->campaign)};
+    if (!a->tags && !(a->tags = calloc(TAG_SLOTS, sizeof *a->tags)))
+        return FUNNEL_ENOMEM;
+    kept_tag_t **slot = &a->tags[kept_slot(c, 4, TAG_SLOTS)];
+    if (*slot && tag_is(*slot, c)) {
+        *tag = (*slot)->id;
+        return 0;
+    }
     const char *cols = "ssss";
-    sqlite3_stmt *st = stmt_bind(r->a, S_TAG_GET, cols, nz(t->channel), nz(t->source),
-                                 nz(t->medium), nz(t->campaign));
+    sqlite3_stmt *st = stmt_bind(a, S_TAG_GET, cols, c[0], c[1], c[2], c[3]);
     int rc = sqlite3_step(st);
     *tag = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
-    if ((rc = stmt_done(st, rc)) || *tag)
+    if ((rc = stmt_done(st, rc)))
         return rc;
-    if (stmt_run(stmt_bind(r->a, S_TAG_ADD, cols, nz(t->channel), nz(t->source), nz(t->medium),
-                           nz(t->campaign))))
-        return FUNNEL_ESTORE;
-    *tag = sqlite3_last_insert_rowid(funnel_store_db(r->a->store));
+    if (!*tag) {
+        if (stmt_run(stmt_bind(a, S_TAG_ADD, cols, c[0], c[1], c[2], c[3])))
+            return FUNNEL_ESTORE;
+        *tag = sqlite3_last_insert_rowid(funnel_store_db(a->store));
+    }
+    tag_keep(slot, c, *tag);
     return 0;
 }
 
@@ -1466,6 +1596,11 @@ int funnel_attribution_on_event(void *self, funnel_router_t *router, const funne
 
 /* ---- life cycle ---------------------------------------------------------------------- */
 
+static void attribution_on_rollback(void *self)
+{
+    kept_drop_all(self);
+}
+
 int funnel_attribution_new(funnel_store_t *store, const funnel_attribution_config_t *cfg,
                            const funnel_log_t *log, funnel_attribution_t **out)
 {
@@ -1505,6 +1640,9 @@ void funnel_attribution_destroy(funnel_attribution_t **engine)
         return;
     for (int i = 0; i < S_COUNT_; i++)
         sqlite3_finalize((*engine)->st[i]);
+    kept_drop_all(*engine);
+    free((*engine)->kept);
+    free((*engine)->tags);
     free(*engine);
     *engine = NULL;
 }
@@ -1516,8 +1654,10 @@ int funnel_attribution_engine_create(funnel_store_t *store, const void *section,
     int rc = funnel_attribution_new(store, section, log, &a);
     if (rc)
         return rc;
-    *engine = (funnel_engine_t){
-        .name = "attribution", .self = a, .on_event = funnel_attribution_on_event};
+    *engine = (funnel_engine_t){.name = "attribution",
+                                .self = a,
+                                .on_event = funnel_attribution_on_event,
+                                .on_rollback = attribution_on_rollback};
     return 0;
 }
 
