@@ -752,15 +752,23 @@ static const char books_v2[] =
 /* A database the ledger of migration 2 wrote keeps its books through migrations 3 and 4: the
  * same entry ids in the statement, lines that balance, the same balances, and running totals
  * equal to the accruals. */
-Test(ledger, migrations_keep_the_books_of_an_older_database)
+/* Turns the store into what an older ledger wrote (older_schema) and opens a ledger on it,
+ * which must migrate it to the current step. */
+static void migrate_from(const char *older_schema)
 {
-    sqlite3 *db = funnel_store_db(store);
     char *msg = NULL, err[512];
-    cr_assert_eq(sqlite3_exec(db, books_v2, NULL, NULL, &msg), SQLITE_OK, "%s", msg);
+    cr_assert_eq(sqlite3_exec(funnel_store_db(store), older_schema, NULL, NULL, &msg), SQLITE_OK,
+                 "%s", msg);
     funnel_ledger_t *lg;
     cr_assert_eq(funnel_ledger_new(store, &plan, NULL, &lg, err, sizeof err), 0, "%s", err);
     funnel_ledger_destroy(&lg);
-    cr_assert_eq(funnel_store_module_version(store, "ledger"), 4);
+    cr_assert_eq(funnel_store_module_version(store, "ledger"), 5);
+}
+
+Test(ledger, migrations_keep_the_books_of_an_older_database)
+{
+    sqlite3 *db = funnel_store_db(store);
+    migrate_from(books_v2);
     funnel_ledger_statement_t *st = NULL;
     cr_assert_eq(funnel_ledger_statement(store, "alice", 0, 100, &st), 0);
     cr_assert_eq(st->n_sections, 1);
@@ -781,6 +789,39 @@ Test(ledger, migrations_keep_the_books_of_an_older_database)
                   "the lines stay append-only");
     cr_assert_neq(sqlite3_exec(db, "UPDATE ledger_entry SET amount = 0", NULL, NULL, NULL),
                   SQLITE_OK, "the postings stay append-only");
+}
+
+/* The payments of a database the ledger of migration 4 wrote (a rowid table beside an index by
+ * client) are moved into the table keyed by client: each keeps its fields, and a refund that
+ * arrives after the upgrade claws back from a payment recorded before it (c1's, 100.00 EUR on
+ * 2026-01-02). */
+static const char payments_v4[] =
+    "DROP TABLE ledger_payment;"
+    "CREATE TABLE ledger_payment ("
+    "  id INTEGER PRIMARY KEY, event_id TEXT NOT NULL UNIQUE, payment_id TEXT NOT NULL,"
+    "  client_id TEXT NOT NULL, currency TEXT NOT NULL, amount INTEGER NOT NULL,"
+    "  at_ms INTEGER NOT NULL);"
+    "CREATE INDEX ledger_payment_client ON ledger_payment(client_id, at_ms, event_id);"
+    "CREATE INDEX ledger_payment_id ON ledger_payment(payment_id, at_ms, event_id);"
+    "INSERT INTO ledger_payment VALUES (1, 'p1', 'pay-1', 'c1', 'EUR', 10000, 1767312000000);"
+    "INSERT OR REPLACE INTO meta(key, value) VALUES ('schema.ledger', 4);";
+
+Test(ledger, migration_keys_the_payments_by_client)
+{
+    must(fx_handoff("h1", "c1", "alice", "", day(2026, 1, 1)));
+    migrate_from(payments_v4);
+    /* Without a rowid: the rows are the index by client, one B-tree fewer to write. */
+    cr_assert_neq(
+        sqlite3_exec(funnel_store_db(store), "SELECT rowid FROM ledger_payment", NULL, NULL, NULL),
+        SQLITE_OK);
+    cr_assert_eq(query_int("SELECT COUNT(*) FROM ledger_payment WHERE event_id = 'p1' AND"
+                           " payment_id = 'pay-1' AND client_id = 'c1' AND currency = 'EUR'"
+                           " AND amount = 10000 AND at_ms = ?1",
+                           "1767312000000", NULL),
+                 1);
+    must(fx_refund("r1", "ref-1", "pay-1", "c1", 5000, "EUR", day(2026, 1, 3)));
+    cr_assert_eq(owed("alice", "EUR"), 1000 - 500);
+    expect_books_sound();
 }
 
 /* ---- cost: statements per event do not grow with the client's history ----------------- */
