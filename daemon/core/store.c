@@ -861,9 +861,15 @@ int funnel_store_checkpoint(funnel_store_t *s)
     }
     if (s->wal_pages < WAL_CHECKPOINT_PAGES)
         return 0;
+    int pages = s->wal_pages;
     s->wal_pages = 0; /* the next commit tells how much is left (all, while a reader pins it) */
-    if (s->ckpt)
+    if (s->ckpt && pages < WAL_HARD_PAGES)
         return funnel_checkpointer_request(s->ckpt, s->err, sizeof s->err) ? FUNNEL_ESTORE : 0;
+    /* The WAL starts over only at a write that finds it all copied back. Behind a writer that
+     * never pauses the thread never gets there (and COMMIT's own checkpoint finds it busy):
+     * past the hard bound the writer waits for it and copies the last frames itself. */
+    if (s->ckpt && funnel_checkpointer_wait(s->ckpt, s->err, sizeof s->err))
+        return FUNNEL_ESTORE;
     int rc = sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
     /* BUSY: another connection is checkpointing, which is as good. */
     return rc == SQLITE_OK || rc == SQLITE_BUSY ? 0 : fail(s);

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/inotify.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -89,6 +90,10 @@ pid_t fx_spawn(const char *const *argv, const char *log)
     pid_t pid = fork();
     cr_assert_neq(pid, -1, "fork: %s", strerror(errno));
     if (pid == 0) {
+        /* A test program that ctest kills on a timeout must not leave its daemons running. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() == 1)
+            _exit(127);
         int fd = log ? open(log, O_WRONLY | O_CREAT | O_APPEND, 0644) : -1;
         if (fd >= 0) {
             dup2(fd, STDERR_FILENO);
