@@ -1717,6 +1717,29 @@ Test(store_checkpoint, wal_stays_bounded_when_the_calls_stop)
     cr_assert_leq(file_size(wal), 16400000, "the WAL file must be cut back");
 }
 
+/* A WAL past the hard bound that the thread could not bring to its end (here a reader pinned
+ * it while it grew) is copied back by the call itself, before it returns: only a WAL copied
+ * back to its end starts over at the next write. */
+Test(store_checkpoint, past_the_hard_bound_the_call_copies_the_wal_back_itself)
+{
+    cr_assert_eq(funnel_store_checkpoint(store), 0);
+    off_t before = file_size(db_path);
+    funnel_store_t *ro = open_at(db_path, true);
+    sqlite3 *rdb = funnel_store_db(ro);
+    cr_assert_eq(sqlite3_exec(rdb, "BEGIN; SELECT count(*) FROM outbox;", NULL, NULL, NULL),
+                 SQLITE_OK);
+    commit_pages(store, 16500); /* COMMIT's own checkpoint can copy nothing past the reader */
+    cr_assert_lt(file_size(db_path), before + 1000 * 4096);
+    cr_assert_eq(sqlite3_exec(rdb, "COMMIT;", NULL, NULL, NULL), SQLITE_OK);
+    funnel_store_destroy(&ro);
+    cr_assert_eq(funnel_store_checkpoint(store), 0);
+    cr_assert_gt(file_size(db_path), before + 16000 * 4096, "the call must have copied it all");
+    commit_pages(store, 100);
+    char wal[sizeof db_path + 8];
+    snprintf(wal, sizeof wal, "%s-wal", db_path);
+    cr_assert_leq(file_size(wal), 16400000, "the WAL must have started over");
+}
+
 /* The checkpointer's connection closes first: the writer's, the last, copies what is left and
  * removes the WAL, as a store without the thread does. */
 Test(store_checkpoint, destroy_stops_the_checkpointer_and_removes_the_wal)
