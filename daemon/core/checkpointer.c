@@ -20,7 +20,6 @@ struct funnel_checkpointer {
     bool asked;        /* a checkpoint is wanted */
     bool running;      /* the thread is checkpointing now */
     bool stop;         /* destroy: finish and leave */
-    uint64_t done;     /* checkpoints run */
     uint64_t failed;   /* failures since the last wait */
     char err[256];     /* message of the last failure */
 };
@@ -40,7 +39,6 @@ static void *checkpointer_main(void *arg)
         int rc = sqlite3_wal_checkpoint_v2(ck->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
         pthread_mutex_lock(&ck->mu);
         ck->running = false;
-        ck->done++;
         if (rc != SQLITE_OK && rc != SQLITE_BUSY) {
             ck->failed++;
             snprintf(ck->err, sizeof ck->err, "%s", sqlite3_errmsg(ck->db));
@@ -134,14 +132,6 @@ uint64_t funnel_checkpointer_wait(funnel_checkpointer_t *ck, char *err, size_t e
     uint64_t failed = failures_take(ck, err, err_len);
     pthread_mutex_unlock(&ck->mu);
     return failed;
-}
-
-uint64_t funnel_checkpointer_done(funnel_checkpointer_t *ck)
-{
-    pthread_mutex_lock(&ck->mu);
-    uint64_t done = ck->done;
-    pthread_mutex_unlock(&ck->mu);
-    return done;
 }
 
 void funnel_checkpointer_destroy(funnel_checkpointer_t **ckp)

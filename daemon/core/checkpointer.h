@@ -30,9 +30,6 @@ uint64_t funnel_checkpointer_request(funnel_checkpointer_t *ck, char *err, size_
 /* Blocks until no checkpoint is running or asked for; returns failures as request does. */
 uint64_t funnel_checkpointer_wait(funnel_checkpointer_t *ck, char *err, size_t err_len);
 
-/* Checkpoints done since start (tests, metrics). */
-uint64_t funnel_checkpointer_done(funnel_checkpointer_t *ck);
-
 /* Lets a running checkpoint finish, stops the thread, closes the connection; NULLs *ck. */
 void funnel_checkpointer_destroy(funnel_checkpointer_t **ck);
 

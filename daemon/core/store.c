@@ -856,8 +856,11 @@ int funnel_store_checkpoint(funnel_store_t *s)
         s->ckpt_deferred = true;
         char why[200];
         const char *path = sqlite3_db_filename(s->db, "main");
-        if (path && *path && funnel_checkpointer_new(path, &s->ckpt, why, sizeof why))
+        if (path && *path && funnel_checkpointer_new(path, &s->ckpt, why, sizeof why)) {
+            /* Said once, through the caller's warning; checkpoints then run in this call. */
             snprintf(s->err, sizeof s->err, "%.200s; checkpoints run inline", why);
+            return FUNNEL_ESTORE;
+        }
     }
     if (s->wal_pages < WAL_CHECKPOINT_PAGES)
         return 0;

@@ -100,7 +100,8 @@ bool funnel_store_in_transaction(const funnel_store_t *store);
  * its fsyncs too. The first call hands checkpoints over to this function for good: call it
  * between transactions, after answering. COMMIT then checkpoints by itself only past 16000
  * pages, so the WAL stays bounded if the calls stop or the thread falls behind. If the thread
- * cannot start, checkpoints run inline in this call. Returns 0, FUNNEL_EINVAL inside a
+ * cannot start, the first call returns FUNNEL_ESTORE saying so and later calls checkpoint
+ * inline. Returns 0, FUNNEL_EINVAL inside a
  * transaction or on a read-only store, or FUNNEL_ESTORE when a checkpoint failed (the message
  * says why; the committed data is safe in the WAL all the same). */
 int funnel_store_checkpoint(funnel_store_t *store);
