@@ -24,6 +24,7 @@
 #include "idmap.h"
 #include "store.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -286,31 +287,56 @@ static int duration_add(durations_t *d, int64_t from, int64_t to)
     return 0;
 }
 
-static int cmp_i64(const void *a, const void *b)
-{
-    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-    return (x > y) - (x < y);
-}
-
-/* The lower median; FUNNEL_REPORT_NONE for none. */
+/* The lower median; FUNNEL_REPORT_NONE for none. Quickselect (Hoare partition) rather than a
+ * sort: a group of a big database has hundreds of thousands of durations, and only their
+ * middle one is wanted. */
 static int64_t median(durations_t *d)
 {
     if (!d->n)
         return FUNNEL_REPORT_NONE;
-    qsort(d->v, d->n, sizeof *d->v, cmp_i64);
-    return d->v[(d->n - 1) / 2];
+    int64_t *v = d->v;
+    ptrdiff_t k = (ptrdiff_t)(d->n - 1) / 2, lo = 0, hi = (ptrdiff_t)d->n - 1;
+    while (lo < hi) {
+        int64_t pivot = v[lo + (hi - lo) / 2];
+        ptrdiff_t i = lo, j = hi;
+        while (i <= j) {
+            while (v[i] < pivot)
+                i++;
+            while (v[j] > pivot)
+                j--;
+            if (i <= j) {
+                int64_t t = v[i];
+                v[i++] = v[j];
+                v[j--] = t;
+            }
+        }
+        /* [lo, j] <= pivot <= [i, hi], and what lies between equals the pivot */
+        if (k <= j)
+            hi = j;
+        else if (k >= i)
+            lo = i;
+        else
+            break;
+    }
+    return v[k];
+}
+
+/* The interned value of lead l under group g (NO_STR: none, or g is the month). */
+static uint32_t group_str(const lead_t *l, size_t g)
+{
+    return g == 0   ? l->campaign
+           : g == 1 ? l->channel
+           : g == 2 ? l->source
+           : g == 3 ? l->medium
+           : g == 4 ? l->segment
+                    : NO_STR;
 }
 
 /* The group value of lead l under group g (month text in buf). */
 static const char *group_of(const funnel_report_funnel_t *m, const lead_t *l, size_t g, char *buf,
                             size_t len)
 {
-    uint32_t s = g == 0   ? l->campaign
-                 : g == 1 ? l->channel
-                 : g == 2 ? l->source
-                 : g == 3 ? l->medium
-                 : g == 4 ? l->segment
-                          : NO_STR;
+    uint32_t s = group_str(l, g);
     if (g == 5) {
         if (l->created == NONE)
             return "";
@@ -397,32 +423,72 @@ static int acc_lead(const funnel_report_funnel_t *m, acc_t *a, const lead_t *l)
     return rc ? rc : duration_add(&a->d[2], l->sql, l->won);
 }
 
+/* Finds the accumulator of each lead's group without hashing its text per lead (at a million
+ * leads that was most of a table's time): an interned value maps by its ordinal, a month by the
+ * range of the last month met (leads are read about in creation order). */
+typedef struct grouper {
+    funnel_idmap_t names; /* group text -> accumulator */
+    uint32_t *by_str;     /* per interned value, then one for none: accumulator + 1; 0: not yet */
+    int64_t month_from, month_to; /* the last month met, [from, to) */
+    uint32_t month;               /* its accumulator */
+} grouper_t;
+
+/* The accumulator of lead l's group in *ord; *added when the group is new (its text is then
+ * gr->names.keys[*ord]). 0 or FUNNEL_ENOMEM. */
+static int group_find(const funnel_report_funnel_t *m, grouper_t *gr, size_t g, const lead_t *l,
+                      uint32_t *ord, bool *added)
+{
+    uint32_t s = group_str(l, g);
+    size_t slot = s == NO_STR ? m->strs.n : s;
+    bool month = g == 5 && l->created != NONE;
+    *added = false;
+    if (month && l->created >= gr->month_from && l->created < gr->month_to) {
+        *ord = gr->month;
+        return 0;
+    }
+    if (!month && gr->by_str[slot]) {
+        *ord = gr->by_str[slot] - 1;
+        return 0;
+    }
+    char buf[32];
+    const char *name = group_of(m, l, g, buf, sizeof buf);
+    if (funnel_idmap_add(&gr->names, name, strlen(name), ord, added))
+        return FUNNEL_ENOMEM;
+    int64_t from, to;
+    if (!month)
+        gr->by_str[slot] = *ord + 1;
+    else if (!funnel_date_parse(name, &from, &to)) { /* one that does not: looked up each time */
+        gr->month_from = from;
+        gr->month_to = to;
+        gr->month = *ord;
+    }
+    return 0;
+}
+
 static int table_build(funnel_report_funnel_t *m, size_t g, funnel_report_funnel_table_t *t,
                        char *err, size_t err_len)
 {
-    funnel_idmap_t gmap = {0};
+    grouper_t gr = {.by_str = calloc(m->strs.n + 1, sizeof *gr.by_str), .month_to = INT64_MIN};
     acc_t *accs = NULL;
     size_t cap = 0;
     uint32_t *lead_group = calloc(m->ids.n ? m->ids.n : 1, sizeof *lead_group);
-    int rc = lead_group ? 0 : FUNNEL_ENOMEM;
-    char buf[32];
+    int rc = lead_group && gr.by_str ? 0 : FUNNEL_ENOMEM;
     for (size_t i = 0; !rc && i < m->ids.n; i++) {
         const lead_t *l = &m->leads[i];
         lead_group[i] = NO_STR;
         if ((t->from != INT64_MIN || t->to != INT64_MAX) &&
             (l->created == NONE || l->created < t->from || l->created >= t->to))
             continue;
-        const char *name = group_of(m, l, g, buf, sizeof buf);
         uint32_t ord;
         bool added;
-        /* room for a new group first, so every group in gmap has an accumulator */
-        if ((rc = reserve((void **)&accs, &cap, gmap.n, sizeof *accs)) ||
-            (rc = funnel_idmap_add(&gmap, name, strlen(name), &ord, &added)))
+        /* room for a new group first, so every group in gr.names has an accumulator */
+        if ((rc = reserve((void **)&accs, &cap, gr.names.n, sizeof *accs)) ||
+            (rc = group_find(m, &gr, g, l, &ord, &added)))
             break;
         if (added) {
             memset(&accs[ord], 0, sizeof accs[ord]);
             accs[ord].net = calloc(m->strs.n ? m->strs.n : 1, sizeof *accs[ord].net);
-            accs[ord].row.group = strdup(name);
+            accs[ord].row.group = strdup(gr.names.keys[ord]);
             if (!accs[ord].net || !accs[ord].row.group) {
                 rc = FUNNEL_ENOMEM;
                 break;
@@ -436,9 +502,9 @@ static int table_build(funnel_report_funnel_t *m, size_t g, funnel_report_funnel
         if (lead && lead_group[lead - 1] != NO_STR)
             accs[lead_group[lead - 1]].net[m->money[i].currency] += m->money[i].minor;
     }
-    if (!rc && gmap.n && !(t->rows = calloc(gmap.n, sizeof *t->rows)))
+    if (!rc && gr.names.n && !(t->rows = calloc(gr.names.n, sizeof *t->rows)))
         rc = FUNNEL_ENOMEM;
-    for (size_t i = 0; i < gmap.n; i++) {
+    for (size_t i = 0; i < gr.names.n; i++) {
         if (!rc && !(rc = revenue_set(m, &accs[i], err, err_len))) {
             accs[i].row.median_mql_sql_ms = median(&accs[i].d[0]);
             accs[i].row.median_sql_contact_ms = median(&accs[i].d[1]);
@@ -453,7 +519,8 @@ static int table_build(funnel_report_funnel_t *m, size_t g, funnel_report_funnel
         qsort(t->rows, t->n, sizeof *t->rows, cmp_row);
     free(accs);
     free(lead_group);
-    funnel_idmap_clear(&gmap);
+    free(gr.by_str);
+    funnel_idmap_clear(&gr.names);
     return rc;
 }
 

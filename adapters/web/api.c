@@ -62,6 +62,8 @@ static bool answer_kept(const funnel_web_req_t *req, const char *key, funnel_web
 {
     funnel_web_cache_t *c = funnel_web_answers(req->web);
     *marker = -1;
+    if (c && req->keeper) /* nothing to answer: only whether to compute it again */
+        return funnel_web_cache_fresh(c, key, req->now_ms, FUNNEL_WEB_KEEP_REFRESH_MS, marker);
     return c && funnel_web_cache_get(c, key, req->now_ms, r, marker);
 }
 
@@ -70,7 +72,7 @@ static void answer_keep(const funnel_web_req_t *req, const char *key, int64_t ma
 {
     funnel_web_cache_t *c = funnel_web_answers(req->web);
     if (c)
-        funnel_web_cache_put(c, key, marker, valid_until_ms, r);
+        funnel_web_cache_put(c, key, marker, valid_until_ms, req->now_ms, req->keeper, r);
 }
 
 /* ?from= and ?to= (UTC dates or months, inclusive) into [*from, *to). */
@@ -108,36 +110,89 @@ static bool parse_id(const char *text, int64_t *out)
 
 /* ---- SLA ---------------------------------------------------------------------------------- */
 
-static void sla_list(const funnel_web_req_t *req, funnel_store_t *st, const char *param,
-                     funnel_web_reply_t *r)
+/* ?after=DUE:ID, the `next` of the page before, into f; false when it is not one. */
+static bool sla_cursor_parse(const char *text, funnel_sla_report_filter_t *f)
+{
+    char *end;
+    long long due = strtoll(text, &end, 10);
+    if (end == text || *end != ':' || !parse_id(end + 1, &f->after_id))
+        return false;
+    f->after_due = due;
+    return true;
+}
+
+/* The cursor of the page's last row when the page is full (more may follow), else null. */
+static json_t *sla_cursor_json(const funnel_sla_report_filter_t *f,
+                               const funnel_sla_report_list_t *list)
+{
+    if (!f->limit || list->n_rows < (size_t)f->limit)
+        return json_null();
+    const funnel_sla_row_t *last = &list->rows[list->n_rows - 1];
+    return json_sprintf("%lld:%lld",
+                        (long long)(last->due_at_ms == FUNNEL_SLA_REPORT_NONE
+                                        ? FUNNEL_SLA_REPORT_DUE_LAST
+                                        : last->due_at_ms),
+                        (long long)last->sla_id);
+}
+
+/* The list's filter from the query; replies 400 (403 for a rep asking for another's) and
+ * returns false when it is not valid. */
+static bool sla_filter(const funnel_web_req_t *req, funnel_sla_report_filter_t *f,
+                       funnel_web_reply_t *r)
 {
     static const char *const states[] = {[FUNNEL_SLA_REPORT_OPEN] = "open",
                                          [FUNNEL_SLA_REPORT_BREACHED] = "breached",
-                                         [FUNNEL_SLA_REPORT_MET] = "met"};
-    (void)param;
+                                         [FUNNEL_SLA_REPORT_MET] = "met",
+                                         [FUNNEL_SLA_REPORT_LIVE] = "live"};
     const char *state = funnel_web_arg(req, "state"), *limit = funnel_web_arg(req, "limit");
-    funnel_sla_report_filter_t f = {.policy = funnel_web_arg(req, "policy"),
-                                    .owner = funnel_web_arg(req, "owner"),
-                                    .limit = 500};
-    for (int i = FUNNEL_SLA_REPORT_OPEN; state && i <= FUNNEL_SLA_REPORT_MET; i++)
+    const char *order = funnel_web_arg(req, "order"), *after = funnel_web_arg(req, "after");
+    *f = (funnel_sla_report_filter_t){.policy = funnel_web_arg(req, "policy"),
+                                      .owner = funnel_web_arg(req, "owner"),
+                                      .limit = 500,
+                                      .by_due = order && !strcmp(order, "due")};
+    for (int i = FUNNEL_SLA_REPORT_OPEN; state && i <= FUNNEL_SLA_REPORT_LIVE; i++)
         if (!strcmp(state, states[i]))
-            f.state = (funnel_sla_report_state_t)i;
-    if (state && *state && f.state == FUNNEL_SLA_REPORT_ANY)
-        return funnel_web_reply_error(r, MHD_HTTP_BAD_REQUEST, "state: open, breached or met");
-    if (limit && (!parse_id(limit, &f.limit) || f.limit > 10000))
-        return funnel_web_reply_error(r, MHD_HTTP_BAD_REQUEST, "limit: 1..10000");
-    if (f.policy && !*f.policy)
-        f.policy = NULL;
-    if (f.owner && !*f.owner)
-        f.owner = NULL;
-    if (is_rep(req)) {
-        if (f.owner && strcmp(f.owner, req->who->name))
-            return funnel_web_reply_error(r, MHD_HTTP_FORBIDDEN,
-                                          "a rep sees only the SLA instances they own");
-        f.owner = req->who->name;
+            f->state = (funnel_sla_report_state_t)i;
+    const char *bad =
+        state && *state && f->state == FUNNEL_SLA_REPORT_ANY ? "state: open, breached, live or met"
+        : limit && (!parse_id(limit, &f->limit) || f->limit > 10000) ? "limit: 1..10000"
+        : order && !f->by_due && strcmp(order, "id")                 ? "order: id or due"
+        : after && !f->by_due                                        ? "after: needs order=due"
+        : after && !sla_cursor_parse(after, f) ? "after: the next of the page before (DUE:ID)"
+                                               : NULL;
+    if (bad) {
+        funnel_web_reply_error(r, MHD_HTTP_BAD_REQUEST, "%s", bad);
+        return false;
     }
+    if (f->policy && !*f->policy)
+        f->policy = NULL;
+    if (f->owner && !*f->owner)
+        f->owner = NULL;
+    if (is_rep(req)) {
+        if (f->owner && strcmp(f->owner, req->who->name)) {
+            funnel_web_reply_error(r, MHD_HTTP_FORBIDDEN,
+                                   "a rep sees only the SLA instances they own");
+            return false;
+        }
+        f->owner = req->who->name;
+    }
+    return true;
+}
+
+/* GET sla: instances as `funnelctl sla list`; with order=due, pages by due time: `next` is the
+ * after= of the next page (null after the last) and `total` how many pass the filter. */
+static void sla_list(const funnel_web_req_t *req, funnel_store_t *st, const char *param,
+                     funnel_web_reply_t *r)
+{
+    (void)param;
+    funnel_sla_report_filter_t f;
     funnel_sla_report_list_t *list;
+    int64_t total = 0;
+    if (!sla_filter(req, &f, r))
+        return;
     int rc = funnel_sla_report_list(st, &f, req->now_ms, &list);
+    if (!rc && f.by_due && (rc = funnel_sla_report_count(st, &f, req->now_ms, &total)))
+        funnel_sla_report_list_free(&list);
     if (rc == FUNNEL_ESTORE && funnel_store_module_version(st, "sla") <= 0)
         return funnel_web_reply_json(r, MHD_HTTP_OK, json_pack("{s:[]}", "instances"));
     if (rc)
@@ -145,10 +200,14 @@ static void sla_list(const funnel_web_req_t *req, funnel_store_t *st, const char
     json_t *rows = json_array();
     for (size_t i = 0; rows && i < list->n_rows; i++)
         json_array_append_new(rows, funnel_report_sla_json(&list->rows[i], false, true));
+    json_t *doc =
+        json_pack("{s:o*, s:o}", "instances", rows, "now_ms", funnel_report_int(req->now_ms));
+    if (doc && f.by_due) {
+        json_object_set_new(doc, "next", sla_cursor_json(&f, list));
+        json_object_set_new(doc, "total", json_integer(total));
+    }
     funnel_sla_report_list_free(&list);
-    funnel_web_reply_json(
-        r, MHD_HTTP_OK,
-        json_pack("{s:o*, s:o}", "instances", rows, "now_ms", funnel_report_int(req->now_ms)));
+    funnel_web_reply_json(r, MHD_HTTP_OK, doc);
 }
 
 /* Finds instance param and checks a rep owns it; replies and returns NULL otherwise. */

@@ -27,6 +27,8 @@ static const funnel_cfgtab_opt_t options[] = {
     {"submit_timeout_ms", false, F(submit_timeout_ms), "2000", 10, 600000},
     {"stream_backlog", false, F(stream_backlog), "4096", 16, 1 << 20},
     {"warm_up", false, F(warm_up), "1", 0, 1},
+    {"answers_cache", false, F(answers_cache), "1", 0, 1},
+    {"answers_max_age_ms", false, F(answers_max_age_ms), "10000", 0, 3600000},
 };
 #define N_OPTIONS (sizeof options / sizeof options[0])
 

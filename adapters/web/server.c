@@ -44,10 +44,14 @@ struct funnel_web {
     funnel_web_sessions_t *sessions;
     funnel_web_stream_t *stream;
     funnel_web_bus_t bus;
-    funnel_report_funnel_t *funnel;    /* the funnel model, kept up to date per request */
-    funnel_report_attr_model_t *attr;  /* the attribution sums, likewise */
-    pthread_t warm;                    /* reads both models once (funnel_web_model_ready) */
-    atomic_bool warming;               /* the thread was started (joined at the end) */
+    funnel_report_funnel_t *funnel;   /* the funnel model, kept up to date per request */
+    funnel_report_attr_model_t *attr; /* the attribution sums, likewise */
+    pthread_t warm;                   /* reads both models once (funnel_web_model_ready),
+                                         then runs the keeper until stopped */
+    atomic_bool warming;              /* the thread was started (joined at the end) */
+    pthread_mutex_t keep_lock;
+    pthread_cond_t keep_wake; /* signalled with stopping set */
+    bool stopping;
     atomic_bool ready[2];              /* per funnel_web_model_t: read whole once */
     funnel_report_quota_def_t *quotas; /* owned; from funneld's config */
     size_t n_quotas;
@@ -169,6 +173,10 @@ static enum MHD_Result send_reply(struct MHD_Connection *conn, req_state_t *st,
     snprintf(retry, sizeof retry, "%u", r->retry_after_s);
     if (r->retry_after_s)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, retry);
+    char age[16];
+    snprintf(age, sizeof age, "%u", r->age_s);
+    if (r->behind) /* a kept answer from before funneld's last commit: how old */
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_AGE, age);
     if (cookie)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_SET_COOKIE, cookie);
     security_headers(resp);
@@ -268,7 +276,10 @@ const funnel_report_quota_def_t *funnel_web_quotas(const funnel_web_t *web, size
 
 const char *funnel_web_arg(const funnel_web_req_t *req, const char *name)
 {
-    return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
+    for (const char *const *a = req->conn ? NULL : req->args; a && *a; a += 2)
+        if (!strcmp(a[0], name))
+            return a[1];
+    return req->conn ? MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name) : NULL;
 }
 
 /* Who sent the request: a Bearer token, or a session cookie (then *csrf is the session's CSRF
@@ -446,6 +457,10 @@ static void render(FILE *out, void *arg)
                        "answers served from the cache, the database unchanged since");
     funnel_prom_u64(out, "funnel_web_cache_hits_total", NULL, NULL,
                     web->answers ? funnel_web_cache_hits(web->answers) : 0);
+    funnel_prom_family(out, "funnel_web_answers_kept_total", "counter",
+                       "the page's default answers computed in the background (keeper.c)");
+    funnel_prom_u64(out, "funnel_web_answers_kept_total", NULL, NULL,
+                    web->answers ? funnel_web_cache_kept(web->answers) : 0);
     funnel_prom_family(out, "funnel_web_request_seconds", "histogram",
                        "time from a request's headers to its answer being queued (a stream: to "
                        "its start)");
@@ -531,7 +546,8 @@ static enum MHD_Result api(funnel_web_t *web, struct MHD_Connection *conn, const
         st->route = FUNNEL_WEB_R_STREAM;
         return stream(web, conn, st, &who);
     }
-    funnel_web_req_t req = {web, conn, method, url, &who, now};
+    funnel_web_req_t req = {
+        .web = web, .conn = conn, .method = method, .path = url, .who = &who, .now_ms = now};
     st->route = funnel_web_api(&req, sub, &r);
     return send_reply(conn, st, &r, NULL);
 }
@@ -616,9 +632,29 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **state,
 
 /* ---- life ---------------------------------------------------------------------------------- */
 
+/* Runs the keeper (keeper.c) every FUNNEL_WEB_KEEP_POLL_MS until funnel-web stops. */
+static void keep(funnel_web_t *web)
+{
+    pthread_mutex_lock(&web->keep_lock);
+    while (!web->stopping) {
+        pthread_mutex_unlock(&web->keep_lock);
+        funnel_web_keep(web, now_ms());
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += FUNNEL_WEB_KEEP_POLL_MS * 1000000L;
+        until.tv_sec += until.tv_nsec / 1000000000L;
+        until.tv_nsec %= 1000000000L;
+        pthread_mutex_lock(&web->keep_lock);
+        if (!web->stopping)
+            pthread_cond_timedwait(&web->keep_wake, &web->keep_lock, &until);
+    }
+    pthread_mutex_unlock(&web->keep_lock);
+}
+
 /* Reads every recorded event and posting into the funnel and attribution models once at start,
  * so the first person to open the page does not wait for it (requests meanwhile wait on the
- * models' locks). A failure is logged; the next request retries where it stopped. */
+ * models' locks), then keeps the page's default answers computed. A failure is logged; the
+ * next request retries where it stopped. */
 static void *warm_up(void *arg)
 {
     funnel_web_t *web = arg;
@@ -634,6 +670,8 @@ static void *warm_up(void *arg)
     if (rc)
         funnel_log_warn(web->log, "warming the report models: %s %s", funnel_strerror(rc), err);
     funnel_web_store_put(web, st);
+    if (web->answers)
+        keep(web);
     return NULL;
 }
 
@@ -679,6 +717,8 @@ int funnel_web_new(const funnel_web_config_t *cfg, const funnel_log_t *log, funn
         (funnel_web_bus_t){cfg->submit, cfg->publish,   cfg->replay, (int)cfg->submit_timeout_ms,
                            cfg->key,    cfg->server_key};
     pthread_mutex_init(&web->pool_lock, NULL);
+    pthread_mutex_init(&web->keep_lock, NULL);
+    pthread_cond_init(&web->keep_wake, NULL);
     char err[512];
     int rc = FUNNEL_ENOMEM;
     struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)cfg->port)};
@@ -711,7 +751,8 @@ int funnel_web_new(const funnel_web_config_t *cfg, const funnel_log_t *log, funn
     funnel_web_store_put(web, st);
     if (rc)
         goto fail;
-    if (funnel_web_cache_new(cfg->database, &web->answers))
+    if (cfg->answers_cache &&
+        funnel_web_cache_new(cfg->database, cfg->answers_max_age_ms, &web->answers))
         funnel_log_warn(log, "no answers cache: each compliance request reads every instance");
     if (cfg->warm_up)
         warm_start(web);
@@ -747,6 +788,10 @@ void funnel_web_destroy(funnel_web_t **wp)
         funnel_web_stream_stop(web->stream);
     if (web->httpd)
         MHD_stop_daemon(web->httpd);
+    pthread_mutex_lock(&web->keep_lock);
+    web->stopping = true;
+    pthread_cond_signal(&web->keep_wake);
+    pthread_mutex_unlock(&web->keep_lock);
     if (atomic_load(&web->warming))
         pthread_join(web->warm, NULL);
     funnel_web_stream_destroy(&web->stream);
@@ -760,6 +805,8 @@ void funnel_web_destroy(funnel_web_t **wp)
     free(web->quotas);
     funnel_web_users_destroy(&web->users);
     pthread_mutex_destroy(&web->pool_lock);
+    pthread_cond_destroy(&web->keep_wake);
+    pthread_mutex_destroy(&web->keep_lock);
     free(web);
     *wp = NULL;
 }

@@ -29,22 +29,26 @@ typedef struct funnel_store funnel_store_t;
 
 /* funnel-web's configuration; strings are owned (freed by funnel_web_config_clear). */
 typedef struct funnel_web_config {
-    char *listen_addr;         /* IPv4 address to bind (default 127.0.0.1) */
-    int64_t port;              /* TCP port (default 8080); 0 picks a free one */
-    char *database;            /* funneld's database, opened read-only */
-    char *submit;              /* funneld's submit endpoint (acknowledgements) */
-    char *publish;             /* funneld's publish endpoint (the live stream) */
-    char *replay;              /* funneld's replay endpoint (catch-up after a gap) */
-    char *users;               /* the users file (libconfig), reloaded on SIGHUP */
-    char *funneld_config;      /* funneld's config: the quotas' minimums ("": no quotas) */
-    char *key, *server_key;    /* CURVE: our .key, funneld's .pub or .key ("": no CURVE) */
-    int64_t secure_cookies;    /* 1 when browsers reach the page over TLS (a proxy in front) */
-    int64_t session_ttl_s;     /* a login lasts this long */
-    int64_t max_connections;   /* open connections (each its own thread) in all */
-    int64_t readers;           /* read-only database connections in the pool */
-    int64_t submit_timeout_ms; /* wait for funneld's ack per attempt */
-    int64_t stream_backlog;    /* output messages kept for reconnecting browsers */
-    int64_t warm_up;           /* 1: read the report models at start; 0: at the first request */
+    char *listen_addr;          /* IPv4 address to bind (default 127.0.0.1) */
+    int64_t port;               /* TCP port (default 8080); 0 picks a free one */
+    char *database;             /* funneld's database, opened read-only */
+    char *submit;               /* funneld's submit endpoint (acknowledgements) */
+    char *publish;              /* funneld's publish endpoint (the live stream) */
+    char *replay;               /* funneld's replay endpoint (catch-up after a gap) */
+    char *users;                /* the users file (libconfig), reloaded on SIGHUP */
+    char *funneld_config;       /* funneld's config: the quotas' minimums ("": no quotas) */
+    char *key, *server_key;     /* CURVE: our .key, funneld's .pub or .key ("": no CURVE) */
+    int64_t secure_cookies;     /* 1 when browsers reach the page over TLS (a proxy in front) */
+    int64_t session_ttl_s;      /* a login lasts this long */
+    int64_t max_connections;    /* open connections (each its own thread) in all */
+    int64_t readers;            /* read-only database connections in the pool */
+    int64_t submit_timeout_ms;  /* wait for funneld's ack per attempt */
+    int64_t stream_backlog;     /* output messages kept for reconnecting browsers */
+    int64_t warm_up;            /* 1: read the report models at start; 0: at the first request */
+    int64_t answers_cache;      /* 1: keep answers until funneld commits (cache.c); 0: never,
+                                   every request computes its answer as after a commit */
+    int64_t answers_max_age_ms; /* the page's default answers, recomputed in the background after
+                                   each commit, are served up to this old meanwhile (0: never) */
     funnel_log_level_t log_level;
 } funnel_web_config_t;
 
@@ -163,19 +167,28 @@ uint64_t funnel_web_stream_last(funnel_web_stream_t *s);
 typedef struct funnel_web_cache funnel_web_cache_t;
 typedef struct funnel_web_reply funnel_web_reply_t;
 
-/* A cache whose change marker reads database (read-only). 0, FUNNEL_ENOMEM, FUNNEL_EIO. */
-int funnel_web_cache_new(const char *database, funnel_web_cache_t **out);
+/* A cache whose change marker reads database (read-only); the keeper's answers may be served
+ * up to max_age_ms past a commit (0: never). 0, FUNNEL_ENOMEM, FUNNEL_EIO. */
+int funnel_web_cache_new(const char *database, int64_t max_age_ms, funnel_web_cache_t **out);
 void funnel_web_cache_destroy(funnel_web_cache_t **c);
-/* Fills r with the answer kept for key when the database has not changed since and now_ms is
- * before the answer's valid_until_ms; *marker receives the change marker to file a fresh
- * answer under (read before the answer is computed). */
+/* Fills r with the answer kept for key when the database has not changed since (or the keeper
+ * filed it at most max_age_ms ago: r->behind and r->age_s then say so) and now_ms is before the
+ * answer's valid_until_ms; *marker receives the change marker to file a fresh answer under
+ * (read before the answer is computed). */
 bool funnel_web_cache_get(funnel_web_cache_t *c, const char *key, int64_t now_ms,
                           funnel_web_reply_t *r, int64_t *marker);
-/* Keeps r (a 200) for key under marker until valid_until_ms (INT64_MAX: no clock limit). */
+/* For the keeper: whether key's answer needs no recomputing now (computed since the last
+ * commit, or less than min_interval_ms ago), with *marker as funnel_web_cache_get's. */
+bool funnel_web_cache_fresh(funnel_web_cache_t *c, const char *key, int64_t now_ms,
+                            int64_t min_interval_ms, int64_t *marker);
+/* Keeps r (a 200) for key under marker until valid_until_ms (INT64_MAX: no clock limit),
+ * computed at now_ms; kept: by the keeper (see funnel_web_cache_get). */
 void funnel_web_cache_put(funnel_web_cache_t *c, const char *key, int64_t marker,
-                          int64_t valid_until_ms, const funnel_web_reply_t *r);
-/* Answers served from the cache so far (the metrics). */
+                          int64_t valid_until_ms, int64_t now_ms, bool kept,
+                          const funnel_web_reply_t *r);
+/* Answers served from the cache so far, and answers the keeper filed (the metrics). */
 uint64_t funnel_web_cache_hits(funnel_web_cache_t *c);
+uint64_t funnel_web_cache_kept(funnel_web_cache_t *c);
 
 /* ---- the server -------------------------------------------------------------------------- */
 
@@ -199,16 +212,20 @@ struct funnel_web_reply {
     size_t len;
     const char *disposition; /* Content-Disposition, or NULL */
     unsigned retry_after_s;  /* Retry-After on a 503, 0 for none */
+    bool behind;             /* a keeper's answer from before funneld's last commit (cache.c) */
+    unsigned age_s;          /* behind: how old it is (the Age header) */
 };
 
 /* What a handler sees of a request. */
 typedef struct funnel_web_req {
     funnel_web_t *web;
-    struct MHD_Connection *conn;
+    struct MHD_Connection *conn; /* NULL for the keeper's own requests (args instead) */
     const char *method;
     const char *path; /* without the query */
     const funnel_web_principal_t *who;
     int64_t now_ms;
+    const char *const *args; /* without conn: the query, name, value, ..., NULL */
+    bool keeper;             /* the keeper's: compute and file the answer unless it is fresh */
 } funnel_web_req_t;
 
 /* Replies: JSON (takes doc), {"error": why} with status, or raw text (copied). */
@@ -238,6 +255,15 @@ funnel_report_funnel_t *funnel_web_funnel(const funnel_web_t *web);
 /* Answers kept while the database has not changed (cache.c), or NULL when it could not be
  * set up (every request then computes its answer). */
 funnel_web_cache_t *funnel_web_answers(const funnel_web_t *web);
+/* The keeper (keeper.c). */
+/* The keeper recomputes a default at most this often while funneld keeps committing. */
+#define FUNNEL_WEB_KEEP_REFRESH_MS 1000
+/* How often the keeper looks for a commit. */
+#define FUNNEL_WEB_KEEP_POLL_MS 250
+
+/* Computes and files (kept) every one of the page's default queries (what app.js asks for at
+ * load, as a manager) whose answer is not fresh as of now_ms. */
+void funnel_web_keep(funnel_web_t *web, int64_t now_ms);
 /* The quotas of funneld's config, read at start; *n = 0 when none. */
 const funnel_report_quota_def_t *funnel_web_quotas(const funnel_web_t *web, size_t *n);
 

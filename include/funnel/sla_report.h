@@ -24,14 +24,24 @@ typedef enum funnel_sla_report_state {
     FUNNEL_SLA_REPORT_OPEN,     /* live and not breached: "open" and "paused" rows */
     FUNNEL_SLA_REPORT_BREACHED, /* live, running (not paused) and past its due time */
     FUNNEL_SLA_REPORT_MET,
+    FUNNEL_SLA_REPORT_LIVE, /* OPEN and BREACHED together: every instance not met */
 } funnel_sla_report_state_t;
+
+/* A due time that sorts after every other: the rows without one (paused) come last. */
+#define FUNNEL_SLA_REPORT_DUE_LAST INT64_MAX
 
 /* What to list; every field is optional (zero / NULL: no filter). */
 typedef struct funnel_sla_report_filter {
     funnel_sla_report_state_t state;
     const char *policy; /* exact policy name */
     const char *owner;  /* exact owner */
-    int64_t limit;      /* rows at most, in sla_id order; 0: all */
+    int64_t limit;      /* rows at most, in the order below; 0: all */
+    /* false: in sla_id order. true: by due time (FUNNEL_SLA_REPORT_DUE_LAST for none), then
+     * sla_id, from after (after_due, after_id): the last row of the previous page, a cursor
+     * that stays right however rows come and go between the pages (after_id 0: from the
+     * start). Cheap for the live states, which read the partial index of live instances. */
+    bool by_due;
+    int64_t after_due, after_id;
 } funnel_sla_report_filter_t;
 
 /* One instance as a reader sees it. Text fields are empty when the row has none (acked_by
@@ -73,6 +83,10 @@ typedef struct funnel_sla_report_list {
  * returned: a list cut short by a locked database must not look complete); FUNNEL_ENOMEM. */
 int funnel_sla_report_list(funnel_store_t *store, const funnel_sla_report_filter_t *filter,
                            int64_t now_ms, funnel_sla_report_list_t **out);
+/* How many instances pass filter (its state, policy and owner; not its limit or cursor) as
+ * of now_ms, into *n. Returns 0, FUNNEL_EINVAL, FUNNEL_ESTORE. */
+int funnel_sla_report_count(funnel_store_t *store, const funnel_sla_report_filter_t *filter,
+                            int64_t now_ms, int64_t *n);
 void funnel_sla_report_list_free(funnel_sla_report_list_t **list);
 
 /* One instance with its policy version's definition, as of now_ms. *out is owned by the caller

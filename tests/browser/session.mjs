@@ -5,6 +5,19 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
+// The API requests of the page's load, in the order they were sent: when each was sent
+// (from navigation start), how long it waited for a connection, for its first byte (the
+// server's time) and in all, in ms: the critical path of a load.
+export function requests(page) {
+  return page.evaluate(() => performance.getEntriesByType('resource')
+    .filter((e) => e.name.includes('/api/v1/') && !e.name.includes('/stream'))
+    .map((e) => ({
+      path: e.name.replace(/^.*\/api\/v1\//, ''), at: Math.round(e.startTime),
+      queued: Math.round(e.requestStart - e.startTime),
+      server: Math.round(e.responseStart - e.requestStart), total: Math.round(e.duration),
+    })));
+}
+
 // Returns { ctx, page, loginMs }: loginMs from the click on "Log in" to body[data-ready].
 export async function loggedIn(url, name, password) {
   const ctx = await chromium.launchPersistentContext(mkdtempSync(join(tmpdir(), 'fw-')), {

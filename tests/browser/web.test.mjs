@@ -171,7 +171,7 @@ try {
     await ann.page.screenshot({ path: join(SHOTS, 'funnel-web-rep.png'), fullPage: true });
   });
 
-  await check('the board draws 50 rows and compliance 4 weeks until asked for more', async () => {
+  await check('the board draws 50 rows and compliance 4 weeks until asked for more, by a cursor', async () => {
     // 60 more breached SLAs (cara's, 2 h ago) and one opened 10 weeks ago: drawing them all
     // at once is what held the page for seconds at 100,000 leads.
     const publish = (id, at, lead) => execFileSync(CTL[0], [...CTL.slice(1), 'publish', 'lead.qualified',
@@ -186,8 +186,21 @@ try {
     assert.ok(total >= 62, `every live instance counted (${total})`);
     assert.equal(await rows(), 50, 'the first 50 by due time drawn');
     assert.equal(await text(mia.page, '#sla-more'), `Show ${Math.min(total - 50, 50)} more`);
+    const dues = async () => mia.page.locator('#sla-table tbody td.due').evaluateAll(
+      (tds) => tds.map((td) => (td.dataset.due === '' ? Infinity : Number(td.dataset.due))));
+    const first = await dues();
+    // "Show more" asks the server for the next page after the last row drawn (a cursor),
+    // not for every instance up front
+    const asked = mia.page.waitForRequest((q) => /\/api\/v1\/sla\?.*after=/.test(q.url()));
     await mia.page.click('#sla-more');
-    assert.equal(await rows(), Math.min(total, 100));
+    const more = new globalThis.URL((await asked).url()).searchParams;
+    assert.equal(more.get('limit'), '50');
+    await until('the next page drawn', async () => (await rows()) === Math.min(total, 100));
+    const all = await dues(), ids = await mia.page.locator('#sla-table tbody tr').evaluateAll(
+      (trs) => trs.map((tr) => tr.dataset.sla));
+    assert.deepEqual(all.slice(0, 50), first, 'the first 50 stay');
+    for (let i = 1; i < all.length; i++) assert.ok(all[i - 1] <= all[i], `by due time at row ${i}`);
+    assert.equal(new Set(ids).size, ids.length, 'no row twice');
     const day = Math.floor((now - 70 * 24 * h) / 86400000);
     const oldWeek = new Date((day - ((day + 3) % 7)) * 86400000).toISOString().slice(0, 10);
     const weeks = async () => mia.page.locator('#comp-table tbody tr td:nth-child(2)').allTextContents();

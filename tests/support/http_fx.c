@@ -29,6 +29,8 @@ static size_t on_header(char *data, size_t size, size_t n, void *arg)
     size_t len = size * n;
     if (len > 15 && !strncasecmp(data, "Retry-After: ", 13))
         snprintf(r->retry_after, sizeof r->retry_after, "%.*s", (int)(len - 15), data + 13);
+    if (len > 7 && !strncasecmp(data, "Age: ", 5))
+        snprintf(r->age, sizeof r->age, "%.*s", (int)(len - 7), data + 5);
     if (len > 14 && !strncasecmp(data, "Set-Cookie: ", 12))
         snprintf(r->set_cookie, sizeof r->set_cookie, "%.*s", (int)(len - 14), data + 12);
     return len;

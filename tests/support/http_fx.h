@@ -11,6 +11,7 @@ typedef struct fx_http_reply {
     size_t len;
     char retry_after[32]; /* the Retry-After header's value, if any */
     char set_cookie[256]; /* the Set-Cookie header's value, if any */
+    char age[32];         /* the Age header's value, if any */
 } fx_http_reply_t;
 
 /* POSTs body (len bytes) to http://127.0.0.1:port/path, or GETs it when body is NULL, with

@@ -5,11 +5,13 @@
 const MODELS = ['first_touch', 'last_touch', 'linear', 'u_shaped', 'w_shaped', 'full_path',
   'time_decay', 'j_shaped', 'inverse_j'];
 const $ = (id) => document.getElementById(id);
-// The board draws its first SLA_PAGE rows (by due time) and more on request; compliance the
-// last COMP_WEEKS weeks unless asked for more: at 100,000 leads laying out every row (1,000 on
-// the board, 1,900 in compliance) held the whole page for seconds.
+// The board reads and draws its first SLA_PAGE rows (by due time) and the next page after the
+// last one drawn on request (the API's cursor); compliance the last 4 weeks unless asked for
+// more: at 100,000 leads laying out every row (1,000 on the board, 1,900 in compliance) held the
+// whole page for seconds, and at a million reading 1,000 rows cost more than the page needs.
 const SLA_PAGE = 50;
-const state = { me: null, sla: [], slaShown: SLA_PAGE, skew: 0, source: null, refresh: null };
+const state = { me: null, sla: [], slaShown: SLA_PAGE, slaNext: null, slaTotal: 0, skew: 0, source: null,
+  refresh: null };
 
 function el(tag, attrs, ...kids) {
   const e = document.createElement(tag);
@@ -106,20 +108,38 @@ function dueText(r) {
   return left >= 0 ? duration(left) : 'overdue ' + duration(-left);
 }
 
-async function loadSla() {
-  const q = new URLSearchParams();
+// A page of the board: the live instances (open, at risk, breached) by due time, from after
+// the cursor `after` (the `next` of the page before; null: from the first).
+function slaPage(after, limit) {
+  const q = new URLSearchParams({ state: 'live', order: 'due', limit });
   if ($('sla-policy').value) q.set('policy', $('sla-policy').value);
   if ($('sla-owner').value) q.set('owner', $('sla-owner').value);
-  const [breached, open] = await Promise.all(['breached', 'open'].map((s) => {
-    const p = new URLSearchParams(q); p.set('state', s); return api('sla?' + p);
-  }));
-  state.skew = Number(open.now_ms) - Date.now();
-  state.sla = breached.instances.concat(open.instances)
-    .sort((a, b) => Number(a.due_at_ms ?? Infinity) - Number(b.due_at_ms ?? Infinity));
-  state.slaById = new Map(state.sla.map((r) => [r.sla_id, r]));
-  fillFilter('sla-policy', state.sla.map((r) => r.policy));
-  fillFilter('sla-owner', state.sla.map((r) => r.owner));
+  if (after) q.set('after', after);
+  return api('sla?' + q);
+}
+
+function slaTake(data, rows) {
+  state.skew = Number(data.now_ms) - Date.now();
+  state.sla = rows;
+  state.slaNext = data.next ?? null;
+  state.slaTotal = data.total ?? rows.length;
+  state.slaById = new Map(rows.map((r) => [r.sla_id, r]));
+  fillFilter('sla-policy', rows.map((r) => r.policy));
+  fillFilter('sla-owner', rows.map((r) => r.owner));
   renderSla();
+}
+
+// (Re)reads as many rows as the board shows.
+async function loadSla() {
+  const data = await slaPage(null, state.slaShown);
+  slaTake(data, data.instances);
+}
+
+// "Show more": the next page after the last row drawn.
+async function moreSla() {
+  const data = await slaPage(state.slaNext, SLA_PAGE);
+  state.slaShown += SLA_PAGE;
+  slaTake(data, state.sla.concat(data.instances));
 }
 
 function fillFilter(id, values) {
@@ -131,9 +151,9 @@ function fillFilter(id, values) {
 function renderSla() {
   const body = $('sla-table').tBodies[0];
   const canAck = state.me.role !== 'rep';
-  const shown = state.sla.slice(0, state.slaShown), left = state.sla.length - shown.length;
-  $('sla-count').textContent = state.sla.length ? `${shown.length} of ${state.sla.length} shown` : '';
-  $('sla-more').hidden = left <= 0;
+  const shown = state.sla, left = state.slaTotal - shown.length;
+  $('sla-count').textContent = shown.length ? `${shown.length} of ${state.slaTotal} shown` : '';
+  $('sla-more').hidden = !state.slaNext || left <= 0;
   $('sla-more').textContent = `Show ${Math.min(left, SLA_PAGE)} more`;
   body.replaceChildren(...shown.map((r) => {
     const cls = slaClass(r);
@@ -450,7 +470,7 @@ function init() {
   const filterSla = () => { state.slaShown = SLA_PAGE; loadSla().catch(report); };
   $('sla-policy').addEventListener('change', filterSla);
   $('sla-owner').addEventListener('change', filterSla);
-  $('sla-more').addEventListener('click', () => { state.slaShown += SLA_PAGE; renderSla(); });
+  $('sla-more').addEventListener('click', () => moreSla().catch(report));
   $('comp-weeks').addEventListener('change', () => loadCompliance().catch(report));
   $('st-form').addEventListener('submit', (e) => { e.preventDefault(); loadStatement().catch(report); });
   $('login-form').addEventListener('submit', async (e) => {

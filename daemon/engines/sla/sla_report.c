@@ -17,31 +17,57 @@
  * running ('open') instance whose due time is at or before ?1 (the reader's clock). */
 #define ROW_SELECT                                                                                 \
     "SELECT i.id, i.policy, i.version, i.key, i.owner, i.started_at, i.due_at, i.next_at,"         \
-    " i.step, i.acked_by, i.start_event, i.stopped_at, i.on_time, i.late_ms, i.stop_event,"        \
-    " CASE WHEN i.state IS NULL OR i.state = 'met' THEN 'met'"                                     \
-    " WHEN i.state = 'open' AND i.due_at IS NOT NULL AND i.due_at <= ?1 THEN 'breached'"           \
-    " ELSE i.state END AS shown,"                                                                  \
+    " i.step, i.acked_by, i.start_event, i.stopped_at, i.on_time, i.late_ms, "                     \
+    "i.stop_event, " SHOWN_SQL " AS shown,"                                                        \
     " coalesce(p.process, i.policy), coalesce(p.responsible, ''), coalesce(i.queue, ''),"          \
     " i.priority, i.opened_at"
+#define SHOWN_SQL                                                                                  \
+    "CASE WHEN i.state IS NULL OR i.state = 'met' THEN 'met'"                                      \
+    " WHEN i.state = 'open' AND i.due_at IS NOT NULL AND i.due_at <= ?1 THEN 'breached'"           \
+    " ELSE i.state END"
 #define ROW_FROM_INDEXED(index)                                                                    \
     " FROM sla_instance i" index " LEFT JOIN sla_policy p ON p.name = i.policy AND"                \
     " p.version = i.version"
 #define ROW_FROM ROW_FROM_INDEXED("")
 
-/* ?2 shown state wanted (NULL: any; 'open' takes paused ones too), ?3 policy, ?4 owner (NULL:
- * any), ?5 limit (-1: all). */
-#define LIST_SQL(from, live)                                                                       \
-    "SELECT * FROM (" ROW_SELECT from " WHERE (?3 IS NULL OR i.policy = ?3) AND"                   \
-    " (?4 IS NULL OR i.owner = ?4)" live ")"                                                       \
-    " WHERE ?2 IS NULL OR shown = ?2 OR (?2 = 'open' AND shown = 'paused')"                        \
-    " ORDER BY id LIMIT ?5"
-static const char list_sql[] = LIST_SQL(ROW_FROM, "");
+/* ?2 shown state wanted (NULL: any; 'open' takes paused ones too, 'live' every one not met),
+ * ?3 policy, ?4 owner (NULL: any), ?5 limit (-1: all); by due time, ?6 and ?7 the due time and
+ * sla_id of the row to go on after. */
+#define STATE_WANTED                                                                               \
+    " (?2 IS NULL OR shown = ?2 OR (?2 = 'open' AND shown = 'paused') OR"                          \
+    " (?2 = 'live' AND shown <> 'met'))"
+#define OWNED " (?3 IS NULL OR i.policy = ?3) AND (?4 IS NULL OR i.owner = ?4)"
+#define ID_LIST_SQL(index, live)                                                                   \
+    "SELECT * FROM (" ROW_SELECT ROW_FROM_INDEXED(index) " WHERE" OWNED live                       \
+                                                         ") WHERE" STATE_WANTED                    \
+                                                         " ORDER BY id LIMIT ?5"
+/* By due time: the page's ids are found from the few columns that order and filter them, and
+ * only those rows are read whole (sorting every live row whole cost 40 ms at a million leads). */
+#define DUE_KEY "coalesce(due_at, 9223372036854775807)"
+#define DUE_IDS(index, live)                                                                       \
+    "SELECT id, " DUE_KEY " AS due_key, " SHOWN_SQL " AS shown FROM sla_instance i" index          \
+    " WHERE" OWNED live
+#define DUE_LIST_SQL(index, live)                                                                  \
+    ROW_SELECT ROW_FROM " WHERE i.id IN (SELECT id FROM (" DUE_IDS(                                \
+        index, live) ") WHERE" STATE_WANTED                                                        \
+                     " AND (due_key, id) > (?6, ?7) ORDER BY due_key, id LIMIT ?5)"                \
+                     " ORDER BY coalesce(i.due_at, 9223372036854775807), i.id"
+#define COUNT_SQL(index, live) "SELECT count(*) FROM (" DUE_IDS(index, live) ") WHERE" STATE_WANTED
 /* The open, paused and breached: read from the partial index of live instances
  * (sla_instance_live) instead of every instance ever opened, which keeps the SLA board's lists
  * cheap however much history the database holds. Named, because without statistics SQLite
  * prefers walking the table in id order to save the sort of a few rows. */
-static const char live_list_sql[] =
-    LIST_SQL(ROW_FROM_INDEXED(" INDEXED BY sla_instance_live"), " AND i.state <> 'met'");
+#define LIVE_INDEX " INDEXED BY sla_instance_live"
+#define LIVE_AND   " AND i.state <> 'met'"
+/* [live][by due] */
+static const char *const list_sqls[2][2] = {
+    {ID_LIST_SQL("", ""), DUE_LIST_SQL("", "")},
+    {ID_LIST_SQL(LIVE_INDEX, LIVE_AND), DUE_LIST_SQL(LIVE_INDEX, LIVE_AND)}};
+/* [live]; then every live one (state 'live'): the partial index's entries alone, no row read
+ * (?1 and ?2 are not used). */
+static const char *const count_sqls[3] = {COUNT_SQL("", ""), COUNT_SQL(LIVE_INDEX, LIVE_AND),
+                                          "SELECT count(*) FROM sla_instance i" LIVE_INDEX
+                                          " WHERE" OWNED LIVE_AND};
 
 /* ?2 sla_id. */
 static const char show_sql[] = ROW_SELECT ", p.definition" ROW_FROM " WHERE i.id = ?2";
@@ -79,6 +105,7 @@ static const char *const state_filter_names[] = {
     [FUNNEL_SLA_REPORT_OPEN] = "open",
     [FUNNEL_SLA_REPORT_BREACHED] = "breached",
     [FUNNEL_SLA_REPORT_MET] = "met",
+    [FUNNEL_SLA_REPORT_LIVE] = "live",
 };
 
 static void col_copy(sqlite3_stmt *s, int i, char *dst, size_t len)
@@ -159,34 +186,70 @@ static int list_append(funnel_sla_report_list_t *list, size_t *cap, sqlite3_stmt
     return 0;
 }
 
+/* Prepares the list (count false) or count statement of f with its parameters bound; NULL
+ * with *rc when f is not valid or the statement cannot be prepared. */
+static sqlite3_stmt *list_prepare(funnel_store_t *store, const funnel_sla_report_filter_t *f,
+                                  bool count, int64_t now_ms, int *rc)
+{
+    *rc = FUNNEL_EINVAL;
+    if ((unsigned)f->state > FUNNEL_SLA_REPORT_LIVE || f->limit < 0)
+        return NULL;
+    bool live = f->state == FUNNEL_SLA_REPORT_OPEN || f->state == FUNNEL_SLA_REPORT_BREACHED ||
+                f->state == FUNNEL_SLA_REPORT_LIVE;
+    const char *sql = !count                               ? list_sqls[live][f->by_due]
+                      : f->state == FUNNEL_SLA_REPORT_LIVE ? count_sqls[2]
+                                                           : count_sqls[live];
+    sqlite3_stmt *s = prepare(store, sql, now_ms);
+    *rc = s ? 0 : FUNNEL_ESTORE;
+    if (!s)
+        return NULL;
+    bind_opt_text(s, 2, state_filter_names[f->state]);
+    bind_opt_text(s, 3, f->policy);
+    bind_opt_text(s, 4, f->owner);
+    if (count)
+        return s;
+    sqlite3_bind_int64(s, 5, f->limit ? f->limit : -1);
+    if (f->by_due) {
+        sqlite3_bind_int64(s, 6, f->after_id ? f->after_due : INT64_MIN);
+        sqlite3_bind_int64(s, 7, f->after_id);
+    }
+    return s;
+}
+
 int funnel_sla_report_list(funnel_store_t *store, const funnel_sla_report_filter_t *filter,
                            int64_t now_ms, funnel_sla_report_list_t **out)
 {
     static const funnel_sla_report_filter_t all = {0};
     const funnel_sla_report_filter_t *f = filter ? filter : &all;
-    *out = NULL;
-    if ((unsigned)f->state > FUNNEL_SLA_REPORT_MET || f->limit < 0)
-        return FUNNEL_EINVAL;
-    funnel_sla_report_list_t *list = calloc(1, sizeof *list);
-    bool live = f->state == FUNNEL_SLA_REPORT_OPEN || f->state == FUNNEL_SLA_REPORT_BREACHED;
-    sqlite3_stmt *s = list ? prepare(store, live ? live_list_sql : list_sql, now_ms) : NULL;
-    int rc = !list ? FUNNEL_ENOMEM : !s ? FUNNEL_ESTORE : 0, step = SQLITE_DONE;
+    int rc, step = SQLITE_DONE;
     size_t cap = 0;
-    if (rc)
-        goto out;
-    bind_opt_text(s, 2, state_filter_names[f->state]);
-    bind_opt_text(s, 3, f->policy);
-    bind_opt_text(s, 4, f->owner);
-    sqlite3_bind_int64(s, 5, f->limit ? f->limit : -1);
+    *out = NULL;
+    sqlite3_stmt *s = list_prepare(store, f, false, now_ms, &rc);
+    funnel_sla_report_list_t *list = s ? calloc(1, sizeof *list) : NULL;
+    if (s && !list)
+        rc = FUNNEL_ENOMEM;
     while (!rc && (step = sqlite3_step(s)) == SQLITE_ROW)
         rc = list_append(list, &cap, s);
     if (!rc && step != SQLITE_DONE)
         rc = FUNNEL_ESTORE;
-out:
     sqlite3_finalize(s);
     if (rc)
         funnel_sla_report_list_free(&list);
     *out = list;
+    return rc;
+}
+
+int funnel_sla_report_count(funnel_store_t *store, const funnel_sla_report_filter_t *filter,
+                            int64_t now_ms, int64_t *n)
+{
+    static const funnel_sla_report_filter_t all = {0};
+    int rc;
+    sqlite3_stmt *s = list_prepare(store, filter ? filter : &all, true, now_ms, &rc);
+    if (s && sqlite3_step(s) == SQLITE_ROW)
+        *n = sqlite3_column_int64(s, 0);
+    else if (!rc)
+        rc = FUNNEL_ESTORE;
+    sqlite3_finalize(s);
     return rc;
 }
 
