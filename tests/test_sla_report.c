@@ -301,6 +301,7 @@ Test(sla_report, compliance_reads_without_an_sqlite_sort_and_orders_groups_bytew
     funnel_store_destroy(&ro);
     cr_assert_eq(funnel_store_open(db_path, false, FUNNEL_STORE_SYNC_NORMAL, &rw, err, sizeof err),
                  0, "%s", err);
+    cr_assert_eq(funnel_sla_sql_functions(funnel_store_db(rw)), 0); /* the triggers' */
     for (int i = 300; i > 0; i--) {
         snprintf(sql, sizeof sql,
                  "INSERT INTO sla_instance (id, policy, version, key, owner, state, started_at,"
@@ -337,6 +338,7 @@ static void rows_change(const char *sql)
     funnel_store_destroy(&ro);
     cr_assert_eq(funnel_store_open(db_path, false, FUNNEL_STORE_SYNC_NORMAL, &rw, err, sizeof err),
                  0, "%s", err);
+    cr_assert_eq(funnel_sla_sql_functions(funnel_store_db(rw)), 0); /* the triggers' */
     cr_assert_eq(sqlite3_exec(funnel_store_db(rw), sql, NULL, NULL, NULL), SQLITE_OK, "%s",
                  sqlite3_errmsg(funnel_store_db(rw)));
     funnel_store_destroy(&rw);
@@ -364,7 +366,9 @@ Test(sla_report, compliance_times_are_the_stored_business_time_else_wall_clock)
 /* A database of a funneld from before the column: wall-clock times, no error. */
 Test(sla_report, compliance_on_a_database_without_the_business_time_column_is_wall_clock)
 {
-    rows_change("ALTER TABLE sla_instance DROP COLUMN stop_business_ms");
+    rows_change("DROP TRIGGER sla_compliance_insert; DROP TRIGGER sla_compliance_update;"
+                "DROP TRIGGER sla_compliance_delete; DROP TABLE sla_compliance;"
+                "ALTER TABLE sla_instance DROP COLUMN stop_business_ms");
     funnel_report_compliance_t *c = NULL;
     cr_assert_eq(funnel_report_compliance(ro, "owner", false, INT64_MIN, INT64_MAX, 4500, &c), 0);
     comp_check(&c->rows[0], "anna", NONE, (int64_t[]){3, 1, 1, 1, 0, 1000, 1100});
