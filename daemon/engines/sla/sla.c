@@ -194,7 +194,7 @@ static const char *const stmt_sql[S_COUNT_] = {
                  " acked_by = ?, owner = ?, arrived_at = ? WHERE id = ?",
     [S_MET] = "UPDATE sla_instance SET state = 'met', next_at = NULL, stopped_at = ?,"
               " on_time = ?, late_ms = ?, stop_event = ?, consumed_ms = ?5, stop_business_ms = ?5,"
-              " step = ?6 WHERE id = ?7",
+              " step = ?6, owner = ?8 WHERE id = ?7",
     [S_TIMERS] = "SELECT id, next_at, arrived_at FROM sla_instance WHERE next_at IS NOT NULL",
     [S_OPEN_COUNT] = "SELECT count(*) FROM sla_instance WHERE state <> 'met'",
     [S_QUOTA_COUNT] = "INSERT INTO sla_quota (policy, period_start, period_end, actual, closed)"

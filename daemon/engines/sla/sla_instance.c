@@ -347,6 +347,8 @@ int sla_inst_met(funnel_sla_t *sla, funnel_router_t *router, const inst_t *in, b
     sqlite3_bind_int64(s, 5, in->consumed_ms);
     sqlite3_bind_int64(s, 6, in->step); /* the steps passed before the stop (inst_apply) */
     sqlite3_bind_int64(s, 7, in->id);
+    /* the stop may come with a reassignment (sla_inst_change): sla.met names the new owner */
+    sqlite3_bind_text(s, 8, in->owner, -1, SQLITE_STATIC);
     int rc = sla_step_done(s);
     if (!rc && in->stopped_at < sla->oldest_stop)
         sla->oldest_stop = in->stopped_at; /* a rollback leaves it lower: one idle prune pass */
