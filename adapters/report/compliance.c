@@ -203,8 +203,9 @@ static int agg_add(scan_t *s, sqlite3_stmt *q, int64_t now_ms)
         return FUNNEL_ENOMEM;
     p->on_time = sqlite3_column_int64(q, 2);
     p->late = sqlite3_column_int64(q, 3);
-    for (size_t i = 0; i < nt; i++)
-        time_add(s, p, sla_times_get(blob, i));
+    sla_times_read(blob, nt, &s->times[s->n_times]);
+    s->n_times += nt;
+    p->nt = nt;
     return 0;
 }
 

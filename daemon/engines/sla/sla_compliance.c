@@ -58,8 +58,8 @@ static void sla_times_fn(sqlite3_context *ctx, int argc, sqlite3_value **argv)
         sqlite3_result_error_nomem(ctx);
         return;
     }
-    for (size_t i = 0; i < n; i++)
-        v[i] = sla_times_get(blob, i);
+    if (n)
+        sla_times_read(blob, n, v);
     if (sqlite3_value_type(argv[1]) != SQLITE_NULL) {
         int64_t x = sqlite3_value_int64(argv[1]);
         size_t at = lower_bound(v, n, x);

@@ -7,6 +7,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #define SLA_TIMES_SIZE 8 /* bytes per value */
 
@@ -25,6 +26,17 @@ static inline void sla_times_put(unsigned char *blob, size_t i, int64_t value)
     uint64_t v = (uint64_t)value;
     for (int b = 0; b < SLA_TIMES_SIZE; b++, v >>= 8)
         p[b] = (unsigned char)v;
+}
+
+/* The n values of blob into out[0..n): a copy where the host is little-endian too. */
+static inline void sla_times_read(const unsigned char *blob, size_t n, int64_t *out)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    memcpy(out, blob, n * SLA_TIMES_SIZE);
+#else
+    for (size_t i = 0; i < n; i++)
+        out[i] = sla_times_get(blob, i);
+#endif
 }
 
 #endif
