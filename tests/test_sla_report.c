@@ -368,6 +368,7 @@ Test(sla_report, compliance_on_a_database_without_the_business_time_column_is_wa
 {
     rows_change("DROP TRIGGER sla_compliance_insert; DROP TRIGGER sla_compliance_update;"
                 "DROP TRIGGER sla_compliance_delete; DROP TABLE sla_compliance;"
+                "DROP INDEX sla_instance_idle;"
                 "ALTER TABLE sla_instance DROP COLUMN stop_business_ms");
     funnel_report_compliance_t *c = NULL;
     cr_assert_eq(funnel_report_compliance(ro, "owner", false, INT64_MIN, INT64_MAX, 4500, &c), 0);
@@ -414,8 +415,8 @@ Test(sla_report, compliance_does_not_read_the_met_history)
     rows_change("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 5000)"
                 " INSERT INTO sla_instance (id, policy, version, key, owner, state, started_at,"
                 " anchor_at, consumed_ms, step, start_event, stopped_at, on_time, opened_at,"
-                " stop_business_ms) SELECT 100 + i, 'renewal', 1, 'M-' || i, 'carl', 'met', 10,"
-                " 10, 0, 1, 'm-' || i, 20, i % 2, 10, i FROM n");
+                " stop_business_ms, stop_event) SELECT 100 + i, 'renewal', 1, 'M-' || i, 'carl',"
+                " 'met', 10, 10, 0, 1, 'm-' || i, 20, i % 2, 10, i, 's-' || i FROM n");
     for (int week = 0; week < 2; week++) {
         int steps = 0;
         funnel_report_compliance_t *c = NULL;

@@ -167,7 +167,8 @@ static void time_add(scan_t *s, part_t *p, int64_t t)
     p->nt++;
 }
 
-/* One instance: group, opening, state, due_at, stopped_at, on_time, stop_business_ms. */
+/* One instance: group, opening, state, due_at, stopped_at, on_time, expired, stop_business_ms.
+ * An expired instance (met by the retention, without a stop) counts as breached. */
 static int inst_add(scan_t *s, sqlite3_stmt *q, int64_t now_ms)
 {
     part_t *p = part_add(s, q, 1);
@@ -175,10 +176,14 @@ static int inst_add(scan_t *s, sqlite3_stmt *q, int64_t now_ms)
         return FUNNEL_ENOMEM;
     int64_t opened = sqlite3_column_int64(q, 1), stopped = sqlite3_column_int64(q, 4);
     const char *state = (const char *)sqlite3_column_text(q, 2);
+    if (state && !strcmp(state, "met") && sqlite3_column_int(q, 6)) {
+        p->breached = 1;
+        return 0;
+    }
     if (state && !strcmp(state, "met")) {
         *(sqlite3_column_int(q, 5) ? &p->on_time : &p->late) = 1;
         time_add(s, p,
-                 sqlite3_column_type(q, 6) != SQLITE_NULL ? sqlite3_column_int64(q, 6)
+                 sqlite3_column_type(q, 7) != SQLITE_NULL ? sqlite3_column_int64(q, 7)
                  : stopped > opened                       ? stopped - opened
                                                           : 0);
         return 0;
@@ -192,7 +197,7 @@ static int inst_add(scan_t *s, sqlite3_stmt *q, int64_t now_ms)
     return 0;
 }
 
-/* One row of sla_compliance: group, day, on_time, late, times (sla_times.h). */
+/* One row of sla_compliance: group, day, on_time, late, times (sla_times.h), expired. */
 static int agg_add(scan_t *s, sqlite3_stmt *q, int64_t now_ms)
 {
     (void)now_ms;
@@ -203,7 +208,9 @@ static int agg_add(scan_t *s, sqlite3_stmt *q, int64_t now_ms)
         return FUNNEL_ENOMEM;
     p->on_time = sqlite3_column_int64(q, 2);
     p->late = sqlite3_column_int64(q, 3);
-    sla_times_read(blob, nt, &s->times[s->n_times]);
+    p->breached = sqlite3_column_int64(q, 5);
+    if (nt) /* a row of expired instances only has no times */
+        sla_times_read(blob, nt, &s->times[s->n_times]);
     s->n_times += nt;
     p->nt = nt;
     return 0;
@@ -313,7 +320,9 @@ static int scan_query(sqlite3 *db, const char *sql, const funnel_report_complian
     return bad ? bad : rc != SQLITE_DONE ? FUNNEL_ESTORE : 0;
 }
 
-#define INST_COLS "%s, coalesce(opened_at, started_at) AS o, state, due_at, stopped_at, on_time"
+#define INST_COLS                                                                                  \
+    "%s, coalesce(opened_at, started_at) AS o, state, due_at, stopped_at, on_time,"                \
+    " state = 'met' AND stop_event IS NULL"
 
 /* Every instance opened in the range. */
 static int scan_instances(sqlite3 *db, const funnel_report_compliance_t *c, scan_t *s,
@@ -334,7 +343,7 @@ static int scan_kept(sqlite3 *db, const funnel_report_compliance_t *c, scan_t *s
 {
     char sql[512];
     snprintf(sql, sizeof sql,
-             "SELECT %s, day, on_time, late, times FROM sla_compliance WHERE day >= ?1 AND"
+             "SELECT %s, day, on_time, late, times, expired FROM sla_compliance WHERE day >= ?1 AND"
              " day < ?2",
              c->by);
     int rc = scan_query(db, sql, c, agg_add, s, now_ms);

@@ -14,11 +14,13 @@
 #include <string.h>
 
 /* The instance columns in funnel_sla_row_t's order, then the shown state: "breached" is a
- * running ('open') instance whose due time is at or before ?1 (the reader's clock). */
+ * running ('open') instance whose due time is at or before ?1 (the reader's clock), "expired"
+ * one the retention closed without a stop (a met row without a stop event). */
 #define ROW_SELECT                                                                                 \
     "SELECT i.id, i.policy, i.version, i.key, i.owner, i.started_at, i.due_at, i.next_at,"         \
     " i.step, i.acked_by, i.start_event, i.stopped_at, i.on_time, i.late_ms, i.stop_event,"        \
-    " CASE WHEN i.state IS NULL OR i.state = 'met' THEN 'met'"                                     \
+    " CASE WHEN i.state = 'met' AND i.stop_event IS NULL THEN 'expired'"                           \
+    " WHEN i.state IS NULL OR i.state = 'met' THEN 'met'"                                          \
     " WHEN i.state = 'open' AND i.due_at IS NOT NULL AND i.due_at <= ?1 THEN 'breached'"           \
     " ELSE i.state END AS shown,"                                                                  \
     " coalesce(p.process, i.policy), coalesce(p.responsible, ''), coalesce(i.queue, ''),"          \
@@ -66,8 +68,8 @@ static const char status_sql[] =
     " sum(i.state = 'open' AND NOT coalesce(i.due_at <= ?1, 0) AND EXISTS (SELECT 1 FROM"
     "  sla_fired f WHERE f.id = i.id AND f.clock = i.started_at AND f.next_step >= 1)),"
     " sum(i.state = 'open' AND coalesce(i.due_at <= ?1, 0)),"
-    " sum(i.state = 'met' AND i.stopped_at >= ?2 AND i.on_time),"
-    " sum(i.state = 'met' AND i.stopped_at >= ?2 AND NOT i.on_time),"
+    " sum(i.state = 'met' AND i.stopped_at >= ?2 AND i.on_time AND i.stop_event IS NOT NULL),"
+    " sum(i.state = 'met' AND i.stopped_at >= ?2 AND NOT i.on_time AND i.stop_event IS NOT NULL),"
     " ?1 - min(CASE WHEN i.state <> 'met' THEN i.opened_at END)"
     " FROM sla_instance i GROUP BY i.policy ORDER BY 2, 1";
 
