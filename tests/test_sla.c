@@ -7,6 +7,8 @@
 #include "sql_fx.h"
 
 #include "funnel/error.h"
+#include "funnel/report.h"
+#include "funnel/sla_report.h"
 #include "sla.h"
 
 #include <criterion/criterion.h>
@@ -628,6 +630,50 @@ static void expect_same_rows(const char *a, const char *b)
     expect_same_rows_since(a, b, INT64_MIN);
 }
 
+/* The compliance the engine keeps as it goes (sla_compliance) is exact: a report from it equals
+ * the report from every instance, by owner and by policy, per week and not, with the states of
+ * the clock now; and its rows are those a fill from the instances (migration 11) makes. */
+static void expect_kept_compliance_exact(int64_t now)
+{
+    static const char *const by[] = {"owner", "policy"};
+    for (int k = 0; k < 4; k++) {
+        funnel_report_compliance_t *kept = NULL, *scan = NULL;
+        cr_assert_eq(
+            funnel_report_compliance(store, by[k / 2], k % 2, INT64_MIN, INT64_MAX, now, &kept), 0);
+        cr_assert_eq(funnel_report_compliance_scan(store, by[k / 2], k % 2, INT64_MIN, INT64_MAX,
+                                                   now, &scan),
+                     0);
+        cr_assert_eq(kept->n, scan->n, "%s: %zu rows, %zu scanned", by[k / 2], kept->n, scan->n);
+        cr_assert_eq(kept->valid_until_ms, scan->valid_until_ms);
+        for (size_t i = 0; i < kept->n; i++) {
+            const funnel_report_compliance_row_t *a = &kept->rows[i], *b = &scan->rows[i];
+            cr_assert_str_eq(a->group, b->group);
+            int64_t fa[] = {a->week_ms, a->instances, a->met_on_time, a->met_late,
+                            a->open,    a->breached,  a->median_ms,   a->p90_ms};
+            int64_t fb[] = {b->week_ms, b->instances, b->met_on_time, b->met_late,
+                            b->open,    b->breached,  b->median_ms,   b->p90_ms};
+            for (size_t f = 0; f < sizeof fa / sizeof fa[0]; f++)
+                cr_assert_eq(fa[f], fb[f], "%s %s field %zu: kept %lld, scanned %lld", by[k / 2],
+                             a->group, f, (long long)fa[f], (long long)fb[f]);
+        }
+        funnel_report_compliance_free(&kept);
+        funnel_report_compliance_free(&scan);
+    }
+    static const char fill[] =
+        "SELECT day, policy, owner, sum(on_time AND NOT x), sum(NOT on_time AND NOT x),"
+        " sla_times_of(t), sum(x) FROM (SELECT opened_at - (opened_at % 86400000 + 86400000) %"
+        " 86400000 AS day, policy, owner, coalesce(on_time, 0) <> 0 AS on_time, stop_event IS"
+        " NULL AS x, CASE WHEN stop_event IS NOT NULL THEN stop_business_ms END AS t"
+        " FROM sla_instance WHERE state = 'met') GROUP BY 1, 2, 3";
+    char sql[sizeof fill * 2 + 200];
+    snprintf(sql, sizeof sql,
+             "SELECT (SELECT count(*) FROM (SELECT * FROM (%s) EXCEPT SELECT * FROM"
+             " sla_compliance)) + (SELECT count(*) FROM (SELECT * FROM sla_compliance EXCEPT"
+             " SELECT * FROM (%s)))",
+             fill, fill);
+    cr_assert_eq(count_rows(sql), 0, "sla_compliance is not what its instances make");
+}
+
 /* sla.met of the given key among the unseen outputs. */
 static funnel_envelope_t *met_of(const char *key)
 {
@@ -864,6 +910,7 @@ Test(sla, any_arrival_order_ends_in_the_same_instances)
         for (size_t i = 0; i < n; i++)
             prop_send(shuffled, &arr[i], (int)i);
         expect_same_rows(in_order, shuffled);
+        expect_kept_compliance_exact(T0 + 24 * H);
     }
 }
 
@@ -902,6 +949,7 @@ Test(sla, any_arrival_order_of_all_events_ends_in_the_same_instances)
             tick(T0 + 24 * H);
         }
         expect_same_rows(in_order, shuffled);
+        expect_kept_compliance_exact(T0 + (int64_t)seed * H);
         /* One sla.met per instance, however often it was recomputed. */
         for (size_t i = 0; i < eng.n_out; i++)
             for (size_t j = i + 1; j < eng.n_out; j++)
@@ -1726,7 +1774,7 @@ Test(sla, the_horizon_prunes_met_history_and_refuses_older_events_of_pruned_keys
     tick(T0 + 11 * D + MN);
     cr_assert_eq(rows_of_key("sla_instance", "L1"), 0);
     cr_assert_eq(rows_of_key("sla_log", "L1"), 0);
-    cr_assert_eq(rows_of_key("sla_instance", "L2"), 1, "open instances are kept");
+    cr_assert_eq(rows_of_key("sla_instance", "L2"), 1, "an idle instance is expired, and kept");
     cr_assert_eq(rows_of_key("sla_instance", "L3"), 1);
     cr_assert_eq(rows_of_key("sla_log", "L3"), 2);
     cr_assert_eq(funnel_router_next_deadline(router) > T0 + 11 * D + MN, true,
@@ -1837,4 +1885,88 @@ Test(sla, pruning_leaves_the_instances_inside_the_horizon_as_they_were)
         expect_same_rows_since(kept, pruned, T0 - D);
         expect_same_rows_since(kept, reversed, T0 - D);
     }
+    expect_kept_compliance_exact(T0 + D);
+}
+
+/* A database of the engine before migration 11 (no sla_compliance, triggers or idle index) gets the
+ * kept compliance filled from its instances, on time, late and recomputed, and kept from then on.
+ */
+Test(sla, the_kept_compliance_is_filled_from_the_instances_of_an_older_database)
+{
+    send(fx_qualified("q1", "L1", SQL, T0));
+    send(fx_contacted("c1", "L1", T0 + 20 * MN)); /* on time */
+    send(fx_qualified("q2", "L2", SQL, T0 + MN));
+    send(fx_contacted("c2", "L2", T0 + 3 * H)); /* late */
+    send(fx_qualified("q3", "L3", SQL, T0 + D));
+    send(fx_qualified("q4", "L4", SQL, T0 + D)); /* open */
+    engine_close();
+    cr_assert_eq(sqlite3_exec(funnel_store_db(store),
+                              "DROP TRIGGER sla_compliance_insert;"
+                              "DROP TRIGGER sla_compliance_update;"
+                              "DROP TRIGGER sla_compliance_delete; DROP TABLE sla_compliance;"
+                              "DROP INDEX sla_instance_idle;"
+                              "UPDATE meta SET value = 10 WHERE key = 'schema.sla';",
+                              NULL, NULL, NULL),
+                 SQLITE_OK, "%s", sqlite3_errmsg(funnel_store_db(store)));
+    engine_open();
+    cr_assert_eq(count_rows("SELECT sum(on_time) FROM sla_compliance"), 1);
+    cr_assert_eq(count_rows("SELECT sum(late) FROM sla_compliance"), 1);
+    expect_kept_compliance_exact(T0 + D + 2 * H);
+    send(fx_contacted("c3", "L3", T0 + D + 10 * MN));
+    send_at(fx_touched("t1", "L1", T0 + 10 * MN), T0 + 2 * D); /* recomputes L1 */
+    expect_kept_compliance_exact(T0 + D + 2 * H);
+    cr_assert_eq(count_rows("SELECT sum(on_time) FROM sla_compliance"), 2);
+}
+
+/* An instance whose clock has not changed for the horizon is closed as expired, with the
+ * injected clock: met at its last change plus the horizon, never on time, without a stop event,
+ * published (sla.met, expired), shown as expired and counted breached by compliance; one paused
+ * or reset inside the horizon is not; the expired one is pruned once the cutoff passes its
+ * expiry, so an instance never stopped is kept at most twice the horizon. */
+Test(sla, an_instance_idle_for_the_horizon_expires_as_breached_and_is_pruned_later)
+{
+    horizon_set("10d");
+    send(fx_qualified("q1", "L1", SQL, T0)); /* never stopped */
+    send(fx_qualified("q2", "L2", SQL, T0));
+    send(fx_closed("p2", "L2", FUNNEL__V1__OUTCOME__LOST, T0 + 5 * D)); /* paused since */
+    send(fx_qualified("q3", "L3", SQL, T0 + 11 * D));
+    send(fx_contacted("c3", "L3", T0 + 11 * D + MN)); /* the watermark */
+    fx_engine_out_clear(&eng);
+    tick(T0 + 11 * D + MN);
+    funnel_envelope_t *met = met_of("L1");
+    cr_assert(met->sla_met->expired);
+    cr_assert_not(met->sla_met->on_time);
+    cr_assert_str_eq(met->sla_met->stop_event_id, "");
+    cr_assert_eq(met->occurred_at_ms, T0 + 10 * D);
+    cr_assert_eq(
+        count_rows("SELECT count(*) FROM sla_instance WHERE key = 'L1' AND state = 'met'"
+                   " AND stop_event IS NULL AND NOT on_time AND stopped_at = 1781136000000"),
+        1);
+    cr_assert_eq(count_rows("SELECT count(*) FROM sla_instance WHERE key = 'L2' AND"
+                            " state = 'paused'"),
+                 1, "paused inside the horizon: kept live");
+    funnel_sla_report_list_t *list = NULL;
+    cr_assert_eq(funnel_sla_report_list(store, NULL, T0 + 11 * D + MN, &list), 0);
+    cr_assert_str_eq(list->rows[0].key, "L1");
+    cr_assert_str_eq(list->rows[0].state, "expired");
+    funnel_sla_report_list_free(&list);
+    funnel_report_compliance_t *c = NULL;
+    cr_assert_eq(funnel_report_compliance(store, "policy", false, INT64_MIN, INT64_MAX,
+                                          T0 + 11 * D + MN, &c),
+                 0);
+    cr_assert_eq(c->rows[0].instances, 3);
+    cr_assert_eq(c->rows[0].breached, 1, "the expired one");
+    cr_assert_eq(c->rows[0].met_on_time, 1);
+    cr_assert_eq(c->rows[0].open, 1, "the paused one");
+    funnel_report_compliance_free(&c);
+    expect_kept_compliance_exact(T0 + 11 * D + MN);
+    /* Once the cutoff passes its expiry (T0 + 10d) it is pruned; L2 expires at T0 + 15d. */
+    send(fx_qualified("q4", "L4", SQL, T0 + 20 * D + MN));
+    tick(T0 + 20 * D + MN);
+    cr_assert_eq(rows_of_key("sla_instance", "L1"), 0);
+    cr_assert_eq(count_rows("SELECT stopped_at = 1781568000000 FROM sla_instance WHERE key = 'L2'"
+                            " AND stop_event IS NULL"),
+                 1);
+    cr_assert(met_of("L2")->sla_met->expired);
+    expect_kept_compliance_exact(T0 + 20 * D + MN);
 }

@@ -5,6 +5,7 @@
 #include "engine_fx.h"
 #include "harness.h"
 #include "sla_fx.h"
+#include "sql_fx.h"
 
 #include "funnel/error.h"
 #include "funnel/sla_report.h"
@@ -177,6 +178,31 @@ Test(sla_req, reassignment_changes_the_owner_of_later_outputs_in_any_arrival_ord
     cr_assert_str_eq(expect("sla.warning", "materials_answer", OPEN9 + 6 * H)->owner,
                      "mkt-sidorov");
     fx_engine_no_more(&eng);
+}
+
+/* One event that both reassigns and meets an instance (its topic in assign and stop): the met
+ * row is the new owner's, as its sla.met says, so reports and compliance by owner count it
+ * there. In event-time order and with the assignment recomputed after a late event. */
+Test(sla_req, an_event_that_reassigns_and_meets_stores_the_new_owner)
+{
+    fx_sla_cfg_set(CALENDAR "policies = ( { name = \"pick_up\"; start = \"request.opened\";"
+                            " key = \"request_id\"; assign = [\"request.assigned\"];"
+                            " stop = [\"request.assigned\"]; target = \"8h\"; } );",
+                   &cfg);
+    send(fx_req_opened("o1", "R1", "materials", "q", 0, "", OPEN9));
+    send(fx_req_assigned("g1", "R1", "mkt-sidorov", OPEN9 + H));
+    cr_assert_str_eq(next_out("sla.met")->sla_met->sla->owner, "mkt-sidorov");
+    cr_assert_eq(fx_sql_int(funnel_store_db(store),
+                            "SELECT count(*) FROM sla_instance WHERE key = 'R1' AND state = 'met'"
+                            " AND owner = 'mkt-sidorov'",
+                            NULL),
+                 1, "the met row keeps the owner its sla.met names");
+    send_at(fx_req_assigned("g0", "R1", "mkt-petrova", OPEN9 + 30 * MN), OPEN9 + 2 * H);
+    cr_assert_eq(fx_sql_int(funnel_store_db(store),
+                            "SELECT count(*) FROM sla_instance WHERE key = 'R1' AND state = 'met'"
+                            " AND owner = 'mkt-petrova' AND stop_event = 'g0'",
+                            NULL),
+                 1, "recomputed: met by the earlier assignment, to its owner");
 }
 
 Test(sla_req, reopen_restarts_the_resolution_clock_with_the_same_owner_and_queue)

@@ -8,15 +8,21 @@
  * instance's clock had used at the stop (since its start or last reset, pauses left out), as
  * the SLA engine stores it (sla_instance.stop_business_ms). A row met by a funneld from before
  * that column has none, and a reader has no calendar to recompute it: its time to stop is the
- * wall-clock time from opening to the stop. */
+ * wall-clock time from opening to the stop.
+ *
+ * The SLA engine keeps the met instances' figures per UTC day of opening, policy and owner
+ * (sla_compliance, its migration 11): a range of whole days reads those rows and the live
+ * instances only; a database without them, or a range that cuts a day, reads every instance. */
 #include "funnel/grow.h"
 #include "funnel/report.h"
 
 #include "funnel/date.h"
 #include "funnel/error.h"
 #include "idmap.h"
+#include "sla_times.h"
 #include "store.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -47,21 +53,45 @@ void funnel_report_compliance_free(funnel_report_compliance_t **cp)
     *cp = NULL;
 }
 
-static int cmp_i64(const void *a, const void *b)
+/* The k-th smallest of v[0..n) (n > 0), v reordered (Hoare's selection): a row's percentiles
+ * without sorting all of its times, which on the whole year is most of them. */
+static int64_t select_nth(int64_t *v, size_t n, size_t k)
 {
-    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-    return (x > y) - (x < y);
+    ptrdiff_t lo = 0, hi = (ptrdiff_t)n - 1, want = (ptrdiff_t)k;
+    while (lo < hi) {
+        int64_t a = v[lo], b = v[lo + (hi - lo) / 2], c = v[hi];
+        int64_t pivot = a < b ? (b < c ? b : a < c ? c : a) : (a < c ? a : b < c ? c : b);
+        ptrdiff_t i = lo, j = hi;
+        while (i <= j) {
+            while (v[i] < pivot)
+                i++;
+            while (v[j] > pivot)
+                j--;
+            if (i <= j) {
+                int64_t t = v[i];
+                v[i++] = v[j];
+                v[j--] = t;
+            }
+        }
+        if (want <= j)
+            hi = j;
+        else if (want >= i)
+            lo = i;
+        else
+            break; /* between j and i every value equals the pivot */
+    }
+    return v[want];
 }
 
-/* Closes the row being summed: its percentiles from the times collected. */
+/* Closes the row being summed: its percentiles from the times collected (the nearest rank of
+ * the sorted times: median the ((n - 1) / 2)-th, p90 the ceil(0.9 n)-th). */
 static void row_close(funnel_report_compliance_row_t *r, int64_t *times, size_t n)
 {
     r->median_ms = r->p90_ms = FUNNEL_REPORT_NONE;
     if (!n)
         return;
-    qsort(times, n, sizeof *times, cmp_i64);
-    r->median_ms = times[(n - 1) / 2];
-    r->p90_ms = times[(n * 9 + 9) / 10 - 1]; /* nearest rank: ceil(0.9 n) */
+    r->p90_ms = select_nth(times, n, (n * 9 + 9) / 10 - 1);
+    r->median_ms = select_nth(times, n, (n - 1) / 2);
 }
 
 /* A new row for (group, week) at the end of c. */
@@ -81,22 +111,25 @@ static funnel_report_compliance_row_t *row_open(funnel_report_compliance_t *c, c
     return r;
 }
 
-/* What one instance counts as in its row. */
-enum { K_OPEN, K_BREACHED, K_ON_TIME, K_LATE };
-
-/* One instance read: its group (an index into the names), week, kind and time to stop. */
-typedef struct inst {
+/* What goes into one row from one source: an instance, or a row of sla_compliance (the met
+ * instances of a day, policy and owner). Its group (an index into the names), week, counts, and
+ * its stop times, times[t0, t0 + nt) of the scan. */
+typedef struct part {
     uint32_t group;
-    uint8_t kind;
-    int64_t week, to_stop;
-} inst_t;
+    int64_t week;
+    int64_t on_time, late, open, breached;
+    size_t t0, nt;
+} part_t;
 
-/* The instances of the range and their group names, each name once. Sorting the instances here
- * rather than in SQL spares SQLite a temporary B-tree of every row (sla_instance has no index on
- * the opening time, owner or policy). */
+/* The parts of the range and their group names, each name once. Sorting the parts here rather
+ * than in SQL spares SQLite a temporary B-tree of every row (sla_instance has no index on the
+ * opening time, owner or policy). */
 typedef struct scan {
-    inst_t *inst;
+    bool per_week;
+    part_t *parts;
     size_t n, cap;
+    int64_t *times;
+    size_t n_times, cap_times;
     funnel_idmap_t names;
     const char **sorted; /* the names in byte order once scan_sort ran; borrowed from names */
     int64_t next_breach; /* the earliest due time after now of an instance counted open */
@@ -106,35 +139,80 @@ static void scan_clear(scan_t *s)
 {
     funnel_idmap_clear(&s->names);
     free(s->sorted);
-    free(s->inst);
+    free(s->parts);
+    free(s->times);
 }
 
-static int inst_add(scan_t *s, sqlite3_stmt *q, bool per_week, int64_t now_ms)
+/* A new part of the group in column 0 of q, opened at `opened` (column 1), with room for nt
+ * more stop times; NULL when memory runs out. */
+static part_t *part_add(scan_t *s, sqlite3_stmt *q, size_t nt)
 {
     const char *group = (const char *)sqlite3_column_text(q, 0);
     group = group ? group : "";
     uint32_t g;
-    if (funnel_idmap_add(&s->names, group, strlen(group), &g, NULL))
-        return FUNNEL_ENOMEM;
-    if (funnel_grow(&s->inst, &s->cap, s->n + 1, sizeof *s->inst, 1024))
+    if (funnel_idmap_add(&s->names, group, strlen(group), &g, NULL) ||
+        funnel_grow(&s->parts, &s->cap, s->n + 1, sizeof *s->parts, 1024) ||
+        funnel_grow(&s->times, &s->cap_times, s->n_times + nt, sizeof *s->times, 1024))
+        return NULL;
+    part_t *p = &s->parts[s->n++];
+    int64_t opened = sqlite3_column_int64(q, 1);
+    *p = (part_t){
+        .group = g, .week = s->per_week ? week_of(opened) : FUNNEL_REPORT_NONE, .t0 = s->n_times};
+    return p;
+}
+
+static void time_add(scan_t *s, part_t *p, int64_t t)
+{
+    s->times[s->n_times++] = t;
+    p->nt++;
+}
+
+/* One instance: group, opening, state, due_at, stopped_at, on_time, expired, stop_business_ms.
+ * An expired instance (met by the retention, without a stop) counts as breached. */
+static int inst_add(scan_t *s, sqlite3_stmt *q, int64_t now_ms)
+{
+    part_t *p = part_add(s, q, 1);
+    if (!p)
         return FUNNEL_ENOMEM;
     int64_t opened = sqlite3_column_int64(q, 1), stopped = sqlite3_column_int64(q, 4);
     const char *state = (const char *)sqlite3_column_text(q, 2);
-    inst_t *i = &s->inst[s->n++];
-    *i = (inst_t){.group = g, .week = per_week ? week_of(opened) : FUNNEL_REPORT_NONE};
+    if (state && !strcmp(state, "met") && sqlite3_column_int(q, 6)) {
+        p->breached = 1;
+        return 0;
+    }
     if (state && !strcmp(state, "met")) {
-        i->kind = sqlite3_column_int(q, 5) ? K_ON_TIME : K_LATE;
-        i->to_stop = sqlite3_column_type(q, 6) != SQLITE_NULL ? sqlite3_column_int64(q, 6)
-                     : stopped > opened                       ? stopped - opened
-                                                              : 0;
+        *(sqlite3_column_int(q, 5) ? &p->on_time : &p->late) = 1;
+        time_add(s, p,
+                 sqlite3_column_type(q, 7) != SQLITE_NULL ? sqlite3_column_int64(q, 7)
+                 : stopped > opened                       ? stopped - opened
+                                                          : 0);
         return 0;
     }
     /* a running instance with a due time is breached from then on; paused ones are not */
     bool running = state && !strcmp(state, "open") && sqlite3_column_type(q, 3) != SQLITE_NULL;
     int64_t due = running ? sqlite3_column_int64(q, 3) : INT64_MAX;
-    i->kind = due <= now_ms ? K_BREACHED : K_OPEN;
+    *(due <= now_ms ? &p->breached : &p->open) = 1;
     if (due > now_ms && due < s->next_breach)
         s->next_breach = due;
+    return 0;
+}
+
+/* One row of sla_compliance: group, day, on_time, late, times (sla_times.h), expired. */
+static int agg_add(scan_t *s, sqlite3_stmt *q, int64_t now_ms)
+{
+    (void)now_ms;
+    const unsigned char *blob = sqlite3_column_blob(q, 4);
+    size_t nt = blob ? (size_t)sqlite3_column_bytes(q, 4) / SLA_TIMES_SIZE : 0;
+    part_t *p = part_add(s, q, nt);
+    if (!p)
+        return FUNNEL_ENOMEM;
+    p->on_time = sqlite3_column_int64(q, 2);
+    p->late = sqlite3_column_int64(q, 3);
+    p->breached = sqlite3_column_int64(q, 5);
+    if (nt) /* a row of expired instances only has no times */
+        sla_times_read(blob, nt, &s->times[s->n_times]);
+    s->n_times += nt;
+    p->nt = nt;
     return 0;
 }
 
@@ -148,15 +226,15 @@ static int cmp_named(const void *a, const void *b)
     return strcmp(((const named_t *)a)->name, ((const named_t *)b)->name);
 }
 
-static int cmp_inst(const void *a, const void *b)
+static int cmp_part(const void *a, const void *b)
 {
-    const inst_t *x = a, *y = b;
+    const part_t *x = a, *y = b;
     if (x->group != y->group)
         return (x->group > y->group) - (x->group < y->group);
     return (x->week > y->week) - (x->week < y->week);
 }
 
-/* Renumbers the names in byte order (SQLite's BINARY), then sorts the instances by group and
+/* Renumbers the names in byte order (SQLite's BINARY), then sorts the parts by group and
  * week. */
 static int scan_sort(scan_t *s)
 {
@@ -174,40 +252,40 @@ static int scan_sort(scan_t *s)
             s->sorted[i] = order[i].name;
         }
         for (size_t k = 0; k < s->n; k++)
-            s->inst[k].group = rank[s->inst[k].group];
-        qsort(s->inst, s->n, sizeof *s->inst, cmp_inst);
+            s->parts[k].group = rank[s->parts[k].group];
+        qsort(s->parts, s->n, sizeof *s->parts, cmp_part);
     }
     free(rank);
     free(order);
     return rc;
 }
 
-/* Sums the sorted instances into c's rows. */
+/* Sums the sorted parts into c's rows. */
 static int scan_sum(const scan_t *s, funnel_report_compliance_t *c)
 {
-    int64_t *times = malloc((s->n ? s->n : 1) * sizeof *times);
+    int64_t *times = malloc((s->n_times ? s->n_times : 1) * sizeof *times);
     if (!times)
         return FUNNEL_ENOMEM;
     funnel_report_compliance_row_t *r = NULL;
     size_t n_times = 0;
     for (size_t k = 0; k < s->n; k++) {
-        const inst_t *i = &s->inst[k];
-        if (!r || i->group != s->inst[k - 1].group || r->week_ms != i->week) {
+        const part_t *p = &s->parts[k];
+        if (!r || p->group != s->parts[k - 1].group || r->week_ms != p->week) {
             if (r)
                 row_close(r, times, n_times);
             n_times = 0;
-            if (!(r = row_open(c, s->sorted[i->group], i->week))) {
+            if (!(r = row_open(c, s->sorted[p->group], p->week))) {
                 free(times);
                 return FUNNEL_ENOMEM;
             }
         }
-        r->instances++;
-        r->met_on_time += i->kind == K_ON_TIME;
-        r->met_late += i->kind == K_LATE;
-        r->breached += i->kind == K_BREACHED;
-        r->open += i->kind == K_OPEN;
-        if (i->kind == K_ON_TIME || i->kind == K_LATE)
-            times[n_times++] = i->to_stop;
+        r->instances += p->on_time + p->late + p->open + p->breached;
+        r->met_on_time += p->on_time;
+        r->met_late += p->late;
+        r->breached += p->breached;
+        r->open += p->open;
+        memcpy(&times[n_times], &s->times[p->t0], p->nt * sizeof *times);
+        n_times += p->nt;
     }
     if (r)
         row_close(r, times, n_times);
@@ -215,40 +293,77 @@ static int scan_sum(const scan_t *s, funnel_report_compliance_t *c)
     return 0;
 }
 
-/* Whether sla_instance has the business time at the stop (an older funneld's has not). */
-static bool has_stop_business(sqlite3 *db)
+/* Whether the database has a table or column: `sql` returns a row when it has. */
+static bool schema_has(sqlite3 *db, const char *sql)
 {
     sqlite3_stmt *q;
-    if (sqlite3_prepare_v2(db,
-                           "SELECT 1 FROM pragma_table_info('sla_instance')"
-                           " WHERE name = 'stop_business_ms'",
-                           -1, &q, NULL) != SQLITE_OK)
+    if (sqlite3_prepare_v2(db, sql, -1, &q, NULL) != SQLITE_OK)
         return false;
     bool has = sqlite3_step(q) == SQLITE_ROW;
     sqlite3_finalize(q);
     return has;
 }
 
-static int read_rows(funnel_store_t *st, funnel_report_compliance_t *c, int64_t now_ms)
+/* Runs sql over [c->from, c->to) and adds each row to s with add. */
+static int scan_query(sqlite3 *db, const char *sql, const funnel_report_compliance_t *c,
+                      int (*add)(scan_t *, sqlite3_stmt *, int64_t), scan_t *s, int64_t now_ms)
 {
-    char sql[512];
-    sqlite3 *db = funnel_store_db(st);
-    snprintf(sql, sizeof sql,
-             "SELECT %s, coalesce(opened_at, started_at) AS o, state, due_at, stopped_at, on_time,"
-             " %s FROM sla_instance WHERE o >= ?1 AND o < ?2",
-             c->by, has_stop_business(db) ? "stop_business_ms" : "NULL");
     sqlite3_stmt *q;
     if (sqlite3_prepare_v2(db, sql, -1, &q, NULL) != SQLITE_OK)
         return FUNNEL_ESTORE;
     sqlite3_bind_int64(q, 1, c->from);
     sqlite3_bind_int64(q, 2, c->to);
-    scan_t s = {.next_breach = INT64_MAX};
     int rc, bad = 0;
     while (!bad && (rc = sqlite3_step(q)) == SQLITE_ROW)
-        bad = inst_add(&s, q, c->per_week, now_ms);
+        bad = add(s, q, now_ms);
     sqlite3_finalize(q);
-    if (!bad && rc != SQLITE_DONE)
-        bad = FUNNEL_ESTORE;
+    return bad ? bad : rc != SQLITE_DONE ? FUNNEL_ESTORE : 0;
+}
+
+#define INST_COLS                                                                                  \
+    "%s, coalesce(opened_at, started_at) AS o, state, due_at, stopped_at, on_time,"                \
+    " state = 'met' AND stop_event IS NULL"
+
+/* Every instance opened in the range. */
+static int scan_instances(sqlite3 *db, const funnel_report_compliance_t *c, scan_t *s,
+                          int64_t now_ms)
+{
+    char sql[512];
+    bool business = schema_has(db, "SELECT 1 FROM pragma_table_info('sla_instance')"
+                                   " WHERE name = 'stop_business_ms'");
+    snprintf(sql, sizeof sql, "SELECT " INST_COLS ", %s FROM sla_instance WHERE o >= ?1 AND o < ?2",
+             c->by, business ? "stop_business_ms" : "NULL");
+    return scan_query(db, sql, c, inst_add, s, now_ms);
+}
+
+/* The met instances from sla_compliance (a row per day, policy and owner), the live ones from
+ * the index of live instances: neither reads the met history row by row. Exact for a range of
+ * whole UTC days, the rows' unit. */
+static int scan_kept(sqlite3 *db, const funnel_report_compliance_t *c, scan_t *s, int64_t now_ms)
+{
+    char sql[512];
+    snprintf(sql, sizeof sql,
+             "SELECT %s, day, on_time, late, times, expired FROM sla_compliance WHERE day >= ?1 AND"
+             " day < ?2",
+             c->by);
+    int rc = scan_query(db, sql, c, agg_add, s, now_ms);
+    snprintf(sql, sizeof sql,
+             "SELECT " INST_COLS ", NULL FROM sla_instance INDEXED BY sla_instance_live"
+             " WHERE state <> 'met' AND o >= ?1 AND o < ?2",
+             c->by);
+    return rc ? rc : scan_query(db, sql, c, inst_add, s, now_ms);
+}
+
+static bool day_bound(int64_t t)
+{
+    return t == INT64_MIN || t == INT64_MAX || t % DAY_MS == 0;
+}
+
+static int read_rows(funnel_store_t *st, funnel_report_compliance_t *c, int64_t now_ms, bool kept)
+{
+    sqlite3 *db = funnel_store_db(st);
+    scan_t s = {.per_week = c->per_week, .next_breach = INT64_MAX};
+    int bad = kept ? scan_kept(db, c, &s, now_ms) : scan_instances(db, c, &s, now_ms);
     bad = bad ? bad : scan_sort(&s);
     bad = bad ? bad : scan_sum(&s, c);
     c->valid_until_ms = s.next_breach;
@@ -256,9 +371,12 @@ static int read_rows(funnel_store_t *st, funnel_report_compliance_t *c, int64_t 
     return bad;
 }
 
-int funnel_report_compliance(funnel_store_t *st, const char *by, bool per_week, int64_t from,
-                             int64_t to, int64_t now_ms, funnel_report_compliance_t **out)
+/* The report, from the kept figures (sla_compliance) when the database has them and the range
+ * is of whole days, else (`scan`) from every instance. */
+static int compliance(funnel_store_t *st, const char *by, bool per_week, int64_t from, int64_t to,
+                      int64_t now_ms, bool scan, funnel_report_compliance_t **out)
 {
+    *out = NULL;
     const char *group = funnel_report_compliance_group(by);
     if (!group)
         return FUNNEL_EINVAL;
@@ -267,11 +385,29 @@ int funnel_report_compliance(funnel_store_t *st, const char *by, bool per_week, 
         return FUNNEL_ENOMEM;
     *c = (funnel_report_compliance_t){
         .by = group, .per_week = per_week, .from = from, .to = to, .valid_until_ms = INT64_MAX};
-    int rc = funnel_store_module_version(st, "sla") > 0 ? read_rows(st, c, now_ms) : 0;
+    int rc = 0;
+    if (funnel_store_module_version(st, "sla") > 0) {
+        bool kept = !scan && day_bound(from) && day_bound(to) &&
+                    schema_has(funnel_store_db(st), "SELECT 1 FROM sqlite_schema WHERE"
+                                                    " name = 'sla_compliance'");
+        rc = read_rows(st, c, now_ms, kept);
+    }
     if (rc)
         funnel_report_compliance_free(&c);
     *out = c;
     return rc;
+}
+
+int funnel_report_compliance(funnel_store_t *st, const char *by, bool per_week, int64_t from,
+                             int64_t to, int64_t now_ms, funnel_report_compliance_t **out)
+{
+    return compliance(st, by, per_week, from, to, now_ms, false, out);
+}
+
+int funnel_report_compliance_scan(funnel_store_t *st, const char *by, bool per_week, int64_t from,
+                                  int64_t to, int64_t now_ms, funnel_report_compliance_t **out)
+{
+    return compliance(st, by, per_week, from, to, now_ms, true, out);
 }
 
 json_t *funnel_report_compliance_pct(const funnel_report_compliance_row_t *r)

@@ -153,6 +153,11 @@ const char *funnel_report_compliance_group(const char *by);
  * caller. 0, FUNNEL_EINVAL (bad by), FUNNEL_ESTORE, FUNNEL_ENOMEM. */
 int funnel_report_compliance(funnel_store_t *st, const char *by, bool per_week, int64_t from,
                              int64_t to, int64_t now_ms, funnel_report_compliance_t **out);
+/* The same figures read from every instance opened in the range, not from the kept ones
+ * (sla_compliance): what funnel_report_compliance must equal, for tests and for databases of an
+ * older funneld (which funnel_report_compliance reads this way by itself). */
+int funnel_report_compliance_scan(funnel_store_t *st, const char *by, bool per_week, int64_t from,
+                                  int64_t to, int64_t now_ms, funnel_report_compliance_t **out);
 void funnel_report_compliance_free(funnel_report_compliance_t **c);
 json_t *funnel_report_compliance_json(const funnel_report_compliance_t *c);
 /* "97.5": on time among those met, in percent with one decimal, rounded half up; JSON null

@@ -52,7 +52,7 @@ typedef struct funnel_sla_row {
     int64_t version; /* the policy version the instance runs under */
     char key[FUNNEL_ID_MAX + 1];
     char owner[FUNNEL_ID_MAX + 1];
-    char state[12];        /* shown state: open, paused, breached or met */
+    char state[12];        /* shown state: open, paused, breached, met or expired */
     int64_t started_at_ms; /* the start, or the last reset */
     int64_t due_at_ms;
     int64_t next_at_ms; /* when the next step fires */

@@ -20,6 +20,63 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* What a met instance row r counts in sla_compliance (migration 11): its opening's UTC day, on
+ * time or not, and its time to stop, the business time at the stop else, for rows met before
+ * migration 9, the wall-clock time from opening (as adapters/report/compliance.c reads rows).
+ * Unformatted: clang-format would split the SQL in the middle of its clauses. */
+// clang-format off
+#define CMP_OPENED(r)  "coalesce(" r ".opened_at, " r ".started_at)"
+#define IDLE_AT        "coalesce(paused_at, anchor_at)" /* sla_idle_at */
+#define CMP_DAY(r)     "(" CMP_OPENED(r) " - (" CMP_OPENED(r) " % 86400000 + 86400000) % 86400000)"
+#define CMP_EXPIRED(r) "(" r ".stop_event IS NULL)"
+#define CMP_ON_TIME(r) "(" r ".stop_event IS NOT NULL AND coalesce(" r ".on_time, 0) <> 0)"
+#define CMP_LATE(r)    "(" r ".stop_event IS NOT NULL AND coalesce(" r ".on_time, 0) = 0)"
+#define CMP_TIME(r)                                                                                \
+    "CASE WHEN " r ".stop_event IS NOT NULL THEN coalesce(" r ".stop_business_ms,"                 \
+    " max(coalesce(" r ".stopped_at, 0) - " CMP_OPENED(r) ", 0)) END"
+#define CMP_WHERE(r) "day = " CMP_DAY(r) " AND policy = " r ".policy AND owner = " r ".owner"
+/* Trigger steps: OLD leaves its row (dropped once empty) when it was met; NEW joins its row
+ * when it is met. */
+#define CMP_REMOVE                                                                                 \
+    "UPDATE sla_compliance SET on_time = on_time - " CMP_ON_TIME("OLD") ","                        \
+    " late = late - " CMP_LATE("OLD") ", expired = expired - " CMP_EXPIRED("OLD") ","              \
+    " times = sla_times(times, " CMP_TIME("OLD") ", NULL)"                                         \
+    " WHERE " CMP_WHERE("OLD") " AND OLD.state = 'met';"                                           \
+    "DELETE FROM sla_compliance WHERE " CMP_WHERE("OLD") " AND on_time + late + expired = 0;"
+#define CMP_ADD                                                                                    \
+    "INSERT INTO sla_compliance (day, policy, owner, on_time, late, expired, times)"               \
+    " SELECT " CMP_DAY("NEW") ", NEW.policy, NEW.owner,"                                           \
+    " " CMP_ON_TIME("NEW") ", " CMP_LATE("NEW") ", " CMP_EXPIRED("NEW") ","                        \
+    " sla_times(NULL, NULL, " CMP_TIME("NEW") ") WHERE NEW.state = 'met'"                          \
+    " ON CONFLICT DO UPDATE SET on_time = on_time + excluded.on_time,"                             \
+    " late = late + excluded.late, expired = expired + excluded.expired,"                          \
+    " times = sla_times(times, NULL, " CMP_TIME("NEW") ");"
+/* 11: compliance kept as it goes (adapters/report/compliance.c). Per UTC day of opening, policy
+ * and owner, the met instances on time, late and expired (closed by the retention: no stop
+ * event, sla_retention.c) and the sorted stop times of those stopped (sla_times.h), kept by
+ * triggers in the transaction of every write of sla_instance, so a recomputation or a prune that
+ * rewrites instances moves them too. Filled from the rows met so far. Then the live instances by
+ * their last clock change (sla_idle_at), the order the retention expires them in. */
+#define MIGRATION_11                                                                               \
+    "CREATE TABLE sla_compliance ("                                                                \
+    "  day INTEGER NOT NULL, policy TEXT NOT NULL, owner TEXT NOT NULL,"                           \
+    "  on_time INTEGER NOT NULL, late INTEGER NOT NULL, times BLOB NOT NULL,"                      \
+    "  expired INTEGER NOT NULL,"                                                                  \
+    "  PRIMARY KEY (day, policy, owner)) WITHOUT ROWID;"                                           \
+    "INSERT INTO sla_compliance (day, policy, owner, on_time, late, expired, times)"               \
+    " SELECT " CMP_DAY("i") ", policy, owner, sum(" CMP_ON_TIME("i") "), sum(" CMP_LATE("i") "),"  \
+    " sum(" CMP_EXPIRED("i") "), sla_times_of(" CMP_TIME("i") ")"                                  \
+    " FROM sla_instance i WHERE state = 'met' GROUP BY 1, 2, 3;"                                   \
+    "CREATE TRIGGER sla_compliance_insert AFTER INSERT ON sla_instance WHEN NEW.state = 'met'"     \
+    " BEGIN " CMP_ADD " END;"                                                                      \
+    "CREATE TRIGGER sla_compliance_delete AFTER DELETE ON sla_instance WHEN OLD.state = 'met'"     \
+    " BEGIN " CMP_REMOVE " END;"                                                                   \
+    "CREATE TRIGGER sla_compliance_update AFTER UPDATE OF state, policy, owner, opened_at,"        \
+    " started_at, stopped_at, on_time, stop_business_ms, stop_event ON sla_instance"               \
+    " WHEN OLD.state = 'met' OR NEW.state = 'met' BEGIN " CMP_REMOVE " " CMP_ADD " END;"          \
+    "CREATE INDEX sla_instance_idle ON sla_instance (" IDLE_AT ") WHERE state <> 'met';"
+// clang-format on
+
 static const char *const migrations[] = {
     /* 1 */
     "CREATE TABLE sla_policy ("
@@ -123,6 +180,8 @@ static const char *const migrations[] = {
     "CREATE TABLE sla_watermark (at INTEGER);"
     "INSERT INTO sla_watermark SELECT max(occurred_at) FROM sla_log;"
     "CREATE INDEX sla_instance_met ON sla_instance (stopped_at) WHERE state = 'met';",
+    /* 11 */
+    MIGRATION_11,
 };
 
 #define COLS                                                                                       \
@@ -146,7 +205,7 @@ static const char *const stmt_sql[S_COUNT_] = {
                  " acked_by = ?, owner = ?, arrived_at = ? WHERE id = ?",
     [S_MET] = "UPDATE sla_instance SET state = 'met', next_at = NULL, stopped_at = ?,"
               " on_time = ?, late_ms = ?, stop_event = ?, consumed_ms = ?5, stop_business_ms = ?5,"
-              " step = ?6 WHERE id = ?7",
+              " step = ?6, owner = ?8 WHERE id = ?7",
     [S_TIMERS] = "SELECT id, next_at, arrived_at FROM sla_instance WHERE next_at IS NOT NULL",
     [S_OPEN_COUNT] = "SELECT count(*) FROM sla_instance WHERE state <> 'met'",
     [S_QUOTA_COUNT] = "INSERT INTO sla_quota (policy, period_start, period_end, actual, closed)"
@@ -185,7 +244,8 @@ static const char *const stmt_sql[S_COUNT_] = {
     [S_ORDER_QUEUES] = "SELECT DISTINCT queue, priority FROM sla_instance WHERE key = ? AND"
                        " policy = ? AND queue IS NOT NULL",
     [S_ORDER_TAKEN] = "SELECT " COLS " FROM sla_instance WHERE policy = ? AND queue = ? AND"
-                      " priority = ? AND state = 'met' AND stopped_at >= ? ORDER BY id",
+                      " priority = ? AND state = 'met' AND stopped_at >= ? AND stop_event IS NOT"
+                      " NULL ORDER BY id", /* an expiry takes nothing */
     /* B skipped when A (opened ?4, stopped ?5) was taken: older, not stopped by then, and its
      * last pause (4), resume (8) or reset (2) up to then, if any, was not a pause. */
     [S_ORDER_SKIPPED] =
@@ -220,6 +280,8 @@ static const char *const stmt_sql[S_COUNT_] = {
                     " ORDER BY opened_at, id LIMIT 1",
     [S_LOG_PRUNE] = "DELETE FROM sla_log WHERE policy = ? AND key = ? AND occurred_at <= ?",
     [S_ORDER_PRUNE] = "DELETE FROM sla_order WHERE taken = ?",
+    [S_IDLE_NEXT] = "SELECT id, " IDLE_AT " FROM sla_instance WHERE state <> 'met' AND " IDLE_AT
+                    " < ?1 ORDER BY " IDLE_AT " LIMIT ?2",
     [S_SPAN_GET] = "SELECT since, through FROM sla_quota_span WHERE policy = ?",
     [S_SPAN_SET] = "INSERT INTO sla_quota_span (policy, since, through) VALUES (?1,?2,?3)"
                    " ON CONFLICT (policy) DO UPDATE SET through = max(through, ?3)",
@@ -516,7 +578,7 @@ static int sla_on_timer(void *self, funnel_router_t *router, int64_t now_ms)
         else if (qs->next_at <= now_ms)
             rc = sla_quota_run(sla, router, q, now_ms);
     }
-    return rc || sla_prune_deadline(sla) > now_ms ? rc : sla_prune(sla, now_ms);
+    return rc || sla_prune_deadline(sla) > now_ms ? rc : sla_prune(sla, router, now_ms);
 }
 
 /* Recounts the instances not met: one scan of the partial index sla_instance_live. */
@@ -613,6 +675,8 @@ int funnel_sla_new(funnel_store_t *store, const funnel_sla_config_t *cfg, const 
     sla->cfg = cfg;
     sla->grace_ms = cfg->late_grace_ms;
     sla->log = log;
+    if ((rc = funnel_sla_sql_functions(sla->db)))
+        goto fail;
     if ((rc = funnel_store_migrate_module(store, "sla", migrations,
                                           (int)(sizeof migrations / sizeof migrations[0]), err,
                                           sizeof err))) {

@@ -66,6 +66,11 @@ void funnel_sla_reloads(const funnel_sla_t *sla, size_t *version_loads, size_t *
  * memory, and a start of a key known to have nothing held skips the second. */
 void funnel_sla_store_reads(const funnel_sla_t *sla, size_t *log_reads, size_t *held_reads);
 
+/* Registers on db the SQL functions the triggers that keep sla_compliance call (sla_times,
+ * sla_times_of; sla_compliance.c): every connection that writes sla_instance needs them, which
+ * funnel_sla_new does for its store's. 0 or FUNNEL_ESTORE. */
+int funnel_sla_sql_functions(sqlite3 *db);
+
 /* The registry's hooks (engines/registry.c): section is the live funnel_sla_config_t. */
 int funnel_sla_engine_create(funnel_store_t *store, const void *section, const funnel_log_t *log,
                              funnel_engine_t *engine);

@@ -60,6 +60,8 @@ int sla_inst_write(funnel_sla_t *sla, const inst_t *in)
     int rc = sla_step_done(s);
     if (!rc && in->next_at != NONE)
         rc = funnel_timerheap_push(sla->heap, sla_timer_at(sla, in), in->id);
+    if (!rc)
+        sla_idle_seen(sla, in);
     return rc;
 }
 
@@ -291,13 +293,14 @@ int sla_inst_change(pver_t *v, inst_t *in, const change_t *c)
     bool assigned = (kinds & K_ASSIGN) && c->owner && *c->owner && strcmp(in->owner, c->owner);
     if (assigned)
         snprintf(in->owner, sizeof in->owner, "%s", c->owner);
-    if (kinds & K_STOP) {
+    if (kinds & (K_STOP | K_EXPIRE)) {
         /* While paused the clock stands at the pause: a stop then counts from there. */
         int64_t end = in->state == ST_PAUSED && in->paused_at < t ? in->paused_at : t;
         int64_t used = in->consumed_ms + funnel_calendar_between(v->cal, in->anchor_at, end);
         /* On time iff at or before the due time, even when no business time passed after it
-         * (a stop at 19:00 after a due time of 18:00 is late by 0 business ms). */
-        in->on_time = end <= in->due_at;
+         * (a stop at 19:00 after a due time of 18:00 is late by 0 business ms); an expiry, which
+         * nobody stopped, never is. */
+        in->on_time = end <= in->due_at && !(kinds & K_EXPIRE);
         in->late_ms = in->on_time || used <= p->target_ms ? 0 : used - p->target_ms;
         in->stopped_at = t;
         in->consumed_ms = used; /* the whole clock at the stop, stored as stop_business_ms */
@@ -343,10 +346,13 @@ int sla_inst_met(funnel_sla_t *sla, funnel_router_t *router, const inst_t *in, b
     sqlite3_bind_int64(s, 1, in->stopped_at);
     sqlite3_bind_int(s, 2, in->on_time);
     sqlite3_bind_int64(s, 3, in->late_ms);
-    sqlite3_bind_text(s, 4, in->stop_event, -1, SQLITE_STATIC);
+    if (in->stop_event[0]) /* none: expired (K_EXPIRE), which compliance counts as breached */
+        sqlite3_bind_text(s, 4, in->stop_event, -1, SQLITE_STATIC);
     sqlite3_bind_int64(s, 5, in->consumed_ms);
     sqlite3_bind_int64(s, 6, in->step); /* the steps passed before the stop (inst_apply) */
     sqlite3_bind_int64(s, 7, in->id);
+    /* the stop may come with a reassignment (sla_inst_change): sla.met names the new owner */
+    sqlite3_bind_text(s, 8, in->owner, -1, SQLITE_STATIC);
     int rc = sla_step_done(s);
     if (!rc && in->stopped_at < sla->oldest_stop)
         sla->oldest_stop = in->stopped_at; /* a rollback leaves it lower: one idle prune pass */
@@ -364,6 +370,7 @@ int sla_inst_met(funnel_sla_t *sla, funnel_router_t *router, const inst_t *in, b
     met.on_time = in->on_time;
     met.late_ms = in->late_ms;
     met.stop_event_id = (char *)in->stop_event;
+    met.expired = !in->stop_event[0];
     env.body_case = FUNNEL__V1__ENVELOPE__BODY_SLA_MET;
     env.sla_met = &met;
     return funnel_router_emit(router, "sla.met", &env, now_ms);
@@ -541,6 +548,7 @@ int sla_inst_insert(funnel_sla_t *sla, inst_t *in)
     if (!rc) {
         in->id = sqlite3_last_insert_rowid(sla->db);
         sla_open_add(sla, 1);
+        sla_idle_seen(sla, in);
     }
     return rc;
 }

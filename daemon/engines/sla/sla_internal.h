@@ -69,6 +69,7 @@ enum stmt_id {
     S_KEY_FIRST,
     S_LOG_PRUNE,
     S_ORDER_PRUNE,
+    S_IDLE_NEXT,
     S_COUNT_
 };
 typedef enum inst_state { ST_OPEN, ST_PAUSED, ST_MET } inst_state_t;
@@ -177,6 +178,7 @@ struct funnel_sla {
      * time of the next prune pass (sla_prune_deadline). */
     int64_t watermark, watermark_before, prune_at;
     int64_t oldest_stop; /* of the met instances, as last counted or lower; INT64_MAX: none */
+    int64_t oldest_idle; /* of the live instances' last clock change (sla_idle_at), likewise */
 };
 
 /* Called for each step an instance passes (steps_before), before it moves to the next one. */
@@ -194,6 +196,9 @@ typedef struct fire_ctx {
  * kinds, not the envelope, are what a held event keeps, so a held event and a live one run the
  * same code (inst_apply). */
 enum { K_STOP = 1, K_RESET = 2, K_PAUSE = 4, K_RESUME = 8, K_ASSIGN = 16 };
+/* Not an event's: the retention's expiry of an idle instance (sla_retention.c), a stop that is
+ * never on time and names no stop event. */
+enum { K_EXPIRE = 32 };
 
 /* ---- sla.c: statements and policy versions ------------------------------------------------ */
 
@@ -275,7 +280,9 @@ int sla_horizon_check(funnel_sla_t *sla, funnel_router_t *router, const funnel_e
 void sla_watermark_raise(funnel_sla_t *sla, int64_t t);
 int64_t sla_prune_deadline(const funnel_sla_t *sla);
 int sla_oldest_stop_load(funnel_sla_t *sla);
-int sla_prune(funnel_sla_t *sla, int64_t now_ms);
+int64_t sla_idle_at(const inst_t *in);
+void sla_idle_seen(funnel_sla_t *sla, const inst_t *in);
+int sla_prune(funnel_sla_t *sla, funnel_router_t *router, int64_t now_ms);
 
 /* ---- sla_quota.c: quota periods ----------------------------------------------------------- */
 

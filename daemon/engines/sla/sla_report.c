@@ -14,7 +14,8 @@
 #include <string.h>
 
 /* The instance columns in funnel_sla_row_t's order, then the shown state: "breached" is a
- * running ('open') instance whose due time is at or before ?1 (the reader's clock). */
+ * running ('open') instance whose due time is at or before ?1 (the reader's clock), "expired"
+ * one the retention closed without a stop (a met row without a stop event). */
 #define ROW_SELECT                                                                                 \
     "SELECT i.id, i.policy, i.version, i.key, i.owner, i.started_at, i.due_at, i.next_at,"         \
     " i.step, i.acked_by, i.start_event, i.stopped_at, i.on_time, i.late_ms, "                     \
@@ -22,7 +23,8 @@
     " coalesce(p.process, i.policy), coalesce(p.responsible, ''), coalesce(i.queue, ''),"          \
     " i.priority, i.opened_at"
 #define SHOWN_SQL                                                                                  \
-    "CASE WHEN i.state IS NULL OR i.state = 'met' THEN 'met'"                                      \
+    "CASE WHEN i.state = 'met' AND i.stop_event IS NULL THEN 'expired'"                            \
+    " WHEN i.state IS NULL OR i.state = 'met' THEN 'met'"                                          \
     " WHEN i.state = 'open' AND i.due_at IS NOT NULL AND i.due_at <= ?1 THEN 'breached'"           \
     " ELSE i.state END"
 #define ROW_FROM_INDEXED(index)                                                                    \
@@ -35,7 +37,7 @@
  * sla_id of the row to go on after. */
 #define STATE_WANTED                                                                               \
     " (?2 IS NULL OR shown = ?2 OR (?2 = 'open' AND shown = 'paused') OR"                          \
-    " (?2 = 'live' AND shown <> 'met'))"
+    " (?2 = 'live' AND shown NOT IN ('met', 'expired')))"
 #define OWNED " (?3 IS NULL OR i.policy = ?3) AND (?4 IS NULL OR i.owner = ?4)"
 #define ID_LIST_SQL(index, live)                                                                   \
     "SELECT * FROM (" ROW_SELECT ROW_FROM_INDEXED(index) " WHERE" OWNED live                       \
@@ -92,8 +94,8 @@ static const char status_sql[] =
     " sum(i.state = 'open' AND NOT coalesce(i.due_at <= ?1, 0) AND EXISTS (SELECT 1 FROM"
     "  sla_fired f WHERE f.id = i.id AND f.clock = i.started_at AND f.next_step >= 1)),"
     " sum(i.state = 'open' AND coalesce(i.due_at <= ?1, 0)),"
-    " sum(i.state = 'met' AND i.stopped_at >= ?2 AND i.on_time),"
-    " sum(i.state = 'met' AND i.stopped_at >= ?2 AND NOT i.on_time),"
+    " sum(i.state = 'met' AND i.stopped_at >= ?2 AND i.on_time AND i.stop_event IS NOT NULL),"
+    " sum(i.state = 'met' AND i.stopped_at >= ?2 AND NOT i.on_time AND i.stop_event IS NOT NULL),"
     " ?1 - min(CASE WHEN i.state <> 'met' THEN i.opened_at END)"
     " FROM sla_instance i GROUP BY i.policy ORDER BY 2, 1";
 

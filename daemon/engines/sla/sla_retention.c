@@ -11,7 +11,13 @@
  * no instance kept from before it would fall into the pruned part (or create a history the
  * pruned part may have contradicted), so it is refused with its reason instead of starting a
  * new instance. The watermark is stored only by the prune pass: after a restart or a rollback
- * it may be lower than the events applied, which only delays pruning and refuses less. */
+ * it may be lower than the events applied, which only delays pruning and refuses less.
+ *
+ * A live instance whose clock has not changed (no start, reset, pause or resume: sla_idle_at)
+ * for the horizon is expired by the same passes, oldest first: met at its last change plus the
+ * horizon, never on time, with no stop event, and published (sla.met, expired). It is then
+ * pruned as any met instance once the cutoff passes that time: an instance that is never
+ * stopped is kept at most twice the horizon. */
 #include "sla_internal.h"
 #include "funnel/error.h"
 
@@ -83,11 +89,63 @@ int sla_horizon_check(funnel_sla_t *sla, funnel_router_t *router, const funnel_e
 }
 
 /* The wall time of the next prune pass: when the cutoff has passed the oldest stop of a met
- * instance (as last counted, or lowered since by sla_inst_met), else none. */
+ * instance (as last counted, or lowered since by sla_inst_met) or the oldest last change of a
+ * live one (likewise, sla_idle_seen), else none. */
 int64_t sla_prune_deadline(const funnel_sla_t *sla)
 {
     int64_t cut = cutoff(sla);
-    return cut != INT64_MIN && sla->oldest_stop < cut ? sla->prune_at : INT64_MAX;
+    bool due = sla->oldest_stop < cut || sla->oldest_idle < cut;
+    return cut != INT64_MIN && due ? sla->prune_at : INT64_MAX;
+}
+
+/* When a live instance's clock last changed (its start, last reset or resume, or its pause). */
+int64_t sla_idle_at(const inst_t *in)
+{
+    return in->paused_at != NONE ? in->paused_at : in->anchor_at;
+}
+
+/* After a live instance was written: the expiry may be due sooner (a rollback leaves it lower:
+ * one idle prune pass). */
+void sla_idle_seen(funnel_sla_t *sla, const inst_t *in)
+{
+    if (in->state != ST_MET && sla_idle_at(in) < sla->oldest_idle)
+        sla->oldest_idle = sla_idle_at(in);
+}
+
+/* Reads the ids of the live instances idle since before cut, oldest first (at most max): with
+ * cut INT64_MAX and room for one, the oldest; *oldest is its last change (INT64_MAX: none). */
+static int idle_candidates(funnel_sla_t *sla, int64_t cut, int64_t *ids, size_t max, size_t *n,
+                           int64_t *oldest)
+{
+    sqlite3_stmt *s = sla_stmt(sla, S_IDLE_NEXT);
+    int rc = SQLITE_DONE;
+    sqlite3_bind_int64(s, 1, cut);
+    sqlite3_bind_int64(s, 2, (int64_t)max);
+    *n = 0;
+    *oldest = INT64_MAX;
+    while (*n < max && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if (!*n)
+            *oldest = sqlite3_column_int64(s, 1);
+        ids[(*n)++] = sqlite3_column_int64(s, 0);
+    }
+    sqlite3_reset(s);
+    return *n == max || rc == SQLITE_DONE ? 0 : FUNNEL_ESTORE;
+}
+
+/* Expires live instance id (idle since before the cutoff): the steps due before its expiry
+ * first, as an event then would (sla_inst_apply). An instance whose version this build cannot
+ * read waits, as it does for events, and is not counted in *expired. */
+static int expire_one(funnel_sla_t *sla, funnel_router_t *router, int64_t id, int64_t now_ms,
+                      size_t *expired)
+{
+    inst_t in;
+    int rc = sla_inst_load(sla, id, &in);
+    pver_t *v = rc ? NULL : sla_version_find(sla, in.policy, in.version);
+    if (rc || !v)
+        return rc;
+    change_t c = {K_EXPIRE, sla_idle_at(&in) + sla->cfg->horizon_ms, "", NULL};
+    ++*expired;
+    return sla_inst_apply(sla, router, v, &in, &c, now_ms);
 }
 
 /* A met instance that prune_one deletes. */
@@ -137,23 +195,26 @@ static int prune_candidates(funnel_sla_t *sla, int64_t cut, prune_row_t *out, si
     return *n == max || rc == SQLITE_DONE ? 0 : FUNNEL_ESTORE;
 }
 
-/* Counts the oldest stop of the met instances again (sla_prune_deadline). */
+/* Counts the oldest stop of the met instances and the oldest last change of the live ones
+ * again (sla_prune_deadline). */
 int sla_oldest_stop_load(funnel_sla_t *sla)
 {
     prune_row_t r;
     size_t n;
+    int64_t id;
     int rc = prune_candidates(sla, INT64_MAX, &r, 1, &n);
     sla->oldest_stop = n ? r.in.stopped_at : INT64_MAX;
-    return rc;
+    return rc ? rc : idle_candidates(sla, INT64_MAX, &id, 1, &n, &sla->oldest_idle);
 }
 
-/* One timer pass of retention, inside the timer's transaction: stores the watermark and prunes
- * at most PRUNE_BATCH instances. The next pass comes at once while a whole batch went, else
- * after PRUNE_EVERY_MS once the cutoff has passed another stop. */
-int sla_prune(funnel_sla_t *sla, int64_t now_ms)
+/* One timer pass of retention, inside the timer's transaction: stores the watermark, expires at
+ * most PRUNE_BATCH idle instances and prunes at most PRUNE_BATCH met ones. The next pass comes
+ * at once while a whole batch went, else after PRUNE_EVERY_MS once the cutoff has passed
+ * another stop or last change. */
+int sla_prune(funnel_sla_t *sla, funnel_router_t *router, int64_t now_ms)
 {
-    int64_t cut = cutoff(sla);
-    size_t n = 0;
+    int64_t cut = cutoff(sla), ids[PRUNE_BATCH], oldest;
+    size_t n = 0, n_idle = 0, expired = 0;
     prune_row_t *rows = malloc(PRUNE_BATCH * sizeof *rows);
     int rc = rows ? 0 : FUNNEL_ENOMEM;
     if (!rc && sla->watermark != INT64_MIN) {
@@ -161,6 +222,10 @@ int sla_prune(funnel_sla_t *sla, int64_t now_ms)
         sqlite3_bind_int64(s, 1, sla->watermark);
         rc = sla_step_done(s);
     }
+    if (!rc && cut != INT64_MIN)
+        rc = idle_candidates(sla, cut, ids, PRUNE_BATCH, &n_idle, &oldest);
+    for (size_t i = 0; !rc && i < n_idle; i++)
+        rc = expire_one(sla, router, ids[i], now_ms, &expired);
     if (!rc && cut != INT64_MIN)
         rc = prune_candidates(sla, cut, rows, PRUNE_BATCH, &n);
     for (size_t i = 0; !rc && i < n; i++) {
@@ -176,8 +241,9 @@ int sla_prune(funnel_sla_t *sla, int64_t now_ms)
             rc = prune_one(sla, &rows[i]); /* overlapping instances: not made by this engine */
     }
     free(rows);
-    rc = rc || n == PRUNE_BATCH ? rc : sla_oldest_stop_load(sla);
+    bool full = n == PRUNE_BATCH || expired == PRUNE_BATCH;
+    rc = rc || full ? rc : sla_oldest_stop_load(sla);
     if (!rc)
-        sla->prune_at = n == PRUNE_BATCH ? now_ms : now_ms + PRUNE_EVERY_MS;
+        sla->prune_at = full ? now_ms : now_ms + PRUNE_EVERY_MS;
     return rc;
 }
