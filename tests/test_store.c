@@ -1265,6 +1265,8 @@ Test(store_outbox, republished_input_is_stored_once_and_reads_back_identical)
     cr_assert_eq(memcmp(rows[0].envelope, raw, len), 0, "the publish sends the received bytes");
     cr_assert_eq(sql_int(store, "SELECT coalesce(sum(length(envelope)), 0) FROM outbox"), 0,
                  "the outbox must not copy what events holds");
+    cr_assert_eq(sql_int(store, "SELECT coalesce(sum(length(topic)), 0) FROM outbox"), 0,
+                 "nor its topic");
     cr_assert_eq(sql_int(store, "SELECT count(*) FROM outbox o JOIN events e ON "
                                 "e.seq = o.event_seq AND e.event_id = 'once-1'"),
                  1);
@@ -1276,6 +1278,10 @@ Test(store_outbox, republished_input_is_stored_once_and_reads_back_identical)
         cr_assert_eq(funnel_store_outbox_read(readers[i], 1, 10, copy_first_row, &got), 1);
         cr_assert_eq(got.len, len, "reader %zu", i);
         cr_assert_eq(memcmp(got.bytes, raw, len), 0, "reader %zu: same bytes", i);
+        collected_t c = {0};
+        cr_assert_eq(funnel_store_outbox_read(readers[i], 1, 10, collect_row, &c), 0);
+        cr_assert_eq(c.n, 1);
+        cr_assert_str_eq(c.topic[0], "lead.created", "reader %zu: the event's topic", i);
     }
     funnel_store_destroy(&ro);
     free(raw);

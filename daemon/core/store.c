@@ -5,7 +5,9 @@
  * keep time-ordered by using UUIDv7/ULID ids (see docs/protocol.md).
  *
  * Each input envelope is stored once, in events: its republication in the outbox names the
- * events row (event_seq) and keeps an empty envelope. Events are the dedupe record and are kept
+ * events row (event_seq) and keeps an empty topic and envelope (from schema 4 on; rows written
+ * before keep their topic text, which readers ignore), and the events row keeps the event's id
+ * once, compactly (event_form.h). Events are the dedupe record and are kept
  * for good (exactly-once holds for a repeat however late); the outbox is pruned by retention. */
 #include "store.h"
 
@@ -131,13 +133,16 @@ static const struct {
     [ST_OUTBOX_INSERT] = {"INSERT INTO outbox(topic, created_at_ms, envelope, event_seq) "
                           "VALUES (?,?,?,?)",
                           false},
-    /* A row naming an event reads its envelope there: NULL (caught by the reader) would mean
-     * the event is gone, which the events' retention never allows while the outbox names it. */
-    [ST_OUTBOX_READ] = {"SELECT o.seq, o.topic, CASE WHEN o.event_seq IS NULL THEN o.envelope "
-                        "ELSE (SELECT funnel_envelope(e.event_id, e.envelope) FROM events e "
-                        "WHERE e.seq = o.event_seq) END, "
-                        "o.event_seq FROM outbox o WHERE o.seq >= ? ORDER BY o.seq LIMIT ?",
-                        true},
+    /* A row naming an event reads its topic and envelope there: NULL (caught by the reader)
+     * would mean the event is gone, which the events' retention never allows while the outbox
+     * names it. */
+    [ST_OUTBOX_READ] =
+        {"SELECT o.seq, CASE WHEN o.event_seq IS NULL THEN o.topic ELSE e.topic END, "
+         "CASE WHEN o.event_seq IS NULL THEN o.envelope ELSE "
+         "funnel_envelope(e.event_id, e.envelope) END, o.event_seq FROM outbox o "
+         "LEFT JOIN events e ON e.seq = o.event_seq WHERE o.seq >= ? ORDER BY o.seq "
+         "LIMIT ?",
+         true},
     [ST_OUTBOX_FIRST] = {"SELECT min(seq), max(seq) FROM outbox", true},
     [ST_OUTBOX_LAST] = {"SELECT seq FROM sqlite_sequence WHERE name = 'outbox'", true},
     [ST_OUTBOX_PRUNE] = {"DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox WHERE "
@@ -824,8 +829,9 @@ static int rows_push(funnel_store_t *s, uint64_t seq, const char *topic, const u
     return 0;
 }
 
-/* Inserts one outbox row: its own envelope copy (event_seq 0), or a reference to the events row
- * holding the same bytes. Either way the pending list keeps the bytes for the publish. */
+/* Inserts one outbox row: its own topic and envelope copy (event_seq 0), or a reference to the
+ * events row holding the same topic and bytes. Either way the pending list keeps the bytes for the
+ * publish. */
 static int outbox_insert(funnel_store_t *s, const char *topic, const uint8_t *envelope, size_t len,
                          int64_t event_seq, int64_t created_at_ms, uint64_t *seq)
 {
@@ -834,7 +840,7 @@ static int outbox_insert(funnel_store_t *s, const char *topic, const uint8_t *en
     if (txn_lost(s))
         return lost(s);
     sqlite3_stmt *st = s->stmt[ST_OUTBOX_INSERT];
-    bind_text(st, 1, topic);
+    bind_text(st, 1, event_seq ? "" : topic); /* a reference reads the event's topic */
     sqlite3_bind_int64(st, 2, created_at_ms);
     if (event_seq) {
         sqlite3_bind_zeroblob(st, 3, 0);

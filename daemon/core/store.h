@@ -149,9 +149,9 @@ int funnel_store_outbox_append(funnel_store_t *store, const char *topic, const u
                                size_t len, int64_t created_at_ms, uint64_t *seq);
 
 /* Appends the republication of the event recorded as event_seq in this transaction, whose
- * envelope bytes are `envelope`: the row names the events row instead of copying the bytes
- * (stored once), and reads, replays and publishes exactly as a copy would. FUNNEL_EINVAL when
- * event_seq is not a seq. */
+ * topic and envelope bytes are `topic` and `envelope` as recorded: the row names the events row
+ * instead of copying them (stored once), and reads, replays and publishes exactly as a copy
+ * would. FUNNEL_EINVAL when event_seq is not a seq. */
 int funnel_store_outbox_append_event(funnel_store_t *store, int64_t event_seq, const char *topic,
                                      const uint8_t *envelope, size_t len, int64_t created_at_ms,
                                      uint64_t *seq);
