@@ -212,13 +212,17 @@ typedef struct first_row {
     uint8_t bytes[512];
 } first_row_t;
 
+static void first_row_set(first_row_t *out, const uint8_t *bytes, size_t len)
+{
+    cr_assert_leq(len, sizeof out->bytes);
+    out->len = len;
+    if (len) /* a zero-length BLOB comes as NULL */
+        memcpy(out->bytes, bytes, len);
+}
+
 static int copy_first_row(const funnel_outbox_row_t *row, void *arg)
 {
-    first_row_t *out = arg;
-    cr_assert_leq(row->len, sizeof out->bytes);
-    out->len = row->len;
-    if (row->len)
-        memcpy(out->bytes, row->envelope, row->len);
+    first_row_set(arg, row->envelope, row->len);
     return 1;
 }
 
@@ -348,18 +352,30 @@ Test(store_open, sqlite_file_of_another_program_is_refused)
     assert_refused_and_untouched("another program's database", sb.st_size);
 }
 
+/* The tables as schema 2 (the baseline before the outbox named events rows) made them. */
+#define SCHEMA2_TABLES                                                                             \
+    "CREATE TABLE events (seq INTEGER PRIMARY KEY, event_id TEXT NOT NULL UNIQUE, topic TEXT NOT " \
+    "NULL, occurred_at_ms INTEGER NOT NULL, received_at_ms INTEGER NOT NULL, source TEXT NOT "     \
+    "NULL, envelope BLOB NOT NULL, claimed_source TEXT);"                                          \
+    "CREATE TABLE outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, "            \
+    "created_at_ms INTEGER NOT NULL, envelope BLOB NOT NULL);"                                     \
+    "CREATE TABLE dead_letters (id INTEGER PRIMARY KEY, received_at_ms INTEGER NOT NULL, topic "   \
+    "TEXT NOT NULL, event_id TEXT NOT NULL, reason TEXT NOT NULL, detail TEXT NOT NULL, payload "  \
+    "BLOB, payload_size INTEGER NOT NULL);"                                                        \
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;"
+
+/* Writes a database file at db_path with sql, as an older build would have left it. */
+static void db_make(const char *sql)
+{
+    sqlite3 *db;
+    cr_assert_eq(sqlite3_open(db_path, &db), SQLITE_OK);
+    cr_assert_eq(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK, "%s", sqlite3_errmsg(db));
+    sqlite3_close(db);
+}
+
 /* A database as the baseline (schema 2) left it: the outbox copies every republished input and
  * retention pruned its first rows, so the next seq comes from sqlite_sequence, not max(seq). */
-static const char schema2_db[] =
-    "CREATE TABLE events (seq INTEGER PRIMARY KEY, event_id TEXT NOT NULL UNIQUE, topic TEXT NOT "
-    "NULL, occurred_at_ms INTEGER NOT NULL, received_at_ms INTEGER NOT NULL, source TEXT NOT NULL, "
-    "envelope BLOB NOT NULL, claimed_source TEXT);"
-    "CREATE TABLE outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, "
-    "created_at_ms INTEGER NOT NULL, envelope BLOB NOT NULL);"
-    "CREATE TABLE dead_letters (id INTEGER PRIMARY KEY, received_at_ms INTEGER NOT NULL, topic "
-    "TEXT NOT NULL, event_id TEXT NOT NULL, reason TEXT NOT NULL, detail TEXT NOT NULL, payload "
-    "BLOB, payload_size INTEGER NOT NULL);"
-    "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;"
+static const char schema2_db[] = SCHEMA2_TABLES
     "INSERT INTO meta VALUES ('published_seq', 9);"
     "INSERT INTO events VALUES (1, 'old-1', 'lead.created', 1, 2, 'crm', x'0a01', NULL);"
     "INSERT INTO outbox VALUES (8, 'lead.created', 2, x'0a01');"
@@ -369,11 +385,7 @@ static const char schema2_db[] =
 
 Test(store_open, schema_2_database_is_migrated_and_keeps_its_rows_and_seqs)
 {
-    sqlite3 *db;
-    cr_assert_eq(sqlite3_open(db_path, &db), SQLITE_OK);
-    cr_assert_eq(sqlite3_exec(db, schema2_db, NULL, NULL, NULL), SQLITE_OK, "%s",
-                 sqlite3_errmsg(db));
-    sqlite3_close(db);
+    db_make(schema2_db);
 
     store = open_at(db_path, false);
     cr_assert_eq(funnel_store_schema_version(store), funnel_store_schema_latest());
@@ -436,18 +448,14 @@ static int record_bytes(funnel_store_t *s, const char *id, const uint8_t *env, s
 /* The last event as events_list gives it: id and envelope copied out. */
 typedef struct listed_event {
     char id[160];
-    size_t len;
-    uint8_t bytes[512];
+    first_row_t envelope;
 } listed_event_t;
 
 static int copy_event(const funnel_event_row_t *row, void *arg)
 {
     listed_event_t *out = arg;
-    cr_assert_leq(row->envelope_len, sizeof out->bytes);
     snprintf(out->id, sizeof out->id, "%s", row->event_id);
-    out->len = row->envelope_len;
-    if (row->envelope_len)
-        memcpy(out->bytes, row->envelope, row->envelope_len);
+    first_row_set(&out->envelope, row->envelope, row->envelope_len);
     return 0;
 }
 
@@ -457,8 +465,9 @@ static void assert_reads_back(funnel_store_t *s, const char *id, const uint8_t *
     listed_event_t ev = {0};
     cr_assert_eq(funnel_store_events_list(s, 1, copy_event, &ev), 0, "%s", funnel_store_errmsg(s));
     cr_assert_str_eq(ev.id, id);
-    cr_assert_eq(ev.len, len, "%s: envelope of %zu bytes listed as %zu", id, len, ev.len);
-    cr_assert(len == 0 || memcmp(ev.bytes, env, len) == 0, "%s: listed bytes differ", id);
+    cr_assert_eq(ev.envelope.len, len, "%s: envelope of %zu bytes listed as %zu", id, len,
+                 ev.envelope.len);
+    cr_assert(len == 0 || memcmp(ev.envelope.bytes, env, len) == 0, "%s: listed bytes differ", id);
     uint64_t first = 0, last = 0;
     bounds(s, &first, &last);
     first_row_t row = {0};
@@ -564,16 +573,8 @@ Test(store_form, every_envelope_reads_back_byte_identical)
 
 /* A database of schema 3 (main before the compact ids): its rows are converted at the upgrade,
  * a repeat of an old id is still a duplicate, and the old events list and replay as before. */
-static const char schema3_db[] =
-    "CREATE TABLE events (seq INTEGER PRIMARY KEY, event_id TEXT NOT NULL UNIQUE, topic TEXT NOT "
-    "NULL, occurred_at_ms INTEGER NOT NULL, received_at_ms INTEGER NOT NULL, source TEXT NOT NULL, "
-    "envelope BLOB NOT NULL, claimed_source TEXT);"
-    "CREATE TABLE outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, "
-    "created_at_ms INTEGER NOT NULL, envelope BLOB NOT NULL, event_seq INTEGER);"
-    "CREATE TABLE dead_letters (id INTEGER PRIMARY KEY, received_at_ms INTEGER NOT NULL, topic "
-    "TEXT NOT NULL, event_id TEXT NOT NULL, reason TEXT NOT NULL, detail TEXT NOT NULL, payload "
-    "BLOB, payload_size INTEGER NOT NULL);"
-    "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;"
+static const char schema3_db[] = SCHEMA2_TABLES
+    "ALTER TABLE outbox ADD COLUMN event_seq INTEGER;"
     "INSERT INTO meta VALUES ('published_seq', 2);"
     "INSERT INTO events VALUES (1, '" UUID_A "', 'lead.created', 1000, 1005, 'crm', x'0a24' || "
     "CAST('" UUID_A "' AS BLOB) || x'10e8071a0363726d', NULL);"
@@ -584,11 +585,7 @@ static const char schema3_db[] =
 
 Test(store_open, schema_3_database_gets_compact_ids_and_keeps_dedupe_and_bytes)
 {
-    sqlite3 *db;
-    cr_assert_eq(sqlite3_open(db_path, &db), SQLITE_OK);
-    cr_assert_eq(sqlite3_exec(db, schema3_db, NULL, NULL, NULL), SQLITE_OK, "%s",
-                 sqlite3_errmsg(db));
-    sqlite3_close(db);
+    db_make(schema3_db);
     uint8_t env[128];
     size_t len = envelope_of(UUID_A, env, sizeof env);
 

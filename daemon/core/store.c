@@ -738,8 +738,11 @@ static int bind_event_envelope(funnel_store_t *s, sqlite3_stmt *st, int i,
                           SQLITE_STATIC);
         return 0;
     }
-    if (funnel_grow(&s->scratch, &s->cap_scratch, row->envelope_len + 1, 1, 256))
+    if (funnel_grow(&s->scratch, &s->cap_scratch, row->envelope_len + 1, 1, 256)) {
+        snprintf(s->err, sizeof s->err, "out of memory for an envelope of %zu bytes",
+                 row->envelope_len);
         return FUNNEL_ENOMEM;
+    }
     s->scratch[0] = 0x00; /* the mark: the whole envelope follows */
     if (row->envelope_len)
         memcpy(s->scratch + 1, row->envelope, row->envelope_len);
@@ -753,8 +756,9 @@ int funnel_store_event_record(funnel_store_t *s, const funnel_event_row_t *row, 
         return lost(s);
     sqlite3_stmt *st = s->stmt[ST_EVENT_INSERT];
     uint8_t key[FUNNEL_EVENT_KEY_UUID];
-    if (bind_event_envelope(s, st, 6, row))
-        return FUNNEL_ENOMEM;
+    int rc = bind_event_envelope(s, st, 6, row);
+    if (rc)
+        return rc;
     bind_event_key(st, 1, row->event_id, key);
     bind_text(st, 2, row->topic);
     sqlite3_bind_int64(st, 3, row->occurred_at_ms);
@@ -764,7 +768,7 @@ int funnel_store_event_record(funnel_store_t *s, const funnel_event_row_t *row, 
         sqlite3_bind_text(st, 7, row->claimed_source, -1, SQLITE_STATIC);
     else
         sqlite3_bind_null(st, 7);
-    int rc = sqlite3_step(st);
+    rc = sqlite3_step(st);
     sqlite3_reset(st);
     if (rc != SQLITE_DONE)
         return fail(s);

@@ -124,9 +124,10 @@ typedef struct funnel_event_row {
     const char *claimed_source; /* the source the envelope claimed, with security; else NULL */
 } funnel_event_row_t;
 
-/* Records an event once. Returns 0, FUNNEL_EDUP if event_id is known (nothing written), or
- * FUNNEL_ESTORE. Must be inside a transaction. *seq (optional) receives the new row's seq, for
- * funnel_store_outbox_append_event. */
+/* Records an event once, its id and envelope in their compact stored form (event_form.h; the
+ * listings and the outbox give the bytes back as received). Returns 0, FUNNEL_EDUP if event_id
+ * is known (nothing written), FUNNEL_ENOMEM, or FUNNEL_ESTORE. Must be inside a transaction. *seq
+ * (optional) receives the new row's seq, for funnel_store_outbox_append_event. */
 int funnel_store_event_record(funnel_store_t *store, const funnel_event_row_t *row, int64_t *seq);
 
 typedef struct funnel_dead_letter {
