@@ -714,7 +714,8 @@ Test(alert_keys, an_sla_key_gets_escalations_and_never_a_payment)
     cr_assert(wait_for(&rx, delivered, 2, 20000), "no escalation delivered");
     cr_assert_eq(alert_stop(), 0);
     unsigned long long paid = (unsigned long long)fx_db_int(
-        fd.db, "SELECT seq FROM outbox WHERE topic = 'payment.received'");
+        fd.db, "SELECT o.seq FROM outbox o JOIN events e ON e.seq = o.event_seq WHERE e.topic = "
+               "'payment.received'");
     cr_assert_gt(paid, 0);
     pthread_mutex_lock(&rx.lock);
     for (size_t i = 0; i < rx.n_hits; i++) {

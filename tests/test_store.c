@@ -139,7 +139,8 @@ static bool event_exists(funnel_store_t *s, const char *id)
 {
     const char *params[] = {id, NULL};
     int64_t n =
-        fx_sql_int(funnel_store_db(s), "SELECT count(*) FROM events WHERE event_id = ?", params);
+        fx_sql_int(funnel_store_db(s),
+                   "SELECT count(*) FROM events WHERE funnel_event_id(event_id) = ?", params);
     cr_assert(n == 0 || n == 1, "event_id %s stored %lld times", id, (long long)n);
     return n == 1;
 }
@@ -211,12 +212,17 @@ typedef struct first_row {
     uint8_t bytes[512];
 } first_row_t;
 
+static void first_row_set(first_row_t *out, const uint8_t *bytes, size_t len)
+{
+    cr_assert_leq(len, sizeof out->bytes);
+    out->len = len;
+    if (len) /* a zero-length BLOB comes as NULL */
+        memcpy(out->bytes, bytes, len);
+}
+
 static int copy_first_row(const funnel_outbox_row_t *row, void *arg)
 {
-    first_row_t *out = arg;
-    cr_assert_leq(row->len, sizeof out->bytes);
-    out->len = row->len;
-    memcpy(out->bytes, row->envelope, row->len);
+    first_row_set(arg, row->envelope, row->len);
     return 1;
 }
 
@@ -346,18 +352,30 @@ Test(store_open, sqlite_file_of_another_program_is_refused)
     assert_refused_and_untouched("another program's database", sb.st_size);
 }
 
+/* The tables as schema 2 (the baseline before the outbox named events rows) made them. */
+#define SCHEMA2_TABLES                                                                             \
+    "CREATE TABLE events (seq INTEGER PRIMARY KEY, event_id TEXT NOT NULL UNIQUE, topic TEXT NOT " \
+    "NULL, occurred_at_ms INTEGER NOT NULL, received_at_ms INTEGER NOT NULL, source TEXT NOT "     \
+    "NULL, envelope BLOB NOT NULL, claimed_source TEXT);"                                          \
+    "CREATE TABLE outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, "            \
+    "created_at_ms INTEGER NOT NULL, envelope BLOB NOT NULL);"                                     \
+    "CREATE TABLE dead_letters (id INTEGER PRIMARY KEY, received_at_ms INTEGER NOT NULL, topic "   \
+    "TEXT NOT NULL, event_id TEXT NOT NULL, reason TEXT NOT NULL, detail TEXT NOT NULL, payload "  \
+    "BLOB, payload_size INTEGER NOT NULL);"                                                        \
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;"
+
+/* Writes a database file at db_path with sql, as an older build would have left it. */
+static void db_make(const char *sql)
+{
+    sqlite3 *db;
+    cr_assert_eq(sqlite3_open(db_path, &db), SQLITE_OK);
+    cr_assert_eq(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK, "%s", sqlite3_errmsg(db));
+    sqlite3_close(db);
+}
+
 /* A database as the baseline (schema 2) left it: the outbox copies every republished input and
  * retention pruned its first rows, so the next seq comes from sqlite_sequence, not max(seq). */
-static const char schema2_db[] =
-    "CREATE TABLE events (seq INTEGER PRIMARY KEY, event_id TEXT NOT NULL UNIQUE, topic TEXT NOT "
-    "NULL, occurred_at_ms INTEGER NOT NULL, received_at_ms INTEGER NOT NULL, source TEXT NOT NULL, "
-    "envelope BLOB NOT NULL, claimed_source TEXT);"
-    "CREATE TABLE outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, "
-    "created_at_ms INTEGER NOT NULL, envelope BLOB NOT NULL);"
-    "CREATE TABLE dead_letters (id INTEGER PRIMARY KEY, received_at_ms INTEGER NOT NULL, topic "
-    "TEXT NOT NULL, event_id TEXT NOT NULL, reason TEXT NOT NULL, detail TEXT NOT NULL, payload "
-    "BLOB, payload_size INTEGER NOT NULL);"
-    "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;"
+static const char schema2_db[] = SCHEMA2_TABLES
     "INSERT INTO meta VALUES ('published_seq', 9);"
     "INSERT INTO events VALUES (1, 'old-1', 'lead.created', 1, 2, 'crm', x'0a01', NULL);"
     "INSERT INTO outbox VALUES (8, 'lead.created', 2, x'0a01');"
@@ -367,11 +385,7 @@ static const char schema2_db[] =
 
 Test(store_open, schema_2_database_is_migrated_and_keeps_its_rows_and_seqs)
 {
-    sqlite3 *db;
-    cr_assert_eq(sqlite3_open(db_path, &db), SQLITE_OK);
-    cr_assert_eq(sqlite3_exec(db, schema2_db, NULL, NULL, NULL), SQLITE_OK, "%s",
-                 sqlite3_errmsg(db));
-    sqlite3_close(db);
+    db_make(schema2_db);
 
     store = open_at(db_path, false);
     cr_assert_eq(funnel_store_schema_version(store), funnel_store_schema_latest());
@@ -391,6 +405,214 @@ Test(store_open, schema_2_database_is_migrated_and_keeps_its_rows_and_seqs)
     cr_assert_str_eq(c.body[2], "NEW");
     cr_assert_str_eq(c.topic[2], "lead.created");
     cr_assert_eq(c.seq[2], 10);
+}
+
+/* ---- the stored form of ids and envelopes (event_form.h) ---------------------------------- */
+
+TestSuite(store_form, .init = store_setup, .fini = teardown);
+
+#define UUID_A "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"
+
+/* An envelope as a conforming publisher encodes it: event_id (field 1) first, then
+ * occurred_at_ms 1000 and source "crm". */
+static size_t envelope_of(const char *id, uint8_t *out, size_t cap)
+{
+    static const uint8_t tail[] = {0x10, 0xe8, 0x07, 0x1a, 0x03, 'c', 'r', 'm'};
+    size_t len = strlen(id);
+    cr_assert_lt(len, 128);
+    cr_assert_leq(2 + len + sizeof tail, cap);
+    out[0] = 0x0a;
+    out[1] = (uint8_t)len;
+    memcpy(out + 2, id, len);
+    memcpy(out + 2 + len, tail, sizeof tail);
+    return 2 + len + sizeof tail;
+}
+
+/* Records the event (id, envelope bytes) and republishes it by reference as the router does;
+ * returns the store's result of the record. */
+static int record_bytes(funnel_store_t *s, const char *id, const uint8_t *env, size_t len)
+{
+    int64_t ev = 0;
+    funnel_event_row_t row = {.event_id = id,
+                              .topic = "lead.created",
+                              .source = "crm",
+                              .envelope = env,
+                              .envelope_len = len};
+    int rc = funnel_store_event_record(s, &row, &ev);
+    if (!rc)
+        cr_assert_eq(funnel_store_outbox_append_event(s, ev, "lead.created", env, len, 1000, NULL),
+                     0, "%s", funnel_store_errmsg(s));
+    return rc;
+}
+
+/* The last event as events_list gives it: id and envelope copied out. */
+typedef struct listed_event {
+    char id[160];
+    first_row_t envelope;
+} listed_event_t;
+
+static int copy_event(const funnel_event_row_t *row, void *arg)
+{
+    listed_event_t *out = arg;
+    snprintf(out->id, sizeof out->id, "%s", row->event_id);
+    first_row_set(&out->envelope, row->envelope, row->envelope_len);
+    return 0;
+}
+
+/* The newest event and the newest outbox row read back as id and the exact received bytes. */
+static void assert_reads_back(funnel_store_t *s, const char *id, const uint8_t *env, size_t len)
+{
+    listed_event_t ev = {0};
+    cr_assert_eq(funnel_store_events_list(s, 1, copy_event, &ev), 0, "%s", funnel_store_errmsg(s));
+    cr_assert_str_eq(ev.id, id);
+    cr_assert_eq(ev.envelope.len, len, "%s: envelope of %zu bytes listed as %zu", id, len,
+                 ev.envelope.len);
+    cr_assert(len == 0 || memcmp(ev.envelope.bytes, env, len) == 0, "%s: listed bytes differ", id);
+    uint64_t first = 0, last = 0;
+    bounds(s, &first, &last);
+    first_row_t row = {0};
+    cr_assert_eq(funnel_store_outbox_read(s, last, 1, copy_first_row, &row), 1, "%s",
+                 funnel_store_errmsg(s));
+    cr_assert_eq(row.len, len, "%s: envelope of %zu bytes replayed as %zu", id, len, row.len);
+    cr_assert(len == 0 || memcmp(row.bytes, env, len) == 0, "%s: replayed bytes differ", id);
+}
+
+/* The id is the one thing every events row repeats three times as text (column, index and the
+ * envelope's field 1): a UUID keeps 16 bytes in the column and the index, and none in the
+ * envelope, and yet dedupes, lists and replays as received. */
+Test(store_form, uuid_id_is_kept_once_in_16_bytes_and_reads_back_as_received)
+{
+    uint8_t env[128];
+    size_t len = envelope_of(UUID_A, env, sizeof env);
+    begin(store);
+    cr_assert_eq(record_bytes(store, UUID_A, env, len), 0, "%s", funnel_store_errmsg(store));
+    commit(store);
+    cr_assert_eq(sql_int(store, "SELECT count(*) FROM events WHERE typeof(event_id) = 'blob' AND "
+                                "length(event_id) = 16"),
+                 1, "a UUID id is kept as its 16 bytes");
+    cr_assert_eq(sql_int(store, "SELECT length(envelope) FROM events"), (int64_t)len - 38,
+                 "the envelope is kept without its id field (38 bytes)");
+    assert_reads_back(store, UUID_A, env, len);
+    cr_assert(event_exists(store, UUID_A));
+
+    begin(store);
+    cr_assert_eq(record_bytes(store, UUID_A, env, len), FUNNEL_EDUP, "a repeat is a duplicate");
+    commit(store);
+    cr_assert_eq(n_events(store), 1);
+}
+
+/* Only the canonical lowercase text is packed, so each id has one key: the upper-case text of
+ * the same UUID is another id (as it always was), kept as text and deduped as text. */
+Test(store_form, only_canonical_uuids_are_packed_and_every_id_keeps_its_own_key)
+{
+    static const char *const ids[] = {
+        UUID_A,
+        "0190A1B2-C3D4-7E5F-8A9B-0C1D2E3F4A5B",  /* upper case */
+        "0190a1b2c3d47e5f8a9b0c1d2e3f4a5b",      /* no dashes */
+        "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5",   /* short */
+        "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5bc", /* long */
+        "0190a1b2-c3d4-7e5f-8a9b_0c1d2e3f4a5b",  /* a dash elsewhere */
+        "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5g",  /* not hex */
+        "lead-1",
+    };
+    size_t n = sizeof ids / sizeof ids[0];
+    uint8_t env[160];
+    begin(store);
+    for (size_t i = 0; i < n; i++) {
+        size_t len = envelope_of(ids[i], env, sizeof env);
+        cr_assert_eq(record_bytes(store, ids[i], env, len), 0, "%s", ids[i]);
+        assert_reads_back(store, ids[i], env, len);
+    }
+    for (size_t i = 0; i < n; i++) {
+        size_t len = envelope_of(ids[i], env, sizeof env);
+        cr_assert_eq(record_bytes(store, ids[i], env, len), FUNNEL_EDUP, "%s", ids[i]);
+    }
+    commit(store);
+    cr_assert_eq(n_events(store), (int64_t)n);
+    cr_assert_eq(sql_int(store, "SELECT count(*) FROM events WHERE typeof(event_id) = 'blob'"), 1);
+}
+
+/* Envelopes that do not start with their id as an encoder writes it are kept whole, and every
+ * form reads back byte for byte. */
+Test(store_form, every_envelope_reads_back_byte_identical)
+{
+    static const struct {
+        const char *id;
+        size_t len;
+        uint8_t bytes[64];
+    } cases[] = {
+        /* only the id field */
+        {"a", 3, {0x0a, 0x01, 'a'}},
+        /* the id, then another field 1 (a later event_id wins in protobuf) */
+        {"b", 6, {0x0a, 0x01, 'b', 0x0a, 0x01, 'x'}},
+        /* the id, then a 0x00 byte */
+        {"c", 4, {0x0a, 0x01, 'c', 0x00}},
+        /* occurred_at first, the id after it */
+        {"d", 5, {0x10, 0x01, 0x0a, 0x01, 'd'}},
+        /* nothing at all */
+        {"e", 0, {0}},
+        /* a first field 1 that is another id */
+        {"f", 5, {0x0a, 0x01, 'z', 0x10, 0x01}},
+        /* the id's length as a longer varint than needed */
+        {"g", 6, {0x0a, 0x81, 0x00, 'g', 0x10, 0x01}},
+        /* a leading 0x00 */
+        {"h", 2, {0x00, 0x10}},
+        /* a UUID id after another field */
+        {UUID_A, 40, {0x10, 0x01, 0x0a, 0x24, '0', '1', '9', '0', 'a', '1', 'b', '2', '-', 'c',
+                      '3',  'd',  '4',  '-',  '7', 'e', '5', 'f', '-', '8', 'a', '9', 'b', '-',
+                      '0',  'c',  '1',  'd',  '2', 'e', '3', 'f', '4', 'a', '5', 'b'}},
+    };
+    begin(store);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        cr_assert_eq(record_bytes(store, cases[i].id, cases[i].bytes, cases[i].len), 0, "%s",
+                     cases[i].id);
+        assert_reads_back(store, cases[i].id, cases[i].bytes, cases[i].len);
+    }
+    commit(store);
+}
+
+/* A database of schema 3 (main before the compact ids): its rows are converted at the upgrade,
+ * a repeat of an old id is still a duplicate, and the old events list and replay as before. */
+static const char schema3_db[] = SCHEMA2_TABLES
+    "ALTER TABLE outbox ADD COLUMN event_seq INTEGER;"
+    "INSERT INTO meta VALUES ('published_seq', 2);"
+    "INSERT INTO events VALUES (1, '" UUID_A "', 'lead.created', 1000, 1005, 'crm', x'0a24' || "
+    "CAST('" UUID_A "' AS BLOB) || x'10e8071a0363726d', NULL);"
+    "INSERT INTO events VALUES (2, 'old-2', 'lead.created', 1000, 1005, 'crm', x'1001', 'x');"
+    "INSERT INTO outbox VALUES (1, 'lead.created', 1005, x'', 1);"
+    "INSERT INTO outbox VALUES (2, 'lead.created', 1005, x'', 2);"
+    "PRAGMA user_version = 3;";
+
+Test(store_open, schema_3_database_gets_compact_ids_and_keeps_dedupe_and_bytes)
+{
+    db_make(schema3_db);
+    uint8_t env[128];
+    size_t len = envelope_of(UUID_A, env, sizeof env);
+
+    store = open_at(db_path, false);
+    cr_assert_eq(funnel_store_schema_version(store), funnel_store_schema_latest());
+    cr_assert_eq(sql_int(store, "SELECT count(*) FROM events WHERE typeof(event_id) = 'blob'"), 1,
+                 "the old UUID id is converted");
+    cr_assert_eq(sql_int(store, "SELECT length(envelope) FROM events WHERE seq = 1"),
+                 (int64_t)len - 38);
+    begin(store);
+    cr_assert_eq(record_bytes(store, UUID_A, env, len), FUNNEL_EDUP, "old UUID id: duplicate");
+    cr_assert_eq(record(store, "old-2"), FUNNEL_EDUP, "old text id: duplicate");
+    commit(store);
+
+    collected_t c = {0};
+    first_row_t row = {0};
+    cr_assert_eq(funnel_store_outbox_read(store, 1, 1, copy_first_row, &row), 1);
+    cr_assert_eq(row.len, len);
+    cr_assert(memcmp(row.bytes, env, len) == 0, "replay of the old event is byte-identical");
+    cr_assert_eq(funnel_store_outbox_read(store, 2, 10, collect_row, &c), 0);
+    cr_assert_eq(c.n, 1);
+    cr_assert_str_eq(c.body[0], "\x10\x01");
+    listed_event_t ev = {0};
+    cr_assert_eq(funnel_store_events_list(store, 2, copy_event, &ev), 0);
+    cr_assert_str_eq(ev.id, "old-2");
+    cr_assert_eq(sql_int(store, "SELECT count(*) FROM events WHERE claimed_source = 'x'"), 1);
+    assert_integrity(store);
 }
 
 /* The stop marker: absent (a new database, or one of an older build) reads as not clean, so the
@@ -1040,6 +1262,8 @@ Test(store_outbox, republished_input_is_stored_once_and_reads_back_identical)
     cr_assert_eq(memcmp(rows[0].envelope, raw, len), 0, "the publish sends the received bytes");
     cr_assert_eq(sql_int(store, "SELECT coalesce(sum(length(envelope)), 0) FROM outbox"), 0,
                  "the outbox must not copy what events holds");
+    cr_assert_eq(sql_int(store, "SELECT coalesce(sum(length(topic)), 0) FROM outbox"), 0,
+                 "nor its topic");
     cr_assert_eq(sql_int(store, "SELECT count(*) FROM outbox o JOIN events e ON "
                                 "e.seq = o.event_seq AND e.event_id = 'once-1'"),
                  1);
@@ -1051,6 +1275,10 @@ Test(store_outbox, republished_input_is_stored_once_and_reads_back_identical)
         cr_assert_eq(funnel_store_outbox_read(readers[i], 1, 10, copy_first_row, &got), 1);
         cr_assert_eq(got.len, len, "reader %zu", i);
         cr_assert_eq(memcmp(got.bytes, raw, len), 0, "reader %zu: same bytes", i);
+        collected_t c = {0};
+        cr_assert_eq(funnel_store_outbox_read(readers[i], 1, 10, collect_row, &c), 0);
+        cr_assert_eq(c.n, 1);
+        cr_assert_str_eq(c.topic[0], "lead.created", "reader %zu: the event's topic", i);
     }
     funnel_store_destroy(&ro);
     free(raw);

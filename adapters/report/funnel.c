@@ -239,7 +239,8 @@ static int apply(funnel_report_funnel_t *m, const funnel_envelope_t *env)
 int funnel_report_funnel_refresh(funnel_report_funnel_t *m, funnel_store_t *st)
 {
     static const char sql[] =
-        "SELECT seq, envelope FROM events WHERE seq > ?1 AND topic IN ('lead.created',"
+        "SELECT seq, funnel_envelope(event_id, envelope) FROM events WHERE seq > ?1 AND topic IN "
+        "('lead.created',"
         " 'lead.touched', 'lead.qualified', 'lead.contacted', 'lead.closed',"
         " 'client.handed_off', 'payment.received', 'payment.refunded') ORDER BY seq";
     sqlite3_stmt *q;

@@ -5,11 +5,14 @@
  * keep time-ordered by using UUIDv7/ULID ids (see docs/protocol.md).
  *
  * Each input envelope is stored once, in events: its republication in the outbox names the
- * events row (event_seq) and keeps an empty envelope. Events are the dedupe record and are kept
+ * events row (event_seq) and keeps an empty topic and envelope (from schema 4 on; rows written
+ * before keep their topic text, which readers ignore), and the events row keeps the event's id
+ * once, compactly (event_form.h). Events are the dedupe record and are kept
  * for good (exactly-once holds for a repeat however late); the outbox is pruned by retention. */
 #include "store.h"
 
 #include "checkpointer.h"
+#include "event_form.h"
 #include "funnel/grow.h"
 #include "funnel/error.h"
 
@@ -54,6 +57,24 @@ static const char *const migrations[] = {
      * and keeps an empty envelope; readers take the bytes from events. Rows written before keep
      * their copy (event_seq NULL) until retention prunes them: no rewrite of the table. */
     "ALTER TABLE outbox ADD COLUMN event_seq INTEGER;",
+    /* 4: each event's id is kept once, compactly (event_form.h): a UUID id as its 16 bytes in
+     * event_id and its index, and the stored envelope without the leading id field. Rows are
+     * copied into a new table in seq order (UUIDv7 ids then append to the new index), which
+     * also leaves the table's pages full. */
+    "CREATE TABLE events_v4 ("
+    "  seq INTEGER PRIMARY KEY,"
+    "  event_id TEXT NOT NULL UNIQUE,"
+    "  topic TEXT NOT NULL,"
+    "  occurred_at_ms INTEGER NOT NULL,"
+    "  received_at_ms INTEGER NOT NULL,"
+    "  source TEXT NOT NULL,"
+    "  envelope BLOB NOT NULL,"
+    "  claimed_source TEXT);"
+    "INSERT INTO events_v4 SELECT seq, funnel_event_key(event_id), topic, occurred_at_ms, "
+    "  received_at_ms, source, funnel_envelope_pack(event_id, envelope), claimed_source "
+    "  FROM events ORDER BY seq;"
+    "DROP TABLE events;"
+    "ALTER TABLE events_v4 RENAME TO events;",
 };
 #define MIGRATIONS (int)(sizeof migrations / sizeof migrations[0])
 
@@ -112,12 +133,16 @@ static const struct {
     [ST_OUTBOX_INSERT] = {"INSERT INTO outbox(topic, created_at_ms, envelope, event_seq) "
                           "VALUES (?,?,?,?)",
                           false},
-    /* A row naming an event reads its envelope there: NULL (caught by the reader) would mean
-     * the event is gone, which the events' retention never allows while the outbox names it. */
-    [ST_OUTBOX_READ] = {"SELECT o.seq, o.topic, CASE WHEN o.event_seq IS NULL THEN o.envelope "
-                        "ELSE (SELECT e.envelope FROM events e WHERE e.seq = o.event_seq) END, "
-                        "o.event_seq FROM outbox o WHERE o.seq >= ? ORDER BY o.seq LIMIT ?",
-                        true},
+    /* A row naming an event reads its topic and envelope there: NULL (caught by the reader)
+     * would mean the event is gone, which the events' retention never allows while the outbox
+     * names it. */
+    [ST_OUTBOX_READ] =
+        {"SELECT o.seq, CASE WHEN o.event_seq IS NULL THEN o.topic ELSE e.topic END, "
+         "CASE WHEN o.event_seq IS NULL THEN o.envelope ELSE "
+         "funnel_envelope(e.event_id, e.envelope) END, o.event_seq FROM outbox o "
+         "LEFT JOIN events e ON e.seq = o.event_seq WHERE o.seq >= ? ORDER BY o.seq "
+         "LIMIT ?",
+         true},
     [ST_OUTBOX_FIRST] = {"SELECT min(seq), max(seq) FROM outbox", true},
     [ST_OUTBOX_LAST] = {"SELECT seq FROM sqlite_sequence WHERE name = 'outbox'", true},
     [ST_OUTBOX_PRUNE] = {"DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox WHERE "
@@ -130,9 +155,10 @@ static const struct {
     [ST_META_GET] = {"SELECT value FROM meta WHERE key = ?", true},
     [ST_META_SET] = {"UPDATE meta SET value = ? WHERE key = ?", false},
     [ST_META_PUT] = {"INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", false},
-    [ST_EVENTS_LIST] = {"SELECT * FROM (SELECT seq, event_id, topic, occurred_at_ms, "
-                        "received_at_ms, source, envelope, claimed_source FROM events ORDER BY "
-                        "seq DESC LIMIT ?) ORDER BY seq",
+    [ST_EVENTS_LIST] = {"SELECT * FROM (SELECT seq, funnel_event_id(event_id), topic, "
+                        "occurred_at_ms, received_at_ms, source, funnel_envelope(event_id, "
+                        "envelope), claimed_source FROM events ORDER BY seq DESC LIMIT ?) "
+                        "ORDER BY seq",
                         true},
     [ST_DEAD_LIST] = {"SELECT * FROM (SELECT id, received_at_ms, topic, event_id, reason, detail, "
                       "payload, payload_size FROM dead_letters ORDER BY id DESC LIMIT ?) "
@@ -189,6 +215,8 @@ struct funnel_store {
     bool committed;            /* rows[] belong to a committed transaction */
     funnel_outbox_row_t *view; /* rows[] as the public rows, for callers */
     size_t cap_view;
+    uint8_t *scratch; /* an envelope's stored form when it is not a slice of the received */
+    size_t cap_scratch;
     bool ckpt_deferred;          /* funnel_store_checkpoint() runs checkpoints, not COMMIT */
     funnel_checkpointer_t *ckpt; /* the thread that runs them; NULL: they run inline */
     int wal_pages;               /* pages in the WAL after the last commit, once deferred */
@@ -534,6 +562,11 @@ int funnel_store_open(const char *path, bool read_only, funnel_store_sync_t sync
     }
     if (!read_only && !create && (rc = existing_check(s->db, path, err, err_len)))
         goto fail_db;
+    if (funnel_event_form_register(s->db) != SQLITE_OK) {
+        snprintf(err, err_len, "cannot register functions: %s", sqlite3_errmsg(s->db));
+        rc = FUNNEL_ESTORE;
+        goto fail_db;
+    }
     if ((rc = configure(s->db, read_only, sync, err, err_len)))
         goto fail_db;
     if (!read_only && (rc = migrate(s->db, err, err_len)))
@@ -586,6 +619,7 @@ void funnel_store_destroy(funnel_store_t **store)
     free(s->rows);
     free(s->arena);
     free(s->view);
+    free(s->scratch);
     /* Before the writer's connection: the last one to close checkpoints and removes the WAL. */
     funnel_checkpointer_destroy(&s->ckpt);
     for (int i = 0; i < ST_COUNT_; i++)
@@ -680,22 +714,61 @@ static void bind_text(sqlite3_stmt *st, int i, const char *s)
     sqlite3_bind_text(st, i, s ? s : "", -1, SQLITE_STATIC);
 }
 
+/* Binds the event's id as its key (event_form.h): a UUID's 16 bytes (key is the caller's
+ * buffer, alive until the step), any other id as its text. */
+static void bind_event_key(sqlite3_stmt *st, int i, const char *id,
+                           uint8_t key[FUNNEL_EVENT_KEY_UUID])
+{
+    id = id ? id : "";
+    if (funnel_event_key_pack(id, strlen(id), key))
+        sqlite3_bind_blob(st, i, key, FUNNEL_EVENT_KEY_UUID, SQLITE_STATIC);
+    else
+        sqlite3_bind_text(st, i, id, -1, SQLITE_STATIC);
+}
+
+/* Binds the stored form of the envelope (event_form.h): the received bytes after the id field
+ * (no copy), or in the rare marked form a copy in the store's scratch buffer. */
+static int bind_event_envelope(funnel_store_t *s, sqlite3_stmt *st, int i,
+                               const funnel_event_row_t *row)
+{
+    const char *id = row->event_id ? row->event_id : "";
+    long skip = funnel_event_envelope_skip(id, strlen(id), row->envelope, row->envelope_len);
+    if (skip >= 0) {
+        sqlite3_bind_blob(st, i, row->envelope + skip, (int)(row->envelope_len - (size_t)skip),
+                          SQLITE_STATIC);
+        return 0;
+    }
+    if (funnel_grow(&s->scratch, &s->cap_scratch, row->envelope_len + 1, 1, 256)) {
+        snprintf(s->err, sizeof s->err, "out of memory for an envelope of %zu bytes",
+                 row->envelope_len);
+        return FUNNEL_ENOMEM;
+    }
+    s->scratch[0] = 0x00; /* the mark: the whole envelope follows */
+    if (row->envelope_len)
+        memcpy(s->scratch + 1, row->envelope, row->envelope_len);
+    sqlite3_bind_blob(st, i, s->scratch, (int)row->envelope_len + 1, SQLITE_STATIC);
+    return 0;
+}
+
 int funnel_store_event_record(funnel_store_t *s, const funnel_event_row_t *row, int64_t *seq)
 {
     if (txn_lost(s))
         return lost(s);
     sqlite3_stmt *st = s->stmt[ST_EVENT_INSERT];
-    bind_text(st, 1, row->event_id);
+    uint8_t key[FUNNEL_EVENT_KEY_UUID];
+    int rc = bind_event_envelope(s, st, 6, row);
+    if (rc)
+        return rc;
+    bind_event_key(st, 1, row->event_id, key);
     bind_text(st, 2, row->topic);
     sqlite3_bind_int64(st, 3, row->occurred_at_ms);
     sqlite3_bind_int64(st, 4, row->received_at_ms);
     bind_text(st, 5, row->source);
-    sqlite3_bind_blob(st, 6, row->envelope, (int)row->envelope_len, SQLITE_STATIC);
     if (row->claimed_source)
         sqlite3_bind_text(st, 7, row->claimed_source, -1, SQLITE_STATIC);
     else
         sqlite3_bind_null(st, 7);
-    int rc = sqlite3_step(st);
+    rc = sqlite3_step(st);
     sqlite3_reset(st);
     if (rc != SQLITE_DONE)
         return fail(s);
@@ -760,8 +833,9 @@ static int rows_push(funnel_store_t *s, uint64_t seq, const char *topic, const u
     return 0;
 }
 
-/* Inserts one outbox row: its own envelope copy (event_seq 0), or a reference to the events row
- * holding the same bytes. Either way the pending list keeps the bytes for the publish. */
+/* Inserts one outbox row: its own topic and envelope copy (event_seq 0), or a reference to the
+ * events row holding the same topic and bytes. Either way the pending list keeps the bytes for the
+ * publish. */
 static int outbox_insert(funnel_store_t *s, const char *topic, const uint8_t *envelope, size_t len,
                          int64_t event_seq, int64_t created_at_ms, uint64_t *seq)
 {
@@ -770,7 +844,7 @@ static int outbox_insert(funnel_store_t *s, const char *topic, const uint8_t *en
     if (txn_lost(s))
         return lost(s);
     sqlite3_stmt *st = s->stmt[ST_OUTBOX_INSERT];
-    bind_text(st, 1, topic);
+    bind_text(st, 1, event_seq ? "" : topic); /* a reference reads the event's topic */
     sqlite3_bind_int64(st, 2, created_at_ms);
     if (event_seq) {
         sqlite3_bind_zeroblob(st, 3, 0);

@@ -124,9 +124,10 @@ typedef struct funnel_event_row {
     const char *claimed_source; /* the source the envelope claimed, with security; else NULL */
 } funnel_event_row_t;
 
-/* Records an event once. Returns 0, FUNNEL_EDUP if event_id is known (nothing written), or
- * FUNNEL_ESTORE. Must be inside a transaction. *seq (optional) receives the new row's seq, for
- * funnel_store_outbox_append_event. */
+/* Records an event once, its id and envelope in their compact stored form (event_form.h; the
+ * listings and the outbox give the bytes back as received). Returns 0, FUNNEL_EDUP if event_id
+ * is known (nothing written), FUNNEL_ENOMEM, or FUNNEL_ESTORE. Must be inside a transaction. *seq
+ * (optional) receives the new row's seq, for funnel_store_outbox_append_event. */
 int funnel_store_event_record(funnel_store_t *store, const funnel_event_row_t *row, int64_t *seq);
 
 typedef struct funnel_dead_letter {
@@ -149,9 +150,9 @@ int funnel_store_outbox_append(funnel_store_t *store, const char *topic, const u
                                size_t len, int64_t created_at_ms, uint64_t *seq);
 
 /* Appends the republication of the event recorded as event_seq in this transaction, whose
- * envelope bytes are `envelope`: the row names the events row instead of copying the bytes
- * (stored once), and reads, replays and publishes exactly as a copy would. FUNNEL_EINVAL when
- * event_seq is not a seq. */
+ * topic and envelope bytes are `topic` and `envelope` as recorded: the row names the events row
+ * instead of copying them (stored once), and reads, replays and publishes exactly as a copy
+ * would. FUNNEL_EINVAL when event_seq is not a seq. */
 int funnel_store_outbox_append_event(funnel_store_t *store, int64_t event_seq, const char *topic,
                                      const uint8_t *envelope, size_t len, int64_t created_at_ms,
                                      uint64_t *seq);
