@@ -30,6 +30,19 @@
     "CREATE TRIGGER ledger_line_no_delete BEFORE DELETE ON ledger_line"                            \
     "  BEGIN SELECT RAISE(ABORT, 'ledger_line is append-only'); END;"
 
+/* Moves ledger_payment into a table keyed by client in event-time order, its event_id declared
+ * as decl, with the index by payment_id (steps 5 and 6). */
+#define LEDGER_PAYMENT_BY_CLIENT(decl)                                                             \
+    "CREATE TABLE ledger_payment_new ("                                                            \
+    "  client_id TEXT NOT NULL, at_ms INTEGER NOT NULL, event_id " decl ","                        \
+    "  payment_id TEXT NOT NULL, currency TEXT NOT NULL, amount INTEGER NOT NULL,"                 \
+    "  PRIMARY KEY (client_id, at_ms, event_id)) WITHOUT ROWID;"                                   \
+    "INSERT INTO ledger_payment_new(client_id, at_ms, event_id, payment_id, currency, amount)"     \
+    "  SELECT client_id, at_ms, event_id, payment_id, currency, amount FROM ledger_payment;"       \
+    "DROP TABLE ledger_payment;"                                                                   \
+    "ALTER TABLE ledger_payment_new RENAME TO ledger_payment;"                                     \
+    "CREATE INDEX ledger_payment_id ON ledger_payment(payment_id, at_ms, event_id);"
+
 /* Schema steps of the "ledger" module. Never edit one that has shipped: add a step. */
 static const char *const ledger_steps[] = {
     /* 1: facts, frozen plan, postings, lines, balances */
@@ -124,32 +137,17 @@ static const char *const ledger_steps[] = {
      * client was, so recording a payment writes one B-tree fewer (no rowid table) and a settle
      * reads the client's payments from the table itself. Dropping the table dropped the index
      * by payment_id; it is made again as step 2 had it. */
-    "CREATE TABLE ledger_payment_new ("
-    "  client_id TEXT NOT NULL, at_ms INTEGER NOT NULL, event_id TEXT NOT NULL UNIQUE,"
-    "  payment_id TEXT NOT NULL, currency TEXT NOT NULL, amount INTEGER NOT NULL,"
-    "  PRIMARY KEY (client_id, at_ms, event_id)) WITHOUT ROWID;"
-    "INSERT INTO ledger_payment_new(client_id, at_ms, event_id, payment_id, currency, amount)"
-    "  SELECT client_id, at_ms, event_id, payment_id, currency, amount FROM ledger_payment;"
-    "DROP TABLE ledger_payment;"
-    "ALTER TABLE ledger_payment_new RENAME TO ledger_payment;"
-    "CREATE INDEX ledger_payment_id ON ledger_payment(payment_id, at_ms, event_id);",
+    LEDGER_PAYMENT_BY_CLIENT("TEXT NOT NULL UNIQUE"),
     /* 6: a payment's event_id is unique by the router's deduplication, and nothing looks a
      * payment up by it alone: its UNIQUE index was a third B-tree written per payment. A rate
      * whose accrual is posted is frozen in that posting (every accrual of a key carries the
      * rate it was computed at), so ledger_rate keeps only the rates no posting holds (an
      * accrual of 0, e.g. past the cap); its other rows repeated the postings, two per
      * payment. */
-    "CREATE TABLE ledger_payment_new ("
-    "  client_id TEXT NOT NULL, at_ms INTEGER NOT NULL, event_id TEXT NOT NULL,"
-    "  payment_id TEXT NOT NULL, currency TEXT NOT NULL, amount INTEGER NOT NULL,"
-    "  PRIMARY KEY (client_id, at_ms, event_id)) WITHOUT ROWID;"
-    "INSERT INTO ledger_payment_new(client_id, at_ms, event_id, payment_id, currency, amount)"
-    "  SELECT client_id, at_ms, event_id, payment_id, currency, amount FROM ledger_payment;"
-    "DROP TABLE ledger_payment;"
-    "ALTER TABLE ledger_payment_new RENAME TO ledger_payment;"
-    "CREATE INDEX ledger_payment_id ON ledger_payment(payment_id, at_ms, event_id);"
-    "DELETE FROM ledger_rate WHERE (payment_event_id, role, rep) IN ("
-    "  SELECT subject_event_id, role, rep FROM ledger_entry WHERE kind = 'ACCRUAL');",
+    LEDGER_PAYMENT_BY_CLIENT(
+        "TEXT NOT NULL") "DELETE FROM ledger_rate WHERE (payment_event_id, role, rep) IN ("
+                         "  SELECT subject_event_id, role, rep FROM ledger_entry WHERE kind = "
+                         "'ACCRUAL');",
 };
 #define LEDGER_STEPS (int)(sizeof ledger_steps / sizeof ledger_steps[0])
 
@@ -406,10 +404,19 @@ static void bind_text(sqlite3_stmt *s, int i, const char *v)
     sqlite3_bind_text(s, i, v ? v : "", -1, SQLITE_STATIC);
 }
 
+/* Copies src (NULL: "") into dst of size bytes, cut to fit: what snprintf("%s") does, without
+ * parsing a format for each of the ids a settle copies. */
+static void str_copy(char *dst, size_t size, const char *src)
+{
+    size_t n = src ? strnlen(src, size - 1) : 0;
+    if (n)
+        memcpy(dst, src, n);
+    dst[n] = '\0';
+}
+
 static void col_copy(sqlite3_stmt *s, int i, char *dst, size_t len)
 {
-    const unsigned char *t = sqlite3_column_text(s, i);
-    snprintf(dst, len, "%s", t ? (const char *)t : "");
+    str_copy(dst, len, (const char *)sqlite3_column_text(s, i));
 }
 
 /* Steps a statement that returns no rows. */
@@ -459,9 +466,9 @@ static int accrued_note(run_t *run, const char *person, const char *currency, in
         if (VEC_PUSH(run->accrued))
             return FUNNEL_ENOMEM;
         d = &run->accrued.v[run->accrued.n++];
-        snprintf(d->client, sizeof d->client, "%s", run->client_id);
-        snprintf(d->person, sizeof d->person, "%s", person);
-        snprintf(d->currency, sizeof d->currency, "%s", currency);
+        str_copy(d->client, sizeof d->client, run->client_id);
+        str_copy(d->person, sizeof d->person, person);
+        str_copy(d->currency, sizeof d->currency, currency);
         d->delta = 0;
     }
     d->delta += amount;
@@ -500,23 +507,27 @@ static void line_bind(sqlite3_stmt *s, int first, const void *row)
     sqlite3_bind_int64(s, first + 2, l->amount);
 }
 
+/* The row shape of R_BALANCES and R_ACCRUED: a key of three texts and an amount. */
+static void key_amount_bind(sqlite3_stmt *s, int first, const char *a, const char *b, const char *c,
+                            int64_t amount)
+{
+    bind_text(s, first, a);
+    bind_text(s, first + 1, b);
+    bind_text(s, first + 2, c);
+    sqlite3_bind_int64(s, first + 3, amount);
+}
+
 static void balance_bind(sqlite3_stmt *s, int first, const void *row)
 {
     const balance_row_t *b = row;
-    bind_text(s, first, b->account);
-    bind_text(s, first + 1, b->rep);
-    bind_text(s, first + 2, b->currency);
-    sqlite3_bind_int64(s, first + 3, b->delta);
+    key_amount_bind(s, first, b->account, b->rep, b->currency, b->delta);
 }
 
 /* Only deltas accrued_flush has checked against int64 are bound. */
 static void accrued_bind(sqlite3_stmt *s, int first, const void *row)
 {
     const accrued_delta_t *d = row;
-    bind_text(s, first, d->client);
-    bind_text(s, first + 1, d->person);
-    bind_text(s, first + 2, d->currency);
-    sqlite3_bind_int64(s, first + 3, (int64_t)d->delta);
+    key_amount_bind(s, first, d->client, d->person, d->currency, (int64_t)d->delta);
 }
 
 /* Adds the event's accrual postings to the running totals, once per total. Every total ends
@@ -619,8 +630,8 @@ static int lines_note(run_t *run, int64_t seq, const char *debit, const char *cr
         run->lines.v[run->lines.n++] = (line_row_t){seq, account[i], amount};
         balance_row_t *b = &run->balances.v[run->balances.n++];
         b->account = account[i];
-        snprintf(b->rep, sizeof b->rep, "%s", p->rep);
-        snprintf(b->currency, sizeof b->currency, "%s", p->currency);
+        str_copy(b->rep, sizeof b->rep, p->rep);
+        str_copy(b->currency, sizeof b->currency, p->currency);
         b->delta = amount;
     }
     return 0;
@@ -847,9 +858,9 @@ static int rates_load(funnel_ledger_t *lg, const char *client, const postings_t 
         if (VEC_PUSH(*out))
             return FUNNEL_ENOMEM;
         rate_t *r = &out->v[out->n++];
-        snprintf(r->payment_event_id, sizeof r->payment_event_id, "%s", p->subject);
+        str_copy(r->payment_event_id, sizeof r->payment_event_id, p->subject);
         r->role = p->role;
-        snprintf(r->rep, sizeof r->rep, "%s", p->rep);
+        str_copy(r->rep, sizeof r->rep, p->rep);
         r->rate_bp = p->rate_bp;
     }
     if (!rc && out->n) /* qsort wants a valid pointer even for nothing */
@@ -866,8 +877,8 @@ static void rate_of(funnel_ledger_t *lg, const rates_t *rates, const payment_t *
                     const char *rep, int64_t *rate, bool *frozen)
 {
     rate_t key = {.role = role};
-    snprintf(key.payment_event_id, sizeof key.payment_event_id, "%s", p->event_id);
-    snprintf(key.rep, sizeof key.rep, "%s", rep);
+    str_copy(key.payment_event_id, sizeof key.payment_event_id, p->event_id);
+    str_copy(key.rep, sizeof key.rep, rep);
     const rate_t *hit =
         rates->n ? bsearch(&key, rates->v, rates->n, sizeof *rates->v, rate_cmp) : NULL;
     *frozen = hit != NULL;
@@ -907,7 +918,7 @@ static int64_t *cap_slot(cap_uses_t *uses, const char *person, const char *curre
         return NULL;
     cap_use_t *u = &uses->v[uses->n++];
     u->person = person;
-    snprintf(u->currency, sizeof u->currency, "%s", currency);
+    str_copy(u->currency, sizeof u->currency, currency);
     u->used = 0;
     return &u->used;
 }
@@ -921,9 +932,9 @@ static int target_add(postings_t *out, const char *subject, kind_t kind, role_t 
     if (VEC_PUSH(*out))
         return FUNNEL_ENOMEM;
     posting_t *t = &out->v[out->n++];
-    snprintf(t->subject, sizeof t->subject, "%s", subject);
-    snprintf(t->rep, sizeof t->rep, "%s", rep);
-    snprintf(t->currency, sizeof t->currency, "%s", currency);
+    str_copy(t->subject, sizeof t->subject, subject);
+    str_copy(t->rep, sizeof t->rep, rep);
+    str_copy(t->currency, sizeof t->currency, currency);
     t->kind = kind;
     t->role = role;
     t->amount = amount;
@@ -1336,9 +1347,9 @@ static int money_fact(run_t *run, enum stmt_id id, const char *const *ids, int n
     /* A payment that settles alone has no refund, so none of them is held (unmatched_log). */
     if (n_ids == 1) {
         payment_t p = {.amount = m->minor, .at_ms = run->cause->occurred_at_ms};
-        snprintf(p.event_id, sizeof p.event_id, "%s", run->cause->event_id);
-        snprintf(p.payment_id, sizeof p.payment_id, "%s", ids[0]);
-        snprintf(p.currency, sizeof p.currency, "%s", m->currency ? m->currency : "");
+        str_copy(p.event_id, sizeof p.event_id, run->cause->event_id);
+        str_copy(p.payment_id, sizeof p.payment_id, ids[0]);
+        str_copy(p.currency, sizeof p.currency, m->currency ? m->currency : "");
         bool done;
         if ((rc = payment_settle_alone(run, &p, &done)) || done)
             return rc;
