@@ -43,6 +43,11 @@
     "ALTER TABLE ledger_payment_new RENAME TO ledger_payment;"                                     \
     "CREATE INDEX ledger_payment_id ON ledger_payment(payment_id, at_ms, event_id);"
 
+/* Drops the frozen rates a posted accrual holds (step 6). */
+#define LEDGER_RATES_POSTED_DROP                                                                   \
+    "DELETE FROM ledger_rate WHERE (payment_event_id, role, rep) IN ("                             \
+    "  SELECT subject_event_id, role, rep FROM ledger_entry WHERE kind = 'ACCRUAL');"
+
 /* Schema steps of the "ledger" module. Never edit one that has shipped: add a step. */
 static const char *const ledger_steps[] = {
     /* 1: facts, frozen plan, postings, lines, balances */
@@ -144,10 +149,7 @@ static const char *const ledger_steps[] = {
      * rate it was computed at), so ledger_rate keeps only the rates no posting holds (an
      * accrual of 0, e.g. past the cap); its other rows repeated the postings, two per
      * payment. */
-    LEDGER_PAYMENT_BY_CLIENT(
-        "TEXT NOT NULL") "DELETE FROM ledger_rate WHERE (payment_event_id, role, rep) IN ("
-                         "  SELECT subject_event_id, role, rep FROM ledger_entry WHERE kind = "
-                         "'ACCRUAL');",
+    LEDGER_PAYMENT_BY_CLIENT("TEXT NOT NULL") LEDGER_RATES_POSTED_DROP,
 };
 #define LEDGER_STEPS (int)(sizeof ledger_steps / sizeof ledger_steps[0])
 
