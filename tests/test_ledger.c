@@ -361,17 +361,27 @@ Test(ledger, publishes_commission_posted)
     cr_assert_eq(env->body_case, FUNNEL__V1__ENVELOPE__BODY_COMMISSION_POSTED);
     const Funnel__V1__CommissionPosted *cp = env->commission_posted;
     cr_assert_str_eq(env->event_id, "ledger:p1#1");
-    cr_assert_str_eq(cp->entry_id, "ledger:p1#1");
+    cr_assert_str_eq(cp->entry_id, "", "the entry id is the envelope's event_id, not repeated");
     cr_assert_eq(env->occurred_at_ms, day(2026, 2, 1), "event time, not arrival time");
     cr_assert_str_eq(cp->rep, "alice");
     cr_assert_str_eq(cp->client_id, "c1");
     cr_assert_str_eq(cp->cause_event_id, "p1");
-    cr_assert_str_eq(cp->subject_event_id, "p1");
+    cr_assert_str_eq(cp->subject_event_id, "", "the payment is its own cause: not repeated");
     cr_assert_eq(cp->kind, FUNNEL__V1__COMMISSION_KIND__ACCRUAL);
     cr_assert_eq(cp->amount->minor, 2000);
     cr_assert_str_eq(cp->amount->currency, "EUR");
     cr_assert_eq(cp->rate_bp, 1000);
     cr_assert_eq(cp->role, FUNNEL__V1__COMMISSION_ROLE__COMMISSION_ROLE_REP);
+    funnel_envelope_free(&env);
+    /* A late handoff settles the payment it did not cause: the subject is named. */
+    must(fx_payment("p2", "pay-2", "c2", 20000, "EUR", day(2026, 2, 1)));
+    must(fx_handoff("h2", "c2", "alice", "", day(2026, 1, 10)));
+    cr_assert_eq(funnel_store_outbox_read(store, 1, 100, last_posted, &env), 0);
+    cr_assert_not_null(env);
+    cp = env->commission_posted;
+    cr_assert_str_eq(env->event_id, "ledger:h2#1");
+    cr_assert_str_eq(cp->cause_event_id, "h2");
+    cr_assert_str_eq(cp->subject_event_id, "p2");
     funnel_envelope_free(&env);
 }
 
@@ -455,6 +465,36 @@ Test(ledger, clawback_at_the_original_rate)
     cr_assert_eq(owed("alice", "EUR"), 500, "half of the 1000 accrued at 10 %%");
     cr_assert_eq(query_int("SELECT rate_bp FROM ledger_entry WHERE kind = 'CLAWBACK'", NULL, NULL),
                  1000);
+}
+
+/* A rate whose accrual is posted is frozen in the posting: ledger_rate keeps only the rates no
+ * posting holds. At a cap of 10.00, p2 (40.00 at 10 %) earns nothing behind p1, so its rate is
+ * kept; when p1's payment_id turns out to be c2's (an earlier row of it), p1's accrual is
+ * reversed and p2 earns at the rate frozen before the reload, not at the new 20 %. */
+Test(ledger, rates_are_frozen_in_their_postings)
+{
+    plan.cap_minor = 1000;
+    must(fx_handoff("h1", "c1", "alice", "", day(2026, 1, 1)));
+    must(fx_payment("p1", "pay-1", "c1", 10000, "EUR", day(2026, 2, 1)));
+    must(fx_payment("p2", "pay-2", "c1", 4000, "EUR", day(2026, 3, 1)));
+    cr_assert_eq(owed("alice", "EUR"), 1000);
+    cr_assert_eq(
+        query_int("SELECT COUNT(*) FROM ledger_rate WHERE payment_event_id = 'p1'", NULL, NULL), 0,
+        "p1's rate is in its posting");
+    cr_assert_eq(query_int("SELECT rate_bp FROM ledger_rate WHERE payment_event_id = 'p2'"
+                           " AND role = 'rep' AND rep = 'alice'",
+                           NULL, NULL),
+                 1000, "p2 posted nothing: its rate is kept");
+    plan.default_rate_bp = 2000; /* a reload */
+    must(fx_payment("p0", "pay-1", "c2", 10000, "EUR", day(2026, 1, 15)));
+    cr_assert_eq(owed("alice", "EUR"), 400, "p2 at its frozen 10 %%, under the cap");
+    cr_assert_eq(
+        query_int("SELECT rate_bp FROM ledger_entry WHERE subject_event_id = 'p2'", NULL, NULL),
+        1000);
+    /* A settle after the reload reads p1's rate from its postings. */
+    must(fx_payment("p9", "pay-1", "c1", 10000, "EUR", day(2026, 1, 20)));
+    cr_assert_eq(owed("alice", "EUR"), 400, "a repeat of pay-1 earns nothing");
+    expect_books_sound();
 }
 
 Test(ledger, refund_in_another_currency_is_ignored)
@@ -762,7 +802,7 @@ static void migrate_from(const char *older_schema)
     funnel_ledger_t *lg;
     cr_assert_eq(funnel_ledger_new(store, &plan, NULL, &lg, err, sizeof err), 0, "%s", err);
     funnel_ledger_destroy(&lg);
-    cr_assert_eq(funnel_store_module_version(store, "ledger"), 5);
+    cr_assert_eq(funnel_store_module_version(store, "ledger"), 6);
 }
 
 Test(ledger, migrations_keep_the_books_of_an_older_database)
@@ -821,6 +861,46 @@ Test(ledger, migration_keys_the_payments_by_client)
                  1);
     must(fx_refund("r1", "ref-1", "pay-1", "c1", 5000, "EUR", day(2026, 1, 3)));
     cr_assert_eq(owed("alice", "EUR"), 1000 - 500);
+    expect_books_sound();
+}
+
+/* A database the ledger of migration 5 wrote: payments with a UNIQUE index of their event id,
+ * and a frozen rate for every key, posted or not (p1's accrual is posted at 10 %, p2 earned
+ * nothing behind the cap of 10.00). */
+static const char rates_v5[] =
+    "CREATE TABLE ledger_payment_v5 ("
+    "  client_id TEXT NOT NULL, at_ms INTEGER NOT NULL, event_id TEXT NOT NULL UNIQUE,"
+    "  payment_id TEXT NOT NULL, currency TEXT NOT NULL, amount INTEGER NOT NULL,"
+    "  PRIMARY KEY (client_id, at_ms, event_id)) WITHOUT ROWID;"
+    "INSERT INTO ledger_payment_v5 SELECT client_id, at_ms, event_id, payment_id, currency,"
+    "  amount FROM ledger_payment;"
+    "DROP TABLE ledger_payment;"
+    "ALTER TABLE ledger_payment_v5 RENAME TO ledger_payment;"
+    "CREATE INDEX ledger_payment_id ON ledger_payment(payment_id, at_ms, event_id);"
+    "INSERT INTO ledger_rate VALUES ('p1', 'rep', 'alice', 1000);"
+    "INSERT OR REPLACE INTO meta(key, value) VALUES ('schema.ledger', 5);";
+
+/* Migration 6 drops the rates the postings hold and the index of the payments' event ids, and
+ * the books go on as before: p1's reversal and p2's accrual at their frozen 10 % after a
+ * reload to 20 %. */
+Test(ledger, migration_keeps_only_the_rates_no_posting_holds)
+{
+    plan.cap_minor = 1000;
+    must(fx_handoff("h1", "c1", "alice", "", day(2026, 1, 1)));
+    must(fx_payment("p1", "pay-1", "c1", 10000, "EUR", day(2026, 2, 1)));
+    must(fx_payment("p2", "pay-2", "c1", 4000, "EUR", day(2026, 3, 1)));
+    migrate_from(rates_v5);
+    cr_assert_eq(
+        query_int("SELECT COUNT(*) FROM ledger_rate WHERE payment_event_id = 'p2'", NULL, NULL), 1);
+    cr_assert_eq(query_int("SELECT COUNT(*) FROM ledger_rate", NULL, NULL), 1);
+    cr_assert_eq(query_int("SELECT COUNT(*) FROM sqlite_master WHERE tbl_name = 'ledger_payment'"
+                           " AND type = 'index'",
+                           NULL, NULL),
+                 1, "only the index by payment_id");
+    cr_assert_eq(query_int("SELECT COUNT(*) FROM ledger_payment", NULL, NULL), 2);
+    plan.default_rate_bp = 2000;
+    must(fx_payment("p0", "pay-1", "c2", 10000, "EUR", day(2026, 1, 15)));
+    cr_assert_eq(owed("alice", "EUR"), 400);
     expect_books_sound();
 }
 
@@ -891,6 +971,27 @@ Test(ledger, statements_per_event_do_not_grow_with_history)
      * the account manager. */
     cr_assert_eq(owed("alice", "EUR"), 200 * 750);
     cr_assert_eq(owed("dave", "EUR"), 200 * 150);
+    expect_books_sound();
+}
+
+/* What a payment in event-time order costs in statements: the ledger's are the payment's row,
+ * one read of what its settle needs, an entry per beneficiary, and the event's lines, balances
+ * and running totals, several rows per statement (7); the other 8 are the router's and the
+ * outbox's. A statement per row and per lookup (rates, running totals, balances) made it 23. */
+Test(ledger, a_payment_in_order_runs_few_statements)
+{
+    plan.account_manager_rate_bp = 200;
+    must(fx_handoff("h1", "c1", "alice", "dave", day(2026, 1, 1)));
+    must(fx_payment("p0", "pay-0", "c1", 10000, "EUR", day(2026, 1, 2)));
+    sqlite3 *db = funnel_store_db(store);
+    int n = 0;
+    cr_assert_eq(sqlite3_trace_v2(db, SQLITE_TRACE_STMT, count_stmt, &n), SQLITE_OK);
+    int rc = apply(fx_payment("p1", "pay-1", "c1", 10000, "EUR", day(2026, 2, 2)));
+    sqlite3_trace_v2(db, 0, NULL, NULL);
+    cr_assert_eq(rc, 0);
+    cr_assert_leq(n, 15, "a payment ran %d statements", n);
+    cr_assert_eq(owed("alice", "EUR"), 2000);
+    cr_assert_eq(owed("dave", "EUR"), 400);
     expect_books_sound();
 }
 

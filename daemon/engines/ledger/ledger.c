@@ -30,6 +30,24 @@
     "CREATE TRIGGER ledger_line_no_delete BEFORE DELETE ON ledger_line"                            \
     "  BEGIN SELECT RAISE(ABORT, 'ledger_line is append-only'); END;"
 
+/* Moves ledger_payment into a table keyed by client in event-time order, its event_id declared
+ * as decl, with the index by payment_id (steps 5 and 6). */
+#define LEDGER_PAYMENT_BY_CLIENT(decl)                                                             \
+    "CREATE TABLE ledger_payment_new ("                                                            \
+    "  client_id TEXT NOT NULL, at_ms INTEGER NOT NULL, event_id " decl ","                        \
+    "  payment_id TEXT NOT NULL, currency TEXT NOT NULL, amount INTEGER NOT NULL,"                 \
+    "  PRIMARY KEY (client_id, at_ms, event_id)) WITHOUT ROWID;"                                   \
+    "INSERT INTO ledger_payment_new(client_id, at_ms, event_id, payment_id, currency, amount)"     \
+    "  SELECT client_id, at_ms, event_id, payment_id, currency, amount FROM ledger_payment;"       \
+    "DROP TABLE ledger_payment;"                                                                   \
+    "ALTER TABLE ledger_payment_new RENAME TO ledger_payment;"                                     \
+    "CREATE INDEX ledger_payment_id ON ledger_payment(payment_id, at_ms, event_id);"
+
+/* Drops the frozen rates a posted accrual holds (step 6). */
+#define LEDGER_RATES_POSTED_DROP                                                                   \
+    "DELETE FROM ledger_rate WHERE (payment_event_id, role, rep) IN ("                             \
+    "  SELECT subject_event_id, role, rep FROM ledger_entry WHERE kind = 'ACCRUAL');"
+
 /* Schema steps of the "ledger" module. Never edit one that has shipped: add a step. */
 static const char *const ledger_steps[] = {
     /* 1: facts, frozen plan, postings, lines, balances */
@@ -124,15 +142,14 @@ static const char *const ledger_steps[] = {
      * client was, so recording a payment writes one B-tree fewer (no rowid table) and a settle
      * reads the client's payments from the table itself. Dropping the table dropped the index
      * by payment_id; it is made again as step 2 had it. */
-    "CREATE TABLE ledger_payment_new ("
-    "  client_id TEXT NOT NULL, at_ms INTEGER NOT NULL, event_id TEXT NOT NULL UNIQUE,"
-    "  payment_id TEXT NOT NULL, currency TEXT NOT NULL, amount INTEGER NOT NULL,"
-    "  PRIMARY KEY (client_id, at_ms, event_id)) WITHOUT ROWID;"
-    "INSERT INTO ledger_payment_new(client_id, at_ms, event_id, payment_id, currency, amount)"
-    "  SELECT client_id, at_ms, event_id, payment_id, currency, amount FROM ledger_payment;"
-    "DROP TABLE ledger_payment;"
-    "ALTER TABLE ledger_payment_new RENAME TO ledger_payment;"
-    "CREATE INDEX ledger_payment_id ON ledger_payment(payment_id, at_ms, event_id);",
+    LEDGER_PAYMENT_BY_CLIENT("TEXT NOT NULL UNIQUE"),
+    /* 6: a payment's event_id is unique by the router's deduplication, and nothing looks a
+     * payment up by it alone: its UNIQUE index was a third B-tree written per payment. A rate
+     * whose accrual is posted is frozen in that posting (every accrual of a key carries the
+     * rate it was computed at), so ledger_rate keeps only the rates no posting holds (an
+     * accrual of 0, e.g. past the cap); its other rows repeated the postings, two per
+     * payment. */
+    LEDGER_PAYMENT_BY_CLIENT("TEXT NOT NULL") LEDGER_RATES_POSTED_DROP,
 };
 #define LEDGER_STEPS (int)(sizeof ledger_steps / sizeof ledger_steps[0])
 
@@ -152,14 +169,16 @@ enum stmt_id {
     Q_POSTED,
     Q_DUE,
     Q_ENTRY_ADD,
-    Q_LINES_ADD,
     Q_BALANCE_GET,
-    Q_BALANCES_ADD,
     Q_PAYMENT_ALONE,
-    Q_ACCRUED,
-    Q_ACCRUED_ADD,
     Q_COUNT_
 };
+
+/* The rows an event writes besides its entries, kept in memory while it settles and written
+ * when it is done, up to ROWS_MAX rows per statement (rows_flush): a statement per row made a
+ * payment run 15 statements. */
+enum rows_id { R_LINES, R_BALANCES, R_ACCRUED, R_COUNT_ };
+#define ROWS_MAX 4
 
 /* col + excluded.col, or NULL (which the NOT NULL column refuses) when the sum would leave the
  * int64 range: SQLite turns an overflowing integer sum into a REAL instead of failing. */
@@ -238,30 +257,46 @@ static const char *const stmt_sql[Q_COUNT_] = {
     [Q_ENTRY_ADD] = "INSERT INTO ledger_entry(entry_n, kind, role, rep, client_id,"
                     " cause_event_id, subject_event_id, currency, amount, rate_bp, effective_ms,"
                     " posted_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-    /* A posting's debit (?2, ?3) and credit (?4, ?5) lines. */
-    [Q_LINES_ADD] = "INSERT INTO ledger_line(entry_seq, account, amount)"
-                    " VALUES (?1, ?2, ?3), (?1, ?4, ?5)",
     [Q_BALANCE_GET] = "SELECT balance FROM ledger_balance WHERE account = ?1 AND rep = ?2"
                       " AND currency = ?3",
-    /* A posting's two lines into the balances of their accounts (?1 debit ?2 credit) in one
-     * statement; a sum that would leave int64 fails it whole (CHECKED_ADD). */
-    [Q_BALANCES_ADD] =
-        "INSERT INTO ledger_balance(account, rep, currency, balance)"
-        " VALUES (?1, ?3, ?4, ?5), (?2, ?3, ?4, ?6)"
-        " ON CONFLICT(account, rep, currency) DO UPDATE SET balance = " CHECKED_ADD("balance"),
-    /* 1 when payment event ?3 (payment_id ?1, client ?2, at ?4) is the only row of its
-     * payment_id, no refund names that payment_id, and no payment of the client is later in
-     * event time: what payment_settle_alone needs. */
-    [Q_PAYMENT_ALONE] = "SELECT (SELECT count(*) FROM ledger_payment WHERE payment_id = ?1) = 1"
-                        " AND NOT EXISTS (SELECT 1 FROM ledger_refund WHERE payment_id = ?1)"
-                        " AND NOT EXISTS (SELECT 1 FROM ledger_payment WHERE client_id = ?2"
-                        "  AND (at_ms > ?4 OR (at_ms = ?4 AND event_id > ?3)))",
-    /* What one person has accrued on a client in one currency, in any role (no row: 0). */
-    [Q_ACCRUED] = "SELECT accrued FROM ledger_accrued WHERE client_id = ?1 AND person = ?2"
-                  " AND currency = ?3",
-    [Q_ACCRUED_ADD] = "INSERT INTO ledger_accrued(client_id, person, currency, accrued)"
-                      " VALUES (?1, ?2, ?3, ?4) ON CONFLICT(client_id, person, currency)"
-                      " DO UPDATE SET accrued = " CHECKED_ADD("accrued"),
+    /* What payment_settle_alone needs of payment event ?3 (payment_id ?2, client ?1, at ?4,
+     * currency ?5), in one statement: the client's plan as Q_CLIENT_PLAN reads it; 1 when the
+     * payment is the only row of its payment_id, no refund names that payment_id, and no
+     * payment of the client is later in event time; and what the rep and the account manager
+     * have accrued on the client in the currency (NULL: nothing). */
+    [Q_PAYMENT_ALONE] =
+        "SELECT h.from_rep, h.account_manager, h.at_ms, c.term_months, c.cap_minor,"
+        " (SELECT count(*) FROM ledger_payment WHERE payment_id = ?2) = 1"
+        " AND NOT EXISTS (SELECT 1 FROM ledger_refund WHERE payment_id = ?2)"
+        " AND NOT EXISTS (SELECT 1 FROM ledger_payment WHERE client_id = ?1"
+        "  AND (at_ms > ?4 OR (at_ms = ?4 AND event_id > ?3))),"
+        " (SELECT accrued FROM ledger_accrued a WHERE a.client_id = ?1 AND a.person = h.from_rep"
+        "  AND a.currency = ?5),"
+        " (SELECT accrued FROM ledger_accrued a WHERE a.client_id = ?1"
+        "  AND a.person = h.account_manager AND a.currency = ?5)"
+        " FROM ledger_handoff h LEFT JOIN ledger_client c ON c.client_id = h.client_id"
+        " WHERE h.client_id = ?1 ORDER BY h.at_ms, h.event_id LIMIT 1",
+};
+
+/* A multi-row INSERT: head, then row repeated 1 to ROWS_MAX times, then tail. */
+static const struct rows_sql {
+    const char *head, *row, *tail;
+    int cols;
+} rows_sql[R_COUNT_] = {
+    /* A posting's debit and credit lines. */
+    [R_LINES] = {"INSERT INTO ledger_line(entry_seq, account, amount) VALUES ", "(?, ?, ?)", "", 3},
+    /* Lines into the balances of their accounts, in posting order (a key repeated within the
+     * statement adds to what its earlier row left); a sum that would leave int64 fails the
+     * statement whole (CHECKED_ADD). */
+    [R_BALANCES] =
+        {"INSERT INTO ledger_balance(account, rep, currency, balance) VALUES ", "(?, ?, ?, ?)",
+         " ON CONFLICT(account, rep, currency) DO UPDATE SET balance = " CHECKED_ADD("balance"), 4},
+    /* What an event's accruals add to each person's running total on a client. */
+    [R_ACCRUED] = {"INSERT INTO ledger_accrued(client_id, person, currency, accrued) VALUES ",
+                   "(?, ?, ?, ?)",
+                   " ON CONFLICT(client_id, person, currency) DO UPDATE SET accrued = " CHECKED_ADD(
+                       "accrued"),
+                   4},
 };
 
 struct funnel_ledger {
@@ -270,6 +305,7 @@ struct funnel_ledger {
     const funnel_commission_config_t *plan; /* borrowed, live */
     const funnel_log_t *log;                /* borrowed */
     sqlite3_stmt *stmt[Q_COUNT_];
+    sqlite3_stmt *rows[R_COUNT_][ROWS_MAX]; /* [id][k - 1] writes k rows */
 };
 
 typedef enum kind { KIND_ACCRUAL, KIND_CLAWBACK, KIND_PAYOUT } kind_t;
@@ -297,6 +333,13 @@ typedef struct posting {
     int64_t effective_ms;
 } posting_t;
 
+/* A growable array of T; `n` used, `cap` allocated. */
+#define VEC(T)                                                                                     \
+    struct {                                                                                       \
+        T *v;                                                                                      \
+        size_t n, cap;                                                                             \
+    }
+
 /* What one event's accrual postings add to one running total of ledger_accrued. The sum is
  * kept in 128 bits because a settle posts its corrections in event-time order, where a top-up
  * may come before the reversal that nets it back; the total it ends with fits (the caps and
@@ -306,6 +349,20 @@ typedef struct accrued_delta {
     __int128 delta;
 } accrued_delta_t;
 
+/* One line of a posting (R_LINES). */
+typedef struct line_row {
+    int64_t seq;
+    const char *account; /* static */
+    int64_t amount;
+} line_row_t;
+
+/* One line into the balance of its account (R_BALANCES), in posting order. */
+typedef struct balance_row {
+    const char *account; /* static */
+    char rep[ID_BUF], currency[4];
+    int64_t delta;
+} balance_row_t;
+
 /* The state of one event's run: where postings go and how they are numbered. */
 typedef struct run {
     funnel_ledger_t *lg;
@@ -314,10 +371,10 @@ typedef struct run {
     const char *client_id; /* "" for payouts */
     int64_t now_ms;
     int n_posted; /* numbers entry ids: "ledger:<cause>#<n>" */
-    struct {
-        accrued_delta_t *v;
-        size_t n, cap;
-    } accrued; /* written to ledger_accrued when the event is done (accrued_flush) */
+    /* Written when the event is done (run_flush): nothing the event reads. */
+    VEC(line_row_t) lines;
+    VEC(balance_row_t) balances;
+    VEC(accrued_delta_t) accrued;
 } run_t;
 
 typedef struct payment {
@@ -326,13 +383,6 @@ typedef struct payment {
     char currency[4];
     int64_t amount, at_ms;
 } payment_t;
-
-/* A growable array of T; `n` used, `cap` allocated. */
-#define VEC(T)                                                                                     \
-    struct {                                                                                       \
-        T *v;                                                                                      \
-        size_t n, cap;                                                                             \
-    }
 
 /* Makes room for one more element of size `size`; 0 or FUNNEL_ENOMEM. */
 static int vec_reserve(void **v, size_t *cap, size_t n, size_t size)
@@ -356,10 +406,19 @@ static void bind_text(sqlite3_stmt *s, int i, const char *v)
     sqlite3_bind_text(s, i, v ? v : "", -1, SQLITE_STATIC);
 }
 
+/* Copies src (NULL: "") into dst of size bytes, cut to fit: what snprintf("%s") does, without
+ * parsing a format for each of the ids a settle copies. */
+static void str_copy(char *dst, size_t size, const char *src)
+{
+    size_t n = src ? strnlen(src, size - 1) : 0;
+    if (n)
+        memcpy(dst, src, n);
+    dst[n] = '\0';
+}
+
 static void col_copy(sqlite3_stmt *s, int i, char *dst, size_t len)
 {
-    const unsigned char *t = sqlite3_column_text(s, i);
-    snprintf(dst, len, "%s", t ? (const char *)t : "");
+    str_copy(dst, len, (const char *)sqlite3_column_text(s, i));
 }
 
 /* Steps a statement that returns no rows. */
@@ -409,27 +468,68 @@ static int accrued_note(run_t *run, const char *person, const char *currency, in
         if (VEC_PUSH(run->accrued))
             return FUNNEL_ENOMEM;
         d = &run->accrued.v[run->accrued.n++];
-        snprintf(d->client, sizeof d->client, "%s", run->client_id);
-        snprintf(d->person, sizeof d->person, "%s", person);
-        snprintf(d->currency, sizeof d->currency, "%s", currency);
+        str_copy(d->client, sizeof d->client, run->client_id);
+        str_copy(d->person, sizeof d->person, person);
+        str_copy(d->currency, sizeof d->currency, currency);
         d->delta = 0;
     }
     d->delta += amount;
     return 0;
 }
 
-/* What person has accrued on client in currency, from its running total (0 without one). */
-static int accrued_get(funnel_ledger_t *lg, const char *client, const char *person,
-                       const char *currency, int64_t *out)
+/* Binds a row of rows_sql[id] from its parameter `first` on. */
+typedef void (*row_bind_fn)(sqlite3_stmt *s, int first, const void *row);
+
+/* Writes n rows (row i at rows + i * size) with the statements of rows_sql[id], up to ROWS_MAX
+ * rows each. 0, or FUNNEL_ESTORE with *failed the index of the first row of the statement that
+ * failed: that statement wrote nothing, the ones before it stay. */
+static int rows_flush(funnel_ledger_t *lg, enum rows_id id, const void *rows, size_t n, size_t size,
+                      row_bind_fn bind, size_t *failed)
 {
-    sqlite3_stmt *s = q(lg, Q_ACCRUED);
-    bind_text(s, 1, client);
-    bind_text(s, 2, person);
-    bind_text(s, 3, currency);
-    int rc = sqlite3_step(s);
-    *out = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
-    sqlite3_reset(s);
-    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : FUNNEL_ESTORE;
+    for (size_t i = 0; i < n;) {
+        size_t k = n - i < ROWS_MAX ? n - i : ROWS_MAX;
+        sqlite3_stmt *s = lg->rows[id][k - 1];
+        sqlite3_reset(s);
+        for (size_t j = 0; j < k; j++)
+            bind(s, (int)j * rows_sql[id].cols + 1, (const char *)rows + (i + j) * size);
+        if (exec_done(s)) {
+            *failed = i;
+            return FUNNEL_ESTORE;
+        }
+        i += k;
+    }
+    return 0;
+}
+
+static void line_bind(sqlite3_stmt *s, int first, const void *row)
+{
+    const line_row_t *l = row;
+    sqlite3_bind_int64(s, first, l->seq);
+    bind_text(s, first + 1, l->account);
+    sqlite3_bind_int64(s, first + 2, l->amount);
+}
+
+/* The row shape of R_BALANCES and R_ACCRUED: a key of three texts and an amount. */
+static void key_amount_bind(sqlite3_stmt *s, int first, const char *a, const char *b, const char *c,
+                            int64_t amount)
+{
+    bind_text(s, first, a);
+    bind_text(s, first + 1, b);
+    bind_text(s, first + 2, c);
+    sqlite3_bind_int64(s, first + 3, amount);
+}
+
+static void balance_bind(sqlite3_stmt *s, int first, const void *row)
+{
+    const balance_row_t *b = row;
+    key_amount_bind(s, first, b->account, b->rep, b->currency, b->delta);
+}
+
+/* Only deltas accrued_flush has checked against int64 are bound. */
+static void accrued_bind(sqlite3_stmt *s, int first, const void *row)
+{
+    const accrued_delta_t *d = row;
+    key_amount_bind(s, first, d->client, d->person, d->currency, (int64_t)d->delta);
 }
 
 /* Adds the event's accrual postings to the running totals, once per total. Every total ends
@@ -438,89 +538,105 @@ static int accrued_get(funnel_ledger_t *lg, const char *client, const char *pers
  * reported as a store failure (the batch rolls back) rather than a wrapped total. */
 static int accrued_flush(run_t *run)
 {
-    funnel_ledger_t *lg = run->lg;
-    for (size_t i = 0; i < run->accrued.n; i++) {
-        const accrued_delta_t *d = &run->accrued.v[i];
-        int rc = FUNNEL_ESTORE;
-        if (d->delta >= INT64_MIN && d->delta <= INT64_MAX) {
-            sqlite3_stmt *s = q(lg, Q_ACCRUED_ADD);
-            bind_text(s, 1, d->client);
-            bind_text(s, 2, d->person);
-            bind_text(s, 3, d->currency);
-            sqlite3_bind_int64(s, 4, (int64_t)d->delta);
-            rc = exec_done(s);
-        }
-        if (rc) {
-            funnel_log_error(lg->log,
-                             "ledger: the accruals of %s in %s on client %s left the int64 "
-                             "range (cause %s)",
-                             d->person, d->currency, d->client, run->cause->event_id);
-            return rc;
-        }
-    }
-    return 0;
-}
-
-/* 0 when delta can be added to the stored balance of (account, rep, currency); otherwise
- * refuses the event (router.h): it is valid, but these books cannot hold it. */
-static int balance_check(run_t *run, const char *account, const posting_t *p, int64_t delta)
-{
-    sqlite3_stmt *s = q(run->lg, Q_BALANCE_GET);
-    bind_text(s, 1, account);
-    bind_text(s, 2, p->rep);
-    bind_text(s, 3, p->currency);
-    int64_t bal = 0;
-    int rc = sqlite3_step(s);
-    if (rc == SQLITE_ROW)
-        bal = sqlite3_column_int64(s, 0);
-    sqlite3_reset(s);
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-        return FUNNEL_ESTORE;
-    if (!add_ok(bal, delta, &bal))
-        return funnel_router_refuse(
-            run->router, FUNNEL_REFUSE_OVERFLOW,
-            "ledger: the %s balance of %s in %s would leave the int64 range", account, p->rep,
-            p->currency);
-    return 0;
-}
-
-/* Adds a posting's debit and credit lines (the credit is -amount) to their balances in one
- * statement. When it fails on a sum past int64 (NOT NULL, see CHECKED_ADD) nothing changed,
- * and the balance that would wrap, debit first, is named in the refusal. */
-static int balances_add(run_t *run, const char *debit, const char *credit, const posting_t *p)
-{
-    sqlite3_stmt *s = q(run->lg, Q_BALANCES_ADD);
-    bind_text(s, 1, debit);
-    bind_text(s, 2, credit);
-    bind_text(s, 3, p->rep);
-    bind_text(s, 4, p->currency);
-    sqlite3_bind_int64(s, 5, p->amount);
-    sqlite3_bind_int64(s, 6, -p->amount);
-    int rc = sqlite3_step(s);
-    sqlite3_reset(s);
-    if (rc == SQLITE_DONE)
+    size_t bad = run->accrued.n;
+    for (size_t i = 0; i < run->accrued.n && bad == run->accrued.n; i++)
+        if (run->accrued.v[i].delta < INT64_MIN || run->accrued.v[i].delta > INT64_MAX)
+            bad = i;
+    if (bad == run->accrued.n && !rows_flush(run->lg, R_ACCRUED, run->accrued.v, run->accrued.n,
+                                             sizeof *run->accrued.v, accrued_bind, &bad))
         return 0;
-    if (sqlite3_extended_errcode(run->lg->db) != SQLITE_CONSTRAINT_NOTNULL)
-        return FUNNEL_ESTORE;
-    if ((rc = balance_check(run, debit, p, p->amount)) ||
-        (rc = balance_check(run, credit, p, -p->amount)))
-        return rc;
-    funnel_log_error(run->lg->log, "ledger: the balances of %s in %s refused a posting that fits",
-                     p->rep, p->currency);
+    const accrued_delta_t *d = &run->accrued.v[bad];
+    funnel_log_error(run->lg->log,
+                     "ledger: the accruals of %s in %s on client %s left the int64 range "
+                     "(cause %s)",
+                     d->person, d->currency, d->client, run->cause->event_id);
     return FUNNEL_ESTORE;
 }
 
-/* A posting's two lines: amount to the debit account, -amount to the credit account. */
-static int lines_add(run_t *run, int64_t seq, const char *debit, const char *credit,
-                     const posting_t *p)
+/* The stored balance of b's account, rep and currency (0 without a row). */
+static int balance_get(funnel_ledger_t *lg, const balance_row_t *b, int64_t *out)
 {
-    sqlite3_stmt *s = q(run->lg, Q_LINES_ADD);
-    sqlite3_bind_int64(s, 1, seq);
-    bind_text(s, 2, debit);
-    sqlite3_bind_int64(s, 3, p->amount);
-    bind_text(s, 4, credit);
-    sqlite3_bind_int64(s, 5, -p->amount);
-    return exec_done(s);
+    sqlite3_stmt *s = q(lg, Q_BALANCE_GET);
+    bind_text(s, 1, b->account);
+    bind_text(s, 2, b->rep);
+    bind_text(s, 3, b->currency);
+    int rc = sqlite3_step(s);
+    *out = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+    sqlite3_reset(s);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : FUNNEL_ESTORE;
+}
+
+/* After rows[0..n) failed to write as one statement: refuses the event (router.h) naming the
+ * first row whose balance would leave the int64 range, in posting order. The event is valid,
+ * but these books cannot hold it. */
+static int balances_refuse(run_t *run, const balance_row_t *rows, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        int64_t bal;
+        int rc = balance_get(run->lg, &rows[i], &bal);
+        if (rc)
+            return rc;
+        /* Earlier rows of the same key were added first, and fit. */
+        for (size_t j = 0; j < i; j++)
+            if (!strcmp(rows[j].account, rows[i].account) && !strcmp(rows[j].rep, rows[i].rep) &&
+                !strcmp(rows[j].currency, rows[i].currency))
+                bal += rows[j].delta;
+        if (!add_ok(bal, rows[i].delta, &bal))
+            return funnel_router_refuse(
+                run->router, FUNNEL_REFUSE_OVERFLOW,
+                "ledger: the %s balance of %s in %s would leave the int64 range", rows[i].account,
+                rows[i].rep, rows[i].currency);
+    }
+    funnel_log_error(run->lg->log, "ledger: the balances of %s in %s refused a posting that fits",
+                     rows[0].rep, rows[0].currency);
+    return FUNNEL_ESTORE;
+}
+
+/* Writes the event's lines, balances and running totals. A balance that would leave int64
+ * fails its statement whole (NOT NULL, see CHECKED_ADD) and refuses the event. */
+static int run_flush(run_t *run)
+{
+    funnel_ledger_t *lg = run->lg;
+    size_t failed;
+    int rc = rows_flush(lg, R_LINES, run->lines.v, run->lines.n, sizeof *run->lines.v, line_bind,
+                        &failed);
+    if (rc)
+        return rc;
+    if (rows_flush(lg, R_BALANCES, run->balances.v, run->balances.n, sizeof *run->balances.v,
+                   balance_bind, &failed)) {
+        if (sqlite3_extended_errcode(lg->db) != SQLITE_CONSTRAINT_NOTNULL)
+            return FUNNEL_ESTORE;
+        size_t k = run->balances.n - failed < ROWS_MAX ? run->balances.n - failed : ROWS_MAX;
+        return balances_refuse(run, run->balances.v + failed, k);
+    }
+    return accrued_flush(run);
+}
+
+static void run_free(run_t *run)
+{
+    free(run->lines.v);
+    free(run->balances.v);
+    free(run->accrued.v);
+}
+
+/* Notes a posting's two lines, amount to the debit account and -amount to the credit account,
+ * for its entry seq, and the same into their balances. */
+static int lines_note(run_t *run, int64_t seq, const char *debit, const char *credit,
+                      const posting_t *p)
+{
+    const char *account[2] = {debit, credit};
+    for (int i = 0; i < 2; i++) {
+        if (VEC_PUSH(run->lines) || VEC_PUSH(run->balances))
+            return FUNNEL_ENOMEM;
+        int64_t amount = i == 0 ? p->amount : -p->amount;
+        run->lines.v[run->lines.n++] = (line_row_t){seq, account[i], amount};
+        balance_row_t *b = &run->balances.v[run->balances.n++];
+        b->account = account[i];
+        str_copy(b->rep, sizeof b->rep, p->rep);
+        str_copy(b->currency, sizeof b->currency, p->currency);
+        b->delta = amount;
+    }
+    return 0;
 }
 
 static int emit(run_t *run, const char *entry_id, const posting_t *p)
@@ -530,14 +646,16 @@ static int emit(run_t *run, const char *entry_id, const posting_t *p)
     funnel_envelope_t env = FUNNEL__V1__ENVELOPE__INIT;
     money.minor = p->amount;
     money.currency = (char *)p->currency;
-    body.entry_id = (char *)entry_id;
+    /* The body repeats neither the entry id (the envelope's event_id) nor a subject that is
+     * the cause (a payment settling itself, a payout): about 80 of its ~235 bytes. */
     body.rep = (char *)p->rep;
     body.client_id = (char *)run->client_id;
     body.cause_event_id = run->cause->event_id;
     body.kind = kind_wire[p->kind];
     body.amount = &money;
     body.rate_bp = (int32_t)p->rate_bp;
-    body.subject_event_id = (char *)p->subject;
+    if (strcmp(p->subject, run->cause->event_id))
+        body.subject_event_id = (char *)p->subject;
     body.role = role_wire[p->role];
     env.event_id = (char *)entry_id;
     env.occurred_at_ms = p->effective_ms;
@@ -547,8 +665,9 @@ static int emit(run_t *run, const char *entry_id, const posting_t *p)
     return funnel_router_emit(run->router, TOPIC_OUT, &env, run->now_ms);
 }
 
-/* Appends one balanced posting (entry, two lines, balances) and publishes it. The debit goes to
- * expense for an accrual and to payable otherwise; the credit to payable, expense or paid. */
+/* Appends one balanced posting (its entry now, its lines and balances when the event is done:
+ * run_flush) and publishes it. The debit goes to expense for an accrual and to payable
+ * otherwise; the credit to payable, expense or paid. */
 static int post(run_t *run, const posting_t *p)
 {
     static const char *const debit[] = {"expense", "payable", "payable"};
@@ -573,8 +692,7 @@ static int post(run_t *run, const posting_t *p)
     if (rc)
         return rc;
     int64_t seq = sqlite3_last_insert_rowid(lg->db);
-    if ((rc = lines_add(run, seq, debit[p->kind], credit[p->kind], p)) ||
-        (rc = balances_add(run, debit[p->kind], credit[p->kind], p)))
+    if ((rc = lines_note(run, seq, debit[p->kind], credit[p->kind], p)))
         return rc;
     if (p->kind == KIND_ACCRUAL && (rc = accrued_note(run, p->rep, p->currency, p->amount)))
         return rc;
@@ -621,8 +739,39 @@ typedef payments_t refunds_t;
 typedef struct client_plan {
     bool handed_off;
     char rep[ID_BUF], am[ID_BUF];
-    int64_t start_ms, end_ms, cap;
+    int64_t start_ms, end_ms, cap, term_months;
 } client_plan_t;
+
+/* Reads a client's plan from columns 0-4 of s, shaped as Q_CLIENT_PLAN returns them; *frozen
+ * says whether the term and cap were frozen (else they are the live plan's). */
+static void client_plan_row(funnel_ledger_t *lg, sqlite3_stmt *s, client_plan_t *cp, bool *frozen)
+{
+    int64_t term = lg->plan->term_months;
+    cp->handed_off = true;
+    col_copy(s, 0, cp->rep, sizeof cp->rep);
+    col_copy(s, 1, cp->am, sizeof cp->am);
+    cp->start_ms = sqlite3_column_int64(s, 2);
+    *frozen = sqlite3_column_type(s, 3) != SQLITE_NULL;
+    if (*frozen) {
+        term = sqlite3_column_int64(s, 3);
+        cp->cap = sqlite3_column_int64(s, 4);
+    } else {
+        cp->cap = lg->plan->cap_minor;
+    }
+    cp->end_ms = funnel_commission_term_end(cp->start_ms, term);
+    cp->term_months = term;
+}
+
+/* Freezes the client's term and cap as client_plan_row read them from the live plan: a later
+ * reload then changes new clients only, never re-rates history. */
+static int client_plan_freeze(funnel_ledger_t *lg, const char *client, const client_plan_t *cp)
+{
+    sqlite3_stmt *s = q(lg, Q_CLIENT_FREEZE);
+    bind_text(s, 1, client);
+    sqlite3_bind_int64(s, 2, cp->term_months);
+    sqlite3_bind_int64(s, 3, cp->cap);
+    return exec_done(s);
+}
 
 static int client_plan_load(funnel_ledger_t *lg, const char *client, client_plan_t *cp)
 {
@@ -630,32 +779,13 @@ static int client_plan_load(funnel_ledger_t *lg, const char *client, client_plan
     sqlite3_stmt *s = q(lg, Q_CLIENT_PLAN);
     bind_text(s, 1, client);
     int rc = sqlite3_step(s);
-    bool frozen = false;
-    int64_t term = lg->plan->term_months;
-    if (rc == SQLITE_ROW) {
-        cp->handed_off = true;
-        col_copy(s, 0, cp->rep, sizeof cp->rep);
-        col_copy(s, 1, cp->am, sizeof cp->am);
-        cp->start_ms = sqlite3_column_int64(s, 2);
-        frozen = sqlite3_column_type(s, 3) != SQLITE_NULL;
-        if (frozen) {
-            term = sqlite3_column_int64(s, 3);
-            cp->cap = sqlite3_column_int64(s, 4);
-        }
-    }
+    bool frozen = true;
+    if (rc == SQLITE_ROW)
+        client_plan_row(lg, s, cp, &frozen);
     sqlite3_reset(s);
     if (rc != SQLITE_ROW)
         return rc == SQLITE_DONE ? 0 : FUNNEL_ESTORE;
-    cp->end_ms = funnel_commission_term_end(cp->start_ms, term);
-    if (frozen)
-        return 0;
-    /* Freezing makes a later reload change new clients only, never re-rate history. */
-    cp->cap = lg->plan->cap_minor;
-    s = q(lg, Q_CLIENT_FREEZE);
-    bind_text(s, 1, client);
-    sqlite3_bind_int64(s, 2, term);
-    sqlite3_bind_int64(s, 3, cp->cap);
-    return exec_done(s);
+    return frozen ? 0 : client_plan_freeze(lg, client, cp);
 }
 
 static int fact_row(sqlite3_stmt *s, void *arg)
@@ -714,12 +844,27 @@ static int rate_row(sqlite3_stmt *s, void *arg)
     return 0;
 }
 
-/* Loads the client's frozen rates, sorted by rate_cmp for rate_of's binary search. */
-static int rates_load(funnel_ledger_t *lg, const char *client, rates_t *out)
+/* Loads the client's frozen rates, sorted by rate_cmp for rate_of's binary search: the rows of
+ * ledger_rate, and the rate of each accrual posted (posted, from posted_load), which is the
+ * rate frozen for its key when it was first computed. */
+static int rates_load(funnel_ledger_t *lg, const char *client, const postings_t *posted,
+                      rates_t *out)
 {
     sqlite3_stmt *s = q(lg, Q_RATES);
     bind_text(s, 1, client);
     int rc = rows_each(s, rate_row, out);
+    for (size_t i = 0; i < posted->n && !rc; i++) {
+        const posting_t *p = &posted->v[i];
+        if (p->kind != KIND_ACCRUAL)
+            continue;
+        if (VEC_PUSH(*out))
+            return FUNNEL_ENOMEM;
+        rate_t *r = &out->v[out->n++];
+        str_copy(r->payment_event_id, sizeof r->payment_event_id, p->subject);
+        r->role = p->role;
+        str_copy(r->rep, sizeof r->rep, p->rep);
+        r->rate_bp = p->rate_bp;
+    }
     if (!rc && out->n) /* qsort wants a valid pointer even for nothing */
         qsort(out->v, out->n, sizeof *out->v, rate_cmp);
     return rc;
@@ -727,27 +872,34 @@ static int rates_load(funnel_ledger_t *lg, const char *client, rates_t *out)
 
 /* The rate of one beneficiary on one payment: frozen the first time it is computed, so the
  * plan in force then stays the rate of that payment whatever later reloads say. rates holds
- * what was frozen before this settle; each key is asked for once per settle, so a rate frozen
- * here need not be added to it. */
-static int rate_of(funnel_ledger_t *lg, const rates_t *rates, const payment_t *p, role_t role,
-                   const char *rep, int64_t *rate)
+ * what was frozen before this settle (*frozen: found there); a rate computed here is frozen by
+ * the caller (rate_freeze when it posts nothing, else its posting), and each key is asked for
+ * once per settle, so it need not be added to rates. */
+static void rate_of(funnel_ledger_t *lg, const rates_t *rates, const payment_t *p, role_t role,
+                    const char *rep, int64_t *rate, bool *frozen)
 {
     rate_t key = {.role = role};
-    snprintf(key.payment_event_id, sizeof key.payment_event_id, "%s", p->event_id);
-    snprintf(key.rep, sizeof key.rep, "%s", rep);
+    str_copy(key.payment_event_id, sizeof key.payment_event_id, p->event_id);
+    str_copy(key.rep, sizeof key.rep, rep);
     const rate_t *hit =
         rates->n ? bsearch(&key, rates->v, rates->n, sizeof *rates->v, rate_cmp) : NULL;
-    if (hit) {
+    *frozen = hit != NULL;
+    if (hit)
         *rate = hit->rate_bp;
-        return 0;
-    }
-    *rate = role == ROLE_REP ? funnel_commission_rate_at(lg->plan, rep, p->at_ms)
-                             : lg->plan->account_manager_rate_bp;
+    else
+        *rate = role == ROLE_REP ? funnel_commission_rate_at(lg->plan, rep, p->at_ms)
+                                 : lg->plan->account_manager_rate_bp;
+}
+
+/* Keeps a rate no posting will hold (its accrual is 0): the next settle must find it frozen. */
+static int rate_freeze(funnel_ledger_t *lg, const payment_t *p, role_t role, const char *rep,
+                       int64_t rate)
+{
     sqlite3_stmt *s = q(lg, Q_RATE_FREEZE);
     bind_text(s, 1, p->event_id);
     bind_text(s, 2, role_names[role]);
     bind_text(s, 3, rep);
-    sqlite3_bind_int64(s, 4, *rate);
+    sqlite3_bind_int64(s, 4, rate);
     return exec_done(s);
 }
 
@@ -768,7 +920,7 @@ static int64_t *cap_slot(cap_uses_t *uses, const char *person, const char *curre
         return NULL;
     cap_use_t *u = &uses->v[uses->n++];
     u->person = person;
-    snprintf(u->currency, sizeof u->currency, "%s", currency);
+    str_copy(u->currency, sizeof u->currency, currency);
     u->used = 0;
     return &u->used;
 }
@@ -782,9 +934,9 @@ static int target_add(postings_t *out, const char *subject, kind_t kind, role_t 
     if (VEC_PUSH(*out))
         return FUNNEL_ENOMEM;
     posting_t *t = &out->v[out->n++];
-    snprintf(t->subject, sizeof t->subject, "%s", subject);
-    snprintf(t->rep, sizeof t->rep, "%s", rep);
-    snprintf(t->currency, sizeof t->currency, "%s", currency);
+    str_copy(t->subject, sizeof t->subject, subject);
+    str_copy(t->rep, sizeof t->rep, rep);
+    str_copy(t->currency, sizeof t->currency, currency);
     t->kind = kind;
     t->role = role;
     t->amount = amount;
@@ -847,20 +999,50 @@ static int clawbacks_add(const payment_t *p, int64_t accrued, int64_t rate, role
     return 0;
 }
 
+static int posted_row(sqlite3_stmt *s, void *arg)
+{
+    postings_t *out = arg;
+    if (VEC_PUSH(*out))
+        return FUNNEL_ENOMEM;
+    posting_t *p = &out->v[out->n++];
+    memset(p, 0, sizeof *p);
+    col_copy(s, 0, p->subject, sizeof p->subject);
+    const char *role = (const char *)sqlite3_column_text(s, 1);
+    p->role = role && strcmp(role, "rep") == 0 ? ROLE_REP : ROLE_AM;
+    col_copy(s, 2, p->rep, sizeof p->rep);
+    const char *kind = (const char *)sqlite3_column_text(s, 3);
+    p->kind = kind && strcmp(kind, "ACCRUAL") == 0 ? KIND_ACCRUAL : KIND_CLAWBACK;
+    col_copy(s, 4, p->currency, sizeof p->currency);
+    p->amount = sqlite3_column_int64(s, 5);
+    p->rate_bp = sqlite3_column_int64(s, 6);
+    p->effective_ms = sqlite3_column_int64(s, 7);
+    return 0;
+}
+
+/* What is posted on the client per (subject, kind, role, rep, currency): the sum, the rate and
+ * the earliest event time. */
+static int posted_load(funnel_ledger_t *lg, const char *client, postings_t *out)
+{
+    sqlite3_stmt *s = q(lg, Q_POSTED);
+    bind_text(s, 1, client);
+    return rows_each(s, posted_row, out);
+}
+
 /* What one settle reads of a client, each in one query: payments in event-time order, refunds
- * sorted by refund_cmp, frozen rates sorted by rate_cmp. */
+ * sorted by refund_cmp, frozen rates sorted by rate_cmp (from ledger_rate and the postings). */
 typedef struct client_facts {
     payments_t pays;
     refunds_t refunds;
     rates_t rates;
 } client_facts_t;
 
-static int client_facts_load(funnel_ledger_t *lg, const char *client, client_facts_t *f)
+static int client_facts_load(funnel_ledger_t *lg, const char *client, const postings_t *posted,
+                             client_facts_t *f)
 {
     int rc;
     if ((rc = facts_load(lg, Q_PAYMENTS, client, &f->pays)) ||
         (rc = facts_load(lg, Q_REFUNDS, client, &f->refunds)) ||
-        (rc = rates_load(lg, client, &f->rates)))
+        (rc = rates_load(lg, client, posted, &f->rates)))
         return rc;
     if (f->refunds.n)
         qsort(f->refunds.v, f->refunds.n, sizeof *f->refunds.v, refund_cmp);
@@ -881,9 +1063,10 @@ static int role_targets(run_t *run, const client_plan_t *cp, role_t role, const 
                         postings_t *out)
 {
     int64_t rate, accrued, *used;
-    int rc;
-    if ((rc = rate_of(run->lg, &f->rates, p, role, rep, &rate)) ||
-        (rc = funnel_commission_accrual(p->amount, rate, &accrued)))
+    bool frozen;
+    rate_of(run->lg, &f->rates, p, role, rep, &rate, &frozen);
+    int rc = funnel_commission_accrual(p->amount, rate, &accrued);
+    if (rc)
         return rc;
     if (!(used = cap_slot(uses, rep, p->currency)))
         return FUNNEL_ENOMEM;
@@ -894,6 +1077,8 @@ static int role_targets(run_t *run, const client_plan_t *cp, role_t role, const 
                                     "ledger: the accruals of %s in %s on client %s would leave "
                                     "the int64 range",
                                     rep, p->currency, run->client_id);
+    if (!frozen && accrued == 0 && (rc = rate_freeze(run->lg, p, role, rep, rate)))
+        return rc;
     if ((rc = target_add(out, p->event_id, KIND_ACCRUAL, role, rep, p->currency, accrued, rate,
                          p->at_ms)))
         return rc;
@@ -922,42 +1107,25 @@ static int client_targets(run_t *run, const client_plan_t *cp, const client_fact
 
 /* Turns targets into the postings that close the gap to what is posted: a posted sum without
  * a target is reversed, a target is topped up or corrected. Targets end up holding deltas. */
-static int deltas_compute(funnel_ledger_t *lg, const char *client, postings_t *targets)
+static int deltas_compute(const postings_t *posted, postings_t *targets)
 {
     if (targets->n) /* qsort and bsearch want a valid pointer even for nothing */
         qsort(targets->v, targets->n, sizeof *targets->v, posting_cmp);
     size_t n_targets = targets->n;
-    sqlite3_stmt *s = q(lg, Q_POSTED);
-    bind_text(s, 1, client);
-    int rc;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        posting_t key = {0};
-        col_copy(s, 0, key.subject, sizeof key.subject);
-        const char *role = (const char *)sqlite3_column_text(s, 1);
-        key.role = role && strcmp(role, "rep") == 0 ? ROLE_REP : ROLE_AM;
-        col_copy(s, 2, key.rep, sizeof key.rep);
-        const char *kind = (const char *)sqlite3_column_text(s, 3);
-        key.kind = kind && strcmp(kind, "ACCRUAL") == 0 ? KIND_ACCRUAL : KIND_CLAWBACK;
-        col_copy(s, 4, key.currency, sizeof key.currency);
-        int64_t posted = sqlite3_column_int64(s, 5);
-        posting_t *t = n_targets
-                           ? bsearch(&key, targets->v, n_targets, sizeof *targets->v, posting_cmp)
-                           : NULL;
+    for (size_t i = 0; i < posted->n; i++) {
+        const posting_t *key = &posted->v[i];
+        posting_t *t =
+            n_targets ? bsearch(key, targets->v, n_targets, sizeof *targets->v, posting_cmp) : NULL;
         if (t) {
-            t->amount -= posted; /* both are bounded by the payment: no overflow */
+            t->amount -= key->amount; /* both are bounded by the payment: no overflow */
             continue;
         }
-        if (VEC_PUSH(*targets)) {
-            rc = FUNNEL_ENOMEM;
-            break;
-        }
-        key.amount = -posted;
-        key.rate_bp = sqlite3_column_int64(s, 6);
-        key.effective_ms = sqlite3_column_int64(s, 7);
-        targets->v[targets->n++] = key;
+        if (VEC_PUSH(*targets))
+            return FUNNEL_ENOMEM;
+        targets->v[targets->n] = *key;
+        targets->v[targets->n++].amount = -key->amount;
     }
-    sqlite3_reset(s);
-    return step_end(rc);
+    return 0;
 }
 
 /* Recomputes a client's desired sums and posts the differences. */
@@ -966,16 +1134,17 @@ static int client_settle(run_t *run)
     funnel_ledger_t *lg = run->lg;
     client_plan_t cp;
     client_facts_t facts = {0};
-    postings_t targets = {0};
+    postings_t posted = {0}, targets = {0};
     int rc;
-    if ((rc = client_plan_load(lg, run->client_id, &cp)))
-        return rc;
+    if ((rc = client_plan_load(lg, run->client_id, &cp)) ||
+        (rc = posted_load(lg, run->client_id, &posted)))
+        goto out;
     if (cp.handed_off) {
-        if ((rc = client_facts_load(lg, run->client_id, &facts)) ||
+        if ((rc = client_facts_load(lg, run->client_id, &posted, &facts)) ||
             (rc = client_targets(run, &cp, &facts, &targets)))
             goto out;
     }
-    if ((rc = deltas_compute(lg, run->client_id, &targets)))
+    if ((rc = deltas_compute(&posted, &targets)))
         goto out;
     if (targets.n)
         qsort(targets.v, targets.n, sizeof *targets.v, posting_time_cmp);
@@ -983,6 +1152,7 @@ static int client_settle(run_t *run)
         if (targets.v[i].amount)
             rc = post(run, &targets.v[i]);
 out:
+    free(posted.v);
     free(targets.v);
     client_facts_free(&facts);
     return rc;
@@ -1080,13 +1250,45 @@ static int unmatched_log(run_t *run, const char *payment_id)
     return rows_each(s, unmatched_row, run);
 }
 
-/* Seeds the cap use of person in currency with what they accrued on the client so far. */
-static int accrued_seed(run_t *run, cap_uses_t *uses, const char *person, const char *currency)
+/* Seeds the cap use of person in currency with what they accrued on the client so far: column
+ * col of s, a running total of ledger_accrued (NULL: 0). */
+static int accrued_seed(sqlite3_stmt *s, int col, cap_uses_t *uses, const char *person,
+                        const char *currency)
 {
     int64_t *used = cap_slot(uses, person, currency);
     if (!used)
         return FUNNEL_ENOMEM;
-    return accrued_get(run->lg, run->client_id, person, currency, used);
+    *used = sqlite3_column_int64(s, col);
+    return 0;
+}
+
+/* Reads what payment_settle_alone needs of p in one statement (Q_PAYMENT_ALONE): the client's
+ * plan into cp, whether p settles alone, and the rep's and the account manager's running
+ * totals into uses. Freezes the client's plan if it was not. */
+static int payment_alone_load(run_t *run, const payment_t *p, client_plan_t *cp, bool *alone,
+                              cap_uses_t *uses)
+{
+    memset(cp, 0, sizeof *cp);
+    *alone = false;
+    sqlite3_stmt *s = q(run->lg, Q_PAYMENT_ALONE);
+    bind_text(s, 1, run->client_id);
+    bind_text(s, 2, p->payment_id);
+    bind_text(s, 3, p->event_id);
+    sqlite3_bind_int64(s, 4, p->at_ms);
+    bind_text(s, 5, p->currency);
+    int rc = sqlite3_step(s);
+    bool frozen = true;
+    if (rc == SQLITE_ROW) {
+        client_plan_row(run->lg, s, cp, &frozen);
+        *alone = sqlite3_column_int(s, 5) == 1;
+        if (!(rc = accrued_seed(s, 6, uses, cp->rep, p->currency)) && cp->am[0])
+            rc = accrued_seed(s, 7, uses, cp->am, p->currency);
+        rc = rc ? rc : SQLITE_ROW;
+    }
+    sqlite3_reset(s);
+    if (rc != SQLITE_ROW)
+        return rc == SQLITE_DONE ? 0 : rc < 0 ? rc : FUNNEL_ESTORE;
+    return frozen ? 0 : client_plan_freeze(run->lg, run->client_id, cp);
 }
 
 /* A settle of the client limited to payment p, the usual case of a backfill or of live
@@ -1104,29 +1306,15 @@ static int payment_settle_alone(run_t *run, const payment_t *p, bool *done)
     client_facts_t none = {0};
     cap_uses_t uses = {0};
     postings_t targets = {0};
+    bool alone;
     *done = false;
-    int rc = client_plan_load(run->lg, run->client_id, &cp);
-    if (rc || !cp.handed_off)
-        return rc;
-    sqlite3_stmt *s = q(run->lg, Q_PAYMENT_ALONE);
-    bind_text(s, 1, p->payment_id);
-    bind_text(s, 2, run->client_id);
-    bind_text(s, 3, p->event_id);
-    sqlite3_bind_int64(s, 4, p->at_ms);
-    rc = sqlite3_step(s);
-    bool alone = rc == SQLITE_ROW && sqlite3_column_int(s, 0) == 1;
-    sqlite3_reset(s);
-    if (rc != SQLITE_ROW)
-        return FUNNEL_ESTORE;
-    if (!alone)
-        return 0;
+    int rc = payment_alone_load(run, p, &cp, &alone, &uses);
+    if (rc || !cp.handed_off || !alone)
+        goto out;
     *done = true;
     if (p->at_ms < cp.start_ms || p->at_ms >= cp.end_ms)
-        return 0; /* outside the term: the whole settle would post nothing either */
-    if (!(rc = accrued_seed(run, &uses, cp.rep, p->currency)) && cp.am[0])
-        rc = accrued_seed(run, &uses, cp.am, p->currency);
-    if (!rc)
-        rc = role_targets(run, &cp, ROLE_REP, cp.rep, p, &none, &uses, &targets);
+        goto out; /* outside the term: the whole settle would post nothing either */
+    rc = role_targets(run, &cp, ROLE_REP, cp.rep, p, &none, &uses, &targets);
     if (!rc && cp.am[0])
         rc = role_targets(run, &cp, ROLE_AM, cp.am, p, &none, &uses, &targets);
     if (!rc && targets.n)
@@ -1134,6 +1322,7 @@ static int payment_settle_alone(run_t *run, const payment_t *p, bool *done)
     for (size_t i = 0; i < targets.n && !rc; i++)
         if (targets.v[i].amount)
             rc = post(run, &targets.v[i]);
+out:
     free(targets.v);
     free(uses.v);
     return rc;
@@ -1160,9 +1349,9 @@ static int money_fact(run_t *run, enum stmt_id id, const char *const *ids, int n
     /* A payment that settles alone has no refund, so none of them is held (unmatched_log). */
     if (n_ids == 1) {
         payment_t p = {.amount = m->minor, .at_ms = run->cause->occurred_at_ms};
-        snprintf(p.event_id, sizeof p.event_id, "%s", run->cause->event_id);
-        snprintf(p.payment_id, sizeof p.payment_id, "%s", ids[0]);
-        snprintf(p.currency, sizeof p.currency, "%s", m->currency ? m->currency : "");
+        str_copy(p.event_id, sizeof p.event_id, run->cause->event_id);
+        str_copy(p.payment_id, sizeof p.payment_id, ids[0]);
+        str_copy(p.currency, sizeof p.currency, m->currency ? m->currency : "");
         bool done;
         if ((rc = payment_settle_alone(run, &p, &done)) || done)
             return rc;
@@ -1257,12 +1446,39 @@ int funnel_ledger_on_event(void *self, funnel_router_t *router, const funnel_env
     run_t run = {.lg = self, .router = router, .cause = env, .client_id = "", .now_ms = now_ms};
     int rc = ledger_apply(&run, env);
     if (!rc)
-        rc = accrued_flush(&run);
-    free(run.accrued.v);
+        rc = run_flush(&run);
+    run_free(&run);
     return rc;
 }
 
 /* ---- life cycle ------------------------------------------------------------------------- */
+
+static int stmt_prepare(funnel_ledger_t *lg, const char *sql, sqlite3_stmt **out, char *err,
+                        size_t err_len)
+{
+    if (sqlite3_prepare_v3(lg->db, sql, -1, SQLITE_PREPARE_PERSISTENT, out, NULL) == SQLITE_OK)
+        return 0;
+    snprintf(err, err_len, "ledger: cannot prepare %s: %s", sql, sqlite3_errmsg(lg->db));
+    return FUNNEL_ESTORE;
+}
+
+/* Prepares the statement of rs that writes k rows. */
+static int rows_prepare(funnel_ledger_t *lg, const struct rows_sql *rs, int k, sqlite3_stmt **out,
+                        char *err, size_t err_len)
+{
+    char sql[1024];
+    int len = snprintf(sql, sizeof sql, "%s", rs->head);
+    for (int i = 0; i < k && len > 0 && (size_t)len < sizeof sql; i++)
+        len += snprintf(sql + len, sizeof sql - (size_t)len, "%s%s", i ? ", " : "", rs->row);
+    if (len > 0 && (size_t)len < sizeof sql)
+        len += snprintf(sql + len, sizeof sql - (size_t)len, "%s", rs->tail);
+    if (len <= 0 || (size_t)len >= sizeof sql) {
+        snprintf(err, err_len, "ledger: a statement of %d rows is longer than %zu bytes", k,
+                 sizeof sql);
+        return FUNNEL_ESTORE;
+    }
+    return stmt_prepare(lg, sql, out, err, err_len);
+}
 
 int funnel_ledger_new(funnel_store_t *store, const funnel_commission_config_t *plan,
                       const funnel_log_t *log, funnel_ledger_t **out, char *err, size_t err_len)
@@ -1280,17 +1496,18 @@ int funnel_ledger_new(funnel_store_t *store, const funnel_commission_config_t *p
     lg->db = funnel_store_db(store);
     lg->plan = plan;
     lg->log = log;
-    for (int i = 0; i < Q_COUNT_; i++) {
-        if (sqlite3_prepare_v3(lg->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &lg->stmt[i],
-                               NULL) != SQLITE_OK) {
-            snprintf(err, err_len, "ledger: cannot prepare statement %d: %s", i,
-                     sqlite3_errmsg(lg->db));
-            funnel_ledger_destroy(&lg);
-            return FUNNEL_ESTORE;
-        }
-    }
+    for (int i = 0; i < Q_COUNT_; i++)
+        if ((rc = stmt_prepare(lg, stmt_sql[i], &lg->stmt[i], err, err_len)))
+            goto fail;
+    for (int i = 0; i < R_COUNT_; i++)
+        for (int k = 1; k <= ROWS_MAX; k++)
+            if ((rc = rows_prepare(lg, &rows_sql[i], k, &lg->rows[i][k - 1], err, err_len)))
+                goto fail;
     *out = lg;
     return 0;
+fail:
+    funnel_ledger_destroy(&lg);
+    return rc;
 }
 
 void funnel_ledger_destroy(funnel_ledger_t **ledger)
@@ -1299,6 +1516,9 @@ void funnel_ledger_destroy(funnel_ledger_t **ledger)
         return;
     for (int i = 0; i < Q_COUNT_; i++)
         sqlite3_finalize((*ledger)->stmt[i]);
+    for (int i = 0; i < R_COUNT_; i++)
+        for (int k = 0; k < ROWS_MAX; k++)
+            sqlite3_finalize((*ledger)->rows[i][k]);
     free(*ledger);
     *ledger = NULL;
 }

@@ -27,13 +27,15 @@
  *   debit-positive, summing to zero. A correction is a new posting of the same kind with a
  *   negative amount. Balances per (account, rep, currency) are kept beside the lines, and so is
  *   each person's running accrued total per (client, currency) (ledger_accrued): what a payment
- *   in event-time order needs of the history, read as one row.
+ *   in event-time order needs of the history, read as one row. A rate is frozen in the
+ *   postings of its accrual; ledger_rate holds only the rates of accruals of 0.
  * - Payouts: commission.paid {payout_id, rep, through_ms} posts, per currency, what is payable
  *   for postings with event time <= through_ms minus everything paid before, when positive. A
  *   repeated payout_id changes nothing. A payout is a fact of its arrival: events arriving later
  *   are paid by the next payout.
- * - Output: one commission.posted per posting, event_id = entry_id = "ledger:<cause>#<n>",
- *   occurred_at_ms = the posting's event time.
+ * - Output: one commission.posted per posting, event_id = the entry id "ledger:<cause>#<n>",
+ *   occurred_at_ms = the posting's event time; the body leaves entry_id empty, and
+ *   subject_event_id empty when the subject is the cause (docs/protocol.md).
  * - Engines never read the clock or touch sockets; every write happens in the router's batch
  *   transaction. Errors: FUNNEL_ESTORE (SQLite), FUNNEL_EREFUSED (an amount would overflow int64:
  *   refused through funnel_router_refuse, the event is not recorded), FUNNEL_ENOMEM. */
