@@ -413,15 +413,18 @@ static int64_t stream_sum(const world_t *w, const char *model, size_t *reversals
     int64_t sum = 0;
     for (size_t i = 0; i < w->eng.n_out; i++) {
         const Funnel__V1__AttributionCredited *c = w->eng.out[i]->attribution_credited;
-        for (size_t k = 0; k < c->n_credits; k++) {
-            const Funnel__V1__AttributionCredit *cr = c->credits[k];
-            cr_assert_lt(cr->touch, c->n_touches, "a credit names a touch of its message");
-            if (model && strcmp(cr->model, model))
+        funnel_attr_credit_t *credits;
+        size_t n;
+        cr_assert_eq(funnel_attribution_credits(c, &credits, &n), 0,
+                     "every credit names a touch of its message");
+        for (size_t k = 0; k < n; k++) {
+            if (model && strcmp(funnel_attribution_model_name(credits[k].model), model))
                 continue;
-            sum += cr->credit->minor;
+            sum += credits[k].minor;
             if (reversals)
-                *reversals += cr->reversal;
+                *reversals += credits[k].reversal;
         }
+        free(credits);
     }
     return sum;
 }
@@ -662,13 +665,22 @@ Test(engine, late_handoff_reverses_the_unattributed_credit)
     cr_assert_eq(c->n_touches, 1);
     cr_assert_str_eq(c->touches[0]->campaign, FUNNEL_ATTR_UNATTRIBUTED);
     cr_assert_str_eq(c->touches[0]->touch_id, "");
-    cr_assert_eq(c->n_credits, NM);
-    for (size_t k = 0; k < c->n_credits; k++) {
-        cr_assert_eq(c->credits[k]->touch, 0);
-        cr_assert_eq(c->credits[k]->credit->minor, 100003);
-        cr_assert_eq(c->credits[k]->weight_ppm, 1000000);
-        cr_assert_str_eq(c->credits[k]->model, funnel_attribution_model_name(k));
+    cr_assert_str_eq(c->currency, "EUR");
+    cr_assert_eq(c->n_runs, NM, "one run per model");
+    funnel_attr_credit_t *cr;
+    size_t n_cr;
+    cr_assert_eq(funnel_attribution_credits(c, &cr, &n_cr), 0);
+    cr_assert_eq(n_cr, NM);
+    for (size_t k = 0; k < n_cr; k++) {
+        cr_assert_eq(cr[k].touch, 0);
+        cr_assert_eq(cr[k].minor, 100003);
+        cr_assert_str_eq(cr[k].currency, "EUR");
+        cr_assert_str_eq(cr[k].client_id, "C1");
+        cr_assert_eq(cr[k].weight_ppm, 1000000);
+        cr_assert_eq(cr[k].model, k);
+        cr_assert_not(cr[k].reversal);
     }
+    free(cr);
     for (size_t i = 0; i < n; i++)
         if (i != 7)
             world_apply(&w, ev_topic[i], ev[i]);
@@ -1160,12 +1172,15 @@ Test(engine, only_configured_models_and_awkward_amounts)
                 "\"clientId\":\"C1\",\"amount\":{\"minor\":1,\"currency\":\"EUR\"}}");
     assert_entries_exact(&w, "P-1||2|1|1\nPB||2|9223372036854775807|9223372036854775807\n");
     for (size_t i = 0; i < w.eng.n_out; i++) {
-        const Funnel__V1__AttributionCredited *c = w.eng.out[i]->attribution_credited;
-        for (size_t k = 0; k < c->n_credits; k++) {
-            const char *m = c->credits[k]->model;
-            cr_assert(!strcmp(m, "time_decay") || !strcmp(m, "u_shaped"), "model %s", m);
-            cr_assert_neq(c->credits[k]->credit->minor, 0, "no zero lines");
+        funnel_attr_credit_t *cr;
+        size_t n_cr;
+        cr_assert_eq(funnel_attribution_credits(w.eng.out[i]->attribution_credited, &cr, &n_cr), 0);
+        for (size_t k = 0; k < n_cr; k++) {
+            funnel_attribution_model_t m = cr[k].model;
+            cr_assert(m == FUNNEL_ATTR_TIME_DECAY || m == FUNNEL_ATTR_U_SHAPED, "model %d", m);
+            cr_assert_neq(cr[k].minor, 0, "no zero lines");
         }
+        free(cr);
     }
     /* one minor unit under u_shaped (40/40/10/10): the first touch (largest remainder, then
      * the earlier touch) */
@@ -1718,3 +1733,112 @@ Test(engine, an_earlier_duplicate_moves_the_credits_to_its_day_in_any_order)
 }
 
 #undef REFUND_JSON
+
+/* ---- the message's runs ------------------------------------------------------------------ */
+
+/* One credit of a published message as text, keyed for sorting like the postings below. */
+typedef struct msg_line {
+    char key[256]; /* cause|payment|refund|at_ms */
+    funnel_attribution_model_t model;
+    size_t msg, k;
+    char text[512];
+} msg_line_t;
+
+static int msg_line_cmp(const void *pa, const void *pb)
+{
+    const msg_line_t *a = pa, *b = pb;
+    int c = strcmp(a->key, b->key);
+    if (c)
+        return c;
+    if (a->model != b->model)
+        return a->model < b->model ? -1 : 1;
+    if (a->msg != b->msg)
+        return a->msg < b->msg ? -1 : 1;
+    return (a->k > b->k) - (a->k < b->k);
+}
+
+/* Every credit of every published message, unpacked, as the lines query below prints them. */
+static void published_credits(world_t *w, char *out, size_t out_len)
+{
+    msg_line_t *lines = NULL;
+    size_t n = 0, used = 0;
+    for (size_t i = 0; i < w->eng.n_out; i++) {
+        const funnel_envelope_t *env = w->eng.out[i];
+        const Funnel__V1__AttributionCredited *c = env->attribution_credited;
+        funnel_attr_credit_t *cr;
+        size_t n_cr;
+        cr_assert_eq(funnel_attribution_credits(c, &cr, &n_cr), 0);
+        lines = realloc(lines, (n + n_cr) * sizeof *lines);
+        cr_assert(lines);
+        for (size_t k = 0; k < n_cr; k++) {
+            const Funnel__V1__AttributionTouch *t = c->touches[cr[k].touch];
+            msg_line_t *l = &lines[n++];
+            l->model = cr[k].model;
+            l->msg = i;
+            l->k = k;
+            snprintf(l->key, sizeof l->key, "%s|%s|%s|%lld", c->cause_event_id, c->payment_id,
+                     c->refund_id, (long long)env->occurred_at_ms);
+            snprintf(l->text, sizeof l->text, "%s|%s|%s|%s|%s|%s|%s|%s|%lld|%s|%s|%lld|%d|%d\n",
+                     l->key, funnel_attribution_model_name(cr[k].model),
+                     t->touch_id[0] ? t->touch_id : FUNNEL_ATTR_UNATTRIBUTED,
+                     !t->touch_id[0] ? ""
+                     : t->lead_id[0] ? t->lead_id
+                                     : c->lead_id,
+                     t->campaign, t->source, t->medium, t->channel, (long long)t->touch_at_ms,
+                     cr[k].currency, cr[k].client_id, (long long)cr[k].minor, cr[k].weight_ppm,
+                     cr[k].reversal);
+        }
+        free(cr);
+    }
+    qsort(lines, n, sizeof *lines, msg_line_cmp);
+    out[0] = '\0';
+    for (size_t i = 0; i < n; i++) {
+        used += (size_t)snprintf(out + used, out_len - used, "%s", lines[i].text);
+        cr_assert_lt(used, out_len);
+    }
+    free(lines);
+}
+
+/* What subscribers must recover from the messages: every posted credit, with its touch,
+ * amount, currency, client, weight and direction, in posting order within its entry and
+ * model. (The lead of an unattributed line is not told: an empty lead_id means the message's.) */
+Test(engine, the_messages_carry_exactly_the_posted_credits)
+{
+    static world_t w;
+    static char got[1 << 20], want[1 << 20];
+    world_open(&w, FUNNEL_ATTR_ALL_MODELS);
+    schema_4_world(&w, false);
+    /* a payment moved to another client and in another currency by an earlier duplicate */
+    world_apply(&w, "payment.received",
+                "{\"eventId\":\"e-dup\",\"occurredAtMs\":1700000000001,\"paymentId\":\"P9\","
+                "\"clientId\":\"C9\",\"amount\":{\"minor\":901,\"currency\":\"USD\"}}");
+    published_credits(&w, got, sizeof got);
+    query_text(&w,
+               "SELECT cause_event_id || '|' || payment_id || '|' || refund_id || '|' || at_ms,"
+               " model, line_key, CASE line_key WHEN '" FUNNEL_ATTR_UNATTRIBUTED "' THEN ''"
+               " ELSE lead_id END, campaign, source, medium, channel, touch_at_ms,"
+               " currency, client_id, credit, weight_ppm, reversal FROM attr_postings p"
+               " JOIN attr_models m ON m.name = p.model ORDER BY 1, m.k, p.id",
+               want, sizeof want);
+    cr_assert_gt(strlen(want), 1000);
+    cr_assert(strstr(want, "|C9|") && strstr(want, "|USD|"), "the test moves a payment");
+    cr_assert_str_eq(got, want);
+    world_close(&w);
+}
+
+/* The message of a payment over a 4-touch journey under nine models: the touches once, each
+ * model's amounts and weights packed, the currency and client once. */
+Test(engine, a_payments_message_packs_its_credits)
+{
+    static world_t w;
+    world_journey(&w, FUNNEL_ATTR_ALL_MODELS);
+    fx_engine_out_clear(&w.eng);
+    world_apply(&w, "payment.received", P9_JSON);
+    cr_assert_eq(w.eng.n_out, 1);
+    const Funnel__V1__AttributionCredited *c = w.eng.out[0]->attribution_credited;
+    cr_assert_eq(c->n_touches, 4);
+    size_t len = funnel__v1__envelope__get_packed_size(w.eng.out[0]);
+    /* 36 credits as one message each of model name, touch, Money, weight were 1,100 bytes */
+    cr_assert_leq(len, 560, "%zu bytes", len);
+    world_close(&w);
+}

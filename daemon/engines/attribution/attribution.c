@@ -353,13 +353,19 @@ typedef struct out_touch {
     char *mem; /* owns the strings of pb */
 } out_touch_t;
 
-/* A credit of an outgoing message with the storage its pointers name once published. */
-typedef struct out_credit {
-    Funnel__V1__AttributionCredit pb;
-    Funnel__V1__Money money;
-    char currency[8];
+/* A run of an outgoing message: consecutive credits of one model, direction, currency and
+ * client (see AttributionRun in the proto), with the storage its pointers name once
+ * published. */
+typedef struct out_run {
+    Funnel__V1__AttributionRun pb;
+    uint32_t *touch;
+    int64_t *minor;
+    int32_t *ppm;
+    size_t n, cap;
+    bool in_order;                     /* credit k names touch k so far */
+    char currency[8];                  /* "" when it is the message's */
     char client_id[FUNNEL_ID_MAX + 1]; /* "" when it is the message's */
-} out_credit_t;
+} out_run_t;
 
 /* One attribution.credited message being gathered: the credits of one entry (the payment or one
  * refund) under every model, published when the payment is settled. */
@@ -369,8 +375,8 @@ typedef struct out_msg {
     int64_t first_id; /* posting id of its first credit: the message's event_id */
     out_touch_t *touches;
     size_t n_touches, cap_touches;
-    out_credit_t *credits;
-    size_t n_credits, cap_credits;
+    out_run_t *runs;
+    size_t n_runs, cap_runs;
 } out_msg_t;
 
 /* A stored attr_posts row of the payment being settled: one line of one entry with what each
@@ -819,7 +825,12 @@ static void out_msg_clear(out_msg_t *m)
     for (size_t i = 0; i < m->n_touches; i++)
         free(m->touches[i].mem);
     free(m->touches);
-    free(m->credits);
+    for (size_t i = 0; i < m->n_runs; i++) {
+        free(m->runs[i].touch);
+        free(m->runs[i].minor);
+        free(m->runs[i].ppm);
+    }
+    free(m->runs);
     memset(m, 0, sizeof *m);
 }
 
@@ -886,6 +897,49 @@ static long out_touch_of(out_msg_t *m, const line_t *l, const char *touch_id, co
     return (long)m->n_touches++;
 }
 
+/* The run of m that a credit of model, direction, currency and client ("" when the message's)
+ * joins: the last one when it matches, else a new one; NULL when out of memory. */
+static out_run_t *out_run_of(out_msg_t *m, funnel_attribution_model_t model, bool reversal,
+                             const char *currency, const char *client_id)
+{
+    out_run_t *u = m->n_runs ? &m->runs[m->n_runs - 1] : NULL;
+    if (u && u->pb.model == (Funnel__V1__AttributionModel)model && u->pb.reversal == reversal &&
+        !strcmp(u->currency, currency) && !strcmp(u->client_id, client_id))
+        return u;
+    if (grow((void **)&m->runs, &m->cap_runs, m->n_runs + 1, sizeof *m->runs))
+        return NULL;
+    u = &m->runs[m->n_runs++];
+    memset(u, 0, sizeof *u);
+    funnel__v1__attribution_run__init(&u->pb);
+    u->pb.model = (Funnel__V1__AttributionModel)model;
+    u->pb.reversal = reversal;
+    u->in_order = true;
+    snprintf(u->currency, sizeof u->currency, "%s", currency);
+    copy_id(u->client_id, client_id);
+    return u;
+}
+
+/* Room for one more credit in each of u's lists. */
+static int out_run_reserve(out_run_t *u)
+{
+    if (u->n < u->cap)
+        return 0;
+    size_t cap = u->cap ? 2 * u->cap : 8;
+    uint32_t *touch = realloc(u->touch, cap * sizeof *touch);
+    if (touch)
+        u->touch = touch;
+    int64_t *minor = realloc(u->minor, cap * sizeof *minor);
+    if (minor)
+        u->minor = minor;
+    int32_t *ppm = realloc(u->ppm, cap * sizeof *ppm);
+    if (ppm)
+        u->ppm = ppm;
+    if (!touch || !minor || !ppm)
+        return FUNNEL_ENOMEM;
+    u->cap = cap;
+    return 0;
+}
+
 /* Adds one credit to the message of its entry. */
 static int out_add(run_t *r, const entry_t *e, const line_t *l, const char *client_id,
                    const char *journey_lead, const char *currency, int64_t credit, int64_t ppm,
@@ -896,19 +950,36 @@ static int out_add(run_t *r, const entry_t *e, const line_t *l, const char *clie
         return FUNNEL_ENOMEM;
     const char *touch_id = strcmp(l->key, FUNNEL_ATTR_UNATTRIBUTED) ? l->key : "";
     long t = out_touch_of(m, l, touch_id, str_eq(l->lead_id, journey_lead) ? "" : l->lead_id);
-    if (t < 0 || grow((void **)&m->credits, &m->cap_credits, m->n_credits + 1, sizeof *m->credits))
+    out_run_t *u = t < 0 ? NULL
+                         : out_run_of(m, e->model, reversal,
+                                      strcmp(currency, e->pay->currency) ? currency : "",
+                                      strcmp(client_id, e->pay->client_id) ? client_id : "");
+    if (!u || out_run_reserve(u))
         return FUNNEL_ENOMEM;
-    out_credit_t *c = &m->credits[m->n_credits++];
-    funnel__v1__attribution_credit__init(&c->pb);
-    c->pb.model = (char *)funnel_attribution_model_name(e->model);
-    c->pb.touch = (uint32_t)t;
-    c->pb.weight_ppm = (int32_t)ppm;
-    c->pb.reversal = reversal;
-    funnel__v1__money__init(&c->money);
-    c->money.minor = credit;
-    snprintf(c->currency, sizeof c->currency, "%s", currency);
-    copy_id(c->client_id, strcmp(client_id, e->pay->client_id) ? client_id : "");
+    u->in_order = u->in_order && (size_t)t == u->n;
+    u->touch[u->n] = (uint32_t)t;
+    u->minor[u->n] = credit;
+    u->ppm[u->n++] = (int32_t)ppm;
     return 0;
+}
+
+/* Points the runs' protobuf fields at their storage; the touch list is left out when credit k
+ * names touch k. */
+static Funnel__V1__AttributionRun **out_runs_pack(out_msg_t *m)
+{
+    Funnel__V1__AttributionRun **runs = malloc((m->n_runs ? m->n_runs : 1) * sizeof *runs);
+    for (size_t i = 0; runs && i < m->n_runs; i++) {
+        out_run_t *u = &m->runs[i];
+        u->pb.n_touch = u->in_order ? 0 : u->n;
+        u->pb.touch = u->touch;
+        u->pb.n_minor = u->pb.n_weight_ppm = u->n;
+        u->pb.minor = u->minor;
+        u->pb.weight_ppm = u->ppm;
+        u->pb.currency = u->currency;
+        u->pb.client_id = u->client_id;
+        runs[i] = &u->pb;
+    }
+    return runs;
 }
 
 /* Publishes the gathered messages of payment pay, whose journey is j, and forgets them. */
@@ -917,20 +988,13 @@ static int out_flush(run_t *r, const payment_t *pay, const journey_t *j)
     int rc = 0;
     for (size_t k = 0; !rc && k < r->n_out; k++) {
         out_msg_t *m = &r->out[k];
-        Funnel__V1__AttributionCredit **credits = malloc(m->n_credits * sizeof *credits);
+        Funnel__V1__AttributionRun **runs = out_runs_pack(m);
         Funnel__V1__AttributionTouch **touches = malloc(m->n_touches * sizeof *touches);
-        if (!credits || !touches) {
-            free(credits);
+        if (!runs || !touches) {
+            free(runs);
             free(touches);
             rc = FUNNEL_ENOMEM;
             break;
-        }
-        for (size_t i = 0; i < m->n_credits; i++) {
-            out_credit_t *c = &m->credits[i];
-            c->money.currency = c->currency;
-            c->pb.credit = &c->money;
-            c->pb.client_id = c->client_id;
-            credits[i] = &c->pb;
         }
         for (size_t i = 0; i < m->n_touches; i++)
             touches[i] = &m->touches[i].pb;
@@ -944,8 +1008,9 @@ static int out_flush(run_t *r, const payment_t *pay, const journey_t *j)
         body.cause_event_id = r->cause->event_id;
         body.n_touches = m->n_touches;
         body.touches = touches;
-        body.n_credits = m->n_credits;
-        body.credits = credits;
+        body.currency = (char *)pay->currency;
+        body.n_runs = m->n_runs;
+        body.runs = runs;
         funnel_envelope_t env = FUNNEL__V1__ENVELOPE__INIT;
         env.event_id = event_id;
         env.occurred_at_ms = m->at_ms;
@@ -953,7 +1018,7 @@ static int out_flush(run_t *r, const payment_t *pay, const journey_t *j)
         env.body_case = FUNNEL__V1__ENVELOPE__BODY_ATTRIBUTION_CREDITED;
         env.attribution_credited = &body;
         rc = funnel_router_emit(r->router, TOPIC_CREDITED, &env, r->now_ms);
-        free(credits);
+        free(runs);
         free(touches);
     }
     out_clear(r);
