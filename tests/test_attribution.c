@@ -1839,6 +1839,6 @@ Test(engine, a_payments_message_packs_its_credits)
     cr_assert_eq(c->n_touches, 4);
     size_t len = funnel__v1__envelope__get_packed_size(w.eng.out[0]);
     /* 36 credits as one message each of model name, touch, Money, weight were 1,100 bytes */
-    cr_assert_leq(len, 560, "%zu bytes", len);
+    cr_assert_leq(len, 480, "%zu bytes", len);
     world_close(&w);
 }

@@ -362,7 +362,6 @@ typedef struct out_run {
     int64_t *minor;
     int32_t *ppm;
     size_t n, cap;
-    bool in_order;                     /* credit k names touch k so far */
     char currency[8];                  /* "" when it is the message's */
     char client_id[FUNNEL_ID_MAX + 1]; /* "" when it is the message's */
 } out_run_t;
@@ -913,7 +912,6 @@ static out_run_t *out_run_of(out_msg_t *m, funnel_attribution_model_t model, boo
     funnel__v1__attribution_run__init(&u->pb);
     u->pb.model = (Funnel__V1__AttributionModel)model;
     u->pb.reversal = reversal;
-    u->in_order = true;
     snprintf(u->currency, sizeof u->currency, "%s", currency);
     copy_id(u->client_id, client_id);
     return u;
@@ -956,10 +954,54 @@ static int out_add(run_t *r, const entry_t *e, const line_t *l, const char *clie
                                       strcmp(client_id, e->pay->client_id) ? client_id : "");
     if (!u || out_run_reserve(u))
         return FUNNEL_ENOMEM;
-    u->in_order = u->in_order && (size_t)t == u->n;
     u->touch[u->n] = (uint32_t)t;
     u->minor[u->n] = credit;
     u->ppm[u->n++] = (int32_t)ppm;
+    return 0;
+}
+
+/* Journey order (time, then id), whatever model named a touch first. */
+static int out_touch_cmp(const Funnel__V1__AttributionTouch *a,
+                         const Funnel__V1__AttributionTouch *b)
+{
+    if (a->touch_at_ms != b->touch_at_ms)
+        return a->touch_at_ms < b->touch_at_ms ? -1 : 1;
+    int c = strcmp(a->touch_id, b->touch_id);
+    c = c ? c : strcmp(a->lead_id, b->lead_id);
+    c = c ? c : strcmp(a->campaign, b->campaign);
+    c = c ? c : strcmp(a->source, b->source);
+    c = c ? c : strcmp(a->medium, b->medium);
+    return c ? c : strcmp(a->channel, b->channel);
+}
+
+/* Lists m's touches in journey order and renumbers the credits' touches: most runs then name
+ * touch k at credit k and need no touch list. */
+static int out_touches_sort(out_msg_t *m)
+{
+    size_t n = m->n_touches;
+    uint32_t *rank = malloc((n ? n : 1) * sizeof *rank);
+    out_touch_t *sorted = malloc((n ? n : 1) * sizeof *sorted);
+    if (!rank || !sorted) {
+        free(rank);
+        free(sorted);
+        return FUNNEL_ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++) { /* insertion: a message names a handful of touches */
+        size_t k = i;
+        for (; k > 0 && out_touch_cmp(&m->touches[i].pb, &sorted[k - 1].pb) < 0; k--)
+            sorted[k] = sorted[k - 1];
+        sorted[k] = m->touches[i];
+    }
+    for (size_t k = 0; k < n; k++)
+        for (size_t i = 0; i < n; i++)
+            if (sorted[k].mem == m->touches[i].mem)
+                rank[i] = (uint32_t)k;
+    for (size_t r = 0; r < m->n_runs; r++)
+        for (size_t c = 0; c < m->runs[r].n; c++)
+            m->runs[r].touch[c] = rank[m->runs[r].touch[c]];
+    memcpy(m->touches, sorted, n * sizeof *sorted);
+    free(sorted);
+    free(rank);
     return 0;
 }
 
@@ -967,10 +1009,15 @@ static int out_add(run_t *r, const entry_t *e, const line_t *l, const char *clie
  * names touch k. */
 static Funnel__V1__AttributionRun **out_runs_pack(out_msg_t *m)
 {
+    if (out_touches_sort(m))
+        return NULL;
     Funnel__V1__AttributionRun **runs = malloc((m->n_runs ? m->n_runs : 1) * sizeof *runs);
     for (size_t i = 0; runs && i < m->n_runs; i++) {
         out_run_t *u = &m->runs[i];
-        u->pb.n_touch = u->in_order ? 0 : u->n;
+        bool in_order = true;
+        for (size_t c = 0; c < u->n; c++)
+            in_order = in_order && u->touch[c] == c;
+        u->pb.n_touch = in_order ? 0 : u->n;
         u->pb.touch = u->touch;
         u->pb.n_minor = u->pb.n_weight_ppm = u->n;
         u->pb.minor = u->minor;
