@@ -413,15 +413,18 @@ static int64_t stream_sum(const world_t *w, const char *model, size_t *reversals
     int64_t sum = 0;
     for (size_t i = 0; i < w->eng.n_out; i++) {
         const Funnel__V1__AttributionCredited *c = w->eng.out[i]->attribution_credited;
-        for (size_t k = 0; k < c->n_credits; k++) {
-            const Funnel__V1__AttributionCredit *cr = c->credits[k];
-            cr_assert_lt(cr->touch, c->n_touches, "a credit names a touch of its message");
-            if (model && strcmp(cr->model, model))
+        funnel_attr_credit_t *credits;
+        size_t n;
+        cr_assert_eq(funnel_attribution_credits(c, &credits, &n), 0,
+                     "every credit names a touch of its message");
+        for (size_t k = 0; k < n; k++) {
+            if (model && strcmp(funnel_attribution_model_name(credits[k].model), model))
                 continue;
-            sum += cr->credit->minor;
+            sum += credits[k].minor;
             if (reversals)
-                *reversals += cr->reversal;
+                *reversals += credits[k].reversal;
         }
+        free(credits);
     }
     return sum;
 }
@@ -662,13 +665,22 @@ Test(engine, late_handoff_reverses_the_unattributed_credit)
     cr_assert_eq(c->n_touches, 1);
     cr_assert_str_eq(c->touches[0]->campaign, FUNNEL_ATTR_UNATTRIBUTED);
     cr_assert_str_eq(c->touches[0]->touch_id, "");
-    cr_assert_eq(c->n_credits, NM);
-    for (size_t k = 0; k < c->n_credits; k++) {
-        cr_assert_eq(c->credits[k]->touch, 0);
-        cr_assert_eq(c->credits[k]->credit->minor, 100003);
-        cr_assert_eq(c->credits[k]->weight_ppm, 1000000);
-        cr_assert_str_eq(c->credits[k]->model, funnel_attribution_model_name(k));
+    cr_assert_str_eq(c->currency, "EUR");
+    cr_assert_eq(c->n_runs, NM, "one run per model");
+    funnel_attr_credit_t *cr;
+    size_t n_cr;
+    cr_assert_eq(funnel_attribution_credits(c, &cr, &n_cr), 0);
+    cr_assert_eq(n_cr, NM);
+    for (size_t k = 0; k < n_cr; k++) {
+        cr_assert_eq(cr[k].touch, 0);
+        cr_assert_eq(cr[k].minor, 100003);
+        cr_assert_str_eq(cr[k].currency, "EUR");
+        cr_assert_str_eq(cr[k].client_id, "C1");
+        cr_assert_eq(cr[k].weight_ppm, 1000000);
+        cr_assert_eq(cr[k].model, k);
+        cr_assert_not(cr[k].reversal);
     }
+    free(cr);
     for (size_t i = 0; i < n; i++)
         if (i != 7)
             world_apply(&w, ev_topic[i], ev[i]);
@@ -807,25 +819,26 @@ Test(engine, schema_3_stores_each_line_once_and_keeps_every_posting_and_its_id)
      * last row, as AUTOINCREMENT allows: the next id must still follow it. */
     char *msg = NULL;
     char sql[4096];
-    snprintf(sql, sizeof sql,
-             "CREATE TABLE old_p AS SELECT " ALL_POSTING_COLUMNS " FROM attr_postings;"
-             "DROP VIEW attr_postings; DROP TABLE attr_posts; DROP TABLE attr_lines;"
-             "DROP TABLE attr_counter; DROP TABLE attr_models;" TOUCHES_BEFORE_5
-             "CREATE TABLE attr_postings (id INTEGER PRIMARY KEY AUTOINCREMENT,"
-             "  payment_id TEXT NOT NULL, refund_id TEXT NOT NULL, model TEXT NOT NULL,"
-             "  line_key TEXT NOT NULL, client_id TEXT NOT NULL, lead_id TEXT NOT NULL,"
-             "  campaign TEXT NOT NULL, source TEXT NOT NULL, medium TEXT NOT NULL,"
-             "  channel TEXT NOT NULL, touch_at_ms INTEGER NOT NULL, currency TEXT NOT NULL,"
-             "  credit INTEGER NOT NULL, weight_ppm INTEGER NOT NULL, reversal INTEGER NOT NULL,"
-             "  at_ms INTEGER NOT NULL, cause_event_id TEXT NOT NULL);"
-             "INSERT INTO attr_postings SELECT * FROM old_p ORDER BY id; DROP TABLE old_p;"
-             "UPDATE sqlite_sequence SET seq = %lld WHERE name = 'attr_postings';"
-             "UPDATE meta SET value = 2 WHERE key = 'schema.attribution';",
-             (long long)last + 5);
+    snprintf(
+        sql, sizeof sql,
+        "CREATE TABLE old_p AS SELECT " ALL_POSTING_COLUMNS " FROM attr_postings;"
+        "DROP VIEW attr_postings; DROP TABLE attr_posts; DROP TABLE attr_lines;"
+        "DROP TABLE attr_counter; DROP TABLE attr_models; DROP TABLE attr_sums;" TOUCHES_BEFORE_5
+        "CREATE TABLE attr_postings (id INTEGER PRIMARY KEY AUTOINCREMENT,"
+        "  payment_id TEXT NOT NULL, refund_id TEXT NOT NULL, model TEXT NOT NULL,"
+        "  line_key TEXT NOT NULL, client_id TEXT NOT NULL, lead_id TEXT NOT NULL,"
+        "  campaign TEXT NOT NULL, source TEXT NOT NULL, medium TEXT NOT NULL,"
+        "  channel TEXT NOT NULL, touch_at_ms INTEGER NOT NULL, currency TEXT NOT NULL,"
+        "  credit INTEGER NOT NULL, weight_ppm INTEGER NOT NULL, reversal INTEGER NOT NULL,"
+        "  at_ms INTEGER NOT NULL, cause_event_id TEXT NOT NULL);"
+        "INSERT INTO attr_postings SELECT * FROM old_p ORDER BY id; DROP TABLE old_p;"
+        "UPDATE sqlite_sequence SET seq = %lld WHERE name = 'attr_postings';"
+        "UPDATE meta SET value = 2 WHERE key = 'schema.attribution';",
+        (long long)last + 5);
     cr_assert_eq(sqlite3_exec(funnel_store_db(w.store), sql, NULL, NULL, &msg), SQLITE_OK, "%s",
                  msg);
     world_restart_engine(&w);
-    cr_assert_eq(funnel_store_module_version(w.store, "attribution"), 5);
+    cr_assert_eq(funnel_store_module_version(w.store, "attribution"), 6);
     query_text(&w, "SELECT " ALL_POSTING_COLUMNS " FROM attr_postings ORDER BY id", after,
                sizeof after);
     cr_assert_str_eq(after, before, "every posting survives the steps as it was");
@@ -885,7 +898,7 @@ static void schema_4_world(world_t *w, bool back_to_3)
                  "  refund_id, line_id);"
                  "CREATE INDEX attr_credits_by_time ON attr_credits(at_ms);"
                  "DROP VIEW attr_postings; DROP TABLE attr_posts; DROP TABLE attr_counter;"
-                 "DROP TABLE attr_models;" TOUCHES_BEFORE_5
+                 "DROP TABLE attr_models; DROP TABLE attr_sums;" TOUCHES_BEFORE_5
                  "CREATE VIEW attr_postings AS SELECT c.id, c.payment_id, c.refund_id, c.model,"
                  "  l.line_key, c.client_id, l.lead_id, l.campaign, l.source, l.medium, l.channel,"
                  "  l.touch_at_ms, c.currency, c.credit, c.weight_ppm, c.reversal, c.at_ms,"
@@ -896,7 +909,7 @@ static void schema_4_world(world_t *w, bool back_to_3)
         cr_assert_eq(sqlite3_exec(funnel_store_db(w->store), sql, NULL, NULL, &msg), SQLITE_OK,
                      "%s", msg);
         world_restart_engine(w);
-        cr_assert_eq(funnel_store_module_version(w->store, "attribution"), 5);
+        cr_assert_eq(funnel_store_module_version(w->store, "attribution"), 6);
         assert_next_event_id(w, last + 6);
     } else {
         world_apply(w, "payment.received", P9_JSON);
@@ -1159,12 +1172,15 @@ Test(engine, only_configured_models_and_awkward_amounts)
                 "\"clientId\":\"C1\",\"amount\":{\"minor\":1,\"currency\":\"EUR\"}}");
     assert_entries_exact(&w, "P-1||2|1|1\nPB||2|9223372036854775807|9223372036854775807\n");
     for (size_t i = 0; i < w.eng.n_out; i++) {
-        const Funnel__V1__AttributionCredited *c = w.eng.out[i]->attribution_credited;
-        for (size_t k = 0; k < c->n_credits; k++) {
-            const char *m = c->credits[k]->model;
-            cr_assert(!strcmp(m, "time_decay") || !strcmp(m, "u_shaped"), "model %s", m);
-            cr_assert_neq(c->credits[k]->credit->minor, 0, "no zero lines");
+        funnel_attr_credit_t *cr;
+        size_t n_cr;
+        cr_assert_eq(funnel_attribution_credits(w.eng.out[i]->attribution_credited, &cr, &n_cr), 0);
+        for (size_t k = 0; k < n_cr; k++) {
+            funnel_attribution_model_t m = cr[k].model;
+            cr_assert(m == FUNNEL_ATTR_TIME_DECAY || m == FUNNEL_ATTR_U_SHAPED, "model %d", m);
+            cr_assert_neq(cr[k].minor, 0, "no zero lines");
         }
+        free(cr);
     }
     /* one minor unit under u_shaped (40/40/10/10): the first touch (largest remainder, then
      * the earlier touch) */
@@ -1357,4 +1373,472 @@ Test(config, attribution_section_defaults_parse_and_refusals)
     /* a refused file left the loaded values alone */
     cr_assert_eq(ATTRIBUTION(cfg)->lookback_days, 30);
     funnel_config_clear(&cfg);
+}
+
+/* ---- the day sums behind the report ----------------------------------------------------- */
+
+/* The first UTC midnight at or after t, as the report counts days. */
+static int64_t ceil_day(int64_t t)
+{
+    if (t > INT64_MAX - DAY)
+        return INT64_MAX;
+    if (t <= INT64_MIN + DAY)
+        return INT64_MIN;
+    int64_t d = t / DAY - (t % DAY < 0);
+    return d * DAY == t ? t : (d + 1) * DAY;
+}
+
+/* The report as text, one "group|currency|c0|..|c8" line per row. */
+static void report_rows(world_t *w, const char *by, int64_t from, int64_t to, char *out,
+                        size_t out_len)
+{
+    funnel_report_attr_model_t *m = NULL;
+    funnel_report_attr_t r = {.by = by, .models = FUNNEL_ATTR_ALL_MODELS, .from = from, .to = to};
+    char err[256] = "";
+    size_t used = 0;
+    cr_assert_eq(funnel_report_attr_model_new(&m), 0);
+    cr_assert_eq(funnel_report_attribution(m, w->store, &r, err, sizeof err), 0, "%s", err);
+    out[0] = '\0';
+    for (size_t i = 0; i < r.n; i++) {
+        used += (size_t)snprintf(out + used, out_len - used, "%s|%s", r.rows[i].group,
+                                 r.rows[i].currency);
+        for (unsigned k = 0; k < NM; k++)
+            used += (size_t)snprintf(out + used, out_len - used, "|%lld",
+                                     (long long)r.rows[i].credit[k]);
+        used += (size_t)snprintf(out + used, out_len - used, "\n");
+        cr_assert_lt(used, out_len);
+    }
+    funnel_report_attribution_clear(&r);
+    funnel_report_attr_model_destroy(&m);
+}
+
+/* Appends one report line of raw_rows: "group|currency|c0|..|c8". */
+static size_t raw_line(char *out, size_t out_len, const char *group, const char *currency,
+                       const __int128 *total)
+{
+    size_t used = (size_t)snprintf(out, out_len, "%s|%s", group, currency);
+    for (unsigned k = 0; k < NM; k++) {
+        cr_assert(total[k] <= INT64_MAX && total[k] >= INT64_MIN);
+        used += (size_t)snprintf(out + used, out_len - used, "|%lld", (long long)total[k]);
+    }
+    used += (size_t)snprintf(out + used, out_len - used, "\n");
+    cr_assert_lt(used, out_len);
+    return used;
+}
+
+/* The same figures summed in 128 bits from every raw posting of the period, as the report
+ * counts it. */
+static void raw_rows(world_t *w, const char *by, int64_t from, int64_t to, char *out,
+                     size_t out_len)
+{
+    char sql[512], group[256] = "", currency[16] = "";
+    sqlite3_stmt *st;
+    __int128 total[NM] = {0};
+    size_t used = 0;
+    bool any = false;
+    snprintf(sql, sizeof sql,
+             "SELECT %s, currency, model, credit FROM attr_postings WHERE at_ms >= %lld AND"
+             " at_ms < %lld ORDER BY 1, 2",
+             by, (long long)ceil_day(from), (long long)ceil_day(to));
+    cr_assert_eq(sqlite3_prepare_v2(funnel_store_db(w->store), sql, -1, &st, NULL), SQLITE_OK);
+    out[0] = '\0';
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *g = (const char *)sqlite3_column_text(st, 0);
+        const char *c = (const char *)sqlite3_column_text(st, 1);
+        if (any && (strcmp(g, group) || strcmp(c, currency))) {
+            used += raw_line(out + used, out_len - used, group, currency, total);
+            memset(total, 0, sizeof total);
+        }
+        any = true;
+        snprintf(group, sizeof group, "%s", g);
+        snprintf(currency, sizeof currency, "%s", c);
+        funnel_attribution_model_t m;
+        cr_assert_eq(funnel_attribution_model_parse((const char *)sqlite3_column_text(st, 2), &m),
+                     0);
+        total[m] += sqlite3_column_int64(st, 3);
+    }
+    cr_assert_eq(rc, SQLITE_DONE);
+    if (any)
+        raw_line(out + used, out_len - used, group, currency, total);
+    sqlite3_finalize(st);
+}
+
+static uint64_t lcg(uint64_t *seed)
+{
+    *seed = *seed * 6364136223846793005ULL + 1442695040888963407ULL;
+    return *seed >> 33;
+}
+
+#define MIX_MAX 96
+
+/* A mixed stream over 90 days: leads with touches of several tags, SQL qualifications,
+ * handoffs, payments in two currencies, refunds (some before their payment, some in the other
+ * currency, some moved to another payment by a repeated refund_id). */
+static size_t mixed_events(uint64_t seed, char (*evs)[512], const char **topics)
+{
+    static const char *const campaigns[] = {"spring", "summer", "brand"};
+    static const char *const sources[] = {"google", "meta"};
+    static const char *const cur[] = {"EUR", "USD"};
+    const int64_t base = T0 - 40 * DAY;
+    size_t n = 0;
+#define MIX(topic, ...)                                                                            \
+    do {                                                                                           \
+        topics[n] = topic;                                                                         \
+        snprintf(evs[n++], 512, __VA_ARGS__);                                                      \
+    } while (0)
+    for (int l = 0; l < 5; l++) {
+        int64_t at = base + (int64_t)(lcg(&seed) % (20 * DAY));
+        MIX("lead.created",
+            "{\"eventId\":\"mc-%d\",\"occurredAtMs\":%lld,\"leadId\":\"ML%d\",\"touches\":["
+            "{\"campaign\":\"%s\",\"source\":\"%s\",\"atMs\":%lld}]}",
+            l, (long long)at, l, campaigns[lcg(&seed) % 3], sources[lcg(&seed) % 2],
+            (long long)(at - 3 * DAY));
+        for (int t = 0; t < 3; t++)
+            MIX("lead.touched",
+                "{\"eventId\":\"mt-%d-%d\",\"occurredAtMs\":%lld,\"leadId\":\"ML%d\",\"touch\":"
+                "{\"campaign\":\"%s\",\"source\":\"%s\",\"medium\":\"cpc\"}}",
+                l, t, (long long)(at + (int64_t)(lcg(&seed) % (9 * DAY))), l,
+                campaigns[lcg(&seed) % 3], sources[lcg(&seed) % 2]);
+        if (l % 2)
+            MIX("lead.qualified",
+                "{\"eventId\":\"mq-%d\",\"occurredAtMs\":%lld,\"leadId\":\"ML%d\","
+                "\"stage\":\"SQL\"}",
+                l, (long long)(at + 4 * DAY), l);
+        if (l < 4)
+            MIX("client.handed_off",
+                "{\"eventId\":\"mh-%d\",\"occurredAtMs\":%lld,\"clientId\":\"MC%d\","
+                "\"leadId\":\"ML%d\",\"fromRep\":\"rep1\"}",
+                l, (long long)(at + 10 * DAY), l, l);
+    }
+    for (int p = 0; p < 24; p++)
+        MIX("payment.received",
+            "{\"eventId\":\"mp-%d\",\"occurredAtMs\":%lld,\"paymentId\":\"MP%d\","
+            "\"clientId\":\"MC%d\",\"amount\":{\"minor\":%llu,\"currency\":\"%s\"}}",
+            p, (long long)(T0 - 10 * DAY + (int64_t)(lcg(&seed) % (60 * DAY))), p,
+            (int)(lcg(&seed) % 5), (unsigned long long)(1 + lcg(&seed) % 100000),
+            cur[lcg(&seed) % 2]);
+    for (int k = 0; k < 10; k++)
+        MIX("payment.refunded",
+            "{\"eventId\":\"mr-%d\",\"occurredAtMs\":%lld,\"refundId\":\"MR%d\","
+            "\"paymentId\":\"MP%d\",\"clientId\":\"MC0\",\"amount\":{\"minor\":%llu,"
+            "\"currency\":\"%s\"}}",
+            k, (long long)(T0 + (int64_t)(lcg(&seed) % (50 * DAY))), k % 8, (int)(lcg(&seed) % 24),
+            (unsigned long long)(1 + lcg(&seed) % 60000), cur[lcg(&seed) % 2]);
+#undef MIX
+    cr_assert_leq(n, MIX_MAX);
+    return n;
+}
+
+/* A random period: all time, open at either end, or between two instants (not midnights). */
+static void random_range(uint64_t *seed, int64_t *from, int64_t *to)
+{
+    int64_t lo = T0 - 50 * DAY + (int64_t)(lcg(seed) % (110 * DAY));
+    int64_t hi = lo + (int64_t)(lcg(seed) % (70 * DAY));
+    switch (lcg(seed) % 5) {
+    case 0:
+        *from = INT64_MIN, *to = INT64_MAX;
+        break;
+    case 1:
+        *from = INT64_MIN, *to = hi;
+        break;
+    case 2:
+        *from = lo, *to = INT64_MAX;
+        break;
+    default:
+        *from = lo, *to = hi;
+    }
+}
+
+/* Whatever the arrival order, the report of any period and grouping equals the sum of the raw
+ * postings of that period, and the day sums themselves are the same (but for sums that came
+ * back to zero: a line posted and reversed in one order only). */
+Test(engine, the_report_equals_the_raw_postings_for_any_period_order_and_refund, .timeout = 240)
+{
+    static world_t w;
+    static char evs[MIX_MAX][512], got[32768], want[32768], sums0[65536], sums[65536];
+    static const char *topics[MIX_MAX];
+    static const char *const by[] = {"campaign", "source", "medium", "channel"};
+    uint64_t seed = 7;
+    for (int round = 0; round < 6; round++) {
+        size_t n = mixed_events(11, evs, topics), perm[MIX_MAX];
+        for (size_t i = 0; i < n; i++)
+            perm[i] = i;
+        for (size_t i = n - 1; round && i > 0; i--) {
+            size_t k = (size_t)(lcg(&seed) % (i + 1)), t = perm[i];
+            perm[i] = perm[k];
+            perm[k] = t;
+        }
+        world_open(&w, FUNNEL_ATTR_ALL_MODELS);
+        for (size_t i = 0; i < n; i++)
+            world_apply(&w, topics[perm[i]], evs[perm[i]]);
+        cr_assert_gt(fx_sql_int(funnel_store_db(w.store),
+                                "SELECT count(*) FROM attr_postings WHERE reversal", NULL),
+                     0, "the orders make reversals");
+        for (int q = 0; q < 40; q++) {
+            int64_t from, to;
+            random_range(&seed, &from, &to);
+            const char *g = by[q % 4];
+            report_rows(&w, g, from, to, got, sizeof got);
+            raw_rows(&w, g, from, to, want, sizeof want);
+            cr_assert_str_eq(got, want, "round %d, by %s, [%lld, %lld)", round, g, (long long)from,
+                             (long long)to);
+        }
+        query_text(&w,
+                   "SELECT s.day, g.campaign, g.source, g.medium, g.channel, s.currency, s.c0,"
+                   " s.c1, s.c2, s.c3, s.c4, s.c5, s.c6, s.c7, s.c8 FROM attr_sums s JOIN"
+                   " attr_tags g ON g.id = s.tag_id WHERE s.c0 OR s.c1 OR s.c2 OR s.c3 OR s.c4"
+                   " OR s.c5 OR s.c6 OR s.c7 OR s.c8 ORDER BY 1, 2, 3, 4, 5, 6",
+                   round ? sums : sums0, sizeof sums);
+        if (round)
+            cr_assert_str_eq(sums, sums0, "round %d: the day sums depend on the order", round);
+        world_close(&w);
+    }
+}
+
+/* The report of all time adds up one row per day and tag: it does not read the postings, so
+ * a year of payments costs it no more than a day of them. */
+Test(engine, the_report_of_all_time_reads_day_sums_not_postings)
+{
+    static world_t w;
+    world_journey(&w, FUNNEL_ATTR_ALL_MODELS);
+    long before = report_steps(&w, INT64_MIN, INT64_MAX);
+    for (int i = 0; i < 60; i++) {
+        char json[512];
+        snprintf(json, sizeof json,
+                 "{\"eventId\":\"e-day-%d\",\"occurredAtMs\":%lld,\"paymentId\":\"PD%d\","
+                 "\"clientId\":\"C1\",\"amount\":{\"minor\":%d,\"currency\":\"EUR\"}}",
+                 i, T0 + 3 * DAY + i, i, 1000 + i);
+        world_apply(&w, "payment.received", json);
+    }
+    long after = report_steps(&w, INT64_MIN, INT64_MAX);
+    /* Sixty payments of four lines each would be hundreds of steps; their day sums one row
+     * per tag of that day. */
+    cr_assert_lt(after, before + 60, "%ld steps, then %ld", before, after);
+    world_close(&w);
+}
+
+/* Sums too large for 64 bits on one day (a later refund brings the period back in range) give
+ * the same report as the raw postings, which are summed in 128 bits. */
+Test(engine, a_day_sum_past_int64_gives_the_raw_figures)
+{
+    static world_t w;
+    static char got[8192], want[8192];
+    world_journey(&w, 1u << FUNNEL_ATTR_FIRST_TOUCH);
+    for (int i = 0; i < 2; i++) {
+        char json[512];
+        snprintf(json, sizeof json,
+                 "{\"eventId\":\"e-big-%d\",\"occurredAtMs\":%lld,\"paymentId\":\"PB%d\","
+                 "\"clientId\":\"C1\",\"amount\":{\"minor\":5000000000000000000,"
+                 "\"currency\":\"EUR\"}}",
+                 i, T0 + 5 * DAY + i, i);
+        world_apply(&w, "payment.received", json);
+    }
+    world_apply(&w, "payment.refunded",
+                "{\"eventId\":\"e-big-r\",\"occurredAtMs\":1700900000000,\"refundId\":\"RB\","
+                "\"paymentId\":\"PB1\",\"clientId\":\"C1\",\"amount\":{\"minor\":"
+                "5000000000000000000,\"currency\":\"EUR\"}}");
+    report_rows(&w, "campaign", INT64_MIN, INT64_MAX, got, sizeof got);
+    raw_rows(&w, "campaign", INT64_MIN, INT64_MAX, want, sizeof want);
+    cr_assert_str_eq(got, want);
+    world_close(&w);
+}
+
+/* A database of schema 5 (no day sums) gets them from its postings when the engine starts,
+ * and reports and goes on exactly as one that had them from the start. */
+Test(engine, schema_6_fills_the_day_sums_from_a_schema_5_database)
+{
+    static world_t a, b;
+    static char evs[MIX_MAX][512], ra[32768], rb[32768];
+    static const char *topics[MIX_MAX];
+    size_t n = mixed_events(5, evs, topics);
+    world_open(&a, FUNNEL_ATTR_ALL_MODELS);
+    world_open(&b, FUNNEL_ATTR_ALL_MODELS);
+    for (size_t i = 0; i < n; i++) {
+        world_apply(&a, topics[i], evs[i]);
+        world_apply(&b, topics[i], evs[i]);
+        if (i != n / 2)
+            continue;
+        char *msg = NULL;
+        cr_assert_eq(sqlite3_exec(funnel_store_db(a.store),
+                                  "DROP TABLE attr_sums; DELETE FROM attr_tags WHERE id NOT IN"
+                                  " (SELECT tag_id FROM attr_touches);"
+                                  "UPDATE meta SET value = 5 WHERE key = 'schema.attribution';",
+                                  NULL, NULL, &msg),
+                     SQLITE_OK, "%s", msg);
+        world_restart_engine(&a);
+        cr_assert_eq(funnel_store_module_version(a.store, "attribution"), 6);
+    }
+    static const char *const by[] = {"campaign", "source", "medium", "channel"};
+    uint64_t seed = 3;
+    for (int q = 0; q < 16; q++) {
+        int64_t from, to;
+        random_range(&seed, &from, &to);
+        report_rows(&a, by[q % 4], from, to, ra, sizeof ra);
+        report_rows(&b, by[q % 4], from, to, rb, sizeof rb);
+        cr_assert_str_eq(ra, rb);
+        raw_rows(&a, by[q % 4], from, to, rb, sizeof rb);
+        cr_assert_str_eq(ra, rb);
+    }
+    world_close(&a);
+    world_close(&b);
+}
+
+/* Drops the lines of report text whose nine credits are all zero, in place. */
+static void drop_zero_rows(char *text)
+{
+    static const char zeros[] = "|0|0|0|0|0|0|0|0|0\n";
+    char *out = text;
+    for (char *line = text; *line;) {
+        char *end = strchr(line, '\n');
+        size_t len = (size_t)(end - line) + 1;
+        bool zero = len >= sizeof zeros - 1 &&
+                    !memcmp(end + 1 - (sizeof zeros - 1), zeros, sizeof zeros - 1);
+        if (!zero) {
+            memmove(out, line, len);
+            out += len;
+        }
+        line = end + 1;
+    }
+    *out = '\0';
+}
+
+#define REFUND_JSON(id, at)                                                                        \
+    "{\"eventId\":\"" id "\",\"occurredAtMs\":" at ",\"refundId\":\"RD\",\"paymentId\":\"P1\","    \
+    "\"clientId\":\"C1\",\"amount\":{\"minor\":500,\"currency\":\"EUR\"}}"
+
+/* A refund repeated with an earlier time (the earliest wins) moves its credits to that day in
+ * either order: a credit is never left on the day of the later duplicate. */
+Test(engine, an_earlier_duplicate_moves_the_credits_to_its_day_in_any_order)
+{
+    static world_t a, b;
+    static char ra[8192], rb[8192];
+    const int64_t later = 1700600000000LL;
+    world_journey(&a, FUNNEL_ATTR_ALL_MODELS);
+    world_journey(&b, FUNNEL_ATTR_ALL_MODELS);
+    world_apply(&a, "payment.refunded", REFUND_JSON("e-rd0", "1700500000000"));
+    world_apply(&a, "payment.refunded", REFUND_JSON("e-rd1", "1700600000000"));
+    world_apply(&b, "payment.refunded", REFUND_JSON("e-rd1", "1700600000000"));
+    world_apply(&b, "payment.refunded", REFUND_JSON("e-rd0", "1700500000000"));
+    raw_rows(&a, "campaign", later - later % DAY, later, ra, sizeof ra);
+    raw_rows(&b, "campaign", later - later % DAY, later, rb, sizeof rb);
+    drop_zero_rows(rb);
+    cr_assert_str_eq(ra, "", "in order nothing is credited on the later day");
+    cr_assert_str_eq(rb, ra);
+    report_rows(&b, "campaign", INT64_MIN, INT64_MAX, rb, sizeof rb);
+    report_rows(&a, "campaign", INT64_MIN, INT64_MAX, ra, sizeof ra);
+    cr_assert_str_eq(rb, ra);
+    world_close(&a);
+    world_close(&b);
+}
+
+#undef REFUND_JSON
+
+/* ---- the message's runs ------------------------------------------------------------------ */
+
+/* One credit of a published message as text, keyed for sorting like the postings below. */
+typedef struct msg_line {
+    char key[256]; /* cause|payment|refund|at_ms */
+    funnel_attribution_model_t model;
+    size_t msg, k;
+    char text[512];
+} msg_line_t;
+
+static int msg_line_cmp(const void *pa, const void *pb)
+{
+    const msg_line_t *a = pa, *b = pb;
+    int c = strcmp(a->key, b->key);
+    if (c)
+        return c;
+    if (a->model != b->model)
+        return a->model < b->model ? -1 : 1;
+    if (a->msg != b->msg)
+        return a->msg < b->msg ? -1 : 1;
+    return (a->k > b->k) - (a->k < b->k);
+}
+
+/* Every credit of every published message, unpacked, as the lines query below prints them. */
+static void published_credits(world_t *w, char *out, size_t out_len)
+{
+    msg_line_t *lines = NULL;
+    size_t n = 0, used = 0;
+    for (size_t i = 0; i < w->eng.n_out; i++) {
+        const funnel_envelope_t *env = w->eng.out[i];
+        const Funnel__V1__AttributionCredited *c = env->attribution_credited;
+        funnel_attr_credit_t *cr;
+        size_t n_cr;
+        cr_assert_eq(funnel_attribution_credits(c, &cr, &n_cr), 0);
+        lines = realloc(lines, (n + n_cr) * sizeof *lines);
+        cr_assert(lines);
+        for (size_t k = 0; k < n_cr; k++) {
+            const Funnel__V1__AttributionTouch *t = c->touches[cr[k].touch];
+            msg_line_t *l = &lines[n++];
+            l->model = cr[k].model;
+            l->msg = i;
+            l->k = k;
+            snprintf(l->key, sizeof l->key, "%s|%s|%s|%lld", c->cause_event_id, c->payment_id,
+                     c->refund_id, (long long)env->occurred_at_ms);
+            snprintf(l->text, sizeof l->text, "%s|%s|%s|%s|%s|%s|%s|%s|%lld|%s|%s|%lld|%d|%d\n",
+                     l->key, funnel_attribution_model_name(cr[k].model),
+                     t->touch_id[0] ? t->touch_id : FUNNEL_ATTR_UNATTRIBUTED,
+                     !t->touch_id[0] ? ""
+                     : t->lead_id[0] ? t->lead_id
+                                     : c->lead_id,
+                     t->campaign, t->source, t->medium, t->channel, (long long)t->touch_at_ms,
+                     cr[k].currency, cr[k].client_id, (long long)cr[k].minor, cr[k].weight_ppm,
+                     cr[k].reversal);
+        }
+        free(cr);
+    }
+    qsort(lines, n, sizeof *lines, msg_line_cmp);
+    out[0] = '\0';
+    for (size_t i = 0; i < n; i++) {
+        used += (size_t)snprintf(out + used, out_len - used, "%s", lines[i].text);
+        cr_assert_lt(used, out_len);
+    }
+    free(lines);
+}
+
+/* What subscribers must recover from the messages: every posted credit, with its touch,
+ * amount, currency, client, weight and direction, in posting order within its entry and
+ * model. (The lead of an unattributed line is not told: an empty lead_id means the message's.) */
+Test(engine, the_messages_carry_exactly_the_posted_credits)
+{
+    static world_t w;
+    static char got[1 << 20], want[1 << 20];
+    world_open(&w, FUNNEL_ATTR_ALL_MODELS);
+    schema_4_world(&w, false);
+    /* a payment moved to another client and in another currency by an earlier duplicate */
+    world_apply(&w, "payment.received",
+                "{\"eventId\":\"e-dup\",\"occurredAtMs\":1700000000001,\"paymentId\":\"P9\","
+                "\"clientId\":\"C9\",\"amount\":{\"minor\":901,\"currency\":\"USD\"}}");
+    published_credits(&w, got, sizeof got);
+    query_text(&w,
+               "SELECT cause_event_id || '|' || payment_id || '|' || refund_id || '|' || at_ms,"
+               " model, line_key, CASE line_key WHEN '" FUNNEL_ATTR_UNATTRIBUTED "' THEN ''"
+               " ELSE lead_id END, campaign, source, medium, channel, touch_at_ms,"
+               " currency, client_id, credit, weight_ppm, reversal FROM attr_postings p"
+               " JOIN attr_models m ON m.name = p.model ORDER BY 1, m.k, p.id",
+               want, sizeof want);
+    cr_assert_gt(strlen(want), 1000);
+    cr_assert(strstr(want, "|C9|") && strstr(want, "|USD|"), "the test moves a payment");
+    cr_assert_str_eq(got, want);
+    world_close(&w);
+}
+
+/* The message of a payment over a 4-touch journey under nine models: the touches once, each
+ * model's amounts and weights packed, the currency and client once. */
+Test(engine, a_payments_message_packs_its_credits)
+{
+    static world_t w;
+    world_journey(&w, FUNNEL_ATTR_ALL_MODELS);
+    fx_engine_out_clear(&w.eng);
+    world_apply(&w, "payment.received", P9_JSON);
+    cr_assert_eq(w.eng.n_out, 1);
+    const Funnel__V1__AttributionCredited *c = w.eng.out[0]->attribution_credited;
+    cr_assert_eq(c->n_touches, 4);
+    size_t len = funnel__v1__envelope__get_packed_size(w.eng.out[0]);
+    /* 36 credits as one message each of model name, touch, Money, weight were 1,100 bytes */
+    cr_assert_leq(len, 480, "%zu bytes", len);
+    world_close(&w);
 }

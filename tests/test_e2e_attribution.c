@@ -4,6 +4,7 @@
 #include "harness.h"
 #include "ledger_fx.h"
 
+#include "funnel/attribution_report.h"
 #include "funnel/client.h"
 #include "funnel/error.h"
 #include "funnel/json.h"
@@ -69,23 +70,26 @@ static int on_message(uint64_t seq, const char *topic, const uint8_t *data, size
     }
     const Funnel__V1__AttributionCredited *c = env->attribution_credited;
     s->messages++;
-    for (size_t k = 0; k < c->n_credits; k++) {
-        const Funnel__V1__AttributionCredit *cr = c->credits[k];
-        if (cr->touch >= c->n_touches) {
-            funnel_envelope_free(&env);
-            return 1;
-        }
+    funnel_attr_credit_t *credits;
+    size_t n;
+    if (funnel_attribution_credits(c, &credits, &n)) {
+        funnel_envelope_free(&env);
+        return 1;
+    }
+    for (size_t k = 0; k < n; k++) {
+        const funnel_attr_credit_t *cr = &credits[k];
         const char *campaign = c->touches[cr->touch]->campaign;
-        int64_t v = cr->credit ? cr->credit->minor : 0;
+        int64_t v = cr->minor;
         s->credited++;
         s->reversals += cr->reversal;
-        if (!strcmp(cr->model, "first_touch") && !strcmp(campaign, "search"))
+        if (cr->model == FUNNEL_ATTR_FIRST_TOUCH && !strcmp(campaign, "search"))
             s->net[0] += v;
-        if (!strcmp(cr->model, "linear"))
+        if (cr->model == FUNNEL_ATTR_LINEAR)
             s->net[1] += v;
         if (!strcmp(campaign, "(unattributed)"))
             s->net[2] += v;
     }
+    free(credits);
     s->bad_time |= env->occurred_at_ms != s->pay_at;
     funnel_envelope_free(&env);
     return 0;

@@ -1,7 +1,8 @@
 /* attribution.c — revenue per campaign, source, medium or channel under each attribution model,
  * summed from funneld's attribution.credited postings (reversals and refunds included) by their
  * event time: a payment's credits count on the payment's day, a refund's on the refund's day.
- * Only the rows of the period are read (attr_posts_by_time).
+ * Whole days come from the engine's day sums (attr_sums, schema 6): a year costs a few
+ * thousand rows, not every posting; older databases are read row by row (attr_posts_by_time).
  * Amounts are minor units per currency; currencies never mix. */
 #include "funnel/grow.h"
 #include "funnel/report.h"
@@ -41,9 +42,8 @@ void funnel_report_attribution_clear(funnel_report_attr_t *r)
 
 #define DAY_MS 86400000LL
 
-/* The report needs no state between calls: each reads the rows of its own days, in time order
- * through the time index, so a month costs the same on any size of database. The model only
- * serialises callers. */
+/* The report needs no state between calls: each adds the day sums of its own days, so a period
+ * costs its number of days, not its number of postings. The model only serialises callers. */
 struct funnel_report_attr_model {
     pthread_mutex_t lock;
 };
@@ -123,8 +123,13 @@ static int64_t day_ceil(int64_t t)
     return d * DAY_MS == t ? t : (d + 1) * DAY_MS;
 }
 
-/* Both read a value (column col) and currency (4) per row; schema 4 has the nine credits in
- * columns 5.. of one row, older schemas one model (5) and its credit (6) per row. */
+/* Each reads a value (column col) and currency (4) per row: the day sums (schema 6) and the
+ * rows of schema 4 the nine credits in columns 5.., older schemas one model (5) and its credit
+ * (6) per row. */
+static const char sql_days[] =
+    "SELECT g.campaign, g.source, g.medium, g.channel, s.currency, s.c0, s.c1, s.c2, s.c3, s.c4,"
+    " s.c5, s.c6, s.c7, s.c8 FROM attr_sums s JOIN attr_tags g ON g.id = s.tag_id"
+    " WHERE s.day >= ?1 AND s.day < ?2";
 static const char sql_rows[] =
     "SELECT l.campaign, l.source, l.medium, l.channel, p.currency, p.c0, p.c1, p.c2, p.c3, p.c4,"
     " p.c5, p.c6, p.c7, p.c8 FROM attr_posts p JOIN attr_lines l ON l.id = p.line_id"
@@ -132,6 +137,9 @@ static const char sql_rows[] =
 static const char sql_postings[] =
     "SELECT campaign, source, medium, channel, currency, model, credit"
     " FROM " FUNNEL_ATTR_POSTINGS_TABLE " WHERE at_ms >= ?1 AND at_ms < ?2";
+
+/* A day sum that went past int64 (SQLite made it REAL): the postings must be read instead. */
+#define INEXACT 1
 
 static int row_add(sums_t *s, sqlite3_stmt *q, uint8_t col, unsigned models, bool wide)
 {
@@ -145,10 +153,49 @@ static int row_add(sums_t *s, sqlite3_stmt *q, uint8_t col, unsigned models, boo
             c->total[m] += sqlite3_column_int64(q, 6);
         return 0; /* a model this reader does not know is left out */
     }
-    for (unsigned m = 0; m < NM; m++)
-        if (models & (1u << m))
-            c->total[m] += sqlite3_column_int64(q, 5 + (int)m); /* NULL reads as 0 */
+    for (unsigned m = 0; m < NM; m++) {
+        if (!(models & (1u << m)))
+            continue;
+        if (sqlite3_column_type(q, 5 + (int)m) == SQLITE_FLOAT)
+            return INEXACT;
+        c->total[m] += sqlite3_column_int64(q, 5 + (int)m); /* NULL reads as 0 */
+    }
     return 0;
+}
+
+/* Adds the rows of query sql with ?1 = lo, ?2 = hi per value of column col and currency. */
+static int sums_query(sums_t *s, funnel_store_t *st, const char *sql, int64_t lo, int64_t hi,
+                      const funnel_report_attr_t *r, uint8_t col, char *err, size_t err_len)
+{
+    sqlite3_stmt *q;
+    if (sqlite3_prepare_v2(funnel_store_db(st), sql, -1, &q, NULL) != SQLITE_OK) {
+        snprintf(err, err_len, "%s", funnel_store_errmsg(st));
+        return FUNNEL_ESTORE;
+    }
+    sqlite3_bind_int64(q, 1, lo);
+    sqlite3_bind_int64(q, 2, hi);
+    int rc, bad = 0;
+    while (!bad && (rc = sqlite3_step(q)) == SQLITE_ROW)
+        bad = row_add(s, q, col, r->models, sql != sql_postings);
+    if (!bad && rc != SQLITE_DONE)
+        snprintf(err, err_len, "%s", funnel_store_errmsg(st));
+    sqlite3_finalize(q);
+    return bad ? bad : rc == SQLITE_DONE ? 0 : FUNNEL_ESTORE;
+}
+
+/* Whole days [lo, hi) from the day sums; a period open at the end stops at INT64_MAX, which is
+ * no midnight: the part of its last day before it comes from the rows. */
+static int sums_days(sums_t *s, funnel_store_t *st, int64_t lo, int64_t hi,
+                     const funnel_report_attr_t *r, uint8_t col, char *err, size_t err_len)
+{
+    int64_t last = INT64_MAX / DAY_MS; /* the day of INT64_MAX */
+    int64_t day_lo = lo == INT64_MIN ? INT64_MIN : lo / DAY_MS;
+    int64_t day_hi = hi == INT64_MAX ? last : hi / DAY_MS;
+    int rc = sums_query(s, st, sql_days, day_lo, day_hi, r, col, err, err_len);
+    if (!rc && hi == INT64_MAX)
+        rc = sums_query(s, st, sql_rows, lo > last * DAY_MS ? lo : last * DAY_MS, hi, r, col, err,
+                        err_len);
+    return rc;
 }
 
 /* Sums the credits of r's days per value of column col and currency. */
@@ -158,22 +205,17 @@ static int sums_read(sums_t *s, funnel_store_t *st, const funnel_report_attr_t *
     int version = funnel_store_module_version(st, "attribution");
     if (version <= 0)
         return 0; /* funneld never ran the engine on this database: nothing credited */
-    bool wide = version >= 4;
-    sqlite3_stmt *q;
-    if (sqlite3_prepare_v2(funnel_store_db(st), wide ? sql_rows : sql_postings, -1, &q, NULL) !=
-        SQLITE_OK) {
-        snprintf(err, err_len, "%s", funnel_store_errmsg(st));
-        return FUNNEL_ESTORE;
+    int64_t lo = day_ceil(r->from), hi = day_ceil(r->to);
+    if (lo >= hi)
+        return 0;
+    if (version >= 6) {
+        int rc = sums_days(s, st, lo, hi, r, col, err, err_len);
+        if (rc != INEXACT)
+            return rc;
+        sums_clear(s);
+        *s = (sums_t){0};
     }
-    sqlite3_bind_int64(q, 1, day_ceil(r->from));
-    sqlite3_bind_int64(q, 2, day_ceil(r->to));
-    int rc, bad = 0;
-    while (!bad && (rc = sqlite3_step(q)) == SQLITE_ROW)
-        bad = row_add(s, q, col, r->models, wide);
-    if (!bad && rc != SQLITE_DONE)
-        snprintf(err, err_len, "%s", funnel_store_errmsg(st));
-    sqlite3_finalize(q);
-    return bad ? bad : rc == SQLITE_DONE ? 0 : FUNNEL_ESTORE;
+    return sums_query(s, st, version >= 4 ? sql_rows : sql_postings, lo, hi, r, col, err, err_len);
 }
 
 /* ---- the table ------------------------------------------------------------------------------ */

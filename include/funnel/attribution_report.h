@@ -4,6 +4,12 @@
 #ifndef FUNNEL_ATTRIBUTION_REPORT_H
 #define FUNNEL_ATTRIBUTION_REPORT_H
 
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct Funnel__V1__AttributionCredited;
+
 /* Stable order: the report's columns and the order credits are posted in. */
 typedef enum funnel_attribution_model {
     FUNNEL_ATTR_FIRST_TOUCH,
@@ -33,5 +39,22 @@ int funnel_attribution_model_parse(const char *name, funnel_attribution_model_t 
  * line_id: readers of a period read attr_posts. Version of the module's schema in a database:
  * see funnel_store_module_version(store, "attribution"). */
 #define FUNNEL_ATTR_POSTINGS_TABLE "attr_postings"
+
+/* One credit line of an attribution.credited message, as funneld posted it. */
+typedef struct funnel_attr_credit {
+    funnel_attribution_model_t model;
+    uint32_t touch;        /* index into the message's touches */
+    int64_t minor;         /* in `currency`; never zero */
+    const char *currency;  /* borrowed from the message */
+    int32_t weight_ppm;    /* the touch's share under the model, parts per million */
+    bool reversal;         /* cancels a credit posted earlier */
+    const char *client_id; /* borrowed; the message's client_id unless the run names another */
+} funnel_attr_credit_t;
+
+/* The credits of a message in posting order, its runs unpacked (docs/protocol.md): *out is
+ * malloc'ed (free it), its strings point into msg. 0, FUNNEL_EINVAL for a malformed message (an
+ * unknown model, lists of unequal length, a touch index past the touches) or FUNNEL_ENOMEM. */
+int funnel_attribution_credits(const struct Funnel__V1__AttributionCredited *msg,
+                               funnel_attr_credit_t **out, size_t *n);
 
 #endif

@@ -46,6 +46,12 @@
     "3 WHEN 4 THEN p." #p "4 WHEN 5 THEN p." #p "5 WHEN 6 THEN p." #p "6 WHEN 7 THEN p." #p        \
     "7 WHEN 8 THEN p." #p "8 END"
 
+/* Adds a row's nine credits to the day sum it falls on (SQLite's + turns REAL on overflow). */
+#define SUMS_ADD                                                                                   \
+    "c0 = c0 + excluded.c0, c1 = c1 + excluded.c1, c2 = c2 + excluded.c2,"                         \
+    " c3 = c3 + excluded.c3, c4 = c4 + excluded.c4, c5 = c5 + excluded.c5,"                        \
+    " c6 = c6 + excluded.c6, c7 = c7 + excluded.c7, c8 = c8 + excluded.c8"
+
 /* Schema steps of module "attribution"; never edit one that has shipped. */
 static const char *const schema[] = {
     /* 1 */
@@ -184,6 +190,24 @@ static const char *const schema[] = {
     "  FROM attr_touches t JOIN attr_tags g USING (channel, source, medium, campaign);"
     "DROP TABLE attr_touches;"
     "ALTER TABLE attr_touches_new RENAME TO attr_touches;",
+    /* 6: the report of a long period read every posting of it (955 ms for all time at 1M
+     * leads). The credits are also summed per (day, tags, currency) in the transaction that
+     * posts them; the report adds whole days. Sums do not depend on the order of the posts. A
+     * sum past int64 becomes REAL in SQLite's addition: the report then reads the postings.
+     * The tags of the unattributed line join attr_tags here. */
+    "CREATE TABLE attr_sums (day INTEGER NOT NULL, tag_id INTEGER NOT NULL,"
+    "  currency TEXT NOT NULL, " MODEL_COLUMNS(
+        c) ", PRIMARY KEY (day, tag_id, currency))"
+           "  WITHOUT ROWID;"
+           "INSERT OR IGNORE INTO attr_tags (channel, source, medium, campaign)"
+           "  SELECT DISTINCT channel, source, medium, campaign FROM attr_lines;"
+           "INSERT INTO attr_sums SELECT CASE WHEN p.at_ms >= 0 THEN p.at_ms / 86400000"
+           "  ELSE -((-(p.at_ms + 1)) / 86400000) - 1 END, g.id, p.currency, coalesce(p.c0, 0),"
+           "  coalesce(p.c1, 0), coalesce(p.c2, 0), coalesce(p.c3, 0), coalesce(p.c4, 0),"
+           "  coalesce(p.c5, 0), coalesce(p.c6, 0), coalesce(p.c7, 0), coalesce(p.c8, 0)"
+           "  FROM attr_posts p JOIN attr_lines l ON l.id = p.line_id JOIN attr_tags g"
+           "  ON g.channel = l.channel AND g.source = l.source AND g.medium = l.medium"
+           "  AND g.campaign = l.campaign WHERE true ON CONFLICT DO UPDATE SET " SUMS_ADD ";",
 };
 
 enum stmt_id {
@@ -209,6 +233,7 @@ enum stmt_id {
     S_COUNTER_SET,
     S_LINE_GET,
     S_LINE_ADD,
+    S_SUM_ADD,
     S_COUNT_
 };
 
@@ -265,6 +290,8 @@ static const char *const stmt_sql[S_COUNT_] = {
                    " touch_at_ms = ?",
     [S_LINE_ADD] = "INSERT INTO attr_lines(line_key, lead_id, campaign, source, medium, channel,"
                    " touch_at_ms) VALUES (?,?,?,?,?,?,?)",
+    [S_SUM_ADD] = "INSERT INTO attr_sums VALUES (?,?,?, ?,?,?,?,?,?,?,?,?)"
+                  " ON CONFLICT DO UPDATE SET " SUMS_ADD,
 };
 
 /* Kept journeys, one slot per hash of the client id (a newer journey takes the slot): bounds
@@ -293,6 +320,7 @@ typedef struct line {
     int64_t line_id;    /* its row in attr_lines */
     int64_t sum;        /* posted lines: what has been credited so far */
     int32_t weight_ppm; /* posted lines: as last posted */
+    int64_t at_ms;      /* posted lines: the time of the entry they were posted under */
     char *mem;          /* owns the strings above, except lead_id of journey touches */
 } line_t;
 
@@ -325,13 +353,18 @@ typedef struct out_touch {
     char *mem; /* owns the strings of pb */
 } out_touch_t;
 
-/* A credit of an outgoing message with the storage its pointers name once published. */
-typedef struct out_credit {
-    Funnel__V1__AttributionCredit pb;
-    Funnel__V1__Money money;
-    char currency[8];
+/* A run of an outgoing message: consecutive credits of one model, direction, currency and
+ * client (see AttributionRun in the proto), with the storage its pointers name once
+ * published. */
+typedef struct out_run {
+    Funnel__V1__AttributionRun pb;
+    uint32_t *touch;
+    int64_t *minor;
+    int32_t *ppm;
+    size_t n, cap;
+    char currency[8];                  /* "" when it is the message's */
     char client_id[FUNNEL_ID_MAX + 1]; /* "" when it is the message's */
-} out_credit_t;
+} out_run_t;
 
 /* One attribution.credited message being gathered: the credits of one entry (the payment or one
  * refund) under every model, published when the payment is settled. */
@@ -341,8 +374,8 @@ typedef struct out_msg {
     int64_t first_id; /* posting id of its first credit: the message's event_id */
     out_touch_t *touches;
     size_t n_touches, cap_touches;
-    out_credit_t *credits;
-    size_t n_credits, cap_credits;
+    out_run_t *runs;
+    size_t n_runs, cap_runs;
 } out_msg_t;
 
 /* A stored attr_posts row of the payment being settled: one line of one entry with what each
@@ -791,7 +824,12 @@ static void out_msg_clear(out_msg_t *m)
     for (size_t i = 0; i < m->n_touches; i++)
         free(m->touches[i].mem);
     free(m->touches);
-    free(m->credits);
+    for (size_t i = 0; i < m->n_runs; i++) {
+        free(m->runs[i].touch);
+        free(m->runs[i].minor);
+        free(m->runs[i].ppm);
+    }
+    free(m->runs);
     memset(m, 0, sizeof *m);
 }
 
@@ -858,6 +896,48 @@ static long out_touch_of(out_msg_t *m, const line_t *l, const char *touch_id, co
     return (long)m->n_touches++;
 }
 
+/* The run of m that a credit of model, direction, currency and client ("" when the message's)
+ * joins: the last one when it matches, else a new one; NULL when out of memory. */
+static out_run_t *out_run_of(out_msg_t *m, funnel_attribution_model_t model, bool reversal,
+                             const char *currency, const char *client_id)
+{
+    out_run_t *u = m->n_runs ? &m->runs[m->n_runs - 1] : NULL;
+    if (u && u->pb.model == (Funnel__V1__AttributionModel)model && u->pb.reversal == reversal &&
+        !strcmp(u->currency, currency) && !strcmp(u->client_id, client_id))
+        return u;
+    if (grow((void **)&m->runs, &m->cap_runs, m->n_runs + 1, sizeof *m->runs))
+        return NULL;
+    u = &m->runs[m->n_runs++];
+    memset(u, 0, sizeof *u);
+    funnel__v1__attribution_run__init(&u->pb);
+    u->pb.model = (Funnel__V1__AttributionModel)model;
+    u->pb.reversal = reversal;
+    snprintf(u->currency, sizeof u->currency, "%s", currency);
+    copy_id(u->client_id, client_id);
+    return u;
+}
+
+/* Room for one more credit in each of u's lists. */
+static int out_run_reserve(out_run_t *u)
+{
+    if (u->n < u->cap)
+        return 0;
+    size_t cap = u->cap ? 2 * u->cap : 8;
+    uint32_t *touch = realloc(u->touch, cap * sizeof *touch);
+    if (touch)
+        u->touch = touch;
+    int64_t *minor = realloc(u->minor, cap * sizeof *minor);
+    if (minor)
+        u->minor = minor;
+    int32_t *ppm = realloc(u->ppm, cap * sizeof *ppm);
+    if (ppm)
+        u->ppm = ppm;
+    if (!touch || !minor || !ppm)
+        return FUNNEL_ENOMEM;
+    u->cap = cap;
+    return 0;
+}
+
 /* Adds one credit to the message of its entry. */
 static int out_add(run_t *r, const entry_t *e, const line_t *l, const char *client_id,
                    const char *journey_lead, const char *currency, int64_t credit, int64_t ppm,
@@ -868,19 +948,85 @@ static int out_add(run_t *r, const entry_t *e, const line_t *l, const char *clie
         return FUNNEL_ENOMEM;
     const char *touch_id = strcmp(l->key, FUNNEL_ATTR_UNATTRIBUTED) ? l->key : "";
     long t = out_touch_of(m, l, touch_id, str_eq(l->lead_id, journey_lead) ? "" : l->lead_id);
-    if (t < 0 || grow((void **)&m->credits, &m->cap_credits, m->n_credits + 1, sizeof *m->credits))
+    out_run_t *u = t < 0 ? NULL
+                         : out_run_of(m, e->model, reversal,
+                                      strcmp(currency, e->pay->currency) ? currency : "",
+                                      strcmp(client_id, e->pay->client_id) ? client_id : "");
+    if (!u || out_run_reserve(u))
         return FUNNEL_ENOMEM;
-    out_credit_t *c = &m->credits[m->n_credits++];
-    funnel__v1__attribution_credit__init(&c->pb);
-    c->pb.model = (char *)funnel_attribution_model_name(e->model);
-    c->pb.touch = (uint32_t)t;
-    c->pb.weight_ppm = (int32_t)ppm;
-    c->pb.reversal = reversal;
-    funnel__v1__money__init(&c->money);
-    c->money.minor = credit;
-    snprintf(c->currency, sizeof c->currency, "%s", currency);
-    copy_id(c->client_id, strcmp(client_id, e->pay->client_id) ? client_id : "");
+    u->touch[u->n] = (uint32_t)t;
+    u->minor[u->n] = credit;
+    u->ppm[u->n++] = (int32_t)ppm;
     return 0;
+}
+
+/* Journey order (time, then id), whatever model named a touch first. */
+static int out_touch_cmp(const Funnel__V1__AttributionTouch *a,
+                         const Funnel__V1__AttributionTouch *b)
+{
+    if (a->touch_at_ms != b->touch_at_ms)
+        return a->touch_at_ms < b->touch_at_ms ? -1 : 1;
+    int c = strcmp(a->touch_id, b->touch_id);
+    c = c ? c : strcmp(a->lead_id, b->lead_id);
+    c = c ? c : strcmp(a->campaign, b->campaign);
+    c = c ? c : strcmp(a->source, b->source);
+    c = c ? c : strcmp(a->medium, b->medium);
+    return c ? c : strcmp(a->channel, b->channel);
+}
+
+/* Lists m's touches in journey order and renumbers the credits' touches: most runs then name
+ * touch k at credit k and need no touch list. */
+static int out_touches_sort(out_msg_t *m)
+{
+    size_t n = m->n_touches;
+    uint32_t *rank = malloc((n ? n : 1) * sizeof *rank);
+    out_touch_t *sorted = malloc((n ? n : 1) * sizeof *sorted);
+    if (!rank || !sorted) {
+        free(rank);
+        free(sorted);
+        return FUNNEL_ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++) { /* insertion: a message names a handful of touches */
+        size_t k = i;
+        for (; k > 0 && out_touch_cmp(&m->touches[i].pb, &sorted[k - 1].pb) < 0; k--)
+            sorted[k] = sorted[k - 1];
+        sorted[k] = m->touches[i];
+    }
+    for (size_t k = 0; k < n; k++)
+        for (size_t i = 0; i < n; i++)
+            if (sorted[k].mem == m->touches[i].mem)
+                rank[i] = (uint32_t)k;
+    for (size_t r = 0; r < m->n_runs; r++)
+        for (size_t c = 0; c < m->runs[r].n; c++)
+            m->runs[r].touch[c] = rank[m->runs[r].touch[c]];
+    memcpy(m->touches, sorted, n * sizeof *sorted);
+    free(sorted);
+    free(rank);
+    return 0;
+}
+
+/* Points the runs' protobuf fields at their storage; the touch list is left out when credit k
+ * names touch k. */
+static Funnel__V1__AttributionRun **out_runs_pack(out_msg_t *m)
+{
+    if (out_touches_sort(m))
+        return NULL;
+    Funnel__V1__AttributionRun **runs = malloc((m->n_runs ? m->n_runs : 1) * sizeof *runs);
+    for (size_t i = 0; runs && i < m->n_runs; i++) {
+        out_run_t *u = &m->runs[i];
+        bool in_order = true;
+        for (size_t c = 0; c < u->n; c++)
+            in_order = in_order && u->touch[c] == c;
+        u->pb.n_touch = in_order ? 0 : u->n;
+        u->pb.touch = u->touch;
+        u->pb.n_minor = u->pb.n_weight_ppm = u->n;
+        u->pb.minor = u->minor;
+        u->pb.weight_ppm = u->ppm;
+        u->pb.currency = u->currency;
+        u->pb.client_id = u->client_id;
+        runs[i] = &u->pb;
+    }
+    return runs;
 }
 
 /* Publishes the gathered messages of payment pay, whose journey is j, and forgets them. */
@@ -889,20 +1035,13 @@ static int out_flush(run_t *r, const payment_t *pay, const journey_t *j)
     int rc = 0;
     for (size_t k = 0; !rc && k < r->n_out; k++) {
         out_msg_t *m = &r->out[k];
-        Funnel__V1__AttributionCredit **credits = malloc(m->n_credits * sizeof *credits);
+        Funnel__V1__AttributionRun **runs = out_runs_pack(m);
         Funnel__V1__AttributionTouch **touches = malloc(m->n_touches * sizeof *touches);
-        if (!credits || !touches) {
-            free(credits);
+        if (!runs || !touches) {
+            free(runs);
             free(touches);
             rc = FUNNEL_ENOMEM;
             break;
-        }
-        for (size_t i = 0; i < m->n_credits; i++) {
-            out_credit_t *c = &m->credits[i];
-            c->money.currency = c->currency;
-            c->pb.credit = &c->money;
-            c->pb.client_id = c->client_id;
-            credits[i] = &c->pb;
         }
         for (size_t i = 0; i < m->n_touches; i++)
             touches[i] = &m->touches[i].pb;
@@ -916,8 +1055,9 @@ static int out_flush(run_t *r, const payment_t *pay, const journey_t *j)
         body.cause_event_id = r->cause->event_id;
         body.n_touches = m->n_touches;
         body.touches = touches;
-        body.n_credits = m->n_credits;
-        body.credits = credits;
+        body.currency = (char *)pay->currency;
+        body.n_runs = m->n_runs;
+        body.runs = runs;
         funnel_envelope_t env = FUNNEL__V1__ENVELOPE__INIT;
         env.event_id = event_id;
         env.occurred_at_ms = m->at_ms;
@@ -925,7 +1065,7 @@ static int out_flush(run_t *r, const payment_t *pay, const journey_t *j)
         env.body_case = FUNNEL__V1__ENVELOPE__BODY_ATTRIBUTION_CREDITED;
         env.attribution_credited = &body;
         rc = funnel_router_emit(r->router, TOPIC_CREDITED, &env, r->now_ms);
-        free(credits);
+        free(runs);
         free(touches);
     }
     out_clear(r);
@@ -967,6 +1107,7 @@ static int posted_cmp(const void *pa, const void *pb)
     c = c ? c : strcmp(x->client_id, y->client_id);
     c = c ? c : strcmp(x->lead_id, y->lead_id);
     c = c ? c : (x->weight_ppm > y->weight_ppm) - (x->weight_ppm < y->weight_ppm);
+    c = c ? c : (x->at_ms > y->at_ms) - (x->at_ms < y->at_ms);
     return c ? c : (x->line_id > y->line_id) - (x->line_id < y->line_id);
 }
 
@@ -981,10 +1122,11 @@ static int posted_read(run_t *r, const entry_t *e, line_t **out, size_t *n_out)
         if (!(s->has & (1u << e->model)) || strcmp(s->refund_id, e->refund_id))
             continue;
         size_t i = 0;
-        while (i < n && !(lines[i].line_id == s->line.line_id &&
-                          lines[i].weight_ppm == s->weight[e->model] &&
-                          !strcmp(lines[i].currency, s->line.currency) &&
-                          !strcmp(lines[i].client_id, s->line.client_id)))
+        while (i < n &&
+               !(lines[i].line_id == s->line.line_id &&
+                 lines[i].weight_ppm == s->weight[e->model] && lines[i].at_ms == s->at_ms &&
+                 !strcmp(lines[i].currency, s->line.currency) &&
+                 !strcmp(lines[i].client_id, s->line.client_id)))
             i++;
         if (i == n) {
             if (grow((void **)&lines, &cap, n + 1, sizeof *lines)) {
@@ -994,6 +1136,7 @@ static int posted_read(run_t *r, const entry_t *e, line_t **out, size_t *n_out)
             lines[n] = s->line;
             lines[n].mem = NULL;
             lines[n].sum = 0;
+            lines[n].at_ms = s->at_ms;
             lines[n++].weight_ppm = s->weight[e->model];
         }
         lines[i].sum += s->credit[e->model];
@@ -1048,12 +1191,19 @@ static int entry_settle(run_t *r, const entry_t *e, const journey_t *j, const in
         /* The client, lead and weight are part of a line: a payment moved to another client
          * (an earlier duplicate payment_id) must re-post even when the amounts match. */
         same = same && p && p->sum == want[i] && !strcmp(p->client_id, e->pay->client_id) &&
-               !strcmp(p->lead_id, j->lines[i].lead_id) && p->weight_ppm == j->ppm[e->model][i];
+               !strcmp(p->lead_id, j->lines[i].lead_id) && p->weight_ppm == j->ppm[e->model][i] &&
+               p->at_ms == e->at_ms;
     }
     same = same && n_want == n_posted;
-    for (size_t i = 0; !same && !rc && i < n_posted; i++)
-        rc = post_line(r, e, &posted[i], 0, posted[i].client_id, j->lead_id, posted[i].currency,
+    /* A reversal is dated like the line it reverses: an earlier duplicate of the payment or
+     * refund moves the entry in time, and the credits of each day must not depend on which
+     * of the two came first. */
+    for (size_t i = 0; !same && !rc && i < n_posted; i++) {
+        entry_t back = *e;
+        back.at_ms = posted[i].at_ms;
+        rc = post_line(r, &back, &posted[i], 0, posted[i].client_id, j->lead_id, posted[i].currency,
                        -posted[i].sum, posted[i].weight_ppm, true);
+    }
     for (size_t i = 0; !same && !rc && i < j->n; i++)
         if (want[i])
             rc = post_line(r, e, &j->lines[i], i, e->pay->client_id, j->lead_id, e->pay->currency,
@@ -1284,8 +1434,74 @@ static int row_insert(run_t *r, const payment_t *pay, const row_t *w)
     return stmt_run(st);
 }
 
+/* ---- the day sums ------------------------------------------------------------------------
+ *
+ * attr_sums holds the credits of every row summed per (UTC day of the entry, the line's tags,
+ * currency), kept in the transaction that writes the rows: the report of a period adds whole
+ * days instead of reading every posting (schema 6). */
+
+typedef struct day_sum {
+    int64_t day, tag;
+    const char *currency; /* borrowed from the post */
+    int64_t credit[FUNNEL_ATTR_MODEL_COUNT_];
+} day_sum_t;
+
+static int tag_id_of(run_t *r, const char *const *c, int64_t *tag);
+
+static int64_t day_of(int64_t at_ms)
+{
+    return at_ms / DAY_MS - (at_ms % DAY_MS < 0);
+}
+
+/* Adds row w's credits into sums[0..*n), merging rows of one day, tag and currency. */
+static int day_sum_add(run_t *r, const row_t *w, day_sum_t *sums, size_t *n)
+{
+    const line_t *l = &w->p->line;
+    const char *tags[4] = {l->channel, l->source, l->medium, l->campaign};
+    int64_t tag, day = day_of(w->p->at_ms);
+    int rc = tag_id_of(r, tags, &tag);
+    if (rc)
+        return rc;
+    for (size_t i = 0; i < *n; i++) {
+        day_sum_t *s = &sums[i];
+        if (s->day != day || s->tag != tag || strcmp(s->currency, w->p->currency))
+            continue;
+        int64_t t[FUNNEL_ATTR_MODEL_COUNT_];
+        bool over = false;
+        for (int m = 0; m < FUNNEL_ATTR_MODEL_COUNT_; m++)
+            over |= __builtin_add_overflow(s->credit[m], w->credit[m], &t[m]);
+        if (over)
+            continue; /* left to SQLite's addition, which marks the sum inexact */
+        memcpy(s->credit, t, sizeof t);
+        return 0;
+    }
+    day_sum_t *s = &sums[(*n)++];
+    *s = (day_sum_t){.day = day, .tag = tag, .currency = w->p->currency};
+    memcpy(s->credit, w->credit, sizeof s->credit);
+    return 0;
+}
+
+/* Adds the settlement's rows[0..n) to their day sums. */
+static int day_sums_write(run_t *r, const row_t *rows, size_t n)
+{
+    day_sum_t *sums = malloc(n * sizeof *sums);
+    size_t k = 0;
+    int rc = sums ? 0 : FUNNEL_ENOMEM;
+    for (size_t i = 0; !rc && i < n; i++)
+        rc = day_sum_add(r, &rows[i], sums, &k);
+    for (size_t i = 0; !rc && i < k; i++) {
+        sqlite3_stmt *st =
+            stmt_bind(r->a, S_SUM_ADD, "iis", sums[i].day, sums[i].tag, sums[i].currency);
+        for (int m = 0; m < FUNNEL_ATTR_MODEL_COUNT_; m++)
+            sqlite3_bind_int64(st, 4 + m, sums[i].credit[m]);
+        rc = stmt_run(st);
+    }
+    free(sums);
+    return rc;
+}
+
 /* Stores the settlement's posts, one row per entry and line with every model's credit on it,
- * and the last posting id given out. */
+ * its day sums and the last posting id given out. */
 static int rows_write(run_t *r, const payment_t *pay)
 {
     if (!r->n_posts)
@@ -1309,6 +1525,7 @@ static int rows_write(run_t *r, const payment_t *pay)
     int rc = 0;
     for (size_t i = 0; !rc && i < n; i++)
         rc = row_insert(r, pay, &rows[i]);
+    rc = rc ? rc : day_sums_write(r, rows, n);
     free(rows);
     return rc ? rc : stmt_run(stmt_bind(r->a, S_COUNTER_SET, "i", r->last_id));
 }
@@ -1452,11 +1669,10 @@ static void tag_keep(kept_tag_t **slot, const char *const *cols, int64_t id)
     *slot = k;
 }
 
-/* The attr_tags row of a touch's four columns, added when new. */
-static int tag_of(run_t *r, const Funnel__V1__Touch *t, int64_t *tag)
+/* The attr_tags row of channel, source, medium and campaign (c[0..4)), added when new. */
+static int tag_id_of(run_t *r, const char *const *c, int64_t *tag)
 {
     funnel_attribution_t *a = r->a;
-    const char *c[4] = {nz(t->channel), nz(t->source), nz(t->medium), nz(t->campaign)};
     if (!a->tags && !(a->tags = calloc(TAG_SLOTS, sizeof *a->tags)))
         return FUNNEL_ENOMEM;
     kept_tag_t **slot = &a->tags[kept_slot(c, 4, TAG_SLOTS)];
@@ -1477,6 +1693,12 @@ static int tag_of(run_t *r, const Funnel__V1__Touch *t, int64_t *tag)
     }
     tag_keep(slot, c, *tag);
     return 0;
+}
+
+static int tag_of(run_t *r, const Funnel__V1__Touch *t, int64_t *tag)
+{
+    const char *c[4] = {nz(t->channel), nz(t->source), nz(t->medium), nz(t->campaign)};
+    return tag_id_of(r, c, tag);
 }
 
 static int touch_add(run_t *r, const char *lead_id, const char *touch_id,
