@@ -802,7 +802,7 @@ static void migrate_from(const char *older_schema)
     funnel_ledger_t *lg;
     cr_assert_eq(funnel_ledger_new(store, &plan, NULL, &lg, err, sizeof err), 0, "%s", err);
     funnel_ledger_destroy(&lg);
-    cr_assert_eq(funnel_store_module_version(store, "ledger"), 6);
+    cr_assert_eq(funnel_store_module_version(store, "ledger"), 7);
 }
 
 Test(ledger, migrations_keep_the_books_of_an_older_database)
@@ -1511,4 +1511,57 @@ Test(ledger, statement_sums_large_postings_exactly)
                                          funnel_date_utc_ms(2026, 4, 1), &st),
                  FUNNEL_EINVAL);
     cr_assert_null(st);
+}
+
+/* Keeps the text of each statement that sums a rep's postings up to a time (the statement's
+ * opening and closing balances; SQLITE_TRACE_STMT). */
+struct rep_reads {
+    char sql[8][2048];
+    int n;
+};
+
+static int keep_rep_read(unsigned type, void *arg, void *p, void *x)
+{
+    (void)type;
+    (void)x;
+    struct rep_reads *r = arg;
+    const char *sql = sqlite3_sql(p);
+    if (sql && strstr(sql, "FROM ledger_entry WHERE rep = ?1 AND effective_ms < ?3)") && r->n < 8)
+        snprintf(r->sql[r->n++], sizeof r->sql[0], "%s", sql);
+    return 0;
+}
+
+/* A statement's opening balance sums every posting of the rep before the period, so at a
+ * million leads (18,000 postings a rep) a seek per posting into the table was most of its
+ * time: that sum must be read from ledger_entry_rep alone (step 7 added kind and amount to
+ * it). The period's own postings are read whole, as they are printed. */
+Test(ledger, a_statement_reads_the_reps_postings_from_the_index_alone)
+{
+    must(fx_handoff("h1", "c1", "alice", "dave", day(2026, 1, 1)));
+    must(fx_payment("p1", "pay-1", "c1", 10000, "EUR", day(2026, 2, 2)));
+    sqlite3 *db = funnel_store_db(store);
+    struct rep_reads r = {.n = 0};
+    cr_assert_eq(sqlite3_trace_v2(db, SQLITE_TRACE_STMT, keep_rep_read, &r), SQLITE_OK);
+    funnel_ledger_statement_t *st = NULL;
+    int rc = funnel_ledger_statement(store, "alice", day(2026, 2, 1), day(2026, 3, 1), &st);
+    sqlite3_trace_v2(db, 0, NULL, NULL);
+    cr_assert_eq(rc, 0);
+    funnel_ledger_statement_free(&st);
+    cr_assert_geq(r.n, 1, "the statement summed no postings by rep");
+    for (int i = 0; i < r.n; i++) {
+        char plan_sql[2100];
+        snprintf(plan_sql, sizeof plan_sql, "EXPLAIN QUERY PLAN %s", r.sql[i]);
+        sqlite3_stmt *s;
+        cr_assert_eq(sqlite3_prepare_v2(db, plan_sql, -1, &s, NULL), SQLITE_OK, "%s",
+                     sqlite3_errmsg(db));
+        bool covering = false;
+        while (sqlite3_step(s) == SQLITE_ROW) {
+            const char *detail = (const char *)sqlite3_column_text(s, 3);
+            if (detail && strstr(detail, "ledger_entry") &&
+                strstr(detail, "COVERING INDEX ledger_entry_rep"))
+                covering = true;
+        }
+        sqlite3_finalize(s);
+        cr_assert(covering, "not from the index alone: %s", r.sql[i]);
+    }
 }

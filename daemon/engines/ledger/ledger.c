@@ -150,6 +150,11 @@ static const char *const ledger_steps[] = {
      * accrual of 0, e.g. past the cap); its other rows repeated the postings, two per
      * payment. */
     LEDGER_PAYMENT_BY_CLIENT("TEXT NOT NULL") LEDGER_RATES_POSTED_DROP,
+    /* 7: a statement's opening balance sums every posting of the rep before the period; with
+     * kind and amount in the index it reads the index alone instead of seeking each posting's
+     * row (a month of one rep at 1M leads: 0.17-0.35 s -> 0.06-0.09 s). */
+    "DROP INDEX ledger_entry_rep;"
+    "CREATE INDEX ledger_entry_rep ON ledger_entry(rep, currency, effective_ms, kind, amount);",
 };
 #define LEDGER_STEPS (int)(sizeof ledger_steps / sizeof ledger_steps[0])
 
