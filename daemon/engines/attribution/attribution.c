@@ -10,6 +10,7 @@
 #include "funnel/grow.h"
 #include "funnel/error.h"
 #include "funnel/money.h"
+#include "funnel/uuid.h"
 
 #include <stdarg.h>
 #include <stdlib.h>
@@ -530,36 +531,16 @@ static int row_strings(sqlite3_stmt *st, const int *cols, const char **const *ou
 
 /* ---- touch ids ------------------------------------------------------------------------- */
 
-#define UUID_TEXT  36
-#define UUID_BYTES 16
-
-static int hex_digit(char c)
-{
-    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
 /* A touch id that starts with a lowercase UUID (every event id funnel's adapters make, and
  * "<event_id>#<index>") is stored as its 16 bytes and the rest of the id: 40 bytes become 18.
  * Any other id stays text. *len is the size of out; false when the id stays text. */
 static bool touch_id_pack(const char *id, unsigned char *out, size_t *len)
 {
-    size_t n = strlen(id), k = 0;
-    if (n < UUID_TEXT || n - UUID_TEXT > FUNNEL_ID_MAX)
+    size_t n = strlen(id);
+    if (n < FUNNEL_UUID_TEXT || n - FUNNEL_UUID_TEXT > FUNNEL_ID_MAX || !funnel_uuid_pack(id, out))
         return false;
-    for (size_t i = 0; i < UUID_TEXT; i++) {
-        if (i == 8 || i == 13 || i == 18 || i == 23) {
-            if (id[i] != '-')
-                return false;
-            continue;
-        }
-        int h = hex_digit(id[i]), lo = hex_digit(id[i + 1]);
-        if (h < 0 || lo < 0)
-            return false;
-        out[k++] = (unsigned char)(h << 4 | lo);
-        i++;
-    }
-    memcpy(out + UUID_BYTES, id + UUID_TEXT, n - UUID_TEXT);
-    *len = UUID_BYTES + n - UUID_TEXT;
+    memcpy(out + FUNNEL_UUID_BYTES, id + FUNNEL_UUID_TEXT, n - FUNNEL_UUID_TEXT);
+    *len = FUNNEL_UUID_BYTES + n - FUNNEL_UUID_TEXT;
     return true;
 }
 
@@ -568,23 +549,16 @@ static void touch_id_read(sqlite3_stmt *st, int col, char *out)
 {
     size_t n = (size_t)sqlite3_column_bytes(st, col);
     const unsigned char *b = sqlite3_column_blob(st, col);
-    if (sqlite3_column_type(st, col) != SQLITE_BLOB || n < UUID_BYTES) {
+    if (sqlite3_column_type(st, col) != SQLITE_BLOB || n < FUNNEL_UUID_BYTES) {
         snprintf(out, FUNNEL_ID_MAX + 32, "%s", col_text(st, col));
         return;
     }
-    static const char hex[] = "0123456789abcdef";
-    char *p = out;
-    for (size_t i = 0; i < UUID_BYTES; i++) {
-        if (i == 4 || i == 6 || i == 8 || i == 10)
-            *p++ = '-';
-        *p++ = hex[b[i] >> 4];
-        *p++ = hex[b[i] & 15];
-    }
-    n -= UUID_BYTES;
+    funnel_uuid_text(b, out);
+    n -= FUNNEL_UUID_BYTES;
     if (n > FUNNEL_ID_MAX)
         n = FUNNEL_ID_MAX;
-    memcpy(p, b + UUID_BYTES, n);
-    p[n] = '\0';
+    memcpy(out + FUNNEL_UUID_TEXT, b + FUNNEL_UUID_BYTES, n);
+    out[FUNNEL_UUID_TEXT + n] = '\0';
 }
 
 static void lines_free(line_t *lines, size_t n)
@@ -1712,7 +1686,7 @@ static int touch_add(run_t *r, const char *lead_id, const char *touch_id,
     int rc = tag_of(r, t, &tag);
     if (rc)
         return rc;
-    unsigned char packed[UUID_BYTES + FUNNEL_ID_MAX + 32];
+    unsigned char packed[FUNNEL_UUID_BYTES + FUNNEL_ID_MAX + 32];
     size_t len;
     sqlite3_stmt *st = stmt_bind(r->a, S_TOUCH_ADD, "si", lead_id, at);
     if (touch_id_pack(touch_id, packed, &len))
