@@ -8,6 +8,7 @@
 #include "sla.h"
 #include "funnel/report.h"
 #include "funnel/sla_report.h"
+#include "select.h"
 
 #include <criterion/criterion.h>
 #include <stdio.h>
@@ -454,4 +455,38 @@ Test(sla_report, compliance_says_until_when_its_figures_hold)
     cr_assert_eq(funnel_report_compliance(ro, "owner", false, 1500, 8000, 4500, &c), 0);
     cr_assert_eq(c->valid_until_ms, INT64_MAX);
     funnel_report_compliance_free(&c);
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* Compliance's percentiles and the funnel's medians take one rank by selection: every rank of
+ * arrays with many repeats, runs and extremes equals the sorted array's. */
+Test(sla_report, selection_gives_the_rank_a_sort_gives)
+{
+    enum { N = 301 };
+    int64_t v[N], sorted[N], work[N];
+    uint64_t x = 88172645463325252ULL;
+    for (int shape = 0; shape < 4; shape++) {
+        for (int i = 0; i < N; i++) {
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            v[i] = shape == 0   ? (int64_t)(x % 7)               /* many repeats */
+                   : shape == 1 ? i                              /* sorted */
+                   : shape == 2 ? N - i                          /* reversed */
+                                : (int64_t)x * (x & 1 ? 1 : -1); /* extremes */
+        }
+        memcpy(sorted, v, sizeof v);
+        qsort(sorted, N, sizeof *sorted, cmp_i64);
+        for (size_t n = 1; n <= N; n += 50)
+            for (size_t k = 0; k < n; k++) {
+                memcpy(work, v, n * sizeof *v);
+                memcpy(sorted, v, n * sizeof *v);
+                qsort(sorted, n, sizeof *sorted, cmp_i64);
+                cr_assert_eq(funnel_select_nth(work, n, k), sorted[k], "shape %d n %zu k %zu",
+                             shape, n, k);
+            }
+    }
 }

@@ -19,6 +19,7 @@
 #include "funnel/date.h"
 #include "funnel/error.h"
 #include "idmap.h"
+#include "select.h"
 #include "sla_times.h"
 #include "store.h"
 
@@ -53,36 +54,6 @@ void funnel_report_compliance_free(funnel_report_compliance_t **cp)
     *cp = NULL;
 }
 
-/* The k-th smallest of v[0..n) (n > 0), v reordered (Hoare's selection): a row's percentiles
- * without sorting all of its times, which on the whole year is most of them. */
-static int64_t select_nth(int64_t *v, size_t n, size_t k)
-{
-    ptrdiff_t lo = 0, hi = (ptrdiff_t)n - 1, want = (ptrdiff_t)k;
-    while (lo < hi) {
-        int64_t a = v[lo], b = v[lo + (hi - lo) / 2], c = v[hi];
-        int64_t pivot = a < b ? (b < c ? b : a < c ? c : a) : (a < c ? a : b < c ? c : b);
-        ptrdiff_t i = lo, j = hi;
-        while (i <= j) {
-            while (v[i] < pivot)
-                i++;
-            while (v[j] > pivot)
-                j--;
-            if (i <= j) {
-                int64_t t = v[i];
-                v[i++] = v[j];
-                v[j--] = t;
-            }
-        }
-        if (want <= j)
-            hi = j;
-        else if (want >= i)
-            lo = i;
-        else
-            break; /* between j and i every value equals the pivot */
-    }
-    return v[want];
-}
-
 /* Closes the row being summed: its percentiles from the times collected (the nearest rank of
  * the sorted times: median the ((n - 1) / 2)-th, p90 the ceil(0.9 n)-th). */
 static void row_close(funnel_report_compliance_row_t *r, int64_t *times, size_t n)
@@ -90,8 +61,8 @@ static void row_close(funnel_report_compliance_row_t *r, int64_t *times, size_t 
     r->median_ms = r->p90_ms = FUNNEL_REPORT_NONE;
     if (!n)
         return;
-    r->p90_ms = select_nth(times, n, (n * 9 + 9) / 10 - 1);
-    r->median_ms = select_nth(times, n, (n - 1) / 2);
+    r->p90_ms = funnel_select_nth(times, n, (n * 9 + 9) / 10 - 1);
+    r->median_ms = funnel_select_nth(times, n, (n - 1) / 2);
 }
 
 /* A new row for (group, week) at the end of c. */

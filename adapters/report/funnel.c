@@ -22,6 +22,7 @@
 #include "funnel/date.h"
 #include "funnel/error.h"
 #include "idmap.h"
+#include "select.h"
 #include "store.h"
 
 #include <stddef.h>
@@ -288,38 +289,12 @@ static int duration_add(durations_t *d, int64_t from, int64_t to)
     return 0;
 }
 
-/* The lower median; FUNNEL_REPORT_NONE for none. Quickselect (Hoare partition) rather than a
- * sort: a group of a big database has hundreds of thousands of durations, and only their
- * middle one is wanted. */
+/* The lower median; FUNNEL_REPORT_NONE for none. */
 static int64_t median(durations_t *d)
 {
     if (!d->n)
         return FUNNEL_REPORT_NONE;
-    int64_t *v = d->v;
-    ptrdiff_t k = (ptrdiff_t)(d->n - 1) / 2, lo = 0, hi = (ptrdiff_t)d->n - 1;
-    while (lo < hi) {
-        int64_t pivot = v[lo + (hi - lo) / 2];
-        ptrdiff_t i = lo, j = hi;
-        while (i <= j) {
-            while (v[i] < pivot)
-                i++;
-            while (v[j] > pivot)
-                j--;
-            if (i <= j) {
-                int64_t t = v[i];
-                v[i++] = v[j];
-                v[j--] = t;
-            }
-        }
-        /* [lo, j] <= pivot <= [i, hi], and what lies between equals the pivot */
-        if (k <= j)
-            hi = j;
-        else if (k >= i)
-            lo = i;
-        else
-            break;
-    }
-    return v[k];
+    return funnel_select_nth(d->v, d->n, (d->n - 1) / 2);
 }
 
 /* The interned value of lead l under group g (NO_STR: none, or g is the month). */
