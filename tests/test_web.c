@@ -225,6 +225,42 @@ Test(web, sla_live_list_pages_by_due_time_with_a_cursor)
     json_decref(mine);
 }
 
+/* The body of GET path as token, compact with sorted keys, equals want. */
+static void assert_json_is(const char *token, const char *path, const char *want)
+{
+    json_t *doc = get_json(token, path, 200);
+    char *got = json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS);
+    cr_assert_str_eq(got, want, "GET %s", path);
+    free(got);
+    json_decref(doc);
+}
+
+/* The board's policy and owner choices come from every live instance, not from the page of
+ * rows drawn: a manager's are the live ones' (cy's met instance is not among them), a rep's
+ * only their own. */
+Test(web, sla_filters_list_the_policies_and_owners_of_every_live_instance)
+{
+    int64_t m = 60000;
+    char json[256];
+    snprintf(json, sizeof json,
+             "{\"event_id\":\"e-l6-sql\",\"occurred_at_ms\":%lld,\"lead_id\":\"L6\","
+             "\"stage\":\"SQL\",\"owner\":\"cy\"}",
+             (long long)(w.t0 - 20 * m));
+    fx_web_publish(&w, "lead.qualified", json);
+    snprintf(json, sizeof json,
+             "{\"event_id\":\"e-l6-contact\",\"occurred_at_ms\":%lld,\"lead_id\":\"L6\","
+             "\"rep\":\"cy\"}",
+             (long long)(w.t0 - 10 * m));
+    fx_web_publish(&w, "lead.contacted", json);
+    assert_json_is(w.token_mia, "/api/v1/sla/filters",
+                   "{\"owners\":[\"ann\",\"bob\"],\"policies\":[\"sql_contact\"]}");
+    assert_json_is(w.token_ann, "/api/v1/sla/filters",
+                   "{\"owners\":[\"ann\"],\"policies\":[\"sql_contact\"]}");
+    assert_json_is(w.token_bob, "/api/v1/sla/filters",
+                   "{\"owners\":[\"bob\"],\"policies\":[\"sql_contact\"]}");
+    assert_refused(NULL, "/api/v1/sla/filters", NULL, 401);
+}
+
 Test(web, figures_are_exact_and_equal_to_funnelctl)
 {
     /* attribution: L1's journey is spring then autumn; L2's webinar only (P1 less R1) */

@@ -210,6 +210,31 @@ static void sla_list(const funnel_web_req_t *req, funnel_store_t *st, const char
     funnel_web_reply_json(r, MHD_HTTP_OK, doc);
 }
 
+static int add_live_name(bool owner, const char *name, void *doc)
+{
+    return json_array_append_new(json_object_get(doc, owner ? "owners" : "policies"),
+                                 json_string(name))
+               ? FUNNEL_ENOMEM
+               : 0;
+}
+
+/* GET sla/filters: the board's policy and owner choices, from every live instance the user
+ * may see (a rep: their own), not only the rows of the pages read so far. */
+static void sla_filters(const funnel_web_req_t *req, funnel_store_t *st, const char *param,
+                        funnel_web_reply_t *r)
+{
+    (void)param;
+    json_t *doc = json_pack("{s:[], s:[]}", "policies", "owners");
+    int rc = doc ? funnel_sla_report_live_names(st, is_rep(req) ? req->who->name : NULL,
+                                                add_live_name, doc)
+                 : FUNNEL_ENOMEM;
+    if (rc && (rc != FUNNEL_ESTORE || funnel_store_module_version(st, "sla") > 0)) {
+        json_decref(doc);
+        return store_failed(req, st, rc, r);
+    }
+    funnel_web_reply_json(r, MHD_HTTP_OK, doc); /* no SLA tables yet: nothing to choose */
+}
+
 /* Finds instance param and checks a rep owns it; replies and returns NULL otherwise. */
 static funnel_sla_row_t *sla_get(const funnel_web_req_t *req, funnel_store_t *st, const char *param,
                                  funnel_web_reply_t *r)
@@ -460,6 +485,7 @@ static const route_t routes[] = {
     {"GET", "sla", "", false, FUNNEL_WEB_ROLE_REP, FUNNEL_WEB_R_SLA_LIST, sla_list},
     {"GET", "sla/compliance", "", false, FUNNEL_WEB_ROLE_MANAGER, FUNNEL_WEB_R_SLA_COMPLIANCE,
      compliance},
+    {"GET", "sla/filters", "", false, FUNNEL_WEB_ROLE_REP, FUNNEL_WEB_R_SLA_FILTERS, sla_filters},
     {"GET", "quota", "", false, FUNNEL_WEB_ROLE_MANAGER, FUNNEL_WEB_R_QUOTA, quota},
     {"GET", "funnel", "", false, FUNNEL_WEB_ROLE_MANAGER, FUNNEL_WEB_R_FUNNEL, funnel},
     {"POST", "sla/", "/ack", true, FUNNEL_WEB_ROLE_MANAGER, FUNNEL_WEB_R_SLA_ACK, sla_ack},
