@@ -24,7 +24,8 @@ typedef enum funnel_sla_report_state {
     FUNNEL_SLA_REPORT_OPEN,     /* live and not breached: "open" and "paused" rows */
     FUNNEL_SLA_REPORT_BREACHED, /* live, running (not paused) and past its due time */
     FUNNEL_SLA_REPORT_MET,
-    FUNNEL_SLA_REPORT_LIVE, /* OPEN and BREACHED together: every instance not met */
+    FUNNEL_SLA_REPORT_LIVE,    /* OPEN and BREACHED together: every instance not met */
+    FUNNEL_SLA_REPORT_EXPIRED, /* closed by the retention without a stop: not MET's */
 } funnel_sla_report_state_t;
 
 /* A due time that sorts after every other: the rows without one (paused) come last. */

@@ -115,6 +115,7 @@ static const char *const state_filter_names[] = {
     [FUNNEL_SLA_REPORT_BREACHED] = "breached",
     [FUNNEL_SLA_REPORT_MET] = "met",
     [FUNNEL_SLA_REPORT_LIVE] = "live",
+    [FUNNEL_SLA_REPORT_EXPIRED] = "expired",
 };
 
 static void col_copy(sqlite3_stmt *s, int i, char *dst, size_t len)
@@ -201,7 +202,7 @@ static sqlite3_stmt *list_prepare(funnel_store_t *store, const funnel_sla_report
                                   bool count, int64_t now_ms, int *rc)
 {
     *rc = FUNNEL_EINVAL;
-    if ((unsigned)f->state > FUNNEL_SLA_REPORT_LIVE || f->limit < 0)
+    if ((unsigned)f->state > FUNNEL_SLA_REPORT_EXPIRED || f->limit < 0)
         return NULL;
     bool live = f->state == FUNNEL_SLA_REPORT_OPEN || f->state == FUNNEL_SLA_REPORT_BREACHED ||
                 f->state == FUNNEL_SLA_REPORT_LIVE;
