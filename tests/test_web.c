@@ -225,6 +225,116 @@ Test(web, sla_live_list_pages_by_due_time_with_a_cursor)
     json_decref(mine);
 }
 
+/* The body of GET path as token, compact with sorted keys, equals want. */
+static void assert_json_is(const char *token, const char *path, const char *want)
+{
+    json_t *doc = get_json(token, path, 200);
+    char *got = json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS);
+    cr_assert_str_eq(got, want, "GET %s", path);
+    free(got);
+    json_decref(doc);
+}
+
+/* The board's policy and owner choices come from every live instance, not from the page of
+ * rows drawn: a manager's are the live ones' (cy's met instance is not among them), a rep's
+ * only their own. */
+Test(web, sla_filters_list_the_policies_and_owners_of_every_live_instance)
+{
+    int64_t m = 60000;
+    char json[256];
+    snprintf(json, sizeof json,
+             "{\"event_id\":\"e-l6-sql\",\"occurred_at_ms\":%lld,\"lead_id\":\"L6\","
+             "\"stage\":\"SQL\",\"owner\":\"cy\"}",
+             (long long)(w.t0 - 20 * m));
+    fx_web_publish(&w, "lead.qualified", json);
+    snprintf(json, sizeof json,
+             "{\"event_id\":\"e-l6-contact\",\"occurred_at_ms\":%lld,\"lead_id\":\"L6\","
+             "\"rep\":\"cy\"}",
+             (long long)(w.t0 - 10 * m));
+    fx_web_publish(&w, "lead.contacted", json);
+    assert_json_is(w.token_mia, "/api/v1/sla/filters",
+                   "{\"owners\":[\"ann\",\"bob\"],\"policies\":[\"sql_contact\"]}");
+    assert_json_is(w.token_ann, "/api/v1/sla/filters",
+                   "{\"owners\":[\"ann\"],\"policies\":[\"sql_contact\"]}");
+    assert_json_is(w.token_bob, "/api/v1/sla/filters",
+                   "{\"owners\":[\"bob\"],\"policies\":[\"sql_contact\"]}");
+    assert_refused(NULL, "/api/v1/sla/filters", NULL, 401);
+}
+
+/* funneld again on its database, with sla.horizon set to horizon (a reload would do as well;
+ * a restart runs the retention pass at once). */
+static void funneld_restart_with_horizon(const char *horizon)
+{
+    static char text[8192];
+    FILE *f = fopen(w.conf, "r");
+    cr_assert_not_null(f);
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[n] = '\0';
+    char *grace = strstr(text, "late_grace");
+    cr_assert_not_null(grace, "the fixture's sla section");
+    char conf[8192];
+    snprintf(conf, sizeof conf, "%.*shorizon = \"%s\";\n%s", (int)(grace - text), text, horizon,
+             grace);
+    fx_file_put(w.conf, conf);
+    cr_assert_eq(fx_daemon_stop(&w.d), 0);
+    const char *args[] = {"--config", w.conf, NULL};
+    fx_daemon_start(&w.d, w.tmp.path, args);
+}
+
+/* The instances of GET path once it lists n of them (the retention runs on funneld's timer),
+ * at most 30 s. */
+static json_t *sla_rows_once(const char *token, const char *path, size_t n)
+{
+    for (int i = 0; i < 600; i++) {
+        json_t *doc = get_json(token, path, 200);
+        if (json_array_size(json_object_get(doc, "instances")) == n)
+            return doc;
+        json_decref(doc);
+        fx_sleep_ms(50);
+    }
+    cr_assert_fail("GET %s: never %zu instances: %s", path, n, r.body);
+    return NULL;
+}
+
+/* An instance nobody stopped within the horizon is closed as expired (sla.met, expired): the
+ * API lists and shows it as expired, never as met or live. With a horizon of 90 minutes, then
+ * an event at t0 (the watermark, as funneld holds it, is the latest event since its start), L1
+ * and L5 (idle since t0 - 2 h) expire at t0 - 30 m, after the cutoff (t0 - 90 m), so they are
+ * kept; L2, met 6 days ago, is pruned. */
+Test(web, an_expired_instance_is_listed_and_shown_as_expired)
+{
+    char l1[24], path[64], json[256];
+    sla_id_of("L1", l1, sizeof l1);
+    funneld_restart_with_horizon("90m");
+    snprintf(json, sizeof json,
+             "{\"event_id\":\"e-l9-mql\",\"occurred_at_ms\":%lld,\"lead_id\":\"L9\","
+             "\"stage\":\"MQL\"}",
+             (long long)w.t0);
+    fx_web_publish(&w, "lead.qualified", json);
+    json_t *gone = sla_rows_once(w.token_mia, "/api/v1/sla?state=expired", 2);
+    cr_assert_str_eq(str_at(gone, "instances.0.key"), "L1");
+    cr_assert_str_eq(str_at(gone, "instances.0.state"), "expired");
+    cr_assert_str_eq(str_at(gone, "instances.1.key"), "L5");
+    cr_assert_str_eq(str_at(gone, "instances.1.state"), "expired");
+    json_decref(gone);
+    snprintf(path, sizeof path, "/api/v1/sla/%s", l1);
+    json_t *one = get_json(w.token_ann, path, 200);
+    cr_assert_str_eq(str_at(one, "state"), "expired");
+    cr_assert(json_is_false(json_object_get(one, "on_time")));
+    cr_assert(json_is_null(json_object_get(one, "stop_event")));
+    json_decref(one);
+    json_decref(sla_rows_once(w.token_mia, "/api/v1/sla?state=met", 0));
+    json_decref(sla_rows_once(w.token_mia, "/api/v1/sla?state=live", 0));
+    json_t *all = sla_rows_once(w.token_mia, "/api/v1/sla", 2);
+    cr_assert_str_eq(str_at(all, "instances.0.state"), "expired");
+    json_decref(all);
+    json_t *mine = sla_rows_once(w.token_ann, "/api/v1/sla?state=expired", 1);
+    cr_assert_str_eq(str_at(mine, "instances.0.key"), "L1");
+    json_decref(mine);
+    assert_refused(w.token_mia, "/api/v1/sla?state=gone", NULL, 400);
+}
+
 Test(web, figures_are_exact_and_equal_to_funnelctl)
 {
     /* attribution: L1's journey is spring then autumn; L2's webinar only (P1 less R1) */

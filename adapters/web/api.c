@@ -143,18 +143,20 @@ static bool sla_filter(const funnel_web_req_t *req, funnel_sla_report_filter_t *
     static const char *const states[] = {[FUNNEL_SLA_REPORT_OPEN] = "open",
                                          [FUNNEL_SLA_REPORT_BREACHED] = "breached",
                                          [FUNNEL_SLA_REPORT_MET] = "met",
-                                         [FUNNEL_SLA_REPORT_LIVE] = "live"};
+                                         [FUNNEL_SLA_REPORT_LIVE] = "live",
+                                         [FUNNEL_SLA_REPORT_EXPIRED] = "expired"};
     const char *state = funnel_web_arg(req, "state"), *limit = funnel_web_arg(req, "limit");
     const char *order = funnel_web_arg(req, "order"), *after = funnel_web_arg(req, "after");
     *f = (funnel_sla_report_filter_t){.policy = funnel_web_arg(req, "policy"),
                                       .owner = funnel_web_arg(req, "owner"),
                                       .limit = 500,
                                       .by_due = order && !strcmp(order, "due")};
-    for (int i = FUNNEL_SLA_REPORT_OPEN; state && i <= FUNNEL_SLA_REPORT_LIVE; i++)
+    for (int i = FUNNEL_SLA_REPORT_OPEN; state && i <= FUNNEL_SLA_REPORT_EXPIRED; i++)
         if (!strcmp(state, states[i]))
             f->state = (funnel_sla_report_state_t)i;
     const char *bad =
-        state && *state && f->state == FUNNEL_SLA_REPORT_ANY ? "state: open, breached, live or met"
+        state && *state && f->state == FUNNEL_SLA_REPORT_ANY
+            ? "state: open, breached, live, met or expired"
         : limit && (!parse_id(limit, &f->limit) || f->limit > 10000) ? "limit: 1..10000"
         : order && !f->by_due && strcmp(order, "id")                 ? "order: id or due"
         : after && !f->by_due                                        ? "after: needs order=due"
@@ -208,6 +210,31 @@ static void sla_list(const funnel_web_req_t *req, funnel_store_t *st, const char
     }
     funnel_sla_report_list_free(&list);
     funnel_web_reply_json(r, MHD_HTTP_OK, doc);
+}
+
+static int add_live_name(bool owner, const char *name, void *doc)
+{
+    return json_array_append_new(json_object_get(doc, owner ? "owners" : "policies"),
+                                 json_string(name))
+               ? FUNNEL_ENOMEM
+               : 0;
+}
+
+/* GET sla/filters: the board's policy and owner choices, from every live instance the user
+ * may see (a rep: their own), not only the rows of the pages read so far. */
+static void sla_filters(const funnel_web_req_t *req, funnel_store_t *st, const char *param,
+                        funnel_web_reply_t *r)
+{
+    (void)param;
+    json_t *doc = json_pack("{s:[], s:[]}", "policies", "owners");
+    int rc = doc ? funnel_sla_report_live_names(st, is_rep(req) ? req->who->name : NULL,
+                                                add_live_name, doc)
+                 : FUNNEL_ENOMEM;
+    if (rc && (rc != FUNNEL_ESTORE || funnel_store_module_version(st, "sla") > 0)) {
+        json_decref(doc);
+        return store_failed(req, st, rc, r);
+    }
+    funnel_web_reply_json(r, MHD_HTTP_OK, doc); /* no SLA tables yet: nothing to choose */
 }
 
 /* Finds instance param and checks a rep owns it; replies and returns NULL otherwise. */
@@ -460,6 +487,7 @@ static const route_t routes[] = {
     {"GET", "sla", "", false, FUNNEL_WEB_ROLE_REP, FUNNEL_WEB_R_SLA_LIST, sla_list},
     {"GET", "sla/compliance", "", false, FUNNEL_WEB_ROLE_MANAGER, FUNNEL_WEB_R_SLA_COMPLIANCE,
      compliance},
+    {"GET", "sla/filters", "", false, FUNNEL_WEB_ROLE_REP, FUNNEL_WEB_R_SLA_FILTERS, sla_filters},
     {"GET", "quota", "", false, FUNNEL_WEB_ROLE_MANAGER, FUNNEL_WEB_R_QUOTA, quota},
     {"GET", "funnel", "", false, FUNNEL_WEB_ROLE_MANAGER, FUNNEL_WEB_R_FUNNEL, funnel},
     {"POST", "sla/", "/ack", true, FUNNEL_WEB_ROLE_MANAGER, FUNNEL_WEB_R_SLA_ACK, sla_ack},

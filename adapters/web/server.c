@@ -87,6 +87,7 @@ static const char *const route_names[FUNNEL_WEB_R_COUNT_] = {
     [FUNNEL_WEB_R_SLA_SHOW] = "sla_show",
     [FUNNEL_WEB_R_SLA_ACK] = "sla_ack",
     [FUNNEL_WEB_R_SLA_COMPLIANCE] = "sla_compliance",
+    [FUNNEL_WEB_R_SLA_FILTERS] = "sla_filters",
     [FUNNEL_WEB_R_QUOTA] = "quota",
     [FUNNEL_WEB_R_FUNNEL] = "funnel",
     [FUNNEL_WEB_R_ATTRIBUTION] = "attribution",

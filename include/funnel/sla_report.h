@@ -24,7 +24,8 @@ typedef enum funnel_sla_report_state {
     FUNNEL_SLA_REPORT_OPEN,     /* live and not breached: "open" and "paused" rows */
     FUNNEL_SLA_REPORT_BREACHED, /* live, running (not paused) and past its due time */
     FUNNEL_SLA_REPORT_MET,
-    FUNNEL_SLA_REPORT_LIVE, /* OPEN and BREACHED together: every instance not met */
+    FUNNEL_SLA_REPORT_LIVE,    /* OPEN and BREACHED together: every instance not met */
+    FUNNEL_SLA_REPORT_EXPIRED, /* closed by the retention without a stop: not MET's */
 } funnel_sla_report_state_t;
 
 /* A due time that sorts after every other: the rows without one (paused) come last. */
@@ -88,6 +89,13 @@ int funnel_sla_report_list(funnel_store_t *store, const funnel_sla_report_filter
 int funnel_sla_report_count(funnel_store_t *store, const funnel_sla_report_filter_t *filter,
                             int64_t now_ms, int64_t *n);
 void funnel_sla_report_list_free(funnel_sla_report_list_t **list);
+
+/* The distinct policies (owner false), then the distinct owners (owner true) of the live
+ * instances, each in byte order, owned by only_owner when it is not NULL: what a list of live
+ * instances can be filtered by, read from the partial index of live instances whatever the
+ * history. Calls fn for each; returns 0, fn's first non-zero, FUNNEL_ESTORE. */
+int funnel_sla_report_live_names(funnel_store_t *store, const char *only_owner,
+                                 int (*fn)(bool owner, const char *name, void *arg), void *arg);
 
 /* One instance with its policy version's definition, as of now_ms. *out is owned by the caller
  * (funnel_sla_report_row_free). Returns 0; FUNNEL_ENOTFOUND when there is no such sla_id;

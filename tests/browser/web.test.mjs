@@ -210,6 +210,22 @@ try {
     await until('every week', async () => (await weeks()).includes(oldWeek));
   });
 
+  await check('an owner whose instances are on no page drawn yet can be picked', async () => {
+    // due in 30 minutes: after the 60 and more drawn before it, off the first page
+    const json = JSON.stringify({ event_id: 'e-dan-sql', occurred_at_ms: Date.now() - 30 * 60 * 1000,
+      lead_id: 'D1', stage: 'SQL', owner: 'dan' });
+    execFileSync(CTL[0], [...CTL.slice(1), 'publish', 'lead.qualified', json]);
+    await mia.page.reload();
+    await mia.page.waitForSelector('body[data-ready="1"]');
+    assert.equal(await mia.page.locator('#sla-table tbody tr').count(), 50);
+    assert.equal(await row(mia.page, 'D1').count(), 0, "dan's is not on the first page");
+    assert.ok((await mia.page.locator('#sla-owner option').allTextContents()).includes('dan'));
+    await mia.page.selectOption('#sla-owner', 'dan');
+    await until("dan's instance alone", async () => (await row(mia.page, 'D1').count()) === 1 &&
+      (await mia.page.locator('#sla-table tbody tr').count()) === 1);
+    await mia.page.selectOption('#sla-owner', '');
+  });
+
   await check('the quota chart is the count so far, day by day, against the pace line', async () => {
     const path = mia.page.locator('#quota-body path.count');
     const steps = (await path.getAttribute('data-cumulative')).split(',').map(Number);

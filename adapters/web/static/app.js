@@ -124,14 +124,15 @@ function slaTake(data, rows) {
   state.slaNext = data.next ?? null;
   state.slaTotal = data.total ?? rows.length;
   state.slaById = new Map(rows.map((r) => [r.sla_id, r]));
-  fillFilter('sla-policy', rows.map((r) => r.policy));
-  fillFilter('sla-owner', rows.map((r) => r.owner));
   renderSla();
 }
 
-// (Re)reads as many rows as the board shows.
+// (Re)reads as many rows as the board shows, and the filters' choices: the policies and owners
+// of every live instance, most of which are on no page read yet.
 async function loadSla() {
-  const data = await slaPage(null, state.slaShown);
+  const [data, names] = await Promise.all([slaPage(null, state.slaShown), api('sla/filters')]);
+  fillFilter('sla-policy', names.policies);
+  fillFilter('sla-owner', names.owners);
   slaTake(data, data.instances);
 }
 

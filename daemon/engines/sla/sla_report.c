@@ -71,6 +71,13 @@ static const char *const count_sqls[3] = {COUNT_SQL("", ""), COUNT_SQL(LIVE_INDE
                                           "SELECT count(*) FROM sla_instance i" LIVE_INDEX
                                           " WHERE" OWNED LIVE_AND};
 
+/* ?1 the only owner (NULL: any): the live instances' (policy, owner) pairs read once, then
+ * the policies (0) and the owners (1) among them. */
+static const char live_names_sql[] =
+    "WITH l AS MATERIALIZED (SELECT i.policy, i.owner FROM sla_instance i" LIVE_INDEX
+    " WHERE i.state <> 'met' AND (?1 IS NULL OR i.owner = ?1) GROUP BY 1, 2)"
+    " SELECT 0, policy FROM l GROUP BY 2 UNION ALL SELECT 1, owner FROM l GROUP BY 2 ORDER BY 1, 2";
+
 /* ?2 sla_id. */
 static const char show_sql[] = ROW_SELECT ", p.definition" ROW_FROM " WHERE i.id = ?2";
 
@@ -108,6 +115,7 @@ static const char *const state_filter_names[] = {
     [FUNNEL_SLA_REPORT_BREACHED] = "breached",
     [FUNNEL_SLA_REPORT_MET] = "met",
     [FUNNEL_SLA_REPORT_LIVE] = "live",
+    [FUNNEL_SLA_REPORT_EXPIRED] = "expired",
 };
 
 static void col_copy(sqlite3_stmt *s, int i, char *dst, size_t len)
@@ -194,7 +202,7 @@ static sqlite3_stmt *list_prepare(funnel_store_t *store, const funnel_sla_report
                                   bool count, int64_t now_ms, int *rc)
 {
     *rc = FUNNEL_EINVAL;
-    if ((unsigned)f->state > FUNNEL_SLA_REPORT_LIVE || f->limit < 0)
+    if ((unsigned)f->state > FUNNEL_SLA_REPORT_EXPIRED || f->limit < 0)
         return NULL;
     bool live = f->state == FUNNEL_SLA_REPORT_OPEN || f->state == FUNNEL_SLA_REPORT_BREACHED ||
                 f->state == FUNNEL_SLA_REPORT_LIVE;
@@ -250,6 +258,25 @@ int funnel_sla_report_count(funnel_store_t *store, const funnel_sla_report_filte
     if (s && sqlite3_step(s) == SQLITE_ROW)
         *n = sqlite3_column_int64(s, 0);
     else if (!rc)
+        rc = FUNNEL_ESTORE;
+    sqlite3_finalize(s);
+    return rc;
+}
+
+int funnel_sla_report_live_names(funnel_store_t *store, const char *only_owner,
+                                 int (*fn)(bool owner, const char *name, void *arg), void *arg)
+{
+    sqlite3_stmt *s = NULL;
+    int rc = 0, step = SQLITE_DONE;
+    if (sqlite3_prepare_v2(funnel_store_db(store), live_names_sql, -1, &s, NULL) != SQLITE_OK)
+        rc = FUNNEL_ESTORE;
+    else
+        bind_opt_text(s, 1, only_owner);
+    while (!rc && (step = sqlite3_step(s)) == SQLITE_ROW) {
+        const unsigned char *name = sqlite3_column_text(s, 1);
+        rc = fn(sqlite3_column_int(s, 0) != 0, name ? (const char *)name : "", arg);
+    }
+    if (!rc && step != SQLITE_DONE)
         rc = FUNNEL_ESTORE;
     sqlite3_finalize(s);
     return rc;
