@@ -168,6 +168,17 @@ Test(e2e_sla, live_deadline_fires_on_time_and_ack_stops_levels)
     const char *met[] = {"sla", "list", "--state", "met", NULL};
     cr_assert_eq(fx_ctl(&fd, out, sizeof out, met), 0, "%s", out);
     cr_assert_null(strstr(out, "L-2"), "%s", out);
+    /* funnelctl takes the states funnel-web takes (one parser): live is every unmet one, and
+     * nothing has expired within the horizon. */
+    const char *live[] = {"sla", "list", "--state", "live", NULL};
+    cr_assert_eq(fx_ctl(&fd, out, sizeof out, live), 0, "%s", out);
+    cr_assert(strstr(out, "L-2") && strstr(out, "L-3"), "%s", out);
+    const char *expired[] = {"sla", "list", "--state", "expired", NULL};
+    cr_assert_eq(fx_ctl(&fd, out, sizeof out, expired), 0, "%s", out);
+    cr_assert_null(strstr(out, "L-2"), "%s", out);
+    const char *unknown[] = {"sla", "list", "--state", "gone", NULL};
+    cr_assert_neq(fx_ctl(&fd, out, sizeof out, unknown), 0, "%s", out);
+    cr_assert(strstr(out, "--state must be open, breached, live, met or expired"), "%s", out);
     const char *show[] = {"sla", "show", sla_id, NULL};
     cr_assert_eq(fx_ctl(&fd, out, sizeof out, show), 0, "%s", out);
     cr_assert(strstr(out, "\"acked_by\": \"oncall-bob\""), "%s", out);

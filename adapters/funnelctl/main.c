@@ -82,7 +82,7 @@ static void usage(FILE *out)
             "      --from, --to DATE   attribution, funnel, sla compliance: YYYY-MM-DD or\n"
             "                          YYYY-MM, inclusive, UTC; sla status: the period's first\n"
             "                          day (default: this week's Monday, UTC)\n"
-            "      --state S           sla list: open, breached or met\n"
+            "      --state S           sla list: open, breached, live, met or expired\n"
             "      --policy P          sla next: the policy\n"
             "      --queue Q           sla next: the queue\n"
             "  -h, --help              this help\n"

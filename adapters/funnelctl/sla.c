@@ -54,17 +54,9 @@ static void row_print(const fctl_t *ctl, const funnel_sla_row_t *r)
 
 static int sla_list(fctl_t *ctl, funnel_store_t *st)
 {
-    static const char *const states[] = {
-        [FUNNEL_SLA_REPORT_OPEN] = "open",
-        [FUNNEL_SLA_REPORT_BREACHED] = "breached",
-        [FUNNEL_SLA_REPORT_MET] = "met",
-    };
     funnel_sla_report_filter_t f = {.limit = ctl->limit ? ctl->limit : DEFAULT_LIMIT};
-    for (int i = FUNNEL_SLA_REPORT_OPEN; ctl->state && i <= FUNNEL_SLA_REPORT_MET; i++)
-        if (!strcmp(ctl->state, states[i]))
-            f.state = (funnel_sla_report_state_t)i;
-    if (ctl->state && f.state == FUNNEL_SLA_REPORT_ANY) {
-        fprintf(stderr, "funnelctl: --state must be open, breached or met\n");
+    if (ctl->state && funnel_sla_report_state_parse(ctl->state, &f.state)) {
+        fprintf(stderr, "funnelctl: --state must be " FUNNEL_SLA_REPORT_STATE_NAMES "\n");
         return FCTL_USAGE;
     }
     funnel_sla_report_list_t *list;
@@ -194,11 +186,12 @@ int fctl_cmd_sla(fctl_t *ctl)
         return fctl_sla_compliance(ctl);
     if ((!list && !show && !next && !status) || (show ? ctl->n_args != 2 : ctl->n_args != 1) ||
         (next && (!ctl->policy || !ctl->queue))) {
-        fprintf(stderr, "usage: funnelctl sla list [--state open|breached|met] [--json]\n"
-                        "       funnelctl sla show ID [--json]\n"
-                        "       funnelctl sla next --policy P --queue Q [--json]\n"
-                        "       funnelctl sla status [--from DATE] [--json]\n"
-                        "       funnelctl sla compliance --by policy|owner [--week] [--json]\n");
+        fprintf(stderr,
+                "usage: funnelctl sla list [--state open|breached|live|met|expired] [--json]\n"
+                "       funnelctl sla show ID [--json]\n"
+                "       funnelctl sla next --policy P --queue Q [--json]\n"
+                "       funnelctl sla status [--from DATE] [--json]\n"
+                "       funnelctl sla compliance --by policy|owner [--week] [--json]\n");
         return FCTL_USAGE;
     }
     funnel_store_t *st = fctl_store_open(ctl);

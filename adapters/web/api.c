@@ -140,23 +140,15 @@ static json_t *sla_cursor_json(const funnel_sla_report_filter_t *f,
 static bool sla_filter(const funnel_web_req_t *req, funnel_sla_report_filter_t *f,
                        funnel_web_reply_t *r)
 {
-    static const char *const states[] = {[FUNNEL_SLA_REPORT_OPEN] = "open",
-                                         [FUNNEL_SLA_REPORT_BREACHED] = "breached",
-                                         [FUNNEL_SLA_REPORT_MET] = "met",
-                                         [FUNNEL_SLA_REPORT_LIVE] = "live",
-                                         [FUNNEL_SLA_REPORT_EXPIRED] = "expired"};
     const char *state = funnel_web_arg(req, "state"), *limit = funnel_web_arg(req, "limit");
     const char *order = funnel_web_arg(req, "order"), *after = funnel_web_arg(req, "after");
     *f = (funnel_sla_report_filter_t){.policy = funnel_web_arg(req, "policy"),
                                       .owner = funnel_web_arg(req, "owner"),
                                       .limit = 500,
                                       .by_due = order && !strcmp(order, "due")};
-    for (int i = FUNNEL_SLA_REPORT_OPEN; state && i <= FUNNEL_SLA_REPORT_EXPIRED; i++)
-        if (!strcmp(state, states[i]))
-            f->state = (funnel_sla_report_state_t)i;
     const char *bad =
-        state && *state && f->state == FUNNEL_SLA_REPORT_ANY
-            ? "state: open, breached, live, met or expired"
+        state && *state && funnel_sla_report_state_parse(state, &f->state)
+            ? "state: " FUNNEL_SLA_REPORT_STATE_NAMES
         : limit && (!parse_id(limit, &f->limit) || f->limit > 10000) ? "limit: 1..10000"
         : order && !f->by_due && strcmp(order, "id")                 ? "order: id or due"
         : after && !f->by_due                                        ? "after: needs order=due"

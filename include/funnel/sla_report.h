@@ -78,6 +78,12 @@ typedef struct funnel_sla_report_list {
     size_t n_rows;
 } funnel_sla_report_list_t;
 
+/* The state filter named name ("open", "breached", "met", "live" or "expired"), for
+ * funnelctl's --state and funnel-web's state=: one list of names for both. Returns 0, or
+ * FUNNEL_EINVAL for any other name (*out untouched). */
+#define FUNNEL_SLA_REPORT_STATE_NAMES "open, breached, live, met or expired"
+int funnel_sla_report_state_parse(const char *name, funnel_sla_report_state_t *out);
+
 /* Lists the instances that pass filter (NULL: all), as of now_ms. *out is owned by the caller
  * (funnel_sla_report_list_free). Returns 0; FUNNEL_EINVAL for an unknown filter state;
  * FUNNEL_ESTORE when the database has no SLA tables or a read failed (then no partial list is

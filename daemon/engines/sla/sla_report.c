@@ -118,6 +118,16 @@ static const char *const state_filter_names[] = {
     [FUNNEL_SLA_REPORT_EXPIRED] = "expired",
 };
 
+int funnel_sla_report_state_parse(const char *name, funnel_sla_report_state_t *out)
+{
+    for (int i = FUNNEL_SLA_REPORT_OPEN; name && i <= FUNNEL_SLA_REPORT_EXPIRED; i++)
+        if (!strcmp(name, state_filter_names[i])) {
+            *out = (funnel_sla_report_state_t)i;
+            return 0;
+        }
+    return FUNNEL_EINVAL;
+}
+
 static void col_copy(sqlite3_stmt *s, int i, char *dst, size_t len)
 {
     const unsigned char *t = sqlite3_column_text(s, i);
