@@ -953,6 +953,20 @@ static int count_step(void *arg)
     return 0;
 }
 
+/* Applies n payments of client C1 in EUR, a millisecond apart from at, with ids made of tag
+ * (e-TAG-i, payment PTAG-i) and amounts 1000 + i. */
+static void payments_apply(world_t *w, const char *tag, int n, int64_t at)
+{
+    for (int i = 0; i < n; i++) {
+        char json[512];
+        snprintf(json, sizeof json,
+                 "{\"eventId\":\"e-%s-%d\",\"occurredAtMs\":%lld,\"paymentId\":\"P%s-%d\","
+                 "\"clientId\":\"C1\",\"amount\":{\"minor\":%d,\"currency\":\"EUR\"}}",
+                 tag, i, (long long)(at + i), tag, i, 1000 + i);
+        world_apply(w, "payment.received", json);
+    }
+}
+
 /* SQLite virtual-machine steps of the report of one period. */
 static long report_steps(world_t *w, int64_t from, int64_t to)
 {
@@ -978,14 +992,7 @@ Test(engine, the_report_of_a_period_reads_only_that_period)
     int64_t from = T0 - T0 % DAY, to = from + 10 * DAY;
     long before = report_steps(&w, from, to);
     /* Forty payments a year later: history the report of the first days must not read. */
-    for (int i = 0; i < 40; i++) {
-        char json[512];
-        snprintf(json, sizeof json,
-                 "{\"eventId\":\"e-later-%d\",\"occurredAtMs\":%lld,\"paymentId\":\"PL%d\","
-                 "\"clientId\":\"C1\",\"amount\":{\"minor\":%d,\"currency\":\"EUR\"}}",
-                 i, T0 + 365 * DAY + i, i, 1000 + i);
-        world_apply(&w, "payment.received", json);
-    }
+    payments_apply(&w, "later", 40, T0 + 365 * DAY);
     long after = report_steps(&w, from, to);
     /* Reading them would cost hundreds of steps (40 payments x 4 lines); a seek in a deeper
      * index a few. */
@@ -1603,14 +1610,7 @@ Test(engine, the_report_of_all_time_reads_day_sums_not_postings)
     static world_t w;
     world_journey(&w, FUNNEL_ATTR_ALL_MODELS);
     long before = report_steps(&w, INT64_MIN, INT64_MAX);
-    for (int i = 0; i < 60; i++) {
-        char json[512];
-        snprintf(json, sizeof json,
-                 "{\"eventId\":\"e-day-%d\",\"occurredAtMs\":%lld,\"paymentId\":\"PD%d\","
-                 "\"clientId\":\"C1\",\"amount\":{\"minor\":%d,\"currency\":\"EUR\"}}",
-                 i, T0 + 3 * DAY + i, i, 1000 + i);
-        world_apply(&w, "payment.received", json);
-    }
+    payments_apply(&w, "day", 60, T0 + 3 * DAY);
     long after = report_steps(&w, INT64_MIN, INT64_MAX);
     /* Sixty payments of four lines each would be hundreds of steps; their day sums one row
      * per tag of that day. */
