@@ -366,6 +366,11 @@ Test(alert, text_says_what_is_late_by_how_much_whose_and_which_level)
                 "anna");
     assert_text("sla.met", "{\"slaMet\":{\"sla\":" SLA_REF ",\"onTime\":true}}", 1000000 + 5000,
                 "[sla.met] first-contact: L-7 met on time, owner anna", "anna");
+    /* Closed by the retention horizon, never stopped: not a stop that came late. */
+    assert_text(
+        "sla.met", "{\"slaMet\":{\"sla\":" SLA_REF ",\"lateMs\":\"90000\",\"expired\":true}}",
+        1000000 + 86400000,
+        "[sla.met] first-contact: L-7 expired unstopped (counted as breached), owner anna", "anna");
     assert_text("lead.contacted",
                 "{\"eventId\":\"e\",\"leadContacted\":{\"leadId\":\"L-1\",\"rep\":\"bob\"}}", 0,
                 "[lead.contacted] leadId=L-1 rep=bob", "bob");

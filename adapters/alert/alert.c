@@ -95,7 +95,10 @@ static void sla_text(const char *topic, const json_t *body, const json_t *sla, i
     char dur[32], state[48], lvl[48] = "";
     if (!strcmp(topic, "sla.met")) {
         duration_text(int64_at(body, "lateMs"), dur, sizeof dur);
-        if (json_is_true(json_object_get(body, "onTime")))
+        /* expired: the retention horizon closed it; late_ms says nothing of a stop. */
+        if (json_is_true(json_object_get(body, "expired")))
+            snprintf(state, sizeof state, "expired unstopped (counted as breached)");
+        else if (json_is_true(json_object_get(body, "onTime")))
             snprintf(state, sizeof state, "met on time");
         else
             snprintf(state, sizeof state, "met late by %s", dur);
