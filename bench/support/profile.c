@@ -333,10 +333,11 @@ static void span_line(FILE *out, const char *label, const bench_prof_span_t *s, 
     const bench_prof_stmt_t *c = bench_profile_stmt(s, COMMIT_SQL);
     uint64_t total = span_ns(s), commit = c ? c->ns : 0;
     fprintf(out,
-            "  %-10s %3zu snapshots, %8" PRIu64 " events: statements %6.1f us/event, COMMIT "
-            "%5.1f us/event (%4.1f%% of statement time, %.2f per 1000 events)\n",
+            "  %-10s %3zu snapshots, %8" PRIu64 " events: statements %6.1f us/event; COMMIT "
+            "%5.1f us/event = %4.1f%% of it, %.0f events and %.0f pages written a commit\n",
             label, s->snapshots, events, per(total, events) / 1000, per(commit, events) / 1000,
-            100 * per(commit, total), 1000 * per(c ? c->calls : 0, events));
+            100 * per(commit, total), per(events, c ? c->calls : 0),
+            per(c ? c->writes : 0, c ? c->calls : 0));
 }
 
 static void stmt_row(FILE *out, const bench_prof_stmt_t *x, uint64_t ex, const bench_prof_stmt_t *y,
@@ -346,7 +347,7 @@ static void stmt_row(FILE *out, const bench_prof_stmt_t *x, uint64_t ex, const b
     if (!x)
         x = &none;
     fprintf(out,
-            "  %6.2f ->%6.2f  %6.3f ->%6.3f  %7.1f ->%7.1f  %6.0f ->%6.0f  %6.1f ->%6.1f  %.*s\n",
+            "  %6.2f ->%6.2f  %6.3f ->%6.3f  %8.1f ->%8.1f  %6.0f ->%6.0f  %6.1f ->%6.1f  %.*s\n",
             per(x->ns, ex) / 1000, per(y->ns, ey) / 1000, per(x->calls, ex), per(y->calls, ey),
             per(x->ns, x->calls) / 1000, per(y->ns, y->calls) / 1000, per(x->steps, x->calls),
             per(y->steps, y->calls), per(x->hits + x->misses, x->calls),
@@ -362,8 +363,8 @@ static int stmts_table(FILE *out, const bench_prof_span_t *a, const bench_prof_s
     for (size_t i = 0; i < b->n_stmts; i++)
         order[i] = &b->stmts[i];
     qsort(order, b->n_stmts, sizeof *order, cmp_ns_desc);
-    fprintf(out, "\n  %-16s %-16s %-18s %-16s %-16s %s\n", "us/event", "calls/event", "us/call",
-            "VM steps/call", "pages/call", "statement (by us/event, last span)");
+    fprintf(out, "\n  %-16s %-16s %-20s %-16s %-16s %s\n", "us/event", "calls/event", "us/call",
+            "VM steps/call", "pages/call", "statement (by us/event in the last)");
     for (size_t i = 0; i < b->n_stmts && i < top; i++)
         stmt_row(out, bench_profile_stmt(a, order[i]->sql), ea, order[i], eb);
     free(order);
