@@ -302,21 +302,7 @@ Test(sqlprofile, funneld_with_an_unwritable_profile_does_not_start)
     char out[4096], set[400], db[400];
     snprintf(set, sizeof set, "sql_profile=%s/no-such-dir/p.profile", tmp.path);
     snprintf(db, sizeof db, "%s/f.db", tmp.path);
-    const char *argv[] = {FUNNELD_PATH,
-                          "--database",
-                          db,
-                          "--ingest",
-                          "tcp://127.0.0.1:*",
-                          "--submit",
-                          "tcp://127.0.0.1:*",
-                          "--publish",
-                          "tcp://127.0.0.1:*",
-                          "--replay",
-                          "tcp://127.0.0.1:*",
-                          "--set",
-                          set,
-                          NULL};
-    int status = fx_run(argv, out, sizeof out);
+    int status = fx_run_funneld_on(db, set, out, sizeof out);
     cr_assert_neq(status, 0, "funneld started: %s", out);
     cr_assert_not_null(strstr(out, "no-such-dir/p.profile"), "%s", out);
 }
