@@ -13,7 +13,9 @@
  *      peak RSS (VmHWM), output messages by topic (the outbox, read-only after the stop), and
  *      the time a restart on the final database takes until funneld is ready.
  *   2. the same events with engines = "none": the reference the first run is a ratio of.
- * It prints the figures beside the targets of issue 11 with PASS/FAIL marks. Exit status: 0
+ * It prints the figures beside the targets of issue 11 with PASS/FAIL marks; with --profile,
+ * funneld's sql_profile is on in run 1 and, for its first and last fifth, where the writer's
+ * time and WAL pages went (support/profile.h). Exit status: 0
  * when the run completed, whatever the figures; 1 on an error or a refused event; 2 on a
  * usage error. Everything it starts is stopped and its temporary directory removed (--keep
  * DIR runs in DIR and keeps the databases). */

@@ -104,11 +104,8 @@ static uint64_t frames_total(const bench_prof_span_t *s)
 static uint64_t frames_of(const bench_prof_span_t *s, const char *owner)
 {
     bench_prof_owners_t o;
-    uint64_t n = 0;
     cr_assert_eq(bench_profile_owners_read(db_path, &o), 0);
-    for (size_t i = 0; i < s->n_pages; i++)
-        if (!strcmp(bench_profile_owner(&o, s->pages[i].pgno), owner))
-            n += s->pages[i].frames;
+    uint64_t n = bench_profile_owner_frames(s, &o, owner);
     bench_profile_owners_clear(&o);
     return n;
 }

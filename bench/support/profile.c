@@ -306,6 +306,16 @@ const char *bench_profile_owner(const bench_prof_owners_t *o, uint32_t pgno)
     return pgno < o->n_pages && o->owner[pgno] ? o->names[o->owner[pgno] - 1] : "(free)";
 }
 
+uint64_t bench_profile_owner_frames(const bench_prof_span_t *span, const bench_prof_owners_t *o,
+                                    const char *owner)
+{
+    uint64_t n = 0;
+    for (size_t i = 0; i < span->n_pages; i++)
+        if (!strcmp(bench_profile_owner(o, span->pages[i].pgno), owner))
+            n += span->pages[i].frames;
+    return n;
+}
+
 /* ---- the tables -------------------------------------------------------------------------- */
 
 static uint64_t span_ns(const bench_prof_span_t *s)

@@ -68,6 +68,10 @@ void bench_profile_owners_clear(bench_prof_owners_t *o);
 /* The owner of pgno: a table or index name, or "(free)" for a page no B-tree holds now. */
 const char *bench_profile_owner(const bench_prof_owners_t *o, uint32_t pgno);
 
+/* The WAL frames of span whose page owner names. */
+uint64_t bench_profile_owner_frames(const bench_prof_span_t *span, const bench_prof_owners_t *o,
+                                    const char *owner);
+
 /* Prints the two tables for spans a and b (the first and the last fifth, named by the labels):
  * the top statements of b by wall us per event with calls/event, us/call, VM steps/call and
  * pages touched (hits + misses)/call in both, COMMIT's share of the statement time, and the WAL
