@@ -13,12 +13,15 @@
  *      peak RSS (VmHWM), output messages by topic (the outbox, read-only after the stop), and
  *      the time a restart on the final database takes until funneld is ready.
  *   2. the same events with engines = "none": the reference the first run is a ratio of.
- * It prints the figures beside the targets of issue 11 with PASS/FAIL marks. Exit status: 0
+ * It prints the figures beside the targets of issue 11 with PASS/FAIL marks; with --profile,
+ * funneld's sql_profile is on in run 1 and, for its first and last fifth, where the writer's
+ * time and WAL pages went (support/profile.h). Exit status: 0
  * when the run completed, whatever the figures; 1 on an error or a refused event; 2 on a
  * usage error. Everything it starts is stopped and its temporary directory removed (--keep
  * DIR runs in DIR and keeps the databases). */
 #include "bench.h"
 #include "mix.h"
+#include "profile.h"
 
 #include "funnel/error.h"
 #include "store.h"
@@ -51,10 +54,12 @@
 #define TARGET_RSS_MB     500.0
 #define TARGET_RESTART_S  3.0
 #define TARGET_LEADS_NOTE "the targets are set for --leads 1000000 on a 2-core machine"
+#define PROFILE_TOP       15 /* statements and tables shown by --profile */
 
 typedef struct options {
     uint64_t leads, seed, window;
     bool skip_reference;
+    bool profile;        /* funneld's sql_profile on for the all-engines run */
     const char *keep;    /* run in this directory and keep it; NULL for a temporary one */
     const char *engines; /* the engines of the measured run */
 } options_t;
@@ -79,15 +84,24 @@ typedef struct topic_count {
     uint64_t messages;
 } topic_count_t;
 
+/* --profile: the first and the last fifth of funneld's statement profile, and which table or
+ * index owns each page of the final database. */
+typedef struct profile_fifths {
+    bench_prof_span_t first, last;
+    bench_prof_owners_t owners;
+} profile_fifths_t;
+
 /* One run's figures. */
 typedef struct run_result {
     fifth_t fifths[FIFTHS], whole;
+    int64_t begins_ms[FIFTHS + 1]; /* wall clock when each fifth began, and when the last ended */
     uint64_t ok, refused;
     uint64_t disk_bytes;
     double rss_mb, restart_s;
     topic_count_t topics[MAX_TOPICS];
     size_t n_topics;
     uint64_t messages;
+    profile_fifths_t profile; /* filled when the run had a profile */
 } run_result_t;
 
 /* ---- the mix --------------------------------------------------------------------------- */
@@ -159,6 +173,8 @@ typedef struct run_source {
     uint64_t ends_ns[FIFTHS];       /* when the last answer of each fifth came */
     pid_t pid;                      /* funneld's */
     uint64_t cpu_ticks[FIFTHS + 1]; /* its CPU time at the start and at the end of each fifth */
+    int64_t begins_ms[FIFTHS + 1];  /* the wall clock then: the profile's snapshots are stamped
+                                       with it */
     uint64_t ok, refused;
 } run_source_t;
 
@@ -213,6 +229,7 @@ static void source_answered(void *ctx, uint64_t index, const char *status, size_
         if (s->answered == n * (uint64_t)(k + 1) / FIFTHS) {
             s->ends_ns[k] = now_ns;
             s->cpu_ticks[k + 1] = cpu_ticks(s->pid);
+            s->begins_ms[k + 1] = bench_wall_ms();
         }
     if (len == 2 && !memcmp(status, "ok", 2)) {
         s->ok++;
@@ -249,6 +266,7 @@ static void run_summarize(run_source_t *s, uint64_t first_ns, run_result_t *r)
     r->whole.cpu_us = (double)(s->cpu_ticks[FIFTHS] - s->cpu_ticks[0]) * us_per_tick / (double)n;
     r->ok = s->ok;
     r->refused = s->refused;
+    memcpy(r->begins_ms, s->begins_ms, sizeof r->begins_ms);
 }
 
 /* Submits the whole mix to d and fills the rates, latencies and answer counts of r. */
@@ -270,6 +288,7 @@ static int run_submit(const options_t *o, int64_t end_ms, const mix_count_t *cou
         goto out;
     }
     s.cpu_ticks[0] = cpu_ticks(d->pid);
+    s.begins_ms[0] = bench_wall_ms();
     if (bench_submit(d->submit, o->window, &src, &first_ns))
         goto out;
     if (s.answered != count->events) {
@@ -348,6 +367,28 @@ out:
     return rc;
 }
 
+static void profile_fifths_clear(profile_fifths_t *pf)
+{
+    bench_profile_span_clear(&pf->first);
+    bench_profile_span_clear(&pf->last);
+    bench_profile_owners_clear(&pf->owners);
+}
+
+/* The snapshots of the profile at path stamped inside the first and the last fifth of r, and
+ * the owners of db's pages (dbstat). */
+static int profile_fifths_read(const char *path, const char *db, run_result_t *r)
+{
+    bench_profile_t p;
+    if (bench_profile_read(path, &p))
+        return bench_error("cannot read funneld's profile %s", path);
+    int rc =
+        bench_profile_sum(&p, r->begins_ms[0], r->begins_ms[1], &r->profile.first) ||
+        bench_profile_sum(&p, r->begins_ms[FIFTHS - 1], r->begins_ms[FIFTHS], &r->profile.last) ||
+        bench_profile_owners_read(db, &r->profile.owners);
+    bench_profile_clear(&p);
+    return rc ? bench_error("cannot sum funneld's profile %s", path) : 0;
+}
+
 /* Starts funneld again on the final database and times it until ready, then stops it. */
 static int restart_measure(const char *dir, const char *label, const char *engines,
                            const char *config, run_result_t *r)
@@ -363,16 +404,17 @@ static int restart_measure(const char *dir, const char *label, const char *engin
     return status ? bench_error("funneld exited with status %d after the restart", status) : 0;
 }
 
-/* One whole run in a fresh database named for label; restart: measure a restart after it. */
+/* One whole run in a fresh database named for label; restart: measure a restart after it;
+ * profile: funneld's sql_profile goes to that file (NULL: off). */
 static int run_one(const options_t *o, int64_t end_ms, const mix_count_t *count, const char *dir,
                    const char *config, const char *label, const char *engines, bool restart,
-                   run_result_t *r)
+                   const char *profile, run_result_t *r)
 {
     bench_daemon_t d;
     memset(r, 0, sizeof *r);
     fprintf(stderr, "funneld (%s): submitting %llu events, window %llu...\n", engines,
             (unsigned long long)count->events, (unsigned long long)o->window);
-    if (bench_daemon_start(&d, dir, label, engines, config)) {
+    if (bench_daemon_start_profiled(&d, dir, label, engines, config, profile)) {
         bench_daemon_dump_log(&d);
         return -1;
     }
@@ -388,6 +430,8 @@ static int run_one(const options_t *o, int64_t end_ms, const mix_count_t *count,
         rc = bench_verify_stored(d.db, r->ok, r->refused);
     if (!rc)
         rc = outbox_count(d.db, r);
+    if (!rc && profile)
+        rc = profile_fifths_read(profile, d.db, r);
     if (!rc && restart)
         rc = restart_measure(dir, label, engines, config, r);
     if (rc)
@@ -511,6 +555,11 @@ static void print_report(const options_t *o, const mix_count_t *c, const run_res
     print_fifths(full, core);
     print_outbox(full, c);
     print_targets(full, core, c);
+    if (o->profile &&
+        bench_profile_report(stdout, &full->profile.first, &full->profile.last, "1st fifth",
+                             "5th fifth", &full->profile.owners, PROFILE_TOP))
+        printf("\nthe profile holds no events in the first or the last fifth: a fifth shorter "
+               "than its 1 s snapshots (try more --leads)\n");
 }
 
 /* ---- command line ------------------------------------------------------------------------ */
@@ -519,7 +568,7 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: bench_workload [--leads N] [--seed S] [--window W] [--skip-reference]\n"
-            "                      [--keep DIR] [--engines LIST]\n"
+            "                      [--keep DIR] [--engines LIST] [--profile]\n"
             "\n"
             "Generates a year of a realistic funnel (see bench/support/mix.h) and submits it to\n"
             "funneld (%s) with all engines on, then the same events with engines off;\n"
@@ -534,6 +583,9 @@ static void usage(FILE *out)
             "  -k, --keep DIR       run in DIR (created if missing) and keep the databases there\n"
             "  -e, --engines LIST   engines of the measured run, funneld's engines= syntax\n"
             "                       (default %s): one engine alone shows what it costs\n"
+            "  -p, --profile        funneld's sql_profile on in the measured run: prints where\n"
+            "                       its writer's time and WAL pages go in the first and the\n"
+            "                       last fifth (statements, tables and indexes)\n"
             "  -h, --help           print this help and exit\n"
             "\n"
             "TMPDIR chooses where the temporary directory goes (default /tmp).\n",
@@ -555,13 +607,18 @@ static bool parse_seed(const char *text, uint64_t *out)
 static int parse_args(int argc, char **argv, options_t *o)
 {
     static const struct option longopts[] = {
-        {"leads", required_argument, NULL, 'l'},  {"seed", required_argument, NULL, 's'},
-        {"window", required_argument, NULL, 'w'}, {"skip-reference", no_argument, NULL, 'r'},
-        {"keep", required_argument, NULL, 'k'},   {"engines", required_argument, NULL, 'e'},
-        {"help", no_argument, NULL, 'h'},         {0, 0, 0, 0},
+        {"leads", required_argument, NULL, 'l'},
+        {"seed", required_argument, NULL, 's'},
+        {"window", required_argument, NULL, 'w'},
+        {"skip-reference", no_argument, NULL, 'r'},
+        {"keep", required_argument, NULL, 'k'},
+        {"engines", required_argument, NULL, 'e'},
+        {"profile", no_argument, NULL, 'p'},
+        {"help", no_argument, NULL, 'h'},
+        {0, 0, 0, 0},
     };
     int opt;
-    while ((opt = getopt_long(argc, argv, "l:s:w:rk:e:h", longopts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "l:s:w:rk:e:ph", longopts, NULL)) != -1) {
         bool ok = true;
         if (opt == 'h') {
             usage(stdout);
@@ -578,6 +635,8 @@ static int parse_args(int argc, char **argv, options_t *o)
             o->keep = optarg;
         } else if (opt == 'e') {
             o->engines = optarg;
+        } else if (opt == 'p') {
+            o->profile = true;
         } else {
             usage(stderr);
             return 2;
@@ -614,22 +673,31 @@ static int bench_run(const options_t *o, const char *dir)
 {
     mix_count_t count;
     run_result_t full, core;
-    char config[PATH_MAX];
+    char config[PATH_MAX], profile[PATH_MAX + 32];
     int64_t end_ms = history_end_ms();
+    int rc = -1;
+    snprintf(profile, sizeof profile, "%s/funneld-full.profile", dir);
+    if (o->profile && unlink(profile) && errno != ENOENT)
+        return bench_error("remove %s: %s", profile, strerror(errno));
     fprintf(stderr, "counting the mix of %llu leads...\n", (unsigned long long)o->leads);
     if (mix_count(o, end_ms, &count))
         return -1;
     print_mix(o, &count);
     if (bench_config_write(dir, config, sizeof config))
         return -1;
-    if (run_one(o, end_ms, &count, dir, config, "full", o->engines, true, &full))
-        return -1;
-    if (!o->skip_reference && run_one(o, end_ms, &count, dir, config, "core", "none", false, &core))
-        return -1;
+    if (run_one(o, end_ms, &count, dir, config, "full", o->engines, true,
+                o->profile ? profile : NULL, &full))
+        goto out;
+    if (!o->skip_reference &&
+        run_one(o, end_ms, &count, dir, config, "core", "none", false, NULL, &core))
+        goto out;
     print_report(o, &count, &full, o->skip_reference ? NULL : &core);
-    if (full.refused || (!o->skip_reference && core.refused))
-        return bench_error("funneld refused generated events: the generator has a bug");
-    return 0;
+    rc = full.refused || (!o->skip_reference && core.refused)
+             ? bench_error("funneld refused generated events: the generator has a bug")
+             : 0;
+out:
+    profile_fifths_clear(&full.profile);
+    return rc;
 }
 
 int main(int argc, char **argv)

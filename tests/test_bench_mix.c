@@ -3,14 +3,17 @@
  * funneld accepts and refers to what came before it (an SQL to its MQL, a handoff to a won
  * lead, a payment to a handed-off client, a refund to a payment of the same client and
  * currency); the shares are the documented ones; and the real funneld, configured as the
- * benchmark configures it, answers "ok" to every event. */
+ * benchmark configures it, answers "ok" to every event, with its statement profile on
+ * (bench_workload --profile) in a file the benchmark's reader and tables take. */
 #include "bench.h"
 #include "harness.h"
 #include "mix.h"
+#include "profile.h"
 
 #include "funnel/codec.h"
 
 #include <criterion/criterion.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -307,18 +310,51 @@ static void e2e_stop(void)
 
 TestSuite(e2e_mix, .fini = e2e_stop, .timeout = 240);
 
+/* The profile funneld wrote, once stopped, in bench_workload --profile's tables: its events
+ * are the events funneld stored, and its WAL pages belong to funneld's tables. */
+static void profile_check(const char *path, const char *db, uint64_t events)
+{
+    bench_profile_t p;
+    bench_prof_span_t all;
+    bench_prof_owners_t owners;
+    char *text = NULL;
+    size_t len = 0;
+    cr_assert_eq(bench_profile_read(path, &p), 0, "funneld's profile does not parse");
+    cr_assert_eq(bench_profile_sum(&p, INT64_MIN, INT64_MAX, &all), 0);
+    bench_profile_clear(&p);
+    cr_assert_eq(bench_profile_events(&all), events, "the profile counts %llu events of %llu",
+                 (unsigned long long)bench_profile_events(&all), (unsigned long long)events);
+    const bench_prof_stmt_t *commit = bench_profile_stmt(&all, "COMMIT");
+    cr_assert(commit && commit->calls > 0 && commit->writes > 0, "no store COMMIT that wrote");
+    cr_assert_eq(bench_profile_owners_read(db, &owners), 0);
+    cr_assert_gt(bench_profile_owner_frames(&all, &owners, "events"), 0,
+                 "no WAL page of the events table");
+    /* Every statement and table shown, so what is printed does not depend on timings. */
+    FILE *out = open_memstream(&text, &len);
+    cr_assert_eq(bench_profile_report(out, &all, &all, "run", "run", &owners, SIZE_MAX), 0);
+    fclose(out);
+    cr_assert_not_null(strstr(text, BENCH_PROFILE_EVENT_SQL), "%s", text);
+    cr_assert_not_null(strstr(text, "  COMMIT\n"), "%s", text);
+    cr_assert_not_null(strstr(text, "  events\n"), "%s", text);
+    free(text);
+    bench_profile_owners_clear(&owners);
+    bench_profile_span_clear(&all);
+}
+
 /* A year of SMALL leads, ending yesterday as the benchmark's does, through the benchmark's
  * config and submit loop: funneld accepts every event. */
 Test(e2e_mix, funneld_accepts_every_event)
 {
-    char conf[300];
+    char conf[300], set[400], profile[300];
     int64_t now = fx_now_ms();
     answers_t a = {0};
     bench_source_t src = {&a, answers_next, answers_index_of, answers_answered};
     uint64_t first_ns;
     fx_tmpdir_make(&tmp);
     cr_assert_eq(bench_config_write(tmp.path, conf, sizeof conf), 0);
-    const char *const args[] = {"--config", conf, NULL};
+    snprintf(profile, sizeof profile, "%s/funneld.profile", tmp.path);
+    snprintf(set, sizeof set, "sql_profile=%s", profile);
+    const char *const args[] = {"--config", conf, "--set", set, NULL};
     fx_daemon_start(&fd, tmp.path, args);
     cr_assert_eq(bench_mix_new(SMALL, 1, now - now % 86400000LL, &a.mix), 0);
     int rc = bench_submit(fd.submit, 500, &src, &first_ns);
@@ -327,4 +363,6 @@ Test(e2e_mix, funneld_accepts_every_event)
     cr_assert_gt(a.sent, SMALL);
     cr_assert_eq(a.ok, a.sent, "%llu of %llu ok; first other answer: %s", (unsigned long long)a.ok,
                  (unsigned long long)a.sent, a.first_refusal);
+    cr_assert_eq(fx_daemon_stop(&fd), 0); /* its close writes the last snapshot */
+    profile_check(profile, fd.db, a.sent);
 }

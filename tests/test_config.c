@@ -48,6 +48,7 @@ static const char *const option_names[] = {
     "quick_check",
     "metrics",
     "engines",
+    "sql_profile",
     "allow_insecure",
 };
 /* Options printed inside the security group, when it is set, rather than one a line. */

@@ -1035,21 +1035,7 @@ Test(e2e, database_locked_by_another_process_loses_nothing, .timeout = 60)
 /* Runs funneld on the fixture's database with one optional --set (NULL: none). */
 static int run_funneld_on_db_with(char *out, size_t out_len, const char *set)
 {
-    const char *argv[] = {FUNNELD_PATH,
-                          "--database",
-                          fd.db,
-                          "--ingest",
-                          "tcp://127.0.0.1:*",
-                          "--submit",
-                          "tcp://127.0.0.1:*",
-                          "--publish",
-                          "tcp://127.0.0.1:*",
-                          "--replay",
-                          "tcp://127.0.0.1:*",
-                          set ? "--set" : NULL,
-                          set,
-                          NULL};
-    return fx_run(argv, out, out_len);
+    return fx_run_funneld_on(fd.db, set, out, out_len);
 }
 
 static int run_funneld_on_db(char *out, size_t out_len)

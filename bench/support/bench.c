@@ -181,10 +181,20 @@ static void daemon_exec(const bench_daemon_t *d, pid_t parent)
         "--log-level", "warn",
         "--set", "sync=normal", /* explicit: a changed default must not skew the comparison */
         "--set", d->engines,
-        d->config[0] ? "--config" : NULL, d->config,
+        NULL, NULL, /* --set sql_profile=FILE */
+        NULL, NULL, /* --config FILE */
         NULL,
     };
     /* clang-format on */
+    size_t n = sizeof argv / sizeof argv[0] - 5;
+    if (d->profile[0]) {
+        argv[n++] = "--set";
+        argv[n++] = d->profile;
+    }
+    if (d->config[0]) {
+        argv[n++] = "--config";
+        argv[n++] = d->config;
+    }
     /* If the bench is killed outright (no chance to clean up), funneld goes with it. */
     prctl(PR_SET_PDEATHSIG, SIGTERM);
     if (getppid() != parent)
@@ -253,7 +263,15 @@ int bench_daemon_stop(bench_daemon_t *d)
 int bench_daemon_start(bench_daemon_t *d, const char *dir, const char *label, const char *engines,
                        const char *config)
 {
+    return bench_daemon_start_profiled(d, dir, label, engines, config, NULL);
+}
+
+int bench_daemon_start_profiled(bench_daemon_t *d, const char *dir, const char *label,
+                                const char *engines, const char *config, const char *profile)
+{
     memset(d, 0, sizeof *d);
+    if (profile)
+        snprintf(d->profile, sizeof d->profile, "sql_profile=%s", profile);
     snprintf(d->db, sizeof d->db, "%s/funneld-%s.db", dir, label);
     snprintf(d->log, sizeof d->log, "%s/funneld-%s.log", dir, label);
     snprintf(d->ready, sizeof d->ready, "%s/ready-%s", dir, label);

@@ -50,9 +50,10 @@ void bench_tmpdir_remove(char *path);
 typedef struct bench_daemon {
     pid_t pid; /* 0 when not running */
     char db[PATH_MAX], log[PATH_MAX], ready[PATH_MAX];
-    char config[PATH_MAX]; /* --config file, "" for none */
-    char submit[256];      /* the resolved submit endpoint, from the ready file */
-    char engines[64];      /* "--set" argument: engines=none or a list */
+    char config[PATH_MAX];       /* --config file, "" for none */
+    char submit[256];            /* the resolved submit endpoint, from the ready file */
+    char engines[64];            /* "--set" argument: engines=none or a list */
+    char profile[PATH_MAX + 16]; /* "--set" argument: sql_profile=FILE, "" for none */
 } bench_daemon_t;
 
 /* Starts funneld on dir/funneld-<label>.db (kept across starts with the same label, so a second
@@ -61,6 +62,10 @@ typedef struct bench_daemon {
  * file names the submit endpoint. On failure nothing is left running. */
 int bench_daemon_start(bench_daemon_t *d, const char *dir, const char *label, const char *engines,
                        const char *config);
+/* bench_daemon_start with funneld's statement profile (sql_profile) appended to the file at
+ * profile (NULL: none); it is complete once funneld stopped. */
+int bench_daemon_start_profiled(bench_daemon_t *d, const char *dir, const char *label,
+                                const char *engines, const char *config, const char *profile);
 /* SIGTERM, then SIGKILL after 15 s. Returns the exit status (non-zero is a failure), 0 if
  * nothing was running. Not interruptible: it is cleanup. */
 int bench_daemon_stop(bench_daemon_t *d);

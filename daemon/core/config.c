@@ -81,6 +81,9 @@ static const opt_t options[] = {
      "address:port of the Prometheus endpoint (/metrics, /healthz), or off"},
     {"engines", OPT_STRING, F(engines), "ledger,attribution,sla", 0, 0, false,
      "comma-separated engines to run (ledger, attribution, sla), or none"},
+    {"sql_profile", OPT_STRING, F(sql_profile), "off", 0, 0, false,
+     "file the writer appends a statement profile to once a second (time, steps, pages and "
+     "WAL pages per statement; see README), or off"},
     {"allow_insecure", OPT_BOOL, F(allow_insecure), "false", 0, 0, false,
      "true lets endpoints bind non-loopback addresses without security (a warning at every "
      "start)"},

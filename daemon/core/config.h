@@ -43,6 +43,7 @@ typedef struct funnel_config {
     int64_t quick_check; /* at start: 1 after an unclean stop, 2 always, 0 never */
     char *metrics;       /* "127.0.0.1:9464": Prometheus /metrics and /healthz; "off" disables */
     char *engines;       /* "ledger,attribution,sla" (the default), a subset, or "none" */
+    char *sql_profile;   /* file the writer's statement profile goes to (sqlprofile.h), or off */
     /* `security = { server_key = "FILE"; clients = "FILE"; };`: CURVE on every socket with the
      * server's .key, and the clients file (clients.h). Both NULL without the section, both set
      * with it. */

@@ -488,8 +488,12 @@ int funnel_server_new(funnel_config_t *cfg, const funnel_server_options_t *opts,
         goto fail_loop;
     }
     init_handles(srv);
-    if ((rc = funnel_store_open(srv->cfg.database, false, srv->cfg.sync, &srv->store, err,
-                                sizeof err))) {
+    rc = strcmp(srv->cfg.sql_profile, "off")
+             ? funnel_store_open_profiled(srv->cfg.database, srv->cfg.sync, srv->cfg.sql_profile,
+                                          &srv->store, err, sizeof err)
+             : funnel_store_open(srv->cfg.database, false, srv->cfg.sync, &srv->store, err,
+                                 sizeof err);
+    if (rc) {
         funnel_log_error(log, "%s", err);
         goto fail;
     }

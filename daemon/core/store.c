@@ -15,6 +15,7 @@
 #include "event_form.h"
 #include "funnel/grow.h"
 #include "funnel/error.h"
+#include "sqlprofile.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -537,8 +538,8 @@ static int existing_check(sqlite3 *db, const char *path, char *err, size_t err_l
     return FUNNEL_ESTORE;
 }
 
-int funnel_store_open(const char *path, bool read_only, funnel_store_sync_t sync,
-                      funnel_store_t **out, char *err, size_t err_len)
+static int store_open(const char *path, bool read_only, funnel_store_sync_t sync,
+                      const char *profile, funnel_store_t **out, char *err, size_t err_len)
 {
     static pthread_once_t sqlite_once = PTHREAD_ONCE_INIT;
     int rc = FUNNEL_ESTORE;
@@ -560,6 +561,8 @@ int funnel_store_open(const char *path, bool read_only, funnel_store_sync_t sync
                  s->db ? sqlite3_errmsg(s->db) : "out of memory");
         goto fail_db;
     }
+    if (profile && (rc = funnel_sqlprofile_install(s->db, profile, NULL, NULL, err, err_len)))
+        goto fail_db;
     if (!read_only && !create && (rc = existing_check(s->db, path, err, err_len)))
         goto fail_db;
     if (funnel_event_form_register(s->db) != SQLITE_OK) {
@@ -598,6 +601,18 @@ fail_db:
     sqlite3_close(s->db);
     free(s);
     return rc;
+}
+
+int funnel_store_open(const char *path, bool read_only, funnel_store_sync_t sync,
+                      funnel_store_t **out, char *err, size_t err_len)
+{
+    return store_open(path, read_only, sync, NULL, out, err, err_len);
+}
+
+int funnel_store_open_profiled(const char *path, funnel_store_sync_t sync, const char *profile,
+                               funnel_store_t **out, char *err, size_t err_len)
+{
+    return store_open(path, false, sync, profile, out, err, err_len);
 }
 
 /* Forgets the pending rows after the first `keep`, and their bytes. */

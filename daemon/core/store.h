@@ -29,6 +29,11 @@ typedef enum funnel_store_sync {
  * with funnel_store_destroy. A database written by a newer funneld is refused. */
 int funnel_store_open(const char *path, bool read_only, funnel_store_sync_t sync,
                       funnel_store_t **out, char *err, size_t err_len);
+/* The writer's funnel_store_open with the statement profiler (sqlprofile.h) on from the
+ * connection's first statement, appending to the file at profile (not NULL): funneld's
+ * sql_profile option. A profile that cannot be opened fails the open (FUNNEL_EIO, err). */
+int funnel_store_open_profiled(const char *path, funnel_store_sync_t sync, const char *profile,
+                               funnel_store_t **out, char *err, size_t err_len);
 void funnel_store_destroy(funnel_store_t **store);
 
 /* Runs PRAGMA quick_check: every page and B-tree of the file is read and checked (not the

@@ -326,6 +326,25 @@ int fx_run(const char *const *argv, char *out, size_t out_len)
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
+int fx_run_funneld_on(const char *db, const char *set, char *out, size_t out_len)
+{
+    const char *argv[] = {FUNNELD_PATH,
+                          "--database",
+                          db,
+                          "--ingest",
+                          "tcp://127.0.0.1:*",
+                          "--submit",
+                          "tcp://127.0.0.1:*",
+                          "--publish",
+                          "tcp://127.0.0.1:*",
+                          "--replay",
+                          "tcp://127.0.0.1:*",
+                          set ? "--set" : NULL,
+                          set,
+                          NULL};
+    return fx_run(argv, out, out_len);
+}
+
 static char *dup_str(const char *s)
 {
     char *p = strdup(s);

@@ -70,6 +70,10 @@ int fx_stop_child(pid_t *pid, const char *log);
 /* Runs a command (argv NULL-terminated) capturing stdout and stderr into out (NUL-terminated,
  * truncated to out_len); returns its exit status. */
 int fx_run(const char *const *argv, char *out, size_t out_len);
+/* Runs funneld on the database at db with every endpoint on an ephemeral port and one optional
+ * --set (NULL: none), for a test that expects it to refuse to start: returns its exit status
+ * with its output in out (fx_run). */
+int fx_run_funneld_on(const char *db, const char *set, char *out, size_t out_len);
 
 /* Envelope builders: heap-allocated with protobuf-c's allocator, freed with
  * funnel_envelope_free. Times are fixed so tests are reproducible unless given. */
