@@ -474,6 +474,26 @@ Test(sla, a_start_reads_held_events_only_when_its_key_may_have_some)
     cr_assert_eq(count_rows("SELECT 1 FROM sla_instance WHERE key = 'L2' AND state = 'met'"), 1);
 }
 
+/* A key with a log keeps its later events in the log only: a start that arrives later and
+ * occurred before them replays the log, and one that occurred after them takes none of them,
+ * so holding them too would only cost writes. A key never started still holds its events. */
+Test(sla, events_of_a_logged_key_are_logged_not_held)
+{
+    send(fx_qualified("q1", "L1", SQL, T0));
+    send(fx_contacted("c1", "L1", T0 + 10 * MN));
+    send(fx_contacted("c2", "L1", T0 + 40 * MN)); /* no live instance takes it */
+    send(fx_contacted("c3", "L2", T0 + 40 * MN)); /* L2 never started */
+    cr_assert_eq(count_rows("SELECT count(*) FROM sla_held WHERE key = 'L1'"), 0);
+    cr_assert_eq(count_rows("SELECT count(*) FROM sla_held WHERE key = 'L2'"), 1);
+    cr_assert_eq(count_rows("SELECT count(*) FROM sla_log WHERE key = 'L1'"), 3);
+    /* A second start between the first stop and c2, arriving last: c2 meets it. */
+    send_at(fx_qualified("q2", "L1", SQL, T0 + 30 * MN), T0 + H);
+    cr_assert_eq(count_rows("SELECT count(*) FROM sla_instance WHERE key = 'L1' AND"
+                            " state = 'met' AND stop_event = 'c2'"),
+                 1);
+    cr_assert_eq(count_rows("SELECT count(*) FROM sla_held WHERE key = 'L1'"), 0);
+}
+
 /* A rollback may have undone log rows memory holds: the next event of the key reads the store,
  * and a start whose first attempt was undone still takes the events held for it. */
 Test(sla, a_rollback_forgets_the_last_log_rows_in_memory)

@@ -499,7 +499,7 @@ static int sla_on_event(void *self, funnel_router_t *router, const funnel_envelo
     if (!rc && late)
         rc = sla_late_event(sla, router, env, now_ms, &late);
     if (!rc && !late)
-        rc = sla_hold(sla, env, now_ms);
+        rc = sla_hold(sla, env, now_ms, sla->logged);
     rc = rc || late ? rc : sla_key_events(sla, router, env, now_ms);
     for (size_t i = 0; !rc && !late && i < sla->cfg->n_policies; i++)
         if (sla_starts(&sla->cfg->policies[i], env))
@@ -722,6 +722,7 @@ void funnel_sla_destroy(funnel_sla_t **slap)
     free(sla->quotas);
     funnel_timerheap_destroy(&sla->heap);
     free(sla->log_last);
+    free(sla->logged);
     free(sla);
     *slap = NULL;
 }

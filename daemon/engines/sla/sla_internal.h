@@ -171,6 +171,10 @@ struct funnel_sla {
     size_t version_loads, heap_rebuilds; /* for funnel_sla_reloads */
     size_t log_reads, held_reads;        /* S_LOG_LAST, S_HELD runs: funnel_sla_store_reads */
     log_last_t *log_last;                /* LOG_LAST_SLOTS, a cache by (policy, key) */
+    /* Per configured policy, for the event being applied: its key had a log before the event,
+     * which neither starts the policy nor arrived late (sla_log_event); sla_hold skips those. */
+    bool *logged;
+    size_t cap_logged;
     quota_state_t *quotas;
     size_t n_quotas;
     /* Retention (sla_retention.c): the highest event time seen (INT64_MIN: none), its value
@@ -249,7 +253,7 @@ int sla_start(funnel_sla_t *sla, funnel_router_t *router, const funnel_sla_polic
 
 /* ---- sla_held.c: events held until their start -------------------------------------------- */
 
-int sla_hold(funnel_sla_t *sla, const funnel_envelope_t *env, int64_t now_ms);
+int sla_hold(funnel_sla_t *sla, const funnel_envelope_t *env, int64_t now_ms, const bool *logged);
 int sla_apply_held(funnel_sla_t *sla, funnel_router_t *router, pver_t *v, inst_t *in,
                    int64_t now_ms, bool *applied);
 

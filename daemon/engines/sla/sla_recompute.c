@@ -176,12 +176,17 @@ static int log_row(funnel_sla_t *sla, log_last_t *e, const funnel_sla_policy_t *
  * it starts: the events held for that key join the log then), and tells whether it arrived out
  * of event-time order for one of them: the log already holds a later event, by (occurred_at,
  * rank, event_id). Then the live path, which applies events in arrival order, would be wrong,
- * and the caller recomputes instead (late_event). */
+ * and the caller recomputes instead (late_event). Fills sla->logged for sla_hold. */
 int sla_log_event(funnel_sla_t *sla, const funnel_envelope_t *env, bool *late)
 {
-    int rc = 0;
+    size_t n = sla->cfg->n_policies;
+    int rc = funnel_grow(&sla->logged, &sla->cap_logged, n ? n : 1, sizeof *sla->logged, 8)
+                 ? FUNNEL_ENOMEM
+                 : 0;
     *late = false;
-    for (size_t i = 0; !rc && i < sla->cfg->n_policies; i++) {
+    if (!rc)
+        memset(sla->logged, 0, n * sizeof *sla->logged);
+    for (size_t i = 0; !rc && i < n; i++) {
         const funnel_sla_policy_t *p = &sla->cfg->policies[i];
         char kbuf[64];
         start_attrs_t a;
@@ -196,6 +201,7 @@ int sla_log_event(funnel_sla_t *sla, const funnel_envelope_t *env, bool *late)
         int my_rank = starts ? RANK_START : RANK_OTHER;
         *late =
             *late || (e->any && log_row_cmp(env->occurred_at_ms, my_rank, env->event_id, e) < 0);
+        sla->logged[i] = e->any && !starts;
         if (!e->any && !starts)
             continue; /* never started: sla_hold() keeps it for the start */
         if (!e->any) {
@@ -213,6 +219,8 @@ int sla_log_event(funnel_sla_t *sla, const funnel_envelope_t *env, bool *late)
         if (!rc && kinds)
             rc = log_row(sla, e, p, key, env, RANK_OTHER, kinds, NULL);
     }
+    if (*late) /* a key that cannot be recomputed sends it down the live path, which holds */
+        memset(sla->logged, 0, n * sizeof *sla->logged);
     return rc;
 }
 
@@ -220,7 +228,6 @@ int sla_log_event(funnel_sla_t *sla, const funnel_envelope_t *env, bool *late)
 typedef struct logrow {
     int64_t at;
     int rank, kinds;
-    bool untaken; /* set by replay: no live instance took it */
     char event_id[ID_BUF];
     start_attrs_t a; /* a start's; a.owner is also a reassignment's new owner */
 } logrow_t;
@@ -246,7 +253,6 @@ static int log_read(funnel_sla_t *sla, const char *policy, const char *key, logr
         if (!r)
             break;
         r->at = sqlite3_column_int64(s, 0);
-        r->untaken = false;
         r->rank = sqlite3_column_int(s, 1);
         sla_col_text(s, 2, r->event_id);
         r->kinds = sqlite3_column_int(s, 3);
@@ -326,12 +332,12 @@ static int replay(funnel_sla_t *sla, const funnel_sla_policy_t *p, const char *k
     for (size_t i = 0; i < n_log; i++) {
         logrow_t *e = &log[i];
         if (e->rank == RANK_OTHER) {
-            e->untaken = !cur || cur->state == ST_MET;
-            int rc = e->untaken ? 0 : sla_steps_before(v, cur, e->at, pass_step, o);
+            bool untaken = !cur || cur->state == ST_MET; /* no live instance takes it */
+            int rc = untaken ? 0 : sla_steps_before(v, cur, e->at, pass_step, o);
             if (rc)
                 return rc;
             change_t c = {e->kinds, e->at, e->event_id, e->a.owner};
-            if (!e->untaken)
+            if (!untaken)
                 sla_inst_change(v, cur, &c);
             continue;
         }
@@ -388,27 +394,13 @@ static int store_one(funnel_sla_t *sla, funnel_router_t *router, inst_t *in, con
     return rc;
 }
 
-/* Makes the events held for (policy, key) those the replay left untaken, as event-time order
- * would have held them (within the retention, see sla_hold()). */
-static int held_rebuild(funnel_sla_t *sla, const char *policy, const char *key, const logrow_t *log,
-                        size_t n_log, int64_t now_ms)
+/* Drops the events held for (policy, key): its log holds every one of them, and a start that
+ * comes after this recomputation takes none (see sla_hold()). */
+static int held_clear(funnel_sla_t *sla, const char *policy, const char *key)
 {
     sqlite3_stmt *s = sla_stmt(sla, S_HELD_CLEAR);
     bind_pk(s, policy, key);
-    int rc = sla_step_done(s);
-    for (size_t i = 0; !rc && i < n_log; i++) {
-        if (!log[i].untaken || log[i].at < now_ms - FUNNEL_SLA_HOLD_MS)
-            continue;
-        s = sla_stmt(sla, S_HOLD);
-        bind_pk(s, policy, key);
-        sqlite3_bind_int64(s, 3, log[i].at);
-        sqlite3_bind_text(s, 4, log[i].event_id, -1, SQLITE_STATIC);
-        sqlite3_bind_int(s, 5, log[i].kinds);
-        if (log[i].kinds & K_ASSIGN)
-            sqlite3_bind_text(s, 6, log[i].a.owner, -1, SQLITE_STATIC);
-        rc = sla_step_done(s);
-    }
-    return rc;
+    return sla_step_done(s);
 }
 
 /* Deletes an instance row a recomputation no longer has, with its published-steps record; its
@@ -453,7 +445,7 @@ static int recompute(funnel_sla_t *sla, funnel_router_t *router, const funnel_sl
         if (!kept)
             rc = row_delete(sla, &rows[i]);
     }
-    rc = rc ? rc : held_rebuild(sla, p->name, key, log, n_log, now_ms);
+    rc = rc ? rc : held_clear(sla, p->name, key);
     /* Rows first: each instance's passed steps are published under its sla_id, then stored. */
     const inst_t **was = calloc(o.n_res ? o.n_res : 1, sizeof *was);
     rc = rc ? rc : was ? 0 : FUNNEL_ENOMEM;
@@ -486,7 +478,7 @@ int sla_late_event(funnel_sla_t *sla, funnel_router_t *router, const funnel_enve
     int rc = 0;
     for (int pass = 0; pass < 2 && !rc && *late; pass++) {
         if (pass == 1)
-            rc = sla_hold(sla, env, now_ms);
+            rc = sla_hold(sla, env, now_ms, NULL);
         for (size_t i = 0; !rc && *late && i < sla->cfg->n_policies; i++) {
             const funnel_sla_policy_t *p = &sla->cfg->policies[i];
             char kbuf[64];
