@@ -458,7 +458,7 @@ Test(sla, a_keys_last_log_row_is_read_from_the_store_once)
     /* A touch that occurred before L1's stop is late, in memory as in the store. */
     send_at(fx_touched("t0", "L1", T0 + 2 * MN + 30000), T0 + 6 * MN);
     cr_assert_eq(log_reads(), 2);
-    cr_assert_eq(count_rows("SELECT count(*) FROM sla_log WHERE key = 'L1'"), 5);
+    cr_assert_eq(count_rows("SELECT count(*) FROM sla_log_all WHERE key = 'L1'"), 5);
     cr_assert_eq(count_rows("SELECT 1 FROM sla_instance WHERE key = 'L1' AND state = 'met'"), 1);
 }
 
@@ -485,13 +485,32 @@ Test(sla, events_of_a_logged_key_are_logged_not_held)
     send(fx_contacted("c3", "L2", T0 + 40 * MN)); /* L2 never started */
     cr_assert_eq(count_rows("SELECT count(*) FROM sla_held WHERE key = 'L1'"), 0);
     cr_assert_eq(count_rows("SELECT count(*) FROM sla_held WHERE key = 'L2'"), 1);
-    cr_assert_eq(count_rows("SELECT count(*) FROM sla_log WHERE key = 'L1'"), 3);
+    cr_assert_eq(count_rows("SELECT count(*) FROM sla_log_all WHERE key = 'L1'"), 3);
     /* A second start between the first stop and c2, arriving last: c2 meets it. */
     send_at(fx_qualified("q2", "L1", SQL, T0 + 30 * MN), T0 + H);
     cr_assert_eq(count_rows("SELECT count(*) FROM sla_instance WHERE key = 'L1' AND"
                             " state = 'met' AND stop_event = 'c2'"),
                  1);
     cr_assert_eq(count_rows("SELECT count(*) FROM sla_held WHERE key = 'L1'"), 0);
+}
+
+/* An instance row stands for its start's and its stop's log rows (sla_log_all): a key's log
+ * costs a write of its own only for the events no instance records; a recomputation writes the
+ * rows out before it rewrites the instances. */
+Test(sla, an_instance_row_stands_for_its_start_and_stop_in_the_log)
+{
+    send(fx_qualified("q1", "L1", SQL, T0));
+    send(fx_contacted("c1", "L1", T0 + 10 * MN));
+    cr_assert_eq(count_rows("SELECT count(*) FROM sla_log WHERE key = 'L1'"), 0);
+    cr_assert_eq(count_rows("SELECT count(*) FROM sla_log_all WHERE key = 'L1'"), 2);
+    send(fx_touched("t1", "L1", T0 + 20 * MN)); /* after the stop: no instance records it */
+    cr_assert_eq(count_rows("SELECT count(*) FROM sla_log WHERE key = 'L1'"), 1);
+    send_at(fx_touched("t0", "L1", T0 + 5 * MN), T0 + H); /* a reset, late: recomputed */
+    cr_assert_eq(count_rows("SELECT count(*) FROM sla_log WHERE key = 'L1'"), 4);
+    cr_assert_eq(count_rows("SELECT count(*) FROM sla_log_all WHERE key = 'L1'"), 4);
+    cr_assert_eq(count_rows("SELECT count(*) FROM sla_instance WHERE key = 'L1' AND"
+                            " state = 'met' AND started_at = 1780272300000 AND vlog = 0"),
+                 1);
 }
 
 /* A rollback may have undone log rows memory holds: the next event of the key reads the store,
@@ -503,7 +522,7 @@ Test(sla, a_rollback_forgets_the_last_log_rows_in_memory)
     size_t reads = log_reads();
     send_at(fx_qualified("q1", "L1", SQL, T0), T0 + 12 * MN);
     cr_assert_eq(log_reads(), reads + 1, "read again after the rollback");
-    cr_assert_eq(count_rows("SELECT count(*) FROM sla_log WHERE key = 'L1'"), 2);
+    cr_assert_eq(count_rows("SELECT count(*) FROM sla_log_all WHERE key = 'L1'"), 2);
     cr_assert_eq(count_rows("SELECT 1 FROM sla_instance WHERE key = 'L1' AND state = 'met'"), 1);
     next_out("sla.met");
     no_more_out();
@@ -1044,7 +1063,9 @@ Test(sla, instances_from_before_the_log_keep_the_live_path)
     /* An instance as migration 2 left it: its start is in no log, so it cannot be replayed. */
     send(fx_qualified("q0", "P", SQL, T0));
     char *err = NULL;
-    cr_assert_eq(sqlite3_exec(funnel_store_db(store), "DELETE FROM sla_log", NULL, NULL, &err),
+    cr_assert_eq(sqlite3_exec(funnel_store_db(store),
+                              "DELETE FROM sla_log; UPDATE sla_instance SET vlog = 0", NULL, NULL,
+                              &err),
                  SQLITE_OK, "%s", err);
     /* A repeated start logs the key; a pause that occurred before it then arrives late. */
     send_at(fx_qualified("q1", "P", SQL, T0 + 2 * H), T0 + 2 * H);
@@ -1789,14 +1810,14 @@ Test(sla, the_horizon_prunes_met_history_and_refuses_older_events_of_pruned_keys
     send(fx_qualified("q2", "L2", SQL, T0));      /* never stopped */
     send(fx_qualified("q3", "L3", SQL, T0 + 11 * D));
     send(fx_contacted("c3", "L3", T0 + 11 * D + MN)); /* met inside the horizon */
-    cr_assert_eq(rows_of_key("sla_log", "L1"), 2);
+    cr_assert_eq(rows_of_key("sla_log_all", "L1"), 2);
     /* The watermark is T0 + 11d + 1m: L1's instance stopped before the cutoff. */
     tick(T0 + 11 * D + MN);
     cr_assert_eq(rows_of_key("sla_instance", "L1"), 0);
-    cr_assert_eq(rows_of_key("sla_log", "L1"), 0);
+    cr_assert_eq(rows_of_key("sla_log_all", "L1"), 0);
     cr_assert_eq(rows_of_key("sla_instance", "L2"), 1, "an idle instance is expired, and kept");
     cr_assert_eq(rows_of_key("sla_instance", "L3"), 1);
-    cr_assert_eq(rows_of_key("sla_log", "L3"), 2);
+    cr_assert_eq(rows_of_key("sla_log_all", "L3"), 2);
     cr_assert_eq(funnel_router_next_deadline(router) > T0 + 11 * D + MN, true,
                  "nothing left to prune: no pass at once");
     /* A stop, a start or a reset older than the cutoff for a key with nothing kept from then is
@@ -1834,11 +1855,11 @@ static void met_then_start_later(const char *horizon, int64_t later)
 Test(sla, a_prune_forgets_the_last_log_rows_of_its_keys)
 {
     met_then_start_later("10d", 11 * D);
-    cr_assert_eq(rows_of_key("sla_log", "L1"), 0);
+    cr_assert_eq(rows_of_key("sla_log_all", "L1"), 0);
     size_t reads = log_reads();
     send(fx_qualified("q2", "L1", SQL, T0 + 11 * D + MN));
     cr_assert_eq(log_reads(), reads + 1, "read again after the prune");
-    cr_assert_eq(rows_of_key("sla_log", "L1"), 1);
+    cr_assert_eq(rows_of_key("sla_log_all", "L1"), 1);
     cr_assert_eq(count_rows("SELECT 1 FROM sla_instance WHERE key = 'L1' AND state = 'open'"), 1);
 }
 
@@ -1925,6 +1946,9 @@ Test(sla, the_kept_compliance_is_filled_from_the_instances_of_an_older_database)
                               "DROP TRIGGER sla_compliance_update;"
                               "DROP TRIGGER sla_compliance_delete; DROP TABLE sla_compliance;"
                               "DROP INDEX sla_instance_idle;"
+                              /* and as before migration 12: the whole log in sla_log */
+                              "INSERT OR IGNORE INTO sla_log SELECT * FROM sla_log_all;"
+                              "DROP VIEW sla_log_all; ALTER TABLE sla_instance DROP COLUMN vlog;"
                               "UPDATE meta SET value = 10 WHERE key = 'schema.sla';",
                               NULL, NULL, NULL),
                  SQLITE_OK, "%s", sqlite3_errmsg(funnel_store_db(store)));

@@ -75,6 +75,15 @@
     " started_at, stopped_at, on_time, stop_business_ms, stop_event ON sla_instance"               \
     " WHEN OLD.state = 'met' OR NEW.state = 'met' BEGIN " CMP_REMOVE " " CMP_ADD " END;"          \
     "CREATE INDEX sla_instance_idle ON sla_instance (" IDLE_AT ") WHERE state <> 'met';"
+/* The log rows instance rows stand for (vlog, migration 12): a start as sla_log_event would
+ * have logged it, and a stop of kinds K_STOP alone. */
+#define VLOG_START(where)                                                                          \
+    "SELECT policy, key, opened_at, 0, start_event, 0, owner, coalesce(queue, ''), priority, 0"   \
+    " FROM sla_instance WHERE " where "vlog & 1"
+#define VLOG_STOP(where)                                                                           \
+    "SELECT policy, key, stopped_at, 1, stop_event, 1, NULL, NULL, 0, 0"                           \
+    " FROM sla_instance WHERE " where "vlog & 2"
+#define VLOG_KEY "key = ?2 AND policy = ?1 AND "
 // clang-format on
 
 static const char *const migrations[] = {
@@ -182,6 +191,15 @@ static const char *const migrations[] = {
     "CREATE INDEX sla_instance_met ON sla_instance (stopped_at) WHERE state = 'met';",
     /* 11 */
     MIGRATION_11,
+    /* 12: the log rows an instance row stands for (vlog, sla_recompute.c): its start (1) and
+     * its stop (2), which the row records itself (opened_at, start_event, owner, queue, priority;
+     * stopped_at, stop_event), are not written to sla_log, whose rows of a key sit at a random
+     * place of its B-tree (a page written per row per commit). sla_log_all is the whole log.
+     * Rows from before this step stand for none: their rows are in sla_log. */
+    "ALTER TABLE sla_instance ADD COLUMN vlog INTEGER NOT NULL DEFAULT 0;"
+    "CREATE VIEW sla_log_all AS"
+    " SELECT policy, key, occurred_at, rank, event_id, kinds, owner, queue, priority, inherit"
+    " FROM sla_log UNION ALL " VLOG_START("") " UNION ALL " VLOG_STOP("") ";",
 };
 
 #define COLS                                                                                       \
@@ -196,8 +214,9 @@ static const char *const stmt_sql[S_COUNT_] = {
     [S_VERSION_EXISTS] = "SELECT 1 FROM sla_policy WHERE name = ? AND version = ?",
     [S_INSERT] = "INSERT INTO sla_instance (id, policy, version, key, owner, state, started_at,"
                  " anchor_at, consumed_ms, due_at, step, next_at, start_event, opened_at, queue,"
-                 " priority, arrived_at) VALUES (max(coalesce((SELECT max(id) FROM sla_instance),"
-                 " 0), (SELECT id FROM sla_deleted_max)) + 1,?,?,?,?,'open',?,?,0,?,?,?,?,?,?,?,?)",
+                 " priority, arrived_at, vlog) VALUES (max(coalesce((SELECT max(id) FROM"
+                 " sla_instance), 0), (SELECT id FROM sla_deleted_max)) + 1,?,?,?,?,'open',?,?,0,?,"
+                 "?,?,?,?,?,?,?,?)",
     [S_LIVE] = "SELECT " COLS " FROM sla_instance WHERE key = ? AND state <> 'met'",
     [S_BY_ID] = "SELECT " COLS " FROM sla_instance WHERE id = ?",
     [S_UPDATE] = "UPDATE sla_instance SET state = ?, started_at = ?, anchor_at = ?,"
@@ -205,7 +224,7 @@ static const char *const stmt_sql[S_COUNT_] = {
                  " acked_by = ?, owner = ?, arrived_at = ? WHERE id = ?",
     [S_MET] = "UPDATE sla_instance SET state = 'met', next_at = NULL, stopped_at = ?,"
               " on_time = ?, late_ms = ?, stop_event = ?, consumed_ms = ?5, stop_business_ms = ?5,"
-              " step = ?6, owner = ?8 WHERE id = ?7",
+              " step = ?6, owner = ?8, vlog = vlog | ?9 WHERE id = ?7",
     [S_TIMERS] = "SELECT id, next_at, arrived_at FROM sla_instance WHERE next_at IS NOT NULL",
     [S_OPEN_COUNT] = "SELECT count(*) FROM sla_instance WHERE state <> 'met'",
     [S_QUOTA_COUNT] = "INSERT INTO sla_quota (policy, period_start, period_end, actual, closed)"
@@ -226,8 +245,8 @@ static const char *const stmt_sql[S_COUNT_] = {
     [S_HELD] = "SELECT id, occurred_at, event_id, kinds, owner FROM sla_held WHERE policy = ? AND"
                " key = ? AND occurred_at >= ? ORDER BY occurred_at, event_id LIMIT 64",
     [S_HELD_DROP] = "DELETE FROM sla_held WHERE id = ?",
-    [S_LOG_LAST] = "SELECT occurred_at, rank, event_id FROM sla_log WHERE policy = ? AND key = ?"
-                   " ORDER BY occurred_at DESC, rank DESC, event_id DESC LIMIT 1",
+    [S_LOG_LAST] = "SELECT occurred_at, rank, event_id FROM sla_log_all WHERE policy = ? AND"
+                   " key = ? ORDER BY occurred_at DESC, rank DESC, event_id DESC LIMIT 1",
     [S_LOG_ADD] = "INSERT OR IGNORE INTO sla_log (policy, key, occurred_at, rank, event_id, kinds,"
                   " owner, queue, priority, inherit) VALUES (?,?,?,?,?,?,?,?,?,?)",
     [S_LOG_HELD] =
@@ -237,9 +256,16 @@ static const char *const stmt_sql[S_COUNT_] = {
     [S_LOG_READ] = "SELECT occurred_at, rank, event_id, kinds, owner, queue, priority, inherit"
                    " FROM sla_log"
                    " WHERE policy = ? AND key = ? ORDER BY occurred_at, rank, event_id",
-    [S_LOG_FOREIGN] = "SELECT 1 FROM sla_instance i WHERE i.key = ?2 AND i.policy = ?1 AND NOT"
-                      " EXISTS (SELECT 1 FROM sla_log l WHERE l.policy = ?1 AND l.key = ?2 AND"
+    [S_LOG_FOREIGN] = "SELECT 1 FROM sla_instance i WHERE i.key = ?2 AND i.policy = ?1 AND"
+                      " NOT (i.vlog & 1) AND NOT EXISTS (SELECT 1 FROM sla_log l WHERE"
+                      " l.policy = ?1 AND l.key = ?2 AND"
                       " l.rank = 0 AND l.event_id = i.start_event) LIMIT 1",
+    /* A key's rows of the log that its instance rows stand for (vlog) go to sla_log. */
+    [S_LOG_SOLID] =
+        "INSERT OR IGNORE INTO sla_log (policy, key, occurred_at, rank, event_id, kinds,"
+        " owner, queue, priority, inherit) " VLOG_START(VLOG_KEY) " UNION ALL " VLOG_STOP(VLOG_KEY),
+    [S_LOG_UNVIRT] =
+        "UPDATE sla_instance SET vlog = 0 WHERE key = ?2 AND policy = ?1 AND vlog <> 0",
     [S_KEY_ROWS] = "SELECT " COLS " FROM sla_instance WHERE key = ? AND policy = ? ORDER BY id",
     [S_ORDER_QUEUES] = "SELECT DISTINCT queue, priority FROM sla_instance WHERE key = ? AND"
                        " policy = ? AND queue IS NOT NULL",
@@ -504,6 +530,7 @@ static int sla_on_event(void *self, funnel_router_t *router, const funnel_envelo
     for (size_t i = 0; !rc && !late && i < sla->cfg->n_policies; i++)
         if (sla_starts(&sla->cfg->policies[i], env))
             rc = sla_start(sla, router, &sla->cfg->policies[i], env, now_ms);
+    rc = rc ? rc : sla_log_flush(sla, env); /* the log rows no instance row claimed */
     rc = rc ? rc : sla_order_event(sla, router, env, now_ms);
     rc = rc ? rc : sla_quota_count(sla, env, now_ms);
     if (!rc)
@@ -723,6 +750,7 @@ void funnel_sla_destroy(funnel_sla_t **slap)
     funnel_timerheap_destroy(&sla->heap);
     free(sla->log_last);
     free(sla->logged);
+    free(sla->pend);
     free(sla);
     *slap = NULL;
 }

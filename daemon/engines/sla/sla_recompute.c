@@ -180,16 +180,19 @@ static int log_row(funnel_sla_t *sla, log_last_t *e, const funnel_sla_policy_t *
 int sla_log_event(funnel_sla_t *sla, const funnel_envelope_t *env, bool *late)
 {
     size_t n = sla->cfg->n_policies;
-    int rc = funnel_grow(&sla->logged, &sla->cap_logged, n ? n : 1, sizeof *sla->logged, 8)
+    int rc = funnel_grow(&sla->logged, &sla->cap_logged, n ? n : 1, sizeof *sla->logged, 8) ||
+                     funnel_grow(&sla->pend, &sla->cap_pend, n ? n : 1, sizeof *sla->pend, 8)
                  ? FUNNEL_ENOMEM
                  : 0;
     *late = false;
-    if (!rc)
+    if (!rc) {
         memset(sla->logged, 0, n * sizeof *sla->logged);
+        memset(sla->pend, 0, n * sizeof *sla->pend);
+        snprintf(sla->pend_event, sizeof sla->pend_event, "%s", env->event_id);
+    }
     for (size_t i = 0; !rc && i < n; i++) {
         const funnel_sla_policy_t *p = &sla->cfg->policies[i];
         char kbuf[64];
-        start_attrs_t a;
         bool starts;
         int kinds;
         log_last_t *e;
@@ -212,15 +215,53 @@ int sla_log_event(funnel_sla_t *sla, const funnel_envelope_t *env, bool *late)
             e->used = e->used && !rc && sqlite3_changes(sla->db) == 0;
             e->held_none = true;
         }
-        if (!rc && starts) {
-            sla_start_attrs(p, env, &a);
-            rc = log_row(sla, e, p, key, env, RANK_START, 0, &a);
-        }
-        if (!rc && kinds)
+        /* A start, and a stop that is nothing else, wait for an instance row to claim them. */
+        sla->pend[i] = (starts ? V_START : 0) | (kinds == K_STOP ? V_STOP : 0);
+        if (starts)
+            log_last_raise(e, env->occurred_at_ms, RANK_START, env->event_id);
+        if (!rc && kinds && kinds != K_STOP)
             rc = log_row(sla, e, p, key, env, RANK_OTHER, kinds, NULL);
+        else if (kinds)
+            log_last_raise(e, env->occurred_at_ms, RANK_OTHER, env->event_id);
     }
     if (*late) /* a key that cannot be recomputed sends it down the live path, which holds */
         memset(sla->logged, 0, n * sizeof *sla->logged);
+    /* A recomputation reads the log from the store: nothing may wait. */
+    return rc || !*late ? rc : sla_log_flush(sla, env);
+}
+
+int sla_log_claim(funnel_sla_t *sla, const char *policy, const char *event_id, int bit)
+{
+    if (!sla->pend || strcmp(event_id, sla->pend_event) != 0)
+        return 0;
+    for (size_t i = 0; i < sla->cfg->n_policies; i++) {
+        if ((sla->pend[i] & bit) && strcmp(sla->cfg->policies[i].name, policy) == 0) {
+            sla->pend[i] &= (unsigned char)~bit;
+            return bit;
+        }
+    }
+    return 0;
+}
+
+int sla_log_flush(funnel_sla_t *sla, const funnel_envelope_t *env)
+{
+    int rc = 0;
+    for (size_t i = 0; !rc && sla->pend && i < sla->cfg->n_policies; i++) {
+        const funnel_sla_policy_t *p = &sla->cfg->policies[i];
+        char kbuf[64];
+        start_attrs_t a;
+        bool starts;
+        int kinds, pend = sla->pend[i];
+        const char *key = pend ? concern(p, env, kbuf, sizeof kbuf, &starts, &kinds) : NULL;
+        sla->pend[i] = 0;
+        if (key && (pend & V_START)) {
+            sla_start_attrs(p, env, &a);
+            rc = log_add(sla, p, key, env, RANK_START, 0, &a);
+        }
+        if (!rc && key && (pend & V_STOP))
+            rc = log_add(sla, p, key, env, RANK_OTHER, K_STOP, NULL);
+    }
+    sla->pend_event[0] = '\0';
     return rc;
 }
 
@@ -238,6 +279,19 @@ static void *grow(void **arr, size_t *n, size_t *cap, size_t size)
     if (funnel_grow(arr, cap, *n + 1, size, 8))
         return NULL;
     return (char *)*arr + (*n)++ * size;
+}
+
+/* Writes the log rows of (policy, key) that its instance rows stand for to sla_log, so that the
+ * rows can be rewritten, deleted or replaced by a recomputation. */
+static int log_solidify(funnel_sla_t *sla, const char *policy, const char *key)
+{
+    int rc = 0;
+    for (enum stmt_id id = S_LOG_SOLID; !rc && id <= S_LOG_UNVIRT; id++) {
+        sqlite3_stmt *s = sla_stmt(sla, id);
+        bind_pk(s, policy, key);
+        rc = sla_step_done(s);
+    }
+    return rc;
 }
 
 /* Reads the whole log of (policy, key) in event-time order. */
@@ -430,7 +484,8 @@ static int recompute(funnel_sla_t *sla, funnel_router_t *router, const funnel_sl
     inst_t *rows = NULL;
     replay_out_t o = {0};
     size_t n_log = 0, n_rows = 0;
-    int rc = log_read(sla, p->name, key, &log, &n_log);
+    int rc = log_solidify(sla, p->name, key);
+    rc = rc ? rc : log_read(sla, p->name, key, &log, &n_log);
     if (!n_log)
         goto out; /* a key never started: sla_hold() has kept the event */
     rc = rc ? rc : rows_read(sla, p->name, key, &rows, &n_rows);
