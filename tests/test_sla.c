@@ -1929,6 +1929,28 @@ Test(sla, pruning_leaves_the_instances_inside_the_horizon_as_they_were)
     expect_kept_compliance_exact(T0 + D);
 }
 
+/* A database with instances from before the log (migration 3) keeps holding the events of a
+ * logged key: a late start of such a key takes the live path, which finds them only there. */
+Test(sla, a_database_with_instances_from_before_the_log_still_holds_logged_keys_events)
+{
+    send(fx_qualified("q0", "P", SQL, T0));
+    engine_close();
+    cr_assert_eq(sqlite3_exec(funnel_store_db(store),
+                              "DELETE FROM sla_log; DROP VIEW sla_log_all; DROP TABLE sla_prelog;"
+                              "ALTER TABLE sla_instance DROP COLUMN vlog;"
+                              "UPDATE meta SET value = 11 WHERE key = 'schema.sla';",
+                              NULL, NULL, NULL),
+                 SQLITE_OK, "%s", sqlite3_errmsg(funnel_store_db(store)));
+    engine_open();
+    send(fx_qualified("q1", "P", SQL, T0 + 2 * H)); /* a repeated start: P has a log now */
+    send(fx_contacted("c1", "P", T0 + 3 * H));      /* meets q0 */
+    send(fx_contacted("c2", "P", T0 + 4 * H));      /* no live instance takes it */
+    send_at(fx_qualified("q2", "P", SQL, T0 + 3 * H + 30 * MN), T0 + 5 * H);
+    cr_assert_eq(count_rows("SELECT count(*) FROM sla_instance WHERE key = 'P' AND"
+                            " state = 'met' AND stop_event = 'c2'"),
+                 1);
+}
+
 /* A database of the engine before migration 11 (no sla_compliance, triggers or idle index) gets the
  * kept compliance filled from its instances, on time, late and recomputed, and kept from then on.
  */
@@ -1949,6 +1971,7 @@ Test(sla, the_kept_compliance_is_filled_from_the_instances_of_an_older_database)
                               /* and as before migration 12: the whole log in sla_log */
                               "INSERT OR IGNORE INTO sla_log SELECT * FROM sla_log_all;"
                               "DROP VIEW sla_log_all; ALTER TABLE sla_instance DROP COLUMN vlog;"
+                              "DROP TABLE sla_prelog;"
                               "UPDATE meta SET value = 10 WHERE key = 'schema.sla';",
                               NULL, NULL, NULL),
                  SQLITE_OK, "%s", sqlite3_errmsg(funnel_store_db(store)));

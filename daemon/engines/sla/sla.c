@@ -199,7 +199,17 @@ static const char *const migrations[] = {
     "ALTER TABLE sla_instance ADD COLUMN vlog INTEGER NOT NULL DEFAULT 0;"
     "CREATE VIEW sla_log_all AS"
     " SELECT policy, key, occurred_at, rank, event_id, kinds, owner, queue, priority, inherit"
-    " FROM sla_log UNION ALL " VLOG_START("") " UNION ALL " VLOG_STOP("") ";",
+    " FROM sla_log UNION ALL " VLOG_START("") " UNION ALL " VLOG_STOP(
+        "") ";"
+            /* Whether an instance's start is in no log (one from before migration 3): such a key's
+             * late start takes the live path, which finds its events only in sla_held (sla_hold).
+             */
+            "CREATE TABLE sla_prelog (yes INTEGER NOT NULL);"
+            "INSERT INTO sla_prelog SELECT 1 WHERE EXISTS (SELECT 1 FROM sla_instance i WHERE NOT "
+            "EXISTS"
+            " (SELECT 1 FROM sla_log l WHERE l.policy = i.policy AND l.key = i.key AND l.rank = 0 "
+            "AND"
+            " l.event_id = i.start_event));",
 };
 
 #define COLS                                                                                       \
@@ -264,6 +274,7 @@ static const char *const stmt_sql[S_COUNT_] = {
     [S_LOG_SOLID] =
         "INSERT OR IGNORE INTO sla_log (policy, key, occurred_at, rank, event_id, kinds,"
         " owner, queue, priority, inherit) " VLOG_START(VLOG_KEY) " UNION ALL " VLOG_STOP(VLOG_KEY),
+    [S_PRELOG] = "SELECT count(*) FROM sla_prelog",
     [S_LOG_UNVIRT] =
         "UPDATE sla_instance SET vlog = 0 WHERE key = ?2 AND policy = ?1 AND vlog <> 0",
     [S_KEY_ROWS] = "SELECT " COLS " FROM sla_instance WHERE key = ? AND policy = ? ORDER BY id",
@@ -687,6 +698,16 @@ static void sla_on_rollback(void *self)
 
 /* ---- life cycle ------------------------------------------------------------------------- */
 
+/* Reads whether instances from before the log exist (migration 12). */
+static int prelog_load(funnel_sla_t *sla)
+{
+    sqlite3_stmt *s = sla_stmt(sla, S_PRELOG);
+    int rc = sqlite3_step(s);
+    sla->prelog = rc == SQLITE_ROW && sqlite3_column_int64(s, 0) > 0;
+    sqlite3_reset(s);
+    return rc == SQLITE_ROW ? 0 : FUNNEL_ESTORE;
+}
+
 int funnel_sla_new(funnel_store_t *store, const funnel_sla_config_t *cfg, const funnel_log_t *log,
                    funnel_sla_t **out)
 {
@@ -718,8 +739,8 @@ int funnel_sla_new(funnel_store_t *store, const funnel_sla_config_t *cfg, const 
             goto fail;
         }
     }
-    if ((rc = versions_load(sla)) || (rc = heap_rebuild(sla)) || (rc = sla_watermark_load(sla)) ||
-        (rc = sla_oldest_stop_load(sla))) {
+    if ((rc = versions_load(sla)) || (rc = prelog_load(sla)) || (rc = heap_rebuild(sla)) ||
+        (rc = sla_watermark_load(sla)) || (rc = sla_oldest_stop_load(sla))) {
         funnel_log_error(log, "sla: loading state failed: %s", funnel_store_errmsg(store));
         goto fail;
     }

@@ -47,6 +47,7 @@ enum stmt_id {
     S_LOG_FOREIGN,
     S_LOG_SOLID,
     S_LOG_UNVIRT,
+    S_PRELOG,
     S_KEY_ROWS,
     S_KEY_LAST,
     S_ORDER_QUEUES,
@@ -181,6 +182,7 @@ struct funnel_sla {
      * which neither starts the policy nor arrived late (sla_log_event); sla_hold skips those. */
     bool *logged;
     size_t cap_logged;
+    bool prelog; /* instances from before the log exist: sla_hold skips no policy */
     /* Per configured policy, the log rows of the event being applied not yet written (V_*
      * bits): an instance row that records one claims it (sla_log_claim), the rest are written
      * once the event is applied (sla_log_flush). pend_event is that event's id. */

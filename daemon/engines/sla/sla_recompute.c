@@ -204,7 +204,7 @@ int sla_log_event(funnel_sla_t *sla, const funnel_envelope_t *env, bool *late)
         int my_rank = starts ? RANK_START : RANK_OTHER;
         *late =
             *late || (e->any && log_row_cmp(env->occurred_at_ms, my_rank, env->event_id, e) < 0);
-        sla->logged[i] = e->any && !starts;
+        sla->logged[i] = e->any && !starts && !sla->prelog;
         if (!e->any && !starts)
             continue; /* never started: sla_hold() keeps it for the start */
         if (!e->any) {
