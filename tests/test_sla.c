@@ -513,6 +513,20 @@ Test(sla, an_instance_row_stands_for_its_start_and_stop_in_the_log)
                  1);
 }
 
+/* After a restart, memory knows no log row: a key whose log is only what its instance rows stand
+ * for still tells a late event from the store. */
+Test(sla, a_restart_reads_the_last_log_row_an_instance_row_stands_for)
+{
+    send(fx_qualified("q1", "L1", SQL, T0));
+    send(fx_contacted("c1", "L1", T0 + 10 * MN));
+    engine_close();
+    engine_open();
+    send_at(fx_touched("t0", "L1", T0 + 5 * MN), T0 + H); /* a reset before the stop */
+    cr_assert_eq(count_rows("SELECT count(*) FROM sla_instance WHERE key = 'L1' AND"
+                            " state = 'met' AND started_at = 1780272300000"),
+                 1);
+}
+
 /* A rollback may have undone log rows memory holds: the next event of the key reads the store,
  * and a start whose first attempt was undone still takes the events held for it. */
 Test(sla, a_rollback_forgets_the_last_log_rows_in_memory)

@@ -255,15 +255,10 @@ static const char *const stmt_sql[S_COUNT_] = {
     [S_HELD] = "SELECT id, occurred_at, event_id, kinds, owner FROM sla_held WHERE policy = ? AND"
                " key = ? AND occurred_at >= ? ORDER BY occurred_at, event_id LIMIT 64",
     [S_HELD_DROP] = "DELETE FROM sla_held WHERE id = ?",
-    /* sla_log_all's last row: sla_log's, or the latest an instance row stands for (its stop
-     * comes after its start), whichever is later; each arm reads a row or a few. */
-    [S_LOG_LAST] =
-        "SELECT at, r, id FROM (SELECT * FROM (SELECT occurred_at AS at, rank AS r, event_id AS id"
-        " FROM sla_log WHERE policy = ?1 AND key = ?2 ORDER BY occurred_at DESC, rank DESC,"
-        " event_id DESC LIMIT 1) UNION ALL SELECT CASE WHEN vlog & 2 THEN stopped_at ELSE"
-        " opened_at END, vlog >> 1, CASE WHEN vlog & 2 THEN stop_event ELSE start_event END"
-        " FROM sla_instance WHERE key = ?2 AND policy = ?1 AND vlog <> 0)"
-        " ORDER BY at DESC, r DESC, id DESC LIMIT 1",
+    [S_LOG_LAST] = "SELECT occurred_at, rank, event_id FROM sla_log WHERE policy = ? AND key = ?"
+                   " ORDER BY occurred_at DESC, rank DESC, event_id DESC LIMIT 1",
+    [S_LOG_VLAST] = "SELECT opened_at, start_event, vlog & 2, stopped_at, stop_event FROM"
+                    " sla_instance WHERE key = ?2 AND policy = ?1 AND vlog <> 0",
     [S_LOG_ADD] = "INSERT OR IGNORE INTO sla_log (policy, key, occurred_at, rank, event_id, kinds,"
                   " owner, queue, priority, inherit) VALUES (?,?,?,?,?,?,?,?,?,?)",
     [S_LOG_HELD] =

@@ -41,6 +41,7 @@ enum stmt_id {
     S_HELD,
     S_HELD_DROP,
     S_LOG_LAST,
+    S_LOG_VLAST,
     S_LOG_ADD,
     S_LOG_HELD,
     S_LOG_READ,

@@ -99,7 +99,36 @@ static int log_row_cmp(int64_t at, int rank, const char *id, const log_last_t *e
     return strcmp(id, e->event_id);
 }
 
-/* The entry of (policy, key), read from the store into its slot unless memory has it. */
+/* The log of e's (policy, key) got the row (at, rank, id). */
+static void log_last_raise(log_last_t *e, int64_t at, int rank, const char *id)
+{
+    if (!e->used || (e->any && log_row_cmp(at, rank, id, e) <= 0))
+        return;
+    e->any = true;
+    e->at = at;
+    e->rank = rank;
+    snprintf(e->event_id, sizeof e->event_id, "%s", id);
+}
+
+/* Raises e to the latest log row the instance rows of its key stand for (vlog): each row's
+ * stop, else its start. */
+static int log_last_virtual(funnel_sla_t *sla, log_last_t *e)
+{
+    sqlite3_stmt *s = sla_stmt(sla, S_LOG_VLAST);
+    bind_pk(s, e->policy, e->key);
+    int rc;
+    char id[ID_BUF];
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        bool stop = sqlite3_column_int(s, 2) != 0;
+        sla_col_text(s, stop ? 4 : 1, id);
+        log_last_raise(e, sqlite3_column_int64(s, stop ? 3 : 0), stop, id);
+    }
+    sqlite3_reset(s);
+    return rc == SQLITE_DONE ? 0 : FUNNEL_ESTORE;
+}
+
+/* The entry of (policy, key), read from the store into its slot unless memory has it: the last
+ * row of sla_log_all, from sla_log's last and the instance rows' (log_last_virtual). */
 static int log_last_get(funnel_sla_t *sla, const char *policy, const char *key, log_last_t **out)
 {
     log_last_t *e = *out = log_last_slot(sla, policy, key);
@@ -122,18 +151,9 @@ static int log_last_get(funnel_sla_t *sla, const char *policy, const char *key, 
     e->held_none = false;
     snprintf(e->policy, sizeof e->policy, "%s", policy);
     snprintf(e->key, sizeof e->key, "%s", key);
-    return 0;
-}
-
-/* The log of e's (policy, key) got the row (at, rank, id). */
-static void log_last_raise(log_last_t *e, int64_t at, int rank, const char *id)
-{
-    if (!e->used || (e->any && log_row_cmp(at, rank, id, e) <= 0))
-        return;
-    e->any = true;
-    e->at = at;
-    e->rank = rank;
-    snprintf(e->event_id, sizeof e->event_id, "%s", id);
+    int rc = log_last_virtual(sla, e);
+    e->used = !rc;
+    return rc;
 }
 
 void sla_log_last_forget(funnel_sla_t *sla, const char *policy, const char *key)
