@@ -1951,6 +1951,7 @@ Test(sla, a_database_with_instances_from_before_the_log_still_holds_logged_keys_
     engine_close();
     cr_assert_eq(sqlite3_exec(funnel_store_db(store),
                               "DELETE FROM sla_log; DROP VIEW sla_log_all; DROP TABLE sla_prelog;"
+                              "DROP TRIGGER sla_compliance_met;"
                               "ALTER TABLE sla_instance DROP COLUMN vlog;"
                               "UPDATE meta SET value = 11 WHERE key = 'schema.sla';",
                               NULL, NULL, NULL),
@@ -1979,7 +1980,7 @@ Test(sla, the_kept_compliance_is_filled_from_the_instances_of_an_older_database)
     engine_close();
     cr_assert_eq(sqlite3_exec(funnel_store_db(store),
                               "DROP TRIGGER sla_compliance_insert;"
-                              "DROP TRIGGER sla_compliance_update;"
+                              "DROP TRIGGER sla_compliance_update; DROP TRIGGER sla_compliance_met;"
                               "DROP TRIGGER sla_compliance_delete; DROP TABLE sla_compliance;"
                               "DROP INDEX sla_instance_idle;"
                               /* and as before migration 12: the whole log in sla_log */

@@ -51,6 +51,9 @@
     " ON CONFLICT DO UPDATE SET on_time = on_time + excluded.on_time,"                             \
     " late = late + excluded.late, expired = expired + excluded.expired,"                          \
     " times = sla_times(times, NULL, " CMP_TIME("NEW") ");"
+#define CMP_UPDATE_OF                                                                              \
+    "AFTER UPDATE OF state, policy, owner, opened_at, started_at, stopped_at, on_time,"            \
+    " stop_business_ms, stop_event ON sla_instance"
 /* 11: compliance kept as it goes (adapters/report/compliance.c). Per UTC day of opening, policy
  * and owner, the met instances on time, late and expired (closed by the retention: no stop
  * event, sla_retention.c) and the sorted stop times of those stopped (sla_times.h), kept by
@@ -71,8 +74,7 @@
     " BEGIN " CMP_ADD " END;"                                                                      \
     "CREATE TRIGGER sla_compliance_delete AFTER DELETE ON sla_instance WHEN OLD.state = 'met'"     \
     " BEGIN " CMP_REMOVE " END;"                                                                   \
-    "CREATE TRIGGER sla_compliance_update AFTER UPDATE OF state, policy, owner, opened_at,"        \
-    " started_at, stopped_at, on_time, stop_business_ms, stop_event ON sla_instance"               \
+    "CREATE TRIGGER sla_compliance_update " CMP_UPDATE_OF                                         \
     " WHEN OLD.state = 'met' OR NEW.state = 'met' BEGIN " CMP_REMOVE " " CMP_ADD " END;"          \
     "CREATE INDEX sla_instance_idle ON sla_instance (" IDLE_AT ") WHERE state <> 'met';"
 /* The log rows instance rows stand for (vlog, migration 12): a start as sla_log_event would
@@ -209,7 +211,14 @@ static const char *const migrations[] = {
             "EXISTS"
             " (SELECT 1 FROM sla_log l WHERE l.policy = i.policy AND l.key = i.key AND l.rank = 0 "
             "AND"
-            " l.event_id = i.start_event));",
+            " l.event_id = i.start_event));"
+            /* An instance that becomes met only joins its compliance row: the update of a live one
+             * (S_MET, most of them) skips the removal's two lookups. */
+            "DROP TRIGGER sla_compliance_update;"
+            "CREATE TRIGGER sla_compliance_update " CMP_UPDATE_OF
+            " WHEN OLD.state = 'met' BEGIN " CMP_REMOVE " " CMP_ADD " END;"
+            "CREATE TRIGGER sla_compliance_met " CMP_UPDATE_OF " WHEN OLD.state <> 'met' AND"
+            " NEW.state = 'met' BEGIN " CMP_ADD " END;",
 };
 
 #define COLS                                                                                       \
