@@ -1,6 +1,12 @@
 /* sla_recompute.c — out-of-order arrival: the per-(policy, key) log of starts, stops, resets,
  * pauses and resumes, and the recomputation of a key's instances from it when an event arrives
- * before one it occurred after (see sla.c for the model). */
+ * before one it occurred after (see sla.c for the model).
+ *
+ * The log is sla_log_all (migration 12): sla_log's rows and those the instance rows stand for
+ * (vlog). A start and a stop that is nothing else wait as the event is applied (sla->pend); the
+ * instance row it opens or meets claims its row (sla_log_claim), the rest is written after
+ * (sla_log_flush). Before a recomputation rewrites a key's instance rows, their rows are written
+ * to sla_log (log_solidify), so a replay reads sla_log alone. */
 #include "sla_internal.h"
 #include "funnel/grow.h"
 #include "funnel/error.h"
