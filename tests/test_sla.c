@@ -458,7 +458,7 @@ Test(sla, a_keys_last_log_row_is_read_from_the_store_once)
     /* A touch that occurred before L1's stop is late, in memory as in the store. */
     send_at(fx_touched("t0", "L1", T0 + 2 * MN + 30000), T0 + 6 * MN);
     cr_assert_eq(log_reads(), 2);
-    cr_assert_eq(count_rows("SELECT count(*) FROM sla_log WHERE key = 'L1'"), 5);
+    cr_assert_eq(count_rows("SELECT count(*) FROM sla_log_all WHERE key = 'L1'"), 5);
     cr_assert_eq(count_rows("SELECT 1 FROM sla_instance WHERE key = 'L1' AND state = 'met'"), 1);
 }
 
@@ -474,6 +474,59 @@ Test(sla, a_start_reads_held_events_only_when_its_key_may_have_some)
     cr_assert_eq(count_rows("SELECT 1 FROM sla_instance WHERE key = 'L2' AND state = 'met'"), 1);
 }
 
+/* A key with a log keeps its later events in the log only: a start that arrives later and
+ * occurred before them replays the log, and one that occurred after them takes none of them,
+ * so holding them too would only cost writes. A key never started still holds its events. */
+Test(sla, events_of_a_logged_key_are_logged_not_held)
+{
+    send(fx_qualified("q1", "L1", SQL, T0));
+    send(fx_contacted("c1", "L1", T0 + 10 * MN));
+    send(fx_contacted("c2", "L1", T0 + 40 * MN)); /* no live instance takes it */
+    send(fx_contacted("c3", "L2", T0 + 40 * MN)); /* L2 never started */
+    cr_assert_eq(count_rows("SELECT count(*) FROM sla_held WHERE key = 'L1'"), 0);
+    cr_assert_eq(count_rows("SELECT count(*) FROM sla_held WHERE key = 'L2'"), 1);
+    cr_assert_eq(count_rows("SELECT count(*) FROM sla_log_all WHERE key = 'L1'"), 3);
+    /* A second start between the first stop and c2, arriving last: c2 meets it. */
+    send_at(fx_qualified("q2", "L1", SQL, T0 + 30 * MN), T0 + H);
+    cr_assert_eq(count_rows("SELECT count(*) FROM sla_instance WHERE key = 'L1' AND"
+                            " state = 'met' AND stop_event = 'c2'"),
+                 1);
+    cr_assert_eq(count_rows("SELECT count(*) FROM sla_held WHERE key = 'L1'"), 0);
+}
+
+/* An instance row stands for its start's and its stop's log rows (sla_log_all): a key's log
+ * costs a write of its own only for the events no instance records; a recomputation writes the
+ * rows out before it rewrites the instances. */
+Test(sla, an_instance_row_stands_for_its_start_and_stop_in_the_log)
+{
+    send(fx_qualified("q1", "L1", SQL, T0));
+    send(fx_contacted("c1", "L1", T0 + 10 * MN));
+    cr_assert_eq(count_rows("SELECT count(*) FROM sla_log WHERE key = 'L1'"), 0);
+    cr_assert_eq(count_rows("SELECT count(*) FROM sla_log_all WHERE key = 'L1'"), 2);
+    send(fx_touched("t1", "L1", T0 + 20 * MN)); /* after the stop: no instance records it */
+    cr_assert_eq(count_rows("SELECT count(*) FROM sla_log WHERE key = 'L1'"), 1);
+    send_at(fx_touched("t0", "L1", T0 + 5 * MN), T0 + H); /* a reset, late: recomputed */
+    cr_assert_eq(count_rows("SELECT count(*) FROM sla_log WHERE key = 'L1'"), 4);
+    cr_assert_eq(count_rows("SELECT count(*) FROM sla_log_all WHERE key = 'L1'"), 4);
+    cr_assert_eq(count_rows("SELECT count(*) FROM sla_instance WHERE key = 'L1' AND"
+                            " state = 'met' AND started_at = 1780272300000 AND vlog = 0"),
+                 1);
+}
+
+/* After a restart, memory knows no log row: a key whose log is only what its instance rows stand
+ * for still tells a late event from the store. */
+Test(sla, a_restart_reads_the_last_log_row_an_instance_row_stands_for)
+{
+    send(fx_qualified("q1", "L1", SQL, T0));
+    send(fx_contacted("c1", "L1", T0 + 10 * MN));
+    engine_close();
+    engine_open();
+    send_at(fx_touched("t0", "L1", T0 + 5 * MN), T0 + H); /* a reset before the stop */
+    cr_assert_eq(count_rows("SELECT count(*) FROM sla_instance WHERE key = 'L1' AND"
+                            " state = 'met' AND started_at = 1780272300000"),
+                 1);
+}
+
 /* A rollback may have undone log rows memory holds: the next event of the key reads the store,
  * and a start whose first attempt was undone still takes the events held for it. */
 Test(sla, a_rollback_forgets_the_last_log_rows_in_memory)
@@ -483,7 +536,7 @@ Test(sla, a_rollback_forgets_the_last_log_rows_in_memory)
     size_t reads = log_reads();
     send_at(fx_qualified("q1", "L1", SQL, T0), T0 + 12 * MN);
     cr_assert_eq(log_reads(), reads + 1, "read again after the rollback");
-    cr_assert_eq(count_rows("SELECT count(*) FROM sla_log WHERE key = 'L1'"), 2);
+    cr_assert_eq(count_rows("SELECT count(*) FROM sla_log_all WHERE key = 'L1'"), 2);
     cr_assert_eq(count_rows("SELECT 1 FROM sla_instance WHERE key = 'L1' AND state = 'met'"), 1);
     next_out("sla.met");
     no_more_out();
@@ -1024,7 +1077,9 @@ Test(sla, instances_from_before_the_log_keep_the_live_path)
     /* An instance as migration 2 left it: its start is in no log, so it cannot be replayed. */
     send(fx_qualified("q0", "P", SQL, T0));
     char *err = NULL;
-    cr_assert_eq(sqlite3_exec(funnel_store_db(store), "DELETE FROM sla_log", NULL, NULL, &err),
+    cr_assert_eq(sqlite3_exec(funnel_store_db(store),
+                              "DELETE FROM sla_log; UPDATE sla_instance SET vlog = 0", NULL, NULL,
+                              &err),
                  SQLITE_OK, "%s", err);
     /* A repeated start logs the key; a pause that occurred before it then arrives late. */
     send_at(fx_qualified("q1", "P", SQL, T0 + 2 * H), T0 + 2 * H);
@@ -1769,14 +1824,14 @@ Test(sla, the_horizon_prunes_met_history_and_refuses_older_events_of_pruned_keys
     send(fx_qualified("q2", "L2", SQL, T0));      /* never stopped */
     send(fx_qualified("q3", "L3", SQL, T0 + 11 * D));
     send(fx_contacted("c3", "L3", T0 + 11 * D + MN)); /* met inside the horizon */
-    cr_assert_eq(rows_of_key("sla_log", "L1"), 2);
+    cr_assert_eq(rows_of_key("sla_log_all", "L1"), 2);
     /* The watermark is T0 + 11d + 1m: L1's instance stopped before the cutoff. */
     tick(T0 + 11 * D + MN);
     cr_assert_eq(rows_of_key("sla_instance", "L1"), 0);
-    cr_assert_eq(rows_of_key("sla_log", "L1"), 0);
+    cr_assert_eq(rows_of_key("sla_log_all", "L1"), 0);
     cr_assert_eq(rows_of_key("sla_instance", "L2"), 1, "an idle instance is expired, and kept");
     cr_assert_eq(rows_of_key("sla_instance", "L3"), 1);
-    cr_assert_eq(rows_of_key("sla_log", "L3"), 2);
+    cr_assert_eq(rows_of_key("sla_log_all", "L3"), 2);
     cr_assert_eq(funnel_router_next_deadline(router) > T0 + 11 * D + MN, true,
                  "nothing left to prune: no pass at once");
     /* A stop, a start or a reset older than the cutoff for a key with nothing kept from then is
@@ -1814,11 +1869,11 @@ static void met_then_start_later(const char *horizon, int64_t later)
 Test(sla, a_prune_forgets_the_last_log_rows_of_its_keys)
 {
     met_then_start_later("10d", 11 * D);
-    cr_assert_eq(rows_of_key("sla_log", "L1"), 0);
+    cr_assert_eq(rows_of_key("sla_log_all", "L1"), 0);
     size_t reads = log_reads();
     send(fx_qualified("q2", "L1", SQL, T0 + 11 * D + MN));
     cr_assert_eq(log_reads(), reads + 1, "read again after the prune");
-    cr_assert_eq(rows_of_key("sla_log", "L1"), 1);
+    cr_assert_eq(rows_of_key("sla_log_all", "L1"), 1);
     cr_assert_eq(count_rows("SELECT 1 FROM sla_instance WHERE key = 'L1' AND state = 'open'"), 1);
 }
 
@@ -1888,6 +1943,29 @@ Test(sla, pruning_leaves_the_instances_inside_the_horizon_as_they_were)
     expect_kept_compliance_exact(T0 + D);
 }
 
+/* A database with instances from before the log (migration 3) keeps holding the events of a
+ * logged key: a late start of such a key takes the live path, which finds them only there. */
+Test(sla, a_database_with_instances_from_before_the_log_still_holds_logged_keys_events)
+{
+    send(fx_qualified("q0", "P", SQL, T0));
+    engine_close();
+    cr_assert_eq(sqlite3_exec(funnel_store_db(store),
+                              "DELETE FROM sla_log; DROP VIEW sla_log_all; DROP TABLE sla_prelog;"
+                              "DROP TRIGGER sla_compliance_met;"
+                              "ALTER TABLE sla_instance DROP COLUMN vlog;"
+                              "UPDATE meta SET value = 11 WHERE key = 'schema.sla';",
+                              NULL, NULL, NULL),
+                 SQLITE_OK, "%s", sqlite3_errmsg(funnel_store_db(store)));
+    engine_open();
+    send(fx_qualified("q1", "P", SQL, T0 + 2 * H)); /* a repeated start: P has a log now */
+    send(fx_contacted("c1", "P", T0 + 3 * H));      /* meets q0 */
+    send(fx_contacted("c2", "P", T0 + 4 * H));      /* no live instance takes it */
+    send_at(fx_qualified("q2", "P", SQL, T0 + 3 * H + 30 * MN), T0 + 5 * H);
+    cr_assert_eq(count_rows("SELECT count(*) FROM sla_instance WHERE key = 'P' AND"
+                            " state = 'met' AND stop_event = 'c2'"),
+                 1);
+}
+
 /* A database of the engine before migration 11 (no sla_compliance, triggers or idle index) gets the
  * kept compliance filled from its instances, on time, late and recomputed, and kept from then on.
  */
@@ -1902,9 +1980,13 @@ Test(sla, the_kept_compliance_is_filled_from_the_instances_of_an_older_database)
     engine_close();
     cr_assert_eq(sqlite3_exec(funnel_store_db(store),
                               "DROP TRIGGER sla_compliance_insert;"
-                              "DROP TRIGGER sla_compliance_update;"
+                              "DROP TRIGGER sla_compliance_update; DROP TRIGGER sla_compliance_met;"
                               "DROP TRIGGER sla_compliance_delete; DROP TABLE sla_compliance;"
                               "DROP INDEX sla_instance_idle;"
+                              /* and as before migration 12: the whole log in sla_log */
+                              "INSERT OR IGNORE INTO sla_log SELECT * FROM sla_log_all;"
+                              "DROP VIEW sla_log_all; ALTER TABLE sla_instance DROP COLUMN vlog;"
+                              "DROP TABLE sla_prelog;"
                               "UPDATE meta SET value = 10 WHERE key = 'schema.sla';",
                               NULL, NULL, NULL),
                  SQLITE_OK, "%s", sqlite3_errmsg(funnel_store_db(store)));

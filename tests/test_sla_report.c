@@ -368,6 +368,7 @@ Test(sla_report, compliance_times_are_the_stored_business_time_else_wall_clock)
 Test(sla_report, compliance_on_a_database_without_the_business_time_column_is_wall_clock)
 {
     rows_change("DROP TRIGGER sla_compliance_insert; DROP TRIGGER sla_compliance_update;"
+                "DROP TRIGGER sla_compliance_met;"
                 "DROP TRIGGER sla_compliance_delete; DROP TABLE sla_compliance;"
                 "DROP INDEX sla_instance_idle;"
                 "ALTER TABLE sla_instance DROP COLUMN stop_business_ms");

@@ -51,6 +51,9 @@
     " ON CONFLICT DO UPDATE SET on_time = on_time + excluded.on_time,"                             \
     " late = late + excluded.late, expired = expired + excluded.expired,"                          \
     " times = sla_times(times, NULL, " CMP_TIME("NEW") ");"
+#define CMP_UPDATE_OF                                                                              \
+    "AFTER UPDATE OF state, policy, owner, opened_at, started_at, stopped_at, on_time,"            \
+    " stop_business_ms, stop_event ON sla_instance"
 /* 11: compliance kept as it goes (adapters/report/compliance.c). Per UTC day of opening, policy
  * and owner, the met instances on time, late and expired (closed by the retention: no stop
  * event, sla_retention.c) and the sorted stop times of those stopped (sla_times.h), kept by
@@ -71,10 +74,18 @@
     " BEGIN " CMP_ADD " END;"                                                                      \
     "CREATE TRIGGER sla_compliance_delete AFTER DELETE ON sla_instance WHEN OLD.state = 'met'"     \
     " BEGIN " CMP_REMOVE " END;"                                                                   \
-    "CREATE TRIGGER sla_compliance_update AFTER UPDATE OF state, policy, owner, opened_at,"        \
-    " started_at, stopped_at, on_time, stop_business_ms, stop_event ON sla_instance"               \
+    "CREATE TRIGGER sla_compliance_update " CMP_UPDATE_OF                                         \
     " WHEN OLD.state = 'met' OR NEW.state = 'met' BEGIN " CMP_REMOVE " " CMP_ADD " END;"          \
     "CREATE INDEX sla_instance_idle ON sla_instance (" IDLE_AT ") WHERE state <> 'met';"
+/* The log rows instance rows stand for (vlog, migration 12): a start as sla_log_event would
+ * have logged it, and a stop of kinds K_STOP alone. */
+#define VLOG_START(where)                                                                          \
+    "SELECT policy, key, opened_at, 0, start_event, 0, owner, coalesce(queue, ''), priority, 0"   \
+    " FROM sla_instance WHERE " where "vlog & 1"
+#define VLOG_STOP(where)                                                                           \
+    "SELECT policy, key, stopped_at, 1, stop_event, 1, NULL, NULL, 0, 0"                           \
+    " FROM sla_instance WHERE " where "vlog & 2"
+#define VLOG_KEY "key = ?2 AND policy = ?1 AND "
 // clang-format on
 
 static const char *const migrations[] = {
@@ -182,6 +193,32 @@ static const char *const migrations[] = {
     "CREATE INDEX sla_instance_met ON sla_instance (stopped_at) WHERE state = 'met';",
     /* 11 */
     MIGRATION_11,
+    /* 12: the log rows an instance row stands for (vlog, sla_recompute.c): its start (1) and
+     * its stop (2), which the row records itself (opened_at, start_event, owner, queue, priority;
+     * stopped_at, stop_event), are not written to sla_log, whose rows of a key sit at a random
+     * place of its B-tree (a page written per row per commit). sla_log_all is the whole log.
+     * Rows from before this step stand for none: their rows are in sla_log. */
+    "ALTER TABLE sla_instance ADD COLUMN vlog INTEGER NOT NULL DEFAULT 0;"
+    "CREATE VIEW sla_log_all AS"
+    " SELECT policy, key, occurred_at, rank, event_id, kinds, owner, queue, priority, inherit"
+    " FROM sla_log UNION ALL " VLOG_START("") " UNION ALL " VLOG_STOP(
+        "") ";"
+            /* Whether an instance's start is in no log (one from before migration 3): such a key's
+             * late start takes the live path, which finds its events only in sla_held (sla_hold).
+             */
+            "CREATE TABLE sla_prelog (yes INTEGER NOT NULL);"
+            "INSERT INTO sla_prelog SELECT 1 WHERE EXISTS (SELECT 1 FROM sla_instance i WHERE NOT "
+            "EXISTS"
+            " (SELECT 1 FROM sla_log l WHERE l.policy = i.policy AND l.key = i.key AND l.rank = 0 "
+            "AND"
+            " l.event_id = i.start_event));"
+            /* An instance that becomes met only joins its compliance row: the update of a live one
+             * (S_MET, most of them) skips the removal's two lookups. */
+            "DROP TRIGGER sla_compliance_update;"
+            "CREATE TRIGGER sla_compliance_update " CMP_UPDATE_OF
+            " WHEN OLD.state = 'met' BEGIN " CMP_REMOVE " " CMP_ADD " END;"
+            "CREATE TRIGGER sla_compliance_met " CMP_UPDATE_OF " WHEN OLD.state <> 'met' AND"
+            " NEW.state = 'met' BEGIN " CMP_ADD " END;",
 };
 
 #define COLS                                                                                       \
@@ -196,8 +233,9 @@ static const char *const stmt_sql[S_COUNT_] = {
     [S_VERSION_EXISTS] = "SELECT 1 FROM sla_policy WHERE name = ? AND version = ?",
     [S_INSERT] = "INSERT INTO sla_instance (id, policy, version, key, owner, state, started_at,"
                  " anchor_at, consumed_ms, due_at, step, next_at, start_event, opened_at, queue,"
-                 " priority, arrived_at) VALUES (max(coalesce((SELECT max(id) FROM sla_instance),"
-                 " 0), (SELECT id FROM sla_deleted_max)) + 1,?,?,?,?,'open',?,?,0,?,?,?,?,?,?,?,?)",
+                 " priority, arrived_at, vlog) VALUES (max(coalesce((SELECT max(id) FROM"
+                 " sla_instance), 0), (SELECT id FROM sla_deleted_max)) + 1,?,?,?,?,'open',?,?,0,?,"
+                 "?,?,?,?,?,?,?,?)",
     [S_LIVE] = "SELECT " COLS " FROM sla_instance WHERE key = ? AND state <> 'met'",
     [S_BY_ID] = "SELECT " COLS " FROM sla_instance WHERE id = ?",
     [S_UPDATE] = "UPDATE sla_instance SET state = ?, started_at = ?, anchor_at = ?,"
@@ -205,7 +243,7 @@ static const char *const stmt_sql[S_COUNT_] = {
                  " acked_by = ?, owner = ?, arrived_at = ? WHERE id = ?",
     [S_MET] = "UPDATE sla_instance SET state = 'met', next_at = NULL, stopped_at = ?,"
               " on_time = ?, late_ms = ?, stop_event = ?, consumed_ms = ?5, stop_business_ms = ?5,"
-              " step = ?6, owner = ?8 WHERE id = ?7",
+              " step = ?6, owner = ?8, vlog = vlog | ?9 WHERE id = ?7",
     [S_TIMERS] = "SELECT id, next_at, arrived_at FROM sla_instance WHERE next_at IS NOT NULL",
     [S_OPEN_COUNT] = "SELECT count(*) FROM sla_instance WHERE state <> 'met'",
     [S_QUOTA_COUNT] = "INSERT INTO sla_quota (policy, period_start, period_end, actual, closed)"
@@ -228,6 +266,8 @@ static const char *const stmt_sql[S_COUNT_] = {
     [S_HELD_DROP] = "DELETE FROM sla_held WHERE id = ?",
     [S_LOG_LAST] = "SELECT occurred_at, rank, event_id FROM sla_log WHERE policy = ? AND key = ?"
                    " ORDER BY occurred_at DESC, rank DESC, event_id DESC LIMIT 1",
+    [S_LOG_VLAST] = "SELECT opened_at, start_event, vlog & 2, stopped_at, stop_event FROM"
+                    " sla_instance WHERE key = ?2 AND policy = ?1 AND vlog <> 0",
     [S_LOG_ADD] = "INSERT OR IGNORE INTO sla_log (policy, key, occurred_at, rank, event_id, kinds,"
                   " owner, queue, priority, inherit) VALUES (?,?,?,?,?,?,?,?,?,?)",
     [S_LOG_HELD] =
@@ -237,9 +277,17 @@ static const char *const stmt_sql[S_COUNT_] = {
     [S_LOG_READ] = "SELECT occurred_at, rank, event_id, kinds, owner, queue, priority, inherit"
                    " FROM sla_log"
                    " WHERE policy = ? AND key = ? ORDER BY occurred_at, rank, event_id",
-    [S_LOG_FOREIGN] = "SELECT 1 FROM sla_instance i WHERE i.key = ?2 AND i.policy = ?1 AND NOT"
-                      " EXISTS (SELECT 1 FROM sla_log l WHERE l.policy = ?1 AND l.key = ?2 AND"
+    [S_LOG_FOREIGN] = "SELECT 1 FROM sla_instance i WHERE i.key = ?2 AND i.policy = ?1 AND"
+                      " NOT (i.vlog & 1) AND NOT EXISTS (SELECT 1 FROM sla_log l WHERE"
+                      " l.policy = ?1 AND l.key = ?2 AND"
                       " l.rank = 0 AND l.event_id = i.start_event) LIMIT 1",
+    /* A key's rows of the log that its instance rows stand for (vlog) go to sla_log. */
+    [S_LOG_SOLID] =
+        "INSERT OR IGNORE INTO sla_log (policy, key, occurred_at, rank, event_id, kinds,"
+        " owner, queue, priority, inherit) " VLOG_START(VLOG_KEY) " UNION ALL " VLOG_STOP(VLOG_KEY),
+    [S_PRELOG] = "SELECT count(*) FROM sla_prelog",
+    [S_LOG_UNVIRT] =
+        "UPDATE sla_instance SET vlog = 0 WHERE key = ?2 AND policy = ?1 AND vlog <> 0",
     [S_KEY_ROWS] = "SELECT " COLS " FROM sla_instance WHERE key = ? AND policy = ? ORDER BY id",
     [S_ORDER_QUEUES] = "SELECT DISTINCT queue, priority FROM sla_instance WHERE key = ? AND"
                        " policy = ? AND queue IS NOT NULL",
@@ -499,11 +547,12 @@ static int sla_on_event(void *self, funnel_router_t *router, const funnel_envelo
     if (!rc && late)
         rc = sla_late_event(sla, router, env, now_ms, &late);
     if (!rc && !late)
-        rc = sla_hold(sla, env, now_ms);
+        rc = sla_hold(sla, env, now_ms, sla->logged);
     rc = rc || late ? rc : sla_key_events(sla, router, env, now_ms);
     for (size_t i = 0; !rc && !late && i < sla->cfg->n_policies; i++)
         if (sla_starts(&sla->cfg->policies[i], env))
             rc = sla_start(sla, router, &sla->cfg->policies[i], env, now_ms);
+    rc = rc ? rc : sla_log_flush(sla, env); /* the log rows no instance row claimed */
     rc = rc ? rc : sla_order_event(sla, router, env, now_ms);
     rc = rc ? rc : sla_quota_count(sla, env, now_ms);
     if (!rc)
@@ -660,6 +709,16 @@ static void sla_on_rollback(void *self)
 
 /* ---- life cycle ------------------------------------------------------------------------- */
 
+/* Reads whether instances from before the log exist (migration 12). */
+static int prelog_load(funnel_sla_t *sla)
+{
+    sqlite3_stmt *s = sla_stmt(sla, S_PRELOG);
+    int rc = sqlite3_step(s);
+    sla->prelog = rc == SQLITE_ROW && sqlite3_column_int64(s, 0) > 0;
+    sqlite3_reset(s);
+    return rc == SQLITE_ROW ? 0 : FUNNEL_ESTORE;
+}
+
 int funnel_sla_new(funnel_store_t *store, const funnel_sla_config_t *cfg, const funnel_log_t *log,
                    funnel_sla_t **out)
 {
@@ -691,8 +750,8 @@ int funnel_sla_new(funnel_store_t *store, const funnel_sla_config_t *cfg, const 
             goto fail;
         }
     }
-    if ((rc = versions_load(sla)) || (rc = heap_rebuild(sla)) || (rc = sla_watermark_load(sla)) ||
-        (rc = sla_oldest_stop_load(sla))) {
+    if ((rc = versions_load(sla)) || (rc = prelog_load(sla)) || (rc = heap_rebuild(sla)) ||
+        (rc = sla_watermark_load(sla)) || (rc = sla_oldest_stop_load(sla))) {
         funnel_log_error(log, "sla: loading state failed: %s", funnel_store_errmsg(store));
         goto fail;
     }
@@ -722,6 +781,8 @@ void funnel_sla_destroy(funnel_sla_t **slap)
     free(sla->quotas);
     funnel_timerheap_destroy(&sla->heap);
     free(sla->log_last);
+    free(sla->logged);
+    free(sla->pend);
     free(sla);
     *slap = NULL;
 }

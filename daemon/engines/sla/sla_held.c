@@ -16,8 +16,13 @@
  * so keeping them all would grow without bound. A held event is dropped once it occurred more
  * than FUNNEL_SLA_HOLD_MS before the arrival time now_ms; each hold drops a few of the oldest,
  * which keeps the table at about the retention's worth of traffic without a timer. A start that
- * arrives later than that after its stop opens an instance the stop no longer reaches. */
-int sla_hold(funnel_sla_t *sla, const funnel_envelope_t *env, int64_t now_ms)
+ * arrives later than that after its stop opens an instance the stop no longer reaches.
+ *
+ * Policies whose logged[i] is set are skipped (logged NULL: none is): their key has a log, the
+ * event is in it and arrived in order, so a start that comes later either occurred before it,
+ * arrives late and replays the log (sla_late_event), or occurred after it and takes no held
+ * event of an earlier time (sla_apply_held). Holding it would only cost writes. */
+int sla_hold(funnel_sla_t *sla, const funnel_envelope_t *env, int64_t now_ms, const bool *logged)
 {
     inst_t *live = malloc(LIVE_MAX * sizeof *live);
     int rc = live ? 0 : FUNNEL_ENOMEM;
@@ -30,7 +35,7 @@ int sla_hold(funnel_sla_t *sla, const funnel_envelope_t *env, int64_t now_ms)
         const char *key = kinds ? funnel_sla_field(env, p->key, buf, sizeof buf) : "";
         size_t n = 0;
         bool taken = false;
-        if (!*key || strlen(key) > FUNNEL_ID_MAX || t < horizon ||
+        if (!*key || strlen(key) > FUNNEL_ID_MAX || t < horizon || (logged && logged[i]) ||
             (rc = sla_live_read(sla, key, live, &n)))
             continue;
         for (size_t k = 0; k < n && !taken; k++)
@@ -71,9 +76,9 @@ typedef struct held {
 #define HELD_BATCH 64 /* the LIMIT of S_HELD */
 
 /* Gives a new instance the events held for its policy and key that occurred at or after its
- * start, in event-time order (ties by event_id), as if they had arrived after it; each one
- * applied leaves the table. It stops at a stop: later events belong to a later instance and
- * stay held. Sets *applied when at least one event was applied. */
+ * start, in event-time order (ties by event_id), as if they had arrived after it. It stops at
+ * a stop: later events belong to a later instance, which replays them from the key's log. The
+ * key's held events then leave the table. Sets *applied when at least one event was applied. */
 int sla_apply_held(funnel_sla_t *sla, funnel_router_t *router, pver_t *v, inst_t *in,
                    int64_t now_ms, bool *applied)
 {
@@ -108,5 +113,12 @@ int sla_apply_held(funnel_sla_t *sla, funnel_router_t *router, pver_t *v, inst_t
         }
     }
     free(batch);
-    return rc;
+    if (rc)
+        return rc;
+    /* What is left (before the start, or after its stop) is in the key's log now, which is
+     * where a later start finds it (sla_hold). */
+    sqlite3_stmt *s = sla_stmt(sla, S_HELD_CLEAR);
+    sqlite3_bind_text(s, 1, in->policy, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, in->key, -1, SQLITE_STATIC);
+    return sla_step_done(s);
 }

@@ -13,6 +13,7 @@ static const char *const state_names[] = {"open", "paused", "met"};
 void sla_inst_read(sqlite3_stmt *s, inst_t *in)
 {
     const unsigned char *state = sqlite3_column_text(s, 5);
+    in->vlog = 0; /* not read: only an insert writes it */
     in->id = sqlite3_column_int64(s, 0);
     sla_col_text(s, 1, in->policy);
     in->version = sqlite3_column_int64(s, 2);
@@ -353,6 +354,8 @@ int sla_inst_met(funnel_sla_t *sla, funnel_router_t *router, const inst_t *in, b
     sqlite3_bind_int64(s, 7, in->id);
     /* the stop may come with a reassignment (sla_inst_change): sla.met names the new owner */
     sqlite3_bind_text(s, 8, in->owner, -1, SQLITE_STATIC);
+    sqlite3_bind_int(
+        s, 9, in->stop_event[0] ? sla_log_claim(sla, in->policy, in->stop_event, V_STOP) : 0);
     int rc = sla_step_done(s);
     if (!rc && in->stopped_at < sla->oldest_stop)
         sla->oldest_stop = in->stopped_at; /* a rollback leaves it lower: one idle prune pass */
@@ -544,6 +547,7 @@ int sla_inst_insert(funnel_sla_t *sla, inst_t *in)
         sqlite3_bind_text(s, 12, in->queue, -1, SQLITE_STATIC);
     sqlite3_bind_int64(s, 13, in->priority);
     sqlite3_bind_int64(s, 14, in->arrived_at);
+    sqlite3_bind_int(s, 15, in->vlog);
     int rc = sla_step_done(s);
     if (!rc) {
         in->id = sqlite3_last_insert_rowid(sla->db);
@@ -608,6 +612,9 @@ int sla_start(funnel_sla_t *sla, funnel_router_t *router, const funnel_sla_polic
     }
     sla_inst_fresh(&in, v, key, &a, env->occurred_at_ms, env->event_id);
     in.arrived_at = now_ms;
+    /* The row records what the start's log row holds unless it inherits or may be reassigned. */
+    if (!a.inherit && !v->pol.assign.n)
+        in.vlog = sla_log_claim(sla, p->name, env->event_id, V_START);
     if ((rc = sla_inst_insert(sla, &in)))
         goto out;
     /* Every held event applied was written through inst_write, which arms the timer. */

@@ -41,10 +41,14 @@ enum stmt_id {
     S_HELD,
     S_HELD_DROP,
     S_LOG_LAST,
+    S_LOG_VLAST,
     S_LOG_ADD,
     S_LOG_HELD,
     S_LOG_READ,
     S_LOG_FOREIGN,
+    S_LOG_SOLID,
+    S_LOG_UNVIRT,
+    S_PRELOG,
     S_KEY_ROWS,
     S_KEY_LAST,
     S_ORDER_QUEUES,
@@ -115,7 +119,11 @@ typedef struct inst {
     char queue[ID_BUF]; /* "" when the policy has no queue */
     int64_t priority;   /* 0 when the policy has no priority */
     int64_t arrived_at; /* wall clock: when its last event arrived (sla_timer_at); 0 unknown */
+    int vlog;           /* V_START: the row stands for its start's log row (set on insert only) */
 } inst_t;
+
+/* sla_instance.vlog: the log rows an instance row stands for (sla_recompute.c). */
+enum { V_START = 1, V_STOP = 2 };
 
 /* What a start gives its instance. A start whose topic lacks the policy's owner, queue or
  * priority field (a reopen) inherits that value from the key's previous instance (I_*). */
@@ -171,6 +179,17 @@ struct funnel_sla {
     size_t version_loads, heap_rebuilds; /* for funnel_sla_reloads */
     size_t log_reads, held_reads;        /* S_LOG_LAST, S_HELD runs: funnel_sla_store_reads */
     log_last_t *log_last;                /* LOG_LAST_SLOTS, a cache by (policy, key) */
+    /* Per configured policy, for the event being applied: its key had a log before the event,
+     * which neither starts the policy nor arrived late (sla_log_event); sla_hold skips those. */
+    bool *logged;
+    size_t cap_logged;
+    bool prelog; /* instances from before the log exist: sla_hold skips no policy */
+    /* Per configured policy, the log rows of the event being applied not yet written (V_*
+     * bits): an instance row that records one claims it (sla_log_claim), the rest are written
+     * once the event is applied (sla_log_flush). pend_event is that event's id. */
+    unsigned char *pend;
+    size_t cap_pend;
+    char pend_event[ID_BUF];
     quota_state_t *quotas;
     size_t n_quotas;
     /* Retention (sla_retention.c): the highest event time seen (INT64_MIN: none), its value
@@ -249,7 +268,7 @@ int sla_start(funnel_sla_t *sla, funnel_router_t *router, const funnel_sla_polic
 
 /* ---- sla_held.c: events held until their start -------------------------------------------- */
 
-int sla_hold(funnel_sla_t *sla, const funnel_envelope_t *env, int64_t now_ms);
+int sla_hold(funnel_sla_t *sla, const funnel_envelope_t *env, int64_t now_ms, const bool *logged);
 int sla_apply_held(funnel_sla_t *sla, funnel_router_t *router, pver_t *v, inst_t *in,
                    int64_t now_ms, bool *applied);
 
@@ -260,6 +279,11 @@ int sla_log_event(funnel_sla_t *sla, const funnel_envelope_t *env, bool *late);
  * key after a rollback. */
 void sla_log_last_forget(funnel_sla_t *sla, const char *policy, const char *key);
 void sla_log_last_clear(funnel_sla_t *sla);
+/* bit (V_*) when the row of an instance of policy that event_id starts or stops may stand for
+ * that event's log row, which is then not written; 0 otherwise. */
+int sla_log_claim(funnel_sla_t *sla, const char *policy, const char *event_id, int bit);
+/* Writes the log rows of env no instance row claimed. */
+int sla_log_flush(funnel_sla_t *sla, const funnel_envelope_t *env);
 /* Whether memory knows sla_held has no row of (policy, key); what sla_hold tells it when it
  * holds one. */
 bool sla_held_none(funnel_sla_t *sla, const char *policy, const char *key);

@@ -1,6 +1,12 @@
 /* sla_recompute.c — out-of-order arrival: the per-(policy, key) log of starts, stops, resets,
  * pauses and resumes, and the recomputation of a key's instances from it when an event arrives
- * before one it occurred after (see sla.c for the model). */
+ * before one it occurred after (see sla.c for the model).
+ *
+ * The log is sla_log_all (migration 12): sla_log's rows and those the instance rows stand for
+ * (vlog). A start and a stop that is nothing else wait as the event is applied (sla->pend); the
+ * instance row it opens or meets claims its row (sla_log_claim), the rest is written after
+ * (sla_log_flush). Before a recomputation rewrites a key's instance rows, their rows are written
+ * to sla_log (log_solidify), so a replay reads sla_log alone. */
 #include "sla_internal.h"
 #include "funnel/grow.h"
 #include "funnel/error.h"
@@ -99,7 +105,36 @@ static int log_row_cmp(int64_t at, int rank, const char *id, const log_last_t *e
     return strcmp(id, e->event_id);
 }
 
-/* The entry of (policy, key), read from the store into its slot unless memory has it. */
+/* The log of e's (policy, key) got the row (at, rank, id). */
+static void log_last_raise(log_last_t *e, int64_t at, int rank, const char *id)
+{
+    if (!e->used || (e->any && log_row_cmp(at, rank, id, e) <= 0))
+        return;
+    e->any = true;
+    e->at = at;
+    e->rank = rank;
+    snprintf(e->event_id, sizeof e->event_id, "%s", id);
+}
+
+/* Raises e to the latest log row the instance rows of its key stand for (vlog): each row's
+ * stop, else its start. */
+static int log_last_virtual(funnel_sla_t *sla, log_last_t *e)
+{
+    sqlite3_stmt *s = sla_stmt(sla, S_LOG_VLAST);
+    bind_pk(s, e->policy, e->key);
+    int rc;
+    char id[ID_BUF];
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        bool stop = sqlite3_column_int(s, 2) != 0;
+        sla_col_text(s, stop ? 4 : 1, id);
+        log_last_raise(e, sqlite3_column_int64(s, stop ? 3 : 0), stop, id);
+    }
+    sqlite3_reset(s);
+    return rc == SQLITE_DONE ? 0 : FUNNEL_ESTORE;
+}
+
+/* The entry of (policy, key), read from the store into its slot unless memory has it: the last
+ * row of sla_log_all, from sla_log's last and the instance rows' (log_last_virtual). */
 static int log_last_get(funnel_sla_t *sla, const char *policy, const char *key, log_last_t **out)
 {
     log_last_t *e = *out = log_last_slot(sla, policy, key);
@@ -122,18 +157,9 @@ static int log_last_get(funnel_sla_t *sla, const char *policy, const char *key, 
     e->held_none = false;
     snprintf(e->policy, sizeof e->policy, "%s", policy);
     snprintf(e->key, sizeof e->key, "%s", key);
-    return 0;
-}
-
-/* The log of e's (policy, key) got the row (at, rank, id). */
-static void log_last_raise(log_last_t *e, int64_t at, int rank, const char *id)
-{
-    if (!e->used || (e->any && log_row_cmp(at, rank, id, e) <= 0))
-        return;
-    e->any = true;
-    e->at = at;
-    e->rank = rank;
-    snprintf(e->event_id, sizeof e->event_id, "%s", id);
+    int rc = log_last_virtual(sla, e);
+    e->used = !rc;
+    return rc;
 }
 
 void sla_log_last_forget(funnel_sla_t *sla, const char *policy, const char *key)
@@ -176,15 +202,23 @@ static int log_row(funnel_sla_t *sla, log_last_t *e, const funnel_sla_policy_t *
  * it starts: the events held for that key join the log then), and tells whether it arrived out
  * of event-time order for one of them: the log already holds a later event, by (occurred_at,
  * rank, event_id). Then the live path, which applies events in arrival order, would be wrong,
- * and the caller recomputes instead (late_event). */
+ * and the caller recomputes instead (late_event). Fills sla->logged for sla_hold. */
 int sla_log_event(funnel_sla_t *sla, const funnel_envelope_t *env, bool *late)
 {
-    int rc = 0;
+    size_t n = sla->cfg->n_policies;
+    int rc = funnel_grow(&sla->logged, &sla->cap_logged, n ? n : 1, sizeof *sla->logged, 8) ||
+                     funnel_grow(&sla->pend, &sla->cap_pend, n ? n : 1, sizeof *sla->pend, 8)
+                 ? FUNNEL_ENOMEM
+                 : 0;
     *late = false;
-    for (size_t i = 0; !rc && i < sla->cfg->n_policies; i++) {
+    if (!rc) {
+        memset(sla->logged, 0, n * sizeof *sla->logged);
+        memset(sla->pend, 0, n * sizeof *sla->pend);
+        snprintf(sla->pend_event, sizeof sla->pend_event, "%s", env->event_id);
+    }
+    for (size_t i = 0; !rc && i < n; i++) {
         const funnel_sla_policy_t *p = &sla->cfg->policies[i];
         char kbuf[64];
-        start_attrs_t a;
         bool starts;
         int kinds;
         log_last_t *e;
@@ -196,6 +230,7 @@ int sla_log_event(funnel_sla_t *sla, const funnel_envelope_t *env, bool *late)
         int my_rank = starts ? RANK_START : RANK_OTHER;
         *late =
             *late || (e->any && log_row_cmp(env->occurred_at_ms, my_rank, env->event_id, e) < 0);
+        sla->logged[i] = e->any && !starts && !sla->prelog;
         if (!e->any && !starts)
             continue; /* never started: sla_hold() keeps it for the start */
         if (!e->any) {
@@ -206,13 +241,53 @@ int sla_log_event(funnel_sla_t *sla, const funnel_envelope_t *env, bool *late)
             e->used = e->used && !rc && sqlite3_changes(sla->db) == 0;
             e->held_none = true;
         }
-        if (!rc && starts) {
-            sla_start_attrs(p, env, &a);
-            rc = log_row(sla, e, p, key, env, RANK_START, 0, &a);
-        }
-        if (!rc && kinds)
+        /* A start, and a stop that is nothing else, wait for an instance row to claim them. */
+        sla->pend[i] = (starts ? V_START : 0) | (kinds == K_STOP ? V_STOP : 0);
+        if (starts)
+            log_last_raise(e, env->occurred_at_ms, RANK_START, env->event_id);
+        if (!rc && kinds && kinds != K_STOP)
             rc = log_row(sla, e, p, key, env, RANK_OTHER, kinds, NULL);
+        else if (kinds)
+            log_last_raise(e, env->occurred_at_ms, RANK_OTHER, env->event_id);
     }
+    if (*late) /* a key that cannot be recomputed sends it down the live path, which holds */
+        memset(sla->logged, 0, n * sizeof *sla->logged);
+    /* A recomputation reads the log from the store: nothing may wait. */
+    return rc || !*late ? rc : sla_log_flush(sla, env);
+}
+
+int sla_log_claim(funnel_sla_t *sla, const char *policy, const char *event_id, int bit)
+{
+    if (!sla->pend || strcmp(event_id, sla->pend_event) != 0)
+        return 0;
+    for (size_t i = 0; i < sla->cfg->n_policies; i++) {
+        if ((sla->pend[i] & bit) && strcmp(sla->cfg->policies[i].name, policy) == 0) {
+            sla->pend[i] &= (unsigned char)~bit;
+            return bit;
+        }
+    }
+    return 0;
+}
+
+int sla_log_flush(funnel_sla_t *sla, const funnel_envelope_t *env)
+{
+    int rc = 0;
+    for (size_t i = 0; !rc && sla->pend && i < sla->cfg->n_policies; i++) {
+        const funnel_sla_policy_t *p = &sla->cfg->policies[i];
+        char kbuf[64];
+        start_attrs_t a;
+        bool starts;
+        int kinds, pend = sla->pend[i];
+        const char *key = pend ? concern(p, env, kbuf, sizeof kbuf, &starts, &kinds) : NULL;
+        sla->pend[i] = 0;
+        if (key && (pend & V_START)) {
+            sla_start_attrs(p, env, &a);
+            rc = log_add(sla, p, key, env, RANK_START, 0, &a);
+        }
+        if (!rc && key && (pend & V_STOP))
+            rc = log_add(sla, p, key, env, RANK_OTHER, K_STOP, NULL);
+    }
+    sla->pend_event[0] = '\0';
     return rc;
 }
 
@@ -220,7 +295,6 @@ int sla_log_event(funnel_sla_t *sla, const funnel_envelope_t *env, bool *late)
 typedef struct logrow {
     int64_t at;
     int rank, kinds;
-    bool untaken; /* set by replay: no live instance took it */
     char event_id[ID_BUF];
     start_attrs_t a; /* a start's; a.owner is also a reassignment's new owner */
 } logrow_t;
@@ -231,6 +305,19 @@ static void *grow(void **arr, size_t *n, size_t *cap, size_t size)
     if (funnel_grow(arr, cap, *n + 1, size, 8))
         return NULL;
     return (char *)*arr + (*n)++ * size;
+}
+
+/* Writes the log rows of (policy, key) that its instance rows stand for to sla_log, so that the
+ * rows can be rewritten, deleted or replaced by a recomputation. */
+static int log_solidify(funnel_sla_t *sla, const char *policy, const char *key)
+{
+    int rc = 0;
+    for (enum stmt_id id = S_LOG_SOLID; !rc && id <= S_LOG_UNVIRT; id++) {
+        sqlite3_stmt *s = sla_stmt(sla, id);
+        bind_pk(s, policy, key);
+        rc = sla_step_done(s);
+    }
+    return rc;
 }
 
 /* Reads the whole log of (policy, key) in event-time order. */
@@ -246,7 +333,6 @@ static int log_read(funnel_sla_t *sla, const char *policy, const char *key, logr
         if (!r)
             break;
         r->at = sqlite3_column_int64(s, 0);
-        r->untaken = false;
         r->rank = sqlite3_column_int(s, 1);
         sla_col_text(s, 2, r->event_id);
         r->kinds = sqlite3_column_int(s, 3);
@@ -326,12 +412,12 @@ static int replay(funnel_sla_t *sla, const funnel_sla_policy_t *p, const char *k
     for (size_t i = 0; i < n_log; i++) {
         logrow_t *e = &log[i];
         if (e->rank == RANK_OTHER) {
-            e->untaken = !cur || cur->state == ST_MET;
-            int rc = e->untaken ? 0 : sla_steps_before(v, cur, e->at, pass_step, o);
+            bool untaken = !cur || cur->state == ST_MET; /* no live instance takes it */
+            int rc = untaken ? 0 : sla_steps_before(v, cur, e->at, pass_step, o);
             if (rc)
                 return rc;
             change_t c = {e->kinds, e->at, e->event_id, e->a.owner};
-            if (!e->untaken)
+            if (!untaken)
                 sla_inst_change(v, cur, &c);
             continue;
         }
@@ -388,27 +474,13 @@ static int store_one(funnel_sla_t *sla, funnel_router_t *router, inst_t *in, con
     return rc;
 }
 
-/* Makes the events held for (policy, key) those the replay left untaken, as event-time order
- * would have held them (within the retention, see sla_hold()). */
-static int held_rebuild(funnel_sla_t *sla, const char *policy, const char *key, const logrow_t *log,
-                        size_t n_log, int64_t now_ms)
+/* Drops the events held for (policy, key): its log holds every one of them, and a start that
+ * comes after this recomputation takes none (see sla_hold()). */
+static int held_clear(funnel_sla_t *sla, const char *policy, const char *key)
 {
     sqlite3_stmt *s = sla_stmt(sla, S_HELD_CLEAR);
     bind_pk(s, policy, key);
-    int rc = sla_step_done(s);
-    for (size_t i = 0; !rc && i < n_log; i++) {
-        if (!log[i].untaken || log[i].at < now_ms - FUNNEL_SLA_HOLD_MS)
-            continue;
-        s = sla_stmt(sla, S_HOLD);
-        bind_pk(s, policy, key);
-        sqlite3_bind_int64(s, 3, log[i].at);
-        sqlite3_bind_text(s, 4, log[i].event_id, -1, SQLITE_STATIC);
-        sqlite3_bind_int(s, 5, log[i].kinds);
-        if (log[i].kinds & K_ASSIGN)
-            sqlite3_bind_text(s, 6, log[i].a.owner, -1, SQLITE_STATIC);
-        rc = sla_step_done(s);
-    }
-    return rc;
+    return sla_step_done(s);
 }
 
 /* Deletes an instance row a recomputation no longer has, with its published-steps record; its
@@ -438,7 +510,8 @@ static int recompute(funnel_sla_t *sla, funnel_router_t *router, const funnel_sl
     inst_t *rows = NULL;
     replay_out_t o = {0};
     size_t n_log = 0, n_rows = 0;
-    int rc = log_read(sla, p->name, key, &log, &n_log);
+    int rc = log_solidify(sla, p->name, key);
+    rc = rc ? rc : log_read(sla, p->name, key, &log, &n_log);
     if (!n_log)
         goto out; /* a key never started: sla_hold() has kept the event */
     rc = rc ? rc : rows_read(sla, p->name, key, &rows, &n_rows);
@@ -453,7 +526,7 @@ static int recompute(funnel_sla_t *sla, funnel_router_t *router, const funnel_sl
         if (!kept)
             rc = row_delete(sla, &rows[i]);
     }
-    rc = rc ? rc : held_rebuild(sla, p->name, key, log, n_log, now_ms);
+    rc = rc ? rc : held_clear(sla, p->name, key);
     /* Rows first: each instance's passed steps are published under its sla_id, then stored. */
     const inst_t **was = calloc(o.n_res ? o.n_res : 1, sizeof *was);
     rc = rc ? rc : was ? 0 : FUNNEL_ENOMEM;
@@ -486,7 +559,7 @@ int sla_late_event(funnel_sla_t *sla, funnel_router_t *router, const funnel_enve
     int rc = 0;
     for (int pass = 0; pass < 2 && !rc && *late; pass++) {
         if (pass == 1)
-            rc = sla_hold(sla, env, now_ms);
+            rc = sla_hold(sla, env, now_ms, NULL);
         for (size_t i = 0; !rc && *late && i < sla->cfg->n_policies; i++) {
             const funnel_sla_policy_t *p = &sla->cfg->policies[i];
             char kbuf[64];
