@@ -255,7 +255,9 @@ static int scan_sum(const scan_t *s, funnel_report_compliance_t *c)
         r->met_late += p->late;
         r->breached += p->breached;
         r->open += p->open;
-        memcpy(&times[n_times], &s->times[p->t0], p->nt * sizeof *times);
+        /* s->times is NULL while no part has a stop time: memcpy's source must not be. */
+        if (p->nt)
+            memcpy(&times[n_times], &s->times[p->t0], p->nt * sizeof *times);
         n_times += p->nt;
     }
     if (r)
