@@ -347,6 +347,26 @@ static void rows_change(const char *sql)
                  0, "%s", err);
 }
 
+/* A whole day whose kept row holds expired instances only has no stop times at all (UBSan once
+ * stopped funnel-web on such a window: a copy from a NULL array of none). */
+Test(sla_report, a_day_of_expired_instances_only_is_all_breached)
+{
+    const int64_t day = 10 * 86400000LL;
+    char sql[512];
+    snprintf(sql, sizeof sql,
+             "INSERT INTO sla_instance (id, policy, version, key, owner, state, started_at,"
+             " anchor_at, consumed_ms, step, start_event, stopped_at, on_time, opened_at)"
+             " VALUES (90, 'renewal', 1, 'X-1', 'dora', 'met', %lld, %lld, 0, 1, 'x-1', %lld, 0,"
+             " %lld)",
+             (long long)day + 5, (long long)day + 5, (long long)day + 9, (long long)day + 5);
+    rows_change(sql);
+    funnel_report_compliance_t *c = NULL;
+    cr_assert_eq(funnel_report_compliance(ro, "owner", false, day, day + 86400000LL, day, &c), 0);
+    cr_assert_eq(c->n, 1);
+    comp_check(&c->rows[0], "dora", NONE, (int64_t[]){1, 0, 0, 0, 1, NONE, NONE});
+    funnel_report_compliance_free(&c);
+}
+
 /* Times to stop are the business time the engine stored at the stop (row 5: 400 of its 1000
  * wall-clock ms); a met row without it (row 3, met by an older funneld) falls back to its
  * wall-clock 1100 ms. anna: [400, 1100], median 400, p90 1100. */
