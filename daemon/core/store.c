@@ -15,6 +15,7 @@
 #include "event_form.h"
 #include "funnel/grow.h"
 #include "funnel/error.h"
+#include "walbuf.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -522,6 +523,13 @@ static void sqlite_setup(void)
     sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
 }
 
+/* The writer's VFS: its WAL appends go to the kernel in large writes (walbuf.h); SQLite's own
+ * VFS if that one cannot be set up. Readers never append to the WAL. */
+static const char *writer_vfs(void)
+{
+    return funnel_walbuf_register() == SQLITE_OK ? FUNNEL_WALBUF_VFS : NULL;
+}
+
 /* An existing file must already be a funneld database: one that is empty (truncated) or holds
  * something else would otherwise be turned into a new database, restarting the sequence numbers
  * subscribers rely on and forgetting every event_id seen. An unfinished first start (the file
@@ -569,7 +577,8 @@ int funnel_store_open(const char *path, bool read_only, funnel_store_sync_t sync
     bool create = !read_only && stat(path, &sb) != 0 && errno == ENOENT;
     int flags = read_only ? SQLITE_OPEN_READONLY
                           : SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0);
-    if (sqlite3_open_v2(path, &s->db, flags | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
+    if (sqlite3_open_v2(path, &s->db, flags | SQLITE_OPEN_NOMUTEX,
+                        read_only ? NULL : writer_vfs()) != SQLITE_OK) {
         snprintf(err, err_len, "cannot open database %s: %s", path,
                  s->db ? sqlite3_errmsg(s->db) : "out of memory");
         goto fail_db;
