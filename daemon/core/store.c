@@ -964,6 +964,10 @@ int funnel_store_checkpoint(funnel_store_t *s)
         s->wal_asked = 0;
     if (pages < WAL_CHECKPOINT_PAGES || pages - s->wal_asked < WAL_PASS_PAGES)
         return 0;
+    /* The restart pass is asked once the thread is free: a commit held for it would otherwise
+     * wait for the pass still running too. */
+    if (s->ckpt && pages >= WAL_RESTART_PAGES && funnel_checkpointer_busy(s->ckpt))
+        return 0;
     s->wal_asked = pages;
     if (!s->ckpt) {
         int rc = sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
