@@ -1895,6 +1895,14 @@ static void commit_pages(funnel_store_t *s, int pages)
     }
 }
 
+/* The WAL file's size when it starts over, as journal_size_limit keeps it (store.c). */
+#define WAL_LIMIT 45000000
+
+static void wal_name(char *wal, size_t len)
+{
+    snprintf(wal, len, "%s-wal", db_path);
+}
+
 Test(store_checkpoint, commit_checkpoints_by_default)
 {
     /* Without funnel_store_checkpoint() SQLite's own policy stands: a 1000-page WAL is copied
@@ -1936,19 +1944,19 @@ Test(store_checkpoint, wal_stays_bounded_when_the_calls_stop)
     commit_pages(store, 16500); /* nobody calls funnel_store_checkpoint() any more */
     cr_assert_gt(file_size(db_path), before + 12000 * 4096, "COMMIT must checkpoint past 16000");
     /* Once the WAL is copied back and starts over, its file (grown past 64 MB) shrinks to the
-     * usual size. */
+     * limit. */
     char wal[sizeof db_path + 8];
-    snprintf(wal, sizeof wal, "%s-wal", db_path);
+    wal_name(wal, sizeof wal);
     cr_assert_eq(funnel_store_checkpoint(store), 0);
     cr_assert_eq(funnel_store_checkpoint_settle(store), 0);
     commit_pages(store, 100);
-    cr_assert_leq(file_size(wal), 16400000, "the WAL file must be cut back");
+    cr_assert_leq(file_size(wal), WAL_LIMIT, "the WAL file must be cut back");
 }
 
-/* A WAL past the hard bound that the thread could not bring to its end (here a reader pinned
- * it while it grew) is copied back by the call itself, before it returns: only a WAL copied
- * back to its end starts over at the next write. */
-Test(store_checkpoint, past_the_hard_bound_the_call_copies_the_wal_back_itself)
+/* A WAL a reader pinned past the hard bound, so that no pass could bring it to its end, starts
+ * over once the reader is gone: the next call asks for the pass it restarts after, and the
+ * commit after that pass starts at the first frame. */
+Test(store_checkpoint, a_wal_a_reader_pinned_starts_over_after_the_next_pass)
 {
     cr_assert_eq(funnel_store_checkpoint(store), 0);
     off_t before = file_size(db_path);
@@ -1961,11 +1969,41 @@ Test(store_checkpoint, past_the_hard_bound_the_call_copies_the_wal_back_itself)
     cr_assert_eq(sqlite3_exec(rdb, "COMMIT;", NULL, NULL, NULL), SQLITE_OK);
     funnel_store_destroy(&ro);
     cr_assert_eq(funnel_store_checkpoint(store), 0);
-    cr_assert_gt(file_size(db_path), before + 16000 * 4096, "the call must have copied it all");
+    cr_assert(funnel_store_checkpoint_pending(store), "the WAL's restart pass must be pending");
+    cr_assert_eq(funnel_store_checkpoint_settle(store), 0);
+    cr_assert_not(funnel_store_checkpoint_pending(store));
+    cr_assert_gt(file_size(db_path), before + 16000 * 4096, "the pass must have copied it all");
     commit_pages(store, 100);
     char wal[sizeof db_path + 8];
-    snprintf(wal, sizeof wal, "%s-wal", db_path);
-    cr_assert_leq(file_size(wal), 16400000, "the WAL must have started over");
+    wal_name(wal, sizeof wal);
+    cr_assert_leq(file_size(wal), WAL_LIMIT, "the WAL must have started over");
+}
+
+/* The loop's way: a checkpoint call after every batch, and no commit while the restart pass is
+ * pending. The WAL then starts over every few thousand frames behind a writer that never pauses
+ * and is overwritten in place: its file neither grows past the limit nor is cut back and grown
+ * again (a truncate and re-extension cost the writer tens of milliseconds each time). */
+Test(store_checkpoint, the_wal_starts_over_in_place_behind_a_writer_that_never_pauses)
+{
+    char wal[sizeof db_path + 8];
+    wal_name(wal, sizeof wal);
+    cr_assert_eq(funnel_store_checkpoint(store), 0);
+    off_t wal_max = 0, before = file_size(db_path);
+    int cuts = 0;
+    for (int batch = 0; batch < 200; batch++) {
+        if (funnel_store_checkpoint_pending(store))
+            cr_assert_eq(funnel_store_checkpoint_settle(store), 0);
+        commit_pages(store, 100);
+        cr_assert_eq(funnel_store_checkpoint(store), 0);
+        off_t size = file_size(wal);
+        cuts += size < wal_max;
+        wal_max = size > wal_max ? size : wal_max;
+    }
+    cr_assert_eq(cuts, 0, "the WAL file was cut back %d times", cuts);
+    cr_assert_leq(wal_max, WAL_LIMIT, "the WAL grew to %lld bytes", (long long)wal_max);
+    cr_assert_gt(file_size(db_path), before + 15000 * 4096, "the passes must copy the WAL back");
+    cr_assert_eq(n_outbox(store), 20000);
+    assert_integrity(store);
 }
 
 /* The checkpointer's connection closes first: the writer's, the last, copies what is left and
@@ -1993,6 +2031,67 @@ Test(store_checkpoint, refused_inside_a_transaction_and_read_only)
     funnel_store_t *ro = open_at(db_path, true);
     cr_assert_eq(funnel_store_checkpoint(ro), FUNNEL_EINVAL);
     funnel_store_destroy(&ro);
+}
+
+/* ---- the writer's WAL writes (walbuf.h) -------------------------------------------------- */
+
+TestSuite(store_walbuf, .init = store_setup, .fini = teardown);
+
+/* Write system calls of this process so far (the kernel counts every pwrite). */
+static long long write_calls(void)
+{
+    FILE *f = fopen("/proc/self/io", "r");
+    cr_assert_not_null(f);
+    char line[128];
+    long long n = -1;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "syscw: %lld", &n) == 1)
+            break;
+    fclose(f);
+    cr_assert_geq(n, 0, "no syscw in /proc/self/io");
+    return n;
+}
+
+/* SQLite writes a frame's header and its page with a call each: 2000 calls for 1000 pages. */
+Test(store_walbuf, a_commit_reaches_the_wal_in_few_large_writes)
+{
+    cr_assert_eq(funnel_store_checkpoint(store), 0); /* no checkpoint writes in between */
+    long long before = write_calls();
+    commit_pages(store, 1000);
+    long long calls = write_calls() - before;
+    cr_assert_lt(calls, 200, "%lld write calls for 1000 WAL pages", calls);
+    cr_assert_eq(n_outbox(store), 1000);
+    assert_integrity(store);
+}
+
+/* A transaction larger than the page cache writes frames before its COMMIT (a spill): the
+ * writer reads them back, a rollback leaves nothing of them, and a reader of another connection
+ * sees each commit whole the moment COMMIT has returned. */
+Test(store_walbuf, spilled_frames_read_back_roll_back_and_commit_whole)
+{
+    static char body[3000];
+    memset(body, 'y', sizeof body - 1);
+    funnel_store_t *ro = open_at(db_path, true);
+    cr_assert_eq(funnel_store_checkpoint(store), 0);
+    begin(store);
+    for (int i = 0; i < 1500; i++) /* 1500 pages of 3 KB rows: past the 2 MB cache */
+        append(store, body);
+    cr_assert_eq(n_outbox(store), 1500, "the spilled rows must read back");
+    funnel_store_rollback(store);
+    cr_assert_eq(n_outbox(ro), 0);
+    commit_pages(store, 100);
+    cr_assert_eq(n_outbox(ro), 100);
+    begin(store);
+    for (int i = 0; i < 1500; i++)
+        append(store, body);
+    commit(store);
+    cr_assert_eq(n_outbox(ro), 1600);
+    assert_integrity(ro);
+    funnel_store_destroy(&ro);
+    funnel_store_destroy(&store);
+    store = open_at(db_path, false);
+    cr_assert_eq(n_outbox(store), 1600);
+    assert_integrity(store);
 }
 
 /* The writer runs on funneld's loop thread: waiting there for another process's lock would stop

@@ -124,6 +124,14 @@ uint64_t funnel_checkpointer_request(funnel_checkpointer_t *ck, char *err, size_
     return failed;
 }
 
+bool funnel_checkpointer_busy(funnel_checkpointer_t *ck)
+{
+    pthread_mutex_lock(&ck->mu);
+    bool busy = ck->asked || ck->running;
+    pthread_mutex_unlock(&ck->mu);
+    return busy;
+}
+
 uint64_t funnel_checkpointer_wait(funnel_checkpointer_t *ck, char *err, size_t err_len)
 {
     pthread_mutex_lock(&ck->mu);

@@ -12,6 +12,7 @@
 #ifndef FUNNEL_CHECKPOINTER_H
 #define FUNNEL_CHECKPOINTER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -26,6 +27,9 @@ int funnel_checkpointer_new(const char *path, funnel_checkpointer_t **out, char 
  * failed (other than SQLITE_BUSY: another connection checkpointing is as good) since the
  * previous request or wait, with the message of the last one in err (may be NULL). */
 uint64_t funnel_checkpointer_request(funnel_checkpointer_t *ck, char *err, size_t err_len);
+
+/* True while a checkpoint runs or is asked for; never blocks. */
+bool funnel_checkpointer_busy(funnel_checkpointer_t *ck);
 
 /* Blocks until no checkpoint is running or asked for; returns failures as request does. */
 uint64_t funnel_checkpointer_wait(funnel_checkpointer_t *ck, char *err, size_t err_len);

@@ -353,8 +353,15 @@ void server_batch_flush(funnel_server_t *srv)
     uv_timer_stop(&srv->flush_timer);
     if (srv->n_batch == 0)
         return;
-    int64_t now = server_now_ms(srv);
     funnel_store_t *st = srv->store;
+    if (!srv->stopping && !srv->disk_full && funnel_store_checkpoint_pending(st)) {
+        /* The WAL starts over only at a commit that finds it all copied back: this one waits
+         * for the checkpointer's pass (store.h), reading on up to batch_max meanwhile. */
+        uv_timer_start(&srv->flush_timer, on_flush_timer, CKPT_POLL_MS, 0);
+        ingest_hold(srv, (int64_t)srv->n_batch >= srv->cfg.batch_max);
+        return;
+    }
+    int64_t now = server_now_ms(srv);
     /* Only input kept while the disk was full outgrows batch_max: it goes a slice at a time. */
     size_t n = srv->n_batch;
     if ((int64_t)n > srv->cfg.batch_max)

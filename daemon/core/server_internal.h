@@ -44,6 +44,7 @@
            the newest peer on a collision, so memory stays fixed whatever the peers do */
 #define BUSY_RETRY_MIN_MS 100  /* first retry of a batch the database was too busy for */
 #define BUSY_RETRY_MAX_MS 1000 /* the doubling retry delay stops growing here */
+#define CKPT_POLL_MS      1    /* a batch held for the checkpointer's pass looks again this often */
 
 typedef enum item_status {
     ITEM_OK,

@@ -16,6 +16,7 @@
 #include "funnel/grow.h"
 #include "funnel/error.h"
 #include "sqlprofile.h"
+#include "walbuf.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -189,14 +190,26 @@ typedef struct pending_row {
 } pending_row_t;
 
 /* Checkpoints once funnel_store_checkpoint() has taken them over (see store.h): it asks the
- * checkpointer thread to copy the WAL back from WAL_CHECKPOINT_PAGES on. A page that several
- * batches rewrite (a B-tree's right edge, an index's inner pages) is copied once per checkpoint,
- * not once per batch, so a WAL of a few thousand pages copies far less than SQLite's default of
- * 1000. COMMIT still does it itself from WAL_HARD_PAGES on, so a caller that stops calling, or a
- * checkpointer that cannot keep up, cannot make the WAL grow without bound. */
+ * checkpointer thread for a pass once the WAL holds WAL_CHECKPOINT_PAGES frames, then after every
+ * WAL_PASS_PAGES more. A page that several batches rewrite (a B-tree's right edge, an index's
+ * inner pages) is copied once per pass, not once per batch; passes asked back to back after every
+ * batch copied the hot pages again and again.
+ *
+ * The WAL starts over (its frames are overwritten from the first) only at a write transaction that
+ * finds every frame copied back, which never happens behind a writer that commits while the thread
+ * copies. So from WAL_RESTART_PAGES on, the pass asked for is the one the WAL restarts after: the
+ * caller holds its next commit until funnel_store_checkpoint_pending() says the pass is done (a
+ * few batches' frames and the fsyncs), and that commit restarts the WAL. The file is then
+ * overwritten in place, never cut and grown again; journal_size_limit cuts it back only after a
+ * reader kept it from restarting in time. COMMIT checkpoints by itself from WAL_HARD_PAGES on, so
+ * a caller that stops calling cannot make the WAL grow without bound. */
 #define WAL_CHECKPOINT_PAGES 4000
-#define WAL_HARD_PAGES       (4 * WAL_CHECKPOINT_PAGES)
-#define WAL_LIMIT_BYTES      "16400000" /* WAL_CHECKPOINT_PAGES frames of 4 KiB and their headers */
+#define WAL_PASS_PAGES       2000
+#define WAL_RESTART_PAGES    (WAL_CHECKPOINT_PAGES + 2 * WAL_PASS_PAGES)
+#define WAL_HARD_PAGES       (2 * WAL_RESTART_PAGES)
+/* The WAL at a restart: WAL_RESTART_PAGES frames, the batches committed while the pass ran (a
+ * few thousand frames at most) and the headers. */
+#define WAL_LIMIT_BYTES "45000000"
 
 #define BUSY_WAIT_MS 5000 /* read-only connections and migrations wait this long for a lock */
 
@@ -220,7 +233,9 @@ struct funnel_store {
     size_t cap_scratch;
     bool ckpt_deferred;          /* funnel_store_checkpoint() runs checkpoints, not COMMIT */
     funnel_checkpointer_t *ckpt; /* the thread that runs them; NULL: they run inline */
-    int wal_pages;               /* pages in the WAL after the last commit, once deferred */
+    int wal_pages;               /* frames in the WAL after the last commit, once deferred */
+    int wal_asked;               /* wal_pages when the last pass was asked for */
+    bool restart_pending;        /* the pass the WAL restarts after is asked for or running */
     int cache_kib;               /* the writer's page cache now; grown by cache_adapt() */
     char err[256];               /* message of the last failure; "" since begin/savepoint */
     bool txn_broken; /* a savepoint could not be released or rolled back: the transaction
@@ -509,6 +524,13 @@ static void sqlite_setup(void)
     sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
 }
 
+/* The writer's VFS: its WAL appends go to the kernel in large writes (walbuf.h); SQLite's own
+ * VFS if that one cannot be set up. Readers never append to the WAL. */
+static const char *writer_vfs(void)
+{
+    return funnel_walbuf_register() == SQLITE_OK ? FUNNEL_WALBUF_VFS : NULL;
+}
+
 /* An existing file must already be a funneld database: one that is empty (truncated) or holds
  * something else would otherwise be turned into a new database, restarting the sequence numbers
  * subscribers rely on and forgetting every event_id seen. An unfinished first start (the file
@@ -556,7 +578,8 @@ static int store_open(const char *path, bool read_only, funnel_store_sync_t sync
     bool create = !read_only && stat(path, &sb) != 0 && errno == ENOENT;
     int flags = read_only ? SQLITE_OPEN_READONLY
                           : SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0);
-    if (sqlite3_open_v2(path, &s->db, flags | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
+    if (sqlite3_open_v2(path, &s->db, flags | SQLITE_OPEN_NOMUTEX,
+                        read_only ? NULL : writer_vfs()) != SQLITE_OK) {
         snprintf(err, err_len, "cannot open database %s: %s", path,
                  s->db ? sqlite3_errmsg(s->db) : "out of memory");
         goto fail_db;
@@ -951,20 +974,30 @@ int funnel_store_checkpoint(funnel_store_t *s)
             return FUNNEL_ESTORE;
         }
     }
-    if (s->wal_pages < WAL_CHECKPOINT_PAGES)
-        return 0;
     int pages = s->wal_pages;
-    s->wal_pages = 0; /* the next commit tells how much is left (all, while a reader pins it) */
-    if (s->ckpt && pages < WAL_HARD_PAGES)
-        return funnel_checkpointer_request(s->ckpt, s->err, sizeof s->err) ? FUNNEL_ESTORE : 0;
-    /* The WAL starts over only at a write that finds it all copied back. Behind a writer that
-     * never pauses the thread never gets there (and COMMIT's own checkpoint finds it busy):
-     * past the hard bound the writer waits for it and copies the last frames itself. */
-    if (s->ckpt && funnel_checkpointer_wait(s->ckpt, s->err, sizeof s->err))
-        return FUNNEL_ESTORE;
-    int rc = sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
-    /* BUSY: another connection is checkpointing, which is as good. */
-    return rc == SQLITE_OK || rc == SQLITE_BUSY ? 0 : fail(s);
+    if (pages < s->wal_asked) /* the WAL started over */
+        s->wal_asked = 0;
+    if (pages < WAL_CHECKPOINT_PAGES || pages - s->wal_asked < WAL_PASS_PAGES)
+        return 0;
+    /* The restart pass is asked once the thread is free: a commit held for it would otherwise
+     * wait for the pass still running too. */
+    if (s->ckpt && pages >= WAL_RESTART_PAGES && funnel_checkpointer_busy(s->ckpt))
+        return 0;
+    s->wal_asked = pages;
+    if (!s->ckpt) {
+        int rc = sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+        /* BUSY: another connection is checkpointing, which is as good. */
+        return rc == SQLITE_OK || rc == SQLITE_BUSY ? 0 : fail(s);
+    }
+    s->restart_pending = pages >= WAL_RESTART_PAGES;
+    return funnel_checkpointer_request(s->ckpt, s->err, sizeof s->err) ? FUNNEL_ESTORE : 0;
+}
+
+bool funnel_store_checkpoint_pending(funnel_store_t *s)
+{
+    if (s->restart_pending && !funnel_checkpointer_busy(s->ckpt))
+        s->restart_pending = false;
+    return s->restart_pending;
 }
 
 int funnel_store_checkpoint_settle(funnel_store_t *s)

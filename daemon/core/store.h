@@ -98,18 +98,25 @@ int funnel_store_savepoint_rollback(funnel_store_t *store);
  * (some I/O errors end a transaction on their own). */
 bool funnel_store_in_transaction(const funnel_store_t *store);
 
-/* Has the WAL copied back into the database once it has grown to 4000 pages (a PASSIVE
- * checkpoint), by a thread of the store's own with its own connection, so the caller's thread
- * goes on with the next batch meanwhile. By default SQLite does this inside the COMMIT that
- * crosses 1000 pages, so whatever waits for the COMMIT (acks, publishes) waits for the copy and
- * its fsyncs too. The first call hands checkpoints over to this function for good: call it
- * between transactions, after answering. COMMIT then checkpoints by itself only past 16000
- * pages, so the WAL stays bounded if the calls stop or the thread falls behind. If the thread
- * cannot start, the first call returns FUNNEL_ESTORE saying so and later calls checkpoint
- * inline. Returns 0, FUNNEL_EINVAL inside a
- * transaction or on a read-only store, or FUNNEL_ESTORE when a checkpoint failed (the message
- * says why; the committed data is safe in the WAL all the same). */
+/* Has the WAL copied back into the database by a thread of the store's own with its own
+ * connection (PASSIVE checkpoints), so the caller's thread goes on with the next batch meanwhile:
+ * a pass once the WAL has grown to 4000 pages, then one per 2000 more. By default SQLite does this
+ * inside the COMMIT that crosses 1000 pages, so whatever waits for the COMMIT (acks, publishes)
+ * waits for the copy and its fsyncs too. The first call hands checkpoints over to this function
+ * for good: call it between transactions, after answering. From 8000 pages on the pass asked for
+ * is the one after which the WAL starts over: funnel_store_checkpoint_pending() is then true until
+ * it is done, and the caller should not commit before (a commit behind the pass keeps the WAL from
+ * restarting; nothing breaks, the WAL grows until the next try 2000 pages later). COMMIT then
+ * checkpoints by itself only past 16000 pages, so the WAL stays bounded if the calls stop. If the
+ * thread cannot start, the first call returns FUNNEL_ESTORE saying so and later calls checkpoint
+ * inline. Returns 0, FUNNEL_EINVAL inside a transaction or on a read-only store, or
+ * FUNNEL_ESTORE when a checkpoint failed (the message says why; the committed data is safe in the
+ * WAL all the same). */
 int funnel_store_checkpoint(funnel_store_t *store);
+
+/* True while the pass the WAL starts over after is asked for or running (see above); never
+ * blocks. */
+bool funnel_store_checkpoint_pending(funnel_store_t *store);
 
 /* Waits until the checkpoint asked for by funnel_store_checkpoint() has run (tests; the store's
  * destroy waits by itself). Returns 0 or FUNNEL_ESTORE when one failed. */
