@@ -802,7 +802,7 @@ static void migrate_from(const char *older_schema)
     funnel_ledger_t *lg;
     cr_assert_eq(funnel_ledger_new(store, &plan, NULL, &lg, err, sizeof err), 0, "%s", err);
     funnel_ledger_destroy(&lg);
-    cr_assert_eq(funnel_store_module_version(store, "ledger"), 7);
+    cr_assert_eq(funnel_store_module_version(store, "ledger"), 8);
 }
 
 Test(ledger, migrations_keep_the_books_of_an_older_database)
@@ -831,6 +831,11 @@ Test(ledger, migrations_keep_the_books_of_an_older_database)
                   SQLITE_OK, "the postings stay append-only");
 }
 
+/* The index of the postings as migrations 1-6 made it (by rep), for the older databases below. */
+#define POSTINGS_BY_REP_V6                                                                         \
+    "DROP INDEX ledger_entry_time;"                                                                \
+    "CREATE INDEX ledger_entry_rep ON ledger_entry(rep, currency, effective_ms);"
+
 /* The payments of a database the ledger of migration 4 wrote (a rowid table beside an index by
  * client) are moved into the table keyed by client: each keeps its fields, and a refund that
  * arrives after the upgrade claws back from a payment recorded before it (c1's, 100.00 EUR on
@@ -843,7 +848,8 @@ static const char payments_v4[] =
     "  at_ms INTEGER NOT NULL);"
     "CREATE INDEX ledger_payment_client ON ledger_payment(client_id, at_ms, event_id);"
     "CREATE INDEX ledger_payment_id ON ledger_payment(payment_id, at_ms, event_id);"
-    "INSERT INTO ledger_payment VALUES (1, 'p1', 'pay-1', 'c1', 'EUR', 10000, 1767312000000);"
+    "INSERT INTO ledger_payment VALUES (1, 'p1', 'pay-1', 'c1', 'EUR', 10000, "
+    "1767312000000);" POSTINGS_BY_REP_V6
     "INSERT OR REPLACE INTO meta(key, value) VALUES ('schema.ledger', 4);";
 
 Test(ledger, migration_keys_the_payments_by_client)
@@ -877,7 +883,7 @@ static const char rates_v5[] =
     "DROP TABLE ledger_payment;"
     "ALTER TABLE ledger_payment_v5 RENAME TO ledger_payment;"
     "CREATE INDEX ledger_payment_id ON ledger_payment(payment_id, at_ms, event_id);"
-    "INSERT INTO ledger_rate VALUES ('p1', 'rep', 'alice', 1000);"
+    "INSERT INTO ledger_rate VALUES ('p1', 'rep', 'alice', 1000);" POSTINGS_BY_REP_V6
     "INSERT OR REPLACE INTO meta(key, value) VALUES ('schema.ledger', 5);";
 
 /* Migration 6 drops the rates the postings hold and the index of the payments' event ids, and
@@ -902,6 +908,64 @@ Test(ledger, migration_keeps_only_the_rates_no_posting_holds)
     must(fx_payment("p0", "pay-1", "c2", 10000, "EUR", day(2026, 1, 15)));
     cr_assert_eq(owed("alice", "EUR"), 400);
     expect_books_sound();
+}
+
+/* The postings as the ledger of migration 7 indexed them: by rep, currency and event time. */
+static const char postings_by_rep_v7[] =
+    "DROP INDEX ledger_entry_time;"
+    "CREATE INDEX ledger_entry_rep ON ledger_entry(rep, currency, effective_ms, kind, amount);"
+    "INSERT OR REPLACE INTO meta(key, value) VALUES ('schema.ledger', 7);";
+
+/* Whether an index named name exists. */
+static bool index_exists(const char *name)
+{
+    return query_int("SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = ?1", name,
+                     NULL) == 1;
+}
+
+/* Migration 8 indexes the postings in event time instead of by rep, and the books read the
+ * same: a statement of the postings made before it, and a payout of them. */
+Test(ledger, migration_indexes_the_postings_in_event_time)
+{
+    must(fx_handoff("h1", "c1", "alice", "", day(2026, 1, 1)));
+    must(fx_payment("p1", "pay-1", "c1", 10000, "EUR", day(2026, 2, 1)));
+    must(fx_payment("p2", "pay-2", "c1", 20000, "EUR", day(2026, 3, 1)));
+    migrate_from(postings_by_rep_v7);
+    cr_assert(index_exists("ledger_entry_time"));
+    cr_assert_not(index_exists("ledger_entry_rep"));
+    funnel_ledger_statement_t *st = NULL;
+    cr_assert_eq(
+        funnel_ledger_statement(store, "alice", day(2026, 3, 1) - DAY_MS, day(2026, 4, 1), &st), 0);
+    cr_assert_eq(st->n_sections, 1);
+    cr_assert_eq(st->sections[0].opening, 1000);
+    cr_assert_eq(st->sections[0].n_lines, 1);
+    cr_assert_eq(st->sections[0].closing, 3000);
+    cr_assert(st->sections[0].reconciles);
+    funnel_ledger_statement_free(&st);
+    must(fx_commission_paid("paid-1", "payout-1", "alice", day(2026, 2, 15), day(2026, 3, 2)));
+    cr_assert_eq(kind_sum("alice", "PAYOUT"), 1000, "February only");
+    expect_books_sound();
+}
+
+/* An index of the postings with a right edge per rep and currency wrote a page per posting at
+ * commit (a batch's postings land on all those edges): no index of ledger_entry starts with
+ * the rep. */
+Test(ledger, no_index_of_the_postings_has_an_edge_per_rep)
+{
+    sqlite3_stmt *s;
+    cr_assert_eq(sqlite3_prepare_v2(funnel_store_db(store),
+                                    "SELECT il.name, ii.name FROM pragma_index_list('ledger_entry')"
+                                    " il, pragma_index_info(il.name) ii WHERE ii.seqno = 0",
+                                    -1, &s, NULL),
+                 SQLITE_OK);
+    int n = 0;
+    while (sqlite3_step(s) == SQLITE_ROW) {
+        n++;
+        cr_assert_str_neq((const char *)sqlite3_column_text(s, 1), "rep", "index %s",
+                          (const char *)sqlite3_column_text(s, 0));
+    }
+    sqlite3_finalize(s);
+    cr_assert_gt(n, 0);
 }
 
 /* ---- cost: statements per event do not grow with the client's history ----------------- */
@@ -1063,6 +1127,32 @@ static int64_t new_client_payment_vm_steps(int i)
     int64_t at = day(2026, 1, 2) + i * 120000LL;
     must(fx_handoff(c, c, "alice", "dave", at - 60000));
     return vm_steps_of(fx_payment(pay, pay, c, 10000, "EUR", at));
+}
+
+/* The VM steps of a payout to alice through the end of the month before payment i of client c1
+ * (one a month), after that payment. */
+static int64_t payout_vm_steps(int i)
+{
+    char ev[32], pay[32], paid[32];
+    snprintf(ev, sizeof ev, "p%d", i);
+    snprintf(pay, sizeof pay, "pay-%d", i);
+    snprintf(paid, sizeof paid, "paid-%d", i);
+    int64_t at = day(2026, 1, 2) + i * 30 * DAY_MS;
+    must(fx_payment(ev, pay, "c1", 10000, "EUR", at));
+    return vm_steps_of(fx_commission_paid(paid, paid, "alice", at - DAY_MS, at + 1000));
+}
+
+/* A payout pays what the payable balance holds less what the postings after its through_ms
+ * added: it reads those postings, not the rep's history (through an index by rep, every payout
+ * summed all of the rep's postings). */
+Test(ledger, a_payout_does_not_read_the_reps_history)
+{
+    plan.term_months = 600;
+    must(fx_handoff("h1", "c1", "alice", "", day(2026, 1, 1)));
+    expect_cost_flat(payout_vm_steps, "VM steps of a monthly payout");
+    cr_assert_eq(kind_sum("alice", "PAYOUT"), 199 * 1000, "each payout pays the month before");
+    cr_assert_eq(owed("alice", "EUR"), 1000);
+    expect_books_sound();
 }
 
 /* A payment costs the same whatever its rep earned on other clients: reading what the rep had
@@ -1533,8 +1623,9 @@ static int keep_rep_read(unsigned type, void *arg, void *p, void *x)
 
 /* A statement's opening balance sums every posting of the rep before the period, so at a
  * million leads (18,000 postings a rep) a seek per posting into the table was most of its
- * time: that sum must be read from ledger_entry_rep alone (step 7 added kind and amount to
- * it). The period's own postings are read whole, as they are printed. */
+ * time: that sum must be read from an index alone (ledger_entry_time, in event time since step
+ * 8; step 7 added kind and amount to the index by rep). The period's own postings are read whole,
+ * as they are printed. */
 Test(ledger, a_statement_reads_the_reps_postings_from_the_index_alone)
 {
     must(fx_handoff("h1", "c1", "alice", "dave", day(2026, 1, 1)));
@@ -1558,7 +1649,7 @@ Test(ledger, a_statement_reads_the_reps_postings_from_the_index_alone)
         while (sqlite3_step(s) == SQLITE_ROW) {
             const char *detail = (const char *)sqlite3_column_text(s, 3);
             if (detail && strstr(detail, "ledger_entry") &&
-                strstr(detail, "COVERING INDEX ledger_entry_rep"))
+                strstr(detail, "COVERING INDEX ledger_entry_time"))
                 covering = true;
         }
         sqlite3_finalize(s);
