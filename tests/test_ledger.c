@@ -761,6 +761,18 @@ Test(ledger, check_finds_tampering)
 
 /* ---- migrations ----------------------------------------------------------------------- */
 
+/* What step 8 changed, as the steps before it left it, for the older databases below: the
+ * indexes of the postings by rep (cols: its columns) and by client (all of them), and payments
+ * and refunds without the range of their entries. */
+#define POSTINGS_INDEXED_BY_REP(cols)                                                              \
+    "DROP INDEX ledger_entry_time;"                                                                \
+    "CREATE INDEX ledger_entry_rep ON ledger_entry(" cols ");"                                     \
+    "DROP INDEX ledger_entry_client;"                                                              \
+    "CREATE INDEX ledger_entry_client ON ledger_entry(client_id);"
+#define POSTINGS_BY_REP_V6 POSTINGS_INDEXED_BY_REP("rep, currency, effective_ms")
+#define FACTS_WITHOUT_RANGE(table)                                                                 \
+    "ALTER TABLE " table " DROP COLUMN posted_seq; ALTER TABLE " table " DROP COLUMN posted_n;"
+
 /* The books as ledger migrations 1-2 stored them (entry ids in full, lines with their rep and
  * currency; the constraints do not matter here): alice accrued 1000 + 500 on c1 and 300 on c2,
  * a correction took 200 back from the 500, and she was paid 1000. The other tables stay as the
@@ -786,8 +798,10 @@ static const char books_v2[] =
     " (4, 'expense', 'alice', 'EUR', -200), (4, 'payable', 'alice', 'EUR', 200),"
     " (5, 'payable', 'alice', 'EUR', 1000), (5, 'paid', 'alice', 'EUR', -1000);"
     "INSERT INTO ledger_balance VALUES ('expense', 'alice', 'EUR', 1600),"
-    " ('payable', 'alice', 'EUR', -600), ('paid', 'alice', 'EUR', -1000);"
-    "INSERT OR REPLACE INTO meta(key, value) VALUES ('schema.ledger', 2);";
+    " ('payable', 'alice', 'EUR', -600), ('paid', 'alice', 'EUR', -1000);" FACTS_WITHOUT_RANGE(
+        "ledger_payment")
+        FACTS_WITHOUT_RANGE(
+            "ledger_refund") "INSERT OR REPLACE INTO meta(key, value) VALUES ('schema.ledger', 2);";
 
 /* A database the ledger of migration 2 wrote keeps its books through migrations 3 and 4: the
  * same entry ids in the statement, lines that balance, the same balances, and running totals
@@ -831,11 +845,6 @@ Test(ledger, migrations_keep_the_books_of_an_older_database)
                   SQLITE_OK, "the postings stay append-only");
 }
 
-/* The index of the postings as migrations 1-6 made it (by rep), for the older databases below. */
-#define POSTINGS_BY_REP_V6                                                                         \
-    "DROP INDEX ledger_entry_time;"                                                                \
-    "CREATE INDEX ledger_entry_rep ON ledger_entry(rep, currency, effective_ms);"
-
 /* The payments of a database the ledger of migration 4 wrote (a rowid table beside an index by
  * client) are moved into the table keyed by client: each keeps its fields, and a refund that
  * arrives after the upgrade claws back from a payment recorded before it (c1's, 100.00 EUR on
@@ -849,8 +858,8 @@ static const char payments_v4[] =
     "CREATE INDEX ledger_payment_client ON ledger_payment(client_id, at_ms, event_id);"
     "CREATE INDEX ledger_payment_id ON ledger_payment(payment_id, at_ms, event_id);"
     "INSERT INTO ledger_payment VALUES (1, 'p1', 'pay-1', 'c1', 'EUR', 10000, "
-    "1767312000000);" POSTINGS_BY_REP_V6
-    "INSERT OR REPLACE INTO meta(key, value) VALUES ('schema.ledger', 4);";
+    "1767312000000);" POSTINGS_BY_REP_V6 FACTS_WITHOUT_RANGE(
+        "ledger_refund") "INSERT OR REPLACE INTO meta(key, value) VALUES ('schema.ledger', 4);";
 
 Test(ledger, migration_keys_the_payments_by_client)
 {
@@ -884,7 +893,8 @@ static const char rates_v5[] =
     "ALTER TABLE ledger_payment_v5 RENAME TO ledger_payment;"
     "CREATE INDEX ledger_payment_id ON ledger_payment(payment_id, at_ms, event_id);"
     "INSERT INTO ledger_rate VALUES ('p1', 'rep', 'alice', 1000);" POSTINGS_BY_REP_V6
-    "INSERT OR REPLACE INTO meta(key, value) VALUES ('schema.ledger', 5);";
+        FACTS_WITHOUT_RANGE(
+            "ledger_refund") "INSERT OR REPLACE INTO meta(key, value) VALUES ('schema.ledger', 5);";
 
 /* Migration 6 drops the rates the postings hold and the index of the payments' event ids, and
  * the books go on as before: p1's reversal and p2's accrual at their frozen 10 % after a
@@ -910,11 +920,12 @@ Test(ledger, migration_keeps_only_the_rates_no_posting_holds)
     expect_books_sound();
 }
 
-/* The postings as the ledger of migration 7 indexed them: by rep, currency and event time. */
+/* The books as the ledger of migration 7 kept them: every posting indexed by client and by
+ * rep, currency and event time. */
 static const char postings_by_rep_v7[] =
-    "DROP INDEX ledger_entry_time;"
-    "CREATE INDEX ledger_entry_rep ON ledger_entry(rep, currency, effective_ms, kind, amount);"
-    "INSERT OR REPLACE INTO meta(key, value) VALUES ('schema.ledger', 7);";
+    POSTINGS_INDEXED_BY_REP("rep, currency, effective_ms, kind, amount")
+        FACTS_WITHOUT_RANGE("ledger_payment") FACTS_WITHOUT_RANGE(
+            "ledger_refund") "INSERT OR REPLACE INTO meta(key, value) VALUES ('schema.ledger', 7);";
 
 /* Whether an index named name exists. */
 static bool index_exists(const char *name)
@@ -923,27 +934,74 @@ static bool index_exists(const char *name)
                      NULL) == 1;
 }
 
-/* Migration 8 indexes the postings in event time instead of by rep, and the books read the
- * same: a statement of the postings made before it, and a payout of them. */
+/* Migration 8 indexes the postings in event time instead of by rep, and gives each payment and
+ * refund the range of the entries its event made, through which a settle finds them: the books
+ * read the same (a statement and a payout of the postings made before it), and a later event
+ * corrects what was posted before instead of posting it again (a late earlier payment moves
+ * the cap: p2's 1500 becomes 500, and a refund of p1 claws back its 1000). */
 Test(ledger, migration_indexes_the_postings_in_event_time)
 {
+    plan.cap_minor = 2500;
     must(fx_handoff("h1", "c1", "alice", "", day(2026, 1, 1)));
     must(fx_payment("p1", "pay-1", "c1", 10000, "EUR", day(2026, 2, 1)));
     must(fx_payment("p2", "pay-2", "c1", 20000, "EUR", day(2026, 3, 1)));
+    must(fx_refund("r9", "ref-9", "pay-9", "c1", 100, "EUR", day(2026, 3, 2)));
     migrate_from(postings_by_rep_v7);
     cr_assert(index_exists("ledger_entry_time"));
     cr_assert_not(index_exists("ledger_entry_rep"));
+    cr_assert_eq(query_int("SELECT COUNT(*) FROM ledger_payment WHERE posted_n = 1 AND posted_seq ="
+                           " (SELECT seq FROM ledger_entry WHERE cause_event_id = event_id)",
+                           NULL, NULL),
+                 2);
     funnel_ledger_statement_t *st = NULL;
     cr_assert_eq(
         funnel_ledger_statement(store, "alice", day(2026, 3, 1) - DAY_MS, day(2026, 4, 1), &st), 0);
     cr_assert_eq(st->n_sections, 1);
     cr_assert_eq(st->sections[0].opening, 1000);
     cr_assert_eq(st->sections[0].n_lines, 1);
-    cr_assert_eq(st->sections[0].closing, 3000);
+    cr_assert_eq(st->sections[0].closing, 2500);
     cr_assert(st->sections[0].reconciles);
     funnel_ledger_statement_free(&st);
     must(fx_commission_paid("paid-1", "payout-1", "alice", day(2026, 2, 15), day(2026, 3, 2)));
     cr_assert_eq(kind_sum("alice", "PAYOUT"), 1000, "February only");
+    must(fx_payment("p0", "pay-0", "c1", 10000, "EUR", day(2026, 1, 15)));
+    cr_assert_eq(owed("alice", "EUR"), 2500 - 1000);
+    cr_assert_eq(
+        query_int("SELECT SUM(amount) FROM ledger_entry WHERE subject_event_id = 'p2'", NULL, NULL),
+        500);
+    must(fx_refund("r1", "ref-1", "pay-1", "c1", 10000, "EUR", day(2026, 3, 3)));
+    cr_assert_eq(owed("alice", "EUR"), 2500 - 1000 - 1000);
+    expect_books_sound();
+}
+
+/* The entries of a B-tree (dbstat: the cells of its leaf pages). */
+static int64_t btree_entries(const char *name)
+{
+    return query_int("SELECT SUM(ncell) FROM dbstat WHERE name = ?1 AND pagetype = 'leaf'", name,
+                     NULL);
+}
+
+/* What a payment or a refund posts on itself is found through its row (the range of its
+ * entries), so a backfill's postings are not indexed by client: that index was a page per
+ * payment at commit. Only a later event's corrections are (the late p0 moves the cap away from
+ * p1 and p2). */
+Test(ledger, postings_on_their_own_cause_are_not_indexed_by_client)
+{
+    plan.cap_minor = 2500;
+    plan.account_manager_rate_bp = 200;
+    must(fx_handoff("h1", "c1", "alice", "dave", day(2026, 1, 1)));
+    must(fx_payment("p1", "pay-1", "c1", 10000, "EUR", day(2026, 2, 1)));
+    must(fx_payment("p2", "pay-2", "c1", 20000, "EUR", day(2026, 3, 1)));
+    must(fx_refund("r2", "ref-2", "pay-2", "c1", 20000, "EUR", day(2026, 3, 2)));
+    cr_assert_eq(postings(), 6);
+    cr_assert_eq(btree_entries("ledger_entry_client"), 0);
+    must(fx_payment("p0", "pay-0", "c1", 10000, "EUR", day(2026, 1, 15)));
+    cr_assert_eq(owed("alice", "EUR"), 1000 + 1000 + 500 - 500, "p2 refunded in whole");
+    cr_assert_gt(btree_entries("ledger_entry_client"), 0);
+    cr_assert_eq(btree_entries("ledger_entry_client"),
+                 query_int("SELECT COUNT(*) FROM ledger_entry WHERE cause_event_id = 'p0'"
+                           " AND subject_event_id <> 'p0'",
+                           NULL, NULL));
     expect_books_sound();
 }
 

@@ -48,6 +48,10 @@
     "DELETE FROM ledger_rate WHERE (payment_event_id, role, rep) IN ("                             \
     "  SELECT subject_event_id, role, rep FROM ledger_entry WHERE kind = 'ACCRUAL');"
 
+/* A posting an event made on another subject than itself (a correction): the postings indexed by
+ * client (step 8). The others are found through the range of their fact's row. */
+#define NOT_SELF "subject_event_id <> cause_event_id"
+
 /* Schema steps of the "ledger" module. Never edit one that has shipped: add a step. */
 static const char *const ledger_steps[] = {
     /* 1: facts, frozen plan, postings, lines, balances */
@@ -162,7 +166,26 @@ static const char *const ledger_steps[] = {
      * postings: ~0.2 s); a payout reads what the payable balance holds and the postings after
      * its through_ms (Q_DUE). */
     "DROP INDEX ledger_entry_rep;"
-    "CREATE INDEX ledger_entry_time ON ledger_entry(effective_ms, rep, currency, kind, amount);",
+    "CREATE INDEX ledger_entry_time ON ledger_entry(effective_ms, rep, currency, kind, amount);"
+    /* The index by client was a page per payment at commit too: a settle finds the postings
+     * an event made on its own payment or refund (subject = cause, the whole of a backfill)
+     * through the range of entry seqs the fact's row keeps (written with the row, or updated
+     * in the same event), and only the others (corrections by a later event) through the index
+     * by client. Existing rows get the range of the postings their event caused. */
+    "ALTER TABLE ledger_payment ADD COLUMN posted_seq INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE ledger_payment ADD COLUMN posted_n INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE ledger_refund ADD COLUMN posted_seq INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE ledger_refund ADD COLUMN posted_n INTEGER NOT NULL DEFAULT 0;"
+    "CREATE INDEX ledger_entry_cause_tmp ON ledger_entry(cause_event_id);"
+    "UPDATE ledger_payment SET (posted_seq, posted_n) = (SELECT MIN(seq), COUNT(*)"
+    "  FROM ledger_entry WHERE cause_event_id = ledger_payment.event_id)"
+    "  WHERE event_id IN (SELECT cause_event_id FROM ledger_entry);"
+    "UPDATE ledger_refund SET (posted_seq, posted_n) = (SELECT MIN(seq), COUNT(*)"
+    "  FROM ledger_entry WHERE cause_event_id = ledger_refund.event_id)"
+    "  WHERE event_id IN (SELECT cause_event_id FROM ledger_entry);"
+    "DROP INDEX ledger_entry_cause_tmp;"
+    "DROP INDEX ledger_entry_client;"
+    "CREATE INDEX ledger_entry_client ON ledger_entry(client_id) WHERE " NOT_SELF ";",
 };
 #define LEDGER_STEPS (int)(sizeof ledger_steps / sizeof ledger_steps[0])
 
@@ -184,6 +207,8 @@ enum stmt_id {
     Q_ENTRY_ADD,
     Q_BALANCE_GET,
     Q_PAYMENT_ALONE,
+    Q_PAYMENT_POSTED,
+    Q_REFUND_POSTED,
     Q_COUNT_
 };
 
@@ -200,11 +225,21 @@ enum rows_id { R_LINES, R_BALANCES, R_ACCRUED, R_COUNT_ };
     " <= 9223372036854775807 - excluded." col " THEN " col " + excluded." col " END WHEN " col     \
     " >= -9223372036854775807 - 1 - excluded." col " THEN " col " + excluded." col " END"
 
+/* What Q_POSTED reads of a posting (ledger_entry as e), and the postings facts (as f) of client
+ * ?1 made on themselves. */
+#define POSTED_COLS                                                                                \
+    "e.subject_event_id, e.role, e.rep, e.kind, e.currency, e.amount, e.rate_bp, e.effective_ms"
+#define POSTED_RANGE                                                                               \
+    " JOIN ledger_entry e ON e.seq >= f.posted_seq AND e.seq < f.posted_seq + f.posted_n"          \
+    " WHERE f.client_id = ?1 AND f.posted_n > 0 AND e.subject_event_id = e.cause_event_id"
+
 static const char *const stmt_sql[Q_COUNT_] = {
     [Q_HANDOFF_ADD] = "INSERT INTO ledger_handoff(event_id, client_id, from_rep, account_manager,"
                       " at_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+    /* posted_seq and posted_n: the entries the event has made so far (fact_add). */
     [Q_PAYMENT_ADD] = "INSERT INTO ledger_payment(event_id, payment_id, client_id, currency,"
-                      " amount, at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                      " amount, at_ms, posted_seq, posted_n) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7,"
+                      " ?8)",
     [Q_REFUND_ADD] = "INSERT INTO ledger_refund(event_id, refund_id, payment_id, client_id,"
                      " currency, amount, at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     [Q_PAYOUT_ADD] = "INSERT INTO ledger_payout(payout_id, event_id, rep, through_ms, at_ms)"
@@ -257,9 +292,14 @@ static const char *const stmt_sql[Q_COUNT_] = {
      * payment and beneficiary made the statements per event grow with the history. */
     [Q_RATES] = "SELECT r.payment_event_id, r.role, r.rep, r.rate_bp FROM ledger_payment p"
                 " JOIN ledger_rate r ON r.payment_event_id = p.event_id WHERE p.client_id = ?1",
+    /* The client's postings: corrections through the index by client, and what each of its
+     * payments and refunds posted on itself through the range of entries its event made. */
     [Q_POSTED] = "SELECT subject_event_id, role, rep, kind, currency, SUM(amount), MAX(rate_bp),"
-                 " MIN(effective_ms) FROM ledger_entry WHERE client_id = ?1"
-                 " AND kind IN ('ACCRUAL', 'CLAWBACK')"
+                 " MIN(effective_ms) FROM ("
+                 " SELECT " POSTED_COLS " FROM ledger_entry e WHERE client_id = ?1 AND " NOT_SELF
+                 " UNION ALL SELECT " POSTED_COLS " FROM ledger_payment f" POSTED_RANGE
+                 " UNION ALL SELECT " POSTED_COLS " FROM ledger_refund f" POSTED_RANGE
+                 ") WHERE kind IN ('ACCRUAL', 'CLAWBACK')"
                  " GROUP BY subject_event_id, role, rep, kind, currency",
     /* Per currency: owed for postings through ?2, minus every payout so far. Everything owed
      * (accruals less clawbacks and payouts) is minus the payable balance; what postings after
@@ -280,13 +320,13 @@ static const char *const stmt_sql[Q_COUNT_] = {
     [Q_BALANCE_GET] = "SELECT balance FROM ledger_balance WHERE account = ?1 AND rep = ?2"
                       " AND currency = ?3",
     /* What payment_settle_alone needs of payment event ?3 (payment_id ?2, client ?1, at ?4,
-     * currency ?5), in one statement: the client's plan as Q_CLIENT_PLAN reads it; 1 when the
-     * payment is the only row of its payment_id, no refund names that payment_id, and no
-     * payment of the client is later in event time; and what the rep and the account manager
-     * have accrued on the client in the currency (NULL: nothing). */
+     * currency ?5), before its row is written, in one statement: the client's plan as
+     * Q_CLIENT_PLAN reads it; 1 when no row has the payment's payment_id, no refund names that
+     * payment_id, and no payment of the client is later in event time; and what the rep and the
+     * account manager have accrued on the client in the currency (NULL: nothing). */
     [Q_PAYMENT_ALONE] =
         "SELECT h.from_rep, h.account_manager, h.at_ms, c.term_months, c.cap_minor,"
-        " (SELECT count(*) FROM ledger_payment WHERE payment_id = ?2) = 1"
+        " NOT EXISTS (SELECT 1 FROM ledger_payment WHERE payment_id = ?2)"
         " AND NOT EXISTS (SELECT 1 FROM ledger_refund WHERE payment_id = ?2)"
         " AND NOT EXISTS (SELECT 1 FROM ledger_payment WHERE client_id = ?1"
         "  AND (at_ms > ?4 OR (at_ms = ?4 AND event_id > ?3))),"
@@ -296,6 +336,12 @@ static const char *const stmt_sql[Q_COUNT_] = {
         "  AND a.person = h.account_manager AND a.currency = ?5)"
         " FROM ledger_handoff h LEFT JOIN ledger_client c ON c.client_id = h.client_id"
         " WHERE h.client_id = ?1 ORDER BY h.at_ms, h.event_id LIMIT 1",
+    /* The entries a payment's or a refund's event made, when it settled after its row was
+     * written. */
+    [Q_PAYMENT_POSTED] = "UPDATE ledger_payment SET posted_seq = ?4, posted_n = ?5"
+                         " WHERE client_id = ?1 AND at_ms = ?2 AND event_id = ?3",
+    [Q_REFUND_POSTED] = "UPDATE ledger_refund SET posted_seq = ?4, posted_n = ?5"
+                        " WHERE event_id = ?3",
 };
 
 /* A multi-row INSERT: head, then row repeated 1 to ROWS_MAX times, then tail. */
@@ -390,7 +436,8 @@ typedef struct run {
     const funnel_envelope_t *cause;
     const char *client_id; /* "" for payouts */
     int64_t now_ms;
-    int n_posted; /* numbers entry ids: "ledger:<cause>#<n>" */
+    int n_posted;      /* numbers entry ids: "ledger:<cause>#<n>" */
+    int64_t first_seq; /* of the event's first entry; the others follow it */
     /* Written when the event is done (run_flush): nothing the event reads. */
     VEC(line_row_t) lines;
     VEC(balance_row_t) balances;
@@ -712,6 +759,8 @@ static int post(run_t *run, const posting_t *p)
     if (rc)
         return rc;
     int64_t seq = sqlite3_last_insert_rowid(lg->db);
+    if (run->n_posted == 1)
+        run->first_seq = seq;
     if ((rc = lines_note(run, seq, debit[p->kind], credit[p->kind], p)))
         return rc;
     if (p->kind == KIND_ACCRUAL && (rc = accrued_note(run, p->rep, p->currency, p->amount)))
@@ -1358,24 +1407,50 @@ out:
     return rc;
 }
 
-/* Records a payment or a refund (ids: payment_id, or refund_id and payment_id, in the column
- * order of its insert) and settles every client it affects. */
-static int money_fact(run_t *run, enum stmt_id id, const char *const *ids, int n_ids,
-                      const char *client, const Funnel__V1__Money *m)
+/* Writes the row of a payment or a refund (ids: payment_id, or refund_id and payment_id, in the
+ * column order of its insert); a payment's row takes the range of the entries the event has
+ * made so far (none, or those of payment_settle_alone). */
+static int fact_add(run_t *run, enum stmt_id id, const char *const *ids, int n_ids,
+                    const Funnel__V1__Money *m)
 {
     sqlite3_stmt *s = q(run->lg, id);
     int col = 1;
     bind_text(s, col++, run->cause->event_id);
     for (int i = 0; i < n_ids; i++)
         bind_text(s, col++, ids[i]);
-    bind_text(s, col++, client);
+    bind_text(s, col++, run->client_id);
     bind_text(s, col++, m->currency);
     sqlite3_bind_int64(s, col++, m->minor);
-    sqlite3_bind_int64(s, col, run->cause->occurred_at_ms);
+    sqlite3_bind_int64(s, col++, run->cause->occurred_at_ms);
+    if (id == Q_PAYMENT_ADD) {
+        sqlite3_bind_int64(s, col++, run->n_posted ? run->first_seq : 0);
+        sqlite3_bind_int(s, col, run->n_posted);
+    }
+    return fact_insert(run->lg, s);
+}
+
+/* Keeps in the row of the event's payment or refund (id: Q_PAYMENT_POSTED or Q_REFUND_POSTED)
+ * the range of the entries its settles made, which Q_POSTED reads them through. */
+static int fact_posted(run_t *run, enum stmt_id id)
+{
+    if (!run->n_posted)
+        return 0;
+    sqlite3_stmt *s = q(run->lg, id);
+    bind_text(s, 1, run->client_id);
+    sqlite3_bind_int64(s, 2, run->cause->occurred_at_ms);
+    bind_text(s, 3, run->cause->event_id);
+    sqlite3_bind_int64(s, 4, run->first_seq);
+    sqlite3_bind_int(s, 5, run->n_posted);
+    return exec_done(s);
+}
+
+/* Records a payment or a refund (ids as fact_add has them) and settles every client it affects.
+ * A payment that settles alone is written after its postings, with their range. */
+static int money_fact(run_t *run, enum stmt_id id, const char *const *ids, int n_ids,
+                      const char *client, const Funnel__V1__Money *m)
+{
+    int rc;
     run->client_id = client;
-    int rc = fact_insert(run->lg, s);
-    if (rc)
-        return rc;
     /* A payment that settles alone has no refund, so none of them is held (unmatched_log). */
     if (n_ids == 1) {
         payment_t p = {.amount = m->minor, .at_ms = run->cause->occurred_at_ms};
@@ -1383,12 +1458,15 @@ static int money_fact(run_t *run, enum stmt_id id, const char *const *ids, int n
         str_copy(p.payment_id, sizeof p.payment_id, ids[0]);
         str_copy(p.currency, sizeof p.currency, m->currency ? m->currency : "");
         bool done;
-        if ((rc = payment_settle_alone(run, &p, &done)) || done)
+        if ((rc = payment_settle_alone(run, &p, &done)))
             return rc;
+        if (done)
+            return fact_add(run, id, ids, n_ids, m);
     }
-    if ((rc = unmatched_log(run, ids[n_ids - 1])))
+    if ((rc = fact_add(run, id, ids, n_ids, m)) || (rc = unmatched_log(run, ids[n_ids - 1])))
         return rc;
-    return n_ids == 1 ? clients_settle(run, ids[0], NULL) : clients_settle(run, NULL, ids[0]);
+    rc = n_ids == 1 ? clients_settle(run, ids[0], NULL) : clients_settle(run, NULL, ids[0]);
+    return rc ? rc : fact_posted(run, n_ids == 1 ? Q_PAYMENT_POSTED : Q_REFUND_POSTED);
 }
 
 /* Pays what is due through through_ms, per currency; a payout_id seen before does nothing. */
