@@ -185,7 +185,25 @@ static const char *const ledger_steps[] = {
     "  WHERE event_id IN (SELECT cause_event_id FROM ledger_entry);"
     "DROP INDEX ledger_entry_cause_tmp;"
     "DROP INDEX ledger_entry_client;"
-    "CREATE INDEX ledger_entry_client ON ledger_entry(client_id) WHERE " NOT_SELF ";",
+    "CREATE INDEX ledger_entry_client ON ledger_entry(client_id) WHERE " NOT_SELF ";"
+    /* ledger_accrued was a third B-tree a payment wrote at a random place: what the client's
+     * rep and account manager have accrued on it in a currency now sits in the client's latest
+     * payment row of that currency (rep_used, am_used; NULL: not known, settle the client
+     * whole), which the payment writes anyway, beside its client's others. */
+    "ALTER TABLE ledger_payment ADD COLUMN rep_used INTEGER;"
+    "ALTER TABLE ledger_payment ADD COLUMN am_used INTEGER;"
+    "UPDATE ledger_payment SET (rep_used, am_used) = (SELECT"
+    "  IFNULL((SELECT accrued FROM ledger_accrued a WHERE a.client_id = h.client_id"
+    "   AND a.currency = ledger_payment.currency AND a.person = h.from_rep), 0),"
+    "  IFNULL((SELECT accrued FROM ledger_accrued a WHERE a.client_id = h.client_id"
+    "   AND a.currency = ledger_payment.currency AND a.person = h.account_manager), 0)"
+    "  FROM ledger_handoff h WHERE h.client_id = ledger_payment.client_id"
+    "  ORDER BY h.at_ms, h.event_id LIMIT 1)"
+    " WHERE NOT EXISTS (SELECT 1 FROM ledger_payment q"
+    "  WHERE q.client_id = ledger_payment.client_id AND q.currency = ledger_payment.currency"
+    "  AND (q.at_ms > ledger_payment.at_ms"
+    "  OR (q.at_ms = ledger_payment.at_ms AND q.event_id > ledger_payment.event_id)));"
+    "DROP TABLE ledger_accrued;",
 };
 #define LEDGER_STEPS (int)(sizeof ledger_steps / sizeof ledger_steps[0])
 
@@ -209,13 +227,15 @@ enum stmt_id {
     Q_PAYMENT_ALONE,
     Q_PAYMENT_POSTED,
     Q_REFUND_POSTED,
+    Q_CURRENCIES,
+    Q_USED_SET,
     Q_COUNT_
 };
 
 /* The rows an event writes besides its entries, kept in memory while it settles and written
  * when it is done, up to ROWS_MAX rows per statement (rows_flush): a statement per row made a
  * payment run 15 statements. */
-enum rows_id { R_LINES, R_BALANCES, R_ACCRUED, R_COUNT_ };
+enum rows_id { R_LINES, R_BALANCES, R_COUNT_ };
 #define ROWS_MAX 4
 
 /* col + excluded.col, or NULL (which the NOT NULL column refuses) when the sum would leave the
@@ -233,13 +253,19 @@ enum rows_id { R_LINES, R_BALANCES, R_ACCRUED, R_COUNT_ };
     " JOIN ledger_entry e ON e.seq >= f.posted_seq AND e.seq < f.posted_seq + f.posted_n"          \
     " WHERE f.client_id = ?1 AND f.posted_n > 0 AND e.subject_event_id = e.cause_event_id"
 
+/* cols of client ?1's latest payment in currency ?5, the row that holds the running totals. */
+#define LATEST_IN_CURRENCY(cols)                                                                   \
+    "SELECT " cols " FROM ledger_payment WHERE client_id = ?1 AND currency = ?5"                   \
+    " ORDER BY at_ms DESC, event_id DESC LIMIT 1"
+
 static const char *const stmt_sql[Q_COUNT_] = {
     [Q_HANDOFF_ADD] = "INSERT INTO ledger_handoff(event_id, client_id, from_rep, account_manager,"
                       " at_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
-    /* posted_seq and posted_n: the entries the event has made so far (fact_add). */
+    /* posted_seq and posted_n: the entries the event has made so far; rep_used and am_used:
+     * what payment_settle_alone left the running totals at, or NULL (fact_add). */
     [Q_PAYMENT_ADD] = "INSERT INTO ledger_payment(event_id, payment_id, client_id, currency,"
-                      " amount, at_ms, posted_seq, posted_n) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7,"
-                      " ?8)",
+                      " amount, at_ms, posted_seq, posted_n, rep_used, am_used)"
+                      " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     [Q_REFUND_ADD] = "INSERT INTO ledger_refund(event_id, refund_id, payment_id, client_id,"
                      " currency, amount, at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     [Q_PAYOUT_ADD] = "INSERT INTO ledger_payout(payout_id, event_id, rep, through_ms, at_ms)"
@@ -329,19 +355,24 @@ static const char *const stmt_sql[Q_COUNT_] = {
         " NOT EXISTS (SELECT 1 FROM ledger_payment WHERE payment_id = ?2)"
         " AND NOT EXISTS (SELECT 1 FROM ledger_refund WHERE payment_id = ?2)"
         " AND NOT EXISTS (SELECT 1 FROM ledger_payment WHERE client_id = ?1"
-        "  AND (at_ms > ?4 OR (at_ms = ?4 AND event_id > ?3))),"
-        " (SELECT accrued FROM ledger_accrued a WHERE a.client_id = ?1 AND a.person = h.from_rep"
-        "  AND a.currency = ?5),"
-        " (SELECT accrued FROM ledger_accrued a WHERE a.client_id = ?1"
-        "  AND a.person = h.account_manager AND a.currency = ?5)"
+        "  AND (at_ms > ?4 OR (at_ms = ?4 AND event_id > ?3)))"
+        " AND (u.known IS NULL OR u.rep_used IS NOT NULL), u.rep_used, u.am_used"
         " FROM ledger_handoff h LEFT JOIN ledger_client c ON c.client_id = h.client_id"
-        " WHERE h.client_id = ?1 ORDER BY h.at_ms, h.event_id LIMIT 1",
+        " LEFT JOIN (" LATEST_IN_CURRENCY(
+            "rep_used, am_used, 1 AS known") ") u"
+                                             " WHERE h.client_id = ?1 ORDER BY h.at_ms, h.event_id "
+                                             "LIMIT 1",
     /* The entries a payment's or a refund's event made, when it settled after its row was
      * written. */
     [Q_PAYMENT_POSTED] = "UPDATE ledger_payment SET posted_seq = ?4, posted_n = ?5"
                          " WHERE client_id = ?1 AND at_ms = ?2 AND event_id = ?3",
     [Q_REFUND_POSTED] = "UPDATE ledger_refund SET posted_seq = ?4, posted_n = ?5"
                         " WHERE event_id = ?3",
+    [Q_CURRENCIES] = "SELECT DISTINCT currency FROM ledger_payment WHERE client_id = ?1",
+    /* The running totals into the client's latest payment of currency ?5, when they changed. */
+    [Q_USED_SET] = "UPDATE ledger_payment SET rep_used = ?2, am_used = ?3 WHERE client_id = ?1"
+                   " AND currency = ?5 AND (rep_used IS NOT ?2 OR am_used IS NOT ?3)"
+                   " AND event_id = (" LATEST_IN_CURRENCY("event_id") ")",
 };
 
 /* A multi-row INSERT: head, then row repeated 1 to ROWS_MAX times, then tail. */
@@ -357,12 +388,6 @@ static const struct rows_sql {
     [R_BALANCES] =
         {"INSERT INTO ledger_balance(account, rep, currency, balance) VALUES ", "(?, ?, ?, ?)",
          " ON CONFLICT(account, rep, currency) DO UPDATE SET balance = " CHECKED_ADD("balance"), 4},
-    /* What an event's accruals add to each person's running total on a client. */
-    [R_ACCRUED] = {"INSERT INTO ledger_accrued(client_id, person, currency, accrued) VALUES ",
-                   "(?, ?, ?, ?)",
-                   " ON CONFLICT(client_id, person, currency) DO UPDATE SET accrued = " CHECKED_ADD(
-                       "accrued"),
-                   4},
 };
 
 struct funnel_ledger {
@@ -406,15 +431,6 @@ typedef struct posting {
         size_t n, cap;                                                                             \
     }
 
-/* What one event's accrual postings add to one running total of ledger_accrued. The sum is
- * kept in 128 bits because a settle posts its corrections in event-time order, where a top-up
- * may come before the reversal that nets it back; the total it ends with fits (the caps and
- * the overflow checks of the accruals bound it), the steps on the way need not. */
-typedef struct accrued_delta {
-    char client[ID_BUF], person[ID_BUF], currency[4];
-    __int128 delta;
-} accrued_delta_t;
-
 /* One line of a posting (R_LINES). */
 typedef struct line_row {
     int64_t seq;
@@ -438,10 +454,12 @@ typedef struct run {
     int64_t now_ms;
     int n_posted;      /* numbers entry ids: "ledger:<cause>#<n>" */
     int64_t first_seq; /* of the event's first entry; the others follow it */
+    /* What payment_settle_alone left the client's running totals at, for the payment's row. */
+    bool used_known;
+    int64_t rep_used, am_used;
     /* Written when the event is done (run_flush): nothing the event reads. */
     VEC(line_row_t) lines;
     VEC(balance_row_t) balances;
-    VEC(accrued_delta_t) accrued;
 } run_t;
 
 typedef struct payment {
@@ -521,29 +539,6 @@ static bool add_ok(int64_t a, int64_t b, int64_t *out)
 
 /* ---- postings ---------------------------------------------------------------------------- */
 
-/* Adds an accrual posting of the run's client to its running total (accrued_flush writes it). */
-static int accrued_note(run_t *run, const char *person, const char *currency, int64_t amount)
-{
-    accrued_delta_t *d = NULL;
-    for (size_t i = 0; i < run->accrued.n && !d; i++) {
-        accrued_delta_t *x = &run->accrued.v[i];
-        if (!strcmp(x->client, run->client_id) && !strcmp(x->person, person) &&
-            !strcmp(x->currency, currency))
-            d = x;
-    }
-    if (!d) {
-        if (VEC_PUSH(run->accrued))
-            return FUNNEL_ENOMEM;
-        d = &run->accrued.v[run->accrued.n++];
-        str_copy(d->client, sizeof d->client, run->client_id);
-        str_copy(d->person, sizeof d->person, person);
-        str_copy(d->currency, sizeof d->currency, currency);
-        d->delta = 0;
-    }
-    d->delta += amount;
-    return 0;
-}
-
 /* Binds a row of rows_sql[id] from its parameter `first` on. */
 typedef void (*row_bind_fn)(sqlite3_stmt *s, int first, const void *row);
 
@@ -576,48 +571,13 @@ static void line_bind(sqlite3_stmt *s, int first, const void *row)
     sqlite3_bind_int64(s, first + 2, l->amount);
 }
 
-/* The row shape of R_BALANCES and R_ACCRUED: a key of three texts and an amount. */
-static void key_amount_bind(sqlite3_stmt *s, int first, const char *a, const char *b, const char *c,
-                            int64_t amount)
-{
-    bind_text(s, first, a);
-    bind_text(s, first + 1, b);
-    bind_text(s, first + 2, c);
-    sqlite3_bind_int64(s, first + 3, amount);
-}
-
 static void balance_bind(sqlite3_stmt *s, int first, const void *row)
 {
     const balance_row_t *b = row;
-    key_amount_bind(s, first, b->account, b->rep, b->currency, b->delta);
-}
-
-/* Only deltas accrued_flush has checked against int64 are bound. */
-static void accrued_bind(sqlite3_stmt *s, int first, const void *row)
-{
-    const accrued_delta_t *d = row;
-    key_amount_bind(s, first, d->client, d->person, d->currency, (int64_t)d->delta);
-}
-
-/* Adds the event's accrual postings to the running totals, once per total. Every total ends
- * at what its person may earn on the client (>= 0, and checked against int64 by the settle),
- * so a delta or a sum past int64 would mean the postings broke those bounds: that is a bug,
- * reported as a store failure (the batch rolls back) rather than a wrapped total. */
-static int accrued_flush(run_t *run)
-{
-    size_t bad = run->accrued.n;
-    for (size_t i = 0; i < run->accrued.n && bad == run->accrued.n; i++)
-        if (run->accrued.v[i].delta < INT64_MIN || run->accrued.v[i].delta > INT64_MAX)
-            bad = i;
-    if (bad == run->accrued.n && !rows_flush(run->lg, R_ACCRUED, run->accrued.v, run->accrued.n,
-                                             sizeof *run->accrued.v, accrued_bind, &bad))
-        return 0;
-    const accrued_delta_t *d = &run->accrued.v[bad];
-    funnel_log_error(run->lg->log,
-                     "ledger: the accruals of %s in %s on client %s left the int64 range "
-                     "(cause %s)",
-                     d->person, d->currency, d->client, run->cause->event_id);
-    return FUNNEL_ESTORE;
+    bind_text(s, first, b->account);
+    bind_text(s, first + 1, b->rep);
+    bind_text(s, first + 2, b->currency);
+    sqlite3_bind_int64(s, first + 3, b->delta);
 }
 
 /* The stored balance of b's account, rep and currency (0 without a row). */
@@ -659,8 +619,8 @@ static int balances_refuse(run_t *run, const balance_row_t *rows, size_t n)
     return FUNNEL_ESTORE;
 }
 
-/* Writes the event's lines, balances and running totals. A balance that would leave int64
- * fails its statement whole (NOT NULL, see CHECKED_ADD) and refuses the event. */
+/* Writes the event's lines and balances. A balance that would leave int64 fails its statement
+ * whole (NOT NULL, see CHECKED_ADD) and refuses the event. */
 static int run_flush(run_t *run)
 {
     funnel_ledger_t *lg = run->lg;
@@ -676,14 +636,13 @@ static int run_flush(run_t *run)
         size_t k = run->balances.n - failed < ROWS_MAX ? run->balances.n - failed : ROWS_MAX;
         return balances_refuse(run, run->balances.v + failed, k);
     }
-    return accrued_flush(run);
+    return 0;
 }
 
 static void run_free(run_t *run)
 {
     free(run->lines.v);
     free(run->balances.v);
-    free(run->accrued.v);
 }
 
 /* Notes a posting's two lines, amount to the debit account and -amount to the credit account,
@@ -762,8 +721,6 @@ static int post(run_t *run, const posting_t *p)
     if (run->n_posted == 1)
         run->first_seq = seq;
     if ((rc = lines_note(run, seq, debit[p->kind], credit[p->kind], p)))
-        return rc;
-    if (p->kind == KIND_ACCRUAL && (rc = accrued_note(run, p->rep, p->currency, p->amount)))
         return rc;
     funnel_log_debug(lg->log, "ledger: %s %s %lld %s to %s (cause %s)", entry_id,
                      kind_names[p->kind], (long long)p->amount, p->currency, p->rep,
@@ -994,6 +951,15 @@ static int64_t *cap_slot(cap_uses_t *uses, const char *person, const char *curre
     return &u->used;
 }
 
+/* What person has used of the cap in currency (0 before any accrual). */
+static int64_t cap_used(const cap_uses_t *uses, const char *person, const char *currency)
+{
+    for (size_t i = 0; i < uses->n; i++)
+        if (!strcmp(uses->v[i].person, person) && !strcmp(uses->v[i].currency, currency))
+            return uses->v[i].used;
+    return 0;
+}
+
 static int target_add(postings_t *out, const char *subject, kind_t kind, role_t role,
                       const char *rep, const char *currency, int64_t amount, int64_t rate,
                       int64_t at_ms)
@@ -1158,19 +1124,52 @@ static int role_targets(run_t *run, const client_plan_t *cp, role_t role, const 
  * before the account manager's on each, under the cap of each person (one cap for a person in
  * both roles), and their clawbacks. */
 static int client_targets(run_t *run, const client_plan_t *cp, const client_facts_t *f,
-                          postings_t *out)
+                          cap_uses_t *uses, postings_t *out)
 {
-    cap_uses_t uses = {0};
     int rc = 0;
     for (size_t i = 0; i < f->pays.n && !rc; i++) {
         const payment_t *p = &f->pays.v[i];
         if (p->at_ms < cp->start_ms || p->at_ms >= cp->end_ms)
             continue;
-        rc = role_targets(run, cp, ROLE_REP, cp->rep, p, f, &uses, out);
+        rc = role_targets(run, cp, ROLE_REP, cp->rep, p, f, uses, out);
         if (!rc && cp->am[0])
-            rc = role_targets(run, cp, ROLE_AM, cp->am, p, f, &uses, out);
+            rc = role_targets(run, cp, ROLE_AM, cp->am, p, f, uses, out);
     }
-    free(uses.v);
+    return rc;
+}
+
+typedef struct currency {
+    char code[4];
+} currency_t;
+typedef VEC(currency_t) currencies_t;
+
+static int currency_row(sqlite3_stmt *s, void *arg)
+{
+    currencies_t *out = arg;
+    if (VEC_PUSH(*out))
+        return FUNNEL_ENOMEM;
+    col_copy(s, 0, out->v[out->n++].code, sizeof out->v[0].code);
+    return 0;
+}
+
+/* Keeps what the rep and the account manager have accrued on the client after a whole settle
+ * (uses: the cap used per person and currency) in its latest payment row of each currency it
+ * paid in, where payment_settle_alone reads them. */
+static int used_store(run_t *run, const client_plan_t *cp, const cap_uses_t *uses)
+{
+    currencies_t cur = {0};
+    sqlite3_stmt *s = q(run->lg, Q_CURRENCIES);
+    bind_text(s, 1, run->client_id);
+    int rc = rows_each(s, currency_row, &cur);
+    for (size_t i = 0; i < cur.n && !rc; i++) {
+        s = q(run->lg, Q_USED_SET);
+        bind_text(s, 1, run->client_id);
+        sqlite3_bind_int64(s, 2, cap_used(uses, cp->rep, cur.v[i].code));
+        sqlite3_bind_int64(s, 3, cp->am[0] ? cap_used(uses, cp->am, cur.v[i].code) : 0);
+        bind_text(s, 5, cur.v[i].code);
+        rc = exec_done(s);
+    }
+    free(cur.v);
     return rc;
 }
 
@@ -1204,13 +1203,14 @@ static int client_settle(run_t *run)
     client_plan_t cp;
     client_facts_t facts = {0};
     postings_t posted = {0}, targets = {0};
+    cap_uses_t uses = {0};
     int rc;
     if ((rc = client_plan_load(lg, run->client_id, &cp)) ||
         (rc = posted_load(lg, run->client_id, &posted)))
         goto out;
     if (cp.handed_off) {
         if ((rc = client_facts_load(lg, run->client_id, &posted, &facts)) ||
-            (rc = client_targets(run, &cp, &facts, &targets)))
+            (rc = client_targets(run, &cp, &facts, &uses, &targets)))
             goto out;
     }
     if ((rc = deltas_compute(&posted, &targets)))
@@ -1220,9 +1220,12 @@ static int client_settle(run_t *run)
     for (size_t i = 0; i < targets.n && !rc; i++)
         if (targets.v[i].amount)
             rc = post(run, &targets.v[i]);
+    if (!rc && cp.handed_off)
+        rc = used_store(run, &cp, &uses);
 out:
     free(posted.v);
     free(targets.v);
+    free(uses.v);
     client_facts_free(&facts);
     return rc;
 }
@@ -1330,7 +1333,7 @@ static int unmatched_log(run_t *run, const char *payment_id)
 }
 
 /* Seeds the cap use of person in currency with what they accrued on the client so far: column
- * col of s, a running total of ledger_accrued (NULL: 0). */
+ * col of s, a running total of the client's latest payment in the currency (none: 0). */
 static int accrued_seed(sqlite3_stmt *s, int col, cap_uses_t *uses, const char *person,
                         const char *currency)
 {
@@ -1374,11 +1377,11 @@ static int payment_alone_load(run_t *run, const payment_t *p, client_plan_t *cp,
  * traffic: a payment's accruals depend on no later payment (the cap is consumed in event-time
  * order), and when p is the only row of its payment_id, has no refund and is the client's
  * latest payment, the whole-client settle would post exactly p's accruals, in this order,
- * after what each person accrued before: the running total of ledger_accrued, which is what
- * the cap has used and what the int64 overflow check adds to. The other payments' postings
- * already equal their targets. Sets *done when it applied; otherwise the caller settles the
- * whole client. Reading the client's whole history on every payment made the cost of a
- * payment grow with the client's age. */
+ * after what each person accrued before: the running totals of the client's latest payment in
+ * the currency, which are what the cap has used and what the int64 overflow check adds to. The
+ * other payments' postings already equal their targets. Sets *done when it applied; otherwise the
+ * caller settles the whole client. Reading the client's whole history on every payment made the
+ * cost of a payment grow with the client's age. */
 static int payment_settle_alone(run_t *run, const payment_t *p, bool *done)
 {
     client_plan_t cp;
@@ -1402,6 +1405,11 @@ static int payment_settle_alone(run_t *run, const payment_t *p, bool *done)
         if (targets.v[i].amount)
             rc = post(run, &targets.v[i]);
 out:
+    if (!rc && *done) { /* what the payment's row keeps (fact_add) */
+        run->used_known = true;
+        run->rep_used = cap_used(&uses, cp.rep, p->currency);
+        run->am_used = cp.am[0] ? cap_used(&uses, cp.am, p->currency) : 0;
+    }
     free(targets.v);
     free(uses.v);
     return rc;
@@ -1424,7 +1432,11 @@ static int fact_add(run_t *run, enum stmt_id id, const char *const *ids, int n_i
     sqlite3_bind_int64(s, col++, run->cause->occurred_at_ms);
     if (id == Q_PAYMENT_ADD) {
         sqlite3_bind_int64(s, col++, run->n_posted ? run->first_seq : 0);
-        sqlite3_bind_int(s, col, run->n_posted);
+        sqlite3_bind_int(s, col++, run->n_posted);
+        if (run->used_known) { /* else NULL, until the client's settle stores them */
+            sqlite3_bind_int64(s, col, run->rep_used);
+            sqlite3_bind_int64(s, col + 1, run->am_used);
+        }
     }
     return fact_insert(run->lg, s);
 }
@@ -1525,7 +1537,7 @@ static int on_paid(run_t *run, const Funnel__V1__CommissionPaid *p)
     return rc;
 }
 
-/* Applies one input event; its accrual postings are noted in run->accrued. */
+/* Applies one input event. */
 static int ledger_apply(run_t *run, const funnel_envelope_t *env)
 {
     switch (env->body_case) {
