@@ -253,10 +253,15 @@ enum rows_id { R_LINES, R_BALANCES, R_COUNT_ };
     " JOIN ledger_entry e ON e.seq >= f.posted_seq AND e.seq < f.posted_seq + f.posted_n"          \
     " WHERE f.client_id = ?1 AND f.posted_n > 0 AND e.subject_event_id = e.cause_event_id"
 
-/* cols of client ?1's latest payment in currency ?5, the row that holds the running totals. */
+/* cols of client ?1's latest payment in currency ?5, the row that holds the running totals; as a
+ * scalar subquery, not a join, which SQLite would materialize in a temporary table. */
 #define LATEST_IN_CURRENCY(cols)                                                                   \
     "SELECT " cols " FROM ledger_payment WHERE client_id = ?1 AND currency = ?5"                   \
     " ORDER BY at_ms DESC, event_id DESC LIMIT 1"
+
+#define USED_UNKNOWN "(" LATEST_IN_CURRENCY("rep_used IS NULL") ")" /* NULL: no payment */
+#define REP_USED     "(" LATEST_IN_CURRENCY("rep_used") ")"
+#define AM_USED      "(" LATEST_IN_CURRENCY("am_used") ")"
 
 static const char *const stmt_sql[Q_COUNT_] = {
     [Q_HANDOFF_ADD] = "INSERT INTO ledger_handoff(event_id, client_id, from_rep, account_manager,"
@@ -348,27 +353,27 @@ static const char *const stmt_sql[Q_COUNT_] = {
     /* What payment_settle_alone needs of payment event ?3 (payment_id ?2, client ?1, at ?4,
      * currency ?5), before its row is written, in one statement: the client's plan as
      * Q_CLIENT_PLAN reads it; 1 when no row has the payment's payment_id, no refund names that
-     * payment_id, and no payment of the client is later in event time; and what the rep and the
-     * account manager have accrued on the client in the currency (NULL: nothing). */
+     * payment_id, no payment of the client is later in event time and the client's latest
+     * payment in the currency knows its running totals (or there is none); and those totals,
+     * what the rep and the account manager have accrued on the client (NULL: nothing). */
     [Q_PAYMENT_ALONE] =
         "SELECT h.from_rep, h.account_manager, h.at_ms, c.term_months, c.cap_minor,"
         " NOT EXISTS (SELECT 1 FROM ledger_payment WHERE payment_id = ?2)"
         " AND NOT EXISTS (SELECT 1 FROM ledger_refund WHERE payment_id = ?2)"
         " AND NOT EXISTS (SELECT 1 FROM ledger_payment WHERE client_id = ?1"
         "  AND (at_ms > ?4 OR (at_ms = ?4 AND event_id > ?3)))"
-        " AND (u.known IS NULL OR u.rep_used IS NOT NULL), u.rep_used, u.am_used"
+        " AND NOT IFNULL(" USED_UNKNOWN ", 0), " REP_USED ", " AM_USED
         " FROM ledger_handoff h LEFT JOIN ledger_client c ON c.client_id = h.client_id"
-        " LEFT JOIN (" LATEST_IN_CURRENCY(
-            "rep_used, am_used, 1 AS known") ") u"
-                                             " WHERE h.client_id = ?1 ORDER BY h.at_ms, h.event_id "
-                                             "LIMIT 1",
+        " WHERE h.client_id = ?1 ORDER BY h.at_ms, h.event_id LIMIT 1",
     /* The entries a payment's or a refund's event made, when it settled after its row was
      * written. */
     [Q_PAYMENT_POSTED] = "UPDATE ledger_payment SET posted_seq = ?4, posted_n = ?5"
                          " WHERE client_id = ?1 AND at_ms = ?2 AND event_id = ?3",
     [Q_REFUND_POSTED] = "UPDATE ledger_refund SET posted_seq = ?4, posted_n = ?5"
                         " WHERE event_id = ?3",
-    [Q_CURRENCIES] = "SELECT DISTINCT currency FROM ledger_payment WHERE client_id = ?1",
+    /* Repeated as many times as the client paid in it (currency_row keeps each once): DISTINCT
+     * builds a temporary table, a file of its own to open (~50 us). */
+    [Q_CURRENCIES] = "SELECT currency FROM ledger_payment WHERE client_id = ?1",
     /* The running totals into the client's latest payment of currency ?5, when they changed. */
     [Q_USED_SET] = "UPDATE ledger_payment SET rep_used = ?2, am_used = ?3 WHERE client_id = ?1"
                    " AND currency = ?5 AND (rep_used IS NOT ?2 OR am_used IS NOT ?3)"
@@ -1146,6 +1151,10 @@ typedef VEC(currency_t) currencies_t;
 static int currency_row(sqlite3_stmt *s, void *arg)
 {
     currencies_t *out = arg;
+    const char *c = (const char *)sqlite3_column_text(s, 0);
+    for (size_t i = 0; i < out->n; i++)
+        if (!strcmp(out->v[i].code, c ? c : ""))
+            return 0;
     if (VEC_PUSH(*out))
         return FUNNEL_ENOMEM;
     col_copy(s, 0, out->v[out->n++].code, sizeof out->v[0].code);
