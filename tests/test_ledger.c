@@ -997,17 +997,24 @@ static int64_t btree_entries(const char *name)
                      NULL);
 }
 
-/* What a payment or a refund posts on itself is found through its row (the range of its
- * entries), so a backfill's postings are not indexed by client: that index was a page per
- * payment at commit. Only a later event's corrections are (the late p0 moves the cap away from
- * p1 and p2). */
-Test(ledger, postings_on_their_own_cause_are_not_indexed_by_client)
+/* c1, handed off to alice (account manager dave at 2 %) with a cap of 25.00, pays 100.00 in
+ * February and 200.00 in March: alice earns 10.00 + 15.00 (capped), dave 2.00 + 4.00. */
+static void capped_payments_in_order(void)
 {
     plan.cap_minor = 2500;
     plan.account_manager_rate_bp = 200;
     must(fx_handoff("h1", "c1", "alice", "dave", day(2026, 1, 1)));
     must(fx_payment("p1", "pay-1", "c1", 10000, "EUR", day(2026, 2, 1)));
     must(fx_payment("p2", "pay-2", "c1", 20000, "EUR", day(2026, 3, 1)));
+}
+
+/* What a payment or a refund posts on itself is found through its row (the range of its
+ * entries), so a backfill's postings are not indexed by client: that index was a page per
+ * payment at commit. Only a later event's corrections are (the late p0 moves the cap away from
+ * p1 and p2). */
+Test(ledger, postings_on_their_own_cause_are_not_indexed_by_client)
+{
+    capped_payments_in_order();
     must(fx_refund("r2", "ref-2", "pay-2", "c1", 20000, "EUR", day(2026, 3, 2)));
     cr_assert_eq(postings(), 6);
     cr_assert_eq(btree_entries("ledger_entry_client"), 0);
@@ -1027,11 +1034,7 @@ Test(ledger, postings_on_their_own_cause_are_not_indexed_by_client)
  * payment at commit. A whole settle (a late earlier payment moves the cap) stores them again. */
 Test(ledger, a_payment_keeps_the_running_totals_in_its_row)
 {
-    plan.cap_minor = 2500;
-    plan.account_manager_rate_bp = 200;
-    must(fx_handoff("h1", "c1", "alice", "dave", day(2026, 1, 1)));
-    must(fx_payment("p1", "pay-1", "c1", 10000, "EUR", day(2026, 2, 1)));
-    must(fx_payment("p2", "pay-2", "c1", 20000, "EUR", day(2026, 3, 1)));
+    capped_payments_in_order();
     cr_assert_eq(
         query_int("SELECT COUNT(*) FROM sqlite_master WHERE name = 'ledger_accrued'", NULL, NULL),
         0);
