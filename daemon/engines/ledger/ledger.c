@@ -48,6 +48,10 @@
     "DELETE FROM ledger_rate WHERE (payment_event_id, role, rep) IN ("                             \
     "  SELECT subject_event_id, role, rep FROM ledger_entry WHERE kind = 'ACCRUAL');"
 
+/* A posting an event made on another subject than itself (a correction): the postings indexed by
+ * client (step 8). The others are found through the range of their fact's row. */
+#define NOT_SELF "subject_event_id <> cause_event_id"
+
 /* Schema steps of the "ledger" module. Never edit one that has shipped: add a step. */
 static const char *const ledger_steps[] = {
     /* 1: facts, frozen plan, postings, lines, balances */
@@ -155,6 +159,51 @@ static const char *const ledger_steps[] = {
      * row (a month of one rep at 1M leads: 0.17-0.35 s -> 0.06-0.09 s). */
     "DROP INDEX ledger_entry_rep;"
     "CREATE INDEX ledger_entry_rep ON ledger_entry(rep, currency, effective_ms, kind, amount);",
+    /* 8: the index by rep had a right edge per rep and currency (144 in a year of 30 reps, 6
+     * account managers and 4 currencies), so nearly every posting of a batch wrote a page of
+     * its own at commit; the postings indexed in event time grow at one edge. A statement reads
+     * the rep's postings out of every rep's, from the index alone (a year at 1M leads, 540k
+     * postings: ~0.2 s); a payout reads what the payable balance holds and the postings after
+     * its through_ms (Q_DUE). */
+    "DROP INDEX ledger_entry_rep;"
+    "CREATE INDEX ledger_entry_time ON ledger_entry(effective_ms, rep, currency, kind, amount);"
+    /* The index by client was a page per payment at commit too: a settle finds the postings
+     * an event made on its own payment or refund (subject = cause, the whole of a backfill)
+     * through the range of entry seqs the fact's row keeps (written with the row, or updated
+     * in the same event), and only the others (corrections by a later event) through the index
+     * by client. Existing rows get the range of the postings their event caused. */
+    "ALTER TABLE ledger_payment ADD COLUMN posted_seq INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE ledger_payment ADD COLUMN posted_n INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE ledger_refund ADD COLUMN posted_seq INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE ledger_refund ADD COLUMN posted_n INTEGER NOT NULL DEFAULT 0;"
+    "CREATE INDEX ledger_entry_cause_tmp ON ledger_entry(cause_event_id);"
+    "UPDATE ledger_payment SET (posted_seq, posted_n) = (SELECT MIN(seq), COUNT(*)"
+    "  FROM ledger_entry WHERE cause_event_id = ledger_payment.event_id)"
+    "  WHERE event_id IN (SELECT cause_event_id FROM ledger_entry);"
+    "UPDATE ledger_refund SET (posted_seq, posted_n) = (SELECT MIN(seq), COUNT(*)"
+    "  FROM ledger_entry WHERE cause_event_id = ledger_refund.event_id)"
+    "  WHERE event_id IN (SELECT cause_event_id FROM ledger_entry);"
+    "DROP INDEX ledger_entry_cause_tmp;"
+    "DROP INDEX ledger_entry_client;"
+    "CREATE INDEX ledger_entry_client ON ledger_entry(client_id) WHERE " NOT_SELF ";"
+    /* ledger_accrued was a third B-tree a payment wrote at a random place: what the client's
+     * rep and account manager have accrued on it in a currency now sits in the client's latest
+     * payment row of that currency (rep_used, am_used; NULL: not known, settle the client
+     * whole), which the payment writes anyway, beside its client's others. */
+    "ALTER TABLE ledger_payment ADD COLUMN rep_used INTEGER;"
+    "ALTER TABLE ledger_payment ADD COLUMN am_used INTEGER;"
+    "UPDATE ledger_payment SET (rep_used, am_used) = (SELECT"
+    "  IFNULL((SELECT accrued FROM ledger_accrued a WHERE a.client_id = h.client_id"
+    "   AND a.currency = ledger_payment.currency AND a.person = h.from_rep), 0),"
+    "  IFNULL((SELECT accrued FROM ledger_accrued a WHERE a.client_id = h.client_id"
+    "   AND a.currency = ledger_payment.currency AND a.person = h.account_manager), 0)"
+    "  FROM ledger_handoff h WHERE h.client_id = ledger_payment.client_id"
+    "  ORDER BY h.at_ms, h.event_id LIMIT 1)"
+    " WHERE NOT EXISTS (SELECT 1 FROM ledger_payment q"
+    "  WHERE q.client_id = ledger_payment.client_id AND q.currency = ledger_payment.currency"
+    "  AND (q.at_ms > ledger_payment.at_ms"
+    "  OR (q.at_ms = ledger_payment.at_ms AND q.event_id > ledger_payment.event_id)));"
+    "DROP TABLE ledger_accrued;",
 };
 #define LEDGER_STEPS (int)(sizeof ledger_steps / sizeof ledger_steps[0])
 
@@ -176,13 +225,17 @@ enum stmt_id {
     Q_ENTRY_ADD,
     Q_BALANCE_GET,
     Q_PAYMENT_ALONE,
+    Q_PAYMENT_POSTED,
+    Q_REFUND_POSTED,
+    Q_CURRENCIES,
+    Q_USED_SET,
     Q_COUNT_
 };
 
 /* The rows an event writes besides its entries, kept in memory while it settles and written
  * when it is done, up to ROWS_MAX rows per statement (rows_flush): a statement per row made a
  * payment run 15 statements. */
-enum rows_id { R_LINES, R_BALANCES, R_ACCRUED, R_COUNT_ };
+enum rows_id { R_LINES, R_BALANCES, R_COUNT_ };
 #define ROWS_MAX 4
 
 /* col + excluded.col, or NULL (which the NOT NULL column refuses) when the sum would leave the
@@ -192,11 +245,32 @@ enum rows_id { R_LINES, R_BALANCES, R_ACCRUED, R_COUNT_ };
     " <= 9223372036854775807 - excluded." col " THEN " col " + excluded." col " END WHEN " col     \
     " >= -9223372036854775807 - 1 - excluded." col " THEN " col " + excluded." col " END"
 
+/* What Q_POSTED reads of a posting (ledger_entry as e), and the postings facts (as f) of client
+ * ?1 made on themselves. */
+#define POSTED_COLS                                                                                \
+    "e.subject_event_id, e.role, e.rep, e.kind, e.currency, e.amount, e.rate_bp, e.effective_ms"
+#define POSTED_RANGE                                                                               \
+    " JOIN ledger_entry e ON e.seq >= f.posted_seq AND e.seq < f.posted_seq + f.posted_n"          \
+    " WHERE f.client_id = ?1 AND f.posted_n > 0 AND e.subject_event_id = e.cause_event_id"
+
+/* cols of client ?1's latest payment in currency ?5, the row that holds the running totals; as a
+ * scalar subquery, not a join, which SQLite would materialize in a temporary table. */
+#define LATEST_IN_CURRENCY(cols)                                                                   \
+    "SELECT " cols " FROM ledger_payment WHERE client_id = ?1 AND currency = ?5"                   \
+    " ORDER BY at_ms DESC, event_id DESC LIMIT 1"
+
+#define USED_UNKNOWN "(" LATEST_IN_CURRENCY("rep_used IS NULL") ")" /* NULL: no payment */
+#define REP_USED     "(" LATEST_IN_CURRENCY("rep_used") ")"
+#define AM_USED      "(" LATEST_IN_CURRENCY("am_used") ")"
+
 static const char *const stmt_sql[Q_COUNT_] = {
     [Q_HANDOFF_ADD] = "INSERT INTO ledger_handoff(event_id, client_id, from_rep, account_manager,"
                       " at_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+    /* posted_seq and posted_n: the entries the event has made so far; rep_used and am_used:
+     * what payment_settle_alone left the running totals at, or NULL (fact_add). */
     [Q_PAYMENT_ADD] = "INSERT INTO ledger_payment(event_id, payment_id, client_id, currency,"
-                      " amount, at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                      " amount, at_ms, posted_seq, posted_n, rep_used, am_used)"
+                      " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     [Q_REFUND_ADD] = "INSERT INTO ledger_refund(event_id, refund_id, payment_id, client_id,"
                      " currency, amount, at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     [Q_PAYOUT_ADD] = "INSERT INTO ledger_payout(payout_id, event_id, rep, through_ms, at_ms)"
@@ -227,10 +301,12 @@ static const char *const stmt_sql[Q_COUNT_] = {
                   " ORDER BY r.at_ms, r.event_id",
     /* Every client a payment (?1) or a refund (?2) can affect: each client with a row of the
      * payment_id, or of a payment_id the refund_id has ever named. Settling them all reverses
-     * what a client earned before an earlier duplicate moved the payment or refund away. */
-    [Q_CLIENTS_OF] = "SELECT DISTINCT client_id FROM ledger_payment WHERE payment_id = ?1"
-                     " OR payment_id IN (SELECT payment_id FROM ledger_refund"
-                     "  WHERE refund_id = ?2) ORDER BY client_id",
+     * what a client earned before an earlier duplicate moved the payment or refund away. The
+     * rows may repeat a client and come unsorted (other_client_row and clients_settle sort and
+     * fold them): DISTINCT over an OR of the two lookups ran ~1.2 ms a refund. */
+    [Q_CLIENTS_OF] = "SELECT client_id FROM ledger_payment WHERE payment_id = ?1 UNION ALL"
+                     " SELECT p.client_id FROM ledger_refund r JOIN ledger_payment p"
+                     " ON p.payment_id = r.payment_id WHERE r.refund_id = ?2",
     /* Refunds of payment ?2 that this event (?1, the refund or the canonical payment) leaves
      * held because their client or currency differs from the canonical payment's. */
     [Q_UNMATCHED] = "SELECT r.refund_id, r.client_id, r.currency, p.client_id, p.currency,"
@@ -247,40 +323,61 @@ static const char *const stmt_sql[Q_COUNT_] = {
      * payment and beneficiary made the statements per event grow with the history. */
     [Q_RATES] = "SELECT r.payment_event_id, r.role, r.rep, r.rate_bp FROM ledger_payment p"
                 " JOIN ledger_rate r ON r.payment_event_id = p.event_id WHERE p.client_id = ?1",
+    /* The client's postings: corrections through the index by client, and what each of its
+     * payments and refunds posted on itself through the range of entries its event made. */
     [Q_POSTED] = "SELECT subject_event_id, role, rep, kind, currency, SUM(amount), MAX(rate_bp),"
-                 " MIN(effective_ms) FROM ledger_entry WHERE client_id = ?1"
-                 " AND kind IN ('ACCRUAL', 'CLAWBACK')"
+                 " MIN(effective_ms) FROM ("
+                 " SELECT " POSTED_COLS " FROM ledger_entry e WHERE client_id = ?1 AND " NOT_SELF
+                 " UNION ALL SELECT " POSTED_COLS " FROM ledger_payment f" POSTED_RANGE
+                 " UNION ALL SELECT " POSTED_COLS " FROM ledger_refund f" POSTED_RANGE
+                 ") WHERE kind IN ('ACCRUAL', 'CLAWBACK')"
                  " GROUP BY subject_event_id, role, rep, kind, currency",
-    /* Per currency: owed for postings through ?2, minus every payout so far. The rows come in
-     * event-time order, where accruals may run past INT64_MAX before the clawbacks that net
-     * them back, and SQLite's int64 SUM fails on that: the high and low 32 bits of each amount
-     * are summed apart, and due_row adds them up in 128 bits. */
-    [Q_DUE] = "SELECT currency, SUM(v >> 32), SUM(v & 4294967295) FROM ("
-              " SELECT currency, CASE WHEN kind = 'PAYOUT' THEN -amount WHEN effective_ms > ?2"
-              " THEN 0 WHEN kind = 'ACCRUAL' THEN amount ELSE -amount END AS v"
-              " FROM ledger_entry WHERE rep = ?1) GROUP BY currency ORDER BY currency",
+    /* Per currency: owed for postings through ?2, minus every payout so far. Everything owed
+     * (accruals less clawbacks and payouts) is minus the payable balance; what postings after
+     * ?2 add to it is taken back out, read from the index in event time, so a payout reads
+     * the postings after its through_ms, not the rep's history. They come in event-time order,
+     * where accruals may run past INT64_MAX before the clawbacks that net them back, and
+     * SQLite's int64 SUM fails on that: the high and low 32 bits of each amount are summed
+     * apart, and due_row adds them up in 128 bits. */
+    [Q_DUE] = "SELECT b.currency, b.balance, SUM(e.v >> 32), SUM(e.v & 4294967295)"
+              " FROM ledger_balance b LEFT JOIN (SELECT currency, CASE kind WHEN 'ACCRUAL'"
+              " THEN amount WHEN 'CLAWBACK' THEN -amount ELSE 0 END AS v FROM ledger_entry"
+              " WHERE effective_ms > ?2 AND rep = ?1) e ON e.currency = b.currency"
+              " WHERE b.account = 'payable' AND b.rep = ?1 GROUP BY b.currency"
+              " ORDER BY b.currency",
     [Q_ENTRY_ADD] = "INSERT INTO ledger_entry(entry_n, kind, role, rep, client_id,"
                     " cause_event_id, subject_event_id, currency, amount, rate_bp, effective_ms,"
                     " posted_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
     [Q_BALANCE_GET] = "SELECT balance FROM ledger_balance WHERE account = ?1 AND rep = ?2"
                       " AND currency = ?3",
     /* What payment_settle_alone needs of payment event ?3 (payment_id ?2, client ?1, at ?4,
-     * currency ?5), in one statement: the client's plan as Q_CLIENT_PLAN reads it; 1 when the
-     * payment is the only row of its payment_id, no refund names that payment_id, and no
-     * payment of the client is later in event time; and what the rep and the account manager
-     * have accrued on the client in the currency (NULL: nothing). */
+     * currency ?5), before its row is written, in one statement: the client's plan as
+     * Q_CLIENT_PLAN reads it; 1 when no row has the payment's payment_id, no refund names that
+     * payment_id, no payment of the client is later in event time and the client's latest
+     * payment in the currency knows its running totals (or there is none); and those totals,
+     * what the rep and the account manager have accrued on the client (NULL: nothing). */
     [Q_PAYMENT_ALONE] =
         "SELECT h.from_rep, h.account_manager, h.at_ms, c.term_months, c.cap_minor,"
-        " (SELECT count(*) FROM ledger_payment WHERE payment_id = ?2) = 1"
+        " NOT EXISTS (SELECT 1 FROM ledger_payment WHERE payment_id = ?2)"
         " AND NOT EXISTS (SELECT 1 FROM ledger_refund WHERE payment_id = ?2)"
         " AND NOT EXISTS (SELECT 1 FROM ledger_payment WHERE client_id = ?1"
-        "  AND (at_ms > ?4 OR (at_ms = ?4 AND event_id > ?3))),"
-        " (SELECT accrued FROM ledger_accrued a WHERE a.client_id = ?1 AND a.person = h.from_rep"
-        "  AND a.currency = ?5),"
-        " (SELECT accrued FROM ledger_accrued a WHERE a.client_id = ?1"
-        "  AND a.person = h.account_manager AND a.currency = ?5)"
+        "  AND (at_ms > ?4 OR (at_ms = ?4 AND event_id > ?3)))"
+        " AND NOT IFNULL(" USED_UNKNOWN ", 0), " REP_USED ", " AM_USED
         " FROM ledger_handoff h LEFT JOIN ledger_client c ON c.client_id = h.client_id"
         " WHERE h.client_id = ?1 ORDER BY h.at_ms, h.event_id LIMIT 1",
+    /* The entries a payment's or a refund's event made, when it settled after its row was
+     * written. */
+    [Q_PAYMENT_POSTED] = "UPDATE ledger_payment SET posted_seq = ?4, posted_n = ?5"
+                         " WHERE client_id = ?1 AND at_ms = ?2 AND event_id = ?3",
+    [Q_REFUND_POSTED] = "UPDATE ledger_refund SET posted_seq = ?4, posted_n = ?5"
+                        " WHERE event_id = ?3",
+    /* Repeated as many times as the client paid in it (currency_row keeps each once): DISTINCT
+     * builds a temporary table, a file of its own to open (~50 us). */
+    [Q_CURRENCIES] = "SELECT currency FROM ledger_payment WHERE client_id = ?1",
+    /* The running totals into the client's latest payment of currency ?5, when they changed. */
+    [Q_USED_SET] = "UPDATE ledger_payment SET rep_used = ?2, am_used = ?3 WHERE client_id = ?1"
+                   " AND currency = ?5 AND (rep_used IS NOT ?2 OR am_used IS NOT ?3)"
+                   " AND event_id = (" LATEST_IN_CURRENCY("event_id") ")",
 };
 
 /* A multi-row INSERT: head, then row repeated 1 to ROWS_MAX times, then tail. */
@@ -296,12 +393,6 @@ static const struct rows_sql {
     [R_BALANCES] =
         {"INSERT INTO ledger_balance(account, rep, currency, balance) VALUES ", "(?, ?, ?, ?)",
          " ON CONFLICT(account, rep, currency) DO UPDATE SET balance = " CHECKED_ADD("balance"), 4},
-    /* What an event's accruals add to each person's running total on a client. */
-    [R_ACCRUED] = {"INSERT INTO ledger_accrued(client_id, person, currency, accrued) VALUES ",
-                   "(?, ?, ?, ?)",
-                   " ON CONFLICT(client_id, person, currency) DO UPDATE SET accrued = " CHECKED_ADD(
-                       "accrued"),
-                   4},
 };
 
 struct funnel_ledger {
@@ -345,15 +436,6 @@ typedef struct posting {
         size_t n, cap;                                                                             \
     }
 
-/* What one event's accrual postings add to one running total of ledger_accrued. The sum is
- * kept in 128 bits because a settle posts its corrections in event-time order, where a top-up
- * may come before the reversal that nets it back; the total it ends with fits (the caps and
- * the overflow checks of the accruals bound it), the steps on the way need not. */
-typedef struct accrued_delta {
-    char client[ID_BUF], person[ID_BUF], currency[4];
-    __int128 delta;
-} accrued_delta_t;
-
 /* One line of a posting (R_LINES). */
 typedef struct line_row {
     int64_t seq;
@@ -375,11 +457,14 @@ typedef struct run {
     const funnel_envelope_t *cause;
     const char *client_id; /* "" for payouts */
     int64_t now_ms;
-    int n_posted; /* numbers entry ids: "ledger:<cause>#<n>" */
+    int n_posted;      /* numbers entry ids: "ledger:<cause>#<n>" */
+    int64_t first_seq; /* of the event's first entry; the others follow it */
+    /* What payment_settle_alone left the client's running totals at, for the payment's row. */
+    bool used_known;
+    int64_t rep_used, am_used;
     /* Written when the event is done (run_flush): nothing the event reads. */
     VEC(line_row_t) lines;
     VEC(balance_row_t) balances;
-    VEC(accrued_delta_t) accrued;
 } run_t;
 
 typedef struct payment {
@@ -459,29 +544,6 @@ static bool add_ok(int64_t a, int64_t b, int64_t *out)
 
 /* ---- postings ---------------------------------------------------------------------------- */
 
-/* Adds an accrual posting of the run's client to its running total (accrued_flush writes it). */
-static int accrued_note(run_t *run, const char *person, const char *currency, int64_t amount)
-{
-    accrued_delta_t *d = NULL;
-    for (size_t i = 0; i < run->accrued.n && !d; i++) {
-        accrued_delta_t *x = &run->accrued.v[i];
-        if (!strcmp(x->client, run->client_id) && !strcmp(x->person, person) &&
-            !strcmp(x->currency, currency))
-            d = x;
-    }
-    if (!d) {
-        if (VEC_PUSH(run->accrued))
-            return FUNNEL_ENOMEM;
-        d = &run->accrued.v[run->accrued.n++];
-        str_copy(d->client, sizeof d->client, run->client_id);
-        str_copy(d->person, sizeof d->person, person);
-        str_copy(d->currency, sizeof d->currency, currency);
-        d->delta = 0;
-    }
-    d->delta += amount;
-    return 0;
-}
-
 /* Binds a row of rows_sql[id] from its parameter `first` on. */
 typedef void (*row_bind_fn)(sqlite3_stmt *s, int first, const void *row);
 
@@ -514,48 +576,13 @@ static void line_bind(sqlite3_stmt *s, int first, const void *row)
     sqlite3_bind_int64(s, first + 2, l->amount);
 }
 
-/* The row shape of R_BALANCES and R_ACCRUED: a key of three texts and an amount. */
-static void key_amount_bind(sqlite3_stmt *s, int first, const char *a, const char *b, const char *c,
-                            int64_t amount)
-{
-    bind_text(s, first, a);
-    bind_text(s, first + 1, b);
-    bind_text(s, first + 2, c);
-    sqlite3_bind_int64(s, first + 3, amount);
-}
-
 static void balance_bind(sqlite3_stmt *s, int first, const void *row)
 {
     const balance_row_t *b = row;
-    key_amount_bind(s, first, b->account, b->rep, b->currency, b->delta);
-}
-
-/* Only deltas accrued_flush has checked against int64 are bound. */
-static void accrued_bind(sqlite3_stmt *s, int first, const void *row)
-{
-    const accrued_delta_t *d = row;
-    key_amount_bind(s, first, d->client, d->person, d->currency, (int64_t)d->delta);
-}
-
-/* Adds the event's accrual postings to the running totals, once per total. Every total ends
- * at what its person may earn on the client (>= 0, and checked against int64 by the settle),
- * so a delta or a sum past int64 would mean the postings broke those bounds: that is a bug,
- * reported as a store failure (the batch rolls back) rather than a wrapped total. */
-static int accrued_flush(run_t *run)
-{
-    size_t bad = run->accrued.n;
-    for (size_t i = 0; i < run->accrued.n && bad == run->accrued.n; i++)
-        if (run->accrued.v[i].delta < INT64_MIN || run->accrued.v[i].delta > INT64_MAX)
-            bad = i;
-    if (bad == run->accrued.n && !rows_flush(run->lg, R_ACCRUED, run->accrued.v, run->accrued.n,
-                                             sizeof *run->accrued.v, accrued_bind, &bad))
-        return 0;
-    const accrued_delta_t *d = &run->accrued.v[bad];
-    funnel_log_error(run->lg->log,
-                     "ledger: the accruals of %s in %s on client %s left the int64 range "
-                     "(cause %s)",
-                     d->person, d->currency, d->client, run->cause->event_id);
-    return FUNNEL_ESTORE;
+    bind_text(s, first, b->account);
+    bind_text(s, first + 1, b->rep);
+    bind_text(s, first + 2, b->currency);
+    sqlite3_bind_int64(s, first + 3, b->delta);
 }
 
 /* The stored balance of b's account, rep and currency (0 without a row). */
@@ -597,8 +624,8 @@ static int balances_refuse(run_t *run, const balance_row_t *rows, size_t n)
     return FUNNEL_ESTORE;
 }
 
-/* Writes the event's lines, balances and running totals. A balance that would leave int64
- * fails its statement whole (NOT NULL, see CHECKED_ADD) and refuses the event. */
+/* Writes the event's lines and balances. A balance that would leave int64 fails its statement
+ * whole (NOT NULL, see CHECKED_ADD) and refuses the event. */
 static int run_flush(run_t *run)
 {
     funnel_ledger_t *lg = run->lg;
@@ -614,14 +641,13 @@ static int run_flush(run_t *run)
         size_t k = run->balances.n - failed < ROWS_MAX ? run->balances.n - failed : ROWS_MAX;
         return balances_refuse(run, run->balances.v + failed, k);
     }
-    return accrued_flush(run);
+    return 0;
 }
 
 static void run_free(run_t *run)
 {
     free(run->lines.v);
     free(run->balances.v);
-    free(run->accrued.v);
 }
 
 /* Notes a posting's two lines, amount to the debit account and -amount to the credit account,
@@ -697,9 +723,9 @@ static int post(run_t *run, const posting_t *p)
     if (rc)
         return rc;
     int64_t seq = sqlite3_last_insert_rowid(lg->db);
+    if (run->n_posted == 1)
+        run->first_seq = seq;
     if ((rc = lines_note(run, seq, debit[p->kind], credit[p->kind], p)))
-        return rc;
-    if (p->kind == KIND_ACCRUAL && (rc = accrued_note(run, p->rep, p->currency, p->amount)))
         return rc;
     funnel_log_debug(lg->log, "ledger: %s %s %lld %s to %s (cause %s)", entry_id,
                      kind_names[p->kind], (long long)p->amount, p->currency, p->rep,
@@ -930,6 +956,15 @@ static int64_t *cap_slot(cap_uses_t *uses, const char *person, const char *curre
     return &u->used;
 }
 
+/* What person has used of the cap in currency (0 before any accrual). */
+static int64_t cap_used(const cap_uses_t *uses, const char *person, const char *currency)
+{
+    for (size_t i = 0; i < uses->n; i++)
+        if (!strcmp(uses->v[i].person, person) && !strcmp(uses->v[i].currency, currency))
+            return uses->v[i].used;
+    return 0;
+}
+
 static int target_add(postings_t *out, const char *subject, kind_t kind, role_t role,
                       const char *rep, const char *currency, int64_t amount, int64_t rate,
                       int64_t at_ms)
@@ -1094,19 +1129,56 @@ static int role_targets(run_t *run, const client_plan_t *cp, role_t role, const 
  * before the account manager's on each, under the cap of each person (one cap for a person in
  * both roles), and their clawbacks. */
 static int client_targets(run_t *run, const client_plan_t *cp, const client_facts_t *f,
-                          postings_t *out)
+                          cap_uses_t *uses, postings_t *out)
 {
-    cap_uses_t uses = {0};
     int rc = 0;
     for (size_t i = 0; i < f->pays.n && !rc; i++) {
         const payment_t *p = &f->pays.v[i];
         if (p->at_ms < cp->start_ms || p->at_ms >= cp->end_ms)
             continue;
-        rc = role_targets(run, cp, ROLE_REP, cp->rep, p, f, &uses, out);
+        rc = role_targets(run, cp, ROLE_REP, cp->rep, p, f, uses, out);
         if (!rc && cp->am[0])
-            rc = role_targets(run, cp, ROLE_AM, cp->am, p, f, &uses, out);
+            rc = role_targets(run, cp, ROLE_AM, cp->am, p, f, uses, out);
     }
-    free(uses.v);
+    return rc;
+}
+
+typedef struct currency {
+    char code[4];
+} currency_t;
+typedef VEC(currency_t) currencies_t;
+
+static int currency_row(sqlite3_stmt *s, void *arg)
+{
+    currencies_t *out = arg;
+    const char *c = (const char *)sqlite3_column_text(s, 0);
+    for (size_t i = 0; i < out->n; i++)
+        if (!strcmp(out->v[i].code, c ? c : ""))
+            return 0;
+    if (VEC_PUSH(*out))
+        return FUNNEL_ENOMEM;
+    col_copy(s, 0, out->v[out->n++].code, sizeof out->v[0].code);
+    return 0;
+}
+
+/* Keeps what the rep and the account manager have accrued on the client after a whole settle
+ * (uses: the cap used per person and currency) in its latest payment row of each currency it
+ * paid in, where payment_settle_alone reads them. */
+static int used_store(run_t *run, const client_plan_t *cp, const cap_uses_t *uses)
+{
+    currencies_t cur = {0};
+    sqlite3_stmt *s = q(run->lg, Q_CURRENCIES);
+    bind_text(s, 1, run->client_id);
+    int rc = rows_each(s, currency_row, &cur);
+    for (size_t i = 0; i < cur.n && !rc; i++) {
+        s = q(run->lg, Q_USED_SET);
+        bind_text(s, 1, run->client_id);
+        sqlite3_bind_int64(s, 2, cap_used(uses, cp->rep, cur.v[i].code));
+        sqlite3_bind_int64(s, 3, cp->am[0] ? cap_used(uses, cp->am, cur.v[i].code) : 0);
+        bind_text(s, 5, cur.v[i].code);
+        rc = exec_done(s);
+    }
+    free(cur.v);
     return rc;
 }
 
@@ -1140,13 +1212,14 @@ static int client_settle(run_t *run)
     client_plan_t cp;
     client_facts_t facts = {0};
     postings_t posted = {0}, targets = {0};
+    cap_uses_t uses = {0};
     int rc;
     if ((rc = client_plan_load(lg, run->client_id, &cp)) ||
         (rc = posted_load(lg, run->client_id, &posted)))
         goto out;
     if (cp.handed_off) {
         if ((rc = client_facts_load(lg, run->client_id, &posted, &facts)) ||
-            (rc = client_targets(run, &cp, &facts, &targets)))
+            (rc = client_targets(run, &cp, &facts, &uses, &targets)))
             goto out;
     }
     if ((rc = deltas_compute(&posted, &targets)))
@@ -1156,9 +1229,12 @@ static int client_settle(run_t *run)
     for (size_t i = 0; i < targets.n && !rc; i++)
         if (targets.v[i].amount)
             rc = post(run, &targets.v[i]);
+    if (!rc && cp.handed_off)
+        rc = used_store(run, &cp, &uses);
 out:
     free(posted.v);
     free(targets.v);
+    free(uses.v);
     client_facts_free(&facts);
     return rc;
 }
@@ -1205,10 +1281,18 @@ static int other_client_row(sqlite3_stmt *s, void *arg)
     const char *c = (const char *)sqlite3_column_text(s, 0);
     if (!c || strcmp(c, o->own) == 0)
         return 0;
+    for (size_t i = 0; i < o->list.n; i++)
+        if (!strcmp(o->list.v[i].id, c))
+            return 0;
     if (VEC_PUSH(o->list))
         return FUNNEL_ENOMEM;
     col_copy(s, 0, o->list.v[o->list.n++].id, ID_BUF);
     return 0;
+}
+
+static int client_id_cmp(const void *a, const void *b)
+{
+    return strcmp(((const client_id_t *)a)->id, ((const client_id_t *)b)->id);
 }
 
 static int clients_settle(run_t *run, const char *payment_id, const char *refund_id)
@@ -1221,6 +1305,8 @@ static int clients_settle(run_t *run, const char *payment_id, const char *refund
     if (refund_id)
         bind_text(s, 2, refund_id);
     int rc = rows_each(s, other_client_row, &o);
+    if (!rc && o.list.n) /* in client_id order, as SQLite's BINARY collation sorts */
+        qsort(o.list.v, o.list.n, sizeof *o.list.v, client_id_cmp);
     if (!rc)
         rc = client_settle(run);
     for (size_t i = 0; i < o.list.n && !rc; i++) {
@@ -1256,7 +1342,7 @@ static int unmatched_log(run_t *run, const char *payment_id)
 }
 
 /* Seeds the cap use of person in currency with what they accrued on the client so far: column
- * col of s, a running total of ledger_accrued (NULL: 0). */
+ * col of s, a running total of the client's latest payment in the currency (none: 0). */
 static int accrued_seed(sqlite3_stmt *s, int col, cap_uses_t *uses, const char *person,
                         const char *currency)
 {
@@ -1300,11 +1386,11 @@ static int payment_alone_load(run_t *run, const payment_t *p, client_plan_t *cp,
  * traffic: a payment's accruals depend on no later payment (the cap is consumed in event-time
  * order), and when p is the only row of its payment_id, has no refund and is the client's
  * latest payment, the whole-client settle would post exactly p's accruals, in this order,
- * after what each person accrued before: the running total of ledger_accrued, which is what
- * the cap has used and what the int64 overflow check adds to. The other payments' postings
- * already equal their targets. Sets *done when it applied; otherwise the caller settles the
- * whole client. Reading the client's whole history on every payment made the cost of a
- * payment grow with the client's age. */
+ * after what each person accrued before: the running totals of the client's latest payment in
+ * the currency, which are what the cap has used and what the int64 overflow check adds to. The
+ * other payments' postings already equal their targets. Sets *done when it applied; otherwise the
+ * caller settles the whole client. Reading the client's whole history on every payment made the
+ * cost of a payment grow with the client's age. */
 static int payment_settle_alone(run_t *run, const payment_t *p, bool *done)
 {
     client_plan_t cp;
@@ -1328,29 +1414,64 @@ static int payment_settle_alone(run_t *run, const payment_t *p, bool *done)
         if (targets.v[i].amount)
             rc = post(run, &targets.v[i]);
 out:
+    if (!rc && *done) { /* what the payment's row keeps (fact_add) */
+        run->used_known = true;
+        run->rep_used = cap_used(&uses, cp.rep, p->currency);
+        run->am_used = cp.am[0] ? cap_used(&uses, cp.am, p->currency) : 0;
+    }
     free(targets.v);
     free(uses.v);
     return rc;
 }
 
-/* Records a payment or a refund (ids: payment_id, or refund_id and payment_id, in the column
- * order of its insert) and settles every client it affects. */
-static int money_fact(run_t *run, enum stmt_id id, const char *const *ids, int n_ids,
-                      const char *client, const Funnel__V1__Money *m)
+/* Writes the row of a payment or a refund (ids: payment_id, or refund_id and payment_id, in the
+ * column order of its insert); a payment's row takes the range of the entries the event has
+ * made so far (none, or those of payment_settle_alone). */
+static int fact_add(run_t *run, enum stmt_id id, const char *const *ids, int n_ids,
+                    const Funnel__V1__Money *m)
 {
     sqlite3_stmt *s = q(run->lg, id);
     int col = 1;
     bind_text(s, col++, run->cause->event_id);
     for (int i = 0; i < n_ids; i++)
         bind_text(s, col++, ids[i]);
-    bind_text(s, col++, client);
+    bind_text(s, col++, run->client_id);
     bind_text(s, col++, m->currency);
     sqlite3_bind_int64(s, col++, m->minor);
-    sqlite3_bind_int64(s, col, run->cause->occurred_at_ms);
+    sqlite3_bind_int64(s, col++, run->cause->occurred_at_ms);
+    if (id == Q_PAYMENT_ADD) {
+        sqlite3_bind_int64(s, col++, run->n_posted ? run->first_seq : 0);
+        sqlite3_bind_int(s, col++, run->n_posted);
+        if (run->used_known) { /* else NULL, until the client's settle stores them */
+            sqlite3_bind_int64(s, col, run->rep_used);
+            sqlite3_bind_int64(s, col + 1, run->am_used);
+        }
+    }
+    return fact_insert(run->lg, s);
+}
+
+/* Keeps in the row of the event's payment or refund (id: Q_PAYMENT_POSTED or Q_REFUND_POSTED)
+ * the range of the entries its settles made, which Q_POSTED reads them through. */
+static int fact_posted(run_t *run, enum stmt_id id)
+{
+    if (!run->n_posted)
+        return 0;
+    sqlite3_stmt *s = q(run->lg, id);
+    bind_text(s, 1, run->client_id);
+    sqlite3_bind_int64(s, 2, run->cause->occurred_at_ms);
+    bind_text(s, 3, run->cause->event_id);
+    sqlite3_bind_int64(s, 4, run->first_seq);
+    sqlite3_bind_int(s, 5, run->n_posted);
+    return exec_done(s);
+}
+
+/* Records a payment or a refund (ids as fact_add has them) and settles every client it affects.
+ * A payment that settles alone is written after its postings, with their range. */
+static int money_fact(run_t *run, enum stmt_id id, const char *const *ids, int n_ids,
+                      const char *client, const Funnel__V1__Money *m)
+{
+    int rc;
     run->client_id = client;
-    int rc = fact_insert(run->lg, s);
-    if (rc)
-        return rc;
     /* A payment that settles alone has no refund, so none of them is held (unmatched_log). */
     if (n_ids == 1) {
         payment_t p = {.amount = m->minor, .at_ms = run->cause->occurred_at_ms};
@@ -1358,12 +1479,15 @@ static int money_fact(run_t *run, enum stmt_id id, const char *const *ids, int n
         str_copy(p.payment_id, sizeof p.payment_id, ids[0]);
         str_copy(p.currency, sizeof p.currency, m->currency ? m->currency : "");
         bool done;
-        if ((rc = payment_settle_alone(run, &p, &done)) || done)
+        if ((rc = payment_settle_alone(run, &p, &done)))
             return rc;
+        if (done)
+            return fact_add(run, id, ids, n_ids, m);
     }
-    if ((rc = unmatched_log(run, ids[n_ids - 1])))
+    if ((rc = fact_add(run, id, ids, n_ids, m)) || (rc = unmatched_log(run, ids[n_ids - 1])))
         return rc;
-    return n_ids == 1 ? clients_settle(run, ids[0], NULL) : clients_settle(run, NULL, ids[0]);
+    rc = n_ids == 1 ? clients_settle(run, ids[0], NULL) : clients_settle(run, NULL, ids[0]);
+    return rc ? rc : fact_posted(run, n_ids == 1 ? Q_PAYMENT_POSTED : Q_REFUND_POSTED);
 }
 
 /* Pays what is due through through_ms, per currency; a payout_id seen before does nothing. */
@@ -1379,8 +1503,9 @@ static int due_row(sqlite3_stmt *s, void *arg)
     due_t *d = arg;
     char currency[4];
     col_copy(s, 0, currency, sizeof currency);
-    __int128 due =
-        (__int128)sqlite3_column_int64(s, 1) * ((__int128)1 << 32) + sqlite3_column_int64(s, 2);
+    __int128 later =
+        (__int128)sqlite3_column_int64(s, 2) * ((__int128)1 << 32) + sqlite3_column_int64(s, 3);
+    __int128 due = -(__int128)sqlite3_column_int64(s, 1) - later;
     /* Nothing due, or the rep owes (clawbacks after a payout): carried forward. */
     if (due <= 0)
         return 0;
@@ -1421,7 +1546,7 @@ static int on_paid(run_t *run, const Funnel__V1__CommissionPaid *p)
     return rc;
 }
 
-/* Applies one input event; its accrual postings are noted in run->accrued. */
+/* Applies one input event. */
 static int ledger_apply(run_t *run, const funnel_envelope_t *env)
 {
     switch (env->body_case) {

@@ -25,10 +25,11 @@
  * - Postings are append-only (SQLite triggers refuse UPDATE and DELETE) and double-entry: each
  *   has two lines in the accounts expense, payable and paid of one rep and currency, signed
  *   debit-positive, summing to zero. A correction is a new posting of the same kind with a
- *   negative amount. Balances per (account, rep, currency) are kept beside the lines, and so is
- *   each person's running accrued total per (client, currency) (ledger_accrued): what a payment
- *   in event-time order needs of the history, read as one row. A rate is frozen in the
- *   postings of its accrual; ledger_rate holds only the rates of accruals of 0.
+ *   negative amount. Balances per (account, rep, currency) are kept beside the lines, and what
+ *   the client's rep and account manager have accrued on it per currency in the client's latest
+ *   payment row of that currency: what a payment in event-time order needs of the history, read
+ *   from the row beside the one it writes. A rate is frozen in the postings of its accrual;
+ *   ledger_rate holds only the rates of accruals of 0.
  * - Payouts: commission.paid {payout_id, rep, through_ms} posts, per currency, what is payable
  *   for postings with event time <= through_ms minus everything paid before, when positive. A
  *   repeated payout_id changes nothing. A payout is a fact of its arrival: events arriving later

@@ -147,10 +147,14 @@ static int line_append(funnel_ledger_section_t *sec, size_t *cap, const funnel_l
     return 0;
 }
 
-/* Whether the rep has a posting at any time (an empty statement may just be a quiet period). */
+/* Whether the rep has a posting at any time (an empty statement may just be a quiet period):
+ * every posting has a line in its rep's payable account, whose balance row is never deleted
+ * (`ledger check` reports postings without a balance). The postings are indexed in event time,
+ * where looking for an unknown rep would read them all. */
 static int rep_known_load(funnel_store_t *store, const char *rep, funnel_ledger_statement_t *st)
 {
-    sqlite3_stmt *s = prepare(store, "SELECT EXISTS (SELECT 1 FROM ledger_entry WHERE rep = ?1)");
+    sqlite3_stmt *s = prepare(store, "SELECT EXISTS (SELECT 1 FROM ledger_balance"
+                                     " WHERE account = 'payable' AND rep = ?1)");
     if (!s)
         return FUNNEL_ESTORE;
     sqlite3_bind_text(s, 1, rep, -1, SQLITE_STATIC);
