@@ -797,7 +797,7 @@ static void assert_next_event_id(world_t *w, int64_t id)
 #define BEFORE_7                                                                                   \
     "CREATE TABLE old_t (lead_id TEXT NOT NULL, at_ms INTEGER NOT NULL, touch_id NOT NULL,"        \
     "  tag_id INTEGER NOT NULL, PRIMARY KEY (lead_id, at_ms, touch_id)) WITHOUT ROWID;"            \
-    "INSERT INTO old_t SELECT lead_id, at_ms, touch_id, tag_id FROM attr_touches;"                 \
+    "INSERT INTO old_t SELECT lead_id, day * 86400000 + ms, touch_id, tag_id FROM attr_touches;"   \
     "DROP TABLE attr_touches; ALTER TABLE old_t RENAME TO attr_touches;"                           \
     "ALTER TABLE attr_payments DROP COLUMN posts;"                                                 \
     "CREATE INDEX attr_posts_by_payment ON attr_posts(payment_id);"
@@ -1349,6 +1349,63 @@ Test(engine, a_tag_of_a_rolled_back_touch_is_stored_again)
     world_close(&b);
 }
 
+/* Touches are 40% of the events and almost all of their leads have no client yet; payments
+ * are most of the rest and almost none is refunded. Neither looks up what it does not have,
+ * also after a restart, and one that has it is still settled. */
+Test(engine, a_touch_without_handoff_or_a_payment_without_refund_looks_up_nothing)
+{
+    static world_t w;
+    sql_counter_t clients = {.needle = "FROM attr_handoffs WHERE lead_id"};
+    sql_counter_t refunds = {.needle = "FROM attr_refunds WHERE payment_id"};
+    world_journey(&w, FUNNEL_ATTR_ALL_MODELS);
+    world_restart_engine(&w);
+    sqlite3 *db = funnel_store_db(w.store);
+    sqlite3_trace_v2(db, SQLITE_TRACE_STMT, sql_count, &clients);
+    world_apply(&w, "lead.touched", TOUCH_JSON("e-n1", "L-new", "fresh"));
+    sqlite3_trace_v2(db, SQLITE_TRACE_STMT, sql_count, &refunds);
+    world_apply(&w, "payment.received", PAY_JSON("e-n2", "1700090000000", "P-new"));
+    sqlite3_trace_v2(db, 0, NULL, NULL);
+    cr_assert_eq(clients.n, 0, "the clients of a lead without handoff were looked up");
+    cr_assert_eq(refunds.n, 0, "the refunds of a payment without refund were looked up");
+    /* L1 has a client, P1 refunds, both from before the restart: still settled */
+    fx_engine_out_clear(&w.eng);
+    world_apply(&w, "lead.touched",
+                "{\"eventId\":\"e-n3\",\"occurredAtMs\":1699990000000,\"leadId\":\"L1\","
+                "\"touch\":{\"campaign\":\"late\",\"atMs\":1699990000000}}");
+    cr_assert_gt(w.eng.n_out, 0, "the touch re-settles L1's client");
+    world_restart_engine(&w);
+    fx_engine_out_clear(&w.eng);
+    world_apply(&w, "payment.refunded",
+                "{\"eventId\":\"e-n4\",\"occurredAtMs\":1700500000000,\"refundId\":\"R1\","
+                "\"paymentId\":\"P1\",\"clientId\":\"C1\",\"amount\":{\"minor\":33331,"
+                "\"currency\":\"EUR\"}}");
+    cr_assert_eq(w.eng.n_out, 0, "a duplicate refund changes nothing");
+    world_close(&w);
+}
+
+/* A refund that comes before its payment, with a restart between: the payment still finds it. */
+Test(engine, a_refund_before_its_payment_and_a_restart_is_still_found)
+{
+    static world_t a, b;
+    static const char refund[] =
+        "{\"eventId\":\"e-rf\",\"occurredAtMs\":1700500000000,\"refundId\":\"RF\","
+        "\"paymentId\":\"PF\",\"clientId\":\"C1\",\"amount\":{\"minor\":100,"
+        "\"currency\":\"EUR\"}}";
+    world_journey(&a, FUNNEL_ATTR_ALL_MODELS);
+    world_journey(&b, FUNNEL_ATTR_ALL_MODELS);
+    world_apply(&a, "payment.refunded", refund);
+    world_apply(&b, "payment.refunded", refund);
+    world_restart_engine(&a);
+    world_apply(&a, "payment.received", PAY_JSON("e-pf", "1700090000000", "PF"));
+    world_apply(&b, "payment.received", PAY_JSON("e-pf", "1700090000000", "PF"));
+    cr_assert_eq(net_of(&a, "linear", NULL), net_of(&b, "linear", NULL));
+    cr_assert_eq(fx_sql_int(funnel_store_db(a.store),
+                            "SELECT count(*) FROM attr_posts WHERE refund_id = 'RF'", NULL),
+                 4, "the refund's entry, one row per line");
+    world_close(&a);
+    world_close(&b);
+}
+
 #undef TOUCH_JSON
 #undef PAY_JSON
 
@@ -1875,7 +1932,7 @@ Test(engine, touches_are_stored_by_day_then_lead)
     }
     char got[256];
     /* the table's own order, its primary key */
-    query_text(&w, "SELECT lead_id, at_ms FROM attr_touches", got, sizeof got);
+    query_text(&w, "SELECT lead_id, day * 86400000 + ms FROM attr_touches", got, sizeof got);
     cr_assert_str_eq(got, "LA|1699000000000\nLB|1699100000000\nLA|1699200000000\n");
     world_close(&w);
 }

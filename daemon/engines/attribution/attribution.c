@@ -212,17 +212,19 @@ static const char *const schema[] = {
     /* 7: a commit wrote about one page per row for every B-tree a batch inserts into at a
      * random place (a lead's, client's or payment's key), and those were most of the engine's
      * pages late in a year. Touches are keyed by their UTC day first: a batch's touches land
-     * on the few pages of their days, and a journey reads its window day by day. The ids of a
+     * on the few pages of their days, and a journey reads its window day by day. (A touch's
+     * time is kept as the milliseconds into its day: 4 bytes, not 6, pay for the day's 2.)
+     * The ids of a
      * payment's posts, appended in runs by each settlement, are listed in its row
      * ("first:count,..."), so attr_posts needs no index by payment. (The payment row stays in
      * a rowid table, appended at its end: one wide row keyed by payment id cost more pages
      * than the narrow index of the ids.) */
     "CREATE TABLE attr_touches_new (day INTEGER NOT NULL, lead_id TEXT NOT NULL,"
-    "  at_ms INTEGER NOT NULL, touch_id NOT NULL, tag_id INTEGER NOT NULL,"
-    "  PRIMARY KEY (day, lead_id, at_ms, touch_id)) WITHOUT ROWID;"
-    "INSERT INTO attr_touches_new SELECT CASE WHEN at_ms >= 0 THEN at_ms / 86400000"
-    "  ELSE -((-(at_ms + 1)) / 86400000) - 1 END, lead_id, at_ms, touch_id, tag_id"
-    "  FROM attr_touches;"
+    "  ms INTEGER NOT NULL, touch_id NOT NULL, tag_id INTEGER NOT NULL,"
+    "  PRIMARY KEY (day, lead_id, ms, touch_id)) WITHOUT ROWID;"
+    "INSERT INTO attr_touches_new SELECT day, lead_id, at_ms - day * 86400000, touch_id,"
+    "  tag_id FROM (SELECT CASE WHEN at_ms >= 0 THEN at_ms / 86400000"
+    "  ELSE -((-(at_ms + 1)) / 86400000) - 1 END AS day, * FROM attr_touches);"
     "DROP TABLE attr_touches;"
     "ALTER TABLE attr_touches_new RENAME TO attr_touches;"
     "ALTER TABLE attr_payments ADD COLUMN posts TEXT NOT NULL DEFAULT '';"
@@ -260,6 +262,8 @@ enum stmt_id {
     S_LINE_GET,
     S_LINE_ADD,
     S_SUM_ADD,
+    S_HANDOFF_LEADS,
+    S_REFUND_PAYMENTS,
     S_COUNT_
 };
 
@@ -294,10 +298,10 @@ static const char *const stmt_sql[S_COUNT_] = {
     /* The lead's touches in [?4, ?5], one seek per day ?2..?3 of it, in time order; touch_ids
      * of one time are put in order after decoding (journey_touches). */
     [S_TOUCHES_GET] = "WITH RECURSIVE d(day) AS (SELECT ?2 UNION ALL SELECT day + 1 FROM d"
-                      " WHERE day < ?3) SELECT t.touch_id, t.at_ms, g.channel, g.source,"
-                      " g.medium, g.campaign FROM d CROSS JOIN attr_touches t"
-                      " JOIN attr_tags g ON g.id = t.tag_id WHERE t.day = d.day"
-                      " AND t.lead_id = ?1 AND t.at_ms BETWEEN ?4 AND ?5 ORDER BY t.at_ms",
+                      " WHERE day < ?3) SELECT t.touch_id, t.day * 86400000 + t.ms AS at_ms,"
+                      " g.channel, g.source, g.medium, g.campaign FROM d CROSS JOIN"
+                      " attr_touches t JOIN attr_tags g ON g.id = t.tag_id WHERE t.day = d.day"
+                      " AND t.lead_id = ?1 AND at_ms BETWEEN ?4 AND ?5 ORDER BY at_ms",
     [S_PAYMENT_GET] = "SELECT client_id, minor, currency, at_ms, posts FROM attr_payments "
                       "WHERE payment_id = ?",
     /* Appends a run of post ids "first:count" to the payment's list (schema 7). */
@@ -326,12 +330,16 @@ static const char *const stmt_sql[S_COUNT_] = {
                    " touch_at_ms) VALUES (?,?,?,?,?,?,?)",
     [S_SUM_ADD] = "INSERT INTO attr_sums VALUES (?,?,?, ?,?,?,?,?,?,?,?,?)"
                   " ON CONFLICT DO UPDATE SET " SUMS_ADD,
+    [S_HANDOFF_LEADS] = "SELECT lead_id FROM attr_handoffs",
+    [S_REFUND_PAYMENTS] = "SELECT payment_id FROM attr_refunds",
 };
 
 /* Kept journeys, one slot per hash of the client id (a newer journey takes the slot): bounds
  * them to this many, a few MB. Kept tags likewise, by hash of their four columns. */
 #define JOURNEY_SLOTS 16384
 #define TAG_SLOTS     1024
+/* Bits of an id filter (128 KiB): under 1% false hits with 50,000 ids. */
+#define FILTER_BITS (1u << 20)
 
 typedef struct kept_journey kept_journey_t;
 typedef struct kept_tag kept_tag_t;
@@ -343,6 +351,8 @@ struct funnel_attribution {
     sqlite3_stmt *st[S_COUNT_];
     kept_journey_t **kept; /* JOURNEY_SLOTS, each NULL or a journey (journey_get) */
     kept_tag_t **tags;     /* TAG_SLOTS, each NULL or an attr_tags row (tag_of) */
+    /* Id filters (filter_has): the leads with a handoff, the payments with a refund. */
+    uint64_t *handoff_leads, *refunded;
 };
 
 /* One line of credit: a journey touch, the unattributed bucket, or a line already posted. */
@@ -781,6 +791,46 @@ static size_t kept_slot(const char *const *text, size_t n, size_t slots)
         while (*p++);
     }
     return (size_t)(h % slots);
+}
+
+/* ---- id filters --------------------------------------------------------------------------
+ *
+ * Most touches are of leads without a client and most payments have no refund: looking for
+ * them costs a statement per event. A filter holds a bit per hash of every id that has one;
+ * a clear bit means none, a set bit means look. Bits are set when a row is stored and never
+ * cleared: a rolled-back row leaves a bit that only costs a look. Filled from the tables when
+ * the engine starts. */
+
+/* The bit of id (NULL reads as "", as stmt_bind binds it). */
+static size_t filter_bit(const char *id)
+{
+    const char *text = id ? id : "";
+    return kept_slot(&text, 1, FILTER_BITS);
+}
+
+static void filter_add(uint64_t *f, const char *id)
+{
+    size_t b = filter_bit(id);
+    f[b / 64] |= 1ull << (b % 64);
+}
+
+static bool filter_has(const uint64_t *f, const char *id)
+{
+    size_t b = filter_bit(id);
+    return f[b / 64] >> (b % 64) & 1;
+}
+
+/* A new filter of every id in column 0 of statement id. */
+static int filter_fill(funnel_attribution_t *a, enum stmt_id id, uint64_t **out)
+{
+    uint64_t *f = calloc(FILTER_BITS / 64, sizeof *f);
+    if (!(*out = f))
+        return FUNNEL_ENOMEM;
+    sqlite3_stmt *st = a->st[id];
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        filter_add(f, col_text(st, 0));
+    return stmt_done(st, rc);
 }
 
 static bool config_same(const funnel_attribution_config_t *x, const funnel_attribution_config_t *y)
@@ -1229,9 +1279,13 @@ static int entry_settle(run_t *r, const entry_t *e, const journey_t *j, const in
 
 static int refunds_read(run_t *r, const payment_t *pay, refund_t **out, size_t *n_out)
 {
-    sqlite3_stmt *st = stmt_bind(r->a, S_REFUNDS_GET, "ss", pay->id, pay->currency);
     refund_t *list = NULL;
     size_t n = 0, cap = 0;
+    *out = NULL;
+    *n_out = 0;
+    if (!filter_has(r->a->refunded, pay->id))
+        return 0;
+    sqlite3_stmt *st = stmt_bind(r->a, S_REFUNDS_GET, "ss", pay->id, pay->currency);
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         if (grow((void **)&list, &cap, n + 1, sizeof *list)) {
@@ -1688,6 +1742,8 @@ static int payment_recompute(run_t *r, const char *payment_id)
 static int lead_recompute(run_t *r, const char *lead_id)
 {
     id_list_t clients = {0};
+    if (!filter_has(r->a->handoff_leads, lead_id))
+        return 0;
     int rc = id_list_read(stmt_bind(r->a, S_CLIENTS_OF_LEAD, "s", lead_id), &clients);
     for (size_t i = 0; !rc && i < clients.n; i++)
         rc = client_recompute(r, clients.ids[i]);
@@ -1780,7 +1836,8 @@ static int touch_add(run_t *r, const char *lead_id, const char *touch_id,
         return rc;
     unsigned char packed[FUNNEL_UUID_BYTES + FUNNEL_ID_MAX + 32];
     size_t len;
-    sqlite3_stmt *st = stmt_bind(r->a, S_TOUCH_ADD, "isi", day_of(at), lead_id, at);
+    int64_t day = day_of(at);
+    sqlite3_stmt *st = stmt_bind(r->a, S_TOUCH_ADD, "isi", day, lead_id, at - day * DAY_MS);
     if (touch_id_pack(touch_id, packed, &len))
         sqlite3_bind_blob(st, 4, packed, (int)len, SQLITE_STATIC);
     else
@@ -1809,6 +1866,7 @@ static int on_refund(run_t *r, const Funnel__V1__PaymentRefunded *b)
         return 0;
     /* A repeated refund_id with an earlier time may move the refund to another payment. */
     int rc = id_list_read(stmt_bind(r->a, S_REFUND_PAYMENT, "s", b->refund_id), &before);
+    filter_add(r->a->refunded, b->payment_id);
     if (!rc)
         rc = stmt_run(stmt_bind(r->a, S_REFUND_ADD, "sssisi", b->refund_id, r->cause->event_id,
                                 b->payment_id, amt->minor, nz(amt->currency),
@@ -1844,6 +1902,8 @@ static int event_apply(run_t *r, const funnel_envelope_t *env)
     }
     case FUNNEL__V1__ENVELOPE__BODY_CLIENT_HANDED_OFF: {
         const Funnel__V1__ClientHandedOff *b = env->client_handed_off;
+        if (b)
+            filter_add(r->a->handoff_leads, b->lead_id);
         if (!b || (rc = stmt_run(stmt_bind(r->a, S_HANDOFF_ADD, "sssi", b->client_id, env->event_id,
                                            b->lead_id, at))))
             return b ? rc : 0;
@@ -1915,6 +1975,9 @@ int funnel_attribution_new(funnel_store_t *store, const funnel_attribution_confi
             goto fail;
         }
     }
+    if ((rc = filter_fill(a, S_HANDOFF_LEADS, &a->handoff_leads)) ||
+        (rc = filter_fill(a, S_REFUND_PAYMENTS, &a->refunded)))
+        goto fail;
     *out = a;
     return 0;
 fail:
@@ -1931,6 +1994,8 @@ void funnel_attribution_destroy(funnel_attribution_t **engine)
     kept_drop_all(*engine);
     free((*engine)->kept);
     free((*engine)->tags);
+    free((*engine)->handoff_leads);
+    free((*engine)->refunded);
     free(*engine);
     *engine = NULL;
 }
