@@ -797,7 +797,7 @@ static void assert_next_event_id(world_t *w, int64_t id)
 #define BEFORE_7                                                                                   \
     "CREATE TABLE old_t (lead_id TEXT NOT NULL, at_ms INTEGER NOT NULL, touch_id NOT NULL,"        \
     "  tag_id INTEGER NOT NULL, PRIMARY KEY (lead_id, at_ms, touch_id)) WITHOUT ROWID;"            \
-    "INSERT INTO old_t SELECT lead_id, day * 86400000 + ms, touch_id, tag_id FROM attr_touches;"   \
+    "INSERT INTO old_t SELECT lead_id, span * 345600000 + ms, touch_id, tag_id FROM attr_touches;" \
     "DROP TABLE attr_touches; ALTER TABLE old_t RENAME TO attr_touches;"                           \
     "ALTER TABLE attr_payments DROP COLUMN posts;"                                                 \
     "CREATE INDEX attr_posts_by_payment ON attr_posts(payment_id);"
@@ -1913,15 +1913,15 @@ Test(engine, a_payments_message_packs_its_credits)
 }
 
 /* A batch's touches land on its lead's key wherever that lead is in a year of leads: one page
- * written per touch. Keyed by their day first, a day's touches of every lead are stored
- * together, and late touches of a lead still make its journey. */
-Test(engine, touches_are_stored_by_day_then_lead)
+ * written per touch. Keyed by their span of 4 days first, a span's touches of every lead are
+ * stored together. */
+Test(engine, touches_are_stored_by_span_then_lead)
 {
     static world_t w;
     world_open(&w, 1u << FUNNEL_ATTR_LINEAR);
     static const char *const touch[][3] = {{"e-a1", "LA", "1699000000000"},
-                                           {"e-b2", "LB", "1699100000000"},
-                                           {"e-a3", "LA", "1699200000000"}};
+                                           {"e-b2", "LB", "1699400000000"},
+                                           {"e-a3", "LA", "1699800000000"}};
     for (size_t i = 0; i < 3; i++) {
         char json[512];
         snprintf(json, sizeof json,
@@ -1932,8 +1932,8 @@ Test(engine, touches_are_stored_by_day_then_lead)
     }
     char got[256];
     /* the table's own order, its primary key */
-    query_text(&w, "SELECT lead_id, day * 86400000 + ms FROM attr_touches", got, sizeof got);
-    cr_assert_str_eq(got, "LA|1699000000000\nLB|1699100000000\nLA|1699200000000\n");
+    query_text(&w, "SELECT lead_id, span * 345600000 + ms FROM attr_touches", got, sizeof got);
+    cr_assert_str_eq(got, "LA|1699000000000\nLB|1699400000000\nLA|1699800000000\n");
     world_close(&w);
 }
 
@@ -1941,32 +1941,34 @@ Test(engine, touches_are_stored_by_day_then_lead)
     "{\"eventId\":\"" id "\",\"occurredAtMs\":" at ",\"leadId\":\"LE\",\"touch\":{"                \
     "\"campaign\":\"" id "\",\"atMs\":" at "}}"
 
-/* The lookback window is read day by day: a touch on its first or last millisecond counts, one
- * a millisecond outside does not, whatever the day boundaries (times before 1970 too). */
+/* The lookback window is read span by span: a touch on its first or last millisecond counts,
+ * one a millisecond outside does not, across a span boundary and before 1970. */
 Test(engine, the_journey_window_holds_its_edges_to_the_millisecond)
 {
     static world_t w;
     world_open(&w, 1u << FUNNEL_ATTR_LINEAR);
     ATTRIBUTION(w.cfg)->lookback_days = 2;
-    /* handoff at -1 day - 1 ms: the window is [-3 days - 1 ms, -1 day - 1 ms], days -4 to -2 */
-    world_apply(&w, "lead.touched", EDGE_TOUCH("before", "-259200002"));
-    world_apply(&w, "lead.touched", EDGE_TOUCH("first", "-259200001"));
-    world_apply(&w, "lead.touched", EDGE_TOUCH("middle", "-172800000"));
-    world_apply(&w, "lead.touched", EDGE_TOUCH("last", "-86400001"));
-    world_apply(&w, "lead.touched", EDGE_TOUCH("after", "-86400000"));
+    /* handoff at 1 day - 1 ms: the window is [-1 day - 1 ms, 1 day - 1 ms], spans -1 and 0 */
+    world_apply(&w, "lead.touched", EDGE_TOUCH("before", "-86400002"));
+    world_apply(&w, "lead.touched", EDGE_TOUCH("first", "-86400001"));
+    world_apply(&w, "lead.touched", EDGE_TOUCH("end", "-1")); /* (0 would read as no time) */
+    world_apply(&w, "lead.touched", EDGE_TOUCH("start", "1"));
+    world_apply(&w, "lead.touched", EDGE_TOUCH("last", "86399999"));
+    world_apply(&w, "lead.touched", EDGE_TOUCH("after", "86400000"));
     world_apply(&w, "client.handed_off",
-                "{\"eventId\":\"e-h\",\"occurredAtMs\":-86400001,\"clientId\":\"CE\","
+                "{\"eventId\":\"e-h\",\"occurredAtMs\":86399999,\"clientId\":\"CE\","
                 "\"leadId\":\"LE\",\"fromRep\":\"rep1\"}");
     fx_engine_out_clear(&w.eng);
     world_apply(&w, "payment.received",
-                "{\"eventId\":\"e-p\",\"occurredAtMs\":1000,\"paymentId\":\"PE\","
+                "{\"eventId\":\"e-p\",\"occurredAtMs\":90000000,\"paymentId\":\"PE\","
                 "\"clientId\":\"CE\",\"amount\":{\"minor\":300,\"currency\":\"EUR\"}}");
     cr_assert_eq(w.eng.n_out, 1);
     const Funnel__V1__AttributionCredited *c = w.eng.out[0]->attribution_credited;
-    cr_assert_eq(c->n_touches, 3);
+    cr_assert_eq(c->n_touches, 4);
     cr_assert_str_eq(c->touches[0]->campaign, "first");
-    cr_assert_str_eq(c->touches[1]->campaign, "middle");
-    cr_assert_str_eq(c->touches[2]->campaign, "last");
+    cr_assert_str_eq(c->touches[1]->campaign, "end");
+    cr_assert_str_eq(c->touches[2]->campaign, "start");
+    cr_assert_str_eq(c->touches[3]->campaign, "last");
     world_close(&w);
 }
 
@@ -1993,7 +1995,7 @@ Test(engine, a_payments_posts_are_found_by_the_ids_its_row_lists)
 }
 
 /* A database of schema 6 (touches by lead, payments by rowid, posts by payment) gets its
- * touches keyed by day and each payment's list of its posts when the engine starts, and goes
+ * touches keyed by span and each payment's list of its posts when the engine starts, and goes
  * on publishing and reporting exactly as one made by schema 7: later payments read journeys
  * of migrated touches, later refunds the migrated lists. */
 Test(engine, schema_7_carries_touches_and_posts_of_a_schema_6_database)
