@@ -1012,6 +1012,29 @@ Test(engine, the_report_of_a_period_reads_only_that_period)
     world_close(&w);
 }
 
+/* Hands client off from lead at handoff_at, then pays minor EUR at paid_at (event ids e-h, e-p,
+ * payment P-<client>): the one message the payment publishes. */
+static const Funnel__V1__AttributionCredited *handed_off_then_paid(world_t *w, const char *client,
+                                                                   const char *lead,
+                                                                   int64_t handoff_at,
+                                                                   int64_t paid_at, int64_t minor)
+{
+    char json[512];
+    snprintf(json, sizeof json,
+             "{\"eventId\":\"e-h\",\"occurredAtMs\":%lld,\"clientId\":\"%s\","
+             "\"leadId\":\"%s\",\"fromRep\":\"rep1\"}",
+             (long long)handoff_at, client, lead);
+    world_apply(w, "client.handed_off", json);
+    fx_engine_out_clear(&w->eng);
+    snprintf(json, sizeof json,
+             "{\"eventId\":\"e-p\",\"occurredAtMs\":%lld,\"paymentId\":\"P-%s\","
+             "\"clientId\":\"%s\",\"amount\":{\"minor\":%lld,\"currency\":\"EUR\"}}",
+             (long long)paid_at, client, client, (long long)minor);
+    world_apply(w, "payment.received", json);
+    cr_assert_eq(w->eng.n_out, 1);
+    return w->eng.out[0]->attribution_credited;
+}
+
 Test(engine, uuid_touch_ids_are_stored_in_16_bytes_and_come_back_as_sent)
 {
     static world_t w;
@@ -1028,15 +1051,8 @@ Test(engine, uuid_touch_ids_are_stored_in_16_bytes_and_come_back_as_sent)
     world_apply(&w, "lead.touched",
                 "{\"eventId\":\"019AD744-upper\",\"occurredAtMs\":1699999000000,"
                 "\"leadId\":\"L1\",\"touch\":{\"campaign\":\"d\"}}");
-    world_apply(&w, "client.handed_off",
-                "{\"eventId\":\"e-h\",\"occurredAtMs\":1700000000000,\"clientId\":\"C1\","
-                "\"leadId\":\"L1\",\"fromRep\":\"rep1\"}");
-    fx_engine_out_clear(&w.eng);
-    world_apply(&w, "payment.received",
-                "{\"eventId\":\"e-p\",\"occurredAtMs\":1700000000001,\"paymentId\":\"P1\","
-                "\"clientId\":\"C1\",\"amount\":{\"minor\":400,\"currency\":\"EUR\"}}");
-    cr_assert_eq(w.eng.n_out, 1);
-    const Funnel__V1__AttributionCredited *c = w.eng.out[0]->attribution_credited;
+    const Funnel__V1__AttributionCredited *c =
+        handed_off_then_paid(&w, "C1", "L1", 1700000000000, 1700000000001, 400);
     static const char *const want[] = {"019AD744-upper", "019ad744-1803-7000-8000-00000000000a",
                                        "019ad744-1803-7000-8000-00000000000b#0",
                                        "019ad744-1803-7000-8000-00000000000b#1"};
@@ -1955,15 +1971,8 @@ Test(engine, the_journey_window_holds_its_edges_to_the_millisecond)
     world_apply(&w, "lead.touched", EDGE_TOUCH("start", "1"));
     world_apply(&w, "lead.touched", EDGE_TOUCH("last", "86399999"));
     world_apply(&w, "lead.touched", EDGE_TOUCH("after", "86400000"));
-    world_apply(&w, "client.handed_off",
-                "{\"eventId\":\"e-h\",\"occurredAtMs\":86399999,\"clientId\":\"CE\","
-                "\"leadId\":\"LE\",\"fromRep\":\"rep1\"}");
-    fx_engine_out_clear(&w.eng);
-    world_apply(&w, "payment.received",
-                "{\"eventId\":\"e-p\",\"occurredAtMs\":90000000,\"paymentId\":\"PE\","
-                "\"clientId\":\"CE\",\"amount\":{\"minor\":300,\"currency\":\"EUR\"}}");
-    cr_assert_eq(w.eng.n_out, 1);
-    const Funnel__V1__AttributionCredited *c = w.eng.out[0]->attribution_credited;
+    const Funnel__V1__AttributionCredited *c =
+        handed_off_then_paid(&w, "CE", "LE", 86399999, 90000000, 300);
     cr_assert_eq(c->n_touches, 4);
     cr_assert_str_eq(c->touches[0]->campaign, "first");
     cr_assert_str_eq(c->touches[1]->campaign, "end");
