@@ -793,6 +793,15 @@ static void assert_next_event_id(world_t *w, int64_t id)
     fx_engine_out_clear(&w->eng);
 }
 
+/* Touches and payments back to their shape before schema 7. */
+#define BEFORE_7                                                                                   \
+    "CREATE TABLE old_t (lead_id TEXT NOT NULL, at_ms INTEGER NOT NULL, touch_id NOT NULL,"        \
+    "  tag_id INTEGER NOT NULL, PRIMARY KEY (lead_id, at_ms, touch_id)) WITHOUT ROWID;"            \
+    "INSERT INTO old_t SELECT lead_id, span * 345600000 + ms, touch_id, tag_id FROM attr_touches;" \
+    "DROP TABLE attr_touches; ALTER TABLE old_t RENAME TO attr_touches;"                           \
+    "ALTER TABLE attr_payments DROP COLUMN posts;"                                                 \
+    "CREATE INDEX attr_posts_by_payment ON attr_posts(payment_id);"
+
 /* Touches back to their shape before schema 5 (the tests' touch ids are all text). */
 #define TOUCHES_BEFORE_5                                                                           \
     "CREATE TABLE old_t (touch_id TEXT PRIMARY KEY, lead_id TEXT NOT NULL,"                        \
@@ -821,6 +830,7 @@ Test(engine, schema_3_stores_each_line_once_and_keeps_every_posting_and_its_id)
     char sql[4096];
     snprintf(
         sql, sizeof sql,
+        BEFORE_7
         "CREATE TABLE old_p AS SELECT " ALL_POSTING_COLUMNS " FROM attr_postings;"
         "DROP VIEW attr_postings; DROP TABLE attr_posts; DROP TABLE attr_lines;"
         "DROP TABLE attr_counter; DROP TABLE attr_models; DROP TABLE attr_sums;" TOUCHES_BEFORE_5
@@ -838,7 +848,7 @@ Test(engine, schema_3_stores_each_line_once_and_keeps_every_posting_and_its_id)
     cr_assert_eq(sqlite3_exec(funnel_store_db(w.store), sql, NULL, NULL, &msg), SQLITE_OK, "%s",
                  msg);
     world_restart_engine(&w);
-    cr_assert_eq(funnel_store_module_version(w.store, "attribution"), 6);
+    cr_assert_eq(funnel_store_module_version(w.store, "attribution"), 7);
     query_text(&w, "SELECT " ALL_POSTING_COLUMNS " FROM attr_postings ORDER BY id", after,
                sizeof after);
     cr_assert_str_eq(after, before, "every posting survives the steps as it was");
@@ -884,6 +894,7 @@ static void schema_4_world(world_t *w, bool back_to_3)
         /* Back to schema 3 as the baseline build leaves it: a row per model, the sequence 5
          * past the last row. */
         snprintf(sql, sizeof sql,
+                 BEFORE_7
                  "CREATE TABLE attr_credits (id INTEGER PRIMARY KEY AUTOINCREMENT,"
                  "  payment_id TEXT NOT NULL, refund_id TEXT NOT NULL, model TEXT NOT NULL,"
                  "  line_id INTEGER NOT NULL REFERENCES attr_lines(id), client_id TEXT NOT NULL,"
@@ -909,7 +920,7 @@ static void schema_4_world(world_t *w, bool back_to_3)
         cr_assert_eq(sqlite3_exec(funnel_store_db(w->store), sql, NULL, NULL, &msg), SQLITE_OK,
                      "%s", msg);
         world_restart_engine(w);
-        cr_assert_eq(funnel_store_module_version(w->store, "attribution"), 6);
+        cr_assert_eq(funnel_store_module_version(w->store, "attribution"), 7);
         assert_next_event_id(w, last + 6);
     } else {
         world_apply(w, "payment.received", P9_JSON);
@@ -1001,6 +1012,29 @@ Test(engine, the_report_of_a_period_reads_only_that_period)
     world_close(&w);
 }
 
+/* Hands client off from lead at handoff_at, then pays minor EUR at paid_at (event ids e-h, e-p,
+ * payment P-<client>): the one message the payment publishes. */
+static const Funnel__V1__AttributionCredited *handed_off_then_paid(world_t *w, const char *client,
+                                                                   const char *lead,
+                                                                   int64_t handoff_at,
+                                                                   int64_t paid_at, int64_t minor)
+{
+    char json[512];
+    snprintf(json, sizeof json,
+             "{\"eventId\":\"e-h\",\"occurredAtMs\":%lld,\"clientId\":\"%s\","
+             "\"leadId\":\"%s\",\"fromRep\":\"rep1\"}",
+             (long long)handoff_at, client, lead);
+    world_apply(w, "client.handed_off", json);
+    fx_engine_out_clear(&w->eng);
+    snprintf(json, sizeof json,
+             "{\"eventId\":\"e-p\",\"occurredAtMs\":%lld,\"paymentId\":\"P-%s\","
+             "\"clientId\":\"%s\",\"amount\":{\"minor\":%lld,\"currency\":\"EUR\"}}",
+             (long long)paid_at, client, client, (long long)minor);
+    world_apply(w, "payment.received", json);
+    cr_assert_eq(w->eng.n_out, 1);
+    return w->eng.out[0]->attribution_credited;
+}
+
 Test(engine, uuid_touch_ids_are_stored_in_16_bytes_and_come_back_as_sent)
 {
     static world_t w;
@@ -1017,15 +1051,8 @@ Test(engine, uuid_touch_ids_are_stored_in_16_bytes_and_come_back_as_sent)
     world_apply(&w, "lead.touched",
                 "{\"eventId\":\"019AD744-upper\",\"occurredAtMs\":1699999000000,"
                 "\"leadId\":\"L1\",\"touch\":{\"campaign\":\"d\"}}");
-    world_apply(&w, "client.handed_off",
-                "{\"eventId\":\"e-h\",\"occurredAtMs\":1700000000000,\"clientId\":\"C1\","
-                "\"leadId\":\"L1\",\"fromRep\":\"rep1\"}");
-    fx_engine_out_clear(&w.eng);
-    world_apply(&w, "payment.received",
-                "{\"eventId\":\"e-p\",\"occurredAtMs\":1700000000001,\"paymentId\":\"P1\","
-                "\"clientId\":\"C1\",\"amount\":{\"minor\":400,\"currency\":\"EUR\"}}");
-    cr_assert_eq(w.eng.n_out, 1);
-    const Funnel__V1__AttributionCredited *c = w.eng.out[0]->attribution_credited;
+    const Funnel__V1__AttributionCredited *c =
+        handed_off_then_paid(&w, "C1", "L1", 1700000000000, 1700000000001, 400);
     static const char *const want[] = {"019AD744-upper", "019ad744-1803-7000-8000-00000000000a",
                                        "019ad744-1803-7000-8000-00000000000b#0",
                                        "019ad744-1803-7000-8000-00000000000b#1"};
@@ -1334,6 +1361,63 @@ Test(engine, a_tag_of_a_rolled_back_touch_is_stored_again)
                             " ON g.id = t.tag_id WHERE g.id IS NULL",
                             NULL),
                  0);
+    world_close(&a);
+    world_close(&b);
+}
+
+/* Touches are 40% of the events and almost all of their leads have no client yet; payments
+ * are most of the rest and almost none is refunded. Neither looks up what it does not have,
+ * also after a restart, and one that has it is still settled. */
+Test(engine, a_touch_without_handoff_or_a_payment_without_refund_looks_up_nothing)
+{
+    static world_t w;
+    sql_counter_t clients = {.needle = "FROM attr_handoffs WHERE lead_id"};
+    sql_counter_t refunds = {.needle = "FROM attr_refunds WHERE payment_id"};
+    world_journey(&w, FUNNEL_ATTR_ALL_MODELS);
+    world_restart_engine(&w);
+    sqlite3 *db = funnel_store_db(w.store);
+    sqlite3_trace_v2(db, SQLITE_TRACE_STMT, sql_count, &clients);
+    world_apply(&w, "lead.touched", TOUCH_JSON("e-n1", "L-new", "fresh"));
+    sqlite3_trace_v2(db, SQLITE_TRACE_STMT, sql_count, &refunds);
+    world_apply(&w, "payment.received", PAY_JSON("e-n2", "1700090000000", "P-new"));
+    sqlite3_trace_v2(db, 0, NULL, NULL);
+    cr_assert_eq(clients.n, 0, "the clients of a lead without handoff were looked up");
+    cr_assert_eq(refunds.n, 0, "the refunds of a payment without refund were looked up");
+    /* L1 has a client, P1 refunds, both from before the restart: still settled */
+    fx_engine_out_clear(&w.eng);
+    world_apply(&w, "lead.touched",
+                "{\"eventId\":\"e-n3\",\"occurredAtMs\":1699990000000,\"leadId\":\"L1\","
+                "\"touch\":{\"campaign\":\"late\",\"atMs\":1699990000000}}");
+    cr_assert_gt(w.eng.n_out, 0, "the touch re-settles L1's client");
+    world_restart_engine(&w);
+    fx_engine_out_clear(&w.eng);
+    world_apply(&w, "payment.refunded",
+                "{\"eventId\":\"e-n4\",\"occurredAtMs\":1700500000000,\"refundId\":\"R1\","
+                "\"paymentId\":\"P1\",\"clientId\":\"C1\",\"amount\":{\"minor\":33331,"
+                "\"currency\":\"EUR\"}}");
+    cr_assert_eq(w.eng.n_out, 0, "a duplicate refund changes nothing");
+    world_close(&w);
+}
+
+/* A refund that comes before its payment, with a restart between: the payment still finds it. */
+Test(engine, a_refund_before_its_payment_and_a_restart_is_still_found)
+{
+    static world_t a, b;
+    static const char refund[] =
+        "{\"eventId\":\"e-rf\",\"occurredAtMs\":1700500000000,\"refundId\":\"RF\","
+        "\"paymentId\":\"PF\",\"clientId\":\"C1\",\"amount\":{\"minor\":100,"
+        "\"currency\":\"EUR\"}}";
+    world_journey(&a, FUNNEL_ATTR_ALL_MODELS);
+    world_journey(&b, FUNNEL_ATTR_ALL_MODELS);
+    world_apply(&a, "payment.refunded", refund);
+    world_apply(&b, "payment.refunded", refund);
+    world_restart_engine(&a);
+    world_apply(&a, "payment.received", PAY_JSON("e-pf", "1700090000000", "PF"));
+    world_apply(&b, "payment.received", PAY_JSON("e-pf", "1700090000000", "PF"));
+    cr_assert_eq(net_of(&a, "linear", NULL), net_of(&b, "linear", NULL));
+    cr_assert_eq(fx_sql_int(funnel_store_db(a.store),
+                            "SELECT count(*) FROM attr_posts WHERE refund_id = 'RF'", NULL),
+                 4, "the refund's entry, one row per line");
     world_close(&a);
     world_close(&b);
 }
@@ -1661,13 +1745,14 @@ Test(engine, schema_6_fills_the_day_sums_from_a_schema_5_database)
             continue;
         char *msg = NULL;
         cr_assert_eq(sqlite3_exec(funnel_store_db(a.store),
+                                  BEFORE_7
                                   "DROP TABLE attr_sums; DELETE FROM attr_tags WHERE id NOT IN"
                                   " (SELECT tag_id FROM attr_touches);"
                                   "UPDATE meta SET value = 5 WHERE key = 'schema.attribution';",
                                   NULL, NULL, &msg),
                      SQLITE_OK, "%s", msg);
         world_restart_engine(&a);
-        cr_assert_eq(funnel_store_module_version(a.store, "attribution"), 6);
+        cr_assert_eq(funnel_store_module_version(a.store, "attribution"), 7);
     }
     static const char *const by[] = {"campaign", "source", "medium", "channel"};
     uint64_t seed = 3;
@@ -1841,4 +1926,130 @@ Test(engine, a_payments_message_packs_its_credits)
     /* 36 credits as one message each of model name, touch, Money, weight were 1,100 bytes */
     cr_assert_leq(len, 480, "%zu bytes", len);
     world_close(&w);
+}
+
+/* A batch's touches land on its lead's key wherever that lead is in a year of leads: one page
+ * written per touch. Keyed by their span of 4 days first, a span's touches of every lead are
+ * stored together. */
+Test(engine, touches_are_stored_by_span_then_lead)
+{
+    static world_t w;
+    world_open(&w, 1u << FUNNEL_ATTR_LINEAR);
+    static const char *const touch[][3] = {{"e-a1", "LA", "1699000000000"},
+                                           {"e-b2", "LB", "1699400000000"},
+                                           {"e-a3", "LA", "1699800000000"}};
+    for (size_t i = 0; i < 3; i++) {
+        char json[512];
+        snprintf(json, sizeof json,
+                 "{\"eventId\":\"%s\",\"occurredAtMs\":%s,\"leadId\":\"%s\",\"touch\":{"
+                 "\"campaign\":\"c%zu\",\"atMs\":%s}}",
+                 touch[i][0], touch[i][2], touch[i][1], i, touch[i][2]);
+        world_apply(&w, "lead.touched", json);
+    }
+    char got[256];
+    /* the table's own order, its primary key */
+    query_text(&w, "SELECT lead_id, span * 345600000 + ms FROM attr_touches", got, sizeof got);
+    cr_assert_str_eq(got, "LA|1699000000000\nLB|1699400000000\nLA|1699800000000\n");
+    world_close(&w);
+}
+
+#define EDGE_TOUCH(id, at)                                                                         \
+    "{\"eventId\":\"" id "\",\"occurredAtMs\":" at ",\"leadId\":\"LE\",\"touch\":{"                \
+    "\"campaign\":\"" id "\",\"atMs\":" at "}}"
+
+/* The lookback window is read span by span: a touch on its first or last millisecond counts,
+ * one a millisecond outside does not, across a span boundary and before 1970. */
+Test(engine, the_journey_window_holds_its_edges_to_the_millisecond)
+{
+    static world_t w;
+    world_open(&w, 1u << FUNNEL_ATTR_LINEAR);
+    ATTRIBUTION(w.cfg)->lookback_days = 2;
+    /* handoff at 1 day - 1 ms: the window is [-1 day - 1 ms, 1 day - 1 ms], spans -1 and 0 */
+    world_apply(&w, "lead.touched", EDGE_TOUCH("before", "-86400002"));
+    world_apply(&w, "lead.touched", EDGE_TOUCH("first", "-86400001"));
+    world_apply(&w, "lead.touched", EDGE_TOUCH("end", "-1")); /* (0 would read as no time) */
+    world_apply(&w, "lead.touched", EDGE_TOUCH("start", "1"));
+    world_apply(&w, "lead.touched", EDGE_TOUCH("last", "86399999"));
+    world_apply(&w, "lead.touched", EDGE_TOUCH("after", "86400000"));
+    const Funnel__V1__AttributionCredited *c =
+        handed_off_then_paid(&w, "CE", "LE", 86399999, 90000000, 300);
+    cr_assert_eq(c->n_touches, 4);
+    cr_assert_str_eq(c->touches[0]->campaign, "first");
+    cr_assert_str_eq(c->touches[1]->campaign, "end");
+    cr_assert_str_eq(c->touches[2]->campaign, "start");
+    cr_assert_str_eq(c->touches[3]->campaign, "last");
+    world_close(&w);
+}
+
+#undef EDGE_TOUCH
+
+/* Posts were found by an index by payment, written at a random place for every post. Now
+ * each settlement's posts are one run of ids, listed in the payment's row. */
+Test(engine, a_payments_posts_are_found_by_the_ids_its_row_lists)
+{
+    static world_t w;
+    world_journey(&w, FUNNEL_ATTR_ALL_MODELS);
+    sqlite3 *db = funnel_store_db(w.store);
+    cr_assert_eq(fx_sql_int(db,
+                            "SELECT count(*) FROM sqlite_master WHERE tbl_name = 'attr_posts'"
+                            " AND type = 'index'",
+                            NULL),
+                 1, "by time only");
+    /* P1 (ids 1-4), P2 (5-8), P1's two refunds (9-12, 13-16), P3 (17): a run per
+     * settlement */
+    char got[256];
+    query_text(&w, "SELECT posts FROM attr_payments ORDER BY payment_id", got, sizeof got);
+    cr_assert_str_eq(got, "1:4,9:4,13:4\n5:4\n17:1\n");
+    world_close(&w);
+}
+
+/* A database of schema 6 (touches by lead, payments by rowid, posts by payment) gets its
+ * touches keyed by span and each payment's list of its posts when the engine starts, and goes
+ * on publishing and reporting exactly as one made by schema 7: later payments read journeys
+ * of migrated touches, later refunds the migrated lists. */
+Test(engine, schema_7_carries_touches_and_posts_of_a_schema_6_database)
+{
+    static world_t a, b;
+    static char evs[MIX_MAX][512], ra[1 << 16], rb[1 << 16];
+    static const char *topics[MIX_MAX];
+    size_t n = mixed_events(7, evs, topics);
+    world_open(&a, FUNNEL_ATTR_ALL_MODELS);
+    world_open(&b, FUNNEL_ATTR_ALL_MODELS);
+    for (size_t i = 0; i < n; i++) {
+        fx_engine_out_clear(&a.eng);
+        fx_engine_out_clear(&b.eng);
+        world_apply(&a, topics[i], evs[i]);
+        world_apply(&b, topics[i], evs[i]);
+        cr_assert_eq(a.eng.n_out, b.eng.n_out, "%s", evs[i]);
+        for (size_t k = 0; k < a.eng.n_out; k++) {
+            size_t la, lb;
+            uint8_t *pa = fx_pack(a.eng.out[k], &la), *pb = fx_pack(b.eng.out[k], &lb);
+            cr_assert(la == lb && !memcmp(pa, pb, la), "%s: output %zu differs", evs[i], k);
+            free(pa);
+            free(pb);
+        }
+        if (i != n - 12) /* most payments in, the refunds to come */
+            continue;
+        char *msg = NULL;
+        cr_assert_eq(sqlite3_exec(funnel_store_db(a.store),
+                                  BEFORE_7
+                                  "UPDATE meta SET value = 6 WHERE key = 'schema.attribution';",
+                                  NULL, NULL, &msg),
+                     SQLITE_OK, "%s", msg);
+        world_restart_engine(&a);
+        world_restart_engine(&b);
+        cr_assert_eq(funnel_store_module_version(a.store, "attribution"), 7);
+    }
+    query_text(&a, "SELECT payment_id, posts FROM attr_payments ORDER BY 1", ra, sizeof ra);
+    query_text(&b, "SELECT payment_id, posts FROM attr_payments ORDER BY 1", rb, sizeof rb);
+    cr_assert_str_eq(ra, rb);
+    cr_assert(strstr(ra, ","), "a payment with several runs: %s", ra);
+    query_text(&a, "SELECT * FROM attr_touches", ra, sizeof ra);
+    query_text(&b, "SELECT * FROM attr_touches", rb, sizeof rb);
+    cr_assert_str_eq(ra, rb);
+    report_text(&a, ra, sizeof ra);
+    report_text(&b, rb, sizeof rb);
+    cr_assert_str_eq(ra, rb);
+    world_close(&a);
+    world_close(&b);
 }

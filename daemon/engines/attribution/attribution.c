@@ -209,6 +209,34 @@ static const char *const schema[] = {
            "  FROM attr_posts p JOIN attr_lines l ON l.id = p.line_id JOIN attr_tags g"
            "  ON g.channel = l.channel AND g.source = l.source AND g.medium = l.medium"
            "  AND g.campaign = l.campaign WHERE true ON CONFLICT DO UPDATE SET " SUMS_ADD ";",
+    /* 7: a commit wrote about one page per row for every B-tree a batch inserts into at a
+     * random place (a lead's, client's or payment's key), and those were most of the engine's
+     * pages late in a year. Touches are keyed by their span of 4 UTC days first: a batch's
+     * touches land on the few pages of their spans, and a journey reads its window span by span
+     * (24 seeks for 90 days; a span of one day wrote a third as many pages at 1M leads but cost
+     * 91 seeks per journey read). A touch's time is kept as the milliseconds into its span: 4
+     * bytes, not 6, pay for the span's 2.
+     * The ids of a
+     * payment's posts, appended in runs by each settlement, are listed in its row
+     * ("first:count,..."), so attr_posts needs no index by payment. (The payment row stays in
+     * a rowid table, appended at its end: one wide row keyed by payment id cost more pages
+     * than the narrow index of the ids.) */
+    "CREATE TABLE attr_touches_new (span INTEGER NOT NULL, lead_id TEXT NOT NULL,"
+    "  ms INTEGER NOT NULL, touch_id NOT NULL, tag_id INTEGER NOT NULL,"
+    "  PRIMARY KEY (span, lead_id, ms, touch_id)) WITHOUT ROWID;"
+    "INSERT INTO attr_touches_new SELECT span, lead_id, at_ms - span * 345600000, touch_id,"
+    "  tag_id FROM (SELECT CASE WHEN at_ms >= 0 THEN at_ms / 345600000"
+    "  ELSE -((-(at_ms + 1)) / 345600000) - 1 END AS span, * FROM attr_touches);"
+    "DROP TABLE attr_touches;"
+    "ALTER TABLE attr_touches_new RENAME TO attr_touches;"
+    "ALTER TABLE attr_payments ADD COLUMN posts TEXT NOT NULL DEFAULT '';"
+    "UPDATE attr_payments SET posts = r.posts FROM (SELECT payment_id,"
+    "  group_concat(first || ':' || n, ',') AS posts FROM (SELECT payment_id, min(id) AS first,"
+    "  count(*) AS n FROM (SELECT payment_id, id, id - row_number() OVER (PARTITION BY"
+    "  payment_id ORDER BY id) AS run FROM attr_posts) GROUP BY payment_id, run"
+    "  ORDER BY payment_id, first) GROUP BY payment_id) r"
+    "  WHERE r.payment_id = attr_payments.payment_id;"
+    "DROP INDEX IF EXISTS attr_posts_by_payment;",
 };
 
 enum stmt_id {
@@ -227,6 +255,7 @@ enum stmt_id {
     S_LEAD_GET,
     S_TOUCHES_GET,
     S_PAYMENT_GET,
+    S_PAYMENT_POSTED,
     S_REFUNDS_GET,
     S_POSTS_GET,
     S_ROW_ADD,
@@ -235,12 +264,14 @@ enum stmt_id {
     S_LINE_GET,
     S_LINE_ADD,
     S_SUM_ADD,
+    S_HANDOFF_LEADS,
+    S_REFUND_PAYMENTS,
     S_COUNT_
 };
 
 /* Earliest (at_ms, event_id) wins for a repeated payment or refund id: an order-free rule. */
 static const char *const stmt_sql[S_COUNT_] = {
-    [S_TOUCH_ADD] = "INSERT INTO attr_touches VALUES (?,?,?,?) ON CONFLICT DO NOTHING",
+    [S_TOUCH_ADD] = "INSERT INTO attr_touches VALUES (?,?,?,?,?) ON CONFLICT DO NOTHING",
     [S_TAG_GET] = "SELECT id FROM attr_tags WHERE channel = ? AND source = ? AND medium = ? AND"
                   " campaign = ?",
     [S_TAG_ADD] = "INSERT INTO attr_tags (channel, source, medium, campaign) VALUES (?,?,?,?)",
@@ -251,7 +282,8 @@ static const char *const stmt_sql[S_COUNT_] = {
                    "ON CONFLICT(lead_id) DO UPDATE SET sql_at_ms = ?2 "
                    "WHERE sql_at_ms IS NULL OR ?2 < sql_at_ms",
     [S_HANDOFF_ADD] = "INSERT INTO attr_handoffs VALUES (?,?,?,?) ON CONFLICT DO NOTHING",
-    [S_PAYMENT_ADD] = "INSERT INTO attr_payments VALUES (?1,?2,?3,?4,?5,?6) "
+    [S_PAYMENT_ADD] = "INSERT INTO attr_payments (payment_id, event_id, client_id, minor,"
+                      " currency, at_ms) VALUES (?1,?2,?3,?4,?5,?6) "
                       "ON CONFLICT(payment_id) DO UPDATE SET event_id = ?2, client_id = ?3, "
                       "minor = ?4, currency = ?5, at_ms = ?6 WHERE (?6, ?2) < (at_ms, event_id)",
     [S_REFUND_ADD] = "INSERT INTO attr_refunds VALUES (?1,?2,?3,?4,?5,?6) "
@@ -265,21 +297,28 @@ static const char *const stmt_sql[S_COUNT_] = {
     [S_HANDOFF_GET] = "SELECT lead_id, at_ms FROM attr_handoffs WHERE client_id = ? "
                       "ORDER BY at_ms, event_id LIMIT 1",
     [S_LEAD_GET] = "SELECT created_at_ms, sql_at_ms FROM attr_leads WHERE lead_id = ?",
-    /* In time order; touch_ids of one time are put in order after decoding (journey_touches). */
-    [S_TOUCHES_GET] = "SELECT t.touch_id, t.at_ms, g.channel, g.source, g.medium, g.campaign"
-                      " FROM attr_touches t JOIN attr_tags g ON g.id = t.tag_id"
-                      " WHERE t.lead_id = ? AND t.at_ms BETWEEN ? AND ? ORDER BY t.at_ms",
-    [S_PAYMENT_GET] = "SELECT client_id, minor, currency, at_ms FROM attr_payments "
+    /* The lead's touches in [?4, ?5], one seek per span ?2..?3 of it, in time order; touch_ids
+     * of one time are put in order after decoding (journey_touches). */
+    [S_TOUCHES_GET] = "WITH RECURSIVE d(span) AS (SELECT ?2 UNION ALL SELECT span + 1 FROM d"
+                      " WHERE span < ?3) SELECT t.touch_id, t.span * 345600000 + t.ms AS at_ms,"
+                      " g.channel, g.source, g.medium, g.campaign FROM d CROSS JOIN"
+                      " attr_touches t JOIN attr_tags g ON g.id = t.tag_id WHERE t.span = d.span"
+                      " AND t.lead_id = ?1 AND at_ms BETWEEN ?4 AND ?5 ORDER BY at_ms",
+    [S_PAYMENT_GET] = "SELECT client_id, minor, currency, at_ms, posts FROM attr_payments "
                       "WHERE payment_id = ?",
+    /* Appends a run of post ids "first:count" to the payment's list (schema 7). */
+    [S_PAYMENT_POSTED] = "UPDATE attr_payments SET posts = CASE posts WHEN '' THEN ?2"
+                         " ELSE posts || ',' || ?2 END WHERE payment_id = ?1",
     [S_REFUNDS_GET] = "SELECT refund_id, minor, at_ms FROM attr_refunds "
                       "WHERE payment_id = ? AND currency = ? ORDER BY at_ms, refund_id",
-    /* Everything ever posted for a payment, read once per settlement that is not the first:
-     * the sums per model and entry are taken in memory (posted_read, refunds_posted). */
+    /* One run of the ids of a payment's posts (its row lists them all), read once per
+     * settlement that is not the first: the sums per model and entry are taken in memory
+     * (posted_read, refunds_posted). */
     [S_POSTS_GET] =
         "SELECT p.refund_id, l.line_key, p.currency, l.lead_id, l.campaign, l.source,"
         " l.medium, l.channel, p.client_id, l.touch_at_ms, p.line_id, p.at_ms, " MODEL_NAMES(
             p.c) ", " MODEL_NAMES(p.w) " FROM attr_posts p JOIN attr_lines l ON l.id = p.line_id"
-                                       " WHERE p.payment_id = ?",
+                                       " WHERE p.id BETWEEN ? AND ?",
     [S_ROW_ADD] = "INSERT INTO attr_posts (payment_id, refund_id, line_id, client_id, currency,"
                   " reversal, at_ms, cause_event_id, " MODEL_NAMES(c) ", " MODEL_NAMES(
                       w) ")"
@@ -293,12 +332,16 @@ static const char *const stmt_sql[S_COUNT_] = {
                    " touch_at_ms) VALUES (?,?,?,?,?,?,?)",
     [S_SUM_ADD] = "INSERT INTO attr_sums VALUES (?,?,?, ?,?,?,?,?,?,?,?,?)"
                   " ON CONFLICT DO UPDATE SET " SUMS_ADD,
+    [S_HANDOFF_LEADS] = "SELECT lead_id FROM attr_handoffs",
+    [S_REFUND_PAYMENTS] = "SELECT payment_id FROM attr_refunds",
 };
 
 /* Kept journeys, one slot per hash of the client id (a newer journey takes the slot): bounds
  * them to this many, a few MB. Kept tags likewise, by hash of their four columns. */
 #define JOURNEY_SLOTS 16384
 #define TAG_SLOTS     1024
+/* Bits of an id filter (128 KiB): under 1% false hits with 50,000 ids. */
+#define FILTER_BITS (1u << 20)
 
 typedef struct kept_journey kept_journey_t;
 typedef struct kept_tag kept_tag_t;
@@ -310,6 +353,8 @@ struct funnel_attribution {
     sqlite3_stmt *st[S_COUNT_];
     kept_journey_t **kept; /* JOURNEY_SLOTS, each NULL or a journey (journey_get) */
     kept_tag_t **tags;     /* TAG_SLOTS, each NULL or an attr_tags row (tag_of) */
+    /* Id filters (filter_has): the leads with a handoff, the payments with a refund. */
+    uint64_t *handoff_leads, *refunded;
 };
 
 /* One line of credit: a journey touch, the unattributed bucket, or a line already posted. */
@@ -340,6 +385,7 @@ typedef struct payment {
     char currency[8];
     int64_t minor;
     int64_t at_ms;
+    char *posts; /* the runs of its posts' ids, "first:count,..."; NULL when none */
 } payment_t;
 
 typedef struct refund {
@@ -529,6 +575,21 @@ static int row_strings(sqlite3_stmt *st, const int *cols, const char **const *ou
     return strings_copy(text, out, n, mem);
 }
 
+/* The touches' key: spans of 4 UTC days since 1970 (schema 7). */
+#define TOUCH_SPAN_MS (4 * DAY_MS)
+
+/* The period of `len` ms a time falls in, rounded down also before 1970 (as schema steps 6
+ * and 7). */
+static int64_t period_of(int64_t at_ms, int64_t len)
+{
+    return at_ms / len - (at_ms % len < 0);
+}
+
+static int64_t day_of(int64_t at_ms)
+{
+    return period_of(at_ms, DAY_MS);
+}
+
 /* ---- touch ids ------------------------------------------------------------------------- */
 
 /* A touch id that starts with a lowercase UUID (every event id funnel's adapters make, and
@@ -583,7 +644,9 @@ static void journey_clear(journey_t *j)
 /* Reads the journey's touches in [from, to] into j->lines. */
 static int journey_touches(run_t *r, journey_t *j, int64_t from, int64_t to)
 {
-    sqlite3_stmt *st = stmt_bind(r->a, S_TOUCHES_GET, "sii", j->lead_id, from, to);
+    sqlite3_stmt *st =
+        stmt_bind(r->a, S_TOUCHES_GET, "siiii", j->lead_id, period_of(from, TOUCH_SPAN_MS),
+                  period_of(to, TOUCH_SPAN_MS), from, to);
     size_t cap = 0;
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -740,6 +803,46 @@ static size_t kept_slot(const char *const *text, size_t n, size_t slots)
         while (*p++);
     }
     return (size_t)(h % slots);
+}
+
+/* ---- id filters --------------------------------------------------------------------------
+ *
+ * Most touches are of leads without a client and most payments have no refund: looking for
+ * them costs a statement per event. A filter holds a bit per hash of every id that has one;
+ * a clear bit means none, a set bit means look. Bits are set when a row is stored and never
+ * cleared: a rolled-back row leaves a bit that only costs a look. Filled from the tables when
+ * the engine starts. */
+
+/* The bit of id (NULL reads as "", as stmt_bind binds it). */
+static size_t filter_bit(const char *id)
+{
+    const char *text = id ? id : "";
+    return kept_slot(&text, 1, FILTER_BITS);
+}
+
+static void filter_add(uint64_t *f, const char *id)
+{
+    size_t b = filter_bit(id);
+    f[b / 64] |= 1ull << (b % 64);
+}
+
+static bool filter_has(const uint64_t *f, const char *id)
+{
+    size_t b = filter_bit(id);
+    return f[b / 64] >> (b % 64) & 1;
+}
+
+/* A new filter of every id in column 0 of statement id. */
+static int filter_fill(funnel_attribution_t *a, enum stmt_id id, uint64_t **out)
+{
+    uint64_t *f = calloc(FILTER_BITS / 64, sizeof *f);
+    if (!(*out = f))
+        return FUNNEL_ENOMEM;
+    sqlite3_stmt *st = a->st[id];
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        filter_add(f, col_text(st, 0));
+    return stmt_done(st, rc);
 }
 
 static bool config_same(const funnel_attribution_config_t *x, const funnel_attribution_config_t *y)
@@ -1188,9 +1291,13 @@ static int entry_settle(run_t *r, const entry_t *e, const journey_t *j, const in
 
 static int refunds_read(run_t *r, const payment_t *pay, refund_t **out, size_t *n_out)
 {
-    sqlite3_stmt *st = stmt_bind(r->a, S_REFUNDS_GET, "ss", pay->id, pay->currency);
     refund_t *list = NULL;
     size_t n = 0, cap = 0;
+    *out = NULL;
+    *n_out = 0;
+    if (!filter_has(r->a->refunded, pay->id))
+        return 0;
+    sqlite3_stmt *st = stmt_bind(r->a, S_REFUNDS_GET, "ss", pay->id, pay->currency);
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         if (grow((void **)&list, &cap, n + 1, sizeof *list)) {
@@ -1313,10 +1420,10 @@ static void stored_clear(run_t *r)
     r->n_stored = 0;
 }
 
-/* Reads every row posted for the payment into r->stored. */
-static int stored_load(run_t *r, const payment_t *pay)
+/* Reads the posts of ids first..last into r->stored. */
+static int stored_run_load(run_t *r, int64_t first, int64_t last)
 {
-    sqlite3_stmt *st = stmt_bind(r->a, S_POSTS_GET, "s", pay->id);
+    sqlite3_stmt *st = stmt_bind(r->a, S_POSTS_GET, "ii", first, last);
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         if (grow((void **)&r->stored, &r->cap_stored, r->n_stored + 1, sizeof *r->stored))
@@ -1346,6 +1453,26 @@ static int stored_load(run_t *r, const payment_t *pay)
 nomem:
     sqlite3_reset(st);
     return FUNNEL_ENOMEM;
+}
+
+/* Reads every row posted for the payment into r->stored: each run of ids its row lists. A
+ * list that does not parse is a damaged database: refused loudly, never read as empty. */
+static int stored_load(run_t *r, const payment_t *pay)
+{
+    for (const char *p = pay->posts; p && *p;) {
+        char *end;
+        long long first = strtoll(p, &end, 10), n = *end == ':' ? strtoll(end + 1, &end, 10) : 0;
+        if (n < 1 || (*end && *end != ',')) {
+            funnel_log_error(r->a->log, "attribution: payment %s: bad post list '%s'", pay->id,
+                             pay->posts);
+            return FUNNEL_EINVAL;
+        }
+        int rc = stored_run_load(r, first, first + n - 1);
+        if (rc)
+            return rc;
+        p = *end ? end + 1 : end;
+    }
+    return 0;
 }
 
 /* One attr_posts row being built: the posts of one entry, line, client, currency and
@@ -1422,11 +1549,6 @@ typedef struct day_sum {
 
 static int tag_id_of(run_t *r, const char *const *c, int64_t *tag);
 
-static int64_t day_of(int64_t at_ms)
-{
-    return at_ms / DAY_MS - (at_ms % DAY_MS < 0);
-}
-
 /* Adds row w's credits into sums[0..*n), merging rows of one day, tag and currency. */
 static int day_sum_add(run_t *r, const row_t *w, day_sum_t *sums, size_t *n)
 {
@@ -1474,6 +1596,23 @@ static int day_sums_write(run_t *r, const row_t *rows, size_t n)
     return rc;
 }
 
+/* Adds the ids first..first+n-1 of the rows just inserted to the payment's list of its posts.
+ * A rowid table gives consecutive inserts consecutive ids; should it ever not, the list would
+ * miss posts, so that is an error. */
+static int rows_list(run_t *r, const payment_t *pay, int64_t first, size_t n)
+{
+    sqlite3 *db = funnel_store_db(r->a->store);
+    if (sqlite3_last_insert_rowid(db) != first + (int64_t)n - 1) {
+        funnel_log_error(r->a->log, "attribution: payment %s: posts %lld.. not consecutive",
+                         pay->id, (long long)first);
+        return FUNNEL_EINVAL;
+    }
+    char run[48];
+    snprintf(run, sizeof run, "%lld:%zu", (long long)first, n);
+    int rc = stmt_run(stmt_bind(r->a, S_PAYMENT_POSTED, "ss", pay->id, run));
+    return rc ? rc : sqlite3_changes(db) == 1 ? 0 : FUNNEL_ESTORE;
+}
+
 /* Stores the settlement's posts, one row per entry and line with every model's credit on it,
  * its day sums and the last posting id given out. */
 static int rows_write(run_t *r, const payment_t *pay)
@@ -1497,8 +1636,13 @@ static int rows_write(run_t *r, const payment_t *pay)
     }
     qsort(rows, n, sizeof *rows, row_cmp);
     int rc = 0;
-    for (size_t i = 0; !rc && i < n; i++)
+    int64_t first = 0;
+    for (size_t i = 0; !rc && i < n; i++) {
         rc = row_insert(r, pay, &rows[i]);
+        if (!i)
+            first = sqlite3_last_insert_rowid(funnel_store_db(r->a->store));
+    }
+    rc = rc ? rc : rows_list(r, pay, first, n);
     rc = rc ? rc : day_sums_write(r, rows, n);
     free(rows);
     return rc ? rc : stmt_run(stmt_bind(r->a, S_COUNTER_SET, "i", r->last_id));
@@ -1543,21 +1687,31 @@ static int payment_settle(run_t *r, const journey_t *j, const payment_t *pay)
 
 /* ---- what an event affects ----------------------------------------------------------- */
 
-/* Reads a stored payment; FUNNEL_ENOTFOUND when unknown (a refund may come first). */
+/* Reads a stored payment; FUNNEL_ENOTFOUND when unknown (a refund may come first). On success
+ * pay->posts is the caller's to free. */
 static int payment_load(run_t *r, const char *payment_id, payment_t *pay)
 {
     sqlite3_stmt *st = stmt_bind(r->a, S_PAYMENT_GET, "s", payment_id);
     int rc = sqlite3_step(st);
+    pay->posts = NULL;
     if (rc == SQLITE_ROW) {
         copy_id(pay->id, payment_id);
         copy_id(pay->client_id, col_text(st, 0));
         pay->minor = sqlite3_column_int64(st, 1);
         snprintf(pay->currency, sizeof pay->currency, "%s", col_text(st, 2));
         pay->at_ms = sqlite3_column_int64(st, 3);
+        const char *posts = col_text(st, 4);
+        if (*posts && !(pay->posts = strdup(posts))) {
+            sqlite3_reset(st);
+            return FUNNEL_ENOMEM;
+        }
     }
     int found = rc == SQLITE_ROW;
-    if ((rc = stmt_done(st, rc)))
+    if ((rc = stmt_done(st, rc))) {
+        free(pay->posts);
+        pay->posts = NULL;
         return rc;
+    }
     return found ? 0 : FUNNEL_ENOTFOUND;
 }
 
@@ -1572,8 +1726,11 @@ static int client_recompute(run_t *r, const char *client_id)
         rc = id_list_read(stmt_bind(r->a, S_PAYMENTS_OF_CLIENT, "s", client_id), &pays);
     for (size_t i = 0; !rc && i < pays.n; i++) {
         payment_t pay;
-        if (!(rc = payment_load(r, pays.ids[i], &pay)) && pay.minor > 0)
+        if ((rc = payment_load(r, pays.ids[i], &pay)))
+            break;
+        if (pay.minor > 0)
             rc = payment_settle(r, j, &pay);
+        free(pay.posts);
     }
     free(pays.ids);
     return rc;
@@ -1585,10 +1742,11 @@ static int payment_recompute(run_t *r, const char *payment_id)
     payment_t pay;
     const journey_t *j;
     int rc = payment_load(r, payment_id, &pay);
-    if (rc || pay.minor <= 0)
+    if (rc)
         return rc == FUNNEL_ENOTFOUND ? 0 : rc;
-    if (!(rc = journey_get(r, pay.client_id, false, &j)))
+    if (pay.minor > 0 && !(rc = journey_get(r, pay.client_id, false, &j)))
         rc = payment_settle(r, j, &pay);
+    free(pay.posts);
     return rc;
 }
 
@@ -1596,6 +1754,8 @@ static int payment_recompute(run_t *r, const char *payment_id)
 static int lead_recompute(run_t *r, const char *lead_id)
 {
     id_list_t clients = {0};
+    if (!filter_has(r->a->handoff_leads, lead_id))
+        return 0;
     int rc = id_list_read(stmt_bind(r->a, S_CLIENTS_OF_LEAD, "s", lead_id), &clients);
     for (size_t i = 0; !rc && i < clients.n; i++)
         rc = client_recompute(r, clients.ids[i]);
@@ -1688,12 +1848,14 @@ static int touch_add(run_t *r, const char *lead_id, const char *touch_id,
         return rc;
     unsigned char packed[FUNNEL_UUID_BYTES + FUNNEL_ID_MAX + 32];
     size_t len;
-    sqlite3_stmt *st = stmt_bind(r->a, S_TOUCH_ADD, "si", lead_id, at);
+    int64_t span = period_of(at, TOUCH_SPAN_MS);
+    sqlite3_stmt *st =
+        stmt_bind(r->a, S_TOUCH_ADD, "isi", span, lead_id, at - span * TOUCH_SPAN_MS);
     if (touch_id_pack(touch_id, packed, &len))
-        sqlite3_bind_blob(st, 3, packed, (int)len, SQLITE_STATIC);
+        sqlite3_bind_blob(st, 4, packed, (int)len, SQLITE_STATIC);
     else
-        sqlite3_bind_text(st, 3, touch_id, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 4, tag);
+        sqlite3_bind_text(st, 4, touch_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 5, tag);
     return stmt_run(st);
 }
 
@@ -1717,6 +1879,7 @@ static int on_refund(run_t *r, const Funnel__V1__PaymentRefunded *b)
         return 0;
     /* A repeated refund_id with an earlier time may move the refund to another payment. */
     int rc = id_list_read(stmt_bind(r->a, S_REFUND_PAYMENT, "s", b->refund_id), &before);
+    filter_add(r->a->refunded, b->payment_id);
     if (!rc)
         rc = stmt_run(stmt_bind(r->a, S_REFUND_ADD, "sssisi", b->refund_id, r->cause->event_id,
                                 b->payment_id, amt->minor, nz(amt->currency),
@@ -1752,6 +1915,8 @@ static int event_apply(run_t *r, const funnel_envelope_t *env)
     }
     case FUNNEL__V1__ENVELOPE__BODY_CLIENT_HANDED_OFF: {
         const Funnel__V1__ClientHandedOff *b = env->client_handed_off;
+        if (b)
+            filter_add(r->a->handoff_leads, b->lead_id);
         if (!b || (rc = stmt_run(stmt_bind(r->a, S_HANDOFF_ADD, "sssi", b->client_id, env->event_id,
                                            b->lead_id, at))))
             return b ? rc : 0;
@@ -1823,6 +1988,9 @@ int funnel_attribution_new(funnel_store_t *store, const funnel_attribution_confi
             goto fail;
         }
     }
+    if ((rc = filter_fill(a, S_HANDOFF_LEADS, &a->handoff_leads)) ||
+        (rc = filter_fill(a, S_REFUND_PAYMENTS, &a->refunded)))
+        goto fail;
     *out = a;
     return 0;
 fail:
@@ -1839,6 +2007,8 @@ void funnel_attribution_destroy(funnel_attribution_t **engine)
     kept_drop_all(*engine);
     free((*engine)->kept);
     free((*engine)->tags);
+    free((*engine)->handoff_leads);
+    free((*engine)->refunded);
     free(*engine);
     *engine = NULL;
 }
