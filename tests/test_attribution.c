@@ -797,7 +797,8 @@ static void assert_next_event_id(world_t *w, int64_t id)
 #define BEFORE_7                                                                                   \
     "CREATE TABLE old_t (lead_id TEXT NOT NULL, at_ms INTEGER NOT NULL, touch_id NOT NULL,"        \
     "  tag_id INTEGER NOT NULL, PRIMARY KEY (lead_id, at_ms, touch_id)) WITHOUT ROWID;"            \
-    "INSERT INTO old_t SELECT lead_id, span * 345600000 + ms, touch_id, tag_id FROM attr_touches;" \
+    "INSERT INTO old_t SELECT lead_id, span * 1382400000 + ms, touch_id, tag_id FROM "             \
+    "attr_touches;"                                                                                \
     "DROP TABLE attr_touches; ALTER TABLE old_t RENAME TO attr_touches;"                           \
     "ALTER TABLE attr_payments DROP COLUMN posts;"                                                 \
     "CREATE INDEX attr_posts_by_payment ON attr_posts(payment_id);"
@@ -1929,15 +1930,15 @@ Test(engine, a_payments_message_packs_its_credits)
 }
 
 /* A batch's touches land on its lead's key wherever that lead is in a year of leads: one page
- * written per touch. Keyed by their span of 4 days first, a span's touches of every lead are
+ * written per touch. Keyed by their span of 16 days first, a span's touches of every lead are
  * stored together. */
 Test(engine, touches_are_stored_by_span_then_lead)
 {
     static world_t w;
     world_open(&w, 1u << FUNNEL_ATTR_LINEAR);
     static const char *const touch[][3] = {{"e-a1", "LA", "1699000000000"},
-                                           {"e-b2", "LB", "1699400000000"},
-                                           {"e-a3", "LA", "1699800000000"}};
+                                           {"e-b2", "LB", "1700600000000"},
+                                           {"e-a3", "LA", "1702200000000"}};
     for (size_t i = 0; i < 3; i++) {
         char json[512];
         snprintf(json, sizeof json,
@@ -1948,8 +1949,8 @@ Test(engine, touches_are_stored_by_span_then_lead)
     }
     char got[256];
     /* the table's own order, its primary key */
-    query_text(&w, "SELECT lead_id, span * 345600000 + ms FROM attr_touches", got, sizeof got);
-    cr_assert_str_eq(got, "LA|1699000000000\nLB|1699400000000\nLA|1699800000000\n");
+    query_text(&w, "SELECT lead_id, span * 1382400000 + ms FROM attr_touches", got, sizeof got);
+    cr_assert_str_eq(got, "LA|1699000000000\nLB|1700600000000\nLA|1702200000000\n");
     world_close(&w);
 }
 

@@ -211,11 +211,13 @@ static const char *const schema[] = {
            "  AND g.campaign = l.campaign WHERE true ON CONFLICT DO UPDATE SET " SUMS_ADD ";",
     /* 7: a commit wrote about one page per row for every B-tree a batch inserts into at a
      * random place (a lead's, client's or payment's key), and those were most of the engine's
-     * pages late in a year. Touches are keyed by their span of 4 UTC days first: a batch's
-     * touches land on the few pages of their spans, and a journey reads its window span by span
-     * (24 seeks for 90 days; a span of one day wrote a third as many pages at 1M leads but cost
-     * 91 seeks per journey read). A touch's time is kept as the milliseconds into its span: 4
-     * bytes, not 6, pay for the span's 2.
+     * pages late in a year. Touches are keyed by their span of 16 UTC days first: a batch's
+     * touches land on the pages of their span, and a journey reads its window span by span
+     * (7 seeks for 90 days). Shorter spans wrote a little fewer pages but cost more seeks:
+     * 4-day spans took 24 seeks, 136 us a journey read at 1M leads, read for nearly every
+     * payment there (54k clients outnumber the kept journeys), 15 us per event in the last
+     * fifth; one-day spans 91. A touch's time is kept as the milliseconds into its span (under
+     * 2^31): 4 bytes, not 6, pay for the span's 2.
      * The ids of a
      * payment's posts, appended in runs by each settlement, are listed in its row
      * ("first:count,..."), so attr_posts needs no index by payment. (The payment row stays in
@@ -224,9 +226,9 @@ static const char *const schema[] = {
     "CREATE TABLE attr_touches_new (span INTEGER NOT NULL, lead_id TEXT NOT NULL,"
     "  ms INTEGER NOT NULL, touch_id NOT NULL, tag_id INTEGER NOT NULL,"
     "  PRIMARY KEY (span, lead_id, ms, touch_id)) WITHOUT ROWID;"
-    "INSERT INTO attr_touches_new SELECT span, lead_id, at_ms - span * 345600000, touch_id,"
-    "  tag_id FROM (SELECT CASE WHEN at_ms >= 0 THEN at_ms / 345600000"
-    "  ELSE -((-(at_ms + 1)) / 345600000) - 1 END AS span, * FROM attr_touches);"
+    "INSERT INTO attr_touches_new SELECT span, lead_id, at_ms - span * 1382400000, touch_id,"
+    "  tag_id FROM (SELECT CASE WHEN at_ms >= 0 THEN at_ms / 1382400000"
+    "  ELSE -((-(at_ms + 1)) / 1382400000) - 1 END AS span, * FROM attr_touches);"
     "DROP TABLE attr_touches;"
     "ALTER TABLE attr_touches_new RENAME TO attr_touches;"
     "ALTER TABLE attr_payments ADD COLUMN posts TEXT NOT NULL DEFAULT '';"
@@ -300,7 +302,7 @@ static const char *const stmt_sql[S_COUNT_] = {
     /* The lead's touches in [?4, ?5], one seek per span ?2..?3 of it, in time order; touch_ids
      * of one time are put in order after decoding (journey_touches). */
     [S_TOUCHES_GET] = "WITH RECURSIVE d(span) AS (SELECT ?2 UNION ALL SELECT span + 1 FROM d"
-                      " WHERE span < ?3) SELECT t.touch_id, t.span * 345600000 + t.ms AS at_ms,"
+                      " WHERE span < ?3) SELECT t.touch_id, t.span * 1382400000 + t.ms AS at_ms,"
                       " g.channel, g.source, g.medium, g.campaign FROM d CROSS JOIN"
                       " attr_touches t JOIN attr_tags g ON g.id = t.tag_id WHERE t.span = d.span"
                       " AND t.lead_id = ?1 AND at_ms BETWEEN ?4 AND ?5 ORDER BY at_ms",
@@ -575,8 +577,8 @@ static int row_strings(sqlite3_stmt *st, const int *cols, const char **const *ou
     return strings_copy(text, out, n, mem);
 }
 
-/* The touches' key: spans of 4 UTC days since 1970 (schema 7). */
-#define TOUCH_SPAN_MS (4 * DAY_MS)
+/* The touches' key: spans of 16 UTC days since 1970 (schema 7). */
+#define TOUCH_SPAN_MS (16 * DAY_MS)
 
 /* The period of `len` ms a time falls in, rounded down also before 1970 (as schema steps 6
  * and 7). */
