@@ -25,6 +25,9 @@ struct walbuf_file {
     size_t len;
     sqlite3_int64 off;
     sqlite3_int64 commit_page; /* offset of the page of a commit frame just begun, or -1 */
+    bool committed; /* a commit frame is written: what follows it (padding copies of it, a
+                       frame cut at a sync point) goes straight to the file until the next
+                       transaction's first frame or a new WAL's header */
 };
 
 static sqlite3_vfs walbuf_vfs;
@@ -69,19 +72,31 @@ static int wb_write(sqlite3_file *file, const void *data, int amt, sqlite3_int64
     bool ends_commit = off == f->commit_page;
     f->commit_page = -1;
     const uint8_t *bytes = data;
-    if (amt == FRAME_HDR_BYTES && off >= WAL_HEADER_BYTES && be32(bytes) && be32(bytes + 4))
-        f->commit_page = off + FRAME_HDR_BYTES;
+    if (amt == FRAME_HDR_BYTES && off >= WAL_HEADER_BYTES) {
+        if (be32(bytes) && be32(bytes + 4)) /* a page and a database size: a commit frame */
+            f->commit_page = off + FRAME_HDR_BYTES;
+        else
+            f->committed = false; /* the next transaction's frames */
+    } else if (off < WAL_HEADER_BYTES) {
+        f->committed = false; /* the WAL starts over */
+    }
     if (!f->buf)
         f->buf = malloc(WALBUF_BYTES);
-    /* Written at once: too large to buffer, no buffer, or a commit frame's header that starts
-     * nothing to append to (a checksum rewrite, or a commit of one page). */
-    if (!f->buf || (size_t)amt > WALBUF_BYTES || (f->commit_page >= 0 && !f->len))
+    /* Written at once: too large to buffer, no buffer, a commit frame's header that starts
+     * nothing to append to (a checksum rewrite, or a commit of one page), or anything after a
+     * commit frame: with synchronous=FULL on storage without powersafe overwrite SQLite pads
+     * the commit with copies of its frame and syncs inside the last one, and a tail kept here
+     * would reach the file only after SQLite published the commit, its error lost. */
+    if (f->committed || !f->buf || (size_t)amt > WALBUF_BYTES || (f->commit_page >= 0 && !f->len))
         return f->real->pMethods->xWrite(f->real, data, amt, off);
     if (!f->len)
         f->off = off;
     memcpy(f->buf + f->len, data, (size_t)amt);
     f->len += (size_t)amt;
-    return ends_commit ? flush(f) : SQLITE_OK;
+    if (!ends_commit)
+        return SQLITE_OK;
+    f->committed = true;
+    return flush(f);
 }
 
 static int wb_close(sqlite3_file *file)
@@ -177,9 +192,22 @@ static int wb_shm_map(sqlite3_file *file, int page, int size, int extend, void v
     return rc ? rc : f->real->pMethods->xShmMap(f->real, page, size, extend, out);
 }
 
+/* The WAL write lock's slot in SQLite's shared-memory locks (WAL_WRITE_LOCK in wal.c). */
+#define SHM_WRITE_LOCK 0
+
+/* A lock taken first writes what is buffered. An unlock is never refused (SQLite ignores its
+ * result, and a refused one would leave the lock held) and writes nothing: every commit's
+ * frames reach the file at its commit frame, so what is still buffered when the write lock is
+ * released is a rolled-back transaction's, which no reader may see and none needs. */
 static int wb_shm_lock(sqlite3_file *file, int offset, int n, int flags)
 {
     walbuf_file_t *f = (walbuf_file_t *)file;
+    if (flags & SQLITE_SHM_UNLOCK) {
+        if (f->wal && offset <= SHM_WRITE_LOCK && offset + n > SHM_WRITE_LOCK &&
+            (flags & SQLITE_SHM_EXCLUSIVE))
+            f->wal->len = 0;
+        return f->real->pMethods->xShmLock(f->real, offset, n, flags);
+    }
     int rc = flush_wal_of(f);
     return rc ? rc : f->real->pMethods->xShmLock(f->real, offset, n, flags);
 }
