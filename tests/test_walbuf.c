@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "harness.h"
 #include "walbuf.h"
 
 static sqlite3_vfs fault_vfs, *unix_vfs;
@@ -192,20 +193,18 @@ static void setup(void)
     cr_assert_eq(funnel_walbuf_register(), SQLITE_OK);
 }
 
-static char dir[64], path[96];
+static fx_tmpdir_t dir;
+static char path[300];
 
 static void fresh_db(void)
 {
-    snprintf(dir, sizeof dir, "/tmp/funnel-walbuf-XXXXXX");
-    cr_assert_not_null(mkdtemp(dir));
-    snprintf(path, sizeof path, "%s/db", dir);
+    fx_tmpdir_make(&dir);
+    snprintf(path, sizeof path, "%s/db", dir.path);
 }
 
 static void cleanup(void)
 {
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    (void)system(cmd);
+    fx_tmpdir_remove(&dir);
 }
 
 static void exec_ok(sqlite3 *db, const char *sql)
@@ -276,7 +275,7 @@ static void padded_commit_tail_fails(const char *vfs, int *commit_rc, int *read_
 {
     setup();
     fresh_db();
-    char uri[160];
+    char uri[320];
     snprintf(uri, sizeof uri, "file:%s?psow=0", path);
     sqlite3 *db = NULL, *reader = NULL;
     cr_assert_eq(sqlite3_open_v2(uri, &db,
